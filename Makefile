@@ -1,0 +1,57 @@
+#  Thin wrapper: everything real is in CMakeLists.txt.
+#    make run    bootstrap, build, start a broker on the embedded default
+#    make test   bootstrap, build (normal + ASan/UBSan), run every test
+#    make bench  micro-benchmarks (codec, storage)
+BUILD  ?= build
+ASAN   ?= build-asan
+PREFIX ?= /usr/local
+JOBS   ?= $(shell nproc)
+
+.PHONY: all bootstrap build asan run test unit integration format format-check bench install clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: bootstrap $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN)/Makefile:
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=ON >/dev/null
+
+asan: bootstrap $(ASAN)/Makefile
+	cmake --build $(ASAN) -j $(JOBS)
+
+run: build
+	$(BUILD)/bin/ternd
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h') && echo "format: ok"
+
+unit: asan
+	cd $(ASAN) && ctest -L unit --output-on-failure
+
+integration: build
+	cd $(BUILD) && ctest -L integration --output-on-failure
+
+test: build asan format-check
+	cd $(ASAN) && ctest -L unit --output-on-failure -j 2
+	cd $(BUILD) && ctest -L integration --output-on-failure
+	@scripts/test-summary $(ASAN) $(BUILD)
+
+bench: build
+	$(BUILD)/bin/bench_codec
+	$(BUILD)/bin/bench_storage
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

@@ -1,0 +1,92 @@
+/*  tern_config.h - ternd's configuration: embedded defaults, a ZPL file
+    (czmq zconfig, `-c FILE`), then command-line flags, in that order.
+
+    Every key, its default and its meaning is in docs/operations.md; the table
+    in tern_config.c is the single source for parsing, --help and
+    --print-config.
+*/
+#ifndef TERN_CONFIG_H_INCLUDED
+#define TERN_CONFIG_H_INCLUDED
+
+#include "tern.h"
+#include "tern_store.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TERN_PEERS_MAX 32
+
+typedef struct {
+    char name[65];                     //  peer name (its dc or node name)
+    char endpoint[256];                //  its replication endpoint
+} tern_peer_config_t;
+
+typedef struct {
+    //  node
+    uint32_t node_id;                  //  node/id         0
+    char dc[65];                       //  node/dc         "dc1"
+    char data_dir[1024];               //  node/data       "./tern-data"
+    bool verbose;                      //  node/verbose    false
+    //  endpoints
+    char listen[256];                  //  server/listen   "tcp://127.0.0.1:7600"
+    char metrics[256];                 //  server/metrics  "127.0.0.1:7609"
+    uint32_t max_connections;          //  server/max_connections 10000
+    uint64_t max_payload;              //  server/max_payload 1M
+    uint64_t heartbeat_ms;             //  server/heartbeat 15s
+    uint64_t heartbeat_timeout_ms;     //  server/heartbeat_timeout 45s
+    //  storage
+    tern_durability_t durability;      //  storage/durability fsync
+    uint64_t map_initial;              //  storage/map_initial 64M
+    uint64_t map_max;                  //  storage/map_max 64G
+    uint32_t batch_max;                //  storage/batch_max 4096
+    uint64_t dedup_window_ms;          //  storage/dedup_window 2m
+    uint32_t dedup_max;                //  storage/dedup_max 1024
+    uint64_t sweep_interval_ms;        //  storage/sweep_interval 1s
+    //  delivery
+    uint64_t ack_wait_ms;              //  delivery/ack_wait 30s
+    uint32_t max_deliver;              //  delivery/max_deliver 5
+    uint64_t backoff_ms;               //  delivery/backoff 100ms
+    uint64_t backoff_max_ms;           //  delivery/backoff_max 1h
+    uint32_t max_inflight;             //  delivery/max_inflight 1000
+    uint64_t ttl_instant_ms;           //  ttl/instant 30s
+    uint64_t ttl_business_ms;          //  ttl/business 2h
+    uint64_t ttl_sync_ms;              //  ttl/sync 7d
+    //  replication
+    char repl_listen[256];             //  repl/listen     "" (off)
+    uint64_t outbox_retention_ms;      //  repl/outbox_retention 72h
+    uint32_t peer_count;               //  number of peers
+    tern_peer_config_t peers[TERN_PEERS_MAX]; //  repl/peers/<name> = endpoint
+} tern_config_t;
+
+/*  Fills CONFIG with the embedded defaults. */
+void
+    tern_config_defaults (tern_config_t *config);
+
+/*  Applies ZPL file PATH over CONFIG. On error returns TERN_ECONFIG and writes
+    one line naming the key, the value and what was expected into ERRBUF. */
+tern_err_t
+    tern_config_load (tern_config_t *config, const char *path, char *errbuf, size_t errlen);
+
+/*  Parses ARGV (ternd's command line) over CONFIG: `-c FILE` is applied first,
+    then every flag in order. Sets *EXIT_NOW and writes to OUT for --help,
+    --print-config and --version. Returns TERN_ECONFIG with ERRBUF on error. */
+tern_err_t
+    tern_config_parse_args (tern_config_t *config, int argc, char **argv, FILE *out,
+                            bool *exit_now, char *errbuf, size_t errlen);
+
+/*  Writes CONFIG as ZPL (what --print-config prints; loadable with -c). */
+void
+    tern_config_print (const tern_config_t *config, FILE *out);
+
+/*  Parses a duration ("250ms", "30s", "5m", "2h", "7d"; a bare number is ms)
+    and a size ("512", "64K", "1M", "2G"). Return false on bad input. */
+bool
+    tern_parse_duration_ms (const char *text, uint64_t *ms);
+bool
+    tern_parse_size (const char *text, uint64_t *bytes);
+
+/*  Fills the storage config from the node config. */
+void
+    tern_config_store (const tern_config_t *config, tern_store_config_t *out);
+
+#endif

@@ -1,0 +1,370 @@
+/*  tern_store.h - the broker's memory: topics, log, dedup, groups, expiry,
+    outbox, on LMDB.
+
+    storage/ is the only code that includes lmdb.h. One tern_store_t per node
+    owns one LMDB environment (named databases inside). There is ONE writer:
+    every change goes through a tern_store_batch_t, which queues operations and
+    applies them all in one write transaction and one commit (group commit);
+    the caller learns each operation's result only after tern_store_batch_commit
+    returns, and must acknowledge producers only then.
+
+    Readers use tern_store_reader_t handles: one per thread, short read
+    transactions (MDB_NOTLS) opened by tern_store_read_begin and closed by
+    tern_store_read_end; a reader must never be held open across a wait. Any
+    pointer a read returns (payload, metadata) is BORROWED from the LMDB map and
+    valid only until tern_store_read_end on that reader.
+
+    Threads: tern_store_new/destroy on one thread while no reader or batch is
+    live. A batch is used by one thread at a time (the writer); each reader by
+    one thread at a time. Readers on different threads run concurrently with the
+    writer.
+*/
+#ifndef TERN_STORE_H_INCLUDED
+#define TERN_STORE_H_INCLUDED
+
+#include "tern.h"
+#include "tern_proto.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tern_store_t tern_store_t;
+typedef struct tern_store_batch_t tern_store_batch_t;
+typedef struct tern_store_reader_t tern_store_reader_t;
+
+typedef enum {
+    TERN_DURABILITY_FSYNC = 0, //  synced commit: durable before the ack (default)
+    TERN_DURABILITY_BATCH = 1, //  MDB_NOMETASYNC: one flush; a crash may lose the last commit
+    TERN_DURABILITY_NONE = 2   //  MDB_NOSYNC: the kernel decides; an OS crash loses data
+} tern_durability_t;
+
+typedef struct {
+    const char *dir;              //  data directory (created if missing)
+    uint64_t map_initial;         //  initial LMDB map size, bytes (default 64 MiB)
+    uint64_t map_max;             //  the map never grows past this (default 64 GiB)
+    tern_durability_t durability; //  default TERN_DURABILITY_FSYNC
+    uint64_t dedup_window_ms;     //  dedup entries older than this expire (default 120000)
+    uint32_t dedup_max;           //  entries kept per producer (default 1024)
+    uint64_t outbox_retention_ms; //  unconfirmed outbox entries dropped after (default 72 h)
+    uint32_t max_topics;          //  default 100000
+    uint32_t max_readers;         //  LMDB reader slots (default 126)
+} tern_store_config_t;
+
+/*  Fills CONFIG with the defaults above (dir = "./tern-data"). */
+void
+    tern_store_config_defaults (tern_store_config_t *config);
+
+/*  Opens (creating if needed) the store in CONFIG->dir. Clears stale reader
+    slots (mdb_reader_check). Returns NULL and sets *ERR (TERN_ESTORAGE,
+    TERN_ECONFIG, TERN_ECORRUPT) on failure. Caller owns the result. */
+tern_store_t *
+    tern_store_new (const tern_store_config_t *config, tern_err_t *err);
+
+/*  Closes the store (final sync). Safe on NULL; nulls *SELF_P. */
+void
+    tern_store_destroy (tern_store_t **self_p);
+
+/*  Counters for metrics and status (read with relaxed atomics, any thread). */
+typedef struct {
+    uint64_t map_size;            //  current LMDB map size, bytes
+    uint64_t map_used;            //  bytes in use (last page * page size)
+    uint64_t file_bytes;          //  data.mdb size on disk
+    uint64_t commits;             //  write transactions committed
+    uint64_t map_grows;           //  times the map grew
+    uint64_t full_errors;         //  batches that hit storage-full
+    uint64_t corrupt_records;     //  CRC mismatches seen by readers
+    uint64_t expired;             //  messages removed by TTL sweeps
+    uint64_t retention_trimmed;   //  messages removed by max_age/max_msgs/max_bytes
+    uint64_t outbox_dropped;      //  outbox entries dropped unconfirmed (retention)
+    uint64_t dedup_entries;       //  dedup entries on disk
+    uint32_t topics;              //  number of topics
+} tern_store_stats_t;
+
+void
+    tern_store_stats (tern_store_t *self, tern_store_stats_t *out);
+
+/*  Clears stale reader slots; call periodically. Returns slots cleared. */
+int
+    tern_store_reader_check (tern_store_t *self);
+
+/* ------------------------------------------------------------------------
+    Topics
+   ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t id;                       //  internal id, stable for the topic's life
+    char name[TERN_TOPIC_MAX + 1];     //  the topic name
+    uint64_t max_age_ms;               //  retention by age, 0 = unlimited
+    uint64_t max_msgs;                 //  retention by count, 0 = unlimited
+    uint64_t max_bytes;                //  retention by payload bytes, 0 = unlimited
+    uint64_t first_seq;                //  first stored seq (last_seq + 1 when empty)
+    uint64_t last_seq;                 //  last assigned seq (0 when none yet)
+    uint64_t msgs;                     //  messages stored
+    uint64_t bytes;                    //  payload bytes stored
+    uint64_t created_ns;               //  creation time
+} tern_topic_info_t;
+
+/* ------------------------------------------------------------------------
+    Write batches (the single writer). Queue operations, then commit once.
+    Every pointer given to a queue call is BORROWED until commit returns.
+    Result pointers are filled by commit.
+   ------------------------------------------------------------------------ */
+
+/*  Caller owns the result; reuse it across commits (reset happens at commit). */
+tern_store_batch_t *
+    tern_store_batch_new (tern_store_t *store);
+void
+    tern_store_batch_destroy (tern_store_batch_t **self_p);
+
+/*  Number of queued operations. */
+size_t
+    tern_store_batch_size (tern_store_batch_t *self);
+
+/*  Result of one append. */
+typedef struct {
+    tern_err_t err;        //  TERN_OK, TERN_EFULL, TERN_ELIMIT (max topics), ...
+    uint32_t topic_id;     //  the topic's id
+    uint64_t seq;          //  the new seq, or the original's when duplicate
+    uint64_t msg_id;       //  MSG->msg_id, or the original's when duplicate
+    bool duplicate;        //  (producer, producer_seq) seen within the window
+} tern_append_result_t;
+
+/*  Queues the append of one message. MSG is a decoded PUBLISH (or REPL_RECORD)
+    frame whose msg_id, timestamp_ns, expire_at_ns, origin and trace_id the
+    broker has filled in; its topic is created on first use with default
+    limits. If MSG->producer is non-empty, (producer, producer_seq) is checked
+    against the dedup window first: a duplicate stores nothing and reports the
+    original. LOCAL is true for messages that originated on this node: they get
+    an outbox entry for replication. */
+void
+    tern_store_batch_append (tern_store_batch_t *self, const tern_frame_t *msg, bool local,
+                             tern_append_result_t *result);
+
+/*  Queues a topic creation or limit change (CREATE if missing, else updates
+    limits). *RESULT_ERR and *ID_OUT (may be NULL) are filled at commit. */
+void
+    tern_store_batch_topic_put (tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err,
+                                uint32_t *id_out);
+
+/*  Queues deleting a topic with its log, groups and indexes (DELETE), or just
+    its messages (PURGE; seqs continue). *RESULT_ERR: TERN_ENOTFOUND if absent.
+    *REMOVED (may be NULL): messages removed. */
+void
+    tern_store_batch_topic_delete (tern_store_batch_t *self, const char *name, bool purge_only,
+                                   tern_err_t *result_err, uint64_t *removed);
+
+/*  Groups. A group is (topic id, name). Its durable state: one cursor per
+    priority lane (the next seq not yet delivered in that lane), the pending
+    set (delivered, unacked), the DLQ, and counters. A seq below its lane cursor
+    that is neither pending nor in the DLQ is acked (or expired). */
+typedef struct {
+    uint32_t topic_id;                 //  the topic
+    char name[TERN_NAME_MAX + 1];      //  the group name
+    uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per priority lane
+    uint64_t pending;                  //  entries in the pending set
+    uint64_t dead;                     //  entries in the DLQ
+    uint64_t delivered;                //  deliveries (first deliveries only)
+    uint64_t redelivered;              //  redeliveries
+    uint64_t acked;                    //  acks
+    uint64_t nacked;                   //  nacks
+    uint64_t ack_floor;                //  every seq below this is acked, dead or expired
+    uint64_t created_ns;               //  creation time
+} tern_group_info_t;
+
+/*  Queues creating group NAME on TOPIC_ID if it does not exist, starting at
+    START/START_VALUE (see tern_start_t): lanes start at the first stored seq,
+    at last_seq + 1 (NEW), at START_VALUE (SEQ), or at the first seq whose
+    timestamp is >= START_VALUE ns (TIME). An existing group is left as is.
+    *RESULT_ERR filled at commit. */
+void
+    tern_store_batch_group_open (tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value,
+                                 tern_err_t *result_err);
+
+/*  Queues deleting a group and all its state. */
+void
+    tern_store_batch_group_delete (tern_store_batch_t *self, uint32_t topic_id,
+                                   const char *name, tern_err_t *result_err);
+
+/*  Queues recording a delivery of SEQ (priority lane PRIORITY) to the group:
+    the pending entry is created or updated with DELIVERY_COUNT and
+    DUE_MS (unix ms at which it is redelivered if not acked), and the lane
+    cursor moves past SEQ if it was not yet. */
+void
+    tern_store_batch_deliver (tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, uint8_t priority, uint32_t delivery_count,
+                              uint64_t due_ms);
+
+/*  Queues an ack of SEQ: its pending entry is removed. An unknown seq is not
+    an error here (the broker checks against its in-memory state). */
+void
+    tern_store_batch_ack (tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                          uint64_t seq);
+
+/*  Queues a nack: the pending entry's due time becomes DUE_MS. */
+void
+    tern_store_batch_nack (tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint64_t due_ms);
+
+/*  Queues moving SEQ from pending to the group's DLQ with REASON and
+    DELIVERY_COUNT. */
+void
+    tern_store_batch_dead (tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint32_t delivery_count, const char *reason);
+
+/*  Queues moving every DLQ entry of the group back to pending with delivery
+    count 0 and due time DUE_MS (so they are redelivered). *MOVED (may be NULL)
+    receives the count. */
+void
+    tern_store_batch_dlq_replay (tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                 uint64_t due_ms, uint64_t *moved);
+
+/*  Queues a sweep: removes up to MAX messages whose expire_at <= NOW_NS (and
+    their index entries), applies max_age retention, and drops dedup entries
+    older than the window and outbox entries past retention. *REMOVED (may be
+    NULL) receives the messages removed. */
+void
+    tern_store_batch_sweep (tern_store_batch_t *self, uint64_t now_ns, uint32_t max,
+                            uint64_t *removed);
+
+/*  Queues setting a named u64 in the meta database (e.g. "id.last_ms", the
+    last snowflake timestamp issued, persisted with every batch). */
+void
+    tern_store_batch_set_u64 (tern_store_batch_t *self, const char *name, uint64_t value);
+
+/*  Replication (see docs/replication.md): */
+
+/*  Queues recording that PEER confirmed the outbox up to POSITION. */
+void
+    tern_store_batch_outbox_confirm (tern_store_batch_t *self, const char *peer,
+                                     uint64_t position);
+
+/*  Queues setting the inbound cursor of ORIGIN (a dc/node name) to POSITION;
+    queue it in the same batch as the records it covers. */
+void
+    tern_store_batch_inbound (tern_store_batch_t *self, const char *origin, uint64_t position);
+
+/*  Commits every queued operation in ONE write transaction. If the map is full
+    it grows (up to map_max) and retries; when it cannot grow, appends fail
+    with TERN_EFULL while acks, deletes and sweeps still commit (so consumers
+    keep draining). Returns TERN_OK when the transaction committed (individual
+    results may still carry errors), or the error that made the whole batch
+    fail (every result then carries it). The batch is empty afterwards. */
+tern_err_t
+    tern_store_batch_commit (tern_store_batch_t *self);
+
+/* ------------------------------------------------------------------------
+    Readers
+   ------------------------------------------------------------------------ */
+
+/*  Caller owns the result. One per thread. */
+tern_store_reader_t *
+    tern_store_reader_new (tern_store_t *store);
+void
+    tern_store_reader_destroy (tern_store_reader_t **self_p);
+
+/*  Opens (renews) the read transaction: a snapshot of the last commit. */
+tern_err_t
+    tern_store_read_begin (tern_store_reader_t *self);
+
+/*  Closes (resets) it; every pointer obtained since begin becomes invalid. */
+void
+    tern_store_read_end (tern_store_reader_t *self);
+
+/*  Inside begin/end: */
+
+tern_err_t
+    tern_store_get_u64 (tern_store_reader_t *self, const char *name, uint64_t *value);
+
+tern_err_t
+    tern_store_topic_get (tern_store_reader_t *self, const char *name, tern_topic_info_t *out);
+tern_err_t
+    tern_store_topic_get_id (tern_store_reader_t *self, uint32_t id, tern_topic_info_t *out);
+
+/*  Calls FN for each topic in name order; FN returns false to stop. */
+typedef bool (tern_topic_fn) (const tern_topic_info_t *topic, void *arg);
+tern_err_t
+    tern_store_topic_list (tern_store_reader_t *self, tern_topic_fn *fn, void *arg);
+
+/*  Reads the message at (TOPIC_ID, SEQ) into OUT: a DELIVER-shaped frame
+    (cmd TERN_CMD_DELIVER) with every message field, meta and payload borrowed
+    from the map until read_end. Verifies the record's CRC32C: a mismatch
+    returns TERN_ECORRUPT and counts it. TERN_ENOTFOUND if absent. */
+tern_err_t
+    tern_store_read (tern_store_reader_t *self, uint32_t topic_id, uint64_t seq,
+                     tern_frame_t *out);
+
+/*  Finds the message with MSG_ID: its topic id and seq. */
+tern_err_t
+    tern_store_find_msg (tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
+                         uint64_t *seq);
+
+/*  Lists up to MAX seqs of priority lane PRIORITY of TOPIC_ID that are
+    >= FROM_SEQ, in order, into SEQS; *COUNT receives how many. */
+tern_err_t
+    tern_store_lane_scan (tern_store_reader_t *self, uint32_t topic_id, uint8_t priority,
+                          uint64_t from_seq, uint64_t *seqs, size_t max, size_t *count);
+
+tern_err_t
+    tern_store_group_get (tern_store_reader_t *self, uint32_t topic_id, const char *name,
+                          tern_group_info_t *out);
+
+/*  Calls FN for each group of TOPIC_ID (every topic if TOPIC_ID is 0). */
+typedef bool (tern_group_fn) (const tern_group_info_t *group, void *arg);
+tern_err_t
+    tern_store_group_list (tern_store_reader_t *self, uint32_t topic_id, tern_group_fn *fn,
+                           void *arg);
+
+/*  A pending or dead-lettered entry of a group. */
+typedef struct {
+    uint64_t seq;                      //  the message's seq
+    uint32_t delivery_count;           //  deliveries so far
+    uint64_t due_ms;                   //  pending: redelivery time; dead: time it died
+    uint8_t priority;                  //  its lane
+    char reason[TERN_REASON_MAX + 1];  //  dead: why
+} tern_entry_t;
+
+typedef bool (tern_entry_fn) (const tern_entry_t *entry, void *arg);
+
+/*  Calls FN for each pending entry of the group in seq order. */
+tern_err_t
+    tern_store_pending_list (tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                             tern_entry_fn *fn, void *arg);
+
+/*  Calls FN for each DLQ entry of the group in seq order. */
+tern_err_t
+    tern_store_dlq_list (tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                         tern_entry_fn *fn, void *arg);
+
+/*  Outbox: the local commit order. Each entry is a message (topic id, seq,
+    msg_id) or an ack-state change (REPL_ACKSTATE fields). */
+typedef struct {
+    uint64_t position;                 //  outbox position, from 1
+    bool is_ackstate;                  //  false: a message; true: an ack-state change
+    uint32_t topic_id;                 //  message: its topic
+    uint64_t seq;                      //  message: its seq
+    uint64_t msg_id;                   //  message id (both kinds)
+    char group[TERN_NAME_MAX + 1];     //  ack-state: the group
+    uint32_t op;                       //  ack-state: TERN_CMD_ACK, TERN_CMD_TERM...
+    uint64_t at_ns;                    //  commit time
+} tern_outbox_entry_t;
+
+typedef bool (tern_outbox_fn) (const tern_outbox_entry_t *entry, void *arg);
+
+/*  Calls FN for outbox entries with position >= FROM, at most MAX of them. */
+tern_err_t
+    tern_store_outbox_read (tern_store_reader_t *self, uint64_t from, size_t max,
+                            tern_outbox_fn *fn, void *arg);
+
+/*  The last outbox position, and what PEER confirmed / what was applied from
+    ORIGIN. */
+tern_err_t
+    tern_store_outbox_last (tern_store_reader_t *self, uint64_t *position);
+tern_err_t
+    tern_store_outbox_confirmed (tern_store_reader_t *self, const char *peer,
+                                 uint64_t *position);
+tern_err_t
+    tern_store_inbound_get (tern_store_reader_t *self, const char *origin, uint64_t *position);
+
+#endif
