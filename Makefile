@@ -2,6 +2,9 @@
 #    make run    bootstrap, build, start a broker on the embedded default
 #    make test   bootstrap, build (normal + ASan/UBSan), run every test
 #    make bench  micro-benchmarks (codec, storage)
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+
 BUILD  ?= build
 ASAN   ?= build-asan
 PREFIX ?= /usr/local
@@ -41,10 +44,11 @@ unit: asan
 integration: build
 	cd $(BUILD) && ctest -L integration --output-on-failure
 
-test: build asan format-check
-	cd $(ASAN) && ctest -L unit --output-on-failure -j 2
-	cd $(BUILD) && ctest -L integration --output-on-failure
-	@scripts/test-summary $(ASAN) $(BUILD)
+test: build asan
+	@$(MAKE) --no-print-directory format-check
+	cd $(ASAN) && ctest -L unit --output-on-failure -j 2 | tee ctest-unit.log
+	cd $(BUILD) && ctest -L integration --output-on-failure | tee ctest-integration.log
+	@scripts/test-summary $(ASAN)/ctest-unit.log $(BUILD)/ctest-integration.log
 
 bench: build
 	$(BUILD)/bin/bench_codec

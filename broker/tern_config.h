@@ -17,76 +17,91 @@
 #define TERN_PEERS_MAX 32
 
 typedef struct {
-    char name[65];                     //  peer name (its dc or node name)
-    char endpoint[256];                //  its replication endpoint
+    char name[65];      //  peer name (its dc or node name)
+    char endpoint[256]; //  its replication endpoint
 } tern_peer_config_t;
 
 typedef struct {
     //  node
-    uint32_t node_id;                  //  node/id         0
-    char dc[65];                       //  node/dc         "dc1"
-    char data_dir[1024];               //  node/data       "./tern-data"
-    bool verbose;                      //  node/verbose    false
+    uint32_t node_id;                //  node/id         0
+    char dc[65];                     //  node/dc         "dc1"
+    char data_dir[1024];             //  node/data       "./tern-data"
+    bool verbose;                    //  node/verbose    false
+    uint64_t clock_backwards_max_ms; //  node/clock_backwards_max 1s (id generator bound)
     //  endpoints
-    char listen[256];                  //  server/listen   "tcp://127.0.0.1:7600"
-    char metrics[256];                 //  server/metrics  "127.0.0.1:7609"
-    uint32_t max_connections;          //  server/max_connections 10000
-    uint64_t max_payload;              //  server/max_payload 1M
-    uint64_t heartbeat_ms;             //  server/heartbeat 15s
-    uint64_t heartbeat_timeout_ms;     //  server/heartbeat_timeout 45s
+    char listen[256];              //  server/listen   "tcp://127.0.0.1:7600"
+    char metrics[256];             //  server/metrics  "127.0.0.1:7609"
+    uint32_t max_connections;      //  server/max_connections 10000
+    uint64_t max_payload;          //  server/max_payload 1M
+    uint64_t heartbeat_ms;         //  server/heartbeat 15s
+    uint64_t heartbeat_timeout_ms; //  server/heartbeat_timeout 45s
     //  storage
-    tern_durability_t durability;      //  storage/durability fsync
-    uint64_t map_initial;              //  storage/map_initial 64M
-    uint64_t map_max;                  //  storage/map_max 64G
-    uint32_t batch_max;                //  storage/batch_max 4096
-    uint64_t dedup_window_ms;          //  storage/dedup_window 2m
-    uint32_t dedup_max;                //  storage/dedup_max 1024
-    uint64_t sweep_interval_ms;        //  storage/sweep_interval 1s
+    tern_durability_t durability; //  storage/durability fsync
+    uint64_t map_initial;         //  storage/map_initial 64M
+    uint64_t map_max;             //  storage/map_max 64G
+    uint32_t batch_max;           //  storage/batch_max 4096
+    uint64_t dedup_window_ms;     //  storage/dedup_window 2m
+    uint32_t dedup_max;           //  storage/dedup_max 1024
+    uint64_t sweep_interval_ms;   //  storage/sweep_interval 1s
+    uint32_t max_topics;          //  storage/max_topics 100000
+    uint32_t max_readers;         //  storage/max_readers 126
     //  delivery
-    uint64_t ack_wait_ms;              //  delivery/ack_wait 30s
-    uint32_t max_deliver;              //  delivery/max_deliver 5
-    uint64_t backoff_ms;               //  delivery/backoff 100ms
-    uint64_t backoff_max_ms;           //  delivery/backoff_max 1h
-    uint32_t max_inflight;             //  delivery/max_inflight 1000
-    uint64_t ttl_instant_ms;           //  ttl/instant 30s
-    uint64_t ttl_business_ms;          //  ttl/business 2h
-    uint64_t ttl_sync_ms;              //  ttl/sync 7d
+    uint64_t ack_wait_ms;     //  delivery/ack_wait 30s
+    uint32_t max_deliver;     //  delivery/max_deliver 5
+    uint64_t backoff_ms;      //  delivery/backoff 100ms
+    uint64_t backoff_max_ms;  //  delivery/backoff_max 1h
+    uint32_t max_inflight;    //  delivery/max_inflight 1000
+    uint64_t ttl_instant_ms;  //  ttl/instant 30s
+    uint64_t ttl_business_ms; //  ttl/business 2h
+    uint64_t ttl_sync_ms;     //  ttl/sync 7d
     //  replication
-    char repl_listen[256];             //  repl/listen     "" (off)
-    uint64_t outbox_retention_ms;      //  repl/outbox_retention 72h
-    uint32_t peer_count;               //  number of peers
+    char repl_listen[256];                    //  repl/listen     "" (off)
+    uint64_t outbox_retention_ms;             //  repl/outbox_retention 72h
+    uint32_t peer_count;                      //  number of peers
     tern_peer_config_t peers[TERN_PEERS_MAX]; //  repl/peers/<name> = endpoint
 } tern_config_t;
 
 /*  Fills CONFIG with the embedded defaults. */
-void
-    tern_config_defaults (tern_config_t *config);
+void tern_config_defaults(tern_config_t *config);
 
 /*  Applies ZPL file PATH over CONFIG. On error returns TERN_ECONFIG and writes
     one line naming the key, the value and what was expected into ERRBUF. */
-tern_err_t
-    tern_config_load (tern_config_t *config, const char *path, char *errbuf, size_t errlen);
+tern_err_t tern_config_load(tern_config_t *config, const char *path, char *errbuf, size_t errlen);
 
 /*  Parses ARGV (ternd's command line) over CONFIG: `-c FILE` is applied first,
     then every flag in order. Sets *EXIT_NOW and writes to OUT for --help,
-    --print-config and --version. Returns TERN_ECONFIG with ERRBUF on error. */
-tern_err_t
-    tern_config_parse_args (tern_config_t *config, int argc, char **argv, FILE *out,
-                            bool *exit_now, char *errbuf, size_t errlen);
+    --print-config and --version (--help and --version win over any error
+    elsewhere on the line; --print-config prints only a valid config).
+    `--flag VALUE` and `--flag=VALUE` both work. Returns TERN_ECONFIG with
+    ERRBUF on error; the caller prints ERRBUF and exits non-zero. */
+tern_err_t tern_config_parse_args(tern_config_t *config, int argc, char **argv, FILE *out,
+                                  bool *exit_now, char *errbuf, size_t errlen);
 
 /*  Writes CONFIG as ZPL (what --print-config prints; loadable with -c). */
-void
-    tern_config_print (const tern_config_t *config, FILE *out);
+void tern_config_print(const tern_config_t *config, FILE *out);
 
 /*  Parses a duration ("250ms", "30s", "5m", "2h", "7d"; a bare number is ms)
-    and a size ("512", "64K", "1M", "2G"). Return false on bad input. */
-bool
-    tern_parse_duration_ms (const char *text, uint64_t *ms);
-bool
-    tern_parse_size (const char *text, uint64_t *bytes);
+    and a size ("512", "64K", "1M", "2G", "1T"; K = 1024, also "KB", "KiB";
+    a bare number is bytes). Return false on bad input, including overflow.
+    (The size parser is not called tern_parse_size: tern.h has that name for
+    the client's tern_err_t-returning twin, which tern_broker does not link.) */
+bool tern_parse_duration_ms(const char *text, uint64_t *ms);
+bool tern_config_parse_size(const char *text, uint64_t *bytes);
 
-/*  Fills the storage config from the node config. */
-void
-    tern_config_store (const tern_config_t *config, tern_store_config_t *out);
+/*  Checks every key's range and the rules that span several keys
+    (heartbeat_timeout > heartbeat,
+    backoff_max >= backoff, map_max >= map_initial, unique peer names...).
+    tern_config_load and tern_config_parse_args call it once everything is
+    applied. Returns TERN_ECONFIG with one line in ERRBUF on error. */
+tern_err_t tern_config_check(const tern_config_t *config, char *errbuf, size_t errlen);
+
+/*  Writes the configuration reference (every key: ZPL path, flag, default,
+    meaning) as a Markdown table; docs/operations.md holds a copy and
+    test_config checks that the copy is current. */
+void tern_config_reference(FILE *out);
+
+/*  Fills the storage config from the node config. OUT->dir borrows
+    CONFIG->data_dir: valid while CONFIG lives. */
+void tern_config_store(const tern_config_t *config, tern_store_config_t *out);
 
 #endif

@@ -35,7 +35,7 @@
 #define TERN_META_VALUE_MAX   1024    /* metadata value bytes */
 #define TERN_HEADER_MAX       65536   /* encoded header frame, bytes */
 #define TERN_PAYLOAD_MAX      1048576 /* default max payload, bytes (1 MiB) */
-#define TERN_PUBACK_MAX       4096    /* entries in one PUBACK frame */
+#define TERN_PUBACK_MAX       2048    /* entries in one PUBACK frame (29 B each; fits TERN_HEADER_MAX) */
 #define TERN_PRIORITY_MAX     9       /* priorities are 0..9 */
 #define TERN_PRIORITY_DEFAULT 4
 

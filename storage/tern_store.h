@@ -367,4 +367,31 @@ tern_err_t
 tern_err_t
     tern_store_inbound_get (tern_store_reader_t *self, const char *origin, uint64_t *position);
 
+/* ------------------------------------------------------------------------
+    Additions by the storage implementation (see docs/storage.md)
+   ------------------------------------------------------------------------ */
+
+/*  Queues an ack-state outbox entry (replication of ACK/TERM/dead state by
+    msg_id): OP is TERN_CMD_ACK, TERN_CMD_TERM, ... Positions are shared with
+    the message entries of the outbox. */
+void
+    tern_store_batch_ackstate (tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                               uint64_t seq, uint64_t msg_id, uint32_t op);
+
+/*  Flushes data and meta pages to disk now (mdb_env_sync, forced). With
+    TERN_DURABILITY_BATCH a commit's meta page is written but not flushed:
+    acknowledge a batch after the NEXT commit or after this call, and it is as
+    durable as FSYNC mode. Call from the writer thread. Returns TERN_OK or
+    TERN_ESTORAGE. */
+tern_err_t
+    tern_store_sync (tern_store_t *self);
+
+/*  CRC32C (Castagnoli) of LEN bytes at BUF, continuing from CRC (0 to start).
+    Uses SSE4.2 when the CPU has it; tern_crc32c_sw is the table version (both
+    give the same result; exposed for tests). Thread-safe. */
+uint32_t
+    tern_crc32c (uint32_t crc, const void *buf, size_t len);
+uint32_t
+    tern_crc32c_sw (uint32_t crc, const void *buf, size_t len);
+
 #endif

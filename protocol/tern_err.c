@@ -1,0 +1,68 @@
+/*  tern_err.c - names and descriptions of the tern_err_t codes.
+
+    The codes are shared by the broker, the client and the wire (ERROR frames
+    carry them), so this table lives in protocol/, the one module everybody
+    links. Both functions return static strings and are thread-safe.
+*/
+#include "tern.h"
+
+#include <stddef.h>
+
+typedef struct {
+    int code;         //  the tern_err_t value
+    const char *name; //  symbolic name, e.g. "TERN_EFULL"
+    const char *text; //  one-line description
+} s_err_entry_t;
+
+static const s_err_entry_t s_errors[] = {
+    {TERN_OK, "TERN_OK", "success"},
+    {TERN_EMALFORMED, "TERN_EMALFORMED",
+     "malformed frame: not msgpack, truncated or trailing bytes"},
+    {TERN_EMAGIC, "TERN_EMAGIC", "frame does not start with the tern magic"},
+    {TERN_EVERSION, "TERN_EVERSION", "protocol version not supported"},
+    {TERN_ECOMMAND, "TERN_ECOMMAND", "unknown command"},
+    {TERN_ETYPE, "TERN_ETYPE", "a field has the wrong type"},
+    {TERN_EMISSING, "TERN_EMISSING", "a required field is missing"},
+    {TERN_ETOOBIG, "TERN_ETOOBIG", "frame, payload or field over its limit"},
+    {TERN_ETOPIC, "TERN_ETOPIC", "invalid topic name or pattern"},
+    {TERN_ENAME, "TERN_ENAME", "invalid name (group, producer, dc, key or operation)"},
+    {TERN_ETRACE, "TERN_ETRACE", "trace id is not a W3C traceparent"},
+    {TERN_EMETA, "TERN_EMETA", "invalid metadata map"},
+    {TERN_ERANGE, "TERN_ERANGE", "number outside its allowed range"},
+    {TERN_EFRAMES, "TERN_EFRAMES", "wrong number of message frames"},
+    {TERN_EINVAL, "TERN_EINVAL", "invalid argument"},
+    {TERN_ENOTFOUND, "TERN_ENOTFOUND", "not found"},
+    {TERN_EEXIST, "TERN_EEXIST", "already exists"},
+    {TERN_ESTATE, "TERN_ESTATE", "not allowed in the current state"},
+    {TERN_EDENIED, "TERN_EDENIED", "not authenticated or not authorized"},
+    {TERN_ELIMIT, "TERN_ELIMIT", "a configured limit was reached"},
+    {TERN_EFULL, "TERN_EFULL", "storage full"},
+    {TERN_ECORRUPT, "TERN_ECORRUPT", "stored record failed its checksum"},
+    {TERN_ESTORAGE, "TERN_ESTORAGE", "storage I/O error"},
+    {TERN_ETIMEOUT, "TERN_ETIMEOUT", "operation timed out"},
+    {TERN_ECLOSED, "TERN_ECLOSED", "connection or object is closed"},
+    {TERN_ECLOCK, "TERN_ECLOCK", "clock went backwards beyond the allowed bound"},
+    {TERN_ENOMEM, "TERN_ENOMEM", "out of memory"},
+    {TERN_EBUSY, "TERN_EBUSY", "temporarily unable, retry later"},
+    {TERN_ECONFIG, "TERN_ECONFIG", "bad configuration"},
+    {TERN_EINTERNAL, "TERN_EINTERNAL", "internal error (a bug: please report)"},
+};
+
+static const s_err_entry_t *s_find(int err) {
+    for (size_t i = 0; i < sizeof s_errors / sizeof s_errors[0]; i++) {
+        if (s_errors[i].code == err) {
+            return &s_errors[i];
+        }
+    }
+    return NULL;
+}
+
+const char *tern_strerror(int err) {
+    const s_err_entry_t *entry = s_find(err);
+    return entry ? entry->text : "unknown error";
+}
+
+const char *tern_errname(int err) {
+    const s_err_entry_t *entry = s_find(err);
+    return entry ? entry->name : "TERN_E?";
+}

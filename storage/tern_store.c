@@ -1,0 +1,2853 @@
+/*  tern_store.c - the broker's memory on LMDB: topics, log, dedup, groups,
+    expiry, outbox.
+
+    One LMDB environment per node with named databases (the layout, record
+    format and durability trade-offs are in docs/storage.md). Only this file
+    calls mdb_*. Writes go through tern_store_batch_t: operations are queued,
+    then applied in one write transaction (group commit). Readers use short
+    MDB_NOTLS read transactions, guarded by a process-wide rwlock so the single
+    writer can grow the map (mdb_env_set_mapsize needs no live transaction).
+*/
+#include "tern_store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tern storage records are little-endian; port s_put*/s_get* first"
+#endif
+
+/*  Named databases. Keys marked BE are big-endian so LMDB's memcmp order is
+    numeric order. */
+enum {
+    S_META,       //  name -> u64 (LE)
+    S_TOPICS,     //  topic name -> s_topic_rec_t
+    S_TOPIC_IDS,  //  topic id BE32 -> topic name
+    S_LOG,        //  global log seq BE64 -> record (MDB_APPEND)
+    S_TINDEX,     //  topic BE32 + seq BE64 -> global log seq (LE64)
+    S_PRIO,       //  topic BE32 + priority u8 + seq BE64 -> empty
+    S_MSGID,      //  msg_id BE64 -> topic BE32 + seq BE64
+    S_DEDUP,      //  producer + NUL + producer_seq BE64 -> s_dedup_val
+    S_DEDUP_TIME, //  time_ns BE64 + producer + NUL + producer_seq BE64 -> empty
+    S_DEDUP_PROD, //  producer -> entry count (LE64)
+    S_EXPIRY,     //  expire_at_ns BE64 + topic BE32 + seq BE64 -> empty
+    S_GROUPS,     //  topic BE32 + group name -> s_group_rec_t
+    S_PENDING,    //  topic BE32 + group + NUL + seq BE64 -> entry
+    S_DLQ,        //  topic BE32 + group + NUL + seq BE64 -> entry + reason
+    S_OUTBOX,     //  position BE64 -> outbox entry (MDB_APPEND)
+    S_PEERS,      //  peer name -> confirmed position (LE64)
+    S_INBOUND,    //  origin name -> applied position (LE64)
+    S_DBI_COUNT
+};
+
+static const char *s_dbi_names[S_DBI_COUNT] = {
+    "meta",    "topics", "topic_ids",  "log",        "tindex", "prio",
+    "msgid",   "dedup",  "dedup_time", "dedup_prod", "expiry", "groups",
+    "pending", "dlq",    "outbox",     "peers",      "inbound"};
+
+#define S_META_OUTBOX_LAST "store.outbox_last"
+#define S_META_TOPIC_NEXT  "store.topic_last_id"
+
+/*  Log record layout (little-endian, version 1). The CRC32C covers every byte
+    after the CRC field. Variable parts follow the fixed header in this order:
+    producer, key, trace_id, origin, meta, payload. */
+#define R_CRC          0  //  u32 CRC32C of bytes [4, size)
+#define R_VERSION      4  //  u8 record format version
+#define R_PRIORITY     5  //  u8 priority 0..9
+#define R_RESERVED     6  //  u16 zero
+#define R_TOPIC        8  //  u32 topic id
+#define R_FIELDS       12 //  u32 TERN_F_* bits of the frame
+#define R_MSG_ID       16 //  u64
+#define R_SEQ          24 //  u64
+#define R_PSEQ         32 //  u64 producer_seq
+#define R_TS           40 //  u64 timestamp_ns
+#define R_EXPIRE       48 //  u64 expire_at_ns
+#define R_PRODUCER_LEN 56 //  u8
+#define R_KEY_LEN      57 //  u8
+#define R_TRACE_LEN    58 //  u8
+#define R_ORIGIN_LEN   59 //  u8
+#define R_META_COUNT   60 //  u32
+#define R_META_SIZE    64 //  u32
+#define R_PAYLOAD_SIZE 68 //  u32
+#define R_HEADER       72 //  fixed header size
+#define R_FORMAT       1  //  current record version
+
+#define S_TOPIC_VERSION 1
+#define S_GROUP_VERSION 1
+#define S_ENTRY_SIZE    16 //  pending/dlq entry: u32 count, u8 prio, 3 pad, u64 due_ms
+#define S_DEDUP_SIZE    32 //  u64 msg_id, u64 seq, u32 topic, u32 pad, u64 time_ns
+#define S_OUTBOX_HDR                                                                               \
+    40                               //  u8 kind, u8 group len, u16 pad, u32 topic, u64 seq, msg_id,
+                                     //  u32 op, u32 pad, u64 at_ns; then the group name
+#define S_RESERVE_MIN   (256u << 10) //  map reserve for non-append work when full
+#define S_RESERVE_MAX   (64u << 20)
+#define S_GROUP_KEY_MAX (4 + TERN_NAME_MAX)
+#define S_ENTRY_KEY_MAX (4 + TERN_NAME_MAX + 1 + 8)
+
+typedef struct {
+    uint64_t version;    //  S_TOPIC_VERSION
+    uint64_t id;         //  topic id
+    uint64_t max_age_ms; //  retention by age, 0 = unlimited
+    uint64_t max_msgs;   //  retention by count, 0 = unlimited
+    uint64_t max_bytes;  //  retention by payload bytes, 0 = unlimited
+    uint64_t first_seq;  //  first stored seq (last_seq + 1 when empty)
+    uint64_t last_seq;   //  last assigned seq
+    uint64_t msgs;       //  messages stored
+    uint64_t bytes;      //  payload bytes stored
+    uint64_t created_ns; //  creation time
+} s_topic_rec_t;
+
+typedef struct {
+    uint64_t version;                          //  S_GROUP_VERSION
+    uint64_t created_ns;                       //  creation time
+    uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per lane
+    uint64_t pending;                          //  pending entries
+    uint64_t dead;                             //  DLQ entries
+    uint64_t delivered;                        //  first deliveries
+    uint64_t redelivered;                      //  redeliveries
+    uint64_t acked;                            //  acks
+    uint64_t nacked;                           //  nacks
+} s_group_rec_t;
+
+struct tern_store_t {
+    MDB_env *env;                       //  the environment
+    MDB_dbi dbi[S_DBI_COUNT];           //  named databases
+    tern_store_config_t config;         //  copy of the config (dir points to dir below)
+    char dir[PATH_MAX];                 //  data directory
+    pthread_rwlock_t lock;              //  readers: shared; map resize: exclusive
+    uint64_t page_size;                 //  OS page size
+    uint64_t map_max;                   //  map ceiling, page-aligned
+    uint64_t map_soft;                  //  appends stop here (map_max - reserve)
+    uint64_t shrink_tried;              //  map size at the last shrink attempt
+    uint64_t log_last;                  //  writer: last global log seq
+    uint64_t outbox_last;               //  writer: last outbox position
+    uint64_t topic_next;                //  writer: last topic id assigned
+    _Atomic uint64_t map_size;          //  current map size
+    _Atomic uint64_t commits;           //  stats
+    _Atomic uint64_t map_grows;         //  stats
+    _Atomic uint64_t full_errors;       //  stats
+    _Atomic uint64_t corrupt_records;   //  stats
+    _Atomic uint64_t expired;           //  stats
+    _Atomic uint64_t retention_trimmed; //  stats
+    _Atomic uint64_t outbox_dropped;    //  stats
+    _Atomic uint64_t dedup_entries;     //  stats
+    _Atomic uint32_t topics;            //  stats
+};
+
+/* ------------------------------------------------------------------------
+    Small helpers
+   ------------------------------------------------------------------------ */
+
+static void s_be32_put(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void s_be64_put(uint8_t *p, uint64_t v) {
+    s_be32_put(p, (uint32_t)(v >> 32));
+    s_be32_put(p + 4, (uint32_t)v);
+}
+
+static uint32_t s_be32_get(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static uint64_t s_be64_get(const uint8_t *p) {
+    return ((uint64_t)s_be32_get(p) << 32) | s_be32_get(p + 4);
+}
+
+static void s_le32_put(uint8_t *p, uint32_t v) {
+    memcpy(p, &v, 4);
+}
+
+static void s_le64_put(uint8_t *p, uint64_t v) {
+    memcpy(p, &v, 8);
+}
+
+static uint32_t s_le32_get(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t s_le64_get(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint64_t s_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static tern_err_t s_err(int rc) {
+    switch (rc) {
+        case MDB_SUCCESS:
+            return TERN_OK;
+        case MDB_NOTFOUND:
+            return TERN_ENOTFOUND;
+        case MDB_MAP_FULL:
+            return TERN_EFULL;
+        case MDB_CORRUPTED:
+        case MDB_PAGE_NOTFOUND:
+        case MDB_INVALID:
+        case MDB_VERSION_MISMATCH:
+            return TERN_ECORRUPT;
+        case MDB_TXN_FULL:
+            return TERN_ETOOBIG;
+        case ENOMEM:
+            return TERN_ENOMEM;
+        default:
+            return TERN_ESTORAGE;
+    }
+}
+
+//  An LMDB "not found" on delete or get is an answer, not a failure.
+static int s_del(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len) {
+    MDB_val k = {key_len, (void *)key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  Puts with MDB_APPEND when KEY sorts after the last key of DBI (the common
+//  case for ascending ids and the newest topic), else a normal put.
+static int s_put_tail(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v, unsigned flags) {
+    int rc = mdb_put(txn, dbi, k, v, flags | MDB_APPEND);
+    return rc == MDB_KEYEXIST ? mdb_put(txn, dbi, k, v, flags) : rc;
+}
+
+static int s_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t value) {
+    uint8_t buf[8];
+    s_le64_put(buf, value);
+    MDB_val k = {strlen(name), (void *)name};
+    MDB_val v = {8, buf};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static int s_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *value) {
+    MDB_val k = {strlen(name), (void *)name};
+    MDB_val v;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 8) {
+            return MDB_CORRUPTED;
+        }
+        *value = s_le64_get(v.mv_data);
+    }
+    return rc;
+}
+
+//  Builds topic BE32 + group name + NUL (+ seq BE64 if WITH_SEQ) into KEY.
+static size_t s_entry_key(uint8_t *key, uint32_t topic_id, const char *group, size_t group_len,
+                          uint64_t seq, bool with_seq) {
+    s_be32_put(key, topic_id);
+    memcpy(key + 4, group, group_len);
+    key[4 + group_len] = 0;
+    size_t len = 4 + group_len + 1;
+    if (with_seq) {
+        s_be64_put(key + len, seq);
+        len += 8;
+    }
+    return len;
+}
+
+static size_t s_name_len(const char *name, size_t max) {
+    return name ? strnlen(name, max + 1) : 0;
+}
+
+static void s_copy_name(char *dst, size_t cap, const char *src) {
+    size_t len = src ? strnlen(src, cap - 1) : 0;
+    if (len) {
+        memcpy(dst, src, len);
+    }
+    dst[len] = 0;
+}
+
+/* ------------------------------------------------------------------------
+    Log records
+   ------------------------------------------------------------------------ */
+
+typedef struct {
+    const uint8_t *base;   //  the record
+    size_t size;           //  its size
+    uint32_t topic_id;     //  topic id
+    uint8_t priority;      //  lane
+    uint64_t msg_id;       //  snowflake
+    uint64_t seq;          //  topic seq
+    uint64_t expire_at_ns; //  0 = never
+    uint64_t timestamp_ns; //  receive time
+    uint32_t payload_size; //  payload bytes
+} s_record_t;
+
+//  Validates the header lengths of the record in V (and the CRC when
+//  VERIFY), never reading outside V.
+static tern_err_t s_record_parse(const MDB_val *v, bool verify, s_record_t *rec) {
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < R_HEADER || p[R_VERSION] != R_FORMAT) {
+        return TERN_ECORRUPT;
+    }
+    uint64_t total = R_HEADER;
+    total += p[R_PRODUCER_LEN];
+    total += p[R_KEY_LEN];
+    total += p[R_TRACE_LEN];
+    total += p[R_ORIGIN_LEN];
+    total += s_le32_get(p + R_META_SIZE);
+    total += s_le32_get(p + R_PAYLOAD_SIZE);
+    if (total != v->mv_size || p[R_PRODUCER_LEN] > TERN_NAME_MAX || p[R_KEY_LEN] > TERN_KEY_MAX ||
+        p[R_TRACE_LEN] > TERN_TRACE_MAX || p[R_ORIGIN_LEN] > TERN_NAME_MAX ||
+        p[R_PRIORITY] > TERN_PRIORITY_MAX) {
+        return TERN_ECORRUPT;
+    }
+    if (verify && tern_crc32c(0, p + 4, v->mv_size - 4) != s_le32_get(p + R_CRC)) {
+        return TERN_ECORRUPT;
+    }
+    rec->base = p;
+    rec->size = v->mv_size;
+    rec->topic_id = s_le32_get(p + R_TOPIC);
+    rec->priority = p[R_PRIORITY];
+    rec->msg_id = s_le64_get(p + R_MSG_ID);
+    rec->seq = s_le64_get(p + R_SEQ);
+    rec->expire_at_ns = s_le64_get(p + R_EXPIRE);
+    rec->timestamp_ns = s_le64_get(p + R_TS);
+    rec->payload_size = s_le32_get(p + R_PAYLOAD_SIZE);
+    return TERN_OK;
+}
+
+//  Copies a length-prefixed string of the record into a NUL-terminated field.
+static const uint8_t *s_record_str(const uint8_t *at, size_t len, char *dst) {
+    memcpy(dst, at, len);
+    dst[len] = 0;
+    return at + len;
+}
+
+/* ------------------------------------------------------------------------
+    Batches
+   ------------------------------------------------------------------------ */
+
+typedef enum {
+    OP_APPEND,
+    OP_TOPIC_PUT,
+    OP_TOPIC_DELETE,
+    OP_GROUP_OPEN,
+    OP_GROUP_DELETE,
+    OP_DELIVER,
+    OP_ACK,
+    OP_NACK,
+    OP_DEAD,
+    OP_DLQ_REPLAY,
+    OP_SWEEP,
+    OP_SET_U64,
+    OP_OUTBOX_CONFIRM,
+    OP_INBOUND,
+    OP_ACKSTATE
+} s_op_kind_t;
+
+typedef struct {
+    s_op_kind_t kind;              //  what to do
+    const tern_frame_t *msg;       //  APPEND: borrowed until commit
+    bool flag;                     //  APPEND: local; TOPIC_DELETE: purge only
+    tern_append_result_t *result;  //  APPEND: filled at commit
+    char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
+    uint32_t topic_id;             //  group ops
+    uint64_t a;                    //  seq, position, value, now_ns, limits...
+    uint64_t b;                    //  due_ms, max_msgs, msg_id...
+    uint64_t c;                    //  max_bytes
+    uint32_t u32;                  //  delivery count, start mode, sweep max, op
+    uint8_t priority;              //  DELIVER: lane
+    char *reason;                  //  DEAD: owned copy, or NULL
+    tern_err_t *err_out;           //  may be NULL
+    uint32_t *id_out;              //  may be NULL
+    uint64_t *count_out;           //  may be NULL
+} s_op_t;
+
+typedef struct {
+    bool is_group;                   //  group record, else topic record
+    uint8_t key[4 + TERN_TOPIC_MAX]; //  topic name, or topic BE32 + group name
+    size_t key_len;                  //  its length
+    bool exists;                     //  the record exists (after this txn's changes)
+    bool dirty;                      //  must be written back (or deleted) at flush
+    s_topic_rec_t topic;             //  topic record
+    s_group_rec_t group;             //  group record
+} s_cached_t;
+
+struct tern_store_batch_t {
+    tern_store_t *store; //  our store
+    s_op_t *ops;         //  queued operations
+    size_t count;        //  how many
+    size_t cap;          //  allocated
+    bool has_appends;    //  any OP_APPEND queued
+    s_cached_t **cache;  //  per-transaction record cache (pooled entries)
+    size_t cache_count;  //  entries in use
+    size_t cache_cap;    //  entries allocated
+};
+
+typedef struct {
+    tern_store_t *store;       //  the store
+    tern_store_batch_t *batch; //  the batch (for its cache)
+    MDB_txn *txn;              //  the write transaction
+    MDB_dbi *dbi;              //  store->dbi
+    uint64_t now_ns;           //  commit time
+    bool no_appends;           //  retry without appends (storage full)
+    uint64_t log_last;         //  copies of the store's writer state
+    uint64_t outbox_last;      //  ...
+    uint64_t topic_next;       //  ...
+    int64_t d_topics;          //  topic count delta
+    int64_t d_dedup;           //  dedup entry delta
+    uint64_t expired;          //  messages removed by TTL
+    uint64_t trimmed;          //  messages removed by retention
+    uint64_t outbox_dropped;   //  unconfirmed outbox entries dropped
+    size_t last_hit;           //  cache index of the last lookup
+} s_txn_t;
+
+static s_op_t *s_batch_push(tern_store_batch_t *self, s_op_kind_t kind) {
+    if (self->count == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 64;
+        s_op_t *ops = realloc(self->ops, cap * sizeof *ops);
+        if (!ops) {
+            abort(); //  out of memory: the one documented abort
+        }
+        self->ops = ops;
+        self->cap = cap;
+    }
+    s_op_t *op = &self->ops[self->count++];
+    op->kind = kind;
+    op->msg = NULL;
+    op->flag = false;
+    op->result = NULL;
+    op->name[0] = 0;
+    op->topic_id = 0;
+    op->a = op->b = op->c = 0;
+    op->u32 = 0;
+    op->priority = 0;
+    op->reason = NULL;
+    op->err_out = NULL;
+    op->id_out = NULL;
+    op->count_out = NULL;
+    return op;
+}
+
+tern_store_batch_t *tern_store_batch_new(tern_store_t *store) {
+    if (!store) {
+        return NULL;
+    }
+    tern_store_batch_t *self = calloc(1, sizeof *self);
+    if (self) {
+        self->store = store;
+    }
+    return self;
+}
+
+static void s_batch_clear(tern_store_batch_t *self) {
+    for (size_t i = 0; i < self->count; i++) {
+        free(self->ops[i].reason);
+    }
+    self->count = 0;
+    self->has_appends = false;
+}
+
+void tern_store_batch_destroy(tern_store_batch_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_store_batch_t *self = *self_p;
+    s_batch_clear(self);
+    free(self->ops);
+    for (size_t i = 0; i < self->cache_cap; i++) {
+        free(self->cache[i]);
+    }
+    free(self->cache);
+    free(self);
+    *self_p = NULL;
+}
+
+size_t tern_store_batch_size(tern_store_batch_t *self) {
+    return self ? self->count : 0;
+}
+
+void tern_store_batch_append(tern_store_batch_t *self, const tern_frame_t *msg, bool local,
+                             tern_append_result_t *result) {
+    s_op_t *op = s_batch_push(self, OP_APPEND);
+    op->msg = msg;
+    op->flag = local;
+    op->result = result;
+    self->has_appends = true;
+}
+
+void tern_store_batch_topic_put(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err,
+                                uint32_t *id_out) {
+    s_op_t *op = s_batch_push(self, OP_TOPIC_PUT);
+    op->flag = s_name_len(name, TERN_TOPIC_MAX) > TERN_TOPIC_MAX;
+    s_copy_name(op->name, sizeof op->name, name);
+    op->a = max_age_ms;
+    op->b = max_msgs;
+    op->c = max_bytes;
+    op->err_out = result_err;
+    op->id_out = id_out;
+}
+
+void tern_store_batch_topic_delete(tern_store_batch_t *self, const char *name, bool purge_only,
+                                   tern_err_t *result_err, uint64_t *removed) {
+    s_op_t *op = s_batch_push(self, OP_TOPIC_DELETE);
+    s_copy_name(op->name, sizeof op->name, name);
+    op->flag = purge_only;
+    op->err_out = result_err;
+    op->count_out = removed;
+}
+
+static s_op_t *s_group_op(tern_store_batch_t *self, s_op_kind_t kind, uint32_t topic_id,
+                          const char *group, uint64_t seq) {
+    s_op_t *op = s_batch_push(self, kind);
+    op->topic_id = topic_id;
+    s_copy_name(op->name, TERN_NAME_MAX + 1, group);
+    op->a = seq;
+    return op;
+}
+
+void tern_store_batch_group_open(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+    s_op_t *op = s_group_op(self, OP_GROUP_OPEN, topic_id, name, start_value);
+    op->u32 = (uint32_t)start;
+    op->err_out = result_err;
+}
+
+void tern_store_batch_group_delete(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                   tern_err_t *result_err) {
+    s_op_t *op = s_group_op(self, OP_GROUP_DELETE, topic_id, name, 0);
+    op->err_out = result_err;
+}
+
+void tern_store_batch_deliver(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, uint8_t priority, uint32_t delivery_count,
+                              uint64_t due_ms) {
+    s_op_t *op = s_group_op(self, OP_DELIVER, topic_id, group, seq);
+    op->priority = priority;
+    op->u32 = delivery_count;
+    op->b = due_ms;
+}
+
+void tern_store_batch_ack(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                          uint64_t seq) {
+    s_group_op(self, OP_ACK, topic_id, group, seq);
+}
+
+void tern_store_batch_nack(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint64_t due_ms) {
+    s_op_t *op = s_group_op(self, OP_NACK, topic_id, group, seq);
+    op->b = due_ms;
+}
+
+void tern_store_batch_dead(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint32_t delivery_count, const char *reason) {
+    s_op_t *op = s_group_op(self, OP_DEAD, topic_id, group, seq);
+    op->u32 = delivery_count;
+    if (reason && *reason) {
+        op->reason = strndup(reason, TERN_REASON_MAX);
+        if (!op->reason) {
+            abort();
+        }
+    }
+}
+
+void tern_store_batch_dlq_replay(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                 uint64_t due_ms, uint64_t *moved) {
+    s_op_t *op = s_group_op(self, OP_DLQ_REPLAY, topic_id, group, 0);
+    op->b = due_ms;
+    op->count_out = moved;
+}
+
+void tern_store_batch_sweep(tern_store_batch_t *self, uint64_t now_ns, uint32_t max,
+                            uint64_t *removed) {
+    s_op_t *op = s_batch_push(self, OP_SWEEP);
+    op->a = now_ns;
+    op->u32 = max;
+    op->count_out = removed;
+}
+
+void tern_store_batch_set_u64(tern_store_batch_t *self, const char *name, uint64_t value) {
+    s_op_t *op = s_batch_push(self, OP_SET_U64);
+    s_copy_name(op->name, sizeof op->name, name);
+    op->a = value;
+}
+
+void tern_store_batch_outbox_confirm(tern_store_batch_t *self, const char *peer,
+                                     uint64_t position) {
+    s_op_t *op = s_batch_push(self, OP_OUTBOX_CONFIRM);
+    s_copy_name(op->name, TERN_NAME_MAX + 1, peer);
+    op->a = position;
+}
+
+void tern_store_batch_inbound(tern_store_batch_t *self, const char *origin, uint64_t position) {
+    s_op_t *op = s_batch_push(self, OP_INBOUND);
+    s_copy_name(op->name, TERN_NAME_MAX + 1, origin);
+    op->a = position;
+}
+
+void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                               uint64_t seq, uint64_t msg_id, uint32_t op_code) {
+    s_op_t *op = s_group_op(self, OP_ACKSTATE, topic_id, group, seq);
+    op->b = msg_id;
+    op->u32 = op_code;
+}
+
+/* ------------------------------------------------------------------------
+    The per-transaction record cache: topic and group records touched by a
+    batch are read once and written back once at the end of the transaction,
+    so 4096 appends to one topic rewrite its record once.
+   ------------------------------------------------------------------------ */
+
+static s_cached_t *s_cache_lookup(s_txn_t *ctx, bool is_group, const uint8_t *key, size_t key_len) {
+    tern_store_batch_t *b = ctx->batch;
+    if (ctx->last_hit < b->cache_count) {
+        s_cached_t *c = b->cache[ctx->last_hit];
+        if (c->is_group == is_group && c->key_len == key_len && !memcmp(c->key, key, key_len)) {
+            return c;
+        }
+    }
+    for (size_t i = b->cache_count; i-- > 0;) {
+        s_cached_t *c = b->cache[i];
+        if (c->is_group == is_group && c->key_len == key_len && !memcmp(c->key, key, key_len)) {
+            ctx->last_hit = i;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static s_cached_t *s_cache_add(s_txn_t *ctx, bool is_group, const uint8_t *key, size_t key_len) {
+    tern_store_batch_t *b = ctx->batch;
+    if (b->cache_count == b->cache_cap) {
+        size_t cap = b->cache_cap ? b->cache_cap * 2 : 16;
+        s_cached_t **cache = realloc(b->cache, cap * sizeof *cache);
+        if (!cache) {
+            abort();
+        }
+        for (size_t i = b->cache_cap; i < cap; i++) {
+            cache[i] = malloc(sizeof(s_cached_t));
+            if (!cache[i]) {
+                abort();
+            }
+        }
+        b->cache = cache;
+        b->cache_cap = cap;
+    }
+    ctx->last_hit = b->cache_count;
+    s_cached_t *c = b->cache[b->cache_count++];
+    c->is_group = is_group;
+    memcpy(c->key, key, key_len);
+    c->key_len = key_len;
+    c->exists = false;
+    c->dirty = false;
+    return c;
+}
+
+//  Finds topic NAME (LEN bytes); creates it when CREATE and absent (setting
+//  *ERR to TERN_ELIMIT when max_topics is reached). *OUT is the cache entry
+//  (exists false when absent). Returns an LMDB error code.
+static int s_topic_find(s_txn_t *ctx, const char *name, size_t len, bool create, s_cached_t **out,
+                        tern_err_t *err) {
+    *err = TERN_OK;
+    s_cached_t *c = s_cache_lookup(ctx, false, (const uint8_t *)name, len);
+    if (!c) {
+        c = s_cache_add(ctx, false, (const uint8_t *)name, len);
+        MDB_val k = {len, (void *)name}, v;
+        int rc = mdb_get(ctx->txn, ctx->dbi[S_TOPICS], &k, &v);
+        if (rc == 0) {
+            if (v.mv_size != sizeof(s_topic_rec_t)) {
+                ctx->batch->cache_count--;
+                return MDB_CORRUPTED;
+            }
+            memcpy(&c->topic, v.mv_data, sizeof c->topic);
+            c->exists = true;
+        } else if (rc != MDB_NOTFOUND) {
+            ctx->batch->cache_count--;
+            return rc;
+        }
+    }
+    if (!c->exists && create) {
+        uint64_t topics = atomic_load_explicit(&ctx->store->topics, memory_order_relaxed);
+        if ((int64_t)topics + ctx->d_topics >= (int64_t)ctx->store->config.max_topics ||
+            ctx->topic_next >= UINT32_MAX) {
+            *err = TERN_ELIMIT;
+            *out = c;
+            return 0;
+        }
+        memset(&c->topic, 0, sizeof c->topic);
+        c->topic.version = S_TOPIC_VERSION;
+        c->topic.id = ++ctx->topic_next;
+        c->topic.first_seq = 1;
+        c->topic.created_ns = ctx->now_ns;
+        c->exists = true;
+        c->dirty = true;
+        ctx->d_topics++;
+        uint8_t idkey[4];
+        s_be32_put(idkey, (uint32_t)c->topic.id);
+        MDB_val k = {4, idkey}, v = {len, (void *)name};
+        int rc = mdb_put(ctx->txn, ctx->dbi[S_TOPIC_IDS], &k, &v, 0);
+        if (rc) {
+            return rc;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+static int s_topic_by_id(s_txn_t *ctx, uint32_t topic_id, s_cached_t **out) {
+    *out = NULL;
+    uint8_t idkey[4];
+    s_be32_put(idkey, topic_id);
+    MDB_val k = {4, idkey}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_TOPIC_IDS], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc) {
+        return rc;
+    }
+    if (v.mv_size == 0 || v.mv_size > TERN_TOPIC_MAX) {
+        return MDB_CORRUPTED;
+    }
+    char name[TERN_TOPIC_MAX];
+    size_t len = v.mv_size;
+    memcpy(name, v.mv_data, len);
+    tern_err_t err;
+    s_cached_t *c;
+    rc = s_topic_find(ctx, name, len, false, &c, &err);
+    if (rc == 0 && c->exists && c->topic.id == topic_id) {
+        *out = c;
+    }
+    return rc;
+}
+
+static int s_group_find(s_txn_t *ctx, uint32_t topic_id, const char *name, s_cached_t **out) {
+    uint8_t key[S_GROUP_KEY_MAX];
+    size_t name_len = strlen(name);
+    s_be32_put(key, topic_id);
+    memcpy(key + 4, name, name_len);
+    size_t key_len = 4 + name_len;
+    s_cached_t *c = s_cache_lookup(ctx, true, key, key_len);
+    if (!c) {
+        c = s_cache_add(ctx, true, key, key_len);
+        MDB_val k = {key_len, key}, v;
+        int rc = mdb_get(ctx->txn, ctx->dbi[S_GROUPS], &k, &v);
+        if (rc == 0) {
+            if (v.mv_size != sizeof(s_group_rec_t)) {
+                ctx->batch->cache_count--;
+                return MDB_CORRUPTED;
+            }
+            memcpy(&c->group, v.mv_data, sizeof c->group);
+            c->exists = true;
+        } else if (rc != MDB_NOTFOUND) {
+            ctx->batch->cache_count--;
+            return rc;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+static int s_cache_flush(s_txn_t *ctx) {
+    tern_store_batch_t *b = ctx->batch;
+    for (size_t i = 0; i < b->cache_count; i++) {
+        s_cached_t *c = b->cache[i];
+        if (!c->dirty) {
+            continue;
+        }
+        MDB_dbi dbi = ctx->dbi[c->is_group ? S_GROUPS : S_TOPICS];
+        int rc;
+        if (c->exists) {
+            MDB_val k = {c->key_len, c->key};
+            MDB_val v = c->is_group ? (MDB_val){sizeof c->group, &c->group}
+                                    : (MDB_val){sizeof c->topic, &c->topic};
+            rc = mdb_put(ctx->txn, dbi, &k, &v, 0);
+        } else {
+            rc = s_del(ctx->txn, dbi, c->key, c->key_len);
+        }
+        if (rc) {
+            return rc;
+        }
+        c->dirty = false;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+    Messages
+   ------------------------------------------------------------------------ */
+
+//  The first stored seq of TOPIC_ID that is >= FROM, or LAST + 1 if none.
+static int s_first_seq(s_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last,
+                       uint64_t *first) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TINDEX], &cur);
+    if (rc) {
+        return rc;
+    }
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, from);
+    MDB_val k = {12, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    *first = last + 1;
+    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
+        *first = s_be64_get((uint8_t *)k.mv_data + 4);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  Removes message SEQ of topic T with its index entries. *GONE tells whether
+//  it was there.
+static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint8_t tkey[12];
+    s_be32_put(tkey, topic_id);
+    s_be64_put(tkey + 4, seq);
+    MDB_val k = {12, tkey}, v;
+    *gone = false;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_TINDEX], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc) {
+        return rc;
+    }
+    if (v.mv_size != 8) {
+        return MDB_CORRUPTED;
+    }
+    uint8_t gkey[8];
+    s_be64_put(gkey, s_le64_get(v.mv_data));
+    MDB_val lk = {8, gkey}, lv;
+    rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &lk, &lv);
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    s_record_t rec;
+    //  A damaged record is still removed; its secondary entries are then
+    //  unknown and left (the msgid/prio lookups find nothing to read).
+    if (rc == 0 && s_record_parse(&lv, false, &rec) == TERN_OK) {
+        uint8_t key[20];
+        if (rec.msg_id) {
+            s_be64_put(key, rec.msg_id);
+            if ((rc = s_del(ctx->txn, ctx->dbi[S_MSGID], key, 8))) {
+                return rc;
+            }
+        }
+        s_be32_put(key, topic_id);
+        key[4] = rec.priority;
+        s_be64_put(key + 5, seq);
+        if ((rc = s_del(ctx->txn, ctx->dbi[S_PRIO], key, 13))) {
+            return rc;
+        }
+        if (rec.expire_at_ns) {
+            s_be64_put(key, rec.expire_at_ns);
+            s_be32_put(key + 8, topic_id);
+            s_be64_put(key + 12, seq);
+            if ((rc = s_del(ctx->txn, ctx->dbi[S_EXPIRY], key, 20))) {
+                return rc;
+            }
+        }
+        t->topic.bytes -= rec.payload_size <= t->topic.bytes ? rec.payload_size : t->topic.bytes;
+    }
+    if ((rc = s_del(ctx->txn, ctx->dbi[S_LOG], gkey, 8)) ||
+        (rc = s_del(ctx->txn, ctx->dbi[S_TINDEX], tkey, 12))) {
+        return rc;
+    }
+    *gone = true;
+    if (t->topic.msgs) {
+        t->topic.msgs--;
+    }
+    if (t->topic.msgs == 0) {
+        t->topic.bytes = 0;
+    }
+    if (seq == t->topic.first_seq) {
+        rc = s_first_seq(ctx, topic_id, seq + 1, t->topic.last_seq, &t->topic.first_seq);
+    }
+    t->dirty = true;
+    return rc;
+}
+
+static int s_remove_first(s_txn_t *ctx, s_cached_t *t, bool *gone) {
+    uint64_t first;
+    int rc = s_first_seq(ctx, (uint32_t)t->topic.id, t->topic.first_seq, t->topic.last_seq, &first);
+    if (rc) {
+        return rc;
+    }
+    *gone = false;
+    if (first > t->topic.last_seq) {
+        t->topic.first_seq = first;
+        t->topic.msgs = 0;
+        t->topic.bytes = 0;
+        t->dirty = true;
+        return 0;
+    }
+    t->topic.first_seq = first;
+    return s_msg_remove(ctx, t, first, gone);
+}
+
+static int s_outbox_add(s_txn_t *ctx, bool ackstate, uint32_t topic_id, uint64_t seq,
+                        uint64_t msg_id, const char *group, uint32_t op) {
+    uint8_t key[8];
+    uint8_t val[S_OUTBOX_HDR + TERN_NAME_MAX];
+    size_t glen = s_name_len(group, TERN_NAME_MAX);
+    memset(val, 0, S_OUTBOX_HDR);
+    val[0] = ackstate ? 1 : 0;
+    val[1] = (uint8_t)glen;
+    s_le32_put(val + 4, topic_id);
+    s_le64_put(val + 8, seq);
+    s_le64_put(val + 16, msg_id);
+    s_le32_put(val + 24, op);
+    s_le64_put(val + 32, ctx->now_ns);
+    if (glen) {
+        memcpy(val + S_OUTBOX_HDR, group, glen);
+    }
+    s_be64_put(key, ++ctx->outbox_last);
+    MDB_val k = {8, key}, v = {S_OUTBOX_HDR + glen, val};
+    return mdb_put(ctx->txn, ctx->dbi[S_OUTBOX], &k, &v, MDB_APPEND);
+}
+
+//  Dedup: (producer, producer_seq) -> original. Sets *DUP and fills RES when
+//  the pair is known within the window; otherwise records it. O(log n).
+static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id,
+                   uint64_t seq, tern_append_result_t *res, bool *dup) {
+    tern_store_t *store = ctx->store;
+    uint8_t key[TERN_NAME_MAX + 1 + 8];
+    uint8_t tkey[8 + sizeof key];
+    memcpy(key, msg->producer, plen);
+    key[plen] = 0;
+    s_be64_put(key + plen + 1, msg->producer_seq);
+    size_t klen = plen + 9;
+    uint8_t val[S_DEDUP_SIZE];
+    memset(val, 0, sizeof val);
+    s_le64_put(val, msg->msg_id);
+    s_le64_put(val + 8, seq);
+    s_le32_put(val + 16, topic_id);
+    s_le64_put(val + 24, ctx->now_ns);
+    MDB_val k = {klen, key}, v = {S_DEDUP_SIZE, val};
+    *dup = false;
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, MDB_NOOVERWRITE);
+    uint64_t window_ns = store->config.dedup_window_ms * 1000000ull;
+    if (rc == MDB_KEYEXIST) {
+        if (v.mv_size == S_DEDUP_SIZE) {
+            const uint8_t *old = v.mv_data;
+            uint64_t at = s_le64_get(old + 24);
+            if (ctx->now_ns < at || ctx->now_ns - at < window_ns) {
+                *dup = true;
+                res->duplicate = true;
+                res->msg_id = s_le64_get(old);
+                res->seq = s_le64_get(old + 8);
+                res->topic_id = s_le32_get(old + 16);
+                return 0;
+            }
+            //  Expired but not yet swept: replace it and its time entry.
+            s_be64_put(tkey, at);
+            memcpy(tkey + 8, key, klen);
+            if ((rc = s_del(ctx->txn, ctx->dbi[S_DEDUP_TIME], tkey, 8 + klen))) {
+                return rc;
+            }
+        }
+        v = (MDB_val){S_DEDUP_SIZE, val};
+        if ((rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0))) {
+            return rc;
+        }
+        s_be64_put(tkey, ctx->now_ns);
+        memcpy(tkey + 8, key, klen);
+        MDB_val tk = {8 + klen, tkey}, tv = {0, NULL};
+        return mdb_put(ctx->txn, ctx->dbi[S_DEDUP_TIME], &tk, &tv, 0);
+    }
+    if (rc) {
+        return rc;
+    }
+    s_be64_put(tkey, ctx->now_ns);
+    memcpy(tkey + 8, key, klen);
+    MDB_val tk = {8 + klen, tkey}, tv = {0, NULL};
+    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP_TIME], &tk, &tv, 0))) {
+        return rc;
+    }
+    ctx->d_dedup++;
+    //  Per-producer count, evicting the producer's lowest seqs when over.
+    uint64_t count = 0;
+    MDB_val pk = {plen, (void *)msg->producer}, pv;
+    rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv);
+    if (rc == 0 && pv.mv_size == 8) {
+        count = s_le64_get(pv.mv_data);
+    } else if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    count++;
+    uint32_t max = store->config.dedup_max;
+    if (max && count > max) {
+        MDB_cursor *cur;
+        if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP], &cur))) {
+            return rc;
+        }
+        while (count > max) {
+            uint8_t first[TERN_NAME_MAX + 9];
+            memcpy(first, key, plen + 1);
+            memset(first + plen + 1, 0, 8);
+            MDB_val fk = {klen, first}, fv;
+            rc = mdb_cursor_get(cur, &fk, &fv, MDB_SET_RANGE);
+            if (rc || fk.mv_size != klen || memcmp(fk.mv_data, key, plen + 1)) {
+                rc = rc == MDB_NOTFOUND ? 0 : rc;
+                break;
+            }
+            if (fv.mv_size == S_DEDUP_SIZE) {
+                s_be64_put(tkey, s_le64_get((uint8_t *)fv.mv_data + 24));
+                memcpy(tkey + 8, fk.mv_data, klen);
+                if ((rc = s_del(ctx->txn, ctx->dbi[S_DEDUP_TIME], tkey, 8 + klen))) {
+                    break;
+                }
+            }
+            if ((rc = mdb_cursor_del(cur, 0))) {
+                break;
+            }
+            count--;
+            ctx->d_dedup--;
+        }
+        mdb_cursor_close(cur);
+        if (rc) {
+            return rc;
+        }
+    }
+    uint8_t cbuf[8];
+    s_le64_put(cbuf, count);
+    pv = (MDB_val){8, cbuf};
+    return mdb_put(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv, 0);
+}
+
+static int s_op_append(s_txn_t *ctx, s_op_t *op) {
+    const tern_frame_t *msg = op->msg;
+    tern_append_result_t dummy;
+    tern_append_result_t *res = op->result ? op->result : &dummy;
+    memset(res, 0, sizeof *res);
+    if (ctx->no_appends) {
+        res->err = TERN_EFULL;
+        return 0;
+    }
+    size_t tlen = s_name_len(msg->topic, TERN_TOPIC_MAX);
+    size_t plen = s_name_len(msg->producer, TERN_NAME_MAX);
+    size_t klen = s_name_len(msg->key, TERN_KEY_MAX);
+    size_t trlen = s_name_len(msg->trace_id, TERN_TRACE_MAX);
+    size_t olen = s_name_len(msg->origin, TERN_NAME_MAX);
+    if (tlen == 0 || tlen > TERN_TOPIC_MAX) {
+        res->err = TERN_ETOPIC;
+        return 0;
+    }
+    if (plen > TERN_NAME_MAX || klen > TERN_KEY_MAX || trlen > TERN_TRACE_MAX ||
+        olen > TERN_NAME_MAX || msg->meta_size > UINT32_MAX / 4 ||
+        msg->payload_size > UINT32_MAX / 4) {
+        res->err = TERN_ETOOBIG;
+        return 0;
+    }
+    if (msg->priority > TERN_PRIORITY_MAX) {
+        res->err = TERN_ERANGE;
+        return 0;
+    }
+    if ((msg->payload_size && !msg->payload) || (msg->meta_size && !msg->meta)) {
+        res->err = TERN_EINVAL;
+        return 0;
+    }
+    s_cached_t *t;
+    tern_err_t err;
+    int rc = s_topic_find(ctx, msg->topic, tlen, true, &t, &err);
+    if (rc) {
+        return rc;
+    }
+    if (err) {
+        res->err = err;
+        return 0;
+    }
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint64_t seq = t->topic.last_seq + 1;
+    res->topic_id = topic_id;
+
+    //  Replicated and retried records are idempotent by msg_id.
+    uint8_t idkey[8], idval[12];
+    if (msg->msg_id) {
+        s_be64_put(idkey, msg->msg_id);
+        s_be32_put(idval, topic_id);
+        s_be64_put(idval + 4, seq);
+        MDB_val k = {8, idkey}, v = {12, idval};
+        rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, MDB_APPEND);
+        if (rc == MDB_KEYEXIST) {
+            //  Not above the last id: the checked put tells a replay apart.
+            v = (MDB_val){12, idval};
+            rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, MDB_NOOVERWRITE);
+        }
+        if (rc == MDB_KEYEXIST) {
+            res->duplicate = true;
+            res->msg_id = msg->msg_id;
+            if (v.mv_size == 12) {
+                res->topic_id = s_be32_get(v.mv_data);
+                res->seq = s_be64_get((uint8_t *)v.mv_data + 4);
+            }
+            return 0;
+        }
+        if (rc) {
+            return rc;
+        }
+    }
+    if (plen) {
+        bool dup;
+        if ((rc = s_dedup(ctx, msg, plen, topic_id, seq, res, &dup))) {
+            return rc;
+        }
+        if (dup) {
+            return msg->msg_id ? s_del(ctx->txn, ctx->dbi[S_MSGID], idkey, 8) : 0;
+        }
+    }
+
+    //  The record: one reserved value, header + strings + meta + payload.
+    size_t size = R_HEADER + plen + klen + trlen + olen + msg->meta_size + msg->payload_size;
+    uint8_t gkey[8];
+    uint64_t global = ++ctx->log_last;
+    s_be64_put(gkey, global);
+    MDB_val k = {8, gkey}, v = {size, NULL};
+    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_LOG], &k, &v, MDB_RESERVE | MDB_APPEND))) {
+        return rc;
+    }
+    uint8_t *p = v.mv_data;
+    p[R_VERSION] = R_FORMAT;
+    p[R_PRIORITY] = msg->priority;
+    p[R_RESERVED] = p[R_RESERVED + 1] = 0;
+    s_le32_put(p + R_TOPIC, topic_id);
+    s_le32_put(p + R_FIELDS, msg->fields);
+    s_le64_put(p + R_MSG_ID, msg->msg_id);
+    s_le64_put(p + R_SEQ, seq);
+    s_le64_put(p + R_PSEQ, msg->producer_seq);
+    s_le64_put(p + R_TS, msg->timestamp_ns);
+    s_le64_put(p + R_EXPIRE, msg->expire_at_ns);
+    p[R_PRODUCER_LEN] = (uint8_t)plen;
+    p[R_KEY_LEN] = (uint8_t)klen;
+    p[R_TRACE_LEN] = (uint8_t)trlen;
+    p[R_ORIGIN_LEN] = (uint8_t)olen;
+    s_le32_put(p + R_META_COUNT, msg->meta_count);
+    s_le32_put(p + R_META_SIZE, (uint32_t)msg->meta_size);
+    s_le32_put(p + R_PAYLOAD_SIZE, (uint32_t)msg->payload_size);
+    uint8_t *at = p + R_HEADER;
+    memcpy(at, msg->producer, plen);
+    at += plen;
+    memcpy(at, msg->key, klen);
+    at += klen;
+    memcpy(at, msg->trace_id, trlen);
+    at += trlen;
+    memcpy(at, msg->origin, olen);
+    at += olen;
+    if (msg->meta_size) {
+        memcpy(at, msg->meta, msg->meta_size);
+        at += msg->meta_size;
+    }
+    if (msg->payload_size) {
+        memcpy(at, msg->payload, msg->payload_size);
+    }
+    s_le32_put(p + R_CRC, tern_crc32c(0, p + 4, size - 4));
+
+    //  Indexes.
+    uint8_t key[20], gval[8];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    s_le64_put(gval, global);
+    k = (MDB_val){12, key};
+    v = (MDB_val){8, gval};
+    if ((rc = s_put_tail(ctx->txn, ctx->dbi[S_TINDEX], &k, &v, 0))) {
+        return rc;
+    }
+    key[4] = msg->priority;
+    s_be64_put(key + 5, seq);
+    k = (MDB_val){13, key};
+    v = (MDB_val){0, NULL};
+    if ((rc = s_put_tail(ctx->txn, ctx->dbi[S_PRIO], &k, &v, 0))) {
+        return rc;
+    }
+    if (msg->expire_at_ns) {
+        s_be64_put(key, msg->expire_at_ns);
+        s_be32_put(key + 8, topic_id);
+        s_be64_put(key + 12, seq);
+        k = (MDB_val){20, key};
+        v = (MDB_val){0, NULL};
+        if ((rc = mdb_put(ctx->txn, ctx->dbi[S_EXPIRY], &k, &v, 0))) {
+            return rc;
+        }
+    }
+    if (op->flag && (rc = s_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
+        return rc;
+    }
+
+    //  The topic record and count/size retention (the newest message stays).
+    if (t->topic.msgs == 0) {
+        t->topic.first_seq = seq;
+    }
+    t->topic.last_seq = seq;
+    t->topic.msgs++;
+    t->topic.bytes += msg->payload_size;
+    t->dirty = true;
+    while (t->topic.msgs > 1 && ((t->topic.max_msgs && t->topic.msgs > t->topic.max_msgs) ||
+                                 (t->topic.max_bytes && t->topic.bytes > t->topic.max_bytes))) {
+        bool gone;
+        if ((rc = s_remove_first(ctx, t, &gone))) {
+            return rc;
+        }
+        if (!gone) {
+            break;
+        }
+        ctx->trimmed++;
+    }
+    res->err = TERN_OK;
+    res->seq = seq;
+    res->msg_id = msg->msg_id;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+    Topics and groups
+   ------------------------------------------------------------------------ */
+
+static tern_err_t *s_err_out(s_op_t *op) {
+    static _Thread_local tern_err_t sink;
+    return op->err_out ? op->err_out : &sink;
+}
+
+static int s_op_topic_put(s_txn_t *ctx, s_op_t *op) {
+    size_t len = strlen(op->name);
+    tern_err_t *err = s_err_out(op);
+    if (len == 0 || op->flag) {
+        *err = TERN_ETOPIC;
+        return 0;
+    }
+    s_cached_t *t;
+    int rc = s_topic_find(ctx, op->name, len, true, &t, err);
+    if (rc || *err) {
+        return rc;
+    }
+    t->topic.max_age_ms = op->a;
+    t->topic.max_msgs = op->b;
+    t->topic.max_bytes = op->c;
+    t->dirty = true;
+    if (op->id_out) {
+        *op->id_out = (uint32_t)t->topic.id;
+    }
+    return 0;
+}
+
+//  Deletes every key starting with PREFIX in DBI; *COUNT (may be NULL) gets
+//  how many.
+static int s_del_prefix(s_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen,
+                        uint64_t *count) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, dbi, &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k = {plen, (void *)prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= plen && !memcmp(k.mv_data, prefix, plen)) {
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+        if (count) {
+            (*count)++;
+        }
+        //  Re-seek rather than rely on the cursor position after a delete.
+        k = (MDB_val){plen, (void *)prefix};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int s_op_topic_delete(s_txn_t *ctx, s_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    s_cached_t *t;
+    int rc = s_topic_find(ctx, op->name, strlen(op->name), false, &t, err);
+    if (rc) {
+        return rc;
+    }
+    if (!t->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint64_t removed = 0;
+    for (;;) {
+        uint64_t first;
+        if ((rc = s_first_seq(ctx, topic_id, 0, t->topic.last_seq, &first))) {
+            return rc;
+        }
+        if (first > t->topic.last_seq) {
+            break;
+        }
+        bool gone;
+        if ((rc = s_msg_remove(ctx, t, first, &gone))) {
+            return rc;
+        }
+        if (!gone) {
+            return MDB_CORRUPTED;
+        }
+        removed++;
+    }
+    t->topic.first_seq = t->topic.last_seq + 1;
+    t->topic.msgs = 0;
+    t->topic.bytes = 0;
+    t->dirty = true;
+    if (!op->flag) {
+        uint8_t prefix[4];
+        s_be32_put(prefix, topic_id);
+        if ((rc = s_del_prefix(ctx, ctx->dbi[S_GROUPS], prefix, 4, NULL)) ||
+            (rc = s_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, 4, NULL)) ||
+            (rc = s_del_prefix(ctx, ctx->dbi[S_DLQ], prefix, 4, NULL)) ||
+            (rc = s_del(ctx->txn, ctx->dbi[S_TOPIC_IDS], prefix, 4))) {
+            return rc;
+        }
+        //  Cached groups of the topic are gone too.
+        for (size_t i = 0; i < ctx->batch->cache_count; i++) {
+            s_cached_t *c = ctx->batch->cache[i];
+            if (c->is_group && !memcmp(c->key, prefix, 4)) {
+                c->exists = false;
+                c->dirty = false;
+            }
+        }
+        t->exists = false;
+        ctx->d_topics--;
+    }
+    if (op->count_out) {
+        *op->count_out = removed;
+    }
+    *err = TERN_OK;
+    return 0;
+}
+
+//  The timestamp of the first stored message at or after SEQ; *FOUND false
+//  when there is none.
+static int s_seq_time(s_txn_t *ctx, s_cached_t *t, uint64_t seq, uint64_t *found_seq,
+                      uint64_t *ts) {
+    int rc = s_first_seq(ctx, (uint32_t)t->topic.id, seq, t->topic.last_seq, found_seq);
+    if (rc || *found_seq > t->topic.last_seq) {
+        return rc;
+    }
+    uint8_t tkey[12];
+    s_be32_put(tkey, (uint32_t)t->topic.id);
+    s_be64_put(tkey + 4, *found_seq);
+    MDB_val k = {12, tkey}, v;
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_TINDEX], &k, &v))) {
+        return rc;
+    }
+    if (v.mv_size != 8) {
+        return MDB_CORRUPTED;
+    }
+    uint8_t gkey[8];
+    s_be64_put(gkey, s_le64_get(v.mv_data));
+    k = (MDB_val){8, gkey};
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v))) {
+        return rc;
+    }
+    s_record_t rec;
+    if (s_record_parse(&v, false, &rec) != TERN_OK) {
+        return MDB_CORRUPTED;
+    }
+    *ts = rec.timestamp_ns;
+    return 0;
+}
+
+static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    *err = TERN_OK;
+    if (!op->name[0]) {
+        *err = TERN_ENAME;
+        return 0;
+    }
+    s_cached_t *t;
+    int rc = s_topic_by_id(ctx, op->topic_id, &t);
+    if (rc) {
+        return rc;
+    }
+    if (!t) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    s_cached_t *g;
+    if ((rc = s_group_find(ctx, op->topic_id, op->name, &g))) {
+        return rc;
+    }
+    if (g->exists) {
+        return 0;
+    }
+    uint64_t start;
+    switch ((tern_start_t)op->u32) {
+        case TERN_START_FIRST:
+            start = t->topic.first_seq;
+            break;
+        case TERN_START_NEW:
+            start = t->topic.last_seq + 1;
+            break;
+        case TERN_START_SEQ:
+            start = op->a ? op->a : 1;
+            break;
+        case TERN_START_TIME: {
+            //  Binary search; timestamps grow with seq (receive time).
+            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
+            while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
+                if ((rc = s_seq_time(ctx, t, mid, &s, &ts))) {
+                    return rc;
+                }
+                if (s > t->topic.last_seq || ts >= op->a) {
+                    hi = mid;
+                } else {
+                    lo = s + 1;
+                }
+            }
+            start = lo;
+            break;
+        }
+        default:
+            *err = TERN_ERANGE;
+            return 0;
+    }
+    memset(&g->group, 0, sizeof g->group);
+    g->group.version = S_GROUP_VERSION;
+    g->group.created_ns = ctx->now_ns;
+    for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
+        g->group.lane_next[i] = start;
+    }
+    g->exists = true;
+    g->dirty = true;
+    return 0;
+}
+
+static int s_op_group_delete(s_txn_t *ctx, s_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    s_cached_t *g;
+    int rc = s_group_find(ctx, op->topic_id, op->name, &g);
+    if (rc) {
+        return rc;
+    }
+    if (!g->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint8_t prefix[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(prefix, op->topic_id, op->name, strlen(op->name), 0, false);
+    if ((rc = s_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, plen, NULL)) ||
+        (rc = s_del_prefix(ctx, ctx->dbi[S_DLQ], prefix, plen, NULL))) {
+        return rc;
+    }
+    g->exists = false;
+    g->dirty = true;
+    *err = TERN_OK;
+    return 0;
+}
+
+static void s_entry_put(uint8_t *val, uint32_t count, uint8_t priority, uint64_t due_ms) {
+    memset(val, 0, S_ENTRY_SIZE);
+    s_le32_put(val, count);
+    val[4] = priority;
+    s_le64_put(val + 8, due_ms);
+}
+
+//  Pending, ack, nack, dead, DLQ replay: the group's entries and counters.
+static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
+    s_cached_t *g;
+    int rc = s_group_find(ctx, op->topic_id, op->name, &g);
+    if (rc || !g->exists) {
+        if (op->kind == OP_DLQ_REPLAY && op->count_out) {
+            *op->count_out = 0;
+        }
+        return rc;
+    }
+    s_group_rec_t *gr = &g->group;
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t klen = s_entry_key(key, op->topic_id, op->name, strlen(op->name), op->a, true);
+    MDB_val k = {klen, key}, v;
+    uint8_t val[S_ENTRY_SIZE + TERN_REASON_MAX];
+    MDB_dbi pending = ctx->dbi[S_PENDING];
+    switch (op->kind) {
+        case OP_DELIVER: {
+            uint8_t prio = op->priority <= TERN_PRIORITY_MAX ? op->priority : TERN_PRIORITY_MAX;
+            rc = mdb_get(ctx->txn, pending, &k, &v);
+            if (rc && rc != MDB_NOTFOUND) {
+                return rc;
+            }
+            if (rc == MDB_NOTFOUND) {
+                gr->pending++;
+            }
+            s_entry_put(val, op->u32, prio, op->b);
+            v = (MDB_val){S_ENTRY_SIZE, val};
+            if ((rc = mdb_put(ctx->txn, pending, &k, &v, 0))) {
+                return rc;
+            }
+            if (op->u32 > 1) {
+                gr->redelivered++;
+            } else {
+                gr->delivered++;
+            }
+            if (gr->lane_next[prio] <= op->a) {
+                gr->lane_next[prio] = op->a + 1;
+            }
+            break;
+        }
+        case OP_ACK:
+            rc = mdb_del(ctx->txn, pending, &k, NULL);
+            if (rc == MDB_NOTFOUND) {
+                return 0;
+            }
+            if (rc) {
+                return rc;
+            }
+            gr->pending--;
+            gr->acked++;
+            break;
+        case OP_NACK:
+            rc = mdb_get(ctx->txn, pending, &k, &v);
+            if (rc == MDB_NOTFOUND) {
+                return 0;
+            }
+            if (rc) {
+                return rc;
+            }
+            if (v.mv_size != S_ENTRY_SIZE) {
+                return MDB_CORRUPTED;
+            }
+            memcpy(val, v.mv_data, S_ENTRY_SIZE);
+            s_le64_put(val + 8, op->b);
+            v = (MDB_val){S_ENTRY_SIZE, val};
+            if ((rc = mdb_put(ctx->txn, pending, &k, &v, 0))) {
+                return rc;
+            }
+            gr->nacked++;
+            break;
+        case OP_DEAD: {
+            uint8_t prio = TERN_PRIORITY_DEFAULT;
+            rc = mdb_get(ctx->txn, pending, &k, &v);
+            if (rc == 0) {
+                if (v.mv_size == S_ENTRY_SIZE) {
+                    prio = ((uint8_t *)v.mv_data)[4];
+                }
+                if ((rc = mdb_del(ctx->txn, pending, &k, NULL))) {
+                    return rc;
+                }
+                gr->pending--;
+            } else if (rc != MDB_NOTFOUND) {
+                return rc;
+            }
+            size_t rlen = op->reason ? strlen(op->reason) : 0;
+            s_entry_put(val, op->u32, prio, ctx->now_ns / 1000000);
+            memcpy(val + S_ENTRY_SIZE, op->reason, rlen);
+            v = (MDB_val){S_ENTRY_SIZE + rlen, val};
+            rc = mdb_put(ctx->txn, ctx->dbi[S_DLQ], &k, &v, 0);
+            if (rc) {
+                return rc;
+            }
+            //  Counted once even if the same seq dies twice.
+            gr->dead++;
+            break;
+        }
+        case OP_DLQ_REPLAY: {
+            uint64_t moved = 0;
+            MDB_cursor *cur;
+            if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DLQ], &cur))) {
+                return rc;
+            }
+            size_t plen = klen - 8;
+            k = (MDB_val){plen, key};
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
+                uint8_t pkey[S_ENTRY_KEY_MAX];
+                memcpy(pkey, k.mv_data, k.mv_size);
+                uint8_t prio = v.mv_size >= S_ENTRY_SIZE ? ((uint8_t *)v.mv_data)[4] : 0;
+                MDB_val pk = {plen + 8, pkey}, pv;
+                s_entry_put(val, 0, prio, op->b);
+                pv = (MDB_val){S_ENTRY_SIZE, val};
+                rc = mdb_put(ctx->txn, pending, &pk, &pv, MDB_NOOVERWRITE);
+                if (rc == 0) {
+                    gr->pending++;
+                } else if (rc == MDB_KEYEXIST) {
+                    pv = (MDB_val){S_ENTRY_SIZE, val};
+                    rc = mdb_put(ctx->txn, pending, &pk, &pv, 0);
+                }
+                if (rc || (rc = mdb_cursor_del(cur, 0))) {
+                    break;
+                }
+                moved++;
+                if (gr->dead) {
+                    gr->dead--;
+                }
+                k = (MDB_val){plen + 8, pkey};
+                rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            }
+            mdb_cursor_close(cur);
+            if (rc && rc != MDB_NOTFOUND) {
+                return rc;
+            }
+            if (op->count_out) {
+                *op->count_out = moved;
+            }
+            break;
+        }
+        default:
+            break;
+    }
+    g->dirty = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+    Sweep: TTL, max_age, dedup window, outbox retention
+   ------------------------------------------------------------------------ */
+
+static int s_sweep_expiry(s_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t *removed) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_EXPIRY], &cur);
+    if (rc) {
+        return rc;
+    }
+    while (*budget > 0) {
+        MDB_val k, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc) {
+            break;
+        }
+        if (k.mv_size != 20) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc) {
+                break;
+            }
+            continue;
+        }
+        uint8_t key[20];
+        memcpy(key, k.mv_data, 20);
+        if (s_be64_get(key) > now_ns) {
+            break;
+        }
+        uint32_t topic_id = s_be32_get(key + 8);
+        uint64_t seq = s_be64_get(key + 12);
+        s_cached_t *t;
+        bool gone = false;
+        if ((rc = s_topic_by_id(ctx, topic_id, &t))) {
+            break;
+        }
+        if (t && (rc = s_msg_remove(ctx, t, seq, &gone))) {
+            break;
+        }
+        //  Removing the message removed this entry; an orphan goes anyway.
+        if ((rc = s_del(ctx->txn, ctx->dbi[S_EXPIRY], key, 20))) {
+            break;
+        }
+        if (gone) {
+            ctx->expired++;
+            (*removed)++;
+        }
+        (*budget)--;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int s_sweep_age(s_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t *removed) {
+    //  Collect the names first: topic records are written back at flush.
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TOPICS], &cur);
+    if (rc) {
+        return rc;
+    }
+    char(*names)[TERN_TOPIC_MAX + 1] = NULL;
+    size_t count = 0, cap = 0;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (v.mv_size == sizeof(s_topic_rec_t) && k.mv_size <= TERN_TOPIC_MAX) {
+            s_topic_rec_t rec;
+            memcpy(&rec, v.mv_data, sizeof rec);
+            if (rec.max_age_ms && rec.msgs) {
+                if (count == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    void *grown = realloc(names, cap * sizeof *names);
+                    if (!grown) {
+                        abort();
+                    }
+                    names = grown;
+                }
+                memcpy(names[count], k.mv_data, k.mv_size);
+                names[count][k.mv_size] = 0;
+                count++;
+            }
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    rc = rc == MDB_NOTFOUND ? 0 : rc;
+    for (size_t i = 0; i < count && rc == 0 && *budget > 0; i++) {
+        s_cached_t *t;
+        tern_err_t err;
+        if ((rc = s_topic_find(ctx, names[i], strlen(names[i]), false, &t, &err))) {
+            break;
+        }
+        if (!t->exists || !t->topic.max_age_ms) {
+            continue;
+        }
+        uint64_t age_ns = t->topic.max_age_ms * 1000000ull;
+        uint64_t cutoff = now_ns > age_ns ? now_ns - age_ns : 0;
+        while (*budget > 0 && t->topic.msgs > 0) {
+            uint64_t s, ts = 0;
+            if ((rc = s_seq_time(ctx, t, t->topic.first_seq, &s, &ts))) {
+                break;
+            }
+            if (s > t->topic.last_seq || ts >= cutoff) {
+                break;
+            }
+            bool gone;
+            if ((rc = s_msg_remove(ctx, t, s, &gone))) {
+                break;
+            }
+            if (!gone) {
+                break;
+            }
+            ctx->trimmed++;
+            (*removed)++;
+            (*budget)--;
+        }
+    }
+    free(names);
+    return rc;
+}
+
+static int s_sweep_dedup(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
+    uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
+    if (now_ns < window_ns) {
+        return 0;
+    }
+    uint64_t cutoff = now_ns - window_ns;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP_TIME], &cur);
+    if (rc) {
+        return rc;
+    }
+    while (budget-- > 0) {
+        MDB_val k, v;
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
+            break;
+        }
+        if (k.mv_size < 8 + 2 + 8) {
+            if ((rc = mdb_cursor_del(cur, 0))) {
+                break;
+            }
+            continue;
+        }
+        if (s_be64_get(k.mv_data) > cutoff) {
+            break;
+        }
+        uint8_t key[8 + TERN_NAME_MAX + 9];
+        size_t klen = k.mv_size - 8;
+        if (klen > TERN_NAME_MAX + 9) {
+            klen = TERN_NAME_MAX + 9;
+        }
+        memcpy(key, (uint8_t *)k.mv_data + 8, klen);
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+        //  The dedup entry goes only if it still carries this time.
+        MDB_val dk = {klen, key}, dv;
+        rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP], &dk, &dv);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        if (rc) {
+            break;
+        }
+        if (dv.mv_size == S_DEDUP_SIZE && s_le64_get((uint8_t *)dv.mv_data + 24) > cutoff) {
+            continue;
+        }
+        if ((rc = mdb_del(ctx->txn, ctx->dbi[S_DEDUP], &dk, NULL))) {
+            break;
+        }
+        ctx->d_dedup--;
+        size_t plen = strnlen((char *)key, klen);
+        MDB_val pk = {plen, key}, pv;
+        rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv);
+        if (rc == 0 && pv.mv_size == 8) {
+            uint64_t count = s_le64_get(pv.mv_data);
+            if (count <= 1) {
+                rc = mdb_del(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, NULL);
+            } else {
+                uint8_t cbuf[8];
+                s_le64_put(cbuf, count - 1);
+                pv = (MDB_val){8, cbuf};
+                rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv, 0);
+            }
+        } else if (rc == MDB_NOTFOUND) {
+            rc = 0;
+        }
+        if (rc) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int s_sweep_outbox(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
+    //  The lowest position every known peer confirmed (0 if no peer yet).
+    uint64_t confirmed = 0;
+    bool any_peer = false;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PEERS], &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        uint64_t pos = v.mv_size == 8 ? s_le64_get(v.mv_data) : 0;
+        if (!any_peer || pos < confirmed) {
+            confirmed = pos;
+        }
+        any_peer = true;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    uint64_t retention_ns = ctx->store->config.outbox_retention_ms * 1000000ull;
+    uint64_t cutoff = now_ns > retention_ns ? now_ns - retention_ns : 0;
+    if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_OUTBOX], &cur))) {
+        return rc;
+    }
+    while (budget-- > 0) {
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
+            break;
+        }
+        uint64_t pos = k.mv_size == 8 ? s_be64_get(k.mv_data) : 0;
+        uint64_t at = v.mv_size >= S_OUTBOX_HDR ? s_le64_get((uint8_t *)v.mv_data + 32) : 0;
+        bool all_confirmed = any_peer && pos <= confirmed;
+        if (!all_confirmed && at >= cutoff) {
+            break;
+        }
+        if (!all_confirmed) {
+            ctx->outbox_dropped++;
+        }
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
+    uint64_t budget = op->u32, removed = 0;
+    int rc = s_sweep_expiry(ctx, op->a, &budget, &removed);
+    if (rc == 0) {
+        rc = s_sweep_age(ctx, op->a, &budget, &removed);
+    }
+    if (rc == 0) {
+        rc = s_sweep_dedup(ctx, op->a, op->u32);
+    }
+    if (rc == 0) {
+        rc = s_sweep_outbox(ctx, op->a, op->u32);
+    }
+    if (op->count_out) {
+        *op->count_out = removed;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+    Commit
+   ------------------------------------------------------------------------ */
+
+static int s_apply(s_txn_t *ctx, s_op_t *op) {
+    switch (op->kind) {
+        case OP_APPEND:
+            return s_op_append(ctx, op);
+        case OP_TOPIC_PUT:
+            return s_op_topic_put(ctx, op);
+        case OP_TOPIC_DELETE:
+            return s_op_topic_delete(ctx, op);
+        case OP_GROUP_OPEN:
+            return s_op_group_open(ctx, op);
+        case OP_GROUP_DELETE:
+            return s_op_group_delete(ctx, op);
+        case OP_DELIVER:
+        case OP_ACK:
+        case OP_NACK:
+        case OP_DEAD:
+        case OP_DLQ_REPLAY:
+            return s_op_group_entry(ctx, op);
+        case OP_SWEEP:
+            return s_op_sweep(ctx, op);
+        case OP_SET_U64:
+            return op->name[0] ? s_put_u64(ctx->txn, ctx->dbi[S_META], op->name, op->a) : 0;
+        case OP_OUTBOX_CONFIRM: {
+            uint64_t old = 0;
+            int rc = s_get_u64(ctx->txn, ctx->dbi[S_PEERS], op->name, &old);
+            if (rc && rc != MDB_NOTFOUND) {
+                return rc;
+            }
+            if (!op->name[0] || (rc == 0 && old >= op->a)) {
+                return 0;
+            }
+            return s_put_u64(ctx->txn, ctx->dbi[S_PEERS], op->name, op->a);
+        }
+        case OP_INBOUND:
+            return op->name[0] ? s_put_u64(ctx->txn, ctx->dbi[S_INBOUND], op->name, op->a) : 0;
+        case OP_ACKSTATE:
+            return s_outbox_add(ctx, true, op->topic_id, op->a, op->b, op->name, op->u32);
+    }
+    return 0;
+}
+
+static void s_fail_all(tern_store_batch_t *self, tern_err_t err) {
+    for (size_t i = 0; i < self->count; i++) {
+        s_op_t *op = &self->ops[i];
+        if (op->result) {
+            memset(op->result, 0, sizeof *op->result);
+            op->result->err = err;
+        }
+        if (op->err_out) {
+            *op->err_out = err;
+        }
+    }
+}
+
+//  Doubles the map (capped at map_max). Readers are locked out while LMDB
+//  remaps: mdb_env_set_mapsize needs no live transaction in the process.
+static bool s_resize(tern_store_t *self, uint64_t size) {
+    pthread_rwlock_wrlock(&self->lock);
+    int rc = mdb_env_set_mapsize(self->env, (size_t)size);
+    pthread_rwlock_unlock(&self->lock);
+    if (rc) {
+        return false;
+    }
+    MDB_envinfo info;
+    mdb_env_info(self->env, &info);
+    atomic_store(&self->map_size, (uint64_t)info.me_mapsize);
+    return true;
+}
+
+static bool s_grow(tern_store_t *self, uint64_t limit) {
+    uint64_t size = atomic_load(&self->map_size);
+    if (size >= limit) {
+        return false;
+    }
+    uint64_t grown = size * 2 < limit ? size * 2 : limit;
+    if (!s_resize(self, grown)) {
+        return false;
+    }
+    atomic_fetch_add_explicit(&self->map_grows, 1, memory_order_relaxed);
+    return true;
+}
+
+//  Commits a one-key transaction so the pages freed by the last commit
+//  become reusable. Returns true if it committed.
+static bool s_nudge(tern_store_t *self) {
+    MDB_txn *txn;
+    if (mdb_txn_begin(self->env, NULL, 0, &txn)) {
+        return false;
+    }
+    if (s_put_u64(txn, self->dbi[S_META], "store.full_at", s_now_ns())) {
+        mdb_txn_abort(txn);
+        return false;
+    }
+    return mdb_txn_commit(txn) == 0;
+}
+
+tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
+    if (!self) {
+        return TERN_EINVAL;
+    }
+    if (self->count == 0) {
+        return TERN_OK;
+    }
+    tern_store_t *store = self->store;
+    s_txn_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.store = store;
+    ctx.batch = self;
+    ctx.dbi = store->dbi;
+    ctx.now_ns = s_now_ns();
+    tern_err_t err = TERN_OK;
+    bool nudged = false;
+    for (;;) {
+        ctx.log_last = store->log_last;
+        ctx.outbox_last = store->outbox_last;
+        ctx.topic_next = store->topic_next;
+        ctx.d_topics = ctx.d_dedup = 0;
+        ctx.expired = ctx.trimmed = ctx.outbox_dropped = 0;
+        ctx.last_hit = 0;
+        self->cache_count = 0;
+        int rc = mdb_txn_begin(store->env, NULL, 0, &ctx.txn);
+        if (rc == MDB_MAP_RESIZED) {
+            //  Another process grew the map; adopt its size.
+            pthread_rwlock_wrlock(&store->lock);
+            rc = mdb_env_set_mapsize(store->env, 0);
+            pthread_rwlock_unlock(&store->lock);
+            if (rc == 0) {
+                MDB_envinfo info;
+                mdb_env_info(store->env, &info);
+                atomic_store(&store->map_size, (uint64_t)info.me_mapsize);
+                continue;
+            }
+        }
+        if (rc) {
+            err = s_err(rc);
+            break;
+        }
+        for (size_t i = 0; i < self->count && rc == 0; i++) {
+            rc = s_apply(&ctx, &self->ops[i]);
+        }
+        if (rc == 0) {
+            rc = s_cache_flush(&ctx);
+        }
+        if (rc == 0 && ctx.outbox_last != store->outbox_last) {
+            rc = s_put_u64(ctx.txn, store->dbi[S_META], S_META_OUTBOX_LAST, ctx.outbox_last);
+        }
+        if (rc == 0 && ctx.topic_next != store->topic_next) {
+            rc = s_put_u64(ctx.txn, store->dbi[S_META], S_META_TOPIC_NEXT, ctx.topic_next);
+        }
+        if (rc) {
+            mdb_txn_abort(ctx.txn);
+        } else {
+            rc = mdb_txn_commit(ctx.txn);
+        }
+        ctx.txn = NULL;
+        if (rc == 0) {
+            store->log_last = ctx.log_last;
+            store->outbox_last = ctx.outbox_last;
+            store->topic_next = ctx.topic_next;
+            atomic_fetch_add(&store->topics, (uint32_t)ctx.d_topics);
+            atomic_fetch_add(&store->dedup_entries, (uint64_t)ctx.d_dedup);
+            atomic_fetch_add(&store->expired, ctx.expired);
+            atomic_fetch_add(&store->retention_trimmed, ctx.trimmed);
+            atomic_fetch_add(&store->outbox_dropped, ctx.outbox_dropped);
+            atomic_fetch_add(&store->commits, 1);
+            uint64_t size = atomic_load(&store->map_size);
+            if (size > store->map_soft && size != store->shrink_tried) {
+                //  Give the reserve back (LMDB keeps what is in use); once
+                //  per size, as a remap waits for every reader.
+                s_resize(store, store->map_soft);
+                store->shrink_tried = atomic_load(&store->map_size);
+            }
+            err = TERN_OK;
+            break;
+        }
+        if (rc == MDB_MAP_FULL) {
+            //  Appends stop at map_max minus the reserve; the reserve lets
+            //  acks, deletes and sweeps commit when the map is full.
+            bool appending = self->has_appends && !ctx.no_appends;
+            if (s_grow(store, appending ? store->map_soft : store->map_max)) {
+                continue;
+            }
+            if (!nudged) {
+                //  LMDB reuses pages freed by a transaction only after one
+                //  more commit (the previous snapshot must stay intact), so
+                //  space just freed by a delete needs a small commit first.
+                nudged = true;
+                if (s_nudge(store)) {
+                    continue;
+                }
+            }
+            if (!ctx.no_appends && self->has_appends) {
+                //  Cannot grow: commit everything but the appends, so
+                //  consumers keep draining and deletes free space.
+                atomic_fetch_add(&store->full_errors, 1);
+                ctx.no_appends = true;
+                continue;
+            }
+            if (!ctx.no_appends) {
+                atomic_fetch_add(&store->full_errors, 1);
+            }
+        }
+        err = s_err(rc);
+        break;
+    }
+    if (err != TERN_OK) {
+        s_fail_all(self, err);
+    }
+    s_batch_clear(self);
+    return err;
+}
+
+/* ------------------------------------------------------------------------
+    The store
+   ------------------------------------------------------------------------ */
+
+void tern_store_config_defaults(tern_store_config_t *config) {
+    memset(config, 0, sizeof *config);
+    config->dir = "./tern-data";
+    config->map_initial = 64ull << 20;
+    config->map_max = 64ull << 30;
+    config->durability = TERN_DURABILITY_FSYNC;
+    config->dedup_window_ms = 120000;
+    config->dedup_max = 1024;
+    config->outbox_retention_ms = 72ull * 3600 * 1000;
+    config->max_topics = 100000;
+    config->max_readers = 126;
+}
+
+static int s_mkdir_p(const char *dir) {
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path) {
+        return ENAMETOOLONG;
+    }
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] == '/' || path[i] == 0) {
+            char c = path[i];
+            path[i] = 0;
+            if (mkdir(path, 0755) && errno != EEXIST) {
+                return errno;
+            }
+            path[i] = c;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+        return ENOTDIR;
+    }
+    return 0;
+}
+
+static uint64_t s_round_pages(uint64_t size, uint64_t page) {
+    return (size + page - 1) / page * page;
+}
+
+tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err) {
+    tern_err_t sink;
+    err = err ? err : &sink;
+    *err = TERN_ECONFIG;
+    if (!config || !config->dir || !*config->dir ||
+        strlen(config->dir) >= sizeof((tern_store_t *)0)->dir ||
+        config->durability > TERN_DURABILITY_NONE ||
+        (config->map_max && config->map_initial > config->map_max)) {
+        return NULL;
+    }
+    tern_store_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        *err = TERN_ENOMEM;
+        return NULL;
+    }
+    self->config = *config;
+    strcpy(self->dir, config->dir);
+    self->config.dir = self->dir;
+    tern_store_config_t defaults;
+    tern_store_config_defaults(&defaults);
+    if (!self->config.map_initial) {
+        self->config.map_initial = defaults.map_initial;
+    }
+    if (!self->config.map_max) {
+        self->config.map_max = defaults.map_max > self->config.map_initial
+                                   ? defaults.map_max
+                                   : self->config.map_initial;
+    }
+    if (!self->config.max_topics) {
+        self->config.max_topics = defaults.max_topics;
+    }
+    if (!self->config.max_readers) {
+        self->config.max_readers = defaults.max_readers;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    self->page_size = page > 0 ? (uint64_t)page : 4096;
+    self->map_max = s_round_pages(self->config.map_max, self->page_size);
+    uint64_t initial = s_round_pages(self->config.map_initial, self->page_size);
+    uint64_t reserve = self->map_max / 16;
+    reserve = reserve < S_RESERVE_MIN ? S_RESERVE_MIN : reserve;
+    reserve = reserve > S_RESERVE_MAX ? S_RESERVE_MAX : reserve;
+    reserve = s_round_pages(reserve, self->page_size);
+    self->map_soft = self->map_max > 2 * reserve ? self->map_max - reserve : self->map_max / 2;
+    self->map_soft = self->map_soft / self->page_size * self->page_size;
+    initial = initial < self->map_soft ? initial : self->map_soft;
+
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    //  A waiting resize must not starve behind a stream of readers.
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&self->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+
+    *err = TERN_ESTORAGE;
+    if (s_mkdir_p(self->dir)) {
+        goto fail;
+    }
+    int rc = mdb_env_create(&self->env);
+    if (rc) {
+        self->env = NULL;
+        goto fail;
+    }
+    unsigned flags = MDB_NOTLS;
+    if (self->config.durability == TERN_DURABILITY_BATCH) {
+        flags |= MDB_NOMETASYNC;
+    } else if (self->config.durability == TERN_DURABILITY_NONE) {
+        flags |= MDB_NOSYNC;
+    }
+    if ((rc = mdb_env_set_maxdbs(self->env, S_DBI_COUNT + 2)) ||
+        (rc = mdb_env_set_maxreaders(self->env, self->config.max_readers)) ||
+        (rc = mdb_env_set_mapsize(self->env, (size_t)initial)) ||
+        (rc = mdb_env_open(self->env, self->dir, flags, 0644))) {
+        *err = s_err(rc);
+        goto fail;
+    }
+    int dead = 0;
+    mdb_reader_check(self->env, &dead);
+    MDB_envinfo info;
+    mdb_env_info(self->env, &info);
+    atomic_store(&self->map_size, (uint64_t)info.me_mapsize);
+
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(self->env, NULL, 0, &txn))) {
+        *err = s_err(rc);
+        goto fail;
+    }
+    for (int i = 0; i < S_DBI_COUNT && rc == 0; i++) {
+        rc = mdb_dbi_open(txn, s_dbi_names[i], MDB_CREATE, &self->dbi[i]);
+    }
+    //  Writer state: the last log key, and the persisted counters.
+    MDB_cursor *cur = NULL;
+    if (rc == 0 && (rc = mdb_cursor_open(txn, self->dbi[S_LOG], &cur)) == 0) {
+        MDB_val k, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        if (rc == 0 && k.mv_size == 8) {
+            self->log_last = s_be64_get(k.mv_data);
+        }
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        mdb_cursor_close(cur);
+    }
+    if (rc == 0) {
+        rc = s_get_u64(txn, self->dbi[S_META], S_META_OUTBOX_LAST, &self->outbox_last);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc == 0) {
+        rc = s_get_u64(txn, self->dbi[S_META], S_META_TOPIC_NEXT, &self->topic_next);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    MDB_stat st;
+    if (rc == 0 && (rc = mdb_stat(txn, self->dbi[S_TOPICS], &st)) == 0) {
+        atomic_store(&self->topics, (uint32_t)st.ms_entries);
+    }
+    if (rc == 0 && (rc = mdb_stat(txn, self->dbi[S_DEDUP], &st)) == 0) {
+        atomic_store(&self->dedup_entries, (uint64_t)st.ms_entries);
+    }
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    if (rc) {
+        *err = s_err(rc);
+        goto fail;
+    }
+    *err = TERN_OK;
+    return self;
+
+fail:
+    if (self->env) {
+        mdb_env_close(self->env);
+    }
+    pthread_rwlock_destroy(&self->lock);
+    free(self);
+    return NULL;
+}
+
+void tern_store_destroy(tern_store_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_store_t *self = *self_p;
+    mdb_env_sync(self->env, 1);
+    mdb_env_close(self->env);
+    pthread_rwlock_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+void tern_store_stats(tern_store_t *self, tern_store_stats_t *out) {
+    memset(out, 0, sizeof *out);
+    if (!self) {
+        return;
+    }
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(self->env, &info) == 0 && mdb_env_stat(self->env, &st) == 0) {
+        out->map_used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/data.mdb", self->dir);
+    struct stat fst;
+    if (stat(path, &fst) == 0) {
+        out->file_bytes = (uint64_t)fst.st_size;
+    }
+    out->map_size = atomic_load_explicit(&self->map_size, memory_order_relaxed);
+    out->commits = atomic_load_explicit(&self->commits, memory_order_relaxed);
+    out->map_grows = atomic_load_explicit(&self->map_grows, memory_order_relaxed);
+    out->full_errors = atomic_load_explicit(&self->full_errors, memory_order_relaxed);
+    out->corrupt_records = atomic_load_explicit(&self->corrupt_records, memory_order_relaxed);
+    out->expired = atomic_load_explicit(&self->expired, memory_order_relaxed);
+    out->retention_trimmed = atomic_load_explicit(&self->retention_trimmed, memory_order_relaxed);
+    out->outbox_dropped = atomic_load_explicit(&self->outbox_dropped, memory_order_relaxed);
+    out->dedup_entries = atomic_load_explicit(&self->dedup_entries, memory_order_relaxed);
+    out->topics = atomic_load_explicit(&self->topics, memory_order_relaxed);
+}
+
+int tern_store_reader_check(tern_store_t *self) {
+    int dead = 0;
+    if (self) {
+        mdb_reader_check(self->env, &dead);
+    }
+    return dead;
+}
+
+/* ------------------------------------------------------------------------
+    Readers
+   ------------------------------------------------------------------------ */
+
+struct tern_store_reader_t {
+    tern_store_t *store;            //  our store
+    MDB_txn *txn;                   //  read transaction, reset between uses
+    bool active;                    //  between read_begin and read_end
+    uint32_t topic_id;              //  last topic id resolved (ids are never reused)
+    char topic[TERN_TOPIC_MAX + 1]; //  its name
+};
+
+tern_store_reader_t *tern_store_reader_new(tern_store_t *store) {
+    if (!store) {
+        return NULL;
+    }
+    tern_store_reader_t *self = calloc(1, sizeof *self);
+    if (self) {
+        self->store = store;
+    }
+    return self;
+}
+
+void tern_store_reader_destroy(tern_store_reader_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_store_reader_t *self = *self_p;
+    if (self->active) {
+        tern_store_read_end(self);
+    }
+    if (self->txn) {
+        mdb_txn_abort(self->txn);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+tern_err_t tern_store_read_begin(tern_store_reader_t *self) {
+    if (!self || self->active) {
+        return TERN_ESTATE;
+    }
+    pthread_rwlock_rdlock(&self->store->lock);
+    int rc;
+    if (self->txn) {
+        rc = mdb_txn_renew(self->txn);
+    } else {
+        rc = mdb_txn_begin(self->store->env, NULL, MDB_RDONLY, &self->txn);
+        if (rc) {
+            self->txn = NULL;
+        }
+    }
+    if (rc == MDB_MAP_RESIZED) {
+        //  Writer grew the map in another process; renew after adopting it.
+        if (self->txn) {
+            mdb_txn_abort(self->txn);
+            self->txn = NULL;
+        }
+        pthread_rwlock_unlock(&self->store->lock);
+        return TERN_EBUSY;
+    }
+    if (rc) {
+        pthread_rwlock_unlock(&self->store->lock);
+        return s_err(rc);
+    }
+    self->active = true;
+    return TERN_OK;
+}
+
+void tern_store_read_end(tern_store_reader_t *self) {
+    if (!self || !self->active) {
+        return;
+    }
+    mdb_txn_reset(self->txn);
+    self->active = false;
+    pthread_rwlock_unlock(&self->store->lock);
+}
+
+#define S_READER_CHECK(self)                                                                       \
+    do {                                                                                           \
+        if (!(self) || !(self)->active) {                                                          \
+            return TERN_ESTATE;                                                                    \
+        }                                                                                          \
+    } while (0)
+
+tern_err_t tern_store_get_u64(tern_store_reader_t *self, const char *name, uint64_t *value) {
+    S_READER_CHECK(self);
+    if (!name || !*name) {
+        return TERN_EINVAL;
+    }
+    return s_err(s_get_u64(self->txn, self->store->dbi[S_META], name, value));
+}
+
+static tern_err_t s_topic_info(const MDB_val *k, const MDB_val *v, tern_topic_info_t *out) {
+    if (v->mv_size != sizeof(s_topic_rec_t) || k->mv_size == 0 || k->mv_size > TERN_TOPIC_MAX) {
+        return TERN_ECORRUPT;
+    }
+    s_topic_rec_t rec;
+    memcpy(&rec, v->mv_data, sizeof rec);
+    memset(out, 0, sizeof *out);
+    out->id = (uint32_t)rec.id;
+    memcpy(out->name, k->mv_data, k->mv_size);
+    out->name[k->mv_size] = 0;
+    out->max_age_ms = rec.max_age_ms;
+    out->max_msgs = rec.max_msgs;
+    out->max_bytes = rec.max_bytes;
+    out->first_seq = rec.first_seq;
+    out->last_seq = rec.last_seq;
+    out->msgs = rec.msgs;
+    out->bytes = rec.bytes;
+    out->created_ns = rec.created_ns;
+    return TERN_OK;
+}
+
+tern_err_t tern_store_topic_get(tern_store_reader_t *self, const char *name,
+                                tern_topic_info_t *out) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(name, TERN_TOPIC_MAX);
+    if (len == 0 || len > TERN_TOPIC_MAX) {
+        return TERN_ETOPIC;
+    }
+    MDB_val k = {len, (void *)name}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_TOPICS], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    return s_topic_info(&k, &v, out);
+}
+
+//  Resolves a topic id to its name (cached: ids are never reused).
+static tern_err_t s_topic_name(tern_store_reader_t *self, uint32_t id, const char **name) {
+    if (id && id == self->topic_id) {
+        *name = self->topic;
+        return TERN_OK;
+    }
+    uint8_t key[4];
+    s_be32_put(key, id);
+    MDB_val k = {4, key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_TOPIC_IDS], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    if (v.mv_size == 0 || v.mv_size > TERN_TOPIC_MAX) {
+        return TERN_ECORRUPT;
+    }
+    memcpy(self->topic, v.mv_data, v.mv_size);
+    self->topic[v.mv_size] = 0;
+    self->topic_id = id;
+    *name = self->topic;
+    return TERN_OK;
+}
+
+tern_err_t tern_store_topic_get_id(tern_store_reader_t *self, uint32_t id, tern_topic_info_t *out) {
+    S_READER_CHECK(self);
+    const char *name;
+    tern_err_t err = s_topic_name(self, id, &name);
+    if (err) {
+        return err;
+    }
+    err = tern_store_topic_get(self, name, out);
+    return err == TERN_OK && out->id != id ? TERN_ENOTFOUND : err;
+}
+
+tern_err_t tern_store_topic_list(tern_store_reader_t *self, tern_topic_fn *fn, void *arg) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_TOPICS], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    tern_err_t err = TERN_OK;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        tern_topic_info_t info;
+        if ((err = s_topic_info(&k, &v, &info))) {
+            break;
+        }
+        if (!fn(&info, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_t seq,
+                           tern_frame_t *out) {
+    S_READER_CHECK(self);
+    uint8_t tkey[12];
+    s_be32_put(tkey, topic_id);
+    s_be64_put(tkey + 4, seq);
+    MDB_val k = {12, tkey}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_TINDEX], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    s_record_t rec;
+    tern_err_t err = TERN_ECORRUPT;
+    if (v.mv_size == 8) {
+        uint8_t gkey[8];
+        s_be64_put(gkey, s_le64_get(v.mv_data));
+        k = (MDB_val){8, gkey};
+        rc = mdb_get(self->txn, self->store->dbi[S_LOG], &k, &v);
+        if (rc && rc != MDB_NOTFOUND) {
+            return s_err(rc);
+        }
+        if (rc == 0) {
+            err = s_record_parse(&v, true, &rec);
+        }
+    }
+    if (err == TERN_OK && (rec.topic_id != topic_id || rec.seq != seq)) {
+        err = TERN_ECORRUPT;
+    }
+    if (err) {
+        atomic_fetch_add(&self->store->corrupt_records, 1);
+        return err;
+    }
+    const char *topic;
+    if ((err = s_topic_name(self, topic_id, &topic))) {
+        return err;
+    }
+    const uint8_t *p = rec.base;
+    memset(out, 0, sizeof *out);
+    out->cmd = TERN_CMD_DELIVER;
+    out->version = TERN_PROTO_VERSION;
+    out->fields = s_le32_get(p + R_FIELDS);
+    strcpy(out->topic, topic);
+    out->msg_id = rec.msg_id;
+    out->seq = seq;
+    out->producer_seq = s_le64_get(p + R_PSEQ);
+    out->timestamp_ns = rec.timestamp_ns;
+    out->expire_at_ns = rec.expire_at_ns;
+    out->priority = rec.priority;
+    const uint8_t *at = p + R_HEADER;
+    at = s_record_str(at, p[R_PRODUCER_LEN], out->producer);
+    at = s_record_str(at, p[R_KEY_LEN], out->key);
+    at = s_record_str(at, p[R_TRACE_LEN], out->trace_id);
+    at = s_record_str(at, p[R_ORIGIN_LEN], out->origin);
+    out->meta_count = s_le32_get(p + R_META_COUNT);
+    out->meta_size = s_le32_get(p + R_META_SIZE);
+    out->meta = out->meta_size ? at : NULL;
+    at += out->meta_size;
+    out->payload_size = rec.payload_size;
+    out->payload = at;
+    return TERN_OK;
+}
+
+tern_err_t tern_store_find_msg(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
+                               uint64_t *seq) {
+    S_READER_CHECK(self);
+    uint8_t key[8];
+    s_be64_put(key, msg_id);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_MSGID], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    if (v.mv_size != 12) {
+        return TERN_ECORRUPT;
+    }
+    *topic_id = s_be32_get(v.mv_data);
+    *seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    return TERN_OK;
+}
+
+tern_err_t tern_store_lane_scan(tern_store_reader_t *self, uint32_t topic_id, uint8_t priority,
+                                uint64_t from_seq, uint64_t *seqs, size_t max, size_t *count) {
+    S_READER_CHECK(self);
+    *count = 0;
+    if (priority > TERN_PRIORITY_MAX) {
+        return TERN_ERANGE;
+    }
+    if (max == 0) {
+        return TERN_OK;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_PRIO], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[13];
+    s_be32_put(key, topic_id);
+    key[4] = priority;
+    s_be64_put(key + 5, from_seq);
+    MDB_val k = {13, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && *count < max && k.mv_size == 13 && !memcmp(k.mv_data, key, 5)) {
+        seqs[(*count)++] = s_be64_get((uint8_t *)k.mv_data + 5);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc && rc != MDB_NOTFOUND ? s_err(rc) : TERN_OK;
+}
+
+//  Fills OUT from group record K/V, computing the ack floor: the lowest seq
+//  still pending or not yet delivered (the first message at or after each
+//  lane's cursor); last_seq + 1 when there is none.
+static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, const MDB_val *v,
+                               tern_group_info_t *out) {
+    if (v->mv_size != sizeof(s_group_rec_t) || k->mv_size <= 4 || k->mv_size > 4 + TERN_NAME_MAX) {
+        return TERN_ECORRUPT;
+    }
+    s_group_rec_t rec;
+    memcpy(&rec, v->mv_data, sizeof rec);
+    memset(out, 0, sizeof *out);
+    out->topic_id = s_be32_get(k->mv_data);
+    memcpy(out->name, (uint8_t *)k->mv_data + 4, k->mv_size - 4);
+    out->name[k->mv_size - 4] = 0;
+    memcpy(out->lane_next, rec.lane_next, sizeof out->lane_next);
+    out->pending = rec.pending;
+    out->dead = rec.dead;
+    out->delivered = rec.delivered;
+    out->redelivered = rec.redelivered;
+    out->acked = rec.acked;
+    out->nacked = rec.nacked;
+    out->created_ns = rec.created_ns;
+
+    tern_topic_info_t topic;
+    tern_err_t err = tern_store_topic_get_id(self, out->topic_id, &topic);
+    uint64_t floor = err == TERN_OK ? topic.last_seq + 1 : UINT64_MAX;
+    for (int lane = 0; lane <= TERN_PRIORITY_MAX; lane++) {
+        uint64_t seq;
+        size_t n = 0;
+        err = tern_store_lane_scan(self, out->topic_id, (uint8_t)lane, rec.lane_next[lane], &seq, 1,
+                                   &n);
+        if (err) {
+            return err;
+        }
+        if (n && seq < floor) {
+            floor = seq;
+        }
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_PENDING], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(key, out->topic_id, out->name, k->mv_size - 4, 0, false);
+    MDB_val pk = {plen, key}, pv;
+    rc = mdb_cursor_get(cur, &pk, &pv, MDB_SET_RANGE);
+    if (rc == 0 && pk.mv_size == plen + 8 && !memcmp(pk.mv_data, key, plen)) {
+        uint64_t seq = s_be64_get((uint8_t *)pk.mv_data + plen);
+        if (seq < floor) {
+            floor = seq;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return s_err(rc);
+    }
+    if (floor == UINT64_MAX) {
+        //  Topic gone: fall back to the lowest lane cursor.
+        for (int lane = 0; lane <= TERN_PRIORITY_MAX; lane++) {
+            if (rec.lane_next[lane] < floor) {
+                floor = rec.lane_next[lane];
+            }
+        }
+    }
+    out->ack_floor = floor;
+    return TERN_OK;
+}
+
+tern_err_t tern_store_group_get(tern_store_reader_t *self, uint32_t topic_id, const char *name,
+                                tern_group_info_t *out) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(name, TERN_NAME_MAX);
+    if (len == 0 || len > TERN_NAME_MAX) {
+        return TERN_ENAME;
+    }
+    uint8_t key[S_GROUP_KEY_MAX];
+    s_be32_put(key, topic_id);
+    memcpy(key + 4, name, len);
+    MDB_val k = {4 + len, key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_GROUPS], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    return s_group_info(self, &k, &v, out);
+}
+
+tern_err_t tern_store_group_list(tern_store_reader_t *self, uint32_t topic_id, tern_group_fn *fn,
+                                 void *arg) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_GROUPS], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t prefix[4];
+    s_be32_put(prefix, topic_id);
+    MDB_val k = {4, prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, topic_id ? MDB_SET_RANGE : MDB_FIRST);
+    tern_err_t err = TERN_OK;
+    while (rc == 0 && (!topic_id || (k.mv_size > 4 && !memcmp(k.mv_data, prefix, 4)))) {
+        tern_group_info_t info;
+        if ((err = s_group_info(self, &k, &v, &info))) {
+            break;
+        }
+        if (!fn(&info, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+static tern_err_t s_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id,
+                               const char *group, tern_entry_fn *fn, void *arg) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(group, TERN_NAME_MAX);
+    if (len == 0 || len > TERN_NAME_MAX) {
+        return TERN_ENAME;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(key, topic_id, group, len, 0, false);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[dbi], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    tern_err_t err = TERN_OK;
+    MDB_val k = {plen, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
+        if (v.mv_size < S_ENTRY_SIZE || v.mv_size > S_ENTRY_SIZE + TERN_REASON_MAX) {
+            err = TERN_ECORRUPT;
+            break;
+        }
+        const uint8_t *p = v.mv_data;
+        tern_entry_t entry;
+        entry.seq = s_be64_get((uint8_t *)k.mv_data + plen);
+        entry.delivery_count = s_le32_get(p);
+        entry.priority = p[4];
+        entry.due_ms = s_le64_get(p + 8);
+        memcpy(entry.reason, p + S_ENTRY_SIZE, v.mv_size - S_ENTRY_SIZE);
+        entry.reason[v.mv_size - S_ENTRY_SIZE] = 0;
+        if (!fn(&entry, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+tern_err_t tern_store_pending_list(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                                   tern_entry_fn *fn, void *arg) {
+    return s_entry_list(self, S_PENDING, topic_id, group, fn, arg);
+}
+
+tern_err_t tern_store_dlq_list(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                               tern_entry_fn *fn, void *arg) {
+    return s_entry_list(self, S_DLQ, topic_id, group, fn, arg);
+}
+
+tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size_t max,
+                                  tern_outbox_fn *fn, void *arg) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_OUTBOX], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[8];
+    s_be64_put(key, from);
+    MDB_val k = {8, key}, v;
+    tern_err_t err = TERN_OK;
+    size_t seen = 0;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && seen < max) {
+        const uint8_t *p = v.mv_data;
+        if (k.mv_size != 8 || v.mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
+            v.mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
+            err = TERN_ECORRUPT;
+            break;
+        }
+        tern_outbox_entry_t entry;
+        memset(&entry, 0, sizeof entry);
+        entry.position = s_be64_get(k.mv_data);
+        entry.is_ackstate = p[0] == 1;
+        entry.topic_id = s_le32_get(p + 4);
+        entry.seq = s_le64_get(p + 8);
+        entry.msg_id = s_le64_get(p + 16);
+        entry.op = s_le32_get(p + 24);
+        entry.at_ns = s_le64_get(p + 32);
+        memcpy(entry.group, p + S_OUTBOX_HDR, p[1]);
+        entry.group[p[1]] = 0;
+        seen++;
+        if (!fn(&entry, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+tern_err_t tern_store_outbox_last(tern_store_reader_t *self, uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    int rc = s_get_u64(self->txn, self->store->dbi[S_META], S_META_OUTBOX_LAST, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}
+
+tern_err_t tern_store_outbox_confirmed(tern_store_reader_t *self, const char *peer,
+                                       uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    if (!peer || !*peer) {
+        return TERN_EINVAL;
+    }
+    int rc = s_get_u64(self->txn, self->store->dbi[S_PEERS], peer, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}
+
+tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
+                                  uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    if (!origin || !*origin) {
+        return TERN_EINVAL;
+    }
+    int rc = s_get_u64(self->txn, self->store->dbi[S_INBOUND], origin, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}

@@ -1,0 +1,1184 @@
+/*  test_store.c - unit tests of the LMDB storage engine (tern_store).
+
+    Every test runs on a fresh temporary directory with a small map, so that
+    "full" is reachable and nothing leaks between tests.
+*/
+#include "tern_store.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char s_dir[64];
+
+static void s_setup(void) {
+    strcpy(s_dir, "/tmp/tern-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_dir));
+}
+
+static void s_teardown(void) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", s_dir);
+    unlink(path);
+    rmdir(s_dir);
+}
+
+TestSuite(store, .init = s_setup, .fini = s_teardown, .timeout = 60);
+
+static tern_store_config_t s_config(void) {
+    tern_store_config_t config;
+    tern_store_config_defaults(&config);
+    config.dir = s_dir;
+    config.map_initial = 1 << 20;
+    config.map_max = 64 << 20;
+    config.durability = TERN_DURABILITY_NONE; //  tests need no fsync; the crash test does
+    return config;
+}
+
+static tern_store_t *s_open(const tern_store_config_t *config) {
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_t *store = tern_store_new(config, &err);
+    cr_assert_not_null(store);
+    cr_assert_eq(err, TERN_OK);
+    return store;
+}
+
+static void s_msg(tern_frame_t *msg, const char *topic, const char *payload) {
+    memset(msg, 0, sizeof *msg);
+    msg->cmd = TERN_CMD_PUBLISH;
+    msg->priority = TERN_PRIORITY_DEFAULT;
+    snprintf(msg->topic, sizeof msg->topic, "%s", topic);
+    msg->payload = (const uint8_t *)payload;
+    msg->payload_size = strlen(payload);
+}
+
+static uint64_t s_next_id = 1000;
+
+//  Appends one message and commits; returns its result.
+static tern_append_result_t s_append(tern_store_t *store, tern_frame_t *msg) {
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_append_result_t res;
+    if (!msg->msg_id) {
+        msg->msg_id = s_next_id++;
+    }
+    tern_store_batch_append(batch, msg, true, &res);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    return res;
+}
+
+static tern_append_result_t s_append_text(tern_store_t *store, const char *topic,
+                                          const char *payload, uint8_t priority,
+                                          uint64_t expire_at_ns) {
+    tern_frame_t msg;
+    s_msg(&msg, topic, payload);
+    msg.priority = priority;
+    msg.expire_at_ns = expire_at_ns;
+    msg.timestamp_ns = (uint64_t)time(NULL) * 1000000000ull;
+    return s_append(store, &msg);
+}
+
+static uint64_t s_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static tern_topic_info_t s_topic(tern_store_t *store, const char *name) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, name, &info), TERN_OK);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return info;
+}
+
+static tern_err_t s_read_status(tern_store_t *store, uint32_t topic_id, uint64_t seq) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_frame_t out;
+    tern_err_t err = tern_store_read(reader, topic_id, seq, &out);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return err;
+}
+
+Test(store, usage_example) {
+    //  Open a store, append a message in a batch, commit, read it back.
+    tern_store_config_t config;
+    tern_store_config_defaults(&config);
+    config.dir = s_dir;
+    config.map_initial = 1 << 20;
+    tern_err_t err;
+    tern_store_t *store = tern_store_new(&config, &err);
+    cr_assert_not_null(store);
+
+    tern_frame_t msg;
+    memset(&msg, 0, sizeof msg);
+    strcpy(msg.topic, "orders.eu");
+    msg.msg_id = 42;
+    msg.priority = TERN_PRIORITY_DEFAULT;
+    msg.payload = (const uint8_t *)"hello";
+    msg.payload_size = 5;
+
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_append_result_t result;
+    tern_store_batch_append(batch, &msg, true, &result);
+    cr_assert_eq(tern_store_batch_size(batch), 1);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK); //  durable now: ack the producer
+    cr_assert_eq(result.err, TERN_OK);
+    cr_assert_eq(result.seq, 1);
+    cr_assert_eq(result.msg_id, 42);
+    cr_assert_not(result.duplicate);
+    cr_assert_eq(tern_store_batch_size(batch), 0);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read(reader, result.topic_id, result.seq, &out), TERN_OK);
+    cr_assert_eq(out.cmd, TERN_CMD_DELIVER);
+    cr_assert_str_eq(out.topic, "orders.eu");
+    cr_assert_eq(out.payload_size, 5);
+    cr_assert_eq(memcmp(out.payload, "hello", 5), 0); //  borrowed until read_end
+    tern_store_read_end(reader);
+
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+    cr_assert_null(store);
+    tern_store_destroy(&store); //  safe on NULL
+}
+
+Test(store, config_errors) {
+    tern_store_config_t config = s_config();
+    config.dir = NULL;
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECONFIG);
+    config = s_config();
+    config.map_initial = 8 << 20;
+    config.map_max = 1 << 20;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECONFIG);
+    config = s_config();
+    config.dir = "/proc/no-such/place";
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ESTORAGE);
+}
+
+Test(store, crc32c_known_vectors) {
+    cr_assert_eq(tern_crc32c(0, "123456789", 9), 0xE3069283u);
+    cr_assert_eq(tern_crc32c_sw(0, "123456789", 9), 0xE3069283u);
+    uint8_t buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++) {
+        buf[i] = (uint8_t)(i * 7 + 3);
+    }
+    for (size_t off = 0; off < 9; off++) {
+        cr_assert_eq(tern_crc32c(0, buf + off, sizeof buf - off),
+                     tern_crc32c_sw(0, buf + off, sizeof buf - off));
+    }
+    uint32_t whole = tern_crc32c(0, buf, sizeof buf);
+    cr_assert_eq(tern_crc32c(tern_crc32c(0, buf, 300), buf + 300, 700), whole);
+}
+
+Test(store, round_trip_every_field) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    uint8_t payload[3000];
+    for (size_t i = 0; i < sizeof payload; i++) {
+        payload[i] = (uint8_t)(i * 31 + 7); //  includes zero bytes
+    }
+    const uint8_t meta[] = {0x81, 0xa1, 'k', 0xa2, 'v', 0};
+    tern_frame_t msg;
+    memset(&msg, 0, sizeof msg);
+    msg.cmd = TERN_CMD_PUBLISH;
+    msg.fields = TERN_F_PRODUCER | TERN_F_KEY | TERN_F_TRACE | TERN_F_META;
+    strcpy(msg.topic, "a.b-c_d");
+    strcpy(msg.producer, "producer-1");
+    strcpy(msg.key, "customer:17");
+    strcpy(msg.trace_id, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    strcpy(msg.origin, "dc-west");
+    msg.producer_seq = 77;
+    msg.msg_id = 0x1234567890abcdefull;
+    msg.timestamp_ns = 1767225600123456789ull;
+    msg.expire_at_ns = 1867225600000000000ull;
+    msg.priority = 9;
+    msg.meta = meta;
+    msg.meta_size = sizeof meta;
+    msg.meta_count = 1;
+    msg.payload = payload;
+    msg.payload_size = sizeof payload;
+    tern_append_result_t res = s_append(store, &msg);
+    cr_assert_eq(res.err, TERN_OK);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_ESTATE);
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read(reader, res.topic_id, 1, &out), TERN_OK);
+    cr_assert_eq(out.cmd, TERN_CMD_DELIVER);
+    cr_assert_eq(out.fields, msg.fields);
+    cr_assert_str_eq(out.topic, msg.topic);
+    cr_assert_str_eq(out.producer, msg.producer);
+    cr_assert_str_eq(out.key, msg.key);
+    cr_assert_str_eq(out.trace_id, msg.trace_id);
+    cr_assert_str_eq(out.origin, msg.origin);
+    cr_assert_eq(out.producer_seq, 77);
+    cr_assert_eq(out.msg_id, msg.msg_id);
+    cr_assert_eq(out.seq, 1);
+    cr_assert_eq(out.timestamp_ns, msg.timestamp_ns);
+    cr_assert_eq(out.expire_at_ns, msg.expire_at_ns);
+    cr_assert_eq(out.priority, 9);
+    cr_assert_eq(out.meta_size, sizeof meta);
+    cr_assert_eq(out.meta_count, 1);
+    cr_assert_eq(memcmp(out.meta, meta, sizeof meta), 0);
+    cr_assert_eq(out.payload_size, sizeof payload);
+    cr_assert_eq(memcmp(out.payload, payload, sizeof payload), 0);
+    cr_assert_eq(tern_store_read(reader, res.topic_id, 2, &out), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_read(reader, res.topic_id + 1, 1, &out), TERN_ENOTFOUND);
+
+    uint32_t topic_id;
+    uint64_t seq;
+    cr_assert_eq(tern_store_find_msg(reader, msg.msg_id, &topic_id, &seq), TERN_OK);
+    cr_assert_eq(topic_id, res.topic_id);
+    cr_assert_eq(seq, 1);
+    cr_assert_eq(tern_store_find_msg(reader, 5, &topic_id, &seq), TERN_ENOTFOUND);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get_id(reader, res.topic_id, &info), TERN_OK);
+    cr_assert_str_eq(info.name, "a.b-c_d");
+    cr_assert_eq(info.msgs, 1);
+    cr_assert_eq(info.bytes, sizeof payload);
+    cr_assert_eq(info.first_seq, 1);
+    cr_assert_eq(info.last_seq, 1);
+    tern_store_read_end(reader);
+    cr_assert_eq(tern_store_read(reader, res.topic_id, 1, &out), TERN_ESTATE);
+    tern_store_reader_destroy(&reader);
+
+    //  Survives a restart, and an empty payload round-trips too.
+    tern_store_destroy(&store);
+    store = s_open(&config);
+    tern_frame_t empty;
+    s_msg(&empty, "a.b-c_d", "");
+    res = s_append(store, &empty);
+    cr_assert_eq(res.err, TERN_OK);
+    cr_assert_eq(res.seq, 2);
+    reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_read(reader, res.topic_id, 1, &out), TERN_OK);
+    cr_assert_eq(memcmp(out.payload, payload, sizeof payload), 0);
+    cr_assert_eq(tern_store_read(reader, res.topic_id, 2, &out), TERN_OK);
+    cr_assert_eq(out.payload_size, 0);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
+
+Test(store, append_rejects_bad_input) {
+    tern_store_config_t config = s_config();
+    config.max_topics = 2;
+    tern_store_t *store = s_open(&config);
+    tern_frame_t msg;
+    s_msg(&msg, "", "x");
+    cr_assert_eq(s_append(store, &msg).err, TERN_ETOPIC);
+    s_msg(&msg, "t", "x");
+    msg.priority = 10;
+    cr_assert_eq(s_append(store, &msg).err, TERN_ERANGE);
+    s_msg(&msg, "t", "x");
+    msg.payload = NULL;
+    cr_assert_eq(s_append(store, &msg).err, TERN_EINVAL);
+    cr_assert_eq(s_append_text(store, "t1", "x", 4, 0).err, TERN_OK);
+    cr_assert_eq(s_append_text(store, "t2", "x", 4, 0).err, TERN_OK);
+    cr_assert_eq(s_append_text(store, "t3", "x", 4, 0).err, TERN_ELIMIT);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.topics, 2);
+    tern_store_destroy(&store);
+}
+
+Test(store, dedup_by_time) {
+    tern_store_config_t config = s_config();
+    config.dedup_window_ms = 50;
+    tern_store_t *store = s_open(&config);
+    tern_frame_t msg;
+    s_msg(&msg, "t", "one");
+    strcpy(msg.producer, "p1");
+    msg.producer_seq = 1;
+    tern_append_result_t first = s_append(store, &msg);
+    cr_assert_eq(first.err, TERN_OK);
+    cr_assert_not(first.duplicate);
+
+    s_msg(&msg, "t", "one again");
+    strcpy(msg.producer, "p1");
+    msg.producer_seq = 1;
+    tern_append_result_t dup = s_append(store, &msg);
+    cr_assert_eq(dup.err, TERN_OK);
+    cr_assert(dup.duplicate);
+    cr_assert_eq(dup.seq, first.seq);
+    cr_assert_eq(dup.msg_id, first.msg_id);
+    cr_assert_eq(s_topic(store, "t").msgs, 1);
+
+    //  Another producer with the same seq is not a duplicate.
+    s_msg(&msg, "t", "other");
+    strcpy(msg.producer, "p2");
+    msg.producer_seq = 1;
+    cr_assert_not(s_append(store, &msg).duplicate);
+
+    usleep(80 * 1000);
+    s_msg(&msg, "t", "one, later");
+    strcpy(msg.producer, "p1");
+    msg.producer_seq = 1;
+    tern_append_result_t later = s_append(store, &msg);
+    cr_assert_eq(later.err, TERN_OK);
+    cr_assert_not(later.duplicate);
+    cr_assert_eq(later.seq, 3);
+
+    //  The sweep drops expired entries from disk.
+    usleep(80 * 1000);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.dedup_entries, 2);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_sweep(batch, s_now_ns(), 1000, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.dedup_entries, 0);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, dedup_by_count_and_in_one_batch) {
+    tern_store_config_t config = s_config();
+    config.dedup_max = 3;
+    tern_store_t *store = s_open(&config);
+    tern_frame_t msgs[6];
+    tern_append_result_t res[6];
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    for (int i = 0; i < 5; i++) {
+        s_msg(&msgs[i], "t", "m");
+        strcpy(msgs[i].producer, "p");
+        msgs[i].producer_seq = (uint64_t)i + 1;
+        msgs[i].msg_id = 100 + (uint64_t)i;
+        tern_store_batch_append(batch, &msgs[i], false, &res[i]);
+    }
+    //  A duplicate inside the same batch reports the first.
+    s_msg(&msgs[5], "t", "m");
+    strcpy(msgs[5].producer, "p");
+    msgs[5].producer_seq = 5;
+    msgs[5].msg_id = 200;
+    tern_store_batch_append(batch, &msgs[5], false, &res[5]);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert(res[5].duplicate);
+    cr_assert_eq(res[5].msg_id, 104);
+    cr_assert_eq(res[5].seq, 5);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.dedup_entries, 3);
+
+    //  Seqs 1 and 2 were evicted (only the last 3 are kept): not duplicates.
+    tern_frame_t msg;
+    s_msg(&msg, "t", "m");
+    strcpy(msg.producer, "p");
+    msg.producer_seq = 3;
+    cr_assert(s_append(store, &msg).duplicate);
+    s_msg(&msg, "t", "m");
+    strcpy(msg.producer, "p");
+    msg.producer_seq = 1;
+    cr_assert_not(s_append(store, &msg).duplicate);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, dedup_survives_restart_and_msg_id_is_idempotent) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    tern_frame_t msg;
+    s_msg(&msg, "t", "m");
+    strcpy(msg.producer, "p");
+    msg.producer_seq = 9;
+    tern_append_result_t first = s_append(store, &msg);
+    tern_store_destroy(&store);
+
+    store = s_open(&config);
+    s_msg(&msg, "t", "m");
+    strcpy(msg.producer, "p");
+    msg.producer_seq = 9;
+    tern_append_result_t dup = s_append(store, &msg);
+    cr_assert(dup.duplicate);
+    cr_assert_eq(dup.msg_id, first.msg_id);
+    cr_assert_eq(dup.seq, first.seq);
+
+    //  A replicated record applied twice (same msg_id, no producer).
+    s_msg(&msg, "t", "replicated");
+    msg.msg_id = 777;
+    cr_assert_not(s_append(store, &msg).duplicate);
+    s_msg(&msg, "t", "replicated");
+    msg.msg_id = 777;
+    tern_append_result_t again = s_append(store, &msg);
+    cr_assert(again.duplicate);
+    cr_assert_eq(again.seq, 2);
+    cr_assert_eq(s_topic(store, "t").msgs, 2);
+    tern_store_destroy(&store);
+}
+
+Test(store, retention_by_count_and_bytes) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err = TERN_EINTERNAL;
+    uint32_t id = 0;
+    tern_store_batch_topic_put(batch, "count", 0, 3, 0, &err, &id);
+    tern_store_batch_topic_put(batch, "bytes", 0, 0, 10, NULL, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_gt(id, 0);
+    for (int i = 0; i < 5; i++) {
+        s_append_text(store, "count", "abcd", 4, 0);
+        s_append_text(store, "bytes", "abcd", 4, 0);
+    }
+    tern_topic_info_t info = s_topic(store, "count");
+    cr_assert_eq(info.id, id);
+    cr_assert_eq(info.msgs, 3);
+    cr_assert_eq(info.first_seq, 3);
+    cr_assert_eq(info.last_seq, 5);
+    cr_assert_eq(info.max_msgs, 3);
+    cr_assert_eq(s_read_status(store, id, 2), TERN_ENOTFOUND);
+    cr_assert_eq(s_read_status(store, id, 3), TERN_OK);
+    info = s_topic(store, "bytes");
+    cr_assert_eq(info.msgs, 2);
+    cr_assert_eq(info.bytes, 8);
+    cr_assert_eq(info.first_seq, 4);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.retention_trimmed, 5);
+    //  Changing limits keeps the id.
+    uint32_t id2 = 0;
+    tern_store_batch_topic_put(batch, "count", 0, 0, 0, &err, &id2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(id2, id);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, retention_by_age_and_ttl_sweep) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_topic_put(batch, "aged", 60000, 0, 0, NULL, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    uint64_t now = s_now_ns();
+    tern_frame_t msg;
+    for (int i = 0; i < 4; i++) {
+        s_msg(&msg, "aged", "x");
+        msg.timestamp_ns = now - (uint64_t)(4 - i) * 30 * 1000000000ull; //  120, 90, 60, 30 s ago
+        s_append(store, &msg);
+    }
+    uint32_t ttl_id = s_append_text(store, "ttl", "a", 4, now - 1).topic_id;
+    s_append_text(store, "ttl", "b", 4, 0);
+    s_append_text(store, "ttl", "c", 4, now - 2);
+    s_append_text(store, "ttl", "d", 4, now + 3600ull * 1000000000ull);
+
+    uint64_t removed = 0;
+    tern_store_batch_sweep(batch, now, 1000, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(removed, 2 + 2); //  2 expired, 2 older than 60 s
+    tern_topic_info_t info = s_topic(store, "aged");
+    cr_assert_eq(info.msgs, 2);
+    cr_assert_eq(info.first_seq, 3);
+    info = s_topic(store, "ttl");
+    cr_assert_eq(info.msgs, 2);
+    cr_assert_eq(info.first_seq, 2);
+    cr_assert_eq(s_read_status(store, ttl_id, 1), TERN_ENOTFOUND);
+    cr_assert_eq(s_read_status(store, ttl_id, 3), TERN_ENOTFOUND);
+    cr_assert_eq(s_read_status(store, ttl_id, 4), TERN_OK);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.expired, 2);
+    cr_assert_eq(stats.retention_trimmed, 2);
+
+    //  Bounded: one at a time.
+    tern_store_batch_sweep(batch, now + 7200ull * 1000000000ull, 1, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(removed, 1);
+    cr_assert_eq(s_read_status(store, ttl_id, 4), TERN_ENOTFOUND);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, topic_delete_and_purge) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    uint32_t id = s_append_text(store, "t", "1", 4, 0).topic_id;
+    s_append_text(store, "t", "2", 4, 0);
+    s_append_text(store, "u", "1", 4, 0);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err1 = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
+    uint64_t removed = 0;
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, &err1);
+    tern_store_batch_topic_delete(batch, "t", true, &err2, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err1, TERN_OK);
+    cr_assert_eq(err2, TERN_OK);
+    cr_assert_eq(removed, 2);
+    tern_topic_info_t info = s_topic(store, "t");
+    cr_assert_eq(info.msgs, 0);
+    cr_assert_eq(info.first_seq, 3);
+    cr_assert_eq(s_append_text(store, "t", "3", 4, 0).seq, 3); //  seqs continue
+
+    tern_store_batch_topic_delete(batch, "t", false, &err2, &removed);
+    tern_store_batch_topic_delete(batch, "nope", false, &err1, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err2, TERN_OK);
+    cr_assert_eq(err1, TERN_ENOTFOUND);
+    cr_assert_eq(removed, 1);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_topic_get_id(reader, id, &info), TERN_ENOTFOUND);
+    tern_group_info_t group;
+    cr_assert_eq(tern_store_group_get(reader, id, "g", &group), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    //  Recreated: a new id, seqs from 1.
+    tern_append_result_t res = s_append_text(store, "t", "again", 4, 0);
+    cr_assert_neq(res.topic_id, id);
+    cr_assert_eq(res.seq, 1);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.topics, 2);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+static bool s_count_topic(const tern_topic_info_t *topic, void *arg) {
+    (void)topic;
+    (*(int *)arg)++;
+    return true;
+}
+
+Test(store, topic_list_and_meta_u64) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    s_append_text(store, "b", "1", 4, 0);
+    s_append_text(store, "a", "1", 4, 0);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_set_u64(batch, "id.last_ms", 123456789);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+    store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t value = 0;
+    cr_assert_eq(tern_store_get_u64(reader, "id.last_ms", &value), TERN_OK);
+    cr_assert_eq(value, 123456789);
+    cr_assert_eq(tern_store_get_u64(reader, "nope", &value), TERN_ENOTFOUND);
+    int n = 0;
+    cr_assert_eq(tern_store_topic_list(reader, s_count_topic, &n), TERN_OK);
+    cr_assert_eq(n, 2);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
+
+typedef struct {
+    tern_entry_t entries[16];
+    int count;
+} s_entries_t;
+
+static bool s_collect_entry(const tern_entry_t *entry, void *arg) {
+    s_entries_t *list = arg;
+    list->entries[list->count++] = *entry;
+    return list->count < 16;
+}
+
+static tern_group_info_t s_group(tern_store_t *store, uint32_t topic_id, const char *name,
+                                 s_entries_t *pending, s_entries_t *dlq) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_group_info_t info;
+    cr_assert_eq(tern_store_group_get(reader, topic_id, name, &info), TERN_OK);
+    if (pending) {
+        pending->count = 0;
+        cr_assert_eq(tern_store_pending_list(reader, topic_id, name, s_collect_entry, pending),
+                     TERN_OK);
+    }
+    if (dlq) {
+        dlq->count = 0;
+        cr_assert_eq(tern_store_dlq_list(reader, topic_id, name, s_collect_entry, dlq), TERN_OK);
+    }
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return info;
+}
+
+Test(store, group_start_modes) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_topic_put(batch, "t", 0, 8, 0, NULL, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_frame_t msg;
+    uint32_t id = 0;
+    for (int i = 1; i <= 10; i++) {
+        s_msg(&msg, "t", "x");
+        msg.timestamp_ns = (uint64_t)i * 1000;
+        id = s_append(store, &msg).topic_id; //  keeps seqs 3..10
+    }
+    tern_err_t errs[6];
+    tern_store_batch_group_open(batch, id, "first", TERN_START_FIRST, 0, &errs[0]);
+    tern_store_batch_group_open(batch, id, "new", TERN_START_NEW, 0, &errs[1]);
+    tern_store_batch_group_open(batch, id, "seq", TERN_START_SEQ, 7, &errs[2]);
+    tern_store_batch_group_open(batch, id, "time", TERN_START_TIME, 5500, &errs[3]);
+    tern_store_batch_group_open(batch, id + 99, "x", TERN_START_FIRST, 0, &errs[4]);
+    tern_store_batch_group_open(batch, id, "late", TERN_START_TIME, 99999, &errs[5]);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(errs[0], TERN_OK);
+    cr_assert_eq(errs[1], TERN_OK);
+    cr_assert_eq(errs[2], TERN_OK);
+    cr_assert_eq(errs[3], TERN_OK);
+    cr_assert_eq(errs[4], TERN_ENOTFOUND);
+    cr_assert_eq(errs[5], TERN_OK);
+    cr_assert_eq(s_group(store, id, "first", NULL, NULL).lane_next[4], 3);
+    cr_assert_eq(s_group(store, id, "first", NULL, NULL).ack_floor, 3);
+    cr_assert_eq(s_group(store, id, "new", NULL, NULL).lane_next[0], 11);
+    cr_assert_eq(s_group(store, id, "new", NULL, NULL).ack_floor, 11);
+    cr_assert_eq(s_group(store, id, "seq", NULL, NULL).lane_next[9], 7);
+    cr_assert_eq(s_group(store, id, "time", NULL, NULL).lane_next[4], 6);
+    cr_assert_eq(s_group(store, id, "late", NULL, NULL).lane_next[4], 11);
+
+    //  Re-opening leaves the group as is.
+    tern_store_batch_group_open(batch, id, "seq", TERN_START_SEQ, 2, &errs[0]);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(errs[0], TERN_OK);
+    cr_assert_eq(s_group(store, id, "seq", NULL, NULL).lane_next[9], 7);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, group_deliver_ack_nack_dead_replay) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    uint32_t id = 0;
+    for (int i = 0; i < 5; i++) {
+        id = s_append_text(store, "t", "x", 4, 0).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    for (uint64_t seq = 1; seq <= 4; seq++) {
+        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000 + seq);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    s_entries_t pending, dlq;
+    tern_group_info_t g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.pending, 4);
+    cr_assert_eq(g.delivered, 4);
+    cr_assert_eq(g.lane_next[4], 5);
+    cr_assert_eq(g.ack_floor, 1);
+    cr_assert_eq(pending.count, 4);
+    cr_assert_eq(pending.entries[0].seq, 1);
+    cr_assert_eq(pending.entries[0].due_ms, 1001);
+    cr_assert_eq(pending.entries[0].delivery_count, 1);
+    cr_assert_eq(pending.entries[0].priority, 4);
+
+    tern_store_batch_ack(batch, id, "g", 1);
+    tern_store_batch_ack(batch, id, "g", 3);
+    tern_store_batch_ack(batch, id, "g", 99); //  unknown: no error, no count
+    tern_store_batch_nack(batch, id, "g", 2, 5000);
+    tern_store_batch_deliver(batch, id, "g", 2, 4, 2, 6000); //  redelivery
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.acked, 2);
+    cr_assert_eq(g.nacked, 1);
+    cr_assert_eq(g.redelivered, 1);
+    cr_assert_eq(g.pending, 2);
+    cr_assert_eq(g.ack_floor, 2);
+    cr_assert_eq(pending.count, 2);
+    cr_assert_eq(pending.entries[0].seq, 2);
+    cr_assert_eq(pending.entries[0].due_ms, 6000);
+    cr_assert_eq(pending.entries[0].delivery_count, 2);
+
+    tern_store_batch_dead(batch, id, "g", 2, 5, "max deliveries");
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.dead, 1);
+    cr_assert_eq(g.pending, 1);
+    cr_assert_eq(g.ack_floor, 4); //  dead seqs do not hold the floor
+    cr_assert_eq(dlq.count, 1);
+    cr_assert_eq(dlq.entries[0].seq, 2);
+    cr_assert_eq(dlq.entries[0].delivery_count, 5);
+    cr_assert_str_eq(dlq.entries[0].reason, "max deliveries");
+
+    tern_store_batch_ack(batch, id, "g", 4);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).ack_floor, 5); //  seq 5 undelivered
+
+    uint64_t moved = 0;
+    tern_store_batch_dlq_replay(batch, id, "g", 7000, &moved);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(moved, 1);
+    g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.dead, 0);
+    cr_assert_eq(g.pending, 1);
+    cr_assert_eq(g.ack_floor, 2);
+    cr_assert_eq(dlq.count, 0);
+    cr_assert_eq(pending.entries[0].seq, 2);
+    cr_assert_eq(pending.entries[0].delivery_count, 0);
+    cr_assert_eq(pending.entries[0].due_ms, 7000);
+
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_batch_group_delete(batch, id, "g", &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    tern_store_batch_group_delete(batch, id, "g", &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+static bool s_count_group(const tern_group_info_t *group, void *arg) {
+    (void)group;
+    (*(int *)arg)++;
+    return true;
+}
+
+Test(store, priority_lanes) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    const uint8_t prios[] = {4, 9, 0, 9, 4, 1};
+    uint32_t id = 0;
+    for (size_t i = 0; i < sizeof prios; i++) {
+        id = s_append_text(store, "t", "x", prios[i], 0).topic_id;
+    }
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    //  Highest priority first, FIFO within a lane.
+    uint64_t order[8];
+    size_t total = 0;
+    for (int lane = TERN_PRIORITY_MAX; lane >= 0; lane--) {
+        size_t n = 0;
+        cr_assert_eq(
+            tern_store_lane_scan(reader, id, (uint8_t)lane, 1, order + total, 8 - total, &n),
+            TERN_OK);
+        total += n;
+    }
+    cr_assert_eq(total, 6);
+    const uint64_t expect[] = {2, 4, 1, 5, 6, 3};
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert_eq(order[i], expect[i]);
+    }
+    size_t n = 0;
+    cr_assert_eq(tern_store_lane_scan(reader, id, 9, 3, order, 8, &n), TERN_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(order[0], 4);
+    cr_assert_eq(tern_store_lane_scan(reader, id, 10, 1, order, 8, &n), TERN_ERANGE);
+    tern_store_read_end(reader);
+
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g1", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g2", TERN_START_FIRST, 0, NULL);
+    //  The floor follows the lowest lane with something left.
+    tern_store_batch_deliver(batch, id, "g1", 2, 9, 1, 0);
+    tern_store_batch_deliver(batch, id, "g1", 4, 9, 1, 0);
+    tern_store_batch_ack(batch, id, "g1", 2);
+    tern_store_batch_ack(batch, id, "g1", 4);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).ack_floor, 1);
+    tern_store_batch_deliver(batch, id, "g1", 1, 4, 1, 0);
+    tern_store_batch_deliver(batch, id, "g1", 5, 4, 1, 0);
+    tern_store_batch_ack(batch, id, "g1", 1);
+    tern_store_batch_ack(batch, id, "g1", 5);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).ack_floor, 3);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    int groups = 0;
+    cr_assert_eq(tern_store_group_list(reader, id, s_count_group, &groups), TERN_OK);
+    cr_assert_eq(groups, 2);
+    groups = 0;
+    cr_assert_eq(tern_store_group_list(reader, 0, s_count_group, &groups), TERN_OK);
+    cr_assert_eq(groups, 2);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+typedef struct {
+    tern_outbox_entry_t entries[8];
+    int count;
+} s_outbox_t;
+
+static bool s_collect_outbox(const tern_outbox_entry_t *entry, void *arg) {
+    s_outbox_t *list = arg;
+    list->entries[list->count++] = *entry;
+    return list->count < 8;
+}
+
+Test(store, outbox_and_inbound) {
+    tern_store_config_t config = s_config();
+    config.outbox_retention_ms = 1000;
+    tern_store_t *store = s_open(&config);
+    tern_frame_t msgs[3];
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    for (int i = 0; i < 3; i++) {
+        s_msg(&msgs[i], "t", "x");
+        msgs[i].msg_id = 500 + (uint64_t)i;
+        tern_store_batch_append(batch, &msgs[i], i != 1, NULL); //  #1 came from a peer
+    }
+    tern_store_batch_inbound(batch, "dc-east", 41);
+    tern_store_batch_ackstate(batch, 1, "g", 1, 500, TERN_CMD_ACK);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t last = 0, pos = 99;
+    cr_assert_eq(tern_store_outbox_last(reader, &last), TERN_OK);
+    cr_assert_eq(last, 3);
+    cr_assert_eq(tern_store_inbound_get(reader, "dc-east", &pos), TERN_OK);
+    cr_assert_eq(pos, 41);
+    cr_assert_eq(tern_store_inbound_get(reader, "dc-none", &pos), TERN_OK);
+    cr_assert_eq(pos, 0);
+    s_outbox_t out = {.count = 0};
+    cr_assert_eq(tern_store_outbox_read(reader, 1, 10, s_collect_outbox, &out), TERN_OK);
+    cr_assert_eq(out.count, 3);
+    cr_assert_eq(out.entries[0].position, 1);
+    cr_assert_eq(out.entries[0].msg_id, 500);
+    cr_assert_eq(out.entries[0].seq, 1);
+    cr_assert_not(out.entries[0].is_ackstate);
+    cr_assert_eq(out.entries[1].position, 2);
+    cr_assert_eq(out.entries[1].msg_id, 502);
+    cr_assert_eq(out.entries[1].seq, 3);
+    cr_assert(out.entries[2].is_ackstate);
+    cr_assert_str_eq(out.entries[2].group, "g");
+    cr_assert_eq(out.entries[2].op, TERN_CMD_ACK);
+    out.count = 0;
+    cr_assert_eq(tern_store_outbox_read(reader, 2, 1, s_collect_outbox, &out), TERN_OK);
+    cr_assert_eq(out.count, 1);
+    cr_assert_eq(out.entries[0].position, 2);
+    tern_store_read_end(reader);
+
+    //  Confirmations only move forward; confirmed entries are swept first.
+    tern_store_batch_outbox_confirm(batch, "dc-east", 2);
+    tern_store_batch_outbox_confirm(batch, "dc-east", 1);
+    tern_store_batch_sweep(batch, s_now_ns(), 100, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_outbox_confirmed(reader, "dc-east", &pos), TERN_OK);
+    cr_assert_eq(pos, 2);
+    out.count = 0;
+    cr_assert_eq(tern_store_outbox_read(reader, 0, 10, s_collect_outbox, &out), TERN_OK);
+    cr_assert_eq(out.count, 1);
+    cr_assert_eq(out.entries[0].position, 3);
+    tern_store_read_end(reader);
+
+    //  Past retention, the unconfirmed entry is dropped and counted.
+    tern_store_batch_sweep(batch, s_now_ns() + 2000000000ull, 100, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.outbox_dropped, 1);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+
+    //  Positions are never reused, even with an empty outbox after restart.
+    store = s_open(&config);
+    s_append_text(store, "t", "y", 4, 0);
+    reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_outbox_last(reader, &last), TERN_OK);
+    cr_assert_eq(last, 4);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
+
+Test(store, map_grows) {
+    tern_store_config_t config = s_config();
+    config.map_initial = 1 << 20;
+    config.map_max = 64 << 20;
+    tern_store_t *store = s_open(&config);
+    static uint8_t payload[10240];
+    memset(payload, 'g', sizeof payload);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msgs[64];
+    tern_append_result_t res[64];
+    for (int round = 0; round < 16; round++) { //  16 x 64 x 10 KiB = 10 MiB
+        for (int i = 0; i < 64; i++) {
+            memset(&msgs[i], 0, sizeof msgs[i]);
+            strcpy(msgs[i].topic, "big");
+            msgs[i].payload = payload;
+            msgs[i].payload_size = sizeof payload;
+            tern_store_batch_append(batch, &msgs[i], false, &res[i]);
+        }
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        for (int i = 0; i < 64; i++) {
+            cr_assert_eq(res[i].err, TERN_OK);
+        }
+        //  A reader between commits (not across one) works through growth.
+        cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+        tern_frame_t out;
+        cr_assert_eq(tern_store_read(reader, res[0].topic_id, res[63].seq, &out), TERN_OK);
+        cr_assert_eq(out.payload_size, sizeof payload);
+        tern_store_read_end(reader);
+    }
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_geq(stats.map_grows, 4);
+    cr_assert_geq(stats.map_size, 16 << 20);
+    cr_assert_leq(stats.map_size, 64 << 20);
+    cr_assert_gt(stats.map_used, 10 << 20);
+    cr_assert_eq(stats.commits, 16);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, storage_full) {
+    tern_store_config_t config = s_config();
+    config.map_initial = 1 << 20;
+    config.map_max = 2 << 20;
+    tern_store_t *store = s_open(&config);
+    static uint8_t payload[4000];
+    memset(payload, 'f', sizeof payload);
+    tern_frame_t msg;
+    memset(&msg, 0, sizeof msg);
+    strcpy(msg.topic, "filler");
+    msg.payload = payload;
+    msg.payload_size = sizeof payload;
+    uint32_t keep = s_append_text(store, "keep", "k", 4, 0).topic_id;
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, keep, "g", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_deliver(batch, keep, "g", 1, 4, 1, 0);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    tern_append_result_t res;
+    int stored = 0;
+    for (int i = 0; i < 2000; i++) {
+        tern_store_batch_append(batch, &msg, false, &res);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        if (res.err == TERN_EFULL) {
+            break;
+        }
+        cr_assert_eq(res.err, TERN_OK);
+        stored++;
+    }
+    cr_assert_eq(res.err, TERN_EFULL);
+    cr_assert_gt(stored, 100);
+
+    //  Appends fail while the ack in the same batch commits.
+    tern_store_batch_append(batch, &msg, false, &res);
+    tern_store_batch_ack(batch, keep, "g", 1);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(res.err, TERN_EFULL);
+    tern_group_info_t g = s_group(store, keep, "g", NULL, NULL);
+    cr_assert_eq(g.pending, 0);
+    cr_assert_eq(g.acked, 1);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_geq(stats.full_errors, 2);
+    cr_assert_leq(stats.map_size, 2 << 20);
+
+    //  Deleting the topic frees space: appends work again.
+    tern_err_t err = TERN_EINTERNAL;
+    uint64_t removed = 0;
+    tern_store_batch_topic_delete(batch, "filler", false, &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, (uint64_t)stored);
+    for (int i = 0; i < 50; i++) {
+        tern_store_batch_append(batch, &msg, false, &res);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        cr_assert_eq(res.err, TERN_OK);
+    }
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, crc_mismatch_is_detected) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    const char *marker = "UNIQUE-MARKER-7c1f0e-payload-bytes";
+    uint32_t id = s_append_text(store, "t", "before", 4, 0).topic_id;
+    s_append_text(store, "t", marker, 4, 0);
+    s_append_text(store, "t", "after", 4, 0);
+    tern_store_destroy(&store);
+
+    //  Flip one payload byte inside data.mdb (in every copy: LMDB's
+    //  copy-on-write leaves older versions of the page in free pages).
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(map, MAP_FAILED);
+    size_t mlen = strlen(marker), hits = 0;
+    for (uint8_t *at = map; at + mlen <= map + st.st_size; at++) {
+        at = memmem(at, (size_t)(map + st.st_size - at), marker, mlen);
+        if (!at) {
+            break;
+        }
+        at[10] ^= 0x01;
+        hits++;
+    }
+    cr_assert_geq(hits, 1);
+    cr_assert_eq(msync(map, (size_t)st.st_size, MS_SYNC), 0);
+    munmap(map, (size_t)st.st_size);
+    close(fd);
+
+    store = s_open(&config);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read(reader, id, 1, &out), TERN_OK);
+    cr_assert_eq(tern_store_read(reader, id, 2, &out), TERN_ECORRUPT);
+    cr_assert_eq(tern_store_read(reader, id, 3, &out), TERN_OK);
+    tern_store_read_end(reader);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.corrupt_records, 1);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
+
+typedef struct {
+    tern_store_t *store; //  the store
+    uint32_t topic_id;   //  topic to read
+    atomic_bool stop;    //  set by the writer
+    atomic_ulong reads;  //  successful reads
+    uint64_t errors;     //  reads that failed other than ENOTFOUND
+} s_reader_arg_t;
+
+static void *s_reader_thread(void *arg_) {
+    s_reader_arg_t *arg = arg_;
+    tern_store_reader_t *reader = tern_store_reader_new(arg->store);
+    uint64_t seq = 1;
+    while (!atomic_load(&arg->stop)) {
+        if (tern_store_read_begin(reader) != TERN_OK) {
+            arg->errors++;
+            continue;
+        }
+        tern_frame_t out;
+        tern_err_t err = tern_store_read(reader, arg->topic_id, seq, &out);
+        if (err == TERN_OK) {
+            atomic_fetch_add(&arg->reads, 1);
+            if (out.payload_size != 10240 || out.payload[0] != 'r' || out.payload[10239] != 'r') {
+                arg->errors++;
+            }
+            seq++;
+        } else if (err != TERN_ENOTFOUND) {
+            arg->errors++;
+        }
+        tern_store_read_end(reader);
+    }
+    tern_store_reader_destroy(&reader);
+    return NULL;
+}
+
+Test(store, readers_run_while_the_map_grows) {
+    tern_store_config_t config = s_config();
+    config.map_initial = 1 << 20;
+    tern_store_t *store = s_open(&config);
+    static uint8_t payload[10240];
+    memset(payload, 'r', sizeof payload);
+    tern_frame_t msg;
+    memset(&msg, 0, sizeof msg);
+    strcpy(msg.topic, "grow");
+    msg.payload = payload;
+    msg.payload_size = sizeof payload;
+    uint32_t topic_id = s_append(store, &msg).topic_id;
+    msg.msg_id = 0; //  no msg_id: the same frame can be appended again
+    pthread_t threads[2];
+    s_reader_arg_t args[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        args[i].store = store;
+        args[i].topic_id = topic_id;
+        atomic_init(&args[i].stop, false);
+        atomic_init(&args[i].reads, 0);
+        cr_assert_eq(pthread_create(&threads[i], NULL, s_reader_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        while (atomic_load(&args[i].reads) == 0) {
+            usleep(1000);
+        }
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    for (int round = 0; round < 64; round++) { //  64 x 16 x 10 KiB = 10 MiB
+        for (int i = 0; i < 16; i++) {
+            tern_store_batch_append(batch, &msg, false, NULL);
+        }
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        usleep(500);
+    }
+    //  Each reader reads every message once, intact, then stops.
+    for (int i = 0; i < 2; i++) {
+        for (int wait = 0; wait < 5000 && atomic_load(&args[i].reads) < 1 + 64 * 16; wait++) {
+            usleep(1000);
+        }
+        atomic_store(&args[i].stop, true);
+        pthread_join(threads[i], NULL);
+        cr_assert_eq(args[i].errors, 0);
+        cr_assert_eq(atomic_load(&args[i].reads), 1 + 64 * 16, "reader %d read %lu", i,
+                     (unsigned long)atomic_load(&args[i].reads));
+    }
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_geq(stats.map_grows, 3);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, garbage_file_is_corrupt) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
+    FILE *file = fopen(path, "wb");
+    cr_assert_not_null(file);
+    uint8_t junk[16384];
+    for (size_t i = 0; i < sizeof junk; i++) {
+        junk[i] = (uint8_t)(i * 131 + 17);
+    }
+    cr_assert_eq(fwrite(junk, 1, sizeof junk, file), sizeof junk);
+    fclose(file);
+    tern_store_config_t config = s_config();
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECORRUPT);
+}
+
+Test(store, stats_and_reader_check) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    cr_assert_eq(tern_store_reader_check(store), 0);
+    s_append_text(store, "a", "x", 4, 0);
+    s_append_text(store, "b", "x", 4, 0);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.topics, 2);
+    cr_assert_eq(stats.commits, 2);
+    cr_assert_eq(stats.map_size, 1 << 20);
+    cr_assert_gt(stats.map_used, 0);
+    cr_assert_gt(stats.file_bytes, 0);
+    cr_assert_eq(stats.corrupt_records, 0);
+    //  An empty batch commits nothing.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.commits, 2);
+    tern_store_batch_destroy(&batch);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+    //  Counters that live on disk come back after a restart.
+    store = s_open(&config);
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.topics, 2);
+    tern_store_destroy(&store);
+}
