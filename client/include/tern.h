@@ -62,14 +62,349 @@ typedef enum {
 
 /*  Returns a static, human-readable description of ERR (never NULL; unknown
     codes give "unknown error"). Thread-safe. */
-const char *
-    tern_strerror (int err);
+const char *tern_strerror(int err);
 
 /*  Returns the symbolic name of ERR, e.g. "TERN_EFULL" (never NULL). */
-const char *
-    tern_errname (int err);
+const char *tern_errname(int err);
 
-/* @@CLIENT_API@@  the client API (tern_client_t, publish, subscribe...) follows. */
+/*  ------------------------------------------------------------------------
+    The client API.
+
+    Threading model. A tern_client_t runs one background I/O thread that owns
+    the ZeroMQ DEALER socket: it connects, says HELLO, sends heartbeats,
+    reconnects with backoff and failover, resends unacknowledged publishes and
+    re-subscribes after a reconnect. Every public function below may be called
+    from any thread at the same time unless its note says otherwise; calls
+    reach the I/O thread through a mutex-protected queue and a wake-up fd.
+    Callbacks (publish completions, subscription deliveries) run ON THE I/O
+    THREAD: they must return quickly and must not call the blocking functions
+    of the same client (tern_publish, tern_flush, tern_subscribe, tern_admin,
+    tern_subscription_next, tern_client_wait_connected, tern_unsubscribe,
+    tern_client_destroy): those wait for the I/O thread and would deadlock
+    (they return TERN_ESTATE when called from it). Non-blocking calls
+    (tern_publish_async with publish_block_ms = 0, tern_message_ack/nack/term,
+    tern_subscription_credit) are fine in callbacks.
+
+    Errors. Functions that can fail return a tern_err_t. When a failure comes
+    from the broker (an ERROR frame), its reason text is kept per thread and
+    returned by tern_last_reason(). Out of memory aborts the process (one
+    place: s_alloc in tern_client.c); no function returns TERN_ENOMEM.
+    ------------------------------------------------------------------------ */
+
+typedef struct _tern_client_t tern_client_t;             //  a connection to the brokers
+typedef struct _tern_subscription_t tern_subscription_t; //  one subscription of a client
+typedef struct _tern_message_t tern_message_t;           //  one delivered message
+
+/*  Default values of tern_client_options_t. */
+#define TERN_DEFAULT_ENDPOINT     "tcp://127.0.0.1:7600"
+#define TERN_DEFAULT_WINDOW       256   /* publishes in flight */
+#define TERN_DEFAULT_HEARTBEAT_MS 15000 /* client heartbeat interval */
+#define TERN_DEFAULT_TIMEOUT_MS   10000 /* synchronous requests */
+
+/*  Options of a client. Initialize with tern_client_options_init, then change
+    what you need. Strings are borrowed for the duration of tern_client_new. */
+typedef struct {
+    const char *name;            //  client name sent in HELLO; NULL = "libtern"
+    const char *producer_id;     //  producer id for dedup; NULL = random per client
+    uint64_t producer_seq_start; //  first producer_seq used (default 1)
+    bool idempotent;             //  send producer + producer_seq (default true)
+    uint32_t window;             //  max publishes in flight (default 256, 1..65536)
+    int publish_block_ms;        //  when the window is full: -1 block (default),
+                                 //  0 return TERN_EBUSY at once, >0 wait then EBUSY
+    uint32_t heartbeat_ms;       //  our heartbeat interval (default 15000)
+    uint32_t connect_timeout_ms; //  give up on an endpoint without WELCOME (default 3000)
+    uint32_t backoff_min_ms;     //  first reconnect delay (default 100)
+    uint32_t backoff_max_ms;     //  reconnect delay cap (default 5000)
+    uint32_t timeout_ms;         //  default timeout of synchronous calls (default 10000)
+} tern_client_options_t;
+
+/*  Sets every field of OPTIONS to its default. Thread-safe. */
+void tern_client_options_init(tern_client_options_t *options);
+
+/*  Creates a client for ENDPOINTS, a comma-separated list of ZeroMQ endpoints
+    ("tcp://10.0.0.1:7600,tcp://10.0.0.2:7600"; NULL = TERN_DEFAULT_ENDPOINT),
+    and starts its I/O thread, which connects in the background: the first
+    endpoint first, then the next one on every failed attempt, with backoff
+    from backoff_min_ms doubling up to backoff_max_ms, each delay jittered to
+    a random value in [d/2, d]. OPTIONS may be NULL for the defaults.
+    Returns the client, or NULL when ENDPOINTS is empty or an option is out of
+    range (window 0 or > 65536, invalid name or producer_id) or the thread cannot be
+    started. Does not wait for a connection: see tern_client_wait_connected.
+    Caller owns the return value; destroy it with tern_client_destroy. */
+tern_client_t *tern_client_new(const char *endpoints, const tern_client_options_t *options);
+
+/*  Same as tern_client_new with an array of COUNT endpoint strings. */
+tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
+                                     const tern_client_options_t *options);
+
+/*  Closes the client: sends BYE when connected (pending acks and other frames
+    queued before this call are sent first), completes every publish still in
+    flight with TERN_ECLOSED (their callbacks run, on the I/O thread, before
+    this returns), wakes every waiter with TERN_ECLOSED, joins the I/O thread
+    and frees everything, including every subscription. Messages obtained from
+    the client must be destroyed before. Safe on NULL and on *SELF_P == NULL;
+    nulls *SELF_P. Call it from one thread, not from a callback. */
+void tern_client_destroy(tern_client_t **self_p);
+
+/*  Waits until a session with some broker is established (WELCOME received),
+    at most TIMEOUT_MS (-1 = forever). Returns TERN_OK, TERN_ETIMEOUT, the code
+    of an ERROR the broker sent to our HELLO (e.g. TERN_EVERSION) if one came
+    and no session is up, or TERN_ECLOSED. Thread-safe; not from a callback. */
+tern_err_t tern_client_wait_connected(tern_client_t *self, int timeout_ms);
+
+/*  True while a session is established. Thread-safe; a snapshot. */
+bool tern_client_connected(tern_client_t *self);
+
+/*  Session facts from the last WELCOME (zero/empty before the first one):
+    the broker's node id, its datacenter (copied into DC, DC_SIZE bytes, may
+    be NULL), and the endpoint in use (copied into ENDPOINT, may be NULL).
+    Returns TERN_OK, or TERN_ESTATE before the first session. Thread-safe. */
+tern_err_t tern_client_session(tern_client_t *self, uint32_t *node_id, char *dc, size_t dc_size,
+                               char *endpoint, size_t endpoint_size);
+
+/*  The producer id this client publishes with (random unless given).
+    Borrowed; valid until the client is destroyed. Thread-safe. */
+const char *tern_client_producer(tern_client_t *self);
+
+/*  The broker's reason text for the last failure of a call made by the
+    calling thread, or "" if none. Borrowed; valid until the thread's next call
+    into libtern. */
+const char *tern_last_reason(void);
+
+/*  ---- Publishing ---------------------------------------------------- */
+
+/*  A metadata (header) pair. Both strings are borrowed. */
+typedef struct {
+    const char *key;   //  1..64 bytes
+    const char *value; //  0..1024 bytes
+} tern_header_t;
+
+/*  Named TTL classes (durations are broker configuration). */
+#define TERN_CLASS_NONE     0
+#define TERN_CLASS_INSTANT  1 /* default 30 s */
+#define TERN_CLASS_BUSINESS 2 /* default 2 h */
+#define TERN_CLASS_SYNC     3 /* default 7 d */
+
+/*  One message to publish. Initialize with tern_pub_options_init. Every
+    pointer is borrowed for the duration of the publish call (libtern copies
+    what it keeps). */
+typedef struct {
+    const char *topic;            //  required: [A-Za-z0-9_-] tokens joined by '.'
+    const void *payload;          //  payload bytes (may be NULL when size is 0)
+    size_t size;                  //  payload size, <= the broker's max_payload
+    int priority;                 //  0..9 (default 4)
+    uint32_t ttl_ms;              //  explicit time to live, 0 = none
+    int ttl_class;                //  TERN_CLASS_*; ignored when ttl_ms != 0
+    const char *key;              //  ordering key, NULL = none
+    const char *trace_id;         //  W3C traceparent, NULL = broker generates one
+    const tern_header_t *headers; //  metadata pairs, NULL if none
+    size_t header_count;          //  number of pairs (<= 32)
+    uint64_t producer_seq;        //  0 = next of the client's counter; else this one
+} tern_pub_options_t;
+
+/*  Sets OPTIONS to an empty message with default priority. */
+void tern_pub_options_init(tern_pub_options_t *options);
+
+/*  The outcome of one publish. */
+typedef struct {
+    tern_err_t code;       //  TERN_OK when stored durably, else why not
+    uint64_t msg_id;       //  the stored message's id (the original one if duplicate)
+    uint64_t seq;          //  its sequence in the topic on that node
+    bool duplicate;        //  the broker had already stored this producer_seq
+    uint64_t producer_seq; //  the producer_seq it was sent with
+} tern_pub_result_t;
+
+/*  Completion callback of tern_publish_async. Runs on the I/O thread, exactly
+    once per accepted publish, in the order the broker acknowledges them.
+    RESULT is borrowed for the duration of the call. */
+typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
+
+/*  Publishes one message without waiting for it to be stored. The message is
+    validated and encoded in the calling thread, then queued; it counts
+    against the in-flight window until the broker acknowledges it. Idempotent
+    by default: the message carries the client's producer id and the next
+    producer_seq (or MSG->producer_seq), and keeps both when it is resent
+    after a reconnect, so a failover never stores it twice within the broker's
+    dedup window. Async publishes never time out: they complete on PUBACK, on
+    an ERROR naming them, or with TERN_ECLOSED when the client is destroyed.
+    FN (may be NULL) is called with ARG on completion, on the I/O thread.
+    Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
+    class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,
+    TERN_ETRACE, TERN_EMETA, TERN_ETOOBIG (payload over the broker's
+    max_payload or header over limits); TERN_EBUSY when the window is full
+    and publish_block_ms did not allow waiting long enough; TERN_ECLOSED when
+    the client is closing; TERN_ESTATE if it would block on the I/O thread.
+    FN is not called when the return value is not TERN_OK. Thread-safe;
+    messages published from one thread are sent in call order. */
+tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg, tern_pub_fn *fn,
+                              void *arg);
+
+/*  Publishes one message and waits until it is stored (PUBACK) or fails, at
+    most TIMEOUT_MS (-1 = forever, 0 = the client's timeout_ms). RESULT (may
+    be NULL) receives the outcome. Returns RESULT->code: TERN_OK or the
+    broker's code (e.g. TERN_EFULL), any error of tern_publish_async, or
+    TERN_ETIMEOUT — then the message stays in flight and may still be stored
+    (a retry with the same producer_seq is deduplicated). Thread-safe; not
+    from a callback. */
+tern_err_t tern_publish(tern_client_t *self, const tern_pub_options_t *msg, int timeout_ms,
+                        tern_pub_result_t *result);
+
+/*  Waits until no publish is in flight (every publish accepted so far, also
+    from other threads, has completed and its callback has returned), at most
+    TIMEOUT_MS (-1 = forever). Returns TERN_OK, TERN_ETIMEOUT, TERN_ECLOSED, or
+    TERN_ESTATE from a callback. Thread-safe. */
+tern_err_t tern_flush(tern_client_t *self, int timeout_ms);
+
+/*  Number of publishes in flight (queued, sent, not yet completed). */
+size_t tern_client_inflight(tern_client_t *self);
+
+/*  ---- Subscribing ---------------------------------------------------- */
+
+/*  Where a new group (or an ephemeral subscription) starts. */
+#define TERN_FROM_FIRST 0 /* the oldest message still stored (default) */
+#define TERN_FROM_NEW   1 /* only messages published after the subscribe */
+#define TERN_FROM_SEQ   2 /* start_value = first seq */
+#define TERN_FROM_TIME  3 /* start_value = unix time in ns */
+
+/*  Options of a subscription. Initialize with tern_sub_options_init. */
+typedef struct {
+    const char *group;    //  durable group name; NULL or "" = ephemeral subscription
+    int start;            //  TERN_FROM_*; used only when the group is created
+    uint64_t start_value; //  seq or unix ns for TERN_FROM_SEQ / TERN_FROM_TIME
+    uint32_t credit;      //  max unacked messages in flight; 0 = broker default
+} tern_sub_options_t;
+
+void tern_sub_options_init(tern_sub_options_t *options);
+
+/*  Delivery callback. Runs on the I/O thread. Takes ownership of MSG: the
+    callback (or whoever it hands MSG to) must ack/nack/term it as needed and
+    destroy it with tern_message_destroy. */
+typedef void(tern_msg_fn)(tern_message_t *msg, void *arg);
+
+/*  Subscribes to PATTERN (a topic, or a pattern with '*' for one token and a
+    final '>' for the rest) and waits for the broker's answer, at most the
+    client's timeout_ms (including the time to get connected). With FN, each
+    delivered message is passed to FN(msg, ARG) on the I/O thread; with FN ==
+    NULL the messages queue inside the subscription for
+    tern_subscription_next (the queue holds at most the credit window, since
+    the broker sends no more than that unacked). After a reconnect the client
+    subscribes again: a durable group resumes where its acks left it and the
+    broker redelivers what was in flight; an ephemeral subscription (no state
+    at the broker) resumes after the highest seq it received (a wildcard
+    pattern at "new"), so what was delivered but not acked is not redelivered.
+    Messages from the old session can no longer be acked (TERN_ECLOSED).
+    Returns TERN_OK and sets *SUB_P; or TERN_EINVAL (NULL argument, bad
+    start), TERN_ETOPIC, TERN_ENAME (bad group), the code of the broker's
+    ERROR, TERN_ETIMEOUT, TERN_ECLOSED, TERN_ESTATE (called from a callback).
+    The subscription belongs to the client: it stays valid until
+    tern_unsubscribe or tern_client_destroy. Thread-safe. */
+tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
+                          const tern_sub_options_t *options, tern_msg_fn *fn, void *arg,
+                          tern_subscription_t **sub_p);
+
+/*  Waits up to TIMEOUT_MS (-1 = forever, 0 = poll) for the next message of a
+    pull subscription (FN was NULL). Returns TERN_OK and sets *MSG_P (caller
+    owns it; destroy with tern_message_destroy), TERN_ETIMEOUT, TERN_EINVAL
+    for a callback subscription, or TERN_ECLOSED when the subscription or the
+    client is closed and its queue is empty. Thread-safe; usually one thread
+    per subscription. */
+tern_err_t tern_subscription_next(tern_subscription_t *sub, int timeout_ms, tern_message_t **msg_p);
+
+/*  Adds N to the subscription's credit at the broker (CREDIT). Needed only
+    when the application wants more than the subscription's credit in flight:
+    each ack frees one slot by itself. Returns TERN_OK (queued), TERN_EINVAL
+    (N == 0), TERN_ESTATE (not subscribed in the current session, e.g. while
+    reconnecting) or TERN_ECLOSED. Thread-safe. */
+tern_err_t tern_subscription_credit(tern_subscription_t *sub, uint32_t n);
+
+/*  The broker-assigned id of the subscription in the current session (0 while
+    not subscribed). Thread-safe snapshot. */
+uint64_t tern_subscription_id(tern_subscription_t *sub);
+
+/*  Unsubscribes: sends UNSUBSCRIBE (messages in flight return to the group),
+    stops deliveries, and nulls *SUB_P. Messages still queued for
+    tern_subscription_next are dropped unacked (the broker redelivers them).
+    The memory is reclaimed when the client is destroyed, so messages of the
+    subscription stay safe to destroy. Returns TERN_OK or TERN_EINVAL (NULL).
+    Thread-safe; not from a callback of the same subscription. */
+tern_err_t tern_unsubscribe(tern_subscription_t **sub_p);
+
+/*  ---- Messages ------------------------------------------------------- */
+
+/*  Accessors. MSG must be non-NULL. String results are NUL-terminated and
+    borrowed: valid until the message is destroyed. Empty strings mean "not
+    set". Thread-safe for concurrent reads. */
+uint64_t tern_message_id(const tern_message_t *msg);  //  snowflake msg_id
+uint64_t tern_message_seq(const tern_message_t *msg); //  per-topic seq on the node
+const char *tern_message_topic(const tern_message_t *msg);
+int tern_message_priority(const tern_message_t *msg);            //  0..9
+uint32_t tern_message_delivery_count(const tern_message_t *msg); //  1 on first delivery
+const char *tern_message_trace_id(const tern_message_t *msg);    //  W3C traceparent
+const char *tern_message_producer(const tern_message_t *msg);    //  "" if none
+uint64_t tern_message_producer_seq(const tern_message_t *msg);
+uint64_t tern_message_timestamp_ns(const tern_message_t *msg); //  broker receive time
+uint64_t tern_message_expire_at_ns(const tern_message_t *msg); //  0 = never
+const char *tern_message_key(const tern_message_t *msg);
+const char *tern_message_origin(const tern_message_t *msg); //  origin datacenter
+const void *tern_message_data(const tern_message_t *msg);   //  payload (never NULL)
+size_t tern_message_size(const tern_message_t *msg);        //  payload size
+uint64_t tern_message_tag(const tern_message_t *msg);       //  delivery tag
+
+/*  Number of metadata (header) pairs. */
+size_t tern_message_header_count(const tern_message_t *msg);
+
+/*  Header pair INDEX (< count): sets *KEY and *VALUE (NUL-terminated,
+    borrowed until the message is destroyed). Returns TERN_OK or
+    TERN_ENOTFOUND if INDEX is out of range. */
+tern_err_t tern_message_header(const tern_message_t *msg, size_t index, const char **key,
+                               const char **value);
+
+/*  Value of header KEY (the first one), or NULL. Borrowed as above. */
+const char *tern_message_header_get(const tern_message_t *msg, const char *key);
+
+/*  Acknowledges MSG (the broker will not redeliver it); with CUMULATIVE, also
+    every earlier delivery of the same subscription. Queued, not waited for.
+    Returns TERN_OK, TERN_ECLOSED when the session that delivered it is gone
+    (the broker redelivers it; nothing to do) or the subscription is closed,
+    or TERN_ESTATE if MSG was already settled. Thread-safe; MSG stays owned
+    by the caller (destroy it after). */
+tern_err_t tern_message_ack(tern_message_t *msg, bool cumulative);
+
+/*  Negative acknowledgement: redeliver MSG after DELAY_MS, or after the
+    broker's backoff when DELAY_MS < 0. Errors as tern_message_ack. */
+tern_err_t tern_message_nack(tern_message_t *msg, int64_t delay_ms);
+
+/*  Moves MSG to its group's dead-letter queue now, with REASON (NULL = the
+    broker's "term"; at most 256 bytes). Errors as tern_message_ack, and
+    TERN_ETOOBIG for a long reason. */
+tern_err_t tern_message_term(tern_message_t *msg, const char *reason);
+
+/*  Destroys a message (without acking it). Safe on NULL; nulls *MSG_P. */
+void tern_message_destroy(tern_message_t **msg_p);
+
+/*  ---- Administration ------------------------------------------------ */
+
+/*  Runs admin operation OP (e.g. "status", "topics", "topic.info",
+    "topic.create", "groups", "dlq.list", "dlq.replay": see docs/client.md)
+    with ARGS[0..COUNT) as string arguments, and waits up to TIMEOUT_MS (-1 =
+    forever, 0 = the client's timeout_ms, including the time to connect).
+    On TERN_OK, *JSON_OUT is the reply, one NUL-terminated JSON document;
+    caller owns it and frees it with free(). On error *JSON_OUT is NULL and
+    the result is TERN_EINVAL (bad arguments), TERN_ENAME (bad op), the
+    broker's code (e.g. TERN_ENOTFOUND; reason in tern_last_reason()),
+    TERN_ETIMEOUT or TERN_ECLOSED. Thread-safe; not from a callback. */
+tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args, size_t count,
+                      char **json_out, int timeout_ms);
+
+/*  ---- Utilities ----------------------------------------------------- */
+
+/*  Parses a duration "250ms", "30s", "5m", "2h", "7d" or a bare number of
+    milliseconds into *MS. Returns TERN_OK or TERN_EINVAL. Thread-safe. */
+tern_err_t tern_parse_duration(const char *text, uint64_t *ms);
+
+/*  Parses a size "512", "4k", "1m", "2g" (also "KB", "MiB"...: powers of
+    1024) into *BYTES. Returns TERN_OK or TERN_EINVAL. Thread-safe. */
+tern_err_t tern_parse_size(const char *text, uint64_t *bytes);
 
 #ifdef __cplusplus
 }

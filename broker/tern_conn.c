@@ -1,0 +1,1001 @@
+/*  tern_conn.c - the conn actor: sessions, decoding and the client ROUTER.
+
+    conn is the only code that touches the client socket. It decodes each
+    frame once (tern_frame_decode) into a pooled tern_pub_t that keeps the
+    header and payload zmq_msg_t (no copy), batches the PUBLISHes of one drain
+    (up to S_DRAIN_MAX frames) into one tern_pubs_t for the storer, and the
+    subscription traffic of one drain into one tern_events_t for route. It
+    answers PUBACKs when the storer's COMMITTED arrives: one PUBACK frame per
+    session per commit. It forwards the frames route (and nobody else) puts on
+    its `out` socket: [routing id][header][payload?].
+
+    Pipe commands (zactor pipe, from tern_broker):
+        $TERM      -> stops accepting, closes the ROUTER, exits (no reply)
+    Sockets:
+        ROUTER  client endpoint (config listen); ZMQ_ROUTER_MANDATORY, HWM
+                100000, ZMQ_MAXMSGSIZE = 2 * max_payload + TERN_HEADER_MAX + 4K:
+                a frame above that is dropped by libzmq, which also closes
+                that connection: the client gets no ERROR (documented); a
+                payload between max_payload and that bound gets ERROR
+                TERN_ETOOBIG and the session continues.
+        inbox   PULL (bound): COMMITTED items from the storer
+        out     PULL (bound): [rid][hdr][payload?] frames from route
+        storer  PUSH: PUBS, ADMIN (topic writes)
+        route   PUSH: EVENTS (open/gone/sub/unsub/ack/nack/term/credit/admin)
+
+    Session state machine (key = routing id):
+        state \ event  HELLO             other cmd         HEARTBEAT/BYE   timeout/unreachable
+        none           WELCOME -> live   ERROR ESTATE      ignored         -
+        live           GONE, WELCOME     handled           beat / GONE     GONE -> none
+    A live session whose HELLO is repeated is ended (route returns its
+    in-flight messages) and started afresh. "timeout" is heartbeat_timeout_ms
+    without any frame, or 3 x the client's HELLO heartbeat_ms if that is
+    longer; "unreachable" is a send failing with EHOSTUNREACH (the connection
+    closed without BYE), noticed at the next heartbeat at the latest.
+*/
+#include "tern_conn.h"
+#include "tern_json.h"
+#include "tern_proto.h"
+#include "tern_work.h"
+#include <inttypes.h>
+#include <string.h>
+
+#define S_DRAIN_MAX 1024  //  frames read from the ROUTER per drain
+#define S_POOL_MAX  16384 //  pub structs kept for reuse
+#define S_HWM       100000
+
+typedef struct s_session_t {
+    uint64_t id;                    //  unique per conn actor, from 1
+    uint8_t rid[TERN_RID_MAX];      //  routing id
+    size_t rid_size;                //  its length
+    char key[2 * TERN_RID_MAX + 1]; //  hex of rid: hash key
+    uint64_t last_recv_ms;          //  last frame from the client
+    uint64_t last_send_ms;          //  last frame conn sent it
+    uint64_t timeout_ms;            //  silence after which the session is dead
+    tern_puback_t *acks;            //  PUBACK entries of the current commit
+    uint32_t ack_count;             //  entries used
+    uint32_t ack_cap;               //  entries allocated
+    struct s_session_t *ack_next;   //  list of sessions with entries to flush
+    bool ack_listed;                //  on that list
+} s_session_t;
+
+typedef struct {
+    tern_conn_args_t *args;      //  borrowed
+    const tern_config_t *config; //  borrowed
+    tern_metrics_t *metrics;     //  borrowed
+    zsock_t *router_sock;        //  czmq owners
+    zsock_t *inbox_sock;
+    zsock_t *out_sock;
+    zsock_t *storer_sock;
+    zsock_t *route_sock;
+    void *pipe; //  raw sockets
+    void *router;
+    void *inbox;
+    void *out;
+    void *to_storer;
+    void *to_route;
+    zhashx_t *sessions;           //  key -> s_session_t (owned)
+    uint64_t next_session_id;     //  counter
+    tern_store_reader_t *reader;  //  admin reads
+    tern_limits_t limits;         //  decode limits
+    tern_pub_t *pool;             //  free pub structs
+    size_t pool_size;             //  their number
+    tern_pubs_t *pubs;            //  current drain's publishes (NULL if none)
+    tern_events_t *events;        //  current drain's events (NULL if none)
+    s_session_t *ack_list;        //  sessions with PUBACK entries pending
+    uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
+    tern_frame_t scratch;         //  frame for encoding replies
+} s_conn_t;
+
+static void s_session_destroy(void **item_p) {
+    s_session_t *session = (s_session_t *)*item_p;
+    if (session) {
+        free(session->acks);
+        free(session);
+        *item_p = NULL;
+    }
+}
+
+static s_session_t *s_session_lookup(s_conn_t *self, const uint8_t *rid, size_t size) {
+    char key[2 * TERN_RID_MAX + 1];
+    tern_rid_hex(rid, size, key);
+    return (s_session_t *)zhashx_lookup(self->sessions, key);
+}
+
+// ---------------------------------------------------------------------------
+//  Sending
+
+//  Sends [RID][HDR][PAYLOAD?] on the ROUTER without blocking. Returns 0, or
+//  -1 when the peer is gone (EHOSTUNREACH) or full (EAGAIN): the frame is
+//  dropped and counted; a gone peer's session ends at its next timeout.
+static int s_send_raw(s_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
+                      size_t hdr_size, const void *payload, size_t payload_size, bool has_payload) {
+    if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        tern_metrics_add(self->metrics->send_dropped, 1);
+        return errno == EHOSTUNREACH ? -2 : -1;
+    }
+    zmq_send(self->router, hdr, hdr_size, has_payload ? ZMQ_SNDMORE : 0);
+    if (has_payload) {
+        zmq_send(self->router, payload, payload_size, 0);
+    }
+    return 0;
+}
+
+static int s_send_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
+                        const tern_frame_t *frame, const void *payload, size_t payload_size) {
+    size_t len = 0;
+    tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
+    if (rc != TERN_OK) {
+        zsys_error("conn: cannot encode %s: %d", tern_cmd_name(frame->cmd), (int)rc);
+        return -1;
+    }
+    bool has_payload = tern_cmd_has_payload(frame->cmd);
+    int res = s_send_raw(self, rid, rid_size, self->buf, len, payload, payload_size, has_payload);
+    s_session_t *session = s_session_lookup(self, rid, rid_size);
+    if (session) {
+        session->last_send_ms = tern_now_ms();
+    }
+    return res;
+}
+
+static void s_send_error(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                         tern_err_t code, const char *reason) {
+    tern_frame_t *frame = &self->scratch;
+    tern_frame_init(frame, TERN_CMD_ERROR);
+    frame->req_id = req_id;
+    frame->code = (uint32_t)code;
+    if (reason && *reason) {
+        snprintf(frame->reason, sizeof frame->reason, "%s", reason);
+        frame->fields |= TERN_F_REASON;
+    }
+    s_send_frame(self, rid, rid_size, frame, NULL, 0);
+}
+
+static void s_send_reply(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                         const tern_json_t *json) {
+    tern_frame_t *frame = &self->scratch;
+    tern_frame_init(frame, TERN_CMD_REPLY);
+    frame->req_id = req_id;
+    frame->payload = (const uint8_t *)json->data;
+    frame->payload_size = json->len;
+    s_send_frame(self, rid, rid_size, frame, json->data, json->len);
+}
+
+// ---------------------------------------------------------------------------
+//  Pools and batches
+
+static tern_pub_t *s_pub_get(s_conn_t *self) {
+    tern_pub_t *pub = self->pool;
+    if (pub) {
+        self->pool = pub->next;
+        self->pool_size--;
+    } else {
+        pub = tern_work_alloc(sizeof *pub);
+    }
+    zmq_msg_init(&pub->hdr);
+    zmq_msg_init(&pub->body);
+    pub->next = NULL;
+    return pub;
+}
+
+//  Takes ownership of PUB: closes its messages and keeps it for reuse.
+static void s_pub_put(s_conn_t *self, tern_pub_t *pub) {
+    zmq_msg_close(&pub->hdr);
+    zmq_msg_close(&pub->body);
+    if (self->pool_size < S_POOL_MAX) {
+        pub->next = self->pool;
+        self->pool = pub;
+        self->pool_size++;
+    } else {
+        free(pub);
+    }
+}
+
+static tern_event_t *s_event(s_conn_t *self, tern_ev_type_t type, uint64_t session_id) {
+    if (!self->events) {
+        self->events = tern_work_alloc(sizeof(tern_events_t));
+    }
+    tern_event_t *ev = tern_events_push(self->events);
+    ev->type = (uint8_t)type;
+    ev->session_id = session_id;
+    return ev;
+}
+
+static void s_flush(s_conn_t *self) {
+    if (self->pubs) {
+        if (tern_work_send(self->to_storer, TERN_WORK_PUBS, self->pubs) != 0) {
+            tern_pubs_destroy(&self->pubs);
+        }
+        self->pubs = NULL;
+    }
+    if (self->events) {
+        if (tern_work_send(self->to_route, TERN_WORK_EVENTS, self->events) != 0) {
+            tern_events_destroy(&self->events);
+        }
+        self->events = NULL;
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  Sessions
+
+static void s_session_end(s_conn_t *self, s_session_t *session) {
+    s_event(self, TERN_EV_GONE, session->id);
+    tern_metrics_add(self->metrics->connections, -1);
+    if (session->ack_listed) {
+        //  Unlink from the PUBACK list (rare: ended while answering).
+        s_session_t **link = &self->ack_list;
+        while (*link && *link != session) {
+            link = &(*link)->ack_next;
+        }
+        if (*link) {
+            *link = session->ack_next;
+        }
+    }
+    zhashx_delete(self->sessions, session->key);
+}
+
+static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *rid,
+                           size_t rid_size, const tern_frame_t *frame) {
+    if (frame->proto_version < TERN_PROTO_MIN_VERSION) {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_EVERSION,
+                     "protocol version not supported");
+        return;
+    }
+    if (session) {
+        s_session_end(self, session);
+    }
+    if (zhashx_size(self->sessions) >= self->config->max_connections &&
+        self->config->max_connections > 0) {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, "too many connections");
+        return;
+    }
+    session = tern_work_alloc(sizeof *session);
+    session->id = ++self->next_session_id;
+    memcpy(session->rid, rid, rid_size);
+    session->rid_size = rid_size;
+    tern_rid_hex(rid, rid_size, session->key);
+    session->last_recv_ms = session->last_send_ms = tern_now_ms();
+    //  A client that announced a longer heartbeat than the broker's timeout
+    //  allows is not declared dead between two of its own heartbeats: the
+    //  timeout is the broker's, or three of the client's intervals if longer.
+    //  (Closed connections are noticed sooner anyway: see s_tick.)
+    session->timeout_ms = self->config->heartbeat_timeout_ms;
+    if ((uint64_t)frame->heartbeat_ms * 3 > session->timeout_ms) {
+        session->timeout_ms = (uint64_t)frame->heartbeat_ms * 3;
+    }
+    zhashx_insert(self->sessions, session->key, session);
+    tern_metrics_add(self->metrics->connections, 1);
+    tern_metrics_add(self->metrics->sessions_total, 1);
+
+    tern_event_t *ev = s_event(self, TERN_EV_OPEN, session->id);
+    ev->rid = tern_work_alloc(rid_size);
+    memcpy(ev->rid, rid, rid_size);
+    ev->rid_size = rid_size;
+
+    tern_frame_t *reply = &self->scratch;
+    tern_frame_init(reply, TERN_CMD_WELCOME);
+    reply->req_id = frame->req_id;
+    reply->proto_version =
+        frame->proto_version < TERN_PROTO_VERSION ? frame->proto_version : TERN_PROTO_VERSION;
+    reply->node_id = self->config->node_id;
+    snprintf(reply->dc, sizeof reply->dc, "%s", self->config->dc);
+    reply->heartbeat_ms = (uint32_t)self->config->heartbeat_ms;
+    reply->max_payload = (uint32_t)self->config->max_payload;
+    s_send_frame(self, rid, rid_size, reply, NULL, 0);
+    if (self->config->verbose) {
+        zsys_info("conn: session %" PRIu64 " open (%s, %s, timeout %" PRIu64 " ms)", session->id,
+                  session->key, frame->name, session->timeout_ms);
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  Admin
+
+static bool s_meta_get(const tern_frame_t *frame, const char *key, char *out, size_t cap) {
+    if (!frame->meta || !frame->meta_size) {
+        return false;
+    }
+    size_t pos = 0;
+    tern_kv_t kv;
+    size_t key_len = strlen(key);
+    while (tern_meta_next(frame->meta, frame->meta_size, &pos, &kv)) {
+        if (kv.key_len == key_len && memcmp(kv.key, key, key_len) == 0) {
+            size_t n = kv.value_len < cap - 1 ? kv.value_len : cap - 1;
+            memcpy(out, kv.value, n);
+            out[n] = 0;
+            return kv.value_len < cap;
+        }
+    }
+    return false;
+}
+
+static bool s_count_group(const tern_group_info_t *group, void *arg) {
+    (void)group;
+    (*(uint64_t *)arg)++;
+    return true;
+}
+
+static void s_json_topic(s_conn_t *self, tern_json_t *json, const tern_topic_info_t *topic) {
+    uint64_t groups = 0;
+    tern_store_group_list(self->reader, topic->id, s_count_group, &groups);
+    tern_json_sep(json);
+    tern_json_raw(json, "{");
+    tern_json_key_str(json, "topic", topic->name);
+    tern_json_key_u64(json, "msgs", topic->msgs);
+    tern_json_key_u64(json, "bytes", topic->bytes);
+    tern_json_key_u64(json, "first_seq", topic->first_seq);
+    tern_json_key_u64(json, "last_seq", topic->last_seq);
+    tern_json_key_u64(json, "max_age_ms", topic->max_age_ms);
+    tern_json_key_u64(json, "max_msgs", topic->max_msgs);
+    tern_json_key_u64(json, "max_bytes", topic->max_bytes);
+    tern_json_key_u64(json, "groups", groups);
+    tern_json_raw(json, "}");
+}
+
+typedef struct {
+    s_conn_t *self;
+    tern_json_t *json;
+} s_topic_list_arg_t;
+
+static bool s_topic_each(const tern_topic_info_t *topic, void *arg) {
+    s_topic_list_arg_t *list = (s_topic_list_arg_t *)arg;
+    s_json_topic(list->self, list->json, topic);
+    return true;
+}
+
+//  Reads topic NAME and replies its JSON object (or ERROR).
+static void s_reply_topic(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                          const char *name) {
+    tern_topic_info_t topic;
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    if (rc == TERN_OK) {
+        rc = tern_store_topic_get(self->reader, name, &topic);
+    }
+    if (rc != TERN_OK) {
+        tern_store_read_end(self->reader);
+        s_send_error(self, rid, rid_size, req_id, rc,
+                     rc == TERN_ENOTFOUND ? "no such topic" : "cannot read topic");
+        return;
+    }
+    tern_json_t json;
+    tern_json_init(&json);
+    s_json_topic(self, &json, &topic);
+    tern_store_read_end(self->reader);
+    s_send_reply(self, rid, rid_size, req_id, &json);
+    tern_json_free(&json);
+}
+
+static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
+    const uint8_t *rid = session->rid;
+    size_t rid_size = session->rid_size;
+    const char *op = frame->name;
+    char topic[TERN_TOPIC_MAX + 1] = "";
+    char group[TERN_NAME_MAX + 1] = "";
+    char value[64];
+    bool has_topic = s_meta_get(frame, "topic", topic, sizeof topic);
+    s_meta_get(frame, "group", group, sizeof group);
+    bool needs_topic = !streq(op, "status") && !streq(op, "topics");
+    if (needs_topic && (!has_topic || !tern_topic_valid(topic, strlen(topic)))) {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC,
+                     "missing or invalid topic argument");
+        return;
+    }
+    if (streq(op, "status")) {
+        tern_store_stats_t stats;
+        tern_store_stats(self->args->store, &stats);
+        tern_json_t json;
+        tern_json_init(&json);
+        tern_json_raw(&json, "{");
+        tern_json_key_u64(&json, "node_id", self->config->node_id);
+        tern_json_key_str(&json, "dc", self->config->dc);
+        tern_json_key_str(&json, "version", "0.1.0");
+        tern_json_key_u64(&json, "uptime_s", (tern_now_ms() - self->metrics->started_ms) / 1000u);
+        tern_json_key_u64(&json, "topics", stats.topics);
+        tern_json_key_u64(&json, "connections", zhashx_size(self->sessions));
+        tern_json_key_u64(&json, "storage_bytes", stats.file_bytes);
+        tern_json_key_u64(&json, "published", tern_metrics_get(self->metrics->published));
+        tern_json_key_u64(&json, "delivered", tern_metrics_get(self->metrics->delivered));
+        tern_json_key_u64(&json, "acked", tern_metrics_get(self->metrics->acked));
+        tern_json_raw(&json, "}");
+        s_send_reply(self, rid, rid_size, frame->req_id, &json);
+        tern_json_free(&json);
+    } else if (streq(op, "topics")) {
+        tern_json_t json;
+        tern_json_init(&json);
+        tern_json_raw(&json, "[");
+        s_topic_list_arg_t arg = {self, &json};
+        tern_err_t rc = tern_store_read_begin(self->reader);
+        if (rc == TERN_OK) {
+            rc = tern_store_topic_list(self->reader, s_topic_each, &arg);
+        }
+        tern_store_read_end(self->reader);
+        tern_json_raw(&json, "]");
+        if (rc == TERN_OK) {
+            s_send_reply(self, rid, rid_size, frame->req_id, &json);
+        } else {
+            s_send_error(self, rid, rid_size, frame->req_id, rc, "cannot list topics");
+        }
+        tern_json_free(&json);
+    } else if (streq(op, "topic.info")) {
+        s_reply_topic(self, rid, rid_size, frame->req_id, topic);
+    } else if (streq(op, "topic.create") || streq(op, "topic.delete") || streq(op, "topic.purge")) {
+        tern_admin_t *admin = tern_work_alloc(sizeof *admin);
+        admin->session_id = session->id;
+        memcpy(admin->rid, rid, rid_size);
+        admin->rid_size = rid_size;
+        admin->req_id = frame->req_id;
+        snprintf(admin->op, sizeof admin->op, "%s", op);
+        snprintf(admin->topic, sizeof admin->topic, "%s", topic);
+        if (streq(op, "topic.create")) {
+            //  Limits not given keep their current value.
+            tern_topic_info_t current;
+            if (tern_store_read_begin(self->reader) == TERN_OK &&
+                tern_store_topic_get(self->reader, topic, &current) == TERN_OK) {
+                admin->max_age_ms = current.max_age_ms;
+                admin->max_msgs = current.max_msgs;
+                admin->max_bytes = current.max_bytes;
+            }
+            tern_store_read_end(self->reader);
+            bool ok = true;
+            if (s_meta_get(frame, "max_age_ms", value, sizeof value)) {
+                ok &= tern_parse_duration_ms(value, &admin->max_age_ms);
+            }
+            if (s_meta_get(frame, "max_msgs", value, sizeof value)) {
+                char *end = NULL;
+                admin->max_msgs = strtoull(value, &end, 10);
+                ok &= end && end != value && *end == 0;
+            }
+            if (s_meta_get(frame, "max_bytes", value, sizeof value)) {
+                ok &= tern_config_parse_size(value, &admin->max_bytes);
+            }
+            if (!ok) {
+                free(admin);
+                s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
+                             "bad max_age_ms, max_msgs or max_bytes");
+                return;
+            }
+        }
+        if (tern_work_send(self->to_storer, TERN_WORK_ADMIN, admin) != 0) {
+            free(admin);
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL, "storer is gone");
+        }
+    } else if (streq(op, "groups") || streq(op, "dlq.list") || streq(op, "dlq.replay")) {
+        if (!streq(op, "groups") && !tern_name_valid(group, strlen(group))) {
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME,
+                         "missing or invalid group argument");
+            return;
+        }
+        tern_admin_t *admin = tern_work_alloc(sizeof *admin);
+        admin->session_id = session->id;
+        memcpy(admin->rid, rid, rid_size);
+        admin->rid_size = rid_size;
+        admin->req_id = frame->req_id;
+        snprintf(admin->op, sizeof admin->op, "%s", op);
+        snprintf(admin->topic, sizeof admin->topic, "%s", topic);
+        snprintf(admin->group, sizeof admin->group, "%s", group);
+        tern_event_t *ev = s_event(self, TERN_EV_ADMIN, session->id);
+        ev->admin = admin;
+        ev->req_id = frame->req_id;
+    } else {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "unknown admin operation");
+    }
+}
+
+//  The storer finished an admin write: answer the client.
+static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
+    if (!s_session_lookup(self, admin->rid, admin->rid_size)) {
+        return;
+    }
+    if (admin->err != TERN_OK) {
+        s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
+                     admin->err == TERN_ENOTFOUND ? "no such topic" : "topic operation failed");
+        return;
+    }
+    if (streq(admin->op, "topic.create")) {
+        s_reply_topic(self, admin->rid, admin->rid_size, admin->req_id, admin->topic);
+        return;
+    }
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_raw(&json, "{");
+    tern_json_key_str(&json, "topic", admin->topic);
+    if (streq(admin->op, "topic.delete")) {
+        tern_json_key_bool(&json, "deleted", 1);
+        tern_json_key_u64(&json, "removed", admin->count);
+    } else {
+        tern_json_key_u64(&json, "purged", admin->count);
+    }
+    tern_json_raw(&json, "}");
+    s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
+    tern_json_free(&json);
+}
+
+// ---------------------------------------------------------------------------
+//  Incoming frames
+
+//  Handles one decoded frame. Takes ownership of PUB (queued or recycled).
+static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *rid,
+                           size_t rid_size, tern_pub_t *pub, tern_err_t rc) {
+    tern_frame_t *frame = &pub->frame;
+    if (rc != TERN_OK) {
+        tern_metrics_add(self->metrics->decode_errors[tern_metrics_code_bucket(rc)], 1);
+        s_send_error(self, rid, rid_size, frame->req_id, rc, "cannot decode frame");
+        s_pub_put(self, pub);
+        return;
+    }
+    if (frame->cmd == TERN_CMD_HELLO) {
+        s_handle_hello(self, session, rid, rid_size, frame);
+        s_pub_put(self, pub);
+        return;
+    }
+    if (!session) {
+        if (frame->cmd != TERN_CMD_HEARTBEAT && frame->cmd != TERN_CMD_BYE) {
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_ESTATE, "send HELLO first");
+        }
+        s_pub_put(self, pub);
+        return;
+    }
+    tern_event_t *ev;
+    switch (frame->cmd) {
+        case TERN_CMD_PUBLISH:
+            pub->session_id = session->id;
+            memcpy(pub->rid, rid, rid_size);
+            pub->rid_size = rid_size;
+            if (!self->pubs) {
+                self->pubs = tern_work_alloc(sizeof(tern_pubs_t));
+            }
+            if (self->pubs->count == self->pubs->cap) {
+                self->pubs->cap = self->pubs->cap ? self->pubs->cap * 2 : 256;
+                self->pubs->items =
+                    tern_work_realloc(self->pubs->items, self->pubs->cap * sizeof(tern_pub_t *));
+            }
+            self->pubs->items[self->pubs->count++] = pub;
+            return; //  owned by the batch now
+        case TERN_CMD_HEARTBEAT:
+            break;
+        case TERN_CMD_BYE:
+            s_session_end(self, session);
+            break;
+        case TERN_CMD_SUBSCRIBE:
+            if (!tern_pattern_valid(frame->topic, strlen(frame->topic))) {
+                s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC, "bad pattern");
+                break;
+            }
+            ev = s_event(self, TERN_EV_SUB, session->id);
+            ev->req_id = frame->req_id;
+            ev->text = strdup(frame->topic);
+            if (!ev->text) {
+                tern_work_oom();
+            }
+            snprintf(ev->group, sizeof ev->group, "%s", frame->group);
+            ev->start = frame->start;
+            ev->start_value = frame->start_value;
+            ev->credit = frame->credit;
+            break;
+        case TERN_CMD_UNSUBSCRIBE:
+        case TERN_CMD_ACK:
+        case TERN_CMD_NACK:
+        case TERN_CMD_TERM:
+        case TERN_CMD_CREDIT:
+            ev = s_event(self,
+                         frame->cmd == TERN_CMD_UNSUBSCRIBE ? TERN_EV_UNSUB
+                         : frame->cmd == TERN_CMD_ACK       ? TERN_EV_ACK
+                         : frame->cmd == TERN_CMD_NACK      ? TERN_EV_NACK
+                         : frame->cmd == TERN_CMD_TERM      ? TERN_EV_TERM
+                                                            : TERN_EV_CREDIT,
+                         session->id);
+            ev->req_id = frame->req_id;
+            ev->sub_id = frame->sub_id;
+            ev->tag = frame->tag;
+            ev->cumulative = frame->cumulative;
+            ev->credit = frame->credit;
+            ev->has_delay = (frame->fields & TERN_F_DELAY) != 0;
+            ev->delay_ms = frame->delay_ms;
+            if (frame->cmd == TERN_CMD_TERM && (frame->fields & TERN_F_REASON) &&
+                frame->reason[0]) {
+                ev->text = strdup(frame->reason);
+                if (!ev->text) {
+                    tern_work_oom();
+                }
+            }
+            break;
+        case TERN_CMD_ADMIN:
+            s_handle_admin(self, session, frame);
+            break;
+        default:
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
+                         "command not accepted from a client");
+            break;
+    }
+    s_pub_put(self, pub);
+}
+
+static void s_handle_router(s_conn_t *self) {
+    for (int n = 0; n < S_DRAIN_MAX; n++) {
+        uint8_t rid[TERN_RID_MAX];
+        int rid_size = zmq_recv(self->router, rid, sizeof rid, ZMQ_DONTWAIT);
+        if (rid_size < 0) {
+            break;
+        }
+        if (rid_size > (int)sizeof rid) {
+            rid_size = (int)sizeof rid; //  cannot happen: ids are <= 255 bytes
+        }
+        tern_pub_t *pub = s_pub_get(self);
+        int frames = 1;
+        bool more = true;
+        if (zmq_msg_recv(&pub->hdr, self->router, 0) < 0) {
+            s_pub_put(self, pub);
+            continue;
+        }
+        more = zmq_msg_more(&pub->hdr);
+        if (more) {
+            zmq_msg_recv(&pub->body, self->router, 0);
+            frames = 2;
+            more = zmq_msg_more(&pub->body);
+            while (more) {
+                zmq_msg_t extra;
+                zmq_msg_init(&extra);
+                zmq_msg_recv(&extra, self->router, 0);
+                more = zmq_msg_more(&extra);
+                zmq_msg_close(&extra);
+                frames++;
+            }
+        }
+        s_session_t *session = s_session_lookup(self, rid, (size_t)rid_size);
+        if (session) {
+            session->last_recv_ms = tern_now_ms();
+        }
+        tern_err_t rc;
+        if (frames > 2) {
+            tern_frame_init(&pub->frame, TERN_CMD_ERROR);
+            pub->frame.req_id = 0;
+            rc = TERN_EFRAMES;
+        } else {
+            rc = tern_frame_decode(&pub->frame, (const uint8_t *)zmq_msg_data(&pub->hdr),
+                                   zmq_msg_size(&pub->hdr),
+                                   frames == 2 ? (const uint8_t *)zmq_msg_data(&pub->body) : NULL,
+                                   frames == 2 ? zmq_msg_size(&pub->body) : 0, &self->limits);
+        }
+        s_handle_frame(self, session, rid, (size_t)rid_size, pub, rc);
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  Results and forwarding
+
+static void s_flush_pubacks(s_conn_t *self) {
+    while (self->ack_list) {
+        s_session_t *session = self->ack_list;
+        self->ack_list = session->ack_next;
+        session->ack_listed = false;
+        session->ack_next = NULL;
+        size_t len = 0;
+        uint32_t count = session->ack_count;
+        session->ack_count = 0;
+        session->last_send_ms = tern_now_ms();
+        if (count > 0 && tern_frame_encode_puback(session->acks, count, self->buf, sizeof self->buf,
+                                                  &len) == TERN_OK) {
+            if (s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false) ==
+                -2) {
+                s_session_end(self, session); //  the peer is gone: end it now
+            }
+        }
+    }
+}
+
+static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
+    s_session_t *session = NULL;
+    uint64_t session_id = 0;
+    for (tern_pubs_t *pubs = committed->pubs; pubs; pubs = pubs->next) {
+        for (size_t i = 0; i < pubs->count; i++) {
+            tern_pub_t *pub = pubs->items[i];
+            if (pub->session_id != session_id) {
+                session_id = pub->session_id;
+                session = s_session_lookup(self, pub->rid, pub->rid_size);
+                if (session && session->id != session_id) {
+                    session = NULL; //  same routing id, newer session
+                }
+            }
+            if (session) {
+                if (session->ack_count == TERN_PUBACK_MAX) {
+                    //  Full frame: send it now; the rest follows in another.
+                    size_t len = 0;
+                    if (tern_frame_encode_puback(session->acks, session->ack_count, self->buf,
+                                                 sizeof self->buf, &len) == TERN_OK) {
+                        s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0,
+                                   false);
+                    }
+                    session->ack_count = 0;
+                }
+                if (session->ack_count == session->ack_cap) {
+                    session->ack_cap = session->ack_cap ? session->ack_cap * 2 : 64;
+                    session->acks =
+                        tern_work_realloc(session->acks, session->ack_cap * sizeof(tern_puback_t));
+                }
+                tern_puback_t *ack = &session->acks[session->ack_count++];
+                ack->req_id = pub->frame.req_id;
+                ack->msg_id = pub->result.msg_id;
+                ack->seq = pub->result.seq;
+                ack->code = (uint32_t)pub->result.err;
+                ack->duplicate = pub->result.duplicate;
+                if (!session->ack_listed) {
+                    session->ack_listed = true;
+                    session->ack_next = self->ack_list;
+                    self->ack_list = session;
+                }
+            }
+            s_pub_put(self, pub);
+        }
+        pubs->count = 0;
+    }
+    s_flush_pubacks(self);
+    for (tern_admin_t *admin = committed->admins; admin; admin = admin->next) {
+        s_admin_done(self, admin);
+    }
+    tern_committed_destroy(&committed);
+}
+
+static void s_handle_inbox(s_conn_t *self) {
+    for (int n = 0; n < S_DRAIN_MAX; n++) {
+        tern_work_type_t type;
+        void *ptr;
+        if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+            break;
+        }
+        if (type == TERN_WORK_COMMITTED) {
+            s_handle_committed(self, (tern_committed_t *)ptr);
+        } else {
+            zsys_error("conn: unexpected work item type %d", (int)type);
+        }
+    }
+}
+
+//  Forwards [rid][hdr][payload?] from route to the client, without copying.
+static void s_handle_out(s_conn_t *self) {
+    for (int n = 0; n < S_DRAIN_MAX; n++) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, self->out, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        bool more = zmq_msg_more(&part);
+        uint8_t rid[TERN_RID_MAX];
+        size_t rid_size = zmq_msg_size(&part) < sizeof rid ? zmq_msg_size(&part) : sizeof rid;
+        memcpy(rid, zmq_msg_data(&part), rid_size);
+        bool ok = zmq_msg_send(&part, self->router, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) >= 0;
+        bool gone = !ok && errno == EHOSTUNREACH;
+        if (!ok) {
+            zmq_msg_close(&part);
+            tern_metrics_add(self->metrics->send_dropped, 1);
+        }
+        while (more) {
+            zmq_msg_init(&part);
+            zmq_msg_recv(&part, self->out, 0);
+            more = zmq_msg_more(&part);
+            if (ok) {
+                zmq_msg_send(&part, self->router, more ? ZMQ_SNDMORE : 0);
+            } else {
+                zmq_msg_close(&part);
+            }
+        }
+        if (gone) {
+            //  The client disconnected: end its session now, so route returns
+            //  its in-flight messages at once instead of after the timeout.
+            s_session_t *session = s_session_lookup(self, rid, rid_size);
+            if (session) {
+                s_session_end(self, session);
+            }
+        }
+    }
+}
+
+static void s_tick(s_conn_t *self) {
+    uint64_t now = tern_now_ms();
+    zlistx_t *dead = NULL;
+    for (s_session_t *session = (s_session_t *)zhashx_first(self->sessions); session;
+         session = (s_session_t *)zhashx_next(self->sessions)) {
+        if (now - session->last_recv_ms > session->timeout_ms) {
+            if (!dead) {
+                dead = zlistx_new();
+            }
+            zlistx_add_end(dead, session);
+            if (self->config->verbose) {
+                zsys_info("conn: session %" PRIu64 " silent for %" PRIu64 " ms", session->id,
+                          now - session->last_recv_ms);
+            }
+        } else if (now - session->last_send_ms >= self->config->heartbeat_ms) {
+            tern_frame_t *frame = &self->scratch;
+            tern_frame_init(frame, TERN_CMD_HEARTBEAT);
+            size_t len = 0;
+            if (tern_frame_encode(frame, self->buf, sizeof self->buf, &len) == TERN_OK &&
+                s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false) ==
+                    -2) {
+                //  Disconnected without BYE: no need to wait for the timeout.
+                if (!dead) {
+                    dead = zlistx_new();
+                }
+                zlistx_add_end(dead, session);
+                if (self->config->verbose) {
+                    zsys_info("conn: session %" PRIu64 " unreachable", session->id);
+                }
+            }
+            session->last_send_ms = now;
+        }
+    }
+    if (dead) {
+        for (s_session_t *session = (s_session_t *)zlistx_first(dead); session;
+             session = (s_session_t *)zlistx_next(dead)) {
+            if (self->config->verbose) {
+                zsys_info("conn: session %" PRIu64 " timed out or disconnected", session->id);
+            }
+            s_session_end(self, session);
+        }
+        zlistx_destroy(&dead);
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  The actor
+
+static void *s_bind_pull(zsock_t **owner, const char *endpoint) {
+    *owner = zsock_new(ZMQ_PULL);
+    if (!*owner) {
+        return NULL;
+    }
+    zsock_set_rcvhwm(*owner, 0);
+    if (zsock_bind(*owner, "%s", endpoint) != 0) {
+        return NULL;
+    }
+    return zsock_resolve(*owner);
+}
+
+static void *s_connect_push(zsock_t **owner, const char *endpoint) {
+    *owner = zsock_new(ZMQ_PUSH);
+    if (!*owner) {
+        return NULL;
+    }
+    zsock_set_sndhwm(*owner, 0);
+    zsock_set_linger(*owner, 1000); //  let the peer read what we sent last
+    if (zsock_connect(*owner, "%s", endpoint) != 0) {
+        return NULL;
+    }
+    return zsock_resolve(*owner);
+}
+
+static void s_cleanup(s_conn_t *self) {
+    //  Items still queued for us (shutdown): nobody will handle them.
+    tern_work_type_t type;
+    void *ptr;
+    while (self->inbox && tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) == 0) {
+        if (type == TERN_WORK_COMMITTED) {
+            tern_committed_t *committed = (tern_committed_t *)ptr;
+            tern_committed_destroy(&committed);
+        }
+    }
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    while (self->out && zmq_msg_recv(&part, self->out, ZMQ_DONTWAIT) >= 0) {
+        zmq_msg_close(&part);
+        zmq_msg_init(&part);
+    }
+    zmq_msg_close(&part);
+    if (self->pubs) {
+        tern_pubs_destroy(&self->pubs);
+    }
+    if (self->events) {
+        tern_events_destroy(&self->events);
+    }
+    while (self->pool) {
+        tern_pub_t *next = self->pool->next;
+        free(self->pool);
+        self->pool = next;
+    }
+    zhashx_destroy(&self->sessions);
+    tern_store_reader_destroy(&self->reader);
+    zsock_destroy(&self->router_sock);
+    zsock_destroy(&self->inbox_sock);
+    zsock_destroy(&self->out_sock);
+    zsock_destroy(&self->storer_sock);
+    zsock_destroy(&self->route_sock);
+}
+
+void tern_conn_actor(zsock_t *pipe, void *arg) {
+    s_conn_t *self = tern_work_alloc(sizeof(s_conn_t));
+    self->args = (tern_conn_args_t *)arg;
+    self->config = self->args->config;
+    self->metrics = self->args->metrics;
+    self->pipe = zsock_resolve(pipe);
+    self->limits.max_payload = self->config->max_payload;
+    self->sessions = zhashx_new();
+    zhashx_set_destructor(self->sessions, s_session_destroy);
+    self->reader = tern_store_reader_new(self->args->store);
+    self->inbox = s_bind_pull(&self->inbox_sock, self->args->inbox);
+    self->out = s_bind_pull(&self->out_sock, self->args->out);
+    self->to_storer = s_connect_push(&self->storer_sock, self->args->storer_inbox);
+    self->to_route = s_connect_push(&self->route_sock, self->args->route_inbox);
+    if (!self->reader || !self->inbox || !self->out || !self->to_storer || !self->to_route) {
+        snprintf(self->args->error, sizeof self->args->error, "cannot set up inproc sockets");
+        goto fail;
+    }
+    self->router_sock = zsock_new(ZMQ_ROUTER);
+    if (!self->router_sock) {
+        snprintf(self->args->error, sizeof self->args->error, "cannot create socket");
+        goto fail;
+    }
+    zsock_set_router_mandatory(self->router_sock, 1);
+    zsock_set_router_handover(self->router_sock, 1);
+    zsock_set_sndhwm(self->router_sock, S_HWM);
+    zsock_set_rcvhwm(self->router_sock, S_HWM);
+    zsock_set_linger(self->router_sock, 500);
+    int64_t maxmsg = (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096);
+    zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zsock_bind(self->router_sock, "%s", self->config->listen) < 0) {
+        snprintf(self->args->error, sizeof self->args->error, "cannot listen on %s: %s",
+                 self->config->listen, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    self->router = zsock_resolve(self->router_sock);
+    char *endpoint = zsock_last_endpoint(self->router_sock);
+    snprintf(self->args->bound, sizeof self->args->bound, "%s",
+             endpoint ? endpoint : self->config->listen);
+    zstr_free(&endpoint);
+    self->args->bind_rc = 0;
+    zsock_signal(pipe, 0);
+
+    uint64_t hb = self->config->heartbeat_ms < self->config->heartbeat_timeout_ms
+                      ? self->config->heartbeat_ms
+                      : self->config->heartbeat_timeout_ms;
+    uint64_t tick_ms = hb / 4;
+    tick_ms = tick_ms < 10 ? 10 : tick_ms > 1000 ? 1000 : tick_ms;
+    uint64_t next_tick = tern_now_ms() + tick_ms;
+    bool running = true;
+    while (running) {
+        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0},
+                                  {self->router, 0, ZMQ_POLLIN, 0},
+                                  {self->inbox, 0, ZMQ_POLLIN, 0},
+                                  {self->out, 0, ZMQ_POLLIN, 0}};
+        uint64_t now = tern_now_ms();
+        long timeout = next_tick > now ? (long)(next_tick - now) : 0;
+        int rc = zmq_poll(items, 4, timeout);
+        if (rc < 0 && errno != EINTR) {
+            break;
+        }
+        if (rc > 0) {
+            if (items[0].revents & ZMQ_POLLIN) {
+                char *command = zstr_recv(pipe);
+                if (!command || streq(command, "$TERM")) {
+                    running = false;
+                }
+                zstr_free(&command);
+            }
+            if (items[2].revents & ZMQ_POLLIN) {
+                s_handle_inbox(self);
+            }
+            if (items[3].revents & ZMQ_POLLIN) {
+                s_handle_out(self);
+            }
+            if (items[1].revents & ZMQ_POLLIN) {
+                s_handle_router(self);
+            }
+        }
+        now = tern_now_ms();
+        if (now >= next_tick) {
+            s_tick(self);
+            next_tick = now + tick_ms;
+        }
+        s_flush(self);
+    }
+    s_cleanup(self);
+    free(self);
+    return;
+
+fail:
+    self->args->bind_rc = -1;
+    s_cleanup(self);
+    free(self);
+    zsock_signal(pipe, 1);
+    char *command = zstr_recv(pipe);
+    zstr_free(&command);
+}

@@ -1,0 +1,49 @@
+/*  tern_metrics.h - ternd's counters: plain atomics every actor bumps.
+
+    One tern_metrics_t per broker, created before the actors and destroyed
+    after them; actors hold a borrowed pointer. Counters only grow except
+    `connections` (a gauge). Readers (status, the future HTTP endpoint) load
+    them with relaxed atomics from any thread.
+*/
+#ifndef TERN_METRICS_H_INCLUDED
+#define TERN_METRICS_H_INCLUDED
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define TERN_METRICS_CODES 8 //  decode error buckets (see tern_metrics_code_bucket)
+
+typedef struct {
+    _Atomic uint64_t published;                         //  messages stored (not duplicates)
+    _Atomic uint64_t duplicates;                        //  publishes answered as duplicates
+    _Atomic uint64_t publish_errors;                    //  publishes refused (full, clock...)
+    _Atomic uint64_t commits;                           //  storer commits
+    _Atomic uint64_t delivered;                         //  first deliveries
+    _Atomic uint64_t redelivered;                       //  redeliveries
+    _Atomic uint64_t acked;                             //  acks (messages)
+    _Atomic uint64_t nacked;                            //  nacks
+    _Atomic uint64_t dead;                              //  messages moved to a DLQ
+    _Atomic uint64_t expired;                           //  messages skipped or swept as expired
+    _Atomic uint64_t send_dropped;                      //  frames dropped: peer gone or full
+    _Atomic uint64_t decode_errors[TERN_METRICS_CODES]; //  by bucket
+    _Atomic int64_t connections;                        //  live sessions (gauge)
+    _Atomic uint64_t sessions_total;                    //  sessions ever opened
+    uint64_t started_ms;                                //  start time, unix ms (set once)
+} tern_metrics_t;
+
+/*  Caller owns the result; zeroed, started_ms = now. */
+tern_metrics_t *tern_metrics_new(void);
+void tern_metrics_destroy(tern_metrics_t **self_p);
+
+/*  Adds N to counter C (relaxed). */
+#define tern_metrics_add(c, n) atomic_fetch_add_explicit(&(c), (n), memory_order_relaxed)
+#define tern_metrics_get(c)    atomic_load_explicit(&(c), memory_order_relaxed)
+
+/*  Bucket index for a decode error code: EMALFORMED, EMAGIC, EVERSION,
+    ECOMMAND, ETOOBIG, ETOPIC/ENAME, EMETA, other. */
+int tern_metrics_code_bucket(int code);
+
+/*  Name of bucket I, e.g. "malformed". */
+const char *tern_metrics_code_name(int bucket);
+
+#endif

@@ -1,0 +1,1288 @@
+/*  tern_route.c - the route actor: who gets which message, and when again.
+
+    route owns every subscription, every group's in-memory delivery state and
+    every delivery timer. It reads messages through its own storage reader
+    (one short read transaction per dispatch round, never held across a
+    wait), encodes DELIVER frames and puts [rid][hdr][payload] on conn's `out`
+    socket; conn only forwards them. Durable group state changes (deliver, ack,
+    nack, dead, replay, open) go to the storer as one tern_ops_t per loop
+    iteration; ephemeral subscriptions live only here.
+
+    Pipe commands (zactor pipe, from tern_broker):
+        $TERM      -> exits (no reply); in-flight state is already persisted
+    Inbox (PULL, bound at args->inbox; route owns what it receives):
+        EVENTS  tern_events_t *  from conn: open/gone/sub/unsub/ack/nack/term/
+                                 credit/admin (groups, dlq.list, dlq.replay)
+        NOTICE  tern_notice_t *  from storer: appended messages, route's ops
+                                 with their results (OPEN, REPLAY), topics gone
+    Sends:
+        OPS     tern_ops_t *     -> storer inbox (storer hands it back)
+        frames  [rid][hdr][payload?] -> conn out: DELIVER, OK, ERROR, REPLY
+
+    Model: a group is (topic, name) for durable groups, or (topic, one
+    subscription) for an ephemeral one. It keeps one cursor per priority lane
+    (next seq not yet delivered) and a list of pending entries (delivered or
+    waiting for redelivery). A subscription with a pattern joins the group of
+    its name on every matching topic, including topics created later. Within
+    a group, consumers are served round robin among those with free window.
+    Choices where the contract is silent: a late ACK for a message whose
+    ack_wait ran out gets ENOTFOUND (it is redelivered); CREDIT is capped by
+    max_inflight; pending entries loaded from storage at start are due at
+    once (their sessions died with the old process).
+*/
+#include "tern_route.h"
+#include "tern_json.h"
+#include "tern_proto.h"
+#include "tern_work.h"
+#include <inttypes.h>
+#include <string.h>
+
+#define S_DRAIN_MAX 1024 //  inbox items per drain
+#define S_SCAN_MAX  64   //  seqs per lane scan
+#define S_LANES     (TERN_PRIORITY_MAX + 1)
+
+typedef struct r_sub_t r_sub_t;
+typedef struct r_group_t r_group_t;
+typedef struct r_topic_t r_topic_t;
+
+typedef struct {
+    uint64_t id;               //  conn's session id
+    uint8_t rid[TERN_RID_MAX]; //  routing id
+    size_t rid_size;           //  its length
+    uint64_t next_sub_id;      //  sub id counter
+    zhashx_t *subs;            //  sub_id -> r_sub_t (owned via s_sub_remove)
+} r_session_t;
+
+typedef struct r_pend_t {
+    uint64_t seq;          //  message seq
+    uint8_t priority;      //  its lane
+    uint32_t count;        //  deliveries so far
+    bool inflight;         //  delivered, waiting for ack
+    uint64_t due_ms;       //  inflight: ack deadline; else: redelivery time
+    r_sub_t *sub;          //  inflight: the holder
+    uint64_t tag;          //  inflight: its tag in that sub
+    r_group_t *group;      //  owner
+    struct r_pend_t *prev; //  group list
+    struct r_pend_t *next; //  group list
+} r_pend_t;
+
+struct r_sub_t {
+    uint64_t id;                      //  sub_id (per session)
+    r_session_t *session;             //  borrowed
+    char pattern[TERN_TOPIC_MAX + 1]; //  topic pattern
+    char group[TERN_NAME_MAX + 1];    //  durable group, "" = ephemeral
+    uint8_t start;                    //  tern_start_t
+    uint64_t start_value;             //  its value
+    uint32_t window;                  //  max in flight
+    uint32_t inflight;                //  in flight now
+    uint64_t next_tag;                //  tag counter
+    zhashx_t *tags;                   //  tag -> r_pend_t (borrowed)
+    zlistx_t *groups;                 //  groups joined (borrowed)
+    void *handle;                     //  in route's sub list
+};
+
+enum { G_LOADING = 0, G_READY = 1, G_FAILED = 2 };
+
+struct r_group_t {
+    r_topic_t *topic;             //  borrowed
+    char name[TERN_NAME_MAX + 1]; //  group name, "" for ephemeral
+    r_sub_t *owner;               //  ephemeral: the one subscription
+    int state;                    //  G_*
+    uint64_t lane_next[S_LANES];  //  next undelivered seq per lane
+    uint64_t min_ts_ns;           //  ephemeral TIME start: skip older
+    r_pend_t *head;               //  pending list
+    r_pend_t *tail;
+    size_t pending;         //  entries
+    bool dirty;             //  lanes may hold undelivered messages
+    bool rescan;            //  waiting entries may be due
+    uint64_t next_check_ms; //  earliest deadline or due time
+    r_sub_t **consumers;    //  borrowed
+    size_t nconsumers;
+    size_t capconsumers;
+    size_t rr;          //  round robin position
+    void *handle;       //  in route's group list
+    void *topic_handle; //  in topic's group list
+};
+
+struct r_topic_t {
+    uint32_t id;                   //  storage id
+    char name[TERN_TOPIC_MAX + 1]; //  name
+    zlistx_t *groups;              //  r_group_t (borrowed; owned by route's list)
+};
+
+typedef struct {
+    tern_route_args_t *args;     //  borrowed
+    const tern_config_t *config; //  borrowed
+    tern_metrics_t *metrics;     //  borrowed
+    void *pipe;                  //  raw pipe
+    zsock_t *inbox_sock;         //  czmq owners
+    zsock_t *storer_sock;
+    zsock_t *out_sock;
+    void *inbox; //  raw
+    void *to_storer;
+    void *out;
+    tern_store_reader_t *reader;  //  our reader
+    bool reading;                 //  a read txn is open
+    zhashx_t *sessions;           //  id -> r_session_t (owned)
+    zhashx_t *topics;             //  id -> r_topic_t (owned)
+    zhashx_t *durable;            //  "id/name" -> r_group_t (borrowed)
+    zlistx_t *groups;             //  every r_group_t (owned)
+    zlistx_t *subs;               //  every r_sub_t (borrowed)
+    tern_ops_t *ops;              //  ops to send (NULL if none)
+    uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
+    tern_frame_t frame;           //  scratch frame
+} s_route_t;
+
+// ---------------------------------------------------------------------------
+//  Pure helpers
+
+uint64_t tern_route_backoff_ms(uint64_t base_ms, uint64_t max_ms, uint32_t n) {
+    if (n < 1) {
+        n = 1;
+    }
+    uint64_t delay = base_ms;
+    for (uint32_t i = 1; i < n; i++) {
+        if (delay >= max_ms || delay > UINT64_MAX / 2) {
+            delay = max_ms;
+            break;
+        }
+        delay *= 2;
+    }
+    return delay > max_ms ? max_ms : delay;
+}
+
+uint32_t tern_route_window(uint32_t requested, uint32_t max_inflight) {
+    if (max_inflight == 0) {
+        max_inflight = 1;
+    }
+    if (requested == 0 || requested > max_inflight) {
+        return max_inflight;
+    }
+    return requested;
+}
+
+static size_t s_u64_hash(const void *key) {
+    uint64_t x = (uint64_t)(uintptr_t)key;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int s_u64_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static zhashx_t *s_u64_hash_new(void) {
+    zhashx_t *hash = zhashx_new();
+    if (!hash) {
+        tern_work_oom();
+    }
+    zhashx_set_key_hasher(hash, s_u64_hash);
+    zhashx_set_key_comparator(hash, s_u64_cmp);
+    zhashx_set_key_duplicator(hash, NULL);
+    zhashx_set_key_destructor(hash, NULL);
+    return hash;
+}
+
+#define S_KEY(v) ((void *)(uintptr_t)(v))
+
+// ---------------------------------------------------------------------------
+//  Output
+
+static tern_op_t *s_op(s_route_t *self, tern_op_type_t type, const r_group_t *group, uint64_t seq) {
+    if (!self->ops) {
+        self->ops = tern_work_alloc(sizeof(tern_ops_t));
+    }
+    tern_op_t *op = tern_ops_push(self->ops);
+    op->type = (uint8_t)type;
+    op->topic_id = group->topic->id;
+    snprintf(op->group, sizeof op->group, "%s", group->name);
+    op->seq = seq;
+    return op;
+}
+
+static void s_send(s_route_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
+                   const void *payload, size_t payload_size) {
+    size_t len = 0;
+    tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
+    if (rc != TERN_OK) {
+        zsys_error("route: cannot encode %s: %d", tern_cmd_name(frame->cmd), (int)rc);
+        return;
+    }
+    bool has_payload = tern_cmd_has_payload(frame->cmd);
+    //  DONTWAIT: the socket has no HWM, so this fails only when conn is gone
+    //  (shutdown); blocking there would hang the actor.
+    if (zmq_send(self->out, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        return;
+    }
+    zmq_send(self->out, self->buf, len, has_payload ? ZMQ_SNDMORE : 0);
+    if (has_payload) {
+        zmq_send(self->out, payload, payload_size, 0);
+    }
+}
+
+static void s_send_error(s_route_t *self, r_session_t *session, uint64_t req_id, tern_err_t code,
+                         const char *reason) {
+    tern_frame_t *frame = &self->frame;
+    tern_frame_init(frame, TERN_CMD_ERROR);
+    frame->req_id = req_id;
+    frame->code = (uint32_t)code;
+    snprintf(frame->reason, sizeof frame->reason, "%s", reason);
+    frame->fields |= TERN_F_REASON;
+    s_send(self, session->rid, session->rid_size, frame, NULL, 0);
+}
+
+static void s_send_ok(s_route_t *self, r_session_t *session, uint64_t req_id, uint64_t sub_id) {
+    tern_frame_t *frame = &self->frame;
+    tern_frame_init(frame, TERN_CMD_OK);
+    frame->req_id = req_id;
+    frame->sub_id = sub_id;
+    s_send(self, session->rid, session->rid_size, frame, NULL, 0);
+}
+
+static void s_send_reply(s_route_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                         const tern_json_t *json) {
+    tern_frame_t *frame = &self->frame;
+    tern_frame_init(frame, TERN_CMD_REPLY);
+    frame->req_id = req_id;
+    frame->payload = (const uint8_t *)json->data;
+    frame->payload_size = json->len;
+    s_send(self, rid, rid_size, frame, json->data, json->len);
+}
+
+static void s_send_admin_error(s_route_t *self, const tern_admin_t *admin, tern_err_t code,
+                               const char *reason) {
+    tern_frame_t *frame = &self->frame;
+    tern_frame_init(frame, TERN_CMD_ERROR);
+    frame->req_id = admin->req_id;
+    frame->code = (uint32_t)code;
+    snprintf(frame->reason, sizeof frame->reason, "%s", reason);
+    frame->fields |= TERN_F_REASON;
+    s_send(self, admin->rid, admin->rid_size, frame, NULL, 0);
+}
+
+static tern_err_t s_read_begin(s_route_t *self) {
+    if (self->reading) {
+        return TERN_OK;
+    }
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    self->reading = rc == TERN_OK;
+    return rc;
+}
+
+static void s_read_end(s_route_t *self) {
+    if (self->reading) {
+        tern_store_read_end(self->reader);
+        self->reading = false;
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  Pending entries
+
+static void s_check_at(r_group_t *group, uint64_t at_ms) {
+    if (group->next_check_ms == 0 || at_ms < group->next_check_ms) {
+        group->next_check_ms = at_ms;
+    }
+}
+
+static r_pend_t *s_pend_new(r_group_t *group, uint64_t seq, uint8_t priority) {
+    r_pend_t *pend = tern_work_alloc(sizeof *pend);
+    pend->seq = seq;
+    pend->priority = priority;
+    pend->group = group;
+    pend->prev = group->tail;
+    if (group->tail) {
+        group->tail->next = pend;
+    } else {
+        group->head = pend;
+    }
+    group->tail = pend;
+    group->pending++;
+    return pend;
+}
+
+//  Detaches PEND from its holder (if in flight).
+static void s_pend_release(r_pend_t *pend) {
+    if (pend->inflight && pend->sub) {
+        zhashx_delete(pend->sub->tags, S_KEY(pend->tag));
+        if (pend->sub->inflight > 0) {
+            pend->sub->inflight--;
+        }
+    }
+    pend->inflight = false;
+    pend->sub = NULL;
+    pend->tag = 0;
+}
+
+//  Removes PEND from its group and frees it.
+static void s_pend_destroy(r_pend_t *pend) {
+    r_group_t *group = pend->group;
+    s_pend_release(pend);
+    if (pend->prev) {
+        pend->prev->next = pend->next;
+    } else {
+        group->head = pend->next;
+    }
+    if (pend->next) {
+        pend->next->prev = pend->prev;
+    } else {
+        group->tail = pend->prev;
+    }
+    group->pending--;
+    free(pend);
+}
+
+static void s_pend_ack(s_route_t *self, r_pend_t *pend) {
+    r_group_t *group = pend->group;
+    if (group->name[0]) {
+        s_op(self, TERN_OP_ACK, group, pend->seq);
+    }
+    tern_metrics_add(self->metrics->acked, 1);
+    s_pend_destroy(pend);
+}
+
+static void s_pend_dead(s_route_t *self, r_pend_t *pend, const char *reason) {
+    r_group_t *group = pend->group;
+    if (group->name[0]) {
+        tern_op_t *op = s_op(self, TERN_OP_DEAD, group, pend->seq);
+        op->delivery_count = pend->count;
+        snprintf(op->reason, sizeof op->reason, "%s", reason);
+    }
+    tern_metrics_add(self->metrics->dead, 1);
+    if (self->config->verbose) {
+        zsys_info("route: %s/%s seq %" PRIu64 " to DLQ (%s)", group->topic->name, group->name,
+                  pend->seq, reason);
+    }
+    s_pend_destroy(pend);
+}
+
+//  Makes PEND wait for redelivery at DUE_MS (or die if it used its deliveries).
+static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool persist) {
+    r_group_t *group = pend->group;
+    s_pend_release(pend);
+    if (pend->count >= self->config->max_deliver && self->config->max_deliver > 0) {
+        s_pend_dead(self, pend, "max_deliver");
+        return;
+    }
+    pend->due_ms = due_ms;
+    if (persist && group->name[0]) {
+        s_op(self, TERN_OP_NACK, group, pend->seq)->due_ms = due_ms;
+    }
+    s_check_at(group, due_ms);
+    group->rescan = true;
+}
+
+// ---------------------------------------------------------------------------
+//  Groups
+
+static void s_group_add_consumer(r_group_t *group, r_sub_t *sub) {
+    for (size_t i = 0; i < group->nconsumers; i++) {
+        if (group->consumers[i] == sub) {
+            return;
+        }
+    }
+    if (group->nconsumers == group->capconsumers) {
+        group->capconsumers = group->capconsumers ? group->capconsumers * 2 : 4;
+        group->consumers =
+            tern_work_realloc(group->consumers, group->capconsumers * sizeof(r_sub_t *));
+    }
+    group->consumers[group->nconsumers++] = sub;
+    zlistx_add_end(sub->groups, group);
+}
+
+static void s_group_remove_consumer(r_group_t *group, r_sub_t *sub) {
+    for (size_t i = 0; i < group->nconsumers; i++) {
+        if (group->consumers[i] == sub) {
+            memmove(&group->consumers[i], &group->consumers[i + 1],
+                    (group->nconsumers - i - 1) * sizeof(r_sub_t *));
+            group->nconsumers--;
+            if (group->rr >= group->nconsumers) {
+                group->rr = 0;
+            }
+            return;
+        }
+    }
+}
+
+//  Destroys GROUP: its pending entries (released from their holders) and its
+//  consumer links.
+static void s_group_destroy(s_route_t *self, r_group_t *group) {
+    while (group->head) {
+        s_pend_destroy(group->head);
+    }
+    for (size_t i = 0; i < group->nconsumers; i++) {
+        r_sub_t *sub = group->consumers[i];
+        void *handle = zlistx_find(sub->groups, group);
+        if (handle) {
+            zlistx_delete(sub->groups, handle);
+        }
+    }
+    if (group->name[0]) {
+        char key[32 + TERN_NAME_MAX];
+        snprintf(key, sizeof key, "%u/%s", group->topic->id, group->name);
+        zhashx_delete(self->durable, key);
+    }
+    zlistx_delete(group->topic->groups, group->topic_handle);
+    free(group->consumers);
+    zlistx_delete(self->groups, group->handle);
+    free(group);
+}
+
+static r_group_t *s_group_new(s_route_t *self, r_topic_t *topic, const char *name) {
+    r_group_t *group = tern_work_alloc(sizeof *group);
+    group->topic = topic;
+    snprintf(group->name, sizeof group->name, "%s", name);
+    group->handle = zlistx_add_end(self->groups, group);
+    group->topic_handle = zlistx_add_end(topic->groups, group);
+    return group;
+}
+
+static bool s_load_pending(const tern_entry_t *entry, void *arg) {
+    r_group_t *group = (r_group_t *)arg;
+    for (r_pend_t *pend = group->head; pend; pend = pend->next) {
+        if (pend->seq == entry->seq) {
+            return true;
+        }
+    }
+    r_pend_t *pend = s_pend_new(group, entry->seq, entry->priority);
+    pend->count = entry->delivery_count;
+    pend->due_ms = tern_now_ms();
+    group->rescan = true;
+    s_check_at(group, pend->due_ms);
+    return true;
+}
+
+//  The storer created (or found) durable GROUP: load its state.
+static void s_group_loaded(s_route_t *self, r_group_t *group, tern_err_t err) {
+    tern_group_info_t info;
+    if (err == TERN_OK) {
+        err = s_read_begin(self);
+    }
+    if (err == TERN_OK) {
+        err = tern_store_group_get(self->reader, group->topic->id, group->name, &info);
+    }
+    if (err == TERN_OK) {
+        memcpy(group->lane_next, info.lane_next, sizeof group->lane_next);
+        err = tern_store_pending_list(self->reader, group->topic->id, group->name, s_load_pending,
+                                      group);
+    }
+    if (err != TERN_OK) {
+        zsys_error("route: cannot open group %s on %s: %d", group->name, group->topic->name,
+                   (int)err);
+        group->state = G_FAILED;
+        return;
+    }
+    group->state = G_READY;
+    group->dirty = true;
+}
+
+static r_topic_t *s_topic_get(s_route_t *self, uint32_t id) {
+    return (r_topic_t *)zhashx_lookup(self->topics, S_KEY(id));
+}
+
+static r_topic_t *s_topic_by_name(s_route_t *self, const char *name) {
+    for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
+         topic = (r_topic_t *)zhashx_next(self->topics)) {
+        if (streq(topic->name, name)) {
+            return topic;
+        }
+    }
+    return NULL;
+}
+
+//  SUB joins its group on TOPIC (creating or opening it).
+static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic) {
+    r_group_t *group = NULL;
+    if (sub->group[0]) {
+        char key[32 + TERN_NAME_MAX];
+        snprintf(key, sizeof key, "%u/%s", topic->id, sub->group);
+        group = (r_group_t *)zhashx_lookup(self->durable, key);
+        if (!group) {
+            group = s_group_new(self, topic, sub->group);
+            zhashx_insert(self->durable, key, group);
+            tern_op_t *op = s_op(self, TERN_OP_OPEN, group, 0);
+            op->start = sub->start;
+            op->start_value = sub->start_value;
+        }
+    } else {
+        tern_topic_info_t info;
+        tern_err_t rc = s_read_begin(self);
+        if (rc == TERN_OK) {
+            rc = tern_store_topic_get_id(self->reader, topic->id, &info);
+        }
+        if (rc != TERN_OK) {
+            return;
+        }
+        group = s_group_new(self, topic, "");
+        group->owner = sub;
+        uint64_t from = info.first_seq ? info.first_seq : 1;
+        if (sub->start == TERN_START_NEW) {
+            from = info.last_seq + 1;
+        } else if (sub->start == TERN_START_SEQ && sub->start_value > from) {
+            from = sub->start_value;
+        } else if (sub->start == TERN_START_TIME) {
+            group->min_ts_ns = sub->start_value;
+        }
+        for (int p = 0; p < S_LANES; p++) {
+            group->lane_next[p] = from;
+        }
+        group->state = G_READY;
+        group->dirty = true;
+    }
+    s_group_add_consumer(group, sub);
+}
+
+static r_topic_t *s_topic_add(s_route_t *self, uint32_t id, const char *name) {
+    r_topic_t *topic = tern_work_alloc(sizeof *topic);
+    topic->id = id;
+    snprintf(topic->name, sizeof topic->name, "%s", name);
+    topic->groups = zlistx_new();
+    zhashx_insert(self->topics, S_KEY(id), topic);
+    //  Every subscription whose pattern matches joins it.
+    for (r_sub_t *sub = (r_sub_t *)zlistx_first(self->subs); sub;
+         sub = (r_sub_t *)zlistx_next(self->subs)) {
+        if (tern_pattern_match(sub->pattern, topic->name)) {
+            s_join(self, sub, topic);
+        }
+    }
+    return topic;
+}
+
+static void s_topic_destroy(s_route_t *self, r_topic_t *topic) {
+    r_group_t *group;
+    while ((group = (r_group_t *)zlistx_first(topic->groups))) {
+        s_group_destroy(self, group);
+    }
+    zlistx_destroy(&topic->groups);
+    zhashx_delete(self->topics, S_KEY(topic->id));
+    free(topic);
+}
+
+static bool s_topic_each(const tern_topic_info_t *info, void *arg) {
+    s_route_t *self = (s_route_t *)arg;
+    if (!s_topic_get(self, info->id)) {
+        s_topic_add(self, info->id, info->name);
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------
+//  Subscriptions
+
+static void s_sub_remove(s_route_t *self, r_sub_t *sub) {
+    uint64_t now = tern_now_ms();
+    //  In-flight messages go back to their groups at once.
+    r_pend_t **held = NULL;
+    size_t nheld = 0;
+    if (zhashx_size(sub->tags) > 0) {
+        held = tern_work_alloc(zhashx_size(sub->tags) * sizeof(r_pend_t *));
+        for (r_pend_t *pend = (r_pend_t *)zhashx_first(sub->tags); pend;
+             pend = (r_pend_t *)zhashx_next(sub->tags)) {
+            held[nheld++] = pend;
+        }
+    }
+    for (size_t i = 0; i < nheld; i++) {
+        r_pend_t *pend = held[i];
+        s_pend_release(pend);
+        pend->due_ms = now;
+        pend->group->rescan = true;
+        s_check_at(pend->group, now);
+    }
+    free(held);
+    r_group_t *group;
+    while ((group = (r_group_t *)zlistx_first(sub->groups))) {
+        zlistx_delete(sub->groups, zlistx_cursor(sub->groups));
+        s_group_remove_consumer(group, sub);
+        if (group->owner == sub) {
+            s_group_destroy(self, group);
+        }
+    }
+    zlistx_delete(self->subs, sub->handle);
+    zhashx_delete(sub->session->subs, S_KEY(sub->id));
+    zhashx_destroy(&sub->tags);
+    zlistx_destroy(&sub->groups);
+    free(sub);
+}
+
+static void s_session_gone(s_route_t *self, uint64_t session_id) {
+    r_session_t *session = (r_session_t *)zhashx_lookup(self->sessions, S_KEY(session_id));
+    if (!session) {
+        return;
+    }
+    r_sub_t *sub;
+    while ((sub = (r_sub_t *)zhashx_first(session->subs))) {
+        s_sub_remove(self, sub);
+    }
+    zhashx_delete(self->sessions, S_KEY(session_id)); //  frees it (s_session_free)
+}
+
+static void s_handle_sub(s_route_t *self, r_session_t *session, tern_event_t *ev) {
+    if (!ev->text || !tern_pattern_valid(ev->text, strlen(ev->text))) {
+        s_send_error(self, session, ev->req_id, TERN_ETOPIC, "bad topic pattern");
+        return;
+    }
+    if (ev->group[0] && !tern_name_valid(ev->group, strlen(ev->group))) {
+        s_send_error(self, session, ev->req_id, TERN_ENAME, "bad group name");
+        return;
+    }
+    if (ev->start > TERN_START_TIME) {
+        s_send_error(self, session, ev->req_id, TERN_ERANGE, "bad start");
+        return;
+    }
+    r_sub_t *sub = tern_work_alloc(sizeof *sub);
+    sub->id = ++session->next_sub_id;
+    sub->session = session;
+    snprintf(sub->pattern, sizeof sub->pattern, "%s", ev->text);
+    snprintf(sub->group, sizeof sub->group, "%s", ev->group);
+    sub->start = ev->start;
+    sub->start_value = ev->start_value;
+    sub->window = tern_route_window(ev->credit, self->config->max_inflight);
+    sub->tags = s_u64_hash_new();
+    sub->groups = zlistx_new();
+    sub->handle = zlistx_add_end(self->subs, sub);
+    zhashx_insert(session->subs, S_KEY(sub->id), sub);
+    s_send_ok(self, session, ev->req_id, sub->id);
+    for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
+         topic = (r_topic_t *)zhashx_next(self->topics)) {
+        if (tern_pattern_match(sub->pattern, topic->name)) {
+            s_join(self, sub, topic);
+        }
+    }
+    if (self->config->verbose) {
+        zsys_info("route: session %" PRIu64 " sub %" PRIu64 " on %s group '%s' window %u",
+                  session->id, sub->id, sub->pattern, sub->group, sub->window);
+    }
+}
+
+static void s_handle_ack(s_route_t *self, r_session_t *session, r_sub_t *sub, tern_event_t *ev) {
+    r_pend_t *pend = (r_pend_t *)zhashx_lookup(sub->tags, S_KEY(ev->tag));
+    if (ev->type == TERN_EV_ACK && ev->cumulative) {
+        size_t n = 0;
+        r_pend_t **list = tern_work_alloc((zhashx_size(sub->tags) + 1) * sizeof(r_pend_t *));
+        for (r_pend_t *p = (r_pend_t *)zhashx_first(sub->tags); p;
+             p = (r_pend_t *)zhashx_next(sub->tags)) {
+            if (p->tag <= ev->tag) {
+                list[n++] = p;
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            s_pend_ack(self, list[i]);
+        }
+        free(list);
+        if (n == 0 && (ev->tag == 0 || ev->tag > sub->next_tag)) {
+            s_send_error(self, session, ev->req_id, TERN_ENOTFOUND, "unknown tag");
+        }
+        return;
+    }
+    if (!pend) {
+        s_send_error(self, session, ev->req_id, TERN_ENOTFOUND, "unknown or expired tag");
+        return;
+    }
+    uint64_t now = tern_now_ms();
+    if (ev->type == TERN_EV_ACK) {
+        s_pend_ack(self, pend);
+    } else if (ev->type == TERN_EV_NACK) {
+        tern_metrics_add(self->metrics->nacked, 1);
+        uint64_t delay = ev->has_delay
+                             ? ev->delay_ms
+                             : tern_route_backoff_ms(self->config->backoff_ms,
+                                                     self->config->backoff_max_ms, pend->count);
+        s_pend_retry(self, pend, now + delay, true);
+    } else {
+        s_pend_release(pend);
+        s_pend_dead(self, pend, ev->text && ev->text[0] ? ev->text : "term");
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  Admin (groups, dlq.list, dlq.replay)
+
+typedef struct {
+    s_route_t *self;
+    tern_json_t *json;
+    const char *topic;
+} s_list_arg_t;
+
+static bool s_group_each(const tern_group_info_t *info, void *arg) {
+    s_list_arg_t *list = (s_list_arg_t *)arg;
+    char key[32 + TERN_NAME_MAX];
+    snprintf(key, sizeof key, "%u/%s", info->topic_id, info->name);
+    r_group_t *group = (r_group_t *)zhashx_lookup(list->self->durable, key);
+    tern_json_t *json = list->json;
+    tern_json_sep(json);
+    tern_json_raw(json, "{");
+    tern_json_key_str(json, "topic", list->topic);
+    tern_json_key_str(json, "group", info->name);
+    tern_json_key_u64(json, "pending",
+                      group && group->state == G_READY ? group->pending : info->pending);
+    tern_json_key_u64(json, "acked_floor", info->ack_floor);
+    tern_json_key_u64(json, "dead", info->dead);
+    tern_json_key_u64(json, "delivered", info->delivered);
+    tern_json_key_u64(json, "redelivered", info->redelivered);
+    tern_json_key_u64(json, "acked", info->acked);
+    tern_json_key_u64(json, "consumers", group ? group->nconsumers : 0);
+    tern_json_raw(json, "}");
+    return true;
+}
+
+typedef struct {
+    s_route_t *self;
+    tern_json_t *json;
+    const tern_admin_t *admin;
+    uint32_t topic_id;
+} s_dlq_arg_t;
+
+static bool s_dlq_each(const tern_entry_t *entry, void *arg) {
+    s_dlq_arg_t *list = (s_dlq_arg_t *)arg;
+    tern_frame_t *msg = &list->self->frame;
+    uint64_t msg_id = 0;
+    if (tern_store_read(list->self->reader, list->topic_id, entry->seq, msg) == TERN_OK) {
+        msg_id = msg->msg_id;
+    }
+    tern_json_t *json = list->json;
+    tern_json_sep(json);
+    tern_json_raw(json, "{");
+    tern_json_key_str(json, "topic", list->admin->topic);
+    tern_json_key_str(json, "group", list->admin->group);
+    tern_json_key_u64(json, "seq", entry->seq);
+    tern_json_key_u64(json, "msg_id", msg_id);
+    tern_json_key_u64(json, "delivery_count", entry->delivery_count);
+    tern_json_key_str(json, "reason", entry->reason);
+    tern_json_key_u64(json, "dead_at_ms", entry->due_ms);
+    tern_json_raw(json, "}");
+    return true;
+}
+
+//  Takes ownership of ADMIN.
+static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
+    tern_topic_info_t topic;
+    tern_err_t rc = s_read_begin(self);
+    if (rc == TERN_OK) {
+        rc = tern_store_topic_get(self->reader, admin->topic, &topic);
+    }
+    if (rc != TERN_OK) {
+        s_send_admin_error(self, admin, rc, rc == TERN_ENOTFOUND ? "no such topic" : "read failed");
+        free(admin);
+        return;
+    }
+    tern_json_t json;
+    tern_json_init(&json);
+    if (streq(admin->op, "groups")) {
+        tern_json_raw(&json, "[");
+        s_list_arg_t arg = {self, &json, admin->topic};
+        rc = tern_store_group_list(self->reader, topic.id, s_group_each, &arg);
+        tern_json_raw(&json, "]");
+    } else {
+        tern_group_info_t info;
+        rc = tern_store_group_get(self->reader, topic.id, admin->group, &info);
+        if (rc == TERN_OK && streq(admin->op, "dlq.list")) {
+            tern_json_raw(&json, "[");
+            s_dlq_arg_t arg = {self, &json, admin, topic.id};
+            rc = tern_store_dlq_list(self->reader, topic.id, admin->group, s_dlq_each, &arg);
+            tern_json_raw(&json, "]");
+        } else if (rc == TERN_OK) {
+            //  dlq.replay: answered when the storer has moved the entries.
+            r_group_t stub;
+            memset(&stub, 0, sizeof stub);
+            r_topic_t stub_topic;
+            stub_topic.id = topic.id;
+            stub.topic = &stub_topic;
+            snprintf(stub.name, sizeof stub.name, "%s", admin->group);
+            tern_op_t *op = s_op(self, TERN_OP_REPLAY, &stub, 0);
+            op->due_ms = tern_now_ms();
+            op->ctx = admin;
+            tern_json_free(&json);
+            return;
+        }
+    }
+    if (rc == TERN_OK) {
+        s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
+    } else {
+        s_send_admin_error(self, admin, rc,
+                           rc == TERN_ENOTFOUND ? "no such group" : "cannot read groups");
+    }
+    tern_json_free(&json);
+    free(admin);
+}
+
+static void s_replay_done(s_route_t *self, tern_op_t *op) {
+    tern_admin_t *admin = (tern_admin_t *)op->ctx;
+    char key[32 + TERN_NAME_MAX];
+    snprintf(key, sizeof key, "%u/%s", op->topic_id, op->group);
+    r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+    if (op->err == TERN_OK && group && group->state == G_READY && s_read_begin(self) == TERN_OK) {
+        tern_store_pending_list(self->reader, op->topic_id, op->group, s_load_pending, group);
+    }
+    if (op->err != TERN_OK) {
+        s_send_admin_error(self, admin, op->err, "replay failed");
+    } else {
+        tern_json_t json;
+        tern_json_init(&json);
+        tern_json_raw(&json, "{");
+        tern_json_key_str(&json, "topic", admin->topic);
+        tern_json_key_str(&json, "group", admin->group);
+        tern_json_key_u64(&json, "replayed", op->count);
+        tern_json_raw(&json, "}");
+        s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
+        tern_json_free(&json);
+    }
+    free(admin);
+    op->ctx = NULL;
+}
+
+// ---------------------------------------------------------------------------
+//  Inbox
+
+static void s_handle_events(s_route_t *self, tern_events_t *events) {
+    for (size_t i = 0; i < events->count; i++) {
+        tern_event_t *ev = &events->items[i];
+        if (ev->type == TERN_EV_OPEN) {
+            s_session_gone(self, ev->session_id); //  a stale one, if any
+            r_session_t *session = tern_work_alloc(sizeof *session);
+            session->id = ev->session_id;
+            memcpy(session->rid, ev->rid, ev->rid_size);
+            session->rid_size = ev->rid_size;
+            session->subs = s_u64_hash_new();
+            zhashx_insert(self->sessions, S_KEY(session->id), session);
+            continue;
+        }
+        if (ev->type == TERN_EV_GONE) {
+            s_session_gone(self, ev->session_id);
+            continue;
+        }
+        if (ev->type == TERN_EV_ADMIN) {
+            tern_admin_t *admin = ev->admin;
+            ev->admin = NULL;
+            s_handle_admin(self, admin);
+            continue;
+        }
+        r_session_t *session = (r_session_t *)zhashx_lookup(self->sessions, S_KEY(ev->session_id));
+        if (!session) {
+            continue; //  ended meanwhile
+        }
+        if (ev->type == TERN_EV_SUB) {
+            s_handle_sub(self, session, ev);
+            continue;
+        }
+        r_sub_t *sub = (r_sub_t *)zhashx_lookup(session->subs, S_KEY(ev->sub_id));
+        if (!sub) {
+            s_send_error(self, session, ev->req_id, TERN_ENOTFOUND, "unknown subscription");
+            continue;
+        }
+        switch (ev->type) {
+            case TERN_EV_UNSUB:
+                s_sub_remove(self, sub);
+                s_send_ok(self, session, ev->req_id, ev->sub_id);
+                break;
+            case TERN_EV_CREDIT: {
+                uint64_t window = (uint64_t)sub->window + ev->credit;
+                sub->window = window > self->config->max_inflight
+                                  ? (self->config->max_inflight ? self->config->max_inflight : 1)
+                                  : (uint32_t)window;
+                break;
+            }
+            default:
+                s_handle_ack(self, session, sub, ev);
+                break;
+        }
+    }
+    tern_events_destroy(&events);
+}
+
+static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
+    for (size_t i = 0; i < notice->gone_count; i++) {
+        r_topic_t *topic = s_topic_by_name(self, notice->gone[i].name);
+        if (topic && !notice->gone[i].purge) {
+            s_topic_destroy(self, topic);
+        } else if (topic) {
+            //  Purged: drop pending entries whose messages are gone at the
+            //  next delivery attempt; the cursors continue.
+            for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
+                 group = (r_group_t *)zlistx_next(topic->groups)) {
+                group->dirty = true;
+            }
+        }
+    }
+    for (tern_ops_t *ops = notice->ops; ops; ops = ops->next) {
+        for (size_t i = 0; i < ops->count; i++) {
+            tern_op_t *op = &ops->items[i];
+            if (op->type == TERN_OP_OPEN) {
+                char key[32 + TERN_NAME_MAX];
+                snprintf(key, sizeof key, "%u/%s", op->topic_id, op->group);
+                r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+                if (group && group->state == G_LOADING) {
+                    s_group_loaded(self, group, op->err);
+                }
+            } else if (op->type == TERN_OP_REPLAY && op->ctx) {
+                s_replay_done(self, op);
+            }
+        }
+    }
+    uint32_t last_id = 0;
+    r_topic_t *topic = NULL;
+    for (size_t i = 0; i < notice->appended_count; i++) {
+        tern_appended_t *ap = &notice->appended[i];
+        if (!topic || ap->topic_id != last_id) {
+            last_id = ap->topic_id;
+            topic = s_topic_get(self, ap->topic_id);
+            if (!topic) {
+                tern_topic_info_t info;
+                if (s_read_begin(self) == TERN_OK &&
+                    tern_store_topic_get_id(self->reader, ap->topic_id, &info) == TERN_OK) {
+                    topic = s_topic_add(self, info.id, info.name);
+                }
+            }
+            if (topic) {
+                for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
+                     group = (r_group_t *)zlistx_next(topic->groups)) {
+                    group->dirty = true;
+                }
+            }
+        }
+    }
+    tern_notice_destroy(&notice);
+}
+
+// ---------------------------------------------------------------------------
+//  Delivery
+
+static r_sub_t *s_next_consumer(r_group_t *group) {
+    for (size_t i = 0; i < group->nconsumers; i++) {
+        size_t index = (group->rr + i) % group->nconsumers;
+        r_sub_t *sub = group->consumers[index];
+        if (sub->inflight < sub->window) {
+            group->rr = (index + 1) % group->nconsumers;
+            return sub;
+        }
+    }
+    return NULL;
+}
+
+//  Delivers SEQ of GROUP to SUB (PEND is its pending entry for a
+//  redelivery, or NULL for a first delivery). Returns false if the message
+//  is gone or expired (nothing was sent; PEND, if any, is dropped).
+static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t seq,
+                      uint8_t priority, r_pend_t *pend) {
+    tern_frame_t *msg = &self->frame;
+    tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, msg);
+    uint64_t now_ns = tern_now_ns();
+    bool expired = rc == TERN_OK && msg->expire_at_ns && msg->expire_at_ns <= now_ns;
+    bool early = rc == TERN_OK && group->min_ts_ns && msg->timestamp_ns < group->min_ts_ns;
+    if (rc != TERN_OK || expired || early) {
+        if (expired) {
+            tern_metrics_add(self->metrics->expired, 1);
+        } else if (rc == TERN_ECORRUPT) {
+            zsys_error("route: %s seq %" PRIu64 " is corrupt: skipped", group->topic->name, seq);
+        }
+        if (pend) {
+            //  Gone from the log: it can never be delivered again.
+            if (group->name[0]) {
+                s_op(self, TERN_OP_ACK, group, seq);
+            }
+            s_pend_destroy(pend);
+        }
+        return false;
+    }
+    uint64_t now = tern_now_ms();
+    bool first = pend == NULL;
+    if (!pend) {
+        pend = s_pend_new(group, seq, priority);
+    }
+    pend->count++;
+    pend->inflight = true;
+    pend->sub = sub;
+    pend->tag = ++sub->next_tag;
+    pend->due_ms = now + self->config->ack_wait_ms;
+    sub->inflight++;
+    zhashx_insert(sub->tags, S_KEY(pend->tag), pend);
+    s_check_at(group, pend->due_ms);
+
+    msg->cmd = TERN_CMD_DELIVER;
+    msg->req_id = 0;
+    msg->sub_id = sub->id;
+    msg->tag = pend->tag;
+    msg->delivery_count = pend->count;
+    s_send(self, sub->session->rid, sub->session->rid_size, msg, msg->payload, msg->payload_size);
+    if (group->name[0]) {
+        tern_op_t *op = s_op(self, TERN_OP_DELIVER, group, seq);
+        op->priority = priority;
+        op->delivery_count = pend->count;
+        op->due_ms = pend->due_ms;
+    }
+    if (first) {
+        tern_metrics_add(self->metrics->delivered, 1);
+    } else {
+        tern_metrics_add(self->metrics->redelivered, 1);
+    }
+    return true;
+}
+
+static void s_dispatch(s_route_t *self, r_group_t *group, uint64_t now) {
+    if (group->state != G_READY || group->nconsumers == 0) {
+        return;
+    }
+    if (group->rescan) {
+        bool blocked = false;
+        r_pend_t *next;
+        for (r_pend_t *pend = group->head; pend; pend = next) {
+            next = pend->next;
+            if (pend->inflight || pend->due_ms > now) {
+                continue;
+            }
+            if (self->config->max_deliver > 0 && pend->count >= self->config->max_deliver) {
+                s_pend_dead(self, pend, "max_deliver");
+                continue;
+            }
+            r_sub_t *sub = s_next_consumer(group);
+            if (!sub) {
+                blocked = true;
+                break;
+            }
+            s_deliver(self, group, sub, pend->seq, pend->priority, pend);
+        }
+        if (!blocked) {
+            group->rescan = false;
+        }
+    }
+    if (!group->dirty) {
+        return;
+    }
+    uint64_t seqs[S_SCAN_MAX];
+    for (int p = TERN_PRIORITY_MAX; p >= 0; p--) {
+        while (true) {
+            size_t count = 0;
+            if (tern_store_lane_scan(self->reader, group->topic->id, (uint8_t)p,
+                                     group->lane_next[p], seqs, S_SCAN_MAX, &count) != TERN_OK) {
+                break;
+            }
+            for (size_t i = 0; i < count; i++) {
+                r_sub_t *sub = s_next_consumer(group);
+                if (!sub) {
+                    return; //  still dirty: more when credit frees up
+                }
+                group->lane_next[p] = seqs[i] + 1;
+                if (!s_deliver(self, group, sub, seqs[i], (uint8_t)p, NULL)) {
+                    //  Skipped: undo the round robin step for fairness.
+                    group->rr = group->rr ? group->rr - 1 : group->nconsumers - 1;
+                }
+            }
+            if (count < S_SCAN_MAX) {
+                break;
+            }
+        }
+    }
+    group->dirty = false;
+}
+
+//  Moves timed-out deliveries back to waiting (or to the DLQ) and flags
+//  waiting entries that are due, when the group's next deadline has come.
+static void s_timers(s_route_t *self, r_group_t *group, uint64_t now) {
+    if (group->next_check_ms == 0 || group->next_check_ms > now) {
+        return;
+    }
+    group->next_check_ms = 0;
+    r_pend_t *next;
+    for (r_pend_t *pend = group->head; pend; pend = next) {
+        next = pend->next;
+        if (pend->inflight && pend->due_ms <= now) {
+            uint64_t due = now + tern_route_backoff_ms(self->config->backoff_ms,
+                                                       self->config->backoff_max_ms, pend->count);
+            s_pend_retry(self, pend, due, true); //  may free pend
+        } else if (!pend->inflight && pend->due_ms <= now) {
+            group->rescan = true;
+        } else {
+            s_check_at(group, pend->due_ms);
+        }
+    }
+}
+
+static void s_flush_ops(s_route_t *self) {
+    if (self->ops) {
+        if (tern_work_send(self->to_storer, TERN_WORK_OPS, self->ops) != 0) {
+            tern_ops_destroy(&self->ops);
+        }
+        self->ops = NULL;
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  The actor
+
+static void s_session_free(void **item_p) {
+    r_session_t *session = (r_session_t *)*item_p;
+    if (session) {
+        zhashx_destroy(&session->subs);
+        free(session);
+        *item_p = NULL;
+    }
+}
+
+//  Frees NOTICE and the admin requests its REPLAY ops still carry.
+static void s_notice_free(tern_notice_t *notice) {
+    for (tern_ops_t *ops = notice->ops; ops; ops = ops->next) {
+        for (size_t i = 0; i < ops->count; i++) {
+            if (ops->items[i].type == TERN_OP_REPLAY) {
+                free(ops->items[i].ctx);
+            }
+        }
+    }
+    tern_notice_destroy(&notice);
+}
+
+static void s_cleanup(s_route_t *self) {
+    //  Items still in the inbox (shutdown): nobody will handle them.
+    tern_work_type_t type;
+    void *ptr;
+    while (self->inbox && tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) == 0) {
+        if (type == TERN_WORK_EVENTS) {
+            tern_events_t *events = (tern_events_t *)ptr;
+            tern_events_destroy(&events);
+        } else if (type == TERN_WORK_NOTICE) {
+            s_notice_free((tern_notice_t *)ptr);
+        }
+    }
+    if (self->ops) {
+        for (size_t i = 0; i < self->ops->count; i++) {
+            if (self->ops->items[i].type == TERN_OP_REPLAY) {
+                free(self->ops->items[i].ctx);
+            }
+        }
+    }
+    //  Subscriptions first (they reference groups), then groups and topics.
+    if (self->sessions) {
+        for (r_session_t *session = (r_session_t *)zhashx_first(self->sessions); session;
+             session = (r_session_t *)zhashx_next(self->sessions)) {
+            r_sub_t *sub;
+            while ((sub = (r_sub_t *)zhashx_first(session->subs))) {
+                s_sub_remove(self, sub);
+            }
+        }
+        zhashx_destroy(&self->sessions);
+    }
+    if (self->topics) {
+        r_topic_t *topic;
+        while ((topic = (r_topic_t *)zhashx_first(self->topics))) {
+            s_topic_destroy(self, topic);
+        }
+        zhashx_destroy(&self->topics);
+    }
+    zhashx_destroy(&self->durable);
+    zlistx_destroy(&self->groups);
+    zlistx_destroy(&self->subs);
+    tern_ops_destroy(&self->ops);
+    s_read_end(self);
+    tern_store_reader_destroy(&self->reader);
+    zsock_destroy(&self->inbox_sock);
+    zsock_destroy(&self->storer_sock);
+    zsock_destroy(&self->out_sock);
+}
+
+void tern_route_actor(zsock_t *pipe, void *arg) {
+    s_route_t *self = tern_work_alloc(sizeof(s_route_t));
+    self->args = (tern_route_args_t *)arg;
+    self->config = self->args->config;
+    self->metrics = self->args->metrics;
+    self->pipe = zsock_resolve(pipe);
+    self->sessions = s_u64_hash_new();
+    zhashx_set_destructor(self->sessions, s_session_free);
+    self->topics = s_u64_hash_new();
+    self->durable = zhashx_new();
+    self->groups = zlistx_new();
+    self->subs = zlistx_new();
+    self->reader = tern_store_reader_new(self->args->store);
+    self->inbox_sock = zsock_new(ZMQ_PULL);
+    self->storer_sock = zsock_new(ZMQ_PUSH);
+    self->out_sock = zsock_new(ZMQ_PUSH);
+    if (!self->reader || !self->inbox_sock || !self->storer_sock || !self->out_sock) {
+        goto fail;
+    }
+    zsock_set_rcvhwm(self->inbox_sock, 0);
+    zsock_set_sndhwm(self->storer_sock, 0);
+    zsock_set_linger(self->storer_sock, 1000); //  let the peer read what we sent last
+    zsock_set_sndhwm(self->out_sock, 0);
+    zsock_set_linger(self->out_sock, 1000); //  let the peer read what we sent last
+    if (zsock_bind(self->inbox_sock, "%s", self->args->inbox) != 0 ||
+        zsock_connect(self->storer_sock, "%s", self->args->storer_inbox) != 0 ||
+        zsock_connect(self->out_sock, "%s", self->args->conn_out) != 0) {
+        goto fail;
+    }
+    self->inbox = zsock_resolve(self->inbox_sock);
+    self->to_storer = zsock_resolve(self->storer_sock);
+    self->out = zsock_resolve(self->out_sock);
+    //  Known topics; groups are opened when subscriptions join them.
+    if (s_read_begin(self) == TERN_OK) {
+        tern_store_topic_list(self->reader, s_topic_each, self);
+    }
+    s_read_end(self);
+    zsock_signal(pipe, 0);
+
+    bool running = true;
+    while (running) {
+        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0}, {self->inbox, 0, ZMQ_POLLIN, 0}};
+        uint64_t now = tern_now_ms();
+        long timeout = 1000;
+        for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+             group = (r_group_t *)zlistx_next(self->groups)) {
+            if (group->next_check_ms) {
+                long wait = group->next_check_ms > now ? (long)(group->next_check_ms - now) : 0;
+                if (wait < timeout) {
+                    timeout = wait;
+                }
+            }
+        }
+        int rc = zmq_poll(items, 2, timeout);
+        if (rc < 0 && errno != EINTR) {
+            break;
+        }
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            char *command = zstr_recv(pipe);
+            if (!command || streq(command, "$TERM")) {
+                running = false;
+            }
+            zstr_free(&command);
+        }
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            for (int n = 0; n < S_DRAIN_MAX; n++) {
+                tern_work_type_t type;
+                void *ptr;
+                if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+                    break;
+                }
+                if (type == TERN_WORK_EVENTS) {
+                    s_handle_events(self, (tern_events_t *)ptr);
+                } else if (type == TERN_WORK_NOTICE) {
+                    s_handle_notice(self, (tern_notice_t *)ptr);
+                } else {
+                    zsys_error("route: unexpected work item type %d", (int)type);
+                }
+            }
+        }
+        now = tern_now_ms();
+        for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+             group = (r_group_t *)zlistx_next(self->groups)) {
+            s_timers(self, group, now);
+        }
+        if (s_read_begin(self) == TERN_OK) {
+            for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+                 group = (r_group_t *)zlistx_next(self->groups)) {
+                s_dispatch(self, group, now);
+            }
+        }
+        s_read_end(self);
+        s_flush_ops(self);
+    }
+    s_cleanup(self);
+    free(self);
+    return;
+
+fail:
+    zsys_error("route: cannot start");
+    s_cleanup(self);
+    free(self);
+    zsock_signal(pipe, 1);
+    char *command = zstr_recv(pipe);
+    zstr_free(&command);
+}

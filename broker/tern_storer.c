@@ -1,0 +1,451 @@
+/*  tern_storer.c - the storer actor: the one LMDB writer of ternd.
+
+    Everything that changes storage passes through here: publishes from conn,
+    group state ops from route, topic admin writes from conn, and the periodic
+    TTL sweep. The actor drains its inbox, queues every item in ONE
+    tern_store_batch_t, commits once (one fsync acknowledges every publish of
+    the drain), then hands the results back: one tern_committed_t to conn (which
+    sends the PUBACKs, batched per session) and one tern_notice_t to route
+    (appended messages to dispatch, route's ops back with their results).
+    Nothing is acknowledged before tern_store_batch_commit returned.
+
+    Pipe commands (zactor pipe, from tern_broker):
+        $TERM            -> drains the inbox, commits, exits (no reply)
+    Inbox (PULL, bound at args->inbox; tern_work items, storer owns them):
+        PUBS   tern_pubs_t *    from conn: append each, return via COMMITTED
+        ADMIN  tern_admin_t *   from conn: topic.create|delete|purge, returned
+        OPS    tern_ops_t *     from route: persist, returned via NOTICE
+    Sends:
+        COMMITTED tern_committed_t *  -> conn inbox, one per commit
+        NOTICE    tern_notice_t *     -> route inbox, one per commit
+*/
+#include "tern_storer.h"
+#include "tern_work.h"
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_DRAIN_MAX 1024  //  inbox items taken per drain
+#define S_SWEEP_MAX 10000 //  messages removed per sweep
+
+typedef struct {
+    tern_storer_args_t *args;  //  borrowed
+    void *pipe;                //  raw pipe socket
+    void *inbox;               //  PULL
+    void *to_conn;             //  PUSH
+    void *to_route;            //  PUSH
+    zsock_t *inbox_sock;       //  czmq owners of the above
+    zsock_t *conn_sock;        //  czmq owner
+    zsock_t *route_sock;       //  czmq owner
+    tern_store_batch_t *batch; //  the reused write batch
+    uint64_t rng;              //  trace id PRNG state
+    uint64_t next_sweep_ms;    //  when to sweep next
+    //  The current drain:
+    tern_committed_t *committed;      //  for conn (NULL until needed)
+    tern_notice_t *notice;            //  for route (NULL until needed)
+    size_t appended_cap;              //  notice->appended capacity
+    size_t appends;                   //  appends queued in the batch
+    uint64_t swept;                   //  sweep result
+    bool sweeping;                    //  a sweep is queued
+    bool stopping;                    //  $TERM received: conn and route are gone
+    bool defer;                       //  durability batch: answer after the next commit
+    tern_committed_t *held_committed; //  defer: the last commit's results for conn
+    tern_notice_t *held_notice;       //  defer: the last commit's results for route
+} s_storer_t;
+
+static uint64_t s_rand(uint64_t *state) {
+    //  splitmix64: fast, good enough for trace ids (not security).
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void tern_trace_generate(uint64_t *state, char *out) {
+    uint64_t a = s_rand(state), b = s_rand(state), c = s_rand(state);
+    if ((a | b) == 0) {
+        a = 1; //  an all-zero trace id is invalid in W3C
+    }
+    if (c == 0) {
+        c = 1;
+    }
+    snprintf(out, TERN_TRACE_MAX + 1, "00-%016" PRIx64 "%016" PRIx64 "-%016" PRIx64 "-01", a, b, c);
+}
+
+uint64_t tern_expire_at(const tern_config_t *config, const tern_frame_t *msg, uint64_t now_ns) {
+    uint64_t ttl_ms = 0;
+    if ((msg->fields & TERN_F_TTL) && msg->ttl_ms > 0) {
+        ttl_ms = msg->ttl_ms;
+    } else if (msg->ttl_class == TERN_TTL_INSTANT) {
+        ttl_ms = config->ttl_instant_ms;
+    } else if (msg->ttl_class == TERN_TTL_BUSINESS) {
+        ttl_ms = config->ttl_business_ms;
+    } else if (msg->ttl_class == TERN_TTL_SYNC) {
+        ttl_ms = config->ttl_sync_ms;
+    }
+    return ttl_ms ? now_ns + ttl_ms * 1000000ull : 0;
+}
+
+static tern_notice_t *s_notice(s_storer_t *self) {
+    if (!self->notice) {
+        self->notice = tern_work_alloc(sizeof(tern_notice_t));
+        self->appended_cap = 0;
+    }
+    return self->notice;
+}
+
+static tern_committed_t *s_committed(s_storer_t *self) {
+    if (!self->committed) {
+        self->committed = tern_work_alloc(sizeof(tern_committed_t));
+    }
+    return self->committed;
+}
+
+static void s_queue_pubs(s_storer_t *self, tern_pubs_t *pubs) {
+    const tern_config_t *config = self->args->config;
+    uint64_t now_ns = tern_now_ns();
+    for (size_t i = 0; i < pubs->count; i++) {
+        tern_pub_t *pub = pubs->items[i];
+        tern_frame_t *msg = &pub->frame;
+        memset(&pub->result, 0, sizeof pub->result);
+        uint64_t id = 0;
+        tern_err_t rc = tern_id_next(self->args->ids, &id);
+        if (rc != TERN_OK) {
+            pub->result.err = rc;
+            continue;
+        }
+        msg->msg_id = id;
+        msg->timestamp_ns = now_ns;
+        msg->expire_at_ns = tern_expire_at(config, msg, now_ns);
+        if (msg->expire_at_ns) {
+            msg->fields |= TERN_F_EXPIRE;
+        }
+        snprintf(msg->origin, sizeof msg->origin, "%s", config->dc);
+        msg->fields |= TERN_F_ORIGIN;
+        if (!(msg->fields & TERN_F_TRACE) || msg->trace_id[0] == 0) {
+            tern_trace_generate(&self->rng, msg->trace_id);
+            msg->fields |= TERN_F_TRACE;
+        }
+        tern_store_batch_append(self->batch, msg, true, &pub->result);
+        self->appends++;
+    }
+    //  Keep arrival order (conn answers in that order): append at the tail.
+    tern_committed_t *committed = s_committed(self);
+    pubs->next = NULL;
+    tern_pubs_t **tail = &committed->pubs;
+    while (*tail) {
+        tail = &(*tail)->next;
+    }
+    *tail = pubs;
+}
+
+static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
+    admin->err = TERN_OK;
+    admin->count = 0;
+    if (streq(admin->op, "topic.create")) {
+        tern_store_batch_topic_put(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
+                                   admin->max_bytes, &admin->err, &admin->topic_id);
+    } else if (streq(admin->op, "topic.delete") || streq(admin->op, "topic.purge")) {
+        tern_store_batch_topic_delete(self->batch, admin->topic, streq(admin->op, "topic.purge"),
+                                      &admin->err, &admin->count);
+    } else {
+        admin->err = TERN_EINVAL;
+    }
+    tern_committed_t *committed = s_committed(self);
+    admin->next = committed->admins;
+    committed->admins = admin;
+}
+
+static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
+    for (size_t i = 0; i < ops->count; i++) {
+        tern_op_t *op = &ops->items[i];
+        switch (op->type) {
+            case TERN_OP_OPEN:
+                tern_store_batch_group_open(self->batch, op->topic_id, op->group,
+                                            (tern_start_t)op->start, op->start_value, &op->err);
+                break;
+            case TERN_OP_DELIVER:
+                tern_store_batch_deliver(self->batch, op->topic_id, op->group, op->seq,
+                                         op->priority, op->delivery_count, op->due_ms);
+                break;
+            case TERN_OP_ACK:
+                tern_store_batch_ack(self->batch, op->topic_id, op->group, op->seq);
+                break;
+            case TERN_OP_NACK:
+                tern_store_batch_nack(self->batch, op->topic_id, op->group, op->seq, op->due_ms);
+                break;
+            case TERN_OP_DEAD:
+                tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq,
+                                      op->delivery_count, op->reason);
+                break;
+            case TERN_OP_REPLAY:
+                tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->due_ms,
+                                            &op->count);
+                break;
+            default:
+                op->err = TERN_EINVAL;
+                break;
+        }
+    }
+    tern_notice_t *notice = s_notice(self);
+    //  Keep route's order: append at the tail.
+    ops->next = NULL;
+    tern_ops_t **tail = &notice->ops;
+    while (*tail) {
+        tail = &(*tail)->next;
+    }
+    *tail = ops;
+}
+
+//  After the commit: fill the notice from the results, update counters.
+static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
+    tern_metrics_t *metrics = self->args->metrics;
+    if (self->committed) {
+        for (tern_pubs_t *pubs = self->committed->pubs; pubs; pubs = pubs->next) {
+            for (size_t i = 0; i < pubs->count; i++) {
+                tern_append_result_t *res = &pubs->items[i]->result;
+                if (commit_rc != TERN_OK && res->err == TERN_OK) {
+                    res->err = commit_rc;
+                }
+                if (res->err != TERN_OK) {
+                    tern_metrics_add(metrics->publish_errors, 1);
+                } else if (res->duplicate) {
+                    tern_metrics_add(metrics->duplicates, 1);
+                } else {
+                    tern_metrics_add(metrics->published, 1);
+                    tern_notice_t *notice = s_notice(self);
+                    if (notice->appended_count == self->appended_cap) {
+                        self->appended_cap = self->appended_cap ? self->appended_cap * 2 : 256;
+                        notice->appended = tern_work_realloc(
+                            notice->appended, self->appended_cap * sizeof(tern_appended_t));
+                    }
+                    tern_appended_t *ap = &notice->appended[notice->appended_count++];
+                    ap->topic_id = res->topic_id;
+                    ap->seq = res->seq;
+                    ap->priority = pubs->items[i]->frame.priority;
+                }
+            }
+        }
+        for (tern_admin_t *admin = self->committed->admins; admin; admin = admin->next) {
+            if (commit_rc != TERN_OK && admin->err == TERN_OK) {
+                admin->err = commit_rc;
+            }
+            if (admin->err == TERN_OK && !streq(admin->op, "topic.create")) {
+                //  Route must forget the topic's groups (delete) or its cursors
+                //  now point at nothing (purge); it is told by topic id.
+                tern_notice_t *notice = s_notice(self);
+                notice->gone = tern_work_realloc(notice->gone, (notice->gone_count + 1) *
+                                                                   sizeof(tern_topic_gone_t));
+                tern_topic_gone_t *gone = &notice->gone[notice->gone_count++];
+                snprintf(gone->name, sizeof gone->name, "%s", admin->topic);
+                gone->purge = streq(admin->op, "topic.purge");
+            }
+        }
+    }
+    if (self->notice) {
+        for (tern_ops_t *ops = self->notice->ops; ops; ops = ops->next) {
+            for (size_t i = 0; i < ops->count; i++) {
+                if (commit_rc != TERN_OK && ops->items[i].err == TERN_OK) {
+                    ops->items[i].err = commit_rc;
+                }
+            }
+        }
+    }
+    if (self->sweeping && commit_rc == TERN_OK && self->swept) {
+        tern_metrics_add(metrics->expired, self->swept);
+    }
+}
+
+//  Hands COMMITTED to conn and NOTICE to route (either may be NULL); frees
+//  them when the peer is gone or we are stopping.
+static void s_deliver_results(s_storer_t *self, tern_committed_t *committed,
+                              tern_notice_t *notice) {
+    if (committed &&
+        (self->stopping || tern_work_send(self->to_conn, TERN_WORK_COMMITTED, committed) != 0)) {
+        tern_committed_destroy(&committed);
+    }
+    if (notice &&
+        (self->stopping || tern_work_send(self->to_route, TERN_WORK_NOTICE, notice) != 0)) {
+        tern_notice_destroy(&notice);
+    }
+}
+
+//  With durability batch (MDB_NOMETASYNC) a commit flushes its data pages
+//  but not its meta page; the NEXT commit's flush writes that meta page out
+//  too. So the results of commit N are released only after commit N+1
+//  succeeded (or after a small flush commit when the inbox ran dry): batch
+//  mode acknowledges nothing that a crash could lose, with one flush per
+//  commit instead of two.
+static void s_release_held(s_storer_t *self) {
+    s_deliver_results(self, self->held_committed, self->held_notice);
+    self->held_committed = NULL;
+    self->held_notice = NULL;
+}
+
+static void s_send_results(s_storer_t *self, tern_err_t commit_rc) {
+    if (self->defer && commit_rc == TERN_OK) {
+        s_release_held(self);
+        self->held_committed = self->committed;
+        self->held_notice = self->notice;
+    } else {
+        //  A failed commit stored nothing: its results (errors) go out now,
+        //  while what is held still waits for a successful commit.
+        s_deliver_results(self, self->committed, self->notice);
+    }
+    self->committed = NULL;
+    self->notice = NULL;
+}
+
+//  defer: the inbox is empty and results are held: one small commit
+//  flushes the previous meta page, then they go out.
+static void s_flush_held(s_storer_t *self) {
+    if (!self->held_committed && !self->held_notice) {
+        return;
+    }
+    tern_store_batch_set_u64(self->batch, "id.last_ms", tern_id_gen_last_ms(self->args->ids));
+    tern_err_t rc = tern_store_batch_commit(self->batch);
+    tern_metrics_add(self->args->metrics->commits, 1);
+    if (rc == TERN_OK) {
+        s_release_held(self);
+    } else {
+        zsys_error("storer: flush commit failed: %d", (int)rc);
+    }
+}
+
+//  Drains up to S_DRAIN_MAX items (and at most batch_max appends), commits
+//  once, sends the results. Returns the number of items handled.
+static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
+    size_t handled = 0;
+    self->appends = 0;
+    self->swept = 0;
+    self->sweeping = false;
+    uint32_t batch_max = self->args->config->batch_max ? self->args->config->batch_max : 4096;
+    while (handled < S_DRAIN_MAX && self->appends < batch_max) {
+        tern_work_type_t type;
+        void *ptr;
+        if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+            break;
+        }
+        handled++;
+        if (type == TERN_WORK_PUBS) {
+            s_queue_pubs(self, (tern_pubs_t *)ptr);
+        } else if (type == TERN_WORK_ADMIN) {
+            s_queue_admin(self, (tern_admin_t *)ptr);
+        } else if (type == TERN_WORK_OPS) {
+            s_queue_ops(self, (tern_ops_t *)ptr);
+        } else {
+            zsys_error("storer: unexpected work item type %d", (int)type);
+        }
+    }
+    if (sweep) {
+        tern_store_batch_sweep(self->batch, tern_now_ns(), S_SWEEP_MAX, &self->swept);
+        self->sweeping = true;
+    }
+    if (tern_store_batch_size(self->batch) == 0 && !self->committed && !self->notice) {
+        return handled;
+    }
+    tern_store_batch_set_u64(self->batch, "id.last_ms", tern_id_gen_last_ms(self->args->ids));
+    tern_err_t rc = tern_store_batch_commit(self->batch);
+    if (rc != TERN_OK) {
+        zsys_error("storer: commit failed: %d", (int)rc);
+    }
+    tern_metrics_add(self->args->metrics->commits, 1);
+    s_collect(self, rc);
+    s_send_results(self, rc);
+    return handled;
+}
+
+static void *s_resolve_push(zsock_t **owner, const char *endpoint) {
+    *owner = zsock_new(ZMQ_PUSH);
+    if (!*owner) {
+        return NULL;
+    }
+    zsock_set_sndhwm(*owner, 0);
+    zsock_set_linger(*owner, 1000); //  let the peer read what we sent last
+    if (zsock_connect(*owner, "%s", endpoint) != 0) {
+        return NULL;
+    }
+    return zsock_resolve(*owner);
+}
+
+void tern_storer_actor(zsock_t *pipe, void *arg) {
+    s_storer_t self_s, *self = &self_s;
+    memset(self, 0, sizeof *self);
+    self->args = (tern_storer_args_t *)arg;
+    self->pipe = zsock_resolve(pipe);
+    self->defer = self->args->config->durability == TERN_DURABILITY_BATCH;
+    self->rng = tern_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)self;
+    self->inbox_sock = zsock_new(ZMQ_PULL);
+    if (!self->inbox_sock) {
+        goto fail;
+    }
+    zsock_set_rcvhwm(self->inbox_sock, 0);
+    if (zsock_bind(self->inbox_sock, "%s", self->args->inbox) != 0) {
+        goto fail;
+    }
+    self->inbox = zsock_resolve(self->inbox_sock);
+    self->to_conn = s_resolve_push(&self->conn_sock, self->args->conn_inbox);
+    self->to_route = s_resolve_push(&self->route_sock, self->args->route_inbox);
+    self->batch = tern_store_batch_new(self->args->store);
+    if (!self->to_conn || !self->to_route || !self->batch) {
+        goto fail;
+    }
+    uint64_t sweep_ms =
+        self->args->config->sweep_interval_ms ? self->args->config->sweep_interval_ms : 1000;
+    self->next_sweep_ms = tern_now_ms() + sweep_ms;
+    zsock_signal(pipe, 0);
+
+    bool running = true;
+    while (running) {
+        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0}, {self->inbox, 0, ZMQ_POLLIN, 0}};
+        uint64_t now = tern_now_ms();
+        long timeout = self->next_sweep_ms > now ? (long)(self->next_sweep_ms - now) : 0;
+        int rc = zmq_poll(items, 2, timeout);
+        if (rc < 0 && errno != EINTR) {
+            break;
+        }
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            char *command = zstr_recv(pipe);
+            if (!command || streq(command, "$TERM")) {
+                running = false;
+            }
+            zstr_free(&command);
+        }
+        now = tern_now_ms();
+        bool sweep = now >= self->next_sweep_ms;
+        if (sweep) {
+            self->next_sweep_ms = now + sweep_ms;
+        }
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            //  Drain until the inbox is empty: each round is one commit.
+            while (s_drain_and_commit(self, sweep) > 0) {
+                sweep = false;
+            }
+        } else if (sweep) {
+            s_drain_and_commit(self, true);
+        }
+        s_flush_held(self);
+    }
+    //  Flush: whatever is still queued is committed before we leave.
+    self->stopping = true;
+    while (s_drain_and_commit(self, false) > 0) {
+    }
+    s_flush_held(self);
+    s_release_held(self); //  (only if the flush failed: frees them)
+    tern_store_batch_destroy(&self->batch);
+    zsock_destroy(&self->inbox_sock);
+    zsock_destroy(&self->conn_sock);
+    zsock_destroy(&self->route_sock);
+    return;
+
+fail:
+    zsys_error("storer: cannot start (endpoint %s)", self->args->inbox);
+    tern_store_batch_destroy(&self->batch);
+    zsock_destroy(&self->inbox_sock);
+    zsock_destroy(&self->conn_sock);
+    zsock_destroy(&self->route_sock);
+    zsock_signal(pipe, 1);
+    //  zactor_destroy still sends $TERM: wait for it.
+    char *command = zstr_recv(pipe);
+    zstr_free(&command);
+}

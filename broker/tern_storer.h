@@ -1,0 +1,35 @@
+/*  tern_storer.h - the storer actor: ternd's single LMDB writer.
+
+    See the top of tern_storer.c for its pipe commands and inbox items.
+*/
+#ifndef TERN_STORER_H_INCLUDED
+#define TERN_STORER_H_INCLUDED
+
+#include "tern_config.h"
+#include "tern_id.h"
+#include "tern_metrics.h"
+#include "tern_store.h"
+#include <czmq.h>
+
+typedef struct {
+    tern_store_t *store;         //  borrowed; outlives the actor
+    const tern_config_t *config; //  borrowed; outlives the actor
+    tern_metrics_t *metrics;     //  borrowed; outlives the actor
+    tern_id_gen_t *ids;          //  borrowed; used only by this actor
+    char inbox[128];             //  endpoint the storer binds (PULL)
+    char conn_inbox[128];        //  conn's work inbox (storer connects PUSH)
+    char route_inbox[128];       //  route's work inbox (storer connects PUSH)
+} tern_storer_args_t;
+
+/*  zactor_fn: ARGS is a tern_storer_args_t, borrowed for the actor's life. */
+void tern_storer_actor(zsock_t *pipe, void *args);
+
+/*  Fills a W3C traceparent "00-<32 hex>-<16 hex>-01" from *STATE (a PRNG
+    state the caller keeps) into OUT (TERN_TRACE_MAX + 1 bytes). */
+void tern_trace_generate(uint64_t *state, char *out);
+
+/*  The expiry time (unix ns) of a publish received at NOW_NS: from ttl_ms if
+    TERN_F_TTL is set, else from the TTL class, else 0 (never). */
+uint64_t tern_expire_at(const tern_config_t *config, const tern_frame_t *msg, uint64_t now_ns);
+
+#endif

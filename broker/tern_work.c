@@ -1,0 +1,187 @@
+/*  tern_work.c - hand-off helpers for the work items of tern_work.h.
+
+    Pointers travel between actors as one small ZeroMQ frame; this file keeps
+    the framing and the growable arrays in one place.
+*/
+#include "tern_work.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    uint32_t type; //  tern_work_type_t
+    void *ptr;     //  the owned item
+} s_wire_t;
+
+int tern_work_send(void *sock, tern_work_type_t type, void *ptr) {
+    s_wire_t wire = {(uint32_t)type, ptr};
+    while (true) {
+        int rc = zmq_send(sock, &wire, sizeof wire, ZMQ_DONTWAIT);
+        if (rc == (int)sizeof wire) {
+            return 0;
+        }
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr) {
+    s_wire_t wire;
+    int rc = zmq_recv(sock, &wire, sizeof wire, flags);
+    if (rc != (int)sizeof wire) {
+        return -1;
+    }
+    *type = (tern_work_type_t)wire.type;
+    *ptr = wire.ptr;
+    return 0;
+}
+
+void tern_work_oom(void) {
+    fprintf(stderr, "ternd: out of memory\n");
+    abort();
+}
+
+void *tern_work_alloc(size_t size) {
+    void *ptr = calloc(1, size ? size : 1);
+    if (!ptr) {
+        tern_work_oom();
+    }
+    return ptr;
+}
+
+void *tern_work_realloc(void *ptr, size_t size) {
+    void *res = realloc(ptr, size ? size : 1);
+    if (!res) {
+        tern_work_oom();
+    }
+    return res;
+}
+
+tern_event_t *tern_events_push(tern_events_t *self) {
+    if (self->count == self->cap) {
+        self->cap = self->cap ? self->cap * 2 : 64;
+        self->items = tern_work_realloc(self->items, self->cap * sizeof(tern_event_t));
+    }
+    tern_event_t *ev = &self->items[self->count++];
+    memset(ev, 0, sizeof *ev);
+    return ev;
+}
+
+void tern_events_destroy(tern_events_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_events_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++) {
+        free(self->items[i].rid);
+        free(self->items[i].text);
+        free(self->items[i].admin);
+    }
+    free(self->items);
+    free(self);
+    *self_p = NULL;
+}
+
+tern_op_t *tern_ops_push(tern_ops_t *self) {
+    if (self->count == self->cap) {
+        self->cap = self->cap ? self->cap * 2 : 64;
+        self->items = tern_work_realloc(self->items, self->cap * sizeof(tern_op_t));
+    }
+    tern_op_t *op = &self->items[self->count++];
+    memset(op, 0, offsetof(tern_op_t, reason));
+    op->reason[0] = 0;
+    op->err = TERN_OK;
+    op->count = 0;
+    op->ctx = NULL;
+    return op;
+}
+
+void tern_ops_destroy(tern_ops_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    free((*self_p)->items);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void tern_notice_destroy(tern_notice_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_notice_t *self = *self_p;
+    while (self->ops) {
+        tern_ops_t *next = self->ops->next;
+        tern_ops_destroy(&self->ops);
+        self->ops = next;
+    }
+    free(self->appended);
+    free(self->gone);
+    free(self);
+    *self_p = NULL;
+}
+
+uint64_t tern_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t tern_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void tern_rid_hex(const uint8_t *rid, size_t size, char *out) {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < size; i++) {
+        out[2 * i] = hex[rid[i] >> 4];
+        out[2 * i + 1] = hex[rid[i] & 15];
+    }
+    out[2 * size] = 0;
+}
+
+void tern_pub_destroy(tern_pub_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    zmq_msg_close(&(*self_p)->hdr);
+    zmq_msg_close(&(*self_p)->body);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void tern_pubs_destroy(tern_pubs_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_pubs_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++) {
+        tern_pub_destroy(&self->items[i]);
+    }
+    free(self->items);
+    free(self);
+    *self_p = NULL;
+}
+
+void tern_committed_destroy(tern_committed_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_committed_t *self = *self_p;
+    while (self->pubs) {
+        tern_pubs_t *next = self->pubs->next;
+        tern_pubs_destroy(&self->pubs);
+        self->pubs = next;
+    }
+    while (self->admins) {
+        tern_admin_t *next = self->admins->next;
+        free(self->admins);
+        self->admins = next;
+    }
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,212 @@
+/*  tern_work.h - the owned work items ternd's actors hand to each other.
+
+    Actors (conn, storer, route) exchange these over inproc PUSH/PULL sockets
+    as single-frame messages carrying { type, pointer } (tern_work_send/recv).
+    Whoever receives a pointer owns it from then on; the header of each type
+    says who creates it, who frees it and what it borrows. See
+    docs/architecture.md for the whole flow.
+*/
+#ifndef TERN_WORK_H_INCLUDED
+#define TERN_WORK_H_INCLUDED
+
+#include "tern.h"
+#include "tern_proto.h"
+#include "tern_store.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#define TERN_RID_MAX 256 //  ZeroMQ routing ids are at most 255 bytes
+
+typedef enum {
+    TERN_WORK_PUBS = 1,      //  conn -> storer: tern_pubs_t * (a drain's publishes)
+    TERN_WORK_ADMIN = 2,     //  conn -> storer or route: tern_admin_t *
+    TERN_WORK_OPS = 3,       //  route -> storer: tern_ops_t * (group state changes)
+    TERN_WORK_COMMITTED = 4, //  storer -> conn: tern_committed_t * (results of one commit)
+    TERN_WORK_NOTICE = 5,    //  storer -> route: tern_notice_t * (results of one commit)
+    TERN_WORK_EVENTS = 6     //  conn -> route: tern_events_t * (a drain's session events)
+} tern_work_type_t;
+
+/*  One PUBLISH, decoded once by conn. FRAME.meta borrows HDR's data and
+    FRAME.payload borrows BODY's data: the zmq_msg_t travel with the struct,
+    so the payload is never copied before the LMDB write. Created by conn
+    (pooled), filled by the storer, returned to conn in a tern_committed_t. */
+typedef struct tern_pub_t {
+    tern_frame_t frame;          //  decoded PUBLISH (storer fills msg_id, times...)
+    zmq_msg_t hdr;               //  header frame; owns what frame.meta points into
+    zmq_msg_t body;              //  payload frame; owns frame.payload
+    uint64_t session_id;         //  the publishing session
+    uint8_t rid[TERN_RID_MAX];   //  its routing id
+    size_t rid_size;             //  routing id length
+    tern_append_result_t result; //  filled by tern_store_batch_commit
+    struct tern_pub_t *next;     //  conn's free list link
+} tern_pub_t;
+
+/*  An array of publishes: one per ROUTER drain. */
+typedef struct tern_pubs_t {
+    tern_pub_t **items;       //  owned pointers
+    size_t count;             //  items used
+    size_t cap;               //  items allocated
+    struct tern_pubs_t *next; //  link in a commit's list / conn's free list
+} tern_pubs_t;
+
+/*  An admin request. conn creates it; the storer (topic writes) or route
+    (groups, dlq) executes it; storer returns it to conn in a commit, route
+    answers the client itself and frees it. */
+typedef struct tern_admin_t {
+    uint64_t session_id;            //  requesting session
+    uint8_t rid[TERN_RID_MAX];      //  its routing id
+    size_t rid_size;                //  routing id length
+    uint64_t req_id;                //  the ADMIN's request id
+    char op[TERN_NAME_MAX + 1];     //  operation name
+    char topic[TERN_TOPIC_MAX + 1]; //  "topic" argument
+    char group[TERN_NAME_MAX + 1];  //  "group" argument
+    uint64_t max_age_ms;            //  topic.create limits
+    uint64_t max_msgs;              //  topic.create limits
+    uint64_t max_bytes;             //  topic.create limits
+    tern_err_t err;                 //  result
+    uint64_t count;                 //  removed / purged / replayed
+    uint32_t topic_id;              //  topic id (create)
+    struct tern_admin_t *next;      //  link in a commit's list
+} tern_admin_t;
+
+/*  Group state operations route asks the storer to persist. */
+typedef enum {
+    TERN_OP_OPEN = 1,    //  create the group if missing (start, start_value)
+    TERN_OP_DELIVER = 2, //  seq delivered (priority, delivery_count, due_ms)
+    TERN_OP_ACK = 3,     //  seq acked
+    TERN_OP_NACK = 4,    //  seq due again at due_ms
+    TERN_OP_DEAD = 5,    //  seq to the DLQ (delivery_count, reason)
+    TERN_OP_REPLAY = 6   //  whole DLQ back to pending (due_ms); moved -> count
+} tern_op_type_t;
+
+typedef struct {
+    uint8_t type;                     //  tern_op_type_t
+    uint8_t priority;                 //  DELIVER: lane
+    uint8_t start;                    //  OPEN: tern_start_t
+    uint32_t topic_id;                //  the topic
+    uint32_t delivery_count;          //  DELIVER / DEAD
+    uint64_t seq;                     //  the message
+    uint64_t due_ms;                  //  DELIVER / NACK / REPLAY
+    uint64_t start_value;             //  OPEN
+    char group[TERN_NAME_MAX + 1];    //  group name
+    char reason[TERN_REASON_MAX + 1]; //  DEAD
+    tern_err_t err;                   //  OPEN / REPLAY result
+    uint64_t count;                   //  REPLAY: entries moved
+    void *ctx;                        //  route's cookie (e.g. the admin request)
+} tern_op_t;
+
+/*  A batch of ops. Route creates it, the storer persists it in its next commit
+    and hands it back to route in a tern_notice_t (route frees it). */
+typedef struct tern_ops_t {
+    tern_op_t *items;        //  owned array
+    size_t count;            //  used
+    size_t cap;              //  allocated
+    struct tern_ops_t *next; //  link in a notice's list
+} tern_ops_t;
+
+/*  What one commit means to conn: publish batches (with results) and admin
+    requests to answer. Storer creates it, conn frees it. */
+typedef struct {
+    tern_pubs_t *pubs;    //  list of batches (owned)
+    tern_admin_t *admins; //  list of admin requests (owned)
+} tern_committed_t;
+
+/*  One appended message, for route's dispatch. */
+typedef struct {
+    uint32_t topic_id; //  its topic
+    uint8_t priority;  //  its lane
+    uint64_t seq;      //  its seq
+} tern_appended_t;
+
+/*  A topic deleted or purged by admin: route drops or rewinds its state. */
+typedef struct {
+    char name[TERN_TOPIC_MAX + 1]; //  the topic
+    bool purge;                    //  true: purged (seqs continue); false: deleted
+} tern_topic_gone_t;
+
+/*  What one commit means to route. Storer creates it, route frees it. */
+typedef struct {
+    tern_appended_t *appended; //  owned array of new messages
+    size_t appended_count;     //  entries
+    tern_ops_t *ops;           //  route's op batches, with results (owned)
+    tern_topic_gone_t *gone;   //  owned array of deleted / purged topics
+    size_t gone_count;         //  entries
+} tern_notice_t;
+
+/*  Session events conn forwards to route. */
+typedef enum {
+    TERN_EV_OPEN = 1,   //  HELLO accepted: rid known
+    TERN_EV_GONE = 2,   //  BYE, timeout or unreachable: drop subs, return in-flight
+    TERN_EV_SUB = 3,    //  SUBSCRIBE
+    TERN_EV_UNSUB = 4,  //  UNSUBSCRIBE
+    TERN_EV_ACK = 5,    //  ACK
+    TERN_EV_NACK = 6,   //  NACK
+    TERN_EV_TERM = 7,   //  TERM
+    TERN_EV_CREDIT = 8, //  CREDIT
+    TERN_EV_ADMIN = 9   //  admin op route answers (groups, dlq.*): admin set
+} tern_ev_type_t;
+
+typedef struct {
+    uint8_t type;                  //  tern_ev_type_t
+    bool cumulative;               //  ACK
+    bool has_delay;                //  NACK: delay_ms given
+    uint8_t start;                 //  SUB
+    uint32_t credit;               //  SUB / CREDIT
+    uint32_t delay_ms;             //  NACK
+    uint64_t session_id;           //  the session
+    uint64_t req_id;               //  request id (for OK / ERROR)
+    uint64_t sub_id;               //  UNSUB / ACK / NACK / TERM / CREDIT
+    uint64_t tag;                  //  ACK / NACK / TERM
+    uint64_t start_value;          //  SUB
+    uint8_t *rid;                  //  OPEN: owned copy of the routing id
+    size_t rid_size;               //  OPEN
+    char *text;                    //  SUB: pattern; TERM: reason (owned, may be NULL)
+    char group[TERN_NAME_MAX + 1]; //  SUB
+    tern_admin_t *admin;           //  ADMIN (owned)
+} tern_event_t;
+
+typedef struct {
+    tern_event_t *items; //  owned array
+    size_t count;        //  used
+    size_t cap;          //  allocated
+} tern_events_t;
+
+/*  Sends { TYPE, PTR } on inproc socket SOCK (raw libzmq, never blocks: the
+    inproc sockets have no HWM; memory is bounded by client windows and
+    credit). Takes ownership of PTR for the receiver on success (returns 0);
+    on failure (the peer actor is gone) the caller still owns it (-1). */
+int tern_work_send(void *sock, tern_work_type_t type, void *ptr);
+
+/*  Receives one item (non-blocking if DONTWAIT). Returns 0 and fills *TYPE and
+ *PTR (caller owns it), or -1 (errno EAGAIN...). */
+int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr);
+
+/*  Growable arrays; abort on out of memory (the one documented place: see
+    tern_work_oom). */
+tern_event_t *tern_events_push(tern_events_t *self);
+void tern_events_destroy(tern_events_t **self_p);
+tern_op_t *tern_ops_push(tern_ops_t *self);
+void tern_ops_destroy(tern_ops_t **self_p);
+void tern_notice_destroy(tern_notice_t **self_p);
+
+/*  Destructors for items that end their trip where they were not created
+    (e.g. a peer actor is already gone). Safe on NULL; null the pointer. */
+void tern_pub_destroy(tern_pub_t **self_p);
+void tern_pubs_destroy(tern_pubs_t **self_p);
+void tern_committed_destroy(tern_committed_t **self_p);
+
+/*  Allocation helpers that abort on out of memory: ternd cannot make progress
+    without memory, and the abort is the documented policy (docs/architecture.md). */
+void *tern_work_alloc(size_t size);
+void *tern_work_realloc(void *ptr, size_t size);
+void tern_work_oom(void);
+
+/*  Wall clock helpers. */
+uint64_t tern_now_ms(void);
+uint64_t tern_now_ns(void);
+
+/*  Hex of a routing id, for hash keys: OUT needs 2 * size + 1 bytes. */
+void tern_rid_hex(const uint8_t *rid, size_t size, char *out);
+
+#endif

@@ -1,0 +1,1343 @@
+/*  harness.c - real ternd and ternctl processes for the integration tests.
+
+    See harness.h. Processes are started with fork/execv and tracked by PID in
+    a small registry; teardown (Criterion .fini), atexit() and
+    PR_SET_PDEATHSIG each make sure none outlives its test. Nothing here uses
+    a shell: arguments go straight to execv.
+*/
+#include "harness.h"
+
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#ifndef TERN_BIN_DIR
+#define TERN_BIN_DIR "."
+#endif
+
+#define IT_ARGS_MAX    128 /* arguments of one ternctl run */
+#define IT_PIDS_MAX    256 /* registry size */
+#define IT_BROKERS_MAX 8   /* brokers remembered for it_teardown */
+#define IT_READY_MS    10000
+#define IT_KILLED      (-1000)
+
+//  ---------------------------------------------------------------------
+//  PID registry: every process we start, killed by PID at teardown/exit.
+
+static pid_t s_pids[IT_PIDS_MAX];
+static bool s_atexit_done;
+static it_broker_t *s_brokers[IT_BROKERS_MAX];
+static it_proc_t *s_procs[IT_PIDS_MAX];
+
+static void s_kill_all(void) {
+    for (int i = 0; i < IT_PIDS_MAX; i++) {
+        if (s_pids[i] > 0) {
+            kill(s_pids[i], SIGKILL);
+            waitpid(s_pids[i], NULL, 0);
+            s_pids[i] = 0;
+        }
+    }
+}
+
+static void s_register(pid_t pid) {
+    if (!s_atexit_done) {
+        atexit(s_kill_all);
+        s_atexit_done = true;
+    }
+    for (int i = 0; i < IT_PIDS_MAX; i++) {
+        if (s_pids[i] == 0) {
+            s_pids[i] = pid;
+            return;
+        }
+    }
+}
+
+static void s_unregister(pid_t pid) {
+    for (int i = 0; i < IT_PIDS_MAX; i++) {
+        if (s_pids[i] == pid) {
+            s_pids[i] = 0;
+        }
+    }
+}
+
+//  Converts a wait status into: exit code, or -signal.
+static int s_status(int wstatus) {
+    if (WIFEXITED(wstatus)) {
+        return WEXITSTATUS(wstatus);
+    }
+    if (WIFSIGNALED(wstatus)) {
+        return -WTERMSIG(wstatus);
+    }
+    return -999;
+}
+
+int64_t it_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void it_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+const char *it_ternctl_path(void) {
+    return TERN_BIN_DIR "/ternctl";
+}
+
+const char *it_ternd_path(void) {
+    return TERN_BIN_DIR "/ternd";
+}
+
+//  Waits for PID up to TIMEOUT_MS; returns true and *WSTATUS if it exited.
+static bool s_wait_pid(pid_t pid, int timeout_ms, int *wstatus) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (true) {
+        pid_t rc = waitpid(pid, wstatus, WNOHANG);
+        if (rc == pid) {
+            return true;
+        }
+        if (rc == -1 && errno != EINTR) {
+            *wstatus = 0;
+            return true; //  not our child any more
+        }
+        if (it_now_ms() >= deadline) {
+            return false;
+        }
+        it_sleep_ms(5);
+    }
+}
+
+//  fork + execv with stdin/stdout/stderr redirected to the given fds (-1 =
+//  /dev/null). The child dies with us (PR_SET_PDEATHSIG).
+static pid_t s_spawn(char *const argv[], int in_fd, int out_fd, int err_fd) {
+    pid_t parent = getpid();
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(in_fd >= 0 ? in_fd : devnull, 0);
+        dup2(out_fd >= 0 ? out_fd : devnull, 1);
+        dup2(err_fd >= 0 ? err_fd : devnull, 2);
+        //  Close everything else (zmq sockets of the test process included).
+        for (int fd = 3; fd < 1024; fd++) {
+            close(fd);
+        }
+        //  Tests choose their endpoint explicitly; never inherit one.
+        unsetenv("TERN_SERVER");
+        execv(argv[0], argv);
+        fprintf(stderr, "harness: execv %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    s_register(pid);
+    return pid;
+}
+
+//  ---------------------------------------------------------------------
+//  Brokers
+
+static int s_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &len) == 0) {
+        port = ntohs(addr.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+it_broker_t *it_broker_new(uint32_t node_id, const char *const *extra) {
+    it_broker_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    snprintf(self->root, sizeof self->root, "/tmp/tern-it-XXXXXX");
+    if (!mkdtemp(self->root)) {
+        free(self);
+        return NULL;
+    }
+    snprintf(self->data_dir, sizeof self->data_dir, "%s/data", self->root);
+    snprintf(self->log_path, sizeof self->log_path, "%s/ternd.log", self->root);
+    mkdir(self->data_dir, 0700);
+    self->port = s_free_port();
+    snprintf(self->endpoint, sizeof self->endpoint, "tcp://127.0.0.1:%d", self->port);
+    self->node_id = node_id;
+    snprintf(self->dc, sizeof self->dc, "dc1");
+    for (int i = 0; extra && extra[i] && i < IT_EXTRA_MAX; i++) {
+        self->extra[self->extra_count++] = strdup(extra[i]);
+    }
+    return self;
+}
+
+static long s_file_size(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        return 0;
+    }
+    return (long)st.st_size;
+}
+
+void it_broker_dump_log(it_broker_t *self, bool whole) {
+    size_t len = 0;
+    char *text = it_read_file(self->log_path, &len);
+    if (!text) {
+        fprintf(stderr, "harness: no log at %s\n", self->log_path);
+        return;
+    }
+    size_t from = whole || self->log_offset > (long)len ? 0 : (size_t)self->log_offset;
+    //  Keep the dump readable: the last 8 KB at most.
+    if (len - from > 8192) {
+        from = len - 8192;
+    }
+    fprintf(stderr, "---- ternd log (%s, port %d) ----\n%s\n---- end of log ----\n", self->log_path,
+            self->port, text + from);
+    free(text);
+}
+
+//  True if the current run's log contains "ready on".
+static bool s_log_ready(it_broker_t *self) {
+    size_t len = 0;
+    char *text = it_read_file(self->log_path, &len);
+    if (!text) {
+        return false;
+    }
+    bool ready =
+        (size_t)self->log_offset <= len && strstr(text + self->log_offset, "ready on") != NULL;
+    free(text);
+    return ready;
+}
+
+bool it_broker_start(it_broker_t *self) {
+    if (self->pid > 0) {
+        return true;
+    }
+    char node[16];
+    snprintf(node, sizeof node, "%u", self->node_id);
+    char *argv[IT_EXTRA_MAX + 16];
+    int argc = 0;
+    argv[argc++] = (char *)it_ternd_path();
+    argv[argc++] = "--data";
+    argv[argc++] = self->data_dir;
+    argv[argc++] = "--listen";
+    argv[argc++] = self->endpoint;
+    argv[argc++] = "--metrics";
+    argv[argc++] = "off";
+    argv[argc++] = "--node-id";
+    argv[argc++] = node;
+    argv[argc++] = "--dc";
+    argv[argc++] = self->dc;
+    for (int i = 0; i < self->extra_count; i++) {
+        argv[argc++] = self->extra[i];
+    }
+    argv[argc] = NULL;
+
+    int log_fd = open(self->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (log_fd < 0) {
+        return false;
+    }
+    self->log_offset = s_file_size(self->log_path);
+    dprintf(log_fd, "==== harness: start #%d of ternd on %s ====\n", self->starts + 1,
+            self->endpoint);
+    self->pid = s_spawn(argv, -1, log_fd, log_fd);
+    close(log_fd);
+    if (self->pid <= 0) {
+        self->pid = 0;
+        return false;
+    }
+    self->starts++;
+    self->paused = false;
+
+    int64_t deadline = it_now_ms() + IT_READY_MS;
+    int64_t next_status = it_now_ms() + 500;
+    while (it_now_ms() < deadline) {
+        int wstatus = 0;
+        if (!it_broker_alive(self, &wstatus)) {
+            fprintf(stderr, "harness: ternd exited during startup (status %d)\n",
+                    s_status(wstatus));
+            it_broker_dump_log(self, false);
+            return false;
+        }
+        if (s_log_ready(self)) {
+            return true;
+        }
+        if (it_now_ms() >= next_status) {
+            //  Fallback when the ready line is worded differently.
+            it_result_t r;
+            int rc = it_ctl(&r, self, 1000, "status", NULL);
+            it_result_free(&r);
+            if (rc == 0) {
+                return true;
+            }
+            next_status = it_now_ms() + 500;
+        }
+        it_sleep_ms(10);
+    }
+    fprintf(stderr, "harness: ternd not ready after %d ms\n", IT_READY_MS);
+    it_broker_dump_log(self, false);
+    return false;
+}
+
+bool it_broker_alive(it_broker_t *self, int *status_p) {
+    if (self->pid <= 0) {
+        return false;
+    }
+    int wstatus = 0;
+    pid_t rc = waitpid(self->pid, &wstatus, WNOHANG);
+    if (rc == 0) {
+        return true;
+    }
+    s_unregister(self->pid);
+    self->pid = 0;
+    if (status_p) {
+        *status_p = wstatus;
+    }
+    return false;
+}
+
+int it_broker_stop(it_broker_t *self, int timeout_ms) {
+    if (self->pid <= 0) {
+        return IT_KILLED;
+    }
+    pid_t pid = self->pid;
+    kill(pid, SIGTERM);
+    if (self->paused) {
+        kill(pid, SIGCONT);
+        self->paused = false;
+    }
+    int wstatus = 0;
+    int result;
+    if (s_wait_pid(pid, timeout_ms, &wstatus)) {
+        result = s_status(wstatus);
+    } else {
+        fprintf(stderr, "harness: ternd %d ignored SIGTERM for %d ms: killing it\n", (int)pid,
+                timeout_ms);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        result = IT_KILLED;
+    }
+    s_unregister(pid);
+    self->pid = 0;
+    return result;
+}
+
+void it_broker_kill(it_broker_t *self) {
+    if (self->pid <= 0) {
+        return;
+    }
+    kill(self->pid, SIGKILL);
+    waitpid(self->pid, NULL, 0);
+    s_unregister(self->pid);
+    self->pid = 0;
+    self->paused = false;
+}
+
+void it_broker_pause(it_broker_t *self) {
+    if (self->pid > 0) {
+        kill(self->pid, SIGSTOP);
+        self->paused = true;
+    }
+}
+
+void it_broker_resume(it_broker_t *self) {
+    if (self->pid > 0) {
+        kill(self->pid, SIGCONT);
+        self->paused = false;
+    }
+}
+
+static int s_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void it_broker_destroy(it_broker_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    it_broker_t *self = *self_p;
+    it_broker_kill(self);
+    if (self->root[0] && strncmp(self->root, "/tmp/tern-it-", 13) == 0) {
+        nftw(self->root, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    for (int i = 0; i < self->extra_count; i++) {
+        free(self->extra[i]);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+it_broker_t *it_adopt_broker(it_broker_t *b) {
+    for (int i = 0; i < IT_BROKERS_MAX; i++) {
+        if (!s_brokers[i]) {
+            s_brokers[i] = b;
+            break;
+        }
+    }
+    return b;
+}
+
+it_broker_t *it_start_broker(const char *extra, ...) {
+    const char *args[IT_EXTRA_MAX + 1];
+    int n = 0;
+    va_list ap;
+    va_start(ap, extra);
+    for (const char *a = extra; a && n < IT_EXTRA_MAX; a = va_arg(ap, const char *)) {
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    it_broker_t *b = it_broker_new(0, args);
+    cr_assert(b, "harness: cannot create a broker dir");
+    it_adopt_broker(b);
+    cr_assert(it_broker_start(b), "ternd did not start (see its log above)");
+    return b;
+}
+
+void it_teardown(void) {
+    for (int i = 0; i < IT_PIDS_MAX; i++) {
+        if (s_procs[i]) {
+            it_proc_destroy(&s_procs[i]);
+        }
+    }
+    for (int i = 0; i < IT_BROKERS_MAX; i++) {
+        it_broker_t *b = s_brokers[i];
+        if (!b) {
+            continue;
+        }
+        s_brokers[i] = NULL;
+        if (b->pid > 0) {
+            int wstatus = 0;
+            bool alive = it_broker_alive(b, &wstatus);
+            if (!alive) {
+                fprintf(stderr, "harness: ternd had died before teardown (status %d)\n",
+                        s_status(wstatus));
+                it_broker_dump_log(b, false);
+                cr_expect(false, "ternd died during the test (status %d)", s_status(wstatus));
+            } else {
+                int rc = it_broker_stop(b, 5000);
+                if (rc != 0) {
+                    it_broker_dump_log(b, false);
+                }
+                cr_expect_eq(rc, 0, "ternd did not exit 0 on SIGTERM at teardown (got %d)", rc);
+            }
+        }
+        it_broker_destroy(&b);
+    }
+    s_kill_all();
+}
+
+//  ---------------------------------------------------------------------
+//  Running ternctl
+
+char *it_read_file(const char *path, size_t *len_p) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 4096 + 1 > cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        if (n == 0) {
+            break;
+        }
+        len += n;
+    }
+    fclose(f);
+    if (buf) {
+        buf[len] = 0;
+    }
+    if (len_p) {
+        *len_p = len;
+    }
+    return buf;
+}
+
+static void s_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t ncap = *cap ? *cap : 4096;
+        while (*len + n + 1 > ncap) {
+            ncap *= 2;
+        }
+        char *nb = realloc(*buf, ncap);
+        if (!nb) {
+            return;
+        }
+        *buf = nb;
+        *cap = ncap;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = 0;
+}
+
+int it_run(it_result_t *r, int timeout_ms, const char *stdin_data, char *const argv[]) {
+    memset(r, 0, sizeof *r);
+    size_t out_cap = 0, err_cap = 0;
+    s_append(&r->out, &r->out_len, &out_cap, "", 0);
+    s_append(&r->err, &r->err_len, &err_cap, "", 0);
+
+    int in_fd = -1;
+    if (stdin_data) {
+        char path[] = "/tmp/tern-it-stdin-XXXXXX";
+        in_fd = mkstemp(path);
+        if (in_fd >= 0) {
+            unlink(path);
+            size_t left = strlen(stdin_data);
+            const char *p = stdin_data;
+            while (left > 0) {
+                ssize_t n = write(in_fd, p, left);
+                if (n <= 0) {
+                    break;
+                }
+                p += n;
+                left -= (size_t)n;
+            }
+            lseek(in_fd, 0, SEEK_SET);
+        }
+    }
+    int out_pipe[2], err_pipe[2];
+    if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) {
+        r->status = -999;
+        return r->status;
+    }
+    pid_t pid = s_spawn(argv, in_fd, out_pipe[1], err_pipe[1]);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    if (in_fd >= 0) {
+        close(in_fd);
+    }
+    if (pid <= 0) {
+        close(out_pipe[0]);
+        close(err_pipe[0]);
+        r->status = -999;
+        return r->status;
+    }
+    int64_t deadline = it_now_ms() + timeout_ms;
+    bool out_open = true, err_open = true;
+    while (out_open || err_open) {
+        int64_t left = deadline - it_now_ms();
+        if (left <= 0) {
+            r->timed_out = true;
+            break;
+        }
+        struct pollfd pfd[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+        int n = poll(pfd, 2, (int)(left > 100 ? 100 : left));
+        if (n < 0 && errno != EINTR) {
+            break;
+        }
+        char buf[8192];
+        for (int i = 0; i < 2; i++) {
+            bool *open_p = i == 0 ? &out_open : &err_open;
+            if (!*open_p || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                continue;
+            }
+            ssize_t got = read(pfd[i].fd, buf, sizeof buf);
+            if (got <= 0) {
+                *open_p = false;
+            } else if (i == 0) {
+                s_append(&r->out, &r->out_len, &out_cap, buf, (size_t)got);
+            } else {
+                s_append(&r->err, &r->err_len, &err_cap, buf, (size_t)got);
+            }
+        }
+    }
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    int wstatus = 0;
+    int64_t left = deadline - it_now_ms();
+    if (r->timed_out || !s_wait_pid(pid, left > 0 ? (int)left : 0, &wstatus)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        r->timed_out = true;
+        r->status = IT_KILLED;
+    } else {
+        r->status = s_status(wstatus);
+    }
+    s_unregister(pid);
+    return r->status;
+}
+
+static int s_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
+                    const char *first, va_list ap) {
+    char *argv[IT_ARGS_MAX];
+    int argc = 0;
+    argv[argc++] = (char *)it_ternctl_path();
+    argv[argc++] = "-s";
+    argv[argc++] = b->endpoint;
+    argv[argc++] = "--json";
+    for (const char *a = first; a && argc < IT_ARGS_MAX - 1; a = va_arg(ap, const char *)) {
+        argv[argc++] = (char *)a;
+    }
+    argv[argc] = NULL;
+    return it_run(r, timeout_ms, stdin_data, argv);
+}
+
+int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int rc = s_ctl_va(r, b, timeout_ms, NULL, arg, ap);
+    va_end(ap);
+    return rc;
+}
+
+int it_ctl_in(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
+              const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int rc = s_ctl_va(r, b, timeout_ms, stdin_data, arg, ap);
+    va_end(ap);
+    return rc;
+}
+
+void it_result_free(it_result_t *r) {
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Background ternctl
+
+static it_proc_t *s_ctl_spawn_va(it_broker_t *b, bool piped, const char *arg, va_list ap) {
+    static int counter;
+    it_proc_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->in_fd = -1;
+    counter++;
+    snprintf(self->out_path, sizeof self->out_path, "%s/proc-%d-%d.out", b->root, (int)getpid(),
+             counter);
+    snprintf(self->err_path, sizeof self->err_path, "%s/proc-%d-%d.err", b->root, (int)getpid(),
+             counter);
+    char *argv[IT_ARGS_MAX];
+    int argc = 0;
+    argv[argc++] = (char *)it_ternctl_path();
+    argv[argc++] = "-s";
+    argv[argc++] = b->endpoint;
+    argv[argc++] = "--json";
+    for (const char *a = arg; a && argc < IT_ARGS_MAX - 1; a = va_arg(ap, const char *)) {
+        argv[argc++] = (char *)a;
+    }
+    argv[argc] = NULL;
+    int in_pipe[2] = {-1, -1};
+    if (piped) {
+        //  A dead reader must fail our write, not kill the test.
+        signal(SIGPIPE, SIG_IGN);
+        if (pipe(in_pipe) != 0) {
+            free(self);
+            return NULL;
+        }
+    }
+    int out_fd = open(self->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err_fd = open(self->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    self->pid = s_spawn(argv, in_pipe[0], out_fd, err_fd);
+    if (out_fd >= 0) {
+        close(out_fd);
+    }
+    if (err_fd >= 0) {
+        close(err_fd);
+    }
+    if (in_pipe[0] >= 0) {
+        close(in_pipe[0]);
+    }
+    self->in_fd = in_pipe[1];
+    if (self->pid <= 0) {
+        if (self->in_fd >= 0) {
+            close(self->in_fd);
+        }
+        free(self);
+        return NULL;
+    }
+    for (int i = 0; i < IT_PIDS_MAX; i++) {
+        if (!s_procs[i]) {
+            s_procs[i] = self;
+            break;
+        }
+    }
+    return self;
+}
+
+it_proc_t *it_ctl_spawn(it_broker_t *b, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    it_proc_t *self = s_ctl_spawn_va(b, false, arg, ap);
+    va_end(ap);
+    return self;
+}
+
+it_proc_t *it_ctl_spawn_piped(it_broker_t *b, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    it_proc_t *self = s_ctl_spawn_va(b, true, arg, ap);
+    va_end(ap);
+    return self;
+}
+
+bool it_proc_write(it_proc_t *self, const char *text) {
+    if (self->in_fd < 0) {
+        return false;
+    }
+    size_t left = strlen(text);
+    while (left > 0) {
+        ssize_t n = write(self->in_fd, text, left);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        text += n;
+        left -= (size_t)n;
+    }
+    return true;
+}
+
+void it_proc_close_stdin(it_proc_t *self) {
+    if (self->in_fd >= 0) {
+        close(self->in_fd);
+        self->in_fd = -1;
+    }
+}
+
+bool it_proc_running(it_proc_t *self) {
+    if (self->pid <= 0) {
+        return false;
+    }
+    int wstatus = 0;
+    pid_t rc = waitpid(self->pid, &wstatus, WNOHANG);
+    if (rc == 0) {
+        return true;
+    }
+    s_unregister(self->pid);
+    self->pid = 0;
+    self->status = rc == -1 ? -999 : s_status(wstatus);
+    return false;
+}
+
+int it_proc_wait(it_proc_t *self, int timeout_ms) {
+    if (self->pid <= 0) {
+        return self->status;
+    }
+    int wstatus = 0;
+    if (s_wait_pid(self->pid, timeout_ms, &wstatus)) {
+        self->status = s_status(wstatus);
+    } else {
+        kill(self->pid, SIGKILL);
+        waitpid(self->pid, NULL, 0);
+        self->status = IT_KILLED;
+    }
+    s_unregister(self->pid);
+    self->pid = 0;
+    return self->status;
+}
+
+void it_proc_signal(it_proc_t *self, int sig) {
+    if (it_proc_running(self)) {
+        kill(self->pid, sig);
+    }
+}
+
+char *it_proc_out(it_proc_t *self) {
+    char *text = it_read_file(self->out_path, NULL);
+    return text ? text : strdup("");
+}
+
+char *it_proc_err(it_proc_t *self) {
+    char *text = it_read_file(self->err_path, NULL);
+    return text ? text : strdup("");
+}
+
+size_t it_proc_lines(it_proc_t *self) {
+    char *text = it_proc_out(self);
+    size_t n = 0;
+    for (char *p = text; p && *p; p++) {
+        if (*p == '\n') {
+            n++;
+        }
+    }
+    free(text);
+    return n;
+}
+
+void it_proc_destroy(it_proc_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    it_proc_t *self = *self_p;
+    it_proc_close_stdin(self);
+    if (self->pid > 0) {
+        kill(self->pid, SIGKILL);
+        waitpid(self->pid, NULL, 0);
+        s_unregister(self->pid);
+    }
+    for (int i = 0; i < IT_PIDS_MAX; i++) {
+        if (s_procs[i] == self) {
+            s_procs[i] = NULL;
+        }
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------
+//  Lines and JSON
+
+size_t it_split_lines(char *text, char ***lines) {
+    size_t count = 0, cap = 16;
+    char **arr = malloc(cap * sizeof *arr);
+    char *p = text;
+    while (p && *p && arr) {
+        char *nl = strchr(p, '\n');
+        if (nl) {
+            *nl = 0;
+        }
+        if (*p) {
+            if (count == cap) {
+                cap *= 2;
+                char **na = realloc(arr, cap * sizeof *arr);
+                if (!na) {
+                    break;
+                }
+                arr = na;
+            }
+            arr[count++] = p;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    *lines = arr;
+    return count;
+}
+
+static const char *s_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+        p++;
+    }
+    return p;
+}
+
+//  Skips a JSON string starting at its opening quote; returns the position
+//  after the closing quote, or NULL.
+static const char *s_skip_string(const char *p) {
+    if (*p != '"') {
+        return NULL;
+    }
+    for (p++; *p; p++) {
+        if (*p == '\\') {
+            if (!p[1]) {
+                return NULL;
+            }
+            p++;
+        } else if (*p == '"') {
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+//  Skips any JSON value; returns the position after it, or NULL.
+static const char *s_skip_value(const char *p) {
+    p = s_ws(p);
+    if (*p == '"') {
+        return s_skip_string(p);
+    }
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (*p) {
+            if (*p == '"') {
+                p = s_skip_string(p);
+                if (!p) {
+                    return NULL;
+                }
+                continue;
+            }
+            if (*p == '{' || *p == '[') {
+                depth++;
+            } else if (*p == '}' || *p == ']') {
+                depth--;
+                if (depth == 0) {
+                    return p + 1;
+                }
+            }
+            p++;
+        }
+        return NULL;
+    }
+    const char *start = p;
+    while (*p && *p != ',' && *p != '}' && *p != ']' && *p != '\n') {
+        p++;
+    }
+    return p > start ? p : NULL;
+}
+
+bool it_json_raw(const char *obj, const char *key, const char **val, size_t *len) {
+    if (!obj) {
+        return false;
+    }
+    const char *p = strchr(obj, '{');
+    if (!p) {
+        return false;
+    }
+    p++;
+    size_t klen = strlen(key);
+    while (true) {
+        p = s_ws(p);
+        if (*p == '}' || !*p) {
+            return false;
+        }
+        if (*p != '"') {
+            return false;
+        }
+        const char *kstart = p + 1;
+        const char *kend = s_skip_string(p);
+        if (!kend) {
+            return false;
+        }
+        bool match = (size_t)(kend - 1 - kstart) == klen && memcmp(kstart, key, klen) == 0;
+        p = s_ws(kend);
+        if (*p != ':') {
+            return false;
+        }
+        p = s_ws(p + 1);
+        const char *vend = s_skip_value(p);
+        if (!vend) {
+            return false;
+        }
+        if (match) {
+            *val = p;
+            *len = (size_t)(vend - p);
+            return true;
+        }
+        p = s_ws(vend);
+        if (*p == ',') {
+            p++;
+        }
+    }
+}
+
+bool it_json_int(const char *obj, const char *key, int64_t *out) {
+    const char *v;
+    size_t len;
+    if (!it_json_raw(obj, key, &v, &len)) {
+        return false;
+    }
+    if (*v == '"') { //  tolerate numbers sent as strings
+        v++;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || errno) {
+        //  u64 beyond int64: keep the bits
+        errno = 0;
+        unsigned long long u = strtoull(v, &end, 10);
+        if (end == v || errno) {
+            return false;
+        }
+        n = (long long)u;
+    }
+    *out = (int64_t)n;
+    return true;
+}
+
+bool it_json_bool(const char *obj, const char *key, bool *out) {
+    const char *v;
+    size_t len;
+    if (!it_json_raw(obj, key, &v, &len)) {
+        return false;
+    }
+    if (len >= 4 && strncmp(v, "true", 4) == 0) {
+        *out = true;
+        return true;
+    }
+    if (len >= 5 && strncmp(v, "false", 5) == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+static int s_hex(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+//  Writes the UTF-8 encoding of CP into OUT; returns its length.
+static size_t s_utf8(unsigned cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+char *it_json_strdup(const char *obj, const char *key, size_t *len_p) {
+    const char *v;
+    size_t len;
+    if (!it_json_raw(obj, key, &v, &len) || *v != '"') {
+        return NULL;
+    }
+    char *out = malloc(len + 1);
+    if (!out) {
+        return NULL;
+    }
+    size_t n = 0;
+    const char *end = v + len - 1; //  the closing quote
+    for (const char *p = v + 1; p < end; p++) {
+        if (*p != '\\') {
+            out[n++] = *p;
+            continue;
+        }
+        p++;
+        switch (*p) {
+            case 'n':
+                out[n++] = '\n';
+                break;
+            case 't':
+                out[n++] = '\t';
+                break;
+            case 'r':
+                out[n++] = '\r';
+                break;
+            case 'b':
+                out[n++] = '\b';
+                break;
+            case 'f':
+                out[n++] = '\f';
+                break;
+            case 'u': {
+                unsigned cp = 0;
+                for (int i = 1; i <= 4 && p + i < end; i++) {
+                    int h = s_hex(p[i]);
+                    cp = cp * 16 + (unsigned)(h < 0 ? 0 : h);
+                }
+                p += 4;
+                //  A surrogate pair
+                if (cp >= 0xD800 && cp < 0xDC00 && p + 6 < end && p[1] == '\\' && p[2] == 'u') {
+                    unsigned lo = 0;
+                    for (int i = 3; i <= 6; i++) {
+                        int h = s_hex(p[i]);
+                        lo = lo * 16 + (unsigned)(h < 0 ? 0 : h);
+                    }
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
+                n += s_utf8(cp, out + n);
+                break;
+            }
+            default: //  \" \\ \/
+                out[n++] = *p;
+                break;
+        }
+    }
+    out[n] = 0;
+    if (len_p) {
+        *len_p = n;
+    }
+    return out;
+}
+
+bool it_json_str(const char *obj, const char *key, char *buf, size_t cap) {
+    size_t len = 0;
+    char *s = it_json_strdup(obj, key, &len);
+    if (!s) {
+        return false;
+    }
+    snprintf(buf, cap, "%s", s);
+    free(s);
+    return true;
+}
+
+static size_t s_base64_decode(const char *in, size_t len, char *out) {
+    static const char *alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *pos = strchr(alphabet, in[i]);
+        if (!pos || !in[i]) {
+            continue; //  padding, newlines
+        }
+        acc = (acc << 6) | (uint32_t)(pos - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)((acc >> bits) & 0xFF);
+        }
+    }
+    return n;
+}
+
+size_t it_parse_msgs(const char *out, it_msg_t **msgs) {
+    char *copy = strdup(out ? out : "");
+    char **lines = NULL;
+    size_t nlines = it_split_lines(copy, &lines);
+    it_msg_t *arr = calloc(nlines ? nlines : 1, sizeof *arr);
+    size_t n = 0;
+    for (size_t i = 0; i < nlines && arr; i++) {
+        const char *l = lines[i];
+        it_msg_t *m = &arr[n];
+        memset(m, 0, sizeof *m);
+        if (!it_json_int(l, "seq", &m->seq)) {
+            continue;
+        }
+        it_json_str(l, "topic", m->topic, sizeof m->topic);
+        it_json_int(l, "msg_id", &m->msg_id);
+        it_json_str(l, "producer", m->producer, sizeof m->producer);
+        it_json_int(l, "producer_seq", &m->producer_seq);
+        it_json_int(l, "priority", &m->priority);
+        it_json_int(l, "delivery_count", &m->delivery_count);
+        it_json_int(l, "timestamp_ns", &m->timestamp_ns);
+        it_json_str(l, "origin", m->origin, sizeof m->origin);
+        it_json_str(l, "key", m->key, sizeof m->key);
+        it_json_str(l, "trace_id", m->trace_id, sizeof m->trace_id);
+        m->data = it_json_strdup(l, "data", &m->data_len);
+        if (!m->data) {
+            size_t blen = 0;
+            char *b64 = it_json_strdup(l, "data_b64", &blen);
+            if (b64) {
+                m->data = malloc(blen + 1);
+                m->data_len = s_base64_decode(b64, blen, m->data);
+                m->data[m->data_len] = 0;
+                free(b64);
+            }
+        }
+        const char *hv;
+        size_t hlen;
+        if (it_json_raw(l, "headers", &hv, &hlen)) {
+            m->headers = strndup(hv, hlen);
+        }
+        n++;
+    }
+    free(lines);
+    free(copy);
+    *msgs = arr;
+    return n;
+}
+
+void it_msgs_free(it_msg_t *msgs, size_t count) {
+    for (size_t i = 0; msgs && i < count; i++) {
+        free(msgs[i].data);
+        free(msgs[i].headers);
+    }
+    free(msgs);
+}
+
+//  ---------------------------------------------------------------------
+//  Raw ZeroMQ client
+
+it_raw_t *it_raw_new(const char *endpoint) {
+    it_raw_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->ctx = zmq_ctx_new();
+    self->sock = self->ctx ? zmq_socket(self->ctx, ZMQ_DEALER) : NULL;
+    int linger = 0;
+    if (!self->sock || zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(self->sock, endpoint) != 0) {
+        it_raw_destroy(&self);
+        return NULL;
+    }
+    self->next_req = 1;
+    return self;
+}
+
+void it_raw_destroy(it_raw_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    it_raw_t *self = *self_p;
+    if (self->sock) {
+        zmq_close(self->sock);
+    }
+    if (self->ctx) {
+        zmq_ctx_term(self->ctx);
+    }
+    free(self->payload);
+    free(self);
+    *self_p = NULL;
+}
+
+bool it_raw_send_parts(it_raw_t *self, const void *const *parts, const size_t *sizes,
+                       size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        int flags = i + 1 < count ? ZMQ_SNDMORE : 0;
+        if (zmq_send(self->sock, parts[i], sizes[i], flags) < 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool it_raw_send(it_raw_t *self, const void *hdr, size_t hdr_size, const void *payload,
+                 size_t payload_size) {
+    const void *parts[2] = {hdr, payload};
+    size_t sizes[2] = {hdr_size, payload_size};
+    return it_raw_send_parts(self, parts, sizes, payload ? 2 : 1);
+}
+
+tern_err_t it_raw_send_frame(it_raw_t *self, const tern_frame_t *frame) {
+    static uint8_t buf[TERN_HEADER_MAX];
+    size_t len = 0;
+    tern_err_t rc = tern_frame_encode(frame, buf, sizeof buf, &len);
+    if (rc != TERN_OK) {
+        return rc;
+    }
+    const void *payload = NULL;
+    if (tern_cmd_has_payload(frame->cmd)) {
+        payload = frame->payload ? (const void *)frame->payload : (const void *)"";
+    }
+    return it_raw_send(self, buf, len, payload, frame->payload_size) ? TERN_OK : TERN_ECLOSED;
+}
+
+tern_err_t it_raw_recv(it_raw_t *self, tern_frame_t *out, int timeout_ms) {
+    zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, timeout_ms) <= 0 || !(item.revents & ZMQ_POLLIN)) {
+        return TERN_ETIMEOUT;
+    }
+    self->has_payload = false;
+    self->payload_size = 0;
+    int part = 0;
+    while (true) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, self->sock, 0) < 0) {
+            zmq_msg_close(&msg);
+            return TERN_ECLOSED;
+        }
+        size_t size = zmq_msg_size(&msg);
+        if (part == 0) {
+            self->hdr_size = size < sizeof self->hdr ? size : sizeof self->hdr;
+            memcpy(self->hdr, zmq_msg_data(&msg), self->hdr_size);
+        } else if (part == 1) {
+            free(self->payload);
+            self->payload = malloc(size ? size : 1);
+            if (self->payload) {
+                memcpy(self->payload, zmq_msg_data(&msg), size);
+                self->payload_size = size;
+            }
+            self->has_payload = true;
+        }
+        int more = zmq_msg_more(&msg);
+        zmq_msg_close(&msg);
+        part++;
+        if (!more) {
+            break;
+        }
+    }
+    tern_limits_t limits = {.max_payload = 64u * 1024 * 1024};
+    return tern_frame_decode(out, self->hdr, self->hdr_size,
+                             self->has_payload ? self->payload : NULL, self->payload_size, &limits);
+}
+
+tern_err_t it_raw_recv_reply(it_raw_t *self, tern_frame_t *out, int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (true) {
+        int64_t left = deadline - it_now_ms();
+        if (left <= 0) {
+            return TERN_ETIMEOUT;
+        }
+        tern_err_t rc = it_raw_recv(self, out, (int)left);
+        if (rc == TERN_ETIMEOUT) {
+            return rc;
+        }
+        if (rc == TERN_OK && out->cmd == TERN_CMD_HEARTBEAT) {
+            continue;
+        }
+        return rc;
+    }
+}
+
+bool it_raw_hello(it_raw_t *self, const char *name) {
+    tern_frame_t f;
+    tern_frame_init(&f, TERN_CMD_HELLO);
+    f.req_id = self->next_req++;
+    f.proto_version = TERN_PROTO_VERSION;
+    f.heartbeat_ms = 15000;
+    snprintf(f.name, sizeof f.name, "%s", name);
+    f.fields |= TERN_F_NAME;
+    if (it_raw_send_frame(self, &f) != TERN_OK) {
+        return false;
+    }
+    tern_frame_t reply;
+    if (it_raw_recv_reply(self, &reply, 5000) != TERN_OK) {
+        return false;
+    }
+    return reply.cmd == TERN_CMD_WELCOME;
+}

@@ -1,0 +1,742 @@
+/*  test_client.c - unit tests of libtern (client/) and ternctl's helpers (tools/).
+
+    What needs no broker is tested directly: option defaults, argument
+    validation, parsing of durations and sizes, reconnect backoff bounds,
+    timeouts and close semantics against an endpoint nobody listens on, and
+    ternctl's JSON writer/reader, UTF-8 check and base64 (compiled in from
+    tools/ternctl_json.c, since tools/ is an executable, not a library).
+    The "live" suite starts a real ternd from the build tree on a free
+    loopback port when one was built, and is skipped otherwise.
+*/
+#include <criterion/criterion.h>
+
+#include "tern.h"
+#include "../../client/tern_backoff.h"
+#include "../../tools/ternctl_json.c"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+//  ---------------------------------------------------------------------------
+//  Helpers
+
+//  A loopback TCP port that was free a moment ago.
+static int s_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+static int64_t s_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static tern_client_t *s_dead_client(int timeout_ms) {
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.timeout_ms = (uint32_t)timeout_ms;
+    options.connect_timeout_ms = 200;
+    tern_client_t *client = tern_client_new(endpoint, &options);
+    cr_assert_not_null(client);
+    return client;
+}
+
+//  ---------------------------------------------------------------------------
+//  Usage without a broker
+
+Test(client, usage_example) {
+    //  A client connects in the background; calls validate at once.
+    tern_client_t *client = s_dead_client(300);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "orders.created";
+    msg.payload = "hello";
+    msg.size = 5;
+    //  Nothing listens: the publish is queued, then completed as closed.
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_OK);
+    cr_assert_eq(tern_client_inflight(client), 1);
+    cr_assert_eq(tern_flush(client, 100), TERN_ETIMEOUT);
+    cr_assert_not(tern_client_connected(client));
+    tern_client_destroy(&client);
+    cr_assert_null(client);
+    tern_client_destroy(&client); //  idempotent
+}
+
+Test(client, options_defaults) {
+    tern_client_options_t options;
+    memset(&options, 0xff, sizeof options);
+    tern_client_options_init(&options);
+    cr_assert_eq(options.window, 256);
+    cr_assert_eq(options.publish_block_ms, -1);
+    cr_assert(options.idempotent);
+    cr_assert_eq(options.producer_seq_start, 1);
+    cr_assert_eq(options.backoff_min_ms, 100);
+    cr_assert_eq(options.backoff_max_ms, 5000);
+    cr_assert_null(options.producer_id);
+    tern_pub_options_t pub;
+    tern_pub_options_init(&pub);
+    cr_assert_eq(pub.priority, 4);
+    cr_assert_eq(pub.producer_seq, 0);
+    tern_sub_options_t sub;
+    tern_sub_options_init(&sub);
+    cr_assert_eq(sub.start, TERN_FROM_FIRST);
+    cr_assert_eq(sub.credit, 0);
+}
+
+Test(client, new_rejects_bad_arguments) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    cr_assert_null(tern_client_new("", NULL));
+    cr_assert_null(tern_client_new(" , ", NULL));
+    options.window = 0;
+    cr_assert_null(tern_client_new("tcp://127.0.0.1:1", &options));
+    tern_client_options_init(&options);
+    options.producer_id = "bad producer id";
+    cr_assert_null(tern_client_new("tcp://127.0.0.1:1", &options));
+    options.producer_id = "svc-a:7";
+    tern_client_t *client = tern_client_new("tcp://127.0.0.1:1,tcp://127.0.0.1:2", &options);
+    cr_assert_not_null(client);
+    cr_assert_str_eq(tern_client_producer(client), "svc-a:7");
+    tern_client_destroy(&client);
+}
+
+Test(client, random_producer_ids_differ) {
+    tern_client_t *a = s_dead_client(100);
+    tern_client_t *b = s_dead_client(100);
+    cr_assert_str_neq(tern_client_producer(a), tern_client_producer(b));
+    cr_assert_eq(strncmp(tern_client_producer(a), "p-", 2), 0);
+    tern_client_destroy(&a);
+    tern_client_destroy(&b);
+}
+
+Test(client, publish_validation) {
+    tern_client_t *client = s_dead_client(100);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_EINVAL); //  no topic
+    msg.topic = "bad..topic";
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOPIC);
+    msg.topic = "a.*";
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOPIC);
+    msg.topic = "ok";
+    msg.priority = 10;
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_EINVAL);
+    msg.priority = 4;
+    msg.trace_id = "not-a-traceparent";
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETRACE);
+    msg.trace_id = NULL;
+    msg.ttl_class = 7;
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_EINVAL);
+    msg.ttl_class = TERN_CLASS_SYNC;
+    static char big[TERN_DEFAULT_WINDOW * 4096 + 1];
+    msg.payload = big;
+    msg.size = sizeof big; //  over the 1 MiB default max payload
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOOBIG);
+    msg.size = 0;
+    tern_header_t headers[] = {{"", "empty key"}};
+    msg.headers = headers;
+    msg.header_count = 1;
+    cr_assert_neq(tern_publish_async(client, &msg, NULL, NULL), TERN_OK);
+    cr_assert_eq(tern_client_inflight(client), 0);
+    tern_client_destroy(&client);
+}
+
+static void s_count_closed(const tern_pub_result_t *result, void *arg) {
+    if (result->code == TERN_ECLOSED) {
+        atomic_fetch_add((atomic_int *)arg, 1);
+    }
+}
+
+Test(client, window_full_and_close_completes) {
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.window = 3;
+    options.publish_block_ms = 0;
+    tern_client_t *client = tern_client_new(endpoint, &options);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "t";
+    atomic_int closed = 0;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tern_publish_async(client, &msg, s_count_closed, &closed), TERN_OK);
+    }
+    cr_assert_eq(tern_publish_async(client, &msg, s_count_closed, &closed), TERN_EBUSY);
+    tern_client_destroy(&client);
+    //  Every accepted publish completes exactly once, here with TERN_ECLOSED.
+    cr_assert_eq(atomic_load(&closed), 3);
+}
+
+Test(client, window_blocks_for_publish_block_ms) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.window = 1;
+    options.publish_block_ms = 200;
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    tern_client_t *client = tern_client_new(endpoint, &options);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "t";
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_OK);
+    int64_t start = s_ms();
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_EBUSY);
+    int64_t waited = s_ms() - start;
+    cr_assert(waited >= 190 && waited < 2000, "waited %lld ms", (long long)waited);
+    tern_client_destroy(&client);
+}
+
+Test(client, sync_calls_time_out) {
+    tern_client_t *client = s_dead_client(300);
+    int64_t start = s_ms();
+    cr_assert_eq(tern_client_wait_connected(client, 200), TERN_ETIMEOUT);
+    cr_assert(s_ms() - start >= 190);
+    char *json = (char *)"sentinel";
+    cr_assert_eq(tern_admin(client, "status", NULL, 0, &json, 200), TERN_ETIMEOUT);
+    cr_assert_null(json);
+    cr_assert_eq(tern_admin(client, "bad op!", NULL, 0, &json, 200), TERN_ENAME);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "t";
+    tern_pub_result_t result;
+    cr_assert_eq(tern_publish(client, &msg, 200, &result), TERN_ETIMEOUT);
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "t.>", NULL, NULL, NULL, &sub), TERN_ETIMEOUT);
+    cr_assert_null(sub);
+    cr_assert_eq(tern_subscribe(client, "t.>.x", NULL, NULL, NULL, &sub), TERN_ETOPIC);
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.group = "bad group";
+    cr_assert_eq(tern_subscribe(client, "t", &options, NULL, NULL, &sub), TERN_ENAME);
+    tern_client_destroy(&client);
+}
+
+Test(client, parse_duration) {
+    uint64_t ms;
+    cr_assert_eq(tern_parse_duration("250ms", &ms), TERN_OK);
+    cr_assert_eq(ms, 250);
+    cr_assert_eq(tern_parse_duration("30s", &ms), TERN_OK);
+    cr_assert_eq(ms, 30000);
+    cr_assert_eq(tern_parse_duration("5m", &ms), TERN_OK);
+    cr_assert_eq(ms, 300000);
+    cr_assert_eq(tern_parse_duration("2h", &ms), TERN_OK);
+    cr_assert_eq(ms, 7200000);
+    cr_assert_eq(tern_parse_duration("7d", &ms), TERN_OK);
+    cr_assert_eq(ms, 604800000);
+    cr_assert_eq(tern_parse_duration("1500", &ms), TERN_OK);
+    cr_assert_eq(ms, 1500);
+    cr_assert_eq(tern_parse_duration("", &ms), TERN_EINVAL);
+    cr_assert_eq(tern_parse_duration("-1s", &ms), TERN_EINVAL);
+    cr_assert_eq(tern_parse_duration("5x", &ms), TERN_EINVAL);
+    cr_assert_eq(tern_parse_duration("s", &ms), TERN_EINVAL);
+    cr_assert_eq(tern_parse_duration("99999999999999999999d", &ms), TERN_EINVAL);
+}
+
+Test(client, parse_size) {
+    uint64_t bytes;
+    cr_assert_eq(tern_parse_size("512", &bytes), TERN_OK);
+    cr_assert_eq(bytes, 512);
+    cr_assert_eq(tern_parse_size("4k", &bytes), TERN_OK);
+    cr_assert_eq(bytes, 4096);
+    cr_assert_eq(tern_parse_size("1MiB", &bytes), TERN_OK);
+    cr_assert_eq(bytes, 1048576);
+    cr_assert_eq(tern_parse_size("2G", &bytes), TERN_OK);
+    cr_assert_eq(bytes, 2147483648ull);
+    cr_assert_eq(tern_parse_size("1q", &bytes), TERN_EINVAL);
+    cr_assert_eq(tern_parse_size("k", &bytes), TERN_EINVAL);
+}
+
+Test(client, backoff_jitter_bounds) {
+    uint64_t rng = tern_rand_seed();
+    cr_assert_neq(rng, 0);
+    for (uint32_t attempt = 0; attempt < 40; attempt++) {
+        uint64_t full = 100;
+        for (uint32_t i = 0; i < attempt && full < 5000; i++) {
+            full *= 2;
+        }
+        full = full > 5000 ? 5000 : full;
+        uint32_t lo = UINT32_MAX, hi = 0;
+        for (int k = 0; k < 2000; k++) {
+            uint32_t d = tern_backoff_delay(attempt, 100, 5000, &rng);
+            cr_assert(d >= full / 2 && d <= full, "attempt %u: %u not in [%llu, %llu]", attempt, d,
+                      (unsigned long long)full / 2, (unsigned long long)full);
+            lo = d < lo ? d : lo;
+            hi = d > hi ? d : hi;
+        }
+        //  Jittered: the values spread over most of the range.
+        cr_assert(hi - lo > (full / 2) / 2, "attempt %u: spread %u", attempt, hi - lo);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  ternctl's JSON helpers
+
+static char *s_escaped(const char *s, size_t len) {
+    jbuf_t b;
+    jbuf_init(&b);
+    jbuf_string(&b, s, len);
+    return b.data;
+}
+
+Test(ternctl_json, string_escaping) {
+    char *out = s_escaped("a\"b\\c\n\t\x01\x7f", 9);
+    cr_assert_str_eq(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"");
+    free(out);
+    out = s_escaped("caf\xc3\xa9", 5); //  UTF-8 passes through
+    cr_assert_str_eq(out, "\"caf\xc3\xa9\"");
+    free(out);
+    out = s_escaped("a\0b", 3); //  embedded NUL
+    cr_assert_str_eq(out, "\"a\\u0000b\"");
+    free(out);
+}
+
+Test(ternctl_json, writer_objects) {
+    jbuf_t b;
+    jbuf_init(&b);
+    jbuf_begin(&b, '{');
+    jbuf_kstr(&b, "topic", "a.b");
+    jbuf_ku64(&b, "msg_id", UINT64_MAX);
+    jbuf_kbool(&b, "duplicate", false);
+    jbuf_key(&b, "headers");
+    jbuf_begin(&b, '{');
+    jbuf_kstr(&b, "k", "v");
+    jbuf_kstr(&b, "x", "y");
+    jbuf_end(&b, '}');
+    jbuf_kstr(&b, "data", "z");
+    jbuf_end(&b, '}');
+    cr_assert_str_eq(b.data, "{\"topic\":\"a.b\",\"msg_id\":18446744073709551615,"
+                             "\"duplicate\":false,\"headers\":{\"k\":\"v\",\"x\":\"y\"},"
+                             "\"data\":\"z\"}");
+    jbuf_free(&b);
+}
+
+Test(ternctl_json, parse_and_rewrite) {
+    const char *text = " [ {\"topic\":\"a\\u00e9\\n\",\"msgs\":10,\"big\":18446744073709551615,"
+                       "\"ok\":true,\"none\":null,\"f\":-1.5e3,\"arr\":[]} , {} ] ";
+    json_t *doc = json_parse(text, strlen(text));
+    cr_assert_not_null(doc);
+    cr_assert_eq(doc->kind, JSON_ARRAY);
+    cr_assert_eq(doc->count, 2);
+    const json_t *topic = json_get(doc->items[0], "topic");
+    cr_assert_str_eq(topic->text, "a\xc3\xa9\n");
+    cr_assert_str_eq(json_get(doc->items[0], "big")->text, "18446744073709551615");
+    jbuf_t b;
+    jbuf_init(&b);
+    jbuf_value(&b, doc->items[0]);
+    cr_assert_str_eq(b.data, "{\"topic\":\"a\xc3\xa9\\n\",\"msgs\":10,"
+                             "\"big\":18446744073709551615,\"ok\":true,\"none\":null,"
+                             "\"f\":-1.5e3,\"arr\":[]}");
+    jbuf_free(&b);
+    json_destroy(&doc);
+    cr_assert_null(doc);
+}
+
+Test(ternctl_json, parse_rejects_invalid) {
+    const char *bad[] = {"",
+                         "{",
+                         "[1,]",
+                         "{\"a\" 1}",
+                         "01",
+                         "\"\\x\"",
+                         "tru",
+                         "[1] 2",
+                         "\"\x01\"",
+                         "{\"a\":}",
+                         "\"\\ud800\"",
+                         "1.",
+                         "-",
+                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                         "[[[]]]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *doc = json_parse(bad[i], strlen(bad[i]));
+        cr_assert_null(doc, "accepted '%s'", bad[i]);
+    }
+}
+
+Test(ternctl_json, utf8_and_base64) {
+    cr_assert(utf8_valid((const uint8_t *)"plain", 5));
+    cr_assert(utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));
+    cr_assert(utf8_valid((const uint8_t *)"\xf0\x9f\x98\x80", 4));
+    cr_assert_not(utf8_valid((const uint8_t *)"\xc0\xaf", 2));     //  overlong
+    cr_assert_not(utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); //  surrogate
+    cr_assert_not(utf8_valid((const uint8_t *)"\xe2\x82", 2));     //  truncated
+    cr_assert_not(utf8_valid((const uint8_t *)"\xff", 1));
+    const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        jbuf_t b;
+        jbuf_init(&b);
+        jbuf_raw(&b, "", 0);
+        jbuf_base64(&b, (const uint8_t *)in[i], strlen(in[i]));
+        cr_assert_str_eq(b.data, out[i]);
+        jbuf_free(&b);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Against a real ternd (skipped when it was not built)
+
+static pid_t s_ternd_pid;
+static const char *s_heartbeat = "15s";         //  ternd --heartbeat
+static const char *s_heartbeat_timeout = "45s"; //  ternd --heartbeat-timeout
+static void s_spawn_ternd(void);
+static char s_endpoint[64];
+static char s_data_dir[64];
+
+static void s_start_ternd(void) {
+    char ternd[512];
+    snprintf(ternd, sizeof ternd, "%s/ternd", TERN_BIN_DIR);
+    if (access(ternd, X_OK) != 0) {
+        cr_skip_test("no ternd in %s", TERN_BIN_DIR);
+    }
+    snprintf(s_data_dir, sizeof s_data_dir, "/tmp/test_client.XXXXXX");
+    cr_assert_not_null(mkdtemp(s_data_dir));
+    snprintf(s_endpoint, sizeof s_endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    s_spawn_ternd();
+}
+
+//  Stops the running ternd at once, as a crash would.
+static void s_kill_ternd(void) {
+    kill(s_ternd_pid, SIGKILL);
+    waitpid(s_ternd_pid, NULL, 0);
+    s_ternd_pid = 0;
+}
+
+static void s_spawn_ternd(void) {
+    char ternd[512];
+    snprintf(ternd, sizeof ternd, "%s/ternd", TERN_BIN_DIR);
+    s_ternd_pid = fork();
+    cr_assert(s_ternd_pid >= 0);
+    if (s_ternd_pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        execl(ternd, "ternd", "--data", s_data_dir, "--listen", s_endpoint, "--metrics", "off",
+              "--heartbeat", s_heartbeat, "--heartbeat-timeout", s_heartbeat_timeout, (char *)NULL);
+        _exit(127);
+    }
+}
+
+static void s_stop_ternd(void) {
+    if (s_ternd_pid > 0) {
+        kill(s_ternd_pid, SIGKILL);
+        waitpid(s_ternd_pid, NULL, 0);
+        s_ternd_pid = 0;
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", s_data_dir);
+        cr_assert_eq(system(cmd), 0);
+    }
+}
+
+static tern_client_t *s_live_client(void) {
+    tern_client_t *client = tern_client_new(s_endpoint, NULL);
+    cr_assert_not_null(client);
+    cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
+    return client;
+}
+
+TestSuite(live, .init = s_start_ternd, .fini = s_stop_ternd, .timeout = 60);
+
+Test(live, publish_subscribe_ack) {
+    tern_client_t *client = s_live_client();
+    uint32_t node_id = 99;
+    char dc[32];
+    cr_assert_eq(tern_client_session(client, &node_id, dc, sizeof dc, NULL, 0), TERN_OK);
+    cr_assert_eq(node_id, 0);
+    cr_assert_str_eq(dc, "dc1");
+
+    tern_header_t headers[] = {{"k1", "v1"}, {"k2", ""}};
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.rt";
+    msg.payload = "\x00\x01payload";
+    msg.size = 9;
+    msg.priority = 7;
+    msg.key = "K";
+    msg.headers = headers;
+    msg.header_count = 2;
+    tern_pub_result_t result;
+    cr_assert_eq(tern_publish(client, &msg, 5000, &result), TERN_OK);
+    cr_assert_eq(result.seq, 1);
+    cr_assert_neq(result.msg_id, 0);
+    cr_assert_not(result.duplicate);
+    cr_assert_eq(result.producer_seq, 1);
+
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.group = "g";
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "unit.*", &options, NULL, NULL, &sub), TERN_OK);
+    cr_assert_neq(tern_subscription_id(sub), 0);
+    tern_message_t *got = NULL;
+    cr_assert_eq(tern_subscription_next(sub, 5000, &got), TERN_OK);
+    cr_assert_eq(tern_message_id(got), result.msg_id);
+    cr_assert_eq(tern_message_seq(got), 1);
+    cr_assert_str_eq(tern_message_topic(got), "unit.rt");
+    cr_assert_eq(tern_message_priority(got), 7);
+    cr_assert_eq(tern_message_delivery_count(got), 1);
+    cr_assert_str_eq(tern_message_key(got), "K");
+    cr_assert_str_eq(tern_message_producer(got), tern_client_producer(client));
+    cr_assert_eq(tern_message_producer_seq(got), 1);
+    cr_assert_eq(tern_message_size(got), 9);
+    cr_assert_eq(memcmp(tern_message_data(got), "\x00\x01payload", 9), 0);
+    cr_assert_eq(tern_message_header_count(got), 2);
+    cr_assert_str_eq(tern_message_header_get(got, "k1"), "v1");
+    cr_assert_str_eq(tern_message_header_get(got, "k2"), "");
+    cr_assert_null(tern_message_header_get(got, "k3"));
+    cr_assert_eq(strlen(tern_message_trace_id(got)), 55); //  broker-generated traceparent
+    cr_assert_neq(tern_message_timestamp_ns(got), 0);
+    cr_assert_eq(tern_message_ack(got, false), TERN_OK);
+    cr_assert_eq(tern_message_ack(got, false), TERN_ESTATE); //  already settled
+    tern_message_destroy(&got);
+    cr_assert_eq(tern_subscription_next(sub, 200, &got), TERN_ETIMEOUT);
+
+    char *json = NULL;
+    cr_assert_eq(tern_admin(client, "status", NULL, 0, &json, 5000), TERN_OK);
+    cr_assert_not_null(strstr(json, "\"node_id\":0"), "%s", json);
+    free(json);
+    tern_header_t args[] = {{"topic", "unit.none"}};
+    cr_assert_eq(tern_admin(client, "topic.info", args, 1, &json, 5000), TERN_ENOTFOUND);
+    cr_assert_null(json);
+    cr_assert_eq(tern_unsubscribe(&sub), TERN_OK);
+    cr_assert_null(sub);
+    tern_client_destroy(&client);
+}
+
+Test(live, explicit_producer_seq_is_deduplicated) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.producer_id = "unit-producer";
+    tern_client_t *client = tern_client_new(s_endpoint, &options);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.dedup";
+    msg.payload = "x";
+    msg.size = 1;
+    msg.producer_seq = 42;
+    tern_pub_result_t first, second;
+    cr_assert_eq(tern_publish(client, &msg, 5000, &first), TERN_OK);
+    cr_assert_eq(tern_publish(client, &msg, 5000, &second), TERN_OK);
+    cr_assert_not(first.duplicate);
+    cr_assert(second.duplicate);
+    cr_assert_eq(second.msg_id, first.msg_id);
+    tern_client_destroy(&client);
+}
+
+Test(live, failover_to_second_endpoint) {
+    char endpoints[160];
+    snprintf(endpoints, sizeof endpoints, "tcp://127.0.0.1:%d,%s", s_free_port(), s_endpoint);
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.connect_timeout_ms = 300;
+    tern_client_t *client = tern_client_new(endpoints, &options);
+    cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
+    char used[64];
+    tern_client_session(client, NULL, NULL, 0, used, sizeof used);
+    cr_assert_str_eq(used, s_endpoint);
+    tern_client_destroy(&client);
+}
+
+static atomic_int s_acked;
+
+static void s_count_ok(const tern_pub_result_t *result, void *arg) {
+    (void)arg;
+    if (result->code == TERN_OK) {
+        atomic_fetch_add(&s_acked, 1);
+    }
+}
+
+Test(live, async_window_and_flush) {
+    tern_client_t *client = s_live_client();
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.async";
+    char body[100] = {0};
+    msg.payload = body;
+    msg.size = sizeof body;
+    atomic_store(&s_acked, 0);
+    for (int i = 0; i < 2000; i++) {
+        cr_assert_eq(tern_publish_async(client, &msg, s_count_ok, NULL), TERN_OK);
+        cr_assert_leq(tern_client_inflight(client), 256);
+    }
+    cr_assert_eq(tern_flush(client, 20000), TERN_OK);
+    cr_assert_eq(atomic_load(&s_acked), 2000);
+    cr_assert_eq(tern_client_inflight(client), 0);
+    tern_client_destroy(&client);
+}
+
+static atomic_int s_dups;
+
+static void s_count_ok_dup(const tern_pub_result_t *result, void *arg) {
+    (void)arg;
+    if (result->code == TERN_OK) {
+        atomic_fetch_add(&s_acked, 1);
+        if (result->duplicate) {
+            atomic_fetch_add(&s_dups, 1);
+        }
+    }
+}
+
+Test(live, reconnect_resends_without_duplicates) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.producer_id = "unit-reconnect";
+    options.backoff_max_ms = 500;
+    tern_client_t *client = tern_client_new(s_endpoint, &options);
+    cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.reconnect";
+    char body[100] = {0};
+    msg.payload = body;
+    msg.size = sizeof body;
+    atomic_store(&s_acked, 0);
+    atomic_store(&s_dups, 0);
+    const int total = 4000;
+    for (int i = 0; i < total; i++) {
+        if (i == total / 2) {
+            //  The broker dies with a full window in flight and comes back.
+            s_kill_ternd();
+            s_spawn_ternd();
+        }
+        cr_assert_eq(tern_publish_async(client, &msg, s_count_ok_dup, NULL), TERN_OK);
+    }
+    cr_assert_eq(tern_flush(client, 30000), TERN_OK);
+    cr_assert_eq(atomic_load(&s_acked), total);
+    char *json = NULL;
+    tern_header_t args[] = {{"topic", "unit.reconnect"}};
+    cr_assert_eq(tern_admin(client, "topic.info", args, 1, &json, 5000), TERN_OK);
+    json_t *info = json_parse(json, strlen(json));
+    cr_assert_not_null(info, "%s", json);
+    //  Every message stored exactly once, whatever was resent.
+    cr_assert_str_eq(json_get(info, "msgs")->text, "4000", "%s", json);
+    cr_assert_str_eq(json_get(info, "last_seq")->text, "4000", "%s", json);
+    json_destroy(&info);
+    free(json);
+    tern_client_destroy(&client);
+}
+
+typedef struct {
+    atomic_int seen;       //  deliveries
+    atomic_uint max_count; //  highest delivery count seen
+} s_cb_state_t;
+
+//  Runs on the I/O thread: nack the first delivery, ack the redelivery.
+static void s_on_message(tern_message_t *msg, void *arg) {
+    s_cb_state_t *state = arg;
+    atomic_fetch_add(&state->seen, 1);
+    uint32_t count = tern_message_delivery_count(msg);
+    if (count > atomic_load(&state->max_count)) {
+        atomic_store(&state->max_count, count);
+    }
+    if (count == 1) {
+        tern_message_nack(msg, 0);
+    } else {
+        tern_message_ack(msg, true);
+    }
+    tern_message_destroy(&msg);
+}
+
+Test(live, callback_subscription_nack_redelivers) {
+    tern_client_t *client = s_live_client();
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.cb";
+    msg.payload = "x";
+    msg.size = 1;
+    cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
+    s_cb_state_t state = {0};
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.group = "cb";
+    options.credit = 4;
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "unit.cb", &options, s_on_message, &state, &sub), TERN_OK);
+    tern_message_t *none = NULL;
+    cr_assert_eq(tern_subscription_next(sub, 0, &none), TERN_EINVAL); //  not a pull sub
+    cr_assert_eq(tern_subscription_credit(sub, 0), TERN_EINVAL);
+    cr_assert_eq(tern_subscription_credit(sub, 2), TERN_OK);
+    for (int i = 0; i < 100 && atomic_load(&state.seen) < 2; i++) {
+        usleep(50 * 1000);
+    }
+    cr_assert_eq(atomic_load(&state.seen), 2);
+    cr_assert_eq(atomic_load(&state.max_count), 2);
+    tern_client_destroy(&client);
+}
+
+Test(live, short_broker_heartbeat_keeps_idle_session) {
+    //  A broker with a 1 s session timeout; the client's own interval is 15 s.
+    s_kill_ternd();
+    s_heartbeat = "200ms";
+    s_heartbeat_timeout = "1s";
+    s_spawn_ternd();
+    tern_client_t *client = s_live_client();
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.idle";
+    msg.payload = "x";
+    msg.size = 1;
+    cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "unit.idle", NULL, NULL, NULL, &sub), TERN_OK);
+    tern_message_t *got = NULL;
+    cr_assert_eq(tern_subscription_next(sub, 5000, &got), TERN_OK);
+    usleep(2500 * 1000); //  idle for 2.5 broker timeouts
+    //  Still the same session: the delivery can be acked, and nothing was
+    //  replayed by a re-subscription.
+    cr_assert_eq(tern_message_ack(got, false), TERN_OK);
+    tern_message_destroy(&got);
+    cr_assert_eq(tern_subscription_next(sub, 300, &got), TERN_ETIMEOUT);
+    tern_client_destroy(&client);
+    s_heartbeat = "15s";
+    s_heartbeat_timeout = "45s";
+}
+
+Test(live, ephemeral_subscription_resumes_after_last_seq) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.backoff_max_ms = 300;
+    tern_client_t *client = tern_client_new(s_endpoint, &options);
+    cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "unit.eph";
+    msg.payload = "x";
+    msg.size = 1;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
+    }
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "unit.eph", NULL, NULL, NULL, &sub), TERN_OK);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        tern_message_t *got = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 5000, &got), TERN_OK);
+        cr_assert_eq(tern_message_seq(got), seq);
+        tern_message_ack(got, false);
+        tern_message_destroy(&got);
+    }
+    s_kill_ternd();
+    s_spawn_ternd();
+    cr_assert_eq(tern_publish(client, &msg, 10000, NULL), TERN_OK); //  waits for the session
+    tern_message_t *got = NULL;
+    cr_assert_eq(tern_subscription_next(sub, 5000, &got), TERN_OK);
+    cr_assert_eq(tern_message_seq(got), 4, "replayed seq %llu",
+                 (unsigned long long)tern_message_seq(got));
+    tern_message_destroy(&got);
+    tern_client_destroy(&client);
+}

@@ -1,0 +1,1189 @@
+/*  ternctl.c - the tern command line: status, pub/sub for humans, topics, groups, DLQ.
+
+    ternctl is a thin shell over libtern (tern.h is all it includes from the
+    project): every admin command is one tern_admin() call whose JSON reply is
+    printed either as one JSON object per line (--json) or as aligned text;
+    `pub` and `sub` use the publish window and a pull subscription. Its
+    command line is a contract that outside tests depend on; docs/client.md
+    is the reference. Exit status: 0 success, 1 failure (reason on stderr),
+    2 usage error.
+*/
+#include "tern.h"
+#include "ternctl_json.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+//  ---------------------------------------------------------------------------
+//  Help texts (man-style)
+
+static const char *s_help_main =
+    "NAME\n"
+    "    ternctl - administer a tern broker, publish and consume messages\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl [-s ENDPOINT] [--json] [--timeout DUR] COMMAND [ARGS...]\n"
+    "    ternctl COMMAND --help\n"
+    "\n"
+    "COMMANDS\n"
+    "    status                         node id, dc, version, uptime, topics, connections\n"
+    "    pub TOPIC [DATA] [options]     publish messages (stdin lines without DATA)\n"
+    "    sub TOPIC [options]            print delivered messages\n"
+    "    topics                         list topics\n"
+    "    topic info|create|delete|purge TOPIC [limits]\n"
+    "    groups TOPIC                   list the consumer groups of a topic\n"
+    "    dlq list TOPIC --group G       list a group's dead-letter queue\n"
+    "    dlq replay TOPIC --group G     put a group's dead letters back for delivery\n"
+    "\n"
+    "GLOBAL OPTIONS (accepted before or after the command)\n"
+    "    -s, --server ENDPOINT  broker endpoint(s), comma-separated for failover;\n"
+    "                           default $TERN_SERVER, then tcp://127.0.0.1:7600\n"
+    "    --json                 print every result as one JSON object per line\n"
+    "    --timeout DUR          how long to wait for the broker (admin: 5s;\n"
+    "                           pub: 30s without progress; sub: 5s without a message)\n"
+    "    -h, --help             show help (for ternctl or for COMMAND)\n"
+    "\n"
+    "    DUR is a number with ms, s, m, h or d (bare numbers are milliseconds);\n"
+    "    SIZE is a number with k, m, g (powers of 1024).\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure (the reason is printed on stderr), 2 usage error.\n";
+
+static const char *s_help_status =
+    "NAME\n"
+    "    ternctl status - show the broker node's status\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl [-s ENDPOINT] [--json] status\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Prints node id, datacenter, version, uptime, topic count, connection\n"
+    "    count and storage bytes. JSON keys: node_id, dc, version, uptime_s,\n"
+    "    topics, connections, storage_bytes.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 broker unreachable or error, 2 usage error.\n";
+
+static const char *s_help_pub =
+    "NAME\n"
+    "    ternctl pub - publish messages to a topic\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl pub TOPIC [DATA] [--count N] [--producer ID] [--seq N]\n"
+    "                [--ttl DUR | --class NAME] [--priority P] [--key K]\n"
+    "                [--header K=V]... [--size BYTES] [--timeout DUR]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Publishes DATA --count times (default 1); `{n}` in DATA becomes the\n"
+    "    message number 1..N. Without DATA, each line of stdin is one message\n"
+    "    (up to --count lines when given); with --size and no DATA, each message\n"
+    "    is BYTES random characters. Prints one line per acknowledged message,\n"
+    "    in acknowledgement order: \"seq=N msg_id=M\" (+ \" duplicate\"), or with\n"
+    "    --json {\"topic\",\"msg_id\",\"seq\",\"duplicate\"}.\n"
+    "    Messages carry a producer id (random per run unless --producer) and a\n"
+    "    producer_seq (1, 2, ... or from --seq N): if the broker goes away, pub\n"
+    "    reconnects and resends what is unacknowledged with the same sequence,\n"
+    "    so the broker deduplicates it.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --count N        number of messages (with DATA or --size; default 1)\n"
+    "    --producer ID    producer id for deduplication\n"
+    "    --seq N          producer_seq of the first message (then N+1, ...)\n"
+    "    --ttl DUR        time to live\n"
+    "    --class NAME     TTL class: instant, business or sync\n"
+    "    --priority P     0..9 (default 4)\n"
+    "    --key K          ordering key\n"
+    "    --header K=V     metadata pair (repeatable)\n"
+    "    --size BYTES     pad each message with random characters up to BYTES\n"
+    "    --timeout DUR    give up after DUR without any acknowledgement (30s)\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 every message acknowledged; 1 a message was refused or the timeout\n"
+    "    ran out; 2 usage error.\n";
+
+static const char *s_help_sub =
+    "NAME\n"
+    "    ternctl sub - print messages delivered from a topic or pattern\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl sub TOPIC [--group G] [--from first|new|seq:N|time:DUR]\n"
+    "                [--count N] [--timeout DUR] [--no-ack | --nack | --term]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Subscribes (durably with --group, else ephemerally) and prints each\n"
+    "    delivered message as one line: \"[topic seq=N] data\", or with --json an\n"
+    "    object with topic, seq, msg_id, producer, producer_seq, priority,\n"
+    "    delivery_count, origin, timestamp_ns, key, trace_id, headers, and data\n"
+    "    (valid UTF-8) or data_b64. Each message is acknowledged after printing.\n"
+    "    TOPIC may use '*' (one token) and a final '>' (the rest).\n"
+    "\n"
+    "OPTIONS\n"
+    "    --group G        durable consumer group\n"
+    "    --from WHERE     where a new group starts: first (default), new, seq:N,\n"
+    "                     or time:DUR (messages from DUR ago)\n"
+    "    --count N        exit after N messages\n"
+    "    --timeout DUR    exit when nothing arrives for DUR (default 5s)\n"
+    "    --no-ack         do not acknowledge (the broker redelivers later)\n"
+    "    --nack           negatively acknowledge each message (redelivered)\n"
+    "    --term           terminate each message (moved to the dead-letter queue)\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 after N messages or the timeout; 1 broker unreachable or subscription\n"
+    "    refused; 2 usage error.\n";
+
+static const char *s_help_topics =
+    "NAME\n"
+    "    ternctl topics - list topics\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl [--json] topics\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    One row (or JSON object) per topic: topic, msgs, bytes, first_seq,\n"
+    "    last_seq, max_age_ms, max_msgs, max_bytes, groups.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure, 2 usage error.\n";
+
+static const char *s_help_topic =
+    "NAME\n"
+    "    ternctl topic - show, create, delete or purge one topic\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl topic info TOPIC\n"
+    "    ternctl topic create TOPIC [--max-age DUR] [--max-msgs N] [--max-bytes SIZE]\n"
+    "    ternctl topic delete TOPIC\n"
+    "    ternctl topic purge TOPIC\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    info prints the topic object; create creates the topic or updates its\n"
+    "    retention limits (0 = unlimited) and prints it; delete removes the topic\n"
+    "    and its messages ({\"topic\",\"deleted\",\"removed\"}); purge removes its\n"
+    "    messages ({\"topic\",\"purged\"}).\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure (e.g. no such topic), 2 usage error.\n";
+
+static const char *s_help_groups =
+    "NAME\n"
+    "    ternctl groups - list the consumer groups of a topic\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl [--json] groups TOPIC\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    One row per group: topic, group, pending, acked_floor, dead, delivered,\n"
+    "    redelivered, acked, consumers.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure, 2 usage error.\n";
+
+static const char *s_help_dlq =
+    "NAME\n"
+    "    ternctl dlq - inspect and replay a group's dead-letter queue\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl dlq list TOPIC --group G\n"
+    "    ternctl dlq replay TOPIC --group G\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    list prints one row per dead letter: topic, group, seq, msg_id,\n"
+    "    delivery_count, reason, dead_at_ms. replay puts them back for delivery\n"
+    "    to the group and prints {\"topic\",\"group\",\"replayed\"}.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure, 2 usage error.\n";
+
+//  ---------------------------------------------------------------------------
+//  Command line
+
+typedef struct {
+    const char *name; //  long option name without "--"
+    bool has_arg;     //  takes a value
+} s_opt_t;
+
+#define MAX_POSITIONAL 8
+#define MAX_HEADERS    32
+
+typedef struct {
+    const char *server;                     //  -s
+    bool json;                              //  --json
+    bool help;                              //  --help
+    const char *timeout;                    //  --timeout text or NULL
+    const char *values[24];                 //  per option of the command table: last value
+    bool present[24];                       //  per option: seen
+    const char *headers[MAX_HEADERS];       //  --header values, in order
+    size_t header_count;                    //  how many
+    const char *positional[MAX_POSITIONAL]; //  non-option words
+    size_t positional_count;                //  how many
+} s_args_t;
+
+static const char *s_command = "ternctl"; //  for messages
+
+static int s_usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "ternctl: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'ternctl %s--help'.\n",
+            strcmp(s_command, "ternctl") == 0 ? "" : s_command);
+    return EXIT_USAGE;
+}
+
+static int s_fail(const char *what, int code) {
+    const char *reason = tern_last_reason();
+    if (reason && reason[0]) {
+        fprintf(stderr, "ternctl: %s: %s (%s)\n", what, reason, tern_errname(code));
+    } else {
+        fprintf(stderr, "ternctl: %s: %s (%s)\n", what, tern_strerror(code), tern_errname(code));
+    }
+    return 1;
+}
+
+//  Parses ARGV[0..ARGC) (the words after the command) against OPTS.
+//  Returns 0 or EXIT_USAGE (message printed).
+static int s_parse(int argc, char **argv, const s_opt_t *opts, s_args_t *args) {
+    bool only_positional = false;
+    for (int i = 0; i < argc; i++) {
+        const char *word = argv[i];
+        if (only_positional || word[0] != '-' || word[1] == 0) {
+            if (args->positional_count == MAX_POSITIONAL) {
+                return s_usage("too many arguments at '%s'", word);
+            }
+            args->positional[args->positional_count++] = word;
+            continue;
+        }
+        if (strcmp(word, "--") == 0) {
+            only_positional = true;
+            continue;
+        }
+        //  Split "--name=value".
+        char name[64];
+        const char *value = NULL;
+        const char *body = word[1] == '-' ? word + 2 : word + 1;
+        const char *eq = strchr(body, '=');
+        size_t len = eq ? (size_t)(eq - body) : strlen(body);
+        if (len >= sizeof name) {
+            return s_usage("unknown option '%s'", word);
+        }
+        memcpy(name, body, len);
+        name[len] = 0;
+        if (eq) {
+            value = eq + 1;
+        }
+        if (word[1] != '-') {
+            //  Short options: -s ENDPOINT, -h.
+            if (strcmp(name, "s") == 0) {
+                strcpy(name, "server");
+            } else if (strcmp(name, "h") == 0) {
+                strcpy(name, "help");
+            } else {
+                return s_usage("unknown option '%s'", word);
+            }
+        }
+        bool global_arg = strcmp(name, "server") == 0 || strcmp(name, "timeout") == 0;
+        bool global_flag = strcmp(name, "json") == 0 || strcmp(name, "help") == 0;
+        int index = -1;
+        for (int k = 0; opts && opts[k].name; k++) {
+            if (strcmp(opts[k].name, name) == 0) {
+                index = k;
+            }
+        }
+        if (index < 0 && !global_arg && !global_flag) {
+            return s_usage("unknown option '%s'", word);
+        }
+        bool has_arg = global_arg || (index >= 0 && opts[index].has_arg);
+        if (has_arg && !value) {
+            if (i + 1 >= argc) {
+                return s_usage("option '%s' needs a value", word);
+            }
+            value = argv[++i];
+        } else if (!has_arg && value) {
+            return s_usage("option '%s' takes no value", word);
+        }
+        if (strcmp(name, "server") == 0) {
+            args->server = value;
+        } else if (strcmp(name, "timeout") == 0) {
+            args->timeout = value;
+        } else if (strcmp(name, "json") == 0) {
+            args->json = true;
+        } else if (strcmp(name, "help") == 0) {
+            args->help = true;
+        } else if (strcmp(name, "header") == 0) {
+            if (args->header_count == MAX_HEADERS) {
+                return s_usage("too many headers at '%s'", value);
+            }
+            args->headers[args->header_count++] = value;
+        } else {
+            args->values[index] = value;
+            args->present[index] = true;
+        }
+    }
+    return 0;
+}
+
+static int s_opt_index(const s_opt_t *opts, const char *name) {
+    for (int k = 0; opts[k].name; k++) {
+        if (strcmp(opts[k].name, name) == 0) {
+            return k;
+        }
+    }
+    return -1;
+}
+
+static const char *s_value(const s_args_t *args, const s_opt_t *opts, const char *name) {
+    int k = s_opt_index(opts, name);
+    return k >= 0 ? args->values[k] : NULL;
+}
+
+static bool s_flag(const s_args_t *args, const s_opt_t *opts, const char *name) {
+    int k = s_opt_index(opts, name);
+    return k >= 0 && args->present[k];
+}
+
+static bool s_parse_u64(const char *text, uint64_t *out) {
+    if (!text || text[0] < '0' || text[0] > '9') {
+        return false;
+    }
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || *end) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static const char *s_server(const s_args_t *args) {
+    if (args->server && args->server[0]) {
+        return args->server;
+    }
+    const char *env = getenv("TERN_SERVER");
+    return env && env[0] ? env : TERN_DEFAULT_ENDPOINT;
+}
+
+//  Reads --timeout (or DEFAULT_MS); returns -1 on a bad value.
+static int64_t s_timeout_ms(const s_args_t *args, int64_t default_ms) {
+    if (!args->timeout) {
+        return default_ms;
+    }
+    uint64_t ms;
+    if (tern_parse_duration(args->timeout, &ms) != TERN_OK || ms > INT32_MAX) {
+        return -1;
+    }
+    return (int64_t)ms;
+}
+
+static int64_t s_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static tern_client_t *s_client(const s_args_t *args, int timeout_ms, const char *producer,
+                               uint64_t seq_start) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "ternctl";
+    options.timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 1;
+    options.heartbeat_ms = 2000;
+    options.connect_timeout_ms = 2000;
+    options.backoff_max_ms = 1000;
+    options.producer_id = producer;
+    if (seq_start) {
+        options.producer_seq_start = seq_start;
+    }
+    return tern_client_new(s_server(args), &options);
+}
+
+//  ---------------------------------------------------------------------------
+//  Printing admin replies
+
+static void s_print_line(jbuf_t *b) {
+    fwrite(b->data, 1, b->len, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+//  Text of a scalar for tables ("" for null, containers compact).
+static char *s_cell(const json_t *v) {
+    jbuf_t b;
+    jbuf_init(&b);
+    if (!v || v->kind == JSON_NULL) {
+        jbuf_raw(&b, "-", 1);
+    } else if (v->kind == JSON_STRING) {
+        jbuf_raw(&b, v->text, v->text_len);
+    } else {
+        jbuf_value(&b, v);
+    }
+    return b.data;
+}
+
+static void s_print_object_text(const json_t *obj) {
+    size_t width = 0;
+    for (size_t i = 0; i < obj->count; i++) {
+        size_t n = strlen(obj->keys[i]);
+        width = n > width ? n : width;
+    }
+    for (size_t i = 0; i < obj->count; i++) {
+        char *cell = s_cell(obj->items[i]);
+        printf("%-*s  %s\n", (int)width, obj->keys[i], cell);
+        free(cell);
+    }
+    fflush(stdout);
+}
+
+//  An aligned table of the objects in ARRAY with COLUMNS (NULL-terminated;
+//  NULL = the keys of the first element).
+static void s_print_table(const json_t *array, const char *const *columns) {
+    const char *auto_cols[64];
+    if (!columns) {
+        size_t n = 0;
+        if (array->count && array->items[0]->kind == JSON_OBJECT) {
+            for (; n < array->items[0]->count && n < 63; n++) {
+                auto_cols[n] = array->items[0]->keys[n];
+            }
+        }
+        auto_cols[n] = NULL;
+        columns = auto_cols;
+    }
+    size_t ncols = 0;
+    while (columns[ncols]) {
+        ncols++;
+    }
+    if (ncols == 0) {
+        return;
+    }
+    size_t rows = array->count;
+    char **cells = calloc((rows + 1) * ncols, sizeof(char *));
+    size_t *width = calloc(ncols, sizeof(size_t));
+    if (!cells || !width) {
+        fprintf(stderr, "ternctl: out of memory\n");
+        exit(1);
+    }
+    for (size_t c = 0; c < ncols; c++) {
+        cells[c] = strdup(columns[c]);
+        for (char *p = cells[c]; p && *p; p++) {
+            *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        }
+    }
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < ncols; c++) {
+            cells[(r + 1) * ncols + c] = s_cell(json_get(array->items[r], columns[c]));
+        }
+    }
+    for (size_t i = 0; i < (rows + 1) * ncols; i++) {
+        size_t n = cells[i] ? strlen(cells[i]) : 0;
+        width[i % ncols] = n > width[i % ncols] ? n : width[i % ncols];
+    }
+    for (size_t r = 0; r <= rows; r++) {
+        for (size_t c = 0; c < ncols; c++) {
+            const char *cell = cells[r * ncols + c] ? cells[r * ncols + c] : "";
+            if (c + 1 == ncols) {
+                printf("%s\n", cell);
+            } else {
+                printf("%-*s  ", (int)width[c], cell);
+            }
+        }
+    }
+    fflush(stdout);
+    for (size_t i = 0; i < (rows + 1) * ncols; i++) {
+        free(cells[i]);
+    }
+    free(cells);
+    free(width);
+}
+
+//  Runs admin OP with ARGS and prints the reply; COLUMNS for arrays.
+static int s_admin_print(const s_args_t *args, const char *op, const tern_header_t *kv,
+                         size_t count, const char *const *columns) {
+    int64_t timeout = s_timeout_ms(args, 5000);
+    if (timeout < 0) {
+        return s_usage("invalid --timeout '%s'", args->timeout);
+    }
+    tern_client_t *client = s_client(args, (int)timeout, NULL, 0);
+    if (!client) {
+        return s_usage("invalid server endpoint '%s'", s_server(args));
+    }
+    char *reply = NULL;
+    int rc = tern_admin(client, op, kv, count, &reply, (int)(timeout > 0 ? timeout : 1));
+    if (rc != TERN_OK) {
+        char what[128];
+        if (rc == TERN_ETIMEOUT && !tern_client_connected(client)) {
+            snprintf(what, sizeof what, "%s: cannot reach %s", op, s_server(args));
+        } else {
+            snprintf(what, sizeof what, "%s", op);
+        }
+        tern_client_destroy(&client);
+        return s_fail(what, rc);
+    }
+    tern_client_destroy(&client);
+    json_t *doc = json_parse(reply, strlen(reply));
+    if (!doc) {
+        fprintf(stderr, "ternctl: %s: the broker's reply is not JSON: %s\n", op, reply);
+        free(reply);
+        return 1;
+    }
+    free(reply);
+    jbuf_t b;
+    jbuf_init(&b);
+    if (doc->kind == JSON_ARRAY) {
+        if (args->json) {
+            for (size_t i = 0; i < doc->count; i++) {
+                jbuf_reset(&b);
+                jbuf_value(&b, doc->items[i]);
+                s_print_line(&b);
+            }
+        } else {
+            s_print_table(doc, columns);
+        }
+    } else if (args->json || doc->kind != JSON_OBJECT) {
+        jbuf_value(&b, doc);
+        s_print_line(&b);
+    } else {
+        s_print_object_text(doc);
+    }
+    jbuf_free(&b);
+    json_destroy(&doc);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Admin commands
+
+static int s_cmd_status(const s_args_t *args) {
+    if (args->positional_count) {
+        return s_usage("status takes no arguments ('%s')", args->positional[0]);
+    }
+    return s_admin_print(args, "status", NULL, 0, NULL);
+}
+
+static const char *const s_topic_cols[] = {"topic",    "msgs",       "bytes",    "first_seq",
+                                           "last_seq", "max_age_ms", "max_msgs", "max_bytes",
+                                           "groups",   NULL};
+static const char *const s_group_cols[] = {"topic",     "group",     "pending",     "acked_floor",
+                                           "dead",      "delivered", "redelivered", "acked",
+                                           "consumers", NULL};
+static const char *const s_dlq_cols[] = {"topic",          "group",  "seq",        "msg_id",
+                                         "delivery_count", "reason", "dead_at_ms", NULL};
+
+static int s_cmd_topics(const s_args_t *args) {
+    if (args->positional_count) {
+        return s_usage("topics takes no arguments ('%s')", args->positional[0]);
+    }
+    return s_admin_print(args, "topics", NULL, 0, s_topic_cols);
+}
+
+static const s_opt_t s_topic_opts[] = {
+    {"max-age", true}, {"max-msgs", true}, {"max-bytes", true}, {NULL, false}};
+
+static int s_cmd_topic(const s_args_t *args) {
+    if (args->positional_count < 1) {
+        return s_usage("topic needs a subcommand: %s", "info, create, delete or purge");
+    }
+    const char *sub = args->positional[0];
+    if (args->positional_count != 2) {
+        return s_usage("topic %s needs exactly one TOPIC", sub);
+    }
+    const char *topic = args->positional[1];
+    tern_header_t kv[4] = {{"topic", topic}};
+    size_t count = 1;
+    bool limits = s_flag(args, s_topic_opts, "max-age") || s_flag(args, s_topic_opts, "max-msgs") ||
+                  s_flag(args, s_topic_opts, "max-bytes");
+    char numbers[3][24];
+    if (strcmp(sub, "create") == 0) {
+        const char *text;
+        uint64_t v;
+        if ((text = s_value(args, s_topic_opts, "max-age"))) {
+            if (tern_parse_duration(text, &v) != TERN_OK) {
+                return s_usage("invalid --max-age '%s'", text);
+            }
+            snprintf(numbers[0], sizeof numbers[0], "%llu", (unsigned long long)v);
+            kv[count++] = (tern_header_t){"max_age_ms", numbers[0]};
+        }
+        if ((text = s_value(args, s_topic_opts, "max-msgs"))) {
+            if (!s_parse_u64(text, &v)) {
+                return s_usage("invalid --max-msgs '%s'", text);
+            }
+            snprintf(numbers[1], sizeof numbers[1], "%llu", (unsigned long long)v);
+            kv[count++] = (tern_header_t){"max_msgs", numbers[1]};
+        }
+        if ((text = s_value(args, s_topic_opts, "max-bytes"))) {
+            if (tern_parse_size(text, &v) != TERN_OK) {
+                return s_usage("invalid --max-bytes '%s'", text);
+            }
+            snprintf(numbers[2], sizeof numbers[2], "%llu", (unsigned long long)v);
+            kv[count++] = (tern_header_t){"max_bytes", numbers[2]};
+        }
+        return s_admin_print(args, "topic.create", kv, count, NULL);
+    }
+    if (limits) {
+        return s_usage("limits apply only to 'topic create', not '%s'", sub);
+    }
+    if (strcmp(sub, "info") == 0) {
+        return s_admin_print(args, "topic.info", kv, count, NULL);
+    }
+    if (strcmp(sub, "delete") == 0) {
+        return s_admin_print(args, "topic.delete", kv, count, NULL);
+    }
+    if (strcmp(sub, "purge") == 0) {
+        return s_admin_print(args, "topic.purge", kv, count, NULL);
+    }
+    return s_usage("unknown topic subcommand '%s'", sub);
+}
+
+static int s_cmd_groups(const s_args_t *args) {
+    if (args->positional_count != 1) {
+        return s_usage("groups needs exactly one TOPIC%s", "");
+    }
+    tern_header_t kv[1] = {{"topic", args->positional[0]}};
+    return s_admin_print(args, "groups", kv, 1, s_group_cols);
+}
+
+static const s_opt_t s_dlq_opts[] = {{"group", true}, {NULL, false}};
+
+static int s_cmd_dlq(const s_args_t *args) {
+    if (args->positional_count < 1) {
+        return s_usage("dlq needs a subcommand: %s", "list or replay");
+    }
+    const char *sub = args->positional[0];
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "replay") != 0) {
+        return s_usage("unknown dlq subcommand '%s'", sub);
+    }
+    if (args->positional_count != 2) {
+        return s_usage("dlq %s needs exactly one TOPIC", sub);
+    }
+    const char *group = s_value(args, s_dlq_opts, "group");
+    if (!group || !group[0]) {
+        return s_usage("dlq %s needs --group G", sub);
+    }
+    tern_header_t kv[2] = {{"topic", args->positional[1]}, {"group", group}};
+    if (strcmp(sub, "list") == 0) {
+        return s_admin_print(args, "dlq.list", kv, 2, s_dlq_cols);
+    }
+    return s_admin_print(args, "dlq.replay", kv, 2, NULL);
+}
+
+//  ---------------------------------------------------------------------------
+//  pub
+
+static const s_opt_t s_pub_opts[] = {
+    {"count", true},    {"producer", true}, {"seq", true},  {"ttl", true},    {"class", true},
+    {"priority", true}, {"key", true},      {"size", true}, {"header", true}, {NULL, false}};
+
+typedef struct {
+    const char *topic;        //  for the JSON lines
+    bool json;                //  --json
+    atomic_long acked;        //  completions with TERN_OK
+    atomic_long failed;       //  completions with an error
+    atomic_llong progress_ms; //  time of the last completion
+    atomic_bool quiet;        //  giving up: do not report each unsent message
+} s_pub_state_t;
+
+static void s_pub_done(const tern_pub_result_t *result, void *arg) {
+    s_pub_state_t *state = arg;
+    atomic_store(&state->progress_ms, s_now_ms());
+    if (result->code != TERN_OK) {
+        atomic_fetch_add(&state->failed, 1);
+        if (atomic_load(&state->quiet)) {
+            return;
+        }
+        fprintf(stderr, "ternctl: pub: message with producer_seq %llu refused: %s (%s)\n",
+                (unsigned long long)result->producer_seq, tern_strerror(result->code),
+                tern_errname(result->code));
+        return;
+    }
+    atomic_fetch_add(&state->acked, 1);
+    if (state->json) {
+        jbuf_t b;
+        jbuf_init(&b);
+        jbuf_begin(&b, '{');
+        jbuf_kstr(&b, "topic", state->topic);
+        jbuf_ku64(&b, "msg_id", result->msg_id);
+        jbuf_ku64(&b, "seq", result->seq);
+        jbuf_kbool(&b, "duplicate", result->duplicate);
+        jbuf_end(&b, '}');
+        s_print_line(&b);
+        jbuf_free(&b);
+    } else {
+        printf("seq=%llu msg_id=%llu%s\n", (unsigned long long)result->seq,
+               (unsigned long long)result->msg_id, result->duplicate ? " duplicate" : "");
+        fflush(stdout);
+    }
+}
+
+//  Builds message number N: DATA with {n} replaced, padded to SIZE.
+static void s_pub_payload(jbuf_t *b, const char *data, uint64_t n, uint64_t size) {
+    jbuf_reset(b);
+    jbuf_raw(b, "", 0);
+    char number[24];
+    int nlen = snprintf(number, sizeof number, "%llu", (unsigned long long)n);
+    for (const char *p = data; p && *p;) {
+        const char *hit = strstr(p, "{n}");
+        if (!hit) {
+            jbuf_raw(b, p, strlen(p));
+            break;
+        }
+        jbuf_raw(b, p, (size_t)(hit - p));
+        jbuf_raw(b, number, (size_t)nlen);
+        p = hit + 3;
+    }
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char chunk[256];
+    while (b->len < size) {
+        uint8_t random[sizeof chunk];
+        size_t want = size - b->len < sizeof chunk ? size - b->len : sizeof chunk;
+        if (getrandom(random, want, 0) != (ssize_t)want) {
+            memset(random, 0, want);
+        }
+        for (size_t i = 0; i < want; i++) {
+            chunk[i] = alphabet[random[i] % (sizeof alphabet - 1)];
+        }
+        jbuf_raw(b, chunk, want);
+    }
+}
+
+static int s_cmd_pub(const s_args_t *args) {
+    const s_opt_t *o = s_pub_opts;
+    if (args->positional_count < 1 || args->positional_count > 2) {
+        return s_usage("pub needs TOPIC and at most one DATA%s", "");
+    }
+    const char *topic = args->positional[0];
+    const char *data = args->positional_count == 2 ? args->positional[1] : NULL;
+    uint64_t count = 1, seq = 0, size = 0, ttl = 0;
+    const char *text;
+    if ((text = s_value(args, o, "count")) && (!s_parse_u64(text, &count) || count == 0)) {
+        return s_usage("invalid --count '%s'", text);
+    }
+    if ((text = s_value(args, o, "seq")) && (!s_parse_u64(text, &seq) || seq == 0)) {
+        return s_usage("invalid --seq '%s' (1 or more)", text);
+    }
+    if ((text = s_value(args, o, "size")) && tern_parse_size(text, &size) != TERN_OK) {
+        return s_usage("invalid --size '%s'", text);
+    }
+    if (size > 64ull * 1024 * 1024) {
+        return s_usage("--size '%s' is too large", text);
+    }
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = topic;
+    if ((text = s_value(args, o, "ttl"))) {
+        if (tern_parse_duration(text, &ttl) != TERN_OK || ttl == 0 || ttl > UINT32_MAX) {
+            return s_usage("invalid --ttl '%s'", text);
+        }
+        msg.ttl_ms = (uint32_t)ttl;
+    }
+    if ((text = s_value(args, o, "class"))) {
+        if (msg.ttl_ms) {
+            return s_usage("--ttl and --class exclude each other%s", "");
+        }
+        if (strcmp(text, "instant") == 0) {
+            msg.ttl_class = TERN_CLASS_INSTANT;
+        } else if (strcmp(text, "business") == 0) {
+            msg.ttl_class = TERN_CLASS_BUSINESS;
+        } else if (strcmp(text, "sync") == 0) {
+            msg.ttl_class = TERN_CLASS_SYNC;
+        } else {
+            return s_usage("invalid --class '%s' (instant, business or sync)", text);
+        }
+    }
+    if ((text = s_value(args, o, "priority"))) {
+        uint64_t p;
+        if (!s_parse_u64(text, &p) || p > 9) {
+            return s_usage("invalid --priority '%s' (0..9)", text);
+        }
+        msg.priority = (int)p;
+    }
+    msg.key = s_value(args, o, "key");
+    tern_header_t headers[MAX_HEADERS];
+    char *header_copies[MAX_HEADERS];
+    for (size_t i = 0; i < args->header_count; i++) {
+        const char *eq = strchr(args->headers[i], '=');
+        if (!eq || eq == args->headers[i]) {
+            for (size_t k = 0; k < i; k++) {
+                free(header_copies[k]);
+            }
+            return s_usage("invalid --header '%s' (K=V)", args->headers[i]);
+        }
+        header_copies[i] = strndup(args->headers[i], (size_t)(eq - args->headers[i]));
+        headers[i] = (tern_header_t){header_copies[i], eq + 1};
+    }
+    msg.headers = headers;
+    msg.header_count = args->header_count;
+    int64_t timeout = s_timeout_ms(args, 30000);
+    if (timeout < 0) {
+        return s_usage("invalid --timeout '%s'", args->timeout);
+    }
+    const char *producer = s_value(args, o, "producer");
+    int rc = 0;
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "ternctl";
+    options.heartbeat_ms = 2000;
+    options.connect_timeout_ms = 2000;
+    options.backoff_max_ms = 1000;
+    options.producer_id = producer;
+    options.producer_seq_start = seq ? seq : 1;
+    options.publish_block_ms = 100;
+    tern_client_t *client = tern_client_new(s_server(args), &options);
+    if (!client) {
+        for (size_t i = 0; i < args->header_count; i++) {
+            free(header_copies[i]);
+        }
+        return s_usage(producer ? "invalid --producer '%s' or server endpoint"
+                                : "invalid server endpoint '%s'",
+                       producer ? producer : s_server(args));
+    }
+    s_pub_state_t state = {.topic = topic, .json = args->json};
+    atomic_store(&state.progress_ms, s_now_ms());
+
+    bool from_stdin = !data && size == 0;
+    bool count_given = s_value(args, o, "count") != NULL;
+    jbuf_t payload;
+    jbuf_init(&payload);
+    char *line = NULL;
+    size_t line_cap = 0;
+    uint64_t sent = 0;
+    bool timed_out = false;
+    for (uint64_t n = 1; !timed_out; n++) {
+        if (from_stdin) {
+            if (count_given && n > count) {
+                break;
+            }
+            ssize_t len = getline(&line, &line_cap, stdin);
+            if (len < 0) {
+                break;
+            }
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
+                line[--len] = 0;
+            }
+            jbuf_reset(&payload);
+            jbuf_raw(&payload, line, (size_t)len);
+        } else {
+            if (n > count) {
+                break;
+            }
+            s_pub_payload(&payload, data, n, size);
+        }
+        msg.payload = payload.data;
+        msg.size = payload.len;
+        while (true) {
+            int prc = tern_publish_async(client, &msg, s_pub_done, &state);
+            if (prc == TERN_OK) {
+                sent++;
+                break;
+            }
+            if (prc != TERN_EBUSY) {
+                rc = s_fail("pub", prc);
+                timed_out = true; //  stop sending
+                break;
+            }
+            if (s_now_ms() - atomic_load(&state.progress_ms) > timeout) {
+                fprintf(stderr, "ternctl: pub: no acknowledgement from %s for %lld ms\n",
+                        s_server(args), (long long)timeout);
+                rc = 1;
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    //  Wait for the rest, restarting the clock on every acknowledgement.
+    while (rc == 0 && tern_client_inflight(client) > 0) {
+        if (tern_flush(client, 100) == TERN_OK) {
+            break;
+        }
+        if (s_now_ms() - atomic_load(&state.progress_ms) > timeout) {
+            fprintf(stderr, "ternctl: pub: %zu message(s) not acknowledged by %s within %lld ms\n",
+                    tern_client_inflight(client), s_server(args), (long long)timeout);
+            rc = 1;
+        }
+    }
+    atomic_store(&state.quiet, true);
+    tern_client_destroy(&client);
+    if (rc == 0 && atomic_load(&state.failed) > 0) {
+        rc = 1;
+    }
+    free(line);
+    jbuf_free(&payload);
+    for (size_t i = 0; i < args->header_count; i++) {
+        free(header_copies[i]);
+    }
+    (void)sent;
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  sub
+
+static const s_opt_t s_sub_opts[] = {{"group", true},   {"from", true},  {"count", true},
+                                     {"no-ack", false}, {"nack", false}, {"term", false},
+                                     {NULL, false}};
+
+static void s_print_message(const tern_message_t *msg, bool json, jbuf_t *b) {
+    const uint8_t *data = tern_message_data(msg);
+    size_t size = tern_message_size(msg);
+    bool text = utf8_valid(data, size);
+    jbuf_reset(b);
+    if (json) {
+        jbuf_begin(b, '{');
+        jbuf_kstr(b, "topic", tern_message_topic(msg));
+        jbuf_ku64(b, "seq", tern_message_seq(msg));
+        jbuf_ku64(b, "msg_id", tern_message_id(msg));
+        jbuf_kstr(b, "producer", tern_message_producer(msg));
+        jbuf_ku64(b, "producer_seq", tern_message_producer_seq(msg));
+        jbuf_ku64(b, "priority", (uint64_t)tern_message_priority(msg));
+        jbuf_ku64(b, "delivery_count", tern_message_delivery_count(msg));
+        jbuf_kstr(b, "origin", tern_message_origin(msg));
+        jbuf_ku64(b, "timestamp_ns", tern_message_timestamp_ns(msg));
+        jbuf_kstr(b, "key", tern_message_key(msg));
+        jbuf_kstr(b, "trace_id", tern_message_trace_id(msg));
+        jbuf_key(b, "headers");
+        jbuf_begin(b, '{');
+        for (size_t i = 0; i < tern_message_header_count(msg); i++) {
+            const char *key, *value;
+            tern_message_header(msg, i, &key, &value);
+            jbuf_kstr(b, key, value);
+        }
+        jbuf_end(b, '}');
+        if (text) {
+            jbuf_key(b, "data");
+            jbuf_string(b, (const char *)data, size);
+        } else {
+            jbuf_key(b, "data_b64");
+            jbuf_raw(b, "\"", 1);
+            jbuf_base64(b, data, size);
+            jbuf_raw(b, "\"", 1);
+        }
+        jbuf_end(b, '}');
+    } else {
+        char prefix[320];
+        int n = snprintf(prefix, sizeof prefix, "[%s seq=%llu] ", tern_message_topic(msg),
+                         (unsigned long long)tern_message_seq(msg));
+        jbuf_raw(b, prefix, (size_t)n);
+        if (text) {
+            jbuf_raw(b, (const char *)data, size);
+        } else {
+            jbuf_raw(b, "base64:", 7);
+            jbuf_base64(b, data, size);
+        }
+    }
+    s_print_line(b);
+}
+
+static int s_cmd_sub(const s_args_t *args) {
+    const s_opt_t *o = s_sub_opts;
+    if (args->positional_count != 1) {
+        return s_usage("sub needs exactly one TOPIC%s", "");
+    }
+    const char *pattern = args->positional[0];
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.group = s_value(args, o, "group");
+    uint64_t count = 0;
+    const char *text;
+    if ((text = s_value(args, o, "count")) && (!s_parse_u64(text, &count) || count == 0)) {
+        return s_usage("invalid --count '%s'", text);
+    }
+    if ((text = s_value(args, o, "from"))) {
+        uint64_t v;
+        if (strcmp(text, "first") == 0) {
+            options.start = TERN_FROM_FIRST;
+        } else if (strcmp(text, "new") == 0) {
+            options.start = TERN_FROM_NEW;
+        } else if (strncmp(text, "seq:", 4) == 0 && s_parse_u64(text + 4, &v)) {
+            options.start = TERN_FROM_SEQ;
+            options.start_value = v;
+        } else if (strncmp(text, "time:", 5) == 0 && tern_parse_duration(text + 5, &v) == TERN_OK) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t now_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+            uint64_t ago_ns = v * 1000000ull;
+            options.start = TERN_FROM_TIME;
+            options.start_value = ago_ns < now_ns ? now_ns - ago_ns : 1;
+        } else {
+            return s_usage("invalid --from '%s' (first, new, seq:N or time:DUR)", text);
+        }
+    }
+    int modes = s_flag(args, o, "no-ack") + s_flag(args, o, "nack") + s_flag(args, o, "term");
+    if (modes > 1) {
+        return s_usage("--no-ack, --nack and --term exclude each other%s", "");
+    }
+    if (count && count <= 1000) {
+        options.credit = (uint32_t)count;
+    }
+    int64_t timeout = s_timeout_ms(args, 5000);
+    if (timeout < 0) {
+        return s_usage("invalid --timeout '%s'", args->timeout);
+    }
+    //  Connecting and subscribing get at least 5 s even with a short --timeout.
+    tern_client_t *client = s_client(args, timeout > 5000 ? (int)timeout : 5000, NULL, 0);
+    if (!client) {
+        return s_usage("invalid server endpoint '%s'", s_server(args));
+    }
+    tern_subscription_t *sub = NULL;
+    int rc = tern_subscribe(client, pattern, &options, NULL, NULL, &sub);
+    if (rc != TERN_OK) {
+        char what[320];
+        if (rc == TERN_ETIMEOUT && !tern_client_connected(client)) {
+            snprintf(what, sizeof what, "sub: cannot reach %s", s_server(args));
+        } else {
+            snprintf(what, sizeof what, "sub %s", pattern);
+        }
+        tern_client_destroy(&client);
+        return s_fail(what, rc);
+    }
+    jbuf_t b;
+    jbuf_init(&b);
+    uint64_t received = 0;
+    rc = 0;
+    while (!count || received < count) {
+        tern_message_t *msg = NULL;
+        int nrc = tern_subscription_next(sub, (int)timeout, &msg);
+        if (nrc == TERN_ETIMEOUT) {
+            break;
+        }
+        if (nrc != TERN_OK) {
+            rc = s_fail("sub", nrc);
+            break;
+        }
+        s_print_message(msg, args->json, &b);
+        if (s_flag(args, o, "nack")) {
+            tern_message_nack(msg, -1);
+        } else if (s_flag(args, o, "term")) {
+            tern_message_term(msg, NULL);
+        } else if (!s_flag(args, o, "no-ack")) {
+            tern_message_ack(msg, false);
+        }
+        tern_message_destroy(&msg);
+        received++;
+    }
+    jbuf_free(&b);
+    //  Destroy sends the queued acks, then BYE (the rest returns to the group).
+    tern_client_destroy(&client);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  main
+
+typedef struct {
+    const char *name;                 //  command word
+    int (*run)(const s_args_t *args); //  implementation
+    const s_opt_t *opts;              //  its options
+    const char *help;                 //  its manual
+} s_command_t;
+
+static const s_command_t s_commands[] = {
+    {"status", s_cmd_status, NULL, NULL},       {"pub", s_cmd_pub, s_pub_opts, NULL},
+    {"sub", s_cmd_sub, s_sub_opts, NULL},       {"topics", s_cmd_topics, NULL, NULL},
+    {"topic", s_cmd_topic, s_topic_opts, NULL}, {"groups", s_cmd_groups, NULL, NULL},
+    {"dlq", s_cmd_dlq, s_dlq_opts, NULL},       {NULL, NULL, NULL, NULL}};
+
+static const char *s_help_for(const char *command) {
+    if (strcmp(command, "status") == 0) {
+        return s_help_status;
+    }
+    if (strcmp(command, "pub") == 0) {
+        return s_help_pub;
+    }
+    if (strcmp(command, "sub") == 0) {
+        return s_help_sub;
+    }
+    if (strcmp(command, "topics") == 0) {
+        return s_help_topics;
+    }
+    if (strcmp(command, "topic") == 0) {
+        return s_help_topic;
+    }
+    if (strcmp(command, "groups") == 0) {
+        return s_help_groups;
+    }
+    if (strcmp(command, "dlq") == 0) {
+        return s_help_dlq;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    //  Find the command: the first word that is neither a global option nor
+    //  the value of one.
+    int at = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        if (strcmp(w, "-s") == 0 || strcmp(w, "--server") == 0 || strcmp(w, "--timeout") == 0) {
+            i++;
+            continue;
+        }
+        if (w[0] == '-') {
+            continue;
+        }
+        at = i;
+        break;
+    }
+    if (at < 0) {
+        //  Only global options (or nothing).
+        s_args_t args = {0};
+        argc--;
+        argv++;
+        if (s_parse(argc, argv, NULL, &args)) {
+            return EXIT_USAGE;
+        }
+        if (args.help) {
+            fputs(s_help_main, stdout);
+            return 0;
+        }
+        fputs(s_help_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[at];
+    if (strcmp(name, "help") == 0) {
+        const char *help = at + 1 < argc ? s_help_for(argv[at + 1]) : s_help_main;
+        if (!help) {
+            s_command = "";
+            return s_usage("unknown command '%s'", argv[at + 1]);
+        }
+        fputs(help, stdout);
+        return 0;
+    }
+    const s_command_t *command = NULL;
+    for (const s_command_t *c = s_commands; c->name; c++) {
+        if (strcmp(c->name, name) == 0) {
+            command = c;
+        }
+    }
+    if (!command) {
+        return s_usage("unknown command '%s'", name);
+    }
+    static char command_label[32];
+    snprintf(command_label, sizeof command_label, "%s ", name);
+    s_command = command_label;
+    //  Parse everything except the command word itself.
+    char **rest = malloc((size_t)argc * sizeof(char *));
+    if (!rest) {
+        return 1;
+    }
+    int rest_count = 0;
+    for (int i = 1; i < argc; i++) {
+        if (i != at) {
+            rest[rest_count++] = argv[i];
+        }
+    }
+    s_args_t args = {0};
+    int rc = s_parse(rest_count, rest, command->opts, &args);
+    free(rest);
+    if (rc) {
+        return rc;
+    }
+    if (args.help) {
+        fputs(s_help_for(name), stdout);
+        return 0;
+    }
+    return command->run(&args);
+}
