@@ -53,6 +53,7 @@ test: build asan
 bench: build
 	$(BUILD)/bin/bench_codec
 	$(BUILD)/bin/bench_storage
+	tools/bench/vs-nats.sh    # tern vs NATS JetStream + ceilings (REPS=3; QUICK=1 for a smoke run)
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

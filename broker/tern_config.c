@@ -66,9 +66,10 @@ typedef struct {
 #define S_FILE_MAX (1024 * 1024) //  a config file larger than this is a mistake
 
 static s_check_fn s_check_name, s_check_path, s_check_endpoint, s_check_endpoint_or_off,
-    s_check_http_addr;
+    s_check_http_addr, s_check_path_or_empty;
 
 _Static_assert(sizeof(tern_durability_t) == sizeof(int), "S_ENUM stores an int");
+_Static_assert(sizeof(tern_auth_mode_t) == sizeof(int), "S_ENUM stores an int");
 
 //  The keys. Sections must stay contiguous (--print-config writes them in
 //  this order). Defaults are parsed with the same code as user input.
@@ -102,6 +103,10 @@ static const s_key_t s_keys[] = {
      S_FIELD(heartbeat_timeout_ms), "45s", 200, 3 * S_HOUR, NULL, NULL,
      "Silence after which a session is dead and its in-flight messages return to their "
      "group; must be above server/heartbeat."},
+    {"server/insecure", "insecure", "", S_BOOL, S_FIELD(insecure), "false", 0, 0, NULL, NULL,
+     "Allow server/listen or repl/listen on a non-loopback address with auth/mode = none; "
+     "without it ternd refuses to start that way (anyone reaching the port could publish, "
+     "consume and administer)."},
 
     {"storage/durability", "durability", "MODE", S_ENUM, S_FIELD(durability), "fsync", 0, 0,
      "fsync|batch|none", NULL,
@@ -159,6 +164,24 @@ static const s_key_t s_keys[] = {
      "A peer DC to replicate with: its name ([A-Za-z0-9_.-]) and replication endpoint. In a "
      "file, one line `NAME = ENDPOINT` per peer under `repl/peers`; the flag repeats and a "
      "known NAME gets the new endpoint."},
+
+    {"auth/mode", "auth", "MODE", S_ENUM, S_FIELD(auth_mode), "none", 0, 0, "none|curve", NULL,
+     "none = no authentication (loopback only unless server/insecure); curve = ZeroMQ CURVE "
+     "on the client and replication endpoints, keys checked against auth/clients (see "
+     "docs/security.md)."},
+    {"auth/server_key", "auth-key", "FILE", S_STRING, S_FIELD(auth_server_key), "", 0, 0, NULL,
+     s_check_path_or_empty,
+     "This node's certificate (`ternctl keys gen`): FILE is the public half, FILE_secret the "
+     "key pair; required with auth/mode = curve."},
+    {"auth/clients", "auth-clients", "DIR", S_STRING, S_FIELD(auth_clients), "", 0, 0, NULL,
+     s_check_path_or_empty,
+     "Allow-list directory of public certificates of clients and peers; adding or deleting a "
+     "file takes effect at the next connection. Required with auth/mode = curve."},
+    {"auth/roles", "auth-roles", "FILE", S_STRING, S_FIELD(auth_roles), "", 0, 0, NULL,
+     s_check_path_or_empty,
+     "Roles file (ZPL): per role the topic patterns it may publish to and subscribe to, and "
+     "admin; a key's role is the `role` of its certificate. Empty = every authenticated key "
+     "may do everything."},
 };
 #define S_KEY_COUNT (sizeof(s_keys) / sizeof(s_keys[0]))
 
@@ -324,6 +347,11 @@ static bool s_printable(const char *value) {
         }
     }
     return !(strchr(value, '"') && strchr(value, '\''));
+}
+
+static bool s_check_path_or_empty(const char *value, const char **expected) {
+    *expected = "a path on one line (not containing both ' and \"), or empty";
+    return s_printable(value);
 }
 
 static bool s_check_path(const char *value, const char **expected) {
@@ -688,6 +716,16 @@ tern_err_t tern_config_check(const tern_config_t *config, char *errbuf, size_t e
                       "config: repl/listen = \"%s\": expected an endpoint other than "
                       "server/listen",
                       config->repl_listen);
+    }
+    if ((unsigned)config->auth_mode > TERN_AUTH_CURVE) {
+        return s_fail(errbuf, errlen, "config: auth/mode = %d: expected one of none|curve",
+                      (int)config->auth_mode);
+    }
+    if (config->auth_mode == TERN_AUTH_CURVE &&
+        (!*config->auth_server_key || !*config->auth_clients)) {
+        return s_fail(errbuf, errlen,
+                      "config: auth/mode = curve: expected auth/server_key (this node's "
+                      "certificate) and auth/clients (the allow-list directory)");
     }
     if (config->peer_count > TERN_PEERS_MAX) {
         return s_fail(errbuf, errlen, "config: repl/peers: %u peers, expected at most %d",

@@ -16,6 +16,12 @@
 
 #define TERN_PEERS_MAX 32
 
+/*  auth/mode: who may connect (docs/security.md). */
+typedef enum {
+    TERN_AUTH_NONE = 0, //  no authentication: only on loopback unless server/insecure
+    TERN_AUTH_CURVE = 1 //  ZeroMQ CURVE, keys in the auth/clients allow-list
+} tern_auth_mode_t;
+
 typedef struct {
     char name[65];      //  peer name (its dc or node name)
     char endpoint[256]; //  its replication endpoint
@@ -59,6 +65,12 @@ typedef struct {
     uint64_t outbox_retention_ms;             //  repl/outbox_retention 72h
     uint32_t peer_count;                      //  number of peers
     tern_peer_config_t peers[TERN_PEERS_MAX]; //  repl/peers/<name> = endpoint
+    //  security (docs/security.md)
+    bool insecure;              //  server/insecure false: allow auth none off loopback
+    tern_auth_mode_t auth_mode; //  auth/mode none
+    char auth_server_key[1024]; //  auth/server_key "": this node's certificate
+    char auth_clients[1024];    //  auth/clients "": allow-list directory
+    char auth_roles[1024];      //  auth/roles "": roles file ("" = no restrictions)
 } tern_config_t;
 
 /*  Fills CONFIG with the embedded defaults. */

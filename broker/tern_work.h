@@ -97,7 +97,9 @@ typedef struct {
 } tern_op_t;
 
 /*  A batch of ops. Route creates it, the storer persists it in its next commit
-    and hands it back to route in a tern_notice_t (route frees it). */
+    and hands it back to route in a tern_notice_t if it holds an OPEN or a
+    REPLAY (route reads their results, then frees it); otherwise the storer
+    frees it after the commit. */
 typedef struct tern_ops_t {
     tern_op_t *items;        //  owned array
     size_t count;            //  used

@@ -200,13 +200,16 @@ struct _tern_subscription_t {
 typedef enum { S_IDLE, S_CONNECTING, S_READY } s_state_t;
 
 struct _tern_client_t {
-    tern_client_options_t options;       //  copy of the options
-    char *endpoints[TERN_MAX_ENDPOINTS]; //  owned strings
-    size_t endpoint_count;               //  how many
-    char producer[TERN_NAME_MAX + 1];    //  producer id
-    pthread_t thread;                    //  the I/O thread
-    int wake_fd;                         //  eventfd the I/O thread polls
-    atomic_uint_fast64_t next_req;       //  request id counter
+    tern_client_options_t options;             //  copy of the options
+    char *endpoints[TERN_MAX_ENDPOINTS];       //  owned strings
+    size_t endpoint_count;                     //  how many
+    char producer[TERN_NAME_MAX + 1];          //  producer id
+    char curve_server[TERN_CURVE_KEY_LEN + 1]; //  broker's CURVE public key, "" = no CURVE
+    char curve_public[TERN_CURVE_KEY_LEN + 1]; //  our CURVE public key
+    char curve_secret[TERN_CURVE_KEY_LEN + 1]; //  our CURVE secret key
+    pthread_t thread;                          //  the I/O thread
+    int wake_fd;                               //  eventfd the I/O thread polls
+    atomic_uint_fast64_t next_req;             //  request id counter
 
     pthread_mutex_t mutex;      //  guards everything below
     pthread_cond_t cond;        //  waiters, window, connection changes
@@ -250,6 +253,12 @@ struct _tern_client_t {
 
 //  ---------------------------------------------------------------------------
 //  Options
+
+static bool s_curve_key_ok(const char *key) {
+    //  Z85 decodes only valid text; 40 characters make 32 bytes.
+    uint8_t bin[32];
+    return key && strlen(key) == TERN_CURVE_KEY_LEN && zmq_z85_decode(bin, key) != NULL;
+}
 
 void tern_client_options_init(tern_client_options_t *options) {
     memset(options, 0, sizeof *options);
@@ -486,6 +495,14 @@ static void s_connect(tern_client_t *self) {
     zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(self->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    if (self->curve_server[0]) {
+        zmq_setsockopt(self->dealer, ZMQ_CURVE_SERVERKEY, self->curve_server,
+                       sizeof self->curve_server);
+        zmq_setsockopt(self->dealer, ZMQ_CURVE_PUBLICKEY, self->curve_public,
+                       sizeof self->curve_public);
+        zmq_setsockopt(self->dealer, ZMQ_CURVE_SECRETKEY, self->curve_secret,
+                       sizeof self->curve_secret);
+    }
 
     //  The monitor tells us at once when the TCP connection drops, so a lost
     //  broker is noticed before three heartbeats go by.
@@ -493,7 +510,8 @@ static void s_connect(tern_client_t *self) {
     snprintf(monitor_ep, sizeof monitor_ep, "inproc://tern-monitor-%p-%llu", (void *)self,
              (unsigned long long)++self->monitor_seq);
     if (zmq_socket_monitor(self->dealer, monitor_ep,
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) == 0) {
+                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
         self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
         if (zmq_connect(self->monitor, monitor_ep) != 0) {
             zmq_close(self->monitor);
@@ -892,7 +910,14 @@ static void s_handle_monitor(tern_client_t *self) {
         }
         //  A refused connect while connecting means this endpoint is down
         //  now: move on to the next one with our own backoff.
-        bool lost = id == ZMQ_EVENT_DISCONNECTED ||
+        if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            //  The broker's ZAP handler refused our key: say so to waiters.
+            pthread_mutex_lock(&self->mutex);
+            self->hello_error = TERN_EDENIED;
+            pthread_cond_broadcast(&self->cond);
+            pthread_mutex_unlock(&self->mutex);
+        }
+        bool lost = id == ZMQ_EVENT_DISCONNECTED || id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
                     (id == ZMQ_EVENT_CONNECT_RETRIED && self->state == S_CONNECTING);
         if (lost && self->state != S_IDLE) {
             s_session_lost(self);
@@ -1133,6 +1158,11 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
         !tern_name_valid(options->producer_id, strlen(options->producer_id))) {
         return NULL;
     }
+    if ((options->curve_server_key || options->curve_public_key || options->curve_secret_key) &&
+        !(s_curve_key_ok(options->curve_server_key) && s_curve_key_ok(options->curve_public_key) &&
+          s_curve_key_ok(options->curve_secret_key))) {
+        return NULL; //  CURVE needs all three keys
+    }
     if (options->name && !tern_name_valid(options->name, strlen(options->name))) {
         return NULL; //  HELLO could never be encoded
     }
@@ -1140,6 +1170,14 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
     self->options = *options;
     self->options.name = NULL;
     self->options.producer_id = NULL;
+    self->options.curve_server_key = NULL;
+    self->options.curve_public_key = NULL;
+    self->options.curve_secret_key = NULL;
+    if (options->curve_server_key) {
+        memcpy(self->curve_server, options->curve_server_key, TERN_CURVE_KEY_LEN);
+        memcpy(self->curve_public, options->curve_public_key, TERN_CURVE_KEY_LEN);
+        memcpy(self->curve_secret, options->curve_secret_key, TERN_CURVE_KEY_LEN);
+    }
     if (self->options.heartbeat_ms == 0) {
         self->options.heartbeat_ms = TERN_DEFAULT_HEARTBEAT_MS;
     }

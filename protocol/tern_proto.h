@@ -20,9 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TERN_PROTO_MAGIC   0x544E /* "TN" */
-#define TERN_PROTO_VERSION 1      /* the version this build speaks */
-#define TERN_PROTO_MIN_VERSION 1  /* the oldest version it accepts */
+#define TERN_PROTO_MAGIC       0x544E /* "TN" */
+#define TERN_PROTO_VERSION     1      /* the version this build speaks */
+#define TERN_PROTO_MIN_VERSION 1      /* the oldest version it accepts */
 
 /*  Limits. Decoding enforces these; see docs/protocol.md. */
 #define TERN_TOPIC_MAX        200     /* topic name or pattern, bytes */
@@ -35,8 +35,8 @@
 #define TERN_META_VALUE_MAX   1024    /* metadata value bytes */
 #define TERN_HEADER_MAX       65536   /* encoded header frame, bytes */
 #define TERN_PAYLOAD_MAX      1048576 /* default max payload, bytes (1 MiB) */
-#define TERN_PUBACK_MAX       2048    /* entries in one PUBACK frame (29 B each; fits TERN_HEADER_MAX) */
-#define TERN_PRIORITY_MAX     9       /* priorities are 0..9 */
+#define TERN_PUBACK_MAX       2048 /* entries in one PUBACK frame (29 B each; fits TERN_HEADER_MAX) */
+#define TERN_PRIORITY_MAX     9    /* priorities are 0..9 */
 #define TERN_PRIORITY_DEFAULT 4
 
 typedef enum {
@@ -85,47 +85,47 @@ typedef enum {
 } tern_ttl_class_t;
 
 /*  Bits of tern_frame_t.fields: which optional fields were present. */
-#define TERN_F_TOPIC        (1u << 0)
-#define TERN_F_GROUP        (1u << 1)
-#define TERN_F_PRODUCER     (1u << 2)
-#define TERN_F_KEY          (1u << 3)
-#define TERN_F_TRACE        (1u << 4)
-#define TERN_F_META         (1u << 5)
-#define TERN_F_TTL          (1u << 6)
-#define TERN_F_PRIORITY     (1u << 7)
-#define TERN_F_DELAY        (1u << 8)
-#define TERN_F_REASON       (1u << 9)
-#define TERN_F_START        (1u << 10)
-#define TERN_F_CUMULATIVE   (1u << 11)
-#define TERN_F_EXPIRE       (1u << 12)
-#define TERN_F_ORIGIN       (1u << 13)
-#define TERN_F_NAME         (1u << 14)
-#define TERN_F_PAYLOAD      (1u << 15)
+#define TERN_F_TOPIC      (1u << 0)
+#define TERN_F_GROUP      (1u << 1)
+#define TERN_F_PRODUCER   (1u << 2)
+#define TERN_F_KEY        (1u << 3)
+#define TERN_F_TRACE      (1u << 4)
+#define TERN_F_META       (1u << 5)
+#define TERN_F_TTL        (1u << 6)
+#define TERN_F_PRIORITY   (1u << 7)
+#define TERN_F_DELAY      (1u << 8)
+#define TERN_F_REASON     (1u << 9)
+#define TERN_F_START      (1u << 10)
+#define TERN_F_CUMULATIVE (1u << 11)
+#define TERN_F_EXPIRE     (1u << 12)
+#define TERN_F_ORIGIN     (1u << 13)
+#define TERN_F_NAME       (1u << 14)
+#define TERN_F_PAYLOAD    (1u << 15)
 
 /*  One PUBACK entry: the result of one PUBLISH. */
 typedef struct {
-    uint64_t req_id;    //  the PUBLISH's request id
-    uint64_t msg_id;    //  the stored message's id (the original one if duplicate)
-    uint64_t seq;       //  its sequence in the topic on this node
-    uint32_t code;      //  TERN_OK, or why it was not stored (e.g. TERN_EFULL)
-    bool duplicate;     //  true when (producer, producer_seq) was seen before
+    uint64_t req_id; //  the PUBLISH's request id
+    uint64_t msg_id; //  the stored message's id (the original one if duplicate)
+    uint64_t seq;    //  its sequence in the topic on this node
+    uint32_t code;   //  TERN_OK, or why it was not stored (e.g. TERN_EFULL)
+    bool duplicate;  //  true when (producer, producer_seq) was seen before
 } tern_puback_t;
 
 /*  A decoded (or to-be-encoded) frame. One flat struct for every command; each
     command uses the fields its table in docs/protocol.md lists. */
 typedef struct {
-    tern_cmd_t cmd;              //  the command
-    uint16_t version;            //  header protocol version (set by decode)
-    uint64_t req_id;             //  request id chosen by the sender; 0 if none
-    uint32_t fields;             //  TERN_F_* bits of optional fields present
+    tern_cmd_t cmd;   //  the command
+    uint16_t version; //  header protocol version (set by decode)
+    uint64_t req_id;  //  request id chosen by the sender; 0 if none
+    uint32_t fields;  //  TERN_F_* bits of optional fields present
 
     //  Session
-    uint32_t proto_version;      //  HELLO/WELCOME/REPL_*: protocol version offered/chosen
-    uint32_t node_id;            //  WELCOME/REPL_*: node id (0..1023)
-    uint32_t heartbeat_ms;       //  HELLO/WELCOME: heartbeat interval
-    uint32_t max_payload;        //  WELCOME: the node's payload limit
-    char name[TERN_NAME_MAX + 1];      //  HELLO client name, ADMIN op name, REPL dc
-    char dc[TERN_NAME_MAX + 1];        //  WELCOME/REPL_*: datacenter name
+    uint32_t proto_version;       //  HELLO/WELCOME/REPL_*: protocol version offered/chosen
+    uint32_t node_id;             //  WELCOME/REPL_*: node id (0..1023)
+    uint32_t heartbeat_ms;        //  HELLO/WELCOME: heartbeat interval
+    uint32_t max_payload;         //  WELCOME: the node's payload limit
+    char name[TERN_NAME_MAX + 1]; //  HELLO client name, ADMIN op name, REPL dc
+    char dc[TERN_NAME_MAX + 1];   //  WELCOME/REPL_*: datacenter name
 
     //  Message
     char topic[TERN_TOPIC_MAX + 1];    //  topic (PUBLISH, DELIVER) or pattern (SUBSCRIBE)
@@ -134,49 +134,48 @@ typedef struct {
     char key[TERN_KEY_MAX + 1];        //  ordering key, optional
     char trace_id[TERN_TRACE_MAX + 1]; //  W3C traceparent, optional on PUBLISH
     char origin[TERN_NAME_MAX + 1];    //  DELIVER/REPL_RECORD: origin DC
-    uint64_t producer_seq;       //  dedup sequence of the producer
-    uint64_t msg_id;             //  snowflake id (DELIVER, REPL_*)
-    uint64_t seq;                //  per-topic sequence on this node (DELIVER)
-    uint64_t timestamp_ns;       //  broker receive time (DELIVER, REPL_RECORD)
-    uint64_t expire_at_ns;       //  absolute expiry, 0 = never (DELIVER, REPL_RECORD)
-    uint32_t ttl_ms;             //  PUBLISH: explicit ttl (TERN_F_TTL)
-    uint8_t ttl_class;           //  PUBLISH: tern_ttl_class_t
-    uint8_t priority;            //  0..9, default 4
-    uint32_t delivery_count;     //  DELIVER: 1 on first delivery
+    uint64_t producer_seq;             //  dedup sequence of the producer
+    uint64_t msg_id;                   //  snowflake id (DELIVER, REPL_*)
+    uint64_t seq;                      //  per-topic sequence on this node (DELIVER)
+    uint64_t timestamp_ns;             //  broker receive time (DELIVER, REPL_RECORD)
+    uint64_t expire_at_ns;             //  absolute expiry, 0 = never (DELIVER, REPL_RECORD)
+    uint32_t ttl_ms;                   //  PUBLISH: explicit ttl (TERN_F_TTL)
+    uint8_t ttl_class;                 //  PUBLISH: tern_ttl_class_t
+    uint8_t priority;                  //  0..9, default 4
+    uint32_t delivery_count;           //  DELIVER: 1 on first delivery
 
     //  Subscription and acks
-    uint64_t sub_id;             //  subscription id (OK reply to SUBSCRIBE, DELIVER, ACK...)
-    uint64_t tag;                //  DELIVER: per-subscription delivery tag; ACK/NACK/TERM
-    uint32_t credit;             //  SUBSCRIBE initial credit / CREDIT added
-    uint8_t start;               //  SUBSCRIBE: tern_start_t
-    uint64_t start_value;        //  SUBSCRIBE: seq or time for START_SEQ / START_TIME
-    bool cumulative;             //  ACK: all tags <= tag of this subscription
-    uint32_t delay_ms;           //  NACK: redeliver after this delay (TERN_F_DELAY)
+    uint64_t sub_id;      //  subscription id (OK reply to SUBSCRIBE, DELIVER, ACK...)
+    uint64_t tag;         //  DELIVER: per-subscription delivery tag; ACK/NACK/TERM
+    uint32_t credit;      //  SUBSCRIBE initial credit / CREDIT added
+    uint8_t start;        //  SUBSCRIBE: tern_start_t
+    uint64_t start_value; //  SUBSCRIBE: seq or time for START_SEQ / START_TIME
+    bool cumulative;      //  ACK: all tags <= tag of this subscription
+    uint32_t delay_ms;    //  NACK: redeliver after this delay (TERN_F_DELAY)
 
     //  Errors and replication
-    uint32_t code;               //  ERROR code (tern_err_t); REPL_ACKSTATE op
+    uint32_t code;                    //  ERROR code (tern_err_t); REPL_ACKSTATE op
     char reason[TERN_REASON_MAX + 1]; //  ERROR / TERM / REPL_ACKSTATE reason
-    uint64_t position;           //  REPL_*: outbox position
+    uint64_t position;                //  REPL_*: outbox position
 
     //  Borrowed regions (see the ownership note at the top)
-    const uint8_t *meta;         //  metadata: an encoded msgpack map of str->str
-    size_t meta_size;            //  its size in bytes
-    uint32_t meta_count;         //  its number of entries
-    const uint8_t *acks;         //  PUBACK entries, encoded; use tern_frame_puback()
-    uint32_t ack_count;          //  number of PUBACK entries
-    const uint8_t *payload;      //  frame 2, or NULL
-    size_t payload_size;         //  its size
+    const uint8_t *meta;    //  metadata: an encoded msgpack map of str->str
+    size_t meta_size;       //  its size in bytes
+    uint32_t meta_count;    //  its number of entries
+    const uint8_t *acks;    //  PUBACK entries, encoded; use tern_frame_puback()
+    uint32_t ack_count;     //  number of PUBACK entries
+    const uint8_t *payload; //  frame 2, or NULL
+    size_t payload_size;    //  its size
 } tern_frame_t;
 
 /*  Limits a decoder enforces beyond the fixed ones above. */
 typedef struct {
-    size_t max_payload;          //  payload bytes (default TERN_PAYLOAD_MAX)
+    size_t max_payload; //  payload bytes (default TERN_PAYLOAD_MAX)
 } tern_limits_t;
 
 /*  Resets FRAME to an empty frame of command CMD (all fields zero, priority
     default). */
-void
-    tern_frame_init (tern_frame_t *frame, tern_cmd_t cmd);
+void tern_frame_init(tern_frame_t *frame, tern_cmd_t cmd);
 
 /*  Decodes header frame HDR (HDR_SIZE bytes) and optional payload frame
     PAYLOAD (NULL if the ZeroMQ message had one frame) into OUT, validating
@@ -185,71 +184,57 @@ void
     OUT->req_id are still set when they could be read, so the caller can
     answer with an ERROR naming the request. Never reads outside the buffers.
     OUT borrows from HDR and PAYLOAD (see the top of this file). */
-tern_err_t
-    tern_frame_decode (tern_frame_t *out, const uint8_t *hdr, size_t hdr_size,
-                       const uint8_t *payload, size_t payload_size,
-                       const tern_limits_t *limits);
+tern_err_t tern_frame_decode(tern_frame_t *out, const uint8_t *hdr, size_t hdr_size,
+                             const uint8_t *payload, size_t payload_size,
+                             const tern_limits_t *limits);
 
 /*  Encodes the header of FRAME into BUF (CAP bytes; TERN_HEADER_MAX always
     suffices) and sets *LEN. The payload is not copied: send FRAME->payload as
     the second ZeroMQ frame when the command carries one. Validates like the
     decoder. Returns TERN_OK, TERN_ETOOBIG if BUF is too small, or the
     validation error. */
-tern_err_t
-    tern_frame_encode (const tern_frame_t *frame, uint8_t *buf, size_t cap, size_t *len);
+tern_err_t tern_frame_encode(const tern_frame_t *frame, uint8_t *buf, size_t cap, size_t *len);
 
 /*  Encodes PUBACK entries ACKS[0..COUNT) as the header of a PUBACK frame with
     request id 0 into BUF. COUNT <= TERN_PUBACK_MAX. */
-tern_err_t
-    tern_frame_encode_puback (const tern_puback_t *acks, uint32_t count,
-                              uint8_t *buf, size_t cap, size_t *len);
+tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, uint8_t *buf,
+                                    size_t cap, size_t *len);
 
 /*  Reads PUBACK entry INDEX (< FRAME->ack_count) of a decoded PUBACK frame. */
-tern_err_t
-    tern_frame_puback (const tern_frame_t *frame, uint32_t index, tern_puback_t *out);
+tern_err_t tern_frame_puback(const tern_frame_t *frame, uint32_t index, tern_puback_t *out);
 
 /*  True if the command carries a payload frame (PUBLISH, DELIVER, REPLY,
     REPL_RECORD). */
-bool
-    tern_cmd_has_payload (tern_cmd_t cmd);
+bool tern_cmd_has_payload(tern_cmd_t cmd);
 
 /*  Static name of CMD, e.g. "PUBLISH" (never NULL). */
-const char *
-    tern_cmd_name (tern_cmd_t cmd);
+const char *tern_cmd_name(tern_cmd_t cmd);
 
 /*  Grammar checks, exposed for the broker and the client. */
-bool
-    tern_topic_valid (const char *topic, size_t len);   //  [A-Za-z0-9_-]+ tokens joined by '.'
-bool
-    tern_pattern_valid (const char *pattern, size_t len); //  topic tokens, '*' tokens, final '>'
-bool
-    tern_pattern_match (const char *pattern, const char *topic);
-bool
-    tern_name_valid (const char *name, size_t len);     //  [A-Za-z0-9_.:-]{1,64}
-bool
-    tern_trace_valid (const char *trace, size_t len);   //  W3C traceparent version 00
+bool tern_topic_valid(const char *topic, size_t len);     //  [A-Za-z0-9_-]+ tokens joined by '.'
+bool tern_pattern_valid(const char *pattern, size_t len); //  topic tokens, '*' tokens, final '>'
+bool tern_pattern_match(const char *pattern, const char *topic);
+bool tern_name_valid(const char *name, size_t len);   //  [A-Za-z0-9_.:-]{1,64}
+bool tern_trace_valid(const char *trace, size_t len); //  W3C traceparent version 00
 
 /*  Metadata maps (msgpack map of str -> str, kept encoded). */
 typedef struct {
-    const char *key;             //  borrowed, not NUL-terminated
+    const char *key; //  borrowed, not NUL-terminated
     size_t key_len;
-    const char *value;           //  borrowed, not NUL-terminated
+    const char *value; //  borrowed, not NUL-terminated
     size_t value_len;
 } tern_kv_t;
 
 /*  Encodes COUNT pairs into BUF as a metadata map; validates limits. */
-tern_err_t
-    tern_meta_encode (const tern_kv_t *kv, size_t count, uint8_t *buf, size_t cap,
-                      size_t *len);
+tern_err_t tern_meta_encode(const tern_kv_t *kv, size_t count, uint8_t *buf, size_t cap,
+                            size_t *len);
 
 /*  Iterates an encoded metadata map: *POS starts at 0; returns true and fills
     *OUT (borrowing from META) while entries remain. The map must have been
     validated (by tern_frame_decode or tern_meta_validate). */
-bool
-    tern_meta_next (const uint8_t *meta, size_t meta_size, size_t *pos, tern_kv_t *out);
+bool tern_meta_next(const uint8_t *meta, size_t meta_size, size_t *pos, tern_kv_t *out);
 
 /*  Validates an encoded metadata map and returns its entry count in *COUNT. */
-tern_err_t
-    tern_meta_validate (const uint8_t *meta, size_t meta_size, uint32_t *count);
+tern_err_t tern_meta_validate(const uint8_t *meta, size_t meta_size, uint32_t *count);
 
 #endif

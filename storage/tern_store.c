@@ -46,13 +46,15 @@ enum {
     S_OUTBOX,     //  position BE64 -> outbox entry (MDB_APPEND)
     S_PEERS,      //  peer name -> confirmed position (LE64)
     S_INBOUND,    //  origin name -> applied position (LE64)
+    S_TRACE,      //  topic BE32 + seq BE64 + event stamp BE64 -> trace event
+    S_TRACE_MSG,  //  msg_id BE64 -> topic BE32 + seq BE64 + stored at_ns LE64
     S_DBI_COUNT
 };
 
 static const char *s_dbi_names[S_DBI_COUNT] = {
-    "meta",    "topics", "topic_ids",  "log",        "tindex", "prio",
-    "msgid",   "dedup",  "dedup_time", "dedup_prod", "expiry", "groups",
-    "pending", "dlq",    "outbox",     "peers",      "inbound"};
+    "meta",   "topics",     "topic_ids",  "log",    "tindex",   "prio",    "msgid",
+    "dedup",  "dedup_time", "dedup_prod", "expiry", "groups",   "pending", "dlq",
+    "outbox", "peers",      "inbound",    "trace",  "trace_msg"};
 
 #define S_META_OUTBOX_LAST "store.outbox_last"
 #define S_META_TOPIC_NEXT  "store.topic_last_id"
@@ -131,6 +133,7 @@ struct tern_store_t {
     uint64_t log_last;                  //  writer: last global log seq
     uint64_t outbox_last;               //  writer: last outbox position
     uint64_t topic_next;                //  writer: last topic id assigned
+    uint64_t trace_stamp;               //  writer: last trace event stamp (ns, unique)
     _Atomic uint64_t map_size;          //  current map size
     _Atomic uint64_t commits;           //  stats
     _Atomic uint64_t map_grows;         //  stats
@@ -141,6 +144,7 @@ struct tern_store_t {
     _Atomic uint64_t outbox_dropped;    //  stats
     _Atomic uint64_t dedup_entries;     //  stats
     _Atomic uint32_t topics;            //  stats
+    _Atomic uint64_t superseded;        //  stats
 };
 
 /* ------------------------------------------------------------------------
@@ -352,7 +356,8 @@ typedef enum {
     OP_SET_U64,
     OP_OUTBOX_CONFIRM,
     OP_INBOUND,
-    OP_ACKSTATE
+    OP_ACKSTATE,
+    OP_TRACE
 } s_op_kind_t;
 
 typedef struct {
@@ -367,7 +372,7 @@ typedef struct {
     uint64_t c;                    //  max_bytes
     uint32_t u32;                  //  delivery count, start mode, sweep max, op
     uint8_t priority;              //  DELIVER: lane
-    char *reason;                  //  DEAD: owned copy, or NULL
+    char *reason;                  //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
     tern_err_t *err_out;           //  may be NULL
     uint32_t *id_out;              //  may be NULL
     uint64_t *count_out;           //  may be NULL
@@ -409,6 +414,7 @@ typedef struct {
     uint64_t expired;          //  messages removed by TTL
     uint64_t trimmed;          //  messages removed by retention
     uint64_t outbox_dropped;   //  unconfirmed outbox entries dropped
+    uint64_t superseded;       //  replication conflicts resolved by removal
     size_t last_hit;           //  cache index of the last lookup
 } s_txn_t;
 
@@ -1028,6 +1034,51 @@ static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t 
     return mdb_put(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv, 0);
 }
 
+static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type,
+                       const char *group, uint32_t count, const char *detail, uint64_t msg_id,
+                       uint64_t expire_at_ns);
+static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg);
+
+//  Replication conflict: (producer, producer_seq) of MSG is stored as OLD
+//  (another, higher msg_id). Removes OLD from the log and points the dedup
+//  entry (its time kept) at MSG, which the caller stores at (TOPIC_ID, SEQ).
+static int s_supersede(s_txn_t *ctx, const tern_frame_t *msg, size_t plen,
+                       const tern_append_result_t *old, uint32_t topic_id, uint64_t seq) {
+    s_cached_t *ot = NULL;
+    int rc = s_topic_by_id(ctx, old->topic_id, &ot);
+    if (rc) {
+        return rc;
+    }
+    if (ot) {
+        bool gone = false;
+        if ((rc = s_msg_remove(ctx, ot, old->seq, &gone))) {
+            return rc;
+        }
+    }
+    uint8_t key[TERN_NAME_MAX + 1 + 8];
+    memcpy(key, msg->producer, plen);
+    key[plen] = 0;
+    s_be64_put(key + plen + 1, msg->producer_seq);
+    MDB_val k = {plen + 9, key}, v;
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP], &k, &v))) {
+        return rc;
+    }
+    if (v.mv_size != S_DEDUP_SIZE) {
+        return MDB_CORRUPTED;
+    }
+    uint8_t val[S_DEDUP_SIZE];
+    memcpy(val, v.mv_data, S_DEDUP_SIZE);
+    s_le64_put(val, msg->msg_id);
+    s_le64_put(val + 8, seq);
+    s_le32_put(val + 16, topic_id);
+    v = (MDB_val){S_DEDUP_SIZE, val};
+    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0))) {
+        return rc;
+    }
+    ctx->superseded++;
+    return 0;
+}
+
 static int s_op_append(s_txn_t *ctx, s_op_t *op) {
     const tern_frame_t *msg = op->msg;
     tern_append_result_t dummy;
@@ -1104,6 +1155,15 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
         bool dup;
         if ((rc = s_dedup(ctx, msg, plen, topic_id, seq, res, &dup))) {
             return rc;
+        }
+        if (dup && !op->flag && msg->msg_id && res->msg_id > msg->msg_id) {
+            //  A replication conflict the incoming record wins (lowest msg_id).
+            if ((rc = s_supersede(ctx, msg, plen, res, topic_id, seq))) {
+                return rc;
+            }
+            memset(res, 0, sizeof *res);
+            res->topic_id = topic_id;
+            dup = false;
         }
         if (dup) {
             return msg->msg_id ? s_del(ctx->txn, ctx->dbi[S_MSGID], idkey, 8) : 0;
@@ -1183,6 +1243,9 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
         }
     }
     if (op->flag && (rc = s_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
+        return rc;
+    }
+    if ((rc = s_trace_stored(ctx, topic_id, seq, msg))) {
         return rc;
     }
 
@@ -1496,6 +1559,8 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (gr->lane_next[prio] <= op->a) {
                 gr->lane_next[prio] = op->a + 1;
             }
+            rc = s_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DELIVERED, op->name, op->u32,
+                             op->reason, 0, 0);
             break;
         }
         case OP_ACK:
@@ -1508,6 +1573,7 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             }
             gr->pending--;
             gr->acked++;
+            rc = s_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_ACKED, op->name, 0, NULL, 0, 0);
             break;
         case OP_NACK:
             rc = mdb_get(ctx->txn, pending, &k, &v);
@@ -1527,6 +1593,8 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
                 return rc;
             }
             gr->nacked++;
+            rc = s_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_NACKED, op->name, s_le32_get(val),
+                             NULL, 0, 0);
             break;
         case OP_DEAD: {
             uint8_t prio = TERN_PRIORITY_DEFAULT;
@@ -1552,6 +1620,8 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             }
             //  Counted once even if the same seq dies twice.
             gr->dead++;
+            rc = s_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DEAD, op->name, op->u32,
+                             op->reason, 0, 0);
             break;
         }
         case OP_DLQ_REPLAY: {
@@ -1584,6 +1654,10 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
                 if (gr->dead) {
                     gr->dead--;
                 }
+                if ((rc = s_trace_put(ctx, op->topic_id, s_be64_get(pkey + plen),
+                                      TERN_TRACE_REPLAYED, op->name, 0, NULL, 0, 0))) {
+                    break;
+                }
                 k = (MDB_val){plen + 8, pkey};
                 rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
             }
@@ -1594,13 +1668,14 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (op->count_out) {
                 *op->count_out = moved;
             }
+            rc = 0;
             break;
         }
         default:
             break;
     }
     g->dirty = true;
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -1648,6 +1723,9 @@ static int s_sweep_expiry(s_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint6
         if (gone) {
             ctx->expired++;
             (*removed)++;
+            if ((rc = s_trace_put(ctx, topic_id, seq, TERN_TRACE_EXPIRED, NULL, 0, NULL, 0, 0))) {
+                break;
+            }
         }
         (*budget)--;
     }
@@ -1847,6 +1925,8 @@ static int s_sweep_outbox(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget);
+
 static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
     uint64_t budget = op->u32, removed = 0;
     int rc = s_sweep_expiry(ctx, op->a, &budget, &removed);
@@ -1858,6 +1938,9 @@ static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
     }
     if (rc == 0) {
         rc = s_sweep_outbox(ctx, op->a, op->u32);
+    }
+    if (rc == 0) {
+        rc = s_sweep_trace(ctx, op->a, op->u32);
     }
     if (op->count_out) {
         *op->count_out = removed;
@@ -1906,6 +1989,9 @@ static int s_apply(s_txn_t *ctx, s_op_t *op) {
             return op->name[0] ? s_put_u64(ctx->txn, ctx->dbi[S_INBOUND], op->name, op->a) : 0;
         case OP_ACKSTATE:
             return s_outbox_add(ctx, true, op->topic_id, op->a, op->b, op->name, op->u32);
+        case OP_TRACE:
+            return s_trace_put(ctx, op->topic_id, op->a, (uint8_t)op->u32, op->name, 0, op->reason,
+                               0, 0);
     }
     return 0;
 }
@@ -1987,6 +2073,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
         ctx.topic_next = store->topic_next;
         ctx.d_topics = ctx.d_dedup = 0;
         ctx.expired = ctx.trimmed = ctx.outbox_dropped = 0;
+        ctx.superseded = 0;
         ctx.last_hit = 0;
         self->cache_count = 0;
         int rc = mdb_txn_begin(store->env, NULL, 0, &ctx.txn);
@@ -2033,6 +2120,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
             atomic_fetch_add(&store->expired, ctx.expired);
             atomic_fetch_add(&store->retention_trimmed, ctx.trimmed);
             atomic_fetch_add(&store->outbox_dropped, ctx.outbox_dropped);
+            atomic_fetch_add(&store->superseded, ctx.superseded);
             atomic_fetch_add(&store->commits, 1);
             uint64_t size = atomic_load(&store->map_size);
             if (size > store->map_soft && size != store->shrink_tried) {
@@ -2094,6 +2182,7 @@ void tern_store_config_defaults(tern_store_config_t *config) {
     config->dedup_window_ms = 120000;
     config->dedup_max = 1024;
     config->outbox_retention_ms = 72ull * 3600 * 1000;
+    config->trace_retention_ms = 24ull * 3600 * 1000;
     config->max_topics = 100000;
     config->max_readers = 126;
 }
@@ -2300,6 +2389,7 @@ void tern_store_stats(tern_store_t *self, tern_store_stats_t *out) {
     out->outbox_dropped = atomic_load_explicit(&self->outbox_dropped, memory_order_relaxed);
     out->dedup_entries = atomic_load_explicit(&self->dedup_entries, memory_order_relaxed);
     out->topics = atomic_load_explicit(&self->topics, memory_order_relaxed);
+    out->superseded = atomic_load_explicit(&self->superseded, memory_order_relaxed);
 }
 
 int tern_store_reader_check(tern_store_t *self) {
@@ -2850,4 +2940,232 @@ tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
     }
     int rc = s_get_u64(self->txn, self->store->dbi[S_INBOUND], origin, position);
     return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}
+
+/* ------------------------------------------------------------------------
+    Record decoding without a transaction (fuzzing, tools)
+   ------------------------------------------------------------------------ */
+
+tern_err_t tern_store_record_decode(const uint8_t *data, size_t size, bool verify,
+                                    uint32_t *topic_id, tern_frame_t *out) {
+    MDB_val v = {size, (void *)data};
+    s_record_t rec;
+    tern_err_t err = data ? s_record_parse(&v, verify, &rec) : TERN_ECORRUPT;
+    if (err != TERN_OK) {
+        return err;
+    }
+    const uint8_t *p = rec.base;
+    memset(out, 0, sizeof *out);
+    out->cmd = TERN_CMD_DELIVER;
+    out->version = TERN_PROTO_VERSION;
+    out->fields = s_le32_get(p + R_FIELDS);
+    out->msg_id = rec.msg_id;
+    out->seq = rec.seq;
+    out->producer_seq = s_le64_get(p + R_PSEQ);
+    out->timestamp_ns = rec.timestamp_ns;
+    out->expire_at_ns = rec.expire_at_ns;
+    out->priority = rec.priority;
+    const uint8_t *at = p + R_HEADER;
+    at = s_record_str(at, p[R_PRODUCER_LEN], out->producer);
+    at = s_record_str(at, p[R_KEY_LEN], out->key);
+    at = s_record_str(at, p[R_TRACE_LEN], out->trace_id);
+    at = s_record_str(at, p[R_ORIGIN_LEN], out->origin);
+    out->meta_count = s_le32_get(p + R_META_COUNT);
+    out->meta_size = s_le32_get(p + R_META_SIZE);
+    out->meta = out->meta_size ? at : NULL;
+    at += out->meta_size;
+    out->payload_size = rec.payload_size;
+    out->payload = at;
+    *topic_id = rec.topic_id;
+    return TERN_OK;
+}
+
+/* ------------------------------------------------------------------------
+    Trace events: each message's history (stored, delivered, acked, nacked,
+    dead, replayed, replicated, expired), written in the same transaction as
+    the change it records, so the history can never disagree with the state.
+    Kept trace_retention after the message was stored (swept by msg_id order,
+    which is time order), independent of the message itself: audit and trace
+    still see a message that expired or was acked and purged.
+   ------------------------------------------------------------------------ */
+
+#define S_TRACE_HDR                                                                                \
+    32 //  u8 type, u8 group len, u8 detail len, u8 pad, u32 count,
+       //  u64 at_ns, u64 msg_id, u64 expire_at_ns; then group, detail
+
+static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type,
+                       const char *group, uint32_t count, const char *detail, uint64_t msg_id,
+                       uint64_t expire_at_ns) {
+    tern_store_t *store = ctx->store;
+    //  No history when disabled, and none in the storage-full retry: the
+    //  reserve is for acks and deletes, not for their history.
+    if (!store->config.trace_retention_ms || ctx->no_appends) {
+        return 0;
+    }
+    uint64_t stamp = ctx->now_ns > store->trace_stamp ? ctx->now_ns : store->trace_stamp + 1;
+    store->trace_stamp = stamp;
+    size_t glen = group ? s_name_len(group, TERN_NAME_MAX) : 0;
+    size_t dlen = detail ? s_name_len(detail, TERN_TRACE_DETAIL_MAX) : 0;
+    glen = glen > TERN_NAME_MAX ? TERN_NAME_MAX : glen;
+    dlen = dlen > TERN_TRACE_DETAIL_MAX ? TERN_TRACE_DETAIL_MAX : dlen;
+    uint8_t key[20], val[S_TRACE_HDR + TERN_NAME_MAX + TERN_TRACE_DETAIL_MAX];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    s_be64_put(key + 12, stamp);
+    val[0] = type;
+    val[1] = (uint8_t)glen;
+    val[2] = (uint8_t)dlen;
+    val[3] = 0;
+    s_le32_put(val + 4, count);
+    s_le64_put(val + 8, ctx->now_ns);
+    s_le64_put(val + 16, msg_id);
+    s_le64_put(val + 24, expire_at_ns);
+    memcpy(val + S_TRACE_HDR, group, glen);
+    memcpy(val + S_TRACE_HDR + glen, detail, dlen);
+    MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
+    return mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
+}
+
+static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg) {
+    if (!ctx->store->config.trace_retention_ms || !msg->msg_id) {
+        return 0;
+    }
+    uint8_t key[8], val[20];
+    s_be64_put(key, msg->msg_id);
+    s_be32_put(val, topic_id);
+    s_be64_put(val + 4, seq);
+    s_le64_put(val + 12, ctx->now_ns);
+    MDB_val k = {8, key}, v = {20, val};
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_TRACE_MSG], &k, &v, 0);
+    if (rc == 0) {
+        rc = s_trace_put(ctx, topic_id, seq, TERN_TRACE_STORED, msg->origin, 0, msg->trace_id,
+                         msg->msg_id, msg->expire_at_ns);
+    }
+    return rc;
+}
+
+static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
+    uint64_t retention_ns = ctx->store->config.trace_retention_ms * 1000000ull;
+    if (!retention_ns) {
+        return 0;
+    }
+    uint64_t cutoff = now_ns > retention_ns ? now_ns - retention_ns : 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TRACE_MSG], &cur);
+    if (rc) {
+        return rc;
+    }
+    while (budget-- > 0) {
+        MDB_val k, v;
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
+            break;
+        }
+        if (v.mv_size == 20 && s_le64_get((uint8_t *)v.mv_data + 12) >= cutoff) {
+            break;
+        }
+        if (v.mv_size == 20) {
+            uint8_t prefix[12];
+            memcpy(prefix, v.mv_data, 12);
+            if ((rc = s_del_prefix(ctx, ctx->dbi[S_TRACE], prefix, 12, NULL))) {
+                break;
+            }
+        }
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+void tern_store_batch_deliver_to(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                 uint64_t seq, uint8_t priority, uint32_t delivery_count,
+                                 uint64_t due_ms, const char *consumer) {
+    tern_store_batch_deliver(self, topic_id, group, seq, priority, delivery_count, due_ms);
+    if (consumer && *consumer) {
+        s_op_t *op = &self->ops[self->count - 1];
+        op->reason = strndup(consumer, TERN_TRACE_DETAIL_MAX);
+        if (!op->reason) {
+            abort(); //  out of memory: the one documented abort
+        }
+    }
+}
+
+void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_t seq,
+                            tern_trace_type_t type, const char *group, const char *detail) {
+    s_op_t *op = s_group_op(self, OP_TRACE, topic_id, group ? group : "", seq);
+    op->u32 = (uint32_t)type;
+    if (detail && *detail) {
+        op->reason = strndup(detail, TERN_TRACE_DETAIL_MAX);
+        if (!op->reason) {
+            abort();
+        }
+    }
+}
+
+tern_err_t tern_store_trace_find(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
+                                 uint64_t *seq) {
+    S_READER_CHECK(self);
+    uint8_t key[8];
+    s_be64_put(key, msg_id);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_TRACE_MSG], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    if (v.mv_size != 20) {
+        return TERN_ECORRUPT;
+    }
+    *topic_id = s_be32_get(v.mv_data);
+    *seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    return TERN_OK;
+}
+
+tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
+                                 uint64_t to_seq, tern_trace_fn *fn, void *arg) {
+    S_READER_CHECK(self);
+    uint8_t key[20];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, from_seq);
+    memset(key + 12, 0, 8);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_TRACE], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    tern_err_t err = TERN_OK;
+    MDB_val k = {20, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == 20 && s_be32_get(k.mv_data) == topic_id) {
+        const uint8_t *p = v.mv_data;
+        tern_trace_event_t ev;
+        ev.seq = s_be64_get((uint8_t *)k.mv_data + 4);
+        if (ev.seq > to_seq) {
+            break;
+        }
+        if (v.mv_size < S_TRACE_HDR || v.mv_size != S_TRACE_HDR + (size_t)p[1] + p[2] ||
+            p[1] > TERN_NAME_MAX || p[2] > TERN_TRACE_DETAIL_MAX) {
+            err = TERN_ECORRUPT;
+            break;
+        }
+        ev.type = p[0];
+        ev.topic_id = topic_id;
+        ev.delivery_count = s_le32_get(p + 4);
+        ev.at_ns = s_le64_get(p + 8);
+        ev.msg_id = s_le64_get(p + 16);
+        ev.expire_at_ns = s_le64_get(p + 24);
+        memcpy(ev.group, p + S_TRACE_HDR, p[1]);
+        ev.group[p[1]] = 0;
+        memcpy(ev.detail, p + S_TRACE_HDR + p[1], p[2]);
+        ev.detail[p[2]] = 0;
+        if (!fn(&ev, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
 }

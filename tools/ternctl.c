@@ -42,6 +42,9 @@ static const char *s_help_main =
     "    groups TOPIC                   list the consumer groups of a topic\n"
     "    dlq list TOPIC --group G       list a group's dead-letter queue\n"
     "    dlq replay TOPIC --group G     put a group's dead letters back for delivery\n"
+    "    bench pub|sub|pubsub|sync      measure the broker (ternctl bench --help)\n"
+    "    peers [pause|resume NAME]      replication links (-s = the repl endpoint)\n"
+    "    keys gen NAME | keys show FILE CURVE key pairs (ternctl keys --help)\n"
     "\n"
     "GLOBAL OPTIONS (accepted before or after the command)\n"
     "    -s, --server ENDPOINT  broker endpoint(s), comma-separated for failover;\n"
@@ -49,6 +52,10 @@ static const char *s_help_main =
     "    --json                 print every result as one JSON object per line\n"
     "    --timeout DUR          how long to wait for the broker (admin: 5s;\n"
     "                           pub: 30s without progress; sub: 5s without a message)\n"
+    "    --key FILE             connect with CURVE using this certificate; default\n"
+    "                           $TERN_KEY (needs --server-key too)\n"
+    "    --server-key KEY       the broker's CURVE public key (Z85 or its .key file);\n"
+    "                           default $TERN_SERVER_KEY\n"
     "    -h, --help             show help (for ternctl or for COMMAND)\n"
     "\n"
     "    DUR is a number with ms, s, m, h or d (bare numbers are milliseconds);\n"
@@ -387,6 +394,8 @@ static int64_t s_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void ternctl_curve_options(tern_client_options_t *options); //  tools/ternctl_keys.c
+
 static tern_client_t *s_client(const s_args_t *args, int timeout_ms, const char *producer,
                                uint64_t seq_start) {
     tern_client_options_t options;
@@ -400,6 +409,7 @@ static tern_client_t *s_client(const s_args_t *args, int timeout_ms, const char 
     if (seq_start) {
         options.producer_seq_start = seq_start;
     }
+    ternctl_curve_options(&options);
     return tern_client_new(s_server(args), &options);
 }
 
@@ -832,6 +842,7 @@ static int s_cmd_pub(const s_args_t *args) {
     options.producer_id = producer;
     options.producer_seq_start = seq ? seq : 1;
     options.publish_block_ms = 100;
+    ternctl_curve_options(&options);
     tern_client_t *client = tern_client_new(s_server(args), &options);
     if (!client) {
         for (size_t i = 0; i < args->header_count; i++) {
@@ -1086,6 +1097,9 @@ static const s_command_t s_commands[] = {
     {"topic", s_cmd_topic, s_topic_opts, NULL}, {"groups", s_cmd_groups, NULL, NULL},
     {"dlq", s_cmd_dlq, s_dlq_opts, NULL},       {NULL, NULL, NULL, NULL}};
 
+extern const char *ternctl_peers_help; //  tools/ternctl_peers.c
+extern const char *ternctl_keys_help;  //  tools/ternctl_keys.c
+
 static const char *s_help_for(const char *command) {
     if (strcmp(command, "status") == 0) {
         return s_help_status;
@@ -1108,10 +1122,22 @@ static const char *s_help_for(const char *command) {
     if (strcmp(command, "dlq") == 0) {
         return s_help_dlq;
     }
+    if (strcmp(command, "peers") == 0) {
+        return ternctl_peers_help;
+    }
+    if (strcmp(command, "keys") == 0) {
+        return ternctl_keys_help;
+    }
     return NULL;
 }
 
+int ternctl_bench_main(int argc, char **argv); //  tools/ternctl_bench.c
+int ternctl_peers_main(int argc, char **argv); //  tools/ternctl_peers.c
+int ternctl_keys_main(int argc, char **argv);  //  tools/ternctl_keys.c
+int ternctl_keys_global(int argc, char **argv);
+
 int main(int argc, char **argv) {
+    argc = ternctl_keys_global(argc, argv); //  --key, --server-key -> environment
     //  Find the command: the first word that is neither a global option nor
     //  the value of one.
     int at = -1;
@@ -1143,6 +1169,15 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     const char *name = argv[at];
+    if (strcmp(name, "bench") == 0) {
+        return ternctl_bench_main(argc, argv);
+    }
+    if (strcmp(name, "peers") == 0) {
+        return ternctl_peers_main(argc, argv);
+    }
+    if (strcmp(name, "keys") == 0) {
+        return ternctl_keys_main(argc, argv);
+    }
     if (strcmp(name, "help") == 0) {
         const char *help = at + 1 < argc ? s_help_for(argv[at + 1]) : s_help_main;
         if (!help) {

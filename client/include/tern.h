@@ -116,7 +116,24 @@ typedef struct {
     uint32_t backoff_min_ms;     //  first reconnect delay (default 100)
     uint32_t backoff_max_ms;     //  reconnect delay cap (default 5000)
     uint32_t timeout_ms;         //  default timeout of synchronous calls (default 10000)
+    //  CURVE (brokers running auth mode curve, docs/security.md). All three
+    //  are Z85 text of 40 characters (see tern_cert_load); NULL = plain TCP.
+    const char *curve_server_key; //  the broker's public key
+    const char *curve_public_key; //  this client's public key (in the broker's allow-list)
+    const char *curve_secret_key; //  this client's secret key
 } tern_client_options_t;
+
+#define TERN_CURVE_KEY_LEN 40 /* a CURVE key as Z85 text, without the NUL */
+
+/*  Reads a CURVE certificate file as `ternctl keys gen` (or czmq's zcert)
+    writes it: PATH is the public file NAME.key or the secret file
+    NAME.key_secret; for a public file, PATH_secret is read too when it
+    exists. Copies the public key into PUBLIC_KEY and, when the file holds
+    one, the secret key into SECRET_KEY (both TERN_CURVE_KEY_LEN + 1 bytes;
+    SECRET_KEY may be NULL; it is "" when there is none). Returns TERN_OK,
+    TERN_ENOTFOUND if PATH cannot be read, or TERN_EINVAL if it is not a
+    certificate. Thread-safe. */
+tern_err_t tern_cert_load(const char *path, char *public_key, char *secret_key);
 
 /*  Sets every field of OPTIONS to its default. Thread-safe. */
 void tern_client_options_init(tern_client_options_t *options);

@@ -427,7 +427,7 @@ Test(broker, redelivery_then_dlq_and_replay) {
 Test(broker, priority_dedup_and_restart) {
     tern_config_t config;
     s_broker(&config, true);
-    config.durability = TERN_DURABILITY_BATCH; //  acks wait for the next commit
+    config.durability = TERN_DURABILITY_BATCH;
     tern_broker_t *broker = s_start(&config);
     client_t *c = s_connect(broker);
     s_publish(c, "p", "low1", 1, NULL, 0);

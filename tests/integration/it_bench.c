@@ -1,0 +1,108 @@
+/*  it_bench.c - smoke test of `ternctl bench`: every mode, tiny counts, real ternd.
+
+    Benchmarks are not timed tests: this only proves each mode runs to the end
+    against a real broker and prints a RESULT line (the shared bench format)
+    whose msgs is what was asked, plus the final summary line.
+*/
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Returns the value of KEY= in LINE (copied into BUF), or false.
+static bool s_field(const char *line, const char *key, char *buf, size_t cap) {
+    size_t klen = strlen(key);
+    for (const char *p = line; (p = strstr(p, key)) != NULL; p++) {
+        if ((p == line || p[-1] == ' ') && p[klen] == '=') {
+            const char *v = p + klen + 1;
+            size_t n = strcspn(v, " \n");
+            if (n >= cap) {
+                return false;
+            }
+            memcpy(buf, v, n);
+            buf[n] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+//  Runs `ternctl bench MODE --msgs MSGS EXTRA...` against B and checks its output.
+static void s_bench(it_broker_t *b, const char *mode, const char *msgs, const char *name,
+                    const char *lat, const char *extra1, const char *extra2) {
+    it_result_t r;
+    it_ctl(&r, b, 120000, "bench", mode, "--msgs", msgs, "--name", name, "--timeout", "20s", extra1,
+           extra2, NULL);
+    it_assert_ok(&r, mode);
+    char **lines;
+    size_t n = it_split_lines(r.out, &lines);
+    const char *result = NULL, *json = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(lines[i], "RESULT ", 7) == 0) {
+            cr_assert_null(result, "two RESULT lines:\n%s", r.out);
+            result = lines[i];
+        } else if (lines[i][0] == '{') {
+            json = lines[i];
+        }
+    }
+    cr_assert_not_null(result, "no RESULT line from bench %s:\n%s\n%s", mode, r.out, r.err);
+    char v[64];
+    cr_assert(s_field(result, "name", v, sizeof v));
+    cr_assert_str_eq(v, name);
+    cr_assert(s_field(result, "msgs", v, sizeof v));
+    cr_assert_str_eq(v, msgs, "bench %s: msgs=%s, asked %s:\n%s", mode, v, msgs, result);
+    cr_assert(s_field(result, "msgs_per_s", v, sizeof v));
+    cr_assert_gt(atof(v), 0.0, "bench %s: msgs_per_s=%s", mode, v);
+    cr_assert(s_field(result, "secs", v, sizeof v));
+    cr_assert_gt(atof(v), 0.0);
+    cr_assert(s_field(result, "lat", v, sizeof v));
+    cr_assert_str_eq(v, lat, "bench %s: lat=%s", mode, v);
+    if (strcmp(lat, "none") != 0) {
+        cr_assert(s_field(result, "p50_us", v, sizeof v));
+        cr_assert_gt(atof(v), 0.0, "bench %s: p50_us=%s", mode, v);
+        cr_assert(s_field(result, "p99_us", v, sizeof v));
+        cr_assert_gt(atof(v), 0.0);
+    }
+    //  The final line, as JSON (it_ctl passes --json).
+    cr_assert_not_null(json, "no final JSON line:\n%s", r.out);
+    int64_t jm = 0;
+    cr_assert(it_json_int(json, "msgs", &jm), "%s", json);
+    cr_assert_eq(jm, atoll(msgs));
+    cr_assert(strstr(json, "\"MB_per_s\"") && strstr(json, "\"p999_us\""), "%s", json);
+    free(lines);
+    it_result_free(&r);
+}
+
+Test(bench, every_mode, .fini = it_teardown, .timeout = 300) {
+    it_broker_t *b = it_start_broker(NULL);
+    s_bench(b, "pub", "500", "it_pub", "publish_to_ack", "--window", "64");
+    s_bench(b, "pub", "400", "it_pub_p4", "publish_to_ack", "--producers", "4");
+    s_bench(b, "sync", "50", "it_sync", "publish_round_trip", "--topics", "3");
+    s_bench(b, "sub", "500", "it_sub", "none", "--consumers", "2");
+    s_bench(b, "pubsub", "300", "it_pubsub", "publish_to_delivery", "--groups", "3");
+    s_bench(b, "pubsub", "200", "it_pubsub_rate", "publish_to_delivery", "--rate", "2000");
+    //  The backlog of it_sub is stored: the broker reports every message published.
+    it_result_t r;
+    it_ctl(&r, b, 15000, "status", NULL);
+    it_assert_ok(&r, "status");
+    int64_t published = 0;
+    cr_assert(it_json_int(r.out, "published", &published), "%s", r.out);
+    cr_assert_eq(published, 500 + 400 + 50 + 500 + 300 + 200);
+    it_result_free(&r);
+}
+
+Test(bench, bad_usage, .fini = it_teardown, .timeout = 60) {
+    it_broker_t *b = it_start_broker(NULL);
+    it_result_t r;
+    it_ctl(&r, b, 15000, "bench", "nosuchmode", NULL);
+    cr_assert_eq(r.status, 2, "exit %d\n%s", r.status, r.err);
+    it_result_free(&r);
+    it_ctl(&r, b, 15000, "bench", "pubsub", "--size", "4", NULL);
+    cr_assert_eq(r.status, 2, "exit %d\n%s", r.status, r.err);
+    it_result_free(&r);
+    it_ctl(&r, b, 15000, "bench", "pub", "--msgs", "0", NULL);
+    cr_assert_eq(r.status, 2, "exit %d\n%s", r.status, r.err);
+    it_result_free(&r);
+}

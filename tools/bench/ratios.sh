@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# ratios.sh RAW... - medians per RESULT name, then tern vs NATS / ceiling ratios per
+# workload, as Markdown (used by vs-nats.sh; rerun it on kept raw.txt files).
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 raw.txt..." >&2; exit 2; }
+
+cat "$@" | awk '
+function sortn(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j+1] = a[j]; a[j+1] = t }
+}
+function med(name, key,    n, i, a) {
+    n = cnt[name, key]; if (n == 0) return ""
+    for (i = 1; i <= n; i++) a[i] = val[name, key, i] + 0
+    sortn(a, n)
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function f(x) { if (x == "") return "-"; if (x >= 100) return sprintf("%.0f", x); if (x >= 10) return sprintf("%.1f", x); return sprintf("%.2f", x) }
+function r(a, b) { if (a == "" || b == "" || b == 0) return "-"; return sprintf("%.2f", a / b) }
+# row LABEL TERN PEER KEY TARGET: tern and peer medians of KEY and tern/peer
+function row(label, t, p, key, target,    a, b) {
+    a = med(t, key); b = med(p, key)
+    printf "| %s | %s | %s | %s | %s | %s | %s |\n", label, t, f(a), p, f(b), r(a, b), target
+}
+/^RESULT / {
+    name = ""
+    for (i = 2; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] == "name") name = kv[2]
+    }
+    if (name == "") next
+    if (!(name in seen)) { seen[name] = 1; order[++nn] = name }
+    for (i = 2; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] ~ /^(msgs_per_s|p50_us|p99_us|p999_us|delivered_per_s)$/ && kv[2] != "NA")
+            val[name, kv[1], ++cnt[name, kv[1]]] = kv[2]
+    }
+    next
+}
+/^CHECK / { checks[++nc] = $0 }
+END {
+    print "## Medians"
+    print ""
+    print "| name | runs | msgs/s | p50 us | p99 us | p999 us | delivered/s |"
+    print "|---|---|---|---|---|---|---|"
+    for (k = 1; k <= nn; k++) {
+        n = order[k]
+        printf "| %s | %d | %s | %s | %s | %s | %s |\n", n, cnt[n, "msgs_per_s"], f(med(n, "msgs_per_s")),
+            f(med(n, "p50_us")), f(med(n, "p99_us")), f(med(n, "p999_us")), f(med(n, "delivered_per_s"))
+    }
+    print ""
+    print "## tern vs peer (ratio = tern / peer of the median)"
+    print ""
+    print "| workload | tern | tern median | peer | peer median | ratio | target |"
+    print "|---|---|---|---|---|---|---|"
+    row("durable async publish msgs/s (dedup)", "tern_pub_fsync_dedup", "js_pubasync_file_dedup", "msgs_per_s", ">= 2")
+    row("durable async publish msgs/s vs LMDB ceiling", "tern_pub_fsync_dedup", "lmdb_sync_b4096", "msgs_per_s", ">= 0.5")
+    row("durable async publish msgs/s (no dedup)", "tern_pub_fsync_nodedup", "js_pubasync_file", "msgs_per_s", "-")
+    row("durability none async publish vs libzmq tcp-thr", "tern_pub_none_dedup", "zmq_tcp-thr_1024B", "msgs_per_s", ">= 0.5")
+    row("durability none async publish vs JS", "tern_pub_none_dedup", "js_pubasync_file", "msgs_per_s", "-")
+    row("consume + ack backlog msgs/s", "tern_consume_fsync", "js_consume_file", "msgs_per_s", ">= 2")
+    row("sync publish none p50 us", "tern_pubsync_none", "js_pubsync_file", "p50_us", "<= 1")
+    row("sync publish none p99 us", "tern_pubsync_none", "js_pubsync_file", "p99_us", "<= 1")
+    row("sync publish fsync p50 us vs JS (no fsync)", "tern_pubsync_fsync", "js_pubsync_file", "p50_us", "-")
+    a = med("lmdb_sync_b1", "p50_us"); b = med("zmq_tcp-lat_1024B", "p50_us"); t = med("tern_pubsync_fsync", "p50_us")
+    printf "| sync publish fsync p50 us vs LMDB b1 commit + zmq round trip | tern_pubsync_fsync | %s | lmdb_sync_b1 + zmq_tcp-lat | %s | %s | <= 1.5 |\n", f(t), (a == "" || b == "") ? "-" : f(a + b), (a == "" || b == "") ? "-" : r(t, a + b)
+    row("async publish 100 B msgs/s", "tern_pub_fsync_100B", "js_pubasync_file_100B", "msgs_per_s", "-")
+    row("async publish 1 KB msgs/s", "tern_pub_fsync_nodedup", "js_pubasync_file", "msgs_per_s", "-")
+    row("async publish 64 KB msgs/s", "tern_pub_fsync_64KB", "js_pubasync_file_64KB", "msgs_per_s", "-")
+    row("async publish 4 producers msgs/s (JS: 1)", "tern_pub_fsync_p4", "js_pubasync_file", "msgs_per_s", "-")
+    row("async publish 16 producers msgs/s (JS: 1)", "tern_pub_fsync_p16", "js_pubasync_file", "msgs_per_s", "-")
+    printf "| fan-out 100 groups delivered msgs/s | tern_fanout_g100 | %s | - | - | - | reported |\n", f(med("tern_fanout_g100", "delivered_per_s"))
+    if (nc) { print ""; for (k = 1; k <= nc; k++) print "    " checks[k] }
+}'
