@@ -73,9 +73,9 @@ typedef struct {
 } s_audit_t;
 
 const char *tern_trace_type_name(int type) {
-    static const char *names[] = {"unknown", "stored",   "delivered",  "acked",  "nacked",
-                                  "dead",    "replayed", "replicated", "expired"};
-    return type >= 1 && type <= 8 ? names[type] : names[0];
+    static const char *names[] = {"unknown", "stored",   "delivered",  "acked",   "nacked",
+                                  "dead",    "replayed", "replicated", "expired", "timeout"};
+    return type >= 1 && type <= 9 ? names[type] : names[0];
 }
 
 static void s_key_raw(tern_json_t *out, const char *key, const char *raw) {
@@ -344,7 +344,7 @@ static bool s_trace_event(const tern_trace_event_t *ev, void *arg) {
 }
 
 tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_t now_ns,
-                           tern_json_t *out) {
+                           const tern_config_t *config, tern_json_t *out) {
     uint32_t topic_id = 0;
     uint64_t seq = 0;
     tern_err_t rc = tern_store_trace_find(reader, msg_id, &topic_id, &seq);
@@ -389,6 +389,27 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
             tern_json_key_str(out, "group", trace->names[i]);
             tern_json_key_str(out, "state", state_names[state]);
             tern_json_key_u64(out, "deliveries", trace->deliveries[i]);
+            tern_json_raw(out, "}");
+        }
+        tern_json_raw(out, "]");
+        //  Replication: which peers confirmed the outbox position of this
+        //  (locally originated) message.
+        uint64_t position = 0;
+        tern_store_trace_outbox(reader, msg_id, &position);
+        tern_json_key_u64(out, "outbox_position", position);
+        tern_json_sep(out);
+        tern_json_str(out, "replicas");
+        tern_json_raw(out, ":[");
+        for (uint32_t p = 0; position && config && p < config->peer_count && p < TERN_PEERS_MAX;
+             p++) {
+            uint64_t confirmed = 0;
+            if (tern_store_outbox_confirmed(reader, config->peers[p].name, &confirmed) != TERN_OK) {
+                confirmed = 0;
+            }
+            tern_json_sep(out);
+            tern_json_raw(out, "{");
+            tern_json_key_str(out, "peer", config->peers[p].name);
+            tern_json_key_bool(out, "confirmed", confirmed >= position);
             tern_json_raw(out, "}");
         }
         tern_json_raw(out, "]}");

@@ -631,6 +631,40 @@ bool tern_endpoint_is_local(const char *endpoint) {
            c < 256 && d < 256;
 }
 
+tern_err_t tern_auth_check_listen(const tern_config_t *config, char *errbuf, size_t errlen) {
+    if (config->auth_mode != TERN_AUTH_NONE) {
+        return TERN_OK;
+    }
+    const char *endpoints[2] = {config->listen, config->repl_listen};
+    const char *keys[2] = {"server/listen", "repl/listen"};
+    for (int i = 0; i < 2; i++) {
+        if (!*endpoints[i] || tern_endpoint_is_local(endpoints[i])) {
+            continue;
+        }
+        if (!config->insecure) {
+            s_fail(errbuf, errlen,
+                   "refusing to listen on %s (%s) without authentication: auth/mode is none, so "
+                   "anyone who reaches it could publish, consume and administer; use "
+                   "--auth=curve (docs/security.md), a loopback address, or --insecure to "
+                   "accept the risk",
+                   endpoints[i], keys[i]);
+            return TERN_ECONFIG;
+        }
+        zsys_warning("ternd: insecure: listening on %s (%s) without authentication "
+                     "(server/insecure = true)",
+                     endpoints[i], keys[i]);
+    }
+    return TERN_OK;
+}
+
+bool tern_auth_peer_ok(const tern_config_t *config, zmq_msg_t *hdr, const char *claimed) {
+    if (config->auth_mode != TERN_AUTH_CURVE) {
+        return true;
+    }
+    const char *user = zmq_msg_gets(hdr, "User-Id");
+    return user && claimed && streq(user, claimed);
+}
+
 //  ---------------------------------------------------------------------
 //  The ZAP handler
 

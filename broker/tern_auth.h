@@ -18,6 +18,7 @@
 #define TERN_AUTH_H_INCLUDED
 
 #include "tern.h"
+#include "tern_config.h"
 #include "tern_metrics.h"
 #include <czmq.h>
 #include <stdbool.h>
@@ -117,6 +118,20 @@ bool tern_auth_cert_public(const char *path, char *z85);
 /*  True if ENDPOINT only accepts local connections: ipc://, inproc://, or
     tcp:// on 127.0.0.0/8, ::1, localhost or the interface lo. */
 bool tern_endpoint_is_local(const char *endpoint);
+
+/*  The --insecure rule: with auth/mode none, server/listen and repl/listen
+    must be local (tern_endpoint_is_local) unless server/insecure is set.
+    Returns TERN_OK (logging a warning when server/insecure allowed a
+    non-local endpoint) or TERN_ECONFIG with one line in ERRBUF that says
+    what to do. tern_broker_new calls it before opening anything. */
+tern_err_t tern_auth_check_listen(const tern_config_t *config, char *errbuf, size_t errlen);
+
+/*  For the replication ROUTER: true if the frame in HDR (a received header
+    message) may speak for peer CLAIMED (its REPL_HELLO dc). With auth/mode
+    curve the connection's key name (ZAP User-Id) must equal CLAIMED, so a
+    client key cannot pose as a peer and one peer cannot pose as another;
+    with mode none it is always true. */
+bool tern_auth_peer_ok(const tern_config_t *config, zmq_msg_t *hdr, const char *claimed);
 
 /*  ---- The ZAP handler ------------------------------------------------ */
 

@@ -1,6 +1,9 @@
 /*  tern_broker.c - starts and stops one node's store and actors. */
 #include "tern_broker.h"
+#include "tern_auth.h"
 #include "tern_conn.h"
+#include "tern_http.h"
+#include "tern_repl.h"
 #include "tern_id.h"
 #include "tern_route.h"
 #include "tern_storer.h"
@@ -18,9 +21,15 @@ struct tern_broker_t {
     tern_storer_args_t storer_args; //  borrowed by the storer
     tern_route_args_t route_args;   //  borrowed by route
     tern_conn_args_t conn_args;     //  borrowed by conn
+    tern_repl_args_t repl_args;     //  borrowed by repl
+    zactor_t *repl;                 //  replication actor, owned (NULL: off)
+    tern_repl_stats_t repl_stats;   //  written by repl, read by metrics
     zactor_t *storer;               //  actors, owned
     zactor_t *route;
     zactor_t *conn;
+    tern_auth_args_t auth_args; //  borrowed by the ZAP handler
+    zactor_t *auth;             //  ZAP handler (auth/mode curve), owned
+    tern_http_t *http;          //  /metrics and /healthz, owned (NULL when off)
 };
 
 static atomic_uint s_instances;
@@ -30,9 +39,15 @@ void tern_broker_destroy(tern_broker_t **self_p) {
         return;
     }
     tern_broker_t *self = *self_p;
+    if (self->metrics) {
+        atomic_store(&self->metrics->serving, 0);
+    }
+    tern_http_destroy(&self->http);
     zactor_destroy(&self->conn);
+    zactor_destroy(&self->repl);
     zactor_destroy(&self->route);
     zactor_destroy(&self->storer);
+    zactor_destroy(&self->auth); //  after every socket that used it
     tern_store_destroy(&self->store);
     tern_id_gen_destroy(&self->ids);
     tern_metrics_destroy(&self->metrics);
@@ -43,7 +58,10 @@ void tern_broker_destroy(tern_broker_t **self_p) {
 tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t errlen) {
     tern_broker_t *self = tern_work_alloc(sizeof *self);
     self->config = *config;
-    self->metrics = tern_metrics_new();
+    self->metrics = tern_metrics_new_with(config->metrics_series);
+    if (tern_auth_check_listen(&self->config, errbuf, errlen) != TERN_OK) {
+        goto fail; //  the --insecure rule (docs/security.md)
+    }
 
     tern_store_config_t store_config;
     tern_config_store(&self->config, &store_config);
@@ -82,6 +100,9 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     snprintf(sa->inbox, sizeof sa->inbox, "%s-storer", prefix);
     snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-conn", prefix);
     snprintf(sa->route_inbox, sizeof sa->route_inbox, "%s-route", prefix);
+    if (tern_repl_enabled(&self->config)) {
+        snprintf(sa->repl_inbox, sizeof sa->repl_inbox, "%s-repl", prefix);
+    }
 
     tern_route_args_t *ra = &self->route_args;
     ra->store = self->store;
@@ -101,16 +122,58 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     snprintf(ca->route_inbox, sizeof ca->route_inbox, "%s-route", prefix);
     ca->bind_rc = -1;
 
+    if (self->config.auth_mode == TERN_AUTH_CURVE) {
+        //  The ZAP handler must run before any CURVE socket accepts.
+        tern_auth_args_t *aa = &self->auth_args;
+        aa->clients_dir = self->config.auth_clients;
+        aa->verbose = self->config.verbose;
+        aa->metrics = self->metrics;
+        aa->refused = &self->metrics->auth_refused;
+        self->auth = zactor_new(tern_auth_actor, aa);
+        if (!self->auth || aa->bind_rc != 0) {
+            snprintf(errbuf, errlen, "%s", aa->error[0] ? aa->error : "cannot start auth");
+            goto fail;
+        }
+    }
     self->storer = zactor_new(tern_storer_actor, sa);
     self->route = self->storer ? zactor_new(tern_route_actor, ra) : NULL;
     if (!self->storer || !self->route) {
         snprintf(errbuf, errlen, "cannot start the storer and route actors");
         goto fail;
     }
+    if (tern_repl_enabled(&self->config)) {
+        tern_repl_args_t *pa = &self->repl_args;
+        pa->store = self->store;
+        pa->config = &self->config;
+        pa->metrics = self->metrics;
+        pa->stats = &self->repl_stats;
+        snprintf(pa->inbox, sizeof pa->inbox, "%s-repl", prefix);
+        snprintf(pa->storer_inbox, sizeof pa->storer_inbox, "%s-storer", prefix);
+        pa->bind_rc = -1;
+        self->repl = zactor_new(tern_repl_actor, pa);
+        if (!self->repl || pa->bind_rc != 0) {
+            snprintf(errbuf, errlen, "%s", pa->error[0] ? pa->error : "cannot start repl");
+            goto fail;
+        }
+    }
     self->conn = zactor_new(tern_conn_actor, ca);
     if (!self->conn || ca->bind_rc != 0) {
         snprintf(errbuf, errlen, "%s", ca->error[0] ? ca->error : "cannot start conn");
         goto fail;
+    }
+    atomic_store(&self->metrics->serving, 1);
+    if (self->config.metrics[0] && strcmp(self->config.metrics, "off") != 0) {
+        //  Observability is not service: a busy metrics port is logged and the
+        //  node serves without it (Prometheus sees it down and alerts).
+        char why[300];
+        self->http = tern_http_new(&self->config, self->metrics, self->store,
+                                   self->repl ? &self->repl_stats : NULL, why, sizeof why);
+        if (!self->http) {
+            zsys_error("ternd: %s; serving without /metrics", why);
+        } else if (self->config.verbose) {
+            zsys_info("ternd: metrics on %s (port %d)", self->config.metrics,
+                      tern_http_port(self->http));
+        }
     }
     return self;
 
@@ -125,4 +188,8 @@ const char *tern_broker_endpoint(tern_broker_t *self) {
 
 tern_metrics_t *tern_broker_metrics(tern_broker_t *self) {
     return self->metrics;
+}
+
+tern_repl_stats_t *tern_broker_repl_stats(tern_broker_t *self) {
+    return self->repl ? &self->repl_stats : NULL;
 }

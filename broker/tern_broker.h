@@ -12,6 +12,7 @@
 
 #include "tern_config.h"
 #include "tern_metrics.h"
+#include "tern_repl.h"
 #include <stddef.h>
 
 typedef struct tern_broker_t tern_broker_t;
@@ -31,5 +32,9 @@ const char *tern_broker_endpoint(tern_broker_t *self);
 
 /*  The node's counters. Borrowed; valid until destroy. */
 tern_metrics_t *tern_broker_metrics(tern_broker_t *self);
+
+/*  Replication figures per configured peer (index = config peers), or NULL
+    when replication is off. Borrowed; valid until destroy. */
+tern_repl_stats_t *tern_broker_repl_stats(tern_broker_t *self);
 
 #endif

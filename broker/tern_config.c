@@ -93,6 +93,10 @@ static const s_key_t s_keys[] = {
     {"server/metrics", "metrics", "HOST:PORT", S_STRING, S_FIELD(metrics), "127.0.0.1:7609", 0, 0,
      NULL, s_check_http_addr,
      "HTTP address of the Prometheus /metrics and /healthz endpoint; \"off\" disables it."},
+    {"server/metrics_series", "metrics-series", "N", S_U32, S_FIELD(metrics_series), "1000", 10,
+     1000000, NULL, NULL,
+     "Most per-topic and per-group label sets /metrics exports; past it new topics are counted "
+     "as topic=\"other\"."},
     {"server/max_connections", "max-connections", "N", S_U32, S_FIELD(max_connections), "10000", 1,
      1000000, NULL, NULL, "Most client connections served at once."},
     {"server/max_payload", "max-payload", "SIZE", S_SIZE, S_FIELD(max_payload), "1M", 1,
@@ -103,6 +107,14 @@ static const s_key_t s_keys[] = {
      S_FIELD(heartbeat_timeout_ms), "45s", 200, 3 * S_HOUR, NULL, NULL,
      "Silence after which a session is dead and its in-flight messages return to their "
      "group; must be above server/heartbeat."},
+    {"server/max_subscriptions", "max-subscriptions", "N", S_U32, S_FIELD(max_subscriptions),
+     "1000", 1, 1000000, NULL, NULL,
+     "Most subscriptions one connection may hold; one more is refused with TERN_ELIMIT. With "
+     "delivery/max_inflight it bounds the messages in flight to one connection."},
+    {"server/max_meta", "max-meta", "SIZE", S_SIZE, S_FIELD(max_meta), "64K", 0, 64 * S_KIB, NULL,
+     NULL,
+     "Largest encoded metadata map of a published message (the protocol's own ceiling is 32 "
+     "entries of 64-byte keys and 1 KiB values); larger is refused with TERN_EMETA."},
     {"server/insecure", "insecure", "", S_BOOL, S_FIELD(insecure), "false", 0, 0, NULL, NULL,
      "Allow server/listen or repl/listen on a non-loopback address with auth/mode = none; "
      "without it ternd refuses to start that way (anyone reaching the port could publish, "
@@ -129,6 +141,10 @@ static const s_key_t s_keys[] = {
      "How often expired messages and dedup entries are swept from disk."},
     {"storage/max_topics", "max-topics", "N", S_U32, S_FIELD(max_topics), "100000", 1, 100000000,
      NULL, NULL, "Most topics the node stores; creating one more fails."},
+    {"storage/trace_retention", "trace-retention", "DURATION", S_DURATION,
+     S_FIELD(trace_retention_ms), "24h", 0, 365 * S_DAY, NULL, NULL,
+     "How long each message's history (stored, delivered, acked...) is kept for ternctl audit "
+     "and trace; 0 keeps none."},
     {"storage/max_readers", "max-readers", "N", S_U32, S_FIELD(max_readers), "126", 8, 65536, NULL,
      NULL, "LMDB reader slots (concurrent read transactions)."},
 
@@ -763,6 +779,7 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
     out->outbox_retention_ms = config->outbox_retention_ms;
     out->max_topics = config->max_topics;
     out->max_readers = config->max_readers;
+    out->trace_retention_ms = config->trace_retention_ms;
 }
 
 //  ---------------------------------------------------------------------

@@ -37,6 +37,7 @@ typedef struct {
     //  endpoints
     char listen[256];              //  server/listen   "tcp://127.0.0.1:7600"
     char metrics[256];             //  server/metrics  "127.0.0.1:7609"
+    uint32_t metrics_series;       //  server/metrics_series 1000
     uint32_t max_connections;      //  server/max_connections 10000
     uint64_t max_payload;          //  server/max_payload 1M
     uint64_t heartbeat_ms;         //  server/heartbeat 15s
@@ -51,6 +52,7 @@ typedef struct {
     uint64_t sweep_interval_ms;   //  storage/sweep_interval 1s
     uint32_t max_topics;          //  storage/max_topics 100000
     uint32_t max_readers;         //  storage/max_readers 126
+    uint64_t trace_retention_ms;  //  storage/trace_retention 24h
     //  delivery
     uint64_t ack_wait_ms;     //  delivery/ack_wait 30s
     uint32_t max_deliver;     //  delivery/max_deliver 5
@@ -67,6 +69,8 @@ typedef struct {
     tern_peer_config_t peers[TERN_PEERS_MAX]; //  repl/peers/<name> = endpoint
     //  security (docs/security.md)
     bool insecure;              //  server/insecure false: allow auth none off loopback
+    uint32_t max_subscriptions; //  server/max_subscriptions 1000 per connection
+    uint64_t max_meta;          //  server/max_meta 64K: metadata bytes per message
     tern_auth_mode_t auth_mode; //  auth/mode none
     char auth_server_key[1024]; //  auth/server_key "": this node's certificate
     char auth_clients[1024];    //  auth/clients "": allow-list directory

@@ -34,11 +34,14 @@
     closed without BYE), noticed at the next heartbeat at the latest.
 */
 #include "tern_conn.h"
+#include "tern_audit.h"
+#include "tern_auth.h"
 #include "tern_json.h"
 #include "tern_proto.h"
 #include "tern_work.h"
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S_DRAIN_MAX 1024  //  frames read from the ROUTER per drain
 #define S_POOL_MAX  16384 //  pub structs kept for reuse
@@ -57,6 +60,9 @@ typedef struct s_session_t {
     uint32_t ack_cap;               //  entries allocated
     struct s_session_t *ack_next;   //  list of sessions with entries to flush
     bool ack_listed;                //  on that list
+    char user[TERN_NAME_MAX + 1];   //  CURVE key name from ZAP ("" with auth none)
+    tern_acl_t *acl;                //  roles at HELLO (a reference); NULL = unrestricted
+    const tern_role_t *role;        //  the key's role in ACL; NULL with an ACL = nothing
 } s_session_t;
 
 typedef struct {
@@ -85,11 +91,18 @@ typedef struct {
     s_session_t *ack_list;        //  sessions with PUBACK entries pending
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
     tern_frame_t scratch;         //  frame for encoding replies
+    bool curve;                   //  auth/mode = curve
+    tern_acl_t *acl;              //  current roles (auth/roles), NULL = none
+    struct timespec acl_mtime;    //  roles file mtime when read
+    uint64_t acl_checked_ms;      //  last look at the roles file
+    uint64_t log_second;          //  denial log budget: current second
+    int log_count;                //  denials logged in it
 } s_conn_t;
 
 static void s_session_destroy(void **item_p) {
     s_session_t *session = (s_session_t *)*item_p;
     if (session) {
+        tern_acl_destroy(&session->acl);
         free(session->acks);
         free(session);
         *item_p = NULL;
@@ -366,6 +379,51 @@ static void s_reply_topic(s_conn_t *self, const uint8_t *rid, size_t rid_size, u
     tern_json_free(&json);
 }
 
+//  audit (topic, group?, since_ms?) and trace (msg_id): read-only replays of
+//  the stored history, answered here through conn's reader (tern_audit.c).
+static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
+                           const tern_frame_t *frame, const char *topic, const char *group) {
+    char value[64];
+    uint64_t since_ms = 0, msg_id = 0;
+    bool is_trace = streq(frame->name, "trace");
+    if (is_trace) {
+        char *end = NULL;
+        if (!s_meta_get(frame, "msg_id", value, sizeof value) ||
+            (msg_id = strtoull(value, &end, 10)) == 0 || !end || *end) {
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
+                         "missing or invalid msg_id argument");
+            return;
+        }
+    } else if (s_meta_get(frame, "since_ms", value, sizeof value) &&
+               !tern_parse_duration_ms(value, &since_ms)) {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "bad since_ms");
+        return;
+    }
+    if (!is_trace && group[0] && !tern_name_valid(group, strlen(group))) {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME, "invalid group argument");
+        return;
+    }
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    if (rc == TERN_OK) {
+        rc = is_trace ? tern_trace_json(self->reader, msg_id, tern_now_ns(), self->config, &json)
+                      : tern_audit_json(self->reader, topic, group, since_ms, tern_now_ns(), &json);
+    }
+    tern_store_read_end(self->reader);
+    if (rc == TERN_OK) {
+        s_send_reply(self, rid, rid_size, frame->req_id, &json);
+    } else if (rc == TERN_ENOTFOUND) {
+        s_send_error(self, rid, rid_size, frame->req_id, rc,
+                     is_trace ? "no history for this msg_id (unknown, or past "
+                                "storage/trace_retention)"
+                              : "no such topic or group");
+    } else {
+        s_send_error(self, rid, rid_size, frame->req_id, rc, "cannot read the history");
+    }
+    tern_json_free(&json);
+}
+
 static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
     const uint8_t *rid = session->rid;
     size_t rid_size = session->rid_size;
@@ -375,7 +433,7 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
     char value[64];
     bool has_topic = s_meta_get(frame, "topic", topic, sizeof topic);
     s_meta_get(frame, "group", group, sizeof group);
-    bool needs_topic = !streq(op, "status") && !streq(op, "topics");
+    bool needs_topic = !streq(op, "status") && !streq(op, "topics") && !streq(op, "trace");
     if (needs_topic && (!has_topic || !tern_topic_valid(topic, strlen(topic)))) {
         s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC,
                      "missing or invalid topic argument");
@@ -397,6 +455,9 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
         tern_json_key_u64(&json, "published", tern_metrics_get(self->metrics->published));
         tern_json_key_u64(&json, "delivered", tern_metrics_get(self->metrics->delivered));
         tern_json_key_u64(&json, "acked", tern_metrics_get(self->metrics->acked));
+        tern_json_key_str(&json, "auth", self->curve ? "curve" : "none");
+        tern_json_key_u64(&json, "auth_refused", tern_metrics_get(self->metrics->auth_refused));
+        tern_json_key_u64(&json, "auth_denied", tern_metrics_get(self->metrics->auth_denied));
         tern_json_raw(&json, "}");
         s_send_reply(self, rid, rid_size, frame->req_id, &json);
         tern_json_free(&json);
@@ -419,6 +480,8 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
         tern_json_free(&json);
     } else if (streq(op, "topic.info")) {
         s_reply_topic(self, rid, rid_size, frame->req_id, topic);
+    } else if (streq(op, "audit") || streq(op, "trace")) {
+        s_handle_audit(self, rid, rid_size, frame, topic, group);
     } else if (streq(op, "topic.create") || streq(op, "topic.delete") || streq(op, "topic.purge")) {
         tern_admin_t *admin = tern_work_alloc(sizeof *admin);
         admin->session_id = session->id;
@@ -512,6 +575,78 @@ static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
 }
 
 // ---------------------------------------------------------------------------
+//  Authorization (auth/roles; docs/security.md)
+
+//  Re-reads the roles file when it changed, looking at most once a second.
+static void s_acl_refresh(s_conn_t *self) {
+    uint64_t now = tern_now_ms();
+    if (!self->acl || now - self->acl_checked_ms < 1000) {
+        return;
+    }
+    self->acl_checked_ms = now;
+    struct stat st;
+    if (stat(self->config->auth_roles, &st) != 0 ||
+        (st.st_mtim.tv_sec == self->acl_mtime.tv_sec &&
+         st.st_mtim.tv_nsec == self->acl_mtime.tv_nsec)) {
+        return; //  unchanged, or gone: keep the roles we have
+    }
+    self->acl_mtime = st.st_mtim;
+    char err[512];
+    tern_acl_t *acl = tern_acl_load(self->config->auth_roles, err, sizeof err);
+    if (!acl) {
+        zsys_error("conn: %s (keeping the previous roles)", err);
+        return;
+    }
+    tern_acl_destroy(&self->acl); //  sessions keep their references
+    self->acl = acl;
+    zsys_info("conn: %zu roles reloaded from %s", tern_acl_size(acl), self->config->auth_roles);
+}
+
+//  Binds SESSION (just opened by a HELLO) to the key that sent PUB.
+static void s_session_auth(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    if (!self->curve || !session) {
+        return;
+    }
+    const char *user = zmq_msg_gets(&pub->hdr, "User-Id");
+    const char *role = zmq_msg_gets(&pub->hdr, TERN_AUTH_ROLE_PROP);
+    snprintf(session->user, sizeof session->user, "%s", user ? user : "");
+    s_acl_refresh(self);
+    tern_acl_destroy(&session->acl);
+    session->acl = tern_acl_ref(self->acl);
+    session->role = session->acl ? tern_acl_role(session->acl, role ? role : "") : NULL;
+    if (self->config->verbose) {
+        zsys_info("conn: session %" PRIu64 " is key %s, role %s%s", session->id, session->user,
+                  role ? role : "-",
+                  session->acl && !session->role ? " (undefined: no rights)" : "");
+    }
+}
+
+//  Roles: unrestricted without an ACL; with one, only what the role allows.
+#define S_MAY(session, check) (!(session)->acl || ((session)->role && (check)))
+
+//  Returns ALLOWED; when false, answers ERROR TERN_EDENIED, logs, counts.
+static bool s_permit(s_conn_t *self, s_session_t *session, uint64_t req_id, const char *what,
+                     const char *object, bool allowed) {
+    if (allowed) {
+        return true;
+    }
+    char reason[TERN_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "not allowed to %s %.200s (role %s)", what, object,
+             session->role ? tern_role_name(session->role) : "undefined");
+    tern_metrics_add(self->metrics->auth_denied, 1);
+    uint64_t second = tern_now_ms() / 1000;
+    if (second != self->log_second) {
+        self->log_second = second;
+        self->log_count = 0;
+    }
+    if (self->log_count++ < 10) {
+        zsys_warning("conn: denied key %s: %s", session->user, reason);
+    }
+    s_send_error(self, session->rid, session->rid_size, req_id, TERN_EDENIED, reason);
+    return false;
+}
+
+// ---------------------------------------------------------------------------
 //  Incoming frames
 
 //  Handles one decoded frame. Takes ownership of PUB (queued or recycled).
@@ -526,8 +661,18 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
     }
     if (frame->cmd == TERN_CMD_HELLO) {
         s_handle_hello(self, session, rid, rid_size, frame);
+        s_session_auth(self, s_session_lookup(self, rid, rid_size), pub);
         s_pub_put(self, pub);
         return;
+    }
+    if (session && self->curve) {
+        //  Another key reusing this routing id (ROUTER handover) does not
+        //  inherit the session: it must HELLO as itself.
+        const char *user = zmq_msg_gets(&pub->hdr, "User-Id");
+        if (!user || strcmp(user, session->user) != 0) {
+            s_session_end(self, session);
+            session = NULL;
+        }
     }
     if (!session) {
         if (frame->cmd != TERN_CMD_HEARTBEAT && frame->cmd != TERN_CMD_BYE) {
@@ -539,6 +684,15 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
     tern_event_t *ev;
     switch (frame->cmd) {
         case TERN_CMD_PUBLISH:
+            if (!s_permit(self, session, frame->req_id, "publish to", frame->topic,
+                          S_MAY(session, tern_role_may_publish(session->role, frame->topic)))) {
+                break;
+            }
+            if (frame->meta_size > self->config->max_meta) {
+                s_send_error(self, rid, rid_size, frame->req_id, TERN_EMETA,
+                             "metadata larger than server/max_meta");
+                break;
+            }
             pub->session_id = session->id;
             memcpy(pub->rid, rid, rid_size);
             pub->rid_size = rid_size;
@@ -560,6 +714,10 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
         case TERN_CMD_SUBSCRIBE:
             if (!tern_pattern_valid(frame->topic, strlen(frame->topic))) {
                 s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC, "bad pattern");
+                break;
+            }
+            if (!s_permit(self, session, frame->req_id, "subscribe to", frame->topic,
+                          S_MAY(session, tern_role_may_subscribe(session->role, frame->topic)))) {
                 break;
             }
             ev = s_event(self, TERN_EV_SUB, session->id);
@@ -601,7 +759,10 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
             }
             break;
         case TERN_CMD_ADMIN:
-            s_handle_admin(self, session, frame);
+            if (s_permit(self, session, frame->req_id, "run admin command", frame->name,
+                         S_MAY(session, tern_role_is_admin(session->role)))) {
+                s_handle_admin(self, session, frame);
+            }
             break;
         default:
             s_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
@@ -893,6 +1054,7 @@ static void s_cleanup(s_conn_t *self) {
         self->pool = next;
     }
     zhashx_destroy(&self->sessions);
+    tern_acl_destroy(&self->acl);
     tern_store_reader_destroy(&self->reader);
     zsock_destroy(&self->router_sock);
     zsock_destroy(&self->inbox_sock);
@@ -931,6 +1093,29 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
     zsock_set_linger(self->router_sock, 500);
     int64_t maxmsg = (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096);
     zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    //  A connection that does not finish the ZeroMQ (and CURVE) handshake in
+    //  10 s is closed: half-open connections cannot pile up.
+    int handshake_ms = 10000;
+    zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_HANDSHAKE_IVL, &handshake_ms,
+                   sizeof handshake_ms);
+    self->curve = self->config->auth_mode == TERN_AUTH_CURVE;
+    if (self->curve &&
+        tern_auth_curve_server(zsock_resolve(self->router_sock), self->config->auth_server_key,
+                               self->args->error, sizeof self->args->error) != TERN_OK) {
+        goto fail;
+    }
+    if (self->curve && *self->config->auth_roles) {
+        struct stat st;
+        if (stat(self->config->auth_roles, &st) == 0) {
+            self->acl_mtime = st.st_mtim;
+        }
+        self->acl_checked_ms = tern_now_ms();
+        self->acl =
+            tern_acl_load(self->config->auth_roles, self->args->error, sizeof self->args->error);
+        if (!self->acl) {
+            goto fail;
+        }
+    }
     if (zsock_bind(self->router_sock, "%s", self->config->listen) < 0) {
         snprintf(self->args->error, sizeof self->args->error, "cannot listen on %s: %s",
                  self->config->listen, zmq_strerror(zmq_errno()));

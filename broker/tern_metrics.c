@@ -5,13 +5,19 @@
 #include <stdlib.h>
 
 tern_metrics_t *tern_metrics_new(void) {
+    return tern_metrics_new_with(0);
+}
+
+tern_metrics_t *tern_metrics_new_with(size_t series_max) {
     tern_metrics_t *self = tern_work_alloc(sizeof *self);
     self->started_ms = tern_now_ms();
+    self->series = tern_series_new(series_max);
     return self;
 }
 
 void tern_metrics_destroy(tern_metrics_t **self_p) {
     if (self_p && *self_p) {
+        tern_series_destroy(&(*self_p)->series);
         free(*self_p);
         *self_p = NULL;
     }

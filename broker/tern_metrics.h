@@ -8,7 +8,9 @@
 #ifndef TERN_METRICS_H_INCLUDED
 #define TERN_METRICS_H_INCLUDED
 
+#include "tern_series.h"
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TERN_METRICS_CODES 8 //  decode error buckets (see tern_metrics_code_bucket)
@@ -28,11 +30,22 @@ typedef struct {
     _Atomic uint64_t decode_errors[TERN_METRICS_CODES]; //  by bucket
     _Atomic int64_t connections;                        //  live sessions (gauge)
     _Atomic uint64_t sessions_total;                    //  sessions ever opened
-    uint64_t started_ms;                                //  start time, unix ms (set once)
+    _Atomic uint64_t auth_refused; //  CURVE handshakes refused by the ZAP handler
+    _Atomic uint64_t auth_denied;  //  commands refused by a role (ERROR TERN_EDENIED)
+    uint64_t started_ms;           //  start time, unix ms (set once)
+    tern_series_t *series;         //  per topic / group counters (owned)
+    tern_histo_t durable_latency;  //  publish -> durable commit
+    tern_histo_t deliver_latency;  //  stored -> first delivery
+    _Atomic int storage_full;      //  1 after an append hit TERN_EFULL
+    _Atomic int serving;           //  1 while the actors run
 } tern_metrics_t;
 
-/*  Caller owns the result; zeroed, started_ms = now. */
+/*  Caller owns the result; zeroed, started_ms = now, a series table of the
+    default size. */
 tern_metrics_t *tern_metrics_new(void);
+
+/*  Same with at most SERIES_MAX per-topic/group label sets (0 = default). */
+tern_metrics_t *tern_metrics_new_with(size_t series_max);
 void tern_metrics_destroy(tern_metrics_t **self_p);
 
 /*  Adds N to counter C (relaxed). */

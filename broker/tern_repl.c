@@ -33,6 +33,7 @@
     DEALER per peer, frames [header][payload?]: the outbound direction above.
 */
 #include "tern_repl.h"
+#include "tern_auth.h"
 #include "tern_json.h"
 #include "tern_peer.h"
 #include <inttypes.h>
@@ -68,6 +69,8 @@ typedef struct {
     uint64_t sender_last;      //  its outbox position, from its heartbeats
     uint64_t received;         //  records applied from it (not replays)
     uint64_t replays;          //  records dropped as already applied
+    uint64_t acks_received;    //  ack-state changes received
+    uint64_t acks_sent;        //  ack-state changes sent
     bool paused;               //  operator isolated this peer (both directions)
 } s_link_t;
 
@@ -125,7 +128,13 @@ void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
 
 void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
     for (size_t i = 0; i < self->count; i++) {
-        tern_store_batch_append(batch, &self->recs[i]->frame, false, &self->recs[i]->result);
+        tern_frame_t *frame = &self->recs[i]->frame;
+        if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
+            tern_store_batch_ackstate_apply(batch, frame->group, frame->msg_id, frame->code,
+                                            frame->reason);
+        } else {
+            tern_store_batch_append(batch, frame, false, &self->recs[i]->result);
+        }
     }
     for (size_t i = 0; i < self->inbound_count; i++) {
         tern_store_batch_inbound(batch, self->inbound[i].name, self->inbound[i].position);
@@ -261,6 +270,18 @@ static void s_open_dealer(s_repl_t *self, s_link_t *link) {
     zsock_set_rcvhwm(link->dealer, S_HWM);
     zsock_set_linger(link->dealer, 0);
     zsock_set_reconnect_ivl(link->dealer, 200);
+    if (self->config->auth_mode == TERN_AUTH_CURVE) {
+        //  Our certificate; the peer's public key from the allow-list.
+        char key_path[1200], why[256];
+        snprintf(key_path, sizeof key_path, "%s/%s.key", self->config->auth_clients,
+                 link->cfg->name);
+        if (tern_auth_curve_client(zsock_resolve(link->dealer), self->config->auth_server_key,
+                                   key_path, why, sizeof why) != TERN_OK) {
+            zsys_error("repl: link to %s: %s", link->cfg->name, why);
+            s_close_dealer(link);
+            return;
+        }
+    }
     if (zsock_connect(link->dealer, "%s", link->cfg->endpoint) != 0) {
         zsys_error("repl: cannot connect to peer %s at %s", link->cfg->name, link->cfg->endpoint);
         s_close_dealer(link);
@@ -310,6 +331,32 @@ static bool s_collect_entry(const tern_outbox_entry_t *entry, void *arg) {
     return c->count < c->max;
 }
 
+//  Sends an ack-state outbox entry as REPL_ACKSTATE (by msg_id: seqs differ
+//  between DCs). Returns 0, 1 when there is nothing to send (the message or
+//  topic is gone), -1 on a send error. Inside a read transaction.
+static int s_send_ackstate(s_repl_t *self, void *sock, const tern_outbox_entry_t *e) {
+    tern_topic_info_t topic;
+    if (tern_store_topic_get_id(self->reader, e->topic_id, &topic) != TERN_OK) {
+        return 1;
+    }
+    tern_frame_t frame;
+    uint64_t msg_id = e->msg_id;
+    if (!msg_id) {
+        if (tern_store_read(self->reader, e->topic_id, e->seq, &frame) != TERN_OK) {
+            return 1;
+        }
+        msg_id = frame.msg_id;
+    }
+    tern_frame_init(&frame, TERN_CMD_REPL_ACKSTATE);
+    frame.position = e->position;
+    snprintf(frame.topic, sizeof frame.topic, "%s", topic.name);
+    snprintf(frame.group, sizeof frame.group, "%s", e->group);
+    frame.fields |= TERN_F_TOPIC | TERN_F_GROUP;
+    frame.msg_id = msg_id;
+    frame.code = e->op;
+    return s_send(self, sock, NULL, 0, &frame);
+}
+
 //  Streams outbox entries from link->next_pos while the window allows.
 static void s_pump(s_repl_t *self, s_link_t *link) {
     if (tern_peer_state(link->fsm) != TERN_PEER_LIVE || !link->dealer) {
@@ -351,7 +398,16 @@ static void s_pump(s_repl_t *self, s_link_t *link) {
         bool full = false;
         for (size_t i = 0; i < c.count && !full; i++) {
             tern_outbox_entry_t *e = &c.entries[i];
-            if (!e->is_ackstate) {
+            if (e->is_ackstate) {
+                int rc = s_send_ackstate(self, sock, e);
+                if (rc < 0 && errno == EAGAIN) {
+                    full = true;
+                    break;
+                }
+                if (rc == 0) {
+                    link->acks_sent++;
+                }
+            } else {
                 tern_frame_t frame;
                 tern_err_t rc = tern_store_read(self->reader, e->topic_id, e->seq, &frame);
                 if (rc == TERN_OK) {
@@ -508,6 +564,8 @@ static void s_peers_json(s_repl_t *self, tern_json_t *json) {
                                                             : 0);
         tern_json_key_u64(json, "received", link->received);
         tern_json_key_u64(json, "replays_dropped", link->replays);
+        tern_json_key_u64(json, "acks_sent", link->acks_sent);
+        tern_json_key_u64(json, "acks_received", link->acks_received);
         tern_json_key_u64(json, "lost", link->lost);
         tern_json_key_u64(json, "failures", tern_peer_failures(link->fsm));
         tern_json_key_u64(json, "outbox_last", last);
@@ -645,6 +703,18 @@ static tern_repl_rec_t *s_rec_new(void) {
     return rec;
 }
 
+//  Adds REC (a record or an ack-state change at its position) to the batch.
+static void s_batch_add(s_repl_t *self, s_link_t *link, tern_repl_rec_t *rec) {
+    tern_repl_batch_t *batch = s_batch(self);
+    if (batch->count == batch->cap) {
+        batch->cap = batch->cap ? batch->cap * 2 : 256;
+        batch->recs = tern_work_realloc(batch->recs, batch->cap * sizeof *batch->recs);
+    }
+    batch->recs[batch->count++] = rec;
+    s_batch_pos(batch->inbound, &batch->inbound_count, link->cfg->name, rec->frame.position);
+    link->queued = rec->frame.position;
+}
+
 //  Drains the ROUTER: records go into one storer batch.
 static void s_handle_router(s_repl_t *self) {
     tern_repl_rec_t *rec = NULL;
@@ -691,7 +761,13 @@ static void s_handle_router(s_repl_t *self) {
         if (rc != TERN_OK) {
             s_send_error(self, rid, (size_t)rid_size, frame->req_id, rc, "bad frame");
         } else if (frame->cmd == TERN_CMD_REPL_HELLO) {
-            s_handle_hello(self, rid, (size_t)rid_size, frame);
+            if (tern_auth_peer_ok(self->config, &rec->hdr, frame->dc)) {
+                s_handle_hello(self, rid, (size_t)rid_size, frame);
+            } else {
+                //  With CURVE a key may only speak for its own name.
+                s_send_error(self, rid, (size_t)rid_size, frame->req_id, TERN_EDENIED,
+                             "this key is not the peer it claims to be");
+            }
         } else if (frame->cmd == TERN_CMD_REPL_RECORD || frame->cmd == TERN_CMD_REPL_HEARTBEAT ||
                    frame->cmd == TERN_CMD_REPL_ACKSTATE) {
             if (!link) {
@@ -702,7 +778,13 @@ static void s_handle_router(s_repl_t *self) {
                 s_send_pos(self, self->router, rid, (size_t)rid_size, TERN_CMD_REPL_CONFIRM,
                            link->applied);
             } else if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-                //  Ack-state replication is not applied yet (see docs/replication.md).
+                if (frame->position <= link->queued) {
+                    link->replays++;
+                } else {
+                    s_batch_add(self, link, rec);
+                    link->acks_received++;
+                    kept = true;
+                }
             } else if (streq(frame->origin, self->config->dc)) {
                 self->looped++; //  never apply our own records back
             } else if (!streq(frame->origin, link->cfg->name)) {
@@ -710,16 +792,8 @@ static void s_handle_router(s_repl_t *self) {
             } else if (frame->position <= link->queued) {
                 link->replays++;
             } else {
-                tern_repl_batch_t *batch = s_batch(self);
-                if (batch->count == batch->cap) {
-                    batch->cap = batch->cap ? batch->cap * 2 : 256;
-                    batch->recs = tern_work_realloc(batch->recs, batch->cap * sizeof *batch->recs);
-                }
                 frame->fields |= TERN_F_ORIGIN;
-                batch->recs[batch->count++] = rec;
-                s_batch_pos(batch->inbound, &batch->inbound_count, link->cfg->name,
-                            frame->position);
-                link->queued = frame->position;
+                s_batch_add(self, link, rec);
                 kept = true;
             }
         } else if (frame->cmd == TERN_CMD_HELLO) {
@@ -795,7 +869,8 @@ static void s_handle_inbox(s_repl_t *self) {
             for (size_t i = 0; i < batch->count; i++) {
                 tern_repl_rec_t *rec = batch->recs[i];
                 s_link_t *link = s_link_by_name(self, rec->frame.origin);
-                if (link && rec->result.err == TERN_OK && !rec->result.duplicate) {
+                if (link && rec->frame.cmd == TERN_CMD_REPL_RECORD && rec->result.err == TERN_OK &&
+                    !rec->result.duplicate) {
                     link->received++;
                 }
             }
@@ -807,7 +882,54 @@ static void s_handle_inbox(s_repl_t *self) {
 // ---------------------------------------------------------------------------
 //  Timers
 
+//  Publishes the figures of `ternctl peers` for metrics (once a second).
+static void s_publish_stats(s_repl_t *self) {
+    tern_repl_stats_t *stats = self->args->stats;
+    if (!stats || tern_store_read_begin(self->reader) != TERN_OK) {
+        return;
+    }
+    uint64_t last = self->outbox_last;
+    tern_store_outbox_last(self->reader, &last);
+    uint64_t now_ns = tern_now_ns();
+    for (size_t i = 0; i < self->link_count; i++) {
+        s_link_t *link = &self->links[i];
+        tern_repl_peer_stats_t *ps = &stats->peers[i];
+        uint64_t lag_msgs = last > link->confirmed ? last - link->confirmed : 0;
+        uint64_t lag_ms = 0;
+        if (lag_msgs) {
+            tern_outbox_entry_t entry;
+            s_collect_t c = {&entry, 0, 1};
+            tern_store_outbox_read(self->reader, link->confirmed + 1, 1, s_collect_entry, &c);
+            if (c.count == 1 && now_ns > entry.at_ns) {
+                lag_ms = (now_ns - entry.at_ns) / 1000000;
+            }
+        }
+        uint64_t seen = tern_peer_last_seen(link->fsm);
+        if (link->in_seen_ms > seen) {
+            seen = link->in_seen_ms;
+        }
+        atomic_store_explicit(&ps->state, (uint32_t)tern_peer_state(link->fsm),
+                              memory_order_relaxed);
+        atomic_store_explicit(&ps->lag_msgs, lag_msgs, memory_order_relaxed);
+        atomic_store_explicit(&ps->lag_ms, lag_ms, memory_order_relaxed);
+        atomic_store_explicit(&ps->last_seen_ms, seen, memory_order_relaxed);
+        atomic_store_explicit(&ps->sent, link->sent, memory_order_relaxed);
+        atomic_store_explicit(&ps->received, link->received, memory_order_relaxed);
+        atomic_store_explicit(&ps->acks_sent, link->acks_sent, memory_order_relaxed);
+        atomic_store_explicit(&ps->acks_received, link->acks_received, memory_order_relaxed);
+        atomic_store_explicit(&ps->lost, link->lost, memory_order_relaxed);
+        atomic_store_explicit(&ps->failures, tern_peer_failures(link->fsm), memory_order_relaxed);
+    }
+    tern_store_read_end(self->reader);
+    atomic_store_explicit(&stats->refused_version, self->refused_version, memory_order_relaxed);
+    atomic_store_explicit(&stats->refused_node_id, self->refused_node_id, memory_order_relaxed);
+    atomic_store_explicit(&stats->refused_unknown_dc, self->refused_unknown_dc,
+                          memory_order_relaxed);
+    atomic_store_explicit(&stats->looped, self->looped, memory_order_relaxed);
+}
+
 static void s_housekeeping(s_repl_t *self, uint64_t now) {
+    s_publish_stats(self);
     //  Confirmations to disk (they drive outbox cleanup) once a second.
     for (size_t i = 0; i < self->link_count; i++) {
         s_link_t *link = &self->links[i];
@@ -884,6 +1006,14 @@ static int s_start(s_repl_t *self) {
     zsock_set_linger(self->router_sock, 0);
     zsock_set_maxmsgsize(self->router_sock,
                          (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096));
+    if (self->config->auth_mode == TERN_AUTH_CURVE) {
+        char why[200];
+        if (tern_auth_curve_server(zsock_resolve(self->router_sock), self->config->auth_server_key,
+                                   why, sizeof why) != TERN_OK) {
+            snprintf(args->error, sizeof args->error, "repl: %s", why);
+            return -1;
+        }
+    }
     if (zsock_bind(self->router_sock, "%s", self->config->repl_listen) < 0) {
         snprintf(args->error, sizeof args->error, "repl: cannot bind %.160s: %.60s",
                  self->config->repl_listen, zmq_strerror(zmq_errno()));
@@ -939,6 +1069,17 @@ static int s_start(s_repl_t *self) {
 }
 
 static void s_stop(s_repl_t *self) {
+    //  Results the storer already sent us: free them (nobody else will).
+    if (self->inbox_sock) {
+        tern_work_type_t type;
+        void *ptr;
+        while (tern_work_recv(zsock_resolve(self->inbox_sock), ZMQ_DONTWAIT, &type, &ptr) == 0) {
+            if (type == TERN_WORK_REPL_DONE) {
+                tern_repl_batch_t *batch = ptr;
+                tern_repl_batch_destroy(&batch);
+            }
+        }
+    }
     for (size_t i = 0; i < self->link_count; i++) {
         s_close_dealer(&self->links[i]);
         tern_peer_destroy(&self->links[i].fsm);

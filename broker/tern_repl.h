@@ -15,6 +15,7 @@
 #include "tern_store.h"
 #include "tern_work.h"
 #include <czmq.h>
+#include <stdatomic.h>
 
 //  Work item types on the storer's inbox and the repl inbox (tern_work.h
 //  numbers its own types from 1; these stay clear of them).
@@ -62,10 +63,36 @@ void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch);
 /*  Frees the batch and its records. Safe on NULL; nulls *SELF_P. */
 void tern_repl_batch_destroy(tern_repl_batch_t **self_p);
 
+/*  Replication figures for metrics, one entry per configured peer (same
+    index as config->peers). Written by the repl actor once a second, read
+    with relaxed atomics from any thread (e.g. the /metrics endpoint, as
+    tern_repl_peer_*{peer="NAME"}). */
+typedef struct {
+    _Atomic uint32_t state;         //  tern_peer_state_t of the outbound link (0 idle .. 3 paused)
+    _Atomic uint64_t lag_msgs;      //  our outbox positions it has not confirmed
+    _Atomic uint64_t lag_ms;        //  age of the oldest of them
+    _Atomic uint64_t last_seen_ms;  //  unix ms of its last frame (0: never)
+    _Atomic uint64_t sent;          //  records shipped to it
+    _Atomic uint64_t received;      //  records applied from it (not replays)
+    _Atomic uint64_t acks_sent;     //  ack-state changes shipped to it
+    _Atomic uint64_t acks_received; //  ack-state changes received from it
+    _Atomic uint64_t lost;          //  outbox entries retention dropped before it got them
+    _Atomic uint64_t failures;      //  failed connection attempts since it was last live
+} tern_repl_peer_stats_t;
+
+typedef struct {
+    tern_repl_peer_stats_t peers[TERN_PEERS_MAX]; //  by config peer index
+    _Atomic uint64_t refused_version;             //  handshakes refused: protocol version
+    _Atomic uint64_t refused_node_id;             //  handshakes refused: duplicate node id
+    _Atomic uint64_t refused_unknown_dc;          //  handshakes refused: unknown DC
+    _Atomic uint64_t looped;                      //  records dropped: not from their origin
+} tern_repl_stats_t;
+
 typedef struct {
     tern_store_t *store;         //  borrowed; outlives the actor (read only)
     const tern_config_t *config; //  borrowed; outlives the actor
     tern_metrics_t *metrics;     //  borrowed; outlives the actor
+    tern_repl_stats_t *stats;    //  borrowed, may be NULL; outlives the actor
     char inbox[128];             //  endpoint repl binds (PULL: storer results)
     char storer_inbox[128];      //  the storer's inbox (repl connects PUSH)
     int bind_rc;                 //  out: 0 when the replication endpoint is bound

@@ -64,6 +64,7 @@ typedef struct r_pend_t {
     r_group_t *group;      //  owner
     struct r_pend_t *prev; //  group list
     struct r_pend_t *next; //  group list
+    char *trace;           //  verbose only: owned copy of the message's trace id
 } r_pend_t;
 
 struct r_sub_t {
@@ -99,9 +100,10 @@ struct r_group_t {
     r_sub_t **consumers;    //  borrowed
     size_t nconsumers;
     size_t capconsumers;
-    size_t rr;          //  round robin position
-    void *handle;       //  in route's group list
-    void *topic_handle; //  in topic's group list
+    size_t rr;                  //  round robin position
+    void *handle;               //  in route's group list
+    void *topic_handle;         //  in topic's group list
+    tern_series_slot_t *series; //  durable: its metrics series (borrowed), NULL until used
 };
 
 struct r_topic_t {
@@ -198,7 +200,10 @@ static tern_op_t *s_op(s_route_t *self, tern_op_type_t type, const r_group_t *gr
     tern_op_t *op = tern_ops_push(self->ops);
     op->type = (uint8_t)type;
     op->topic_id = group->topic->id;
-    snprintf(op->group, sizeof op->group, "%s", group->name);
+    //  Two ops per delivered message (DELIVER, ACK): a plain copy, not snprintf.
+    size_t glen = strnlen(group->name, sizeof op->group - 1);
+    memcpy(op->group, group->name, glen);
+    op->group[glen] = 0;
     op->seq = seq;
     return op;
 }
@@ -306,6 +311,9 @@ static r_pend_t *s_pend_new(r_group_t *group, uint64_t seq, uint8_t priority) {
 
 //  Detaches PEND from its holder (if in flight).
 static void s_pend_release(r_pend_t *pend) {
+    if (pend->inflight && pend->group->series) {
+        atomic_fetch_sub_explicit(&pend->group->series->inflight, 1, memory_order_relaxed);
+    }
     if (pend->inflight && pend->sub) {
         zhashx_delete(pend->sub->tags, S_KEY(pend->tag));
         if (pend->sub->inflight > 0) {
@@ -332,7 +340,24 @@ static void s_pend_destroy(r_pend_t *pend) {
         group->tail = pend->prev;
     }
     group->pending--;
+    free(pend->trace);
     free(pend);
+}
+
+//  The metrics series of a durable group (NULL for ephemeral ones: one
+//  series per subscription would make the label set unbounded).
+static tern_series_slot_t *s_series(s_route_t *self, r_group_t *group) {
+    if (!group->series && group->name[0]) {
+        group->series = tern_series_get(self->metrics->series, group->topic->name, group->name);
+    }
+    return group->series;
+}
+
+static void s_count(s_route_t *self, r_group_t *group, tern_series_counter_t c) {
+    tern_series_slot_t *series = s_series(self, group);
+    if (series) {
+        atomic_fetch_add_explicit(&series->counters[c], 1, memory_order_relaxed);
+    }
 }
 
 static void s_pend_ack(s_route_t *self, r_pend_t *pend) {
@@ -341,6 +366,12 @@ static void s_pend_ack(s_route_t *self, r_pend_t *pend) {
         s_op(self, TERN_OP_ACK, group, pend->seq);
     }
     tern_metrics_add(self->metrics->acked, 1);
+    s_count(self, group, TERN_SC_ACKED);
+    if (self->config->verbose) {
+        zsys_info("route: acked %s/%s seq %" PRIu64 " trace %s", group->topic->name,
+                  group->name[0] ? group->name : "(ephemeral)", pend->seq,
+                  pend->trace ? pend->trace : "-");
+    }
     s_pend_destroy(pend);
 }
 
@@ -352,9 +383,10 @@ static void s_pend_dead(s_route_t *self, r_pend_t *pend, const char *reason) {
         snprintf(op->reason, sizeof op->reason, "%s", reason);
     }
     tern_metrics_add(self->metrics->dead, 1);
+    s_count(self, group, TERN_SC_DEAD);
     if (self->config->verbose) {
-        zsys_info("route: %s/%s seq %" PRIu64 " to DLQ (%s)", group->topic->name, group->name,
-                  pend->seq, reason);
+        zsys_info("route: dead %s/%s seq %" PRIu64 " to DLQ (%s) trace %s", group->topic->name,
+                  group->name, pend->seq, reason, pend->trace ? pend->trace : "-");
     }
     s_pend_destroy(pend);
 }
@@ -369,7 +401,11 @@ static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool 
     }
     pend->due_ms = due_ms;
     if (persist && group->name[0]) {
-        s_op(self, TERN_OP_NACK, group, pend->seq)->due_ms = due_ms;
+        //  Only the ack-wait timer persists here (an explicit NACK persists
+        //  its own op): its history event says "timeout", not "nacked".
+        tern_op_t *op = s_op(self, TERN_OP_NACK, group, pend->seq);
+        op->due_ms = due_ms;
+        snprintf(op->reason, sizeof op->reason, "ack_wait");
     }
     s_check_at(group, due_ms);
     group->rescan = true;
@@ -632,6 +668,11 @@ static void s_handle_sub(s_route_t *self, r_session_t *session, tern_event_t *ev
         s_send_error(self, session, ev->req_id, TERN_ERANGE, "bad start");
         return;
     }
+    if (zhashx_size(session->subs) >= self->config->max_subscriptions) {
+        s_send_error(self, session, ev->req_id, TERN_ELIMIT,
+                     "too many subscriptions on this connection (server/max_subscriptions)");
+        return;
+    }
     r_sub_t *sub = tern_work_alloc(sizeof *sub);
     sub->id = ++session->next_sub_id;
     sub->session = session;
@@ -686,11 +727,21 @@ static void s_handle_ack(s_route_t *self, r_session_t *session, r_sub_t *sub, te
         s_pend_ack(self, pend);
     } else if (ev->type == TERN_EV_NACK) {
         tern_metrics_add(self->metrics->nacked, 1);
+        s_count(self, pend->group, TERN_SC_NACKED);
+        if (self->config->verbose) {
+            zsys_info("route: nacked %s/%s seq %" PRIu64 " trace %s", pend->group->topic->name,
+                      pend->group->name, pend->seq, pend->trace ? pend->trace : "-");
+        }
         uint64_t delay = ev->has_delay
                              ? ev->delay_ms
                              : tern_route_backoff_ms(self->config->backoff_ms,
                                                      self->config->backoff_max_ms, pend->count);
-        s_pend_retry(self, pend, now + delay, true);
+        //  Persist the NACK itself (its history event) even when this was the
+        //  last delivery and s_pend_retry dead-letters the message at once.
+        if (pend->group->name[0]) {
+            s_op(self, TERN_OP_NACK, pend->group, pend->seq)->due_ms = now + delay;
+        }
+        s_pend_retry(self, pend, now + delay, false);
     } else {
         s_pend_release(pend);
         s_pend_dead(self, pend, ev->text && ev->text[0] ? ev->text : "term");
@@ -892,7 +943,38 @@ static void s_handle_events(s_route_t *self, tern_events_t *events) {
     tern_events_destroy(&events);
 }
 
+//  A peer DC changed GROUP's stored state (replicated acks): adopt lane
+//  cursors that moved forward and stored pending entries we do not have (a
+//  remote ack of a message not delivered here leaves the lane's earlier
+//  messages pending, due now). Entries we hold are kept: a message acked
+//  elsewhere but waiting here may be delivered once more (at-least-once).
+static void s_group_reload(s_route_t *self, r_group_t *group) {
+    tern_group_info_t info;
+    if (group->state != G_READY || s_read_begin(self) != TERN_OK ||
+        tern_store_group_get(self->reader, group->topic->id, group->name, &info) != TERN_OK) {
+        return;
+    }
+    for (int lane = 0; lane < S_LANES; lane++) {
+        if (info.lane_next[lane] > group->lane_next[lane]) {
+            group->lane_next[lane] = info.lane_next[lane];
+        }
+    }
+    tern_store_pending_list(self->reader, group->topic->id, group->name, s_load_pending, group);
+    group->dirty = true;
+}
+
 static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
+    for (size_t i = 0; i < notice->reload_count; i++) {
+        r_topic_t *topic = s_topic_by_name(self, notice->reload[i].topic);
+        if (topic) {
+            char key[32 + TERN_NAME_MAX];
+            snprintf(key, sizeof key, "%u/%s", topic->id, notice->reload[i].group);
+            r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+            if (group) {
+                s_group_reload(self, group);
+            }
+        }
+    }
     for (size_t i = 0; i < notice->gone_count; i++) {
         r_topic_t *topic = s_topic_by_name(self, notice->gone[i].name);
         if (topic && !notice->gone[i].purge) {
@@ -974,13 +1056,17 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     if (rc != TERN_OK || expired || early) {
         if (expired) {
             tern_metrics_add(self->metrics->expired, 1);
+            s_count(self, group, TERN_SC_EXPIRED);
         } else if (rc == TERN_ECORRUPT) {
             zsys_error("route: %s seq %" PRIu64 " is corrupt: skipped", group->topic->name, seq);
         }
         if (pend) {
             //  Gone from the log: it can never be delivered again.
             if (group->name[0]) {
-                s_op(self, TERN_OP_ACK, group, seq);
+                tern_op_t *op = s_op(self, TERN_OP_ACK, group, seq);
+                if (expired) {
+                    snprintf(op->reason, sizeof op->reason, "expired"); //  history: not an ack
+                }
             }
             s_pend_destroy(pend);
         }
@@ -993,6 +1079,9 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     }
     pend->count++;
     pend->inflight = true;
+    if (s_series(self, group)) {
+        atomic_fetch_add_explicit(&group->series->inflight, 1, memory_order_relaxed);
+    }
     pend->sub = sub;
     pend->tag = ++sub->next_tag;
     pend->due_ms = now + self->config->ack_wait_ms;
@@ -1011,11 +1100,27 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
         op->priority = priority;
         op->delivery_count = pend->count;
         op->due_ms = pend->due_ms;
+        snprintf(op->reason, sizeof op->reason, "session %" PRIu64 " sub %" PRIu64,
+                 sub->session->id, sub->id); //  the consumer, for the history
     }
     if (first) {
         tern_metrics_add(self->metrics->delivered, 1);
+        s_count(self, group, TERN_SC_DELIVERED);
+        if (now_ns > msg->timestamp_ns) {
+            tern_histo_observe(&self->metrics->deliver_latency, now_ns - msg->timestamp_ns);
+        }
     } else {
         tern_metrics_add(self->metrics->redelivered, 1);
+        s_count(self, group, TERN_SC_REDELIVERED);
+    }
+    if (self->config->verbose) {
+        if (!pend->trace) {
+            pend->trace = strdup(msg->trace_id);
+        }
+        zsys_info("route: delivered %s/%s seq %" PRIu64 " msg %" PRIu64 " #%u to session %" PRIu64
+                  " sub %" PRIu64 " trace %s",
+                  group->topic->name, group->name[0] ? group->name : "(ephemeral)", seq,
+                  msg->msg_id, pend->count, sub->session->id, sub->id, msg->trace_id);
     }
     return true;
 }

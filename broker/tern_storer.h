@@ -19,6 +19,7 @@ typedef struct {
     char inbox[128];             //  endpoint the storer binds (PULL)
     char conn_inbox[128];        //  conn's work inbox (storer connects PUSH)
     char route_inbox[128];       //  route's work inbox (storer connects PUSH)
+    char repl_inbox[128];        //  repl's work inbox ("": no replication)
 } tern_storer_args_t;
 
 /*  zactor_fn: ARGS is a tern_storer_args_t, borrowed for the actor's life. */

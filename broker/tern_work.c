@@ -119,6 +119,7 @@ void tern_notice_destroy(tern_notice_t **self_p) {
     }
     free(self->appended);
     free(self->gone);
+    free(self->reload);
     free(self);
     *self_p = NULL;
 }

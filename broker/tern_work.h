@@ -127,6 +127,13 @@ typedef struct {
     bool purge;                    //  true: purged (seqs continue); false: deleted
 } tern_topic_gone_t;
 
+/*  A durable group whose stored state a peer DC changed (replicated ack
+    state): route adopts it (tern_repl.c, docs/replication.md). */
+typedef struct {
+    char topic[TERN_TOPIC_MAX + 1]; //  the topic
+    char group[TERN_NAME_MAX + 1];  //  the group
+} tern_group_ref_t;
+
 /*  What one commit means to route. Storer creates it, route frees it. */
 typedef struct {
     tern_appended_t *appended; //  owned array of new messages
@@ -134,6 +141,8 @@ typedef struct {
     tern_ops_t *ops;           //  route's op batches, with results (owned)
     tern_topic_gone_t *gone;   //  owned array of deleted / purged topics
     size_t gone_count;         //  entries
+    tern_group_ref_t *reload;  //  owned array of groups changed by peer DCs
+    size_t reload_count;       //  entries
 } tern_notice_t;
 
 /*  Session events conn forwards to route. */

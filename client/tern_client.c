@@ -254,6 +254,13 @@ struct _tern_client_t {
 //  ---------------------------------------------------------------------------
 //  Options
 
+//  What a synchronous call that ran out of time reports: the broker's
+//  refusal of our HELLO or of our CURVE key (TERN_EDENIED) while no session
+//  is up, else TERN_ETIMEOUT. Call with the mutex held.
+static tern_err_t s_timeout_code(tern_client_t *self) {
+    return !self->ready && self->hello_error ? self->hello_error : TERN_ETIMEOUT;
+}
+
 static bool s_curve_key_ok(const char *key) {
     //  Z85 decodes only valid text; 40 characters make 32 bytes.
     uint8_t bin[32];
@@ -1008,7 +1015,7 @@ static void s_handle_timers(tern_client_t *self, int64_t now) {
         if (now > admin->deadline) {
             *p = admin->next;
             pthread_mutex_lock(&self->mutex);
-            s_waiter_finish(self, admin->waiter, TERN_ETIMEOUT, NULL);
+            s_waiter_finish(self, admin->waiter, s_timeout_code(self), NULL);
             pthread_mutex_unlock(&self->mutex);
             s_admin_free(admin);
         } else {
@@ -1634,7 +1641,7 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
         //  sub->waiter, under the mutex we hold: unhook and free it.
         sub->waiter = NULL;
         free(waiter);
-        rc = TERN_ETIMEOUT;
+        rc = s_timeout_code(self);
     }
     if (rc != TERN_OK) {
         sub->closed = true; //  stays in the list; freed with the client
@@ -1980,7 +1987,7 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
         free(waiter);
     } else {
         waiter->abandoned = true;
-        rc = TERN_ETIMEOUT;
+        rc = s_timeout_code(self);
     }
     pthread_mutex_unlock(&self->mutex);
     return rc;

@@ -357,7 +357,8 @@ typedef enum {
     OP_OUTBOX_CONFIRM,
     OP_INBOUND,
     OP_ACKSTATE,
-    OP_TRACE
+    OP_TRACE,
+    OP_ACKSTATE_APPLY
 } s_op_kind_t;
 
 typedef struct {
@@ -563,6 +564,19 @@ void tern_store_batch_dead(tern_store_batch_t *self, uint32_t topic_id, const ch
     if (reason && *reason) {
         op->reason = strndup(reason, TERN_REASON_MAX);
         if (!op->reason) {
+            abort();
+        }
+    }
+}
+
+void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
+                                     uint32_t op, const char *reason) {
+    s_op_t *o = s_group_op(self, OP_ACKSTATE_APPLY, 0, group, 0);
+    o->b = msg_id;
+    o->u32 = op;
+    if (reason && *reason) {
+        o->reason = strndup(reason, TERN_REASON_MAX);
+        if (!o->reason) {
             abort();
         }
     }
@@ -1037,7 +1051,8 @@ static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t 
 static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type,
                        const char *group, uint32_t count, const char *detail, uint64_t msg_id,
                        uint64_t expire_at_ns);
-static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg);
+static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg,
+                          uint64_t position);
 
 //  Replication conflict: (producer, producer_seq) of MSG is stored as OLD
 //  (another, higher msg_id). Removes OLD from the log and points the dedup
@@ -1245,7 +1260,7 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
     if (op->flag && (rc = s_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
         return rc;
     }
-    if ((rc = s_trace_stored(ctx, topic_id, seq, msg))) {
+    if ((rc = s_trace_stored(ctx, topic_id, seq, msg, op->flag ? ctx->outbox_last : 0))) {
         return rc;
     }
 
@@ -1573,7 +1588,9 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             }
             gr->pending--;
             gr->acked++;
-            rc = s_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_ACKED, op->name, 0, NULL, 0, 0);
+            rc =
+                s_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED,
+                            op->name, 0, NULL, 0, 0);
             break;
         case OP_NACK:
             rc = mdb_get(ctx->txn, pending, &k, &v);
@@ -1593,8 +1610,9 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
                 return rc;
             }
             gr->nacked++;
-            rc = s_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_NACKED, op->name, s_le32_get(val),
-                             NULL, 0, 0);
+            rc = s_trace_put(ctx, op->topic_id, op->a,
+                             op->u32 ? (uint8_t)op->u32 : TERN_TRACE_NACKED, op->name,
+                             s_le32_get(val), NULL, 0, 0);
             break;
         case OP_DEAD: {
             uint8_t prio = TERN_PRIORITY_DEFAULT;
@@ -1952,6 +1970,112 @@ static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
     Commit
    ------------------------------------------------------------------------ */
 
+//  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply).
+static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
+    uint8_t key[20];
+    s_be64_put(key, op->b);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0; //  not here (yet, or any more)
+    }
+    if (rc) {
+        return rc;
+    }
+    if (v.mv_size != 12) {
+        return MDB_CORRUPTED;
+    }
+    uint32_t topic_id = s_be32_get(v.mv_data);
+    uint64_t seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    //  Its lane, from the record.
+    uint8_t prio = TERN_PRIORITY_DEFAULT;
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    k = (MDB_val){12, key};
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_TINDEX], &k, &v)) == 0 && v.mv_size == 8) {
+        uint8_t gkey[8];
+        s_be64_put(gkey, s_le64_get(v.mv_data));
+        MDB_val lk = {8, gkey}, lv;
+        s_record_t rec;
+        if (mdb_get(ctx->txn, ctx->dbi[S_LOG], &lk, &lv) == 0 &&
+            s_record_parse(&lv, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
+            prio = rec.priority;
+        }
+    } else if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    s_op_t sub;
+    memset(&sub, 0, sizeof sub);
+    memcpy(sub.name, op->name, sizeof sub.name);
+    sub.topic_id = topic_id;
+    sub.reason = (char *)"peer dc"; //  DELIVER: the "consumer" in the message history
+    sub.kind = OP_GROUP_OPEN;
+    sub.u32 = TERN_START_FIRST;
+    if ((rc = s_op_group_open(ctx, &sub))) {
+        return rc;
+    }
+    s_cached_t *g;
+    if ((rc = s_group_find(ctx, topic_id, op->name, &g)) || !g->exists) {
+        return rc;
+    }
+    uint8_t pkey[S_ENTRY_KEY_MAX];
+    size_t pklen = s_entry_key(pkey, topic_id, op->name, strlen(op->name), seq, true);
+    MDB_val pk = {pklen, pkey}, pv;
+    rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &pk, &pv);
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    uint64_t now_ms = ctx->now_ns / 1000000;
+    if (rc == MDB_NOTFOUND) {
+        if (seq < g->group.lane_next[prio]) {
+            return 0; //  acked or dead here already
+        }
+        //  Undelivered here: the lane's earlier messages stay deliverable.
+        uint8_t from[13];
+        s_be32_put(from, topic_id);
+        from[4] = prio;
+        s_be64_put(from + 5, g->group.lane_next[prio]);
+        MDB_cursor *cur;
+        if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur))) {
+            return rc;
+        }
+        k = (MDB_val){13, from};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
+            uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
+            if (hole >= seq) {
+                break;
+            }
+            sub.kind = OP_DELIVER;
+            sub.a = hole;
+            sub.b = now_ms;
+            sub.u32 = 0;
+            sub.priority = prio;
+            if ((rc = s_op_group_entry(ctx, &sub))) {
+                break;
+            }
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        if (rc && rc != MDB_NOTFOUND) {
+            return rc;
+        }
+        sub.kind = OP_DELIVER;
+        sub.a = seq;
+        sub.b = now_ms;
+        sub.u32 = 1;
+        sub.priority = prio;
+        if ((rc = s_op_group_entry(ctx, &sub))) {
+            return rc;
+        }
+    }
+    sub.a = seq;
+    sub.u32 = 1;
+    sub.reason = op->reason ? op->reason : (char *)"term (peer dc)";
+    sub.kind = op->u32 == TERN_CMD_TERM ? OP_DEAD : OP_ACK;
+    return s_op_group_entry(ctx, &sub);
+}
+
 static int s_apply(s_txn_t *ctx, s_op_t *op) {
     switch (op->kind) {
         case OP_APPEND:
@@ -1992,6 +2116,8 @@ static int s_apply(s_txn_t *ctx, s_op_t *op) {
         case OP_TRACE:
             return s_trace_put(ctx, op->topic_id, op->a, (uint8_t)op->u32, op->name, 0, op->reason,
                                0, 0);
+        case OP_ACKSTATE_APPLY:
+            return s_op_ackstate_apply(ctx, op);
     }
     return 0;
 }
@@ -3020,23 +3146,33 @@ static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t ty
     s_le64_put(val + 8, ctx->now_ns);
     s_le64_put(val + 16, msg_id);
     s_le64_put(val + 24, expire_at_ns);
-    memcpy(val + S_TRACE_HDR, group, glen);
-    memcpy(val + S_TRACE_HDR + glen, detail, dlen);
+    if (glen) { //  memcpy from NULL is undefined even for 0 bytes (UBSan)
+        memcpy(val + S_TRACE_HDR, group, glen);
+    }
+    if (dlen) {
+        memcpy(val + S_TRACE_HDR + glen, detail, dlen);
+    }
     MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
-    return mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
+    //  A new message's first event is usually the last key (MDB_APPEND).
+    return type == TERN_TRACE_STORED ? s_put_tail(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0)
+                                     : mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
 }
 
-static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg) {
+//  trace_msg value: topic BE32, seq BE64, stored at_ns LE64, outbox position
+//  LE64 (0: not local, never shipped). Older 20-byte values lack the position.
+static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg,
+                          uint64_t position) {
     if (!ctx->store->config.trace_retention_ms || !msg->msg_id) {
         return 0;
     }
-    uint8_t key[8], val[20];
+    uint8_t key[8], val[28];
     s_be64_put(key, msg->msg_id);
     s_be32_put(val, topic_id);
     s_be64_put(val + 4, seq);
     s_le64_put(val + 12, ctx->now_ns);
-    MDB_val k = {8, key}, v = {20, val};
-    int rc = mdb_put(ctx->txn, ctx->dbi[S_TRACE_MSG], &k, &v, 0);
+    s_le64_put(val + 20, position);
+    MDB_val k = {8, key}, v = {28, val};
+    int rc = s_put_tail(ctx->txn, ctx->dbi[S_TRACE_MSG], &k, &v, 0);
     if (rc == 0) {
         rc = s_trace_put(ctx, topic_id, seq, TERN_TRACE_STORED, msg->origin, 0, msg->trace_id,
                          msg->msg_id, msg->expire_at_ns);
@@ -3060,10 +3196,10 @@ static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
         if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
             break;
         }
-        if (v.mv_size == 20 && s_le64_get((uint8_t *)v.mv_data + 12) >= cutoff) {
+        if (v.mv_size >= 20 && s_le64_get((uint8_t *)v.mv_data + 12) >= cutoff) {
             break;
         }
-        if (v.mv_size == 20) {
+        if (v.mv_size >= 20) {
             uint8_t prefix[12];
             memcpy(prefix, v.mv_data, 12);
             if ((rc = s_del_prefix(ctx, ctx->dbi[S_TRACE], prefix, 12, NULL))) {
@@ -3091,6 +3227,19 @@ void tern_store_batch_deliver_to(tern_store_batch_t *self, uint32_t topic_id, co
     }
 }
 
+void tern_store_batch_ack_as(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                             uint64_t seq, tern_trace_type_t type) {
+    s_op_t *op = s_group_op(self, OP_ACK, topic_id, group, seq);
+    op->u32 = (uint32_t)type;
+}
+
+void tern_store_batch_nack_as(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, uint64_t due_ms, tern_trace_type_t type) {
+    s_op_t *op = s_group_op(self, OP_NACK, topic_id, group, seq);
+    op->b = due_ms;
+    op->u32 = (uint32_t)type;
+}
+
 void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_t seq,
                             tern_trace_type_t type, const char *group, const char *detail) {
     s_op_t *op = s_group_op(self, OP_TRACE, topic_id, group ? group : "", seq);
@@ -3113,11 +3262,24 @@ tern_err_t tern_store_trace_find(tern_store_reader_t *self, uint64_t msg_id, uin
     if (rc) {
         return s_err(rc);
     }
-    if (v.mv_size != 20) {
+    if (v.mv_size != 20 && v.mv_size != 28) {
         return TERN_ECORRUPT;
     }
     *topic_id = s_be32_get(v.mv_data);
     *seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    return TERN_OK;
+}
+
+tern_err_t tern_store_trace_outbox(tern_store_reader_t *self, uint64_t msg_id, uint64_t *position) {
+    S_READER_CHECK(self);
+    uint8_t key[8];
+    s_be64_put(key, msg_id);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_TRACE_MSG], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    *position = v.mv_size == 28 ? s_le64_get((uint8_t *)v.mv_data + 20) : 0;
     return TERN_OK;
 }
 

@@ -347,6 +347,19 @@ void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, cons
     tern_store_stats_t.superseded. Local publishes are never affected: a
     producer's retry is a duplicate of what is stored, as before. */
 
+/*  Queues applying a peer DC's ack-state change by MSG_ID (replication of
+    acks, terms and DLQ moves): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM
+    (to the DLQ with REASON, may be NULL). GROUP is created on the message's
+    topic if missing (starting at the first stored seq). If the message is
+    pending in the group, the entry is acked / dead-lettered. If it was not
+    delivered here yet, the messages of its priority lane between the lane
+    cursor and it become pending entries due now (so they are still
+    delivered: at-least-once), the cursor moves past it, and it is acked /
+    dead-lettered. A message already acked or dead here, or unknown here (not
+    replicated yet, or expired), is left alone. Not written to the outbox. */
+void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
+                                     uint32_t op, const char *reason);
+
 /*  Flushes data and meta pages to disk now (mdb_env_sync, forced). With
     TERN_DURABILITY_BATCH a commit's meta page is written but not flushed:
     acknowledge a batch after the NEXT commit or after this call, and it is as
@@ -387,7 +400,8 @@ typedef enum {
     TERN_TRACE_DEAD = 5,       //  moved to the group's DLQ (detail = reason)
     TERN_TRACE_REPLAYED = 6,   //  moved back from the DLQ
     TERN_TRACE_REPLICATED = 7, //  shipped to a peer (detail = peer), by the repl actor
-    TERN_TRACE_EXPIRED = 8     //  removed by the TTL sweep
+    TERN_TRACE_EXPIRED = 8,    //  removed by the TTL sweep (group ""), or skipped by a group
+    TERN_TRACE_TIMEOUT = 9     //  ack_wait ran out; waits for redelivery (delivery_count)
 } tern_trace_type_t;
 
 typedef struct {
@@ -408,6 +422,17 @@ void tern_store_batch_deliver_to(tern_store_batch_t *self, uint32_t topic_id, co
                                  uint64_t seq, uint8_t priority, uint32_t delivery_count,
                                  uint64_t due_ms, const char *consumer);
 
+/*  tern_store_batch_ack whose history event is TYPE instead of ACKED (the
+    broker removes with TERN_TRACE_EXPIRED a pending entry whose message
+    expired before it was acked). */
+void tern_store_batch_ack_as(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                             uint64_t seq, tern_trace_type_t type);
+
+/*  tern_store_batch_nack whose history event is TYPE instead of NACKED
+    (TERN_TRACE_TIMEOUT when ack_wait ran out). */
+void tern_store_batch_nack_as(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, uint64_t due_ms, tern_trace_type_t type);
+
 /*  Queues an extra event (e.g. REPLICATED by the repl actor). GROUP and
     DETAIL may be NULL; both are copied. */
 void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_t seq,
@@ -417,6 +442,12 @@ void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_
     message was removed). TERN_ENOTFOUND if no history is kept for it. */
 tern_err_t tern_store_trace_find(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
                                  uint64_t *seq);
+
+/*  The outbox position of MSG_ID (0 when it did not originate here, so it
+    is never shipped): the message reached peer P once P confirmed a
+    position >= it (tern_store_outbox_confirmed). TERN_ENOTFOUND if no
+    history is kept for it. */
+tern_err_t tern_store_trace_outbox(tern_store_reader_t *self, uint64_t msg_id, uint64_t *position);
 
 /*  Calls FN for every event of TOPIC_ID's messages FROM_SEQ..TO_SEQ, in seq
     order and, within a message, in commit order; FN returns false to stop.

@@ -43,6 +43,8 @@ static const char *s_help_main =
     "    dlq list TOPIC --group G       list a group's dead-letter queue\n"
     "    dlq replay TOPIC --group G     put a group's dead letters back for delivery\n"
     "    bench pub|sub|pubsub|sync      measure the broker (ternctl bench --help)\n"
+    "    audit TOPIC [--group G] [--since DUR]  delivery accounting per group\n"
+    "    trace MSG_ID                   the life of one message\n"
     "    peers [pause|resume NAME]      replication links (-s = the repl endpoint)\n"
     "    keys gen NAME | keys show FILE CURVE key pairs (ternctl keys --help)\n"
     "\n"
@@ -52,8 +54,8 @@ static const char *s_help_main =
     "    --json                 print every result as one JSON object per line\n"
     "    --timeout DUR          how long to wait for the broker (admin: 5s;\n"
     "                           pub: 30s without progress; sub: 5s without a message)\n"
-    "    --key FILE             connect with CURVE using this certificate; default\n"
-    "                           $TERN_KEY (needs --server-key too)\n"
+    "    --cert FILE            connect with CURVE using this certificate; default\n"
+    "                           $TERN_CERT (needs --server-key too)\n"
     "    --server-key KEY       the broker's CURVE public key (Z85 or its .key file);\n"
     "                           default $TERN_SERVER_KEY\n"
     "    -h, --help             show help (for ternctl or for COMMAND)\n"
@@ -1100,7 +1102,12 @@ static const s_command_t s_commands[] = {
 extern const char *ternctl_peers_help; //  tools/ternctl_peers.c
 extern const char *ternctl_keys_help;  //  tools/ternctl_keys.c
 
+const char *ternctl_audit_help(const char *command); //  tools/ternctl_audit.c
+
 static const char *s_help_for(const char *command) {
+    if (strcmp(command, "audit") == 0 || strcmp(command, "trace") == 0) {
+        return ternctl_audit_help(command);
+    }
     if (strcmp(command, "status") == 0) {
         return s_help_status;
     }
@@ -1132,12 +1139,14 @@ static const char *s_help_for(const char *command) {
 }
 
 int ternctl_bench_main(int argc, char **argv); //  tools/ternctl_bench.c
+int ternctl_audit_main(int argc, char **argv); //  tools/ternctl_audit.c
+int ternctl_trace_main(int argc, char **argv); //  tools/ternctl_audit.c
 int ternctl_peers_main(int argc, char **argv); //  tools/ternctl_peers.c
 int ternctl_keys_main(int argc, char **argv);  //  tools/ternctl_keys.c
 int ternctl_keys_global(int argc, char **argv);
 
 int main(int argc, char **argv) {
-    argc = ternctl_keys_global(argc, argv); //  --key, --server-key -> environment
+    argc = ternctl_keys_global(argc, argv); //  --cert, --server-key -> environment
     //  Find the command: the first word that is neither a global option nor
     //  the value of one.
     int at = -1;
@@ -1171,6 +1180,12 @@ int main(int argc, char **argv) {
     const char *name = argv[at];
     if (strcmp(name, "bench") == 0) {
         return ternctl_bench_main(argc, argv);
+    }
+    if (strcmp(name, "audit") == 0) {
+        return ternctl_audit_main(argc, argv);
+    }
+    if (strcmp(name, "trace") == 0) {
+        return ternctl_trace_main(argc, argv);
     }
     if (strcmp(name, "peers") == 0) {
         return ternctl_peers_main(argc, argv);

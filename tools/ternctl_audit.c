@@ -61,17 +61,27 @@ static const char *s_help_trace =
     "    Prints where and when the message was stored (topic, seq, origin DC,\n"
     "    trace id), every event since in commit order (each delivery attempt\n"
     "    with the consumer it went to, acks, nacks, dead-lettering with the\n"
-    "    reason, DLQ replays, replication to peers, expiry), and the final state\n"
-    "    per group. The history is kept storage/trace_retention (default 24h).\n"
+    "    reason, DLQ replays, expiry, ack-wait timeouts), the final state per\n"
+    "    group, and which peer DCs have confirmed it (replication). The history\n"
+    "    is kept storage/trace_retention (default 24h).\n"
     "\n"
     "OUTPUT\n"
     "    With --json one object: msg_id, topic, seq, trace_id, origin,\n"
     "    stored_at_ms, expire_at_ms, expired, events [{event, at_ms, group,\n"
-    "    delivery_count, detail}], groups [{group, state, deliveries}].\n"
+    "    delivery_count, detail}], groups [{group, state, deliveries}],\n"
+    "    outbox_position, replicas [{peer, confirmed}] (peer DCs that confirmed\n"
+    "    this locally published message; empty when it came from a peer).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure (no history for MSG_ID, broker unreachable),\n"
     "    2 usage error.\n";
+
+const char *ternctl_audit_help(const char *command) {
+    if (strcmp(command, "audit") == 0) {
+        return s_help_audit;
+    }
+    return strcmp(command, "trace") == 0 ? s_help_trace : NULL;
+}
 
 typedef struct {
     const char *server;     //  -s
@@ -481,6 +491,16 @@ static void s_print_trace(const json_t *doc) {
         }
         s_table(cells, groups->count + 1, 3);
         s_table_free(cells, groups->count + 1, 3);
+    }
+    const json_t *replicas = json_get(doc, "replicas");
+    if (replicas && replicas->kind == JSON_ARRAY && replicas->count) {
+        printf("\nreplicated to:");
+        for (size_t i = 0; i < replicas->count; i++) {
+            const json_t *ok = json_get(replicas->items[i], "confirmed");
+            printf("%s %s (%s)", i ? "," : "", s_str(replicas->items[i], "peer"),
+                   ok && ok->kind == JSON_BOOL && ok->boolean ? "confirmed" : "not yet");
+        }
+        printf("\n");
     }
     fflush(stdout);
 }

@@ -5,7 +5,7 @@
     into a broker's allow-list directory or to the clients) and
     NAME.key_secret (mode 0600, the key pair) in the format of czmq's zcert,
     so ternd loads them with zcert_load and libtern with tern_cert_load.
-    `--key FILE` / `--server-key KEY` (or $TERN_KEY / $TERN_SERVER_KEY) make
+    `--cert FILE` / `--server-key KEY` (or $TERN_CERT / $TERN_SERVER_KEY) make
     the commands connect with CURVE; docs/security.md has the walk-through.
 */
 #include "tern.h"
@@ -38,10 +38,10 @@ const char *ternctl_keys_help =
     "    auth/clients directory; to revoke it, delete the file. No restart.\n"
     "\n"
     "    Every ternctl command connects with CURVE when given\n"
-    "        --key FILE          this client's certificate (NAME.key_secret or\n"
+    "        --cert FILE          this client's certificate (NAME.key_secret or\n"
     "                            NAME.key with NAME.key_secret next to it)\n"
     "        --server-key KEY    the broker's public key: Z85 text or its .key file\n"
-    "    or $TERN_KEY and $TERN_SERVER_KEY.\n"
+    "    or $TERN_CERT and $TERN_SERVER_KEY.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure, 2 usage error.\n";
@@ -190,14 +190,14 @@ int ternctl_keys_main(int argc, char **argv) {
     return s_usage("unknown subcommand (gen or show)");
 }
 
-//  Removes --key FILE / --server-key KEY (and the --opt=VALUE forms) from
-//  ARGV, exporting them as $TERN_KEY / $TERN_SERVER_KEY for
+//  Removes --cert FILE / --server-key KEY (and the --opt=VALUE forms) from
+//  ARGV, exporting them as $TERN_CERT / $TERN_SERVER_KEY for
 //  ternctl_curve_options. Returns the new ARGC.
 int ternctl_keys_global(int argc, char **argv) {
     int out = 1;
     for (int i = 1; i < argc; i++) {
         const char *w = argv[i];
-        const char *env = strcmp(w, "--key") == 0 || strncmp(w, "--key=", 6) == 0 ? "TERN_KEY"
+        const char *env = strcmp(w, "--cert") == 0 || strncmp(w, "--cert=", 7) == 0 ? "TERN_CERT"
                           : strcmp(w, "--server-key") == 0 || strncmp(w, "--server-key=", 13) == 0
                               ? "TERN_SERVER_KEY"
                               : NULL;
@@ -225,25 +225,25 @@ int ternctl_keys_global(int argc, char **argv) {
     return out;
 }
 
-//  Sets OPTIONS' CURVE keys from $TERN_KEY and $TERN_SERVER_KEY; exits 1
+//  Sets OPTIONS' CURVE keys from $TERN_CERT and $TERN_SERVER_KEY; exits 1
 //  with a message when they are set but unusable. The keys live in static
 //  buffers (ternctl makes its clients on one thread).
 void ternctl_curve_options(tern_client_options_t *options) {
     static char server_key[TERN_CURVE_KEY_LEN + 1], public_key[TERN_CURVE_KEY_LEN + 1],
         secret_key[TERN_CURVE_KEY_LEN + 1];
-    const char *key_file = getenv("TERN_KEY");
+    const char *key_file = getenv("TERN_CERT");
     const char *server = getenv("TERN_SERVER_KEY");
     bool has_key = key_file && *key_file, has_server = server && *server;
     if (!has_key && !has_server) {
         return;
     }
     if (!has_key || !has_server) {
-        fprintf(stderr, "ternctl: CURVE needs both --key FILE and --server-key KEY "
-                        "($TERN_KEY, $TERN_SERVER_KEY)\n");
+        fprintf(stderr, "ternctl: CURVE needs both --cert FILE and --server-key KEY "
+                        "($TERN_CERT, $TERN_SERVER_KEY)\n");
         exit(1);
     }
     if (tern_cert_load(key_file, public_key, secret_key) != TERN_OK || !secret_key[0]) {
-        fprintf(stderr, "ternctl: --key %s: not a readable certificate with a secret key\n",
+        fprintf(stderr, "ternctl: --cert %s: not a readable certificate with a secret key\n",
                 key_file);
         exit(1);
     }

@@ -26,8 +26,9 @@ const char *ternctl_peers_help =
     "    ternctl -s REPL_ENDPOINT peers resume NAME\n"
     "\n"
     "DESCRIPTION\n"
-    "    Talks to the node's replication endpoint (its --repl-listen), not to\n"
-    "    the client endpoint. `peers` lists one line per peer DC: dc, node_id,\n"
+    "    Talks to the node's replication endpoint (its --repl-listen; default\n"
+    "    $TERN_REPL_SERVER, then tcp://127.0.0.1:7700), not to the client\n"
+    "    endpoint. `peers` lists one line per peer DC: dc, node_id,\n"
     "    endpoint, state (idle, connecting, live, paused), lag_msgs (local\n"
     "    records the peer has not confirmed), lag_ms (age of the oldest of\n"
     "    them), last_seen_ms (unix ms of the last frame from it) and counters.\n"
@@ -58,7 +59,7 @@ static void s_cell(const json_t *obj, const char *key, int width) {
 }
 
 int ternctl_peers_main(int argc, char **argv) {
-    const char *server = getenv("TERN_SERVER");
+    const char *server = getenv("TERN_REPL_SERVER"); //  not TERN_SERVER: another endpoint
     bool json = false;
     const char *words[3] = {NULL, NULL, NULL};
     int nwords = 0;

@@ -236,6 +236,13 @@ Test(auth, zap_handler) {
     cr_assert_str_eq(user, "good");
     cr_assert_not_null(role);
     cr_assert_str_eq(role, "app");
+    //  The replication check: a key may only speak for its own name.
+    tern_config_t config;
+    tern_config_defaults(&config);
+    cr_assert(tern_auth_peer_ok(&config, &msg, "anyone")); //  auth none
+    config.auth_mode = TERN_AUTH_CURVE;
+    cr_assert(tern_auth_peer_ok(&config, &msg, "good"));
+    cr_assert_not(tern_auth_peer_ok(&config, &msg, "us1"));
     zmq_msg_close(&msg);
     zsock_set_rcvtimeo(router, 500);
     zmq_msg_init(&msg);

@@ -68,7 +68,7 @@ sleep 2
 echo drain >"$PHASE_FILE"
 "${TC[@]}" sub --prefix bench.backlog --no-fill --msgs "$MSGS" --size "$SIZE" --credit 1000 \
     --durability "$DURABILITY" --name tern_backlog_drain --timeout 60s | tee -a "$OUT/raw.txt"
-echo done >"$PHASE_FILE"
+echo "done" >"$PHASE_FILE"
 sleep 1
 for ph in fill drain; do
     awk -F, -v ph="$ph" '$2 == ph { if ($3 > r) r = $3; if ($4 > a) a = $4; if ($5 > f) f = $5 }

@@ -69,5 +69,7 @@ END {
     row("async publish 4 producers msgs/s (JS: 1)", "tern_pub_fsync_p4", "js_pubasync_file", "msgs_per_s", "-")
     row("async publish 16 producers msgs/s (JS: 1)", "tern_pub_fsync_p16", "js_pubasync_file", "msgs_per_s", "-")
     printf "| fan-out 100 groups delivered msgs/s | tern_fanout_g100 | %s | - | - | - | reported |\n", f(med("tern_fanout_g100", "delivered_per_s"))
+    printf "| publish + consume at once msgs/s (e2e p50 / p99 us) | tern_pubsub_g1 | %s (%s / %s) | - | - | - | - |\n", f(med("tern_pubsub_g1", "msgs_per_s")), f(med("tern_pubsub_g1", "p50_us")), f(med("tern_pubsub_g1", "p99_us"))
+    printf "| latency under load: 20k msgs/s offered, e2e p50 / p99 / p999 us | tern_pubsub_rate20k | %s / %s / %s | - | - | - | - |\n", f(med("tern_pubsub_rate20k", "p50_us")), f(med("tern_pubsub_rate20k", "p99_us")), f(med("tern_pubsub_rate20k", "p999_us"))
     if (nc) { print ""; for (k = 1; k <= nc; k++) print "    " checks[k] }
 }'

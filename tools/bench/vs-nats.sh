@@ -8,7 +8,8 @@
 #   pubnone  async publish with ternd --durability none     (vs raw libzmq DEALER->ROUTER)
 #   sub      consume + ack of a stored backlog              (vs JS pull consume + ack)
 #   sync     one publish in flight, fsync and none          (vs JS js_Publish)
-#   fanout   1 publisher, 100 groups x 1 consumer           (tern only: delivered msgs/s)
+#   fanout   1 publisher, 100 groups x 1 consumer           (tern only: delivered msgs/s);
+#            publish + consume at once, max and at a fixed 20k msgs/s (end-to-end latency)
 #   size     100 B and 64 KB async publish                  (tern fsync vs JS file)
 #   prod     4 and 16 producers                             (tern fsync; JS has one producer)
 #   ceil     zmq tcp-thr, zmq tcp-lat, lmdb sync b4096, lmdb sync b1
@@ -99,8 +100,10 @@ start_ternd() { # start_ternd DURABILITY: fresh data dir, free port; sets TS (en
     log "ternd did not start"; cat "$WORK/tern/ternd.log" >&2; exit 1
 }
 stop_ternd() { # stop_ternd TAG: records peak RSS, stops by PID, removes the data
-    local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$TERND_PID/status" 2>/dev/null || echo 0)
-    echo "CHECK ternd_$1 vmhwm_kb=$hwm rep=$REP" >>"$RAW"
+    local hwm anon
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$TERND_PID/status" 2>/dev/null || echo 0)
+    anon=$(awk '/RssAnon/ {print $2}' "/proc/$TERND_PID/status" 2>/dev/null || echo 0)
+    echo "CHECK ternd_$1 vmhwm_kb=$hwm rss_anon_at_end_kb=$anon rep=$REP" >>"$RAW"
     kill "$TERND_PID"; wait "$TERND_PID" 2>/dev/null || true; TERND_PID=""
     rm -rf "$WORK/tern"
 }
@@ -138,6 +141,8 @@ round() {
         want fanout && run_bench "$rep" TB pubsub --msgs "$FAN_N" --groups 100 \
             --name tern_fanout_g100
         want fanout && run_bench "$rep" TB pubsub --msgs "$N" --name tern_pubsub_g1
+        want fanout && run_bench "$rep" TB pubsub --msgs $(( N / 4 )) --rate 20000 \
+            --name tern_pubsub_rate20k
         if want size; then
             run_bench "$rep" TB pub --msgs "$N" --size 100 --name tern_pub_fsync_100B
             run_bench "$rep" TB pub --msgs "$BIG_N" --size 65536 --name tern_pub_fsync_64KB
@@ -153,7 +158,7 @@ round() {
         start_nats
         sync
         want pub && run_bench "$rep" JS -r -m pubasync -n "$N" -w 256 -d -N js_pubasync_file_dedup
-        if want pub || want pubnone; then
+        if want pub || want pubnone || want sub; then   # (also the backlog js_consume reads)
             run_bench "$rep" JS -r -m pubasync -n "$N" -w 256 -N js_pubasync_file
         fi
         want sub && run_bench "$rep" JS -m consume -n "$N" -b 256 -N js_consume_file

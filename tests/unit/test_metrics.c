@@ -1,0 +1,249 @@
+/*  test_metrics.c - unit tests of ternd's metrics: the bounded label table
+    (tern_series), histograms, the Prometheus rendering and the health
+    verdict (tern_http), and the HTTP endpoint itself on a loopback port.
+*/
+#include "tern_http.h"
+#include "tern_metrics.h"
+#include "tern_series.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+//  Usage: count per topic and per group, read back through the table.
+Test(series, usage) {
+    tern_series_t *series = tern_series_new(100);
+    tern_series_add(series, "orders", NULL, TERN_SC_PUBLISHED, 3);
+    tern_series_add(series, "orders", "billing", TERN_SC_ACKED, 2);
+    tern_series_add(series, "orders", "billing", TERN_SC_ACKED, 1);
+    tern_series_slot_t *topic = tern_series_get(series, "orders", "");
+    tern_series_slot_t *group = tern_series_get(series, "orders", "billing");
+    cr_assert_neq(topic, group);
+    cr_expect_eq(atomic_load(&topic->counters[TERN_SC_PUBLISHED]), 3);
+    cr_expect_eq(atomic_load(&group->counters[TERN_SC_ACKED]), 3);
+    cr_expect_eq(tern_series_count(series), 2);
+    cr_expect_str_eq(tern_series_counter_name(TERN_SC_DEAD), "tern_group_dead_lettered_total");
+    tern_series_destroy(&series);
+    cr_expect_null(series);
+    tern_series_destroy(&series); //  idempotent
+}
+
+//  Past the cap, new label sets land in "other"; known ones keep theirs.
+Test(series, cap_then_other) {
+    tern_series_t *series = tern_series_new(10);
+    char topic[32];
+    for (int i = 0; i < 50; i++) {
+        snprintf(topic, sizeof topic, "t%d", i);
+        tern_series_add(series, topic, NULL, TERN_SC_PUBLISHED, 1);
+        tern_series_add(series, topic, "g", TERN_SC_DELIVERED, 1);
+    }
+    cr_expect_eq(tern_series_count(series), 12, "10 + two other series");
+    tern_series_slot_t *other = tern_series_get(series, "t49", NULL);
+    cr_expect_str_eq(other->topic, "other");
+    cr_expect_str_eq(other->group, "");
+    cr_expect_eq(atomic_load(&other->counters[TERN_SC_PUBLISHED]), 45);
+    tern_series_slot_t *other_g = tern_series_get(series, "t48", "g");
+    cr_expect_str_eq(other_g->group, "other");
+    cr_expect_eq(atomic_load(&other_g->counters[TERN_SC_DELIVERED]), 45);
+    tern_series_slot_t *first = tern_series_get(series, "t0", NULL);
+    cr_expect_str_eq(first->topic, "t0");
+    cr_expect_eq(atomic_load(&first->counters[TERN_SC_PUBLISHED]), 1);
+    tern_series_destroy(&series);
+}
+
+typedef struct {
+    tern_series_t *series; //  shared
+    int id;                //  thread number
+} s_worker_t;
+
+static void *s_worker(void *arg) {
+    s_worker_t *w = (s_worker_t *)arg;
+    char topic[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(topic, sizeof topic, "topic.%d", i % 16);
+        tern_series_add(w->series, topic, ((i / 16) & 1) ? "g" : NULL, TERN_SC_ACKED, 1);
+    }
+    return NULL;
+}
+
+//  Threads claiming and bumping the same series concurrently lose nothing.
+Test(series, concurrent_adds_are_exact) {
+    tern_series_t *series = tern_series_new(0);
+    pthread_t threads[4];
+    s_worker_t workers[4];
+    for (int i = 0; i < 4; i++) {
+        workers[i] = (s_worker_t){series, i};
+        cr_assert_eq(pthread_create(&threads[i], NULL, s_worker, &workers[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    cr_expect_eq(tern_series_count(series), 32, "count %zu", tern_series_count(series));
+    uint64_t total = 0;
+    char topic[32];
+    for (int i = 0; i < 16; i++) {
+        snprintf(topic, sizeof topic, "topic.%d", i);
+        total += atomic_load(&tern_series_get(series, topic, NULL)->counters[TERN_SC_ACKED]);
+        total += atomic_load(&tern_series_get(series, topic, "g")->counters[TERN_SC_ACKED]);
+    }
+    cr_expect_eq(total, 4 * 20000);
+    tern_series_destroy(&series);
+}
+
+Test(histo, buckets) {
+    tern_histo_t h;
+    memset(&h, 0, sizeof h);
+    tern_histo_observe(&h, 50000);           //  50 us: first bucket (<= 100 us)
+    tern_histo_observe(&h, 1000000);         //  1 ms: bucket le=0.001 exactly
+    tern_histo_observe(&h, 120000000000ull); //  120 s: +Inf
+    cr_expect_eq(atomic_load(&h.buckets[0]), 1);
+    cr_expect_eq(tern_histo_bound(3), 0.001);
+    cr_expect_eq(atomic_load(&h.buckets[3]), 1);
+    cr_expect_eq(atomic_load(&h.buckets[TERN_HISTO_BUCKETS]), 1);
+    cr_expect_eq(atomic_load(&h.count), 3);
+    cr_expect_eq(atomic_load(&h.sum_ns), 50000 + 1000000 + 120000000000ull);
+}
+
+static tern_config_t s_config(const char *dir) {
+    tern_config_t config;
+    tern_config_defaults(&config);
+    snprintf(config.data_dir, sizeof config.data_dir, "%s", dir);
+    snprintf(config.dc, sizeof config.dc, "eu1");
+    config.map_max = 1 << 20;
+    return config;
+}
+
+Test(http, render_and_health) {
+    char dir[] = "/tmp/tern-metrics-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    tern_config_t config = s_config(dir);
+    tern_metrics_t *m = tern_metrics_new_with(10);
+    tern_metrics_add(m->published, 7);
+    tern_series_add(m->series, "a.b", NULL, TERN_SC_PUBLISHED, 7);
+    tern_series_add(m->series, "a.b", "g1", TERN_SC_DEAD, 2);
+    tern_histo_observe(&m->durable_latency, 2000000);
+    char reason[256];
+    cr_expect_not(tern_http_health(&config, m, reason, sizeof reason));
+    cr_expect_str_eq(reason, "not serving");
+    atomic_store(&m->serving, 1);
+    cr_expect(tern_http_health(&config, m, reason, sizeof reason), "%s", reason);
+    atomic_store(&m->storage_full, 1);
+    cr_expect_not(tern_http_health(&config, m, reason, sizeof reason));
+    cr_expect(strstr(reason, "storage full"), "%s", reason);
+    atomic_store(&m->storage_full, 0);
+
+    char *text = tern_http_render_metrics(&config, m, NULL, NULL);
+    cr_assert_not_null(text);
+    cr_expect(strstr(text, "\ntern_messages_published_total 7\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_topic_published_total{topic=\"a.b\"} 7\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_group_dead_lettered_total{topic=\"a.b\",group=\"g1\"} 2\n"),
+              "%s", text);
+    cr_expect(strstr(text, "\ntern_publish_durable_seconds_bucket{le=\"0.001\"} 0\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_publish_durable_seconds_bucket{le=\"0.0025\"} 1\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_publish_durable_seconds_count 1\n"), "%s", text);
+    cr_expect(strstr(text, "tern_build_info{version=\"0.1.0\",node_id=\"0\",dc=\"eu1\"} 1\n"), "%s",
+              text);
+    cr_expect(strstr(text, "\ntern_up 1\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_storage_map_max_bytes 1048576\n"), "%s", text);
+    cr_expect(strstr(text, "# TYPE tern_group_inflight gauge\n"), "%s", text);
+    //  Every line is a comment or `name[{labels}] value`.
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cr_expect(line[0] == '#' || strchr(line, ' '), "bad line: %s", line);
+    }
+    free(text);
+    tern_metrics_destroy(&m);
+    rmdir(dir);
+}
+
+Test(http, parse_address) {
+    char host[64];
+    int port = -1;
+    cr_expect(tern_http_parse_address("127.0.0.1:7609", host, sizeof host, &port));
+    cr_expect_str_eq(host, "127.0.0.1");
+    cr_expect_eq(port, 7609);
+    cr_expect(tern_http_parse_address("*:0", host, sizeof host, &port));
+    cr_expect_eq(port, 0);
+    cr_expect_not(tern_http_parse_address("127.0.0.1", host, sizeof host, &port));
+    cr_expect_not(tern_http_parse_address(":80", host, sizeof host, &port));
+    cr_expect_not(tern_http_parse_address("h:99999", host, sizeof host, &port));
+    cr_expect_not(tern_http_parse_address("h:80x", host, sizeof host, &port));
+}
+
+//  The real server on an ephemeral loopback port answers GETs.
+Test(http, serves_on_loopback) {
+    char dir[] = "/tmp/tern-metrics-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    tern_config_t config = s_config(dir);
+    snprintf(config.metrics, sizeof config.metrics, "127.0.0.1:0");
+    tern_metrics_t *m = tern_metrics_new();
+    atomic_store(&m->serving, 1);
+    char err[256] = "";
+    tern_http_t *http = tern_http_new(&config, m, NULL, NULL, err, sizeof err);
+    cr_assert_not_null(http, "%s", err);
+    int port = tern_http_port(http);
+    cr_assert_gt(port, 0);
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    const char *req = "GET /healthz HTTP/1.0\r\n\r\n";
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    char buf[4096];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(fd, buf + len, sizeof buf - 1 - len)) > 0) {
+        len += (size_t)n;
+    }
+    buf[len] = 0;
+    close(fd);
+    cr_expect(strncmp(buf, "HTTP/1.0 200", 12) == 0 || strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s",
+              buf);
+    cr_expect(strstr(buf, "\r\n\r\nok\n"), "%s", buf);
+
+    //  A second server on the same port fails with a reason.
+    snprintf(config.metrics, sizeof config.metrics, "127.0.0.1:%d", port);
+    tern_http_t *again = tern_http_new(&config, m, NULL, NULL, err, sizeof err);
+    cr_expect_null(again);
+    cr_expect(strstr(err, "cannot listen"), "%s", err);
+    tern_http_destroy(&http);
+    cr_expect_null(http);
+    tern_metrics_destroy(&m);
+    rmdir(dir);
+}
+
+//  With replication on, per-peer figures carry a peer label.
+Test(http, repl_peers) {
+    char dir[] = "/tmp/tern-metrics-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    tern_config_t config = s_config(dir);
+    config.peer_count = 2;
+    snprintf(config.peers[0].name, sizeof config.peers[0].name, "us1");
+    snprintf(config.peers[1].name, sizeof config.peers[1].name, "ap1");
+    tern_repl_stats_t *repl = calloc(1, sizeof *repl);
+    cr_assert_not_null(repl);
+    atomic_store(&repl->peers[0].state, 2);
+    atomic_store(&repl->peers[0].lag_msgs, 42);
+    atomic_store(&repl->peers[1].lag_ms, 1500);
+    atomic_store(&repl->peers[1].sent, 7);
+    tern_metrics_t *m = tern_metrics_new();
+    char *text = tern_http_render_metrics(&config, m, NULL, repl);
+    cr_expect(strstr(text, "\ntern_repl_peer_state{peer=\"us1\",state=\"live\"} 1\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_repl_peer_state{peer=\"us1\",state=\"idle\"} 0\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_repl_peer_lag_messages{peer=\"us1\"} 42\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_repl_peer_lag_seconds{peer=\"ap1\"} 1.500\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_repl_records_shipped_total{peer=\"ap1\"} 7\n"), "%s", text);
+    free(text);
+    text = tern_http_render_metrics(&config, m, NULL, NULL);
+    cr_expect_null(strstr(text, "tern_repl_peer_state"), "no peers without replication");
+    free(text);
+    tern_metrics_destroy(&m);
+    free(repl);
+    rmdir(dir);
+}
