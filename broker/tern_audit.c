@@ -410,6 +410,16 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
             tern_json_raw(out, "{");
             tern_json_key_str(out, "peer", config->peers[p].name);
             tern_json_key_bool(out, "confirmed", confirmed >= position);
+            //  When: the recorded time of the peer's first confirmation at
+            //  or past the position (0 = not known: not confirmed yet, or
+            //  confirmed before the time was recorded, or swept).
+            uint64_t at_ns = 0;
+            if (confirmed < position ||
+                tern_store_trace_confirmed_at(reader, config->peers[p].name, position, &at_ns) !=
+                    TERN_OK) {
+                at_ns = 0;
+            }
+            tern_json_key_u64(out, "replicated_at_ms", at_ns / 1000000ull);
             tern_json_raw(out, "}");
         }
         tern_json_raw(out, "]}");

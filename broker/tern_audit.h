@@ -31,8 +31,10 @@ tern_err_t tern_audit_json(tern_store_reader_t *reader, const char *topic, const
 /*  Writes the life of MSG_ID as one JSON object: msg_id, topic, seq,
     trace_id, origin, stored_at_ms, expire_at_ms, events [{event, at_ms,
     group, delivery_count, detail}], groups [{group, state, deliveries}],
-    outbox_position, replicas [{peer, confirmed}] (one per CONFIG peer: has
-    it confirmed the message; empty for a message that came from a peer).
+    outbox_position, replicas [{peer, confirmed, replicated_at_ms}] (one per
+    CONFIG peer: has it confirmed the message, and when the confirmation that
+    first covered it was committed, 0 if unknown; empty for a message that came
+    from a peer).
     TERN_ENOTFOUND when no history is kept for it. */
 tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_t now_ns,
                            const tern_config_t *config, tern_json_t *out);

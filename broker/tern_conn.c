@@ -18,7 +18,9 @@
                 that connection: the client gets no ERROR (documented); a
                 payload between max_payload and that bound gets ERROR
                 TERN_ETOOBIG and the session continues.
-        inbox   PULL (bound): COMMITTED items from the storer
+        inbox   PULL (bound): COMMITTED items from the storer, REPL_ADMIN
+                answers from repl
+        repl    PUSH (connected at the first `peers*` ADMIN): REPL_ADMIN
         out     PULL (bound): [rid][hdr][payload?] frames from route
         storer  PUSH: PUBS, ADMIN (topic writes)
         route   PUSH: EVENTS (open/gone/sub/unsub/ack/nack/term/credit/admin)
@@ -31,13 +33,16 @@
     in-flight messages) and started afresh. "timeout" is heartbeat_timeout_ms
     without any frame, or 3 x the client's HELLO heartbeat_ms if that is
     longer; "unreachable" is a send failing with EHOSTUNREACH (the connection
-    closed without BYE), noticed at the next heartbeat at the latest.
+    closed without BYE), noticed at the next heartbeat at the latest and acted
+    on at the next tick (<= 1 s), after the frames the client sent before it
+    closed have been read.
 */
 #include "tern_conn.h"
 #include "tern_audit.h"
 #include "tern_auth.h"
 #include "tern_json.h"
 #include "tern_proto.h"
+#include "tern_repl.h"
 #include "tern_work.h"
 #include <inttypes.h>
 #include <string.h>
@@ -60,6 +65,7 @@ typedef struct s_session_t {
     uint32_t ack_cap;               //  entries allocated
     struct s_session_t *ack_next;   //  list of sessions with entries to flush
     bool ack_listed;                //  on that list
+    bool unreachable;               //  a send found the peer gone: end at the next tick
     char user[TERN_NAME_MAX + 1];   //  CURVE key name from ZAP ("" with auth none)
     tern_acl_t *acl;                //  roles at HELLO (a reference); NULL = unrestricted
     const tern_role_t *role;        //  the key's role in ACL; NULL with an ACL = nothing
@@ -74,12 +80,14 @@ typedef struct {
     zsock_t *out_sock;
     zsock_t *storer_sock;
     zsock_t *route_sock;
-    void *pipe; //  raw sockets
+    zsock_t *repl_sock; //  PUSH to the repl actor (peers admin), once needed
+    void *pipe;         //  raw sockets
     void *router;
     void *inbox;
     void *out;
     void *to_storer;
     void *to_route;
+    void *to_repl;                //  repl_sock resolved, NULL until the first `peers*`
     zhashx_t *sessions;           //  key -> s_session_t (owned)
     uint64_t next_session_id;     //  counter
     tern_store_reader_t *reader;  //  admin reads
@@ -424,6 +432,68 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     tern_json_free(&json);
 }
 
+//  `peers`, `peers.pause`, `peers.resume`: answered by the repl actor, which
+//  owns the links; the answer comes back on the inbox (s_repl_admin_done).
+static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
+    const char *op = frame->name;
+    if (!tern_repl_enabled(self->config)) {
+        if (streq(op, "peers")) {
+            tern_json_t json;
+            tern_json_init(&json);
+            tern_json_raw(&json, "[]");
+            s_send_reply(self, session->rid, session->rid_size, frame->req_id, &json);
+            tern_json_free(&json);
+        } else {
+            s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTFOUND,
+                         "no such peer: replication is off");
+        }
+        return;
+    }
+    if (!self->to_repl) {
+        char endpoint[128];
+        tern_repl_admin_endpoint(self->config, endpoint, sizeof endpoint);
+        self->repl_sock = zsock_new(ZMQ_PUSH);
+        if (self->repl_sock) {
+            zsock_set_sndhwm(self->repl_sock, 0);
+            zsock_set_linger(self->repl_sock, 0);
+            if (zsock_connect(self->repl_sock, "%s", endpoint) == 0) {
+                self->to_repl = zsock_resolve(self->repl_sock);
+            } else {
+                zsock_destroy(&self->repl_sock);
+            }
+        }
+    }
+    tern_repl_admin_t *item = tern_work_alloc(sizeof *item);
+    memcpy(item->rid, session->rid, session->rid_size);
+    item->rid_size = session->rid_size;
+    item->req_id = frame->req_id;
+    snprintf(item->op, sizeof item->op, "%s", op);
+    s_meta_get(frame, "name", item->name, sizeof item->name);
+    snprintf(item->reply_to, sizeof item->reply_to, "%s", self->args->inbox);
+    if (!self->to_repl || tern_work_send(self->to_repl, TERN_WORK_REPL_ADMIN, item) != 0) {
+        free(item);
+        s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EINTERNAL,
+                     "the replication actor is unreachable");
+    }
+}
+
+//  The repl actor answered a `peers*` request: relay it to the client.
+static void s_repl_admin_done(s_conn_t *self, tern_repl_admin_t *item) {
+    if (s_session_lookup(self, item->rid, item->rid_size)) {
+        if (item->err != TERN_OK) {
+            s_send_error(self, item->rid, item->rid_size, item->req_id, item->err, item->reason);
+        } else {
+            tern_json_t json;
+            tern_json_init(&json);
+            tern_json_raw(&json, item->reply ? item->reply : "null");
+            s_send_reply(self, item->rid, item->rid_size, item->req_id, &json);
+            tern_json_free(&json);
+        }
+    }
+    free(item->reply);
+    free(item);
+}
+
 static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
     const uint8_t *rid = session->rid;
     size_t rid_size = session->rid_size;
@@ -433,6 +503,10 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
     char value[64];
     bool has_topic = s_meta_get(frame, "topic", topic, sizeof topic);
     s_meta_get(frame, "group", group, sizeof group);
+    if (streq(op, "peers") || streq(op, "peers.pause") || streq(op, "peers.resume")) {
+        s_handle_peers(self, session, frame);
+        return;
+    }
     bool needs_topic = !streq(op, "status") && !streq(op, "topics") && !streq(op, "trace");
     if (needs_topic && (!has_topic || !tern_topic_valid(topic, strlen(topic)))) {
         s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC,
@@ -839,7 +913,7 @@ static void s_flush_pubacks(s_conn_t *self) {
                                                   &len) == TERN_OK) {
             if (s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false) ==
                 -2) {
-                s_session_end(self, session); //  the peer is gone: end it now
+                session->unreachable = true; //  the peer is gone: ended at the next tick
             }
         }
     }
@@ -906,6 +980,8 @@ static void s_handle_inbox(s_conn_t *self) {
         }
         if (type == TERN_WORK_COMMITTED) {
             s_handle_committed(self, (tern_committed_t *)ptr);
+        } else if (type == TERN_WORK_REPL_ADMIN) {
+            s_repl_admin_done(self, (tern_repl_admin_t *)ptr);
         } else {
             zsys_error("conn: unexpected work item type %d", (int)type);
         }
@@ -942,11 +1018,14 @@ static void s_handle_out(s_conn_t *self) {
             }
         }
         if (gone) {
-            //  The client disconnected: end its session now, so route returns
-            //  its in-flight messages at once instead of after the timeout.
+            //  The client disconnected: end its session at the next tick, so
+            //  route returns its in-flight messages without waiting for the
+            //  heartbeat timeout. Not now: ACKs and BYE it sent before closing
+            //  may still wait in the ROUTER's inbound queue, and must be
+            //  handled first or acknowledged messages would be redelivered.
             s_session_t *session = s_session_lookup(self, rid, rid_size);
             if (session) {
-                s_session_end(self, session);
+                session->unreachable = true;
             }
         }
     }
@@ -957,7 +1036,7 @@ static void s_tick(s_conn_t *self) {
     zlistx_t *dead = NULL;
     for (s_session_t *session = (s_session_t *)zhashx_first(self->sessions); session;
          session = (s_session_t *)zhashx_next(self->sessions)) {
-        if (now - session->last_recv_ms > session->timeout_ms) {
+        if (session->unreachable || now - session->last_recv_ms > session->timeout_ms) {
             if (!dead) {
                 dead = zlistx_new();
             }
@@ -1033,6 +1112,10 @@ static void s_cleanup(s_conn_t *self) {
         if (type == TERN_WORK_COMMITTED) {
             tern_committed_t *committed = (tern_committed_t *)ptr;
             tern_committed_destroy(&committed);
+        } else if (type == TERN_WORK_REPL_ADMIN) {
+            tern_repl_admin_t *item = (tern_repl_admin_t *)ptr;
+            free(item->reply);
+            free(item);
         }
     }
     zmq_msg_t part;
@@ -1061,6 +1144,7 @@ static void s_cleanup(s_conn_t *self) {
     zsock_destroy(&self->out_sock);
     zsock_destroy(&self->storer_sock);
     zsock_destroy(&self->route_sock);
+    zsock_destroy(&self->repl_sock);
 }
 
 void tern_conn_actor(zsock_t *pipe, void *arg) {

@@ -318,6 +318,12 @@ char *tern_http_render_metrics(const tern_config_t *config, tern_metrics_t *m, t
     s_metric(&out, "tern_send_dropped_total", "counter",
              "Frames dropped because the client was gone or its queue full.",
              tern_metrics_get(m->send_dropped));
+    s_metric(&out, "tern_auth_refused_total", "counter",
+             "CURVE handshakes refused by the ZAP handler (unknown or bad key).",
+             tern_metrics_get(m->auth_refused));
+    s_metric(&out, "tern_auth_denied_total", "counter",
+             "Commands refused because the client's role does not allow them.",
+             tern_metrics_get(m->auth_denied));
     s_head(&out, "tern_decode_errors_total", "counter", "Frames that did not decode, by code.");
     for (int i = 0; i < TERN_METRICS_CODES; i++) {
         s_printf(&out, "tern_decode_errors_total{code=\"%s\"} %" PRIu64 "\n",

@@ -30,6 +30,10 @@
         REPL_HELLO, REPL_RECORD, REPL_HEARTBEAT from peers (REPL_WELCOME,
         REPL_CONFIRM, ERROR back); also HELLO and ADMIN from ternctl
         (WELCOME, REPLY): `peers`, `peers.pause` / `peers.resume` (m: name).
+        The same operations reach the client endpoint: conn sends them as
+        REPL_ADMIN items to the inbox, bound also at
+        tern_repl_admin_endpoint(config); repl answers and pushes the item
+        back to its reply_to (conn's inbox).
     DEALER per peer, frames [header][payload?]: the outbound direction above.
 */
 #include "tern_repl.h"
@@ -82,6 +86,7 @@ typedef struct {
     void *router;                            //  its raw handle
     zsock_t *inbox_sock;                     //  PULL, owned
     zsock_t *storer_sock;                    //  PUSH, owned
+    zsock_t *conn_sock;                      //  PUSH to conn's inbox (admin answers), owned
     tern_store_reader_t *reader;             //  our read handle on the store
     s_link_t links[TERN_PEERS_MAX];          //  one per configured peer
     size_t link_count;                       //  used
@@ -596,38 +601,51 @@ static bool s_meta_get(const tern_frame_t *frame, const char *key, char *out, si
     return false;
 }
 
+//  Answers admin operation OP (NAME: the peer of pause / resume) into JSON.
+//  Returns TERN_OK, or an error code with *REASON set (JSON left empty).
+static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, tern_json_t *json,
+                              const char **reason) {
+    if (streq(op, "peers")) {
+        s_peers_json(self, json);
+        return TERN_OK;
+    }
+    if (!streq(op, "peers.pause") && !streq(op, "peers.resume")) {
+        *reason = "unknown admin operation on the replication endpoint";
+        return TERN_EINVAL;
+    }
+    s_link_t *link = s_link_by_name(self, name);
+    if (!link) {
+        *reason = "no such peer";
+        return TERN_ENOTFOUND;
+    }
+    bool pause = streq(op, "peers.pause");
+    link->paused = pause;
+    s_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
+    if (pause && link->rid_size) {
+        //  Isolate the inbound direction too: the peer backs off.
+        s_send_error(self, link->rid, link->rid_size, 0, TERN_EBUSY, "link paused");
+        link->rid_size = 0;
+    }
+    zsys_info("repl: link to %s %s by the operator", name, pause ? "paused" : "resumed");
+    tern_json_raw(json, "{");
+    tern_json_key_str(json, "dc", name);
+    tern_json_key_str(json, "state", tern_peer_state_name(tern_peer_state(link->fsm)));
+    tern_json_key_bool(json, "paused", pause);
+    tern_json_raw(json, "}");
+    return TERN_OK;
+}
+
+//  ADMIN from ternctl on the replication endpoint itself.
 static void s_admin(s_repl_t *self, const uint8_t *rid, size_t rid_size,
                     const tern_frame_t *frame) {
+    char name[TERN_NAME_MAX + 1] = "";
+    s_meta_get(frame, "name", name, sizeof name);
     tern_json_t json;
     tern_json_init(&json);
-    if (streq(frame->name, "peers")) {
-        s_peers_json(self, &json);
-    } else if (streq(frame->name, "peers.pause") || streq(frame->name, "peers.resume")) {
-        char name[TERN_NAME_MAX + 1] = "";
-        s_meta_get(frame, "name", name, sizeof name);
-        s_link_t *link = s_link_by_name(self, name);
-        if (!link) {
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_ENOTFOUND, "no such peer");
-            tern_json_free(&json);
-            return;
-        }
-        bool pause = streq(frame->name, "peers.pause");
-        link->paused = pause;
-        s_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
-        if (pause && link->rid_size) {
-            //  Isolate the inbound direction too: the peer backs off.
-            s_send_error(self, link->rid, link->rid_size, 0, TERN_EBUSY, "link paused");
-            link->rid_size = 0;
-        }
-        zsys_info("repl: link to %s %s by the operator", name, pause ? "paused" : "resumed");
-        tern_json_raw(&json, "{");
-        tern_json_key_str(&json, "dc", name);
-        tern_json_key_str(&json, "state", tern_peer_state_name(tern_peer_state(link->fsm)));
-        tern_json_key_bool(&json, "paused", pause);
-        tern_json_raw(&json, "}");
-    } else {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
-                     "unknown admin operation on the replication endpoint");
+    const char *reason = "";
+    tern_err_t rc = s_admin_run(self, frame->name, name, &json, &reason);
+    if (rc != TERN_OK) {
+        s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
         tern_json_free(&json);
         return;
     }
@@ -638,6 +656,42 @@ static void s_admin(s_repl_t *self, const uint8_t *rid, size_t rid_size,
     reply.payload_size = json.len;
     s_send(self, self->router, rid, rid_size, &reply);
     tern_json_free(&json);
+}
+
+//  ADMIN a client sent to the client endpoint, forwarded by conn: answer it
+//  and give it back to conn (which relays the answer and frees it).
+static void s_admin_item(s_repl_t *self, tern_repl_admin_t *item) {
+    tern_json_t json;
+    tern_json_init(&json);
+    const char *reason = "";
+    item->err = s_admin_run(self, item->op, item->name, &json, &reason);
+    if (item->err == TERN_OK) {
+        item->reply = tern_work_alloc(json.len + 1);
+        memcpy(item->reply, json.data, json.len);
+        item->reply[json.len] = 0;
+    } else {
+        snprintf(item->reason, sizeof item->reason, "%s", reason);
+    }
+    tern_json_free(&json);
+    if (!self->conn_sock) {
+        self->conn_sock = zsock_new(ZMQ_PUSH);
+        if (self->conn_sock) {
+            zsock_set_sndhwm(self->conn_sock, 0);
+            zsock_set_linger(self->conn_sock, 0);
+            if (zsock_connect(self->conn_sock, "%s", item->reply_to) != 0) {
+                zsock_destroy(&self->conn_sock);
+            }
+        }
+    }
+    if (!self->conn_sock ||
+        tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_REPL_ADMIN, item) != 0) {
+        free(item->reply);
+        free(item);
+    }
+}
+
+void tern_repl_admin_endpoint(const tern_config_t *config, char *buf, size_t cap) {
+    snprintf(buf, cap, "inproc://tern-repl-admin-%p", (const void *)config);
 }
 
 static void s_handle_hello(s_repl_t *self, const uint8_t *rid, size_t rid_size,
@@ -836,6 +890,10 @@ static void s_handle_inbox(s_repl_t *self) {
         if (tern_work_recv(zsock_resolve(self->inbox_sock), ZMQ_DONTWAIT, &type, &ptr) != 0) {
             return;
         }
+        if (type == TERN_WORK_REPL_ADMIN) {
+            s_admin_item(self, (tern_repl_admin_t *)ptr);
+            continue;
+        }
         if (type != TERN_WORK_REPL_DONE) {
             zsys_error("repl: unexpected work item type %d", (int)type);
             continue;
@@ -1023,7 +1081,10 @@ static int s_start(s_repl_t *self) {
     zsock_set_rcvhwm(self->inbox_sock, 0);
     zsock_set_sndhwm(self->storer_sock, 0);
     zsock_set_linger(self->storer_sock, 1000);
+    char admin[128];
+    tern_repl_admin_endpoint(self->config, admin, sizeof admin);
     if (zsock_bind(self->inbox_sock, "%s", args->inbox) != 0 ||
+        zsock_bind(self->inbox_sock, "%s", admin) != 0 ||
         zsock_connect(self->storer_sock, "%s", args->storer_inbox) != 0) {
         snprintf(args->error, sizeof args->error, "repl: cannot reach the storer");
         return -1;
@@ -1077,6 +1138,8 @@ static void s_stop(s_repl_t *self) {
             if (type == TERN_WORK_REPL_DONE) {
                 tern_repl_batch_t *batch = ptr;
                 tern_repl_batch_destroy(&batch);
+            } else if (type == TERN_WORK_REPL_ADMIN) {
+                free(ptr); //  its client times out
             }
         }
     }
@@ -1089,6 +1152,7 @@ static void s_stop(s_repl_t *self) {
     zsock_destroy(&self->router_sock);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->storer_sock);
+    zsock_destroy(&self->conn_sock);
 }
 
 void tern_repl_actor(zsock_t *pipe, void *arg) {

@@ -19,8 +19,27 @@
 
 //  Work item types on the storer's inbox and the repl inbox (tern_work.h
 //  numbers its own types from 1; these stay clear of them).
-#define TERN_WORK_REPL      ((tern_work_type_t)20) //  repl -> storer: tern_repl_batch_t *
-#define TERN_WORK_REPL_DONE ((tern_work_type_t)21) //  storer -> repl: the same, committed
+#define TERN_WORK_REPL       ((tern_work_type_t)20) //  repl -> storer: tern_repl_batch_t *
+#define TERN_WORK_REPL_DONE  ((tern_work_type_t)21) //  storer -> repl: the same, committed
+#define TERN_WORK_REPL_ADMIN ((tern_work_type_t)22) //  conn -> repl -> conn: tern_repl_admin_t *
+
+/*  An admin request a client sent to the client endpoint (`peers`,
+    `peers.pause`, `peers.resume`): conn creates it and sends it to the repl
+    actor's admin endpoint (tern_repl_admin_endpoint); repl answers it (ERR,
+    REPLY) and sends it back to REPLY_TO as TERN_WORK_REPL_ADMIN; conn relays
+    the answer to the session and frees it (REPLY too). Whoever cannot pass it
+    on frees it. */
+typedef struct {
+    uint8_t rid[TERN_RID_MAX];    //  the client's routing id
+    size_t rid_size;              //  its length
+    uint64_t req_id;              //  the ADMIN's request id
+    char op[TERN_NAME_MAX + 1];   //  "peers", "peers.pause" or "peers.resume"
+    char name[TERN_NAME_MAX + 1]; //  peer DC name (pause / resume)
+    char reply_to[128];           //  conn's inbox (repl connects PUSH once)
+    tern_err_t err;               //  out: TERN_OK or the ERROR code
+    char reason[128];             //  out: ERROR reason
+    char *reply;                  //  out: JSON document (malloc'd), NULL on error
+} tern_repl_admin_t;
 
 /*  One received REPL_RECORD. FRAME borrows HDR and BODY (like tern_pub_t),
     so the payload is copied once, into the LMDB page. */
@@ -101,6 +120,11 @@ typedef struct {
 
 /*  zactor_fn: ARGS is a tern_repl_args_t, borrowed for the actor's life. */
 void tern_repl_actor(zsock_t *pipe, void *args);
+
+/*  Writes into BUF the inproc endpoint where the repl actor of the node whose
+    (borrowed) config is CONFIG takes tern_repl_admin_t items. conn and repl
+    borrow the same config, so both derive the same name. */
+void tern_repl_admin_endpoint(const tern_config_t *config, char *buf, size_t cap);
 
 /*  True if CONFIG asks for replication (a repl endpoint other than "off"). */
 bool tern_repl_enabled(const tern_config_t *config);

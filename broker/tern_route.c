@@ -15,6 +15,7 @@
                                  credit/admin (groups, dlq.list, dlq.replay)
         NOTICE  tern_notice_t *  from storer: appended messages, route's ops
                                  with their results (OPEN, REPLAY), topics gone
+                                 or created (topic.create)
     Sends:
         OPS     tern_ops_t *     -> storer inbox (storer hands it back)
         frames  [rid][hdr][payload?] -> conn out: DELIVER, OK, ERROR, REPLY
@@ -58,6 +59,7 @@ typedef struct r_pend_t {
     uint8_t priority;      //  its lane
     uint32_t count;        //  deliveries so far
     bool inflight;         //  delivered, waiting for ack
+    bool stored;           //  s_group_reload: seen in the store's pending list
     uint64_t due_ms;       //  inflight: ack deadline; else: redelivery time
     r_sub_t *sub;          //  inflight: the holder
     uint64_t tag;          //  inflight: its tag in that sub
@@ -480,10 +482,12 @@ static bool s_load_pending(const tern_entry_t *entry, void *arg) {
     r_group_t *group = (r_group_t *)arg;
     for (r_pend_t *pend = group->head; pend; pend = pend->next) {
         if (pend->seq == entry->seq) {
+            pend->stored = true;
             return true;
         }
     }
     r_pend_t *pend = s_pend_new(group, entry->seq, entry->priority);
+    pend->stored = true;
     pend->count = entry->delivery_count;
     pend->due_ms = tern_now_ms();
     group->rescan = true;
@@ -529,8 +533,12 @@ static r_topic_t *s_topic_by_name(s_route_t *self, const char *name) {
     return NULL;
 }
 
-//  SUB joins its group on TOPIC (creating or opening it).
-static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic) {
+//  SUB joins its group on TOPIC (creating or opening it). APPEARED: TOPIC
+//  was created after SUB was made, so every one of its messages is new for
+//  SUB: start NEW then means the topic's first seq, not last_seq + 1 (which
+//  would skip the messages of the commit that created the topic).
+static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic, bool appeared) {
+    uint8_t start = appeared && sub->start == TERN_START_NEW ? TERN_START_FIRST : sub->start;
     r_group_t *group = NULL;
     if (sub->group[0]) {
         char key[32 + TERN_NAME_MAX];
@@ -540,7 +548,7 @@ static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic) {
             group = s_group_new(self, topic, sub->group);
             zhashx_insert(self->durable, key, group);
             tern_op_t *op = s_op(self, TERN_OP_OPEN, group, 0);
-            op->start = sub->start;
+            op->start = start;
             op->start_value = sub->start_value;
         }
     } else {
@@ -555,11 +563,11 @@ static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic) {
         group = s_group_new(self, topic, "");
         group->owner = sub;
         uint64_t from = info.first_seq ? info.first_seq : 1;
-        if (sub->start == TERN_START_NEW) {
+        if (start == TERN_START_NEW) {
             from = info.last_seq + 1;
-        } else if (sub->start == TERN_START_SEQ && sub->start_value > from) {
+        } else if (start == TERN_START_SEQ && sub->start_value > from) {
             from = sub->start_value;
-        } else if (sub->start == TERN_START_TIME) {
+        } else if (start == TERN_START_TIME) {
             group->min_ts_ns = sub->start_value;
         }
         for (int p = 0; p < S_LANES; p++) {
@@ -581,7 +589,7 @@ static r_topic_t *s_topic_add(s_route_t *self, uint32_t id, const char *name) {
     for (r_sub_t *sub = (r_sub_t *)zlistx_first(self->subs); sub;
          sub = (r_sub_t *)zlistx_next(self->subs)) {
         if (tern_pattern_match(sub->pattern, topic->name)) {
-            s_join(self, sub, topic);
+            s_join(self, sub, topic, true);
         }
     }
     return topic;
@@ -689,7 +697,7 @@ static void s_handle_sub(s_route_t *self, r_session_t *session, tern_event_t *ev
     for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
          topic = (r_topic_t *)zhashx_next(self->topics)) {
         if (tern_pattern_match(sub->pattern, topic->name)) {
-            s_join(self, sub, topic);
+            s_join(self, sub, topic, false);
         }
     }
     if (self->config->verbose) {
@@ -946,24 +954,69 @@ static void s_handle_events(s_route_t *self, tern_events_t *events) {
 //  A peer DC changed GROUP's stored state (replicated acks): adopt lane
 //  cursors that moved forward and stored pending entries we do not have (a
 //  remote ack of a message not delivered here leaves the lane's earlier
-//  messages pending, due now). Entries we hold are kept: a message acked
-//  elsewhere but waiting here may be delivered once more (at-least-once).
+//  messages pending, due now). A waiting entry the store no longer holds
+//  although its lane cursor there passed it was acked or dead-lettered by
+//  the peer: drop it. Entries whose DELIVER op may still be queued (store
+//  cursor not past them) and entries in flight here are kept: those may be
+//  delivered once more (at-least-once).
+typedef struct {
+    r_group_t *group;            //  borrowed
+    uint64_t lane_next[S_LANES]; //  route's cursors before the reload
+} s_reload_t;
+
+//  A stored entry below route's own cursor that route does not hold was
+//  acked or dead-lettered here, its op still queued: not loaded again.
+static bool s_reload_pending(const tern_entry_t *entry, void *arg) {
+    s_reload_t *reload = (s_reload_t *)arg;
+    for (r_pend_t *pend = reload->group->head; pend; pend = pend->next) {
+        if (pend->seq == entry->seq) {
+            pend->stored = true;
+            return true;
+        }
+    }
+    if (entry->priority < S_LANES && entry->seq < reload->lane_next[entry->priority]) {
+        return true;
+    }
+    return s_load_pending(entry, reload->group);
+}
+
 static void s_group_reload(s_route_t *self, r_group_t *group) {
     tern_group_info_t info;
     if (group->state != G_READY || s_read_begin(self) != TERN_OK ||
         tern_store_group_get(self->reader, group->topic->id, group->name, &info) != TERN_OK) {
         return;
     }
+    s_reload_t reload = {group, {0}};
+    memcpy(reload.lane_next, group->lane_next, sizeof reload.lane_next);
     for (int lane = 0; lane < S_LANES; lane++) {
         if (info.lane_next[lane] > group->lane_next[lane]) {
             group->lane_next[lane] = info.lane_next[lane];
         }
     }
-    tern_store_pending_list(self->reader, group->topic->id, group->name, s_load_pending, group);
+    for (r_pend_t *pend = group->head; pend; pend = pend->next) {
+        pend->stored = false;
+    }
+    if (tern_store_pending_list(self->reader, group->topic->id, group->name, s_reload_pending,
+                                &reload) == TERN_OK) {
+        r_pend_t *pend = group->head;
+        while (pend) {
+            r_pend_t *next = pend->next;
+            if (!pend->inflight && !pend->stored && pend->priority < S_LANES &&
+                pend->seq < info.lane_next[pend->priority]) {
+                s_pend_destroy(pend);
+            }
+            pend = next;
+        }
+    }
     group->dirty = true;
 }
 
 static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
+    //  Reloads read the state this notice's commit wrote: a read transaction
+    //  opened earlier in this drain may predate it.
+    if (notice->reload_count > 0) {
+        s_read_end(self);
+    }
     for (size_t i = 0; i < notice->reload_count; i++) {
         r_topic_t *topic = s_topic_by_name(self, notice->reload[i].topic);
         if (topic) {
@@ -1001,6 +1054,19 @@ static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
             } else if (op->type == TERN_OP_REPLAY && op->ctx) {
                 s_replay_done(self, op);
             }
+        }
+    }
+    //  Topics made by topic.create: subscriptions join them now (a durable
+    //  group is listed at once), not at their first publish. A fresh read
+    //  transaction: one opened earlier in this drain may predate the commit.
+    if (notice->created_count > 0) {
+        s_read_end(self);
+    }
+    for (size_t i = 0; i < notice->created_count; i++) {
+        tern_topic_info_t info;
+        if (!s_topic_get(self, notice->created[i]) && s_read_begin(self) == TERN_OK &&
+            tern_store_topic_get_id(self->reader, notice->created[i], &info) == TERN_OK) {
+            s_topic_add(self, info.id, info.name);
         }
     }
     uint32_t last_id = 0;

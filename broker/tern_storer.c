@@ -309,7 +309,14 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
             if (commit_rc != TERN_OK && admin->err == TERN_OK) {
                 admin->err = commit_rc;
             }
-            if (admin->err == TERN_OK && !streq(admin->op, "topic.create")) {
+            if (admin->err == TERN_OK && streq(admin->op, "topic.create")) {
+                //  Route learns the topic now, not at its first publish: groups
+                //  subscribed to it open at once (issue 4).
+                tern_notice_t *notice = s_notice(self);
+                notice->created = tern_work_realloc(notice->created,
+                                                    (notice->created_count + 1) * sizeof(uint32_t));
+                notice->created[notice->created_count++] = admin->topic_id;
+            } else if (admin->err == TERN_OK) {
                 //  Route must forget the topic's groups (delete) or its cursors
                 //  now point at nothing (purge); it is told by topic id.
                 tern_notice_t *notice = s_notice(self);

@@ -120,6 +120,7 @@ void tern_notice_destroy(tern_notice_t **self_p) {
     free(self->appended);
     free(self->gone);
     free(self->reload);
+    free(self->created);
     free(self);
     *self_p = NULL;
 }

@@ -143,6 +143,8 @@ typedef struct {
     size_t gone_count;         //  entries
     tern_group_ref_t *reload;  //  owned array of groups changed by peer DCs
     size_t reload_count;       //  entries
+    uint32_t *created;         //  owned array of topic ids made by topic.create
+    size_t created_count;      //  entries
 } tern_notice_t;
 
 /*  Session events conn forwards to route. */

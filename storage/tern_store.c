@@ -48,13 +48,14 @@ enum {
     S_INBOUND,    //  origin name -> applied position (LE64)
     S_TRACE,      //  topic BE32 + seq BE64 + event stamp BE64 -> trace event
     S_TRACE_MSG,  //  msg_id BE64 -> topic BE32 + seq BE64 + stored at_ns LE64
+    S_TRACE_CONF, //  peer + NUL + confirmed BE64 -> recorded at_ns LE64 + previous LE64
     S_DBI_COUNT
 };
 
 static const char *s_dbi_names[S_DBI_COUNT] = {
-    "meta",   "topics",     "topic_ids",  "log",    "tindex",   "prio",    "msgid",
-    "dedup",  "dedup_time", "dedup_prod", "expiry", "groups",   "pending", "dlq",
-    "outbox", "peers",      "inbound",    "trace",  "trace_msg"};
+    "meta",   "topics",     "topic_ids",  "log",    "tindex",    "prio",      "msgid",
+    "dedup",  "dedup_time", "dedup_prod", "expiry", "groups",    "pending",   "dlq",
+    "outbox", "peers",      "inbound",    "trace",  "trace_msg", "trace_conf"};
 
 #define S_META_OUTBOX_LAST "store.outbox_last"
 #define S_META_TOPIC_NEXT  "store.topic_last_id"
@@ -1944,6 +1945,7 @@ static int s_sweep_outbox(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
 }
 
 static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget);
+static int s_trace_confirm(s_txn_t *ctx, const char *peer, uint64_t position, uint64_t previous);
 
 static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
     uint64_t budget = op->u32, removed = 0;
@@ -2106,6 +2108,9 @@ static int s_apply(s_txn_t *ctx, s_op_t *op) {
             }
             if (!op->name[0] || (rc == 0 && old >= op->a)) {
                 return 0;
+            }
+            if ((rc = s_trace_confirm(ctx, op->name, op->a, rc == 0 ? old : 0))) {
+                return rc;
             }
             return s_put_u64(ctx->txn, ctx->dbi[S_PEERS], op->name, op->a);
         }
@@ -3180,12 +3185,72 @@ static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const t
     return rc;
 }
 
+//  Confirmation times (when each peer's confirmed outbox position moved,
+//  for REPLICATED in trace): the position only grows and is recorded with
+//  the commit time, so each peer's entries are in time order. Written only
+//  when trace is on (and not in the storage-full retry); swept
+//  trace_retention after they were recorded. PREVIOUS, the position the
+//  peer had confirmed before, tells a reader whether an entry is the one
+//  that first covered a position or a gap went unrecorded.
+static int s_trace_confirm(s_txn_t *ctx, const char *peer, uint64_t position, uint64_t previous) {
+    if (!ctx->store->config.trace_retention_ms || ctx->no_appends || !position) {
+        return 0;
+    }
+    size_t plen = s_name_len(peer, TERN_NAME_MAX);
+    plen = plen > TERN_NAME_MAX ? TERN_NAME_MAX : plen;
+    uint8_t key[TERN_NAME_MAX + 9], val[16];
+    memcpy(key, peer, plen);
+    key[plen] = 0;
+    s_be64_put(key + plen + 1, position);
+    s_le64_put(val, ctx->now_ns);
+    s_le64_put(val + 8, previous);
+    MDB_val k = {plen + 9, key}, v = {16, val};
+    return mdb_put(ctx->txn, ctx->dbi[S_TRACE_CONF], &k, &v, 0);
+}
+
+//  Deletes up to BUDGET confirmation times recorded before CUTOFF (ns); the
+//  oldest of each peer come first in key order.
+static int s_sweep_trace_conf(s_txn_t *ctx, uint64_t cutoff, uint64_t budget) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TRACE_CONF], &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && budget > 0) {
+        size_t plen = k.mv_size > 9 ? k.mv_size - 9 : 0;
+        if (v.mv_size == 16 && plen && plen <= TERN_NAME_MAX && s_le64_get(v.mv_data) >= cutoff) {
+            //  This peer's remaining entries are newer: go to the next peer.
+            uint8_t next[TERN_NAME_MAX + 9];
+            memcpy(next, k.mv_data, plen + 1);
+            memset(next + plen + 1, 0xff, 8);
+            MDB_val nk = {plen + 9, next};
+            rc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
+            if (rc == 0 && nk.mv_size == plen + 9 && memcmp(nk.mv_data, next, plen + 9) == 0) {
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            } else {
+                k = nk;
+            }
+            continue;
+        }
+        budget--;
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); //  after a delete: the next entry
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
     uint64_t retention_ns = ctx->store->config.trace_retention_ms * 1000000ull;
     if (!retention_ns) {
         return 0;
     }
     uint64_t cutoff = now_ns > retention_ns ? now_ns - retention_ns : 0;
+    uint64_t conf_budget = budget; //  the loop below wraps budget
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TRACE_MSG], &cur);
     if (rc) {
@@ -3211,7 +3276,8 @@ static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
         }
     }
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    rc = rc == MDB_NOTFOUND ? 0 : rc;
+    return rc ? rc : s_sweep_trace_conf(ctx, cutoff, conf_budget);
 }
 
 void tern_store_batch_deliver_to(tern_store_batch_t *self, uint32_t topic_id, const char *group,
@@ -3281,6 +3347,42 @@ tern_err_t tern_store_trace_outbox(tern_store_reader_t *self, uint64_t msg_id, u
     }
     *position = v.mv_size == 28 ? s_le64_get((uint8_t *)v.mv_data + 20) : 0;
     return TERN_OK;
+}
+
+tern_err_t tern_store_trace_confirmed_at(tern_store_reader_t *self, const char *peer,
+                                         uint64_t position, uint64_t *at_ns) {
+    S_READER_CHECK(self);
+    size_t plen = s_name_len(peer, TERN_NAME_MAX);
+    if (!plen || plen > TERN_NAME_MAX || !position) {
+        return TERN_ENOTFOUND;
+    }
+    uint8_t key[TERN_NAME_MAX + 9];
+    memcpy(key, peer, plen);
+    key[plen] = 0;
+    s_be64_put(key + plen + 1, position);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_TRACE_CONF], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    //  The first recorded confirmation of PEER at or past POSITION; it is
+    //  the one that covered POSITION only if the peer's previous confirmed
+    //  position was below it (else that one was not recorded).
+    MDB_val k = {plen + 9, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    tern_err_t err = TERN_ENOTFOUND;
+    if (rc == 0 && k.mv_size == plen + 9 && memcmp(k.mv_data, key, plen + 1) == 0) {
+        if (v.mv_size != 16) {
+            err = TERN_ECORRUPT;
+        } else if (s_le64_get((uint8_t *)v.mv_data + 8) < position) {
+            *at_ns = s_le64_get(v.mv_data);
+            err = TERN_OK;
+        }
+    } else if (rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    mdb_cursor_close(cur);
+    return err;
 }
 
 tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,

@@ -449,6 +449,16 @@ tern_err_t tern_store_trace_find(tern_store_reader_t *self, uint64_t msg_id, uin
     history is kept for it. */
 tern_err_t tern_store_trace_outbox(tern_store_reader_t *self, uint64_t msg_id, uint64_t *position);
 
+/*  When PEER's confirmation covering outbox POSITION was recorded: the
+    commit time (unix ns) of the first stored confirmation of PEER at or past
+    POSITION (tern_store_batch_outbox_confirm records one, with trace on,
+    each time a peer's confirmed position moves; kept trace_retention_ms).
+    TERN_ENOTFOUND when that time is not known: not confirmed yet, or the
+    covering confirmation was not recorded (before an upgrade, trace
+    disabled, storage-full retry) or was swept. */
+tern_err_t tern_store_trace_confirmed_at(tern_store_reader_t *self, const char *peer,
+                                         uint64_t position, uint64_t *at_ns);
+
 /*  Calls FN for every event of TOPIC_ID's messages FROM_SEQ..TO_SEQ, in seq
     order and, within a message, in commit order; FN returns false to stop.
     TERN_ECORRUPT on a malformed event. */

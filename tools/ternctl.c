@@ -12,6 +12,7 @@
 #include "ternctl_json.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,7 @@ static const char *s_help_main =
     "    bench pub|sub|pubsub|sync      measure the broker (ternctl bench --help)\n"
     "    audit TOPIC [--group G] [--since DUR]  delivery accounting per group\n"
     "    trace MSG_ID                   the life of one message\n"
-    "    peers [pause|resume NAME]      replication links (-s = the repl endpoint)\n"
+    "    peers [pause|resume NAME]      replication links to the peer DCs\n"
     "    keys gen NAME | keys show FILE CURVE key pairs (ternctl keys --help)\n"
     "\n"
     "GLOBAL OPTIONS (accepted before or after the command)\n"
@@ -170,13 +171,17 @@ static const char *s_help_topic =
     "    ternctl topic info TOPIC\n"
     "    ternctl topic create TOPIC [--max-age DUR] [--max-msgs N] [--max-bytes SIZE]\n"
     "    ternctl topic delete TOPIC\n"
-    "    ternctl topic purge TOPIC\n"
+    "    ternctl topic purge TOPIC [--progress]\n"
     "\n"
     "DESCRIPTION\n"
     "    info prints the topic object; create creates the topic or updates its\n"
     "    retention limits (0 = unlimited) and prints it; delete removes the topic\n"
     "    and its messages ({\"topic\",\"deleted\",\"removed\"}); purge removes its\n"
-    "    messages ({\"topic\",\"purged\"}).\n"
+    "    messages ({\"topic\",\"purged\"}). While purge waits for the broker it\n"
+    "    shows the elapsed time on stderr (\"purging... 3.2 s\", then the count)\n"
+    "    when stderr is a terminal and --json is not given, or with --progress;\n"
+    "    stdout is unchanged. The broker does the purge as one operation, so\n"
+    "    this is elapsed time, not a per-message count.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure (e.g. no such topic), 2 usage error.\n";
@@ -201,12 +206,15 @@ static const char *s_help_dlq =
     "\n"
     "SYNOPSIS\n"
     "    ternctl dlq list TOPIC --group G\n"
-    "    ternctl dlq replay TOPIC --group G\n"
+    "    ternctl dlq replay TOPIC --group G [--progress]\n"
     "\n"
     "DESCRIPTION\n"
     "    list prints one row per dead letter: topic, group, seq, msg_id,\n"
     "    delivery_count, reason, dead_at_ms. replay puts them back for delivery\n"
-    "    to the group and prints {\"topic\",\"group\",\"replayed\"}.\n"
+    "    to the group and prints {\"topic\",\"group\",\"replayed\"}. While\n"
+    "    replay waits it shows the elapsed time on stderr (\"replaying... 3.2 s\",\n"
+    "    then the count) when stderr is a terminal and --json is not given, or\n"
+    "    with --progress; stdout is unchanged.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure, 2 usage error.\n";
@@ -513,9 +521,98 @@ static void s_print_table(const json_t *array, const char *const *columns) {
     free(width);
 }
 
+typedef struct s_progress_t s_progress_t;
+static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                       const char *const *columns, s_progress_t *progress);
+
+//  Progress line on stderr for a long admin op: the request is one op on
+//  the broker, so this shows the elapsed time while the reply is awaited
+//  ("purging... 3.2 s"), then the final count. Never on stdout.
+struct s_progress_t {
+    const char *verb; //  e.g. "purging"
+    const char *key;  //  reply field holding the final count, e.g. "purged"
+    bool tty;         //  stderr is a terminal: redraw one line in place
+    int64_t start_ms; //  when the request went out
+    atomic_bool done; //  set by the main thread when the reply arrived
+    pthread_t thread; //  the printer
+};
+
+static void *s_progress_run(void *arg) {
+    s_progress_t *self = arg;
+    //  A terminal gets a redrawn line every 100 ms, anything else one line
+    //  a second; nothing in the first 200 ms (a quick op prints only the
+    //  final line). Polls every 20 ms so the command does not wait on it.
+    int64_t step = self->tty ? 100 : 1000;
+    int64_t next = self->tty ? 200 : 1000;
+    while (!atomic_load(&self->done)) {
+        int64_t elapsed = s_now_ms() - self->start_ms;
+        if (elapsed >= next) {
+            if (self->tty) {
+                static const char spin[] = "|/-\\";
+                fprintf(stderr, "\r%c %s... %.1f s\033[K", spin[(elapsed / 100) % 4], self->verb,
+                        (double)elapsed / 1000.0);
+            } else {
+                fprintf(stderr, "%s... %.1f s\n", self->verb, (double)elapsed / 1000.0);
+            }
+            fflush(stderr);
+            next = elapsed - elapsed % step + step;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+//  Starts the progress line when P is not NULL and SHOW is true; returns P
+//  or NULL (no progress line: nothing to stop).
+static s_progress_t *s_progress_start(s_progress_t *p, bool show) {
+    if (!p || !show) {
+        return NULL;
+    }
+    p->tty = isatty(STDERR_FILENO);
+    p->start_ms = s_now_ms();
+    atomic_store(&p->done, false);
+    if (pthread_create(&p->thread, NULL, s_progress_run, p) != 0) {
+        return NULL; //  no progress line; the command itself still runs
+    }
+    return p;
+}
+
+//  Stops the line; prints "VERB... done: N KEY in T s" (N from DOC when it
+//  has KEY) or "VERB... failed after T s".
+static void s_progress_stop(s_progress_t *p, const json_t *doc) {
+    if (!p) {
+        return;
+    }
+    atomic_store(&p->done, true);
+    pthread_join(p->thread, NULL);
+    double secs = (double)(s_now_ms() - p->start_ms) / 1000.0;
+    if (p->tty) {
+        fprintf(stderr, "\r\033[K");
+    }
+    const json_t *n = doc && doc->kind == JSON_OBJECT ? json_get(doc, p->key) : NULL;
+    if (n) {
+        char *text = s_cell(n);
+        fprintf(stderr, "%s... done: %s %s in %.1f s\n", p->verb, text ? text : "?", p->key, secs);
+        free(text);
+    } else if (doc) {
+        fprintf(stderr, "%s... done in %.1f s\n", p->verb, secs);
+    } else {
+        fprintf(stderr, "%s... failed after %.1f s\n", p->verb, secs);
+    }
+    fflush(stderr);
+}
+
 //  Runs admin OP with ARGS and prints the reply; COLUMNS for arrays.
 static int s_admin_print(const s_args_t *args, const char *op, const tern_header_t *kv,
                          size_t count, const char *const *columns) {
+    return s_admin_run(args, op, kv, count, columns, NULL);
+}
+
+//  Same, with a progress line on stderr while the reply is awaited when
+//  PROGRESS (verb and key filled in) is not NULL.
+static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                       const char *const *columns, s_progress_t *progress) {
     int64_t timeout = s_timeout_ms(args, 5000);
     if (timeout < 0) {
         return s_usage("invalid --timeout '%s'", args->timeout);
@@ -525,8 +622,10 @@ static int s_admin_print(const s_args_t *args, const char *op, const tern_header
         return s_usage("invalid server endpoint '%s'", s_server(args));
     }
     char *reply = NULL;
+    progress = s_progress_start(progress, progress != NULL);
     int rc = tern_admin(client, op, kv, count, &reply, (int)(timeout > 0 ? timeout : 1));
     if (rc != TERN_OK) {
+        s_progress_stop(progress, NULL);
         char what[128];
         if (rc == TERN_ETIMEOUT && !tern_client_connected(client)) {
             snprintf(what, sizeof what, "%s: cannot reach %s", op, s_server(args));
@@ -538,6 +637,7 @@ static int s_admin_print(const s_args_t *args, const char *op, const tern_header
     }
     tern_client_destroy(&client);
     json_t *doc = json_parse(reply, strlen(reply));
+    s_progress_stop(progress, doc);
     if (!doc) {
         fprintf(stderr, "ternctl: %s: the broker's reply is not JSON: %s\n", op, reply);
         free(reply);
@@ -594,7 +694,16 @@ static int s_cmd_topics(const s_args_t *args) {
 }
 
 static const s_opt_t s_topic_opts[] = {
-    {"max-age", true}, {"max-msgs", true}, {"max-bytes", true}, {NULL, false}};
+    {"max-age", true}, {"max-msgs", true}, {"max-bytes", true}, {"progress", false}, {NULL, false}};
+
+//  Progress for a long admin op: on with --progress, or when stderr is a
+//  terminal; off with --json unless --progress is given. Returns P or NULL.
+static s_progress_t *s_progress_want(const s_args_t *args, bool flag, s_progress_t *p) {
+    if (flag || (!args->json && isatty(STDERR_FILENO))) {
+        return p;
+    }
+    return NULL;
+}
 
 static int s_cmd_topic(const s_args_t *args) {
     if (args->positional_count < 1) {
@@ -607,6 +716,9 @@ static int s_cmd_topic(const s_args_t *args) {
     const char *topic = args->positional[1];
     tern_header_t kv[4] = {{"topic", topic}};
     size_t count = 1;
+    if (s_flag(args, s_topic_opts, "progress") && strcmp(sub, "purge") != 0) {
+        return s_usage("--progress applies only to 'topic purge', not '%s'", sub);
+    }
     bool limits = s_flag(args, s_topic_opts, "max-age") || s_flag(args, s_topic_opts, "max-msgs") ||
                   s_flag(args, s_topic_opts, "max-bytes");
     char numbers[3][24];
@@ -646,8 +758,12 @@ static int s_cmd_topic(const s_args_t *args) {
         return s_admin_print(args, "topic.delete", kv, count, NULL);
     }
     if (strcmp(sub, "purge") == 0) {
-        return s_admin_print(args, "topic.purge", kv, count, NULL);
+        s_progress_t progress = {.verb = "purging", .key = "purged"};
+        return s_admin_run(
+            args, "topic.purge", kv, count, NULL,
+            s_progress_want(args, s_flag(args, s_topic_opts, "progress"), &progress));
     }
+
     return s_usage("unknown topic subcommand '%s'", sub);
 }
 
@@ -659,7 +775,7 @@ static int s_cmd_groups(const s_args_t *args) {
     return s_admin_print(args, "groups", kv, 1, s_group_cols);
 }
 
-static const s_opt_t s_dlq_opts[] = {{"group", true}, {NULL, false}};
+static const s_opt_t s_dlq_opts[] = {{"group", true}, {"progress", false}, {NULL, false}};
 
 static int s_cmd_dlq(const s_args_t *args) {
     if (args->positional_count < 1) {
@@ -677,10 +793,15 @@ static int s_cmd_dlq(const s_args_t *args) {
         return s_usage("dlq %s needs --group G", sub);
     }
     tern_header_t kv[2] = {{"topic", args->positional[1]}, {"group", group}};
+    if (strcmp(sub, "list") == 0 && s_flag(args, s_dlq_opts, "progress")) {
+        return s_usage("--progress applies only to 'dlq replay'%s", "");
+    }
     if (strcmp(sub, "list") == 0) {
         return s_admin_print(args, "dlq.list", kv, 2, s_dlq_cols);
     }
-    return s_admin_print(args, "dlq.replay", kv, 2, NULL);
+    s_progress_t progress = {.verb = "replaying", .key = "replayed"};
+    return s_admin_run(args, "dlq.replay", kv, 2, NULL,
+                       s_progress_want(args, s_flag(args, s_dlq_opts, "progress"), &progress));
 }
 
 //  ---------------------------------------------------------------------------

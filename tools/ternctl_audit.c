@@ -62,15 +62,18 @@ static const char *s_help_trace =
     "    trace id), every event since in commit order (each delivery attempt\n"
     "    with the consumer it went to, acks, nacks, dead-lettering with the\n"
     "    reason, DLQ replays, expiry, ack-wait timeouts), the final state per\n"
-    "    group, and which peer DCs have confirmed it (replication). The history\n"
+    "    group, and which peer DCs have confirmed it and when (replication: the\n"
+    "    time this broker recorded the peer's first confirmation covering the\n"
+    "    message, at most about a second after the peer confirmed). The history\n"
     "    is kept storage/trace_retention (default 24h).\n"
     "\n"
     "OUTPUT\n"
     "    With --json one object: msg_id, topic, seq, trace_id, origin,\n"
     "    stored_at_ms, expire_at_ms, expired, events [{event, at_ms, group,\n"
     "    delivery_count, detail}], groups [{group, state, deliveries}],\n"
-    "    outbox_position, replicas [{peer, confirmed}] (peer DCs that confirmed\n"
-    "    this locally published message; empty when it came from a peer).\n"
+    "    outbox_position, replicas [{peer, confirmed, replicated_at_ms}] (one\n"
+    "    per peer DC: has it confirmed this locally published message, and\n"
+    "    when, 0 if not known; empty when the message came from a peer).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure (no history for MSG_ID, broker unreachable),\n"
@@ -494,13 +497,22 @@ static void s_print_trace(const json_t *doc) {
     }
     const json_t *replicas = json_get(doc, "replicas");
     if (replicas && replicas->kind == JSON_ARRAY && replicas->count) {
-        printf("\nreplicated to:");
+        printf("\nreplicated to:\n");
+        uint64_t stored = s_u64(doc, "stored_at_ms");
         for (size_t i = 0; i < replicas->count; i++) {
             const json_t *ok = json_get(replicas->items[i], "confirmed");
-            printf("%s %s (%s)", i ? "," : "", s_str(replicas->items[i], "peer"),
-                   ok && ok->kind == JSON_BOOL && ok->boolean ? "confirmed" : "not yet");
+            uint64_t at = s_u64(replicas->items[i], "replicated_at_ms");
+            const char *peer = s_str(replicas->items[i], "peer");
+            if (!(ok && ok->kind == JSON_BOOL && ok->boolean)) {
+                printf("  %s  not yet\n", peer);
+            } else if (at) {
+                s_time(at, when, sizeof when);
+                printf("  %s  confirmed %s (+%" PRIu64 " ms after stored)\n", peer, when,
+                       at >= stored ? at - stored : 0);
+            } else {
+                printf("  %s  confirmed (time not recorded)\n", peer);
+            }
         }
-        printf("\n");
     }
     fflush(stdout);
 }

@@ -1,9 +1,10 @@
 /*  ternctl_peers.c - `ternctl peers`, `peers pause NAME`, `peers resume NAME`:
     the replication links of one node (see docs/replication.md).
 
-    These admin operations are answered by the node's repl actor on its
-    replication endpoint (repl/listen), so -s names that endpoint, e.g.
-    `ternctl -s tcp://127.0.0.1:7700 peers`. The reply of `peers` is a JSON
+    These admin operations go to the node's client endpoint like every other
+    ternctl command (-s, default $TERN_SERVER, then tcp://127.0.0.1:7600);
+    conn hands them to the repl actor. The replication endpoint
+    (repl/listen) answers them too. The reply of `peers` is a JSON
     array with one object per peer (keys dc, node_id, endpoint, state,
     lag_msgs, lag_ms, last_seen_ms and counters); with --json each object is
     printed on its own line, otherwise as a table.
@@ -16,19 +17,23 @@
 
 #define S_EXIT_USAGE 2
 
+void ternctl_curve_options(tern_client_options_t *options); //  tools/ternctl_keys.c
+
 const char *ternctl_peers_help =
     "NAME\n"
     "    ternctl peers - show and isolate the replication links of a node\n"
     "\n"
     "SYNOPSIS\n"
-    "    ternctl -s REPL_ENDPOINT peers [--json]\n"
-    "    ternctl -s REPL_ENDPOINT peers pause NAME\n"
-    "    ternctl -s REPL_ENDPOINT peers resume NAME\n"
+    "    ternctl [-s ENDPOINT] peers [--json]\n"
+    "    ternctl [-s ENDPOINT] peers pause NAME\n"
+    "    ternctl [-s ENDPOINT] peers resume NAME\n"
     "\n"
     "DESCRIPTION\n"
-    "    Talks to the node's replication endpoint (its --repl-listen; default\n"
-    "    $TERN_REPL_SERVER, then tcp://127.0.0.1:7700), not to the client\n"
-    "    endpoint. `peers` lists one line per peer DC: dc, node_id,\n"
+    "    Talks to the node's client endpoint (default $TERN_SERVER, then\n"
+    "    tcp://127.0.0.1:7600; its replication endpoint answers too). Needs\n"
+    "    the admin role with auth/mode = curve. Without replication `peers`\n"
+    "    is empty and pause/resume fail with TERN_ENOTFOUND.\n"
+    "    `peers` lists one line per peer DC: dc, node_id,\n"
     "    endpoint, state (idle, connecting, live, paused), lag_msgs (local\n"
     "    records the peer has not confirmed), lag_ms (age of the oldest of\n"
     "    them), last_seen_ms (unix ms of the last frame from it) and counters.\n"
@@ -59,7 +64,7 @@ static void s_cell(const json_t *obj, const char *key, int width) {
 }
 
 int ternctl_peers_main(int argc, char **argv) {
-    const char *server = getenv("TERN_REPL_SERVER"); //  not TERN_SERVER: another endpoint
+    const char *server = getenv("TERN_SERVER");
     bool json = false;
     const char *words[3] = {NULL, NULL, NULL};
     int nwords = 0;
@@ -113,7 +118,7 @@ int ternctl_peers_main(int argc, char **argv) {
         count = 1;
     }
     if (!server || !*server) {
-        server = "tcp://127.0.0.1:7700";
+        server = TERN_DEFAULT_ENDPOINT;
     }
     tern_client_options_t options;
     tern_client_options_init(&options);
@@ -122,6 +127,7 @@ int ternctl_peers_main(int argc, char **argv) {
     options.heartbeat_ms = 2000;
     options.connect_timeout_ms = 2000;
     options.backoff_max_ms = 1000;
+    ternctl_curve_options(&options);
     tern_client_t *client = tern_client_new(server, &options);
     if (!client) {
         fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
@@ -134,8 +140,7 @@ int ternctl_peers_main(int argc, char **argv) {
     if (rc != TERN_OK) {
         const char *reason = tern_last_reason();
         fprintf(stderr, "ternctl: %s: %s%s%s\n", op,
-                rc == TERN_ETIMEOUT && !connected ? "cannot reach the replication endpoint"
-                                                  : tern_strerror(rc),
+                rc == TERN_ETIMEOUT && !connected ? "cannot reach the broker" : tern_strerror(rc),
                 reason && *reason ? ": " : "", reason ? reason : "");
         return 1;
     }

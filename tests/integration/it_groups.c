@@ -235,3 +235,69 @@ Test(groups, wildcard_group_joins_later_topics, .fini = it_teardown, .timeout = 
     }
     it_msgs_free(msgs, m);
 }
+
+//  Issue 4: a topic made by `topic create` is known to route at once, so a
+//  durable group subscribed to it before any publish is opened (and listed)
+//  right away.
+Test(groups, created_topic_opens_group_before_publish, .fini = it_teardown, .timeout = 60) {
+    it_broker_t *b = it_start_broker(NULL);
+    it_result_t r;
+    it_ctl(&r, b, 10000, "topic", "create", "it.made", NULL);
+    it_assert_ok(&r, "ternctl topic create");
+    it_result_free(&r);
+    it_proc_t *c = it_ctl_spawn(b, "sub", "it.made", "--group", "early", "--count", "5",
+                                "--timeout", "10s", NULL);
+    cr_assert(c);
+    cr_assert(s_wait_consumers(b, "it.made", "early", 1, 5000),
+              "`groups it.made` never listed group early with a consumer before any publish");
+    s_pub(b, "it.made", "m{n}", 5);
+    int rc = it_proc_wait(c, 30000);
+    char *out = it_proc_out(c);
+    cr_assert_eq(rc, 0, "consumer exit %d", rc);
+    it_msg_t *msgs;
+    size_t m = it_parse_msgs(out, &msgs);
+    cr_assert_eq(m, 5, "group subscribed before the first publish got %zu of 5", m);
+    for (size_t i = 0; i < m; i++) {
+        cr_assert_eq(msgs[i].seq, (int64_t)i + 1);
+    }
+    it_msgs_free(msgs, m);
+    free(out);
+    it_proc_destroy(&c);
+}
+
+//  Issue 4: --from new on a topic that does not exist yet: every message of
+//  the topic is published after the SUBSCRIBE, so the group gets all of
+//  them, those of the commit that creates the topic included.
+Test(groups, from_new_on_missing_topic_gets_first_commit, .fini = it_teardown, .timeout = 90) {
+    it_broker_t *b = it_start_broker(NULL);
+    enum { N = 3000 };
+    char n[16];
+    snprintf(n, sizeof n, "%d", N);
+    it_proc_t *c = it_ctl_spawn(b, "sub", "it.later", "--group", "gl", "--from", "new", "--count",
+                                n, "--timeout", "5s", NULL);
+    cr_assert(c);
+    it_sleep_ms(1000); //  the SUBSCRIBE is answered long before (no topic to list it by)
+    s_pub(b, "it.later", "x{n}", N);
+    int rc = it_proc_wait(c, 60000);
+    char *out = it_proc_out(c);
+    cr_assert_eq(rc, 0, "consumer exit %d", rc);
+    it_msg_t *msgs;
+    size_t m = it_parse_msgs(out, &msgs);
+    static bool seen[N + 1];
+    memset(seen, 0, sizeof seen);
+    size_t distinct = 0;
+    for (size_t i = 0; i < m; i++) {
+        cr_assert(msgs[i].seq >= 1 && msgs[i].seq <= N, "seq %lld out of range",
+                  (long long)msgs[i].seq);
+        if (!seen[msgs[i].seq]) {
+            seen[msgs[i].seq] = true;
+            distinct++;
+        }
+    }
+    cr_assert_eq(distinct, (size_t)N,
+                 "--from new on a missing topic got %zu of %d (first seq %lld)", distinct, N,
+                 m ? (long long)msgs[0].seq : -1LL);
+    it_msgs_free(msgs, m);
+    free(out);
+    it_proc_destroy(&c);
+}

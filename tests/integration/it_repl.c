@@ -226,9 +226,10 @@ static void s_verify(s_cluster_t *c, const char *topic, size_t expected) {
     free(first);
 }
 
-//  `ternctl peers --json` of DC: the line of peer NAME (caller frees), or NULL.
+//  `ternctl peers --json` of DC, through its client endpoint: the line of
+//  peer NAME (caller frees), or NULL.
 static char *s_peer_line(s_cluster_t *c, int dc, const char *name) {
-    char *argv[] = {(char *)it_ternctl_path(), "-s", c->repl_ep[dc], "--json", "peers", NULL};
+    char *argv[] = {(char *)it_ternctl_path(), "-s", c->b[dc]->endpoint, "--json", "peers", NULL};
     it_result_t r;
     it_run(&r, 10000, NULL, argv);
     char *found = NULL;
@@ -247,10 +248,12 @@ static char *s_peer_line(s_cluster_t *c, int dc, const char *name) {
     return found;
 }
 
-static void s_peers_ctl(s_cluster_t *c, int dc, const char *verb, const char *name) {
+//  `ternctl peers VERB NAME` on DC. VIA_REPL: through its replication
+//  endpoint instead of its client endpoint (both answer).
+static void s_peers_ctl(s_cluster_t *c, int dc, const char *verb, const char *name, bool via_repl) {
     char *argv[] = {(char *)it_ternctl_path(),
                     "-s",
-                    c->repl_ep[dc],
+                    via_repl ? c->repl_ep[dc] : c->b[dc]->endpoint,
                     "--json",
                     "peers",
                     (char *)verb,
@@ -448,8 +451,8 @@ Test(repl, links_paused_and_resumed, .fini = it_teardown, .timeout = 180) {
     s_pub(&c, 0, "r.pause", "dc1-q", 1, 200);
     s_converge(&c, "r.pause", 200);
     //  Isolate dc1 <-> dc2 from both ends.
-    s_peers_ctl(&c, 0, "pause", "dc2");
-    s_peers_ctl(&c, 1, "pause", "dc1");
+    s_peers_ctl(&c, 0, "pause", "dc2", false);
+    s_peers_ctl(&c, 1, "pause", "dc1", true);
     char *line = s_peer_line(&c, 0, "dc2");
     cr_assert_not_null(line);
     char state[32];
@@ -469,19 +472,60 @@ Test(repl, links_paused_and_resumed, .fini = it_teardown, .timeout = 180) {
     cr_assert(it_json_int(line, "lag_msgs", &lag));
     cr_assert_eq(lag, 300);
     free(line);
-    //  Unknown peer name: an error.
-    char *argv[] = {(char *)it_ternctl_path(), "-s", c.repl_ep[0], "peers", "pause", "nope", NULL};
-    it_result_t r;
-    it_run(&r, 10000, NULL, argv);
-    cr_assert_neq(r.status, 0);
-    it_result_free(&r);
-    s_peers_ctl(&c, 0, "resume", "dc2");
-    s_peers_ctl(&c, 1, "resume", "dc1");
+    line = s_peer_line(&c, 1, "dc1");
+    cr_assert_not_null(line);
+    it_json_str(line, "state", state, sizeof state);
+    cr_assert_str_eq(state, "paused");
+    free(line);
+    //  Unknown peer name: an error, on either endpoint.
+    for (int via = 0; via < 2; via++) {
+        char *argv[] = {(char *)it_ternctl_path(),
+                        "-s",
+                        via ? c.repl_ep[0] : c.b[0]->endpoint,
+                        "peers",
+                        "pause",
+                        "nope",
+                        NULL};
+        it_result_t r;
+        it_run(&r, 10000, NULL, argv);
+        cr_assert_eq(r.status, 1, "peers pause nope: status %d: %s", r.status, r.err);
+        cr_assert(strstr(r.err, "no such peer"), "%s", r.err);
+        it_result_free(&r);
+    }
+    s_peers_ctl(&c, 0, "resume", "dc2", false);
+    s_peers_ctl(&c, 1, "resume", "dc1", false);
+    line = s_peer_line(&c, 0, "dc2");
+    cr_assert_not_null(line);
+    it_json_str(line, "state", state, sizeof state);
+    cr_assert_str_neq(state, "paused");
+    free(line);
     int64_t ms = s_converge(&c, "r.pause", 800);
     fprintf(stderr, "it_repl: converged %ld ms after resume\n", (long)ms);
     s_verify(&c, "r.pause", 800);
     s_no_loops(&c);
     s_cluster_free(&c);
+}
+
+//  Without replication, `ternctl peers` on the client endpoint lists nothing
+//  and pause / resume fail with TERN_ENOTFOUND.
+Test(repl, peers_without_replication, .fini = it_teardown, .timeout = 60) {
+    it_broker_t *b = it_adopt_broker(it_broker_new(1, NULL));
+    cr_assert(it_broker_start(b));
+    char *list[] = {(char *)it_ternctl_path(), "-s", b->endpoint, "--json", "peers", NULL};
+    it_result_t r;
+    it_run(&r, 10000, NULL, list);
+    it_assert_ok(&r, "peers");
+    cr_assert_str_eq(r.out, "", "peers printed: %s", r.out);
+    it_result_free(&r);
+    const char *verbs[] = {"pause", "resume"};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {(char *)it_ternctl_path(), "-s",  b->endpoint, "peers",
+                        (char *)verbs[i],          "dc2", NULL};
+        it_run(&r, 10000, NULL, argv);
+        cr_assert_eq(r.status, 1, "peers %s: status %d", verbs[i], r.status);
+        cr_assert(strstr(r.err, "no such peer"), "%s", r.err);
+        it_result_free(&r);
+    }
 }
 
 //  Two nodes with the same node id refuse each other, with a log line.
@@ -641,8 +685,8 @@ Test(repl, partition_conflict_lowest_msg_id_wins, .fini = it_teardown, .timeout 
     s_cluster_t c;
     s_cluster_start(&c);
     s_check_origin = false;
-    s_peers_ctl(&c, 0, "pause", "dc2");
-    s_peers_ctl(&c, 1, "pause", "dc1");
+    s_peers_ctl(&c, 0, "pause", "dc2", false);
+    s_peers_ctl(&c, 1, "pause", "dc1", false);
     s_pub(&c, 0, "r.conflict", "both", 1, 50);
     s_pub(&c, 1, "r.conflict", "both", 1, 50);
     cr_assert_eq(c.acked_count, 100u);
@@ -650,8 +694,8 @@ Test(repl, partition_conflict_lowest_msg_id_wins, .fini = it_teardown, .timeout 
     for (int i = 0; i < 50; i++) {
         winners[i] = c.acked[i] < c.acked[50 + i] ? c.acked[i] : c.acked[50 + i];
     }
-    s_peers_ctl(&c, 0, "resume", "dc2");
-    s_peers_ctl(&c, 1, "resume", "dc1");
+    s_peers_ctl(&c, 0, "resume", "dc2", false);
+    s_peers_ctl(&c, 1, "resume", "dc1", false);
     int64_t ms = s_converge(&c, "r.conflict", 50);
     fprintf(stderr, "it_repl: conflicting copies resolved everywhere %ld ms after the heal\n",
             (long)ms);

@@ -2,7 +2,10 @@
     (tern_series), histograms, the Prometheus rendering and the health
     verdict (tern_http), and the HTTP endpoint itself on a loopback port.
 */
+#include "tern_audit.h"
 #include "tern_http.h"
+#include "tern_json.h"
+#include "tern_store.h"
 #include "tern_metrics.h"
 #include "tern_series.h"
 
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 //  Usage: count per topic and per group, read back through the table.
@@ -128,6 +132,8 @@ Test(http, render_and_health) {
     tern_series_add(m->series, "a.b", NULL, TERN_SC_PUBLISHED, 7);
     tern_series_add(m->series, "a.b", "g1", TERN_SC_DEAD, 2);
     tern_histo_observe(&m->durable_latency, 2000000);
+    tern_metrics_add(m->auth_refused, 3);
+    tern_metrics_add(m->auth_denied, 5);
     char reason[256];
     cr_expect_not(tern_http_health(&config, m, reason, sizeof reason));
     cr_expect_str_eq(reason, "not serving");
@@ -152,6 +158,10 @@ Test(http, render_and_health) {
     cr_expect(strstr(text, "\ntern_up 1\n"), "%s", text);
     cr_expect(strstr(text, "\ntern_storage_map_max_bytes 1048576\n"), "%s", text);
     cr_expect(strstr(text, "# TYPE tern_group_inflight gauge\n"), "%s", text);
+    cr_expect(strstr(text, "# TYPE tern_auth_refused_total counter\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_auth_refused_total 3\n"), "%s", text);
+    cr_expect(strstr(text, "# TYPE tern_auth_denied_total counter\n"), "%s", text);
+    cr_expect(strstr(text, "\ntern_auth_denied_total 5\n"), "%s", text);
     //  Every line is a comment or `name[{labels}] value`.
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         cr_expect(line[0] == '#' || strchr(line, ' '), "bad line: %s", line);
@@ -245,5 +255,190 @@ Test(http, repl_peers) {
     free(text);
     tern_metrics_destroy(&m);
     free(repl);
+    rmdir(dir);
+}
+
+//  `ternctl trace` says when each peer DC confirmed a message: the store
+//  records the time each confirmed outbox position was committed, and the
+//  trace reports, per peer, the time of the first confirmation at or past
+//  the message's outbox position. Exercised through tern_trace_json (what
+//  the broker answers to the trace admin op) on a real store.
+
+static uint64_t s_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+//  Value of "replicated_at_ms" in PEER's replica object of trace JSON TEXT;
+//  CONFIRMED gets its "confirmed" flag. Fails the test if absent.
+static uint64_t s_replicated_at(const char *text, const char *peer, bool *confirmed) {
+    char needle[96];
+    snprintf(needle, sizeof needle, "\"peer\":\"%s\"", peer);
+    const char *obj = strstr(text, needle);
+    cr_assert_not_null(obj, "no replica %s in %s", peer, text);
+    const char *end = strchr(obj, '}');
+    cr_assert_not_null(end);
+    const char *c = strstr(obj, "\"confirmed\":");
+    cr_assert(c && c < end, "%s", text);
+    *confirmed = strncmp(c + 12, "true", 4) == 0;
+    const char *at = strstr(obj, "\"replicated_at_ms\":");
+    cr_assert(at && at < end, "%s", text);
+    return strtoull(at + 19, NULL, 10);
+}
+
+static char *s_trace_text(tern_store_t *store, uint64_t msg_id, const tern_config_t *config) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_json_t out;
+    tern_json_init(&out);
+    tern_err_t rc =
+        tern_trace_json(reader, msg_id, (uint64_t)s_wall_ms() * 1000000ull, config, &out);
+    cr_assert_eq(rc, TERN_OK, "trace %llu: %s", (unsigned long long)msg_id, tern_errname(rc));
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    char *text = strdup(out.data);
+    tern_json_free(&out);
+    return text;
+}
+
+Test(trace, replicated_at) {
+    char dir[] = "/tmp/tern-metrics-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    tern_store_config_t sc;
+    tern_store_config_defaults(&sc);
+    sc.dir = dir;
+    sc.map_initial = 1 << 20;
+    sc.map_max = 64 << 20;
+    sc.durability = TERN_DURABILITY_NONE;
+    sc.trace_retention_ms = 3600 * 1000;
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_t *store = tern_store_new(&sc, &err);
+    cr_assert_not_null(store);
+    tern_config_t config = s_config(dir);
+    config.peer_count = 2;
+    snprintf(config.peers[0].name, sizeof config.peers[0].name, "us1");
+    snprintf(config.peers[1].name, sizeof config.peers[1].name, "ap1");
+
+    //  Two local messages: outbox positions 1 and 2.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msg;
+    memset(&msg, 0, sizeof msg);
+    snprintf(msg.topic, sizeof msg.topic, "orders");
+    snprintf(msg.origin, sizeof msg.origin, "eu1");
+    msg.payload = (const uint8_t *)"x";
+    msg.payload_size = 1;
+    tern_append_result_t res;
+    msg.msg_id = 501;
+    tern_store_batch_append(batch, &msg, true, &res);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(res.err, TERN_OK, "%s", tern_errname(res.err));
+    msg.msg_id = 502;
+    tern_store_batch_append(batch, &msg, true, &res);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(res.err, TERN_OK, "%s", tern_errname(res.err));
+
+    //  Not confirmed yet: confirmed false, time 0.
+    bool confirmed = true;
+    char *text = s_trace_text(store, 501, &config);
+    cr_expect_eq(s_replicated_at(text, "us1", &confirmed), 0, "%s", text);
+    cr_expect_not(confirmed, "%s", text);
+    free(text);
+
+    //  us1 confirms position 1, later position 2; ap1 never.
+    uint64_t t0 = s_wall_ms();
+    tern_store_batch_outbox_confirm(batch, "us1", 1);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    uint64_t t1 = s_wall_ms();
+    usleep(30 * 1000);
+    uint64_t t2 = s_wall_ms();
+    tern_store_batch_outbox_confirm(batch, "us1", 2);
+    //  A confirmation that does not move the position records nothing new.
+    tern_store_batch_outbox_confirm(batch, "us1", 1);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    uint64_t t3 = s_wall_ms();
+
+    text = s_trace_text(store, 501, &config);
+    uint64_t at = s_replicated_at(text, "us1", &confirmed);
+    cr_expect(confirmed, "%s", text);
+    cr_expect(at >= t0 && at <= t1, "501 at %llu not in [%llu, %llu]: %s", (unsigned long long)at,
+              (unsigned long long)t0, (unsigned long long)t1, text);
+    cr_expect_eq(s_replicated_at(text, "ap1", &confirmed), 0, "%s", text);
+    cr_expect_not(confirmed, "%s", text);
+    free(text);
+    text = s_trace_text(store, 502, &config);
+    at = s_replicated_at(text, "us1", &confirmed);
+    cr_expect(confirmed, "%s", text);
+    cr_expect(at >= t2 && at <= t3, "502 at %llu not in [%llu, %llu]: %s", (unsigned long long)at,
+              (unsigned long long)t2, (unsigned long long)t3, text);
+    free(text);
+
+    //  Nothing past the last confirmation; swept after trace_retention.
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    uint64_t at_ns = 0;
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 3, &at_ns), TERN_ENOTFOUND);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "ap1", 1, &at_ns), TERN_ENOTFOUND);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 2, &at_ns), TERN_OK);
+    tern_store_read_end(reader);
+    tern_store_batch_sweep(batch, (t3 + 2 * 3600 * 1000) * 1000000ull, 100, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 1, &at_ns), TERN_ENOTFOUND);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 2, &at_ns), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+//  A confirmation recorded while trace was off leaves a gap: the next
+//  recorded one does not claim the positions it did not first cover.
+Test(trace, replicated_gap_not_claimed) {
+    char dir[] = "/tmp/tern-metrics-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    tern_store_config_t sc;
+    tern_store_config_defaults(&sc);
+    sc.dir = dir;
+    sc.map_initial = 1 << 20;
+    sc.map_max = 64 << 20;
+    sc.durability = TERN_DURABILITY_NONE;
+    for (int round = 0; round < 2; round++) {
+        sc.trace_retention_ms = round ? 3600 * 1000 : 0;
+        tern_err_t err = TERN_EINTERNAL;
+        tern_store_t *store = tern_store_new(&sc, &err);
+        cr_assert_not_null(store);
+        tern_store_batch_t *batch = tern_store_batch_new(store);
+        tern_store_batch_outbox_confirm(batch, "us1", round ? 7 : 3);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        tern_store_batch_destroy(&batch);
+        tern_store_destroy(&store);
+    }
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_t *store = tern_store_new(&sc, &err);
+    cr_assert_not_null(store);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t at_ns = 0;
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 1, &at_ns), TERN_ENOTFOUND);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 3, &at_ns), TERN_ENOTFOUND);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 4, &at_ns), TERN_OK);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 7, &at_ns), TERN_OK);
+    cr_expect_eq(tern_store_trace_confirmed_at(reader, "us1", 8, &at_ns), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    unlink(path);
     rmdir(dir);
 }
