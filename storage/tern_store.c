@@ -338,6 +338,33 @@ static const uint8_t *s_record_str(const uint8_t *at, size_t len, char *dst) {
     return at + len;
 }
 
+//  Fills OUT, a DELIVER-shaped frame, from a parsed record (everything but the
+//  topic name); strings are copied, metadata and payload borrow the record.
+static void s_record_frame(const s_record_t *rec, tern_frame_t *out) {
+    const uint8_t *p = rec->base;
+    memset(out, 0, sizeof *out);
+    out->cmd = TERN_CMD_DELIVER;
+    out->version = TERN_PROTO_VERSION;
+    out->fields = s_le32_get(p + R_FIELDS);
+    out->msg_id = rec->msg_id;
+    out->seq = rec->seq;
+    out->producer_seq = s_le64_get(p + R_PSEQ);
+    out->timestamp_ns = rec->timestamp_ns;
+    out->expire_at_ns = rec->expire_at_ns;
+    out->priority = rec->priority;
+    const uint8_t *at = p + R_HEADER;
+    at = s_record_str(at, p[R_PRODUCER_LEN], out->producer);
+    at = s_record_str(at, p[R_KEY_LEN], out->key);
+    at = s_record_str(at, p[R_TRACE_LEN], out->trace_id);
+    at = s_record_str(at, p[R_ORIGIN_LEN], out->origin);
+    out->meta_count = s_le32_get(p + R_META_COUNT);
+    out->meta_size = s_le32_get(p + R_META_SIZE);
+    out->meta = out->meta_size ? at : NULL;
+    at += out->meta_size;
+    out->payload_size = rec->payload_size;
+    out->payload = at;
+}
+
 /* ------------------------------------------------------------------------
     Batches
    ------------------------------------------------------------------------ */
@@ -2757,29 +2784,8 @@ tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_
     if ((err = s_topic_name(self, topic_id, &topic))) {
         return err;
     }
-    const uint8_t *p = rec.base;
-    memset(out, 0, sizeof *out);
-    out->cmd = TERN_CMD_DELIVER;
-    out->version = TERN_PROTO_VERSION;
-    out->fields = s_le32_get(p + R_FIELDS);
+    s_record_frame(&rec, out);
     strcpy(out->topic, topic);
-    out->msg_id = rec.msg_id;
-    out->seq = seq;
-    out->producer_seq = s_le64_get(p + R_PSEQ);
-    out->timestamp_ns = rec.timestamp_ns;
-    out->expire_at_ns = rec.expire_at_ns;
-    out->priority = rec.priority;
-    const uint8_t *at = p + R_HEADER;
-    at = s_record_str(at, p[R_PRODUCER_LEN], out->producer);
-    at = s_record_str(at, p[R_KEY_LEN], out->key);
-    at = s_record_str(at, p[R_TRACE_LEN], out->trace_id);
-    at = s_record_str(at, p[R_ORIGIN_LEN], out->origin);
-    out->meta_count = s_le32_get(p + R_META_COUNT);
-    out->meta_size = s_le32_get(p + R_META_SIZE);
-    out->meta = out->meta_size ? at : NULL;
-    at += out->meta_size;
-    out->payload_size = rec.payload_size;
-    out->payload = at;
     return TERN_OK;
 }
 
@@ -3085,28 +3091,7 @@ tern_err_t tern_store_record_decode(const uint8_t *data, size_t size, bool verif
     if (err != TERN_OK) {
         return err;
     }
-    const uint8_t *p = rec.base;
-    memset(out, 0, sizeof *out);
-    out->cmd = TERN_CMD_DELIVER;
-    out->version = TERN_PROTO_VERSION;
-    out->fields = s_le32_get(p + R_FIELDS);
-    out->msg_id = rec.msg_id;
-    out->seq = rec.seq;
-    out->producer_seq = s_le64_get(p + R_PSEQ);
-    out->timestamp_ns = rec.timestamp_ns;
-    out->expire_at_ns = rec.expire_at_ns;
-    out->priority = rec.priority;
-    const uint8_t *at = p + R_HEADER;
-    at = s_record_str(at, p[R_PRODUCER_LEN], out->producer);
-    at = s_record_str(at, p[R_KEY_LEN], out->key);
-    at = s_record_str(at, p[R_TRACE_LEN], out->trace_id);
-    at = s_record_str(at, p[R_ORIGIN_LEN], out->origin);
-    out->meta_count = s_le32_get(p + R_META_COUNT);
-    out->meta_size = s_le32_get(p + R_META_SIZE);
-    out->meta = out->meta_size ? at : NULL;
-    at += out->meta_size;
-    out->payload_size = rec.payload_size;
-    out->payload = at;
+    s_record_frame(&rec, out);
     *topic_id = rec.topic_id;
     return TERN_OK;
 }

@@ -9,9 +9,9 @@
     loads again to the same configuration (print, load, print gives the same
     text), which is the promise docs/operations.md makes. The same text also
     goes through the roles-file parser (tern_acl_parse, docs/security.md),
-    which must accept it or fail with one "auth: " line. Built with
-    -DTERN_FUZZ_REPLAY this file has a main() that runs every file of the
-    committed corpus, so the corpus is replayed as an ordinary unit test.
+    which must accept it or fail with one "auth: " line. Linked with
+    fuzz_replay.c (test_fuzz_config), it replays the committed corpus as a
+    unit test.
 */
 #include "tern_auth.h"
 #include "tern_config.h"
@@ -120,50 +120,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(text2);
     return 0;
 }
-
-#ifdef TERN_FUZZ_REPLAY
-#include <dirent.h>
-
-static int s_run_file(const char *file_path) {
-    FILE *file = fopen(file_path, "rb");
-    if (file == NULL) {
-        fprintf(stderr, "cannot open %s\n", file_path);
-        return -1;
-    }
-    static uint8_t buf[1 << 21];
-    size_t size = fread(buf, 1, sizeof buf, file);
-    fclose(file);
-    uint8_t *data = malloc(size ? size : 1);
-    CHECK(data);
-    memcpy(data, buf, size);
-    LLVMFuzzerTestOneInput(data, size);
-    free(data);
-    return 0;
-}
-
-int main(int argc, char *argv[]) {
-    const char *dir = argc > 1 ? argv[1] : TERN_FUZZ_CORPUS;
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        fprintf(stderr, "cannot open corpus %s\n", dir);
-        return 1;
-    }
-    int files = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        char file_path[4096];
-        snprintf(file_path, sizeof file_path, "%s/%s", dir, e->d_name);
-        if (s_run_file(file_path) != 0) {
-            closedir(d);
-            return 1;
-        }
-        files++;
-    }
-    closedir(d);
-    printf("fuzz_config replay: %d inputs ok\n", files);
-    return files > 0 ? 0 : 1;
-}
-#endif

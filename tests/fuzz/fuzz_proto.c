@@ -4,9 +4,8 @@
     payload frame. Bit 15 of N set means "no payload frame" (a one-frame
     ZeroMQ message); the low 15 bits are the header length (clamped to what
     is there). Every frame that decodes must re-encode, decode again and give
-    the same frame; anything else aborts. Built with -DTERN_FUZZ_REPLAY this
-    file has a main() that runs the target on every file of the committed
-    corpus, so the corpus is replayed as an ordinary unit test.
+    the same frame; anything else aborts. Linked with fuzz_replay.c
+    (test_fuzz_proto), it replays the committed corpus as a unit test.
 */
 #include "tern_proto.h"
 
@@ -109,49 +108,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(payload);
     return 0;
 }
-
-#ifdef TERN_FUZZ_REPLAY
-#include <dirent.h>
-
-static int s_run_file(const char *path) {
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) {
-        fprintf(stderr, "cannot open %s\n", path);
-        return -1;
-    }
-    static uint8_t buf[1 << 21];
-    size_t size = fread(buf, 1, sizeof buf, file);
-    fclose(file);
-    uint8_t *data = malloc(size ? size : 1);
-    memcpy(data, buf, size);
-    LLVMFuzzerTestOneInput(data, size);
-    free(data);
-    return 0;
-}
-
-int main(int argc, char *argv[]) {
-    const char *dir = argc > 1 ? argv[1] : TERN_FUZZ_CORPUS;
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        fprintf(stderr, "cannot open corpus %s\n", dir);
-        return 1;
-    }
-    int files = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (s_run_file(path) != 0) {
-            closedir(d);
-            return 1;
-        }
-        files++;
-    }
-    closedir(d);
-    printf("fuzz_proto replay: %d inputs ok\n", files);
-    return files > 0 ? 0 : 1;
-}
-#endif
