@@ -391,6 +391,12 @@ static inline bool s_have(const s_cur_t *c, size_t n) {
     return (size_t)(c->end - c->p) >= n;
 }
 
+//  The error for a value whose leading byte B is not of the expected type:
+//  0xc1 is never valid msgpack, so it is malformed input, not a wrong type.
+static tern_err_t s_mismatch(uint8_t b) {
+    return b == 0xc1 ? TERN_EMALFORMED : TERN_ETYPE;
+}
+
 static tern_err_t s_read_uint(s_cur_t *c, uint64_t *v) {
     if (!s_have(c, 1)) {
         return TERN_EMALFORMED;
@@ -437,7 +443,7 @@ static tern_err_t s_read_uint(s_cur_t *c, uint64_t *v) {
             sign = true;
             break;
         default:
-            return TERN_ETYPE;
+            return s_mismatch(b);
     }
     if (!s_have(c, 1 + (size_t)n)) {
         return TERN_EMALFORMED;
@@ -469,7 +475,7 @@ static tern_err_t s_read_str(s_cur_t *c, const char **s, uint32_t *len) {
         }
         l = s_be(c->p + 1, n);
     } else {
-        return TERN_ETYPE;
+        return s_mismatch(b);
     }
     if (!s_have(c, 1 + (size_t)n + l)) {
         return TERN_EMALFORMED;
@@ -486,7 +492,7 @@ static tern_err_t s_read_bin(s_cur_t *c, const uint8_t **s, uint32_t *len) {
     }
     uint8_t b = *c->p;
     if (b != 0xc4 && b != 0xc5 && b != 0xc6) {
-        return TERN_ETYPE;
+        return s_mismatch(b);
     }
     int n = b == 0xc4 ? 1 : b == 0xc5 ? 2 : 4;
     if (!s_have(c, 1 + (size_t)n)) {
@@ -516,7 +522,7 @@ static tern_err_t s_read_container(s_cur_t *c, bool map, uint32_t *count) {
         return TERN_OK;
     }
     if (b != b16 && b != b16 + 1) {
-        return TERN_ETYPE;
+        return s_mismatch(b);
     }
     int n = b == b16 ? 2 : 4;
     if (!s_have(c, 1 + (size_t)n)) {
@@ -941,7 +947,7 @@ static tern_err_t s_decode_field(s_cur_t *c, tern_frame_t *out, int fid) {
             }
             uint8_t b = *c->p;
             if (b != 0xc2 && b != 0xc3) {
-                return TERN_ETYPE;
+                return s_mismatch(b);
             }
             c->p++;
             *((bool *)((uint8_t *)out + fd->offset)) = b == 0xc3;

@@ -538,6 +538,9 @@ Test(proto, header_errors) {
     cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
     raw_byte(&r, 0xc0);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_EMALFORMED);
+    //  The never-used byte 0xc1 where the header array should start.
+    static const uint8_t c1[] = {0xc1, 0x95};
+    cr_assert_eq(tern_frame_decode(&f, c1, sizeof c1, NULL, 0, NULL), TERN_EMALFORMED);
     //  The never-used byte 0xc1 inside an ignored field.
     raw_hdr(&r, TERN_CMD_HEARTBEAT, 1);
     raw_str(&r, "zz");
