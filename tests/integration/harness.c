@@ -6,6 +6,7 @@
     a shell: arguments go straight to execv.
 */
 #include "harness.h"
+#include "test_port.h"
 
 #include <criterion/criterion.h>
 
@@ -163,26 +164,6 @@ static pid_t s_spawn(char *const argv[], int in_fd, int out_fd, int err_fd) {
 //  ---------------------------------------------------------------------
 //  Brokers
 
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof addr;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-        getsockname(fd, (struct sockaddr *)&addr, &len) == 0) {
-        port = ntohs(addr.sin_port);
-    }
-    close(fd);
-    return port;
-}
-
 it_broker_t *it_broker_new(uint32_t node_id, const char *const *extra) {
     it_broker_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -196,7 +177,7 @@ it_broker_t *it_broker_new(uint32_t node_id, const char *const *extra) {
     snprintf(self->data_dir, sizeof self->data_dir, "%s/data", self->root);
     snprintf(self->log_path, sizeof self->log_path, "%s/ternd.log", self->root);
     mkdir(self->data_dir, 0700);
-    self->port = s_free_port();
+    self->port = test_port();
     snprintf(self->endpoint, sizeof self->endpoint, "tcp://127.0.0.1:%d", self->port);
     self->node_id = node_id;
     snprintf(self->dc, sizeof self->dc, "dc1");
@@ -431,6 +412,44 @@ it_broker_t *it_start_broker(const char *extra, ...) {
     it_adopt_broker(b);
     cr_assert(it_broker_start(b), "ternd did not start (see its log above)");
     return b;
+}
+
+void it_mesh_start(int n, const char *const *common, const char *const *const *each,
+                   it_broker_t **out) {
+    cr_assert(n >= 2 && n <= 8, "harness: a mesh of %d", n);
+    char eps[8][64];
+    for (int i = 0; i < n; i++) {
+        snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%d", test_port());
+    }
+    for (int i = 0; i < n; i++) {
+        char peers[8][96];
+        const char *args[IT_EXTRA_MAX + 1];
+        int k = 0;
+        args[k++] = "--repl-listen";
+        args[k++] = eps[i];
+        for (int j = 0; j < n; j++) {
+            if (j != i) {
+                snprintf(peers[j], sizeof peers[j], "dc%d=%s", j + 1, eps[j]);
+                args[k++] = "--peer";
+                args[k++] = peers[j];
+            }
+        }
+        for (const char *const *a = common; a && *a && k < IT_EXTRA_MAX; a++) {
+            args[k++] = *a;
+        }
+        for (const char *const *a = each ? each[i] : NULL; a && *a && k < IT_EXTRA_MAX; a++) {
+            args[k++] = *a;
+        }
+        args[k] = NULL;
+        it_broker_t *b = it_broker_new((uint32_t)(i + 1), args);
+        cr_assert(b, "harness: cannot create a broker dir");
+        snprintf(b->dc, sizeof b->dc, "dc%d", i + 1);
+        snprintf(b->repl_ep, sizeof b->repl_ep, "%s", eps[i]);
+        out[i] = it_adopt_broker(b);
+    }
+    for (int i = 0; i < n; i++) {
+        cr_assert(it_broker_start(out[i]), "dc%d did not start (see its log above)", i + 1);
+    }
 }
 
 void it_teardown(void) {

@@ -32,6 +32,7 @@ typedef struct {
     long log_offset;           //  where the current run's log starts
     uint32_t node_id;          //  --node-id
     char dc[32];               //  --dc
+    char repl_ep[64];          //  --repl-listen of it_mesh_start, else ""
     char *extra[IT_EXTRA_MAX]; //  extra arguments, owned copies
     int extra_count;           //  number of extra arguments
     int starts;                //  how many times it was started
@@ -72,6 +73,14 @@ void it_broker_destroy(it_broker_t **self_p);
 /*  Convenience for suites: new + start with cr_assert; the broker is
     remembered and destroyed by it_teardown(). EXTRA is NULL-terminated. */
 it_broker_t *it_start_broker(const char *extra, ...);
+
+/*  N brokers dc1..dcN (node ids 1..N) replicating in a full mesh: each one
+    listens for replication on a free loopback port (its repl_ep) and has a
+    --peer for every other one, plus the NULL-terminated flags COMMON (for all;
+    may be NULL) and EACH[i] (for broker i; EACH or EACH[i] may be NULL).
+    Adopts them (it_teardown stops them), starts them and fills OUT[0..N-1]. */
+void it_mesh_start(int n, const char *const *common, const char *const *const *each,
+                   it_broker_t **out);
 
 /*  Remembers B (from it_broker_new) so that it_teardown() stops and destroys
     it; returns B. */

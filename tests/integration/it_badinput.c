@@ -58,7 +58,8 @@ static void s_expect_code(it_raw_t *raw, const char *what, int want, uint64_t wa
     }
 }
 
-//  Any 1xx (decode) error is acceptable for pure garbage.
+//  Any 1xx (decode) error is acceptable for random bytes: which check fails
+//  first depends on the bytes.
 static void s_expect_decode_error(it_raw_t *raw, const char *what) {
     char reason[300] = "";
     int code = s_reply_code(raw, NULL, reason, sizeof reason);
@@ -168,7 +169,7 @@ Test(badinput, garbage_frames_get_errors, .fini = it_teardown, .timeout = 120) {
 
     //  3. An empty header frame.
     cr_assert(it_raw_send(raw, "", 0, NULL, 0));
-    s_expect_decode_error(raw, "empty frame");
+    s_expect_code(raw, "empty frame", TERN_EMALFORMED, 0);
 
     //  4. Truncated msgpack: a valid PUBLISH header cut in half.
     s_publish_frame(&f, 11, "it.bad.trunc", "abc", 3);
@@ -258,11 +259,11 @@ Test(badinput, garbage_frames_get_errors, .fini = it_teardown, .timeout = 120) {
     s_publish_frame(&f, 30, "it.bad.frames", "x", 1);
     len = s_encode(&f, hdr, sizeof hdr);
     cr_assert(it_raw_send(raw, hdr, len, NULL, 0));
-    s_expect_decode_error(raw, "PUBLISH without a payload frame");
+    s_expect_code(raw, "PUBLISH without a payload frame", TERN_EFRAMES, 0);
     const void *parts[3] = {hdr, "x", "y"};
     size_t sizes[3] = {len, 1, 1};
     cr_assert(it_raw_send_parts(raw, parts, sizes, 3));
-    s_expect_decode_error(raw, "three frames");
+    s_expect_code(raw, "three frames", TERN_EFRAMES, 0);
 
     //  A normal client works in the middle of it.
     it_result_t r;

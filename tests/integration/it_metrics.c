@@ -7,6 +7,7 @@
     to 200 when it is freed.
 */
 #include "harness.h"
+#include "test_port.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -22,19 +23,6 @@
 #define S_N     10 //  published, delivered and acked
 #define S_M     4  //  published, delivered, nacked, dead-lettered
 #define S_K     3  //  published with a 1 s ttl, never consumed: expired
-
-//  A free loopback TCP port (bound and released; ternd binds it next).
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
 
 //  GET PATH from 127.0.0.1:PORT over HTTP/1.0. Returns the status code (or
 //  -1 if unreachable) and the body in *BODY (caller frees).
@@ -165,7 +153,7 @@ static int s_events(const char *trace, const char *event) {
 }
 
 Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120) {
-    int port = s_free_port();
+    int port = test_port();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     it_broker_t *b = it_start_broker("--metrics", addr, "--max-deliver", "1", "--backoff", "10ms",
@@ -365,7 +353,7 @@ Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120
 }
 
 Test(metrics, healthz_flips_when_storage_is_full, .fini = it_teardown, .timeout = 120) {
-    int port = s_free_port();
+    int port = test_port();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     it_broker_t *b =
@@ -410,23 +398,14 @@ Test(metrics, healthz_flips_when_storage_is_full, .fini = it_teardown, .timeout 
 //  stored at its origin, confirmed by the peer, and applied at the peer
 //  under the same trace id.
 Test(metrics, replication_peers_and_trace, .fini = it_teardown, .timeout = 120) {
-    int repl_a = s_free_port(), repl_b = s_free_port(), http_a = s_free_port();
-    char ep_a[64], ep_b[64], peer_a[96], peer_b[96], addr_a[64];
-    snprintf(ep_a, sizeof ep_a, "tcp://127.0.0.1:%d", repl_a);
-    snprintf(ep_b, sizeof ep_b, "tcp://127.0.0.1:%d", repl_b);
-    snprintf(peer_a, sizeof peer_a, "dc1=%s", ep_a);
-    snprintf(peer_b, sizeof peer_b, "dc2=%s", ep_b);
+    int http_a = test_port();
+    char addr_a[64];
     snprintf(addr_a, sizeof addr_a, "127.0.0.1:%d", http_a);
-    const char *xa[] = {"--repl-listen", ep_a, "--peer", peer_b, "--metrics", addr_a, NULL};
-    const char *xb[] = {"--repl-listen", ep_b, "--peer", peer_a, "--metrics", "off", NULL};
-    it_broker_t *a = it_broker_new(1, xa), *b = it_broker_new(2, xb);
-    cr_assert(a && b);
-    snprintf(a->dc, sizeof a->dc, "dc1");
-    snprintf(b->dc, sizeof b->dc, "dc2");
-    it_adopt_broker(a);
-    it_adopt_broker(b);
-    cr_assert(it_broker_start(a));
-    cr_assert(it_broker_start(b));
+    const char *const xa[] = {"--metrics", addr_a, NULL}, *const xb[] = {"--metrics", "off", NULL};
+    const char *const *each[] = {xa, xb};
+    it_broker_t *dcs[2];
+    it_mesh_start(2, NULL, each, dcs);
+    it_broker_t *a = dcs[0], *b = dcs[1];
 
     int64_t id = 0;
     s_pub(a, 1, NULL, &id);

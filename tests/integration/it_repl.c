@@ -11,6 +11,7 @@
     all DCs hold the same message set within 30 s of the heal.
 */
 #include "harness.h"
+#include "test_port.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -26,55 +27,16 @@
 #define S_CONVERGE_MS 30000
 
 typedef struct {
-    it_broker_t *b[S_DCS];   //  dc1..dc3, node ids 1..3 (adopted: teardown stops them)
-    int repl_port[S_DCS];    //  replication ports
-    char repl_ep[S_DCS][64]; //  tcp://127.0.0.1:PORT
-    int64_t *acked;          //  msg_ids acknowledged to publishers (all DCs)
-    size_t acked_count;      //  used
-    size_t acked_cap;        //  allocated
+    it_broker_t *b[S_DCS]; //  dc1..dc3, node ids 1..3 (adopted: teardown stops them)
+    int64_t *acked;        //  msg_ids acknowledged to publishers (all DCs)
+    size_t acked_count;    //  used
+    size_t acked_cap;      //  allocated
 } s_cluster_t;
-
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
 
 //  Creates and starts dc1..dc3 in a full mesh.
 static void s_cluster_start(s_cluster_t *c) {
     memset(c, 0, sizeof *c);
-    for (int i = 0; i < S_DCS; i++) {
-        c->repl_port[i] = s_free_port();
-        snprintf(c->repl_ep[i], sizeof c->repl_ep[i], "tcp://127.0.0.1:%d", c->repl_port[i]);
-    }
-    for (int i = 0; i < S_DCS; i++) {
-        char peers[S_DCS][128];
-        const char *extra[2 + 2 * S_DCS + 1];
-        int n = 0;
-        extra[n++] = "--repl-listen";
-        extra[n++] = c->repl_ep[i];
-        for (int j = 0; j < S_DCS; j++) {
-            if (j != i) {
-                snprintf(peers[j], sizeof peers[j], "dc%d=%s", j + 1, c->repl_ep[j]);
-                extra[n++] = "--peer";
-                extra[n++] = peers[j];
-            }
-        }
-        extra[n] = NULL;
-        it_broker_t *b = it_broker_new((uint32_t)(i + 1), extra);
-        cr_assert_not_null(b);
-        snprintf(b->dc, sizeof b->dc, "dc%d", i + 1);
-        c->b[i] = it_adopt_broker(b);
-    }
-    for (int i = 0; i < S_DCS; i++) {
-        cr_assert(it_broker_start(c->b[i]), "dc%d did not start", i + 1);
-    }
+    it_mesh_start(S_DCS, NULL, NULL, c->b);
 }
 
 static void s_cluster_free(s_cluster_t *c) {
@@ -253,7 +215,7 @@ static char *s_peer_line(s_cluster_t *c, int dc, const char *name) {
 static void s_peers_ctl(s_cluster_t *c, int dc, const char *verb, const char *name, bool via_repl) {
     char *argv[] = {(char *)it_ternctl_path(),
                     "-s",
-                    via_repl ? c->repl_ep[dc] : c->b[dc]->endpoint,
+                    via_repl ? c->b[dc]->repl_ep : c->b[dc]->endpoint,
                     "--json",
                     "peers",
                     (char *)verb,
@@ -336,7 +298,7 @@ Test(repl, writes_everywhere_reach_everywhere, .fini = it_teardown, .timeout = 1
     cr_assert(it_json_int(line, "lag_ms", &lag));
     char endpoint[80];
     cr_assert(it_json_str(line, "endpoint", endpoint, sizeof endpoint));
-    cr_assert_str_eq(endpoint, c.repl_ep[1]);
+    cr_assert_str_eq(endpoint, c.b[1]->repl_ep);
     free(line);
     s_cluster_free(&c);
 }
@@ -481,7 +443,7 @@ Test(repl, links_paused_and_resumed, .fini = it_teardown, .timeout = 180) {
     for (int via = 0; via < 2; via++) {
         char *argv[] = {(char *)it_ternctl_path(),
                         "-s",
-                        via ? c.repl_ep[0] : c.b[0]->endpoint,
+                        via ? c.b[0]->repl_ep : c.b[0]->endpoint,
                         "peers",
                         "pause",
                         "nope",
@@ -530,7 +492,7 @@ Test(repl, peers_without_replication, .fini = it_teardown, .timeout = 60) {
 
 //  Two nodes with the same node id refuse each other, with a log line.
 Test(repl, duplicate_node_id_and_unknown_dc_refused, .fini = it_teardown, .timeout = 60) {
-    int pa = s_free_port(), pb = s_free_port(), pc = s_free_port();
+    int pa = test_port(), pb = test_port(), pc = test_port();
     char ea[64], eb[64], ec[64], peer_a[96], peer_b[96];
     snprintf(ea, sizeof ea, "tcp://127.0.0.1:%d", pa);
     snprintf(eb, sizeof eb, "tcp://127.0.0.1:%d", pb);

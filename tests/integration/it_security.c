@@ -8,6 +8,7 @@
     docs/security.md states the bounds these tests check.
 */
 #include "harness.h"
+#include "test_port.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -324,18 +325,6 @@ Test(security, roles) {
     cr_assert(s_log_has(b, "denied"), "denials are not logged");
 }
 
-static int s_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 Test(security, curve_replication) {
     s_keydir_new();
     s_gen("dc1", NULL);
@@ -344,26 +333,16 @@ Test(security, curve_replication) {
     s_allow("dc1", true);
     s_allow("dc2", true);
     s_allow("app", true);
-    char ep[2][64];
+    char key[2][300], clients[300];
     for (int i = 0; i < 2; i++) {
-        snprintf(ep[i], sizeof ep[i], "tcp://127.0.0.1:%d", s_port());
+        snprintf(key[i], sizeof key[i], "--auth-key=%s/dc%d.key", s_keydir, i + 1);
     }
+    snprintf(clients, sizeof clients, "--auth-clients=%s", s_clients);
+    const char *common[] = {"--auth=curve", clients, NULL};
+    const char *const each0[] = {key[0], NULL}, *const each1[] = {key[1], NULL};
+    const char *const *each[] = {each0, each1};
     it_broker_t *b[2];
-    for (int i = 0; i < 2; i++) {
-        char key[300], clients[300], peer[128];
-        snprintf(key, sizeof key, "--auth-key=%s/dc%d.key", s_keydir, i + 1);
-        snprintf(clients, sizeof clients, "--auth-clients=%s", s_clients);
-        snprintf(peer, sizeof peer, "dc%d=%s", 2 - i, ep[1 - i]);
-        const char *extra[] = {"--auth=curve", key,      clients, "--repl-listen",
-                               ep[i],          "--peer", peer,    NULL};
-        b[i] = it_broker_new((uint32_t)(i + 1), extra);
-        cr_assert_not_null(b[i]);
-        snprintf(b[i]->dc, sizeof b[i]->dc, "dc%d", i + 1);
-        it_adopt_broker(b[i]);
-    }
-    for (int i = 0; i < 2; i++) {
-        cr_assert(it_broker_start(b[i]), "dc%d did not start", i + 1);
-    }
+    it_mesh_start(2, common, each, b);
     //  Written in dc1 by an application, read in dc2: the peers authenticated
     //  each other with their own keys.
     it_result_t r;
@@ -397,7 +376,7 @@ Test(security, curve_replication) {
     zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, sizeof server);
     zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pub, sizeof pub);
     zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, sec, sizeof sec);
-    cr_assert_eq(zmq_connect(sock, ep[0]), 0);
+    cr_assert_eq(zmq_connect(sock, b[0]->repl_ep), 0);
     tern_frame_t f;
     tern_frame_init(&f, TERN_CMD_REPL_HELLO);
     f.req_id = 7;

@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 
 #include "tern.h"
+#include "test_port.h"
 #include "../../client/tern_backoff.h"
 #include "../../tools/ternctl_json.c"
 
@@ -27,17 +28,6 @@
 //  ---------------------------------------------------------------------------
 //  Helpers
 
-//  A loopback TCP port that was free a moment ago.
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert(bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 static int64_t s_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -46,7 +36,7 @@ static int64_t s_ms(void) {
 
 static tern_client_t *s_dead_client(int timeout_ms) {
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", test_port());
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.timeout_ms = (uint32_t)timeout_ms;
@@ -164,7 +154,7 @@ static void s_count_closed(const tern_pub_result_t *result, void *arg) {
 
 Test(client, window_full_and_close_completes) {
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", test_port());
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.window = 3;
@@ -189,7 +179,7 @@ Test(client, window_blocks_for_publish_block_ms) {
     options.window = 1;
     options.publish_block_ms = 200;
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", test_port());
     tern_client_t *client = tern_client_new(endpoint, &options);
     tern_pub_options_t msg;
     tern_pub_options_init(&msg);
@@ -408,7 +398,7 @@ static void s_start_ternd(void) {
     }
     snprintf(s_data_dir, sizeof s_data_dir, "/tmp/test_client.XXXXXX");
     cr_assert_not_null(mkdtemp(s_data_dir));
-    snprintf(s_endpoint, sizeof s_endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    snprintf(s_endpoint, sizeof s_endpoint, "tcp://127.0.0.1:%d", test_port());
     s_spawn_ternd();
 }
 
@@ -540,7 +530,7 @@ Test(live, explicit_producer_seq_is_deduplicated) {
 
 Test(live, failover_to_second_endpoint) {
     char endpoints[160];
-    snprintf(endpoints, sizeof endpoints, "tcp://127.0.0.1:%d,%s", s_free_port(), s_endpoint);
+    snprintf(endpoints, sizeof endpoints, "tcp://127.0.0.1:%d,%s", test_port(), s_endpoint);
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.connect_timeout_ms = 300;

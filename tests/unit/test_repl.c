@@ -5,6 +5,7 @@
     still arrive). */
 #include "tern_broker.h"
 #include "tern_proto.h"
+#include "test_port.h"
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -15,25 +16,13 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static int s_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &len);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 static void s_config(tern_config_t *config, const char *dc, uint32_t node, const char *dir,
                      int repl_port, const char *peer, int peer_port) {
     tern_config_defaults(config);
     snprintf(config->dc, sizeof config->dc, "%s", dc);
     config->node_id = node;
     snprintf(config->data_dir, sizeof config->data_dir, "%s", dir);
-    snprintf(config->listen, sizeof config->listen, "tcp://127.0.0.1:%d", s_free_port());
+    snprintf(config->listen, sizeof config->listen, "tcp://127.0.0.1:%d", test_port());
     snprintf(config->metrics, sizeof config->metrics, "off");
     snprintf(config->repl_listen, sizeof config->repl_listen, "tcp://127.0.0.1:%d", repl_port);
     config->outbox_retention_ms = 300; //  below the flag's minimum: in-process only
@@ -123,7 +112,7 @@ Test(repl, peer_gone_past_retention_loses_counted_records, .timeout = 60) {
     char dir_a[] = "/tmp/tern-repl-a-XXXXXX", dir_b[] = "/tmp/tern-repl-b-XXXXXX";
     cr_assert_not_null(mkdtemp(dir_a));
     cr_assert_not_null(mkdtemp(dir_b));
-    int port_a = s_free_port(), port_b = s_free_port();
+    int port_a = test_port(), port_b = test_port();
     tern_config_t config_a, config_b;
     s_config(&config_a, "dca", 1, dir_a, port_a, "dcb", port_b);
     s_config(&config_b, "dcb", 2, dir_b, port_b, "dca", port_a);
