@@ -461,6 +461,10 @@ static void s_resend_all(tern_client_t *self) {
 
 static void s_close_socket(tern_client_t *self) {
     if (self->dealer) {
+        //  Stop the monitor first: an event the closing dealer emits towards a
+        //  PAIR that is already gone blocks libzmq's I/O thread for good, and
+        //  with it every later connect of this client (libzmq issue 3575).
+        zmq_socket_monitor(self->dealer, NULL, 0);
         zmq_close(self->dealer);
         self->dealer = NULL;
     }
