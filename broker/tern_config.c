@@ -780,6 +780,8 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
     out->max_topics = config->max_topics;
     out->max_readers = config->max_readers;
     out->trace_retention_ms = config->trace_retention_ms;
+    //  A node without peers ships nothing: it keeps no outbox.
+    out->outbox = config->peer_count > 0;
 }
 
 //  ---------------------------------------------------------------------

@@ -32,13 +32,11 @@ enum {
     S_META,       //  name -> u64 (LE)
     S_TOPICS,     //  topic name -> s_topic_rec_t
     S_TOPIC_IDS,  //  topic id BE32 -> topic name
-    S_LOG,        //  global log seq BE64 -> record (MDB_APPEND)
-    S_TINDEX,     //  topic BE32 + seq BE64 -> global log seq (LE64)
+    S_LOG,        //  topic BE32 + seq BE64 -> record (MDB_APPEND for the newest topic)
     S_PRIO,       //  topic BE32 + priority u8 + seq BE64 -> empty
     S_MSGID,      //  msg_id BE64 -> topic BE32 + seq BE64
-    S_DEDUP,      //  producer + NUL + producer_seq BE64 -> s_dedup_val
-    S_DEDUP_TIME, //  time_ns BE64 + producer + NUL + producer_seq BE64 -> empty
-    S_DEDUP_PROD, //  producer -> entry count (LE64)
+    S_DEDUP,      //  producer + NUL + producer_seq BE64 -> dedup value (S_DEDUP_SIZE)
+    S_DEDUP_PROD, //  producer -> entry count (LE64), written once per commit
     S_EXPIRY,     //  expire_at_ns BE64 + topic BE32 + seq BE64 -> empty
     S_GROUPS,     //  topic BE32 + group name -> s_group_rec_t
     S_PENDING,    //  topic BE32 + group + NUL + seq BE64 -> entry
@@ -53,12 +51,13 @@ enum {
 };
 
 static const char *s_dbi_names[S_DBI_COUNT] = {
-    "meta",   "topics",     "topic_ids",  "log",    "tindex",    "prio",      "msgid",
-    "dedup",  "dedup_time", "dedup_prod", "expiry", "groups",    "pending",   "dlq",
-    "outbox", "peers",      "inbound",    "trace",  "trace_msg", "trace_conf"};
+    "meta",   "topics",     "topic_ids", "log",    "prio",      "msgid",
+    "dedup",  "dedup_prod", "expiry",    "groups", "pending",   "dlq",
+    "outbox", "peers",      "inbound",   "trace",  "trace_msg", "trace_conf"};
 
 #define S_META_OUTBOX_LAST "store.outbox_last"
 #define S_META_TOPIC_NEXT  "store.topic_last_id"
+#define S_META_FORMAT      "store.format"
 
 /*  Log record layout (little-endian, version 1). The CRC32C covers every byte
     after the CRC field. Variable parts follow the fixed header in this order:
@@ -122,30 +121,31 @@ typedef struct {
 } s_group_rec_t;
 
 struct tern_store_t {
-    MDB_env *env;                       //  the environment
-    MDB_dbi dbi[S_DBI_COUNT];           //  named databases
-    tern_store_config_t config;         //  copy of the config (dir points to dir below)
-    char dir[PATH_MAX];                 //  data directory
-    pthread_rwlock_t lock;              //  readers: shared; map resize: exclusive
-    uint64_t page_size;                 //  OS page size
-    uint64_t map_max;                   //  map ceiling, page-aligned
-    uint64_t map_soft;                  //  appends stop here (map_max - reserve)
-    uint64_t shrink_tried;              //  map size at the last shrink attempt
-    uint64_t log_last;                  //  writer: last global log seq
-    uint64_t outbox_last;               //  writer: last outbox position
-    uint64_t topic_next;                //  writer: last topic id assigned
-    uint64_t trace_stamp;               //  writer: last trace event stamp (ns, unique)
-    _Atomic uint64_t map_size;          //  current map size
-    _Atomic uint64_t commits;           //  stats
-    _Atomic uint64_t map_grows;         //  stats
-    _Atomic uint64_t full_errors;       //  stats
-    _Atomic uint64_t corrupt_records;   //  stats
-    _Atomic uint64_t expired;           //  stats
-    _Atomic uint64_t retention_trimmed; //  stats
-    _Atomic uint64_t outbox_dropped;    //  stats
-    _Atomic uint64_t dedup_entries;     //  stats
-    _Atomic uint32_t topics;            //  stats
-    _Atomic uint64_t superseded;        //  stats
+    MDB_env *env;                          //  the environment
+    MDB_dbi dbi[S_DBI_COUNT];              //  named databases
+    tern_store_config_t config;            //  copy of the config (dir points to dir below)
+    char dir[PATH_MAX];                    //  data directory
+    pthread_rwlock_t lock;                 //  readers: shared; map resize: exclusive
+    uint64_t page_size;                    //  OS page size
+    uint64_t map_max;                      //  map ceiling, page-aligned
+    uint64_t map_soft;                     //  appends stop here (map_max - reserve)
+    uint64_t shrink_tried;                 //  map size at the last shrink attempt
+    uint64_t outbox_last;                  //  writer: last outbox position
+    uint64_t topic_next;                   //  writer: last topic id assigned
+    uint64_t trace_stamp;                  //  writer: last trace event stamp (ns, unique)
+    uint8_t dedup_next[TERN_NAME_MAX + 2]; //  writer: where the next dedup sweep resumes
+    size_t dedup_next_len;                 //  its length (0: from the first producer)
+    _Atomic uint64_t map_size;             //  current map size
+    _Atomic uint64_t commits;              //  stats
+    _Atomic uint64_t map_grows;            //  stats
+    _Atomic uint64_t full_errors;          //  stats
+    _Atomic uint64_t corrupt_records;      //  stats
+    _Atomic uint64_t expired;              //  stats
+    _Atomic uint64_t retention_trimmed;    //  stats
+    _Atomic uint64_t outbox_dropped;       //  stats
+    _Atomic uint64_t dedup_entries;        //  stats
+    _Atomic uint32_t topics;               //  stats
+    _Atomic uint64_t superseded;           //  stats
 };
 
 /* ------------------------------------------------------------------------
@@ -417,34 +417,54 @@ typedef struct {
     s_group_rec_t group;             //  group record
 } s_cached_t;
 
+//  A producer's dedup state, cached for one write transaction: its entry
+//  count is read once and written back once per commit (with the count
+//  bound applied then), not per message.
+typedef struct {
+    char name[TERN_NAME_MAX + 1]; //  the producer
+    size_t len;                   //  its length
+    uint32_t hash;                //  FNV-1a of the name
+    uint64_t count;               //  its dedup entries, after this txn's changes
+    bool dirty;                   //  write back (or delete, at 0) at flush
+} s_prod_t;
+
 struct tern_store_batch_t {
-    tern_store_t *store; //  our store
-    s_op_t *ops;         //  queued operations
-    size_t count;        //  how many
-    size_t cap;          //  allocated
-    bool has_appends;    //  any OP_APPEND queued
-    s_cached_t **cache;  //  per-transaction record cache (pooled entries)
-    size_t cache_count;  //  entries in use
-    size_t cache_cap;    //  entries allocated
+    tern_store_t *store;  //  our store
+    s_op_t *ops;          //  queued operations
+    size_t count;         //  how many
+    size_t cap;           //  allocated
+    bool has_appends;     //  any OP_APPEND queued
+    s_cached_t **cache;   //  per-transaction record cache (pooled entries)
+    size_t cache_count;   //  entries in use
+    size_t cache_cap;     //  entries allocated
+    s_prod_t *prods;      //  per-transaction dedup producer state
+    size_t prod_count;    //  entries in use
+    size_t prod_cap;      //  entries allocated
+    uint32_t *prod_slots; //  open-addressing index into prods (index + 1; 0 = free)
+    size_t slot_cap;      //  slots (a power of two, >= 2 x prod_cap)
 };
 
 typedef struct {
-    tern_store_t *store;       //  the store
-    tern_store_batch_t *batch; //  the batch (for its cache)
-    MDB_txn *txn;              //  the write transaction
-    MDB_dbi *dbi;              //  store->dbi
-    uint64_t now_ns;           //  commit time
-    bool no_appends;           //  retry without appends (storage full)
-    uint64_t log_last;         //  copies of the store's writer state
-    uint64_t outbox_last;      //  ...
-    uint64_t topic_next;       //  ...
-    int64_t d_topics;          //  topic count delta
-    int64_t d_dedup;           //  dedup entry delta
-    uint64_t expired;          //  messages removed by TTL
-    uint64_t trimmed;          //  messages removed by retention
-    uint64_t outbox_dropped;   //  unconfirmed outbox entries dropped
-    uint64_t superseded;       //  replication conflicts resolved by removal
-    size_t last_hit;           //  cache index of the last lookup
+    tern_store_t *store;                   //  the store
+    tern_store_batch_t *batch;             //  the batch (for its cache)
+    MDB_txn *txn;                          //  the write transaction
+    MDB_dbi *dbi;                          //  store->dbi
+    uint64_t now_ns;                       //  commit time
+    bool no_appends;                       //  retry without appends (storage full)
+    size_t append_limit;                   //  appends this attempt may store (full: fewer)
+    size_t appended;                       //  appends tried in this attempt
+    uint64_t outbox_last;                  //  copies of the store's writer state
+    uint64_t topic_next;                   //  ...
+    int64_t d_topics;                      //  topic count delta
+    int64_t d_dedup;                       //  dedup entry delta
+    uint64_t expired;                      //  messages removed by TTL
+    uint64_t trimmed;                      //  messages removed by retention
+    uint64_t outbox_dropped;               //  unconfirmed outbox entries dropped
+    uint64_t superseded;                   //  replication conflicts resolved by removal
+    size_t last_hit;                       //  cache index of the last lookup
+    size_t prod_hit;                       //  producer cache index of the last lookup
+    uint8_t dedup_next[TERN_NAME_MAX + 2]; //  where the next dedup sweep resumes
+    size_t dedup_next_len;                 //  its length
 } s_txn_t;
 
 static s_op_t *s_batch_push(tern_store_batch_t *self, s_op_kind_t kind) {
@@ -504,6 +524,8 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
         free(self->cache[i]);
     }
     free(self->cache);
+    free(self->prods);
+    free(self->prod_slots);
     free(self);
     *self_p = NULL;
 }
@@ -833,6 +855,159 @@ static int s_cache_flush(s_txn_t *ctx) {
 }
 
 /* ------------------------------------------------------------------------
+    The per-transaction producer cache (dedup counts), same idea as the
+    record cache above; hashed, since one batch may carry thousands of
+    producers.
+   ------------------------------------------------------------------------ */
+
+static uint32_t s_fnv1a(const char *name, size_t len) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
+    }
+    return h;
+}
+
+static void s_prod_reset(tern_store_batch_t *b) {
+    b->prod_count = 0;
+    if (b->slot_cap) {
+        memset(b->prod_slots, 0, b->slot_cap * sizeof *b->prod_slots);
+    }
+}
+
+static void s_prod_slot_add(tern_store_batch_t *b, size_t index) {
+    size_t mask = b->slot_cap - 1;
+    size_t i = b->prods[index].hash & mask;
+    while (b->prod_slots[i]) {
+        i = (i + 1) & mask;
+    }
+    b->prod_slots[i] = (uint32_t)index + 1;
+}
+
+//  Finds producer NAME (LEN bytes, 1..TERN_NAME_MAX) in the cache, loading
+//  its count from dedup_prod on first use in this transaction. The pointer
+//  is valid until the next s_prod_find. Returns an LMDB error code.
+static int s_prod_find(s_txn_t *ctx, const char *name, size_t len, s_prod_t **out) {
+    tern_store_batch_t *b = ctx->batch;
+    if (ctx->prod_hit < b->prod_count) {
+        s_prod_t *p = &b->prods[ctx->prod_hit];
+        if (p->len == len && !memcmp(p->name, name, len)) {
+            *out = p;
+            return 0;
+        }
+    }
+    uint32_t hash = s_fnv1a(name, len);
+    if (b->slot_cap) {
+        size_t mask = b->slot_cap - 1;
+        for (size_t i = hash & mask; b->prod_slots[i]; i = (i + 1) & mask) {
+            s_prod_t *p = &b->prods[b->prod_slots[i] - 1];
+            if (p->hash == hash && p->len == len && !memcmp(p->name, name, len)) {
+                ctx->prod_hit = b->prod_slots[i] - 1;
+                *out = p;
+                return 0;
+            }
+        }
+    }
+    if (b->prod_count == b->prod_cap) {
+        size_t cap = b->prod_cap ? b->prod_cap * 2 : 16;
+        s_prod_t *prods = realloc(b->prods, cap * sizeof *prods);
+        uint32_t *slots = calloc(cap * 2, sizeof *slots);
+        if (!prods || !slots) {
+            abort(); //  out of memory: the one documented abort
+        }
+        free(b->prod_slots);
+        b->prods = prods;
+        b->prod_cap = cap;
+        b->prod_slots = slots;
+        b->slot_cap = cap * 2;
+        for (size_t i = 0; i < b->prod_count; i++) {
+            s_prod_slot_add(b, i);
+        }
+    }
+    s_prod_t *p = &b->prods[b->prod_count];
+    memcpy(p->name, name, len);
+    p->name[len] = 0;
+    p->len = len;
+    p->hash = hash;
+    p->count = 0;
+    p->dirty = false;
+    MDB_val k = {len, (void *)name}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP_PROD], &k, &v);
+    if (rc == 0 && v.mv_size == 8) {
+        p->count = s_le64_get(v.mv_data);
+    } else if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    s_prod_slot_add(b, b->prod_count);
+    ctx->prod_hit = b->prod_count++;
+    *out = p;
+    return 0;
+}
+
+//  Count bound: deletes P's lowest producer_seq entries while it has more
+//  than dedup_max, with one cursor (the producer's entries are contiguous
+//  and in producer_seq order).
+static int s_dedup_evict(s_txn_t *ctx, s_prod_t *p, uint64_t max) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP], &cur);
+    if (rc) {
+        return rc;
+    }
+    uint8_t prefix[TERN_NAME_MAX + 1];
+    memcpy(prefix, p->name, p->len + 1); //  name + NUL
+    MDB_val k = {p->len + 1, prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && p->count > max) {
+        if (k.mv_size != p->len + 9 || memcmp(k.mv_data, prefix, p->len + 1)) {
+            //  Fewer entries than counted: the count was off; now it is not.
+            p->count = max;
+            break;
+        }
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+        p->count--;
+        ctx->d_dedup--;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); //  after a delete: the next entry
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        p->count = p->count > max ? max : p->count;
+        rc = 0;
+    }
+    return rc;
+}
+
+//  Applies the count bound and writes each touched producer's count once.
+static int s_prod_flush(s_txn_t *ctx) {
+    tern_store_batch_t *b = ctx->batch;
+    uint64_t max = ctx->store->config.dedup_max;
+    for (size_t i = 0; i < b->prod_count; i++) {
+        s_prod_t *p = &b->prods[i];
+        if (!p->dirty) {
+            continue;
+        }
+        int rc;
+        if (max && p->count > max && (rc = s_dedup_evict(ctx, p, max))) {
+            return rc;
+        }
+        if (p->count == 0) {
+            rc = s_del(ctx->txn, ctx->dbi[S_DEDUP_PROD], p->name, p->len);
+        } else {
+            uint8_t cbuf[8];
+            s_le64_put(cbuf, p->count);
+            MDB_val k = {p->len, p->name}, v = {8, cbuf};
+            rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP_PROD], &k, &v, 0);
+        }
+        if (rc) {
+            return rc;
+        }
+        p->dirty = false;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
     Messages
    ------------------------------------------------------------------------ */
 
@@ -840,7 +1015,7 @@ static int s_cache_flush(s_txn_t *ctx) {
 static int s_first_seq(s_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last,
                        uint64_t *first) {
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TINDEX], &cur);
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_LOG], &cur);
     if (rc) {
         return rc;
     }
@@ -866,27 +1041,17 @@ static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
     s_be64_put(tkey + 4, seq);
     MDB_val k = {12, tkey}, v;
     *gone = false;
-    int rc = mdb_get(ctx->txn, ctx->dbi[S_TINDEX], &k, &v);
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
     if (rc == MDB_NOTFOUND) {
         return 0;
     }
     if (rc) {
         return rc;
     }
-    if (v.mv_size != 8) {
-        return MDB_CORRUPTED;
-    }
-    uint8_t gkey[8];
-    s_be64_put(gkey, s_le64_get(v.mv_data));
-    MDB_val lk = {8, gkey}, lv;
-    rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &lk, &lv);
-    if (rc && rc != MDB_NOTFOUND) {
-        return rc;
-    }
     s_record_t rec;
     //  A damaged record is still removed; its secondary entries are then
     //  unknown and left (the msgid/prio lookups find nothing to read).
-    if (rc == 0 && s_record_parse(&lv, false, &rec) == TERN_OK) {
+    if (s_record_parse(&v, false, &rec) == TERN_OK) {
         uint8_t key[20];
         if (rec.msg_id) {
             s_be64_put(key, rec.msg_id);
@@ -910,8 +1075,7 @@ static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
         }
         t->topic.bytes -= rec.payload_size <= t->topic.bytes ? rec.payload_size : t->topic.bytes;
     }
-    if ((rc = s_del(ctx->txn, ctx->dbi[S_LOG], gkey, 8)) ||
-        (rc = s_del(ctx->txn, ctx->dbi[S_TINDEX], tkey, 12))) {
+    if ((rc = s_del(ctx->txn, ctx->dbi[S_LOG], tkey, 12))) {
         return rc;
     }
     *gone = true;
@@ -968,12 +1132,12 @@ static int s_outbox_add(s_txn_t *ctx, bool ackstate, uint32_t topic_id, uint64_t
 }
 
 //  Dedup: (producer, producer_seq) -> original. Sets *DUP and fills RES when
-//  the pair is known within the window; otherwise records it. O(log n).
+//  the pair is known within the window; otherwise records it: one put, plus
+//  the producer's count in the transaction's cache (written, and the count
+//  bound applied, once per commit by s_prod_flush).
 static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id,
                    uint64_t seq, tern_append_result_t *res, bool *dup) {
-    tern_store_t *store = ctx->store;
     uint8_t key[TERN_NAME_MAX + 1 + 8];
-    uint8_t tkey[8 + sizeof key];
     memcpy(key, msg->producer, plen);
     key[plen] = 0;
     s_be64_put(key + plen + 1, msg->producer_seq);
@@ -987,8 +1151,8 @@ static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t 
     MDB_val k = {klen, key}, v = {S_DEDUP_SIZE, val};
     *dup = false;
     int rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, MDB_NOOVERWRITE);
-    uint64_t window_ns = store->config.dedup_window_ms * 1000000ull;
     if (rc == MDB_KEYEXIST) {
+        uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
         if (v.mv_size == S_DEDUP_SIZE) {
             const uint8_t *old = v.mv_data;
             uint64_t at = s_le64_get(old + 24);
@@ -1000,80 +1164,22 @@ static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t 
                 res->topic_id = s_le32_get(old + 16);
                 return 0;
             }
-            //  Expired but not yet swept: replace it and its time entry.
-            s_be64_put(tkey, at);
-            memcpy(tkey + 8, key, klen);
-            if ((rc = s_del(ctx->txn, ctx->dbi[S_DEDUP_TIME], tkey, 8 + klen))) {
-                return rc;
-            }
         }
+        //  Expired (or damaged) but not yet swept: replace it; still counted.
         v = (MDB_val){S_DEDUP_SIZE, val};
-        if ((rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0))) {
-            return rc;
-        }
-        s_be64_put(tkey, ctx->now_ns);
-        memcpy(tkey + 8, key, klen);
-        MDB_val tk = {8 + klen, tkey}, tv = {0, NULL};
-        return mdb_put(ctx->txn, ctx->dbi[S_DEDUP_TIME], &tk, &tv, 0);
+        return mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0);
     }
     if (rc) {
         return rc;
     }
-    s_be64_put(tkey, ctx->now_ns);
-    memcpy(tkey + 8, key, klen);
-    MDB_val tk = {8 + klen, tkey}, tv = {0, NULL};
-    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP_TIME], &tk, &tv, 0))) {
-        return rc;
-    }
     ctx->d_dedup++;
-    //  Per-producer count, evicting the producer's lowest seqs when over.
-    uint64_t count = 0;
-    MDB_val pk = {plen, (void *)msg->producer}, pv;
-    rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv);
-    if (rc == 0 && pv.mv_size == 8) {
-        count = s_le64_get(pv.mv_data);
-    } else if (rc && rc != MDB_NOTFOUND) {
+    s_prod_t *p;
+    if ((rc = s_prod_find(ctx, msg->producer, plen, &p))) {
         return rc;
     }
-    count++;
-    uint32_t max = store->config.dedup_max;
-    if (max && count > max) {
-        MDB_cursor *cur;
-        if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP], &cur))) {
-            return rc;
-        }
-        while (count > max) {
-            uint8_t first[TERN_NAME_MAX + 9];
-            memcpy(first, key, plen + 1);
-            memset(first + plen + 1, 0, 8);
-            MDB_val fk = {klen, first}, fv;
-            rc = mdb_cursor_get(cur, &fk, &fv, MDB_SET_RANGE);
-            if (rc || fk.mv_size != klen || memcmp(fk.mv_data, key, plen + 1)) {
-                rc = rc == MDB_NOTFOUND ? 0 : rc;
-                break;
-            }
-            if (fv.mv_size == S_DEDUP_SIZE) {
-                s_be64_put(tkey, s_le64_get((uint8_t *)fv.mv_data + 24));
-                memcpy(tkey + 8, fk.mv_data, klen);
-                if ((rc = s_del(ctx->txn, ctx->dbi[S_DEDUP_TIME], tkey, 8 + klen))) {
-                    break;
-                }
-            }
-            if ((rc = mdb_cursor_del(cur, 0))) {
-                break;
-            }
-            count--;
-            ctx->d_dedup--;
-        }
-        mdb_cursor_close(cur);
-        if (rc) {
-            return rc;
-        }
-    }
-    uint8_t cbuf[8];
-    s_le64_put(cbuf, count);
-    pv = (MDB_val){8, cbuf};
-    return mdb_put(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv, 0);
+    p->count++;
+    p->dirty = true;
+    return 0;
 }
 
 static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type,
@@ -1127,10 +1233,11 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
     tern_append_result_t dummy;
     tern_append_result_t *res = op->result ? op->result : &dummy;
     memset(res, 0, sizeof *res);
-    if (ctx->no_appends) {
+    if (ctx->no_appends || ctx->appended >= ctx->append_limit) {
         res->err = TERN_EFULL;
         return 0;
     }
+    ctx->appended++;
     size_t tlen = s_name_len(msg->topic, TERN_TOPIC_MAX);
     size_t plen = s_name_len(msg->producer, TERN_NAME_MAX);
     size_t klen = s_name_len(msg->key, TERN_KEY_MAX);
@@ -1215,11 +1322,11 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
 
     //  The record: one reserved value, header + strings + meta + payload.
     size_t size = R_HEADER + plen + klen + trlen + olen + msg->meta_size + msg->payload_size;
-    uint8_t gkey[8];
-    uint64_t global = ++ctx->log_last;
-    s_be64_put(gkey, global);
-    MDB_val k = {8, gkey}, v = {size, NULL};
-    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_LOG], &k, &v, MDB_RESERVE | MDB_APPEND))) {
+    uint8_t key[20];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    MDB_val k = {12, key}, v = {size, NULL};
+    if ((rc = s_put_tail(ctx->txn, ctx->dbi[S_LOG], &k, &v, MDB_RESERVE))) {
         return rc;
     }
     uint8_t *p = v.mv_data;
@@ -1258,16 +1365,7 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
     }
     s_le32_put(p + R_CRC, tern_crc32c(0, p + 4, size - 4));
 
-    //  Indexes.
-    uint8_t key[20], gval[8];
-    s_be32_put(key, topic_id);
-    s_be64_put(key + 4, seq);
-    s_le64_put(gval, global);
-    k = (MDB_val){12, key};
-    v = (MDB_val){8, gval};
-    if ((rc = s_put_tail(ctx->txn, ctx->dbi[S_TINDEX], &k, &v, 0))) {
-        return rc;
-    }
+    //  Indexes (KEY still holds topic BE32 + seq BE64).
     key[4] = msg->priority;
     s_be64_put(key + 5, seq);
     k = (MDB_val){13, key};
@@ -1285,10 +1383,11 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
             return rc;
         }
     }
-    if (op->flag && (rc = s_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
+    bool shipped = op->flag && ctx->store->config.outbox;
+    if (shipped && (rc = s_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
         return rc;
     }
-    if ((rc = s_trace_stored(ctx, topic_id, seq, msg, op->flag ? ctx->outbox_last : 0))) {
+    if ((rc = s_trace_stored(ctx, topic_id, seq, msg, shipped ? ctx->outbox_last : 0))) {
         return rc;
     }
 
@@ -1439,32 +1538,30 @@ static int s_op_topic_delete(s_txn_t *ctx, s_op_t *op) {
 //  when there is none.
 static int s_seq_time(s_txn_t *ctx, s_cached_t *t, uint64_t seq, uint64_t *found_seq,
                       uint64_t *ts) {
-    int rc = s_first_seq(ctx, (uint32_t)t->topic.id, seq, t->topic.last_seq, found_seq);
-    if (rc || *found_seq > t->topic.last_seq) {
+    //  One range lookup: the log is keyed by (topic, seq).
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_LOG], &cur);
+    if (rc) {
         return rc;
     }
     uint8_t tkey[12];
-    s_be32_put(tkey, (uint32_t)t->topic.id);
-    s_be64_put(tkey + 4, *found_seq);
+    s_be32_put(tkey, topic_id);
+    s_be64_put(tkey + 4, seq);
     MDB_val k = {12, tkey}, v;
-    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_TINDEX], &k, &v))) {
-        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    *found_seq = t->topic.last_seq + 1;
+    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
+        *found_seq = s_be64_get((uint8_t *)k.mv_data + 4);
+        s_record_t rec;
+        if (s_record_parse(&v, false, &rec) != TERN_OK) {
+            rc = MDB_CORRUPTED;
+        } else {
+            *ts = rec.timestamp_ns;
+        }
     }
-    if (v.mv_size != 8) {
-        return MDB_CORRUPTED;
-    }
-    uint8_t gkey[8];
-    s_be64_put(gkey, s_le64_get(v.mv_data));
-    k = (MDB_val){8, gkey};
-    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v))) {
-        return rc;
-    }
-    s_record_t rec;
-    if (s_record_parse(&v, false, &rec) != TERN_OK) {
-        return MDB_CORRUPTED;
-    }
-    *ts = rec.timestamp_ns;
-    return 0;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
@@ -1847,79 +1944,142 @@ static int s_sweep_age(s_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t
     return rc;
 }
 
-static int s_sweep_dedup(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
-    uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
-    if (now_ns < window_ns) {
-        return 0;
-    }
-    uint64_t cutoff = now_ns - window_ns;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP_TIME], &cur);
+//  Removes from one producer's entries (cursor DC) the oldest ones that are
+//  past CUTOFF, from its lowest producer_seq up to the first one inside the
+//  window (producer seqs grow with time; an entry out of that order is still
+//  bounded by the count and is treated as expired by the lookup). Counts
+//  removals in *REMOVED up to BUDGET; *DONE tells whether the producer's
+//  walk ended (rather than the budget).
+static int s_sweep_producer(s_txn_t *ctx, MDB_cursor *dc, const uint8_t *name, size_t len,
+                            uint64_t cutoff, uint64_t budget, uint64_t *removed, bool *done) {
+    s_prod_t *p;
+    int rc = s_prod_find(ctx, (const char *)name, len, &p);
     if (rc) {
         return rc;
     }
-    while (budget-- > 0) {
-        MDB_val k, v;
-        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
+    uint8_t prefix[TERN_NAME_MAX + 1];
+    memcpy(prefix, name, len);
+    prefix[len] = 0;
+    MDB_val k = {len + 1, prefix}, v;
+    rc = mdb_cursor_get(dc, &k, &v, MDB_SET_RANGE);
+    bool empty = false;
+    *done = false;
+    while (rc == 0) {
+        if (k.mv_size != len + 9 || memcmp(k.mv_data, prefix, len + 1)) {
+            empty = true; //  past the producer's last entry
             break;
         }
-        if (k.mv_size < 8 + 2 + 8) {
-            if ((rc = mdb_cursor_del(cur, 0))) {
+        if (v.mv_size == S_DEDUP_SIZE && s_le64_get((uint8_t *)v.mv_data + 24) > cutoff) {
+            break; //  the first entry inside the window: the rest are newer
+        }
+        if (*removed >= budget) {
+            return 0;
+        }
+        if ((rc = mdb_cursor_del(dc, 0))) {
+            return rc;
+        }
+        (*removed)++;
+        ctx->d_dedup--;
+        p->count -= p->count ? 1 : 0;
+        p->dirty = true;
+        rc = mdb_cursor_get(dc, &k, &v, MDB_NEXT); //  after a delete: the next entry
+    }
+    if (rc == MDB_NOTFOUND) {
+        empty = true;
+        rc = 0;
+    }
+    if (rc) {
+        return rc;
+    }
+    *done = true;
+    if (empty) {
+        p->count = 0; //  no entries left: s_prod_flush deletes the producer
+        p->dirty = true;
+    } else if (p->count == 0) {
+        p->count = 1; //  entries left under a zero count: keep it in dedup_prod
+        p->dirty = true;
+    }
+    return 0;
+}
+
+//  Window sweep: walks dedup_prod from where the last sweep stopped and
+//  removes each producer's entries older than the window, at most BUDGET
+//  entries and BUDGET producers per sweep; the next sweep resumes after the
+//  last producer finished (or at the one the budget interrupted), and
+//  wraps around to the first producer.
+static int s_sweep_dedup(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
+    uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
+    if (now_ns < window_ns || budget == 0) {
+        return 0;
+    }
+    uint64_t cutoff = now_ns - window_ns;
+    MDB_cursor *pc = NULL, *dc = NULL;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pc);
+    if (rc == 0) {
+        rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_DEDUP], &dc);
+    }
+    if (rc) {
+        goto done;
+    }
+    uint8_t start[TERN_NAME_MAX + 2];
+    size_t start_len = ctx->dedup_next_len;
+    memcpy(start, ctx->dedup_next, start_len);
+    bool wrapped = start_len == 0;
+    uint64_t removed = 0, visited = 0;
+    MDB_val k = {start_len, start}, v;
+    rc = mdb_cursor_get(pc, &k, &v, wrapped ? MDB_FIRST : MDB_SET_RANGE);
+    ctx->dedup_next_len = 0; //  unless stopped early: the next sweep starts over
+    for (;;) {
+        if (rc == MDB_NOTFOUND && !wrapped) {
+            wrapped = true;
+            rc = mdb_cursor_get(pc, &k, &v, MDB_FIRST);
+        }
+        if (rc) {
+            break;
+        }
+        if (wrapped && start_len) {
+            //  Full circle: stop at where this sweep began.
+            size_t n = k.mv_size < start_len ? k.mv_size : start_len;
+            int cmp = memcmp(k.mv_data, start, n);
+            if (cmp > 0 || (cmp == 0 && k.mv_size >= start_len)) {
                 break;
             }
+        }
+        if (visited >= budget || removed >= budget) {
+            //  Resume here (a malformed, over-long key: at its prefix).
+            size_t n = k.mv_size <= TERN_NAME_MAX ? k.mv_size : TERN_NAME_MAX;
+            memcpy(ctx->dedup_next, k.mv_data, n);
+            ctx->dedup_next_len = n;
+            break;
+        }
+        visited++;
+        if (k.mv_size == 0 || k.mv_size > TERN_NAME_MAX) {
+            rc = mdb_cursor_get(pc, &k, &v, MDB_NEXT); //  not a producer name: skip
             continue;
         }
-        if (s_be64_get(k.mv_data) > cutoff) {
+        uint8_t name[TERN_NAME_MAX];
+        size_t len = k.mv_size;
+        memcpy(name, k.mv_data, len);
+        bool finished;
+        if ((rc = s_sweep_producer(ctx, dc, name, len, cutoff, budget, &removed, &finished))) {
             break;
         }
-        uint8_t key[8 + TERN_NAME_MAX + 9];
-        size_t klen = k.mv_size - 8;
-        if (klen > TERN_NAME_MAX + 9) {
-            klen = TERN_NAME_MAX + 9;
-        }
-        memcpy(key, (uint8_t *)k.mv_data + 8, klen);
-        if ((rc = mdb_cursor_del(cur, 0))) {
+        if (!finished) {
+            memcpy(ctx->dedup_next, name, len); //  the budget ran out inside it
+            ctx->dedup_next_len = len;
             break;
         }
-        //  The dedup entry goes only if it still carries this time.
-        MDB_val dk = {klen, key}, dv;
-        rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP], &dk, &dv);
-        if (rc == MDB_NOTFOUND) {
-            rc = 0;
-            continue;
-        }
-        if (rc) {
-            break;
-        }
-        if (dv.mv_size == S_DEDUP_SIZE && s_le64_get((uint8_t *)dv.mv_data + 24) > cutoff) {
-            continue;
-        }
-        if ((rc = mdb_del(ctx->txn, ctx->dbi[S_DEDUP], &dk, NULL))) {
-            break;
-        }
-        ctx->d_dedup--;
-        size_t plen = strnlen((char *)key, klen);
-        MDB_val pk = {plen, key}, pv;
-        rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv);
-        if (rc == 0 && pv.mv_size == 8) {
-            uint64_t count = s_le64_get(pv.mv_data);
-            if (count <= 1) {
-                rc = mdb_del(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, NULL);
-            } else {
-                uint8_t cbuf[8];
-                s_le64_put(cbuf, count - 1);
-                pv = (MDB_val){8, cbuf};
-                rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP_PROD], &pk, &pv, 0);
-            }
-        } else if (rc == MDB_NOTFOUND) {
-            rc = 0;
-        }
-        if (rc) {
-            break;
-        }
+        rc = mdb_cursor_get(pc, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    rc = rc == MDB_NOTFOUND ? 0 : rc;
+done:
+    if (dc) {
+        mdb_cursor_close(dc);
+    }
+    if (pc) {
+        mdb_cursor_close(pc);
+    }
+    return rc;
 }
 
 static int s_sweep_outbox(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
@@ -2021,13 +2181,9 @@ static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, seq);
     k = (MDB_val){12, key};
-    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_TINDEX], &k, &v)) == 0 && v.mv_size == 8) {
-        uint8_t gkey[8];
-        s_be64_put(gkey, s_le64_get(v.mv_data));
-        MDB_val lk = {8, gkey}, lv;
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v)) == 0) {
         s_record_t rec;
-        if (mdb_get(ctx->txn, ctx->dbi[S_LOG], &lk, &lv) == 0 &&
-            s_record_parse(&lv, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
+        if (s_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
             prio = rec.priority;
         }
     } else if (rc && rc != MDB_NOTFOUND) {
@@ -2223,17 +2379,22 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
     ctx.batch = self;
     ctx.dbi = store->dbi;
     ctx.now_ns = s_now_ns();
+    ctx.append_limit = SIZE_MAX;
     tern_err_t err = TERN_OK;
     bool nudged = false;
     for (;;) {
-        ctx.log_last = store->log_last;
         ctx.outbox_last = store->outbox_last;
         ctx.topic_next = store->topic_next;
         ctx.d_topics = ctx.d_dedup = 0;
         ctx.expired = ctx.trimmed = ctx.outbox_dropped = 0;
         ctx.superseded = 0;
+        ctx.appended = 0;
         ctx.last_hit = 0;
+        ctx.prod_hit = 0;
+        memcpy(ctx.dedup_next, store->dedup_next, store->dedup_next_len);
+        ctx.dedup_next_len = store->dedup_next_len;
         self->cache_count = 0;
+        s_prod_reset(self);
         int rc = mdb_txn_begin(store->env, NULL, 0, &ctx.txn);
         if (rc == MDB_MAP_RESIZED) {
             //  Another process grew the map; adopt its size.
@@ -2255,6 +2416,9 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
             rc = s_apply(&ctx, &self->ops[i]);
         }
         if (rc == 0) {
+            rc = s_prod_flush(&ctx);
+        }
+        if (rc == 0) {
             rc = s_cache_flush(&ctx);
         }
         if (rc == 0 && ctx.outbox_last != store->outbox_last) {
@@ -2270,9 +2434,10 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
         }
         ctx.txn = NULL;
         if (rc == 0) {
-            store->log_last = ctx.log_last;
             store->outbox_last = ctx.outbox_last;
             store->topic_next = ctx.topic_next;
+            memcpy(store->dedup_next, ctx.dedup_next, ctx.dedup_next_len);
+            store->dedup_next_len = ctx.dedup_next_len;
             atomic_fetch_add(&store->topics, (uint32_t)ctx.d_topics);
             atomic_fetch_add(&store->dedup_entries, (uint64_t)ctx.d_dedup);
             atomic_fetch_add(&store->expired, ctx.expired);
@@ -2307,10 +2472,15 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
                 }
             }
             if (!ctx.no_appends && self->has_appends) {
-                //  Cannot grow: commit everything but the appends, so
-                //  consumers keep draining and deletes free space.
-                atomic_fetch_add(&store->full_errors, 1);
-                ctx.no_appends = true;
+                //  Cannot grow: store the earliest appends that fit (halving
+                //  what this attempt tried; the rest get TERN_EFULL), at
+                //  last none but everything else, so consumers keep
+                //  draining and deletes free space.
+                if (ctx.append_limit == SIZE_MAX) {
+                    atomic_fetch_add(&store->full_errors, 1);
+                }
+                ctx.append_limit = ctx.appended / 2;
+                ctx.no_appends = ctx.append_limit == 0;
                 continue;
             }
             if (!ctx.no_appends) {
@@ -2343,6 +2513,7 @@ void tern_store_config_defaults(tern_store_config_t *config) {
     config->trace_retention_ms = 24ull * 3600 * 1000;
     config->max_topics = 100000;
     config->max_readers = 126;
+    config->outbox = true;
 }
 
 static int s_mkdir_p(const char *dir) {
@@ -2367,6 +2538,48 @@ static int s_mkdir_p(const char *dir) {
         return ENOTDIR;
     }
     return 0;
+}
+
+//  The on-disk layout: a data directory of another format is refused at open
+//  rather than misread. Format 1 (no marker) had a global-seq log with a
+//  topic index (`tindex`) and a time index of dedup entries (`dedup_time`).
+#define S_FORMAT_REFUSED (-30000) //  not an LMDB code (those are -30799..-30780)
+
+//  Checks the format of the environment in TXN: *FORMAT gets the stored
+//  marker (0 when there is none yet: a new store; set 1 for a format 1
+//  store). Returns 0, S_FORMAT_REFUSED, or an LMDB error.
+static int s_format_check(MDB_txn *txn, uint64_t *format) {
+    MDB_dbi main_dbi, meta;
+    *format = 0;
+    int rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+    if (rc) {
+        return rc;
+    }
+    //  Named databases are keys of the main database.
+    MDB_val k = {6, (void *)"tindex"}, v;
+    rc = mdb_get(txn, main_dbi, &k, &v);
+    if (rc == 0) {
+        *format = 1;
+        return S_FORMAT_REFUSED;
+    }
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    rc = mdb_dbi_open(txn, "meta", 0, &meta);
+    if (rc == MDB_NOTFOUND) {
+        return 0; //  a new store
+    }
+    if (rc == 0) {
+        rc = s_get_u64(txn, meta, S_META_FORMAT, format);
+        if (rc == MDB_NOTFOUND) {
+            *format = 0;
+            return 0; //  created but never committed with a marker
+        }
+        if (rc == 0 && *format != TERN_STORE_FORMAT) {
+            return S_FORMAT_REFUSED;
+        }
+    }
+    return rc;
 }
 
 static uint64_t s_round_pages(uint64_t size, uint64_t page) {
@@ -2459,20 +2672,28 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
         *err = s_err(rc);
         goto fail;
     }
+    uint64_t format = 0;
+    if ((rc = s_format_check(txn, &format))) {
+        mdb_txn_abort(txn);
+        if (rc == S_FORMAT_REFUSED) {
+            fprintf(stderr,
+                    "tern_store: %s holds store format %llu, this build reads format %d "
+                    "(the log is keyed by topic and seq since format 2): refusing to open it; "
+                    "drain it with the old version or start from an empty data directory\n",
+                    self->dir, (unsigned long long)format, TERN_STORE_FORMAT);
+            *err = TERN_ECORRUPT;
+        } else {
+            *err = s_err(rc);
+        }
+        goto fail;
+    }
     for (int i = 0; i < S_DBI_COUNT && rc == 0; i++) {
         rc = mdb_dbi_open(txn, s_dbi_names[i], MDB_CREATE, &self->dbi[i]);
     }
-    //  Writer state: the last log key, and the persisted counters.
-    MDB_cursor *cur = NULL;
-    if (rc == 0 && (rc = mdb_cursor_open(txn, self->dbi[S_LOG], &cur)) == 0) {
-        MDB_val k, v;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        if (rc == 0 && k.mv_size == 8) {
-            self->log_last = s_be64_get(k.mv_data);
-        }
-        rc = rc == MDB_NOTFOUND ? 0 : rc;
-        mdb_cursor_close(cur);
+    if (rc == 0 && !format) {
+        rc = s_put_u64(txn, self->dbi[S_META], S_META_FORMAT, TERN_STORE_FORMAT);
     }
+    //  Writer state: the persisted counters.
     if (rc == 0) {
         rc = s_get_u64(txn, self->dbi[S_META], S_META_OUTBOX_LAST, &self->outbox_last);
         rc = rc == MDB_NOTFOUND ? 0 : rc;
@@ -2755,24 +2976,12 @@ tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_
     s_be32_put(tkey, topic_id);
     s_be64_put(tkey + 4, seq);
     MDB_val k = {12, tkey}, v;
-    int rc = mdb_get(self->txn, self->store->dbi[S_TINDEX], &k, &v);
+    int rc = mdb_get(self->txn, self->store->dbi[S_LOG], &k, &v);
     if (rc) {
         return s_err(rc);
     }
     s_record_t rec;
-    tern_err_t err = TERN_ECORRUPT;
-    if (v.mv_size == 8) {
-        uint8_t gkey[8];
-        s_be64_put(gkey, s_le64_get(v.mv_data));
-        k = (MDB_val){8, gkey};
-        rc = mdb_get(self->txn, self->store->dbi[S_LOG], &k, &v);
-        if (rc && rc != MDB_NOTFOUND) {
-            return s_err(rc);
-        }
-        if (rc == 0) {
-            err = s_record_parse(&v, true, &rec);
-        }
-    }
+    tern_err_t err = s_record_parse(&v, true, &rec);
     if (err == TERN_OK && (rec.topic_id != topic_id || rec.seq != seq)) {
         err = TERN_ECORRUPT;
     }

@@ -44,19 +44,38 @@ typedef struct {
     uint64_t map_max;             //  the map never grows past this (default 64 GiB)
     tern_durability_t durability; //  default TERN_DURABILITY_FSYNC
     uint64_t dedup_window_ms;     //  dedup entries older than this expire (default 120000)
-    uint32_t dedup_max;           //  entries kept per producer (default 1024)
+    uint32_t dedup_max;           //  entries kept per producer after each commit (default 1024)
     uint64_t outbox_retention_ms; //  unconfirmed outbox entries dropped after (default 72 h)
     uint32_t max_topics;          //  default 100000
     uint32_t max_readers;         //  LMDB reader slots (default 126)
     uint64_t trace_retention_ms;  //  per-message history kept this long; 0 = none (default 24 h)
+    bool outbox;                  //  local appends get an outbox entry (default true); see below
 } tern_store_config_t;
+
+/*  OUTBOX false: local appends (tern_store_batch_append with LOCAL true)
+    write no outbox entry, and their trace_msg outbox position is 0, as for
+    remote records; set it on a node with no replication peers (one B-tree
+    put less per publish). Messages stored while it is false are never
+    shipped, even if peers are configured later (they get what is appended
+    after). Ack-state entries (tern_store_batch_ackstate) are queued
+    explicitly and still written. A zeroed config (without
+    tern_store_config_defaults) has it false. */
 
 /*  Fills CONFIG with the defaults above (dir = "./tern-data"). */
 void tern_store_config_defaults(tern_store_config_t *config);
 
+/*  The on-disk layout version, stored as the meta u64 "store.format" when a
+    store is created (docs/storage.md). Format 2: the log is keyed by (topic,
+    seq) and dedup keeps one database plus per-producer counts. */
+#define TERN_STORE_FORMAT 2
+
 /*  Opens (creating if needed) the store in CONFIG->dir. Clears stale reader
     slots (mdb_reader_check). Returns NULL and sets *ERR (TERN_ESTORAGE,
-    TERN_ECONFIG, TERN_ECORRUPT) on failure. Caller owns the result. */
+    TERN_ECONFIG, TERN_ECORRUPT) on failure. Caller owns the result. A data
+    directory of another store format (a format 1 store, with its `tindex`
+    database, or a "store.format" other than TERN_STORE_FORMAT) is refused
+    with TERN_ECORRUPT and a one-line explanation on stderr; it is never
+    modified or misread. */
 tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err);
 
 /*  Closes the store (final sync). Safe on NULL; nulls *SELF_P. */
@@ -206,7 +225,9 @@ void tern_store_batch_dlq_replay(tern_store_batch_t *self, uint32_t topic_id, co
 /*  Queues a sweep: removes up to MAX messages whose expire_at <= NOW_NS (and
     their index entries), applies max_age retention, and drops dedup entries
     older than the window and outbox entries past retention. *REMOVED (may be
-    NULL) receives the messages removed. */
+    NULL) receives the messages removed. The dedup part removes at most MAX
+    entries and visits at most MAX producers; the next sweep resumes where
+    it stopped (docs/storage.md, Dedup). */
 void tern_store_batch_sweep(tern_store_batch_t *self, uint64_t now_ns, uint32_t max,
                             uint64_t *removed);
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -940,6 +941,52 @@ Test(store, map_grows) {
     tern_store_destroy(&store);
 }
 
+//  A batch larger than the space left stores its earliest appends that fit;
+//  only the rest get TERN_EFULL, and exactly the stored ones are in the log.
+Test(store, storage_full_keeps_the_batch_prefix_that_fits) {
+    tern_store_config_t config = s_config();
+    config.map_initial = 1 << 20;
+    config.map_max = 1 << 20;
+    tern_store_t *store = s_open(&config);
+    static uint8_t payload[10000];
+    memset(payload, 'p', sizeof payload);
+    enum { N = 200 };
+    static tern_frame_t msgs[N];
+    static tern_append_result_t res[N];
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    for (int i = 0; i < N; i++) {
+        memset(&msgs[i], 0, sizeof msgs[i]);
+        strcpy(msgs[i].topic, "prefix");
+        msgs[i].payload = payload;
+        msgs[i].payload_size = sizeof payload;
+        tern_store_batch_append(batch, &msgs[i], false, &res[i]);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    int stored = 0;
+    while (stored < N && res[stored].err == TERN_OK) {
+        cr_assert_eq(res[stored].seq, (uint64_t)stored + 1);
+        stored++;
+    }
+    cr_assert_gt(stored, 0, "nothing of a 2 MB batch fit into a 1 MiB map");
+    cr_assert_lt(stored, N);
+    for (int i = stored; i < N; i++) {
+        cr_assert_eq(res[i].err, TERN_EFULL, "append %d after the stored prefix: %d", i,
+                     (int)res[i].err);
+    }
+    tern_topic_info_t info;
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_topic_get(reader, "prefix", &info), TERN_OK);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    cr_assert_eq(info.msgs, (uint64_t)stored);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.full_errors, 1);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
 Test(store, storage_full) {
     tern_store_config_t config = s_config();
     config.map_initial = 1 << 20;
@@ -1181,4 +1228,330 @@ Test(store, stats_and_reader_check) {
     tern_store_stats(store, &stats);
     cr_assert_eq(stats.topics, 2);
     tern_store_destroy(&store);
+}
+
+/* ------------------------------------------------------------------------
+    Store format 2: dedup with per-commit producer counts, the log keyed by
+    (topic, seq), the outbox switch and the format marker.
+   ------------------------------------------------------------------------ */
+
+//  Queues an append by PRODUCER/PSEQ into BATCH (MSG and RES must outlive
+//  the commit).
+static void s_queue_produced(tern_store_batch_t *batch, tern_frame_t *msg,
+                             tern_append_result_t *res, const char *producer, uint64_t pseq) {
+    s_msg(msg, "t", "m");
+    strcpy(msg->producer, producer);
+    msg->producer_seq = pseq;
+    msg->msg_id = s_next_id++;
+    tern_store_batch_append(batch, msg, false, res);
+}
+
+//  Appends PRODUCER/PSEQ in a batch of its own; returns the result.
+static tern_append_result_t s_produce(tern_store_t *store, const char *producer, uint64_t pseq) {
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msg;
+    tern_append_result_t res;
+    s_queue_produced(batch, &msg, &res, producer, pseq);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(res.err, TERN_OK);
+    tern_store_batch_destroy(&batch);
+    return res;
+}
+
+static uint64_t s_dedup_entries(tern_store_t *store) {
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    return stats.dedup_entries;
+}
+
+Test(store, dedup_count_bound_across_commits_and_reopen) {
+    tern_store_config_t config = s_config();
+    config.dedup_max = 4;
+    tern_store_t *store = s_open(&config);
+    //  Commit 1: seqs 1..3; commit 2: seqs 4..6 -> 6 > 4: 1 and 2 evicted.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msgs[10];
+    tern_append_result_t res[10];
+    for (int i = 0; i < 3; i++) {
+        s_queue_produced(batch, &msgs[i], &res[i], "p", (uint64_t)i + 1);
+    }
+    //  Another producer in the same batches keeps its own count.
+    s_queue_produced(batch, &msgs[3], &res[3], "q", 1);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_dedup_entries(store), 4);
+    for (int i = 0; i < 3; i++) {
+        s_queue_produced(batch, &msgs[i], &res[i], "p", (uint64_t)i + 4);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_dedup_entries(store), 5); //  p: 3..6, q: 1
+    tern_store_destroy(&store);
+
+    //  The count survived the restart: two more entries evict exactly two.
+    store = s_open(&config);
+    cr_assert_eq(s_dedup_entries(store), 5);
+    tern_store_batch_destroy(&batch);
+    batch = tern_store_batch_new(store);
+    for (int i = 0; i < 2; i++) {
+        s_queue_produced(batch, &msgs[i], &res[i], "p", (uint64_t)i + 7);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_dedup_entries(store), 5); //  p: 5..8, q: 1
+    //  5..8 are remembered, 3 and 4 were evicted (the lowest seqs).
+    tern_append_result_t dup = s_produce(store, "p", 5);
+    cr_assert(dup.duplicate);
+    cr_assert_eq(dup.seq, 6); //  seq 1-3: p1..p3, 4: q1, 5: p4, 6: p5
+    cr_assert(s_produce(store, "q", 1).duplicate);
+    //  A late retry of an evicted seq is stored, and is itself the lowest
+    //  seq then, so the bound evicts it again at once; 5..8 stay.
+    cr_assert_not(s_produce(store, "p", 4).duplicate);
+    cr_assert_not(s_produce(store, "p", 4).duplicate);
+    cr_assert(s_produce(store, "p", 5).duplicate);
+
+    //  More than dedup_max in one batch: the bound holds after the commit.
+    for (int i = 0; i < 10; i++) {
+        s_queue_produced(batch, &msgs[i], &res[i], "r", (uint64_t)i + 1);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(res[i].err, TERN_OK);
+        cr_assert_not(res[i].duplicate);
+    }
+    cr_assert_eq(s_dedup_entries(store), 4 + 4 + 1); //  p, r, q
+    cr_assert(s_produce(store, "r", 10).duplicate);
+    cr_assert(s_produce(store, "r", 7).duplicate);
+    cr_assert_not(s_produce(store, "r", 6).duplicate);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+static uint64_t s_sweep(tern_store_t *store, uint32_t max) {
+    uint64_t before = s_dedup_entries(store);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_sweep(batch, s_now_ns(), max, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    return before - s_dedup_entries(store);
+}
+
+Test(store, dedup_window_sweep_is_bounded_and_resumes) {
+    tern_store_config_t config = s_config();
+    config.dedup_window_ms = 300;
+    tern_store_t *store = s_open(&config);
+    //  a, b, c: three entries each that will expire.
+    const char *old[] = {"a", "b", "c"};
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msgs[9];
+    tern_append_result_t res[9];
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < 3; i++) {
+            s_queue_produced(batch, &msgs[p * 3 + i], &res[p * 3 + i], old[p], (uint64_t)i + 1);
+        }
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    usleep(400 * 1000);
+    //  Fresh entries: a 4..5, c 4..5, d 1..2 (b has none).
+    const char *fresh[] = {"a", "c", "d"};
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < 2; i++) {
+            uint64_t pseq = p == 2 ? (uint64_t)i + 1 : (uint64_t)i + 4;
+            s_queue_produced(batch, &msgs[p * 2 + i], &res[p * 2 + i], fresh[p], pseq);
+        }
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_dedup_entries(store), 15);
+
+    //  Budget 4: a's three and b's first; the next sweep resumes inside b,
+    //  then c's first two; then c's last; then nothing is left to remove.
+    cr_assert_eq(s_sweep(store, 4), 4);
+    cr_assert_eq(s_sweep(store, 4), 4);
+    cr_assert_eq(s_sweep(store, 4), 1);
+    cr_assert_eq(s_sweep(store, 4), 0);
+    cr_assert_eq(s_dedup_entries(store), 6);
+
+    //  The fresh ones are still duplicates; the expired ones are gone.
+    cr_assert(s_produce(store, "a", 5).duplicate);
+    cr_assert(s_produce(store, "c", 4).duplicate);
+    cr_assert(s_produce(store, "d", 1).duplicate);
+    cr_assert_not(s_produce(store, "a", 1).duplicate);
+    cr_assert_not(s_produce(store, "b", 3).duplicate);
+    cr_assert_eq(s_dedup_entries(store), 8);
+
+    //  A single large sweep after the window removes everything, and a
+    //  producer without entries is forgotten (a new entry starts at 1).
+    usleep(400 * 1000);
+    cr_assert_eq(s_sweep(store, 1000), 8);
+    cr_assert_eq(s_dedup_entries(store), 0);
+    cr_assert_not(s_produce(store, "b", 3).duplicate);
+    cr_assert_eq(s_dedup_entries(store), 1);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+static uint64_t s_outbox_last(tern_store_t *store) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t last = 99;
+    cr_assert_eq(tern_store_outbox_last(reader, &last), TERN_OK);
+    s_outbox_t out = {.count = 0};
+    cr_assert_eq(tern_store_outbox_read(reader, 0, 10, s_collect_outbox, &out), TERN_OK);
+    cr_assert_eq(out.count, last); //  nothing swept in these tests
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return last;
+}
+
+Test(store, outbox_off_writes_no_outbox_entries) {
+    tern_store_config_t defaults;
+    tern_store_config_defaults(&defaults);
+    cr_assert(defaults.outbox);
+    tern_store_config_t config = s_config();
+    config.outbox = false;
+    tern_store_t *store = s_open(&config);
+    tern_append_result_t res = s_append_text(store, "t", "local", 4, 0);
+    cr_assert_eq(res.err, TERN_OK);
+    cr_assert_eq(s_outbox_last(store), 0);
+    //  The message is stored and readable; its history says "not shipped".
+    cr_assert_eq(s_read_status(store, res.topic_id, res.seq), TERN_OK);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t position = 99;
+    cr_assert_eq(tern_store_trace_outbox(reader, res.msg_id, &position), TERN_OK);
+    cr_assert_eq(position, 0);
+    tern_store_read_end(reader);
+    //  Explicit ack-state entries are still written.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_ackstate(batch, res.topic_id, "g", res.seq, res.msg_id, TERN_CMD_ACK);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_outbox_last(store), 1);
+    tern_store_batch_destroy(&batch);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+
+    //  With the outbox on, local appends get entries again.
+    config.outbox = true;
+    store = s_open(&config);
+    res = s_append_text(store, "t", "local", 4, 0);
+    cr_assert_eq(s_outbox_last(store), 2);
+    tern_store_destroy(&store);
+}
+
+Test(store, log_keyed_by_topic_and_seq_with_interleaved_topics) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    //  Three topics interleaved in one batch: only the newest topic's keys
+    //  append at the end of the log; the others go through normal puts.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msgs[30];
+    tern_append_result_t res[30];
+    char payload[30][8];
+    const char *topics[] = {"c", "a", "b"};
+    for (int i = 0; i < 30; i++) {
+        snprintf(payload[i], sizeof payload[i], "m%d", i);
+        s_msg(&msgs[i], topics[i % 3], payload[i]);
+        msgs[i].msg_id = s_next_id++;
+        tern_store_batch_append(batch, &msgs[i], true, &res[i]);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    for (int i = 0; i < 30; i++) {
+        cr_assert_eq(res[i].err, TERN_OK);
+        cr_assert_eq(res[i].seq, (uint64_t)i / 3 + 1);
+        tern_frame_t out;
+        cr_assert_eq(tern_store_read(reader, res[i].topic_id, res[i].seq, &out), TERN_OK);
+        cr_assert_str_eq(out.topic, topics[i % 3]);
+        cr_assert_eq(out.payload_size, strlen(payload[i]));
+        cr_assert_eq(memcmp(out.payload, payload[i], out.payload_size), 0);
+        uint32_t topic_id;
+        uint64_t seq;
+        cr_assert_eq(tern_store_find_msg(reader, msgs[i].msg_id, &topic_id, &seq), TERN_OK);
+        cr_assert_eq(topic_id, res[i].topic_id);
+        cr_assert_eq(seq, res[i].seq);
+    }
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read(reader, res[0].topic_id, 11, &out), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    //  Purging the middle topic leaves its neighbours in the log intact.
+    uint64_t removed = 0;
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_batch_topic_delete(batch, "a", true, &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, 10);
+    cr_assert_eq(s_topic(store, "a").msgs, 0);
+    cr_assert_eq(s_topic(store, "b").msgs, 10);
+    cr_assert_eq(s_topic(store, "c").msgs, 10);
+    cr_assert_eq(s_read_status(store, res[1].topic_id, 1), TERN_ENOTFOUND);
+    cr_assert_eq(s_read_status(store, res[2].topic_id, 10), TERN_OK);
+    cr_assert_eq(s_read_status(store, res[0].topic_id, 1), TERN_OK);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, format_marker_and_old_format_refused) {
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t format = 0;
+    cr_assert_eq(tern_store_get_u64(reader, "store.format", &format), TERN_OK);
+    cr_assert_eq(format, TERN_STORE_FORMAT);
+    cr_assert_eq(format, 2);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    s_append_text(store, "t", "x", 4, 0);
+    //  A store that says it is of another format is refused, not misread.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_set_u64(batch, "store.format", 3);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECORRUPT);
+}
+
+//  A format 1 data directory, made with LMDB directly the way the old store
+//  laid it out: a global-seq log and a `tindex`, no format marker.
+Test(store, format_1_store_is_refused_untouched) {
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, s_dir, 0, 0644), 0);
+    MDB_txn *txn;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi meta, log, tindex;
+    cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "log", MDB_CREATE, &log), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "tindex", MDB_CREATE, &tindex), 0);
+    uint8_t gkey[8] = {0, 0, 0, 0, 0, 0, 0, 1}, tkey[12] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1};
+    uint8_t record[72] = {0}, global[8] = {1};
+    MDB_val k = {8, gkey}, v = {sizeof record, record};
+    cr_assert_eq(mdb_put(txn, log, &k, &v, 0), 0);
+    k = (MDB_val){12, tkey};
+    v = (MDB_val){8, global};
+    cr_assert_eq(mdb_put(txn, tindex, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    tern_store_config_t config = s_config();
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECORRUPT);
+
+    //  Nothing was written: no marker, the old log key is still 8 bytes.
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_open(env, s_dir, MDB_RDONLY, 0644), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "log", 0, &log), 0);
+    k = (MDB_val){12, (void *)"store.format"};
+    cr_assert_eq(mdb_get(txn, meta, &k, &v), MDB_NOTFOUND);
+    k = (MDB_val){8, gkey};
+    cr_assert_eq(mdb_get(txn, log, &k, &v), 0);
+    cr_assert_eq(v.mv_size, sizeof record);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
 }
