@@ -7,7 +7,9 @@
     subscription traffic of one drain into one tern_events_t for route. It
     answers PUBACKs when the storer's COMMITTED arrives: one PUBACK frame per
     session per commit. It forwards the frames route (and nobody else) puts on
-    its `out` socket: [routing id][header][payload?].
+    its `out` socket: [routing id][header][payload?], or [empty][pointer]
+    for a batch of DELIVERs (tern_route_batch_t, one per route round) whose
+    zmq_msg_t parts it sends on the ROUTER without a copy.
 
     Pipe commands (zactor pipe, from tern_broker):
         $TERM      -> stops accepting, closes the ROUTER, exits (no reply)
@@ -21,7 +23,8 @@
         inbox   PULL (bound): COMMITTED items from the storer, REPL_ADMIN
                 answers from repl
         repl    PUSH (connected at the first `peers*` ADMIN): REPL_ADMIN
-        out     PULL (bound): [rid][hdr][payload?] frames from route
+        out     PULL (bound): [rid][hdr][payload?] frames from route, and
+                [empty][tern_route_batch_t *] DELIVER batches (conn owns them)
         storer  PUSH: PUBS, ADMIN (topic writes)
         route   PUSH: EVENTS (open/gone/sub/unsub/ack/nack/term/credit/admin)
 
@@ -43,6 +46,7 @@
 #include "tern_json.h"
 #include "tern_proto.h"
 #include "tern_repl.h"
+#include "tern_route.h"
 #include "tern_work.h"
 #include <inttypes.h>
 #include <string.h>
@@ -988,7 +992,45 @@ static void s_handle_inbox(s_conn_t *self) {
     }
 }
 
-//  Forwards [rid][hdr][payload?] from route to the client, without copying.
+//  The client at RID is gone: end its session at the next tick, so route
+//  returns its in-flight messages without waiting for the heartbeat timeout.
+//  Not now: ACKs and BYE it sent before closing may still wait in the
+//  ROUTER's inbound queue, and must be handled first or acknowledged
+//  messages would be redelivered.
+static void s_mark_unreachable(s_conn_t *self, const uint8_t *rid, size_t rid_size) {
+    s_session_t *session = s_session_lookup(self, rid, rid_size);
+    if (session) {
+        session->unreachable = true;
+    }
+}
+
+//  Sends route's batch of DELIVERs (see tern_route_batch_t): each item's
+//  three parts move to the ROUTER without a copy. Takes ownership of BATCH.
+static void s_forward_batch(s_conn_t *self, tern_route_batch_t *batch) {
+    const uint8_t *last_gone = NULL; //  rid of the last unreachable peer
+    size_t last_gone_size = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        tern_route_frame_t *item = &batch->items[i];
+        const uint8_t *rid = (const uint8_t *)zmq_msg_data(&item->parts[0]);
+        size_t rid_size = zmq_msg_size(&item->parts[0]);
+        if (zmq_msg_send(&item->parts[0], self->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            bool gone = errno == EHOSTUNREACH;
+            tern_metrics_add(self->metrics->send_dropped, 1);
+            if (gone && (rid_size != last_gone_size || memcmp(rid, last_gone, rid_size) != 0)) {
+                s_mark_unreachable(self, rid, rid_size);
+                last_gone = rid;
+                last_gone_size = rid_size;
+            }
+            continue; //  the dropped item's parts are closed with the batch
+        }
+        zmq_msg_send(&item->parts[1], self->router, ZMQ_SNDMORE);
+        zmq_msg_send(&item->parts[2], self->router, 0);
+    }
+    tern_route_batch_destroy(&batch); //  sent parts are empty now: closing them is a no-op
+}
+
+//  Forwards [rid][hdr][payload?] from route to the client, without copying;
+//  [empty][batch pointer] is a batch of DELIVERs (s_forward_batch).
 static void s_handle_out(s_conn_t *self) {
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         zmq_msg_t part;
@@ -998,6 +1040,18 @@ static void s_handle_out(s_conn_t *self) {
             break;
         }
         bool more = zmq_msg_more(&part);
+        if (zmq_msg_size(&part) == 0 && more) {
+            tern_route_batch_t *batch = NULL;
+            zmq_msg_recv(&part, self->out, 0);
+            if (zmq_msg_size(&part) == sizeof batch) {
+                memcpy(&batch, zmq_msg_data(&part), sizeof batch);
+            }
+            zmq_msg_close(&part);
+            if (batch) {
+                s_forward_batch(self, batch);
+            }
+            continue;
+        }
         uint8_t rid[TERN_RID_MAX];
         size_t rid_size = zmq_msg_size(&part) < sizeof rid ? zmq_msg_size(&part) : sizeof rid;
         memcpy(rid, zmq_msg_data(&part), rid_size);
@@ -1018,15 +1072,7 @@ static void s_handle_out(s_conn_t *self) {
             }
         }
         if (gone) {
-            //  The client disconnected: end its session at the next tick, so
-            //  route returns its in-flight messages without waiting for the
-            //  heartbeat timeout. Not now: ACKs and BYE it sent before closing
-            //  may still wait in the ROUTER's inbound queue, and must be
-            //  handled first or acknowledged messages would be redelivered.
-            s_session_t *session = s_session_lookup(self, rid, rid_size);
-            if (session) {
-                session->unreachable = true;
-            }
+            s_mark_unreachable(self, rid, rid_size); //  the client disconnected
         }
     }
 }
@@ -1120,7 +1166,14 @@ static void s_cleanup(s_conn_t *self) {
     }
     zmq_msg_t part;
     zmq_msg_init(&part);
+    bool batch_next = false; //  the part after an empty first part is a batch
     while (self->out && zmq_msg_recv(&part, self->out, ZMQ_DONTWAIT) >= 0) {
+        if (batch_next && zmq_msg_size(&part) == sizeof(tern_route_batch_t *)) {
+            tern_route_batch_t *batch;
+            memcpy(&batch, zmq_msg_data(&part), sizeof batch);
+            tern_route_batch_destroy(&batch);
+        }
+        batch_next = zmq_msg_size(&part) == 0 && zmq_msg_more(&part);
         zmq_msg_close(&part);
         zmq_msg_init(&part);
     }

@@ -429,7 +429,7 @@ void it_mesh_start(int n, const char *const *common, const char *const *const *e
         args[k++] = eps[i];
         for (int j = 0; j < n; j++) {
             if (j != i) {
-                snprintf(peers[j], sizeof peers[j], "dc%d=%s", j + 1, eps[j]);
+                snprintf(peers[j], sizeof peers[j], "dc%d=%.63s", j + 1, eps[j]);
                 args[k++] = "--peer";
                 args[k++] = peers[j];
             }
