@@ -8,8 +8,8 @@
     routing id in conn's tables or a byte of broker memory beyond libzmq's
     handshake buffers. The allow-list is re-read from disk when the
     directory changes, at handshake time, so adding or revoking a key needs
-    no restart (a revoked key keeps the sessions it already has until they
-    end: docs/security.md).
+    no restart; conn ends the sessions of a revoked key within a second (it
+    watches the same directory: docs/security.md).
 
     Roles (tern_acl_t) are immutable after parsing and reference-counted by
     their one owner thread, conn: a session keeps the role it had at HELLO
@@ -497,6 +497,37 @@ bool tern_keys_lookup(tern_keys_t *self, const char *z85, char *name, size_t nam
 size_t tern_keys_size(tern_keys_t *self) {
     s_keys_scan(self);
     return zhashx_size(self->keys);
+}
+
+bool tern_keys_rescan_if_changed(tern_keys_t *self) {
+    struct stat st;
+    bool exists = stat(self->dir, &st) == 0 && S_ISDIR(st.st_mode);
+    struct timespec mtime = exists ? st.st_mtim : (struct timespec){0, 0};
+    if (self->scanned && mtime.tv_sec == self->mtime.tv_sec &&
+        mtime.tv_nsec == self->mtime.tv_nsec) {
+        //  Unchanged, unless a change came within the same (coarse) mtime
+        //  tick after the last scan: scan once more when that tick is a
+        //  second old, and then trust the mtime.
+        uint64_t mtime_ms = (uint64_t)mtime.tv_sec * 1000 + (uint64_t)mtime.tv_nsec / 1000000;
+        uint64_t now = (uint64_t)zclock_time();
+        if (self->scanned_ms >= mtime_ms + 1000 || now < mtime_ms + 1000) {
+            return false;
+        }
+    }
+    self->scanned_ms = 0; //  force the scan
+    self->scanned = false;
+    s_keys_scan(self);
+    return true;
+}
+
+bool tern_keys_has_name(tern_keys_t *self, const char *name) {
+    for (const s_key_t *key = (const s_key_t *)zhashx_first(self->keys); key;
+         key = (const s_key_t *)zhashx_next(self->keys)) {
+        if (streq(key->name, name)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 //  ---------------------------------------------------------------------

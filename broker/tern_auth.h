@@ -95,6 +95,16 @@ bool tern_keys_lookup(tern_keys_t *self, const char *z85, char *name, size_t nam
 /*  Number of keys found by the last scan. */
 size_t tern_keys_size(tern_keys_t *self);
 
+/*  Re-scans the directory only if its mtime changed since the last scan (a
+    key file added, removed or renamed), or once more a second after a scan
+    that came within a second of the last change (the mtime tick is coarse):
+    cheap when nothing changed, for a periodic check. Returns true if it
+    re-scanned. */
+bool tern_keys_rescan_if_changed(tern_keys_t *self);
+
+/*  True if the last scan found a key named NAME. */
+bool tern_keys_has_name(tern_keys_t *self, const char *name);
+
 /*  ---- CURVE on a socket --------------------------------------------- */
 
 /*  Loads the server certificate PATH (a zcert: PATH holds the public key,

@@ -107,6 +107,7 @@ typedef struct {
     tern_acl_t *acl;              //  current roles (auth/roles), NULL = none
     struct timespec acl_mtime;    //  roles file mtime when read
     uint64_t acl_checked_ms;      //  last look at the roles file
+    tern_keys_t *keys;            //  the allow-list (curve): revoked keys lose their sessions
     uint64_t log_second;          //  denial log budget: current second
     int log_count;                //  denials logged in it
 } s_conn_t;
@@ -1077,7 +1078,35 @@ static void s_handle_out(s_conn_t *self) {
     }
 }
 
+//  Ends the sessions whose key was removed from the allow-list since the
+//  last look (the directory's mtime changed): each gets ERROR TERN_EDENIED
+//  first, and its next connection is refused at the handshake.
+static void s_drop_revoked(s_conn_t *self) {
+    if (!self->keys || !tern_keys_rescan_if_changed(self->keys)) {
+        return;
+    }
+    zlistx_t *revoked = NULL;
+    for (s_session_t *session = (s_session_t *)zhashx_first(self->sessions); session;
+         session = (s_session_t *)zhashx_next(self->sessions)) {
+        if (session->user[0] && !tern_keys_has_name(self->keys, session->user)) {
+            if (!revoked) {
+                revoked = zlistx_new();
+            }
+            zlistx_add_end(revoked, session);
+        }
+    }
+    for (s_session_t *session = revoked ? (s_session_t *)zlistx_first(revoked) : NULL; session;
+         session = (s_session_t *)zlistx_next(revoked)) {
+        zsys_warning("conn: key %s was revoked: ending its session %" PRIu64, session->user,
+                     session->id);
+        s_send_error(self, session->rid, session->rid_size, 0, TERN_EDENIED, "key revoked");
+        s_session_end(self, session);
+    }
+    zlistx_destroy(&revoked);
+}
+
 static void s_tick(s_conn_t *self) {
+    s_drop_revoked(self);
     uint64_t now = tern_now_ms();
     zlistx_t *dead = NULL;
     for (s_session_t *session = (s_session_t *)zhashx_first(self->sessions); session;
@@ -1191,6 +1220,7 @@ static void s_cleanup(s_conn_t *self) {
     }
     zhashx_destroy(&self->sessions);
     tern_acl_destroy(&self->acl);
+    tern_keys_destroy(&self->keys);
     tern_store_reader_destroy(&self->reader);
     zsock_destroy(&self->router_sock);
     zsock_destroy(&self->inbox_sock);
@@ -1240,6 +1270,12 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
         tern_auth_curve_server(zsock_resolve(self->router_sock), self->config->auth_server_key,
                                self->args->error, sizeof self->args->error) != TERN_OK) {
         goto fail;
+    }
+    if (self->curve && *self->config->auth_clients) {
+        self->keys = tern_keys_new(self->config->auth_clients);
+        if (self->keys) {
+            tern_keys_rescan_if_changed(self->keys);
+        }
     }
     if (self->curve && *self->config->auth_roles) {
         struct stat st;

@@ -666,6 +666,16 @@ static void s_handle_error(tern_client_t *self, const tern_frame_t *frame) {
         s_session_lost(self);
         return;
     }
+    if (frame->req_id == 0 && frame->code == TERN_EDENIED) {
+        //  The broker ended the session: our key was revoked. Reconnecting
+        //  will be refused at the handshake; waiters see TERN_EDENIED.
+        pthread_mutex_lock(&self->mutex);
+        self->hello_error = TERN_EDENIED;
+        pthread_cond_broadcast(&self->cond);
+        pthread_mutex_unlock(&self->mutex);
+        s_session_lost(self);
+        return;
+    }
     if (frame->req_id == 0) {
         return;
     }

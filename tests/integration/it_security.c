@@ -249,6 +249,60 @@ static const char *s_roles = "roles\n"
                              "        subscribe = \">\"\n"
                              "        admin = true\n";
 
+//  Revoking a key ends the sessions it already has (within about a second),
+//  not only its next connections: its subscriber gets nothing published
+//  after the revocation, and the broker says why.
+Test(security, revoked_key_loses_its_sessions, .timeout = 60) {
+    s_keydir_new();
+    s_gen("server", NULL);
+    s_gen("good", NULL);
+    s_gen("other", NULL);
+    s_allow("good", true);
+    s_allow("other", true);
+    it_broker_t *b = s_curve_broker(NULL);
+    it_result_t r;
+    s_as("other");
+    it_ctl(&r, b, 10000, "pub", "orders.eu", "before", NULL);
+    it_assert_ok(&r, "pub before the revocation");
+    it_result_free(&r);
+    s_as("good");
+    it_proc_t *sub = it_ctl_spawn(b, "sub", "orders.eu", "--group", "g", "--from", "first",
+                                  "--count", "2", "--timeout", "8s", NULL);
+    cr_assert(sub);
+    //  Wait until the subscriber got the first message (its session is up).
+    bool got = false;
+    for (int64_t until = it_now_ms() + 10000; !got && it_now_ms() < until; it_sleep_ms(100)) {
+        char *out = it_proc_out(sub);
+        got = out && strstr(out, "before");
+        free(out);
+    }
+    cr_assert(got, "the subscriber never got the first message");
+    s_allow("good", false);
+    bool logged = false;
+    for (int64_t until = it_now_ms() + 10000; !logged && it_now_ms() < until; it_sleep_ms(100)) {
+        logged = s_log_has(b, "key good was revoked");
+    }
+    cr_assert(logged, "no 'key good was revoked' line within 10 s of the revocation");
+    s_as("other");
+    it_ctl(&r, b, 10000, "pub", "orders.eu", "after", NULL);
+    it_assert_ok(&r, "pub after the revocation");
+    it_result_free(&r);
+    it_proc_wait(sub, 30000);
+    char *out = it_proc_out(sub);
+    it_msg_t *msgs = NULL;
+    size_t count = it_parse_msgs(out, &msgs);
+    cr_assert_eq(count, 1, "the revoked key's subscriber got %zu messages:\n%s", count, out);
+    cr_assert_eq(memcmp(msgs[0].data, "before", 6), 0);
+    it_msgs_free(msgs, count);
+    free(out);
+    //  The group still has the message: an allowed key gets it.
+    it_ctl(&r, b, 10000, "sub", "orders.eu", "--group", "g", "--count", "2", "--timeout", "3s",
+           NULL);
+    it_assert_ok(&r, "sub with the other key");
+    cr_assert(strstr(r.out, "after"), "%s", r.out);
+    it_result_free(&r);
+}
+
 Test(security, roles) {
     s_keydir_new();
     s_gen("server", NULL);

@@ -177,6 +177,36 @@ Test(auth, keys_reload) {
     s_dirs_remove(&d);
 }
 
+//  The periodic check conn runs: a re-scan only when the directory changed,
+//  and whether a key NAME is still there.
+Test(auth, keys_rescan_if_changed) {
+    s_dirs_t d;
+    s_dirs(&d);
+    tern_keys_t *keys = tern_keys_new(d.clients);
+    cr_assert(tern_keys_rescan_if_changed(keys), "the first call scans");
+    cr_assert_not(tern_keys_has_name(keys, "app1"));
+    zcert_t *app = s_cert(d.clients, "app1", NULL);
+    cr_assert(tern_keys_rescan_if_changed(keys), "a file added is a change");
+    cr_assert(tern_keys_has_name(keys, "app1"));
+    cr_assert_not(tern_keys_rescan_if_changed(keys), "nothing changed");
+    cr_assert(tern_keys_has_name(keys, "app1"));
+    char path[256];
+    snprintf(path, sizeof path, "%s/app1.key", d.clients);
+    cr_assert_eq(unlink(path), 0);
+    //  A removal within the same mtime tick as the addition is seen by the
+    //  re-scan a second after that tick.
+    bool changed = tern_keys_rescan_if_changed(keys);
+    if (!changed) {
+        usleep(1100 * 1000);
+        changed = tern_keys_rescan_if_changed(keys);
+    }
+    cr_assert(changed, "a file removed is a change");
+    cr_assert_not(tern_keys_has_name(keys, "app1"));
+    zcert_destroy(&app);
+    tern_keys_destroy(&keys);
+    s_dirs_remove(&d);
+}
+
 //  A DEALER with CERT (NULL = plain, no CURVE) to ENDPOINT.
 static void *s_dealer(void *ctx, const char *endpoint, zcert_t *cert, const char *server_public) {
     void *sock = zmq_socket(ctx, ZMQ_DEALER);
