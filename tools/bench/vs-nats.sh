@@ -11,7 +11,8 @@
 #   fanout   1 publisher, 100 groups x 1 consumer           (tern only: delivered msgs/s);
 #            publish + consume at once, max and at a fixed 20k msgs/s (end-to-end latency)
 #   size     100 B and 64 KB async publish                  (tern fsync vs JS file)
-#   prod     4 and 16 producers                             (tern fsync; JS has one producer)
+#   prod     4 and 16 producers                             (tern fsync vs 4 / 16 js_bench
+#            processes publishing into one JetStream stream at once)
 #   ceil     zmq tcp-thr, zmq tcp-lat, lmdb sync b4096, lmdb sync b1
 #
 # Durability of each side (say it whenever quoting a ratio):
@@ -124,6 +125,31 @@ stop_nats() {
 TB() { "$BUILD/bin/ternctl" -s "$TS" bench "$@" --quiet; }
 JS() { "$BIN/js_bench" -u "$NU" "$@"; }
 
+# js_producers REP P: P js_bench publishers at once (one process each: js_bench has one
+# producer) into one fresh stream, N/P messages each, window 256, no Msg-Id; one RESULT
+# line js_pubasync_file_pP = all their messages / the slowest one's time (counting the
+# overlap as perfect, which flatters JetStream).
+js_producers() {
+    local rep=$1 p=$2 i out pids=()
+    JS -r -m pubasync -n 1 -w 1 -N js_create >/dev/null 2>>"$LOG"
+    out=$WORK/js_p$p.txt; : >"$out"
+    for i in $(seq "$p"); do
+        JS -m pubasync -n $(( N / p )) -w 256 -N js_part >>"$out" 2>>"$LOG" &
+        pids+=($!)
+    done
+    wait "${pids[@]}" || log "FAILED: js_producers $p"
+    awk -v p="$p" -v rep="$rep" '/^RESULT/ {
+            for (i = 1; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] == "msgs") m += kv[2]
+                if (kv[1] == "secs" && kv[2] + 0 > s) s = kv[2] + 0
+            }
+        }
+        END { if (s > 0) printf "RESULT name=js_pubasync_file_p%d msgs=%d secs=%.4f msgs_per_s=%.0f p50_us=NA p99_us=NA lat=publish_to_ack size=1024 window=256 producers=%d dedup=0 storage=file rep=%d\n", p, m, s, m / s, p, rep }' \
+        "$out" | tee -a "$RAW"
+    rm -f "$out"
+}
+
 # ---------------------------------------------------------------- one round
 round() {
     local rep=$1
@@ -154,7 +180,7 @@ round() {
         stop_ternd fsync
     fi
     # --- NATS JetStream 2.9 file store (ack before fsync)
-    if want pub || want sub || want sync || want size || want pubnone; then
+    if want pub || want sub || want sync || want size || want pubnone || want prod; then
         start_nats
         sync
         want pub && run_bench "$rep" JS -r -m pubasync -n "$N" -w 256 -d -N js_pubasync_file_dedup
@@ -167,6 +193,10 @@ round() {
         if want size; then
             run_bench "$rep" JS -r -m pubasync -n "$N" -s 100 -w 256 -N js_pubasync_file_100B
             run_bench "$rep" JS -r -m pubasync -n "$BIG_N" -s 65536 -w 256 -N js_pubasync_file_64KB
+        fi
+        if want prod; then
+            js_producers "$rep" 4
+            js_producers "$rep" 16
         fi
         stop_nats
     fi
