@@ -56,24 +56,6 @@ static void s_fail(char *errbuf, size_t errlen, const char *format, ...) {
     }
 }
 
-//  Reads a whole small file; caller frees. NULL if unreadable or too big.
-static char *s_read_file(const char *path) {
-    FILE *file = fopen(path, "r");
-    if (!file) {
-        return NULL;
-    }
-    char *text = malloc(S_FILE_MAX + 1);
-    size_t len = text ? fread(text, 1, S_FILE_MAX + 1, file) : 0;
-    bool bad = !text || ferror(file) || len > S_FILE_MAX;
-    fclose(file);
-    if (bad) {
-        free(text);
-        return NULL;
-    }
-    text[len] = 0;
-    return text;
-}
-
 //  ---------------------------------------------------------------------
 //  Roles
 
@@ -148,22 +130,6 @@ static bool s_parse_patterns(const char *text, char ***list, size_t *count, cons
     return true;
 }
 
-static bool s_parse_bool(const char *text, bool *value) {
-    static const char *yes[] = {"true", "yes", "on", "1"};
-    static const char *no[] = {"false", "no", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(text, yes[i]) == 0) {
-            *value = true;
-            return true;
-        }
-        if (strcasecmp(text, no[i]) == 0) {
-            *value = false;
-            return true;
-        }
-    }
-    return false;
-}
-
 static bool s_parse_role(tern_role_t *role, zconfig_t *section, const char *where, char *errbuf,
                          size_t errlen) {
     for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
@@ -185,7 +151,7 @@ static bool s_parse_role(tern_role_t *role, zconfig_t *section, const char *wher
                 return false;
             }
         } else if (streq(key, "admin")) {
-            if (!s_parse_bool(value, &role->admin)) {
+            if (!tern_config_parse_bool(value, &role->admin)) {
                 s_fail(errbuf, errlen, "auth: roles/%s/admin = \"%.64s\": expected true or false%s",
                        role->name, value, where);
                 return false;
@@ -268,10 +234,11 @@ tern_acl_t *tern_acl_parse(const char *text, const char *where, char *errbuf, si
 }
 
 tern_acl_t *tern_acl_load(const char *path, char *errbuf, size_t errlen) {
-    char *text = s_read_file(path);
+    const char *why = NULL;
+    char *text = tern_config_read_file(path, S_FILE_MAX, &why);
     if (!text) {
-        s_fail(errbuf, errlen, "auth: cannot read roles file \"%s\": %s", path,
-               errno ? strerror(errno) : "larger than 64 KiB");
+        s_fail(errbuf, errlen, "auth: cannot read roles file \"%s\": %s%s", path, why,
+               streq(why, "too large") ? " (over 64 KiB)" : "");
         return NULL;
     }
     tern_acl_t *self = tern_acl_parse(text, path, errbuf, errlen);
@@ -416,7 +383,7 @@ static bool s_z85_valid(const char *text) {
 
 //  Reads one certificate file into the table (ignores what is not one).
 static void s_keys_add_file(tern_keys_t *self, const char *path, const char *file_name) {
-    char *text = s_read_file(path);
+    char *text = tern_config_read_file(path, S_FILE_MAX, NULL);
     zconfig_t *root = text ? zconfig_str_load(text) : NULL;
     free(text);
     if (!root) {
@@ -583,7 +550,7 @@ tern_err_t tern_auth_curve_server(void *sock, const char *cert_path, char *errbu
 }
 
 bool tern_auth_cert_public(const char *path, char *z85) {
-    char *text = s_read_file(path);
+    char *text = tern_config_read_file(path, S_FILE_MAX, NULL);
     zconfig_t *root = text ? zconfig_str_load(text) : NULL;
     free(text);
     const char *key = root ? zconfig_get(root, "curve/public-key", NULL) : NULL;

@@ -281,7 +281,7 @@ bool tern_config_parse_size(const char *text, uint64_t *bytes) {
     return false;
 }
 
-static bool s_parse_bool(const char *text, bool *value) {
+bool tern_config_parse_bool(const char *text, bool *value) {
     static const char *yes[] = {"true", "yes", "on", "1"};
     static const char *no[] = {"false", "no", "off", "0"};
     for (size_t i = 0; i < 4; i++) {
@@ -594,7 +594,7 @@ static tern_err_t s_apply(tern_config_t *config, const s_key_t *key, const char 
             }
             break;
         case S_BOOL:
-            valid = s_parse_bool(value, field);
+            valid = tern_config_parse_bool(value, field);
             break;
         case S_U32: {
             const char *p = value;
@@ -787,24 +787,44 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
 //  ---------------------------------------------------------------------
 //  ZPL files
 
+char *tern_config_read_file(const char *path, size_t max, const char **why) {
+    const char *reason = NULL;
+    char *text = NULL;
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        reason = strerror(errno);
+    } else {
+        text = malloc(max + 1);
+        size_t len = text ? fread(text, 1, max + 1, file) : 0;
+        if (!text || ferror(file)) {
+            reason = "read error";
+        } else if (len > max) {
+            reason = "too large";
+        } else {
+            text[len] = 0;
+        }
+        fclose(file);
+    }
+    if (reason) {
+        free(text);
+        text = NULL;
+    }
+    if (why) {
+        *why = reason;
+    }
+    return text;
+}
+
 static tern_err_t s_load_file(tern_config_t *config, const char *path, char *errbuf,
                               size_t errlen) {
     //  Read the file ourselves: zconfig_load leaks its zfile_t when the
     //  text does not parse (czmq 4.2.1), and this gives a precise error.
-    FILE *file = fopen(path, "r");
-    if (!file) {
-        return s_fail(errbuf, errlen, "config: cannot read \"%s\": %s", path, strerror(errno));
+    const char *why = NULL;
+    char *text = tern_config_read_file(path, S_FILE_MAX, &why);
+    if (!text) {
+        return s_fail(errbuf, errlen, "config: cannot read \"%s\": %s%s", path, why,
+                      streq(why, "too large") ? " (over 1 MiB)" : "");
     }
-    char *text = malloc(S_FILE_MAX + 1);
-    size_t len = text ? fread(text, 1, S_FILE_MAX + 1, file) : 0;
-    bool read_error = !text || ferror(file);
-    fclose(file);
-    if (read_error || len > S_FILE_MAX) {
-        free(text);
-        return s_fail(errbuf, errlen, "config: cannot read \"%s\": %s", path,
-                      read_error ? "read error" : "larger than 1 MiB");
-    }
-    text[len] = 0;
     zconfig_t *root = zconfig_str_load(text);
     free(text);
     if (!root) {

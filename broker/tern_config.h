@@ -104,6 +104,14 @@ void tern_config_print(const tern_config_t *config, FILE *out);
 bool tern_parse_duration_ms(const char *text, uint64_t *ms);
 bool tern_config_parse_size(const char *text, uint64_t *bytes);
 
+/*  Reads the whole file PATH (at most MAX bytes) into a NUL-terminated
+    string the caller frees. NULL if it cannot be opened or read or is larger
+    than MAX; then *WHY (if given) says which, in a few words. */
+char *tern_config_read_file(const char *path, size_t max, const char **why);
+
+/*  Parses true/yes/on/1 or false/no/off/0 (any case) into *VALUE. */
+bool tern_config_parse_bool(const char *text, bool *value);
+
 /*  Checks every key's range and the rules that span several keys
     (heartbeat_timeout > heartbeat,
     backoff_max >= backoff, map_max >= map_initial, unique peer names...).

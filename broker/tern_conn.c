@@ -499,6 +499,20 @@ static void s_repl_admin_done(s_conn_t *self, tern_repl_admin_t *item) {
     free(item);
 }
 
+//  An admin request of SESSION, answered later by the storer or route.
+static tern_admin_t *s_admin_new(const s_session_t *session, const tern_frame_t *frame,
+                                 const char *op, const char *topic, const char *group) {
+    tern_admin_t *admin = tern_work_alloc(sizeof *admin);
+    admin->session_id = session->id;
+    memcpy(admin->rid, session->rid, session->rid_size);
+    admin->rid_size = session->rid_size;
+    admin->req_id = frame->req_id;
+    snprintf(admin->op, sizeof admin->op, "%s", op);
+    snprintf(admin->topic, sizeof admin->topic, "%s", topic);
+    snprintf(admin->group, sizeof admin->group, "%s", group);
+    return admin;
+}
+
 static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
     const uint8_t *rid = session->rid;
     size_t rid_size = session->rid_size;
@@ -562,13 +576,7 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
     } else if (streq(op, "audit") || streq(op, "trace")) {
         s_handle_audit(self, rid, rid_size, frame, topic, group);
     } else if (streq(op, "topic.create") || streq(op, "topic.delete") || streq(op, "topic.purge")) {
-        tern_admin_t *admin = tern_work_alloc(sizeof *admin);
-        admin->session_id = session->id;
-        memcpy(admin->rid, rid, rid_size);
-        admin->rid_size = rid_size;
-        admin->req_id = frame->req_id;
-        snprintf(admin->op, sizeof admin->op, "%s", op);
-        snprintf(admin->topic, sizeof admin->topic, "%s", topic);
+        tern_admin_t *admin = s_admin_new(session, frame, op, topic, "");
         if (streq(op, "topic.create")) {
             //  Limits not given keep their current value.
             tern_topic_info_t current;
@@ -608,14 +616,7 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
                          "missing or invalid group argument");
             return;
         }
-        tern_admin_t *admin = tern_work_alloc(sizeof *admin);
-        admin->session_id = session->id;
-        memcpy(admin->rid, rid, rid_size);
-        admin->rid_size = rid_size;
-        admin->req_id = frame->req_id;
-        snprintf(admin->op, sizeof admin->op, "%s", op);
-        snprintf(admin->topic, sizeof admin->topic, "%s", topic);
-        snprintf(admin->group, sizeof admin->group, "%s", group);
+        tern_admin_t *admin = s_admin_new(session, frame, op, topic, group);
         tern_event_t *ev = s_event(self, TERN_EV_ADMIN, session->id);
         ev->admin = admin;
         ev->req_id = frame->req_id;
@@ -1154,31 +1155,6 @@ static void s_tick(s_conn_t *self) {
 // ---------------------------------------------------------------------------
 //  The actor
 
-static void *s_bind_pull(zsock_t **owner, const char *endpoint) {
-    *owner = zsock_new(ZMQ_PULL);
-    if (!*owner) {
-        return NULL;
-    }
-    zsock_set_rcvhwm(*owner, 0);
-    if (zsock_bind(*owner, "%s", endpoint) != 0) {
-        return NULL;
-    }
-    return zsock_resolve(*owner);
-}
-
-static void *s_connect_push(zsock_t **owner, const char *endpoint) {
-    *owner = zsock_new(ZMQ_PUSH);
-    if (!*owner) {
-        return NULL;
-    }
-    zsock_set_sndhwm(*owner, 0);
-    zsock_set_linger(*owner, 1000); //  let the peer read what we sent last
-    if (zsock_connect(*owner, "%s", endpoint) != 0) {
-        return NULL;
-    }
-    return zsock_resolve(*owner);
-}
-
 static void s_cleanup(s_conn_t *self) {
     //  Items still queued for us (shutdown): nobody will handle them.
     tern_work_type_t type;
@@ -1240,10 +1216,10 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
     self->sessions = zhashx_new();
     zhashx_set_destructor(self->sessions, s_session_destroy);
     self->reader = tern_store_reader_new(self->args->store);
-    self->inbox = s_bind_pull(&self->inbox_sock, self->args->inbox);
-    self->out = s_bind_pull(&self->out_sock, self->args->out);
-    self->to_storer = s_connect_push(&self->storer_sock, self->args->storer_inbox);
-    self->to_route = s_connect_push(&self->route_sock, self->args->route_inbox);
+    self->inbox = tern_work_pull_bind(&self->inbox_sock, self->args->inbox);
+    self->out = tern_work_pull_bind(&self->out_sock, self->args->out);
+    self->to_storer = tern_work_push_connect(&self->storer_sock, self->args->storer_inbox);
+    self->to_route = tern_work_push_connect(&self->route_sock, self->args->route_inbox);
     if (!self->reader || !self->inbox || !self->out || !self->to_storer || !self->to_route) {
         snprintf(self->args->error, sizeof self->args->error, "cannot set up inproc sockets");
         goto fail;

@@ -518,6 +518,29 @@ static void s_handle_dealer(s_repl_t *self, s_link_t *link) {
 // ---------------------------------------------------------------------------
 //  Inbound: the ROUTER
 
+//  LINK's lag behind our outbox, whose last position is LAST: in messages,
+//  and in ms since the oldest one it lacks was stored (0 unless READING, a
+//  read transaction is open).
+static void s_link_lag(s_repl_t *self, const s_link_t *link, uint64_t last, bool reading,
+                       uint64_t now_ns, uint64_t *lag_msgs, uint64_t *lag_ms) {
+    *lag_msgs = last > link->confirmed ? last - link->confirmed : 0;
+    *lag_ms = 0;
+    if (*lag_msgs && reading) {
+        tern_outbox_entry_t entry;
+        s_collect_t c = {&entry, 0, 1};
+        tern_store_outbox_read(self->reader, link->confirmed + 1, 1, s_collect_entry, &c);
+        if (c.count == 1 && now_ns > entry.at_ns) {
+            *lag_ms = (now_ns - entry.at_ns) / 1000000;
+        }
+    }
+}
+
+//  When LINK's peer was last heard from, on either of its two sessions.
+static uint64_t s_link_seen(const s_link_t *link) {
+    uint64_t seen = tern_peer_last_seen(link->fsm);
+    return link->in_seen_ms > seen ? link->in_seen_ms : seen;
+}
+
 static void s_peers_json(s_repl_t *self, tern_json_t *json) {
     uint64_t now = tern_now_ms();
     uint64_t now_ns = tern_now_ns();
@@ -531,20 +554,9 @@ static void s_peers_json(s_repl_t *self, tern_json_t *json) {
     tern_json_raw(json, "[");
     for (size_t i = 0; i < self->link_count; i++) {
         s_link_t *link = &self->links[i];
-        uint64_t lag_msgs = last > link->confirmed ? last - link->confirmed : 0;
-        uint64_t lag_ms = 0;
-        if (lag_msgs && reading) {
-            tern_outbox_entry_t entry;
-            s_collect_t c = {&entry, 0, 1};
-            tern_store_outbox_read(self->reader, link->confirmed + 1, 1, s_collect_entry, &c);
-            if (c.count == 1 && now_ns > entry.at_ns) {
-                lag_ms = (now_ns - entry.at_ns) / 1000000;
-            }
-        }
-        uint64_t seen = tern_peer_last_seen(link->fsm);
-        if (link->in_seen_ms > seen) {
-            seen = link->in_seen_ms;
-        }
+        uint64_t lag_msgs, lag_ms;
+        s_link_lag(self, link, last, reading, now_ns, &lag_msgs, &lag_ms);
+        uint64_t seen = s_link_seen(link);
         tern_json_sep(json);
         tern_json_raw(json, "{");
         tern_json_key_str(json, "dc", link->cfg->name);
@@ -952,20 +964,9 @@ static void s_publish_stats(s_repl_t *self) {
     for (size_t i = 0; i < self->link_count; i++) {
         s_link_t *link = &self->links[i];
         tern_repl_peer_stats_t *ps = &stats->peers[i];
-        uint64_t lag_msgs = last > link->confirmed ? last - link->confirmed : 0;
-        uint64_t lag_ms = 0;
-        if (lag_msgs) {
-            tern_outbox_entry_t entry;
-            s_collect_t c = {&entry, 0, 1};
-            tern_store_outbox_read(self->reader, link->confirmed + 1, 1, s_collect_entry, &c);
-            if (c.count == 1 && now_ns > entry.at_ns) {
-                lag_ms = (now_ns - entry.at_ns) / 1000000;
-            }
-        }
-        uint64_t seen = tern_peer_last_seen(link->fsm);
-        if (link->in_seen_ms > seen) {
-            seen = link->in_seen_ms;
-        }
+        uint64_t lag_msgs, lag_ms;
+        s_link_lag(self, link, last, true, now_ns, &lag_msgs, &lag_ms);
+        uint64_t seen = s_link_seen(link);
         atomic_store_explicit(&ps->state, (uint32_t)tern_peer_state(link->fsm),
                               memory_order_relaxed);
         atomic_store_explicit(&ps->lag_msgs, lag_msgs, memory_order_relaxed);
@@ -1051,10 +1052,8 @@ static void s_timers(s_repl_t *self) {
 static int s_start(s_repl_t *self) {
     tern_repl_args_t *args = self->args;
     self->router_sock = zsock_new(ZMQ_ROUTER);
-    self->inbox_sock = zsock_new(ZMQ_PULL);
-    self->storer_sock = zsock_new(ZMQ_PUSH);
     self->reader = tern_store_reader_new(args->store);
-    if (!self->router_sock || !self->inbox_sock || !self->storer_sock || !self->reader) {
+    if (!self->router_sock || !self->reader) {
         snprintf(args->error, sizeof args->error, "repl: cannot create sockets");
         return -1;
     }
@@ -1078,14 +1077,11 @@ static int s_start(s_repl_t *self) {
         return -1;
     }
     self->router = zsock_resolve(self->router_sock);
-    zsock_set_rcvhwm(self->inbox_sock, 0);
-    zsock_set_sndhwm(self->storer_sock, 0);
-    zsock_set_linger(self->storer_sock, 1000);
     char admin[128];
     tern_repl_admin_endpoint(self->config, admin, sizeof admin);
-    if (zsock_bind(self->inbox_sock, "%s", args->inbox) != 0 ||
+    if (!tern_work_pull_bind(&self->inbox_sock, args->inbox) ||
         zsock_bind(self->inbox_sock, "%s", admin) != 0 ||
-        zsock_connect(self->storer_sock, "%s", args->storer_inbox) != 0) {
+        !tern_work_push_connect(&self->storer_sock, args->storer_inbox)) {
         snprintf(args->error, sizeof args->error, "repl: cannot reach the storer");
         return -1;
     }

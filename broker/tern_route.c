@@ -1616,25 +1616,12 @@ void tern_route_actor(zsock_t *pipe, void *arg) {
     self->groups = zlistx_new();
     self->subs = zlistx_new();
     self->reader = tern_store_reader_new(self->args->store);
-    self->inbox_sock = zsock_new(ZMQ_PULL);
-    self->storer_sock = zsock_new(ZMQ_PUSH);
-    self->out_sock = zsock_new(ZMQ_PUSH);
-    if (!self->reader || !self->inbox_sock || !self->storer_sock || !self->out_sock) {
+    self->inbox = tern_work_pull_bind(&self->inbox_sock, self->args->inbox);
+    self->to_storer = tern_work_push_connect(&self->storer_sock, self->args->storer_inbox);
+    self->out = tern_work_push_connect(&self->out_sock, self->args->conn_out);
+    if (!self->reader || !self->inbox || !self->to_storer || !self->out) {
         goto fail;
     }
-    zsock_set_rcvhwm(self->inbox_sock, 0);
-    zsock_set_sndhwm(self->storer_sock, 0);
-    zsock_set_linger(self->storer_sock, 1000); //  let the peer read what we sent last
-    zsock_set_sndhwm(self->out_sock, 0);
-    zsock_set_linger(self->out_sock, 1000); //  let the peer read what we sent last
-    if (zsock_bind(self->inbox_sock, "%s", self->args->inbox) != 0 ||
-        zsock_connect(self->storer_sock, "%s", self->args->storer_inbox) != 0 ||
-        zsock_connect(self->out_sock, "%s", self->args->conn_out) != 0) {
-        goto fail;
-    }
-    self->inbox = zsock_resolve(self->inbox_sock);
-    self->to_storer = zsock_resolve(self->storer_sock);
-    self->out = zsock_resolve(self->out_sock);
     //  Known topics; groups are opened when subscriptions join them.
     if (s_read_begin(self) == TERN_OK) {
         tern_store_topic_list(self->reader, s_topic_each, self);

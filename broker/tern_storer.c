@@ -480,39 +480,21 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     return handled;
 }
 
-static void *s_resolve_push(zsock_t **owner, const char *endpoint) {
-    *owner = zsock_new(ZMQ_PUSH);
-    if (!*owner) {
-        return NULL;
-    }
-    zsock_set_sndhwm(*owner, 0);
-    zsock_set_linger(*owner, 1000); //  let the peer read what we sent last
-    if (zsock_connect(*owner, "%s", endpoint) != 0) {
-        return NULL;
-    }
-    return zsock_resolve(*owner);
-}
-
 void tern_storer_actor(zsock_t *pipe, void *arg) {
     s_storer_t self_s, *self = &self_s;
     memset(self, 0, sizeof *self);
     self->args = (tern_storer_args_t *)arg;
     self->pipe = zsock_resolve(pipe);
     self->rng = tern_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)self;
-    self->inbox_sock = zsock_new(ZMQ_PULL);
-    if (!self->inbox_sock) {
+    self->inbox = tern_work_pull_bind(&self->inbox_sock, self->args->inbox);
+    if (!self->inbox) {
         goto fail;
     }
-    zsock_set_rcvhwm(self->inbox_sock, 0);
-    if (zsock_bind(self->inbox_sock, "%s", self->args->inbox) != 0) {
-        goto fail;
-    }
-    self->inbox = zsock_resolve(self->inbox_sock);
-    self->to_conn = s_resolve_push(&self->conn_sock, self->args->conn_inbox);
-    self->to_route = s_resolve_push(&self->route_sock, self->args->route_inbox);
+    self->to_conn = tern_work_push_connect(&self->conn_sock, self->args->conn_inbox);
+    self->to_route = tern_work_push_connect(&self->route_sock, self->args->route_inbox);
     self->batch = tern_store_batch_new(self->args->store);
     if (self->args->repl_inbox[0]) {
-        self->to_repl = s_resolve_push(&self->repl_sock, self->args->repl_inbox);
+        self->to_repl = tern_work_push_connect(&self->repl_sock, self->args->repl_inbox);
         if (!self->to_repl) {
             goto fail;
         }

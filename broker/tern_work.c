@@ -187,3 +187,28 @@ void tern_committed_destroy(tern_committed_t **self_p) {
     free(self);
     *self_p = NULL;
 }
+
+void *tern_work_pull_bind(zsock_t **owner, const char *endpoint) {
+    *owner = zsock_new(ZMQ_PULL);
+    if (!*owner) {
+        return NULL;
+    }
+    zsock_set_rcvhwm(*owner, 0);
+    if (zsock_bind(*owner, "%s", endpoint) != 0) {
+        return NULL;
+    }
+    return zsock_resolve(*owner);
+}
+
+void *tern_work_push_connect(zsock_t **owner, const char *endpoint) {
+    *owner = zsock_new(ZMQ_PUSH);
+    if (!*owner) {
+        return NULL;
+    }
+    zsock_set_sndhwm(*owner, 0);
+    zsock_set_linger(*owner, 1000); //  let the peer read what we sent last
+    if (zsock_connect(*owner, "%s", endpoint) != 0) {
+        return NULL;
+    }
+    return zsock_resolve(*owner);
+}

@@ -14,6 +14,7 @@
 #include "tern_store.h"
 #include <stdbool.h>
 #include <stdint.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #define TERN_RID_MAX 256 //  ZeroMQ routing ids are at most 255 bytes
@@ -190,6 +191,13 @@ typedef struct {
     credit). Takes ownership of PTR for the receiver on success (returns 0);
     on failure (the peer actor is gone) the caller still owns it (-1). */
 int tern_work_send(void *sock, tern_work_type_t type, void *ptr);
+
+/*  The inproc sockets items travel on: a PULL bound at ENDPOINT (an actor's
+    inbox) or a PUSH connected to one; no HWM, and a PUSH lingers 1 s so the
+    peer reads what was sent last. *OWNER gets the czmq socket (destroy it
+    with zsock_destroy even on failure); returns the raw socket, or NULL. */
+void *tern_work_pull_bind(zsock_t **owner, const char *endpoint);
+void *tern_work_push_connect(zsock_t **owner, const char *endpoint);
 
 /*  Receives one item (non-blocking if DONTWAIT). Returns 0 and fills *TYPE and
  *PTR (caller owns it), or -1 (errno EAGAIN...). */
