@@ -46,7 +46,7 @@ integration: build
 
 test: build asan
 	@$(MAKE) --no-print-directory format-check
-	cd $(ASAN) && ctest -L unit --output-on-failure | tee ctest-unit.log
+	cd $(ASAN) && ctest -L unit --output-on-failure -j 2 | tee ctest-unit.log
 	cd $(BUILD) && ctest -L integration --output-on-failure | tee ctest-integration.log
 	@scripts/test-summary $(ASAN)/ctest-unit.log $(BUILD)/ctest-integration.log
 

@@ -300,8 +300,7 @@ bool it_broker_alive(it_broker_t *self, int *status_p) {
         return false;
     }
     int wstatus = 0;
-    pid_t rc = waitpid(self->pid, &wstatus, WNOHANG);
-    if (rc == 0) {
+    if (!s_wait_pid(self->pid, 0, &wstatus)) {
         return true;
     }
     s_unregister(self->pid);
@@ -659,6 +658,19 @@ int it_ctl_in(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_
     return rc;
 }
 
+void it_pub(it_broker_t *b, const char *topic, const char *data, int count) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", count);
+    it_result_t r;
+    it_ctl(&r, b, 30000, "pub", topic, data, "--count", n, NULL);
+    it_assert_ok(&r, "ternctl pub");
+    char **lines;
+    size_t got = it_split_lines(r.out, &lines);
+    cr_assert_eq(got, (size_t)count, "pub printed %zu acks, want %d", got, count);
+    free(lines);
+    it_result_free(&r);
+}
+
 void it_result_free(it_result_t *r) {
     free(r->out);
     free(r->err);
@@ -775,13 +787,12 @@ bool it_proc_running(it_proc_t *self) {
         return false;
     }
     int wstatus = 0;
-    pid_t rc = waitpid(self->pid, &wstatus, WNOHANG);
-    if (rc == 0) {
+    if (!s_wait_pid(self->pid, 0, &wstatus)) {
         return true;
     }
     s_unregister(self->pid);
     self->pid = 0;
-    self->status = rc == -1 ? -999 : s_status(wstatus);
+    self->status = s_status(wstatus);
     return false;
 }
 

@@ -109,7 +109,11 @@ int it_run(it_result_t *r, int timeout_ms, const char *stdin_data, char *const a
 /*  Runs `ternctl -s ENDPOINT --json ARG...` (NULL-terminated) against B. */
 int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...);
 
-/*  Same with the stdin contents given. */
+/*  `ternctl pub TOPIC DATA --count COUNT` against B ({n} in DATA is the
+    message number); asserts that it succeeded with one ack per message. */
+void it_pub(it_broker_t *b, const char *topic, const char *data, int count);
+
+/*  Same as it_ctl with the stdin contents given. */
 int it_ctl_in(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
               const char *arg, ...);
 

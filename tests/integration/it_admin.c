@@ -18,23 +18,14 @@ static int64_t s_field(const char *line, const char *key) {
     return v;
 }
 
-static void s_pub(it_broker_t *b, const char *topic, int count) {
-    char n[16];
-    snprintf(n, sizeof n, "%d", count);
-    it_result_t r;
-    it_ctl(&r, b, 30000, "pub", topic, "data {n}", "--count", n, NULL);
-    it_assert_ok(&r, "ternctl pub");
-    it_result_free(&r);
-}
-
 Test(admin, status_json, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_broker_new(7, NULL);
     cr_assert(b);
     snprintf(b->dc, sizeof b->dc, "dc-it");
     it_adopt_broker(b);
     cr_assert(it_broker_start(b));
-    s_pub(b, "it.st.a", 3);
-    s_pub(b, "it.st.b", 1);
+    it_pub(b, "it.st.a", "data {n}", 3);
+    it_pub(b, "it.st.b", "data {n}", 1);
     it_result_t r;
     it_ctl(&r, b, 10000, "status", NULL);
     it_assert_ok(&r, "ternctl status");
@@ -76,8 +67,8 @@ Test(admin, status_json, .fini = it_teardown, .timeout = 60) {
 
 Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.adm.one", 10);
-    s_pub(b, "it.adm.two", 3);
+    it_pub(b, "it.adm.one", "data {n}", 10);
+    it_pub(b, "it.adm.two", "data {n}", 3);
     it_result_t r;
     it_ctl(&r, b, 10000, "topics", NULL);
     it_assert_ok(&r, "ternctl topics");
@@ -117,7 +108,7 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     it_result_free(&r);
 
     //  max_msgs is enforced (possibly by the sweep: poll).
-    s_pub(b, "it.adm.lim", 8);
+    it_pub(b, "it.adm.lim", "data {n}", 8);
     int64_t msgs = -1, first = -1;
     int64_t deadline = it_now_ms() + 3000;
     do {
@@ -223,7 +214,7 @@ Test(admin, exit_codes, .fini = it_teardown, .timeout = 90) {
 
 Test(admin, sigterm_exit_0_and_data_kept, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.term.keep", 5);
+    it_pub(b, "it.term.keep", "data {n}", 5);
     int rc = it_broker_stop(b, 10000);
     cr_assert_eq(rc, 0, "ternd exit %d on SIGTERM", rc);
     cr_assert(it_broker_start(b));
@@ -293,9 +284,9 @@ Test(admin, max_age_retention, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 10000, "topic", "create", "it.age", "--max-age", "1s", NULL);
     it_assert_ok(&r, "topic create --max-age 1s");
     it_result_free(&r);
-    s_pub(b, "it.age", 3);
+    it_pub(b, "it.age", "data {n}", 3);
     it_sleep_ms(2000);
-    s_pub(b, "it.age", 1);
+    it_pub(b, "it.age", "data {n}", 1);
     it_ctl(&r, b, 10000, "topic", "info", "it.age", NULL);
     it_assert_ok(&r, "topic info");
     cr_assert_eq(s_field(r.out, "msgs"), 1, "max_age 1s: after 2 s: %s", r.out);

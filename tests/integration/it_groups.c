@@ -10,19 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void s_pub(it_broker_t *b, const char *topic, const char *data, int count) {
-    char n[16];
-    snprintf(n, sizeof n, "%d", count);
-    it_result_t r;
-    it_ctl(&r, b, 30000, "pub", topic, data, "--count", n, NULL);
-    it_assert_ok(&r, "ternctl pub");
-    char **lines;
-    size_t got = it_split_lines(r.out, &lines);
-    cr_assert_eq(got, (size_t)count, "pub printed %zu acks, want %d", got, count);
-    free(lines);
-    it_result_free(&r);
-}
-
 //  Runs `sub TOPIC --group G --count COUNT --timeout TIMEOUT [FROM]` and
 //  returns the parsed messages.
 static size_t s_sub(it_broker_t *b, const char *topic, const char *group, int count,
@@ -45,7 +32,7 @@ static size_t s_sub(it_broker_t *b, const char *topic, const char *group, int co
 
 Test(groups, fan_out_to_every_group, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.fan", "m{n}", 20);
+    it_pub(b, "it.fan", "m{n}", 20);
     const char *groups[] = {"g1", "g2"};
     for (int g = 0; g < 2; g++) {
         it_msg_t *msgs;
@@ -96,7 +83,7 @@ Test(groups, competing_consumers_split, .fini = it_teardown, .timeout = 90) {
     it_broker_t *b = it_start_broker(NULL);
     //  One message first, so that the topic and the group exist when the
     //  consumers join (seq 1 goes to one of them).
-    s_pub(b, "it.split", "job 0", 1);
+    it_pub(b, "it.split", "job 0", 1);
     it_proc_t *c1 = it_ctl_spawn(b, "sub", "it.split", "--group", "work", "--count", "1000",
                                  "--timeout", "5s", NULL);
     it_proc_t *c2 = it_ctl_spawn(b, "sub", "it.split", "--group", "work", "--count", "1000",
@@ -105,7 +92,7 @@ Test(groups, competing_consumers_split, .fini = it_teardown, .timeout = 90) {
     if (!s_wait_consumers(b, "it.split", "work", 2, 3000)) {
         cr_log_warn("`groups` never showed 2 consumers in 3 s; publishing anyway");
     }
-    s_pub(b, "it.split", "job {n}", 200);
+    it_pub(b, "it.split", "job {n}", 200);
     int rc1 = it_proc_wait(c1, 30000);
     int rc2 = it_proc_wait(c2, 30000);
     char *o1 = it_proc_out(c1), *o2 = it_proc_out(c2);
@@ -135,7 +122,7 @@ Test(groups, competing_consumers_split, .fini = it_teardown, .timeout = 90) {
 
 Test(groups, durable_across_restart_and_reconnect, .fini = it_teardown, .timeout = 90) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.dur", "d{n}", 10);
+    it_pub(b, "it.dur", "d{n}", 10);
     it_msg_t *msgs;
     size_t m = s_sub(b, "it.dur", "keep", 5, "3s", NULL, &msgs);
     cr_assert_eq(m, 5);
@@ -172,12 +159,12 @@ Test(groups, durable_across_restart_and_reconnect, .fini = it_teardown, .timeout
 
 Test(groups, from_new, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.new", "old{n}", 3);
+    it_pub(b, "it.new", "old{n}", 3);
     it_msg_t *msgs;
     size_t m = s_sub(b, "it.new", "gnew", 10, "1s", "new", &msgs);
     cr_assert_eq(m, 0, "--from new delivered %zu old messages", m);
     it_msgs_free(msgs, m);
-    s_pub(b, "it.new", "new{n}", 2);
+    it_pub(b, "it.new", "new{n}", 2);
     m = s_sub(b, "it.new", "gnew", 10, "1500ms", NULL, &msgs);
     cr_assert_eq(m, 2, "group created with --from new got %zu, want the 2 new", m);
     cr_assert_str_eq(msgs[0].data, "new1");
@@ -188,7 +175,7 @@ Test(groups, from_new, .fini = it_teardown, .timeout = 60) {
 
 Test(groups, from_seq, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.seq", "s{n}", 10);
+    it_pub(b, "it.seq", "s{n}", 10);
     it_msg_t *msgs;
     size_t m = s_sub(b, "it.seq", "gseq", 100, "1500ms", "seq:7", &msgs);
     cr_assert_eq(m, 4, "--from seq:7 gave %zu messages, want 4", m);
@@ -197,7 +184,7 @@ Test(groups, from_seq, .fini = it_teardown, .timeout = 60) {
     }
     it_msgs_free(msgs, m);
     //  The start applies only when the group is created.
-    s_pub(b, "it.seq", "t{n}", 1);
+    it_pub(b, "it.seq", "t{n}", 1);
     m = s_sub(b, "it.seq", "gseq", 100, "1500ms", "seq:1", &msgs);
     cr_assert_eq(m, 1, "existing group restarted from the given seq (%zu messages)", m);
     cr_assert_eq(msgs[0].seq, 11);
@@ -206,9 +193,9 @@ Test(groups, from_seq, .fini = it_teardown, .timeout = 60) {
 
 Test(groups, from_time, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.time", "early{n}", 3);
+    it_pub(b, "it.time", "early{n}", 3);
     it_sleep_ms(2500);
-    s_pub(b, "it.time", "late{n}", 2);
+    it_pub(b, "it.time", "late{n}", 2);
     it_msg_t *msgs;
     size_t m = s_sub(b, "it.time", "gtime", 100, "1500ms", "time:1500ms", &msgs);
     cr_assert_eq(m, 2, "--from time:1500ms gave %zu messages, want the 2 late ones", m);
@@ -222,12 +209,12 @@ Test(groups, from_time, .fini = it_teardown, .timeout = 60) {
 
 Test(groups, wildcard_group_joins_later_topics, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.wg.a", "a{n}", 2);
+    it_pub(b, "it.wg.a", "a{n}", 2);
     it_msg_t *msgs;
     size_t m = s_sub(b, "it.wg.*", "wg", 100, "1500ms", NULL, &msgs);
     cr_assert_eq(m, 2);
     it_msgs_free(msgs, m);
-    s_pub(b, "it.wg.b", "b{n}", 3);
+    it_pub(b, "it.wg.b", "b{n}", 3);
     m = s_sub(b, "it.wg.*", "wg", 100, "1500ms", NULL, &msgs);
     cr_assert_eq(m, 3, "wildcard group got %zu from a topic created later, want 3", m);
     for (size_t i = 0; i < m; i++) {
@@ -250,7 +237,7 @@ Test(groups, created_topic_opens_group_before_publish, .fini = it_teardown, .tim
     cr_assert(c);
     cr_assert(s_wait_consumers(b, "it.made", "early", 1, 5000),
               "`groups it.made` never listed group early with a consumer before any publish");
-    s_pub(b, "it.made", "m{n}", 5);
+    it_pub(b, "it.made", "m{n}", 5);
     int rc = it_proc_wait(c, 30000);
     char *out = it_proc_out(c);
     cr_assert_eq(rc, 0, "consumer exit %d", rc);
@@ -277,7 +264,7 @@ Test(groups, from_new_on_missing_topic_gets_first_commit, .fini = it_teardown, .
                                 n, "--timeout", "5s", NULL);
     cr_assert(c);
     it_sleep_ms(1000); //  the SUBSCRIBE is answered long before (no topic to list it by)
-    s_pub(b, "it.later", "x{n}", N);
+    it_pub(b, "it.later", "x{n}", N);
     int rc = it_proc_wait(c, 60000);
     char *out = it_proc_out(c);
     cr_assert_eq(rc, 0, "consumer exit %d", rc);

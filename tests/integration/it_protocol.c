@@ -152,15 +152,6 @@ static void s_send(s_sess_t *self, tern_cmd_t cmd, uint64_t sub_id, uint64_t tag
     }
 }
 
-static void s_pub(it_broker_t *b, const char *topic, const char *data, int count) {
-    char n[16];
-    snprintf(n, sizeof n, "%d", count);
-    it_result_t r;
-    it_ctl(&r, b, 30000, "pub", topic, data, "--count", n, NULL);
-    it_assert_ok(&r, "ternctl pub");
-    it_result_free(&r);
-}
-
 //  Reads one group field through `ternctl groups`.
 static int64_t s_group_field(it_broker_t *b, const char *topic, const char *group,
                              const char *key) {
@@ -219,7 +210,7 @@ static void s_cumulative(tern_frame_t *f) {
 
 Test(protocol, tags_and_cumulative_ack, .fini = it_teardown, .timeout = 30) {
     it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
-    s_pub(b, "it.p.tags", "t{n}", 10);
+    it_pub(b, "it.p.tags", "t{n}", 10);
     s_sess_t *s = s_sess_new(b, "tags");
     uint64_t sub = s_subscribe(s, "it.p.tags", "g", 0);
     s_deliver_t d[10];
@@ -259,7 +250,7 @@ static void s_credit2(tern_frame_t *f) {
 
 Test(protocol, credit_flow_control, .fini = it_teardown, .timeout = 30) {
     it_broker_t *b = it_start_broker("--ack-wait", "60s", "--max-inflight", "4", NULL);
-    s_pub(b, "it.p.credit", "c{n}", 20);
+    it_pub(b, "it.p.credit", "c{n}", 20);
     s_sess_t *s = s_sess_new(b, "credit");
     uint64_t sub = s_subscribe(s, "it.p.credit", "g", 3);
     s_deliver_t d;
@@ -304,7 +295,7 @@ static void s_delay600(tern_frame_t *f) {
 Test(protocol, nack_delay_and_backoff_timing, .fini = it_teardown, .timeout = 30) {
     it_broker_t *b =
         it_start_broker("--ack-wait", "60s", "--backoff", "200ms", "--max-deliver", "10", NULL);
-    s_pub(b, "it.p.nack", "n", 1);
+    it_pub(b, "it.p.nack", "n", 1);
     s_sess_t *s = s_sess_new(b, "nack");
     uint64_t sub = s_subscribe(s, "it.p.nack", "g", 0);
     s_deliver_t d1, d2, d3, d4;
@@ -343,7 +334,7 @@ Test(protocol, nack_delay_and_backoff_timing, .fini = it_teardown, .timeout = 30
 
 Test(protocol, ack_wait_timing, .fini = it_teardown, .timeout = 30) {
     it_broker_t *b = it_start_broker("--ack-wait", "500ms", "--backoff", "1ms", NULL);
-    s_pub(b, "it.p.wait", "w", 1);
+    it_pub(b, "it.p.wait", "w", 1);
     s_sess_t *s = s_sess_new(b, "wait");
     uint64_t sub = s_subscribe(s, "it.p.wait", "g", 0);
     s_deliver_t d1, d2;
@@ -367,7 +358,7 @@ static void s_reason(tern_frame_t *f) {
 
 Test(protocol, term_with_reason, .fini = it_teardown, .timeout = 30) {
     it_broker_t *b = it_start_broker(NULL);
-    s_pub(b, "it.p.term", "x", 1);
+    it_pub(b, "it.p.term", "x", 1);
     s_sess_t *s = s_sess_new(b, "term");
     uint64_t sub = s_subscribe(s, "it.p.term", "g", 0);
     s_deliver_t d;
@@ -389,7 +380,7 @@ Test(protocol, term_with_reason, .fini = it_teardown, .timeout = 30) {
 
 Test(protocol, unsubscribe_returns_inflight_to_group, .fini = it_teardown, .timeout = 30) {
     it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
-    s_pub(b, "it.p.unsub", "u{n}", 5);
+    it_pub(b, "it.p.unsub", "u{n}", 5);
     s_sess_t *a = s_sess_new(b, "a");
     uint64_t sub = s_subscribe(a, "it.p.unsub", "g", 0);
     s_deliver_t d;
@@ -423,7 +414,7 @@ Test(protocol, unsubscribe_returns_inflight_to_group, .fini = it_teardown, .time
     }
     cr_assert_eq(got, 5, "after UNSUBSCRIBE the other consumer got %d of 5", got);
     //  Nothing more reaches the unsubscribed one.
-    s_pub(b, "it.p.unsub", "later", 1);
+    it_pub(b, "it.p.unsub", "later", 1);
     cr_assert_not(s_next(a, &d, 500), "DELIVER after UNSUBSCRIBE");
     s_sess_destroy(&a);
     s_sess_destroy(&c);

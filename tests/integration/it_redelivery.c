@@ -17,15 +17,6 @@ static it_broker_t *s_broker(void) {
     return it_start_broker("--ack-wait", "300ms", "--backoff", "50ms", "--max-deliver", "3", NULL);
 }
 
-static void s_pub(it_broker_t *b, const char *topic, const char *data, int count) {
-    char n[16];
-    snprintf(n, sizeof n, "%d", count);
-    it_result_t r;
-    it_ctl(&r, b, 30000, "pub", topic, data, "--count", n, NULL);
-    it_assert_ok(&r, "ternctl pub");
-    it_result_free(&r);
-}
-
 //  The first JSON line of `ternctl --json ARGS` whose "group" is GROUP, copied
 //  into LINE; false if none.
 static bool s_group_line(it_broker_t *b, const char *topic, const char *group, char *line,
@@ -56,7 +47,7 @@ static int64_t s_field(const char *line, const char *key) {
 
 Test(redelivery, no_ack_is_redelivered_after_ack_wait, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = s_broker();
-    s_pub(b, "it.noack", "once", 1);
+    it_pub(b, "it.noack", "once", 1);
     it_result_t r;
     int64_t t0 = it_now_ms();
     it_ctl(&r, b, 15000, "sub", "it.noack", "--group", "g", "--no-ack", "--count", "2", "--timeout",
@@ -77,8 +68,8 @@ Test(redelivery, no_ack_is_redelivered_after_ack_wait, .fini = it_teardown, .tim
 
 Test(redelivery, nack_redelivers_then_max_deliver_dlq, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = s_broker();
-    s_pub(b, "it.nack", "poison", 1);
-    s_pub(b, "it.nack", "fine", 1);
+    it_pub(b, "it.nack", "poison", 1);
+    it_pub(b, "it.nack", "fine", 1);
     it_result_t r;
     it_ctl(&r, b, 15000, "sub", "it.nack", "--group", "g", "--nack", "--count", "20", "--timeout",
            "2s", NULL);
@@ -129,7 +120,7 @@ Test(redelivery, nack_redelivers_then_max_deliver_dlq, .fini = it_teardown, .tim
 
 Test(redelivery, term_goes_to_dlq_and_replay_redelivers, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = s_broker();
-    s_pub(b, "it.term", "bad {n}", 2);
+    it_pub(b, "it.term", "bad {n}", 2);
     it_result_t r;
     it_ctl(&r, b, 15000, "sub", "it.term", "--group", "g", "--term", "--count", "10", "--timeout",
            "1500ms", NULL);
@@ -186,7 +177,7 @@ Test(redelivery, term_goes_to_dlq_and_replay_redelivers, .fini = it_teardown, .t
 
 Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
-    s_pub(b, "it.cnt", "c{n}", 10);
+    it_pub(b, "it.cnt", "c{n}", 10);
     it_result_t r;
     it_ctl(&r, b, 15000, "sub", "it.cnt", "--group", "g", "--count", "4", "--timeout", "3s", NULL);
     it_assert_ok(&r, "ternctl sub");
@@ -225,7 +216,7 @@ Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
 Test(redelivery, crashed_consumer_messages_go_to_another, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker("--ack-wait", "60s", "--heartbeat", "200ms",
                                      "--heartbeat-timeout", "600ms", NULL);
-    s_pub(b, "it.crash", "job {n}", 50);
+    it_pub(b, "it.crash", "job {n}", 50);
     it_proc_t *victim = it_ctl_spawn(b, "sub", "it.crash", "--group", "w", "--no-ack", "--count",
                                      "1000", "--timeout", "30s", NULL);
     cr_assert(victim);
@@ -278,7 +269,7 @@ Test(redelivery, crashed_consumer_messages_go_to_another, .fini = it_teardown, .
 
 Test(redelivery, ephemeral_subscription_needs_acks, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = s_broker();
-    s_pub(b, "it.eph", "e", 1);
+    it_pub(b, "it.eph", "e", 1);
     it_result_t r;
     it_ctl(&r, b, 15000, "sub", "it.eph", "--no-ack", "--count", "2", "--timeout", "3s", NULL);
     it_assert_ok(&r, "ternctl sub --no-ack (ephemeral)");
