@@ -26,11 +26,22 @@
     producer_seq, req_id) until its PUBACK, and a new session resends those
     exact bytes, so the broker's dedup window turns a resend of an already
     stored message into a "duplicate" ack carrying the original msg_id.
+
+    Cost per message (the client shares the machine's cores with brokers):
+    a publish copies its payload once, into a zmq_msg_t that every send
+    shares through zmq_msg_copy (so it stays for a resend); its header comes
+    from a per-thread template when the topic and options repeat (see "Header
+    templates"); the s_pub_t is itself the queued op and is recycled through
+    a free list; one lock per publish. A delivered message is one allocation
+    (struct, strings, headers, payload); an ack from a callback is encoded
+    from a template and sent at once by the I/O thread, with no op and no
+    wake-up. Clock reads are one per I/O loop turn, not one per frame.
 */
 #include "tern.h"
 #include "tern_backoff.h"
 #include "tern_proto.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -50,13 +61,37 @@
 //  Small helpers
 
 //  The one place where running out of memory ends the process.
+static void s_oom(size_t size) {
+    fprintf(stderr, "libtern: out of memory (%zu bytes)\n", size);
+    abort();
+}
+
 static void *s_alloc(size_t size) {
     void *p = calloc(1, size ? size : 1);
     if (!p) {
-        fprintf(stderr, "libtern: out of memory (%zu bytes)\n", size);
-        abort();
+        s_oom(size);
     }
     return p;
+}
+
+//  Same as s_alloc without zeroing: for blocks that are filled at once.
+static void *s_alloc_raw(size_t size) {
+    void *p = malloc(size ? size : 1);
+    if (!p) {
+        s_oom(size);
+    }
+    return p;
+}
+
+//  Initializes MSG with a copy of SIZE bytes of DATA (a message that a send
+//  can share with zmq_msg_copy instead of copying it again).
+static void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
+    if (zmq_msg_init_size(msg, size) != 0) {
+        s_oom(size);
+    }
+    if (size) {
+        memcpy(zmq_msg_data(msg), data, size);
+    }
 }
 
 static void *s_dup(const void *src, size_t size) {
@@ -94,6 +129,11 @@ static tern_err_t s_encode(const tern_frame_t *frame, uint8_t **hdr, size_t *len
     return rc;
 }
 
+//  The last topic that passed tern_topic_valid in this thread: publishers
+//  mostly repeat a few topics, and the check walks every byte.
+static _Thread_local char tl_topic[TERN_TOPIC_MAX + 1];
+static _Thread_local size_t tl_topic_len;
+
 //  ---------------------------------------------------------------------------
 //  Objects
 
@@ -109,23 +149,50 @@ typedef struct {
     tern_client_t *client;            //  for publish completions
 } s_waiter_t;
 
-//  One publish in the window. Owned by the I/O thread once queued.
+typedef enum { OP_PUB, OP_FRAME, OP_SUB, OP_ADMIN, OP_CLOSE } s_op_type_t;
+
+//  A request from an application thread to the I/O thread: the first member
+//  of the struct it heads, which TYPE names (s_pub_t, s_frame_op_t,
+//  s_sub_op_t, s_admin_t; a bare s_op_t for OP_CLOSE), so queueing a request
+//  allocates nothing more.
+typedef struct _s_op_t {
+    struct _s_op_t *next; //  queue link
+    s_op_type_t type;     //  what to do
+} s_op_t;
+
+//  One publish in the window. Owned by the I/O thread once queued; recycled
+//  through the client's free list once completed.
 typedef struct _s_pub_t {
-    struct _s_pub_t *next; //  window list, send order
+    s_op_t op;             //  queue link to the I/O thread (first member)
+    struct _s_pub_t *next; //  window list, send order; free list link
     struct _s_pub_t *prev; //  window list
     uint64_t req_id;       //  request id (kept across sessions)
     uint64_t producer_seq; //  dedup sequence it carries
-    uint8_t *hdr;          //  encoded header, owned
-    size_t hdr_len;        //  its size
-    uint8_t *payload;      //  payload copy, owned
-    size_t size;           //  its size
+    zmq_msg_t hdr;         //  encoded header, owned; every send shares it
+    zmq_msg_t payload;     //  payload copy, owned; every send shares it
     uint64_t sent_gen;     //  session generation it was last sent in; 0 never
     tern_pub_fn *fn;       //  completion callback or NULL
     void *arg;             //  its argument
 } s_pub_t;
 
+//  OP_FRAME: one encoded frame (ACK, NACK, TERM, CREDIT, UNSUBSCRIBE) for
+//  the session it was made in, in one allocation.
+typedef struct {
+    s_op_t op;      //  queue link (first member)
+    uint64_t gen;   //  send only in this session
+    size_t hdr_len; //  size of hdr
+    uint8_t hdr[];  //  encoded header
+} s_frame_op_t;
+
+//  OP_SUB: send SUBSCRIBE for a subscription.
+typedef struct {
+    s_op_t op;                //  queue link (first member)
+    tern_subscription_t *sub; //  borrowed (client owns subs)
+} s_sub_op_t;
+
 //  One pending admin request. Owned by the I/O thread once queued.
 typedef struct _s_admin_t {
+    s_op_t op;               //  queue link to the I/O thread (first member)
     struct _s_admin_t *next; //  pending list
     uint64_t req_id;         //  request id
     uint8_t *hdr;            //  encoded ADMIN header, owned
@@ -135,43 +202,31 @@ typedef struct _s_admin_t {
     s_waiter_t *waiter;      //  the caller
 } s_admin_t;
 
-typedef enum { OP_PUB, OP_FRAME, OP_SUB, OP_ADMIN, OP_CLOSE } s_op_type_t;
-
-//  A request from an application thread to the I/O thread.
-typedef struct _s_op_t {
-    struct _s_op_t *next;     //  queue link
-    s_op_type_t type;         //  what to do
-    uint64_t gen;             //  OP_FRAME: send only in this session
-    uint8_t *hdr;             //  OP_FRAME: encoded header, owned
-    size_t hdr_len;           //  its size
-    s_pub_t *pub;             //  OP_PUB: owned
-    s_admin_t *admin;         //  OP_ADMIN: owned
-    tern_subscription_t *sub; //  OP_SUB: borrowed (client owns subs)
-} s_op_t;
-
 struct _tern_message_t {
-    tern_message_t *next;              //  pull queue link
-    tern_subscription_t *sub;          //  borrowed; lives until the client dies
-    uint64_t gen;                      //  session that delivered it
-    uint64_t sub_id;                   //  subscription id in that session
-    uint64_t tag;                      //  delivery tag
-    bool settled;                      //  acked, nacked or termed
-    uint64_t msg_id;                   //  snowflake id
-    uint64_t seq;                      //  per-topic seq
-    uint64_t producer_seq;             //  dedup seq
-    uint64_t timestamp_ns;             //  broker receive time
-    uint64_t expire_at_ns;             //  expiry or 0
-    uint32_t delivery_count;           //  1 on first delivery
-    int priority;                      //  0..9
-    char topic[TERN_TOPIC_MAX + 1];    //  topic
-    char producer[TERN_NAME_MAX + 1];  //  producer id
-    char key[TERN_KEY_MAX + 1];        //  ordering key
-    char trace_id[TERN_TRACE_MAX + 1]; //  traceparent
-    char origin[TERN_NAME_MAX + 1];    //  origin dc
-    size_t header_count;               //  metadata pairs
-    char **headers;                    //  2 * header_count strings in one block, owned
-    uint8_t *data;                     //  payload copy (NUL-terminated), owned
-    size_t size;                       //  payload size
+    tern_message_t *next;     //  pull queue link
+    tern_subscription_t *sub; //  borrowed; lives until the client dies
+    uint64_t gen;             //  session that delivered it
+    uint64_t sub_id;          //  subscription id in that session
+    uint64_t tag;             //  delivery tag
+    bool settled;             //  acked, nacked or termed
+    uint64_t msg_id;          //  snowflake id
+    uint64_t seq;             //  per-topic seq
+    uint64_t producer_seq;    //  dedup seq
+    uint64_t timestamp_ns;    //  broker receive time
+    uint64_t expire_at_ns;    //  expiry or 0
+    uint32_t delivery_count;  //  1 on first delivery
+    int priority;             //  0..9
+    //  The message is one allocation: this struct, then the header pointer
+    //  array, the payload and the strings, all NUL-terminated.
+    const char *topic;    //  topic, in the block
+    const char *producer; //  producer id, in the block
+    const char *key;      //  ordering key, in the block
+    const char *trace_id; //  traceparent, in the block
+    const char *origin;   //  origin dc, in the block
+    size_t header_count;  //  metadata pairs
+    char **headers;       //  2 * header_count strings, in the block
+    uint8_t *data;        //  payload copy (NUL-terminated), in the block
+    size_t size;          //  payload size
 };
 
 struct _tern_subscription_t {
@@ -211,23 +266,24 @@ struct _tern_client_t {
     int wake_fd;                               //  eventfd the I/O thread polls
     atomic_uint_fast64_t next_req;             //  request id counter
 
-    pthread_mutex_t mutex;      //  guards everything below
-    pthread_cond_t cond;        //  waiters, window, connection changes
-    s_op_t *ops_head;           //  queue to the I/O thread
-    s_op_t *ops_tail;           //  queue tail
-    bool wake_pending;          //  an eventfd write is outstanding
-    bool closing;               //  tern_client_destroy started
-    bool stopped;               //  the I/O thread has finished
-    uint64_t gen;               //  current session generation; 0 before first
-    bool ready;                 //  a session is up
-    tern_err_t hello_error;     //  last ERROR answering HELLO
-    uint32_t node_id;           //  from WELCOME
-    char dc[TERN_NAME_MAX + 1]; //  from WELCOME
-    size_t endpoint_index;      //  endpoint of the current/next attempt
-    uint32_t max_payload;       //  from WELCOME (or the default)
-    size_t inflight;            //  publishes accepted, not completed
-    uint64_t next_seq;          //  next producer_seq
-    tern_subscription_t *subs;  //  all subscriptions, freed at destroy
+    pthread_mutex_t mutex;        //  guards everything below
+    pthread_cond_t cond;          //  waiters, window, connection changes
+    s_op_t *ops_head;             //  queue to the I/O thread
+    s_op_t *ops_tail;             //  queue tail
+    s_pub_t *pub_free;            //  completed publishes for reuse (at most window)
+    bool wake_pending;            //  an eventfd write is outstanding
+    bool closing;                 //  tern_client_destroy started
+    bool stopped;                 //  the I/O thread has finished
+    uint64_t gen;                 //  current session generation; 0 before first
+    bool ready;                   //  a session is up
+    tern_err_t hello_error;       //  last ERROR answering HELLO
+    uint32_t node_id;             //  from WELCOME
+    char dc[TERN_NAME_MAX + 1];   //  from WELCOME
+    size_t endpoint_index;        //  endpoint of the current/next attempt
+    _Atomic uint32_t max_payload; //  from WELCOME (or the default); read without the lock
+    size_t inflight;              //  publishes accepted, not completed
+    uint64_t next_seq;            //  next producer_seq
+    tern_subscription_t *subs;    //  all subscriptions, freed at destroy
 
     //  I/O thread only:
     void *ctx;              //  ZeroMQ context
@@ -243,6 +299,11 @@ struct _tern_client_t {
     uint32_t send_hb;       //  ours in this session: min(option, broker's)
     int64_t last_send;      //  last frame sent
     int64_t last_recv;      //  last frame received
+    bool sent;              //  a frame went out since last_send was set
+    uint8_t *cb_out;        //  frames made by callbacks this turn: (gen, len, bytes)...
+    size_t cb_out_len;      //  bytes used
+    size_t cb_out_cap;      //  bytes allocated, owned
+    s_pub_t *pub_done;      //  completed publishes, for pub_free at s_inflight_done
     bool resend_needed;     //  a send hit EAGAIN; walk the window again
     uint64_t rng;           //  jitter source
     uint64_t monitor_seq;   //  makes each monitor endpoint name unique
@@ -325,6 +386,7 @@ static int s_timeout(tern_client_t *self, int timeout_ms) {
 
 //  Queues OP for the I/O thread. Mutex held.
 static void s_push_op(tern_client_t *self, s_op_t *op) {
+    op->next = NULL;
     if (self->ops_tail) {
         self->ops_tail->next = op;
     } else {
@@ -369,8 +431,46 @@ static bool s_send(tern_client_t *self, const uint8_t *hdr, size_t hdr_len, cons
         //  The first frame is queued, so the second cannot hit the HWM.
         zmq_send(self->dealer, payload, size, ZMQ_DONTWAIT);
     }
-    self->last_send = s_now_ms();
+    self->sent = true; //  the I/O loop stamps last_send once per turn
     return true;
+}
+
+//  Sends a copy of MSG (which shares its buffer) with FLAGS.
+static bool s_send_shared(tern_client_t *self, zmq_msg_t *msg, int flags) {
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, msg);
+    if (zmq_msg_send(&copy, self->dealer, flags) < 0) {
+        zmq_msg_close(&copy);
+        return false;
+    }
+    return true;
+}
+
+//  Records NOW as the time of the last send if anything went out since the
+//  last call: one clock read per turn of the I/O loop, not one per frame.
+static void s_stamp_send(tern_client_t *self, int64_t now) {
+    if (self->sent) {
+        self->sent = false;
+        self->last_send = now;
+    }
+}
+
+//  Sends the frames callbacks made (see s_queue_encoded) that are still for
+//  the current session, in order.
+static void s_flush_cb_out(tern_client_t *self) {
+    for (size_t pos = 0; pos < self->cb_out_len;) {
+        uint64_t gen;
+        size_t len;
+        memcpy(&gen, self->cb_out + pos, sizeof gen);
+        memcpy(&len, self->cb_out + pos + sizeof gen, sizeof len);
+        pos += sizeof gen + sizeof len;
+        if (self->state == S_READY && gen == self->gen) {
+            s_send(self, self->cb_out + pos, len, NULL, 0, false);
+        }
+        pos += len;
+    }
+    self->cb_out_len = 0;
 }
 
 static void s_send_simple(tern_client_t *self, tern_cmd_t cmd) {
@@ -386,7 +486,12 @@ static void s_send_pub(tern_client_t *self, s_pub_t *pub) {
     if (self->state != S_READY || pub->sent_gen == self->gen) {
         return;
     }
-    if (s_send(self, pub->hdr, pub->hdr_len, pub->payload, pub->size, true)) {
+    //  The pub keeps its messages for a resend: the socket gets copies
+    //  that share the buffers, so nothing is copied or allocated here.
+    if (self->dealer && s_send_shared(self, &pub->hdr, ZMQ_DONTWAIT | ZMQ_SNDMORE)) {
+        //  The first frame is queued, so the second cannot hit the HWM.
+        s_send_shared(self, &pub->payload, ZMQ_DONTWAIT);
+        self->sent = true;
         pub->sent_gen = self->gen;
     } else {
         self->resend_needed = true;
@@ -572,6 +677,7 @@ static void s_win_unlink(tern_client_t *self, s_pub_t *pub) {
     }
 }
 
+//  PUBACKs come in send order, so the head matches at once in the usual case.
 static s_pub_t *s_win_find(tern_client_t *self, uint64_t req_id) {
     for (s_pub_t *pub = self->win_head; pub; pub = pub->next) {
         if (pub->req_id == req_id) {
@@ -581,7 +687,8 @@ static s_pub_t *s_win_find(tern_client_t *self, uint64_t req_id) {
     return NULL;
 }
 
-//  Completes PUB: runs its callback and frees it. Caller updates inflight.
+//  Completes PUB: runs its callback, frees its messages and keeps it on
+//  pub_done for reuse. Caller updates inflight with s_inflight_done.
 static void s_pub_complete(tern_client_t *self, s_pub_t *pub, const tern_puback_t *ack,
                            tern_err_t code) {
     s_win_unlink(self, pub);
@@ -594,16 +701,29 @@ static void s_pub_complete(tern_client_t *self, s_pub_t *pub, const tern_puback_
     if (pub->fn) {
         pub->fn(&result, pub->arg);
     }
-    free(pub->hdr);
-    free(pub->payload);
-    free(pub);
+    zmq_msg_close(&pub->hdr);
+    zmq_msg_close(&pub->payload);
+    pub->next = self->pub_done;
+    self->pub_done = pub;
 }
 
+//  COUNT publishes completed: frees their window slots and hands the structs
+//  of pub_done back to the publishers, under one lock.
 static void s_inflight_done(tern_client_t *self, size_t count) {
     if (count == 0) {
         return;
     }
+    s_pub_t *done = self->pub_done;
+    self->pub_done = NULL;
+    s_pub_t *last = done;
+    while (last && last->next) {
+        last = last->next;
+    }
     pthread_mutex_lock(&self->mutex);
+    if (last) {
+        last->next = self->pub_free;
+        self->pub_free = done;
+    }
     self->inflight -= count;
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->mutex);
@@ -720,8 +840,46 @@ static void s_handle_reply(tern_client_t *self, const tern_frame_t *frame) {
     s_admin_free(admin);
 }
 
+//  Copies the NUL-terminated S (LEN bytes) to *AT and advances it.
+static const char *s_put_str(char **at, const char *s, size_t len) {
+    char *dst = *at;
+    memcpy(dst, s, len + 1);
+    *at = dst + len + 1;
+    return dst;
+}
+
 static tern_message_t *s_message_new(const tern_frame_t *frame) {
-    tern_message_t *msg = s_alloc(sizeof *msg);
+    //  One block: the struct, the header pointer array, the payload, then
+    //  the strings and the header texts, each NUL-terminated.
+    size_t topic_len = strlen(frame->topic), producer_len = strlen(frame->producer);
+    size_t key_len = strlen(frame->key), trace_len = strlen(frame->trace_id);
+    size_t origin_len = strlen(frame->origin);
+    size_t meta_bytes = 0, count = 0, pos = 0;
+    tern_kv_t kv;
+    if (frame->meta && frame->meta_count) {
+        while (tern_meta_next(frame->meta, frame->meta_size, &pos, &kv)) {
+            meta_bytes += kv.key_len + kv.value_len + 2;
+            count++;
+        }
+    }
+    size_t bytes = sizeof(tern_message_t) + 2 * count * sizeof(char *) + frame->payload_size + 1 +
+                   topic_len + producer_len + key_len + trace_len + origin_len + 5 + meta_bytes;
+    tern_message_t *msg = s_alloc_raw(bytes);
+    memset(msg, 0, sizeof *msg);
+    char **block = (char **)(msg + 1);
+    char *text = (char *)(block + 2 * count);
+    msg->data = (uint8_t *)text;
+    if (frame->payload_size) {
+        memcpy(text, frame->payload, frame->payload_size);
+    }
+    text[frame->payload_size] = '\0';
+    msg->size = frame->payload_size;
+    text += frame->payload_size + 1;
+    msg->topic = s_put_str(&text, frame->topic, topic_len);
+    msg->producer = s_put_str(&text, frame->producer, producer_len);
+    msg->key = s_put_str(&text, frame->key, key_len);
+    msg->trace_id = s_put_str(&text, frame->trace_id, trace_len);
+    msg->origin = s_put_str(&text, frame->origin, origin_len);
     msg->sub_id = frame->sub_id;
     msg->tag = frame->tag;
     msg->msg_id = frame->msg_id;
@@ -731,35 +889,21 @@ static tern_message_t *s_message_new(const tern_frame_t *frame) {
     msg->expire_at_ns = frame->expire_at_ns;
     msg->delivery_count = frame->delivery_count;
     msg->priority = frame->priority;
-    memcpy(msg->topic, frame->topic, sizeof msg->topic);
-    memcpy(msg->producer, frame->producer, sizeof msg->producer);
-    memcpy(msg->key, frame->key, sizeof msg->key);
-    memcpy(msg->trace_id, frame->trace_id, sizeof msg->trace_id);
-    memcpy(msg->origin, frame->origin, sizeof msg->origin);
-    msg->data = s_dup(frame->payload, frame->payload_size);
-    msg->size = frame->payload_size;
-    if (frame->meta && frame->meta_count) {
-        //  One block: the pointer array, then each string NUL-terminated.
-        size_t bytes = 0, count = 0, pos = 0;
-        tern_kv_t kv;
-        while (tern_meta_next(frame->meta, frame->meta_size, &pos, &kv)) {
-            bytes += kv.key_len + kv.value_len + 2;
-            count++;
-        }
-        char **block = s_alloc(2 * count * sizeof(char *) + bytes);
-        char *text = (char *)(block + 2 * count);
+    if (count) {
         pos = 0;
-        for (size_t i = 0; i < count && tern_meta_next(frame->meta, frame->meta_size, &pos, &kv);
-             i++) {
+        size_t i = 0;
+        for (; i < count && tern_meta_next(frame->meta, frame->meta_size, &pos, &kv); i++) {
             block[2 * i] = text;
             memcpy(text, kv.key, kv.key_len);
+            text[kv.key_len] = '\0';
             text += kv.key_len + 1;
             block[2 * i + 1] = text;
             memcpy(text, kv.value, kv.value_len);
+            text[kv.value_len] = '\0';
             text += kv.value_len + 1;
         }
         msg->headers = block;
-        msg->header_count = count;
+        msg->header_count = i;
     }
     return msg;
 }
@@ -813,7 +957,7 @@ static void s_handle_welcome(tern_client_t *self, const tern_frame_t *frame) {
     self->hello_error = TERN_OK;
     self->node_id = frame->node_id;
     snprintf(self->dc, sizeof self->dc, "%s", frame->dc);
-    self->max_payload = frame->max_payload ? frame->max_payload : TERN_PAYLOAD_MAX;
+    atomic_store(&self->max_payload, frame->max_payload ? frame->max_payload : TERN_PAYLOAD_MAX);
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->mutex);
     s_resend_all(self);
@@ -886,6 +1030,10 @@ static void s_handle_socket(tern_client_t *self) {
             zmq_msg_close(&hdr);
             return;
         }
+        if (i == 0) {
+            //  One clock read per drain: its frames arrived together.
+            self->last_recv = s_now_ms();
+        }
         bool has_payload = false;
         zmq_msg_init(&payload);
         if (zmq_msg_more(&hdr)) {
@@ -902,7 +1050,6 @@ static void s_handle_socket(tern_client_t *self) {
                 }
             }
         }
-        self->last_recv = s_now_ms();
         s_handle_frame(self, &hdr, &payload, has_payload);
         zmq_msg_close(&hdr);
         zmq_msg_close(&payload);
@@ -962,37 +1109,44 @@ static bool s_handle_ops(tern_client_t *self) {
     while (op) {
         s_op_t *next = op->next;
         switch (op->type) {
-            case OP_PUB:
-                op->pub->prev = self->win_tail;
+            case OP_PUB: {
+                s_pub_t *pub = (s_pub_t *)op;
+                pub->prev = self->win_tail;
                 if (self->win_tail) {
-                    self->win_tail->next = op->pub;
+                    self->win_tail->next = pub;
                 } else {
-                    self->win_head = op->pub;
+                    self->win_head = pub;
                 }
-                self->win_tail = op->pub;
-                s_send_pub(self, op->pub);
+                self->win_tail = pub;
+                s_send_pub(self, pub);
                 break;
-            case OP_FRAME:
-                if (self->state == S_READY && op->gen == self->gen) {
-                    s_send(self, op->hdr, op->hdr_len, NULL, 0, false);
+            }
+            case OP_FRAME: {
+                s_frame_op_t *fop = (s_frame_op_t *)op;
+                if (self->state == S_READY && fop->gen == self->gen) {
+                    s_send(self, fop->hdr, fop->hdr_len, NULL, 0, false);
                 }
-                free(op->hdr);
+                free(fop);
                 break;
+            }
             case OP_SUB:
                 pthread_mutex_lock(&self->mutex);
-                s_send_subscribe(self, op->sub);
+                s_send_subscribe(self, ((s_sub_op_t *)op)->sub);
                 pthread_mutex_unlock(&self->mutex);
+                free(op);
                 break;
-            case OP_ADMIN:
-                op->admin->next = self->admins;
-                self->admins = op->admin;
-                s_send_admin(self, op->admin);
+            case OP_ADMIN: {
+                s_admin_t *admin = (s_admin_t *)op;
+                admin->next = self->admins;
+                self->admins = admin;
+                s_send_admin(self, admin);
                 break;
+            }
             case OP_CLOSE:
                 running = false;
+                free(op);
                 break;
         }
-        free(op);
         op = next;
     }
     return running;
@@ -1065,6 +1219,7 @@ static long s_poll_timeout(tern_client_t *self, int64_t now) {
 }
 
 static void s_shutdown(tern_client_t *self) {
+    s_flush_cb_out(self);
     if (self->state == S_READY) {
         s_send_simple(self, TERN_CMD_BYE);
     }
@@ -1082,15 +1237,18 @@ static void s_shutdown(tern_client_t *self) {
     while (op) {
         s_op_t *next = op->next;
         if (op->type == OP_PUB) {
-            self->win_head = self->win_tail = op->pub;
-            s_pub_complete(self, op->pub, NULL, TERN_ECLOSED);
+            s_pub_t *pub = (s_pub_t *)op;
+            pub->next = pub->prev = NULL;
+            self->win_head = self->win_tail = pub;
+            s_pub_complete(self, pub, NULL, TERN_ECLOSED);
             count++;
         } else if (op->type == OP_ADMIN) {
-            op->admin->next = self->admins;
-            self->admins = op->admin;
+            s_admin_t *admin = (s_admin_t *)op;
+            admin->next = self->admins;
+            self->admins = admin;
+        } else {
+            free(op);
         }
-        free(op->hdr);
-        free(op);
         op = next;
     }
     s_inflight_done(self, count);
@@ -1153,8 +1311,12 @@ static void *s_io_thread(void *arg) {
         if (monitor_at > 0 && self->monitor && (items[monitor_at].revents & ZMQ_POLLIN)) {
             s_handle_monitor(self);
         }
+        s_flush_cb_out(self);
+        int64_t after = s_now_ms();
+        s_stamp_send(self, after);
         if (running) {
-            s_handle_timers(self, s_now_ms());
+            s_handle_timers(self, after);
+            s_stamp_send(self, after);
         }
     }
     s_shutdown(self);
@@ -1232,7 +1394,7 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
         goto fail;
     }
     self->next_seq = options->producer_seq_start ? options->producer_seq_start : 1;
-    self->max_payload = TERN_PAYLOAD_MAX;
+    atomic_init(&self->max_payload, TERN_PAYLOAD_MAX);
     atomic_init(&self->next_req, 1);
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->wake_fd < 0) {
@@ -1322,6 +1484,12 @@ void tern_client_destroy(tern_client_t **self_p) {
         pthread_cond_destroy(&sub->cond);
         free(sub);
     }
+    free(self->cb_out);
+    while (self->pub_free) {
+        s_pub_t *pub = self->pub_free;
+        self->pub_free = pub->next;
+        free(pub);
+    }
     for (size_t i = 0; i < self->endpoint_count; i++) {
         free(self->endpoints[i]);
     }
@@ -1393,14 +1561,182 @@ size_t tern_client_inflight(tern_client_t *self) {
 //  ---------------------------------------------------------------------------
 //  Publishing
 
+//  Header templates. Most frames a client sends in bulk repeat the one
+//  before but for a few integers: a publisher repeats a few topics with the
+//  same options, so two PUBLISH headers differ only in req_id and
+//  producer_seq; ACKs differ in req_id, sub_id and tag. A template is such a
+//  header encoded by the codec with each of those integers set to 1, plus the
+//  offset of each one's byte, found by encoding again with that one set to 2.
+//  A header is then the template with the integers written in (msgpack's
+//  shortest form, as the codec writes them) instead of a full encode.
+#define S_TPL_INTS 3   /* integers a template leaves open */
+#define S_TPL_MAX  384 /* bytes; a PUBLISH without key, trace or headers fits */
+
+typedef struct {
+    size_t len;               //  template size; 0 = none
+    bool failed;              //  making it failed: the header has another shape
+    size_t ints;              //  integers it leaves open
+    size_t at[S_TPL_INTS];    //  offset of each one's byte, increasing
+    uint8_t bytes[S_TPL_MAX]; //  the header with every open integer = 1
+} s_tpl_t;
+
+//  Writes V in msgpack's shortest unsigned form to OUT; returns its size.
+static size_t s_pack_uint(uint8_t *out, uint64_t v) {
+    if (v < 128) {
+        out[0] = (uint8_t)v;
+        return 1;
+    }
+    size_t n;
+    if (v <= UINT8_MAX) {
+        out[0] = 0xcc;
+        n = 1;
+    } else if (v <= UINT16_MAX) {
+        out[0] = 0xcd;
+        n = 2;
+    } else if (v <= UINT32_MAX) {
+        out[0] = 0xce;
+        n = 4;
+    } else {
+        out[0] = 0xcf;
+        n = 8;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[n - i] = (uint8_t)(v >> (8 * i)); //  big-endian
+    }
+    return n + 1;
+}
+
+//  Writes T with the open integers set to VALUES into OUT; returns the size.
+static size_t s_tpl_fill(const s_tpl_t *t, const uint64_t *values, uint8_t *out) {
+    size_t n = 0, from = 0;
+    for (size_t i = 0; i < t->ints; i++) {
+        memcpy(out + n, t->bytes + from, t->at[i] - from);
+        n += t->at[i] - from;
+        n += s_pack_uint(out + n, values[i]);
+        from = t->at[i] + 1;
+    }
+    memcpy(out + n, t->bytes + from, t->len - from);
+    return n + t->len - from;
+}
+
+//  Makes T the template of FRAME (a copy the caller lets us change) with
+//  the COUNT integers FIELDS (pointers into FRAME, in wire order) left
+//  open. FRAME must be valid whatever those integers are. Leaves T->len 0
+//  if the header does not have the expected shape.
+static void s_tpl_make(s_tpl_t *t, tern_frame_t *frame, uint64_t *const *fields, size_t count) {
+    uint8_t *other = tl_meta; //  scratch: templates are for frames without metadata
+    size_t len, len2;
+    t->len = 0;
+    t->failed = true; //  until it is made
+    for (size_t i = 0; i < count; i++) {
+        *fields[i] = 1;
+    }
+    if (count > S_TPL_INTS ||
+        tern_frame_encode(frame, t->bytes, sizeof t->bytes, &len) != TERN_OK) {
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        *fields[i] = 2;
+        tern_err_t rc = tern_frame_encode(frame, other, sizeof tl_meta, &len2);
+        *fields[i] = 1;
+        if (rc != TERN_OK || len2 != len) {
+            return;
+        }
+        size_t at = 0, diffs = 0;
+        for (size_t k = 0; k < len; k++) {
+            if (t->bytes[k] != other[k]) {
+                at = k;
+                diffs++;
+            }
+        }
+        if (diffs != 1 || t->bytes[at] != 1 || (i > 0 && at <= t->at[i - 1])) {
+            return;
+        }
+        t->at[i] = at;
+    }
+    t->ints = count;
+    t->len = len;
+    t->failed = false;
+}
+
+//  The PUBLISH templates of this thread, by topic, producer and options.
+//  A key gets its template the second time it is seen, so that publishes
+//  that never repeat cost no template making.
+#define S_PUB_TPLS 4 /* per thread */
+
+typedef struct {
+    size_t topic_len;                 //  topic length
+    char topic[TERN_TOPIC_MAX + 1];   //  topic ("" = free slot)
+    char producer[TERN_NAME_MAX + 1]; //  producer id, "" = published without one
+    int priority;                     //  priority
+    uint32_t ttl_ms;                  //  ttl_ms
+    int ttl_class;                    //  ttl_class (0 when ttl_ms is set)
+    s_tpl_t tpl;                      //  len 0 = key seen once
+} s_pub_tpl_t;
+
+static _Thread_local s_pub_tpl_t tl_pub_tpl[S_PUB_TPLS];
+static _Thread_local unsigned tl_pub_tpl_next; //  slot to replace next
+static _Thread_local s_tpl_t tl_ack_tpl[2];    //  ACK, ACK cumulative
+
+static s_pub_tpl_t *s_pub_tpl_find(const tern_pub_options_t *msg, size_t topic_len,
+                                   const char *producer) {
+    for (int i = 0; i < S_PUB_TPLS; i++) {
+        s_pub_tpl_t *t = &tl_pub_tpl[i];
+        if (t->topic_len == topic_len && t->topic[0] && t->priority == msg->priority &&
+            t->ttl_ms == msg->ttl_ms && t->ttl_class == (msg->ttl_ms ? 0 : msg->ttl_class) &&
+            memcmp(t->topic, msg->topic, topic_len) == 0 && strcmp(t->producer, producer) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+//  Validates MSG and encodes its PUBLISH header into tl_header (*LEN bytes).
 static tern_err_t s_build_publish(tern_client_t *self, const tern_pub_options_t *msg,
-                                  uint64_t producer_seq, s_pub_t *pub) {
+                                  uint64_t producer_seq, uint64_t req_id, size_t *len) {
+    size_t topic_len = strlen(msg->topic);
+    bool with_producer = self->options.idempotent || msg->producer_seq;
+    const char *producer = with_producer ? self->producer : "";
+    bool simple = !(msg->key && msg->key[0]) && !(msg->trace_id && msg->trace_id[0]) &&
+                  msg->header_count == 0 && topic_len <= TERN_TOPIC_MAX;
+    s_pub_tpl_t *tpl = simple ? s_pub_tpl_find(msg, topic_len, producer) : NULL;
+    if (tpl && tpl->tpl.len) {
+        uint64_t values[2] = {req_id, producer_seq};
+        *len = s_tpl_fill(&tpl->tpl, values, tl_header);
+#ifndef NDEBUG
+        //  Checked builds compare with the codec's own encoding.
+        tern_frame_t check;
+        tern_frame_init(&check, TERN_CMD_PUBLISH);
+        check.req_id = req_id;
+        memcpy(check.topic, msg->topic, topic_len + 1);
+        check.fields |= TERN_F_TOPIC | TERN_F_PRIORITY;
+        if (with_producer) {
+            memcpy(check.producer, self->producer, sizeof check.producer);
+            check.producer_seq = producer_seq;
+            check.fields |= TERN_F_PRODUCER;
+        }
+        check.priority = (uint8_t)msg->priority;
+        if (msg->ttl_ms) {
+            check.ttl_ms = msg->ttl_ms;
+            check.fields |= TERN_F_TTL;
+        } else {
+            check.ttl_class = (uint8_t)msg->ttl_class;
+        }
+        size_t check_len;
+        assert(tern_frame_encode(&check, tl_meta, sizeof tl_meta, &check_len) == TERN_OK);
+        assert(check_len == *len && memcmp(tl_meta, tl_header, check_len) == 0);
+#endif
+        return TERN_OK;
+    }
     tern_frame_t frame;
     tern_frame_init(&frame, TERN_CMD_PUBLISH);
-    frame.req_id = pub->req_id;
-    size_t topic_len = strlen(msg->topic);
-    if (!tern_topic_valid(msg->topic, topic_len)) {
-        return TERN_ETOPIC;
+    frame.req_id = req_id;
+    if (topic_len != tl_topic_len || memcmp(msg->topic, tl_topic, topic_len) != 0) {
+        if (!tern_topic_valid(msg->topic, topic_len)) {
+            return TERN_ETOPIC;
+        }
+        memcpy(tl_topic, msg->topic, topic_len + 1); //  valid, so it fits
+        tl_topic_len = topic_len;
     }
     memcpy(frame.topic, msg->topic, topic_len + 1);
     frame.fields |= TERN_F_TOPIC;
@@ -1452,7 +1788,28 @@ static tern_err_t s_build_publish(tern_client_t *self, const tern_pub_options_t 
     }
     //  The payload travels as its own frame, checked against the broker's
     //  max_payload by the caller, so the codec does not see it.
-    return s_encode(&frame, &pub->hdr, &pub->hdr_len);
+    tern_err_t rc = tern_frame_encode(&frame, tl_header, sizeof tl_header, len);
+    if (rc == TERN_OK && simple) {
+        if (tpl) {
+            if (!tpl->tpl.failed) {
+                //  Seen twice: worth a template (tried once).
+                uint64_t *fields[2] = {&frame.req_id, &frame.producer_seq};
+                s_tpl_make(&tpl->tpl, &frame, fields, with_producer ? 2 : 1);
+            }
+        } else {
+            //  Seen once: remember the key only.
+            tpl = &tl_pub_tpl[tl_pub_tpl_next++ % S_PUB_TPLS];
+            tpl->tpl.len = 0;
+            tpl->tpl.failed = false;
+            tpl->topic_len = topic_len;
+            memcpy(tpl->topic, msg->topic, topic_len + 1);
+            snprintf(tpl->producer, sizeof tpl->producer, "%s", producer);
+            tpl->priority = msg->priority;
+            tpl->ttl_ms = msg->ttl_ms;
+            tpl->ttl_class = msg->ttl_ms ? 0 : msg->ttl_class;
+        }
+    }
+    return rc;
 }
 
 tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg, tern_pub_fn *fn,
@@ -1463,26 +1820,30 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
         (msg->header_count && !msg->headers)) {
         return TERN_EINVAL;
     }
-    pthread_mutex_lock(&self->mutex);
-    uint32_t max_payload = self->max_payload;
-    pthread_mutex_unlock(&self->mutex);
-    if (msg->size > max_payload) {
+    if (msg->size > atomic_load_explicit(&self->max_payload, memory_order_relaxed)) {
         return TERN_ETOOBIG;
     }
-    s_pub_t *pub = s_alloc(sizeof *pub);
-    pub->req_id = atomic_fetch_add(&self->next_req, 1);
-    pub->fn = fn;
-    pub->arg = arg;
-
-    //  Reserve a window slot and a producer_seq, in call order.
+    //  The payload is copied once, outside the lock, into the message that
+    //  every send of this publish shares.
+    zmq_msg_t payload;
+    s_msg_init(&payload, msg->payload, msg->size);
+    uint64_t req_id = atomic_fetch_add(&self->next_req, 1);
     int block_ms = self->options.publish_block_ms;
     if (block_ms != 0 && s_on_io_thread(self)) {
         block_ms = 0;
     }
-    struct timespec deadline = s_abs_deadline(block_ms < 0 ? 0 : block_ms);
+    struct timespec deadline;
+    bool have_deadline = false;
+
+    //  Reserve a window slot and a producer_seq, encode and queue, in call
+    //  order, under one lock.
     tern_err_t rc = TERN_OK;
     pthread_mutex_lock(&self->mutex);
     while (!self->closing && self->inflight >= self->options.window) {
+        if (block_ms != 0 && !have_deadline) {
+            deadline = s_abs_deadline(block_ms < 0 ? 0 : block_ms);
+            have_deadline = true;
+        }
         if (block_ms == 0 || !s_wait(&self->cond, &self->mutex, block_ms, &deadline)) {
             rc = TERN_EBUSY;
             break;
@@ -1491,24 +1852,33 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
     if (self->closing) {
         rc = TERN_ECLOSED;
     }
+    size_t hdr_len = 0;
+    uint64_t producer_seq = 0;
     if (rc == TERN_OK) {
-        pub->producer_seq = msg->producer_seq ? msg->producer_seq : self->next_seq++;
-        rc = s_build_publish(self, msg, pub->producer_seq, pub);
+        producer_seq = msg->producer_seq ? msg->producer_seq : self->next_seq++;
+        rc = s_build_publish(self, msg, producer_seq, req_id, &hdr_len);
     }
     if (rc == TERN_OK) {
-        pub->payload = s_dup(msg->payload, msg->size);
-        pub->size = msg->size;
+        s_pub_t *pub = self->pub_free;
+        if (pub) {
+            self->pub_free = pub->next;
+            memset(pub, 0, sizeof *pub);
+        } else {
+            pub = s_alloc(sizeof *pub);
+        }
+        pub->op.type = OP_PUB;
+        pub->req_id = req_id;
+        pub->producer_seq = producer_seq;
+        pub->fn = fn;
+        pub->arg = arg;
+        s_msg_init(&pub->hdr, tl_header, hdr_len);
+        zmq_msg_init(&pub->payload);
+        zmq_msg_move(&pub->payload, &payload);
         self->inflight++;
-        s_op_t *op = s_alloc(sizeof *op);
-        op->type = OP_PUB;
-        op->pub = pub;
-        s_push_op(self, op);
+        s_push_op(self, &pub->op);
     }
     pthread_mutex_unlock(&self->mutex);
-    if (rc != TERN_OK) {
-        free(pub->hdr);
-        free(pub);
-    }
+    zmq_msg_close(&payload); //  empty when moved
     return rc;
 }
 
@@ -1637,10 +2007,10 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
     }
     sub->next = self->subs;
     self->subs = sub;
-    s_op_t *op = s_alloc(sizeof *op);
-    op->type = OP_SUB;
+    s_sub_op_t *op = s_alloc(sizeof *op);
+    op->op.type = OP_SUB;
     op->sub = sub;
-    s_push_op(self, op);
+    s_push_op(self, &op->op);
     while (!waiter->done) {
         if (!s_wait(&self->cond, &self->mutex, timeout_ms, &deadline)) {
             break;
@@ -1703,18 +2073,52 @@ tern_err_t tern_subscription_next(tern_subscription_t *sub, int timeout_ms,
     return rc;
 }
 
-//  Encodes and queues a frame addressed to SUB's current session. Mutex held.
-static tern_err_t s_queue_sub_frame(tern_client_t *self, tern_frame_t *frame, uint64_t gen) {
-    s_op_t *op = s_alloc(sizeof *op);
-    tern_err_t rc = s_encode(frame, &op->hdr, &op->hdr_len);
-    if (rc != TERN_OK) {
-        free(op);
-        return rc;
+//  Queues the frame encoded in tl_header (LEN bytes) for session GEN; on
+//  the I/O thread (a callback) sends it at once instead. Mutex held.
+static void s_queue_encoded(tern_client_t *self, size_t len, uint64_t gen) {
+    if (s_on_io_thread(self)) {
+        //  A callback: no op, no wake-up. The frame waits in cb_out until
+        //  the I/O loop's turn ends, so that a drain's acks go out in one
+        //  burst (one send after each receive wakes libzmq's I/O thread far
+        //  more often). Frames queued by other threads may go out after it;
+        //  none depends on an ack.
+        size_t need = self->cb_out_len + sizeof gen + sizeof len + len;
+        if (need > self->cb_out_cap) {
+            size_t cap = self->cb_out_cap ? self->cb_out_cap : 4096;
+            while (cap < need) {
+                cap *= 2;
+            }
+            uint8_t *grown = realloc(self->cb_out, cap);
+            if (!grown) {
+                s_oom(cap);
+            }
+            self->cb_out = grown;
+            self->cb_out_cap = cap;
+        }
+        uint8_t *at = self->cb_out + self->cb_out_len;
+        memcpy(at, &gen, sizeof gen);
+        memcpy(at + sizeof gen, &len, sizeof len);
+        memcpy(at + sizeof gen + sizeof len, tl_header, len);
+        self->cb_out_len = need;
+        return;
     }
-    op->type = OP_FRAME;
+    s_frame_op_t *op = s_alloc_raw(sizeof *op + len);
+    op->op.type = OP_FRAME;
     op->gen = gen;
-    s_push_op(self, op);
-    return TERN_OK;
+    op->hdr_len = len;
+    memcpy(op->hdr, tl_header, len);
+    s_push_op(self, &op->op);
+}
+
+//  Encodes and queues a frame addressed to SUB's current session GEN (see
+//  s_queue_encoded). Mutex held.
+static tern_err_t s_queue_sub_frame(tern_client_t *self, tern_frame_t *frame, uint64_t gen) {
+    size_t len;
+    tern_err_t rc = tern_frame_encode(frame, tl_header, sizeof tl_header, &len);
+    if (rc == TERN_OK) {
+        s_queue_encoded(self, len, gen);
+    }
+    return rc;
 }
 
 tern_err_t tern_subscription_credit(tern_subscription_t *sub, uint32_t n) {
@@ -1766,9 +2170,7 @@ tern_err_t tern_unsubscribe(tern_subscription_t **sub_p) {
     while (sub->head) {
         tern_message_t *msg = sub->head;
         sub->head = msg->next;
-        free(msg->headers);
-        free(msg->data);
-        free(msg);
+        free(msg); //  one block
     }
     sub->tail = NULL;
     sub->queued = 0;
@@ -1852,41 +2254,73 @@ const char *tern_message_header_get(const tern_message_t *msg, const char *key) 
     return NULL;
 }
 
-//  Settles MSG with FRAME (ACK, NACK or TERM): checks that its session and
-//  subscription are still current, then queues the frame.
-static tern_err_t s_settle(tern_message_t *msg, tern_frame_t *frame) {
+static void s_ack_frame(tern_frame_t *frame, bool cumulative) {
+    tern_frame_init(frame, TERN_CMD_ACK);
+    if (cumulative) {
+        frame->cumulative = true;
+        frame->fields |= TERN_F_CUMULATIVE;
+    }
+}
+
+//  Settles MSG with FRAME (ACK, NACK or TERM), or with the ACK template TPL
+//  when FRAME is NULL: checks that its session and subscription are still
+//  current, then queues the frame. With both, FRAME is an ACK that TPL is
+//  to be made from.
+static tern_err_t s_settle(tern_message_t *msg, tern_frame_t *frame, s_tpl_t *tpl) {
     if (!msg || !msg->sub) {
         return TERN_EINVAL;
     }
     tern_client_t *self = msg->sub->client;
-    frame->req_id = atomic_fetch_add(&self->next_req, 1);
-    frame->sub_id = msg->sub_id;
-    frame->tag = msg->tag;
+    uint64_t values[3] = {atomic_fetch_add(&self->next_req, 1), msg->sub_id, msg->tag};
+    //  Encoded before the lock: nothing in it depends on the session.
+    size_t len = 0;
+    tern_err_t rc = TERN_OK;
+    if (frame) {
+        if (tpl) {
+            tern_frame_t f = *frame;
+            uint64_t *fields[3] = {&f.req_id, &f.sub_id, &f.tag};
+            s_tpl_make(tpl, &f, fields, 3);
+        }
+        frame->req_id = values[0];
+        frame->sub_id = values[1];
+        frame->tag = values[2];
+        rc = tern_frame_encode(frame, tl_header, sizeof tl_header, &len);
+    } else {
+        len = s_tpl_fill(tpl, values, tl_header);
+#ifndef NDEBUG
+        //  Checked builds compare with the codec's own encoding.
+        tern_frame_t check;
+        s_ack_frame(&check, tpl == &tl_ack_tpl[1]);
+        check.req_id = values[0];
+        check.sub_id = values[1];
+        check.tag = values[2];
+        size_t check_len;
+        assert(tern_frame_encode(&check, tl_meta, sizeof tl_meta, &check_len) == TERN_OK);
+        assert(check_len == len && memcmp(tl_meta, tl_header, len) == 0);
+#endif
+    }
     pthread_mutex_lock(&self->mutex);
-    tern_err_t rc;
     if (msg->settled) {
         rc = TERN_ESTATE;
     } else if (msg->sub->closed || self->closing || msg->gen != self->gen ||
                msg->sub->gen != msg->gen) {
         rc = TERN_ECLOSED;
-    } else {
-        rc = s_queue_sub_frame(self, frame, msg->gen);
-        if (rc == TERN_OK) {
-            msg->settled = true;
-        }
+    } else if (rc == TERN_OK) {
+        s_queue_encoded(self, len, msg->gen);
+        msg->settled = true;
     }
     pthread_mutex_unlock(&self->mutex);
     return rc;
 }
 
 tern_err_t tern_message_ack(tern_message_t *msg, bool cumulative) {
-    tern_frame_t frame;
-    tern_frame_init(&frame, TERN_CMD_ACK);
-    if (cumulative) {
-        frame.cumulative = true;
-        frame.fields |= TERN_F_CUMULATIVE;
+    s_tpl_t *tpl = &tl_ack_tpl[cumulative ? 1 : 0];
+    if (tpl->len) {
+        return s_settle(msg, NULL, tpl);
     }
-    return s_settle(msg, &frame);
+    tern_frame_t frame;
+    s_ack_frame(&frame, cumulative);
+    return s_settle(msg, &frame, tpl->failed ? NULL : tpl);
 }
 
 tern_err_t tern_message_nack(tern_message_t *msg, int64_t delay_ms) {
@@ -1896,7 +2330,7 @@ tern_err_t tern_message_nack(tern_message_t *msg, int64_t delay_ms) {
         frame.delay_ms = delay_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)delay_ms;
         frame.fields |= TERN_F_DELAY;
     }
-    return s_settle(msg, &frame);
+    return s_settle(msg, &frame, NULL);
 }
 
 tern_err_t tern_message_term(tern_message_t *msg, const char *reason) {
@@ -1909,7 +2343,7 @@ tern_err_t tern_message_term(tern_message_t *msg, const char *reason) {
         snprintf(frame.reason, sizeof frame.reason, "%s", reason);
         frame.fields |= TERN_F_REASON;
     }
-    return s_settle(msg, &frame);
+    return s_settle(msg, &frame, NULL);
 }
 
 void tern_message_destroy(tern_message_t **msg_p) {
@@ -1918,9 +2352,7 @@ void tern_message_destroy(tern_message_t **msg_p) {
     }
     tern_message_t *msg = *msg_p;
     *msg_p = NULL;
-    free(msg->headers);
-    free(msg->data);
-    free(msg);
+    free(msg); //  one block: strings, headers and payload included
 }
 
 //  ---------------------------------------------------------------------------
@@ -1985,10 +2417,8 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
         free(waiter);
         return TERN_ECLOSED;
     }
-    s_op_t *op = s_alloc(sizeof *op);
-    op->type = OP_ADMIN;
-    op->admin = admin;
-    s_push_op(self, op);
+    admin->op.type = OP_ADMIN;
+    s_push_op(self, &admin->op);
     while (!waiter->done) {
         if (!s_wait(&self->cond, &self->mutex, timeout_ms, &deadline)) {
             break;

@@ -193,75 +193,30 @@ static const s_cmd_t *s_cmd(int cmd) {
 //  Character classes, one table lookup per byte on the hot path.
 #define C_TOPIC 1 //  [A-Za-z0-9_-]: topic tokens
 #define C_NAME  2 //  [A-Za-z0-9_.:-]: names
-#define C_HEX   4 //  [0-9a-f]: lowercase hex in traceparents
 
 static const uint8_t s_class[256] = {
-    ['-'] = C_TOPIC | C_NAME,
-    ['_'] = C_TOPIC | C_NAME,
-    ['.'] = C_NAME,
-    [':'] = C_NAME,
-    ['0'] = C_TOPIC | C_NAME | C_HEX,
-    ['1'] = C_TOPIC | C_NAME | C_HEX,
-    ['2'] = C_TOPIC | C_NAME | C_HEX,
-    ['3'] = C_TOPIC | C_NAME | C_HEX,
-    ['4'] = C_TOPIC | C_NAME | C_HEX,
-    ['5'] = C_TOPIC | C_NAME | C_HEX,
-    ['6'] = C_TOPIC | C_NAME | C_HEX,
-    ['7'] = C_TOPIC | C_NAME | C_HEX,
-    ['8'] = C_TOPIC | C_NAME | C_HEX,
-    ['9'] = C_TOPIC | C_NAME | C_HEX,
-    ['a'] = C_TOPIC | C_NAME | C_HEX,
-    ['b'] = C_TOPIC | C_NAME | C_HEX,
-    ['c'] = C_TOPIC | C_NAME | C_HEX,
-    ['d'] = C_TOPIC | C_NAME | C_HEX,
-    ['e'] = C_TOPIC | C_NAME | C_HEX,
-    ['f'] = C_TOPIC | C_NAME | C_HEX,
-    ['g'] = C_TOPIC | C_NAME,
-    ['h'] = C_TOPIC | C_NAME,
-    ['i'] = C_TOPIC | C_NAME,
-    ['j'] = C_TOPIC | C_NAME,
-    ['k'] = C_TOPIC | C_NAME,
-    ['l'] = C_TOPIC | C_NAME,
-    ['m'] = C_TOPIC | C_NAME,
-    ['n'] = C_TOPIC | C_NAME,
-    ['o'] = C_TOPIC | C_NAME,
-    ['p'] = C_TOPIC | C_NAME,
-    ['q'] = C_TOPIC | C_NAME,
-    ['r'] = C_TOPIC | C_NAME,
-    ['s'] = C_TOPIC | C_NAME,
-    ['t'] = C_TOPIC | C_NAME,
-    ['u'] = C_TOPIC | C_NAME,
-    ['v'] = C_TOPIC | C_NAME,
-    ['w'] = C_TOPIC | C_NAME,
-    ['x'] = C_TOPIC | C_NAME,
-    ['y'] = C_TOPIC | C_NAME,
-    ['z'] = C_TOPIC | C_NAME,
-    ['A'] = C_TOPIC | C_NAME,
-    ['B'] = C_TOPIC | C_NAME,
-    ['C'] = C_TOPIC | C_NAME,
-    ['D'] = C_TOPIC | C_NAME,
-    ['E'] = C_TOPIC | C_NAME,
-    ['F'] = C_TOPIC | C_NAME,
-    ['G'] = C_TOPIC | C_NAME,
-    ['H'] = C_TOPIC | C_NAME,
-    ['I'] = C_TOPIC | C_NAME,
-    ['J'] = C_TOPIC | C_NAME,
-    ['K'] = C_TOPIC | C_NAME,
-    ['L'] = C_TOPIC | C_NAME,
-    ['M'] = C_TOPIC | C_NAME,
-    ['N'] = C_TOPIC | C_NAME,
-    ['O'] = C_TOPIC | C_NAME,
-    ['P'] = C_TOPIC | C_NAME,
-    ['Q'] = C_TOPIC | C_NAME,
-    ['R'] = C_TOPIC | C_NAME,
-    ['S'] = C_TOPIC | C_NAME,
-    ['T'] = C_TOPIC | C_NAME,
-    ['U'] = C_TOPIC | C_NAME,
-    ['V'] = C_TOPIC | C_NAME,
-    ['W'] = C_TOPIC | C_NAME,
-    ['X'] = C_TOPIC | C_NAME,
-    ['Y'] = C_TOPIC | C_NAME,
-    ['Z'] = C_TOPIC | C_NAME,
+    ['-'] = C_TOPIC | C_NAME, ['_'] = C_TOPIC | C_NAME, ['.'] = C_NAME,
+    [':'] = C_NAME,           ['0'] = C_TOPIC | C_NAME, ['1'] = C_TOPIC | C_NAME,
+    ['2'] = C_TOPIC | C_NAME, ['3'] = C_TOPIC | C_NAME, ['4'] = C_TOPIC | C_NAME,
+    ['5'] = C_TOPIC | C_NAME, ['6'] = C_TOPIC | C_NAME, ['7'] = C_TOPIC | C_NAME,
+    ['8'] = C_TOPIC | C_NAME, ['9'] = C_TOPIC | C_NAME, ['a'] = C_TOPIC | C_NAME,
+    ['b'] = C_TOPIC | C_NAME, ['c'] = C_TOPIC | C_NAME, ['d'] = C_TOPIC | C_NAME,
+    ['e'] = C_TOPIC | C_NAME, ['f'] = C_TOPIC | C_NAME, ['g'] = C_TOPIC | C_NAME,
+    ['h'] = C_TOPIC | C_NAME, ['i'] = C_TOPIC | C_NAME, ['j'] = C_TOPIC | C_NAME,
+    ['k'] = C_TOPIC | C_NAME, ['l'] = C_TOPIC | C_NAME, ['m'] = C_TOPIC | C_NAME,
+    ['n'] = C_TOPIC | C_NAME, ['o'] = C_TOPIC | C_NAME, ['p'] = C_TOPIC | C_NAME,
+    ['q'] = C_TOPIC | C_NAME, ['r'] = C_TOPIC | C_NAME, ['s'] = C_TOPIC | C_NAME,
+    ['t'] = C_TOPIC | C_NAME, ['u'] = C_TOPIC | C_NAME, ['v'] = C_TOPIC | C_NAME,
+    ['w'] = C_TOPIC | C_NAME, ['x'] = C_TOPIC | C_NAME, ['y'] = C_TOPIC | C_NAME,
+    ['z'] = C_TOPIC | C_NAME, ['A'] = C_TOPIC | C_NAME, ['B'] = C_TOPIC | C_NAME,
+    ['C'] = C_TOPIC | C_NAME, ['D'] = C_TOPIC | C_NAME, ['E'] = C_TOPIC | C_NAME,
+    ['F'] = C_TOPIC | C_NAME, ['G'] = C_TOPIC | C_NAME, ['H'] = C_TOPIC | C_NAME,
+    ['I'] = C_TOPIC | C_NAME, ['J'] = C_TOPIC | C_NAME, ['K'] = C_TOPIC | C_NAME,
+    ['L'] = C_TOPIC | C_NAME, ['M'] = C_TOPIC | C_NAME, ['N'] = C_TOPIC | C_NAME,
+    ['O'] = C_TOPIC | C_NAME, ['P'] = C_TOPIC | C_NAME, ['Q'] = C_TOPIC | C_NAME,
+    ['R'] = C_TOPIC | C_NAME, ['S'] = C_TOPIC | C_NAME, ['T'] = C_TOPIC | C_NAME,
+    ['U'] = C_TOPIC | C_NAME, ['V'] = C_TOPIC | C_NAME, ['W'] = C_TOPIC | C_NAME,
+    ['X'] = C_TOPIC | C_NAME, ['Y'] = C_TOPIC | C_NAME, ['Z'] = C_TOPIC | C_NAME,
 };
 
 static inline bool s_topic_char(unsigned char c) {
@@ -350,14 +305,18 @@ bool tern_name_valid(const char *name, size_t len) {
 }
 
 static bool s_lower_hex(const char *s, size_t len, bool nonzero) {
-    unsigned ok = C_HEX;
-    unsigned any = 0;
+    //  Arithmetic, not the class table, so the compiler can check 16 bytes
+    //  at a time (a trace id is checked on every publish and delivery).
+    uint8_t bad = 0;
+    uint8_t any = 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        ok &= s_class[c];
-        any |= c ^ '0';
+        uint8_t c = (uint8_t)s[i];
+        uint8_t digit = (uint8_t)(c - '0') < 10;
+        uint8_t lower = (uint8_t)(c - 'a') < 6;
+        bad |= (uint8_t)((digit | lower) ^ 1);
+        any |= (uint8_t)(c ^ '0');
     }
-    return ok != 0 && (!nonzero || any != 0);
+    return bad == 0 && (!nonzero || any != 0);
 }
 
 bool tern_trace_valid(const char *trace, size_t len) {

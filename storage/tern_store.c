@@ -34,7 +34,7 @@ enum {
     S_TOPIC_IDS,  //  topic id BE32 -> topic name
     S_LOG,        //  topic BE32 + seq BE64 -> record (MDB_APPEND for the newest topic)
     S_PRIO,       //  topic BE32 + priority u8 + seq BE64 -> empty
-    S_MSGID,      //  msg_id BE64 -> topic BE32 + seq BE64
+    S_MSGID,      //  msg_id BE64 -> msgid value (S_MSGID_SIZE), also history of removed ones
     S_DEDUP,      //  producer + NUL + producer_seq BE64 -> dedup value (S_DEDUP_SIZE)
     S_DEDUP_PROD, //  producer -> entry count (LE64), written once per commit
     S_EXPIRY,     //  expire_at_ns BE64 + topic BE32 + seq BE64 -> empty
@@ -45,19 +45,32 @@ enum {
     S_PEERS,      //  peer name -> confirmed position (LE64)
     S_INBOUND,    //  origin name -> applied position (LE64)
     S_TRACE,      //  topic BE32 + seq BE64 + event stamp BE64 -> trace event
-    S_TRACE_MSG,  //  msg_id BE64 -> topic BE32 + seq BE64 + stored at_ns LE64
     S_TRACE_CONF, //  peer + NUL + confirmed BE64 -> recorded at_ns LE64 + previous LE64
     S_DBI_COUNT
 };
 
 static const char *s_dbi_names[S_DBI_COUNT] = {
-    "meta",   "topics",     "topic_ids", "log",    "prio",      "msgid",
-    "dedup",  "dedup_prod", "expiry",    "groups", "pending",   "dlq",
-    "outbox", "peers",      "inbound",   "trace",  "trace_msg", "trace_conf"};
+    "meta",   "topics",  "topic_ids", "log",    "prio",  "msgid",   "dedup", "dedup_prod", "expiry",
+    "groups", "pending", "dlq",       "outbox", "peers", "inbound", "trace", "trace_conf"};
 
 #define S_META_OUTBOX_LAST "store.outbox_last"
 #define S_META_TOPIC_NEXT  "store.topic_last_id"
 #define S_META_FORMAT      "store.format"
+#define S_META_TRACE_NEXT  "store.trace_next"
+
+/*  msgid value (format 3): where the message is, when it was stored and its
+    outbox position; kept after the message is removed for as long as its
+    history (trace_retention_ms), so it also serves tern_store_trace_find and
+    tern_store_trace_outbox. */
+#define M_TOPIC      0  //  BE32 topic id
+#define M_SEQ        4  //  BE64 seq
+#define M_AT         12 //  LE64 commit time of the append (the STORED event's at_ns)
+#define M_POSITION   20 //  LE64 outbox position (0: not local, never shipped)
+#define M_FLAGS      28 //  u8 S_MSGID_* bits
+#define S_MSGID_SIZE 29
+#define S_MSGID_REMOVED                                                                            \
+    1 //  the message left the log; the entry is history (its STORED event is written)
+#define S_MSGID_SWEPT 2 //  the message is still stored; its history was swept
 
 /*  Log record layout (little-endian, version 1). The CRC32C covers every byte
     after the CRC field. Variable parts follow the fixed header in this order:
@@ -133,6 +146,7 @@ struct tern_store_t {
     uint64_t outbox_last;                  //  writer: last outbox position
     uint64_t topic_next;                   //  writer: last topic id assigned
     uint64_t trace_stamp;                  //  writer: last trace event stamp (ns, unique)
+    uint64_t trace_next;                   //  writer: msg_id where the next trace sweep starts
     uint8_t dedup_next[TERN_NAME_MAX + 2]; //  writer: where the next dedup sweep resumes
     size_t dedup_next_len;                 //  its length (0: from the first producer)
     _Atomic uint64_t map_size;             //  current map size
@@ -455,6 +469,7 @@ typedef struct {
     size_t appended;                       //  appends tried in this attempt
     uint64_t outbox_last;                  //  copies of the store's writer state
     uint64_t topic_next;                   //  ...
+    uint64_t trace_next;                   //  ...
     int64_t d_topics;                      //  topic count delta
     int64_t d_dedup;                       //  dedup entry delta
     uint64_t expired;                      //  messages removed by TTL
@@ -1032,6 +1047,74 @@ static int s_first_seq(s_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t 
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static int s_del_prefix(s_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen,
+                        uint64_t *count);
+static int s_trace_put_at(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t stamp,
+                          uint64_t at_ns, uint8_t type, const char *group, size_t glen,
+                          uint32_t count, const char *detail, size_t dlen, uint64_t msg_id,
+                          uint64_t expire_at_ns);
+
+//  The trace id and origin of a parsed record (borrowed, not terminated).
+static void s_record_trace(const s_record_t *rec, const char **trace_id, size_t *trlen,
+                           const char **origin, size_t *olen) {
+    const uint8_t *p = rec->base;
+    const uint8_t *at = p + R_HEADER + p[R_PRODUCER_LEN] + p[R_KEY_LEN];
+    *trace_id = (const char *)at;
+    *trlen = p[R_TRACE_LEN];
+    *origin = (const char *)at + p[R_TRACE_LEN];
+    *olen = p[R_ORIGIN_LEN];
+}
+
+//  The msgid entry of REC (stored at TOPIC_ID, SEQ), which is leaving the log:
+//  deleted when no history is kept (trace off, or already swept), else kept
+//  as history with the STORED event written now (stamp 0: first among the
+//  message's events), with the at_ns a scan reported while it was stored.
+//  History already past retention that the sweep did not reach yet goes now.
+static int s_msgid_release(s_txn_t *ctx, const s_record_t *rec, uint32_t topic_id, uint64_t seq) {
+    //  Copied first: the record may sit on a dirty page that writes below
+    //  could spill.
+    char trace_id[TERN_TRACE_MAX], origin[TERN_NAME_MAX];
+    const char *tp, *op;
+    size_t trlen, olen;
+    s_record_trace(rec, &tp, &trlen, &op, &olen);
+    memcpy(trace_id, tp, trlen);
+    memcpy(origin, op, olen);
+    uint64_t msg_id = rec->msg_id, expire_at_ns = rec->expire_at_ns;
+    uint8_t key[8];
+    s_be64_put(key, msg_id);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    const uint8_t *cur = v.mv_data;
+    if (v.mv_size != S_MSGID_SIZE || s_be32_get(cur + M_TOPIC) != topic_id ||
+        s_be64_get(cur + M_SEQ) != seq || (cur[M_FLAGS] & S_MSGID_REMOVED)) {
+        return 0; //  not this message's entry (or damaged): leave it
+    }
+    uint8_t val[S_MSGID_SIZE];
+    memcpy(val, cur, S_MSGID_SIZE);
+    uint64_t retention_ns = ctx->store->config.trace_retention_ms * 1000000ull;
+    uint64_t at = s_le64_get(val + M_AT);
+    if (!retention_ns || (val[M_FLAGS] & S_MSGID_SWEPT)) {
+        return s_del(ctx->txn, ctx->dbi[S_MSGID], key, 8);
+    }
+    uint64_t cutoff = ctx->now_ns > retention_ns ? ctx->now_ns - retention_ns : 0;
+    if (at < cutoff) {
+        if ((rc = s_del_prefix(ctx, ctx->dbi[S_TRACE], val, 12, NULL))) {
+            return rc;
+        }
+        return s_del(ctx->txn, ctx->dbi[S_MSGID], key, 8);
+    }
+    val[M_FLAGS] |= S_MSGID_REMOVED;
+    v = (MDB_val){S_MSGID_SIZE, val};
+    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, 0))) {
+        return rc;
+    }
+    return s_trace_put_at(ctx, topic_id, seq, 0, at, TERN_TRACE_STORED, origin, olen, 0, trace_id,
+                          trlen, msg_id, expire_at_ns);
+}
+
 //  Removes message SEQ of topic T with its index entries. *GONE tells whether
 //  it was there.
 static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
@@ -1053,11 +1136,8 @@ static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
     //  unknown and left (the msgid/prio lookups find nothing to read).
     if (s_record_parse(&v, false, &rec) == TERN_OK) {
         uint8_t key[20];
-        if (rec.msg_id) {
-            s_be64_put(key, rec.msg_id);
-            if ((rc = s_del(ctx->txn, ctx->dbi[S_MSGID], key, 8))) {
-                return rc;
-            }
+        if (rec.msg_id && (rc = s_msgid_release(ctx, &rec, topic_id, seq))) {
+            return rc;
         }
         s_be32_put(key, topic_id);
         key[4] = rec.priority;
@@ -1185,8 +1265,6 @@ static int s_dedup(s_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t 
 static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type,
                        const char *group, uint32_t count, const char *detail, uint64_t msg_id,
                        uint64_t expire_at_ns);
-static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg,
-                          uint64_t position);
 
 //  Replication conflict: (producer, producer_seq) of MSG is stored as OLD
 //  (another, higher msg_id). Removes OLD from the log and points the dedup
@@ -1275,25 +1353,43 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
     uint64_t seq = t->topic.last_seq + 1;
     res->topic_id = topic_id;
 
-    //  Replicated and retried records are idempotent by msg_id.
-    uint8_t idkey[8], idval[12];
+    //  Replicated and retried records are idempotent by msg_id. The entry
+    //  also carries what the history needs (stored time, outbox position).
+    bool shipped = op->flag && ctx->store->config.outbox;
+    uint8_t idkey[8], idval[S_MSGID_SIZE], oldval[S_MSGID_SIZE];
+    bool replaced = false; //  the msg_id's entry was history of a removed message
     if (msg->msg_id) {
         s_be64_put(idkey, msg->msg_id);
-        s_be32_put(idval, topic_id);
-        s_be64_put(idval + 4, seq);
-        MDB_val k = {8, idkey}, v = {12, idval};
+        s_be32_put(idval + M_TOPIC, topic_id);
+        s_be64_put(idval + M_SEQ, seq);
+        s_le64_put(idval + M_AT, ctx->now_ns);
+        s_le64_put(idval + M_POSITION, shipped ? ctx->outbox_last + 1 : 0);
+        idval[M_FLAGS] = 0;
+        MDB_val k = {8, idkey}, v = {S_MSGID_SIZE, idval};
         rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, MDB_APPEND);
         if (rc == MDB_KEYEXIST) {
             //  Not above the last id: the checked put tells a replay apart.
-            v = (MDB_val){12, idval};
+            v = (MDB_val){S_MSGID_SIZE, idval};
             rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, MDB_NOOVERWRITE);
+            if (rc == MDB_KEYEXIST && v.mv_size == S_MSGID_SIZE &&
+                (((uint8_t *)v.mv_data)[M_FLAGS] & S_MSGID_REMOVED)) {
+                //  Its message was removed here (only its history is left):
+                //  stored again, as when the entry went with the message.
+                memcpy(oldval, v.mv_data, S_MSGID_SIZE);
+                replaced = true;
+                v = (MDB_val){S_MSGID_SIZE, idval};
+                rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, 0);
+            }
+            if (rc == 0 && msg->msg_id < ctx->trace_next) {
+                ctx->trace_next = msg->msg_id; //  the trace sweep must come back for it
+            }
         }
         if (rc == MDB_KEYEXIST) {
             res->duplicate = true;
             res->msg_id = msg->msg_id;
-            if (v.mv_size == 12) {
-                res->topic_id = s_be32_get(v.mv_data);
-                res->seq = s_be64_get((uint8_t *)v.mv_data + 4);
+            if (v.mv_size == S_MSGID_SIZE) {
+                res->topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
+                res->seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
             }
             return 0;
         }
@@ -1316,8 +1412,15 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
             dup = false;
         }
         if (dup) {
+            if (replaced) {
+                MDB_val k = {8, idkey}, v = {S_MSGID_SIZE, oldval};
+                return mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, 0);
+            }
             return msg->msg_id ? s_del(ctx->txn, ctx->dbi[S_MSGID], idkey, 8) : 0;
         }
+    }
+    if (replaced && (rc = s_del_prefix(ctx, ctx->dbi[S_TRACE], oldval, 12, NULL))) {
+        return rc; //  the replaced history can no longer be found or swept
     }
 
     //  The record: one reserved value, header + strings + meta + payload.
@@ -1383,11 +1486,9 @@ static int s_op_append(s_txn_t *ctx, s_op_t *op) {
             return rc;
         }
     }
-    bool shipped = op->flag && ctx->store->config.outbox;
+    //  No STORED event now: a scan makes it from the record while the
+    //  message is stored, and s_msgid_release writes it when it leaves.
     if (shipped && (rc = s_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
-        return rc;
-    }
-    if ((rc = s_trace_stored(ctx, topic_id, seq, msg, shipped ? ctx->outbox_last : 0))) {
         return rc;
     }
 
@@ -1679,16 +1780,18 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
     switch (op->kind) {
         case OP_DELIVER: {
             uint8_t prio = op->priority <= TERN_PRIORITY_MAX ? op->priority : TERN_PRIORITY_MAX;
-            rc = mdb_get(ctx->txn, pending, &k, &v);
-            if (rc && rc != MDB_NOTFOUND) {
-                return rc;
-            }
-            if (rc == MDB_NOTFOUND) {
-                gr->pending++;
-            }
+            //  One B-tree search for a first delivery; a redelivery finds
+            //  its entry and overwrites it.
             s_entry_put(val, op->u32, prio, op->b);
             v = (MDB_val){S_ENTRY_SIZE, val};
-            if ((rc = mdb_put(ctx->txn, pending, &k, &v, 0))) {
+            rc = mdb_put(ctx->txn, pending, &k, &v, MDB_NOOVERWRITE);
+            if (rc == MDB_KEYEXIST) {
+                v = (MDB_val){S_ENTRY_SIZE, val};
+                rc = mdb_put(ctx->txn, pending, &k, &v, 0);
+            } else if (rc == 0) {
+                gr->pending++;
+            }
+            if (rc) {
                 return rc;
             }
             if (op->u32 > 1) {
@@ -2171,11 +2274,14 @@ static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
     if (rc) {
         return rc;
     }
-    if (v.mv_size != 12) {
+    if (v.mv_size != S_MSGID_SIZE) {
         return MDB_CORRUPTED;
     }
-    uint32_t topic_id = s_be32_get(v.mv_data);
-    uint64_t seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    if (((uint8_t *)v.mv_data)[M_FLAGS] & S_MSGID_REMOVED) {
+        return 0; //  removed here; only its history is left
+    }
+    uint32_t topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
+    uint64_t seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
     //  Its lane, from the record.
     uint8_t prio = TERN_PRIORITY_DEFAULT;
     s_be32_put(key, topic_id);
@@ -2385,6 +2491,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
     for (;;) {
         ctx.outbox_last = store->outbox_last;
         ctx.topic_next = store->topic_next;
+        ctx.trace_next = store->trace_next;
         ctx.d_topics = ctx.d_dedup = 0;
         ctx.expired = ctx.trimmed = ctx.outbox_dropped = 0;
         ctx.superseded = 0;
@@ -2427,6 +2534,9 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
         if (rc == 0 && ctx.topic_next != store->topic_next) {
             rc = s_put_u64(ctx.txn, store->dbi[S_META], S_META_TOPIC_NEXT, ctx.topic_next);
         }
+        if (rc == 0 && ctx.trace_next != store->trace_next) {
+            rc = s_put_u64(ctx.txn, store->dbi[S_META], S_META_TRACE_NEXT, ctx.trace_next);
+        }
         if (rc) {
             mdb_txn_abort(ctx.txn);
         } else {
@@ -2436,6 +2546,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
         if (rc == 0) {
             store->outbox_last = ctx.outbox_last;
             store->topic_next = ctx.topic_next;
+            store->trace_next = ctx.trace_next;
             memcpy(store->dedup_next, ctx.dedup_next, ctx.dedup_next_len);
             store->dedup_next_len = ctx.dedup_next_len;
             atomic_fetch_add(&store->topics, (uint32_t)ctx.d_topics);
@@ -2543,6 +2654,8 @@ static int s_mkdir_p(const char *dir) {
 //  The on-disk layout: a data directory of another format is refused at open
 //  rather than misread. Format 1 (no marker) had a global-seq log with a
 //  topic index (`tindex`) and a time index of dedup entries (`dedup_time`).
+//  Format 2 (marker 2) had `trace_msg` and 12-byte msgid values, and wrote
+//  STORED events at append.
 #define S_FORMAT_REFUSED (-30000) //  not an LMDB code (those are -30799..-30780)
 
 //  Checks the format of the environment in TXN: *FORMAT gets the stored
@@ -2678,8 +2791,10 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
         if (rc == S_FORMAT_REFUSED) {
             fprintf(stderr,
                     "tern_store: %s holds store format %llu, this build reads format %d "
-                    "(the log is keyed by topic and seq since format 2): refusing to open it; "
-                    "drain it with the old version or start from an empty data directory\n",
+                    "(the log is keyed by topic and seq since format 2; msgid carries the "
+                    "trace history and STORED events are written at removal since format 3): "
+                    "refusing to open it; drain it with the old version or start from an "
+                    "empty data directory\n",
                     self->dir, (unsigned long long)format, TERN_STORE_FORMAT);
             *err = TERN_ECORRUPT;
         } else {
@@ -2700,6 +2815,10 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
     }
     if (rc == 0) {
         rc = s_get_u64(txn, self->dbi[S_META], S_META_TOPIC_NEXT, &self->topic_next);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc == 0) {
+        rc = s_get_u64(txn, self->dbi[S_META], S_META_TRACE_NEXT, &self->trace_next);
         rc = rc == MDB_NOTFOUND ? 0 : rc;
     }
     MDB_stat st;
@@ -2998,9 +3117,8 @@ tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_
     return TERN_OK;
 }
 
-tern_err_t tern_store_find_msg(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
-                               uint64_t *seq) {
-    S_READER_CHECK(self);
+//  The msgid entry of MSG_ID into *VAL (borrowed until read_end).
+static tern_err_t s_msgid_get(tern_store_reader_t *self, uint64_t msg_id, const uint8_t **val) {
     uint8_t key[8];
     s_be64_put(key, msg_id);
     MDB_val k = {8, key}, v;
@@ -3008,11 +3126,26 @@ tern_err_t tern_store_find_msg(tern_store_reader_t *self, uint64_t msg_id, uint3
     if (rc) {
         return s_err(rc);
     }
-    if (v.mv_size != 12) {
+    if (v.mv_size != S_MSGID_SIZE) {
         return TERN_ECORRUPT;
     }
-    *topic_id = s_be32_get(v.mv_data);
-    *seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    *val = v.mv_data;
+    return TERN_OK;
+}
+
+tern_err_t tern_store_find_msg(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
+                               uint64_t *seq) {
+    S_READER_CHECK(self);
+    const uint8_t *val;
+    tern_err_t err = s_msgid_get(self, msg_id, &val);
+    if (err) {
+        return err;
+    }
+    if (val[M_FLAGS] & S_MSGID_REMOVED) {
+        return TERN_ENOTFOUND; //  only its history is left
+    }
+    *topic_id = s_be32_get(val + M_TOPIC);
+    *seq = s_be64_get(val + M_SEQ);
     return TERN_OK;
 }
 
@@ -3318,6 +3451,39 @@ tern_err_t tern_store_record_decode(const uint8_t *data, size_t size, bool verif
     32 //  u8 type, u8 group len, u8 detail len, u8 pad, u32 count,
        //  u64 at_ns, u64 msg_id, u64 expire_at_ns; then group, detail
 
+//  Writes one event with key stamp STAMP and value time AT_NS (GLEN, DLEN:
+//  the lengths of GROUP and DETAIL, which need no NUL).
+static int s_trace_put_at(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t stamp,
+                          uint64_t at_ns, uint8_t type, const char *group, size_t glen,
+                          uint32_t count, const char *detail, size_t dlen, uint64_t msg_id,
+                          uint64_t expire_at_ns) {
+    glen = glen > TERN_NAME_MAX ? TERN_NAME_MAX : glen;
+    dlen = dlen > TERN_TRACE_DETAIL_MAX ? TERN_TRACE_DETAIL_MAX : dlen;
+    uint8_t key[20], val[S_TRACE_HDR + TERN_NAME_MAX + TERN_TRACE_DETAIL_MAX];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    s_be64_put(key + 12, stamp);
+    val[0] = type;
+    val[1] = (uint8_t)glen;
+    val[2] = (uint8_t)dlen;
+    val[3] = 0;
+    s_le32_put(val + 4, count);
+    s_le64_put(val + 8, at_ns);
+    s_le64_put(val + 16, msg_id);
+    s_le64_put(val + 24, expire_at_ns);
+    if (glen) { //  memcpy from NULL is undefined even for 0 bytes (UBSan)
+        memcpy(val + S_TRACE_HDR, group, glen);
+    }
+    if (dlen) {
+        memcpy(val + S_TRACE_HDR + glen, detail, dlen);
+    }
+    MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
+    //  A first delivery of the newest messages is usually the last key.
+    return type == TERN_TRACE_DELIVERED && count == 1
+               ? s_put_tail(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0)
+               : mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
+}
+
 static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type,
                        const char *group, uint32_t count, const char *detail, uint64_t msg_id,
                        uint64_t expire_at_ns) {
@@ -3331,52 +3497,8 @@ static int s_trace_put(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t ty
     store->trace_stamp = stamp;
     size_t glen = group ? s_name_len(group, TERN_NAME_MAX) : 0;
     size_t dlen = detail ? s_name_len(detail, TERN_TRACE_DETAIL_MAX) : 0;
-    glen = glen > TERN_NAME_MAX ? TERN_NAME_MAX : glen;
-    dlen = dlen > TERN_TRACE_DETAIL_MAX ? TERN_TRACE_DETAIL_MAX : dlen;
-    uint8_t key[20], val[S_TRACE_HDR + TERN_NAME_MAX + TERN_TRACE_DETAIL_MAX];
-    s_be32_put(key, topic_id);
-    s_be64_put(key + 4, seq);
-    s_be64_put(key + 12, stamp);
-    val[0] = type;
-    val[1] = (uint8_t)glen;
-    val[2] = (uint8_t)dlen;
-    val[3] = 0;
-    s_le32_put(val + 4, count);
-    s_le64_put(val + 8, ctx->now_ns);
-    s_le64_put(val + 16, msg_id);
-    s_le64_put(val + 24, expire_at_ns);
-    if (glen) { //  memcpy from NULL is undefined even for 0 bytes (UBSan)
-        memcpy(val + S_TRACE_HDR, group, glen);
-    }
-    if (dlen) {
-        memcpy(val + S_TRACE_HDR + glen, detail, dlen);
-    }
-    MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
-    //  A new message's first event is usually the last key (MDB_APPEND).
-    return type == TERN_TRACE_STORED ? s_put_tail(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0)
-                                     : mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
-}
-
-//  trace_msg value: topic BE32, seq BE64, stored at_ns LE64, outbox position
-//  LE64 (0: not local, never shipped). Older 20-byte values lack the position.
-static int s_trace_stored(s_txn_t *ctx, uint32_t topic_id, uint64_t seq, const tern_frame_t *msg,
-                          uint64_t position) {
-    if (!ctx->store->config.trace_retention_ms || !msg->msg_id) {
-        return 0;
-    }
-    uint8_t key[8], val[28];
-    s_be64_put(key, msg->msg_id);
-    s_be32_put(val, topic_id);
-    s_be64_put(val + 4, seq);
-    s_le64_put(val + 12, ctx->now_ns);
-    s_le64_put(val + 20, position);
-    MDB_val k = {8, key}, v = {28, val};
-    int rc = s_put_tail(ctx->txn, ctx->dbi[S_TRACE_MSG], &k, &v, 0);
-    if (rc == 0) {
-        rc = s_trace_put(ctx, topic_id, seq, TERN_TRACE_STORED, msg->origin, 0, msg->trace_id,
-                         msg->msg_id, msg->expire_at_ns);
-    }
-    return rc;
+    return s_trace_put_at(ctx, topic_id, seq, stamp, ctx->now_ns, type, group, glen, count, detail,
+                          dlen, msg_id, expire_at_ns);
 }
 
 //  Confirmation times (when each peer's confirmed outbox position moved,
@@ -3438,39 +3560,71 @@ static int s_sweep_trace_conf(s_txn_t *ctx, uint64_t cutoff, uint64_t budget) {
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+//  Walks msgid from ctx->trace_next (msg_id order, i.e. time order) and ends
+//  the history of every message stored before the cutoff: its events go;
+//  the entry too if the message is gone, else it is marked SWEPT and stays
+//  for lookups by id. Stops at the first entry inside the retention; the
+//  next sweep resumes there (an append below the position moves it back).
 static int s_sweep_trace(s_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
     uint64_t retention_ns = ctx->store->config.trace_retention_ms * 1000000ull;
     if (!retention_ns) {
         return 0;
     }
     uint64_t cutoff = now_ns > retention_ns ? now_ns - retention_ns : 0;
-    uint64_t conf_budget = budget; //  the loop below wraps budget
+    uint64_t conf_budget = budget;
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TRACE_MSG], &cur);
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_MSGID], &cur);
     if (rc) {
         return rc;
     }
-    while (budget-- > 0) {
-        MDB_val k, v;
-        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
+    uint64_t next = ctx->trace_next;
+    uint8_t key[8];
+    s_be64_put(key, next);
+    MDB_val k = {8, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        uint64_t id = k.mv_size == 8 ? s_be64_get(k.mv_data) : next;
+        next = id;
+        if (budget == 0) {
             break;
         }
-        if (v.mv_size >= 20 && s_le64_get((uint8_t *)v.mv_data + 12) >= cutoff) {
-            break;
-        }
-        if (v.mv_size >= 20) {
-            uint8_t prefix[12];
-            memcpy(prefix, v.mv_data, 12);
-            if ((rc = s_del_prefix(ctx, ctx->dbi[S_TRACE], prefix, 12, NULL))) {
-                break;
+        if (k.mv_size == 8 && v.mv_size == S_MSGID_SIZE) {
+            uint8_t val[S_MSGID_SIZE];
+            memcpy(val, v.mv_data, S_MSGID_SIZE);
+            if (!(val[M_FLAGS] & S_MSGID_SWEPT)) {
+                if (s_le64_get(val + M_AT) >= cutoff) {
+                    break;
+                }
+                if ((rc = s_del_prefix(ctx, ctx->dbi[S_TRACE], val, 12, NULL))) {
+                    break;
+                }
+                if (val[M_FLAGS] & S_MSGID_REMOVED) {
+                    if ((rc = mdb_cursor_del(cur, 0))) {
+                        break;
+                    }
+                    budget--;
+                    next = id + 1;
+                    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT); //  after a delete: the next
+                    continue;
+                }
+                val[M_FLAGS] |= S_MSGID_SWEPT;
+                uint8_t ck[8];
+                s_be64_put(ck, id);
+                MDB_val nk = {8, ck}, nv = {S_MSGID_SIZE, val};
+                if ((rc = mdb_cursor_put(cur, &nk, &nv, MDB_CURRENT))) {
+                    break;
+                }
             }
         }
-        if ((rc = mdb_cursor_del(cur, 0))) {
-            break;
-        }
+        budget--;
+        next = id + 1;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     rc = rc == MDB_NOTFOUND ? 0 : rc;
+    if (rc == 0) {
+        ctx->trace_next = next;
+    }
     return rc ? rc : s_sweep_trace_conf(ctx, cutoff, conf_budget);
 }
 
@@ -3512,34 +3666,40 @@ void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_
     }
 }
 
+//  The msgid entry of MSG_ID while history is kept for it: trace on, not
+//  swept (the message may be stored or removed).
+static tern_err_t s_msgid_history(tern_store_reader_t *self, uint64_t msg_id, const uint8_t **val) {
+    if (!self->store->config.trace_retention_ms) {
+        return TERN_ENOTFOUND;
+    }
+    tern_err_t err = s_msgid_get(self, msg_id, val);
+    if (err == TERN_OK && ((*val)[M_FLAGS] & S_MSGID_SWEPT)) {
+        err = TERN_ENOTFOUND;
+    }
+    return err;
+}
+
 tern_err_t tern_store_trace_find(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
                                  uint64_t *seq) {
     S_READER_CHECK(self);
-    uint8_t key[8];
-    s_be64_put(key, msg_id);
-    MDB_val k = {8, key}, v;
-    int rc = mdb_get(self->txn, self->store->dbi[S_TRACE_MSG], &k, &v);
-    if (rc) {
-        return s_err(rc);
+    const uint8_t *val;
+    tern_err_t err = s_msgid_history(self, msg_id, &val);
+    if (err) {
+        return err;
     }
-    if (v.mv_size != 20 && v.mv_size != 28) {
-        return TERN_ECORRUPT;
-    }
-    *topic_id = s_be32_get(v.mv_data);
-    *seq = s_be64_get((uint8_t *)v.mv_data + 4);
+    *topic_id = s_be32_get(val + M_TOPIC);
+    *seq = s_be64_get(val + M_SEQ);
     return TERN_OK;
 }
 
 tern_err_t tern_store_trace_outbox(tern_store_reader_t *self, uint64_t msg_id, uint64_t *position) {
     S_READER_CHECK(self);
-    uint8_t key[8];
-    s_be64_put(key, msg_id);
-    MDB_val k = {8, key}, v;
-    int rc = mdb_get(self->txn, self->store->dbi[S_TRACE_MSG], &k, &v);
-    if (rc) {
-        return s_err(rc);
+    const uint8_t *val;
+    tern_err_t err = s_msgid_history(self, msg_id, &val);
+    if (err) {
+        return err;
     }
-    *position = v.mv_size == 28 ? s_le64_get((uint8_t *)v.mv_data + 20) : 0;
+    *position = s_le64_get(val + M_POSITION);
     return TERN_OK;
 }
 
@@ -3579,25 +3739,87 @@ tern_err_t tern_store_trace_confirmed_at(tern_store_reader_t *self, const char *
     return err;
 }
 
+//  The STORED event of the stored record V (log key topic + seq), made from
+//  the record and its msgid entry (at_ns: the append's commit time, which
+//  s_msgid_release also writes when the message leaves). False when it has
+//  none: no msg_id, damaged, or its history was swept.
+static bool s_stored_event(tern_store_reader_t *self, uint32_t topic_id, uint64_t seq,
+                           const MDB_val *v, tern_trace_event_t *ev) {
+    s_record_t rec;
+    const uint8_t *val;
+    if (s_record_parse(v, false, &rec) != TERN_OK || !rec.msg_id ||
+        s_msgid_get(self, rec.msg_id, &val) != TERN_OK || s_be32_get(val + M_TOPIC) != topic_id ||
+        s_be64_get(val + M_SEQ) != seq || (val[M_FLAGS] & (S_MSGID_SWEPT | S_MSGID_REMOVED))) {
+        return false;
+    }
+    const char *trace_id, *origin;
+    size_t trlen, olen;
+    s_record_trace(&rec, &trace_id, &trlen, &origin, &olen);
+    memset(ev, 0, offsetof(tern_trace_event_t, group));
+    ev->type = TERN_TRACE_STORED;
+    ev->topic_id = topic_id;
+    ev->seq = seq;
+    ev->at_ns = s_le64_get(val + M_AT);
+    ev->msg_id = rec.msg_id;
+    ev->expire_at_ns = rec.expire_at_ns;
+    memcpy(ev->group, origin, olen);
+    ev->group[olen] = 0;
+    memcpy(ev->detail, trace_id, trlen);
+    ev->detail[trlen] = 0;
+    return true;
+}
+
+//  Merges two walks in seq order: the trace events and, for messages still
+//  stored, the log (a STORED event made from each record, first for its seq).
 tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
                                  uint64_t to_seq, tern_trace_fn *fn, void *arg) {
     S_READER_CHECK(self);
-    uint8_t key[20];
+    bool synth = self->store->config.trace_retention_ms > 0; //  else no STORED is made
+    uint8_t key[20], lkey[12];
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, from_seq);
     memset(key + 12, 0, 8);
-    MDB_cursor *cur;
+    memcpy(lkey, key, 12);
+    MDB_cursor *cur, *lcur;
     int rc = mdb_cursor_open(self->txn, self->store->dbi[S_TRACE], &cur);
     if (rc) {
         return s_err(rc);
     }
+    if ((rc = mdb_cursor_open(self->txn, self->store->dbi[S_LOG], &lcur))) {
+        mdb_cursor_close(cur);
+        return s_err(rc);
+    }
     tern_err_t err = TERN_OK;
-    MDB_val k = {20, key}, v;
+    MDB_val k = {20, key}, v, lk = {12, lkey}, lv;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size == 20 && s_be32_get(k.mv_data) == topic_id) {
-        const uint8_t *p = v.mv_data;
+    int lrc = synth ? mdb_cursor_get(lcur, &lk, &lv, MDB_SET_RANGE) : MDB_NOTFOUND;
+    for (;;) {
+        uint64_t tseq = UINT64_MAX, lseq = UINT64_MAX;
+        bool tok = rc == 0 && k.mv_size == 20 && s_be32_get(k.mv_data) == topic_id;
+        bool lok = lrc == 0 && lk.mv_size == 12 && s_be32_get(lk.mv_data) == topic_id;
+        if (tok) {
+            tseq = s_be64_get((uint8_t *)k.mv_data + 4);
+        }
+        if (lok) {
+            lseq = s_be64_get((uint8_t *)lk.mv_data + 4);
+        }
+        if (!tok && !lok) {
+            break;
+        }
         tern_trace_event_t ev;
-        ev.seq = s_be64_get((uint8_t *)k.mv_data + 4);
+        if (lok && lseq <= tseq) {
+            if (lseq > to_seq) {
+                break;
+            }
+            bool have = s_stored_event(self, topic_id, lseq, &lv, &ev);
+            if (have && !fn(&ev, arg)) {
+                break;
+            }
+            lrc = mdb_cursor_get(lcur, &lk, &lv, MDB_NEXT);
+            continue;
+        }
+        const uint8_t *p = v.mv_data;
+        ev.seq = tseq;
         if (ev.seq > to_seq) {
             break;
         }
@@ -3621,9 +3843,12 @@ tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, u
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
+    mdb_cursor_close(lcur);
     mdb_cursor_close(cur);
     if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
         err = s_err(rc);
+    } else if (err == TERN_OK && lrc && lrc != MDB_NOTFOUND) {
+        err = s_err(lrc);
     }
     return err;
 }

@@ -53,7 +53,7 @@ typedef struct {
 } tern_store_config_t;
 
 /*  OUTBOX false: local appends (tern_store_batch_append with LOCAL true)
-    write no outbox entry, and their trace_msg outbox position is 0, as for
+    write no outbox entry, and their recorded outbox position is 0, as for
     remote records; set it on a node with no replication peers (one B-tree
     put less per publish). Messages stored while it is false are never
     shipped, even if peers are configured later (they get what is appended
@@ -66,14 +66,16 @@ void tern_store_config_defaults(tern_store_config_t *config);
 
 /*  The on-disk layout version, stored as the meta u64 "store.format" when a
     store is created (docs/storage.md). Format 2: the log is keyed by (topic,
-    seq) and dedup keeps one database plus per-producer counts. */
-#define TERN_STORE_FORMAT 2
+    seq) and dedup keeps one database plus per-producer counts. Format 3: the
+    msgid index also carries the trace history (no trace_msg database) and
+    the STORED event is written when a message is removed, not at append. */
+#define TERN_STORE_FORMAT 3
 
 /*  Opens (creating if needed) the store in CONFIG->dir. Clears stale reader
     slots (mdb_reader_check). Returns NULL and sets *ERR (TERN_ESTORAGE,
     TERN_ECONFIG, TERN_ECORRUPT) on failure. Caller owns the result. A data
     directory of another store format (a format 1 store, with its `tindex`
-    database, or a "store.format" other than TERN_STORE_FORMAT) is refused
+    database, or a "store.format" other than TERN_STORE_FORMAT, such as 2) is refused
     with TERN_ECORRUPT and a one-line explanation on stderr; it is never
     modified or misread. */
 tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err);
@@ -285,7 +287,9 @@ tern_err_t tern_store_topic_list(tern_store_reader_t *self, tern_topic_fn *fn, v
 tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_t seq,
                            tern_frame_t *out);
 
-/*  Finds the message with MSG_ID: its topic id and seq. */
+/*  Finds the stored message with MSG_ID: its topic id and seq.
+    TERN_ENOTFOUND once it was removed (its history may still be found with
+    tern_store_trace_find). */
 tern_err_t tern_store_find_msg(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
                                uint64_t *seq);
 
@@ -405,16 +409,19 @@ tern_err_t tern_store_record_decode(const uint8_t *data, size_t size, bool verif
 
 /* ------------------------------------------------------------------------
     Message history for audit and trace (docs/storage.md, "Trace events").
-    Every append writes a STORED event; deliver, ack, nack, dead, DLQ replay
-    and the TTL sweep write theirs in the same transaction as the change.
-    Events are kept trace_retention_ms after the message was stored, also
-    after the message itself is gone. Disabled when trace_retention_ms is 0.
+    Every message has a STORED event: tern_store_trace_scan makes it from the
+    log record while the message is stored and it is written when the
+    message is removed (same fields and at_ns: the append's commit time);
+    deliver, ack, nack, dead, DLQ replay and the TTL sweep write theirs in
+    the same transaction as the change. Events are kept trace_retention_ms
+    after the message was stored, also after the message itself is gone.
+    Disabled when trace_retention_ms is 0.
    ------------------------------------------------------------------------ */
 
 #define TERN_TRACE_DETAIL_MAX 200 /* detail text of one event, bytes */
 
 typedef enum {
-    TERN_TRACE_STORED = 1,     //  appended (group = origin dc, detail = trace_id)
+    TERN_TRACE_STORED = 1,     //  appended (group = origin dc, detail = trace_id), always first
     TERN_TRACE_DELIVERED = 2,  //  delivered (group, delivery_count, detail = consumer)
     TERN_TRACE_ACKED = 3,      //  acked by the group
     TERN_TRACE_NACKED = 4,     //  nacked (delivery_count so far)
@@ -460,7 +467,8 @@ void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_
                             tern_trace_type_t type, const char *group, const char *detail);
 
 /*  Finds the topic id and seq of MSG_ID from its history (also after the
-    message was removed). TERN_ENOTFOUND if no history is kept for it. */
+    message was removed). TERN_ENOTFOUND if no history is kept for it (trace
+    off, or swept after trace_retention_ms). */
 tern_err_t tern_store_trace_find(tern_store_reader_t *self, uint64_t msg_id, uint32_t *topic_id,
                                  uint64_t *seq);
 

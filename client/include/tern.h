@@ -88,7 +88,7 @@ const char *tern_errname(int err);
     Errors. Functions that can fail return a tern_err_t. When a failure comes
     from the broker (an ERROR frame), its reason text is kept per thread and
     returned by tern_last_reason(). Out of memory aborts the process (one
-    place: s_alloc in tern_client.c); no function returns TERN_ENOMEM.
+    place: s_oom in tern_client.c); no function returns TERN_ENOMEM.
     ------------------------------------------------------------------------ */
 
 typedef struct _tern_client_t tern_client_t;             //  a connection to the brokers

@@ -1497,13 +1497,13 @@ Test(store, format_marker_and_old_format_refused) {
     uint64_t format = 0;
     cr_assert_eq(tern_store_get_u64(reader, "store.format", &format), TERN_OK);
     cr_assert_eq(format, TERN_STORE_FORMAT);
-    cr_assert_eq(format, 2);
+    cr_assert_eq(format, 3);
     tern_store_read_end(reader);
     tern_store_reader_destroy(&reader);
     s_append_text(store, "t", "x", 4, 0);
     //  A store that says it is of another format is refused, not misread.
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_set_u64(batch, "store.format", 3);
+    tern_store_batch_set_u64(batch, "store.format", 4);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
@@ -1552,6 +1552,57 @@ Test(store, format_1_store_is_refused_untouched) {
     k = (MDB_val){8, gkey};
     cr_assert_eq(mdb_get(txn, log, &k, &v), 0);
     cr_assert_eq(v.mv_size, sizeof record);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+//  A format 2 data directory, made with LMDB directly the way the format 2
+//  store laid it out (marker 2, a `trace_msg` database, 12-byte msgid
+//  values), is refused like format 1 and left untouched.
+Test(store, format_2_store_is_refused_untouched) {
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 20), 0);
+    cr_assert_eq(mdb_env_open(env, s_dir, 0, 0644), 0);
+    MDB_txn *txn;
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi meta, msgid, trace_msg;
+    cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "msgid", MDB_CREATE, &msgid), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "trace_msg", MDB_CREATE, &trace_msg), 0);
+    uint64_t two = 2;
+    MDB_val k = {12, (void *)"store.format"}, v = {8, &two};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    uint8_t idkey[8] = {0, 0, 0, 0, 0, 0, 0, 7}, idval[12] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1};
+    k = (MDB_val){8, idkey};
+    v = (MDB_val){12, idval};
+    cr_assert_eq(mdb_put(txn, msgid, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    tern_store_config_t config = s_config();
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECORRUPT);
+
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 20), 0);
+    cr_assert_eq(mdb_env_open(env, s_dir, MDB_RDONLY, 0644), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "msgid", 0, &msgid), 0);
+    k = (MDB_val){12, (void *)"store.format"};
+    cr_assert_eq(mdb_get(txn, meta, &k, &v), 0);
+    cr_assert_eq(v.mv_size, 8);
+    uint64_t format;
+    memcpy(&format, v.mv_data, 8);
+    cr_assert_eq(format, 2);
+    k = (MDB_val){8, idkey};
+    cr_assert_eq(mdb_get(txn, msgid, &k, &v), 0);
+    cr_assert_eq(v.mv_size, 12);
+    //  No database of format 3 was created in it.
+    MDB_dbi conf;
+    cr_assert_eq(mdb_dbi_open(txn, "trace_conf", 0, &conf), MDB_NOTFOUND);
     mdb_txn_abort(txn);
     mdb_env_close(env);
 }

@@ -54,6 +54,7 @@ END {
     print "|---|---|---|---|---|---|---|"
     row("durable async publish msgs/s (dedup)", "tern_pub_fsync_dedup", "js_pubasync_file_dedup", "msgs_per_s", ">= 2")
     row("durable async publish msgs/s vs LMDB ceiling", "tern_pub_fsync_dedup", "lmdb_sync_b4096", "msgs_per_s", ">= 0.5")
+    row("durable async publish msgs/s vs LMDB at the batch a 256 window forms (~128)", "tern_pub_fsync_dedup", "lmdb_sync_b128", "msgs_per_s", "-")
     row("durable async publish msgs/s (no dedup)", "tern_pub_fsync_nodedup", "js_pubasync_file", "msgs_per_s", "-")
     row("durability none async publish vs libzmq tcp-thr", "tern_pub_none_dedup", "zmq_tcp-thr_1024B", "msgs_per_s", ">= 0.5")
     row("durability none async publish vs JS", "tern_pub_none_dedup", "js_pubasync_file", "msgs_per_s", "-")

@@ -13,7 +13,7 @@
 #   size     100 B and 64 KB async publish                  (tern fsync vs JS file)
 #   prod     4 and 16 producers                             (tern fsync vs 4 / 16 js_bench
 #            processes publishing into one JetStream stream at once)
-#   ceil     zmq tcp-thr, zmq tcp-lat, lmdb sync b4096, lmdb sync b1
+#   ceil     zmq tcp-thr, zmq tcp-lat, lmdb sync b4096, b128 and b1
 #
 # Durability of each side (say it whenever quoting a ratio):
 #   JetStream 2.9 file store acknowledges after one write(2) and BEFORE any fsync (the
@@ -223,6 +223,10 @@ round() {
         sync
         run_bench "$rep" "$BIN/lmdb_bench" -d "$WORK/lmdb/db" -m sync -b 4096 -t "$LSECS" \
             -N lmdb_sync_b4096
+        rm -rf "$WORK/lmdb/db"; sync
+        # the batch one producer's window of 256 forms: half the window per commit
+        run_bench "$rep" "$BIN/lmdb_bench" -d "$WORK/lmdb/db" -m sync -b 128 -t "$LSECS" \
+            -N lmdb_sync_b128
         rm -rf "$WORK/lmdb/db"; sync
         run_bench "$rep" "$BIN/lmdb_bench" -d "$WORK/lmdb/db" -m sync -b 1 -t "$LSECS" \
             -N lmdb_sync_b1
