@@ -17,6 +17,7 @@
 */
 #include "tern_auth.h"
 #include "tern_proto.h"
+#include "tern_work.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -788,6 +789,7 @@ static void s_handle_zap(s_zap_t *self, zsock_t *handler) {
 }
 
 void tern_auth_actor(zsock_t *pipe, void *arg) {
+    tern_thread_name("ternd-auth");
     s_zap_t self = {.args = (tern_auth_args_t *)arg};
     zsock_t *handler = zsock_new(ZMQ_REP);
     self.keys = tern_keys_new(self.args->clients_dir);

@@ -1207,6 +1207,7 @@ static void s_cleanup(s_conn_t *self) {
 }
 
 void tern_conn_actor(zsock_t *pipe, void *arg) {
+    tern_thread_name("ternd-conn");
     s_conn_t *self = tern_work_alloc(sizeof(s_conn_t));
     self->args = (tern_conn_args_t *)arg;
     self->config = self->args->config;

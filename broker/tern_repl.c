@@ -1152,6 +1152,7 @@ static void s_stop(s_repl_t *self) {
 }
 
 void tern_repl_actor(zsock_t *pipe, void *arg) {
+    tern_thread_name("ternd-repl");
     s_repl_t *self = tern_work_alloc(sizeof *self);
     self->args = (tern_repl_args_t *)arg;
     self->config = self->args->config;

@@ -1604,6 +1604,7 @@ static void s_cleanup(s_route_t *self) {
 }
 
 void tern_route_actor(zsock_t *pipe, void *arg) {
+    tern_thread_name("ternd-route");
     s_route_t *self = tern_work_alloc(sizeof(s_route_t));
     self->args = (tern_route_args_t *)arg;
     self->config = self->args->config;

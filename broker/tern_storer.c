@@ -481,6 +481,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
 }
 
 void tern_storer_actor(zsock_t *pipe, void *arg) {
+    tern_thread_name("ternd-storer");
     s_storer_t self_s, *self = &self_s;
     memset(self, 0, sizeof *self);
     self->args = (tern_storer_args_t *)arg;

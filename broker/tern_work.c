@@ -4,6 +4,7 @@
     the framing and the growable arrays in one place.
 */
 #include "tern_work.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,4 +212,8 @@ void *tern_work_push_connect(zsock_t **owner, const char *endpoint) {
         return NULL;
     }
     return zsock_resolve(*owner);
+}
+
+void tern_thread_name(const char *name) {
+    pthread_setname_np(pthread_self(), name);
 }

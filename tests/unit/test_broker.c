@@ -7,6 +7,7 @@
 #include "tern_config.h"
 #include "tern_proto.h"
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <czmq.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +273,38 @@ Test(broker, usage_publish_subscribe_ack) {
     tern_broker_destroy(&broker);
     cr_assert_null(broker);
     s_cleanup_dir();
+}
+
+//  True if a thread of this process is named NAME (/proc/self/task/*/comm).
+static bool s_thread_named(const char *name) {
+    DIR *dir = opendir("/proc/self/task");
+    cr_assert_not_null(dir);
+    bool found = false;
+    struct dirent *ent;
+    while (!found && (ent = readdir(dir)) != NULL) {
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", ent->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            found = fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0 &&
+                    comm[strlen(name)] == '\n';
+            fclose(f);
+        }
+    }
+    closedir(dir);
+    return found;
+}
+
+//  Each actor names its thread, so top -H and perf show who spends what.
+Test(broker, actor_threads_are_named) {
+    tern_config_t config;
+    s_broker(&config, true);
+    tern_broker_t *broker = s_start(&config);
+    cr_assert(s_thread_named("ternd-conn"));
+    cr_assert(s_thread_named("ternd-storer"));
+    cr_assert(s_thread_named("ternd-route"));
+    tern_broker_destroy(&broker);
+    cr_assert_not(s_thread_named("ternd-storer"));
 }
 
 Test(broker, errors_keep_the_session) {

@@ -32,18 +32,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
-PORT=""
-for _ in $(seq 200); do
-    p=$(( 20000 + RANDOM % 30000 )); port_free "$p" && { PORT=$p; break; }
-done
-[ -n "$PORT" ] || { echo "no free port" >&2; exit 1; }
-
-"$BUILD/bin/ternd" --listen "tcp://127.0.0.1:$PORT" --data "$WORK/data" --metrics off \
-    --durability "$DURABILITY" --map-max 64G >"$WORK/ternd.log" 2>&1 &
-TERND_PID=$!
-for _ in $(seq 100); do grep -q "ready on" "$WORK/ternd.log" && break; sleep 0.05; done
-grep -q "ready on" "$WORK/ternd.log" || { cat "$WORK/ternd.log" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+launch_ternd "$WORK" --durability "$DURABILITY" --map-max 64G
 
 PHASE_FILE=$WORK/phase
 echo start >"$PHASE_FILE"

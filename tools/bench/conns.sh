@@ -35,17 +35,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
-PORT=""
-for _ in $(seq 200); do
-    p=$(( 20000 + RANDOM % 30000 )); port_free "$p" && { PORT=$p; break; }
-done
-[ -n "$PORT" ] || { echo "no free port" >&2; exit 1; }
-"$BUILD/bin/ternd" --listen "tcp://127.0.0.1:$PORT" --data "$WORK/data" --metrics off \
-    --heartbeat "$HEARTBEAT" --max-connections $(( CONS + 100 )) >"$WORK/ternd.log" 2>&1 &
-TERND_PID=$!
-for _ in $(seq 100); do grep -q "ready on" "$WORK/ternd.log" && break; sleep 0.05; done
-grep -q "ready on" "$WORK/ternd.log" || { cat "$WORK/ternd.log" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+launch_ternd "$WORK" --heartbeat "$HEARTBEAT" --max-connections $(( CONS + 100 ))
 anon() { awk '/^RssAnon/ {print $2}' "/proc/$TERND_PID/status"; }
 base=$(anon)
 

@@ -68,15 +68,8 @@ trap 'exit 130' INT TERM
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
 want() { local w; for w in "${WORKLOADS[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
-port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
-free_port() { # free_port: prints a free loopback TCP port
-    local p
-    for _ in $(seq 200); do
-        p=$(( 20000 + RANDOM % 30000 ))
-        port_free "$p" && port_free $((p + 1)) && { echo "$p"; return 0; }
-    done
-    echo "no free port" >&2; return 1
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh" # port_free, free_port, launch_ternd
 
 # run_bench REP CMD... - runs one benchmark, tags its RESULT lines with rep=.
 run_bench() {
@@ -87,18 +80,9 @@ run_bench() {
 
 # ---------------------------------------------------------------- servers
 start_ternd() { # start_ternd DURABILITY: fresh data dir, free port; sets TS (endpoint)
-    local port; port=$(free_port)
-    rm -rf "$WORK/tern"; mkdir -p "$WORK/tern"
-    "$BUILD/bin/ternd" --listen "tcp://127.0.0.1:$port" --data "$WORK/tern/data" \
-        --metrics off --durability "$1" >"$WORK/tern/ternd.log" 2>&1 &
-    TERND_PID=$!
-    TS=tcp://127.0.0.1:$port
-    for _ in $(seq 100); do
-        grep -q "ready on" "$WORK/tern/ternd.log" 2>/dev/null && return 0
-        kill -0 "$TERND_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    log "ternd did not start"; cat "$WORK/tern/ternd.log" >&2; exit 1
+    rm -rf "$WORK/tern"
+    launch_ternd "$WORK/tern" --durability "$1"
+    TS=tcp://127.0.0.1:$PORT
 }
 stop_ternd() { # stop_ternd TAG: records peak RSS, stops by PID, removes the data
     local hwm anon
