@@ -385,13 +385,6 @@ void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, cons
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
                                      uint32_t op, const char *reason);
 
-/*  Flushes data and meta pages to disk now (mdb_env_sync, forced). With
-    TERN_DURABILITY_BATCH a commit's meta page is written but not flushed:
-    acknowledge a batch after the NEXT commit or after this call, and it is as
-    durable as FSYNC mode. Call from the writer thread. Returns TERN_OK or
-    TERN_ESTORAGE. */
-tern_err_t tern_store_sync(tern_store_t *self);
-
 /*  CRC32C (Castagnoli) of LEN bytes at BUF, continuing from CRC (0 to start).
     Uses SSE4.2 when the CPU has it; tern_crc32c_sw is the table version (both
     give the same result; exposed for tests). Thread-safe. */

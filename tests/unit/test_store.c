@@ -1512,15 +1512,22 @@ Test(store, format_marker_and_old_format_refused) {
     cr_assert_eq(err, TERN_ECORRUPT);
 }
 
+//  Opens s_dir with LMDB directly (FLAGS: 0 or MDB_RDONLY) and begins a
+//  transaction: for data directories of older formats made by hand.
+static MDB_txn *s_raw_begin(MDB_env **env, unsigned flags) {
+    cr_assert_eq(mdb_env_create(env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(*env, 20), 0);
+    cr_assert_eq(mdb_env_open(*env, s_dir, flags, 0644), 0);
+    MDB_txn *txn;
+    cr_assert_eq(mdb_txn_begin(*env, NULL, flags, &txn), 0);
+    return txn;
+}
+
 //  A format 1 data directory, made with LMDB directly the way the old store
 //  laid it out: a global-seq log and a `tindex`, no format marker.
 Test(store, format_1_store_is_refused_untouched) {
     MDB_env *env;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
-    cr_assert_eq(mdb_env_open(env, s_dir, 0, 0644), 0);
-    MDB_txn *txn;
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_txn *txn = s_raw_begin(&env, 0);
     MDB_dbi meta, log, tindex;
     cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
     cr_assert_eq(mdb_dbi_open(txn, "log", MDB_CREATE, &log), 0);
@@ -1541,10 +1548,7 @@ Test(store, format_1_store_is_refused_untouched) {
     cr_assert_eq(err, TERN_ECORRUPT);
 
     //  Nothing was written: no marker, the old log key is still 8 bytes.
-    cr_assert_eq(mdb_env_create(&env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
-    cr_assert_eq(mdb_env_open(env, s_dir, MDB_RDONLY, 0644), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    txn = s_raw_begin(&env, MDB_RDONLY);
     cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
     cr_assert_eq(mdb_dbi_open(txn, "log", 0, &log), 0);
     k = (MDB_val){12, (void *)"store.format"};
@@ -1561,11 +1565,7 @@ Test(store, format_1_store_is_refused_untouched) {
 //  values), is refused like format 1 and left untouched.
 Test(store, format_2_store_is_refused_untouched) {
     MDB_env *env;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(env, 20), 0);
-    cr_assert_eq(mdb_env_open(env, s_dir, 0, 0644), 0);
-    MDB_txn *txn;
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_txn *txn = s_raw_begin(&env, 0);
     MDB_dbi meta, msgid, trace_msg;
     cr_assert_eq(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
     cr_assert_eq(mdb_dbi_open(txn, "msgid", MDB_CREATE, &msgid), 0);
@@ -1585,10 +1585,7 @@ Test(store, format_2_store_is_refused_untouched) {
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ECORRUPT);
 
-    cr_assert_eq(mdb_env_create(&env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(env, 20), 0);
-    cr_assert_eq(mdb_env_open(env, s_dir, MDB_RDONLY, 0644), 0);
-    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    txn = s_raw_begin(&env, MDB_RDONLY);
     cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
     cr_assert_eq(mdb_dbi_open(txn, "msgid", 0, &msgid), 0);
     k = (MDB_val){12, (void *)"store.format"};
