@@ -1523,6 +1523,17 @@ static MDB_txn *s_raw_begin(MDB_env **env, unsigned flags) {
     return txn;
 }
 
+//  Commits TXN of a hand-made directory, closes ENV, and checks that the
+//  store refuses to open it.
+static void s_commit_then_refused(MDB_env *env, MDB_txn *txn) {
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    tern_store_config_t config = s_config();
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECORRUPT);
+}
+
 //  A format 1 data directory, made with LMDB directly the way the old store
 //  laid it out: a global-seq log and a `tindex`, no format marker.
 Test(store, format_1_store_is_refused_untouched) {
@@ -1539,13 +1550,7 @@ Test(store, format_1_store_is_refused_untouched) {
     k = (MDB_val){12, tkey};
     v = (MDB_val){8, global};
     cr_assert_eq(mdb_put(txn, tindex, &k, &v, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-
-    tern_store_config_t config = s_config();
-    tern_err_t err = TERN_OK;
-    cr_assert_null(tern_store_new(&config, &err));
-    cr_assert_eq(err, TERN_ECORRUPT);
+    s_commit_then_refused(env, txn);
 
     //  Nothing was written: no marker, the old log key is still 8 bytes.
     txn = s_raw_begin(&env, MDB_RDONLY);
@@ -1577,13 +1582,7 @@ Test(store, format_2_store_is_refused_untouched) {
     k = (MDB_val){8, idkey};
     v = (MDB_val){12, idval};
     cr_assert_eq(mdb_put(txn, msgid, &k, &v, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-
-    tern_store_config_t config = s_config();
-    tern_err_t err = TERN_OK;
-    cr_assert_null(tern_store_new(&config, &err));
-    cr_assert_eq(err, TERN_ECORRUPT);
+    s_commit_then_refused(env, txn);
 
     txn = s_raw_begin(&env, MDB_RDONLY);
     cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
