@@ -67,6 +67,8 @@ END {
     row("async publish 100 B msgs/s", "tern_pub_fsync_100B", "js_pubasync_file_100B", "msgs_per_s", "-")
     row("async publish 1 KB msgs/s", "tern_pub_fsync_nodedup", "js_pubasync_file", "msgs_per_s", "-")
     row("async publish 64 KB msgs/s", "tern_pub_fsync_64KB", "js_pubasync_file_64KB", "msgs_per_s", "-")
+    row("async publish 100 B msgs/s vs JS with Msg-Id", "tern_pub_fsync_100B", "js_pubasync_file_dedup_100B", "msgs_per_s", "-")
+    row("async publish 64 KB msgs/s vs JS with Msg-Id", "tern_pub_fsync_64KB", "js_pubasync_file_dedup_64KB", "msgs_per_s", "-")
     row("async publish 4 producers msgs/s", "tern_pub_fsync_p4", "js_pubasync_file_p4", "msgs_per_s", "-")
     row("async publish 16 producers msgs/s", "tern_pub_fsync_p16", "js_pubasync_file_p16", "msgs_per_s", "-")
     printf "| fan-out 100 groups delivered msgs/s | tern_fanout_g100 | %s | - | - | - | reported |\n", f(med("tern_fanout_g100", "delivered_per_s"))

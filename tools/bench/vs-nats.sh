@@ -10,7 +10,8 @@
 #   sync     one publish in flight, fsync and none          (vs JS js_Publish)
 #   fanout   1 publisher, 100 groups x 1 consumer           (tern only: delivered msgs/s);
 #            publish + consume at once, max and at a fixed 20k msgs/s (end-to-end latency)
-#   size     100 B and 64 KB async publish                  (tern fsync vs JS file)
+#   size     100 B and 64 KB async publish                  (tern fsync vs JS file, with and
+#            without Msg-Id)
 #   prod     4 and 16 producers                             (tern fsync vs 4 / 16 js_bench
 #            processes publishing into one JetStream stream at once)
 #   ceil     zmq tcp-thr, zmq tcp-lat, lmdb sync b4096, b128 and b1
@@ -177,6 +178,10 @@ round() {
         if want size; then
             run_bench "$rep" JS -r -m pubasync -n "$N" -s 100 -w 256 -N js_pubasync_file_100B
             run_bench "$rep" JS -r -m pubasync -n "$BIG_N" -s 65536 -w 256 -N js_pubasync_file_64KB
+            # with Nats-Msg-Id, like tern's runs (dedup on)
+            run_bench "$rep" JS -r -m pubasync -n "$N" -s 100 -w 256 -d -N js_pubasync_file_dedup_100B
+            run_bench "$rep" JS -r -m pubasync -n "$BIG_N" -s 65536 -w 256 -d \
+                -N js_pubasync_file_dedup_64KB
         fi
         if want prod; then
             js_producers "$rep" 4
