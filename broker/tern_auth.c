@@ -409,22 +409,25 @@ static void s_keys_add_file(tern_keys_t *self, const char *path, const char *fil
     zconfig_destroy(&root);
 }
 
-static void s_keys_scan(tern_keys_t *self) {
+//  The directory's mtime now (0 if it is missing), and whether it is the one
+//  of the last scan.
+static bool s_keys_same_mtime(tern_keys_t *self, struct timespec *mtime) {
     struct stat st;
-    uint64_t now = (uint64_t)zclock_time();
     bool exists = stat(self->dir, &st) == 0 && S_ISDIR(st.st_mode);
-    if (self->scanned && now - self->scanned_ms < 1000 && exists &&
-        st.st_mtim.tv_sec == self->mtime.tv_sec && st.st_mtim.tv_nsec == self->mtime.tv_nsec) {
-        return; //  unchanged and recent: the common case at handshake time
-    }
+    *mtime = exists ? st.st_mtim : (struct timespec){0, 0};
+    return self->scanned && mtime->tv_sec == self->mtime.tv_sec &&
+           mtime->tv_nsec == self->mtime.tv_nsec;
+}
+
+//  Reads the directory (whose mtime is MTIME, 0 if missing) into the table.
+static void s_keys_load(tern_keys_t *self, struct timespec mtime, uint64_t now) {
     zhashx_purge(self->keys);
     self->scanned = true;
     self->scanned_ms = now;
-    if (!exists) {
-        memset(&self->mtime, 0, sizeof self->mtime);
+    self->mtime = mtime;
+    if (mtime.tv_sec == 0 && mtime.tv_nsec == 0) {
         return;
     }
-    self->mtime = st.st_mtim;
     DIR *dir = opendir(self->dir);
     if (!dir) {
         return;
@@ -450,6 +453,17 @@ static void s_keys_scan(tern_keys_t *self) {
     closedir(dir);
 }
 
+//  At handshake time: re-reads the directory when it changed or the last
+//  read is a second old (a key file edited in place leaves the directory's
+//  mtime alone).
+static void s_keys_scan(tern_keys_t *self) {
+    uint64_t now = (uint64_t)zclock_time();
+    struct timespec mtime;
+    if (!s_keys_same_mtime(self, &mtime) || now - self->scanned_ms >= 1000) {
+        s_keys_load(self, mtime, now);
+    }
+}
+
 bool tern_keys_lookup(tern_keys_t *self, const char *z85, char *name, size_t name_size, char *role,
                       size_t role_size) {
     s_keys_scan(self);
@@ -468,23 +482,18 @@ size_t tern_keys_size(tern_keys_t *self) {
 }
 
 bool tern_keys_rescan_if_changed(tern_keys_t *self) {
-    struct stat st;
-    bool exists = stat(self->dir, &st) == 0 && S_ISDIR(st.st_mode);
-    struct timespec mtime = exists ? st.st_mtim : (struct timespec){0, 0};
-    if (self->scanned && mtime.tv_sec == self->mtime.tv_sec &&
-        mtime.tv_nsec == self->mtime.tv_nsec) {
+    uint64_t now = (uint64_t)zclock_time();
+    struct timespec mtime;
+    if (s_keys_same_mtime(self, &mtime)) {
         //  Unchanged, unless a change came within the same (coarse) mtime
         //  tick after the last scan: scan once more when that tick is a
         //  second old, and then trust the mtime.
         uint64_t mtime_ms = (uint64_t)mtime.tv_sec * 1000 + (uint64_t)mtime.tv_nsec / 1000000;
-        uint64_t now = (uint64_t)zclock_time();
         if (self->scanned_ms >= mtime_ms + 1000 || now < mtime_ms + 1000) {
             return false;
         }
     }
-    self->scanned_ms = 0; //  force the scan
-    self->scanned = false;
-    s_keys_scan(self);
+    s_keys_load(self, mtime, now);
     return true;
 }
 

@@ -225,11 +225,11 @@ void tern_work_oom(void);
 
 /*  Wall clock helpers. */
 uint64_t tern_now_ms(void);
+uint64_t tern_now_ns(void);
 
 /*  Names the calling thread NAME (at most 15 characters), as top -H,
     ps -L and /proc/PID/task/TID/comm show it: each actor names itself. */
 void tern_thread_name(const char *name);
-uint64_t tern_now_ns(void);
 
 /*  Hex of a routing id, for hash keys: OUT needs 2 * size + 1 bytes. */
 void tern_rid_hex(const uint8_t *rid, size_t size, char *out);

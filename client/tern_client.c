@@ -129,11 +129,6 @@ static tern_err_t s_encode(const tern_frame_t *frame, uint8_t **hdr, size_t *len
     return rc;
 }
 
-//  The last topic that passed tern_topic_valid in this thread: publishers
-//  mostly repeat a few topics, and the check walks every byte.
-static _Thread_local char tl_topic[TERN_TOPIC_MAX + 1];
-static _Thread_local size_t tl_topic_len;
-
 //  ---------------------------------------------------------------------------
 //  Objects
 
@@ -1731,12 +1726,8 @@ static tern_err_t s_build_publish(tern_client_t *self, const tern_pub_options_t 
     tern_frame_t frame;
     tern_frame_init(&frame, TERN_CMD_PUBLISH);
     frame.req_id = req_id;
-    if (topic_len != tl_topic_len || memcmp(msg->topic, tl_topic, topic_len) != 0) {
-        if (!tern_topic_valid(msg->topic, topic_len)) {
-            return TERN_ETOPIC;
-        }
-        memcpy(tl_topic, msg->topic, topic_len + 1); //  valid, so it fits
-        tl_topic_len = topic_len;
+    if (!tern_topic_valid(msg->topic, topic_len)) {
+        return TERN_ETOPIC;
     }
     memcpy(frame.topic, msg->topic, topic_len + 1);
     frame.fields |= TERN_F_TOPIC;

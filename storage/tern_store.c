@@ -68,9 +68,9 @@ static const char *s_dbi_names[S_DBI_COUNT] = {
 #define M_POSITION   20 //  LE64 outbox position (0: not local, never shipped)
 #define M_FLAGS      28 //  u8 S_MSGID_* bits
 #define S_MSGID_SIZE 29
-#define S_MSGID_REMOVED                                                                            \
-    1 //  the message left the log; the entry is history (its STORED event is written)
-#define S_MSGID_SWEPT 2 //  the message is still stored; its history was swept
+//  the message left the log; the entry is history (its STORED event is written)
+#define S_MSGID_REMOVED 1
+#define S_MSGID_SWEPT   2 //  the message is still stored; its history was swept
 
 /*  Log record layout (little-endian, version 1). The CRC32C covers every byte
     after the CRC field. Variable parts follow the fixed header in this order:
@@ -1026,9 +1026,10 @@ static int s_prod_flush(s_txn_t *ctx) {
     Messages
    ------------------------------------------------------------------------ */
 
-//  The first stored seq of TOPIC_ID that is >= FROM, or LAST + 1 if none.
+//  The first stored seq of TOPIC_ID that is >= FROM, or LAST + 1 if none;
+//  RECORD (if not NULL) gets its record (valid until the next write).
 static int s_first_seq(s_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last,
-                       uint64_t *first) {
+                       uint64_t *first, MDB_val *record) {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_LOG], &cur);
     if (rc) {
@@ -1042,6 +1043,9 @@ static int s_first_seq(s_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t 
     *first = last + 1;
     if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
         *first = s_be64_get((uint8_t *)k.mv_data + 4);
+        if (record) {
+            *record = v;
+        }
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
@@ -1166,7 +1170,7 @@ static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
         t->topic.bytes = 0;
     }
     if (seq == t->topic.first_seq) {
-        rc = s_first_seq(ctx, topic_id, seq + 1, t->topic.last_seq, &t->topic.first_seq);
+        rc = s_first_seq(ctx, topic_id, seq + 1, t->topic.last_seq, &t->topic.first_seq, NULL);
     }
     t->dirty = true;
     return rc;
@@ -1174,7 +1178,8 @@ static int s_msg_remove(s_txn_t *ctx, s_cached_t *t, uint64_t seq, bool *gone) {
 
 static int s_remove_first(s_txn_t *ctx, s_cached_t *t, bool *gone) {
     uint64_t first;
-    int rc = s_first_seq(ctx, (uint32_t)t->topic.id, t->topic.first_seq, t->topic.last_seq, &first);
+    int rc = s_first_seq(ctx, (uint32_t)t->topic.id, t->topic.first_seq, t->topic.last_seq, &first,
+                         NULL);
     if (rc) {
         return rc;
     }
@@ -1589,7 +1594,7 @@ static int s_op_topic_delete(s_txn_t *ctx, s_op_t *op) {
     uint64_t removed = 0;
     for (;;) {
         uint64_t first;
-        if ((rc = s_first_seq(ctx, topic_id, 0, t->topic.last_seq, &first))) {
+        if ((rc = s_first_seq(ctx, topic_id, 0, t->topic.last_seq, &first, NULL))) {
             return rc;
         }
         if (first > t->topic.last_seq) {
@@ -1635,34 +1640,21 @@ static int s_op_topic_delete(s_txn_t *ctx, s_op_t *op) {
     return 0;
 }
 
-//  The timestamp of the first stored message at or after SEQ; *FOUND false
-//  when there is none.
+//  The first stored message at or after SEQ: its seq into *FOUND_SEQ
+//  (last_seq + 1 when there is none) and its timestamp into *TS.
 static int s_seq_time(s_txn_t *ctx, s_cached_t *t, uint64_t seq, uint64_t *found_seq,
                       uint64_t *ts) {
-    //  One range lookup: the log is keyed by (topic, seq).
-    uint32_t topic_id = (uint32_t)t->topic.id;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_LOG], &cur);
-    if (rc) {
+    MDB_val v;
+    int rc = s_first_seq(ctx, (uint32_t)t->topic.id, seq, t->topic.last_seq, found_seq, &v);
+    if (rc || *found_seq > t->topic.last_seq) {
         return rc;
     }
-    uint8_t tkey[12];
-    s_be32_put(tkey, topic_id);
-    s_be64_put(tkey + 4, seq);
-    MDB_val k = {12, tkey}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    *found_seq = t->topic.last_seq + 1;
-    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
-        *found_seq = s_be64_get((uint8_t *)k.mv_data + 4);
-        s_record_t rec;
-        if (s_record_parse(&v, false, &rec) != TERN_OK) {
-            rc = MDB_CORRUPTED;
-        } else {
-            *ts = rec.timestamp_ns;
-        }
+    s_record_t rec;
+    if (s_record_parse(&v, false, &rec) != TERN_OK) {
+        return MDB_CORRUPTED;
     }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    *ts = rec.timestamp_ns;
+    return 0;
 }
 
 static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
