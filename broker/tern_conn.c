@@ -408,7 +408,7 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
             return;
         }
     } else if (s_meta_get(frame, "since_ms", value, sizeof value) &&
-               !tern_parse_duration_ms(value, &since_ms)) {
+               tern_units_parse_duration(value, &since_ms, NULL) != TERN_OK) {
         s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "bad since_ms");
         return;
     }
@@ -589,7 +589,7 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
             tern_store_read_end(self->reader);
             bool ok = true;
             if (s_meta_get(frame, "max_age_ms", value, sizeof value)) {
-                ok &= tern_parse_duration_ms(value, &admin->max_age_ms);
+                ok &= tern_units_parse_duration(value, &admin->max_age_ms, NULL) == TERN_OK;
             }
             if (s_meta_get(frame, "max_msgs", value, sizeof value)) {
                 char *end = NULL;
@@ -597,7 +597,7 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
                 ok &= end && end != value && *end == 0;
             }
             if (s_meta_get(frame, "max_bytes", value, sizeof value)) {
-                ok &= tern_config_parse_size(value, &admin->max_bytes);
+                ok &= tern_units_parse_size(value, &admin->max_bytes, NULL) == TERN_OK;
             }
             if (!ok) {
                 free(admin);

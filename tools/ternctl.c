@@ -61,8 +61,8 @@ static const char *s_help_main =
     "                           default $TERN_SERVER_KEY\n"
     "    -h, --help             show help (for ternctl or for COMMAND)\n"
     "\n"
-    "    DUR is a number with ms, s, m, h or d (bare numbers are milliseconds);\n"
-    "    SIZE is a number with k, m, g (powers of 1024).\n"
+    "    DUR is e.g. 500ms, 30s, 1m30s, 1.5s, 2h, 7d, 1w (bare numbers are ms);\n"
+    "    SIZE is e.g. 512, 64K or 64KiB (x1024), 1.5MB (x1000), 10GiB.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure (the reason is printed on stderr), 2 usage error.\n";
