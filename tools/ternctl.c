@@ -1407,6 +1407,11 @@ static int s_sub_check(const s_args_t *args, tern_client_t *client, const char *
     char *reply = NULL;
     tern_header_t kv[1] = {{"topic", topic}};
     int rc = tern_admin(client, "groups", kv, 1, &reply, timeout_ms);
+    if (rc == TERN_ETIMEOUT && !tern_client_connected(client)) {
+        char what[320]; //  no second wait in tern_subscribe
+        snprintf(what, sizeof what, "sub: cannot reach %s", s_server(args));
+        return s_fail(what, rc);
+    }
     if (rc == TERN_ENOTFOUND && !wait) {
         fprintf(stderr,
                 "ternctl: sub: no such topic '%s' (--wait subscribes anyway and waits for it)\n",

@@ -407,8 +407,8 @@ Test(security, curve_replication) {
     it_assert_ok(&r, "pub in dc1");
     it_result_free(&r);
     s_as_to("app", "dc2");
-    it_ctl(&r, b[1], 30000, "sub", "repl.secure", "--from", "first", "--count", "10", "--timeout",
-           "20s", NULL);
+    it_ctl(&r, b[1], 30000, "sub", "repl.secure", "--from", "first", "--wait", "--count", "10",
+           "--timeout", "20s", NULL);
     it_assert_ok(&r, "sub in dc2");
     it_msg_t *msgs = NULL;
     size_t count = it_parse_msgs(r.out, &msgs);
