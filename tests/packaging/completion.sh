@@ -13,7 +13,13 @@ commands=$("$ternctl" --help | awk '/^[A-Z]/ { f = /^COMMANDS/; next }
                                     f && /^    [a-z]/ && !seen[$1]++ { print $1 }')
 [ -n "$commands" ] || { echo "completion: no COMMANDS in ternctl --help" >&2; exit 1; }
 
-#  complete WORD... prints what bash offers for the last WORD.
+#  The man page and the completion take each command's options from its help.
+for command in $commands; do
+    "$ternctl" "$command" --help > /dev/null ||
+        { echo "completion: 'ternctl $command --help' fails" >&2; exit 1; }
+done
+
+#  In bash: s_expect EXPECTED WORD... checks what completing the last WORD offers.
 bash -s "$script" $commands <<'EOF'
 set -u
 script=$1

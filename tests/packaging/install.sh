@@ -28,7 +28,7 @@ s_exists() {
 }
 
 prefix=$tmp/prefix
-cmake --install "$build" --prefix "$prefix" > "$tmp/install.log" 2>&1 ||
+"${CMAKE:-cmake}" --install "$build" --prefix "$prefix" > "$tmp/install.log" 2>&1 ||
     { cat "$tmp/install.log" >&2; s_fail "cmake --install failed"; }
 
 #  pkg-config, found where GNUInstallDirs put it (lib or lib/<triplet>).
