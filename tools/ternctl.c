@@ -60,6 +60,7 @@ static const char *s_help_main =
     "    --server-key KEY       the broker's CURVE public key (Z85 or its .key file);\n"
     "                           default $TERN_SERVER_KEY\n"
     "    -h, --help             show help (for ternctl or for COMMAND)\n"
+    "    --version              print the version and exit (without COMMAND)\n"
     "\n"
     "    DUR is a number with ms, s, m, h or d (bare numbers are milliseconds);\n"
     "    SIZE is a number with k, m, g (powers of 1024).\n"
@@ -1285,6 +1286,12 @@ int main(int argc, char **argv) {
     }
     if (at < 0) {
         //  Only global options (or nothing).
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--version") == 0) {
+                printf("ternctl %s\n", tern_version(NULL, NULL, NULL));
+                return 0;
+            }
+        }
         s_args_t args = {0};
         argc--;
         argv++;
