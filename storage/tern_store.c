@@ -11,6 +11,7 @@
 #include "tern_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,6 +140,7 @@ struct tern_store_t {
     MDB_dbi dbi[S_DBI_COUNT];              //  named databases
     tern_store_config_t config;            //  copy of the config (dir points to dir below)
     char dir[PATH_MAX];                    //  data directory
+    int lock_fd;                           //  TERN_STORE_LOCK_FILE, flock'd; -1 when not held
     pthread_rwlock_t lock;                 //  readers: shared; map resize: exclusive
     uint64_t page_size;                    //  OS page size
     uint64_t map_max;                      //  map ceiling, page-aligned
@@ -2637,10 +2640,93 @@ static int s_mkdir_p(const char *dir) {
         }
     }
     struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-        return ENOTDIR;
+    if (stat(dir, &st)) {
+        return errno;
     }
-    return 0;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+/*  The directory lock. LMDB lets several processes share an environment, but
+    a store keeps writer state in memory (seqs, topic ids, outbox position),
+    so two stores on one directory hand out the same seqs and lose
+    acknowledged messages. An flock on a file of our own, taken before LMDB
+    opens: the kernel drops it when its holder dies, so a killed node
+    restarts without cleanup, and it leaves LMDB's lock.mdb to mdb_copy and
+    mdb_stat. flock belongs to the open file description, so a second store
+    in the same process is refused too. */
+
+static void s_lock_path(const char *dir, char *path, size_t cap) {
+    snprintf(path, cap, "%s/%s", dir, TERN_STORE_LOCK_FILE);
+}
+
+static bool s_same_file(int fd, const char *path) {
+    struct stat held, named;
+    return fstat(fd, &held) == 0 && stat(path, &named) == 0 && held.st_dev == named.st_dev &&
+           held.st_ino == named.st_ino;
+}
+
+//  Takes the lock and writes our pid in it. Returns 0, EBUSY when a live
+//  store holds it, or the errno of what failed.
+static int s_lock_take(tern_store_t *self) {
+    char path[PATH_MAX + sizeof TERN_STORE_LOCK_FILE + 1];
+    s_lock_path(self->dir, path, sizeof path);
+    //  A clean close unlinks the file while it still holds the lock: an open
+    //  that raced with it has locked a file no longer in the directory, and
+    //  tries again.
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return errno;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int rc = errno == EWOULDBLOCK ? EBUSY : errno;
+            close(fd);
+            return rc;
+        }
+        if (s_same_file(fd, path)) {
+            char pid[32];
+            int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+            //  Overwrite, then cut: a reader never sees an empty file.
+            if (pwrite(fd, pid, (size_t)len, 0) != len || ftruncate(fd, len) != 0) {
+                int rc = errno ? errno : EIO;
+                close(fd);
+                return rc;
+            }
+            self->lock_fd = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return EBUSY;
+}
+
+//  Removes the lock file (if it is still ours), then releases the lock.
+static void s_lock_release(tern_store_t *self) {
+    if (self->lock_fd < 0) {
+        return;
+    }
+    char path[PATH_MAX + sizeof TERN_STORE_LOCK_FILE + 1];
+    s_lock_path(self->dir, path, sizeof path);
+    if (s_same_file(self->lock_fd, path)) {
+        unlink(path);
+    }
+    close(self->lock_fd);
+    self->lock_fd = -1;
+}
+
+long tern_store_lock_holder(const char *dir) {
+    char path[PATH_MAX + sizeof TERN_STORE_LOCK_FILE + 1];
+    s_lock_path(dir, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    char text[32];
+    ssize_t len = read(fd, text, sizeof text - 1);
+    close(fd);
+    text[len > 0 ? len : 0] = 0;
+    long pid = strtol(text, NULL, 10);
+    return pid > 0 ? pid : 0;
 }
 
 //  The on-disk layout: a data directory of another format is refused at open
@@ -2706,6 +2792,7 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
         *err = TERN_ENOMEM;
         return NULL;
     }
+    self->lock_fd = -1;
     self->config = *config;
     strcpy(self->dir, config->dir);
     self->config.dir = self->dir;
@@ -2745,7 +2832,12 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
     pthread_rwlockattr_destroy(&attr);
 
     *err = TERN_ESTORAGE;
-    if (s_mkdir_p(self->dir)) {
+    int sys_errno = s_mkdir_p(self->dir);
+    if (sys_errno == 0) {
+        sys_errno = s_lock_take(self);
+        *err = sys_errno == EBUSY ? TERN_EBUSY : *err;
+    }
+    if (sys_errno) {
         goto fail;
     }
     int rc = mdb_env_create(&self->env);
@@ -2764,6 +2856,7 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
         (rc = mdb_env_set_mapsize(self->env, (size_t)initial)) ||
         (rc = mdb_env_open(self->env, self->dir, flags, 0644))) {
         *err = s_err(rc);
+        sys_errno = rc > 0 ? rc : 0; //  LMDB passes system errors through
         goto fail;
     }
     int dead = 0;
@@ -2836,8 +2929,10 @@ fail:
     if (self->env) {
         mdb_env_close(self->env);
     }
+    s_lock_release(self);
     pthread_rwlock_destroy(&self->lock);
     free(self);
+    errno = sys_errno;
     return NULL;
 }
 
@@ -2848,6 +2943,7 @@ void tern_store_destroy(tern_store_t **self_p) {
     tern_store_t *self = *self_p;
     mdb_env_sync(self->env, 1);
     mdb_env_close(self->env);
+    s_lock_release(self); //  after LMDB: the lock covers the environment's whole life
     pthread_rwlock_destroy(&self->lock);
     free(self);
     *self_p = NULL;

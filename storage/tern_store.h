@@ -71,17 +71,36 @@ void tern_store_config_defaults(tern_store_config_t *config);
     the STORED event is written when a message is removed, not at append. */
 #define TERN_STORE_FORMAT 3
 
-/*  Opens (creating if needed) the store in CONFIG->dir. Clears stale reader
-    slots (mdb_reader_check). Returns NULL and sets *ERR (TERN_ESTORAGE,
-    TERN_ECONFIG, TERN_ECORRUPT) on failure. Caller owns the result. A data
-    directory of another store format (a format 1 store, with its `tindex`
-    database, or a "store.format" other than TERN_STORE_FORMAT, such as 2) is refused
-    with TERN_ECORRUPT and a one-line explanation on stderr; it is never
-    modified or misread. */
+/*  The lock file in every data directory: one store at a time writes a
+    directory. The holder keeps an exclusive flock on it and has written its
+    pid in it (decimal, one line); the kernel releases the lock when the
+    holder dies, and a clean close removes the file. LMDB's own lock.mdb is
+    untouched, so mdb_copy and mdb_stat work beside a live store. */
+#define TERN_STORE_LOCK_FILE "tern.lock"
+
+/*  Opens (creating if needed) the store in CONFIG->dir. Takes the directory
+    lock (TERN_STORE_LOCK_FILE) before LMDB opens the environment, then clears
+    stale reader slots (mdb_reader_check). Caller owns the result. On failure
+    returns NULL and sets *ERR:
+    - TERN_EBUSY: another live store holds the directory, in this process
+      or another (tern_store_lock_holder names its pid);
+    - TERN_ESTORAGE: the directory cannot be created, is not a directory, or
+      cannot be opened; errno is then the system error (ENOTDIR, EACCES,
+      ENOSPC...), or 0 when LMDB itself failed;
+    - TERN_ECONFIG: a config field is out of range;
+    - TERN_ECORRUPT: a data directory of another store format (a format 1
+      store, with its `tindex` database, or a "store.format" other than
+      TERN_STORE_FORMAT, such as 2); refused with a one-line explanation on
+      stderr, never modified or misread. */
 tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err);
 
-/*  Closes the store (final sync). Safe on NULL; nulls *SELF_P. */
+/*  Closes the store (final sync), then releases the directory lock. Safe on
+    NULL; nulls *SELF_P. */
 void tern_store_destroy(tern_store_t **self_p);
+
+/*  The pid written in DIR's lock file by the store that holds (or last held)
+    it, or 0 when there is none to read. For the message after TERN_EBUSY. */
+long tern_store_lock_holder(const char *dir);
 
 /*  Counters for metrics and status (read with relaxed atomics, any thread). */
 typedef struct {

@@ -6,6 +6,7 @@
 #include "tern_store.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
@@ -161,6 +162,43 @@ Test(store, usage_example) {
     tern_store_destroy(&store); //  safe on NULL
 }
 
+Test(store, one_store_per_directory) {
+    //  A second store on a live directory would hand out the same seqs as the
+    //  first: it is refused, in this process as in another.
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    char lock_path[128];
+    snprintf(lock_path, sizeof lock_path, "%s/%s", s_dir, TERN_STORE_LOCK_FILE);
+    cr_assert_eq(access(lock_path, F_OK), 0);
+    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid());
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_EBUSY);
+    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid(), "the refused open kept the file");
+    //  The first store still works.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msg;
+    s_msg(&msg, "t", "x");
+    tern_append_result_t result;
+    tern_store_batch_append(batch, &msg, true, &result);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    //  A clean close releases the lock and removes the file; reopen works.
+    tern_store_destroy(&store);
+    cr_assert_neq(access(lock_path, F_OK), 0);
+    cr_assert_eq(tern_store_lock_holder(s_dir), 0);
+    store = s_open(&config);
+    tern_store_destroy(&store);
+    //  A lock file left by a dead holder (no flock on it) does not block.
+    FILE *stale = fopen(lock_path, "w");
+    cr_assert_not_null(stale);
+    fputs("999999999\n", stale);
+    fclose(stale);
+    store = s_open(&config);
+    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid());
+    tern_store_destroy(&store);
+}
+
 Test(store, config_errors) {
     tern_store_config_t config = s_config();
     config.dir = NULL;
@@ -176,6 +214,24 @@ Test(store, config_errors) {
     config.dir = "/proc/no-such/place";
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ESTORAGE);
+    //  The system's reason comes back in errno, for the operator's message.
+    char file[128];
+    snprintf(file, sizeof file, "%s/file", s_dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    config.dir = file;
+    errno = 0;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ESTORAGE);
+    cr_assert_eq(errno, ENOTDIR);
+    char below[160];
+    snprintf(below, sizeof below, "%s/data", file);
+    config.dir = below;
+    errno = 0;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(errno, ENOTDIR);
+    unlink(file);
 }
 
 Test(store, crc32c_known_vectors) {
