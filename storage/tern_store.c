@@ -127,8 +127,8 @@ typedef struct {
     uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per lane
     uint64_t pending;                          //  pending entries
     uint64_t dead;                             //  DLQ entries
-    uint64_t delivered;                        //  first deliveries
-    uint64_t redelivered;                      //  redeliveries
+    uint64_t delivered;                        //  deliveries (redeliveries included)
+    uint64_t redelivered;                      //  deliveries with a count above 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
 } s_group_rec_t;
@@ -1786,11 +1786,10 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (rc) {
                 return rc;
             }
-            if (op->u32 > 1) {
-                gr->redelivered++;
-            } else {
-                gr->delivered++;
-            }
+            //  Every delivery counts; one with a count above 1 is also a
+            //  redelivery (docs/operations.md, "Delivery counters").
+            gr->delivered++;
+            gr->redelivered += op->u32 > 1;
             if (gr->lane_next[prio] <= op->a) {
                 gr->lane_next[prio] = op->a + 1;
             }

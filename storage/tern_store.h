@@ -176,8 +176,8 @@ typedef struct {
     uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per priority lane
     uint64_t pending;                          //  entries in the pending set
     uint64_t dead;                             //  entries in the DLQ
-    uint64_t delivered;                        //  deliveries (first deliveries only)
-    uint64_t redelivered;                      //  redeliveries
+    uint64_t delivered;                        //  deliveries, every one (redeliveries too)
+    uint64_t redelivered;                      //  deliveries with delivery count > 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
     uint64_t ack_floor;                        //  every seq below this is acked, dead or expired
