@@ -109,8 +109,8 @@ static void s_series(tern_json_t *out, tern_series_t *series) {
     static const char *help[TERN_SC_COUNT] = {
         "Messages stored, per topic.",
         "Publishes answered as duplicates, per topic.",
-        "First deliveries, per group.",
-        "Redeliveries (ack wait expired, nack, consumer gone), per group.",
+        "Deliveries (every one, redeliveries included), per group.",
+        "Deliveries with a delivery count above 1 (ack wait, nack, consumer gone), per group.",
         "Messages acknowledged, per group.",
         "Negative acknowledgements, per group.",
         "Messages moved to the group's dead-letter queue.",
@@ -258,9 +258,11 @@ char *tern_http_render_metrics(const tern_config_t *config, tern_metrics_t *m, t
     s_metric(&out, "tern_publish_errors_total", "counter",
              "Publishes refused (storage full, clock, limits).",
              tern_metrics_get(m->publish_errors));
-    s_metric(&out, "tern_messages_delivered_total", "counter", "First deliveries, all groups.",
+    s_metric(&out, "tern_messages_delivered_total", "counter",
+             "Deliveries (every one, redeliveries included), all groups.",
              tern_metrics_get(m->delivered));
-    s_metric(&out, "tern_messages_redelivered_total", "counter", "Redeliveries, all groups.",
+    s_metric(&out, "tern_messages_redelivered_total", "counter",
+             "Deliveries with a delivery count above 1, all groups.",
              tern_metrics_get(m->redelivered));
     s_metric(&out, "tern_messages_acked_total", "counter", "Acknowledgements, all groups.",
              tern_metrics_get(m->acked));

@@ -1410,15 +1410,16 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
         at += 5;
         tern_route_u64_str(sub->id, at);
     }
-    if (first) {
-        tern_metrics_add(self->metrics->delivered, 1);
-        s_count(self, group, TERN_SC_DELIVERED);
-        if (now_ns > msg->timestamp_ns) {
-            tern_histo_observe(&self->metrics->deliver_latency, now_ns - msg->timestamp_ns);
-        }
-    } else {
+    //  Every delivery counts; one with a count above 1 is also a redelivery
+    //  (the store's group counters and the audit count alike).
+    tern_metrics_add(self->metrics->delivered, 1);
+    s_count(self, group, TERN_SC_DELIVERED);
+    if (pend->count > 1) {
         tern_metrics_add(self->metrics->redelivered, 1);
         s_count(self, group, TERN_SC_REDELIVERED);
+    }
+    if (first && now_ns > msg->timestamp_ns) {
+        tern_histo_observe(&self->metrics->deliver_latency, now_ns - msg->timestamp_ns);
     }
     if (self->config->verbose) {
         if (!pend->trace) {

@@ -129,8 +129,8 @@ typedef struct {
     uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per lane
     uint64_t pending;                          //  pending entries
     uint64_t dead;                             //  DLQ entries
-    uint64_t delivered;                        //  first deliveries
-    uint64_t redelivered;                      //  redeliveries
+    uint64_t delivered;                        //  deliveries (redeliveries included)
+    uint64_t redelivered;                      //  deliveries with a count above 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
 } s_group_rec_t;
@@ -1789,11 +1789,10 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (rc) {
                 return rc;
             }
-            if (op->u32 > 1) {
-                gr->redelivered++;
-            } else {
-                gr->delivered++;
-            }
+            //  Every delivery counts; one with a count above 1 is also a
+            //  redelivery (docs/operations.md, "Delivery counters").
+            gr->delivered++;
+            gr->redelivered += op->u32 > 1;
             if (gr->lane_next[prio] <= op->a) {
                 gr->lane_next[prio] = op->a + 1;
             }
@@ -1811,9 +1810,10 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             }
             gr->pending--;
             gr->acked++;
+            //  REASON: where a peer's ack came from (ack-state apply).
             rc =
                 s_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED,
-                            op->name, 0, NULL, 0, 0);
+                            op->name, 0, op->reason, 0, 0);
             break;
         case OP_NACK:
             rc = mdb_get(ctx->txn, pending, &k, &v);
@@ -2257,17 +2257,18 @@ static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
     Commit
    ------------------------------------------------------------------------ */
 
-//  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply).
-static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
-    uint8_t key[20];
-    s_be64_put(key, op->b);
+//  The message MSG_ID as the target of a peer's ack-state change: its topic,
+//  seq and priority lane (from the record); *HERE false when it is not
+//  stored here.
+static int s_ackstate_msg(s_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *topic_id,
+                          uint64_t *seq, uint8_t *prio) {
+    *here = false;
+    uint8_t key[12];
+    s_be64_put(key, msg_id);
     MDB_val k = {8, key}, v;
     int rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        return 0; //  not here (yet, or any more)
-    }
     if (rc) {
-        return rc;
+        return rc == MDB_NOTFOUND ? 0 : rc; //  not here (yet, or any more)
     }
     if (v.mv_size != S_MSGID_SIZE) {
         return MDB_CORRUPTED;
@@ -2275,90 +2276,129 @@ static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
     if (((uint8_t *)v.mv_data)[M_FLAGS] & S_MSGID_REMOVED) {
         return 0; //  removed here; only its history is left
     }
-    uint32_t topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
-    uint64_t seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
-    //  Its lane, from the record.
-    uint8_t prio = TERN_PRIORITY_DEFAULT;
-    s_be32_put(key, topic_id);
-    s_be64_put(key + 4, seq);
+    *here = true;
+    *topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
+    *seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
+    *prio = TERN_PRIORITY_DEFAULT;
+    s_be32_put(key, *topic_id);
+    s_be64_put(key + 4, *seq);
     k = (MDB_val){12, key};
     if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v)) == 0) {
         s_record_t rec;
         if (s_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
-            prio = rec.priority;
+            *prio = rec.priority;
         }
-    } else if (rc && rc != MDB_NOTFOUND) {
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  Puts a pending entry (delivery count COUNT, due now) for SEQ of G unless
+//  it has one. Not a delivery: no counter but `pending`, no history event.
+static int s_ackstate_pend(s_txn_t *ctx, s_cached_t *g, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint8_t prio, uint32_t count) {
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
+    size_t klen = s_entry_key(key, topic_id, group, strlen(group), seq, true);
+    s_entry_put(val, count, prio, ctx->now_ns / 1000000);
+    MDB_val k = {klen, key}, v = {S_ENTRY_SIZE, val};
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_PENDING], &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0) {
+        g->group.pending++;
+        g->dirty = true;
+    }
+    return rc == MDB_KEYEXIST ? 0 : rc;
+}
+
+//  SEQ was not delivered here yet: the lane's messages between its cursor
+//  and SEQ become pending (still owed to the group: at-least-once), SEQ too
+//  (so that the ack or TERM finds it), and the cursor moves past SEQ.
+static int s_ackstate_skip(s_txn_t *ctx, s_cached_t *g, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint8_t prio) {
+    uint8_t from[13];
+    s_be32_put(from, topic_id);
+    from[4] = prio;
+    s_be64_put(from + 5, g->group.lane_next[prio]);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k = {13, from}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
+        uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
+        if (hole >= seq || (rc = s_ackstate_pend(ctx, g, topic_id, group, hole, prio, 0))) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    g->group.lane_next[prio] = seq + 1;
+    g->dirty = true;
+    return s_ackstate_pend(ctx, g, topic_id, group, seq, prio, 0);
+}
+
+//  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply):
+//  it goes through the same ACK / DEAD step as a local one, so the counters
+//  and the history (ACKED, DEAD events) are those of a local ack or TERM.
+static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
+    bool here;
+    uint32_t topic_id = 0;
+    uint64_t seq = 0;
+    uint8_t prio = TERN_PRIORITY_DEFAULT;
+    int rc = s_ackstate_msg(ctx, op->b, &here, &topic_id, &seq, &prio);
+    if (rc || !here) {
         return rc;
     }
     s_op_t sub;
     memset(&sub, 0, sizeof sub);
     memcpy(sub.name, op->name, sizeof sub.name);
     sub.topic_id = topic_id;
-    sub.reason = (char *)"peer dc"; //  DELIVER: the "consumer" in the message history
     sub.kind = OP_GROUP_OPEN;
     sub.u32 = TERN_START_FIRST;
-    if ((rc = s_op_group_open(ctx, &sub))) {
-        return rc;
-    }
     s_cached_t *g;
-    if ((rc = s_group_find(ctx, topic_id, op->name, &g)) || !g->exists) {
+    if ((rc = s_op_group_open(ctx, &sub)) || (rc = s_group_find(ctx, topic_id, op->name, &g)) ||
+        !g->exists) {
         return rc;
     }
-    uint8_t pkey[S_ENTRY_KEY_MAX];
-    size_t pklen = s_entry_key(pkey, topic_id, op->name, strlen(op->name), seq, true);
-    MDB_val pk = {pklen, pkey}, pv;
-    rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &pk, &pv);
-    if (rc && rc != MDB_NOTFOUND) {
+    bool term = op->u32 == TERN_CMD_TERM;
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t klen = s_entry_key(key, topic_id, op->name, strlen(op->name), seq, true);
+    MDB_val k = {klen, key}, v;
+    uint32_t count = 0;
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &k, &v)) == 0) {
+        count = v.mv_size == S_ENTRY_SIZE ? s_le32_get(v.mv_data) : 0;
+    } else if (rc != MDB_NOTFOUND) {
         return rc;
+    } else if ((rc = mdb_get(ctx->txn, ctx->dbi[S_DLQ], &k, &v)) == 0) {
+        if (term) {
+            return 0; //  dead here too
+        }
+        //  Replayed from the DLQ and acked there: acked here as well.
+        count = v.mv_size >= S_ENTRY_SIZE ? s_le32_get(v.mv_data) : 0;
+        prio = v.mv_size >= S_ENTRY_SIZE ? ((uint8_t *)v.mv_data)[4] : prio;
+        if ((rc = mdb_del(ctx->txn, ctx->dbi[S_DLQ], &k, NULL))) {
+            return rc;
+        }
+        g->group.dead -= g->group.dead > 0;
+        rc = s_ackstate_pend(ctx, g, topic_id, op->name, seq, prio, count);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    } else if (seq < g->group.lane_next[prio]) {
+        return 0; //  acked here already
+    } else {
+        rc = s_ackstate_skip(ctx, g, topic_id, op->name, seq, prio);
     }
-    uint64_t now_ms = ctx->now_ns / 1000000;
-    if (rc == MDB_NOTFOUND) {
-        if (seq < g->group.lane_next[prio]) {
-            return 0; //  acked or dead here already
-        }
-        //  Undelivered here: the lane's earlier messages stay deliverable.
-        uint8_t from[13];
-        s_be32_put(from, topic_id);
-        from[4] = prio;
-        s_be64_put(from + 5, g->group.lane_next[prio]);
-        MDB_cursor *cur;
-        if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur))) {
-            return rc;
-        }
-        k = (MDB_val){13, from};
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
-            uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
-            if (hole >= seq) {
-                break;
-            }
-            sub.kind = OP_DELIVER;
-            sub.a = hole;
-            sub.b = now_ms;
-            sub.u32 = 0;
-            sub.priority = prio;
-            if ((rc = s_op_group_entry(ctx, &sub))) {
-                break;
-            }
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        mdb_cursor_close(cur);
-        if (rc && rc != MDB_NOTFOUND) {
-            return rc;
-        }
-        sub.kind = OP_DELIVER;
-        sub.a = seq;
-        sub.b = now_ms;
-        sub.u32 = 1;
-        sub.priority = prio;
-        if ((rc = s_op_group_entry(ctx, &sub))) {
-            return rc;
-        }
+    if (rc) {
+        return rc;
     }
     sub.a = seq;
-    sub.u32 = 1;
-    sub.reason = op->reason ? op->reason : (char *)"term (peer dc)";
-    sub.kind = op->u32 == TERN_CMD_TERM ? OP_DEAD : OP_ACK;
+    sub.kind = term ? OP_DEAD : OP_ACK;
+    sub.u32 = term ? count : TERN_TRACE_ACKED;
+    sub.reason =
+        op->reason ? op->reason : (char *)(term ? "dead in a peer dc" : "acked in a peer dc");
     return s_op_group_entry(ctx, &sub);
 }
 

@@ -195,8 +195,8 @@ typedef struct {
     uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per priority lane
     uint64_t pending;                          //  entries in the pending set
     uint64_t dead;                             //  entries in the DLQ
-    uint64_t delivered;                        //  deliveries (first deliveries only)
-    uint64_t redelivered;                      //  redeliveries
+    uint64_t delivered;                        //  deliveries, every one (redeliveries too)
+    uint64_t redelivered;                      //  deliveries with delivery count > 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
     uint64_t ack_floor;                        //  every seq below this is acked, dead or expired
@@ -392,15 +392,22 @@ void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, cons
     producer's retry is a duplicate of what is stored, as before. */
 
 /*  Queues applying a peer DC's ack-state change by MSG_ID (replication of
-    acks, terms and DLQ moves): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM
-    (to the DLQ with REASON, may be NULL). GROUP is created on the message's
-    topic if missing (starting at the first stored seq). If the message is
-    pending in the group, the entry is acked / dead-lettered. If it was not
-    delivered here yet, the messages of its priority lane between the lane
-    cursor and it become pending entries due now (so they are still
-    delivered: at-least-once), the cursor moves past it, and it is acked /
-    dead-lettered. A message already acked or dead here, or unknown here (not
-    replicated yet, or expired), is left alone. Not written to the outbox. */
+    acks and dead-lettering): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM (to
+    the DLQ). REASON (may be NULL) says where it happened: the detail of the
+    ACKED event, or the DLQ reason. GROUP is created on the message's topic
+    if missing (starting at the first stored seq). The change is applied like
+    a local ack or dead-lettering (same counters, same ACKED / DEAD history
+    event), and counts as no delivery here:
+    - pending in the group: the entry is acked / dead-lettered;
+    - not delivered here yet: the messages of its priority lane between the
+      lane cursor and it become pending entries with delivery count 0, due
+      now (so they are still delivered: at-least-once), the cursor moves
+      past it, and it is acked / dead-lettered;
+    - in the group's DLQ: an ack removes it from there (the peer replayed and
+      acked it), a TERM leaves it;
+    - already acked here, or unknown here (not replicated yet, or removed):
+      left alone.
+    Not written to the outbox. */
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
                                      uint32_t op, const char *reason);
 

@@ -249,6 +249,15 @@ bool it_raw_hello(it_raw_t *self, const char *name);
     cr_assert_eq((r)->status, 0, "%s: exit %d%s\nstdout:\n%s\nstderr:\n%s", (what), (r)->status,   \
                  (r)->timed_out ? " (timed out)" : "", (r)->out, (r)->err)
 
+/*  GET PATH from 127.0.0.1:PORT over HTTP/1.0 (the metrics endpoint).
+    Returns the status code (or -1 if unreachable) and the body in *BODY
+    (caller frees; NULL on failure). */
+int it_http_get(int port, const char *path, char **body);
+
+/*  The value of sample NAME (with its labels, e.g. `x{topic="t"}`) in a
+    Prometheus text document DOC; -1 if absent. */
+double it_prom_sample(const char *doc, const char *name);
+
 /*  Small helpers. */
 int64_t it_now_ms(void);
 void it_sleep_ms(int ms);

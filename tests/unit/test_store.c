@@ -752,6 +752,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.acked, 2);
     cr_assert_eq(g.nacked, 1);
+    cr_assert_eq(g.delivered, 5, "every delivery counts, the redelivery too");
     cr_assert_eq(g.redelivered, 1);
     cr_assert_eq(g.pending, 2);
     cr_assert_eq(g.ack_floor, 2);
