@@ -1108,7 +1108,8 @@ static bool s_group_each(const tern_group_info_t *info, void *arg) {
     tern_json_key_str(json, "group", info->name);
     tern_json_key_u64(json, "pending",
                       group && group->state == G_READY ? group->pending : info->pending);
-    tern_json_key_u64(json, "acked_floor", info->ack_floor);
+    tern_json_key_u64(json, "ack_floor", info->ack_floor);
+    tern_json_key_u64(json, "next_unacked", info->next_unacked);
     tern_json_key_u64(json, "dead", info->dead);
     tern_json_key_u64(json, "delivered", info->delivered);
     tern_json_key_u64(json, "redelivered", info->redelivered);
@@ -1607,7 +1608,7 @@ static void s_timers(s_route_t *self, r_group_t *group, uint64_t now) {
                                                        self->config->backoff_max_ms, pend->count);
             s_pend_retry(self, pend, due, true); //  may free pend
         } else if (pend->inflight) {
-            s_check_at(group, pend->due_ms); //  a holder may still ack it after expiry
+            s_check_at(group, pend->due_ms); //  its holder may still ack it, expired or not
         } else if (pend->expire_ms && pend->expire_ms <= now) {
             s_pend_gone(self, pend, true);
         } else if (pend->due_ms <= now && s_pend_spent(self, pend)) {
