@@ -35,6 +35,14 @@
     ack_wait ran out gets ENOTFOUND (it is redelivered); CREDIT is capped by
     max_inflight; pending entries loaded from storage at start are due at
     once (their sessions died with the old process).
+
+    Timers run whether or not a group has consumers (s_timers, every loop
+    iteration): an ack wait that runs out, a waiting entry that has used its
+    max_deliver deliveries (moved to the DLQ) and a waiting entry whose
+    message expired (dropped as expired) all happen on time; only the
+    redelivery itself waits for a consumer with free window. So that this
+    holds after a restart too, every durable group with pending entries is
+    opened at start, before any subscription joins it.
 */
 #include "tern_route.h"
 #include "tern_json.h"
@@ -93,6 +101,7 @@ struct r_pend_t {
     bool inflight;         //  delivered, waiting for ack
     bool stored;           //  s_group_reload: seen in the store's pending list
     uint64_t due_ms;       //  inflight: ack deadline; else: redelivery time
+    uint64_t expire_ms;    //  the message's expiry (unix ms, rounded up), 0 = never
     r_sub_t *sub;          //  inflight: the holder
     uint64_t tag;          //  inflight: its tag in that sub
     r_group_t *group;      //  owner
@@ -632,15 +641,51 @@ static void s_pend_dead(s_route_t *self, r_pend_t *pend, const char *reason) {
     s_pend_destroy(pend);
 }
 
+//  True if PEND has had every delivery max_deliver allows.
+static bool s_pend_spent(const s_route_t *self, const r_pend_t *pend) {
+    return self->config->max_deliver > 0 && pend->count >= self->config->max_deliver;
+}
+
+//  PEND's message is gone from the log or EXPIRED: it can never be delivered
+//  again. An expired one is counted, and its history says "expired", not
+//  "acked".
+static void s_pend_gone(s_route_t *self, r_pend_t *pend, bool expired) {
+    r_group_t *group = pend->group;
+    if (expired) {
+        tern_metrics_add(self->metrics->expired, 1);
+        s_count(self, group, TERN_SC_EXPIRED);
+    }
+    if (group->name[0]) {
+        tern_op_t *op = s_op(self, TERN_OP_ACK, group, pend->seq);
+        if (expired) {
+            snprintf(op->reason, sizeof op->reason, "expired");
+        }
+    }
+    if (self->config->verbose) {
+        zsys_info("route: dropped %s/%s seq %" PRIu64 " (%s)", group->topic->name,
+                  group->name[0] ? group->name : "(ephemeral)", pend->seq,
+                  expired ? "expired" : "gone");
+    }
+    s_pend_destroy(pend);
+}
+
+//  Unix ms at or after expiry time EXPIRE_AT_NS (0 = never).
+static uint64_t s_expire_ms(uint64_t expire_at_ns) {
+    return expire_at_ns ? (expire_at_ns + 999999) / 1000000 : 0;
+}
+
 //  Makes PEND wait for redelivery at DUE_MS (or die if it used its deliveries).
 static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool persist) {
     r_group_t *group = pend->group;
     s_pend_release(pend);
-    if (pend->count >= self->config->max_deliver && self->config->max_deliver > 0) {
+    if (s_pend_spent(self, pend)) {
         s_pend_dead(self, pend, "max_deliver");
         return;
     }
     pend->due_ms = due_ms;
+    if (pend->expire_ms) {
+        s_check_at(group, pend->expire_ms); //  it may expire before it is due
+    }
     if (persist && group->name[0]) {
         //  Only the ack-wait timer persists here (an explicit NACK persists
         //  its own op): its history event says "timeout", not "nacked".
@@ -654,6 +699,20 @@ static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool 
 
 // ---------------------------------------------------------------------------
 //  Groups
+
+#define S_DURABLE_KEY_MAX (32 + TERN_NAME_MAX) //  "topic id/group name"
+
+//  The key of durable group NAME on TOPIC_ID in route's durable table.
+static void s_durable_key(char *key, uint32_t topic_id, const char *name) {
+    snprintf(key, S_DURABLE_KEY_MAX, "%u/%s", topic_id, name);
+}
+
+//  Durable group NAME on TOPIC_ID, or NULL if route has not opened it.
+static r_group_t *s_durable_get(s_route_t *self, uint32_t topic_id, const char *name) {
+    char key[S_DURABLE_KEY_MAX];
+    s_durable_key(key, topic_id, name);
+    return (r_group_t *)zhashx_lookup(self->durable, key);
+}
 
 static void s_group_add_consumer(r_group_t *group, r_sub_t *sub) {
     for (size_t i = 0; i < group->nconsumers; i++) {
@@ -698,8 +757,8 @@ static void s_group_destroy(s_route_t *self, r_group_t *group) {
         }
     }
     if (group->name[0]) {
-        char key[32 + TERN_NAME_MAX];
-        snprintf(key, sizeof key, "%u/%s", group->topic->id, group->name);
+        char key[S_DURABLE_KEY_MAX];
+        s_durable_key(key, group->topic->id, group->name);
         zhashx_delete(self->durable, key);
     }
     zlistx_delete(group->topic->groups, group->topic_handle);
@@ -718,8 +777,26 @@ static r_group_t *s_group_new(s_route_t *self, r_topic_t *topic, const char *nam
     return group;
 }
 
+//  Loading GROUP's stored pending entries (the reader's transaction open).
+typedef struct {
+    s_route_t *self;  //  borrowed
+    r_group_t *group; //  borrowed
+} s_load_t;
+
+//  The expiry (unix ms) of the message of a pending entry loaded for GROUP:
+//  s_timers drops the entry then even if no consumer comes. A message gone
+//  from the log (swept after its TTL, or removed by retention) expires now.
+static uint64_t s_stored_expiry(s_route_t *self, const r_group_t *group, uint64_t seq) {
+    tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, &self->frame);
+    if (rc == TERN_ENOTFOUND) {
+        return tern_now_ms();
+    }
+    return rc == TERN_OK ? s_expire_ms(self->frame.expire_at_ns) : 0;
+}
+
 static bool s_load_pending(const tern_entry_t *entry, void *arg) {
-    r_group_t *group = (r_group_t *)arg;
+    s_load_t *load = (s_load_t *)arg;
+    r_group_t *group = load->group;
     for (r_pend_t *pend = group->head; pend; pend = pend->next) {
         if (pend->seq == entry->seq) {
             pend->stored = true;
@@ -730,6 +807,7 @@ static bool s_load_pending(const tern_entry_t *entry, void *arg) {
     pend->stored = true;
     pend->count = entry->delivery_count;
     pend->due_ms = tern_now_ms();
+    pend->expire_ms = s_stored_expiry(load->self, group, entry->seq);
     group->rescan = true;
     s_check_at(group, pend->due_ms);
     return true;
@@ -746,8 +824,9 @@ static void s_group_loaded(s_route_t *self, r_group_t *group, tern_err_t err) {
     }
     if (err == TERN_OK) {
         memcpy(group->lane_next, info.lane_next, sizeof group->lane_next);
+        s_load_t load = {self, group};
         err = tern_store_pending_list(self->reader, group->topic->id, group->name, s_load_pending,
-                                      group);
+                                      &load);
     }
     if (err != TERN_OK) {
         zsys_error("route: cannot open group %s on %s: %d", group->name, group->topic->name,
@@ -781,8 +860,8 @@ static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic, bool appeare
     uint8_t start = appeared && sub->start == TERN_START_NEW ? TERN_START_FIRST : sub->start;
     r_group_t *group = NULL;
     if (sub->group[0]) {
-        char key[32 + TERN_NAME_MAX];
-        snprintf(key, sizeof key, "%u/%s", topic->id, sub->group);
+        char key[S_DURABLE_KEY_MAX];
+        s_durable_key(key, topic->id, sub->group);
         group = (r_group_t *)zhashx_lookup(self->durable, key);
         if (!group) {
             group = s_group_new(self, topic, sub->group);
@@ -851,6 +930,34 @@ static bool s_topic_each(const tern_topic_info_t *info, void *arg) {
         s_topic_add(self, info->id, info->name);
     }
     return true;
+}
+
+//  At start: a durable group with pending entries is opened now, not when a
+//  subscription joins it, so that their timers (max_deliver, expiry) run
+//  even if no consumer ever comes back. Loaded by s_open_pending.
+static bool s_group_each_pending(const tern_group_info_t *info, void *arg) {
+    s_route_t *self = (s_route_t *)arg;
+    r_topic_t *topic = s_topic_get(self, info->topic_id);
+    if (info->pending && topic && !s_durable_get(self, info->topic_id, info->name)) {
+        char key[S_DURABLE_KEY_MAX];
+        s_durable_key(key, info->topic_id, info->name);
+        zhashx_insert(self->durable, key, s_group_new(self, topic, info->name));
+    }
+    return true;
+}
+
+//  Opens every stored durable group with pending entries (the reader's
+//  transaction open).
+static void s_open_pending(s_route_t *self) {
+    if (tern_store_group_list(self->reader, 0, s_group_each_pending, self) != TERN_OK) {
+        zsys_error("route: cannot list groups: their timers wait for a consumer");
+    }
+    for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+         group = (r_group_t *)zlistx_next(self->groups)) {
+        if (group->state == G_LOADING) {
+            s_group_loaded(self, group, TERN_OK);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -993,9 +1100,7 @@ typedef struct {
 
 static bool s_group_each(const tern_group_info_t *info, void *arg) {
     s_list_arg_t *list = (s_list_arg_t *)arg;
-    char key[32 + TERN_NAME_MAX];
-    snprintf(key, sizeof key, "%u/%s", info->topic_id, info->name);
-    r_group_t *group = (r_group_t *)zhashx_lookup(list->self->durable, key);
+    r_group_t *group = s_durable_get(list->self, info->topic_id, info->name);
     tern_json_t *json = list->json;
     tern_json_sep(json);
     tern_json_raw(json, "{");
@@ -1003,7 +1108,8 @@ static bool s_group_each(const tern_group_info_t *info, void *arg) {
     tern_json_key_str(json, "group", info->name);
     tern_json_key_u64(json, "pending",
                       group && group->state == G_READY ? group->pending : info->pending);
-    tern_json_key_u64(json, "acked_floor", info->ack_floor);
+    tern_json_key_u64(json, "ack_floor", info->ack_floor);
+    tern_json_key_u64(json, "next_unacked", info->next_unacked);
     tern_json_key_u64(json, "dead", info->dead);
     tern_json_key_u64(json, "delivered", info->delivered);
     tern_json_key_u64(json, "redelivered", info->redelivered);
@@ -1095,11 +1201,10 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
 
 static void s_replay_done(s_route_t *self, tern_op_t *op) {
     tern_admin_t *admin = (tern_admin_t *)op->ctx;
-    char key[32 + TERN_NAME_MAX];
-    snprintf(key, sizeof key, "%u/%s", op->topic_id, op->group);
-    r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+    r_group_t *group = s_durable_get(self, op->topic_id, op->group);
     if (op->err == TERN_OK && group && group->state == G_READY && s_read_begin(self) == TERN_OK) {
-        tern_store_pending_list(self->reader, op->topic_id, op->group, s_load_pending, group);
+        s_load_t load = {self, group};
+        tern_store_pending_list(self->reader, op->topic_id, op->group, s_load_pending, &load);
     }
     if (op->err != TERN_OK) {
         s_send_admin_error(self, admin, op->err, "replay failed");
@@ -1186,7 +1291,7 @@ static void s_handle_events(s_route_t *self, tern_events_t *events) {
 //  cursor not past them) and entries in flight here are kept: those may be
 //  delivered once more (at-least-once).
 typedef struct {
-    r_group_t *group;            //  borrowed
+    s_load_t load;               //  the group being reloaded
     uint64_t lane_next[S_LANES]; //  route's cursors before the reload
 } s_reload_t;
 
@@ -1194,7 +1299,7 @@ typedef struct {
 //  acked or dead-lettered here, its op still queued: not loaded again.
 static bool s_reload_pending(const tern_entry_t *entry, void *arg) {
     s_reload_t *reload = (s_reload_t *)arg;
-    for (r_pend_t *pend = reload->group->head; pend; pend = pend->next) {
+    for (r_pend_t *pend = reload->load.group->head; pend; pend = pend->next) {
         if (pend->seq == entry->seq) {
             pend->stored = true;
             return true;
@@ -1203,7 +1308,7 @@ static bool s_reload_pending(const tern_entry_t *entry, void *arg) {
     if (entry->priority < S_LANES && entry->seq < reload->lane_next[entry->priority]) {
         return true;
     }
-    return s_load_pending(entry, reload->group);
+    return s_load_pending(entry, &reload->load);
 }
 
 static void s_group_reload(s_route_t *self, r_group_t *group) {
@@ -1212,7 +1317,7 @@ static void s_group_reload(s_route_t *self, r_group_t *group) {
         tern_store_group_get(self->reader, group->topic->id, group->name, &info) != TERN_OK) {
         return;
     }
-    s_reload_t reload = {group, {0}};
+    s_reload_t reload = {{self, group}, {0}};
     memcpy(reload.lane_next, group->lane_next, sizeof reload.lane_next);
     for (int lane = 0; lane < S_LANES; lane++) {
         if (info.lane_next[lane] > group->lane_next[lane]) {
@@ -1246,9 +1351,7 @@ static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
     for (size_t i = 0; i < notice->reload_count; i++) {
         r_topic_t *topic = s_topic_by_name(self, notice->reload[i].topic);
         if (topic) {
-            char key[32 + TERN_NAME_MAX];
-            snprintf(key, sizeof key, "%u/%s", topic->id, notice->reload[i].group);
-            r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+            r_group_t *group = s_durable_get(self, topic->id, notice->reload[i].group);
             if (group) {
                 s_group_reload(self, group);
             }
@@ -1271,9 +1374,7 @@ static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
         for (size_t i = 0; i < ops->count; i++) {
             tern_op_t *op = &ops->items[i];
             if (op->type == TERN_OP_OPEN) {
-                char key[32 + TERN_NAME_MAX];
-                snprintf(key, sizeof key, "%u/%s", op->topic_id, op->group);
-                r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+                r_group_t *group = s_durable_get(self, op->topic_id, op->group);
                 if (group && group->state == G_LOADING) {
                     s_group_loaded(self, group, op->err);
                 }
@@ -1351,31 +1452,27 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     tern_frame_t *msg = &self->frame;
     tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, msg);
     uint64_t now_ns = tern_now_ns();
-    bool expired = rc == TERN_OK && msg->expire_at_ns && msg->expire_at_ns <= now_ns;
+    uint64_t now = tern_now_ms();
+    //  A message the TTL sweep removed already is expired too, not "gone".
+    bool expired = rc == TERN_OK ? msg->expire_at_ns && msg->expire_at_ns <= now_ns
+                                 : pend && pend->expire_ms && pend->expire_ms <= now;
     bool early = rc == TERN_OK && group->min_ts_ns && msg->timestamp_ns < group->min_ts_ns;
     if (rc != TERN_OK || expired || early) {
-        if (expired) {
-            tern_metrics_add(self->metrics->expired, 1);
-            s_count(self, group, TERN_SC_EXPIRED);
-        } else if (rc == TERN_ECORRUPT) {
+        if (rc == TERN_ECORRUPT) {
             zsys_error("route: %s seq %" PRIu64 " is corrupt: skipped", group->topic->name, seq);
         }
         if (pend) {
-            //  Gone from the log: it can never be delivered again.
-            if (group->name[0]) {
-                tern_op_t *op = s_op(self, TERN_OP_ACK, group, seq);
-                if (expired) {
-                    snprintf(op->reason, sizeof op->reason, "expired"); //  history: not an ack
-                }
-            }
-            s_pend_destroy(pend);
+            s_pend_gone(self, pend, expired);
+        } else if (expired) {
+            tern_metrics_add(self->metrics->expired, 1);
+            s_count(self, group, TERN_SC_EXPIRED);
         }
         return false;
     }
-    uint64_t now = tern_now_ms();
     bool first = pend == NULL;
     if (!pend) {
         pend = s_pend_new(group, seq, priority);
+        pend->expire_ms = s_expire_ms(msg->expire_at_ns);
     }
     pend->count++;
     pend->inflight = true;
@@ -1445,7 +1542,7 @@ static void s_dispatch(s_route_t *self, r_group_t *group, uint64_t now) {
             if (pend->inflight || pend->due_ms > now) {
                 continue;
             }
-            if (self->config->max_deliver > 0 && pend->count >= self->config->max_deliver) {
+            if (s_pend_spent(self, pend)) {
                 s_pend_dead(self, pend, "max_deliver");
                 continue;
             }
@@ -1494,8 +1591,11 @@ static void s_dispatch(s_route_t *self, r_group_t *group, uint64_t now) {
     group->dirty = false;
 }
 
-//  Moves timed-out deliveries back to waiting (or to the DLQ) and flags
-//  waiting entries that are due, when the group's next deadline has come.
+//  When the group's next deadline has come: moves timed-out deliveries back
+//  to waiting (or to the DLQ), drops waiting entries whose message expired,
+//  dead-letters due ones that had every delivery max_deliver allows, and
+//  flags the other due ones for s_dispatch. Runs with or without consumers:
+//  only the redelivery itself needs one.
 static void s_timers(s_route_t *self, r_group_t *group, uint64_t now) {
     if (group->next_check_ms == 0 || group->next_check_ms > now) {
         return;
@@ -1508,10 +1608,21 @@ static void s_timers(s_route_t *self, r_group_t *group, uint64_t now) {
             uint64_t due = now + tern_route_backoff_ms(self->config->backoff_ms,
                                                        self->config->backoff_max_ms, pend->count);
             s_pend_retry(self, pend, due, true); //  may free pend
-        } else if (!pend->inflight && pend->due_ms <= now) {
-            group->rescan = true;
+        } else if (pend->inflight) {
+            s_check_at(group, pend->due_ms); //  its holder may still ack it, expired or not
+        } else if (pend->expire_ms && pend->expire_ms <= now) {
+            s_pend_gone(self, pend, true);
+        } else if (pend->due_ms <= now && s_pend_spent(self, pend)) {
+            s_pend_dead(self, pend, "max_deliver");
         } else {
-            s_check_at(group, pend->due_ms);
+            if (pend->due_ms <= now) {
+                group->rescan = true;
+            } else {
+                s_check_at(group, pend->due_ms);
+            }
+            if (pend->expire_ms) {
+                s_check_at(group, pend->expire_ms);
+            }
         }
     }
 }
@@ -1624,9 +1735,11 @@ void tern_route_actor(zsock_t *pipe, void *arg) {
     if (!self->reader || !self->inbox || !self->to_storer || !self->out) {
         goto fail;
     }
-    //  Known topics; groups are opened when subscriptions join them.
+    //  Known topics, and the groups whose pending entries have timers; the
+    //  other groups are opened when subscriptions join them.
     if (s_read_begin(self) == TERN_OK) {
         tern_store_topic_list(self->reader, s_topic_each, self);
+        s_open_pending(self);
     }
     s_read_end(self);
     zsock_signal(pipe, 0);

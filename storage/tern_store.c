@@ -3306,9 +3306,10 @@ tern_err_t tern_store_lane_scan(tern_store_reader_t *self, uint32_t topic_id, ui
     return rc && rc != MDB_NOTFOUND ? s_err(rc) : TERN_OK;
 }
 
-//  Fills OUT from group record K/V, computing the ack floor: the lowest seq
+//  Fills OUT from group record K/V, computing next_unacked: the lowest seq
 //  still pending or not yet delivered (the first message at or after each
-//  lane's cursor); last_seq + 1 when there is none.
+//  lane's cursor); last_seq + 1 when there is none. The ack floor is the seq
+//  before it (JetStream's meaning: every seq up to it is settled).
 static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, const MDB_val *v,
                                tern_group_info_t *out) {
     if (v->mv_size != sizeof(s_group_rec_t) || k->mv_size <= 4 || k->mv_size > 4 + TERN_NAME_MAX) {
@@ -3371,7 +3372,8 @@ static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, cons
             }
         }
     }
-    out->ack_floor = floor;
+    out->next_unacked = floor;
+    out->ack_floor = floor ? floor - 1 : 0;
     return TERN_OK;
 }
 

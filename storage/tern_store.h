@@ -199,8 +199,9 @@ typedef struct {
     uint64_t redelivered;                      //  deliveries with delivery count > 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
-    uint64_t ack_floor;                        //  every seq below this is acked, dead or expired
-    uint64_t created_ns;                       //  creation time
+    uint64_t ack_floor;    //  highest seq such that every seq <= it is acked, dead or expired
+    uint64_t next_unacked; //  lowest seq still pending or not yet delivered (ack_floor + 1)
+    uint64_t created_ns;   //  creation time
 } tern_group_info_t;
 
 /*  Queues creating group NAME on TOPIC_ID if it does not exist, starting at

@@ -195,8 +195,17 @@ static const char *s_help_groups =
     "    ternctl [--json] groups TOPIC\n"
     "\n"
     "DESCRIPTION\n"
-    "    One row per group: topic, group, pending, acked_floor, dead, delivered,\n"
-    "    redelivered, acked, consumers.\n"
+    "    One row per group: topic, group, pending, ack_floor, next_unacked, dead,\n"
+    "    delivered, redelivered, acked, consumers.\n"
+    "\n"
+    "    ack_floor     the highest seq such that it and every seq below it are\n"
+    "                  settled: acked, dead-lettered, expired, or before the\n"
+    "                  group's start (JetStream's ack floor: an ack above an\n"
+    "                  unacked seq does not move it). 0 = nothing settled yet.\n"
+    "    next_unacked  the lowest seq not yet settled: still pending, or not yet\n"
+    "                  delivered (ack_floor + 1).\n"
+    "    pending       messages delivered and not yet acked (or waiting for\n"
+    "                  redelivery).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure, 2 usage error.\n";
@@ -681,9 +690,9 @@ static int s_cmd_status(const s_args_t *args) {
 static const char *const s_topic_cols[] = {"topic",    "msgs",       "bytes",    "first_seq",
                                            "last_seq", "max_age_ms", "max_msgs", "max_bytes",
                                            "groups",   NULL};
-static const char *const s_group_cols[] = {"topic",     "group",     "pending",     "acked_floor",
-                                           "dead",      "delivered", "redelivered", "acked",
-                                           "consumers", NULL};
+static const char *const s_group_cols[] = {"topic",        "group",     "pending",   "ack_floor",
+                                           "next_unacked", "dead",      "delivered", "redelivered",
+                                           "acked",        "consumers", NULL};
 static const char *const s_dlq_cols[] = {"topic",          "group",  "seq",        "msg_id",
                                          "delivery_count", "reason", "dead_at_ms", NULL};
 

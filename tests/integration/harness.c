@@ -1430,3 +1430,22 @@ double it_prom_sample(const char *doc, const char *name) {
     }
     return -1;
 }
+
+bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap) {
+    it_result_t r;
+    it_ctl(&r, b, 10000, "groups", topic, NULL);
+    it_assert_ok(&r, "ternctl groups");
+    char **lines;
+    size_t n = it_split_lines(r.out, &lines);
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
+        char g[TERN_NAME_MAX + 1];
+        if (it_json_str(lines[i], "group", g, sizeof g) && strcmp(g, group) == 0) {
+            snprintf(line, cap, "%s", lines[i]);
+            found = true;
+        }
+    }
+    free(lines);
+    it_result_free(&r);
+    return found;
+}

@@ -183,6 +183,11 @@ bool it_json_bool(const char *obj, const char *key, bool *out);
     length; NULL if absent or not a string. */
 char *it_json_strdup(const char *obj, const char *key, size_t *len_p);
 
+/*  The line of GROUP in `ternctl --json groups TOPIC` against B, copied into
+    LINE (CAP bytes); asserts that ternctl succeeded; false if GROUP is not
+    listed. */
+bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap);
+
 /*  One delivered message as printed by `ternctl --json sub`. */
 typedef struct {
     char topic[256];        //  topic

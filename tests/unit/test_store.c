@@ -703,9 +703,9 @@ Test(store, group_start_modes) {
     cr_assert_eq(errs[4], TERN_ENOTFOUND);
     cr_assert_eq(errs[5], TERN_OK);
     cr_assert_eq(s_group(store, id, "first", NULL, NULL).lane_next[4], 3);
-    cr_assert_eq(s_group(store, id, "first", NULL, NULL).ack_floor, 3);
+    cr_assert_eq(s_group(store, id, "first", NULL, NULL).next_unacked, 3);
     cr_assert_eq(s_group(store, id, "new", NULL, NULL).lane_next[0], 11);
-    cr_assert_eq(s_group(store, id, "new", NULL, NULL).ack_floor, 11);
+    cr_assert_eq(s_group(store, id, "new", NULL, NULL).next_unacked, 11);
     cr_assert_eq(s_group(store, id, "seq", NULL, NULL).lane_next[9], 7);
     cr_assert_eq(s_group(store, id, "time", NULL, NULL).lane_next[4], 6);
     cr_assert_eq(s_group(store, id, "late", NULL, NULL).lane_next[4], 11);
@@ -736,7 +736,8 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     cr_assert_eq(g.pending, 4);
     cr_assert_eq(g.delivered, 4);
     cr_assert_eq(g.lane_next[4], 5);
-    cr_assert_eq(g.ack_floor, 1);
+    cr_assert_eq(g.next_unacked, 1);
+    cr_assert_eq(g.ack_floor, 0); //  nothing settled yet
     cr_assert_eq(pending.count, 4);
     cr_assert_eq(pending.entries[0].seq, 1);
     cr_assert_eq(pending.entries[0].due_ms, 1001);
@@ -755,7 +756,8 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     cr_assert_eq(g.delivered, 5, "every delivery counts, the redelivery too");
     cr_assert_eq(g.redelivered, 1);
     cr_assert_eq(g.pending, 2);
-    cr_assert_eq(g.ack_floor, 2);
+    cr_assert_eq(g.next_unacked, 2);
+    cr_assert_eq(g.ack_floor, 1); //  3 is acked too, but 2 is not
     cr_assert_eq(pending.count, 2);
     cr_assert_eq(pending.entries[0].seq, 2);
     cr_assert_eq(pending.entries[0].due_ms, 6000);
@@ -766,7 +768,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.dead, 1);
     cr_assert_eq(g.pending, 1);
-    cr_assert_eq(g.ack_floor, 4); //  dead seqs do not hold the floor
+    cr_assert_eq(g.next_unacked, 4); //  dead seqs do not hold the floor
     cr_assert_eq(dlq.count, 1);
     cr_assert_eq(dlq.entries[0].seq, 2);
     cr_assert_eq(dlq.entries[0].delivery_count, 5);
@@ -774,7 +776,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
 
     tern_store_batch_ack(batch, id, "g", 4);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    cr_assert_eq(s_group(store, id, "g", NULL, NULL).ack_floor, 5); //  seq 5 undelivered
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).next_unacked, 5); //  seq 5 undelivered
 
     uint64_t moved = 0;
     tern_store_batch_dlq_replay(batch, id, "g", 7000, &moved);
@@ -783,7 +785,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.dead, 0);
     cr_assert_eq(g.pending, 1);
-    cr_assert_eq(g.ack_floor, 2);
+    cr_assert_eq(g.next_unacked, 2);
     cr_assert_eq(dlq.count, 0);
     cr_assert_eq(pending.entries[0].seq, 2);
     cr_assert_eq(pending.entries[0].delivery_count, 0);
@@ -846,13 +848,13 @@ Test(store, priority_lanes) {
     tern_store_batch_ack(batch, id, "g1", 2);
     tern_store_batch_ack(batch, id, "g1", 4);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).ack_floor, 1);
+    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).next_unacked, 1);
     tern_store_batch_deliver(batch, id, "g1", 1, 4, 1, 0);
     tern_store_batch_deliver(batch, id, "g1", 5, 4, 1, 0);
     tern_store_batch_ack(batch, id, "g1", 1);
     tern_store_batch_ack(batch, id, "g1", 5);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).ack_floor, 3);
+    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).next_unacked, 3);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
     int groups = 0;
     cr_assert_eq(tern_store_group_list(reader, id, s_count_group, &groups), TERN_OK);

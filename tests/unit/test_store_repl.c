@@ -182,20 +182,20 @@ Test(store_repl, ackstate_by_msg_id) {
     tern_group_info_t g = s_group(store, "g");
     cr_assert_eq(g.pending, 2u);
     cr_assert_eq(g.lane_next[TERN_PRIORITY_DEFAULT], 4u);
-    cr_assert_eq(g.ack_floor, 1u);
+    cr_assert_eq(g.next_unacked, 1u);
     s_ackstate(store, 10, TERN_CMD_ACK);
     s_ackstate(store, 11, TERN_CMD_ACK);
     s_ackstate(store, 11, TERN_CMD_ACK); //  replayed: no change
     g = s_group(store, "g");
     cr_assert_eq(g.pending, 0u);
-    cr_assert_eq(g.ack_floor, 4u);
+    cr_assert_eq(g.next_unacked, 4u);
     s_ackstate(store, 13, TERN_CMD_TERM);
     g = s_group(store, "g");
     cr_assert_eq(g.dead, 1u);
-    cr_assert_eq(g.ack_floor, 5u);
+    cr_assert_eq(g.next_unacked, 5u);
     s_ackstate(store, 99, TERN_CMD_ACK); //  unknown here: ignored
     g = s_group(store, "g");
-    cr_assert_eq(g.ack_floor, 5u);
+    cr_assert_eq(g.next_unacked, 5u);
     cr_assert_eq(s_u64(store, 1, NULL, 0), 0u, "applied ack state entered the outbox");
     tern_store_destroy(&store);
 }
