@@ -849,6 +849,72 @@ static void s_report(s_bench_t *b, double secs, uint64_t delivered, const char *
     free(lat);
 }
 
+//  Runs the mode: *SECS_P the timed phase, *WANT_P the deliveries expected,
+//  *LAT_P what the latency samples measure. Returns 0 or 1.
+static int s_run(s_bench_t *b, double *secs_p, uint64_t *want_p, const char **lat_p) {
+    const s_opts_t *o = b->o;
+    int rc = 0;
+    if (o->mode == S_PUB || o->mode == S_SYNC) {
+        *lat_p = o->mode == S_PUB ? "publish_to_ack" : "publish_round_trip";
+        rc = s_publish_phase(b, true, o->window);
+        if (rc == 0) {
+            b->start_ns = s_now_ns();
+            atomic_store(&b->go, true);
+            rc = s_wait(b, true, 0);
+            *secs_p = (double)(s_now_ns() - b->start_ns) / 1e9;
+            rc |= s_join(b);
+        }
+    } else if (o->mode == S_PUBSUB) {
+        *lat_p = "publish_to_delivery";
+        b->ncons = o->groups * o->consumers;
+        b->cons = s_alloc(b->ncons * sizeof(s_cons_t));
+        for (uint32_t i = 0; rc == 0 && i < b->ncons; i++) {
+            rc = s_consumer_start(b, &b->cons[i], i / o->consumers, TERN_FROM_FIRST, true);
+        }
+        if (rc == 0) {
+            rc = s_publish_phase(b, false, o->window);
+        }
+        if (rc == 0) {
+            *want_p = o->msgs * o->groups;
+            b->start_ns = s_now_ns();
+            atomic_store(&b->go, true);
+            rc = s_wait(b, true, *want_p);
+            *secs_p = (double)(s_now_ns() - b->start_ns) / 1e9;
+            rc |= s_join(b);
+        }
+    } else { //  S_SUB
+        if (o->fill) {
+            b->phase = "fill";
+            rc = s_publish_phase(b, false, o->window > 1024 ? o->window : 1024);
+            if (rc == 0) {
+                b->start_ns = s_now_ns();
+                atomic_store(&b->go, true);
+                rc = s_wait(b, true, 0);
+                rc |= s_join(b);
+            }
+            if (rc == 0 && !o->quiet) {
+                fprintf(stderr, "bench sub: backlog of %llu stored in %.1fs\n",
+                        (unsigned long long)o->msgs, (double)(s_now_ns() - b->start_ns) / 1e9);
+            }
+        }
+        if (rc == 0) {
+            b->phase = "consume";
+            *want_p = o->msgs;
+            b->ncons = o->consumers;
+            b->cons = s_alloc(b->ncons * sizeof(s_cons_t));
+            b->start_ns = s_now_ns();
+            for (uint32_t i = 0; rc == 0 && i < b->ncons; i++) {
+                rc = s_consumer_start(b, &b->cons[i], 0, TERN_FROM_FIRST, false);
+            }
+            if (rc == 0) {
+                rc = s_wait(b, false, *want_p);
+            }
+            *secs_p = (double)(s_now_ns() - b->start_ns) / 1e9;
+        }
+    }
+    return rc;
+}
+
 int ternctl_bench_main(int argc, char **argv) {
     s_opts_t o = {.msgs = 100000,
                   .size = 1024,
@@ -880,66 +946,8 @@ int ternctl_bench_main(int argc, char **argv) {
     double secs = 0;
     uint64_t want = 0;
     const char *lat_what = "none";
-
-    if (rc != 0) {
-        //  the broker cannot be asked: nothing ran
-    } else if (o.mode == S_PUB || o.mode == S_SYNC) {
-        lat_what = o.mode == S_PUB ? "publish_to_ack" : "publish_round_trip";
-        rc = s_publish_phase(&b, true, o.window);
-        if (rc == 0) {
-            b.start_ns = s_now_ns();
-            atomic_store(&b.go, true);
-            rc = s_wait(&b, true, 0);
-            secs = (double)(s_now_ns() - b.start_ns) / 1e9;
-            rc |= s_join(&b);
-        }
-    } else if (o.mode == S_PUBSUB) {
-        lat_what = "publish_to_delivery";
-        b.ncons = o.groups * o.consumers;
-        b.cons = s_alloc(b.ncons * sizeof(s_cons_t));
-        for (uint32_t i = 0; rc == 0 && i < b.ncons; i++) {
-            rc = s_consumer_start(&b, &b.cons[i], i / o.consumers, TERN_FROM_FIRST, true);
-        }
-        if (rc == 0) {
-            rc = s_publish_phase(&b, false, o.window);
-        }
-        if (rc == 0) {
-            want = o.msgs * o.groups;
-            b.start_ns = s_now_ns();
-            atomic_store(&b.go, true);
-            rc = s_wait(&b, true, want);
-            secs = (double)(s_now_ns() - b.start_ns) / 1e9;
-            rc |= s_join(&b);
-        }
-    } else { //  S_SUB
-        if (o.fill) {
-            b.phase = "fill";
-            rc = s_publish_phase(&b, false, o.window > 1024 ? o.window : 1024);
-            if (rc == 0) {
-                b.start_ns = s_now_ns();
-                atomic_store(&b.go, true);
-                rc = s_wait(&b, true, 0);
-                rc |= s_join(&b);
-            }
-            if (rc == 0 && !o.quiet) {
-                fprintf(stderr, "bench sub: backlog of %llu stored in %.1fs\n",
-                        (unsigned long long)o.msgs, (double)(s_now_ns() - b.start_ns) / 1e9);
-            }
-        }
-        if (rc == 0) {
-            b.phase = "consume";
-            want = o.msgs;
-            b.ncons = o.consumers;
-            b.cons = s_alloc(b.ncons * sizeof(s_cons_t));
-            b.start_ns = s_now_ns();
-            for (uint32_t i = 0; rc == 0 && i < b.ncons; i++) {
-                rc = s_consumer_start(&b, &b.cons[i], 0, TERN_FROM_FIRST, false);
-            }
-            if (rc == 0) {
-                rc = s_wait(&b, false, want);
-            }
-            secs = (double)(s_now_ns() - b.start_ns) / 1e9;
-        }
+    if (rc == 0) {
+        rc = s_run(&b, &secs, &want, &lat_what);
     }
     uint64_t delivered = atomic_load(&b.delivered);
     if (rc == 0 && want && delivered != want) {
