@@ -131,6 +131,46 @@ static void s_print(const json_t *doc, bool json) {
     jbuf_free(&b);
 }
 
+//  Runs admin OP with KV[0..COUNT) on SERVER; *DOC_P gets the parsed reply
+//  (caller destroys it). Returns 0, 1 (failure, said on stderr) or 2.
+static int s_ask(const char *server, uint64_t timeout, const char *op, const tern_header_t *kv,
+                 size_t count, json_t **doc_p) {
+    if (!server || !*server) {
+        server = TERN_DEFAULT_ENDPOINT;
+    }
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "ternctl";
+    options.timeout_ms = (uint32_t)timeout;
+    options.heartbeat_ms = 2000;
+    options.connect_timeout_ms = 2000;
+    options.backoff_max_ms = 1000;
+    ternctl_curve_options(&options);
+    tern_client_t *client = tern_client_new(server, &options);
+    if (!client) {
+        fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
+        return S_EXIT_USAGE;
+    }
+    char *reply = NULL;
+    tern_err_t rc = tern_admin(client, op, kv, count, &reply, (int)timeout);
+    bool connected = tern_client_connected(client);
+    tern_client_destroy(&client);
+    if (rc != TERN_OK) {
+        const char *reason = tern_last_reason();
+        fprintf(stderr, "ternctl: %s: %s%s%s\n", op,
+                rc == TERN_ETIMEOUT && !connected ? "cannot reach the broker" : tern_strerror(rc),
+                reason && *reason ? ": " : "", reason ? reason : "");
+        return 1;
+    }
+    *doc_p = json_parse(reply, strlen(reply));
+    free(reply);
+    if (!*doc_p) {
+        fprintf(stderr, "ternctl: %s: the reply is not JSON\n", op);
+        return 1;
+    }
+    return 0;
+}
+
 int ternctl_peers_main(int argc, char **argv) {
     const char *server = getenv("TERN_SERVER");
     bool json = false;
@@ -185,38 +225,10 @@ int ternctl_peers_main(int argc, char **argv) {
         kv[0].value = words[2];
         count = 1;
     }
-    if (!server || !*server) {
-        server = TERN_DEFAULT_ENDPOINT;
-    }
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.name = "ternctl";
-    options.timeout_ms = (uint32_t)timeout;
-    options.heartbeat_ms = 2000;
-    options.connect_timeout_ms = 2000;
-    options.backoff_max_ms = 1000;
-    ternctl_curve_options(&options);
-    tern_client_t *client = tern_client_new(server, &options);
-    if (!client) {
-        fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
-        return S_EXIT_USAGE;
-    }
-    char *reply = NULL;
-    tern_err_t rc = tern_admin(client, op, kv, count, &reply, (int)timeout);
-    bool connected = tern_client_connected(client);
-    tern_client_destroy(&client);
-    if (rc != TERN_OK) {
-        const char *reason = tern_last_reason();
-        fprintf(stderr, "ternctl: %s: %s%s%s\n", op,
-                rc == TERN_ETIMEOUT && !connected ? "cannot reach the broker" : tern_strerror(rc),
-                reason && *reason ? ": " : "", reason ? reason : "");
-        return 1;
-    }
-    json_t *doc = json_parse(reply, strlen(reply));
-    free(reply);
-    if (!doc) {
-        fprintf(stderr, "ternctl: %s: the reply is not JSON\n", op);
-        return 1;
+    json_t *doc = NULL;
+    int rc = s_ask(server, timeout, op, kv, count, &doc);
+    if (rc != 0) {
+        return rc;
     }
     s_print(doc, json);
     json_destroy(&doc);
