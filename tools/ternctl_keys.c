@@ -201,9 +201,9 @@ static void s_cert_info(const char *path, s_cert_info_t *info) {
                    sscanf(line, " %31[a-z-] = %127s", key, value) == 2) {
             bool meta = strcmp(section, "metadata") == 0;
             if (meta && strcmp(key, "name") == 0 && s_name_ok(value)) {
-                snprintf(info->name, sizeof info->name, "%s", value);
+                snprintf(info->name, sizeof info->name, "%.64s", value);
             } else if (meta && strcmp(key, "role") == 0 && s_name_ok(value)) {
-                snprintf(info->role, sizeof info->role, "%s", value);
+                snprintf(info->role, sizeof info->role, "%.64s", value);
             } else if (strcmp(section, "curve") == 0 && strcmp(key, "secret-key") == 0) {
                 info->has_secret = strlen(value) == TERN_CURVE_KEY_LEN;
             }
