@@ -531,6 +531,30 @@ static void s_print_table(const json_t *array, const char *const *columns) {
     free(width);
 }
 
+//  What an empty list prints in text mode instead of a bare heading, e.g.
+//  "no topics"; set by s_admin_list for the one admin call a command makes.
+static const char *s_empty_text;
+
+//  ARRAY as a table, or s_empty_text when it has no rows.
+static void s_print_rows(const json_t *array, const char *const *columns) {
+    if (array->count == 0 && s_empty_text) {
+        printf("%s\n", s_empty_text);
+        fflush(stdout);
+        return;
+    }
+    s_print_table(array, columns);
+}
+
+//  The house table and `key  value` lines for the commands in other files
+//  (ternctl_peers.c).
+void ternctl_print_table(const json_t *array, const char *const *columns) {
+    s_print_table(array, columns);
+}
+
+void ternctl_print_object(const json_t *object) {
+    s_print_object_text(object);
+}
+
 typedef struct s_progress_t s_progress_t;
 static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
                        const char *const *columns, s_progress_t *progress);
@@ -664,7 +688,7 @@ static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t
                 s_print_line(&b);
             }
         } else {
-            s_print_table(doc, columns);
+            s_print_rows(doc, columns);
         }
     } else if (args->json || doc->kind != JSON_OBJECT) {
         jbuf_value(&b, doc);
@@ -675,6 +699,16 @@ static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t
     jbuf_free(&b);
     json_destroy(&doc);
     return 0;
+}
+
+//  s_admin_print for a list whose empty reply prints EMPTY in text mode
+//  (--json prints nothing for it, as for any empty list).
+static int s_admin_list(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                        const char *const *columns, const char *empty) {
+    s_empty_text = empty; //  borrowed for this call only
+    int rc = s_admin_print(args, op, kv, count, columns);
+    s_empty_text = NULL;
+    return rc;
 }
 
 //  ---------------------------------------------------------------------------
@@ -700,7 +734,7 @@ static int s_cmd_topics(const s_args_t *args) {
     if (args->positional_count) {
         return s_usage("topics takes no arguments ('%s')", args->positional[0]);
     }
-    return s_admin_print(args, "topics", NULL, 0, s_topic_cols);
+    return s_admin_list(args, "topics", NULL, 0, s_topic_cols, "no topics");
 }
 
 static const s_opt_t s_topic_opts[] = {
@@ -782,7 +816,9 @@ static int s_cmd_groups(const s_args_t *args) {
         return s_usage("groups needs exactly one TOPIC%s", "");
     }
     tern_header_t kv[1] = {{"topic", args->positional[0]}};
-    return s_admin_print(args, "groups", kv, 1, s_group_cols);
+    char empty[320];
+    snprintf(empty, sizeof empty, "no consumer groups on %s", args->positional[0]);
+    return s_admin_list(args, "groups", kv, 1, s_group_cols, empty);
 }
 
 static const s_opt_t s_dlq_opts[] = {{"group", true}, {"progress", false}, {NULL, false}};
@@ -807,7 +843,10 @@ static int s_cmd_dlq(const s_args_t *args) {
         return s_usage("--progress applies only to 'dlq replay'%s", "");
     }
     if (strcmp(sub, "list") == 0) {
-        return s_admin_print(args, "dlq.list", kv, 2, s_dlq_cols);
+        char empty[640];
+        snprintf(empty, sizeof empty, "no messages in the DLQ of group %s on %s", group,
+                 args->positional[1]);
+        return s_admin_list(args, "dlq.list", kv, 2, s_dlq_cols, empty);
     }
     s_progress_t progress = {.verb = "replaying", .key = "replayed"};
     return s_admin_run(args, "dlq.replay", kv, 2, NULL,

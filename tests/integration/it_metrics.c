@@ -398,6 +398,9 @@ Test(metrics, replication_peers_and_trace, .fini = it_teardown, .timeout = 120) 
     }
     cr_expect_eq(it_prom_sample(doc, "tern_repl_peer_state{peer=\"dc2\",state=\"live\"}"), 1, "%s",
                  doc);
+    //  The other labels are the state names `ternctl peers` shows (tern_peer.c).
+    cr_expect_eq(it_prom_sample(doc, "tern_repl_peer_state{peer=\"dc2\",state=\"connecting\"}"), 0,
+                 "%s", doc);
     cr_expect_geq(it_prom_sample(doc, "tern_repl_records_shipped_total{peer=\"dc2\"}"), 1, "%s",
                   doc);
     cr_expect_eq(it_prom_sample(doc, "tern_repl_peer_lag_messages{peer=\"dc2\"}"), 0, "%s", doc);
