@@ -195,8 +195,17 @@ Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 15000, "sub", "it.cnt", "--group", "g", "--count", "4", "--timeout", "3s", NULL);
     it_assert_ok(&r, "ternctl sub");
     it_result_free(&r);
+    //  sub sends its acks and exits without waiting for them to be
+    //  applied: wait until the broker has taken all four.
     char line[1024];
-    cr_assert(it_group_line(b, "it.cnt", "g", line, sizeof line), "group g not listed");
+    int64_t settle = it_now_ms() + 5000;
+    for (;;) {
+        cr_assert(it_group_line(b, "it.cnt", "g", line, sizeof line), "group g not listed");
+        if (s_field(line, "acked") >= 4 || it_now_ms() > settle) {
+            break;
+        }
+        it_sleep_ms(50);
+    }
     cr_assert_eq(s_field(line, "ack_floor"), 4, "groups: %s", line);
     cr_assert_eq(s_field(line, "next_unacked"), 5, "groups: %s", line);
     cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
