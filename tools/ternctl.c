@@ -206,6 +206,11 @@ static const char *s_help_groups =
     "                  delivered (ack_floor + 1).\n"
     "    pending       messages delivered and not yet acked (or waiting for\n"
     "                  redelivery).\n"
+    "    delivered     every delivery to a consumer, redeliveries and deliveries\n"
+    "                  after a DLQ replay included (the same number in audit,\n"
+    "                  trace and /metrics).\n"
+    "    redelivered   the deliveries whose delivery count was above 1 (a DLQ\n"
+    "                  replay starts the count again).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure, 2 usage error.\n";
