@@ -980,6 +980,14 @@ static int s_group_args(const s_args_t *args, const s_opt_t *opts, const char *c
 static const s_opt_t s_group_opts[] = {
     {"group", true}, {"to", true}, {"force", false}, {NULL, false}};
 
+//  True if TEXT is a position: first, new (if NEW_OK), seq:N or time:DUR.
+static bool s_position_valid(const char *text, bool new_ok) {
+    uint64_t v;
+    return strcmp(text, "first") == 0 || (new_ok && strcmp(text, "new") == 0) ||
+           (strncmp(text, "seq:", 4) == 0 && s_parse_u64(text + 4, &v) && v > 0) ||
+           (strncmp(text, "time:", 5) == 0 && tern_parse_duration(text + 5, &v) == TERN_OK);
+}
+
 static int s_cmd_group(const s_args_t *args) {
     static const char *const subs[] = {"delete", "reset", "seek", NULL};
     tern_header_t kv[3];
@@ -992,6 +1000,9 @@ static int s_cmd_group(const s_args_t *args) {
     if (to) {
         if (strcmp(sub, "delete") == 0) {
             return s_usage("--to applies only to 'group reset' and 'group seek'%s", "");
+        }
+        if (!s_position_valid(to, true)) {
+            return s_usage("invalid --to '%s' (first, new, seq:N or time:DUR)", to);
         }
         kv[count++] = (tern_header_t){"to", to};
     } else if (strcmp(sub, "seek") == 0) {
@@ -1176,13 +1187,11 @@ static int s_cmd_view(const s_args_t *args) {
     }
     const char *from = s_value(args, s_view_opts, "from");
     const char *text = s_value(args, s_view_opts, "count");
-    uint64_t count = 10, v;
+    uint64_t count = 10;
     if (text && (!s_parse_u64(text, &count) || count == 0)) {
         return s_usage("invalid --count '%s'", text);
     }
-    if (from && strcmp(from, "first") != 0 &&
-        !(strncmp(from, "seq:", 4) == 0 && s_parse_u64(from + 4, &v)) &&
-        !(strncmp(from, "time:", 5) == 0 && tern_parse_duration(from + 5, &v) == TERN_OK)) {
+    if (from && !s_position_valid(from, false)) {
         return s_usage("invalid --from '%s' (first, seq:N or time:DUR)", from);
     }
     //  The broker answers at most 1000 messages (or ~4 MiB) per request: ask
