@@ -564,9 +564,10 @@ tern_err_t tern_store_dlq_get(tern_store_reader_t *self, uint32_t topic_id, cons
 tern_err_t tern_store_read_next(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
                                 tern_frame_t *out);
 
-/*  Inside begin/end: the seq of the first stored message of TOPIC_ID whose
-    timestamp is >= AT_NS into *SEQ (last_seq + 1 when none).
-    TERN_ENOTFOUND if there is no such topic. */
+/*  Inside begin/end: where the stored messages of TOPIC_ID with timestamp
+    >= AT_NS begin, into *SEQ: tern_store_read_next from *SEQ finds the
+    first of them (*SEQ may be a removed seq just before it; last_seq + 1
+    when there is none). TERN_ENOTFOUND if there is no such topic. */
 tern_err_t tern_store_seq_at_time(tern_store_reader_t *self, uint32_t topic_id, uint64_t at_ns,
                                   uint64_t *seq);
 
