@@ -52,7 +52,7 @@ typedef struct tern_pubs_t {
 } tern_pubs_t;
 
 /*  An admin request. conn creates it; the storer (topic writes) or route
-    (groups, dlq) executes it; storer returns it to conn in a commit, route
+    (groups, group.*, dlq.*) executes it; storer returns it to conn in a commit, route
     answers the client itself and frees it. */
 typedef struct tern_admin_t {
     uint64_t session_id;            //  requesting session
@@ -165,7 +165,7 @@ typedef enum {
     TERN_EV_NACK = 6,   //  NACK
     TERN_EV_TERM = 7,   //  TERM
     TERN_EV_CREDIT = 8, //  CREDIT
-    TERN_EV_ADMIN = 9   //  admin op route answers (groups, dlq.*): admin set
+    TERN_EV_ADMIN = 9   //  admin op route answers (groups, group.*, dlq.*): admin set
 } tern_ev_type_t;
 
 typedef struct {
