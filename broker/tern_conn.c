@@ -440,12 +440,13 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
 static bool s_parse_seq(const char *text, uint64_t *seq);
 static bool s_parse_position(const char *text, uint8_t *start, uint64_t *value);
 
-#define S_VIEW_MAX       1000       //  msg.view: messages per reply
-#define S_VIEW_BYTES_MAX (4u << 20) //  msg.view: no message is added past this reply size
+#define S_VIEW_MAX  1000                      //  msg.view: messages per reply
+#define S_REPLY_MAX (TERN_PAYLOAD_MAX - 4096) //  a REPLY payload is at most TERN_PAYLOAD_MAX
 
-//  Message MSG (read from the store) as a JSON object; with ENTRY (a DLQ
-//  entry) also its dead-letter fields.
-static void s_json_message(tern_json_t *json, const tern_frame_t *msg, const tern_entry_t *entry) {
+//  Message MSG (read from the store) as a JSON object with the first SHOWN
+//  bytes of its payload; with ENTRY (a DLQ entry) also its dead-letter fields.
+static void s_json_message_part(tern_json_t *json, const tern_frame_t *msg,
+                                const tern_entry_t *entry, size_t shown) {
     tern_json_sep(json);
     tern_json_raw(json, "{");
     tern_json_key_str(json, "topic", msg->topic);
@@ -465,6 +466,9 @@ static void s_json_message(tern_json_t *json, const tern_frame_t *msg, const ter
         tern_json_key_u64(json, "dead_at_ms", entry->due_ms);
     }
     tern_json_key_u64(json, "size", msg->payload_size);
+    if (shown < msg->payload_size) {
+        tern_json_key_bool(json, "truncated", 1);
+    }
     tern_json_sep(json);
     tern_json_raw(json, "\"headers\":{");
     size_t pos = 0;
@@ -477,12 +481,34 @@ static void s_json_message(tern_json_t *json, const tern_frame_t *msg, const ter
         tern_json_key_bytes(json, key, (const uint8_t *)kv.value, kv.value_len);
     }
     tern_json_raw(json, "}");
-    tern_json_key_bytes(json, "data", msg->payload, msg->payload_size);
+    tern_json_key_bytes(json, "data", msg->payload, shown);
     tern_json_raw(json, "}");
 }
 
+//  Appends MSG as a JSON object of at most ROOM bytes: when its whole
+//  payload does not fit (a REPLY is at most TERN_PAYLOAD_MAX, and the
+//  payload grows in JSON), a prefix of it does, with "truncated": true
+//  ("size" stays the whole size). Returns false if it truncated.
+static bool s_json_message(tern_json_t *json, const tern_frame_t *msg, const tern_entry_t *entry,
+                           size_t room) {
+    size_t start = json->len, shown = msg->payload_size;
+    for (;;) {
+        s_json_message_part(json, msg, entry, shown);
+        size_t used = json->len - start;
+        if (used <= room || shown == 0) {
+            return shown == msg->payload_size;
+        }
+        //  Each payload byte takes at least one byte of JSON: dropping the
+        //  excess shrinks the object by at least as much, or the loop goes on.
+        shown = shown > used - room ? shown - (used - room) : 0;
+        json->len = start;
+        json->data[start] = 0;
+    }
+}
+
 //  msg.view: up to `count` (default 10) messages from `from` (first,
-//  seq:N or time:DUR; default first) as a JSON array.
+//  seq:N or time:DUR; default first) as a JSON array, as many as fit in one
+//  REPLY (at least one, truncated if need be).
 static tern_err_t s_view(s_conn_t *self, const tern_frame_t *frame, uint32_t topic_id,
                          tern_json_t *json) {
     char value[64];
@@ -500,12 +526,18 @@ static tern_err_t s_view(s_conn_t *self, const tern_frame_t *frame, uint32_t top
     }
     tern_json_raw(json, "[");
     tern_frame_t msg;
-    for (uint64_t n = 0; rc == TERN_OK && n < count && json->len < S_VIEW_BYTES_MAX; n++) {
-        rc = tern_store_read_next(self->reader, topic_id, from, &msg);
-        if (rc == TERN_OK) {
-            s_json_message(json, &msg, NULL);
-            from = msg.seq + 1;
+    for (uint64_t n = 0; rc == TERN_OK && n < count; n++) {
+        if ((rc = tern_store_read_next(self->reader, topic_id, from, &msg)) != TERN_OK) {
+            break;
         }
+        size_t mark = json->len, used = json->len + 1; //  + "]"
+        if (!s_json_message(json, &msg, NULL, S_REPLY_MAX > used ? S_REPLY_MAX - used : 0) &&
+            n > 0) {
+            json->len = mark; //  the next request starts with it
+            json->data[mark] = 0;
+            break;
+        }
+        from = msg.seq + 1;
     }
     tern_json_raw(json, "]");
     return rc == TERN_ENOTFOUND ? TERN_OK : rc;
@@ -555,7 +587,7 @@ static void s_handle_read(s_conn_t *self, const uint8_t *rid, size_t rid_size,
             rc = tern_store_read(self->reader, info.id, seq, &msg);
         }
         if (rc == TERN_OK) {
-            s_json_message(&json, &msg, is_dlq ? &entry : NULL);
+            s_json_message(&json, &msg, is_dlq ? &entry : NULL, S_REPLY_MAX);
         }
     }
     tern_store_read_end(self->reader);

@@ -1133,7 +1133,8 @@ static void s_print_message_text(const json_t *m) {
     }
     const json_t *data = json_get(m, "data");
     const json_t *b64 = json_get(m, "data_b64");
-    printf("size      %llu B\n\n", (unsigned long long)s_json_u64(m, "size"));
+    printf("size      %llu B%s\n\n", (unsigned long long)s_json_u64(m, "size"),
+           json_get(m, "truncated") ? " (only the start fits one reply: shown truncated)" : "");
     if (data && data->kind == JSON_STRING) {
         fwrite(data->text, 1, data->text_len, stdout);
     } else if (b64 && b64->kind == JSON_STRING) {

@@ -581,6 +581,17 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     cr_assert_eq(r.status, 2, "view --from later: exit %d", r.status);
     it_result_free(&r);
 
+    //  A payload too big for one REPLY in JSON: its start, marked truncated.
+    it_ctl(&r, b, 20000, "pub", "it.x.big", "--size", "1048576", NULL);
+    it_assert_ok(&r, "pub 1 MiB");
+    it_result_free(&r);
+    it_ctl(&r, b, 10000, "get", "it.x.big", "1", NULL);
+    it_assert_ok(&r, "get 1 MiB");
+    bool truncated = false;
+    cr_assert(it_json_bool(r.out, "truncated", &truncated) && truncated, "%.300s", r.out);
+    cr_assert_eq(s_field(r.out, "size"), 1048576);
+    it_result_free(&r);
+
     //  Nothing was consumed: a new group still gets every message, no group
     //  was made by reading.
     char line[1024];
