@@ -394,6 +394,12 @@ Test(admin_ext, group_seek_live_consumer, .fini = it_teardown, .timeout = 90) {
     cr_assert_eq(it_proc_lines(c), 8, "more than the new message was delivered");
     it_proc_destroy(&c);
 
+    //  time:DUR: the first message stored DUR ago or later (all of them here).
+    it_ctl(&r, b, 10000, "group", "seek", "it.x.seek", "--group", "g", "--to", "time:1h", NULL);
+    it_assert_ok(&r, "group seek time:1h");
+    cr_assert_eq(s_field(r.out, "next_seq"), 1, "%s", r.out);
+    it_result_free(&r);
+
     //  Bad positions are usage errors; an unknown group fails.
     it_ctl(&r, b, 10000, "group", "seek", "it.x.seek", "--group", "g", NULL);
     cr_assert_eq(r.status, 2, "seek without --to: exit %d", r.status);
