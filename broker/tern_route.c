@@ -14,9 +14,10 @@
         $TERM      -> exits (no reply); in-flight state is already persisted
     Inbox (PULL, bound at args->inbox; route owns what it receives):
         EVENTS  tern_events_t *  from conn: open/gone/sub/unsub/ack/nack/term/
-                                 credit/admin (groups, dlq.list, dlq.replay)
+                                 credit/admin (groups, dlq.list|replay|purge,
+                                 group.delete|reset|seek)
         NOTICE  tern_notice_t *  from storer: appended messages, route's ops
-                                 with their results (OPEN, REPLAY), topics gone
+                                 with their results (OPEN, admin ops), topics gone
                                  or created (topic.create)
     Sends:
         OPS     tern_ops_t *     -> storer inbox (storer hands it back)
@@ -148,6 +149,7 @@ struct r_group_t {
     void *topic_handle;         //  in topic's group list
     tern_series_slot_t *series; //  durable: its metrics series (borrowed), NULL until used
     r_pool_t *pool;             //  route's pool of pending entries (borrowed)
+    uint32_t admin_ops;         //  group.seek/reset not yet committed: stays G_LOADING
 };
 
 struct r_topic_t {
@@ -1090,7 +1092,7 @@ static void s_handle_ack(s_route_t *self, r_session_t *session, r_sub_t *sub, te
 }
 
 // ---------------------------------------------------------------------------
-//  Admin (groups, dlq.list, dlq.replay)
+//  Admin (groups, dlq.list|replay|purge, group.delete|reset|seek)
 
 typedef struct {
     s_route_t *self;
@@ -1147,6 +1149,45 @@ static bool s_dlq_each(const tern_entry_t *entry, void *arg) {
     return true;
 }
 
+//  Queues the storage op of ADMIN (dlq.replay, dlq.purge, group.delete,
+//  group.reset, group.seek) on TOPIC_ID; the op carries ADMIN (ctx) and is
+//  answered after the commit (s_admin_op_done). Seek and reset drop the
+//  group's pending entries here (a consumer's later ack of one gets
+//  ENOTFOUND) and hold its delivery until the commit, after which it goes
+//  on from the stored position: no delivery from the old position can slip
+//  in between. A group with consumers is not deleted (TERN_EBUSY): they
+//  would recreate it at once. Takes ownership of ADMIN on TERN_OK.
+static tern_err_t s_admin_op(s_route_t *self, tern_admin_t *admin, uint32_t topic_id) {
+    const char *name = admin->op;
+    tern_op_type_t type = streq(name, "dlq.replay")    ? TERN_OP_REPLAY
+                          : streq(name, "dlq.purge")   ? TERN_OP_PURGE
+                          : streq(name, "group.seek")  ? TERN_OP_SEEK
+                          : streq(name, "group.reset") ? TERN_OP_RESET
+                                                       : TERN_OP_DROP;
+    r_group_t *group = s_durable_get(self, topic_id, admin->group);
+    if (type == TERN_OP_DROP && group && group->nconsumers > 0) {
+        return TERN_EBUSY;
+    }
+    if (type == TERN_OP_DROP && group) {
+        s_group_destroy(self, group);
+    } else if (group && (type == TERN_OP_SEEK || type == TERN_OP_RESET)) {
+        while (group->head) {
+            s_pend_destroy(group->head);
+        }
+        group->state = G_LOADING;
+        group->admin_ops++;
+    }
+    r_topic_t stub_topic = {.id = topic_id};
+    r_group_t stub = {.topic = &stub_topic};
+    snprintf(stub.name, sizeof stub.name, "%s", admin->group);
+    tern_op_t *op = s_op(self, type, &stub, type == TERN_OP_REPLAY ? admin->seq : 0);
+    op->start = admin->start;
+    op->start_value = admin->start_value;
+    op->due_ms = tern_now_ms();
+    op->ctx = admin;
+    return TERN_OK;
+}
+
 //  Takes ownership of ADMIN.
 static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     tern_topic_info_t topic;
@@ -1175,22 +1216,20 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
             rc = tern_store_dlq_list(self->reader, topic.id, admin->group, s_dlq_each, &arg);
             tern_json_raw(&json, "]");
         } else if (rc == TERN_OK) {
-            //  dlq.replay: answered when the storer has moved the entries.
-            r_group_t stub;
-            memset(&stub, 0, sizeof stub);
-            r_topic_t stub_topic;
-            stub_topic.id = topic.id;
-            stub.topic = &stub_topic;
-            snprintf(stub.name, sizeof stub.name, "%s", admin->group);
-            tern_op_t *op = s_op(self, TERN_OP_REPLAY, &stub, 0);
-            op->due_ms = tern_now_ms();
-            op->ctx = admin;
-            tern_json_free(&json);
-            return;
+            //  Answered when the storer has committed it (s_admin_op_done).
+            rc = s_admin_op(self, admin, topic.id);
+            if (rc == TERN_OK) {
+                tern_json_free(&json);
+                return;
+            }
         }
     }
     if (rc == TERN_OK) {
         s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
+    } else if (rc == TERN_EBUSY) {
+        s_send_admin_error(self, admin, rc,
+                           "the group has consumers connected: stop them first (or use "
+                           "group reset or group seek)");
     } else {
         s_send_admin_error(self, admin, rc,
                            rc == TERN_ENOTFOUND ? "no such group" : "cannot read groups");
@@ -1199,22 +1238,51 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     free(admin);
 }
 
-static void s_replay_done(s_route_t *self, tern_op_t *op) {
+//  The storer committed admin op OP (see s_admin_op): reload what route
+//  holds of the group, then answer the client. Frees the request.
+static void s_admin_op_done(s_route_t *self, tern_op_t *op) {
     tern_admin_t *admin = (tern_admin_t *)op->ctx;
     r_group_t *group = s_durable_get(self, op->topic_id, op->group);
-    if (op->err == TERN_OK && group && group->state == G_READY && s_read_begin(self) == TERN_OK) {
+    bool moved = op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
+    if (moved && group && group->admin_ops > 0 && --group->admin_ops == 0 &&
+        group->state == G_LOADING) {
+        s_group_loaded(self, group, TERN_OK);
+    }
+    if (op->type == TERN_OP_REPLAY && op->err == TERN_OK && group && group->state == G_READY &&
+        s_read_begin(self) == TERN_OK) {
         s_load_t load = {self, group};
         tern_store_pending_list(self->reader, op->topic_id, op->group, s_load_pending, &load);
     }
+    tern_group_info_t info;
+    if (op->err == TERN_OK && moved &&
+        (s_read_begin(self) != TERN_OK ||
+         tern_store_group_get(self->reader, op->topic_id, op->group, &info) != TERN_OK)) {
+        op->err = TERN_ENOTFOUND;
+    }
     if (op->err != TERN_OK) {
-        s_send_admin_error(self, admin, op->err, "replay failed");
+        s_send_admin_error(self, admin, op->err,
+                           op->type == TERN_OP_REPLAY && op->seq
+                               ? "that seq is not in the group's DLQ"
+                           : op->err == TERN_ENOTFOUND ? "no such group"
+                                                       : "the group operation failed");
     } else {
         tern_json_t json;
         tern_json_init(&json);
         tern_json_raw(&json, "{");
         tern_json_key_str(&json, "topic", admin->topic);
         tern_json_key_str(&json, "group", admin->group);
-        tern_json_key_u64(&json, "replayed", op->count);
+        if (moved) {
+            uint64_t next = UINT64_MAX;
+            for (int lane = 0; lane < S_LANES; lane++) {
+                next = info.lane_next[lane] < next ? info.lane_next[lane] : next;
+            }
+            tern_json_key_u64(&json, "next_seq", next);
+            tern_json_key_u64(&json, "dead", info.dead);
+        } else if (op->type == TERN_OP_DROP) {
+            tern_json_key_bool(&json, "deleted", 1);
+        } else {
+            tern_json_key_u64(&json, op->type == TERN_OP_PURGE ? "purged" : "replayed", op->count);
+        }
         tern_json_raw(&json, "}");
         s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
         tern_json_free(&json);
@@ -1375,11 +1443,11 @@ static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
             tern_op_t *op = &ops->items[i];
             if (op->type == TERN_OP_OPEN) {
                 r_group_t *group = s_durable_get(self, op->topic_id, op->group);
-                if (group && group->state == G_LOADING) {
+                if (group && group->state == G_LOADING && group->admin_ops == 0) {
                     s_group_loaded(self, group, op->err);
                 }
-            } else if (op->type == TERN_OP_REPLAY && op->ctx) {
-                s_replay_done(self, op);
+            } else if (op->ctx) {
+                s_admin_op_done(self, op);
             }
         }
     }
@@ -1649,13 +1717,11 @@ static void s_session_free(void **item_p) {
     }
 }
 
-//  Frees NOTICE and the admin requests its REPLAY ops still carry.
+//  Frees NOTICE and the admin requests its ops still carry.
 static void s_notice_free(tern_notice_t *notice) {
     for (tern_ops_t *ops = notice->ops; ops; ops = ops->next) {
         for (size_t i = 0; i < ops->count; i++) {
-            if (ops->items[i].type == TERN_OP_REPLAY) {
-                free(ops->items[i].ctx);
-            }
+            free(ops->items[i].ctx);
         }
     }
     tern_notice_destroy(&notice);
@@ -1675,9 +1741,7 @@ static void s_cleanup(s_route_t *self) {
     }
     if (self->ops) {
         for (size_t i = 0; i < self->ops->count; i++) {
-            if (self->ops->items[i].type == TERN_OP_REPLAY) {
-                free(self->ops->items[i].ctx);
-            }
+            free(self->ops->items[i].ctx);
         }
     }
     //  Subscriptions first (they reference groups), then groups and topics.

@@ -403,20 +403,22 @@ typedef enum {
     OP_INBOUND,
     OP_ACKSTATE,
     OP_TRACE,
-    OP_ACKSTATE_APPLY
+    OP_ACKSTATE_APPLY,
+    OP_GROUP_SEEK,
+    OP_DLQ_PURGE
 } s_op_kind_t;
 
 typedef struct {
-    s_op_kind_t kind;              //  what to do
-    const tern_frame_t *msg;       //  APPEND: borrowed until commit
-    bool flag;                     //  APPEND: local; TOPIC_DELETE: purge only
+    s_op_kind_t kind;        //  what to do
+    const tern_frame_t *msg; //  APPEND: borrowed until commit
+    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
     tern_append_result_t *result;  //  APPEND: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
     uint64_t b;                    //  due_ms, max_msgs, msg_id...
     uint64_t c;                    //  max_bytes
-    uint32_t u32;                  //  delivery count, start mode, sweep max, op
+    uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode
     uint8_t priority;              //  DELIVER: lane
     char *reason;                  //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
     tern_err_t *err_out;           //  may be NULL
@@ -574,6 +576,22 @@ void tern_store_batch_topic_put(tern_store_batch_t *self, const char *name, uint
     op->id_out = id_out;
 }
 
+//  Topic put modes (op->u32 of OP_TOPIC_PUT).
+enum { S_PUT_ANY = 0, S_PUT_CREATE = 1, S_PUT_EDIT = 2 };
+
+void tern_store_batch_topic_create(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                   uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err,
+                                   uint32_t *id_out) {
+    tern_store_batch_topic_put(self, name, max_age_ms, max_msgs, max_bytes, result_err, id_out);
+    self->ops[self->count - 1].u32 = S_PUT_CREATE;
+}
+
+void tern_store_batch_topic_edit(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                 uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err) {
+    tern_store_batch_topic_put(self, name, max_age_ms, max_msgs, max_bytes, result_err, NULL);
+    self->ops[self->count - 1].u32 = S_PUT_EDIT;
+}
+
 void tern_store_batch_topic_delete(tern_store_batch_t *self, const char *name, bool purge_only,
                                    tern_err_t *result_err, uint64_t *removed) {
     s_op_t *op = s_batch_push(self, OP_TOPIC_DELETE);
@@ -655,6 +673,28 @@ void tern_store_batch_dlq_replay(tern_store_batch_t *self, uint32_t topic_id, co
     s_op_t *op = s_group_op(self, OP_DLQ_REPLAY, topic_id, group, 0);
     op->b = due_ms;
     op->count_out = moved;
+}
+
+void tern_store_batch_dlq_requeue(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                  uint64_t seq, uint64_t due_ms, tern_err_t *result_err) {
+    s_op_t *op = s_group_op(self, OP_DLQ_REPLAY, topic_id, group, seq);
+    op->flag = true;
+    op->b = due_ms;
+    op->err_out = result_err;
+}
+
+void tern_store_batch_dlq_purge(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                tern_err_t *result_err, uint64_t *removed) {
+    s_op_t *op = s_group_op(self, OP_DLQ_PURGE, topic_id, group, 0);
+    op->err_out = result_err;
+    op->count_out = removed;
+}
+
+void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+    s_op_t *op = s_group_op(self, OP_GROUP_SEEK, topic_id, name, start_value);
+    op->u32 = (uint32_t)start;
+    op->err_out = result_err;
 }
 
 void tern_store_batch_sweep(tern_store_batch_t *self, uint64_t now_ns, uint32_t max,
@@ -1542,8 +1582,15 @@ static int s_op_topic_put(s_txn_t *ctx, s_op_t *op) {
         return 0;
     }
     s_cached_t *t;
-    int rc = s_topic_find(ctx, op->name, len, true, &t, err);
-    if (rc || *err) {
+    int rc = s_topic_find(ctx, op->name, len, false, &t, err);
+    if (rc) {
+        return rc;
+    }
+    if (t->exists ? op->u32 == S_PUT_CREATE : op->u32 == S_PUT_EDIT) {
+        *err = t->exists ? TERN_EEXIST : TERN_ENOTFOUND;
+        return 0;
+    }
+    if ((rc = s_topic_find(ctx, op->name, len, true, &t, err)) || *err) {
         return rc;
     }
     t->topic.max_age_ms = op->a;
@@ -1660,6 +1707,45 @@ static int s_seq_time(s_txn_t *ctx, s_cached_t *t, uint64_t seq, uint64_t *found
     return 0;
 }
 
+//  Where a group starting at START/VALUE begins on topic T (see
+//  tern_store_batch_group_open) into *SEQ; *ERR TERN_ERANGE for a bad START.
+static int s_start_seq(s_txn_t *ctx, s_cached_t *t, tern_start_t start, uint64_t value,
+                       uint64_t *seq, tern_err_t *err) {
+    int rc = 0;
+    switch (start) {
+        case TERN_START_FIRST:
+            *seq = t->topic.first_seq;
+            break;
+        case TERN_START_NEW:
+            *seq = t->topic.last_seq + 1;
+            break;
+        case TERN_START_SEQ:
+            *seq = value ? value : 1;
+            break;
+        case TERN_START_TIME: {
+            //  Binary search; timestamps grow with seq (receive time).
+            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
+            while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
+                if ((rc = s_seq_time(ctx, t, mid, &s, &ts))) {
+                    return rc;
+                }
+                if (s > t->topic.last_seq || ts >= value) {
+                    hi = mid;
+                } else {
+                    lo = s + 1;
+                }
+            }
+            *seq = lo;
+            break;
+        }
+        default:
+            *err = TERN_ERANGE;
+            break;
+    }
+    return rc;
+}
+
 static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
     tern_err_t *err = s_err_out(op);
     *err = TERN_OK;
@@ -1684,36 +1770,8 @@ static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
         return 0;
     }
     uint64_t start;
-    switch ((tern_start_t)op->u32) {
-        case TERN_START_FIRST:
-            start = t->topic.first_seq;
-            break;
-        case TERN_START_NEW:
-            start = t->topic.last_seq + 1;
-            break;
-        case TERN_START_SEQ:
-            start = op->a ? op->a : 1;
-            break;
-        case TERN_START_TIME: {
-            //  Binary search; timestamps grow with seq (receive time).
-            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
-            while (lo < hi) {
-                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
-                if ((rc = s_seq_time(ctx, t, mid, &s, &ts))) {
-                    return rc;
-                }
-                if (s > t->topic.last_seq || ts >= op->a) {
-                    hi = mid;
-                } else {
-                    lo = s + 1;
-                }
-            }
-            start = lo;
-            break;
-        }
-        default:
-            *err = TERN_ERANGE;
-            return 0;
+    if ((rc = s_start_seq(ctx, t, (tern_start_t)op->u32, op->a, &start, err)) || *err) {
+        return rc;
     }
     memset(&g->group, 0, sizeof g->group);
     g->group.version = S_GROUP_VERSION;
@@ -1749,6 +1807,38 @@ static int s_op_group_delete(s_txn_t *ctx, s_op_t *op) {
     return 0;
 }
 
+//  Moves a group's lane cursors to START/VALUE and drops its pending entries
+//  (the messages at or after the new position are delivered again from
+//  the cursors). The DLQ and the counters are kept.
+static int s_op_group_seek(s_txn_t *ctx, s_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    *err = TERN_OK;
+    s_cached_t *t, *g;
+    int rc = s_topic_by_id(ctx, op->topic_id, &t);
+    if (rc || (t && (rc = s_group_find(ctx, op->topic_id, op->name, &g)))) {
+        return rc;
+    }
+    if (!t || !g->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint64_t start;
+    if ((rc = s_start_seq(ctx, t, (tern_start_t)op->u32, op->a, &start, err)) || *err) {
+        return rc;
+    }
+    uint8_t prefix[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(prefix, op->topic_id, op->name, strlen(op->name), 0, false);
+    if ((rc = s_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, plen, NULL))) {
+        return rc;
+    }
+    g->group.pending = 0;
+    for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
+        g->group.lane_next[i] = start;
+    }
+    g->dirty = true;
+    return 0;
+}
+
 static void s_entry_put(uint8_t *val, uint32_t count, uint8_t priority, uint64_t due_ms) {
     memset(val, 0, S_ENTRY_SIZE);
     s_le32_put(val, count);
@@ -1761,8 +1851,11 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
     s_cached_t *g;
     int rc = s_group_find(ctx, op->topic_id, op->name, &g);
     if (rc || !g->exists) {
-        if (op->kind == OP_DLQ_REPLAY && op->count_out) {
+        if ((op->kind == OP_DLQ_REPLAY || op->kind == OP_DLQ_PURGE) && op->count_out) {
             *op->count_out = 0;
+        }
+        if (!rc && op->err_out) {
+            *op->err_out = TERN_ENOTFOUND;
         }
         return rc;
     }
@@ -1872,9 +1965,11 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
                 return rc;
             }
             size_t plen = klen - 8;
-            k = (MDB_val){plen, key};
+            //  One entry (flag): the range starts at its key and stops after it.
+            k = (MDB_val){op->flag ? klen : plen, key};
             rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-            while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
+            while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen) &&
+                   (!op->flag || (moved == 0 && !memcmp(k.mv_data, key, klen)))) {
                 uint8_t pkey[S_ENTRY_KEY_MAX];
                 memcpy(pkey, k.mv_data, k.mv_size);
                 uint8_t prio = v.mv_size >= S_ENTRY_SIZE ? ((uint8_t *)v.mv_data)[4] : 0;
@@ -1909,7 +2004,24 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (op->count_out) {
                 *op->count_out = moved;
             }
+            if (op->err_out) {
+                *op->err_out = moved ? TERN_OK : TERN_ENOTFOUND;
+            }
             rc = 0;
+            break;
+        }
+        case OP_DLQ_PURGE: {
+            uint64_t removed = 0;
+            if ((rc = s_del_prefix(ctx, ctx->dbi[S_DLQ], key, klen - 8, &removed))) {
+                return rc;
+            }
+            gr->dead = gr->dead > removed ? gr->dead - removed : 0;
+            if (op->count_out) {
+                *op->count_out = removed;
+            }
+            if (op->err_out) {
+                *op->err_out = TERN_OK;
+            }
             break;
         }
         default:
@@ -2419,7 +2531,10 @@ static int s_apply(s_txn_t *ctx, s_op_t *op) {
         case OP_NACK:
         case OP_DEAD:
         case OP_DLQ_REPLAY:
+        case OP_DLQ_PURGE:
             return s_op_group_entry(ctx, op);
+        case OP_GROUP_SEEK:
+            return s_op_group_seek(ctx, op);
         case OP_SWEEP:
             return s_op_sweep(ctx, op);
         case OP_SET_U64:
@@ -3245,6 +3360,56 @@ tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_
     return TERN_OK;
 }
 
+tern_err_t tern_store_read_next(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
+                                tern_frame_t *out) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_LOG], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, from_seq);
+    MDB_val k = {12, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    uint64_t seq = 0;
+    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
+        seq = s_be64_get((uint8_t *)k.mv_data + 4);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return s_err(rc);
+    }
+    return seq ? tern_store_read(self, topic_id, seq, out) : TERN_ENOTFOUND;
+}
+
+tern_err_t tern_store_seq_at_time(tern_store_reader_t *self, uint32_t topic_id, uint64_t at_ns,
+                                  uint64_t *seq) {
+    tern_topic_info_t info;
+    tern_err_t err = tern_store_topic_get_id(self, topic_id, &info);
+    if (err) {
+        return err;
+    }
+    //  Binary search; timestamps grow with seq (receive time).
+    uint64_t lo = info.first_seq, hi = info.last_seq + 1;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        tern_frame_t msg;
+        err = tern_store_read_next(self, topic_id, mid, &msg);
+        if (err && err != TERN_ENOTFOUND) {
+            return err;
+        }
+        if (err == TERN_ENOTFOUND || msg.seq > info.last_seq || msg.timestamp_ns >= at_ns) {
+            hi = mid;
+        } else {
+            lo = msg.seq + 1;
+        }
+    }
+    *seq = lo;
+    return TERN_OK;
+}
+
 //  The msgid entry of MSG_ID into *VAL (borrowed until read_end).
 static tern_err_t s_msgid_get(tern_store_reader_t *self, uint64_t msg_id, const uint8_t **val) {
     uint8_t key[8];
@@ -3425,6 +3590,22 @@ tern_err_t tern_store_group_list(tern_store_reader_t *self, uint32_t topic_id, t
     return err;
 }
 
+//  A pending or DLQ entry (key K: topic, group, NUL, BE64 seq) into OUT.
+static tern_err_t s_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out) {
+    if (v->mv_size < S_ENTRY_SIZE || v->mv_size > S_ENTRY_SIZE + TERN_REASON_MAX ||
+        k->mv_size < 8) {
+        return TERN_ECORRUPT;
+    }
+    const uint8_t *p = v->mv_data;
+    out->seq = s_be64_get((const uint8_t *)k->mv_data + k->mv_size - 8);
+    out->delivery_count = s_le32_get(p);
+    out->priority = p[4];
+    out->due_ms = s_le64_get(p + 8);
+    memcpy(out->reason, p + S_ENTRY_SIZE, v->mv_size - S_ENTRY_SIZE);
+    out->reason[v->mv_size - S_ENTRY_SIZE] = 0;
+    return TERN_OK;
+}
+
 static tern_err_t s_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id,
                                const char *group, tern_entry_fn *fn, void *arg) {
     S_READER_CHECK(self);
@@ -3443,18 +3624,10 @@ static tern_err_t s_entry_list(tern_store_reader_t *self, int dbi, uint32_t topi
     MDB_val k = {plen, key}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
-        if (v.mv_size < S_ENTRY_SIZE || v.mv_size > S_ENTRY_SIZE + TERN_REASON_MAX) {
-            err = TERN_ECORRUPT;
+        tern_entry_t entry;
+        if ((err = s_entry_parse(&k, &v, &entry))) {
             break;
         }
-        const uint8_t *p = v.mv_data;
-        tern_entry_t entry;
-        entry.seq = s_be64_get((uint8_t *)k.mv_data + plen);
-        entry.delivery_count = s_le32_get(p);
-        entry.priority = p[4];
-        entry.due_ms = s_le64_get(p + 8);
-        memcpy(entry.reason, p + S_ENTRY_SIZE, v.mv_size - S_ENTRY_SIZE);
-        entry.reason[v.mv_size - S_ENTRY_SIZE] = 0;
         if (!fn(&entry, arg)) {
             break;
         }
@@ -3475,6 +3648,19 @@ tern_err_t tern_store_pending_list(tern_store_reader_t *self, uint32_t topic_id,
 tern_err_t tern_store_dlq_list(tern_store_reader_t *self, uint32_t topic_id, const char *group,
                                tern_entry_fn *fn, void *arg) {
     return s_entry_list(self, S_DLQ, topic_id, group, fn, arg);
+}
+
+tern_err_t tern_store_dlq_get(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, tern_entry_t *out) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(group, TERN_NAME_MAX);
+    if (len == 0 || len > TERN_NAME_MAX) {
+        return TERN_ENAME;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    MDB_val k = {s_entry_key(key, topic_id, group, len, seq, true), key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_DLQ], &k, &v);
+    return rc ? s_err(rc) : s_entry_parse(&k, &v, out);
 }
 
 tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size_t max,

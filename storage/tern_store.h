@@ -515,4 +515,60 @@ typedef bool(tern_trace_fn)(const tern_trace_event_t *event, void *arg);
 tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
                                  uint64_t to_seq, tern_trace_fn *fn, void *arg);
 
+/* ------------------------------------------------------------------------
+    Admin operations (ternctl topic create|edit, group seek|reset, dlq
+    purge|replay --seq|get, get, view)
+   ------------------------------------------------------------------------ */
+
+/*  Queues creating topic NAME with these limits (0 = unlimited). At commit
+    *RESULT_ERR is TERN_EEXIST if it exists (nothing changes), TERN_ELIMIT at
+    max_topics, TERN_ETOPIC for a bad name; *ID_OUT (may be NULL) its id. */
+void tern_store_batch_topic_create(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                   uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err,
+                                   uint32_t *id_out);
+
+/*  Queues setting the limits of existing topic NAME (every limit is
+    replaced; retention applies from the next append or sweep). *RESULT_ERR:
+    TERN_ENOTFOUND if it does not exist (nothing is created). */
+void tern_store_batch_topic_edit(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                 uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err);
+
+/*  Queues moving every lane cursor of group NAME to START/START_VALUE (as
+    tern_store_batch_group_open computes it) and dropping all its pending
+    entries: messages at or after the position are delivered again from
+    the cursors, those before it are not. The DLQ and counters are kept.
+    *RESULT_ERR: TERN_ENOTFOUND (no such topic or group), TERN_ERANGE. */
+void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err);
+
+/*  Queues moving DLQ entry SEQ of GROUP back to pending with delivery count
+    0, due at DUE_MS. *RESULT_ERR: TERN_ENOTFOUND if SEQ is not in the DLQ
+    (or no such group). */
+void tern_store_batch_dlq_requeue(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                  uint64_t seq, uint64_t due_ms, tern_err_t *result_err);
+
+/*  Queues removing every DLQ entry of GROUP (the messages stay in the log).
+    *RESULT_ERR: TERN_ENOTFOUND (no such group); *REMOVED (may be NULL):
+    entries removed. */
+void tern_store_batch_dlq_purge(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                tern_err_t *result_err, uint64_t *removed);
+
+/*  Inside begin/end: DLQ entry SEQ of GROUP into OUT. TERN_ENOTFOUND if it
+    is not in the DLQ. */
+tern_err_t tern_store_dlq_get(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, tern_entry_t *out);
+
+/*  Inside begin/end: the first stored message of TOPIC_ID with seq >=
+    FROM_SEQ into OUT, as tern_store_read (borrowed until read_end).
+    TERN_ENOTFOUND if there is none. */
+tern_err_t tern_store_read_next(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
+                                tern_frame_t *out);
+
+/*  Inside begin/end: where the stored messages of TOPIC_ID with timestamp
+    >= AT_NS begin, into *SEQ: tern_store_read_next from *SEQ finds the
+    first of them (*SEQ may be a removed seq just before it; last_seq + 1
+    when there is none). TERN_ENOTFOUND if there is no such topic. */
+tern_err_t tern_store_seq_at_time(tern_store_reader_t *self, uint32_t topic_id, uint64_t at_ns,
+                                  uint64_t *seq);
+
 #endif

@@ -1661,3 +1661,218 @@ Test(store, format_2_store_is_refused_untouched) {
     mdb_txn_abort(txn);
     mdb_env_close(env);
 }
+
+// ---------------------------------------------------------------------------
+//  Admin operations (issue 12): topic create/edit, group seek, DLQ requeue,
+//  purge and get, reading without consuming.
+
+Test(store, topic_create_edit) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
+    uint32_t id = 0;
+    tern_store_batch_topic_create(batch, "t", 0, 5, 0, &err, &id);
+    tern_store_batch_topic_create(batch, "t", 0, 9, 0, &err2, NULL); //  same batch: exists
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(err2, TERN_EEXIST);
+    cr_assert_gt(id, 0);
+
+    tern_store_batch_topic_edit(batch, "t", 60000, 3, 100, &err);
+    tern_store_batch_topic_edit(batch, "missing", 0, 3, 0, &err2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(err2, TERN_ENOTFOUND);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_OK);
+    cr_assert_eq(info.id, id);
+    cr_assert_eq(info.max_age_ms, 60000);
+    cr_assert_eq(info.max_msgs, 3);
+    cr_assert_eq(info.max_bytes, 100);
+    cr_assert_eq(tern_store_topic_get(reader, "missing", &info), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+
+    //  The edited limit is enforced on append.
+    for (int i = 0; i < 5; i++) {
+        s_append_text(store, "t", "x", 4, 0);
+    }
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_OK);
+    cr_assert_eq(info.msgs, 3);
+    cr_assert_eq(info.first_seq, 3);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, group_seek) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    uint32_t id = 0;
+    for (int i = 0; i < 6; i++) {
+        id = s_append_text(store, "t", "x", i == 5 ? 9 : 4, 0).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    for (uint64_t seq = 1; seq <= 4; seq++) {
+        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000);
+    }
+    tern_store_batch_ack(batch, id, "g", 1);
+    tern_store_batch_dead(batch, id, "g", 2, 1, "term");
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    //  Back to 2: pending (3, 4) dropped, every lane at 2; DLQ and counters kept.
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_SEQ, 2, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    s_entries_t pending, dlq;
+    tern_group_info_t g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.pending, 0);
+    cr_assert_eq(pending.count, 0);
+    cr_assert_eq(g.lane_next[4], 2);
+    cr_assert_eq(g.lane_next[9], 2);
+    cr_assert_eq(g.dead, 1);
+    cr_assert_eq(dlq.count, 1);
+    cr_assert_eq(g.acked, 1);
+    cr_assert_eq(g.delivered, 4);
+
+    //  NEW: past the last message; FIRST: the first stored one.
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_NEW, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).lane_next[0], 7);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_FIRST, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).lane_next[4], 1);
+
+    //  Errors: no such group, no such topic, bad start.
+    tern_store_batch_group_seek(batch, id, "nope", TERN_START_FIRST, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    tern_store_batch_group_seek(batch, id + 100, "g", TERN_START_FIRST, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    tern_store_batch_group_seek(batch, id, "g", (tern_start_t)77, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ERANGE);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, dlq_requeue_purge_get) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    uint32_t id = 0;
+    for (int i = 0; i < 4; i++) {
+        id = s_append_text(store, "t", "x", 4, 0).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000);
+        tern_store_batch_dead(batch, id, "g", seq, 2, "bad");
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_entry_t entry;
+    cr_assert_eq(tern_store_dlq_get(reader, id, "g", 2, &entry), TERN_OK);
+    cr_assert_eq(entry.seq, 2);
+    cr_assert_eq(entry.delivery_count, 2);
+    cr_assert_str_eq(entry.reason, "bad");
+    cr_assert_eq(tern_store_dlq_get(reader, id, "g", 4, &entry), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_dlq_get(reader, id, "other", 2, &entry), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_dlq_get(reader, id, "", 2, &entry), TERN_ENAME);
+    tern_store_read_end(reader);
+
+    //  Requeue one: only seq 2 moves; again: not in the DLQ any more.
+    tern_err_t err = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
+    tern_store_batch_dlq_requeue(batch, id, "g", 2, 5000, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    s_entries_t pending, dlq;
+    tern_group_info_t g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.dead, 2);
+    cr_assert_eq(dlq.count, 2);
+    cr_assert_eq(dlq.entries[0].seq, 1);
+    cr_assert_eq(dlq.entries[1].seq, 3);
+    cr_assert_eq(pending.count, 1);
+    cr_assert_eq(pending.entries[0].seq, 2);
+    cr_assert_eq(pending.entries[0].due_ms, 5000);
+    cr_assert_eq(pending.entries[0].delivery_count, 0);
+    tern_store_batch_dlq_requeue(batch, id, "g", 2, 5000, &err);
+    tern_store_batch_dlq_requeue(batch, id, "nope", 1, 5000, &err2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    cr_assert_eq(err2, TERN_ENOTFOUND);
+
+    //  Purge: the DLQ is empty, pending and the log untouched.
+    uint64_t removed = 0;
+    tern_store_batch_dlq_purge(batch, id, "g", &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, 2);
+    g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.dead, 0);
+    cr_assert_eq(dlq.count, 0);
+    cr_assert_eq(pending.count, 1);
+    tern_store_batch_dlq_purge(batch, id, "nope", &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    cr_assert_eq(removed, 0);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_OK);
+    cr_assert_eq(info.msgs, 4);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, read_next_and_seq_at_time) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_frame_t msgs[5];
+    uint32_t id = 0;
+    for (int i = 0; i < 5; i++) {
+        s_msg(&msgs[i], "t", "abc");
+        msgs[i].timestamp_ns = 1000 * (uint64_t)(i + 1); //  1000, 2000, ... 5000
+        msgs[i].expire_at_ns = i == 2 ? 1 : 0;           //  seq 3 expires at once
+        id = s_append(store, &msgs[i]).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_sweep(batch, 10, 100, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read_next(reader, id, 0, &out), TERN_OK);
+    cr_assert_eq(out.seq, 1);
+    cr_assert_str_eq(out.topic, "t");
+    cr_assert_eq(out.payload_size, 3);
+    cr_assert_eq(tern_store_read_next(reader, id, 3, &out), TERN_OK); //  the gap is skipped
+    cr_assert_eq(out.seq, 4);
+    cr_assert_eq(tern_store_read_next(reader, id, 6, &out), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_read_next(reader, id + 1, 1, &out), TERN_ENOTFOUND);
+
+    uint64_t seq = 0;
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 0, &seq), TERN_OK);
+    cr_assert_eq(seq, 1);
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 2500, &seq), TERN_OK);
+    cr_assert(seq == 3 || seq == 4, "seq %lu", (unsigned long)seq); //  seq 3 (3000) is gone
+    cr_assert_eq(tern_store_read_next(reader, id, seq, &out), TERN_OK);
+    cr_assert_eq(out.seq, 4);
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 5000, &seq), TERN_OK);
+    cr_assert_eq(seq, 5);
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 9999, &seq), TERN_OK);
+    cr_assert_eq(seq, 6);
+    cr_assert_eq(tern_store_seq_at_time(reader, id + 1, 0, &seq), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
