@@ -1,5 +1,6 @@
 #  Thin wrapper: everything real is in CMakeLists.txt.
-#    make run    bootstrap, build, start a broker on the embedded default
+#    make run    bootstrap, build ternd and ternctl quietly, start a broker on
+#                the embedded default (ARGS="--listen ..." passes flags to ternd)
 #    make test   bootstrap, build (normal + ASan/UBSan), run every test
 #    make bench  micro-benchmarks (codec, storage)
 SHELL := /bin/bash
@@ -9,6 +10,7 @@ BUILD  ?= build
 ASAN   ?= build-asan
 PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc)
+ARGS   ?=
 
 .PHONY: all bootstrap build asan run test unit integration format format-check bench install clean
 
@@ -18,7 +20,7 @@ bootstrap:
 	@scripts/bootstrap
 
 $(BUILD)/Makefile:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: bootstrap $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
@@ -29,8 +31,23 @@ $(ASAN)/Makefile:
 asan: bootstrap $(ASAN)/Makefile
 	cmake --build $(ASAN) -j $(JOBS)
 
-run: build
-	$(BUILD)/bin/ternd
+#  Builds the targets $(1) in $(BUILD) with the compiler's progress lines in
+#  $(BUILD)/build.log: only warnings and errors (with a little context) reach
+#  the terminal, and the end of the log when a failure has neither.
+define quiet_build
+	@echo "make: building $(1) in $(BUILD) (log: $(BUILD)/build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) --target $(1) >$(BUILD)/build.log 2>&1 || { \
+	    grep -E -A3 '(warning|error):' $(BUILD)/build.log || tail -n 30 $(BUILD)/build.log; \
+	    echo "make: the build failed; the whole output is in $(BUILD)/build.log"; exit 1; }
+	@grep -E -A3 'warning:' $(BUILD)/build.log || true
+endef
+
+#  Only what a broker needs, so it starts without waiting for the tests
+#  (`make build` or `make test` builds those).
+run: bootstrap $(BUILD)/Makefile
+	$(call quiet_build,ternd ternctl)
+	@echo "make: starting $(strip $(BUILD)/bin/ternd $(ARGS)) (Ctrl-C stops it)"
+	@exec $(BUILD)/bin/ternd $(ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -13,6 +13,12 @@
     it has handled them). Messages whose history is gone (trace retention,
     or stored while tracing was off) are not counted; `gaps` says how many
     seqs in the audited range had no history.
+
+    delivered counts DELIVERED events (every delivery, redeliveries too) and
+    redelivered those with a delivery count above 1: the definitions of the
+    group counters and of the metrics (docs/operations.md, "Delivery
+    counters"). A peer DC's ack writes ACKED like a local one (the store's
+    ack-state apply), and no DELIVERED: it was not delivered here.
 */
 #include "tern_audit.h"
 #include "tern_work.h"
@@ -34,10 +40,10 @@ typedef struct {
     char name[TERN_NAME_MAX + 1];          //  group name
     uint64_t created_ns;                   //  group creation time
     uint64_t published;                    //  totals over the audited messages
-    uint64_t delivered;                    //  messages delivered at least once
+    uint64_t delivered;                    //  deliveries (DELIVERED events)
     uint64_t acked;                        //  ended acked
     uint64_t pending;                      //  not yet acked, dead or expired
-    uint64_t redelivered;                  //  redelivery attempts
+    uint64_t redelivered;                  //  deliveries with delivery count > 1
     uint64_t dead;                         //  ended in the DLQ
     uint64_t expired;                      //  expired before the group acked them
     uint64_t oldest_ns;                    //  stored time of the oldest pending message
@@ -45,7 +51,6 @@ typedef struct {
     size_t nstuck;                         //  entries used
     //  The message being replayed:
     bool m_touched;          //  the group has events for it
-    bool m_delivered;        //  delivered at least once
     uint32_t m_deliveries;   //  DELIVERED events
     uint32_t m_redeliveries; //  DELIVERED events with count > 1
     int m_state;             //  S_*
@@ -127,7 +132,7 @@ static void s_finish(s_audit_t *audit) {
         bool owed = g->m_touched || audit->stored_ns >= g->created_ns;
         if (counted && owed) {
             g->published++;
-            g->delivered += g->m_delivered;
+            g->delivered += g->m_deliveries;
             g->redelivered += g->m_redeliveries;
             if (g->m_state == S_ACKED) {
                 g->acked++;
@@ -149,7 +154,7 @@ static void s_finish(s_audit_t *audit) {
                 }
             }
         }
-        g->m_touched = g->m_delivered = false;
+        g->m_touched = false;
         g->m_deliveries = g->m_redeliveries = 0;
         g->m_state = S_NONE;
     }
@@ -186,7 +191,6 @@ static bool s_audit_event(const tern_trace_event_t *ev, void *arg) {
     g->m_touched = true;
     switch (ev->type) {
         case TERN_TRACE_DELIVERED:
-            g->m_delivered = true;
             g->m_deliveries++;
             g->m_redeliveries += ev->delivery_count > 1;
             break;
@@ -293,6 +297,7 @@ typedef struct {
     char names[S_TRACE_GROUPS][TERN_NAME_MAX + 1]; //  groups seen
     int states[S_TRACE_GROUPS];                    //  their last state (S_*)
     uint32_t deliveries[S_TRACE_GROUPS];           //  DELIVERED events
+    uint32_t redelivered[S_TRACE_GROUPS];          //  those with delivery count > 1
     size_t ngroups;                                //  used
     bool swept;                                    //  expired by the sweep
 } s_trace_t;
@@ -327,10 +332,12 @@ static bool s_trace_event(const tern_trace_event_t *ev, void *arg) {
         snprintf(trace->names[i], sizeof trace->names[i], "%s", ev->group);
         trace->states[i] = S_NONE;
         trace->deliveries[i] = 0;
+        trace->redelivered[i] = 0;
         trace->ngroups++;
     }
     if (ev->type == TERN_TRACE_DELIVERED) {
         trace->deliveries[i]++;
+        trace->redelivered[i] += ev->delivery_count > 1;
     } else if (ev->type == TERN_TRACE_ACKED) {
         trace->states[i] = S_ACKED;
     } else if (ev->type == TERN_TRACE_DEAD) {
@@ -389,6 +396,7 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
             tern_json_key_str(out, "group", trace->names[i]);
             tern_json_key_str(out, "state", state_names[state]);
             tern_json_key_u64(out, "deliveries", trace->deliveries[i]);
+            tern_json_key_u64(out, "redelivered", trace->redelivered[i]);
             tern_json_raw(out, "}");
         }
         tern_json_raw(out, "]");

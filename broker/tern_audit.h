@@ -19,7 +19,8 @@
 #define TERN_AUDIT_GROUPS_MAX 256     //  groups of one topic in one audit
 
 /*  Writes a JSON array with one object per group of TOPIC (only GROUP if not
-    empty): topic, group, published, delivered, acked, pending, redelivered,
+    empty): topic, group, published, delivered (deliveries), acked, pending,
+    redelivered (deliveries with a count above 1),
     dead, expired, reachability = acked / (published - expired),
     oldest_unacked_ms, gaps, stuck [...], truncated. Only messages stored at
     or after NOW_NS - SINCE_MS count (SINCE_MS 0 = all history). READER must
@@ -30,7 +31,8 @@ tern_err_t tern_audit_json(tern_store_reader_t *reader, const char *topic, const
 
 /*  Writes the life of MSG_ID as one JSON object: msg_id, topic, seq,
     trace_id, origin, stored_at_ms, expire_at_ms, events [{event, at_ms,
-    group, delivery_count, detail}], groups [{group, state, deliveries}],
+    group, delivery_count, detail}], groups [{group, state, deliveries,
+    redelivered}],
     outbox_position, replicas [{peer, confirmed, replicated_at_ms}] (one per
     CONFIG peer: has it confirmed the message, and when the confirmation that
     first covered it was committed, 0 if unknown; empty for a message that came

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define S_FILE_MAX     (64 * 1024) //  a certificate or roles file larger than this is a mistake
@@ -235,8 +236,8 @@ tern_acl_t *tern_acl_parse(const char *text, const char *where, char *errbuf, si
 }
 
 tern_acl_t *tern_acl_load(const char *path, char *errbuf, size_t errlen) {
-    const char *why = NULL;
-    char *text = tern_config_read_file(path, S_FILE_MAX, &why);
+    char why[64];
+    char *text = tern_config_read_file(path, S_FILE_MAX, why, sizeof why);
     if (!text) {
         s_fail(errbuf, errlen, "auth: cannot read roles file \"%s\": %s%s", path, why,
                streq(why, "too large") ? " (over 64 KiB)" : "");
@@ -384,7 +385,7 @@ static bool s_z85_valid(const char *text) {
 
 //  Reads one certificate file into the table (ignores what is not one).
 static void s_keys_add_file(tern_keys_t *self, const char *path, const char *file_name) {
-    char *text = tern_config_read_file(path, S_FILE_MAX, NULL);
+    char *text = tern_config_read_file(path, S_FILE_MAX, NULL, 0);
     zconfig_t *root = text ? zconfig_str_load(text) : NULL;
     free(text);
     if (!root) {
@@ -510,10 +511,35 @@ bool tern_keys_has_name(tern_keys_t *self, const char *name) {
 //  ---------------------------------------------------------------------
 //  CURVE on sockets
 
+//  zcert_load reads with czmq, which stops at a NUL byte: the files it will
+//  read (PATH_secret, else PATH) go through the shared reader first, which
+//  refuses them. A missing file is left to zcert_load's own error.
+static bool s_cert_is_text(const char *path, char *errbuf, size_t errlen) {
+    char secret[4096];
+    snprintf(secret, sizeof secret, "%s_secret", path);
+    const char *files[] = {secret, path};
+    for (size_t i = 0; i < 2; i++) {
+        if (access(files[i], F_OK) != 0) {
+            continue;
+        }
+        char why[64];
+        char *text = tern_config_read_file(files[i], S_FILE_MAX, why, sizeof why);
+        if (!text) {
+            s_fail(errbuf, errlen, "auth: cannot read certificate \"%s\": %s", files[i], why);
+            return false;
+        }
+        free(text);
+    }
+    return true;
+}
+
 //  Loads a certificate with its secret half.
 static zcert_t *s_load_secret(const char *path, char *errbuf, size_t errlen) {
     if (!path || !*path) {
         s_fail(errbuf, errlen, "auth: no certificate configured");
+        return NULL;
+    }
+    if (!s_cert_is_text(path, errbuf, errlen)) {
         return NULL;
     }
     zcert_t *cert = zcert_load(path);
@@ -560,7 +586,7 @@ tern_err_t tern_auth_curve_server(void *sock, const char *cert_path, char *errbu
 }
 
 bool tern_auth_cert_public(const char *path, char *z85) {
-    char *text = tern_config_read_file(path, S_FILE_MAX, NULL);
+    char *text = tern_config_read_file(path, S_FILE_MAX, NULL, 0);
     zconfig_t *root = text ? zconfig_str_load(text) : NULL;
     free(text);
     const char *key = root ? zconfig_get(root, "curve/public-key", NULL) : NULL;

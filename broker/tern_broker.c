@@ -9,6 +9,7 @@
 #include "tern_storer.h"
 #include "tern_work.h"
 #include <czmq.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,6 +56,25 @@ void tern_broker_destroy(tern_broker_t **self_p) {
     *self_p = NULL;
 }
 
+//  Why the store in DIR did not open (ERR and SYS_ERRNO from tern_store_new),
+//  in words an operator can act on.
+static void s_store_error(const char *dir, tern_err_t err, int sys_errno, char *errbuf,
+                          size_t errlen) {
+    if (err == TERN_EBUSY) {
+        long pid = tern_store_lock_holder(dir);
+        if (pid > 0) {
+            snprintf(errbuf, errlen, "data directory %s is in use by pid %ld", dir, pid);
+        } else {
+            snprintf(errbuf, errlen, "data directory %s is in use by another process", dir);
+        }
+    } else if (err == TERN_ESTORAGE && sys_errno) {
+        snprintf(errbuf, errlen, "data directory %s: %s", dir, strerror(sys_errno));
+    } else {
+        snprintf(errbuf, errlen, "cannot open the store in %s: %s (%s)", dir, tern_strerror(err),
+                 tern_errname(err));
+    }
+}
+
 tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t errlen) {
     tern_broker_t *self = tern_work_alloc(sizeof *self);
     self->config = *config;
@@ -68,8 +88,7 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     tern_err_t err = TERN_OK;
     self->store = tern_store_new(&store_config, &err);
     if (!self->store) {
-        snprintf(errbuf, errlen, "cannot open the store in %s (error %d)", self->config.data_dir,
-                 (int)err);
+        s_store_error(self->config.data_dir, err, errno, errbuf, errlen);
         goto fail;
     }
     uint64_t last_ms = 0;

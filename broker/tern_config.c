@@ -722,30 +722,36 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
 //  ---------------------------------------------------------------------
 //  ZPL files
 
-char *tern_config_read_file(const char *path, size_t max, const char **why) {
-    const char *reason = NULL;
+char *tern_config_read_file(const char *path, size_t max, char *why, size_t why_len) {
+    char reason[64] = "";
     char *text = NULL;
     FILE *file = fopen(path, "r");
     if (!file) {
-        reason = strerror(errno);
+        snprintf(reason, sizeof reason, "%s", strerror(errno));
     } else {
         text = malloc(max + 1);
         size_t len = text ? fread(text, 1, max + 1, file) : 0;
+        //  Every file we read is text: a NUL would silently end it early (a
+        //  file of zeros, what a power cut can leave, would read as empty).
+        const char *nul = text ? memchr(text, 0, len) : NULL;
         if (!text || ferror(file)) {
-            reason = "read error";
+            snprintf(reason, sizeof reason, "read error");
         } else if (len > max) {
-            reason = "too large";
+            snprintf(reason, sizeof reason, "too large");
+        } else if (nul) {
+            snprintf(reason, sizeof reason, "NUL byte at offset %zu (not a text file)",
+                     (size_t)(nul - text));
         } else {
             text[len] = 0;
         }
         fclose(file);
     }
-    if (reason) {
+    if (reason[0]) {
         free(text);
         text = NULL;
     }
-    if (why) {
-        *why = reason;
+    if (why && why_len) {
+        snprintf(why, why_len, "%s", reason);
     }
     return text;
 }
@@ -754,8 +760,8 @@ static tern_err_t s_load_file(tern_config_t *config, const char *path, char *err
                               size_t errlen) {
     //  Read the file ourselves: zconfig_load leaks its zfile_t when the
     //  text does not parse (czmq 4.2.1), and this gives a precise error.
-    const char *why = NULL;
-    char *text = tern_config_read_file(path, S_FILE_MAX, &why);
+    char why[64];
+    char *text = tern_config_read_file(path, S_FILE_MAX, why, sizeof why);
     if (!text) {
         return s_fail(errbuf, errlen, "config: cannot read \"%s\": %s%s", path, why,
                       streq(why, "too large") ? " (over 1 MiB)" : "");

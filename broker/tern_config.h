@@ -97,10 +97,12 @@ tern_err_t tern_config_parse_args(tern_config_t *config, int argc, char **argv, 
 /*  Writes CONFIG as ZPL (what --print-config prints; loadable with -c). */
 void tern_config_print(const tern_config_t *config, FILE *out);
 
-/*  Reads the whole file PATH (at most MAX bytes) into a NUL-terminated
-    string the caller frees. NULL if it cannot be opened or read or is larger
-    than MAX; then *WHY (if given) says which, in a few words. */
-char *tern_config_read_file(const char *path, size_t max, const char **why);
+/*  Reads the whole text file PATH (at most MAX bytes) into a NUL-terminated
+    string; caller owns the result. NULL if it cannot be opened or read, is
+    larger than MAX ("too large") or holds a NUL byte ("NUL byte at offset
+    N ..."); then WHY (if not NULL; WHY_LEN bytes, 64 is enough) says which,
+    in a few words. Every file ternd reads goes through here. */
+char *tern_config_read_file(const char *path, size_t max, char *why, size_t why_len);
 
 /*  Parses true/yes/on/1 or false/no/off/0 (any case) into *VALUE. */
 bool tern_config_parse_bool(const char *text, bool *value);

@@ -437,6 +437,169 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     tern_json_free(&json);
 }
 
+static bool s_parse_seq(const char *text, uint64_t *seq);
+static bool s_parse_position(const char *text, uint8_t *start, uint64_t *value);
+
+#define S_VIEW_MAX  1000                      //  msg.view: messages per reply
+#define S_REPLY_MAX (TERN_PAYLOAD_MAX - 4096) //  a REPLY payload is at most TERN_PAYLOAD_MAX
+
+//  Message MSG (read from the store) as a JSON object with the first SHOWN
+//  bytes of its payload; with ENTRY (a DLQ entry) also its dead-letter fields.
+static void s_json_message_part(tern_json_t *json, const tern_frame_t *msg,
+                                const tern_entry_t *entry, size_t shown) {
+    tern_json_sep(json);
+    tern_json_raw(json, "{");
+    tern_json_key_str(json, "topic", msg->topic);
+    tern_json_key_u64(json, "seq", msg->seq);
+    tern_json_key_u64(json, "msg_id", msg->msg_id);
+    tern_json_key_u64(json, "timestamp_ns", msg->timestamp_ns);
+    tern_json_key_u64(json, "expire_at_ns", msg->expire_at_ns);
+    tern_json_key_u64(json, "priority", msg->priority);
+    tern_json_key_str(json, "trace_id", msg->trace_id);
+    tern_json_key_str(json, "origin", msg->origin);
+    tern_json_key_str(json, "producer", msg->producer);
+    tern_json_key_u64(json, "producer_seq", msg->producer_seq);
+    tern_json_key_str(json, "key", msg->key);
+    if (entry) {
+        tern_json_key_u64(json, "delivery_count", entry->delivery_count);
+        tern_json_key_str(json, "reason", entry->reason);
+        tern_json_key_u64(json, "dead_at_ms", entry->due_ms);
+    }
+    tern_json_key_u64(json, "size", msg->payload_size);
+    if (shown < msg->payload_size) {
+        tern_json_key_bool(json, "truncated", 1);
+    }
+    tern_json_sep(json);
+    tern_json_raw(json, "\"headers\":{");
+    size_t pos = 0;
+    tern_kv_t kv;
+    while (msg->meta && tern_meta_next(msg->meta, msg->meta_size, &pos, &kv)) {
+        char key[TERN_META_KEY_MAX + 1];
+        size_t n = kv.key_len < TERN_META_KEY_MAX ? kv.key_len : TERN_META_KEY_MAX;
+        memcpy(key, kv.key, n);
+        key[n] = 0;
+        tern_json_key_bytes(json, key, (const uint8_t *)kv.value, kv.value_len);
+    }
+    tern_json_raw(json, "}");
+    tern_json_key_bytes(json, "data", msg->payload, shown);
+    tern_json_raw(json, "}");
+}
+
+//  Appends MSG as a JSON object of at most ROOM bytes: when its whole
+//  payload does not fit (a REPLY is at most TERN_PAYLOAD_MAX, and the
+//  payload grows in JSON), a prefix of it does, with "truncated": true
+//  ("size" stays the whole size). Returns false if it truncated.
+static bool s_json_message(tern_json_t *json, const tern_frame_t *msg, const tern_entry_t *entry,
+                           size_t room) {
+    size_t start = json->len, shown = msg->payload_size;
+    for (;;) {
+        s_json_message_part(json, msg, entry, shown);
+        size_t used = json->len - start;
+        if (used <= room || shown == 0) {
+            return shown == msg->payload_size;
+        }
+        //  Each payload byte takes at least one byte of JSON: dropping the
+        //  excess shrinks the object by at least as much, or the loop goes on.
+        shown = shown > used - room ? shown - (used - room) : 0;
+        json->len = start;
+        json->data[start] = 0;
+    }
+}
+
+//  msg.view: up to `count` (default 10) messages from `from` (first,
+//  seq:N or time:DUR; default first) as a JSON array, as many as fit in one
+//  REPLY (at least one, truncated if need be).
+static tern_err_t s_view(s_conn_t *self, const tern_frame_t *frame, uint32_t topic_id,
+                         tern_json_t *json) {
+    char value[64];
+    uint8_t start = TERN_START_FIRST;
+    uint64_t from = 1, count = 10;
+    if ((s_meta_get(frame, "from", value, sizeof value) &&
+         (!s_parse_position(value, &start, &from) || start == TERN_START_NEW)) ||
+        (s_meta_get(frame, "count", value, sizeof value) &&
+         (!s_parse_seq(value, &count) || count > S_VIEW_MAX))) {
+        return TERN_EINVAL;
+    }
+    tern_err_t rc = TERN_OK;
+    if (start == TERN_START_TIME) {
+        rc = tern_store_seq_at_time(self->reader, topic_id, from, &from);
+    }
+    tern_json_raw(json, "[");
+    tern_frame_t msg;
+    for (uint64_t n = 0; rc == TERN_OK && n < count; n++) {
+        if ((rc = tern_store_read_next(self->reader, topic_id, from, &msg)) != TERN_OK) {
+            break;
+        }
+        size_t mark = json->len, used = json->len + 1; //  + "]"
+        if (!s_json_message(json, &msg, NULL, S_REPLY_MAX > used ? S_REPLY_MAX - used : 0) &&
+            n > 0) {
+            json->len = mark; //  the next request starts with it
+            json->data[mark] = 0;
+            break;
+        }
+        from = msg.seq + 1;
+    }
+    tern_json_raw(json, "]");
+    return rc == TERN_ENOTFOUND ? TERN_OK : rc;
+}
+
+//  Reads without consuming: msg.get (topic, seq), msg.view (topic, from,
+//  count) and dlq.get (topic, group, seq), answered through conn's reader.
+static void s_handle_read(s_conn_t *self, const uint8_t *rid, size_t rid_size,
+                          const tern_frame_t *frame, const char *topic, const char *group) {
+    char value[64];
+    uint64_t seq = 0;
+    bool is_view = streq(frame->name, "msg.view"), is_dlq = streq(frame->name, "dlq.get");
+    const char *bad = NULL;
+    if (is_dlq && !tern_name_valid(group, strlen(group))) {
+        bad = "missing or invalid group argument";
+    } else if (!is_view &&
+               (!s_meta_get(frame, "seq", value, sizeof value) || !s_parse_seq(value, &seq))) {
+        bad = "missing or invalid seq argument";
+    }
+    if (bad) {
+        s_send_error(self, rid, rid_size, frame->req_id, is_dlq ? TERN_ENAME : TERN_EINVAL, bad);
+        return;
+    }
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_topic_info_t info;
+    tern_frame_t msg;
+    tern_entry_t entry;
+    const char *what = "no such topic";
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    if (rc == TERN_OK) {
+        rc = tern_store_topic_get(self->reader, topic, &info);
+    }
+    if (rc == TERN_OK && is_view) {
+        what = "invalid from or count argument (from: first, seq:N or time:DUR; count: 1..1000)";
+        rc = s_view(self, frame, info.id, &json);
+    } else if (rc == TERN_OK) {
+        what = "no message with that seq (never stored, expired or removed)";
+        if (is_dlq) {
+            what = "no such group, or that seq is not in its DLQ";
+            rc = tern_store_dlq_get(self->reader, info.id, group, seq, &entry);
+            if (rc == TERN_OK) {
+                what = "the dead letter's message is no longer stored";
+            }
+        }
+        if (rc == TERN_OK) {
+            rc = tern_store_read(self->reader, info.id, seq, &msg);
+        }
+        if (rc == TERN_OK) {
+            s_json_message(&json, &msg, is_dlq ? &entry : NULL, S_REPLY_MAX);
+        }
+    }
+    tern_store_read_end(self->reader);
+    if (rc == TERN_OK) {
+        s_send_reply(self, rid, rid_size, frame->req_id, &json);
+    } else {
+        s_send_error(self, rid, rid_size, frame->req_id, rc,
+                     rc == TERN_ENOTFOUND || rc == TERN_EINVAL ? what : "cannot read the message");
+    }
+    tern_json_free(&json);
+}
+
 //  `peers`, `peers.pause`, `peers.resume`: answered by the repl actor, which
 //  owns the links; the answer comes back on the inbox (s_repl_admin_done).
 static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
@@ -513,6 +676,77 @@ static tern_admin_t *s_admin_new(const s_session_t *session, const tern_frame_t 
     return admin;
 }
 
+//  A decimal seq >= 1 into *SEQ.
+static bool s_parse_seq(const char *text, uint64_t *seq) {
+    char *end = NULL;
+    if (text[0] < '0' || text[0] > '9') {
+        return false;
+    }
+    *seq = strtoull(text, &end, 10);
+    return end && *end == 0 && *seq > 0;
+}
+
+//  A position "first", "new", "seq:N" or "time:DUR" (DUR ago on this node's
+//  clock) into *START (tern_start_t) and *VALUE.
+static bool s_parse_position(const char *text, uint8_t *start, uint64_t *value) {
+    uint64_t ms = 0;
+    *value = 0;
+    if (streq(text, "first")) {
+        *start = TERN_START_FIRST;
+    } else if (streq(text, "new")) {
+        *start = TERN_START_NEW;
+    } else if (strncmp(text, "seq:", 4) == 0 && s_parse_seq(text + 4, value)) {
+        *start = TERN_START_SEQ;
+    } else if (strncmp(text, "time:", 5) == 0 &&
+               tern_units_parse_duration(text + 5, &ms, NULL) == TERN_OK) {
+        uint64_t now = tern_now_ns(), ago = ms * 1000000ull;
+        *start = TERN_START_TIME;
+        *value = ago < now ? now - ago : 1;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+//  The limits of topic.create / topic.edit into ADMIN; topic.edit keeps
+//  the current value of a limit not given. False: ERROR sent.
+static bool s_admin_limits(s_conn_t *self, const tern_frame_t *frame, tern_admin_t *admin) {
+    char value[64];
+    if (streq(admin->op, "topic.edit")) {
+        tern_topic_info_t current;
+        tern_err_t rc = tern_store_read_begin(self->reader);
+        if (rc == TERN_OK) {
+            rc = tern_store_topic_get(self->reader, admin->topic, &current);
+        }
+        tern_store_read_end(self->reader);
+        if (rc != TERN_OK) {
+            s_send_error(self, admin->rid, admin->rid_size, admin->req_id, rc,
+                         rc == TERN_ENOTFOUND ? "no such topic" : "cannot read topic");
+            return false;
+        }
+        admin->max_age_ms = current.max_age_ms;
+        admin->max_msgs = current.max_msgs;
+        admin->max_bytes = current.max_bytes;
+    }
+    bool ok = true;
+    if (s_meta_get(frame, "max_age_ms", value, sizeof value)) {
+        ok &= tern_units_parse_duration(value, &admin->max_age_ms, NULL) == TERN_OK;
+    }
+    if (s_meta_get(frame, "max_msgs", value, sizeof value)) {
+        char *end = NULL;
+        admin->max_msgs = strtoull(value, &end, 10);
+        ok &= end && end != value && *end == 0;
+    }
+    if (s_meta_get(frame, "max_bytes", value, sizeof value)) {
+        ok &= tern_units_parse_size(value, &admin->max_bytes, NULL) == TERN_OK;
+    }
+    if (!ok) {
+        s_send_error(self, admin->rid, admin->rid_size, admin->req_id, TERN_EINVAL,
+                     "bad max_age_ms, max_msgs or max_bytes");
+    }
+    return ok;
+}
+
 static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
     const uint8_t *rid = session->rid;
     size_t rid_size = session->rid_size;
@@ -575,48 +809,43 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
         s_reply_topic(self, rid, rid_size, frame->req_id, topic);
     } else if (streq(op, "audit") || streq(op, "trace")) {
         s_handle_audit(self, rid, rid_size, frame, topic, group);
-    } else if (streq(op, "topic.create") || streq(op, "topic.delete") || streq(op, "topic.purge")) {
+    } else if (streq(op, "topic.create") || streq(op, "topic.edit") || streq(op, "topic.delete") ||
+               streq(op, "topic.purge")) {
         tern_admin_t *admin = s_admin_new(session, frame, op, topic, "");
-        if (streq(op, "topic.create")) {
-            //  Limits not given keep their current value.
-            tern_topic_info_t current;
-            if (tern_store_read_begin(self->reader) == TERN_OK &&
-                tern_store_topic_get(self->reader, topic, &current) == TERN_OK) {
-                admin->max_age_ms = current.max_age_ms;
-                admin->max_msgs = current.max_msgs;
-                admin->max_bytes = current.max_bytes;
-            }
-            tern_store_read_end(self->reader);
-            bool ok = true;
-            if (s_meta_get(frame, "max_age_ms", value, sizeof value)) {
-                ok &= tern_units_parse_duration(value, &admin->max_age_ms, NULL) == TERN_OK;
-            }
-            if (s_meta_get(frame, "max_msgs", value, sizeof value)) {
-                char *end = NULL;
-                admin->max_msgs = strtoull(value, &end, 10);
-                ok &= end && end != value && *end == 0;
-            }
-            if (s_meta_get(frame, "max_bytes", value, sizeof value)) {
-                ok &= tern_units_parse_size(value, &admin->max_bytes, NULL) == TERN_OK;
-            }
-            if (!ok) {
-                free(admin);
-                s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
-                             "bad max_age_ms, max_msgs or max_bytes");
-                return;
-            }
+        if ((streq(op, "topic.create") || streq(op, "topic.edit")) &&
+            !s_admin_limits(self, frame, admin)) {
+            free(admin);
+            return;
         }
         if (tern_work_send(self->to_storer, TERN_WORK_ADMIN, admin) != 0) {
             free(admin);
             s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL, "storer is gone");
         }
-    } else if (streq(op, "groups") || streq(op, "dlq.list") || streq(op, "dlq.replay")) {
+    } else if (streq(op, "dlq.get") || streq(op, "msg.get") || streq(op, "msg.view")) {
+        s_handle_read(self, rid, rid_size, frame, topic, group);
+    } else if (streq(op, "groups") || streq(op, "dlq.list") || streq(op, "dlq.replay") ||
+               streq(op, "dlq.purge") || streq(op, "group.delete") || streq(op, "group.reset") ||
+               streq(op, "group.seek")) {
         if (!streq(op, "groups") && !tern_name_valid(group, strlen(group))) {
             s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME,
                          "missing or invalid group argument");
             return;
         }
         tern_admin_t *admin = s_admin_new(session, frame, op, topic, group);
+        //  group.reset starts again at the first message unless told otherwise.
+        bool has_to = s_meta_get(frame, "to", value, sizeof value);
+        if ((streq(op, "group.seek") && !has_to) ||
+            (has_to && !s_parse_position(value, &admin->start, &admin->start_value))) {
+            free(admin);
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
+                         "missing or invalid to argument (first, new, seq:N or time:DUR)");
+            return;
+        }
+        if (s_meta_get(frame, "seq", value, sizeof value) && !s_parse_seq(value, &admin->seq)) {
+            free(admin);
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "invalid seq argument");
+            return;
+        }
         tern_event_t *ev = s_event(self, TERN_EV_ADMIN, session->id);
         ev->admin = admin;
         ev->req_id = frame->req_id;
@@ -630,12 +859,18 @@ static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
     if (!s_session_lookup(self, admin->rid, admin->rid_size)) {
         return;
     }
+    if (admin->err == TERN_EEXIST) {
+        char reason[TERN_TOPIC_MAX + 32];
+        snprintf(reason, sizeof reason, "topic '%s' exists", admin->topic);
+        s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err, reason);
+        return;
+    }
     if (admin->err != TERN_OK) {
         s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
                      admin->err == TERN_ENOTFOUND ? "no such topic" : "topic operation failed");
         return;
     }
-    if (streq(admin->op, "topic.create")) {
+    if (streq(admin->op, "topic.create") || streq(admin->op, "topic.edit")) {
         s_reply_topic(self, admin->rid, admin->rid_size, admin->req_id, admin->topic);
         return;
     }

@@ -6,6 +6,7 @@
 */
 #include "tern_http.h"
 #include "tern_json.h"
+#include "tern_peer.h"
 #include "tern_series.h"
 #include "tern_work.h"
 #include <arpa/inet.h>
@@ -109,8 +110,8 @@ static void s_series(tern_json_t *out, tern_series_t *series) {
     static const char *help[TERN_SC_COUNT] = {
         "Messages stored, per topic.",
         "Publishes answered as duplicates, per topic.",
-        "First deliveries, per group.",
-        "Redeliveries (ack wait expired, nack, consumer gone), per group.",
+        "Deliveries (every one, redeliveries included), per group.",
+        "Deliveries with a delivery count above 1 (ack wait, nack, consumer gone), per group.",
         "Messages acknowledged, per group.",
         "Negative acknowledgements, per group.",
         "Messages moved to the group's dead-letter queue.",
@@ -171,7 +172,6 @@ static uint64_t s_open_fds(void) {
 
 //  Per-peer replication figures, tern_repl_*{peer="NAME"}.
 static void s_repl(tern_json_t *out, const tern_config_t *config, tern_repl_stats_t *repl) {
-    static const char *states[] = {"idle", "hello", "live", "paused"};
     static const struct {
         const char *name; //  metric name
         const char *type; //  counter or gauge
@@ -203,14 +203,15 @@ static void s_repl(tern_json_t *out, const tern_config_t *config, tern_repl_stat
     };
     uint32_t peers = config->peer_count < TERN_PEERS_MAX ? config->peer_count : TERN_PEERS_MAX;
     s_head(out, "tern_repl_peer_state", "gauge",
-           "1 for the outbound link's current state (idle, hello, live, paused).");
+           "1 for the outbound link's current state (idle, connecting, live, paused).");
     for (uint32_t p = 0; p < peers; p++) {
         char peer[2 * sizeof config->peers[p].name];
         s_label(peer, sizeof peer, config->peers[p].name);
         uint32_t state = atomic_load_explicit(&repl->peers[p].state, memory_order_relaxed);
-        for (uint32_t st = 0; st < 4; st++) {
-            s_printf(out, "tern_repl_peer_state{peer=\"%s\",state=\"%s\"} %d\n", peer, states[st],
-                     state == st);
+        //  The names ternctl peers shows: one vocabulary, tern_peer.c's.
+        for (uint32_t st = 0; st < TERN_PEER_STATES_; st++) {
+            s_printf(out, "tern_repl_peer_state{peer=\"%s\",state=\"%s\"} %d\n", peer,
+                     tern_peer_state_name((tern_peer_state_t)st), state == st);
         }
     }
     for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
@@ -258,9 +259,11 @@ char *tern_http_render_metrics(const tern_config_t *config, tern_metrics_t *m, t
     s_metric(&out, "tern_publish_errors_total", "counter",
              "Publishes refused (storage full, clock, limits).",
              tern_metrics_get(m->publish_errors));
-    s_metric(&out, "tern_messages_delivered_total", "counter", "First deliveries, all groups.",
+    s_metric(&out, "tern_messages_delivered_total", "counter",
+             "Deliveries (every one, redeliveries included), all groups.",
              tern_metrics_get(m->delivered));
-    s_metric(&out, "tern_messages_redelivered_total", "counter", "Redeliveries, all groups.",
+    s_metric(&out, "tern_messages_redelivered_total", "counter",
+             "Deliveries with a delivery count above 1, all groups.",
              tern_metrics_get(m->redelivered));
     s_metric(&out, "tern_messages_acked_total", "counter", "Acknowledgements, all groups.",
              tern_metrics_get(m->acked));

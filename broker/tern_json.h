@@ -31,6 +31,11 @@ void tern_json_key_str(tern_json_t *self, const char *key, const char *value);
 void tern_json_key_u64(tern_json_t *self, const char *key, uint64_t value);
 void tern_json_key_bool(tern_json_t *self, const char *key, int value);
 
+/*  Appends `"KEY":` and DATA (SIZE bytes, may hold NUL) as a JSON string
+    when it is valid UTF-8, else `"KEY_b64":` and its standard base64 (the
+    shape of `ternctl sub --json`). KEY must not need escaping. */
+void tern_json_key_bytes(tern_json_t *self, const char *key, const uint8_t *data, size_t size);
+
 /*  Appends a comma unless the buffer is empty or ends with '[' or '{'. */
 void tern_json_sep(tern_json_t *self);
 

@@ -20,8 +20,8 @@ typedef struct {
     _Atomic uint64_t duplicates;                        //  publishes answered as duplicates
     _Atomic uint64_t publish_errors;                    //  publishes refused (full, clock...)
     _Atomic uint64_t commits;                           //  storer commits
-    _Atomic uint64_t delivered;                         //  first deliveries
-    _Atomic uint64_t redelivered;                       //  redeliveries
+    _Atomic uint64_t delivered;                         //  deliveries (redeliveries too)
+    _Atomic uint64_t redelivered;                       //  deliveries with count > 1
     _Atomic uint64_t acked;                             //  acks (messages)
     _Atomic uint64_t nacked;                            //  nacks
     _Atomic uint64_t dead;                              //  messages moved to a DLQ

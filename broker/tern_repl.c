@@ -135,8 +135,13 @@ void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
     for (size_t i = 0; i < self->count; i++) {
         tern_frame_t *frame = &self->recs[i]->frame;
         if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
+            //  The history says where: "acked in dc2", "dead in dc3" (the
+            //  receiver set origin to the sending DC, where it happened).
+            char where[TERN_REASON_MAX + 1];
+            snprintf(where, sizeof where, "%s in %s",
+                     frame->code == TERN_CMD_TERM ? "dead" : "acked", frame->origin);
             tern_store_batch_ackstate_apply(batch, frame->group, frame->msg_id, frame->code,
-                                            frame->reason);
+                                            frame->reason[0] ? frame->reason : where);
         } else {
             tern_store_batch_append(batch, frame, false, &self->recs[i]->result);
         }
@@ -847,6 +852,8 @@ static void s_handle_router(s_repl_t *self) {
                 if (frame->position <= link->queued) {
                     link->replays++;
                 } else {
+                    //  Ack state is shipped only by the DC where it changed.
+                    snprintf(frame->origin, sizeof frame->origin, "%s", link->cfg->name);
                     s_batch_add(self, link, rec);
                     link->acks_received++;
                     kept = true;

@@ -14,9 +14,10 @@
         $TERM      -> exits (no reply); in-flight state is already persisted
     Inbox (PULL, bound at args->inbox; route owns what it receives):
         EVENTS  tern_events_t *  from conn: open/gone/sub/unsub/ack/nack/term/
-                                 credit/admin (groups, dlq.list, dlq.replay)
+                                 credit/admin (groups, dlq.list|replay|purge,
+                                 group.delete|reset|seek)
         NOTICE  tern_notice_t *  from storer: appended messages, route's ops
-                                 with their results (OPEN, REPLAY), topics gone
+                                 with their results (OPEN, admin ops), topics gone
                                  or created (topic.create)
     Sends:
         OPS     tern_ops_t *     -> storer inbox (storer hands it back)
@@ -35,6 +36,14 @@
     ack_wait ran out gets ENOTFOUND (it is redelivered); CREDIT is capped by
     max_inflight; pending entries loaded from storage at start are due at
     once (their sessions died with the old process).
+
+    Timers run whether or not a group has consumers (s_timers, every loop
+    iteration): an ack wait that runs out, a waiting entry that has used its
+    max_deliver deliveries (moved to the DLQ) and a waiting entry whose
+    message expired (dropped as expired) all happen on time; only the
+    redelivery itself waits for a consumer with free window. So that this
+    holds after a restart too, every durable group with pending entries is
+    opened at start, before any subscription joins it.
 */
 #include "tern_route.h"
 #include "tern_json.h"
@@ -93,6 +102,7 @@ struct r_pend_t {
     bool inflight;         //  delivered, waiting for ack
     bool stored;           //  s_group_reload: seen in the store's pending list
     uint64_t due_ms;       //  inflight: ack deadline; else: redelivery time
+    uint64_t expire_ms;    //  the message's expiry (unix ms, rounded up), 0 = never
     r_sub_t *sub;          //  inflight: the holder
     uint64_t tag;          //  inflight: its tag in that sub
     r_group_t *group;      //  owner
@@ -139,6 +149,7 @@ struct r_group_t {
     void *topic_handle;         //  in topic's group list
     tern_series_slot_t *series; //  durable: its metrics series (borrowed), NULL until used
     r_pool_t *pool;             //  route's pool of pending entries (borrowed)
+    uint32_t admin_ops;         //  group.seek/reset not yet committed: stays G_LOADING
 };
 
 struct r_topic_t {
@@ -632,15 +643,51 @@ static void s_pend_dead(s_route_t *self, r_pend_t *pend, const char *reason) {
     s_pend_destroy(pend);
 }
 
+//  True if PEND has had every delivery max_deliver allows.
+static bool s_pend_spent(const s_route_t *self, const r_pend_t *pend) {
+    return self->config->max_deliver > 0 && pend->count >= self->config->max_deliver;
+}
+
+//  PEND's message is gone from the log or EXPIRED: it can never be delivered
+//  again. An expired one is counted, and its history says "expired", not
+//  "acked".
+static void s_pend_gone(s_route_t *self, r_pend_t *pend, bool expired) {
+    r_group_t *group = pend->group;
+    if (expired) {
+        tern_metrics_add(self->metrics->expired, 1);
+        s_count(self, group, TERN_SC_EXPIRED);
+    }
+    if (group->name[0]) {
+        tern_op_t *op = s_op(self, TERN_OP_ACK, group, pend->seq);
+        if (expired) {
+            snprintf(op->reason, sizeof op->reason, "expired");
+        }
+    }
+    if (self->config->verbose) {
+        zsys_info("route: dropped %s/%s seq %" PRIu64 " (%s)", group->topic->name,
+                  group->name[0] ? group->name : "(ephemeral)", pend->seq,
+                  expired ? "expired" : "gone");
+    }
+    s_pend_destroy(pend);
+}
+
+//  Unix ms at or after expiry time EXPIRE_AT_NS (0 = never).
+static uint64_t s_expire_ms(uint64_t expire_at_ns) {
+    return expire_at_ns ? (expire_at_ns + 999999) / 1000000 : 0;
+}
+
 //  Makes PEND wait for redelivery at DUE_MS (or die if it used its deliveries).
 static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool persist) {
     r_group_t *group = pend->group;
     s_pend_release(pend);
-    if (pend->count >= self->config->max_deliver && self->config->max_deliver > 0) {
+    if (s_pend_spent(self, pend)) {
         s_pend_dead(self, pend, "max_deliver");
         return;
     }
     pend->due_ms = due_ms;
+    if (pend->expire_ms) {
+        s_check_at(group, pend->expire_ms); //  it may expire before it is due
+    }
     if (persist && group->name[0]) {
         //  Only the ack-wait timer persists here (an explicit NACK persists
         //  its own op): its history event says "timeout", not "nacked".
@@ -654,6 +701,20 @@ static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool 
 
 // ---------------------------------------------------------------------------
 //  Groups
+
+#define S_DURABLE_KEY_MAX (32 + TERN_NAME_MAX) //  "topic id/group name"
+
+//  The key of durable group NAME on TOPIC_ID in route's durable table.
+static void s_durable_key(char *key, uint32_t topic_id, const char *name) {
+    snprintf(key, S_DURABLE_KEY_MAX, "%u/%s", topic_id, name);
+}
+
+//  Durable group NAME on TOPIC_ID, or NULL if route has not opened it.
+static r_group_t *s_durable_get(s_route_t *self, uint32_t topic_id, const char *name) {
+    char key[S_DURABLE_KEY_MAX];
+    s_durable_key(key, topic_id, name);
+    return (r_group_t *)zhashx_lookup(self->durable, key);
+}
 
 static void s_group_add_consumer(r_group_t *group, r_sub_t *sub) {
     for (size_t i = 0; i < group->nconsumers; i++) {
@@ -698,8 +759,8 @@ static void s_group_destroy(s_route_t *self, r_group_t *group) {
         }
     }
     if (group->name[0]) {
-        char key[32 + TERN_NAME_MAX];
-        snprintf(key, sizeof key, "%u/%s", group->topic->id, group->name);
+        char key[S_DURABLE_KEY_MAX];
+        s_durable_key(key, group->topic->id, group->name);
         zhashx_delete(self->durable, key);
     }
     zlistx_delete(group->topic->groups, group->topic_handle);
@@ -718,8 +779,26 @@ static r_group_t *s_group_new(s_route_t *self, r_topic_t *topic, const char *nam
     return group;
 }
 
+//  Loading GROUP's stored pending entries (the reader's transaction open).
+typedef struct {
+    s_route_t *self;  //  borrowed
+    r_group_t *group; //  borrowed
+} s_load_t;
+
+//  The expiry (unix ms) of the message of a pending entry loaded for GROUP:
+//  s_timers drops the entry then even if no consumer comes. A message gone
+//  from the log (swept after its TTL, or removed by retention) expires now.
+static uint64_t s_stored_expiry(s_route_t *self, const r_group_t *group, uint64_t seq) {
+    tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, &self->frame);
+    if (rc == TERN_ENOTFOUND) {
+        return tern_now_ms();
+    }
+    return rc == TERN_OK ? s_expire_ms(self->frame.expire_at_ns) : 0;
+}
+
 static bool s_load_pending(const tern_entry_t *entry, void *arg) {
-    r_group_t *group = (r_group_t *)arg;
+    s_load_t *load = (s_load_t *)arg;
+    r_group_t *group = load->group;
     for (r_pend_t *pend = group->head; pend; pend = pend->next) {
         if (pend->seq == entry->seq) {
             pend->stored = true;
@@ -730,6 +809,7 @@ static bool s_load_pending(const tern_entry_t *entry, void *arg) {
     pend->stored = true;
     pend->count = entry->delivery_count;
     pend->due_ms = tern_now_ms();
+    pend->expire_ms = s_stored_expiry(load->self, group, entry->seq);
     group->rescan = true;
     s_check_at(group, pend->due_ms);
     return true;
@@ -746,8 +826,9 @@ static void s_group_loaded(s_route_t *self, r_group_t *group, tern_err_t err) {
     }
     if (err == TERN_OK) {
         memcpy(group->lane_next, info.lane_next, sizeof group->lane_next);
+        s_load_t load = {self, group};
         err = tern_store_pending_list(self->reader, group->topic->id, group->name, s_load_pending,
-                                      group);
+                                      &load);
     }
     if (err != TERN_OK) {
         zsys_error("route: cannot open group %s on %s: %d", group->name, group->topic->name,
@@ -781,8 +862,8 @@ static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic, bool appeare
     uint8_t start = appeared && sub->start == TERN_START_NEW ? TERN_START_FIRST : sub->start;
     r_group_t *group = NULL;
     if (sub->group[0]) {
-        char key[32 + TERN_NAME_MAX];
-        snprintf(key, sizeof key, "%u/%s", topic->id, sub->group);
+        char key[S_DURABLE_KEY_MAX];
+        s_durable_key(key, topic->id, sub->group);
         group = (r_group_t *)zhashx_lookup(self->durable, key);
         if (!group) {
             group = s_group_new(self, topic, sub->group);
@@ -851,6 +932,34 @@ static bool s_topic_each(const tern_topic_info_t *info, void *arg) {
         s_topic_add(self, info->id, info->name);
     }
     return true;
+}
+
+//  At start: a durable group with pending entries is opened now, not when a
+//  subscription joins it, so that their timers (max_deliver, expiry) run
+//  even if no consumer ever comes back. Loaded by s_open_pending.
+static bool s_group_each_pending(const tern_group_info_t *info, void *arg) {
+    s_route_t *self = (s_route_t *)arg;
+    r_topic_t *topic = s_topic_get(self, info->topic_id);
+    if (info->pending && topic && !s_durable_get(self, info->topic_id, info->name)) {
+        char key[S_DURABLE_KEY_MAX];
+        s_durable_key(key, info->topic_id, info->name);
+        zhashx_insert(self->durable, key, s_group_new(self, topic, info->name));
+    }
+    return true;
+}
+
+//  Opens every stored durable group with pending entries (the reader's
+//  transaction open).
+static void s_open_pending(s_route_t *self) {
+    if (tern_store_group_list(self->reader, 0, s_group_each_pending, self) != TERN_OK) {
+        zsys_error("route: cannot list groups: their timers wait for a consumer");
+    }
+    for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+         group = (r_group_t *)zlistx_next(self->groups)) {
+        if (group->state == G_LOADING) {
+            s_group_loaded(self, group, TERN_OK);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -983,7 +1092,7 @@ static void s_handle_ack(s_route_t *self, r_session_t *session, r_sub_t *sub, te
 }
 
 // ---------------------------------------------------------------------------
-//  Admin (groups, dlq.list, dlq.replay)
+//  Admin (groups, dlq.list|replay|purge, group.delete|reset|seek)
 
 typedef struct {
     s_route_t *self;
@@ -993,9 +1102,7 @@ typedef struct {
 
 static bool s_group_each(const tern_group_info_t *info, void *arg) {
     s_list_arg_t *list = (s_list_arg_t *)arg;
-    char key[32 + TERN_NAME_MAX];
-    snprintf(key, sizeof key, "%u/%s", info->topic_id, info->name);
-    r_group_t *group = (r_group_t *)zhashx_lookup(list->self->durable, key);
+    r_group_t *group = s_durable_get(list->self, info->topic_id, info->name);
     tern_json_t *json = list->json;
     tern_json_sep(json);
     tern_json_raw(json, "{");
@@ -1003,7 +1110,8 @@ static bool s_group_each(const tern_group_info_t *info, void *arg) {
     tern_json_key_str(json, "group", info->name);
     tern_json_key_u64(json, "pending",
                       group && group->state == G_READY ? group->pending : info->pending);
-    tern_json_key_u64(json, "acked_floor", info->ack_floor);
+    tern_json_key_u64(json, "ack_floor", info->ack_floor);
+    tern_json_key_u64(json, "next_unacked", info->next_unacked);
     tern_json_key_u64(json, "dead", info->dead);
     tern_json_key_u64(json, "delivered", info->delivered);
     tern_json_key_u64(json, "redelivered", info->redelivered);
@@ -1041,6 +1149,45 @@ static bool s_dlq_each(const tern_entry_t *entry, void *arg) {
     return true;
 }
 
+//  Queues the storage op of ADMIN (dlq.replay, dlq.purge, group.delete,
+//  group.reset, group.seek) on TOPIC_ID; the op carries ADMIN (ctx) and is
+//  answered after the commit (s_admin_op_done). Seek and reset drop the
+//  group's pending entries here (a consumer's later ack of one gets
+//  ENOTFOUND) and hold its delivery until the commit, after which it goes
+//  on from the stored position: no delivery from the old position can slip
+//  in between. A group with consumers is not deleted (TERN_EBUSY): they
+//  would recreate it at once. Takes ownership of ADMIN on TERN_OK.
+static tern_err_t s_admin_op(s_route_t *self, tern_admin_t *admin, uint32_t topic_id) {
+    const char *name = admin->op;
+    tern_op_type_t type = streq(name, "dlq.replay")    ? TERN_OP_REPLAY
+                          : streq(name, "dlq.purge")   ? TERN_OP_PURGE
+                          : streq(name, "group.seek")  ? TERN_OP_SEEK
+                          : streq(name, "group.reset") ? TERN_OP_RESET
+                                                       : TERN_OP_DROP;
+    r_group_t *group = s_durable_get(self, topic_id, admin->group);
+    if (type == TERN_OP_DROP && group && group->nconsumers > 0) {
+        return TERN_EBUSY;
+    }
+    if (type == TERN_OP_DROP && group) {
+        s_group_destroy(self, group);
+    } else if (group && (type == TERN_OP_SEEK || type == TERN_OP_RESET)) {
+        while (group->head) {
+            s_pend_destroy(group->head);
+        }
+        group->state = G_LOADING;
+        group->admin_ops++;
+    }
+    r_topic_t stub_topic = {.id = topic_id};
+    r_group_t stub = {.topic = &stub_topic};
+    snprintf(stub.name, sizeof stub.name, "%s", admin->group);
+    tern_op_t *op = s_op(self, type, &stub, type == TERN_OP_REPLAY ? admin->seq : 0);
+    op->start = admin->start;
+    op->start_value = admin->start_value;
+    op->due_ms = tern_now_ms();
+    op->ctx = admin;
+    return TERN_OK;
+}
+
 //  Takes ownership of ADMIN.
 static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     tern_topic_info_t topic;
@@ -1069,22 +1216,20 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
             rc = tern_store_dlq_list(self->reader, topic.id, admin->group, s_dlq_each, &arg);
             tern_json_raw(&json, "]");
         } else if (rc == TERN_OK) {
-            //  dlq.replay: answered when the storer has moved the entries.
-            r_group_t stub;
-            memset(&stub, 0, sizeof stub);
-            r_topic_t stub_topic;
-            stub_topic.id = topic.id;
-            stub.topic = &stub_topic;
-            snprintf(stub.name, sizeof stub.name, "%s", admin->group);
-            tern_op_t *op = s_op(self, TERN_OP_REPLAY, &stub, 0);
-            op->due_ms = tern_now_ms();
-            op->ctx = admin;
-            tern_json_free(&json);
-            return;
+            //  Answered when the storer has committed it (s_admin_op_done).
+            rc = s_admin_op(self, admin, topic.id);
+            if (rc == TERN_OK) {
+                tern_json_free(&json);
+                return;
+            }
         }
     }
     if (rc == TERN_OK) {
         s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
+    } else if (rc == TERN_EBUSY) {
+        s_send_admin_error(self, admin, rc,
+                           "the group has consumers connected: stop them first (or use "
+                           "group reset or group seek)");
     } else {
         s_send_admin_error(self, admin, rc,
                            rc == TERN_ENOTFOUND ? "no such group" : "cannot read groups");
@@ -1093,23 +1238,51 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     free(admin);
 }
 
-static void s_replay_done(s_route_t *self, tern_op_t *op) {
+//  The storer committed admin op OP (see s_admin_op): reload what route
+//  holds of the group, then answer the client. Frees the request.
+static void s_admin_op_done(s_route_t *self, tern_op_t *op) {
     tern_admin_t *admin = (tern_admin_t *)op->ctx;
-    char key[32 + TERN_NAME_MAX];
-    snprintf(key, sizeof key, "%u/%s", op->topic_id, op->group);
-    r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
-    if (op->err == TERN_OK && group && group->state == G_READY && s_read_begin(self) == TERN_OK) {
-        tern_store_pending_list(self->reader, op->topic_id, op->group, s_load_pending, group);
+    r_group_t *group = s_durable_get(self, op->topic_id, op->group);
+    bool moved = op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
+    if (moved && group && group->admin_ops > 0 && --group->admin_ops == 0 &&
+        group->state == G_LOADING) {
+        s_group_loaded(self, group, TERN_OK);
+    }
+    if (op->type == TERN_OP_REPLAY && op->err == TERN_OK && group && group->state == G_READY &&
+        s_read_begin(self) == TERN_OK) {
+        s_load_t load = {self, group};
+        tern_store_pending_list(self->reader, op->topic_id, op->group, s_load_pending, &load);
+    }
+    tern_group_info_t info;
+    if (op->err == TERN_OK && moved &&
+        (s_read_begin(self) != TERN_OK ||
+         tern_store_group_get(self->reader, op->topic_id, op->group, &info) != TERN_OK)) {
+        op->err = TERN_ENOTFOUND;
     }
     if (op->err != TERN_OK) {
-        s_send_admin_error(self, admin, op->err, "replay failed");
+        s_send_admin_error(self, admin, op->err,
+                           op->type == TERN_OP_REPLAY && op->seq
+                               ? "that seq is not in the group's DLQ"
+                           : op->err == TERN_ENOTFOUND ? "no such group"
+                                                       : "the group operation failed");
     } else {
         tern_json_t json;
         tern_json_init(&json);
         tern_json_raw(&json, "{");
         tern_json_key_str(&json, "topic", admin->topic);
         tern_json_key_str(&json, "group", admin->group);
-        tern_json_key_u64(&json, "replayed", op->count);
+        if (moved) {
+            uint64_t next = UINT64_MAX;
+            for (int lane = 0; lane < S_LANES; lane++) {
+                next = info.lane_next[lane] < next ? info.lane_next[lane] : next;
+            }
+            tern_json_key_u64(&json, "next_seq", next);
+            tern_json_key_u64(&json, "dead", info.dead);
+        } else if (op->type == TERN_OP_DROP) {
+            tern_json_key_bool(&json, "deleted", 1);
+        } else {
+            tern_json_key_u64(&json, op->type == TERN_OP_PURGE ? "purged" : "replayed", op->count);
+        }
         tern_json_raw(&json, "}");
         s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
         tern_json_free(&json);
@@ -1186,7 +1359,7 @@ static void s_handle_events(s_route_t *self, tern_events_t *events) {
 //  cursor not past them) and entries in flight here are kept: those may be
 //  delivered once more (at-least-once).
 typedef struct {
-    r_group_t *group;            //  borrowed
+    s_load_t load;               //  the group being reloaded
     uint64_t lane_next[S_LANES]; //  route's cursors before the reload
 } s_reload_t;
 
@@ -1194,7 +1367,7 @@ typedef struct {
 //  acked or dead-lettered here, its op still queued: not loaded again.
 static bool s_reload_pending(const tern_entry_t *entry, void *arg) {
     s_reload_t *reload = (s_reload_t *)arg;
-    for (r_pend_t *pend = reload->group->head; pend; pend = pend->next) {
+    for (r_pend_t *pend = reload->load.group->head; pend; pend = pend->next) {
         if (pend->seq == entry->seq) {
             pend->stored = true;
             return true;
@@ -1203,7 +1376,7 @@ static bool s_reload_pending(const tern_entry_t *entry, void *arg) {
     if (entry->priority < S_LANES && entry->seq < reload->lane_next[entry->priority]) {
         return true;
     }
-    return s_load_pending(entry, reload->group);
+    return s_load_pending(entry, &reload->load);
 }
 
 static void s_group_reload(s_route_t *self, r_group_t *group) {
@@ -1212,7 +1385,7 @@ static void s_group_reload(s_route_t *self, r_group_t *group) {
         tern_store_group_get(self->reader, group->topic->id, group->name, &info) != TERN_OK) {
         return;
     }
-    s_reload_t reload = {group, {0}};
+    s_reload_t reload = {{self, group}, {0}};
     memcpy(reload.lane_next, group->lane_next, sizeof reload.lane_next);
     for (int lane = 0; lane < S_LANES; lane++) {
         if (info.lane_next[lane] > group->lane_next[lane]) {
@@ -1246,9 +1419,7 @@ static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
     for (size_t i = 0; i < notice->reload_count; i++) {
         r_topic_t *topic = s_topic_by_name(self, notice->reload[i].topic);
         if (topic) {
-            char key[32 + TERN_NAME_MAX];
-            snprintf(key, sizeof key, "%u/%s", topic->id, notice->reload[i].group);
-            r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
+            r_group_t *group = s_durable_get(self, topic->id, notice->reload[i].group);
             if (group) {
                 s_group_reload(self, group);
             }
@@ -1271,14 +1442,12 @@ static void s_handle_notice(s_route_t *self, tern_notice_t *notice) {
         for (size_t i = 0; i < ops->count; i++) {
             tern_op_t *op = &ops->items[i];
             if (op->type == TERN_OP_OPEN) {
-                char key[32 + TERN_NAME_MAX];
-                snprintf(key, sizeof key, "%u/%s", op->topic_id, op->group);
-                r_group_t *group = (r_group_t *)zhashx_lookup(self->durable, key);
-                if (group && group->state == G_LOADING) {
+                r_group_t *group = s_durable_get(self, op->topic_id, op->group);
+                if (group && group->state == G_LOADING && group->admin_ops == 0) {
                     s_group_loaded(self, group, op->err);
                 }
-            } else if (op->type == TERN_OP_REPLAY && op->ctx) {
-                s_replay_done(self, op);
+            } else if (op->ctx) {
+                s_admin_op_done(self, op);
             }
         }
     }
@@ -1351,31 +1520,27 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     tern_frame_t *msg = &self->frame;
     tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, msg);
     uint64_t now_ns = tern_now_ns();
-    bool expired = rc == TERN_OK && msg->expire_at_ns && msg->expire_at_ns <= now_ns;
+    uint64_t now = tern_now_ms();
+    //  A message the TTL sweep removed already is expired too, not "gone".
+    bool expired = rc == TERN_OK ? msg->expire_at_ns && msg->expire_at_ns <= now_ns
+                                 : pend && pend->expire_ms && pend->expire_ms <= now;
     bool early = rc == TERN_OK && group->min_ts_ns && msg->timestamp_ns < group->min_ts_ns;
     if (rc != TERN_OK || expired || early) {
-        if (expired) {
-            tern_metrics_add(self->metrics->expired, 1);
-            s_count(self, group, TERN_SC_EXPIRED);
-        } else if (rc == TERN_ECORRUPT) {
+        if (rc == TERN_ECORRUPT) {
             zsys_error("route: %s seq %" PRIu64 " is corrupt: skipped", group->topic->name, seq);
         }
         if (pend) {
-            //  Gone from the log: it can never be delivered again.
-            if (group->name[0]) {
-                tern_op_t *op = s_op(self, TERN_OP_ACK, group, seq);
-                if (expired) {
-                    snprintf(op->reason, sizeof op->reason, "expired"); //  history: not an ack
-                }
-            }
-            s_pend_destroy(pend);
+            s_pend_gone(self, pend, expired);
+        } else if (expired) {
+            tern_metrics_add(self->metrics->expired, 1);
+            s_count(self, group, TERN_SC_EXPIRED);
         }
         return false;
     }
-    uint64_t now = tern_now_ms();
     bool first = pend == NULL;
     if (!pend) {
         pend = s_pend_new(group, seq, priority);
+        pend->expire_ms = s_expire_ms(msg->expire_at_ns);
     }
     pend->count++;
     pend->inflight = true;
@@ -1410,15 +1575,16 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
         at += 5;
         tern_route_u64_str(sub->id, at);
     }
-    if (first) {
-        tern_metrics_add(self->metrics->delivered, 1);
-        s_count(self, group, TERN_SC_DELIVERED);
-        if (now_ns > msg->timestamp_ns) {
-            tern_histo_observe(&self->metrics->deliver_latency, now_ns - msg->timestamp_ns);
-        }
-    } else {
+    //  Every delivery counts; one with a count above 1 is also a redelivery
+    //  (the store's group counters and the audit count alike).
+    tern_metrics_add(self->metrics->delivered, 1);
+    s_count(self, group, TERN_SC_DELIVERED);
+    if (pend->count > 1) {
         tern_metrics_add(self->metrics->redelivered, 1);
         s_count(self, group, TERN_SC_REDELIVERED);
+    }
+    if (first && now_ns > msg->timestamp_ns) {
+        tern_histo_observe(&self->metrics->deliver_latency, now_ns - msg->timestamp_ns);
     }
     if (self->config->verbose) {
         if (!pend->trace) {
@@ -1444,7 +1610,7 @@ static void s_dispatch(s_route_t *self, r_group_t *group, uint64_t now) {
             if (pend->inflight || pend->due_ms > now) {
                 continue;
             }
-            if (self->config->max_deliver > 0 && pend->count >= self->config->max_deliver) {
+            if (s_pend_spent(self, pend)) {
                 s_pend_dead(self, pend, "max_deliver");
                 continue;
             }
@@ -1493,8 +1659,11 @@ static void s_dispatch(s_route_t *self, r_group_t *group, uint64_t now) {
     group->dirty = false;
 }
 
-//  Moves timed-out deliveries back to waiting (or to the DLQ) and flags
-//  waiting entries that are due, when the group's next deadline has come.
+//  When the group's next deadline has come: moves timed-out deliveries back
+//  to waiting (or to the DLQ), drops waiting entries whose message expired,
+//  dead-letters due ones that had every delivery max_deliver allows, and
+//  flags the other due ones for s_dispatch. Runs with or without consumers:
+//  only the redelivery itself needs one.
 static void s_timers(s_route_t *self, r_group_t *group, uint64_t now) {
     if (group->next_check_ms == 0 || group->next_check_ms > now) {
         return;
@@ -1507,10 +1676,21 @@ static void s_timers(s_route_t *self, r_group_t *group, uint64_t now) {
             uint64_t due = now + tern_route_backoff_ms(self->config->backoff_ms,
                                                        self->config->backoff_max_ms, pend->count);
             s_pend_retry(self, pend, due, true); //  may free pend
-        } else if (!pend->inflight && pend->due_ms <= now) {
-            group->rescan = true;
+        } else if (pend->inflight) {
+            s_check_at(group, pend->due_ms); //  its holder may still ack it, expired or not
+        } else if (pend->expire_ms && pend->expire_ms <= now) {
+            s_pend_gone(self, pend, true);
+        } else if (pend->due_ms <= now && s_pend_spent(self, pend)) {
+            s_pend_dead(self, pend, "max_deliver");
         } else {
-            s_check_at(group, pend->due_ms);
+            if (pend->due_ms <= now) {
+                group->rescan = true;
+            } else {
+                s_check_at(group, pend->due_ms);
+            }
+            if (pend->expire_ms) {
+                s_check_at(group, pend->expire_ms);
+            }
         }
     }
 }
@@ -1537,13 +1717,11 @@ static void s_session_free(void **item_p) {
     }
 }
 
-//  Frees NOTICE and the admin requests its REPLAY ops still carry.
+//  Frees NOTICE and the admin requests its ops still carry.
 static void s_notice_free(tern_notice_t *notice) {
     for (tern_ops_t *ops = notice->ops; ops; ops = ops->next) {
         for (size_t i = 0; i < ops->count; i++) {
-            if (ops->items[i].type == TERN_OP_REPLAY) {
-                free(ops->items[i].ctx);
-            }
+            free(ops->items[i].ctx);
         }
     }
     tern_notice_destroy(&notice);
@@ -1563,9 +1741,7 @@ static void s_cleanup(s_route_t *self) {
     }
     if (self->ops) {
         for (size_t i = 0; i < self->ops->count; i++) {
-            if (self->ops->items[i].type == TERN_OP_REPLAY) {
-                free(self->ops->items[i].ctx);
-            }
+            free(self->ops->items[i].ctx);
         }
     }
     //  Subscriptions first (they reference groups), then groups and topics.
@@ -1623,9 +1799,11 @@ void tern_route_actor(zsock_t *pipe, void *arg) {
     if (!self->reader || !self->inbox || !self->to_storer || !self->out) {
         goto fail;
     }
-    //  Known topics; groups are opened when subscriptions join them.
+    //  Known topics, and the groups whose pending entries have timers; the
+    //  other groups are opened when subscriptions join them.
     if (s_read_begin(self) == TERN_OK) {
         tern_store_topic_list(self->reader, s_topic_each, self);
+        s_open_pending(self);
     }
     s_read_end(self);
     zsock_signal(pipe, 0);

@@ -23,8 +23,8 @@
 typedef enum {
     TERN_SC_PUBLISHED = 0,   //  topic: messages stored
     TERN_SC_DUPLICATES = 1,  //  topic: publishes answered as duplicates
-    TERN_SC_DELIVERED = 2,   //  group: first deliveries
-    TERN_SC_REDELIVERED = 3, //  group: redeliveries
+    TERN_SC_DELIVERED = 2,   //  group: deliveries (redeliveries too)
+    TERN_SC_REDELIVERED = 3, //  group: deliveries with delivery count > 1
     TERN_SC_ACKED = 4,       //  group: acks
     TERN_SC_NACKED = 5,      //  group: nacks
     TERN_SC_DEAD = 6,        //  group: moved to the DLQ

@@ -13,9 +13,9 @@
         $TERM            -> drains the inbox, commits, exits (no reply)
     Inbox (PULL, bound at args->inbox; tern_work items, storer owns them):
         PUBS   tern_pubs_t *    from conn: append each, return via COMMITTED
-        ADMIN  tern_admin_t *   from conn: topic.create|delete|purge, returned
+        ADMIN  tern_admin_t *   from conn: topic.create|edit|delete|purge, returned
         OPS    tern_ops_t *     from route: persist; returned via NOTICE when it
-                                holds OPEN or REPLAY (route needs the result),
+                                holds OPEN or an admin op (route needs the result),
                                 else freed here after the commit
     Sends:
         COMMITTED tern_committed_t *  -> conn inbox, one per commit
@@ -165,8 +165,11 @@ static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
     admin->err = TERN_OK;
     admin->count = 0;
     if (streq(admin->op, "topic.create")) {
-        tern_store_batch_topic_put(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
-                                   admin->max_bytes, &admin->err, &admin->topic_id);
+        tern_store_batch_topic_create(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
+                                      admin->max_bytes, &admin->err, &admin->topic_id);
+    } else if (streq(admin->op, "topic.edit")) {
+        tern_store_batch_topic_edit(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
+                                    admin->max_bytes, &admin->err);
     } else if (streq(admin->op, "topic.delete") || streq(admin->op, "topic.purge")) {
         tern_store_batch_topic_delete(self->batch, admin->topic, streq(admin->op, "topic.purge"),
                                       &admin->err, &admin->count);
@@ -217,17 +220,39 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
                 }
                 break;
             case TERN_OP_REPLAY:
-                tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->due_ms,
-                                            &op->count);
+                if (op->seq) {
+                    tern_store_batch_dlq_requeue(self->batch, op->topic_id, op->group, op->seq,
+                                                 op->due_ms, &op->err);
+                    op->count = 1; //  when op->err is TERN_OK
+                } else {
+                    tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->due_ms,
+                                                &op->count);
+                }
+                break;
+            case TERN_OP_SEEK:
+                tern_store_batch_group_seek(self->batch, op->topic_id, op->group,
+                                            (tern_start_t)op->start, op->start_value, &op->err);
+                break;
+            case TERN_OP_RESET: //  the state goes, then the group is opened afresh
+                tern_store_batch_group_delete(self->batch, op->topic_id, op->group, NULL);
+                tern_store_batch_group_open(self->batch, op->topic_id, op->group,
+                                            (tern_start_t)op->start, op->start_value, &op->err);
+                break;
+            case TERN_OP_DROP:
+                tern_store_batch_group_delete(self->batch, op->topic_id, op->group, &op->err);
+                break;
+            case TERN_OP_PURGE:
+                tern_store_batch_dlq_purge(self->batch, op->topic_id, op->group, &op->err,
+                                           &op->count);
                 break;
             default:
                 op->err = TERN_EINVAL;
                 break;
         }
     }
-    bool answer = false; //  route needs results only for OPEN and REPLAY
+    bool answer = false; //  route needs results only for OPEN and admin ops
     for (size_t i = 0; i < ops->count && !answer; i++) {
-        answer = ops->items[i].type == TERN_OP_OPEN || ops->items[i].type == TERN_OP_REPLAY;
+        answer = ops->items[i].type == TERN_OP_OPEN || ops->items[i].ctx != NULL;
     }
     if (!answer) {
         //  Borrowed by the batch until the commit, then freed here.
@@ -316,7 +341,7 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
                 notice->created = tern_work_realloc(notice->created,
                                                     (notice->created_count + 1) * sizeof(uint32_t));
                 notice->created[notice->created_count++] = admin->topic_id;
-            } else if (admin->err == TERN_OK) {
+            } else if (admin->err == TERN_OK && !streq(admin->op, "topic.edit")) {
                 //  Route must forget the topic's groups (delete) or its cursors
                 //  now point at nothing (purge); it is told by topic id.
                 tern_notice_t *notice = s_notice(self);

@@ -52,7 +52,7 @@ typedef struct tern_pubs_t {
 } tern_pubs_t;
 
 /*  An admin request. conn creates it; the storer (topic writes) or route
-    (groups, dlq) executes it; storer returns it to conn in a commit, route
+    (groups, group.*, dlq.*) executes it; storer returns it to conn in a commit, route
     answers the client itself and frees it. */
 typedef struct tern_admin_t {
     uint64_t session_id;            //  requesting session
@@ -65,6 +65,9 @@ typedef struct tern_admin_t {
     uint64_t max_age_ms;            //  topic.create limits
     uint64_t max_msgs;              //  topic.create limits
     uint64_t max_bytes;             //  topic.create limits
+    uint8_t start;                  //  group.seek / group.reset: tern_start_t
+    uint64_t start_value;           //  its seq or time (ns)
+    uint64_t seq;                   //  dlq.replay (0 = all), dlq.get, get: the message
     tern_err_t err;                 //  result
     uint64_t count;                 //  removed / purged / replayed
     uint32_t topic_id;              //  topic id (create)
@@ -78,7 +81,11 @@ typedef enum {
     TERN_OP_ACK = 3,     //  seq acked
     TERN_OP_NACK = 4,    //  seq due again at due_ms
     TERN_OP_DEAD = 5,    //  seq to the DLQ (delivery_count, reason)
-    TERN_OP_REPLAY = 6   //  whole DLQ back to pending (due_ms); moved -> count
+    TERN_OP_REPLAY = 6,  //  DLQ back to pending (due_ms; seq, or 0 = all); moved -> count
+    TERN_OP_SEEK = 7,    //  admin group.seek: cursors to (start, start_value), pending dropped
+    TERN_OP_RESET = 8,   //  admin group.reset: state deleted, opened at (start, start_value)
+    TERN_OP_DROP = 9,    //  admin group.delete: the group and all its state
+    TERN_OP_PURGE = 10   //  admin dlq.purge: the DLQ emptied; removed -> count
 } tern_op_type_t;
 
 typedef struct {
@@ -92,15 +99,15 @@ typedef struct {
     uint64_t start_value;             //  OPEN
     char group[TERN_NAME_MAX + 1];    //  group name
     char reason[TERN_REASON_MAX + 1]; //  DEAD
-    tern_err_t err;                   //  OPEN / REPLAY result
-    uint64_t count;                   //  REPLAY: entries moved
-    void *ctx;                        //  route's cookie (e.g. the admin request)
+    tern_err_t err;                   //  OPEN / admin op result
+    uint64_t count;                   //  REPLAY: entries moved; PURGE: removed
+    void *ctx;                        //  admin ops: the tern_admin_t (owned), else NULL
 } tern_op_t;
 
 /*  A batch of ops. Route creates it, the storer persists it in its next commit
-    and hands it back to route in a tern_notice_t if it holds an OPEN or a
-    REPLAY (route reads their results, then frees it); otherwise the storer
-    frees it after the commit. */
+    and hands it back to route in a tern_notice_t if it holds an OPEN or an
+    admin op (non-NULL ctx: route reads their results and answers, then frees
+    it); otherwise the storer frees it after the commit. */
 typedef struct tern_ops_t {
     tern_op_t *items;        //  owned array
     size_t count;            //  used
@@ -158,7 +165,7 @@ typedef enum {
     TERN_EV_NACK = 6,   //  NACK
     TERN_EV_TERM = 7,   //  TERM
     TERN_EV_CREDIT = 8, //  CREDIT
-    TERN_EV_ADMIN = 9   //  admin op route answers (groups, dlq.*): admin set
+    TERN_EV_ADMIN = 9   //  admin op route answers (groups, group.*, dlq.*): admin set
 } tern_ev_type_t;
 
 typedef struct {

@@ -3,8 +3,8 @@
     Thin by design (see tern_broker.c for the actors): parse the configuration,
     start the node, print "ternd: ready on <endpoint>", wait for SIGTERM or
     SIGINT, stop in reverse order (conn, route, storer flushing its commits,
-    LMDB), exit 0. A bad configuration or a busy endpoint exits 1 with one
-    line on stderr.
+    LMDB), exit 0. A bad configuration, a data directory in use by another
+    node or unusable, or a busy endpoint exits 1 with one line on stderr.
 */
 #include "tern_broker.h"
 #include "tern_config.h"

@@ -116,6 +116,24 @@ const char *tern_last_reason(void) {
     return tl_reason;
 }
 
+//  Two steps, so that the macros expand before # turns them into text.
+#define S_TEXT(x)    #x
+#define S_VERSION(x) S_TEXT(x)
+
+const char *tern_version(int *major, int *minor, int *patch) {
+    if (major) {
+        *major = TERN_VERSION_MAJOR;
+    }
+    if (minor) {
+        *minor = TERN_VERSION_MINOR;
+    }
+    if (patch) {
+        *patch = TERN_VERSION_PATCH;
+    }
+    return S_VERSION(TERN_VERSION_MAJOR) "." S_VERSION(TERN_VERSION_MINOR) "." S_VERSION(
+        TERN_VERSION_PATCH);
+}
+
 static void s_set_reason(const char *reason) {
     snprintf(tl_reason, sizeof tl_reason, "%s", reason ? reason : "");
 }

@@ -11,6 +11,7 @@
 #include "tern_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,8 +129,8 @@ typedef struct {
     uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per lane
     uint64_t pending;                          //  pending entries
     uint64_t dead;                             //  DLQ entries
-    uint64_t delivered;                        //  first deliveries
-    uint64_t redelivered;                      //  redeliveries
+    uint64_t delivered;                        //  deliveries (redeliveries included)
+    uint64_t redelivered;                      //  deliveries with a count above 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
 } s_group_rec_t;
@@ -138,6 +140,7 @@ struct tern_store_t {
     MDB_dbi dbi[S_DBI_COUNT];              //  named databases
     tern_store_config_t config;            //  copy of the config (dir points to dir below)
     char dir[PATH_MAX];                    //  data directory
+    int lock_fd;                           //  TERN_STORE_LOCK_FILE, flock'd; -1 when not held
     pthread_rwlock_t lock;                 //  readers: shared; map resize: exclusive
     uint64_t page_size;                    //  OS page size
     uint64_t map_max;                      //  map ceiling, page-aligned
@@ -400,20 +403,22 @@ typedef enum {
     OP_INBOUND,
     OP_ACKSTATE,
     OP_TRACE,
-    OP_ACKSTATE_APPLY
+    OP_ACKSTATE_APPLY,
+    OP_GROUP_SEEK,
+    OP_DLQ_PURGE
 } s_op_kind_t;
 
 typedef struct {
-    s_op_kind_t kind;              //  what to do
-    const tern_frame_t *msg;       //  APPEND: borrowed until commit
-    bool flag;                     //  APPEND: local; TOPIC_DELETE: purge only
+    s_op_kind_t kind;        //  what to do
+    const tern_frame_t *msg; //  APPEND: borrowed until commit
+    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
     tern_append_result_t *result;  //  APPEND: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
     uint64_t b;                    //  due_ms, max_msgs, msg_id...
     uint64_t c;                    //  max_bytes
-    uint32_t u32;                  //  delivery count, start mode, sweep max, op
+    uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode
     uint8_t priority;              //  DELIVER: lane
     char *reason;                  //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
     tern_err_t *err_out;           //  may be NULL
@@ -571,6 +576,22 @@ void tern_store_batch_topic_put(tern_store_batch_t *self, const char *name, uint
     op->id_out = id_out;
 }
 
+//  Topic put modes (op->u32 of OP_TOPIC_PUT).
+enum { S_PUT_ANY = 0, S_PUT_CREATE = 1, S_PUT_EDIT = 2 };
+
+void tern_store_batch_topic_create(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                   uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err,
+                                   uint32_t *id_out) {
+    tern_store_batch_topic_put(self, name, max_age_ms, max_msgs, max_bytes, result_err, id_out);
+    self->ops[self->count - 1].u32 = S_PUT_CREATE;
+}
+
+void tern_store_batch_topic_edit(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                 uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err) {
+    tern_store_batch_topic_put(self, name, max_age_ms, max_msgs, max_bytes, result_err, NULL);
+    self->ops[self->count - 1].u32 = S_PUT_EDIT;
+}
+
 void tern_store_batch_topic_delete(tern_store_batch_t *self, const char *name, bool purge_only,
                                    tern_err_t *result_err, uint64_t *removed) {
     s_op_t *op = s_batch_push(self, OP_TOPIC_DELETE);
@@ -652,6 +673,28 @@ void tern_store_batch_dlq_replay(tern_store_batch_t *self, uint32_t topic_id, co
     s_op_t *op = s_group_op(self, OP_DLQ_REPLAY, topic_id, group, 0);
     op->b = due_ms;
     op->count_out = moved;
+}
+
+void tern_store_batch_dlq_requeue(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                  uint64_t seq, uint64_t due_ms, tern_err_t *result_err) {
+    s_op_t *op = s_group_op(self, OP_DLQ_REPLAY, topic_id, group, seq);
+    op->flag = true;
+    op->b = due_ms;
+    op->err_out = result_err;
+}
+
+void tern_store_batch_dlq_purge(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                tern_err_t *result_err, uint64_t *removed) {
+    s_op_t *op = s_group_op(self, OP_DLQ_PURGE, topic_id, group, 0);
+    op->err_out = result_err;
+    op->count_out = removed;
+}
+
+void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+    s_op_t *op = s_group_op(self, OP_GROUP_SEEK, topic_id, name, start_value);
+    op->u32 = (uint32_t)start;
+    op->err_out = result_err;
 }
 
 void tern_store_batch_sweep(tern_store_batch_t *self, uint64_t now_ns, uint32_t max,
@@ -1539,8 +1582,15 @@ static int s_op_topic_put(s_txn_t *ctx, s_op_t *op) {
         return 0;
     }
     s_cached_t *t;
-    int rc = s_topic_find(ctx, op->name, len, true, &t, err);
-    if (rc || *err) {
+    int rc = s_topic_find(ctx, op->name, len, false, &t, err);
+    if (rc) {
+        return rc;
+    }
+    if (t->exists ? op->u32 == S_PUT_CREATE : op->u32 == S_PUT_EDIT) {
+        *err = t->exists ? TERN_EEXIST : TERN_ENOTFOUND;
+        return 0;
+    }
+    if ((rc = s_topic_find(ctx, op->name, len, true, &t, err)) || *err) {
         return rc;
     }
     t->topic.max_age_ms = op->a;
@@ -1657,6 +1707,45 @@ static int s_seq_time(s_txn_t *ctx, s_cached_t *t, uint64_t seq, uint64_t *found
     return 0;
 }
 
+//  Where a group starting at START/VALUE begins on topic T (see
+//  tern_store_batch_group_open) into *SEQ; *ERR TERN_ERANGE for a bad START.
+static int s_start_seq(s_txn_t *ctx, s_cached_t *t, tern_start_t start, uint64_t value,
+                       uint64_t *seq, tern_err_t *err) {
+    int rc = 0;
+    switch (start) {
+        case TERN_START_FIRST:
+            *seq = t->topic.first_seq;
+            break;
+        case TERN_START_NEW:
+            *seq = t->topic.last_seq + 1;
+            break;
+        case TERN_START_SEQ:
+            *seq = value ? value : 1;
+            break;
+        case TERN_START_TIME: {
+            //  Binary search; timestamps grow with seq (receive time).
+            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
+            while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
+                if ((rc = s_seq_time(ctx, t, mid, &s, &ts))) {
+                    return rc;
+                }
+                if (s > t->topic.last_seq || ts >= value) {
+                    hi = mid;
+                } else {
+                    lo = s + 1;
+                }
+            }
+            *seq = lo;
+            break;
+        }
+        default:
+            *err = TERN_ERANGE;
+            break;
+    }
+    return rc;
+}
+
 static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
     tern_err_t *err = s_err_out(op);
     *err = TERN_OK;
@@ -1681,36 +1770,8 @@ static int s_op_group_open(s_txn_t *ctx, s_op_t *op) {
         return 0;
     }
     uint64_t start;
-    switch ((tern_start_t)op->u32) {
-        case TERN_START_FIRST:
-            start = t->topic.first_seq;
-            break;
-        case TERN_START_NEW:
-            start = t->topic.last_seq + 1;
-            break;
-        case TERN_START_SEQ:
-            start = op->a ? op->a : 1;
-            break;
-        case TERN_START_TIME: {
-            //  Binary search; timestamps grow with seq (receive time).
-            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
-            while (lo < hi) {
-                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
-                if ((rc = s_seq_time(ctx, t, mid, &s, &ts))) {
-                    return rc;
-                }
-                if (s > t->topic.last_seq || ts >= op->a) {
-                    hi = mid;
-                } else {
-                    lo = s + 1;
-                }
-            }
-            start = lo;
-            break;
-        }
-        default:
-            *err = TERN_ERANGE;
-            return 0;
+    if ((rc = s_start_seq(ctx, t, (tern_start_t)op->u32, op->a, &start, err)) || *err) {
+        return rc;
     }
     memset(&g->group, 0, sizeof g->group);
     g->group.version = S_GROUP_VERSION;
@@ -1746,6 +1807,38 @@ static int s_op_group_delete(s_txn_t *ctx, s_op_t *op) {
     return 0;
 }
 
+//  Moves a group's lane cursors to START/VALUE and drops its pending entries
+//  (the messages at or after the new position are delivered again from
+//  the cursors). The DLQ and the counters are kept.
+static int s_op_group_seek(s_txn_t *ctx, s_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    *err = TERN_OK;
+    s_cached_t *t, *g;
+    int rc = s_topic_by_id(ctx, op->topic_id, &t);
+    if (rc || (t && (rc = s_group_find(ctx, op->topic_id, op->name, &g)))) {
+        return rc;
+    }
+    if (!t || !g->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint64_t start;
+    if ((rc = s_start_seq(ctx, t, (tern_start_t)op->u32, op->a, &start, err)) || *err) {
+        return rc;
+    }
+    uint8_t prefix[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(prefix, op->topic_id, op->name, strlen(op->name), 0, false);
+    if ((rc = s_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, plen, NULL))) {
+        return rc;
+    }
+    g->group.pending = 0;
+    for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
+        g->group.lane_next[i] = start;
+    }
+    g->dirty = true;
+    return 0;
+}
+
 static void s_entry_put(uint8_t *val, uint32_t count, uint8_t priority, uint64_t due_ms) {
     memset(val, 0, S_ENTRY_SIZE);
     s_le32_put(val, count);
@@ -1758,8 +1851,11 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
     s_cached_t *g;
     int rc = s_group_find(ctx, op->topic_id, op->name, &g);
     if (rc || !g->exists) {
-        if (op->kind == OP_DLQ_REPLAY && op->count_out) {
+        if ((op->kind == OP_DLQ_REPLAY || op->kind == OP_DLQ_PURGE) && op->count_out) {
             *op->count_out = 0;
+        }
+        if (!rc && op->err_out) {
+            *op->err_out = TERN_ENOTFOUND;
         }
         return rc;
     }
@@ -1786,11 +1882,10 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (rc) {
                 return rc;
             }
-            if (op->u32 > 1) {
-                gr->redelivered++;
-            } else {
-                gr->delivered++;
-            }
+            //  Every delivery counts; one with a count above 1 is also a
+            //  redelivery (docs/operations.md, "Delivery counters").
+            gr->delivered++;
+            gr->redelivered += op->u32 > 1;
             if (gr->lane_next[prio] <= op->a) {
                 gr->lane_next[prio] = op->a + 1;
             }
@@ -1808,9 +1903,10 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             }
             gr->pending--;
             gr->acked++;
+            //  REASON: where a peer's ack came from (ack-state apply).
             rc =
                 s_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED,
-                            op->name, 0, NULL, 0, 0);
+                            op->name, 0, op->reason, 0, 0);
             break;
         case OP_NACK:
             rc = mdb_get(ctx->txn, pending, &k, &v);
@@ -1869,9 +1965,11 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
                 return rc;
             }
             size_t plen = klen - 8;
-            k = (MDB_val){plen, key};
+            //  One entry (flag): the range starts at its key and stops after it.
+            k = (MDB_val){op->flag ? klen : plen, key};
             rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-            while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
+            while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen) &&
+                   (!op->flag || (moved == 0 && !memcmp(k.mv_data, key, klen)))) {
                 uint8_t pkey[S_ENTRY_KEY_MAX];
                 memcpy(pkey, k.mv_data, k.mv_size);
                 uint8_t prio = v.mv_size >= S_ENTRY_SIZE ? ((uint8_t *)v.mv_data)[4] : 0;
@@ -1906,7 +2004,24 @@ static int s_op_group_entry(s_txn_t *ctx, s_op_t *op) {
             if (op->count_out) {
                 *op->count_out = moved;
             }
+            if (op->err_out) {
+                *op->err_out = moved ? TERN_OK : TERN_ENOTFOUND;
+            }
             rc = 0;
+            break;
+        }
+        case OP_DLQ_PURGE: {
+            uint64_t removed = 0;
+            if ((rc = s_del_prefix(ctx, ctx->dbi[S_DLQ], key, klen - 8, &removed))) {
+                return rc;
+            }
+            gr->dead = gr->dead > removed ? gr->dead - removed : 0;
+            if (op->count_out) {
+                *op->count_out = removed;
+            }
+            if (op->err_out) {
+                *op->err_out = TERN_OK;
+            }
             break;
         }
         default:
@@ -2254,17 +2369,18 @@ static int s_op_sweep(s_txn_t *ctx, s_op_t *op) {
     Commit
    ------------------------------------------------------------------------ */
 
-//  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply).
-static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
-    uint8_t key[20];
-    s_be64_put(key, op->b);
+//  The message MSG_ID as the target of a peer's ack-state change: its topic,
+//  seq and priority lane (from the record); *HERE false when it is not
+//  stored here.
+static int s_ackstate_msg(s_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *topic_id,
+                          uint64_t *seq, uint8_t *prio) {
+    *here = false;
+    uint8_t key[12];
+    s_be64_put(key, msg_id);
     MDB_val k = {8, key}, v;
     int rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        return 0; //  not here (yet, or any more)
-    }
     if (rc) {
-        return rc;
+        return rc == MDB_NOTFOUND ? 0 : rc; //  not here (yet, or any more)
     }
     if (v.mv_size != S_MSGID_SIZE) {
         return MDB_CORRUPTED;
@@ -2272,90 +2388,129 @@ static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
     if (((uint8_t *)v.mv_data)[M_FLAGS] & S_MSGID_REMOVED) {
         return 0; //  removed here; only its history is left
     }
-    uint32_t topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
-    uint64_t seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
-    //  Its lane, from the record.
-    uint8_t prio = TERN_PRIORITY_DEFAULT;
-    s_be32_put(key, topic_id);
-    s_be64_put(key + 4, seq);
+    *here = true;
+    *topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
+    *seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
+    *prio = TERN_PRIORITY_DEFAULT;
+    s_be32_put(key, *topic_id);
+    s_be64_put(key + 4, *seq);
     k = (MDB_val){12, key};
     if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v)) == 0) {
         s_record_t rec;
         if (s_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
-            prio = rec.priority;
+            *prio = rec.priority;
         }
-    } else if (rc && rc != MDB_NOTFOUND) {
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  Puts a pending entry (delivery count COUNT, due now) for SEQ of G unless
+//  it has one. Not a delivery: no counter but `pending`, no history event.
+static int s_ackstate_pend(s_txn_t *ctx, s_cached_t *g, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint8_t prio, uint32_t count) {
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
+    size_t klen = s_entry_key(key, topic_id, group, strlen(group), seq, true);
+    s_entry_put(val, count, prio, ctx->now_ns / 1000000);
+    MDB_val k = {klen, key}, v = {S_ENTRY_SIZE, val};
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_PENDING], &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0) {
+        g->group.pending++;
+        g->dirty = true;
+    }
+    return rc == MDB_KEYEXIST ? 0 : rc;
+}
+
+//  SEQ was not delivered here yet: the lane's messages between its cursor
+//  and SEQ become pending (still owed to the group: at-least-once), SEQ too
+//  (so that the ack or TERM finds it), and the cursor moves past SEQ.
+static int s_ackstate_skip(s_txn_t *ctx, s_cached_t *g, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint8_t prio) {
+    uint8_t from[13];
+    s_be32_put(from, topic_id);
+    from[4] = prio;
+    s_be64_put(from + 5, g->group.lane_next[prio]);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k = {13, from}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
+        uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
+        if (hole >= seq || (rc = s_ackstate_pend(ctx, g, topic_id, group, hole, prio, 0))) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    g->group.lane_next[prio] = seq + 1;
+    g->dirty = true;
+    return s_ackstate_pend(ctx, g, topic_id, group, seq, prio, 0);
+}
+
+//  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply):
+//  it goes through the same ACK / DEAD step as a local one, so the counters
+//  and the history (ACKED, DEAD events) are those of a local ack or TERM.
+static int s_op_ackstate_apply(s_txn_t *ctx, s_op_t *op) {
+    bool here;
+    uint32_t topic_id = 0;
+    uint64_t seq = 0;
+    uint8_t prio = TERN_PRIORITY_DEFAULT;
+    int rc = s_ackstate_msg(ctx, op->b, &here, &topic_id, &seq, &prio);
+    if (rc || !here) {
         return rc;
     }
     s_op_t sub;
     memset(&sub, 0, sizeof sub);
     memcpy(sub.name, op->name, sizeof sub.name);
     sub.topic_id = topic_id;
-    sub.reason = (char *)"peer dc"; //  DELIVER: the "consumer" in the message history
     sub.kind = OP_GROUP_OPEN;
     sub.u32 = TERN_START_FIRST;
-    if ((rc = s_op_group_open(ctx, &sub))) {
-        return rc;
-    }
     s_cached_t *g;
-    if ((rc = s_group_find(ctx, topic_id, op->name, &g)) || !g->exists) {
+    if ((rc = s_op_group_open(ctx, &sub)) || (rc = s_group_find(ctx, topic_id, op->name, &g)) ||
+        !g->exists) {
         return rc;
     }
-    uint8_t pkey[S_ENTRY_KEY_MAX];
-    size_t pklen = s_entry_key(pkey, topic_id, op->name, strlen(op->name), seq, true);
-    MDB_val pk = {pklen, pkey}, pv;
-    rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &pk, &pv);
-    if (rc && rc != MDB_NOTFOUND) {
+    bool term = op->u32 == TERN_CMD_TERM;
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t klen = s_entry_key(key, topic_id, op->name, strlen(op->name), seq, true);
+    MDB_val k = {klen, key}, v;
+    uint32_t count = 0;
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &k, &v)) == 0) {
+        count = v.mv_size == S_ENTRY_SIZE ? s_le32_get(v.mv_data) : 0;
+    } else if (rc != MDB_NOTFOUND) {
         return rc;
+    } else if ((rc = mdb_get(ctx->txn, ctx->dbi[S_DLQ], &k, &v)) == 0) {
+        if (term) {
+            return 0; //  dead here too
+        }
+        //  Replayed from the DLQ and acked there: acked here as well.
+        count = v.mv_size >= S_ENTRY_SIZE ? s_le32_get(v.mv_data) : 0;
+        prio = v.mv_size >= S_ENTRY_SIZE ? ((uint8_t *)v.mv_data)[4] : prio;
+        if ((rc = mdb_del(ctx->txn, ctx->dbi[S_DLQ], &k, NULL))) {
+            return rc;
+        }
+        g->group.dead -= g->group.dead > 0;
+        rc = s_ackstate_pend(ctx, g, topic_id, op->name, seq, prio, count);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    } else if (seq < g->group.lane_next[prio]) {
+        return 0; //  acked here already
+    } else {
+        rc = s_ackstate_skip(ctx, g, topic_id, op->name, seq, prio);
     }
-    uint64_t now_ms = ctx->now_ns / 1000000;
-    if (rc == MDB_NOTFOUND) {
-        if (seq < g->group.lane_next[prio]) {
-            return 0; //  acked or dead here already
-        }
-        //  Undelivered here: the lane's earlier messages stay deliverable.
-        uint8_t from[13];
-        s_be32_put(from, topic_id);
-        from[4] = prio;
-        s_be64_put(from + 5, g->group.lane_next[prio]);
-        MDB_cursor *cur;
-        if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur))) {
-            return rc;
-        }
-        k = (MDB_val){13, from};
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
-            uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
-            if (hole >= seq) {
-                break;
-            }
-            sub.kind = OP_DELIVER;
-            sub.a = hole;
-            sub.b = now_ms;
-            sub.u32 = 0;
-            sub.priority = prio;
-            if ((rc = s_op_group_entry(ctx, &sub))) {
-                break;
-            }
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
-        mdb_cursor_close(cur);
-        if (rc && rc != MDB_NOTFOUND) {
-            return rc;
-        }
-        sub.kind = OP_DELIVER;
-        sub.a = seq;
-        sub.b = now_ms;
-        sub.u32 = 1;
-        sub.priority = prio;
-        if ((rc = s_op_group_entry(ctx, &sub))) {
-            return rc;
-        }
+    if (rc) {
+        return rc;
     }
     sub.a = seq;
-    sub.u32 = 1;
-    sub.reason = op->reason ? op->reason : (char *)"term (peer dc)";
-    sub.kind = op->u32 == TERN_CMD_TERM ? OP_DEAD : OP_ACK;
+    sub.kind = term ? OP_DEAD : OP_ACK;
+    sub.u32 = term ? count : TERN_TRACE_ACKED;
+    sub.reason =
+        op->reason ? op->reason : (char *)(term ? "dead in a peer dc" : "acked in a peer dc");
     return s_op_group_entry(ctx, &sub);
 }
 
@@ -2376,7 +2531,10 @@ static int s_apply(s_txn_t *ctx, s_op_t *op) {
         case OP_NACK:
         case OP_DEAD:
         case OP_DLQ_REPLAY:
+        case OP_DLQ_PURGE:
             return s_op_group_entry(ctx, op);
+        case OP_GROUP_SEEK:
+            return s_op_group_seek(ctx, op);
         case OP_SWEEP:
             return s_op_sweep(ctx, op);
         case OP_SET_U64:
@@ -2637,10 +2795,93 @@ static int s_mkdir_p(const char *dir) {
         }
     }
     struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-        return ENOTDIR;
+    if (stat(dir, &st)) {
+        return errno;
     }
-    return 0;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+/*  The directory lock. LMDB lets several processes share an environment, but
+    a store keeps writer state in memory (seqs, topic ids, outbox position),
+    so two stores on one directory hand out the same seqs and lose
+    acknowledged messages. An flock on a file of our own, taken before LMDB
+    opens: the kernel drops it when its holder dies, so a killed node
+    restarts without cleanup, and it leaves LMDB's lock.mdb to mdb_copy and
+    mdb_stat. flock belongs to the open file description, so a second store
+    in the same process is refused too. */
+
+static void s_lock_path(const char *dir, char *path, size_t cap) {
+    snprintf(path, cap, "%s/%s", dir, TERN_STORE_LOCK_FILE);
+}
+
+static bool s_same_file(int fd, const char *path) {
+    struct stat held, named;
+    return fstat(fd, &held) == 0 && stat(path, &named) == 0 && held.st_dev == named.st_dev &&
+           held.st_ino == named.st_ino;
+}
+
+//  Takes the lock and writes our pid in it. Returns 0, EBUSY when a live
+//  store holds it, or the errno of what failed.
+static int s_lock_take(tern_store_t *self) {
+    char path[PATH_MAX + sizeof TERN_STORE_LOCK_FILE + 1];
+    s_lock_path(self->dir, path, sizeof path);
+    //  A clean close unlinks the file while it still holds the lock: an open
+    //  that raced with it has locked a file no longer in the directory, and
+    //  tries again.
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return errno;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int rc = errno == EWOULDBLOCK ? EBUSY : errno;
+            close(fd);
+            return rc;
+        }
+        if (s_same_file(fd, path)) {
+            char pid[32];
+            int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+            //  Overwrite, then cut: a reader never sees an empty file.
+            if (pwrite(fd, pid, (size_t)len, 0) != len || ftruncate(fd, len) != 0) {
+                int rc = errno ? errno : EIO;
+                close(fd);
+                return rc;
+            }
+            self->lock_fd = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return EBUSY;
+}
+
+//  Removes the lock file (if it is still ours), then releases the lock.
+static void s_lock_release(tern_store_t *self) {
+    if (self->lock_fd < 0) {
+        return;
+    }
+    char path[PATH_MAX + sizeof TERN_STORE_LOCK_FILE + 1];
+    s_lock_path(self->dir, path, sizeof path);
+    if (s_same_file(self->lock_fd, path)) {
+        unlink(path);
+    }
+    close(self->lock_fd);
+    self->lock_fd = -1;
+}
+
+long tern_store_lock_holder(const char *dir) {
+    char path[PATH_MAX + sizeof TERN_STORE_LOCK_FILE + 1];
+    s_lock_path(dir, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    char text[32];
+    ssize_t len = read(fd, text, sizeof text - 1);
+    close(fd);
+    text[len > 0 ? len : 0] = 0;
+    long pid = strtol(text, NULL, 10);
+    return pid > 0 ? pid : 0;
 }
 
 //  The on-disk layout: a data directory of another format is refused at open
@@ -2706,6 +2947,7 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
         *err = TERN_ENOMEM;
         return NULL;
     }
+    self->lock_fd = -1;
     self->config = *config;
     strcpy(self->dir, config->dir);
     self->config.dir = self->dir;
@@ -2745,7 +2987,12 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
     pthread_rwlockattr_destroy(&attr);
 
     *err = TERN_ESTORAGE;
-    if (s_mkdir_p(self->dir)) {
+    int sys_errno = s_mkdir_p(self->dir);
+    if (sys_errno == 0) {
+        sys_errno = s_lock_take(self);
+        *err = sys_errno == EBUSY ? TERN_EBUSY : *err;
+    }
+    if (sys_errno) {
         goto fail;
     }
     int rc = mdb_env_create(&self->env);
@@ -2764,6 +3011,7 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
         (rc = mdb_env_set_mapsize(self->env, (size_t)initial)) ||
         (rc = mdb_env_open(self->env, self->dir, flags, 0644))) {
         *err = s_err(rc);
+        sys_errno = rc > 0 ? rc : 0; //  LMDB passes system errors through
         goto fail;
     }
     int dead = 0;
@@ -2836,8 +3084,10 @@ fail:
     if (self->env) {
         mdb_env_close(self->env);
     }
+    s_lock_release(self);
     pthread_rwlock_destroy(&self->lock);
     free(self);
+    errno = sys_errno;
     return NULL;
 }
 
@@ -2848,6 +3098,7 @@ void tern_store_destroy(tern_store_t **self_p) {
     tern_store_t *self = *self_p;
     mdb_env_sync(self->env, 1);
     mdb_env_close(self->env);
+    s_lock_release(self); //  after LMDB: the lock covers the environment's whole life
     pthread_rwlock_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -3109,6 +3360,56 @@ tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_
     return TERN_OK;
 }
 
+tern_err_t tern_store_read_next(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
+                                tern_frame_t *out) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_LOG], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, from_seq);
+    MDB_val k = {12, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    uint64_t seq = 0;
+    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
+        seq = s_be64_get((uint8_t *)k.mv_data + 4);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return s_err(rc);
+    }
+    return seq ? tern_store_read(self, topic_id, seq, out) : TERN_ENOTFOUND;
+}
+
+tern_err_t tern_store_seq_at_time(tern_store_reader_t *self, uint32_t topic_id, uint64_t at_ns,
+                                  uint64_t *seq) {
+    tern_topic_info_t info;
+    tern_err_t err = tern_store_topic_get_id(self, topic_id, &info);
+    if (err) {
+        return err;
+    }
+    //  Binary search; timestamps grow with seq (receive time).
+    uint64_t lo = info.first_seq, hi = info.last_seq + 1;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        tern_frame_t msg;
+        err = tern_store_read_next(self, topic_id, mid, &msg);
+        if (err && err != TERN_ENOTFOUND) {
+            return err;
+        }
+        if (err == TERN_ENOTFOUND || msg.seq > info.last_seq || msg.timestamp_ns >= at_ns) {
+            hi = mid;
+        } else {
+            lo = msg.seq + 1;
+        }
+    }
+    *seq = lo;
+    return TERN_OK;
+}
+
 //  The msgid entry of MSG_ID into *VAL (borrowed until read_end).
 static tern_err_t s_msgid_get(tern_store_reader_t *self, uint64_t msg_id, const uint8_t **val) {
     uint8_t key[8];
@@ -3170,9 +3471,10 @@ tern_err_t tern_store_lane_scan(tern_store_reader_t *self, uint32_t topic_id, ui
     return rc && rc != MDB_NOTFOUND ? s_err(rc) : TERN_OK;
 }
 
-//  Fills OUT from group record K/V, computing the ack floor: the lowest seq
+//  Fills OUT from group record K/V, computing next_unacked: the lowest seq
 //  still pending or not yet delivered (the first message at or after each
-//  lane's cursor); last_seq + 1 when there is none.
+//  lane's cursor); last_seq + 1 when there is none. The ack floor is the seq
+//  before it (JetStream's meaning: every seq up to it is settled).
 static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, const MDB_val *v,
                                tern_group_info_t *out) {
     if (v->mv_size != sizeof(s_group_rec_t) || k->mv_size <= 4 || k->mv_size > 4 + TERN_NAME_MAX) {
@@ -3235,7 +3537,8 @@ static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, cons
             }
         }
     }
-    out->ack_floor = floor;
+    out->next_unacked = floor;
+    out->ack_floor = floor ? floor - 1 : 0;
     return TERN_OK;
 }
 
@@ -3287,6 +3590,22 @@ tern_err_t tern_store_group_list(tern_store_reader_t *self, uint32_t topic_id, t
     return err;
 }
 
+//  A pending or DLQ entry (key K: topic, group, NUL, BE64 seq) into OUT.
+static tern_err_t s_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out) {
+    if (v->mv_size < S_ENTRY_SIZE || v->mv_size > S_ENTRY_SIZE + TERN_REASON_MAX ||
+        k->mv_size < 8) {
+        return TERN_ECORRUPT;
+    }
+    const uint8_t *p = v->mv_data;
+    out->seq = s_be64_get((const uint8_t *)k->mv_data + k->mv_size - 8);
+    out->delivery_count = s_le32_get(p);
+    out->priority = p[4];
+    out->due_ms = s_le64_get(p + 8);
+    memcpy(out->reason, p + S_ENTRY_SIZE, v->mv_size - S_ENTRY_SIZE);
+    out->reason[v->mv_size - S_ENTRY_SIZE] = 0;
+    return TERN_OK;
+}
+
 static tern_err_t s_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id,
                                const char *group, tern_entry_fn *fn, void *arg) {
     S_READER_CHECK(self);
@@ -3305,18 +3624,10 @@ static tern_err_t s_entry_list(tern_store_reader_t *self, int dbi, uint32_t topi
     MDB_val k = {plen, key}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
-        if (v.mv_size < S_ENTRY_SIZE || v.mv_size > S_ENTRY_SIZE + TERN_REASON_MAX) {
-            err = TERN_ECORRUPT;
+        tern_entry_t entry;
+        if ((err = s_entry_parse(&k, &v, &entry))) {
             break;
         }
-        const uint8_t *p = v.mv_data;
-        tern_entry_t entry;
-        entry.seq = s_be64_get((uint8_t *)k.mv_data + plen);
-        entry.delivery_count = s_le32_get(p);
-        entry.priority = p[4];
-        entry.due_ms = s_le64_get(p + 8);
-        memcpy(entry.reason, p + S_ENTRY_SIZE, v.mv_size - S_ENTRY_SIZE);
-        entry.reason[v.mv_size - S_ENTRY_SIZE] = 0;
         if (!fn(&entry, arg)) {
             break;
         }
@@ -3337,6 +3648,19 @@ tern_err_t tern_store_pending_list(tern_store_reader_t *self, uint32_t topic_id,
 tern_err_t tern_store_dlq_list(tern_store_reader_t *self, uint32_t topic_id, const char *group,
                                tern_entry_fn *fn, void *arg) {
     return s_entry_list(self, S_DLQ, topic_id, group, fn, arg);
+}
+
+tern_err_t tern_store_dlq_get(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, tern_entry_t *out) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(group, TERN_NAME_MAX);
+    if (len == 0 || len > TERN_NAME_MAX) {
+        return TERN_ENAME;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    MDB_val k = {s_entry_key(key, topic_id, group, len, seq, true), key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_DLQ], &k, &v);
+    return rc ? s_err(rc) : s_entry_parse(&k, &v, out);
 }
 
 tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size_t max,

@@ -71,17 +71,36 @@ void tern_store_config_defaults(tern_store_config_t *config);
     the STORED event is written when a message is removed, not at append. */
 #define TERN_STORE_FORMAT 3
 
-/*  Opens (creating if needed) the store in CONFIG->dir. Clears stale reader
-    slots (mdb_reader_check). Returns NULL and sets *ERR (TERN_ESTORAGE,
-    TERN_ECONFIG, TERN_ECORRUPT) on failure. Caller owns the result. A data
-    directory of another store format (a format 1 store, with its `tindex`
-    database, or a "store.format" other than TERN_STORE_FORMAT, such as 2) is refused
-    with TERN_ECORRUPT and a one-line explanation on stderr; it is never
-    modified or misread. */
+/*  The lock file in every data directory: one store at a time writes a
+    directory. The holder keeps an exclusive flock on it and has written its
+    pid in it (decimal, one line); the kernel releases the lock when the
+    holder dies, and a clean close removes the file. LMDB's own lock.mdb is
+    untouched, so mdb_copy and mdb_stat work beside a live store. */
+#define TERN_STORE_LOCK_FILE "tern.lock"
+
+/*  Opens (creating if needed) the store in CONFIG->dir. Takes the directory
+    lock (TERN_STORE_LOCK_FILE) before LMDB opens the environment, then clears
+    stale reader slots (mdb_reader_check). Caller owns the result. On failure
+    returns NULL and sets *ERR:
+    - TERN_EBUSY: another live store holds the directory, in this process
+      or another (tern_store_lock_holder names its pid);
+    - TERN_ESTORAGE: the directory cannot be created, is not a directory, or
+      cannot be opened; errno is then the system error (ENOTDIR, EACCES,
+      ENOSPC...), or 0 when LMDB itself failed;
+    - TERN_ECONFIG: a config field is out of range;
+    - TERN_ECORRUPT: a data directory of another store format (a format 1
+      store, with its `tindex` database, or a "store.format" other than
+      TERN_STORE_FORMAT, such as 2); refused with a one-line explanation on
+      stderr, never modified or misread. */
 tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err);
 
-/*  Closes the store (final sync). Safe on NULL; nulls *SELF_P. */
+/*  Closes the store (final sync), then releases the directory lock. Safe on
+    NULL; nulls *SELF_P. */
 void tern_store_destroy(tern_store_t **self_p);
+
+/*  The pid written in DIR's lock file by the store that holds (or last held)
+    it, or 0 when there is none to read. For the message after TERN_EBUSY. */
+long tern_store_lock_holder(const char *dir);
 
 /*  Counters for metrics and status (read with relaxed atomics, any thread). */
 typedef struct {
@@ -176,12 +195,13 @@ typedef struct {
     uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  next undelivered seq per priority lane
     uint64_t pending;                          //  entries in the pending set
     uint64_t dead;                             //  entries in the DLQ
-    uint64_t delivered;                        //  deliveries (first deliveries only)
-    uint64_t redelivered;                      //  redeliveries
+    uint64_t delivered;                        //  deliveries, every one (redeliveries too)
+    uint64_t redelivered;                      //  deliveries with delivery count > 1
     uint64_t acked;                            //  acks
     uint64_t nacked;                           //  nacks
-    uint64_t ack_floor;                        //  every seq below this is acked, dead or expired
-    uint64_t created_ns;                       //  creation time
+    uint64_t ack_floor;    //  highest seq such that every seq <= it is acked, dead or expired
+    uint64_t next_unacked; //  lowest seq still pending or not yet delivered (ack_floor + 1)
+    uint64_t created_ns;   //  creation time
 } tern_group_info_t;
 
 /*  Queues creating group NAME on TOPIC_ID if it does not exist, starting at
@@ -373,15 +393,22 @@ void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, cons
     producer's retry is a duplicate of what is stored, as before. */
 
 /*  Queues applying a peer DC's ack-state change by MSG_ID (replication of
-    acks, terms and DLQ moves): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM
-    (to the DLQ with REASON, may be NULL). GROUP is created on the message's
-    topic if missing (starting at the first stored seq). If the message is
-    pending in the group, the entry is acked / dead-lettered. If it was not
-    delivered here yet, the messages of its priority lane between the lane
-    cursor and it become pending entries due now (so they are still
-    delivered: at-least-once), the cursor moves past it, and it is acked /
-    dead-lettered. A message already acked or dead here, or unknown here (not
-    replicated yet, or expired), is left alone. Not written to the outbox. */
+    acks and dead-lettering): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM (to
+    the DLQ). REASON (may be NULL) says where it happened: the detail of the
+    ACKED event, or the DLQ reason. GROUP is created on the message's topic
+    if missing (starting at the first stored seq). The change is applied like
+    a local ack or dead-lettering (same counters, same ACKED / DEAD history
+    event), and counts as no delivery here:
+    - pending in the group: the entry is acked / dead-lettered;
+    - not delivered here yet: the messages of its priority lane between the
+      lane cursor and it become pending entries with delivery count 0, due
+      now (so they are still delivered: at-least-once), the cursor moves
+      past it, and it is acked / dead-lettered;
+    - in the group's DLQ: an ack removes it from there (the peer replayed and
+      acked it), a TERM leaves it;
+    - already acked here, or unknown here (not replicated yet, or removed):
+      left alone.
+    Not written to the outbox. */
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
                                      uint32_t op, const char *reason);
 
@@ -487,5 +514,61 @@ tern_err_t tern_store_trace_confirmed_at(tern_store_reader_t *self, const char *
 typedef bool(tern_trace_fn)(const tern_trace_event_t *event, void *arg);
 tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
                                  uint64_t to_seq, tern_trace_fn *fn, void *arg);
+
+/* ------------------------------------------------------------------------
+    Admin operations (ternctl topic create|edit, group seek|reset, dlq
+    purge|replay --seq|get, get, view)
+   ------------------------------------------------------------------------ */
+
+/*  Queues creating topic NAME with these limits (0 = unlimited). At commit
+    *RESULT_ERR is TERN_EEXIST if it exists (nothing changes), TERN_ELIMIT at
+    max_topics, TERN_ETOPIC for a bad name; *ID_OUT (may be NULL) its id. */
+void tern_store_batch_topic_create(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                   uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err,
+                                   uint32_t *id_out);
+
+/*  Queues setting the limits of existing topic NAME (every limit is
+    replaced; retention applies from the next append or sweep). *RESULT_ERR:
+    TERN_ENOTFOUND if it does not exist (nothing is created). */
+void tern_store_batch_topic_edit(tern_store_batch_t *self, const char *name, uint64_t max_age_ms,
+                                 uint64_t max_msgs, uint64_t max_bytes, tern_err_t *result_err);
+
+/*  Queues moving every lane cursor of group NAME to START/START_VALUE (as
+    tern_store_batch_group_open computes it) and dropping all its pending
+    entries: messages at or after the position are delivered again from
+    the cursors, those before it are not. The DLQ and counters are kept.
+    *RESULT_ERR: TERN_ENOTFOUND (no such topic or group), TERN_ERANGE. */
+void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err);
+
+/*  Queues moving DLQ entry SEQ of GROUP back to pending with delivery count
+    0, due at DUE_MS. *RESULT_ERR: TERN_ENOTFOUND if SEQ is not in the DLQ
+    (or no such group). */
+void tern_store_batch_dlq_requeue(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                  uint64_t seq, uint64_t due_ms, tern_err_t *result_err);
+
+/*  Queues removing every DLQ entry of GROUP (the messages stay in the log).
+    *RESULT_ERR: TERN_ENOTFOUND (no such group); *REMOVED (may be NULL):
+    entries removed. */
+void tern_store_batch_dlq_purge(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                                tern_err_t *result_err, uint64_t *removed);
+
+/*  Inside begin/end: DLQ entry SEQ of GROUP into OUT. TERN_ENOTFOUND if it
+    is not in the DLQ. */
+tern_err_t tern_store_dlq_get(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, tern_entry_t *out);
+
+/*  Inside begin/end: the first stored message of TOPIC_ID with seq >=
+    FROM_SEQ into OUT, as tern_store_read (borrowed until read_end).
+    TERN_ENOTFOUND if there is none. */
+tern_err_t tern_store_read_next(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
+                                tern_frame_t *out);
+
+/*  Inside begin/end: where the stored messages of TOPIC_ID with timestamp
+    >= AT_NS begin, into *SEQ: tern_store_read_next from *SEQ finds the
+    first of them (*SEQ may be a removed seq just before it; last_seq + 1
+    when there is none). TERN_ENOTFOUND if there is no such topic. */
+tern_err_t tern_store_seq_at_time(tern_store_reader_t *self, uint32_t topic_id, uint64_t at_ns,
+                                  uint64_t *seq);
 
 #endif

@@ -40,10 +40,12 @@ static const char *s_help_main =
     "    pub TOPIC [DATA] [options]     publish messages (stdin lines without DATA)\n"
     "    sub TOPIC [options]            print messages as they arrive (--follow)\n"
     "    topics                         list topics\n"
-    "    topic info|create|delete|purge TOPIC [limits]\n"
+    "    topic info|create|edit|delete|purge TOPIC [limits] [--force]\n"
+    "    get TOPIC SEQ                  print one stored message (not consumed)\n"
+    "    view TOPIC [--from W] [--count N]  print stored messages (not consumed)\n"
     "    groups TOPIC                   list the consumer groups of a topic\n"
-    "    dlq list TOPIC --group G       list a group's dead-letter queue\n"
-    "    dlq replay TOPIC --group G     put a group's dead letters back for delivery\n"
+    "    group delete|reset|seek TOPIC --group G [--to W]  manage one group\n"
+    "    dlq list|get|replay|purge TOPIC --group G [--seq N]  a group's dead letters\n"
     "    bench pub|sub|pubsub|sync      measure the broker (ternctl bench --help)\n"
     "    audit TOPIC [--group G] [--since DUR]  delivery accounting per group\n"
     "    trace MSG_ID                   the life of one message\n"
@@ -63,6 +65,7 @@ static const char *s_help_main =
     "    --server-key KEY       the broker's CURVE public key (Z85 or its .key file);\n"
     "                           default $TERN_SERVER_KEY\n"
     "    -h, --help             show help (for ternctl or for COMMAND)\n"
+    "    --version              print the version and exit (without COMMAND)\n"
     "\n"
     "    DUR is e.g. 500ms, 30s, 1m30s, 1.5s, 2h, 7d, 1w (bare numbers are ms);\n"
     "    SIZE is e.g. 512, 64K or 64KiB (x1024), 1.5MB (x1000), 10GiB.\n"
@@ -191,26 +194,56 @@ static const char *s_help_topics =
 
 static const char *s_help_topic =
     "NAME\n"
-    "    ternctl topic - show, create, delete or purge one topic\n"
+    "    ternctl topic - show, create, edit, delete or purge one topic\n"
     "\n"
     "SYNOPSIS\n"
     "    ternctl topic info TOPIC\n"
     "    ternctl topic create TOPIC [--max-age DUR] [--max-msgs N] [--max-bytes SIZE]\n"
-    "    ternctl topic delete TOPIC\n"
-    "    ternctl topic purge TOPIC [--progress]\n"
+    "    ternctl topic edit TOPIC [--max-age DUR] [--max-msgs N] [--max-bytes SIZE]\n"
+    "    ternctl topic delete TOPIC [--force]\n"
+    "    ternctl topic purge TOPIC [--progress] [--force]\n"
     "\n"
     "DESCRIPTION\n"
-    "    info prints the topic object; create creates the topic or updates its\n"
-    "    retention limits (0 = unlimited) and prints it; delete removes the topic\n"
-    "    and its messages ({\"topic\",\"deleted\",\"removed\"}); purge removes its\n"
-    "    messages ({\"topic\",\"purged\"}). While purge waits for the broker it\n"
-    "    shows the elapsed time on stderr (\"purging... 3.2 s\", then the count)\n"
-    "    when stderr is a terminal and --json is not given, or with --progress;\n"
-    "    stdout is unchanged. The broker does the purge as one operation, so\n"
-    "    this is elapsed time, not a per-message count.\n"
+    "    info prints the topic object. create creates the topic with these\n"
+    "    retention limits (0 or absent = unlimited) and prints it; it fails\n"
+    "    (TERN_EEXIST, \"topic 'x' exists\") if the topic exists. edit changes\n"
+    "    the limits given of an existing topic (the others stay) and prints it;\n"
+    "    retention applies from the next publish or sweep. delete removes the\n"
+    "    topic, its messages and groups ({\"topic\",\"deleted\",\"removed\"});\n"
+    "    purge removes its messages ({\"topic\",\"purged\"}).\n"
+    "    delete and purge ask for confirmation when stdin is a terminal, unless\n"
+    "    --force; when stdin is not a terminal (scripts) they proceed without\n"
+    "    asking. While purge waits for the broker it shows the elapsed time on\n"
+    "    stderr (\"purging... 3.2 s\", then the count) when stderr is a\n"
+    "    terminal and --json is not given, or with --progress; stdout is\n"
+    "    unchanged. The broker does the purge as one operation, so this is\n"
+    "    elapsed time, not a per-message count.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 success, 1 failure (e.g. no such topic), 2 usage error.\n";
+    "    0 success, 1 failure (no such topic, topic exists, not confirmed),\n"
+    "    2 usage error.\n";
+
+static const char *s_help_get =
+    "NAME\n"
+    "    ternctl get, view - read stored messages without consuming them\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl [--json] get TOPIC SEQ\n"
+    "    ternctl [--json] view TOPIC [--from first|seq:N|time:DUR] [--count N]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    get prints message SEQ of TOPIC; view prints up to --count (default\n"
+    "    10) messages from --from (default first; time:DUR = the first message\n"
+    "    stored DUR ago or later), in seq order. Nothing is delivered or acked:\n"
+    "    no group sees a difference. Text: one block per message, with seq,\n"
+    "    msg_id, time (ISO 8601, UTC), expires, priority, trace_id, origin,\n"
+    "    producer, key, headers and the payload (base64: prefix if not UTF-8).\n"
+    "    --json: one object per message with topic, seq, msg_id, timestamp_ns,\n"
+    "    expire_at_ns (0 = never), priority, trace_id, origin, producer,\n"
+    "    producer_seq, key, size, headers, and data (UTF-8) or data_b64.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure (no such topic or message), 2 usage error.\n";
 
 static const char *s_help_groups =
     "NAME\n"
@@ -220,30 +253,81 @@ static const char *s_help_groups =
     "    ternctl [--json] groups TOPIC\n"
     "\n"
     "DESCRIPTION\n"
-    "    One row per group: topic, group, pending, acked_floor, dead, delivered,\n"
-    "    redelivered, acked, consumers.\n"
+    "    One row per group: topic, group, pending, ack_floor, next_unacked, dead,\n"
+    "    delivered, redelivered, acked, consumers.\n"
+    "\n"
+    "    ack_floor     the highest seq such that it and every seq below it are\n"
+    "                  settled: acked, dead-lettered, expired, or before the\n"
+    "                  group's start (JetStream's ack floor: an ack above an\n"
+    "                  unacked seq does not move it). 0 = nothing settled yet.\n"
+    "    next_unacked  the lowest seq not yet settled: still pending, or not yet\n"
+    "                  delivered (ack_floor + 1).\n"
+    "    pending       messages delivered and not yet acked (or waiting for\n"
+    "                  redelivery).\n"
+    "    delivered     every delivery to a consumer, redeliveries and deliveries\n"
+    "                  after a DLQ replay included (the same number in audit,\n"
+    "                  trace and /metrics).\n"
+    "    redelivered   the deliveries whose delivery count was above 1 (a DLQ\n"
+    "                  replay starts the count again).\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure, 2 usage error.\n";
 
+static const char *s_help_group =
+    "NAME\n"
+    "    ternctl group - delete, reset or move one consumer group\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl group delete TOPIC --group G [--force]\n"
+    "    ternctl group reset TOPIC --group G [--to WHERE] [--force]\n"
+    "    ternctl group seek TOPIC --group G --to first|new|seq:N|time:DUR\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    delete removes the group and all its state (pending, DLQ, counters);\n"
+    "    it fails (TERN_EBUSY) while consumers are connected to the group.\n"
+    "    reset forgets all delivery state (pending entries, acks, DLQ,\n"
+    "    counters) and starts the group again at --to (default first: the\n"
+    "    first stored message; the original --from of the group is not\n"
+    "    stored). seek moves the group's position to --to: first, new (after\n"
+    "    the last message), seq:N, or time:DUR (the first message stored DUR\n"
+    "    ago or later); its pending entries are dropped, and delivery goes on\n"
+    "    from the new position; the DLQ and counters stay. Connected consumers\n"
+    "    stay subscribed through reset and seek: messages they hold unacked are\n"
+    "    forgotten (their acks are refused) and they receive from the new\n"
+    "    position. Prints {\"topic\",\"group\",\"deleted\"} or, for reset and\n"
+    "    seek, {\"topic\",\"group\",\"next_seq\",\"dead\"}. delete and reset ask\n"
+    "    for confirmation when stdin is a terminal, unless --force.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure (no such topic or group, consumers connected,\n"
+    "    not confirmed), 2 usage error.\n";
+
 static const char *s_help_dlq =
     "NAME\n"
-    "    ternctl dlq - inspect and replay a group's dead-letter queue\n"
+    "    ternctl dlq - inspect, replay and purge a group's dead-letter queue\n"
     "\n"
     "SYNOPSIS\n"
     "    ternctl dlq list TOPIC --group G\n"
-    "    ternctl dlq replay TOPIC --group G [--progress]\n"
+    "    ternctl dlq get TOPIC --group G --seq N\n"
+    "    ternctl dlq replay TOPIC --group G [--seq N] [--progress]\n"
+    "    ternctl dlq purge TOPIC --group G [--force]\n"
     "\n"
     "DESCRIPTION\n"
     "    list prints one row per dead letter: topic, group, seq, msg_id,\n"
-    "    delivery_count, reason, dead_at_ms. replay puts them back for delivery\n"
-    "    to the group and prints {\"topic\",\"group\",\"replayed\"}. While\n"
-    "    replay waits it shows the elapsed time on stderr (\"replaying... 3.2 s\",\n"
-    "    then the count) when stderr is a terminal and --json is not given, or\n"
-    "    with --progress; stdout is unchanged.\n"
+    "    delivery_count, reason, dead_at_ms. get prints dead letter N with its\n"
+    "    message (as `ternctl get`, plus delivery_count, reason, dead_at_ms).\n"
+    "    replay puts them back for delivery to the group (with --seq only\n"
+    "    message N) and prints {\"topic\",\"group\",\"replayed\"}. purge removes\n"
+    "    every dead letter of the group (the messages stay in the topic) and\n"
+    "    prints {\"topic\",\"group\",\"purged\"}; it asks for confirmation\n"
+    "    when stdin is a terminal, unless --force. While replay waits it shows\n"
+    "    the elapsed time on stderr (\"replaying... 3.2 s\", then the count)\n"
+    "    when stderr is a terminal and --json is not given, or with\n"
+    "    --progress; stdout is unchanged.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 success, 1 failure, 2 usage error.\n";
+    "    0 success, 1 failure (no such group, seq not in the DLQ, not\n"
+    "    confirmed), 2 usage error.\n";
 
 //  ---------------------------------------------------------------------------
 //  Command line
@@ -636,6 +720,30 @@ static void s_print_table(const json_t *array, const char *const *columns) {
     free(width);
 }
 
+//  What an empty list prints in text mode instead of a bare heading, e.g.
+//  "no topics"; set by s_admin_list for the one admin call a command makes.
+static const char *s_empty_text;
+
+//  ARRAY as a table, or s_empty_text when it has no rows.
+static void s_print_rows(const json_t *array, const char *const *columns) {
+    if (array->count == 0 && s_empty_text) {
+        printf("%s\n", s_empty_text);
+        fflush(stdout);
+        return;
+    }
+    s_print_table(array, columns);
+}
+
+//  The house table and `key  value` lines for the commands in other files
+//  (ternctl_peers.c).
+void ternctl_print_table(const json_t *array, const char *const *columns) {
+    s_print_table(array, columns);
+}
+
+void ternctl_print_object(const json_t *object) {
+    s_print_object_text(object);
+}
+
 typedef struct s_progress_t s_progress_t;
 static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
                        const char *const *columns, s_progress_t *progress);
@@ -724,10 +832,12 @@ static int s_admin_print(const s_args_t *args, const char *op, const tern_header
     return s_admin_run(args, op, kv, count, columns, NULL);
 }
 
-//  Same, with a progress line on stderr while the reply is awaited when
-//  PROGRESS (verb and key filled in) is not NULL.
-static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
-                       const char *const *columns, s_progress_t *progress) {
+//  Runs admin OP with ARGS and parses the reply into *DOC (caller owns it),
+//  with a progress line on stderr while the reply is awaited when PROGRESS
+//  (verb and key filled in) is not NULL. Returns 0 or the exit status
+//  (the reason printed on stderr).
+static int s_admin_call(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                        s_progress_t *progress, json_t **doc) {
     int64_t timeout = s_timeout_ms(args, 5000);
     if (timeout < 0) {
         return s_usage("invalid --timeout '%s'", args->timeout);
@@ -751,14 +861,25 @@ static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t
         return s_fail(what, rc);
     }
     tern_client_destroy(&client);
-    json_t *doc = json_parse(reply, strlen(reply));
-    s_progress_stop(progress, doc);
-    if (!doc) {
+    *doc = json_parse(reply, strlen(reply));
+    s_progress_stop(progress, *doc);
+    if (!*doc) {
         fprintf(stderr, "ternctl: %s: the broker's reply is not JSON: %s\n", op, reply);
         free(reply);
         return 1;
     }
     free(reply);
+    return 0;
+}
+
+//  Same as s_admin_print, with a progress line (see s_admin_call).
+static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                       const char *const *columns, s_progress_t *progress) {
+    json_t *doc = NULL;
+    int rc = s_admin_call(args, op, kv, count, progress, &doc);
+    if (rc) {
+        return rc;
+    }
     jbuf_t b;
     jbuf_init(&b);
     if (doc->kind == JSON_ARRAY) {
@@ -769,7 +890,7 @@ static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t
                 s_print_line(&b);
             }
         } else {
-            s_print_table(doc, columns);
+            s_print_rows(doc, columns);
         }
     } else if (args->json || doc->kind != JSON_OBJECT) {
         jbuf_value(&b, doc);
@@ -780,6 +901,16 @@ static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t
     jbuf_free(&b);
     json_destroy(&doc);
     return 0;
+}
+
+//  s_admin_print for a list whose empty reply prints EMPTY in text mode
+//  (--json prints nothing for it, as for any empty list).
+static int s_admin_list(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                        const char *const *columns, const char *empty) {
+    s_empty_text = empty; //  borrowed for this call only
+    int rc = s_admin_print(args, op, kv, count, columns);
+    s_empty_text = NULL;
+    return rc;
 }
 
 //  ---------------------------------------------------------------------------
@@ -795,9 +926,9 @@ static int s_cmd_status(const s_args_t *args) {
 static const char *const s_topic_cols[] = {"topic",    "msgs",       "bytes",    "first_seq",
                                            "last_seq", "max_age_ms", "max_msgs", "max_bytes",
                                            "groups",   NULL};
-static const char *const s_group_cols[] = {"topic",     "group",     "pending",     "acked_floor",
-                                           "dead",      "delivered", "redelivered", "acked",
-                                           "consumers", NULL};
+static const char *const s_group_cols[] = {"topic",        "group",     "pending",   "ack_floor",
+                                           "next_unacked", "dead",      "delivered", "redelivered",
+                                           "acked",        "consumers", NULL};
 static const char *const s_dlq_cols[] = {"topic",          "group",  "seq",        "msg_id",
                                          "delivery_count", "reason", "dead_at_ms", NULL};
 
@@ -805,11 +936,11 @@ static int s_cmd_topics(const s_args_t *args) {
     if (args->positional_count) {
         return s_usage("topics takes no arguments ('%s')", args->positional[0]);
     }
-    return s_admin_print(args, "topics", NULL, 0, s_topic_cols);
+    return s_admin_list(args, "topics", NULL, 0, s_topic_cols, "no topics");
 }
 
-static const s_opt_t s_topic_opts[] = {
-    {"max-age", true}, {"max-msgs", true}, {"max-bytes", true}, {"progress", false}, {NULL, false}};
+static const s_opt_t s_topic_opts[] = {{"max-age", true},   {"max-msgs", true}, {"max-bytes", true},
+                                       {"progress", false}, {"force", false},   {NULL, false}};
 
 //  Progress for a long admin op: on with --progress, or when stderr is a
 //  terminal; off with --json unless --progress is given. Returns P or NULL.
@@ -820,9 +951,57 @@ static s_progress_t *s_progress_want(const s_args_t *args, bool flag, s_progress
     return NULL;
 }
 
+//  Asks QUESTION on a terminal (stdin a tty) unless --force was given:
+//  true to proceed. Not on a terminal (scripts, pipes), it proceeds.
+static bool s_confirm(const s_args_t *args, const s_opt_t *opts, const char *question) {
+    if (s_flag(args, opts, "force") || !isatty(STDIN_FILENO)) {
+        return true;
+    }
+    fprintf(stderr, "%s [y/N] ", question);
+    fflush(stderr);
+    char line[16] = "";
+    if (!fgets(line, sizeof line, stdin)) {
+        line[0] = 0;
+    }
+    bool yes = strcmp(line, "y\n") == 0 || strcmp(line, "yes\n") == 0 || strcmp(line, "Y\n") == 0 ||
+               strcmp(line, "YES\n") == 0;
+    if (!yes) {
+        fprintf(stderr,
+                "ternctl: not confirmed; nothing done (use --force to skip the question)\n");
+    }
+    return yes;
+}
+
+//  The --max-age, --max-msgs, --max-bytes options as admin arguments
+//  appended to KV at *COUNT (NUMBERS holds their text). Returns 0 or the
+//  usage exit status.
+static int s_topic_limits(const s_args_t *args, tern_header_t *kv, size_t *count,
+                          char numbers[3][24]) {
+    static const char *const opts[3] = {"max-age", "max-msgs", "max-bytes"};
+    static const char *const keys[3] = {"max_age_ms", "max_msgs", "max_bytes"};
+    for (int i = 0; i < 3; i++) {
+        const char *text = s_value(args, s_topic_opts, opts[i]);
+        uint64_t v;
+        if (!text) {
+            continue;
+        }
+        bool ok = i == 0   ? tern_parse_duration(text, &v) == TERN_OK
+                  : i == 1 ? s_parse_u64(text, &v)
+                           : tern_parse_size(text, &v) == TERN_OK;
+        if (!ok) {
+            char what[32];
+            snprintf(what, sizeof what, "invalid --%s '%%s'", opts[i]);
+            return s_usage(what, text);
+        }
+        snprintf(numbers[i], sizeof numbers[i], "%llu", (unsigned long long)v);
+        kv[(*count)++] = (tern_header_t){keys[i], numbers[i]};
+    }
+    return 0;
+}
+
 static int s_cmd_topic(const s_args_t *args) {
     if (args->positional_count < 1) {
-        return s_usage("topic needs a subcommand: %s", "info, create, delete or purge");
+        return s_usage("topic needs a subcommand: %s", "info, create, edit, delete or purge");
     }
     const char *sub = args->positional[0];
     if (args->positional_count != 2) {
@@ -831,55 +1010,48 @@ static int s_cmd_topic(const s_args_t *args) {
     const char *topic = args->positional[1];
     tern_header_t kv[4] = {{"topic", topic}};
     size_t count = 1;
+    bool destroys = strcmp(sub, "delete") == 0 || strcmp(sub, "purge") == 0;
     if (s_flag(args, s_topic_opts, "progress") && strcmp(sub, "purge") != 0) {
         return s_usage("--progress applies only to 'topic purge', not '%s'", sub);
+    }
+    if (s_flag(args, s_topic_opts, "force") && !destroys) {
+        return s_usage("--force applies only to 'topic delete' and 'topic purge', not '%s'", sub);
     }
     bool limits = s_flag(args, s_topic_opts, "max-age") || s_flag(args, s_topic_opts, "max-msgs") ||
                   s_flag(args, s_topic_opts, "max-bytes");
     char numbers[3][24];
-    if (strcmp(sub, "create") == 0) {
-        const char *text;
-        uint64_t v;
-        if ((text = s_value(args, s_topic_opts, "max-age"))) {
-            if (tern_parse_duration(text, &v) != TERN_OK) {
-                return s_usage("invalid --max-age '%s'", text);
-            }
-            snprintf(numbers[0], sizeof numbers[0], "%llu", (unsigned long long)v);
-            kv[count++] = (tern_header_t){"max_age_ms", numbers[0]};
+    if (strcmp(sub, "create") == 0 || strcmp(sub, "edit") == 0) {
+        if (strcmp(sub, "edit") == 0 && !limits) {
+            return s_usage("topic edit needs a limit: %s", "--max-age, --max-msgs or --max-bytes");
         }
-        if ((text = s_value(args, s_topic_opts, "max-msgs"))) {
-            if (!s_parse_u64(text, &v)) {
-                return s_usage("invalid --max-msgs '%s'", text);
-            }
-            snprintf(numbers[1], sizeof numbers[1], "%llu", (unsigned long long)v);
-            kv[count++] = (tern_header_t){"max_msgs", numbers[1]};
-        }
-        if ((text = s_value(args, s_topic_opts, "max-bytes"))) {
-            if (tern_parse_size(text, &v) != TERN_OK) {
-                return s_usage("invalid --max-bytes '%s'", text);
-            }
-            snprintf(numbers[2], sizeof numbers[2], "%llu", (unsigned long long)v);
-            kv[count++] = (tern_header_t){"max_bytes", numbers[2]};
-        }
-        return s_admin_print(args, "topic.create", kv, count, NULL);
+        int rc = s_topic_limits(args, kv, &count, numbers);
+        return rc ? rc
+                  : s_admin_print(args, strcmp(sub, "create") == 0 ? "topic.create" : "topic.edit",
+                                  kv, count, NULL);
     }
     if (limits) {
-        return s_usage("limits apply only to 'topic create', not '%s'", sub);
+        return s_usage("limits apply only to 'topic create' and 'topic edit', not '%s'", sub);
     }
     if (strcmp(sub, "info") == 0) {
         return s_admin_print(args, "topic.info", kv, count, NULL);
     }
+    if (!destroys) {
+        return s_usage("unknown topic subcommand '%s'", sub);
+    }
+    char question[400];
+    snprintf(question, sizeof question, "%s topic '%s'%s?",
+             strcmp(sub, "delete") == 0 ? "Delete" : "Purge", topic,
+             strcmp(sub, "delete") == 0 ? ", its messages and its groups"
+                                        : ": remove all its messages");
+    if (!s_confirm(args, s_topic_opts, question)) {
+        return 1;
+    }
     if (strcmp(sub, "delete") == 0) {
         return s_admin_print(args, "topic.delete", kv, count, NULL);
     }
-    if (strcmp(sub, "purge") == 0) {
-        s_progress_t progress = {.verb = "purging", .key = "purged"};
-        return s_admin_run(
-            args, "topic.purge", kv, count, NULL,
-            s_progress_want(args, s_flag(args, s_topic_opts, "progress"), &progress));
-    }
-
-    return s_usage("unknown topic subcommand '%s'", sub);
+    s_progress_t progress = {.verb = "purging", .key = "purged"};
+    return s_admin_run(args, "topic.purge", kv, count, NULL,
+                       s_progress_want(args, s_flag(args, s_topic_opts, "progress"), &progress));
 }
 
 static int s_cmd_groups(const s_args_t *args) {
@@ -887,36 +1059,282 @@ static int s_cmd_groups(const s_args_t *args) {
         return s_usage("groups needs exactly one TOPIC%s", "");
     }
     tern_header_t kv[1] = {{"topic", args->positional[0]}};
-    return s_admin_print(args, "groups", kv, 1, s_group_cols);
+    char empty[320];
+    snprintf(empty, sizeof empty, "no consumer groups on %s", args->positional[0]);
+    return s_admin_list(args, "groups", kv, 1, s_group_cols, empty);
 }
 
-static const s_opt_t s_dlq_opts[] = {{"group", true}, {"progress", false}, {NULL, false}};
-
-static int s_cmd_dlq(const s_args_t *args) {
+//  The SUB of COMMAND (`group`, `dlq`) must be one of SUBS (NULL-terminated)
+//  with one TOPIC and --group G: fills KV[0..2). Returns 0 or the usage
+//  exit status.
+static int s_group_args(const s_args_t *args, const s_opt_t *opts, const char *command,
+                        const char *const *subs, tern_header_t *kv) {
     if (args->positional_count < 1) {
-        return s_usage("dlq needs a subcommand: %s", "list or replay");
+        return s_usage("%s needs a subcommand", command);
     }
     const char *sub = args->positional[0];
-    if (strcmp(sub, "list") != 0 && strcmp(sub, "replay") != 0) {
-        return s_usage("unknown dlq subcommand '%s'", sub);
+    bool known = false;
+    for (size_t i = 0; subs[i]; i++) {
+        known |= strcmp(subs[i], sub) == 0;
+    }
+    if (!known) {
+        return s_usage("unknown subcommand '%s'", sub);
     }
     if (args->positional_count != 2) {
-        return s_usage("dlq %s needs exactly one TOPIC", sub);
+        return s_usage("%s needs exactly one TOPIC", sub);
     }
-    const char *group = s_value(args, s_dlq_opts, "group");
+    const char *group = s_value(args, opts, "group");
     if (!group || !group[0]) {
-        return s_usage("dlq %s needs --group G", sub);
+        return s_usage("%s needs --group G", sub);
     }
-    tern_header_t kv[2] = {{"topic", args->positional[1]}, {"group", group}};
-    if (strcmp(sub, "list") == 0 && s_flag(args, s_dlq_opts, "progress")) {
+    kv[0] = (tern_header_t){"topic", args->positional[1]};
+    kv[1] = (tern_header_t){"group", group};
+    return 0;
+}
+
+static const s_opt_t s_group_opts[] = {
+    {"group", true}, {"to", true}, {"force", false}, {NULL, false}};
+
+//  True if TEXT is a position: first, new (if NEW_OK), seq:N or time:DUR.
+static bool s_position_valid(const char *text, bool new_ok) {
+    uint64_t v;
+    return strcmp(text, "first") == 0 || (new_ok && strcmp(text, "new") == 0) ||
+           (strncmp(text, "seq:", 4) == 0 && s_parse_u64(text + 4, &v) && v > 0) ||
+           (strncmp(text, "time:", 5) == 0 && tern_parse_duration(text + 5, &v) == TERN_OK);
+}
+
+static int s_cmd_group(const s_args_t *args) {
+    static const char *const subs[] = {"delete", "reset", "seek", NULL};
+    tern_header_t kv[3];
+    int rc = s_group_args(args, s_group_opts, "group", subs, kv);
+    if (rc) {
+        return rc;
+    }
+    const char *sub = args->positional[0], *to = s_value(args, s_group_opts, "to");
+    size_t count = 2;
+    if (to) {
+        if (strcmp(sub, "delete") == 0) {
+            return s_usage("--to applies only to 'group reset' and 'group seek'%s", "");
+        }
+        if (!s_position_valid(to, true)) {
+            return s_usage("invalid --to '%s' (first, new, seq:N or time:DUR)", to);
+        }
+        kv[count++] = (tern_header_t){"to", to};
+    } else if (strcmp(sub, "seek") == 0) {
+        return s_usage("group seek needs --to %s", "first|new|seq:N|time:DUR");
+    }
+    if (s_flag(args, s_group_opts, "force") && strcmp(sub, "seek") == 0) {
+        return s_usage("--force applies only to 'group delete' and 'group reset'%s", "");
+    }
+    char question[400];
+    snprintf(question, sizeof question, "%s group '%s' of topic '%s'%s?",
+             strcmp(sub, "delete") == 0 ? "Delete" : "Reset", kv[1].value, kv[0].value,
+             strcmp(sub, "delete") == 0 ? " and all its state"
+                                        : ": forget its pending, acks and DLQ");
+    if (strcmp(sub, "seek") != 0 && !s_confirm(args, s_group_opts, question)) {
+        return 1;
+    }
+    char op[32];
+    snprintf(op, sizeof op, "group.%s", sub);
+    return s_admin_print(args, op, kv, count, NULL);
+}
+
+static const s_opt_t s_dlq_opts[] = {
+    {"group", true}, {"progress", false}, {"seq", true}, {"force", false}, {NULL, false}};
+
+static int s_print_messages(const s_args_t *args, const json_t *doc);
+
+static int s_cmd_dlq(const s_args_t *args) {
+    static const char *const subs[] = {"list", "get", "replay", "purge", NULL};
+    tern_header_t kv[3];
+    int rc = s_group_args(args, s_dlq_opts, "dlq", subs, kv);
+    if (rc) {
+        return rc;
+    }
+    const char *sub = args->positional[0], *seq = s_value(args, s_dlq_opts, "seq");
+    uint64_t n;
+    if (seq && !s_parse_u64(seq, &n)) {
+        return s_usage("invalid --seq '%s'", seq);
+    }
+    if (seq && strcmp(sub, "get") != 0 && strcmp(sub, "replay") != 0) {
+        return s_usage("--seq applies only to 'dlq get' and 'dlq replay', not '%s'", sub);
+    }
+    if (s_flag(args, s_dlq_opts, "progress") && strcmp(sub, "replay") != 0) {
         return s_usage("--progress applies only to 'dlq replay'%s", "");
     }
+    if (s_flag(args, s_dlq_opts, "force") && strcmp(sub, "purge") != 0) {
+        return s_usage("--force applies only to 'dlq purge'%s", "");
+    }
+    size_t count = 2;
+    if (seq) {
+        kv[count++] = (tern_header_t){"seq", seq};
+    }
     if (strcmp(sub, "list") == 0) {
-        return s_admin_print(args, "dlq.list", kv, 2, s_dlq_cols);
+        char empty[640];
+        snprintf(empty, sizeof empty, "no messages in the DLQ of group %s on %s", kv[1].value,
+                 kv[0].value);
+        return s_admin_list(args, "dlq.list", kv, count, s_dlq_cols, empty);
+    }
+    if (strcmp(sub, "get") == 0) {
+        json_t *doc = NULL;
+        if (!seq) {
+            return s_usage("dlq get needs --seq N%s", "");
+        }
+        rc = s_admin_call(args, "dlq.get", kv, count, NULL, &doc);
+        return rc ? rc : s_print_messages(args, doc);
+    }
+    if (strcmp(sub, "purge") == 0) {
+        char question[400];
+        snprintf(question, sizeof question, "Remove every dead letter of group '%s' of topic '%s'?",
+                 kv[1].value, kv[0].value);
+        return s_confirm(args, s_dlq_opts, question)
+                   ? s_admin_print(args, "dlq.purge", kv, count, NULL)
+                   : 1;
     }
     s_progress_t progress = {.verb = "replaying", .key = "replayed"};
-    return s_admin_run(args, "dlq.replay", kv, 2, NULL,
+    return s_admin_run(args, "dlq.replay", kv, count, NULL,
                        s_progress_want(args, s_flag(args, s_dlq_opts, "progress"), &progress));
+}
+
+//  ---------------------------------------------------------------------------
+//  get, view: stored messages, not consumed
+
+//  Unix ns NS as an ISO 8601 UTC time with milliseconds into BUF.
+static const char *s_iso_time(uint64_t ns, char *buf, size_t cap) {
+    return tern_units_format_time(ns / 1000000ull, buf, cap);
+}
+
+static uint64_t s_json_u64(const json_t *obj, const char *key) {
+    const json_t *v = json_get(obj, key);
+    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
+}
+
+static const char *s_json_text(const json_t *obj, const char *key) {
+    const json_t *v = json_get(obj, key);
+    return v && v->kind == JSON_STRING && v->text[0] ? v->text : "-";
+}
+
+//  One message object of msg.get / msg.view / dlq.get as a text block.
+static void s_print_message_text(const json_t *m) {
+    char when[48];
+    printf("topic     %s\nseq       %llu\nmsg_id    %llu\n", s_json_text(m, "topic"),
+           (unsigned long long)s_json_u64(m, "seq"), (unsigned long long)s_json_u64(m, "msg_id"));
+    printf("time      %s\n", s_iso_time(s_json_u64(m, "timestamp_ns"), when, sizeof when));
+    uint64_t expire = s_json_u64(m, "expire_at_ns");
+    printf("expires   %s\n", expire ? s_iso_time(expire, when, sizeof when) : "never");
+    printf("priority  %llu\ntrace_id  %s\norigin    %s\n",
+           (unsigned long long)s_json_u64(m, "priority"), s_json_text(m, "trace_id"),
+           s_json_text(m, "origin"));
+    printf("producer  %s", s_json_text(m, "producer"));
+    if (s_json_u64(m, "producer_seq")) {
+        printf(" (seq %llu)", (unsigned long long)s_json_u64(m, "producer_seq"));
+    }
+    printf("\nkey       %s\n", s_json_text(m, "key"));
+    if (json_get(m, "reason")) {
+        printf("dead      %s after %llu deliveries, at %s\n", s_json_text(m, "reason"),
+               (unsigned long long)s_json_u64(m, "delivery_count"),
+               s_iso_time(s_json_u64(m, "dead_at_ms") * 1000000ull, when, sizeof when));
+    }
+    const json_t *headers = json_get(m, "headers");
+    for (size_t i = 0; headers && headers->kind == JSON_OBJECT && i < headers->count; i++) {
+        char *cell = s_cell(NULL, headers->items[i]);
+        printf("header    %s: %s\n", headers->keys[i], cell);
+        free(cell);
+    }
+    const json_t *data = json_get(m, "data");
+    const json_t *b64 = json_get(m, "data_b64");
+    printf("size      %llu B%s\n\n", (unsigned long long)s_json_u64(m, "size"),
+           json_get(m, "truncated") ? " (only the start fits one reply: shown truncated)" : "");
+    if (data && data->kind == JSON_STRING) {
+        fwrite(data->text, 1, data->text_len, stdout);
+    } else if (b64 && b64->kind == JSON_STRING) {
+        printf("base64:%s", b64->text);
+    }
+    printf("\n");
+}
+
+//  Prints DOC (a message object or an array of them) and destroys it.
+static int s_print_messages(const s_args_t *args, const json_t *doc) {
+    size_t count = doc->kind == JSON_ARRAY ? doc->count : 1;
+    jbuf_t b;
+    jbuf_init(&b);
+    for (size_t i = 0; i < count; i++) {
+        const json_t *m = doc->kind == JSON_ARRAY ? doc->items[i] : doc;
+        if (args->json) {
+            jbuf_reset(&b);
+            jbuf_value(&b, m);
+            s_print_line(&b);
+        } else {
+            printf("%s", i ? "\n" : "");
+            s_print_message_text(m);
+        }
+    }
+    fflush(stdout);
+    jbuf_free(&b);
+    json_t *owned = (json_t *)doc;
+    json_destroy(&owned);
+    return 0;
+}
+
+static int s_cmd_get(const s_args_t *args) {
+    uint64_t seq;
+    if (args->positional_count != 2) {
+        return s_usage("get needs TOPIC and SEQ%s", "");
+    }
+    if (!s_parse_u64(args->positional[1], &seq) || seq == 0) {
+        return s_usage("invalid SEQ '%s' (1 or more)", args->positional[1]);
+    }
+    tern_header_t kv[2] = {{"topic", args->positional[0]}, {"seq", args->positional[1]}};
+    json_t *doc = NULL;
+    int rc = s_admin_call(args, "msg.get", kv, 2, NULL, &doc);
+    return rc ? rc : s_print_messages(args, doc);
+}
+
+static const s_opt_t s_view_opts[] = {{"from", true}, {"count", true}, {NULL, false}};
+
+static int s_cmd_view(const s_args_t *args) {
+    if (args->positional_count != 1) {
+        return s_usage("view needs exactly one TOPIC%s", "");
+    }
+    const char *from = s_value(args, s_view_opts, "from");
+    const char *text = s_value(args, s_view_opts, "count");
+    uint64_t count = 10;
+    if (text && (!s_parse_u64(text, &count) || count == 0)) {
+        return s_usage("invalid --count '%s'", text);
+    }
+    if (from && !s_position_valid(from, false)) {
+        return s_usage("invalid --from '%s' (first, seq:N or time:DUR)", from);
+    }
+    //  The broker answers at most 1000 messages (or ~4 MiB) per request: ask
+    //  again from after the last one until COUNT are printed or none is left.
+    char where[48], number[24];
+    for (uint64_t printed = 0; printed < count;) {
+        tern_header_t kv[3] = {{"topic", args->positional[0]}, {"count", number}, {"from", from}};
+        snprintf(number, sizeof number, "%llu",
+                 (unsigned long long)(count - printed < 1000 ? count - printed : 1000));
+        json_t *doc = NULL;
+        int rc = s_admin_call(args, "msg.view", kv, from ? 3 : 2, NULL, &doc);
+        if (rc) {
+            return rc;
+        }
+        size_t got = doc->kind == JSON_ARRAY ? doc->count : 0;
+        if (got && printed && !args->json) {
+            printf("\n");
+        }
+        uint64_t last = got ? s_json_u64(doc->items[got - 1], "seq") : 0;
+        s_print_messages(args, doc);
+        if (got == 0) {
+            if (printed == 0 && !args->json) {
+                printf("no messages on %s%s%s\n", args->positional[0], from ? " from " : "",
+                       from ? from : "");
+            }
+            break;
+        }
+        printed += got;
+        snprintf(where, sizeof where, "seq:%llu", (unsigned long long)last + 1);
+        from = where;
+    }
+    return 0;
 }
 
 //  ---------------------------------------------------------------------------
@@ -1545,11 +1963,17 @@ typedef struct {
     const char *help;                 //  its manual
 } s_command_t;
 
-static const s_command_t s_commands[] = {
-    {"status", s_cmd_status, NULL, NULL},       {"pub", s_cmd_pub, s_pub_opts, NULL},
-    {"sub", s_cmd_sub, s_sub_opts, NULL},       {"topics", s_cmd_topics, NULL, NULL},
-    {"topic", s_cmd_topic, s_topic_opts, NULL}, {"groups", s_cmd_groups, NULL, NULL},
-    {"dlq", s_cmd_dlq, s_dlq_opts, NULL},       {NULL, NULL, NULL, NULL}};
+static const s_command_t s_commands[] = {{"status", s_cmd_status, NULL, NULL},
+                                         {"pub", s_cmd_pub, s_pub_opts, NULL},
+                                         {"sub", s_cmd_sub, s_sub_opts, NULL},
+                                         {"topics", s_cmd_topics, NULL, NULL},
+                                         {"topic", s_cmd_topic, s_topic_opts, NULL},
+                                         {"groups", s_cmd_groups, NULL, NULL},
+                                         {"group", s_cmd_group, s_group_opts, NULL},
+                                         {"dlq", s_cmd_dlq, s_dlq_opts, NULL},
+                                         {"get", s_cmd_get, NULL, NULL},
+                                         {"view", s_cmd_view, s_view_opts, NULL},
+                                         {NULL, NULL, NULL, NULL}};
 
 extern const char *ternctl_peers_help; //  tools/ternctl_peers.c
 extern const char *ternctl_keys_help;  //  tools/ternctl_keys.c
@@ -1580,6 +2004,12 @@ static const char *s_help_for(const char *command) {
     }
     if (strcmp(command, "dlq") == 0) {
         return s_help_dlq;
+    }
+    if (strcmp(command, "group") == 0) {
+        return s_help_group;
+    }
+    if (strcmp(command, "get") == 0 || strcmp(command, "view") == 0) {
+        return s_help_get;
     }
     if (strcmp(command, "peers") == 0) {
         return ternctl_peers_help;
@@ -1616,6 +2046,12 @@ int main(int argc, char **argv) {
     }
     if (at < 0) {
         //  Only global options (or nothing).
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--version") == 0) {
+                printf("ternctl %s\n", tern_version(NULL, NULL, NULL));
+                return 0;
+            }
+        }
         s_args_t args = {0};
         argc--;
         argv++;

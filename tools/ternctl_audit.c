@@ -32,9 +32,13 @@ static const char *s_help_audit =
     "    expired (TTL ran out before an ack) or still pending. So\n"
     "        published = acked + dead + expired + pending\n"
     "        reachability = acked / (published - expired)\n"
-    "    delivered counts messages delivered at least once, redelivered the\n"
-    "    extra delivery attempts. The oldest pending messages are listed as\n"
-    "    stuck, with their age; gaps counts seqs that have no history.\n"
+    "    delivered counts deliveries, every one (redeliveries and deliveries\n"
+    "    after a DLQ replay too), redelivered the deliveries whose delivery\n"
+    "    count was above 1 (a replay resets the count): the same numbers as\n"
+    "    `ternctl groups` and the metrics. Acks and dead-letterings made in a\n"
+    "    peer DC count here like local ones. The oldest pending messages are\n"
+    "    listed as stuck, with their age; gaps counts seqs that have no\n"
+    "    history.\n"
     "\n"
     "OPTIONS\n"
     "    --group G      only group G\n"
@@ -70,7 +74,8 @@ static const char *s_help_trace =
     "OUTPUT\n"
     "    With --json one object: msg_id, topic, seq, trace_id, origin,\n"
     "    stored_at_ms, expire_at_ms, expired, events [{event, at_ms, group,\n"
-    "    delivery_count, detail}], groups [{group, state, deliveries}],\n"
+    "    delivery_count, detail}], groups [{group, state, deliveries,\n"
+    "    redelivered}] (as in `ternctl audit --help`),\n"
     "    outbox_position, replicas [{peer, confirmed, replicated_at_ms}] (one\n"
     "    per peer DC: has it confirmed this locally published message, and\n"
     "    when, 0 if not known; empty when the message came from a peer).\n"
@@ -483,17 +488,19 @@ static void s_print_trace(const json_t *doc) {
     const json_t *groups = json_get(doc, "groups");
     if (groups && groups->kind == JSON_ARRAY && groups->count) {
         printf("\n");
-        char ***cells = s_table_new(groups->count + 1, 3);
+        char ***cells = s_table_new(groups->count + 1, 4);
         cells[0][0] = s_dup("GROUP");
         cells[0][1] = s_dup("STATE");
         cells[0][2] = s_dup("DELIVERIES");
+        cells[0][3] = s_dup("REDELIVERED");
         for (size_t i = 0; i < groups->count; i++) {
             cells[i + 1][0] = s_dup(s_str(groups->items[i], "group"));
             cells[i + 1][1] = s_dup(s_str(groups->items[i], "state"));
             cells[i + 1][2] = s_dup(s_str(groups->items[i], "deliveries"));
+            cells[i + 1][3] = s_fmt_u64(s_u64(groups->items[i], "redelivered"));
         }
-        s_table(cells, groups->count + 1, 3);
-        s_table_free(cells, groups->count + 1, 3);
+        s_table(cells, groups->count + 1, 4);
+        s_table_free(cells, groups->count + 1, 4);
     }
     const json_t *replicas = json_get(doc, "replicas");
     if (replicas && replicas->kind == JSON_ARRAY && replicas->count) {

@@ -20,6 +20,7 @@
     touch only their own producer's / consumer's arrays plus atomic counters.
 */
 #include "tern.h"
+#include "ternctl_json.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -61,6 +62,7 @@ typedef struct {
     double rate;            //  --rate, total msgs/s, 0 = as fast as possible
     bool dedup;             //  idempotent publishing (--no-dedup clears)
     bool fill;              //  sub: publish the backlog first (--no-fill clears)
+    bool keep;              //  --keep: leave the topics the run created
     int64_t timeout_ms;     //  give up after this long without progress
     char prefix[160];       //  topic prefix
     const char *name;       //  RESULT name, NULL = tern_<mode>
@@ -101,6 +103,7 @@ typedef struct {
     _Atomic bool go;            //  start flag for producer threads
     uint64_t start_ns;          //  start of the timed phase
     const char *phase;          //  progress label
+    bool *existed;              //  per bench topic: there before the run (kept), owned
 } s_bench_t;
 
 static s_bench_t *s_bench; //  the running bench (callbacks reach it through this)
@@ -168,17 +171,22 @@ static const char *s_help =
     "    --no-dedup       publish without producer id / seq (no broker dedup)\n"
     "    --prefix P       topic prefix (default bench.<random>); topics are P.0 .. P.T-1\n"
     "    --no-fill        sub: consume what is already stored under --prefix\n"
+    "    --keep           keep the topics afterwards (default: the topics the run\n"
+    "                     created are deleted, with their messages and groups;\n"
+    "                     topics that existed before are never deleted)\n"
     "    --name NAME      RESULT name (default tern_<mode>)\n"
     "    --durability M   the broker's durability mode, recorded in the output\n"
     "                     (set on ternd with --durability; default label fsync)\n"
     "    --quiet          no progress on stderr\n"
-    "    --json           final line as a JSON object\n"
+    "    --json           the result as one JSON object (instead of RESULT and lines)\n"
     "    --timeout DUR    give up after this long without progress (default 30s)\n"
     "\n"
     "OUTPUT\n"
-    "    stderr: progress once a second. stdout: a RESULT line (format of the shared\n"
-    "    bench/common.h) and a final line: msgs, secs, msgs_per_s, MB_per_s, p50_us,\n"
-    "    p99_us, p999_us (and delivered for pubsub/sub).\n"
+    "    stderr: progress once a second, then what was deleted. stdout: a RESULT\n"
+    "    line (format of the shared bench/common.h), then `key  value` lines: msgs,\n"
+    "    secs, msgs_per_s, MB_per_s, p50_us, p99_us, p999_us (and delivered for\n"
+    "    pubsub/sub). With --json only one object with the same keys and name,\n"
+    "    mode, lat, size, window, producers, consumers, groups, topics.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure (publish error, lost messages, timeout), 2 usage error.\n";
@@ -276,6 +284,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o) {
             o->dedup = false;
         } else if (strcmp(name, "--no-fill") == 0) {
             o->fill = false;
+        } else if (strcmp(name, "--keep") == 0) {
+            o->keep = true;
         } else if (strcmp(name, "-s") == 0 || strcmp(name, "--server") == 0) {
             o->server = v;
         } else if (strcmp(name, "--timeout") == 0) {
@@ -387,6 +397,89 @@ static tern_client_t *s_connect(const s_opts_t *o, const char *role, uint32_t wi
         tern_client_destroy(&client);
     }
     return client;
+}
+
+//  ---------------------------------------------------------------------------
+//  The bench topics: P.0 .. P.T-1
+
+//  Index of bench topic NAME (P.<index>), or -1 for any other topic.
+static long s_topic_index(const s_opts_t *o, const char *name) {
+    size_t n = strlen(o->prefix);
+    if (strncmp(name, o->prefix, n) != 0 || name[n] != '.' || name[n + 1] < '0' ||
+        name[n + 1] > '9') {
+        return -1;
+    }
+    char *end;
+    unsigned long index = strtoul(name + n + 1, &end, 10);
+    return *end || index >= o->topics ? -1 : (long)index;
+}
+
+//  Fills B->existed: which bench topics are there before the run (those
+//  the cleanup leaves alone). Returns 0 or 1.
+static int s_topics_before(s_bench_t *b) {
+    const s_opts_t *o = b->o;
+    b->existed = s_alloc(o->topics * sizeof(bool));
+    tern_client_t *client = s_connect(o, "ternctl-bench", TERN_DEFAULT_WINDOW, false);
+    if (!client) {
+        return 1;
+    }
+    char *reply = NULL;
+    tern_err_t rc = tern_admin(client, "topics", NULL, 0, &reply, (int)o->timeout_ms);
+    tern_client_destroy(&client);
+    json_t *doc = rc == TERN_OK ? json_parse(reply, strlen(reply)) : NULL;
+    free(reply);
+    if (!doc || doc->kind != JSON_ARRAY) {
+        fprintf(stderr, "ternctl: bench: cannot list the topics: %s (%s)\n", tern_strerror(rc),
+                tern_errname(rc));
+        json_destroy(&doc);
+        return 1;
+    }
+    for (size_t i = 0; i < doc->count; i++) {
+        const json_t *name = json_get(doc->items[i], "topic");
+        long index = name && name->kind == JSON_STRING ? s_topic_index(o, name->text) : -1;
+        if (index >= 0) {
+            b->existed[index] = true;
+        }
+    }
+    json_destroy(&doc);
+    return 0;
+}
+
+//  Deletes the bench topics the run created (with their messages and
+//  groups), unless --keep. Returns 0 or 1.
+static int s_topics_cleanup(s_bench_t *b) {
+    const s_opts_t *o = b->o;
+    if (o->keep || !b->existed) {
+        return 0;
+    }
+    tern_client_t *client = s_connect(o, "ternctl-bench", TERN_DEFAULT_WINDOW, false);
+    if (!client) {
+        return 1;
+    }
+    uint32_t removed = 0;
+    int rc = 0;
+    for (uint32_t t = 0; t < o->topics; t++) {
+        char topic[200];
+        snprintf(topic, sizeof topic, "%s.%u", o->prefix, (unsigned)t);
+        tern_header_t kv[1] = {{"topic", topic}};
+        char *reply = NULL;
+        tern_err_t drc =
+            b->existed[t] ? TERN_ENOTFOUND
+                          : tern_admin(client, "topic.delete", kv, 1, &reply, (int)o->timeout_ms);
+        free(reply);
+        removed += drc == TERN_OK;
+        if (drc != TERN_OK && drc != TERN_ENOTFOUND) {
+            fprintf(stderr, "ternctl: bench: cannot delete %s: %s (%s)\n", topic,
+                    tern_strerror(drc), tern_errname(drc));
+            rc = 1;
+        }
+    }
+    tern_client_destroy(&client);
+    if (!o->quiet && removed) {
+        fprintf(stderr, "bench: deleted the %u topic(s) it created under %s (--keep keeps them)\n",
+                (unsigned)removed, o->prefix);
+    }
+    return rc;
 }
 
 //  ---------------------------------------------------------------------------
@@ -682,6 +775,30 @@ static uint64_t *s_collect(s_bench_t *b, size_t *n_p) {
     return all;
 }
 
+//  The result as one JSON object; P50..P999 are numbers or null.
+static void s_report_json(const s_opts_t *o, const char *name, const char *lat_what, double secs,
+                          uint64_t delivered, const char *p50, const char *p99, const char *p999) {
+    double rate = secs > 0 ? (double)o->msgs / secs : 0;
+    char numbers[512];
+    snprintf(numbers, sizeof numbers,
+             ",\"msgs\":%llu,\"secs\":%.4f,\"msgs_per_s\":%.0f,\"MB_per_s\":%.1f,\"p50_us\":%s,"
+             "\"p99_us\":%s,\"p999_us\":%s,\"delivered\":%llu,\"size\":%zu,\"window\":%u,"
+             "\"producers\":%u,\"consumers\":%u,\"groups\":%u,\"topics\":%u}",
+             (unsigned long long)o->msgs, secs, rate, rate * (double)o->size / 1e6, p50, p99, p999,
+             (unsigned long long)delivered, o->size, (unsigned)o->window, (unsigned)o->producers,
+             (unsigned)o->consumers, (unsigned)o->groups, (unsigned)o->topics);
+    jbuf_t b;
+    jbuf_init(&b);
+    jbuf_begin(&b, '{');
+    jbuf_kstr(&b, "name", name);
+    jbuf_kstr(&b, "mode", o->mode_name);
+    jbuf_kstr(&b, "lat", lat_what);
+    jbuf_raw(&b, numbers, strlen(numbers));
+    printf("%s\n", b.data);
+    fflush(stdout);
+    jbuf_free(&b);
+}
+
 static void s_report(s_bench_t *b, double secs, uint64_t delivered, const char *lat_what) {
     const s_opts_t *o = b->o;
     size_t nlat;
@@ -693,18 +810,24 @@ static void s_report(s_bench_t *b, double secs, uint64_t delivered, const char *
     if (!o->name) {
         snprintf(name, sizeof name, "tern_%s", o->mode_name);
     }
-    //  The shared RESULT line (../shared/bench/common.h print_result).
-    printf("RESULT name=%s msgs=%llu secs=%.4f msgs_per_s=%.0f", name, (unsigned long long)o->msgs,
-           secs, rate);
     char p50[32] = "NA", p99[32] = "NA", p999[32] = "NA";
     if (nlat > 0) {
         snprintf(p50, sizeof p50, "%.1f", s_pct(lat, nlat, 50));
         snprintf(p99, sizeof p99, "%.1f", s_pct(lat, nlat, 99));
         snprintf(p999, sizeof p999, "%.1f", s_pct(lat, nlat, 99.9));
-        printf(" p50_us=%s p99_us=%s lat=%s", p50, p99, lat_what);
     } else {
-        printf(" p50_us=NA p99_us=NA lat=none");
+        lat_what = "none";
     }
+    bool consumed = o->mode == S_SUB || o->mode == S_PUBSUB;
+    if (o->json) {
+        s_report_json(o, name, lat_what, secs, delivered, nlat ? p50 : "null", nlat ? p99 : "null",
+                      nlat ? p999 : "null");
+        free(lat);
+        return;
+    }
+    //  The shared RESULT line (../shared/bench/common.h print_result).
+    printf("RESULT name=%s msgs=%llu secs=%.4f msgs_per_s=%.0f p50_us=%s p99_us=%s lat=%s", name,
+           (unsigned long long)o->msgs, secs, rate, p50, p99, lat_what);
     printf(" size=%zu window=%u producers=%u consumers=%u groups=%u topics=%u dedup=%d "
            "durability=%s storage=tern p999_us=%s MB_per_s=%.1f",
            o->size, (unsigned)o->window, (unsigned)o->producers, (unsigned)o->consumers,
@@ -712,31 +835,84 @@ static void s_report(s_bench_t *b, double secs, uint64_t delivered, const char *
     if (o->rate > 0) {
         printf(" rate=%.0f", o->rate);
     }
-    if (o->mode == S_SUB || o->mode == S_PUBSUB) {
+    if (consumed) {
         printf(" delivered=%llu delivered_per_s=%.0f", (unsigned long long)delivered,
                secs > 0 ? (double)delivered / secs : 0.0);
     }
-    printf("\n");
-    if (o->json) {
-        printf("{\"mode\":\"%s\",\"msgs\":%llu,\"secs\":%.4f,\"msgs_per_s\":%.0f,"
-               "\"MB_per_s\":%.1f,\"p50_us\":%s,\"p99_us\":%s,\"p999_us\":%s,\"delivered\":%llu,"
-               "\"size\":%zu,\"window\":%u,\"producers\":%u,\"consumers\":%u,\"groups\":%u,"
-               "\"topics\":%u}\n",
-               o->mode_name, (unsigned long long)o->msgs, secs, rate, mbps, nlat ? p50 : "null",
-               nlat ? p99 : "null", nlat ? p999 : "null", (unsigned long long)delivered, o->size,
-               (unsigned)o->window, (unsigned)o->producers, (unsigned)o->consumers,
-               (unsigned)o->groups, (unsigned)o->topics);
-    } else {
-        printf("msgs=%llu secs=%.4f msgs_per_s=%.0f MB_per_s=%.1f p50_us=%s p99_us=%s "
-               "p999_us=%s",
-               (unsigned long long)o->msgs, secs, rate, mbps, p50, p99, p999);
-        if (o->mode == S_SUB || o->mode == S_PUBSUB) {
-            printf(" delivered=%llu", (unsigned long long)delivered);
-        }
-        printf("\n");
+    printf("\nmsgs        %llu\nsecs        %.4f\nmsgs_per_s  %.0f\nMB_per_s    %.1f\n"
+           "p50_us      %s\np99_us      %s\np999_us     %s\n",
+           (unsigned long long)o->msgs, secs, rate, mbps, p50, p99, p999);
+    if (consumed) {
+        printf("delivered   %llu\n", (unsigned long long)delivered);
     }
     fflush(stdout);
     free(lat);
+}
+
+//  Runs the mode: *SECS_P the timed phase, *WANT_P the deliveries expected,
+//  *LAT_P what the latency samples measure. Returns 0 or 1.
+static int s_run(s_bench_t *b, double *secs_p, uint64_t *want_p, const char **lat_p) {
+    const s_opts_t *o = b->o;
+    int rc = 0;
+    if (o->mode == S_PUB || o->mode == S_SYNC) {
+        *lat_p = o->mode == S_PUB ? "publish_to_ack" : "publish_round_trip";
+        rc = s_publish_phase(b, true, o->window);
+        if (rc == 0) {
+            b->start_ns = s_now_ns();
+            atomic_store(&b->go, true);
+            rc = s_wait(b, true, 0);
+            *secs_p = (double)(s_now_ns() - b->start_ns) / 1e9;
+            rc |= s_join(b);
+        }
+    } else if (o->mode == S_PUBSUB) {
+        *lat_p = "publish_to_delivery";
+        b->ncons = o->groups * o->consumers;
+        b->cons = s_alloc(b->ncons * sizeof(s_cons_t));
+        for (uint32_t i = 0; rc == 0 && i < b->ncons; i++) {
+            rc = s_consumer_start(b, &b->cons[i], i / o->consumers, TERN_FROM_FIRST, true);
+        }
+        if (rc == 0) {
+            rc = s_publish_phase(b, false, o->window);
+        }
+        if (rc == 0) {
+            *want_p = o->msgs * o->groups;
+            b->start_ns = s_now_ns();
+            atomic_store(&b->go, true);
+            rc = s_wait(b, true, *want_p);
+            *secs_p = (double)(s_now_ns() - b->start_ns) / 1e9;
+            rc |= s_join(b);
+        }
+    } else { //  S_SUB
+        if (o->fill) {
+            b->phase = "fill";
+            rc = s_publish_phase(b, false, o->window > 1024 ? o->window : 1024);
+            if (rc == 0) {
+                b->start_ns = s_now_ns();
+                atomic_store(&b->go, true);
+                rc = s_wait(b, true, 0);
+                rc |= s_join(b);
+            }
+            if (rc == 0 && !o->quiet) {
+                fprintf(stderr, "bench sub: backlog of %llu stored in %.1fs\n",
+                        (unsigned long long)o->msgs, (double)(s_now_ns() - b->start_ns) / 1e9);
+            }
+        }
+        if (rc == 0) {
+            b->phase = "consume";
+            *want_p = o->msgs;
+            b->ncons = o->consumers;
+            b->cons = s_alloc(b->ncons * sizeof(s_cons_t));
+            b->start_ns = s_now_ns();
+            for (uint32_t i = 0; rc == 0 && i < b->ncons; i++) {
+                rc = s_consumer_start(b, &b->cons[i], 0, TERN_FROM_FIRST, false);
+            }
+            if (rc == 0) {
+                rc = s_wait(b, false, *want_p);
+            }
+            *secs_p = (double)(s_now_ns() - b->start_ns) / 1e9;
+        }
+    }
+    return rc;
 }
 
 int ternctl_bench_main(int argc, char **argv) {
@@ -766,68 +942,12 @@ int ternctl_bench_main(int argc, char **argv) {
     }
     s_bench_t b = {.o = &o, .phase = "run"};
     s_bench = &b;
-    int rc = 0;
+    int rc = s_topics_before(&b);
     double secs = 0;
     uint64_t want = 0;
     const char *lat_what = "none";
-
-    if (o.mode == S_PUB || o.mode == S_SYNC) {
-        lat_what = o.mode == S_PUB ? "publish_to_ack" : "publish_round_trip";
-        rc = s_publish_phase(&b, true, o.window);
-        if (rc == 0) {
-            b.start_ns = s_now_ns();
-            atomic_store(&b.go, true);
-            rc = s_wait(&b, true, 0);
-            secs = (double)(s_now_ns() - b.start_ns) / 1e9;
-            rc |= s_join(&b);
-        }
-    } else if (o.mode == S_PUBSUB) {
-        lat_what = "publish_to_delivery";
-        b.ncons = o.groups * o.consumers;
-        b.cons = s_alloc(b.ncons * sizeof(s_cons_t));
-        for (uint32_t i = 0; rc == 0 && i < b.ncons; i++) {
-            rc = s_consumer_start(&b, &b.cons[i], i / o.consumers, TERN_FROM_FIRST, true);
-        }
-        if (rc == 0) {
-            rc = s_publish_phase(&b, false, o.window);
-        }
-        if (rc == 0) {
-            want = o.msgs * o.groups;
-            b.start_ns = s_now_ns();
-            atomic_store(&b.go, true);
-            rc = s_wait(&b, true, want);
-            secs = (double)(s_now_ns() - b.start_ns) / 1e9;
-            rc |= s_join(&b);
-        }
-    } else { //  S_SUB
-        if (o.fill) {
-            b.phase = "fill";
-            rc = s_publish_phase(&b, false, o.window > 1024 ? o.window : 1024);
-            if (rc == 0) {
-                b.start_ns = s_now_ns();
-                atomic_store(&b.go, true);
-                rc = s_wait(&b, true, 0);
-                rc |= s_join(&b);
-            }
-            if (rc == 0 && !o.quiet) {
-                fprintf(stderr, "bench sub: backlog of %llu stored in %.1fs\n",
-                        (unsigned long long)o.msgs, (double)(s_now_ns() - b.start_ns) / 1e9);
-            }
-        }
-        if (rc == 0) {
-            b.phase = "consume";
-            want = o.msgs;
-            b.ncons = o.consumers;
-            b.cons = s_alloc(b.ncons * sizeof(s_cons_t));
-            b.start_ns = s_now_ns();
-            for (uint32_t i = 0; rc == 0 && i < b.ncons; i++) {
-                rc = s_consumer_start(&b, &b.cons[i], 0, TERN_FROM_FIRST, false);
-            }
-            if (rc == 0) {
-                rc = s_wait(&b, false, want);
-            }
-            secs = (double)(s_now_ns() - b.start_ns) / 1e9;
-        }
+    if (rc == 0) {
+        rc = s_run(&b, &secs, &want, &lat_what);
     }
     uint64_t delivered = atomic_load(&b.delivered);
     if (rc == 0 && want && delivered != want) {
@@ -846,6 +966,8 @@ int ternctl_bench_main(int argc, char **argv) {
         s_report(&b, secs, delivered, lat_what);
     }
     s_free(&b);
+    rc |= s_topics_cleanup(&b);
+    free(b.existed);
     s_bench = NULL;
     return rc;
 }

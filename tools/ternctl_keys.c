@@ -9,6 +9,7 @@
     the commands connect with CURVE; docs/security.md has the walk-through.
 */
 #include "tern.h"
+#include "ternctl_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,15 +25,23 @@ const char *ternctl_keys_help =
     "    ternctl keys - CURVE key pairs for ternd and its clients\n"
     "\n"
     "SYNOPSIS\n"
-    "    ternctl keys gen NAME [--dir DIR] [--role ROLE] [--force]\n"
-    "    ternctl keys show FILE\n"
+    "    ternctl keys gen NAME [--dir DIR] [--role ROLE] [--force] [--json]\n"
+    "    ternctl keys show FILE [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    gen writes DIR/NAME.key (the public certificate) and DIR/NAME.key_secret\n"
-    "    (the key pair, mode 0600) and prints the public key. ROLE is stored in\n"
-    "    the certificate's metadata: a broker maps the key to that role (see\n"
+    "    (the key pair, mode 0600) and prints the public key alone (for\n"
+    "    KEY=$(ternctl keys gen NAME)); with --json one object: name, role,\n"
+    "    public_key, public_file, secret_file. ROLE is stored in the\n"
+    "    certificate's metadata: a broker maps the key to that role (see\n"
     "    docs/security.md). Existing files are kept unless --force.\n"
-    "    show prints the name, role and public key of a certificate file.\n"
+    "\n"
+    "    show prints what a broker makes of a certificate file: its name\n"
+    "    (metadata name, else the file name up to its first '.'), its role\n"
+    "    (metadata role, else default; the roles file, auth/roles, says what\n"
+    "    the role may do), its public key, and whether this file holds the\n"
+    "    secret key (NAME.key_secret does, NAME.key does not). With --json one\n"
+    "    object: file, name, role, public_key, secret (true/false).\n"
     "\n"
     "    To allow a client on a broker, copy its NAME.key into the broker's\n"
     "    auth/clients directory; to revoke it, delete the file. No restart.\n"
@@ -102,7 +111,7 @@ static int s_usage(const char *message) {
     return 2;
 }
 
-static int s_gen(int argc, char **argv) {
+static int s_gen(int argc, char **argv, bool json) {
     const char *name = NULL, *dir = ".", *role = NULL;
     bool force = false;
     for (int i = 0; i < argc; i++) {
@@ -115,6 +124,8 @@ static int s_gen(int argc, char **argv) {
             role = w + 7;
         } else if (strcmp(w, "--force") == 0) {
             force = true;
+        } else if (strcmp(w, "--json") == 0) {
+            continue; //  read by ternctl_keys_main
         } else if (w[0] == '-') {
             return s_usage("unknown option for gen (--dir DIR, --role ROLE, --force)");
         } else if (!name) {
@@ -143,24 +154,106 @@ static int s_gen(int argc, char **argv) {
         return 1;
     }
     explicit_bzero(secret_key, sizeof secret_key);
-    printf("%s\n", public_key);
+    if (json) {
+        jbuf_t b;
+        jbuf_init(&b);
+        jbuf_begin(&b, '{');
+        jbuf_kstr(&b, "name", name);
+        jbuf_kstr(&b, "role", role ? role : "default");
+        jbuf_kstr(&b, "public_key", public_key);
+        jbuf_kstr(&b, "public_file", path);
+        jbuf_kstr(&b, "secret_file", secret_path);
+        jbuf_end(&b, '}');
+        printf("%s\n", b.data);
+        jbuf_free(&b);
+    } else {
+        printf("%s\n", public_key); //  alone, for KEY=$(ternctl keys gen NAME)
+    }
     fprintf(stderr, "ternctl: keys: wrote %s (public) and %s (secret, keep it private)\n", path,
             secret_path);
     return 0;
 }
 
-static int s_show(int argc, char **argv) {
-    if (argc != 1 || argv[0][0] == '-') {
-        return s_usage("show takes one FILE");
+//  What `keys show` reports of one certificate file, read from that file only.
+typedef struct {
+    char name[65];   //  metadata/name, else the file name up to its first '.'
+    char role[65];   //  metadata/role, else "default" (what ternd assigns)
+    bool has_secret; //  the file itself holds curve/secret-key
+} s_cert_info_t;
+
+//  Reads the metadata of PATH and whether it holds a secret key, the way
+//  ternd's allow-list reads it (broker/tern_auth.c): the name and role must
+//  be valid names to count. tern_cert_load checks the keys themselves.
+static void s_cert_info(const char *path, s_cert_info_t *info) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(info->name, sizeof info->name, "%.*s", (int)strcspn(base, "."), base);
+    snprintf(info->role, sizeof info->role, "default");
+    info->has_secret = false;
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        return;
     }
-    char public_key[TERN_CURVE_KEY_LEN + 1], secret_key[TERN_CURVE_KEY_LEN + 1];
-    tern_err_t rc = tern_cert_load(argv[0], public_key, secret_key);
+    char line[1024], section[32] = "", key[32], value[128];
+    while (fgets(line, sizeof line, file)) {
+        if (line[0] != ' ' && line[0] != '#') {
+            sscanf(line, "%31s", section);
+        } else if (sscanf(line, " %31[a-z-] = \"%127[^\"]\"", key, value) == 2 ||
+                   sscanf(line, " %31[a-z-] = %127s", key, value) == 2) {
+            bool meta = strcmp(section, "metadata") == 0;
+            if (meta && strcmp(key, "name") == 0 && s_name_ok(value)) {
+                snprintf(info->name, sizeof info->name, "%.64s", value);
+            } else if (meta && strcmp(key, "role") == 0 && s_name_ok(value)) {
+                snprintf(info->role, sizeof info->role, "%.64s", value);
+            } else if (strcmp(section, "curve") == 0 && strcmp(key, "secret-key") == 0) {
+                info->has_secret = strlen(value) == TERN_CURVE_KEY_LEN;
+            }
+        }
+    }
+    fclose(file);
+}
+
+//  `keys show FILE [--json]`: what ternd will make of this certificate.
+static int s_show(int argc, char **argv, bool json) {
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            continue;
+        }
+        if (argv[i][0] == '-' || path) {
+            return s_usage("show takes one FILE (and --json)");
+        }
+        path = argv[i];
+    }
+    if (!path) {
+        return s_usage("show takes one FILE (and --json)");
+    }
+    //  The public key only: a public file's secret half beside it is not
+    //  this file's (tern_cert_load would read it in).
+    char public_key[TERN_CURVE_KEY_LEN + 1];
+    tern_err_t rc = tern_cert_load(path, public_key, NULL);
     if (rc != TERN_OK) {
-        fprintf(stderr, "ternctl: keys: %s: %s\n", argv[0],
-                rc == TERN_ENOTFOUND ? "cannot read it" : "not a CURVE certificate");
+        fprintf(stderr, "ternctl: keys: %s: %s\n", path,
+                rc == TERN_ENOTFOUND ? strerror(errno) : "not a CURVE certificate");
         return 1;
     }
-    printf("public-key %s\nsecret     %s\n", public_key, secret_key[0] ? "yes" : "no");
+    s_cert_info_t info;
+    s_cert_info(path, &info);
+    jbuf_t b;
+    jbuf_init(&b);
+    if (json) {
+        jbuf_begin(&b, '{');
+        jbuf_kstr(&b, "file", path);
+        jbuf_kstr(&b, "name", info.name);
+        jbuf_kstr(&b, "role", info.role);
+        jbuf_kstr(&b, "public_key", public_key);
+        jbuf_kbool(&b, "secret", info.has_secret);
+        jbuf_end(&b, '}');
+        printf("%s\n", b.data);
+    } else {
+        printf("file        %s\nname        %s\nrole        %s\npublic_key  %s\nsecret      %s\n",
+               path, info.name, info.role, public_key, info.has_secret ? "yes" : "no");
+    }
+    jbuf_free(&b);
     return 0;
 }
 
@@ -172,6 +265,10 @@ int ternctl_keys_main(int argc, char **argv) {
     }
     int rest = argc - at - 1;
     char **args = argv + at + 1;
+    bool json = false; //  --json, before or after `keys`
+    for (int i = 1; i < argc; i++) {
+        json |= strcmp(argv[i], "--json") == 0;
+    }
     for (int i = 0; i < rest; i++) {
         if (strcmp(args[i], "--help") == 0 || strcmp(args[i], "-h") == 0) {
             fputs(ternctl_keys_help, stdout);
@@ -182,10 +279,10 @@ int ternctl_keys_main(int argc, char **argv) {
         return s_usage("needs a subcommand: gen or show");
     }
     if (strcmp(args[0], "gen") == 0) {
-        return s_gen(rest - 1, args + 1);
+        return s_gen(rest - 1, args + 1, json);
     }
     if (strcmp(args[0], "show") == 0) {
-        return s_show(rest - 1, args + 1);
+        return s_show(rest - 1, args + 1, json);
     }
     return s_usage("unknown subcommand (gen or show)");
 }

@@ -7,10 +7,12 @@
     (repl/listen) answers them too. The reply of `peers` is a JSON
     array with one object per peer (keys dc, node_id, endpoint, state,
     lag_msgs, lag_ms, last_seen_ms and counters); with --json each object is
-    printed on its own line, otherwise as a table.
+    printed on its own line, otherwise as ternctl's table with human times.
+    The states are tern_peer.c's names, which /metrics uses too.
 */
 #include "tern.h"
 #include "ternctl_json.h"
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,42 +27,148 @@ const char *ternctl_peers_help =
     "\n"
     "SYNOPSIS\n"
     "    ternctl [-s ENDPOINT] peers [--json]\n"
-    "    ternctl [-s ENDPOINT] peers pause NAME\n"
-    "    ternctl [-s ENDPOINT] peers resume NAME\n"
+    "    ternctl [-s ENDPOINT] peers pause NAME [--json]\n"
+    "    ternctl [-s ENDPOINT] peers resume NAME [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Talks to the node's client endpoint (default $TERN_SERVER, then\n"
     "    tcp://127.0.0.1:7600; its replication endpoint answers too). Needs\n"
     "    the admin role with auth/mode = curve. Without replication `peers`\n"
-    "    is empty and pause/resume fail with TERN_ENOTFOUND.\n"
-    "    `peers` lists one line per peer DC: dc, node_id,\n"
-    "    endpoint, state (idle, connecting, live, paused), lag_msgs (local\n"
-    "    records the peer has not confirmed), lag_ms (age of the oldest of\n"
-    "    them), last_seen_ms (unix ms of the last frame from it) and counters.\n"
+    "    prints \"no peers configured\" and pause/resume fail with\n"
+    "    TERN_ENOTFOUND.\n"
+    "    `peers` prints a table, one row per peer DC: DC, NODE_ID, STATE (idle,\n"
+    "    connecting, live, paused: the names of tern_repl_peer_state in\n"
+    "    /metrics), LAG_MSGS (local records the peer has not confirmed), LAG\n"
+    "    (age of the oldest of them), LAST_SEEN (\"3s ago\", or never) and\n"
+    "    ENDPOINT. With --json one object per peer and line, raw numbers:\n"
+    "    dc, node_id, endpoint, state, lag_msgs, lag_ms, last_seen_ms (unix\n"
+    "    ms), last_seen_age_ms and counters (docs/replication.md).\n"
     "    `pause NAME` closes the link to peer NAME in both directions and keeps\n"
     "    it closed; `resume NAME` reconnects at once. Records accumulate in the\n"
-    "    outbox meanwhile (kept for repl/outbox_retention).\n";
+    "    outbox meanwhile (kept for repl/outbox_retention). Both print dc,\n"
+    "    state and paused as `key  value` lines, or one object with --json.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success, 1 failure (no such peer, broker unreachable), 2 usage error.\n";
 
-static void s_line(jbuf_t *b) {
-    fwrite(b->data, 1, b->len, stdout);
-    fputc('\n', stdout);
+void ternctl_print_table(const json_t *array, const char *const *columns); //  ternctl.c
+void ternctl_print_object(const json_t *object);                           //  ternctl.c
+
+static uint64_t s_u64(const json_t *obj, const char *key) {
+    const json_t *v = json_get(obj, key);
+    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
 }
 
-static void s_cell(const json_t *obj, const char *key, int width) {
-    const json_t *v = json_get(obj, key);
+//  MS in its largest whole unit: "850ms", "3s", "12m", "5h", "2d".
+static void s_span(uint64_t ms, char *out, size_t cap) {
+    static const struct {
+        uint64_t ms;      //  length of the unit
+        const char *unit; //  its suffix
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+    size_t u = 0;
+    while (u + 1 < sizeof units / sizeof units[0] && ms < units[u].ms) {
+        u++;
+    }
+    snprintf(out, cap, "%" PRIu64 "%s", ms / units[u].ms, ms ? units[u].unit : "s");
+}
+
+//  The human form of one peer: times as spans ("3s ago", "never"), the
+//  counters left to --json. Written as JSON so that the house table prints it.
+static void s_human_peer(jbuf_t *b, const json_t *peer) {
+    static const char *const copied[] = {"dc", "node_id", "state", "lag_msgs", "endpoint", NULL};
+    char lag[32], seen[48];
+    s_span(s_u64(peer, "lag_ms"), lag, sizeof lag);
+    if (s_u64(peer, "last_seen_ms") == 0) {
+        snprintf(seen, sizeof seen, "never");
+    } else {
+        s_span(s_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
+        strcat(seen, " ago");
+    }
+    jbuf_begin(b, '{');
+    for (int i = 0; copied[i]; i++) {
+        const json_t *v = json_get(peer, copied[i]);
+        if (v) {
+            jbuf_key(b, copied[i]);
+            jbuf_value(b, v);
+        }
+    }
+    jbuf_kstr(b, "lag", lag);
+    jbuf_kstr(b, "last_seen", seen);
+    jbuf_end(b, '}');
+}
+
+//  Prints the reply DOC of `peers` (an array) or of pause/resume (an object).
+static void s_print(const json_t *doc, bool json) {
+    static const char *const cols[] = {"dc",  "node_id",   "state",    "lag_msgs",
+                                       "lag", "last_seen", "endpoint", NULL};
     jbuf_t b;
     jbuf_init(&b);
-    if (v) {
-        jbuf_value(&b, v);
+    if (json) {
+        for (size_t i = 0; doc->kind == JSON_ARRAY && i < doc->count; i++) {
+            jbuf_reset(&b);
+            jbuf_value(&b, doc->items[i]);
+            printf("%s\n", b.data);
+        }
+        if (doc->kind != JSON_ARRAY) {
+            jbuf_value(&b, doc);
+            printf("%s\n", b.data);
+        }
+    } else if (doc->kind == JSON_OBJECT) {
+        ternctl_print_object(doc);
+    } else if (doc->kind == JSON_ARRAY && doc->count == 0) {
+        printf("no peers configured\n");
+    } else if (doc->kind == JSON_ARRAY) {
+        jbuf_begin(&b, '[');
+        for (size_t i = 0; i < doc->count; i++) {
+            s_human_peer(&b, doc->items[i]);
+        }
+        jbuf_end(&b, ']');
+        json_t *rows = json_parse(b.data, b.len);
+        ternctl_print_table(rows, cols);
+        json_destroy(&rows);
     }
-    char *text = b.data ? b.data : "";
-    if (text[0] == '"') {
-        size_t n = strlen(text);
-        text[n - 1] = 0;
-        text++;
-    }
-    printf("%-*s ", width, text);
+    fflush(stdout);
     jbuf_free(&b);
+}
+
+//  Runs admin OP with KV[0..COUNT) on SERVER; *DOC_P gets the parsed reply
+//  (caller destroys it). Returns 0, 1 (failure, said on stderr) or 2.
+static int s_ask(const char *server, uint64_t timeout, const char *op, const tern_header_t *kv,
+                 size_t count, json_t **doc_p) {
+    if (!server || !*server) {
+        server = TERN_DEFAULT_ENDPOINT;
+    }
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "ternctl";
+    options.timeout_ms = (uint32_t)timeout;
+    options.heartbeat_ms = 2000;
+    options.connect_timeout_ms = 2000;
+    options.backoff_max_ms = 1000;
+    ternctl_curve_options(&options);
+    tern_client_t *client = tern_client_new(server, &options);
+    if (!client) {
+        fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
+        return S_EXIT_USAGE;
+    }
+    char *reply = NULL;
+    tern_err_t rc = tern_admin(client, op, kv, count, &reply, (int)timeout);
+    bool connected = tern_client_connected(client);
+    tern_client_destroy(&client);
+    if (rc != TERN_OK) {
+        const char *reason = tern_last_reason();
+        fprintf(stderr, "ternctl: %s: %s%s%s\n", op,
+                rc == TERN_ETIMEOUT && !connected ? "cannot reach the broker" : tern_strerror(rc),
+                reason && *reason ? ": " : "", reason ? reason : "");
+        return 1;
+    }
+    *doc_p = json_parse(reply, strlen(reply));
+    free(reply);
+    if (!*doc_p) {
+        fprintf(stderr, "ternctl: %s: the reply is not JSON\n", op);
+        return 1;
+    }
+    return 0;
 }
 
 int ternctl_peers_main(int argc, char **argv) {
@@ -117,66 +225,12 @@ int ternctl_peers_main(int argc, char **argv) {
         kv[0].value = words[2];
         count = 1;
     }
-    if (!server || !*server) {
-        server = TERN_DEFAULT_ENDPOINT;
+    json_t *doc = NULL;
+    int rc = s_ask(server, timeout, op, kv, count, &doc);
+    if (rc != 0) {
+        return rc;
     }
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.name = "ternctl";
-    options.timeout_ms = (uint32_t)timeout;
-    options.heartbeat_ms = 2000;
-    options.connect_timeout_ms = 2000;
-    options.backoff_max_ms = 1000;
-    ternctl_curve_options(&options);
-    tern_client_t *client = tern_client_new(server, &options);
-    if (!client) {
-        fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
-        return S_EXIT_USAGE;
-    }
-    char *reply = NULL;
-    tern_err_t rc = tern_admin(client, op, kv, count, &reply, (int)timeout);
-    bool connected = tern_client_connected(client);
-    tern_client_destroy(&client);
-    if (rc != TERN_OK) {
-        const char *reason = tern_last_reason();
-        fprintf(stderr, "ternctl: %s: %s%s%s\n", op,
-                rc == TERN_ETIMEOUT && !connected ? "cannot reach the broker" : tern_strerror(rc),
-                reason && *reason ? ": " : "", reason ? reason : "");
-        return 1;
-    }
-    json_t *doc = json_parse(reply, strlen(reply));
-    free(reply);
-    if (!doc) {
-        fprintf(stderr, "ternctl: %s: the reply is not JSON\n", op);
-        return 1;
-    }
-    jbuf_t b;
-    jbuf_init(&b);
-    if (doc->kind == JSON_ARRAY && !json) {
-        static const char *cols[] = {"dc",     "node_id",      "state",    "lag_msgs",
-                                     "lag_ms", "last_seen_ms", "endpoint", NULL};
-        for (int c = 0; cols[c]; c++) {
-            printf("%-*s ", c == 6 ? 0 : 14, cols[c]);
-        }
-        printf("\n");
-        for (size_t i = 0; i < doc->count; i++) {
-            for (int c = 0; cols[c]; c++) {
-                s_cell(doc->items[i], cols[c], c == 6 ? 0 : 14);
-            }
-            printf("\n");
-        }
-    } else if (doc->kind == JSON_ARRAY) {
-        for (size_t i = 0; i < doc->count; i++) {
-            jbuf_reset(&b);
-            jbuf_value(&b, doc->items[i]);
-            s_line(&b);
-        }
-    } else {
-        jbuf_value(&b, doc);
-        s_line(&b);
-    }
-    fflush(stdout);
-    jbuf_free(&b);
+    s_print(doc, json);
     json_destroy(&doc);
     return 0;
 }

@@ -17,9 +17,21 @@
 extern "C" {
 #endif
 
+/*  The version of this header; tern_version() gives the library's.
+    CMakeLists.txt reads these three lines (as libzmq's reads zmq.h), so they
+    alone name libtern.so.MAJOR, tern.pc's Version and every --version. */
 #define TERN_VERSION_MAJOR 0
 #define TERN_VERSION_MINOR 1
 #define TERN_VERSION_PATCH 0
+
+/*  Marks the public API. libtern.so is built with -fvisibility=hidden, so it
+    exports exactly the functions declared with TERN_EXPORT (a test compares
+    its dynamic symbols with this header). */
+#if defined(__GNUC__)
+#define TERN_EXPORT __attribute__((visibility("default")))
+#else
+#define TERN_EXPORT
+#endif
 
 /*  Error codes. 0 is success; every other value names one failure. The numeric
     values are part of the wire protocol (ERROR frames carry them). */
@@ -62,10 +74,10 @@ typedef enum {
 
 /*  Returns a static, human-readable description of ERR (never NULL; unknown
     codes give "unknown error"). Thread-safe. */
-const char *tern_strerror(int err);
+TERN_EXPORT const char *tern_strerror(int err);
 
 /*  Returns the symbolic name of ERR, e.g. "TERN_EFULL" (never NULL). */
-const char *tern_errname(int err);
+TERN_EXPORT const char *tern_errname(int err);
 
 /*  ------------------------------------------------------------------------
     The client API.
@@ -133,10 +145,10 @@ typedef struct {
     SECRET_KEY may be NULL; it is "" when there is none). Returns TERN_OK,
     TERN_ENOTFOUND if PATH cannot be read, or TERN_EINVAL if it is not a
     certificate. Thread-safe. */
-tern_err_t tern_cert_load(const char *path, char *public_key, char *secret_key);
+TERN_EXPORT tern_err_t tern_cert_load(const char *path, char *public_key, char *secret_key);
 
 /*  Sets every field of OPTIONS to its default. Thread-safe. */
-void tern_client_options_init(tern_client_options_t *options);
+TERN_EXPORT void tern_client_options_init(tern_client_options_t *options);
 
 /*  Creates a client for ENDPOINTS, a comma-separated list of ZeroMQ endpoints
     ("tcp://10.0.0.1:7600,tcp://10.0.0.2:7600"; NULL = TERN_DEFAULT_ENDPOINT),
@@ -148,11 +160,12 @@ void tern_client_options_init(tern_client_options_t *options);
     range (window 0 or > 65536, invalid name or producer_id) or the thread cannot be
     started. Does not wait for a connection: see tern_client_wait_connected.
     Caller owns the return value; destroy it with tern_client_destroy. */
-tern_client_t *tern_client_new(const char *endpoints, const tern_client_options_t *options);
+TERN_EXPORT tern_client_t *tern_client_new(const char *endpoints,
+                                           const tern_client_options_t *options);
 
 /*  Same as tern_client_new with an array of COUNT endpoint strings. */
-tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
-                                     const tern_client_options_t *options);
+TERN_EXPORT tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
+                                                 const tern_client_options_t *options);
 
 /*  Closes the client: sends BYE when connected (pending acks and other frames
     queued before this call are sent first), completes every publish still in
@@ -161,32 +174,32 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
     and frees everything, including every subscription. Messages obtained from
     the client must be destroyed before. Safe on NULL and on *SELF_P == NULL;
     nulls *SELF_P. Call it from one thread, not from a callback. */
-void tern_client_destroy(tern_client_t **self_p);
+TERN_EXPORT void tern_client_destroy(tern_client_t **self_p);
 
 /*  Waits until a session with some broker is established (WELCOME received),
     at most TIMEOUT_MS (-1 = forever). Returns TERN_OK, TERN_ETIMEOUT, the code
     of an ERROR the broker sent to our HELLO (e.g. TERN_EVERSION) if one came
     and no session is up, or TERN_ECLOSED. Thread-safe; not from a callback. */
-tern_err_t tern_client_wait_connected(tern_client_t *self, int timeout_ms);
+TERN_EXPORT tern_err_t tern_client_wait_connected(tern_client_t *self, int timeout_ms);
 
 /*  True while a session is established. Thread-safe; a snapshot. */
-bool tern_client_connected(tern_client_t *self);
+TERN_EXPORT bool tern_client_connected(tern_client_t *self);
 
 /*  Session facts from the last WELCOME (zero/empty before the first one):
     the broker's node id, its datacenter (copied into DC, DC_SIZE bytes, may
     be NULL), and the endpoint in use (copied into ENDPOINT, may be NULL).
     Returns TERN_OK, or TERN_ESTATE before the first session. Thread-safe. */
-tern_err_t tern_client_session(tern_client_t *self, uint32_t *node_id, char *dc, size_t dc_size,
-                               char *endpoint, size_t endpoint_size);
+TERN_EXPORT tern_err_t tern_client_session(tern_client_t *self, uint32_t *node_id, char *dc,
+                                           size_t dc_size, char *endpoint, size_t endpoint_size);
 
 /*  The producer id this client publishes with (random unless given).
     Borrowed; valid until the client is destroyed. Thread-safe. */
-const char *tern_client_producer(tern_client_t *self);
+TERN_EXPORT const char *tern_client_producer(tern_client_t *self);
 
 /*  The broker's reason text for the last failure of a call made by the
     calling thread, or "" if none. Borrowed; valid until the thread's next call
     into libtern. */
-const char *tern_last_reason(void);
+TERN_EXPORT const char *tern_last_reason(void);
 
 /*  ---- Publishing ---------------------------------------------------- */
 
@@ -220,7 +233,7 @@ typedef struct {
 } tern_pub_options_t;
 
 /*  Sets OPTIONS to an empty message with default priority. */
-void tern_pub_options_init(tern_pub_options_t *options);
+TERN_EXPORT void tern_pub_options_init(tern_pub_options_t *options);
 
 /*  The outcome of one publish. */
 typedef struct {
@@ -259,8 +272,8 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     if it would block on the I/O thread. FN is not called when the return
     value is not TERN_OK. Thread-safe; messages published from one thread are
     sent in call order. */
-tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg, tern_pub_fn *fn,
-                              void *arg);
+TERN_EXPORT tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg,
+                                          tern_pub_fn *fn, void *arg);
 
 /*  Publishes one message and waits until it is stored (PUBACK) or fails, at
     most TIMEOUT_MS (-1 = forever, 0 = the client's timeout_ms). RESULT (may
@@ -269,17 +282,17 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
     TERN_ETIMEOUT — then the message stays in flight and may still be stored
     (a retry with the same producer_seq is deduplicated). Thread-safe; not
     from a callback. */
-tern_err_t tern_publish(tern_client_t *self, const tern_pub_options_t *msg, int timeout_ms,
-                        tern_pub_result_t *result);
+TERN_EXPORT tern_err_t tern_publish(tern_client_t *self, const tern_pub_options_t *msg,
+                                    int timeout_ms, tern_pub_result_t *result);
 
 /*  Waits until no publish is in flight (every publish accepted so far, also
     from other threads, has completed and its callback has returned), at most
     TIMEOUT_MS (-1 = forever). Returns TERN_OK, TERN_ETIMEOUT, TERN_ECLOSED, or
     TERN_ESTATE from a callback. Thread-safe. */
-tern_err_t tern_flush(tern_client_t *self, int timeout_ms);
+TERN_EXPORT tern_err_t tern_flush(tern_client_t *self, int timeout_ms);
 
 /*  Number of publishes in flight (queued, sent, not yet completed). */
-size_t tern_client_inflight(tern_client_t *self);
+TERN_EXPORT size_t tern_client_inflight(tern_client_t *self);
 
 /*  ---- Subscribing ---------------------------------------------------- */
 
@@ -297,7 +310,7 @@ typedef struct {
     uint32_t credit;      //  max unacked messages in flight; 0 = broker default
 } tern_sub_options_t;
 
-void tern_sub_options_init(tern_sub_options_t *options);
+TERN_EXPORT void tern_sub_options_init(tern_sub_options_t *options);
 
 /*  Delivery callback. Runs on the I/O thread. Takes ownership of MSG: the
     callback (or whoever it hands MSG to) must ack/nack/term it as needed and
@@ -321,9 +334,9 @@ typedef void(tern_msg_fn)(tern_message_t *msg, void *arg);
     ERROR, TERN_ETIMEOUT, TERN_ECLOSED, TERN_ESTATE (called from a callback).
     The subscription belongs to the client: it stays valid until
     tern_unsubscribe or tern_client_destroy. Thread-safe. */
-tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
-                          const tern_sub_options_t *options, tern_msg_fn *fn, void *arg,
-                          tern_subscription_t **sub_p);
+TERN_EXPORT tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
+                                      const tern_sub_options_t *options, tern_msg_fn *fn, void *arg,
+                                      tern_subscription_t **sub_p);
 
 /*  Waits up to TIMEOUT_MS (-1 = forever, 0 = poll) for the next message of a
     pull subscription (FN was NULL). Returns TERN_OK and sets *MSG_P (caller
@@ -331,18 +344,19 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
     for a callback subscription, or TERN_ECLOSED when the subscription or the
     client is closed and its queue is empty. Thread-safe; usually one thread
     per subscription. */
-tern_err_t tern_subscription_next(tern_subscription_t *sub, int timeout_ms, tern_message_t **msg_p);
+TERN_EXPORT tern_err_t tern_subscription_next(tern_subscription_t *sub, int timeout_ms,
+                                              tern_message_t **msg_p);
 
 /*  Adds N to the subscription's credit at the broker (CREDIT). Needed only
     when the application wants more than the subscription's credit in flight:
     each ack frees one slot by itself. Returns TERN_OK (queued), TERN_EINVAL
     (N == 0), TERN_ESTATE (not subscribed in the current session, e.g. while
     reconnecting) or TERN_ECLOSED. Thread-safe. */
-tern_err_t tern_subscription_credit(tern_subscription_t *sub, uint32_t n);
+TERN_EXPORT tern_err_t tern_subscription_credit(tern_subscription_t *sub, uint32_t n);
 
 /*  The broker-assigned id of the subscription in the current session (0 while
     not subscribed). Thread-safe snapshot. */
-uint64_t tern_subscription_id(tern_subscription_t *sub);
+TERN_EXPORT uint64_t tern_subscription_id(tern_subscription_t *sub);
 
 /*  Unsubscribes: sends UNSUBSCRIBE (messages in flight return to the group),
     stops deliveries, and nulls *SUB_P. Messages still queued for
@@ -350,40 +364,40 @@ uint64_t tern_subscription_id(tern_subscription_t *sub);
     The memory is reclaimed when the client is destroyed, so messages of the
     subscription stay safe to destroy. Returns TERN_OK or TERN_EINVAL (NULL).
     Thread-safe; not from a callback of the same subscription. */
-tern_err_t tern_unsubscribe(tern_subscription_t **sub_p);
+TERN_EXPORT tern_err_t tern_unsubscribe(tern_subscription_t **sub_p);
 
 /*  ---- Messages ------------------------------------------------------- */
 
 /*  Accessors. MSG must be non-NULL. String results are NUL-terminated and
     borrowed: valid until the message is destroyed. Empty strings mean "not
     set". Thread-safe for concurrent reads. */
-uint64_t tern_message_id(const tern_message_t *msg);  //  snowflake msg_id
-uint64_t tern_message_seq(const tern_message_t *msg); //  per-topic seq on the node
-const char *tern_message_topic(const tern_message_t *msg);
-int tern_message_priority(const tern_message_t *msg);            //  0..9
-uint32_t tern_message_delivery_count(const tern_message_t *msg); //  1 on first delivery
-const char *tern_message_trace_id(const tern_message_t *msg);    //  W3C traceparent
-const char *tern_message_producer(const tern_message_t *msg);    //  "" if none
-uint64_t tern_message_producer_seq(const tern_message_t *msg);
-uint64_t tern_message_timestamp_ns(const tern_message_t *msg); //  broker receive time
-uint64_t tern_message_expire_at_ns(const tern_message_t *msg); //  0 = never
-const char *tern_message_key(const tern_message_t *msg);
-const char *tern_message_origin(const tern_message_t *msg); //  origin datacenter
-const void *tern_message_data(const tern_message_t *msg);   //  payload (never NULL)
-size_t tern_message_size(const tern_message_t *msg);        //  payload size
-uint64_t tern_message_tag(const tern_message_t *msg);       //  delivery tag
+TERN_EXPORT uint64_t tern_message_id(const tern_message_t *msg);  //  snowflake msg_id
+TERN_EXPORT uint64_t tern_message_seq(const tern_message_t *msg); //  per-topic seq on the node
+TERN_EXPORT const char *tern_message_topic(const tern_message_t *msg);
+TERN_EXPORT int tern_message_priority(const tern_message_t *msg);            //  0..9
+TERN_EXPORT uint32_t tern_message_delivery_count(const tern_message_t *msg); //  1 on first delivery
+TERN_EXPORT const char *tern_message_trace_id(const tern_message_t *msg);    //  W3C traceparent
+TERN_EXPORT const char *tern_message_producer(const tern_message_t *msg);    //  "" if none
+TERN_EXPORT uint64_t tern_message_producer_seq(const tern_message_t *msg);
+TERN_EXPORT uint64_t tern_message_timestamp_ns(const tern_message_t *msg); //  broker receive time
+TERN_EXPORT uint64_t tern_message_expire_at_ns(const tern_message_t *msg); //  0 = never
+TERN_EXPORT const char *tern_message_key(const tern_message_t *msg);
+TERN_EXPORT const char *tern_message_origin(const tern_message_t *msg); //  origin datacenter
+TERN_EXPORT const void *tern_message_data(const tern_message_t *msg);   //  payload (never NULL)
+TERN_EXPORT size_t tern_message_size(const tern_message_t *msg);        //  payload size
+TERN_EXPORT uint64_t tern_message_tag(const tern_message_t *msg);       //  delivery tag
 
 /*  Number of metadata (header) pairs. */
-size_t tern_message_header_count(const tern_message_t *msg);
+TERN_EXPORT size_t tern_message_header_count(const tern_message_t *msg);
 
 /*  Header pair INDEX (< count): sets *KEY and *VALUE (NUL-terminated,
     borrowed until the message is destroyed). Returns TERN_OK or
     TERN_ENOTFOUND if INDEX is out of range. */
-tern_err_t tern_message_header(const tern_message_t *msg, size_t index, const char **key,
-                               const char **value);
+TERN_EXPORT tern_err_t tern_message_header(const tern_message_t *msg, size_t index,
+                                           const char **key, const char **value);
 
 /*  Value of header KEY (the first one), or NULL. Borrowed as above. */
-const char *tern_message_header_get(const tern_message_t *msg, const char *key);
+TERN_EXPORT const char *tern_message_header_get(const tern_message_t *msg, const char *key);
 
 /*  Acknowledges MSG (the broker will not redeliver it); with CUMULATIVE, also
     every earlier delivery of the same subscription. Queued, not waited for.
@@ -391,19 +405,19 @@ const char *tern_message_header_get(const tern_message_t *msg, const char *key);
     (the broker redelivers it; nothing to do) or the subscription is closed,
     or TERN_ESTATE if MSG was already settled. Thread-safe; MSG stays owned
     by the caller (destroy it after). */
-tern_err_t tern_message_ack(tern_message_t *msg, bool cumulative);
+TERN_EXPORT tern_err_t tern_message_ack(tern_message_t *msg, bool cumulative);
 
 /*  Negative acknowledgement: redeliver MSG after DELAY_MS, or after the
     broker's backoff when DELAY_MS < 0. Errors as tern_message_ack. */
-tern_err_t tern_message_nack(tern_message_t *msg, int64_t delay_ms);
+TERN_EXPORT tern_err_t tern_message_nack(tern_message_t *msg, int64_t delay_ms);
 
 /*  Moves MSG to its group's dead-letter queue now, with REASON (NULL = the
     broker's "term"; at most 256 bytes). Errors as tern_message_ack, and
     TERN_ETOOBIG for a long reason. */
-tern_err_t tern_message_term(tern_message_t *msg, const char *reason);
+TERN_EXPORT tern_err_t tern_message_term(tern_message_t *msg, const char *reason);
 
 /*  Destroys a message (without acking it). Safe on NULL; nulls *MSG_P. */
-void tern_message_destroy(tern_message_t **msg_p);
+TERN_EXPORT void tern_message_destroy(tern_message_t **msg_p);
 
 /*  ---- Administration ------------------------------------------------ */
 
@@ -416,10 +430,19 @@ void tern_message_destroy(tern_message_t **msg_p);
     the result is TERN_EINVAL (bad arguments), TERN_ENAME (bad op), the
     broker's code (e.g. TERN_ENOTFOUND; reason in tern_last_reason()),
     TERN_ETIMEOUT or TERN_ECLOSED. Thread-safe; not from a callback. */
-tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args, size_t count,
-                      char **json_out, int timeout_ms);
+TERN_EXPORT tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args,
+                                  size_t count, char **json_out, int timeout_ms);
 
 /*  ---- Utilities ----------------------------------------------------- */
+
+/*  The version of the libtern the program runs with: the TERN_VERSION_* of
+    the header it was built from, which differ from those the program was
+    compiled with when libtern.so was upgraded underneath it (an incompatible
+    release changes the SONAME, libtern.so.MAJOR). Stores the components in
+    *MAJOR, *MINOR and *PATCH (each may be NULL) and returns them as text,
+    "MAJOR.MINOR.PATCH": static, never NULL. Thread-safe. Like zmq_version
+    and mdb_version. */
+TERN_EXPORT const char *tern_version(int *major, int *minor, int *patch);
 
 /*  Parses a duration into *MS, as ternd's config and ternctl do: a bare
     number of milliseconds, or NUMBER UNIT parts from the largest unit to the
@@ -429,7 +452,7 @@ tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *
     TERN_OK, or TERN_EINVAL (NULL argument, empty, unknown unit, units out
     of order, spaces or signs, finer than 1 ms, over 2^64-1 ms) with *MS
     unchanged. Thread-safe. */
-tern_err_t tern_parse_duration(const char *text, uint64_t *ms);
+TERN_EXPORT tern_err_t tern_parse_duration(const char *text, uint64_t *ms);
 
 /*  Parses a size into *BYTES: NUMBER, an optional space, an optional unit
     (case ignored): B; K, M, G, T or KiB, MiB, GiB, TiB (powers of 1024);
@@ -437,7 +460,7 @@ tern_err_t tern_parse_duration(const char *text, uint64_t *ms);
     "10 GiB". A fraction (up to 6 decimals) is rounded down to whole bytes.
     Returns TERN_OK, or TERN_EINVAL (NULL argument, empty, unknown unit, a
     fraction of a byte, over 2^64-1) with *BYTES unchanged. Thread-safe. */
-tern_err_t tern_parse_size(const char *text, uint64_t *bytes);
+TERN_EXPORT tern_err_t tern_parse_size(const char *text, uint64_t *bytes);
 
 #ifdef __cplusplus
 }

@@ -1371,3 +1371,81 @@ bool it_raw_hello(it_raw_t *self, const char *name) {
     }
     return reply.cmd == TERN_CMD_WELCOME;
 }
+
+int it_http_get(int port, const char *path, char **body) {
+    *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    cr_assert(buf);
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            cr_assert(buf);
+        }
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        if (got <= 0) {
+            break;
+        }
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = 0;
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        free(buf);
+        return -1;
+    }
+    char *sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+    free(buf);
+    return status;
+}
+
+double it_prom_sample(const char *doc, const char *name) {
+    size_t n = strlen(name);
+    for (const char *line = doc; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, name, n) == 0 && line[n] == ' ') {
+            return strtod(line + n + 1, NULL);
+        }
+    }
+    return -1;
+}
+
+bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap) {
+    it_result_t r;
+    it_ctl(&r, b, 10000, "groups", topic, NULL);
+    it_assert_ok(&r, "ternctl groups");
+    char **lines;
+    size_t n = it_split_lines(r.out, &lines);
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
+        char g[TERN_NAME_MAX + 1];
+        if (it_json_str(lines[i], "group", g, sizeof g) && strcmp(g, group) == 0) {
+            snprintf(line, cap, "%s", lines[i]);
+            found = true;
+        }
+    }
+    free(lines);
+    it_result_free(&r);
+    return found;
+}

@@ -183,6 +183,11 @@ bool it_json_bool(const char *obj, const char *key, bool *out);
     length; NULL if absent or not a string. */
 char *it_json_strdup(const char *obj, const char *key, size_t *len_p);
 
+/*  The line of GROUP in `ternctl --json groups TOPIC` against B, copied into
+    LINE (CAP bytes); asserts that ternctl succeeded; false if GROUP is not
+    listed. */
+bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap);
+
 /*  One delivered message as printed by `ternctl --json sub`. */
 typedef struct {
     char topic[256];        //  topic
@@ -248,6 +253,15 @@ bool it_raw_hello(it_raw_t *self, const char *name);
 #define it_assert_ok(r, what)                                                                      \
     cr_assert_eq((r)->status, 0, "%s: exit %d%s\nstdout:\n%s\nstderr:\n%s", (what), (r)->status,   \
                  (r)->timed_out ? " (timed out)" : "", (r)->out, (r)->err)
+
+/*  GET PATH from 127.0.0.1:PORT over HTTP/1.0 (the metrics endpoint).
+    Returns the status code (or -1 if unreachable) and the body in *BODY
+    (caller frees; NULL on failure). */
+int it_http_get(int port, const char *path, char **body);
+
+/*  The value of sample NAME (with its labels, e.g. `x{topic="t"}`) in a
+    Prometheus text document DOC; -1 if absent. */
+double it_prom_sample(const char *doc, const char *name);
 
 /*  Small helpers. */
 int64_t it_now_ms(void);

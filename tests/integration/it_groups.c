@@ -288,3 +288,82 @@ Test(groups, from_new_on_missing_topic_gets_first_commit, .fini = it_teardown, .
     free(out);
     it_proc_destroy(&c);
 }
+
+static int64_t s_field(const char *line, const char *key) {
+    int64_t v = -1;
+    cr_assert(it_json_int(line, key, &v), "no %s in %s", key, line);
+    return v;
+}
+
+//  Polls GROUP on TOPIC until its `acked` counter reaches WANT (acks are
+//  queued, not waited for); its line is left in LINE.
+static void s_wait_acked(it_broker_t *b, const char *topic, const char *group, int64_t want,
+                         char *line, size_t cap) {
+    int64_t deadline = it_now_ms() + 10000;
+    while (true) {
+        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
+        if (s_field(line, "acked") >= want || it_now_ms() > deadline) {
+            break;
+        }
+        it_sleep_ms(50);
+    }
+    cr_assert_eq(s_field(line, "acked"), want, "groups: %s", line);
+}
+
+//  Issue 12 item 8: ack_floor is JetStream's (the highest seq such that
+//  every seq <= it is acked), next_unacked the lowest seq not yet acked.
+Test(groups, ack_floor_and_next_unacked, .fini = it_teardown, .timeout = 60) {
+    it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
+    it_pub(b, "it.floor", "f{n}", 3);
+    char line[1024];
+    cr_assert(it_group_line(b, "it.floor", "all", line, sizeof line) == false);
+    it_msg_t *msgs;
+    size_t m = s_sub(b, "it.floor", "all", 3, "3s", NULL, &msgs);
+    cr_assert_eq(m, 3);
+    it_msgs_free(msgs, m);
+    s_wait_acked(b, "it.floor", "all", 3, line, sizeof line);
+    cr_assert_eq(s_field(line, "ack_floor"), 3, "all acked: %s", line);
+    cr_assert_eq(s_field(line, "next_unacked"), 4, "all acked: %s", line);
+
+    //  Acks of 1 and 3 but not 2: the floor stays at 1.
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "it-floor";
+    tern_client_t *client = tern_client_new(b->endpoint, &options);
+    cr_assert(client);
+    tern_sub_options_t so;
+    tern_sub_options_init(&so);
+    so.group = "gap";
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "it.floor", &so, NULL, NULL, &sub), TERN_OK);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        tern_message_t *msg = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 10000, &msg), TERN_OK, "message %llu",
+                     (unsigned long long)seq);
+        cr_assert_eq(tern_message_seq(msg), seq);
+        if (seq != 2) {
+            cr_assert_eq(tern_message_ack(msg, false), TERN_OK);
+        }
+        tern_message_destroy(&msg);
+    }
+    s_wait_acked(b, "it.floor", "gap", 2, line, sizeof line);
+    cr_assert_eq(s_field(line, "ack_floor"), 1, "2 unacked: %s", line);
+    cr_assert_eq(s_field(line, "next_unacked"), 2, "2 unacked: %s", line);
+    cr_assert_eq(s_field(line, "pending"), 1, "2 unacked: %s", line);
+    tern_client_destroy(&client);
+
+    //  The text table has both columns.
+    char *argv[] = {(char *)it_ternctl_path(), "-s", b->endpoint, "groups", "it.floor", NULL};
+    it_result_t r;
+    it_run(&r, 10000, NULL, argv);
+    it_assert_ok(&r, "ternctl groups (text)");
+    cr_assert(strstr(r.out, "ACK_FLOOR") || strstr(r.out, "ack_floor"), "%s", r.out);
+    cr_assert(strstr(r.out, "NEXT_UNACKED") || strstr(r.out, "next_unacked"), "%s", r.out);
+    it_result_free(&r);
+    //  ... and its help defines them.
+    char *hargv[] = {(char *)it_ternctl_path(), "groups", "--help", NULL};
+    it_run(&r, 10000, NULL, hargv);
+    it_assert_ok(&r, "ternctl groups --help");
+    cr_assert(strstr(r.out, "    ack_floor ") && strstr(r.out, "    next_unacked "), "%s", r.out);
+    it_result_free(&r);
+}

@@ -9,14 +9,11 @@
 #include "harness.h"
 #include "test_port.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define S_TOPIC "it.metrics"
@@ -24,72 +21,9 @@
 #define S_M     4  //  published, delivered, nacked, dead-lettered
 #define S_K     3  //  published with a 1 s ttl, never consumed: expired
 
-//  GET PATH from 127.0.0.1:PORT over HTTP/1.0. Returns the status code (or
-//  -1 if unreachable) and the body in *BODY (caller frees).
-static int s_http_get(int port, const char *path, char **body) {
-    *body = NULL;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        close(fd);
-        return -1;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    cr_assert(buf);
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            cr_assert(buf);
-        }
-        ssize_t got = read(fd, buf + len, cap - len - 1);
-        if (got <= 0) {
-            break;
-        }
-        len += (size_t)got;
-    }
-    close(fd);
-    buf[len] = 0;
-    int status = -1;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-        free(buf);
-        return -1;
-    }
-    char *sep = strstr(buf, "\r\n\r\n");
-    *body = strdup(sep ? sep + 4 : "");
-    free(buf);
-    return status;
-}
-
-//  The value of sample NAME (with its labels, e.g. `x{topic="t"}`) in a
-//  Prometheus text document; -1 if absent.
-static double s_sample(const char *doc, const char *name) {
-    size_t n = strlen(name);
-    for (const char *line = doc; line && *line;
-         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        if (strncmp(line, name, n) == 0 && line[n] == ' ') {
-            return strtod(line + n + 1, NULL);
-        }
-    }
-    return -1;
-}
-
 static char *s_scrape(int port) {
     char *body = NULL;
-    int status = s_http_get(port, "/metrics", &body);
+    int status = it_http_get(port, "/metrics", &body);
     cr_assert_eq(status, 200, "GET /metrics: %d", status);
     return body;
 }
@@ -125,8 +59,8 @@ static char *s_base; //  the scrape the deltas are taken from
 
 //  Expects sample NAME to have moved by exactly WANT since s_base.
 static void s_expect(const char *doc, const char *name, double want) {
-    double base = s_base ? s_sample(s_base, name) : 0;
-    double got = s_sample(doc, name) - (base < 0 ? 0 : base);
+    double base = s_base ? it_prom_sample(s_base, name) : 0;
+    double got = it_prom_sample(doc, name) - (base < 0 ? 0 : base);
     cr_expect_eq(got, want, "%s moved by %g, expected %g", name, got, want);
 }
 
@@ -160,16 +94,16 @@ Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120
                                      "--sweep-interval", "100ms", "-v", NULL);
 
     char *body = NULL;
-    cr_assert_eq(s_http_get(port, "/healthz", &body), 200, "healthz: %s", body ? body : "");
+    cr_assert_eq(it_http_get(port, "/healthz", &body), 200, "healthz: %s", body ? body : "");
     free(body);
-    cr_assert_eq(s_http_get(port, "/nope", &body), 404);
+    cr_assert_eq(it_http_get(port, "/nope", &body), 404);
     free(body);
     char *doc = s_scrape(port);
     s_expect(doc, "tern_messages_published_total", 0);
     s_expect(doc, "tern_up", 1);
     s_expect(doc, "tern_storage_full", 0);
-    cr_expect_gt(s_sample(doc, "process_resident_memory_bytes"), 0);
-    cr_expect_gt(s_sample(doc, "process_open_fds"), 0);
+    cr_expect_gt(it_prom_sample(doc, "process_resident_memory_bytes"), 0);
+    cr_expect_gt(it_prom_sample(doc, "process_open_fds"), 0);
     cr_expect(strstr(doc, "# TYPE tern_publish_durable_seconds histogram"), "%s", doc);
     free(doc);
 
@@ -229,7 +163,7 @@ Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120
     s_expect(doc, "tern_group_nacked_total{topic=\"" S_TOPIC "\",group=\"g\"}", S_M);
     s_expect(doc, "tern_group_dead_lettered_total{topic=\"" S_TOPIC "\",group=\"g\"}", S_M);
     s_expect(doc, "tern_group_inflight{topic=\"" S_TOPIC "\",group=\"g\"}", 0);
-    cr_expect_eq(s_sample(doc, "tern_group_inflight{topic=\"" S_TOPIC "\",group=\"g\"}"), 0);
+    cr_expect_eq(it_prom_sample(doc, "tern_group_inflight{topic=\"" S_TOPIC "\",group=\"g\"}"), 0);
     s_expect(doc, "tern_publish_durable_seconds_count", S_N + S_M + S_K);
     s_expect(doc, "tern_publish_deliver_seconds_count", S_N + S_M);
     s_expect(doc, "tern_publish_durable_seconds_bucket{le=\"+Inf\"}", S_N + S_M + S_K);
@@ -239,7 +173,7 @@ Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120
     for (size_t i = 0; i < 8; i++) {
         char name[96];
         snprintf(name, sizeof name, "tern_decode_errors_total{code=\"%s\"}", codes[i]);
-        decode_before += s_sample(doc, name);
+        decode_before += it_prom_sample(doc, name);
     }
     free(doc);
 
@@ -255,7 +189,7 @@ Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120
     for (size_t i = 0; i < 8; i++) {
         char name[96];
         snprintf(name, sizeof name, "tern_decode_errors_total{code=\"%s\"}", codes[i]);
-        decode_after += s_sample(doc, name);
+        decode_after += it_prom_sample(doc, name);
     }
     cr_expect_eq(decode_after, decode_before + 1, "decode errors %g -> %g", decode_before,
                  decode_after);
@@ -359,7 +293,7 @@ Test(metrics, healthz_flips_when_storage_is_full, .fini = it_teardown, .timeout 
     it_broker_t *b =
         it_start_broker("--metrics", addr, "--map-initial", "1M", "--map-max", "1M", NULL);
     char *body = NULL;
-    int status = s_http_get(port, "/healthz", &body);
+    int status = it_http_get(port, "/healthz", &body);
     cr_assert_eq(status, 200, "healthz before: %d %s", status, body ? body : "");
     cr_expect(strstr(body, "ok"), "%s", body);
     free(body);
@@ -381,22 +315,22 @@ Test(metrics, healthz_flips_when_storage_is_full, .fini = it_teardown, .timeout 
     }
     cr_assert(refused, "100 more 8 KiB publishes fit into a full 1 MiB map");
 
-    status = s_http_get(port, "/healthz", &body);
+    status = it_http_get(port, "/healthz", &body);
     cr_assert_eq(status, 503, "healthz when full: %d %s", status, body ? body : "");
     cr_expect(strstr(body, "storage full"), "%s", body);
     free(body);
     char *doc = s_scrape(port);
     s_expect(doc, "tern_storage_full", 1);
     s_expect(doc, "tern_up", 0);
-    cr_expect_gt(s_sample(doc, "tern_publish_errors_total"), 0);
-    cr_expect_eq(s_sample(doc, "tern_storage_map_max_bytes"), 1048576);
+    cr_expect_gt(it_prom_sample(doc, "tern_publish_errors_total"), 0);
+    cr_expect_eq(it_prom_sample(doc, "tern_storage_map_max_bytes"), 1048576);
     free(doc);
 
     //  Purging the topic frees the space: healthy again.
     it_ctl(&r, b, 10000, "topic", "purge", "it.full", NULL);
     it_assert_ok(&r, "ternctl topic purge");
     it_result_free(&r);
-    status = s_http_get(port, "/healthz", &body);
+    status = it_http_get(port, "/healthz", &body);
     cr_expect_eq(status, 200, "healthz after purge: %d %s", status, body ? body : "");
     free(body);
     it_ctl(&r, b, 10000, "pub", "it.full", "again", NULL);
@@ -457,13 +391,18 @@ Test(metrics, replication_peers_and_trace, .fini = it_teardown, .timeout = 120) 
     for (int64_t until = it_now_ms() + 5000; it_now_ms() < until; it_sleep_ms(200)) {
         free(doc);
         doc = s_scrape(http_a);
-        if (s_sample(doc, "tern_repl_records_shipped_total{peer=\"dc2\"}") >= 1 &&
-            s_sample(doc, "tern_repl_peer_lag_messages{peer=\"dc2\"}") == 0) {
+        if (it_prom_sample(doc, "tern_repl_records_shipped_total{peer=\"dc2\"}") >= 1 &&
+            it_prom_sample(doc, "tern_repl_peer_lag_messages{peer=\"dc2\"}") == 0) {
             break;
         }
     }
-    cr_expect_eq(s_sample(doc, "tern_repl_peer_state{peer=\"dc2\",state=\"live\"}"), 1, "%s", doc);
-    cr_expect_geq(s_sample(doc, "tern_repl_records_shipped_total{peer=\"dc2\"}"), 1, "%s", doc);
-    cr_expect_eq(s_sample(doc, "tern_repl_peer_lag_messages{peer=\"dc2\"}"), 0, "%s", doc);
+    cr_expect_eq(it_prom_sample(doc, "tern_repl_peer_state{peer=\"dc2\",state=\"live\"}"), 1, "%s",
+                 doc);
+    //  The other labels are the state names `ternctl peers` shows (tern_peer.c).
+    cr_expect_eq(it_prom_sample(doc, "tern_repl_peer_state{peer=\"dc2\",state=\"connecting\"}"), 0,
+                 "%s", doc);
+    cr_expect_geq(it_prom_sample(doc, "tern_repl_records_shipped_total{peer=\"dc2\"}"), 1, "%s",
+                  doc);
+    cr_expect_eq(it_prom_sample(doc, "tern_repl_peer_lag_messages{peer=\"dc2\"}"), 0, "%s", doc);
     free(doc);
 }

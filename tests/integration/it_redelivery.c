@@ -17,32 +17,44 @@ static it_broker_t *s_broker(void) {
     return it_start_broker("--ack-wait", "300ms", "--backoff", "50ms", "--max-deliver", "3", NULL);
 }
 
-//  The first JSON line of `ternctl --json ARGS` whose "group" is GROUP, copied
-//  into LINE; false if none.
-static bool s_group_line(it_broker_t *b, const char *topic, const char *group, char *line,
-                         size_t cap) {
-    it_result_t r;
-    it_ctl(&r, b, 10000, "groups", topic, NULL);
-    it_assert_ok(&r, "ternctl groups");
-    char **lines;
-    size_t n = it_split_lines(r.out, &lines);
-    bool found = false;
-    for (size_t i = 0; i < n && !found; i++) {
-        char g[80];
-        if (it_json_str(lines[i], "group", g, sizeof g) && strcmp(g, group) == 0) {
-            snprintf(line, cap, "%s", lines[i]);
-            found = true;
-        }
-    }
-    free(lines);
-    it_result_free(&r);
-    return found;
-}
-
 static int64_t s_field(const char *line, const char *key) {
     int64_t v = -1;
     cr_assert(it_json_int(line, key, &v), "no %s in %s", key, line);
     return v;
+}
+
+//  A consumer of TOPIC in GROUP that acks nothing, left running until the
+//  test stops it; returned once it has printed WANT messages.
+static it_proc_t *s_hold(it_broker_t *b, const char *topic, const char *group, size_t want) {
+    it_proc_t *p = it_ctl_spawn(b, "sub", topic, "--group", group, "--no-ack", "--count", "1000",
+                                "--timeout", "60s", NULL);
+    cr_assert(p);
+    int64_t deadline = it_now_ms() + 10000;
+    while (it_proc_lines(p) < want && it_now_ms() < deadline) {
+        it_sleep_ms(10);
+    }
+    cr_assert_geq(it_proc_lines(p), want, "the --no-ack consumer got %zu of %zu messages",
+                  it_proc_lines(p), want);
+    return p;
+}
+
+//  Kills P (SIGKILL: no BYE) and parses what it printed into *MSGS; returns
+//  the count (free with it_msgs_free).
+static size_t s_kill_held(it_proc_t *p, it_msg_t **msgs) {
+    it_proc_signal(p, SIGKILL);
+    it_proc_wait(p, 5000);
+    char *out = it_proc_out(p);
+    size_t m = it_parse_msgs(out, msgs);
+    free(out);
+    return m;
+}
+
+//  `ternctl pub TOPIC DATA --ttl TTL`.
+static void s_pub_ttl(it_broker_t *b, const char *topic, const char *data, const char *ttl) {
+    it_result_t r;
+    it_ctl(&r, b, 15000, "pub", topic, data, "--ttl", ttl, NULL);
+    it_assert_ok(&r, "ternctl pub --ttl");
+    it_result_free(&r);
 }
 
 Test(redelivery, no_ack_is_redelivered_after_ack_wait, .fini = it_teardown, .timeout = 60) {
@@ -112,7 +124,7 @@ Test(redelivery, nack_redelivers_then_max_deliver_dlq, .fini = it_teardown, .tim
     it_result_free(&r);
 
     char line[1024];
-    cr_assert(s_group_line(b, "it.nack", "g", line, sizeof line), "group g not listed");
+    cr_assert(it_group_line(b, "it.nack", "g", line, sizeof line), "group g not listed");
     cr_assert_eq(s_field(line, "dead"), 2, "groups: %s", line);
     cr_assert_eq(s_field(line, "pending"), 0, "groups: %s", line);
     cr_assert_geq(s_field(line, "redelivered"), 4, "groups: %s", line);
@@ -168,11 +180,12 @@ Test(redelivery, term_goes_to_dlq_and_replay_redelivers, .fini = it_teardown, .t
     it_result_free(&r);
 
     char line[1024];
-    cr_assert(s_group_line(b, "it.term", "g", line, sizeof line));
+    cr_assert(it_group_line(b, "it.term", "g", line, sizeof line));
     cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
     cr_assert_eq(s_field(line, "pending"), 0, "groups: %s", line);
-    //  acked_floor = the lowest seq not yet acked (docs/storage.md).
-    cr_assert_eq(s_field(line, "acked_floor"), 3, "groups: %s", line);
+    //  Both acked after the replay: everything up to 2 is settled.
+    cr_assert_eq(s_field(line, "ack_floor"), 2, "groups: %s", line);
+    cr_assert_eq(s_field(line, "next_unacked"), 3, "groups: %s", line);
 }
 
 Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
@@ -182,24 +195,27 @@ Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 15000, "sub", "it.cnt", "--group", "g", "--count", "4", "--timeout", "3s", NULL);
     it_assert_ok(&r, "ternctl sub");
     it_result_free(&r);
+    //  sub sends its acks and exits without waiting for them to be
+    //  applied: wait until the broker has taken all four.
     char line[1024];
-    cr_assert(s_group_line(b, "it.cnt", "g", line, sizeof line), "group g not listed");
-    cr_assert_eq(s_field(line, "acked_floor"), 5, "groups: %s", line);
+    int64_t settle = it_now_ms() + 5000;
+    for (;;) {
+        cr_assert(it_group_line(b, "it.cnt", "g", line, sizeof line), "group g not listed");
+        if (s_field(line, "acked") >= 4 || it_now_ms() > settle) {
+            break;
+        }
+        it_sleep_ms(50);
+    }
+    cr_assert_eq(s_field(line, "ack_floor"), 4, "groups: %s", line);
+    cr_assert_eq(s_field(line, "next_unacked"), 5, "groups: %s", line);
     cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
     cr_assert_eq(s_field(line, "acked"), 4, "groups: %s", line);
 
     //  A consumer that does not ack, kept alive: its messages are pending.
-    it_proc_t *p = it_ctl_spawn(b, "sub", "it.cnt", "--group", "g", "--no-ack", "--count", "100",
-                                "--timeout", "10s", NULL);
-    cr_assert(p);
-    int64_t deadline = it_now_ms() + 5000;
-    while (it_proc_lines(p) < 3 && it_now_ms() < deadline) {
-        it_sleep_ms(20);
-    }
-    cr_assert_geq(it_proc_lines(p), 3, "the --no-ack consumer got nothing");
-    cr_assert(s_group_line(b, "it.cnt", "g", line, sizeof line));
+    it_proc_t *p = s_hold(b, "it.cnt", "g", 3);
+    cr_assert(it_group_line(b, "it.cnt", "g", line, sizeof line));
     cr_assert_geq(s_field(line, "pending"), 3, "groups while unacked: %s", line);
-    cr_assert_eq(s_field(line, "acked_floor"), 5, "groups: %s", line);
+    cr_assert_eq(s_field(line, "next_unacked"), 5, "groups: %s", line);
     cr_assert_eq(s_field(line, "consumers"), 1, "groups: %s", line);
     it_proc_signal(p, SIGTERM);
     it_proc_wait(p, 5000);
@@ -217,20 +233,9 @@ Test(redelivery, crashed_consumer_messages_go_to_another, .fini = it_teardown, .
     it_broker_t *b = it_start_broker("--ack-wait", "60s", "--heartbeat", "200ms",
                                      "--heartbeat-timeout", "600ms", NULL);
     it_pub(b, "it.crash", "job {n}", 50);
-    it_proc_t *victim = it_ctl_spawn(b, "sub", "it.crash", "--group", "w", "--no-ack", "--count",
-                                     "1000", "--timeout", "30s", NULL);
-    cr_assert(victim);
-    int64_t deadline = it_now_ms() + 5000;
-    while (it_proc_lines(victim) < 10 && it_now_ms() < deadline) {
-        it_sleep_ms(10);
-    }
-    size_t got = it_proc_lines(victim);
-    cr_assert_geq(got, 10, "the first consumer received only %zu messages", got);
-    it_proc_signal(victim, SIGKILL);
-    it_proc_wait(victim, 5000);
-    char *vout = it_proc_out(victim);
+    it_proc_t *victim = s_hold(b, "it.crash", "w", 10);
     it_msg_t *vm;
-    size_t vn = it_parse_msgs(vout, &vm);
+    size_t vn = s_kill_held(victim, &vm);
 
     //  --ack-wait is 60 s: only the session's death can bring them back.
     int64_t t0 = it_now_ms();
@@ -262,7 +267,6 @@ Test(redelivery, crashed_consumer_messages_go_to_another, .fini = it_teardown, .
     cr_assert_lt(took, 10000);
     it_msgs_free(msgs, m);
     it_msgs_free(vm, vn);
-    free(vout);
     it_result_free(&r);
     it_proc_destroy(&victim);
 }
@@ -281,4 +285,151 @@ Test(redelivery, ephemeral_subscription_needs_acks, .fini = it_teardown, .timeou
     cr_assert_eq(msgs[1].delivery_count, 2);
     it_msgs_free(msgs, m);
     it_result_free(&r);
+}
+
+//  Number of DLQ entries of GROUP on TOPIC; the first one's JSON copied into
+//  LINE (if any).
+static size_t s_dlq(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap) {
+    it_result_t r;
+    it_ctl(&r, b, 10000, "dlq", "list", topic, "--group", group, NULL);
+    it_assert_ok(&r, "ternctl dlq list");
+    char **lines;
+    size_t n = it_split_lines(r.out, &lines);
+    if (n) {
+        snprintf(line, cap, "%s", lines[0]);
+    }
+    free(lines);
+    it_result_free(&r);
+    return n;
+}
+
+//  Polls GROUP's `groups` line until KEY is WANT or TIMEOUT_MS passes; the
+//  last line read is left in LINE.
+static int64_t s_wait_field(it_broker_t *b, const char *topic, const char *group, const char *key,
+                            int64_t want, int timeout_ms, char *line, size_t cap) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    int64_t v = -1;
+    while (true) {
+        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
+        v = s_field(line, key);
+        if (v == want || it_now_ms() > deadline) {
+            return v;
+        }
+        it_sleep_ms(100);
+    }
+}
+
+//  `ternctl audit TOPIC --group G`: the group's line must show DEAD dead,
+//  nothing pending and no stuck entries.
+static void s_assert_not_stuck(it_broker_t *b, const char *topic, const char *group, int64_t dead) {
+    it_result_t r;
+    it_ctl(&r, b, 10000, "audit", topic, "--group", group, NULL);
+    it_assert_ok(&r, "ternctl audit");
+    cr_assert_eq(s_field(r.out, "pending"), 0, "audit: %s", r.out);
+    cr_assert_eq(s_field(r.out, "dead"), dead, "audit: %s", r.out);
+    const char *stuck = NULL;
+    size_t len = 0;
+    cr_assert(it_json_raw(r.out, "stuck", &stuck, &len), "audit: %s", r.out);
+    cr_assert(len == 2 && !strncmp(stuck, "[]", 2), "audit lists stuck entries: %s", r.out);
+    it_result_free(&r);
+}
+
+//  Receives one message of TOPIC in GROUP without acking it, from a consumer
+//  that then leaves (BYE); returns its delivery count.
+static int64_t s_take_one(it_broker_t *b, const char *topic, const char *group) {
+    it_result_t r;
+    it_ctl(&r, b, 15000, "sub", topic, "--group", group, "--no-ack", "--count", "1", "--timeout",
+           "5s", NULL);
+    it_assert_ok(&r, "ternctl sub --no-ack --count 1");
+    it_msg_t *msgs;
+    size_t m = it_parse_msgs(r.out, &msgs);
+    cr_assert_eq(m, 1, "expected one message, got %zu:\n%s", m, r.out);
+    int64_t count = msgs[0].delivery_count;
+    it_msgs_free(msgs, m);
+    it_result_free(&r);
+    return count;
+}
+
+//  Issue 12 item 2: the last delivery's consumer dies and none is left. The
+//  ack wait (60 s) cannot help: the session's end must dead-letter it.
+Test(redelivery, max_deliver_dead_letters_without_consumer, .fini = it_teardown, .timeout = 90) {
+    it_broker_t *b = it_start_broker("--ack-wait", "60s", "--max-deliver", "2", "--heartbeat",
+                                     "200ms", "--heartbeat-timeout", "600ms", NULL);
+    it_pub(b, "it.lonely", "poison", 1);
+    cr_assert_eq(s_take_one(b, "it.lonely", "g"), 1);
+    //  The last delivery goes to a consumer that is killed (no BYE).
+    it_proc_t *p = s_hold(b, "it.lonely", "g", 1);
+    it_msg_t *msgs;
+    size_t m = s_kill_held(p, &msgs);
+    cr_assert_eq(m, 1, "the last consumer got %zu messages", m);
+    cr_assert_eq(msgs[0].delivery_count, 2);
+    it_msgs_free(msgs, m);
+    it_proc_destroy(&p);
+
+    //  No consumer now: the group still dead-letters it.
+    char line[1024];
+    int64_t pending = s_wait_field(b, "it.lonely", "g", "pending", 0, 15000, line, sizeof line);
+    cr_assert_eq(pending, 0, "still pending with no consumer: %s", line);
+    cr_assert_eq(s_field(line, "dead"), 1, "groups: %s", line);
+    cr_assert_eq(s_field(line, "consumers"), 0, "groups: %s", line);
+    cr_assert_eq(s_dlq(b, "it.lonely", "g", line, sizeof line), 1, "not in the DLQ");
+    char reason[64] = "";
+    cr_assert(it_json_str(line, "reason", reason, sizeof reason));
+    cr_assert_str_eq(reason, "max_deliver");
+    cr_assert_eq(s_field(line, "delivery_count"), 2, "dlq: %s", line);
+    s_assert_not_stuck(b, "it.lonely", "g", 1);
+}
+
+//  Issue 12 item 2: a delivered, unacked message whose TTL runs out while no
+//  consumer is attached leaves the pending set on time (as expired).
+Test(redelivery, expired_pending_dropped_without_consumer, .fini = it_teardown, .timeout = 90) {
+    it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
+    s_pub_ttl(b, "it.ttlpend", "brief", "2s");
+    cr_assert_eq(s_take_one(b, "it.ttlpend", "g"), 1);
+    char line[1024];
+    int64_t pending = s_wait_field(b, "it.ttlpend", "g", "pending", 0, 15000, line, sizeof line);
+    cr_assert_eq(pending, 0, "expired message still pending: %s", line);
+    cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
+    s_assert_not_stuck(b, "it.ttlpend", "g", 0);
+}
+
+//  After a restart nobody subscribes: the groups' timers run anyway, for a
+//  message whose last delivery died with the old process and for one whose
+//  TTL runs out.
+Test(redelivery, timers_run_after_restart_without_consumer, .fini = it_teardown, .timeout = 120) {
+    it_broker_t *b = it_start_broker("--ack-wait", "60s", "--max-deliver", "2", NULL);
+    it_pub(b, "it.rs.dlq", "poison", 1);
+    s_pub_ttl(b, "it.rs.ttl", "brief", "4s");
+    cr_assert_eq(s_take_one(b, "it.rs.dlq", "g"), 1);
+    it_proc_t *held[2] = {s_hold(b, "it.rs.dlq", "g", 1), s_hold(b, "it.rs.ttl", "g", 1)};
+    //  Wait until both deliveries are stored (the counters commit with them).
+    char line[1024];
+    int64_t deadline = it_now_ms() + 10000;
+    while (true) {
+        cr_assert(it_group_line(b, "it.rs.dlq", "g", line, sizeof line));
+        int64_t redelivered = s_field(line, "redelivered");
+        cr_assert(it_group_line(b, "it.rs.ttl", "g", line, sizeof line));
+        if ((redelivered >= 1 && s_field(line, "delivered") >= 1) || it_now_ms() > deadline) {
+            cr_assert_geq(redelivered, 1, "the second delivery was not stored");
+            cr_assert_geq(s_field(line, "delivered"), 1, "the delivery was not stored: %s", line);
+            break;
+        }
+        it_sleep_ms(50);
+    }
+    it_broker_kill(b);
+    for (int i = 0; i < 2; i++) {
+        it_proc_signal(held[i], SIGKILL);
+        it_proc_wait(held[i], 5000);
+        it_proc_destroy(&held[i]);
+    }
+    cr_assert(it_broker_start(b), "restart failed");
+
+    int64_t pending = s_wait_field(b, "it.rs.dlq", "g", "pending", 0, 15000, line, sizeof line);
+    cr_assert_eq(pending, 0, "spent message still pending after restart: %s", line);
+    cr_assert_eq(s_dlq(b, "it.rs.dlq", "g", line, sizeof line), 1, "not in the DLQ");
+    pending = s_wait_field(b, "it.rs.ttl", "g", "pending", 0, 15000, line, sizeof line);
+    cr_assert_eq(pending, 0, "expired message still pending after restart: %s", line);
+    cr_assert_eq(s_dlq(b, "it.rs.ttl", "g", line, sizeof line), 0, "expired message dead-lettered");
+    s_assert_not_stuck(b, "it.rs.dlq", "g", 1);
+    s_assert_not_stuck(b, "it.rs.ttl", "g", 0);
 }

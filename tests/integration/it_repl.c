@@ -539,7 +539,7 @@ Test(repl, duplicate_node_id_and_unknown_dc_refused, .fini = it_teardown, .timeo
     it_result_free(&r);
 }
 
-//  The acked_floor of group G on TOPIC in DC, or -1.
+//  The next_unacked seq of group G on TOPIC in DC, or -1.
 static int64_t s_ack_floor(s_cluster_t *c, int dc, const char *topic, const char *group) {
     it_result_t r;
     int64_t floor = -1;
@@ -550,7 +550,7 @@ static int64_t s_ack_floor(s_cluster_t *c, int dc, const char *topic, const char
         for (size_t i = 0; i < n; i++) {
             char name[80];
             if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
-                it_json_int(lines[i], "acked_floor", &floor);
+                it_json_int(lines[i], "next_unacked", &floor);
             }
         }
         free(lines);

@@ -351,6 +351,20 @@ Test(security, roles) {
     it_ctl(&r, b, 10000, "topic", "purge", "notify.user.bob", NULL);
     cr_assert_eq(r.status, 1, "a publish-only key purged a topic");
     it_result_free(&r);
+    //  The admin commands of issue 12 are admin operations too.
+    const char *const admin_ops[][8] = {
+        {"get", "notify.user.bob", "1"},
+        {"view", "notify.user.bob"},
+        {"topic", "edit", "notify.user.bob", "--max-msgs", "1"},
+        {"group", "seek", "notify.user.bob", "--group", "g", "--to", "first"},
+        {"dlq", "purge", "notify.user.bob", "--group", "g"}};
+    for (size_t i = 0; i < sizeof admin_ops / sizeof admin_ops[0]; i++) {
+        const char *const *a = admin_ops[i];
+        it_ctl(&r, b, 10000, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+        cr_assert_eq(r.status, 1, "a publish-only key ran %s %s", a[0], a[1]);
+        cr_assert(strstr(r.err, "TERN_EDENIED"), "%s %s: %s", a[0], a[1], r.err);
+        it_result_free(&r);
+    }
 
     //  A key whose role is not defined may do nothing.
     s_as("norole");
@@ -377,6 +391,9 @@ Test(security, roles) {
     it_ctl(&r, b, 10000, "topics", NULL);
     it_assert_ok(&r, "admin topics");
     cr_assert(strstr(r.out, "orders.eu.created") && strstr(r.out, "notify.user.bob"), "%s", r.out);
+    it_result_free(&r);
+    it_ctl(&r, b, 10000, "get", "notify.user.bob", "1", NULL);
+    it_assert_ok(&r, "admin get");
     it_result_free(&r);
     cr_assert(s_log_has(b, "denied"), "denials are not logged");
 }

@@ -71,6 +71,45 @@ Test(auth, roles_errors) {
     cr_assert(strstr(err, "/nonexistent/roles"));
 }
 
+//  Writes LEN bytes of DATA to PATH.
+static void s_write_bytes(const char *path, const void *data, size_t len) {
+    FILE *file = fopen(path, "w");
+    cr_assert_not_null(file);
+    cr_assert_eq(fwrite(data, 1, len, file), len);
+    fclose(file);
+}
+
+Test(auth, roles_file_with_nul_refused) {
+    char path[] = "/tmp/test_auth_roles_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    //  A file of zeros used to load as an empty roles file: no roles at all.
+    static const char zeros[512];
+    s_write_bytes(path, zeros, sizeof zeros);
+    char err[256] = "";
+    cr_assert_null(tern_acl_load(path, err, sizeof err));
+    char want[128];
+    snprintf(want, sizeof want, "auth: cannot read roles file \"%s\": NUL byte at offset 0", path);
+    cr_assert(strstr(err, want), "%s", err);
+    //  The roles before a NUL used to load, the ones after it vanished.
+    size_t len = strlen(s_roles);
+    char *cut = malloc(len + 32);
+    memcpy(cut, s_roles, len);
+    memcpy(cut + len, "\0    extra\n        admin = true\n", 32);
+    s_write_bytes(path, cut, len + 32);
+    cr_assert_null(tern_acl_load(path, err, sizeof err));
+    snprintf(want, sizeof want, "NUL byte at offset %zu", len);
+    cr_assert(strstr(err, want), "%s", err);
+    s_write_bytes(path, cut, len);
+    tern_acl_t *acl = tern_acl_load(path, err, sizeof err);
+    cr_assert_not_null(acl, "%s", err);
+    cr_assert_eq(tern_acl_size(acl), 3);
+    tern_acl_destroy(&acl);
+    free(cut);
+    unlink(path);
+}
+
 Test(auth, pattern_covers) {
     struct {
         const char *allowed, *requested;
@@ -219,6 +258,32 @@ static void *s_dealer(void *ctx, const char *endpoint, zcert_t *cert, const char
     }
     cr_assert_eq(zmq_connect(sock, endpoint), 0);
     return sock;
+}
+
+Test(auth, certificate_with_nul_refused) {
+    s_dirs_t d;
+    s_dirs(&d);
+    //  czmq reads a certificate up to its first NUL: whatever follows (here
+    //  nothing that matters) used to be dropped without a word.
+    char secret[128];
+    snprintf(secret, sizeof secret, "%s_secret", d.server);
+    FILE *file = fopen(secret, "r");
+    cr_assert_not_null(file);
+    char buf[1024];
+    size_t len = fread(buf, 1, sizeof buf - 8, file);
+    fclose(file);
+    memcpy(buf + len, "\0\0\0\0", 4);
+    s_write_bytes(secret, buf, len + 4);
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    char err[256] = "";
+    cr_assert_eq(tern_auth_curve_server(zsock_resolve(router), d.server, err, sizeof err),
+                 TERN_ECONFIG);
+    char want[256];
+    snprintf(want, sizeof want, "auth: cannot read certificate \"%s\": NUL byte at offset %zu",
+             secret, len);
+    cr_assert(strstr(err, want), "%s", err);
+    zsock_destroy(&router);
+    s_dirs_remove(&d);
 }
 
 Test(auth, zap_handler) {

@@ -30,6 +30,18 @@ static char *s_write_temp(const char *text) {
     return path;
 }
 
+//  Writes LEN bytes of DATA (NULs allowed) to a fresh temp file; returns its
+//  path (caller frees and unlinks).
+static char *s_write_temp_bytes(const void *data, size_t len) {
+    char *path = strdup("/tmp/test_config_XXXXXX");
+    cr_assert_not_null(path);
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, data, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
 static void s_remove_temp(char **path_p) {
     unlink(*path_p);
     free(*path_p);
@@ -280,6 +292,44 @@ Test(config, unreadable_and_malformed_files) {
     path = s_write_temp("");
     cr_assert_eq(tern_config_load(&config, path, s_errbuf, sizeof s_errbuf), TERN_OK);
     cr_assert_eq(config.node_id, 0);
+    s_remove_temp(&path);
+}
+
+Test(config, nul_bytes_refused_with_offset) {
+    //  A file of zeros (what a power cut can leave) used to load as empty:
+    //  ternd started on all defaults.
+    static const char zeros[4096];
+    char *path = s_write_temp_bytes(zeros, sizeof zeros);
+    tern_config_t config;
+    tern_config_defaults(&config);
+    cr_assert_eq(tern_config_load(&config, path, s_errbuf, sizeof s_errbuf), TERN_ECONFIG);
+    char want[128];
+    snprintf(want, sizeof want, "config: cannot read \"%s\": NUL byte at offset 0", path);
+    cr_assert(strstr(s_errbuf, want), "%s", s_errbuf);
+    s_remove_temp(&path);
+    //  Valid text, then a NUL: everything after it used to be ignored.
+    static const char cut[] = "node\n    id = 3\n\0storage\n    durability = none\n";
+    path = s_write_temp_bytes(cut, sizeof cut - 1);
+    cr_assert_eq(tern_config_load(&config, path, s_errbuf, sizeof s_errbuf), TERN_ECONFIG);
+    cr_assert(strstr(s_errbuf, "NUL byte at offset 16"), "%s", s_errbuf);
+    char *argv[] = {"ternd", "-c", path};
+    tern_config_defaults(&config);
+    cr_assert_eq(s_parse(&config, ARGC(argv), argv, NULL, NULL), TERN_ECONFIG);
+    cr_assert(strstr(s_errbuf, "NUL byte at offset 16"), "%s", s_errbuf);
+    s_remove_temp(&path);
+    //  The shared reader says the same to every caller.
+    path = s_write_temp_bytes(cut, sizeof cut - 1);
+    char why[64];
+    cr_assert_null(tern_config_read_file(path, 1024, why, sizeof why));
+    cr_assert_str_eq(why, "NUL byte at offset 16 (not a text file)");
+    cr_assert_null(tern_config_read_file(path, 8, why, sizeof why));
+    cr_assert_str_eq(why, "too large");
+    s_remove_temp(&path);
+    path = s_write_temp("node\n");
+    char *text = tern_config_read_file(path, 1024, why, sizeof why);
+    cr_assert_str_eq(text, "node\n");
+    cr_assert_str_eq(why, "");
+    free(text);
     s_remove_temp(&path);
 }
 

@@ -6,6 +6,7 @@
 #include "tern_store.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
@@ -161,6 +162,43 @@ Test(store, usage_example) {
     tern_store_destroy(&store); //  safe on NULL
 }
 
+Test(store, one_store_per_directory) {
+    //  A second store on a live directory would hand out the same seqs as the
+    //  first: it is refused, in this process as in another.
+    tern_store_config_t config = s_config();
+    tern_store_t *store = s_open(&config);
+    char lock_path[128];
+    snprintf(lock_path, sizeof lock_path, "%s/%s", s_dir, TERN_STORE_LOCK_FILE);
+    cr_assert_eq(access(lock_path, F_OK), 0);
+    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid());
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_EBUSY);
+    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid(), "the refused open kept the file");
+    //  The first store still works.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_frame_t msg;
+    s_msg(&msg, "t", "x");
+    tern_append_result_t result;
+    tern_store_batch_append(batch, &msg, true, &result);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    //  A clean close releases the lock and removes the file; reopen works.
+    tern_store_destroy(&store);
+    cr_assert_neq(access(lock_path, F_OK), 0);
+    cr_assert_eq(tern_store_lock_holder(s_dir), 0);
+    store = s_open(&config);
+    tern_store_destroy(&store);
+    //  A lock file left by a dead holder (no flock on it) does not block.
+    FILE *stale = fopen(lock_path, "w");
+    cr_assert_not_null(stale);
+    fputs("999999999\n", stale);
+    fclose(stale);
+    store = s_open(&config);
+    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid());
+    tern_store_destroy(&store);
+}
+
 Test(store, config_errors) {
     tern_store_config_t config = s_config();
     config.dir = NULL;
@@ -176,6 +214,24 @@ Test(store, config_errors) {
     config.dir = "/proc/no-such/place";
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ESTORAGE);
+    //  The system's reason comes back in errno, for the operator's message.
+    char file[128];
+    snprintf(file, sizeof file, "%s/file", s_dir);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    config.dir = file;
+    errno = 0;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ESTORAGE);
+    cr_assert_eq(errno, ENOTDIR);
+    char below[160];
+    snprintf(below, sizeof below, "%s/data", file);
+    config.dir = below;
+    errno = 0;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(errno, ENOTDIR);
+    unlink(file);
 }
 
 Test(store, crc32c_known_vectors) {
@@ -647,9 +703,9 @@ Test(store, group_start_modes) {
     cr_assert_eq(errs[4], TERN_ENOTFOUND);
     cr_assert_eq(errs[5], TERN_OK);
     cr_assert_eq(s_group(store, id, "first", NULL, NULL).lane_next[4], 3);
-    cr_assert_eq(s_group(store, id, "first", NULL, NULL).ack_floor, 3);
+    cr_assert_eq(s_group(store, id, "first", NULL, NULL).next_unacked, 3);
     cr_assert_eq(s_group(store, id, "new", NULL, NULL).lane_next[0], 11);
-    cr_assert_eq(s_group(store, id, "new", NULL, NULL).ack_floor, 11);
+    cr_assert_eq(s_group(store, id, "new", NULL, NULL).next_unacked, 11);
     cr_assert_eq(s_group(store, id, "seq", NULL, NULL).lane_next[9], 7);
     cr_assert_eq(s_group(store, id, "time", NULL, NULL).lane_next[4], 6);
     cr_assert_eq(s_group(store, id, "late", NULL, NULL).lane_next[4], 11);
@@ -680,7 +736,8 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     cr_assert_eq(g.pending, 4);
     cr_assert_eq(g.delivered, 4);
     cr_assert_eq(g.lane_next[4], 5);
-    cr_assert_eq(g.ack_floor, 1);
+    cr_assert_eq(g.next_unacked, 1);
+    cr_assert_eq(g.ack_floor, 0); //  nothing settled yet
     cr_assert_eq(pending.count, 4);
     cr_assert_eq(pending.entries[0].seq, 1);
     cr_assert_eq(pending.entries[0].due_ms, 1001);
@@ -696,9 +753,11 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.acked, 2);
     cr_assert_eq(g.nacked, 1);
+    cr_assert_eq(g.delivered, 5, "every delivery counts, the redelivery too");
     cr_assert_eq(g.redelivered, 1);
     cr_assert_eq(g.pending, 2);
-    cr_assert_eq(g.ack_floor, 2);
+    cr_assert_eq(g.next_unacked, 2);
+    cr_assert_eq(g.ack_floor, 1); //  3 is acked too, but 2 is not
     cr_assert_eq(pending.count, 2);
     cr_assert_eq(pending.entries[0].seq, 2);
     cr_assert_eq(pending.entries[0].due_ms, 6000);
@@ -709,7 +768,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.dead, 1);
     cr_assert_eq(g.pending, 1);
-    cr_assert_eq(g.ack_floor, 4); //  dead seqs do not hold the floor
+    cr_assert_eq(g.next_unacked, 4); //  dead seqs do not hold the floor
     cr_assert_eq(dlq.count, 1);
     cr_assert_eq(dlq.entries[0].seq, 2);
     cr_assert_eq(dlq.entries[0].delivery_count, 5);
@@ -717,7 +776,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
 
     tern_store_batch_ack(batch, id, "g", 4);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    cr_assert_eq(s_group(store, id, "g", NULL, NULL).ack_floor, 5); //  seq 5 undelivered
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).next_unacked, 5); //  seq 5 undelivered
 
     uint64_t moved = 0;
     tern_store_batch_dlq_replay(batch, id, "g", 7000, &moved);
@@ -726,7 +785,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.dead, 0);
     cr_assert_eq(g.pending, 1);
-    cr_assert_eq(g.ack_floor, 2);
+    cr_assert_eq(g.next_unacked, 2);
     cr_assert_eq(dlq.count, 0);
     cr_assert_eq(pending.entries[0].seq, 2);
     cr_assert_eq(pending.entries[0].delivery_count, 0);
@@ -789,13 +848,13 @@ Test(store, priority_lanes) {
     tern_store_batch_ack(batch, id, "g1", 2);
     tern_store_batch_ack(batch, id, "g1", 4);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).ack_floor, 1);
+    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).next_unacked, 1);
     tern_store_batch_deliver(batch, id, "g1", 1, 4, 1, 0);
     tern_store_batch_deliver(batch, id, "g1", 5, 4, 1, 0);
     tern_store_batch_ack(batch, id, "g1", 1);
     tern_store_batch_ack(batch, id, "g1", 5);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).ack_floor, 3);
+    cr_assert_eq(s_group(store, id, "g1", NULL, NULL).next_unacked, 3);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
     int groups = 0;
     cr_assert_eq(tern_store_group_list(reader, id, s_count_group, &groups), TERN_OK);
@@ -1601,4 +1660,219 @@ Test(store, format_2_store_is_refused_untouched) {
     cr_assert_eq(mdb_dbi_open(txn, "trace_conf", 0, &conf), MDB_NOTFOUND);
     mdb_txn_abort(txn);
     mdb_env_close(env);
+}
+
+// ---------------------------------------------------------------------------
+//  Admin operations (issue 12): topic create/edit, group seek, DLQ requeue,
+//  purge and get, reading without consuming.
+
+Test(store, topic_create_edit) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
+    uint32_t id = 0;
+    tern_store_batch_topic_create(batch, "t", 0, 5, 0, &err, &id);
+    tern_store_batch_topic_create(batch, "t", 0, 9, 0, &err2, NULL); //  same batch: exists
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(err2, TERN_EEXIST);
+    cr_assert_gt(id, 0);
+
+    tern_store_batch_topic_edit(batch, "t", 60000, 3, 100, &err);
+    tern_store_batch_topic_edit(batch, "missing", 0, 3, 0, &err2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(err2, TERN_ENOTFOUND);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_OK);
+    cr_assert_eq(info.id, id);
+    cr_assert_eq(info.max_age_ms, 60000);
+    cr_assert_eq(info.max_msgs, 3);
+    cr_assert_eq(info.max_bytes, 100);
+    cr_assert_eq(tern_store_topic_get(reader, "missing", &info), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+
+    //  The edited limit is enforced on append.
+    for (int i = 0; i < 5; i++) {
+        s_append_text(store, "t", "x", 4, 0);
+    }
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_OK);
+    cr_assert_eq(info.msgs, 3);
+    cr_assert_eq(info.first_seq, 3);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, group_seek) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    uint32_t id = 0;
+    for (int i = 0; i < 6; i++) {
+        id = s_append_text(store, "t", "x", i == 5 ? 9 : 4, 0).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    for (uint64_t seq = 1; seq <= 4; seq++) {
+        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000);
+    }
+    tern_store_batch_ack(batch, id, "g", 1);
+    tern_store_batch_dead(batch, id, "g", 2, 1, "term");
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    //  Back to 2: pending (3, 4) dropped, every lane at 2; DLQ and counters kept.
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_SEQ, 2, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    s_entries_t pending, dlq;
+    tern_group_info_t g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.pending, 0);
+    cr_assert_eq(pending.count, 0);
+    cr_assert_eq(g.lane_next[4], 2);
+    cr_assert_eq(g.lane_next[9], 2);
+    cr_assert_eq(g.dead, 1);
+    cr_assert_eq(dlq.count, 1);
+    cr_assert_eq(g.acked, 1);
+    cr_assert_eq(g.delivered, 4);
+
+    //  NEW: past the last message; FIRST: the first stored one.
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_NEW, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).lane_next[0], 7);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_FIRST, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(s_group(store, id, "g", NULL, NULL).lane_next[4], 1);
+
+    //  Errors: no such group, no such topic, bad start.
+    tern_store_batch_group_seek(batch, id, "nope", TERN_START_FIRST, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    tern_store_batch_group_seek(batch, id + 100, "g", TERN_START_FIRST, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    tern_store_batch_group_seek(batch, id, "g", (tern_start_t)77, 0, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ERANGE);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, dlq_requeue_purge_get) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    uint32_t id = 0;
+    for (int i = 0; i < 4; i++) {
+        id = s_append_text(store, "t", "x", 4, 0).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000);
+        tern_store_batch_dead(batch, id, "g", seq, 2, "bad");
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_entry_t entry;
+    cr_assert_eq(tern_store_dlq_get(reader, id, "g", 2, &entry), TERN_OK);
+    cr_assert_eq(entry.seq, 2);
+    cr_assert_eq(entry.delivery_count, 2);
+    cr_assert_str_eq(entry.reason, "bad");
+    cr_assert_eq(tern_store_dlq_get(reader, id, "g", 4, &entry), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_dlq_get(reader, id, "other", 2, &entry), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_dlq_get(reader, id, "", 2, &entry), TERN_ENAME);
+    tern_store_read_end(reader);
+
+    //  Requeue one: only seq 2 moves; again: not in the DLQ any more.
+    tern_err_t err = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
+    tern_store_batch_dlq_requeue(batch, id, "g", 2, 5000, &err);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    s_entries_t pending, dlq;
+    tern_group_info_t g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.dead, 2);
+    cr_assert_eq(dlq.count, 2);
+    cr_assert_eq(dlq.entries[0].seq, 1);
+    cr_assert_eq(dlq.entries[1].seq, 3);
+    cr_assert_eq(pending.count, 1);
+    cr_assert_eq(pending.entries[0].seq, 2);
+    cr_assert_eq(pending.entries[0].due_ms, 5000);
+    cr_assert_eq(pending.entries[0].delivery_count, 0);
+    tern_store_batch_dlq_requeue(batch, id, "g", 2, 5000, &err);
+    tern_store_batch_dlq_requeue(batch, id, "nope", 1, 5000, &err2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    cr_assert_eq(err2, TERN_ENOTFOUND);
+
+    //  Purge: the DLQ is empty, pending and the log untouched.
+    uint64_t removed = 0;
+    tern_store_batch_dlq_purge(batch, id, "g", &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, 2);
+    g = s_group(store, id, "g", &pending, &dlq);
+    cr_assert_eq(g.dead, 0);
+    cr_assert_eq(dlq.count, 0);
+    cr_assert_eq(pending.count, 1);
+    tern_store_batch_dlq_purge(batch, id, "nope", &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_ENOTFOUND);
+    cr_assert_eq(removed, 0);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, "t", &info), TERN_OK);
+    cr_assert_eq(info.msgs, 4);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(store, read_next_and_seq_at_time) {
+    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_frame_t msgs[5];
+    uint32_t id = 0;
+    for (int i = 0; i < 5; i++) {
+        s_msg(&msgs[i], "t", "abc");
+        msgs[i].timestamp_ns = 1000 * (uint64_t)(i + 1); //  1000, 2000, ... 5000
+        msgs[i].expire_at_ns = i == 2 ? 1 : 0;           //  seq 3 expires at once
+        id = s_append(store, &msgs[i]).topic_id;
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_sweep(batch, 10, 100, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read_next(reader, id, 0, &out), TERN_OK);
+    cr_assert_eq(out.seq, 1);
+    cr_assert_str_eq(out.topic, "t");
+    cr_assert_eq(out.payload_size, 3);
+    cr_assert_eq(tern_store_read_next(reader, id, 3, &out), TERN_OK); //  the gap is skipped
+    cr_assert_eq(out.seq, 4);
+    cr_assert_eq(tern_store_read_next(reader, id, 6, &out), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_read_next(reader, id + 1, 1, &out), TERN_ENOTFOUND);
+
+    uint64_t seq = 0;
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 0, &seq), TERN_OK);
+    cr_assert_eq(seq, 1);
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 2500, &seq), TERN_OK);
+    cr_assert(seq == 3 || seq == 4, "seq %lu", (unsigned long)seq); //  seq 3 (3000) is gone
+    cr_assert_eq(tern_store_read_next(reader, id, seq, &out), TERN_OK);
+    cr_assert_eq(out.seq, 4);
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 5000, &seq), TERN_OK);
+    cr_assert_eq(seq, 5);
+    cr_assert_eq(tern_store_seq_at_time(reader, id, 9999, &seq), TERN_OK);
+    cr_assert_eq(seq, 6);
+    cr_assert_eq(tern_store_seq_at_time(reader, id + 1, 0, &seq), TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
 }

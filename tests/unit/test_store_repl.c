@@ -182,20 +182,98 @@ Test(store_repl, ackstate_by_msg_id) {
     tern_group_info_t g = s_group(store, "g");
     cr_assert_eq(g.pending, 2u);
     cr_assert_eq(g.lane_next[TERN_PRIORITY_DEFAULT], 4u);
-    cr_assert_eq(g.ack_floor, 1u);
+    cr_assert_eq(g.next_unacked, 1u);
     s_ackstate(store, 10, TERN_CMD_ACK);
     s_ackstate(store, 11, TERN_CMD_ACK);
     s_ackstate(store, 11, TERN_CMD_ACK); //  replayed: no change
     g = s_group(store, "g");
     cr_assert_eq(g.pending, 0u);
-    cr_assert_eq(g.ack_floor, 4u);
+    cr_assert_eq(g.next_unacked, 4u);
     s_ackstate(store, 13, TERN_CMD_TERM);
     g = s_group(store, "g");
     cr_assert_eq(g.dead, 1u);
-    cr_assert_eq(g.ack_floor, 5u);
+    cr_assert_eq(g.next_unacked, 5u);
     s_ackstate(store, 99, TERN_CMD_ACK); //  unknown here: ignored
     g = s_group(store, "g");
-    cr_assert_eq(g.ack_floor, 5u);
+    cr_assert_eq(g.next_unacked, 5u);
     cr_assert_eq(s_u64(store, 1, NULL, 0), 0u, "applied ack state entered the outbox");
+    tern_store_destroy(&store);
+}
+
+typedef struct {
+    tern_trace_event_t ev[32]; //  events in scan order
+    size_t count;              //  used
+} s_events_t;
+
+static bool s_event_each(const tern_trace_event_t *ev, void *arg) {
+    s_events_t *e = arg;
+    cr_assert_lt(e->count, 32u);
+    e->ev[e->count++] = *ev;
+    return true;
+}
+
+//  The history of seq SEQ of "orders".
+static s_events_t s_history(tern_store_t *store, uint64_t seq) {
+    s_events_t e = {.count = 0};
+    tern_store_reader_t *r = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    tern_topic_info_t topic;
+    cr_assert_eq(tern_store_topic_get(r, "orders", &topic), TERN_OK);
+    cr_assert_eq(tern_store_trace_scan(r, topic.id, seq, seq, s_event_each, &e), TERN_OK);
+    tern_store_read_end(r);
+    tern_store_reader_destroy(&r);
+    return e;
+}
+
+//  A peer's ack is an ACKED event (detail: where), its TERM a DEAD event, and
+//  neither is a delivery here; an ack of a message dead here (replayed and
+//  acked in the peer) takes it out of the DLQ.
+Test(store_repl, ackstate_history_and_counters) {
+    tern_store_t *store = s_open();
+    for (uint64_t i = 0; i < 3; i++) {
+        s_append(store, 10 + i, "dc2", "p", 1 + i, false, "dc2", 1 + i); //  seqs 1..3
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_ackstate_apply(batch, "g", 11, TERN_CMD_ACK, "acked in dc3");
+    tern_store_batch_ackstate_apply(batch, "g", 12, TERN_CMD_TERM, "dead in dc3");
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_group_info_t g = s_group(store, "g");
+    cr_assert_eq(g.acked, 1u);
+    cr_assert_eq(g.dead, 1u);
+    cr_assert_eq(g.pending, 1u, "seq 1 stays deliverable");
+    cr_assert_eq(g.delivered, 0u, "a peer's ack is no delivery here");
+    cr_assert_eq(g.redelivered, 0u);
+
+    s_events_t e = s_history(store, 2);
+    cr_assert_eq(e.count, 2u);
+    cr_assert_eq(e.ev[0].type, TERN_TRACE_STORED);
+    cr_assert_eq(e.ev[0].msg_id, 11u);
+    cr_assert_str_eq(e.ev[0].group, "dc2", "STORED names the origin");
+    cr_assert_eq(e.ev[1].type, TERN_TRACE_ACKED);
+    cr_assert_str_eq(e.ev[1].group, "g");
+    cr_assert_str_eq(e.ev[1].detail, "acked in dc3");
+    e = s_history(store, 3);
+    cr_assert_eq(e.count, 2u);
+    cr_assert_eq(e.ev[1].type, TERN_TRACE_DEAD);
+    cr_assert_str_eq(e.ev[1].detail, "dead in dc3");
+    e = s_history(store, 1);
+    cr_assert_eq(e.count, 1u, "seq 1 was not delivered: only STORED");
+
+    //  dc3 replayed seq 3 and acked it: the ack takes it out of the DLQ here.
+    s_ackstate(store, 12, TERN_CMD_TERM); //  dead already: no change
+    g = s_group(store, "g");
+    cr_assert_eq(g.dead, 1u);
+    s_ackstate(store, 12, TERN_CMD_ACK);
+    g = s_group(store, "g");
+    cr_assert_eq(g.dead, 0u);
+    cr_assert_eq(g.acked, 2u);
+    cr_assert_eq(g.pending, 1u);
+    e = s_history(store, 3);
+    cr_assert_eq(e.count, 3u);
+    cr_assert_eq(e.ev[2].type, TERN_TRACE_ACKED);
+    s_ackstate(store, 12, TERN_CMD_ACK); //  replayed: no change
+    g = s_group(store, "g");
+    cr_assert_eq(g.acked, 2u);
+    tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
 }

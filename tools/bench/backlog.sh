@@ -52,7 +52,7 @@ SAMPLER_PID=$!
 
 TC=("$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench)
 echo fill >"$PHASE_FILE"
-"${TC[@]}" pub --prefix bench.backlog --msgs "$MSGS" --size "$SIZE" --window 1024 \
+"${TC[@]}" pub --prefix bench.backlog --keep --msgs "$MSGS" --size "$SIZE" --window 1024 \
     --durability "$DURABILITY" --name tern_backlog_fill --timeout 60s | tee -a "$OUT/raw.txt"
 echo idle >"$PHASE_FILE"
 sleep 2

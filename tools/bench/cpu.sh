@@ -35,7 +35,7 @@ launch_ternd "$WORK" --durability "$DURABILITY"
 
 CTL=("$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench)
 if [ "$MODE" = sub ]; then
-    "${CTL[@]}" pub --msgs "$MSGS" --prefix cpu --quiet >/dev/null
+    "${CTL[@]}" pub --msgs "$MSGS" --prefix cpu --keep --quiet >/dev/null
     RUN=(sub --msgs "$MSGS" --prefix cpu --no-fill)
 else
     RUN=(pub --msgs "$MSGS")
