@@ -1662,13 +1662,14 @@ static void s_pub_report(const s_pub_args_t *p, const s_pub_state_t *state,
     }
     uint64_t first = p->seq ? p->seq : 1;
     unsigned long long next = (unsigned long long)(state->floor - first + 1);
+    fprintf(stderr, "ternctl: pub: %ld of %llu sent message(s) acknowledged", acked,
+            (unsigned long long)run->sent);
+    fprintf(stderr, next > 1 ? ", all before message %llu\n" : "\n", next);
     fprintf(stderr,
-            "ternctl: pub: %ld of %llu sent message(s) acknowledged, all before message %llu\n"
             "ternctl: pub: resume from message %llu with: --producer %s --seq %llu\n"
             "ternctl: pub: (the broker drops a repeated seq only among a producer's last 1024\n"
             "ternctl: pub: and for 2 min: re-running from the start stores duplicates)\n",
-            acked, (unsigned long long)run->sent, next, next, run->producer,
-            (unsigned long long)state->floor);
+            next, run->producer, (unsigned long long)state->floor);
 }
 
 static int s_cmd_pub(const s_args_t *args) {
