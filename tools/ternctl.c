@@ -645,15 +645,30 @@ static char *s_cell(const char *key, const json_t *v) {
     return b.data;
 }
 
+//  The label of field KEY for people, into BUF: without the unit suffix
+//  (_ms, _s, _ns) when its value is shown in units ("max_age", "dead_at").
+static const char *s_label(const char *key, char *buf, size_t len) {
+    const s_field_show_t *f = s_field_show(key);
+    size_t n = strlen(key);
+    const char *unit = strrchr(key, '_');
+    if (f && f->show != S_SHOW_RAW && f->show != S_SHOW_BYTES && unit && unit != key &&
+        (strcmp(unit, "_ms") == 0 || strcmp(unit, "_s") == 0 || strcmp(unit, "_ns") == 0)) {
+        n = (size_t)(unit - key);
+    }
+    snprintf(buf, len, "%.*s", (int)n, key);
+    return buf;
+}
+
 static void s_print_object_text(const json_t *obj) {
     size_t width = 0;
+    char label[128];
     for (size_t i = 0; i < obj->count; i++) {
-        size_t n = strlen(obj->keys[i]);
+        size_t n = strlen(s_label(obj->keys[i], label, sizeof label));
         width = n > width ? n : width;
     }
     for (size_t i = 0; i < obj->count; i++) {
         char *cell = s_cell(obj->keys[i], obj->items[i]);
-        printf("%-*s  %s\n", (int)width, obj->keys[i], cell);
+        printf("%-*s  %s\n", (int)width, s_label(obj->keys[i], label, sizeof label), cell);
         free(cell);
     }
     fflush(stdout);
@@ -688,7 +703,8 @@ static void s_print_table(const json_t *array, const char *const *columns) {
         exit(1);
     }
     for (size_t c = 0; c < ncols; c++) {
-        cells[c] = strdup(columns[c]);
+        char label[128];
+        cells[c] = strdup(s_label(columns[c], label, sizeof label));
         for (char *p = cells[c]; p && *p; p++) {
             *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         }
