@@ -158,8 +158,10 @@ static const char *s_help_sub =
     "    A new --group starts at --from (default first); for a group that\n"
     "    exists --from is ignored (the group resumes where its acks left it)\n"
     "    and sub warns on stderr. A TOPIC that does not exist is an error\n"
-    "    (\"no such topic\") unless --wait. Ctrl-C (SIGINT) or SIGTERM stops sub\n"
-    "    cleanly: what was printed is acknowledged, the exit status is 0.\n"
+    "    (\"no such topic\") unless --wait. (Both checks ask the broker an admin\n"
+    "    question, so they are skipped with --cert, whose role may not allow it.)\n"
+    "    Ctrl-C (SIGINT) or SIGTERM stops sub cleanly: what was printed is\n"
+    "    acknowledged, the exit status is 0.\n"
     "\n"
     "OPTIONS\n"
     "    --group G        durable consumer group\n"
@@ -1829,14 +1831,16 @@ static int s_sub_from(const char *text, tern_sub_options_t *options) {
 
 //  Before subscribing to a plain topic: asks the broker for its groups, to
 //  refuse a missing topic (unless --wait) and to warn that --from does not
-//  move a group that exists. Returns 0 or 1 (printed). A broker that refuses
-//  the question (e.g. a role without admin) skips both checks.
+//  move a group that exists. Returns 0 or 1 (printed). Not with a CURVE
+//  certificate: the key's role may not allow admin queries, and each refused
+//  one would count as an auth denial; a broker that refuses anyway skips both.
 static int s_sub_check(const s_args_t *args, tern_client_t *client, const char *topic,
                        const tern_sub_options_t *options, int timeout_ms) {
     const s_opt_t *o = s_sub_opts;
     bool from = s_value(args, o, "from") != NULL;
     bool wait = s_flag(args, o, "wait");
-    if (strpbrk(topic, "*>") || (wait && !(from && options->group))) {
+    const char *cert = getenv("TERN_CERT");
+    if (strpbrk(topic, "*>") || (wait && !(from && options->group)) || (cert && *cert)) {
         return 0; //  a pattern has no one topic to look at
     }
     char *reply = NULL;
