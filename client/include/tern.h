@@ -63,13 +63,14 @@ typedef enum {
     TERN_ECORRUPT = 301, /* a stored record failed its CRC32C check */
     TERN_ESTORAGE = 302, /* any other storage I/O error */
     /*  Runtime (4xx) */
-    TERN_ETIMEOUT = 400, /* the operation timed out */
-    TERN_ECLOSED = 401,  /* the connection or object is closed */
-    TERN_ECLOCK = 402,   /* the clock went backwards beyond the allowed bound */
-    TERN_ENOMEM = 403,   /* out of memory */
-    TERN_EBUSY = 404,    /* temporarily unable; retry later */
-    TERN_ECONFIG = 405,  /* bad configuration */
-    TERN_EINTERNAL = 406 /* a bug: please report */
+    TERN_ETIMEOUT = 400,    /* the operation timed out */
+    TERN_ECLOSED = 401,     /* the connection or object is closed */
+    TERN_ECLOCK = 402,      /* the clock went backwards beyond the allowed bound */
+    TERN_ENOMEM = 403,      /* out of memory */
+    TERN_EBUSY = 404,       /* temporarily unable; retry later */
+    TERN_ECONFIG = 405,     /* bad configuration */
+    TERN_EINTERNAL = 406,   /* a bug: please report */
+    TERN_ECONNREFUSED = 407 /* no broker listens at any endpoint (first contact only) */
 } tern_err_t;
 
 /*  Returns a static, human-readable description of ERR (never NULL; unknown
@@ -242,6 +243,9 @@ typedef struct {
     uint64_t seq;          //  its sequence in the topic on that node
     bool duplicate;        //  the broker had already stored this producer_seq
     uint64_t producer_seq; //  the producer_seq it was sent with
+    const char *reason;    //  why not, when code != TERN_OK (the broker's reason, naming
+                           //  the limit, e.g. "payload 2097152 B > max_payload 1 MiB");
+                           //  "" if none. Borrowed for the callback only
 } tern_pub_result_t;
 
 /*  Completion callback of tern_publish_async. Runs on the I/O thread, exactly
