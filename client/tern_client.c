@@ -326,6 +326,7 @@ struct _tern_client_t {
     uint64_t rng;           //  jitter source
     uint64_t monitor_seq;   //  makes each monitor endpoint name unique
     size_t refused_in_row;  //  endpoints in a row that refused TCP before the first session
+    bool tcp_contact;       //  some endpoint accepted a TCP connection (ever)
     s_pub_t *win_head;      //  publish window, send order
     s_pub_t *win_tail;      //  window tail
     s_admin_t *admins;      //  pending admin requests
@@ -758,8 +759,8 @@ static void s_connect(tern_client_t *self) {
     snprintf(monitor_ep, sizeof monitor_ep, "inproc://tern-monitor-%p-%llu", (void *)self,
              (unsigned long long)++self->monitor_seq);
     if (zmq_socket_monitor(self->dealer, monitor_ep,
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
         self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
         if (zmq_connect(self->monitor, monitor_ep) != 0) {
@@ -1238,10 +1239,11 @@ static void s_refuse(tern_client_t *self, tern_err_t code, const char *fmt, cons
 
 //  A connect to the current endpoint failed before the first session: if
 //  nothing listens there, and nothing did at the other endpoints either, say
-//  so at once instead of letting callers time out.
+//  so at once instead of letting callers time out. A broker that once
+//  accepted our TCP connection is only restarting: that is retried.
 static void s_connect_failed(tern_client_t *self) {
     const char *endpoint = self->endpoints[self->endpoint_index];
-    if (!s_tcp_refused(endpoint)) {
+    if (self->tcp_contact || !s_tcp_refused(endpoint)) {
         self->refused_in_row = 0;
         return;
     }
@@ -1303,6 +1305,9 @@ static void s_handle_monitor(tern_client_t *self) {
         //  first session, a refusal that retrying will not fix fails the
         //  callers at once (s_refuse); after it, we only retry.
         bool first = self->gen == 0;
+        if (id == ZMQ_EVENT_CONNECTED) {
+            self->tcp_contact = true;
+        }
         if (first && id == ZMQ_EVENT_CONNECT_RETRIED && self->state == S_CONNECTING) {
             s_connect_failed(self);
         }
