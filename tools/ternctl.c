@@ -78,12 +78,18 @@ static const char *s_help_status =
     "    ternctl [-s ENDPOINT] [--json] status\n"
     "\n"
     "DESCRIPTION\n"
-    "    Prints node id, datacenter, version, uptime, topic count, connection\n"
-    "    count and storage bytes. JSON keys: node_id, dc, version, uptime_s,\n"
-    "    topics, connections, storage_bytes.\n"
+    "    Prints where and how the node runs: node id, datacenter, version, the\n"
+    "    endpoint it listens on, its data directory, its durability mode (fsync,\n"
+    "    batch or none) and its role: standalone, or dc when it replicates with\n"
+    "    peer DCs (peers: how many); then uptime, topic count, connection count,\n"
+    "    storage bytes and counters. JSON keys: node_id, dc, version, endpoint,\n"
+    "    data_dir, durability, role, peers, uptime_s, topics, connections,\n"
+    "    storage_bytes, published, delivered, acked, auth, auth_refused,\n"
+    "    auth_denied.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 success, 1 broker unreachable or error, 2 usage error.\n";
+    "    0 success, 1 broker unreachable or error (nothing listening at the\n"
+    "    endpoint fails at once), 2 usage error (also a malformed endpoint).\n";
 
 static const char *s_help_pub =
     "NAME\n"
