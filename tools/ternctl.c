@@ -1422,13 +1422,16 @@ static int s_cmd_pub(const s_args_t *args) {
     options.publish_block_ms = 100;
     ternctl_curve_options(&options);
     tern_client_t *client = tern_client_new(s_server(args), &options);
-    int crc = client ? tern_client_wait_connected(client, (int)timeout) : TERN_OK;
+    int crc =
+        client ? tern_client_wait_connected(client, timeout > 0 ? (int)timeout : -1) : TERN_OK;
     if (!client || crc != TERN_OK) {
         for (size_t i = 0; i < args->header_count; i++) {
             free(header_copies[i]);
         }
         tern_client_destroy(&client);
-        return crc ? s_fail("pub", crc) : s_client_usage();
+        char what[300];
+        snprintf(what, sizeof what, "pub: cannot reach %s", s_server(args));
+        return crc ? s_fail(what, crc) : s_client_usage();
     }
     s_pub_state_t state = {.topic = topic, .json = args->json};
     atomic_store(&state.progress_ms, s_now_ms());
