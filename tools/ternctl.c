@@ -78,12 +78,18 @@ static const char *s_help_status =
     "    ternctl [-s ENDPOINT] [--json] status\n"
     "\n"
     "DESCRIPTION\n"
-    "    Prints node id, datacenter, version, uptime, topic count, connection\n"
-    "    count and storage bytes. JSON keys: node_id, dc, version, uptime_s,\n"
-    "    topics, connections, storage_bytes.\n"
+    "    Prints where and how the node runs: node id, datacenter, version, the\n"
+    "    endpoint it listens on, its data directory, its durability mode (fsync,\n"
+    "    batch or none) and its role: standalone, or dc when it replicates with\n"
+    "    peer DCs (peers: how many); then uptime, topic count, connection count,\n"
+    "    storage bytes and counters. JSON keys: node_id, dc, version, endpoint,\n"
+    "    data_dir, durability, role, peers, uptime_s, topics, connections,\n"
+    "    storage_bytes, published, delivered, acked, auth, auth_refused,\n"
+    "    auth_denied.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 success, 1 broker unreachable or error, 2 usage error.\n";
+    "    0 success, 1 broker unreachable or error (nothing listening at the\n"
+    "    endpoint fails at once), 2 usage error (also a malformed endpoint).\n";
 
 static const char *s_help_pub =
     "NAME\n"
@@ -337,14 +343,39 @@ static int s_usage(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
+//  Reports a failed call of WHAT with CODE and returns the exit status. The
+//  reason libtern or the broker gave names the problem (and the limit), so
+//  it is printed as is; bad input that only the broker could judge (a topic
+//  or name outside the grammar) is a usage error.
 static int s_fail(const char *what, int code) {
     const char *reason = tern_last_reason();
-    if (reason && reason[0]) {
-        fprintf(stderr, "ternctl: %s: %s (%s)\n", what, reason, tern_errname(code));
+    bool has_reason = reason && reason[0];
+    if (code == TERN_ECONNREFUSED && has_reason) {
+        fprintf(stderr, "ternctl: %s (is ternd running?)\n", reason);
+        return 1;
+    }
+    if ((code == TERN_ETOPIC || code == TERN_ENAME) && has_reason) {
+        return s_usage("%s", reason);
+    }
+    const char *cert = getenv("TERN_CERT");
+    if (code == TERN_EDENIED && has_reason && !(cert && cert[0])) {
+        //  Without a certificate, only a CURVE broker denies anything.
+        fprintf(stderr, "ternctl: %s: pass --cert FILE and --server-key KEY (%s)\n", reason,
+                tern_errname(code));
+        return 1;
+    }
+    if (has_reason) {
+        fprintf(stderr, "ternctl: %s (%s)\n", reason, tern_errname(code));
     } else {
         fprintf(stderr, "ternctl: %s: %s (%s)\n", what, tern_strerror(code), tern_errname(code));
     }
     return 1;
+}
+
+//  tern_client_new refused the command line's endpoint or options: a usage
+//  error, with libtern's reason.
+static int s_client_usage(void) {
+    return s_usage("%s", tern_last_reason());
 }
 
 //  Parses ARGV[0..ARGC) (the words after the command) against OPTS.
@@ -729,7 +760,7 @@ static int s_admin_call(const s_args_t *args, const char *op, const tern_header_
     }
     tern_client_t *client = s_client(args, (int)timeout, NULL, 0);
     if (!client) {
-        return s_usage("invalid server endpoint '%s'", s_server(args));
+        return s_client_usage();
     }
     char *reply = NULL;
     progress = s_progress_start(progress, progress != NULL);
@@ -1252,7 +1283,8 @@ static void s_pub_done(const tern_pub_result_t *result, void *arg) {
             return;
         }
         fprintf(stderr, "ternctl: pub: message with producer_seq %llu refused: %s (%s)\n",
-                (unsigned long long)result->producer_seq, tern_strerror(result->code),
+                (unsigned long long)result->producer_seq,
+                result->reason[0] ? result->reason : tern_strerror(result->code),
                 tern_errname(result->code));
         return;
     }
@@ -1390,13 +1422,16 @@ static int s_cmd_pub(const s_args_t *args) {
     options.publish_block_ms = 100;
     ternctl_curve_options(&options);
     tern_client_t *client = tern_client_new(s_server(args), &options);
-    if (!client) {
+    int crc =
+        client ? tern_client_wait_connected(client, timeout > 0 ? (int)timeout : -1) : TERN_OK;
+    if (!client || crc != TERN_OK) {
         for (size_t i = 0; i < args->header_count; i++) {
             free(header_copies[i]);
         }
-        return s_usage(producer ? "invalid --producer '%s' or server endpoint"
-                                : "invalid server endpoint '%s'",
-                       producer ? producer : s_server(args));
+        tern_client_destroy(&client);
+        char what[300];
+        snprintf(what, sizeof what, "pub: cannot reach %s", s_server(args));
+        return crc ? s_fail(what, crc) : s_client_usage();
     }
     s_pub_state_t state = {.topic = topic, .json = args->json};
     atomic_store(&state.progress_ms, s_now_ms());
@@ -1582,7 +1617,7 @@ static int s_cmd_sub(const s_args_t *args) {
     //  Connecting and subscribing get at least 5 s even with a short --timeout.
     tern_client_t *client = s_client(args, timeout > 5000 ? (int)timeout : 5000, NULL, 0);
     if (!client) {
-        return s_usage("invalid server endpoint '%s'", s_server(args));
+        return s_client_usage();
     }
     tern_subscription_t *sub = NULL;
     int rc = tern_subscribe(client, pattern, &options, NULL, NULL, &sub);
