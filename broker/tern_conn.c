@@ -49,6 +49,8 @@
 #include "tern_route.h"
 #include "tern_work.h"
 #include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -177,6 +179,26 @@ static void s_send_error(s_conn_t *self, const uint8_t *rid, size_t rid_size, ui
     s_send_frame(self, rid, rid_size, frame, NULL, 0);
 }
 
+//  ERROR about topic NAME: "no such topic 'NAME'" for TERN_ENOTFOUND, else
+//  OTHER with the code's description.
+static void s_send_topic_error(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                               tern_err_t code, const char *name, const char *other) {
+    char reason[TERN_REASON_MAX + 1];
+    if (code == TERN_ENOTFOUND) {
+        snprintf(reason, sizeof reason, "no such topic '%.200s'", name);
+    } else {
+        snprintf(reason, sizeof reason, "%s '%.200s': %s", other, name, tern_strerror(code));
+    }
+    s_send_error(self, rid, rid_size, req_id, code, reason);
+}
+
+//  The reason of a TERN_ELIMIT from the store: max_topics was reached.
+static const char *s_reason_max_topics(s_conn_t *self, char *out, size_t cap, const char *topic) {
+    snprintf(out, cap, "max_topics %u reached: topic '%.200s' not created",
+             (unsigned)self->config->max_topics, topic);
+    return out;
+}
+
 static void s_send_reply(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
                          const tern_json_t *json) {
     tern_frame_t *frame = &self->scratch;
@@ -273,7 +295,10 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
     }
     if (zhashx_size(self->sessions) >= self->config->max_connections &&
         self->config->max_connections > 0) {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, "too many connections");
+        char reason[TERN_REASON_MAX + 1];
+        snprintf(reason, sizeof reason, "max_connections %u reached",
+                 (unsigned)self->config->max_connections);
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, reason);
         return;
     }
     session = tern_work_alloc(sizeof *session);
@@ -380,8 +405,7 @@ static void s_reply_topic(s_conn_t *self, const uint8_t *rid, size_t rid_size, u
     }
     if (rc != TERN_OK) {
         tern_store_read_end(self->reader);
-        s_send_error(self, rid, rid_size, req_id, rc,
-                     rc == TERN_ENOTFOUND ? "no such topic" : "cannot read topic");
+        s_send_topic_error(self, rid, rid_size, req_id, rc, name, "cannot read topic");
         return;
     }
     tern_json_t json;
@@ -413,7 +437,9 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
         return;
     }
     if (!is_trace && group[0] && !tern_name_valid(group, strlen(group))) {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME, "invalid group argument");
+        char reason[TERN_REASON_MAX + 1];
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME,
+                     tern_reason_name(reason, sizeof reason, "group", group));
         return;
     }
     tern_json_t json;
@@ -566,7 +592,9 @@ static void s_handle_read(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     tern_topic_info_t info;
     tern_frame_t msg;
     tern_entry_t entry;
-    const char *what = "no such topic";
+    char no_topic[TERN_REASON_MAX + 1];
+    snprintf(no_topic, sizeof no_topic, "no such topic '%.200s'", topic);
+    const char *what = no_topic;
     tern_err_t rc = tern_store_read_begin(self->reader);
     if (rc == TERN_OK) {
         rc = tern_store_topic_get(self->reader, topic, &info);
@@ -720,8 +748,8 @@ static bool s_admin_limits(s_conn_t *self, const tern_frame_t *frame, tern_admin
         }
         tern_store_read_end(self->reader);
         if (rc != TERN_OK) {
-            s_send_error(self, admin->rid, admin->rid_size, admin->req_id, rc,
-                         rc == TERN_ENOTFOUND ? "no such topic" : "cannot read topic");
+            s_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, rc, admin->topic,
+                               "cannot read topic");
             return false;
         }
         admin->max_age_ms = current.max_age_ms;
@@ -747,6 +775,94 @@ static bool s_admin_limits(s_conn_t *self, const tern_frame_t *frame, tern_admin
     return ok;
 }
 
+//  The admin operations (docs/client.md) and whether each needs a valid
+//  `topic` argument; an op not listed is answered with TERN_ENAME.
+typedef struct {
+    const char *name; //  the ADMIN frame's `nm`
+    bool topic;       //  requires the `topic` argument
+} s_admin_op_t;
+
+static const s_admin_op_t s_admin_ops[] = {
+    {"status", false},      {"topics", false},       {"topic.info", true},  {"topic.create", true},
+    {"topic.edit", true},   {"topic.delete", true},  {"topic.purge", true}, {"groups", true},
+    {"group.delete", true}, {"group.reset", true},   {"group.seek", true},  {"dlq.list", true},
+    {"dlq.replay", true},   {"dlq.purge", true},     {"dlq.get", true},     {"msg.get", true},
+    {"msg.view", true},     {"audit", true},         {"trace", false},      {"peers", false},
+    {"peers.pause", false}, {"peers.resume", false},
+};
+
+static const s_admin_op_t *s_admin_op(const char *name) {
+    for (size_t i = 0; i < sizeof s_admin_ops / sizeof s_admin_ops[0]; i++) {
+        if (streq(s_admin_ops[i].name, name)) {
+            return &s_admin_ops[i];
+        }
+    }
+    return NULL;
+}
+
+//  Checks OP and its topic argument TOPIC (HAS_TOPIC: given at all);
+//  answers ERROR and returns false when they are wrong.
+static bool s_admin_check(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
+                          const char *topic, bool has_topic) {
+    char reason[TERN_REASON_MAX + 1];
+    const s_admin_op_t *op = s_admin_op(frame->name);
+    tern_err_t code = TERN_OK;
+    if (!op) {
+        code = TERN_ENAME;
+        snprintf(reason, sizeof reason, "unknown admin operation '%s'", frame->name);
+    } else if (op->topic && !has_topic) {
+        code = TERN_ETOPIC;
+        snprintf(reason, sizeof reason, "%s needs a topic argument", op->name);
+    } else if (op->topic && !tern_topic_valid(topic, strlen(topic))) {
+        code = TERN_ETOPIC;
+        tern_reason_topic(reason, sizeof reason, topic, false);
+    }
+    if (code != TERN_OK) {
+        s_send_error(self, session->rid, session->rid_size, frame->req_id, code, reason);
+    }
+    return code == TERN_OK;
+}
+
+//  Answers the `status` op: who this node is and how it is set up.
+static void s_reply_status(s_conn_t *self, const s_session_t *session, uint64_t req_id) {
+    static const char *const durability[] = {"fsync", "batch", "none"}; //  tern_durability_t
+    tern_store_stats_t stats;
+    tern_store_stats(self->args->store, &stats);
+    char version[32], data_dir[PATH_MAX];
+    snprintf(version, sizeof version, "%d.%d.%d", TERN_VERSION_MAJOR, TERN_VERSION_MINOR,
+             TERN_VERSION_PATCH);
+    if (!realpath(self->config->data_dir, data_dir)) {
+        snprintf(data_dir, sizeof data_dir, "%s", self->config->data_dir);
+    }
+    unsigned mode = (unsigned)self->config->durability;
+    bool replicated = tern_repl_enabled(self->config) && self->config->peer_count > 0;
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_raw(&json, "{");
+    tern_json_key_u64(&json, "node_id", self->config->node_id);
+    tern_json_key_str(&json, "dc", self->config->dc);
+    tern_json_key_str(&json, "version", version);
+    tern_json_key_str(&json, "endpoint", self->config->listen);
+    tern_json_key_str(&json, "data_dir", data_dir);
+    tern_json_key_str(&json, "durability", mode < 3 ? durability[mode] : "?");
+    //  "standalone", or "dc": one datacenter of a replicated set (its peers).
+    tern_json_key_str(&json, "role", replicated ? "dc" : "standalone");
+    tern_json_key_u64(&json, "peers", replicated ? self->config->peer_count : 0);
+    tern_json_key_u64(&json, "uptime_s", (tern_now_ms() - self->metrics->started_ms) / 1000u);
+    tern_json_key_u64(&json, "topics", stats.topics);
+    tern_json_key_u64(&json, "connections", zhashx_size(self->sessions));
+    tern_json_key_u64(&json, "storage_bytes", stats.file_bytes);
+    tern_json_key_u64(&json, "published", tern_metrics_get(self->metrics->published));
+    tern_json_key_u64(&json, "delivered", tern_metrics_get(self->metrics->delivered));
+    tern_json_key_u64(&json, "acked", tern_metrics_get(self->metrics->acked));
+    tern_json_key_str(&json, "auth", self->curve ? "curve" : "none");
+    tern_json_key_u64(&json, "auth_refused", tern_metrics_get(self->metrics->auth_refused));
+    tern_json_key_u64(&json, "auth_denied", tern_metrics_get(self->metrics->auth_denied));
+    tern_json_raw(&json, "}");
+    s_send_reply(self, session->rid, session->rid_size, req_id, &json);
+    tern_json_free(&json);
+}
+
 static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
     const uint8_t *rid = session->rid;
     size_t rid_size = session->rid_size;
@@ -756,38 +872,13 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
     char value[64];
     bool has_topic = s_meta_get(frame, "topic", topic, sizeof topic);
     s_meta_get(frame, "group", group, sizeof group);
+    if (!s_admin_check(self, session, frame, topic, has_topic)) {
+        return;
+    }
     if (streq(op, "peers") || streq(op, "peers.pause") || streq(op, "peers.resume")) {
         s_handle_peers(self, session, frame);
-        return;
-    }
-    bool needs_topic = !streq(op, "status") && !streq(op, "topics") && !streq(op, "trace");
-    if (needs_topic && (!has_topic || !tern_topic_valid(topic, strlen(topic)))) {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC,
-                     "missing or invalid topic argument");
-        return;
-    }
-    if (streq(op, "status")) {
-        tern_store_stats_t stats;
-        tern_store_stats(self->args->store, &stats);
-        tern_json_t json;
-        tern_json_init(&json);
-        tern_json_raw(&json, "{");
-        tern_json_key_u64(&json, "node_id", self->config->node_id);
-        tern_json_key_str(&json, "dc", self->config->dc);
-        tern_json_key_str(&json, "version", "0.1.0");
-        tern_json_key_u64(&json, "uptime_s", (tern_now_ms() - self->metrics->started_ms) / 1000u);
-        tern_json_key_u64(&json, "topics", stats.topics);
-        tern_json_key_u64(&json, "connections", zhashx_size(self->sessions));
-        tern_json_key_u64(&json, "storage_bytes", stats.file_bytes);
-        tern_json_key_u64(&json, "published", tern_metrics_get(self->metrics->published));
-        tern_json_key_u64(&json, "delivered", tern_metrics_get(self->metrics->delivered));
-        tern_json_key_u64(&json, "acked", tern_metrics_get(self->metrics->acked));
-        tern_json_key_str(&json, "auth", self->curve ? "curve" : "none");
-        tern_json_key_u64(&json, "auth_refused", tern_metrics_get(self->metrics->auth_refused));
-        tern_json_key_u64(&json, "auth_denied", tern_metrics_get(self->metrics->auth_denied));
-        tern_json_raw(&json, "}");
-        s_send_reply(self, rid, rid_size, frame->req_id, &json);
-        tern_json_free(&json);
+    } else if (streq(op, "status")) {
+        s_reply_status(self, session, frame->req_id);
     } else if (streq(op, "topics")) {
         tern_json_t json;
         tern_json_init(&json);
@@ -827,8 +918,10 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
                streq(op, "dlq.purge") || streq(op, "group.delete") || streq(op, "group.reset") ||
                streq(op, "group.seek")) {
         if (!streq(op, "groups") && !tern_name_valid(group, strlen(group))) {
+            char reason[TERN_REASON_MAX + 1];
             s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME,
-                         "missing or invalid group argument");
+                         group[0] ? tern_reason_name(reason, sizeof reason, "group", group)
+                                  : "missing group argument");
             return;
         }
         tern_admin_t *admin = s_admin_new(session, frame, op, topic, group);
@@ -850,7 +943,8 @@ static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_fram
         ev->admin = admin;
         ev->req_id = frame->req_id;
     } else {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "unknown admin operation");
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL,
+                     "admin operation listed in s_admin_ops but not handled");
     }
 }
 
@@ -865,9 +959,15 @@ static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
         s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err, reason);
         return;
     }
-    if (admin->err != TERN_OK) {
+    if (admin->err == TERN_ELIMIT) {
+        char reason[TERN_REASON_MAX + 1];
         s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
-                     admin->err == TERN_ENOTFOUND ? "no such topic" : "topic operation failed");
+                     s_reason_max_topics(self, reason, sizeof reason, admin->topic));
+        return;
+    }
+    if (admin->err != TERN_OK) {
+        s_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
+                           admin->topic, "topic operation failed");
         return;
     }
     if (streq(admin->op, "topic.create") || streq(admin->op, "topic.edit")) {
@@ -970,7 +1070,14 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
     tern_frame_t *frame = &pub->frame;
     if (rc != TERN_OK) {
         tern_metrics_add(self->metrics->decode_errors[tern_metrics_code_bucket(rc)], 1);
-        s_send_error(self, rid, rid_size, frame->req_id, rc, "cannot decode frame");
+        char reason[TERN_REASON_MAX + 1];
+        size_t body = zmq_msg_size(&pub->body);
+        if (rc == TERN_ETOOBIG && body > self->config->max_payload) {
+            tern_reason_payload(reason, sizeof reason, body, self->config->max_payload);
+        } else {
+            snprintf(reason, sizeof reason, "cannot decode frame: %s", tern_strerror(rc));
+        }
+        s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
         s_pub_put(self, pub);
         return;
     }
@@ -1004,8 +1111,10 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
                 break;
             }
             if (frame->meta_size > self->config->max_meta) {
-                s_send_error(self, rid, rid_size, frame->req_id, TERN_EMETA,
-                             "metadata larger than server/max_meta");
+                char reason[TERN_REASON_MAX + 1];
+                snprintf(reason, sizeof reason, "metadata %zu B > max_meta %llu B",
+                         frame->meta_size, (unsigned long long)self->config->max_meta);
+                s_send_error(self, rid, rid_size, frame->req_id, TERN_EMETA, reason);
                 break;
             }
             pub->session_id = session->id;
@@ -1028,7 +1137,9 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
             break;
         case TERN_CMD_SUBSCRIBE:
             if (!tern_pattern_valid(frame->topic, strlen(frame->topic))) {
-                s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC, "bad pattern");
+                char reason[TERN_REASON_MAX + 1];
+                s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC,
+                             tern_reason_topic(reason, sizeof reason, frame->topic, true));
                 break;
             }
             if (!s_permit(self, session, frame->req_id, "subscribe to", frame->topic,
@@ -1160,6 +1271,34 @@ static void s_flush_pubacks(s_conn_t *self) {
     }
 }
 
+//  Sends the PUBACK entries SESSION has collected so far.
+static void s_send_acks(s_conn_t *self, s_session_t *session) {
+    size_t len = 0;
+    if (session->ack_count > 0 &&
+        tern_frame_encode_puback(session->acks, session->ack_count, self->buf, sizeof self->buf,
+                                 &len) == TERN_OK) {
+        s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false);
+    }
+    session->ack_count = 0;
+}
+
+//  Answers a publish the store refused with ERROR: the code, and a reason
+//  that names the limit reached.
+static void s_send_pub_error(s_conn_t *self, s_session_t *session, const tern_pub_t *pub) {
+    char reason[TERN_REASON_MAX + 1], size[32];
+    tern_err_t code = pub->result.err;
+    if (code == TERN_ELIMIT) {
+        s_reason_max_topics(self, reason, sizeof reason, pub->frame.topic);
+    } else if (code == TERN_EFULL) {
+        snprintf(reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
+                 tern_size_text(size, sizeof size, self->config->map_max));
+    } else {
+        snprintf(reason, sizeof reason, "publish to '%.200s' refused: %s", pub->frame.topic,
+                 tern_strerror(code));
+    }
+    s_send_error(self, session->rid, session->rid_size, pub->frame.req_id, code, reason);
+}
+
 static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
     s_session_t *session = NULL;
     uint64_t session_id = 0;
@@ -1173,16 +1312,15 @@ static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
                     session = NULL; //  same routing id, newer session
                 }
             }
-            if (session) {
+            if (session && pub->result.err != TERN_OK) {
+                //  Refused: an ERROR whose reason names the limit, after the
+                //  acks before it so the client sees them in order.
+                s_send_acks(self, session);
+                s_send_pub_error(self, session, pub);
+            } else if (session) {
                 if (session->ack_count == TERN_PUBACK_MAX) {
                     //  Full frame: send it now; the rest follows in another.
-                    size_t len = 0;
-                    if (tern_frame_encode_puback(session->acks, session->ack_count, self->buf,
-                                                 sizeof self->buf, &len) == TERN_OK) {
-                        s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0,
-                                   false);
-                    }
-                    session->ack_count = 0;
+                    s_send_acks(self, session);
                 }
                 if (session->ack_count == session->ack_cap) {
                     session->ack_cap = session->ack_cap ? session->ack_cap * 2 : 64;

@@ -1195,8 +1195,12 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     if (rc == TERN_OK) {
         rc = tern_store_topic_get(self->reader, admin->topic, &topic);
     }
+    char reason[TERN_REASON_MAX + 1];
     if (rc != TERN_OK) {
-        s_send_admin_error(self, admin, rc, rc == TERN_ENOTFOUND ? "no such topic" : "read failed");
+        snprintf(reason, sizeof reason,
+                 rc == TERN_ENOTFOUND ? "no such topic '%.200s'" : "cannot read topic '%.200s'",
+                 admin->topic);
+        s_send_admin_error(self, admin, rc, reason);
         free(admin);
         return;
     }
@@ -1231,8 +1235,11 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
                            "the group has consumers connected: stop them first (or use "
                            "group reset or group seek)");
     } else {
-        s_send_admin_error(self, admin, rc,
-                           rc == TERN_ENOTFOUND ? "no such group" : "cannot read groups");
+        snprintf(reason, sizeof reason,
+                 rc == TERN_ENOTFOUND ? "no such group '%s' on topic '%.180s'"
+                                      : "cannot read group '%s' of topic '%.180s'",
+                 admin->group, admin->topic);
+        s_send_admin_error(self, admin, rc, reason);
     }
     tern_json_free(&json);
     free(admin);

@@ -42,7 +42,9 @@
 #include "tern_proto.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -279,20 +282,22 @@ struct _tern_client_t {
     int wake_fd;                               //  eventfd the I/O thread polls
     atomic_uint_fast64_t next_req;             //  request id counter
 
-    pthread_mutex_t mutex;        //  guards everything below
-    pthread_cond_t cond;          //  waiters, window, connection changes
-    s_op_t *ops_head;             //  queue to the I/O thread
-    s_op_t *ops_tail;             //  queue tail
-    s_pub_t *pub_free;            //  completed publishes for reuse (at most window)
-    bool wake_pending;            //  an eventfd write is outstanding
-    bool closing;                 //  tern_client_destroy started
-    bool stopped;                 //  the I/O thread has finished
-    uint64_t gen;                 //  current session generation; 0 before first
-    bool ready;                   //  a session is up
-    tern_err_t hello_error;       //  last ERROR answering HELLO
-    uint32_t node_id;             //  from WELCOME
-    char dc[TERN_NAME_MAX + 1];   //  from WELCOME
-    size_t endpoint_index;        //  endpoint of the current/next attempt
+    pthread_mutex_t mutex;  //  guards everything below
+    pthread_cond_t cond;    //  waiters, window, connection changes
+    s_op_t *ops_head;       //  queue to the I/O thread
+    s_op_t *ops_tail;       //  queue tail
+    s_pub_t *pub_free;      //  completed publishes for reuse (at most window)
+    bool wake_pending;      //  an eventfd write is outstanding
+    bool closing;           //  tern_client_destroy started
+    bool stopped;           //  the I/O thread has finished
+    uint64_t gen;           //  current session generation; 0 before first
+    bool ready;             //  a session is up
+    tern_err_t hello_error; //  last ERROR answering HELLO
+    tern_err_t refusal;     //  first contact failed for good: calls fail with it; 0 = none
+    char refusal_reason[TERN_REASON_MAX + 1]; //  why, naming the endpoint (written by I/O thread)
+    uint32_t node_id;                         //  from WELCOME
+    char dc[TERN_NAME_MAX + 1];               //  from WELCOME
+    size_t endpoint_index;                    //  endpoint of the current/next attempt
     _Atomic uint32_t max_payload; //  from WELCOME (or the default); read without the lock
     size_t inflight;              //  publishes accepted, not completed
     uint64_t next_seq;            //  next producer_seq
@@ -320,10 +325,125 @@ struct _tern_client_t {
     bool resend_needed;     //  a send hit EAGAIN; walk the window again
     uint64_t rng;           //  jitter source
     uint64_t monitor_seq;   //  makes each monitor endpoint name unique
+    size_t refused_in_row;  //  endpoints in a row that refused TCP before the first session
+    bool tcp_contact;       //  some endpoint accepted a TCP connection (ever)
     s_pub_t *win_head;      //  publish window, send order
     s_pub_t *win_tail;      //  window tail
     s_admin_t *admins;      //  pending admin requests
 };
+
+//  ---------------------------------------------------------------------------
+//  Endpoints
+
+//  The "HOST:PORT" part of a tcp:// ENDPOINT (after a "SOURCE;" prefix), or
+//  NULL for another transport.
+static const char *s_tcp_address(const char *endpoint) {
+    if (strncmp(endpoint, "tcp://", 6) != 0) {
+        return NULL;
+    }
+    const char *semi = strchr(endpoint + 6, ';');
+    return semi ? semi + 1 : endpoint + 6;
+}
+
+//  Splits a tcp "HOST:PORT" (HOST may be "[v6]") into HOST and PORT.
+static bool s_host_port(const char *address, char *host, size_t host_size, char *port,
+                        size_t port_size) {
+    const char *colon = strrchr(address, ':');
+    if (!colon || colon == address || !colon[1]) {
+        return false;
+    }
+    const char *start = address;
+    size_t len = (size_t)(colon - address);
+    if (start[0] == '[' && len >= 2 && start[len - 1] == ']') {
+        start++;
+        len -= 2;
+    }
+    if (len == 0 || len >= host_size || strlen(colon + 1) >= port_size) {
+        return false;
+    }
+    memcpy(host, start, len);
+    host[len] = 0;
+    snprintf(port, port_size, "%s", colon + 1);
+    return true;
+}
+
+//  Checks the syntax of ENDPOINT as zmq_connect would, before any thread
+//  runs, so a typo is reported by tern_client_new rather than retried
+//  forever. Returns true, or false with the reason in WHY.
+static bool s_endpoint_valid(const char *endpoint, char *why, size_t why_size) {
+    static const char *const hint = "expected tcp://HOST:PORT";
+    const char *address = s_tcp_address(endpoint);
+    if (!address) {
+        const char *sep = strstr(endpoint, "://");
+        bool other =
+            sep && sep[3] &&
+            (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0);
+        if (!other) {
+            snprintf(why, why_size, "invalid endpoint '%.100s': %s%s", endpoint,
+                     sep ? "unknown transport, " : "", hint);
+        }
+        return other;
+    }
+    char host[256], port[16];
+    if (!s_host_port(address, host, sizeof host, port, sizeof port)) {
+        snprintf(why, why_size, "invalid endpoint '%.100s': no port, %s", endpoint, hint);
+        return false;
+    }
+    char *end = NULL;
+    unsigned long number = strtoul(port, &end, 10);
+    if (port[0] < '0' || port[0] > '9' || *end || number == 0 || number > 65535) {
+        snprintf(why, why_size, "invalid endpoint '%.100s': port '%s' is not 1..65535", endpoint,
+                 port);
+        return false;
+    }
+    for (const char *c = host; *c; c++) {
+        if (!(isalnum((unsigned char)*c) || strchr(".-_:%*", *c))) {
+            snprintf(why, why_size, "invalid endpoint '%.100s': bad host '%.80s', %s", endpoint,
+                     host, hint);
+            return false;
+        }
+    }
+    return true;
+}
+
+//  True if a plain TCP connect to ENDPOINT is refused (every address of its
+//  host answers with a reset). libzmq's monitor says only that a connect
+//  failed, not why, and "nothing listens" is the one failure worth telling
+//  at once; this asks the kernel. Runs on the I/O thread, after a failed
+//  connect before the first session; waits at most 500 ms.
+static bool s_tcp_refused(const char *endpoint) {
+    const char *address = s_tcp_address(endpoint);
+    char host[256], port[16];
+    if (!address || !s_host_port(address, host, sizeof host, port, sizeof port)) {
+        return false;
+    }
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *list = NULL;
+    if (getaddrinfo(host, port, &hints, &list) != 0) {
+        return false;
+    }
+    bool refused = list != NULL;
+    for (struct addrinfo *ai = list; ai && refused; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            refused = false;
+            break;
+        }
+        int err = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
+        if (err == EINPROGRESS) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            socklen_t len = sizeof err;
+            if (poll(&pfd, 1, 500) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+                err = ETIMEDOUT;
+            }
+        }
+        close(fd);
+        refused = err == ECONNREFUSED;
+    }
+    freeaddrinfo(list);
+    return refused;
+}
 
 //  ---------------------------------------------------------------------------
 //  Options
@@ -639,8 +759,9 @@ static void s_connect(tern_client_t *self) {
     snprintf(monitor_ep, sizeof monitor_ep, "inproc://tern-monitor-%p-%llu", (void *)self,
              (unsigned long long)++self->monitor_seq);
     if (zmq_socket_monitor(self->dealer, monitor_ep,
-                           ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
         self->monitor = zmq_socket(self->ctx, ZMQ_PAIR);
         if (zmq_connect(self->monitor, monitor_ep) != 0) {
             zmq_close(self->monitor);
@@ -703,9 +824,10 @@ static s_pub_t *s_win_find(tern_client_t *self, uint64_t req_id) {
 //  Completes PUB: runs its callback, frees its messages and keeps it on
 //  pub_done for reuse. Caller updates inflight with s_inflight_done.
 static void s_pub_complete(tern_client_t *self, s_pub_t *pub, const tern_puback_t *ack,
-                           tern_err_t code) {
+                           tern_err_t code, const char *reason) {
     s_win_unlink(self, pub);
-    tern_pub_result_t result = {.code = code, .producer_seq = pub->producer_seq};
+    tern_pub_result_t result = {
+        .code = code, .producer_seq = pub->producer_seq, .reason = reason ? reason : ""};
     if (ack) {
         result.msg_id = ack->msg_id;
         result.seq = ack->seq;
@@ -814,7 +936,7 @@ static void s_handle_error(tern_client_t *self, const tern_frame_t *frame) {
     }
     s_pub_t *pub = s_win_find(self, frame->req_id);
     if (pub) {
-        s_pub_complete(self, pub, NULL, (tern_err_t)frame->code);
+        s_pub_complete(self, pub, NULL, (tern_err_t)frame->code, frame->reason);
         s_inflight_done(self, 1);
         return;
     }
@@ -968,6 +1090,8 @@ static void s_handle_welcome(tern_client_t *self, const tern_frame_t *frame) {
     self->gen++;
     self->ready = true;
     self->hello_error = TERN_OK;
+    self->refusal = TERN_OK;
+    self->refused_in_row = 0;
     self->node_id = frame->node_id;
     snprintf(self->dc, sizeof self->dc, "%s", frame->dc);
     atomic_store(&self->max_payload, frame->max_payload ? frame->max_payload : TERN_PAYLOAD_MAX);
@@ -1010,7 +1134,7 @@ static void s_handle_frame(tern_client_t *self, zmq_msg_t *hdr, zmq_msg_t *paylo
                 }
                 s_pub_t *pub = s_win_find(self, ack.req_id);
                 if (pub) {
-                    s_pub_complete(self, pub, &ack, (tern_err_t)ack.code);
+                    s_pub_complete(self, pub, &ack, (tern_err_t)ack.code, NULL);
                     done++;
                 }
             }
@@ -1069,6 +1193,91 @@ static void s_handle_socket(tern_client_t *self) {
     }
 }
 
+//  While a refusal stands, completes everything waiting for a session with
+//  it: admin requests, first SUBSCRIBE answers and the publish window.
+static void s_fail_pending(tern_client_t *self) {
+    if (!self->refusal) {
+        return;
+    }
+    pthread_mutex_lock(&self->mutex);
+    while (self->admins) {
+        s_admin_t *admin = self->admins;
+        self->admins = admin->next;
+        s_waiter_finish(self, admin->waiter, self->refusal, self->refusal_reason);
+        s_admin_free(admin);
+    }
+    for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
+        if (sub->waiter) {
+            s_waiter_finish(self, sub->waiter, self->refusal, self->refusal_reason);
+            sub->waiter = NULL;
+        }
+    }
+    pthread_mutex_unlock(&self->mutex);
+    size_t count = 0;
+    while (self->win_head) {
+        //  Nothing was ever sent (no session yet): completing is safe.
+        s_pub_complete(self, self->win_head, NULL, self->refusal, self->refusal_reason);
+        count++;
+    }
+    s_inflight_done(self, count);
+}
+
+//  First contact failed in a way that retrying will not soon fix: no broker
+//  listens at any endpoint, or the broker's security does not match ours.
+//  Waiting calls fail now with CODE and REASON (FMT, naming the endpoint
+//  ENDPOINT without its tcp://), and so do new ones, until a WELCOME; the
+//  client keeps trying in the background.
+static void s_refuse(tern_client_t *self, tern_err_t code, const char *fmt, const char *endpoint) {
+    const char *address = s_tcp_address(endpoint);
+    pthread_mutex_lock(&self->mutex);
+    self->refusal = code;
+    snprintf(self->refusal_reason, sizeof self->refusal_reason, fmt, address ? address : endpoint);
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mutex);
+    s_fail_pending(self);
+}
+
+//  A connect to the current endpoint failed before the first session: if
+//  nothing listens there, and nothing did at the other endpoints either, say
+//  so at once instead of letting callers time out. A broker that once
+//  accepted our TCP connection is only restarting: that is retried.
+static void s_connect_failed(tern_client_t *self) {
+    const char *endpoint = self->endpoints[self->endpoint_index];
+    if (self->tcp_contact || !s_tcp_refused(endpoint)) {
+        self->refused_in_row = 0;
+        return;
+    }
+    if (++self->refused_in_row < self->endpoint_count) {
+        return;
+    }
+    if (self->endpoint_count == 1) {
+        s_refuse(self, TERN_ECONNREFUSED, "cannot connect to %s: connection refused", endpoint);
+        return;
+    }
+    char list[TERN_REASON_MAX + 1] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < self->endpoint_count && used < sizeof list; i++) {
+        const char *address = s_tcp_address(self->endpoints[i]);
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                                 address ? address : self->endpoints[i]);
+    }
+    s_refuse(self, TERN_ECONNREFUSED, "cannot connect to %s: connection refused", list);
+}
+
+//  The handshake failed at the security layer before the first session.
+static void s_handshake_failed(tern_client_t *self, uint16_t id, uint32_t value) {
+    const char *endpoint = self->endpoints[self->endpoint_index];
+    if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        s_refuse(self, TERN_EDENIED,
+                 "ternd at %s refused our CURVE key (not in its auth/clients directory)", endpoint);
+    } else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        s_refuse(self, TERN_EDENIED,
+                 self->curve_server[0] ? "ternd at %s does not use CURVE: connect without keys"
+                                       : "ternd at %s requires CURVE",
+                 endpoint);
+    }
+}
+
 static void s_handle_monitor(tern_client_t *self) {
     while (self->monitor) {
         zmq_msg_t event;
@@ -1078,8 +1287,10 @@ static void s_handle_monitor(tern_client_t *self) {
             return;
         }
         uint16_t id = 0;
-        if (zmq_msg_size(&event) >= 2) {
+        uint32_t value = 0;
+        if (zmq_msg_size(&event) >= 6) {
             memcpy(&id, zmq_msg_data(&event), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&event) + 2, 4);
         }
         bool more = zmq_msg_more(&event);
         zmq_msg_close(&event);
@@ -1090,7 +1301,20 @@ static void s_handle_monitor(tern_client_t *self) {
             zmq_msg_close(&event);
         }
         //  A refused connect while connecting means this endpoint is down
-        //  now: move on to the next one with our own backoff.
+        //  now: move on to the next one with our own backoff. Before the
+        //  first session, a refusal that retrying will not fix fails the
+        //  callers at once (s_refuse); after it, we only retry.
+        bool first = self->gen == 0;
+        if (id == ZMQ_EVENT_CONNECTED) {
+            self->tcp_contact = true;
+        }
+        if (first && id == ZMQ_EVENT_CONNECT_RETRIED && self->state == S_CONNECTING) {
+            s_connect_failed(self);
+        }
+        if (first &&
+            (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
+            s_handshake_failed(self, id, value);
+        }
         if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             //  The broker's ZAP handler refused our key: say so to waiters.
             pthread_mutex_lock(&self->mutex);
@@ -1162,6 +1386,7 @@ static bool s_handle_ops(tern_client_t *self) {
         }
         op = next;
     }
+    s_fail_pending(self); //  what was queued before the caller saw a refusal
     return running;
 }
 
@@ -1174,6 +1399,7 @@ static void s_handle_timers(tern_client_t *self, int64_t now) {
             break;
         case S_CONNECTING:
             if (now >= self->hello_deadline) {
+                self->refused_in_row = 0; //  something answered, or nothing at all
                 s_session_lost(self);
             }
             break;
@@ -1239,7 +1465,7 @@ static void s_shutdown(tern_client_t *self) {
     s_close_socket(self);
     size_t count = 0;
     while (self->win_head) {
-        s_pub_complete(self, self->win_head, NULL, TERN_ECLOSED);
+        s_pub_complete(self, self->win_head, NULL, TERN_ECLOSED, NULL);
         count++;
     }
     //  Ops queued after the close request: fail them the same way.
@@ -1253,7 +1479,7 @@ static void s_shutdown(tern_client_t *self) {
             s_pub_t *pub = (s_pub_t *)op;
             pub->next = pub->prev = NULL;
             self->win_head = self->win_tail = pub;
-            s_pub_complete(self, pub, NULL, TERN_ECLOSED);
+            s_pub_complete(self, pub, NULL, TERN_ECLOSED, NULL);
             count++;
         } else if (op->type == OP_ADMIN) {
             s_admin_t *admin = (s_admin_t *)op;
@@ -1339,6 +1565,50 @@ static void *s_io_thread(void *arg) {
 //  ---------------------------------------------------------------------------
 //  Client lifecycle
 
+//  Checks the arguments of tern_client_new_array; on failure, the reason is
+//  in tl_reason.
+static bool s_new_args_ok(const char *const *endpoints, size_t count,
+                          const tern_client_options_t *options) {
+    if (!endpoints || count == 0) {
+        s_set_reason("no endpoint given");
+        return false;
+    }
+    if (count > TERN_MAX_ENDPOINTS) {
+        snprintf(tl_reason, sizeof tl_reason, "more than %d endpoints", TERN_MAX_ENDPOINTS);
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!endpoints[i] || !endpoints[i][0]) {
+            s_set_reason("empty endpoint");
+            return false;
+        }
+        if (!s_endpoint_valid(endpoints[i], tl_reason, sizeof tl_reason)) {
+            return false;
+        }
+    }
+    if (options->window == 0 || options->window > 65536) {
+        snprintf(tl_reason, sizeof tl_reason, "window %u is not 1..65536", options->window);
+        return false;
+    }
+    if (options->producer_id &&
+        !tern_name_valid(options->producer_id, strlen(options->producer_id))) {
+        tern_reason_name(tl_reason, sizeof tl_reason, "producer_id", options->producer_id);
+        return false;
+    }
+    if ((options->curve_server_key || options->curve_public_key || options->curve_secret_key) &&
+        !(s_curve_key_ok(options->curve_server_key) && s_curve_key_ok(options->curve_public_key) &&
+          s_curve_key_ok(options->curve_secret_key))) {
+        s_set_reason("CURVE needs all three keys (server, public, secret), each 40 Z85 "
+                     "characters");
+        return false;
+    }
+    if (options->name && !tern_name_valid(options->name, strlen(options->name))) {
+        tern_reason_name(tl_reason, sizeof tl_reason, "client name", options->name);
+        return false; //  HELLO could never be encoded
+    }
+    return true;
+}
+
 tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
                                      const tern_client_options_t *options) {
     tern_client_options_t defaults;
@@ -1346,21 +1616,10 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
         tern_client_options_init(&defaults);
         options = &defaults;
     }
-    if (!endpoints || count == 0 || count > TERN_MAX_ENDPOINTS || options->window == 0 ||
-        options->window > 65536) {
+    s_set_reason(NULL);
+    if (!s_new_args_ok(endpoints, count, options)) {
+        errno = EINVAL;
         return NULL;
-    }
-    if (options->producer_id &&
-        !tern_name_valid(options->producer_id, strlen(options->producer_id))) {
-        return NULL;
-    }
-    if ((options->curve_server_key || options->curve_public_key || options->curve_secret_key) &&
-        !(s_curve_key_ok(options->curve_server_key) && s_curve_key_ok(options->curve_public_key) &&
-          s_curve_key_ok(options->curve_secret_key))) {
-        return NULL; //  CURVE needs all three keys
-    }
-    if (options->name && !tern_name_valid(options->name, strlen(options->name))) {
-        return NULL; //  HELLO could never be encoded
     }
     tern_client_t *self = s_alloc(sizeof *self);
     self->options = *options;
@@ -1385,9 +1644,6 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
     }
     self->wake_fd = -1;
     for (size_t i = 0; i < count; i++) {
-        if (!endpoints[i] || !endpoints[i][0]) {
-            goto fail;
-        }
         self->endpoints[i] = strdup(endpoints[i]);
         if (!self->endpoints[i]) {
             goto fail;
@@ -1430,6 +1686,7 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
     }
     return self;
 fail:
+    snprintf(tl_reason, sizeof tl_reason, "cannot start the client: %s", strerror(errno));
     if (self->ctx) {
         zmq_ctx_term(self->ctx);
     }
@@ -1450,20 +1707,16 @@ tern_client_t *tern_client_new(const char *endpoints, const tern_client_options_
     }
     char *copy = strdup(endpoints);
     if (!copy) {
-        return NULL;
+        s_oom(strlen(endpoints));
     }
-    const char *list[TERN_MAX_ENDPOINTS];
+    const char *list[TERN_MAX_ENDPOINTS + 1];
     size_t count = 0;
     char *save = NULL;
-    for (char *token = strtok_r(copy, ", \t", &save); token;
+    for (char *token = strtok_r(copy, ", \t", &save); token && count <= TERN_MAX_ENDPOINTS;
          token = strtok_r(NULL, ", \t", &save)) {
-        if (count == TERN_MAX_ENDPOINTS) {
-            free(copy);
-            return NULL;
-        }
-        list[count++] = token;
+        list[count++] = token; //  one too many makes new_array say so
     }
-    tern_client_t *self = count ? tern_client_new_array(list, count, options) : NULL;
+    tern_client_t *self = tern_client_new_array(list, count, options);
     free(copy);
     return self;
 }
@@ -1521,10 +1774,16 @@ tern_err_t tern_client_wait_connected(tern_client_t *self, int timeout_ms) {
     }
     struct timespec deadline = s_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
     tern_err_t rc = TERN_OK;
+    s_set_reason(NULL);
     pthread_mutex_lock(&self->mutex);
     while (!self->ready) {
         if (self->stopped || self->closing) {
             rc = TERN_ECLOSED;
+            break;
+        }
+        if (self->refusal) {
+            rc = self->refusal;
+            s_set_reason(self->refusal_reason);
             break;
         }
         if (!s_wait(&self->cond, &self->mutex, timeout_ms, &deadline)) {
@@ -1829,7 +2088,9 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
         (msg->header_count && !msg->headers)) {
         return TERN_EINVAL;
     }
-    if (msg->size > atomic_load_explicit(&self->max_payload, memory_order_relaxed)) {
+    uint32_t max_payload = atomic_load_explicit(&self->max_payload, memory_order_relaxed);
+    if (msg->size > max_payload) {
+        tern_reason_payload(tl_reason, sizeof tl_reason, msg->size, max_payload);
         return TERN_ETOOBIG;
     }
     //  The payload is copied once, outside the lock, into the message that
@@ -1866,6 +2127,15 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
     if (rc == TERN_OK) {
         producer_seq = msg->producer_seq ? msg->producer_seq : self->next_seq++;
         rc = s_build_publish(self, msg, producer_seq, req_id, &hdr_len);
+        if (rc == TERN_ETOPIC) {
+            tern_reason_topic(tl_reason, sizeof tl_reason, msg->topic, false);
+        }
+    }
+    if (rc == TERN_OK && self->refusal) {
+        //  Valid, but no broker to take it: give the producer_seq back.
+        rc = self->refusal;
+        s_set_reason(self->refusal_reason);
+        self->next_seq -= msg->producer_seq ? 0 : 1;
     }
     if (rc == TERN_OK) {
         s_pub_t *pub = self->pub_free;
@@ -1896,7 +2166,8 @@ static void s_sync_done(const tern_pub_result_t *result, void *arg) {
     tern_client_t *self = waiter->client;
     pthread_mutex_lock(&self->mutex);
     waiter->pub = *result;
-    s_waiter_finish(self, waiter, result->code, NULL);
+    waiter->pub.reason = ""; //  borrowed for the callback only: the text is copied below
+    s_waiter_finish(self, waiter, result->code, result->reason);
     pthread_mutex_unlock(&self->mutex);
 }
 
@@ -1925,8 +2196,10 @@ tern_err_t tern_publish(tern_client_t *self, const tern_pub_options_t *msg, int 
     }
     if (waiter->done) {
         rc = waiter->code;
+        s_set_reason(waiter->reason);
         if (result) {
             *result = waiter->pub;
+            result->reason = tern_last_reason();
         }
         free(waiter);
     } else {
@@ -1979,11 +2252,14 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
     if (s_on_io_thread(self)) {
         return TERN_ESTATE;
     }
+    s_set_reason(NULL);
     if (!tern_pattern_valid(pattern, strlen(pattern))) {
+        tern_reason_topic(tl_reason, sizeof tl_reason, pattern, true);
         return TERN_ETOPIC;
     }
     const char *group = options->group ? options->group : "";
     if (group[0] && !tern_name_valid(group, strlen(group))) {
+        tern_reason_name(tl_reason, sizeof tl_reason, "group", group);
         return TERN_ENAME;
     }
     tern_subscription_t *sub = s_alloc(sizeof *sub);
@@ -2007,12 +2283,14 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
     struct timespec deadline = s_abs_deadline(timeout_ms);
     tern_err_t rc;
     pthread_mutex_lock(&self->mutex);
-    if (self->closing) {
+    if (self->closing || self->refusal) {
+        rc = self->closing ? TERN_ECLOSED : self->refusal;
+        s_set_reason(self->closing ? NULL : self->refusal_reason);
         pthread_mutex_unlock(&self->mutex);
         pthread_cond_destroy(&sub->cond);
         free(waiter);
         free(sub);
-        return TERN_ECLOSED;
+        return rc;
     }
     sub->next = self->subs;
     self->subs = sub;
@@ -2380,6 +2658,7 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
         return TERN_ESTATE;
     }
     if (!tern_name_valid(op_name, strlen(op_name))) {
+        s_set_reason(tern_reason_name(tl_reason, sizeof tl_reason, "admin operation", op_name));
         return TERN_ENAME;
     }
     timeout_ms = s_timeout(self, timeout_ms);
@@ -2420,11 +2699,13 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
     struct timespec deadline = s_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
 
     pthread_mutex_lock(&self->mutex);
-    if (self->closing) {
+    if (self->closing || self->refusal) {
+        rc = self->closing ? TERN_ECLOSED : self->refusal;
+        s_set_reason(self->closing ? NULL : self->refusal_reason);
         pthread_mutex_unlock(&self->mutex);
         s_admin_free(admin);
         free(waiter);
-        return TERN_ECLOSED;
+        return rc;
     }
     admin->op.type = OP_ADMIN;
     s_push_op(self, &admin->op);

@@ -2,11 +2,14 @@
 
     The codes are shared by the broker, the client and the wire (ERROR frames
     carry them), so this table lives in protocol/, the one module everybody
-    links. Both functions return static strings and are thread-safe.
+    links. Both functions return static strings and are thread-safe. The
+    reason texts that name a limit (tern_reason_*) live here for the same
+    reason: the broker and libtern word them alike.
 */
-#include "tern.h"
+#include "tern_proto.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct {
     int code;         //  the tern_err_t value
@@ -46,6 +49,7 @@ static const s_err_entry_t s_errors[] = {
     {TERN_EBUSY, "TERN_EBUSY", "temporarily unable, retry later"},
     {TERN_ECONFIG, "TERN_ECONFIG", "bad configuration"},
     {TERN_EINTERNAL, "TERN_EINTERNAL", "internal error (a bug: please report)"},
+    {TERN_ECONNREFUSED, "TERN_ECONNREFUSED", "connection refused: no broker listens there"},
 };
 
 static const s_err_entry_t *s_find(int err) {
@@ -65,4 +69,42 @@ const char *tern_strerror(int err) {
 const char *tern_errname(int err) {
     const s_err_entry_t *entry = s_find(err);
     return entry ? entry->name : "TERN_E?";
+}
+
+//  ---------------------------------------------------------------------------
+//  Reason texts (declared in tern_proto.h)
+
+const char *tern_size_text(char *out, size_t cap, uint64_t bytes) {
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    size_t unit = 0;
+    while (unit + 1 < sizeof units / sizeof units[0] && bytes >= 1024 && bytes % 1024 == 0) {
+        bytes /= 1024;
+        unit++;
+    }
+    snprintf(out, cap, "%llu %s", (unsigned long long)bytes, units[unit]);
+    return out;
+}
+
+const char *tern_reason_topic(char *out, size_t cap, const char *topic, bool pattern) {
+    //  The grammar of tern_topic_valid / tern_pattern_valid, in words.
+    snprintf(out, cap,
+             pattern ? "invalid pattern '%.*s': tokens of [A-Za-z0-9_-], '*' (one token) or a "
+                       "final '>', joined by single dots, 1..%d bytes"
+                     : "invalid topic '%.*s': tokens of [A-Za-z0-9_-] joined by single dots, "
+                       "1..%d bytes",
+             TERN_TOPIC_MAX / 2, topic ? topic : "", TERN_TOPIC_MAX);
+    return out;
+}
+
+const char *tern_reason_name(char *out, size_t cap, const char *what, const char *name) {
+    snprintf(out, cap, "invalid %s '%.*s': names are [A-Za-z0-9_.:-], 1..%d bytes", what,
+             TERN_NAME_MAX + 8, name ? name : "", TERN_NAME_MAX);
+    return out;
+}
+
+const char *tern_reason_payload(char *out, size_t cap, uint64_t size, uint64_t max_payload) {
+    char limit[32];
+    snprintf(out, cap, "payload %llu B > max_payload %s", (unsigned long long)size,
+             tern_size_text(limit, sizeof limit, max_payload));
+    return out;
 }

@@ -217,6 +217,18 @@ bool tern_pattern_match(const char *pattern, const char *topic);
 bool tern_name_valid(const char *name, size_t len);   //  [A-Za-z0-9_.:-]{1,64}
 bool tern_trace_valid(const char *trace, size_t len); //  W3C traceparent version 00
 
+/*  Reason texts for ERROR frames and tern_last_reason(), shared by the broker
+    and libtern so both name the problem and the limit in the same words
+    (docs/protocol.md, "Error reasons"). Each writes a NUL-terminated text of
+    at most CAP bytes into OUT and returns OUT. */
+const char *tern_reason_topic(char *out, size_t cap, const char *topic, bool pattern);
+const char *tern_reason_name(char *out, size_t cap, const char *what, const char *name);
+const char *tern_reason_payload(char *out, size_t cap, uint64_t size, uint64_t max_payload);
+
+/*  Writes BYTES as a human size into OUT: "1 MiB", "64 KiB", "1500 B" (exact
+    binary multiples only, so no digits are lost). Returns OUT. */
+const char *tern_size_text(char *out, size_t cap, uint64_t bytes);
+
 /*  Metadata maps (msgpack map of str -> str, kept encoded). */
 typedef struct {
     const char *key; //  borrowed, not NUL-terminated

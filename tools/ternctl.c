@@ -81,12 +81,18 @@ static const char *s_help_status =
     "    ternctl [-s ENDPOINT] [--json] status\n"
     "\n"
     "DESCRIPTION\n"
-    "    Prints node id, datacenter, version, uptime, topic count, connection\n"
-    "    count and storage bytes. JSON keys: node_id, dc, version, uptime_s,\n"
-    "    topics, connections, storage_bytes.\n"
+    "    Prints where and how the node runs: node id, datacenter, version, the\n"
+    "    endpoint it listens on, its data directory, its durability mode (fsync,\n"
+    "    batch or none) and its role: standalone, or dc when it replicates with\n"
+    "    peer DCs (peers: how many); then uptime, topic count, connection count,\n"
+    "    storage bytes and counters. JSON keys: node_id, dc, version, endpoint,\n"
+    "    data_dir, durability, role, peers, uptime_s, topics, connections,\n"
+    "    storage_bytes, published, delivered, acked, auth, auth_refused,\n"
+    "    auth_denied.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 success, 1 broker unreachable or error, 2 usage error.\n";
+    "    0 success, 1 broker unreachable or error (nothing listening at the\n"
+    "    endpoint fails at once), 2 usage error (also a malformed endpoint).\n";
 
 static const char *s_help_pub =
     "NAME\n"
@@ -365,14 +371,39 @@ static int s_usage(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
+//  Reports a failed call of WHAT with CODE and returns the exit status. The
+//  reason libtern or the broker gave names the problem (and the limit), so
+//  it is printed as is; bad input that only the broker could judge (a topic
+//  or name outside the grammar) is a usage error.
 static int s_fail(const char *what, int code) {
     const char *reason = tern_last_reason();
-    if (reason && reason[0]) {
-        fprintf(stderr, "ternctl: %s: %s (%s)\n", what, reason, tern_errname(code));
+    bool has_reason = reason && reason[0];
+    if (code == TERN_ECONNREFUSED && has_reason) {
+        fprintf(stderr, "ternctl: %s (is ternd running?)\n", reason);
+        return 1;
+    }
+    if ((code == TERN_ETOPIC || code == TERN_ENAME) && has_reason) {
+        return s_usage("%s", reason);
+    }
+    const char *cert = getenv("TERN_CERT");
+    if (code == TERN_EDENIED && has_reason && !(cert && cert[0])) {
+        //  Without a certificate, only a CURVE broker denies anything.
+        fprintf(stderr, "ternctl: %s: pass --cert FILE and --server-key KEY (%s)\n", reason,
+                tern_errname(code));
+        return 1;
+    }
+    if (has_reason) {
+        fprintf(stderr, "ternctl: %s (%s)\n", reason, tern_errname(code));
     } else {
         fprintf(stderr, "ternctl: %s: %s (%s)\n", what, tern_strerror(code), tern_errname(code));
     }
     return 1;
+}
+
+//  tern_client_new refused the command line's endpoint or options: a usage
+//  error, with libtern's reason.
+static int s_client_usage(void) {
+    return s_usage("%s", tern_last_reason());
 }
 
 //  Parses ARGV[0..ARGC) (the words after the command) against OPTS.
@@ -862,7 +893,7 @@ static int s_admin_call(const s_args_t *args, const char *op, const tern_header_
     }
     tern_client_t *client = s_client(args, (int)timeout, NULL, 0);
     if (!client) {
-        return s_usage("invalid server endpoint '%s'", s_server(args));
+        return s_client_usage();
     }
     char *reply = NULL;
     progress = s_progress_start(progress, progress != NULL);
@@ -1400,7 +1431,8 @@ static void s_pub_done(const tern_pub_result_t *result, void *arg) {
             return;
         }
         fprintf(stderr, "ternctl: pub: message with producer_seq %llu refused: %s (%s)\n",
-                (unsigned long long)result->producer_seq, tern_strerror(result->code),
+                (unsigned long long)result->producer_seq,
+                result->reason[0] ? result->reason : tern_strerror(result->code),
                 tern_errname(result->code));
         return;
     }
@@ -1469,6 +1501,7 @@ typedef struct {
     uint64_t size;                      //  --size, 0 = none
     int64_t timeout;                    //  --timeout without progress, ms
     const char *producer;               //  --producer or NULL
+    const char *server;                 //  the endpoint(s), for messages
     bool quiet;                         //  --quiet
     tern_pub_options_t msg;             //  the message options
     tern_header_t headers[MAX_HEADERS]; //  --header pairs
@@ -1561,6 +1594,7 @@ static int s_pub_parse(const s_args_t *args, s_pub_args_t *p) {
         return s_bad_timeout(args);
     }
     p->producer = s_value(args, o, "producer");
+    p->server = s_server(args);
     p->quiet = s_flag(args, o, "quiet");
     tern_pub_options_init(&p->msg);
     p->msg.topic = p->topic;
@@ -1616,9 +1650,8 @@ static void s_pub_send(tern_client_t *client, s_pub_args_t *p, s_pub_state_t *st
                 run->stopped = true;
                 break;
             }
-            if (s_now_ms() - atomic_load(&state->progress_ms) > p->timeout) {
-                fprintf(stderr, "ternctl: pub: no acknowledgement from %s for %lld ms\n",
-                        tern_client_connected(client) ? "the broker" : "any endpoint",
+            if (p->timeout > 0 && s_now_ms() - atomic_load(&state->progress_ms) > p->timeout) {
+                fprintf(stderr, "ternctl: pub: no acknowledgement from %s for %lld ms\n", p->server,
                         (long long)p->timeout);
                 run->rc = 1;
                 run->stopped = true;
@@ -1637,9 +1670,9 @@ static void s_pub_wait(tern_client_t *client, const s_pub_args_t *p, s_pub_state
         if (tern_flush(client, 100) == TERN_OK) {
             break;
         }
-        if (s_now_ms() - atomic_load(&state->progress_ms) > p->timeout) {
-            fprintf(stderr, "ternctl: pub: %zu message(s) not acknowledged within %lld ms\n",
-                    tern_client_inflight(client), (long long)p->timeout);
+        if (p->timeout > 0 && s_now_ms() - atomic_load(&state->progress_ms) > p->timeout) {
+            fprintf(stderr, "ternctl: pub: %zu message(s) not acknowledged by %s within %lld ms\n",
+                    tern_client_inflight(client), p->server, (long long)p->timeout);
             run->rc = 1;
             break;
         }
@@ -1708,11 +1741,14 @@ static int s_cmd_pub(const s_args_t *args) {
     options.publish_block_ms = 100;
     ternctl_curve_options(&options);
     tern_client_t *client = tern_client_new(s_server(args), &options);
-    if (!client) {
+    int crc =
+        client ? tern_client_wait_connected(client, p.timeout > 0 ? (int)p.timeout : -1) : TERN_OK;
+    if (!client || crc != TERN_OK) {
         s_pub_args_free(&p);
-        return s_usage(p.producer ? "invalid --producer '%s' or server endpoint"
-                                  : "invalid server endpoint '%s'",
-                       p.producer ? p.producer : s_server(args));
+        tern_client_destroy(&client);
+        char what[300];
+        snprintf(what, sizeof what, "pub: cannot reach %s", s_server(args));
+        return crc ? s_fail(what, crc) : s_client_usage();
     }
     static s_pub_state_t state; //  8 KiB of ack bits: not on the stack
     memset(&state, 0, sizeof state);
@@ -1953,7 +1989,7 @@ static int s_cmd_sub(const s_args_t *args) {
     int connect_ms = timeout > 5000 ? (int)timeout : 5000;
     tern_client_t *client = s_client(args, connect_ms, NULL, 0);
     if (!client) {
-        return s_usage("invalid server endpoint '%s'", s_server(args));
+        return s_client_usage();
     }
     tern_subscription_t *sub = NULL;
     int rc = s_sub_check(args, client, pattern, &options, connect_ms);

@@ -63,13 +63,14 @@ typedef enum {
     TERN_ECORRUPT = 301, /* a stored record failed its CRC32C check */
     TERN_ESTORAGE = 302, /* any other storage I/O error */
     /*  Runtime (4xx) */
-    TERN_ETIMEOUT = 400, /* the operation timed out */
-    TERN_ECLOSED = 401,  /* the connection or object is closed */
-    TERN_ECLOCK = 402,   /* the clock went backwards beyond the allowed bound */
-    TERN_ENOMEM = 403,   /* out of memory */
-    TERN_EBUSY = 404,    /* temporarily unable; retry later */
-    TERN_ECONFIG = 405,  /* bad configuration */
-    TERN_EINTERNAL = 406 /* a bug: please report */
+    TERN_ETIMEOUT = 400,    /* the operation timed out */
+    TERN_ECLOSED = 401,     /* the connection or object is closed */
+    TERN_ECLOCK = 402,      /* the clock went backwards beyond the allowed bound */
+    TERN_ENOMEM = 403,      /* out of memory */
+    TERN_EBUSY = 404,       /* temporarily unable; retry later */
+    TERN_ECONFIG = 405,     /* bad configuration */
+    TERN_EINTERNAL = 406,   /* a bug: please report */
+    TERN_ECONNREFUSED = 407 /* no broker listens at any endpoint (first contact only) */
 } tern_err_t;
 
 /*  Returns a static, human-readable description of ERR (never NULL; unknown
@@ -99,8 +100,24 @@ TERN_EXPORT const char *tern_errname(int err);
 
     Errors. Functions that can fail return a tern_err_t. When a failure comes
     from the broker (an ERROR frame), its reason text is kept per thread and
-    returned by tern_last_reason(). Out of memory aborts the process (one
+    returned by tern_last_reason(); so are libtern's own reasons (a refused
+    endpoint, an argument outside its grammar or limit), which name the
+    problem and the limit the same way. Out of memory aborts the process (one
     place: s_oom in tern_client.c); no function returns TERN_ENOMEM.
+
+    First contact. Until the first session (WELCOME), a failure that retrying
+    will not soon fix ends every waiting call at once instead of letting it
+    time out: TERN_ECONNREFUSED when every endpoint refused the TCP connect
+    and none ever accepted one (nothing listens; a broker that accepted us
+    once is restarting and is retried; reason "cannot connect to HOST:PORT:
+    connection refused"), TERN_EDENIED when the broker's security does not match ours
+    (reason "ternd at HOST:PORT requires CURVE", "... does not use CURVE",
+    or "... refused our CURVE key"). Queued publishes complete with that
+    code, and new calls return it at once while it stands; the client keeps
+    trying in the background and the first WELCOME clears it (to wait for a
+    broker that is still starting, retry on TERN_ECONNREFUSED). Once a
+    session was established, a lost broker is only retried, as described
+    above: calls wait for the next session or their timeout.
     ------------------------------------------------------------------------ */
 
 typedef struct _tern_client_t tern_client_t;             //  a connection to the brokers
@@ -156,10 +173,16 @@ TERN_EXPORT void tern_client_options_init(tern_client_options_t *options);
     endpoint first, then the next one on every failed attempt, with backoff
     from backoff_min_ms doubling up to backoff_max_ms, each delay jittered to
     a random value in [d/2, d]. OPTIONS may be NULL for the defaults.
-    Returns the client, or NULL when ENDPOINTS is empty or an option is out of
-    range (window 0 or > 65536, invalid name or producer_id) or the thread cannot be
-    started. Does not wait for a connection: see tern_client_wait_connected.
-    Caller owns the return value; destroy it with tern_client_destroy. */
+    Each endpoint is tcp://HOST:PORT (port 1..65535), ipc://PATH or
+    inproc://NAME. Returns the client, or NULL when ENDPOINTS is empty, has
+    more than 32 endpoints or a malformed one ("bogus", no port, another
+    transport), an option is out of range (window 0 or > 65536, invalid name
+    or producer_id, an incomplete set of CURVE keys) or the thread cannot be
+    started; then errno is EINVAL (or the system's error) and
+    tern_last_reason() says why, e.g. "invalid endpoint 'bogus': expected
+    tcp://HOST:PORT". Does not wait for a connection: see
+    tern_client_wait_connected. Caller owns the return value; destroy it with
+    tern_client_destroy. */
 TERN_EXPORT tern_client_t *tern_client_new(const char *endpoints,
                                            const tern_client_options_t *options);
 
@@ -179,7 +202,9 @@ TERN_EXPORT void tern_client_destroy(tern_client_t **self_p);
 /*  Waits until a session with some broker is established (WELCOME received),
     at most TIMEOUT_MS (-1 = forever). Returns TERN_OK, TERN_ETIMEOUT, the code
     of an ERROR the broker sent to our HELLO (e.g. TERN_EVERSION) if one came
-    and no session is up, or TERN_ECLOSED. Thread-safe; not from a callback. */
+    and no session is up, TERN_ECONNREFUSED or TERN_EDENIED at once when first
+    contact failed (see "First contact"; reason in tern_last_reason()), or
+    TERN_ECLOSED. Thread-safe; not from a callback. */
 TERN_EXPORT tern_err_t tern_client_wait_connected(tern_client_t *self, int timeout_ms);
 
 /*  True while a session is established. Thread-safe; a snapshot. */
@@ -196,9 +221,13 @@ TERN_EXPORT tern_err_t tern_client_session(tern_client_t *self, uint32_t *node_i
     Borrowed; valid until the client is destroyed. Thread-safe. */
 TERN_EXPORT const char *tern_client_producer(tern_client_t *self);
 
-/*  The broker's reason text for the last failure of a call made by the
-    calling thread, or "" if none. Borrowed; valid until the thread's next call
-    into libtern. */
+/*  The reason text for the last failure of a call made by the calling
+    thread: the broker's (from its ERROR frame) or libtern's own (e.g. from
+    tern_client_new returning NULL, a refused first contact, a topic outside
+    the grammar), or "" if none. It names the problem and the limit, e.g.
+    "no such topic 'x'", "max_topics 3 reached: topic 'y' not created",
+    "payload 2097152 B > max_payload 1 MiB". Borrowed; valid until the
+    thread's next call into libtern. */
 TERN_EXPORT const char *tern_last_reason(void);
 
 /*  ---- Publishing ---------------------------------------------------- */
@@ -242,6 +271,9 @@ typedef struct {
     uint64_t seq;          //  its sequence in the topic on that node
     bool duplicate;        //  the broker had already stored this producer_seq
     uint64_t producer_seq; //  the producer_seq it was sent with
+    const char *reason;    //  why not, when code != TERN_OK (the broker's reason, naming
+                           //  the limit, e.g. "payload 2097152 B > max_payload 1 MiB");
+                           //  "" if none. Borrowed for the callback only
 } tern_pub_result_t;
 
 /*  Completion callback of tern_publish_async. Runs on the I/O thread, exactly
@@ -261,24 +293,29 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     producer id and start at the first unacknowledged producer_seq
     (producer_seq_start); re-sending older messages, or re-running from the
     start later, stores them again as duplicates. Async publishes never time
-    out: they complete on PUBACK, on an ERROR naming them, or with
-    TERN_ECLOSED when the client is destroyed. FN (may be NULL) is called
-    with ARG on completion, on the I/O thread. Returns TERN_OK when queued;
-    TERN_EINVAL (NULL topic, priority or ttl class out of range, too many
-    headers), TERN_ETOPIC, TERN_ENAME, TERN_ETRACE, TERN_EMETA, TERN_ETOOBIG
-    (payload over the broker's max_payload or header over limits);
-    TERN_EBUSY when the window is full and publish_block_ms did not allow
-    waiting long enough; TERN_ECLOSED when the client is closing; TERN_ESTATE
-    if it would block on the I/O thread. FN is not called when the return
-    value is not TERN_OK. Thread-safe; messages published from one thread are
-    sent in call order. */
+    out: they complete on PUBACK, on an ERROR naming them (RESULT->reason says
+    why), with TERN_ECONNREFUSED or TERN_EDENIED when first contact fails (see
+    "First contact"), or with TERN_ECLOSED when the client is destroyed.
+    FN (may be NULL) is called with ARG on completion, on the I/O thread.
+    Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
+    class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,
+    TERN_ETRACE, TERN_EMETA, TERN_ETOOBIG (payload over the broker's
+    max_payload or header over limits); TERN_EBUSY when the window is full
+    and publish_block_ms did not allow waiting long enough; TERN_ECLOSED when
+    the client is closing; TERN_ESTATE if it would block on the I/O thread;
+    TERN_ECONNREFUSED or TERN_EDENIED while a first-contact failure stands.
+    Validation errors set tern_last_reason() (the topic and its grammar, the
+    payload size and max_payload).
+    FN is not called when the return value is not TERN_OK. Thread-safe;
+    messages published from one thread are sent in call order. */
 TERN_EXPORT tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg,
                                           tern_pub_fn *fn, void *arg);
 
 /*  Publishes one message and waits until it is stored (PUBACK) or fails, at
     most TIMEOUT_MS (-1 = forever, 0 = the client's timeout_ms). RESULT (may
     be NULL) receives the outcome. Returns RESULT->code: TERN_OK or the
-    broker's code (e.g. TERN_EFULL), any error of tern_publish_async, or
+    broker's code (e.g. TERN_EFULL; RESULT->reason and tern_last_reason() say
+    why, valid until the thread's next call), any error of tern_publish_async, or
     TERN_ETIMEOUT — then the message stays in flight and may still be stored
     (a retry with the same producer_seq is deduplicated). Thread-safe; not
     from a callback. */
@@ -331,7 +368,9 @@ typedef void(tern_msg_fn)(tern_message_t *msg, void *arg);
     Messages from the old session can no longer be acked (TERN_ECLOSED).
     Returns TERN_OK and sets *SUB_P; or TERN_EINVAL (NULL argument, bad
     start), TERN_ETOPIC, TERN_ENAME (bad group), the code of the broker's
-    ERROR, TERN_ETIMEOUT, TERN_ECLOSED, TERN_ESTATE (called from a callback).
+    ERROR, TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first contact
+    failed), TERN_ECLOSED, TERN_ESTATE (called from a callback); the reason
+    is in tern_last_reason().
     The subscription belongs to the client: it stays valid until
     tern_unsubscribe or tern_client_destroy. Thread-safe. */
 TERN_EXPORT tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
@@ -427,9 +466,12 @@ TERN_EXPORT void tern_message_destroy(tern_message_t **msg_p);
     forever, 0 = the client's timeout_ms, including the time to connect).
     On TERN_OK, *JSON_OUT is the reply, one NUL-terminated JSON document;
     caller owns it and frees it with free(). On error *JSON_OUT is NULL and
-    the result is TERN_EINVAL (bad arguments), TERN_ENAME (bad op), the
-    broker's code (e.g. TERN_ENOTFOUND; reason in tern_last_reason()),
-    TERN_ETIMEOUT or TERN_ECLOSED. Thread-safe; not from a callback. */
+    the result is TERN_EINVAL (bad arguments), TERN_ENAME (OP is not a valid
+    name, or not an operation the broker knows: "unknown admin operation
+    'x'"), TERN_ETOPIC (missing or invalid topic argument), the broker's code
+    (e.g. TERN_ENOTFOUND, "no such topic 'x'"), TERN_ETIMEOUT,
+    TERN_ECONNREFUSED or TERN_EDENIED (first contact failed) or TERN_ECLOSED;
+    the reason is in tern_last_reason(). Thread-safe; not from a callback. */
 TERN_EXPORT tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args,
                                   size_t count, char **json_out, int timeout_ms);
 

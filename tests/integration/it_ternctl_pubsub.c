@@ -197,22 +197,29 @@ Test(ternctl_pubsub, pub_failure_says_how_to_resume, .fini = it_teardown, .timeo
     snprintf(input, sizeof input, "a\nb\nc\n%s\ne\n", big);
     it_result_t r;
     it_ctl_in(&r, b, 20000, input, "pub", "it.res", "--producer", "it-p", NULL);
+    //  libtern refuses the 4th line before sending it (over max_payload), so
+    //  pub stops there, after the acks of a, b and c.
     cr_assert_eq(r.status, 1, "a refused message: exit %d\n%s", r.status, r.err);
     char **lines;
-    cr_assert_eq(it_split_lines(r.out, &lines), 4, "acks of a, b, c, e:\n%s", r.out);
+    size_t n = it_split_lines(r.out, &lines);
     free(lines);
-    cr_assert(strstr(r.err, "4 of 5 sent message(s) acknowledged"), "%s", r.err);
+    cr_assert_eq(n, 3, "acks of a, b, c: %zu lines", n);
+    cr_assert(strstr(r.err, "3 of 3 sent message(s) acknowledged, all before message 4"), "%s",
+              r.err);
     cr_assert(strstr(r.err, "resume from message 4 with: --producer it-p --seq 4"), "%s", r.err);
     cr_assert(strstr(r.err, "1024"), "no word on the dedup window: %s", r.err);
     it_result_free(&r);
 
-    //  Resuming as told stores the rest once: d new, e a duplicate.
+    //  Resuming as told stores the rest once; re-sending c is a duplicate.
     it_ctl_in(&r, b, 20000, "d\ne\n", "pub", "it.res", "--producer", "it-p", "--seq", "4", NULL);
     it_assert_ok(&r, "resumed pub");
+    it_result_free(&r);
+    it_ctl_in(&r, b, 20000, "c\n", "pub", "it.res", "--producer", "it-p", "--seq", "3", NULL);
+    it_assert_ok(&r, "c again");
     cr_assert(strstr(r.err, "1 duplicate(s) already stored"), "%s", r.err);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "info", "it.res", NULL);
-    cr_assert_eq(s_int(r.out, "msgs"), 5, "a b c e d, none twice: %s", r.out);
+    cr_assert_eq(s_int(r.out, "msgs"), 5, "a b c d e, none twice: %s", r.out);
     it_result_free(&r);
 
     //  The same in text mode, with a random producer id named in the hint.

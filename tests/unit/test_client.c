@@ -2,7 +2,8 @@
 
     What needs no broker is tested directly: option defaults, argument
     validation, parsing of durations and sizes, reconnect backoff bounds,
-    timeouts and close semantics against an endpoint nobody listens on, and
+    timeouts and close semantics against a port that accepts TCP but never
+    answers, the refusal of a port nobody listens on, and
     ternctl's JSON writer/reader, UTF-8 check and base64 (compiled in from
     tools/ternctl_json.c, since tools/ is an executable, not a library).
     The "live" suite starts a real ternd from the build tree on a free
@@ -16,6 +17,7 @@
 #include "../../tools/ternctl_json.c"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -34,9 +36,29 @@ static int64_t s_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+//  Writes the endpoint of a loopback port that accepts TCP connections (the
+//  kernel's backlog) but never says a word: a broker that does not answer,
+//  unlike a port nobody listens on, which refuses at once. The socket stays
+//  open until the test process ends.
+static void s_silent_endpoint(char *endpoint, size_t size) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    cr_assert_eq(listen(fd, 64), 0);
+    socklen_t len = sizeof addr;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    snprintf(endpoint, size, "tcp://127.0.0.1:%d", ntohs(addr.sin_port));
+}
+
+//  The endpoint of a loopback port nobody listens on.
+static void s_refused_endpoint(char *endpoint, size_t size) {
+    snprintf(endpoint, size, "tcp://127.0.0.1:%d", test_port());
+}
+
 static tern_client_t *s_dead_client(int timeout_ms) {
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", test_port());
+    s_silent_endpoint(endpoint, sizeof endpoint);
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.timeout_ms = (uint32_t)timeout_ms;
@@ -57,7 +79,7 @@ Test(client, usage_example) {
     msg.topic = "orders.created";
     msg.payload = "hello";
     msg.size = 5;
-    //  Nothing listens: the publish is queued, then completed as closed.
+    //  The broker never answers: the publish is queued, then completed as closed.
     cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_OK);
     cr_assert_eq(tern_client_inflight(client), 1);
     cr_assert_eq(tern_flush(client, 100), TERN_ETIMEOUT);
@@ -121,6 +143,8 @@ Test(client, publish_validation) {
     cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_EINVAL); //  no topic
     msg.topic = "bad..topic";
     cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOPIC);
+    cr_assert(strstr(tern_last_reason(), "invalid topic 'bad..topic': tokens of [A-Za-z0-9_-]"),
+              "%s", tern_last_reason());
     msg.topic = "a.*";
     cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOPIC);
     msg.topic = "ok";
@@ -137,6 +161,7 @@ Test(client, publish_validation) {
     msg.payload = big;
     msg.size = sizeof big; //  over the 1 MiB default max payload
     cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOOBIG);
+    cr_assert_str_eq(tern_last_reason(), "payload 1048577 B > max_payload 1 MiB");
     msg.size = 0;
     tern_header_t headers[] = {{"", "empty key"}};
     msg.headers = headers;
@@ -154,7 +179,7 @@ static void s_count_closed(const tern_pub_result_t *result, void *arg) {
 
 Test(client, window_full_and_close_completes) {
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", test_port());
+    s_silent_endpoint(endpoint, sizeof endpoint);
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.window = 3;
@@ -179,7 +204,7 @@ Test(client, window_blocks_for_publish_block_ms) {
     options.window = 1;
     options.publish_block_ms = 200;
     char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", test_port());
+    s_silent_endpoint(endpoint, sizeof endpoint);
     tern_client_t *client = tern_client_new(endpoint, &options);
     tern_pub_options_t msg;
     tern_pub_options_init(&msg);
@@ -214,6 +239,110 @@ Test(client, sync_calls_time_out) {
     tern_sub_options_init(&options);
     options.group = "bad group";
     cr_assert_eq(tern_subscribe(client, "t", &options, NULL, NULL, &sub), TERN_ENAME);
+    tern_client_destroy(&client);
+}
+
+Test(client, new_returns_null_with_reason) {
+    //  A bad endpoint or option: NULL at once, errno EINVAL, and the reason.
+    static const struct {
+        const char *endpoints; //  given to tern_client_new
+        const char *reason;    //  expected in tern_last_reason()
+    } cases[] = {
+        {"bogus", "invalid endpoint 'bogus': expected tcp://HOST:PORT"},
+        {"tcp://127.0.0.1", "invalid endpoint 'tcp://127.0.0.1': no port"},
+        {"http://127.0.0.1:7600", "invalid endpoint 'http://127.0.0.1:7600': unknown transport"},
+        {"tcp://127.0.0.1:99999", "port '99999' is not 1..65535"},
+        {"tcp://127.0.0.1:x1", "port 'x1' is not 1..65535"},
+        {"tcp://127.0.0.1:7600,127.0.0.1:7601", "invalid endpoint '127.0.0.1:7601'"},
+        {" , ", "no endpoint given"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        errno = 0;
+        cr_assert_null(tern_client_new(cases[i].endpoints, NULL), "%s", cases[i].endpoints);
+        cr_assert_eq(errno, EINVAL, "%s", cases[i].endpoints);
+        cr_assert(strstr(tern_last_reason(), cases[i].reason), "%s: reason '%s'",
+                  cases[i].endpoints, tern_last_reason());
+    }
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.window = 0;
+    cr_assert_null(tern_client_new("tcp://127.0.0.1:7600", &options));
+    cr_assert_str_eq(tern_last_reason(), "window 0 is not 1..65536");
+    tern_client_options_init(&options);
+    options.producer_id = "bad id";
+    cr_assert_null(tern_client_new("tcp://127.0.0.1:7600", &options));
+    cr_assert(strstr(tern_last_reason(), "invalid producer_id 'bad id'"), "%s", tern_last_reason());
+    //  Other transports ZeroMQ knows pass; success clears the reason.
+    tern_client_t *client = tern_client_new("ipc:///tmp/tern-test.sock", NULL);
+    cr_assert_not_null(client);
+    cr_assert_str_eq(tern_last_reason(), "");
+    tern_client_destroy(&client);
+}
+
+Test(client, refused_connect_fails_at_once) {
+    //  Nobody listens: before any session, every call that needs the broker
+    //  fails with TERN_ECONNREFUSED naming the endpoint, instead of waiting
+    //  for its timeout (10 s here).
+    char endpoint[64], want[128];
+    s_refused_endpoint(endpoint, sizeof endpoint);
+    snprintf(want, sizeof want, "cannot connect to %s: connection refused", endpoint + 6);
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.timeout_ms = 10000;
+    tern_client_t *client = tern_client_new(endpoint, &options);
+    cr_assert_not_null(client);
+    cr_assert_eq(tern_client_wait_connected(client, 10000), TERN_ECONNREFUSED);
+    cr_assert_str_eq(tern_last_reason(), want);
+    char *json = NULL;
+    cr_assert_eq(tern_admin(client, "status", NULL, 0, &json, 0), TERN_ECONNREFUSED);
+    cr_assert_null(json);
+    cr_assert_str_eq(tern_last_reason(), want);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "t";
+    tern_pub_result_t result;
+    cr_assert_eq(tern_publish(client, &msg, 0, &result), TERN_ECONNREFUSED);
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ECONNREFUSED);
+    cr_assert_eq(tern_client_inflight(client), 0);
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, "t", NULL, NULL, NULL, &sub), TERN_ECONNREFUSED);
+    cr_assert_null(sub);
+    //  Bad input is still reported as such.
+    msg.topic = "a..b";
+    cr_assert_eq(tern_publish_async(client, &msg, NULL, NULL), TERN_ETOPIC);
+    cr_assert_str_eq(tern_errname(TERN_ECONNREFUSED), "TERN_ECONNREFUSED");
+    tern_client_destroy(&client);
+}
+
+static void s_count_refused(const tern_pub_result_t *result, void *arg) {
+    if (result->code == TERN_ECONNREFUSED && strstr(result->reason, "connection refused")) {
+        atomic_fetch_add((atomic_int *)arg, 1);
+    }
+}
+
+Test(client, refused_by_every_endpoint) {
+    //  With failover, only a refusal by every endpoint counts; publishes
+    //  queued before it complete with it (and its reason).
+    char a[64], b[64], endpoints[160];
+    s_refused_endpoint(a, sizeof a);
+    s_refused_endpoint(b, sizeof b);
+    snprintf(endpoints, sizeof endpoints, "%s,%s", a, b);
+    tern_client_t *client = tern_client_new(endpoints, NULL);
+    cr_assert_not_null(client);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = "t";
+    atomic_int refused = 0;
+    int queued = 0;
+    for (int i = 0; i < 3; i++) {
+        queued += tern_publish_async(client, &msg, s_count_refused, &refused) == TERN_OK;
+    }
+    cr_assert_eq(tern_client_wait_connected(client, 10000), TERN_ECONNREFUSED);
+    char want[160];
+    snprintf(want, sizeof want, "cannot connect to %s, %s: connection refused", a + 6, b + 6);
+    cr_assert_str_eq(tern_last_reason(), want);
+    cr_assert_eq(tern_flush(client, 10000), TERN_OK);
+    cr_assert_eq(atomic_load(&refused), queued);
     tern_client_destroy(&client);
 }
 
@@ -387,6 +516,7 @@ static pid_t s_ternd_pid;
 static const char *s_heartbeat = "15s";         //  ternd --heartbeat
 static const char *s_heartbeat_timeout = "45s"; //  ternd --heartbeat-timeout
 static void s_spawn_ternd(void);
+static void s_wait_listening(void);
 static char s_endpoint[64];
 static char s_data_dir[64];
 
@@ -420,6 +550,25 @@ static void s_spawn_ternd(void) {
               "--heartbeat", s_heartbeat, "--heartbeat-timeout", s_heartbeat_timeout, (char *)NULL);
         _exit(127);
     }
+    s_wait_listening();
+}
+
+//  Waits until ternd accepts connections on s_endpoint: a client started
+//  before that would be refused at once (TERN_ECONNREFUSED).
+static void s_wait_listening(void) {
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    addr.sin_port = htons((uint16_t)atoi(strrchr(s_endpoint, ':') + 1));
+    for (int i = 0; i < 1000; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        bool up = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+        close(fd);
+        if (up) {
+            return;
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_fail("ternd does not listen on %s", s_endpoint);
 }
 
 static void s_stop_ternd(void) {
@@ -435,6 +584,17 @@ static void s_stop_ternd(void) {
 
 static tern_client_t *s_live_client(void) {
     tern_client_t *client = tern_client_new(s_endpoint, NULL);
+    cr_assert_not_null(client);
+    cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
+    return client;
+}
+
+//  A connected client that retries a lost broker at least every BACKOFF_MAX_MS.
+static tern_client_t *s_live_client_backoff(uint32_t backoff_max_ms) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.backoff_max_ms = backoff_max_ms;
+    tern_client_t *client = tern_client_new(s_endpoint, &options);
     cr_assert_not_null(client);
     cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
     return client;
@@ -698,11 +858,7 @@ Test(live, short_broker_heartbeat_keeps_idle_session) {
 }
 
 Test(live, ephemeral_subscription_resumes_after_last_seq) {
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.backoff_max_ms = 300;
-    tern_client_t *client = tern_client_new(s_endpoint, &options);
-    cr_assert_eq(tern_client_wait_connected(client, 5000), TERN_OK);
+    tern_client_t *client = s_live_client_backoff(300);
     tern_pub_options_t msg;
     tern_pub_options_init(&msg);
     msg.topic = "unit.eph";
@@ -728,5 +884,45 @@ Test(live, ephemeral_subscription_resumes_after_last_seq) {
     cr_assert_eq(tern_message_seq(got), 4, "replayed seq %llu",
                  (unsigned long long)tern_message_seq(got));
     tern_message_destroy(&got);
+    tern_client_destroy(&client);
+}
+
+Test(live, refused_only_before_the_first_session) {
+    //  Once a session was up, a broker that goes away is retried as before:
+    //  calls wait (here until their timeout), and the client reconnects.
+    tern_client_t *client = s_live_client_backoff(200);
+    s_kill_ternd();
+    char *json = NULL;
+    cr_assert_eq(tern_admin(client, "status", NULL, 0, &json, 500), TERN_ETIMEOUT);
+    s_spawn_ternd();
+    cr_assert_eq(tern_admin(client, "status", NULL, 0, &json, 10000), TERN_OK);
+    free(json);
+    tern_client_destroy(&client);
+}
+
+Test(live, admin_errors_name_the_problem) {
+    tern_client_t *client = s_live_client();
+    char *json = NULL;
+    //  An operation the broker does not know is a bad name (as tern.h says).
+    cr_assert_eq(tern_admin(client, "no.such.op", NULL, 0, &json, 0), TERN_ENAME);
+    cr_assert_str_eq(tern_last_reason(), "unknown admin operation 'no.such.op'");
+    tern_header_t missing[] = {{"topic", "unit.none"}};
+    cr_assert_eq(tern_admin(client, "topic.info", missing, 1, &json, 0), TERN_ENOTFOUND);
+    cr_assert_str_eq(tern_last_reason(), "no such topic 'unit.none'");
+    tern_header_t bad[] = {{"topic", "a..b"}};
+    cr_assert_eq(tern_admin(client, "topic.info", bad, 1, &json, 0), TERN_ETOPIC);
+    cr_assert(strstr(tern_last_reason(), "invalid topic 'a..b'"), "%s", tern_last_reason());
+    cr_assert_null(json);
+    //  status says where and how the node runs.
+    cr_assert_eq(tern_admin(client, "status", NULL, 0, &json, 0), TERN_OK);
+    char version[32], want[128];
+    snprintf(version, sizeof version, "\"version\":\"%d.%d.%d\"", TERN_VERSION_MAJOR,
+             TERN_VERSION_MINOR, TERN_VERSION_PATCH);
+    snprintf(want, sizeof want, "\"endpoint\":\"%s\"", s_endpoint);
+    cr_assert(strstr(json, version) && strstr(json, want), "%s", json);
+    cr_assert(strstr(json, "\"durability\":\"fsync\"") && strstr(json, "\"role\":\"standalone\""),
+              "%s", json);
+    cr_assert(strstr(json, "\"data_dir\":\"/tmp/test_client."), "%s", json);
+    free(json);
     tern_client_destroy(&client);
 }
