@@ -237,50 +237,6 @@ static bool s_parse_u64(const char **text, uint64_t *value) {
     return true;
 }
 
-static bool s_scale(uint64_t n, uint64_t unit, uint64_t *out) {
-    if (unit != 0 && n > UINT64_MAX / unit) {
-        return false;
-    }
-    *out = n * unit;
-    return true;
-}
-
-bool tern_parse_duration_ms(const char *text, uint64_t *ms) {
-    static const struct {
-        const char *suffix; //  unit as written
-        uint64_t ms;        //  its length in ms
-    } units[] = {{"", 1}, {"ms", 1}, {"s", S_SEC}, {"m", S_MIN}, {"h", S_HOUR}, {"d", S_DAY}};
-    uint64_t n;
-    if (!text || !s_parse_u64(&text, &n)) {
-        return false;
-    }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (streq(text, units[i].suffix)) {
-            return s_scale(n, units[i].ms, ms);
-        }
-    }
-    return false;
-}
-
-bool tern_config_parse_size(const char *text, uint64_t *bytes) {
-    static const struct {
-        const char *suffix; //  unit as written (compared without case)
-        uint64_t bytes;     //  its size
-    } units[] = {{"", 1},        {"b", 1},      {"k", S_KIB},   {"kb", S_KIB}, {"kib", S_KIB},
-                 {"m", S_MIB},   {"mb", S_MIB}, {"mib", S_MIB}, {"g", S_GIB},  {"gb", S_GIB},
-                 {"gib", S_GIB}, {"t", S_TIB},  {"tb", S_TIB},  {"tib", S_TIB}};
-    uint64_t n;
-    if (!text || !s_parse_u64(&text, &n)) {
-        return false;
-    }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcasecmp(text, units[i].suffix) == 0) {
-            return s_scale(n, units[i].bytes, bytes);
-        }
-    }
-    return false;
-}
-
 bool tern_config_parse_bool(const char *text, bool *value) {
     static const char *yes[] = {"true", "yes", "on", "1"};
     static const char *no[] = {"false", "no", "off", "0"};
@@ -297,35 +253,13 @@ bool tern_config_parse_bool(const char *text, bool *value) {
     return false;
 }
 
-//  Formats MS with the largest unit that divides it, as the parser reads it.
+//  Durations and sizes as the parser reads them back ("1m30s", "64K").
 static const char *s_format_duration(uint64_t ms, char *buf, size_t len) {
-    if (ms != 0 && ms % S_DAY == 0) {
-        snprintf(buf, len, "%llud", (unsigned long long)(ms / S_DAY));
-    } else if (ms != 0 && ms % S_HOUR == 0) {
-        snprintf(buf, len, "%lluh", (unsigned long long)(ms / S_HOUR));
-    } else if (ms != 0 && ms % S_MIN == 0) {
-        snprintf(buf, len, "%llum", (unsigned long long)(ms / S_MIN));
-    } else if (ms != 0 && ms % S_SEC == 0) {
-        snprintf(buf, len, "%llus", (unsigned long long)(ms / S_SEC));
-    } else {
-        snprintf(buf, len, "%llums", (unsigned long long)ms);
-    }
-    return buf;
+    return tern_units_format_duration(ms, TERN_UNITS_EXACT, buf, len);
 }
 
 static const char *s_format_size(uint64_t bytes, char *buf, size_t len) {
-    if (bytes != 0 && bytes % S_TIB == 0) {
-        snprintf(buf, len, "%lluT", (unsigned long long)(bytes / S_TIB));
-    } else if (bytes != 0 && bytes % S_GIB == 0) {
-        snprintf(buf, len, "%lluG", (unsigned long long)(bytes / S_GIB));
-    } else if (bytes != 0 && bytes % S_MIB == 0) {
-        snprintf(buf, len, "%lluM", (unsigned long long)(bytes / S_MIB));
-    } else if (bytes != 0 && bytes % S_KIB == 0) {
-        snprintf(buf, len, "%lluK", (unsigned long long)(bytes / S_KIB));
-    } else {
-        snprintf(buf, len, "%llu", (unsigned long long)bytes);
-    }
-    return buf;
+    return tern_units_format_size(bytes, TERN_UNITS_EXACT, buf, len);
 }
 
 //  ---------------------------------------------------------------------
@@ -516,12 +450,12 @@ static const char *s_expected(const s_key_t *key, char *buf, size_t len) {
                      (unsigned long long)key->max);
             break;
         case S_DURATION:
-            snprintf(buf, len, "a duration (ms, s, m, h, d; bare number = ms) in %s..%s",
+            snprintf(buf, len, "a duration (ms, s, m, h, d, w; bare number = ms) in %s..%s",
                      s_format_duration(key->min, lo, sizeof lo),
                      s_format_duration(key->max, hi, sizeof hi));
             break;
         case S_SIZE:
-            snprintf(buf, len, "a size (K, M, G, T; bare number = bytes) in %s..%s",
+            snprintf(buf, len, "a size (K, M, G, T, KiB, MB...; bare number = bytes) in %s..%s",
                      s_format_size(key->min, lo, sizeof lo),
                      s_format_size(key->max, hi, sizeof hi));
             break;
@@ -577,6 +511,7 @@ static tern_err_t s_apply(tern_config_t *config, const s_key_t *key, const char 
     char expected_buf[160];
     const char *expected = s_expected(key, expected_buf, sizeof expected_buf);
     uint64_t number = 0;
+    const char *why = NULL; //  the unit parser's reason
     bool valid = false;
     switch (key->type) {
         case S_STRING:
@@ -605,17 +540,17 @@ static tern_err_t s_apply(tern_config_t *config, const s_key_t *key, const char 
             break;
         }
         case S_DURATION:
-            valid =
-                tern_parse_duration_ms(value, &number) && number >= key->min && number <= key->max;
-            if (valid) {
-                *(uint64_t *)field = number;
-            }
-            break;
         case S_SIZE:
-            valid =
-                tern_config_parse_size(value, &number) && number >= key->min && number <= key->max;
+            valid = (key->type == S_DURATION
+                         ? tern_units_parse_duration(value, &number, &why)
+                         : tern_units_parse_size(value, &number, &why)) == TERN_OK &&
+                    number >= key->min && number <= key->max;
             if (valid) {
                 *(uint64_t *)field = number;
+            } else if (why) {
+                //  Say what the parser disliked after the accepted range.
+                size_t used = strlen(expected_buf);
+                snprintf(expected_buf + used, sizeof expected_buf - used, ": %s", why);
             }
             break;
         case S_ENUM: {

@@ -10,6 +10,7 @@
 
 #include "tern.h"
 #include "tern_store.h"
+#include "tern_units.h" //  durations and sizes, for the config and admin requests
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,14 +96,6 @@ tern_err_t tern_config_parse_args(tern_config_t *config, int argc, char **argv, 
 
 /*  Writes CONFIG as ZPL (what --print-config prints; loadable with -c). */
 void tern_config_print(const tern_config_t *config, FILE *out);
-
-/*  Parses a duration ("250ms", "30s", "5m", "2h", "7d"; a bare number is ms)
-    and a size ("512", "64K", "1M", "2G", "1T"; K = 1024, also "KB", "KiB";
-    a bare number is bytes). Return false on bad input, including overflow.
-    (The size parser is not called tern_parse_size: tern.h has that name for
-    the client's tern_err_t-returning twin, which tern_broker does not link.) */
-bool tern_parse_duration_ms(const char *text, uint64_t *ms);
-bool tern_config_parse_size(const char *text, uint64_t *bytes);
 
 /*  Reads the whole text file PATH (at most MAX bytes) into a NUL-terminated
     string; caller owns the result. NULL if it cannot be opened or read, is

@@ -432,7 +432,7 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
             return;
         }
     } else if (s_meta_get(frame, "since_ms", value, sizeof value) &&
-               !tern_parse_duration_ms(value, &since_ms)) {
+               tern_units_parse_duration(value, &since_ms, NULL) != TERN_OK) {
         s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "bad since_ms");
         return;
     }
@@ -725,7 +725,8 @@ static bool s_parse_position(const char *text, uint8_t *start, uint64_t *value) 
         *start = TERN_START_NEW;
     } else if (strncmp(text, "seq:", 4) == 0 && s_parse_seq(text + 4, value)) {
         *start = TERN_START_SEQ;
-    } else if (strncmp(text, "time:", 5) == 0 && tern_parse_duration_ms(text + 5, &ms)) {
+    } else if (strncmp(text, "time:", 5) == 0 &&
+               tern_units_parse_duration(text + 5, &ms, NULL) == TERN_OK) {
         uint64_t now = tern_now_ns(), ago = ms * 1000000ull;
         *start = TERN_START_TIME;
         *value = ago < now ? now - ago : 1;
@@ -757,7 +758,7 @@ static bool s_admin_limits(s_conn_t *self, const tern_frame_t *frame, tern_admin
     }
     bool ok = true;
     if (s_meta_get(frame, "max_age_ms", value, sizeof value)) {
-        ok &= tern_parse_duration_ms(value, &admin->max_age_ms);
+        ok &= tern_units_parse_duration(value, &admin->max_age_ms, NULL) == TERN_OK;
     }
     if (s_meta_get(frame, "max_msgs", value, sizeof value)) {
         char *end = NULL;
@@ -765,7 +766,7 @@ static bool s_admin_limits(s_conn_t *self, const tern_frame_t *frame, tern_admin
         ok &= end && end != value && *end == 0;
     }
     if (s_meta_get(frame, "max_bytes", value, sizeof value)) {
-        ok &= tern_config_parse_size(value, &admin->max_bytes);
+        ok &= tern_units_parse_size(value, &admin->max_bytes, NULL) == TERN_OK;
     }
     if (!ok) {
         s_send_error(self, admin->rid, admin->rid_size, admin->req_id, TERN_EINVAL,

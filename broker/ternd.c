@@ -8,6 +8,7 @@
 */
 #include "tern_broker.h"
 #include "tern_config.h"
+#include "tern_log.h"
 #include <czmq.h>
 #include <stdio.h>
 
@@ -25,8 +26,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     zsys_init();
-    zsys_set_logident("ternd");
-    zsys_set_logstream(stderr);
+    tern_log_start("ternd", stderr);
     zsys_set_linger(0);
     tern_broker_t *broker = tern_broker_new(&config, errbuf, sizeof errbuf);
     if (!broker) {

@@ -95,7 +95,7 @@ def main():
         dc1, dc2 = nodes
         # 1. lag at a steady rate
         sub = subprocess.Popen(
-            [os.path.join(args.bindir, "ternctl"), "-s", dc2.ep, "--json", "sub", "lag",
+            [os.path.join(args.bindir, "ternctl"), "-s", dc2.ep, "--json", "sub", "lag", "--wait",
              "--timeout", "%ds" % (args.secs + 10)],
             stdout=subprocess.PIPE, text=True, bufsize=1)
         lags = []

@@ -1,18 +1,19 @@
 /*  ternctl.c - the tern command line: status, pub/sub for humans, topics, groups, DLQ.
 
-    ternctl is a thin shell over libtern (tern.h is all it includes from the
-    project): every admin command is one tern_admin() call whose JSON reply is
-    printed either as one JSON object per line (--json) or as aligned text;
-    `pub` and `sub` use the publish window and a pull subscription. Its
-    command line is a contract that outside tests depend on; docs/client.md
-    is the reference. Exit status: 0 success, 1 failure (reason on stderr),
-    2 usage error.
+    ternctl is a thin shell over libtern (tern.h, plus protocol's
+    tern_units.h for durations, sizes and times): every admin command is one tern_admin() call whose
+   JSON reply is printed either as one JSON object per line (--json) or as aligned text; `pub` and
+   `sub` use the publish window and a pull subscription. Its command line is a contract that outside
+   tests depend on; docs/client.md is the reference. Exit status: 0 success, 1 failure (reason on
+   stderr), 2 usage error.
 */
 #include "tern.h"
+#include "tern_units.h"
 #include "ternctl_json.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ static const char *s_help_main =
     "COMMANDS\n"
     "    status                         node id, dc, version, uptime, topics, connections\n"
     "    pub TOPIC [DATA] [options]     publish messages (stdin lines without DATA)\n"
-    "    sub TOPIC [options]            print delivered messages\n"
+    "    sub TOPIC [options]            print messages as they arrive (--follow)\n"
     "    topics                         list topics\n"
     "    topic info|create|edit|delete|purge TOPIC [limits] [--force]\n"
     "    get TOPIC SEQ                  print one stored message (not consumed)\n"
@@ -54,7 +55,9 @@ static const char *s_help_main =
     "GLOBAL OPTIONS (accepted before or after the command)\n"
     "    -s, --server ENDPOINT  broker endpoint(s), comma-separated for failover;\n"
     "                           default $TERN_SERVER, then tcp://127.0.0.1:7600\n"
-    "    --json                 print every result as one JSON object per line\n"
+    "    --json                 print every result as one JSON object per line,\n"
+    "                           numbers raw (ms, bytes, unix ms); without it\n"
+    "                           durations, sizes, ISO 8601 UTC times, unlimited\n"
     "    --timeout DUR          how long to wait for the broker (admin: 5s;\n"
     "                           pub: 30s without progress; sub: 5s without a message)\n"
     "    --cert FILE            connect with CURVE using this certificate; default\n"
@@ -64,8 +67,8 @@ static const char *s_help_main =
     "    -h, --help             show help (for ternctl or for COMMAND)\n"
     "    --version              print the version and exit (without COMMAND)\n"
     "\n"
-    "    DUR is a number with ms, s, m, h or d (bare numbers are milliseconds);\n"
-    "    SIZE is a number with k, m, g (powers of 1024).\n"
+    "    DUR is e.g. 500ms, 30s, 1m30s, 1.5s, 2h, 7d, 1w (bare numbers are ms);\n"
+    "    SIZE is e.g. 512, 64K or 64KiB (x1024), 1.5MB (x1000), 10GiB.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 success, 1 failure (the reason is printed on stderr), 2 usage error.\n";
@@ -98,31 +101,42 @@ static const char *s_help_pub =
     "SYNOPSIS\n"
     "    ternctl pub TOPIC [DATA] [--count N] [--producer ID] [--seq N]\n"
     "                [--ttl DUR | --class NAME] [--priority P] [--key K]\n"
-    "                [--header K=V]... [--size BYTES] [--timeout DUR]\n"
+    "                [--header K=V]... [--size BYTES] [--timeout DUR] [--quiet]\n"
     "\n"
     "DESCRIPTION\n"
     "    Publishes DATA --count times (default 1); `{n}` in DATA becomes the\n"
     "    message number 1..N. Without DATA, each line of stdin is one message\n"
-    "    (up to --count lines when given); with --size and no DATA, each message\n"
-    "    is BYTES random characters. Prints one line per acknowledged message,\n"
-    "    in acknowledgement order: \"seq=N msg_id=M\" (+ \" duplicate\"), or with\n"
-    "    --json {\"topic\",\"msg_id\",\"seq\",\"duplicate\"}.\n"
+    "    (up to --count lines when given; on a terminal pub says so, end with\n"
+    "    Ctrl-D); with --size and no DATA, each message is BYTES random\n"
+    "    characters. Prints one line per acknowledged message, in\n"
+    "    acknowledgement order: \"seq=N msg_id=M\" (+ \" duplicate\"), or with\n"
+    "    --json {\"topic\",\"msg_id\",\"seq\",\"duplicate\"}; then a summary on\n"
+    "    stderr: \"published 100000 in 0.91 s (110k msg/s)\".\n"
     "    Messages carry a producer id (random per run unless --producer) and a\n"
     "    producer_seq (1, 2, ... or from --seq N): if the broker goes away, pub\n"
     "    reconnects and resends what is unacknowledged with the same sequence,\n"
     "    so the broker deduplicates it.\n"
     "\n"
+    "    On failure pub says how many messages were acknowledged and prints\n"
+    "    the exact --producer ID --seq N to resume from (the first message not\n"
+    "    acknowledged). Resume with those: the broker remembers only the last\n"
+    "    1024 seqs of each producer, for 2 min (storage/dedup_max and\n"
+    "    storage/dedup_window), so re-running from the start, or with a new\n"
+    "    producer id, stores every message again.\n"
+    "\n"
     "OPTIONS\n"
     "    --count N        number of messages (with DATA or --size; default 1)\n"
     "    --producer ID    producer id for deduplication\n"
     "    --seq N          producer_seq of the first message (then N+1, ...)\n"
-    "    --ttl DUR        time to live\n"
+    "    --ttl DUR        time to live (e.g. 30s, 1h30m, 7d)\n"
     "    --class NAME     TTL class: instant, business or sync\n"
     "    --priority P     0..9 (default 4)\n"
     "    --key K          ordering key\n"
     "    --header K=V     metadata pair (repeatable)\n"
     "    --size BYTES     pad each message with random characters up to BYTES\n"
+    "                     (e.g. 512, 64K, 1.5MB)\n"
     "    --timeout DUR    give up after DUR without any acknowledgement (30s)\n"
+    "    --quiet          print nothing but errors (no line per message, no summary)\n"
     "\n"
     "EXIT STATUS\n"
     "    0 every message acknowledged; 1 a message was refused or the timeout\n"
@@ -134,7 +148,8 @@ static const char *s_help_sub =
     "\n"
     "SYNOPSIS\n"
     "    ternctl sub TOPIC [--group G] [--from first|new|seq:N|time:DUR]\n"
-    "                [--count N] [--timeout DUR] [--no-ack | --nack | --term]\n"
+    "                [--count N] [--timeout DUR | --follow] [--wait]\n"
+    "                [--no-ack | --nack | --term]\n"
     "\n"
     "DESCRIPTION\n"
     "    Subscribes (durably with --group, else ephemerally) and prints each\n"
@@ -144,19 +159,32 @@ static const char *s_help_sub =
     "    (valid UTF-8) or data_b64. Each message is acknowledged after printing.\n"
     "    TOPIC may use '*' (one token) and a final '>' (the rest).\n"
     "\n"
+    "    Without --group, sub shows only messages published from now on (like\n"
+    "    `nats sub`); --from first reads the topic from its oldest message.\n"
+    "    A new --group starts at --from (default first); for a group that\n"
+    "    exists --from is ignored (the group resumes where its acks left it)\n"
+    "    and sub warns on stderr. A TOPIC that does not exist is an error\n"
+    "    (\"no such topic\") unless --wait. (Both checks ask the broker an admin\n"
+    "    question, so they are skipped with --cert, whose role may not allow it.)\n"
+    "    Ctrl-C (SIGINT) or SIGTERM stops sub cleanly: what was printed is\n"
+    "    acknowledged, the exit status is 0.\n"
+    "\n"
     "OPTIONS\n"
     "    --group G        durable consumer group\n"
-    "    --from WHERE     where a new group starts: first (default), new, seq:N,\n"
-    "                     or time:DUR (messages from DUR ago)\n"
+    "    --from WHERE     where a new group or an ephemeral subscription starts:\n"
+    "                     first, new, seq:N, or time:DUR (messages from DUR ago);\n"
+    "                     default first with --group, new without\n"
     "    --count N        exit after N messages\n"
-    "    --timeout DUR    exit when nothing arrives for DUR (default 5s)\n"
+    "    --timeout DUR    exit when nothing arrives for DUR (default 5s; 0 = never)\n"
+    "    --follow         never exit for lack of messages: run until Ctrl-C\n"
+    "    --wait           subscribe to a topic that does not exist yet and wait\n"
     "    --no-ack         do not acknowledge (the broker redelivers later)\n"
     "    --nack           negatively acknowledge each message (redelivered)\n"
     "    --term           terminate each message (moved to the dead-letter queue)\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 after N messages or the timeout; 1 broker unreachable or subscription\n"
-    "    refused; 2 usage error.\n";
+    "    0 after N messages, the timeout, or Ctrl-C; 1 no such topic, broker\n"
+    "    unreachable or subscription refused; 2 usage error.\n";
 
 static const char *s_help_topics =
     "NAME\n"
@@ -513,6 +541,24 @@ static int64_t s_timeout_ms(const s_args_t *args, int64_t default_ms) {
     return (int64_t)ms;
 }
 
+//  Usage error for a bad value TEXT of --OPTION, with the parser's reason WHY.
+static int s_bad_value(const char *option, const char *text, const char *why) {
+    char format[256];
+    snprintf(format, sizeof format, "invalid --%s '%%s'%s%s", option, why ? ": " : "",
+             why ? why : "");
+    return s_usage(format, text);
+}
+
+//  Usage error for the --timeout that s_timeout_ms refused.
+static int s_bad_timeout(const s_args_t *args) {
+    uint64_t ms;
+    const char *why = NULL;
+    if (tern_units_parse_duration(args->timeout, &ms, &why) == TERN_OK) {
+        why = "at most 24d";
+    }
+    return s_bad_value("timeout", args->timeout, why);
+}
+
 static int64_t s_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -547,29 +593,115 @@ static void s_print_line(jbuf_t *b) {
     fflush(stdout);
 }
 
-//  Text of a scalar for tables ("" for null, containers compact).
-static char *s_cell(const json_t *v) {
+//  How human output shows a number, by the name of its field (--json prints
+//  the broker's raw number). The first matching pattern wins: "*x" matches a
+//  suffix, "x*" a prefix, anything else the whole name.
+typedef enum {
+    S_SHOW_RAW,     //  as the broker sent it
+    S_SHOW_MS,      //  a duration in ms: "1m30s"
+    S_SHOW_SECONDS, //  a duration in s
+    S_SHOW_BYTES,   //  a size: "10 GiB"
+    S_SHOW_TIME_MS, //  a unix time in ms: ISO 8601 UTC, "-" for 0 (never)
+    S_SHOW_TIME_NS  //  the same in ns
+} s_show_t;
+
+typedef struct {
+    const char *pattern; //  field name, "*suffix" or "prefix*"
+    s_show_t show;       //  how to show its value
+    bool limit;          //  0 means no limit: shown as "unlimited"
+} s_field_show_t;
+
+static const s_field_show_t s_field_shows[] = {
+    {"max_age_ms", S_SHOW_MS, true},    {"max_bytes", S_SHOW_BYTES, true},
+    {"max_*", S_SHOW_RAW, true},        {"timestamp_ns", S_SHOW_TIME_NS, false},
+    {"at_ms", S_SHOW_TIME_MS, false},   {"last_seen_ms", S_SHOW_TIME_MS, false},
+    {"*_at_ms", S_SHOW_TIME_MS, false}, {"*_at_ns", S_SHOW_TIME_NS, false},
+    {"ttl", S_SHOW_MS, false},          {"*_ms", S_SHOW_MS, false},
+    {"*_s", S_SHOW_SECONDS, false},     {"bytes", S_SHOW_BYTES, false},
+    {"*_bytes", S_SHOW_BYTES, false},   {NULL, S_SHOW_RAW, false}};
+
+static const s_field_show_t *s_field_show(const char *key) {
+    for (const s_field_show_t *f = s_field_shows; key && f->pattern; f++) {
+        size_t klen = strlen(key), plen = strlen(f->pattern);
+        bool match = f->pattern[0] == '*'
+                         ? klen >= plen - 1 && strcmp(key + klen - (plen - 1), f->pattern + 1) == 0
+                     : f->pattern[plen - 1] == '*' ? strncmp(key, f->pattern, plen - 1) == 0
+                                                   : strcmp(key, f->pattern) == 0;
+        if (match) {
+            return f;
+        }
+    }
+    return NULL;
+}
+
+//  Writes number V of field KEY for people into BUF; false to print it raw.
+static bool s_human_number(const char *key, const json_t *v, char *buf, size_t len) {
+    const s_field_show_t *f = s_field_show(key);
+    uint64_t n;
+    if (!f || !s_parse_u64(v->text, &n)) {
+        return false; //  not a unit field, or not a plain integer
+    }
+    if (f->limit && n == 0) {
+        snprintf(buf, len, "unlimited");
+    } else if (f->show == S_SHOW_MS || f->show == S_SHOW_SECONDS) {
+        uint64_t ms = f->show == S_SHOW_MS ? n : n > UINT64_MAX / 1000 ? UINT64_MAX : n * 1000;
+        tern_units_format_duration(ms, TERN_UNITS_HUMAN, buf, len);
+    } else if (f->show == S_SHOW_BYTES) {
+        tern_units_format_size(n, TERN_UNITS_HUMAN, buf, len);
+    } else if (f->show == S_SHOW_TIME_MS || f->show == S_SHOW_TIME_NS) {
+        if (n == 0) {
+            snprintf(buf, len, "-");
+        } else {
+            tern_units_format_time(f->show == S_SHOW_TIME_NS ? n / 1000000 : n, buf, len);
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
+//  Text of field KEY's value V for people ("-" for null, durations, sizes
+//  and times in units, containers compact).
+static char *s_cell(const char *key, const json_t *v) {
     jbuf_t b;
     jbuf_init(&b);
+    char human[TERN_UNITS_BUF];
     if (!v || v->kind == JSON_NULL) {
         jbuf_raw(&b, "-", 1);
     } else if (v->kind == JSON_STRING) {
         jbuf_raw(&b, v->text, v->text_len);
+    } else if (v->kind == JSON_NUMBER && s_human_number(key, v, human, sizeof human)) {
+        jbuf_raw(&b, human, strlen(human));
     } else {
         jbuf_value(&b, v);
     }
     return b.data;
 }
 
+//  The label of field KEY for people, into BUF: without the unit suffix
+//  (_ms, _s, _ns) when its value is shown in units ("max_age", "dead_at").
+static const char *s_label(const char *key, char *buf, size_t len) {
+    const s_field_show_t *f = s_field_show(key);
+    size_t n = strlen(key);
+    const char *unit = strrchr(key, '_');
+    if (f && f->show != S_SHOW_RAW && f->show != S_SHOW_BYTES && unit && unit != key &&
+        (strcmp(unit, "_ms") == 0 || strcmp(unit, "_s") == 0 || strcmp(unit, "_ns") == 0)) {
+        n = (size_t)(unit - key);
+    }
+    snprintf(buf, len, "%.*s", (int)n, key);
+    return buf;
+}
+
 static void s_print_object_text(const json_t *obj) {
     size_t width = 0;
+    char label[128];
     for (size_t i = 0; i < obj->count; i++) {
-        size_t n = strlen(obj->keys[i]);
+        size_t n = strlen(s_label(obj->keys[i], label, sizeof label));
         width = n > width ? n : width;
     }
     for (size_t i = 0; i < obj->count; i++) {
-        char *cell = s_cell(obj->items[i]);
-        printf("%-*s  %s\n", (int)width, obj->keys[i], cell);
+        char *cell = s_cell(obj->keys[i], obj->items[i]);
+        printf("%-*s  %s\n", (int)width, s_label(obj->keys[i], label, sizeof label), cell);
         free(cell);
     }
     fflush(stdout);
@@ -604,14 +736,15 @@ static void s_print_table(const json_t *array, const char *const *columns) {
         exit(1);
     }
     for (size_t c = 0; c < ncols; c++) {
-        cells[c] = strdup(columns[c]);
+        char label[128];
+        cells[c] = strdup(s_label(columns[c], label, sizeof label));
         for (char *p = cells[c]; p && *p; p++) {
             *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         }
     }
     for (size_t r = 0; r < rows; r++) {
         for (size_t c = 0; c < ncols; c++) {
-            cells[(r + 1) * ncols + c] = s_cell(json_get(array->items[r], columns[c]));
+            cells[(r + 1) * ncols + c] = s_cell(columns[c], json_get(array->items[r], columns[c]));
         }
     }
     for (size_t i = 0; i < (rows + 1) * ncols; i++) {
@@ -731,7 +864,7 @@ static void s_progress_stop(s_progress_t *p, const json_t *doc) {
     }
     const json_t *n = doc && doc->kind == JSON_OBJECT ? json_get(doc, p->key) : NULL;
     if (n) {
-        char *text = s_cell(n);
+        char *text = s_cell(p->key, n);
         fprintf(stderr, "%s... done: %s %s in %.1f s\n", p->verb, text ? text : "?", p->key, secs);
         free(text);
     } else if (doc) {
@@ -1117,12 +1250,7 @@ static int s_cmd_dlq(const s_args_t *args) {
 
 //  Unix ns NS as an ISO 8601 UTC time with milliseconds into BUF.
 static const char *s_iso_time(uint64_t ns, char *buf, size_t cap) {
-    time_t secs = (time_t)(ns / 1000000000ull);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000ull % 1000));
-    return buf;
+    return tern_units_format_time(ns / 1000000ull, buf, cap);
 }
 
 static uint64_t s_json_u64(const json_t *obj, const char *key) {
@@ -1158,7 +1286,7 @@ static void s_print_message_text(const json_t *m) {
     }
     const json_t *headers = json_get(m, "headers");
     for (size_t i = 0; headers && headers->kind == JSON_OBJECT && i < headers->count; i++) {
-        char *cell = s_cell(headers->items[i]);
+        char *cell = s_cell(NULL, headers->items[i]);
         printf("header    %s: %s\n", headers->keys[i], cell);
         free(cell);
     }
@@ -1261,25 +1389,45 @@ static int s_cmd_view(const s_args_t *args) {
 //  ---------------------------------------------------------------------------
 //  pub
 
-static const s_opt_t s_pub_opts[] = {
-    {"count", true},    {"producer", true}, {"seq", true},  {"ttl", true},    {"class", true},
-    {"priority", true}, {"key", true},      {"size", true}, {"header", true}, {NULL, false}};
+static const s_opt_t s_pub_opts[] = {{"count", true},  {"producer", true}, {"seq", true},
+                                     {"ttl", true},    {"class", true},    {"priority", true},
+                                     {"key", true},    {"size", true},     {"header", true},
+                                     {"quiet", false}, {NULL, false}};
+
+#define S_PUB_RING 65536 //  acks tracked past the floor: the largest window
 
 typedef struct {
-    const char *topic;        //  for the JSON lines
-    bool json;                //  --json
-    atomic_long acked;        //  completions with TERN_OK
-    atomic_long failed;       //  completions with an error
-    atomic_llong progress_ms; //  time of the last completion
-    atomic_bool quiet;        //  giving up: do not report each unsent message
+    const char *topic;            //  for the JSON lines
+    bool json;                    //  --json
+    bool quiet;                   //  --quiet: no line per message, no summary
+    atomic_long acked;            //  completions with TERN_OK
+    atomic_long failed;           //  completions with an error
+    atomic_long duplicates;       //  acknowledged as already stored
+    atomic_llong progress_ms;     //  time of the last completion
+    atomic_bool closing;          //  giving up: do not report each unsent message
+    uint64_t floor;               //  lowest producer_seq not acknowledged (I/O thread)
+    uint8_t ring[S_PUB_RING / 8]; //  acked producer_seqs past FLOOR, bit seq % S_PUB_RING
 } s_pub_state_t;
+
+//  Records the ack of SEQ and moves the floor past every acked seq. The
+//  window keeps every seq in flight within S_PUB_RING of the floor.
+static void s_pub_mark(s_pub_state_t *state, uint64_t seq) {
+    if (seq < state->floor || seq - state->floor >= S_PUB_RING) {
+        return;
+    }
+    state->ring[(seq % S_PUB_RING) / 8] |= (uint8_t)(1u << (seq % 8));
+    for (uint64_t f = state->floor; state->ring[(f % S_PUB_RING) / 8] & (1u << (f % 8));
+         f = ++state->floor) {
+        state->ring[(f % S_PUB_RING) / 8] &= (uint8_t) ~(1u << (f % 8));
+    }
+}
 
 static void s_pub_done(const tern_pub_result_t *result, void *arg) {
     s_pub_state_t *state = arg;
     atomic_store(&state->progress_ms, s_now_ms());
     if (result->code != TERN_OK) {
         atomic_fetch_add(&state->failed, 1);
-        if (atomic_load(&state->quiet)) {
+        if (atomic_load(&state->closing)) {
             return;
         }
         fprintf(stderr, "ternctl: pub: message with producer_seq %llu refused: %s (%s)\n",
@@ -1289,6 +1437,11 @@ static void s_pub_done(const tern_pub_result_t *result, void *arg) {
         return;
     }
     atomic_fetch_add(&state->acked, 1);
+    atomic_fetch_add(&state->duplicates, result->duplicate ? 1 : 0);
+    s_pub_mark(state, result->producer_seq);
+    if (state->quiet) {
+        return;
+    }
     if (state->json) {
         jbuf_t b;
         jbuf_init(&b);
@@ -1338,118 +1491,137 @@ static void s_pub_payload(jbuf_t *b, const char *data, uint64_t n, uint64_t size
     }
 }
 
-static int s_cmd_pub(const s_args_t *args) {
+//  What `pub` was asked to do, from its command line.
+typedef struct {
+    const char *topic;                  //  TOPIC
+    const char *data;                   //  DATA, or NULL (stdin or --size)
+    uint64_t count;                     //  --count (default 1)
+    bool count_given;                   //  --count was given
+    uint64_t seq;                       //  --seq, 0 = from 1
+    uint64_t size;                      //  --size, 0 = none
+    int64_t timeout;                    //  --timeout without progress, ms
+    const char *producer;               //  --producer or NULL
+    const char *server;                 //  the endpoint(s), for messages
+    bool quiet;                         //  --quiet
+    tern_pub_options_t msg;             //  the message options
+    tern_header_t headers[MAX_HEADERS]; //  --header pairs
+    char *keys[MAX_HEADERS];            //  their keys, owned
+    size_t header_count;                //  how many
+} s_pub_args_t;
+
+static void s_pub_args_free(s_pub_args_t *p) {
+    for (size_t i = 0; i < p->header_count; i++) {
+        free(p->keys[i]);
+    }
+    p->header_count = 0;
+}
+
+//  The options of one message: --ttl, --class, --priority, --key, --header.
+static int s_pub_parse_msg(const s_args_t *args, s_pub_args_t *p) {
+    const s_opt_t *o = s_pub_opts;
+    const char *text;
+    const char *why = NULL;
+    uint64_t v;
+    if ((text = s_value(args, o, "ttl"))) {
+        if (tern_units_parse_duration(text, &v, &why) != TERN_OK || v == 0 || v > UINT32_MAX) {
+            return s_bad_value("ttl", text, why ? why : "from 1ms to 49d");
+        }
+        p->msg.ttl_ms = (uint32_t)v;
+    }
+    if ((text = s_value(args, o, "class"))) {
+        static const char *const classes[] = {"instant", "business", "sync"};
+        static const int values[] = {TERN_CLASS_INSTANT, TERN_CLASS_BUSINESS, TERN_CLASS_SYNC};
+        if (p->msg.ttl_ms) {
+            return s_usage("--ttl and --class exclude each other%s", "");
+        }
+        int found = -1;
+        for (int i = 0; i < 3; i++) {
+            found = strcmp(text, classes[i]) == 0 ? i : found;
+        }
+        if (found < 0) {
+            return s_usage("invalid --class '%s' (instant, business or sync)", text);
+        }
+        p->msg.ttl_class = values[found];
+    }
+    if ((text = s_value(args, o, "priority"))) {
+        if (!s_parse_u64(text, &v) || v > 9) {
+            return s_usage("invalid --priority '%s' (0..9)", text);
+        }
+        p->msg.priority = (int)v;
+    }
+    p->msg.key = s_value(args, o, "key");
+    for (size_t i = 0; i < args->header_count; i++) {
+        const char *eq = strchr(args->headers[i], '=');
+        if (!eq || eq == args->headers[i]) {
+            return s_usage("invalid --header '%s' (K=V)", args->headers[i]);
+        }
+        p->keys[i] = strndup(args->headers[i], (size_t)(eq - args->headers[i]));
+        p->headers[i] = (tern_header_t){p->keys[i], eq + 1};
+        p->header_count++;
+    }
+    p->msg.headers = p->headers;
+    p->msg.header_count = p->header_count;
+    return 0;
+}
+
+//  Reads pub's command line into P. Returns 0 or EXIT_USAGE (printed).
+static int s_pub_parse(const s_args_t *args, s_pub_args_t *p) {
     const s_opt_t *o = s_pub_opts;
     if (args->positional_count < 1 || args->positional_count > 2) {
         return s_usage("pub needs TOPIC and at most one DATA%s", "");
     }
-    const char *topic = args->positional[0];
-    const char *data = args->positional_count == 2 ? args->positional[1] : NULL;
-    uint64_t count = 1, seq = 0, size = 0, ttl = 0;
+    p->topic = args->positional[0];
+    p->data = args->positional_count == 2 ? args->positional[1] : NULL;
+    p->count = 1;
     const char *text;
-    if ((text = s_value(args, o, "count")) && (!s_parse_u64(text, &count) || count == 0)) {
+    if ((text = s_value(args, o, "count")) && (!s_parse_u64(text, &p->count) || p->count == 0)) {
         return s_usage("invalid --count '%s'", text);
     }
-    if ((text = s_value(args, o, "seq")) && (!s_parse_u64(text, &seq) || seq == 0)) {
+    p->count_given = text != NULL;
+    if ((text = s_value(args, o, "seq")) && (!s_parse_u64(text, &p->seq) || p->seq == 0)) {
         return s_usage("invalid --seq '%s' (1 or more)", text);
     }
-    if ((text = s_value(args, o, "size")) && tern_parse_size(text, &size) != TERN_OK) {
-        return s_usage("invalid --size '%s'", text);
+    const char *why = NULL;
+    if ((text = s_value(args, o, "size")) &&
+        tern_units_parse_size(text, &p->size, &why) != TERN_OK) {
+        return s_bad_value("size", text, why);
     }
-    if (size > 64ull * 1024 * 1024) {
-        return s_usage("--size '%s' is too large", text);
+    if (p->size > 64ull * 1024 * 1024) {
+        return s_usage("--size '%s' is too large (64 MiB at most)", text);
     }
-    tern_pub_options_t msg;
-    tern_pub_options_init(&msg);
-    msg.topic = topic;
-    if ((text = s_value(args, o, "ttl"))) {
-        if (tern_parse_duration(text, &ttl) != TERN_OK || ttl == 0 || ttl > UINT32_MAX) {
-            return s_usage("invalid --ttl '%s'", text);
-        }
-        msg.ttl_ms = (uint32_t)ttl;
+    p->timeout = s_timeout_ms(args, 30000);
+    if (p->timeout < 0) {
+        return s_bad_timeout(args);
     }
-    if ((text = s_value(args, o, "class"))) {
-        if (msg.ttl_ms) {
-            return s_usage("--ttl and --class exclude each other%s", "");
-        }
-        if (strcmp(text, "instant") == 0) {
-            msg.ttl_class = TERN_CLASS_INSTANT;
-        } else if (strcmp(text, "business") == 0) {
-            msg.ttl_class = TERN_CLASS_BUSINESS;
-        } else if (strcmp(text, "sync") == 0) {
-            msg.ttl_class = TERN_CLASS_SYNC;
-        } else {
-            return s_usage("invalid --class '%s' (instant, business or sync)", text);
-        }
-    }
-    if ((text = s_value(args, o, "priority"))) {
-        uint64_t p;
-        if (!s_parse_u64(text, &p) || p > 9) {
-            return s_usage("invalid --priority '%s' (0..9)", text);
-        }
-        msg.priority = (int)p;
-    }
-    msg.key = s_value(args, o, "key");
-    tern_header_t headers[MAX_HEADERS];
-    char *header_copies[MAX_HEADERS];
-    for (size_t i = 0; i < args->header_count; i++) {
-        const char *eq = strchr(args->headers[i], '=');
-        if (!eq || eq == args->headers[i]) {
-            for (size_t k = 0; k < i; k++) {
-                free(header_copies[k]);
-            }
-            return s_usage("invalid --header '%s' (K=V)", args->headers[i]);
-        }
-        header_copies[i] = strndup(args->headers[i], (size_t)(eq - args->headers[i]));
-        headers[i] = (tern_header_t){header_copies[i], eq + 1};
-    }
-    msg.headers = headers;
-    msg.header_count = args->header_count;
-    int64_t timeout = s_timeout_ms(args, 30000);
-    if (timeout < 0) {
-        return s_usage("invalid --timeout '%s'", args->timeout);
-    }
-    const char *producer = s_value(args, o, "producer");
-    int rc = 0;
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.name = "ternctl";
-    options.heartbeat_ms = 2000;
-    options.connect_timeout_ms = 2000;
-    options.backoff_max_ms = 1000;
-    options.producer_id = producer;
-    options.producer_seq_start = seq ? seq : 1;
-    options.publish_block_ms = 100;
-    ternctl_curve_options(&options);
-    tern_client_t *client = tern_client_new(s_server(args), &options);
-    int crc =
-        client ? tern_client_wait_connected(client, timeout > 0 ? (int)timeout : -1) : TERN_OK;
-    if (!client || crc != TERN_OK) {
-        for (size_t i = 0; i < args->header_count; i++) {
-            free(header_copies[i]);
-        }
-        tern_client_destroy(&client);
-        char what[300];
-        snprintf(what, sizeof what, "pub: cannot reach %s", s_server(args));
-        return crc ? s_fail(what, crc) : s_client_usage();
-    }
-    s_pub_state_t state = {.topic = topic, .json = args->json};
-    atomic_store(&state.progress_ms, s_now_ms());
+    p->producer = s_value(args, o, "producer");
+    p->server = s_server(args);
+    p->quiet = s_flag(args, o, "quiet");
+    tern_pub_options_init(&p->msg);
+    p->msg.topic = p->topic;
+    return s_pub_parse_msg(args, p);
+}
 
-    bool from_stdin = !data && size == 0;
-    bool count_given = s_value(args, o, "count") != NULL;
+//  The run's outcome, filled by s_pub_send and s_pub_wait.
+typedef struct {
+    uint64_t sent;      //  messages handed to the client
+    bool stopped;       //  sending stopped early (refused, or the timeout ran out)
+    int rc;             //  exit status so far
+    int64_t start_ms;   //  when the first message went out
+    int64_t end_ms;     //  when the last acknowledgement came
+    char producer[256]; //  the producer id used
+} s_pub_run_t;
+
+//  Publishes every message (DATA --count times, or stdin's lines).
+static void s_pub_send(tern_client_t *client, s_pub_args_t *p, s_pub_state_t *state,
+                       s_pub_run_t *run) {
+    bool from_stdin = !p->data && p->size == 0;
     jbuf_t payload;
     jbuf_init(&payload);
     char *line = NULL;
     size_t line_cap = 0;
-    uint64_t sent = 0;
-    bool timed_out = false;
-    for (uint64_t n = 1; !timed_out; n++) {
+    for (uint64_t n = 1; !run->stopped; n++) {
         if (from_stdin) {
-            if (count_given && n > count) {
-                break;
-            }
-            ssize_t len = getline(&line, &line_cap, stdin);
+            ssize_t len = p->count_given && n > p->count ? -1 : getline(&line, &line_cap, stdin);
             if (len < 0) {
                 break;
             }
@@ -1458,57 +1630,148 @@ static int s_cmd_pub(const s_args_t *args) {
             }
             jbuf_reset(&payload);
             jbuf_raw(&payload, line, (size_t)len);
+        } else if (n > p->count) {
+            break;
         } else {
-            if (n > count) {
-                break;
-            }
-            s_pub_payload(&payload, data, n, size);
+            s_pub_payload(&payload, p->data, n, p->size);
         }
-        msg.payload = payload.data;
-        msg.size = payload.len;
+        p->msg.payload = payload.data;
+        p->msg.size = payload.len;
         while (true) {
-            int prc = tern_publish_async(client, &msg, s_pub_done, &state);
+            int prc = tern_publish_async(client, &p->msg, s_pub_done, state);
             if (prc == TERN_OK) {
-                sent++;
+                run->sent++;
                 break;
             }
             if (prc != TERN_EBUSY) {
-                rc = s_fail("pub", prc);
-                timed_out = true; //  stop sending
+                char what[64];
+                snprintf(what, sizeof what, "pub: message %llu", (unsigned long long)n);
+                run->rc = s_fail(what, prc);
+                run->stopped = true;
                 break;
             }
-            if (s_now_ms() - atomic_load(&state.progress_ms) > timeout) {
-                fprintf(stderr, "ternctl: pub: no acknowledgement from %s for %lld ms\n",
-                        s_server(args), (long long)timeout);
-                rc = 1;
-                timed_out = true;
+            if (p->timeout > 0 && s_now_ms() - atomic_load(&state->progress_ms) > p->timeout) {
+                fprintf(stderr, "ternctl: pub: no acknowledgement from %s for %lld ms\n", p->server,
+                        (long long)p->timeout);
+                run->rc = 1;
+                run->stopped = true;
                 break;
             }
         }
-    }
-    //  Wait for the rest, restarting the clock on every acknowledgement.
-    while (rc == 0 && tern_client_inflight(client) > 0) {
-        if (tern_flush(client, 100) == TERN_OK) {
-            break;
-        }
-        if (s_now_ms() - atomic_load(&state.progress_ms) > timeout) {
-            fprintf(stderr, "ternctl: pub: %zu message(s) not acknowledged by %s within %lld ms\n",
-                    tern_client_inflight(client), s_server(args), (long long)timeout);
-            rc = 1;
-        }
-    }
-    atomic_store(&state.quiet, true);
-    tern_client_destroy(&client);
-    if (rc == 0 && atomic_load(&state.failed) > 0) {
-        rc = 1;
     }
     free(line);
     jbuf_free(&payload);
-    for (size_t i = 0; i < args->header_count; i++) {
-        free(header_copies[i]);
+}
+
+//  Waits for the acknowledgements still due, restarting the clock on each.
+static void s_pub_wait(tern_client_t *client, const s_pub_args_t *p, s_pub_state_t *state,
+                       s_pub_run_t *run) {
+    while (tern_client_inflight(client) > 0) {
+        if (tern_flush(client, 100) == TERN_OK) {
+            break;
+        }
+        if (p->timeout > 0 && s_now_ms() - atomic_load(&state->progress_ms) > p->timeout) {
+            fprintf(stderr, "ternctl: pub: %zu message(s) not acknowledged by %s within %lld ms\n",
+                    tern_client_inflight(client), p->server, (long long)p->timeout);
+            run->rc = 1;
+            break;
+        }
     }
-    (void)sent;
-    return rc;
+    run->end_ms = s_now_ms();
+}
+
+//  "110k" for 110123.4 messages a second.
+static void s_pub_rate(double rate, char *buf, size_t len) {
+    if (rate >= 1e6) {
+        snprintf(buf, len, "%.1fM", rate / 1e6);
+    } else if (rate >= 1e4) {
+        snprintf(buf, len, "%.0fk", rate / 1e3);
+    } else if (rate >= 1e3) {
+        snprintf(buf, len, "%.1fk", rate / 1e3);
+    } else {
+        snprintf(buf, len, "%.0f", rate);
+    }
+}
+
+//  The summary on stderr; on failure, what was acknowledged and how to go on.
+static void s_pub_report(const s_pub_args_t *p, const s_pub_state_t *state,
+                         const s_pub_run_t *run) {
+    long acked = atomic_load(&state->acked);
+    long dups = atomic_load(&state->duplicates);
+    if (run->rc == 0) {
+        if (!p->quiet) {
+            double secs = (double)(run->end_ms - run->start_ms) / 1000.0;
+            char rate[32];
+            s_pub_rate(secs > 0 ? (double)acked / secs : (double)acked * 1000.0, rate, sizeof rate);
+            fprintf(stderr,
+                    secs < 0.1 ? "published %ld in %.3f s (%s msg/s)"
+                               : "published %ld in %.2f s (%s msg/s)",
+                    acked, secs, rate);
+            fprintf(stderr, dups ? ", %ld duplicate(s) already stored\n" : "\n", dups);
+        }
+        return;
+    }
+    uint64_t first = p->seq ? p->seq : 1;
+    unsigned long long next = (unsigned long long)(state->floor - first + 1);
+    fprintf(stderr, "ternctl: pub: %ld of %llu sent message(s) acknowledged", acked,
+            (unsigned long long)run->sent);
+    fprintf(stderr, next > 1 ? ", all before message %llu\n" : "\n", next);
+    fprintf(stderr,
+            "ternctl: pub: resume from message %llu with: --producer %s --seq %llu\n"
+            "ternctl: pub: (the broker drops a repeated seq only among a producer's last 1024\n"
+            "ternctl: pub: and for 2 min: re-running from the start stores duplicates)\n",
+            next, run->producer, (unsigned long long)state->floor);
+}
+
+static int s_cmd_pub(const s_args_t *args) {
+    s_pub_args_t p = {0};
+    int rc = s_pub_parse(args, &p);
+    if (rc) {
+        s_pub_args_free(&p);
+        return rc;
+    }
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "ternctl";
+    options.heartbeat_ms = 2000;
+    options.connect_timeout_ms = 2000;
+    options.backoff_max_ms = 1000;
+    options.producer_id = p.producer;
+    options.producer_seq_start = p.seq ? p.seq : 1;
+    options.publish_block_ms = 100;
+    ternctl_curve_options(&options);
+    tern_client_t *client = tern_client_new(s_server(args), &options);
+    int crc =
+        client ? tern_client_wait_connected(client, p.timeout > 0 ? (int)p.timeout : -1) : TERN_OK;
+    if (!client || crc != TERN_OK) {
+        s_pub_args_free(&p);
+        tern_client_destroy(&client);
+        char what[300];
+        snprintf(what, sizeof what, "pub: cannot reach %s", s_server(args));
+        return crc ? s_fail(what, crc) : s_client_usage();
+    }
+    static s_pub_state_t state; //  8 KiB of ack bits: not on the stack
+    memset(&state, 0, sizeof state);
+    state.topic = p.topic;
+    state.json = args->json;
+    state.quiet = p.quiet;
+    state.floor = options.producer_seq_start;
+    atomic_store(&state.progress_ms, s_now_ms());
+    s_pub_run_t run = {.start_ms = s_now_ms()};
+    snprintf(run.producer, sizeof run.producer, "%s", tern_client_producer(client));
+    if (!p.data && p.size == 0 && isatty(STDIN_FILENO)) {
+        fprintf(stderr, "reading messages from stdin, one per line; Ctrl-D to end\n");
+    }
+    s_pub_send(client, &p, &state, &run);
+    s_pub_wait(client, &p, &state, &run);
+    atomic_store(&state.closing, true);
+    tern_client_destroy(&client); //  joins the I/O thread: STATE is final
+    if (run.rc == 0 && atomic_load(&state.failed) > 0) {
+        run.rc = 1;
+    }
+    s_pub_report(&p, &state, &run);
+    s_pub_args_free(&p);
+    return run.rc;
 }
 
 //  ---------------------------------------------------------------------------
@@ -1516,7 +1779,15 @@ static int s_cmd_pub(const s_args_t *args) {
 
 static const s_opt_t s_sub_opts[] = {{"group", true},   {"from", true},  {"count", true},
                                      {"no-ack", false}, {"nack", false}, {"term", false},
-                                     {NULL, false}};
+                                     {"follow", false}, {"wait", false}, {NULL, false}};
+
+//  Set by SIGINT / SIGTERM: sub stops, acks what it printed, exits 0.
+static volatile sig_atomic_t s_interrupted;
+
+static void s_on_signal(int sig) {
+    (void)sig;
+    s_interrupted = 1;
+}
 
 static void s_print_message(const tern_message_t *msg, bool json, jbuf_t *b) {
     const uint8_t *data = tern_message_data(msg);
@@ -1569,77 +1840,96 @@ static void s_print_message(const tern_message_t *msg, bool json, jbuf_t *b) {
     s_print_line(b);
 }
 
-static int s_cmd_sub(const s_args_t *args) {
+//  Reads --from into OPTIONS. Returns 0 or EXIT_USAGE (printed).
+static int s_sub_from(const char *text, tern_sub_options_t *options) {
+    uint64_t v;
+    const char *why = NULL;
+    if (strcmp(text, "first") == 0) {
+        options->start = TERN_FROM_FIRST;
+    } else if (strcmp(text, "new") == 0) {
+        options->start = TERN_FROM_NEW;
+    } else if (strncmp(text, "seq:", 4) == 0 && s_parse_u64(text + 4, &v)) {
+        options->start = TERN_FROM_SEQ;
+        options->start_value = v;
+    } else if (strncmp(text, "time:", 5) == 0 &&
+               tern_units_parse_duration(text + 5, &v, &why) == TERN_OK) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        uint64_t ago_ns = v > UINT64_MAX / 1000000ull ? UINT64_MAX : v * 1000000ull;
+        options->start = TERN_FROM_TIME;
+        options->start_value = ago_ns < now_ns ? now_ns - ago_ns : 1;
+    } else {
+        return s_bad_value("from", text, why ? why : "first, new, seq:N or time:DUR");
+    }
+    return 0;
+}
+
+//  Before subscribing to a plain topic: asks the broker for its groups, to
+//  refuse a missing topic (unless --wait) and to warn that --from does not
+//  move a group that exists. Returns 0 or 1 (printed). Not with a CURVE
+//  certificate: the key's role may not allow admin queries, and each refused
+//  one would count as an auth denial; a broker that refuses anyway skips both.
+static int s_sub_check(const s_args_t *args, tern_client_t *client, const char *topic,
+                       const tern_sub_options_t *options, int timeout_ms) {
     const s_opt_t *o = s_sub_opts;
-    if (args->positional_count != 1) {
-        return s_usage("sub needs exactly one TOPIC%s", "");
+    bool from = s_value(args, o, "from") != NULL;
+    bool wait = s_flag(args, o, "wait");
+    const char *cert = getenv("TERN_CERT");
+    if (strpbrk(topic, "*>") || (wait && !(from && options->group)) || (cert && *cert)) {
+        return 0; //  a pattern has no one topic to look at
     }
-    const char *pattern = args->positional[0];
-    tern_sub_options_t options;
-    tern_sub_options_init(&options);
-    options.group = s_value(args, o, "group");
-    uint64_t count = 0;
-    const char *text;
-    if ((text = s_value(args, o, "count")) && (!s_parse_u64(text, &count) || count == 0)) {
-        return s_usage("invalid --count '%s'", text);
-    }
-    if ((text = s_value(args, o, "from"))) {
-        uint64_t v;
-        if (strcmp(text, "first") == 0) {
-            options.start = TERN_FROM_FIRST;
-        } else if (strcmp(text, "new") == 0) {
-            options.start = TERN_FROM_NEW;
-        } else if (strncmp(text, "seq:", 4) == 0 && s_parse_u64(text + 4, &v)) {
-            options.start = TERN_FROM_SEQ;
-            options.start_value = v;
-        } else if (strncmp(text, "time:", 5) == 0 && tern_parse_duration(text + 5, &v) == TERN_OK) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t now_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-            uint64_t ago_ns = v * 1000000ull;
-            options.start = TERN_FROM_TIME;
-            options.start_value = ago_ns < now_ns ? now_ns - ago_ns : 1;
-        } else {
-            return s_usage("invalid --from '%s' (first, new, seq:N or time:DUR)", text);
-        }
-    }
-    int modes = s_flag(args, o, "no-ack") + s_flag(args, o, "nack") + s_flag(args, o, "term");
-    if (modes > 1) {
-        return s_usage("--no-ack, --nack and --term exclude each other%s", "");
-    }
-    if (count && count <= 1000) {
-        options.credit = (uint32_t)count;
-    }
-    int64_t timeout = s_timeout_ms(args, 5000);
-    if (timeout < 0) {
-        return s_usage("invalid --timeout '%s'", args->timeout);
-    }
-    //  Connecting and subscribing get at least 5 s even with a short --timeout.
-    tern_client_t *client = s_client(args, timeout > 5000 ? (int)timeout : 5000, NULL, 0);
-    if (!client) {
-        return s_client_usage();
-    }
-    tern_subscription_t *sub = NULL;
-    int rc = tern_subscribe(client, pattern, &options, NULL, NULL, &sub);
-    if (rc != TERN_OK) {
-        char what[320];
-        if (rc == TERN_ETIMEOUT && !tern_client_connected(client)) {
-            snprintf(what, sizeof what, "sub: cannot reach %s", s_server(args));
-        } else {
-            snprintf(what, sizeof what, "sub %s", pattern);
-        }
-        tern_client_destroy(&client);
+    char *reply = NULL;
+    tern_header_t kv[1] = {{"topic", topic}};
+    int rc = tern_admin(client, "groups", kv, 1, &reply, timeout_ms);
+    if (rc == TERN_ETIMEOUT && !tern_client_connected(client)) {
+        char what[320]; //  no second wait in tern_subscribe
+        snprintf(what, sizeof what, "sub: cannot reach %s", s_server(args));
         return s_fail(what, rc);
     }
+    if (rc == TERN_ENOTFOUND && !wait) {
+        fprintf(stderr,
+                "ternctl: sub: no such topic '%s' (--wait subscribes anyway and waits for it)\n",
+                topic);
+        return 1;
+    }
+    json_t *doc = rc == TERN_OK ? json_parse(reply, strlen(reply)) : NULL;
+    for (size_t i = 0; from && options->group && doc && doc->kind == JSON_ARRAY && i < doc->count;
+         i++) {
+        const json_t *name = json_get(doc->items[i], "group");
+        if (name && name->kind == JSON_STRING && strcmp(name->text, options->group) == 0) {
+            fprintf(stderr,
+                    "ternctl: sub: warning: group '%s' already exists on '%s'; --from is "
+                    "ignored (it only places a new group)\n",
+                    options->group, topic);
+        }
+    }
+    json_destroy(&doc);
+    free(reply);
+    return 0;
+}
+
+//  Prints and settles messages until --count, the idle --timeout (never
+//  with --follow or --timeout 0) or SIGINT / SIGTERM. Returns the exit code.
+static int s_sub_loop(const s_args_t *args, tern_subscription_t *sub, uint64_t count,
+                      int64_t timeout) {
+    const s_opt_t *o = s_sub_opts;
+    bool forever = timeout == 0 || s_flag(args, o, "follow");
     jbuf_t b;
     jbuf_init(&b);
     uint64_t received = 0;
-    rc = 0;
-    while (!count || received < count) {
-        tern_message_t *msg = NULL;
-        int nrc = tern_subscription_next(sub, (int)timeout, &msg);
-        if (nrc == TERN_ETIMEOUT) {
+    int64_t last_ms = s_now_ms();
+    int rc = 0;
+    while ((!count || received < count) && !s_interrupted) {
+        //  Short waits, so that a signal is noticed within 200 ms.
+        int64_t left = forever ? 200 : timeout - (s_now_ms() - last_ms);
+        if (left <= 0) {
             break;
+        }
+        tern_message_t *msg = NULL;
+        int nrc = tern_subscription_next(sub, (int)(left < 200 ? left : 200), &msg);
+        if (nrc == TERN_ETIMEOUT) {
+            continue;
         }
         if (nrc != TERN_OK) {
             rc = s_fail("sub", nrc);
@@ -1655,8 +1945,66 @@ static int s_cmd_sub(const s_args_t *args) {
         }
         tern_message_destroy(&msg);
         received++;
+        last_ms = s_now_ms();
     }
     jbuf_free(&b);
+    return rc;
+}
+
+static int s_cmd_sub(const s_args_t *args) {
+    const s_opt_t *o = s_sub_opts;
+    if (args->positional_count != 1) {
+        return s_usage("sub needs exactly one TOPIC%s", "");
+    }
+    const char *pattern = args->positional[0];
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.group = s_value(args, o, "group");
+    //  Like `nats sub`, a subscription without a group shows what comes next.
+    options.start = options.group ? TERN_FROM_FIRST : TERN_FROM_NEW;
+    uint64_t count = 0;
+    const char *text;
+    if ((text = s_value(args, o, "count")) && (!s_parse_u64(text, &count) || count == 0)) {
+        return s_usage("invalid --count '%s'", text);
+    }
+    if ((text = s_value(args, o, "from")) && s_sub_from(text, &options) != 0) {
+        return EXIT_USAGE;
+    }
+    int modes = s_flag(args, o, "no-ack") + s_flag(args, o, "nack") + s_flag(args, o, "term");
+    if (modes > 1) {
+        return s_usage("--no-ack, --nack and --term exclude each other%s", "");
+    }
+    if (count && count <= 1000) {
+        options.credit = (uint32_t)count;
+    }
+    int64_t timeout = s_timeout_ms(args, 5000);
+    if (timeout < 0) {
+        return s_bad_timeout(args);
+    }
+    struct sigaction action = {.sa_handler = s_on_signal};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    //  Connecting and subscribing get at least 5 s even with a short --timeout.
+    int connect_ms = timeout > 5000 ? (int)timeout : 5000;
+    tern_client_t *client = s_client(args, connect_ms, NULL, 0);
+    if (!client) {
+        return s_client_usage();
+    }
+    tern_subscription_t *sub = NULL;
+    int rc = s_sub_check(args, client, pattern, &options, connect_ms);
+    int src = rc ? TERN_OK : tern_subscribe(client, pattern, &options, NULL, NULL, &sub);
+    if (src != TERN_OK) {
+        char what[320];
+        if (src == TERN_ETIMEOUT && !tern_client_connected(client)) {
+            snprintf(what, sizeof what, "sub: cannot reach %s", s_server(args));
+        } else {
+            snprintf(what, sizeof what, "sub %s", pattern);
+        }
+        rc = s_fail(what, src);
+    } else if (rc == 0) {
+        rc = s_sub_loop(args, sub, count, timeout);
+    }
     //  Destroy sends the queued acks, then BYE (the rest returns to the group).
     tern_client_destroy(&client);
     return rc;

@@ -8,6 +8,7 @@
     --json, --timeout and -h/--help are accepted before or after the command.
 */
 #include "tern.h"
+#include "tern_units.h"
 #include "ternctl_json.h"
 
 #include <inttypes.h>
@@ -242,29 +243,14 @@ static void s_print_json(const json_t *value) {
     jbuf_free(&b);
 }
 
-//  "2026-11-25 17:22:01.123Z" for a unix ms.
+//  "2026-11-25T17:22:01.123Z" for a unix ms (protocol/tern_units.c).
 static void s_time(uint64_t ms, char *out, size_t cap) {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char date[32];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(out, cap, "%s.%03uZ", date, (unsigned)(ms % 1000));
+    tern_units_format_time(ms, out, cap);
 }
 
-//  Human duration: "850ms", "12.3s", "4m05s", "3h02m", "2d04h".
+//  Human duration: "850ms", "12.345s", "4m5s", "3h2m", "2d4h".
 static void s_age(uint64_t ms, char *out, size_t cap) {
-    if (ms < 1000) {
-        snprintf(out, cap, "%" PRIu64 "ms", ms);
-    } else if (ms < 60000) {
-        snprintf(out, cap, "%.1fs", (double)ms / 1000.0);
-    } else if (ms < 3600000) {
-        snprintf(out, cap, "%" PRIu64 "m%02" PRIu64 "s", ms / 60000, ms / 1000 % 60);
-    } else if (ms < 86400000) {
-        snprintf(out, cap, "%" PRIu64 "h%02" PRIu64 "m", ms / 3600000, ms / 60000 % 60);
-    } else {
-        snprintf(out, cap, "%" PRIu64 "d%02" PRIu64 "h", ms / 86400000, ms / 3600000 % 24);
-    }
+    tern_units_format_duration(ms, TERN_UNITS_HUMAN, out, cap);
 }
 
 //  Prints ROWS x COLS cells (row 0 = headings) aligned, two spaces apart.

@@ -11,6 +11,7 @@
     The states are tern_peer.c's names, which /metrics uses too.
 */
 #include "tern.h"
+#include "tern_units.h"
 #include "ternctl_json.h"
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,17 +60,9 @@ static uint64_t s_u64(const json_t *obj, const char *key) {
     return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
 }
 
-//  MS in its largest whole unit: "850ms", "3s", "12m", "5h", "2d".
+//  MS for people: "850ms", "3s", "1m30s", "2d4h" (protocol/tern_units.c).
 static void s_span(uint64_t ms, char *out, size_t cap) {
-    static const struct {
-        uint64_t ms;      //  length of the unit
-        const char *unit; //  its suffix
-    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
-    size_t u = 0;
-    while (u + 1 < sizeof units / sizeof units[0] && ms < units[u].ms) {
-        u++;
-    }
-    snprintf(out, cap, "%" PRIu64 "%s", ms / units[u].ms, ms ? units[u].unit : "s");
+    tern_units_format_duration(ms, TERN_UNITS_HUMAN, out, cap);
 }
 
 //  The human form of one peer: times as spans ("3s ago", "never"), the

@@ -287,10 +287,15 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     by default: the message carries the client's producer id and the next
     producer_seq (or MSG->producer_seq), and keeps both when it is resent
     after a reconnect, so a failover never stores it twice within the broker's
-    dedup window. Async publishes never time out: they complete on PUBACK, on
-    an ERROR naming them (RESULT->reason says why), with TERN_ECONNREFUSED or
-    TERN_EDENIED when first contact fails (see "First contact"), or with
-    TERN_ECLOSED when the client is destroyed.
+    dedup window. That window is bounded: per producer the broker remembers
+    only the newest storage/dedup_max (default 1024) producer_seqs, each for
+    storage/dedup_window (default 2 min). To resume a failed run, reuse the
+    producer id and start at the first unacknowledged producer_seq
+    (producer_seq_start); re-sending older messages, or re-running from the
+    start later, stores them again as duplicates. Async publishes never time
+    out: they complete on PUBACK, on an ERROR naming them (RESULT->reason says
+    why), with TERN_ECONNREFUSED or TERN_EDENIED when first contact fails (see
+    "First contact"), or with TERN_ECLOSED when the client is destroyed.
     FN (may be NULL) is called with ARG on completion, on the I/O thread.
     Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
     class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,
@@ -481,12 +486,22 @@ TERN_EXPORT tern_err_t tern_admin(tern_client_t *self, const char *op, const ter
     and mdb_version. */
 TERN_EXPORT const char *tern_version(int *major, int *minor, int *patch);
 
-/*  Parses a duration "250ms", "30s", "5m", "2h", "7d" or a bare number of
-    milliseconds into *MS. Returns TERN_OK or TERN_EINVAL. Thread-safe. */
+/*  Parses a duration into *MS, as ternd's config and ternctl do: a bare
+    number of milliseconds, or NUMBER UNIT parts from the largest unit to the
+    smallest, each once: "500ms", "30s", "1m30s", "2h30m", "7d", "1w",
+    "1.5s". Units (case matters): ms, s (sec), m (min), h, d, w. A part may
+    have up to 6 decimals; the total must be whole milliseconds. Returns
+    TERN_OK, or TERN_EINVAL (NULL argument, empty, unknown unit, units out
+    of order, spaces or signs, finer than 1 ms, over 2^64-1 ms) with *MS
+    unchanged. Thread-safe. */
 TERN_EXPORT tern_err_t tern_parse_duration(const char *text, uint64_t *ms);
 
-/*  Parses a size "512", "4k", "1m", "2g" (also "KB", "MiB"...: powers of
-    1024) into *BYTES. Returns TERN_OK or TERN_EINVAL. Thread-safe. */
+/*  Parses a size into *BYTES: NUMBER, an optional space, an optional unit
+    (case ignored): B; K, M, G, T or KiB, MiB, GiB, TiB (powers of 1024);
+    KB, MB, GB, TB (powers of 1000): "512", "64K", "64KiB", "1.5MB",
+    "10 GiB". A fraction (up to 6 decimals) is rounded down to whole bytes.
+    Returns TERN_OK, or TERN_EINVAL (NULL argument, empty, unknown unit, a
+    fraction of a byte, over 2^64-1) with *BYTES unchanged. Thread-safe. */
 TERN_EXPORT tern_err_t tern_parse_size(const char *text, uint64_t *bytes);
 
 #ifdef __cplusplus

@@ -134,7 +134,8 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     it_assert_ok(&r, "topic info after purge");
     cr_assert_eq(s_field(r.out, "msgs"), 0, "%s", r.out);
     it_result_free(&r);
-    it_ctl(&r, b, 10000, "sub", "it.adm.one", "--count", "10", "--timeout", "1s", NULL);
+    it_ctl(&r, b, 10000, "sub", "it.adm.one", "--from", "first", "--count", "10", "--timeout", "1s",
+           NULL);
     it_assert_ok(&r, "sub after purge");
     cr_assert_eq(r.out_len, 0, "purged messages delivered:\n%s", r.out);
     it_result_free(&r);
@@ -292,7 +293,8 @@ Test(admin, max_age_retention, .fini = it_teardown, .timeout = 60) {
     cr_assert_eq(s_field(r.out, "msgs"), 1, "max_age 1s: after 2 s: %s", r.out);
     cr_assert_eq(s_field(r.out, "first_seq"), 4, "%s", r.out);
     it_result_free(&r);
-    it_ctl(&r, b, 10000, "sub", "it.age", "--count", "10", "--timeout", "1s", NULL);
+    it_ctl(&r, b, 10000, "sub", "it.age", "--from", "first", "--count", "10", "--timeout", "1s",
+           NULL);
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
     cr_assert_eq(m, 1, "got:\n%s", r.out);

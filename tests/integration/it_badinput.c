@@ -121,7 +121,8 @@ static long s_find(const uint8_t *hay, size_t hay_len, const void *needle, size_
 Test(badinput, garbage_frames_get_errors, .fini = it_teardown, .timeout = 120) {
     it_broker_t *b = it_start_broker("--max-payload", "1K", NULL);
     //  An ordinary consumer runs through all of it.
-    it_proc_t *sub = it_ctl_spawn(b, "sub", "it.bad.ok", "--count", "2", "--timeout", "30s", NULL);
+    it_proc_t *sub = it_ctl_spawn(b, "sub", "it.bad.ok", "--from", "first", "--wait", "--count",
+                                  "2", "--timeout", "30s", NULL);
     cr_assert(sub);
 
     it_raw_t *raw = it_raw_new(b->endpoint);
@@ -377,7 +378,8 @@ Test(badinput, random_flood_and_bit_flips, .fini = it_teardown, .timeout = 120) 
     it_ctl(&r, b, 15000, "pub", "it.flood.ok", "fine {n}", "--count", "10", NULL);
     it_assert_ok(&r, "ternctl pub after the flood");
     it_result_free(&r);
-    it_ctl(&r, b, 15000, "sub", "it.flood.ok", "--count", "10", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.flood.ok", "--from", "first", "--count", "10", "--timeout",
+           "3s", NULL);
     it_assert_ok(&r, "ternctl sub after the flood");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);

@@ -70,7 +70,8 @@ Test(client, failover_to_the_next_endpoint, .fini = it_teardown, .timeout = 90) 
 
     //  The second broker holds f-11..f-20, once each.
     it_result_t r;
-    it_ctl(&r, b, 15000, "sub", "it.fo", "--count", "100", "--timeout", "1500ms", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.fo", "--from", "first", "--count", "100", "--timeout", "1500ms",
+           NULL);
     it_assert_ok(&r, "ternctl sub on the second broker");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);

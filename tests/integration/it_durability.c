@@ -139,7 +139,8 @@ Test(durability, dedup_same_producer_seq, .fini = it_teardown, .timeout = 60) {
     free(acks);
     it_result_free(&r);
 
-    it_ctl(&r, b, 15000, "sub", "it.dd", "--count", "100", "--timeout", "1500ms", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.dd", "--from", "first", "--count", "100", "--timeout", "1500ms",
+           NULL);
     it_assert_ok(&r, "sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -149,7 +150,8 @@ Test(durability, dedup_same_producer_seq, .fini = it_teardown, .timeout = 60) {
     cr_assert_eq(msgs[0].producer_seq, 5);
     it_msgs_free(msgs, m);
     it_result_free(&r);
-    it_ctl(&r, b, 15000, "sub", "it.dd2", "--count", "100", "--timeout", "1500ms", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.dd2", "--from", "first", "--count", "100", "--timeout",
+           "1500ms", NULL);
     m = it_parse_msgs(r.out, &msgs);
     cr_assert_eq(m, 5, "it.dd2 holds %zu messages, want 5", m);
     it_msgs_free(msgs, m);
@@ -191,7 +193,8 @@ Test(durability, paused_broker_then_resumed, .fini = it_teardown, .timeout = 60)
     free(err);
     it_proc_destroy(&p);
     it_result_t r;
-    it_ctl(&r, b, 15000, "sub", "it.pause", "--count", "100", "--timeout", "1500ms", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.pause", "--from", "first", "--count", "100", "--timeout",
+           "1500ms", NULL);
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
     cr_assert_eq(m, 5, "%zu messages stored, want 5", m);
@@ -380,7 +383,8 @@ Test(durability, sigterm_under_load_flushes, .fini = it_teardown, .timeout = 120
     size_t n = s_parse_acks(out, &acks);
     cr_assert_eq(n, 5000, "%zu acks printed", n);
     it_result_t r;
-    it_ctl(&r, b, 60000, "sub", "it.graceful", "--count", "100000", "--timeout", "2s", NULL);
+    it_ctl(&r, b, 60000, "sub", "it.graceful", "--from", "first", "--count", "100000", "--timeout",
+           "2s", NULL);
     it_assert_ok(&r, "sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);

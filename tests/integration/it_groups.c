@@ -260,8 +260,8 @@ Test(groups, from_new_on_missing_topic_gets_first_commit, .fini = it_teardown, .
     enum { N = 3000 };
     char n[16];
     snprintf(n, sizeof n, "%d", N);
-    it_proc_t *c = it_ctl_spawn(b, "sub", "it.later", "--group", "gl", "--from", "new", "--count",
-                                n, "--timeout", "5s", NULL);
+    it_proc_t *c = it_ctl_spawn(b, "sub", "it.later", "--wait", "--group", "gl", "--from", "new",
+                                "--count", n, "--timeout", "5s", NULL);
     cr_assert(c);
     it_sleep_ms(1000); //  the SUBSCRIBE is answered long before (no topic to list it by)
     it_pub(b, "it.later", "x{n}", N);

@@ -73,7 +73,8 @@ Test(pubsub, round_trip, .fini = it_teardown, .timeout = 60) {
     free(lines);
     it_result_free(&r);
 
-    it_ctl(&r, b, 15000, "sub", "it.rt", "--count", "3", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.rt", "--from", "first", "--count", "3", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -119,7 +120,8 @@ Test(pubsub, stdin_lines_byte_exact, .fini = it_teardown, .timeout = 60) {
     free(lines);
     it_result_free(&r);
 
-    it_ctl(&r, b, 15000, "sub", "it.stdin", "--count", "5", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.stdin", "--from", "first", "--count", "5", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -143,7 +145,8 @@ Test(pubsub, binary_payload_byte_exact, .fini = it_teardown, .timeout = 60) {
     s_raw_publish(b, "it.bin", bytes, sizeof bytes, NULL);
     s_raw_publish(b, "it.bin", "", 0, NULL);
     it_result_t r;
-    it_ctl(&r, b, 15000, "sub", "it.bin", "--count", "2", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.bin", "--from", "first", "--count", "2", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -167,7 +170,8 @@ Test(pubsub, size_padding, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 15000, "pub", "it.size.max", "x", "--size", "1048576", NULL);
     it_assert_ok(&r, "ternctl pub --size");
     it_result_free(&r);
-    it_ctl(&r, b, 15000, "sub", "it.size", "--count", "2", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.size", "--from", "first", "--count", "2", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -178,7 +182,8 @@ Test(pubsub, size_padding, .fini = it_teardown, .timeout = 60) {
     }
     it_msgs_free(msgs, m);
     it_result_free(&r);
-    it_ctl(&r, b, 30000, "sub", "it.size.max", "--count", "1", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 30000, "sub", "it.size.max", "--from", "first", "--count", "1", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub of a 1 MiB message");
     m = it_parse_msgs(r.out, &msgs);
     cr_assert_eq(m, 1);
@@ -198,7 +203,8 @@ Test(pubsub, headers_key_priority, .fini = it_teardown, .timeout = 60) {
            "b=two words", "--header", "empty=", "--key", "order-7", "--priority", "7", NULL);
     it_assert_ok(&r, "ternctl pub with headers");
     it_result_free(&r);
-    it_ctl(&r, b, 15000, "sub", "it.hdr", "--count", "1", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.hdr", "--from", "first", "--count", "1", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -222,7 +228,8 @@ Test(pubsub, trace_id_given_is_kept, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
     s_raw_publish(b, "it.trace", "traced", 6, IT_TRACE);
     it_result_t r;
-    it_ctl(&r, b, 15000, "sub", "it.trace", "--count", "1", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.trace", "--from", "first", "--count", "1", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -239,7 +246,8 @@ Test(pubsub, trace_id_generated_when_absent, .fini = it_teardown, .timeout = 60)
     it_ctl(&r, b, 15000, "pub", "it.trace2", "m{n}", "--count", "2", NULL);
     it_assert_ok(&r, "ternctl pub");
     it_result_free(&r);
-    it_ctl(&r, b, 15000, "sub", "it.trace2", "--count", "2", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.trace2", "--from", "first", "--count", "2", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -270,7 +278,8 @@ Test(pubsub, wildcards, .fini = it_teardown, .timeout = 60) {
     } cases[] = {{"it.w.*.x", 2}, {"it.w.>", 3}, {"it.*.one.x", 2}, {"it.>", 4}};
     for (size_t c = 0; c < 4; c++) {
         it_result_t r;
-        it_ctl(&r, b, 15000, "sub", cases[c].pattern, "--count", "10", "--timeout", "1500ms", NULL);
+        it_ctl(&r, b, 15000, "sub", cases[c].pattern, "--from", "first", "--count", "10",
+               "--timeout", "1500ms", NULL);
         it_assert_ok(&r, "ternctl sub with a pattern");
         it_msg_t *msgs;
         size_t m = it_parse_msgs(r.out, &msgs);
@@ -296,7 +305,8 @@ Test(pubsub, idle_client_survives_short_broker_heartbeat, .fini = it_teardown, .
     it_assert_ok(&r, "ternctl pub");
     it_result_free(&r);
     //  Idle for 3 s after the backlog: three broker timeouts' worth.
-    it_ctl(&r, b, 10000, "sub", "it.hb", "--count", "1000", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 10000, "sub", "it.hb", "--from", "first", "--count", "1000", "--timeout", "3s",
+           NULL);
     cr_assert_not(r.timed_out,
                   "ternctl sub --timeout 3s still running after 10 s; printed %zu "
                   "bytes (the session keeps timing out and re-subscribing?)",

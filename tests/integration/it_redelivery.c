@@ -275,7 +275,8 @@ Test(redelivery, ephemeral_subscription_needs_acks, .fini = it_teardown, .timeou
     it_broker_t *b = s_broker();
     it_pub(b, "it.eph", "e", 1);
     it_result_t r;
-    it_ctl(&r, b, 15000, "sub", "it.eph", "--no-ack", "--count", "2", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.eph", "--from", "first", "--no-ack", "--count", "2",
+           "--timeout", "3s", NULL);
     it_assert_ok(&r, "ternctl sub --no-ack (ephemeral)");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);

@@ -129,7 +129,8 @@ static void s_verify(s_cluster_t *c, const char *topic, size_t expected) {
     qsort(c->acked, c->acked_count, sizeof *c->acked, s_cmp_i64);
     for (int d = 0; d < S_DCS; d++) {
         it_result_t r;
-        it_ctl(&r, c->b[d], 120000, "sub", topic, "--count", count_s, "--timeout", "5s", NULL);
+        it_ctl(&r, c->b[d], 120000, "sub", topic, "--from", "first", "--wait", "--count", count_s,
+               "--timeout", "5s", NULL);
         it_assert_ok(&r, "ternctl sub");
         it_msg_t *msgs;
         size_t n = it_parse_msgs(r.out, &msgs);

@@ -166,7 +166,8 @@ Test(security, curve_allow_list) {
     it_ctl(&r, b, 10000, "pub", "orders.eu", "m-{n}", "--count", "5", NULL);
     it_assert_ok(&r, "pub with an allowed key");
     it_result_free(&r);
-    it_ctl(&r, b, 10000, "sub", "orders.eu", "--count", "5", "--timeout", "5s", NULL);
+    it_ctl(&r, b, 10000, "sub", "orders.eu", "--from", "first", "--count", "5", "--timeout", "5s",
+           NULL);
     it_assert_ok(&r, "sub with an allowed key");
     it_msg_t *msgs = NULL;
     size_t count = it_parse_msgs(r.out, &msgs);
@@ -326,11 +327,11 @@ Test(security, roles) {
     cr_assert_eq(r.status, 1);
     cr_assert(strstr(r.err, "TERN_EDENIED"), "%s", r.err);
     it_result_free(&r);
-    it_ctl(&r, b, 10000, "sub", "orders.>", "--timeout", "1s", NULL);
+    it_ctl(&r, b, 10000, "sub", "orders.>", "--from", "first", "--timeout", "1s", NULL);
     cr_assert_eq(r.status, 1, "app subscribed to orders.>");
     cr_assert(strstr(r.err, "TERN_EDENIED"), "%s", r.err);
     it_result_free(&r);
-    it_ctl(&r, b, 10000, "sub", "notify.>", "--timeout", "1s", NULL);
+    it_ctl(&r, b, 10000, "sub", "notify.>", "--from", "first", "--timeout", "1s", NULL);
     cr_assert_eq(r.status, 1, "notify.> is wider than notify.user.*");
     it_result_free(&r);
 
@@ -339,7 +340,7 @@ Test(security, roles) {
     it_ctl(&r, b, 10000, "pub", "notify.user.bob", "hello bob", NULL);
     it_assert_ok(&r, "publish-only role publishes");
     it_result_free(&r);
-    it_ctl(&r, b, 10000, "sub", "notify.user.bob", "--timeout", "1s", NULL);
+    it_ctl(&r, b, 10000, "sub", "notify.user.bob", "--from", "first", "--timeout", "1s", NULL);
     cr_assert_eq(r.status, 1, "a publish-only key subscribed");
     cr_assert(strstr(r.err, "TERN_EDENIED"), "%s", r.err);
     it_result_free(&r);
@@ -373,7 +374,8 @@ Test(security, roles) {
 
     //  app consumes what it may.
     s_as("app1");
-    it_ctl(&r, b, 10000, "sub", "notify.user.*", "--count", "1", "--timeout", "5s", NULL);
+    it_ctl(&r, b, 10000, "sub", "notify.user.*", "--from", "first", "--count", "1", "--timeout",
+           "5s", NULL);
     it_assert_ok(&r, "app consumes notify.user.*");
     cr_assert(strstr(r.out, "hello bob"), "%s", r.out);
     it_result_free(&r);
@@ -422,7 +424,8 @@ Test(security, curve_replication) {
     it_assert_ok(&r, "pub in dc1");
     it_result_free(&r);
     s_as_to("app", "dc2");
-    it_ctl(&r, b[1], 30000, "sub", "repl.secure", "--count", "10", "--timeout", "20s", NULL);
+    it_ctl(&r, b[1], 30000, "sub", "repl.secure", "--from", "first", "--wait", "--count", "10",
+           "--timeout", "20s", NULL);
     it_assert_ok(&r, "sub in dc2");
     it_msg_t *msgs = NULL;
     size_t count = it_parse_msgs(r.out, &msgs);
@@ -529,7 +532,8 @@ Test(security, flood_and_half_open, .timeout = 300) {
     cr_assert_eq(opened, HALF);
 
     //  Garbage from raw TCP sockets while a real client works.
-    it_proc_t *sub = it_ctl_spawn(b, "sub", "flood.ok", "--count", "200", "--timeout", "20s", NULL);
+    it_proc_t *sub = it_ctl_spawn(b, "sub", "flood.ok", "--from", "first", "--wait", "--count",
+                                  "200", "--timeout", "20s", NULL);
     uint8_t junk[16384];
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     for (size_t i = 0; i < sizeof junk; i++) {
@@ -720,7 +724,8 @@ Test(security, store_full_recovers, .timeout = 120) {
     cr_assert(strstr(r.err, "TERN_EFULL"), "%s", r.err);
     it_result_free(&r);
     //  Consumers keep draining while it is full.
-    it_ctl(&r, b, 20000, "sub", "full.t", "--count", "100", "--timeout", "5s", NULL);
+    it_ctl(&r, b, 20000, "sub", "full.t", "--from", "first", "--count", "100", "--timeout", "5s",
+           NULL);
     it_assert_ok(&r, "consume from a full store");
     it_result_free(&r);
     //  Space returns (purge): publishing works again, no restart.

@@ -37,7 +37,8 @@ Test(ttl, expired_message_is_not_delivered, .fini = it_teardown, .timeout = 60) 
     it_result_free(&r);
 
     //  An ephemeral subscriber does not see it either.
-    it_ctl(&r, b, 15000, "sub", "it.ttl", "--count", "10", "--timeout", "1s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.ttl", "--from", "first", "--count", "10", "--timeout", "1s",
+           NULL);
     it_assert_ok(&r, "ternctl sub (ephemeral)");
     cr_assert_null(strstr(r.out, "short-lived"), "expired message delivered:\n%s", r.out);
     it_result_free(&r);
@@ -52,7 +53,8 @@ Test(ttl, class_instant_is_accepted, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 15000, "pub", "it.cls", "business msg", "--class", "business", NULL);
     it_assert_ok(&r, "ternctl pub --class business");
     it_result_free(&r);
-    it_ctl(&r, b, 15000, "sub", "it.cls", "--count", "2", "--timeout", "3s", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.cls", "--from", "first", "--count", "2", "--timeout", "3s",
+           NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
@@ -76,7 +78,8 @@ Test(ttl, class_duration_comes_from_config, .fini = it_teardown, .timeout = 60) 
     it_assert_ok(&r, "ternctl pub --class sync");
     it_result_free(&r);
     it_sleep_ms(1600);
-    it_ctl(&r, b, 15000, "sub", "it.cls2", "--count", "10", "--timeout", "1500ms", NULL);
+    it_ctl(&r, b, 15000, "sub", "it.cls2", "--from", "first", "--count", "10", "--timeout",
+           "1500ms", NULL);
     it_assert_ok(&r, "ternctl sub");
     it_msg_t *msgs;
     size_t m = it_parse_msgs(r.out, &msgs);
