@@ -227,7 +227,7 @@ tern_err_t tern_audit_json(tern_store_reader_t *reader, const char *topic, const
     audit.now_ns = now_ns;
     uint64_t since_ns = since_ms * 1000000ull;
     audit.since_ns = since_ms && now_ns > since_ns ? now_ns - since_ns : 0;
-    audit.groups = tern_work_alloc(TERN_AUDIT_GROUPS_MAX * sizeof(s_group_t));
+    audit.groups = tern_alloc(TERN_AUDIT_GROUPS_MAX * sizeof(s_group_t));
     rc = tern_store_group_list(reader, info.id, s_group_each, &audit);
     if (rc == TERN_OK && audit.filter[0] && audit.ngroups == 0) {
         rc = TERN_ENOTFOUND;
@@ -364,7 +364,7 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
     }
     tern_json_t events;
     tern_json_init(&events);
-    s_trace_t *trace = tern_work_alloc(sizeof *trace);
+    s_trace_t *trace = tern_alloc(sizeof *trace);
     trace->out = &events;
     tern_json_raw(&events, "[");
     rc = tern_store_trace_scan(reader, topic_id, seq, seq, s_trace_event, trace);

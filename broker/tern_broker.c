@@ -76,7 +76,7 @@ static void s_store_error(const char *dir, tern_err_t err, int sys_errno, char *
 }
 
 tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t errlen) {
-    tern_broker_t *self = tern_work_alloc(sizeof *self);
+    tern_broker_t *self = tern_alloc(sizeof *self);
     self->config = *config;
     self->metrics = tern_metrics_new_with(config->metrics_series);
     if (tern_auth_check_listen(&self->config, errbuf, errlen) != TERN_OK) {

@@ -218,7 +218,7 @@ static tern_pub_t *s_pub_get(s_conn_t *self) {
         self->pool = pub->next;
         self->pool_size--;
     } else {
-        pub = tern_work_alloc(sizeof *pub);
+        pub = tern_alloc(sizeof *pub);
     }
     zmq_msg_init(&pub->hdr);
     zmq_msg_init(&pub->body);
@@ -241,7 +241,7 @@ static void s_pub_put(s_conn_t *self, tern_pub_t *pub) {
 
 static tern_event_t *s_event(s_conn_t *self, tern_ev_type_t type, uint64_t session_id) {
     if (!self->events) {
-        self->events = tern_work_alloc(sizeof(tern_events_t));
+        self->events = tern_alloc(sizeof(tern_events_t));
     }
     tern_event_t *ev = tern_events_push(self->events);
     ev->type = (uint8_t)type;
@@ -301,7 +301,7 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
         s_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, reason);
         return;
     }
-    session = tern_work_alloc(sizeof *session);
+    session = tern_alloc(sizeof *session);
     session->id = ++self->next_session_id;
     memcpy(session->rid, rid, rid_size);
     session->rid_size = rid_size;
@@ -320,7 +320,7 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
     tern_metrics_add(self->metrics->sessions_total, 1);
 
     tern_event_t *ev = s_event(self, TERN_EV_OPEN, session->id);
-    ev->rid = tern_work_alloc(rid_size);
+    ev->rid = tern_alloc(rid_size);
     memcpy(ev->rid, rid, rid_size);
     ev->rid_size = rid_size;
 
@@ -659,7 +659,7 @@ static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_fram
             }
         }
     }
-    tern_repl_admin_t *item = tern_work_alloc(sizeof *item);
+    tern_repl_admin_t *item = tern_alloc(sizeof *item);
     memcpy(item->rid, session->rid, session->rid_size);
     item->rid_size = session->rid_size;
     item->req_id = frame->req_id;
@@ -693,7 +693,7 @@ static void s_repl_admin_done(s_conn_t *self, tern_repl_admin_t *item) {
 //  An admin request of SESSION, answered later by the storer or route.
 static tern_admin_t *s_admin_new(const s_session_t *session, const tern_frame_t *frame,
                                  const char *op, const char *topic, const char *group) {
-    tern_admin_t *admin = tern_work_alloc(sizeof *admin);
+    tern_admin_t *admin = tern_alloc(sizeof *admin);
     admin->session_id = session->id;
     memcpy(admin->rid, session->rid, session->rid_size);
     admin->rid_size = session->rid_size;
@@ -1121,12 +1121,12 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
             memcpy(pub->rid, rid, rid_size);
             pub->rid_size = rid_size;
             if (!self->pubs) {
-                self->pubs = tern_work_alloc(sizeof(tern_pubs_t));
+                self->pubs = tern_alloc(sizeof(tern_pubs_t));
             }
             if (self->pubs->count == self->pubs->cap) {
                 self->pubs->cap = self->pubs->cap ? self->pubs->cap * 2 : 256;
                 self->pubs->items =
-                    tern_work_realloc(self->pubs->items, self->pubs->cap * sizeof(tern_pub_t *));
+                    tern_realloc(self->pubs->items, self->pubs->cap * sizeof(tern_pub_t *));
             }
             self->pubs->items[self->pubs->count++] = pub;
             return; //  owned by the batch now
@@ -1148,10 +1148,7 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
             }
             ev = s_event(self, TERN_EV_SUB, session->id);
             ev->req_id = frame->req_id;
-            ev->text = strdup(frame->topic);
-            if (!ev->text) {
-                tern_work_oom();
-            }
+            ev->text = tern_strdup(frame->topic);
             snprintf(ev->group, sizeof ev->group, "%s", frame->group);
             ev->start = frame->start;
             ev->start_value = frame->start_value;
@@ -1178,10 +1175,7 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
             ev->delay_ms = frame->delay_ms;
             if (frame->cmd == TERN_CMD_TERM && (frame->fields & TERN_F_REASON) &&
                 frame->reason[0]) {
-                ev->text = strdup(frame->reason);
-                if (!ev->text) {
-                    tern_work_oom();
-                }
+                ev->text = tern_strdup(frame->reason);
             }
             break;
         case TERN_CMD_ADMIN:
@@ -1325,7 +1319,7 @@ static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
                 if (session->ack_count == session->ack_cap) {
                     session->ack_cap = session->ack_cap ? session->ack_cap * 2 : 64;
                     session->acks =
-                        tern_work_realloc(session->acks, session->ack_cap * sizeof(tern_puback_t));
+                        tern_realloc(session->acks, session->ack_cap * sizeof(tern_puback_t));
                 }
                 tern_puback_t *ack = &session->acks[session->ack_count++];
                 ack->req_id = pub->frame.req_id;
@@ -1581,7 +1575,7 @@ static void s_cleanup(s_conn_t *self) {
 
 void tern_conn_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-conn");
-    s_conn_t *self = tern_work_alloc(sizeof(s_conn_t));
+    s_conn_t *self = tern_alloc(sizeof(s_conn_t));
     self->args = (tern_conn_args_t *)arg;
     self->config = self->args->config;
     self->metrics = self->args->metrics;

@@ -478,7 +478,7 @@ tern_http_t *tern_http_new(const tern_config_t *config, tern_metrics_t *metrics,
         snprintf(errbuf, errlen, "metrics: cannot resolve \"%s\" to an IPv4 address", host);
         return NULL;
     }
-    tern_http_t *self = tern_work_alloc(sizeof *self);
+    tern_http_t *self = tern_alloc(sizeof *self);
     self->config = config;
     self->metrics = metrics;
     self->store = store;

@@ -12,14 +12,14 @@ static void s_reserve(tern_json_t *self, size_t more) {
         while (self->len + more + 1 > self->cap) {
             self->cap *= 2;
         }
-        self->data = tern_work_realloc(self->data, self->cap);
+        self->data = tern_realloc(self->data, self->cap);
     }
 }
 
 void tern_json_init(tern_json_t *self) {
     self->cap = 256;
     self->len = 0;
-    self->data = tern_work_alloc(self->cap);
+    self->data = tern_alloc(self->cap);
 }
 
 void tern_json_free(tern_json_t *self) {

@@ -9,7 +9,7 @@ tern_metrics_t *tern_metrics_new(void) {
 }
 
 tern_metrics_t *tern_metrics_new_with(size_t series_max) {
-    tern_metrics_t *self = tern_work_alloc(sizeof *self);
+    tern_metrics_t *self = tern_alloc(sizeof *self);
     self->started_ms = tern_now_ms();
     self->series = tern_series_new(series_max);
     return self;

@@ -156,7 +156,7 @@ void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
 
 static tern_repl_batch_t *s_batch(s_repl_t *self) {
     if (!self->batch) {
-        self->batch = tern_work_alloc(sizeof(tern_repl_batch_t));
+        self->batch = tern_alloc(sizeof(tern_repl_batch_t));
     }
     return self->batch;
 }
@@ -683,7 +683,7 @@ static void s_admin_item(s_repl_t *self, tern_repl_admin_t *item) {
     const char *reason = "";
     item->err = s_admin_run(self, item->op, item->name, &json, &reason);
     if (item->err == TERN_OK) {
-        item->reply = tern_work_alloc(json.len + 1);
+        item->reply = tern_alloc(json.len + 1);
         memcpy(item->reply, json.data, json.len);
         item->reply[json.len] = 0;
     } else {
@@ -768,7 +768,7 @@ static void s_handle_hello(s_repl_t *self, const uint8_t *rid, size_t rid_size,
 }
 
 static tern_repl_rec_t *s_rec_new(void) {
-    tern_repl_rec_t *rec = tern_work_alloc(sizeof *rec);
+    tern_repl_rec_t *rec = tern_alloc(sizeof *rec);
     zmq_msg_init(&rec->hdr);
     zmq_msg_init(&rec->body);
     return rec;
@@ -779,7 +779,7 @@ static void s_batch_add(s_repl_t *self, s_link_t *link, tern_repl_rec_t *rec) {
     tern_repl_batch_t *batch = s_batch(self);
     if (batch->count == batch->cap) {
         batch->cap = batch->cap ? batch->cap * 2 : 256;
-        batch->recs = tern_work_realloc(batch->recs, batch->cap * sizeof *batch->recs);
+        batch->recs = tern_realloc(batch->recs, batch->cap * sizeof *batch->recs);
     }
     batch->recs[batch->count++] = rec;
     s_batch_pos(batch->inbound, &batch->inbound_count, link->cfg->name, rec->frame.position);
@@ -1101,7 +1101,7 @@ static int s_start(s_repl_t *self) {
         link->cfg = &self->config->peers[i];
         link->fsm = tern_peer_new(NULL, now);
         if (!link->fsm) {
-            tern_work_oom();
+            tern_oom(0);
         }
         uint64_t pos = 0;
         if (tern_store_inbound_get(self->reader, link->cfg->name, &pos) == TERN_OK) {
@@ -1160,7 +1160,7 @@ static void s_stop(s_repl_t *self) {
 
 void tern_repl_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-repl");
-    s_repl_t *self = tern_work_alloc(sizeof *self);
+    s_repl_t *self = tern_alloc(sizeof *self);
     self->args = (tern_repl_args_t *)arg;
     self->config = self->args->config;
     self->pipe = zsock_resolve(pipe);

@@ -228,7 +228,7 @@ static int s_u64_cmp(const void *a, const void *b) {
 static zhashx_t *s_u64_hash_new(void) {
     zhashx_t *hash = zhashx_new();
     if (!hash) {
-        tern_work_oom();
+        tern_oom(0);
     }
     zhashx_set_key_hasher(hash, s_u64_hash);
     zhashx_set_key_comparator(hash, s_u64_cmp);
@@ -281,7 +281,7 @@ static r_pend_t *s_tags_lookup(const r_tags_t *tags, uint64_t tag) {
 
 //  Rebuilds TAGS with CAP slots and no deleted ones.
 static void s_tags_rehash(r_tags_t *tags, size_t cap) {
-    r_slot_t *slots = tern_work_alloc(cap * sizeof(r_slot_t));
+    r_slot_t *slots = tern_alloc(cap * sizeof(r_slot_t));
     size_t mask = cap - 1;
     for (size_t i = 0; i < tags->cap; i++) {
         uint64_t tag = tags->slots[i].tag;
@@ -342,7 +342,7 @@ static void s_tags_delete(r_tags_t *tags, uint64_t tag) {
 //  Copies the entries of TAGS whose tag is <= MAX_TAG into a new array
 //  (caller owns it) and sets *COUNT: callers change TAGS while walking it.
 static r_pend_t **s_tags_list(const r_tags_t *tags, uint64_t max_tag, size_t *count) {
-    r_pend_t **list = tern_work_alloc((tags->count + 1) * sizeof(r_pend_t *));
+    r_pend_t **list = tern_alloc((tags->count + 1) * sizeof(r_pend_t *));
     size_t n = 0;
     for (size_t i = 0; i < tags->cap; i++) {
         uint64_t tag = tags->slots[i].tag;
@@ -359,12 +359,12 @@ static r_pend_t **s_tags_list(const r_tags_t *tags, uint64_t max_tag, size_t *co
 
 static tern_op_t *s_op(s_route_t *self, tern_op_type_t type, const r_group_t *group, uint64_t seq) {
     if (!self->ops) {
-        self->ops = tern_work_alloc(sizeof(tern_ops_t));
+        self->ops = tern_alloc(sizeof(tern_ops_t));
         //  Sized like the last round's: growing by doubling from 64 copied
         //  each ~400-byte op several times per round.
         if (self->ops_hint > 64) {
             self->ops->cap = self->ops_hint < 8192 ? self->ops_hint : 8192;
-            self->ops->items = tern_work_realloc(NULL, self->ops->cap * sizeof(tern_op_t));
+            self->ops->items = tern_realloc(NULL, self->ops->cap * sizeof(tern_op_t));
         }
     }
     tern_op_t *op = tern_ops_push(self->ops);
@@ -409,7 +409,7 @@ static void s_flush_batch(s_route_t *self) {
 
 static void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
     if (zmq_msg_init_size(msg, size) != 0) {
-        tern_work_oom();
+        tern_oom(0);
     }
     if (size) {
         memcpy(zmq_msg_data(msg), data, size);
@@ -429,9 +429,9 @@ static bool s_send_deliver(s_route_t *self, const uint8_t *rid, size_t rid_size,
     }
     tern_route_batch_t *batch = self->batch;
     if (!batch) {
-        batch = self->batch = tern_work_alloc(sizeof *batch);
+        batch = self->batch = tern_alloc(sizeof *batch);
         batch->cap = S_BATCH_MAX;
-        batch->items = tern_work_realloc(NULL, batch->cap * sizeof(tern_route_frame_t));
+        batch->items = tern_realloc(NULL, batch->cap * sizeof(tern_route_frame_t));
     }
     tern_route_frame_t *item = &batch->items[batch->count++];
     s_msg_init(&item->parts[0], rid, rid_size);
@@ -538,7 +538,7 @@ static r_pend_t *s_pend_new(r_group_t *group, uint64_t seq, uint8_t priority) {
         pool->count--;
         memset(pend, 0, sizeof *pend);
     } else {
-        pend = tern_work_alloc(sizeof *pend);
+        pend = tern_alloc(sizeof *pend);
     }
     pend->seq = seq;
     pend->priority = priority;
@@ -724,8 +724,7 @@ static void s_group_add_consumer(r_group_t *group, r_sub_t *sub) {
     }
     if (group->nconsumers == group->capconsumers) {
         group->capconsumers = group->capconsumers ? group->capconsumers * 2 : 4;
-        group->consumers =
-            tern_work_realloc(group->consumers, group->capconsumers * sizeof(r_sub_t *));
+        group->consumers = tern_realloc(group->consumers, group->capconsumers * sizeof(r_sub_t *));
     }
     group->consumers[group->nconsumers++] = sub;
     zlistx_add_end(sub->groups, group);
@@ -770,7 +769,7 @@ static void s_group_destroy(s_route_t *self, r_group_t *group) {
 }
 
 static r_group_t *s_group_new(s_route_t *self, r_topic_t *topic, const char *name) {
-    r_group_t *group = tern_work_alloc(sizeof *group);
+    r_group_t *group = tern_alloc(sizeof *group);
     group->topic = topic;
     snprintf(group->name, sizeof group->name, "%s", name);
     group->pool = &self->pool;
@@ -901,7 +900,7 @@ static void s_join(s_route_t *self, r_sub_t *sub, r_topic_t *topic, bool appeare
 }
 
 static r_topic_t *s_topic_add(s_route_t *self, uint32_t id, const char *name) {
-    r_topic_t *topic = tern_work_alloc(sizeof *topic);
+    r_topic_t *topic = tern_alloc(sizeof *topic);
     topic->id = id;
     snprintf(topic->name, sizeof topic->name, "%s", name);
     topic->groups = zlistx_new();
@@ -1023,7 +1022,7 @@ static void s_handle_sub(s_route_t *self, r_session_t *session, tern_event_t *ev
                      "too many subscriptions on this connection (server/max_subscriptions)");
         return;
     }
-    r_sub_t *sub = tern_work_alloc(sizeof *sub);
+    r_sub_t *sub = tern_alloc(sizeof *sub);
     sub->id = ++session->next_sub_id;
     sub->session = session;
     snprintf(sub->pattern, sizeof sub->pattern, "%s", ev->text);
@@ -1306,7 +1305,7 @@ static void s_handle_events(s_route_t *self, tern_events_t *events) {
         tern_event_t *ev = &events->items[i];
         if (ev->type == TERN_EV_OPEN) {
             s_session_gone(self, ev->session_id); //  a stale one, if any
-            r_session_t *session = tern_work_alloc(sizeof *session);
+            r_session_t *session = tern_alloc(sizeof *session);
             session->id = ev->session_id;
             memcpy(session->rid, ev->rid, ev->rid_size);
             session->rid_size = ev->rid_size;
@@ -1788,7 +1787,7 @@ static void s_cleanup(s_route_t *self) {
 
 void tern_route_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-route");
-    s_route_t *self = tern_work_alloc(sizeof(s_route_t));
+    s_route_t *self = tern_alloc(sizeof(s_route_t));
     self->args = (tern_route_args_t *)arg;
     self->config = self->args->config;
     self->metrics = self->args->metrics;

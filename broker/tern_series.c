@@ -23,13 +23,13 @@ struct tern_series_t {
 };
 
 tern_series_t *tern_series_new(size_t max) {
-    tern_series_t *self = tern_work_alloc(sizeof *self);
+    tern_series_t *self = tern_alloc(sizeof *self);
     self->max = max ? max : TERN_SERIES_MAX_DEFAULT;
     self->cap = 64;
     while (self->cap < 2 * self->max) {
         self->cap *= 2;
     }
-    self->slots = tern_work_alloc(self->cap * sizeof *self->slots);
+    self->slots = tern_alloc(self->cap * sizeof *self->slots);
     snprintf(self->other_t.topic, sizeof self->other_t.topic, "other");
     snprintf(self->other_g.topic, sizeof self->other_g.topic, "other");
     snprintf(self->other_g.group, sizeof self->other_g.group, "other");

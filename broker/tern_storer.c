@@ -108,7 +108,7 @@ uint64_t tern_expire_at(const tern_config_t *config, const tern_frame_t *msg, ui
 
 static tern_notice_t *s_notice(s_storer_t *self) {
     if (!self->notice) {
-        self->notice = tern_work_alloc(sizeof(tern_notice_t));
+        self->notice = tern_alloc(sizeof(tern_notice_t));
         self->appended_cap = 0;
     }
     return self->notice;
@@ -116,7 +116,7 @@ static tern_notice_t *s_notice(s_storer_t *self) {
 
 static tern_committed_t *s_committed(s_storer_t *self) {
     if (!self->committed) {
-        self->committed = tern_work_alloc(sizeof(tern_committed_t));
+        self->committed = tern_alloc(sizeof(tern_committed_t));
     }
     return self->committed;
 }
@@ -320,7 +320,7 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
                     tern_notice_t *notice = s_notice(self);
                     if (notice->appended_count == self->appended_cap) {
                         self->appended_cap = self->appended_cap ? self->appended_cap * 2 : 256;
-                        notice->appended = tern_work_realloc(
+                        notice->appended = tern_realloc(
                             notice->appended, self->appended_cap * sizeof(tern_appended_t));
                     }
                     tern_appended_t *ap = &notice->appended[notice->appended_count++];
@@ -338,15 +338,15 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
                 //  Route learns the topic now, not at its first publish: groups
                 //  subscribed to it open at once (issue 4).
                 tern_notice_t *notice = s_notice(self);
-                notice->created = tern_work_realloc(notice->created,
-                                                    (notice->created_count + 1) * sizeof(uint32_t));
+                notice->created =
+                    tern_realloc(notice->created, (notice->created_count + 1) * sizeof(uint32_t));
                 notice->created[notice->created_count++] = admin->topic_id;
             } else if (admin->err == TERN_OK && !streq(admin->op, "topic.edit")) {
                 //  Route must forget the topic's groups (delete) or its cursors
                 //  now point at nothing (purge); it is told by topic id.
                 tern_notice_t *notice = s_notice(self);
-                notice->gone = tern_work_realloc(notice->gone, (notice->gone_count + 1) *
-                                                                   sizeof(tern_topic_gone_t));
+                notice->gone = tern_realloc(notice->gone,
+                                            (notice->gone_count + 1) * sizeof(tern_topic_gone_t));
                 tern_topic_gone_t *gone = &notice->gone[notice->gone_count++];
                 atomic_store(&metrics->storage_full, 0); //  space was freed
                 snprintf(gone->name, sizeof gone->name, "%s", admin->topic);
@@ -411,7 +411,7 @@ static void s_reload_group(s_storer_t *self, const char *topic, const char *grou
         }
     }
     notice->reload =
-        tern_work_realloc(notice->reload, (notice->reload_count + 1) * sizeof(tern_group_ref_t));
+        tern_realloc(notice->reload, (notice->reload_count + 1) * sizeof(tern_group_ref_t));
     tern_group_ref_t *ref = &notice->reload[notice->reload_count++];
     snprintf(ref->topic, sizeof ref->topic, "%s", topic);
     snprintf(ref->group, sizeof ref->group, "%s", group);
@@ -438,8 +438,8 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
             tern_notice_t *notice = s_notice(self);
             if (notice->appended_count == self->appended_cap) {
                 self->appended_cap = self->appended_cap ? self->appended_cap * 2 : 256;
-                notice->appended = tern_work_realloc(notice->appended,
-                                                     self->appended_cap * sizeof(tern_appended_t));
+                notice->appended =
+                    tern_realloc(notice->appended, self->appended_cap * sizeof(tern_appended_t));
             }
             tern_appended_t *ap = &notice->appended[notice->appended_count++];
             ap->topic_id = rec->result.topic_id;

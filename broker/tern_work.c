@@ -39,31 +39,10 @@ int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr) {
     return 0;
 }
 
-void tern_work_oom(void) {
-    fprintf(stderr, "ternd: out of memory\n");
-    abort();
-}
-
-void *tern_work_alloc(size_t size) {
-    void *ptr = calloc(1, size ? size : 1);
-    if (!ptr) {
-        tern_work_oom();
-    }
-    return ptr;
-}
-
-void *tern_work_realloc(void *ptr, size_t size) {
-    void *res = realloc(ptr, size ? size : 1);
-    if (!res) {
-        tern_work_oom();
-    }
-    return res;
-}
-
 tern_event_t *tern_events_push(tern_events_t *self) {
     if (self->count == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 64;
-        self->items = tern_work_realloc(self->items, self->cap * sizeof(tern_event_t));
+        self->items = tern_realloc(self->items, self->cap * sizeof(tern_event_t));
     }
     tern_event_t *ev = &self->items[self->count++];
     memset(ev, 0, sizeof *ev);
@@ -88,7 +67,7 @@ void tern_events_destroy(tern_events_t **self_p) {
 tern_op_t *tern_ops_push(tern_ops_t *self) {
     if (self->count == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 64;
-        self->items = tern_work_realloc(self->items, self->cap * sizeof(tern_op_t));
+        self->items = tern_realloc(self->items, self->cap * sizeof(tern_op_t));
     }
     tern_op_t *op = &self->items[self->count++];
     memset(op, 0, offsetof(tern_op_t, reason));

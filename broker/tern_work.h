@@ -10,6 +10,7 @@
 #define TERN_WORK_H_INCLUDED
 
 #include "tern.h"
+#include "tern_alloc.h"
 #include "tern_proto.h"
 #include "tern_store.h"
 #include <stdbool.h>
@@ -210,8 +211,7 @@ void *tern_work_push_connect(zsock_t **owner, const char *endpoint);
  *PTR (caller owns it), or -1 (errno EAGAIN...). */
 int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr);
 
-/*  Growable arrays; abort on out of memory (the one documented place: see
-    tern_work_oom). */
+/*  Growable arrays; out of memory ends the process (tern_alloc.h). */
 tern_event_t *tern_events_push(tern_events_t *self);
 void tern_events_destroy(tern_events_t **self_p);
 tern_op_t *tern_ops_push(tern_ops_t *self);
@@ -223,12 +223,6 @@ void tern_notice_destroy(tern_notice_t **self_p);
 void tern_pub_destroy(tern_pub_t **self_p);
 void tern_pubs_destroy(tern_pubs_t **self_p);
 void tern_committed_destroy(tern_committed_t **self_p);
-
-/*  Allocation helpers that abort on out of memory: ternd cannot make progress
-    without memory, and the abort is the documented policy (docs/architecture.md). */
-void *tern_work_alloc(size_t size);
-void *tern_work_realloc(void *ptr, size_t size);
-void tern_work_oom(void);
 
 /*  Wall clock helpers. */
 uint64_t tern_now_ms(void);

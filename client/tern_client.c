@@ -37,6 +37,7 @@
     from a template and sent at once by the I/O thread, with no op and no
     wake-up. Clock reads are one per I/O loop turn, not one per frame.
 */
+#include "tern_alloc.h"
 #include "tern.h"
 #include "tern_backoff.h"
 #include "tern_proto.h"
@@ -63,34 +64,11 @@
 //  ---------------------------------------------------------------------------
 //  Small helpers
 
-//  The one place where running out of memory ends the process.
-static void s_oom(size_t size) {
-    fprintf(stderr, "libtern: out of memory (%zu bytes)\n", size);
-    abort();
-}
-
-static void *s_alloc(size_t size) {
-    void *p = calloc(1, size ? size : 1);
-    if (!p) {
-        s_oom(size);
-    }
-    return p;
-}
-
-//  Same as s_alloc without zeroing: for blocks that are filled at once.
-static void *s_alloc_raw(size_t size) {
-    void *p = malloc(size ? size : 1);
-    if (!p) {
-        s_oom(size);
-    }
-    return p;
-}
-
 //  Initializes MSG with a copy of SIZE bytes of DATA (a message that a send
 //  can share with zmq_msg_copy instead of copying it again).
 static void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
     if (zmq_msg_init_size(msg, size) != 0) {
-        s_oom(size);
+        tern_oom(size);
     }
     if (size) {
         memcpy(zmq_msg_data(msg), data, size);
@@ -98,7 +76,7 @@ static void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
 }
 
 static void *s_dup(const void *src, size_t size) {
-    void *p = s_alloc(size + 1);
+    void *p = tern_alloc(size + 1);
     if (size) {
         memcpy(p, src, size);
     }
@@ -999,7 +977,7 @@ static tern_message_t *s_message_new(const tern_frame_t *frame) {
     }
     size_t bytes = sizeof(tern_message_t) + 2 * count * sizeof(char *) + frame->payload_size + 1 +
                    topic_len + producer_len + key_len + trace_len + origin_len + 5 + meta_bytes;
-    tern_message_t *msg = s_alloc_raw(bytes);
+    tern_message_t *msg = tern_alloc_raw(bytes);
     memset(msg, 0, sizeof *msg);
     char **block = (char **)(msg + 1);
     char *text = (char *)(block + 2 * count);
@@ -1621,7 +1599,7 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
         errno = EINVAL;
         return NULL;
     }
-    tern_client_t *self = s_alloc(sizeof *self);
+    tern_client_t *self = tern_alloc(sizeof *self);
     self->options = *options;
     self->options.name = NULL;
     self->options.producer_id = NULL;
@@ -1707,7 +1685,7 @@ tern_client_t *tern_client_new(const char *endpoints, const tern_client_options_
     }
     char *copy = strdup(endpoints);
     if (!copy) {
-        s_oom(strlen(endpoints));
+        tern_oom(strlen(endpoints));
     }
     const char *list[TERN_MAX_ENDPOINTS + 1];
     size_t count = 0;
@@ -1729,7 +1707,7 @@ void tern_client_destroy(tern_client_t **self_p) {
     *self_p = NULL;
     pthread_mutex_lock(&self->mutex);
     self->closing = true;
-    s_op_t *op = s_alloc(sizeof *op);
+    s_op_t *op = tern_alloc(sizeof *op);
     op->type = OP_CLOSE;
     s_push_op(self, op);
     pthread_mutex_unlock(&self->mutex);
@@ -2143,7 +2121,7 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
             self->pub_free = pub->next;
             memset(pub, 0, sizeof *pub);
         } else {
-            pub = s_alloc(sizeof *pub);
+            pub = tern_alloc(sizeof *pub);
         }
         pub->op.type = OP_PUB;
         pub->req_id = req_id;
@@ -2180,7 +2158,7 @@ tern_err_t tern_publish(tern_client_t *self, const tern_pub_options_t *msg, int 
         return TERN_ESTATE;
     }
     timeout_ms = s_timeout(self, timeout_ms);
-    s_waiter_t *waiter = s_alloc(sizeof *waiter);
+    s_waiter_t *waiter = tern_alloc(sizeof *waiter);
     waiter->client = self;
     tern_err_t rc = tern_publish_async(self, msg, s_sync_done, waiter);
     if (rc != TERN_OK) {
@@ -2262,7 +2240,7 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
         tern_reason_name(tl_reason, sizeof tl_reason, "group", group);
         return TERN_ENAME;
     }
-    tern_subscription_t *sub = s_alloc(sizeof *sub);
+    tern_subscription_t *sub = tern_alloc(sizeof *sub);
     sub->client = self;
     snprintf(sub->pattern, sizeof sub->pattern, "%s", pattern);
     sub->wildcard = strpbrk(pattern, "*>") != NULL;
@@ -2276,7 +2254,7 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&sub->cond, &attr);
     pthread_condattr_destroy(&attr);
-    s_waiter_t *waiter = s_alloc(sizeof *waiter);
+    s_waiter_t *waiter = tern_alloc(sizeof *waiter);
     sub->waiter = waiter;
 
     int timeout_ms = (int)self->options.timeout_ms;
@@ -2294,7 +2272,7 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
     }
     sub->next = self->subs;
     self->subs = sub;
-    s_sub_op_t *op = s_alloc(sizeof *op);
+    s_sub_op_t *op = tern_alloc(sizeof *op);
     op->op.type = OP_SUB;
     op->sub = sub;
     s_push_op(self, &op->op);
@@ -2375,10 +2353,7 @@ static void s_queue_encoded(tern_client_t *self, size_t len, uint64_t gen) {
             while (cap < need) {
                 cap *= 2;
             }
-            uint8_t *grown = realloc(self->cb_out, cap);
-            if (!grown) {
-                s_oom(cap);
-            }
+            uint8_t *grown = tern_realloc(self->cb_out, cap);
             self->cb_out = grown;
             self->cb_out_cap = cap;
         }
@@ -2389,7 +2364,7 @@ static void s_queue_encoded(tern_client_t *self, size_t len, uint64_t gen) {
         self->cb_out_len = need;
         return;
     }
-    s_frame_op_t *op = s_alloc_raw(sizeof *op + len);
+    s_frame_op_t *op = tern_alloc_raw(sizeof *op + len);
     op->op.type = OP_FRAME;
     op->gen = gen;
     op->hdr_len = len;
@@ -2686,14 +2661,14 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
         frame.meta_count = (uint32_t)count;
         frame.fields |= TERN_F_META;
     }
-    s_admin_t *admin = s_alloc(sizeof *admin);
+    s_admin_t *admin = tern_alloc(sizeof *admin);
     admin->req_id = frame.req_id;
     tern_err_t rc = s_encode(&frame, &admin->hdr, &admin->hdr_len);
     if (rc != TERN_OK) {
         free(admin);
         return rc;
     }
-    s_waiter_t *waiter = s_alloc(sizeof *waiter);
+    s_waiter_t *waiter = tern_alloc(sizeof *waiter);
     admin->waiter = waiter;
     admin->deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
     struct timespec deadline = s_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);

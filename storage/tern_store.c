@@ -8,6 +8,7 @@
     MDB_NOTLS read transactions, guarded by a process-wide rwlock so the single
     writer can grow the map (mdb_env_set_mapsize needs no live transaction).
 */
+#include "tern_alloc.h"
 #include "tern_store.h"
 
 #include <errno.h>
@@ -490,10 +491,7 @@ typedef struct {
 static s_op_t *s_batch_push(tern_store_batch_t *self, s_op_kind_t kind) {
     if (self->count == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 64;
-        s_op_t *ops = realloc(self->ops, cap * sizeof *ops);
-        if (!ops) {
-            abort(); //  out of memory: the one documented abort
-        }
+        s_op_t *ops = tern_realloc(self->ops, cap * sizeof *ops);
         self->ops = ops;
         self->cap = cap;
     }
@@ -648,10 +646,7 @@ void tern_store_batch_dead(tern_store_batch_t *self, uint32_t topic_id, const ch
     s_op_t *op = s_group_op(self, OP_DEAD, topic_id, group, seq);
     op->u32 = delivery_count;
     if (reason && *reason) {
-        op->reason = strndup(reason, TERN_REASON_MAX);
-        if (!op->reason) {
-            abort();
-        }
+        op->reason = tern_strndup(reason, TERN_REASON_MAX);
     }
 }
 
@@ -661,10 +656,7 @@ void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group
     o->b = msg_id;
     o->u32 = op;
     if (reason && *reason) {
-        o->reason = strndup(reason, TERN_REASON_MAX);
-        if (!o->reason) {
-            abort();
-        }
+        o->reason = tern_strndup(reason, TERN_REASON_MAX);
     }
 }
 
@@ -759,15 +751,9 @@ static s_cached_t *s_cache_add(s_txn_t *ctx, bool is_group, const uint8_t *key, 
     tern_store_batch_t *b = ctx->batch;
     if (b->cache_count == b->cache_cap) {
         size_t cap = b->cache_cap ? b->cache_cap * 2 : 16;
-        s_cached_t **cache = realloc(b->cache, cap * sizeof *cache);
-        if (!cache) {
-            abort();
-        }
+        s_cached_t **cache = tern_realloc(b->cache, cap * sizeof *cache);
         for (size_t i = b->cache_cap; i < cap; i++) {
-            cache[i] = malloc(sizeof(s_cached_t));
-            if (!cache[i]) {
-                abort();
-            }
+            cache[i] = tern_alloc_raw(sizeof(s_cached_t));
         }
         b->cache = cache;
         b->cache_cap = cap;
@@ -968,11 +954,8 @@ static int s_prod_find(s_txn_t *ctx, const char *name, size_t len, s_prod_t **ou
     }
     if (b->prod_count == b->prod_cap) {
         size_t cap = b->prod_cap ? b->prod_cap * 2 : 16;
-        s_prod_t *prods = realloc(b->prods, cap * sizeof *prods);
-        uint32_t *slots = calloc(cap * 2, sizeof *slots);
-        if (!prods || !slots) {
-            abort(); //  out of memory: the one documented abort
-        }
+        s_prod_t *prods = tern_realloc(b->prods, cap * sizeof *prods);
+        uint32_t *slots = tern_alloc(cap * 2 * sizeof *slots);
         free(b->prod_slots);
         b->prods = prods;
         b->prod_cap = cap;
@@ -2104,10 +2087,7 @@ static int s_sweep_age(s_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t
             if (rec.max_age_ms && rec.msgs) {
                 if (count == cap) {
                     cap = cap ? cap * 2 : 16;
-                    void *grown = realloc(names, cap * sizeof *names);
-                    if (!grown) {
-                        abort();
-                    }
+                    void *grown = tern_realloc(names, cap * sizeof *names);
                     names = grown;
                 }
                 memcpy(names[count], k.mv_data, k.mv_size);
@@ -3950,10 +3930,7 @@ void tern_store_batch_deliver_to(tern_store_batch_t *self, uint32_t topic_id, co
     tern_store_batch_deliver(self, topic_id, group, seq, priority, delivery_count, due_ms);
     if (consumer && *consumer) {
         s_op_t *op = &self->ops[self->count - 1];
-        op->reason = strndup(consumer, TERN_TRACE_DETAIL_MAX);
-        if (!op->reason) {
-            abort(); //  out of memory: the one documented abort
-        }
+        op->reason = tern_strndup(consumer, TERN_TRACE_DETAIL_MAX);
     }
 }
 
@@ -3975,10 +3952,7 @@ void tern_store_batch_trace(tern_store_batch_t *self, uint32_t topic_id, uint64_
     s_op_t *op = s_group_op(self, OP_TRACE, topic_id, group ? group : "", seq);
     op->u32 = (uint32_t)type;
     if (detail && *detail) {
-        op->reason = strndup(detail, TERN_TRACE_DETAIL_MAX);
-        if (!op->reason) {
-            abort();
-        }
+        op->reason = tern_strndup(detail, TERN_TRACE_DETAIL_MAX);
     }
 }
 

@@ -7,6 +7,7 @@
     this file parses its own command line: the global options -s/--server,
     --json, --timeout and -h/--help are accepted before or after the command.
 */
+#include "tern_alloc.h"
 #include "tern.h"
 #include "tern_units.h"
 #include "ternctl_json.h"
@@ -273,19 +274,10 @@ static void s_table(char ***cells, size_t rows, size_t cols) {
     }
 }
 
-static char *s_dup(const char *text) {
-    char *copy = strdup(text);
-    if (!copy) {
-        fprintf(stderr, "ternctl: out of memory\n");
-        exit(1);
-    }
-    return copy;
-}
-
 static char *s_fmt_u64(uint64_t v) {
     char buf[32];
     snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return s_dup(buf);
+    return tern_strdup(buf);
 }
 
 static void s_table_free(char ***cells, size_t rows, size_t cols) {
@@ -323,25 +315,25 @@ static void s_print_audit(const json_t *doc) {
     size_t rows = doc->count + 1;
     char ***cells = s_table_new(rows, cols);
     for (size_t c = 0; c < cols; c++) {
-        cells[0][c] = s_dup(heads[c]);
+        cells[0][c] = tern_strdup(heads[c]);
     }
     for (size_t r = 1; r < rows; r++) {
         const json_t *g = doc->items[r - 1];
         for (size_t c = 0; c < 8; c++) {
-            cells[r][c] = s_dup(s_str(g, keys[c]));
+            cells[r][c] = tern_strdup(s_str(g, keys[c]));
         }
         const json_t *reach = json_get(g, "reachability");
         char buf[32];
         snprintf(buf, sizeof buf, "%.2f%%",
                  reach && reach->kind == JSON_NUMBER ? strtod(reach->text, NULL) * 100.0 : 0.0);
-        cells[r][8] = s_dup(buf);
+        cells[r][8] = tern_strdup(buf);
         uint64_t oldest = s_u64(g, "oldest_unacked_ms");
         if (oldest) {
             s_age(oldest, buf, sizeof buf);
         } else {
             snprintf(buf, sizeof buf, "-");
         }
-        cells[r][9] = s_dup(buf);
+        cells[r][9] = tern_strdup(buf);
     }
     s_table(cells, rows, cols);
     s_table_free(cells, rows, cols);
@@ -362,16 +354,16 @@ static void s_print_audit(const json_t *doc) {
         printf("\nstuck in %s (oldest first, %" PRIu64 " pending):\n", s_str(g, "group"),
                s_u64(g, "pending"));
         char ***st = s_table_new(stuck->count + 1, 4);
-        st[0][0] = s_dup("MSG_ID");
-        st[0][1] = s_dup("SEQ");
-        st[0][2] = s_dup("AGE");
-        st[0][3] = s_dup("DELIVERIES");
+        st[0][0] = tern_strdup("MSG_ID");
+        st[0][1] = tern_strdup("SEQ");
+        st[0][2] = tern_strdup("AGE");
+        st[0][3] = tern_strdup("DELIVERIES");
         for (size_t j = 0; j < stuck->count; j++) {
             char buf[32];
-            st[j + 1][0] = s_dup(s_str(stuck->items[j], "msg_id"));
-            st[j + 1][1] = s_dup(s_str(stuck->items[j], "seq"));
+            st[j + 1][0] = tern_strdup(s_str(stuck->items[j], "msg_id"));
+            st[j + 1][1] = tern_strdup(s_str(stuck->items[j], "seq"));
             s_age(s_u64(stuck->items[j], "age_ms"), buf, sizeof buf);
-            st[j + 1][2] = s_dup(buf);
+            st[j + 1][2] = tern_strdup(buf);
             st[j + 1][3] = s_fmt_u64(s_u64(stuck->items[j], "deliveries"));
         }
         s_table(st, stuck->count + 1, 4);
@@ -450,23 +442,23 @@ static void s_print_trace(const json_t *doc) {
         char ***cells = s_table_new(events->count + 1, 6);
         static const char *heads[] = {"TIME", "+MS", "EVENT", "GROUP", "DELIVERY", "DETAIL"};
         for (size_t c = 0; c < 6; c++) {
-            cells[0][c] = s_dup(heads[c]);
+            cells[0][c] = tern_strdup(heads[c]);
         }
         uint64_t first = events->count ? s_u64(events->items[0], "at_ms") : 0;
         for (size_t i = 0; i < events->count; i++) {
             const json_t *ev = events->items[i];
             uint64_t at = s_u64(ev, "at_ms");
             s_time(at, when, sizeof when);
-            cells[i + 1][0] = s_dup(when);
+            cells[i + 1][0] = tern_strdup(when);
             snprintf(buf, sizeof buf, "%" PRIu64, at >= first ? at - first : 0);
-            cells[i + 1][1] = s_dup(buf);
-            cells[i + 1][2] = s_dup(s_str(ev, "event"));
+            cells[i + 1][1] = tern_strdup(buf);
+            cells[i + 1][2] = tern_strdup(s_str(ev, "event"));
             const char *group = s_str(ev, "group");
-            cells[i + 1][3] = s_dup(*group ? group : "-");
+            cells[i + 1][3] = tern_strdup(*group ? group : "-");
             uint64_t n = s_u64(ev, "delivery_count");
-            cells[i + 1][4] = n ? s_fmt_u64(n) : s_dup("-");
+            cells[i + 1][4] = n ? s_fmt_u64(n) : tern_strdup("-");
             const char *detail = s_str(ev, "detail");
-            cells[i + 1][5] = s_dup(*detail ? detail : "-");
+            cells[i + 1][5] = tern_strdup(*detail ? detail : "-");
         }
         s_table(cells, events->count + 1, 6);
         s_table_free(cells, events->count + 1, 6);
@@ -475,14 +467,14 @@ static void s_print_trace(const json_t *doc) {
     if (groups && groups->kind == JSON_ARRAY && groups->count) {
         printf("\n");
         char ***cells = s_table_new(groups->count + 1, 4);
-        cells[0][0] = s_dup("GROUP");
-        cells[0][1] = s_dup("STATE");
-        cells[0][2] = s_dup("DELIVERIES");
-        cells[0][3] = s_dup("REDELIVERED");
+        cells[0][0] = tern_strdup("GROUP");
+        cells[0][1] = tern_strdup("STATE");
+        cells[0][2] = tern_strdup("DELIVERIES");
+        cells[0][3] = tern_strdup("REDELIVERED");
         for (size_t i = 0; i < groups->count; i++) {
-            cells[i + 1][0] = s_dup(s_str(groups->items[i], "group"));
-            cells[i + 1][1] = s_dup(s_str(groups->items[i], "state"));
-            cells[i + 1][2] = s_dup(s_str(groups->items[i], "deliveries"));
+            cells[i + 1][0] = tern_strdup(s_str(groups->items[i], "group"));
+            cells[i + 1][1] = tern_strdup(s_str(groups->items[i], "state"));
+            cells[i + 1][2] = tern_strdup(s_str(groups->items[i], "deliveries"));
             cells[i + 1][3] = s_fmt_u64(s_u64(groups->items[i], "redelivered"));
         }
         s_table(cells, groups->count + 1, 4);

@@ -19,6 +19,7 @@
     consumer, each with its own I/O thread; callbacks run on those threads and
     touch only their own producer's / consumer's arrays plus atomic counters.
 */
+#include "tern_alloc.h"
 #include "tern.h"
 #include "ternctl_json.h"
 
@@ -117,15 +118,6 @@ static uint64_t s_now_ns(void) {
 static void s_sleep_ns(uint64_t ns) {
     struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
     nanosleep(&ts, NULL);
-}
-
-static void *s_alloc(size_t size) {
-    void *p = calloc(1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "ternctl: bench: out of memory\n");
-        abort();
-    }
-    return p;
 }
 
 static int s_cmp_u64(const void *a, const void *b) {
@@ -418,7 +410,7 @@ static long s_topic_index(const s_opts_t *o, const char *name) {
 //  the cleanup leaves alone). Returns 0 or 1.
 static int s_topics_before(s_bench_t *b) {
     const s_opts_t *o = b->o;
-    b->existed = s_alloc(o->topics * sizeof(bool));
+    b->existed = tern_alloc(o->topics * sizeof(bool));
     tern_client_t *client = s_connect(o, "ternctl-bench", TERN_DEFAULT_WINDOW, false);
     if (!client) {
         return 1;
@@ -505,7 +497,7 @@ static void s_on_puback(const tern_pub_result_t *result, void *arg) {
 static void *s_producer(void *arg) {
     s_prod_t *p = arg;
     const s_opts_t *o = s_bench->o;
-    unsigned char *payload = s_alloc(o->size);
+    unsigned char *payload = tern_alloc(o->size);
     uint32_t x = 2463534242u ^ p->index; //  xorshift32, as common.h fill_payload
     for (size_t k = 0; k < o->size; k++) {
         x ^= x << 13;
@@ -601,7 +593,7 @@ static int s_consumer_start(s_bench_t *b, s_cons_t *c, uint32_t group, int start
     }
     if (lat) {
         c->lat_cap = o->msgs < S_LAT_CAP ? o->msgs : S_LAT_CAP;
-        c->lat = s_alloc(c->lat_cap * sizeof(uint64_t));
+        c->lat = tern_alloc(c->lat_cap * sizeof(uint64_t));
     }
     char pattern[200], gname[64];
     if (o->topics == 1) {
@@ -639,7 +631,7 @@ static uint64_t s_published(const s_bench_t *b) {
 //  With LAT, keeps latency samples. Returns 0 or 1.
 static int s_publish_phase(s_bench_t *b, bool lat, uint32_t window) {
     const s_opts_t *o = b->o;
-    b->prods = s_alloc(o->producers * sizeof(s_prod_t));
+    b->prods = tern_alloc(o->producers * sizeof(s_prod_t));
     uint64_t per = o->msgs / o->producers, extra = o->msgs % o->producers, first = 0;
     int rc = 0;
     for (uint32_t i = 0; i < o->producers; i++) {
@@ -653,9 +645,9 @@ static int s_publish_phase(s_bench_t *b, bool lat, uint32_t window) {
             return 1;
         }
         if (lat) {
-            p->lat = s_alloc(p->count * sizeof(uint64_t));
+            p->lat = tern_alloc(p->count * sizeof(uint64_t));
             if (o->mode != S_SYNC) {
-                p->sent_ns = s_alloc(p->count * sizeof(uint64_t));
+                p->sent_ns = tern_alloc(p->count * sizeof(uint64_t));
             }
         }
     }
@@ -754,7 +746,7 @@ static uint64_t *s_collect(s_bench_t *b, size_t *n_p) {
     for (uint32_t i = 0; b->cons && i < b->ncons; i++) {
         n += atomic_load(&b->cons[i].nlat);
     }
-    uint64_t *all = s_alloc(n * sizeof(uint64_t));
+    uint64_t *all = tern_alloc(n * sizeof(uint64_t));
     size_t k = 0;
     for (uint32_t i = 0; b->prods && i < b->o->producers; i++) {
         if (b->prods[i].lat) {
@@ -867,7 +859,7 @@ static int s_run(s_bench_t *b, double *secs_p, uint64_t *want_p, const char **la
     } else if (o->mode == S_PUBSUB) {
         *lat_p = "publish_to_delivery";
         b->ncons = o->groups * o->consumers;
-        b->cons = s_alloc(b->ncons * sizeof(s_cons_t));
+        b->cons = tern_alloc(b->ncons * sizeof(s_cons_t));
         for (uint32_t i = 0; rc == 0 && i < b->ncons; i++) {
             rc = s_consumer_start(b, &b->cons[i], i / o->consumers, TERN_FROM_FIRST, true);
         }
@@ -901,7 +893,7 @@ static int s_run(s_bench_t *b, double *secs_p, uint64_t *want_p, const char **la
             b->phase = "consume";
             *want_p = o->msgs;
             b->ncons = o->consumers;
-            b->cons = s_alloc(b->ncons * sizeof(s_cons_t));
+            b->cons = tern_alloc(b->ncons * sizeof(s_cons_t));
             b->start_ns = s_now_ns();
             for (uint32_t i = 0; rc == 0 && i < b->ncons; i++) {
                 rc = s_consumer_start(b, &b->cons[i], 0, TERN_FROM_FIRST, false);

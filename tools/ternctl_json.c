@@ -1,7 +1,8 @@
 /*  ternctl_json.c - JSON parsing/writing, UTF-8 check and base64 for ternctl.
 
-    See ternctl_json.h. Out of memory ends the tool (it is a short-lived CLI).
+    See ternctl_json.h. Out of memory ends the tool (tern_alloc.h).
 */
+#include "tern_alloc.h"
 #include "ternctl_json.h"
 
 #include <stdio.h>
@@ -9,15 +10,6 @@
 #include <string.h>
 
 #define JSON_MAX_DEPTH 64
-
-static void *s_realloc(void *p, size_t size) {
-    p = realloc(p, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "ternctl: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 //  ---------------------------------------------------------------------------
 //  Writer
@@ -47,7 +39,7 @@ void jbuf_raw(jbuf_t *b, const char *s, size_t len) {
         while (cap < b->len + len + 1) {
             cap *= 2;
         }
-        b->data = s_realloc(b->data, cap);
+        b->data = tern_realloc(b->data, cap);
         b->cap = cap;
     }
     memcpy(b->data + b->len, s, len);
@@ -206,7 +198,7 @@ static void s_skip_ws(s_parser_t *ps) {
 }
 
 static json_t *s_new(json_kind_t kind) {
-    json_t *v = s_realloc(NULL, sizeof *v);
+    json_t *v = tern_realloc(NULL, sizeof *v);
     memset(v, 0, sizeof *v);
     v->kind = kind;
     return v;
@@ -353,9 +345,9 @@ static json_t *s_parse_container(s_parser_t *ps, bool object) {
             free(name);
             goto fail;
         }
-        v->items = s_realloc(v->items, (v->count + 1) * sizeof *v->items);
+        v->items = tern_realloc(v->items, (v->count + 1) * sizeof *v->items);
         if (object) {
-            v->keys = s_realloc(v->keys, (v->count + 1) * sizeof *v->keys);
+            v->keys = tern_realloc(v->keys, (v->count + 1) * sizeof *v->keys);
             v->keys[v->count] = name;
         }
         v->items[v->count++] = item;
@@ -458,7 +450,7 @@ static json_t *s_parse_value(s_parser_t *ps) {
     }
     json_t *v = s_new(JSON_NUMBER);
     v->text_len = (size_t)(ps->p - start);
-    v->text = s_realloc(NULL, v->text_len + 1);
+    v->text = tern_realloc(NULL, v->text_len + 1);
     memcpy(v->text, start, v->text_len);
     v->text[v->text_len] = 0;
     return v;

@@ -103,7 +103,7 @@ TERN_EXPORT const char *tern_errname(int err);
     returned by tern_last_reason(); so are libtern's own reasons (a refused
     endpoint, an argument outside its grammar or limit), which name the
     problem and the limit the same way. Out of memory aborts the process (one
-    place: s_oom in tern_client.c); no function returns TERN_ENOMEM.
+    place for every layer: tern_oom); no function returns TERN_ENOMEM.
 
     First contact. Until the first session (WELCOME), a failure that retrying
     will not soon fix ends every waiting call at once instead of letting it
