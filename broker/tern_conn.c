@@ -7,9 +7,9 @@
     subscription traffic of one drain into one tern_events_t for route. It
     answers PUBACKs when the storer's COMMITTED arrives: one PUBACK frame per
     session per commit. It forwards the frames route (and nobody else) puts on
-    its `out` socket: [routing id][header][payload?], or [empty][pointer]
-    for a batch of DELIVERs (tern_route_batch_t, one per route round) whose
-    zmq_msg_t parts it sends on the ROUTER without a copy.
+    its `out` socket: [routing id][header][payload?], or a single-frame
+    DELIVERS work item (tern_delivers_t, one per route round) whose zmq_msg_t
+    parts it sends on the ROUTER without a copy.
 
     Pipe commands (zactor pipe, from tern_broker):
         $TERM      -> stops accepting, closes the ROUTER, exits (no reply)
@@ -24,7 +24,7 @@
                 answers from repl
         repl    PUSH (connected at the first `peers*` ADMIN): REPL_ADMIN
         out     PULL (bound): [rid][hdr][payload?] frames from route, and
-                [empty][tern_route_batch_t *] DELIVER batches (conn owns them)
+                DELIVERS items (tern_delivers_t *, conn owns them)
         storer  PUSH: PUBS, ADMIN (topic writes)
         route   PUSH: EVENTS (open/gone/sub/unsub/ack/nack/term/credit/admin)
 
@@ -41,6 +41,7 @@
     closed have been read.
 */
 #include "tern_conn.h"
+#include "tern_admin.h"
 #include "tern_audit.h"
 #include "tern_auth.h"
 #include "tern_json.h"
@@ -133,9 +134,10 @@ static s_session_t *s_session_lookup(s_conn_t *self, const uint8_t *rid, size_t 
 // ---------------------------------------------------------------------------
 //  Sending
 
-//  Sends [RID][HDR][PAYLOAD?] on the ROUTER without blocking. Returns 0, or
-//  -1 when the peer is gone (EHOSTUNREACH) or full (EAGAIN): the frame is
-//  dropped and counted; a gone peer's session ends at its next timeout.
+//  Sends [RID][HDR][PAYLOAD?] on the ROUTER without blocking. Returns 0; -2
+//  when the peer is gone (EHOSTUNREACH: callers mark its session
+//  unreachable, ended at the next tick); -1 when it is full (EAGAIN). A
+//  frame not sent is dropped and counted.
 static int s_send_raw(s_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
                       size_t hdr_size, const void *payload, size_t payload_size, bool has_payload) {
     if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
@@ -154,7 +156,7 @@ static int s_send_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
-        zsys_error("conn: cannot encode %s: %d", tern_cmd_name(frame->cmd), (int)rc);
+        zsys_error("conn: cannot encode %s: %s", tern_cmd_name(frame->cmd), tern_strerror(rc));
         return -1;
     }
     bool has_payload = tern_cmd_has_payload(frame->cmd);
@@ -343,24 +345,6 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
 // ---------------------------------------------------------------------------
 //  Admin
 
-static bool s_meta_get(const tern_frame_t *frame, const char *key, char *out, size_t cap) {
-    if (!frame->meta || !frame->meta_size) {
-        return false;
-    }
-    size_t pos = 0;
-    tern_kv_t kv;
-    size_t key_len = strlen(key);
-    while (tern_meta_next(frame->meta, frame->meta_size, &pos, &kv)) {
-        if (kv.key_len == key_len && memcmp(kv.key, key, key_len) == 0) {
-            size_t n = kv.value_len < cap - 1 ? kv.value_len : cap - 1;
-            memcpy(out, kv.value, n);
-            out[n] = 0;
-            return kv.value_len < cap;
-        }
-    }
-    return false;
-}
-
 static bool s_count_group(const tern_group_info_t *group, void *arg) {
     (void)group;
     (*(uint64_t *)arg)++;
@@ -419,19 +403,20 @@ static void s_reply_topic(s_conn_t *self, const uint8_t *rid, size_t rid_size, u
 //  audit (topic, group?, since_ms?) and trace (msg_id): read-only replays of
 //  the stored history, answered here through conn's reader (tern_audit.c).
 static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
-                           const tern_frame_t *frame, const char *topic, const char *group) {
+                           const tern_frame_t *frame, tern_admin_op_t op, const char *topic,
+                           const char *group) {
     char value[64];
     uint64_t since_ms = 0, msg_id = 0;
-    bool is_trace = streq(frame->name, "trace");
+    bool is_trace = op == TERN_ADMIN_TRACE;
     if (is_trace) {
         char *end = NULL;
-        if (!s_meta_get(frame, "msg_id", value, sizeof value) ||
+        if (!tern_admin_arg(frame, "msg_id", value, sizeof value) ||
             (msg_id = strtoull(value, &end, 10)) == 0 || !end || *end) {
             s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
                          "missing or invalid msg_id argument");
             return;
         }
-    } else if (s_meta_get(frame, "since_ms", value, sizeof value) &&
+    } else if (tern_admin_arg(frame, "since_ms", value, sizeof value) &&
                tern_units_parse_duration(value, &since_ms, NULL) != TERN_OK) {
         s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "bad since_ms");
         return;
@@ -462,9 +447,6 @@ static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     }
     tern_json_free(&json);
 }
-
-static bool s_parse_seq(const char *text, uint64_t *seq);
-static bool s_parse_position(const char *text, uint8_t *start, uint64_t *value);
 
 #define S_VIEW_MAX  1000                      //  msg.view: messages per reply
 #define S_REPLY_MAX (TERN_PAYLOAD_MAX - 4096) //  a REPLY payload is at most TERN_PAYLOAD_MAX
@@ -540,10 +522,10 @@ static tern_err_t s_view(s_conn_t *self, const tern_frame_t *frame, uint32_t top
     char value[64];
     uint8_t start = TERN_START_FIRST;
     uint64_t from = 1, count = 10;
-    if ((s_meta_get(frame, "from", value, sizeof value) &&
-         (!s_parse_position(value, &start, &from) || start == TERN_START_NEW)) ||
-        (s_meta_get(frame, "count", value, sizeof value) &&
-         (!s_parse_seq(value, &count) || count > S_VIEW_MAX))) {
+    if ((tern_admin_arg(frame, "from", value, sizeof value) &&
+         (!tern_admin_parse_position(value, &start, &from) || start == TERN_START_NEW)) ||
+        (tern_admin_arg(frame, "count", value, sizeof value) &&
+         (!tern_admin_parse_seq(value, &count) || count > S_VIEW_MAX))) {
         return TERN_EINVAL;
     }
     tern_err_t rc = TERN_OK;
@@ -572,15 +554,16 @@ static tern_err_t s_view(s_conn_t *self, const tern_frame_t *frame, uint32_t top
 //  Reads without consuming: msg.get (topic, seq), msg.view (topic, from,
 //  count) and dlq.get (topic, group, seq), answered through conn's reader.
 static void s_handle_read(s_conn_t *self, const uint8_t *rid, size_t rid_size,
-                          const tern_frame_t *frame, const char *topic, const char *group) {
+                          const tern_frame_t *frame, tern_admin_op_t op, const char *topic,
+                          const char *group) {
     char value[64];
     uint64_t seq = 0;
-    bool is_view = streq(frame->name, "msg.view"), is_dlq = streq(frame->name, "dlq.get");
+    bool is_view = op == TERN_ADMIN_MSG_VIEW, is_dlq = op == TERN_ADMIN_DLQ_GET;
     const char *bad = NULL;
     if (is_dlq && !tern_name_valid(group, strlen(group))) {
         bad = "missing or invalid group argument";
-    } else if (!is_view &&
-               (!s_meta_get(frame, "seq", value, sizeof value) || !s_parse_seq(value, &seq))) {
+    } else if (!is_view && (!tern_admin_arg(frame, "seq", value, sizeof value) ||
+                            !tern_admin_parse_seq(value, &seq))) {
         bad = "missing or invalid seq argument";
     }
     if (bad) {
@@ -630,10 +613,10 @@ static void s_handle_read(s_conn_t *self, const uint8_t *rid, size_t rid_size,
 
 //  `peers`, `peers.pause`, `peers.resume`: answered by the repl actor, which
 //  owns the links; the answer comes back on the inbox (s_repl_admin_done).
-static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
-    const char *op = frame->name;
+static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
+                           const tern_admin_desc_t *desc) {
     if (!tern_repl_enabled(self->config)) {
-        if (streq(op, "peers")) {
+        if (desc->op == TERN_ADMIN_PEERS) {
             tern_json_t json;
             tern_json_init(&json);
             tern_json_raw(&json, "[]");
@@ -663,11 +646,11 @@ static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_fram
     memcpy(item->rid, session->rid, session->rid_size);
     item->rid_size = session->rid_size;
     item->req_id = frame->req_id;
-    snprintf(item->op, sizeof item->op, "%s", op);
-    s_meta_get(frame, "name", item->name, sizeof item->name);
+    item->op = (uint8_t)desc->op;
+    tern_admin_arg(frame, "name", item->name, sizeof item->name);
     snprintf(item->reply_to, sizeof item->reply_to, "%s", self->args->inbox);
     if (!self->to_repl || tern_work_send(self->to_repl, TERN_WORK_REPL_ADMIN, item) != 0) {
-        free(item);
+        tern_repl_admin_destroy(&item);
         s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EINTERNAL,
                      "the replication actor is unreachable");
     }
@@ -686,141 +669,103 @@ static void s_repl_admin_done(s_conn_t *self, tern_repl_admin_t *item) {
             tern_json_free(&json);
         }
     }
-    free(item->reply);
-    free(item);
+    tern_repl_admin_destroy(&item);
 }
 
 //  An admin request of SESSION, answered later by the storer or route.
 static tern_admin_t *s_admin_new(const s_session_t *session, const tern_frame_t *frame,
-                                 const char *op, const char *topic, const char *group) {
+                                 tern_admin_op_t op, const char *topic, const char *group) {
     tern_admin_t *admin = tern_alloc(sizeof *admin);
     admin->session_id = session->id;
     memcpy(admin->rid, session->rid, session->rid_size);
     admin->rid_size = session->rid_size;
     admin->req_id = frame->req_id;
-    snprintf(admin->op, sizeof admin->op, "%s", op);
+    admin->op = (uint8_t)op;
     snprintf(admin->topic, sizeof admin->topic, "%s", topic);
     snprintf(admin->group, sizeof admin->group, "%s", group);
     return admin;
 }
 
-//  A decimal seq >= 1 into *SEQ.
-static bool s_parse_seq(const char *text, uint64_t *seq) {
-    char *end = NULL;
-    if (text[0] < '0' || text[0] > '9') {
-        return false;
-    }
-    *seq = strtoull(text, &end, 10);
-    return end && *end == 0 && *seq > 0;
-}
-
-//  A position "first", "new", "seq:N" or "time:DUR" (DUR ago on this node's
-//  clock) into *START (tern_start_t) and *VALUE.
-static bool s_parse_position(const char *text, uint8_t *start, uint64_t *value) {
-    uint64_t ms = 0;
-    *value = 0;
-    if (streq(text, "first")) {
-        *start = TERN_START_FIRST;
-    } else if (streq(text, "new")) {
-        *start = TERN_START_NEW;
-    } else if (strncmp(text, "seq:", 4) == 0 && s_parse_seq(text + 4, value)) {
-        *start = TERN_START_SEQ;
-    } else if (strncmp(text, "time:", 5) == 0 &&
-               tern_units_parse_duration(text + 5, &ms, NULL) == TERN_OK) {
-        uint64_t now = tern_now_ns(), ago = ms * 1000000ull;
-        *start = TERN_START_TIME;
-        *value = ago < now ? now - ago : 1;
-    } else {
-        return false;
-    }
-    return true;
-}
-
-//  The limits of topic.create / topic.edit into ADMIN; topic.edit keeps
-//  the current value of a limit not given. False: ERROR sent.
-static bool s_admin_limits(s_conn_t *self, const tern_frame_t *frame, tern_admin_t *admin) {
-    char value[64];
-    if (streq(admin->op, "topic.edit")) {
-        tern_topic_info_t current;
-        tern_err_t rc = tern_store_read_begin(self->reader);
-        if (rc == TERN_OK) {
-            rc = tern_store_topic_get(self->reader, admin->topic, &current);
-        }
-        tern_store_read_end(self->reader);
-        if (rc != TERN_OK) {
-            s_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, rc, admin->topic,
-                               "cannot read topic");
-            return false;
-        }
-        admin->max_age_ms = current.max_age_ms;
-        admin->max_msgs = current.max_msgs;
-        admin->max_bytes = current.max_bytes;
-    }
-    bool ok = true;
-    if (s_meta_get(frame, "max_age_ms", value, sizeof value)) {
-        ok &= tern_units_parse_duration(value, &admin->max_age_ms, NULL) == TERN_OK;
-    }
-    if (s_meta_get(frame, "max_msgs", value, sizeof value)) {
-        char *end = NULL;
-        admin->max_msgs = strtoull(value, &end, 10);
-        ok &= end && end != value && *end == 0;
-    }
-    if (s_meta_get(frame, "max_bytes", value, sizeof value)) {
-        ok &= tern_units_parse_size(value, &admin->max_bytes, NULL) == TERN_OK;
-    }
-    if (!ok) {
-        s_send_error(self, admin->rid, admin->rid_size, admin->req_id, TERN_EINVAL,
-                     "bad max_age_ms, max_msgs or max_bytes");
-    }
-    return ok;
-}
-
-//  The admin operations (docs/client.md) and whether each needs a valid
-//  `topic` argument; an op not listed is answered with TERN_ENAME.
-typedef struct {
-    const char *name; //  the ADMIN frame's `nm`
-    bool topic;       //  requires the `topic` argument
-} s_admin_op_t;
-
-static const s_admin_op_t s_admin_ops[] = {
-    {"status", false},      {"topics", false},       {"topic.info", true},  {"topic.create", true},
-    {"topic.edit", true},   {"topic.delete", true},  {"topic.purge", true}, {"groups", true},
-    {"group.delete", true}, {"group.reset", true},   {"group.seek", true},  {"dlq.list", true},
-    {"dlq.replay", true},   {"dlq.purge", true},     {"dlq.get", true},     {"msg.get", true},
-    {"msg.view", true},     {"audit", true},         {"trace", false},      {"peers", false},
-    {"peers.pause", false}, {"peers.resume", false},
-};
-
-static const s_admin_op_t *s_admin_op(const char *name) {
-    for (size_t i = 0; i < sizeof s_admin_ops / sizeof s_admin_ops[0]; i++) {
-        if (streq(s_admin_ops[i].name, name)) {
-            return &s_admin_ops[i];
-        }
-    }
-    return NULL;
-}
-
-//  Checks OP and its topic argument TOPIC (HAS_TOPIC: given at all);
-//  answers ERROR and returns false when they are wrong.
-static bool s_admin_check(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
-                          const char *topic, bool has_topic) {
+//  Checks ADMIN's op and its topic argument TOPIC (HAS_TOPIC: given at all)
+//  and group argument GROUP against the table; answers ERROR and returns
+//  NULL when they are wrong, else the op's row.
+static const tern_admin_desc_t *s_admin_check(s_conn_t *self, s_session_t *session,
+                                              const tern_frame_t *frame, const char *topic,
+                                              bool has_topic, const char *group) {
     char reason[TERN_REASON_MAX + 1];
-    const s_admin_op_t *op = s_admin_op(frame->name);
+    const tern_admin_desc_t *desc = tern_admin_lookup(frame->name);
+    unsigned args = desc ? desc->args : 0;
     tern_err_t code = TERN_OK;
-    if (!op) {
+    if (!desc) {
         code = TERN_ENAME;
         snprintf(reason, sizeof reason, "unknown admin operation '%s'", frame->name);
-    } else if (op->topic && !has_topic) {
+    } else if ((args & TERN_ADMIN_ARG_TOPIC) && !has_topic) {
         code = TERN_ETOPIC;
-        snprintf(reason, sizeof reason, "%s needs a topic argument", op->name);
-    } else if (op->topic && !tern_topic_valid(topic, strlen(topic))) {
+        snprintf(reason, sizeof reason, "%s needs a topic argument", desc->name);
+    } else if ((args & TERN_ADMIN_ARG_TOPIC) && !tern_topic_valid(topic, strlen(topic))) {
         code = TERN_ETOPIC;
         tern_reason_topic(reason, sizeof reason, topic, false);
+    } else if ((args & TERN_ADMIN_ARG_GROUP) && !tern_name_valid(group, strlen(group))) {
+        code = TERN_ENAME;
+        if (group[0]) {
+            tern_reason_name(reason, sizeof reason, "group", group);
+        } else {
+            snprintf(reason, sizeof reason, "missing group argument");
+        }
     }
     if (code != TERN_OK) {
         s_send_error(self, session->rid, session->rid_size, frame->req_id, code, reason);
     }
-    return code == TERN_OK;
+    return code == TERN_OK ? desc : NULL;
+}
+
+//  The current limits of ADMIN's topic, which topic.edit keeps unless given.
+//  False: ERROR sent.
+static bool s_admin_current(s_conn_t *self, tern_admin_t *admin) {
+    tern_topic_info_t current;
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    if (rc == TERN_OK) {
+        rc = tern_store_topic_get(self->reader, admin->topic, &current);
+    }
+    tern_store_read_end(self->reader);
+    if (rc != TERN_OK) {
+        s_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, rc, admin->topic,
+                           "cannot read topic");
+        return false;
+    }
+    admin->max_age_ms = current.max_age_ms;
+    admin->max_msgs = current.max_msgs;
+    admin->max_bytes = current.max_bytes;
+    return true;
+}
+
+//  Parses the arguments of a request for the storer or route and hands it
+//  on: TERN_WORK_ADMIN to the storer, a TERN_EV_ADMIN event to route.
+static void s_admin_forward(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
+                            const tern_admin_desc_t *desc, const char *topic, const char *group) {
+    const uint8_t *rid = session->rid;
+    size_t rid_size = session->rid_size;
+    bool to_route = desc->actor == TERN_ADMIN_BY_ROUTE;
+    tern_admin_t *admin = s_admin_new(session, frame, desc->op, topic, to_route ? group : "");
+    char reason[TERN_REASON_MAX + 1];
+    if ((desc->args & TERN_ADMIN_ARG_EDIT) && !s_admin_current(self, admin)) {
+        free(admin);
+        return;
+    }
+    tern_err_t rc = tern_admin_parse(desc, frame, admin, reason, sizeof reason);
+    if (rc != TERN_OK) {
+        free(admin);
+        s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
+        return;
+    }
+    if (to_route) {
+        tern_event_t *ev = s_event(self, TERN_EV_ADMIN, session->id);
+        ev->admin = admin;
+        ev->req_id = frame->req_id;
+    } else if (tern_work_send(self->to_storer, TERN_WORK_ADMIN, admin) != 0) {
+        free(admin);
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL, "storer is gone");
+    }
 }
 
 //  Answers the `status` op: who this node is and how it is set up.
@@ -863,88 +808,77 @@ static void s_reply_status(s_conn_t *self, const s_session_t *session, uint64_t 
     tern_json_free(&json);
 }
 
-static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
+//  `topics`: every topic as a JSON array.
+static void s_reply_topics(s_conn_t *self, const s_session_t *session, uint64_t req_id) {
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_raw(&json, "[");
+    s_topic_list_arg_t arg = {self, &json};
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    if (rc == TERN_OK) {
+        rc = tern_store_topic_list(self->reader, s_topic_each, &arg);
+    }
+    tern_store_read_end(self->reader);
+    tern_json_raw(&json, "]");
+    if (rc == TERN_OK) {
+        s_send_reply(self, session->rid, session->rid_size, req_id, &json);
+    } else {
+        s_send_error(self, session->rid, session->rid_size, req_id, rc, "cannot list topics");
+    }
+    tern_json_free(&json);
+}
+
+//  The operations conn answers itself, through its own store reader.
+static void s_admin_local(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
+                          tern_admin_op_t op, const char *topic, const char *group) {
     const uint8_t *rid = session->rid;
     size_t rid_size = session->rid_size;
-    const char *op = frame->name;
+    switch (op) {
+        case TERN_ADMIN_STATUS:
+            s_reply_status(self, session, frame->req_id);
+            break;
+        case TERN_ADMIN_TOPICS:
+            s_reply_topics(self, session, frame->req_id);
+            break;
+        case TERN_ADMIN_TOPIC_INFO:
+            s_reply_topic(self, rid, rid_size, frame->req_id, topic);
+            break;
+        case TERN_ADMIN_AUDIT:
+        case TERN_ADMIN_TRACE:
+            s_handle_audit(self, rid, rid_size, frame, op, topic, group);
+            break;
+        case TERN_ADMIN_DLQ_GET:
+        case TERN_ADMIN_MSG_GET:
+        case TERN_ADMIN_MSG_VIEW:
+            s_handle_read(self, rid, rid_size, frame, op, topic, group);
+            break;
+        default:
+            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL,
+                         "admin operation listed for conn in tern_admin.c but not handled");
+            break;
+    }
+}
+
+static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
     char topic[TERN_TOPIC_MAX + 1] = "";
     char group[TERN_NAME_MAX + 1] = "";
-    char value[64];
-    bool has_topic = s_meta_get(frame, "topic", topic, sizeof topic);
-    s_meta_get(frame, "group", group, sizeof group);
-    if (!s_admin_check(self, session, frame, topic, has_topic)) {
+    bool has_topic = tern_admin_arg(frame, "topic", topic, sizeof topic);
+    tern_admin_arg(frame, "group", group, sizeof group);
+    const tern_admin_desc_t *desc = s_admin_check(self, session, frame, topic, has_topic, group);
+    if (!desc) {
         return;
     }
-    if (streq(op, "peers") || streq(op, "peers.pause") || streq(op, "peers.resume")) {
-        s_handle_peers(self, session, frame);
-    } else if (streq(op, "status")) {
-        s_reply_status(self, session, frame->req_id);
-    } else if (streq(op, "topics")) {
-        tern_json_t json;
-        tern_json_init(&json);
-        tern_json_raw(&json, "[");
-        s_topic_list_arg_t arg = {self, &json};
-        tern_err_t rc = tern_store_read_begin(self->reader);
-        if (rc == TERN_OK) {
-            rc = tern_store_topic_list(self->reader, s_topic_each, &arg);
-        }
-        tern_store_read_end(self->reader);
-        tern_json_raw(&json, "]");
-        if (rc == TERN_OK) {
-            s_send_reply(self, rid, rid_size, frame->req_id, &json);
-        } else {
-            s_send_error(self, rid, rid_size, frame->req_id, rc, "cannot list topics");
-        }
-        tern_json_free(&json);
-    } else if (streq(op, "topic.info")) {
-        s_reply_topic(self, rid, rid_size, frame->req_id, topic);
-    } else if (streq(op, "audit") || streq(op, "trace")) {
-        s_handle_audit(self, rid, rid_size, frame, topic, group);
-    } else if (streq(op, "topic.create") || streq(op, "topic.edit") || streq(op, "topic.delete") ||
-               streq(op, "topic.purge")) {
-        tern_admin_t *admin = s_admin_new(session, frame, op, topic, "");
-        if ((streq(op, "topic.create") || streq(op, "topic.edit")) &&
-            !s_admin_limits(self, frame, admin)) {
-            free(admin);
-            return;
-        }
-        if (tern_work_send(self->to_storer, TERN_WORK_ADMIN, admin) != 0) {
-            free(admin);
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL, "storer is gone");
-        }
-    } else if (streq(op, "dlq.get") || streq(op, "msg.get") || streq(op, "msg.view")) {
-        s_handle_read(self, rid, rid_size, frame, topic, group);
-    } else if (streq(op, "groups") || streq(op, "dlq.list") || streq(op, "dlq.replay") ||
-               streq(op, "dlq.purge") || streq(op, "group.delete") || streq(op, "group.reset") ||
-               streq(op, "group.seek")) {
-        if (!streq(op, "groups") && !tern_name_valid(group, strlen(group))) {
-            char reason[TERN_REASON_MAX + 1];
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME,
-                         group[0] ? tern_reason_name(reason, sizeof reason, "group", group)
-                                  : "missing group argument");
-            return;
-        }
-        tern_admin_t *admin = s_admin_new(session, frame, op, topic, group);
-        //  group.reset starts again at the first message unless told otherwise.
-        bool has_to = s_meta_get(frame, "to", value, sizeof value);
-        if ((streq(op, "group.seek") && !has_to) ||
-            (has_to && !s_parse_position(value, &admin->start, &admin->start_value))) {
-            free(admin);
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
-                         "missing or invalid to argument (first, new, seq:N or time:DUR)");
-            return;
-        }
-        if (s_meta_get(frame, "seq", value, sizeof value) && !s_parse_seq(value, &admin->seq)) {
-            free(admin);
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "invalid seq argument");
-            return;
-        }
-        tern_event_t *ev = s_event(self, TERN_EV_ADMIN, session->id);
-        ev->admin = admin;
-        ev->req_id = frame->req_id;
-    } else {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL,
-                     "admin operation listed in s_admin_ops but not handled");
+    switch (desc->actor) {
+        case TERN_ADMIN_BY_CONN:
+            s_admin_local(self, session, frame, desc->op, topic, group);
+            break;
+        case TERN_ADMIN_BY_REPL:
+            s_handle_peers(self, session, frame, desc);
+            break;
+        case TERN_ADMIN_BY_STORER:
+        case TERN_ADMIN_BY_ROUTE:
+            s_admin_forward(self, session, frame, desc, topic, group);
+            break;
     }
 }
 
@@ -970,7 +904,7 @@ static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
                            admin->topic, "topic operation failed");
         return;
     }
-    if (streq(admin->op, "topic.create") || streq(admin->op, "topic.edit")) {
+    if (admin->op == TERN_ADMIN_TOPIC_CREATE || admin->op == TERN_ADMIN_TOPIC_EDIT) {
         s_reply_topic(self, admin->rid, admin->rid_size, admin->req_id, admin->topic);
         return;
     }
@@ -978,7 +912,7 @@ static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
     tern_json_init(&json);
     tern_json_raw(&json, "{");
     tern_json_key_str(&json, "topic", admin->topic);
-    if (streq(admin->op, "topic.delete")) {
+    if (admin->op == TERN_ADMIN_TOPIC_DELETE) {
         tern_json_key_bool(&json, "deleted", 1);
         tern_json_key_u64(&json, "removed", admin->count);
     } else {
@@ -1373,13 +1307,13 @@ static void s_mark_unreachable(s_conn_t *self, const uint8_t *rid, size_t rid_si
     }
 }
 
-//  Sends route's batch of DELIVERs (see tern_route_batch_t): each item's
+//  Sends route's batch of DELIVERs (see tern_delivers_t): each item's
 //  three parts move to the ROUTER without a copy. Takes ownership of BATCH.
-static void s_forward_batch(s_conn_t *self, tern_route_batch_t *batch) {
+static void s_forward_batch(s_conn_t *self, tern_delivers_t *batch) {
     const uint8_t *last_gone = NULL; //  rid of the last unreachable peer
     size_t last_gone_size = 0;
     for (size_t i = 0; i < batch->count; i++) {
-        tern_route_frame_t *item = &batch->items[i];
+        tern_deliver_t *item = &batch->items[i];
         const uint8_t *rid = (const uint8_t *)zmq_msg_data(&item->parts[0]);
         size_t rid_size = zmq_msg_size(&item->parts[0]);
         if (zmq_msg_send(&item->parts[0], self->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
@@ -1395,11 +1329,12 @@ static void s_forward_batch(s_conn_t *self, tern_route_batch_t *batch) {
         zmq_msg_send(&item->parts[1], self->router, ZMQ_SNDMORE);
         zmq_msg_send(&item->parts[2], self->router, 0);
     }
-    tern_route_batch_destroy(&batch); //  sent parts are empty now: closing them is a no-op
+    tern_delivers_destroy(&batch); //  sent parts are empty now: closing them is a no-op
 }
 
 //  Forwards [rid][hdr][payload?] from route to the client, without copying;
-//  [empty][batch pointer] is a batch of DELIVERs (s_forward_batch).
+//  a single frame (a routing id always has more after it) is a work item:
+//  a batch of DELIVERs (s_forward_batch).
 static void s_handle_out(s_conn_t *self) {
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         zmq_msg_t part;
@@ -1409,16 +1344,16 @@ static void s_handle_out(s_conn_t *self) {
             break;
         }
         bool more = zmq_msg_more(&part);
-        if (zmq_msg_size(&part) == 0 && more) {
-            tern_route_batch_t *batch = NULL;
-            zmq_msg_recv(&part, self->out, 0);
-            if (zmq_msg_size(&part) == sizeof batch) {
-                memcpy(&batch, zmq_msg_data(&part), sizeof batch);
+        if (!more) {
+            tern_work_type_t type;
+            void *ptr = NULL;
+            if (tern_work_parse(zmq_msg_data(&part), zmq_msg_size(&part), &type, &ptr) == 0 &&
+                type == TERN_WORK_DELIVERS) {
+                s_forward_batch(self, (tern_delivers_t *)ptr);
+            } else {
+                zsys_error("conn: unexpected frame on the out socket");
             }
             zmq_msg_close(&part);
-            if (batch) {
-                s_forward_batch(self, batch);
-            }
             continue;
         }
         uint8_t rid[TERN_RID_MAX];
@@ -1532,20 +1467,22 @@ static void s_cleanup(s_conn_t *self) {
             tern_committed_destroy(&committed);
         } else if (type == TERN_WORK_REPL_ADMIN) {
             tern_repl_admin_t *item = (tern_repl_admin_t *)ptr;
-            free(item->reply);
-            free(item);
+            tern_repl_admin_destroy(&item);
         }
     }
     zmq_msg_t part;
     zmq_msg_init(&part);
-    bool batch_next = false; //  the part after an empty first part is a batch
+    bool first = true; //  a first part without more is a DELIVERS item
     while (self->out && zmq_msg_recv(&part, self->out, ZMQ_DONTWAIT) >= 0) {
-        if (batch_next && zmq_msg_size(&part) == sizeof(tern_route_batch_t *)) {
-            tern_route_batch_t *batch;
-            memcpy(&batch, zmq_msg_data(&part), sizeof batch);
-            tern_route_batch_destroy(&batch);
+        bool more = zmq_msg_more(&part);
+        ptr = NULL;
+        if (first && !more &&
+            tern_work_parse(zmq_msg_data(&part), zmq_msg_size(&part), &type, &ptr) == 0 &&
+            type == TERN_WORK_DELIVERS) {
+            tern_delivers_t *batch = ptr;
+            tern_delivers_destroy(&batch);
         }
-        batch_next = zmq_msg_size(&part) == 0 && zmq_msg_more(&part);
+        first = !more;
         zmq_msg_close(&part);
         zmq_msg_init(&part);
     }

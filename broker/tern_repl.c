@@ -37,6 +37,7 @@
     DEALER per peer, frames [header][payload?]: the outbound direction above.
 */
 #include "tern_repl.h"
+#include "tern_admin.h"
 #include "tern_auth.h"
 #include "tern_json.h"
 #include "tern_peer.h"
@@ -107,52 +108,7 @@ bool tern_repl_enabled(const tern_config_t *config) {
 }
 
 // ---------------------------------------------------------------------------
-//  Batches (also used by the storer)
-
-static void s_rec_destroy(tern_repl_rec_t **rec_p) {
-    if (*rec_p) {
-        zmq_msg_close(&(*rec_p)->hdr);
-        zmq_msg_close(&(*rec_p)->body);
-        free(*rec_p);
-        *rec_p = NULL;
-    }
-}
-
-void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
-    if (!self_p || !*self_p) {
-        return;
-    }
-    tern_repl_batch_t *self = *self_p;
-    for (size_t i = 0; i < self->count; i++) {
-        s_rec_destroy(&self->recs[i]);
-    }
-    free(self->recs);
-    free(self);
-    *self_p = NULL;
-}
-
-void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
-    for (size_t i = 0; i < self->count; i++) {
-        tern_frame_t *frame = &self->recs[i]->frame;
-        if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-            //  The history says where: "acked in dc2", "dead in dc3" (the
-            //  receiver set origin to the sending DC, where it happened).
-            char where[TERN_REASON_MAX + 1];
-            snprintf(where, sizeof where, "%s in %s",
-                     frame->code == TERN_CMD_TERM ? "dead" : "acked", frame->origin);
-            tern_store_batch_ackstate_apply(batch, frame->group, frame->msg_id, frame->code,
-                                            frame->reason[0] ? frame->reason : where);
-        } else {
-            tern_store_batch_append(batch, frame, false, &self->recs[i]->result);
-        }
-    }
-    for (size_t i = 0; i < self->inbound_count; i++) {
-        tern_store_batch_inbound(batch, self->inbound[i].name, self->inbound[i].position);
-    }
-    for (size_t i = 0; i < self->confirm_count; i++) {
-        tern_store_batch_outbox_confirm(batch, self->confirms[i].name, self->confirms[i].position);
-    }
-}
+//  Batches (tern_repl_batch_t, tern_work.h)
 
 static tern_repl_batch_t *s_batch(s_repl_t *self) {
     if (!self->batch) {
@@ -604,29 +560,16 @@ static void s_peers_json(s_repl_t *self, tern_json_t *json) {
     }
 }
 
-static bool s_meta_get(const tern_frame_t *frame, const char *key, char *out, size_t cap) {
-    size_t pos = 0;
-    tern_kv_t kv;
-    while (frame->meta && tern_meta_next(frame->meta, frame->meta_size, &pos, &kv)) {
-        if (kv.key_len == strlen(key) && memcmp(kv.key, key, kv.key_len) == 0) {
-            size_t n = kv.value_len < cap - 1 ? kv.value_len : cap - 1;
-            memcpy(out, kv.value, n);
-            out[n] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
-//  Answers admin operation OP (NAME: the peer of pause / resume) into JSON.
-//  Returns TERN_OK, or an error code with *REASON set (JSON left empty).
-static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, tern_json_t *json,
+//  Answers admin operation OP (tern_admin_op_t; NAME: the peer of pause /
+//  resume) into JSON. Returns TERN_OK, or an error code with *REASON set
+//  (JSON left empty).
+static tern_err_t s_admin_run(s_repl_t *self, unsigned op, const char *name, tern_json_t *json,
                               const char **reason) {
-    if (streq(op, "peers")) {
+    if (op == TERN_ADMIN_PEERS) {
         s_peers_json(self, json);
         return TERN_OK;
     }
-    if (!streq(op, "peers.pause") && !streq(op, "peers.resume")) {
+    if (op != TERN_ADMIN_PEERS_PAUSE && op != TERN_ADMIN_PEERS_RESUME) {
         *reason = "unknown admin operation on the replication endpoint";
         return TERN_EINVAL;
     }
@@ -635,7 +578,7 @@ static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, 
         *reason = "no such peer";
         return TERN_ENOTFOUND;
     }
-    bool pause = streq(op, "peers.pause");
+    bool pause = op == TERN_ADMIN_PEERS_PAUSE;
     link->paused = pause;
     s_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
     if (pause && link->rid_size) {
@@ -656,11 +599,13 @@ static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, 
 static void s_admin(s_repl_t *self, const uint8_t *rid, size_t rid_size,
                     const tern_frame_t *frame) {
     char name[TERN_NAME_MAX + 1] = "";
-    s_meta_get(frame, "name", name, sizeof name);
+    tern_admin_arg(frame, "name", name, sizeof name);
+    const tern_admin_desc_t *desc = tern_admin_lookup(frame->name);
+    unsigned op = desc && desc->actor == TERN_ADMIN_BY_REPL ? desc->op : TERN_ADMIN_OP_COUNT;
     tern_json_t json;
     tern_json_init(&json);
     const char *reason = "";
-    tern_err_t rc = s_admin_run(self, frame->name, name, &json, &reason);
+    tern_err_t rc = s_admin_run(self, op, name, &json, &reason);
     if (rc != TERN_OK) {
         s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
         tern_json_free(&json);
@@ -702,8 +647,7 @@ static void s_admin_item(s_repl_t *self, tern_repl_admin_t *item) {
     }
     if (!self->conn_sock ||
         tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_REPL_ADMIN, item) != 0) {
-        free(item->reply);
-        free(item);
+        tern_repl_admin_destroy(&item);
     }
 }
 
@@ -897,7 +841,7 @@ static void s_handle_router(s_repl_t *self) {
             zmq_msg_init(&rec->body);
         }
     }
-    s_rec_destroy(&rec);
+    tern_repl_rec_destroy(&rec);
     s_flush_batch(self);
 }
 
@@ -1142,7 +1086,8 @@ static void s_stop(s_repl_t *self) {
                 tern_repl_batch_t *batch = ptr;
                 tern_repl_batch_destroy(&batch);
             } else if (type == TERN_WORK_REPL_ADMIN) {
-                free(ptr); //  its client times out
+                tern_repl_admin_t *item = ptr;
+                tern_repl_admin_destroy(&item); //  its client times out
             }
         }
     }

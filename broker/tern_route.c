@@ -22,9 +22,9 @@
     Sends:
         OPS     tern_ops_t *     -> storer inbox (storer hands it back)
         frames  [rid][hdr][payload?] -> conn out: OK, ERROR, REPLY
-        batch   [empty][tern_route_batch_t *] -> conn out: up to S_BATCH_MAX
-                DELIVERs (conn owns it); sent when full, at the end of each
-                loop iteration, and before any other frame
+        DELIVERS tern_delivers_t * -> conn out: up to S_BATCH_MAX DELIVERs
+                (conn owns it); sent when full, at the end of each loop
+                iteration, and before any other frame
 
     Model: a group is (topic, name) for durable groups, or (topic, one
     subscription) for an ephemeral one. It keeps one cursor per priority lane
@@ -46,6 +46,7 @@
     opened at start, before any subscription joins it.
 */
 #include "tern_route.h"
+#include "tern_admin.h"
 #include "tern_json.h"
 #include "tern_proto.h"
 #include "tern_work.h"
@@ -178,7 +179,7 @@ typedef struct {
     zlistx_t *subs;               //  every r_sub_t (borrowed)
     tern_ops_t *ops;              //  ops to send (NULL if none)
     size_t ops_hint;              //  ops of the last round: the next array's first size
-    tern_route_batch_t *batch;    //  DELIVERs not yet handed to conn (NULL if none)
+    tern_delivers_t *batch;       //  DELIVERs not yet handed to conn (NULL if none)
     r_pool_t pool;                //  freed pending entries (owned)
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
     tern_frame_t frame;           //  scratch frame
@@ -378,32 +379,16 @@ static tern_op_t *s_op(s_route_t *self, tern_op_type_t type, const r_group_t *gr
     return op;
 }
 
-void tern_route_batch_destroy(tern_route_batch_t **batch_p) {
-    if (!batch_p || !*batch_p) {
-        return;
-    }
-    tern_route_batch_t *batch = *batch_p;
-    for (size_t i = 0; i < batch->count; i++) {
-        for (int k = 0; k < 3; k++) {
-            zmq_msg_close(&batch->items[i].parts[k]);
-        }
-    }
-    free(batch->items);
-    free(batch);
-    *batch_p = NULL;
-}
-
-//  Hands the queued DELIVERs to conn: [empty][pointer]; conn owns them then.
+//  Hands the queued DELIVERs to conn as one DELIVERS item; conn owns them then.
 static void s_flush_batch(s_route_t *self) {
-    tern_route_batch_t *batch = self->batch;
+    tern_delivers_t *batch = self->batch;
     if (!batch) {
         return;
     }
     self->batch = NULL;
-    //  DONTWAIT: the socket has no HWM, so this fails only when conn is gone.
-    if (zmq_send(self->out, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(self->out, &batch, sizeof batch, ZMQ_DONTWAIT) < 0) {
-        tern_route_batch_destroy(&batch);
+    //  The socket has no HWM, so this fails only when conn is gone.
+    if (tern_work_send(self->out, TERN_WORK_DELIVERS, batch) != 0) {
+        tern_delivers_destroy(&batch);
     }
 }
 
@@ -424,16 +409,16 @@ static bool s_send_deliver(s_route_t *self, const uint8_t *rid, size_t rid_size,
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
-        zsys_error("route: cannot encode %s: %d", tern_cmd_name(frame->cmd), (int)rc);
+        zsys_error("route: cannot encode %s: %s", tern_cmd_name(frame->cmd), tern_strerror(rc));
         return false;
     }
-    tern_route_batch_t *batch = self->batch;
+    tern_delivers_t *batch = self->batch;
     if (!batch) {
         batch = self->batch = tern_alloc(sizeof *batch);
         batch->cap = S_BATCH_MAX;
-        batch->items = tern_realloc(NULL, batch->cap * sizeof(tern_route_frame_t));
+        batch->items = tern_realloc(NULL, batch->cap * sizeof(tern_deliver_t));
     }
-    tern_route_frame_t *item = &batch->items[batch->count++];
+    tern_deliver_t *item = &batch->items[batch->count++];
     s_msg_init(&item->parts[0], rid, rid_size);
     s_msg_init(&item->parts[1], self->buf, len);
     s_msg_init(&item->parts[2], frame->payload, frame->payload_size);
@@ -450,7 +435,7 @@ static void s_send(s_route_t *self, const uint8_t *rid, size_t rid_size, const t
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
-        zsys_error("route: cannot encode %s: %d", tern_cmd_name(frame->cmd), (int)rc);
+        zsys_error("route: cannot encode %s: %s", tern_cmd_name(frame->cmd), tern_strerror(rc));
         return;
     }
     bool has_payload = tern_cmd_has_payload(frame->cmd);
@@ -659,9 +644,7 @@ static void s_pend_gone(s_route_t *self, r_pend_t *pend, bool expired) {
     }
     if (group->name[0]) {
         tern_op_t *op = s_op(self, TERN_OP_ACK, group, pend->seq);
-        if (expired) {
-            snprintf(op->reason, sizeof op->reason, "expired");
-        }
+        op->cause = expired ? TERN_CAUSE_EXPIRED : TERN_CAUSE_CONSUMER;
     }
     if (self->config->verbose) {
         zsys_info("route: dropped %s/%s seq %" PRIu64 " (%s)", group->topic->name,
@@ -693,7 +676,7 @@ static void s_pend_retry(s_route_t *self, r_pend_t *pend, uint64_t due_ms, bool 
         //  its own op): its history event says "timeout", not "nacked".
         tern_op_t *op = s_op(self, TERN_OP_NACK, group, pend->seq);
         op->due_ms = due_ms;
-        snprintf(op->reason, sizeof op->reason, "ack_wait");
+        op->cause = TERN_CAUSE_ACK_WAIT;
     }
     s_check_at(group, due_ms);
     group->rescan = true;
@@ -830,8 +813,8 @@ static void s_group_loaded(s_route_t *self, r_group_t *group, tern_err_t err) {
                                       &load);
     }
     if (err != TERN_OK) {
-        zsys_error("route: cannot open group %s on %s: %d", group->name, group->topic->name,
-                   (int)err);
+        zsys_error("route: cannot open group %s on %s: %s", group->name, group->topic->name,
+                   tern_strerror(err));
         group->state = G_FAILED;
         return;
     }
@@ -1157,12 +1140,11 @@ static bool s_dlq_each(const tern_entry_t *entry, void *arg) {
 //  in between. A group with consumers is not deleted (TERN_EBUSY): they
 //  would recreate it at once. Takes ownership of ADMIN on TERN_OK.
 static tern_err_t s_admin_op(s_route_t *self, tern_admin_t *admin, uint32_t topic_id) {
-    const char *name = admin->op;
-    tern_op_type_t type = streq(name, "dlq.replay")    ? TERN_OP_REPLAY
-                          : streq(name, "dlq.purge")   ? TERN_OP_PURGE
-                          : streq(name, "group.seek")  ? TERN_OP_SEEK
-                          : streq(name, "group.reset") ? TERN_OP_RESET
-                                                       : TERN_OP_DROP;
+    tern_op_type_t type = admin->op == TERN_ADMIN_DLQ_REPLAY    ? TERN_OP_REPLAY
+                          : admin->op == TERN_ADMIN_DLQ_PURGE   ? TERN_OP_PURGE
+                          : admin->op == TERN_ADMIN_GROUP_SEEK  ? TERN_OP_SEEK
+                          : admin->op == TERN_ADMIN_GROUP_RESET ? TERN_OP_RESET
+                                                                : TERN_OP_DROP;
     r_group_t *group = s_durable_get(self, topic_id, admin->group);
     if (type == TERN_OP_DROP && group && group->nconsumers > 0) {
         return TERN_EBUSY;
@@ -1205,7 +1187,7 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     }
     tern_json_t json;
     tern_json_init(&json);
-    if (streq(admin->op, "groups")) {
+    if (admin->op == TERN_ADMIN_GROUPS) {
         tern_json_raw(&json, "[");
         s_list_arg_t arg = {self, &json, admin->topic};
         rc = tern_store_group_list(self->reader, topic.id, s_group_each, &arg);
@@ -1213,7 +1195,7 @@ static void s_handle_admin(s_route_t *self, tern_admin_t *admin) {
     } else {
         tern_group_info_t info;
         rc = tern_store_group_get(self->reader, topic.id, admin->group, &info);
-        if (rc == TERN_OK && streq(admin->op, "dlq.list")) {
+        if (rc == TERN_OK && admin->op == TERN_ADMIN_DLQ_LIST) {
             tern_json_raw(&json, "[");
             s_dlq_arg_t arg = {self, &json, admin, topic.id};
             rc = tern_store_dlq_list(self->reader, topic.id, admin->group, s_dlq_each, &arg);
@@ -1772,7 +1754,7 @@ static void s_cleanup(s_route_t *self) {
     zlistx_destroy(&self->groups);
     zlistx_destroy(&self->subs);
     tern_ops_destroy(&self->ops);
-    tern_route_batch_destroy(&self->batch);
+    tern_delivers_destroy(&self->batch);
     while (self->pool.free) {
         r_pend_t *next = self->pool.free->next;
         free(self->pool.free);

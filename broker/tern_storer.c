@@ -22,6 +22,7 @@
         NOTICE    tern_notice_t *     -> route inbox, one per commit
 */
 #include "tern_storer.h"
+#include "tern_admin.h"
 #include "tern_repl.h"
 #include "tern_work.h"
 #include <inttypes.h>
@@ -164,17 +165,25 @@ static void s_queue_pubs(s_storer_t *self, tern_pubs_t *pubs) {
 static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
     admin->err = TERN_OK;
     admin->count = 0;
-    if (streq(admin->op, "topic.create")) {
-        tern_store_batch_topic_create(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
-                                      admin->max_bytes, &admin->err, &admin->topic_id);
-    } else if (streq(admin->op, "topic.edit")) {
-        tern_store_batch_topic_edit(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
-                                    admin->max_bytes, &admin->err);
-    } else if (streq(admin->op, "topic.delete") || streq(admin->op, "topic.purge")) {
-        tern_store_batch_topic_delete(self->batch, admin->topic, streq(admin->op, "topic.purge"),
-                                      &admin->err, &admin->count);
-    } else {
-        admin->err = TERN_EINVAL;
+    switch (admin->op) {
+        case TERN_ADMIN_TOPIC_CREATE:
+            tern_store_batch_topic_create(self->batch, admin->topic, admin->max_age_ms,
+                                          admin->max_msgs, admin->max_bytes, &admin->err,
+                                          &admin->topic_id);
+            break;
+        case TERN_ADMIN_TOPIC_EDIT:
+            tern_store_batch_topic_edit(self->batch, admin->topic, admin->max_age_ms,
+                                        admin->max_msgs, admin->max_bytes, &admin->err);
+            break;
+        case TERN_ADMIN_TOPIC_DELETE:
+        case TERN_ADMIN_TOPIC_PURGE:
+            tern_store_batch_topic_delete(self->batch, admin->topic,
+                                          admin->op == TERN_ADMIN_TOPIC_PURGE, &admin->err,
+                                          &admin->count);
+            break;
+        default: //  not a storer op (tern_admin.c's table says who answers)
+            admin->err = TERN_EINVAL;
+            break;
     }
     tern_committed_t *committed = s_committed(self);
     admin->next = committed->admins;
@@ -196,20 +205,18 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
                                             op->reason);
                 break;
             case TERN_OP_ACK:
-                //  "expired": route dropped an entry whose message expired.
                 tern_store_batch_ack_as(self->batch, op->topic_id, op->group, op->seq,
-                                        streq(op->reason, "expired") ? TERN_TRACE_EXPIRED
-                                                                     : TERN_TRACE_ACKED);
+                                        op->cause == TERN_CAUSE_EXPIRED ? TERN_TRACE_EXPIRED
+                                                                        : TERN_TRACE_ACKED);
                 if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
                     tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
                                               TERN_CMD_ACK);
                 }
                 break;
             case TERN_OP_NACK:
-                //  "ack_wait": not a nack, the ack wait ran out (history only).
                 tern_store_batch_nack_as(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
-                                         streq(op->reason, "ack_wait") ? TERN_TRACE_TIMEOUT
-                                                                       : TERN_TRACE_NACKED);
+                                         op->cause == TERN_CAUSE_ACK_WAIT ? TERN_TRACE_TIMEOUT
+                                                                          : TERN_TRACE_NACKED);
                 break;
             case TERN_OP_DEAD:
                 tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq,
@@ -334,14 +341,14 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
             if (commit_rc != TERN_OK && admin->err == TERN_OK) {
                 admin->err = commit_rc;
             }
-            if (admin->err == TERN_OK && streq(admin->op, "topic.create")) {
+            if (admin->err == TERN_OK && admin->op == TERN_ADMIN_TOPIC_CREATE) {
                 //  Route learns the topic now, not at its first publish: groups
                 //  subscribed to it open at once (issue 4).
                 tern_notice_t *notice = s_notice(self);
                 notice->created =
                     tern_realloc(notice->created, (notice->created_count + 1) * sizeof(uint32_t));
                 notice->created[notice->created_count++] = admin->topic_id;
-            } else if (admin->err == TERN_OK && !streq(admin->op, "topic.edit")) {
+            } else if (admin->err == TERN_OK && admin->op != TERN_ADMIN_TOPIC_EDIT) {
                 //  Route must forget the topic's groups (delete) or its cursors
                 //  now point at nothing (purge); it is told by topic id.
                 tern_notice_t *notice = s_notice(self);
@@ -350,7 +357,7 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
                 tern_topic_gone_t *gone = &notice->gone[notice->gone_count++];
                 atomic_store(&metrics->storage_full, 0); //  space was freed
                 snprintf(gone->name, sizeof gone->name, "%s", admin->topic);
-                gone->purge = streq(admin->op, "topic.purge");
+                gone->purge = admin->op == TERN_ADMIN_TOPIC_PURGE;
             }
         }
     }
@@ -491,7 +498,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     tern_store_batch_set_u64(self->batch, "id.last_ms", tern_id_gen_last_ms(self->args->ids));
     tern_err_t rc = tern_store_batch_commit(self->batch);
     if (rc != TERN_OK) {
-        zsys_error("storer: commit failed: %d", (int)rc);
+        zsys_error("storer: commit failed: %s", tern_strerror(rc));
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     s_collect(self, rc);
