@@ -49,8 +49,8 @@
 #include "tern_admin.h"
 #include "tern_json.h"
 #include "tern_proto.h"
+#include "tern_tagmap.h"
 #include "tern_work.h"
-#include <assert.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -64,22 +64,6 @@ typedef struct r_sub_t r_sub_t;
 typedef struct r_group_t r_group_t;
 typedef struct r_topic_t r_topic_t;
 typedef struct r_pend_t r_pend_t;
-
-//  The tags in flight of one subscription. Open addressing on the tag itself
-//  (tags are sequential per subscription, so tag & mask spreads them evenly),
-//  linear probing, deleted slots marked and reused by later tags: no
-//  allocation per delivery, where a zhashx allocated an item per insert.
-typedef struct {
-    uint64_t tag;   //  0 = empty slot (tags start at 1), S_TOMB = deleted
-    r_pend_t *pend; //  borrowed
-} r_slot_t;
-
-typedef struct {
-    r_slot_t *slots; //  owned array of CAP slots
-    size_t cap;      //  a power of two, or 0 before the first insert
-    size_t count;    //  live entries
-    size_t filled;   //  live + deleted slots (the rest are empty)
-} r_tags_t;
 
 //  Freed pending entries kept for reuse: one calloc/free pair less per
 //  delivered message. Bounded: beyond S_POOL_MAX entries they are freed.
@@ -122,7 +106,7 @@ struct r_sub_t {
     uint32_t window;                  //  max in flight
     uint32_t inflight;                //  in flight now
     uint64_t next_tag;                //  tag counter
-    r_tags_t tags;                    //  tag -> r_pend_t in flight (borrowed)
+    tern_tagmap_t tags;               //  tag -> r_pend_t in flight (borrowed)
     zlistx_t *groups;                 //  groups joined (borrowed)
     void *handle;                     //  in route's sub list
 };
@@ -252,107 +236,6 @@ size_t tern_route_u64_str(uint64_t value, char *buf) {
     }
     buf[n] = 0;
     return n;
-}
-
-// ---------------------------------------------------------------------------
-//  Tags in flight (r_tags_t)
-
-#define S_TOMB UINT64_MAX //  a deleted slot (tags never reach it)
-
-static r_slot_t *s_tags_find(const r_tags_t *tags, uint64_t tag) {
-    if (tags->cap == 0 || tag == 0 || tag == S_TOMB) {
-        return NULL;
-    }
-    size_t mask = tags->cap - 1;
-    //  Ends: at least a quarter of the slots is empty (s_tags_insert).
-    for (size_t i = (size_t)tag & mask;; i = (i + 1) & mask) {
-        if (tags->slots[i].tag == tag) {
-            return &tags->slots[i];
-        }
-        if (tags->slots[i].tag == 0) {
-            return NULL;
-        }
-    }
-}
-
-static r_pend_t *s_tags_lookup(const r_tags_t *tags, uint64_t tag) {
-    r_slot_t *slot = s_tags_find(tags, tag);
-    return slot ? slot->pend : NULL;
-}
-
-//  Rebuilds TAGS with CAP slots and no deleted ones.
-static void s_tags_rehash(r_tags_t *tags, size_t cap) {
-    r_slot_t *slots = tern_alloc(cap * sizeof(r_slot_t));
-    size_t mask = cap - 1;
-    for (size_t i = 0; i < tags->cap; i++) {
-        uint64_t tag = tags->slots[i].tag;
-        if (tag != 0 && tag != S_TOMB) {
-            size_t j = (size_t)tag & mask;
-            while (slots[j].tag != 0) {
-                j = (j + 1) & mask;
-            }
-            slots[j] = tags->slots[i];
-        }
-    }
-    free(tags->slots);
-    tags->slots = slots;
-    tags->cap = cap;
-    tags->filled = tags->count;
-}
-
-//  TAG must not be in TAGS (tags are never reused), so a deleted slot on the
-//  probe path can take it. Sequential tags land on the slots their
-//  predecessors one table-size earlier left: no rehash in steady state.
-static void s_tags_insert(r_tags_t *tags, uint64_t tag, r_pend_t *pend) {
-    assert(tag != 0 && tag != S_TOMB);
-    while (true) {
-        if (tags->cap) {
-            size_t mask = tags->cap - 1;
-            size_t i = (size_t)tag & mask;
-            while (tags->slots[i].tag != 0 && tags->slots[i].tag != S_TOMB) {
-                i = (i + 1) & mask;
-            }
-            if (tags->slots[i].tag == S_TOMB || (tags->filled + 1) * 4 <= tags->cap * 3) {
-                if (tags->slots[i].tag == 0) {
-                    tags->filled++;
-                }
-                tags->slots[i].tag = tag;
-                tags->slots[i].pend = pend;
-                tags->count++;
-                return;
-            }
-        }
-        //  Keep a quarter of the slots empty; grow when half are live.
-        size_t cap = tags->cap ? tags->cap : 64;
-        while ((tags->count + 1) * 2 > cap) {
-            cap *= 2;
-        }
-        s_tags_rehash(tags, cap);
-    }
-}
-
-static void s_tags_delete(r_tags_t *tags, uint64_t tag) {
-    r_slot_t *slot = s_tags_find(tags, tag);
-    if (slot) {
-        slot->tag = S_TOMB;
-        slot->pend = NULL;
-        tags->count--;
-    }
-}
-
-//  Copies the entries of TAGS whose tag is <= MAX_TAG into a new array
-//  (caller owns it) and sets *COUNT: callers change TAGS while walking it.
-static r_pend_t **s_tags_list(const r_tags_t *tags, uint64_t max_tag, size_t *count) {
-    r_pend_t **list = tern_alloc((tags->count + 1) * sizeof(r_pend_t *));
-    size_t n = 0;
-    for (size_t i = 0; i < tags->cap; i++) {
-        uint64_t tag = tags->slots[i].tag;
-        if (tag != 0 && tag != S_TOMB && tag <= max_tag) {
-            list[n++] = tags->slots[i].pend;
-        }
-    }
-    *count = n;
-    return list;
 }
 
 // ---------------------------------------------------------------------------
@@ -545,7 +428,7 @@ static void s_pend_release(r_pend_t *pend) {
         atomic_fetch_sub_explicit(&pend->group->series->inflight, 1, memory_order_relaxed);
     }
     if (pend->inflight && pend->sub) {
-        s_tags_delete(&pend->sub->tags, pend->tag);
+        tern_tagmap_delete(&pend->sub->tags, pend->tag);
         if (pend->sub->inflight > 0) {
             pend->sub->inflight--;
         }
@@ -951,7 +834,7 @@ static void s_sub_remove(s_route_t *self, r_sub_t *sub) {
     uint64_t now = tern_now_ms();
     //  In-flight messages go back to their groups at once.
     size_t nheld = 0;
-    r_pend_t **held = s_tags_list(&sub->tags, UINT64_MAX, &nheld);
+    r_pend_t **held = (r_pend_t **)tern_tagmap_list(&sub->tags, UINT64_MAX, &nheld);
     for (size_t i = 0; i < nheld; i++) {
         r_pend_t *pend = held[i];
         s_pend_release(pend);
@@ -970,7 +853,7 @@ static void s_sub_remove(s_route_t *self, r_sub_t *sub) {
     }
     zlistx_delete(self->subs, sub->handle);
     zhashx_delete(sub->session->subs, S_KEY(sub->id));
-    free(sub->tags.slots);
+    tern_tagmap_fini(&sub->tags);
     zlistx_destroy(&sub->groups);
     free(sub);
 }
@@ -1030,10 +913,10 @@ static void s_handle_sub(s_route_t *self, r_session_t *session, tern_event_t *ev
 }
 
 static void s_handle_ack(s_route_t *self, r_session_t *session, r_sub_t *sub, tern_event_t *ev) {
-    r_pend_t *pend = s_tags_lookup(&sub->tags, ev->tag);
+    r_pend_t *pend = (r_pend_t *)tern_tagmap_get(&sub->tags, ev->tag);
     if (ev->type == TERN_EV_ACK && ev->cumulative) {
         size_t n = 0;
-        r_pend_t **list = s_tags_list(&sub->tags, ev->tag, &n);
+        r_pend_t **list = (r_pend_t **)tern_tagmap_list(&sub->tags, ev->tag, &n);
         for (size_t i = 0; i < n; i++) {
             s_pend_ack(self, list[i]);
         }
@@ -1539,7 +1422,7 @@ static bool s_deliver(s_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     pend->tag = ++sub->next_tag;
     pend->due_ms = now + self->config->ack_wait_ms;
     sub->inflight++;
-    s_tags_insert(&sub->tags, pend->tag, pend);
+    tern_tagmap_insert(&sub->tags, pend->tag, pend);
     s_check_at(group, pend->due_ms);
 
     msg->cmd = TERN_CMD_DELIVER;
