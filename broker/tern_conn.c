@@ -41,6 +41,7 @@
     closed have been read.
 */
 #include "tern_conn.h"
+#include "tern_actor.h"
 #include "tern_admin.h"
 #include "tern_audit.h"
 #include "tern_auth.h"
@@ -88,8 +89,7 @@ typedef struct {
     zsock_t *storer_sock;
     zsock_t *route_sock;
     zsock_t *repl_sock; //  PUSH to the repl actor (peers admin), once needed
-    void *pipe;         //  raw sockets
-    void *router;
+    void *router;       //  raw sockets of the above
     void *inbox;
     void *out;
     void *to_storer;
@@ -113,6 +113,8 @@ typedef struct {
     tern_keys_t *keys;            //  the allow-list (curve): revoked keys lose their sessions
     uint64_t log_second;          //  denial log budget: current second
     int log_count;                //  denials logged in it
+    uint64_t tick_ms;             //  s_tick interval (a quarter heartbeat, 10 ms .. 1 s)
+    uint64_t next_tick;           //  when s_tick runs next
 } s_conn_t;
 
 static void s_session_destroy(void **item_p) {
@@ -1126,7 +1128,9 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
     s_pub_put(self, pub);
 }
 
-static void s_handle_router(s_conn_t *self) {
+static void s_handle_router(void *actor, void *unused) {
+    (void)unused;
+    s_conn_t *self = (s_conn_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         uint8_t rid[TERN_RID_MAX];
         int rid_size = zmq_recv(self->router, rid, sizeof rid, ZMQ_DONTWAIT);
@@ -1278,7 +1282,9 @@ static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
     tern_committed_destroy(&committed);
 }
 
-static void s_handle_inbox(s_conn_t *self) {
+static void s_handle_inbox(void *actor, void *unused) {
+    (void)unused;
+    s_conn_t *self = (s_conn_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         tern_work_type_t type;
         void *ptr;
@@ -1335,7 +1341,9 @@ static void s_forward_batch(s_conn_t *self, tern_delivers_t *batch) {
 //  Forwards [rid][hdr][payload?] from route to the client, without copying;
 //  a single frame (a routing id always has more after it) is a work item:
 //  a batch of DELIVERs (s_forward_batch).
-static void s_handle_out(s_conn_t *self) {
+static void s_handle_out(void *actor, void *unused) {
+    (void)unused;
+    s_conn_t *self = (s_conn_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -1457,6 +1465,24 @@ static void s_tick(s_conn_t *self) {
 // ---------------------------------------------------------------------------
 //  The actor
 
+//  Loop hooks (tern_actor.h): inbox, out and the ROUTER in that order, then
+//  the tick when due and the flush of the turn's batches.
+static long s_prepare(tern_loop_t *loop, void *arg) {
+    (void)loop;
+    s_conn_t *self = (s_conn_t *)arg;
+    return tern_loop_wait_until(self->next_tick);
+}
+
+static void s_after(void *arg) {
+    s_conn_t *self = (s_conn_t *)arg;
+    uint64_t now = tern_now_ms();
+    if (now >= self->next_tick) {
+        s_tick(self);
+        self->next_tick = now + self->tick_ms;
+    }
+    s_flush(self);
+}
+
 static void s_cleanup(s_conn_t *self) {
     //  Items still queued for us (shutdown): nobody will handle them.
     tern_work_type_t type;
@@ -1516,7 +1542,6 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
     self->args = (tern_conn_args_t *)arg;
     self->config = self->args->config;
     self->metrics = self->args->metrics;
-    self->pipe = zsock_resolve(pipe);
     self->limits.max_payload = self->config->max_payload;
     self->sessions = zhashx_new();
     zhashx_set_destructor(self->sessions, s_session_destroy);
@@ -1586,46 +1611,15 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
     uint64_t hb = self->config->heartbeat_ms < self->config->heartbeat_timeout_ms
                       ? self->config->heartbeat_ms
                       : self->config->heartbeat_timeout_ms;
-    uint64_t tick_ms = hb / 4;
-    tick_ms = tick_ms < 10 ? 10 : tick_ms > 1000 ? 1000 : tick_ms;
-    uint64_t next_tick = tern_now_ms() + tick_ms;
-    bool running = true;
-    while (running) {
-        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0},
-                                  {self->router, 0, ZMQ_POLLIN, 0},
-                                  {self->inbox, 0, ZMQ_POLLIN, 0},
-                                  {self->out, 0, ZMQ_POLLIN, 0}};
-        uint64_t now = tern_now_ms();
-        long timeout = next_tick > now ? (long)(next_tick - now) : 0;
-        int rc = zmq_poll(items, 4, timeout);
-        if (rc < 0 && errno != EINTR) {
-            break;
-        }
-        if (rc > 0) {
-            if (items[0].revents & ZMQ_POLLIN) {
-                char *command = zstr_recv(pipe);
-                if (!command || streq(command, "$TERM")) {
-                    running = false;
-                }
-                zstr_free(&command);
-            }
-            if (items[2].revents & ZMQ_POLLIN) {
-                s_handle_inbox(self);
-            }
-            if (items[3].revents & ZMQ_POLLIN) {
-                s_handle_out(self);
-            }
-            if (items[1].revents & ZMQ_POLLIN) {
-                s_handle_router(self);
-            }
-        }
-        now = tern_now_ms();
-        if (now >= next_tick) {
-            s_tick(self);
-            next_tick = now + tick_ms;
-        }
-        s_flush(self);
-    }
+    self->tick_ms = hb / 4;
+    self->tick_ms = self->tick_ms < 10 ? 10 : self->tick_ms > 1000 ? 1000 : self->tick_ms;
+    self->next_tick = tern_now_ms() + self->tick_ms;
+    tern_loop_t loop;
+    tern_loop_init(&loop, pipe, self, s_prepare, s_after);
+    tern_loop_reader(&loop, self->inbox, s_handle_inbox, NULL);
+    tern_loop_reader(&loop, self->out, s_handle_out, NULL);
+    tern_loop_reader(&loop, self->router, s_handle_router, NULL);
+    tern_loop_run(&loop);
     s_cleanup(self);
     free(self);
     return;
@@ -1634,7 +1628,5 @@ fail:
     self->args->bind_rc = -1;
     s_cleanup(self);
     free(self);
-    zsock_signal(pipe, 1);
-    char *command = zstr_recv(pipe);
-    zstr_free(&command);
+    tern_actor_fail(pipe);
 }

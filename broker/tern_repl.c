@@ -37,6 +37,7 @@
     DEALER per peer, frames [header][payload?]: the outbound direction above.
 */
 #include "tern_repl.h"
+#include "tern_actor.h"
 #include "tern_admin.h"
 #include "tern_auth.h"
 #include "tern_json.h"
@@ -82,7 +83,6 @@ typedef struct {
 typedef struct {
     tern_repl_args_t *args;                  //  borrowed
     const tern_config_t *config;             //  borrowed
-    void *pipe;                              //  raw pipe socket
     zsock_t *router_sock;                    //  replication ROUTER, owned
     void *router;                            //  its raw handle
     zsock_t *inbox_sock;                     //  PULL, owned
@@ -731,7 +731,9 @@ static void s_batch_add(s_repl_t *self, s_link_t *link, tern_repl_rec_t *rec) {
 }
 
 //  Drains the ROUTER: records go into one storer batch.
-static void s_handle_router(s_repl_t *self) {
+static void s_handle_router(void *actor, void *unused) {
+    (void)unused;
+    s_repl_t *self = (s_repl_t *)actor;
     tern_repl_rec_t *rec = NULL;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         uint8_t rid[TERN_RID_MAX];
@@ -846,7 +848,9 @@ static void s_handle_router(s_repl_t *self) {
 }
 
 //  Results of a commit from the storer: confirm to the origins.
-static void s_handle_inbox(s_repl_t *self) {
+static void s_handle_inbox(void *actor, void *unused) {
+    (void)unused;
+    s_repl_t *self = (s_repl_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         tern_work_type_t type;
         void *ptr;
@@ -1103,20 +1107,53 @@ static void s_stop(s_repl_t *self) {
     zsock_destroy(&self->conn_sock);
 }
 
+//  Loop hooks (tern_actor.h): the inbox, the ROUTER, then each live
+//  link's DEALER (readers for this turn only: links connect and drop);
+//  timers after every turn. $TERM ends the loop at once.
+static void s_on_dealer(void *self, void *arg) {
+    s_link_t *link = (s_link_t *)arg;
+    if (link->dealer) { //  an earlier handler of this turn may have dropped it
+        s_handle_dealer((s_repl_t *)self, link);
+    }
+}
+
+//  Adds the DEALERs of this turn; waits until the next link deadline (a
+//  live link pumps its outbox every S_PUMP_MS), at most 100 ms.
+static long s_prepare(tern_loop_t *loop, void *arg) {
+    s_repl_t *self = (s_repl_t *)arg;
+    uint64_t now = tern_now_ms();
+    uint64_t deadline = now + 100;
+    for (size_t i = 0; i < self->link_count; i++) {
+        s_link_t *link = &self->links[i];
+        if (link->dealer) {
+            tern_loop_reader(loop, zsock_resolve(link->dealer), s_on_dealer, link);
+        }
+        uint64_t d = tern_peer_deadline(link->fsm);
+        if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
+            d = now + S_PUMP_MS;
+        }
+        if (d < deadline) {
+            deadline = d;
+        }
+    }
+    return tern_loop_wait_until(deadline);
+}
+
+static void s_after(void *self) {
+    s_timers((s_repl_t *)self);
+}
+
 void tern_repl_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-repl");
     s_repl_t *self = tern_alloc(sizeof *self);
     self->args = (tern_repl_args_t *)arg;
     self->config = self->args->config;
-    self->pipe = zsock_resolve(pipe);
     self->args->bind_rc = -1;
     if (s_start(self) != 0) {
         zsys_error("%s", self->args->error);
         s_stop(self);
         free(self);
-        zsock_signal(pipe, 1);
-        char *command = zstr_recv(pipe); //  zactor_destroy still sends $TERM
-        zstr_free(&command);
+        tern_actor_fail(pipe);
         return;
     }
     self->args->bind_rc = 0;
@@ -1124,60 +1161,12 @@ void tern_repl_actor(zsock_t *pipe, void *arg) {
               self->config->node_id, self->config->repl_listen, self->link_count);
     zsock_signal(pipe, 0);
 
-    zmq_pollitem_t items[3 + TERN_PEERS_MAX];
-    s_link_t *item_link[3 + TERN_PEERS_MAX];
-    bool running = true;
-    while (running) {
-        int count = 0;
-        items[count++] = (zmq_pollitem_t){self->pipe, 0, ZMQ_POLLIN, 0};
-        items[count++] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
-        items[count++] = (zmq_pollitem_t){zsock_resolve(self->inbox_sock), 0, ZMQ_POLLIN, 0};
-        uint64_t now = tern_now_ms();
-        uint64_t deadline = now + 100;
-        for (size_t i = 0; i < self->link_count; i++) {
-            s_link_t *link = &self->links[i];
-            if (link->dealer) {
-                item_link[count] = link;
-                items[count++] = (zmq_pollitem_t){zsock_resolve(link->dealer), 0, ZMQ_POLLIN, 0};
-            }
-            uint64_t d = tern_peer_deadline(link->fsm);
-            if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
-                d = now + S_PUMP_MS;
-            }
-            if (d < deadline) {
-                deadline = d;
-            }
-        }
-        long timeout = deadline > now ? (long)(deadline - now) : 0;
-        int rc = zmq_poll(items, count, timeout);
-        if (rc < 0 && errno != EINTR) {
-            break;
-        }
-        if (rc > 0) {
-            if (items[0].revents & ZMQ_POLLIN) {
-                char *command = zstr_recv(pipe);
-                if (!command || streq(command, "$TERM")) {
-                    running = false;
-                }
-                zstr_free(&command);
-                if (!running) {
-                    break;
-                }
-            }
-            if (items[2].revents & ZMQ_POLLIN) {
-                s_handle_inbox(self);
-            }
-            if (items[1].revents & ZMQ_POLLIN) {
-                s_handle_router(self);
-            }
-            for (int i = 3; i < count; i++) {
-                if ((items[i].revents & ZMQ_POLLIN) && item_link[i]->dealer) {
-                    s_handle_dealer(self, item_link[i]);
-                }
-            }
-        }
-        s_timers(self);
-    }
+    tern_loop_t loop;
+    tern_loop_init(&loop, pipe, self, s_prepare, s_after);
+    tern_loop_reader(&loop, zsock_resolve(self->inbox_sock), s_handle_inbox, NULL);
+    tern_loop_reader(&loop, self->router, s_handle_router, NULL);
+    loop.stop_at_once = true;
+    tern_loop_run(&loop);
     s_stop(self);
     free(self);
 }

@@ -46,6 +46,7 @@
     opened at start, before any subscription joins it.
 */
 #include "tern_route_priv.h"
+#include "tern_actor.h"
 #include "tern_admin.h"
 #include "tern_json.h"
 #include "tern_proto.h"
@@ -389,13 +390,69 @@ static void s_cleanup(r_route_t *self) {
     zsock_destroy(&self->out_sock);
 }
 
+//  Loop hooks (tern_actor.h): the inbox, then every group's timers and
+//  dispatch in one read transaction, then the turn's DELIVER batch and ops.
+static void s_on_inbox(void *arg, void *unused) {
+    (void)unused;
+    r_route_t *self = (r_route_t *)arg;
+    for (int n = 0; n < S_DRAIN_MAX; n++) {
+        tern_work_type_t type;
+        void *ptr;
+        if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+            break;
+        }
+        if (type == TERN_WORK_EVENTS) {
+            s_handle_events(self, (tern_events_t *)ptr);
+        } else if (type == TERN_WORK_NOTICE) {
+            s_handle_notice(self, (tern_notice_t *)ptr);
+        } else {
+            zsys_error("route: unexpected work item type %d", (int)type);
+        }
+    }
+}
+
+//  Waits until the earliest group deadline, at most 1 s.
+static long s_prepare(tern_loop_t *loop, void *arg) {
+    (void)loop;
+    r_route_t *self = (r_route_t *)arg;
+    uint64_t now = tern_now_ms();
+    long timeout = 1000;
+    for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+         group = (r_group_t *)zlistx_next(self->groups)) {
+        if (group->next_check_ms) {
+            long wait = group->next_check_ms > now ? (long)(group->next_check_ms - now) : 0;
+            if (wait < timeout) {
+                timeout = wait;
+            }
+        }
+    }
+    return timeout;
+}
+
+static void s_after(void *arg) {
+    r_route_t *self = (r_route_t *)arg;
+    uint64_t now = tern_now_ms();
+    for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+         group = (r_group_t *)zlistx_next(self->groups)) {
+        r_timers(self, group, now);
+    }
+    if (r_read_begin(self) == TERN_OK) {
+        for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+             group = (r_group_t *)zlistx_next(self->groups)) {
+            r_dispatch(self, group, now);
+        }
+    }
+    r_read_end(self);
+    r_flush_batch(self);
+    r_flush_ops(self);
+}
+
 void tern_route_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-route");
     r_route_t *self = tern_alloc(sizeof(r_route_t));
     self->args = (tern_route_args_t *)arg;
     self->config = self->args->config;
     self->metrics = self->args->metrics;
-    self->pipe = zsock_resolve(pipe);
     self->sessions = s_u64_hash_new();
     zhashx_set_destructor(self->sessions, r_session_free);
     self->topics = s_u64_hash_new();
@@ -418,62 +475,10 @@ void tern_route_actor(zsock_t *pipe, void *arg) {
     r_read_end(self);
     zsock_signal(pipe, 0);
 
-    bool running = true;
-    while (running) {
-        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0}, {self->inbox, 0, ZMQ_POLLIN, 0}};
-        uint64_t now = tern_now_ms();
-        long timeout = 1000;
-        for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
-             group = (r_group_t *)zlistx_next(self->groups)) {
-            if (group->next_check_ms) {
-                long wait = group->next_check_ms > now ? (long)(group->next_check_ms - now) : 0;
-                if (wait < timeout) {
-                    timeout = wait;
-                }
-            }
-        }
-        int rc = zmq_poll(items, 2, timeout);
-        if (rc < 0 && errno != EINTR) {
-            break;
-        }
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            char *command = zstr_recv(pipe);
-            if (!command || streq(command, "$TERM")) {
-                running = false;
-            }
-            zstr_free(&command);
-        }
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
-            for (int n = 0; n < S_DRAIN_MAX; n++) {
-                tern_work_type_t type;
-                void *ptr;
-                if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
-                    break;
-                }
-                if (type == TERN_WORK_EVENTS) {
-                    s_handle_events(self, (tern_events_t *)ptr);
-                } else if (type == TERN_WORK_NOTICE) {
-                    s_handle_notice(self, (tern_notice_t *)ptr);
-                } else {
-                    zsys_error("route: unexpected work item type %d", (int)type);
-                }
-            }
-        }
-        now = tern_now_ms();
-        for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
-             group = (r_group_t *)zlistx_next(self->groups)) {
-            r_timers(self, group, now);
-        }
-        if (r_read_begin(self) == TERN_OK) {
-            for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
-                 group = (r_group_t *)zlistx_next(self->groups)) {
-                r_dispatch(self, group, now);
-            }
-        }
-        r_read_end(self);
-        r_flush_batch(self);
-        r_flush_ops(self);
-    }
+    tern_loop_t loop;
+    tern_loop_init(&loop, pipe, self, s_prepare, s_after);
+    tern_loop_reader(&loop, self->inbox, s_on_inbox, NULL);
+    tern_loop_run(&loop);
     s_cleanup(self);
     free(self);
     return;
@@ -482,7 +487,5 @@ fail:
     zsys_error("route: cannot start");
     s_cleanup(self);
     free(self);
-    zsock_signal(pipe, 1);
-    char *command = zstr_recv(pipe);
-    zstr_free(&command);
+    tern_actor_fail(pipe);
 }

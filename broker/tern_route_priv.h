@@ -113,7 +113,6 @@ typedef struct {
     tern_route_args_t *args;     //  borrowed
     const tern_config_t *config; //  borrowed
     tern_metrics_t *metrics;     //  borrowed
-    void *pipe;                  //  raw pipe
     zsock_t *inbox_sock;         //  czmq owners
     zsock_t *storer_sock;
     zsock_t *out_sock;

@@ -22,6 +22,7 @@
         NOTICE    tern_notice_t *     -> route inbox, one per commit
 */
 #include "tern_storer.h"
+#include "tern_actor.h"
 #include "tern_admin.h"
 #include "tern_repl.h"
 #include "tern_work.h"
@@ -34,7 +35,6 @@
 
 typedef struct {
     tern_storer_args_t *args;  //  borrowed
-    void *pipe;                //  raw pipe socket
     void *inbox;               //  PULL
     void *to_conn;             //  PUSH
     void *to_route;            //  PUSH
@@ -44,6 +44,7 @@ typedef struct {
     tern_store_batch_t *batch; //  the reused write batch
     uint64_t rng;              //  trace id PRNG state
     uint64_t next_sweep_ms;    //  when to sweep next
+    uint64_t sweep_ms;         //  sweep interval (storage/sweep_interval, default 1 s)
     //  The current drain:
     tern_committed_t *committed; //  for conn (NULL until needed)
     tern_notice_t *notice;       //  for route (NULL until needed)
@@ -512,12 +513,46 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     return handled;
 }
 
+//  True (and the next sweep scheduled) when the TTL sweep is due.
+static bool s_sweep_due(s_storer_t *self) {
+    uint64_t now = tern_now_ms();
+    if (now < self->next_sweep_ms) {
+        return false;
+    }
+    self->next_sweep_ms = now + self->sweep_ms;
+    return true;
+}
+
+//  Loop hooks (tern_actor.h). The inbox is drained until empty, each round
+//  one commit (the first one carries the sweep when due); without inbox
+//  items a due sweep commits alone.
+static void s_on_inbox(void *arg, void *unused) {
+    (void)unused;
+    s_storer_t *self = (s_storer_t *)arg;
+    bool sweep = s_sweep_due(self);
+    while (s_drain_and_commit(self, sweep) > 0) {
+        sweep = false;
+    }
+}
+
+static long s_prepare(tern_loop_t *loop, void *arg) {
+    (void)loop;
+    s_storer_t *self = (s_storer_t *)arg;
+    return tern_loop_wait_until(self->next_sweep_ms);
+}
+
+static void s_after(void *arg) {
+    s_storer_t *self = (s_storer_t *)arg;
+    if (s_sweep_due(self)) {
+        s_drain_and_commit(self, true);
+    }
+}
+
 void tern_storer_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-storer");
     s_storer_t self_s, *self = &self_s;
     memset(self, 0, sizeof *self);
     self->args = (tern_storer_args_t *)arg;
-    self->pipe = zsock_resolve(pipe);
     self->rng = tern_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)self;
     self->inbox = tern_work_pull_bind(&self->inbox_sock, self->args->inbox);
     if (!self->inbox) {
@@ -535,41 +570,15 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
     if (!self->to_conn || !self->to_route || !self->batch) {
         goto fail;
     }
-    uint64_t sweep_ms =
+    self->sweep_ms =
         self->args->config->sweep_interval_ms ? self->args->config->sweep_interval_ms : 1000;
-    self->next_sweep_ms = tern_now_ms() + sweep_ms;
+    self->next_sweep_ms = tern_now_ms() + self->sweep_ms;
     zsock_signal(pipe, 0);
 
-    bool running = true;
-    while (running) {
-        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0}, {self->inbox, 0, ZMQ_POLLIN, 0}};
-        uint64_t now = tern_now_ms();
-        long timeout = self->next_sweep_ms > now ? (long)(self->next_sweep_ms - now) : 0;
-        int rc = zmq_poll(items, 2, timeout);
-        if (rc < 0 && errno != EINTR) {
-            break;
-        }
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            char *command = zstr_recv(pipe);
-            if (!command || streq(command, "$TERM")) {
-                running = false;
-            }
-            zstr_free(&command);
-        }
-        now = tern_now_ms();
-        bool sweep = now >= self->next_sweep_ms;
-        if (sweep) {
-            self->next_sweep_ms = now + sweep_ms;
-        }
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
-            //  Drain until the inbox is empty: each round is one commit.
-            while (s_drain_and_commit(self, sweep) > 0) {
-                sweep = false;
-            }
-        } else if (sweep) {
-            s_drain_and_commit(self, true);
-        }
-    }
+    tern_loop_t loop;
+    tern_loop_init(&loop, pipe, self, s_prepare, s_after);
+    tern_loop_reader(&loop, self->inbox, s_on_inbox, NULL);
+    tern_loop_run(&loop);
     //  Flush: whatever is still queued is committed before we leave.
     self->stopping = true;
     while (s_drain_and_commit(self, false) > 0) {
@@ -588,8 +597,5 @@ fail:
     zsock_destroy(&self->conn_sock);
     zsock_destroy(&self->route_sock);
     zsock_destroy(&self->repl_sock);
-    zsock_signal(pipe, 1);
-    //  zactor_destroy still sends $TERM: wait for it.
-    char *command = zstr_recv(pipe);
-    zstr_free(&command);
+    tern_actor_fail(pipe);
 }
