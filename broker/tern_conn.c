@@ -1000,20 +1000,139 @@ static bool s_permit(s_conn_t *self, s_session_t *session, uint64_t req_id, cons
 // ---------------------------------------------------------------------------
 //  Incoming frames
 
+//  The actions of a live session's frames, by command (like malamute's named
+//  actions): each returns true when it kept PUB (a PUBLISH queued for the
+//  storer), false when the caller recycles it.
+typedef bool(s_action_fn)(s_conn_t *self, s_session_t *session, tern_pub_t *pub);
+
+static bool s_on_publish(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    const tern_frame_t *frame = &pub->frame;
+    if (!s_permit(self, session, frame->req_id, "publish to", frame->topic,
+                  S_MAY(session, tern_role_may_publish(session->role, frame->topic)))) {
+        return false;
+    }
+    if (frame->meta_size > self->config->max_meta) {
+        char reason[TERN_REASON_MAX + 1];
+        snprintf(reason, sizeof reason, "metadata %zu B > max_meta %llu B", frame->meta_size,
+                 (unsigned long long)self->config->max_meta);
+        s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EMETA, reason);
+        return false;
+    }
+    pub->session_id = session->id;
+    memcpy(pub->rid, session->rid, session->rid_size);
+    pub->rid_size = session->rid_size;
+    if (!self->pubs) {
+        self->pubs = tern_alloc(sizeof(tern_pubs_t));
+    }
+    if (self->pubs->count == self->pubs->cap) {
+        self->pubs->cap = self->pubs->cap ? self->pubs->cap * 2 : 256;
+        self->pubs->items = tern_realloc(self->pubs->items, self->pubs->cap * sizeof(tern_pub_t *));
+    }
+    self->pubs->items[self->pubs->count++] = pub;
+    return true; //  owned by the batch now
+}
+
+static bool s_on_heartbeat(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    (void)self;
+    (void)session;
+    (void)pub;
+    return false; //  receiving it refreshed last_recv_ms already
+}
+
+static bool s_on_bye(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    (void)pub;
+    s_session_end(self, session);
+    return false;
+}
+
+static bool s_on_subscribe(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    const tern_frame_t *frame = &pub->frame;
+    if (!tern_pattern_valid(frame->topic, strlen(frame->topic))) {
+        char reason[TERN_REASON_MAX + 1];
+        s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ETOPIC,
+                     tern_reason_topic(reason, sizeof reason, frame->topic, true));
+        return false;
+    }
+    if (!s_permit(self, session, frame->req_id, "subscribe to", frame->topic,
+                  S_MAY(session, tern_role_may_subscribe(session->role, frame->topic)))) {
+        return false;
+    }
+    tern_event_t *ev = s_event(self, TERN_EV_SUB, session->id);
+    ev->req_id = frame->req_id;
+    ev->text = tern_strdup(frame->topic);
+    snprintf(ev->group, sizeof ev->group, "%s", frame->group);
+    ev->start = frame->start;
+    ev->start_value = frame->start_value;
+    ev->credit = frame->credit;
+    return false;
+}
+
+//  UNSUBSCRIBE, ACK, NACK, TERM and CREDIT: events for route as they are.
+static bool s_on_consumer(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    const tern_frame_t *frame = &pub->frame;
+    tern_ev_type_t type = frame->cmd == TERN_CMD_UNSUBSCRIBE ? TERN_EV_UNSUB
+                          : frame->cmd == TERN_CMD_ACK       ? TERN_EV_ACK
+                          : frame->cmd == TERN_CMD_NACK      ? TERN_EV_NACK
+                          : frame->cmd == TERN_CMD_TERM      ? TERN_EV_TERM
+                                                             : TERN_EV_CREDIT;
+    tern_event_t *ev = s_event(self, type, session->id);
+    ev->req_id = frame->req_id;
+    ev->sub_id = frame->sub_id;
+    ev->tag = frame->tag;
+    ev->cumulative = frame->cumulative;
+    ev->credit = frame->credit;
+    ev->has_delay = (frame->fields & TERN_F_DELAY) != 0;
+    ev->delay_ms = frame->delay_ms;
+    if (frame->cmd == TERN_CMD_TERM && (frame->fields & TERN_F_REASON) && frame->reason[0]) {
+        ev->text = tern_strdup(frame->reason);
+    }
+    return false;
+}
+
+static bool s_on_admin(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+    const tern_frame_t *frame = &pub->frame;
+    if (s_permit(self, session, frame->req_id, "run admin command", frame->name,
+                 S_MAY(session, tern_role_is_admin(session->role)))) {
+        s_handle_admin(self, session, frame);
+    }
+    return false;
+}
+
+//  Commands a client may send once its session is live; the others get
+//  ERROR TERN_ECOMMAND. HELLO is handled before (it opens the session).
+static s_action_fn *const s_actions[TERN_CMD_MAX_] = {
+    [TERN_CMD_PUBLISH] = s_on_publish,
+    [TERN_CMD_HEARTBEAT] = s_on_heartbeat,
+    [TERN_CMD_BYE] = s_on_bye,
+    [TERN_CMD_SUBSCRIBE] = s_on_subscribe,
+    [TERN_CMD_UNSUBSCRIBE] = s_on_consumer,
+    [TERN_CMD_ACK] = s_on_consumer,
+    [TERN_CMD_NACK] = s_on_consumer,
+    [TERN_CMD_TERM] = s_on_consumer,
+    [TERN_CMD_CREDIT] = s_on_consumer,
+    [TERN_CMD_ADMIN] = s_on_admin,
+};
+
+//  A frame that could not be decoded (RC): ERROR with a reason.
+static void s_on_bad_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
+                           const tern_pub_t *pub, tern_err_t rc) {
+    tern_metrics_add(self->metrics->decode_errors[tern_metrics_code_bucket(rc)], 1);
+    char reason[TERN_REASON_MAX + 1];
+    size_t body = zmq_msg_size(&pub->body);
+    if (rc == TERN_ETOOBIG && body > self->config->max_payload) {
+        tern_reason_payload(reason, sizeof reason, body, self->config->max_payload);
+    } else {
+        snprintf(reason, sizeof reason, "cannot decode frame: %s", tern_strerror(rc));
+    }
+    s_send_error(self, rid, rid_size, pub->frame.req_id, rc, reason);
+}
+
 //  Handles one decoded frame. Takes ownership of PUB (queued or recycled).
 static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *rid,
                            size_t rid_size, tern_pub_t *pub, tern_err_t rc) {
     tern_frame_t *frame = &pub->frame;
     if (rc != TERN_OK) {
-        tern_metrics_add(self->metrics->decode_errors[tern_metrics_code_bucket(rc)], 1);
-        char reason[TERN_REASON_MAX + 1];
-        size_t body = zmq_msg_size(&pub->body);
-        if (rc == TERN_ETOOBIG && body > self->config->max_payload) {
-            tern_reason_payload(reason, sizeof reason, body, self->config->max_payload);
-        } else {
-            snprintf(reason, sizeof reason, "cannot decode frame: %s", tern_strerror(rc));
-        }
-        s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
+        s_on_bad_frame(self, rid, rid_size, pub, rc);
         s_pub_put(self, pub);
         return;
     }
@@ -1032,100 +1151,21 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
             session = NULL;
         }
     }
+    s_action_fn *action = frame->cmd < TERN_CMD_MAX_ ? s_actions[frame->cmd] : NULL;
+    bool kept = false;
     if (!session) {
         if (frame->cmd != TERN_CMD_HEARTBEAT && frame->cmd != TERN_CMD_BYE) {
             s_send_error(self, rid, rid_size, frame->req_id, TERN_ESTATE, "send HELLO first");
         }
+    } else if (action) {
+        kept = action(self, session, pub);
+    } else {
+        s_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
+                     "command not accepted from a client");
+    }
+    if (!kept) {
         s_pub_put(self, pub);
-        return;
     }
-    tern_event_t *ev;
-    switch (frame->cmd) {
-        case TERN_CMD_PUBLISH:
-            if (!s_permit(self, session, frame->req_id, "publish to", frame->topic,
-                          S_MAY(session, tern_role_may_publish(session->role, frame->topic)))) {
-                break;
-            }
-            if (frame->meta_size > self->config->max_meta) {
-                char reason[TERN_REASON_MAX + 1];
-                snprintf(reason, sizeof reason, "metadata %zu B > max_meta %llu B",
-                         frame->meta_size, (unsigned long long)self->config->max_meta);
-                s_send_error(self, rid, rid_size, frame->req_id, TERN_EMETA, reason);
-                break;
-            }
-            pub->session_id = session->id;
-            memcpy(pub->rid, rid, rid_size);
-            pub->rid_size = rid_size;
-            if (!self->pubs) {
-                self->pubs = tern_alloc(sizeof(tern_pubs_t));
-            }
-            if (self->pubs->count == self->pubs->cap) {
-                self->pubs->cap = self->pubs->cap ? self->pubs->cap * 2 : 256;
-                self->pubs->items =
-                    tern_realloc(self->pubs->items, self->pubs->cap * sizeof(tern_pub_t *));
-            }
-            self->pubs->items[self->pubs->count++] = pub;
-            return; //  owned by the batch now
-        case TERN_CMD_HEARTBEAT:
-            break;
-        case TERN_CMD_BYE:
-            s_session_end(self, session);
-            break;
-        case TERN_CMD_SUBSCRIBE:
-            if (!tern_pattern_valid(frame->topic, strlen(frame->topic))) {
-                char reason[TERN_REASON_MAX + 1];
-                s_send_error(self, rid, rid_size, frame->req_id, TERN_ETOPIC,
-                             tern_reason_topic(reason, sizeof reason, frame->topic, true));
-                break;
-            }
-            if (!s_permit(self, session, frame->req_id, "subscribe to", frame->topic,
-                          S_MAY(session, tern_role_may_subscribe(session->role, frame->topic)))) {
-                break;
-            }
-            ev = s_event(self, TERN_EV_SUB, session->id);
-            ev->req_id = frame->req_id;
-            ev->text = tern_strdup(frame->topic);
-            snprintf(ev->group, sizeof ev->group, "%s", frame->group);
-            ev->start = frame->start;
-            ev->start_value = frame->start_value;
-            ev->credit = frame->credit;
-            break;
-        case TERN_CMD_UNSUBSCRIBE:
-        case TERN_CMD_ACK:
-        case TERN_CMD_NACK:
-        case TERN_CMD_TERM:
-        case TERN_CMD_CREDIT:
-            ev = s_event(self,
-                         frame->cmd == TERN_CMD_UNSUBSCRIBE ? TERN_EV_UNSUB
-                         : frame->cmd == TERN_CMD_ACK       ? TERN_EV_ACK
-                         : frame->cmd == TERN_CMD_NACK      ? TERN_EV_NACK
-                         : frame->cmd == TERN_CMD_TERM      ? TERN_EV_TERM
-                                                            : TERN_EV_CREDIT,
-                         session->id);
-            ev->req_id = frame->req_id;
-            ev->sub_id = frame->sub_id;
-            ev->tag = frame->tag;
-            ev->cumulative = frame->cumulative;
-            ev->credit = frame->credit;
-            ev->has_delay = (frame->fields & TERN_F_DELAY) != 0;
-            ev->delay_ms = frame->delay_ms;
-            if (frame->cmd == TERN_CMD_TERM && (frame->fields & TERN_F_REASON) &&
-                frame->reason[0]) {
-                ev->text = tern_strdup(frame->reason);
-            }
-            break;
-        case TERN_CMD_ADMIN:
-            if (s_permit(self, session, frame->req_id, "run admin command", frame->name,
-                         S_MAY(session, tern_role_is_admin(session->role)))) {
-                s_handle_admin(self, session, frame);
-            }
-            break;
-        default:
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
-                         "command not accepted from a client");
-            break;
-    }
-    s_pub_put(self, pub);
 }
 
 static void s_handle_router(void *actor, void *unused) {
@@ -1536,6 +1576,53 @@ static void s_cleanup(s_conn_t *self) {
     zsock_destroy(&self->repl_sock);
 }
 
+//  The client ROUTER with its options, CURVE and the roles when configured
+//  (not bound yet). Returns 0, or -1 with args->error set.
+static int s_router_new(s_conn_t *self) {
+    self->router_sock = zsock_new(ZMQ_ROUTER);
+    if (!self->router_sock) {
+        snprintf(self->args->error, sizeof self->args->error, "cannot create socket");
+        return -1;
+    }
+    zsock_set_router_mandatory(self->router_sock, 1);
+    zsock_set_router_handover(self->router_sock, 1);
+    zsock_set_sndhwm(self->router_sock, S_HWM);
+    zsock_set_rcvhwm(self->router_sock, S_HWM);
+    zsock_set_linger(self->router_sock, 500);
+    int64_t maxmsg = (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096);
+    zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    //  A connection that does not finish the ZeroMQ (and CURVE) handshake in
+    //  10 s is closed: half-open connections cannot pile up.
+    int handshake_ms = 10000;
+    zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_HANDSHAKE_IVL, &handshake_ms,
+                   sizeof handshake_ms);
+    self->curve = self->config->auth_mode == TERN_AUTH_CURVE;
+    if (self->curve &&
+        tern_auth_curve_server(zsock_resolve(self->router_sock), self->config->auth_server_key,
+                               self->args->error, sizeof self->args->error) != TERN_OK) {
+        return -1;
+    }
+    if (self->curve && *self->config->auth_clients) {
+        self->keys = tern_keys_new(self->config->auth_clients);
+        if (self->keys) {
+            tern_keys_rescan_if_changed(self->keys);
+        }
+    }
+    if (self->curve && *self->config->auth_roles) {
+        struct stat st;
+        if (stat(self->config->auth_roles, &st) == 0) {
+            self->acl_mtime = st.st_mtim;
+        }
+        self->acl_checked_ms = tern_now_ms();
+        self->acl =
+            tern_acl_load(self->config->auth_roles, self->args->error, sizeof self->args->error);
+        if (!self->acl) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void tern_conn_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-conn");
     s_conn_t *self = tern_alloc(sizeof(s_conn_t));
@@ -1554,46 +1641,8 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
         snprintf(self->args->error, sizeof self->args->error, "cannot set up inproc sockets");
         goto fail;
     }
-    self->router_sock = zsock_new(ZMQ_ROUTER);
-    if (!self->router_sock) {
-        snprintf(self->args->error, sizeof self->args->error, "cannot create socket");
+    if (s_router_new(self) != 0) {
         goto fail;
-    }
-    zsock_set_router_mandatory(self->router_sock, 1);
-    zsock_set_router_handover(self->router_sock, 1);
-    zsock_set_sndhwm(self->router_sock, S_HWM);
-    zsock_set_rcvhwm(self->router_sock, S_HWM);
-    zsock_set_linger(self->router_sock, 500);
-    int64_t maxmsg = (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096);
-    zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    //  A connection that does not finish the ZeroMQ (and CURVE) handshake in
-    //  10 s is closed: half-open connections cannot pile up.
-    int handshake_ms = 10000;
-    zmq_setsockopt(zsock_resolve(self->router_sock), ZMQ_HANDSHAKE_IVL, &handshake_ms,
-                   sizeof handshake_ms);
-    self->curve = self->config->auth_mode == TERN_AUTH_CURVE;
-    if (self->curve &&
-        tern_auth_curve_server(zsock_resolve(self->router_sock), self->config->auth_server_key,
-                               self->args->error, sizeof self->args->error) != TERN_OK) {
-        goto fail;
-    }
-    if (self->curve && *self->config->auth_clients) {
-        self->keys = tern_keys_new(self->config->auth_clients);
-        if (self->keys) {
-            tern_keys_rescan_if_changed(self->keys);
-        }
-    }
-    if (self->curve && *self->config->auth_roles) {
-        struct stat st;
-        if (stat(self->config->auth_roles, &st) == 0) {
-            self->acl_mtime = st.st_mtim;
-        }
-        self->acl_checked_ms = tern_now_ms();
-        self->acl =
-            tern_acl_load(self->config->auth_roles, self->args->error, sizeof self->args->error);
-        if (!self->acl) {
-            goto fail;
-        }
     }
     if (zsock_bind(self->router_sock, "%s", self->config->listen) < 0) {
         snprintf(self->args->error, sizeof self->args->error, "cannot listen on %s: %s",
