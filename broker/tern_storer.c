@@ -17,9 +17,12 @@
         OPS    tern_ops_t *     from route: persist; returned via NOTICE when it
                                 holds OPEN or an admin op (route needs the result),
                                 else freed here after the commit
+        REPL   tern_repl_batch_t * from repl: peers' records and cursors, applied
+                                in the same commit, returned via REPL_DONE
     Sends:
         COMMITTED tern_committed_t *  -> conn inbox, one per commit
         NOTICE    tern_notice_t *     -> route inbox, one per commit
+        REPL_DONE tern_repl_batch_t * -> repl inbox, after its commit
 */
 #include "tern_storer.h"
 #include "tern_actor.h"
