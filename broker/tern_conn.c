@@ -40,7 +40,7 @@
     on at the next tick (<= 1 s), after the frames the client sent before it
     closed have been read.
 */
-#include "tern_conn.h"
+#include "tern_conn_priv.h"
 #include "tern_actor.h"
 #include "tern_admin.h"
 #include "tern_audit.h"
@@ -56,69 +56,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define S_DRAIN_MAX 1024  //  frames read from the ROUTER per drain
-#define S_POOL_MAX  16384 //  pub structs kept for reuse
-#define S_HWM       100000
-
-typedef struct s_session_t {
-    uint64_t id;                    //  unique per conn actor, from 1
-    uint8_t rid[TERN_RID_MAX];      //  routing id
-    size_t rid_size;                //  its length
-    char key[2 * TERN_RID_MAX + 1]; //  hex of rid: hash key
-    uint64_t last_recv_ms;          //  last frame from the client
-    uint64_t last_send_ms;          //  last frame conn sent it
-    uint64_t timeout_ms;            //  silence after which the session is dead
-    tern_puback_t *acks;            //  PUBACK entries of the current commit
-    uint32_t ack_count;             //  entries used
-    uint32_t ack_cap;               //  entries allocated
-    struct s_session_t *ack_next;   //  list of sessions with entries to flush
-    bool ack_listed;                //  on that list
-    bool unreachable;               //  a send found the peer gone: end at the next tick
-    char user[TERN_NAME_MAX + 1];   //  CURVE key name from ZAP ("" with auth none)
-    tern_acl_t *acl;                //  roles at HELLO (a reference); NULL = unrestricted
-    const tern_role_t *role;        //  the key's role in ACL; NULL with an ACL = nothing
-} s_session_t;
-
-typedef struct {
-    tern_conn_args_t *args;      //  borrowed
-    const tern_config_t *config; //  borrowed
-    tern_metrics_t *metrics;     //  borrowed
-    zsock_t *router_sock;        //  czmq owners
-    zsock_t *inbox_sock;
-    zsock_t *out_sock;
-    zsock_t *storer_sock;
-    zsock_t *route_sock;
-    zsock_t *repl_sock; //  PUSH to the repl actor (peers admin), once needed
-    void *router;       //  raw sockets of the above
-    void *inbox;
-    void *out;
-    void *to_storer;
-    void *to_route;
-    void *to_repl;                //  repl_sock resolved, NULL until the first `peers*`
-    zhashx_t *sessions;           //  key -> s_session_t (owned)
-    uint64_t next_session_id;     //  counter
-    tern_store_reader_t *reader;  //  admin reads
-    tern_limits_t limits;         //  decode limits
-    tern_pub_t *pool;             //  free pub structs
-    size_t pool_size;             //  their number
-    tern_pubs_t *pubs;            //  current drain's publishes (NULL if none)
-    tern_events_t *events;        //  current drain's events (NULL if none)
-    s_session_t *ack_list;        //  sessions with PUBACK entries pending
-    uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
-    tern_frame_t scratch;         //  frame for encoding replies
-    bool curve;                   //  auth/mode = curve
-    tern_acl_t *acl;              //  current roles (auth/roles), NULL = none
-    struct timespec acl_mtime;    //  roles file mtime when read
-    uint64_t acl_checked_ms;      //  last look at the roles file
-    tern_keys_t *keys;            //  the allow-list (curve): revoked keys lose their sessions
-    uint64_t log_second;          //  denial log budget: current second
-    int log_count;                //  denials logged in it
-    uint64_t tick_ms;             //  s_tick interval (a quarter heartbeat, 10 ms .. 1 s)
-    uint64_t next_tick;           //  when s_tick runs next
-} s_conn_t;
-
 static void s_session_destroy(void **item_p) {
-    s_session_t *session = (s_session_t *)*item_p;
+    c_session_t *session = (c_session_t *)*item_p;
     if (session) {
         tern_acl_destroy(&session->acl);
         free(session->acks);
@@ -127,10 +66,10 @@ static void s_session_destroy(void **item_p) {
     }
 }
 
-static s_session_t *s_session_lookup(s_conn_t *self, const uint8_t *rid, size_t size) {
+c_session_t *c_session_lookup(c_conn_t *self, const uint8_t *rid, size_t size) {
     char key[2 * TERN_RID_MAX + 1];
     tern_rid_hex(rid, size, key);
-    return (s_session_t *)zhashx_lookup(self->sessions, key);
+    return (c_session_t *)zhashx_lookup(self->sessions, key);
 }
 
 // ---------------------------------------------------------------------------
@@ -140,7 +79,7 @@ static s_session_t *s_session_lookup(s_conn_t *self, const uint8_t *rid, size_t 
 //  when the peer is gone (EHOSTUNREACH: callers mark its session
 //  unreachable, ended at the next tick); -1 when it is full (EAGAIN). A
 //  frame not sent is dropped and counted.
-static int s_send_raw(s_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
+static int s_send_raw(c_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
                       size_t hdr_size, const void *payload, size_t payload_size, bool has_payload) {
     if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         tern_metrics_add(self->metrics->send_dropped, 1);
@@ -153,7 +92,7 @@ static int s_send_raw(s_conn_t *self, const uint8_t *rid, size_t rid_size, const
     return 0;
 }
 
-static int s_send_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
+static int s_send_frame(c_conn_t *self, const uint8_t *rid, size_t rid_size,
                         const tern_frame_t *frame, const void *payload, size_t payload_size) {
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
@@ -163,15 +102,15 @@ static int s_send_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     }
     bool has_payload = tern_cmd_has_payload(frame->cmd);
     int res = s_send_raw(self, rid, rid_size, self->buf, len, payload, payload_size, has_payload);
-    s_session_t *session = s_session_lookup(self, rid, rid_size);
+    c_session_t *session = c_session_lookup(self, rid, rid_size);
     if (session) {
         session->last_send_ms = tern_now_ms();
     }
     return res;
 }
 
-static void s_send_error(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
-                         tern_err_t code, const char *reason) {
+void c_send_error(c_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                  tern_err_t code, const char *reason) {
     tern_frame_t *frame = &self->scratch;
     tern_frame_init(frame, TERN_CMD_ERROR);
     frame->req_id = req_id;
@@ -185,26 +124,26 @@ static void s_send_error(s_conn_t *self, const uint8_t *rid, size_t rid_size, ui
 
 //  ERROR about topic NAME: "no such topic 'NAME'" for TERN_ENOTFOUND, else
 //  OTHER with the code's description.
-static void s_send_topic_error(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
-                               tern_err_t code, const char *name, const char *other) {
+void c_send_topic_error(c_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                        tern_err_t code, const char *name, const char *other) {
     char reason[TERN_REASON_MAX + 1];
     if (code == TERN_ENOTFOUND) {
         snprintf(reason, sizeof reason, "no such topic '%.200s'", name);
     } else {
         snprintf(reason, sizeof reason, "%s '%.200s': %s", other, name, tern_strerror(code));
     }
-    s_send_error(self, rid, rid_size, req_id, code, reason);
+    c_send_error(self, rid, rid_size, req_id, code, reason);
 }
 
 //  The reason of a TERN_ELIMIT from the store: max_topics was reached.
-static const char *s_reason_max_topics(s_conn_t *self, char *out, size_t cap, const char *topic) {
+const char *c_reason_max_topics(c_conn_t *self, char *out, size_t cap, const char *topic) {
     snprintf(out, cap, "max_topics %u reached: topic '%.200s' not created",
              (unsigned)self->config->max_topics, topic);
     return out;
 }
 
-static void s_send_reply(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
-                         const tern_json_t *json) {
+void c_send_reply(c_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
+                  const tern_json_t *json) {
     tern_frame_t *frame = &self->scratch;
     tern_frame_init(frame, TERN_CMD_REPLY);
     frame->req_id = req_id;
@@ -216,7 +155,7 @@ static void s_send_reply(s_conn_t *self, const uint8_t *rid, size_t rid_size, ui
 // ---------------------------------------------------------------------------
 //  Pools and batches
 
-static tern_pub_t *s_pub_get(s_conn_t *self) {
+static tern_pub_t *s_pub_get(c_conn_t *self) {
     tern_pub_t *pub = self->pool;
     if (pub) {
         self->pool = pub->next;
@@ -231,7 +170,7 @@ static tern_pub_t *s_pub_get(s_conn_t *self) {
 }
 
 //  Takes ownership of PUB: closes its messages and keeps it for reuse.
-static void s_pub_put(s_conn_t *self, tern_pub_t *pub) {
+static void s_pub_put(c_conn_t *self, tern_pub_t *pub) {
     zmq_msg_close(&pub->hdr);
     zmq_msg_close(&pub->body);
     if (self->pool_size < S_POOL_MAX) {
@@ -243,7 +182,7 @@ static void s_pub_put(s_conn_t *self, tern_pub_t *pub) {
     }
 }
 
-static tern_event_t *s_event(s_conn_t *self, tern_ev_type_t type, uint64_t session_id) {
+tern_event_t *c_event(c_conn_t *self, tern_ev_type_t type, uint64_t session_id) {
     if (!self->events) {
         self->events = tern_alloc(sizeof(tern_events_t));
     }
@@ -253,7 +192,7 @@ static tern_event_t *s_event(s_conn_t *self, tern_ev_type_t type, uint64_t sessi
     return ev;
 }
 
-static void s_flush(s_conn_t *self) {
+static void s_flush(c_conn_t *self) {
     if (self->pubs) {
         if (tern_work_send(self->to_storer, TERN_WORK_PUBS, self->pubs) != 0) {
             tern_pubs_destroy(&self->pubs);
@@ -271,12 +210,12 @@ static void s_flush(s_conn_t *self) {
 // ---------------------------------------------------------------------------
 //  Sessions
 
-static void s_session_end(s_conn_t *self, s_session_t *session) {
-    s_event(self, TERN_EV_GONE, session->id);
+static void s_session_end(c_conn_t *self, c_session_t *session) {
+    c_event(self, TERN_EV_GONE, session->id);
     tern_metrics_add(self->metrics->connections, -1);
     if (session->ack_listed) {
         //  Unlink from the PUBACK list (rare: ended while answering).
-        s_session_t **link = &self->ack_list;
+        c_session_t **link = &self->ack_list;
         while (*link && *link != session) {
             link = &(*link)->ack_next;
         }
@@ -287,10 +226,10 @@ static void s_session_end(s_conn_t *self, s_session_t *session) {
     zhashx_delete(self->sessions, session->key);
 }
 
-static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *rid,
+static void s_handle_hello(c_conn_t *self, c_session_t *session, const uint8_t *rid,
                            size_t rid_size, const tern_frame_t *frame) {
     if (frame->proto_version < TERN_PROTO_MIN_VERSION) {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_EVERSION,
+        c_send_error(self, rid, rid_size, frame->req_id, TERN_EVERSION,
                      "protocol version not supported");
         return;
     }
@@ -302,7 +241,7 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
         char reason[TERN_REASON_MAX + 1];
         snprintf(reason, sizeof reason, "max_connections %u reached",
                  (unsigned)self->config->max_connections);
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, reason);
+        c_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, reason);
         return;
     }
     session = tern_alloc(sizeof *session);
@@ -323,7 +262,7 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
     tern_metrics_add(self->metrics->connections, 1);
     tern_metrics_add(self->metrics->sessions_total, 1);
 
-    tern_event_t *ev = s_event(self, TERN_EV_OPEN, session->id);
+    tern_event_t *ev = c_event(self, TERN_EV_OPEN, session->id);
     ev->rid = tern_alloc(rid_size);
     memcpy(ev->rid, rid, rid_size);
     ev->rid_size = rid_size;
@@ -345,591 +284,10 @@ static void s_handle_hello(s_conn_t *self, s_session_t *session, const uint8_t *
 }
 
 // ---------------------------------------------------------------------------
-//  Admin
-
-static bool s_count_group(const tern_group_info_t *group, void *arg) {
-    (void)group;
-    (*(uint64_t *)arg)++;
-    return true;
-}
-
-static void s_json_topic(s_conn_t *self, tern_json_t *json, const tern_topic_info_t *topic) {
-    uint64_t groups = 0;
-    tern_store_group_list(self->reader, topic->id, s_count_group, &groups);
-    tern_json_sep(json);
-    tern_json_raw(json, "{");
-    tern_json_key_str(json, "topic", topic->name);
-    tern_json_key_u64(json, "msgs", topic->msgs);
-    tern_json_key_u64(json, "bytes", topic->bytes);
-    tern_json_key_u64(json, "first_seq", topic->first_seq);
-    tern_json_key_u64(json, "last_seq", topic->last_seq);
-    tern_json_key_u64(json, "max_age_ms", topic->max_age_ms);
-    tern_json_key_u64(json, "max_msgs", topic->max_msgs);
-    tern_json_key_u64(json, "max_bytes", topic->max_bytes);
-    tern_json_key_u64(json, "groups", groups);
-    tern_json_raw(json, "}");
-}
-
-typedef struct {
-    s_conn_t *self;
-    tern_json_t *json;
-} s_topic_list_arg_t;
-
-static bool s_topic_each(const tern_topic_info_t *topic, void *arg) {
-    s_topic_list_arg_t *list = (s_topic_list_arg_t *)arg;
-    s_json_topic(list->self, list->json, topic);
-    return true;
-}
-
-//  Reads topic NAME and replies its JSON object (or ERROR).
-static void s_reply_topic(s_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
-                          const char *name) {
-    tern_topic_info_t topic;
-    tern_err_t rc = tern_store_read_begin(self->reader);
-    if (rc == TERN_OK) {
-        rc = tern_store_topic_get(self->reader, name, &topic);
-    }
-    if (rc != TERN_OK) {
-        tern_store_read_end(self->reader);
-        s_send_topic_error(self, rid, rid_size, req_id, rc, name, "cannot read topic");
-        return;
-    }
-    tern_json_t json;
-    tern_json_init(&json);
-    s_json_topic(self, &json, &topic);
-    tern_store_read_end(self->reader);
-    s_send_reply(self, rid, rid_size, req_id, &json);
-    tern_json_free(&json);
-}
-
-//  audit (topic, group?, since_ms?) and trace (msg_id): read-only replays of
-//  the stored history, answered here through conn's reader (tern_audit.c).
-static void s_handle_audit(s_conn_t *self, const uint8_t *rid, size_t rid_size,
-                           const tern_frame_t *frame, tern_admin_op_t op, const char *topic,
-                           const char *group) {
-    char value[64];
-    uint64_t since_ms = 0, msg_id = 0;
-    bool is_trace = op == TERN_ADMIN_TRACE;
-    if (is_trace) {
-        char *end = NULL;
-        if (!tern_admin_arg(frame, "msg_id", value, sizeof value) ||
-            (msg_id = strtoull(value, &end, 10)) == 0 || !end || *end) {
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
-                         "missing or invalid msg_id argument");
-            return;
-        }
-    } else if (tern_admin_arg(frame, "since_ms", value, sizeof value) &&
-               tern_units_parse_duration(value, &since_ms, NULL) != TERN_OK) {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL, "bad since_ms");
-        return;
-    }
-    if (!is_trace && group[0] && !tern_name_valid(group, strlen(group))) {
-        char reason[TERN_REASON_MAX + 1];
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_ENAME,
-                     tern_reason_name(reason, sizeof reason, "group", group));
-        return;
-    }
-    tern_json_t json;
-    tern_json_init(&json);
-    tern_err_t rc = tern_store_read_begin(self->reader);
-    if (rc == TERN_OK) {
-        rc = is_trace ? tern_trace_json(self->reader, msg_id, tern_now_ns(), self->config, &json)
-                      : tern_audit_json(self->reader, topic, group, since_ms, tern_now_ns(), &json);
-    }
-    tern_store_read_end(self->reader);
-    if (rc == TERN_OK) {
-        s_send_reply(self, rid, rid_size, frame->req_id, &json);
-    } else if (rc == TERN_ENOTFOUND) {
-        s_send_error(self, rid, rid_size, frame->req_id, rc,
-                     is_trace ? "no history for this msg_id (unknown, or past "
-                                "storage/trace_retention)"
-                              : "no such topic or group");
-    } else {
-        s_send_error(self, rid, rid_size, frame->req_id, rc, "cannot read the history");
-    }
-    tern_json_free(&json);
-}
-
-#define S_VIEW_MAX  1000                      //  msg.view: messages per reply
-#define S_REPLY_MAX (TERN_PAYLOAD_MAX - 4096) //  a REPLY payload is at most TERN_PAYLOAD_MAX
-
-//  Message MSG (read from the store) as a JSON object with the first SHOWN
-//  bytes of its payload; with ENTRY (a DLQ entry) also its dead-letter fields.
-static void s_json_message_part(tern_json_t *json, const tern_frame_t *msg,
-                                const tern_entry_t *entry, size_t shown) {
-    tern_json_sep(json);
-    tern_json_raw(json, "{");
-    tern_json_key_str(json, "topic", msg->topic);
-    tern_json_key_u64(json, "seq", msg->seq);
-    tern_json_key_u64(json, "msg_id", msg->msg_id);
-    tern_json_key_u64(json, "timestamp_ns", msg->timestamp_ns);
-    tern_json_key_u64(json, "expire_at_ns", msg->expire_at_ns);
-    tern_json_key_u64(json, "priority", msg->priority);
-    tern_json_key_str(json, "trace_id", msg->trace_id);
-    tern_json_key_str(json, "origin", msg->origin);
-    tern_json_key_str(json, "producer", msg->producer);
-    tern_json_key_u64(json, "producer_seq", msg->producer_seq);
-    tern_json_key_str(json, "key", msg->key);
-    if (entry) {
-        tern_json_key_u64(json, "delivery_count", entry->delivery_count);
-        tern_json_key_str(json, "reason", entry->reason);
-        tern_json_key_u64(json, "dead_at_ms", entry->due_ms);
-    }
-    tern_json_key_u64(json, "size", msg->payload_size);
-    if (shown < msg->payload_size) {
-        tern_json_key_bool(json, "truncated", 1);
-    }
-    tern_json_sep(json);
-    tern_json_raw(json, "\"headers\":{");
-    size_t pos = 0;
-    tern_kv_t kv;
-    while (msg->meta && tern_meta_next(msg->meta, msg->meta_size, &pos, &kv)) {
-        char key[TERN_META_KEY_MAX + 1];
-        size_t n = kv.key_len < TERN_META_KEY_MAX ? kv.key_len : TERN_META_KEY_MAX;
-        memcpy(key, kv.key, n);
-        key[n] = 0;
-        tern_json_key_bytes(json, key, (const uint8_t *)kv.value, kv.value_len);
-    }
-    tern_json_raw(json, "}");
-    tern_json_key_bytes(json, "data", msg->payload, shown);
-    tern_json_raw(json, "}");
-}
-
-//  Appends MSG as a JSON object of at most ROOM bytes: when its whole
-//  payload does not fit (a REPLY is at most TERN_PAYLOAD_MAX, and the
-//  payload grows in JSON), a prefix of it does, with "truncated": true
-//  ("size" stays the whole size). Returns false if it truncated.
-static bool s_json_message(tern_json_t *json, const tern_frame_t *msg, const tern_entry_t *entry,
-                           size_t room) {
-    size_t start = json->len, shown = msg->payload_size;
-    for (;;) {
-        s_json_message_part(json, msg, entry, shown);
-        size_t used = json->len - start;
-        if (used <= room || shown == 0) {
-            return shown == msg->payload_size;
-        }
-        //  Each payload byte takes at least one byte of JSON: dropping the
-        //  excess shrinks the object by at least as much, or the loop goes on.
-        shown = shown > used - room ? shown - (used - room) : 0;
-        json->len = start;
-        json->data[start] = 0;
-    }
-}
-
-//  msg.view: up to `count` (default 10) messages from `from` (first,
-//  seq:N or time:DUR; default first) as a JSON array, as many as fit in one
-//  REPLY (at least one, truncated if need be).
-static tern_err_t s_view(s_conn_t *self, const tern_frame_t *frame, uint32_t topic_id,
-                         tern_json_t *json) {
-    char value[64];
-    uint8_t start = TERN_START_FIRST;
-    uint64_t from = 1, count = 10;
-    if ((tern_admin_arg(frame, "from", value, sizeof value) &&
-         (!tern_admin_parse_position(value, &start, &from) || start == TERN_START_NEW)) ||
-        (tern_admin_arg(frame, "count", value, sizeof value) &&
-         (!tern_admin_parse_seq(value, &count) || count > S_VIEW_MAX))) {
-        return TERN_EINVAL;
-    }
-    tern_err_t rc = TERN_OK;
-    if (start == TERN_START_TIME) {
-        rc = tern_store_seq_at_time(self->reader, topic_id, from, &from);
-    }
-    tern_json_raw(json, "[");
-    tern_frame_t msg;
-    for (uint64_t n = 0; rc == TERN_OK && n < count; n++) {
-        if ((rc = tern_store_read_next(self->reader, topic_id, from, &msg)) != TERN_OK) {
-            break;
-        }
-        size_t mark = json->len, used = json->len + 1; //  + "]"
-        if (!s_json_message(json, &msg, NULL, S_REPLY_MAX > used ? S_REPLY_MAX - used : 0) &&
-            n > 0) {
-            json->len = mark; //  the next request starts with it
-            json->data[mark] = 0;
-            break;
-        }
-        from = msg.seq + 1;
-    }
-    tern_json_raw(json, "]");
-    return rc == TERN_ENOTFOUND ? TERN_OK : rc;
-}
-
-//  Reads without consuming: msg.get (topic, seq), msg.view (topic, from,
-//  count) and dlq.get (topic, group, seq), answered through conn's reader.
-static void s_handle_read(s_conn_t *self, const uint8_t *rid, size_t rid_size,
-                          const tern_frame_t *frame, tern_admin_op_t op, const char *topic,
-                          const char *group) {
-    char value[64];
-    uint64_t seq = 0;
-    bool is_view = op == TERN_ADMIN_MSG_VIEW, is_dlq = op == TERN_ADMIN_DLQ_GET;
-    const char *bad = NULL;
-    if (is_dlq && !tern_name_valid(group, strlen(group))) {
-        bad = "missing or invalid group argument";
-    } else if (!is_view && (!tern_admin_arg(frame, "seq", value, sizeof value) ||
-                            !tern_admin_parse_seq(value, &seq))) {
-        bad = "missing or invalid seq argument";
-    }
-    if (bad) {
-        s_send_error(self, rid, rid_size, frame->req_id, is_dlq ? TERN_ENAME : TERN_EINVAL, bad);
-        return;
-    }
-    tern_json_t json;
-    tern_json_init(&json);
-    tern_topic_info_t info;
-    tern_frame_t msg;
-    tern_entry_t entry;
-    char no_topic[TERN_REASON_MAX + 1];
-    snprintf(no_topic, sizeof no_topic, "no such topic '%.200s'", topic);
-    const char *what = no_topic;
-    tern_err_t rc = tern_store_read_begin(self->reader);
-    if (rc == TERN_OK) {
-        rc = tern_store_topic_get(self->reader, topic, &info);
-    }
-    if (rc == TERN_OK && is_view) {
-        what = "invalid from or count argument (from: first, seq:N or time:DUR; count: 1..1000)";
-        rc = s_view(self, frame, info.id, &json);
-    } else if (rc == TERN_OK) {
-        what = "no message with that seq (never stored, expired or removed)";
-        if (is_dlq) {
-            what = "no such group, or that seq is not in its DLQ";
-            rc = tern_store_dlq_get(self->reader, info.id, group, seq, &entry);
-            if (rc == TERN_OK) {
-                what = "the dead letter's message is no longer stored";
-            }
-        }
-        if (rc == TERN_OK) {
-            rc = tern_store_read(self->reader, info.id, seq, &msg);
-        }
-        if (rc == TERN_OK) {
-            s_json_message(&json, &msg, is_dlq ? &entry : NULL, S_REPLY_MAX);
-        }
-    }
-    tern_store_read_end(self->reader);
-    if (rc == TERN_OK) {
-        s_send_reply(self, rid, rid_size, frame->req_id, &json);
-    } else {
-        s_send_error(self, rid, rid_size, frame->req_id, rc,
-                     rc == TERN_ENOTFOUND || rc == TERN_EINVAL ? what : "cannot read the message");
-    }
-    tern_json_free(&json);
-}
-
-//  `peers`, `peers.pause`, `peers.resume`: answered by the repl actor, which
-//  owns the links; the answer comes back on the inbox (s_repl_admin_done).
-static void s_handle_peers(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
-                           const tern_admin_desc_t *desc) {
-    if (!tern_repl_enabled(self->config)) {
-        if (desc->op == TERN_ADMIN_PEERS) {
-            tern_json_t json;
-            tern_json_init(&json);
-            tern_json_raw(&json, "[]");
-            s_send_reply(self, session->rid, session->rid_size, frame->req_id, &json);
-            tern_json_free(&json);
-        } else {
-            s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTFOUND,
-                         "no such peer: replication is off");
-        }
-        return;
-    }
-    if (!self->to_repl) {
-        char endpoint[128];
-        tern_repl_admin_endpoint(self->config, endpoint, sizeof endpoint);
-        self->repl_sock = zsock_new(ZMQ_PUSH);
-        if (self->repl_sock) {
-            zsock_set_sndhwm(self->repl_sock, 0);
-            zsock_set_linger(self->repl_sock, 0);
-            if (zsock_connect(self->repl_sock, "%s", endpoint) == 0) {
-                self->to_repl = zsock_resolve(self->repl_sock);
-            } else {
-                zsock_destroy(&self->repl_sock);
-            }
-        }
-    }
-    tern_repl_admin_t *item = tern_alloc(sizeof *item);
-    memcpy(item->rid, session->rid, session->rid_size);
-    item->rid_size = session->rid_size;
-    item->req_id = frame->req_id;
-    item->op = (uint8_t)desc->op;
-    tern_admin_arg(frame, "name", item->name, sizeof item->name);
-    snprintf(item->reply_to, sizeof item->reply_to, "%s", self->args->inbox);
-    if (!self->to_repl || tern_work_send(self->to_repl, TERN_WORK_REPL_ADMIN, item) != 0) {
-        tern_repl_admin_destroy(&item);
-        s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EINTERNAL,
-                     "the replication actor is unreachable");
-    }
-}
-
-//  The repl actor answered a `peers*` request: relay it to the client.
-static void s_repl_admin_done(s_conn_t *self, tern_repl_admin_t *item) {
-    if (s_session_lookup(self, item->rid, item->rid_size)) {
-        if (item->err != TERN_OK) {
-            s_send_error(self, item->rid, item->rid_size, item->req_id, item->err, item->reason);
-        } else {
-            tern_json_t json;
-            tern_json_init(&json);
-            tern_json_raw(&json, item->reply ? item->reply : "null");
-            s_send_reply(self, item->rid, item->rid_size, item->req_id, &json);
-            tern_json_free(&json);
-        }
-    }
-    tern_repl_admin_destroy(&item);
-}
-
-//  An admin request of SESSION, answered later by the storer or route.
-static tern_admin_t *s_admin_new(const s_session_t *session, const tern_frame_t *frame,
-                                 tern_admin_op_t op, const char *topic, const char *group) {
-    tern_admin_t *admin = tern_alloc(sizeof *admin);
-    admin->session_id = session->id;
-    memcpy(admin->rid, session->rid, session->rid_size);
-    admin->rid_size = session->rid_size;
-    admin->req_id = frame->req_id;
-    admin->op = (uint8_t)op;
-    snprintf(admin->topic, sizeof admin->topic, "%s", topic);
-    snprintf(admin->group, sizeof admin->group, "%s", group);
-    return admin;
-}
-
-//  Checks ADMIN's op and its topic argument TOPIC (HAS_TOPIC: given at all)
-//  and group argument GROUP against the table; answers ERROR and returns
-//  NULL when they are wrong, else the op's row.
-static const tern_admin_desc_t *s_admin_check(s_conn_t *self, s_session_t *session,
-                                              const tern_frame_t *frame, const char *topic,
-                                              bool has_topic, const char *group) {
-    char reason[TERN_REASON_MAX + 1];
-    const tern_admin_desc_t *desc = tern_admin_lookup(frame->name);
-    unsigned args = desc ? desc->args : 0;
-    tern_err_t code = TERN_OK;
-    if (!desc) {
-        code = TERN_ENAME;
-        snprintf(reason, sizeof reason, "unknown admin operation '%s'", frame->name);
-    } else if ((args & TERN_ADMIN_ARG_TOPIC) && !has_topic) {
-        code = TERN_ETOPIC;
-        snprintf(reason, sizeof reason, "%s needs a topic argument", desc->name);
-    } else if ((args & TERN_ADMIN_ARG_TOPIC) && !tern_topic_valid(topic, strlen(topic))) {
-        code = TERN_ETOPIC;
-        tern_reason_topic(reason, sizeof reason, topic, false);
-    } else if ((args & TERN_ADMIN_ARG_GROUP) && !tern_name_valid(group, strlen(group))) {
-        code = TERN_ENAME;
-        if (group[0]) {
-            tern_reason_name(reason, sizeof reason, "group", group);
-        } else {
-            snprintf(reason, sizeof reason, "missing group argument");
-        }
-    }
-    if (code != TERN_OK) {
-        s_send_error(self, session->rid, session->rid_size, frame->req_id, code, reason);
-    }
-    return code == TERN_OK ? desc : NULL;
-}
-
-//  The current limits of ADMIN's topic, which topic.edit keeps unless given.
-//  False: ERROR sent.
-static bool s_admin_current(s_conn_t *self, tern_admin_t *admin) {
-    tern_topic_info_t current;
-    tern_err_t rc = tern_store_read_begin(self->reader);
-    if (rc == TERN_OK) {
-        rc = tern_store_topic_get(self->reader, admin->topic, &current);
-    }
-    tern_store_read_end(self->reader);
-    if (rc != TERN_OK) {
-        s_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, rc, admin->topic,
-                           "cannot read topic");
-        return false;
-    }
-    admin->max_age_ms = current.max_age_ms;
-    admin->max_msgs = current.max_msgs;
-    admin->max_bytes = current.max_bytes;
-    return true;
-}
-
-//  Parses the arguments of a request for the storer or route and hands it
-//  on: TERN_WORK_ADMIN to the storer, a TERN_EV_ADMIN event to route.
-static void s_admin_forward(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
-                            const tern_admin_desc_t *desc, const char *topic, const char *group) {
-    const uint8_t *rid = session->rid;
-    size_t rid_size = session->rid_size;
-    bool to_route = desc->actor == TERN_ADMIN_BY_ROUTE;
-    tern_admin_t *admin = s_admin_new(session, frame, desc->op, topic, to_route ? group : "");
-    char reason[TERN_REASON_MAX + 1];
-    if ((desc->args & TERN_ADMIN_ARG_EDIT) && !s_admin_current(self, admin)) {
-        free(admin);
-        return;
-    }
-    tern_err_t rc = tern_admin_parse(desc, frame, admin, reason, sizeof reason);
-    if (rc != TERN_OK) {
-        free(admin);
-        s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
-        return;
-    }
-    if (to_route) {
-        tern_event_t *ev = s_event(self, TERN_EV_ADMIN, session->id);
-        ev->admin = admin;
-        ev->req_id = frame->req_id;
-    } else if (tern_work_send(self->to_storer, TERN_WORK_ADMIN, admin) != 0) {
-        free(admin);
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL, "storer is gone");
-    }
-}
-
-//  Answers the `status` op: who this node is and how it is set up.
-static void s_reply_status(s_conn_t *self, const s_session_t *session, uint64_t req_id) {
-    static const char *const durability[] = {"fsync", "batch", "none"}; //  tern_durability_t
-    tern_store_stats_t stats;
-    tern_store_stats(self->args->store, &stats);
-    char version[32], data_dir[PATH_MAX];
-    snprintf(version, sizeof version, "%d.%d.%d", TERN_VERSION_MAJOR, TERN_VERSION_MINOR,
-             TERN_VERSION_PATCH);
-    if (!realpath(self->config->data_dir, data_dir)) {
-        snprintf(data_dir, sizeof data_dir, "%s", self->config->data_dir);
-    }
-    unsigned mode = (unsigned)self->config->durability;
-    bool replicated = tern_repl_enabled(self->config) && self->config->peer_count > 0;
-    tern_json_t json;
-    tern_json_init(&json);
-    tern_json_raw(&json, "{");
-    tern_json_key_u64(&json, "node_id", self->config->node_id);
-    tern_json_key_str(&json, "dc", self->config->dc);
-    tern_json_key_str(&json, "version", version);
-    tern_json_key_str(&json, "endpoint", self->config->listen);
-    tern_json_key_str(&json, "data_dir", data_dir);
-    tern_json_key_str(&json, "durability", mode < 3 ? durability[mode] : "?");
-    //  "standalone", or "dc": one datacenter of a replicated set (its peers).
-    tern_json_key_str(&json, "role", replicated ? "dc" : "standalone");
-    tern_json_key_u64(&json, "peers", replicated ? self->config->peer_count : 0);
-    tern_json_key_u64(&json, "uptime_s", (tern_now_ms() - self->metrics->started_ms) / 1000u);
-    tern_json_key_u64(&json, "topics", stats.topics);
-    tern_json_key_u64(&json, "connections", zhashx_size(self->sessions));
-    tern_json_key_u64(&json, "storage_bytes", stats.file_bytes);
-    tern_json_key_u64(&json, "published", tern_metrics_get(self->metrics->published));
-    tern_json_key_u64(&json, "delivered", tern_metrics_get(self->metrics->delivered));
-    tern_json_key_u64(&json, "acked", tern_metrics_get(self->metrics->acked));
-    tern_json_key_str(&json, "auth", self->curve ? "curve" : "none");
-    tern_json_key_u64(&json, "auth_refused", tern_metrics_get(self->metrics->auth_refused));
-    tern_json_key_u64(&json, "auth_denied", tern_metrics_get(self->metrics->auth_denied));
-    tern_json_raw(&json, "}");
-    s_send_reply(self, session->rid, session->rid_size, req_id, &json);
-    tern_json_free(&json);
-}
-
-//  `topics`: every topic as a JSON array.
-static void s_reply_topics(s_conn_t *self, const s_session_t *session, uint64_t req_id) {
-    tern_json_t json;
-    tern_json_init(&json);
-    tern_json_raw(&json, "[");
-    s_topic_list_arg_t arg = {self, &json};
-    tern_err_t rc = tern_store_read_begin(self->reader);
-    if (rc == TERN_OK) {
-        rc = tern_store_topic_list(self->reader, s_topic_each, &arg);
-    }
-    tern_store_read_end(self->reader);
-    tern_json_raw(&json, "]");
-    if (rc == TERN_OK) {
-        s_send_reply(self, session->rid, session->rid_size, req_id, &json);
-    } else {
-        s_send_error(self, session->rid, session->rid_size, req_id, rc, "cannot list topics");
-    }
-    tern_json_free(&json);
-}
-
-//  The operations conn answers itself, through its own store reader.
-static void s_admin_local(s_conn_t *self, s_session_t *session, const tern_frame_t *frame,
-                          tern_admin_op_t op, const char *topic, const char *group) {
-    const uint8_t *rid = session->rid;
-    size_t rid_size = session->rid_size;
-    switch (op) {
-        case TERN_ADMIN_STATUS:
-            s_reply_status(self, session, frame->req_id);
-            break;
-        case TERN_ADMIN_TOPICS:
-            s_reply_topics(self, session, frame->req_id);
-            break;
-        case TERN_ADMIN_TOPIC_INFO:
-            s_reply_topic(self, rid, rid_size, frame->req_id, topic);
-            break;
-        case TERN_ADMIN_AUDIT:
-        case TERN_ADMIN_TRACE:
-            s_handle_audit(self, rid, rid_size, frame, op, topic, group);
-            break;
-        case TERN_ADMIN_DLQ_GET:
-        case TERN_ADMIN_MSG_GET:
-        case TERN_ADMIN_MSG_VIEW:
-            s_handle_read(self, rid, rid_size, frame, op, topic, group);
-            break;
-        default:
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL,
-                         "admin operation listed for conn in tern_admin.c but not handled");
-            break;
-    }
-}
-
-static void s_handle_admin(s_conn_t *self, s_session_t *session, const tern_frame_t *frame) {
-    char topic[TERN_TOPIC_MAX + 1] = "";
-    char group[TERN_NAME_MAX + 1] = "";
-    bool has_topic = tern_admin_arg(frame, "topic", topic, sizeof topic);
-    tern_admin_arg(frame, "group", group, sizeof group);
-    const tern_admin_desc_t *desc = s_admin_check(self, session, frame, topic, has_topic, group);
-    if (!desc) {
-        return;
-    }
-    switch (desc->actor) {
-        case TERN_ADMIN_BY_CONN:
-            s_admin_local(self, session, frame, desc->op, topic, group);
-            break;
-        case TERN_ADMIN_BY_REPL:
-            s_handle_peers(self, session, frame, desc);
-            break;
-        case TERN_ADMIN_BY_STORER:
-        case TERN_ADMIN_BY_ROUTE:
-            s_admin_forward(self, session, frame, desc, topic, group);
-            break;
-    }
-}
-
-//  The storer finished an admin write: answer the client.
-static void s_admin_done(s_conn_t *self, tern_admin_t *admin) {
-    if (!s_session_lookup(self, admin->rid, admin->rid_size)) {
-        return;
-    }
-    if (admin->err == TERN_EEXIST) {
-        char reason[TERN_TOPIC_MAX + 32];
-        snprintf(reason, sizeof reason, "topic '%s' exists", admin->topic);
-        s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err, reason);
-        return;
-    }
-    if (admin->err == TERN_ELIMIT) {
-        char reason[TERN_REASON_MAX + 1];
-        s_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
-                     s_reason_max_topics(self, reason, sizeof reason, admin->topic));
-        return;
-    }
-    if (admin->err != TERN_OK) {
-        s_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
-                           admin->topic, "topic operation failed");
-        return;
-    }
-    if (admin->op == TERN_ADMIN_TOPIC_CREATE || admin->op == TERN_ADMIN_TOPIC_EDIT) {
-        s_reply_topic(self, admin->rid, admin->rid_size, admin->req_id, admin->topic);
-        return;
-    }
-    tern_json_t json;
-    tern_json_init(&json);
-    tern_json_raw(&json, "{");
-    tern_json_key_str(&json, "topic", admin->topic);
-    if (admin->op == TERN_ADMIN_TOPIC_DELETE) {
-        tern_json_key_bool(&json, "deleted", 1);
-        tern_json_key_u64(&json, "removed", admin->count);
-    } else {
-        tern_json_key_u64(&json, "purged", admin->count);
-    }
-    tern_json_raw(&json, "}");
-    s_send_reply(self, admin->rid, admin->rid_size, admin->req_id, &json);
-    tern_json_free(&json);
-}
-
-// ---------------------------------------------------------------------------
 //  Authorization (auth/roles; docs/security.md)
 
 //  Re-reads the roles file when it changed, looking at most once a second.
-static void s_acl_refresh(s_conn_t *self) {
+static void s_acl_refresh(c_conn_t *self) {
     uint64_t now = tern_now_ms();
     if (!self->acl || now - self->acl_checked_ms < 1000) {
         return;
@@ -954,7 +312,7 @@ static void s_acl_refresh(s_conn_t *self) {
 }
 
 //  Binds SESSION (just opened by a HELLO) to the key that sent PUB.
-static void s_session_auth(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static void s_session_auth(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     if (!self->curve || !session) {
         return;
     }
@@ -976,7 +334,7 @@ static void s_session_auth(s_conn_t *self, s_session_t *session, tern_pub_t *pub
 #define S_MAY(session, check) (!(session)->acl || ((session)->role && (check)))
 
 //  Returns ALLOWED; when false, answers ERROR TERN_EDENIED, logs, counts.
-static bool s_permit(s_conn_t *self, s_session_t *session, uint64_t req_id, const char *what,
+static bool s_permit(c_conn_t *self, c_session_t *session, uint64_t req_id, const char *what,
                      const char *object, bool allowed) {
     if (allowed) {
         return true;
@@ -993,7 +351,7 @@ static bool s_permit(s_conn_t *self, s_session_t *session, uint64_t req_id, cons
     if (self->log_count++ < 10) {
         zsys_warning("conn: denied key %s: %s", session->user, reason);
     }
-    s_send_error(self, session->rid, session->rid_size, req_id, TERN_EDENIED, reason);
+    c_send_error(self, session->rid, session->rid_size, req_id, TERN_EDENIED, reason);
     return false;
 }
 
@@ -1003,9 +361,9 @@ static bool s_permit(s_conn_t *self, s_session_t *session, uint64_t req_id, cons
 //  The actions of a live session's frames, by command (like malamute's named
 //  actions): each returns true when it kept PUB (a PUBLISH queued for the
 //  storer), false when the caller recycles it.
-typedef bool(s_action_fn)(s_conn_t *self, s_session_t *session, tern_pub_t *pub);
+typedef bool(s_action_fn)(c_conn_t *self, c_session_t *session, tern_pub_t *pub);
 
-static bool s_on_publish(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static bool s_on_publish(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     const tern_frame_t *frame = &pub->frame;
     if (!s_permit(self, session, frame->req_id, "publish to", frame->topic,
                   S_MAY(session, tern_role_may_publish(session->role, frame->topic)))) {
@@ -1015,7 +373,7 @@ static bool s_on_publish(s_conn_t *self, s_session_t *session, tern_pub_t *pub) 
         char reason[TERN_REASON_MAX + 1];
         snprintf(reason, sizeof reason, "metadata %zu B > max_meta %llu B", frame->meta_size,
                  (unsigned long long)self->config->max_meta);
-        s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EMETA, reason);
+        c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EMETA, reason);
         return false;
     }
     pub->session_id = session->id;
@@ -1032,24 +390,24 @@ static bool s_on_publish(s_conn_t *self, s_session_t *session, tern_pub_t *pub) 
     return true; //  owned by the batch now
 }
 
-static bool s_on_heartbeat(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static bool s_on_heartbeat(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     (void)self;
     (void)session;
     (void)pub;
     return false; //  receiving it refreshed last_recv_ms already
 }
 
-static bool s_on_bye(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static bool s_on_bye(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     (void)pub;
     s_session_end(self, session);
     return false;
 }
 
-static bool s_on_subscribe(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static bool s_on_subscribe(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     const tern_frame_t *frame = &pub->frame;
     if (!tern_pattern_valid(frame->topic, strlen(frame->topic))) {
         char reason[TERN_REASON_MAX + 1];
-        s_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ETOPIC,
+        c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ETOPIC,
                      tern_reason_topic(reason, sizeof reason, frame->topic, true));
         return false;
     }
@@ -1057,7 +415,7 @@ static bool s_on_subscribe(s_conn_t *self, s_session_t *session, tern_pub_t *pub
                   S_MAY(session, tern_role_may_subscribe(session->role, frame->topic)))) {
         return false;
     }
-    tern_event_t *ev = s_event(self, TERN_EV_SUB, session->id);
+    tern_event_t *ev = c_event(self, TERN_EV_SUB, session->id);
     ev->req_id = frame->req_id;
     ev->text = tern_strdup(frame->topic);
     snprintf(ev->group, sizeof ev->group, "%s", frame->group);
@@ -1068,14 +426,14 @@ static bool s_on_subscribe(s_conn_t *self, s_session_t *session, tern_pub_t *pub
 }
 
 //  UNSUBSCRIBE, ACK, NACK, TERM and CREDIT: events for route as they are.
-static bool s_on_consumer(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static bool s_on_consumer(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     const tern_frame_t *frame = &pub->frame;
     tern_ev_type_t type = frame->cmd == TERN_CMD_UNSUBSCRIBE ? TERN_EV_UNSUB
                           : frame->cmd == TERN_CMD_ACK       ? TERN_EV_ACK
                           : frame->cmd == TERN_CMD_NACK      ? TERN_EV_NACK
                           : frame->cmd == TERN_CMD_TERM      ? TERN_EV_TERM
                                                              : TERN_EV_CREDIT;
-    tern_event_t *ev = s_event(self, type, session->id);
+    tern_event_t *ev = c_event(self, type, session->id);
     ev->req_id = frame->req_id;
     ev->sub_id = frame->sub_id;
     ev->tag = frame->tag;
@@ -1089,11 +447,11 @@ static bool s_on_consumer(s_conn_t *self, s_session_t *session, tern_pub_t *pub)
     return false;
 }
 
-static bool s_on_admin(s_conn_t *self, s_session_t *session, tern_pub_t *pub) {
+static bool s_on_admin(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     const tern_frame_t *frame = &pub->frame;
     if (s_permit(self, session, frame->req_id, "run admin command", frame->name,
                  S_MAY(session, tern_role_is_admin(session->role)))) {
-        s_handle_admin(self, session, frame);
+        c_handle_admin(self, session, frame);
     }
     return false;
 }
@@ -1114,7 +472,7 @@ static s_action_fn *const s_actions[TERN_CMD_MAX_] = {
 };
 
 //  A frame that could not be decoded (RC): ERROR with a reason.
-static void s_on_bad_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
+static void s_on_bad_frame(c_conn_t *self, const uint8_t *rid, size_t rid_size,
                            const tern_pub_t *pub, tern_err_t rc) {
     tern_metrics_add(self->metrics->decode_errors[tern_metrics_code_bucket(rc)], 1);
     char reason[TERN_REASON_MAX + 1];
@@ -1124,11 +482,11 @@ static void s_on_bad_frame(s_conn_t *self, const uint8_t *rid, size_t rid_size,
     } else {
         snprintf(reason, sizeof reason, "cannot decode frame: %s", tern_strerror(rc));
     }
-    s_send_error(self, rid, rid_size, pub->frame.req_id, rc, reason);
+    c_send_error(self, rid, rid_size, pub->frame.req_id, rc, reason);
 }
 
 //  Handles one decoded frame. Takes ownership of PUB (queued or recycled).
-static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *rid,
+static void s_handle_frame(c_conn_t *self, c_session_t *session, const uint8_t *rid,
                            size_t rid_size, tern_pub_t *pub, tern_err_t rc) {
     tern_frame_t *frame = &pub->frame;
     if (rc != TERN_OK) {
@@ -1138,7 +496,7 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
     }
     if (frame->cmd == TERN_CMD_HELLO) {
         s_handle_hello(self, session, rid, rid_size, frame);
-        s_session_auth(self, s_session_lookup(self, rid, rid_size), pub);
+        s_session_auth(self, c_session_lookup(self, rid, rid_size), pub);
         s_pub_put(self, pub);
         return;
     }
@@ -1155,12 +513,12 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
     bool kept = false;
     if (!session) {
         if (frame->cmd != TERN_CMD_HEARTBEAT && frame->cmd != TERN_CMD_BYE) {
-            s_send_error(self, rid, rid_size, frame->req_id, TERN_ESTATE, "send HELLO first");
+            c_send_error(self, rid, rid_size, frame->req_id, TERN_ESTATE, "send HELLO first");
         }
     } else if (action) {
         kept = action(self, session, pub);
     } else {
-        s_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
+        c_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
                      "command not accepted from a client");
     }
     if (!kept) {
@@ -1170,7 +528,7 @@ static void s_handle_frame(s_conn_t *self, s_session_t *session, const uint8_t *
 
 static void s_handle_router(void *actor, void *unused) {
     (void)unused;
-    s_conn_t *self = (s_conn_t *)actor;
+    c_conn_t *self = (c_conn_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         uint8_t rid[TERN_RID_MAX];
         int rid_size = zmq_recv(self->router, rid, sizeof rid, ZMQ_DONTWAIT);
@@ -1201,7 +559,7 @@ static void s_handle_router(void *actor, void *unused) {
                 frames++;
             }
         }
-        s_session_t *session = s_session_lookup(self, rid, (size_t)rid_size);
+        c_session_t *session = c_session_lookup(self, rid, (size_t)rid_size);
         if (session) {
             session->last_recv_ms = tern_now_ms();
         }
@@ -1223,9 +581,9 @@ static void s_handle_router(void *actor, void *unused) {
 // ---------------------------------------------------------------------------
 //  Results and forwarding
 
-static void s_flush_pubacks(s_conn_t *self) {
+static void s_flush_pubacks(c_conn_t *self) {
     while (self->ack_list) {
-        s_session_t *session = self->ack_list;
+        c_session_t *session = self->ack_list;
         self->ack_list = session->ack_next;
         session->ack_listed = false;
         session->ack_next = NULL;
@@ -1244,7 +602,7 @@ static void s_flush_pubacks(s_conn_t *self) {
 }
 
 //  Sends the PUBACK entries SESSION has collected so far.
-static void s_send_acks(s_conn_t *self, s_session_t *session) {
+static void s_send_acks(c_conn_t *self, c_session_t *session) {
     size_t len = 0;
     if (session->ack_count > 0 &&
         tern_frame_encode_puback(session->acks, session->ack_count, self->buf, sizeof self->buf,
@@ -1256,11 +614,11 @@ static void s_send_acks(s_conn_t *self, s_session_t *session) {
 
 //  Answers a publish the store refused with ERROR: the code, and a reason
 //  that names the limit reached.
-static void s_send_pub_error(s_conn_t *self, s_session_t *session, const tern_pub_t *pub) {
+static void s_send_pub_error(c_conn_t *self, c_session_t *session, const tern_pub_t *pub) {
     char reason[TERN_REASON_MAX + 1], size[32];
     tern_err_t code = pub->result.err;
     if (code == TERN_ELIMIT) {
-        s_reason_max_topics(self, reason, sizeof reason, pub->frame.topic);
+        c_reason_max_topics(self, reason, sizeof reason, pub->frame.topic);
     } else if (code == TERN_EFULL) {
         snprintf(reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
                  tern_size_text(size, sizeof size, self->config->map_max));
@@ -1268,18 +626,18 @@ static void s_send_pub_error(s_conn_t *self, s_session_t *session, const tern_pu
         snprintf(reason, sizeof reason, "publish to '%.200s' refused: %s", pub->frame.topic,
                  tern_strerror(code));
     }
-    s_send_error(self, session->rid, session->rid_size, pub->frame.req_id, code, reason);
+    c_send_error(self, session->rid, session->rid_size, pub->frame.req_id, code, reason);
 }
 
-static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
-    s_session_t *session = NULL;
+static void s_handle_committed(c_conn_t *self, tern_committed_t *committed) {
+    c_session_t *session = NULL;
     uint64_t session_id = 0;
     for (tern_pubs_t *pubs = committed->pubs; pubs; pubs = pubs->next) {
         for (size_t i = 0; i < pubs->count; i++) {
             tern_pub_t *pub = pubs->items[i];
             if (pub->session_id != session_id) {
                 session_id = pub->session_id;
-                session = s_session_lookup(self, pub->rid, pub->rid_size);
+                session = c_session_lookup(self, pub->rid, pub->rid_size);
                 if (session && session->id != session_id) {
                     session = NULL; //  same routing id, newer session
                 }
@@ -1317,14 +675,14 @@ static void s_handle_committed(s_conn_t *self, tern_committed_t *committed) {
     }
     s_flush_pubacks(self);
     for (tern_admin_t *admin = committed->admins; admin; admin = admin->next) {
-        s_admin_done(self, admin);
+        c_admin_done(self, admin);
     }
     tern_committed_destroy(&committed);
 }
 
 static void s_handle_inbox(void *actor, void *unused) {
     (void)unused;
-    s_conn_t *self = (s_conn_t *)actor;
+    c_conn_t *self = (c_conn_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         tern_work_type_t type;
         void *ptr;
@@ -1334,7 +692,7 @@ static void s_handle_inbox(void *actor, void *unused) {
         if (type == TERN_WORK_COMMITTED) {
             s_handle_committed(self, (tern_committed_t *)ptr);
         } else if (type == TERN_WORK_REPL_ADMIN) {
-            s_repl_admin_done(self, (tern_repl_admin_t *)ptr);
+            c_repl_admin_done(self, (tern_repl_admin_t *)ptr);
         } else {
             zsys_error("conn: unexpected work item type %d", (int)type);
         }
@@ -1346,8 +704,8 @@ static void s_handle_inbox(void *actor, void *unused) {
 //  Not now: ACKs and BYE it sent before closing may still wait in the
 //  ROUTER's inbound queue, and must be handled first or acknowledged
 //  messages would be redelivered.
-static void s_mark_unreachable(s_conn_t *self, const uint8_t *rid, size_t rid_size) {
-    s_session_t *session = s_session_lookup(self, rid, rid_size);
+static void s_mark_unreachable(c_conn_t *self, const uint8_t *rid, size_t rid_size) {
+    c_session_t *session = c_session_lookup(self, rid, rid_size);
     if (session) {
         session->unreachable = true;
     }
@@ -1355,7 +713,7 @@ static void s_mark_unreachable(s_conn_t *self, const uint8_t *rid, size_t rid_si
 
 //  Sends route's batch of DELIVERs (see tern_delivers_t): each item's
 //  three parts move to the ROUTER without a copy. Takes ownership of BATCH.
-static void s_forward_batch(s_conn_t *self, tern_delivers_t *batch) {
+static void s_forward_batch(c_conn_t *self, tern_delivers_t *batch) {
     const uint8_t *last_gone = NULL; //  rid of the last unreachable peer
     size_t last_gone_size = 0;
     for (size_t i = 0; i < batch->count; i++) {
@@ -1383,7 +741,7 @@ static void s_forward_batch(s_conn_t *self, tern_delivers_t *batch) {
 //  a batch of DELIVERs (s_forward_batch).
 static void s_handle_out(void *actor, void *unused) {
     (void)unused;
-    s_conn_t *self = (s_conn_t *)actor;
+    c_conn_t *self = (c_conn_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -1432,13 +790,13 @@ static void s_handle_out(void *actor, void *unused) {
 //  Ends the sessions whose key was removed from the allow-list since the
 //  last look (the directory's mtime changed): each gets ERROR TERN_EDENIED
 //  first, and its next connection is refused at the handshake.
-static void s_drop_revoked(s_conn_t *self) {
+static void s_drop_revoked(c_conn_t *self) {
     if (!self->keys || !tern_keys_rescan_if_changed(self->keys)) {
         return;
     }
     zlistx_t *revoked = NULL;
-    for (s_session_t *session = (s_session_t *)zhashx_first(self->sessions); session;
-         session = (s_session_t *)zhashx_next(self->sessions)) {
+    for (c_session_t *session = (c_session_t *)zhashx_first(self->sessions); session;
+         session = (c_session_t *)zhashx_next(self->sessions)) {
         if (session->user[0] && !tern_keys_has_name(self->keys, session->user)) {
             if (!revoked) {
                 revoked = zlistx_new();
@@ -1446,22 +804,22 @@ static void s_drop_revoked(s_conn_t *self) {
             zlistx_add_end(revoked, session);
         }
     }
-    for (s_session_t *session = revoked ? (s_session_t *)zlistx_first(revoked) : NULL; session;
-         session = (s_session_t *)zlistx_next(revoked)) {
+    for (c_session_t *session = revoked ? (c_session_t *)zlistx_first(revoked) : NULL; session;
+         session = (c_session_t *)zlistx_next(revoked)) {
         zsys_warning("conn: key %s was revoked: ending its session %" PRIu64, session->user,
                      session->id);
-        s_send_error(self, session->rid, session->rid_size, 0, TERN_EDENIED, "key revoked");
+        c_send_error(self, session->rid, session->rid_size, 0, TERN_EDENIED, "key revoked");
         s_session_end(self, session);
     }
     zlistx_destroy(&revoked);
 }
 
-static void s_tick(s_conn_t *self) {
+static void s_tick(c_conn_t *self) {
     s_drop_revoked(self);
     uint64_t now = tern_now_ms();
     zlistx_t *dead = NULL;
-    for (s_session_t *session = (s_session_t *)zhashx_first(self->sessions); session;
-         session = (s_session_t *)zhashx_next(self->sessions)) {
+    for (c_session_t *session = (c_session_t *)zhashx_first(self->sessions); session;
+         session = (c_session_t *)zhashx_next(self->sessions)) {
         if (session->unreachable || now - session->last_recv_ms > session->timeout_ms) {
             if (!dead) {
                 dead = zlistx_new();
@@ -1491,8 +849,8 @@ static void s_tick(s_conn_t *self) {
         }
     }
     if (dead) {
-        for (s_session_t *session = (s_session_t *)zlistx_first(dead); session;
-             session = (s_session_t *)zlistx_next(dead)) {
+        for (c_session_t *session = (c_session_t *)zlistx_first(dead); session;
+             session = (c_session_t *)zlistx_next(dead)) {
             if (self->config->verbose) {
                 zsys_info("conn: session %" PRIu64 " timed out or disconnected", session->id);
             }
@@ -1509,12 +867,12 @@ static void s_tick(s_conn_t *self) {
 //  the tick when due and the flush of the turn's batches.
 static long s_prepare(tern_loop_t *loop, void *arg) {
     (void)loop;
-    s_conn_t *self = (s_conn_t *)arg;
+    c_conn_t *self = (c_conn_t *)arg;
     return tern_loop_wait_until(self->next_tick);
 }
 
 static void s_after(void *arg) {
-    s_conn_t *self = (s_conn_t *)arg;
+    c_conn_t *self = (c_conn_t *)arg;
     uint64_t now = tern_now_ms();
     if (now >= self->next_tick) {
         s_tick(self);
@@ -1523,7 +881,7 @@ static void s_after(void *arg) {
     s_flush(self);
 }
 
-static void s_cleanup(s_conn_t *self) {
+static void s_cleanup(c_conn_t *self) {
     //  Items still queued for us (shutdown): nobody will handle them.
     tern_work_type_t type;
     void *ptr;
@@ -1578,7 +936,7 @@ static void s_cleanup(s_conn_t *self) {
 
 //  The client ROUTER with its options, CURVE and the roles when configured
 //  (not bound yet). Returns 0, or -1 with args->error set.
-static int s_router_new(s_conn_t *self) {
+static int s_router_new(c_conn_t *self) {
     self->router_sock = zsock_new(ZMQ_ROUTER);
     if (!self->router_sock) {
         snprintf(self->args->error, sizeof self->args->error, "cannot create socket");
@@ -1625,7 +983,7 @@ static int s_router_new(s_conn_t *self) {
 
 void tern_conn_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-conn");
-    s_conn_t *self = tern_alloc(sizeof(s_conn_t));
+    c_conn_t *self = tern_alloc(sizeof(c_conn_t));
     self->args = (tern_conn_args_t *)arg;
     self->config = self->args->config;
     self->metrics = self->args->metrics;
