@@ -9,21 +9,22 @@
     actor's constructor and its pipe commands. See docs/architecture.md for
     the whole flow.
 
-    item            from -> to            created by   freed by     borrows
-    PUBS            conn -> storer        conn         conn (after  the zmq_msg_t it holds
-                                                       COMMITTED)
-    ADMIN           conn -> storer|route  conn         conn (storer's; via COMMITTED),
-                                                       route (its own)
-    OPS             route -> storer       route        storer, or route (via NOTICE)
-    COMMITTED       storer -> conn        storer       conn
-    NOTICE          storer -> route       storer       route
-    EVENTS          conn -> route         conn         route
-    DELIVERS        route -> conn (out)   route        conn         -
-    REPL            repl -> storer        repl         repl (after REPL_DONE), or
-                                                       storer when repl is gone
-    REPL_DONE       storer -> repl        (the REPL item, committed)
-    REPL_ADMIN      conn -> repl -> conn  conn         conn (after the answer), or
-                                                       whoever cannot pass it on
+    item        from -> to            created by  freed by
+    PUBS        conn -> storer        conn        conn, when COMMITTED brings it back
+    ADMIN       conn -> storer        conn        conn, when COMMITTED brings it back
+                conn -> route (event) conn        route, after answering
+    OPS         route -> storer       route       the storer after the commit, or route
+                                                  when NOTICE brings it back (OPEN, admin)
+    COMMITTED   storer -> conn        storer      conn
+    NOTICE      storer -> route       storer      route
+    EVENTS      conn -> route         conn        route
+    DELIVERS    route -> conn (out)   route       conn, after sending the parts
+    REPL        repl -> storer        repl        repl when REPL_DONE brings it back
+    REPL_DONE   storer -> repl        (the REPL item, committed)
+    REPL_ADMIN  conn -> repl -> conn  conn        conn, after relaying the answer
+    Borrowing: a tern_pub_t's and tern_repl_rec_t's frame points into their
+    own zmq_msg_t (they travel together); nothing borrows across items. An
+    item whose receiver is gone (shutdown) is freed by whoever holds it.
 */
 #ifndef TERN_WORK_H_INCLUDED
 #define TERN_WORK_H_INCLUDED
