@@ -447,10 +447,22 @@ static bool s_on_consumer(c_conn_t *self, c_session_t *session, tern_pub_t *pub)
     return false;
 }
 
+//  True if SESSION's role grants RIGHT (tern_admin.c's table names the
+//  right of each operation; an unknown one needs the admin right too, so a
+//  role without it learns nothing about which operations exist).
+static bool s_has_right(const c_session_t *session, tern_admin_right_t right) {
+    switch (right) {
+        case TERN_ADMIN_RIGHT_ADMIN:
+            return S_MAY(session, tern_role_is_admin(session->role));
+    }
+    return false;
+}
+
 static bool s_on_admin(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     const tern_frame_t *frame = &pub->frame;
+    const tern_admin_desc_t *desc = tern_admin_lookup(frame->name);
     if (s_permit(self, session, frame->req_id, "run admin command", frame->name,
-                 S_MAY(session, tern_role_is_admin(session->role)))) {
+                 s_has_right(session, desc ? desc->right : TERN_ADMIN_RIGHT_ADMIN))) {
         c_handle_admin(self, session, frame);
     }
     return false;
