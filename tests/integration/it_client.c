@@ -3,6 +3,7 @@
     resumes where its acks left it across a broker restart.
 */
 #include "harness.h"
+#include "tern.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

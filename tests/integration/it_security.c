@@ -8,6 +8,7 @@
     docs/security.md states the bounds these tests check.
 */
 #include "harness.h"
+#include "tern.h"
 #include "test_port.h"
 
 #include <arpa/inet.h>

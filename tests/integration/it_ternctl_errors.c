@@ -11,6 +11,7 @@
     checked through the library, and `status` for what it shows.
 */
 #include "harness.h"
+#include "tern.h"
 
 #include <criterion/criterion.h>
 #include <limits.h>
