@@ -186,13 +186,13 @@ static json_t *s_parse_value(s_parser_t *ps);
 static json_t *s_parse_container(s_parser_t *ps, bool object) {
     json_t *v = s_new(object ? JSON_OBJECT : JSON_ARRAY);
     char close = object ? '}' : ']';
-    tern_json_t key;
-    tern_json_init(&key);
     s_skip_ws(ps);
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         return v;
     }
+    tern_json_t key; //  each member name, handed to V->keys
+    tern_json_init(&key);
     while (true) {
         s_skip_ws(ps);
         char *name = NULL;
