@@ -303,6 +303,7 @@ Test(broker, actor_threads_are_named) {
     cr_assert(s_thread_named("ternd-route"));
     tern_broker_destroy(&broker);
     cr_assert_not(s_thread_named("ternd-storer"));
+    s_cleanup_dir();
 }
 
 Test(broker, errors_keep_the_session) {
