@@ -29,9 +29,6 @@
 
 /*  Named databases. Keys marked BE are big-endian so LMDB's memcmp order is
     numeric order. Their names (in this order) are in tern_store.c. */
-
-/*  Named databases. Keys marked BE are big-endian so LMDB's memcmp order is
-    numeric order. */
 enum {
     S_META,       //  name -> u64 (LE)
     S_TOPICS,     //  topic name -> st_topic_rec_t
@@ -53,6 +50,7 @@ enum {
     S_DBI_COUNT
 };
 
+//  The writer state persisted in meta (besides "store.format").
 #define S_META_OUTBOX_LAST "store.outbox_last"
 #define S_META_TOPIC_NEXT  "store.topic_last_id"
 #define S_META_FORMAT      "store.format"
@@ -108,6 +106,7 @@ enum {
 #define S_GROUP_KEY_MAX (4 + TERN_NAME_MAX)
 #define S_ENTRY_KEY_MAX (4 + TERN_NAME_MAX + 1 + 8)
 
+//  A topics value (host order, fixed size: its version says how to read it).
 typedef struct {
     uint64_t version;    //  S_TOPIC_VERSION
     uint64_t id;         //  topic id
@@ -121,6 +120,7 @@ typedef struct {
     uint64_t created_ns; //  creation time
 } st_topic_rec_t;
 
+//  A groups value (same convention).
 typedef struct {
     uint64_t version;                          //  S_GROUP_VERSION
     uint64_t created_ns;                       //  creation time
@@ -133,6 +133,7 @@ typedef struct {
     uint64_t nacked;                           //  nacks
 } st_group_rec_t;
 
+//  The store: the environment and the writer state that outlives a commit.
 struct tern_store_t {
     MDB_env *env;                          //  the environment
     MDB_dbi dbi[S_DBI_COUNT];              //  named databases
@@ -348,6 +349,7 @@ typedef enum {
     OP_COUNT
 } st_op_kind_t;
 
+//  One queued operation; the fields each kind uses are named beside them.
 typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND: borrowed until commit
@@ -366,6 +368,7 @@ typedef struct {
     uint64_t *count_out;           //  may be NULL
 } st_op_t;
 
+//  A topic or group record, read once per transaction and written back once.
 typedef struct {
     bool is_group;                   //  group record, else topic record
     uint8_t key[4 + TERN_TOPIC_MAX]; //  topic name, or topic BE32 + group name
@@ -387,6 +390,7 @@ typedef struct {
     bool dirty;                   //  write back (or delete, at 0) at flush
 } st_prod_t;
 
+//  A batch: the queue and the pools its transactions reuse.
 struct tern_store_batch_t {
     tern_store_t *store;  //  our store
     st_op_t *ops;         //  queued operations
@@ -403,6 +407,8 @@ struct tern_store_batch_t {
     size_t slot_cap;      //  slots (a power of two, >= 2 x prod_cap)
 };
 
+//  One commit attempt: the write transaction and what it changes, moved to
+//  the store only once it committed.
 typedef struct {
     tern_store_t *store;                   //  the store
     tern_store_batch_t *batch;             //  the batch (for its cache)
