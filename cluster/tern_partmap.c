@@ -209,7 +209,20 @@ static void s_append_nodes(char *why, size_t len, const uint32_t *set, uint32_t 
     }
 }
 
+//  Adds to BEHIND the members of ISR (COUNT) without POS durable in REPS,
+//  unless already listed.
+static void s_behind(const uint32_t *isr, uint32_t count, const tern_partmap_replica_t *reps,
+                     size_t nreps, uint64_t pos, uint32_t *behind, uint32_t *nbehind) {
+    for (uint32_t i = 0; i < count; i++) {
+        const tern_partmap_replica_t *rep = s_replica(reps, nreps, isr[i]);
+        if ((!rep || rep->durable < pos) && !s_member(behind, *nbehind, isr[i])) {
+            behind[(*nbehind)++] = isr[i];
+        }
+    }
+}
+
 tern_partmap_ack_t tern_partmap_ack_check(const tern_partmap_record_t *rec,
+                                          const tern_partmap_record_t *pending,
                                           const tern_partmap_replica_t *reps, size_t count,
                                           uint64_t pos, uint32_t min_insync, char *why,
                                           size_t len) {
@@ -231,19 +244,17 @@ tern_partmap_ack_t tern_partmap_ack_check(const tern_partmap_record_t *rec,
         snprintf(why + at, len - at, ", min_insync is %" PRIu32, min_insync);
         return TERN_PARTMAP_REFUSE;
     }
-    uint32_t behind[TERN_PLACEMENT_REPLICAS_MAX];
+    uint32_t behind[2 * TERN_PLACEMENT_REPLICAS_MAX];
     uint32_t nbehind = 0;
-    for (uint32_t i = 0; i < rec->nisr; i++) {
-        const tern_partmap_replica_t *rep = s_replica(reps, count, rec->isr[i]);
-        if (!rep || rep->durable < pos) {
-            behind[nbehind++] = rec->isr[i];
-        }
+    s_behind(rec->isr, rec->nisr, reps, count, pos, behind, &nbehind);
+    if (pending) {
+        s_behind(pending->isr, pending->nisr, reps, count, pos, behind, &nbehind);
     }
     if (nbehind == 0) {
         return TERN_PARTMAP_ACK;
     }
-    snprintf(why, len, "waiting for %" PRIu32 " of %" PRIu32 " in-sync replicas to fsync", nbehind,
-             rec->nisr);
+    snprintf(why, len, "waiting for %" PRIu32 " in-sync replica%s to fsync", nbehind,
+             nbehind == 1 ? "" : "s");
     s_append_nodes(why, len, behind, nbehind);
     return TERN_PARTMAP_WAIT;
 }

@@ -119,8 +119,9 @@ void tern_partmap_replica_confirm(tern_partmap_replica_t *rep, uint64_t durable,
     - another replica joins when durable >= HIGH_WATERMARK and it was caught
       up within LAG_MS.
     Writes REC with the new ISR (replica order) to *NEXT and returns true
-    when the ISR changed (then the leader writes it by CAS, and keeps waiting
-    for a removed member until that write succeeds). */
+    when the ISR changed. The leader then writes it by CAS and, until that
+    write succeeds, waits on the members of both ISRs before acknowledging
+    (pass *NEXT as PENDING to tern_partmap_ack_check). */
 bool tern_partmap_isr_next(const tern_partmap_record_t *rec, const tern_partmap_replica_t *reps,
                            size_t count, uint64_t high_watermark, uint64_t now_ms, uint64_t lag_ms,
                            tern_partmap_record_t *next);
@@ -129,10 +130,13 @@ bool tern_partmap_isr_next(const tern_partmap_record_t *rec, const tern_partmap_
     durable positions at REPS (COUNT entries, the leader's own included):
     ACK when every ISR member has POS durable and the ISR has at least
     min_insync members; REFUSE when the ISR is too small (or REC has no
-    leader); WAIT otherwise. On WAIT and REFUSE, writes a reason that names
-    the numbers and nodes into WHY (LEN bytes; may be NULL), e.g. "1
+    leader); WAIT otherwise. PENDING (may be NULL) is an ISR change being
+    written: its members must have POS durable too, while min_insync counts
+    REC's ISR, the committed one. On WAIT and REFUSE, writes a reason that
+    names the numbers and nodes into WHY (LEN bytes; may be NULL), e.g. "1
     in-sync replica (node 2), min_insync is 2". */
 tern_partmap_ack_t tern_partmap_ack_check(const tern_partmap_record_t *rec,
+                                          const tern_partmap_record_t *pending,
                                           const tern_partmap_replica_t *reps, size_t count,
                                           uint64_t pos, uint32_t min_insync, char *why, size_t len);
 

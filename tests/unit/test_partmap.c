@@ -34,10 +34,12 @@ Test(partmap, usage) {
     //  The new leader acknowledges position 42 once both ISR members have it.
     tern_partmap_replica_t reps[] = {{.node = 0, .durable = 42}, {.node = 4, .durable = 41}};
     char why[128];
-    cr_assert_eq(tern_partmap_ack_check(&next, reps, 2, 42, 2, why, sizeof why), TERN_PARTMAP_WAIT);
-    cr_assert_str_eq(why, "waiting for 1 of 2 in-sync replicas to fsync (node 4)");
+    cr_assert_eq(tern_partmap_ack_check(&next, NULL, reps, 2, 42, 2, why, sizeof why),
+                 TERN_PARTMAP_WAIT);
+    cr_assert_str_eq(why, "waiting for 1 in-sync replica to fsync (node 4)");
     reps[1].durable = 42;
-    cr_assert_eq(tern_partmap_ack_check(&next, reps, 2, 42, 2, why, sizeof why), TERN_PARTMAP_ACK);
+    cr_assert_eq(tern_partmap_ack_check(&next, NULL, reps, 2, 42, 2, why, sizeof why),
+                 TERN_PARTMAP_ACK);
 
     //  Frames from the old leader's epoch are refused.
     cr_assert_eq(tern_partmap_fence(next.epoch, 100), TERN_PARTMAP_EPOCH_STALE);
@@ -213,14 +215,17 @@ Test(partmap, ack_needs_min_insync) {
     char why[128];
     //  Durable on the leader and even on node 0, but 0 is not in the ISR:
     //  one in-sync copy is never enough with min_insync 2.
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 2, 9, 2, why, sizeof why), TERN_PARTMAP_REFUSE);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 2, 9, 2, why, sizeof why),
+                 TERN_PARTMAP_REFUSE);
     cr_assert_str_eq(why, "1 in-sync replica (node 2), min_insync is 2");
     //  min_insync 1 (an operator's choice) allows it; 0 counts as 1.
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 2, 9, 1, why, sizeof why), TERN_PARTMAP_ACK);
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 2, 9, 0, NULL, 0), TERN_PARTMAP_ACK);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 2, 9, 1, why, sizeof why),
+                 TERN_PARTMAP_ACK);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 2, 9, 0, NULL, 0), TERN_PARTMAP_ACK);
     rec.nisr = 0;
     rec.leader = TERN_NODE_NONE;
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 2, 9, 1, why, sizeof why), TERN_PARTMAP_REFUSE);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 2, 9, 1, why, sizeof why),
+                 TERN_PARTMAP_REFUSE);
     cr_assert_str_eq(why, "partition 5 has no leader");
 }
 
@@ -229,20 +234,52 @@ Test(partmap, ack_waits_for_every_isr_member) {
     tern_partmap_replica_t reps[] = {
         {.node = 2, .durable = 30}, {.node = 0, .durable = 29}, {.node = 4, .durable = 35}};
     char why[128];
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 3, 30, 2, why, sizeof why), TERN_PARTMAP_WAIT);
-    cr_assert_str_eq(why, "waiting for 1 of 3 in-sync replicas to fsync (node 0)");
-    //  Two of three is not enough while the third is in the ISR.
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 3, 31, 2, why, sizeof why), TERN_PARTMAP_WAIT);
-    cr_assert_str_eq(why, "waiting for 2 of 3 in-sync replicas to fsync (node 2, 0)");
-    //  A member the leader has no entry for has confirmed nothing.
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps + 1, 2, 1, 2, why, sizeof why),
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 30, 2, why, sizeof why),
                  TERN_PARTMAP_WAIT);
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 3, 29, 2, why, sizeof why), TERN_PARTMAP_ACK);
+    cr_assert_str_eq(why, "waiting for 1 in-sync replica to fsync (node 0)");
+    //  Two of three is not enough while the third is in the ISR.
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 31, 2, why, sizeof why),
+                 TERN_PARTMAP_WAIT);
+    cr_assert_str_eq(why, "waiting for 2 in-sync replicas to fsync (node 2, 0)");
+    //  A member the leader has no entry for has confirmed nothing.
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps + 1, 2, 1, 2, why, sizeof why),
+                 TERN_PARTMAP_WAIT);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 29, 2, why, sizeof why),
+                 TERN_PARTMAP_ACK);
     //  A tiny reason buffer is cut, never overrun.
     char tiny[8];
-    cr_assert_eq(tern_partmap_ack_check(&rec, reps, 3, 31, 2, tiny, sizeof tiny),
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 31, 2, tiny, sizeof tiny),
                  TERN_PARTMAP_WAIT);
     cr_assert_eq(strlen(tiny), 7u);
+}
+
+//  While an ISR change is being written, the leader waits on the members of
+//  both the committed and the pending ISR; min_insync counts the committed.
+Test(partmap, ack_during_isr_change) {
+    tern_partmap_record_t rec = s_record(), pending;
+    rec.nisr = 2; //  committed {2, 0}
+    tern_partmap_replica_t reps[] = {{.node = 2, .durable = 50, .caught_up_ms = 100},
+                                     {.node = 0, .durable = 50, .caught_up_ms = 100},
+                                     {.node = 4, .durable = 45, .caught_up_ms = 100}};
+    //  Expansion proposed: 4 reached the high watermark 45.
+    cr_assert(tern_partmap_isr_next(&rec, reps, 3, 45, 100, 4000, &pending));
+    char why[128];
+    cr_assert_eq(tern_partmap_ack_check(&rec, &pending, reps, 3, 50, 2, why, sizeof why),
+                 TERN_PARTMAP_WAIT);
+    cr_assert_str_eq(why, "waiting for 1 in-sync replica to fsync (node 4)");
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 50, 2, why, sizeof why),
+                 TERN_PARTMAP_ACK);
+    //  Shrink proposed to {2} alone: the committed ISR still counts for
+    //  min_insync, and node 0 is still waited on.
+    pending = rec;
+    pending.nisr = 1;
+    reps[1].durable = 49;
+    cr_assert_eq(tern_partmap_ack_check(&rec, &pending, reps, 3, 50, 2, why, sizeof why),
+                 TERN_PARTMAP_WAIT);
+    cr_assert_str_eq(why, "waiting for 1 in-sync replica to fsync (node 0)");
+    //  Once written, the smaller ISR is below min_insync: refused.
+    cr_assert_eq(tern_partmap_ack_check(&pending, NULL, reps, 3, 50, 2, why, sizeof why),
+                 TERN_PARTMAP_REFUSE);
 }
 
 //  --- Fencing ------------------------------------------------------------
