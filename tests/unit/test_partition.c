@@ -69,6 +69,15 @@ Test(partition, bytes_matter) {
     cr_assert_eq(tern_partition_of("orders.eu", 6, 64), tern_partition_of("orders", 6, 64));
 }
 
+//  Why not FNV-1a: mod 64 it keeps only the low 6 bits of each byte, so
+//  these four (differing in bit 6 only) would share a partition.
+Test(partition, high_bits_count) {
+    cr_assert_eq(tern_partition_of("tenant-1", 8, 64), 22u);
+    cr_assert_eq(tern_partition_of("tenant-q", 8, 64), 4u);
+    cr_assert_eq(tern_partition_of("tenantm1", 8, 64), 26u);
+    cr_assert_eq(tern_partition_of("tenantmq", 8, 64), 27u);
+}
+
 //  10,000 topics over 64 partitions: every partition gets some, none gets
 //  far more than its share (mean 156; a uniform hash stays within about
 //  4 standard deviations, 12.5, of it). A chi-square over 63 degrees of
