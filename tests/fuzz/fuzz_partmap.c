@@ -9,19 +9,10 @@
     fuzz_replay.c (test_fuzz_partmap), it replays the committed corpus as a
     unit test.
 */
+#include "fuzz_check.h"
 #include "tern_partmap.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_partmap: check failed at line %d: %s\n", __LINE__, #cond);       \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
