@@ -20,18 +20,10 @@ struct tern_partmap_t {
     tern_partmap_record_t *records; //  one per partition, indexed by partition
 };
 
-static bool s_member(const uint32_t *set, uint32_t count, uint32_t node) {
-    for (uint32_t i = 0; i < count; i++) {
-        if (set[i] == node) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool s_live(const uint32_t *live, size_t count, uint32_t node) {
+//  True when NODE is among the COUNT ids at SET (an ISR, replicas, live nodes).
+static bool s_member(const uint32_t *set, size_t count, uint32_t node) {
     for (size_t i = 0; i < count; i++) {
-        if (live[i] == node) {
+        if (set[i] == node) {
             return true;
         }
     }
@@ -122,14 +114,14 @@ bool tern_partmap_in_replicas(const tern_partmap_record_t *rec, uint32_t node) {
 //  --- Election -------------------------------------------------------------
 
 uint32_t tern_partmap_elect(const tern_partmap_record_t *rec, const uint32_t *live, size_t count) {
-    if (rec->leader != TERN_NODE_NONE && s_live(live, count, rec->leader) &&
+    if (rec->leader != TERN_NODE_NONE && s_member(live, count, rec->leader) &&
         tern_partmap_in_isr(rec, rec->leader)) {
         return rec->leader;
     }
     //  Replica order is placement order: the preferred leader comes first.
     for (uint32_t i = 0; i < rec->nreplicas; i++) {
         uint32_t node = rec->replicas[i];
-        if (tern_partmap_in_isr(rec, node) && s_live(live, count, node)) {
+        if (tern_partmap_in_isr(rec, node) && s_member(live, count, node)) {
             return node;
         }
     }
@@ -138,7 +130,7 @@ uint32_t tern_partmap_elect(const tern_partmap_record_t *rec, const uint32_t *li
 
 bool tern_partmap_can_lead(const tern_partmap_record_t *rec, uint32_t node, const uint32_t *live,
                            size_t count) {
-    return node != TERN_NODE_NONE && tern_partmap_in_isr(rec, node) && s_live(live, count, node);
+    return node != TERN_NODE_NONE && tern_partmap_in_isr(rec, node) && s_member(live, count, node);
 }
 
 bool tern_partmap_failover(const tern_partmap_record_t *cur, const uint32_t *live, size_t count,
@@ -150,7 +142,7 @@ bool tern_partmap_failover(const tern_partmap_record_t *cur, const uint32_t *liv
         //  ISR stays whole, the set of nodes allowed to lead again.
         next->nisr = 0;
         for (uint32_t i = 0; i < cur->nisr; i++) {
-            if (s_live(live, count, cur->isr[i])) {
+            if (s_member(live, count, cur->isr[i])) {
                 next->isr[next->nisr++] = cur->isr[i];
             }
         }
@@ -197,7 +189,7 @@ bool tern_partmap_isr_next(const tern_partmap_record_t *rec, const tern_partmap_
     return s_settle(rec, next);
 }
 
-//  Writes " (node 2, 4)" for the COUNT nodes at SET into WHY from AT.
+//  Appends " (node 2, 4)" for the COUNT nodes at SET to the text in WHY.
 static void s_append_nodes(char *why, size_t len, const uint32_t *set, uint32_t count) {
     size_t at = strlen(why);
     for (uint32_t i = 0; i < count && at < len; i++) {

@@ -19,6 +19,9 @@
     - Ack: a publish at position POS is acknowledged when every ISR member
       has POS durable and the ISR has at least min_insync members.
     - Fencing: a frame whose epoch is older than the record's is refused.
+
+    The rule functions take records that pass tern_partmap_record_check, as
+    every record in a map and every decoded record does.
 */
 #ifndef TERN_PARTMAP_H_INCLUDED
 #define TERN_PARTMAP_H_INCLUDED
