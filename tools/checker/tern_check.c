@@ -66,25 +66,32 @@ typedef struct {
 } s_log_t;
 
 typedef struct {
-    ck_history_t *history;                                 //  the events, owned
-    uint64_t refused_codes[S_REFUSED_MAX];                 //  codes that mean "not stored"
-    size_t refused_code_count;                             //  how many
-    size_t limit;                                          //  lines printed per rule, 0 = all
-    size_t violations[R_RULES];                            //  per rule
-    zhashx_t *index;                                       //  "X:n:n:n" -> value + 1 (s_get/s_put)
-    s_msg_t *msgs;                                         //  by first appearance
-    size_t msg_count;                                      //  used
-    size_t msg_cap;                                        //  allocated
-    s_dkey_t *dkeys;                                       //  by first appearance
-    size_t dkey_count;                                     //  used
-    size_t dkey_cap;                                       //  allocated
-    s_log_t *logs;                                         //  by first appearance
-    size_t log_count;                                      //  used
-    size_t log_cap;                                        //  allocated
-    size_t *topic_logs;                                    //  name id -> first log of that topic
-    bool *topic_published;                                 //  name id -> a publish names this topic
-    size_t attempts, acked, refused, stored;               //  summary counts
-    size_t deliveries, delivered, acks, lost, undelivered; //  summary counts
+    ck_history_t *history;                 //  the events, owned
+    uint64_t refused_codes[S_REFUSED_MAX]; //  codes that mean "not stored"
+    size_t refused_code_count;             //  how many
+    size_t limit;                          //  lines printed per rule, 0 = all
+    size_t violations[R_RULES];            //  per rule
+    zhashx_t *index;                       //  "X:n:n:n" -> value + 1 (s_get/s_put)
+    s_msg_t *msgs;                         //  by first appearance
+    size_t msg_count;                      //  used
+    size_t msg_cap;                        //  allocated
+    s_dkey_t *dkeys;                       //  by first appearance
+    size_t dkey_count;                     //  used
+    size_t dkey_cap;                       //  allocated
+    s_log_t *logs;                         //  by first appearance
+    size_t log_count;                      //  used
+    size_t log_cap;                        //  allocated
+    size_t *topic_logs;                    //  name id -> first log of that topic
+    bool *topic_published;                 //  name id -> a publish names this topic
+    size_t attempts;                       //  publish events
+    size_t acked;                          //  distinct msg_ids acknowledged
+    size_t refused;                        //  attempts refused with a --refused-code
+    size_t stored;                         //  distinct msg_ids in any log
+    size_t deliveries;                     //  deliver events
+    size_t delivered;                      //  distinct (group, msg_id) delivered
+    size_t acks;                           //  consumer ack events
+    size_t lost;                           //  acknowledged, missing from a listed log
+    size_t undelivered;                    //  (group, acknowledged message) never delivered
 } s_check_t;
 
 //  ---------------------------------------------------------------------------
