@@ -3,7 +3,6 @@
     resumes where its acks left it across a broker restart.
 */
 #include "harness.h"
-#include "tern.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -4,7 +4,6 @@
     (--from new | seq:N | time:DUR).
 */
 #include "harness.h"
-#include "tern.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

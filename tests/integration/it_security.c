@@ -8,7 +8,6 @@
     docs/security.md states the bounds these tests check.
 */
 #include "harness.h"
-#include "tern.h"
 #include "test_port.h"
 
 #include <arpa/inet.h>

@@ -11,7 +11,6 @@
     checked through the library, and `status` for what it shows.
 */
 #include "harness.h"
-#include "tern.h"
 
 #include <criterion/criterion.h>
 #include <limits.h>
