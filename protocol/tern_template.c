@@ -1,9 +1,10 @@
 /*  tern_template.c - header templates: a frame encoded once, refilled with new integers.
 
     Part of the wire codec (protocol/), beside tern_proto.c, because it
-    writes msgpack bytes: the integers are packed here by hand, in the
-    shortest unsigned form msgpack_pack_uint64 chooses, so a header is a few
-    memcpy calls instead of a walk of the field table. A template is made by
+    writes msgpack bytes: the integers are packed by hand, in the shortest
+    unsigned form msgpack_pack_uint64 chooses, so a header is a few memcpy
+    calls instead of a walk of the field table (the fill is inline, in
+    tern_template.h, as it runs per message in libtern). A template is made by
     encoding the frame with tern_frame_encode and finding each open integer's
     byte by encoding it again with other values: the encoder stays the one
     authority on the header's layout, and a frame whose layout depends on
@@ -35,32 +36,6 @@ static bool s_u64_member(size_t offset) {
 
 static void s_set(tern_frame_t *frame, size_t offset, uint64_t value) {
     memcpy((uint8_t *)frame + offset, &value, sizeof value);
-}
-
-//  Writes V in msgpack's shortest unsigned form to OUT; returns its size.
-static inline size_t s_pack_uint(uint8_t *out, uint64_t v) {
-    if (v < 128) {
-        out[0] = (uint8_t)v; //  positive fixint
-        return 1;
-    }
-    size_t n;
-    if (v <= UINT8_MAX) {
-        out[0] = 0xcc;
-        n = 1;
-    } else if (v <= UINT16_MAX) {
-        out[0] = 0xcd;
-        n = 2;
-    } else if (v <= UINT32_MAX) {
-        out[0] = 0xce;
-        n = 4;
-    } else {
-        out[0] = 0xcf;
-        n = 8;
-    }
-    for (size_t i = 0; i < n; i++) {
-        out[n - i] = (uint8_t)(v >> (8 * i)); //  big-endian
-    }
-    return n + 1;
 }
 
 //  Finds the byte of the member at OFFSET in BASE (LEN bytes, FRAME encoded
@@ -135,18 +110,4 @@ tern_err_t tern_frame_template_make(tern_frame_template_t *tpl, const tern_frame
     tpl->ints = count;
     tpl->len = len;
     return TERN_OK;
-}
-
-size_t tern_frame_template_fill(const tern_frame_template_t *tpl, const uint64_t *values,
-                                uint8_t *out) {
-    size_t n = 0, from = 0;
-    for (size_t i = 0; i < tpl->ints; i++) {
-        size_t at = tpl->at[i];
-        memcpy(out + n, tpl->bytes + from, at - from);
-        n += at - from;
-        n += s_pack_uint(out + n, values[tpl->value[i]]);
-        from = at + 1;
-    }
-    memcpy(out + n, tpl->bytes + from, tpl->len - from);
-    return n + tpl->len - from;
 }

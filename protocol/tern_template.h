@@ -19,6 +19,8 @@
 
 #include "tern_proto.h"
 
+#include <string.h>
+
 #define TERN_TEMPLATE_INTS 3   /* integers a template can leave open */
 #define TERN_TEMPLATE_MAX  384 /* header bytes; a PUBLISH without key, trace or headers fits */
 /*  Bytes a filled header can take: each open integer grows from 1 to 9. */
@@ -47,11 +49,51 @@ typedef struct {
 tern_err_t tern_frame_template_make(tern_frame_template_t *tpl, const tern_frame_t *frame,
                                     const size_t *open, size_t count);
 
+/*  Writes V in msgpack's shortest unsigned form (the one msgpack_pack_uint64
+    chooses) to OUT; returns its size, 1 to 9. */
+static inline size_t tern_template_pack_uint(uint8_t *out, uint64_t v) {
+    if (v < 128) {
+        out[0] = (uint8_t)v; //  positive fixint
+        return 1;
+    }
+    size_t n;
+    if (v <= UINT8_MAX) {
+        out[0] = 0xcc;
+        n = 1;
+    } else if (v <= UINT16_MAX) {
+        out[0] = 0xcd;
+        n = 2;
+    } else if (v <= UINT32_MAX) {
+        out[0] = 0xce;
+        n = 4;
+    } else {
+        out[0] = 0xcf;
+        n = 8;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[n - i] = (uint8_t)(v >> (8 * i)); //  big-endian
+    }
+    return n + 1;
+}
+
 /*  Writes the header of TPL (made, len > 0) with the open members set to
     VALUES (in the order of tern_frame_template_make's OPEN) into OUT, which
     has room for TERN_TEMPLATE_OUT_MAX bytes. Returns the header's size: the
-    bytes tern_frame_encode would write for the same frame. */
-size_t tern_frame_template_fill(const tern_frame_template_t *tpl, const uint64_t *values,
-                                uint8_t *out);
+    bytes tern_frame_encode would write for the same frame. Inline because
+    it runs once per publish and per ack in libtern: a call into another
+    object would cost a few percent of an ack. */
+static inline size_t tern_frame_template_fill(const tern_frame_template_t *tpl,
+                                              const uint64_t *values, uint8_t *out) {
+    size_t n = 0, from = 0;
+    for (size_t i = 0; i < tpl->ints; i++) {
+        size_t at = tpl->at[i];
+        memcpy(out + n, tpl->bytes + from, at - from);
+        n += at - from;
+        n += tern_template_pack_uint(out + n, values[tpl->value[i]]);
+        from = at + 1;
+    }
+    memcpy(out + n, tpl->bytes + from, tpl->len - from);
+    return n + tpl->len - from;
+}
 
 #endif
