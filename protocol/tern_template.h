@@ -27,12 +27,11 @@
 #define TERN_TEMPLATE_OUT_MAX (TERN_TEMPLATE_MAX + 8 * TERN_TEMPLATE_INTS)
 
 typedef struct {
-    size_t len;                    //  header size with every open integer = 1; 0 = not made
-    size_t ints;                   //  integers left open
-    size_t at[TERN_TEMPLATE_INTS]; //  offset of each one's byte in bytes, increasing
-    uint8_t
-        value[TERN_TEMPLATE_INTS]; //  for at[i], the index into tern_frame_template_fill's VALUES
-    uint8_t bytes[TERN_TEMPLATE_MAX]; //  the header with every open integer = 1
+    size_t len;                        //  header size with every open integer = 1; 0 = not made
+    size_t ints;                       //  integers left open
+    size_t at[TERN_TEMPLATE_INTS];     //  offset of each one's byte in bytes, increasing
+    uint8_t value[TERN_TEMPLATE_INTS]; //  for at[i], its index in the fill's VALUES
+    uint8_t bytes[TERN_TEMPLATE_MAX];  //  the header with every open integer = 1
 } tern_frame_template_t;
 
 /*  Makes TPL the template of FRAME with the COUNT uint64_t members of
@@ -42,7 +41,7 @@ typedef struct {
     uint64_t range (req_id; producer_seq with a producer; sub_id and tag of
     ACK, NACK, TERM, CREDIT...); the other fields are fixed as FRAME has them.
     Returns TERN_OK; TERN_EINVAL if COUNT is 0 or over TERN_TEMPLATE_INTS,
-    an offset is not a uint64_t member, or one of them is not always written
+    an offset is not a uint64_t member or comes twice, or one is not always written
     (FRAME has another shape: encode it instead); TERN_ETOOBIG if the header
     is over TERN_TEMPLATE_MAX bytes; or the encoder's error for FRAME. On
     error TPL->len is 0. */
