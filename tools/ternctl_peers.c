@@ -77,6 +77,7 @@ static void s_human_peer(tern_json_t *b, const json_t *peer) {
         s_span(s_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
         strcat(seen, " ago");
     }
+    tern_json_sep(b);
     tern_json_raw(b, "{");
     for (int i = 0; copied[i]; i++) {
         const json_t *v = json_get(peer, copied[i]);
@@ -117,7 +118,11 @@ static void s_print(const json_t *doc, bool json) {
         }
         tern_json_raw(&b, "]");
         json_t *rows = json_parse(b.data, b.len);
-        ternctl_print_table(rows, cols);
+        if (rows) {
+            ternctl_print_table(rows, cols);
+        } else {
+            fprintf(stderr, "ternctl: peers: cannot lay out the reply as a table\n");
+        }
         json_destroy(&rows);
     }
     fflush(stdout);
