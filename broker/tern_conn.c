@@ -632,8 +632,9 @@ static void s_send_pub_error(c_conn_t *self, c_session_t *session, const tern_pu
     if (code == TERN_ELIMIT) {
         c_reason_max_topics(self, reason, sizeof reason, pub->frame.topic);
     } else if (code == TERN_EFULL) {
-        snprintf(reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
-                 tern_size_text(size, sizeof size, self->config->map_max));
+        snprintf(
+            reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
+            tern_units_format_size(self->config->map_max, TERN_UNITS_EXACT_IEC, size, sizeof size));
     } else {
         snprintf(reason, sizeof reason, "publish to '%.200s' refused: %s", pub->frame.topic,
                  tern_strerror(code));

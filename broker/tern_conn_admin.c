@@ -14,6 +14,7 @@
 #include "tern_audit.h"
 #include "tern_json.h"
 #include "tern_repl.h"
+#include "tern_version.h"
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
