@@ -526,3 +526,29 @@ Test(etcd3, fails_over_when_a_member_is_killed) {
     tern_etcd_watch_destroy(&watch);
     tern_etcd_destroy(&etcd);
 }
+
+Test(etcd3, a_member_without_quorum_refuses_at_once) {
+    tern_etcd_t *etcd = s_client(s_etcd->url[2], 3000);
+    cr_assert_eq(tern_etcd_put(etcd, "q/k", "v", 1, 0, NULL), TERN_OK, "%s",
+                 tern_etcd_reason(etcd));
+    it_etcd_kill_member(s_etcd, 0);
+    it_etcd_kill_member(s_etcd, 1);
+    //  Once the last member sees it has no leader, it says so (require-leader
+    //  metadata) rather than holding the request until etcd's own timeout.
+    int64_t deadline = it_now_ms() + 20000;
+    tern_err_t err = TERN_OK;
+    while (it_now_ms() < deadline) {
+        err = tern_etcd_put(etcd, "q/k", "w", 1, 0, NULL);
+        cr_assert(err == TERN_OK || err == TERN_EBUSY || err == TERN_ETIMEOUT, "%s: %s",
+                  tern_errname(err), tern_etcd_reason(etcd));
+        if (err == TERN_EBUSY) {
+            break;
+        }
+        it_sleep_ms(200);
+    }
+    cr_assert_eq(err, TERN_EBUSY, "%s: %s", tern_errname(err), tern_etcd_reason(etcd));
+    cr_assert(strstr(tern_etcd_reason(etcd), "no leader"), "%s", tern_etcd_reason(etcd));
+    tern_etcd_kvs_t *kvs = NULL;
+    cr_assert_eq(tern_etcd_get(etcd, "q/k", false, &kvs), TERN_EBUSY, "no stale read");
+    tern_etcd_destroy(&etcd);
+}
