@@ -43,7 +43,9 @@ size_t tern_etcd_endpoints_parse(const char *text, char *urls[TERN_ETCD_ENDPOINT
         }
         urls[count++] = tern_strndup(p, len);
         p += strcspn(p, ",");
-        p += *p == ',';
+        if (*p == ',' && *++p == '\0') {
+            goto fail; //  a trailing comma: an empty entry
+        }
     }
     return count;
 fail:
