@@ -164,12 +164,12 @@ static void s_queue_pubs(s_storer_t *self, tern_pubs_t *pubs) {
 static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
     admin->err = TERN_OK;
     admin->count = 0;
-    if (streq(admin->op, "topic.create")) {
-        tern_store_batch_topic_create(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
-                                      admin->max_bytes, &admin->err, &admin->topic_id);
-    } else if (streq(admin->op, "topic.edit")) {
-        tern_store_batch_topic_edit(self->batch, admin->topic, admin->max_age_ms, admin->max_msgs,
-                                    admin->max_bytes, &admin->err);
+    bool create = streq(admin->op, "topic.create");
+    if (create || streq(admin->op, "topic.edit")) {
+        tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
+        tern_store_batch_topic_put(self->batch, admin->topic,
+                                   create ? TERN_TOPIC_CREATE : TERN_TOPIC_EDIT, &limits,
+                                   &admin->err, create ? &admin->topic_id : NULL);
     } else if (streq(admin->op, "topic.delete") || streq(admin->op, "topic.purge")) {
         tern_store_batch_topic_delete(self->batch, admin->topic, streq(admin->op, "topic.purge"),
                                       &admin->err, &admin->count);
@@ -189,17 +189,18 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
                 tern_store_batch_group_open(self->batch, op->topic_id, op->group,
                                             (tern_start_t)op->start, op->start_value, &op->err);
                 break;
-            case TERN_OP_DELIVER:
+            case TERN_OP_DELIVER: {
                 //  op->reason names the consumer, for the message's history.
-                tern_store_batch_deliver_to(self->batch, op->topic_id, op->group, op->seq,
-                                            op->priority, op->delivery_count, op->due_ms,
-                                            op->reason);
+                tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms,
+                                            op->reason};
+                tern_store_batch_deliver(self->batch, op->topic_id, op->group, op->seq, &delivery);
                 break;
+            }
             case TERN_OP_ACK:
                 //  "expired": route dropped an entry whose message expired.
-                tern_store_batch_ack_as(self->batch, op->topic_id, op->group, op->seq,
-                                        streq(op->reason, "expired") ? TERN_TRACE_EXPIRED
-                                                                     : TERN_TRACE_ACKED);
+                tern_store_batch_ack(self->batch, op->topic_id, op->group, op->seq,
+                                     streq(op->reason, "expired") ? TERN_TRACE_EXPIRED
+                                                                  : TERN_TRACE_ACKED);
                 if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
                     tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
                                               TERN_CMD_ACK);
@@ -207,9 +208,9 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
                 break;
             case TERN_OP_NACK:
                 //  "ack_wait": not a nack, the ack wait ran out (history only).
-                tern_store_batch_nack_as(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
-                                         streq(op->reason, "ack_wait") ? TERN_TRACE_TIMEOUT
-                                                                       : TERN_TRACE_NACKED);
+                tern_store_batch_nack(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
+                                      streq(op->reason, "ack_wait") ? TERN_TRACE_TIMEOUT
+                                                                    : TERN_TRACE_NACKED);
                 break;
             case TERN_OP_DEAD:
                 tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq,
@@ -220,13 +221,13 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
                 }
                 break;
             case TERN_OP_REPLAY:
+                //  One entry (seq) reports a missing one in op->err, counted 1 when
+                //  TERN_OK; the whole DLQ (seq 0) counts what moved.
+                tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->seq,
+                                            op->due_ms, op->seq ? &op->err : NULL,
+                                            op->seq ? NULL : &op->count);
                 if (op->seq) {
-                    tern_store_batch_dlq_requeue(self->batch, op->topic_id, op->group, op->seq,
-                                                 op->due_ms, &op->err);
-                    op->count = 1; //  when op->err is TERN_OK
-                } else {
-                    tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->due_ms,
-                                                &op->count);
+                    op->count = 1;
                 }
                 break;
             case TERN_OP_SEEK:

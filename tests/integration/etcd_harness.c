@@ -5,6 +5,7 @@
 */
 #include "etcd_harness.h"
 #include "harness.h"
+#include "test_dir.h"
 #include "test_port.h"
 
 #include <curl/curl.h>
@@ -162,8 +163,7 @@ it_etcd_t *it_etcd_new(int members) {
     }
     it_etcd_t *self = calloc(1, sizeof *self);
     self->members = members;
-    snprintf(self->root, sizeof self->root, "/tmp/tern-etcd-XXXXXX");
-    if (mkdtemp(self->root) == NULL) {
+    if (test_dir_make(self->root, "etcd") == NULL) {
         free(self);
         return NULL;
     }
@@ -275,10 +275,7 @@ void it_etcd_destroy(it_etcd_t **self_p) {
         it_etcd_resume_member(self, i);
         it_etcd_kill_member(self, i);
     }
-    it_result_t rm = {0};
-    char *argv[] = {"/bin/rm", "-rf", self->root, NULL};
-    it_run(&rm, 30000, NULL, argv);
-    it_result_free(&rm);
+    test_dir_remove(self->root);
     free(self);
     *self_p = NULL;
 }

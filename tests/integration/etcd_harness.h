@@ -11,6 +11,7 @@
 #ifndef TERN_IT_ETCD_HARNESS_H_INCLUDED
 #define TERN_IT_ETCD_HARNESS_H_INCLUDED
 
+#include "test_dir.h"
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -22,7 +23,7 @@ typedef struct {
     int client_port[IT_ETCD_MEMBERS_MAX];     //  its client port
     int peer_port[IT_ETCD_MEMBERS_MAX];       //  its peer port
     char url[IT_ETCD_MEMBERS_MAX][64];        //  http://127.0.0.1:CLIENT_PORT
-    char root[256];                           //  temp root (mkdtemp), removed at destroy
+    char root[TEST_DIR_MAX];                  //  temp root (test_dir_make), removed at destroy
     char endpoints[IT_ETCD_MEMBERS_MAX * 64]; //  every url, comma-separated
     char cluster[IT_ETCD_MEMBERS_MAX * 80];   //  --initial-cluster value
 } it_etcd_t;

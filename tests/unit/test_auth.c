@@ -1,6 +1,7 @@
 /*  test_auth.c - roles, pattern coverage, the allow-list directory and the
     ZAP handler (broker/tern_auth.c), with real CURVE sockets on loopback. */
 #include "tern_auth.h"
+#include "test_dir.h"
 
 #include <criterion/criterion.h>
 #include <stdatomic.h>
@@ -146,14 +147,13 @@ Test(auth, endpoint_local) {
 
 //  A temp dir with "server.key" and an allow-list dir "clients".
 typedef struct {
-    char root[64];
+    char root[TEST_DIR_MAX];
     char clients[96];
     char server[96];
 } s_dirs_t;
 
 static void s_dirs(s_dirs_t *d) {
-    snprintf(d->root, sizeof d->root, "/tmp/test_auth.XXXXXX");
-    cr_assert_not_null(mkdtemp(d->root));
+    cr_assert_not_null(test_dir_make(d->root, "test_auth"));
     snprintf(d->clients, sizeof d->clients, "%s/clients", d->root);
     cr_assert_eq(mkdir(d->clients, 0700), 0);
     snprintf(d->server, sizeof d->server, "%s/server.key", d->root);
@@ -163,9 +163,7 @@ static void s_dirs(s_dirs_t *d) {
 }
 
 static void s_dirs_remove(s_dirs_t *d) {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->root);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(test_dir_remove(d->root), 0);
 }
 
 //  Writes a certificate pair NAME(.key, .key_secret) into DIR with ROLE

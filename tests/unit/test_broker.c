@@ -6,6 +6,7 @@
 #include "tern_broker.h"
 #include "tern_config.h"
 #include "tern_proto.h"
+#include "test_dir.h"
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <czmq.h>
@@ -21,12 +22,11 @@ typedef struct {
     tern_frame_t frame; //  last received frame
 } client_t;
 
-static char s_dir[256];
+static char s_dir[TEST_DIR_MAX];
 
 static tern_broker_t *s_broker(tern_config_t *config, bool fresh) {
     if (fresh) {
-        snprintf(s_dir, sizeof s_dir, "/tmp/tern-test-broker-XXXXXX");
-        cr_assert_not_null(mkdtemp(s_dir));
+        cr_assert_not_null(test_dir_make(s_dir, "test-broker"));
     }
     tern_config_defaults(config);
     snprintf(config->data_dir, sizeof config->data_dir, "%s", s_dir);
@@ -44,9 +44,7 @@ static tern_broker_t *s_start(const tern_config_t *config) {
 }
 
 static void s_cleanup_dir(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(test_dir_remove(s_dir), 0);
 }
 
 static void s_send(client_t *c, tern_frame_t *f, const void *payload, size_t size) {
@@ -305,6 +303,7 @@ Test(broker, actor_threads_are_named) {
     cr_assert(s_thread_named("ternd-route"));
     tern_broker_destroy(&broker);
     cr_assert_not(s_thread_named("ternd-storer"));
+    s_cleanup_dir();
 }
 
 Test(broker, errors_keep_the_session) {
@@ -345,17 +344,15 @@ Test(broker, errors_keep_the_session) {
     //  A second node on the same endpoint fails cleanly.
     tern_config_t busy = config;
     snprintf(busy.listen, sizeof busy.listen, "%s", tern_broker_endpoint(broker));
-    char dir2[] = "/tmp/tern-test-broker2-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir2));
+    char dir2[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir2, "test-broker2"));
     snprintf(busy.data_dir, sizeof busy.data_dir, "%s", dir2);
     char err[512] = "";
     tern_broker_t *second = tern_broker_new(&busy, err, sizeof err);
     cr_assert_null(second);
     cr_assert(strstr(err, "cannot listen"), "%s", err);
     tern_broker_destroy(&broker);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir2);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(test_dir_remove(dir2), 0);
     s_cleanup_dir();
 }
 

@@ -15,6 +15,7 @@
 #include "test_port.h"
 #include "../../client/tern_backoff.h"
 #include "../../tools/ternctl_json.c"
+#include "test_dir.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -518,7 +519,7 @@ static const char *s_heartbeat_timeout = "45s"; //  ternd --heartbeat-timeout
 static void s_spawn_ternd(void);
 static void s_wait_listening(void);
 static char s_endpoint[64];
-static char s_data_dir[64];
+static char s_data_dir[TEST_DIR_MAX];
 
 static void s_start_ternd(void) {
     char ternd[512];
@@ -526,8 +527,7 @@ static void s_start_ternd(void) {
     if (access(ternd, X_OK) != 0) {
         cr_skip_test("no ternd in %s", TERN_BIN_DIR);
     }
-    snprintf(s_data_dir, sizeof s_data_dir, "/tmp/test_client.XXXXXX");
-    cr_assert_not_null(mkdtemp(s_data_dir));
+    cr_assert_not_null(test_dir_make(s_data_dir, "test_client"));
     snprintf(s_endpoint, sizeof s_endpoint, "tcp://127.0.0.1:%d", test_port());
     s_spawn_ternd();
 }
@@ -576,9 +576,7 @@ static void s_stop_ternd(void) {
         kill(s_ternd_pid, SIGKILL);
         waitpid(s_ternd_pid, NULL, 0);
         s_ternd_pid = 0;
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", s_data_dir);
-        cr_assert_eq(system(cmd), 0);
+        cr_assert_eq(test_dir_remove(s_data_dir), 0);
     }
 }
 
@@ -922,7 +920,7 @@ Test(live, admin_errors_name_the_problem) {
     cr_assert(strstr(json, version) && strstr(json, want), "%s", json);
     cr_assert(strstr(json, "\"durability\":\"fsync\"") && strstr(json, "\"role\":\"standalone\""),
               "%s", json);
-    cr_assert(strstr(json, "\"data_dir\":\"/tmp/test_client."), "%s", json);
+    cr_assert(strstr(json, "\"data_dir\":\"/tmp/tern-test_client-"), "%s", json);
     free(json);
     tern_client_destroy(&client);
 }

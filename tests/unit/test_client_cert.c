@@ -2,6 +2,7 @@
     certificate files of `ternctl keys gen` and czmq's zcert, read by
     libtern without czmq. */
 #include "tern.h"
+#include "test_dir.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -10,17 +11,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static char s_dir[64];
+static char s_dir[TEST_DIR_MAX];
 
 static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/test_client_cert.XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
+    cr_assert_not_null(test_dir_make(s_dir, "test_client_cert"));
 }
 
 static void s_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(test_dir_remove(s_dir), 0);
 }
 
 TestSuite(cert, .init = s_setup, .fini = s_teardown);

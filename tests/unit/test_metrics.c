@@ -8,6 +8,7 @@
 #include "tern_store.h"
 #include "tern_metrics.h"
 #include "tern_series.h"
+#include "test_dir.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -124,8 +125,8 @@ static tern_config_t s_config(const char *dir) {
 }
 
 Test(http, render_and_health) {
-    char dir[] = "/tmp/tern-metrics-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir, "metrics"));
     tern_config_t config = s_config(dir);
     tern_metrics_t *m = tern_metrics_new_with(10);
     tern_metrics_add(m->published, 7);
@@ -168,7 +169,7 @@ Test(http, render_and_health) {
     }
     free(text);
     tern_metrics_destroy(&m);
-    rmdir(dir);
+    cr_assert_eq(test_dir_remove(dir), 0);
 }
 
 Test(http, parse_address) {
@@ -187,8 +188,8 @@ Test(http, parse_address) {
 
 //  The real server on an ephemeral loopback port answers GETs.
 Test(http, serves_on_loopback) {
-    char dir[] = "/tmp/tern-metrics-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir, "metrics"));
     tern_config_t config = s_config(dir);
     snprintf(config.metrics, sizeof config.metrics, "127.0.0.1:0");
     tern_metrics_t *m = tern_metrics_new();
@@ -225,13 +226,13 @@ Test(http, serves_on_loopback) {
     tern_http_destroy(&http);
     cr_expect_null(http);
     tern_metrics_destroy(&m);
-    rmdir(dir);
+    cr_assert_eq(test_dir_remove(dir), 0);
 }
 
 //  With replication on, per-peer figures carry a peer label.
 Test(http, repl_peers) {
-    char dir[] = "/tmp/tern-metrics-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir, "metrics"));
     tern_config_t config = s_config(dir);
     config.peer_count = 2;
     snprintf(config.peers[0].name, sizeof config.peers[0].name, "us1");
@@ -255,7 +256,7 @@ Test(http, repl_peers) {
     free(text);
     tern_metrics_destroy(&m);
     free(repl);
-    rmdir(dir);
+    cr_assert_eq(test_dir_remove(dir), 0);
 }
 
 //  `ternctl trace` says when each peer DC confirmed a message: the store
@@ -303,8 +304,8 @@ static char *s_trace_text(tern_store_t *store, uint64_t msg_id, const tern_confi
 }
 
 Test(trace, replicated_at) {
-    char dir[] = "/tmp/tern-metrics-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir, "metrics"));
     tern_store_config_t sc;
     tern_store_config_defaults(&sc);
     sc.dir = dir;
@@ -391,19 +392,14 @@ Test(trace, replicated_at) {
 
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
-    char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    unlink(path);
-    rmdir(dir);
+    cr_assert_eq(test_dir_remove(dir), 0);
 }
 
 //  A confirmation recorded while trace was off leaves a gap: the next
 //  recorded one does not claim the positions it did not first cover.
 Test(trace, replicated_gap_not_claimed) {
-    char dir[] = "/tmp/tern-metrics-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir, "metrics"));
     tern_store_config_t sc;
     tern_store_config_defaults(&sc);
     sc.dir = dir;
@@ -435,10 +431,5 @@ Test(trace, replicated_gap_not_claimed) {
     tern_store_read_end(reader);
     tern_store_reader_destroy(&reader);
     tern_store_destroy(&store);
-    char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    unlink(path);
-    rmdir(dir);
+    cr_assert_eq(test_dir_remove(dir), 0);
 }

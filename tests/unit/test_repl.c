@@ -6,6 +6,7 @@
 #include "tern_broker.h"
 #include "tern_proto.h"
 #include "test_port.h"
+#include "test_dir.h"
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -109,9 +110,9 @@ static uint64_t s_wait(_Atomic uint64_t *value, uint64_t expected, int timeout_m
 }
 
 Test(repl, peer_gone_past_retention_loses_counted_records, .timeout = 60) {
-    char dir_a[] = "/tmp/tern-repl-a-XXXXXX", dir_b[] = "/tmp/tern-repl-b-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir_a));
-    cr_assert_not_null(mkdtemp(dir_b));
+    char dir_a[TEST_DIR_MAX], dir_b[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir_a, "repl-a"));
+    cr_assert_not_null(test_dir_make(dir_b, "repl-b"));
     int port_a = test_port(), port_b = test_port();
     tern_config_t config_a, config_b;
     s_config(&config_a, "dca", 1, dir_a, port_a, "dcb", port_b);
@@ -140,7 +141,6 @@ Test(repl, peer_gone_past_retention_loses_counted_records, .timeout = 60) {
     tern_broker_destroy(&b);
     tern_broker_destroy(&a);
     zmq_ctx_term(ctx);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", dir_a, dir_b);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(test_dir_remove(dir_a), 0);
+    cr_assert_eq(test_dir_remove(dir_b), 0);
 }

@@ -3,7 +3,7 @@
     Every test runs on a fresh temporary directory with a small map, so that
     "full" is reachable and nothing leaks between tests.
 */
-#include "tern_store.h"
+#include "test_store_fixture.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -19,41 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char s_dir[64];
-
-static void s_setup(void) {
-    strcpy(s_dir, "/tmp/tern-store-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-}
-
-static void s_teardown(void) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", s_dir);
-    unlink(path);
-    rmdir(s_dir);
-}
-
-TestSuite(store, .init = s_setup, .fini = s_teardown, .timeout = 60);
-
-static tern_store_config_t s_config(void) {
-    tern_store_config_t config;
-    tern_store_config_defaults(&config);
-    config.dir = s_dir;
-    config.map_initial = 1 << 20;
-    config.map_max = 64 << 20;
-    config.durability = TERN_DURABILITY_NONE; //  tests need no fsync; the crash test does
-    return config;
-}
-
-static tern_store_t *s_open(const tern_store_config_t *config) {
-    tern_err_t err = TERN_EINTERNAL;
-    tern_store_t *store = tern_store_new(config, &err);
-    cr_assert_not_null(store);
-    cr_assert_eq(err, TERN_OK);
-    return store;
-}
+TestSuite(store, .init = test_store_setup, .fini = test_store_teardown, .timeout = 60);
 
 static void s_msg(tern_frame_t *msg, const char *topic, const char *payload) {
     memset(msg, 0, sizeof *msg);
@@ -120,7 +86,7 @@ Test(store, usage_example) {
     //  Open a store, append a message in a batch, commit, read it back.
     tern_store_config_t config;
     tern_store_config_defaults(&config);
-    config.dir = s_dir;
+    config.dir = test_store_dir;
     config.map_initial = 1 << 20;
     tern_err_t err;
     tern_store_t *store = tern_store_new(&config, &err);
@@ -165,16 +131,17 @@ Test(store, usage_example) {
 Test(store, one_store_per_directory) {
     //  A second store on a live directory would hand out the same seqs as the
     //  first: it is refused, in this process as in another.
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     char lock_path[128];
-    snprintf(lock_path, sizeof lock_path, "%s/%s", s_dir, TERN_STORE_LOCK_FILE);
+    snprintf(lock_path, sizeof lock_path, "%s/%s", test_store_dir, TERN_STORE_LOCK_FILE);
     cr_assert_eq(access(lock_path, F_OK), 0);
-    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid());
+    cr_assert_eq(tern_store_lock_holder(test_store_dir), (long)getpid());
     tern_err_t err = TERN_OK;
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_EBUSY);
-    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid(), "the refused open kept the file");
+    cr_assert_eq(tern_store_lock_holder(test_store_dir), (long)getpid(),
+                 "the refused open kept the file");
     //  The first store still works.
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_frame_t msg;
@@ -186,37 +153,37 @@ Test(store, one_store_per_directory) {
     //  A clean close releases the lock and removes the file; reopen works.
     tern_store_destroy(&store);
     cr_assert_neq(access(lock_path, F_OK), 0);
-    cr_assert_eq(tern_store_lock_holder(s_dir), 0);
-    store = s_open(&config);
+    cr_assert_eq(tern_store_lock_holder(test_store_dir), 0);
+    store = test_store_open(&config);
     tern_store_destroy(&store);
     //  A lock file left by a dead holder (no flock on it) does not block.
     FILE *stale = fopen(lock_path, "w");
     cr_assert_not_null(stale);
     fputs("999999999\n", stale);
     fclose(stale);
-    store = s_open(&config);
-    cr_assert_eq(tern_store_lock_holder(s_dir), (long)getpid());
+    store = test_store_open(&config);
+    cr_assert_eq(tern_store_lock_holder(test_store_dir), (long)getpid());
     tern_store_destroy(&store);
 }
 
 Test(store, config_errors) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.dir = NULL;
     tern_err_t err = TERN_OK;
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ECONFIG);
-    config = s_config();
+    config = test_store_config();
     config.map_initial = 8 << 20;
     config.map_max = 1 << 20;
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ECONFIG);
-    config = s_config();
+    config = test_store_config();
     config.dir = "/proc/no-such/place";
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ESTORAGE);
     //  The system's reason comes back in errno, for the operator's message.
     char file[128];
-    snprintf(file, sizeof file, "%s/file", s_dir);
+    snprintf(file, sizeof file, "%s/file", test_store_dir);
     FILE *f = fopen(file, "w");
     cr_assert_not_null(f);
     fclose(f);
@@ -250,8 +217,8 @@ Test(store, crc32c_known_vectors) {
 }
 
 Test(store, round_trip_every_field) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     uint8_t payload[3000];
     for (size_t i = 0; i < sizeof payload; i++) {
         payload[i] = (uint8_t)(i * 31 + 7); //  includes zero bytes
@@ -324,7 +291,7 @@ Test(store, round_trip_every_field) {
 
     //  Survives a restart, and an empty payload round-trips too.
     tern_store_destroy(&store);
-    store = s_open(&config);
+    store = test_store_open(&config);
     tern_frame_t empty;
     s_msg(&empty, "a.b-c_d", "");
     res = s_append(store, &empty);
@@ -342,9 +309,9 @@ Test(store, round_trip_every_field) {
 }
 
 Test(store, append_rejects_bad_input) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.max_topics = 2;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     tern_frame_t msg;
     s_msg(&msg, "", "x");
     cr_assert_eq(s_append(store, &msg).err, TERN_ETOPIC);
@@ -364,9 +331,9 @@ Test(store, append_rejects_bad_input) {
 }
 
 Test(store, dedup_by_time) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.dedup_window_ms = 50;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     tern_frame_t msg;
     s_msg(&msg, "t", "one");
     strcpy(msg.producer, "p1");
@@ -415,9 +382,9 @@ Test(store, dedup_by_time) {
 }
 
 Test(store, dedup_by_count_and_in_one_batch) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.dedup_max = 3;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     tern_frame_t msgs[6];
     tern_append_result_t res[6];
     tern_store_batch_t *batch = tern_store_batch_new(store);
@@ -457,8 +424,8 @@ Test(store, dedup_by_count_and_in_one_batch) {
 }
 
 Test(store, dedup_survives_restart_and_msg_id_is_idempotent) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     tern_frame_t msg;
     s_msg(&msg, "t", "m");
     strcpy(msg.producer, "p");
@@ -466,7 +433,7 @@ Test(store, dedup_survives_restart_and_msg_id_is_idempotent) {
     tern_append_result_t first = s_append(store, &msg);
     tern_store_destroy(&store);
 
-    store = s_open(&config);
+    store = test_store_open(&config);
     s_msg(&msg, "t", "m");
     strcpy(msg.producer, "p");
     msg.producer_seq = 9;
@@ -489,12 +456,15 @@ Test(store, dedup_survives_restart_and_msg_id_is_idempotent) {
 }
 
 Test(store, retention_by_count_and_bytes) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_err_t err = TERN_EINTERNAL;
     uint32_t id = 0;
-    tern_store_batch_topic_put(batch, "count", 0, 3, 0, &err, &id);
-    tern_store_batch_topic_put(batch, "bytes", 0, 0, 10, NULL, NULL);
+    tern_store_batch_topic_put(batch, "count", TERN_TOPIC_PUT, &(tern_topic_limits_t){0, 3, 0},
+                               &err, &id);
+    tern_store_batch_topic_put(batch, "bytes", TERN_TOPIC_PUT, &(tern_topic_limits_t){0, 0, 10},
+                               NULL, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     cr_assert_gt(id, 0);
@@ -519,7 +489,8 @@ Test(store, retention_by_count_and_bytes) {
     cr_assert_eq(stats.retention_trimmed, 5);
     //  Changing limits keeps the id.
     uint32_t id2 = 0;
-    tern_store_batch_topic_put(batch, "count", 0, 0, 0, &err, &id2);
+    tern_store_batch_topic_put(batch, "count", TERN_TOPIC_PUT, &(tern_topic_limits_t){0, 0, 0},
+                               &err, &id2);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(id2, id);
     tern_store_batch_destroy(&batch);
@@ -527,10 +498,11 @@ Test(store, retention_by_count_and_bytes) {
 }
 
 Test(store, retention_by_age_and_ttl_sweep) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_topic_put(batch, "aged", 60000, 0, 0, NULL, NULL);
+    tern_store_batch_topic_put(batch, "aged", TERN_TOPIC_PUT, &(tern_topic_limits_t){60000, 0, 0},
+                               NULL, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     uint64_t now = s_now_ns();
     tern_frame_t msg;
@@ -572,7 +544,8 @@ Test(store, retention_by_age_and_ttl_sweep) {
 }
 
 Test(store, topic_delete_and_purge) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     uint32_t id = s_append_text(store, "t", "1", 4, 0).topic_id;
     s_append_text(store, "t", "2", 4, 0);
     s_append_text(store, "u", "1", 4, 0);
@@ -622,7 +595,8 @@ static bool s_count_topic(const tern_topic_info_t *topic, void *arg) {
 }
 
 Test(store, topic_list_and_meta_u64) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     s_append_text(store, "b", "1", 4, 0);
     s_append_text(store, "a", "1", 4, 0);
     tern_store_batch_t *batch = tern_store_batch_new(store);
@@ -630,7 +604,7 @@ Test(store, topic_list_and_meta_u64) {
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
-    store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    store = test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     tern_store_reader_t *reader = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
     uint64_t value = 0;
@@ -677,9 +651,11 @@ static tern_group_info_t s_group(tern_store_t *store, uint32_t topic_id, const c
 }
 
 Test(store, group_start_modes) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_topic_put(batch, "t", 0, 8, 0, NULL, NULL);
+    tern_store_batch_topic_put(batch, "t", TERN_TOPIC_PUT, &(tern_topic_limits_t){0, 8, 0}, NULL,
+                               NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_frame_t msg;
     uint32_t id = 0;
@@ -720,7 +696,8 @@ Test(store, group_start_modes) {
 }
 
 Test(store, group_deliver_ack_nack_dead_replay) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     uint32_t id = 0;
     for (int i = 0; i < 5; i++) {
         id = s_append_text(store, "t", "x", 4, 0).topic_id;
@@ -728,7 +705,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
     for (uint64_t seq = 1; seq <= 4; seq++) {
-        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000 + seq);
+        tern_store_batch_deliver(batch, id, "g", seq, &(tern_delivery_t){4, 1, 1000 + seq, NULL});
     }
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     s_entries_t pending, dlq;
@@ -744,11 +721,12 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     cr_assert_eq(pending.entries[0].delivery_count, 1);
     cr_assert_eq(pending.entries[0].priority, 4);
 
-    tern_store_batch_ack(batch, id, "g", 1);
-    tern_store_batch_ack(batch, id, "g", 3);
-    tern_store_batch_ack(batch, id, "g", 99); //  unknown: no error, no count
-    tern_store_batch_nack(batch, id, "g", 2, 5000);
-    tern_store_batch_deliver(batch, id, "g", 2, 4, 2, 6000); //  redelivery
+    tern_store_batch_ack(batch, id, "g", 1, TERN_TRACE_ACKED);
+    tern_store_batch_ack(batch, id, "g", 3, TERN_TRACE_ACKED);
+    tern_store_batch_ack(batch, id, "g", 99, TERN_TRACE_ACKED); //  unknown: no error, no count
+    tern_store_batch_nack(batch, id, "g", 2, 5000, TERN_TRACE_NACKED);
+    tern_store_batch_deliver(batch, id, "g", 2,
+                             &(tern_delivery_t){4, 2, 6000, NULL}); //  redelivery
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     g = s_group(store, id, "g", &pending, &dlq);
     cr_assert_eq(g.acked, 2);
@@ -774,12 +752,12 @@ Test(store, group_deliver_ack_nack_dead_replay) {
     cr_assert_eq(dlq.entries[0].delivery_count, 5);
     cr_assert_str_eq(dlq.entries[0].reason, "max deliveries");
 
-    tern_store_batch_ack(batch, id, "g", 4);
+    tern_store_batch_ack(batch, id, "g", 4, TERN_TRACE_ACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_group(store, id, "g", NULL, NULL).next_unacked, 5); //  seq 5 undelivered
 
     uint64_t moved = 0;
-    tern_store_batch_dlq_replay(batch, id, "g", 7000, &moved);
+    tern_store_batch_dlq_replay(batch, id, "g", 0, 7000, NULL, &moved);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(moved, 1);
     g = s_group(store, id, "g", &pending, &dlq);
@@ -809,7 +787,8 @@ static bool s_count_group(const tern_group_info_t *group, void *arg) {
 }
 
 Test(store, priority_lanes) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     const uint8_t prios[] = {4, 9, 0, 9, 4, 1};
     uint32_t id = 0;
     for (size_t i = 0; i < sizeof prios; i++) {
@@ -843,16 +822,16 @@ Test(store, priority_lanes) {
     tern_store_batch_group_open(batch, id, "g1", TERN_START_FIRST, 0, NULL);
     tern_store_batch_group_open(batch, id, "g2", TERN_START_FIRST, 0, NULL);
     //  The floor follows the lowest lane with something left.
-    tern_store_batch_deliver(batch, id, "g1", 2, 9, 1, 0);
-    tern_store_batch_deliver(batch, id, "g1", 4, 9, 1, 0);
-    tern_store_batch_ack(batch, id, "g1", 2);
-    tern_store_batch_ack(batch, id, "g1", 4);
+    tern_store_batch_deliver(batch, id, "g1", 2, &(tern_delivery_t){9, 1, 0, NULL});
+    tern_store_batch_deliver(batch, id, "g1", 4, &(tern_delivery_t){9, 1, 0, NULL});
+    tern_store_batch_ack(batch, id, "g1", 2, TERN_TRACE_ACKED);
+    tern_store_batch_ack(batch, id, "g1", 4, TERN_TRACE_ACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_group(store, id, "g1", NULL, NULL).next_unacked, 1);
-    tern_store_batch_deliver(batch, id, "g1", 1, 4, 1, 0);
-    tern_store_batch_deliver(batch, id, "g1", 5, 4, 1, 0);
-    tern_store_batch_ack(batch, id, "g1", 1);
-    tern_store_batch_ack(batch, id, "g1", 5);
+    tern_store_batch_deliver(batch, id, "g1", 1, &(tern_delivery_t){4, 1, 0, NULL});
+    tern_store_batch_deliver(batch, id, "g1", 5, &(tern_delivery_t){4, 1, 0, NULL});
+    tern_store_batch_ack(batch, id, "g1", 1, TERN_TRACE_ACKED);
+    tern_store_batch_ack(batch, id, "g1", 5, TERN_TRACE_ACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_group(store, id, "g1", NULL, NULL).next_unacked, 3);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
@@ -880,9 +859,9 @@ static bool s_collect_outbox(const tern_outbox_entry_t *entry, void *arg) {
 }
 
 Test(store, outbox_and_inbound) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.outbox_retention_ms = 1000;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     tern_frame_t msgs[3];
     tern_store_batch_t *batch = tern_store_batch_new(store);
     for (int i = 0; i < 3; i++) {
@@ -947,7 +926,7 @@ Test(store, outbox_and_inbound) {
     tern_store_destroy(&store);
 
     //  Positions are never reused, even with an empty outbox after restart.
-    store = s_open(&config);
+    store = test_store_open(&config);
     s_append_text(store, "t", "y", 4, 0);
     reader = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
@@ -959,10 +938,10 @@ Test(store, outbox_and_inbound) {
 }
 
 Test(store, map_grows) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.map_initial = 1 << 20;
     config.map_max = 64 << 20;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     static uint8_t payload[10240];
     memset(payload, 'g', sizeof payload);
     tern_store_reader_t *reader = tern_store_reader_new(store);
@@ -1003,10 +982,10 @@ Test(store, map_grows) {
 //  A batch larger than the space left stores its earliest appends that fit;
 //  only the rest get TERN_EFULL, and exactly the stored ones are in the log.
 Test(store, storage_full_keeps_the_batch_prefix_that_fits) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.map_initial = 1 << 20;
     config.map_max = 1 << 20;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     static uint8_t payload[10000];
     memset(payload, 'p', sizeof payload);
     enum { N = 200 };
@@ -1047,10 +1026,10 @@ Test(store, storage_full_keeps_the_batch_prefix_that_fits) {
 }
 
 Test(store, storage_full) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.map_initial = 1 << 20;
     config.map_max = 2 << 20;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     static uint8_t payload[4000];
     memset(payload, 'f', sizeof payload);
     tern_frame_t msg;
@@ -1061,7 +1040,7 @@ Test(store, storage_full) {
     uint32_t keep = s_append_text(store, "keep", "k", 4, 0).topic_id;
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_store_batch_group_open(batch, keep, "g", TERN_START_FIRST, 0, NULL);
-    tern_store_batch_deliver(batch, keep, "g", 1, 4, 1, 0);
+    tern_store_batch_deliver(batch, keep, "g", 1, &(tern_delivery_t){4, 1, 0, NULL});
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
 
     tern_append_result_t res;
@@ -1080,7 +1059,7 @@ Test(store, storage_full) {
 
     //  Appends fail while the ack in the same batch commits.
     tern_store_batch_append(batch, &msg, false, &res);
-    tern_store_batch_ack(batch, keep, "g", 1);
+    tern_store_batch_ack(batch, keep, "g", 1, TERN_TRACE_ACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(res.err, TERN_EFULL);
     tern_group_info_t g = s_group(store, keep, "g", NULL, NULL);
@@ -1108,8 +1087,8 @@ Test(store, storage_full) {
 }
 
 Test(store, crc_mismatch_is_detected) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     const char *marker = "UNIQUE-MARKER-7c1f0e-payload-bytes";
     uint32_t id = s_append_text(store, "t", "before", 4, 0).topic_id;
     s_append_text(store, "t", marker, 4, 0);
@@ -1119,7 +1098,7 @@ Test(store, crc_mismatch_is_detected) {
     //  Flip one payload byte inside data.mdb (in every copy: LMDB's
     //  copy-on-write leaves older versions of the page in free pages).
     char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
+    snprintf(path, sizeof path, "%s/data.mdb", test_store_dir);
     int fd = open(path, O_RDWR);
     cr_assert_geq(fd, 0);
     struct stat st;
@@ -1140,7 +1119,7 @@ Test(store, crc_mismatch_is_detected) {
     munmap(map, (size_t)st.st_size);
     close(fd);
 
-    store = s_open(&config);
+    store = test_store_open(&config);
     tern_store_reader_t *reader = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
     tern_frame_t out;
@@ -1190,9 +1169,9 @@ static void *s_reader_thread(void *arg_) {
 }
 
 Test(store, readers_run_while_the_map_grows) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.map_initial = 1 << 20;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     static uint8_t payload[10240];
     memset(payload, 'r', sizeof payload);
     tern_frame_t msg;
@@ -1245,7 +1224,7 @@ Test(store, readers_run_while_the_map_grows) {
 
 Test(store, garbage_file_is_corrupt) {
     char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
+    snprintf(path, sizeof path, "%s/data.mdb", test_store_dir);
     FILE *file = fopen(path, "wb");
     cr_assert_not_null(file);
     uint8_t junk[16384];
@@ -1254,15 +1233,15 @@ Test(store, garbage_file_is_corrupt) {
     }
     cr_assert_eq(fwrite(junk, 1, sizeof junk, file), sizeof junk);
     fclose(file);
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     tern_err_t err = TERN_OK;
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ECORRUPT);
 }
 
 Test(store, stats_and_reader_check) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     cr_assert_eq(tern_store_reader_check(store), 0);
     s_append_text(store, "a", "x", 4, 0);
     s_append_text(store, "b", "x", 4, 0);
@@ -1283,7 +1262,7 @@ Test(store, stats_and_reader_check) {
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
     //  Counters that live on disk come back after a restart.
-    store = s_open(&config);
+    store = test_store_open(&config);
     tern_store_stats(store, &stats);
     cr_assert_eq(stats.topics, 2);
     tern_store_destroy(&store);
@@ -1324,9 +1303,9 @@ static uint64_t s_dedup_entries(tern_store_t *store) {
 }
 
 Test(store, dedup_count_bound_across_commits_and_reopen) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.dedup_max = 4;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     //  Commit 1: seqs 1..3; commit 2: seqs 4..6 -> 6 > 4: 1 and 2 evicted.
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_frame_t msgs[10];
@@ -1346,7 +1325,7 @@ Test(store, dedup_count_bound_across_commits_and_reopen) {
     tern_store_destroy(&store);
 
     //  The count survived the restart: two more entries evict exactly two.
-    store = s_open(&config);
+    store = test_store_open(&config);
     cr_assert_eq(s_dedup_entries(store), 5);
     tern_store_batch_destroy(&batch);
     batch = tern_store_batch_new(store);
@@ -1393,9 +1372,9 @@ static uint64_t s_sweep(tern_store_t *store, uint32_t max) {
 }
 
 Test(store, dedup_window_sweep_is_bounded_and_resumes) {
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.dedup_window_ms = 300;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     //  a, b, c: three entries each that will expire.
     const char *old[] = {"a", "b", "c"};
     tern_store_batch_t *batch = tern_store_batch_new(store);
@@ -1463,9 +1442,9 @@ Test(store, outbox_off_writes_no_outbox_entries) {
     tern_store_config_t defaults;
     tern_store_config_defaults(&defaults);
     cr_assert(defaults.outbox);
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     config.outbox = false;
-    tern_store_t *store = s_open(&config);
+    tern_store_t *store = test_store_open(&config);
     tern_append_result_t res = s_append_text(store, "t", "local", 4, 0);
     cr_assert_eq(res.err, TERN_OK);
     cr_assert_eq(s_outbox_last(store), 0);
@@ -1488,15 +1467,15 @@ Test(store, outbox_off_writes_no_outbox_entries) {
 
     //  With the outbox on, local appends get entries again.
     config.outbox = true;
-    store = s_open(&config);
+    store = test_store_open(&config);
     res = s_append_text(store, "t", "local", 4, 0);
     cr_assert_eq(s_outbox_last(store), 2);
     tern_store_destroy(&store);
 }
 
 Test(store, log_keyed_by_topic_and_seq_with_interleaved_topics) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     //  Three topics interleaved in one batch: only the newest topic's keys
     //  append at the end of the log; the others go through normal puts.
     tern_store_batch_t *batch = tern_store_batch_new(store);
@@ -1549,8 +1528,8 @@ Test(store, log_keyed_by_topic_and_seq_with_interleaved_topics) {
 }
 
 Test(store, format_marker_and_old_format_refused) {
-    tern_store_config_t config = s_config();
-    tern_store_t *store = s_open(&config);
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
     tern_store_reader_t *reader = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
     uint64_t format = 0;
@@ -1571,12 +1550,12 @@ Test(store, format_marker_and_old_format_refused) {
     cr_assert_eq(err, TERN_ECORRUPT);
 }
 
-//  Opens s_dir with LMDB directly (FLAGS: 0 or MDB_RDONLY) and begins a
+//  Opens test_store_dir with LMDB directly (FLAGS: 0 or MDB_RDONLY) and begins a
 //  transaction: for data directories of older formats made by hand.
 static MDB_txn *s_raw_begin(MDB_env **env, unsigned flags) {
     cr_assert_eq(mdb_env_create(env), 0);
     cr_assert_eq(mdb_env_set_maxdbs(*env, 20), 0);
-    cr_assert_eq(mdb_env_open(*env, s_dir, flags, 0644), 0);
+    cr_assert_eq(mdb_env_open(*env, test_store_dir, flags, 0644), 0);
     MDB_txn *txn;
     cr_assert_eq(mdb_txn_begin(*env, NULL, flags, &txn), 0);
     return txn;
@@ -1587,7 +1566,7 @@ static MDB_txn *s_raw_begin(MDB_env **env, unsigned flags) {
 static void s_commit_then_refused(MDB_env *env, MDB_txn *txn) {
     cr_assert_eq(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
-    tern_store_config_t config = s_config();
+    tern_store_config_t config = test_store_config();
     tern_err_t err = TERN_OK;
     cr_assert_null(tern_store_new(&config, &err));
     cr_assert_eq(err, TERN_ECORRUPT);
@@ -1667,19 +1646,24 @@ Test(store, format_2_store_is_refused_untouched) {
 //  purge and get, reading without consuming.
 
 Test(store, topic_create_edit) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_err_t err = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
     uint32_t id = 0;
-    tern_store_batch_topic_create(batch, "t", 0, 5, 0, &err, &id);
-    tern_store_batch_topic_create(batch, "t", 0, 9, 0, &err2, NULL); //  same batch: exists
+    tern_store_batch_topic_put(batch, "t", TERN_TOPIC_CREATE, &(tern_topic_limits_t){0, 5, 0}, &err,
+                               &id);
+    tern_store_batch_topic_put(batch, "t", TERN_TOPIC_CREATE, &(tern_topic_limits_t){0, 9, 0},
+                               &err2, NULL); //  same batch: exists
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     cr_assert_eq(err2, TERN_EEXIST);
     cr_assert_gt(id, 0);
 
-    tern_store_batch_topic_edit(batch, "t", 60000, 3, 100, &err);
-    tern_store_batch_topic_edit(batch, "missing", 0, 3, 0, &err2);
+    tern_store_batch_topic_put(batch, "t", TERN_TOPIC_EDIT, &(tern_topic_limits_t){60000, 3, 100},
+                               &err, NULL);
+    tern_store_batch_topic_put(batch, "missing", TERN_TOPIC_EDIT, &(tern_topic_limits_t){0, 3, 0},
+                               &err2, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     cr_assert_eq(err2, TERN_ENOTFOUND);
@@ -1710,7 +1694,8 @@ Test(store, topic_create_edit) {
 }
 
 Test(store, group_seek) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     uint32_t id = 0;
     for (int i = 0; i < 6; i++) {
         id = s_append_text(store, "t", "x", i == 5 ? 9 : 4, 0).topic_id;
@@ -1718,9 +1703,9 @@ Test(store, group_seek) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
     for (uint64_t seq = 1; seq <= 4; seq++) {
-        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000);
+        tern_store_batch_deliver(batch, id, "g", seq, &(tern_delivery_t){4, 1, 1000, NULL});
     }
-    tern_store_batch_ack(batch, id, "g", 1);
+    tern_store_batch_ack(batch, id, "g", 1, TERN_TRACE_ACKED);
     tern_store_batch_dead(batch, id, "g", 2, 1, "term");
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
 
@@ -1763,7 +1748,8 @@ Test(store, group_seek) {
 }
 
 Test(store, dlq_requeue_purge_get) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     uint32_t id = 0;
     for (int i = 0; i < 4; i++) {
         id = s_append_text(store, "t", "x", 4, 0).topic_id;
@@ -1771,7 +1757,7 @@ Test(store, dlq_requeue_purge_get) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
     for (uint64_t seq = 1; seq <= 3; seq++) {
-        tern_store_batch_deliver(batch, id, "g", seq, 4, 1, 1000);
+        tern_store_batch_deliver(batch, id, "g", seq, &(tern_delivery_t){4, 1, 1000, NULL});
         tern_store_batch_dead(batch, id, "g", seq, 2, "bad");
     }
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
@@ -1790,7 +1776,7 @@ Test(store, dlq_requeue_purge_get) {
 
     //  Requeue one: only seq 2 moves; again: not in the DLQ any more.
     tern_err_t err = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
-    tern_store_batch_dlq_requeue(batch, id, "g", 2, 5000, &err);
+    tern_store_batch_dlq_replay(batch, id, "g", 2, 5000, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     s_entries_t pending, dlq;
@@ -1803,8 +1789,8 @@ Test(store, dlq_requeue_purge_get) {
     cr_assert_eq(pending.entries[0].seq, 2);
     cr_assert_eq(pending.entries[0].due_ms, 5000);
     cr_assert_eq(pending.entries[0].delivery_count, 0);
-    tern_store_batch_dlq_requeue(batch, id, "g", 2, 5000, &err);
-    tern_store_batch_dlq_requeue(batch, id, "nope", 1, 5000, &err2);
+    tern_store_batch_dlq_replay(batch, id, "g", 2, 5000, &err, NULL);
+    tern_store_batch_dlq_replay(batch, id, "nope", 1, 5000, &err2, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_ENOTFOUND);
     cr_assert_eq(err2, TERN_ENOTFOUND);
@@ -1834,7 +1820,8 @@ Test(store, dlq_requeue_purge_get) {
 }
 
 Test(store, read_next_and_seq_at_time) {
-    tern_store_t *store = s_open(&(tern_store_config_t){.dir = s_dir, .map_initial = 1 << 20});
+    tern_store_t *store =
+        test_store_open(&(tern_store_config_t){.dir = test_store_dir, .map_initial = 1 << 20});
     tern_frame_t msgs[5];
     uint32_t id = 0;
     for (int i = 0; i < 5; i++) {

@@ -8,7 +8,7 @@
     side-file seqs strictly increasing, and the topic contiguous from 1 with
     every record readable.
 */
-#include "tern_store.h"
+#include "test_store_fixture.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -21,26 +21,13 @@
 
 #define S_ROUNDS 50
 
-static char s_dir[64];
-static char s_store_dir[96];
-static char s_side[96];
+static char s_store_dir[96]; //  the writer's store, inside test_store_dir
+static char s_side[96];      //  the writer's list of committed records
 
 static void s_setup(void) {
-    strcpy(s_dir, "/tmp/tern-crash-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-    snprintf(s_store_dir, sizeof s_store_dir, "%s/store", s_dir);
-    snprintf(s_side, sizeof s_side, "%s/side.txt", s_dir);
-}
-
-static void s_teardown(void) {
-    char path[160];
-    snprintf(path, sizeof path, "%s/data.mdb", s_store_dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", s_store_dir);
-    unlink(path);
-    rmdir(s_store_dir);
-    unlink(s_side);
-    rmdir(s_dir);
+    test_store_setup();
+    snprintf(s_store_dir, sizeof s_store_dir, "%s/store", test_store_dir);
+    snprintf(s_side, sizeof s_side, "%s/side.txt", test_store_dir);
 }
 
 //  Checks the store against the side file; returns the records verified.
@@ -111,8 +98,8 @@ static uint64_t s_verify(void) {
     return verified;
 }
 
-Test(store_crash, sigkill_never_loses_acknowledged_records, .init = s_setup, .fini = s_teardown,
-     .timeout = 120) {
+Test(store_crash, sigkill_never_loses_acknowledged_records, .init = s_setup,
+     .fini = test_store_teardown, .timeout = 120) {
     char writer[512];
     snprintf(writer, sizeof writer, "%s/store_crash_writer", TERN_BIN_DIR);
     cr_assert_eq(access(writer, X_OK), 0, "missing %s", writer);

@@ -3,36 +3,15 @@
     entry for remote records (loop prevention), dedup entries travelling with
     records, and the conflict rule (lowest msg_id wins, the other copy is
     superseded). */
-#include "tern_store.h"
+#include "test_store_fixture.h"
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char s_dir[64];
-
-static void s_setup(void) {
-    snprintf(s_dir, sizeof s_dir, "/tmp/tern-store-repl-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-}
-
-static void s_teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
 static tern_store_t *s_open(void) {
-    tern_store_config_t config;
-    tern_store_config_defaults(&config);
-    config.dir = s_dir;
-    config.map_initial = 1 << 20;
-    config.map_max = 64 << 20;
-    config.durability = TERN_DURABILITY_NONE;
-    tern_err_t err = TERN_OK;
-    tern_store_t *store = tern_store_new(&config, &err);
-    cr_assert_not_null(store, "open: %d", err);
-    return store;
+    tern_store_config_t config = test_store_config();
+    return test_store_open(&config);
 }
 
 static void s_msg(tern_frame_t *msg, uint64_t msg_id, const char *origin, const char *producer,
@@ -91,7 +70,7 @@ static uint64_t s_u64(tern_store_t *store, int what, const char *name, uint64_t 
     return v;
 }
 
-TestSuite(store_repl, .init = s_setup, .fini = s_teardown);
+TestSuite(store_repl, .init = test_store_setup, .fini = test_store_teardown);
 
 //  Usage: a remote record and its origin's cursor commit together; a replay
 //  is a duplicate; remote records never enter the outbox.

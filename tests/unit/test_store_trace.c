@@ -3,7 +3,7 @@
 
     Fresh temporary directory per test, small map.
 */
-#include "tern_store.h"
+#include "test_store_fixture.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -12,37 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static char s_dir[64];
-
-static void s_setup(void) {
-    strcpy(s_dir, "/tmp/tern-trace-XXXXXX");
-    cr_assert_not_null(mkdtemp(s_dir));
-}
-
-static void s_teardown(void) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/data.mdb", s_dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", s_dir);
-    unlink(path);
-    rmdir(s_dir);
-}
-
-TestSuite(store_trace, .init = s_setup, .fini = s_teardown, .timeout = 60);
+TestSuite(store_trace, .init = test_store_setup, .fini = test_store_teardown, .timeout = 60);
 
 static tern_store_t *s_open(uint64_t retention_ms) {
-    tern_store_config_t config;
-    tern_store_config_defaults(&config);
-    config.dir = s_dir;
-    config.map_initial = 1 << 20;
-    config.map_max = 64 << 20;
-    config.durability = TERN_DURABILITY_NONE;
+    tern_store_config_t config = test_store_config();
     config.trace_retention_ms = retention_ms;
-    tern_err_t err = TERN_EINTERNAL;
-    tern_store_t *store = tern_store_new(&config, &err);
-    cr_assert_not_null(store);
-    cr_assert_eq(err, TERN_OK);
-    return store;
+    return test_store_open(&config);
 }
 
 static uint64_t s_now_ns(void) {
@@ -96,14 +71,15 @@ Test(store_trace, life_of_a_message) {
     tern_store_batch_group_open(batch, res.topic_id, "billing", TERN_START_FIRST, 0, &err);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
-    tern_store_batch_deliver_to(batch, res.topic_id, "billing", res.seq, 4, 1, 0, "worker-1");
-    tern_store_batch_nack(batch, res.topic_id, "billing", res.seq, 0);
+    tern_store_batch_deliver(batch, res.topic_id, "billing", res.seq,
+                             &(tern_delivery_t){4, 1, 0, "worker-1"});
+    tern_store_batch_nack(batch, res.topic_id, "billing", res.seq, 0, TERN_TRACE_NACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_dead(batch, res.topic_id, "billing", res.seq, 1, "max_deliver");
     tern_store_batch_trace(batch, res.topic_id, res.seq, TERN_TRACE_REPLICATED, NULL, "us1");
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     //  An ack of an entry that is not pending records nothing.
-    tern_store_batch_ack(batch, res.topic_id, "billing", res.seq);
+    tern_store_batch_ack(batch, res.topic_id, "billing", res.seq, TERN_TRACE_ACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
 
     s_events_t list;
@@ -187,8 +163,8 @@ Test(store_trace, retention) {
     cr_expect_eq(list.count, 0);
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
-    s_teardown();
-    s_setup();
+    test_store_teardown();
+    test_store_setup();
 
     store = s_open(0);
     batch = tern_store_batch_new(store);
@@ -286,7 +262,8 @@ Test(store_trace, stored_written_at_every_removal) {
         tern_err_t err = TERN_EINTERNAL;
         uint64_t age = path == AGE ? 1 : 0, count = path == COUNT ? 1 : 0;
         uint64_t bytes = path == BYTES ? 8 : 0;
-        tern_store_batch_topic_put(batch, topics[path], age, count, bytes, &err, NULL);
+        tern_store_batch_topic_put(batch, topics[path], TERN_TOPIC_PUT,
+                                   &(tern_topic_limits_t){age, count, bytes}, &err, NULL);
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
         cr_assert_eq(err, TERN_OK);
         tern_frame_t msg;
@@ -298,7 +275,8 @@ Test(store_trace, stored_written_at_every_removal) {
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
         cr_assert_eq(res.err, TERN_OK);
         tern_store_batch_group_open(batch, res.topic_id, "g", TERN_START_FIRST, 0, &err);
-        tern_store_batch_deliver_to(batch, res.topic_id, "g", res.seq, 4, 1, 0, "c1");
+        tern_store_batch_deliver(batch, res.topic_id, "g", res.seq,
+                                 &(tern_delivery_t){4, 1, 0, "c1"});
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
         s_events_t list;
         tern_trace_event_t before = s_stored(store, &msg, &res, NULL, &list);
@@ -360,7 +338,8 @@ Test(store_trace, scan_merges_log_and_history) {
     tern_store_t *store = s_open(24ull * 3600 * 1000);
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_err_t err;
-    tern_store_batch_topic_put(batch, "t", 0, 3, 0, &err, NULL);
+    tern_store_batch_topic_put(batch, "t", TERN_TOPIC_PUT, &(tern_topic_limits_t){0, 3, 0}, &err,
+                               NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_frame_t msgs[6];
     tern_append_result_t res[6];
@@ -462,7 +441,7 @@ Test(store_trace, msg_id_lookups_within_and_after_retention) {
     tern_frame_t d;
     s_fill(&d, "t", 300);
     tern_append_result_t rd = s_put(store, &d, true);
-    tern_store_batch_deliver(batch, rd.topic_id, "g", rd.seq, 4, 1, 0);
+    tern_store_batch_deliver(batch, rd.topic_id, "g", rd.seq, &(tern_delivery_t){4, 1, 0, NULL});
     tern_store_batch_group_open(batch, rd.topic_id, "g", TERN_START_FIRST, 0, &err);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     usleep(1100 * 1000);

@@ -1,0 +1,159 @@
+/*  tern_store_expiry.c - the sweep: TTL expiry, max_age retention, and the
+    sweeps of the other concerns (dedup window, outbox retention, history).
+
+    The storer queues one sweep a second (tern_store_batch_sweep); it runs
+    inside that batch's transaction with a budget, so one sweep never holds
+    the writer long: expired messages are found through the expiry index
+    (expire_at BE64 first, so the oldest come first), max_age by each
+    limited topic's oldest message. Removal itself is the log's
+    (st_msg_remove, tern_store_log.c). Count and size retention run at
+    append time instead (tern_store_log.c).
+*/
+#include "tern_store_int.h"
+
+#include <stdlib.h>
+
+void tern_store_batch_sweep(tern_store_batch_t *self, uint64_t now_ns, uint32_t max,
+                            uint64_t *removed) {
+    st_op_t *op = st_batch_push(self, OP_SWEEP);
+    op->a = now_ns;
+    op->u32 = max;
+    op->count_out = removed;
+}
+
+static int s_sweep_expiry(st_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t *removed) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_EXPIRY], &cur);
+    if (rc) {
+        return rc;
+    }
+    while (*budget > 0) {
+        MDB_val k, v;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc) {
+            break;
+        }
+        if (k.mv_size != 20) {
+            rc = mdb_cursor_del(cur, 0);
+            if (rc) {
+                break;
+            }
+            continue;
+        }
+        uint8_t key[20];
+        memcpy(key, k.mv_data, 20);
+        if (s_be64_get(key) > now_ns) {
+            break;
+        }
+        uint32_t topic_id = s_be32_get(key + 8);
+        uint64_t seq = s_be64_get(key + 12);
+        st_cached_t *t;
+        bool gone = false;
+        if ((rc = st_topic_by_id(ctx, topic_id, &t))) {
+            break;
+        }
+        if (t && (rc = st_msg_remove(ctx, t, seq, &gone))) {
+            break;
+        }
+        //  Removing the message removed this entry; an orphan goes anyway.
+        if ((rc = s_del(ctx->txn, ctx->dbi[S_EXPIRY], key, 20))) {
+            break;
+        }
+        if (gone) {
+            ctx->expired++;
+            (*removed)++;
+            if ((rc = st_trace_put(ctx, topic_id, seq, TERN_TRACE_EXPIRED, NULL, 0, NULL, 0, 0))) {
+                break;
+            }
+        }
+        (*budget)--;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int s_sweep_age(st_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t *removed) {
+    //  Collect the names first: topic records are written back at flush.
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TOPICS], &cur);
+    if (rc) {
+        return rc;
+    }
+    char(*names)[TERN_TOPIC_MAX + 1] = NULL;
+    size_t count = 0, cap = 0;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (v.mv_size == sizeof(st_topic_rec_t) && k.mv_size <= TERN_TOPIC_MAX) {
+            st_topic_rec_t rec;
+            memcpy(&rec, v.mv_data, sizeof rec);
+            if (rec.max_age_ms && rec.msgs) {
+                if (count == cap) {
+                    cap = cap ? cap * 2 : 16;
+                    void *grown = tern_realloc(names, cap * sizeof *names);
+                    names = grown;
+                }
+                memcpy(names[count], k.mv_data, k.mv_size);
+                names[count][k.mv_size] = 0;
+                count++;
+            }
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    rc = rc == MDB_NOTFOUND ? 0 : rc;
+    for (size_t i = 0; i < count && rc == 0 && *budget > 0; i++) {
+        st_cached_t *t;
+        tern_err_t err;
+        if ((rc = st_topic_find(ctx, names[i], strlen(names[i]), false, &t, &err))) {
+            break;
+        }
+        if (!t->exists || !t->topic.max_age_ms) {
+            continue;
+        }
+        uint64_t age_ns = t->topic.max_age_ms * 1000000ull;
+        uint64_t cutoff = now_ns > age_ns ? now_ns - age_ns : 0;
+        while (*budget > 0 && t->topic.msgs > 0) {
+            uint64_t s, ts = 0;
+            if ((rc = st_seq_time(ctx, t, t->topic.first_seq, &s, &ts))) {
+                break;
+            }
+            if (s > t->topic.last_seq || ts >= cutoff) {
+                break;
+            }
+            bool gone;
+            if ((rc = st_msg_remove(ctx, t, s, &gone))) {
+                break;
+            }
+            if (!gone) {
+                break;
+            }
+            ctx->trimmed++;
+            (*removed)++;
+            (*budget)--;
+        }
+    }
+    free(names);
+    return rc;
+}
+
+int st_op_sweep(st_txn_t *ctx, st_op_t *op) {
+    uint64_t budget = op->u32, removed = 0;
+    int rc = s_sweep_expiry(ctx, op->a, &budget, &removed);
+    if (rc == 0) {
+        rc = s_sweep_age(ctx, op->a, &budget, &removed);
+    }
+    if (rc == 0) {
+        rc = st_sweep_dedup(ctx, op->a, op->u32);
+    }
+    if (rc == 0) {
+        rc = st_sweep_outbox(ctx, op->a, op->u32);
+    }
+    if (rc == 0) {
+        rc = st_sweep_trace(ctx, op->a, op->u32);
+    }
+    if (op->count_out) {
+        *op->count_out = removed;
+    }
+    return rc;
+}

@@ -1,0 +1,527 @@
+/*  tern_store_group.c - groups and their delivery state: open, seek,
+    delete; deliver, ack, nack, dead; group and pending reads.
+
+    A group's durable state is its record (one lane cursor per priority,
+    counters; cached per transaction by tern_store_batch.c), its pending
+    entries (delivered, unacked: delivery count, lane, due time) and its
+    DLQ (tern_store_dlq.c). The route actor keeps the live view in memory and
+    queues each change here through the storer's batch; every change writes
+    its history event (tern_store_trace.c) in the same transaction. A peer's
+    ack or TERM (tern_store_repl.c) goes through the same ack and dead steps.
+*/
+#include "tern_store_int.h"
+
+/* ------------------------------------------------------------------------
+    Queueing
+   ------------------------------------------------------------------------ */
+
+void tern_store_batch_group_open(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+    st_op_t *op = st_group_op(self, OP_GROUP_OPEN, topic_id, name, start_value);
+    op->u32 = (uint32_t)start;
+    op->err_out = result_err;
+}
+
+void tern_store_batch_group_delete(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                   tern_err_t *result_err) {
+    st_op_t *op = st_group_op(self, OP_GROUP_DELETE, topic_id, name, 0);
+    op->err_out = result_err;
+}
+
+void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+    st_op_t *op = st_group_op(self, OP_GROUP_SEEK, topic_id, name, start_value);
+    op->u32 = (uint32_t)start;
+    op->err_out = result_err;
+}
+
+void tern_store_batch_deliver(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                              uint64_t seq, const tern_delivery_t *delivery) {
+    st_op_t *op = st_group_op(self, OP_DELIVER, topic_id, group, seq);
+    op->priority = delivery->priority;
+    op->u32 = delivery->delivery_count;
+    op->b = delivery->due_ms;
+    if (delivery->consumer && *delivery->consumer) {
+        op->reason = tern_strndup(delivery->consumer, TERN_TRACE_DETAIL_MAX);
+    }
+}
+
+void tern_store_batch_ack(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                          uint64_t seq, tern_trace_type_t event) {
+    st_op_t *op = st_group_op(self, OP_ACK, topic_id, group, seq);
+    op->u32 = (uint32_t)event;
+}
+
+void tern_store_batch_nack(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint64_t due_ms, tern_trace_type_t event) {
+    st_op_t *op = st_group_op(self, OP_NACK, topic_id, group, seq);
+    op->b = due_ms;
+    op->u32 = (uint32_t)event;
+}
+
+void tern_store_batch_dead(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint32_t delivery_count, const char *reason) {
+    st_op_t *op = st_group_op(self, OP_DEAD, topic_id, group, seq);
+    op->u32 = delivery_count;
+    if (reason && *reason) {
+        op->reason = tern_strndup(reason, TERN_REASON_MAX);
+    }
+}
+
+/* ------------------------------------------------------------------------
+    Open, seek, delete
+   ------------------------------------------------------------------------ */
+
+//  Where a group starting at START/VALUE begins on topic T (see
+//  tern_store_batch_group_open) into *SEQ; *ERR TERN_ERANGE for a bad START.
+static int s_start_seq(st_txn_t *ctx, st_cached_t *t, tern_start_t start, uint64_t value,
+                       uint64_t *seq, tern_err_t *err) {
+    int rc = 0;
+    switch (start) {
+        case TERN_START_FIRST:
+            *seq = t->topic.first_seq;
+            break;
+        case TERN_START_NEW:
+            *seq = t->topic.last_seq + 1;
+            break;
+        case TERN_START_SEQ:
+            *seq = value ? value : 1;
+            break;
+        case TERN_START_TIME: {
+            //  Binary search; timestamps grow with seq (receive time).
+            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
+            while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
+                if ((rc = st_seq_time(ctx, t, mid, &s, &ts))) {
+                    return rc;
+                }
+                if (s > t->topic.last_seq || ts >= value) {
+                    hi = mid;
+                } else {
+                    lo = s + 1;
+                }
+            }
+            *seq = lo;
+            break;
+        }
+        default:
+            *err = TERN_ERANGE;
+            break;
+    }
+    return rc;
+}
+
+int st_op_group_open(st_txn_t *ctx, st_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    *err = TERN_OK;
+    if (!op->name[0]) {
+        *err = TERN_ENAME;
+        return 0;
+    }
+    st_cached_t *t;
+    int rc = st_topic_by_id(ctx, op->topic_id, &t);
+    if (rc) {
+        return rc;
+    }
+    if (!t) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    st_cached_t *g;
+    if ((rc = st_group_find(ctx, op->topic_id, op->name, &g))) {
+        return rc;
+    }
+    if (g->exists) {
+        return 0;
+    }
+    uint64_t start;
+    if ((rc = s_start_seq(ctx, t, (tern_start_t)op->u32, op->a, &start, err)) || *err) {
+        return rc;
+    }
+    memset(&g->group, 0, sizeof g->group);
+    g->group.version = S_GROUP_VERSION;
+    g->group.created_ns = ctx->now_ns;
+    for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
+        g->group.lane_next[i] = start;
+    }
+    g->exists = true;
+    g->dirty = true;
+    return 0;
+}
+
+int st_op_group_delete(st_txn_t *ctx, st_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    st_cached_t *g;
+    int rc = st_group_find(ctx, op->topic_id, op->name, &g);
+    if (rc) {
+        return rc;
+    }
+    if (!g->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint8_t prefix[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(prefix, op->topic_id, op->name, strlen(op->name), 0, false);
+    if ((rc = st_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, plen, NULL)) ||
+        (rc = st_del_prefix(ctx, ctx->dbi[S_DLQ], prefix, plen, NULL))) {
+        return rc;
+    }
+    g->exists = false;
+    g->dirty = true;
+    *err = TERN_OK;
+    return 0;
+}
+
+//  Moves a group's lane cursors to START/VALUE and drops its pending entries
+//  (the messages at or after the new position are delivered again from
+//  the cursors). The DLQ and the counters are kept.
+int st_op_group_seek(st_txn_t *ctx, st_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    *err = TERN_OK;
+    st_cached_t *t, *g;
+    int rc = st_topic_by_id(ctx, op->topic_id, &t);
+    if (rc || (t && (rc = st_group_find(ctx, op->topic_id, op->name, &g)))) {
+        return rc;
+    }
+    if (!t || !g->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint64_t start;
+    if ((rc = s_start_seq(ctx, t, (tern_start_t)op->u32, op->a, &start, err)) || *err) {
+        return rc;
+    }
+    uint8_t prefix[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(prefix, op->topic_id, op->name, strlen(op->name), 0, false);
+    if ((rc = st_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, plen, NULL))) {
+        return rc;
+    }
+    g->group.pending = 0;
+    for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
+        g->group.lane_next[i] = start;
+    }
+    g->dirty = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+    Delivery state: deliver, ack, nack, dead
+   ------------------------------------------------------------------------ */
+
+//  The group OP names into *G, or NULL when it does not exist; OP's
+//  results then say so (TERN_ENOTFOUND, nothing moved).
+int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g) {
+    int rc = st_group_find(ctx, op->topic_id, op->name, g);
+    if (rc || !(*g)->exists) {
+        if ((op->kind == OP_DLQ_REPLAY || op->kind == OP_DLQ_PURGE) && op->count_out) {
+            *op->count_out = 0;
+        }
+        if (!rc && op->err_out) {
+            *op->err_out = TERN_ENOTFOUND;
+        }
+        *g = NULL;
+    }
+    return rc;
+}
+
+int st_op_deliver(st_txn_t *ctx, st_op_t *op) {
+    st_cached_t *g;
+    int rc = st_group_of(ctx, op, &g);
+    if (rc || !g) {
+        return rc;
+    }
+    st_group_rec_t *gr = &g->group;
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
+    MDB_val k = {s_op_entry_key(op, key), key}, v;
+    MDB_dbi pending = ctx->dbi[S_PENDING];
+    uint8_t prio = op->priority <= TERN_PRIORITY_MAX ? op->priority : TERN_PRIORITY_MAX;
+    //  One B-tree search for a first delivery; a redelivery finds its entry
+    //  and overwrites it.
+    s_entry_put(val, op->u32, prio, op->b);
+    v = (MDB_val){S_ENTRY_SIZE, val};
+    rc = mdb_put(ctx->txn, pending, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        v = (MDB_val){S_ENTRY_SIZE, val};
+        rc = mdb_put(ctx->txn, pending, &k, &v, 0);
+    } else if (rc == 0) {
+        gr->pending++;
+    }
+    if (rc) {
+        return rc;
+    }
+    //  Every delivery counts; one with a count above 1 is also a redelivery
+    //  (docs/operations.md, "Delivery counters").
+    gr->delivered++;
+    gr->redelivered += op->u32 > 1;
+    if (gr->lane_next[prio] <= op->a) {
+        gr->lane_next[prio] = op->a + 1;
+    }
+    g->dirty = true;
+    return st_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DELIVERED, op->name, op->u32,
+                        op->reason, 0, 0);
+}
+
+//  OP->u32: the history event (0: ACKED); OP->reason: its detail (where a
+//  peer's ack came from, for an ack-state apply).
+int st_op_ack(st_txn_t *ctx, st_op_t *op) {
+    st_cached_t *g;
+    int rc = st_group_of(ctx, op, &g);
+    if (rc || !g) {
+        return rc;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    MDB_val k = {s_op_entry_key(op, key), key};
+    rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    g->group.pending--;
+    g->group.acked++;
+    g->dirty = true;
+    return st_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED,
+                        op->name, 0, op->reason, 0, 0);
+}
+
+//  OP->u32: the history event (0: NACKED).
+int st_op_nack(st_txn_t *ctx, st_op_t *op) {
+    st_cached_t *g;
+    int rc = st_group_of(ctx, op, &g);
+    if (rc || !g) {
+        return rc;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
+    MDB_val k = {s_op_entry_key(op, key), key}, v;
+    MDB_dbi pending = ctx->dbi[S_PENDING];
+    rc = mdb_get(ctx->txn, pending, &k, &v);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (v.mv_size != S_ENTRY_SIZE) {
+        return MDB_CORRUPTED;
+    }
+    memcpy(val, v.mv_data, S_ENTRY_SIZE);
+    s_le64_put(val + 8, op->b);
+    v = (MDB_val){S_ENTRY_SIZE, val};
+    if ((rc = mdb_put(ctx->txn, pending, &k, &v, 0))) {
+        return rc;
+    }
+    g->group.nacked++;
+    g->dirty = true;
+    return st_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_NACKED,
+                        op->name, s_le32_get(val), NULL, 0, 0);
+}
+
+//  Moves the entry from pending (when there) to the DLQ, keeping its lane.
+int st_op_dead(st_txn_t *ctx, st_op_t *op) {
+    st_cached_t *g;
+    int rc = st_group_of(ctx, op, &g);
+    if (rc || !g) {
+        return rc;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE + TERN_REASON_MAX];
+    MDB_val k = {s_op_entry_key(op, key), key}, v;
+    MDB_dbi pending = ctx->dbi[S_PENDING];
+    uint8_t prio = TERN_PRIORITY_DEFAULT;
+    rc = mdb_get(ctx->txn, pending, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size == S_ENTRY_SIZE) {
+            prio = ((uint8_t *)v.mv_data)[4];
+        }
+        if ((rc = mdb_del(ctx->txn, pending, &k, NULL))) {
+            return rc;
+        }
+        g->group.pending--;
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    size_t rlen = op->reason ? strlen(op->reason) : 0;
+    s_entry_put(val, op->u32, prio, ctx->now_ns / 1000000);
+    memcpy(val + S_ENTRY_SIZE, op->reason, rlen);
+    v = (MDB_val){S_ENTRY_SIZE + rlen, val};
+    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_DLQ], &k, &v, 0))) {
+        return rc;
+    }
+    //  Counted once even if the same seq dies twice.
+    g->group.dead++;
+    g->dirty = true;
+    return st_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DEAD, op->name, op->u32, op->reason, 0,
+                        0);
+}
+
+/* ------------------------------------------------------------------------
+    Reads: groups and their pending entries
+   ------------------------------------------------------------------------ */
+
+//  Fills OUT from group record K/V, computing next_unacked: the lowest seq
+//  still pending or not yet delivered (the first message at or after each
+//  lane's cursor); last_seq + 1 when there is none. The ack floor is the seq
+//  before it (JetStream's meaning: every seq up to it is settled).
+static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, const MDB_val *v,
+                               tern_group_info_t *out) {
+    if (v->mv_size != sizeof(st_group_rec_t) || k->mv_size <= 4 || k->mv_size > 4 + TERN_NAME_MAX) {
+        return TERN_ECORRUPT;
+    }
+    st_group_rec_t rec;
+    memcpy(&rec, v->mv_data, sizeof rec);
+    memset(out, 0, sizeof *out);
+    out->topic_id = s_be32_get(k->mv_data);
+    memcpy(out->name, (uint8_t *)k->mv_data + 4, k->mv_size - 4);
+    out->name[k->mv_size - 4] = 0;
+    memcpy(out->lane_next, rec.lane_next, sizeof out->lane_next);
+    out->pending = rec.pending;
+    out->dead = rec.dead;
+    out->delivered = rec.delivered;
+    out->redelivered = rec.redelivered;
+    out->acked = rec.acked;
+    out->nacked = rec.nacked;
+    out->created_ns = rec.created_ns;
+
+    tern_topic_info_t topic;
+    tern_err_t err = tern_store_topic_get_id(self, out->topic_id, &topic);
+    uint64_t floor = err == TERN_OK ? topic.last_seq + 1 : UINT64_MAX;
+    for (int lane = 0; lane <= TERN_PRIORITY_MAX; lane++) {
+        uint64_t seq;
+        size_t n = 0;
+        err = tern_store_lane_scan(self, out->topic_id, (uint8_t)lane, rec.lane_next[lane], &seq, 1,
+                                   &n);
+        if (err) {
+            return err;
+        }
+        if (n && seq < floor) {
+            floor = seq;
+        }
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_PENDING], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(key, out->topic_id, out->name, k->mv_size - 4, 0, false);
+    MDB_val pk = {plen, key}, pv;
+    rc = mdb_cursor_get(cur, &pk, &pv, MDB_SET_RANGE);
+    if (rc == 0 && pk.mv_size == plen + 8 && !memcmp(pk.mv_data, key, plen)) {
+        uint64_t seq = s_be64_get((uint8_t *)pk.mv_data + plen);
+        if (seq < floor) {
+            floor = seq;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return s_err(rc);
+    }
+    if (floor == UINT64_MAX) {
+        //  Topic gone: fall back to the lowest lane cursor.
+        for (int lane = 0; lane <= TERN_PRIORITY_MAX; lane++) {
+            if (rec.lane_next[lane] < floor) {
+                floor = rec.lane_next[lane];
+            }
+        }
+    }
+    out->next_unacked = floor;
+    out->ack_floor = floor ? floor - 1 : 0;
+    return TERN_OK;
+}
+
+tern_err_t tern_store_group_get(tern_store_reader_t *self, uint32_t topic_id, const char *name,
+                                tern_group_info_t *out) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(name, TERN_NAME_MAX);
+    if (len == 0 || len > TERN_NAME_MAX) {
+        return TERN_ENAME;
+    }
+    uint8_t key[S_GROUP_KEY_MAX];
+    s_be32_put(key, topic_id);
+    memcpy(key + 4, name, len);
+    MDB_val k = {4 + len, key}, v;
+    int rc = mdb_get(self->txn, self->store->dbi[S_GROUPS], &k, &v);
+    if (rc) {
+        return s_err(rc);
+    }
+    return s_group_info(self, &k, &v, out);
+}
+
+tern_err_t tern_store_group_list(tern_store_reader_t *self, uint32_t topic_id, tern_group_fn *fn,
+                                 void *arg) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_GROUPS], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t prefix[4];
+    s_be32_put(prefix, topic_id);
+    MDB_val k = {4, prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, topic_id ? MDB_SET_RANGE : MDB_FIRST);
+    tern_err_t err = TERN_OK;
+    while (rc == 0 && (!topic_id || (k.mv_size > 4 && !memcmp(k.mv_data, prefix, 4)))) {
+        tern_group_info_t info;
+        if ((err = s_group_info(self, &k, &v, &info))) {
+            break;
+        }
+        if (!fn(&info, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+//  A pending or DLQ entry (key K: topic, group, NUL, BE64 seq) into OUT.
+tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out) {
+    if (v->mv_size < S_ENTRY_SIZE || v->mv_size > S_ENTRY_SIZE + TERN_REASON_MAX ||
+        k->mv_size < 8) {
+        return TERN_ECORRUPT;
+    }
+    const uint8_t *p = v->mv_data;
+    out->seq = s_be64_get((const uint8_t *)k->mv_data + k->mv_size - 8);
+    out->delivery_count = s_le32_get(p);
+    out->priority = p[4];
+    out->due_ms = s_le64_get(p + 8);
+    memcpy(out->reason, p + S_ENTRY_SIZE, v->mv_size - S_ENTRY_SIZE);
+    out->reason[v->mv_size - S_ENTRY_SIZE] = 0;
+    return TERN_OK;
+}
+
+tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
+                         tern_entry_fn *fn, void *arg) {
+    S_READER_CHECK(self);
+    size_t len = s_name_len(group, TERN_NAME_MAX);
+    if (len == 0 || len > TERN_NAME_MAX) {
+        return TERN_ENAME;
+    }
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t plen = s_entry_key(key, topic_id, group, len, 0, false);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[dbi], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    tern_err_t err = TERN_OK;
+    MDB_val k = {plen, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
+        tern_entry_t entry;
+        if ((err = st_entry_parse(&k, &v, &entry))) {
+            break;
+        }
+        if (!fn(&entry, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+tern_err_t tern_store_pending_list(tern_store_reader_t *self, uint32_t topic_id, const char *group,
+                                   tern_entry_fn *fn, void *arg) {
+    return st_entry_list(self, S_PENDING, topic_id, group, fn, arg);
+}

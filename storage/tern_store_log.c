@@ -1,0 +1,547 @@
+/*  tern_store_log.c - the log and its topics, writer side: append, remove,
+    retention by count and size, topic create/edit/delete/purge.
+
+    The log is keyed by (topic id BE32, seq BE64), so one topic's messages
+    are contiguous and an append to the newest topic is an MDB_APPEND; each
+    message also has a priority-lane entry (prio), an expiry entry when it
+    has a TTL (expiry) and a msgid entry (idempotent replays, and the
+    history's anchor: tern_store_trace.c). An append runs the dedup check
+    (tern_store_dedup.c) and queues the outbox entry (tern_store_repl.c);
+    every removal path (retention, TTL sweep, purge, replication conflict)
+    goes through st_msg_remove, which writes the message's STORED event.
+    Reads of the log are in tern_store_read.c.
+*/
+#include "tern_store_int.h"
+
+/* ------------------------------------------------------------------------
+    Queueing
+   ------------------------------------------------------------------------ */
+
+void tern_store_batch_append(tern_store_batch_t *self, const tern_frame_t *msg, bool local,
+                             tern_append_result_t *result) {
+    st_op_t *op = st_batch_push(self, OP_APPEND);
+    op->msg = msg;
+    op->flag = local;
+    op->result = result;
+    self->has_appends = true;
+}
+
+void tern_store_batch_topic_put(tern_store_batch_t *self, const char *name, tern_topic_mode_t mode,
+                                const tern_topic_limits_t *limits, tern_err_t *result_err,
+                                uint32_t *id_out) {
+    st_op_t *op = st_batch_push(self, OP_TOPIC_PUT);
+    op->flag = s_name_len(name, TERN_TOPIC_MAX) > TERN_TOPIC_MAX;
+    s_copy_name(op->name, sizeof op->name, name);
+    if (limits) {
+        op->a = limits->max_age_ms;
+        op->b = limits->max_msgs;
+        op->c = limits->max_bytes;
+    }
+    op->u32 = (uint32_t)mode;
+    op->err_out = result_err;
+    op->id_out = id_out;
+}
+
+void tern_store_batch_topic_delete(tern_store_batch_t *self, const char *name, bool purge_only,
+                                   tern_err_t *result_err, uint64_t *removed) {
+    st_op_t *op = st_batch_push(self, OP_TOPIC_DELETE);
+    s_copy_name(op->name, sizeof op->name, name);
+    op->flag = purge_only;
+    op->err_out = result_err;
+    op->count_out = removed;
+}
+
+/* ------------------------------------------------------------------------
+    Removal: every path that takes a message out of the log
+   ------------------------------------------------------------------------ */
+
+//  The first stored seq of TOPIC_ID that is >= FROM, or LAST + 1 if none;
+//  RECORD (if not NULL) gets its record (valid until the next write).
+int st_first_seq(st_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last, uint64_t *first,
+                 MDB_val *record) {
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_LOG], &cur);
+    if (rc) {
+        return rc;
+    }
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, from);
+    MDB_val k = {12, key}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    *first = last + 1;
+    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
+        *first = s_be64_get((uint8_t *)k.mv_data + 4);
+        if (record) {
+            *record = v;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  The msgid entry of REC (stored at TOPIC_ID, SEQ), which is leaving the log:
+//  deleted when no history is kept (trace off, or already swept), else kept
+//  as history with the STORED event written now (stamp 0: first among the
+//  message's events), with the at_ns a scan reported while it was stored.
+//  History already past retention that the sweep did not reach yet goes now.
+static int s_msgid_release(st_txn_t *ctx, const st_record_t *rec, uint32_t topic_id, uint64_t seq) {
+    //  Copied first: the record may sit on a dirty page that writes below
+    //  could spill.
+    char trace_id[TERN_TRACE_MAX], origin[TERN_NAME_MAX];
+    const char *tp, *op;
+    size_t trlen, olen;
+    st_record_trace(rec, &tp, &trlen, &op, &olen);
+    memcpy(trace_id, tp, trlen);
+    memcpy(origin, op, olen);
+    uint64_t msg_id = rec->msg_id, expire_at_ns = rec->expire_at_ns;
+    uint8_t key[8];
+    s_be64_put(key, msg_id);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    const uint8_t *cur = v.mv_data;
+    if (v.mv_size != S_MSGID_SIZE || s_be32_get(cur + M_TOPIC) != topic_id ||
+        s_be64_get(cur + M_SEQ) != seq || (cur[M_FLAGS] & S_MSGID_REMOVED)) {
+        return 0; //  not this message's entry (or damaged): leave it
+    }
+    uint8_t val[S_MSGID_SIZE];
+    memcpy(val, cur, S_MSGID_SIZE);
+    uint64_t retention_ns = ctx->store->config.trace_retention_ms * 1000000ull;
+    uint64_t at = s_le64_get(val + M_AT);
+    if (!retention_ns || (val[M_FLAGS] & S_MSGID_SWEPT)) {
+        return s_del(ctx->txn, ctx->dbi[S_MSGID], key, 8);
+    }
+    uint64_t cutoff = ctx->now_ns > retention_ns ? ctx->now_ns - retention_ns : 0;
+    if (at < cutoff) {
+        if ((rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], val, 12, NULL))) {
+            return rc;
+        }
+        return s_del(ctx->txn, ctx->dbi[S_MSGID], key, 8);
+    }
+    val[M_FLAGS] |= S_MSGID_REMOVED;
+    v = (MDB_val){S_MSGID_SIZE, val};
+    if ((rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, 0))) {
+        return rc;
+    }
+    return st_trace_put_at(ctx, topic_id, seq, 0, at, TERN_TRACE_STORED, origin, olen, 0, trace_id,
+                           trlen, msg_id, expire_at_ns);
+}
+
+//  Removes message SEQ of topic T with its index entries. *GONE tells whether
+//  it was there.
+int st_msg_remove(st_txn_t *ctx, st_cached_t *t, uint64_t seq, bool *gone) {
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint8_t tkey[12];
+    s_be32_put(tkey, topic_id);
+    s_be64_put(tkey + 4, seq);
+    MDB_val k = {12, tkey}, v;
+    *gone = false;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc) {
+        return rc;
+    }
+    st_record_t rec;
+    //  A damaged record is still removed; its secondary entries are then
+    //  unknown and left (the msgid/prio lookups find nothing to read).
+    if (st_record_parse(&v, false, &rec) == TERN_OK) {
+        uint8_t key[20];
+        if (rec.msg_id && (rc = s_msgid_release(ctx, &rec, topic_id, seq))) {
+            return rc;
+        }
+        s_be32_put(key, topic_id);
+        key[4] = rec.priority;
+        s_be64_put(key + 5, seq);
+        if ((rc = s_del(ctx->txn, ctx->dbi[S_PRIO], key, 13))) {
+            return rc;
+        }
+        if (rec.expire_at_ns) {
+            s_be64_put(key, rec.expire_at_ns);
+            s_be32_put(key + 8, topic_id);
+            s_be64_put(key + 12, seq);
+            if ((rc = s_del(ctx->txn, ctx->dbi[S_EXPIRY], key, 20))) {
+                return rc;
+            }
+        }
+        t->topic.bytes -= rec.payload_size <= t->topic.bytes ? rec.payload_size : t->topic.bytes;
+    }
+    if ((rc = s_del(ctx->txn, ctx->dbi[S_LOG], tkey, 12))) {
+        return rc;
+    }
+    *gone = true;
+    if (t->topic.msgs) {
+        t->topic.msgs--;
+    }
+    if (t->topic.msgs == 0) {
+        t->topic.bytes = 0;
+    }
+    if (seq == t->topic.first_seq) {
+        rc = st_first_seq(ctx, topic_id, seq + 1, t->topic.last_seq, &t->topic.first_seq, NULL);
+    }
+    t->dirty = true;
+    return rc;
+}
+
+static int s_remove_first(st_txn_t *ctx, st_cached_t *t, bool *gone) {
+    uint64_t first;
+    int rc = st_first_seq(ctx, (uint32_t)t->topic.id, t->topic.first_seq, t->topic.last_seq, &first,
+                          NULL);
+    if (rc) {
+        return rc;
+    }
+    *gone = false;
+    if (first > t->topic.last_seq) {
+        t->topic.first_seq = first;
+        t->topic.msgs = 0;
+        t->topic.bytes = 0;
+        t->dirty = true;
+        return 0;
+    }
+    t->topic.first_seq = first;
+    return st_msg_remove(ctx, t, first, gone);
+}
+
+/* ------------------------------------------------------------------------
+    Append, in steps: check, msgid, dedup, record, outbox, retention
+   ------------------------------------------------------------------------ */
+
+//  The string lengths of MSG into LENS, and whether it can be stored:
+//  TERN_OK or the append's error.
+static tern_err_t s_append_check(const tern_frame_t *msg, st_lens_t *lens) {
+    lens->topic = s_name_len(msg->topic, TERN_TOPIC_MAX);
+    lens->producer = s_name_len(msg->producer, TERN_NAME_MAX);
+    lens->key = s_name_len(msg->key, TERN_KEY_MAX);
+    lens->trace = s_name_len(msg->trace_id, TERN_TRACE_MAX);
+    lens->origin = s_name_len(msg->origin, TERN_NAME_MAX);
+    if (lens->topic == 0 || lens->topic > TERN_TOPIC_MAX) {
+        return TERN_ETOPIC;
+    }
+    if (lens->producer > TERN_NAME_MAX || lens->key > TERN_KEY_MAX ||
+        lens->trace > TERN_TRACE_MAX || lens->origin > TERN_NAME_MAX ||
+        msg->meta_size > UINT32_MAX / 4 || msg->payload_size > UINT32_MAX / 4) {
+        return TERN_ETOOBIG;
+    }
+    if (msg->priority > TERN_PRIORITY_MAX) {
+        return TERN_ERANGE;
+    }
+    if ((msg->payload_size && !msg->payload) || (msg->meta_size && !msg->meta)) {
+        return TERN_EINVAL;
+    }
+    return TERN_OK;
+}
+
+//  The msgid entry an append puts: its key, and the entry it replaced when
+//  the msg_id's message was removed here before (only its history was left).
+typedef struct {
+    uint8_t key[8];            //  msg_id BE64
+    uint8_t old[S_MSGID_SIZE]; //  the replaced history entry
+    bool replaced;             //  OLD is set
+} s_msgid_slot_t;
+
+//  Puts the msgid entry of MSG, stored at (TOPIC_ID, SEQ) with outbox
+//  POSITION (0: not shipped). Replicated and retried records are idempotent
+//  by msg_id: *DUP when it is stored already, RES then names the copy. The
+//  entry also carries what the history needs (stored time, position).
+static int s_msgid_put(st_txn_t *ctx, const tern_frame_t *msg, uint32_t topic_id, uint64_t seq,
+                       uint64_t position, s_msgid_slot_t *slot, tern_append_result_t *res,
+                       bool *dup) {
+    uint8_t idval[S_MSGID_SIZE];
+    s_be64_put(slot->key, msg->msg_id);
+    s_be32_put(idval + M_TOPIC, topic_id);
+    s_be64_put(idval + M_SEQ, seq);
+    s_le64_put(idval + M_AT, ctx->now_ns);
+    s_le64_put(idval + M_POSITION, position);
+    idval[M_FLAGS] = 0;
+    MDB_val k = {8, slot->key}, v = {S_MSGID_SIZE, idval};
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) {
+        //  Not above the last id: the checked put tells a replay apart.
+        v = (MDB_val){S_MSGID_SIZE, idval};
+        rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST && v.mv_size == S_MSGID_SIZE &&
+            (((uint8_t *)v.mv_data)[M_FLAGS] & S_MSGID_REMOVED)) {
+            //  Its message was removed here (only its history is left):
+            //  stored again, as when the entry went with the message.
+            memcpy(slot->old, v.mv_data, S_MSGID_SIZE);
+            slot->replaced = true;
+            v = (MDB_val){S_MSGID_SIZE, idval};
+            rc = mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, 0);
+        }
+        if (rc == 0 && msg->msg_id < ctx->trace_next) {
+            ctx->trace_next = msg->msg_id; //  the trace sweep must come back for it
+        }
+    }
+    if (rc == MDB_KEYEXIST) {
+        *dup = true;
+        res->duplicate = true;
+        res->msg_id = msg->msg_id;
+        if (v.mv_size == S_MSGID_SIZE) {
+            res->topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
+            res->seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
+        }
+        return 0;
+    }
+    return rc;
+}
+
+//  The dedup check of OP's message (producer PLEN bytes), to be stored at
+//  (TOPIC_ID, SEQ). *DUP when it is a duplicate: RES names the original and
+//  the msgid entry in SLOT is undone. A replication conflict the incoming
+//  record wins (lowest msg_id) removes the stored copy instead.
+static int s_append_dedup(st_txn_t *ctx, const st_op_t *op, size_t plen, uint32_t topic_id,
+                          uint64_t seq, const s_msgid_slot_t *slot, tern_append_result_t *res,
+                          bool *dup) {
+    const tern_frame_t *msg = op->msg;
+    int rc = st_dedup(ctx, msg, plen, topic_id, seq, res, dup);
+    if (rc) {
+        return rc;
+    }
+    if (*dup && !op->flag && msg->msg_id && res->msg_id > msg->msg_id) {
+        if ((rc = st_supersede(ctx, msg, plen, res, topic_id, seq))) {
+            return rc;
+        }
+        memset(res, 0, sizeof *res);
+        res->topic_id = topic_id;
+        *dup = false;
+    }
+    if (*dup) {
+        if (slot->replaced) {
+            MDB_val k = {8, (void *)slot->key}, v = {S_MSGID_SIZE, (void *)slot->old};
+            return mdb_put(ctx->txn, ctx->dbi[S_MSGID], &k, &v, 0);
+        }
+        return msg->msg_id ? s_del(ctx->txn, ctx->dbi[S_MSGID], slot->key, 8) : 0;
+    }
+    return 0;
+}
+
+//  Writes MSG's record at (TOPIC_ID, SEQ), one reserved value, and its
+//  priority-lane and expiry index entries.
+static int s_append_record(st_txn_t *ctx, const tern_frame_t *msg, uint32_t topic_id, uint64_t seq,
+                           const st_lens_t *lens) {
+    size_t size = st_record_size(msg, lens);
+    uint8_t key[20];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    MDB_val k = {12, key}, v = {size, NULL};
+    int rc = s_put_tail(ctx->txn, ctx->dbi[S_LOG], &k, &v, MDB_RESERVE);
+    if (rc) {
+        return rc;
+    }
+    st_record_write(v.mv_data, size, msg, topic_id, seq, lens);
+
+    //  Indexes (KEY still holds topic BE32 + seq BE64).
+    key[4] = msg->priority;
+    s_be64_put(key + 5, seq);
+    k = (MDB_val){13, key};
+    v = (MDB_val){0, NULL};
+    if ((rc = s_put_tail(ctx->txn, ctx->dbi[S_PRIO], &k, &v, 0))) {
+        return rc;
+    }
+    if (msg->expire_at_ns) {
+        s_be64_put(key, msg->expire_at_ns);
+        s_be32_put(key + 8, topic_id);
+        s_be64_put(key + 12, seq);
+        k = (MDB_val){20, key};
+        v = (MDB_val){0, NULL};
+        rc = mdb_put(ctx->txn, ctx->dbi[S_EXPIRY], &k, &v, 0);
+    }
+    return rc;
+}
+
+//  Counts message SEQ (PAYLOAD_SIZE bytes) in topic T, then applies count
+//  and size retention (the newest message stays).
+static int s_append_retain(st_txn_t *ctx, st_cached_t *t, uint64_t seq, size_t payload_size) {
+    if (t->topic.msgs == 0) {
+        t->topic.first_seq = seq;
+    }
+    t->topic.last_seq = seq;
+    t->topic.msgs++;
+    t->topic.bytes += payload_size;
+    t->dirty = true;
+    while (t->topic.msgs > 1 && ((t->topic.max_msgs && t->topic.msgs > t->topic.max_msgs) ||
+                                 (t->topic.max_bytes && t->topic.bytes > t->topic.max_bytes))) {
+        bool gone;
+        int rc = s_remove_first(ctx, t, &gone);
+        if (rc) {
+            return rc;
+        }
+        if (!gone) {
+            break;
+        }
+        ctx->trimmed++;
+    }
+    return 0;
+}
+
+int st_op_append(st_txn_t *ctx, st_op_t *op) {
+    const tern_frame_t *msg = op->msg;
+    tern_append_result_t dummy;
+    tern_append_result_t *res = op->result ? op->result : &dummy;
+    memset(res, 0, sizeof *res);
+    if (ctx->no_appends || ctx->appended >= ctx->append_limit) {
+        res->err = TERN_EFULL;
+        return 0;
+    }
+    ctx->appended++;
+    st_lens_t lens;
+    if ((res->err = s_append_check(msg, &lens)) != TERN_OK) {
+        return 0;
+    }
+    st_cached_t *t;
+    tern_err_t err;
+    int rc = st_topic_find(ctx, msg->topic, lens.topic, true, &t, &err);
+    if (rc || (res->err = err) != TERN_OK) {
+        return rc;
+    }
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint64_t seq = t->topic.last_seq + 1;
+    res->topic_id = topic_id;
+    bool shipped = op->flag && ctx->store->config.outbox;
+    s_msgid_slot_t slot;
+    slot.replaced = false;
+    bool dup = false;
+    if (msg->msg_id) {
+        uint64_t position = shipped ? ctx->outbox_last + 1 : 0;
+        if ((rc = s_msgid_put(ctx, msg, topic_id, seq, position, &slot, res, &dup)) || dup) {
+            return rc;
+        }
+    }
+    if (lens.producer) {
+        if ((rc = s_append_dedup(ctx, op, lens.producer, topic_id, seq, &slot, res, &dup)) || dup) {
+            return rc;
+        }
+    }
+    if (slot.replaced && (rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], slot.old, 12, NULL))) {
+        return rc; //  the replaced history can no longer be found or swept
+    }
+    if ((rc = s_append_record(ctx, msg, topic_id, seq, &lens))) {
+        return rc;
+    }
+    //  No STORED event now: a scan makes it from the record while the
+    //  message is stored, and s_msgid_release writes it when it leaves.
+    if (shipped && (rc = st_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
+        return rc;
+    }
+    if ((rc = s_append_retain(ctx, t, seq, msg->payload_size))) {
+        return rc;
+    }
+    res->err = TERN_OK;
+    res->seq = seq;
+    res->msg_id = msg->msg_id;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+    Topics
+   ------------------------------------------------------------------------ */
+
+int st_op_topic_put(st_txn_t *ctx, st_op_t *op) {
+    size_t len = strlen(op->name);
+    tern_err_t *err = s_err_out(op);
+    if (len == 0 || op->flag) {
+        *err = TERN_ETOPIC;
+        return 0;
+    }
+    st_cached_t *t;
+    int rc = st_topic_find(ctx, op->name, len, false, &t, err);
+    if (rc) {
+        return rc;
+    }
+    if (t->exists ? op->u32 == TERN_TOPIC_CREATE : op->u32 == TERN_TOPIC_EDIT) {
+        *err = t->exists ? TERN_EEXIST : TERN_ENOTFOUND;
+        return 0;
+    }
+    if ((rc = st_topic_find(ctx, op->name, len, true, &t, err)) || *err) {
+        return rc;
+    }
+    t->topic.max_age_ms = op->a;
+    t->topic.max_msgs = op->b;
+    t->topic.max_bytes = op->c;
+    t->dirty = true;
+    if (op->id_out) {
+        *op->id_out = (uint32_t)t->topic.id;
+    }
+    return 0;
+}
+
+int st_op_topic_delete(st_txn_t *ctx, st_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    st_cached_t *t;
+    int rc = st_topic_find(ctx, op->name, strlen(op->name), false, &t, err);
+    if (rc) {
+        return rc;
+    }
+    if (!t->exists) {
+        *err = TERN_ENOTFOUND;
+        return 0;
+    }
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint64_t removed = 0;
+    for (;;) {
+        uint64_t first;
+        if ((rc = st_first_seq(ctx, topic_id, 0, t->topic.last_seq, &first, NULL))) {
+            return rc;
+        }
+        if (first > t->topic.last_seq) {
+            break;
+        }
+        bool gone;
+        if ((rc = st_msg_remove(ctx, t, first, &gone))) {
+            return rc;
+        }
+        if (!gone) {
+            return MDB_CORRUPTED;
+        }
+        removed++;
+    }
+    t->topic.first_seq = t->topic.last_seq + 1;
+    t->topic.msgs = 0;
+    t->topic.bytes = 0;
+    t->dirty = true;
+    if (!op->flag) {
+        uint8_t prefix[4];
+        s_be32_put(prefix, topic_id);
+        if ((rc = st_del_prefix(ctx, ctx->dbi[S_GROUPS], prefix, 4, NULL)) ||
+            (rc = st_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, 4, NULL)) ||
+            (rc = st_del_prefix(ctx, ctx->dbi[S_DLQ], prefix, 4, NULL)) ||
+            (rc = s_del(ctx->txn, ctx->dbi[S_TOPIC_IDS], prefix, 4))) {
+            return rc;
+        }
+        //  Cached groups of the topic are gone too.
+        for (size_t i = 0; i < ctx->batch->cache_count; i++) {
+            st_cached_t *c = ctx->batch->cache[i];
+            if (c->is_group && !memcmp(c->key, prefix, 4)) {
+                c->exists = false;
+                c->dirty = false;
+            }
+        }
+        t->exists = false;
+        ctx->d_topics--;
+    }
+    if (op->count_out) {
+        *op->count_out = removed;
+    }
+    *err = TERN_OK;
+    return 0;
+}
+
+//  The first stored message at or after SEQ: its seq into *FOUND_SEQ
+//  (last_seq + 1 when there is none) and its timestamp into *TS.
+int st_seq_time(st_txn_t *ctx, st_cached_t *t, uint64_t seq, uint64_t *found_seq, uint64_t *ts) {
+    MDB_val v;
+    int rc = st_first_seq(ctx, (uint32_t)t->topic.id, seq, t->topic.last_seq, found_seq, &v);
+    if (rc || *found_seq > t->topic.last_seq) {
+        return rc;
+    }
+    st_record_t rec;
+    if (st_record_parse(&v, false, &rec) != TERN_OK) {
+        return MDB_CORRUPTED;
+    }
+    *ts = rec.timestamp_ns;
+    return 0;
+}

@@ -1,0 +1,379 @@
+/*  tern_store_repl.c - replication state: the outbox, ack-state changes
+    (ours and our peers'), peers' confirmed positions, inbound cursors.
+
+    The outbox is the local commit order of what this node ships: messages
+    appended with LOCAL true (tern_store_log.c adds their entry in the same
+    transaction) and ack-state changes queued by the storer. The repl actor
+    reads it (tern_store_outbox_read), records what each peer confirmed and
+    what it applied from each origin in the same batch as the records. The
+    sweep (tern_store_expiry.c) drops entries every peer confirmed and, past
+    outbox_retention_ms, unconfirmed ones (counted as lost). A peer's ack or
+    TERM by msg_id is applied here through the group's own ack and dead
+    steps (tern_store_group.c). docs/replication.md has the protocol.
+*/
+#include "tern_store_int.h"
+
+/* ------------------------------------------------------------------------
+    Queueing
+   ------------------------------------------------------------------------ */
+
+void tern_store_batch_outbox_confirm(tern_store_batch_t *self, const char *peer,
+                                     uint64_t position) {
+    st_op_t *op = st_batch_push(self, OP_OUTBOX_CONFIRM);
+    s_copy_name(op->name, TERN_NAME_MAX + 1, peer);
+    op->a = position;
+}
+
+void tern_store_batch_inbound(tern_store_batch_t *self, const char *origin, uint64_t position) {
+    st_op_t *op = st_batch_push(self, OP_INBOUND);
+    s_copy_name(op->name, TERN_NAME_MAX + 1, origin);
+    op->a = position;
+}
+
+void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, const char *group,
+                               uint64_t seq, uint64_t msg_id, uint32_t op_code) {
+    st_op_t *op = st_group_op(self, OP_ACKSTATE, topic_id, group, seq);
+    op->b = msg_id;
+    op->u32 = op_code;
+}
+
+void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
+                                     uint32_t op, const char *reason) {
+    st_op_t *o = st_group_op(self, OP_ACKSTATE_APPLY, 0, group, 0);
+    o->b = msg_id;
+    o->u32 = op;
+    if (reason && *reason) {
+        o->reason = tern_strndup(reason, TERN_REASON_MAX);
+    }
+}
+
+/* ------------------------------------------------------------------------
+    The outbox and the cursors
+   ------------------------------------------------------------------------ */
+
+//  Appends an outbox entry at the next position: a message (TOPIC_ID, SEQ,
+//  MSG_ID) or, when ACKSTATE, an ack-state change of GROUP (OP).
+int st_outbox_add(st_txn_t *ctx, bool ackstate, uint32_t topic_id, uint64_t seq, uint64_t msg_id,
+                  const char *group, uint32_t op) {
+    uint8_t key[8];
+    uint8_t val[S_OUTBOX_HDR + TERN_NAME_MAX];
+    size_t glen = s_name_len(group, TERN_NAME_MAX);
+    memset(val, 0, S_OUTBOX_HDR);
+    val[0] = ackstate ? 1 : 0;
+    val[1] = (uint8_t)glen;
+    s_le32_put(val + 4, topic_id);
+    s_le64_put(val + 8, seq);
+    s_le64_put(val + 16, msg_id);
+    s_le32_put(val + 24, op);
+    s_le64_put(val + 32, ctx->now_ns);
+    if (glen) {
+        memcpy(val + S_OUTBOX_HDR, group, glen);
+    }
+    s_be64_put(key, ++ctx->outbox_last);
+    MDB_val k = {8, key}, v = {S_OUTBOX_HDR + glen, val};
+    return mdb_put(ctx->txn, ctx->dbi[S_OUTBOX], &k, &v, MDB_APPEND);
+}
+
+int st_op_ackstate(st_txn_t *ctx, st_op_t *op) {
+    return st_outbox_add(ctx, true, op->topic_id, op->a, op->b, op->name, op->u32);
+}
+
+//  Records a peer's confirmed position when it moved forward (with its time,
+//  for the history: st_trace_confirm).
+int st_op_outbox_confirm(st_txn_t *ctx, st_op_t *op) {
+    uint64_t old = 0;
+    int rc = s_get_u64(ctx->txn, ctx->dbi[S_PEERS], op->name, &old);
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    if (!op->name[0] || (rc == 0 && old >= op->a)) {
+        return 0;
+    }
+    if ((rc = st_trace_confirm(ctx, op->name, op->a, rc == 0 ? old : 0))) {
+        return rc;
+    }
+    return s_put_u64(ctx->txn, ctx->dbi[S_PEERS], op->name, op->a);
+}
+
+int st_op_inbound(st_txn_t *ctx, st_op_t *op) {
+    return op->name[0] ? s_put_u64(ctx->txn, ctx->dbi[S_INBOUND], op->name, op->a) : 0;
+}
+
+//  Retention: drops the entries every known peer confirmed, and those past
+//  outbox_retention_ms unconfirmed (counted in outbox_dropped), oldest
+//  first, at most BUDGET.
+int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
+    //  The lowest position every known peer confirmed (0 if no peer yet).
+    uint64_t confirmed = 0;
+    bool any_peer = false;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PEERS], &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        uint64_t pos = v.mv_size == 8 ? s_le64_get(v.mv_data) : 0;
+        if (!any_peer || pos < confirmed) {
+            confirmed = pos;
+        }
+        any_peer = true;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    uint64_t retention_ns = ctx->store->config.outbox_retention_ms * 1000000ull;
+    uint64_t cutoff = now_ns > retention_ns ? now_ns - retention_ns : 0;
+    if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_OUTBOX], &cur))) {
+        return rc;
+    }
+    while (budget-- > 0) {
+        if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST))) {
+            break;
+        }
+        uint64_t pos = k.mv_size == 8 ? s_be64_get(k.mv_data) : 0;
+        uint64_t at = v.mv_size >= S_OUTBOX_HDR ? s_le64_get((uint8_t *)v.mv_data + 32) : 0;
+        bool all_confirmed = any_peer && pos <= confirmed;
+        if (!all_confirmed && at >= cutoff) {
+            break;
+        }
+        if (!all_confirmed) {
+            ctx->outbox_dropped++;
+        }
+        if ((rc = mdb_cursor_del(cur, 0))) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  The message MSG_ID as the target of a peer's ack-state change: its topic,
+//  seq and priority lane (from the record); *HERE false when it is not
+//  stored here.
+/* ------------------------------------------------------------------------
+    A peer's ack state, applied by msg_id
+   ------------------------------------------------------------------------ */
+
+static int s_ackstate_msg(st_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *topic_id,
+                          uint64_t *seq, uint8_t *prio) {
+    *here = false;
+    uint8_t key[12];
+    s_be64_put(key, msg_id);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
+    if (rc) {
+        return rc == MDB_NOTFOUND ? 0 : rc; //  not here (yet, or any more)
+    }
+    if (v.mv_size != S_MSGID_SIZE) {
+        return MDB_CORRUPTED;
+    }
+    if (((uint8_t *)v.mv_data)[M_FLAGS] & S_MSGID_REMOVED) {
+        return 0; //  removed here; only its history is left
+    }
+    *here = true;
+    *topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
+    *seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
+    *prio = TERN_PRIORITY_DEFAULT;
+    s_be32_put(key, *topic_id);
+    s_be64_put(key + 4, *seq);
+    k = (MDB_val){12, key};
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v)) == 0) {
+        st_record_t rec;
+        if (st_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
+            *prio = rec.priority;
+        }
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  Puts a pending entry (delivery count COUNT, due now) for SEQ of G unless
+//  it has one. Not a delivery: no counter but `pending`, no history event.
+static int s_ackstate_pend(st_txn_t *ctx, st_cached_t *g, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint8_t prio, uint32_t count) {
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
+    size_t klen = s_entry_key(key, topic_id, group, strlen(group), seq, true);
+    s_entry_put(val, count, prio, ctx->now_ns / 1000000);
+    MDB_val k = {klen, key}, v = {S_ENTRY_SIZE, val};
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_PENDING], &k, &v, MDB_NOOVERWRITE);
+    if (rc == 0) {
+        g->group.pending++;
+        g->dirty = true;
+    }
+    return rc == MDB_KEYEXIST ? 0 : rc;
+}
+
+//  SEQ was not delivered here yet: the lane's messages between its cursor
+//  and SEQ become pending (still owed to the group: at-least-once), SEQ too
+//  (so that the ack or TERM finds it), and the cursor moves past SEQ.
+static int s_ackstate_skip(st_txn_t *ctx, st_cached_t *g, uint32_t topic_id, const char *group,
+                           uint64_t seq, uint8_t prio) {
+    uint8_t from[13];
+    s_be32_put(from, topic_id);
+    from[4] = prio;
+    s_be64_put(from + 5, g->group.lane_next[prio]);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur);
+    if (rc) {
+        return rc;
+    }
+    MDB_val k = {13, from}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
+        uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
+        if (hole >= seq || (rc = s_ackstate_pend(ctx, g, topic_id, group, hole, prio, 0))) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    g->group.lane_next[prio] = seq + 1;
+    g->dirty = true;
+    return s_ackstate_pend(ctx, g, topic_id, group, seq, prio, 0);
+}
+
+//  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply):
+//  it goes through the same ACK / DEAD step as a local one, so the counters
+//  and the history (ACKED, DEAD events) are those of a local ack or TERM.
+int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op) {
+    bool here;
+    uint32_t topic_id = 0;
+    uint64_t seq = 0;
+    uint8_t prio = TERN_PRIORITY_DEFAULT;
+    int rc = s_ackstate_msg(ctx, op->b, &here, &topic_id, &seq, &prio);
+    if (rc || !here) {
+        return rc;
+    }
+    st_op_t sub;
+    memset(&sub, 0, sizeof sub);
+    memcpy(sub.name, op->name, sizeof sub.name);
+    sub.topic_id = topic_id;
+    sub.kind = OP_GROUP_OPEN;
+    sub.u32 = TERN_START_FIRST;
+    st_cached_t *g;
+    if ((rc = st_op_group_open(ctx, &sub)) || (rc = st_group_find(ctx, topic_id, op->name, &g)) ||
+        !g->exists) {
+        return rc;
+    }
+    bool term = op->u32 == TERN_CMD_TERM;
+    uint8_t key[S_ENTRY_KEY_MAX];
+    size_t klen = s_entry_key(key, topic_id, op->name, strlen(op->name), seq, true);
+    MDB_val k = {klen, key}, v;
+    uint32_t count = 0;
+    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &k, &v)) == 0) {
+        count = v.mv_size == S_ENTRY_SIZE ? s_le32_get(v.mv_data) : 0;
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    } else if ((rc = mdb_get(ctx->txn, ctx->dbi[S_DLQ], &k, &v)) == 0) {
+        if (term) {
+            return 0; //  dead here too
+        }
+        //  Replayed from the DLQ and acked there: acked here as well.
+        count = v.mv_size >= S_ENTRY_SIZE ? s_le32_get(v.mv_data) : 0;
+        prio = v.mv_size >= S_ENTRY_SIZE ? ((uint8_t *)v.mv_data)[4] : prio;
+        if ((rc = mdb_del(ctx->txn, ctx->dbi[S_DLQ], &k, NULL))) {
+            return rc;
+        }
+        g->group.dead -= g->group.dead > 0;
+        rc = s_ackstate_pend(ctx, g, topic_id, op->name, seq, prio, count);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    } else if (seq < g->group.lane_next[prio]) {
+        return 0; //  acked here already
+    } else {
+        rc = s_ackstate_skip(ctx, g, topic_id, op->name, seq, prio);
+    }
+    if (rc) {
+        return rc;
+    }
+    sub.a = seq;
+    sub.kind = term ? OP_DEAD : OP_ACK;
+    sub.u32 = term ? count : TERN_TRACE_ACKED;
+    sub.reason =
+        op->reason ? op->reason : (char *)(term ? "dead in a peer dc" : "acked in a peer dc");
+    return term ? st_op_dead(ctx, &sub) : st_op_ack(ctx, &sub);
+}
+
+/* ------------------------------------------------------------------------
+    Reads
+   ------------------------------------------------------------------------ */
+
+tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size_t max,
+                                  tern_outbox_fn *fn, void *arg) {
+    S_READER_CHECK(self);
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_OUTBOX], &cur);
+    if (rc) {
+        return s_err(rc);
+    }
+    uint8_t key[8];
+    s_be64_put(key, from);
+    MDB_val k = {8, key}, v;
+    tern_err_t err = TERN_OK;
+    size_t seen = 0;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && seen < max) {
+        const uint8_t *p = v.mv_data;
+        if (k.mv_size != 8 || v.mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
+            v.mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
+            err = TERN_ECORRUPT;
+            break;
+        }
+        tern_outbox_entry_t entry;
+        memset(&entry, 0, sizeof entry);
+        entry.position = s_be64_get(k.mv_data);
+        entry.is_ackstate = p[0] == 1;
+        entry.topic_id = s_le32_get(p + 4);
+        entry.seq = s_le64_get(p + 8);
+        entry.msg_id = s_le64_get(p + 16);
+        entry.op = s_le32_get(p + 24);
+        entry.at_ns = s_le64_get(p + 32);
+        memcpy(entry.group, p + S_OUTBOX_HDR, p[1]);
+        entry.group[p[1]] = 0;
+        seen++;
+        if (!fn(&entry, arg)) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
+        err = s_err(rc);
+    }
+    return err;
+}
+
+tern_err_t tern_store_outbox_last(tern_store_reader_t *self, uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    int rc = s_get_u64(self->txn, self->store->dbi[S_META], S_META_OUTBOX_LAST, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}
+
+tern_err_t tern_store_outbox_confirmed(tern_store_reader_t *self, const char *peer,
+                                       uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    if (!peer || !*peer) {
+        return TERN_EINVAL;
+    }
+    int rc = s_get_u64(self->txn, self->store->dbi[S_PEERS], peer, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}
+
+tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
+                                  uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    if (!origin || !*origin) {
+        return TERN_EINVAL;
+    }
+    int rc = s_get_u64(self->txn, self->store->dbi[S_INBOUND], origin, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+}
