@@ -105,6 +105,8 @@ tern_etcd_t *tern_etcd_new(const char *endpoints, int timeout_ms) {
     }
     self->headers = curl_slist_append(NULL, "Content-Type: application/json");
     self->headers = curl_slist_append(self->headers, TERN_ETCD_REQUIRE_LEADER);
+    //  No "Expect: 100-continue" round trip before bodies over 1 KiB.
+    self->headers = curl_slist_append(self->headers, "Expect:");
     if (self->headers == NULL) {
         tern_oom(0);
     }
