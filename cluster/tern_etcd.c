@@ -19,7 +19,12 @@
     against its own write, a resent grant would leak a lease), so they return
     TERN_ETIMEOUT with "outcome unknown" instead. The first attempts share
     the deadline with the later ones (remaining / members left), so one
-    silent member cannot use all of it.
+    silent member cannot use all of it. When a pass over the members ends
+    without an answer and one of them said "no leader" (an election is
+    under way), or the call is idempotent and some member was reachable,
+    the call pauses 100 ms and makes another pass, until the deadline, so a
+    call rides through a leader change. Only when every member refused the
+    connection does it give up at once (TERN_ECLOSED).
 */
 #include "tern_etcd.h"
 #include "tern_alloc.h"
@@ -32,7 +37,8 @@
 #include <string.h>
 #include <time.h>
 
-#define S_REPLY_MAX (256u << 20) //  a reply past this is refused, not buffered
+#define S_REPLY_MAX         (256u << 20) //  a reply past this is refused, not buffered
+#define S_ELECTION_PAUSE_MS 100          //  between passes while members have no leader
 
 struct tern_etcd_t {
     char *urls[TERN_ETCD_ENDPOINTS_MAX]; //  member URLs, owned
@@ -231,8 +237,54 @@ static s_outcome_t s_attempt(tern_etcd_t *self, const char *url, const char *pat
     return S_ANSWERED;
 }
 
+//  A request being sent: what s_call's rounds share.
+typedef struct {
+    const char *path; //  gateway path, e.g. "/v3/kv/put"
+    const char *body; //  its JSON body
+    bool idempotent;  //  may be applied twice without harm
+    int64_t deadline; //  monotonic ms at which the call gives up
+} s_request_t;
+
+//  One pass over the members from the current one, until one answers.
+//  *ELECTING is set when a member said it has no leader. Returns the
+//  outcome that ended the pass.
+static s_outcome_t s_round(tern_etcd_t *self, const s_request_t *req, json_t **reply_p,
+                           tern_err_t *err, bool *electing) {
+    size_t first = self->current;
+    s_outcome_t outcome = S_UNSENT;
+    for (size_t tried = 0; tried < self->count; tried++) {
+        size_t index = (first + tried) % self->count;
+        int64_t remaining = req->deadline - s_now_ms();
+        if (remaining <= 0) {
+            *err = TERN_ETIMEOUT;
+            s_reason_add(self, "no time left for the next member");
+            return S_UNKNOWN;
+        }
+        int64_t share = remaining / (int64_t)(self->count - tried);
+        outcome = s_attempt(self, self->urls[index], req->path, req->body, share,
+                            req->idempotent ? share : remaining, reply_p, err);
+        if (outcome == S_ANSWERED) {
+            self->current = index;
+            return outcome;
+        }
+        *electing |= outcome == S_UNSENT && *err == TERN_EBUSY;
+        //  The next attempt, and the next call, start past a member that
+        //  failed us.
+        self->current = (index + 1) % self->count;
+        if (outcome == S_UNKNOWN && !req->idempotent) {
+            *err = TERN_ETIMEOUT;
+            s_reason_add(self, "outcome unknown: not resent to another member");
+            return outcome;
+        }
+    }
+    return outcome;
+}
+
 //  Sends REQUEST (consumed) to PATH on the members in turn; on TERN_OK
-//  *REPLY_P gets the parsed reply (caller decrefs).
+//  *REPLY_P gets the parsed reply (caller decrefs). While members answer
+//  "no leader" (an election under way, a second or two), or an idempotent
+//  request met a reachable member in trouble, and time is left, passes are
+//  repeated: the call rides through a leader election.
 static tern_err_t s_call(tern_etcd_t *self, const char *path, json_t *request, bool idempotent,
                          json_t **reply_p) {
     char *body = json_dumps(request, JSON_COMPACT);
@@ -240,33 +292,22 @@ static tern_err_t s_call(tern_etcd_t *self, const char *path, json_t *request, b
     if (body == NULL) {
         tern_oom(0);
     }
-    self->reason[0] = '\0';
+    s_request_t req = {path, body, idempotent, s_now_ms() + self->timeout_ms};
     *reply_p = NULL;
-    int64_t deadline = s_now_ms() + self->timeout_ms;
     tern_err_t err = TERN_ETIMEOUT;
-    size_t first = self->current;
-    for (size_t tried = 0; tried < self->count; tried++) {
-        size_t index = (first + tried) % self->count;
-        int64_t remaining = deadline - s_now_ms();
-        if (remaining <= 0) {
-            err = TERN_ETIMEOUT;
-            s_reason_add(self, "no time left for the next member");
+    while (true) {
+        self->reason[0] = '\0'; //  the reason tells of the last pass
+        bool electing = false;
+        s_outcome_t outcome = s_round(self, &req, reply_p, &err, &electing);
+        bool final = outcome == S_ANSWERED || (outcome == S_UNKNOWN && !idempotent);
+        //  etcd in trouble (an election, "request timed out") rather than
+        //  gone: another pass may succeed.
+        bool again = electing || (idempotent && err != TERN_ECLOSED);
+        if (final || !again || s_now_ms() + S_ELECTION_PAUSE_MS >= req.deadline) {
             break;
         }
-        int64_t share = remaining / (int64_t)(self->count - tried);
-        s_outcome_t outcome = s_attempt(self, self->urls[index], path, body, share,
-                                        idempotent ? share : remaining, reply_p, &err);
-        if (outcome == S_ANSWERED) {
-            self->current = index;
-            break;
-        }
-        //  The next call starts past a member that failed us.
-        self->current = (index + 1) % self->count;
-        if (outcome == S_UNKNOWN && !idempotent) {
-            err = TERN_ETIMEOUT;
-            s_reason_add(self, "outcome unknown: not resent to another member");
-            break;
-        }
+        struct timespec pause = {0, S_ELECTION_PAUSE_MS * 1000000L};
+        nanosleep(&pause, NULL);
     }
     free(body);
     if (err == TERN_OK) {

@@ -16,7 +16,9 @@
     write whose outcome is unknown (the request was sent, then the member
     went silent or timed out) is not resent to another member when resending
     could change the answer (txn, lease grant): the call returns
-    TERN_ETIMEOUT and the caller re-reads. Every request carries etcd's
+    TERN_ETIMEOUT and the caller re-reads. While members answer that they
+    have no leader (an election), the call keeps trying them until its
+    deadline, so it rides through a leader change. Every request carries etcd's
     "require leader" metadata, so a member cut off from its cluster answers
     at once instead of serving stale reads or stalling.
 

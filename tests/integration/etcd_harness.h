@@ -5,7 +5,8 @@
     test_port(), with data dirs under one temp root. Every member is started
     by fork/exec of Debian's `etcd` and stopped by its PID: by
     it_etcd_destroy, by an atexit() hook if a test ends early, and by
-    PR_SET_PDEATHSIG if the test process dies. The root (data dirs and each
+    PR_SET_PDEATHSIG if the test process dies. That signal follows the
+    thread that forked, so start members from the test's main thread. The root (data dirs and each
     member's log, ROOT/mN.log) is removed at destroy.
 */
 #ifndef TERN_IT_ETCD_HARNESS_H_INCLUDED

@@ -527,7 +527,18 @@ Test(etcd3, fails_over_when_a_member_is_killed) {
     tern_etcd_destroy(&etcd);
 }
 
-Test(etcd3, a_member_without_quorum_refuses_at_once) {
+typedef struct {
+    tern_etcd_t *etcd; //  client on the last member
+    tern_err_t err;    //  the put's result
+} s_put_t;
+
+static void *s_put_after(void *arg) {
+    s_put_t *put = arg;
+    put->err = tern_etcd_put(put->etcd, "q/k", "after", 5, 0, NULL);
+    return NULL;
+}
+
+Test(etcd3, without_quorum_no_leader_at_once_then_rides_through_election) {
     tern_etcd_t *etcd = s_client(s_etcd->url[2], 3000);
     cr_assert_eq(tern_etcd_put(etcd, "q/k", "v", 1, 0, NULL), TERN_OK, "%s",
                  tern_etcd_reason(etcd));
@@ -550,5 +561,22 @@ Test(etcd3, a_member_without_quorum_refuses_at_once) {
     cr_assert(strstr(tern_etcd_reason(etcd), "no leader"), "%s", tern_etcd_reason(etcd));
     tern_etcd_kvs_t *kvs = NULL;
     cr_assert_eq(tern_etcd_get(etcd, "q/k", false, &kvs), TERN_EBUSY, "no stale read");
+    tern_etcd_destroy(&etcd);
+
+    //  A call made while there is no leader rides through the election
+    //  that follows a member's return, within its deadline.
+    //  (The put runs on a thread: etcd members must be started from the
+    //  main thread, as they die with the thread that forked them.)
+    s_put_t put = {.etcd = s_client(s_etcd->url[2], 30000), .err = TERN_EINTERNAL};
+    pthread_t putter;
+    pthread_create(&putter, NULL, s_put_after, &put);
+    it_sleep_ms(500); //  the put is under way, meeting "no leader"
+    cr_assert(it_etcd_start_member(s_etcd, 0));
+    pthread_join(putter, NULL);
+    etcd = put.etcd;
+    cr_assert_eq(put.err, TERN_OK, "%s: %s", tern_errname(put.err), tern_etcd_reason(etcd));
+    kvs = s_get_one(etcd, "q/k");
+    cr_assert_str_eq(kvs->kvs[0].value, "after");
+    tern_etcd_kvs_destroy(&kvs);
     tern_etcd_destroy(&etcd);
 }
