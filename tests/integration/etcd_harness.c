@@ -98,26 +98,63 @@ static void s_end(pid_t *pid_p, int sig, int timeout_ms) {
     *pid_p = 0;
 }
 
+typedef struct {
+    char text[1024]; //  the reply so far (cut at its size), NUL-terminated
+    size_t size;     //  its length
+} s_reply_t;
+
 static size_t s_keep(char *data, size_t size, size_t nmemb, void *arg) {
+    s_reply_t *reply = arg;
     size_t bytes = size * nmemb;
-    strncat(arg, data, bytes < 200 ? bytes : 200);
+    size_t room = sizeof reply->text - 1 - reply->size;
+    size_t take = bytes < room ? bytes : room;
+    memcpy(reply->text + reply->size, data, take);
+    reply->size += take;
+    reply->text[reply->size] = '\0';
     return bytes;
 }
 
-//  True if URL/health answers {"health":"true"}.
-static bool s_healthy(const char *url) {
+//  GETs (POST_BODY NULL) or POSTs URL + PATH into *REPLY; false on failure.
+static bool s_fetch(const char *url, const char *path, const char *post_body, s_reply_t *reply) {
     char full[128];
-    char body[512] = "";
-    snprintf(full, sizeof full, "%s/health", url);
+    snprintf(full, sizeof full, "%s%s", url, path);
+    reply->size = 0;
+    reply->text[0] = '\0';
     CURL *curl = curl_easy_init();
     curl_easy_setopt(curl, CURLOPT_URL, full);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_keep);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
-    bool ok = curl_easy_perform(curl) == CURLE_OK && strstr(body, "\"true\"") != NULL;
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
+    if (post_body) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post_body);
+    }
+    bool ok = curl_easy_perform(curl) == CURLE_OK;
     curl_easy_cleanup(curl);
     return ok;
+}
+
+//  True if URL/health answers {"health":"true"}.
+static bool s_healthy(const char *url) {
+    s_reply_t reply;
+    return s_fetch(url, "/health", NULL, &reply) && strstr(reply.text, "\"true\"") != NULL;
+}
+
+int it_etcd_leader(it_etcd_t *self) {
+    for (int i = 0; i < self->members; i++) {
+        s_reply_t reply;
+        const char *header = NULL;
+        size_t header_len = 0;
+        char member[32], leader[32];
+        if (self->pid[i] > 0 && s_fetch(self->url[i], "/v3/maintenance/status", "{}", &reply) &&
+            it_json_raw(reply.text, "header", &header, &header_len) &&
+            it_json_str(header, "member_id", member, sizeof member) &&
+            it_json_str(reply.text, "leader", leader, sizeof leader) &&
+            strcmp(member, leader) == 0) {
+            return i;
+        }
+    }
+    return -1;
 }
 
 static bool s_spawn_member(it_etcd_t *self, int i) {

@@ -39,6 +39,10 @@ it_etcd_t *it_etcd_new(int members);
     False (log on stderr) if it does not. */
 bool it_etcd_start_member(it_etcd_t *self, int i);
 
+/*  The index of the member that leads the cluster now (asked of each
+    running member's /v3/maintenance/status), or -1 if none says it leads. */
+int it_etcd_leader(it_etcd_t *self);
+
 /*  SIGKILL of member I by PID, and reap. Safe if not running. */
 void it_etcd_kill_member(it_etcd_t *self, int i);
 
