@@ -17,7 +17,7 @@
 #ifndef TERN_AUTH_H_INCLUDED
 #define TERN_AUTH_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_config.h"
 #include "tern_metrics.h"
 #include <czmq.h>

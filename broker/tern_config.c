@@ -16,6 +16,7 @@
 */
 #include "tern_config.h"
 #include "tern_id.h"
+#include "tern_version.h"
 
 #include <assert.h>
 #include <czmq.h>

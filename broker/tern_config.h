@@ -8,7 +8,7 @@
 #ifndef TERN_CONFIG_H_INCLUDED
 #define TERN_CONFIG_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_store.h"
 #include "tern_units.h" //  durations and sizes, for the config and admin requests
 #include <stdbool.h>

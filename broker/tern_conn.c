@@ -47,6 +47,7 @@
 #include "tern_proto.h"
 #include "tern_repl.h"
 #include "tern_route.h"
+#include "tern_version.h"
 #include "tern_work.h"
 #include <inttypes.h>
 #include <limits.h>
@@ -1284,8 +1285,9 @@ static void s_send_pub_error(s_conn_t *self, s_session_t *session, const tern_pu
     if (code == TERN_ELIMIT) {
         s_reason_max_topics(self, reason, sizeof reason, pub->frame.topic);
     } else if (code == TERN_EFULL) {
-        snprintf(reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
-                 tern_size_text(size, sizeof size, self->config->map_max));
+        snprintf(
+            reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
+            tern_units_format_size(self->config->map_max, TERN_UNITS_EXACT_IEC, size, sizeof size));
     } else {
         snprintf(reason, sizeof reason, "publish to '%.200s' refused: %s", pub->frame.topic,
                  tern_strerror(code));

@@ -1,6 +1,6 @@
 /*  tern_metrics.c - ternd's atomic counters (see tern_metrics.h). */
 #include "tern_metrics.h"
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_work.h"
 #include <stdlib.h>
 

@@ -9,7 +9,7 @@
 #ifndef TERN_WORK_H_INCLUDED
 #define TERN_WORK_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_alloc.h"
 #include "tern_proto.h"
 #include "tern_store.h"

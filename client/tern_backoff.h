@@ -1,6 +1,6 @@
 /*  tern_backoff.h - reconnect delays: exponential backoff with jitter.
 
-    Used by the client's I/O thread (tern_client.c) to space reconnect
+    Used by the client's I/O thread (tern_client_session.c) to space reconnect
     attempts; kept apart so the unit tests can check its bounds.
 */
 #ifndef TERN_BACKOFF_H_INCLUDED

@@ -11,7 +11,7 @@
 #ifndef TERN_ID_H_INCLUDED
 #define TERN_ID_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include <stdint.h>
 
 #define TERN_ID_EPOCH_MS  1767225600000ULL /* 2026-01-01T00:00:00Z */

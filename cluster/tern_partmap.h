@@ -26,7 +26,7 @@
 #ifndef TERN_PARTMAP_H_INCLUDED
 #define TERN_PARTMAP_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_placement.h"
 
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-/*  tern_err.c - names and descriptions of the tern_err_t codes.
+/*  tern_err.c - names and descriptions of the tern_err_t codes (tern_err.h).
 
     The codes are shared by the broker, the client and the wire (ERROR frames
     carry them), so this table lives in protocol/, the one module everybody
@@ -6,7 +6,9 @@
     reason texts that name a limit (tern_reason_*) live here for the same
     reason: the broker and libtern word them alike.
 */
+#include "tern_err.h"
 #include "tern_proto.h"
+#include "tern_units.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -74,17 +76,6 @@ const char *tern_errname(int err) {
 //  ---------------------------------------------------------------------------
 //  Reason texts (declared in tern_proto.h)
 
-const char *tern_size_text(char *out, size_t cap, uint64_t bytes) {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    size_t unit = 0;
-    while (unit + 1 < sizeof units / sizeof units[0] && bytes >= 1024 && bytes % 1024 == 0) {
-        bytes /= 1024;
-        unit++;
-    }
-    snprintf(out, cap, "%llu %s", (unsigned long long)bytes, units[unit]);
-    return out;
-}
-
 const char *tern_reason_topic(char *out, size_t cap, const char *topic, bool pattern) {
     //  The grammar of tern_topic_valid / tern_pattern_valid, in words.
     snprintf(out, cap,
@@ -103,8 +94,8 @@ const char *tern_reason_name(char *out, size_t cap, const char *what, const char
 }
 
 const char *tern_reason_payload(char *out, size_t cap, uint64_t size, uint64_t max_payload) {
-    char limit[32];
+    char limit[TERN_UNITS_BUF];
     snprintf(out, cap, "payload %llu B > max_payload %s", (unsigned long long)size,
-             tern_size_text(limit, sizeof limit, max_payload));
+             tern_units_format_size(max_payload, TERN_UNITS_EXACT_IEC, limit, sizeof limit));
     return out;
 }

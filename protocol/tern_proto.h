@@ -15,7 +15,7 @@
 #ifndef TERN_PROTO_H_INCLUDED
 #define TERN_PROTO_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -224,10 +224,6 @@ bool tern_trace_valid(const char *trace, size_t len); //  W3C traceparent versio
 const char *tern_reason_topic(char *out, size_t cap, const char *topic, bool pattern);
 const char *tern_reason_name(char *out, size_t cap, const char *what, const char *name);
 const char *tern_reason_payload(char *out, size_t cap, uint64_t size, uint64_t max_payload);
-
-/*  Writes BYTES as a human size into OUT: "1 MiB", "64 KiB", "1500 B" (exact
-    binary multiples only, so no digits are lost). Returns OUT. */
-const char *tern_size_text(char *out, size_t cap, uint64_t bytes);
 
 /*  Metadata maps (msgpack map of str -> str, kept encoded). */
 typedef struct {

@@ -244,7 +244,7 @@ char *tern_units_format_duration(uint64_t ms, tern_units_style_t style, char *bu
             break;
         }
         //  Seconds carry the milliseconds, unless HUMAN already has a larger part.
-        bool millis = i == 3 && ms && (style == TERN_UNITS_EXACT || first < 0);
+        bool millis = i == 3 && ms && (style != TERN_UNITS_HUMAN || first < 0);
         if (count == 0 && !millis) {
             continue;
         }
@@ -259,16 +259,20 @@ char *tern_units_format_size(uint64_t bytes, tern_units_style_t style, char *buf
     if (!buf || len == 0) {
         return buf;
     }
-    if (style == TERN_UNITS_EXACT) {
-        static const char letters[] = "TGMK";
-        for (int i = 0; i < 4; i++) {
-            uint64_t factor = 1ULL << (10 * (4 - i));
+    if (style != TERN_UNITS_HUMAN) {
+        //  The largest unit that divides BYTES, so that no digit is lost:
+        //  "64K" to be parsed back, "64 KiB" in a reason.
+        static const char *const letters[] = {"", "K", "M", "G", "T"};
+        bool iec = style == TERN_UNITS_EXACT_IEC;
+        for (int unit = 4; unit > 0; unit--) {
+            uint64_t factor = 1ULL << (10 * unit);
             if (bytes && bytes % factor == 0) {
-                snprintf(buf, len, "%llu%c", (unsigned long long)(bytes / factor), letters[i]);
+                snprintf(buf, len, iec ? "%llu %s" : "%llu%s", (unsigned long long)(bytes / factor),
+                         iec ? names[unit] : letters[unit]);
                 return buf;
             }
         }
-        snprintf(buf, len, "%llu", (unsigned long long)bytes);
+        snprintf(buf, len, iec ? "%llu B" : "%llu", (unsigned long long)bytes);
         return buf;
     }
     int unit = 0;

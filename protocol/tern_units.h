@@ -22,7 +22,7 @@
 #ifndef TERN_UNITS_H_INCLUDED
 #define TERN_UNITS_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,8 +35,9 @@ extern "C" {
 #define TERN_UNITS_BUF 48
 
 typedef enum {
-    TERN_UNITS_EXACT, //  the same value when parsed back: "1d1h1m1.001s", "64K", "1000000"
-    TERN_UNITS_HUMAN  //  for reading, rounded down: "1d1h", "1.18 MiB", "512 B"
+    TERN_UNITS_EXACT,     //  the same value when parsed back: "1d1h1m1.001s", "64K", "1000000"
+    TERN_UNITS_HUMAN,     //  for reading, rounded down: "1d1h", "1.18 MiB", "512 B"
+    TERN_UNITS_EXACT_IEC, //  sizes only: exact, in IEC units, for reasons: "1 MiB", "1500 B"
 } tern_units_style_t;
 
 /*  Parses duration TEXT into *MS. Returns TERN_OK, or TERN_EINVAL with *MS
@@ -50,13 +51,16 @@ tern_err_t tern_units_parse_size(const char *text, uint64_t *bytes, const char *
 /*  Writes MS as a duration into BUF (LEN bytes, TERN_UNITS_BUF is enough)
     and returns BUF. EXACT: every unit from d down to s, ms as a fraction of
     the seconds, or Nms below 1 s ("7d", "2h30m", "1.5s", "250ms", "0s").
-    HUMAN: the two largest parts of that ("1d1h"), rounded down. */
+    HUMAN: the two largest parts of that ("1d1h"), rounded down. EXACT_IEC
+    is EXACT here. */
 char *tern_units_format_duration(uint64_t ms, tern_units_style_t style, char *buf, size_t len);
 
 /*  Writes BYTES as a size into BUF and returns it. EXACT: the largest of
     T, G, M, K that divides BYTES, else bytes ("64K", "1G", "1000000").
-    HUMAN: three significant digits in B, KiB, MiB, GiB, TiB, rounded down
-    ("512 B", "1.5 KiB", "10 GiB", "1.17 MiB"). */
+    EXACT_IEC: the same choice with IEC names, for the reasons that name a
+    limit ("64 KiB", "1 GiB", "1000000 B", "0 B"). HUMAN: three significant
+    digits in B, KiB, MiB, GiB, TiB, rounded down ("512 B", "1.5 KiB",
+    "10 GiB", "1.17 MiB"). */
 char *tern_units_format_size(uint64_t bytes, tern_units_style_t style, char *buf, size_t len);
 
 /*  Writes UNIX_MS (milliseconds since 1970, UTC) into BUF as an ISO 8601

@@ -49,7 +49,7 @@
 #ifndef TERN_STORE_H_INCLUDED
 #define TERN_STORE_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_proto.h"
 #include <stdbool.h>
 #include <stddef.h>

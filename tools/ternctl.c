@@ -587,7 +587,7 @@ static tern_client_t *s_client(const s_args_t *args, int timeout_ms, const char 
 //  ---------------------------------------------------------------------------
 //  Printing admin replies
 
-static void s_print_line(jbuf_t *b) {
+static void s_print_line(tern_json_t *b) {
     fwrite(b->data, 1, b->len, stdout);
     fputc('\n', stdout);
     fflush(stdout);
@@ -663,17 +663,17 @@ static bool s_human_number(const char *key, const json_t *v, char *buf, size_t l
 //  Text of field KEY's value V for people ("-" for null, durations, sizes
 //  and times in units, containers compact).
 static char *s_cell(const char *key, const json_t *v) {
-    jbuf_t b;
-    jbuf_init(&b);
+    tern_json_t b;
+    tern_json_init(&b);
     char human[TERN_UNITS_BUF];
     if (!v || v->kind == JSON_NULL) {
-        jbuf_raw(&b, "-", 1);
+        tern_json_raw(&b, "-");
     } else if (v->kind == JSON_STRING) {
-        jbuf_raw(&b, v->text, v->text_len);
+        tern_json_rawn(&b, v->text, v->text_len);
     } else if (v->kind == JSON_NUMBER && s_human_number(key, v, human, sizeof human)) {
-        jbuf_raw(&b, human, strlen(human));
+        tern_json_raw(&b, human);
     } else {
-        jbuf_value(&b, v);
+        json_write(&b, v);
     }
     return b.data;
 }
@@ -929,25 +929,25 @@ static int s_admin_run(const s_args_t *args, const char *op, const tern_header_t
     if (rc) {
         return rc;
     }
-    jbuf_t b;
-    jbuf_init(&b);
+    tern_json_t b;
+    tern_json_init(&b);
     if (doc->kind == JSON_ARRAY) {
         if (args->json) {
             for (size_t i = 0; i < doc->count; i++) {
-                jbuf_reset(&b);
-                jbuf_value(&b, doc->items[i]);
+                tern_json_reset(&b);
+                json_write(&b, doc->items[i]);
                 s_print_line(&b);
             }
         } else {
             s_print_rows(doc, columns);
         }
     } else if (args->json || doc->kind != JSON_OBJECT) {
-        jbuf_value(&b, doc);
+        json_write(&b, doc);
         s_print_line(&b);
     } else {
         s_print_object_text(doc);
     }
-    jbuf_free(&b);
+    tern_json_free(&b);
     json_destroy(&doc);
     return 0;
 }
@@ -1305,13 +1305,13 @@ static void s_print_message_text(const json_t *m) {
 //  Prints DOC (a message object or an array of them) and destroys it.
 static int s_print_messages(const s_args_t *args, const json_t *doc) {
     size_t count = doc->kind == JSON_ARRAY ? doc->count : 1;
-    jbuf_t b;
-    jbuf_init(&b);
+    tern_json_t b;
+    tern_json_init(&b);
     for (size_t i = 0; i < count; i++) {
         const json_t *m = doc->kind == JSON_ARRAY ? doc->items[i] : doc;
         if (args->json) {
-            jbuf_reset(&b);
-            jbuf_value(&b, m);
+            tern_json_reset(&b);
+            json_write(&b, m);
             s_print_line(&b);
         } else {
             printf("%s", i ? "\n" : "");
@@ -1319,7 +1319,7 @@ static int s_print_messages(const s_args_t *args, const json_t *doc) {
         }
     }
     fflush(stdout);
-    jbuf_free(&b);
+    tern_json_free(&b);
     json_t *owned = (json_t *)doc;
     json_destroy(&owned);
     return 0;
@@ -1443,16 +1443,16 @@ static void s_pub_done(const tern_pub_result_t *result, void *arg) {
         return;
     }
     if (state->json) {
-        jbuf_t b;
-        jbuf_init(&b);
-        jbuf_begin(&b, '{');
-        jbuf_kstr(&b, "topic", state->topic);
-        jbuf_ku64(&b, "msg_id", result->msg_id);
-        jbuf_ku64(&b, "seq", result->seq);
-        jbuf_kbool(&b, "duplicate", result->duplicate);
-        jbuf_end(&b, '}');
+        tern_json_t b;
+        tern_json_init(&b);
+        tern_json_raw(&b, "{");
+        tern_json_key_str(&b, "topic", state->topic);
+        tern_json_key_u64(&b, "msg_id", result->msg_id);
+        tern_json_key_u64(&b, "seq", result->seq);
+        tern_json_key_bool(&b, "duplicate", result->duplicate);
+        tern_json_raw(&b, "}");
         s_print_line(&b);
-        jbuf_free(&b);
+        tern_json_free(&b);
     } else {
         printf("seq=%llu msg_id=%llu%s\n", (unsigned long long)result->seq,
                (unsigned long long)result->msg_id, result->duplicate ? " duplicate" : "");
@@ -1461,19 +1461,18 @@ static void s_pub_done(const tern_pub_result_t *result, void *arg) {
 }
 
 //  Builds message number N: DATA with {n} replaced, padded to SIZE.
-static void s_pub_payload(jbuf_t *b, const char *data, uint64_t n, uint64_t size) {
-    jbuf_reset(b);
-    jbuf_raw(b, "", 0);
+static void s_pub_payload(tern_json_t *b, const char *data, uint64_t n, uint64_t size) {
+    tern_json_reset(b);
     char number[24];
     int nlen = snprintf(number, sizeof number, "%llu", (unsigned long long)n);
     for (const char *p = data; p && *p;) {
         const char *hit = strstr(p, "{n}");
         if (!hit) {
-            jbuf_raw(b, p, strlen(p));
+            tern_json_raw(b, p);
             break;
         }
-        jbuf_raw(b, p, (size_t)(hit - p));
-        jbuf_raw(b, number, (size_t)nlen);
+        tern_json_rawn(b, p, (size_t)(hit - p));
+        tern_json_rawn(b, number, (size_t)nlen);
         p = hit + 3;
     }
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -1487,7 +1486,7 @@ static void s_pub_payload(jbuf_t *b, const char *data, uint64_t n, uint64_t size
         for (size_t i = 0; i < want; i++) {
             chunk[i] = alphabet[random[i] % (sizeof alphabet - 1)];
         }
-        jbuf_raw(b, chunk, want);
+        tern_json_rawn(b, chunk, want);
     }
 }
 
@@ -1615,8 +1614,8 @@ typedef struct {
 static void s_pub_send(tern_client_t *client, s_pub_args_t *p, s_pub_state_t *state,
                        s_pub_run_t *run) {
     bool from_stdin = !p->data && p->size == 0;
-    jbuf_t payload;
-    jbuf_init(&payload);
+    tern_json_t payload;
+    tern_json_init(&payload);
     char *line = NULL;
     size_t line_cap = 0;
     for (uint64_t n = 1; !run->stopped; n++) {
@@ -1628,8 +1627,8 @@ static void s_pub_send(tern_client_t *client, s_pub_args_t *p, s_pub_state_t *st
             while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
                 line[--len] = 0;
             }
-            jbuf_reset(&payload);
-            jbuf_raw(&payload, line, (size_t)len);
+            tern_json_reset(&payload);
+            tern_json_rawn(&payload, line, (size_t)len);
         } else if (n > p->count) {
             break;
         } else {
@@ -1660,7 +1659,7 @@ static void s_pub_send(tern_client_t *client, s_pub_args_t *p, s_pub_state_t *st
         }
     }
     free(line);
-    jbuf_free(&payload);
+    tern_json_free(&payload);
 }
 
 //  Waits for the acknowledgements still due, restarting the clock on each.
@@ -1789,52 +1788,44 @@ static void s_on_signal(int sig) {
     s_interrupted = 1;
 }
 
-static void s_print_message(const tern_message_t *msg, bool json, jbuf_t *b) {
+static void s_print_message(const tern_message_t *msg, bool json, tern_json_t *b) {
     const uint8_t *data = tern_message_data(msg);
     size_t size = tern_message_size(msg);
-    bool text = utf8_valid(data, size);
-    jbuf_reset(b);
+    bool text = tern_json_utf8_valid(data, size);
+    tern_json_reset(b);
     if (json) {
-        jbuf_begin(b, '{');
-        jbuf_kstr(b, "topic", tern_message_topic(msg));
-        jbuf_ku64(b, "seq", tern_message_seq(msg));
-        jbuf_ku64(b, "msg_id", tern_message_id(msg));
-        jbuf_kstr(b, "producer", tern_message_producer(msg));
-        jbuf_ku64(b, "producer_seq", tern_message_producer_seq(msg));
-        jbuf_ku64(b, "priority", (uint64_t)tern_message_priority(msg));
-        jbuf_ku64(b, "delivery_count", tern_message_delivery_count(msg));
-        jbuf_kstr(b, "origin", tern_message_origin(msg));
-        jbuf_ku64(b, "timestamp_ns", tern_message_timestamp_ns(msg));
-        jbuf_kstr(b, "key", tern_message_key(msg));
-        jbuf_kstr(b, "trace_id", tern_message_trace_id(msg));
-        jbuf_key(b, "headers");
-        jbuf_begin(b, '{');
+        tern_json_raw(b, "{");
+        tern_json_key_str(b, "topic", tern_message_topic(msg));
+        tern_json_key_u64(b, "seq", tern_message_seq(msg));
+        tern_json_key_u64(b, "msg_id", tern_message_id(msg));
+        tern_json_key_str(b, "producer", tern_message_producer(msg));
+        tern_json_key_u64(b, "producer_seq", tern_message_producer_seq(msg));
+        tern_json_key_u64(b, "priority", (uint64_t)tern_message_priority(msg));
+        tern_json_key_u64(b, "delivery_count", tern_message_delivery_count(msg));
+        tern_json_key_str(b, "origin", tern_message_origin(msg));
+        tern_json_key_u64(b, "timestamp_ns", tern_message_timestamp_ns(msg));
+        tern_json_key_str(b, "key", tern_message_key(msg));
+        tern_json_key_str(b, "trace_id", tern_message_trace_id(msg));
+        tern_json_key(b, "headers");
+        tern_json_raw(b, "{");
         for (size_t i = 0; i < tern_message_header_count(msg); i++) {
             const char *key, *value;
             tern_message_header(msg, i, &key, &value);
-            jbuf_kstr(b, key, value);
+            tern_json_key_str(b, key, value);
         }
-        jbuf_end(b, '}');
-        if (text) {
-            jbuf_key(b, "data");
-            jbuf_string(b, (const char *)data, size);
-        } else {
-            jbuf_key(b, "data_b64");
-            jbuf_raw(b, "\"", 1);
-            jbuf_base64(b, data, size);
-            jbuf_raw(b, "\"", 1);
-        }
-        jbuf_end(b, '}');
+        tern_json_raw(b, "}");
+        tern_json_key_bytes(b, "data", data, size);
+        tern_json_raw(b, "}");
     } else {
         char prefix[320];
         int n = snprintf(prefix, sizeof prefix, "[%s seq=%llu] ", tern_message_topic(msg),
                          (unsigned long long)tern_message_seq(msg));
-        jbuf_raw(b, prefix, (size_t)n);
+        tern_json_rawn(b, prefix, (size_t)n);
         if (text) {
-            jbuf_raw(b, (const char *)data, size);
+            tern_json_rawn(b, (const char *)data, size);
         } else {
-            jbuf_raw(b, "base64:", 7);
-            jbuf_base64(b, data, size);
+            tern_json_raw(b, "base64:");
+            tern_json_base64(b, data, size);
         }
     }
     s_print_line(b);
@@ -1915,8 +1906,8 @@ static int s_sub_loop(const s_args_t *args, tern_subscription_t *sub, uint64_t c
                       int64_t timeout) {
     const s_opt_t *o = s_sub_opts;
     bool forever = timeout == 0 || s_flag(args, o, "follow");
-    jbuf_t b;
-    jbuf_init(&b);
+    tern_json_t b;
+    tern_json_init(&b);
     uint64_t received = 0;
     int64_t last_ms = s_now_ms();
     int rc = 0;
@@ -1947,7 +1938,7 @@ static int s_sub_loop(const s_args_t *args, tern_subscription_t *sub, uint64_t c
         received++;
         last_ms = s_now_ms();
     }
-    jbuf_free(&b);
+    tern_json_free(&b);
     return rc;
 }
 

@@ -236,12 +236,12 @@ static uint64_t s_u64(const json_t *obj, const char *key) {
 }
 
 static void s_print_json(const json_t *value) {
-    jbuf_t b;
-    jbuf_init(&b);
-    jbuf_value(&b, value);
+    tern_json_t b;
+    tern_json_init(&b);
+    json_write(&b, value);
     fwrite(b.data, 1, b.len, stdout);
     fputc('\n', stdout);
-    jbuf_free(&b);
+    tern_json_free(&b);
 }
 
 //  "2026-11-25T17:22:01.123Z" for a unix ms (protocol/tern_units.c).

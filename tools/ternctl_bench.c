@@ -779,16 +779,16 @@ static void s_report_json(const s_opts_t *o, const char *name, const char *lat_w
              (unsigned long long)o->msgs, secs, rate, rate * (double)o->size / 1e6, p50, p99, p999,
              (unsigned long long)delivered, o->size, (unsigned)o->window, (unsigned)o->producers,
              (unsigned)o->consumers, (unsigned)o->groups, (unsigned)o->topics);
-    jbuf_t b;
-    jbuf_init(&b);
-    jbuf_begin(&b, '{');
-    jbuf_kstr(&b, "name", name);
-    jbuf_kstr(&b, "mode", o->mode_name);
-    jbuf_kstr(&b, "lat", lat_what);
-    jbuf_raw(&b, numbers, strlen(numbers));
+    tern_json_t b;
+    tern_json_init(&b);
+    tern_json_raw(&b, "{");
+    tern_json_key_str(&b, "name", name);
+    tern_json_key_str(&b, "mode", o->mode_name);
+    tern_json_key_str(&b, "lat", lat_what);
+    tern_json_raw(&b, numbers);
     printf("%s\n", b.data);
     fflush(stdout);
-    jbuf_free(&b);
+    tern_json_free(&b);
 }
 
 static void s_report(s_bench_t *b, double secs, uint64_t delivered, const char *lat_what) {

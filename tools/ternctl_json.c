@@ -1,4 +1,5 @@
-/*  ternctl_json.c - JSON parsing/writing, UTF-8 check and base64 for ternctl.
+/*  ternctl_json.c - the JSON reader of ternctl, and writing what it read
+    back with protocol/tern_json.c.
 
     See ternctl_json.h. Out of memory ends the tool (tern_alloc.h).
 */
@@ -12,173 +13,47 @@
 #define JSON_MAX_DEPTH 64
 
 //  ---------------------------------------------------------------------------
-//  Writer
-
-void jbuf_init(jbuf_t *b) {
-    memset(b, 0, sizeof *b);
-    b->first[0] = true;
-}
-
-void jbuf_free(jbuf_t *b) {
-    free(b->data);
-    jbuf_init(b);
-}
-
-void jbuf_reset(jbuf_t *b) {
-    b->len = 0;
-    b->depth = 0;
-    b->first[0] = true;
-    if (b->data) {
-        b->data[0] = 0;
-    }
-}
-
-void jbuf_raw(jbuf_t *b, const char *s, size_t len) {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1) {
-            cap *= 2;
-        }
-        b->data = tern_realloc(b->data, cap);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, len);
-    b->len += len;
-    b->data[b->len] = 0;
-}
-
-void jbuf_string(jbuf_t *b, const char *s, size_t len) {
-    jbuf_raw(b, "\"", 1);
-    size_t run = 0; //  start of the bytes copied as they are
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char hex[8];
-        switch (c) {
-            case '"':
-                esc = "\\\"";
-                break;
-            case '\\':
-                esc = "\\\\";
-                break;
-            case '\n':
-                esc = "\\n";
-                break;
-            case '\r':
-                esc = "\\r";
-                break;
-            case '\t':
-                esc = "\\t";
-                break;
-            case '\b':
-                esc = "\\b";
-                break;
-            case '\f':
-                esc = "\\f";
-                break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    snprintf(hex, sizeof hex, "\\u%04x", c);
-                    esc = hex;
-                }
-        }
-        if (esc) {
-            jbuf_raw(b, s + run, i - run);
-            jbuf_raw(b, esc, strlen(esc));
-            run = i + 1;
-        }
-    }
-    jbuf_raw(b, s + run, len - run);
-    jbuf_raw(b, "\"", 1);
-}
-
-//  Writes the comma before an element when it is not the first.
-static void s_separator(jbuf_t *b) {
-    if (b->depth > 0) {
-        if (!b->first[b->depth]) {
-            jbuf_raw(b, ",", 1);
-        }
-        b->first[b->depth] = false;
-    }
-}
-
-void jbuf_begin(jbuf_t *b, char open) {
-    jbuf_raw(b, &open, 1);
-    if (b->depth < JSON_MAX_DEPTH - 1) {
-        b->depth++;
-    }
-    b->first[b->depth] = true;
-}
-
-void jbuf_end(jbuf_t *b, char close) {
-    jbuf_raw(b, &close, 1);
-    if (b->depth > 0) {
-        b->depth--;
-    }
-}
-
-void jbuf_key(jbuf_t *b, const char *key) {
-    s_separator(b);
-    jbuf_string(b, key, strlen(key));
-    jbuf_raw(b, ":", 1);
-}
-
-void jbuf_kstr(jbuf_t *b, const char *key, const char *value) {
-    jbuf_key(b, key);
-    jbuf_string(b, value, strlen(value));
-}
-
-void jbuf_ku64(jbuf_t *b, const char *key, uint64_t value) {
-    char text[24];
-    int n = snprintf(text, sizeof text, "%llu", (unsigned long long)value);
-    jbuf_key(b, key);
-    jbuf_raw(b, text, (size_t)n);
-}
-
-void jbuf_kbool(jbuf_t *b, const char *key, bool value) {
-    jbuf_key(b, key);
-    jbuf_raw(b, value ? "true" : "false", value ? 4 : 5);
-}
+//  Writing a parsed value back
 
 //  Writes VALUE without a leading separator.
-static void s_write(jbuf_t *b, const json_t *value) {
+static void s_write(tern_json_t *out, const json_t *value) {
     switch (value->kind) {
         case JSON_NULL:
-            jbuf_raw(b, "null", 4);
+            tern_json_raw(out, "null");
             break;
         case JSON_BOOL:
-            jbuf_raw(b, value->boolean ? "true" : "false", value->boolean ? 4 : 5);
+            tern_json_raw(out, value->boolean ? "true" : "false");
             break;
         case JSON_NUMBER:
-            jbuf_raw(b, value->text, value->text_len);
+            tern_json_rawn(out, value->text, value->text_len);
             break;
         case JSON_STRING:
-            jbuf_string(b, value->text, value->text_len);
+            tern_json_strn(out, value->text, value->text_len);
             break;
         case JSON_ARRAY:
-            jbuf_begin(b, '[');
+            tern_json_raw(out, "[");
             for (size_t i = 0; i < value->count; i++) {
-                jbuf_value(b, value->items[i]);
+                json_write(out, value->items[i]);
             }
-            jbuf_end(b, ']');
+            tern_json_raw(out, "]");
             break;
         case JSON_OBJECT:
-            jbuf_begin(b, '{');
+            tern_json_raw(out, "{");
             for (size_t i = 0; i < value->count; i++) {
-                jbuf_key(b, value->keys[i]);
-                s_write(b, value->items[i]);
+                tern_json_key(out, value->keys[i]);
+                s_write(out, value->items[i]);
             }
-            jbuf_end(b, '}');
+            tern_json_raw(out, "}");
             break;
     }
 }
 
-void jbuf_value(jbuf_t *b, const json_t *value) {
-    //  After jbuf_key the separator was written; as an array element it is due now.
-    if (b->len > 0 && b->data[b->len - 1] != ':') {
-        s_separator(b);
+void json_write(tern_json_t *out, const json_t *value) {
+    //  After tern_json_key the separator was written; as an element it is due now.
+    if (out->len > 0 && out->data[out->len - 1] != ':') {
+        tern_json_sep(out);
     }
-    s_write(b, value);
+    s_write(out, value);
 }
 
 //  ---------------------------------------------------------------------------
@@ -204,7 +79,7 @@ static json_t *s_new(json_kind_t kind) {
     return v;
 }
 
-static void s_put_utf8(jbuf_t *b, uint32_t cp) {
+static void s_put_utf8(tern_json_t *b, uint32_t cp) {
     char out[4];
     size_t n;
     if (cp < 0x80) {
@@ -226,7 +101,7 @@ static void s_put_utf8(jbuf_t *b, uint32_t cp) {
         out[3] = (char)(0x80 | (cp & 0x3F));
         n = 4;
     }
-    jbuf_raw(b, out, n);
+    tern_json_rawn(b, out, n);
 }
 
 static bool s_hex4(s_parser_t *ps, uint32_t *out) {
@@ -252,9 +127,8 @@ static bool s_hex4(s_parser_t *ps, uint32_t *out) {
 }
 
 //  Parses a string at ps->p (after the opening quote) into B.
-static bool s_parse_string(s_parser_t *ps, jbuf_t *b) {
-    jbuf_reset(b);
-    jbuf_raw(b, "", 0);
+static bool s_parse_string(s_parser_t *ps, tern_json_t *b) {
+    tern_json_reset(b);
     while (ps->p < ps->end) {
         unsigned char c = (unsigned char)*ps->p++;
         if (c == '"') {
@@ -264,7 +138,7 @@ static bool s_parse_string(s_parser_t *ps, jbuf_t *b) {
             return false;
         }
         if (c != '\\') {
-            jbuf_raw(b, (const char *)&c, 1);
+            tern_json_rawn(b, (const char *)&c, 1);
             continue;
         }
         if (ps->p >= ps->end) {
@@ -280,7 +154,7 @@ static bool s_parse_string(s_parser_t *ps, jbuf_t *b) {
             }
         }
         if (hit) {
-            jbuf_raw(b, hit, 1);
+            tern_json_rawn(b, hit, 1);
         } else if (e == 'u') {
             uint32_t cp;
             if (!s_hex4(ps, &cp)) {
@@ -312,13 +186,13 @@ static json_t *s_parse_value(s_parser_t *ps);
 static json_t *s_parse_container(s_parser_t *ps, bool object) {
     json_t *v = s_new(object ? JSON_OBJECT : JSON_ARRAY);
     char close = object ? '}' : ']';
-    jbuf_t key;
-    jbuf_init(&key);
     s_skip_ws(ps);
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         return v;
     }
+    tern_json_t key; //  each member name, handed to V->keys
+    tern_json_init(&key);
     while (true) {
         s_skip_ws(ps);
         char *name = NULL;
@@ -332,7 +206,7 @@ static json_t *s_parse_container(s_parser_t *ps, bool object) {
             }
             name = key.data;
             key.data = NULL;
-            jbuf_init(&key);
+            tern_json_init(&key);
             s_skip_ws(ps);
             if (ps->p >= ps->end || *ps->p != ':') {
                 free(name);
@@ -358,13 +232,13 @@ static json_t *s_parse_container(s_parser_t *ps, bool object) {
         }
         if (ps->p < ps->end && *ps->p == close) {
             ps->p++;
-            jbuf_free(&key);
+            tern_json_free(&key);
             return v;
         }
         goto fail;
     }
 fail:
-    jbuf_free(&key);
+    tern_json_free(&key);
     json_destroy(&v);
     return NULL;
 }
@@ -386,10 +260,10 @@ static json_t *s_parse_value(s_parser_t *ps) {
     }
     if (c == '"') {
         ps->p++;
-        jbuf_t text;
-        jbuf_init(&text);
+        tern_json_t text;
+        tern_json_init(&text);
         if (!s_parse_string(ps, &text)) {
-            jbuf_free(&text);
+            tern_json_free(&text);
             return NULL;
         }
         json_t *v = s_new(JSON_STRING);
@@ -497,67 +371,4 @@ const json_t *json_get(const json_t *self, const char *key) {
         }
     }
     return NULL;
-}
-
-//  ---------------------------------------------------------------------------
-//  UTF-8 and base64
-
-bool utf8_valid(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-            min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-            min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-            min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len) {
-            return false;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
-
-void jbuf_base64(jbuf_t *b, const uint8_t *data, size_t size) {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < size; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < size) {
-            v |= (uint32_t)data[i + 1] << 8;
-        }
-        if (i + 2 < size) {
-            v |= data[i + 2];
-        }
-        char out[4] = {alphabet[(v >> 18) & 63], alphabet[(v >> 12) & 63],
-                       i + 1 < size ? alphabet[(v >> 6) & 63] : '=',
-                       i + 2 < size ? alphabet[v & 63] : '='};
-        jbuf_raw(b, out, 4);
-    }
 }

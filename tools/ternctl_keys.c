@@ -155,17 +155,17 @@ static int s_gen(int argc, char **argv, bool json) {
     }
     explicit_bzero(secret_key, sizeof secret_key);
     if (json) {
-        jbuf_t b;
-        jbuf_init(&b);
-        jbuf_begin(&b, '{');
-        jbuf_kstr(&b, "name", name);
-        jbuf_kstr(&b, "role", role ? role : "default");
-        jbuf_kstr(&b, "public_key", public_key);
-        jbuf_kstr(&b, "public_file", path);
-        jbuf_kstr(&b, "secret_file", secret_path);
-        jbuf_end(&b, '}');
+        tern_json_t b;
+        tern_json_init(&b);
+        tern_json_raw(&b, "{");
+        tern_json_key_str(&b, "name", name);
+        tern_json_key_str(&b, "role", role ? role : "default");
+        tern_json_key_str(&b, "public_key", public_key);
+        tern_json_key_str(&b, "public_file", path);
+        tern_json_key_str(&b, "secret_file", secret_path);
+        tern_json_raw(&b, "}");
         printf("%s\n", b.data);
-        jbuf_free(&b);
+        tern_json_free(&b);
     } else {
         printf("%s\n", public_key); //  alone, for KEY=$(ternctl keys gen NAME)
     }
@@ -238,22 +238,22 @@ static int s_show(int argc, char **argv, bool json) {
     }
     s_cert_info_t info;
     s_cert_info(path, &info);
-    jbuf_t b;
-    jbuf_init(&b);
+    tern_json_t b;
+    tern_json_init(&b);
     if (json) {
-        jbuf_begin(&b, '{');
-        jbuf_kstr(&b, "file", path);
-        jbuf_kstr(&b, "name", info.name);
-        jbuf_kstr(&b, "role", info.role);
-        jbuf_kstr(&b, "public_key", public_key);
-        jbuf_kbool(&b, "secret", info.has_secret);
-        jbuf_end(&b, '}');
+        tern_json_raw(&b, "{");
+        tern_json_key_str(&b, "file", path);
+        tern_json_key_str(&b, "name", info.name);
+        tern_json_key_str(&b, "role", info.role);
+        tern_json_key_str(&b, "public_key", public_key);
+        tern_json_key_bool(&b, "secret", info.has_secret);
+        tern_json_raw(&b, "}");
         printf("%s\n", b.data);
     } else {
         printf("file        %s\nname        %s\nrole        %s\npublic_key  %s\nsecret      %s\n",
                path, info.name, info.role, public_key, info.has_secret ? "yes" : "no");
     }
-    jbuf_free(&b);
+    tern_json_free(&b);
     return 0;
 }
 

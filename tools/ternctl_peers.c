@@ -67,7 +67,7 @@ static void s_span(uint64_t ms, char *out, size_t cap) {
 
 //  The human form of one peer: times as spans ("3s ago", "never"), the
 //  counters left to --json. Written as JSON so that the house table prints it.
-static void s_human_peer(jbuf_t *b, const json_t *peer) {
+static void s_human_peer(tern_json_t *b, const json_t *peer) {
     static const char *const copied[] = {"dc", "node_id", "state", "lag_msgs", "endpoint", NULL};
     char lag[32], seen[48];
     s_span(s_u64(peer, "lag_ms"), lag, sizeof lag);
@@ -77,33 +77,34 @@ static void s_human_peer(jbuf_t *b, const json_t *peer) {
         s_span(s_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
         strcat(seen, " ago");
     }
-    jbuf_begin(b, '{');
+    tern_json_sep(b);
+    tern_json_raw(b, "{");
     for (int i = 0; copied[i]; i++) {
         const json_t *v = json_get(peer, copied[i]);
         if (v) {
-            jbuf_key(b, copied[i]);
-            jbuf_value(b, v);
+            tern_json_key(b, copied[i]);
+            json_write(b, v);
         }
     }
-    jbuf_kstr(b, "lag", lag);
-    jbuf_kstr(b, "last_seen", seen);
-    jbuf_end(b, '}');
+    tern_json_key_str(b, "lag", lag);
+    tern_json_key_str(b, "last_seen", seen);
+    tern_json_raw(b, "}");
 }
 
 //  Prints the reply DOC of `peers` (an array) or of pause/resume (an object).
 static void s_print(const json_t *doc, bool json) {
     static const char *const cols[] = {"dc",  "node_id",   "state",    "lag_msgs",
                                        "lag", "last_seen", "endpoint", NULL};
-    jbuf_t b;
-    jbuf_init(&b);
+    tern_json_t b;
+    tern_json_init(&b);
     if (json) {
         for (size_t i = 0; doc->kind == JSON_ARRAY && i < doc->count; i++) {
-            jbuf_reset(&b);
-            jbuf_value(&b, doc->items[i]);
+            tern_json_reset(&b);
+            json_write(&b, doc->items[i]);
             printf("%s\n", b.data);
         }
         if (doc->kind != JSON_ARRAY) {
-            jbuf_value(&b, doc);
+            json_write(&b, doc);
             printf("%s\n", b.data);
         }
     } else if (doc->kind == JSON_OBJECT) {
@@ -111,17 +112,21 @@ static void s_print(const json_t *doc, bool json) {
     } else if (doc->kind == JSON_ARRAY && doc->count == 0) {
         printf("no peers configured\n");
     } else if (doc->kind == JSON_ARRAY) {
-        jbuf_begin(&b, '[');
+        tern_json_raw(&b, "[");
         for (size_t i = 0; i < doc->count; i++) {
             s_human_peer(&b, doc->items[i]);
         }
-        jbuf_end(&b, ']');
+        tern_json_raw(&b, "]");
         json_t *rows = json_parse(b.data, b.len);
-        ternctl_print_table(rows, cols);
+        if (rows) {
+            ternctl_print_table(rows, cols);
+        } else {
+            fprintf(stderr, "ternctl: peers: cannot lay out the reply as a table\n");
+        }
         json_destroy(&rows);
     }
     fflush(stdout);
-    jbuf_free(&b);
+    tern_json_free(&b);
 }
 
 //  Runs admin OP with KV[0..COUNT) on SERVER; *DOC_P gets the parsed reply

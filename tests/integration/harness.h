@@ -12,6 +12,7 @@
 #ifndef TERN_IT_HARNESS_H_INCLUDED
 #define TERN_IT_HARNESS_H_INCLUDED
 
+#include "tern.h" //  libtern, which the tests drive
 #include "tern_proto.h"
 #include <stdbool.h>
 #include <stddef.h>

@@ -223,6 +223,26 @@ Test(cli, peers_text_and_json, .fini = it_teardown, .timeout = 120) {
     it_result_free(&r);
 }
 
+//  Two links: one row each (the rows were once written without a comma
+//  between them, so the table parsed nothing past the first).
+Test(cli, peers_table_of_two_links, .fini = it_teardown, .timeout = 120) {
+    it_broker_t *dcs[3];
+    it_mesh_start(3, NULL, NULL, dcs);
+    it_result_t r;
+    s_text(&r, dcs[0], "peers", NULL);
+    it_assert_ok(&r, "peers");
+    char **lines;
+    size_t n = it_split_lines(r.out, &lines);
+    cr_assert_eq(n, 3, "peers: a heading and two rows, got:\n%s", r.out);
+    cr_expect(strncmp(lines[1], "dc2 ", 4) == 0 || strncmp(lines[1], "dc3 ", 4) == 0, "%s",
+              lines[1]);
+    cr_expect(strncmp(lines[2], "dc2 ", 4) == 0 || strncmp(lines[2], "dc3 ", 4) == 0, "%s",
+              lines[2]);
+    cr_expect(strncmp(lines[1], lines[2], 4) != 0, "the same link twice:\n%s", r.out);
+    free(lines);
+    it_result_free(&r);
+}
+
 //  ---------------------------------------------------------------------------
 //  Empty results
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 #  install BUILD SOURCE: `make install PREFIX=DIR` (cmake --install BUILD
-#  --prefix DIR) gives someone embedding libtern what they need: tern.h,
-#  libtern.so.MAJOR with its links, libtern.a, tern.pc, the man pages, the
+#  --prefix DIR) gives someone embedding libtern what they need: tern.h and
+#  the headers it includes, libtern.so.MAJOR with its links, libtern.a, tern.pc, the man pages, the
 #  bash completion and the docs that tools/ternd.service points to. Then
 #  client/examples builds with pkg-config alone, against the shared and the
 #  static library, and both builds run against the installed ternd.
@@ -41,10 +41,17 @@ libdir=$(pkg-config --variable=libdir tern)
 major=${version%%.*}
 case $libdir in "$prefix"/*) ;; *) s_fail "tern.pc names libdir $libdir, not under $prefix" ;; esac
 
-#  One version everywhere: tern.h, the .so's name, tern.pc, --version.
+#  The headers: tern.h and the protocol headers it includes, side by side.
+for name in tern.h $(sed -n 's/^#include "\(.*\)"$/\1/p' "$source/client/include/tern.h"); do
+    s_exists "$prefix/include/$name"
+done
+
+#  One version everywhere: tern_version.h (which tern.h includes), the .so's
+#  name, tern.pc, --version.
 header_version=$(awk '/^#define TERN_VERSION_(MAJOR|MINOR|PATCH) / { v = v sep $3; sep = "." }
-                      END { print v }' "$prefix/include/tern.h")
-[ "$header_version" = "$version" ] || s_fail "tern.h says $header_version, tern.pc $version"
+                      END { print v }' "$prefix/include/tern_version.h")
+[ "$header_version" = "$version" ] ||
+    s_fail "tern_version.h says $header_version, tern.pc $version"
 [ "$("$prefix/bin/ternctl" --version)" = "ternctl $version" ] || s_fail "ternctl --version"
 [ "$("$prefix/bin/ternd" --version)" = "ternd $version" ] || s_fail "ternd --version"
 
@@ -106,5 +113,5 @@ done
 kill "$ternd_pid"
 wait "$ternd_pid" || s_fail "ternd exit status $?"
 ternd_pid=""
-echo "install: tern $version into $prefix: library, tern.pc, man pages, completion, docs;" \
-    "example built shared and static with pkg-config and run"
+echo "install: tern $version into $prefix: headers, library, tern.pc, man pages, completion," \
+    "docs; example built shared and static with pkg-config and run"

@@ -4,8 +4,8 @@
     validation, parsing of durations and sizes, reconnect backoff bounds,
     timeouts and close semantics against a port that accepts TCP but never
     answers, the refusal of a port nobody listens on, and
-    ternctl's JSON writer/reader, UTF-8 check and base64 (compiled in from
-    tools/ternctl_json.c, since tools/ is an executable, not a library).
+    ternctl's JSON reader (compiled in from tools/ternctl_json.c, since
+    tools/ is an executable, not a library).
     The "live" suite starts a real ternd from the build tree on a free
     loopback port when one was built, and is skipped otherwise.
 */
@@ -405,46 +405,8 @@ Test(client, backoff_jitter_bounds) {
 }
 
 //  ---------------------------------------------------------------------------
-//  ternctl's JSON helpers
-
-static char *s_escaped(const char *s, size_t len) {
-    jbuf_t b;
-    jbuf_init(&b);
-    jbuf_string(&b, s, len);
-    return b.data;
-}
-
-Test(ternctl_json, string_escaping) {
-    char *out = s_escaped("a\"b\\c\n\t\x01\x7f", 9);
-    cr_assert_str_eq(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"");
-    free(out);
-    out = s_escaped("caf\xc3\xa9", 5); //  UTF-8 passes through
-    cr_assert_str_eq(out, "\"caf\xc3\xa9\"");
-    free(out);
-    out = s_escaped("a\0b", 3); //  embedded NUL
-    cr_assert_str_eq(out, "\"a\\u0000b\"");
-    free(out);
-}
-
-Test(ternctl_json, writer_objects) {
-    jbuf_t b;
-    jbuf_init(&b);
-    jbuf_begin(&b, '{');
-    jbuf_kstr(&b, "topic", "a.b");
-    jbuf_ku64(&b, "msg_id", UINT64_MAX);
-    jbuf_kbool(&b, "duplicate", false);
-    jbuf_key(&b, "headers");
-    jbuf_begin(&b, '{');
-    jbuf_kstr(&b, "k", "v");
-    jbuf_kstr(&b, "x", "y");
-    jbuf_end(&b, '}');
-    jbuf_kstr(&b, "data", "z");
-    jbuf_end(&b, '}');
-    cr_assert_str_eq(b.data, "{\"topic\":\"a.b\",\"msg_id\":18446744073709551615,"
-                             "\"duplicate\":false,\"headers\":{\"k\":\"v\",\"x\":\"y\"},"
-                             "\"data\":\"z\"}");
-    jbuf_free(&b);
-}
+//  ternctl's JSON reader (the writer it prints with is protocol/tern_json.c:
+//  test_json.c)
 
 Test(ternctl_json, parse_and_rewrite) {
     const char *text = " [ {\"topic\":\"a\\u00e9\\n\",\"msgs\":10,\"big\":18446744073709551615,"
@@ -456,13 +418,13 @@ Test(ternctl_json, parse_and_rewrite) {
     const json_t *topic = json_get(doc->items[0], "topic");
     cr_assert_str_eq(topic->text, "a\xc3\xa9\n");
     cr_assert_str_eq(json_get(doc->items[0], "big")->text, "18446744073709551615");
-    jbuf_t b;
-    jbuf_init(&b);
-    jbuf_value(&b, doc->items[0]);
+    tern_json_t b;
+    tern_json_init(&b);
+    json_write(&b, doc->items[0]);
     cr_assert_str_eq(b.data, "{\"topic\":\"a\xc3\xa9\\n\",\"msgs\":10,"
                              "\"big\":18446744073709551615,\"ok\":true,\"none\":null,"
                              "\"f\":-1.5e3,\"arr\":[]}");
-    jbuf_free(&b);
+    tern_json_free(&b);
     json_destroy(&doc);
     cr_assert_null(doc);
 }
@@ -487,26 +449,6 @@ Test(ternctl_json, parse_rejects_invalid) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *doc = json_parse(bad[i], strlen(bad[i]));
         cr_assert_null(doc, "accepted '%s'", bad[i]);
-    }
-}
-
-Test(ternctl_json, utf8_and_base64) {
-    cr_assert(utf8_valid((const uint8_t *)"plain", 5));
-    cr_assert(utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));
-    cr_assert(utf8_valid((const uint8_t *)"\xf0\x9f\x98\x80", 4));
-    cr_assert_not(utf8_valid((const uint8_t *)"\xc0\xaf", 2));     //  overlong
-    cr_assert_not(utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); //  surrogate
-    cr_assert_not(utf8_valid((const uint8_t *)"\xe2\x82", 2));     //  truncated
-    cr_assert_not(utf8_valid((const uint8_t *)"\xff", 1));
-    const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
-    const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
-    for (size_t i = 0; i < 7; i++) {
-        jbuf_t b;
-        jbuf_init(&b);
-        jbuf_raw(&b, "", 0);
-        jbuf_base64(&b, (const uint8_t *)in[i], strlen(in[i]));
-        cr_assert_str_eq(b.data, out[i]);
-        jbuf_free(&b);
     }
 }
 

@@ -1,21 +1,14 @@
-/*  test_json.c - unit tests of the admin reply writer (tern_json), in
-    particular tern_json_key_bytes: payloads and header values are written
-    as JSON strings when they are valid UTF-8, else as base64.
+/*  test_json.c - unit tests of the one JSON writer (protocol/tern_json.c),
+    which the broker's admin replies and audit lines and ternctl's output
+    share: the comma rule, string escaping, tern_json_key_bytes (payloads
+    and header values as JSON strings when they are valid UTF-8, else as
+    base64), the UTF-8 check and base64.
 */
 #include "tern_json.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
-
-//  OBJECT with one member written by tern_json_key_bytes.
-static char *s_bytes(const char *data, size_t size) {
-    tern_json_t json;
-    tern_json_init(&json);
-    tern_json_raw(&json, "{");
-    tern_json_key_bytes(&json, "data", (const uint8_t *)data, size);
-    tern_json_raw(&json, "}");
-    return json.data; //  the caller frees it
-}
 
 Test(json, usage) {
     tern_json_t json;
@@ -29,9 +22,19 @@ Test(json, usage) {
     tern_json_free(&json);
 }
 
+//  OBJECT with one member written by tern_json_key_bytes.
+static char *s_bytes(const char *data, size_t size) {
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_raw(&json, "{");
+    tern_json_key_bytes(&json, "data", (const uint8_t *)data, size);
+    tern_json_raw(&json, "}");
+    return json.data; //  the caller frees it
+}
+
 Test(json, bytes_utf8_is_a_string) {
     char *out = s_bytes("a\"b\\c\nd\0e", 9);
-    cr_assert_str_eq(out, "{\"data\":\"a\\\"b\\\\c\\u000ad\\u0000e\"}");
+    cr_assert_str_eq(out, "{\"data\":\"a\\\"b\\\\c\\nd\\u0000e\"}");
     free(out);
     out = s_bytes("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15); //  é, €, 😀
     cr_assert_str_eq(out, "{\"data\":\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"}");
@@ -59,5 +62,103 @@ Test(json, bytes_not_utf8_is_base64) {
         char *out = s_bytes(cases[i].data, cases[i].size);
         cr_assert_str_eq(out, cases[i].want, "case %zu", i);
         free(out);
+    }
+}
+
+static char *s_escaped(const char *s, size_t len) {
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_strn(&json, s, len);
+    return json.data; //  the caller frees it
+}
+
+Test(json, string_escaping) {
+    char *out = s_escaped("a\"b\\c\n\t\x01\x7f", 9);
+    cr_assert_str_eq(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"");
+    free(out);
+    out = s_escaped("\r\b\f\x1f", 4);
+    cr_assert_str_eq(out, "\"\\r\\b\\f\\u001f\"");
+    free(out);
+    out = s_escaped("caf\xc3\xa9", 5); //  UTF-8 passes through
+    cr_assert_str_eq(out, "\"caf\xc3\xa9\"");
+    free(out);
+    out = s_escaped("a\0b", 3); //  embedded NUL
+    cr_assert_str_eq(out, "\"a\\u0000b\"");
+    free(out);
+}
+
+//  The comma comes from the last byte: none at the start of the buffer or
+//  of a container, one before every later member or element.
+Test(json, nested_objects_and_arrays) {
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_raw(&json, "{");
+    tern_json_key_str(&json, "topic", "a.b");
+    tern_json_key_u64(&json, "msg_id", UINT64_MAX);
+    tern_json_key_bool(&json, "duplicate", false);
+    tern_json_key(&json, "headers");
+    tern_json_raw(&json, "{");
+    tern_json_key_str(&json, "k", "v");
+    tern_json_key_str(&json, "x", "y");
+    tern_json_raw(&json, "}");
+    tern_json_key(&json, "tags");
+    tern_json_raw(&json, "[");
+    for (int i = 0; i < 3; i++) {
+        tern_json_sep(&json);
+        tern_json_raw(&json, "{");
+        tern_json_key_bool(&json, "ok", i == 1);
+        tern_json_raw(&json, "}");
+    }
+    tern_json_raw(&json, "]");
+    tern_json_key_str(&json, "data", "z");
+    tern_json_raw(&json, "}");
+    cr_assert_str_eq(json.data, "{\"topic\":\"a.b\",\"msg_id\":18446744073709551615,"
+                                "\"duplicate\":false,\"headers\":{\"k\":\"v\",\"x\":\"y\"},"
+                                "\"tags\":[{\"ok\":false},{\"ok\":true},{\"ok\":false}],"
+                                "\"data\":\"z\"}");
+    tern_json_free(&json);
+}
+
+//  The buffer grows past its first allocation, keeps NULs written raw,
+//  empties on reset and can be used again after free.
+Test(json, buffer_grows_resets_and_reuses) {
+    tern_json_t json;
+    tern_json_init(&json);
+    cr_assert_str_eq(json.data, "");
+    char big[1000];
+    memset(big, 'x', sizeof big);
+    tern_json_strn(&json, big, sizeof big);
+    cr_assert_eq(json.len, sizeof big + 2);
+    cr_assert_eq(json.data[json.len], 0);
+    tern_json_reset(&json);
+    cr_assert_eq(json.len, 0);
+    cr_assert_str_eq(json.data, "");
+    tern_json_rawn(&json, "a\0b", 3);
+    cr_assert_eq(json.len, 3);
+    cr_assert_eq(memcmp(json.data, "a\0b", 4), 0);
+    tern_json_free(&json);
+    cr_assert_null(json.data);
+    tern_json_free(&json); //  safe twice
+    tern_json_raw(&json, "{}");
+    cr_assert_str_eq(json.data, "{}");
+    tern_json_free(&json);
+}
+
+Test(json, utf8_and_base64) {
+    cr_assert(tern_json_utf8_valid((const uint8_t *)"plain", 5));
+    cr_assert(tern_json_utf8_valid((const uint8_t *)"\xe2\x82\xac", 3));
+    cr_assert(tern_json_utf8_valid((const uint8_t *)"\xf0\x9f\x98\x80", 4));
+    cr_assert_not(tern_json_utf8_valid((const uint8_t *)"\xc0\xaf", 2));     //  overlong
+    cr_assert_not(tern_json_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); //  surrogate
+    cr_assert_not(tern_json_utf8_valid((const uint8_t *)"\xe2\x82", 2));     //  truncated
+    cr_assert_not(tern_json_utf8_valid((const uint8_t *)"\xff", 1));
+    const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < 7; i++) {
+        tern_json_t json;
+        tern_json_init(&json);
+        tern_json_base64(&json, (const uint8_t *)in[i], strlen(in[i]));
+        cr_assert_str_eq(json.data, out[i]);
+        tern_json_free(&json);
     }
 }

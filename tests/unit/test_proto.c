@@ -1,5 +1,6 @@
 /*  test_proto.c - the wire codec: round trips, the docs' hex examples, every
-    validation error, truncation, and the grammar helpers.
+    validation error, truncation, the grammar helpers, and the header
+    templates (tern_template.h), whose bytes must be the encoder's own.
 
     The hex strings below are the byte-level examples of docs/protocol.md; the
     "hex" test checks the encoder produces exactly them, so the spec and the
@@ -7,9 +8,11 @@
     test also writes every example as a seed for tests/fuzz/corpus_proto/.
 */
 #include "tern_proto.h"
+#include "tern_template.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1048,4 +1051,208 @@ Test(proto, corpus) {
         }
         fclose(file);
     }
+}
+
+// ---------------------------------------------------------------------------
+//  Header templates
+
+#define OFF(m) offsetof(tern_frame_t, m)
+
+Test(template, usage_example) {
+    //  A consumer acks many deliveries: make the ACK header once with
+    //  req_id, sub_id and tag open, then fill in each ack's numbers.
+    tern_frame_t ack;
+    tern_frame_init(&ack, TERN_CMD_ACK);
+    size_t open[] = {OFF(req_id), OFF(sub_id), OFF(tag)};
+    tern_frame_template_t tpl;
+    cr_assert_eq(tern_frame_template_make(&tpl, &ack, open, 3), TERN_OK);
+    uint64_t values[] = {41, 2, 300};
+    uint8_t out[TERN_TEMPLATE_OUT_MAX];
+    size_t len = tern_frame_template_fill(&tpl, values, out);
+
+    //  The same bytes as encoding the frame with those numbers.
+    ack.req_id = 41;
+    ack.sub_id = 2;
+    ack.tag = 300;
+    size_t want;
+    cr_assert_eq(tern_frame_encode(&ack, s_buf, sizeof s_buf, &want), TERN_OK);
+    cr_assert_eq(len, want);
+    cr_assert_eq(memcmp(out, s_buf, len), 0);
+}
+
+//  The frames libtern templates, and a few more of the same kind.
+typedef struct {
+    const char *name;     //  for failure messages
+    tern_cmd_t cmd;       //  command
+    const char *topic;    //  PUBLISH topic or NULL
+    const char *producer; //  producer id or NULL
+    bool has_priority;    //  priority flagged
+    uint8_t priority;     //  its value
+    uint32_t ttl_ms;      //  0 = none
+    uint8_t ttl_class;    //  0 = none
+    bool cumulative;      //  ACK
+    bool has_delay;       //  NACK delay flagged
+    uint32_t delay_ms;    //  its value
+    const char *reason;   //  TERM or NULL
+    uint32_t credit;      //  CREDIT
+    size_t open[3];       //  members left open
+    size_t count;         //  how many
+} s_tpl_case_t;
+
+static const char s_long_topic[] =
+    "a.bcdefghij.klmnopqrst.uvwxyz0123.456789ABCD.EFGHIJKLMN.OPQRSTUVWX.YZ-_abcdef.ghijklmnop."
+    "qrstuvwxyz.0123456789.ABCDEFGHIJ.KLMNOPQRST.UVWXYZ-_ab.cdefghijkl.mnopqrstuv.wxyz012345."
+    "6789ABCDEFGHIJKLMNOPQRS";
+static const char s_long_name[] =
+    "p-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
+
+#define PUB_OPEN {OFF(req_id), OFF(producer_seq)}, 2
+#define ACK_OPEN {OFF(req_id), OFF(sub_id), OFF(tag)}, 3
+
+static const s_tpl_case_t s_tpl_cases[] = {
+    {"publish", TERN_CMD_PUBLISH, "orders", .has_priority = true, .priority = 4,
+     .open = {OFF(req_id)}, .count = 1},
+    {"publish producer", TERN_CMD_PUBLISH, "orders.eu", "p-1", true, 4, .open = PUB_OPEN},
+    {"publish ttl", TERN_CMD_PUBLISH, "a", "p", true, 9, .ttl_ms = 60000, .open = PUB_OPEN},
+    {"publish class, reversed", TERN_CMD_PUBLISH, "x.y.z", "prod", true, 0,
+     .ttl_class = TERN_TTL_BUSINESS, .open = {OFF(producer_seq), OFF(req_id)}, .count = 2},
+    {"publish longest", TERN_CMD_PUBLISH, s_long_topic, s_long_name, true, 7, .ttl_ms = UINT32_MAX,
+     .open = PUB_OPEN},
+    {"ack", TERN_CMD_ACK, .open = ACK_OPEN},
+    {"ack cumulative", TERN_CMD_ACK, .cumulative = true, .open = ACK_OPEN},
+    {"ack, tag first", TERN_CMD_ACK, .open = {OFF(tag), OFF(req_id), OFF(sub_id)}, .count = 3},
+    {"nack delay", TERN_CMD_NACK, .has_delay = true, .delay_ms = 5000, .open = ACK_OPEN},
+    {"term reason", TERN_CMD_TERM, .reason = "bad input", .open = ACK_OPEN},
+    {"credit", TERN_CMD_CREDIT, .credit = 1000, .open = {OFF(req_id), OFF(sub_id)}, .count = 2},
+    {"unsubscribe", TERN_CMD_UNSUBSCRIBE, .open = {OFF(sub_id), OFF(req_id)}, .count = 2},
+};
+
+static void s_tpl_frame(const s_tpl_case_t *c, tern_frame_t *f) {
+    tern_frame_init(f, c->cmd);
+    if (c->topic) {
+        snprintf(f->topic, sizeof f->topic, "%s", c->topic);
+        f->fields |= TERN_F_TOPIC;
+    }
+    if (c->producer) {
+        snprintf(f->producer, sizeof f->producer, "%s", c->producer);
+        f->fields |= TERN_F_PRODUCER;
+    }
+    if (c->has_priority) {
+        f->priority = c->priority;
+        f->fields |= TERN_F_PRIORITY;
+    }
+    if (c->ttl_ms) {
+        f->ttl_ms = c->ttl_ms;
+        f->fields |= TERN_F_TTL;
+    }
+    f->ttl_class = c->ttl_class;
+    if (c->cumulative) {
+        f->cumulative = true;
+        f->fields |= TERN_F_CUMULATIVE;
+    }
+    if (c->has_delay) {
+        f->delay_ms = c->delay_ms;
+        f->fields |= TERN_F_DELAY;
+    }
+    if (c->reason) {
+        snprintf(f->reason, sizeof f->reason, "%s", c->reason);
+        f->fields |= TERN_F_REASON;
+    }
+    f->credit = c->credit;
+}
+
+//  Every msgpack width, and its edges.
+static const uint64_t s_tpl_values[] = {0,
+                                        1,
+                                        2,
+                                        127,
+                                        128,
+                                        255,
+                                        256,
+                                        65535,
+                                        65536,
+                                        UINT32_MAX,
+                                        UINT32_MAX + 1ull,
+                                        0x0123456789abcdefull,
+                                        UINT64_MAX - 1,
+                                        UINT64_MAX};
+#define N_TPL_VALUES (sizeof s_tpl_values / sizeof s_tpl_values[0])
+
+Test(template, equals_the_codec) {
+    for (size_t c = 0; c < sizeof s_tpl_cases / sizeof s_tpl_cases[0]; c++) {
+        const s_tpl_case_t *tc = &s_tpl_cases[c];
+        tern_frame_t f;
+        s_tpl_frame(tc, &f);
+        tern_frame_template_t tpl;
+        tern_err_t rc = tern_frame_template_make(&tpl, &f, tc->open, tc->count);
+        cr_assert_eq(rc, TERN_OK, "%s: %s", tc->name, tern_strerror(rc));
+        //  Each value in every open member, and mixed ones.
+        for (size_t v = 0; v < N_TPL_VALUES * 3; v++) {
+            uint64_t values[3];
+            for (size_t i = 0; i < tc->count; i++) {
+                size_t k = v < N_TPL_VALUES ? v : (v + 5 * i + 3 * (v / N_TPL_VALUES));
+                values[i] = s_tpl_values[k % N_TPL_VALUES];
+                memcpy((uint8_t *)&f + tc->open[i], &values[i], sizeof values[i]);
+            }
+            uint8_t out[TERN_TEMPLATE_OUT_MAX];
+            size_t len = tern_frame_template_fill(&tpl, values, out);
+            size_t want;
+            cr_assert_eq(tern_frame_encode(&f, s_buf, sizeof s_buf, &want), TERN_OK);
+            cr_assert_eq(len, want, "%s, values %zu: %zu bytes, the codec %zu", tc->name, v, len,
+                         want);
+            cr_assert_eq(memcmp(out, s_buf, len), 0, "%s, values %zu", tc->name, v);
+        }
+    }
+}
+
+Test(template, refuses_other_shapes) {
+    tern_frame_t ack;
+    tern_frame_init(&ack, TERN_CMD_ACK);
+    tern_frame_template_t tpl;
+    size_t open[] = {OFF(req_id), OFF(sub_id), OFF(tag), OFF(req_id)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &ack, open, 0), TERN_EINVAL);
+    cr_assert_eq(tern_frame_template_make(&tpl, &ack, open, 4), TERN_EINVAL);
+    cr_assert_eq(tpl.len, 0);
+    cr_assert_eq(tern_frame_template_make(NULL, &ack, open, 1), TERN_EINVAL);
+    cr_assert_eq(tern_frame_template_make(&tpl, NULL, open, 1), TERN_EINVAL);
+
+    //  The same member twice, a member that is not a uint64_t.
+    size_t twice[] = {OFF(tag), OFF(tag)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &ack, twice, 2), TERN_EINVAL);
+    size_t narrow[] = {OFF(credit)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &ack, narrow, 1), TERN_EINVAL);
+    size_t odd[] = {OFF(req_id) + 1};
+    cr_assert_eq(tern_frame_template_make(&tpl, &ack, odd, 1), TERN_EINVAL);
+
+    //  A member the codec writes only when it is not 0: OK's sub_id, a
+    //  REPL_RECORD's seq (its position is always written).
+    tern_frame_t ok;
+    tern_frame_init(&ok, TERN_CMD_OK);
+    size_t sub[] = {OFF(sub_id)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &ok, sub, 1), TERN_EINVAL);
+    tern_frame_t rec;
+    s_example(TERN_CMD_REPL_RECORD, &rec);
+    rec.meta = NULL;
+    rec.fields &= ~TERN_F_META;
+    rec.key[0] = rec.trace_id[0] = '\0';
+    rec.fields &= ~(TERN_F_KEY | TERN_F_TRACE);
+    size_t seq[] = {OFF(seq)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &rec, seq, 1), TERN_EINVAL);
+    size_t pos[] = {OFF(position)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &rec, pos, 1), TERN_OK);
+
+    //  The encoder's own errors, and a header over TERN_TEMPLATE_MAX.
+    tern_frame_t pub;
+    tern_frame_init(&pub, TERN_CMD_PUBLISH);
+    strcpy(pub.topic, "a..b");
+    pub.fields |= TERN_F_TOPIC;
+    size_t req[] = {OFF(req_id)};
+    cr_assert_eq(tern_frame_template_make(&tpl, &pub, req, 1), TERN_ETOPIC);
+    strcpy(pub.topic, s_long_topic);
+    strcpy(pub.producer, s_long_name);
+    memset(pub.key, 'k', TERN_KEY_MAX);
+    pub.key[TERN_KEY_MAX] = '\0';
+    pub.fields |= TERN_F_PRODUCER | TERN_F_KEY;
+    cr_assert_eq(tern_frame_template_make(&tpl, &pub, req, 1), TERN_ETOOBIG);
+    cr_assert_eq(tpl.len, 0);
 }

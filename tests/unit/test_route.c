@@ -29,7 +29,7 @@ Test(route, json_escapes) {
     tern_json_key_str(&json, "a", "q\"b\\\n");
     tern_json_key_u64(&json, "n", 18446744073709551615ull);
     tern_json_raw(&json, "}");
-    cr_assert_str_eq(json.data, "{\"a\":\"q\\\"b\\\\\\u000a\",\"n\":18446744073709551615}");
+    cr_assert_str_eq(json.data, "{\"a\":\"q\\\"b\\\\\\n\",\"n\":18446744073709551615}");
     tern_json_free(&json);
 }
 

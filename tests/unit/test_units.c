@@ -1,6 +1,7 @@
 /*  test_units.c - durations, sizes and times (protocol/tern_units.c): the
     one grammar of ternd's config, libtern's tern_parse_* and ternctl, its
-    errors, and formatters whose EXACT output parses back to the same value.
+    errors, and formatters whose EXACT (and EXACT_IEC) output parses back to
+    the same value.
 */
 #include "tern_units.h"
 
@@ -209,27 +210,35 @@ Test(units, format_size) {
     static const struct {
         uint64_t bytes;    //  input
         const char *exact; //  TERN_UNITS_EXACT
+        const char *iec;   //  TERN_UNITS_EXACT_IEC
         const char *human; //  TERN_UNITS_HUMAN
-    } cases[] = {{0, "0", "0 B"},
-                 {512, "512", "512 B"},
-                 {1023, "1023", "1023 B"},
-                 {1024, "1K", "1 KiB"},
-                 {1536, "1536", "1.5 KiB"},
-                 {65536, "64K", "64 KiB"},
-                 {1000000, "1000000", "976 KiB"},
-                 {1234567, "1234567", "1.17 MiB"},
-                 {1048576, "1M", "1 MiB"},
-                 {10ULL << 30, "10G", "10 GiB"},
-                 {(1ULL << 40) * 3, "3T", "3 TiB"},
-                 {(1ULL << 40) * 2048, "2048T", "2048 TiB"},
-                 {UINT64_MAX, "18446744073709551615", "16777215 TiB"}};
+    } cases[] = {{0, "0", "0 B", "0 B"},
+                 {512, "512", "512 B", "512 B"},
+                 {1023, "1023", "1023 B", "1023 B"},
+                 {1024, "1K", "1 KiB", "1 KiB"},
+                 {1536, "1536", "1536 B", "1.5 KiB"},
+                 {65536, "64K", "64 KiB", "64 KiB"},
+                 {1000000, "1000000", "1000000 B", "976 KiB"},
+                 {1234567, "1234567", "1234567 B", "1.17 MiB"},
+                 {1048576, "1M", "1 MiB", "1 MiB"},
+                 {1048576 + 1024, "1025K", "1025 KiB", "1 MiB"},
+                 {10ULL << 30, "10G", "10 GiB", "10 GiB"},
+                 {(1ULL << 40) * 3, "3T", "3 TiB", "3 TiB"},
+                 {(1ULL << 40) * 2048, "2048T", "2048 TiB", "2048 TiB"},
+                 {UINT64_MAX, "18446744073709551615", "18446744073709551615 B", "16777215 TiB"}};
     char buf[TERN_UNITS_BUF];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_assert_str_eq(tern_units_format_size(cases[i].bytes, TERN_UNITS_EXACT, buf, sizeof buf),
                          cases[i].exact);
+        cr_assert_str_eq(
+            tern_units_format_size(cases[i].bytes, TERN_UNITS_EXACT_IEC, buf, sizeof buf),
+            cases[i].iec);
         cr_assert_str_eq(tern_units_format_size(cases[i].bytes, TERN_UNITS_HUMAN, buf, sizeof buf),
                          cases[i].human);
     }
+    //  Durations have no IEC form: EXACT_IEC writes them as EXACT does.
+    cr_assert_str_eq(tern_units_format_duration(90061001, TERN_UNITS_EXACT_IEC, buf, sizeof buf),
+                     "1d1h1m1.001s");
 }
 
 Test(units, format_time) {
@@ -271,6 +280,9 @@ Test(units, round_trips) {
         cr_assert_eq(tern_units_parse_duration(buf, &back, NULL), TERN_OK, "\"%s\"", buf);
         cr_assert_leq(back, values[i], "\"%s\"", buf);
         tern_units_format_size(values[i], TERN_UNITS_EXACT, buf, sizeof buf);
+        cr_assert_eq(tern_units_parse_size(buf, &back, NULL), TERN_OK, "\"%s\"", buf);
+        cr_assert_eq(back, values[i], "\"%s\"", buf);
+        tern_units_format_size(values[i], TERN_UNITS_EXACT_IEC, buf, sizeof buf);
         cr_assert_eq(tern_units_parse_size(buf, &back, NULL), TERN_OK, "\"%s\"", buf);
         cr_assert_eq(back, values[i], "\"%s\"", buf);
         tern_units_format_size(values[i], TERN_UNITS_HUMAN, buf, sizeof buf);

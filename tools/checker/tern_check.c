@@ -25,7 +25,7 @@
     A test tool: it links protocol/ (tern_alloc, tern_errname) and czmq's
     zhashx, reuses ternctl's JSON reader, and never asserts on its input.
 */
-#include "tern.h"
+#include "tern_err.h"
 #include "tern_alloc.h"
 #include "tern_check_history.h"
 

@@ -1,0 +1,303 @@
+/*  tern_client_io.c - the I/O thread: its poll loop, the ops queue, frame dispatch, shutdown.
+
+    One thread per client owns the DEALER, its monitor and everything marked
+    "I/O thread only" in tern_client_int.h. Each turn of its loop polls the
+    eventfd (ops from application threads), the socket and the monitor, runs
+    what is ready, sends what callbacks queued, then the session's timers
+    (tern_client_session.c). A received frame is decoded here and handed to
+    the file that owns its concern: WELCOME and session errors to the
+    session, PUBACK to publish, OK to subscriptions, DELIVER to messages,
+    REPLY to admin. Clock reads are one per loop turn, not one per frame.
+*/
+#include "tern_client_int.h"
+
+#include <errno.h>
+
+//  Records NOW as the time of the last send if anything went out since the
+//  last call: one clock read per turn of the I/O loop, not one per frame.
+static void s_stamp_send(tern_client_t *self, int64_t now) {
+    if (self->sent) {
+        self->sent = false;
+        self->last_send = now;
+    }
+}
+
+//  Takes the queued ops (mutex held by nobody); the caller owns them.
+static cl_op_t *s_take_ops(tern_client_t *self) {
+    pthread_mutex_lock(&self->mutex);
+    cl_op_t *op = self->ops_head;
+    self->ops_head = self->ops_tail = NULL;
+    self->wake_pending = false;
+    pthread_mutex_unlock(&self->mutex);
+    return op;
+}
+
+static void s_win_append(tern_client_t *self, cl_pub_t *pub) {
+    pub->next = NULL;
+    pub->prev = self->win_tail;
+    if (self->win_tail) {
+        self->win_tail->next = pub;
+    } else {
+        self->win_head = pub;
+    }
+    self->win_tail = pub;
+}
+
+static void s_admin_append(tern_client_t *self, cl_admin_t *admin) {
+    admin->next = self->admins;
+    self->admins = admin;
+}
+
+//  Runs ops queued by application threads. Returns false on OP_CLOSE.
+static bool s_handle_ops(tern_client_t *self) {
+    uint64_t count;
+    ssize_t n = read(self->wake_fd, &count, sizeof count);
+    (void)n;
+    cl_op_t *op = s_take_ops(self);
+    bool running = true;
+    while (op) {
+        cl_op_t *next = op->next;
+        switch (op->type) {
+            case OP_PUB:
+                s_win_append(self, (cl_pub_t *)op);
+                s_pub_send(self, (cl_pub_t *)op);
+                break;
+            case OP_FRAME: {
+                cl_frame_op_t *fop = (cl_frame_op_t *)op;
+                if (self->state == S_READY && fop->gen == self->gen) {
+                    s_send(self, fop->hdr, fop->hdr_len, NULL, 0, false);
+                }
+                free(fop);
+                break;
+            }
+            case OP_SUB:
+                pthread_mutex_lock(&self->mutex);
+                cl_send_subscribe(self, ((cl_sub_op_t *)op)->sub);
+                pthread_mutex_unlock(&self->mutex);
+                free(op);
+                break;
+            case OP_ADMIN:
+                s_admin_append(self, (cl_admin_t *)op);
+                cl_send_admin(self, (cl_admin_t *)op);
+                break;
+            case OP_CLOSE:
+                running = false;
+                free(op);
+                break;
+        }
+        op = next;
+    }
+    if (self->refusal) {
+        cl_fail_pending(self); //  what was queued before the caller saw a refusal
+    }
+    return running;
+}
+
+//  ---------------------------------------------------------------------------
+//  Receiving
+
+//  An ERROR frame: the session's, or the answer to one request.
+static void s_handle_error(tern_client_t *self, const tern_frame_t *frame) {
+    if (self->state == S_CONNECTING) {
+        cl_handle_hello_error(self, frame);
+        return;
+    }
+    if (cl_handle_session_error(self, frame) || frame->req_id == 0) {
+        return;
+    }
+    if (cl_handle_pub_error(self, frame) || cl_handle_admin_error(self, frame)) {
+        return;
+    }
+    cl_handle_sub_error(self, frame);
+}
+
+static void s_handle_bye(tern_client_t *self, const tern_frame_t *frame) {
+    (void)frame;
+    cl_session_lost(self);
+}
+
+//  Who handles each command a broker sends; HEARTBEAT has nothing to do
+//  (last_recv is already updated), and the rest are not for a client.
+typedef void(s_handler_fn)(tern_client_t *self, const tern_frame_t *frame);
+static s_handler_fn *const s_handlers[TERN_CMD_MAX_] = {
+    [TERN_CMD_WELCOME] = cl_handle_welcome, [TERN_CMD_ERROR] = s_handle_error,
+    [TERN_CMD_PUBACK] = cl_handle_puback,   [TERN_CMD_OK] = cl_handle_ok,
+    [TERN_CMD_DELIVER] = cl_handle_deliver, [TERN_CMD_REPLY] = cl_handle_reply,
+    [TERN_CMD_BYE] = s_handle_bye,
+};
+
+static void s_handle_frame(tern_client_t *self, zmq_msg_t *hdr, zmq_msg_t *payload,
+                           bool has_payload) {
+    tern_frame_t frame;
+    tern_limits_t limits = {.max_payload = (size_t)1 << 31};
+    tern_err_t rc = tern_frame_decode(&frame, zmq_msg_data(hdr), zmq_msg_size(hdr),
+                                      has_payload ? zmq_msg_data(payload) : NULL,
+                                      has_payload ? zmq_msg_size(payload) : 0, &limits);
+    if (rc != TERN_OK) {
+        return; //  a broker bug or a foreign peer: nothing we can act on
+    }
+    if ((unsigned)frame.cmd < TERN_CMD_MAX_ && s_handlers[frame.cmd]) {
+        s_handlers[frame.cmd](self, &frame);
+    }
+}
+
+//  Receives the rest of a message whose header frame had MORE set into
+//  PAYLOAD (initialized); drops any frames past it. Returns true if there
+//  was a payload.
+static bool s_recv_payload(tern_client_t *self, zmq_msg_t *payload) {
+    bool has_payload = zmq_msg_recv(payload, self->dealer, 0) >= 0;
+    //  Drop any extra frames: frame count errors are not ours to fix.
+    while (has_payload && zmq_msg_more(payload)) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, self->dealer, 0);
+        bool more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        if (!more) {
+            break;
+        }
+    }
+    return has_payload;
+}
+
+//  Drains up to TERN_DRAIN_MAX messages (the session may be lost meanwhile).
+static void s_handle_socket(tern_client_t *self) {
+    for (int i = 0; i < TERN_DRAIN_MAX && self->dealer; i++) {
+        zmq_msg_t hdr, payload;
+        zmq_msg_init(&hdr);
+        if (zmq_msg_recv(&hdr, self->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&hdr);
+            return;
+        }
+        if (i == 0) {
+            //  One clock read per drain: its frames arrived together.
+            self->last_recv = s_now_ms();
+        }
+        zmq_msg_init(&payload);
+        bool has_payload = zmq_msg_more(&hdr) && s_recv_payload(self, &payload);
+        s_handle_frame(self, &hdr, &payload, has_payload);
+        zmq_msg_close(&hdr);
+        zmq_msg_close(&payload);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  The loop
+
+static long s_poll_timeout(tern_client_t *self, int64_t now) {
+    int64_t due;
+    switch (self->state) {
+        case S_IDLE:
+            due = self->next_attempt;
+            break;
+        case S_CONNECTING:
+            due = self->hello_sent ? self->hello_deadline : now + 10;
+            break;
+        default: {
+            due = self->last_send + self->send_hb;
+            int64_t dead = self->last_recv + 3 * (int64_t)self->broker_hb + 1;
+            if (dead < due) {
+                due = dead;
+            }
+            if (self->resend_needed && now + 10 < due) {
+                due = now + 10;
+            }
+        }
+    }
+    if (self->admins && now + 100 < due) {
+        due = now + 100;
+    }
+    return due > now ? (long)(due - now) : 0;
+}
+
+//  The client is closing: says BYE, then completes everything still
+//  waiting, the ops queued after the close request included, with
+//  TERN_ECLOSED, and marks the client stopped.
+static void s_shutdown(tern_client_t *self) {
+    cl_flush_cb_out(self);
+    if (self->state == S_READY) {
+        cl_send_simple(self, TERN_CMD_BYE);
+    }
+    cl_close_socket(self);
+    for (cl_op_t *op = s_take_ops(self), *next; op; op = next) {
+        next = op->next;
+        if (op->type == OP_PUB) {
+            s_win_append(self, (cl_pub_t *)op); //  after the window: completed in order
+        } else if (op->type == OP_ADMIN) {
+            s_admin_append(self, (cl_admin_t *)op);
+        } else {
+            free(op);
+        }
+    }
+    cl_win_fail(self, TERN_ECLOSED, NULL);
+    pthread_mutex_lock(&self->mutex);
+    cl_admins_fail(self, TERN_ECLOSED, NULL);
+    cl_subs_fail(self, TERN_ECLOSED, NULL, true);
+    self->ready = false;
+    self->stopped = true;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mutex);
+}
+
+//  Polls the eventfd, the dealer and the monitor until the next timer is
+//  due; runs what is ready. Returns false on OP_CLOSE.
+static bool s_poll_once(tern_client_t *self, int64_t now, bool *ctx_gone) {
+    zmq_pollitem_t items[3] = {{NULL, self->wake_fd, ZMQ_POLLIN, 0}};
+    int count = 1, dealer_at = -1, monitor_at = -1;
+    if (self->dealer) {
+        short events = ZMQ_POLLIN;
+        if (self->state == S_CONNECTING && !self->hello_sent) {
+            events |= ZMQ_POLLOUT;
+        }
+        items[count] = (zmq_pollitem_t){self->dealer, 0, events, 0};
+        dealer_at = count++;
+    }
+    if (self->monitor) {
+        items[count] = (zmq_pollitem_t){self->monitor, 0, ZMQ_POLLIN, 0};
+        monitor_at = count++;
+    }
+    if (zmq_poll(items, count, s_poll_timeout(self, now)) < 0 && zmq_errno() != EINTR) {
+        *ctx_gone = true; //  the context is gone: nothing left to serve
+        return false;
+    }
+    bool running = true;
+    if (items[0].revents & ZMQ_POLLIN) {
+        running = s_handle_ops(self);
+    }
+    if (dealer_at > 0 && self->dealer) {
+        if (items[dealer_at].revents & ZMQ_POLLOUT && !self->hello_sent) {
+            cl_try_hello(self);
+        }
+        if (items[dealer_at].revents & ZMQ_POLLIN) {
+            s_handle_socket(self);
+        }
+    }
+    if (monitor_at > 0 && self->monitor && (items[monitor_at].revents & ZMQ_POLLIN)) {
+        cl_handle_monitor(self);
+    }
+    return running;
+}
+
+void *cl_io_thread(void *arg) {
+    tern_client_t *self = arg;
+    self->state = S_IDLE;
+    self->next_attempt = s_now_ms();
+    bool running = true;
+    while (running) {
+        bool ctx_gone = false;
+        running = s_poll_once(self, s_now_ms(), &ctx_gone);
+        if (ctx_gone) {
+            break;
+        }
+        cl_flush_cb_out(self);
+        int64_t after = s_now_ms();
+        s_stamp_send(self, after);
+        if (running) {
+            cl_session_timers(self, after);
+            cl_admins_expire(self, after);
+            s_stamp_send(self, after);
+        }
+    }
+    s_shutdown(self);
+    return NULL;
+}
