@@ -44,7 +44,7 @@
 #ifndef TERN_ETCD_H_INCLUDED
 #define TERN_ETCD_H_INCLUDED
 
-#include "tern.h"
+#include "tern_err.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

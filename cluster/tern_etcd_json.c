@@ -3,6 +3,7 @@
     (tern_etcd.c) and the watch thread (tern_etcd_watch.c).
 */
 #include "tern_etcd_json.h"
+#include "tern_json.h"
 #include "tern_alloc.h"
 
 #include <curl/curl.h>
@@ -59,20 +60,10 @@ static const char s_b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *tern_etcd_b64(const void *data, size_t size) {
-    const unsigned char *in = data;
-    char *out = tern_alloc_raw((size + 2) / 3 * 4 + 1);
-    char *o = out;
-    for (size_t i = 0; i < size; i += 3) {
-        uint32_t group = (uint32_t)in[i] << 16;
-        group |= i + 1 < size ? (uint32_t)in[i + 1] << 8 : 0;
-        group |= i + 2 < size ? in[i + 2] : 0;
-        for (int k = 0; k < 4; k++) {
-            bool past = (k == 2 && i + 1 >= size) || (k == 3 && i + 2 >= size);
-            *o++ = past ? '=' : s_b64_alphabet[(group >> (18 - 6 * k)) & 63];
-        }
-    }
-    *o = '\0';
-    return out;
+    tern_json_t out;
+    tern_json_init(&out);
+    tern_json_base64(&out, data, size);
+    return out.data; //  the buffer is the caller's now
 }
 
 static int s_b64_value(char c) {
