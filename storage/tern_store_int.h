@@ -321,7 +321,7 @@ static inline void s_copy_name(char *dst, size_t cap, const char *src) {
 }
 
 /* ------------------------------------------------------------------------
-    Cursor walks: every forward walk over a key range goes through st_iter_t
+    Cursor walks: the forward walks over a key range that do not re-seek
    ------------------------------------------------------------------------ */
 
 /*  A forward walk over the keys of one database, in key order. Inline, and
