@@ -7,7 +7,7 @@
     leaders take on them, and the record's text form (the value stored in
     etcd). No sockets, no clock, no etcd: callers pass the live nodes, the
     replicas' positions and the time, and write the records this returns by
-    compare-and-swap. docs/cluster-placement.md gives the reasons.
+    compare-and-swap. docs/cluster.md gives the reasons.
 
     The rules, in short:
     - Election: a new leader is only ever an ISR member that is live, the

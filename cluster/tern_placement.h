@@ -14,7 +14,7 @@
     Pure logic: no sockets, no clock, no etcd (the controller feeds it the
     live nodes it read from etcd and writes the records it decides). The
     partition records themselves (leader, epoch, ISR) are in tern_partmap.h.
-    docs/cluster-placement.md explains the choice.
+    docs/cluster.md explains the choice.
 */
 #ifndef TERN_PLACEMENT_H_INCLUDED
 #define TERN_PLACEMENT_H_INCLUDED

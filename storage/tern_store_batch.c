@@ -146,28 +146,41 @@ static st_cached_t *s_cache_add(st_txn_t *ctx, bool is_group, const uint8_t *key
     return c;
 }
 
+//  Adds the cache entry for KEY (not cached yet) into *OUT, filled from its
+//  database (exists false when the record is absent). On an LMDB error or a
+//  damaged record the entry is dropped again. The cache hit stays with the
+//  callers, inline: it is on every append.
+static int s_cache_load(st_txn_t *ctx, bool is_group, const uint8_t *key, size_t key_len,
+                        st_cached_t **out) {
+    st_cached_t *c = s_cache_add(ctx, is_group, key, key_len);
+    void *rec = is_group ? (void *)&c->group : (void *)&c->topic;
+    size_t size = is_group ? sizeof c->group : sizeof c->topic;
+    MDB_val k = {key_len, (void *)key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[is_group ? S_GROUPS : S_TOPICS], &k, &v);
+    if (rc == 0 && v.mv_size != size) {
+        rc = MDB_CORRUPTED;
+    }
+    if (rc == 0) {
+        memcpy(rec, v.mv_data, size);
+        c->exists = true;
+    } else if (rc != MDB_NOTFOUND) {
+        ctx->batch->cache_count--;
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
 //  Finds topic NAME (LEN bytes); creates it when CREATE and absent (setting
 //  *ERR to TERN_ELIMIT when max_topics is reached). *OUT is the cache entry
 //  (exists false when absent). Returns an LMDB error code.
 int st_topic_find(st_txn_t *ctx, const char *name, size_t len, bool create, st_cached_t **out,
                   tern_err_t *err) {
     *err = TERN_OK;
+    int rc;
     st_cached_t *c = s_cache_lookup(ctx, false, (const uint8_t *)name, len);
-    if (!c) {
-        c = s_cache_add(ctx, false, (const uint8_t *)name, len);
-        MDB_val k = {len, (void *)name}, v;
-        int rc = mdb_get(ctx->txn, ctx->dbi[S_TOPICS], &k, &v);
-        if (rc == 0) {
-            if (v.mv_size != sizeof(st_topic_rec_t)) {
-                ctx->batch->cache_count--;
-                return MDB_CORRUPTED;
-            }
-            memcpy(&c->topic, v.mv_data, sizeof c->topic);
-            c->exists = true;
-        } else if (rc != MDB_NOTFOUND) {
-            ctx->batch->cache_count--;
-            return rc;
-        }
+    if (!c && (rc = s_cache_load(ctx, false, (const uint8_t *)name, len, &c))) {
+        return rc;
     }
     if (!c->exists && create) {
         uint64_t topics = atomic_load_explicit(&ctx->store->topics, memory_order_relaxed);
@@ -188,8 +201,7 @@ int st_topic_find(st_txn_t *ctx, const char *name, size_t len, bool create, st_c
         uint8_t idkey[4];
         s_be32_put(idkey, (uint32_t)c->topic.id);
         MDB_val k = {4, idkey}, v = {len, (void *)name};
-        int rc = mdb_put(ctx->txn, ctx->dbi[S_TOPIC_IDS], &k, &v, 0);
-        if (rc) {
+        if ((rc = mdb_put(ctx->txn, ctx->dbi[S_TOPIC_IDS], &k, &v, 0))) {
             return rc;
         }
     }
@@ -231,24 +243,11 @@ int st_group_find(st_txn_t *ctx, uint32_t topic_id, const char *name, st_cached_
     memcpy(key + 4, name, name_len);
     size_t key_len = 4 + name_len;
     st_cached_t *c = s_cache_lookup(ctx, true, key, key_len);
-    if (!c) {
-        c = s_cache_add(ctx, true, key, key_len);
-        MDB_val k = {key_len, key}, v;
-        int rc = mdb_get(ctx->txn, ctx->dbi[S_GROUPS], &k, &v);
-        if (rc == 0) {
-            if (v.mv_size != sizeof(st_group_rec_t)) {
-                ctx->batch->cache_count--;
-                return MDB_CORRUPTED;
-            }
-            memcpy(&c->group, v.mv_data, sizeof c->group);
-            c->exists = true;
-        } else if (rc != MDB_NOTFOUND) {
-            ctx->batch->cache_count--;
-            return rc;
-        }
+    int rc = c ? 0 : s_cache_load(ctx, true, key, key_len, &c);
+    if (rc == 0) {
+        *out = c;
     }
-    *out = c;
-    return 0;
+    return rc;
 }
 
 static int s_cache_flush(st_txn_t *ctx) {

@@ -74,34 +74,27 @@ static int s_sweep_expiry(st_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint
 
 static int s_sweep_age(st_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_t *removed) {
     //  Collect the names first: topic records are written back at flush.
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TOPICS], &cur);
-    if (rc) {
-        return rc;
-    }
     char(*names)[TERN_TOPIC_MAX + 1] = NULL;
     size_t count = 0, cap = 0;
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        if (v.mv_size == sizeof(st_topic_rec_t) && k.mv_size <= TERN_TOPIC_MAX) {
+    st_iter_t it;
+    for (s_iter_open(&it, ctx->txn, ctx->dbi[S_TOPICS], NULL, 0); s_iter_in(&it, NULL, 0, 0);
+         s_iter_next(&it)) {
+        if (it.v.mv_size == sizeof(st_topic_rec_t) && it.k.mv_size <= TERN_TOPIC_MAX) {
             st_topic_rec_t rec;
-            memcpy(&rec, v.mv_data, sizeof rec);
+            memcpy(&rec, it.v.mv_data, sizeof rec);
             if (rec.max_age_ms && rec.msgs) {
                 if (count == cap) {
                     cap = cap ? cap * 2 : 16;
                     void *grown = tern_realloc(names, cap * sizeof *names);
                     names = grown;
                 }
-                memcpy(names[count], k.mv_data, k.mv_size);
-                names[count][k.mv_size] = 0;
+                memcpy(names[count], it.k.mv_data, it.k.mv_size);
+                names[count][it.k.mv_size] = 0;
                 count++;
             }
         }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    rc = rc == MDB_NOTFOUND ? 0 : rc;
+    int rc = s_iter_end(&it, 0);
     for (size_t i = 0; i < count && rc == 0 && *budget > 0; i++) {
         st_cached_t *t;
         tern_err_t err;

@@ -391,24 +391,18 @@ static tern_err_t s_group_info(tern_store_reader_t *self, const MDB_val *k, cons
             floor = seq;
         }
     }
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_PENDING], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     uint8_t key[S_ENTRY_KEY_MAX];
     size_t plen = s_entry_key(key, out->topic_id, out->name, k->mv_size - 4, 0, false);
-    MDB_val pk = {plen, key}, pv;
-    rc = mdb_cursor_get(cur, &pk, &pv, MDB_SET_RANGE);
-    if (rc == 0 && pk.mv_size == plen + 8 && !memcmp(pk.mv_data, key, plen)) {
-        uint64_t seq = s_be64_get((uint8_t *)pk.mv_data + plen);
+    st_iter_t it;
+    s_iter_open(&it, self->txn, self->store->dbi[S_PENDING], key, plen);
+    if (s_iter_in(&it, key, plen, plen + 8)) {
+        uint64_t seq = s_be64_get((uint8_t *)it.k.mv_data + plen);
         if (seq < floor) {
             floor = seq;
         }
     }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) {
-        return s_err(rc);
+    if ((err = s_iter_close(&it, TERN_OK))) {
+        return err;
     }
     if (floor == UINT64_MAX) {
         //  Topic gone: fall back to the lowest lane cursor.
@@ -444,31 +438,19 @@ tern_err_t tern_store_group_get(tern_store_reader_t *self, uint32_t topic_id, co
 tern_err_t tern_store_group_list(tern_store_reader_t *self, uint32_t topic_id, tern_group_fn *fn,
                                  void *arg) {
     S_READER_CHECK(self);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_GROUPS], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     uint8_t prefix[4];
     s_be32_put(prefix, topic_id);
-    MDB_val k = {4, prefix}, v;
-    rc = mdb_cursor_get(cur, &k, &v, topic_id ? MDB_SET_RANGE : MDB_FIRST);
     tern_err_t err = TERN_OK;
-    while (rc == 0 && (!topic_id || (k.mv_size > 4 && !memcmp(k.mv_data, prefix, 4)))) {
+    st_iter_t it;
+    //  Topic 0: every group of every topic.
+    for (s_iter_open(&it, self->txn, self->store->dbi[S_GROUPS], topic_id ? prefix : NULL, 4);
+         s_iter_in(&it, prefix, topic_id ? 4 : 0, 0); s_iter_next(&it)) {
         tern_group_info_t info;
-        if ((err = s_group_info(self, &k, &v, &info))) {
+        if ((err = s_group_info(self, &it.k, &it.v, &info)) || !fn(&info, arg)) {
             break;
         }
-        if (!fn(&info, arg)) {
-            break;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
-        err = s_err(rc);
-    }
-    return err;
+    return s_iter_close(&it, err);
 }
 
 //  A pending or DLQ entry (key K: topic, group, NUL, BE64 seq) into OUT.
@@ -496,29 +478,16 @@ tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, 
     }
     uint8_t key[S_ENTRY_KEY_MAX];
     size_t plen = s_entry_key(key, topic_id, group, len, 0, false);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[dbi], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     tern_err_t err = TERN_OK;
-    MDB_val k = {plen, key}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size == plen + 8 && !memcmp(k.mv_data, key, plen)) {
+    st_iter_t it;
+    for (s_iter_open(&it, self->txn, self->store->dbi[dbi], key, plen);
+         s_iter_in(&it, key, plen, plen + 8); s_iter_next(&it)) {
         tern_entry_t entry;
-        if ((err = st_entry_parse(&k, &v, &entry))) {
+        if ((err = st_entry_parse(&it.k, &it.v, &entry)) || !fn(&entry, arg)) {
             break;
         }
-        if (!fn(&entry, arg)) {
-            break;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
-        err = s_err(rc);
-    }
-    return err;
+    return s_iter_close(&it, err);
 }
 
 tern_err_t tern_store_pending_list(tern_store_reader_t *self, uint32_t topic_id, const char *group,

@@ -321,6 +321,73 @@ static inline void s_copy_name(char *dst, size_t cap, const char *src) {
 }
 
 /* ------------------------------------------------------------------------
+    Cursor walks: the forward walks over a key range that do not re-seek
+   ------------------------------------------------------------------------ */
+
+/*  A forward walk over the keys of one database, in key order. Inline, and
+    the range is given to s_iter_in as constants at each call site, so a walk
+    on the delivery path (lane scans, the next stored seq) compiles to what
+    the open-coded cursor loop did. Use:
+
+        st_iter_t it;
+        for (s_iter_open(&it, txn, dbi, key, len); s_iter_in(&it, key, plen, klen);
+             s_iter_next(&it)) {
+            ... it.k, it.v; break to stop early ...
+        }
+        err = s_iter_close(&it, err);   //  or rc = s_iter_end(&it, rc)
+
+    A writer may delete the current entry with mdb_cursor_del(it.cur, 0):
+    the next s_iter_next then gives the entry after it. */
+typedef struct {
+    MDB_cursor *cur; //  the cursor (NULL when it could not open)
+    MDB_val k;       //  current key, borrowed until the next step or write
+    MDB_val v;       //  current value, the same
+    int rc;          //  LMDB code of the last step (MDB_NOTFOUND: past the end)
+} st_iter_t;
+
+//  Opens a walk of DBI at the first key >= START (START_LEN bytes; NULL: at
+//  the first key). A failure to open shows as an empty walk that s_iter_end
+//  reports.
+static inline void s_iter_open(st_iter_t *it, MDB_txn *txn, MDB_dbi dbi, const void *start,
+                               size_t start_len) {
+    it->k = (MDB_val){start_len, (void *)start};
+    it->rc = mdb_cursor_open(txn, dbi, &it->cur);
+    if (it->rc) {
+        it->cur = NULL;
+        return;
+    }
+    it->rc = mdb_cursor_get(it->cur, &it->k, &it->v, start ? MDB_SET_RANGE : MDB_FIRST);
+}
+
+//  True while the walk stands on a key that begins with the PLEN bytes of
+//  PREFIX and is KLEN bytes long (KLEN 0: any length past PLEN; PLEN 0: any
+//  key).
+static inline bool s_iter_in(const st_iter_t *it, const void *prefix, size_t plen, size_t klen) {
+    return it->rc == 0 && (klen ? it->k.mv_size == klen : it->k.mv_size > plen) &&
+           (plen == 0 || !memcmp(it->k.mv_data, prefix, plen));
+}
+
+static inline void s_iter_next(st_iter_t *it) {
+    it->rc = mdb_cursor_get(it->cur, &it->k, &it->v, MDB_NEXT);
+}
+
+//  Closes the walk; returns RC if set, else the LMDB error that ended the
+//  walk (0 when it ran out of keys, left the range or was stopped).
+static inline int s_iter_end(st_iter_t *it, int rc) {
+    if (it->cur) {
+        mdb_cursor_close(it->cur);
+        it->cur = NULL;
+    }
+    return rc ? rc : it->rc == MDB_NOTFOUND ? 0 : it->rc;
+}
+
+//  s_iter_end for the reads: ERR if set, else the walk's error as tern_err_t.
+static inline tern_err_t s_iter_close(st_iter_t *it, tern_err_t err) {
+    int rc = s_iter_end(it, 0);
+    return err ? err : s_err(rc);
+}
+
+/* ------------------------------------------------------------------------
     Batches and their write transaction
    ------------------------------------------------------------------------ */
 

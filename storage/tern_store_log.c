@@ -59,25 +59,19 @@ void tern_store_batch_topic_delete(tern_store_batch_t *self, const char *name, b
 //  RECORD (if not NULL) gets its record (valid until the next write).
 int st_first_seq(st_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last, uint64_t *first,
                  MDB_val *record) {
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_LOG], &cur);
-    if (rc) {
-        return rc;
-    }
     uint8_t key[12];
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, from);
-    MDB_val k = {12, key}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    st_iter_t it;
+    s_iter_open(&it, ctx->txn, ctx->dbi[S_LOG], key, 12);
     *first = last + 1;
-    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
-        *first = s_be64_get((uint8_t *)k.mv_data + 4);
+    if (s_iter_in(&it, key, 4, 12)) {
+        *first = s_be64_get((uint8_t *)it.k.mv_data + 4);
         if (record) {
-            *record = v;
+            *record = it.v;
         }
     }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return s_iter_end(&it, 0);
 }
 
 //  The msgid entry of REC (stored at TOPIC_ID, SEQ), which is leaving the log:

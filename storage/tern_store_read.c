@@ -167,29 +167,16 @@ tern_err_t tern_store_topic_get_id(tern_store_reader_t *self, uint32_t id, tern_
 
 tern_err_t tern_store_topic_list(tern_store_reader_t *self, tern_topic_fn *fn, void *arg) {
     S_READER_CHECK(self);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_TOPICS], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     tern_err_t err = TERN_OK;
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
+    st_iter_t it;
+    for (s_iter_open(&it, self->txn, self->store->dbi[S_TOPICS], NULL, 0);
+         s_iter_in(&it, NULL, 0, 0); s_iter_next(&it)) {
         tern_topic_info_t info;
-        if ((err = s_topic_info(&k, &v, &info))) {
+        if ((err = s_topic_info(&it.k, &it.v, &info)) || !fn(&info, arg)) {
             break;
         }
-        if (!fn(&info, arg)) {
-            break;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
-        err = s_err(rc);
-    }
-    return err;
+    return s_iter_close(&it, err);
 }
 
 /* ------------------------------------------------------------------------
@@ -228,23 +215,15 @@ tern_err_t tern_store_read(tern_store_reader_t *self, uint32_t topic_id, uint64_
 tern_err_t tern_store_read_next(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
                                 tern_frame_t *out) {
     S_READER_CHECK(self);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_LOG], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     uint8_t key[12];
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, from_seq);
-    MDB_val k = {12, key}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    uint64_t seq = 0;
-    if (rc == 0 && k.mv_size == 12 && s_be32_get(k.mv_data) == topic_id) {
-        seq = s_be64_get((uint8_t *)k.mv_data + 4);
-    }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) {
-        return s_err(rc);
+    st_iter_t it;
+    s_iter_open(&it, self->txn, self->store->dbi[S_LOG], key, 12);
+    uint64_t seq = s_iter_in(&it, key, 4, 12) ? s_be64_get((uint8_t *)it.k.mv_data + 4) : 0;
+    tern_err_t err = s_iter_close(&it, TERN_OK);
+    if (err) {
+        return err;
     }
     return seq ? tern_store_read(self, topic_id, seq, out) : TERN_ENOTFOUND;
 }
@@ -317,21 +296,14 @@ tern_err_t tern_store_lane_scan(tern_store_reader_t *self, uint32_t topic_id, ui
     if (max == 0) {
         return TERN_OK;
     }
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_PRIO], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     uint8_t key[13];
     s_be32_put(key, topic_id);
     key[4] = priority;
     s_be64_put(key + 5, from_seq);
-    MDB_val k = {13, key}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && *count < max && k.mv_size == 13 && !memcmp(k.mv_data, key, 5)) {
-        seqs[(*count)++] = s_be64_get((uint8_t *)k.mv_data + 5);
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    st_iter_t it;
+    for (s_iter_open(&it, self->txn, self->store->dbi[S_PRIO], key, 13);
+         *count < max && s_iter_in(&it, key, 5, 13); s_iter_next(&it)) {
+        seqs[(*count)++] = s_be64_get((uint8_t *)it.k.mv_data + 5);
     }
-    mdb_cursor_close(cur);
-    return rc && rc != MDB_NOTFOUND ? s_err(rc) : TERN_OK;
+    return s_iter_close(&it, TERN_OK);
 }

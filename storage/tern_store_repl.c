@@ -106,27 +106,23 @@ int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
     //  The lowest position every known peer confirmed (0 if no peer yet).
     uint64_t confirmed = 0;
     bool any_peer = false;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PEERS], &cur);
-    if (rc) {
-        return rc;
-    }
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        uint64_t pos = v.mv_size == 8 ? s_le64_get(v.mv_data) : 0;
+    st_iter_t it;
+    for (s_iter_open(&it, ctx->txn, ctx->dbi[S_PEERS], NULL, 0); s_iter_in(&it, NULL, 0, 0);
+         s_iter_next(&it)) {
+        uint64_t pos = it.v.mv_size == 8 ? s_le64_get(it.v.mv_data) : 0;
         if (!any_peer || pos < confirmed) {
             confirmed = pos;
         }
         any_peer = true;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) {
+    int rc = s_iter_end(&it, 0);
+    if (rc) {
         return rc;
     }
     uint64_t retention_ns = ctx->store->config.outbox_retention_ms * 1000000ull;
     uint64_t cutoff = now_ns > retention_ns ? now_ns - retention_ns : 0;
+    MDB_cursor *cur;
+    MDB_val k, v;
     if ((rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_OUTBOX], &cur))) {
         return rc;
     }
@@ -215,22 +211,16 @@ static int s_ackstate_skip(st_txn_t *ctx, st_cached_t *g, uint32_t topic_id, con
     s_be32_put(from, topic_id);
     from[4] = prio;
     s_be64_put(from + 5, g->group.lane_next[prio]);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_PRIO], &cur);
-    if (rc) {
-        return rc;
-    }
-    MDB_val k = {13, from}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size == 13 && !memcmp(k.mv_data, from, 5)) {
-        uint64_t hole = s_be64_get((uint8_t *)k.mv_data + 5);
+    int rc = 0;
+    st_iter_t it;
+    for (s_iter_open(&it, ctx->txn, ctx->dbi[S_PRIO], from, 13); s_iter_in(&it, from, 5, 13);
+         s_iter_next(&it)) {
+        uint64_t hole = s_be64_get((uint8_t *)it.k.mv_data + 5);
         if (hole >= seq || (rc = s_ackstate_pend(ctx, g, topic_id, group, hole, prio, 0))) {
             break;
         }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND) {
+    if ((rc = s_iter_end(&it, rc))) {
         return rc;
     }
     g->group.lane_next[prio] = seq + 1;
@@ -307,27 +297,23 @@ int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op) {
 tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size_t max,
                                   tern_outbox_fn *fn, void *arg) {
     S_READER_CHECK(self);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_OUTBOX], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     uint8_t key[8];
     s_be64_put(key, from);
-    MDB_val k = {8, key}, v;
     tern_err_t err = TERN_OK;
     size_t seen = 0;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && seen < max) {
-        const uint8_t *p = v.mv_data;
-        if (k.mv_size != 8 || v.mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
-            v.mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
+    st_iter_t it;
+    //  Every key, not only 8-byte ones: a damaged key is reported, not skipped.
+    for (s_iter_open(&it, self->txn, self->store->dbi[S_OUTBOX], key, 8);
+         seen < max && s_iter_in(&it, NULL, 0, 0); s_iter_next(&it)) {
+        const uint8_t *p = it.v.mv_data;
+        if (it.k.mv_size != 8 || it.v.mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
+            it.v.mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
             err = TERN_ECORRUPT;
             break;
         }
         tern_outbox_entry_t entry;
         memset(&entry, 0, sizeof entry);
-        entry.position = s_be64_get(k.mv_data);
+        entry.position = s_be64_get(it.k.mv_data);
         entry.is_ackstate = p[0] == 1;
         entry.topic_id = s_le32_get(p + 4);
         entry.seq = s_le64_get(p + 8);
@@ -340,40 +326,32 @@ tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size
         if (!fn(&entry, arg)) {
             break;
         }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
-    mdb_cursor_close(cur);
-    if (err == TERN_OK && rc && rc != MDB_NOTFOUND) {
-        err = s_err(rc);
+    return s_iter_close(&it, err);
+}
+
+//  The position stored under NAME in DBI into *POSITION; 0 when none is yet.
+static tern_err_t s_position_get(tern_store_reader_t *self, int dbi, const char *name,
+                                 uint64_t *position) {
+    S_READER_CHECK(self);
+    *position = 0;
+    if (!name || !*name) {
+        return TERN_EINVAL;
     }
-    return err;
+    int rc = s_get_u64(self->txn, self->store->dbi[dbi], name, position);
+    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
 }
 
 tern_err_t tern_store_outbox_last(tern_store_reader_t *self, uint64_t *position) {
-    S_READER_CHECK(self);
-    *position = 0;
-    int rc = s_get_u64(self->txn, self->store->dbi[S_META], S_META_OUTBOX_LAST, position);
-    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+    return s_position_get(self, S_META, S_META_OUTBOX_LAST, position);
 }
 
 tern_err_t tern_store_outbox_confirmed(tern_store_reader_t *self, const char *peer,
                                        uint64_t *position) {
-    S_READER_CHECK(self);
-    *position = 0;
-    if (!peer || !*peer) {
-        return TERN_EINVAL;
-    }
-    int rc = s_get_u64(self->txn, self->store->dbi[S_PEERS], peer, position);
-    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+    return s_position_get(self, S_PEERS, peer, position);
 }
 
 tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
                                   uint64_t *position) {
-    S_READER_CHECK(self);
-    *position = 0;
-    if (!origin || !*origin) {
-        return TERN_EINVAL;
-    }
-    int rc = s_get_u64(self->txn, self->store->dbi[S_INBOUND], origin, position);
-    return rc == MDB_NOTFOUND ? TERN_OK : s_err(rc);
+    return s_position_get(self, S_INBOUND, origin, position);
 }

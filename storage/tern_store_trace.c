@@ -263,29 +263,22 @@ tern_err_t tern_store_trace_confirmed_at(tern_store_reader_t *self, const char *
     memcpy(key, peer, plen);
     key[plen] = 0;
     s_be64_put(key + plen + 1, position);
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(self->txn, self->store->dbi[S_TRACE_CONF], &cur);
-    if (rc) {
-        return s_err(rc);
-    }
     //  The first recorded confirmation of PEER at or past POSITION; it is
     //  the one that covered POSITION only if the peer's previous confirmed
     //  position was below it (else that one was not recorded).
-    MDB_val k = {plen + 9, key}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    st_iter_t it;
+    s_iter_open(&it, self->txn, self->store->dbi[S_TRACE_CONF], key, plen + 9);
     tern_err_t err = TERN_ENOTFOUND;
-    if (rc == 0 && k.mv_size == plen + 9 && memcmp(k.mv_data, key, plen + 1) == 0) {
-        if (v.mv_size != 16) {
+    if (s_iter_in(&it, key, plen + 1, plen + 9)) {
+        if (it.v.mv_size != 16) {
             err = TERN_ECORRUPT;
-        } else if (s_le64_get((uint8_t *)v.mv_data + 8) < position) {
-            *at_ns = s_le64_get(v.mv_data);
+        } else if (s_le64_get((uint8_t *)it.v.mv_data + 8) < position) {
+            *at_ns = s_le64_get(it.v.mv_data);
             err = TERN_OK;
         }
-    } else if (rc && rc != MDB_NOTFOUND) {
-        err = s_err(rc);
     }
-    mdb_cursor_close(cur);
-    return err;
+    tern_err_t walk = s_iter_close(&it, TERN_OK);
+    return walk ? walk : err;
 }
 
 //  The STORED event of the stored record V (log key topic + seq), made from
