@@ -10,6 +10,7 @@
 #include "tern_alloc.h"
 #include "tern.h"
 #include "tern_units.h"
+#include "ternctl.h"
 #include "ternctl_json.h"
 
 #include <inttypes.h>
@@ -17,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define EXIT_USAGE 2
 
 static const char *s_help_audit =
     "NAME\n"

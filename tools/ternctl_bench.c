@@ -21,6 +21,7 @@
 */
 #include "tern_alloc.h"
 #include "tern.h"
+#include "ternctl.h"
 #include "ternctl_json.h"
 
 #include <errno.h>
