@@ -110,6 +110,10 @@ int ternctl_admin_print(const ternctl_args_t *args, const char *op, const tern_h
 //  PROGRESS (or NULL) on stderr while the reply is awaited.
 int ternctl_admin_call(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
                        size_t count, ternctl_progress_t *progress, json_t **doc);
+//  Parses admin OP's REPLY into *DOC (caller owns it) and stops PROGRESS
+//  (or NULL); 1 with the reason on stderr if it is not JSON. Takes
+//  ownership of REPLY (freed).
+int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progress, json_t **doc);
 //  ternctl_admin_print with a progress line (see ternctl_admin_call).
 int ternctl_admin_run(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
                       size_t count, const char *const *columns, ternctl_progress_t *progress);

@@ -61,6 +61,35 @@ int ternctl_client_usage(void) {
     return ternctl_usage("%s", tern_last_reason());
 }
 
+//  The long name of option WORD ("--name=value", "--name", "-s", "-h")
+//  into NAME (CAP bytes), and its inline value into *VALUE (untouched
+//  without "="). Returns 0, or -1 for a name that is too long or an unknown
+//  short option.
+static int s_option_name(const char *word, char *name, size_t cap, const char **value) {
+    const char *body = word[1] == '-' ? word + 2 : word + 1;
+    const char *eq = strchr(body, '=');
+    size_t len = eq ? (size_t)(eq - body) : strlen(body);
+    if (len >= cap) {
+        return -1;
+    }
+    memcpy(name, body, len);
+    name[len] = 0;
+    if (eq) {
+        *value = eq + 1;
+    }
+    if (word[1] != '-') {
+        //  Short options: -s ENDPOINT, -h.
+        if (strcmp(name, "s") == 0) {
+            snprintf(name, cap, "server");
+        } else if (strcmp(name, "h") == 0) {
+            snprintf(name, cap, "help");
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 //  Parses ARGV[0..ARGC) (the words after the command) against OPTS.
 //  Returns 0 or EXIT_USAGE (message printed).
 int ternctl_parse(int argc, char **argv, const ternctl_opt_t *opts, ternctl_args_t *args) {
@@ -78,29 +107,10 @@ int ternctl_parse(int argc, char **argv, const ternctl_opt_t *opts, ternctl_args
             only_positional = true;
             continue;
         }
-        //  Split "--name=value".
         char name[64];
         const char *value = NULL;
-        const char *body = word[1] == '-' ? word + 2 : word + 1;
-        const char *eq = strchr(body, '=');
-        size_t len = eq ? (size_t)(eq - body) : strlen(body);
-        if (len >= sizeof name) {
+        if (s_option_name(word, name, sizeof name, &value)) {
             return ternctl_usage("unknown option '%s'", word);
-        }
-        memcpy(name, body, len);
-        name[len] = 0;
-        if (eq) {
-            value = eq + 1;
-        }
-        if (word[1] != '-') {
-            //  Short options: -s ENDPOINT, -h.
-            if (strcmp(name, "s") == 0) {
-                strcpy(name, "server");
-            } else if (strcmp(name, "h") == 0) {
-                strcpy(name, "help");
-            } else {
-                return ternctl_usage("unknown option '%s'", word);
-            }
         }
         bool global_arg = strcmp(name, "server") == 0 || strcmp(name, "timeout") == 0;
         bool global_flag = strcmp(name, "json") == 0 || strcmp(name, "help") == 0;
@@ -538,6 +548,10 @@ int ternctl_admin_call(const ternctl_args_t *args, const char *op, const tern_he
         return ternctl_fail(what, rc);
     }
     tern_client_destroy(&client);
+    return ternctl_admin_reply(op, reply, progress, doc);
+}
+
+int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progress, json_t **doc) {
     *doc = json_parse(reply, strlen(reply));
     s_progress_stop(progress, *doc);
     if (!*doc) {

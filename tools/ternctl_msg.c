@@ -13,11 +13,6 @@ static const char *s_iso_time(uint64_t ns, char *buf, size_t cap) {
     return tern_units_format_time(ns / 1000000ull, buf, cap);
 }
 
-static uint64_t s_json_u64(const json_t *obj, const char *key) {
-    const json_t *v = json_get(obj, key);
-    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
-}
-
 static const char *s_json_text(const json_t *obj, const char *key) {
     const json_t *v = json_get(obj, key);
     return v && v->kind == JSON_STRING && v->text[0] ? v->text : "-";
@@ -27,22 +22,23 @@ static const char *s_json_text(const json_t *obj, const char *key) {
 static void s_print_message_text(const json_t *m) {
     char when[48];
     printf("topic     %s\nseq       %llu\nmsg_id    %llu\n", s_json_text(m, "topic"),
-           (unsigned long long)s_json_u64(m, "seq"), (unsigned long long)s_json_u64(m, "msg_id"));
-    printf("time      %s\n", s_iso_time(s_json_u64(m, "timestamp_ns"), when, sizeof when));
-    uint64_t expire = s_json_u64(m, "expire_at_ns");
+           (unsigned long long)json_get_u64(m, "seq"),
+           (unsigned long long)json_get_u64(m, "msg_id"));
+    printf("time      %s\n", s_iso_time(json_get_u64(m, "timestamp_ns"), when, sizeof when));
+    uint64_t expire = json_get_u64(m, "expire_at_ns");
     printf("expires   %s\n", expire ? s_iso_time(expire, when, sizeof when) : "never");
     printf("priority  %llu\ntrace_id  %s\norigin    %s\n",
-           (unsigned long long)s_json_u64(m, "priority"), s_json_text(m, "trace_id"),
+           (unsigned long long)json_get_u64(m, "priority"), s_json_text(m, "trace_id"),
            s_json_text(m, "origin"));
     printf("producer  %s", s_json_text(m, "producer"));
-    if (s_json_u64(m, "producer_seq")) {
-        printf(" (seq %llu)", (unsigned long long)s_json_u64(m, "producer_seq"));
+    if (json_get_u64(m, "producer_seq")) {
+        printf(" (seq %llu)", (unsigned long long)json_get_u64(m, "producer_seq"));
     }
     printf("\nkey       %s\n", s_json_text(m, "key"));
     if (json_get(m, "reason")) {
         printf("dead      %s after %llu deliveries, at %s\n", s_json_text(m, "reason"),
-               (unsigned long long)s_json_u64(m, "delivery_count"),
-               s_iso_time(s_json_u64(m, "dead_at_ms") * 1000000ull, when, sizeof when));
+               (unsigned long long)json_get_u64(m, "delivery_count"),
+               s_iso_time(json_get_u64(m, "dead_at_ms") * 1000000ull, when, sizeof when));
     }
     const json_t *headers = json_get(m, "headers");
     for (size_t i = 0; headers && headers->kind == JSON_OBJECT && i < headers->count; i++) {
@@ -52,7 +48,7 @@ static void s_print_message_text(const json_t *m) {
     }
     const json_t *data = json_get(m, "data");
     const json_t *b64 = json_get(m, "data_b64");
-    printf("size      %llu B%s\n\n", (unsigned long long)s_json_u64(m, "size"),
+    printf("size      %llu B%s\n\n", (unsigned long long)json_get_u64(m, "size"),
            json_get(m, "truncated") ? " (only the start fits one reply: shown truncated)" : "");
     if (data && data->kind == JSON_STRING) {
         fwrite(data->text, 1, data->text_len, stdout);
@@ -130,7 +126,7 @@ int ternctl_cmd_view(const ternctl_args_t *args) {
         if (got && printed && !args->json) {
             printf("\n");
         }
-        uint64_t last = got ? s_json_u64(doc->items[got - 1], "seq") : 0;
+        uint64_t last = got ? json_get_u64(doc->items[got - 1], "seq") : 0;
         ternctl_print_messages(args, doc);
         if (got == 0) {
             if (printed == 0 && !args->json) {

@@ -49,11 +49,6 @@ const char *ternctl_peers_help =
     "EXIT STATUS\n"
     "    0 success, 1 failure (no such peer, broker unreachable), 2 usage error.\n";
 
-static uint64_t s_u64(const json_t *obj, const char *key) {
-    const json_t *v = json_get(obj, key);
-    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
-}
-
 //  MS for people: "850ms", "3s", "1m30s", "2d4h" (protocol/tern_units.c).
 static void s_span(uint64_t ms, char *out, size_t cap) {
     tern_units_format_duration(ms, TERN_UNITS_HUMAN, out, cap);
@@ -64,11 +59,11 @@ static void s_span(uint64_t ms, char *out, size_t cap) {
 static void s_human_peer(tern_json_t *b, const json_t *peer) {
     static const char *const copied[] = {"dc", "node_id", "state", "lag_msgs", "endpoint", NULL};
     char lag[32], seen[48];
-    s_span(s_u64(peer, "lag_ms"), lag, sizeof lag);
-    if (s_u64(peer, "last_seen_ms") == 0) {
+    s_span(json_get_u64(peer, "lag_ms"), lag, sizeof lag);
+    if (json_get_u64(peer, "last_seen_ms") == 0) {
         snprintf(seen, sizeof seen, "never");
     } else {
-        s_span(s_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
+        s_span(json_get_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
         strcat(seen, " ago");
     }
     tern_json_sep(b);
