@@ -37,6 +37,8 @@
     DEALER per peer, frames [header][payload?]: the outbound direction above.
 */
 #include "tern_repl.h"
+#include "tern_actor.h"
+#include "tern_admin.h"
 #include "tern_auth.h"
 #include "tern_json.h"
 #include "tern_peer.h"
@@ -81,7 +83,6 @@ typedef struct {
 typedef struct {
     tern_repl_args_t *args;                  //  borrowed
     const tern_config_t *config;             //  borrowed
-    void *pipe;                              //  raw pipe socket
     zsock_t *router_sock;                    //  replication ROUTER, owned
     void *router;                            //  its raw handle
     zsock_t *inbox_sock;                     //  PULL, owned
@@ -107,52 +108,7 @@ bool tern_repl_enabled(const tern_config_t *config) {
 }
 
 // ---------------------------------------------------------------------------
-//  Batches (also used by the storer)
-
-static void s_rec_destroy(tern_repl_rec_t **rec_p) {
-    if (*rec_p) {
-        zmq_msg_close(&(*rec_p)->hdr);
-        zmq_msg_close(&(*rec_p)->body);
-        free(*rec_p);
-        *rec_p = NULL;
-    }
-}
-
-void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
-    if (!self_p || !*self_p) {
-        return;
-    }
-    tern_repl_batch_t *self = *self_p;
-    for (size_t i = 0; i < self->count; i++) {
-        s_rec_destroy(&self->recs[i]);
-    }
-    free(self->recs);
-    free(self);
-    *self_p = NULL;
-}
-
-void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
-    for (size_t i = 0; i < self->count; i++) {
-        tern_frame_t *frame = &self->recs[i]->frame;
-        if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-            //  The history says where: "acked in dc2", "dead in dc3" (the
-            //  receiver set origin to the sending DC, where it happened).
-            char where[TERN_REASON_MAX + 1];
-            snprintf(where, sizeof where, "%s in %s",
-                     frame->code == TERN_CMD_TERM ? "dead" : "acked", frame->origin);
-            tern_store_batch_ackstate_apply(batch, frame->group, frame->msg_id, frame->code,
-                                            frame->reason[0] ? frame->reason : where);
-        } else {
-            tern_store_batch_append(batch, frame, false, &self->recs[i]->result);
-        }
-    }
-    for (size_t i = 0; i < self->inbound_count; i++) {
-        tern_store_batch_inbound(batch, self->inbound[i].name, self->inbound[i].position);
-    }
-    for (size_t i = 0; i < self->confirm_count; i++) {
-        tern_store_batch_outbox_confirm(batch, self->confirms[i].name, self->confirms[i].position);
-    }
-}
+//  Batches (tern_repl_batch_t, tern_work.h)
 
 static tern_repl_batch_t *s_batch(s_repl_t *self) {
     if (!self->batch) {
@@ -604,29 +560,16 @@ static void s_peers_json(s_repl_t *self, tern_json_t *json) {
     }
 }
 
-static bool s_meta_get(const tern_frame_t *frame, const char *key, char *out, size_t cap) {
-    size_t pos = 0;
-    tern_kv_t kv;
-    while (frame->meta && tern_meta_next(frame->meta, frame->meta_size, &pos, &kv)) {
-        if (kv.key_len == strlen(key) && memcmp(kv.key, key, kv.key_len) == 0) {
-            size_t n = kv.value_len < cap - 1 ? kv.value_len : cap - 1;
-            memcpy(out, kv.value, n);
-            out[n] = 0;
-            return true;
-        }
-    }
-    return false;
-}
-
-//  Answers admin operation OP (NAME: the peer of pause / resume) into JSON.
-//  Returns TERN_OK, or an error code with *REASON set (JSON left empty).
-static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, tern_json_t *json,
+//  Answers admin operation OP (tern_admin_op_t; NAME: the peer of pause /
+//  resume) into JSON. Returns TERN_OK, or an error code with *REASON set
+//  (JSON left empty).
+static tern_err_t s_admin_run(s_repl_t *self, unsigned op, const char *name, tern_json_t *json,
                               const char **reason) {
-    if (streq(op, "peers")) {
+    if (op == TERN_ADMIN_PEERS) {
         s_peers_json(self, json);
         return TERN_OK;
     }
-    if (!streq(op, "peers.pause") && !streq(op, "peers.resume")) {
+    if (op != TERN_ADMIN_PEERS_PAUSE && op != TERN_ADMIN_PEERS_RESUME) {
         *reason = "unknown admin operation on the replication endpoint";
         return TERN_EINVAL;
     }
@@ -635,7 +578,7 @@ static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, 
         *reason = "no such peer";
         return TERN_ENOTFOUND;
     }
-    bool pause = streq(op, "peers.pause");
+    bool pause = op == TERN_ADMIN_PEERS_PAUSE;
     link->paused = pause;
     s_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
     if (pause && link->rid_size) {
@@ -656,11 +599,13 @@ static tern_err_t s_admin_run(s_repl_t *self, const char *op, const char *name, 
 static void s_admin(s_repl_t *self, const uint8_t *rid, size_t rid_size,
                     const tern_frame_t *frame) {
     char name[TERN_NAME_MAX + 1] = "";
-    s_meta_get(frame, "name", name, sizeof name);
+    tern_admin_arg(frame, "name", name, sizeof name);
+    const tern_admin_desc_t *desc = tern_admin_lookup(frame->name);
+    unsigned op = desc && desc->actor == TERN_ADMIN_BY_REPL ? desc->op : TERN_ADMIN_OP_COUNT;
     tern_json_t json;
     tern_json_init(&json);
     const char *reason = "";
-    tern_err_t rc = s_admin_run(self, frame->name, name, &json, &reason);
+    tern_err_t rc = s_admin_run(self, op, name, &json, &reason);
     if (rc != TERN_OK) {
         s_send_error(self, rid, rid_size, frame->req_id, rc, reason);
         tern_json_free(&json);
@@ -702,8 +647,7 @@ static void s_admin_item(s_repl_t *self, tern_repl_admin_t *item) {
     }
     if (!self->conn_sock ||
         tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_REPL_ADMIN, item) != 0) {
-        free(item->reply);
-        free(item);
+        tern_repl_admin_destroy(&item);
     }
 }
 
@@ -787,7 +731,9 @@ static void s_batch_add(s_repl_t *self, s_link_t *link, tern_repl_rec_t *rec) {
 }
 
 //  Drains the ROUTER: records go into one storer batch.
-static void s_handle_router(s_repl_t *self) {
+static void s_handle_router(void *actor, void *unused) {
+    (void)unused;
+    s_repl_t *self = (s_repl_t *)actor;
     tern_repl_rec_t *rec = NULL;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         uint8_t rid[TERN_RID_MAX];
@@ -897,12 +843,14 @@ static void s_handle_router(s_repl_t *self) {
             zmq_msg_init(&rec->body);
         }
     }
-    s_rec_destroy(&rec);
+    tern_repl_rec_destroy(&rec);
     s_flush_batch(self);
 }
 
 //  Results of a commit from the storer: confirm to the origins.
-static void s_handle_inbox(s_repl_t *self) {
+static void s_handle_inbox(void *actor, void *unused) {
+    (void)unused;
+    s_repl_t *self = (s_repl_t *)actor;
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         tern_work_type_t type;
         void *ptr;
@@ -1142,7 +1090,8 @@ static void s_stop(s_repl_t *self) {
                 tern_repl_batch_t *batch = ptr;
                 tern_repl_batch_destroy(&batch);
             } else if (type == TERN_WORK_REPL_ADMIN) {
-                free(ptr); //  its client times out
+                tern_repl_admin_t *item = ptr;
+                tern_repl_admin_destroy(&item); //  its client times out
             }
         }
     }
@@ -1158,20 +1107,53 @@ static void s_stop(s_repl_t *self) {
     zsock_destroy(&self->conn_sock);
 }
 
+//  Loop hooks (tern_actor.h): the inbox, the ROUTER, then each live
+//  link's DEALER (readers for this turn only: links connect and drop);
+//  timers after every turn. $TERM ends the loop at once.
+static void s_on_dealer(void *self, void *arg) {
+    s_link_t *link = (s_link_t *)arg;
+    if (link->dealer) { //  an earlier handler of this turn may have dropped it
+        s_handle_dealer((s_repl_t *)self, link);
+    }
+}
+
+//  Adds the DEALERs of this turn; waits until the next link deadline (a
+//  live link pumps its outbox every S_PUMP_MS), at most 100 ms.
+static long s_prepare(tern_loop_t *loop, void *arg) {
+    s_repl_t *self = (s_repl_t *)arg;
+    uint64_t now = tern_now_ms();
+    uint64_t deadline = now + 100;
+    for (size_t i = 0; i < self->link_count; i++) {
+        s_link_t *link = &self->links[i];
+        if (link->dealer) {
+            tern_loop_reader(loop, zsock_resolve(link->dealer), s_on_dealer, link);
+        }
+        uint64_t d = tern_peer_deadline(link->fsm);
+        if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
+            d = now + S_PUMP_MS;
+        }
+        if (d < deadline) {
+            deadline = d;
+        }
+    }
+    return tern_loop_wait_until(deadline);
+}
+
+static void s_after(void *self) {
+    s_timers((s_repl_t *)self);
+}
+
 void tern_repl_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-repl");
     s_repl_t *self = tern_alloc(sizeof *self);
     self->args = (tern_repl_args_t *)arg;
     self->config = self->args->config;
-    self->pipe = zsock_resolve(pipe);
     self->args->bind_rc = -1;
     if (s_start(self) != 0) {
         zsys_error("%s", self->args->error);
         s_stop(self);
         free(self);
-        zsock_signal(pipe, 1);
-        char *command = zstr_recv(pipe); //  zactor_destroy still sends $TERM
-        zstr_free(&command);
+        tern_actor_fail(pipe);
         return;
     }
     self->args->bind_rc = 0;
@@ -1179,60 +1161,12 @@ void tern_repl_actor(zsock_t *pipe, void *arg) {
               self->config->node_id, self->config->repl_listen, self->link_count);
     zsock_signal(pipe, 0);
 
-    zmq_pollitem_t items[3 + TERN_PEERS_MAX];
-    s_link_t *item_link[3 + TERN_PEERS_MAX];
-    bool running = true;
-    while (running) {
-        int count = 0;
-        items[count++] = (zmq_pollitem_t){self->pipe, 0, ZMQ_POLLIN, 0};
-        items[count++] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
-        items[count++] = (zmq_pollitem_t){zsock_resolve(self->inbox_sock), 0, ZMQ_POLLIN, 0};
-        uint64_t now = tern_now_ms();
-        uint64_t deadline = now + 100;
-        for (size_t i = 0; i < self->link_count; i++) {
-            s_link_t *link = &self->links[i];
-            if (link->dealer) {
-                item_link[count] = link;
-                items[count++] = (zmq_pollitem_t){zsock_resolve(link->dealer), 0, ZMQ_POLLIN, 0};
-            }
-            uint64_t d = tern_peer_deadline(link->fsm);
-            if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
-                d = now + S_PUMP_MS;
-            }
-            if (d < deadline) {
-                deadline = d;
-            }
-        }
-        long timeout = deadline > now ? (long)(deadline - now) : 0;
-        int rc = zmq_poll(items, count, timeout);
-        if (rc < 0 && errno != EINTR) {
-            break;
-        }
-        if (rc > 0) {
-            if (items[0].revents & ZMQ_POLLIN) {
-                char *command = zstr_recv(pipe);
-                if (!command || streq(command, "$TERM")) {
-                    running = false;
-                }
-                zstr_free(&command);
-                if (!running) {
-                    break;
-                }
-            }
-            if (items[2].revents & ZMQ_POLLIN) {
-                s_handle_inbox(self);
-            }
-            if (items[1].revents & ZMQ_POLLIN) {
-                s_handle_router(self);
-            }
-            for (int i = 3; i < count; i++) {
-                if ((items[i].revents & ZMQ_POLLIN) && item_link[i]->dealer) {
-                    s_handle_dealer(self, item_link[i]);
-                }
-            }
-        }
-        s_timers(self);
-    }
+    tern_loop_t loop;
+    tern_loop_init(&loop, pipe, self, s_prepare, s_after);
+    tern_loop_reader(&loop, zsock_resolve(self->inbox_sock), s_handle_inbox, NULL);
+    tern_loop_reader(&loop, self->router, s_handle_router, NULL);
+    loop.stop_at_once = true;
+    tern_loop_run(&loop);
     s_stop(self);
     free(self);
 }

@@ -4,8 +4,8 @@
     docs/replication.md for the guarantees. The repl actor owns every
     replication socket (the ROUTER peers connect to, one DEALER per peer);
     records it receives are applied through the storer (the single LMDB
-    writer) as a tern_repl_batch_t, together with the inbound cursors that
-    cover them, in one transaction.
+    writer) as a tern_repl_batch_t (tern_work.h), together with the inbound
+    cursors that cover them, in one transaction.
 */
 #ifndef TERN_REPL_H_INCLUDED
 #define TERN_REPL_H_INCLUDED
@@ -16,71 +16,6 @@
 #include "tern_work.h"
 #include <czmq.h>
 #include <stdatomic.h>
-
-//  Work item types on the storer's inbox and the repl inbox (tern_work.h
-//  numbers its own types from 1; these stay clear of them).
-#define TERN_WORK_REPL       ((tern_work_type_t)20) //  repl -> storer: tern_repl_batch_t *
-#define TERN_WORK_REPL_DONE  ((tern_work_type_t)21) //  storer -> repl: the same, committed
-#define TERN_WORK_REPL_ADMIN ((tern_work_type_t)22) //  conn -> repl -> conn: tern_repl_admin_t *
-
-/*  An admin request a client sent to the client endpoint (`peers`,
-    `peers.pause`, `peers.resume`): conn creates it and sends it to the repl
-    actor's admin endpoint (tern_repl_admin_endpoint); repl answers it (ERR,
-    REPLY) and sends it back to REPLY_TO as TERN_WORK_REPL_ADMIN; conn relays
-    the answer to the session and frees it (REPLY too). Whoever cannot pass it
-    on frees it. */
-typedef struct {
-    uint8_t rid[TERN_RID_MAX];    //  the client's routing id
-    size_t rid_size;              //  its length
-    uint64_t req_id;              //  the ADMIN's request id
-    char op[TERN_NAME_MAX + 1];   //  "peers", "peers.pause" or "peers.resume"
-    char name[TERN_NAME_MAX + 1]; //  peer DC name (pause / resume)
-    char reply_to[128];           //  conn's inbox (repl connects PUSH once)
-    tern_err_t err;               //  out: TERN_OK or the ERROR code
-    char reason[128];             //  out: ERROR reason
-    char *reply;                  //  out: JSON document (malloc'd), NULL on error
-} tern_repl_admin_t;
-
-/*  One received REPL_RECORD. FRAME borrows HDR and BODY (like tern_pub_t),
-    so the payload is copied once, into the LMDB page. */
-typedef struct {
-    tern_frame_t frame;          //  decoded REPL_RECORD (msg_id, origin... as sent)
-    zmq_msg_t hdr;               //  header frame; owns what frame.meta points into
-    zmq_msg_t body;              //  payload frame; owns frame.payload
-    tern_append_result_t result; //  filled by the commit (duplicate = already here)
-} tern_repl_rec_t;
-
-/*  A named position: an inbound cursor (origin DC -> last applied outbox
-    position) or a peer's confirmation of our outbox. */
-typedef struct {
-    char name[TERN_NAME_MAX + 1]; //  peer / origin DC name
-    uint64_t position;            //  outbox position
-} tern_repl_pos_t;
-
-/*  What the repl actor asks the storer to write in ONE commit: the records of
-    one ROUTER drain, the inbound cursors that cover them, and outbox
-    confirmations. Created by repl; the storer queues it
-    (tern_repl_batch_queue), commits, sets ERR and sends it back as
-    TERN_WORK_REPL_DONE; repl frees it. If repl is gone the storer frees it. */
-typedef struct tern_repl_batch_t {
-    tern_repl_rec_t **recs;                   //  owned records
-    size_t count;                             //  used
-    size_t cap;                               //  allocated
-    tern_repl_pos_t inbound[TERN_PEERS_MAX];  //  cursors to store with the records
-    size_t inbound_count;                     //  used
-    tern_repl_pos_t confirms[TERN_PEERS_MAX]; //  outbox confirmations to store
-    size_t confirm_count;                     //  used
-    tern_err_t err;                           //  commit result (TERN_OK: all durable)
-    struct tern_repl_batch_t *next;           //  storer's list link
-} tern_repl_batch_t;
-
-/*  Queues the batch's appends (local = false: never shipped again), inbound
-    cursors and confirmations on the store batch BATCH. SELF stays owned by the
-    caller and borrowed by BATCH until its commit. */
-void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch);
-
-/*  Frees the batch and its records. Safe on NULL; nulls *SELF_P. */
-void tern_repl_batch_destroy(tern_repl_batch_t **self_p);
 
 /*  Replication figures for metrics, one entry per configured peer (same
     index as config->peers). Written by the repl actor once a second, read

@@ -20,29 +20,6 @@ typedef struct {
     char conn_out[128];          //  route connects (PUSH): frames for clients
 } tern_route_args_t;
 
-/*  DELIVER frames route hands to conn as ONE inproc message per batch (up
-    to 128), [empty frame][pointer frame], instead of three frames per message
-    (a routing id is never empty, so conn tells the two shapes apart by the
-    first frame). Each item holds the three parts conn sends on its ROUTER:
-    routing id, encoded header, payload (copied once from the LMDB page).
-    Items go to the wire in order; route sends a pending batch before any
-    other frame, so OK/ERROR/REPLY never overtake earlier DELIVERs. */
-typedef struct {
-    zmq_msg_t parts[3]; //  routing id, DELIVER header, payload
-} tern_route_frame_t;
-
-typedef struct {
-    tern_route_frame_t *items; //  owned array; each item's parts owned
-    size_t count;              //  items in use
-    size_t cap;                //  items allocated
-} tern_route_batch_t;
-
-/*  Closes every item's parts (a part zmq_msg_send moved out is empty: closing
-    it is a no-op) and frees BATCH; safe on NULL, nulls *BATCH_P. Whoever
-    holds the batch (route, or conn once it received the pointer) destroys
-    it. */
-void tern_route_batch_destroy(tern_route_batch_t **batch_p);
-
 /*  Writes VALUE in decimal with a NUL into BUF (at least 21 bytes); returns
     the number of digits. The hot path's replacement for snprintf("%" PRIu64). */
 size_t tern_route_u64_str(uint64_t value, char *buf);

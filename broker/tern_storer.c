@@ -17,11 +17,16 @@
         OPS    tern_ops_t *     from route: persist; returned via NOTICE when it
                                 holds OPEN or an admin op (route needs the result),
                                 else freed here after the commit
+        REPL   tern_repl_batch_t * from repl: peers' records and cursors, applied
+                                in the same commit, returned via REPL_DONE
     Sends:
         COMMITTED tern_committed_t *  -> conn inbox, one per commit
         NOTICE    tern_notice_t *     -> route inbox, one per commit
+        REPL_DONE tern_repl_batch_t * -> repl inbox, after its commit
 */
 #include "tern_storer.h"
+#include "tern_actor.h"
+#include "tern_admin.h"
 #include "tern_repl.h"
 #include "tern_work.h"
 #include <inttypes.h>
@@ -33,7 +38,6 @@
 
 typedef struct {
     tern_storer_args_t *args;  //  borrowed
-    void *pipe;                //  raw pipe socket
     void *inbox;               //  PULL
     void *to_conn;             //  PUSH
     void *to_route;            //  PUSH
@@ -43,6 +47,7 @@ typedef struct {
     tern_store_batch_t *batch; //  the reused write batch
     uint64_t rng;              //  trace id PRNG state
     uint64_t next_sweep_ms;    //  when to sweep next
+    uint64_t sweep_ms;         //  sweep interval (storage/sweep_interval, default 1 s)
     //  The current drain:
     tern_committed_t *committed; //  for conn (NULL until needed)
     tern_notice_t *notice;       //  for route (NULL until needed)
@@ -164,17 +169,25 @@ static void s_queue_pubs(s_storer_t *self, tern_pubs_t *pubs) {
 static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
     admin->err = TERN_OK;
     admin->count = 0;
-    bool create = streq(admin->op, "topic.create");
-    if (create || streq(admin->op, "topic.edit")) {
-        tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
-        tern_store_batch_topic_put(self->batch, admin->topic,
-                                   create ? TERN_TOPIC_CREATE : TERN_TOPIC_EDIT, &limits,
-                                   &admin->err, create ? &admin->topic_id : NULL);
-    } else if (streq(admin->op, "topic.delete") || streq(admin->op, "topic.purge")) {
-        tern_store_batch_topic_delete(self->batch, admin->topic, streq(admin->op, "topic.purge"),
-                                      &admin->err, &admin->count);
-    } else {
-        admin->err = TERN_EINVAL;
+    switch (admin->op) {
+        case TERN_ADMIN_TOPIC_CREATE:
+        case TERN_ADMIN_TOPIC_EDIT: {
+            bool create = admin->op == TERN_ADMIN_TOPIC_CREATE;
+            tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
+            tern_store_batch_topic_put(self->batch, admin->topic,
+                                       create ? TERN_TOPIC_CREATE : TERN_TOPIC_EDIT, &limits,
+                                       &admin->err, create ? &admin->topic_id : NULL);
+            break;
+        }
+        case TERN_ADMIN_TOPIC_DELETE:
+        case TERN_ADMIN_TOPIC_PURGE:
+            tern_store_batch_topic_delete(self->batch, admin->topic,
+                                          admin->op == TERN_ADMIN_TOPIC_PURGE, &admin->err,
+                                          &admin->count);
+            break;
+        default: //  not a storer op (tern_admin.c's table says who answers)
+            admin->err = TERN_EINVAL;
+            break;
     }
     tern_committed_t *committed = s_committed(self);
     admin->next = committed->admins;
@@ -197,20 +210,18 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
                 break;
             }
             case TERN_OP_ACK:
-                //  "expired": route dropped an entry whose message expired.
                 tern_store_batch_ack(self->batch, op->topic_id, op->group, op->seq,
-                                     streq(op->reason, "expired") ? TERN_TRACE_EXPIRED
-                                                                  : TERN_TRACE_ACKED);
+                                     op->cause == TERN_CAUSE_EXPIRED ? TERN_TRACE_EXPIRED
+                                                                     : TERN_TRACE_ACKED);
                 if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
                     tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
                                               TERN_CMD_ACK);
                 }
                 break;
             case TERN_OP_NACK:
-                //  "ack_wait": not a nack, the ack wait ran out (history only).
                 tern_store_batch_nack(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
-                                      streq(op->reason, "ack_wait") ? TERN_TRACE_TIMEOUT
-                                                                    : TERN_TRACE_NACKED);
+                                      op->cause == TERN_CAUSE_ACK_WAIT ? TERN_TRACE_TIMEOUT
+                                                                       : TERN_TRACE_NACKED);
                 break;
             case TERN_OP_DEAD:
                 tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq,
@@ -335,14 +346,14 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
             if (commit_rc != TERN_OK && admin->err == TERN_OK) {
                 admin->err = commit_rc;
             }
-            if (admin->err == TERN_OK && streq(admin->op, "topic.create")) {
+            if (admin->err == TERN_OK && admin->op == TERN_ADMIN_TOPIC_CREATE) {
                 //  Route learns the topic now, not at its first publish: groups
                 //  subscribed to it open at once (issue 4).
                 tern_notice_t *notice = s_notice(self);
                 notice->created =
                     tern_realloc(notice->created, (notice->created_count + 1) * sizeof(uint32_t));
                 notice->created[notice->created_count++] = admin->topic_id;
-            } else if (admin->err == TERN_OK && !streq(admin->op, "topic.edit")) {
+            } else if (admin->err == TERN_OK && admin->op != TERN_ADMIN_TOPIC_EDIT) {
                 //  Route must forget the topic's groups (delete) or its cursors
                 //  now point at nothing (purge); it is told by topic id.
                 tern_notice_t *notice = s_notice(self);
@@ -351,7 +362,7 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
                 tern_topic_gone_t *gone = &notice->gone[notice->gone_count++];
                 atomic_store(&metrics->storage_full, 0); //  space was freed
                 snprintf(gone->name, sizeof gone->name, "%s", admin->topic);
-                gone->purge = streq(admin->op, "topic.purge");
+                gone->purge = admin->op == TERN_ADMIN_TOPIC_PURGE;
             }
         }
     }
@@ -492,7 +503,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     tern_store_batch_set_u64(self->batch, "id.last_ms", tern_id_gen_last_ms(self->args->ids));
     tern_err_t rc = tern_store_batch_commit(self->batch);
     if (rc != TERN_OK) {
-        zsys_error("storer: commit failed: %d", (int)rc);
+        zsys_error("storer: commit failed: %s", tern_strerror(rc));
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     s_collect(self, rc);
@@ -506,12 +517,46 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     return handled;
 }
 
+//  True (and the next sweep scheduled) when the TTL sweep is due.
+static bool s_sweep_due(s_storer_t *self) {
+    uint64_t now = tern_now_ms();
+    if (now < self->next_sweep_ms) {
+        return false;
+    }
+    self->next_sweep_ms = now + self->sweep_ms;
+    return true;
+}
+
+//  Loop hooks (tern_actor.h). The inbox is drained until empty, each round
+//  one commit (the first one carries the sweep when due); without inbox
+//  items a due sweep commits alone.
+static void s_on_inbox(void *arg, void *unused) {
+    (void)unused;
+    s_storer_t *self = (s_storer_t *)arg;
+    bool sweep = s_sweep_due(self);
+    while (s_drain_and_commit(self, sweep) > 0) {
+        sweep = false;
+    }
+}
+
+static long s_prepare(tern_loop_t *loop, void *arg) {
+    (void)loop;
+    s_storer_t *self = (s_storer_t *)arg;
+    return tern_loop_wait_until(self->next_sweep_ms);
+}
+
+static void s_after(void *arg) {
+    s_storer_t *self = (s_storer_t *)arg;
+    if (s_sweep_due(self)) {
+        s_drain_and_commit(self, true);
+    }
+}
+
 void tern_storer_actor(zsock_t *pipe, void *arg) {
     tern_thread_name("ternd-storer");
     s_storer_t self_s, *self = &self_s;
     memset(self, 0, sizeof *self);
     self->args = (tern_storer_args_t *)arg;
-    self->pipe = zsock_resolve(pipe);
     self->rng = tern_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)self;
     self->inbox = tern_work_pull_bind(&self->inbox_sock, self->args->inbox);
     if (!self->inbox) {
@@ -529,41 +574,15 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
     if (!self->to_conn || !self->to_route || !self->batch) {
         goto fail;
     }
-    uint64_t sweep_ms =
+    self->sweep_ms =
         self->args->config->sweep_interval_ms ? self->args->config->sweep_interval_ms : 1000;
-    self->next_sweep_ms = tern_now_ms() + sweep_ms;
+    self->next_sweep_ms = tern_now_ms() + self->sweep_ms;
     zsock_signal(pipe, 0);
 
-    bool running = true;
-    while (running) {
-        zmq_pollitem_t items[] = {{self->pipe, 0, ZMQ_POLLIN, 0}, {self->inbox, 0, ZMQ_POLLIN, 0}};
-        uint64_t now = tern_now_ms();
-        long timeout = self->next_sweep_ms > now ? (long)(self->next_sweep_ms - now) : 0;
-        int rc = zmq_poll(items, 2, timeout);
-        if (rc < 0 && errno != EINTR) {
-            break;
-        }
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            char *command = zstr_recv(pipe);
-            if (!command || streq(command, "$TERM")) {
-                running = false;
-            }
-            zstr_free(&command);
-        }
-        now = tern_now_ms();
-        bool sweep = now >= self->next_sweep_ms;
-        if (sweep) {
-            self->next_sweep_ms = now + sweep_ms;
-        }
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) {
-            //  Drain until the inbox is empty: each round is one commit.
-            while (s_drain_and_commit(self, sweep) > 0) {
-                sweep = false;
-            }
-        } else if (sweep) {
-            s_drain_and_commit(self, true);
-        }
-    }
+    tern_loop_t loop;
+    tern_loop_init(&loop, pipe, self, s_prepare, s_after);
+    tern_loop_reader(&loop, self->inbox, s_on_inbox, NULL);
+    tern_loop_run(&loop);
     //  Flush: whatever is still queued is committed before we leave.
     self->stopping = true;
     while (s_drain_and_commit(self, false) > 0) {
@@ -582,8 +601,5 @@ fail:
     zsock_destroy(&self->conn_sock);
     zsock_destroy(&self->route_sock);
     zsock_destroy(&self->repl_sock);
-    zsock_signal(pipe, 1);
-    //  zactor_destroy still sends $TERM: wait for it.
-    char *command = zstr_recv(pipe);
-    zstr_free(&command);
+    tern_actor_fail(pipe);
 }

@@ -39,6 +39,17 @@ int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr) {
     return 0;
 }
 
+int tern_work_parse(const void *data, size_t size, tern_work_type_t *type, void **ptr) {
+    s_wire_t wire;
+    if (size != sizeof wire) {
+        return -1;
+    }
+    memcpy(&wire, data, sizeof wire);
+    *type = (tern_work_type_t)wire.type;
+    *ptr = wire.ptr;
+    return 0;
+}
+
 tern_event_t *tern_events_push(tern_events_t *self) {
     if (self->count == self->cap) {
         self->cap = self->cap ? self->cap * 2 : 64;
@@ -195,4 +206,76 @@ void *tern_work_push_connect(zsock_t **owner, const char *endpoint) {
 
 void tern_thread_name(const char *name) {
     pthread_setname_np(pthread_self(), name);
+}
+
+// ---------------------------------------------------------------------------
+//  Replication items (repl <-> storer, conn <-> repl)
+
+void tern_repl_rec_destroy(tern_repl_rec_t **rec_p) {
+    if (*rec_p) {
+        zmq_msg_close(&(*rec_p)->hdr);
+        zmq_msg_close(&(*rec_p)->body);
+        free(*rec_p);
+        *rec_p = NULL;
+    }
+}
+
+void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_repl_batch_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++) {
+        tern_repl_rec_destroy(&self->recs[i]);
+    }
+    free(self->recs);
+    free(self);
+    *self_p = NULL;
+}
+
+void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+    for (size_t i = 0; i < self->count; i++) {
+        tern_frame_t *frame = &self->recs[i]->frame;
+        if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
+            //  The history says where: "acked in dc2", "dead in dc3" (the
+            //  receiver set origin to the sending DC, where it happened).
+            char where[TERN_REASON_MAX + 1];
+            snprintf(where, sizeof where, "%s in %s",
+                     frame->code == TERN_CMD_TERM ? "dead" : "acked", frame->origin);
+            tern_store_batch_ackstate_apply(batch, frame->group, frame->msg_id, frame->code,
+                                            frame->reason[0] ? frame->reason : where);
+        } else {
+            tern_store_batch_append(batch, frame, false, &self->recs[i]->result);
+        }
+    }
+    for (size_t i = 0; i < self->inbound_count; i++) {
+        tern_store_batch_inbound(batch, self->inbound[i].name, self->inbound[i].position);
+    }
+    for (size_t i = 0; i < self->confirm_count; i++) {
+        tern_store_batch_outbox_confirm(batch, self->confirms[i].name, self->confirms[i].position);
+    }
+}
+
+void tern_repl_admin_destroy(tern_repl_admin_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    free((*self_p)->reply);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void tern_delivers_destroy(tern_delivers_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    tern_delivers_t *self = *self_p;
+    for (size_t i = 0; i < self->count; i++) {
+        for (int k = 0; k < 3; k++) {
+            zmq_msg_close(&self->items[i].parts[k]);
+        }
+    }
+    free(self->items);
+    free(self);
+    *self_p = NULL;
 }

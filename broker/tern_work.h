@@ -1,16 +1,37 @@
-/*  tern_work.h - the owned work items ternd's actors hand to each other.
+/*  tern_work.h - the catalogue of work items ternd's actors hand each other.
 
-    Actors (conn, storer, route) exchange these over inproc PUSH/PULL sockets
-    as single-frame messages carrying { type, pointer } (tern_work_send/recv).
-    Whoever receives a pointer owns it from then on; the header of each type
-    says who creates it, who frees it and what it borrows. See
-    docs/architecture.md for the whole flow.
+    Actors exchange these over inproc PUSH/PULL sockets as single-frame
+    messages carrying { type, pointer } (tern_work_send/recv). Whoever
+    receives a pointer owns it from then on; on a failed send the sender
+    still owns it and frees it with the item's destructor. Every item any
+    actor sends another is listed here, and nowhere else; the actor headers
+    (tern_conn.h, tern_storer.h, tern_route.h, tern_repl.h) expose only the
+    actor's constructor and its pipe commands. See docs/architecture.md for
+    the whole flow.
+
+    item        from -> to            created by  freed by
+    PUBS        conn -> storer        conn        conn, when COMMITTED brings it back
+    ADMIN       conn -> storer        conn        conn, when COMMITTED brings it back
+                conn -> route (event) conn        route, after answering
+    OPS         route -> storer       route       the storer after the commit, or route
+                                                  when NOTICE brings it back (OPEN, admin)
+    COMMITTED   storer -> conn        storer      conn
+    NOTICE      storer -> route       storer      route
+    EVENTS      conn -> route         conn        route
+    DELIVERS    route -> conn (out)   route       conn, after sending the parts
+    REPL        repl -> storer        repl        repl when REPL_DONE brings it back
+    REPL_DONE   storer -> repl        (the REPL item, committed)
+    REPL_ADMIN  conn -> repl -> conn  conn        conn, after relaying the answer
+    Borrowing: a tern_pub_t's and tern_repl_rec_t's frame points into their
+    own zmq_msg_t (they travel together); nothing borrows across items. An
+    item whose receiver is gone (shutdown) is freed by whoever holds it.
 */
 #ifndef TERN_WORK_H_INCLUDED
 #define TERN_WORK_H_INCLUDED
 
 #include "tern_err.h"
 #include "tern_alloc.h"
+#include "tern_config.h"
 #include "tern_proto.h"
 #include "tern_store.h"
 #include <stdbool.h>
@@ -21,12 +42,16 @@
 #define TERN_RID_MAX 256 //  ZeroMQ routing ids are at most 255 bytes
 
 typedef enum {
-    TERN_WORK_PUBS = 1,      //  conn -> storer: tern_pubs_t * (a drain's publishes)
-    TERN_WORK_ADMIN = 2,     //  conn -> storer or route: tern_admin_t *
-    TERN_WORK_OPS = 3,       //  route -> storer: tern_ops_t * (group state changes)
-    TERN_WORK_COMMITTED = 4, //  storer -> conn: tern_committed_t * (results of one commit)
-    TERN_WORK_NOTICE = 5,    //  storer -> route: tern_notice_t * (results of one commit)
-    TERN_WORK_EVENTS = 6     //  conn -> route: tern_events_t * (a drain's session events)
+    TERN_WORK_PUBS = 1,       //  conn -> storer: tern_pubs_t * (a drain's publishes)
+    TERN_WORK_ADMIN = 2,      //  conn -> storer or route: tern_admin_t *
+    TERN_WORK_OPS = 3,        //  route -> storer: tern_ops_t * (group state changes)
+    TERN_WORK_COMMITTED = 4,  //  storer -> conn: tern_committed_t * (results of one commit)
+    TERN_WORK_NOTICE = 5,     //  storer -> route: tern_notice_t * (results of one commit)
+    TERN_WORK_EVENTS = 6,     //  conn -> route: tern_events_t * (a drain's session events)
+    TERN_WORK_DELIVERS = 7,   //  route -> conn's out: tern_delivers_t * (DELIVER frames)
+    TERN_WORK_REPL = 8,       //  repl -> storer: tern_repl_batch_t * (records to apply)
+    TERN_WORK_REPL_DONE = 9,  //  storer -> repl: the same batch, committed
+    TERN_WORK_REPL_ADMIN = 10 //  conn -> repl -> conn: tern_repl_admin_t * (peers ops)
 } tern_work_type_t;
 
 /*  One PUBLISH, decoded once by conn. FRAME.meta borrows HDR's data and
@@ -52,15 +77,16 @@ typedef struct tern_pubs_t {
     struct tern_pubs_t *next; //  link in a commit's list / conn's free list
 } tern_pubs_t;
 
-/*  An admin request. conn creates it; the storer (topic writes) or route
-    (groups, group.*, dlq.*) executes it; storer returns it to conn in a commit, route
-    answers the client itself and frees it. */
+/*  An admin request (tern_admin.h names the actor of each op). conn creates
+    it; the storer (topic writes) or route (groups, group.*, dlq.*) executes
+    it; storer returns it to conn in a commit, route answers the client
+    itself and frees it. */
 typedef struct tern_admin_t {
     uint64_t session_id;            //  requesting session
     uint8_t rid[TERN_RID_MAX];      //  its routing id
     size_t rid_size;                //  routing id length
     uint64_t req_id;                //  the ADMIN's request id
-    char op[TERN_NAME_MAX + 1];     //  operation name
+    uint8_t op;                     //  tern_admin_op_t (tern_admin.h)
     char topic[TERN_TOPIC_MAX + 1]; //  "topic" argument
     char group[TERN_NAME_MAX + 1];  //  "group" argument
     uint64_t max_age_ms;            //  topic.create limits
@@ -89,8 +115,18 @@ typedef enum {
     TERN_OP_PURGE = 10   //  admin dlq.purge: the DLQ emptied; removed -> count
 } tern_op_type_t;
 
+/*  Why route persists an ACK or a NACK it did not get from a consumer: the
+    message's history then says "expired" or "timeout", not "acked" or
+    "nacked" (tern_store trace events). */
+typedef enum {
+    TERN_CAUSE_CONSUMER = 0, //  the consumer's own ACK / NACK
+    TERN_CAUSE_EXPIRED = 1,  //  ACK: route dropped an entry whose message expired
+    TERN_CAUSE_ACK_WAIT = 2  //  NACK: the ack wait ran out (not a nack)
+} tern_op_cause_t;
+
 typedef struct {
     uint8_t type;                     //  tern_op_type_t
+    uint8_t cause;                    //  ACK / NACK: tern_op_cause_t
     uint8_t priority;                 //  DELIVER: lane
     uint8_t start;                    //  OPEN: tern_start_t
     uint32_t topic_id;                //  the topic
@@ -99,7 +135,7 @@ typedef struct {
     uint64_t due_ms;                  //  DELIVER / NACK / REPLAY
     uint64_t start_value;             //  OPEN
     char group[TERN_NAME_MAX + 1];    //  group name
-    char reason[TERN_REASON_MAX + 1]; //  DEAD
+    char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
     tern_err_t err;                   //  OPEN / admin op result
     uint64_t count;                   //  REPLAY: entries moved; PURGE: removed
     void *ctx;                        //  admin ops: the tern_admin_t (owned), else NULL
@@ -194,6 +230,74 @@ typedef struct {
     size_t cap;          //  allocated
 } tern_events_t;
 
+/*  DELIVER frames route hands to conn as ONE work item per batch (up to
+    128) instead of three frames per message. Each item holds the three
+    parts conn sends on its ROUTER: routing id, encoded header, payload
+    (copied once from the LMDB page). Items go to the wire in order; route
+    sends a pending batch before any other frame on conn's out socket, so
+    OK/ERROR/REPLY never overtake earlier DELIVERs. Route creates it, conn
+    sends the parts without a copy and frees it. */
+typedef struct {
+    zmq_msg_t parts[3]; //  routing id, DELIVER header, payload
+} tern_deliver_t;
+
+typedef struct {
+    tern_deliver_t *items; //  owned array; each item's parts owned
+    size_t count;          //  items in use
+    size_t cap;            //  items allocated
+} tern_delivers_t;
+
+/*  An admin request a client sent to the client endpoint (`peers`,
+    `peers.pause`, `peers.resume`): conn creates it and sends it to the repl
+    actor's admin endpoint (tern_repl_admin_endpoint); repl answers it (ERR,
+    REPLY) and sends it back to REPLY_TO as TERN_WORK_REPL_ADMIN; conn relays
+    the answer to the session and frees it (tern_repl_admin_destroy). Whoever
+    cannot pass it on frees it. */
+typedef struct {
+    uint8_t rid[TERN_RID_MAX];    //  the client's routing id
+    size_t rid_size;              //  its length
+    uint64_t req_id;              //  the ADMIN's request id
+    uint8_t op;                   //  tern_admin_op_t: TERN_ADMIN_PEERS*
+    char name[TERN_NAME_MAX + 1]; //  peer DC name (pause / resume)
+    char reply_to[128];           //  conn's inbox (repl connects PUSH once)
+    tern_err_t err;               //  out: TERN_OK or the ERROR code
+    char reason[128];             //  out: ERROR reason
+    char *reply;                  //  out: JSON document (malloc'd), NULL on error
+} tern_repl_admin_t;
+
+/*  One received REPL_RECORD. FRAME borrows HDR and BODY (like tern_pub_t),
+    so the payload is copied once, into the LMDB page. */
+typedef struct {
+    tern_frame_t frame;          //  decoded REPL_RECORD (msg_id, origin... as sent)
+    zmq_msg_t hdr;               //  header frame; owns what frame.meta points into
+    zmq_msg_t body;              //  payload frame; owns frame.payload
+    tern_append_result_t result; //  filled by the commit (duplicate = already here)
+} tern_repl_rec_t;
+
+/*  A named position: an inbound cursor (origin DC -> last applied outbox
+    position) or a peer's confirmation of our outbox. */
+typedef struct {
+    char name[TERN_NAME_MAX + 1]; //  peer / origin DC name
+    uint64_t position;            //  outbox position
+} tern_repl_pos_t;
+
+/*  What the repl actor asks the storer to write in ONE commit: the records of
+    one ROUTER drain, the inbound cursors that cover them, and outbox
+    confirmations. Created by repl; the storer queues it
+    (tern_repl_batch_queue), commits, sets ERR and sends it back as
+    TERN_WORK_REPL_DONE; repl frees it. If repl is gone the storer frees it. */
+typedef struct tern_repl_batch_t {
+    tern_repl_rec_t **recs;                   //  owned records
+    size_t count;                             //  used
+    size_t cap;                               //  allocated
+    tern_repl_pos_t inbound[TERN_PEERS_MAX];  //  cursors to store with the records
+    size_t inbound_count;                     //  used
+    tern_repl_pos_t confirms[TERN_PEERS_MAX]; //  outbox confirmations to store
+    size_t confirm_count;                     //  used
+    tern_err_t err;                           //  commit result (TERN_OK: all durable)
+    struct tern_repl_batch_t *next;           //  storer's list link
+} tern_repl_batch_t;
+
 /*  Sends { TYPE, PTR } on inproc socket SOCK (raw libzmq, never blocks: the
     inproc sockets have no HWM; memory is bounded by client windows and
     credit). Takes ownership of PTR for the receiver on success (returns 0);
@@ -219,10 +323,26 @@ void tern_ops_destroy(tern_ops_t **self_p);
 void tern_notice_destroy(tern_notice_t **self_p);
 
 /*  Destructors for items that end their trip where they were not created
-    (e.g. a peer actor is already gone). Safe on NULL; null the pointer. */
+    (e.g. a peer actor is already gone). Safe on NULL; null the pointer.
+    tern_delivers_destroy closes every item's parts (a part zmq_msg_send
+    moved out is empty: closing it is a no-op). */
 void tern_pub_destroy(tern_pub_t **self_p);
 void tern_pubs_destroy(tern_pubs_t **self_p);
 void tern_committed_destroy(tern_committed_t **self_p);
+void tern_delivers_destroy(tern_delivers_t **self_p);
+void tern_repl_admin_destroy(tern_repl_admin_t **self_p);
+void tern_repl_batch_destroy(tern_repl_batch_t **self_p);
+void tern_repl_rec_destroy(tern_repl_rec_t **self_p);
+
+/*  Queues the batch's appends (local = false: never shipped again), inbound
+    cursors and confirmations on the store batch BATCH. SELF stays owned by the
+    caller and borrowed by BATCH until its commit. */
+void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch);
+
+/*  Reads a work item out of a frame already received (DATA, SIZE), as
+    tern_work_recv does: 0 and *TYPE, *PTR (caller owns it), or -1 if the
+    frame is not a work item. */
+int tern_work_parse(const void *data, size_t size, tern_work_type_t *type, void **ptr);
 
 /*  Wall clock helpers. */
 uint64_t tern_now_ms(void);
