@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -196,6 +197,75 @@ static int s_format_check(MDB_txn *txn, uint64_t *format) {
     return rc;
 }
 
+/*  The replica identity (docs/cluster.md, "Replica identity"). The cluster
+    tells replicas apart by their data directory, not by the node's name or
+    address: a wiped disk or a swapped directory comes back under the same
+    node id, and must not be taken for the copy it replaced. So the identity
+    is made with the store (in the transaction that creates it, so no store
+    ever commits without one) and only read afterwards. A value that is not a
+    UUID v4 means the meta database was damaged or written by something else:
+    refused like a foreign format, never replaced, because a fresh identity
+    would let a damaged replica rejoin as a new, empty copy. */
+#define S_IDENTITY_REFUSED (-30001) //  not an LMDB code, beside S_FORMAT_REFUSED
+
+//  True if TEXT (LEN bytes, no NUL needed) is a canonical UUID v4 in lower
+//  case: 8-4-4-4-12 hex digits, version nibble 4, variant 10xx.
+static bool s_identity_valid(const char *text, size_t len) {
+    if (len != TERN_STORE_IDENTITY_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        char c = text[i];
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return false;
+        }
+    }
+    return text[14] == '4' && strchr("89ab", text[19]) != NULL;
+}
+
+//  A new random UUID v4 (RFC 9562) into OUT. Returns 0 or an errno.
+static int s_identity_make(char out[S_IDENTITY_SIZE]) {
+    uint8_t b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        //  Blocks only until the kernel's pool is first initialised, at boot.
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0 && errno != EINTR) {
+            return errno;
+        }
+        got += n > 0 ? (size_t)n : 0;
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); //  version 4: random
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); //  variant 10xx
+    snprintf(out, S_IDENTITY_SIZE,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+    return 0;
+}
+
+//  In TXN: reads the identity into SELF->identity, or makes and writes one
+//  when there is none (a new store, or a format 3 store from before
+//  identities). Returns 0, S_IDENTITY_REFUSED, an errno or an LMDB error.
+static int s_identity_load(tern_store_t *self, MDB_txn *txn) {
+    MDB_val k = {sizeof S_META_IDENTITY - 1, (void *)S_META_IDENTITY}, v;
+    int rc = mdb_get(txn, self->dbi[S_META], &k, &v);
+    if (rc == 0) {
+        if (!s_identity_valid(v.mv_data, v.mv_size)) {
+            return S_IDENTITY_REFUSED;
+        }
+        memcpy(self->identity, v.mv_data, TERN_STORE_IDENTITY_LEN);
+        self->identity[TERN_STORE_IDENTITY_LEN] = 0;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND || (rc = s_identity_make(self->identity)) != 0) {
+        return rc;
+    }
+    v = (MDB_val){TERN_STORE_IDENTITY_LEN, self->identity};
+    return mdb_put(txn, self->dbi[S_META], &k, &v, 0);
+}
+
 static uint64_t s_round_pages(uint64_t size, uint64_t page) {
     return (size + page - 1) / page * page;
 }
@@ -269,7 +339,8 @@ static int s_load_u64(tern_store_t *self, MDB_txn *txn, const char *name, uint64
 }
 
 //  In TXN (after the format check): opens every database, marks a new
-//  store with its format, and loads the writer state and the counters.
+//  store with its format and identity, and loads the writer state and the
+//  counters.
 static int s_env_load(tern_store_t *self, MDB_txn *txn, uint64_t format) {
     int rc = 0;
     for (int i = 0; i < S_DBI_COUNT && rc == 0; i++) {
@@ -278,7 +349,8 @@ static int s_env_load(tern_store_t *self, MDB_txn *txn, uint64_t format) {
     if (rc == 0 && !format) {
         rc = s_put_u64(txn, self->dbi[S_META], S_META_FORMAT, TERN_STORE_FORMAT);
     }
-    if (rc || (rc = s_load_u64(self, txn, S_META_OUTBOX_LAST, &self->outbox_last)) ||
+    if (rc || (rc = s_identity_load(self, txn)) ||
+        (rc = s_load_u64(self, txn, S_META_OUTBOX_LAST, &self->outbox_last)) ||
         (rc = s_load_u64(self, txn, S_META_TOPIC_NEXT, &self->topic_next)) ||
         (rc = s_load_u64(self, txn, S_META_TRACE_NEXT, &self->trace_next))) {
         return rc;
@@ -318,6 +390,14 @@ static tern_err_t s_env_init(tern_store_t *self) {
                 "refusing to open it; drain it with the old version or start from an "
                 "empty data directory\n",
                 self->dir, (unsigned long long)format, TERN_STORE_FORMAT);
+        return TERN_ECORRUPT;
+    }
+    if (rc == S_IDENTITY_REFUSED) {
+        fprintf(stderr,
+                "tern_store: %s has a malformed replica identity (meta \"%s\" is not a "
+                "UUID v4): refusing to open it rather than give it a new one; restore the "
+                "directory from a backup or replace the replica from the cluster\n",
+                self->dir, S_META_IDENTITY);
         return TERN_ECORRUPT;
     }
     return s_err(rc);
@@ -397,6 +477,10 @@ void tern_store_destroy(tern_store_t **self_p) {
     pthread_rwlock_destroy(&self->lock);
     free(self);
     *self_p = NULL;
+}
+
+const char *tern_store_identity(tern_store_t *self) {
+    return self ? self->identity : NULL;
 }
 
 void tern_store_stats(tern_store_t *self, tern_store_stats_t *out) {

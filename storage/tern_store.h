@@ -6,7 +6,7 @@
     the layout and which file of storage/ holds what). This header is
     grouped by concern, in the order of docs/storage.md:
 
-        The store         open, close, directory lock, stats
+        The store         open, close, directory lock, identity, stats
         Batches, readers  the single writer and the snapshot readers
         Topics            create, edit, delete, purge, look up, list
         The log           append (with dedup), read, find, lane scans, records
@@ -128,7 +128,10 @@ void tern_store_config_defaults(tern_store_config_t *config);
 /*  Opens (creating if needed) the store in CONFIG->dir; CONFIG is copied
     (the caller may free it and its dir afterwards). Takes the directory lock
     (TERN_STORE_LOCK_FILE) before LMDB opens the environment, then clears
-    stale reader slots (mdb_reader_check). Caller owns the return value and
+    stale reader slots (mdb_reader_check). A new store gets its replica
+    identity in the transaction that creates it; a format 3 store made
+    before identities existed gets one written at this open (see
+    tern_store_identity). Caller owns the return value and
     destroys it with tern_store_destroy. On failure returns NULL and sets
     *ERR (ERR may be NULL):
     - TERN_EBUSY: another live store holds the directory, in this process
@@ -140,8 +143,9 @@ void tern_store_config_defaults(tern_store_config_t *config);
       than PATH_MAX, an unknown durability, map_initial above map_max);
     - TERN_ECORRUPT: a data directory of another store format (a format 1
       store, with its `tindex` database, or a "store.format" other than
-      TERN_STORE_FORMAT, such as 2); refused with a one-line explanation on
-      stderr, never modified or misread;
+      TERN_STORE_FORMAT, such as 2), or whose replica identity
+      ("store.identity", see tern_store_identity) is not a UUID v4; refused
+      with a one-line explanation on stderr, never modified or misread;
     - TERN_ENOMEM: the store object could not be allocated. */
 tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err);
 
@@ -149,6 +153,29 @@ tern_store_t *tern_store_new(const tern_store_config_t *config, tern_err_t *err)
     batch and reader of the store must be destroyed first. Safe on NULL and
     idempotent; nulls *SELF_P. */
 void tern_store_destroy(tern_store_t **self_p);
+
+/*  Characters of a replica identity: a canonical UUID, without its NUL. */
+#define TERN_STORE_IDENTITY_LEN 36
+
+/*  The replica identity of the store's data directory: a random UUID v4
+    (128 bits from getrandom(2), RFC 9562 text form in lower case, e.g.
+    "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0f", TERN_STORE_IDENTITY_LEN
+    characters). It is made once, when tern_store_new creates the store on an
+    empty directory (or first opens a format 3 store from before identities),
+    stored in meta as "store.identity" and only read back at every later
+    open, so it lives exactly as long as the directory's contents: a wiped
+    directory gets a new one, a process crash or a restart keeps it. The
+    cluster records it per replica and checks it at join, so that a node
+    whose directory was wiped or swapped refuses to serve the partition
+    instead of rejoining as a copy it is not (docs/cluster.md, "Replica
+    identity").
+    A copy of the directory (mdb_copy, or cp -a of a stopped node) carries
+    the same identity: it is a backup, and must never be started as a second
+    replica beside the original (the cluster could not tell them apart).
+    Returns NULL for a NULL SELF; cannot fail otherwise (a malformed stored
+    value is refused by tern_store_new with TERN_ECORRUPT). Borrowed; valid
+    until tern_store_destroy. Any thread. */
+const char *tern_store_identity(tern_store_t *self);
 
 /*  The pid written in DIR's lock file by the store that holds (or last held)
     it, or 0 when there is none to read. For the message after TERN_EBUSY.
@@ -522,7 +549,9 @@ void tern_store_batch_sweep(tern_store_batch_t *self, uint64_t now_ns, uint32_t 
 
 /*  Queues setting the named u64 NAME (copied; an empty name is ignored) in
     the meta database (e.g. "id.last_ms", the last snowflake timestamp
-    issued, persisted with every batch). */
+    issued, persisted with every batch). Names starting with "store." are
+    the store's own (format, counters, identity): overwriting one corrupts
+    the store (e.g. "store.identity" makes the next open fail). */
 void tern_store_batch_set_u64(tern_store_batch_t *self, const char *name, uint64_t value);
 
 /*  The named u64 NAME into *VALUE. TERN_EINVAL (empty name),

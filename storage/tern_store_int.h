@@ -55,6 +55,10 @@ enum {
 #define S_META_TOPIC_NEXT  "store.topic_last_id"
 #define S_META_FORMAT      "store.format"
 #define S_META_TRACE_NEXT  "store.trace_next"
+//  The replica identity: a canonical UUID v4 string (36 bytes, no NUL), not
+//  a u64 (tern_store.c, "The replica identity"); held with its NUL.
+#define S_META_IDENTITY "store.identity"
+#define S_IDENTITY_SIZE (TERN_STORE_IDENTITY_LEN + 1)
 
 /*  msgid value (format 3): where the message is, when it was stored and its
     outbox position; kept after the message is removed for as long as its
@@ -140,6 +144,7 @@ struct tern_store_t {
     tern_store_config_t config;            //  copy of the config (dir points to dir below)
     char dir[PATH_MAX];                    //  data directory
     int lock_fd;                           //  TERN_STORE_LOCK_FILE, flock'd; -1 when not held
+    char identity[S_IDENTITY_SIZE];        //  the data directory's UUID (tern_store_identity)
     pthread_rwlock_t lock;                 //  readers: shared; map resize: exclusive
     uint64_t page_size;                    //  OS page size
     uint64_t map_max;                      //  map ceiling, page-aligned

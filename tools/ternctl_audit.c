@@ -10,6 +10,7 @@
 #include "tern_alloc.h"
 #include "tern.h"
 #include "tern_units.h"
+#include "ternctl.h"
 #include "ternctl_json.h"
 
 #include <inttypes.h>
@@ -17,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define EXIT_USAGE 2
 
 static const char *s_help_audit =
     "NAME\n"
@@ -215,24 +214,12 @@ static int s_call(const char *command, const s_args_t *args, const char *op,
         }
         return 1;
     }
-    *doc = json_parse(reply, strlen(reply));
-    if (!*doc) {
-        fprintf(stderr, "ternctl: %s: the broker's reply is not JSON: %s\n", op, reply);
-        free(reply);
-        return 1;
-    }
-    free(reply);
-    return 0;
+    return ternctl_admin_reply(op, reply, NULL, doc);
 }
 
 static const char *s_str(const json_t *obj, const char *key) {
     const json_t *v = json_get(obj, key);
     return v && (v->kind == JSON_STRING || v->kind == JSON_NUMBER) ? v->text : "-";
-}
-
-static uint64_t s_u64(const json_t *obj, const char *key) {
-    const json_t *v = json_get(obj, key);
-    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
 }
 
 static void s_print_json(const json_t *value) {
@@ -327,7 +314,7 @@ static void s_print_audit(const json_t *doc) {
         snprintf(buf, sizeof buf, "%.2f%%",
                  reach && reach->kind == JSON_NUMBER ? strtod(reach->text, NULL) * 100.0 : 0.0);
         cells[r][8] = tern_strdup(buf);
-        uint64_t oldest = s_u64(g, "oldest_unacked_ms");
+        uint64_t oldest = json_get_u64(g, "oldest_unacked_ms");
         if (oldest) {
             s_age(oldest, buf, sizeof buf);
         } else {
@@ -340,9 +327,9 @@ static void s_print_audit(const json_t *doc) {
     for (size_t i = 0; i < doc->count; i++) {
         const json_t *g = doc->items[i];
         const json_t *stuck = json_get(g, "stuck");
-        if (s_u64(g, "gaps")) {
+        if (json_get_u64(g, "gaps")) {
             printf("\n%s: %" PRIu64 " seqs without history (trace retention or tracing off)\n",
-                   s_str(g, "group"), s_u64(g, "gaps"));
+                   s_str(g, "group"), json_get_u64(g, "gaps"));
         }
         const json_t *truncated = json_get(g, "truncated");
         if (truncated && truncated->kind == JSON_BOOL && truncated->boolean) {
@@ -352,7 +339,7 @@ static void s_print_audit(const json_t *doc) {
             continue;
         }
         printf("\nstuck in %s (oldest first, %" PRIu64 " pending):\n", s_str(g, "group"),
-               s_u64(g, "pending"));
+               json_get_u64(g, "pending"));
         char ***st = s_table_new(stuck->count + 1, 4);
         st[0][0] = tern_strdup("MSG_ID");
         st[0][1] = tern_strdup("SEQ");
@@ -362,9 +349,9 @@ static void s_print_audit(const json_t *doc) {
             char buf[32];
             st[j + 1][0] = tern_strdup(s_str(stuck->items[j], "msg_id"));
             st[j + 1][1] = tern_strdup(s_str(stuck->items[j], "seq"));
-            s_age(s_u64(stuck->items[j], "age_ms"), buf, sizeof buf);
+            s_age(json_get_u64(stuck->items[j], "age_ms"), buf, sizeof buf);
             st[j + 1][2] = tern_strdup(buf);
-            st[j + 1][3] = s_fmt_u64(s_u64(stuck->items[j], "deliveries"));
+            st[j + 1][3] = s_fmt_u64(json_get_u64(stuck->items[j], "deliveries"));
         }
         s_table(st, stuck->count + 1, 4);
         s_table_free(st, stuck->count + 1, 4);
@@ -427,9 +414,9 @@ static void s_print_trace(const json_t *doc) {
     printf("seq       %s\n", s_str(doc, "seq"));
     printf("trace_id  %s\n", s_str(doc, "trace_id"));
     printf("origin    %s\n", s_str(doc, "origin"));
-    s_time(s_u64(doc, "stored_at_ms"), when, sizeof when);
+    s_time(json_get_u64(doc, "stored_at_ms"), when, sizeof when);
     printf("stored    %s\n", when);
-    uint64_t expire = s_u64(doc, "expire_at_ms");
+    uint64_t expire = json_get_u64(doc, "expire_at_ms");
     if (expire) {
         s_time(expire, when, sizeof when);
         const json_t *expired = json_get(doc, "expired");
@@ -444,10 +431,10 @@ static void s_print_trace(const json_t *doc) {
         for (size_t c = 0; c < 6; c++) {
             cells[0][c] = tern_strdup(heads[c]);
         }
-        uint64_t first = events->count ? s_u64(events->items[0], "at_ms") : 0;
+        uint64_t first = events->count ? json_get_u64(events->items[0], "at_ms") : 0;
         for (size_t i = 0; i < events->count; i++) {
             const json_t *ev = events->items[i];
-            uint64_t at = s_u64(ev, "at_ms");
+            uint64_t at = json_get_u64(ev, "at_ms");
             s_time(at, when, sizeof when);
             cells[i + 1][0] = tern_strdup(when);
             snprintf(buf, sizeof buf, "%" PRIu64, at >= first ? at - first : 0);
@@ -455,7 +442,7 @@ static void s_print_trace(const json_t *doc) {
             cells[i + 1][2] = tern_strdup(s_str(ev, "event"));
             const char *group = s_str(ev, "group");
             cells[i + 1][3] = tern_strdup(*group ? group : "-");
-            uint64_t n = s_u64(ev, "delivery_count");
+            uint64_t n = json_get_u64(ev, "delivery_count");
             cells[i + 1][4] = n ? s_fmt_u64(n) : tern_strdup("-");
             const char *detail = s_str(ev, "detail");
             cells[i + 1][5] = tern_strdup(*detail ? detail : "-");
@@ -475,7 +462,7 @@ static void s_print_trace(const json_t *doc) {
             cells[i + 1][0] = tern_strdup(s_str(groups->items[i], "group"));
             cells[i + 1][1] = tern_strdup(s_str(groups->items[i], "state"));
             cells[i + 1][2] = tern_strdup(s_str(groups->items[i], "deliveries"));
-            cells[i + 1][3] = s_fmt_u64(s_u64(groups->items[i], "redelivered"));
+            cells[i + 1][3] = s_fmt_u64(json_get_u64(groups->items[i], "redelivered"));
         }
         s_table(cells, groups->count + 1, 4);
         s_table_free(cells, groups->count + 1, 4);
@@ -483,10 +470,10 @@ static void s_print_trace(const json_t *doc) {
     const json_t *replicas = json_get(doc, "replicas");
     if (replicas && replicas->kind == JSON_ARRAY && replicas->count) {
         printf("\nreplicated to:\n");
-        uint64_t stored = s_u64(doc, "stored_at_ms");
+        uint64_t stored = json_get_u64(doc, "stored_at_ms");
         for (size_t i = 0; i < replicas->count; i++) {
             const json_t *ok = json_get(replicas->items[i], "confirmed");
-            uint64_t at = s_u64(replicas->items[i], "replicated_at_ms");
+            uint64_t at = json_get_u64(replicas->items[i], "replicated_at_ms");
             const char *peer = s_str(replicas->items[i], "peer");
             if (!(ok && ok->kind == JSON_BOOL && ok->boolean)) {
                 printf("  %s  not yet\n", peer);

@@ -21,6 +21,7 @@
 */
 #include "tern_alloc.h"
 #include "tern.h"
+#include "ternctl.h"
 #include "ternctl_json.h"
 
 #include <errno.h>
@@ -218,6 +219,115 @@ static bool s_parse_u32(const char *text, uint32_t lo, uint32_t hi, uint32_t *ou
     return true;
 }
 
+//  Applies option NAME (as written, WORD with its value V or NULL) to O.
+//  Returns 0, S_EXIT_USAGE, or -1 for --help (printed).
+static int s_parse_option(s_opts_t *o, const char *name, const char *v, const char *w) {
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
+        fputs(s_help, stdout);
+        return -1;
+    } else if (strcmp(name, "--json") == 0) {
+        o->json = true;
+    } else if (strcmp(name, "--quiet") == 0) {
+        o->quiet = true;
+    } else if (strcmp(name, "--no-dedup") == 0) {
+        o->dedup = false;
+    } else if (strcmp(name, "--no-fill") == 0) {
+        o->fill = false;
+    } else if (strcmp(name, "--keep") == 0) {
+        o->keep = true;
+    } else if (strcmp(name, "-s") == 0 || strcmp(name, "--server") == 0) {
+        o->server = v;
+    } else if (strcmp(name, "--timeout") == 0) {
+        uint64_t ms;
+        if (tern_parse_duration(v, &ms) != TERN_OK || ms == 0 || ms > INT32_MAX) {
+            return s_usage("invalid --timeout '%s'", v);
+        }
+        o->timeout_ms = (int64_t)ms;
+    } else if (strcmp(name, "--msgs") == 0) {
+        if (!s_parse_count(v, &o->msgs) || o->msgs == 0) {
+            return s_usage("invalid --msgs '%s'", v);
+        }
+    } else if (strcmp(name, "--size") == 0) {
+        uint64_t size;
+        if (tern_parse_size(v, &size) != TERN_OK || size > 256u * 1024 * 1024) {
+            return s_usage("invalid --size '%s'", v);
+        }
+        o->size = (size_t)size;
+    } else if (strcmp(name, "--window") == 0) {
+        if (!s_parse_u32(v, 1, 65536, &o->window)) {
+            return s_usage("invalid --window '%s' (1..65536)", v);
+        }
+    } else if (strcmp(name, "--producers") == 0) {
+        if (!s_parse_u32(v, 1, S_MAX_CLIENTS, &o->producers)) {
+            return s_usage("invalid --producers '%s'", v);
+        }
+    } else if (strcmp(name, "--consumers") == 0) {
+        if (!s_parse_u32(v, 1, S_MAX_CLIENTS, &o->consumers)) {
+            return s_usage("invalid --consumers '%s'", v);
+        }
+    } else if (strcmp(name, "--groups") == 0) {
+        if (!s_parse_u32(v, 1, S_MAX_CLIENTS, &o->groups)) {
+            return s_usage("invalid --groups '%s'", v);
+        }
+    } else if (strcmp(name, "--topics") == 0) {
+        if (!s_parse_u32(v, 1, 100000, &o->topics)) {
+            return s_usage("invalid --topics '%s'", v);
+        }
+    } else if (strcmp(name, "--credit") == 0) {
+        if (!s_parse_u32(v, 1, 1000000, &o->credit)) {
+            return s_usage("invalid --credit '%s'", v);
+        }
+    } else if (strcmp(name, "--rate") == 0) {
+        char *end;
+        o->rate = strtod(v, &end);
+        if (*end || !(o->rate > 0)) {
+            return s_usage("invalid --rate '%s'", v);
+        }
+    } else if (strcmp(name, "--prefix") == 0) {
+        if (strlen(v) == 0 || strlen(v) >= 120) {
+            return s_usage("invalid --prefix '%s'", v);
+        }
+        snprintf(o->prefix, sizeof o->prefix, "%s", v);
+    } else if (strcmp(name, "--name") == 0) {
+        o->name = v;
+    } else if (strcmp(name, "--durability") == 0) {
+        o->durability = v;
+    } else {
+        return s_usage("unknown option '%s'", w);
+    }
+    return 0;
+}
+
+//  Checks MODE and the options that depend on it. Returns 0 or
+//  S_EXIT_USAGE.
+static int s_parse_mode(s_opts_t *o, const char *mode) {
+    if (!mode) {
+        return s_usage("bench needs a mode: %s", "pub, sub, pubsub or sync");
+    }
+    o->mode_name = mode;
+    if (strcmp(mode, "pub") == 0) {
+        o->mode = S_PUB;
+    } else if (strcmp(mode, "sync") == 0) {
+        o->mode = S_SYNC;
+    } else if (strcmp(mode, "sub") == 0) {
+        o->mode = S_SUB;
+    } else if (strcmp(mode, "pubsub") == 0) {
+        o->mode = S_PUBSUB;
+    } else {
+        return s_usage("unknown bench mode '%s' (pub, sub, pubsub or sync)", mode);
+    }
+    if (o->mode == S_PUBSUB && o->size < 8) {
+        return s_usage("pubsub needs --size of at least 8 (a timestamp), not '%s'", "less");
+    }
+    if ((uint64_t)o->producers > o->msgs) {
+        o->producers = (uint32_t)o->msgs;
+    }
+    if ((uint64_t)o->groups * o->consumers > S_MAX_CLIENTS) {
+        return s_usage("too many consumers (groups x consumers > %s)", "20000");
+    }
+    return 0;
+}
+
 //  Parses the whole command line (ARGV[0] is the program, the word "bench"
 //  is skipped). Returns 0, S_EXIT_USAGE, or -1 for --help (printed).
 static int s_parse(int argc, char **argv, s_opts_t *o) {
@@ -265,105 +375,12 @@ static int s_parse(int argc, char **argv, s_opts_t *o) {
         } else if (eq) {
             return s_usage("option '%s' takes no value", w);
         }
-        if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
-            fputs(s_help, stdout);
-            return -1;
-        } else if (strcmp(name, "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(name, "--quiet") == 0) {
-            o->quiet = true;
-        } else if (strcmp(name, "--no-dedup") == 0) {
-            o->dedup = false;
-        } else if (strcmp(name, "--no-fill") == 0) {
-            o->fill = false;
-        } else if (strcmp(name, "--keep") == 0) {
-            o->keep = true;
-        } else if (strcmp(name, "-s") == 0 || strcmp(name, "--server") == 0) {
-            o->server = v;
-        } else if (strcmp(name, "--timeout") == 0) {
-            uint64_t ms;
-            if (tern_parse_duration(v, &ms) != TERN_OK || ms == 0 || ms > INT32_MAX) {
-                return s_usage("invalid --timeout '%s'", v);
-            }
-            o->timeout_ms = (int64_t)ms;
-        } else if (strcmp(name, "--msgs") == 0) {
-            if (!s_parse_count(v, &o->msgs) || o->msgs == 0) {
-                return s_usage("invalid --msgs '%s'", v);
-            }
-        } else if (strcmp(name, "--size") == 0) {
-            uint64_t size;
-            if (tern_parse_size(v, &size) != TERN_OK || size > 256u * 1024 * 1024) {
-                return s_usage("invalid --size '%s'", v);
-            }
-            o->size = (size_t)size;
-        } else if (strcmp(name, "--window") == 0) {
-            if (!s_parse_u32(v, 1, 65536, &o->window)) {
-                return s_usage("invalid --window '%s' (1..65536)", v);
-            }
-        } else if (strcmp(name, "--producers") == 0) {
-            if (!s_parse_u32(v, 1, S_MAX_CLIENTS, &o->producers)) {
-                return s_usage("invalid --producers '%s'", v);
-            }
-        } else if (strcmp(name, "--consumers") == 0) {
-            if (!s_parse_u32(v, 1, S_MAX_CLIENTS, &o->consumers)) {
-                return s_usage("invalid --consumers '%s'", v);
-            }
-        } else if (strcmp(name, "--groups") == 0) {
-            if (!s_parse_u32(v, 1, S_MAX_CLIENTS, &o->groups)) {
-                return s_usage("invalid --groups '%s'", v);
-            }
-        } else if (strcmp(name, "--topics") == 0) {
-            if (!s_parse_u32(v, 1, 100000, &o->topics)) {
-                return s_usage("invalid --topics '%s'", v);
-            }
-        } else if (strcmp(name, "--credit") == 0) {
-            if (!s_parse_u32(v, 1, 1000000, &o->credit)) {
-                return s_usage("invalid --credit '%s'", v);
-            }
-        } else if (strcmp(name, "--rate") == 0) {
-            char *end;
-            o->rate = strtod(v, &end);
-            if (*end || !(o->rate > 0)) {
-                return s_usage("invalid --rate '%s'", v);
-            }
-        } else if (strcmp(name, "--prefix") == 0) {
-            if (strlen(v) == 0 || strlen(v) >= 120) {
-                return s_usage("invalid --prefix '%s'", v);
-            }
-            snprintf(o->prefix, sizeof o->prefix, "%s", v);
-        } else if (strcmp(name, "--name") == 0) {
-            o->name = v;
-        } else if (strcmp(name, "--durability") == 0) {
-            o->durability = v;
-        } else {
-            return s_usage("unknown option '%s'", w);
+        int rc = s_parse_option(o, name, v, w);
+        if (rc) {
+            return rc;
         }
     }
-    if (!mode) {
-        return s_usage("bench needs a mode: %s", "pub, sub, pubsub or sync");
-    }
-    o->mode_name = mode;
-    if (strcmp(mode, "pub") == 0) {
-        o->mode = S_PUB;
-    } else if (strcmp(mode, "sync") == 0) {
-        o->mode = S_SYNC;
-    } else if (strcmp(mode, "sub") == 0) {
-        o->mode = S_SUB;
-    } else if (strcmp(mode, "pubsub") == 0) {
-        o->mode = S_PUBSUB;
-    } else {
-        return s_usage("unknown bench mode '%s' (pub, sub, pubsub or sync)", mode);
-    }
-    if (o->mode == S_PUBSUB && o->size < 8) {
-        return s_usage("pubsub needs --size of at least 8 (a timestamp), not '%s'", "less");
-    }
-    if ((uint64_t)o->producers > o->msgs) {
-        o->producers = (uint32_t)o->msgs;
-    }
-    if ((uint64_t)o->groups * o->consumers > S_MAX_CLIENTS) {
-        return s_usage("too many consumers (groups x consumers > %s)", "20000");
-    }
-    return 0;
+    return s_parse_mode(o, mode);
 }
 
 //  ---------------------------------------------------------------------------

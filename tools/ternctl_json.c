@@ -361,6 +361,11 @@ void json_destroy(json_t **self_p) {
     free(self);
 }
 
+uint64_t json_get_u64(const json_t *self, const char *key) {
+    const json_t *v = json_get(self, key);
+    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
+}
+
 const json_t *json_get(const json_t *self, const char *key) {
     if (!self || self->kind != JSON_OBJECT) {
         return NULL;

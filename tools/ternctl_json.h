@@ -47,6 +47,10 @@ void json_destroy(json_t **self_p);
 /*  Member KEY of object SELF, or NULL. Borrowed from SELF. */
 const json_t *json_get(const json_t *self, const char *key);
 
+/*  Member KEY of object SELF as an unsigned number, or 0 if it is missing
+    or not a number. */
+uint64_t json_get_u64(const json_t *self, const char *key);
+
 /*  Appends VALUE compactly to OUT, after a separator unless OUT is empty or
     ends with '[', '{' or ':' (a value after tern_json_key). */
 void json_write(tern_json_t *out, const json_t *value);

@@ -9,6 +9,7 @@
     the commands connect with CURVE; docs/security.md has the walk-through.
 */
 #include "tern.h"
+#include "ternctl.h"
 #include "ternctl_json.h"
 
 #include <errno.h>

@@ -12,15 +12,12 @@
 */
 #include "tern.h"
 #include "tern_units.h"
+#include "ternctl.h"
 #include "ternctl_json.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define S_EXIT_USAGE 2
-
-void ternctl_curve_options(tern_client_options_t *options); //  tools/ternctl_keys.c
 
 const char *ternctl_peers_help =
     "NAME\n"
@@ -52,14 +49,6 @@ const char *ternctl_peers_help =
     "EXIT STATUS\n"
     "    0 success, 1 failure (no such peer, broker unreachable), 2 usage error.\n";
 
-void ternctl_print_table(const json_t *array, const char *const *columns); //  ternctl.c
-void ternctl_print_object(const json_t *object);                           //  ternctl.c
-
-static uint64_t s_u64(const json_t *obj, const char *key) {
-    const json_t *v = json_get(obj, key);
-    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
-}
-
 //  MS for people: "850ms", "3s", "1m30s", "2d4h" (protocol/tern_units.c).
 static void s_span(uint64_t ms, char *out, size_t cap) {
     tern_units_format_duration(ms, TERN_UNITS_HUMAN, out, cap);
@@ -70,11 +59,11 @@ static void s_span(uint64_t ms, char *out, size_t cap) {
 static void s_human_peer(tern_json_t *b, const json_t *peer) {
     static const char *const copied[] = {"dc", "node_id", "state", "lag_msgs", "endpoint", NULL};
     char lag[32], seen[48];
-    s_span(s_u64(peer, "lag_ms"), lag, sizeof lag);
-    if (s_u64(peer, "last_seen_ms") == 0) {
+    s_span(json_get_u64(peer, "lag_ms"), lag, sizeof lag);
+    if (json_get_u64(peer, "last_seen_ms") == 0) {
         snprintf(seen, sizeof seen, "never");
     } else {
-        s_span(s_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
+        s_span(json_get_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
         strcat(seen, " ago");
     }
     tern_json_sep(b);
@@ -147,7 +136,7 @@ static int s_ask(const char *server, uint64_t timeout, const char *op, const ter
     tern_client_t *client = tern_client_new(server, &options);
     if (!client) {
         fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
-        return S_EXIT_USAGE;
+        return EXIT_USAGE;
     }
     char *reply = NULL;
     tern_err_t rc = tern_admin(client, op, kv, count, &reply, (int)timeout);
@@ -186,7 +175,7 @@ int ternctl_peers_main(int argc, char **argv) {
         } else if (strcmp(w, "--timeout") == 0 && i + 1 < argc) {
             if (tern_parse_duration(argv[++i], &timeout) != TERN_OK) {
                 fprintf(stderr, "ternctl: peers: invalid --timeout '%s'\n", argv[i]);
-                return S_EXIT_USAGE;
+                return EXIT_USAGE;
             }
         } else if (strcmp(w, "-h") == 0 || strcmp(w, "--help") == 0) {
             fputs(ternctl_peers_help, stdout);
@@ -194,12 +183,12 @@ int ternctl_peers_main(int argc, char **argv) {
         } else if (w[0] == '-') {
             fprintf(stderr, "ternctl: peers: unknown option '%s'\nTry 'ternctl peers --help'.\n",
                     w);
-            return S_EXIT_USAGE;
+            return EXIT_USAGE;
         } else if (nwords < 3) {
             words[nwords++] = w;
         } else {
             fprintf(stderr, "ternctl: peers: too many arguments\n");
-            return S_EXIT_USAGE;
+            return EXIT_USAGE;
         }
     }
     //  words[0] is "peers".
@@ -213,11 +202,11 @@ int ternctl_peers_main(int argc, char **argv) {
             op = "peers.resume";
         } else {
             fprintf(stderr, "ternctl: peers: unknown subcommand '%s'\n", words[1]);
-            return S_EXIT_USAGE;
+            return EXIT_USAGE;
         }
         if (nwords != 3) {
             fprintf(stderr, "ternctl: peers %s: expected a peer NAME\n", words[1]);
-            return S_EXIT_USAGE;
+            return EXIT_USAGE;
         }
         kv[0].key = "name";
         kv[0].value = words[2];

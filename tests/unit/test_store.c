@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1639,6 +1641,199 @@ Test(store, format_2_store_is_refused_untouched) {
     cr_assert_eq(mdb_dbi_open(txn, "trace_conf", 0, &conf), MDB_NOTFOUND);
     mdb_txn_abort(txn);
     mdb_env_close(env);
+}
+
+// ---------------------------------------------------------------------------
+//  Replica identity (issue 14): the data directory's UUID.
+
+//  Asserts that ID is a canonical lower-case UUID v4 (8-4-4-4-12 hex,
+//  version 4, variant 10xx).
+static void s_assert_uuid_v4(const char *id) {
+    cr_assert_not_null(id);
+    cr_assert_eq(strlen(id), TERN_STORE_IDENTITY_LEN, "identity '%s'", id);
+    for (size_t i = 0; i < TERN_STORE_IDENTITY_LEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            cr_assert_eq(id[i], '-', "identity '%s'", id);
+        } else {
+            cr_assert(strchr("0123456789abcdef", id[i]) && id[i], "identity '%s'", id);
+        }
+    }
+    cr_assert_eq(id[14], '4', "version of '%s'", id);
+    cr_assert(strchr("89ab", id[19]) && id[19], "variant of '%s'", id);
+}
+
+//  Opens the store in DIR and copies its identity into OUT.
+static void s_identity_of(const char *dir, char out[TERN_STORE_IDENTITY_LEN + 1]) {
+    tern_store_config_t config = test_store_config();
+    config.dir = dir;
+    tern_store_t *store = test_store_open(&config);
+    s_assert_uuid_v4(tern_store_identity(store));
+    strcpy(out, tern_store_identity(store));
+    tern_store_destroy(&store);
+}
+
+Test(store, identity_is_a_uuid_v4_kept_across_reopen) {
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
+    const char *id = tern_store_identity(store); //  borrowed until destroy
+    s_assert_uuid_v4(id);
+    char first[TERN_STORE_IDENTITY_LEN + 1];
+    strcpy(first, id);
+    s_append_text(store, "t", "x", 4, 0);
+    tern_store_destroy(&store);
+    cr_assert_null(tern_store_identity(NULL));
+
+    char again[TERN_STORE_IDENTITY_LEN + 1];
+    s_identity_of(test_store_dir, again);
+    cr_assert_str_eq(again, first);
+    s_identity_of(test_store_dir, again);
+    cr_assert_str_eq(again, first);
+
+    //  Two fresh directories are two replicas.
+    char other_dir[TEST_DIR_MAX + 8], other[TERN_STORE_IDENTITY_LEN + 1];
+    snprintf(other_dir, sizeof other_dir, "%s/other", test_store_dir);
+    s_identity_of(other_dir, other);
+    cr_assert_str_neq(other, first);
+}
+
+//  The child of identity_survives_sigkill: opens the store, writes its
+//  identity and then one byte per commit to FD, and appends until killed.
+static void s_identity_writer(int fd) {
+    tern_store_config_t config = test_store_config();
+    config.durability = TERN_DURABILITY_FSYNC;
+    tern_store_t *store = tern_store_new(&config, NULL);
+    if (!store ||
+        write(fd, tern_store_identity(store), TERN_STORE_IDENTITY_LEN) != TERN_STORE_IDENTITY_LEN) {
+        _exit(1);
+    }
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    for (uint64_t id = 1;; id++) {
+        tern_frame_t msg;
+        s_msg(&msg, "crash", "payload");
+        msg.msg_id = id;
+        tern_append_result_t res;
+        tern_store_batch_append(batch, &msg, true, &res);
+        if (tern_store_batch_commit(batch) != TERN_OK || write(fd, "c", 1) != 1) {
+            _exit(1);
+        }
+    }
+}
+
+Test(store, identity_survives_sigkill) {
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        s_identity_writer(fds[1]);
+    }
+    close(fds[1]);
+    char id[TERN_STORE_IDENTITY_LEN + 1] = {0}, commits[8];
+    size_t got = 0;
+    while (got < TERN_STORE_IDENTITY_LEN) {
+        ssize_t n = read(fds[0], id + got, TERN_STORE_IDENTITY_LEN - got);
+        cr_assert_gt(n, 0, "the writer died before reporting its identity");
+        got += (size_t)n;
+    }
+    //  Kill it in the middle of its appends, after a few commits.
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(read(fds[0], commits, 1), 1, "the writer died before committing");
+    }
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
+    close(fds[0]);
+
+    s_assert_uuid_v4(id);
+    char reopened[TERN_STORE_IDENTITY_LEN + 1];
+    s_identity_of(test_store_dir, reopened);
+    cr_assert_str_eq(reopened, id);
+}
+
+//  Sets (VALUE not NULL) or deletes the meta key "store.identity" of the
+//  closed store in test_store_dir, with LMDB directly.
+static void s_raw_identity(const void *value, size_t size) {
+    MDB_env *env;
+    MDB_txn *txn = s_raw_begin(&env, 0);
+    MDB_dbi meta;
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val k = {14, (void *)"store.identity"}, v = {size, (void *)value};
+    cr_assert_eq(value ? mdb_put(txn, meta, &k, &v, 0) : mdb_del(txn, meta, &k, NULL), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+//  A format 3 store from before identities (no "store.identity") is not a
+//  new format: it gets an identity at its first open, keeps it, and keeps
+//  its format and data.
+Test(store, store_without_identity_gets_one_at_first_open) {
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
+    char old[TERN_STORE_IDENTITY_LEN + 1];
+    strcpy(old, tern_store_identity(store));
+    tern_append_result_t res = s_append_text(store, "t", "kept", 4, 0);
+    tern_store_destroy(&store);
+    s_raw_identity(NULL, 0);
+
+    store = test_store_open(&config);
+    const char *id = tern_store_identity(store);
+    s_assert_uuid_v4(id);
+    cr_assert_str_neq(id, old);
+    char given[TERN_STORE_IDENTITY_LEN + 1];
+    strcpy(given, id);
+    cr_assert_eq(s_read_status(store, res.topic_id, res.seq), TERN_OK);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t format = 0;
+    cr_assert_eq(tern_store_get_u64(reader, "store.format", &format), TERN_OK);
+    cr_assert_eq(format, TERN_STORE_FORMAT);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+
+    char again[TERN_STORE_IDENTITY_LEN + 1];
+    s_identity_of(test_store_dir, again);
+    cr_assert_str_eq(again, given);
+}
+
+//  A stored identity that is not a lower-case UUID v4 is refused, and not
+//  replaced: a second open is refused too, and once a valid value is put
+//  back the store opens with exactly that value.
+Test(store, malformed_identity_is_refused_untouched) {
+    static const char *bad[] = {
+        "",                                      //  empty
+        "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0",   //  35 characters
+        "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0f0", //  37 characters
+        "3f1c2a9e-7b4d-1e0a-9c1f-5a6b7c8d9e0f",  //  version 1
+        "3f1c2a9e-7b4d-4e0a-7c1f-5a6b7c8d9e0f",  //  variant 0xxx
+        "3F1C2A9E-7B4D-4E0A-9C1F-5A6B7C8D9E0F",  //  upper case
+        "3f1c2a9e07b4d04e0a09c1f05a6b7c8d9e0f",  //  no dashes
+        "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0g",  //  not hex
+    };
+    tern_store_config_t config = test_store_config();
+    tern_store_t *store = test_store_open(&config);
+    tern_store_destroy(&store);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_raw_identity(bad[i], strlen(bad[i]));
+        for (int attempt = 0; attempt < 2; attempt++) {
+            tern_err_t err = TERN_OK;
+            cr_assert_null(tern_store_new(&config, &err), "'%s' accepted", bad[i]);
+            cr_assert_eq(err, TERN_ECORRUPT, "'%s': %d", bad[i], err);
+        }
+    }
+    uint64_t as_u64 = 42; //  what tern_store_batch_set_u64 would leave
+    s_raw_identity(&as_u64, sizeof as_u64);
+    tern_err_t err = TERN_OK;
+    cr_assert_null(tern_store_new(&config, &err));
+    cr_assert_eq(err, TERN_ECORRUPT);
+
+    static const char good[] = "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0f";
+    s_raw_identity(good, sizeof good - 1);
+    char id[TERN_STORE_IDENTITY_LEN + 1];
+    s_identity_of(test_store_dir, id);
+    cr_assert_str_eq(id, good);
 }
 
 // ---------------------------------------------------------------------------
