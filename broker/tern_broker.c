@@ -75,21 +75,16 @@ static void s_store_error(const char *dir, tern_err_t err, int sys_errno, char *
     }
 }
 
-tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t errlen) {
-    tern_broker_t *self = tern_alloc(sizeof *self);
-    self->config = *config;
-    self->metrics = tern_metrics_new_with(config->metrics_series);
-    if (tern_auth_check_listen(&self->config, errbuf, errlen) != TERN_OK) {
-        goto fail; //  the --insecure rule (docs/security.md)
-    }
-
+//  Opens the store and the id generator, which resumes after the last id
+//  time the store recorded. False with ERRBUF filled on failure.
+static bool s_open_store(tern_broker_t *self, char *errbuf, size_t errlen) {
     tern_store_config_t store_config;
     tern_config_store(&self->config, &store_config);
     tern_err_t err = TERN_OK;
     self->store = tern_store_new(&store_config, &err);
     if (!self->store) {
         s_store_error(self->config.data_dir, err, errno, errbuf, errlen);
-        goto fail;
+        return false;
     }
     uint64_t last_ms = 0;
     tern_store_reader_t *reader = tern_store_reader_new(self->store);
@@ -104,9 +99,14 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
                                 (uint32_t)self->config.clock_backwards_max_ms, NULL, NULL);
     if (!self->ids) {
         snprintf(errbuf, errlen, "bad node id %u (0..%u)", self->config.node_id, TERN_ID_NODE_MAX);
-        goto fail;
+        return false;
     }
+    return true;
+}
 
+//  Fills every actor's args: what it borrows and the inproc endpoints that
+//  connect the actors, unique per broker in this process.
+static void s_wire(tern_broker_t *self) {
     unsigned instance = atomic_fetch_add(&s_instances, 1);
     char prefix[64];
     snprintf(prefix, sizeof prefix, "inproc://tern-%d-%u", (int)getpid(), instance);
@@ -141,8 +141,21 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     snprintf(ca->route_inbox, sizeof ca->route_inbox, "%s-route", prefix);
     ca->bind_rc = -1;
 
+    tern_repl_args_t *pa = &self->repl_args;
+    pa->store = self->store;
+    pa->config = &self->config;
+    pa->metrics = self->metrics;
+    pa->stats = &self->repl_stats;
+    snprintf(pa->inbox, sizeof pa->inbox, "%s-repl", prefix);
+    snprintf(pa->storer_inbox, sizeof pa->storer_inbox, "%s-storer", prefix);
+    pa->bind_rc = -1;
+}
+
+//  Starts the actors in dependency order: the ZAP handler before any CURVE
+//  socket accepts, storer and route before repl and conn push to them, conn
+//  last (it opens the client endpoint). False with ERRBUF filled on failure.
+static bool s_start_actors(tern_broker_t *self, char *errbuf, size_t errlen) {
     if (self->config.auth_mode == TERN_AUTH_CURVE) {
-        //  The ZAP handler must run before any CURVE socket accepts.
         tern_auth_args_t *aa = &self->auth_args;
         aa->clients_dir = self->config.auth_clients;
         aa->verbose = self->config.verbose;
@@ -151,49 +164,66 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
         self->auth = zactor_new(tern_auth_actor, aa);
         if (!self->auth || aa->bind_rc != 0) {
             snprintf(errbuf, errlen, "%s", aa->error[0] ? aa->error : "cannot start auth");
-            goto fail;
+            return false;
         }
     }
-    self->storer = zactor_new(tern_storer_actor, sa);
-    self->route = self->storer ? zactor_new(tern_route_actor, ra) : NULL;
+    self->storer = zactor_new(tern_storer_actor, &self->storer_args);
+    self->route = self->storer ? zactor_new(tern_route_actor, &self->route_args) : NULL;
     if (!self->storer || !self->route) {
         snprintf(errbuf, errlen, "cannot start the storer and route actors");
-        goto fail;
+        return false;
     }
     if (tern_repl_enabled(&self->config)) {
         tern_repl_args_t *pa = &self->repl_args;
-        pa->store = self->store;
-        pa->config = &self->config;
-        pa->metrics = self->metrics;
-        pa->stats = &self->repl_stats;
-        snprintf(pa->inbox, sizeof pa->inbox, "%s-repl", prefix);
-        snprintf(pa->storer_inbox, sizeof pa->storer_inbox, "%s-storer", prefix);
-        pa->bind_rc = -1;
         self->repl = zactor_new(tern_repl_actor, pa);
         if (!self->repl || pa->bind_rc != 0) {
             snprintf(errbuf, errlen, "%s", pa->error[0] ? pa->error : "cannot start repl");
-            goto fail;
+            return false;
         }
     }
+    tern_conn_args_t *ca = &self->conn_args;
     self->conn = zactor_new(tern_conn_actor, ca);
     if (!self->conn || ca->bind_rc != 0) {
         snprintf(errbuf, errlen, "%s", ca->error[0] ? ca->error : "cannot start conn");
+        return false;
+    }
+    return true;
+}
+
+//  Starts /metrics and /healthz if configured. Observability is not
+//  service: a busy metrics port is logged and the node serves without it
+//  (Prometheus sees it down and alerts).
+static void s_start_http(tern_broker_t *self) {
+    if (!self->config.metrics[0] || strcmp(self->config.metrics, "off") == 0) {
+        return;
+    }
+    char why[300];
+    self->http = tern_http_new(&self->config, self->metrics, self->store,
+                               self->repl ? &self->repl_stats : NULL, why, sizeof why);
+    if (!self->http) {
+        zsys_error("ternd: %s; serving without /metrics", why);
+    } else if (self->config.verbose) {
+        zsys_info("ternd: metrics on %s (port %d)", self->config.metrics,
+                  tern_http_port(self->http));
+    }
+}
+
+tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t errlen) {
+    tern_broker_t *self = tern_alloc(sizeof *self);
+    self->config = *config;
+    self->metrics = tern_metrics_new_with(config->metrics_series);
+    if (tern_auth_check_listen(&self->config, errbuf, errlen) != TERN_OK) {
+        goto fail; //  the --insecure rule (docs/security.md)
+    }
+    if (!s_open_store(self, errbuf, errlen)) {
+        goto fail;
+    }
+    s_wire(self);
+    if (!s_start_actors(self, errbuf, errlen)) {
         goto fail;
     }
     atomic_store(&self->metrics->serving, 1);
-    if (self->config.metrics[0] && strcmp(self->config.metrics, "off") != 0) {
-        //  Observability is not service: a busy metrics port is logged and the
-        //  node serves without it (Prometheus sees it down and alerts).
-        char why[300];
-        self->http = tern_http_new(&self->config, self->metrics, self->store,
-                                   self->repl ? &self->repl_stats : NULL, why, sizeof why);
-        if (!self->http) {
-            zsys_error("ternd: %s; serving without /metrics", why);
-        } else if (self->config.verbose) {
-            zsys_info("ternd: metrics on %s (port %d)", self->config.metrics,
-                      tern_http_port(self->http));
-        }
-    }
+    s_start_http(self);
     return self;
 
 fail:

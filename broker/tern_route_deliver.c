@@ -364,32 +364,35 @@ static size_t s_free_window(const r_group_t *group, size_t max) {
     return free_window < 1 ? 1 : free_window > max ? max : free_window;
 }
 
-//  Delivers SEQ of GROUP to SUB (PEND is its pending entry for a
-//  redelivery, or NULL for a first delivery). Returns false if the message
-//  is gone or expired (nothing was sent; PEND, if any, is dropped).
-static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t seq,
-                      uint8_t priority, r_pend_t *pend) {
-    tern_frame_t *msg = &self->frame;
-    tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, msg);
-    uint64_t now_ns = tern_now_ns();
-    uint64_t now = tern_now_ms();
+//  True if SEQ (read into MSG with RC) can be delivered now. If not, drops
+//  PEND (a redelivery) or counts an expired first delivery.
+static inline bool s_deliverable(r_route_t *self, r_group_t *group, uint64_t seq,
+                                 const tern_frame_t *msg, tern_err_t rc, r_pend_t *pend,
+                                 uint64_t now_ns, uint64_t now) {
     //  A message the TTL sweep removed already is expired too, not "gone".
     bool expired = rc == TERN_OK ? msg->expire_at_ns && msg->expire_at_ns <= now_ns
                                  : pend && pend->expire_ms && pend->expire_ms <= now;
     bool early = rc == TERN_OK && group->min_ts_ns && msg->timestamp_ns < group->min_ts_ns;
-    if (rc != TERN_OK || expired || early) {
-        if (rc == TERN_ECORRUPT) {
-            zsys_error("route: %s seq %" PRIu64 " is corrupt: skipped", group->topic->name, seq);
-        }
-        if (pend) {
-            s_pend_gone(self, pend, expired);
-        } else if (expired) {
-            tern_metrics_add(self->metrics->expired, 1);
-            r_count(self, group, TERN_SC_EXPIRED);
-        }
-        return false;
+    if (rc == TERN_OK && !expired && !early) {
+        return true;
     }
-    bool first = pend == NULL;
+    if (rc == TERN_ECORRUPT) {
+        zsys_error("route: %s seq %" PRIu64 " is corrupt: skipped", group->topic->name, seq);
+    }
+    if (pend) {
+        s_pend_gone(self, pend, expired);
+    } else if (expired) {
+        tern_metrics_add(self->metrics->expired, 1);
+        r_count(self, group, TERN_SC_EXPIRED);
+    }
+    return false;
+}
+
+//  Puts PEND (created now for a first delivery) in flight to SUB under a new
+//  tag, due back by NOW + ack_wait. Returns PEND.
+static inline r_pend_t *s_pend_inflight(r_route_t *self, r_group_t *group, r_sub_t *sub,
+                                        uint64_t seq, uint8_t priority, r_pend_t *pend,
+                                        const tern_frame_t *msg, uint64_t now) {
     if (!pend) {
         pend = r_pend_new(group, seq, priority);
         pend->expire_ms = r_expire_ms(msg->expire_at_ns);
@@ -405,28 +408,31 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     sub->inflight++;
     tern_tagmap_insert(&sub->tags, pend->tag, pend);
     r_check_at(group, pend->due_ms);
+    return pend;
+}
 
-    msg->cmd = TERN_CMD_DELIVER;
-    msg->req_id = 0;
-    msg->sub_id = sub->id;
-    msg->tag = pend->tag;
-    msg->delivery_count = pend->count;
-    s_send_deliver(self, sub->session->rid, sub->session->rid_size, msg);
-    if (group->name[0]) {
-        tern_op_t *op = r_op(self, TERN_OP_DELIVER, group, seq);
-        op->priority = priority;
-        op->delivery_count = pend->count;
-        op->due_ms = pend->due_ms;
-        //  "session <id> sub <id>": the consumer, for the history. Without
-        //  snprintf: it was ~1k instructions per delivered message.
-        char *at = op->reason;
-        memcpy(at, "session ", 8);
-        at += 8;
-        at += tern_route_u64_str(sub->session->id, at);
-        memcpy(at, " sub ", 5);
-        at += 5;
-        tern_route_u64_str(sub->id, at);
-    }
+//  Persists the DELIVER op of a durable group (the message history).
+static inline void s_deliver_op(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t seq,
+                                uint8_t priority, const r_pend_t *pend) {
+    tern_op_t *op = r_op(self, TERN_OP_DELIVER, group, seq);
+    op->priority = priority;
+    op->delivery_count = pend->count;
+    op->due_ms = pend->due_ms;
+    //  "session <id> sub <id>": the consumer, for the history. Without
+    //  snprintf: it was ~1k instructions per delivered message.
+    char *at = op->reason;
+    memcpy(at, "session ", 8);
+    at += 8;
+    at += tern_route_u64_str(sub->session->id, at);
+    memcpy(at, " sub ", 5);
+    at += 5;
+    tern_route_u64_str(sub->id, at);
+}
+
+//  Counts a delivery of MSG (FIRST: not a redelivery) and, if verbose, logs it.
+static inline void s_deliver_count(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t seq,
+                                   r_pend_t *pend, const tern_frame_t *msg, bool first,
+                                   uint64_t now_ns) {
     //  Every delivery counts; one with a count above 1 is also a redelivery
     //  (the store's group counters and the audit count alike).
     tern_metrics_add(self->metrics->delivered, 1);
@@ -447,6 +453,33 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
                   group->topic->name, group->name[0] ? group->name : "(ephemeral)", seq,
                   msg->msg_id, pend->count, sub->session->id, sub->id, msg->trace_id);
     }
+}
+
+//  Delivers SEQ of GROUP to SUB (PEND is its pending entry for a
+//  redelivery, or NULL for a first delivery). Returns false if the message
+//  is gone or expired (nothing was sent; PEND, if any, is dropped).
+static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t seq,
+                      uint8_t priority, r_pend_t *pend) {
+    tern_frame_t *msg = &self->frame;
+    tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, msg);
+    uint64_t now_ns = tern_now_ns();
+    uint64_t now = tern_now_ms();
+    if (!s_deliverable(self, group, seq, msg, rc, pend, now_ns, now)) {
+        return false;
+    }
+    bool first = pend == NULL;
+    pend = s_pend_inflight(self, group, sub, seq, priority, pend, msg, now);
+
+    msg->cmd = TERN_CMD_DELIVER;
+    msg->req_id = 0;
+    msg->sub_id = sub->id;
+    msg->tag = pend->tag;
+    msg->delivery_count = pend->count;
+    s_send_deliver(self, sub->session->rid, sub->session->rid_size, msg);
+    if (group->name[0]) {
+        s_deliver_op(self, group, sub, seq, priority, pend);
+    }
+    s_deliver_count(self, group, sub, seq, pend, msg, first, now_ns);
     return true;
 }
 

@@ -194,73 +194,87 @@ static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
     committed->admins = admin;
 }
 
+//  Adds one admin op on a group (replay, seek, reset, drop, purge) to the
+//  batch; its result lands in op->err and op->count after the commit.
+static void s_batch_admin_op(s_storer_t *self, tern_op_t *op) {
+    switch (op->type) {
+        case TERN_OP_REPLAY:
+            //  One entry (seq) reports a missing one in op->err, counted 1 when
+            //  TERN_OK; the whole DLQ (seq 0) counts what moved.
+            tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
+                                        op->seq ? &op->err : NULL, op->seq ? NULL : &op->count);
+            if (op->seq) {
+                op->count = 1;
+            }
+            break;
+        case TERN_OP_SEEK:
+            tern_store_batch_group_seek(self->batch, op->topic_id, op->group,
+                                        (tern_start_t)op->start, op->start_value, &op->err);
+            break;
+        case TERN_OP_RESET: //  the state goes, then the group is opened afresh
+            tern_store_batch_group_delete(self->batch, op->topic_id, op->group, NULL);
+            tern_store_batch_group_open(self->batch, op->topic_id, op->group,
+                                        (tern_start_t)op->start, op->start_value, &op->err);
+            break;
+        case TERN_OP_DROP:
+            tern_store_batch_group_delete(self->batch, op->topic_id, op->group, &op->err);
+            break;
+        case TERN_OP_PURGE:
+            tern_store_batch_dlq_purge(self->batch, op->topic_id, op->group, &op->err, &op->count);
+            break;
+        default:
+            op->err = TERN_EINVAL;
+            break;
+    }
+}
+
+//  Adds OP to the batch: delivery state (open, deliver, ack, nack, dead),
+//  the rest through s_batch_admin_op.
+static void s_batch_op(s_storer_t *self, tern_op_t *op) {
+    switch (op->type) {
+        case TERN_OP_OPEN:
+            tern_store_batch_group_open(self->batch, op->topic_id, op->group,
+                                        (tern_start_t)op->start, op->start_value, &op->err);
+            break;
+        case TERN_OP_DELIVER: {
+            //  op->reason names the consumer, for the message's history.
+            tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms, op->reason};
+            tern_store_batch_deliver(self->batch, op->topic_id, op->group, op->seq, &delivery);
+            break;
+        }
+        case TERN_OP_ACK:
+            tern_store_batch_ack(self->batch, op->topic_id, op->group, op->seq,
+                                 op->cause == TERN_CAUSE_EXPIRED ? TERN_TRACE_EXPIRED
+                                                                 : TERN_TRACE_ACKED);
+            if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
+                tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
+                                          TERN_CMD_ACK);
+            }
+            break;
+        case TERN_OP_NACK:
+            tern_store_batch_nack(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
+                                  op->cause == TERN_CAUSE_ACK_WAIT ? TERN_TRACE_TIMEOUT
+                                                                   : TERN_TRACE_NACKED);
+            break;
+        case TERN_OP_DEAD:
+            tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq, op->delivery_count,
+                                  op->reason);
+            if (self->to_repl) {
+                tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
+                                          TERN_CMD_TERM);
+            }
+            break;
+        default:
+            s_batch_admin_op(self, op);
+            break;
+    }
+}
+
+//  Adds route's OPS to the batch; they come back to route in a notice if it
+//  waits on a result, else they are freed after the commit.
 static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
     for (size_t i = 0; i < ops->count; i++) {
-        tern_op_t *op = &ops->items[i];
-        switch (op->type) {
-            case TERN_OP_OPEN:
-                tern_store_batch_group_open(self->batch, op->topic_id, op->group,
-                                            (tern_start_t)op->start, op->start_value, &op->err);
-                break;
-            case TERN_OP_DELIVER: {
-                //  op->reason names the consumer, for the message's history.
-                tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms,
-                                            op->reason};
-                tern_store_batch_deliver(self->batch, op->topic_id, op->group, op->seq, &delivery);
-                break;
-            }
-            case TERN_OP_ACK:
-                tern_store_batch_ack(self->batch, op->topic_id, op->group, op->seq,
-                                     op->cause == TERN_CAUSE_EXPIRED ? TERN_TRACE_EXPIRED
-                                                                     : TERN_TRACE_ACKED);
-                if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
-                    tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
-                                              TERN_CMD_ACK);
-                }
-                break;
-            case TERN_OP_NACK:
-                tern_store_batch_nack(self->batch, op->topic_id, op->group, op->seq, op->due_ms,
-                                      op->cause == TERN_CAUSE_ACK_WAIT ? TERN_TRACE_TIMEOUT
-                                                                       : TERN_TRACE_NACKED);
-                break;
-            case TERN_OP_DEAD:
-                tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq,
-                                      op->delivery_count, op->reason);
-                if (self->to_repl) {
-                    tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
-                                              TERN_CMD_TERM);
-                }
-                break;
-            case TERN_OP_REPLAY:
-                //  One entry (seq) reports a missing one in op->err, counted 1 when
-                //  TERN_OK; the whole DLQ (seq 0) counts what moved.
-                tern_store_batch_dlq_replay(self->batch, op->topic_id, op->group, op->seq,
-                                            op->due_ms, op->seq ? &op->err : NULL,
-                                            op->seq ? NULL : &op->count);
-                if (op->seq) {
-                    op->count = 1;
-                }
-                break;
-            case TERN_OP_SEEK:
-                tern_store_batch_group_seek(self->batch, op->topic_id, op->group,
-                                            (tern_start_t)op->start, op->start_value, &op->err);
-                break;
-            case TERN_OP_RESET: //  the state goes, then the group is opened afresh
-                tern_store_batch_group_delete(self->batch, op->topic_id, op->group, NULL);
-                tern_store_batch_group_open(self->batch, op->topic_id, op->group,
-                                            (tern_start_t)op->start, op->start_value, &op->err);
-                break;
-            case TERN_OP_DROP:
-                tern_store_batch_group_delete(self->batch, op->topic_id, op->group, &op->err);
-                break;
-            case TERN_OP_PURGE:
-                tern_store_batch_dlq_purge(self->batch, op->topic_id, op->group, &op->err,
-                                           &op->count);
-                break;
-            default:
-                op->err = TERN_EINVAL;
-                break;
-        }
+        s_batch_op(self, &ops->items[i]);
     }
     bool answer = false; //  route needs results only for OPEN and admin ops
     for (size_t i = 0; i < ops->count && !answer; i++) {

@@ -1,0 +1,224 @@
+/*  tern_repl_admin.c - repl: `ternctl peers`, pause / resume, and metrics.
+
+    Part of the repl actor (tern_repl.c; state in tern_repl_priv.h). The
+    peer operations (tern_admin.c's table, by TERN_ADMIN_BY_REPL) arrive
+    either as ADMIN frames on the replication endpoint or as
+    tern_repl_admin_t items conn forwards from the client endpoint; both
+    are answered by s_admin_run. Once a second the same figures are
+    published to tern_repl_stats_t for /metrics.
+*/
+#include "tern_repl_priv.h"
+#include "tern_admin.h"
+#include "tern_json.h"
+#include <inttypes.h>
+#include <string.h>
+
+//  LINK's lag behind our outbox, whose last position is LAST: in messages,
+//  and in ms since the oldest one it lacks was stored (0 unless READING, a
+//  read transaction is open).
+static void s_link_lag(p_repl_t *self, const p_link_t *link, uint64_t last, bool reading,
+                       uint64_t now_ns, uint64_t *lag_msgs, uint64_t *lag_ms) {
+    *lag_msgs = last > link->confirmed ? last - link->confirmed : 0;
+    *lag_ms = 0;
+    if (*lag_msgs && reading) {
+        tern_outbox_entry_t entry;
+        p_collect_t c = {&entry, 0, 1};
+        tern_store_outbox_read(self->reader, link->confirmed + 1, 1, p_collect_entry, &c);
+        if (c.count == 1 && now_ns > entry.at_ns) {
+            *lag_ms = (now_ns - entry.at_ns) / 1000000;
+        }
+    }
+}
+
+//  When LINK's peer was last heard from, on either of its two sessions.
+static uint64_t s_link_seen(const p_link_t *link) {
+    uint64_t seen = tern_peer_last_seen(link->fsm);
+    return link->in_seen_ms > seen ? link->in_seen_ms : seen;
+}
+
+static void s_peers_json(p_repl_t *self, tern_json_t *json) {
+    uint64_t now = tern_now_ms();
+    uint64_t now_ns = tern_now_ns();
+    bool reading = tern_store_read_begin(self->reader) == TERN_OK;
+    uint64_t last = self->outbox_last;
+    if (reading) {
+        tern_store_outbox_last(self->reader, &last);
+    }
+    tern_store_stats_t stats;
+    tern_store_stats(self->args->store, &stats);
+    tern_json_raw(json, "[");
+    for (size_t i = 0; i < self->link_count; i++) {
+        p_link_t *link = &self->links[i];
+        uint64_t lag_msgs, lag_ms;
+        s_link_lag(self, link, last, reading, now_ns, &lag_msgs, &lag_ms);
+        uint64_t seen = s_link_seen(link);
+        tern_json_sep(json);
+        tern_json_raw(json, "{");
+        tern_json_key_str(json, "dc", link->cfg->name);
+        if (link->node_known) {
+            tern_json_key_u64(json, "node_id", link->node_id);
+        } else {
+            tern_json_raw(json, ",\"node_id\":null");
+        }
+        tern_json_key_str(json, "endpoint", link->cfg->endpoint);
+        tern_json_key_str(json, "state", tern_peer_state_name(tern_peer_state(link->fsm)));
+        tern_json_key_u64(json, "lag_msgs", lag_msgs);
+        tern_json_key_u64(json, "lag_ms", lag_ms);
+        tern_json_key_u64(json, "last_seen_ms", seen);
+        tern_json_key_u64(json, "last_seen_age_ms", seen ? now - seen : 0);
+        tern_json_key_bool(json, "paused", link->paused);
+        tern_json_key_bool(json, "inbound_live", link->rid_size > 0);
+        tern_json_key_u64(json, "confirmed", link->confirmed);
+        tern_json_key_u64(json, "sent", link->sent);
+        tern_json_key_u64(json, "applied_position", link->applied);
+        tern_json_key_u64(json, "inbound_lag_msgs",
+                          link->sender_last > link->applied ? link->sender_last - link->applied
+                                                            : 0);
+        tern_json_key_u64(json, "received", link->received);
+        tern_json_key_u64(json, "replays_dropped", link->replays);
+        tern_json_key_u64(json, "acks_sent", link->acks_sent);
+        tern_json_key_u64(json, "acks_received", link->acks_received);
+        tern_json_key_u64(json, "lost", link->lost);
+        tern_json_key_u64(json, "failures", tern_peer_failures(link->fsm));
+        tern_json_key_u64(json, "outbox_last", last);
+        tern_json_key_u64(json, "outbox_dropped", stats.outbox_dropped);
+        tern_json_key_u64(json, "refused_version", self->refused_version);
+        tern_json_key_u64(json, "refused_node_id", self->refused_node_id);
+        tern_json_key_u64(json, "refused_unknown_dc", self->refused_unknown_dc);
+        tern_json_key_u64(json, "looped_dropped", self->looped);
+        tern_json_raw(json, "}");
+    }
+    tern_json_raw(json, "]");
+    if (reading) {
+        tern_store_read_end(self->reader);
+    }
+}
+
+//  Answers admin operation OP (tern_admin_op_t; NAME: the peer of pause /
+//  resume) into JSON. Returns TERN_OK, or an error code with *REASON set
+//  (JSON left empty).
+static tern_err_t s_admin_run(p_repl_t *self, unsigned op, const char *name, tern_json_t *json,
+                              const char **reason) {
+    if (op == TERN_ADMIN_PEERS) {
+        s_peers_json(self, json);
+        return TERN_OK;
+    }
+    if (op != TERN_ADMIN_PEERS_PAUSE && op != TERN_ADMIN_PEERS_RESUME) {
+        *reason = "unknown admin operation on the replication endpoint";
+        return TERN_EINVAL;
+    }
+    p_link_t *link = p_link_by_name(self, name);
+    if (!link) {
+        *reason = "no such peer";
+        return TERN_ENOTFOUND;
+    }
+    bool pause = op == TERN_ADMIN_PEERS_PAUSE;
+    link->paused = pause;
+    p_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
+    if (pause && link->rid_size) {
+        //  Isolate the inbound direction too: the peer backs off.
+        p_send_error(self, link->rid, link->rid_size, 0, TERN_EBUSY, "link paused");
+        link->rid_size = 0;
+    }
+    zsys_info("repl: link to %s %s by the operator", name, pause ? "paused" : "resumed");
+    tern_json_raw(json, "{");
+    tern_json_key_str(json, "dc", name);
+    tern_json_key_str(json, "state", tern_peer_state_name(tern_peer_state(link->fsm)));
+    tern_json_key_bool(json, "paused", pause);
+    tern_json_raw(json, "}");
+    return TERN_OK;
+}
+
+//  ADMIN from ternctl on the replication endpoint itself.
+void p_admin(p_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
+    char name[TERN_NAME_MAX + 1] = "";
+    tern_admin_arg(frame, "name", name, sizeof name);
+    const tern_admin_desc_t *desc = tern_admin_lookup(frame->name);
+    unsigned op = desc && desc->actor == TERN_ADMIN_BY_REPL ? desc->op : TERN_ADMIN_OP_COUNT;
+    tern_json_t json;
+    tern_json_init(&json);
+    const char *reason = "";
+    tern_err_t rc = s_admin_run(self, op, name, &json, &reason);
+    if (rc != TERN_OK) {
+        p_send_error(self, rid, rid_size, frame->req_id, rc, reason);
+        tern_json_free(&json);
+        return;
+    }
+    tern_frame_t reply;
+    tern_frame_init(&reply, TERN_CMD_REPLY);
+    reply.req_id = frame->req_id;
+    reply.payload = (const uint8_t *)json.data;
+    reply.payload_size = json.len;
+    p_send(self, self->router, rid, rid_size, &reply);
+    tern_json_free(&json);
+}
+
+//  ADMIN a client sent to the client endpoint, forwarded by conn: answer it
+//  and give it back to conn (which relays the answer and frees it).
+void p_admin_item(p_repl_t *self, tern_repl_admin_t *item) {
+    tern_json_t json;
+    tern_json_init(&json);
+    const char *reason = "";
+    item->err = s_admin_run(self, item->op, item->name, &json, &reason);
+    if (item->err == TERN_OK) {
+        item->reply = tern_alloc(json.len + 1);
+        memcpy(item->reply, json.data, json.len);
+        item->reply[json.len] = 0;
+    } else {
+        snprintf(item->reason, sizeof item->reason, "%s", reason);
+    }
+    tern_json_free(&json);
+    if (!self->conn_sock) {
+        self->conn_sock = zsock_new(ZMQ_PUSH);
+        if (self->conn_sock) {
+            zsock_set_sndhwm(self->conn_sock, 0);
+            zsock_set_linger(self->conn_sock, 0);
+            if (zsock_connect(self->conn_sock, "%s", item->reply_to) != 0) {
+                zsock_destroy(&self->conn_sock);
+            }
+        }
+    }
+    if (!self->conn_sock ||
+        tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_REPL_ADMIN, item) != 0) {
+        tern_repl_admin_destroy(&item);
+    }
+}
+
+void tern_repl_admin_endpoint(const tern_config_t *config, char *buf, size_t cap) {
+    snprintf(buf, cap, "inproc://tern-repl-admin-%p", (const void *)config);
+}
+
+//  Publishes the figures of `ternctl peers` for metrics (once a second).
+void p_publish_stats(p_repl_t *self) {
+    tern_repl_stats_t *stats = self->args->stats;
+    if (!stats || tern_store_read_begin(self->reader) != TERN_OK) {
+        return;
+    }
+    uint64_t last = self->outbox_last;
+    tern_store_outbox_last(self->reader, &last);
+    uint64_t now_ns = tern_now_ns();
+    for (size_t i = 0; i < self->link_count; i++) {
+        p_link_t *link = &self->links[i];
+        tern_repl_peer_stats_t *ps = &stats->peers[i];
+        uint64_t lag_msgs, lag_ms;
+        s_link_lag(self, link, last, true, now_ns, &lag_msgs, &lag_ms);
+        uint64_t seen = s_link_seen(link);
+        atomic_store_explicit(&ps->state, (uint32_t)tern_peer_state(link->fsm),
+                              memory_order_relaxed);
+        atomic_store_explicit(&ps->lag_msgs, lag_msgs, memory_order_relaxed);
+        atomic_store_explicit(&ps->lag_ms, lag_ms, memory_order_relaxed);
+        atomic_store_explicit(&ps->last_seen_ms, seen, memory_order_relaxed);
+        atomic_store_explicit(&ps->sent, link->sent, memory_order_relaxed);
+        atomic_store_explicit(&ps->received, link->received, memory_order_relaxed);
+        atomic_store_explicit(&ps->acks_sent, link->acks_sent, memory_order_relaxed);
+        atomic_store_explicit(&ps->acks_received, link->acks_received, memory_order_relaxed);
+        atomic_store_explicit(&ps->lost, link->lost, memory_order_relaxed);
+        atomic_store_explicit(&ps->failures, tern_peer_failures(link->fsm), memory_order_relaxed);
+    }
+    tern_store_read_end(self->reader);
+    atomic_store_explicit(&stats->refused_version, self->refused_version, memory_order_relaxed);
+    atomic_store_explicit(&stats->refused_node_id, self->refused_node_id, memory_order_relaxed);
+    atomic_store_explicit(&stats->refused_unknown_dc, self->refused_unknown_dc,
+                          memory_order_relaxed);
+    atomic_store_explicit(&stats->looped, self->looped, memory_order_relaxed);
+}

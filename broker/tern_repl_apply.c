@@ -1,0 +1,277 @@
+/*  tern_repl_apply.c - repl: the inbound direction, peers on our ROUTER.
+
+    Part of the repl actor (tern_repl.c; state in tern_repl_priv.h). A
+    peer's DEALER connects to our ROUTER: we check its REPL_HELLO (version,
+    known DC, unique node id), answer REPL_WELCOME with our inbound cursor,
+    and put each drain's records and ack-state changes into one storer batch
+    with the new cursor (one LMDB transaction). When the storer hands the
+    batch back committed, the cursors move and the origins get REPL_CONFIRM.
+    ternctl's HELLO and ADMIN on this endpoint are answered here too.
+*/
+#include "tern_repl_priv.h"
+#include "tern_auth.h"
+#include <inttypes.h>
+#include <string.h>
+
+static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
+                           const tern_frame_t *frame) {
+    char why[200];
+    if (frame->proto_version < TERN_PROTO_MIN_VERSION) {
+        self->refused_version++;
+        snprintf(why, sizeof why, "replication protocol version %u not supported (%u..%u)",
+                 frame->proto_version, TERN_PROTO_MIN_VERSION, TERN_PROTO_VERSION);
+        zsys_error("repl: refused dc %s node %u: %s", frame->dc, frame->node_id, why);
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_EVERSION, why);
+        return;
+    }
+    p_link_t *link = p_link_by_name(self, frame->dc);
+    if (!link || streq(frame->dc, self->config->dc)) {
+        self->refused_unknown_dc++;
+        snprintf(why, sizeof why, "unknown dc %s (not a configured peer of dc %s)", frame->dc,
+                 self->config->dc);
+        zsys_error("repl: refused node %u: %s", frame->node_id, why);
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_EDENIED, why);
+        return;
+    }
+    bool dup = frame->node_id == self->config->node_id;
+    for (size_t i = 0; i < self->link_count && !dup; i++) {
+        p_link_t *other = &self->links[i];
+        dup = other != link && other->node_known && other->node_id == frame->node_id;
+    }
+    if (dup) {
+        self->refused_node_id++;
+        snprintf(why, sizeof why, "duplicate node id %u (dc %s)", frame->node_id, frame->dc);
+        zsys_error("repl: refused dc %s: %s", frame->dc, why);
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_EEXIST, why);
+        return;
+    }
+    if (link->paused) {
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_EBUSY, "link paused");
+        return;
+    }
+    memcpy(link->rid, rid, rid_size);
+    link->rid_size = rid_size;
+    link->node_id = frame->node_id;
+    link->node_known = true;
+    link->in_seen_ms = tern_now_ms();
+    tern_frame_t reply;
+    tern_frame_init(&reply, TERN_CMD_REPL_WELCOME);
+    reply.req_id = frame->req_id;
+    reply.proto_version =
+        frame->proto_version < TERN_PROTO_VERSION ? frame->proto_version : TERN_PROTO_VERSION;
+    reply.node_id = self->config->node_id;
+    snprintf(reply.dc, sizeof reply.dc, "%s", self->config->dc);
+    reply.position = link->queued;
+    p_send(self, self->router, rid, rid_size, &reply);
+    zsys_info("repl: inbound from %s (node %u) accepted; resuming after position %" PRIu64,
+              frame->dc, frame->node_id, link->queued);
+    //  It is back: our link to it need not wait out its backoff.
+    p_link_event(self, link, TERN_PEER_WAKE);
+}
+
+static tern_repl_rec_t *s_rec_new(void) {
+    tern_repl_rec_t *rec = tern_alloc(sizeof *rec);
+    zmq_msg_init(&rec->hdr);
+    zmq_msg_init(&rec->body);
+    return rec;
+}
+
+//  Adds REC (a record or an ack-state change at its position) to the batch.
+static void s_batch_add(p_repl_t *self, p_link_t *link, tern_repl_rec_t *rec) {
+    tern_repl_batch_t *batch = p_batch(self);
+    if (batch->count == batch->cap) {
+        batch->cap = batch->cap ? batch->cap * 2 : 256;
+        batch->recs = tern_realloc(batch->recs, batch->cap * sizeof *batch->recs);
+    }
+    batch->recs[batch->count++] = rec;
+    p_batch_pos(batch->inbound, &batch->inbound_count, link->cfg->name, rec->frame.position);
+    link->queued = rec->frame.position;
+}
+
+//  Receives the rest of a message whose routing id was read: the header
+//  into rec->hdr and the payload, if any, into rec->body (further frames
+//  are dropped). False if there is no header.
+static bool s_recv_rec(p_repl_t *self, tern_repl_rec_t *rec, bool *has_body) {
+    *has_body = false;
+    int more = 0;
+    size_t more_size = sizeof more;
+    zmq_getsockopt(self->router, ZMQ_RCVMORE, &more, &more_size);
+    if (!more || zmq_msg_recv(&rec->hdr, self->router, 0) < 0) {
+        return false;
+    }
+    if (zmq_msg_more(&rec->hdr)) {
+        zmq_msg_recv(&rec->body, self->router, 0);
+        *has_body = true;
+        while (zmq_msg_more(&rec->body)) { //  extra frames: drop
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            zmq_msg_recv(&extra, self->router, 0);
+            bool again = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+            if (!again) {
+                break;
+            }
+        }
+    }
+    return true;
+}
+
+//  REPL_RECORD, REPL_HEARTBEAT or REPL_ACKSTATE from LINK's peer (after its
+//  handshake). Returns true if REC went into the batch (the batch owns it).
+static bool s_handle_stream(p_repl_t *self, p_link_t *link, const uint8_t *rid, size_t rid_size,
+                            tern_repl_rec_t *rec) {
+    tern_frame_t *frame = &rec->frame;
+    if (frame->cmd == TERN_CMD_REPL_HEARTBEAT) {
+        link->sender_last = frame->position;
+        p_send_pos(self, self->router, rid, rid_size, TERN_CMD_REPL_CONFIRM, link->applied);
+        return false;
+    }
+    if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
+        if (frame->position <= link->queued) {
+            link->replays++;
+            return false;
+        }
+        //  Ack state is shipped only by the DC where it changed.
+        snprintf(frame->origin, sizeof frame->origin, "%s", link->cfg->name);
+        s_batch_add(self, link, rec);
+        link->acks_received++;
+        return true;
+    }
+    if (streq(frame->origin, self->config->dc)) {
+        self->looped++; //  never apply our own records back
+    } else if (!streq(frame->origin, link->cfg->name)) {
+        self->looped++; //  only the origin ships its records
+    } else if (frame->position <= link->queued) {
+        link->replays++;
+    } else {
+        frame->fields |= TERN_F_ORIGIN;
+        s_batch_add(self, link, rec);
+        return true;
+    }
+    return false;
+}
+
+//  HELLO from ternctl on the replication endpoint (peers, peers pause/resume).
+static void s_welcome_ctl(p_repl_t *self, const uint8_t *rid, size_t rid_size,
+                          const tern_frame_t *frame) {
+    tern_frame_t reply;
+    tern_frame_init(&reply, TERN_CMD_WELCOME);
+    reply.req_id = frame->req_id;
+    reply.proto_version = TERN_PROTO_VERSION;
+    reply.node_id = self->config->node_id;
+    snprintf(reply.dc, sizeof reply.dc, "%s", self->config->dc);
+    reply.heartbeat_ms = frame->heartbeat_ms ? frame->heartbeat_ms : 15000;
+    reply.max_payload = (uint32_t)self->config->max_payload;
+    p_send(self, self->router, rid, rid_size, &reply);
+}
+
+//  One decoded message REC from RID (RC: how it decoded). Returns true if
+//  REC went into the batch (the batch owns it).
+static bool s_handle_frame(p_repl_t *self, const uint8_t *rid, size_t rid_size,
+                           tern_repl_rec_t *rec, tern_err_t rc) {
+    tern_frame_t *frame = &rec->frame;
+    p_link_t *link = p_link_by_rid(self, rid, rid_size);
+    if (link) {
+        link->in_seen_ms = tern_now_ms();
+    }
+    if (rc != TERN_OK) {
+        p_send_error(self, rid, rid_size, frame->req_id, rc, "bad frame");
+    } else if (frame->cmd == TERN_CMD_REPL_HELLO) {
+        if (tern_auth_peer_ok(self->config, &rec->hdr, frame->dc)) {
+            s_handle_hello(self, rid, rid_size, frame);
+        } else {
+            //  With CURVE a key may only speak for its own name.
+            p_send_error(self, rid, rid_size, frame->req_id, TERN_EDENIED,
+                         "this key is not the peer it claims to be");
+        }
+    } else if (frame->cmd == TERN_CMD_REPL_RECORD || frame->cmd == TERN_CMD_REPL_HEARTBEAT ||
+               frame->cmd == TERN_CMD_REPL_ACKSTATE) {
+        if (link) {
+            return s_handle_stream(self, link, rid, rid_size, rec);
+        }
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_ESTATE,
+                     "no replication handshake on this connection");
+    } else if (frame->cmd == TERN_CMD_HELLO) {
+        s_welcome_ctl(self, rid, rid_size, frame);
+    } else if (frame->cmd == TERN_CMD_ADMIN) {
+        p_admin(self, rid, rid_size, frame);
+    } else if (frame->cmd != TERN_CMD_HEARTBEAT && frame->cmd != TERN_CMD_BYE) {
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_ECOMMAND,
+                     "command not accepted on the replication endpoint");
+    }
+    return false;
+}
+
+void p_handle_router(void *actor, void *unused) {
+    (void)unused;
+    p_repl_t *self = (p_repl_t *)actor;
+    tern_repl_rec_t *rec = NULL;
+    tern_limits_t limits = {.max_payload = self->config->max_payload};
+    for (int n = 0; n < S_DRAIN_MAX; n++) {
+        uint8_t rid[TERN_RID_MAX];
+        int rid_size = zmq_recv(self->router, rid, sizeof rid, ZMQ_DONTWAIT);
+        if (rid_size < 0) {
+            break;
+        }
+        if (!rec) {
+            rec = s_rec_new();
+        }
+        bool has_body;
+        if (!s_recv_rec(self, rec, &has_body)) {
+            continue;
+        }
+        tern_err_t rc =
+            tern_frame_decode(&rec->frame, zmq_msg_data(&rec->hdr), zmq_msg_size(&rec->hdr),
+                              has_body ? zmq_msg_data(&rec->body) : NULL,
+                              has_body ? zmq_msg_size(&rec->body) : 0, &limits);
+        if (s_handle_frame(self, rid, (size_t)rid_size, rec, rc)) {
+            rec = NULL; //  the batch owns it
+        } else {
+            zmq_msg_close(&rec->hdr);
+            zmq_msg_close(&rec->body);
+            zmq_msg_init(&rec->hdr);
+            zmq_msg_init(&rec->body);
+        }
+    }
+    tern_repl_rec_destroy(&rec);
+    p_flush_batch(self);
+}
+
+//  Committed (or failed) as one transaction: move the cursors, confirm.
+void p_batch_done(p_repl_t *self, tern_repl_batch_t *batch) {
+    for (size_t i = 0; i < batch->inbound_count; i++) {
+        p_link_t *link = p_link_by_name(self, batch->inbound[i].name);
+        if (!link) {
+            continue;
+        }
+        if (batch->err != TERN_OK) {
+            //  Nothing of it is durable: rewind and make the peer resend.
+            zsys_error("repl: applying records from %s failed: %s; the link restarts",
+                       link->cfg->name, tern_strerror(batch->err));
+            link->queued = link->applied;
+            if (link->rid_size) {
+                p_send_error(self, link->rid, link->rid_size, 0, batch->err, "apply failed");
+                link->rid_size = 0;
+            }
+            continue;
+        }
+        if (batch->inbound[i].position > link->applied) {
+            link->applied = batch->inbound[i].position;
+        }
+        if (link->rid_size) {
+            p_send_pos(self, self->router, link->rid, link->rid_size, TERN_CMD_REPL_CONFIRM,
+                       link->applied);
+        }
+    }
+    if (batch->err == TERN_OK) {
+        for (size_t i = 0; i < batch->count; i++) {
+            tern_repl_rec_t *rec = batch->recs[i];
+            p_link_t *link = p_link_by_name(self, rec->frame.origin);
+            if (link && rec->frame.cmd == TERN_CMD_REPL_RECORD && rec->result.err == TERN_OK &&
+                !rec->result.duplicate) {
+                link->received++;
+            }
+        }
+    }
+    tern_repl_batch_destroy(&batch);
+}
