@@ -294,7 +294,7 @@ static const char *s_parse_nodes(const char *text, size_t len, uint32_t *set, ui
         while (end < len && text[end] != ',') {
             end++;
         }
-        uint64_t node;
+        uint64_t node = 0;
         const char *bad = s_parse_u64(text + at, end - at, TERN_ID_NODE_MAX, &node);
         if (bad) {
             return bad;
@@ -312,7 +312,7 @@ static const char *s_parse_nodes(const char *text, size_t len, uint32_t *set, ui
 }
 
 static const char *s_parse_partition(const char *v, size_t n, tern_partmap_record_t *rec) {
-    uint64_t value;
+    uint64_t value = 0;
     const char *bad = s_parse_u64(v, n, UINT32_MAX, &value);
     rec->partition = (uint32_t)value;
     return bad;
