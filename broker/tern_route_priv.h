@@ -228,4 +228,19 @@ void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_even
 
 void r_session_free(void **item_p);
 
+// ---------------------------------------------------------------------------
+//  Pure helpers of the route files (tests/unit/test_route.c checks them)
+
+/*  Writes VALUE in decimal with a NUL into BUF (at least 21 bytes); returns
+    the number of digits. The hot path's replacement for snprintf("%" PRIu64). */
+size_t tern_route_u64_str(uint64_t value, char *buf);
+
+/*  The redelivery delay after delivery number N (N >= 1) without ack:
+    BASE_MS * 2^(N-1), capped by MAX_MS (and never overflowing). */
+uint64_t tern_route_backoff_ms(uint64_t base_ms, uint64_t max_ms, uint32_t n);
+
+/*  The window of a new subscription: REQUESTED, or MAX_INFLIGHT when 0,
+    capped by MAX_INFLIGHT (at least 1). */
+uint32_t tern_route_window(uint32_t requested, uint32_t max_inflight);
+
 #endif

@@ -70,7 +70,9 @@ static uint64_t s_rand(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-void tern_trace_generate(uint64_t *state, char *out) {
+//  Fills a W3C traceparent "00-<32 hex>-<16 hex>-01" from *STATE (a PRNG
+//  state the caller keeps) into OUT (TERN_TRACE_MAX + 1 bytes).
+static void s_trace_generate(uint64_t *state, char *out) {
     uint64_t a = s_rand(state), b = s_rand(state), c = s_rand(state);
     if ((a | b) == 0) {
         a = 1; //  an all-zero trace id is invalid in W3C
@@ -97,7 +99,9 @@ void tern_trace_generate(uint64_t *state, char *out) {
     memcpy(p, "-01", 4); //  with the NUL: 55 characters in all (TERN_TRACE_MAX)
 }
 
-uint64_t tern_expire_at(const tern_config_t *config, const tern_frame_t *msg, uint64_t now_ns) {
+//  The expiry time (unix ns) of a publish received at NOW_NS: from ttl_ms if
+//  TERN_F_TTL is set, else from the TTL class, else 0 (never).
+static uint64_t s_expire_at(const tern_config_t *config, const tern_frame_t *msg, uint64_t now_ns) {
     uint64_t ttl_ms = 0;
     if ((msg->fields & TERN_F_TTL) && msg->ttl_ms > 0) {
         ttl_ms = msg->ttl_ms;
@@ -141,7 +145,7 @@ static void s_queue_pubs(s_storer_t *self, tern_pubs_t *pubs) {
         }
         msg->msg_id = id;
         msg->timestamp_ns = now_ns;
-        msg->expire_at_ns = tern_expire_at(config, msg, now_ns);
+        msg->expire_at_ns = s_expire_at(config, msg, now_ns);
         if (msg->expire_at_ns) {
             msg->fields |= TERN_F_EXPIRE;
         }
@@ -150,7 +154,7 @@ static void s_queue_pubs(s_storer_t *self, tern_pubs_t *pubs) {
         msg->origin[dc_len] = 0;
         msg->fields |= TERN_F_ORIGIN;
         if (!(msg->fields & TERN_F_TRACE) || msg->trace_id[0] == 0) {
-            tern_trace_generate(&self->rng, msg->trace_id);
+            s_trace_generate(&self->rng, msg->trace_id);
             msg->fields |= TERN_F_TRACE;
         }
         tern_store_batch_append(self->batch, msg, true, &pub->result);

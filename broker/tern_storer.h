@@ -25,12 +25,4 @@ typedef struct {
 /*  zactor_fn: ARGS is a tern_storer_args_t, borrowed for the actor's life. */
 void tern_storer_actor(zsock_t *pipe, void *args);
 
-/*  Fills a W3C traceparent "00-<32 hex>-<16 hex>-01" from *STATE (a PRNG
-    state the caller keeps) into OUT (TERN_TRACE_MAX + 1 bytes). */
-void tern_trace_generate(uint64_t *state, char *out);
-
-/*  The expiry time (unix ns) of a publish received at NOW_NS: from ttl_ms if
-    TERN_F_TTL is set, else from the TTL class, else 0 (never). */
-uint64_t tern_expire_at(const tern_config_t *config, const tern_frame_t *msg, uint64_t now_ns);
-
 #endif

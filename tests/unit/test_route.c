@@ -1,6 +1,6 @@
 /*  test_route.c - pure logic of the route actor: backoff and windows. */
 #include "tern_json.h"
-#include "tern_route.h"
+#include "tern_route_priv.h"
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <stdio.h>
