@@ -1,4 +1,4 @@
-/*  tern_conn.c - the conn actor: sessions, decoding and the client ROUTER.
+/*  tern_conn.c - the conn actor: decoding, PUBACKs and the client ROUTER.
 
     conn is the only code that touches the client socket. It decodes each
     frame once (tern_frame_decode) into a pooled tern_pub_t that keeps the
@@ -28,17 +28,8 @@
         storer  PUSH: PUBS, ADMIN (topic writes)
         route   PUSH: EVENTS (open/gone/sub/unsub/ack/nack/term/credit/admin)
 
-    Session state machine (key = routing id):
-        state \ event  HELLO             other cmd         HEARTBEAT/BYE   timeout/unreachable
-        none           WELCOME -> live   ERROR ESTATE      ignored         -
-        live           GONE, WELCOME     handled           beat / GONE     GONE -> none
-    A live session whose HELLO is repeated is ended (route returns its
-    in-flight messages) and started afresh. "timeout" is heartbeat_timeout_ms
-    without any frame, or 3 x the client's HELLO heartbeat_ms if that is
-    longer; "unreachable" is a send failing with EHOSTUNREACH (the connection
-    closed without BYE), noticed at the next heartbeat at the latest and acted
-    on at the next tick (<= 1 s), after the frames the client sent before it
-    closed have been read.
+    Sessions (the table, HELLO, identity, heartbeats, expiry) live in
+    tern_conn_session.c, the admin plane in tern_conn_admin.c.
 */
 #include "tern_conn_priv.h"
 #include "tern_actor.h"
@@ -56,22 +47,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void s_session_destroy(void **item_p) {
-    c_session_t *session = (c_session_t *)*item_p;
-    if (session) {
-        tern_acl_destroy(&session->acl);
-        free(session->acks);
-        free(session);
-        *item_p = NULL;
-    }
-}
-
-c_session_t *c_session_lookup(c_conn_t *self, const uint8_t *rid, size_t size) {
-    char key[2 * TERN_RID_MAX + 1];
-    tern_rid_hex(rid, size, key);
-    return (c_session_t *)zhashx_lookup(self->sessions, key);
-}
-
 // ---------------------------------------------------------------------------
 //  Sending
 
@@ -79,8 +54,8 @@ c_session_t *c_session_lookup(c_conn_t *self, const uint8_t *rid, size_t size) {
 //  when the peer is gone (EHOSTUNREACH: callers mark its session
 //  unreachable, ended at the next tick); -1 when it is full (EAGAIN). A
 //  frame not sent is dropped and counted.
-static int s_send_raw(c_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
-                      size_t hdr_size, const void *payload, size_t payload_size, bool has_payload) {
+int c_send_raw(c_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
+               size_t hdr_size, const void *payload, size_t payload_size, bool has_payload) {
     if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         tern_metrics_add(self->metrics->send_dropped, 1);
         return errno == EHOSTUNREACH ? -2 : -1;
@@ -92,8 +67,8 @@ static int s_send_raw(c_conn_t *self, const uint8_t *rid, size_t rid_size, const
     return 0;
 }
 
-static int s_send_frame(c_conn_t *self, const uint8_t *rid, size_t rid_size,
-                        const tern_frame_t *frame, const void *payload, size_t payload_size) {
+int c_send_frame(c_conn_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
+                 const void *payload, size_t payload_size) {
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
@@ -101,7 +76,7 @@ static int s_send_frame(c_conn_t *self, const uint8_t *rid, size_t rid_size,
         return -1;
     }
     bool has_payload = tern_cmd_has_payload(frame->cmd);
-    int res = s_send_raw(self, rid, rid_size, self->buf, len, payload, payload_size, has_payload);
+    int res = c_send_raw(self, rid, rid_size, self->buf, len, payload, payload_size, has_payload);
     c_session_t *session = c_session_lookup(self, rid, rid_size);
     if (session) {
         session->last_send_ms = tern_now_ms();
@@ -119,7 +94,7 @@ void c_send_error(c_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t 
         snprintf(frame->reason, sizeof frame->reason, "%s", reason);
         frame->fields |= TERN_F_REASON;
     }
-    s_send_frame(self, rid, rid_size, frame, NULL, 0);
+    c_send_frame(self, rid, rid_size, frame, NULL, 0);
 }
 
 //  ERROR about topic NAME: "no such topic 'NAME'" for TERN_ENOTFOUND, else
@@ -149,7 +124,7 @@ void c_send_reply(c_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t 
     frame->req_id = req_id;
     frame->payload = (const uint8_t *)json->data;
     frame->payload_size = json->len;
-    s_send_frame(self, rid, rid_size, frame, json->data, json->len);
+    c_send_frame(self, rid, rid_size, frame, json->data, json->len);
 }
 
 // ---------------------------------------------------------------------------
@@ -208,127 +183,7 @@ static void s_flush(c_conn_t *self) {
 }
 
 // ---------------------------------------------------------------------------
-//  Sessions
-
-static void s_session_end(c_conn_t *self, c_session_t *session) {
-    c_event(self, TERN_EV_GONE, session->id);
-    tern_metrics_add(self->metrics->connections, -1);
-    if (session->ack_listed) {
-        //  Unlink from the PUBACK list (rare: ended while answering).
-        c_session_t **link = &self->ack_list;
-        while (*link && *link != session) {
-            link = &(*link)->ack_next;
-        }
-        if (*link) {
-            *link = session->ack_next;
-        }
-    }
-    zhashx_delete(self->sessions, session->key);
-}
-
-static void s_handle_hello(c_conn_t *self, c_session_t *session, const uint8_t *rid,
-                           size_t rid_size, const tern_frame_t *frame) {
-    if (frame->proto_version < TERN_PROTO_MIN_VERSION) {
-        c_send_error(self, rid, rid_size, frame->req_id, TERN_EVERSION,
-                     "protocol version not supported");
-        return;
-    }
-    if (session) {
-        s_session_end(self, session);
-    }
-    if (zhashx_size(self->sessions) >= self->config->max_connections &&
-        self->config->max_connections > 0) {
-        char reason[TERN_REASON_MAX + 1];
-        snprintf(reason, sizeof reason, "max_connections %u reached",
-                 (unsigned)self->config->max_connections);
-        c_send_error(self, rid, rid_size, frame->req_id, TERN_ELIMIT, reason);
-        return;
-    }
-    session = tern_alloc(sizeof *session);
-    session->id = ++self->next_session_id;
-    memcpy(session->rid, rid, rid_size);
-    session->rid_size = rid_size;
-    tern_rid_hex(rid, rid_size, session->key);
-    session->last_recv_ms = session->last_send_ms = tern_now_ms();
-    //  A client that announced a longer heartbeat than the broker's timeout
-    //  allows is not declared dead between two of its own heartbeats: the
-    //  timeout is the broker's, or three of the client's intervals if longer.
-    //  (Closed connections are noticed sooner anyway: see s_tick.)
-    session->timeout_ms = self->config->heartbeat_timeout_ms;
-    if ((uint64_t)frame->heartbeat_ms * 3 > session->timeout_ms) {
-        session->timeout_ms = (uint64_t)frame->heartbeat_ms * 3;
-    }
-    zhashx_insert(self->sessions, session->key, session);
-    tern_metrics_add(self->metrics->connections, 1);
-    tern_metrics_add(self->metrics->sessions_total, 1);
-
-    tern_event_t *ev = c_event(self, TERN_EV_OPEN, session->id);
-    ev->rid = tern_alloc(rid_size);
-    memcpy(ev->rid, rid, rid_size);
-    ev->rid_size = rid_size;
-
-    tern_frame_t *reply = &self->scratch;
-    tern_frame_init(reply, TERN_CMD_WELCOME);
-    reply->req_id = frame->req_id;
-    reply->proto_version =
-        frame->proto_version < TERN_PROTO_VERSION ? frame->proto_version : TERN_PROTO_VERSION;
-    reply->node_id = self->config->node_id;
-    snprintf(reply->dc, sizeof reply->dc, "%s", self->config->dc);
-    reply->heartbeat_ms = (uint32_t)self->config->heartbeat_ms;
-    reply->max_payload = (uint32_t)self->config->max_payload;
-    s_send_frame(self, rid, rid_size, reply, NULL, 0);
-    if (self->config->verbose) {
-        zsys_info("conn: session %" PRIu64 " open (%s, %s, timeout %" PRIu64 " ms)", session->id,
-                  session->key, frame->name, session->timeout_ms);
-    }
-}
-
-// ---------------------------------------------------------------------------
 //  Authorization (auth/roles; docs/security.md)
-
-//  Re-reads the roles file when it changed, looking at most once a second.
-static void s_acl_refresh(c_conn_t *self) {
-    uint64_t now = tern_now_ms();
-    if (!self->acl || now - self->acl_checked_ms < 1000) {
-        return;
-    }
-    self->acl_checked_ms = now;
-    struct stat st;
-    if (stat(self->config->auth_roles, &st) != 0 ||
-        (st.st_mtim.tv_sec == self->acl_mtime.tv_sec &&
-         st.st_mtim.tv_nsec == self->acl_mtime.tv_nsec)) {
-        return; //  unchanged, or gone: keep the roles we have
-    }
-    self->acl_mtime = st.st_mtim;
-    char err[512];
-    tern_acl_t *acl = tern_acl_load(self->config->auth_roles, err, sizeof err);
-    if (!acl) {
-        zsys_error("conn: %s (keeping the previous roles)", err);
-        return;
-    }
-    tern_acl_destroy(&self->acl); //  sessions keep their references
-    self->acl = acl;
-    zsys_info("conn: %zu roles reloaded from %s", tern_acl_size(acl), self->config->auth_roles);
-}
-
-//  Binds SESSION (just opened by a HELLO) to the key that sent PUB.
-static void s_session_auth(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
-    if (!self->curve || !session) {
-        return;
-    }
-    const char *user = zmq_msg_gets(&pub->hdr, "User-Id");
-    const char *role = zmq_msg_gets(&pub->hdr, TERN_AUTH_ROLE_PROP);
-    snprintf(session->user, sizeof session->user, "%s", user ? user : "");
-    s_acl_refresh(self);
-    tern_acl_destroy(&session->acl);
-    session->acl = tern_acl_ref(self->acl);
-    session->role = session->acl ? tern_acl_role(session->acl, role ? role : "") : NULL;
-    if (self->config->verbose) {
-        zsys_info("conn: session %" PRIu64 " is key %s, role %s%s", session->id, session->user,
-                  role ? role : "-",
-                  session->acl && !session->role ? " (undefined: no rights)" : "");
-    }
-}
 
 //  Roles: unrestricted without an ACL; with one, only what the role allows.
 #define S_MAY(session, check) (!(session)->acl || ((session)->role && (check)))
@@ -399,7 +254,7 @@ static bool s_on_heartbeat(c_conn_t *self, c_session_t *session, tern_pub_t *pub
 
 static bool s_on_bye(c_conn_t *self, c_session_t *session, tern_pub_t *pub) {
     (void)pub;
-    s_session_end(self, session);
+    c_session_end(self, session);
     return false;
 }
 
@@ -507,8 +362,8 @@ static void s_handle_frame(c_conn_t *self, c_session_t *session, const uint8_t *
         return;
     }
     if (frame->cmd == TERN_CMD_HELLO) {
-        s_handle_hello(self, session, rid, rid_size, frame);
-        s_session_auth(self, c_session_lookup(self, rid, rid_size), pub);
+        c_handle_hello(self, session, rid, rid_size, frame);
+        c_session_auth(self, c_session_lookup(self, rid, rid_size), pub);
         s_pub_put(self, pub);
         return;
     }
@@ -517,7 +372,7 @@ static void s_handle_frame(c_conn_t *self, c_session_t *session, const uint8_t *
         //  inherit the session: it must HELLO as itself.
         const char *user = zmq_msg_gets(&pub->hdr, "User-Id");
         if (!user || strcmp(user, session->user) != 0) {
-            s_session_end(self, session);
+            c_session_end(self, session);
             session = NULL;
         }
     }
@@ -605,7 +460,7 @@ static void s_flush_pubacks(c_conn_t *self) {
         session->last_send_ms = tern_now_ms();
         if (count > 0 && tern_frame_encode_puback(session->acks, count, self->buf, sizeof self->buf,
                                                   &len) == TERN_OK) {
-            if (s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false) ==
+            if (c_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false) ==
                 -2) {
                 session->unreachable = true; //  the peer is gone: ended at the next tick
             }
@@ -619,7 +474,7 @@ static void s_send_acks(c_conn_t *self, c_session_t *session) {
     if (session->ack_count > 0 &&
         tern_frame_encode_puback(session->acks, session->ack_count, self->buf, sizeof self->buf,
                                  &len) == TERN_OK) {
-        s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false);
+        c_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false);
     }
     session->ack_count = 0;
 }
@@ -800,79 +655,6 @@ static void s_handle_out(void *actor, void *unused) {
     }
 }
 
-//  Ends the sessions whose key was removed from the allow-list since the
-//  last look (the directory's mtime changed): each gets ERROR TERN_EDENIED
-//  first, and its next connection is refused at the handshake.
-static void s_drop_revoked(c_conn_t *self) {
-    if (!self->keys || !tern_keys_rescan_if_changed(self->keys)) {
-        return;
-    }
-    zlistx_t *revoked = NULL;
-    for (c_session_t *session = (c_session_t *)zhashx_first(self->sessions); session;
-         session = (c_session_t *)zhashx_next(self->sessions)) {
-        if (session->user[0] && !tern_keys_has_name(self->keys, session->user)) {
-            if (!revoked) {
-                revoked = zlistx_new();
-            }
-            zlistx_add_end(revoked, session);
-        }
-    }
-    for (c_session_t *session = revoked ? (c_session_t *)zlistx_first(revoked) : NULL; session;
-         session = (c_session_t *)zlistx_next(revoked)) {
-        zsys_warning("conn: key %s was revoked: ending its session %" PRIu64, session->user,
-                     session->id);
-        c_send_error(self, session->rid, session->rid_size, 0, TERN_EDENIED, "key revoked");
-        s_session_end(self, session);
-    }
-    zlistx_destroy(&revoked);
-}
-
-static void s_tick(c_conn_t *self) {
-    s_drop_revoked(self);
-    uint64_t now = tern_now_ms();
-    zlistx_t *dead = NULL;
-    for (c_session_t *session = (c_session_t *)zhashx_first(self->sessions); session;
-         session = (c_session_t *)zhashx_next(self->sessions)) {
-        if (session->unreachable || now - session->last_recv_ms > session->timeout_ms) {
-            if (!dead) {
-                dead = zlistx_new();
-            }
-            zlistx_add_end(dead, session);
-            if (self->config->verbose) {
-                zsys_info("conn: session %" PRIu64 " silent for %" PRIu64 " ms", session->id,
-                          now - session->last_recv_ms);
-            }
-        } else if (now - session->last_send_ms >= self->config->heartbeat_ms) {
-            tern_frame_t *frame = &self->scratch;
-            tern_frame_init(frame, TERN_CMD_HEARTBEAT);
-            size_t len = 0;
-            if (tern_frame_encode(frame, self->buf, sizeof self->buf, &len) == TERN_OK &&
-                s_send_raw(self, session->rid, session->rid_size, self->buf, len, NULL, 0, false) ==
-                    -2) {
-                //  Disconnected without BYE: no need to wait for the timeout.
-                if (!dead) {
-                    dead = zlistx_new();
-                }
-                zlistx_add_end(dead, session);
-                if (self->config->verbose) {
-                    zsys_info("conn: session %" PRIu64 " unreachable", session->id);
-                }
-            }
-            session->last_send_ms = now;
-        }
-    }
-    if (dead) {
-        for (c_session_t *session = (c_session_t *)zlistx_first(dead); session;
-             session = (c_session_t *)zlistx_next(dead)) {
-            if (self->config->verbose) {
-                zsys_info("conn: session %" PRIu64 " timed out or disconnected", session->id);
-            }
-            s_session_end(self, session);
-        }
-        zlistx_destroy(&dead);
-    }
-}
-
 // ---------------------------------------------------------------------------
 //  The actor
 
@@ -888,7 +670,7 @@ static void s_after(void *arg) {
     c_conn_t *self = (c_conn_t *)arg;
     uint64_t now = tern_now_ms();
     if (now >= self->next_tick) {
-        s_tick(self);
+        c_sessions_tick(self);
         self->next_tick = now + self->tick_ms;
     }
     s_flush(self);
@@ -1002,7 +784,7 @@ void tern_conn_actor(zsock_t *pipe, void *arg) {
     self->metrics = self->args->metrics;
     self->limits.max_payload = self->config->max_payload;
     self->sessions = zhashx_new();
-    zhashx_set_destructor(self->sessions, s_session_destroy);
+    zhashx_set_destructor(self->sessions, c_session_destroy);
     self->reader = tern_store_reader_new(self->args->store);
     self->inbox = tern_work_pull_bind(&self->inbox_sock, self->args->inbox);
     self->out = tern_work_pull_bind(&self->out_sock, self->args->out);

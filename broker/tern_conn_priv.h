@@ -1,7 +1,8 @@
 /*  tern_conn_priv.h - the conn actor's private state, shared by its files.
 
     Only broker/tern_conn*.c include this. tern_conn.c runs the actor
-    (sessions, frames, PUBACKs, forwarding, the loop); tern_conn_admin.c
+    (frames, PUBACKs, forwarding, the loop); tern_conn_session.c the
+    session table (HELLO, identity, heartbeats, expiry); tern_conn_admin.c
     the admin plane. Functions shared between them are prefixed c_; each
     file's own helpers stay static (s_).
 */
@@ -73,12 +74,38 @@ typedef struct {
     tern_keys_t *keys;            //  the allow-list (curve): revoked keys lose their sessions
     uint64_t log_second;          //  denial log budget: current second
     int log_count;                //  denials logged in it
-    uint64_t tick_ms;             //  s_tick interval (a quarter heartbeat, 10 ms .. 1 s)
-    uint64_t next_tick;           //  when s_tick runs next
+    uint64_t tick_ms;             //  c_sessions_tick interval (a quarter heartbeat, 10 ms .. 1 s)
+    uint64_t next_tick;           //  when c_sessions_tick runs next
 } c_conn_t;
 
 //  The session of routing id RID, or NULL. Borrowed from conn's table.
-c_session_t *c_session_lookup(c_conn_t *self, const uint8_t *rid, size_t size);
+//  Inline: conn looks up the session of every frame it reads.
+static inline c_session_t *c_session_lookup(c_conn_t *self, const uint8_t *rid, size_t size) {
+    char key[2 * TERN_RID_MAX + 1];
+    tern_rid_hex(rid, size, key);
+    return (c_session_t *)zhashx_lookup(self->sessions, key);
+}
+
+// ---------------------------------------------------------------------------
+//  tern_conn_session.c
+
+//  zhashx destructor of conn's session table.
+void c_session_destroy(void **item_p);
+
+//  Ends SESSION: GONE for route, off the PUBACK list, out of the table.
+void c_session_end(c_conn_t *self, c_session_t *session);
+
+//  HELLO from RID: ends SESSION if any, opens a new one and answers WELCOME
+//  (or ERROR: version, max_connections).
+void c_handle_hello(c_conn_t *self, c_session_t *session, const uint8_t *rid, size_t rid_size,
+                    const tern_frame_t *frame);
+
+//  Binds SESSION (just opened by a HELLO) to the key that sent PUB.
+void c_session_auth(c_conn_t *self, c_session_t *session, tern_pub_t *pub);
+
+//  Every tick: ends revoked, silent and unreachable sessions, heartbeats
+//  the idle ones.
+void c_sessions_tick(c_conn_t *self);
 
 // ---------------------------------------------------------------------------
 //  tern_conn_admin.c
@@ -92,6 +119,15 @@ void c_admin_done(c_conn_t *self, tern_admin_t *admin);
 
 // ---------------------------------------------------------------------------
 //  tern_conn.c
+
+//  Sends [RID][HDR][PAYLOAD?] on the ROUTER without blocking. Returns 0; -2
+//  when the peer is gone (EHOSTUNREACH); -1 when it is full (EAGAIN).
+int c_send_raw(c_conn_t *self, const uint8_t *rid, size_t rid_size, const void *hdr,
+               size_t hdr_size, const void *payload, size_t payload_size, bool has_payload);
+
+//  Encodes FRAME and sends it to RID, as c_send_raw.
+int c_send_frame(c_conn_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
+                 const void *payload, size_t payload_size);
 void c_send_error(c_conn_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
                   tern_err_t code, const char *reason);
 
