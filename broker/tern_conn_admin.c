@@ -87,9 +87,8 @@ static void s_handle_audit(c_conn_t *self, const uint8_t *rid, size_t rid_size,
     uint64_t since_ms = 0, msg_id = 0;
     bool is_trace = op == TERN_ADMIN_TRACE;
     if (is_trace) {
-        char *end = NULL;
         if (!tern_admin_arg(frame, "msg_id", value, sizeof value) ||
-            (msg_id = strtoull(value, &end, 10)) == 0 || !end || *end) {
+            !tern_admin_parse_seq(value, &msg_id)) {
             c_send_error(self, rid, rid_size, frame->req_id, TERN_EINVAL,
                          "missing or invalid msg_id argument");
             return;

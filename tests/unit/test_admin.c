@@ -98,3 +98,14 @@ Test(admin, positions) {
     cr_assert_not(tern_admin_parse_position("seq:0", &start, &value));
     cr_assert_not(tern_admin_parse_position("last", &start, &value));
 }
+
+//  Every id argument (seq, count, trace's msg_id) goes through this parser.
+Test(admin, seq_is_a_decimal_of_at_least_one) {
+    uint64_t seq = 0;
+    cr_assert(tern_admin_parse_seq("42", &seq));
+    cr_assert_eq(seq, 42);
+    const char *bad[] = {"0", "", "-1", "+5", " 5", "5x", "x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_not(tern_admin_parse_seq(bad[i], &seq), "'%s' taken as a seq", bad[i]);
+    }
+}
