@@ -251,9 +251,15 @@ static void s_refuse(tern_client_t *self, tern_err_t code, const char *fmt, cons
 //  A connect to the current endpoint failed before the first session: if
 //  nothing listens there, and nothing did at the other endpoints either, say
 //  so at once instead of letting callers time out. A broker that once
-//  accepted our TCP connection is only restarting: that is retried.
+//  accepted our TCP connection is only restarting: that is retried. Once
+//  the refusal is told, it stands until a WELCOME, so the retries that
+//  follow do not probe again (each probe is a connect of its own and may
+//  hold the I/O thread up to 500 ms).
 static void s_connect_failed(tern_client_t *self) {
     const char *endpoint = self->endpoints[self->endpoint_index];
+    if (self->refusal == TERN_ECONNREFUSED) {
+        return;
+    }
     if (self->tcp_contact || !cl_tcp_refused(endpoint)) {
         self->refused_in_row = 0;
         return;
