@@ -209,11 +209,11 @@ int st_op_group_seek(st_txn_t *ctx, st_op_t *op) {
    ------------------------------------------------------------------------ */
 
 //  The group OP names into *G, or NULL when it does not exist; OP's
-//  results then say so (TERN_ENOTFOUND, nothing moved).
+//  results then say so (TERN_ENOTFOUND, nothing moved, a count of 0).
 int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g) {
     int rc = st_group_find(ctx, op->topic_id, op->name, g);
     if (rc || !(*g)->exists) {
-        if ((op->kind == OP_DLQ_REPLAY || op->kind == OP_DLQ_PURGE) && op->count_out) {
+        if (op->count_out) {
             *op->count_out = 0;
         }
         if (!rc && op->err_out) {
