@@ -87,23 +87,10 @@ static int s_start_seq(st_txn_t *ctx, st_cached_t *t, tern_start_t start, uint64
         case TERN_START_SEQ:
             *seq = value ? value : 1;
             break;
-        case TERN_START_TIME: {
-            //  Binary search; timestamps grow with seq (receive time).
-            uint64_t lo = t->topic.first_seq, hi = t->topic.last_seq + 1;
-            while (lo < hi) {
-                uint64_t mid = lo + (hi - lo) / 2, s, ts = 0;
-                if ((rc = st_seq_time(ctx, t, mid, &s, &ts))) {
-                    return rc;
-                }
-                if (s > t->topic.last_seq || ts >= value) {
-                    hi = mid;
-                } else {
-                    lo = s + 1;
-                }
-            }
-            *seq = lo;
+        case TERN_START_TIME:
+            rc = st_seq_at_time(ctx->txn, ctx->dbi[S_LOG], (uint32_t)t->topic.id,
+                                t->topic.first_seq, t->topic.last_seq, value, seq);
             break;
-        }
         default:
             *err = TERN_ERANGE;
             break;
@@ -209,11 +196,11 @@ int st_op_group_seek(st_txn_t *ctx, st_op_t *op) {
    ------------------------------------------------------------------------ */
 
 //  The group OP names into *G, or NULL when it does not exist; OP's
-//  results then say so (TERN_ENOTFOUND, nothing moved).
+//  results then say so (TERN_ENOTFOUND, nothing moved, a count of 0).
 int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g) {
     int rc = st_group_find(ctx, op->topic_id, op->name, g);
     if (rc || !(*g)->exists) {
-        if ((op->kind == OP_DLQ_REPLAY || op->kind == OP_DLQ_PURGE) && op->count_out) {
+        if (op->count_out) {
             *op->count_out = 0;
         }
         if (!rc && op->err_out) {

@@ -583,6 +583,8 @@ int st_op_topic_delete(st_txn_t *ctx, st_op_t *op);
 int st_first_seq(st_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last, uint64_t *first,
                  MDB_val *record);
 int st_seq_time(st_txn_t *ctx, st_cached_t *t, uint64_t seq, uint64_t *found_seq, uint64_t *ts);
+int st_seq_at_time(MDB_txn *txn, MDB_dbi log, uint32_t topic_id, uint64_t first, uint64_t last,
+                   uint64_t at_ns, uint64_t *seq);
 int st_msg_remove(st_txn_t *ctx, st_cached_t *t, uint64_t seq, bool *gone);
 
 //  tern_store_dedup.c: the dedup window and the producer cache.

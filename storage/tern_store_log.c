@@ -524,6 +524,41 @@ int st_op_topic_delete(st_txn_t *ctx, st_op_t *op) {
     return 0;
 }
 
+//  Where the stored messages of TOPIC_ID (seqs FIRST..LAST in LOG) with
+//  timestamp >= AT_NS begin, into *SEQ (LAST + 1 when there is none); the
+//  writer's group start and the reader's tern_store_seq_at_time. A binary
+//  search: timestamps grow with seq (receive time).
+int st_seq_at_time(MDB_txn *txn, MDB_dbi log, uint32_t topic_id, uint64_t first, uint64_t last,
+                   uint64_t at_ns, uint64_t *seq) {
+    uint64_t lo = first, hi = last + 1;
+    int rc = 0;
+    while (lo < hi && rc == 0) {
+        uint64_t mid = lo + (hi - lo) / 2, found = last + 1, ts = 0;
+        uint8_t key[12];
+        s_be32_put(key, topic_id);
+        s_be64_put(key + 4, mid);
+        st_iter_t it;
+        s_iter_open(&it, txn, log, key, 12);
+        if (s_iter_in(&it, key, 4, 12)) {
+            found = s_be64_get((uint8_t *)it.k.mv_data + 4);
+            st_record_t rec;
+            if (st_record_parse(&it.v, false, &rec) == TERN_OK) {
+                ts = rec.timestamp_ns;
+            } else {
+                rc = MDB_CORRUPTED;
+            }
+        }
+        rc = s_iter_end(&it, rc);
+        if (found > last || ts >= at_ns) {
+            hi = mid;
+        } else {
+            lo = found + 1;
+        }
+    }
+    *seq = lo;
+    return rc;
+}
+
 //  The first stored message at or after SEQ: its seq into *FOUND_SEQ
 //  (last_seq + 1 when there is none) and its timestamp into *TS.
 int st_seq_time(st_txn_t *ctx, st_cached_t *t, uint64_t seq, uint64_t *found_seq, uint64_t *ts) {

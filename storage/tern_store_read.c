@@ -235,23 +235,8 @@ tern_err_t tern_store_seq_at_time(tern_store_reader_t *self, uint32_t topic_id, 
     if (err) {
         return err;
     }
-    //  Binary search; timestamps grow with seq (receive time).
-    uint64_t lo = info.first_seq, hi = info.last_seq + 1;
-    while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        tern_frame_t msg;
-        err = tern_store_read_next(self, topic_id, mid, &msg);
-        if (err && err != TERN_ENOTFOUND) {
-            return err;
-        }
-        if (err == TERN_ENOTFOUND || msg.seq > info.last_seq || msg.timestamp_ns >= at_ns) {
-            hi = mid;
-        } else {
-            lo = msg.seq + 1;
-        }
-    }
-    *seq = lo;
-    return TERN_OK;
+    return s_err(st_seq_at_time(self->txn, self->store->dbi[S_LOG], topic_id, info.first_seq,
+                                info.last_seq, at_ns, seq));
 }
 
 //  The msgid entry of MSG_ID into *VAL (borrowed until read_end).
