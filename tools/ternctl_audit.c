@@ -175,46 +175,18 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
     return 0;
 }
 
-//  Runs OP and parses the reply into *DOC. Returns 0, 1 or EXIT_USAGE.
+//  Runs OP and parses the reply into *DOC (ternctl_admin_call, the one admin
+//  runner). Returns 0, 1 or EXIT_USAGE.
 static int s_call(const char *command, const s_args_t *args, const char *op,
                   const tern_header_t *kv, size_t count, json_t **doc) {
-    uint64_t timeout = 5000;
+    uint64_t timeout;
     if (args->timeout &&
         (tern_parse_duration(args->timeout, &timeout) != TERN_OK || timeout > 600000)) {
         return s_usage(command, "invalid --timeout '%s'", args->timeout);
     }
-    const char *server = args->server;
-    if (!server || !*server) {
-        server = getenv("TERN_SERVER");
-    }
-    if (!server || !*server) {
-        server = TERN_DEFAULT_ENDPOINT;
-    }
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.name = "ternctl";
-    options.timeout_ms = timeout ? (uint32_t)timeout : 1;
-    options.heartbeat_ms = 2000;
-    options.connect_timeout_ms = 2000;
-    tern_client_t *client = tern_client_new(server, &options);
-    if (!client) {
-        return s_usage(command, "invalid server endpoint '%s'", server);
-    }
-    char *reply = NULL;
-    int rc = tern_admin(client, op, kv, count, &reply, (int)(timeout ? timeout : 1));
-    bool connected = tern_client_connected(client);
-    tern_client_destroy(&client);
-    if (rc != TERN_OK) {
-        const char *reason = tern_last_reason();
-        if (rc == TERN_ETIMEOUT && !connected) {
-            fprintf(stderr, "ternctl: %s: cannot reach %s (%s)\n", op, server, tern_errname(rc));
-        } else {
-            fprintf(stderr, "ternctl: %s: %s (%s)\n", op,
-                    reason && *reason ? reason : tern_strerror(rc), tern_errname(rc));
-        }
-        return 1;
-    }
-    return ternctl_admin_reply(op, reply, NULL, doc);
+    ternctl_command = strcmp(command, "audit") == 0 ? "audit " : "trace ";
+    ternctl_args_t call = {.server = args->server, .timeout = args->timeout};
+    return ternctl_admin_call(&call, op, kv, count, NULL, doc);
 }
 
 static const char *s_str(const json_t *obj, const char *key) {
