@@ -194,15 +194,6 @@ static const char *s_str(const json_t *obj, const char *key) {
     return v && (v->kind == JSON_STRING || v->kind == JSON_NUMBER) ? v->text : "-";
 }
 
-static void s_print_json(const json_t *value) {
-    tern_json_t b;
-    tern_json_init(&b);
-    json_write(&b, value);
-    fwrite(b.data, 1, b.len, stdout);
-    fputc('\n', stdout);
-    tern_json_free(&b);
-}
-
 //  "2026-11-25T17:22:01.123Z" for a unix ms (protocol/tern_units.c).
 static void s_time(uint64_t ms, char *out, size_t cap) {
     tern_units_format_time(ms, out, cap);
@@ -368,10 +359,7 @@ int ternctl_audit_main(int argc, char **argv) {
         return 1;
     }
     if (args.json) {
-        for (size_t i = 0; i < doc->count; i++) {
-            s_print_json(doc->items[i]);
-        }
-        fflush(stdout);
+        ternctl_print_json(doc);
     } else {
         s_print_audit(doc);
     }
@@ -485,8 +473,7 @@ int ternctl_trace_main(int argc, char **argv) {
         return rc;
     }
     if (args.json) {
-        s_print_json(doc);
-        fflush(stdout);
+        ternctl_print_json(doc);
     } else if (doc->kind == JSON_OBJECT) {
         s_print_trace(doc);
     }

@@ -87,15 +87,7 @@ static void s_print(const json_t *doc, bool json) {
     tern_json_t b;
     tern_json_init(&b);
     if (json) {
-        for (size_t i = 0; doc->kind == JSON_ARRAY && i < doc->count; i++) {
-            tern_json_reset(&b);
-            json_write(&b, doc->items[i]);
-            printf("%s\n", b.data);
-        }
-        if (doc->kind != JSON_ARRAY) {
-            json_write(&b, doc);
-            printf("%s\n", b.data);
-        }
+        ternctl_print_json(doc);
     } else if (doc->kind == JSON_OBJECT) {
         ternctl_print_object(doc);
     } else if (doc->kind == JSON_ARRAY && doc->count == 0) {
