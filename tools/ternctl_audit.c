@@ -103,13 +103,6 @@ typedef struct {
     int positional_count;   //  words seen
 } s_args_t;
 
-static int s_usage(const char *command, const char *fmt, const char *arg) {
-    fprintf(stderr, "ternctl: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'ternctl %s --help'.\n", command);
-    return EXIT_USAGE;
-}
-
 //  Parses everything after argv[0] except the command word itself.
 static int s_parse(int argc, char **argv, const char *command, bool with_filters, s_args_t *args) {
     memset(args, 0, sizeof *args);
@@ -122,7 +115,7 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
             const char *eq = strchr(w, '=');
             size_t n = eq ? (size_t)(eq - w - 2) : strlen(w + 2);
             if (n >= sizeof name) {
-                return s_usage(command, "unknown option '%s'", w);
+                return ternctl_usage("unknown option '%s'", w);
             }
             memcpy(name, w + 2, n);
             name[n] = 0;
@@ -145,20 +138,20 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
                      (with_filters && (strcmp(name, "group") == 0 || strcmp(name, "since") == 0));
         if (!takes) {
             if (value) {
-                return s_usage(command, "option '%s' takes no value", w);
+                return ternctl_usage("option '%s' takes no value", w);
             }
             if (strcmp(name, "json") == 0) {
                 args->json = true;
             } else if (strcmp(name, "help") == 0) {
                 args->help = true;
             } else {
-                return s_usage(command, "unknown option '%s'", w);
+                return ternctl_usage("unknown option '%s'", w);
             }
             continue;
         }
         if (!value) {
             if (i + 1 >= argc) {
-                return s_usage(command, "option '%s' needs a value", w);
+                return ternctl_usage("option '%s' needs a value", w);
             }
             value = argv[++i];
         }
@@ -177,14 +170,13 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
 
 //  Runs OP and parses the reply into *DOC (ternctl_admin_call, the one admin
 //  runner). Returns 0, 1 or EXIT_USAGE.
-static int s_call(const char *command, const s_args_t *args, const char *op,
-                  const tern_header_t *kv, size_t count, json_t **doc) {
+static int s_call(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                  json_t **doc) {
     uint64_t timeout;
     if (args->timeout &&
         (tern_parse_duration(args->timeout, &timeout) != TERN_OK || timeout > 600000)) {
-        return s_usage(command, "invalid --timeout '%s'", args->timeout);
+        return ternctl_usage("invalid --timeout '%s'", args->timeout);
     }
-    ternctl_command = strcmp(command, "audit") == 0 ? "audit " : "trace ";
     ternctl_args_t call = {.server = args->server, .timeout = args->timeout};
     return ternctl_admin_call(&call, op, kv, count, NULL, doc);
 }
@@ -333,7 +325,7 @@ int ternctl_audit_main(int argc, char **argv) {
         return 0;
     }
     if (args.positional_count != 1) {
-        return s_usage("audit", "audit needs exactly one TOPIC%s", "");
+        return ternctl_usage("audit needs exactly one TOPIC%s", "");
     }
     tern_header_t kv[3] = {{"topic", args.positional}};
     size_t count = 1;
@@ -344,13 +336,13 @@ int ternctl_audit_main(int argc, char **argv) {
     if (args.since) {
         uint64_t ms = 0;
         if (tern_parse_duration(args.since, &ms) != TERN_OK || ms == 0) {
-            return s_usage("audit", "invalid --since '%s'", args.since);
+            return ternctl_usage("invalid --since '%s'", args.since);
         }
         snprintf(since_ms, sizeof since_ms, "%" PRIu64, ms);
         kv[count++] = (tern_header_t){"since_ms", since_ms};
     }
     json_t *doc = NULL;
-    if ((rc = s_call("audit", &args, "audit", kv, count, &doc))) {
+    if ((rc = s_call(&args, "audit", kv, count, &doc))) {
         return rc;
     }
     if (doc->kind != JSON_ARRAY) {
@@ -460,16 +452,16 @@ int ternctl_trace_main(int argc, char **argv) {
         return 0;
     }
     if (args.positional_count != 1) {
-        return s_usage("trace", "trace needs exactly one MSG_ID%s", "");
+        return ternctl_usage("trace needs exactly one MSG_ID%s", "");
     }
     char *end = NULL;
     unsigned long long id = strtoull(args.positional, &end, 10);
     if (!end || *end || end == args.positional || id == 0 || args.positional[0] == '-') {
-        return s_usage("trace", "invalid MSG_ID '%s' (a decimal message id)", args.positional);
+        return ternctl_usage("invalid MSG_ID '%s' (a decimal message id)", args.positional);
     }
     tern_header_t kv[1] = {{"msg_id", args.positional}};
     json_t *doc = NULL;
-    if ((rc = s_call("trace", &args, "trace", kv, 1, &doc))) {
+    if ((rc = s_call(&args, "trace", kv, 1, &doc))) {
         return rc;
     }
     if (args.json) {

@@ -167,7 +167,6 @@ int ternctl_peers_main(int argc, char **argv) {
         count = 1;
     }
     json_t *doc = NULL;
-    ternctl_command = "peers ";
     ternctl_args_t call = {.server = server, .timeout = timeout};
     int rc = ternctl_admin_call(&call, op, kv, count, NULL, &doc);
     if (rc != 0) {
