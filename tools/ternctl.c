@@ -432,12 +432,17 @@ static int s_help_command(int argc, char **argv, int at) {
     return 0;
 }
 
+//  Names command NAME in messages (ternctl_usage's hint).
+static void s_command_label(const char *name) {
+    static char command_label[32];
+    snprintf(command_label, sizeof command_label, "%s ", name);
+    ternctl_command = command_label;
+}
+
 //  Parses every word of ARGV except the command word at AT against
 //  COMMAND's options, then runs it (or prints its manual for --help).
 static int s_run_command(const s_command_t *command, int argc, char **argv, int at) {
-    static char command_label[32];
-    snprintf(command_label, sizeof command_label, "%s ", command->name);
-    ternctl_command = command_label;
+    s_command_label(command->name);
     char **rest = malloc((size_t)argc * sizeof(char *));
     if (!rest) {
         return 1;
@@ -470,6 +475,7 @@ int main(int argc, char **argv) {
     const char *name = argv[at];
     for (const s_argv_command_t *c = s_argv_commands; c->name; c++) {
         if (strcmp(c->name, name) == 0) {
+            s_command_label(name);
             return c->main(argc, argv);
         }
     }

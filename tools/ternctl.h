@@ -96,6 +96,9 @@ bool ternctl_position_valid(const char *text, bool new_ok);
 
 //  Writes B's text and a newline to stdout.
 void ternctl_print_line(tern_json_t *b);
+//  --json output of DOC: each element of an array on a line of its own,
+//  any other value on one line.
+void ternctl_print_json(const json_t *doc);
 //  Text of field KEY's value V for people; caller owns (free) the result.
 char *ternctl_cell(const char *key, const json_t *v);
 //  An aligned table of the objects in ARRAY with COLUMNS (NULL-terminated;

@@ -103,13 +103,6 @@ typedef struct {
     int positional_count;   //  words seen
 } s_args_t;
 
-static int s_usage(const char *command, const char *fmt, const char *arg) {
-    fprintf(stderr, "ternctl: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'ternctl %s --help'.\n", command);
-    return EXIT_USAGE;
-}
-
 //  Parses everything after argv[0] except the command word itself.
 static int s_parse(int argc, char **argv, const char *command, bool with_filters, s_args_t *args) {
     memset(args, 0, sizeof *args);
@@ -122,7 +115,7 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
             const char *eq = strchr(w, '=');
             size_t n = eq ? (size_t)(eq - w - 2) : strlen(w + 2);
             if (n >= sizeof name) {
-                return s_usage(command, "unknown option '%s'", w);
+                return ternctl_usage("unknown option '%s'", w);
             }
             memcpy(name, w + 2, n);
             name[n] = 0;
@@ -145,20 +138,20 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
                      (with_filters && (strcmp(name, "group") == 0 || strcmp(name, "since") == 0));
         if (!takes) {
             if (value) {
-                return s_usage(command, "option '%s' takes no value", w);
+                return ternctl_usage("option '%s' takes no value", w);
             }
             if (strcmp(name, "json") == 0) {
                 args->json = true;
             } else if (strcmp(name, "help") == 0) {
                 args->help = true;
             } else {
-                return s_usage(command, "unknown option '%s'", w);
+                return ternctl_usage("unknown option '%s'", w);
             }
             continue;
         }
         if (!value) {
             if (i + 1 >= argc) {
-                return s_usage(command, "option '%s' needs a value", w);
+                return ternctl_usage("option '%s' needs a value", w);
             }
             value = argv[++i];
         }
@@ -175,60 +168,22 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
     return 0;
 }
 
-//  Runs OP and parses the reply into *DOC. Returns 0, 1 or EXIT_USAGE.
-static int s_call(const char *command, const s_args_t *args, const char *op,
-                  const tern_header_t *kv, size_t count, json_t **doc) {
-    uint64_t timeout = 5000;
+//  Runs OP and parses the reply into *DOC (ternctl_admin_call, the one admin
+//  runner). Returns 0, 1 or EXIT_USAGE.
+static int s_call(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
+                  json_t **doc) {
+    uint64_t timeout;
     if (args->timeout &&
         (tern_parse_duration(args->timeout, &timeout) != TERN_OK || timeout > 600000)) {
-        return s_usage(command, "invalid --timeout '%s'", args->timeout);
+        return ternctl_usage("invalid --timeout '%s'", args->timeout);
     }
-    const char *server = args->server;
-    if (!server || !*server) {
-        server = getenv("TERN_SERVER");
-    }
-    if (!server || !*server) {
-        server = TERN_DEFAULT_ENDPOINT;
-    }
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.name = "ternctl";
-    options.timeout_ms = timeout ? (uint32_t)timeout : 1;
-    options.heartbeat_ms = 2000;
-    options.connect_timeout_ms = 2000;
-    tern_client_t *client = tern_client_new(server, &options);
-    if (!client) {
-        return s_usage(command, "invalid server endpoint '%s'", server);
-    }
-    char *reply = NULL;
-    int rc = tern_admin(client, op, kv, count, &reply, (int)(timeout ? timeout : 1));
-    bool connected = tern_client_connected(client);
-    tern_client_destroy(&client);
-    if (rc != TERN_OK) {
-        const char *reason = tern_last_reason();
-        if (rc == TERN_ETIMEOUT && !connected) {
-            fprintf(stderr, "ternctl: %s: cannot reach %s (%s)\n", op, server, tern_errname(rc));
-        } else {
-            fprintf(stderr, "ternctl: %s: %s (%s)\n", op,
-                    reason && *reason ? reason : tern_strerror(rc), tern_errname(rc));
-        }
-        return 1;
-    }
-    return ternctl_admin_reply(op, reply, NULL, doc);
+    ternctl_args_t call = {.server = args->server, .timeout = args->timeout};
+    return ternctl_admin_call(&call, op, kv, count, NULL, doc);
 }
 
 static const char *s_str(const json_t *obj, const char *key) {
     const json_t *v = json_get(obj, key);
     return v && (v->kind == JSON_STRING || v->kind == JSON_NUMBER) ? v->text : "-";
-}
-
-static void s_print_json(const json_t *value) {
-    tern_json_t b;
-    tern_json_init(&b);
-    json_write(&b, value);
-    fwrite(b.data, 1, b.len, stdout);
-    fputc('\n', stdout);
-    tern_json_free(&b);
 }
 
 //  "2026-11-25T17:22:01.123Z" for a unix ms (protocol/tern_units.c).
@@ -370,7 +325,7 @@ int ternctl_audit_main(int argc, char **argv) {
         return 0;
     }
     if (args.positional_count != 1) {
-        return s_usage("audit", "audit needs exactly one TOPIC%s", "");
+        return ternctl_usage("audit needs exactly one TOPIC%s", "");
     }
     tern_header_t kv[3] = {{"topic", args.positional}};
     size_t count = 1;
@@ -381,13 +336,13 @@ int ternctl_audit_main(int argc, char **argv) {
     if (args.since) {
         uint64_t ms = 0;
         if (tern_parse_duration(args.since, &ms) != TERN_OK || ms == 0) {
-            return s_usage("audit", "invalid --since '%s'", args.since);
+            return ternctl_usage("invalid --since '%s'", args.since);
         }
         snprintf(since_ms, sizeof since_ms, "%" PRIu64, ms);
         kv[count++] = (tern_header_t){"since_ms", since_ms};
     }
     json_t *doc = NULL;
-    if ((rc = s_call("audit", &args, "audit", kv, count, &doc))) {
+    if ((rc = s_call(&args, "audit", kv, count, &doc))) {
         return rc;
     }
     if (doc->kind != JSON_ARRAY) {
@@ -396,10 +351,7 @@ int ternctl_audit_main(int argc, char **argv) {
         return 1;
     }
     if (args.json) {
-        for (size_t i = 0; i < doc->count; i++) {
-            s_print_json(doc->items[i]);
-        }
-        fflush(stdout);
+        ternctl_print_json(doc);
     } else {
         s_print_audit(doc);
     }
@@ -500,21 +452,20 @@ int ternctl_trace_main(int argc, char **argv) {
         return 0;
     }
     if (args.positional_count != 1) {
-        return s_usage("trace", "trace needs exactly one MSG_ID%s", "");
+        return ternctl_usage("trace needs exactly one MSG_ID%s", "");
     }
     char *end = NULL;
     unsigned long long id = strtoull(args.positional, &end, 10);
     if (!end || *end || end == args.positional || id == 0 || args.positional[0] == '-') {
-        return s_usage("trace", "invalid MSG_ID '%s' (a decimal message id)", args.positional);
+        return ternctl_usage("invalid MSG_ID '%s' (a decimal message id)", args.positional);
     }
     tern_header_t kv[1] = {{"msg_id", args.positional}};
     json_t *doc = NULL;
-    if ((rc = s_call("trace", &args, "trace", kv, 1, &doc))) {
+    if ((rc = s_call(&args, "trace", kv, 1, &doc))) {
         return rc;
     }
     if (args.json) {
-        s_print_json(doc);
-        fflush(stdout);
+        ternctl_print_json(doc);
     } else if (doc->kind == JSON_OBJECT) {
         s_print_trace(doc);
     }

@@ -256,6 +256,18 @@ void ternctl_print_line(tern_json_t *b) {
     fflush(stdout);
 }
 
+void ternctl_print_json(const json_t *doc) {
+    bool array = doc->kind == JSON_ARRAY;
+    tern_json_t b;
+    tern_json_init(&b);
+    for (size_t i = 0; i < (array ? doc->count : 1); i++) {
+        tern_json_reset(&b);
+        json_write(&b, array ? doc->items[i] : doc);
+        ternctl_print_line(&b);
+    }
+    tern_json_free(&b);
+}
+
 //  How human output shows a number, by the name of its field (--json prints
 //  the broker's raw number). The first matching pattern wins: "*x" matches a
 //  suffix, "x*" a prefix, anything else the whole name.
@@ -571,25 +583,13 @@ int ternctl_admin_run(const ternctl_args_t *args, const char *op, const tern_hea
     if (rc) {
         return rc;
     }
-    tern_json_t b;
-    tern_json_init(&b);
-    if (doc->kind == JSON_ARRAY) {
-        if (args->json) {
-            for (size_t i = 0; i < doc->count; i++) {
-                tern_json_reset(&b);
-                json_write(&b, doc->items[i]);
-                ternctl_print_line(&b);
-            }
-        } else {
-            s_print_rows(doc, columns);
-        }
-    } else if (args->json || doc->kind != JSON_OBJECT) {
-        json_write(&b, doc);
-        ternctl_print_line(&b);
+    if (args->json || (doc->kind != JSON_ARRAY && doc->kind != JSON_OBJECT)) {
+        ternctl_print_json(doc);
+    } else if (doc->kind == JSON_ARRAY) {
+        s_print_rows(doc, columns);
     } else {
         ternctl_print_object(doc);
     }
-    tern_json_free(&b);
     json_destroy(&doc);
     return 0;
 }

@@ -60,22 +60,16 @@ static void s_print_message_text(const json_t *m) {
 
 //  Prints DOC (a message object or an array of them) and destroys it.
 int ternctl_print_messages(const ternctl_args_t *args, const json_t *doc) {
-    size_t count = doc->kind == JSON_ARRAY ? doc->count : 1;
-    tern_json_t b;
-    tern_json_init(&b);
-    for (size_t i = 0; i < count; i++) {
-        const json_t *m = doc->kind == JSON_ARRAY ? doc->items[i] : doc;
-        if (args->json) {
-            tern_json_reset(&b);
-            json_write(&b, m);
-            ternctl_print_line(&b);
-        } else {
+    if (args->json) {
+        ternctl_print_json(doc);
+    } else {
+        size_t count = doc->kind == JSON_ARRAY ? doc->count : 1;
+        for (size_t i = 0; i < count; i++) {
             printf("%s", i ? "\n" : "");
-            s_print_message_text(m);
+            s_print_message_text(doc->kind == JSON_ARRAY ? doc->items[i] : doc);
         }
+        fflush(stdout);
     }
-    fflush(stdout);
-    tern_json_free(&b);
     json_t *owned = (json_t *)doc;
     json_destroy(&owned);
     return 0;

@@ -87,15 +87,7 @@ static void s_print(const json_t *doc, bool json) {
     tern_json_t b;
     tern_json_init(&b);
     if (json) {
-        for (size_t i = 0; doc->kind == JSON_ARRAY && i < doc->count; i++) {
-            tern_json_reset(&b);
-            json_write(&b, doc->items[i]);
-            printf("%s\n", b.data);
-        }
-        if (doc->kind != JSON_ARRAY) {
-            json_write(&b, doc);
-            printf("%s\n", b.data);
-        }
+        ternctl_print_json(doc);
     } else if (doc->kind == JSON_OBJECT) {
         ternctl_print_object(doc);
     } else if (doc->kind == JSON_ARRAY && doc->count == 0) {
@@ -118,52 +110,12 @@ static void s_print(const json_t *doc, bool json) {
     tern_json_free(&b);
 }
 
-//  Runs admin OP with KV[0..COUNT) on SERVER; *DOC_P gets the parsed reply
-//  (caller destroys it). Returns 0, 1 (failure, said on stderr) or 2.
-static int s_ask(const char *server, uint64_t timeout, const char *op, const tern_header_t *kv,
-                 size_t count, json_t **doc_p) {
-    if (!server || !*server) {
-        server = TERN_DEFAULT_ENDPOINT;
-    }
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    options.name = "ternctl";
-    options.timeout_ms = (uint32_t)timeout;
-    options.heartbeat_ms = 2000;
-    options.connect_timeout_ms = 2000;
-    options.backoff_max_ms = 1000;
-    ternctl_curve_options(&options);
-    tern_client_t *client = tern_client_new(server, &options);
-    if (!client) {
-        fprintf(stderr, "ternctl: peers: invalid endpoint '%s'\n", server);
-        return EXIT_USAGE;
-    }
-    char *reply = NULL;
-    tern_err_t rc = tern_admin(client, op, kv, count, &reply, (int)timeout);
-    bool connected = tern_client_connected(client);
-    tern_client_destroy(&client);
-    if (rc != TERN_OK) {
-        const char *reason = tern_last_reason();
-        fprintf(stderr, "ternctl: %s: %s%s%s\n", op,
-                rc == TERN_ETIMEOUT && !connected ? "cannot reach the broker" : tern_strerror(rc),
-                reason && *reason ? ": " : "", reason ? reason : "");
-        return 1;
-    }
-    *doc_p = json_parse(reply, strlen(reply));
-    free(reply);
-    if (!*doc_p) {
-        fprintf(stderr, "ternctl: %s: the reply is not JSON\n", op);
-        return 1;
-    }
-    return 0;
-}
-
 int ternctl_peers_main(int argc, char **argv) {
-    const char *server = getenv("TERN_SERVER");
+    const char *server = NULL;
     bool json = false;
     const char *words[3] = {NULL, NULL, NULL};
     int nwords = 0;
-    uint64_t timeout = 5000;
+    const char *timeout = NULL; //  --timeout text, checked here
     for (int i = 1; i < argc; i++) {
         const char *w = argv[i];
         if ((strcmp(w, "-s") == 0 || strcmp(w, "--server") == 0) && i + 1 < argc) {
@@ -173,7 +125,9 @@ int ternctl_peers_main(int argc, char **argv) {
         } else if (strcmp(w, "--json") == 0) {
             json = true;
         } else if (strcmp(w, "--timeout") == 0 && i + 1 < argc) {
-            if (tern_parse_duration(argv[++i], &timeout) != TERN_OK) {
+            uint64_t ms;
+            timeout = argv[++i];
+            if (tern_parse_duration(timeout, &ms) != TERN_OK) {
                 fprintf(stderr, "ternctl: peers: invalid --timeout '%s'\n", argv[i]);
                 return EXIT_USAGE;
             }
@@ -213,7 +167,8 @@ int ternctl_peers_main(int argc, char **argv) {
         count = 1;
     }
     json_t *doc = NULL;
-    int rc = s_ask(server, timeout, op, kv, count, &doc);
+    ternctl_args_t call = {.server = server, .timeout = timeout};
+    int rc = ternctl_admin_call(&call, op, kv, count, NULL, &doc);
     if (rc != 0) {
         return rc;
     }

@@ -11,27 +11,24 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
-. "$HERE/lib.sh" # free_port
+. "$HERE/lib.sh" # launch_ternd
 OLD=$1 NEW=$2 ROUNDS=${3:-4} N=${N:-200000}
 WORK=$(mktemp -d)
-PID=""
-trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+TERND_PID=""
+trap '[ -n "$TERND_PID" ] && kill "$TERND_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 run() { # run TAG BUILD: one fresh ternd, one pub run and one sub run
-    local tag=$1 b=$2 keep="" port
-    "$b/bin/ternctl" bench --help 2>&1 | grep -q -- --keep && keep=--keep
-    rm -rf "$WORK/d"; mkdir -p "$WORK/d"
-    port=$(free_port)
-    "$b/bin/ternd" --data "$WORK/d/data" --listen "tcp://127.0.0.1:$port" --metrics off \
-        >"$WORK/d/log" 2>&1 &
-    PID=$!
-    for _ in $(seq 100); do grep -q "ready on" "$WORK/d/log" && break; sleep 0.05; done
+    local tag=$1 keep=""
+    BUILD=$2 # launch_ternd's ternd
+    "$BUILD/bin/ternctl" bench --help 2>&1 | grep -q -- --keep && keep=--keep
+    rm -rf "$WORK/d"
+    launch_ternd "$WORK/d"
     sync
-    "$b/bin/ternctl" -s "tcp://127.0.0.1:$port" bench pub --msgs "$N" --window 256 --quiet $keep \
-        2>/dev/null | sed -n "s/^RESULT/$tag pub/p"
-    "$b/bin/ternctl" -s "tcp://127.0.0.1:$port" bench sub --msgs "$N" --credit 1000 --quiet $keep \
-        2>/dev/null | sed -n "s/^RESULT/$tag sub/p"
-    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+    "$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench pub --msgs "$N" --window 256 --quiet \
+        $keep 2>/dev/null | sed -n "s/^RESULT/$tag pub/p"
+    "$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench sub --msgs "$N" --credit 1000 --quiet \
+        $keep 2>/dev/null | sed -n "s/^RESULT/$tag sub/p"
+    kill "$TERND_PID"; wait "$TERND_PID" 2>/dev/null || true; TERND_PID=""
 }
 
 for _ in $(seq "$ROUNDS"); do
