@@ -1476,3 +1476,16 @@ bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *l
     it_result_free(&r);
     return found;
 }
+
+int64_t it_group_wait(it_broker_t *b, const char *topic, const char *group, const char *key,
+                      int64_t want, int timeout_ms, char *line, size_t cap) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (true) {
+        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
+        int64_t v = it_json_field(line, key);
+        if (v == want || it_now_ms() > deadline) {
+            return v;
+        }
+        it_sleep_ms(50);
+    }
+}

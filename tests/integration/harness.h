@@ -205,6 +205,12 @@ char *it_json_strdup(const char *obj, const char *key, size_t *len_p);
     listed. */
 bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap);
 
+/*  Polls GROUP's line (it_group_line, asserting it is listed) until its
+    integer KEY is WANT or TIMEOUT_MS passes; returns the last value read
+    and leaves the last line in LINE. */
+int64_t it_group_wait(it_broker_t *b, const char *topic, const char *group, const char *key,
+                      int64_t want, int timeout_ms, char *line, size_t cap);
+
 /*  One delivered message as printed by `ternctl --json sub`. */
 typedef struct {
     char topic[256];        //  topic

@@ -293,22 +293,6 @@ static size_t s_dlq(it_broker_t *b, const char *topic, const char *group, char *
     return n;
 }
 
-//  Polls GROUP's `groups` line until KEY is WANT or TIMEOUT_MS passes; the
-//  last line read is left in LINE.
-static int64_t s_wait_field(it_broker_t *b, const char *topic, const char *group, const char *key,
-                            int64_t want, int timeout_ms, char *line, size_t cap) {
-    int64_t deadline = it_now_ms() + timeout_ms;
-    int64_t v = -1;
-    while (true) {
-        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
-        v = it_json_field(line, key);
-        if (v == want || it_now_ms() > deadline) {
-            return v;
-        }
-        it_sleep_ms(100);
-    }
-}
-
 //  `ternctl audit TOPIC --group G`: the group's line must show DEAD dead,
 //  nothing pending and no stuck entries.
 static void s_assert_not_stuck(it_broker_t *b, const char *topic, const char *group, int64_t dead) {
@@ -358,7 +342,7 @@ Test(redelivery, max_deliver_dead_letters_without_consumer, .fini = it_teardown,
 
     //  No consumer now: the group still dead-letters it.
     char line[1024];
-    int64_t pending = s_wait_field(b, "it.lonely", "g", "pending", 0, 15000, line, sizeof line);
+    int64_t pending = it_group_wait(b, "it.lonely", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "still pending with no consumer: %s", line);
     cr_assert_eq(it_json_field(line, "dead"), 1, "groups: %s", line);
     cr_assert_eq(it_json_field(line, "consumers"), 0, "groups: %s", line);
@@ -377,7 +361,7 @@ Test(redelivery, expired_pending_dropped_without_consumer, .fini = it_teardown, 
     s_pub_ttl(b, "it.ttlpend", "brief", "2s");
     cr_assert_eq(s_take_one(b, "it.ttlpend", "g"), 1);
     char line[1024];
-    int64_t pending = s_wait_field(b, "it.ttlpend", "g", "pending", 0, 15000, line, sizeof line);
+    int64_t pending = it_group_wait(b, "it.ttlpend", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "expired message still pending: %s", line);
     cr_assert_eq(it_json_field(line, "dead"), 0, "groups: %s", line);
     s_assert_not_stuck(b, "it.ttlpend", "g", 0);
@@ -415,10 +399,10 @@ Test(redelivery, timers_run_after_restart_without_consumer, .fini = it_teardown,
     }
     cr_assert(it_broker_start(b), "restart failed");
 
-    int64_t pending = s_wait_field(b, "it.rs.dlq", "g", "pending", 0, 15000, line, sizeof line);
+    int64_t pending = it_group_wait(b, "it.rs.dlq", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "spent message still pending after restart: %s", line);
     cr_assert_eq(s_dlq(b, "it.rs.dlq", "g", line, sizeof line), 1, "not in the DLQ");
-    pending = s_wait_field(b, "it.rs.ttl", "g", "pending", 0, 15000, line, sizeof line);
+    pending = it_group_wait(b, "it.rs.ttl", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "expired message still pending after restart: %s", line);
     cr_assert_eq(s_dlq(b, "it.rs.ttl", "g", line, sizeof line), 0, "expired message dead-lettered");
     s_assert_not_stuck(b, "it.rs.dlq", "g", 1);
