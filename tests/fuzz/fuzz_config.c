@@ -13,6 +13,7 @@
     fuzz_replay.c (test_fuzz_config), it replays the committed corpus as a
     unit test.
 */
+#include "fuzz_check.h"
 #include "tern_auth.h"
 #include "tern_config.h"
 
@@ -22,14 +23,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_config: check failed at line %d: %s\n", __LINE__, #cond);        \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static int s_fd = -1; //  the memfd holding the current "file"
 

@@ -7,19 +7,12 @@
     the same frame; anything else aborts. Linked with fuzz_replay.c
     (test_fuzz_proto), it replays the committed corpus as a unit test.
 */
+#include "fuzz_check.h"
 #include "tern_proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_proto: check failed at line %d: %s\n", __LINE__, #cond);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void s_same(const tern_frame_t *a, const tern_frame_t *b) {
     CHECK(a->cmd == b->cmd && a->req_id == b->req_id && a->version == b->version);

@@ -13,20 +13,13 @@
     fuzz_replay.c (test_fuzz_record), it replays the committed corpus as a
     unit test.
 */
+#include "fuzz_check.h"
 #include "tern_proto.h"
 #include "tern_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_record: check failed at line %d: %s\n", __LINE__, #cond);        \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define S_RECORD_HEADER 72 //  fixed header size (docs/storage.md)
 

@@ -626,15 +626,19 @@ int it_run(it_result_t *r, int timeout_ms, const char *stdin_data, char *const a
     return r->status;
 }
 
-static int s_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
-                    const char *first, va_list ap) {
+int it_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data, bool json,
+              const char *arg, va_list ap) {
     char *argv[IT_ARGS_MAX];
     int argc = 0;
     argv[argc++] = (char *)it_ternctl_path();
-    argv[argc++] = "-s";
-    argv[argc++] = b->endpoint;
-    argv[argc++] = "--json";
-    for (const char *a = first; a && argc < IT_ARGS_MAX - 1; a = va_arg(ap, const char *)) {
+    if (b) {
+        argv[argc++] = "-s";
+        argv[argc++] = b->endpoint;
+    }
+    if (json) {
+        argv[argc++] = "--json";
+    }
+    for (const char *a = arg; a && argc < IT_ARGS_MAX - 1; a = va_arg(ap, const char *)) {
         argv[argc++] = (char *)a;
     }
     argv[argc] = NULL;
@@ -644,7 +648,7 @@ static int s_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *
 int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);
-    int rc = s_ctl_va(r, b, timeout_ms, NULL, arg, ap);
+    int rc = it_ctl_va(r, b, timeout_ms, NULL, true, arg, ap);
     va_end(ap);
     return rc;
 }
@@ -653,7 +657,16 @@ int it_ctl_in(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_
               const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);
-    int rc = s_ctl_va(r, b, timeout_ms, stdin_data, arg, ap);
+    int rc = it_ctl_va(r, b, timeout_ms, stdin_data, true, arg, ap);
+    va_end(ap);
+    return rc;
+}
+
+int it_ctl_text(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
+                const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    int rc = it_ctl_va(r, b, timeout_ms, stdin_data, false, arg, ap);
     va_end(ap);
     return rc;
 }
@@ -841,6 +854,14 @@ size_t it_proc_lines(it_proc_t *self) {
     return n;
 }
 
+bool it_proc_wait_lines(it_proc_t *self, size_t n, int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (it_proc_lines(self) < n && it_now_ms() < deadline && it_proc_running(self)) {
+        it_sleep_ms(10);
+    }
+    return it_proc_lines(self) >= n;
+}
+
 void it_proc_destroy(it_proc_t **self_p) {
     if (!self_p || !*self_p) {
         return;
@@ -1019,6 +1040,12 @@ bool it_json_int(const char *obj, const char *key, int64_t *out) {
     }
     *out = (int64_t)n;
     return true;
+}
+
+int64_t it_json_field(const char *obj, const char *key) {
+    int64_t v = -1;
+    cr_assert(it_json_int(obj, key, &v), "no integer '%s' in %s", key, obj);
+    return v;
 }
 
 bool it_json_bool(const char *obj, const char *key, bool *out) {
@@ -1448,4 +1475,17 @@ bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *l
     free(lines);
     it_result_free(&r);
     return found;
+}
+
+int64_t it_group_wait(it_broker_t *b, const char *topic, const char *group, const char *key,
+                      int64_t want, int timeout_ms, char *line, size_t cap) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (true) {
+        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
+        int64_t v = it_json_field(line, key);
+        if (v == want || it_now_ms() > deadline) {
+            return v;
+        }
+        it_sleep_ms(50);
+    }
 }

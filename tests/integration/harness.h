@@ -14,6 +14,7 @@
 
 #include "tern.h" //  libtern, which the tests drive
 #include "tern_proto.h"
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -118,6 +119,15 @@ void it_pub(it_broker_t *b, const char *topic, const char *data, int count);
 int it_ctl_in(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
               const char *arg, ...);
 
+/*  `ternctl [-s ENDPOINT] ARG...` in text mode (without --json, as a person
+    types it), with STDIN_DATA (may be NULL); B may be NULL (no broker). */
+int it_ctl_text(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
+                const char *arg, ...);
+
+/*  The va_list form of both: `ternctl [-s ENDPOINT] [--json] ARG...`. */
+int it_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data, bool json,
+              const char *arg, va_list ap);
+
 void it_result_free(it_result_t *r);
 
 /*  Path of ternctl / ternd. */
@@ -164,6 +174,10 @@ char *it_proc_err(it_proc_t *self);
 /*  Number of complete lines in its stdout so far. */
 size_t it_proc_lines(it_proc_t *self);
 
+/*  Waits up to TIMEOUT_MS, or until it exits, for N complete lines on its
+    stdout; true if they came. */
+bool it_proc_wait_lines(it_proc_t *self, size_t n, int timeout_ms);
+
 /*  Kills it if running, frees, nulls *SELF_P. */
 void it_proc_destroy(it_proc_t **self_p);
 
@@ -178,6 +192,8 @@ size_t it_split_lines(char *text, char ***lines);
     before its '{'; nested values are skipped properly). */
 bool it_json_raw(const char *obj, const char *key, const char **val, size_t *len);
 bool it_json_int(const char *obj, const char *key, int64_t *out);
+/*  The integer member KEY of OBJ; fails the test if there is none. */
+int64_t it_json_field(const char *obj, const char *key);
 bool it_json_str(const char *obj, const char *key, char *buf, size_t cap);
 bool it_json_bool(const char *obj, const char *key, bool *out);
 /*  The string value unescaped into a new buffer (caller frees), *LEN_P its
@@ -188,6 +204,12 @@ char *it_json_strdup(const char *obj, const char *key, size_t *len_p);
     LINE (CAP bytes); asserts that ternctl succeeded; false if GROUP is not
     listed. */
 bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap);
+
+/*  Polls GROUP's line (it_group_line, asserting it is listed) until its
+    integer KEY is WANT or TIMEOUT_MS passes; returns the last value read
+    and leaves the last line in LINE. */
+int64_t it_group_wait(it_broker_t *b, const char *topic, const char *group, const char *key,
+                      int64_t want, int timeout_ms, char *line, size_t cap);
 
 /*  One delivered message as printed by `ternctl --json sub`. */
 typedef struct {

@@ -12,12 +12,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int64_t s_field(const char *line, const char *key) {
-    int64_t v = -1;
-    cr_assert(it_json_int(line, key, &v), "no integer '%s' in %s", key, line);
-    return v;
-}
-
 Test(admin, status_json, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_broker_new(7, NULL);
     cr_assert(b);
@@ -34,15 +28,15 @@ Test(admin, status_json, .fini = it_teardown, .timeout = 60) {
     cr_assert_eq(n, 1, "status --json printed %zu lines:\n%s", n, r.out);
     const char *l = lines[0];
     char s[64];
-    cr_assert_eq(s_field(l, "node_id"), 7);
+    cr_assert_eq(it_json_field(l, "node_id"), 7);
     cr_assert(it_json_str(l, "dc", s, sizeof s), "no dc: %s", l);
     cr_assert_str_eq(s, "dc-it");
     cr_assert(it_json_str(l, "version", s, sizeof s), "no version: %s", l);
     cr_assert_str_eq(s, "0.1.0");
-    cr_assert_geq(s_field(l, "uptime_s"), 0);
-    cr_assert_eq(s_field(l, "topics"), 2, "status: %s", l);
-    cr_assert_geq(s_field(l, "connections"), 1, "status: %s", l);
-    cr_assert_gt(s_field(l, "storage_bytes"), 0, "status: %s", l);
+    cr_assert_geq(it_json_field(l, "uptime_s"), 0);
+    cr_assert_eq(it_json_field(l, "topics"), 2, "status: %s", l);
+    cr_assert_geq(it_json_field(l, "connections"), 1, "status: %s", l);
+    cr_assert_gt(it_json_field(l, "storage_bytes"), 0, "status: %s", l);
     free(lines);
     it_result_free(&r);
 
@@ -61,7 +55,7 @@ Test(admin, status_json, .fini = it_teardown, .timeout = 60) {
     char *argv3[] = {"/usr/bin/env", envbuf, (char *)it_ternctl_path(), "--json", "status", NULL};
     it_run(&r, 10000, NULL, argv3);
     it_assert_ok(&r, "ternctl status with $TERN_SERVER");
-    cr_assert_eq(s_field(r.out, "node_id"), 7);
+    cr_assert_eq(it_json_field(r.out, "node_id"), 7);
     it_result_free(&r);
 }
 
@@ -79,14 +73,14 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
         char topic[64];
         cr_assert(it_json_str(lines[i], "topic", topic, sizeof topic));
         int64_t want = strcmp(topic, "it.adm.one") == 0 ? 10 : 3;
-        cr_assert_eq(s_field(lines[i], "msgs"), want, "%s", lines[i]);
-        cr_assert_eq(s_field(lines[i], "first_seq"), 1, "%s", lines[i]);
-        cr_assert_eq(s_field(lines[i], "last_seq"), want, "%s", lines[i]);
-        cr_assert_gt(s_field(lines[i], "bytes"), 0, "%s", lines[i]);
-        cr_assert_eq(s_field(lines[i], "groups"), 0, "%s", lines[i]);
-        s_field(lines[i], "max_age_ms");
-        s_field(lines[i], "max_msgs");
-        s_field(lines[i], "max_bytes");
+        cr_assert_eq(it_json_field(lines[i], "msgs"), want, "%s", lines[i]);
+        cr_assert_eq(it_json_field(lines[i], "first_seq"), 1, "%s", lines[i]);
+        cr_assert_eq(it_json_field(lines[i], "last_seq"), want, "%s", lines[i]);
+        cr_assert_gt(it_json_field(lines[i], "bytes"), 0, "%s", lines[i]);
+        cr_assert_eq(it_json_field(lines[i], "groups"), 0, "%s", lines[i]);
+        it_json_field(lines[i], "max_age_ms");
+        it_json_field(lines[i], "max_msgs");
+        it_json_field(lines[i], "max_bytes");
     }
     free(lines);
     it_result_free(&r);
@@ -101,10 +95,10 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "info", "it.adm.lim", NULL);
     it_assert_ok(&r, "topic info");
-    cr_assert_eq(s_field(r.out, "max_msgs"), 5, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "max_age_ms"), 3600000, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "max_bytes"), 1048576, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "msgs"), 0, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_msgs"), 5, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_age_ms"), 3600000, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_bytes"), 1048576, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 0, "%s", r.out);
     it_result_free(&r);
 
     //  max_msgs is enforced (possibly by the sweep: poll).
@@ -114,8 +108,8 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     do {
         it_ctl(&r, b, 10000, "topic", "info", "it.adm.lim", NULL);
         it_assert_ok(&r, "topic info");
-        msgs = s_field(r.out, "msgs");
-        first = s_field(r.out, "first_seq");
+        msgs = it_json_field(r.out, "msgs");
+        first = it_json_field(r.out, "first_seq");
         it_result_free(&r);
         if (msgs <= 5) {
             break;
@@ -128,11 +122,11 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     //  purge
     it_ctl(&r, b, 10000, "topic", "purge", "it.adm.one", NULL);
     it_assert_ok(&r, "topic purge");
-    cr_assert_eq(s_field(r.out, "purged"), 10, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "purged"), 10, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "info", "it.adm.one", NULL);
     it_assert_ok(&r, "topic info after purge");
-    cr_assert_eq(s_field(r.out, "msgs"), 0, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 0, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "sub", "it.adm.one", "--from", "first", "--count", "10", "--timeout", "1s",
            NULL);
@@ -146,7 +140,7 @@ Test(admin, topics_and_topic_lifecycle, .fini = it_teardown, .timeout = 60) {
     bool deleted = false;
     cr_assert(it_json_bool(r.out, "deleted", &deleted), "%s", r.out);
     cr_assert(deleted);
-    cr_assert_eq(s_field(r.out, "removed"), 3, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "removed"), 3, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "info", "it.adm.two", NULL);
     cr_assert_eq(r.status, 1, "info of a deleted topic: exit %d\n%s", r.status, r.out);
@@ -222,7 +216,7 @@ Test(admin, sigterm_exit_0_and_data_kept, .fini = it_teardown, .timeout = 60) {
     it_result_t r;
     it_ctl(&r, b, 10000, "topic", "info", "it.term.keep", NULL);
     it_assert_ok(&r, "topic info after restart");
-    cr_assert_eq(s_field(r.out, "msgs"), 5);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 5);
     it_result_free(&r);
     //  SIGINT too.
     kill(b->pid, SIGINT);
@@ -290,8 +284,8 @@ Test(admin, max_age_retention, .fini = it_teardown, .timeout = 60) {
     it_pub(b, "it.age", "data {n}", 1);
     it_ctl(&r, b, 10000, "topic", "info", "it.age", NULL);
     it_assert_ok(&r, "topic info");
-    cr_assert_eq(s_field(r.out, "msgs"), 1, "max_age 1s: after 2 s: %s", r.out);
-    cr_assert_eq(s_field(r.out, "first_seq"), 4, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 1, "max_age 1s: after 2 s: %s", r.out);
+    cr_assert_eq(it_json_field(r.out, "first_seq"), 4, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "sub", "it.age", "--from", "first", "--count", "10", "--timeout", "1s",
            NULL);

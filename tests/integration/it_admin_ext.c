@@ -16,39 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int64_t s_field(const char *line, const char *key) {
-    int64_t v = -1;
-    cr_assert(it_json_int(line, key, &v), "no integer '%s' in %s", key, line);
-    return v;
-}
-
-//  `ternctl -s EP ARG...` in text mode (no --json).
-static int s_ctl_text(it_result_t *r, it_broker_t *b, const char *a1, const char *a2,
-                      const char *a3, const char *a4, const char *a5) {
-    char *argv[] = {(char *)it_ternctl_path(),
-                    "-s",
-                    b->endpoint,
-                    (char *)a1,
-                    (char *)a2,
-                    (char *)a3,
-                    (char *)a4,
-                    (char *)a5,
-                    NULL};
-    return it_run(r, 10000, NULL, argv);
-}
-
-//  Waits until P printed at least N lines (false after TIMEOUT_MS).
-static bool s_wait_lines(it_proc_t *p, size_t n, int timeout_ms) {
-    int64_t deadline = it_now_ms() + timeout_ms;
-    while (it_proc_lines(p) < n) {
-        if (it_now_ms() > deadline || !it_proc_running(p)) {
-            return it_proc_lines(p) >= n;
-        }
-        it_sleep_ms(50);
-    }
-    return true;
-}
-
 //  The seqs a spawned `sub --json` printed, in order, into SEQS; returns the count.
 static size_t s_seqs(it_proc_t *p, int64_t *seqs, size_t max) {
     char *out = it_proc_out(p);
@@ -62,27 +29,6 @@ static size_t s_seqs(it_proc_t *p, int64_t *seqs, size_t max) {
     return m < max ? m : max;
 }
 
-//  The one line of `groups TOPIC` for GROUP into LINE (false if absent).
-static bool s_group_line(it_broker_t *b, const char *topic, const char *group, char *line,
-                         size_t cap) {
-    it_result_t r;
-    it_ctl(&r, b, 10000, "groups", topic, NULL);
-    it_assert_ok(&r, "groups");
-    char **lines;
-    size_t n = it_split_lines(r.out, &lines);
-    bool found = false;
-    for (size_t i = 0; i < n && !found; i++) {
-        char name[64];
-        if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
-            snprintf(line, cap, "%s", lines[i]);
-            found = true;
-        }
-    }
-    free(lines);
-    it_result_free(&r);
-    return found;
-}
-
 // ---------------------------------------------------------------------------
 //  Topics
 
@@ -91,7 +37,7 @@ Test(admin_ext, topic_create_refuses_existing, .fini = it_teardown, .timeout = 6
     it_result_t r;
     it_ctl(&r, b, 10000, "topic", "create", "it.x.new", "--max-msgs", "7", NULL);
     it_assert_ok(&r, "topic create");
-    cr_assert_eq(s_field(r.out, "max_msgs"), 7, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_msgs"), 7, "%s", r.out);
     it_result_free(&r);
 
     //  Again: exit 1, the reason names the topic, the limits are unchanged.
@@ -102,7 +48,7 @@ Test(admin_ext, topic_create_refuses_existing, .fini = it_teardown, .timeout = 6
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "info", "it.x.new", NULL);
     it_assert_ok(&r, "topic info");
-    cr_assert_eq(s_field(r.out, "max_msgs"), 7, "create of an existing topic changed it: %s",
+    cr_assert_eq(it_json_field(r.out, "max_msgs"), 7, "create of an existing topic changed it: %s",
                  r.out);
     it_result_free(&r);
 
@@ -123,13 +69,14 @@ Test(admin_ext, topic_edit_changes_limits, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 10000, "topic", "edit", "it.x.edit", "--max-msgs", "3", "--max-bytes", "1M",
            NULL);
     it_assert_ok(&r, "topic edit");
-    cr_assert_eq(s_field(r.out, "max_msgs"), 3, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "max_bytes"), 1048576, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "max_age_ms"), 3600000, "a limit not given changed: %s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_msgs"), 3, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_bytes"), 1048576, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_age_ms"), 3600000, "a limit not given changed: %s",
+                 r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "info", "it.x.edit", NULL);
     it_assert_ok(&r, "topic info");
-    cr_assert_eq(s_field(r.out, "max_msgs"), 3, "info after edit: %s", r.out);
+    cr_assert_eq(it_json_field(r.out, "max_msgs"), 3, "info after edit: %s", r.out);
     it_result_free(&r);
 
     //  The new limit is enforced (maybe by the sweep: poll).
@@ -138,8 +85,8 @@ Test(admin_ext, topic_edit_changes_limits, .fini = it_teardown, .timeout = 60) {
     do {
         it_ctl(&r, b, 10000, "topic", "info", "it.x.edit", NULL);
         it_assert_ok(&r, "topic info");
-        msgs = s_field(r.out, "msgs");
-        first = s_field(r.out, "first_seq");
+        msgs = it_json_field(r.out, "msgs");
+        first = it_json_field(r.out, "first_seq");
         it_result_free(&r);
         if (msgs <= 3) {
             break;
@@ -230,12 +177,12 @@ Test(admin_ext, topic_delete_purge_confirm, .fini = it_teardown, .timeout = 90) 
     cr_assert(strstr(err, "not confirmed"), "stderr: %s", err);
     it_ctl(&r, b, 10000, "topic", "info", "it.x.del", NULL);
     it_assert_ok(&r, "topic info after a refused delete");
-    cr_assert_eq(s_field(r.out, "msgs"), 3, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 3, "%s", r.out);
     it_result_free(&r);
     rc = s_ctl_on_tty(b, "purge", "it.x.del", NULL, "y\n", err, sizeof err);
     cr_assert_eq(rc, 0, "purge answered y: exit %d, stderr %s", rc, err);
     it_ctl(&r, b, 10000, "topic", "info", "it.x.del", NULL);
-    cr_assert_eq(s_field(r.out, "msgs"), 0, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 0, "%s", r.out);
     it_result_free(&r);
 
     //  --force: no question, even on a terminal (its stdin says nothing).
@@ -246,7 +193,7 @@ Test(admin_ext, topic_delete_purge_confirm, .fini = it_teardown, .timeout = 90) 
     it_pub(b, "it.x.del", "m{n}", 2);
     it_ctl(&r, b, 10000, "topic", "purge", "it.x.del", "--force", NULL);
     it_assert_ok(&r, "topic purge --force");
-    cr_assert_eq(s_field(r.out, "purged"), 2, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "purged"), 2, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "topic", "delete", "it.x.del", "--force", NULL);
     it_assert_ok(&r, "topic delete --force");
@@ -280,13 +227,13 @@ Test(admin_ext, dlq_get_replay_seq_purge, .fini = it_teardown, .timeout = 90) {
     it_ctl(&r, b, 10000, "dlq", "get", "it.x.dlq", "--group", "g", "--seq", "2", NULL);
     it_assert_ok(&r, "dlq get");
     char s[64];
-    cr_assert_eq(s_field(r.out, "seq"), 2, "%s", r.out);
-    cr_assert_gt(s_field(r.out, "msg_id"), 0, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "delivery_count"), 1, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "seq"), 2, "%s", r.out);
+    cr_assert_gt(it_json_field(r.out, "msg_id"), 0, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "delivery_count"), 1, "%s", r.out);
     cr_assert(it_json_str(r.out, "data", s, sizeof s) && strcmp(s, "m2") == 0, "%s", r.out);
     cr_assert(it_json_str(r.out, "reason", s, sizeof s) && strcmp(s, "term") == 0, "%s", r.out);
     it_result_free(&r);
-    s_ctl_text(&r, b, "dlq", "get", "it.x.dlq", "--group=g", "--seq=2");
+    it_ctl_text(&r, b, 10000, NULL, "dlq", "get", "it.x.dlq", "--group=g", "--seq=2", NULL);
     it_assert_ok(&r, "dlq get (text)");
     cr_assert(strstr(r.out, "seq       2\n") && strstr(r.out, "\nm2\n") &&
                   strstr(r.out, "dead      term after 1 deliveries"),
@@ -302,7 +249,7 @@ Test(admin_ext, dlq_get_replay_seq_purge, .fini = it_teardown, .timeout = 90) {
     //  replay --seq: only that one comes back.
     it_ctl(&r, b, 10000, "dlq", "replay", "it.x.dlq", "--group", "g", "--seq", "2", NULL);
     it_assert_ok(&r, "dlq replay --seq");
-    cr_assert_eq(s_field(r.out, "replayed"), 1, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "replayed"), 1, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "dlq", "replay", "it.x.dlq", "--group", "g", "--seq", "2", NULL);
     cr_assert_eq(r.status, 1, "replay of a seq no longer in the DLQ: exit %d", r.status);
@@ -313,8 +260,8 @@ Test(admin_ext, dlq_get_replay_seq_purge, .fini = it_teardown, .timeout = 90) {
     char **lines;
     size_t n = it_split_lines(r.out, &lines);
     cr_assert_eq(n, 2, "DLQ after replaying one of 3:\n%s", r.out);
-    cr_assert_eq(s_field(lines[0], "seq"), 1);
-    cr_assert_eq(s_field(lines[1], "seq"), 3);
+    cr_assert_eq(it_json_field(lines[0], "seq"), 1);
+    cr_assert_eq(it_json_field(lines[1], "seq"), 3);
     free(lines);
     it_result_free(&r);
     it_ctl(&r, b, 15000, "sub", "it.x.dlq", "--group", "g", "--count", "2", "--timeout", "5s",
@@ -331,17 +278,17 @@ Test(admin_ext, dlq_get_replay_seq_purge, .fini = it_teardown, .timeout = 90) {
     //  purge: the DLQ is empty, the messages stay in the topic.
     it_ctl(&r, b, 10000, "dlq", "purge", "it.x.dlq", "--group", "g", "--force", NULL);
     it_assert_ok(&r, "dlq purge");
-    cr_assert_eq(s_field(r.out, "purged"), 2, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "purged"), 2, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "dlq", "list", "it.x.dlq", "--group", "g", NULL);
     it_assert_ok(&r, "dlq list after purge");
     cr_assert_eq(r.out_len, 0, "DLQ after purge:\n%s", r.out);
     it_result_free(&r);
     char line[1024];
-    cr_assert(s_group_line(b, "it.x.dlq", "g", line, sizeof line));
-    cr_assert_eq(s_field(line, "dead"), 0, "%s", line);
+    cr_assert(it_group_line(b, "it.x.dlq", "g", line, sizeof line));
+    cr_assert_eq(it_json_field(line, "dead"), 0, "%s", line);
     it_ctl(&r, b, 10000, "topic", "info", "it.x.dlq", NULL);
-    cr_assert_eq(s_field(r.out, "msgs"), 4, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "msgs"), 4, "%s", r.out);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "dlq", "purge", "it.x.dlq", "--group", "nope", "--force", NULL);
     cr_assert_eq(r.status, 1, "purge of a missing group: exit %d", r.status);
@@ -359,17 +306,17 @@ Test(admin_ext, group_seek_live_consumer, .fini = it_teardown, .timeout = 90) {
     it_proc_t *c = it_ctl_spawn(b, "sub", "it.x.seek", "--group", "g", "--no-ack", "--count",
                                 "1000", "--timeout", "30s", NULL);
     cr_assert(c);
-    cr_assert(s_wait_lines(c, 5, 15000), "consumer got %zu of 5", it_proc_lines(c));
+    cr_assert(it_proc_wait_lines(c, 5, 15000), "consumer got %zu of 5", it_proc_lines(c));
     char line[1024];
-    cr_assert(s_group_line(b, "it.x.seek", "g", line, sizeof line));
-    cr_assert_eq(s_field(line, "pending"), 5, "%s", line);
+    cr_assert(it_group_line(b, "it.x.seek", "g", line, sizeof line));
+    cr_assert_eq(it_json_field(line, "pending"), 5, "%s", line);
 
     it_result_t r;
     it_ctl(&r, b, 10000, "group", "seek", "it.x.seek", "--group", "g", "--to", "seq:4", NULL);
     it_assert_ok(&r, "group seek");
-    cr_assert_eq(s_field(r.out, "next_seq"), 4, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "next_seq"), 4, "%s", r.out);
     it_result_free(&r);
-    cr_assert(s_wait_lines(c, 7, 15000), "after seek to 4 the consumer has %zu lines",
+    cr_assert(it_proc_wait_lines(c, 7, 15000), "after seek to 4 the consumer has %zu lines",
               it_proc_lines(c));
     int64_t seqs[16];
     size_t n = s_seqs(c, seqs, 16);
@@ -377,16 +324,16 @@ Test(admin_ext, group_seek_live_consumer, .fini = it_teardown, .timeout = 90) {
     cr_assert(seqs[5] == 4 && seqs[6] == 5, "after seek: %lld %lld", (long long)seqs[5],
               (long long)seqs[6]);
     //  The entries before the position are gone: only 4 and 5 are pending.
-    cr_assert(s_group_line(b, "it.x.seek", "g", line, sizeof line));
-    cr_assert_eq(s_field(line, "pending"), 2, "%s", line);
+    cr_assert(it_group_line(b, "it.x.seek", "g", line, sizeof line));
+    cr_assert_eq(it_json_field(line, "pending"), 2, "%s", line);
 
     //  Forward past everything: new messages only.
     it_ctl(&r, b, 10000, "group", "seek", "it.x.seek", "--group", "g", "--to", "new", NULL);
     it_assert_ok(&r, "group seek new");
-    cr_assert_eq(s_field(r.out, "next_seq"), 6, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "next_seq"), 6, "%s", r.out);
     it_result_free(&r);
     it_pub(b, "it.x.seek", "n{n}", 1);
-    cr_assert(s_wait_lines(c, 8, 15000), "after seek to new + 1 publish: %zu lines",
+    cr_assert(it_proc_wait_lines(c, 8, 15000), "after seek to new + 1 publish: %zu lines",
               it_proc_lines(c));
     n = s_seqs(c, seqs, 16);
     cr_assert_eq(seqs[7], 6, "after seek to new got seq %lld", (long long)seqs[7]);
@@ -397,7 +344,7 @@ Test(admin_ext, group_seek_live_consumer, .fini = it_teardown, .timeout = 90) {
     //  time:DUR: the first message stored DUR ago or later (all of them here).
     it_ctl(&r, b, 10000, "group", "seek", "it.x.seek", "--group", "g", "--to", "time:1h", NULL);
     it_assert_ok(&r, "group seek time:1h");
-    cr_assert_eq(s_field(r.out, "next_seq"), 1, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "next_seq"), 1, "%s", r.out);
     it_result_free(&r);
 
     //  Bad positions are usage errors; an unknown group fails.
@@ -425,14 +372,14 @@ Test(admin_ext, group_reset_live_consumer, .fini = it_teardown, .timeout = 90) {
     it_proc_t *c = it_ctl_spawn(b, "sub", "it.x.reset", "--group", "g", "--count", "1000",
                                 "--timeout", "30s", NULL);
     cr_assert(c);
-    cr_assert(s_wait_lines(c, 3, 15000), "consumer got %zu of 3", it_proc_lines(c));
+    cr_assert(it_proc_wait_lines(c, 3, 15000), "consumer got %zu of 3", it_proc_lines(c));
 
     it_ctl(&r, b, 10000, "group", "reset", "it.x.reset", "--group", "g", NULL);
     it_assert_ok(&r, "group reset (stdin not a terminal: no question)");
-    cr_assert_eq(s_field(r.out, "next_seq"), 1, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "dead"), 0, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "next_seq"), 1, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "dead"), 0, "%s", r.out);
     it_result_free(&r);
-    cr_assert(s_wait_lines(c, 7, 15000), "after reset the consumer has %zu lines",
+    cr_assert(it_proc_wait_lines(c, 7, 15000), "after reset the consumer has %zu lines",
               it_proc_lines(c));
     int64_t seqs[16];
     size_t n = s_seqs(c, seqs, 16);
@@ -443,19 +390,20 @@ Test(admin_ext, group_reset_live_consumer, .fini = it_teardown, .timeout = 90) {
     char line[1024];
     int64_t deadline = it_now_ms() + 5000;
     do { //  the acks are committed shortly after the consumer printed them
-        cr_assert(s_group_line(b, "it.x.reset", "g", line, sizeof line));
-    } while (s_field(line, "acked") < 4 && it_now_ms() < deadline && (it_sleep_ms(100), true));
-    cr_assert_eq(s_field(line, "acked"), 4, "counters after reset + 4 acks: %s", line);
-    cr_assert_eq(s_field(line, "dead"), 0, "%s", line);
-    cr_assert_eq(s_field(line, "consumers"), 1, "%s", line);
+        cr_assert(it_group_line(b, "it.x.reset", "g", line, sizeof line));
+    } while (it_json_field(line, "acked") < 4 && it_now_ms() < deadline &&
+             (it_sleep_ms(100), true));
+    cr_assert_eq(it_json_field(line, "acked"), 4, "counters after reset + 4 acks: %s", line);
+    cr_assert_eq(it_json_field(line, "dead"), 0, "%s", line);
+    cr_assert_eq(it_json_field(line, "consumers"), 1, "%s", line);
 
     //  --to: reset to a position.
     it_ctl(&r, b, 10000, "group", "reset", "it.x.reset", "--group", "g", "--to", "seq:4", "--force",
            NULL);
     it_assert_ok(&r, "group reset --to seq:4");
-    cr_assert_eq(s_field(r.out, "next_seq"), 4, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "next_seq"), 4, "%s", r.out);
     it_result_free(&r);
-    cr_assert(s_wait_lines(c, 8, 15000), "after reset to 4: %zu lines", it_proc_lines(c));
+    cr_assert(it_proc_wait_lines(c, 8, 15000), "after reset to 4: %zu lines", it_proc_lines(c));
     n = s_seqs(c, seqs, 16);
     cr_assert_eq(seqs[7], 4, "after reset to 4: seq %lld", (long long)seqs[7]);
     it_proc_destroy(&c);
@@ -468,7 +416,7 @@ Test(admin_ext, group_delete, .fini = it_teardown, .timeout = 90) {
     it_proc_t *c = it_ctl_spawn(b, "sub", "it.x.gdel", "--group", "g", "--count", "4", "--timeout",
                                 "3s", NULL);
     cr_assert(c);
-    cr_assert(s_wait_lines(c, 3, 15000), "consumer got %zu of 3", it_proc_lines(c));
+    cr_assert(it_proc_wait_lines(c, 3, 15000), "consumer got %zu of 3", it_proc_lines(c));
     it_result_t r;
     it_ctl(&r, b, 10000, "group", "delete", "it.x.gdel", "--group", "g", "--force", NULL);
     cr_assert_eq(r.status, 1, "delete with a consumer connected: exit %d", r.status);
@@ -489,7 +437,7 @@ Test(admin_ext, group_delete, .fini = it_teardown, .timeout = 90) {
     cr_assert(it_json_bool(r.out, "deleted", &deleted) && deleted, "%s", r.out);
     it_result_free(&r);
     char line[1024];
-    cr_assert_not(s_group_line(b, "it.x.gdel", "g", line, sizeof line), "still listed: %s", line);
+    cr_assert_not(it_group_line(b, "it.x.gdel", "g", line, sizeof line), "still listed: %s", line);
     it_ctl(&r, b, 10000, "group", "delete", "it.x.gdel", "--group", "g", "--force", NULL);
     cr_assert_eq(r.status, 1, "second delete: exit %d", r.status);
     it_result_free(&r);
@@ -497,7 +445,7 @@ Test(admin_ext, group_delete, .fini = it_teardown, .timeout = 90) {
     //  A new group of that name starts afresh.
     it_ctl(&r, b, 15000, "sub", "it.x.gdel", "--group", "g", "--count", "1", NULL);
     it_assert_ok(&r, "sub after delete");
-    cr_assert_eq(s_field(r.out, "seq"), 1, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "seq"), 1, "%s", r.out);
     it_result_free(&r);
 }
 
@@ -520,10 +468,11 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     it_ctl(&r, b, 10000, "get", "it.x.view", "4", NULL);
     it_assert_ok(&r, "get");
     char s[128];
-    cr_assert_eq(s_field(r.out, "seq"), 4, "%s", r.out);
-    cr_assert_gt(s_field(r.out, "msg_id"), 0, "%s", r.out);
-    cr_assert_eq(s_field(r.out, "priority"), 7, "%s", r.out);
-    cr_assert_gt(s_field(r.out, "expire_at_ns"), s_field(r.out, "timestamp_ns"), "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "seq"), 4, "%s", r.out);
+    cr_assert_gt(it_json_field(r.out, "msg_id"), 0, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "priority"), 7, "%s", r.out);
+    cr_assert_gt(it_json_field(r.out, "expire_at_ns"), it_json_field(r.out, "timestamp_ns"), "%s",
+                 r.out);
     cr_assert(it_json_str(r.out, "data", s, sizeof s) && strcmp(s, "with header") == 0, "%s",
               r.out);
     cr_assert(it_json_str(r.out, "key", s, sizeof s) && strcmp(s, "k1") == 0, "%s", r.out);
@@ -533,7 +482,7 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     it_result_free(&r);
 
     //  get (text): key value lines, the payload last.
-    s_ctl_text(&r, b, "get", "it.x.view", "4", NULL, NULL);
+    it_ctl_text(&r, b, 10000, NULL, "get", "it.x.view", "4", NULL);
     it_assert_ok(&r, "get (text)");
     cr_assert(strstr(r.out, "seq       4\n") && strstr(r.out, "priority  7\n") &&
                   strstr(r.out, "header    color: blue\n") && strstr(r.out, "key       k1\n") &&
@@ -548,7 +497,7 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     it_assert_ok(&r, "get binary");
     cr_assert(it_json_str(r.out, "data_b64", s, sizeof s) && strcmp(s, "//4=") == 0, "%s", r.out);
     it_result_free(&r);
-    s_ctl_text(&r, b, "get", "it.x.view", "5", NULL, NULL);
+    it_ctl_text(&r, b, 10000, NULL, "get", "it.x.view", "5", NULL);
     cr_assert(strstr(r.out, "\nbase64://4=\n"), "text:\n%s", r.out);
     it_result_free(&r);
 
@@ -567,8 +516,8 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     char **lines;
     size_t n = it_split_lines(r.out, &lines);
     cr_assert_eq(n, 2, "view --count 2:\n%s", r.out);
-    cr_assert_eq(s_field(lines[0], "seq"), 2);
-    cr_assert_eq(s_field(lines[1], "seq"), 3);
+    cr_assert_eq(it_json_field(lines[0], "seq"), 2);
+    cr_assert_eq(it_json_field(lines[1], "seq"), 3);
     free(lines);
     it_result_free(&r);
     it_ctl(&r, b, 10000, "view", "it.x.view", "--from", "time:1h", "--count", "100", NULL);
@@ -577,7 +526,7 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     cr_assert_eq(n, 5, "view of everything:\n%s", r.out);
     free(lines);
     it_result_free(&r);
-    s_ctl_text(&r, b, "view", "it.x.view", NULL, NULL, NULL);
+    it_ctl_text(&r, b, 10000, NULL, "view", "it.x.view", NULL);
     it_assert_ok(&r, "view (text)");
     cr_assert(strstr(r.out, "\nm1\n") && strstr(r.out, "\nm3\n") &&
                   strstr(r.out, "\nwith header\n"),
@@ -595,13 +544,13 @@ Test(admin_ext, get_and_view, .fini = it_teardown, .timeout = 90) {
     it_assert_ok(&r, "get 1 MiB");
     bool truncated = false;
     cr_assert(it_json_bool(r.out, "truncated", &truncated) && truncated, "%.300s", r.out);
-    cr_assert_eq(s_field(r.out, "size"), 1048576);
+    cr_assert_eq(it_json_field(r.out, "size"), 1048576);
     it_result_free(&r);
 
     //  Nothing was consumed: a new group still gets every message, no group
     //  was made by reading.
     char line[1024];
-    cr_assert_not(s_group_line(b, "it.x.view", "g", line, sizeof line));
+    cr_assert_not(it_group_line(b, "it.x.view", "g", line, sizeof line));
     it_ctl(&r, b, 15000, "sub", "it.x.view", "--group", "g", "--count", "5", NULL);
     it_assert_ok(&r, "sub after view");
     it_msg_t *msgs;

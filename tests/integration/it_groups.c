@@ -289,27 +289,6 @@ Test(groups, from_new_on_missing_topic_gets_first_commit, .fini = it_teardown, .
     it_proc_destroy(&c);
 }
 
-static int64_t s_field(const char *line, const char *key) {
-    int64_t v = -1;
-    cr_assert(it_json_int(line, key, &v), "no %s in %s", key, line);
-    return v;
-}
-
-//  Polls GROUP on TOPIC until its `acked` counter reaches WANT (acks are
-//  queued, not waited for); its line is left in LINE.
-static void s_wait_acked(it_broker_t *b, const char *topic, const char *group, int64_t want,
-                         char *line, size_t cap) {
-    int64_t deadline = it_now_ms() + 10000;
-    while (true) {
-        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
-        if (s_field(line, "acked") >= want || it_now_ms() > deadline) {
-            break;
-        }
-        it_sleep_ms(50);
-    }
-    cr_assert_eq(s_field(line, "acked"), want, "groups: %s", line);
-}
-
 //  Issue 12 item 8: ack_floor is JetStream's (the highest seq such that
 //  every seq <= it is acked), next_unacked the lowest seq not yet acked.
 Test(groups, ack_floor_and_next_unacked, .fini = it_teardown, .timeout = 60) {
@@ -321,9 +300,11 @@ Test(groups, ack_floor_and_next_unacked, .fini = it_teardown, .timeout = 60) {
     size_t m = s_sub(b, "it.floor", "all", 3, "3s", NULL, &msgs);
     cr_assert_eq(m, 3);
     it_msgs_free(msgs, m);
-    s_wait_acked(b, "it.floor", "all", 3, line, sizeof line);
-    cr_assert_eq(s_field(line, "ack_floor"), 3, "all acked: %s", line);
-    cr_assert_eq(s_field(line, "next_unacked"), 4, "all acked: %s", line);
+    //  Acks are queued, not waited for: poll until the counter has them.
+    cr_assert_eq(it_group_wait(b, "it.floor", "all", "acked", 3, 10000, line, sizeof line), 3,
+                 "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "ack_floor"), 3, "all acked: %s", line);
+    cr_assert_eq(it_json_field(line, "next_unacked"), 4, "all acked: %s", line);
 
     //  Acks of 1 and 3 but not 2: the floor stays at 1.
     tern_client_options_t options;
@@ -346,10 +327,11 @@ Test(groups, ack_floor_and_next_unacked, .fini = it_teardown, .timeout = 60) {
         }
         tern_message_destroy(&msg);
     }
-    s_wait_acked(b, "it.floor", "gap", 2, line, sizeof line);
-    cr_assert_eq(s_field(line, "ack_floor"), 1, "2 unacked: %s", line);
-    cr_assert_eq(s_field(line, "next_unacked"), 2, "2 unacked: %s", line);
-    cr_assert_eq(s_field(line, "pending"), 1, "2 unacked: %s", line);
+    cr_assert_eq(it_group_wait(b, "it.floor", "gap", "acked", 2, 10000, line, sizeof line), 2,
+                 "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "ack_floor"), 1, "2 unacked: %s", line);
+    cr_assert_eq(it_json_field(line, "next_unacked"), 2, "2 unacked: %s", line);
+    cr_assert_eq(it_json_field(line, "pending"), 1, "2 unacked: %s", line);
     tern_client_destroy(&client);
 
     //  The text table has both columns.

@@ -28,12 +28,6 @@ static char *s_scrape(int port) {
     return body;
 }
 
-static int64_t s_field(const char *line, const char *key) {
-    int64_t v = -1;
-    cr_assert(it_json_int(line, key, &v), "no integer '%s' in %s", key, line);
-    return v;
-}
-
 //  Publishes COUNT messages; stores their msg_ids in IDS (may be NULL).
 static void s_pub(it_broker_t *b, int count, const char *ttl, int64_t *ids) {
     char n[16];
@@ -49,7 +43,7 @@ static void s_pub(it_broker_t *b, int count, const char *ttl, int64_t *ids) {
     size_t got = it_split_lines(r.out, &lines);
     cr_assert_eq(got, (size_t)count, "pub printed %zu lines:\n%s", got, r.out);
     for (size_t i = 0; ids && i < got; i++) {
-        ids[i] = s_field(lines[i], "msg_id");
+        ids[i] = it_json_field(lines[i], "msg_id");
     }
     free(lines);
     it_result_free(&r);
@@ -202,14 +196,14 @@ Test(metrics, workload_counters_audit_trace, .fini = it_teardown, .timeout = 120
     size_t n = it_split_lines(r.out, &lines);
     cr_assert_eq(n, 1, "audit printed %zu lines:\n%s", n, r.out);
     const char *a = lines[0];
-    cr_expect_eq(s_field(a, "published"), 1 + S_N + S_M + S_K, "%s", a);
-    cr_expect_eq(s_field(a, "delivered"), 1 + S_N + S_M, "%s", a);
-    cr_expect_eq(s_field(a, "acked"), 1 + S_N, "%s", a);
-    cr_expect_eq(s_field(a, "pending"), 0, "%s", a);
-    cr_expect_eq(s_field(a, "redelivered"), 0, "%s", a);
-    cr_expect_eq(s_field(a, "dead"), S_M, "%s", a);
-    cr_expect_eq(s_field(a, "expired"), S_K, "%s", a);
-    cr_expect_eq(s_field(a, "oldest_unacked_ms"), 0, "%s", a);
+    cr_expect_eq(it_json_field(a, "published"), 1 + S_N + S_M + S_K, "%s", a);
+    cr_expect_eq(it_json_field(a, "delivered"), 1 + S_N + S_M, "%s", a);
+    cr_expect_eq(it_json_field(a, "acked"), 1 + S_N, "%s", a);
+    cr_expect_eq(it_json_field(a, "pending"), 0, "%s", a);
+    cr_expect_eq(it_json_field(a, "redelivered"), 0, "%s", a);
+    cr_expect_eq(it_json_field(a, "dead"), S_M, "%s", a);
+    cr_expect_eq(it_json_field(a, "expired"), S_K, "%s", a);
+    cr_expect_eq(it_json_field(a, "oldest_unacked_ms"), 0, "%s", a);
     const char *val;
     size_t vlen;
     cr_assert(it_json_raw(a, "reachability", &val, &vlen), "%s", a);

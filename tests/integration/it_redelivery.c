@@ -17,24 +17,14 @@ static it_broker_t *s_broker(void) {
     return it_start_broker("--ack-wait", "300ms", "--backoff", "50ms", "--max-deliver", "3", NULL);
 }
 
-static int64_t s_field(const char *line, const char *key) {
-    int64_t v = -1;
-    cr_assert(it_json_int(line, key, &v), "no %s in %s", key, line);
-    return v;
-}
-
 //  A consumer of TOPIC in GROUP that acks nothing, left running until the
 //  test stops it; returned once it has printed WANT messages.
 static it_proc_t *s_hold(it_broker_t *b, const char *topic, const char *group, size_t want) {
     it_proc_t *p = it_ctl_spawn(b, "sub", topic, "--group", group, "--no-ack", "--count", "1000",
                                 "--timeout", "60s", NULL);
     cr_assert(p);
-    int64_t deadline = it_now_ms() + 10000;
-    while (it_proc_lines(p) < want && it_now_ms() < deadline) {
-        it_sleep_ms(10);
-    }
-    cr_assert_geq(it_proc_lines(p), want, "the --no-ack consumer got %zu of %zu messages",
-                  it_proc_lines(p), want);
+    cr_assert(it_proc_wait_lines(p, want, 10000), "the --no-ack consumer got %zu of %zu messages",
+              it_proc_lines(p), want);
     return p;
 }
 
@@ -114,20 +104,20 @@ Test(redelivery, nack_redelivers_then_max_deliver_dlq, .fini = it_teardown, .tim
         cr_assert_str_eq(reason, "max_deliver");
         cr_assert_str_eq(topic, "it.nack");
         cr_assert_str_eq(group, "g");
-        cr_assert_eq(s_field(lines[i], "delivery_count"), 3);
-        int64_t seq = s_field(lines[i], "seq");
+        cr_assert_eq(it_json_field(lines[i], "delivery_count"), 3);
+        int64_t seq = it_json_field(lines[i], "seq");
         cr_assert(seq == 1 || seq == 2);
-        cr_assert_gt(s_field(lines[i], "msg_id"), 0);
-        cr_assert_gt(s_field(lines[i], "dead_at_ms"), 1700000000000LL);
+        cr_assert_gt(it_json_field(lines[i], "msg_id"), 0);
+        cr_assert_gt(it_json_field(lines[i], "dead_at_ms"), 1700000000000LL);
     }
     free(lines);
     it_result_free(&r);
 
     char line[1024];
     cr_assert(it_group_line(b, "it.nack", "g", line, sizeof line), "group g not listed");
-    cr_assert_eq(s_field(line, "dead"), 2, "groups: %s", line);
-    cr_assert_eq(s_field(line, "pending"), 0, "groups: %s", line);
-    cr_assert_geq(s_field(line, "redelivered"), 4, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "dead"), 2, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "pending"), 0, "groups: %s", line);
+    cr_assert_geq(it_json_field(line, "redelivered"), 4, "groups: %s", line);
 }
 
 Test(redelivery, term_goes_to_dlq_and_replay_redelivers, .fini = it_teardown, .timeout = 60) {
@@ -152,14 +142,14 @@ Test(redelivery, term_goes_to_dlq_and_replay_redelivers, .fini = it_teardown, .t
         char reason[64] = "";
         cr_assert(it_json_str(lines[i], "reason", reason, sizeof reason));
         cr_assert_str_eq(reason, "term");
-        cr_assert_eq(s_field(lines[i], "delivery_count"), 1);
+        cr_assert_eq(it_json_field(lines[i], "delivery_count"), 1);
     }
     free(lines);
     it_result_free(&r);
 
     it_ctl(&r, b, 10000, "dlq", "replay", "it.term", "--group", "g", NULL);
     it_assert_ok(&r, "ternctl dlq replay");
-    cr_assert_eq(s_field(r.out, "replayed"), 2, "replay: %s", r.out);
+    cr_assert_eq(it_json_field(r.out, "replayed"), 2, "replay: %s", r.out);
     it_result_free(&r);
 
     it_ctl(&r, b, 15000, "sub", "it.term", "--group", "g", "--count", "10", "--timeout", "1500ms",
@@ -181,11 +171,11 @@ Test(redelivery, term_goes_to_dlq_and_replay_redelivers, .fini = it_teardown, .t
 
     char line[1024];
     cr_assert(it_group_line(b, "it.term", "g", line, sizeof line));
-    cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
-    cr_assert_eq(s_field(line, "pending"), 0, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "dead"), 0, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "pending"), 0, "groups: %s", line);
     //  Both acked after the replay: everything up to 2 is settled.
-    cr_assert_eq(s_field(line, "ack_floor"), 2, "groups: %s", line);
-    cr_assert_eq(s_field(line, "next_unacked"), 3, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "ack_floor"), 2, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "next_unacked"), 3, "groups: %s", line);
 }
 
 Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
@@ -201,22 +191,22 @@ Test(redelivery, groups_json_counters, .fini = it_teardown, .timeout = 60) {
     int64_t settle = it_now_ms() + 5000;
     for (;;) {
         cr_assert(it_group_line(b, "it.cnt", "g", line, sizeof line), "group g not listed");
-        if (s_field(line, "acked") >= 4 || it_now_ms() > settle) {
+        if (it_json_field(line, "acked") >= 4 || it_now_ms() > settle) {
             break;
         }
         it_sleep_ms(50);
     }
-    cr_assert_eq(s_field(line, "ack_floor"), 4, "groups: %s", line);
-    cr_assert_eq(s_field(line, "next_unacked"), 5, "groups: %s", line);
-    cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
-    cr_assert_eq(s_field(line, "acked"), 4, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "ack_floor"), 4, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "next_unacked"), 5, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "dead"), 0, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "acked"), 4, "groups: %s", line);
 
     //  A consumer that does not ack, kept alive: its messages are pending.
     it_proc_t *p = s_hold(b, "it.cnt", "g", 3);
     cr_assert(it_group_line(b, "it.cnt", "g", line, sizeof line));
-    cr_assert_geq(s_field(line, "pending"), 3, "groups while unacked: %s", line);
-    cr_assert_eq(s_field(line, "next_unacked"), 5, "groups: %s", line);
-    cr_assert_eq(s_field(line, "consumers"), 1, "groups: %s", line);
+    cr_assert_geq(it_json_field(line, "pending"), 3, "groups while unacked: %s", line);
+    cr_assert_eq(it_json_field(line, "next_unacked"), 5, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "consumers"), 1, "groups: %s", line);
     it_proc_signal(p, SIGTERM);
     it_proc_wait(p, 5000);
     it_proc_destroy(&p);
@@ -303,30 +293,14 @@ static size_t s_dlq(it_broker_t *b, const char *topic, const char *group, char *
     return n;
 }
 
-//  Polls GROUP's `groups` line until KEY is WANT or TIMEOUT_MS passes; the
-//  last line read is left in LINE.
-static int64_t s_wait_field(it_broker_t *b, const char *topic, const char *group, const char *key,
-                            int64_t want, int timeout_ms, char *line, size_t cap) {
-    int64_t deadline = it_now_ms() + timeout_ms;
-    int64_t v = -1;
-    while (true) {
-        cr_assert(it_group_line(b, topic, group, line, cap), "group %s not listed", group);
-        v = s_field(line, key);
-        if (v == want || it_now_ms() > deadline) {
-            return v;
-        }
-        it_sleep_ms(100);
-    }
-}
-
 //  `ternctl audit TOPIC --group G`: the group's line must show DEAD dead,
 //  nothing pending and no stuck entries.
 static void s_assert_not_stuck(it_broker_t *b, const char *topic, const char *group, int64_t dead) {
     it_result_t r;
     it_ctl(&r, b, 10000, "audit", topic, "--group", group, NULL);
     it_assert_ok(&r, "ternctl audit");
-    cr_assert_eq(s_field(r.out, "pending"), 0, "audit: %s", r.out);
-    cr_assert_eq(s_field(r.out, "dead"), dead, "audit: %s", r.out);
+    cr_assert_eq(it_json_field(r.out, "pending"), 0, "audit: %s", r.out);
+    cr_assert_eq(it_json_field(r.out, "dead"), dead, "audit: %s", r.out);
     const char *stuck = NULL;
     size_t len = 0;
     cr_assert(it_json_raw(r.out, "stuck", &stuck, &len), "audit: %s", r.out);
@@ -368,15 +342,15 @@ Test(redelivery, max_deliver_dead_letters_without_consumer, .fini = it_teardown,
 
     //  No consumer now: the group still dead-letters it.
     char line[1024];
-    int64_t pending = s_wait_field(b, "it.lonely", "g", "pending", 0, 15000, line, sizeof line);
+    int64_t pending = it_group_wait(b, "it.lonely", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "still pending with no consumer: %s", line);
-    cr_assert_eq(s_field(line, "dead"), 1, "groups: %s", line);
-    cr_assert_eq(s_field(line, "consumers"), 0, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "dead"), 1, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "consumers"), 0, "groups: %s", line);
     cr_assert_eq(s_dlq(b, "it.lonely", "g", line, sizeof line), 1, "not in the DLQ");
     char reason[64] = "";
     cr_assert(it_json_str(line, "reason", reason, sizeof reason));
     cr_assert_str_eq(reason, "max_deliver");
-    cr_assert_eq(s_field(line, "delivery_count"), 2, "dlq: %s", line);
+    cr_assert_eq(it_json_field(line, "delivery_count"), 2, "dlq: %s", line);
     s_assert_not_stuck(b, "it.lonely", "g", 1);
 }
 
@@ -387,9 +361,9 @@ Test(redelivery, expired_pending_dropped_without_consumer, .fini = it_teardown, 
     s_pub_ttl(b, "it.ttlpend", "brief", "2s");
     cr_assert_eq(s_take_one(b, "it.ttlpend", "g"), 1);
     char line[1024];
-    int64_t pending = s_wait_field(b, "it.ttlpend", "g", "pending", 0, 15000, line, sizeof line);
+    int64_t pending = it_group_wait(b, "it.ttlpend", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "expired message still pending: %s", line);
-    cr_assert_eq(s_field(line, "dead"), 0, "groups: %s", line);
+    cr_assert_eq(it_json_field(line, "dead"), 0, "groups: %s", line);
     s_assert_not_stuck(b, "it.ttlpend", "g", 0);
 }
 
@@ -407,11 +381,12 @@ Test(redelivery, timers_run_after_restart_without_consumer, .fini = it_teardown,
     int64_t deadline = it_now_ms() + 10000;
     while (true) {
         cr_assert(it_group_line(b, "it.rs.dlq", "g", line, sizeof line));
-        int64_t redelivered = s_field(line, "redelivered");
+        int64_t redelivered = it_json_field(line, "redelivered");
         cr_assert(it_group_line(b, "it.rs.ttl", "g", line, sizeof line));
-        if ((redelivered >= 1 && s_field(line, "delivered") >= 1) || it_now_ms() > deadline) {
+        if ((redelivered >= 1 && it_json_field(line, "delivered") >= 1) || it_now_ms() > deadline) {
             cr_assert_geq(redelivered, 1, "the second delivery was not stored");
-            cr_assert_geq(s_field(line, "delivered"), 1, "the delivery was not stored: %s", line);
+            cr_assert_geq(it_json_field(line, "delivered"), 1, "the delivery was not stored: %s",
+                          line);
             break;
         }
         it_sleep_ms(50);
@@ -424,10 +399,10 @@ Test(redelivery, timers_run_after_restart_without_consumer, .fini = it_teardown,
     }
     cr_assert(it_broker_start(b), "restart failed");
 
-    int64_t pending = s_wait_field(b, "it.rs.dlq", "g", "pending", 0, 15000, line, sizeof line);
+    int64_t pending = it_group_wait(b, "it.rs.dlq", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "spent message still pending after restart: %s", line);
     cr_assert_eq(s_dlq(b, "it.rs.dlq", "g", line, sizeof line), 1, "not in the DLQ");
-    pending = s_wait_field(b, "it.rs.ttl", "g", "pending", 0, 15000, line, sizeof line);
+    pending = it_group_wait(b, "it.rs.ttl", "g", "pending", 0, 15000, line, sizeof line);
     cr_assert_eq(pending, 0, "expired message still pending after restart: %s", line);
     cr_assert_eq(s_dlq(b, "it.rs.ttl", "g", line, sizeof line), 0, "expired message dead-lettered");
     s_assert_not_stuck(b, "it.rs.dlq", "g", 1);

@@ -24,12 +24,6 @@
 #define S_MSGS        12
 #define S_CONVERGE_MS 30000
 
-static int64_t s_field(const char *line, const char *key) {
-    int64_t v = -1;
-    cr_assert(it_json_int(line, key, &v), "no integer '%s' in %s", key, line);
-    return v;
-}
-
 //  The JSON line of GROUP printed by `ternctl --json CMD TOPIC ARGS` (one
 //  object per group), copied into BUF; false if absent.
 static bool s_group_obj(it_broker_t *b, const char *cmd, const char *group, char *buf, size_t cap) {
@@ -56,8 +50,8 @@ static void s_wait_group(it_broker_t *b, const char *group, int64_t acked, int64
     char line[2048] = "";
     int64_t start = it_now_ms();
     while (it_now_ms() - start < S_CONVERGE_MS) {
-        if (s_group_obj(b, "groups", group, line, sizeof line) && s_field(line, "acked") == acked &&
-            s_field(line, "dead") == dead) {
+        if (s_group_obj(b, "groups", group, line, sizeof line) &&
+            it_json_field(line, "acked") == acked && it_json_field(line, "dead") == dead) {
             return;
         }
         it_sleep_ms(100);
@@ -99,7 +93,7 @@ static void s_check_audit(it_broker_t *b, bool settled, char *buf, size_t cap) {
     cr_assert(s_group_obj(b, "audit", "g", buf, cap), "%s: audit lists no group g", b->dc);
     static const char *keys[] = {"acked", "dead", "delivered", "redelivered", "pending"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0] - !settled; k++) {
-        cr_expect_eq(s_field(buf, keys[k]), s_field(groups, keys[k]),
+        cr_expect_eq(it_json_field(buf, keys[k]), it_json_field(groups, keys[k]),
                      "%s: audit %s differs from groups:\naudit  %s\ngroups %s", b->dc, keys[k], buf,
                      groups);
     }
@@ -119,7 +113,7 @@ static void s_check_trace(it_broker_t *b, int64_t msg_id, const char *trace) {
     it_ctl(&r, b, 10000, "trace", id, NULL);
     it_assert_ok(&r, "ternctl trace");
     char s[128];
-    cr_expect(s_field(r.out, "msg_id") == msg_id, "%s: %s", b->dc, r.out);
+    cr_expect(it_json_field(r.out, "msg_id") == msg_id, "%s: %s", b->dc, r.out);
     cr_expect(it_json_str(r.out, "origin", s, sizeof s) && strcmp(s, "dc1") == 0,
               "%s: trace of %s: origin '%s'\n%s", b->dc, id, s, r.out);
     cr_expect(it_json_str(r.out, "trace_id", s, sizeof s) && strcmp(s, trace) == 0,
@@ -179,7 +173,7 @@ Test(repl_audit, history_agrees_with_groups_in_every_dc, .fini = it_teardown, .t
     it_result_t r;
     it_ctl(&r, dc[1], 10000, "dlq", "replay", S_TOPIC, "--group", "g", NULL);
     it_assert_ok(&r, "ternctl dlq replay");
-    cr_assert_eq(s_field(r.out, "replayed"), 2, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "replayed"), 2, "%s", r.out);
     it_result_free(&r);
     s_consume(dc[1], NULL, 2, NULL, NULL, NULL);
     cr_assert_eq(at, 12u);
@@ -190,8 +184,8 @@ Test(repl_audit, history_agrees_with_groups_in_every_dc, .fini = it_teardown, .t
     }
     for (int d = 0; d < S_DCS; d++) {
         s_check_audit(dc[d], true, audit, sizeof audit);
-        cr_expect_eq(s_field(audit, "acked"), S_MSGS, "dc%d: %s", d + 1, audit);
-        cr_expect_eq(s_field(audit, "published"), S_MSGS, "dc%d: %s", d + 1, audit);
+        cr_expect_eq(it_json_field(audit, "acked"), S_MSGS, "dc%d: %s", d + 1, audit);
+        cr_expect_eq(it_json_field(audit, "published"), S_MSGS, "dc%d: %s", d + 1, audit);
         for (size_t i = 0; i < at; i++) {
             s_check_trace(dc[d], ids[i], traces[i]);
         }
@@ -229,7 +223,7 @@ Test(repl_audit, counters_agree_after_term_and_replay, .fini = it_teardown, .tim
     s_consume(b, NULL, 3, NULL, NULL, NULL);
     it_ctl(&r, b, 10000, "dlq", "replay", S_TOPIC, "--group", "g", NULL);
     it_assert_ok(&r, "ternctl dlq replay");
-    cr_assert_eq(s_field(r.out, "replayed"), 2, "%s", r.out);
+    cr_assert_eq(it_json_field(r.out, "replayed"), 2, "%s", r.out);
     it_result_free(&r);
     s_consume(b, NULL, 2, NULL, NULL, NULL);
     s_wait_group(b, "g", 5, 0);
@@ -237,7 +231,8 @@ Test(repl_audit, counters_agree_after_term_and_replay, .fini = it_teardown, .tim
     char audit[4096], groups[2048];
     s_check_audit(b, true, audit, sizeof audit);
     cr_assert(s_group_obj(b, "groups", "g", groups, sizeof groups));
-    int64_t delivered = s_field(groups, "delivered"), redelivered = s_field(groups, "redelivered");
+    int64_t delivered = it_json_field(groups, "delivered"),
+            redelivered = it_json_field(groups, "redelivered");
     //  At least the 8 deliveries above (a consumer's window may have held
     //  one more when it exited: that one is delivered again later).
     cr_expect_geq(delivered, 8, "%s", groups);

@@ -15,38 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_ARGS_MAX 32
-
-//  Runs `ternctl [-s B's endpoint] [--json] ARG...` (the words from AP up to a
-//  NULL); B may be NULL (no broker needed).
-static int s_run(it_result_t *r, it_broker_t *b, bool json, const char *arg, va_list ap) {
-    char *argv[S_ARGS_MAX];
-    int argc = 0;
-    argv[argc++] = (char *)it_ternctl_path();
-    if (b) {
-        argv[argc++] = "-s";
-        argv[argc++] = b->endpoint;
-    }
-    if (json) {
-        argv[argc++] = "--json";
-    }
-    for (const char *a = arg; a && argc < S_ARGS_MAX - 1; a = va_arg(ap, const char *)) {
-        argv[argc++] = (char *)a;
-    }
-    argv[argc] = NULL;
-    return it_run(r, 30000, NULL, argv);
-}
-
-//  `ternctl [-s B's endpoint] ARG...` (NULL-terminated) in text mode: without
-//  the --json that it_ctl adds.
-static int s_text(it_result_t *r, it_broker_t *b, const char *arg, ...) {
-    va_list ap;
-    va_start(ap, arg);
-    int rc = s_run(r, b, false, arg, ap);
-    va_end(ap);
-    return rc;
-}
-
 //  Asserts that OUT holds the line KEY, spaces, VALUE.
 static void s_expect_kv(const char *out, const char *key, const char *value) {
     char *copy = strdup(out);
@@ -81,12 +49,12 @@ Test(cli, keys_show_name_role_secret, .fini = it_teardown, .timeout = 60) {
     char dir[] = "/tmp/it-keys-XXXXXX";
     cr_assert(mkdtemp(dir));
     it_result_t r;
-    s_text(&r, NULL, "keys", "gen", "alice", "--dir", dir, "--role", "app", NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "gen", "alice", "--dir", dir, "--role", "app", NULL);
     it_assert_ok(&r, "keys gen alice");
     char alice_key[64];
     snprintf(alice_key, sizeof alice_key, "%.40s", r.out);
     it_result_free(&r);
-    s_text(&r, NULL, "keys", "gen", "bob", "--dir", dir, NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "gen", "bob", "--dir", dir, NULL);
     it_assert_ok(&r, "keys gen bob");
     it_result_free(&r);
 
@@ -96,7 +64,7 @@ Test(cli, keys_show_name_role_secret, .fini = it_teardown, .timeout = 60) {
     snprintf(bob, sizeof bob, "%s/bob.key", dir);
     //  The public file: its name and role, and no secret, although the
     //  secret file sits beside it.
-    s_text(&r, NULL, "keys", "show", pub, NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "show", pub, NULL);
     it_assert_ok(&r, "keys show alice.key");
     s_expect_text(r.out, "keys show");
     s_expect_kv(r.out, "name", "alice");
@@ -104,13 +72,13 @@ Test(cli, keys_show_name_role_secret, .fini = it_teardown, .timeout = 60) {
     s_expect_kv(r.out, "public_key", alice_key);
     s_expect_kv(r.out, "secret", "no");
     it_result_free(&r);
-    s_text(&r, NULL, "keys", "show", sec, NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "show", sec, NULL);
     it_assert_ok(&r, "keys show alice.key_secret");
     s_expect_kv(r.out, "name", "alice");
     s_expect_kv(r.out, "secret", "yes");
     it_result_free(&r);
     //  No role in the certificate: the broker's default.
-    s_text(&r, NULL, "keys", "show", bob, NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "show", bob, NULL);
     it_assert_ok(&r, "keys show bob.key");
     s_expect_kv(r.out, "name", "bob");
     s_expect_kv(r.out, "role", "default");
@@ -120,7 +88,8 @@ Test(cli, keys_show_name_role_secret, .fini = it_teardown, .timeout = 60) {
     const char *const orders[2][5] = {{"--json", "keys", "show", pub, NULL},
                                       {"keys", "show", pub, "--json", NULL}};
     for (int i = 0; i < 2; i++) {
-        s_text(&r, NULL, orders[i][0], orders[i][1], orders[i][2], orders[i][3], NULL);
+        it_ctl_text(&r, NULL, 30000, NULL, orders[i][0], orders[i][1], orders[i][2], orders[i][3],
+                    NULL);
         it_assert_ok(&r, "keys show --json");
         char **lines;
         size_t n = it_split_lines(r.out, &lines);
@@ -140,10 +109,10 @@ Test(cli, keys_show_name_role_secret, .fini = it_teardown, .timeout = 60) {
     }
 
     //  Exit codes: 1 for a file that is not a certificate, 2 for usage.
-    s_text(&r, NULL, "keys", "show", "/nonexistent/x.key", NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "show", "/nonexistent/x.key", NULL);
     cr_expect_eq(r.status, 1, "missing file: exit %d\n%s", r.status, r.err);
     it_result_free(&r);
-    s_text(&r, NULL, "keys", "show", NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "keys", "show", NULL);
     cr_expect_eq(r.status, 2, "no FILE: exit %d\n%s", r.status, r.err);
     it_result_free(&r);
     char cmd[160];
@@ -171,7 +140,7 @@ Test(cli, peers_text_and_json, .fini = it_teardown, .timeout = 120) {
     it_broker_t *a = dcs[0];
     it_result_t r;
     //  pause / resume: `key  value` lines, or one object with --json.
-    s_text(&r, a, "peers", "pause", "dc2", NULL);
+    it_ctl_text(&r, a, 30000, NULL, "peers", "pause", "dc2", NULL);
     it_assert_ok(&r, "peers pause dc2");
     s_expect_text(r.out, "peers pause");
     s_expect_kv(r.out, "dc", "dc2");
@@ -179,7 +148,7 @@ Test(cli, peers_text_and_json, .fini = it_teardown, .timeout = 120) {
     it_result_free(&r);
 
     //  The table: uppercase headings, human times, the paused link.
-    s_text(&r, a, "peers", NULL);
+    it_ctl_text(&r, a, 30000, NULL, "peers", NULL);
     it_assert_ok(&r, "peers");
     s_expect_text(r.out, "peers");
     char **lines;
@@ -229,7 +198,7 @@ Test(cli, peers_table_of_two_links, .fini = it_teardown, .timeout = 120) {
     it_broker_t *dcs[3];
     it_mesh_start(3, NULL, NULL, dcs);
     it_result_t r;
-    s_text(&r, dcs[0], "peers", NULL);
+    it_ctl_text(&r, dcs[0], 30000, NULL, "peers", NULL);
     it_assert_ok(&r, "peers");
     char **lines;
     size_t n = it_split_lines(r.out, &lines);
@@ -251,7 +220,7 @@ static void s_expect_json_empty(it_broker_t *b, const char *arg, ...) {
     it_result_t r;
     va_list ap;
     va_start(ap, arg);
-    s_run(&r, b, true, arg, ap);
+    it_ctl_va(&r, b, 30000, NULL, true, arg, ap);
     va_end(ap);
     it_assert_ok(&r, arg);
     cr_expect_str_eq(r.out, "", "%s --json: %s", arg, r.out);
@@ -261,19 +230,19 @@ static void s_expect_json_empty(it_broker_t *b, const char *arg, ...) {
 Test(cli, empty_results_say_so, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
     it_result_t r;
-    s_text(&r, b, "topics", NULL);
+    it_ctl_text(&r, b, 30000, NULL, "topics", NULL);
     it_assert_ok(&r, "topics");
     cr_expect_str_eq(r.out, "no topics\n");
     it_result_free(&r);
     s_expect_json_empty(b, "topics", NULL);
-    s_text(&r, b, "peers", NULL);
+    it_ctl_text(&r, b, 30000, NULL, "peers", NULL);
     it_assert_ok(&r, "peers");
     cr_expect_str_eq(r.out, "no peers configured\n");
     it_result_free(&r);
     s_expect_json_empty(b, "peers", NULL);
 
     it_pub(b, "chat.room1", "hi {n}", 1);
-    s_text(&r, b, "groups", "chat.room1", NULL);
+    it_ctl_text(&r, b, 30000, NULL, "groups", "chat.room1", NULL);
     it_assert_ok(&r, "groups");
     cr_expect_str_eq(r.out, "no consumer groups on chat.room1\n");
     it_result_free(&r);
@@ -282,7 +251,7 @@ Test(cli, empty_results_say_so, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 15000, "sub", "chat.room1", "--group", "g", "--count", "1", NULL);
     it_assert_ok(&r, "sub");
     it_result_free(&r);
-    s_text(&r, b, "dlq", "list", "chat.room1", "--group", "g", NULL);
+    it_ctl_text(&r, b, 30000, NULL, "dlq", "list", "chat.room1", "--group", "g", NULL);
     it_assert_ok(&r, "dlq list");
     cr_expect_str_eq(r.out, "no messages in the DLQ of group g on chat.room1\n");
     it_result_free(&r);
@@ -307,15 +276,15 @@ static bool s_has_topic(it_broker_t *b, const char *topic) {
 Test(cli, bench_removes_its_topics, .fini = it_teardown, .timeout = 120) {
     it_broker_t *b = it_start_broker(NULL);
     it_result_t r;
-    s_text(&r, NULL, "bench", "--help", NULL);
+    it_ctl_text(&r, NULL, 30000, NULL, "bench", "--help", NULL);
     it_assert_ok(&r, "bench --help");
     cr_expect(strstr(r.out, "--keep"), "bench --help does not mention --keep");
     it_result_free(&r);
 
     //  A topic of the user's under the prefix stays; the ones bench made go.
     it_pub(b, "it.bench.0", "mine {n}", 2);
-    s_text(&r, b, "bench", "pubsub", "--msgs", "40", "--topics", "2", "--prefix", "it.bench",
-           "--quiet", NULL);
+    it_ctl_text(&r, b, 30000, NULL, "bench", "pubsub", "--msgs", "40", "--topics", "2", "--prefix",
+                "it.bench", "--quiet", NULL);
     it_assert_ok(&r, "bench pubsub");
     s_expect_text(r.out + strcspn(r.out, "\n"), "bench"); //  after the RESULT line
     s_expect_kv(r.out, "msgs", "40");

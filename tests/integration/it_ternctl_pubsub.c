@@ -18,23 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-//  `ternctl -s ENDPOINT ARG...` without --json (what a person types).
-static int s_text(it_result_t *r, it_broker_t *b, const char *stdin_data, const char *arg, ...) {
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = (char *)it_ternctl_path();
-    argv[argc++] = "-s";
-    argv[argc++] = b->endpoint;
-    va_list ap;
-    va_start(ap, arg);
-    for (const char *a = arg; a && argc < 63; a = va_arg(ap, const char *)) {
-        argv[argc++] = (char *)a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
-    return it_run(r, 20000, stdin_data, argv);
-}
-
 //  The value of KEY in ternctl's "key  value" text lines, into BUF.
 static bool s_text_value(const char *out, const char *key, char *buf, size_t cap) {
     size_t klen = strlen(key);
@@ -78,8 +61,8 @@ static int64_t s_int(const char *obj, const char *key) {
 Test(ternctl_pubsub, human_units_in_text_raw_in_json, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
     it_result_t r;
-    s_text(&r, b, NULL, "topic", "create", "it.u", "--max-age", "1m30s", "--max-bytes", "10GiB",
-           NULL);
+    it_ctl_text(&r, b, 20000, NULL, "topic", "create", "it.u", "--max-age", "1m30s", "--max-bytes",
+                "10GiB", NULL);
     it_assert_ok(&r, "topic create with 1m30s and 10GiB");
     char v[128];
     cr_assert(s_text_value(r.out, "max_age", v, sizeof v), "%s", r.out);
@@ -99,13 +82,13 @@ Test(ternctl_pubsub, human_units_in_text_raw_in_json, .fini = it_teardown, .time
     it_result_free(&r);
 
     //  The topics table, and status's uptime and storage size.
-    s_text(&r, b, NULL, "topics", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "topics", NULL);
     it_assert_ok(&r, "topics");
     cr_assert(strstr(r.out, "MAX_AGE ") && !strstr(r.out, "MAX_AGE_MS"), "%s", r.out);
     cr_assert(strstr(r.out, "1m30s") && strstr(r.out, "10 GiB") && strstr(r.out, "unlimited"), "%s",
               r.out);
     it_result_free(&r);
-    s_text(&r, b, NULL, "status", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "status", NULL);
     it_assert_ok(&r, "status");
     cr_assert(s_text_value(r.out, "storage_bytes", v, sizeof v), "%s", r.out);
     cr_assert(strstr(v, "B") && strchr(v, ' '), "storage_bytes '%s' is not a size", v);
@@ -120,11 +103,11 @@ Test(ternctl_pubsub, human_units_in_text_raw_in_json, .fini = it_teardown, .time
            NULL);
     it_assert_ok(&r, "sub --term");
     it_result_free(&r);
-    s_text(&r, b, NULL, "dlq", "list", "it.u", "--group", "g", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "dlq", "list", "it.u", "--group", "g", NULL);
     for (int64_t deadline = it_now_ms() + 5000; !s_has_iso_time(r.out) && it_now_ms() < deadline;) {
         it_result_free(&r);
         it_sleep_ms(100);
-        s_text(&r, b, NULL, "dlq", "list", "it.u", "--group", "g", NULL);
+        it_ctl_text(&r, b, 20000, NULL, "dlq", "list", "it.u", "--group", "g", NULL);
     }
     it_assert_ok(&r, "dlq list");
     cr_assert(s_has_iso_time(r.out), "dead_at_ms is not an ISO 8601 time:\n%s", r.out);
@@ -153,7 +136,7 @@ Test(ternctl_pubsub, human_units_in_text_raw_in_json, .fini = it_teardown, .time
 Test(ternctl_pubsub, pub_summary_and_quiet, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
     it_result_t r;
-    s_text(&r, b, NULL, "pub", "it.sum", "m{n}", "--count", "5", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "pub", "it.sum", "m{n}", "--count", "5", NULL);
     it_assert_ok(&r, "pub --count 5");
     char **lines;
     cr_assert_eq(it_split_lines(r.out, &lines), 5, "one line per ack: %s", r.out);
@@ -171,7 +154,7 @@ Test(ternctl_pubsub, pub_summary_and_quiet, .fini = it_teardown, .timeout = 60) 
     it_result_free(&r);
 
     //  --quiet: nothing at all, exit 0, the messages stored.
-    s_text(&r, b, NULL, "pub", "it.sum", "q{n}", "--count", "4", "--quiet", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "pub", "it.sum", "q{n}", "--count", "4", "--quiet", NULL);
     it_assert_ok(&r, "pub --quiet");
     cr_assert_eq(r.out_len, 0, "%s", r.out);
     cr_assert_eq(r.err_len, 0, "%s", r.err);
@@ -181,7 +164,7 @@ Test(ternctl_pubsub, pub_summary_and_quiet, .fini = it_teardown, .timeout = 60) 
     it_result_free(&r);
 
     //  The help says what the dedup window holds.
-    s_text(&r, b, NULL, "pub", "--help", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "pub", "--help", NULL);
     it_assert_ok(&r, "pub --help");
     cr_assert(strstr(r.out, "1024") && strstr(r.out, "2 min") && strstr(r.out, "--quiet"), "%s",
               r.out);
@@ -223,7 +206,7 @@ Test(ternctl_pubsub, pub_failure_says_how_to_resume, .fini = it_teardown, .timeo
     it_result_free(&r);
 
     //  The same in text mode, with a random producer id named in the hint.
-    s_text(&r, b, input, "pub", "it.res2", NULL);
+    it_ctl_text(&r, b, 20000, input, "pub", "it.res2", NULL);
     cr_assert_eq(r.status, 1, "%s", r.err);
     cr_assert(strstr(r.out, "seq=1 msg_id="), "%s", r.out);
     cr_assert(strstr(r.err, "resume from message 4 with: --producer ") &&
@@ -296,15 +279,6 @@ Test(ternctl_pubsub, pub_on_a_terminal_says_it_reads_stdin, .fini = it_teardown,
     it_result_free(&r);
 }
 
-//  Waits until P has printed WANT lines (or 10 s).
-static void s_wait_lines(it_proc_t *p, size_t want) {
-    int64_t deadline = it_now_ms() + 10000;
-    while (it_proc_lines(p) < want && it_now_ms() < deadline) {
-        it_sleep_ms(50);
-    }
-    cr_assert_geq(it_proc_lines(p), want, "printed %zu of %zu lines", it_proc_lines(p), want);
-}
-
 Test(ternctl_pubsub, sub_follow_until_ctrl_c, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker(NULL);
     it_pub(b, "it.follow", "one", 1);
@@ -312,11 +286,11 @@ Test(ternctl_pubsub, sub_follow_until_ctrl_c, .fini = it_teardown, .timeout = 60
     it_proc_t *p =
         it_ctl_spawn(b, "sub", "it.follow", "--group", "g", "--follow", "--timeout", "300ms", NULL);
     cr_assert(p);
-    s_wait_lines(p, 1);
+    cr_assert(it_proc_wait_lines(p, 1, 10000), "printed %zu of 1 lines", it_proc_lines(p));
     it_sleep_ms(1000);
     cr_assert(it_proc_running(p), "sub --follow exited after 1 s of silence");
     it_pub(b, "it.follow", "two", 1);
-    s_wait_lines(p, 2);
+    cr_assert(it_proc_wait_lines(p, 2, 10000), "printed %zu of 2 lines", it_proc_lines(p));
     it_proc_signal(p, SIGINT);
     int rc = it_proc_wait(p, 10000);
     cr_assert_eq(rc, 0, "sub --follow after Ctrl-C: exit %d", rc);
@@ -343,7 +317,7 @@ Test(ternctl_pubsub, sub_timeout_zero_waits_forever, .fini = it_teardown, .timeo
     it_pub(b, "it.t0", "x", 1);
     it_proc_t *p = it_ctl_spawn(b, "sub", "it.t0", "--from", "first", "--timeout", "0", NULL);
     cr_assert(p);
-    s_wait_lines(p, 1);
+    cr_assert(it_proc_wait_lines(p, 1, 10000), "printed %zu of 1 lines", it_proc_lines(p));
     it_sleep_ms(1500);
     cr_assert(it_proc_running(p), "sub --timeout 0 exited");
     it_proc_signal(p, SIGTERM);
@@ -371,8 +345,8 @@ Test(ternctl_pubsub, sub_from_on_existing_group_warns, .fini = it_teardown, .tim
     cr_assert(strstr(r.err, "warning: group 'g' already exists on 'it.from'; --from is ignored"),
               "%s", r.err);
     it_result_free(&r);
-    s_text(&r, b, NULL, "sub", "it.from", "--group", "g", "--from", "new", "--timeout", "300ms",
-           NULL);
+    it_ctl_text(&r, b, 20000, NULL, "sub", "it.from", "--group", "g", "--from", "new", "--timeout",
+                "300ms", NULL);
     it_assert_ok(&r, "text sub --from new on an existing group");
     cr_assert(strstr(r.err, "--from is ignored"), "%s", r.err);
     it_result_free(&r);
@@ -385,7 +359,7 @@ Test(ternctl_pubsub, sub_missing_topic, .fini = it_teardown, .timeout = 60) {
     cr_assert_eq(r.status, 1, "sub of a missing topic: exit %d\n%s", r.status, r.err);
     cr_assert(strstr(r.err, "no such topic 'it.nope'"), "%s", r.err);
     it_result_free(&r);
-    s_text(&r, b, NULL, "sub", "it.nope", "--group", "g", "--timeout", "300ms", NULL);
+    it_ctl_text(&r, b, 20000, NULL, "sub", "it.nope", "--group", "g", "--timeout", "300ms", NULL);
     cr_assert_eq(r.status, 1, "%s", r.err);
     cr_assert(strstr(r.err, "no such topic 'it.nope'"), "%s", r.err);
     it_result_free(&r);
