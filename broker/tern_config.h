@@ -68,6 +68,18 @@ typedef struct {
     uint64_t outbox_retention_ms;             //  repl/outbox_retention 72h
     uint32_t peer_count;                      //  number of peers
     tern_peer_config_t peers[TERN_PEERS_MAX]; //  repl/peers/<name> = endpoint
+    //  cluster inside the DC (docs/cluster.md); etcd "" = a single node
+    char etcd[1024];           //  cluster/etcd          "" (off)
+    char cluster_name[65];     //  cluster/name          "" = node/dc (the etcd key prefix)
+    char advertise[256];       //  server/advertise      "" = server/listen
+    char cluster_listen[256];  //  cluster/listen        "" (required with cluster/etcd)
+    uint32_t partitions;       //  cluster/partitions    64
+    uint32_t replicas;         //  cluster/replicas      3
+    uint32_t min_insync;       //  cluster/min_insync    2
+    uint64_t lease_ms;         //  cluster/lease         2s
+    uint64_t replace_after_ms; //  cluster/replace_after 5m
+    uint64_t ack_timeout_ms;   //  cluster/ack_timeout   5s: then TERN_EREPLICAS
+    uint64_t isr_lag_ms;       //  cluster/isr_lag       4s: a follower behind longer leaves the ISR
     //  security (docs/security.md)
     bool insecure;              //  server/insecure false: allow auth none off loopback
     uint32_t max_subscriptions; //  server/max_subscriptions 1000 per connection

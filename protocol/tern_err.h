@@ -50,10 +50,13 @@ typedef enum {
     TERN_ESTATE = 203,    /* not allowed in the current state (e.g. no HELLO yet) */
     TERN_EDENIED = 204,   /* not authenticated or not authorized */
     TERN_ELIMIT = 205,    /* a configured limit was reached (connections, topics...) */
+    TERN_ENOTLEADER =
+        206, /* cluster: this node does not lead the partition; reason names the leader */
     /*  Storage (3xx) */
-    TERN_EFULL = 300,    /* storage full: map or disk at its limit */
-    TERN_ECORRUPT = 301, /* a stored record failed its CRC32C check */
-    TERN_ESTORAGE = 302, /* any other storage I/O error */
+    TERN_EFULL = 300,     /* storage full: map or disk at its limit */
+    TERN_ECORRUPT = 301,  /* a stored record failed its CRC32C check */
+    TERN_ESTORAGE = 302,  /* any other storage I/O error */
+    TERN_EREPLICAS = 303, /* cluster: not enough in-sync replicas confirmed; nothing acknowledged */
     /*  Runtime (4xx) */
     TERN_ETIMEOUT = 400,    /* the operation timed out */
     TERN_ECLOSED = 401,     /* the connection or object is closed */
