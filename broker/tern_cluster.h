@@ -124,6 +124,12 @@ void tern_cluster_isr_request(tern_cluster_t *self, uint32_t partition, uint64_t
     when queued, TERN_EINVAL when TO cannot lead it. */
 tern_err_t tern_cluster_handover(tern_cluster_t *self, uint32_t partition, uint32_t to);
 
+/*  The leader's log position of PARTITION (the in-DC replication actor sets
+    it for the partitions this node leads; 0 elsewhere), for `ternctl cluster
+    partitions`. Any thread (relaxed atomics). */
+void tern_cluster_set_position(tern_cluster_t *self, uint32_t partition, uint64_t position);
+uint64_t tern_cluster_position(tern_cluster_t *self, uint32_t partition);
+
 /*  Lease renewals and failures, failovers written by this node as
     controller: counters for /metrics. */
 typedef struct {
