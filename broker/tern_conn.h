@@ -6,6 +6,7 @@
 #ifndef TERN_CONN_H_INCLUDED
 #define TERN_CONN_H_INCLUDED
 
+#include "tern_cluster.h"
 #include "tern_config.h"
 #include "tern_metrics.h"
 #include "tern_store.h"
@@ -15,7 +16,8 @@ typedef struct {
     tern_store_t *store;         //  borrowed: conn opens its own reader for admin reads
     const tern_config_t *config; //  borrowed; outlives the actor
     tern_metrics_t *metrics;     //  borrowed; outlives the actor
-    char inbox[128];             //  conn binds (PULL): COMMITTED from the storer
+    tern_cluster_t *cluster;     //  borrowed; NULL on a single node (no cluster/etcd)
+    char inbox[128];             //  conn binds (PULL): COMMITTED from the storer (from crepl in a cluster)
     char out[128];               //  conn binds (PULL): frames to send, from route
     char storer_inbox[128];      //  conn connects (PUSH): PUBS, ADMIN
     char route_inbox[128];       //  conn connects (PUSH): EVENTS

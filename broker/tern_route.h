@@ -5,6 +5,7 @@
 #ifndef TERN_ROUTE_H_INCLUDED
 #define TERN_ROUTE_H_INCLUDED
 
+#include "tern_cluster.h"
 #include "tern_config.h"
 #include "tern_metrics.h"
 #include "tern_store.h"
@@ -15,6 +16,7 @@ typedef struct {
     tern_store_t *store;         //  borrowed: route opens its own reader
     const tern_config_t *config; //  borrowed; outlives the actor
     tern_metrics_t *metrics;     //  borrowed; outlives the actor
+    tern_cluster_t *cluster;     //  borrowed; NULL on a single node (no cluster/etcd)
     char inbox[128];             //  route binds (PULL): EVENTS from conn, NOTICE from storer
     char storer_inbox[128];      //  route connects (PUSH): OPS
     char conn_out[128];          //  route connects (PUSH): frames for clients
