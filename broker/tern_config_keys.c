@@ -28,7 +28,7 @@
 #define S_TIB      (1024 * S_GIB)
 
 static k_check_fn s_check_name, s_check_path, s_check_endpoint_or_off, s_check_http_addr,
-    s_check_path_or_empty;
+    s_check_path_or_empty, s_check_etcd, s_check_name_or_empty, s_check_endpoint_or_empty;
 
 _Static_assert(sizeof(tern_durability_t) == sizeof(int), "S_ENUM stores an int");
 _Static_assert(sizeof(tern_auth_mode_t) == sizeof(int), "S_ENUM stores an int");
@@ -52,6 +52,10 @@ const k_key_t k_keys[] = {
 
     {"server/listen", "listen", "ENDPOINT", S_STRING, S_FIELD(listen), "tcp://127.0.0.1:7600", 0, 0,
      NULL, k_check_endpoint, "ZeroMQ endpoint that clients connect to."},
+    {"server/advertise", "advertise", "ENDPOINT", S_STRING, S_FIELD(advertise), "", 0, 0, NULL,
+     s_check_endpoint_or_empty,
+     "The client endpoint other nodes of the cluster and clients are told to use for this node "
+     "(a routable address when server/listen binds a wildcard); empty = server/listen."},
     {"server/metrics", "metrics", "HOST:PORT", S_STRING, S_FIELD(metrics), "127.0.0.1:7609", 0, 0,
      NULL, s_check_http_addr,
      "HTTP address of the Prometheus /metrics and /healthz endpoint; \"off\" disables it."},
@@ -142,6 +146,42 @@ const k_key_t k_keys[] = {
      "A peer DC to replicate with: its name ([A-Za-z0-9_.-]) and replication endpoint. In a "
      "file, one line `NAME = ENDPOINT` per peer under `repl/peers`; the flag repeats and a "
      "known NAME gets the new endpoint."},
+
+    {"cluster/etcd", "etcd", "URL[,URL...]", S_STRING, S_FIELD(etcd), "off", 0, 0, NULL,
+     s_check_etcd,
+     "etcd members (http://HOST:PORT, comma-separated) of this DC's cluster; \"off\" runs a "
+     "single node without etcd (the embedded default). See docs/cluster.md."},
+    {"cluster/name", "cluster", "NAME", S_STRING, S_FIELD(cluster_name), "", 0, 0, NULL,
+     s_check_name_or_empty,
+     "Name of the cluster, the prefix of its keys in etcd (/tern/NAME/); empty = node/dc."},
+    {"cluster/listen", "cluster-listen", "ENDPOINT", S_STRING, S_FIELD(cluster_listen), "off", 0, 0,
+     NULL, s_check_endpoint_or_off,
+     "ZeroMQ endpoint for replication between the nodes of this cluster; required with "
+     "cluster/etcd."},
+    {"cluster/partitions", "partitions", "N", S_U32, S_FIELD(partitions), "64", 1, 4096, NULL, NULL,
+     "Partitions topics are hashed to; fixed when the cluster is created (a node started with "
+     "another value against an existing cluster exits 1)."},
+    {"cluster/replicas", "replicas", "R", S_U32, S_FIELD(replicas), "3", 1, 5, NULL, NULL,
+     "Replicas of every partition, on distinct nodes."},
+    {"cluster/min_insync", "min-insync", "M", S_U32, S_FIELD(min_insync), "2", 1, 5, NULL, NULL,
+     "Fewest in-sync replicas (the leader included) with which a publish is acknowledged; "
+     "below it publishes get TERN_EREPLICAS. At most cluster/replicas."},
+    {"cluster/lease", "lease", "DURATION", S_DURATION, S_FIELD(lease_ms), "2s", S_SEC, S_MIN, NULL,
+     NULL,
+     "The node's etcd lease: a node silent this long is dead, and its partitions fail over. "
+     "etcd rounds it up to whole seconds."},
+    {"cluster/replace_after", "replace-after", "DURATION", S_DURATION, S_FIELD(replace_after_ms),
+     "5m", S_SEC, 30 * S_DAY, NULL, NULL,
+     "How long a replica's node may stay down before the controller places a new replica "
+     "elsewhere to restore cluster/replicas."},
+    {"cluster/ack_timeout", "ack-timeout", "DURATION", S_DURATION, S_FIELD(ack_timeout_ms), "5s",
+     100, S_MIN, NULL, NULL,
+     "Longest a publish waits for its in-sync replicas; then it is refused with TERN_EREPLICAS "
+     "(nothing acknowledged)."},
+    {"cluster/isr_lag", "isr-lag", "DURATION", S_DURATION, S_FIELD(isr_lag_ms), "4s", 100, S_HOUR,
+     NULL, NULL,
+     "A follower not caught up with its leader for this long leaves the in-sync set, so "
+     "publishes stop waiting for it."},
 
     {"auth/mode", "auth", "MODE", S_ENUM, S_FIELD(auth_mode), "none", 0, 0, "none|curve", NULL,
      "none = no authentication (loopback only unless server/insecure); curve = ZeroMQ CURVE "
@@ -256,6 +296,38 @@ static bool s_check_endpoint_or_off(const char *value, const char **expected) {
     return valid;
 }
 
+static bool s_check_endpoint_or_empty(const char *value, const char **expected) {
+    if (*value == 0) {
+        return true;
+    }
+    return k_check_endpoint(value, expected);
+}
+
+static bool s_check_name_or_empty(const char *value, const char **expected) {
+    return *value == 0 || s_check_name(value, expected);
+}
+
+//  Comma-separated http:// or https:// URLs (the etcd client's own parser
+//  decides the rest when ternd starts), or off.
+static bool s_check_etcd(const char *value, const char **expected) {
+    *expected = "etcd URLs like http://127.0.0.1:2379[,http://...], or off";
+    if (*value == 0 || streq(value, "off")) {
+        return true;
+    }
+    const char *p = value;
+    while (*p) {
+        if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0) {
+            return false;
+        }
+        const char *comma = strchr(p, ',');
+        if (!comma) {
+            break;
+        }
+        p = comma + 1;
+    }
+    return true;
+}
+
 static bool s_check_http_addr(const char *value, const char **expected) {
     *expected = "HOST:PORT (e.g. 127.0.0.1:7609), or off";
     if (*value == 0 || streq(value, "off")) {
@@ -340,7 +412,8 @@ const char *k_suggest(const char *word, bool flags) {
 
 //  Keys whose value "off" (stored as "") turns the feature off.
 bool k_off_allowed(const k_key_t *key) {
-    return key->check == s_check_http_addr || key->check == s_check_endpoint_or_off;
+    return key->check == s_check_http_addr || key->check == s_check_endpoint_or_off ||
+           key->check == s_check_etcd;
 }
 
 void *k_field(tern_config_t *config, const k_key_t *key) {
