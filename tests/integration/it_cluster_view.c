@@ -233,6 +233,12 @@ Test(cluster_view, refuses_a_second_node_id_and_other_partitions) {
     s_read("refuse", &s);
     cr_assert(s.node_up[0]);
     cr_assert_not(s.node_up[1]);
+    //  Killed and restarted at once, on its own data dir: its previous key
+    //  (same identity) is waited out, not refused.
+    it_broker_kill(b);
+    cr_assert(it_broker_start(b), "a restart right after SIGKILL was refused");
+    s_read("refuse", &s);
+    cr_assert(s.node_up[0]);
 }
 
 //  Applies one watch event of cluster NAME's keys to *S (records and nodes).
