@@ -470,3 +470,39 @@ Test(cluster_view, api_view_isr_and_handover) {
     tern_cluster_destroy(&c[1]);
     tern_cluster_destroy(&c[1]);
 }
+
+//  Waits until C's lease_ok is WANT.
+static bool s_lease_wait(tern_cluster_t *c, bool want) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (tern_cluster_lease_ok(c) != want && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+    }
+    return tern_cluster_lease_ok(c) == want;
+}
+
+Test(cluster_view, lease_fencing_and_rejoin) {
+    tern_cluster_t *c = s_member_new(0);
+    cr_assert(tern_cluster_lease_ok(c));
+    //  etcd frozen past the TTL: the node stops trusting its lease...
+    it_etcd_pause_member(s_etcd, 0);
+    cr_assert(s_lease_wait(c, false), "lease_ok stayed true with etcd frozen");
+    cr_assert_not(tern_cluster_leads(c, 0, NULL));
+    it_sleep_ms(3000); //  past the TTL, so that etcd may expire it when it wakes
+    it_etcd_resume_member(s_etcd, 0);
+    //  ...and trusts it again once etcd answers (the same lease renewed, or
+    //  a new one after re-joining), registered either way.
+    cr_assert(s_lease_wait(c, true), "lease_ok did not come back");
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_gt(stats.renew_failures, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    s_state_t s;
+    do {
+        it_sleep_ms(50);
+        s_read("api", &s);
+    } while ((!s.node_up[0] || s.controllers != 1) && it_now_ms() < deadline);
+    cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
+    tern_cluster_destroy(&c);
+    s_read("api", &s);
+    cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
+}
