@@ -57,17 +57,32 @@ typedef struct {
     int64_t revision;                        //  the read's revision
 } s_state_t;
 
-//  A broker of cluster NAME: node ID, its own cluster endpoint, plus EXTRA
-//  (NULL-terminated, may be NULL). Adopted: it_teardown stops it.
-static it_broker_t *s_node(const char *name, uint32_t id, const char *partitions) {
+//  A broker of cluster NAME: node ID, its own cluster endpoint, PARTITIONS,
+//  a lease of 2 s and REPLACE_AFTER. Adopted: it_teardown stops it.
+static it_broker_t *s_node_with(const char *name, uint32_t id, const char *partitions,
+                                const char *replace_after) {
     char listen[64];
     snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-    const char *args[] = {"--etcd", s_etcd->endpoints, "--cluster", name,      "--cluster-listen",
-                          listen,   "--partitions",    partitions,  "--lease", "2s",
+    const char *args[] = {"--etcd",
+                          s_etcd->endpoints,
+                          "--cluster",
+                          name,
+                          "--cluster-listen",
+                          listen,
+                          "--partitions",
+                          partitions,
+                          "--lease",
+                          "2s",
+                          "--replace-after",
+                          replace_after,
                           NULL};
     it_broker_t *b = it_broker_new(id, args);
     cr_assert_not_null(b);
     return it_adopt_broker(b);
+}
+
+static it_broker_t *s_node(const char *name, uint32_t id, const char *partitions) {
+    return s_node_with(name, id, partitions, "5m");
 }
 
 //  Reads cluster NAME's keys from etcd into *S.
@@ -505,4 +520,61 @@ Test(cluster_view, lease_fencing_and_rejoin) {
     tern_cluster_destroy(&c);
     s_read("api", &s);
     cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
+}
+
+//  Waits until every record of cluster NAME satisfies OK(rec, arg); *S
+//  gets the last state read.
+static bool s_wait_all(const char *name, s_state_t *s,
+                       bool (*ok)(const tern_partmap_record_t *, uint32_t), uint32_t arg) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (true) {
+        s_read(name, s);
+        bool all = s->records == S_PARTITIONS;
+        for (int p = 0; p < S_PARTITIONS && all; p++) {
+            all = ok(&s->rec[p], arg);
+        }
+        if (all || it_now_ms() >= deadline) {
+            return all;
+        }
+        it_sleep_ms(100);
+    }
+}
+
+static bool s_only_node0(const tern_partmap_record_t *rec, uint32_t replicas) {
+    return rec->nreplicas == replicas && rec->leader == 0 && rec->nisr == 1 && rec->isr[0] == 0;
+}
+
+static bool s_without(const tern_partmap_record_t *rec, uint32_t node) {
+    return rec->nreplicas == S_NODES && !tern_partmap_in_replicas(rec, node) && rec->leader == 0 &&
+           rec->nisr == 1;
+}
+
+Test(cluster_view, controller_adds_and_replaces_replicas) {
+    //  Alone, node 0 waits 3 leases for others, then places every partition
+    //  on itself.
+    it_broker_t *n[4];
+    n[0] = s_node_with("grow", 0, "16", "1s");
+    cr_assert(it_broker_start(n[0]));
+    s_state_t s;
+    cr_assert(s_wait_all("grow", &s, s_only_node0, 1), "no records on node 0 alone");
+    uint64_t epoch[S_PARTITIONS];
+    for (int p = 0; p < S_PARTITIONS; p++) {
+        epoch[p] = s.rec[p].epoch;
+    }
+    //  Two more nodes: every record gets 3 replicas, the new ones outside
+    //  the ISR (their leader adds them once they caught up), same epoch.
+    for (uint32_t i = 1; i < 4; i++) {
+        n[i] = s_node_with("grow", i, "16", "1s");
+    }
+    cr_assert(it_broker_start(n[1]));
+    cr_assert(it_broker_start(n[2]));
+    cr_assert(s_wait_all("grow", &s, s_only_node0, S_NODES), "replicas were not added");
+    for (int p = 0; p < S_PARTITIONS; p++) {
+        cr_assert_eq(s.rec[p].epoch, epoch[p], "partition %d: a replica change kept the epoch", p);
+    }
+    //  A fourth node, then node 1 dies: after cluster/replace_after (1 s)
+    //  each of its replicas (outside every ISR) moves to a live node.
+    cr_assert(it_broker_start(n[3]));
+    it_broker_kill(n[1]);
+    cr_assert(s_wait_all("grow", &s, s_without, 1), "node 1's replicas were not replaced");
 }
