@@ -204,7 +204,8 @@ Test(cluster_view, records_controller_and_failover) {
 
 //  Runs ternd for cluster NAME as node ID with PARTITIONS on a fresh data
 //  dir, expecting it to exit 1 with WANT in its stderr.
-static void s_refused(const char *name, uint32_t id, const char *partitions, const char *want) {
+static void s_refused_at(const char *etcd, const char *name, uint32_t id, const char *partitions,
+                         const char *want) {
     char dir[TEST_DIR_MAX];
     cr_assert_not_null(test_dir_make(dir, "cluster-refused"));
     char node[16], listen[64], cluster_listen[64];
@@ -221,7 +222,7 @@ static void s_refused(const char *name, uint32_t id, const char *partitions, con
                     "--node-id",
                     node,
                     "--etcd",
-                    s_etcd->endpoints,
+                    (char *)etcd,
                     "--cluster",
                     (char *)name,
                     "--cluster-listen",
@@ -237,11 +238,18 @@ static void s_refused(const char *name, uint32_t id, const char *partitions, con
     test_dir_remove(dir);
 }
 
+static void s_refused(const char *name, uint32_t id, const char *partitions, const char *want) {
+    s_refused_at(s_etcd->endpoints, name, id, partitions, want);
+}
+
 Test(cluster_view, refuses_a_second_node_id_and_other_partitions) {
     it_broker_t *b = s_node("refuse", 0, "16");
     cr_assert(it_broker_start(b));
     s_refused("refuse", 0, "16", "node id 0 is already live in cluster refuse (another ternd?)");
     s_refused("refuse", 1, "8", "cluster/partitions is 8 but cluster refuse was created with 16");
+    char nobody[64];
+    snprintf(nobody, sizeof nobody, "http://127.0.0.1:%d", test_port());
+    s_refused_at(nobody, "refuse", 1, "16", "cannot join cluster refuse: etcd");
     //  The first one is untouched.
     cr_assert(it_broker_alive(b, NULL));
     s_state_t s;
