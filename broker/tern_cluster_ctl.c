@@ -328,7 +328,11 @@ static bool s_handover_write(tern_cluster_t *self, uint32_t p, uint32_t to) {
 }
 
 void tern_cluster_serve_requests(tern_cluster_t *self) {
-    for (uint32_t p = 0; p < self->partitions; p++) {
+    pthread_mutex_lock(&self->lock);
+    bool pending = self->reqs_pending;
+    self->reqs_pending = false;
+    pthread_mutex_unlock(&self->lock);
+    for (uint32_t p = 0; pending && p < self->partitions; p++) {
         pthread_mutex_lock(&self->lock);
         tern_cluster_req_t req = self->reqs[p];
         self->reqs[p].isr = false;

@@ -77,6 +77,7 @@ struct tern_cluster_t {
     uint32_t controller;            //  controller node id, TERN_NODE_NONE
     char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
+    bool reqs_pending;              //  some entry of reqs is set
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change
     atomic_int_fast64_t lease_until; //  monotonic ms until which the lease is ok
