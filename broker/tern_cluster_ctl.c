@@ -273,6 +273,14 @@ void tern_cluster_control(tern_cluster_t *self) {
         return; //  we may no longer be the controller: wait for the lease
     }
     if (self->control_since_ms == 0) {
+        //  Decide on etcd as it is now, not on a watch that may lag (events
+        //  older than what the read gives are then ignored).
+        char prefix[TERN_CLUSTER_KEY_MAX];
+        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+        if (tern_cluster_reread(self, prefix, true, NULL) != TERN_OK) {
+            s_retry_soon(self);
+            return;
+        }
         self->control_since_ms = now;
         self->control_dirty = true;
         zsys_info("cluster: node %u is the controller of cluster %s", self->self_id, self->name);

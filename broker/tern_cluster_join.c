@@ -277,6 +277,11 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
     tern_err_t rc = s_register(self, &created);
     if (rc == TERN_OK && created) {
         zsys_info("cluster: node %u joined cluster %s again", self->self_id, self->name);
+        //  The view takes our new key now: the watch may still be about to
+        //  deliver the old one's expiry, which is older and then ignored.
+        char key[TERN_CLUSTER_KEY_MAX];
+        tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
+        tern_cluster_reread(self, key, false, NULL);
         return true;
     }
     if (rc == TERN_OK) {
