@@ -518,6 +518,12 @@ static bool s_lease_wait(tern_cluster_t *c, bool want) {
 Test(cluster_view, lease_fencing_and_rejoin) {
     tern_cluster_t *c = s_member_new(0);
     cr_assert(tern_cluster_lease_ok(c));
+    //  Alone: its records come after 3 leases, on itself.
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(s_view_wait(c, p, s_full, 1), "partition %u", p);
+        cr_assert(tern_cluster_record(c, p, &before[p]));
+    }
     //  etcd frozen past the TTL: the node stops trusting its lease...
     it_etcd_pause_member(s_etcd, 0);
     cr_assert(s_lease_wait(c, false), "lease_ok stayed true with etcd frozen");
@@ -537,6 +543,16 @@ Test(cluster_view, lease_fencing_and_rejoin) {
         s_read("api", &s);
     } while ((!s.node_up[0] || s.controllers != 1) && it_now_ms() < deadline);
     cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
+    //  Back as itself, it wrote no failover of its own partitions (the
+    //  watch's late news of its old key's expiry changes nothing).
+    it_sleep_ms(2000);
+    tern_cluster_stats(c, &stats);
+    cr_assert_eq(stats.failovers, 0);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c, p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
     tern_cluster_destroy(&c);
     s_read("api", &s);
     cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
