@@ -277,11 +277,12 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
     tern_err_t rc = s_register(self, &created);
     if (rc == TERN_OK && created) {
         zsys_info("cluster: node %u joined cluster %s again", self->self_id, self->name);
-        //  The view takes our new key now: the watch may still be about to
-        //  deliver the old one's expiry, which is older and then ignored.
-        char key[TERN_CLUSTER_KEY_MAX];
-        tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
-        tern_cluster_reread(self, key, false, NULL);
+        //  The view takes etcd as it is now (our new key, failovers made
+        //  while we were away): the watch may lag, and what it delivers
+        //  later that is older than this read is ignored.
+        char prefix[TERN_CLUSTER_KEY_MAX];
+        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+        tern_cluster_reread(self, prefix, true, NULL);
         return true;
     }
     if (rc == TERN_OK) {
