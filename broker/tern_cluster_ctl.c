@@ -394,7 +394,9 @@ size_t tern_cluster_handover_all(tern_cluster_t *self, int timeout_ms) {
         if (now >= next_ask) {
             next_ask = now + 200;
         }
-        if (movable == 0 || now >= deadline) {
+        //  Without an ok lease etcd is likely out of reach: do not hold up
+        //  the stop for nothing (the lease's expiry fails us over anyway).
+        if (movable == 0 || now >= deadline || !tern_cluster_lease_ok(self)) {
             return led;
         }
         zclock_sleep(20);
