@@ -638,3 +638,49 @@ Test(cluster_view, controller_adds_and_replaces_replicas) {
     it_broker_kill(n[1]);
     cr_assert(s_wait_all("grow", &s, s_without, 1), "node 1's replicas were not replaced");
 }
+
+//  --- etcd's own failover ---------------------------------------------------
+
+static void s_setup3(void) {
+    s_etcd = it_etcd_new(3);
+    cr_assert_not_null(s_etcd, "a 3-member etcd did not start");
+    s_client = tern_etcd_new(s_etcd->endpoints, 5000);
+    cr_assert_not_null(s_client);
+}
+
+TestSuite(cluster_view3, .init = s_setup3, .fini = s_teardown, .timeout = 240);
+
+Test(cluster_view3, etcd_leader_loss_moves_nothing) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(tern_cluster_record(c[0], p, &before[p]));
+    }
+    //  etcd elects another leader; leases survive that (the new leader
+    //  renews them all), so no node is dead and nothing fails over.
+    int leader = it_etcd_leader(s_etcd);
+    cr_assert_geq(leader, 0);
+    it_etcd_kill_member(s_etcd, leader);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s_lease_wait(c[i], true), "node %u", i);
+    }
+    it_sleep_ms(4000); //  two leases: long enough for a lapse to show
+    s_state_t s;
+    s_read("api", &s);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s.node_up[i], "node %u lost its key", i);
+        cr_assert(s_lease_wait(c[i], true), "node %u", i);
+        tern_cluster_stats_t stats;
+        tern_cluster_stats(c[i], &stats);
+        cr_assert_eq(stats.failovers, 0, "node %u", i);
+    }
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c[1], p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        tern_cluster_destroy(&c[i]);
+    }
+}
