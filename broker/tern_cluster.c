@@ -69,7 +69,7 @@ static tern_cluster_member_t *s_member(tern_cluster_t *self, uint32_t id, bool c
 
 //  Parses `id=2 endpoint=... cluster=... identity=... dc=...` into INFO
 //  (unknown fields ignored: a newer node may add some).
-static void s_parse_node(const char *text, tern_cluster_node_t *info) {
+void tern_cluster_parse_node(const char *text, tern_cluster_node_t *info) {
     static const struct {
         const char *name;
         size_t off;
@@ -127,7 +127,7 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
         }
     } else {
         m->info.up = true;
-        s_parse_node(kv->value, &m->info);
+        tern_cluster_parse_node(kv->value, &m->info);
     }
     if (was_up != m->info.up) {
         self->control_dirty = true;

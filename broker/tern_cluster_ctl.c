@@ -236,6 +236,16 @@ static void s_create_missing(tern_cluster_t *self, const uint32_t *live, size_t 
     }
 }
 
+//  A node id, or "none", into BUF.
+static const char *s_node_name(uint32_t id, char *buf, size_t len) {
+    if (id == TERN_NODE_NONE) {
+        snprintf(buf, len, "none");
+    } else {
+        snprintf(buf, len, "%u", id);
+    }
+    return buf;
+}
+
 //  Failover and replica repair of every existing record.
 static void s_fix_records(tern_cluster_t *self, const uint32_t *live, size_t nlive, int64_t now) {
     for (uint32_t p = 0; p < self->partitions && self->lease; p++) {
@@ -253,8 +263,10 @@ static void s_fix_records(tern_cluster_t *self, const uint32_t *live, size_t nli
         if (tern_cluster_cas_record(self, &next, new_leader)) {
             if (new_leader) {
                 atomic_fetch_add(&self->failovers, 1);
-                zsys_info("cluster: partition %u: leader %u -> %u (controller %u)", p, cur.leader,
-                          next.leader, self->self_id);
+                char from[16], to[16];
+                zsys_info("cluster: partition %u: leader %s -> %s (controller %u)", p,
+                          s_node_name(cur.leader, from, sizeof from),
+                          s_node_name(next.leader, to, sizeof to), self->self_id);
             }
         } else {
             s_retry_soon(self); //  re-read: decide again

@@ -41,7 +41,7 @@ static tern_err_t s_grant(tern_cluster_t *self) {
     return rc;
 }
 
-//  Step 2: the cluster's partition count.
+//  Step 1: the cluster's partition count.
 static bool s_partitions(tern_cluster_t *self, const tern_config_t *config, char *errbuf,
                          size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
@@ -74,20 +74,7 @@ static bool s_partitions(tern_cluster_t *self, const tern_config_t *config, char
     return ok;
 }
 
-//  The value of `FIELD=` in a node record, into BUF.
-static void s_field(const char *text, const char *field, char *buf, size_t len) {
-    buf[0] = 0;
-    size_t n = strlen(field);
-    for (const char *p = text; p && *p; p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL) {
-        if (strncmp(p, field, n) == 0 && p[n] == '=') {
-            size_t vlen = strcspn(p + n + 1, " ");
-            snprintf(buf, len, "%.*s", (int)vlen, p + n + 1);
-            return;
-        }
-    }
-}
-
-//  Step 3: no other live node with our id. A key of our own identity (our
+//  Step 2: no other live node with our id. A key of our own identity (our
 //  previous run) is waited out, two leases at most.
 static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
@@ -101,16 +88,16 @@ static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
                      tern_etcd_reason(self->etcd));
             return false;
         }
-        char identity[64] = "";
+        tern_cluster_node_t holder = {.id = self->self_id};
         if (kvs->count == 1) {
-            s_field(kvs->kvs[0].value, "identity", identity, sizeof identity);
+            tern_cluster_parse_node(kvs->kvs[0].value, &holder);
         }
         size_t count = kvs->count;
         tern_etcd_kvs_destroy(&kvs);
         if (count == 0) {
             return true;
         }
-        if (strcmp(identity, self->identity) != 0 || tern_cluster_now_ms() > give_up) {
+        if (strcmp(holder.identity, self->identity) != 0 || tern_cluster_now_ms() > give_up) {
             snprintf(errbuf, errlen, "node id %u is already live in cluster %s (another ternd?)",
                      self->self_id, self->name);
             return false;
@@ -166,7 +153,7 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
     return rc;
 }
 
-//  Step 4's ISR part: every record, until each CAS goes through.
+//  Step 3's ISR part: every record, until each CAS goes through.
 static bool s_forget_isr(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char prefix[TERN_CLUSTER_KEY_MAX];
     snprintf(prefix, sizeof prefix, "%s/", self->prefix);
@@ -205,7 +192,7 @@ static bool s_forget_isr(tern_cluster_t *self, char *errbuf, size_t errlen) {
     return false;
 }
 
-//  Step 4.
+//  Step 3.
 static bool s_identity(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
     tern_cluster_key(self, key, sizeof key, "identity", self->self_id);

@@ -98,6 +98,9 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
 //  (an absent partition key as deleted). TERN_OK or the etcd error.
 tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefix_read,
                                int64_t *revision_p);
+//  Parses a node record (`id=2 endpoint=... cluster=... identity=... dc=...`,
+//  unknown fields ignored) into the text fields of INFO.
+void tern_cluster_parse_node(const char *text, tern_cluster_node_t *info);
 //  The ids of the live nodes into LIVE (TERN_ID_NODE_MAX + 1 entries).
 size_t tern_cluster_live(tern_cluster_t *self, uint32_t *live);
 //  Renews the lease if it is due (also called between long runs of writes).
