@@ -1,7 +1,7 @@
 /*  tern_cluster_join.c - joining a cluster: lease, partitions, identity, node key.
 
-    Join, in this order (each step can refuse, and nothing is written before
-    the checks that could refuse pass):
+    Join, in this order (each step can refuse; nothing about this node is
+    written before the node id is known to be free):
     1. PREFIX/config/partitions: created by a txn if absent, else it must
        equal cluster/partitions;
     2. PREFIX/nodes/<id> must be absent: another live ternd with this id is
@@ -15,7 +15,8 @@
     4. a lease of cluster/lease (whole seconds, at least 1), granted last
        since the steps above may wait longer than its TTL;
     5. PREFIX/nodes/<id> created by a txn (create_revision == 0), bound to
-       the lease.
+       the lease. (Two ternd started with one id at the same instant can
+       both pass step 2; the txn lets one register, the other exits 1.)
 */
 #include "tern_cluster_priv.h"
 #include "tern_id.h"
