@@ -269,6 +269,25 @@ Test(store_replica, truncate_then_append_continues) {
     cr_assert_eq(res.err, TERN_OK);
     cr_assert_not(res.duplicate);
     cr_assert_eq(s_topic(store).last_seq, 4);
+    //  A re-sync's truncation and the records after it commit in one batch.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err = TERN_EINTERNAL;
+    uint64_t removed = 0;
+    tern_store_batch_truncate(batch, TOPIC, 3, &err, &removed);
+    tern_frame_t m2;
+    s_msg(&m2, 5, 106, NULL, 0, "12345");
+    tern_store_batch_append_replica(batch, &m, &res);
+    tern_append_result_t res2;
+    tern_store_batch_append_replica(batch, &m2, &res2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, 1);
+    cr_assert_eq(res.err, TERN_OK);
+    cr_assert_not(res.duplicate);
+    cr_assert_eq(res2.err, TERN_OK);
+    cr_assert_eq(s_topic(store).last_seq, 5);
+    cr_assert_eq(s_truncate(store, TOPIC, 4), 1);
     //  The removed ones are gone from the msgid index.
     tern_store_reader_t *r = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(r), TERN_OK);
@@ -292,8 +311,8 @@ Test(store_replica, truncate_then_append_continues) {
     cr_assert_eq(info.bytes, 0);
     cr_assert_eq(s_local(store, 300, NULL, 0, "y").seq, 1);
     //  A bad name is refused.
-    tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_err_t err = TERN_OK;
+    batch = tern_store_batch_new(store);
+    err = TERN_OK;
     tern_store_batch_truncate(batch, "", 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
