@@ -528,3 +528,72 @@ Test(store_replica, survives_close_and_reopen) {
     tern_store_destroy(&b);
     tern_store_destroy(&a);
 }
+
+static bool s_count_event(const tern_trace_event_t *event, void *arg) {
+    uint64_t *ids = arg;
+    ids[0]++;
+    ids[1] = event->msg_id ? event->msg_id : ids[1];
+    return true;
+}
+
+//  Events of seqs FROM..TO: how many, and the last msg_id named.
+static void s_events(tern_store_t *store, uint32_t id, uint64_t from, uint64_t to, uint64_t *count,
+                     uint64_t *msg_id) {
+    tern_store_reader_t *r = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    uint64_t acc[2] = {0, 0};
+    cr_assert_eq(tern_store_trace_scan(r, id, from, to, s_count_event, acc), TERN_OK);
+    tern_store_reader_destroy(&r);
+    *count = acc[0];
+    *msg_id = acc[1];
+}
+
+static tern_err_t s_trace_find(tern_store_t *store, uint64_t msg_id) {
+    tern_store_reader_t *r = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    uint32_t topic_id;
+    uint64_t seq;
+    tern_err_t err = tern_store_trace_find(r, msg_id, &topic_id, &seq);
+    tern_store_reader_destroy(&r);
+    return err;
+}
+
+Test(store_replica, truncate_removes_history_of_the_given_back_seqs) {
+    tern_store_t *store = s_open("f");
+    for (uint64_t i = 1; i <= 5; i++) {
+        tern_frame_t m;
+        s_msg(&m, i, 100 + i, NULL, 0, "x");
+        m.expire_at_ns = i == 4 ? 1000004 : 0;
+        cr_assert_eq(s_replica(store, &m).err, TERN_OK);
+    }
+    uint32_t id = s_topic(store).id;
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    s_deliver(batch, id, 5);
+    uint64_t swept = 0;
+    tern_store_batch_sweep(batch, 2000000, 100, &swept); //  seq 4 expires: its history stays
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(swept, 1);
+    cr_assert_eq(s_trace_find(store, 104), TERN_OK);
+    uint64_t count, msg_id;
+    s_events(store, id, 4, 5, &count, &msg_id);
+    cr_assert_eq(count, 4); //  STORED and EXPIRED of 4, STORED and DELIVERED of 5
+
+    cr_assert_eq(s_truncate(store, TOPIC, 3), 1);
+    s_events(store, id, 4, UINT64_MAX, &count, &msg_id);
+    cr_assert_eq(count, 0);
+    cr_assert_eq(s_trace_find(store, 104), TERN_ENOTFOUND);
+    cr_assert_eq(s_trace_find(store, 105), TERN_ENOTFOUND);
+    cr_assert_eq(s_trace_find(store, 103), TERN_OK);
+    //  Seq 4 now holds another message, with its own history only.
+    tern_frame_t m;
+    s_msg(&m, 4, 900, NULL, 0, "y");
+    cr_assert_eq(s_replica(store, &m).err, TERN_OK);
+    s_events(store, id, 4, 4, &count, &msg_id);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(msg_id, 900);
+    s_events(store, id, 1, 3, &count, &msg_id);
+    cr_assert_eq(count, 3);
+    tern_store_destroy(&store);
+}
