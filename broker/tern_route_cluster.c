@@ -6,11 +6,14 @@
     log, not the consumers). route marks each topic it knows `led` when this
     node leads the topic's partition; groups of other topics neither
     dispatch nor run timers, and a subscription with a pattern joins only
-    led topics. The view is looked at every 100 ms (tern_cluster_version):
+    led topics. The view's version is compared every loop turn (at least
+    every 100 ms):
     when it moved, route lists the store's topics again (a follower's topics
     were written by replication, which route does not hear of), sets `led`
     again, and a topic that became led gets the pattern subscriptions that
-    match it and its groups dispatch from their cursors. A topic that is no
+    match it and its groups dispatch from their cursors. The version is also
+    compared before a subscription joins topics, so that it never joins by
+    a view older than the one conn refused or admitted it by. A topic that is no
     longer led keeps its groups, idle, until this node leads it again.
     While tern_cluster_lease_ok is false, nothing is delivered at all.
     Single node: none of this runs (route's cluster is NULL).
@@ -18,8 +21,6 @@
 #include "tern_route_priv.h"
 #include "tern_partition.h"
 #include <string.h>
-
-#define S_VIEW_EVERY_MS 100 //  how often the view's version is compared
 
 bool r_cluster_leads(r_route_t *self, const char *name) {
     if (!self->cluster) {
@@ -75,11 +76,12 @@ void r_cluster_tick(r_route_t *self, uint64_t now) {
             group->rescan = true;
         }
     }
-    if (now < self->next_view_ms) {
-        return;
-    }
-    self->next_view_ms = now + S_VIEW_EVERY_MS;
-    uint64_t version = tern_cluster_version(self->cluster);
+    (void)now;
+    r_cluster_sync(self);
+}
+
+void r_cluster_sync(r_route_t *self) {
+    uint64_t version = tern_cluster_version(self->cluster); //  an atomic load
     if (version != self->view_version) {
         self->view_version = version;
         s_rescan(self);

@@ -354,6 +354,9 @@ void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev) {
     sub->handle = zlistx_add_end(self->subs, sub);
     zhashx_insert(session->subs, S_KEY(sub->id), sub);
     r_send_ok(self, session, ev->req_id, sub->id);
+    if (self->cluster) {
+        r_cluster_sync(self); //  `led` as of now, not of the last loop turn
+    }
     //  In a cluster only the topics this node leads: the others' leaders
     //  serve them (r_cluster_tick joins them here if this node takes over).
     for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;

@@ -136,7 +136,6 @@ typedef struct {
     tern_cluster_t *cluster;      //  borrowed; NULL on a single node
     bool lease_ok;                //  cluster: the lease at the last look (r_cluster_tick)
     uint64_t view_version;        //  cluster: tern_cluster_version topics' `led` were set at
-    uint64_t next_view_ms;        //  cluster: when r_cluster_tick looks again
 } r_route_t;
 
 //  Whether route serves GROUP now: on a single node always; in a cluster
@@ -245,11 +244,14 @@ void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_even
 //  single node). The record's leader: the lease is checked apart.
 bool r_cluster_leads(r_route_t *self, const char *name);
 
-//  Cluster only, every loop turn: reads the lease, and every 100 ms the
-//  view's version; when it moved, lists the store's topics again and sets
-//  each topic's `led`, so groups of partitions this node now leads deliver
-//  (and subscriptions with patterns join their topics).
+//  Cluster only, every loop turn (at least every 100 ms): reads the lease,
+//  then r_cluster_sync.
 void r_cluster_tick(r_route_t *self, uint64_t now);
+
+//  Cluster only: when the view's version moved, lists the store's topics
+//  again and sets each topic's `led`, so groups of partitions this node now
+//  leads deliver (and subscriptions with patterns join their topics).
+void r_cluster_sync(r_route_t *self);
 
 // ---------------------------------------------------------------------------
 //  tern_route.c

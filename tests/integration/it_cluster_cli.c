@@ -14,6 +14,7 @@
 #include "test_port.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,4 +209,87 @@ Test(cluster_cli, single_node_is_not_a_cluster) {
     cr_assert_eq(it_ctl(&r, b, 10000, "topics", NULL), 0, "%s", r.err);
     cr_assert(strstr(r.out, "\"topic\":\"one.t\""), "%s", r.out);
     it_result_free(&r);
+}
+
+//  Waits until TOPIC's partition is led by node LEADER, as B's view says.
+static void s_wait_leader(it_broker_t *b, const char *topic, int64_t leader) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (true) {
+        it_result_t r;
+        int rc = it_ctl(&r, b, 10000, "cluster", "partitions", "--topic", topic, NULL);
+        int64_t now = rc == 0 ? s_leader(r.out, topic) : -1;
+        it_result_free(&r);
+        if (now == leader) {
+            return;
+        }
+        cr_assert(it_now_ms() < deadline, "partition of %s not led by %lld (now %lld)", topic,
+                  (long long)leader, (long long)now);
+        it_sleep_ms(200);
+    }
+}
+
+//  Asks NODES[0] to hand TOPIC's partition over to node TO, and waits
+//  until every node's view shows it.
+static void s_handover(it_broker_t **nodes, const char *topic, int64_t to) {
+    it_broker_t *b = nodes[0];
+    char p[16], node[16];
+    snprintf(p, sizeof p, "%u", (unsigned)tern_partition_of(topic, strlen(topic), S_PARTITIONS));
+    snprintf(node, sizeof node, "%lld", (long long)to);
+    it_result_t r;
+    cr_assert_eq(it_ctl(&r, b, 10000, "cluster", "handover", p, "--to", node, NULL), 0, "%s",
+                 r.err);
+    cr_assert(strstr(r.out, "\"queued\":true"), "%s", r.out);
+    it_result_free(&r);
+    for (int i = 0; i < S_NODES; i++) {
+        s_wait_leader(nodes[i], topic, to);
+    }
+}
+
+//  A pattern subscription gets a topic's messages only from the node that
+//  leads its partition, and a running one picks the topic up when its node
+//  becomes the leader again.
+Test(cluster_cli, route_delivers_only_where_leader) {
+    it_broker_t *nodes[S_NODES];
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        nodes[i] = s_node("clroute", i);
+    }
+    it_result_t r;
+    s_wait_placed(nodes[0], &r);
+    const char *topic = "rt.a";
+    int64_t leader = s_leader(r.out, topic);
+    it_result_free(&r);
+    cr_assert(leader >= 0 && leader < S_NODES);
+    int64_t next = (leader + 1) % S_NODES;
+    it_broker_t *l = nodes[leader];
+    it_pub(l, topic, "m{n}", 3);
+
+    //  While it leads: the pattern gets the 3 messages.
+    cr_assert_eq(it_ctl(&r, l, 15000, "sub", "rt.>", "--from", "first", "--count", "3", "--timeout",
+                        "5s", NULL),
+                 0, "%s", r.err);
+    cr_assert_eq(s_count(r.out, "\"topic\":\"rt.a\""), 3, "%s", r.out);
+    it_result_free(&r);
+
+    //  Handed over: the former leader delivers nothing of it, and refuses
+    //  publishes to it.
+    s_handover(nodes, topic, next);
+    cr_assert_eq(it_ctl(&r, l, 15000, "sub", "rt.>", "--from", "first", "--timeout", "1s", NULL), 0,
+                 "%s", r.err);
+    cr_assert_eq(s_count(r.out, "\"topic\""), 0, "delivered by a follower: %s", r.out);
+    it_result_free(&r);
+    cr_assert_neq(it_ctl(&r, l, 15000, "pub", topic, "late", NULL), 0, "%s", r.out);
+    cr_assert(strstr(r.err, "TERN_ENOTLEADER") || strstr(r.err, "led by node"), "%s", r.err);
+    it_result_free(&r);
+
+    //  A running pattern subscription on it picks the topic up when it
+    //  leads again.
+    it_proc_t *sub = it_ctl_spawn(l, "sub", "rt.>", "--from", "first", "--follow", NULL);
+    cr_assert(sub);
+    it_sleep_ms(500);
+    cr_assert_eq(it_proc_lines(sub), 0u, "%s", it_proc_out(sub));
+    s_handover(nodes, topic, leader);
+    cr_assert(it_proc_wait_lines(sub, 3, 10000), "picked up nothing: %s", it_proc_err(sub));
+    it_proc_signal(sub, SIGTERM);
+    it_proc_wait(sub, 5000);
+    it_proc_destroy(&sub);
 }
