@@ -323,8 +323,9 @@ void cl_cluster_take_window(tern_client_t *self) {
         }
         tern_frame_t frame;
         tern_limits_t limits = {.max_payload = (size_t)1 << 31};
-        bool ok = tern_frame_decode(&frame, zmq_msg_data(&pub->hdr), zmq_msg_size(&pub->hdr), NULL,
-                                    0, &limits) == TERN_OK;
+        bool ok = tern_frame_decode(&frame, zmq_msg_data(&pub->hdr), zmq_msg_size(&pub->hdr),
+                                    zmq_msg_data(&pub->payload), zmq_msg_size(&pub->payload),
+                                    &limits) == TERN_OK;
         pthread_mutex_lock(&self->mutex);
         cl_cluster_publish(self, ok ? frame.topic : "", pub);
         pthread_mutex_unlock(&self->mutex);
