@@ -106,6 +106,15 @@ static int64_t s_leader(const char *out, const char *topic) {
     return leader;
 }
 
+//  A raw session on B (no libtern: it would follow the leaders), after
+//  HELLO.
+static it_raw_t *s_raw(it_broker_t *b) {
+    it_raw_t *raw = it_raw_new(b->endpoint);
+    cr_assert(raw);
+    cr_assert(it_raw_hello(raw, "it-cluster-cli"), "no WELCOME");
+    return raw;
+}
+
 Test(cluster_cli, view_enotleader_and_topics_from_any_node) {
     it_broker_t *nodes[S_NODES];
     for (uint32_t i = 0; i < S_NODES; i++) {
@@ -140,9 +149,7 @@ Test(cluster_cli, view_enotleader_and_topics_from_any_node) {
 
     //  PUBLISH, and an exact SUBSCRIBE, to the non-leader: TERN_ENOTLEADER
     //  naming the leader's endpoint; nothing stored.
-    it_raw_t *raw = it_raw_new(other->endpoint);
-    cr_assert(raw);
-    cr_assert(it_raw_hello(raw, "it-cluster-cli"), "no WELCOME");
+    it_raw_t *raw = s_raw(other);
     static const tern_cmd_t cmds[] = {TERN_CMD_PUBLISH, TERN_CMD_SUBSCRIBE};
     for (size_t i = 0; i < 2; i++) {
         tern_frame_t f, reply;
@@ -212,9 +219,7 @@ Test(cluster_cli, single_node_is_not_a_cluster) {
     it_broker_t *b = it_start_broker(NULL);
     cr_assert(b);
     //  The admin op: TERN_ESTATE with the reason.
-    it_raw_t *raw = it_raw_new(b->endpoint);
-    cr_assert(raw);
-    cr_assert(it_raw_hello(raw, "it-cluster-cli"), "no WELCOME");
+    it_raw_t *raw = s_raw(b);
     tern_frame_t f, reply;
     tern_frame_init(&f, TERN_CMD_ADMIN);
     f.req_id = 9;
@@ -298,9 +303,7 @@ Test(cluster_cli, route_delivers_only_where_leader) {
     //  Handed over: the former leader delivers nothing of it. (A raw
     //  session: libtern itself would follow the leaders.)
     s_handover(nodes, topic, next);
-    it_raw_t *raw = it_raw_new(l->endpoint);
-    cr_assert(raw);
-    cr_assert(it_raw_hello(raw, "it-cluster-cli"), "no WELCOME");
+    it_raw_t *raw = s_raw(l);
     tern_frame_t f, got;
     tern_frame_init(&f, TERN_CMD_SUBSCRIBE);
     f.req_id = 11;
