@@ -140,6 +140,11 @@ Test(cluster_cli, view_enotleader_and_topics_from_any_node) {
     cr_assert_eq(s_count(r.out, "\"node_id\""), S_NODES, "%s", r.out);
     cr_assert(strstr(r.out, nodes[0]->endpoint), "%s", r.out);
     it_result_free(&r);
+    //  As a table for people: a heading and one row per node.
+    cr_assert_eq(it_ctl_text(&r, nodes[0], 10000, NULL, "cluster", NULL), 0, "%s", r.err);
+    cr_assert(strstr(r.out, "NODE_ID") && strstr(r.out, "LEADER_OF"), "%s", r.out);
+    cr_assert_eq(s_count(r.out, " up "), S_NODES, "%s", r.out);
+    it_result_free(&r);
 
     //  A topic, its leader, and a node that does not lead it.
     const char *topic = "cli.t1";
