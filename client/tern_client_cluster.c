@@ -462,6 +462,8 @@ static tern_err_t s_sub_state(tern_subscription_t *sub) {
 
 tern_err_t cl_cluster_subscribe(tern_client_t *self, tern_subscription_t *sub) {
     sub->routed = true;
+    free(sub->waiter); //  its node subscriptions answer instead (s_sub_state)
+    sub->waiter = NULL;
     sub->next = self->subs;
     self->subs = sub;
     int64_t until = s_now_ms() + (int64_t)self->options.timeout_ms;
