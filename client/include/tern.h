@@ -434,14 +434,17 @@ TERN_EXPORT void tern_message_destroy(tern_message_t **msg_p);
 
 /*  Runs admin operation OP (e.g. "status", "topics", "topic.info",
     "topic.create", "groups", "dlq.list", "dlq.replay": see docs/client.md;
-    in a cluster, on the seed session) with ARGS[0..COUNT) as string arguments, and waits up to
-   TIMEOUT_MS (-1 = forever, 0 = the client's timeout_ms, including the time to connect). On
-   TERN_OK, *JSON_OUT is the reply, one NUL-terminated JSON document; caller owns it and frees it
-   with free(). On error *JSON_OUT is NULL and the result is TERN_EINVAL (bad arguments), TERN_ENAME
-   (OP is not a valid name, or not an operation the broker knows: "unknown admin operation 'x'"),
-   TERN_ETOPIC (missing or invalid topic argument), the broker's code (e.g. TERN_ENOTFOUND, "no such
-   topic 'x'"), TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first contact failed) or
-   TERN_ECLOSED; the reason is in tern_last_reason(). Thread-safe; not from a callback. */
+    in a cluster, on the seed session) with ARGS[0..COUNT) as string
+    arguments, and waits up to TIMEOUT_MS (-1 = forever, 0 = the client's
+    timeout_ms, including the time to connect). On TERN_OK, *JSON_OUT is the
+    reply, one NUL-terminated JSON document; caller owns it and frees it with
+    free(). On error *JSON_OUT is NULL and the result is TERN_EINVAL (bad
+    arguments), TERN_ENAME (OP is not a valid name, or not an operation the
+    broker knows: "unknown admin operation 'x'"), TERN_ETOPIC (missing or
+    invalid topic argument), the broker's code (e.g. TERN_ENOTFOUND, "no such
+    topic 'x'"), TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first
+    contact failed) or TERN_ECLOSED; the reason is in tern_last_reason().
+    Thread-safe; not from a callback. */
 TERN_EXPORT tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args,
                                   size_t count, char **json_out, int timeout_ms);
 
