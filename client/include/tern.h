@@ -260,7 +260,9 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     In a cluster (see "Clusters") a publish that meets TERN_ENOTLEADER or a
     lost node is resent to its partition's leader instead of completing;
     after 3 x timeout_ms (at least 30 s) without a reachable leader it
-    completes with TERN_ENOTLEADER. TERN_EREPLICAS (too few in-sync replicas
+    completes with TERN_ENOTLEADER, and so it does at once when its leader
+    refuses it three times without naming another (its etcd lease lapsed: the
+    DC cannot take writes now). TERN_EREPLICAS (too few in-sync replicas
     confirmed it in time) completes it: the message may have been stored, and
     a retry with the same producer_seq (MSG->producer_seq) is safe. Order
     within a topic holds except across a leader change.
