@@ -57,17 +57,32 @@ typedef struct {
     int64_t revision;                        //  the read's revision
 } s_state_t;
 
-//  A broker of cluster NAME: node ID, its own cluster endpoint, plus EXTRA
-//  (NULL-terminated, may be NULL). Adopted: it_teardown stops it.
-static it_broker_t *s_node(const char *name, uint32_t id, const char *partitions) {
+//  A broker of cluster NAME: node ID, its own cluster endpoint, PARTITIONS,
+//  a lease of 2 s and REPLACE_AFTER. Adopted: it_teardown stops it.
+static it_broker_t *s_node_with(const char *name, uint32_t id, const char *partitions,
+                                const char *replace_after) {
     char listen[64];
     snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-    const char *args[] = {"--etcd", s_etcd->endpoints, "--cluster", name,      "--cluster-listen",
-                          listen,   "--partitions",    partitions,  "--lease", "2s",
+    const char *args[] = {"--etcd",
+                          s_etcd->endpoints,
+                          "--cluster",
+                          name,
+                          "--cluster-listen",
+                          listen,
+                          "--partitions",
+                          partitions,
+                          "--lease",
+                          "2s",
+                          "--replace-after",
+                          replace_after,
                           NULL};
     it_broker_t *b = it_broker_new(id, args);
     cr_assert_not_null(b);
     return it_adopt_broker(b);
+}
+
+static it_broker_t *s_node(const char *name, uint32_t id, const char *partitions) {
+    return s_node_with(name, id, partitions, "5m");
 }
 
 //  Reads cluster NAME's keys from etcd into *S.
@@ -189,7 +204,8 @@ Test(cluster_view, records_controller_and_failover) {
 
 //  Runs ternd for cluster NAME as node ID with PARTITIONS on a fresh data
 //  dir, expecting it to exit 1 with WANT in its stderr.
-static void s_refused(const char *name, uint32_t id, const char *partitions, const char *want) {
+static void s_refused_at(const char *etcd, const char *name, uint32_t id, const char *partitions,
+                         const char *want) {
     char dir[TEST_DIR_MAX];
     cr_assert_not_null(test_dir_make(dir, "cluster-refused"));
     char node[16], listen[64], cluster_listen[64];
@@ -206,7 +222,7 @@ static void s_refused(const char *name, uint32_t id, const char *partitions, con
                     "--node-id",
                     node,
                     "--etcd",
-                    s_etcd->endpoints,
+                    (char *)etcd,
                     "--cluster",
                     (char *)name,
                     "--cluster-listen",
@@ -222,11 +238,18 @@ static void s_refused(const char *name, uint32_t id, const char *partitions, con
     test_dir_remove(dir);
 }
 
+static void s_refused(const char *name, uint32_t id, const char *partitions, const char *want) {
+    s_refused_at(s_etcd->endpoints, name, id, partitions, want);
+}
+
 Test(cluster_view, refuses_a_second_node_id_and_other_partitions) {
     it_broker_t *b = s_node("refuse", 0, "16");
     cr_assert(it_broker_start(b));
     s_refused("refuse", 0, "16", "node id 0 is already live in cluster refuse (another ternd?)");
     s_refused("refuse", 1, "8", "cluster/partitions is 8 but cluster refuse was created with 16");
+    char nobody[64];
+    snprintf(nobody, sizeof nobody, "http://127.0.0.1:%d", test_port());
+    s_refused_at(nobody, "refuse", 1, "16", "cannot join cluster refuse: etcd");
     //  The first one is untouched.
     cr_assert(it_broker_alive(b, NULL));
     s_state_t s;
@@ -362,8 +385,9 @@ static bool s_not_in_isr(const tern_partmap_record_t *rec, uint32_t node) {
     return !tern_partmap_in_isr(rec, node) && rec->leader != TERN_NODE_NONE;
 }
 
-Test(cluster_view, api_view_isr_and_handover) {
-    tern_cluster_t *c[S_NODES];
+//  Three members of cluster "api" in this process, into C, once each one's
+//  view holds every record complete.
+static void s_members_up(tern_cluster_t **c) {
     for (uint32_t i = 0; i < S_NODES; i++) {
         c[i] = s_member_new(i);
     }
@@ -372,6 +396,11 @@ Test(cluster_view, api_view_isr_and_handover) {
             cr_assert(s_view_wait(c[i], p, s_full, S_NODES), "node %u: partition %u", i, p);
         }
     }
+}
+
+Test(cluster_view, api_view) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
     tern_partmap_record_t rec;
     cr_assert_not(tern_cluster_record(c[0], S_API_PARTITIONS, &rec));
     cr_assert_eq(tern_cluster_self(c[1]), 1);
@@ -404,7 +433,37 @@ Test(cluster_view, api_view_isr_and_handover) {
     snprintf(want, sizeof want, "partition 0 is led by node %u at tcp://127.0.0.1:%u", leader,
              10000 + leader);
     cr_assert_str_eq(tern_cluster_not_leader(c[(leader + 1) % S_NODES], 0, why, sizeof why), want);
+    snprintf(want, sizeof want, "partition %u has no leader", S_API_PARTITIONS);
+    cr_assert_str_eq(tern_cluster_not_leader(c[0], S_API_PARTITIONS, why, sizeof why), want);
+    tern_cluster_node_t unknown;
+    cr_assert_not(tern_cluster_node(c[0], 7, &unknown));
+    tern_cluster_set_position(c[leader], 0, 17);
+    cr_assert_eq(tern_cluster_position(c[leader], 0), 17);
+    cr_assert_eq(tern_cluster_position(c[leader], S_API_PARTITIONS), 0);
 
+    //  A node announces another client endpoint (ternd: the one it bound).
+    tern_cluster_set_endpoint(c[1], "tcp://127.0.0.1:30001");
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    tern_cluster_node_t one_node;
+    do {
+        it_sleep_ms(20);
+        cr_assert(tern_cluster_node(c[0], 1, &one_node));
+    } while (strcmp(one_node.endpoint, "tcp://127.0.0.1:30001") != 0 && it_now_ms() < deadline);
+    cr_assert_str_eq(one_node.endpoint, "tcp://127.0.0.1:30001");
+    cr_assert_str_eq(one_node.cluster_endpoint, "tcp://127.0.0.1:20001");
+    cr_assert(one_node.up);
+
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        tern_cluster_destroy(&c[i]);
+    }
+}
+
+Test(cluster_view, api_isr_handover_and_leaving) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    tern_partmap_record_t rec;
+    cr_assert(tern_cluster_record(c[0], 0, &rec));
+    uint32_t leader = rec.leader;
     //  An ISR shrink by the leader keeps the epoch; one for a stale epoch
     //  (partition 1) changes nothing.
     tern_partmap_record_t one;
@@ -468,5 +527,181 @@ Test(cluster_view, api_view_isr_and_handover) {
     cr_assert_not(gone.up);
     tern_cluster_destroy(&c[0]);
     tern_cluster_destroy(&c[1]);
+    tern_cluster_destroy(&c[1]);
+}
+
+//  Waits until C's lease_ok is WANT.
+static bool s_lease_wait(tern_cluster_t *c, bool want) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (tern_cluster_lease_ok(c) != want && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+    }
+    return tern_cluster_lease_ok(c) == want;
+}
+
+Test(cluster_view, lease_fencing_and_rejoin) {
+    tern_cluster_t *c = s_member_new(0);
+    cr_assert(tern_cluster_lease_ok(c));
+    //  Alone: its records come after 3 leases, on itself.
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(s_view_wait(c, p, s_full, 1), "partition %u", p);
+        cr_assert(tern_cluster_record(c, p, &before[p]));
+    }
+    //  etcd frozen past the TTL: the node stops trusting its lease...
+    it_etcd_pause_member(s_etcd, 0);
+    cr_assert(s_lease_wait(c, false), "lease_ok stayed true with etcd frozen");
+    cr_assert_not(tern_cluster_leads(c, 0, NULL));
+    it_sleep_ms(3000); //  past the TTL, so that etcd may expire it when it wakes
+    it_etcd_resume_member(s_etcd, 0);
+    //  ...and trusts it again once etcd answers (the same lease renewed, or
+    //  a new one after re-joining), registered either way.
+    cr_assert(s_lease_wait(c, true), "lease_ok did not come back");
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_gt(stats.renew_failures, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    s_state_t s;
+    do {
+        it_sleep_ms(50);
+        s_read("api", &s);
+    } while ((!s.node_up[0] || s.controllers != 1) && it_now_ms() < deadline);
+    cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
+    //  Back as itself, it wrote no failover of its own partitions (the
+    //  watch's late news of its old key's expiry changes nothing).
+    it_sleep_ms(2000);
+    tern_cluster_stats(c, &stats);
+    cr_assert_eq(stats.failovers, 0);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c, p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
+    tern_cluster_destroy(&c);
+    s_read("api", &s);
+    cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
+}
+
+//  Waits until every record of cluster NAME satisfies OK(rec, arg); *S
+//  gets the last state read.
+static bool s_wait_all(const char *name, s_state_t *s,
+                       bool (*ok)(const tern_partmap_record_t *, uint32_t), uint32_t arg) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (true) {
+        s_read(name, s);
+        bool all = s->records == S_PARTITIONS;
+        for (int p = 0; p < S_PARTITIONS && all; p++) {
+            all = ok(&s->rec[p], arg);
+        }
+        if (all || it_now_ms() >= deadline) {
+            return all;
+        }
+        it_sleep_ms(100);
+    }
+}
+
+static bool s_only_node0(const tern_partmap_record_t *rec, uint32_t replicas) {
+    return rec->nreplicas == replicas && rec->leader == 0 && rec->nisr == 1 && rec->isr[0] == 0;
+}
+
+static bool s_without(const tern_partmap_record_t *rec, uint32_t node) {
+    return rec->nreplicas == S_NODES && !tern_partmap_in_replicas(rec, node) && rec->leader == 0 &&
+           rec->nisr == 1;
+}
+
+Test(cluster_view, controller_adds_and_replaces_replicas) {
+    //  Alone, node 0 waits 3 leases for others, then places every partition
+    //  on itself.
+    it_broker_t *n[4];
+    n[0] = s_node_with("grow", 0, "16", "1s");
+    cr_assert(it_broker_start(n[0]));
+    s_state_t s;
+    cr_assert(s_wait_all("grow", &s, s_only_node0, 1), "no records on node 0 alone");
+    uint64_t epoch[S_PARTITIONS];
+    for (int p = 0; p < S_PARTITIONS; p++) {
+        epoch[p] = s.rec[p].epoch;
+    }
+    //  Two more nodes: every record gets 3 replicas, the new ones outside
+    //  the ISR (their leader adds them once they caught up), same epoch.
+    for (uint32_t i = 1; i < 4; i++) {
+        n[i] = s_node_with("grow", i, "16", "1s");
+    }
+    cr_assert(it_broker_start(n[1]));
+    cr_assert(it_broker_start(n[2]));
+    cr_assert(s_wait_all("grow", &s, s_only_node0, S_NODES), "replicas were not added");
+    for (int p = 0; p < S_PARTITIONS; p++) {
+        cr_assert_eq(s.rec[p].epoch, epoch[p], "partition %d: a replica change kept the epoch", p);
+    }
+    //  A fourth node, then node 1 dies: after cluster/replace_after (1 s)
+    //  each of its replicas (outside every ISR) moves to a live node.
+    cr_assert(it_broker_start(n[3]));
+    it_broker_kill(n[1]);
+    cr_assert(s_wait_all("grow", &s, s_without, 1), "node 1's replicas were not replaced");
+}
+
+//  --- etcd's own failover ---------------------------------------------------
+
+static void s_setup3(void) {
+    s_etcd = it_etcd_new(3);
+    cr_assert_not_null(s_etcd, "a 3-member etcd did not start");
+    s_client = tern_etcd_new(s_etcd->endpoints, 5000);
+    cr_assert_not_null(s_client);
+}
+
+TestSuite(cluster_view3, .init = s_setup3, .fini = s_teardown, .timeout = 240);
+
+Test(cluster_view3, etcd_leader_loss_moves_nothing) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(tern_cluster_record(c[0], p, &before[p]));
+    }
+    //  etcd elects another leader; leases survive that (the new leader
+    //  renews them all), so no node is dead and nothing fails over.
+    int leader = it_etcd_leader(s_etcd);
+    cr_assert_geq(leader, 0);
+    it_etcd_kill_member(s_etcd, leader);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s_lease_wait(c[i], true), "node %u", i);
+    }
+    it_sleep_ms(4000); //  two leases: long enough for a lapse to show
+    s_state_t s;
+    s_read("api", &s);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s.node_up[i], "node %u lost its key", i);
+        cr_assert(s_lease_wait(c[i], true), "node %u", i);
+        tern_cluster_stats_t stats;
+        tern_cluster_stats(c[i], &stats);
+        cr_assert_eq(stats.failovers, 0, "node %u", i);
+    }
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c[1], p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        tern_cluster_destroy(&c[i]);
+    }
+}
+
+Test(cluster_view3, frozen_member_watch_moves) {
+    //  Every client and watch starts at member 0 (the first listed).
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    //  Frozen, member 0 still holds TCP connections open: the watches on
+    //  it go silent, not DOWN. The keepalives time out there and move on.
+    it_etcd_pause_member(s_etcd, 0);
+    tern_cluster_destroy(&c[2]); //  leaves: its lease revoked on another member
+    for (uint32_t i = 0; i < 2; i++) {
+        for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+            cr_assert(s_view_wait(c[i], p, s_not_in_isr, 2), "node %u: partition %u", i, p);
+        }
+        tern_cluster_node_t gone;
+        cr_assert(tern_cluster_node(c[i], 2, &gone));
+        cr_assert_not(gone.up, "node %u still sees node 2 up", i);
+    }
+    it_etcd_resume_member(s_etcd, 0);
+    tern_cluster_destroy(&c[0]);
     tern_cluster_destroy(&c[1]);
 }
