@@ -450,3 +450,46 @@ Test(cluster_client, etcd_lost_publish_fails_clearly) {
     cr_assert_eq(rc, TERN_ENOTLEADER, "%s (%s)", tern_strerror(rc), tern_last_reason());
     tern_client_destroy(&c);
 }
+
+//  ---------------------------------------------------------------------------
+
+Test(cluster_client, leader_paused_publishes_move) {
+    //  A SIGSTOPped leader keeps its TCP sessions, so only the map says it
+    //  is gone (its etcd lease expires, the controller moves its
+    //  partitions): publishes waiting there are sent to the new leader.
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccpause", nodes, 0, leaders);
+    char topic[32] = "";
+    int64_t victim = -1;
+    for (int t = 0; t < 100 && victim < 0; t++) {
+        s_topic(topic, sizeof topic, t);
+        int64_t l = leaders[tern_partition_of(topic, strlen(topic), S_PARTITIONS)];
+        victim = l != 0 ? l : -1; //  not the seed, which answers the map
+    }
+    cr_assert(victim > 0);
+    s_publish_body(c, topic, "before");
+    it_broker_pause(nodes[victim]);
+    s_results_t r;
+    s_results_init(&r, 21);
+    for (size_t i = 0; i < 20; i++) {
+        tern_pub_options_t m;
+        tern_pub_options_init(&m);
+        m.topic = topic;
+        m.payload = "during";
+        m.size = 6;
+        m.producer_seq = i + 2; //  after "before", the client's seq 1
+        cr_assert_eq(tern_publish_async(c, &m, s_on_result, &r), TERN_OK);
+    }
+    //  Sooner than the sessions' own verdict (3 x the broker's heartbeat,
+    //  45 s by default): the map tells.
+    cr_assert_eq(tern_flush(c, 25000), TERN_OK, "still in flight: %zu", tern_client_inflight(c));
+    it_broker_resume(nodes[victim]);
+    //  Acknowledged by the new leader.
+    for (size_t i = 1; i < 21; i++) {
+        cr_assert_eq(r.completions[i], 1);
+        cr_assert_eq(r.code[i], TERN_OK, "publish %zu: %s", i, tern_strerror(r.code[i]));
+    }
+    tern_client_destroy(&c);
+    s_results_free(&r);
+}
