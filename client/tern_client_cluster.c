@@ -12,24 +12,29 @@
       tern_client_t of its own (root set) with its own DEALER and I/O
       thread, opened the first time a publish or a subscription needs that
       node. The publish keeps its encoded header (producer, producer_seq)
-      and payload until it completes (a cl_cpub_t wrapping the node
+      and payload until it completes (an s_cpub_t wrapping the node
       session's window entry), so a resend to another node is the same
       bytes and the broker's dedup turns it into the original msg_id.
     - It is routed again, not completed, on ERROR TERN_ENOTLEADER (its
       reason names the new leader, applied to the map at once), when its
       node session is lost (abandoned: the session's window fails back to
-      here), or when the node refused the connection; it waits ("parked")
-      while its partition has no reachable leader, and the thread retries
-      the parked ones after each map refresh. A publish rerouted for longer
-      than 3 x timeout_ms (at least 30 s) completes with its last error.
-      TERN_EREPLICAS and every other code complete it (tern.h).
+      here; lost = TCP down after being up, never up in time, or the map
+      says the node is down), or when the node refused the connection; it
+      waits ("parked", in order per partition) while its partition has no
+      reachable leader, and the thread retries the parked ones after each
+      map refresh. A publish rerouted for longer than 3 x timeout_ms (at
+      least 30 s) completes with its last error, and so does one its
+      leader refused S_REFUSALS_MAX times without naming another (lease
+      lapsed: the DC cannot take writes). TERN_EREPLICAS and every other
+      code complete it (tern.h).
     - A subscription to one topic lives on its partition leader's session
       and moves when the leader changes or its session is lost; a pattern
       lives on every node. Deliveries keep their node session's message, so
       an ack goes to the session that delivered it.
     - The map is refreshed every 3 s on any live session (the seed first),
-      and every 100 ms..1 s while a partition has no leader, a publish is
-      parked or an ERROR asked for it.
+      and every 100 ms..1 s (backoff, which a refresh asked for by an ERROR
+      waits out too) while a partition has no leader or a publish is
+      parked.
 
     Threads: the cluster thread (this file's loop, under the root's mutex
     except while it waits for a reply), the node sessions' I/O threads
