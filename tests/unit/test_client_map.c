@@ -113,6 +113,7 @@ Test(client_map, refuses_what_it_cannot_route) {
     cl_map_t *map = cl_map_parse(ok, strlen(ok), why, sizeof why);
     cr_assert_not_null(map, "%s", why);
     cr_assert_eq(cl_map_leader(map, 0), 4);
+    cr_assert(map->nodes[0].up); //  no state given: up
     cl_map_destroy(&map);
 }
 
@@ -129,13 +130,20 @@ Test(client_map, not_leader_hints) {
     cr_assert_eq(p, 3u);
     cr_assert_eq(leader, CL_NO_LEADER);
     cr_assert_str_eq(endpoint, "");
+    //  Without the endpoint (the answering node does not know it).
+    cr_assert(cl_map_hint("partition 4 is led by node 1", &p, &leader, endpoint, sizeof endpoint));
+    cr_assert_eq(p, 4u);
+    cr_assert_eq(leader, 1);
+    cr_assert_str_eq(endpoint, "");
     const char *bad[] = {NULL,
                          "",
                          "no such topic 'x'",
                          "partition x has no leader",
                          "partition 3 is led by node 2 at ",
-                         "partition 3 is led by node 2",
-                         "partition 3 has no leader yet"};
+                         "partition 3 is led by node 2 at a b",
+                         "partition 3 is led by node 2x",
+                         "partition 3 has no leader yet",
+                         "partition 3: node 1's etcd lease may have lapsed"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_assert_not(cl_map_hint(bad[i], &p, &leader, endpoint, sizeof endpoint), "%s", bad[i]);
     }
