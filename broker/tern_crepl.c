@@ -217,7 +217,7 @@ static int s_start(c_repl_t *self) {
     zsock_set_maxmsgsize(self->router_sock,
                          (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096));
     if (zsock_bind(self->router_sock, "%s", self->config->cluster_listen) < 0) {
-        snprintf(args->error, sizeof args->error, "crepl: cannot bind cluster/listen %.160s: %.60s",
+        snprintf(args->error, sizeof args->error, "crepl: cannot bind cluster/listen %.150s: %.60s",
                  self->config->cluster_listen, zmq_strerror(zmq_errno()));
         return -1;
     }

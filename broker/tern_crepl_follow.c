@@ -106,25 +106,33 @@ typedef struct {
     size_t cap;     //  allocated
 } s_lines_t;
 
+//  Appends `LAST_SEQ TOPIC` and the anchors `SEQ:MSG_ID` of our records at
+//  LAST_SEQ, LAST_SEQ - 1, - 2, - 4, ... (those we still hold), so that the
+//  leader finds where our copy stops matching its log in one round.
 static bool s_add_line(const tern_topic_info_t *topic, void *arg) {
     s_lines_t *lines = arg;
     if (c_partition_of(lines->self, topic->name) != lines->pt) {
         return true;
     }
-    uint64_t msg_id = 0;
-    tern_frame_t rec;
-    if (topic->last_seq &&
-        tern_store_read(lines->self->reader, topic->id, topic->last_seq, &rec) == TERN_OK) {
-        msg_id = rec.msg_id;
-    }
-    if (lines->cap - lines->len < TERN_TOPIC_MAX + 64) {
-        lines->cap = lines->cap * 2 + TERN_TOPIC_MAX + 64;
+    if (lines->cap - lines->len < C_LINE_MAX) {
+        lines->cap = lines->cap * 2 + C_LINE_MAX;
         lines->text = tern_realloc(lines->text, lines->cap);
     }
-    int n = snprintf(lines->text + lines->len, lines->cap - lines->len,
-                     msg_id ? "%" PRIu64 " %s %" PRIu64 "\n" : "%" PRIu64 " %s\n", topic->last_seq,
-                     topic->name, msg_id);
-    lines->len += n > 0 ? (size_t)n : 0;
+    char *out = lines->text + lines->len;
+    size_t room = C_LINE_MAX, at = 0;
+    at += (size_t)snprintf(out, room, "%" PRIu64 " %s", topic->last_seq, topic->name);
+    for (uint64_t d = 0; d < topic->last_seq && at + 48 < room; d = d ? d * 2 : 1) {
+        uint64_t seq = topic->last_seq - d;
+        tern_frame_t rec;
+        if (seq < topic->first_seq) {
+            break; //  older records are gone here
+        }
+        if (tern_store_read(lines->self->reader, topic->id, seq, &rec) == TERN_OK) {
+            at += (size_t)snprintf(out + at, room - at, " %" PRIu64 ":%" PRIu64, seq, rec.msg_id);
+        }
+    }
+    out[at++] = '\n';
+    lines->len += at;
     return true;
 }
 

@@ -427,7 +427,7 @@ void c_handle_router(void *actor, void *unused) {
         tern_err_t rc = ok ? tern_frame_decode(&frame, zmq_msg_data(&hdr), zmq_msg_size(&hdr),
                                                has_body ? zmq_msg_data(&body) : NULL,
                                                has_body ? zmq_msg_size(&body) : 0, NULL)
-                           : TERN_EPROTO;
+                           : TERN_EFRAMES;
         if (rc == TERN_OK &&
             (frame.cmd == TERN_CMD_CREPL_SYNC || frame.cmd == TERN_CMD_CREPL_CONFIRM)) {
             c_peer_t *peer = c_peer(self, frame.node_id, true);

@@ -33,6 +33,7 @@
 #define C_LINKS_MAX    64      //  leader nodes followed (one DEALER each)
 #define C_PEERS_MAX    64      //  follower nodes known on the ROUTER
 #define C_RMAX         TERN_PLACEMENT_REPLICAS_MAX
+#define C_LINE_MAX     4096    //  one SYNC line: topic and its anchors
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)

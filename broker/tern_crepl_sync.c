@@ -3,13 +3,14 @@
     Part of the crepl actor (tern_crepl.c; state in tern_crepl_priv.h). A
     follower that starts (or restarts) following a partition sends
     CREPL_SYNC with its topics of the partition, one line each:
-    `LAST_SEQ TOPIC [MSG_ID]` (MSG_ID: its record at LAST_SEQ, when it has
-    it). The leader answers in the same turn, so no commit slips between the
+    `LAST_SEQ TOPIC SEQ:MSG_ID...`: the anchors are its records at LAST_SEQ,
+    LAST_SEQ - 1, - 2, - 4, ... (those it holds), so one round finds where
+    its copy stops matching ours (at most twice as far back as needed;
+    truncating more than needed only costs a copy). The leader answers in the same turn, so no commit slips between the
     catch-up and the live stream:
-    - CREPL_TRUNCATE(t, sq) for every topic where the follower holds more
-      than we do (sq = our last_seq; 0 for a topic we do not have), or whose
-      record at LAST_SEQ is not ours (a deposed leader's unacknowledged
-      tail: sq = 0, the topic is copied again from its start);
+    - CREPL_TRUNCATE(t, sq) for every topic where the follower holds what
+      we do not (a deposed leader's unacknowledged tail): sq = its highest
+      anchor that matches our log (0 for a topic we do not have);
     - every record after the follower's LAST_SEQ of every topic of the
       partition (ours from the first for topics it lacks), as CREPL_RECORD
       with pos 0, read from a store snapshot taken now;
@@ -22,6 +23,8 @@
 #include "tern_crepl_priv.h"
 #include <inttypes.h>
 #include <string.h>
+
+#define S_ANCHORS 64 //  anchors read per SYNC line
 
 //  One of our topics of the partition being synced.
 typedef struct {
@@ -58,36 +61,51 @@ static bool s_collect(const tern_topic_info_t *topic, void *arg) {
     return true;
 }
 
-//  Parses one line `LAST_SEQ TOPIC [MSG_ID]` (LEN bytes at P, no newline).
-//  False for anything else.
-static bool s_parse_line(const char *p, size_t len, uint64_t *last_seq, char *topic,
-                         uint64_t *msg_id) {
-    char line[TERN_TOPIC_MAX + 64];
-    if (len == 0 || len >= sizeof line) {
+//  One line of a SYNC: `LAST_SEQ TOPIC` then anchors `SEQ:MSG_ID`, highest
+//  seq first (the follower's records at LAST_SEQ, - 1, - 2, - 4, ...).
+typedef struct {
+    uint64_t last_seq;              //  the follower's last seq
+    char topic[TERN_TOPIC_MAX + 1]; //  the topic
+    uint64_t seq[S_ANCHORS];        //  anchor seqs, descending
+    uint64_t msg_id[S_ANCHORS];     //  their msg_ids
+    size_t anchors;                 //  used
+} s_line_t;
+
+//  Parses LEN bytes at P (no newline) into *LINE. False if malformed.
+static bool s_parse_line(const char *p, size_t len, s_line_t *line) {
+    char text[C_LINE_MAX];
+    if (len == 0 || len >= sizeof text) {
         return false;
     }
-    memcpy(line, p, len);
-    line[len] = 0;
+    memcpy(text, p, len);
+    text[len] = 0;
     char *end = NULL;
     errno = 0;
-    *last_seq = strtoull(line, &end, 10);
-    if (errno || end == line || *end != ' ') {
+    line->last_seq = strtoull(text, &end, 10);
+    if (errno || end == text || *end != ' ') {
         return false;
     }
     char *name = end + 1;
-    char *space = strchr(name, ' ');
-    size_t name_len = space ? (size_t)(space - name) : strlen(name);
+    char *rest = strchr(name, ' ');
+    size_t name_len = rest ? (size_t)(rest - name) : strlen(name);
     if (!tern_topic_valid(name, name_len)) {
         return false;
     }
-    memcpy(topic, name, name_len);
-    topic[name_len] = 0;
-    *msg_id = 0;
-    if (space) {
-        *msg_id = strtoull(space + 1, &end, 10);
-        if (errno || *end != 0) {
+    memcpy(line->topic, name, name_len);
+    line->topic[name_len] = 0;
+    line->anchors = 0;
+    while (rest && *rest == ' ' && line->anchors < S_ANCHORS) {
+        uint64_t seq = strtoull(rest + 1, &end, 10);
+        if (errno || *end != ':') {
             return false;
         }
+        uint64_t id = strtoull(end + 1, &end, 10);
+        if (errno || (*end != ' ' && *end != 0)) {
+            return false;
+        }
+        line->seq[line->anchors] = seq;
+        line->msg_id[line->anchors++] = id;
+        rest = end;
     }
     return true;
 }
@@ -104,26 +122,34 @@ static int s_send_truncate(c_repl_t *self, const uint8_t *rid, size_t rid_size, 
     return c_send(self, self->router, rid, rid_size, &frame, NULL);
 }
 
-//  Where the follower's copy of topic T (LAST_SEQ, MSG_ID) stands against
-//  ours: sets t->from and sends a TRUNCATE when it holds what we do not.
+//  Where the follower's copy of topic T (LINE) stops matching ours: its
+//  highest anchor we hold with the same msg_id (or no longer hold: trimmed
+//  here), else 0; without anchors, its last seq capped at ours. Sets
+//  t->from and sends a TRUNCATE when it holds what we do not.
 static int s_compare(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
-                     uint64_t epoch, s_topic_t *t, uint64_t last_seq, uint64_t msg_id) {
-    if (last_seq > t->last_seq) {
-        t->from = t->last_seq + 1;
-        return s_send_truncate(self, rid, rid_size, sync->pt, epoch, t->name, t->last_seq);
+                     uint64_t epoch, s_topic_t *t, const s_line_t *line) {
+    uint64_t keep = line->last_seq < t->last_seq ? line->last_seq : t->last_seq;
+    if (line->anchors > 0) {
+        keep = 0;
+        for (size_t i = 0; i < line->anchors && keep == 0; i++) {
+            tern_frame_t ours;
+            if (line->seq[i] > t->last_seq) {
+                continue;
+            }
+            tern_err_t rc = tern_store_read(self->reader, t->id, line->seq[i], &ours);
+            if (rc == TERN_ENOTFOUND || (rc == TERN_OK && ours.msg_id == line->msg_id[i])) {
+                keep = line->seq[i];
+            }
+        }
     }
-    tern_frame_t ours;
-    if (last_seq > 0 && msg_id &&
-        tern_store_read(self->reader, t->id, last_seq, &ours) == TERN_OK &&
-        ours.msg_id != msg_id) {
-        zsys_warning("crepl: partition %u: follower's %s differs at seq %" PRIu64
-                     "; it is copied again",
-                     sync->pt, t->name, last_seq);
-        t->from = 1;
-        return s_send_truncate(self, rid, rid_size, sync->pt, epoch, t->name, 0);
+    t->from = keep + 1;
+    if (keep >= line->last_seq) {
+        return 0;
     }
-    t->from = last_seq + 1;
-    return 0;
+    zsys_info("crepl: partition %u: node's %s holds seqs after %" PRIu64 " that differ from "
+              "ours (up to %" PRIu64 "): truncated",
+              sync->pt, t->name, keep, line->last_seq);
+    return s_send_truncate(self, rid, rid_size, sync->pt, epoch, t->name, keep);
 }
 
 //  Reads the follower's lines and sends the truncations. -1 if a send failed.
@@ -134,21 +160,19 @@ static int s_truncations(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_
     while (left > 0) {
         const char *nl = memchr(p, '\n', left);
         size_t len = nl ? (size_t)(nl - p) : left;
-        uint64_t last_seq = 0, msg_id = 0;
-        char topic[TERN_TOPIC_MAX + 1];
+        s_line_t line;
         int rc = 0;
-        if (!s_parse_line(p, len, &last_seq, topic, &msg_id)) {
+        if (!s_parse_line(p, len, &line)) {
             if (len > 0) {
                 zsys_warning("crepl: partition %u: bad SYNC line from node %u", sync->pt,
                              frame->node_id);
             }
         } else {
-            uintptr_t at = (uintptr_t)zhashx_lookup(sync->by_name, topic);
+            uintptr_t at = (uintptr_t)zhashx_lookup(sync->by_name, line.topic);
             if (at) {
-                rc = s_compare(self, rid, rid_size, sync, epoch, &sync->topics[at - 1], last_seq,
-                               msg_id);
-            } else if (last_seq > 0) { //  a topic we do not have at all
-                rc = s_send_truncate(self, rid, rid_size, sync->pt, epoch, topic, 0);
+                rc = s_compare(self, rid, rid_size, sync, epoch, &sync->topics[at - 1], &line);
+            } else if (line.last_seq > 0) { //  a topic we do not have at all
+                rc = s_send_truncate(self, rid, rid_size, sync->pt, epoch, line.topic, 0);
             }
         }
         if (rc != 0) {
