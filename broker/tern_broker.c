@@ -250,8 +250,9 @@ static void s_start_http(tern_broker_t *self) {
         return;
     }
     char why[300];
-    self->http = tern_http_new(&self->config, self->metrics, self->store,
-                               self->repl ? &self->repl_stats : NULL, why, sizeof why);
+    self->http =
+        tern_http_new(&self->config, self->metrics, self->store,
+                      self->repl ? &self->repl_stats : NULL, self->cluster, why, sizeof why);
     if (!self->http) {
         zsys_error("ternd: %s; serving without /metrics", why);
     } else if (self->config.verbose) {
@@ -264,6 +265,9 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     tern_broker_t *self = tern_alloc(sizeof *self);
     self->config = *config;
     self->metrics = tern_metrics_new_with(config->metrics_series);
+    if (config->etcd[0]) {
+        tern_metrics_cluster_init(self->metrics, config->partitions); //  before any actor
+    }
     if (tern_auth_check_listen(&self->config, errbuf, errlen) != TERN_OK) {
         goto fail; //  the --insecure rule (docs/security.md)
     }
