@@ -74,6 +74,12 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
                                  const char *cluster_endpoint, const char *identity, char *errbuf,
                                  size_t errlen);
 
+/*  Announces ENDPOINT as this node's client endpoint from now on (ternd
+    calls it once the client socket is bound, when server/advertise is not
+    set and the bound endpoint differs from server/listen, e.g. port 0).
+    Asynchronous: the node key is rewritten by the actor. Any thread. */
+void tern_cluster_set_endpoint(tern_cluster_t *self, const char *endpoint);
+
 /*  Leaves: stops the thread and revokes the lease (the node's keys go at
     once, the controller fails its partitions over). Safe on NULL; nulls
     *SELF_P. */
@@ -131,7 +137,8 @@ tern_err_t tern_cluster_handover(tern_cluster_t *self, uint32_t partition, uint3
     leads over to another live ISR member (the first in replica order) and
     waits up to TIMEOUT_MS until the view shows each handover. Returns how
     many partitions it still leads then (those with no other live ISR
-    member, or not moved in time). Any thread but the actor's. */
+    member, or not moved in time, or all of them at once when the lease is
+    not ok: etcd is then likely out of reach). Any thread but the actor's. */
 size_t tern_cluster_handover_all(tern_cluster_t *self, int timeout_ms);
 
 /*  The leader's log position of PARTITION (the in-DC replication actor sets

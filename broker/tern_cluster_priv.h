@@ -41,30 +41,36 @@ typedef struct {
 
 struct tern_cluster_t {
     //  settings, fixed after new
-    uint32_t self_id;         //  node/id
-    uint32_t partitions;      //  cluster/partitions (the cluster's)
-    uint32_t replicas;        //  cluster/replicas
-    int64_t lease_ms;         //  cluster/lease
-    int64_t replace_after_ms; //  cluster/replace_after
-    char name[65];            //  cluster name (cluster/name or node/dc)
-    char prefix[80];          //  "/tern/NAME"
-    char endpoints[1024];     //  etcd members (for the watch)
-    char node_value[700];     //  our node record, the value of PREFIX/nodes/<id>
-    char identity[40];        //  our replica identity
+    uint32_t self_id;           //  node/id
+    uint32_t partitions;        //  cluster/partitions (the cluster's)
+    uint32_t replicas;          //  cluster/replicas
+    int64_t lease_ms;           //  cluster/lease
+    int64_t replace_after_ms;   //  cluster/replace_after
+    char name[65];              //  cluster name (cluster/name or node/dc)
+    char prefix[80];            //  "/tern/NAME"
+    char endpoints[1024];       //  etcd members (for the watch)
+    char member[256];           //  the etcd member the client used last (thread)
+    char node_value[700];       //  our node record, the value of PREFIX/nodes/<id>
+    char cluster_endpoint[256]; //  cluster/listen, announced
+    char dc[65];                //  node/dc, announced
+    char identity[40];          //  our replica identity
     //  the thread's own (no lock)
-    tern_etcd_t *etcd;         //  owned; the thread's client after new
-    tern_etcd_watch_t *watch;  //  owned
-    int64_t lease;             //  our lease id (0: none)
-    int64_t ttl_ms;            //  TTL etcd granted, in ms
-    int64_t next_keepalive_ms; //  monotonic time of the next keepalive
-    int64_t next_campaign_ms;  //  earliest next controller campaign
-    int64_t next_control_ms;   //  next periodic controller pass
-    int64_t control_since_ms;  //  when we became controller (0: we are not)
-    bool control_dirty;        //  membership changed: run a controller pass
-    pthread_t thread;          //  the actor thread
-    bool thread_started;       //  thread is running
-    int wake[2];               //  pipe: [1] written by other threads, [0] polled
-    atomic_bool stop;          //  destroy asks the thread to end
+    tern_etcd_t *etcd;           //  owned; the thread's client after new
+    tern_etcd_watch_t *watch;    //  owned
+    int64_t lease;               //  our lease id (0: none)
+    int64_t ttl_ms;              //  TTL etcd granted, in ms
+    int64_t next_keepalive_ms;   //  monotonic time of the next keepalive
+    int64_t next_renew_log_ms;   //  failing renewals: when to log again (0: renewing)
+    int64_t next_campaign_ms;    //  earliest next controller campaign
+    int64_t next_control_ms;     //  next periodic controller pass
+    int64_t control_since_ms;    //  when we became controller (0: we are not)
+    bool control_dirty;          //  membership changed: run a controller pass
+    int64_t watch_down_since_ms; //  the watch said DOWN then (0: it is up)
+    int64_t next_sync_ms;        //  next full re-read of the prefix
+    pthread_t thread;            //  the actor thread
+    bool thread_started;         //  thread is running
+    int wake[2];                 //  pipe: [1] written by other threads, [0] polled
+    atomic_bool stop;            //  destroy asks the thread to end
     //  the view (written by the thread under lock)
     pthread_mutex_t lock;           //  guards the view and REQS
     tern_partmap_record_t *records; //  PARTITIONS records (unassigned when no key)
@@ -73,7 +79,10 @@ struct tern_cluster_t {
     size_t nmembers;                //  entries in members
     size_t members_max;             //  allocated entries
     uint32_t controller;            //  controller node id, TERN_NODE_NONE
+    int64_t controller_revision;    //  revision of the last controller event applied
+    char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
+    bool reqs_pending;              //  some entry of reqs is set
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change
     atomic_int_fast64_t lease_until; //  monotonic ms until which the lease is ok
@@ -94,6 +103,9 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
 //  (an absent partition key as deleted). TERN_OK or the etcd error.
 tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefix_read,
                                int64_t *revision_p);
+//  Parses a node record (`id=2 endpoint=... cluster=... identity=... dc=...`,
+//  unknown fields ignored) into the text fields of INFO.
+void tern_cluster_parse_node(const char *text, tern_cluster_node_t *info);
 //  The ids of the live nodes into LIVE (TERN_ID_NODE_MAX + 1 entries).
 size_t tern_cluster_live(tern_cluster_t *self, uint32_t *live);
 //  Renews the lease if it is due (also called between long runs of writes).
@@ -110,6 +122,10 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
                        size_t errlen);
 //  After a lost lease: a new lease and the node key again. False: try later.
 bool tern_cluster_rejoin(tern_cluster_t *self);
+//  Rewrites our node key with an endpoint from tern_cluster_set_endpoint.
+void tern_cluster_announce(tern_cluster_t *self);
+//  Our node record (the value of PREFIX/nodes/<id>) with client ENDPOINT.
+void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint);
 
 //  tern_cluster_ctl.c
 void tern_cluster_campaign(tern_cluster_t *self);
