@@ -1,6 +1,7 @@
 /*  tern_broker.c - starts and stops one node's store and actors. */
 #include "tern_broker.h"
 #include "tern_auth.h"
+#include "tern_cluster.h"
 #include "tern_conn.h"
 #include "tern_http.h"
 #include "tern_repl.h"
@@ -19,6 +20,7 @@ struct tern_broker_t {
     tern_store_t *store;            //  owned
     tern_id_gen_t *ids;             //  owned; used by the storer
     tern_metrics_t *metrics;        //  owned
+    tern_cluster_t *cluster;        //  owned; NULL on a single node (no cluster/etcd)
     tern_storer_args_t storer_args; //  borrowed by the storer
     tern_route_args_t route_args;   //  borrowed by route
     tern_conn_args_t conn_args;     //  borrowed by conn
@@ -48,7 +50,8 @@ void tern_broker_destroy(tern_broker_t **self_p) {
     zactor_destroy(&self->repl);
     zactor_destroy(&self->route);
     zactor_destroy(&self->storer);
-    zactor_destroy(&self->auth); //  after every socket that used it
+    tern_cluster_destroy(&self->cluster); //  after conn and route, which borrow it
+    zactor_destroy(&self->auth);          //  after every socket that used it
     tern_store_destroy(&self->store);
     tern_id_gen_destroy(&self->ids);
     tern_metrics_destroy(&self->metrics);
@@ -104,6 +107,19 @@ static bool s_open_store(tern_broker_t *self, char *errbuf, size_t errlen) {
     return true;
 }
 
+//  Joins the cluster when cluster/etcd is set (after the store opened: the
+//  join needs its identity; before the actors that read the view). False
+//  with ERRBUF filled when the join fails.
+static bool s_join_cluster(tern_broker_t *self, char *errbuf, size_t errlen) {
+    if (!self->config.etcd[0]) {
+        return true;
+    }
+    const char *endpoint = self->config.advertise[0] ? self->config.advertise : self->config.listen;
+    self->cluster = tern_cluster_new(&self->config, endpoint, self->config.cluster_listen,
+                                     tern_store_identity(self->store), errbuf, errlen);
+    return self->cluster != NULL;
+}
+
 //  Fills every actor's args: what it borrows and the inproc endpoints that
 //  connect the actors, unique per broker in this process.
 static void s_wire(tern_broker_t *self) {
@@ -127,6 +143,7 @@ static void s_wire(tern_broker_t *self) {
     ra->store = self->store;
     ra->config = &self->config;
     ra->metrics = self->metrics;
+    ra->cluster = self->cluster;
     snprintf(ra->inbox, sizeof ra->inbox, "%s-route", prefix);
     snprintf(ra->storer_inbox, sizeof ra->storer_inbox, "%s-storer", prefix);
     snprintf(ra->conn_out, sizeof ra->conn_out, "%s-out", prefix);
@@ -135,6 +152,7 @@ static void s_wire(tern_broker_t *self) {
     ca->store = self->store;
     ca->config = &self->config;
     ca->metrics = self->metrics;
+    ca->cluster = self->cluster;
     snprintf(ca->inbox, sizeof ca->inbox, "%s-conn", prefix);
     snprintf(ca->out, sizeof ca->out, "%s-out", prefix);
     snprintf(ca->storer_inbox, sizeof ca->storer_inbox, "%s-storer", prefix);
@@ -199,7 +217,8 @@ static void s_start_http(tern_broker_t *self) {
     }
     char why[300];
     self->http = tern_http_new(&self->config, self->metrics, self->store,
-                               self->repl ? &self->repl_stats : NULL, why, sizeof why);
+                               self->repl ? &self->repl_stats : NULL, self->conn_args.cluster, why,
+                               sizeof why);
     if (!self->http) {
         zsys_error("ternd: %s; serving without /metrics", why);
     } else if (self->config.verbose) {
@@ -212,10 +231,13 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     tern_broker_t *self = tern_alloc(sizeof *self);
     self->config = *config;
     self->metrics = tern_metrics_new_with(config->metrics_series);
+    if (config->etcd[0]) {
+        tern_metrics_cluster_init(self->metrics, config->partitions); //  before any actor
+    }
     if (tern_auth_check_listen(&self->config, errbuf, errlen) != TERN_OK) {
         goto fail; //  the --insecure rule (docs/security.md)
     }
-    if (!s_open_store(self, errbuf, errlen)) {
+    if (!s_open_store(self, errbuf, errlen) || !s_join_cluster(self, errbuf, errlen)) {
         goto fail;
     }
     s_wire(self);

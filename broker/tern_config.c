@@ -320,6 +320,76 @@ static tern_err_t s_check_peers(const tern_config_t *config, char *errbuf, size_
     return TERN_OK;
 }
 
+//  True when ENDPOINT is tcp:// on a wildcard host (*, 0.0.0.0, ::) or a
+//  wildcard port (*, 0): something to bind, never an address to hand out.
+static bool s_endpoint_wildcard(const char *endpoint) {
+    if (strncmp(endpoint, "tcp://", 6) != 0) {
+        return false;
+    }
+    const char *host = endpoint + 6;
+    const char *colon = strrchr(host, ':');
+    size_t host_len = colon ? (size_t)(colon - host) : strlen(host);
+    static const char *wild_hosts[] = {"*", "0.0.0.0", "[::]", "::", "[*]"};
+    for (size_t i = 0; i < sizeof wild_hosts / sizeof wild_hosts[0]; i++) {
+        if (host_len == strlen(wild_hosts[i]) && strncmp(host, wild_hosts[i], host_len) == 0) {
+            return true;
+        }
+    }
+    return colon && (streq(colon + 1, "*") || streq(colon + 1, "0"));
+}
+
+//  The cluster keys (docs/operations.md, "A clustered node"). Every rule
+//  here guards something the other nodes or the clients would be told:
+//  an endpoint they cannot reach, or an ISR rule that can never ack.
+static tern_err_t s_check_cluster(const tern_config_t *config, char *errbuf, size_t errlen) {
+    if (config->min_insync > config->replicas) {
+        return k_fail(errbuf, errlen,
+                      "config: cluster/min_insync = %u: expected at most cluster/replicas (%u), "
+                      "or no publish could ever be acknowledged",
+                      config->min_insync, config->replicas);
+    }
+    if (*config->advertise && s_endpoint_wildcard(config->advertise)) {
+        return k_fail(errbuf, errlen,
+                      "config: server/advertise = \"%s\": expected an address clients can "
+                      "connect to, not a wildcard",
+                      config->advertise);
+    }
+    if (!*config->etcd) {
+        return TERN_OK;
+    }
+    if (config->peer_count > 0 || *config->repl_listen) {
+        return k_fail(errbuf, errlen,
+                      "config: cross-DC replication from a clustered DC is not built yet (issue "
+                      "15): drop repl/peers or cluster/etcd");
+    }
+    if (!*config->cluster_listen) {
+        return k_fail(errbuf, errlen,
+                      "config: cluster/etcd is set: expected cluster/listen (--cluster-listen "
+                      "ENDPOINT), the endpoint the other nodes replicate from");
+    }
+    if (streq(config->cluster_listen, config->listen)) {
+        return k_fail(errbuf, errlen,
+                      "config: cluster/listen = \"%s\": expected an endpoint other than "
+                      "server/listen",
+                      config->cluster_listen);
+    }
+    //  The node record in etcd announces cluster/listen as it is (there is
+    //  no cluster advertise key), so it must be an address peers can reach.
+    if (s_endpoint_wildcard(config->cluster_listen)) {
+        return k_fail(errbuf, errlen,
+                      "config: cluster/listen = \"%s\": expected an address the other nodes can "
+                      "connect to (it is announced to them), not a wildcard",
+                      config->cluster_listen);
+    }
+    if (!*config->advertise && s_endpoint_wildcard(config->listen)) {
+        return k_fail(errbuf, errlen,
+                      "config: server/listen = \"%s\" is a wildcard: a clustered node expects "
+                      "server/advertise (--advertise ENDPOINT), the address clients are sent to",
+                      config->listen);
+    }
+    return TERN_OK;
+}
+
 tern_err_t tern_config_check(const tern_config_t *config, char *errbuf, size_t errlen) {
     tern_err_t rc = s_check_keys(config, errbuf, errlen);
     if (rc == TERN_OK) {
@@ -327,6 +397,9 @@ tern_err_t tern_config_check(const tern_config_t *config, char *errbuf, size_t e
     }
     if (rc == TERN_OK) {
         rc = s_check_peers(config, errbuf, errlen);
+    }
+    if (rc == TERN_OK) {
+        rc = s_check_cluster(config, errbuf, errlen);
     }
     return rc;
 }

@@ -121,7 +121,10 @@ bool tern_config_parse_bool(const char *text, bool *value);
 
 /*  Checks every key's range and the rules that span several keys
     (heartbeat_timeout > heartbeat,
-    backoff_max >= backoff, map_max >= map_initial, unique peer names...).
+    backoff_max >= backoff, map_max >= map_initial, unique peer names, and
+    with cluster/etcd: cluster/listen set and not server/listen, no
+    repl/peers or repl/listen, no wildcard advertised address;
+    min_insync <= replicas...).
     tern_config_load and tern_config_parse_args call it once everything is
     applied. Returns TERN_ECONFIG with one line in ERRBUF on error. */
 tern_err_t tern_config_check(const tern_config_t *config, char *errbuf, size_t errlen);

@@ -32,6 +32,7 @@ struct tern_http_t {
     tern_metrics_t *metrics;     //  borrowed
     tern_store_t *store;         //  borrowed
     tern_repl_stats_t *repl;     //  borrowed, NULL without replication
+    tern_cluster_t *cluster;     //  borrowed, NULL on a single node
     int port;                    //  bound port
 };
 
@@ -238,8 +239,115 @@ static void s_repl(tern_json_t *out, const tern_config_t *config, tern_repl_stat
              atomic_load(&repl->looped));
 }
 
+//  ---------------------------------------------------------------------------
+//  The cluster view (docs/cluster.md, "Metrics")
+
+tern_http_role_t tern_http_partition_role(const tern_partmap_record_t *rec, uint32_t self) {
+    if (rec->leader == self) {
+        return TERN_HTTP_ROLE_LEADER;
+    }
+    for (uint32_t i = 0; i < rec->nreplicas && i < TERN_PLACEMENT_REPLICAS_MAX; i++) {
+        if (rec->replicas[i] == self) {
+            return TERN_HTTP_ROLE_FOLLOWER;
+        }
+    }
+    return TERN_HTTP_ROLE_NONE;
+}
+
+//  One gauge per partition: FIELD picks the value.
+static void s_partition_gauge(tern_json_t *out, const tern_http_cluster_t *view, const char *name,
+                              const char *help, int field) {
+    s_head(out, name, "gauge", help);
+    for (uint32_t p = 0; p < view->partitions; p++) {
+        const tern_http_partition_t *part = &view->parts[p];
+        uint64_t values[5] = {(uint64_t)part->role, part->epoch, part->isr_size, part->position,
+                              part->has_leader};
+        s_printf(out, "%s{partition=\"%u\"} %" PRIu64 "\n", name, p, values[field]);
+    }
+}
+
+static void s_follower_lag(tern_json_t *out, tern_metrics_t *m) {
+    s_head(out, "tern_partition_follower_lag_seconds", "gauge",
+           "How long a follower of a partition this node leads has not been caught up.");
+    for (uint32_t p = 0; m->follower_lag && p < m->follower_lag_partitions; p++) {
+        const tern_metrics_lag_t *row = &m->follower_lag[(size_t)p * TERN_METRICS_FOLLOWERS];
+        for (int i = 0; i < TERN_METRICS_FOLLOWERS; i++) {
+            uint32_t node = atomic_load_explicit(&row[i].node, memory_order_acquire);
+            if (node) {
+                uint64_t lag = atomic_load_explicit(&row[i].lag_ms, memory_order_relaxed);
+                s_printf(out,
+                         "tern_partition_follower_lag_seconds{partition=\"%u\",node=\"%u\"} "
+                         "%.3f\n",
+                         p, node - 1, (double)lag / 1000.0);
+            }
+        }
+    }
+}
+
+char *tern_http_render_cluster(const tern_http_cluster_t *view, tern_metrics_t *m) {
+    tern_json_t out;
+    tern_json_init(&out);
+    s_metric(&out, "tern_cluster_lease_renewals_total", "counter",
+             "Lease keepalives etcd answered.", view->stats.renewals);
+    s_metric(&out, "tern_cluster_lease_failures_total", "counter", "Lease keepalives that failed.",
+             view->stats.renew_failures);
+    s_metric(&out, "tern_cluster_failovers_total", "counter",
+             "Partition leader changes this node wrote as the controller.", view->stats.failovers);
+    s_metric(&out, "tern_cluster_isr_changes_total", "counter",
+             "ISR changes this node wrote (as a leader) that etcd accepted.",
+             view->stats.isr_changes);
+    s_metric(&out, "tern_cluster_controller", "gauge", "1 while this node is the controller.",
+             view->controller);
+    s_metric(&out, "tern_cluster_lease_ok", "gauge",
+             "1 while this node's lease is surely alive (else it neither acks nor delivers).",
+             view->lease_ok);
+    s_metric(&out, "tern_cluster_min_insync", "gauge",
+             "cluster/min_insync: fewest in-sync replicas a publish is acknowledged with.",
+             view->min_insync);
+    s_metric(&out, "tern_cluster_stale_frames_total", "counter",
+             "In-DC frames refused because they carried an older epoch than the view.",
+             tern_metrics_get(m->cluster_stale_frames));
+    s_partition_gauge(&out, view, "tern_partition_role",
+                      "This node's role in the partition: 2 leader, 1 follower, 0 none.", 0);
+    s_partition_gauge(&out, view, "tern_partition_epoch", "The partition record's epoch.", 1);
+    s_partition_gauge(&out, view, "tern_partition_isr_size",
+                      "Members of the partition's in-sync replica set.", 2);
+    s_partition_gauge(&out, view, "tern_partition_position",
+                      "The leader's log position (this node's, where it leads; else 0).", 3);
+    s_partition_gauge(&out, view, "tern_partition_has_leader",
+                      "1 when the partition record names a leader.", 4);
+    s_follower_lag(&out, m);
+    return out.data; //  ownership moves to the caller
+}
+
+//  Copies the view out of CLUSTER and renders it into OUT.
+static void s_cluster(tern_json_t *out, const tern_config_t *config, tern_cluster_t *cluster,
+                      tern_metrics_t *m) {
+    tern_http_cluster_t view = {.partitions = tern_cluster_partitions(cluster),
+                                .min_insync = config->min_insync};
+    tern_cluster_stats(cluster, &view.stats);
+    uint32_t self = tern_cluster_self(cluster);
+    view.controller = tern_cluster_controller(cluster) == self;
+    view.lease_ok = tern_cluster_lease_ok(cluster);
+    view.parts = tern_alloc((size_t)view.partitions * sizeof *view.parts + 1);
+    for (uint32_t p = 0; p < view.partitions; p++) {
+        tern_partmap_record_t rec;
+        if (tern_cluster_record(cluster, p, &rec)) {
+            view.parts[p].role = tern_http_partition_role(&rec, self);
+            view.parts[p].epoch = rec.epoch;
+            view.parts[p].isr_size = rec.nisr;
+            view.parts[p].position = tern_cluster_position(cluster, p);
+            view.parts[p].has_leader = rec.leader != TERN_NODE_NONE;
+        }
+    }
+    char *text = tern_http_render_cluster(&view, m);
+    tern_json_raw(out, text);
+    free(text);
+    free(view.parts);
+}
+
 char *tern_http_render_metrics(const tern_config_t *config, tern_metrics_t *m, tern_store_t *store,
-                               tern_repl_stats_t *repl) {
+                               tern_repl_stats_t *repl, tern_cluster_t *cluster) {
     tern_json_t out;
     tern_json_init(&out);
     char dc[2 * sizeof config->dc];
@@ -312,6 +420,9 @@ char *tern_http_render_metrics(const tern_config_t *config, tern_metrics_t *m, t
 
     if (repl) {
         s_repl(&out, config, repl);
+    }
+    if (cluster) {
+        s_cluster(&out, config, cluster, m);
     }
     s_metric(
         &out, "tern_connections", "gauge", "Client sessions open.",
@@ -408,9 +519,9 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *connection, co
         return MHD_YES;
     }
     if (strcmp(url, "/metrics") == 0) {
-        return s_reply(
-            connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-            tern_http_render_metrics(self->config, self->metrics, self->store, self->repl));
+        return s_reply(connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                       tern_http_render_metrics(self->config, self->metrics, self->store,
+                                                self->repl, self->cluster));
     }
     if (strcmp(url, "/healthz") == 0) {
         char reason[512], body[600];
@@ -461,8 +572,8 @@ static bool s_resolve(const char *host, struct sockaddr_in *addr) {
 }
 
 tern_http_t *tern_http_new(const tern_config_t *config, tern_metrics_t *metrics,
-                           tern_store_t *store, tern_repl_stats_t *repl, char *errbuf,
-                           size_t errlen) {
+                           tern_store_t *store, tern_repl_stats_t *repl, tern_cluster_t *cluster,
+                           char *errbuf, size_t errlen) {
     char host[256];
     int port = 0;
     if (!tern_http_parse_address(config->metrics, host, sizeof host, &port)) {
@@ -483,6 +594,7 @@ tern_http_t *tern_http_new(const tern_config_t *config, tern_metrics_t *metrics,
     self->metrics = metrics;
     self->store = store;
     self->repl = repl;
+    self->cluster = cluster;
     self->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, (uint16_t)port,
                                     NULL, NULL, s_handle, self, MHD_OPTION_SOCK_ADDR,
                                     (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 64u,

@@ -14,6 +14,14 @@
 #include <stdint.h>
 
 #define TERN_METRICS_CODES 8 //  decode error buckets (see tern_metrics_code_bucket)
+#define TERN_METRICS_FOLLOWERS                                                                     \
+    15 //  followers per partition with a lag figure (TERN_PLACEMENT_REPLICAS_MAX - 1)
+
+/*  A leader's figure for one follower of one partition (in-DC replication). */
+typedef struct {
+    _Atomic uint32_t node;   //  the follower's node id + 1; 0 = slot unused
+    _Atomic uint64_t lag_ms; //  how long it has not been caught up (0 = caught up)
+} tern_metrics_lag_t;
 
 typedef struct {
     _Atomic uint64_t published;                         //  messages stored (not duplicates)
@@ -38,6 +46,10 @@ typedef struct {
     tern_histo_t deliver_latency;  //  stored -> first delivery
     _Atomic int storage_full;      //  1 after an append hit TERN_EFULL
     _Atomic int serving;           //  1 while the actors run
+    //  cluster inside the DC (docs/cluster.md); untouched on a single node
+    _Atomic uint64_t cluster_stale_frames; //  in-DC frames refused as STALE (older epoch)
+    tern_metrics_lag_t *follower_lag;      //  owned, partitions x TERN_METRICS_FOLLOWERS, or NULL
+    uint32_t follower_lag_partitions;      //  rows of follower_lag (cluster/partitions)
 } tern_metrics_t;
 
 /*  Caller owns the result; zeroed, started_ms = now, a series table of the
@@ -47,6 +59,21 @@ tern_metrics_t *tern_metrics_new(void);
 /*  Same with at most SERIES_MAX per-topic/group label sets (0 = default). */
 tern_metrics_t *tern_metrics_new_with(size_t series_max);
 void tern_metrics_destroy(tern_metrics_t **self_p);
+
+/*  Allocates the follower-lag table for PARTITIONS partitions. The broker
+    calls it once for a clustered node, before any actor starts (so readers
+    never see the pointer change); without it the setters below do nothing. */
+void tern_metrics_cluster_init(tern_metrics_t *self, uint32_t partitions);
+
+/*  Hook for the in-DC replication actor (leader side; one writer thread):
+    sets follower NODE's lag on PARTITION (claims a free slot the first
+    time). Out of range or a full row: ignored. /metrics shows it as
+    tern_partition_follower_lag_seconds{partition,node}. */
+void tern_metrics_follower_lag(tern_metrics_t *self, uint32_t partition, uint32_t node,
+                               uint64_t lag_ms);
+
+/*  Forgets PARTITION's followers (this node no longer leads it). */
+void tern_metrics_follower_lag_clear(tern_metrics_t *self, uint32_t partition);
 
 /*  Adds N to counter C (relaxed). */
 #define tern_metrics_add(c, n) atomic_fetch_add_explicit(&(c), (n), memory_order_relaxed)

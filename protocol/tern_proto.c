@@ -54,6 +54,8 @@ typedef enum {
     FD_C,   //  code
     FD_R,   //  reason
     FD_POS, //  position
+    FD_PT,  //  partition
+    FD_EP,  //  epoch
     FD_M,   //  meta
     FD_A,   //  acks
     FD_COUNT_
@@ -129,6 +131,8 @@ static const s_field_t s_fields[FD_COUNT_] = {
     [FD_C] = U("c", code, 0, 0, UINT32_MAX),
     [FD_R] = S("r", reason, TERN_F_REASON, G_NONE),
     [FD_POS] = U("pos", position, 0, 0, UMAX),
+    [FD_PT] = U("pt", partition, 0, 0, UINT32_MAX),
+    [FD_EP] = U("ep", epoch, 0, 0, UMAX),
     [FD_M] = {"m", 1, K_META, G_NONE, 0, 0, TERN_F_META, 0, 0},
     [FD_A] = {"a", 1, K_ACKS, G_NONE, 0, 0, 0, 0, 0},
 };
@@ -137,7 +141,7 @@ static const s_field_t s_fields[FD_COUNT_] = {
 #define S_UINT_FIELDS                                                                              \
     (B(FD_V) | B(FD_N) | B(FD_HB) | B(FD_MP) | B(FD_PS) | B(FD_ID) | B(FD_SQ) | B(FD_TS) |         \
      B(FD_EX) | B(FD_TTL) | B(FD_TC) | B(FD_PR) | B(FD_DN) | B(FD_S) | B(FD_TG) | B(FD_CR) |       \
-     B(FD_ST) | B(FD_SV) | B(FD_DL) | B(FD_C) | B(FD_POS))
+     B(FD_ST) | B(FD_SV) | B(FD_DL) | B(FD_C) | B(FD_POS) | B(FD_PT) | B(FD_EP))
 
 //  Per command: required and optional fields. Anything else is ignored on
 //  decode (forward compatibility) and never emitted on encode.
@@ -149,6 +153,8 @@ typedef struct {
 } s_cmd_t;
 
 #define MSG_OPT (B(FD_P) | B(FD_PS) | B(FD_K) | B(FD_TR) | B(FD_M) | B(FD_PR))
+//  Every in-DC frame names its partition and the leader epoch it belongs to.
+#define CREPL (B(FD_PT) | B(FD_EP))
 
 static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_HELLO] = {"HELLO", B(FD_V) | B(FD_HB), B(FD_NM), 0},
@@ -178,6 +184,15 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
                                 B(FD_R), 0},
     [TERN_CMD_REPL_CONFIRM] = {"REPL_CONFIRM", B(FD_POS), 0, 0},
     [TERN_CMD_REPL_HEARTBEAT] = {"REPL_HEARTBEAT", B(FD_POS), 0, 0},
+    [TERN_CMD_CREPL_SYNC] = {"CREPL_SYNC", CREPL | B(FD_N), 0, 1},
+    [TERN_CMD_CREPL_TRUNCATE] = {"CREPL_TRUNCATE", CREPL | B(FD_T) | B(FD_SQ), 0, 0},
+    [TERN_CMD_CREPL_RECORD] = {"CREPL_RECORD",
+                               CREPL | B(FD_POS) | B(FD_SQ) | B(FD_ID) | B(FD_T) | B(FD_TS) |
+                                   B(FD_O),
+                               MSG_OPT | B(FD_EX), 1},
+    [TERN_CMD_CREPL_CAUGHT] = {"CREPL_CAUGHT", CREPL | B(FD_POS), 0, 0},
+    [TERN_CMD_CREPL_CONFIRM] = {"CREPL_CONFIRM", CREPL | B(FD_N) | B(FD_POS), 0, 0},
+    [TERN_CMD_CREPL_HEARTBEAT] = {"CREPL_HEARTBEAT", CREPL | B(FD_POS), 0, 0},
 };
 
 static const s_cmd_t *s_cmd(int cmd) {

@@ -65,6 +65,14 @@ typedef enum {
     TERN_CMD_REPL_ACKSTATE = 35,  /* position, topic, group, msg_id, op (code), reason? */
     TERN_CMD_REPL_CONFIRM = 36,   /* position: everything up to it is durably applied */
     TERN_CMD_REPL_HEARTBEAT = 37, /* position = sender's last outbox position */
+    /*  In-DC replication (node <-> node inside a clustered DC; every frame
+        carries partition and epoch, for fencing) */
+    TERN_CMD_CREPL_SYNC = 48,      /* f->l: node_id; payload "LAST_SEQ TOPIC\n" lines */
+    TERN_CMD_CREPL_TRUNCATE = 49,  /* l->f: topic, seq = keep up to it */
+    TERN_CMD_CREPL_RECORD = 50,    /* l->f: position (0 = catch-up), seq, message + payload */
+    TERN_CMD_CREPL_CAUGHT = 51,    /* l->f: position = the live stream starts after it */
+    TERN_CMD_CREPL_CONFIRM = 52,   /* f->l: node_id, position durable on the follower */
+    TERN_CMD_CREPL_HEARTBEAT = 53, /* l->f: position = the leader's end */
     TERN_CMD_MAX_
 } tern_cmd_t;
 
@@ -156,7 +164,9 @@ typedef struct {
     //  Errors and replication
     uint32_t code;                    //  ERROR code (tern_err_t); REPL_ACKSTATE op
     char reason[TERN_REASON_MAX + 1]; //  ERROR / TERM / REPL_ACKSTATE reason
-    uint64_t position;                //  REPL_*: outbox position
+    uint64_t position;                //  REPL_*: outbox position; CREPL_*: stream position
+    uint32_t partition;               //  CREPL_*: partition (pt)
+    uint64_t epoch;                   //  CREPL_*: the partition's leader epoch (ep)
 
     //  Borrowed regions (see the ownership note at the top)
     const uint8_t *meta;    //  metadata: an encoded msgpack map of str->str
@@ -204,7 +214,7 @@ tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, u
 tern_err_t tern_frame_puback(const tern_frame_t *frame, uint32_t index, tern_puback_t *out);
 
 /*  True if the command carries a payload frame (PUBLISH, DELIVER, REPLY,
-    REPL_RECORD). */
+    REPL_RECORD, CREPL_SYNC, CREPL_RECORD). */
 bool tern_cmd_has_payload(tern_cmd_t cmd);
 
 /*  Static name of CMD, e.g. "PUBLISH" (never NULL). */

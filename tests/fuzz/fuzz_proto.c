@@ -30,6 +30,7 @@ static void s_same(const tern_frame_t *a, const tern_frame_t *b) {
     CHECK(a->credit == b->credit && a->start == b->start && a->start_value == b->start_value);
     CHECK(a->cumulative == b->cumulative && a->delay_ms == b->delay_ms && a->code == b->code);
     CHECK(strcmp(a->reason, b->reason) == 0 && a->position == b->position);
+    CHECK(a->partition == b->partition && a->epoch == b->epoch);
     CHECK(a->meta_size == b->meta_size && a->meta_count == b->meta_count);
     CHECK(a->meta_size == 0 || memcmp(a->meta, b->meta, a->meta_size) == 0);
     CHECK(a->ack_count == b->ack_count);

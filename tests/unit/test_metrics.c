@@ -145,7 +145,7 @@ Test(http, render_and_health) {
     cr_expect(strstr(reason, "storage full"), "%s", reason);
     atomic_store(&m->storage_full, 0);
 
-    char *text = tern_http_render_metrics(&config, m, NULL, NULL);
+    char *text = tern_http_render_metrics(&config, m, NULL, NULL, NULL);
     cr_assert_not_null(text);
     cr_expect(strstr(text, "\ntern_messages_published_total 7\n"), "%s", text);
     cr_expect(strstr(text, "\ntern_topic_published_total{topic=\"a.b\"} 7\n"), "%s", text);
@@ -167,6 +167,114 @@ Test(http, render_and_health) {
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         cr_expect(line[0] == '#' || strchr(line, ' '), "bad line: %s", line);
     }
+    free(text);
+    tern_metrics_destroy(&m);
+    cr_assert_eq(test_dir_remove(dir), 0);
+}
+
+//  A partition's role for this node: leader, follower (a replica), none.
+Test(cluster_metrics, role) {
+    const char *text = "partition=3 leader=2 epoch=9 replicas=2,0,1 isr=2,0";
+    tern_partmap_record_t rec;
+    cr_assert_eq(tern_partmap_record_decode(text, strlen(text), &rec, NULL), TERN_OK);
+    cr_expect_eq(tern_http_partition_role(&rec, 2), TERN_HTTP_ROLE_LEADER);
+    cr_expect_eq(tern_http_partition_role(&rec, 1), TERN_HTTP_ROLE_FOLLOWER, "out of ISR too");
+    cr_expect_eq(tern_http_partition_role(&rec, 0), TERN_HTTP_ROLE_FOLLOWER);
+    cr_expect_eq(tern_http_partition_role(&rec, 5), TERN_HTTP_ROLE_NONE);
+    rec.leader = TERN_NODE_NONE;
+    cr_expect_eq(tern_http_partition_role(&rec, 2), TERN_HTTP_ROLE_FOLLOWER, "no leader");
+}
+
+//  The follower-lag hook: a slot per follower, updated in place, cleared
+//  when leadership goes, ignored out of range or before init.
+Test(cluster_metrics, follower_lag_hook) {
+    tern_metrics_t *m = tern_metrics_new_with(10);
+    tern_metrics_follower_lag(m, 0, 1, 50); //  no table yet: nothing
+    cr_expect_null(m->follower_lag);
+    tern_metrics_cluster_init(m, 4);
+    cr_assert_not_null(m->follower_lag);
+    tern_metrics_follower_lag(m, 2, 0, 10);
+    tern_metrics_follower_lag(m, 2, 7, 20);
+    tern_metrics_follower_lag(m, 2, 0, 30); //  same follower: same slot
+    tern_metrics_follower_lag(m, 4, 0, 99); //  out of range
+    tern_metrics_lag_t *row = &m->follower_lag[2 * TERN_METRICS_FOLLOWERS];
+    cr_expect_eq(atomic_load(&row[0].node), 1);
+    cr_expect_eq(atomic_load(&row[0].lag_ms), 30);
+    cr_expect_eq(atomic_load(&row[1].node), 8);
+    cr_expect_eq(atomic_load(&row[1].lag_ms), 20);
+    cr_expect_eq(atomic_load(&row[2].node), 0);
+    for (uint32_t node = 100; node < 100 + 2 * TERN_METRICS_FOLLOWERS; node++) {
+        tern_metrics_follower_lag(m, 3, node, 1); //  a full row drops the rest
+    }
+    cr_expect_eq(atomic_load(&m->follower_lag[4 * TERN_METRICS_FOLLOWERS - 1].node),
+                 100 + TERN_METRICS_FOLLOWERS);
+    tern_metrics_follower_lag_clear(m, 2);
+    cr_expect_eq(atomic_load(&row[0].node), 0);
+    cr_expect_eq(atomic_load(&row[1].node), 0);
+    tern_metrics_follower_lag(m, 2, 7, 5); //  reclaims the first free slot
+    cr_expect_eq(atomic_load(&row[0].node), 8);
+    tern_metrics_destroy(&m);
+}
+
+//  The cluster figures as /metrics writes them, from a view copy.
+Test(cluster_metrics, render) {
+    tern_metrics_t *m = tern_metrics_new_with(10);
+    tern_metrics_cluster_init(m, 3);
+    tern_metrics_add(m->cluster_stale_frames, 4);
+    tern_metrics_follower_lag(m, 0, 1, 1500);
+    tern_metrics_follower_lag(m, 0, 2, 0);
+    tern_http_partition_t parts[3] = {
+        {TERN_HTTP_ROLE_LEADER, 117, 3, 42, true},
+        {TERN_HTTP_ROLE_FOLLOWER, 120, 2, 0, true},
+        {TERN_HTTP_ROLE_NONE, 0, 0, 0, false},
+    };
+    tern_http_cluster_t view = {
+        .stats = {.renewals = 11, .renew_failures = 2, .failovers = 5, .isr_changes = 3},
+        .controller = true,
+        .lease_ok = false,
+        .min_insync = 2,
+        .partitions = 3,
+        .parts = parts};
+    char *text = tern_http_render_cluster(&view, m);
+    cr_assert_not_null(text);
+    static const char *lines[] = {
+        "# TYPE tern_cluster_lease_renewals_total counter\ntern_cluster_lease_renewals_total 11\n",
+        "\ntern_cluster_lease_failures_total 2\n",
+        "\ntern_cluster_failovers_total 5\n",
+        "\ntern_cluster_isr_changes_total 3\n",
+        "# TYPE tern_cluster_controller gauge\ntern_cluster_controller 1\n",
+        "# TYPE tern_cluster_lease_ok gauge\ntern_cluster_lease_ok 0\n",
+        "\ntern_cluster_stale_frames_total 4\n",
+        "# TYPE tern_cluster_min_insync gauge\ntern_cluster_min_insync 2\n",
+        "\ntern_partition_has_leader{partition=\"1\"} 1\n"
+        "tern_partition_has_leader{partition=\"2\"} 0\n",
+        "# TYPE tern_partition_role gauge\ntern_partition_role{partition=\"0\"} 2\n"
+        "tern_partition_role{partition=\"1\"} 1\ntern_partition_role{partition=\"2\"} 0\n",
+        "\ntern_partition_epoch{partition=\"0\"} 117\ntern_partition_epoch{partition=\"1\"} 120\n",
+        "\ntern_partition_isr_size{partition=\"0\"} 3\ntern_partition_isr_size{partition=\"1\"} "
+        "2\n",
+        "\ntern_partition_position{partition=\"0\"} 42\n",
+        "# TYPE tern_partition_follower_lag_seconds gauge\n"
+        "tern_partition_follower_lag_seconds{partition=\"0\",node=\"1\"} 1.500\n"
+        "tern_partition_follower_lag_seconds{partition=\"0\",node=\"2\"} 0.000\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        cr_expect(strstr(text, lines[i]), "missing:\n%s\nin:\n%s", lines[i], text);
+    }
+    free(text);
+    tern_metrics_destroy(&m);
+}
+
+//  A single node shows no cluster figure.
+Test(cluster_metrics, none_on_a_single_node) {
+    char dir[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(dir, "metrics"));
+    tern_config_t config = s_config(dir);
+    tern_metrics_t *m = tern_metrics_new_with(10);
+    char *text = tern_http_render_metrics(&config, m, NULL, NULL, NULL);
+    cr_assert_not_null(text);
+    cr_expect_null(strstr(text, "tern_cluster_"), "%s", text);
+    cr_expect_null(strstr(text, "tern_partition_"), "%s", text);
     free(text);
     tern_metrics_destroy(&m);
     cr_assert_eq(test_dir_remove(dir), 0);
@@ -195,7 +303,7 @@ Test(http, serves_on_loopback) {
     tern_metrics_t *m = tern_metrics_new();
     atomic_store(&m->serving, 1);
     char err[256] = "";
-    tern_http_t *http = tern_http_new(&config, m, NULL, NULL, err, sizeof err);
+    tern_http_t *http = tern_http_new(&config, m, NULL, NULL, NULL, err, sizeof err);
     cr_assert_not_null(http, "%s", err);
     int port = tern_http_port(http);
     cr_assert_gt(port, 0);
@@ -220,7 +328,7 @@ Test(http, serves_on_loopback) {
 
     //  A second server on the same port fails with a reason.
     snprintf(config.metrics, sizeof config.metrics, "127.0.0.1:%d", port);
-    tern_http_t *again = tern_http_new(&config, m, NULL, NULL, err, sizeof err);
+    tern_http_t *again = tern_http_new(&config, m, NULL, NULL, NULL, err, sizeof err);
     cr_expect_null(again);
     cr_expect(strstr(err, "cannot listen"), "%s", err);
     tern_http_destroy(&http);
@@ -244,14 +352,14 @@ Test(http, repl_peers) {
     atomic_store(&repl->peers[1].lag_ms, 1500);
     atomic_store(&repl->peers[1].sent, 7);
     tern_metrics_t *m = tern_metrics_new();
-    char *text = tern_http_render_metrics(&config, m, NULL, repl);
+    char *text = tern_http_render_metrics(&config, m, NULL, repl, NULL);
     cr_expect(strstr(text, "\ntern_repl_peer_state{peer=\"us1\",state=\"live\"} 1\n"), "%s", text);
     cr_expect(strstr(text, "\ntern_repl_peer_state{peer=\"us1\",state=\"idle\"} 0\n"), "%s", text);
     cr_expect(strstr(text, "\ntern_repl_peer_lag_messages{peer=\"us1\"} 42\n"), "%s", text);
     cr_expect(strstr(text, "\ntern_repl_peer_lag_seconds{peer=\"ap1\"} 1.500\n"), "%s", text);
     cr_expect(strstr(text, "\ntern_repl_records_shipped_total{peer=\"ap1\"} 7\n"), "%s", text);
     free(text);
-    text = tern_http_render_metrics(&config, m, NULL, NULL);
+    text = tern_http_render_metrics(&config, m, NULL, NULL, NULL);
     cr_expect_null(strstr(text, "tern_repl_peer_state"), "no peers without replication");
     free(text);
     tern_metrics_destroy(&m);

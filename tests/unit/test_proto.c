@@ -46,6 +46,10 @@ static void s_example(tern_cmd_t cmd, tern_frame_t *f) {
             f->heartbeat_ms = 15000;
             f->max_payload = 1048576;
             break;
+        case TERN_CMD_CREPL_RECORD:
+            f->partition = 35;
+            f->epoch = 123;
+            /* fall through */
         case TERN_CMD_REPL_RECORD:
             f->position = 42;
             f->seq = 9;
@@ -168,6 +172,30 @@ static void s_example(tern_cmd_t cmd, tern_frame_t *f) {
         case TERN_CMD_REPL_HEARTBEAT:
             f->position = 44;
             break;
+        case TERN_CMD_CREPL_SYNC:
+            f->partition = 35;
+            f->epoch = 123;
+            f->node_id = 2;
+            f->payload = (const uint8_t *)"9 orders.eu\n";
+            f->payload_size = 12;
+            f->fields |= TERN_F_PAYLOAD;
+            break;
+        case TERN_CMD_CREPL_TRUNCATE:
+            f->partition = 35;
+            f->epoch = 123;
+            strcpy(f->topic, "orders.eu");
+            f->seq = 7;
+            f->fields |= TERN_F_TOPIC;
+            break;
+        case TERN_CMD_CREPL_CONFIRM:
+            f->node_id = 2;
+            /* fall through */
+        case TERN_CMD_CREPL_CAUGHT:
+        case TERN_CMD_CREPL_HEARTBEAT:
+            f->partition = 35;
+            f->epoch = 123;
+            f->position = 44;
+            break;
         default:
             cr_assert_fail("no example for %d", cmd);
     }
@@ -176,15 +204,35 @@ static void s_example(tern_cmd_t cmd, tern_frame_t *f) {
 static const tern_puback_t s_acks[] = {{7, 0x0123456789abcdefull, 9, TERN_OK, false},
                                        {8, 0x0123456789abcdeeull, 3, TERN_OK, true}};
 
-static const tern_cmd_t s_all_cmds[] = {
-    TERN_CMD_HELLO,        TERN_CMD_WELCOME,       TERN_CMD_PUBLISH,
-    TERN_CMD_PUBACK,       TERN_CMD_SUBSCRIBE,     TERN_CMD_UNSUBSCRIBE,
-    TERN_CMD_DELIVER,      TERN_CMD_ACK,           TERN_CMD_NACK,
-    TERN_CMD_TERM,         TERN_CMD_CREDIT,        TERN_CMD_HEARTBEAT,
-    TERN_CMD_ERROR,        TERN_CMD_BYE,           TERN_CMD_OK,
-    TERN_CMD_ADMIN,        TERN_CMD_REPLY,         TERN_CMD_REPL_HELLO,
-    TERN_CMD_REPL_WELCOME, TERN_CMD_REPL_RECORD,   TERN_CMD_REPL_ACKSTATE,
-    TERN_CMD_REPL_CONFIRM, TERN_CMD_REPL_HEARTBEAT};
+static const tern_cmd_t s_all_cmds[] = {TERN_CMD_HELLO,
+                                        TERN_CMD_WELCOME,
+                                        TERN_CMD_PUBLISH,
+                                        TERN_CMD_PUBACK,
+                                        TERN_CMD_SUBSCRIBE,
+                                        TERN_CMD_UNSUBSCRIBE,
+                                        TERN_CMD_DELIVER,
+                                        TERN_CMD_ACK,
+                                        TERN_CMD_NACK,
+                                        TERN_CMD_TERM,
+                                        TERN_CMD_CREDIT,
+                                        TERN_CMD_HEARTBEAT,
+                                        TERN_CMD_ERROR,
+                                        TERN_CMD_BYE,
+                                        TERN_CMD_OK,
+                                        TERN_CMD_ADMIN,
+                                        TERN_CMD_REPLY,
+                                        TERN_CMD_REPL_HELLO,
+                                        TERN_CMD_REPL_WELCOME,
+                                        TERN_CMD_REPL_RECORD,
+                                        TERN_CMD_REPL_ACKSTATE,
+                                        TERN_CMD_REPL_CONFIRM,
+                                        TERN_CMD_REPL_HEARTBEAT,
+                                        TERN_CMD_CREPL_SYNC,
+                                        TERN_CMD_CREPL_TRUNCATE,
+                                        TERN_CMD_CREPL_RECORD,
+                                        TERN_CMD_CREPL_CAUGHT,
+                                        TERN_CMD_CREPL_CONFIRM,
+                                        TERN_CMD_CREPL_HEARTBEAT};
 #define N_CMDS (sizeof s_all_cmds / sizeof s_all_cmds[0])
 
 //  Encodes the example of CMD into s_buf.
@@ -243,6 +291,8 @@ static void s_assert_same(const tern_frame_t *a, const tern_frame_t *b) {
     cr_assert_eq(a->code, b->code);
     cr_assert_str_eq(a->reason, b->reason);
     cr_assert_eq(a->position, b->position);
+    cr_assert_eq(a->partition, b->partition);
+    cr_assert_eq(a->epoch, b->epoch);
     cr_assert_eq(a->meta_size, b->meta_size);
     cr_assert_eq(a->meta_count, b->meta_count);
     if (a->meta_size) {
@@ -448,6 +498,17 @@ static const char *s_hex[] = {
     "6f732b",
     /* REPL_CONFIRM */ "95cd544e01240781a3706f732c",
     /* REPL_HEARTBEAT */ "95cd544e01250781a3706f732c",
+    /* CREPL_SYNC */ "95cd544e01300783a16e02a2707423a265707b",
+    /* CREPL_TRUNCATE */
+    "95cd544e01310784a174a96f72646572732e6575a2737107a2707423a265707b",
+    /* CREPL_RECORD */
+    "95cd544e0132078fa174a96f72646572732e6575a170a27031a2707305a16ba6637573742d39a27472d93730302d34"
+    "626639326633353737623334646136613363653932396430653065343733362d303066303637616130626139303262"
+    "372d3031a16fa3657531a26964cf0123456789abcdefa2737109a27473cf18867251edfa0000a26578cf188678de4f"
+    "6b4000a2707207a3706f732aa2707423a265707ba16d81a26374a46a736f6e",
+    /* CREPL_CAUGHT */ "95cd544e01330783a3706f732ca2707423a265707b",
+    /* CREPL_CONFIRM */ "95cd544e01340784a16e02a3706f732ca2707423a265707b",
+    /* CREPL_HEARTBEAT */ "95cd544e01350783a3706f732ca2707423a265707b",
 };
 
 //  TERN_PROTO_PRINT_HEX=1 prints the current encodings, to update the table
@@ -790,6 +851,117 @@ Test(proto, payload_rules) {
     cr_assert_not(tern_cmd_has_payload(TERN_CMD_ACK));
 }
 
+//  The required fields of each in-DC command, in the docs' table order; "t"
+//  and "o" get a string value, the others 1.
+static const struct {
+    tern_cmd_t cmd;      //  the command
+    const char *keys[9]; //  its required keys, NULL-terminated
+} s_crepl_req[] = {
+    {TERN_CMD_CREPL_SYNC, {"pt", "ep", "n", NULL}},
+    {TERN_CMD_CREPL_TRUNCATE, {"pt", "ep", "t", "sq", NULL}},
+    {TERN_CMD_CREPL_RECORD, {"pt", "ep", "pos", "sq", "id", "t", "ts", "o", NULL}},
+    {TERN_CMD_CREPL_CAUGHT, {"pt", "ep", "pos", NULL}},
+    {TERN_CMD_CREPL_CONFIRM, {"pt", "ep", "n", "pos", NULL}},
+    {TERN_CMD_CREPL_HEARTBEAT, {"pt", "ep", "pos", NULL}},
+};
+
+//  A raw in-DC frame of entry E with every required key but SKIP (or all).
+static void s_crepl_raw(raw_t *r, size_t e, const char *skip) {
+    const char *const *keys = s_crepl_req[e].keys;
+    uint32_t n = 0;
+    while (keys[n] != NULL) {
+        n++;
+    }
+    raw_hdr(r, s_crepl_req[e].cmd, skip ? n - 1 : n);
+    for (uint32_t i = 0; i < n; i++) {
+        if (skip && strcmp(keys[i], skip) == 0) {
+            continue;
+        }
+        raw_str(r, keys[i]);
+        if (strcmp(keys[i], "t") == 0) {
+            raw_str(r, "orders.eu");
+        } else if (strcmp(keys[i], "o") == 0) {
+            raw_str(r, "eu1");
+        } else {
+            raw_uint(r, 1);
+        }
+    }
+}
+
+Test(proto, crepl_required_fields_and_payload) {
+    size_t count = sizeof s_crepl_req / sizeof s_crepl_req[0];
+    for (size_t e = 0; e < count; e++) {
+        tern_cmd_t cmd = s_crepl_req[e].cmd;
+        bool payload = cmd == TERN_CMD_CREPL_SYNC || cmd == TERN_CMD_CREPL_RECORD;
+        cr_assert_eq(tern_cmd_has_payload(cmd), payload, "%s", tern_cmd_name(cmd));
+        tern_frame_t f;
+        raw_t r;
+        s_crepl_raw(&r, e, NULL);
+        cr_assert_eq(raw_decode(&r, payload, &f), TERN_OK, "%s", tern_cmd_name(cmd));
+        cr_assert_eq(f.partition, 1);
+        cr_assert_eq(f.epoch, 1);
+        //  The payload rule, both ways.
+        cr_assert_eq(raw_decode(&r, !payload, &f), TERN_EFRAMES, "%s", tern_cmd_name(cmd));
+        for (const char *const *k = s_crepl_req[e].keys; *k != NULL; k++) {
+            s_crepl_raw(&r, e, *k);
+            tern_err_t rc = raw_decode(&r, payload, &f);
+            cr_assert_eq(rc, TERN_EMISSING, "%s without %s: %s", tern_cmd_name(cmd), *k,
+                         tern_errname(rc));
+            cr_assert_eq(f.cmd, cmd);
+            cr_assert_eq(f.req_id, 77);
+        }
+    }
+    //  A SYNC from a follower that holds nothing of the partition: empty payload.
+    tern_frame_t f;
+    raw_t r;
+    s_crepl_raw(&r, 0, NULL);
+    cr_assert_eq(tern_frame_decode(&f, r.b, r.n, (const uint8_t *)"", 0, NULL), TERN_OK);
+    cr_assert(f.fields & TERN_F_PAYLOAD);
+    cr_assert_eq(f.payload_size, 0);
+    //  pt is a u32, ep a u64; a TRUNCATE names a topic, not a pattern.
+    raw_hdr(&r, TERN_CMD_CREPL_HEARTBEAT, 3);
+    raw_str(&r, "pt");
+    raw_uint(&r, 1ull << 32);
+    raw_str(&r, "ep");
+    raw_uint(&r, UINT64_MAX);
+    raw_str(&r, "pos");
+    raw_uint(&r, 0);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_ERANGE);
+    raw_hdr(&r, TERN_CMD_CREPL_HEARTBEAT, 3);
+    raw_str(&r, "pt");
+    raw_uint(&r, UINT32_MAX);
+    raw_str(&r, "ep");
+    raw_uint(&r, UINT64_MAX);
+    raw_str(&r, "pos");
+    raw_uint(&r, 0);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
+    cr_assert_eq(f.partition, UINT32_MAX);
+    cr_assert_eq(f.epoch, UINT64_MAX);
+    tern_frame_t t;
+    s_example(TERN_CMD_CREPL_TRUNCATE, &t);
+    strcpy(t.topic, "orders.>");
+    size_t len;
+    cr_assert_eq(tern_frame_encode(&t, s_buf, sizeof s_buf, &len), TERN_ETOPIC);
+    //  The encoder keeps the payload rule too.
+    s_example(TERN_CMD_CREPL_CAUGHT, &t);
+    t.payload = s_payload;
+    t.payload_size = 5;
+    cr_assert_eq(tern_frame_encode(&t, s_buf, sizeof s_buf, &len), TERN_EFRAMES);
+    //  pt and ep are ignored on the cross-DC commands (forward compatibility).
+    raw_hdr(&r, TERN_CMD_REPL_CONFIRM, 2);
+    raw_str(&r, "pos");
+    raw_uint(&r, 3);
+    raw_str(&r, "pt");
+    raw_uint(&r, 9);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
+    cr_assert_eq(f.partition, 0);
+    //  Around the range: 38..47 and 54 are no commands.
+    raw_hdr(&r, 47, 0);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
+    raw_hdr(&r, 54, 0);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
+}
+
 Test(proto, unknown_keys_are_ignored) {
     tern_frame_t f;
     raw_t r;
@@ -993,6 +1165,7 @@ Test(proto, error_names) {
     cr_assert_str_eq(tern_errname(TERN_EFULL), "TERN_EFULL");
     cr_assert_str_eq(tern_strerror(12345), "unknown error");
     cr_assert_str_eq(tern_cmd_name(TERN_CMD_REPL_ACKSTATE), "REPL_ACKSTATE");
+    cr_assert_str_eq(tern_cmd_name(TERN_CMD_CREPL_HEARTBEAT), "CREPL_HEARTBEAT");
     cr_assert_str_eq(tern_cmd_name((tern_cmd_t)200), "UNKNOWN");
 }
 

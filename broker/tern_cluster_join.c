@@ -1,0 +1,297 @@
+/*  tern_cluster_join.c - joining a cluster: lease, partitions, identity, node key.
+
+    Join, in this order (each step can refuse, and nothing is written before
+    the checks that could refuse pass):
+    1. a lease of cluster/lease (whole seconds, at least 1);
+    2. PREFIX/config/partitions: created by a txn if absent, else it must
+       equal cluster/partitions;
+    3. PREFIX/nodes/<id> must be absent: another live ternd with this id is
+       refused. A key that carries our own identity is this data dir's
+       previous run (killed less than a lease ago): we wait for it to go;
+    4. PREFIX/identity/<id>: a different identity means this node's data dir
+       was wiped or swapped. It may lack messages it acknowledged as an ISR
+       member, so it leaves every ISR (CAS per record) before it registers:
+       it can never be elected with missing data. Then our identity is
+       written;
+    5. PREFIX/nodes/<id> created by a txn (create_revision == 0), bound to
+       the lease.
+*/
+#include "tern_cluster_priv.h"
+#include "tern_id.h"
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Grants a lease; lease_until starts from the send time.
+static tern_err_t s_grant(tern_cluster_t *self) {
+    int64_t ttl_s = (self->lease_ms + 999) / 1000;
+    int64_t sent = tern_cluster_now_ms();
+    int64_t granted = 0;
+    tern_err_t rc =
+        tern_etcd_lease_grant(self->etcd, ttl_s < 1 ? 1 : ttl_s, &self->lease, &granted);
+    if (rc == TERN_OK) {
+        self->ttl_ms = (granted > 0 ? granted : ttl_s) * 1000;
+        atomic_store(&self->lease_until, sent + self->ttl_ms - self->ttl_ms / 4);
+    } else {
+        self->lease = 0;
+    }
+    return rc;
+}
+
+//  Step 2: the cluster's partition count.
+static bool s_partitions(tern_cluster_t *self, const tern_config_t *config, char *errbuf,
+                         size_t errlen) {
+    char key[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, key, sizeof key, "config/partitions", -1);
+    char value[16];
+    snprintf(value, sizeof value, "%u", config->partitions);
+    tern_etcd_compare_t cmp = {.key = key, .target = TERN_ETCD_CREATE, .revision = 0};
+    tern_etcd_op_t op = {.key = key, .value = value, .value_size = strlen(value)};
+    bool created = false;
+    tern_err_t rc = tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, &created, NULL);
+    tern_etcd_kvs_t *kvs = NULL;
+    if (rc == TERN_OK && !created) {
+        rc = tern_etcd_get(self->etcd, key, false, &kvs);
+    }
+    if (rc != TERN_OK) {
+        snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
+                 tern_etcd_reason(self->etcd));
+        return false;
+    }
+    bool ok = true;
+    if (kvs && kvs->count == 1 && strcmp(kvs->kvs[0].value, value) != 0) {
+        snprintf(errbuf, errlen, "cluster/partitions is %u but cluster %s was created with %s",
+                 config->partitions, self->name, kvs->kvs[0].value);
+        ok = false;
+    }
+    tern_etcd_kvs_destroy(&kvs);
+    if (ok) {
+        tern_cluster_size(self, config->partitions);
+    }
+    return ok;
+}
+
+//  The value of `FIELD=` in a node record, into BUF.
+static void s_field(const char *text, const char *field, char *buf, size_t len) {
+    buf[0] = 0;
+    size_t n = strlen(field);
+    for (const char *p = text; p && *p; p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL) {
+        if (strncmp(p, field, n) == 0 && p[n] == '=') {
+            size_t vlen = strcspn(p + n + 1, " ");
+            snprintf(buf, len, "%.*s", (int)vlen, p + n + 1);
+            return;
+        }
+    }
+}
+
+//  Step 3: no other live node with our id. A key of our own identity (our
+//  previous run) is waited out, two leases at most.
+static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
+    char key[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
+    int64_t give_up = tern_cluster_now_ms() + 2 * self->ttl_ms + 1000;
+    bool logged = false;
+    while (true) {
+        tern_etcd_kvs_t *kvs = NULL;
+        if (tern_etcd_get(self->etcd, key, false, &kvs) != TERN_OK) {
+            snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
+                     tern_etcd_reason(self->etcd));
+            return false;
+        }
+        char identity[64] = "";
+        if (kvs->count == 1) {
+            s_field(kvs->kvs[0].value, "identity", identity, sizeof identity);
+        }
+        size_t count = kvs->count;
+        tern_etcd_kvs_destroy(&kvs);
+        if (count == 0) {
+            return true;
+        }
+        if (strcmp(identity, self->identity) != 0 || tern_cluster_now_ms() > give_up) {
+            snprintf(errbuf, errlen, "node id %u is already live in cluster %s (another ternd?)",
+                     self->self_id, self->name);
+            return false;
+        }
+        if (!logged) {
+            zsys_info("cluster: node %u: waiting for the lease of this data dir's previous run "
+                      "to expire",
+                      self->self_id);
+            logged = true;
+        }
+        zclock_sleep(250);
+    }
+}
+
+//  Writes REC without SELF in its ISR (and a new leader if it led), by CAS
+//  on MOD_REVISION. LIVE: the live nodes. TERN_OK, or the CAS lost (false
+//  in *DONE), or an etcd error.
+static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, const uint32_t *live,
+                              size_t nlive, bool *done) {
+    *done = true;
+    tern_partmap_record_t rec;
+    if (tern_partmap_record_decode(kv->value, kv->value_size, &rec, NULL) != TERN_OK ||
+        !tern_partmap_in_isr(&rec, self->self_id)) {
+        return TERN_OK;
+    }
+    uint64_t epoch = rec.epoch ? rec.epoch : (uint64_t)kv->mod_revision;
+    tern_partmap_record_t next = rec;
+    next.nisr = 0;
+    for (uint32_t i = 0; i < rec.nisr; i++) {
+        if (rec.isr[i] != self->self_id) {
+            next.isr[next.nisr++] = rec.isr[i];
+        }
+    }
+    bool new_leader = rec.leader == self->self_id;
+    if (new_leader) {
+        next.leader = TERN_NODE_NONE;
+        next.leader = tern_partmap_elect(&next, live, nlive);
+    }
+    next.epoch = new_leader ? 0 : epoch;
+    char value[TERN_PARTMAP_TEXT_MAX];
+    if (tern_partmap_record_encode(&next, value, sizeof value) != TERN_OK) {
+        return TERN_OK;
+    }
+    tern_etcd_compare_t cmp = {
+        .key = kv->key, .target = TERN_ETCD_MOD, .revision = kv->mod_revision};
+    tern_etcd_op_t op = {.key = kv->key, .value = value, .value_size = strlen(value)};
+    tern_err_t rc = tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, done, NULL);
+    if (rc == TERN_OK && *done) {
+        zsys_warning("cluster: node %u left the ISR of partition %u (now %s)%s", self->self_id,
+                     rec.partition, value,
+                     next.nisr == 0 ? ": it was its only in-sync copy, which is lost" : "");
+    }
+    return rc;
+}
+
+//  Step 4's ISR part: every record, until each CAS goes through.
+static bool s_forget_isr(tern_cluster_t *self, char *errbuf, size_t errlen) {
+    char prefix[TERN_CLUSTER_KEY_MAX];
+    snprintf(prefix, sizeof prefix, "%s/", self->prefix);
+    for (int attempt = 0; attempt < 20; attempt++) {
+        tern_etcd_kvs_t *kvs = NULL;
+        if (tern_etcd_get(self->etcd, prefix, true, &kvs) != TERN_OK) {
+            break;
+        }
+        uint32_t live[TERN_ID_NODE_MAX + 1];
+        size_t nlive = 0;
+        size_t plen = strlen(prefix);
+        for (size_t i = 0; i < kvs->count; i++) {
+            const char *rest = kvs->kvs[i].key + plen;
+            if (strncmp(rest, "nodes/", 6) == 0 && nlive <= TERN_ID_NODE_MAX) {
+                live[nlive++] = (uint32_t)strtoul(rest + 6, NULL, 10);
+            }
+        }
+        bool all = true;
+        tern_err_t rc = TERN_OK;
+        for (size_t i = 0; i < kvs->count && rc == TERN_OK; i++) {
+            bool done = true;
+            if (strncmp(kvs->kvs[i].key + plen, "partitions/", 11) == 0) {
+                rc = s_leave_isr(self, &kvs->kvs[i], live, nlive, &done);
+            }
+            all = all && done;
+        }
+        tern_etcd_kvs_destroy(&kvs);
+        if (rc == TERN_OK && all) {
+            return true;
+        }
+    }
+    snprintf(errbuf, errlen,
+             "node %u's data dir has a new identity and it could not leave the ISRs of "
+             "cluster %s: %s",
+             self->self_id, self->name, tern_etcd_reason(self->etcd));
+    return false;
+}
+
+//  Step 4.
+static bool s_identity(tern_cluster_t *self, char *errbuf, size_t errlen) {
+    char key[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, key, sizeof key, "identity", self->self_id);
+    tern_etcd_kvs_t *kvs = NULL;
+    if (tern_etcd_get(self->etcd, key, false, &kvs) != TERN_OK) {
+        snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
+                 tern_etcd_reason(self->etcd));
+        return false;
+    }
+    bool same = kvs->count == 1 && strcmp(kvs->kvs[0].value, self->identity) == 0;
+    if (kvs->count == 1 && !same) {
+        zsys_warning("cluster: node %u's data dir has identity %s, etcd knew it as %s: the data "
+                     "dir was wiped or swapped, so the node leaves every ISR before it joins",
+                     self->self_id, self->identity, kvs->kvs[0].value);
+    }
+    bool wiped = kvs->count == 1 && !same;
+    tern_etcd_kvs_destroy(&kvs);
+    if (wiped && !s_forget_isr(self, errbuf, errlen)) {
+        return false;
+    }
+    if (!same && tern_etcd_put(self->etcd, key, self->identity, strlen(self->identity), 0, NULL) !=
+                     TERN_OK) {
+        snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
+                 tern_etcd_reason(self->etcd));
+        return false;
+    }
+    return true;
+}
+
+//  Step 5. TERN_OK with *CREATED false: the id is taken.
+static tern_err_t s_register(tern_cluster_t *self, bool *created) {
+    char key[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
+    tern_etcd_compare_t cmp = {.key = key, .target = TERN_ETCD_CREATE, .revision = 0};
+    tern_etcd_op_t op = {.key = key,
+                         .value = self->node_value,
+                         .value_size = strlen(self->node_value),
+                         .lease = self->lease};
+    return tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, created, NULL);
+}
+
+bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *errbuf,
+                       size_t errlen) {
+    if (s_grant(self) != TERN_OK) {
+        snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
+                 tern_etcd_reason(self->etcd));
+        return false;
+    }
+    if (!s_partitions(self, config, errbuf, errlen) || !s_id_free(self, errbuf, errlen) ||
+        !s_identity(self, errbuf, errlen)) {
+        return false;
+    }
+    bool created = false;
+    if (s_register(self, &created) != TERN_OK) {
+        snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
+                 tern_etcd_reason(self->etcd));
+        return false;
+    }
+    if (!created) {
+        snprintf(errbuf, errlen, "node id %u is already live in cluster %s (another ternd?)",
+                 self->self_id, self->name);
+        return false;
+    }
+    return true;
+}
+
+bool tern_cluster_rejoin(tern_cluster_t *self) {
+    if (self->lease == 0 && s_grant(self) != TERN_OK) {
+        zsys_warning("cluster: cannot get a new lease: %s", tern_etcd_reason(self->etcd));
+        return false;
+    }
+    bool created = false;
+    tern_err_t rc = s_register(self, &created);
+    if (rc == TERN_OK && created) {
+        zsys_info("cluster: node %u joined cluster %s again", self->self_id, self->name);
+        return true;
+    }
+    if (rc == TERN_OK) {
+        zsys_error("cluster: node id %u is live again in cluster %s, but not as this process "
+                   "(another ternd?); retrying",
+                   self->self_id, self->name);
+    } else {
+        zsys_warning("cluster: cannot register again: %s", tern_etcd_reason(self->etcd));
+    }
+    //  Start over with a fresh lease next time; this one may hold nothing.
+    tern_etcd_lease_revoke(self->etcd, self->lease);
+    self->lease = 0;
+    atomic_store(&self->lease_until, 0);
+    return false;
+}

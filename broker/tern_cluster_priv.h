@@ -1,0 +1,125 @@
+/*  tern_cluster_priv.h - the cluster actor's state, shared by its files.
+
+    tern_cluster.c      the object, the view (what other threads read), the
+                        thread's loop: keepalive, watch, requests
+    tern_cluster_join.c joining: lease, cluster/partitions, identity, the
+                        node key, and re-joining after a lost lease
+    tern_cluster_ctl.c  the writes: controller (records, failover, replica
+                        repair), ISR requests and handovers
+
+    Threads. The actor thread is the only one that talks to etcd and the
+    only writer of the view; it writes under LOCK, and other threads read
+    under LOCK and copy out. Requests from other threads (ISR, handover)
+    are put in REQ_* under LOCK and a byte on the wake pipe rouses the
+    thread. lease_until, version, positions and the counters are atomics.
+*/
+#ifndef TERN_CLUSTER_PRIV_H_INCLUDED
+#define TERN_CLUSTER_PRIV_H_INCLUDED
+
+#include "tern_cluster.h"
+#include "tern_etcd.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+//  Longest etcd key we build: PREFIX/partitions/<p>.
+#define TERN_CLUSTER_KEY_MAX 160
+
+//  One node of the view, with what only the thread needs.
+typedef struct {
+    tern_cluster_node_t info; //  what readers get
+    int64_t mod_revision;     //  revision of the last event applied to it
+    int64_t down_since_ms;    //  monotonic ms its key went (or first seen missing)
+} tern_cluster_member_t;
+
+//  A pending request from another thread, one per partition.
+typedef struct {
+    bool isr;                   //  an ISR write is pending
+    uint64_t isr_epoch;         //  ... for the record led in this epoch
+    tern_partmap_record_t next; //  ... with this ISR
+    uint32_t handover_to;       //  TERN_NODE_NONE: no handover pending
+} tern_cluster_req_t;
+
+struct tern_cluster_t {
+    //  settings, fixed after new
+    uint32_t self_id;         //  node/id
+    uint32_t partitions;      //  cluster/partitions (the cluster's)
+    uint32_t replicas;        //  cluster/replicas
+    int64_t lease_ms;         //  cluster/lease
+    int64_t replace_after_ms; //  cluster/replace_after
+    char name[65];            //  cluster name (cluster/name or node/dc)
+    char prefix[80];          //  "/tern/NAME"
+    char endpoints[1024];     //  etcd members (for the watch)
+    char node_value[700];     //  our node record, the value of PREFIX/nodes/<id>
+    char identity[40];        //  our replica identity
+    //  the thread's own (no lock)
+    tern_etcd_t *etcd;         //  owned; the thread's client after new
+    tern_etcd_watch_t *watch;  //  owned
+    int64_t lease;             //  our lease id (0: none)
+    int64_t ttl_ms;            //  TTL etcd granted, in ms
+    int64_t next_keepalive_ms; //  monotonic time of the next keepalive
+    int64_t next_campaign_ms;  //  earliest next controller campaign
+    int64_t next_control_ms;   //  next periodic controller pass
+    int64_t control_since_ms;  //  when we became controller (0: we are not)
+    bool control_dirty;        //  membership changed: run a controller pass
+    pthread_t thread;          //  the actor thread
+    bool thread_started;       //  thread is running
+    int wake[2];               //  pipe: [1] written by other threads, [0] polled
+    atomic_bool stop;          //  destroy asks the thread to end
+    //  the view (written by the thread under lock)
+    pthread_mutex_t lock;           //  guards the view and REQS
+    tern_partmap_record_t *records; //  PARTITIONS records (unassigned when no key)
+    int64_t *mod_revision;          //  per partition: its key's mod_revision, 0 = absent
+    tern_cluster_member_t *members; //  nodes ever seen, by id
+    size_t nmembers;                //  entries in members
+    size_t members_max;             //  allocated entries
+    uint32_t controller;            //  controller node id, TERN_NODE_NONE
+    tern_cluster_req_t *reqs;       //  per partition, requests from other threads
+    //  atomics any thread reads
+    atomic_uint_fast64_t version;    //  grows on every view change
+    atomic_int_fast64_t lease_until; //  monotonic ms until which the lease is ok
+    atomic_uint_fast64_t *positions; //  per partition, set by crepl
+    atomic_uint_fast64_t renewals;   //  stats
+    atomic_uint_fast64_t renew_failures;
+    atomic_uint_fast64_t failovers;
+    atomic_uint_fast64_t isr_changes;
+};
+
+//  tern_cluster.c
+int64_t tern_cluster_now_ms(void);
+void tern_cluster_key(tern_cluster_t *self, char *buf, size_t len, const char *what, long id);
+//  Applies one key of PREFIX (a get's pair or a watch event; DELETED: the
+//  key went at KV->mod_revision) to the view under the lock. Thread only.
+void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool deleted);
+//  Reads KEY (or PREFIX when PREFIX_READ) again and applies what it finds
+//  (an absent partition key as deleted). TERN_OK or the etcd error.
+tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefix_read,
+                               int64_t *revision_p);
+//  The ids of the live nodes into LIVE (TERN_ID_NODE_MAX + 1 entries).
+size_t tern_cluster_live(tern_cluster_t *self, uint32_t *live);
+//  Renews the lease if it is due (also called between long runs of writes).
+void tern_cluster_tick_keepalive(tern_cluster_t *self);
+//  Reads the whole prefix into the view and (re)starts the watch after it.
+bool tern_cluster_load(tern_cluster_t *self);
+//  Rouses the thread (any thread).
+void tern_cluster_wake(tern_cluster_t *self);
+//  Allocates the view of PARTITIONS partitions (once, at join).
+void tern_cluster_size(tern_cluster_t *self, uint32_t partitions);
+
+//  tern_cluster_join.c
+bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *errbuf,
+                       size_t errlen);
+//  After a lost lease: a new lease and the node key again. False: try later.
+bool tern_cluster_rejoin(tern_cluster_t *self);
+
+//  tern_cluster_ctl.c
+void tern_cluster_campaign(tern_cluster_t *self);
+void tern_cluster_control(tern_cluster_t *self);
+void tern_cluster_serve_requests(tern_cluster_t *self);
+//  Writes REC for PARTITION by CAS on its mod_revision (a new epoch when
+//  NEW_EPOCH, else REC->epoch is kept in the value). On success the view
+//  takes it at once. False when the CAS failed (the view is re-read) or etcd
+//  did not answer.
+bool tern_cluster_cas_record(tern_cluster_t *self, const tern_partmap_record_t *rec,
+                             bool new_epoch);
+
+#endif
