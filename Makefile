@@ -2,6 +2,8 @@
 #    make run    bootstrap, build ternd and ternctl quietly, start a broker on
 #                the embedded default (ARGS="--listen ..." passes flags to ternd)
 #    make test   bootstrap, build (normal + ASan/UBSan), run every test
+#    make cluster  the same, then etcd and three ternd nodes on loopback
+#                (scripts/cluster; data under ./tern-cluster; Ctrl-C stops all)
 #    make bench  micro-benchmarks (codec, storage)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -12,7 +14,7 @@ PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc)
 ARGS   ?=
 
-.PHONY: all bootstrap build asan run test unit integration format format-check bench install clean
+.PHONY: all bootstrap build asan run cluster test unit integration format format-check bench install clean
 
 all: build
 
@@ -48,6 +50,13 @@ run: bootstrap $(BUILD)/Makefile
 	$(call quiet_build,ternd ternctl)
 	@echo "make: starting $(strip $(BUILD)/bin/ternd $(ARGS)) (Ctrl-C stops it)"
 	@exec $(BUILD)/bin/ternd $(ARGS)
+
+#  etcd and three nodes on loopback (docs/cluster.md); ports and data dir
+#  from the environment (scripts/cluster says which).
+cluster: bootstrap $(BUILD)/Makefile
+	$(call quiet_build,ternd ternctl)
+	@echo "make: starting etcd and three ternd nodes (scripts/cluster; Ctrl-C stops them)"
+	@TERN_CLUSTER_BIN=$(BUILD)/bin exec scripts/cluster
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -45,6 +45,11 @@ void tern_broker_destroy(tern_broker_t **self_p) {
     if (self->metrics) {
         atomic_store(&self->metrics->serving, 0);
     }
+    if (self->cluster) {
+        //  Leaders hand over first, while clients can still be told where
+        //  to go (TERN_ENOTLEADER names the new leader).
+        tern_cluster_handover_all(self->cluster, (int)self->config.lease_ms);
+    }
     tern_http_destroy(&self->http);
     zactor_destroy(&self->conn);
     zactor_destroy(&self->repl);

@@ -63,13 +63,16 @@ typedef struct {
     CONFIG->node_id, announcing ENDPOINT (clients) and CLUSTER_ENDPOINT
     (in-DC replication), with IDENTITY the store's replica identity
     (tern_store_identity). Blocks until the node is registered and the view
-    holds every record (at most a few lease periods), then returns; the
-    actor thread runs until destroy. On failure returns NULL and writes one
+    holds every record etcd has (a new cluster's records come a little
+    later, from the controller: watch tern_cluster_version), then returns;
+    the actor thread runs until destroy. A node key left by this data dir's
+    previous run (same identity, killed less than a lease ago) is waited
+    out, two leases at most. On failure returns NULL and writes one
     line into ERRBUF: etcd unreachable, cluster/partitions differs from the
     cluster's, node id already live, ... (the caller exits 1 with it). */
 tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoint,
-                                 const char *cluster_endpoint, const char *identity,
-                                 char *errbuf, size_t errlen);
+                                 const char *cluster_endpoint, const char *identity, char *errbuf,
+                                 size_t errlen);
 
 /*  Leaves: stops the thread and revokes the lease (the node's keys go at
     once, the controller fails its partitions over). Safe on NULL; nulls
@@ -123,6 +126,13 @@ void tern_cluster_isr_request(tern_cluster_t *self, uint32_t partition, uint64_t
     leader. Asynchronous; the outcome shows in the view. Returns TERN_OK
     when queued, TERN_EINVAL when TO cannot lead it. */
 tern_err_t tern_cluster_handover(tern_cluster_t *self, uint32_t partition, uint32_t to);
+
+/*  A leader's graceful exit (SIGTERM): hands every partition this node
+    leads over to another live ISR member (the first in replica order) and
+    waits up to TIMEOUT_MS until the view shows each handover. Returns how
+    many partitions it still leads then (those with no other live ISR
+    member, or not moved in time). Any thread but the actor's. */
+size_t tern_cluster_handover_all(tern_cluster_t *self, int timeout_ms);
 
 /*  The leader's log position of PARTITION (the in-DC replication actor sets
     it for the partitions this node leads; 0 elsewhere), for `ternctl cluster

@@ -159,6 +159,13 @@ static bool s_repair_replicas(tern_cluster_t *self, tern_partmap_record_t *next,
     return true;
 }
 
+//  After a lost CAS or an etcd error: another pass soon, not at once (etcd
+//  may be down, and a pass would fail again at once).
+static void s_retry_soon(tern_cluster_t *self) {
+    int64_t at = tern_cluster_now_ms() + 100;
+    self->next_control_ms = at < self->next_control_ms ? at : self->next_control_ms;
+}
+
 //  Creates the records of the partitions in MISSING (COUNT of them, at most
 //  S_CREATE_BATCH) in one transaction, each on create_revision == 0.
 static void s_create_batch(tern_cluster_t *self, const uint32_t *missing, size_t count,
@@ -198,7 +205,7 @@ static void s_create_batch(tern_cluster_t *self, const uint32_t *missing, size_t
     char prefix[TERN_CLUSTER_KEY_MAX];
     tern_cluster_key(self, prefix, sizeof prefix, "partitions/", -1);
     tern_cluster_reread(self, prefix, true, NULL);
-    self->control_dirty = true;
+    s_retry_soon(self);
 }
 
 //  Creates missing records once enough nodes are live (see the top).
@@ -250,7 +257,7 @@ static void s_fix_records(tern_cluster_t *self, const uint32_t *live, size_t nli
                           next.leader, self->self_id);
             }
         } else {
-            self->control_dirty = true; //  re-read: decide again next pass
+            s_retry_soon(self); //  re-read: decide again
         }
         tern_cluster_tick_keepalive(self);
     }
@@ -261,6 +268,9 @@ void tern_cluster_control(tern_cluster_t *self) {
     if (self->controller != self->self_id || self->lease == 0) {
         self->control_since_ms = 0;
         return;
+    }
+    if (!tern_cluster_lease_ok(self)) {
+        return; //  we may no longer be the controller: wait for the lease
     }
     if (self->control_since_ms == 0) {
         self->control_since_ms = now;
@@ -335,5 +345,46 @@ void tern_cluster_serve_requests(tern_cluster_t *self) {
                 break;
             }
         }
+    }
+}
+
+size_t tern_cluster_handover_all(tern_cluster_t *self, int timeout_ms) {
+    int64_t deadline = tern_cluster_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t next_ask = 0;
+    uint32_t live[TERN_ID_NODE_MAX + 1];
+    size_t led = 0;
+    while (true) {
+        size_t movable = 0;
+        led = 0;
+        int64_t now = tern_cluster_now_ms();
+        for (uint32_t p = 0; p < self->partitions; p++) {
+            tern_partmap_record_t rec;
+            tern_cluster_record(self, p, &rec);
+            if (rec.leader != self->self_id) {
+                continue;
+            }
+            led++;
+            pthread_mutex_lock(&self->lock);
+            size_t nlive = tern_cluster_live(self, live);
+            pthread_mutex_unlock(&self->lock);
+            for (uint32_t i = 0; i < rec.nreplicas; i++) {
+                uint32_t to = rec.replicas[i];
+                if (to != self->self_id && tern_partmap_can_lead(&rec, to, live, nlive)) {
+                    movable++;
+                    //  Asked again now and then: a lost CAS drops a request.
+                    if (now >= next_ask) {
+                        tern_cluster_handover(self, p, to);
+                    }
+                    break;
+                }
+            }
+        }
+        if (now >= next_ask) {
+            next_ask = now + 200;
+        }
+        if (movable == 0 || now >= deadline) {
+            return led;
+        }
+        zclock_sleep(20);
     }
 }

@@ -15,6 +15,7 @@
         Expiry            the sweep: TTL, max_age, dedup window, retention
         Meta              named u64 values (e.g. the last snowflake time)
         Replication       outbox, ack state, peers' confirmations, inbound
+        In-DC replicas    appends at the leader's seq, truncation, digest
         History           per-message trace events for audit and trace
 
     Writes. There is ONE writer: every change goes through a
@@ -644,6 +645,71 @@ tern_err_t tern_store_outbox_confirmed(tern_store_reader_t *self, const char *pe
     TERN_EINVAL for an empty name. */
 tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
                                   uint64_t *position);
+
+/* ------------------------------------------------------------------------
+    In-DC replicas (docs/cluster.md, docs/protocol.md section 14): in a
+    clustered DC a follower holds its partition leader's log exactly, the
+    same (topic, seq), msg_id and dedup entries, so a group cursor means the
+    same on every replica. A follower appends only what the leader ships,
+    at the leader's seq; before it catches up it gives back the tail the
+    leader does not have (truncation); replicas compare logs by digest.
+   ------------------------------------------------------------------------ */
+
+/*  Queues the in-DC follower's append of MSG (borrowed until commit, payload
+    and meta included; a decoded CREPL_RECORD) at exactly MSG->seq of topic
+    MSG->topic (created on first use with no limits), with MSG->msg_id and
+    every field as given: no new id, no outbox entry, no dedup refusal.
+    - MSG->seq > the topic's last_seq: stored (seqs skipped by the leader
+      stay gaps), last_seq = MSG->seq; the msgid index, priority lane,
+      expiry index and history as for tern_store_batch_append, and the
+      dedup entry (producer, producer_seq) -> MSG->msg_id is written,
+      replacing any entry of that pair (the leader decided it was new).
+    - MSG->seq <= last_seq: nothing is written. When the record at that seq
+      has MSG->msg_id (or had it, and was removed here by TTL or retention),
+      RESULT->duplicate is set and err is TERN_OK: a record the follower got
+      both in its catch-up and in the live stream is harmless. Any other
+      record there (or none) is TERN_ESTATE: the follower's log diverged
+      from the leader's and must be truncated first.
+    At commit RESULT (may be NULL) gets err: TERN_OK, TERN_ESTATE (above,
+    or MSG->msg_id stored at another place here), TERN_ERANGE (seq 0, or a
+    priority over TERN_PRIORITY_MAX), TERN_ETOPIC, TERN_ETOOBIG, TERN_EINVAL,
+    TERN_ELIMIT, TERN_EFULL as tern_store_batch_append; seq and msg_id are
+    MSG's. */
+void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_t *msg,
+                                     tern_append_result_t *result);
+
+/*  Queues the in-DC follower's truncation of TOPIC (copied) to AFTER_SEQ:
+    every message with seq > AFTER_SEQ is removed with its msgid, lane and
+    expiry entries, its dedup entry (when it names that message: a later
+    publish of the same (producer, producer_seq) is new again) and its
+    history (the seqs will hold other messages); every group of the topic
+    drops its pending and DLQ entries of those seqs (counters follow) and
+    has each lane cursor past AFTER_SEQ + 1 moved back to it; and last_seq
+    becomes AFTER_SEQ, so the next append, replica or local, gets seq
+    AFTER_SEQ + 1. AFTER_SEQ >= last_seq changes nothing (a truncation
+    never makes a gap). At commit *RESULT_ERR (may be NULL) is TERN_OK
+    (also for a missing topic: nothing to remove) or TERN_ETOPIC (empty or
+    too long a name); *REMOVED (may be NULL) the messages removed. */
+void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,
+                               tern_err_t *result_err, uint64_t *removed);
+
+/*  A 64-bit digest of TOPIC's stored messages with seq <= UPTO, for
+    `ternctl cluster verify`: xxHash64 (tern_partition_hash) chained over
+    each message in seq order, of its seq, msg_id, the CRC32C of its record
+    without the node-local parts (the topic id and the frame's flag bits)
+    and its dedup entry (the msg_id and seq it names, or its absence).
+    Stores that hold the same messages at the same seqs with the same dedup
+    entries give the same digest, whichever way they were written (local
+    appends on a leader, replica appends on a follower); any difference in
+    those changes it. A missing topic digests as an empty one (0). Each node
+    expires messages (TTL, retention) and dedup entries (window) on its own
+    clock, so compare up to a position both replicas hold, away from the
+    edges of those windows. *DIGEST is 0 on error. Returns TERN_OK,
+    TERN_EINVAL (DIGEST NULL), TERN_ETOPIC (empty or too long a name),
+    TERN_ECORRUPT (a record's CRC does not match; counted in
+    corrupt_records). */
+tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
+                             uint64_t *digest);
 
 /* ------------------------------------------------------------------------
     Message history for audit and trace (docs/storage.md, "Trace events").

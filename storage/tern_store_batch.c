@@ -278,14 +278,21 @@ static int s_cache_flush(st_txn_t *ctx) {
 //  Deletes every key starting with PREFIX in DBI; *COUNT (may be NULL) gets
 //  how many.
 int st_del_prefix(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen, uint64_t *count) {
+    return st_del_range(ctx, dbi, prefix, plen, plen, count);
+}
+
+//  Deletes the keys of DBI from START (START_LEN bytes) on that begin with
+//  its first PLEN bytes; *COUNT (may be NULL) is incremented for each.
+int st_del_range(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_len, size_t plen,
+                 uint64_t *count) {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, dbi, &cur);
     if (rc) {
         return rc;
     }
-    MDB_val k = {plen, (void *)prefix}, v;
+    MDB_val k = {start_len, (void *)start}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size >= plen && !memcmp(k.mv_data, prefix, plen)) {
+    while (rc == 0 && k.mv_size >= plen && !memcmp(k.mv_data, start, plen)) {
         if ((rc = mdb_cursor_del(cur, 0))) {
             break;
         }
@@ -293,7 +300,7 @@ int st_del_prefix(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen
             (*count)++;
         }
         //  Re-seek rather than rely on the cursor position after a delete.
-        k = (MDB_val){plen, (void *)prefix};
+        k = (MDB_val){start_len, (void *)start};
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     }
     mdb_cursor_close(cur);
@@ -330,6 +337,8 @@ static st_apply_fn *const s_apply[OP_COUNT] = {
     [OP_ACKSTATE] = st_op_ackstate,
     [OP_TRACE] = st_op_trace,
     [OP_ACKSTATE_APPLY] = st_op_ackstate_apply,
+    [OP_APPEND_REPLICA] = st_op_append_replica,
+    [OP_TRUNCATE] = st_op_truncate,
 };
 
 static void s_fail_all(tern_store_batch_t *self, tern_err_t err) {

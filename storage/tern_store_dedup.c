@@ -164,55 +164,114 @@ int st_prod_flush(st_txn_t *ctx) {
     return 0;
 }
 
+//  Counts one dedup entry more (DELTA 1) or less (-1) for producer NAME
+//  (LEN bytes), in the transaction's producer cache.
+static int s_prod_count(st_txn_t *ctx, const char *name, size_t len, int delta) {
+    st_prod_t *p;
+    int rc = s_prod_find(ctx, name, len, &p);
+    if (rc) {
+        return rc;
+    }
+    ctx->d_dedup += delta;
+    p->count = delta > 0 ? p->count + 1 : p->count ? p->count - 1 : 0;
+    p->dirty = true;
+    return 0;
+}
+
+//  A dedup entry being written: its key and value.
+typedef struct {
+    uint8_t key[TERN_NAME_MAX + 9]; //  producer + NUL + producer_seq BE64
+    size_t klen;                    //  its length
+    uint8_t val[S_DEDUP_SIZE];      //  msg_id, seq, topic id, time
+} s_dedup_kv_t;
+
+//  Puts MSG's entry (stored at TOPIC_ID, SEQ) unless its key is there:
+//  then *OLD is the stored value (borrowed until the next write) and
+//  nothing is written. A new entry is counted.
+static int s_dedup_insert(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id,
+                          uint64_t seq, s_dedup_kv_t *kv, MDB_val *old, bool *exists) {
+    kv->klen = s_dedup_key(kv->key, msg->producer, plen, msg->producer_seq);
+    memset(kv->val, 0, sizeof kv->val);
+    s_le64_put(kv->val, msg->msg_id);
+    s_le64_put(kv->val + 8, seq);
+    s_le32_put(kv->val + 16, topic_id);
+    s_le64_put(kv->val + 24, ctx->now_ns);
+    MDB_val k = {kv->klen, kv->key};
+    *old = (MDB_val){S_DEDUP_SIZE, kv->val};
+    *exists = false;
+    int rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, old, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        *exists = true;
+        return 0;
+    }
+    return rc ? rc : s_prod_count(ctx, msg->producer, plen, 1);
+}
+
+//  Overwrites the entry of KV (already counted).
+static int s_dedup_overwrite(st_txn_t *ctx, s_dedup_kv_t *kv) {
+    MDB_val k = {kv->klen, kv->key}, v = {S_DEDUP_SIZE, kv->val};
+    return mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0);
+}
+
 //  Dedup: (producer, producer_seq) -> original. Sets *DUP and fills RES when
 //  the pair is known within the window; otherwise records it: one put, plus
 //  the producer's count in the transaction's cache (written, and the count
 //  bound applied, once per commit by st_prod_flush).
 int st_dedup(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id, uint64_t seq,
              tern_append_result_t *res, bool *dup) {
-    uint8_t key[TERN_NAME_MAX + 1 + 8];
-    memcpy(key, msg->producer, plen);
-    key[plen] = 0;
-    s_be64_put(key + plen + 1, msg->producer_seq);
-    size_t klen = plen + 9;
-    uint8_t val[S_DEDUP_SIZE];
-    memset(val, 0, sizeof val);
-    s_le64_put(val, msg->msg_id);
-    s_le64_put(val + 8, seq);
-    s_le32_put(val + 16, topic_id);
-    s_le64_put(val + 24, ctx->now_ns);
-    MDB_val k = {klen, key}, v = {S_DEDUP_SIZE, val};
+    s_dedup_kv_t kv;
+    MDB_val v;
+    bool exists;
     *dup = false;
-    int rc = mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) {
-        uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
-        if (v.mv_size == S_DEDUP_SIZE) {
-            const uint8_t *old = v.mv_data;
-            uint64_t at = s_le64_get(old + 24);
-            if (ctx->now_ns < at || ctx->now_ns - at < window_ns) {
-                *dup = true;
-                res->duplicate = true;
-                res->msg_id = s_le64_get(old);
-                res->seq = s_le64_get(old + 8);
-                res->topic_id = s_le32_get(old + 16);
-                return 0;
-            }
+    int rc = s_dedup_insert(ctx, msg, plen, topic_id, seq, &kv, &v, &exists);
+    if (rc || !exists) {
+        return rc;
+    }
+    uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
+    if (v.mv_size == S_DEDUP_SIZE) {
+        const uint8_t *old = v.mv_data;
+        uint64_t at = s_le64_get(old + 24);
+        if (ctx->now_ns < at || ctx->now_ns - at < window_ns) {
+            *dup = true;
+            res->duplicate = true;
+            res->msg_id = s_le64_get(old);
+            res->seq = s_le64_get(old + 8);
+            res->topic_id = s_le32_get(old + 16);
+            return 0;
         }
-        //  Expired (or damaged) but not yet swept: replace it; still counted.
-        v = (MDB_val){S_DEDUP_SIZE, val};
-        return mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0);
     }
+    //  Expired (or damaged) but not yet swept: replace it; still counted.
+    return s_dedup_overwrite(ctx, &kv);
+}
+
+//  In-DC follower: MSG's entry, stored at (TOPIC_ID, SEQ), is written
+//  whatever is there (the leader already decided it was no duplicate).
+int st_dedup_set(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id,
+                 uint64_t seq) {
+    s_dedup_kv_t kv;
+    MDB_val v;
+    bool exists;
+    int rc = s_dedup_insert(ctx, msg, plen, topic_id, seq, &kv, &v, &exists);
+    return rc || !exists ? rc : s_dedup_overwrite(ctx, &kv);
+}
+
+//  Removes the entry (PRODUCER, PSEQ) if it names MSG_ID (a record being
+//  truncated away), so the pair is free again.
+int st_dedup_drop(st_txn_t *ctx, const char *producer, size_t plen, uint64_t pseq,
+                  uint64_t msg_id) {
+    uint8_t key[TERN_NAME_MAX + 9];
+    MDB_val k = {s_dedup_key(key, producer, plen, pseq), key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP], &k, &v);
     if (rc) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (v.mv_size != S_DEDUP_SIZE || s_le64_get(v.mv_data) != msg_id) {
+        return 0; //  another message's entry
+    }
+    if ((rc = mdb_del(ctx->txn, ctx->dbi[S_DEDUP], &k, NULL))) {
         return rc;
     }
-    ctx->d_dedup++;
-    st_prod_t *p;
-    if ((rc = s_prod_find(ctx, msg->producer, plen, &p))) {
-        return rc;
-    }
-    p->count++;
-    p->dirty = true;
-    return 0;
+    return s_prod_count(ctx, producer, plen, -1);
 }
 
 //  Replication conflict: (producer, producer_seq) of MSG is stored as OLD
@@ -231,11 +290,8 @@ int st_supersede(st_txn_t *ctx, const tern_frame_t *msg, size_t plen,
             return rc;
         }
     }
-    uint8_t key[TERN_NAME_MAX + 1 + 8];
-    memcpy(key, msg->producer, plen);
-    key[plen] = 0;
-    s_be64_put(key + plen + 1, msg->producer_seq);
-    MDB_val k = {plen + 9, key}, v;
+    uint8_t key[TERN_NAME_MAX + 9];
+    MDB_val k = {s_dedup_key(key, msg->producer, plen, msg->producer_seq), key}, v;
     if ((rc = mdb_get(ctx->txn, ctx->dbi[S_DEDUP], &k, &v))) {
         return rc;
     }

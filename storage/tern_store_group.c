@@ -336,6 +336,75 @@ int st_op_dead(st_txn_t *ctx, st_op_t *op) {
 }
 
 /* ------------------------------------------------------------------------
+    Truncation (in-DC follower): the seqs after a point are given back
+   ------------------------------------------------------------------------ */
+
+//  Drops group G's pending and DLQ entries of seqs > AFTER_SEQ and moves its
+//  lane cursors back to AFTER_SEQ + 1 where they are past it: those seqs
+//  will hold other messages.
+static int s_group_truncate(st_txn_t *ctx, st_cached_t *g, uint64_t after_seq) {
+    uint8_t start[S_ENTRY_KEY_MAX];
+    size_t plen = g->key_len + 1; //  topic BE32 + group name + NUL
+    memcpy(start, g->key, g->key_len);
+    start[g->key_len] = 0;
+    s_be64_put(start + plen, after_seq + 1);
+    uint64_t pending = 0, dead = 0;
+    int rc = st_del_range(ctx, ctx->dbi[S_PENDING], start, plen + 8, plen, &pending);
+    if (rc == 0) {
+        rc = st_del_range(ctx, ctx->dbi[S_DLQ], start, plen + 8, plen, &dead);
+    }
+    if (rc) {
+        return rc;
+    }
+    st_group_rec_t *gr = &g->group;
+    gr->pending = gr->pending > pending ? gr->pending - pending : 0;
+    gr->dead = gr->dead > dead ? gr->dead - dead : 0;
+    bool moved = pending || dead;
+    for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
+        if (gr->lane_next[i] > after_seq + 1) {
+            gr->lane_next[i] = after_seq + 1;
+            moved = true;
+        }
+    }
+    g->dirty |= moved;
+    return 0;
+}
+
+//  Truncates every group of TOPIC_ID after AFTER_SEQ: those on disk, and
+//  those this batch created and has not written yet.
+int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq) {
+    if (after_seq == UINT64_MAX) {
+        return 0;
+    }
+    uint8_t prefix[4];
+    s_be32_put(prefix, topic_id);
+    int rc = 0;
+    tern_store_batch_t *b = ctx->batch;
+    for (size_t i = 0; i < b->cache_count && rc == 0; i++) {
+        st_cached_t *c = b->cache[i];
+        if (c->is_group && c->exists && !memcmp(c->key, prefix, 4)) {
+            rc = s_group_truncate(ctx, c, after_seq);
+        }
+    }
+    st_iter_t it;
+    for (s_iter_open(&it, ctx->txn, ctx->dbi[S_GROUPS], prefix, 4);
+         rc == 0 && s_iter_in(&it, prefix, 4, 0); s_iter_next(&it)) {
+        if (it.k.mv_size > 4 + TERN_NAME_MAX) {
+            continue; //  not a group key
+        }
+        char name[TERN_NAME_MAX + 1];
+        memcpy(name, (uint8_t *)it.k.mv_data + 4, it.k.mv_size - 4);
+        name[it.k.mv_size - 4] = 0;
+        st_cached_t *g;
+        //  Once more for a group handled above: nothing is left to do there.
+        if ((rc = st_group_find(ctx, topic_id, name, &g)) == 0 && g->exists) {
+            rc = s_group_truncate(ctx, g, after_seq);
+        }
+    }
+    return s_iter_end(&it, rc);
+}
+
+/* ------------------------------------------------------------------------
     Reads: groups and their pending entries
    ------------------------------------------------------------------------ */
 

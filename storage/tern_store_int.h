@@ -313,6 +313,15 @@ static inline size_t s_entry_key(uint8_t *key, uint32_t topic_id, const char *gr
     return len;
 }
 
+//  Builds a dedup key, producer (PLEN bytes) + NUL + producer_seq BE64, into
+//  KEY (TERN_NAME_MAX + 9 bytes); returns its length.
+static inline size_t s_dedup_key(uint8_t *key, const char *producer, size_t plen, uint64_t pseq) {
+    memcpy(key, producer, plen);
+    key[plen] = 0;
+    s_be64_put(key + plen + 1, pseq);
+    return plen + 9;
+}
+
 static inline size_t s_name_len(const char *name, size_t max) {
     return name ? strnlen(name, max + 1) : 0;
 }
@@ -418,15 +427,17 @@ typedef enum {
     OP_ACKSTATE_APPLY,
     OP_GROUP_SEEK,
     OP_DLQ_PURGE,
+    OP_APPEND_REPLICA,
+    OP_TRUNCATE,
     OP_COUNT
 } st_op_kind_t;
 
 //  One queued operation; the fields each kind uses are named beside them.
 typedef struct {
     st_op_kind_t kind;       //  what to do
-    const tern_frame_t *msg; //  APPEND: borrowed until commit
+    const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
     bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
-    tern_append_result_t *result;  //  APPEND: filled at commit
+    tern_append_result_t *result;  //  APPEND, APPEND_REPLICA: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
@@ -468,7 +479,7 @@ struct tern_store_batch_t {
     st_op_t *ops;         //  queued operations
     size_t count;         //  how many
     size_t cap;           //  allocated
-    bool has_appends;     //  any OP_APPEND queued
+    bool has_appends;     //  any OP_APPEND or OP_APPEND_REPLICA queued
     st_cached_t **cache;  //  per-transaction record cache (pooled entries)
     size_t cache_count;   //  entries in use
     size_t cache_cap;     //  entries allocated
@@ -575,9 +586,13 @@ int st_topic_find(st_txn_t *ctx, const char *name, size_t len, bool create, st_c
 int st_topic_by_id(st_txn_t *ctx, uint32_t topic_id, st_cached_t **out);
 int st_group_find(st_txn_t *ctx, uint32_t topic_id, const char *name, st_cached_t **out);
 int st_del_prefix(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen, uint64_t *count);
+int st_del_range(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_len, size_t plen,
+                 uint64_t *count);
 
 //  tern_store_log.c: messages and topics (writer side).
 int st_op_append(st_txn_t *ctx, st_op_t *op);
+int st_op_append_replica(st_txn_t *ctx, st_op_t *op);
+int st_op_truncate(st_txn_t *ctx, st_op_t *op);
 int st_op_topic_put(st_txn_t *ctx, st_op_t *op);
 int st_op_topic_delete(st_txn_t *ctx, st_op_t *op);
 int st_first_seq(st_txn_t *ctx, uint32_t topic_id, uint64_t from, uint64_t last, uint64_t *first,
@@ -592,6 +607,9 @@ void st_prod_reset(tern_store_batch_t *b);
 int st_prod_flush(st_txn_t *ctx);
 int st_dedup(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id, uint64_t seq,
              tern_append_result_t *res, bool *dup);
+int st_dedup_set(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id,
+                 uint64_t seq);
+int st_dedup_drop(st_txn_t *ctx, const char *producer, size_t plen, uint64_t pseq, uint64_t msg_id);
 int st_supersede(st_txn_t *ctx, const tern_frame_t *msg, size_t plen,
                  const tern_append_result_t *old, uint32_t topic_id, uint64_t seq);
 int st_sweep_dedup(st_txn_t *ctx, uint64_t now_ns, uint64_t budget);
@@ -605,6 +623,7 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op);
 int st_op_nack(st_txn_t *ctx, st_op_t *op);
 int st_op_dead(st_txn_t *ctx, st_op_t *op);
 int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g);
+int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq);
 tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out);
 tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
                          tern_entry_fn *fn, void *arg);

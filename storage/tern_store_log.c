@@ -9,7 +9,9 @@
     (tern_store_dedup.c) and queues the outbox entry (tern_store_repl.c);
     every removal path (retention, TTL sweep, purge, replication conflict)
     goes through st_msg_remove, which writes the message's STORED event.
-    Reads of the log are in tern_store_read.c.
+    An in-DC follower appends at the leader's seq through the same steps and
+    truncates a tail the leader does not have (docs/storage.md, "In-DC
+    replicas"). Reads of the log are in tern_store_read.c.
 */
 #include "tern_store_int.h"
 
@@ -24,6 +26,24 @@ void tern_store_batch_append(tern_store_batch_t *self, const tern_frame_t *msg, 
     op->flag = local;
     op->result = result;
     self->has_appends = true;
+}
+
+void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_t *msg,
+                                     tern_append_result_t *result) {
+    st_op_t *op = st_batch_push(self, OP_APPEND_REPLICA);
+    op->msg = msg;
+    op->result = result;
+    self->has_appends = true;
+}
+
+void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,
+                               tern_err_t *result_err, uint64_t *removed) {
+    st_op_t *op = st_batch_push(self, OP_TRUNCATE);
+    op->flag = s_name_len(topic, TERN_TOPIC_MAX) > TERN_TOPIC_MAX;
+    s_copy_name(op->name, sizeof op->name, topic);
+    op->a = after_seq;
+    op->err_out = result_err;
+    op->count_out = removed;
 }
 
 void tern_store_batch_topic_put(tern_store_batch_t *self, const char *name, tern_topic_mode_t mode,
@@ -372,48 +392,43 @@ static int s_append_retain(st_txn_t *ctx, st_cached_t *t, uint64_t seq, size_t p
     return 0;
 }
 
-int st_op_append(st_txn_t *ctx, st_op_t *op) {
-    const tern_frame_t *msg = op->msg;
-    tern_append_result_t dummy;
-    tern_append_result_t *res = op->result ? op->result : &dummy;
-    memset(res, 0, sizeof *res);
+//  The common start of both appends: the storage-full gate, the checks, and
+//  MSG's topic (created on first use) into *T; *T is NULL when RES->err
+//  says why the message cannot be stored.
+static int s_append_open(st_txn_t *ctx, const tern_frame_t *msg, tern_append_result_t *res,
+                         st_lens_t *lens, st_cached_t **t) {
+    *t = NULL;
     if (ctx->no_appends || ctx->appended >= ctx->append_limit) {
         res->err = TERN_EFULL;
         return 0;
     }
     ctx->appended++;
-    st_lens_t lens;
-    if ((res->err = s_append_check(msg, &lens)) != TERN_OK) {
+    if ((res->err = s_append_check(msg, lens)) != TERN_OK) {
         return 0;
     }
-    st_cached_t *t;
+    st_cached_t *found;
     tern_err_t err;
-    int rc = st_topic_find(ctx, msg->topic, lens.topic, true, &t, &err);
+    int rc = st_topic_find(ctx, msg->topic, lens->topic, true, &found, &err);
     if (rc || (res->err = err) != TERN_OK) {
         return rc;
     }
+    *t = found;
+    res->topic_id = (uint32_t)found->topic.id;
+    return 0;
+}
+
+//  The common end, once MSG is known to be new at SEQ of topic T (its
+//  msgid entry in SLOT, its dedup entry written): the record, the outbox
+//  entry when SHIPPED, the counters and retention, and RES.
+static int s_append_finish(st_txn_t *ctx, const tern_frame_t *msg, st_cached_t *t, uint64_t seq,
+                           const st_lens_t *lens, const s_msgid_slot_t *slot, bool shipped,
+                           tern_append_result_t *res) {
     uint32_t topic_id = (uint32_t)t->topic.id;
-    uint64_t seq = t->topic.last_seq + 1;
-    res->topic_id = topic_id;
-    bool shipped = op->flag && ctx->store->config.outbox;
-    s_msgid_slot_t slot;
-    slot.replaced = false;
-    bool dup = false;
-    if (msg->msg_id) {
-        uint64_t position = shipped ? ctx->outbox_last + 1 : 0;
-        if ((rc = s_msgid_put(ctx, msg, topic_id, seq, position, &slot, res, &dup)) || dup) {
-            return rc;
-        }
-    }
-    if (lens.producer) {
-        if ((rc = s_append_dedup(ctx, op, lens.producer, topic_id, seq, &slot, res, &dup)) || dup) {
-            return rc;
-        }
-    }
-    if (slot.replaced && (rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], slot.old, 12, NULL))) {
+    int rc;
+    if (slot->replaced && (rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], slot->old, 12, NULL))) {
         return rc; //  the replaced history can no longer be found or swept
     }
-    if ((rc = s_append_record(ctx, msg, topic_id, seq, &lens))) {
+    if ((rc = s_append_record(ctx, msg, topic_id, seq, lens))) {
         return rc;
     }
     //  No STORED event now: a scan makes it from the record while the
@@ -428,6 +443,183 @@ int st_op_append(st_txn_t *ctx, st_op_t *op) {
     res->seq = seq;
     res->msg_id = msg->msg_id;
     return 0;
+}
+
+int st_op_append(st_txn_t *ctx, st_op_t *op) {
+    const tern_frame_t *msg = op->msg;
+    tern_append_result_t dummy;
+    tern_append_result_t *res = op->result ? op->result : &dummy;
+    memset(res, 0, sizeof *res);
+    st_lens_t lens;
+    st_cached_t *t;
+    int rc = s_append_open(ctx, msg, res, &lens, &t);
+    if (rc || !t) {
+        return rc;
+    }
+    uint64_t seq = t->topic.last_seq + 1;
+    bool shipped = op->flag && ctx->store->config.outbox;
+    s_msgid_slot_t slot;
+    slot.replaced = false;
+    bool dup = false;
+    if (msg->msg_id) {
+        uint64_t position = shipped ? ctx->outbox_last + 1 : 0;
+        if ((rc = s_msgid_put(ctx, msg, res->topic_id, seq, position, &slot, res, &dup)) || dup) {
+            return rc;
+        }
+    }
+    if (lens.producer) {
+        if ((rc = s_append_dedup(ctx, op, lens.producer, res->topic_id, seq, &slot, res, &dup)) ||
+            dup) {
+            return rc;
+        }
+    }
+    return s_append_finish(ctx, msg, t, seq, &lens, &slot, shipped, res);
+}
+
+/* ------------------------------------------------------------------------
+    The in-DC follower's log: appends at the leader's seq, truncation
+   ------------------------------------------------------------------------ */
+
+//  MSG comes for SEQ <= last_seq of topic T: a duplicate when SEQ holds MSG
+//  (or held it: its msgid entry still points there after a TTL or retention
+//  removal), else TERN_ESTATE in RES (the follower's log diverged there).
+static int s_replica_held(st_txn_t *ctx, const tern_frame_t *msg, st_cached_t *t, uint64_t seq,
+                          tern_append_result_t *res) {
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    MDB_val k = {12, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    bool same = false;
+    if (rc == 0) {
+        st_record_t rec;
+        same = st_record_parse(&v, false, &rec) == TERN_OK && rec.msg_id == msg->msg_id;
+    } else if (rc == MDB_NOTFOUND && msg->msg_id) {
+        uint8_t idkey[8];
+        s_be64_put(idkey, msg->msg_id);
+        k = (MDB_val){8, idkey};
+        rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
+        same = rc == 0 && v.mv_size == S_MSGID_SIZE && !memcmp(v.mv_data, key, 12);
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    res->err = same ? TERN_OK : TERN_ESTATE;
+    res->duplicate = same;
+    res->seq = seq;
+    res->msg_id = msg->msg_id;
+    return 0;
+}
+
+int st_op_append_replica(st_txn_t *ctx, st_op_t *op) {
+    const tern_frame_t *msg = op->msg;
+    tern_append_result_t dummy;
+    tern_append_result_t *res = op->result ? op->result : &dummy;
+    memset(res, 0, sizeof *res);
+    if (msg->seq == 0) {
+        res->err = TERN_ERANGE; //  seqs start at 1
+        return 0;
+    }
+    st_lens_t lens;
+    st_cached_t *t;
+    int rc = s_append_open(ctx, msg, res, &lens, &t);
+    if (rc || !t) {
+        return rc;
+    }
+    uint64_t seq = msg->seq;
+    if (seq <= t->topic.last_seq) {
+        return s_replica_held(ctx, msg, t, seq, res);
+    }
+    s_msgid_slot_t slot;
+    slot.replaced = false;
+    bool dup = false;
+    if (msg->msg_id &&
+        ((rc = s_msgid_put(ctx, msg, res->topic_id, seq, 0, &slot, res, &dup)) || dup)) {
+        if (dup) {
+            res->err = TERN_ESTATE; //  stored at another seq: not the leader's log
+            res->duplicate = false;
+        }
+        return rc;
+    }
+    if (lens.producer && (rc = st_dedup_set(ctx, msg, lens.producer, res->topic_id, seq))) {
+        return rc;
+    }
+    return s_append_finish(ctx, msg, t, seq, &lens, &slot, false, res);
+}
+
+//  Removes message SEQ of topic T for a truncation: its dedup entry, the
+//  message with its indexes, and its history (the seq will hold another
+//  message, and history is keyed by seq). *GONE as st_msg_remove.
+static int s_truncate_one(st_txn_t *ctx, st_cached_t *t, uint64_t seq, const MDB_val *record,
+                          bool *gone) {
+    st_record_t rec;
+    if (st_record_parse(record, false, &rec) != TERN_OK) {
+        return MDB_CORRUPTED;
+    }
+    const uint8_t *p = rec.base;
+    char producer[TERN_NAME_MAX];
+    size_t plen = p[R_PRODUCER_LEN];
+    memcpy(producer, p + R_HEADER, plen); //  copied: the writes below may move it
+    uint64_t pseq = s_le64_get(p + R_PSEQ), msg_id = rec.msg_id;
+    int rc = plen ? st_dedup_drop(ctx, producer, plen, pseq, msg_id) : 0;
+    if (rc || (rc = st_msg_remove(ctx, t, seq, gone))) {
+        return rc;
+    }
+    uint8_t key[12];
+    s_be32_put(key, (uint32_t)t->topic.id);
+    s_be64_put(key + 4, seq);
+    if ((rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], key, 12, NULL))) {
+        return rc;
+    }
+    uint8_t idkey[8];
+    s_be64_put(idkey, msg_id);
+    MDB_val k = {8, idkey}, v;
+    rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
+    if (rc == 0 && v.mv_size == S_MSGID_SIZE && !memcmp(v.mv_data, key, 12)) {
+        return mdb_del(ctx->txn, ctx->dbi[S_MSGID], &k, NULL);
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int st_op_truncate(st_txn_t *ctx, st_op_t *op) {
+    tern_err_t *err = s_err_out(op);
+    size_t len = strlen(op->name);
+    if (len == 0 || op->flag) {
+        *err = TERN_ETOPIC;
+        return 0;
+    }
+    st_cached_t *t;
+    int rc = st_topic_find(ctx, op->name, len, false, &t, err);
+    uint64_t removed = 0, after = op->a;
+    while (rc == 0 && t->exists && after < t->topic.last_seq) {
+        uint64_t first;
+        MDB_val record;
+        rc =
+            st_first_seq(ctx, (uint32_t)t->topic.id, after + 1, t->topic.last_seq, &first, &record);
+        if (rc || first > t->topic.last_seq) {
+            break;
+        }
+        bool gone;
+        if ((rc = s_truncate_one(ctx, t, first, &record, &gone)) == 0 && !gone) {
+            rc = MDB_CORRUPTED;
+        }
+        removed++;
+    }
+    if (rc == 0 && t->exists && after < t->topic.last_seq) {
+        rc = st_groups_truncate(ctx, (uint32_t)t->topic.id, after);
+        t->topic.last_seq = after;
+        if (t->topic.msgs == 0) {
+            t->topic.first_seq = after + 1;
+            t->topic.bytes = 0;
+        }
+        t->dirty = true;
+    }
+    if (op->count_out) {
+        *op->count_out = removed;
+    }
+    *err = rc ? *err : TERN_OK;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------

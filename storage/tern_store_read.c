@@ -10,6 +10,7 @@
     open with the same S_READER_CHECK.
 */
 #include "tern_store_int.h"
+#include "tern_partition.h"
 
 #include <stdlib.h>
 
@@ -291,4 +292,78 @@ tern_err_t tern_store_lane_scan(tern_store_reader_t *self, uint32_t topic_id, ui
         seqs[(*count)++] = s_be64_get((uint8_t *)it.k.mv_data + 5);
     }
     return s_iter_close(&it, TERN_OK);
+}
+
+/* ------------------------------------------------------------------------
+    Digest (in-DC replicas compare their logs)
+   ------------------------------------------------------------------------ */
+
+//  CRC32C of a record's content: every byte but the CRC itself, the topic id
+//  and the frame's flag bits, which are this node's (ids are given in
+//  creation order per node; the flags are those of the frame it came in,
+//  a PUBLISH on the leader, a CREPL_RECORD on a follower).
+static uint32_t s_content_crc(const st_record_t *rec) {
+    const uint8_t *p = rec->base;
+    uint32_t crc = tern_crc32c(0, p + R_VERSION, R_TOPIC - R_VERSION);
+    return tern_crc32c(crc, p + R_MSG_ID, rec->size - R_MSG_ID);
+}
+
+//  Folds record REC and its dedup entry (the msg_id and seq it names, or
+//  none) into *DIGEST.
+static tern_err_t s_digest_record(tern_store_reader_t *self, const st_record_t *rec,
+                                  uint64_t *digest) {
+    const uint8_t *p = rec->base;
+    uint8_t entry[37] = {0};
+    s_le64_put(entry, rec->seq);
+    s_le64_put(entry + 8, rec->msg_id);
+    s_le32_put(entry + 16, s_content_crc(rec));
+    size_t plen = p[R_PRODUCER_LEN];
+    if (plen) {
+        uint8_t key[TERN_NAME_MAX + 9];
+        size_t klen = s_dedup_key(key, (const char *)p + R_HEADER, plen, s_le64_get(p + R_PSEQ));
+        MDB_val k = {klen, key}, v;
+        int rc = mdb_get(self->txn, self->store->dbi[S_DEDUP], &k, &v);
+        if (rc == 0 && v.mv_size == S_DEDUP_SIZE) {
+            entry[20] = 1;
+            memcpy(entry + 21, v.mv_data, 16); //  msg_id, seq (LE64)
+        } else if (rc && rc != MDB_NOTFOUND) {
+            return s_err(rc);
+        }
+    }
+    *digest = tern_partition_hash(entry, sizeof entry, *digest);
+    return TERN_OK;
+}
+
+tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
+                             uint64_t *digest) {
+    S_READER_CHECK(self);
+    if (!digest) {
+        return TERN_EINVAL;
+    }
+    *digest = 0;
+    tern_topic_info_t info;
+    tern_err_t err = tern_store_topic_get(self, topic, &info);
+    if (err) {
+        return err == TERN_ENOTFOUND ? TERN_OK : err; //  no topic: as an empty one
+    }
+    uint8_t key[12];
+    s_be32_put(key, info.id);
+    s_be64_put(key + 4, 0);
+    uint64_t d = 0;
+    st_iter_t it;
+    for (s_iter_open(&it, self->txn, self->store->dbi[S_LOG], key, 12);
+         s_iter_in(&it, key, 4, 12) && s_be64_get((uint8_t *)it.k.mv_data + 4) <= upto;
+         s_iter_next(&it)) {
+        st_record_t rec;
+        if ((err = st_record_parse(&it.v, true, &rec)) != TERN_OK) {
+            atomic_fetch_add(&self->store->corrupt_records, 1);
+            break;
+        }
+        if ((err = s_digest_record(self, &rec, &d))) {
+            break;
+        }
+    }
+    err = s_iter_close(&it, err);
+    *digest = err ? 0 : d;
+    return err;
 }

@@ -9,6 +9,8 @@
 */
 #include "etcd_harness.h"
 #include "harness.h"
+#include "tern_cluster.h"
+#include "tern_config.h"
 #include "tern_etcd.h"
 #include "tern_partmap.h"
 #include "test_dir.h"
@@ -296,4 +298,169 @@ Test(cluster_view, wiped_node_leaves_every_isr_before_it_registers) {
     char *log = it_read_file(n[0]->log_path, &len);
     cr_assert(log && strstr(log, "the data dir was wiped or swapped"), "no log line");
     free(log);
+}
+
+//  --- The view's API, in this process -------------------------------------
+//
+//  Three tern_cluster_t of cluster "api" in the test process itself (real
+//  etcd, real threads): what the other actors of a node read and ask.
+
+#define S_API_PARTITIONS 8
+
+static tern_cluster_t *s_member_new(uint32_t id) {
+    tern_config_t config;
+    tern_config_defaults(&config);
+    config.node_id = id;
+    snprintf(config.etcd, sizeof config.etcd, "%s", s_etcd->endpoints);
+    snprintf(config.cluster_name, sizeof config.cluster_name, "api");
+    config.partitions = S_API_PARTITIONS;
+    config.lease_ms = 2000;
+    char endpoint[64], cluster[64], identity[40], errbuf[256] = "";
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%u", 10000 + id);
+    snprintf(cluster, sizeof cluster, "tcp://127.0.0.1:%u", 20000 + id);
+    snprintf(identity, sizeof identity, "00000000-0000-4000-8000-00000000000%u", id);
+    tern_cluster_t *c =
+        tern_cluster_new(&config, endpoint, cluster, identity, errbuf, sizeof errbuf);
+    cr_assert_not_null(c, "node %u: %s", id, errbuf);
+    return c;
+}
+
+//  Waits until C's view of PARTITION satisfies WANT(rec, arg).
+static bool s_view_wait(tern_cluster_t *c, uint32_t partition,
+                        bool (*want)(const tern_partmap_record_t *, uint32_t), uint32_t arg) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    tern_partmap_record_t rec;
+    do {
+        cr_assert(tern_cluster_record(c, partition, &rec));
+        if (want(&rec, arg)) {
+            return true;
+        }
+        it_sleep_ms(20);
+    } while (it_now_ms() < deadline);
+    return false;
+}
+
+static bool s_full(const tern_partmap_record_t *rec, uint32_t replicas) {
+    return rec->leader != TERN_NODE_NONE && rec->nisr == replicas;
+}
+
+static bool s_isr_size(const tern_partmap_record_t *rec, uint32_t size) {
+    return rec->nisr == size;
+}
+
+static bool s_led_by(const tern_partmap_record_t *rec, uint32_t node) {
+    return rec->leader == node;
+}
+
+static bool s_not_in_isr(const tern_partmap_record_t *rec, uint32_t node) {
+    return !tern_partmap_in_isr(rec, node) && rec->leader != TERN_NODE_NONE;
+}
+
+Test(cluster_view, api_view_isr_and_handover) {
+    tern_cluster_t *c[S_NODES];
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        c[i] = s_member_new(i);
+    }
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+            cr_assert(s_view_wait(c[i], p, s_full, S_NODES), "node %u: partition %u", i, p);
+        }
+    }
+    tern_partmap_record_t rec;
+    cr_assert_not(tern_cluster_record(c[0], S_API_PARTITIONS, &rec));
+    cr_assert_eq(tern_cluster_self(c[1]), 1);
+    cr_assert_eq(tern_cluster_partitions(c[1]), S_API_PARTITIONS);
+    tern_cluster_node_t nodes[4];
+    cr_assert_eq(tern_cluster_nodes(c[2], nodes, 4), S_NODES);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert_eq(nodes[i].id, i);
+        cr_assert(nodes[i].up);
+        char want[64];
+        snprintf(want, sizeof want, "tcp://127.0.0.1:%u", 10000 + i);
+        cr_assert_str_eq(nodes[i].endpoint, want);
+        snprintf(want, sizeof want, "tcp://127.0.0.1:%u", 20000 + i);
+        cr_assert_str_eq(nodes[i].cluster_endpoint, want);
+        cr_assert_str_eq(nodes[i].dc, "dc1");
+    }
+    uint32_t controller = tern_cluster_controller(c[0]);
+    cr_assert_lt(controller, S_NODES);
+    cr_assert(tern_cluster_lease_ok(c[0]));
+
+    //  Partition 0: its leader leads it (and only it, of the three).
+    cr_assert(tern_cluster_record(c[0], 0, &rec));
+    uint32_t leader = rec.leader;
+    uint64_t epoch = 0;
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert_eq(tern_cluster_leads(c[i], 0, i == leader ? &epoch : NULL), i == leader);
+    }
+    cr_assert_eq(epoch, rec.epoch);
+    char why[128], want[128];
+    snprintf(want, sizeof want, "partition 0 is led by node %u at tcp://127.0.0.1:%u", leader,
+             10000 + leader);
+    cr_assert_str_eq(tern_cluster_not_leader(c[(leader + 1) % S_NODES], 0, why, sizeof why), want);
+
+    //  An ISR shrink by the leader keeps the epoch; one for a stale epoch
+    //  (partition 1) changes nothing.
+    tern_partmap_record_t one;
+    cr_assert(tern_cluster_record(c[0], 1, &one));
+    tern_partmap_record_t stale = one;
+    stale.nisr = 1;
+    stale.isr[0] = one.leader;
+    tern_cluster_isr_request(c[one.leader], 1, one.epoch - 1, &stale);
+    uint32_t dropped = rec.isr[rec.nisr - 1] == leader ? rec.isr[0] : rec.isr[rec.nisr - 1];
+    tern_partmap_record_t next = rec;
+    next.nisr = 0;
+    for (uint32_t i = 0; i < rec.nisr; i++) {
+        if (rec.isr[i] != dropped) {
+            next.isr[next.nisr++] = rec.isr[i];
+        }
+    }
+    tern_cluster_isr_request(c[leader], 0, rec.epoch, &next);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s_view_wait(c[i], 0, s_isr_size, S_NODES - 1), "node %u", i);
+    }
+    tern_partmap_record_t shrunk;
+    cr_assert(tern_cluster_record(c[2], 0, &shrunk));
+    cr_assert_eq(shrunk.epoch, rec.epoch, "an ISR change keeps the epoch");
+    cr_assert_eq(shrunk.leader, leader);
+    cr_assert_not(tern_partmap_in_isr(&shrunk, dropped));
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c[leader], &stats);
+    cr_assert_eq(stats.isr_changes, 1);
+
+    //  Handover: not to a replica outside the ISR; to an ISR member it is a
+    //  new epoch. Queued after the stale request, so that one was served.
+    cr_assert_eq(tern_cluster_handover(c[0], 0, dropped), TERN_EINVAL);
+    cr_assert_eq(tern_cluster_handover(c[0], 0, 99), TERN_EINVAL);
+    cr_assert_eq(tern_cluster_handover(c[0], S_API_PARTITIONS, leader), TERN_EINVAL);
+    uint32_t to = next.isr[0] == leader ? next.isr[1] : next.isr[0];
+    cr_assert_eq(tern_cluster_handover(c[0], 0, to), TERN_OK);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s_view_wait(c[i], 0, s_led_by, to), "node %u", i);
+    }
+    cr_assert(tern_cluster_record(c[1], 0, &rec));
+    cr_assert_gt(rec.epoch, shrunk.epoch, "a leader change is a new epoch");
+    tern_partmap_record_t after;
+    cr_assert(tern_cluster_record(c[one.leader], 1, &after));
+    cr_assert(tern_partmap_record_same(&after, &one), "the stale ISR request was written");
+
+    //  A graceful exit: node 2 hands over everything it leads, then leaves.
+    uint64_t version = tern_cluster_version(c[0]);
+    cr_assert_eq(tern_cluster_handover_all(c[2], S_WAIT_MS), 0);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(tern_cluster_record(c[2], p, &rec));
+        cr_assert_neq(rec.leader, 2, "partition %u", p);
+    }
+    tern_cluster_destroy(&c[2]);
+    cr_assert_null(c[2]);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(s_view_wait(c[0], p, s_not_in_isr, 2), "partition %u", p);
+    }
+    cr_assert_gt(tern_cluster_version(c[0]), version);
+    tern_cluster_node_t gone;
+    cr_assert(tern_cluster_node(c[0], 2, &gone));
+    cr_assert_not(gone.up);
+    tern_cluster_destroy(&c[0]);
+    tern_cluster_destroy(&c[1]);
+    tern_cluster_destroy(&c[1]);
 }
