@@ -229,11 +229,31 @@ void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
         tern_repl_rec_destroy(&self->recs[i]);
     }
     free(self->recs);
+    free(self->marks);
     free(self);
     *self_p = NULL;
 }
 
+//  An in-DC follower batch: the leader's records at its seqs, and the
+//  truncations a re-sync asked for, in the order they came.
+static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+    for (size_t i = 0; i < self->count; i++) {
+        tern_repl_rec_t *rec = self->recs[i];
+        memset(&rec->result, 0, sizeof rec->result);
+        if (rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE) {
+            tern_store_batch_truncate(batch, rec->frame.topic, rec->frame.seq, &rec->result.err,
+                                      &rec->result.seq);
+        } else {
+            tern_store_batch_append_replica(batch, &rec->frame, &rec->result);
+        }
+    }
+}
+
 void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+    if (self->in_dc) {
+        s_queue_in_dc(self, batch);
+        return;
+    }
     for (size_t i = 0; i < self->count; i++) {
         tern_frame_t *frame = &self->recs[i]->frame;
         if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
