@@ -52,6 +52,7 @@ static const char *const s_flags[] = {
     "--lease", "1s", "--ack-timeout", "2s", "--isr-lag", "1s", "--dedup-window", "10m", NULL};
 
 typedef struct s_run_t s_run_t;
+static s_run_t *s_running; //  the test's run while its producers run
 
 //  One producer thread and what it saw.
 typedef struct {
@@ -62,6 +63,7 @@ typedef struct {
     int first;             //  node whose endpoint it tries first
     pthread_t thread;      //  the thread
     uint64_t next_seq;     //  first producer_seq not acknowledged yet (thread only)
+    tern_err_t last_code;  //  outcome of its last attempt (thread only)
     atomic_ullong acked;   //  acknowledgements
     atomic_ullong errors;  //  failed attempts
     atomic_ullong clear;   //  failed with TERN_ENOTLEADER or TERN_EREPLICAS
@@ -93,12 +95,16 @@ static tern_client_t *s_connect(s_producer_t *p, const char *name) {
     return tern_client_new(eps, &options);
 }
 
-//  After a failure: the endpoint an ENOTLEADER reason names ("... led by
-//  node N at ENDPOINT"), else the next node.
+//  After a failure: the node an ENOTLEADER reason names ("... led by node N
+//  at ENDPOINT"), the same node after TERN_EREPLICAS (it leads, its
+//  replicas lag), else the next node.
 static void s_next_first(s_producer_t *p, tern_err_t rc, const char *reason) {
-    const char *at = rc == TERN_ENOTLEADER && reason ? strstr(reason, " node ") : NULL;
+    if (rc == TERN_EREPLICAS) {
+        return;
+    }
+    const char *at = rc == TERN_ENOTLEADER && reason ? strstr(reason, "led by node ") : NULL;
     if (at != NULL) {
-        int node = atoi(at + 6);
+        int node = atoi(at + 12);
         if (node >= 0 && node < p->run->cl->count) {
             p->first = node;
             return;
@@ -151,10 +157,19 @@ static void *s_producer_main(void *arg) {
         if (rc == TERN_OK) {
             p->next_seq++;
             atomic_store(&p->last_ack, it_now_ms());
+            p->last_code = TERN_OK;
             atomic_fetch_add(&p->acked, 1);
             continue;
         }
         atomic_fetch_add(&p->errors, 1);
+        if (rc != p->last_code) {
+            //  Each change of error is worth a line: it tells a failing
+            //  run what the producer was told.
+            fprintf(stderr, "it_cluster_fault: %s seq %llu: %s: %s\n", p->producer,
+                    (unsigned long long)p->next_seq, tern_errname(rc),
+                    res.reason && res.reason[0] ? res.reason : tern_last_reason());
+            p->last_code = rc;
+        }
         if (rc == TERN_ENOTLEADER || rc == TERN_EREPLICAS) {
             atomic_fetch_add(&p->clear, 1);
         }
@@ -187,6 +202,7 @@ static void s_run_start(s_run_t *run, int etcd_members) {
         p->first = it_cluster_leader(run->cl, p->partition);
         cr_assert_eq(pthread_create(&p->thread, NULL, s_producer_main, p), 0);
     }
+    s_running = run;
 }
 
 //  Waits until every producer got WANT more acknowledgements than it had
@@ -216,6 +232,7 @@ static bool s_progress(s_run_t *run, unsigned long long want, int timeout_ms) {
 
 static void s_stop_producers(s_run_t *run) {
     atomic_store(&run->stop, true);
+    s_running = NULL;
     for (int i = 0; i < S_PRODUCERS; i++) {
         pthread_join(run->prod[i].thread, NULL);
         fprintf(stderr, "it_cluster_fault: producer %s: %llu acked, %llu failed (%llu clear)\n",
@@ -360,7 +377,16 @@ static void s_run_finish(s_run_t *run) {
 
 //  No per-test timeout: ctest bounds the short form, and the long form
 //  (TERN_CHAOS_KILLS) may run for hours.
-TestSuite(cluster_fault, .fini = it_cluster_teardown);
+//  A test that failed with its producers running stops them before the
+//  cluster they use goes.
+static void s_fini(void) {
+    if (s_running) {
+        s_stop_producers(s_running);
+    }
+    it_cluster_teardown();
+}
+
+TestSuite(cluster_fault, .fini = s_fini);
 
 //  The harness itself, without ternd: the map is read from etcd as the
 //  nodes write it (epoch from the value, else the key's mod_revision), and
