@@ -43,6 +43,10 @@ static const tern_admin_desc_t s_ops[TERN_ADMIN_OP_COUNT] = {
     {"peers", TERN_ADMIN_PEERS, 0, S_ADM, TERN_ADMIN_BY_REPL},
     {"peers.pause", TERN_ADMIN_PEERS_PAUSE, 0, S_ADM, TERN_ADMIN_BY_REPL},
     {"peers.resume", TERN_ADMIN_PEERS_RESUME, 0, S_ADM, TERN_ADMIN_BY_REPL},
+    //  cluster*: answered by conn from the cluster view (tern_conn_cluster.c).
+    {"cluster", TERN_ADMIN_CLUSTER, 0, S_ADM, TERN_ADMIN_BY_CONN},
+    {"cluster.handover", TERN_ADMIN_CLUSTER_HANDOVER, 0, S_ADM, TERN_ADMIN_BY_CONN},
+    {"cluster.verify", TERN_ADMIN_CLUSTER_VERIFY, 0, S_ADM, TERN_ADMIN_BY_CONN},
 };
 
 const tern_admin_desc_t *tern_admin_lookup(const char *name) {

@@ -41,12 +41,15 @@ typedef enum {
     TERN_ADMIN_PEERS,
     TERN_ADMIN_PEERS_PAUSE,
     TERN_ADMIN_PEERS_RESUME,
+    TERN_ADMIN_CLUSTER,
+    TERN_ADMIN_CLUSTER_HANDOVER,
+    TERN_ADMIN_CLUSTER_VERIFY,
     TERN_ADMIN_OP_COUNT
 } tern_admin_op_t;
 
 //  Which actor answers an operation.
 typedef enum {
-    TERN_ADMIN_BY_CONN = 0, //  read-only, through conn's own store reader
+    TERN_ADMIN_BY_CONN = 0, //  read-only, through conn's own store reader (cluster*: the view)
     TERN_ADMIN_BY_STORER,   //  topic writes: TERN_WORK_ADMIN to the storer
     TERN_ADMIN_BY_ROUTE,    //  group state: a TERN_EV_ADMIN event to route
     TERN_ADMIN_BY_REPL      //  replication links: TERN_WORK_REPL_ADMIN to repl

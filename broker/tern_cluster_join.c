@@ -2,17 +2,18 @@
 
     Join, in this order (each step can refuse, and nothing is written before
     the checks that could refuse pass):
-    1. a lease of cluster/lease (whole seconds, at least 1);
-    2. PREFIX/config/partitions: created by a txn if absent, else it must
+    1. PREFIX/config/partitions: created by a txn if absent, else it must
        equal cluster/partitions;
-    3. PREFIX/nodes/<id> must be absent: another live ternd with this id is
+    2. PREFIX/nodes/<id> must be absent: another live ternd with this id is
        refused. A key that carries our own identity is this data dir's
        previous run (killed less than a lease ago): we wait for it to go;
-    4. PREFIX/identity/<id>: a different identity means this node's data dir
+    3. PREFIX/identity/<id>: a different identity means this node's data dir
        was wiped or swapped. It may lack messages it acknowledged as an ISR
        member, so it leaves every ISR (CAS per record) before it registers:
        it can never be elected with missing data. Then our identity is
        written;
+    4. a lease of cluster/lease (whole seconds, at least 1), granted last
+       since the steps above may wait longer than its TTL;
     5. PREFIX/nodes/<id> created by a txn (create_revision == 0), bound to
        the lease.
 */
@@ -91,7 +92,7 @@ static void s_field(const char *text, const char *field, char *buf, size_t len) 
 static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
     tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
-    int64_t give_up = tern_cluster_now_ms() + 2 * self->ttl_ms + 1000;
+    int64_t give_up = tern_cluster_now_ms() + 2 * ((self->lease_ms + 999) / 1000) * 1000 + 1000;
     bool logged = false;
     while (true) {
         tern_etcd_kvs_t *kvs = NULL;
@@ -248,17 +249,13 @@ static tern_err_t s_register(tern_cluster_t *self, bool *created) {
 
 bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *errbuf,
                        size_t errlen) {
-    if (s_grant(self) != TERN_OK) {
-        snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
-                 tern_etcd_reason(self->etcd));
-        return false;
-    }
     if (!s_partitions(self, config, errbuf, errlen) || !s_id_free(self, errbuf, errlen) ||
         !s_identity(self, errbuf, errlen)) {
         return false;
     }
+    //  The lease last: the steps above may wait longer than its TTL.
     bool created = false;
-    if (s_register(self, &created) != TERN_OK) {
+    if (s_grant(self) != TERN_OK || s_register(self, &created) != TERN_OK) {
         snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
                  tern_etcd_reason(self->etcd));
         return false;

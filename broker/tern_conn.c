@@ -231,6 +231,9 @@ static bool s_on_publish(c_conn_t *self, c_session_t *session, tern_pub_t *pub) 
         c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EMETA, reason);
         return false;
     }
+    if (self->args->cluster && !c_cluster_admit(self, session, frame)) {
+        return false; //  another node leads the topic's partition: nothing stored
+    }
     pub->session_id = session->id;
     memcpy(pub->rid, session->rid, session->rid_size);
     pub->rid_size = session->rid_size;
@@ -268,6 +271,12 @@ static bool s_on_subscribe(c_conn_t *self, c_session_t *session, tern_pub_t *pub
     }
     if (!s_permit(self, session, frame->req_id, "subscribe to", frame->topic,
                   S_MAY(session, tern_role_may_subscribe(session->role, frame->topic)))) {
+        return false;
+    }
+    //  An exact topic belongs to one partition: its leader serves it. A
+    //  pattern spans partitions: route gives it the topics this node leads.
+    if (self->args->cluster && !strpbrk(frame->topic, "*>") &&
+        !c_cluster_admit(self, session, frame)) {
         return false;
     }
     tern_event_t *ev = c_event(self, TERN_EV_SUB, session->id);
@@ -396,6 +405,9 @@ static void s_handle_frame(c_conn_t *self, c_session_t *session, const uint8_t *
 static void s_handle_router(void *actor, void *unused) {
     (void)unused;
     c_conn_t *self = (c_conn_t *)actor;
+    if (self->args->cluster) {
+        c_cluster_refresh(self); //  once per drain, not per message
+    }
     for (int n = 0; n < S_DRAIN_MAX; n++) {
         uint8_t rid[TERN_RID_MAX];
         int rid_size = zmq_recv(self->router, rid, sizeof rid, ZMQ_DONTWAIT);
@@ -718,6 +730,7 @@ static void s_cleanup(c_conn_t *self) {
         self->pool = next;
     }
     zhashx_destroy(&self->sessions);
+    c_cluster_destroy(self);
     tern_acl_destroy(&self->acl);
     tern_keys_destroy(&self->keys);
     tern_store_reader_destroy(&self->reader);

@@ -3,7 +3,8 @@
     An ADMIN frame is looked up in tern_admin.c's table and checked here
     (topic and group arguments); conn answers the read-only operations itself
     through its own store reader (status, topics, topic.info, msg.get,
-    msg.view, dlq.get, audit, trace), parses and forwards the writes to the
+    msg.view, dlq.get, audit, trace; cluster* from the view in
+    tern_conn_cluster.c), parses and forwards the writes to the
     storer (topic.*) or route (groups, group.*, dlq.*) and the `peers*`
     operations to repl, and relays their answers. Part of the conn actor
     (tern_conn.c): it runs on conn's thread and touches conn's ROUTER only
@@ -528,6 +529,11 @@ static void s_admin_local(c_conn_t *self, c_session_t *session, const tern_frame
         case TERN_ADMIN_MSG_GET:
         case TERN_ADMIN_MSG_VIEW:
             s_handle_read(self, rid, rid_size, frame, op, topic, group);
+            break;
+        case TERN_ADMIN_CLUSTER:
+        case TERN_ADMIN_CLUSTER_HANDOVER:
+        case TERN_ADMIN_CLUSTER_VERIFY:
+            c_cluster_admin(self, session, frame, op);
             break;
         default:
             c_send_error(self, rid, rid_size, frame->req_id, TERN_EINTERNAL,

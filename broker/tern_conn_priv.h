@@ -10,6 +10,7 @@
 #define TERN_CONN_PRIV_H_INCLUDED
 
 #include "tern_conn.h"
+#include "tern_admin.h"
 #include "tern_auth.h"
 #include "tern_json.h"
 #include "tern_proto.h"
@@ -76,6 +77,10 @@ typedef struct {
     int log_count;                //  denials logged in it
     uint64_t tick_ms;             //  c_sessions_tick interval (a quarter heartbeat, 10 ms .. 1 s)
     uint64_t next_tick;           //  when c_sessions_tick runs next
+    bool *leads;                  //  cluster: per partition, this node leads it (owned)
+    uint32_t partitions;          //  cluster: entries in leads
+    uint64_t view_version;        //  cluster: tern_cluster_version leads was read at
+    bool lease_ok;                //  cluster: the lease, read once per ROUTER drain
 } c_conn_t;
 
 //  The session of routing id RID, or NULL. Borrowed from conn's table.
@@ -116,6 +121,24 @@ void c_handle_admin(c_conn_t *self, c_session_t *session, const tern_frame_t *fr
 
 //  The storer finished an admin write: answer the client.
 void c_admin_done(c_conn_t *self, tern_admin_t *admin);
+
+// ---------------------------------------------------------------------------
+//  tern_conn_cluster.c (only with args->cluster set, except c_cluster_admin)
+
+//  Reads the lease, and what this node leads when the view changed.
+void c_cluster_refresh(c_conn_t *self);
+
+//  True when this node leads the partition of FRAME's topic with its lease
+//  ok; else answers ERROR TERN_ENOTLEADER (the leader's endpoint in the
+//  reason) and returns false.
+bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *frame);
+
+//  Frees what c_cluster_refresh allocated.
+void c_cluster_destroy(c_conn_t *self);
+
+//  The cluster* admin operations (TERN_ESTATE on a single node).
+void c_cluster_admin(c_conn_t *self, c_session_t *session, const tern_frame_t *frame,
+                     tern_admin_op_t op);
 
 // ---------------------------------------------------------------------------
 //  tern_conn.c

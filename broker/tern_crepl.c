@@ -29,14 +29,13 @@
     Follower stream, per partition (state x event; "resync" = drop the
     stream, phase IDLE, the next timer turn sends SYNC):
 
-        state     | SYNC timer   | TRUNCATE/RECORD pos 0 | CAUGHT       | RECORD pos p     | HEARTBEAT h
-        IDLE      | send, SYNCING| drop                  | drop         | drop             | drop
-        SYNCING   | 3 s: resend  | to the batch          | LIVE, mark   | drop             | drop
-        LIVE      | -            | drop                  | drop         | p = recv+1: batch| h > recv: resync
-                  |              |                       |              | p > recv+1: resync| else CONFIRM
-    A view change of the partition's leader or epoch: resync. A failed or
-    conflicting apply (TERN_ESTATE: our tail differs from the leader's):
-    resync, whose answer truncates first.
+        state     | SYNC timer   | TRUNCATE/RECORD pos 0 | CAUGHT       | RECORD pos p     |
+   HEARTBEAT h IDLE      | send, SYNCING| drop                  | drop         | drop             |
+   drop SYNCING   | 3 s: resend  | to the batch          | LIVE, mark   | drop             | drop
+        LIVE      | -            | drop                  | drop         | p = recv+1: batch| h >
+   recv: resync |              |                       |              | p > recv+1: resync| else
+   CONFIRM A view change of the partition's leader or epoch: resync. A failed or conflicting apply
+   (TERN_ESTATE: our tail differs from the leader's): resync, whose answer truncates first.
 */
 #include "tern_crepl_priv.h"
 #include "tern_actor.h"
@@ -114,8 +113,8 @@ static void s_apply_record(c_repl_t *self, uint32_t pt, const tern_partmap_recor
         c_lead_stop(self, pt);
     }
     c_follow_t *f = &self->follows[pt];
-    bool follows = !leads && rec->leader != TERN_NODE_NONE &&
-                   tern_partmap_in_replicas(rec, self->self_id);
+    bool follows =
+        !leads && rec->leader != TERN_NODE_NONE && tern_partmap_in_replicas(rec, self->self_id);
     if (follows && (!f->following || f->leader != rec->leader || f->epoch != rec->epoch)) {
         c_follow_start(self, pt, rec);
     } else if (!follows && f->following) {
@@ -184,9 +183,8 @@ static void s_on_dealer(void *actor, void *arg) {
 static long s_prepare(tern_loop_t *loop, void *actor) {
     c_repl_t *self = (c_repl_t *)actor;
     for (size_t i = 0; i < self->link_count; i++) {
-        if (self->links[i].dealer &&
-            tern_loop_reader(loop, zsock_resolve(self->links[i].dealer), s_on_dealer,
-                             &self->links[i]) != 0) {
+        if (self->links[i].dealer && tern_loop_reader(loop, zsock_resolve(self->links[i].dealer),
+                                                      s_on_dealer, &self->links[i]) != 0) {
             break; //  more leaders than poll slots: the rest next turn
         }
     }

@@ -90,9 +90,9 @@ void c_lead_stop(c_repl_t *self, uint32_t pt) {
 
 void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
     c_lead_t *lead = &self->leads[pt];
-    bool replicas_changed = rec->nreplicas != lead->rec.nreplicas ||
-                            memcmp(rec->replicas, lead->rec.replicas,
-                                   rec->nreplicas * sizeof rec->replicas[0]) != 0;
+    bool replicas_changed =
+        rec->nreplicas != lead->rec.nreplicas ||
+        memcmp(rec->replicas, lead->rec.replicas, rec->nreplicas * sizeof rec->replicas[0]) != 0;
     lead->rec = *rec;
     if (replicas_changed) {
         s_reps_rebuild(self, lead, rec, tern_now_ms());
@@ -152,8 +152,8 @@ static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     }
     c_need_t *need = &held->needs[held->count++];
     c_lead_t *lead = &self->leads[pt];
-    *need = (c_need_t){pt, lead->epoch, 0, !lead->leading,
-                       lead->leading ? TERN_OK : TERN_ENOTLEADER};
+    *need =
+        (c_need_t){pt, lead->epoch, 0, !lead->leading, lead->leading ? TERN_OK : TERN_ENOTLEADER};
     return need;
 }
 
@@ -228,8 +228,8 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         need->err = TERN_ENOTLEADER;
         return;
     }
+    char why[160] = "the lease may have lapsed";
     if (lease_ok) {
-        char why[160];
         tern_partmap_ack_t ack = tern_partmap_ack_check(
             &lead->rec, lead->pending_set ? &lead->pending : NULL, lead->reps, lead->nreps,
             need->pos, self->config->min_insync, why, sizeof why);
@@ -251,6 +251,9 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         }
     }
     if (now >= deadline) {
+        zsys_warning("crepl: partition %u: position %" PRIu64 " not acknowledged within "
+                     "cluster/ack_timeout: %s",
+                     need->pt, need->pos, why);
         need->decided = true;
         need->err = lease_ok ? TERN_EREPLICAS : TERN_ENOTLEADER;
     }

@@ -33,7 +33,7 @@
 #define C_LINKS_MAX    64      //  leader nodes followed (one DEALER each)
 #define C_PEERS_MAX    64      //  follower nodes known on the ROUTER
 #define C_RMAX         TERN_PLACEMENT_REPLICAS_MAX
-#define C_LINE_MAX     4096    //  one SYNC line: topic and its anchors
+#define C_LINE_MAX     4096 //  one SYNC line: topic and its anchors
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)
@@ -70,24 +70,24 @@ typedef enum {
 
 //  A partition this node follows (following false: it does not).
 typedef struct {
-    bool following;   //  a replica of it, led by LEADER in EPOCH
-    uint32_t leader;  //  the leader's node id
-    uint64_t epoch;   //  its epoch
-    uint8_t phase;    //  c_phase_t
-    uint64_t sync_ms; //  when SYNC was sent
-    uint64_t seen_ms; //  last frame of this stream
-    uint64_t recv;    //  last live position queued for the storer
-    uint64_t durable; //  last position committed here
-    uint64_t stream;  //  generation: bumps at every (re)sync
+    bool following;    //  a replica of it, led by LEADER in EPOCH
+    uint32_t leader;   //  the leader's node id
+    uint64_t epoch;    //  its epoch
+    uint8_t phase;     //  c_phase_t
+    uint64_t sync_ms;  //  when SYNC was sent
+    uint64_t seen_ms;  //  last frame of this stream
+    uint64_t recv;     //  last live position queued for the storer
+    uint64_t durable;  //  last position committed here
+    uint64_t stream;   //  generation: bumps at every (re)sync
     uint64_t inflight; //  its records at the storer
-    bool to_confirm;  //  durable moved in the batch being confirmed
+    bool to_confirm;   //  durable moved in the batch being confirmed
 } c_follow_t;
 
 //  Our DEALER to a leader node's ROUTER.
 typedef struct {
-    uint32_t node;              //  the leader's node id
-    zsock_t *dealer;            //  owned
-    char endpoint[256];         //  its cluster endpoint
+    uint32_t node;      //  the leader's node id
+    zsock_t *dealer;    //  owned
+    char endpoint[256]; //  its cluster endpoint
 } c_link_t;
 
 //  What one held COMMITTED item waits for in one partition.
@@ -100,42 +100,42 @@ typedef struct {
 } c_need_t;
 
 typedef struct c_held_t {
-    tern_committed_t *item;   //  owned
-    c_need_t *needs;          //  owned array
-    size_t count;             //  used
-    size_t cap;               //  allocated
-    uint64_t deadline_ms;     //  cluster/ack_timeout from its arrival
-    struct c_held_t *next;    //  FIFO link
+    tern_committed_t *item; //  owned
+    c_need_t *needs;        //  owned array
+    size_t count;           //  used
+    size_t cap;             //  allocated
+    uint64_t deadline_ms;   //  cluster/ack_timeout from its arrival
+    struct c_held_t *next;  //  FIFO link
 } c_held_t;
 
 typedef struct {
-    tern_crepl_args_t *args;     //  borrowed
-    const tern_config_t *config; //  borrowed
-    tern_cluster_t *cluster;     //  borrowed
-    tern_crepl_stats_t stats_s;  //  used when args->stats is NULL
-    tern_crepl_stats_t *stats;   //  args->stats or &stats_s
-    uint32_t self_id;            //  our node id
-    uint32_t partitions;         //  P
-    uint64_t version;            //  view version last applied
-    zsock_t *router_sock;        //  cluster/listen ROUTER, owned
-    void *router;                //  its raw handle
-    zsock_t *inbox_sock;         //  PULL, owned
-    zsock_t *storer_sock;        //  PUSH, owned
-    zsock_t *conn_sock;          //  PUSH, owned
-    tern_store_reader_t *reader; //  our read handle on the store
-    c_lead_t *leads;             //  [P]
-    c_follow_t *follows;         //  [P]
-    c_peer_t peers[C_PEERS_MAX]; //  follower nodes on the ROUTER
-    size_t peer_count;           //  used
-    c_link_t links[C_LINKS_MAX]; //  leader nodes we follow
-    size_t link_count;           //  used
-    c_held_t *held;              //  COMMITTED items waiting (FIFO head)
-    c_held_t *held_tail;         //  its tail
-    tern_repl_batch_t *batch;    //  follower batch being filled (NULL until needed)
-    size_t batches_out;          //  follower batches at the storer
-    uint64_t hb_ms;              //  heartbeat interval (lease / 4)
-    uint64_t next_hb_ms;         //  next heartbeat round
-    uint64_t next_isr_ms;        //  next ISR round
+    tern_crepl_args_t *args;      //  borrowed
+    const tern_config_t *config;  //  borrowed
+    tern_cluster_t *cluster;      //  borrowed
+    tern_crepl_stats_t stats_s;   //  used when args->stats is NULL
+    tern_crepl_stats_t *stats;    //  args->stats or &stats_s
+    uint32_t self_id;             //  our node id
+    uint32_t partitions;          //  P
+    uint64_t version;             //  view version last applied
+    zsock_t *router_sock;         //  cluster/listen ROUTER, owned
+    void *router;                 //  its raw handle
+    zsock_t *inbox_sock;          //  PULL, owned
+    zsock_t *storer_sock;         //  PUSH, owned
+    zsock_t *conn_sock;           //  PUSH, owned
+    tern_store_reader_t *reader;  //  our read handle on the store
+    c_lead_t *leads;              //  [P]
+    c_follow_t *follows;          //  [P]
+    c_peer_t peers[C_PEERS_MAX];  //  follower nodes on the ROUTER
+    size_t peer_count;            //  used
+    c_link_t links[C_LINKS_MAX];  //  leader nodes we follow
+    size_t link_count;            //  used
+    c_held_t *held;               //  COMMITTED items waiting (FIFO head)
+    c_held_t *held_tail;          //  its tail
+    tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
+    size_t batches_out;           //  follower batches at the storer
+    uint64_t hb_ms;               //  heartbeat interval (lease / 4)
+    uint64_t next_hb_ms;          //  next heartbeat round
+    uint64_t next_isr_ms;         //  next ISR round
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
 } c_repl_t;
 

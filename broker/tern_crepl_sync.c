@@ -6,8 +6,8 @@
     `LAST_SEQ TOPIC SEQ:MSG_ID...`: the anchors are its records at LAST_SEQ,
     LAST_SEQ - 1, - 2, - 4, ... (those it holds), so one round finds where
     its copy stops matching ours (at most twice as far back as needed;
-    truncating more than needed only costs a copy). The leader answers in the same turn, so no commit slips between the
-    catch-up and the live stream:
+    truncating more than needed only costs a copy). The leader answers in the same turn, so no
+   commit slips between the catch-up and the live stream:
     - CREPL_TRUNCATE(t, sq) for every topic where the follower holds what
       we do not (a deposed leader's unacknowledged tail): sq = its highest
       anchor that matches our log (0 for a topic we do not have);
@@ -28,19 +28,20 @@
 
 //  One of our topics of the partition being synced.
 typedef struct {
-    uint32_t id;                    //  topic id
-    char name[TERN_TOPIC_MAX + 1];  //  its name
-    uint64_t last_seq;              //  our last seq
-    uint64_t from;                  //  first seq the follower needs
+    uint32_t id;                   //  topic id
+    char name[TERN_TOPIC_MAX + 1]; //  its name
+    uint64_t last_seq;             //  our last seq
+    uint64_t from;                 //  first seq the follower needs
 } s_topic_t;
 
 typedef struct {
-    c_repl_t *self;      //  the actor
-    uint32_t pt;         //  the partition
-    s_topic_t *topics;   //  our topics of it (owned)
-    size_t count;        //  used
-    size_t cap;          //  allocated
-    zhashx_t *by_name;   //  name -> index + 1
+    c_repl_t *self;    //  the actor
+    uint32_t pt;       //  the partition
+    s_topic_t *topics; //  our topics of it (owned)
+    size_t count;      //  used
+    size_t cap;        //  allocated
+    zhashx_t *by_name; //  name -> index + 1
+    uint64_t req_id;   //  the SYNC's request id: every frame of the answer carries it
 } s_sync_t;
 
 static bool s_collect(const tern_topic_info_t *topic, void *arg) {
@@ -110,11 +111,12 @@ static bool s_parse_line(const char *p, size_t len, s_line_t *line) {
     return true;
 }
 
-static int s_send_truncate(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+static int s_send_truncate(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
                            uint64_t epoch, const char *topic, uint64_t after) {
     tern_frame_t frame;
     tern_frame_init(&frame, TERN_CMD_CREPL_TRUNCATE);
-    C_PT(&frame) = pt;
+    frame.req_id = sync->req_id;
+    C_PT(&frame) = sync->pt;
     C_EP(&frame) = epoch;
     snprintf(frame.topic, sizeof frame.topic, "%s", topic);
     frame.fields |= TERN_F_TOPIC;
@@ -149,7 +151,7 @@ static int s_compare(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync
     zsys_info("crepl: partition %u: node's %s holds seqs after %" PRIu64 " that differ from "
               "ours (up to %" PRIu64 "): truncated",
               sync->pt, t->name, keep, line->last_seq);
-    return s_send_truncate(self, rid, rid_size, sync->pt, epoch, t->name, keep);
+    return s_send_truncate(self, rid, rid_size, sync, epoch, t->name, keep);
 }
 
 //  Reads the follower's lines and sends the truncations. -1 if a send failed.
@@ -172,7 +174,7 @@ static int s_truncations(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_
             if (at) {
                 rc = s_compare(self, rid, rid_size, sync, epoch, &sync->topics[at - 1], &line);
             } else if (line.last_seq > 0) { //  a topic we do not have at all
-                rc = s_send_truncate(self, rid, rid_size, sync->pt, epoch, line.topic, 0);
+                rc = s_send_truncate(self, rid, rid_size, sync, epoch, line.topic, 0);
             }
         }
         if (rc != 0) {
@@ -191,9 +193,11 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
         s_topic_t *t = &sync->topics[i];
         tern_frame_t frame;
         for (uint64_t seq = t->from;
-             seq <= t->last_seq && tern_store_read_next(self->reader, t->id, seq, &frame) == TERN_OK;
+             seq <= t->last_seq &&
+             tern_store_read_next(self->reader, t->id, seq, &frame) == TERN_OK;
              seq = frame.seq + 1) {
             frame.cmd = TERN_CMD_CREPL_RECORD;
+            frame.req_id = sync->req_id;
             C_PT(&frame) = sync->pt;
             C_EP(&frame) = epoch;
             frame.position = 0;
@@ -214,7 +218,7 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
         return; //  stale, ahead, or not a replica: it syncs again once the view agrees
     }
     lead->synced[idx] = false;
-    s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new()};
+    s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id};
     if (!sync.by_name || tern_store_read_begin(self->reader) != TERN_OK) {
         zhashx_destroy(&sync.by_name);
         return;
@@ -225,6 +229,7 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
         s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0) {
         tern_frame_t caught;
         tern_frame_init(&caught, TERN_CMD_CREPL_CAUGHT);
+        caught.req_id = sync.req_id;
         C_PT(&caught) = sync.pt;
         C_EP(&caught) = lead->epoch;
         caught.position = lead->end;
@@ -234,8 +239,8 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     if (rc == 0) {
         lead->synced[idx] = true;
         atomic_fetch_add_explicit(&self->stats->syncs_answered, 1, memory_order_relaxed);
-        zsys_info("crepl: partition %u: node %u synced (%zu topics, position %" PRIu64 ")",
-                  sync.pt, frame->node_id, sync.count, lead->end);
+        zsys_info("crepl: partition %u: node %u synced (%zu topics, position %" PRIu64 ")", sync.pt,
+                  frame->node_id, sync.count, lead->end);
     } else {
         zsys_warning("crepl: partition %u: sync of node %u cut short (%s); it will ask again",
                      sync.pt, frame->node_id, zmq_strerror(zmq_errno()));

@@ -416,10 +416,10 @@ static long s_prepare(tern_loop_t *loop, void *arg) {
     (void)loop;
     r_route_t *self = (r_route_t *)arg;
     uint64_t now = tern_now_ms();
-    long timeout = 1000;
+    long timeout = self->cluster ? 100 : 1000; //  a cluster's view is looked at every 100 ms
     for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
          group = (r_group_t *)zlistx_next(self->groups)) {
-        if (group->next_check_ms) {
+        if (group->next_check_ms && r_group_live(self, group)) {
             long wait = group->next_check_ms > now ? (long)(group->next_check_ms - now) : 0;
             if (wait < timeout) {
                 timeout = wait;
@@ -432,14 +432,23 @@ static long s_prepare(tern_loop_t *loop, void *arg) {
 static void s_after(void *arg) {
     r_route_t *self = (r_route_t *)arg;
     uint64_t now = tern_now_ms();
+    if (self->cluster) {
+        r_cluster_tick(self, now);
+    }
+    //  In a cluster, groups of partitions another node leads (or all, while
+    //  the lease may have lapsed) neither deliver nor run timers.
     for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
          group = (r_group_t *)zlistx_next(self->groups)) {
-        r_timers(self, group, now);
+        if (r_group_live(self, group)) {
+            r_timers(self, group, now);
+        }
     }
     if (r_read_begin(self) == TERN_OK) {
         for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
              group = (r_group_t *)zlistx_next(self->groups)) {
-            r_dispatch(self, group, now);
+            if (r_group_live(self, group)) {
+                r_dispatch(self, group, now);
+            }
         }
     }
     r_read_end(self);
@@ -453,6 +462,11 @@ void tern_route_actor(zsock_t *pipe, void *arg) {
     self->args = (tern_route_args_t *)arg;
     self->config = self->args->config;
     self->metrics = self->args->metrics;
+    self->cluster = self->args->cluster;
+    if (self->cluster) {
+        self->lease_ok = tern_cluster_lease_ok(self->cluster);
+        self->view_version = tern_cluster_version(self->cluster);
+    }
     self->sessions = s_u64_hash_new();
     zhashx_set_destructor(self->sessions, r_session_free);
     self->topics = s_u64_hash_new();

@@ -201,19 +201,37 @@ static void s_join(r_route_t *self, r_sub_t *sub, r_topic_t *topic, bool appeare
     s_group_add_consumer(group, sub);
 }
 
+//  True when SUB has joined a group on TOPIC.
+static bool s_sub_on(const r_sub_t *sub, const r_topic_t *topic) {
+    for (r_group_t *group = (r_group_t *)zlistx_first(sub->groups); group;
+         group = (r_group_t *)zlistx_next(sub->groups)) {
+        if (group->topic == topic) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void r_topic_join(r_route_t *self, r_topic_t *topic, bool appeared) {
+    if (!topic->led) {
+        return; //  another node serves it (cluster)
+    }
+    for (r_sub_t *sub = (r_sub_t *)zlistx_first(self->subs); sub;
+         sub = (r_sub_t *)zlistx_next(self->subs)) {
+        if (tern_pattern_match(sub->pattern, topic->name) && !s_sub_on(sub, topic)) {
+            s_join(self, sub, topic, appeared);
+        }
+    }
+}
+
 r_topic_t *r_topic_add(r_route_t *self, uint32_t id, const char *name) {
     r_topic_t *topic = tern_alloc(sizeof *topic);
     topic->id = id;
     snprintf(topic->name, sizeof topic->name, "%s", name);
     topic->groups = zlistx_new();
+    topic->led = !self->cluster || r_cluster_leads(self, name);
     zhashx_insert(self->topics, S_KEY(id), topic);
-    //  Every subscription whose pattern matches joins it.
-    for (r_sub_t *sub = (r_sub_t *)zlistx_first(self->subs); sub;
-         sub = (r_sub_t *)zlistx_next(self->subs)) {
-        if (tern_pattern_match(sub->pattern, topic->name)) {
-            s_join(self, sub, topic, true);
-        }
-    }
+    r_topic_join(self, topic, true);
     return topic;
 }
 
@@ -336,9 +354,14 @@ void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev) {
     sub->handle = zlistx_add_end(self->subs, sub);
     zhashx_insert(session->subs, S_KEY(sub->id), sub);
     r_send_ok(self, session, ev->req_id, sub->id);
+    if (self->cluster) {
+        r_cluster_sync(self); //  `led` as of now, not of the last loop turn
+    }
+    //  In a cluster only the topics this node leads: the others' leaders
+    //  serve them (r_cluster_tick joins them here if this node takes over).
     for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
          topic = (r_topic_t *)zhashx_next(self->topics)) {
-        if (tern_pattern_match(sub->pattern, topic->name)) {
+        if (topic->led && tern_pattern_match(sub->pattern, topic->name)) {
             s_join(self, sub, topic, false);
         }
     }

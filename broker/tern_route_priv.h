@@ -107,6 +107,7 @@ struct r_topic_t {
     uint32_t id;                   //  storage id
     char name[TERN_TOPIC_MAX + 1]; //  name
     zlistx_t *groups;              //  r_group_t (borrowed; owned by route's list)
+    bool led;                      //  this node leads its partition (always on a single node)
 };
 
 typedef struct {
@@ -132,7 +133,16 @@ typedef struct {
     r_pool_t pool;                //  freed pending entries (owned)
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
     tern_frame_t frame;           //  scratch frame
+    tern_cluster_t *cluster;      //  borrowed; NULL on a single node
+    bool lease_ok;                //  cluster: the lease at the last look (r_cluster_tick)
+    uint64_t view_version;        //  cluster: tern_cluster_version topics' `led` were set at
 } r_route_t;
+
+//  Whether route serves GROUP now: on a single node always; in a cluster
+//  while this node leads its topic's partition and its lease is ok.
+static inline bool r_group_live(const r_route_t *self, const r_group_t *group) {
+    return !self->cluster || (self->lease_ok && group->topic->led);
+}
 
 #define S_KEY(v)          ((void *)(uintptr_t)(v))
 #define S_DURABLE_KEY_MAX (32 + TERN_NAME_MAX) //  "topic id/group name"
@@ -212,6 +222,10 @@ void r_group_loaded(r_route_t *self, r_group_t *group, tern_err_t err);
 r_topic_t *r_topic_get(r_route_t *self, uint32_t id);
 r_topic_t *r_topic_by_name(r_route_t *self, const char *name);
 r_topic_t *r_topic_add(r_route_t *self, uint32_t id, const char *name);
+
+//  Every subscription whose pattern matches TOPIC joins it, unless it has
+//  already (APPEARED: TOPIC is new, see s_join). Not while TOPIC is not led.
+void r_topic_join(r_route_t *self, r_topic_t *topic, bool appeared);
 void r_topic_destroy(r_route_t *self, r_topic_t *topic);
 bool r_topic_each(const tern_topic_info_t *info, void *arg);
 
@@ -222,6 +236,22 @@ void r_sub_remove(r_route_t *self, r_sub_t *sub);
 void r_session_gone(r_route_t *self, uint64_t session_id);
 void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev);
 void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_event_t *ev);
+
+// ---------------------------------------------------------------------------
+//  tern_route_cluster.c
+
+//  True when this node leads the partition of topic NAME (always on a
+//  single node). The record's leader: the lease is checked apart.
+bool r_cluster_leads(r_route_t *self, const char *name);
+
+//  Cluster only, every loop turn (at least every 100 ms): reads the lease,
+//  then r_cluster_sync.
+void r_cluster_tick(r_route_t *self, uint64_t now);
+
+//  Cluster only: when the view's version moved, lists the store's topics
+//  again and sets each topic's `led`, so groups of partitions this node now
+//  leads deliver (and subscriptions with patterns join their topics).
+void r_cluster_sync(r_route_t *self);
 
 // ---------------------------------------------------------------------------
 //  tern_route.c

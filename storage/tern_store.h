@@ -679,17 +679,22 @@ void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_
                                      tern_append_result_t *result);
 
 /*  Queues the in-DC follower's truncation of TOPIC (copied) to AFTER_SEQ:
-    every message with seq > AFTER_SEQ is removed with its msgid, lane and
-    expiry entries, its dedup entry (when it names that message: a later
-    publish of the same (producer, producer_seq) is new again) and its
-    history (the seqs will hold other messages); every group of the topic
-    drops its pending and DLQ entries of those seqs (counters follow) and
-    has each lane cursor past AFTER_SEQ + 1 moved back to it; and last_seq
-    becomes AFTER_SEQ, so the next append, replica or local, gets seq
-    AFTER_SEQ + 1. AFTER_SEQ >= last_seq changes nothing (a truncation
-    never makes a gap). At commit *RESULT_ERR (may be NULL) is TERN_OK
-    (also for a missing topic: nothing to remove) or TERN_ETOPIC (empty or
-    too long a name); *REMOVED (may be NULL) the messages removed. */
+    - every message with seq > AFTER_SEQ is removed with its msgid, lane and
+      expiry entries and its dedup entry (when that names the message: a
+      later publish of the same (producer, producer_seq) is new again);
+    - the history of every seq past AFTER_SEQ goes too (events, and the
+      msgid entries they anchor, also of messages TTL or retention removed
+      before): those seqs will hold other messages, and history is keyed by
+      seq;
+    - every group of the topic drops its pending and DLQ entries of those
+      seqs (counters follow) and has each lane cursor past AFTER_SEQ + 1
+      moved back to it;
+    - last_seq becomes AFTER_SEQ, so the next append, replica or local,
+      gets seq AFTER_SEQ + 1.
+    AFTER_SEQ >= last_seq changes nothing (a truncation never makes a gap).
+    At commit *RESULT_ERR (may be NULL) is TERN_OK (also for a missing
+    topic: nothing to remove) or TERN_ETOPIC (empty or too long a name);
+    *REMOVED (may be NULL) the messages removed. */
 void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,
                                tern_err_t *result_err, uint64_t *removed);
 

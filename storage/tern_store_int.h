@@ -653,6 +653,7 @@ int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, c
 int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t stamp, uint64_t at_ns,
                     uint8_t type, const char *group, size_t glen, uint32_t count,
                     const char *detail, size_t dlen, uint64_t msg_id, uint64_t expire_at_ns);
+int st_trace_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after);
 int st_trace_confirm(st_txn_t *ctx, const char *peer, uint64_t position, uint64_t previous);
 int st_op_trace(st_txn_t *ctx, st_op_t *op);
 int st_sweep_trace(st_txn_t *ctx, uint64_t now_ns, uint64_t budget);

@@ -548,38 +548,41 @@ int st_op_append_replica(st_txn_t *ctx, st_op_t *op) {
     return s_append_finish(ctx, msg, t, seq, &lens, &slot, false, res);
 }
 
-//  Removes message SEQ of topic T for a truncation: its dedup entry, the
-//  message with its indexes, and its history (the seq will hold another
-//  message, and history is keyed by seq). *GONE as st_msg_remove.
+//  Removes message SEQ of topic T (RECORD) for a truncation: its dedup
+//  entry, then the message with its indexes (st_msg_remove; the history it
+//  keeps goes in s_truncate_rest). A damaged record is still removed; its
+//  dedup entry is then unknown and left. *GONE as st_msg_remove.
 static int s_truncate_one(st_txn_t *ctx, st_cached_t *t, uint64_t seq, const MDB_val *record,
                           bool *gone) {
     st_record_t rec;
-    if (st_record_parse(record, false, &rec) != TERN_OK) {
-        return MDB_CORRUPTED;
+    int rc = 0;
+    if (st_record_parse(record, false, &rec) == TERN_OK && rec.base[R_PRODUCER_LEN]) {
+        const uint8_t *p = rec.base;
+        char producer[TERN_NAME_MAX];
+        size_t plen = p[R_PRODUCER_LEN];
+        memcpy(producer, p + R_HEADER, plen); //  copied: the writes below may move it
+        rc = st_dedup_drop(ctx, producer, plen, s_le64_get(p + R_PSEQ), rec.msg_id);
     }
-    const uint8_t *p = rec.base;
-    char producer[TERN_NAME_MAX];
-    size_t plen = p[R_PRODUCER_LEN];
-    memcpy(producer, p + R_HEADER, plen); //  copied: the writes below may move it
-    uint64_t pseq = s_le64_get(p + R_PSEQ), msg_id = rec.msg_id;
-    int rc = plen ? st_dedup_drop(ctx, producer, plen, pseq, msg_id) : 0;
-    if (rc || (rc = st_msg_remove(ctx, t, seq, gone))) {
-        return rc;
+    return rc ? rc : st_msg_remove(ctx, t, seq, gone);
+}
+
+//  After the messages: the groups, the history of every seq past AFTER (of
+//  those just removed and of those TTL or retention removed before: the
+//  seqs will hold other messages, and history is keyed by seq), and the
+//  counters.
+static int s_truncate_rest(st_txn_t *ctx, st_cached_t *t, uint64_t after) {
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    int rc = st_groups_truncate(ctx, topic_id, after);
+    if (rc == 0) {
+        rc = st_trace_truncate(ctx, topic_id, after);
     }
-    uint8_t key[12];
-    s_be32_put(key, (uint32_t)t->topic.id);
-    s_be64_put(key + 4, seq);
-    if ((rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], key, 12, NULL))) {
-        return rc;
+    t->topic.last_seq = after;
+    if (t->topic.msgs == 0) {
+        t->topic.first_seq = after + 1;
+        t->topic.bytes = 0;
     }
-    uint8_t idkey[8];
-    s_be64_put(idkey, msg_id);
-    MDB_val k = {8, idkey}, v;
-    rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &v);
-    if (rc == 0 && v.mv_size == S_MSGID_SIZE && !memcmp(v.mv_data, key, 12)) {
-        return mdb_del(ctx->txn, ctx->dbi[S_MSGID], &k, NULL);
-    }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    t->dirty = true;
+    return rc;
 }
 
 int st_op_truncate(st_txn_t *ctx, st_op_t *op) {
@@ -607,13 +610,7 @@ int st_op_truncate(st_txn_t *ctx, st_op_t *op) {
         removed++;
     }
     if (rc == 0 && t->exists && after < t->topic.last_seq) {
-        rc = st_groups_truncate(ctx, (uint32_t)t->topic.id, after);
-        t->topic.last_seq = after;
-        if (t->topic.msgs == 0) {
-            t->topic.first_seq = after + 1;
-            t->topic.bytes = 0;
-        }
-        t->dirty = true;
+        rc = s_truncate_rest(ctx, t, after);
     }
     if (op->count_out) {
         *op->count_out = removed;

@@ -66,6 +66,37 @@ int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t sta
                : mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
 }
 
+//  In-DC truncation of TOPIC_ID after AFTER: every event of those seqs goes,
+//  and with each STORED event the msgid entry it anchors (when it points at
+//  that seq), since the seqs will hold other messages.
+int st_trace_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after) {
+    uint8_t start[12];
+    s_be32_put(start, topic_id);
+    s_be64_put(start + 4, after + 1);
+    int rc = 0;
+    st_iter_t it;
+    for (s_iter_open(&it, ctx->txn, ctx->dbi[S_TRACE], start, 12);
+         rc == 0 && s_iter_in(&it, start, 4, 20); s_iter_next(&it)) {
+        const uint8_t *v = it.v.mv_data;
+        if (it.v.mv_size >= S_TRACE_HDR && v[0] == TERN_TRACE_STORED) {
+            uint8_t idkey[8], at[12];
+            memcpy(idkey, v + 16, 8); //  LE64 msg_id -> BE64 key
+            s_be64_put(idkey, s_le64_get(idkey));
+            memcpy(at, it.k.mv_data, 12);
+            MDB_val k = {8, idkey}, m;
+            rc = mdb_get(ctx->txn, ctx->dbi[S_MSGID], &k, &m);
+            if (rc == 0 && m.mv_size == S_MSGID_SIZE && !memcmp(m.mv_data, at, 12)) {
+                rc = mdb_del(ctx->txn, ctx->dbi[S_MSGID], &k, NULL);
+            }
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+        }
+        if (rc == 0) {
+            rc = mdb_cursor_del(it.cur, 0);
+        }
+    }
+    return s_iter_end(&it, rc);
+}
+
 int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, const char *group,
                  uint32_t count, const char *detail, uint64_t msg_id, uint64_t expire_at_ns) {
     tern_store_t *store = ctx->store;

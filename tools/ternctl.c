@@ -43,6 +43,7 @@ static const char s_help_main[] =
     "    audit TOPIC [--group G] [--since DUR]  delivery accounting per group\n"
     "    trace MSG_ID                   the life of one message\n"
     "    peers [pause|resume NAME]      replication links to the peer DCs\n"
+    "    cluster [partitions|verify|handover]  the nodes and partitions of a cluster\n"
     "    keys gen NAME | keys show FILE CURVE key pairs (ternctl keys --help)\n"
     "\n"
     "GLOBAL OPTIONS (accepted before or after the command)\n"
@@ -330,6 +331,59 @@ static const char s_help_dlq[] =
     "    0 success, 1 failure (no such group, seq not in the DLQ, not\n"
     "    confirmed), 2 usage error.\n";
 
+static const char s_help_cluster[] =
+    "NAME\n"
+    "    ternctl cluster - the nodes and partitions of a clustered DC\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    ternctl [-s ENDPOINT] [--json] cluster\n"
+    "    ternctl [-s ENDPOINT] [--json] cluster partitions [--topic TOPIC]\n"
+    "    ternctl [-s ENDPOINT] [--json] cluster verify\n"
+    "    ternctl [-s ENDPOINT] cluster handover PARTITION --to NODE_ID\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Any one node of the cluster answers; the others are found in its view\n"
+    "    (docs/cluster.md). On a node without cluster/etcd every form fails:\n"
+    "    \"not a cluster (cluster/etcd is not set)\".\n"
+    "\n"
+    "    cluster prints one row per node: node_id, dc, endpoint, state (up or\n"
+    "    down), controller (true for the node that places partitions and fails\n"
+    "    them over), leader_of and replica_of (how many partitions it leads and\n"
+    "    holds a copy of).\n"
+    "\n"
+    "    cluster partitions prints one row per partition (with --topic only the\n"
+    "    partition of TOPIC): partition, leader (node id, null without one),\n"
+    "    epoch, replicas and isr (node ids; isr = the in-sync replicas), and\n"
+    "    position, the leader's log position in its current epoch (each up\n"
+    "    node is asked for the partitions it leads).\n"
+    "\n"
+    "    cluster verify asks every up replica of every partition for the topics\n"
+    "    it holds and their last seq, then for a digest of each topic up to the\n"
+    "    seq all replicas hold (records, message ids and dedup entries), and\n"
+    "    compares them. One row per partition: partition, identical (true when\n"
+    "    every digest matched), replicas (the nodes compared; a replica that is\n"
+    "    down is named on stderr and skipped), position (the leader's), topics\n"
+    "    (how many were compared) and differs (the topics whose copies differ).\n"
+    "    Publishing while it runs is fine: only what every replica has is\n"
+    "    compared.\n"
+    "\n"
+    "    cluster handover asks the cluster to make node NODE_ID the leader of\n"
+    "    PARTITION; it must be a live in-sync replica (else TERN_EINVAL). The\n"
+    "    change is asynchronous: watch it with cluster partitions. Prints\n"
+    "    {\"partition\",\"to\",\"queued\"}.\n"
+    "\n"
+    "    The other commands also work given any node of a cluster: an operation\n"
+    "    on one topic goes to the leader of its partition; topics lists every\n"
+    "    topic once, as its leader holds it; trace asks every node.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --topic TOPIC    cluster partitions: only the partition of TOPIC\n"
+    "    --to NODE_ID     cluster handover: the node to lead the partition\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 failure (not a cluster, a node did not answer, or for\n"
+    "    verify: some replicas differ); 2 usage error.\n";
+
 //  ---------------------------------------------------------------------------
 //  main
 
@@ -351,6 +405,7 @@ static const s_command_t s_commands[] = {
     {"dlq", ternctl_cmd_dlq, ternctl_dlq_opts, s_help_dlq},
     {"get", ternctl_cmd_get, NULL, s_help_get},
     {"view", ternctl_cmd_view, ternctl_view_opts, s_help_get},
+    {"cluster", ternctl_cmd_cluster, ternctl_cluster_opts, s_help_cluster},
     {NULL, NULL, NULL, NULL}};
 
 static const char *s_help_for(const char *command) {

@@ -57,17 +57,32 @@ typedef struct {
     int64_t revision;                        //  the read's revision
 } s_state_t;
 
-//  A broker of cluster NAME: node ID, its own cluster endpoint, plus EXTRA
-//  (NULL-terminated, may be NULL). Adopted: it_teardown stops it.
-static it_broker_t *s_node(const char *name, uint32_t id, const char *partitions) {
+//  A broker of cluster NAME: node ID, its own cluster endpoint, PARTITIONS,
+//  a lease of 2 s and REPLACE_AFTER. Adopted: it_teardown stops it.
+static it_broker_t *s_node_with(const char *name, uint32_t id, const char *partitions,
+                                const char *replace_after) {
     char listen[64];
     snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-    const char *args[] = {"--etcd", s_etcd->endpoints, "--cluster", name,      "--cluster-listen",
-                          listen,   "--partitions",    partitions,  "--lease", "2s",
+    const char *args[] = {"--etcd",
+                          s_etcd->endpoints,
+                          "--cluster",
+                          name,
+                          "--cluster-listen",
+                          listen,
+                          "--partitions",
+                          partitions,
+                          "--lease",
+                          "2s",
+                          "--replace-after",
+                          replace_after,
                           NULL};
     it_broker_t *b = it_broker_new(id, args);
     cr_assert_not_null(b);
     return it_adopt_broker(b);
+}
+
+static it_broker_t *s_node(const char *name, uint32_t id, const char *partitions) {
+    return s_node_with(name, id, partitions, "5m");
 }
 
 //  Reads cluster NAME's keys from etcd into *S.
@@ -189,7 +204,8 @@ Test(cluster_view, records_controller_and_failover) {
 
 //  Runs ternd for cluster NAME as node ID with PARTITIONS on a fresh data
 //  dir, expecting it to exit 1 with WANT in its stderr.
-static void s_refused(const char *name, uint32_t id, const char *partitions, const char *want) {
+static void s_refused_at(const char *etcd, const char *name, uint32_t id, const char *partitions,
+                         const char *want) {
     char dir[TEST_DIR_MAX];
     cr_assert_not_null(test_dir_make(dir, "cluster-refused"));
     char node[16], listen[64], cluster_listen[64];
@@ -206,7 +222,7 @@ static void s_refused(const char *name, uint32_t id, const char *partitions, con
                     "--node-id",
                     node,
                     "--etcd",
-                    s_etcd->endpoints,
+                    (char *)etcd,
                     "--cluster",
                     (char *)name,
                     "--cluster-listen",
@@ -222,17 +238,30 @@ static void s_refused(const char *name, uint32_t id, const char *partitions, con
     test_dir_remove(dir);
 }
 
+static void s_refused(const char *name, uint32_t id, const char *partitions, const char *want) {
+    s_refused_at(s_etcd->endpoints, name, id, partitions, want);
+}
+
 Test(cluster_view, refuses_a_second_node_id_and_other_partitions) {
     it_broker_t *b = s_node("refuse", 0, "16");
     cr_assert(it_broker_start(b));
     s_refused("refuse", 0, "16", "node id 0 is already live in cluster refuse (another ternd?)");
     s_refused("refuse", 1, "8", "cluster/partitions is 8 but cluster refuse was created with 16");
+    char nobody[64];
+    snprintf(nobody, sizeof nobody, "http://127.0.0.1:%d", test_port());
+    s_refused_at(nobody, "refuse", 1, "16", "cannot join cluster refuse: etcd");
     //  The first one is untouched.
     cr_assert(it_broker_alive(b, NULL));
     s_state_t s;
     s_read("refuse", &s);
     cr_assert(s.node_up[0]);
     cr_assert_not(s.node_up[1]);
+    //  Killed and restarted at once, on its own data dir: its previous key
+    //  (same identity) is waited out, not refused.
+    it_broker_kill(b);
+    cr_assert(it_broker_start(b), "a restart right after SIGKILL was refused");
+    s_read("refuse", &s);
+    cr_assert(s.node_up[0]);
 }
 
 //  Applies one watch event of cluster NAME's keys to *S (records and nodes).
@@ -463,4 +492,97 @@ Test(cluster_view, api_view_isr_and_handover) {
     tern_cluster_destroy(&c[0]);
     tern_cluster_destroy(&c[1]);
     tern_cluster_destroy(&c[1]);
+}
+
+//  Waits until C's lease_ok is WANT.
+static bool s_lease_wait(tern_cluster_t *c, bool want) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (tern_cluster_lease_ok(c) != want && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+    }
+    return tern_cluster_lease_ok(c) == want;
+}
+
+Test(cluster_view, lease_fencing_and_rejoin) {
+    tern_cluster_t *c = s_member_new(0);
+    cr_assert(tern_cluster_lease_ok(c));
+    //  etcd frozen past the TTL: the node stops trusting its lease...
+    it_etcd_pause_member(s_etcd, 0);
+    cr_assert(s_lease_wait(c, false), "lease_ok stayed true with etcd frozen");
+    cr_assert_not(tern_cluster_leads(c, 0, NULL));
+    it_sleep_ms(3000); //  past the TTL, so that etcd may expire it when it wakes
+    it_etcd_resume_member(s_etcd, 0);
+    //  ...and trusts it again once etcd answers (the same lease renewed, or
+    //  a new one after re-joining), registered either way.
+    cr_assert(s_lease_wait(c, true), "lease_ok did not come back");
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_gt(stats.renew_failures, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    s_state_t s;
+    do {
+        it_sleep_ms(50);
+        s_read("api", &s);
+    } while ((!s.node_up[0] || s.controllers != 1) && it_now_ms() < deadline);
+    cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
+    tern_cluster_destroy(&c);
+    s_read("api", &s);
+    cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
+}
+
+//  Waits until every record of cluster NAME satisfies OK(rec, arg); *S
+//  gets the last state read.
+static bool s_wait_all(const char *name, s_state_t *s,
+                       bool (*ok)(const tern_partmap_record_t *, uint32_t), uint32_t arg) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (true) {
+        s_read(name, s);
+        bool all = s->records == S_PARTITIONS;
+        for (int p = 0; p < S_PARTITIONS && all; p++) {
+            all = ok(&s->rec[p], arg);
+        }
+        if (all || it_now_ms() >= deadline) {
+            return all;
+        }
+        it_sleep_ms(100);
+    }
+}
+
+static bool s_only_node0(const tern_partmap_record_t *rec, uint32_t replicas) {
+    return rec->nreplicas == replicas && rec->leader == 0 && rec->nisr == 1 && rec->isr[0] == 0;
+}
+
+static bool s_without(const tern_partmap_record_t *rec, uint32_t node) {
+    return rec->nreplicas == S_NODES && !tern_partmap_in_replicas(rec, node) && rec->leader == 0 &&
+           rec->nisr == 1;
+}
+
+Test(cluster_view, controller_adds_and_replaces_replicas) {
+    //  Alone, node 0 waits 3 leases for others, then places every partition
+    //  on itself.
+    it_broker_t *n[4];
+    n[0] = s_node_with("grow", 0, "16", "1s");
+    cr_assert(it_broker_start(n[0]));
+    s_state_t s;
+    cr_assert(s_wait_all("grow", &s, s_only_node0, 1), "no records on node 0 alone");
+    uint64_t epoch[S_PARTITIONS];
+    for (int p = 0; p < S_PARTITIONS; p++) {
+        epoch[p] = s.rec[p].epoch;
+    }
+    //  Two more nodes: every record gets 3 replicas, the new ones outside
+    //  the ISR (their leader adds them once they caught up), same epoch.
+    for (uint32_t i = 1; i < 4; i++) {
+        n[i] = s_node_with("grow", i, "16", "1s");
+    }
+    cr_assert(it_broker_start(n[1]));
+    cr_assert(it_broker_start(n[2]));
+    cr_assert(s_wait_all("grow", &s, s_only_node0, S_NODES), "replicas were not added");
+    for (int p = 0; p < S_PARTITIONS; p++) {
+        cr_assert_eq(s.rec[p].epoch, epoch[p], "partition %d: a replica change kept the epoch", p);
+    }
+    //  A fourth node, then node 1 dies: after cluster/replace_after (1 s)
+    //  each of its replicas (outside every ISR) moves to a live node.
+    cr_assert(it_broker_start(n[3]));
+    it_broker_kill(n[1]);
+    cr_assert(s_wait_all("grow", &s, s_without, 1), "node 1's replicas were not replaced");
 }

@@ -176,8 +176,8 @@ static void s_example(tern_cmd_t cmd, tern_frame_t *f) {
             f->partition = 35;
             f->epoch = 123;
             f->node_id = 2;
-            f->payload = (const uint8_t *)"9 orders.eu\n";
-            f->payload_size = 12;
+            f->payload = (const uint8_t *)"9 orders.eu 9:1001 8:1000\n";
+            f->payload_size = 26;
             f->fields |= TERN_F_PAYLOAD;
             break;
         case TERN_CMD_CREPL_TRUNCATE:

@@ -269,6 +269,25 @@ Test(store_replica, truncate_then_append_continues) {
     cr_assert_eq(res.err, TERN_OK);
     cr_assert_not(res.duplicate);
     cr_assert_eq(s_topic(store).last_seq, 4);
+    //  A re-sync's truncation and the records after it commit in one batch.
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err = TERN_EINTERNAL;
+    uint64_t removed = 0;
+    tern_store_batch_truncate(batch, TOPIC, 3, &err, &removed);
+    tern_frame_t m2;
+    s_msg(&m2, 5, 106, NULL, 0, "12345");
+    tern_store_batch_append_replica(batch, &m, &res);
+    tern_append_result_t res2;
+    tern_store_batch_append_replica(batch, &m2, &res2);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, 1);
+    cr_assert_eq(res.err, TERN_OK);
+    cr_assert_not(res.duplicate);
+    cr_assert_eq(res2.err, TERN_OK);
+    cr_assert_eq(s_topic(store).last_seq, 5);
+    cr_assert_eq(s_truncate(store, TOPIC, 4), 1);
     //  The removed ones are gone from the msgid index.
     tern_store_reader_t *r = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(r), TERN_OK);
@@ -292,8 +311,8 @@ Test(store_replica, truncate_then_append_continues) {
     cr_assert_eq(info.bytes, 0);
     cr_assert_eq(s_local(store, 300, NULL, 0, "y").seq, 1);
     //  A bad name is refused.
-    tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_err_t err = TERN_OK;
+    batch = tern_store_batch_new(store);
+    err = TERN_OK;
     tern_store_batch_truncate(batch, "", 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
@@ -508,4 +527,130 @@ Test(store_replica, survives_close_and_reopen) {
     cr_assert_eq(s_digest(b, UINT64_MAX), s_digest(a, UINT64_MAX));
     tern_store_destroy(&b);
     tern_store_destroy(&a);
+}
+
+static bool s_count_event(const tern_trace_event_t *event, void *arg) {
+    uint64_t *ids = arg;
+    ids[0]++;
+    ids[1] = event->msg_id ? event->msg_id : ids[1];
+    return true;
+}
+
+//  Events of seqs FROM..TO: how many, and the last msg_id named.
+static void s_events(tern_store_t *store, uint32_t id, uint64_t from, uint64_t to, uint64_t *count,
+                     uint64_t *msg_id) {
+    tern_store_reader_t *r = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    uint64_t acc[2] = {0, 0};
+    cr_assert_eq(tern_store_trace_scan(r, id, from, to, s_count_event, acc), TERN_OK);
+    tern_store_reader_destroy(&r);
+    *count = acc[0];
+    *msg_id = acc[1];
+}
+
+static tern_err_t s_trace_find(tern_store_t *store, uint64_t msg_id) {
+    tern_store_reader_t *r = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    uint32_t topic_id;
+    uint64_t seq;
+    tern_err_t err = tern_store_trace_find(r, msg_id, &topic_id, &seq);
+    tern_store_reader_destroy(&r);
+    return err;
+}
+
+Test(store_replica, truncate_removes_history_of_the_given_back_seqs) {
+    tern_store_t *store = s_open("f");
+    for (uint64_t i = 1; i <= 5; i++) {
+        tern_frame_t m;
+        s_msg(&m, i, 100 + i, NULL, 0, "x");
+        m.expire_at_ns = i == 4 ? 1000004 : 0;
+        cr_assert_eq(s_replica(store, &m).err, TERN_OK);
+    }
+    uint32_t id = s_topic(store).id;
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    s_deliver(batch, id, 5);
+    uint64_t swept = 0;
+    tern_store_batch_sweep(batch, 2000000, 100, &swept); //  seq 4 expires: its history stays
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(swept, 1);
+    cr_assert_eq(s_trace_find(store, 104), TERN_OK);
+    uint64_t count, msg_id;
+    s_events(store, id, 4, 5, &count, &msg_id);
+    cr_assert_eq(count, 4); //  STORED and EXPIRED of 4, STORED and DELIVERED of 5
+
+    cr_assert_eq(s_truncate(store, TOPIC, 3), 1);
+    s_events(store, id, 4, UINT64_MAX, &count, &msg_id);
+    cr_assert_eq(count, 0);
+    cr_assert_eq(s_trace_find(store, 104), TERN_ENOTFOUND);
+    cr_assert_eq(s_trace_find(store, 105), TERN_ENOTFOUND);
+    cr_assert_eq(s_trace_find(store, 103), TERN_OK);
+    //  Seq 4 now holds another message, with its own history only.
+    tern_frame_t m;
+    s_msg(&m, 4, 900, NULL, 0, "y");
+    cr_assert_eq(s_replica(store, &m).err, TERN_OK);
+    s_events(store, id, 4, 4, &count, &msg_id);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(msg_id, 900);
+    s_events(store, id, 1, 3, &count, &msg_id);
+    cr_assert_eq(count, 3);
+    tern_store_destroy(&store);
+}
+
+//  The leader's records through the wire as CREPL_RECORD (encode, decode),
+//  with every optional field, give the follower the same digest.
+Test(store_replica, through_the_wire_codec) {
+    tern_store_t *leader = s_open("leader");
+    tern_store_t *follower = s_open("follower");
+    uint8_t meta[64];
+    size_t meta_len;
+    tern_kv_t kv[] = {{"ct", 2, "json", 4}};
+    cr_assert_eq(tern_meta_encode(kv, 1, meta, sizeof meta, &meta_len), TERN_OK);
+    for (uint64_t i = 1; i <= 4; i++) {
+        tern_frame_t pub;
+        s_msg(&pub, 0, 100 + i, i % 2 ? "p" : NULL, i, i == 3 ? "" : "body");
+        pub.cmd = TERN_CMD_PUBLISH;
+        if (i == 2) {
+            strcpy(pub.key, "k");
+            strcpy(pub.trace_id, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+            pub.meta = meta;
+            pub.meta_size = meta_len;
+            pub.meta_count = 1;
+            pub.priority = 9;
+            pub.expire_at_ns = 1ull << 62;
+            pub.ttl_ms = 5000;
+            pub.fields |= TERN_F_KEY | TERN_F_TRACE | TERN_F_META | TERN_F_TTL | TERN_F_EXPIRE;
+        }
+        tern_store_batch_t *batch = tern_store_batch_new(leader);
+        tern_append_result_t res;
+        tern_store_batch_append(batch, &pub, true, &res);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        tern_store_batch_destroy(&batch);
+        cr_assert_eq(res.err, TERN_OK);
+    }
+    tern_store_reader_t *r = tern_store_reader_new(leader);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    uint32_t id = s_topic(leader).id;
+    tern_frame_t rec;
+    for (uint64_t seq = 1; tern_store_read_next(r, id, seq, &rec) == TERN_OK; seq = rec.seq + 1) {
+        rec.cmd = TERN_CMD_CREPL_RECORD;
+        rec.partition = 3;
+        rec.epoch = 77;
+        rec.position = seq;
+        uint8_t hdr[TERN_HEADER_MAX];
+        size_t len;
+        cr_assert_eq(tern_frame_encode(&rec, hdr, sizeof hdr, &len), TERN_OK);
+        tern_frame_t in;
+        cr_assert_eq(tern_frame_decode(&in, hdr, len, rec.payload, rec.payload_size, NULL),
+                     TERN_OK);
+        cr_assert_eq(in.seq, rec.seq);
+        tern_append_result_t res = s_replica(follower, &in);
+        cr_assert_eq(res.err, TERN_OK, "%s", tern_errname(res.err));
+    }
+    tern_store_reader_destroy(&r);
+    cr_assert_eq(s_topic(follower).msgs, 4);
+    cr_assert_eq(s_digest(follower, UINT64_MAX), s_digest(leader, UINT64_MAX));
+    tern_store_destroy(&follower);
+    tern_store_destroy(&leader);
 }

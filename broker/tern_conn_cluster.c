@@ -1,0 +1,359 @@
+/*  tern_conn_cluster.c - conn in a clustered DC: who may publish here, and
+    the cluster* admin operations answered from the view.
+
+    Part of the conn actor (tern_conn.c), on conn's thread. On a single node
+    (args->cluster NULL) nothing here runs: conn's only cost is the NULL
+    check before calling in. In a cluster, conn refuses a PUBLISH, and a
+    SUBSCRIBE to an exact topic, whose partition this node does not lead
+    (ERROR TERN_ENOTLEADER, reason tern_cluster_not_leader: the leader's
+    endpoint, so a client can go there). What it leads is cached per view
+    version and read again only when the version moves; the lease is asked
+    once per drain of the ROUTER, not per message.
+
+    Admin operations (docs/protocol.md "Admin operations in a cluster"):
+        cluster           the view as JSON (nodes, map); TERN_ESTATE on a
+                          single node
+        cluster.handover  partition, to: tern_cluster_handover
+        cluster.verify    partition [, topic [, upto]]: without topic, the
+                          topics of the partition this node holds with
+                          their last_seq; with topic, tern_store_digest of
+                          it up to upto (default its last_seq). ternctl
+                          cluster verify asks every replica and compares
+                          the digests up to the seq they all have.
+*/
+#include "tern_conn_priv.h"
+#include "tern_admin.h"
+#include "tern_json.h"
+#include "tern_partition.h"
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  The most nodes the `cluster` op lists (node ids are 0..TERN_ID_NODE_MAX;
+//  a DC's cluster is a handful of them).
+#define S_NODES_MAX 256
+
+// ---------------------------------------------------------------------------
+//  Who leads what
+
+void c_cluster_refresh(c_conn_t *self) {
+    tern_cluster_t *cluster = self->args->cluster;
+    self->lease_ok = tern_cluster_lease_ok(cluster);
+    uint64_t version = tern_cluster_version(cluster);
+    if (self->leads && version == self->view_version) {
+        return;
+    }
+    if (!self->leads) {
+        self->partitions = tern_cluster_partitions(cluster);
+        self->leads = tern_alloc(self->partitions ? self->partitions : 1);
+    }
+    //  The record's leader, not tern_cluster_leads: the lease is checked
+    //  per drain (it can lapse without any change of the view).
+    uint32_t me = tern_cluster_self(cluster);
+    for (uint32_t p = 0; p < self->partitions; p++) {
+        tern_partmap_record_t rec;
+        self->leads[p] = tern_cluster_record(cluster, p, &rec) && rec.leader == me;
+    }
+    self->view_version = version;
+}
+
+bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *frame) {
+    uint32_t p = tern_partition_of(frame->topic, strlen(frame->topic), self->partitions);
+    if (self->lease_ok && p < self->partitions && self->leads[p]) {
+        return true;
+    }
+    char reason[TERN_REASON_MAX + 1];
+    tern_cluster_not_leader(self->args->cluster, p, reason, sizeof reason);
+    if (!self->lease_ok && p < self->partitions && self->leads[p]) {
+        //  It leads in the view, but its lease may have lapsed: another node
+        //  may lead already. Say so rather than name ourselves.
+        snprintf(reason, sizeof reason,
+                 "partition %u: this node's cluster lease may have lapsed; retry", (unsigned)p);
+    }
+    c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, reason);
+    return false;
+}
+
+void c_cluster_destroy(c_conn_t *self) {
+    free(self->leads);
+    self->leads = NULL;
+}
+
+// ---------------------------------------------------------------------------
+//  cluster
+
+static void s_json_ids(tern_json_t *json, const char *key, const uint32_t *ids, uint32_t n) {
+    tern_json_key(json, key);
+    tern_json_raw(json, "[");
+    for (uint32_t i = 0; i < n; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%s%u", i ? "," : "", (unsigned)ids[i]);
+        tern_json_raw(json, num);
+    }
+    tern_json_raw(json, "]");
+}
+
+//  The map: one object per partition; counts each node's leader_of and
+//  replica_of into LEADS and HOLDS (indexed by node id, S_NODES_MAX).
+static void s_json_map(c_conn_t *self, tern_json_t *json, uint32_t *leads, uint32_t *holds) {
+    tern_cluster_t *cluster = self->args->cluster;
+    uint32_t me = tern_cluster_self(cluster);
+    tern_json_key(json, "map");
+    tern_json_raw(json, "[");
+    for (uint32_t p = 0; p < tern_cluster_partitions(cluster); p++) {
+        tern_partmap_record_t rec;
+        if (!tern_cluster_record(cluster, p, &rec)) {
+            continue;
+        }
+        tern_json_sep(json);
+        tern_json_raw(json, "{");
+        tern_json_key_u64(json, "partition", p);
+        tern_json_key(json, "leader");
+        if (rec.leader == TERN_NODE_NONE) {
+            tern_json_raw(json, "null");
+        } else {
+            char num[16];
+            snprintf(num, sizeof num, "%u", (unsigned)rec.leader);
+            tern_json_raw(json, num);
+            leads[rec.leader % S_NODES_MAX]++;
+        }
+        tern_json_key_u64(json, "epoch", rec.epoch);
+        s_json_ids(json, "replicas", rec.replicas, rec.nreplicas);
+        s_json_ids(json, "isr", rec.isr, rec.nisr);
+        tern_json_key_u64(json, "position",
+                          rec.leader == me ? tern_cluster_position(cluster, p) : 0);
+        tern_json_raw(json, "}");
+        for (uint32_t i = 0; i < rec.nreplicas; i++) {
+            holds[rec.replicas[i] % S_NODES_MAX]++;
+        }
+    }
+    tern_json_raw(json, "]");
+}
+
+static void s_json_nodes(c_conn_t *self, tern_json_t *json, const uint32_t *leads,
+                         const uint32_t *holds) {
+    tern_cluster_t *cluster = self->args->cluster;
+    tern_cluster_node_t *nodes = tern_alloc(S_NODES_MAX * sizeof *nodes);
+    size_t count = tern_cluster_nodes(cluster, nodes, S_NODES_MAX);
+    count = count < S_NODES_MAX ? count : S_NODES_MAX;
+    uint32_t controller = tern_cluster_controller(cluster);
+    tern_json_key(json, "nodes");
+    tern_json_raw(json, "[");
+    for (size_t i = 0; i < count; i++) {
+        const tern_cluster_node_t *node = &nodes[i];
+        tern_json_sep(json);
+        tern_json_raw(json, "{");
+        tern_json_key_u64(json, "node_id", node->id);
+        tern_json_key_str(json, "dc", node->dc);
+        tern_json_key_str(json, "endpoint", node->endpoint);
+        tern_json_key_str(json, "state", node->up ? "up" : "down");
+        tern_json_key_bool(json, "controller", node->id == controller);
+        tern_json_key_u64(json, "leader_of", leads[node->id % S_NODES_MAX]);
+        tern_json_key_u64(json, "replica_of", holds[node->id % S_NODES_MAX]);
+        tern_json_raw(json, "}");
+    }
+    tern_json_raw(json, "]");
+    free(nodes);
+}
+
+//  The view as CLUSTER.md "Admin op cluster" gives it: the map is written
+//  first (into its own buffer) because it counts what each node leads.
+static void s_reply_cluster(c_conn_t *self, const c_session_t *session, uint64_t req_id) {
+    tern_cluster_t *cluster = self->args->cluster;
+    uint32_t *leads = tern_alloc(S_NODES_MAX * sizeof *leads);
+    uint32_t *holds = tern_alloc(S_NODES_MAX * sizeof *holds);
+    tern_json_t map, json;
+    tern_json_init(&map);
+    tern_json_init(&json);
+    s_json_map(self, &map, leads, holds);
+    uint32_t controller = tern_cluster_controller(cluster);
+    tern_json_raw(&json, "{");
+    tern_json_key_str(&json, "cluster",
+                      self->config->cluster_name[0] ? self->config->cluster_name
+                                                    : self->config->dc);
+    tern_json_key_u64(&json, "node_id", tern_cluster_self(cluster));
+    tern_json_key_u64(&json, "partitions", tern_cluster_partitions(cluster));
+    tern_json_key_u64(&json, "replicas", self->config->replicas);
+    tern_json_key_u64(&json, "min_insync", self->config->min_insync);
+    tern_json_key(&json, "controller");
+    if (controller == TERN_NODE_NONE) {
+        tern_json_raw(&json, "null");
+    } else {
+        char num[16];
+        snprintf(num, sizeof num, "%u", (unsigned)controller);
+        tern_json_raw(&json, num);
+    }
+    tern_json_key_bool(&json, "lease_ok", tern_cluster_lease_ok(cluster));
+    s_json_nodes(self, &json, leads, holds);
+    tern_json_sep(&json);
+    tern_json_rawn(&json, map.data, map.len);
+    tern_json_raw(&json, "}");
+    c_send_reply(self, session->rid, session->rid_size, req_id, &json);
+    tern_json_free(&json);
+    tern_json_free(&map);
+    free(leads);
+    free(holds);
+}
+
+// ---------------------------------------------------------------------------
+//  cluster.handover, cluster.verify
+
+//  Metadata KEY of FRAME as a number below LIMIT into *OUT; false (ERROR
+//  TERN_EINVAL sent) when it is missing or not one.
+static bool s_arg_u64(c_conn_t *self, const c_session_t *session, const tern_frame_t *frame,
+                      const char *key, uint64_t limit, uint64_t *out) {
+    char value[32];
+    char *end = NULL;
+    if (tern_admin_arg(frame, key, value, sizeof value) && value[0] >= '0' && value[0] <= '9') {
+        *out = strtoull(value, &end, 10);
+        if (end && *end == 0 && *out < limit) {
+            return true;
+        }
+    }
+    char reason[TERN_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "%s needs a %s argument below %" PRIu64, frame->name, key,
+             limit);
+    c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EINVAL, reason);
+    return false;
+}
+
+static void s_reply_handover(c_conn_t *self, const c_session_t *session,
+                             const tern_frame_t *frame) {
+    tern_cluster_t *cluster = self->args->cluster;
+    uint64_t partition, to;
+    if (!s_arg_u64(self, session, frame, "partition", tern_cluster_partitions(cluster),
+                   &partition) ||
+        !s_arg_u64(self, session, frame, "to", TERN_NODE_NONE, &to)) {
+        return;
+    }
+    tern_err_t rc = tern_cluster_handover(cluster, (uint32_t)partition, (uint32_t)to);
+    if (rc != TERN_OK) {
+        char reason[TERN_REASON_MAX + 1];
+        snprintf(reason, sizeof reason,
+                 "node %" PRIu64 " cannot lead partition %" PRIu64
+                 " (it must be a live in-sync replica)",
+                 to, partition);
+        c_send_error(self, session->rid, session->rid_size, frame->req_id, rc, reason);
+        return;
+    }
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_json_raw(&json, "{");
+    tern_json_key_u64(&json, "partition", partition);
+    tern_json_key_u64(&json, "to", to);
+    tern_json_key_bool(&json, "queued", true);
+    tern_json_raw(&json, "}");
+    c_send_reply(self, session->rid, session->rid_size, frame->req_id, &json);
+    tern_json_free(&json);
+}
+
+typedef struct {
+    tern_json_t *json;   //  the topics array being written
+    uint32_t partition;  //  the partition asked about
+    uint32_t partitions; //  the cluster's partition count
+} s_verify_t;
+
+static bool s_verify_topic(const tern_topic_info_t *topic, void *arg) {
+    s_verify_t *verify = (s_verify_t *)arg;
+    if (tern_partition_of(topic->name, strlen(topic->name), verify->partitions) ==
+        verify->partition) {
+        tern_json_sep(verify->json);
+        tern_json_raw(verify->json, "{");
+        tern_json_key_str(verify->json, "topic", topic->name);
+        tern_json_key_u64(verify->json, "last_seq", topic->last_seq);
+        tern_json_raw(verify->json, "}");
+    }
+    return true;
+}
+
+//  Without topic: {"partition","node_id","position","topics":[{"topic",
+//  "last_seq"}]}. With topic: {"partition","node_id","topic","last_seq",
+//  "upto","digest":"16 hex digits"}, upto clamped to last_seq.
+static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t partition,
+                           tern_json_t *json, char *reason, size_t cap) {
+    tern_cluster_t *cluster = self->args->cluster;
+    char topic[TERN_TOPIC_MAX + 1], value[32];
+    tern_json_raw(json, "{");
+    tern_json_key_u64(json, "partition", partition);
+    tern_json_key_u64(json, "node_id", tern_cluster_self(cluster));
+    if (!tern_admin_arg(frame, "topic", topic, sizeof topic)) {
+        tern_json_key_u64(json, "position", tern_cluster_position(cluster, partition));
+        tern_json_key(json, "topics");
+        tern_json_raw(json, "[");
+        s_verify_t verify = {json, partition, tern_cluster_partitions(cluster)};
+        tern_err_t rc = tern_store_topic_list(self->reader, s_verify_topic, &verify);
+        tern_json_raw(json, "]}");
+        snprintf(reason, cap, "cannot list topics");
+        return rc;
+    }
+    if (tern_partition_of(topic, strlen(topic), tern_cluster_partitions(cluster)) != partition) {
+        snprintf(reason, cap, "topic '%.200s' is not in partition %u", topic, (unsigned)partition);
+        return TERN_EINVAL;
+    }
+    tern_topic_info_t info;
+    tern_err_t rc = tern_store_topic_get(self->reader, topic, &info);
+    uint64_t upto = info.last_seq, digest = 0;
+    if (rc == TERN_OK && tern_admin_arg(frame, "upto", value, sizeof value)) {
+        char *end = NULL;
+        upto = strtoull(value, &end, 10);
+        if (!end || *end || value[0] < '0' || value[0] > '9') {
+            snprintf(reason, cap, "invalid upto argument (a seq)");
+            return TERN_EINVAL;
+        }
+        upto = upto < info.last_seq ? upto : info.last_seq;
+    }
+    if (rc == TERN_OK) {
+        //  TEMPORARY: tern_store_digest (branch crstore) is not merged yet.
+        rc = TERN_EINTERNAL;
+    }
+    if (rc != TERN_OK) {
+        snprintf(reason, cap, "cannot digest topic '%.200s': %s", topic, tern_strerror(rc));
+        return rc;
+    }
+    char hex[24];
+    snprintf(hex, sizeof hex, "%016" PRIx64, digest);
+    tern_json_key_str(json, "topic", topic);
+    tern_json_key_u64(json, "last_seq", info.last_seq);
+    tern_json_key_u64(json, "upto", upto);
+    tern_json_key_str(json, "digest", hex);
+    tern_json_raw(json, "}");
+    return TERN_OK;
+}
+
+static void s_reply_verify(c_conn_t *self, const c_session_t *session, const tern_frame_t *frame) {
+    uint64_t partition;
+    if (!s_arg_u64(self, session, frame, "partition", tern_cluster_partitions(self->args->cluster),
+                   &partition)) {
+        return;
+    }
+    char reason[TERN_REASON_MAX + 1];
+    tern_json_t json;
+    tern_json_init(&json);
+    tern_err_t rc = tern_store_read_begin(self->reader);
+    if (rc == TERN_OK) {
+        rc = s_verify(self, frame, (uint32_t)partition, &json, reason, sizeof reason);
+    } else {
+        snprintf(reason, sizeof reason, "cannot read the store");
+    }
+    tern_store_read_end(self->reader);
+    if (rc == TERN_OK) {
+        c_send_reply(self, session->rid, session->rid_size, frame->req_id, &json);
+    } else {
+        c_send_error(self, session->rid, session->rid_size, frame->req_id, rc, reason);
+    }
+    tern_json_free(&json);
+}
+
+void c_cluster_admin(c_conn_t *self, c_session_t *session, const tern_frame_t *frame,
+                     tern_admin_op_t op) {
+    if (!self->args->cluster) {
+        c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ESTATE,
+                     "not a cluster (cluster/etcd is not set)");
+    } else if (op == TERN_ADMIN_CLUSTER) {
+        s_reply_cluster(self, session, frame->req_id);
+    } else if (op == TERN_ADMIN_CLUSTER_HANDOVER) {
+        s_reply_handover(self, session, frame);
+    } else {
+        s_reply_verify(self, session, frame);
+    }
+}

@@ -1,0 +1,89 @@
+/*  tern_route_cluster.c - route in a clustered DC: deliver only what this
+    node leads, and only while its lease is ok.
+
+    A node holds the topics of every partition it is a replica of, but only
+    the leader of a partition delivers its messages (its followers hold the
+    log, not the consumers). route marks each topic it knows `led` when this
+    node leads the topic's partition; groups of other topics neither
+    dispatch nor run timers, and a subscription with a pattern joins only
+    led topics. The view's version is compared every loop turn (at least
+    every 100 ms):
+    when it moved, route lists the store's topics again (a follower's topics
+    were written by replication, which route does not hear of), sets `led`
+    again, and a topic that became led gets the pattern subscriptions that
+    match it and its groups dispatch from their cursors. The version is also
+    compared before a subscription joins topics, so that it never joins by
+    a view older than the one conn refused or admitted it by. A topic that is no
+    longer led keeps its groups, idle, until this node leads it again.
+    While tern_cluster_lease_ok is false, nothing is delivered at all.
+    Single node: none of this runs (route's cluster is NULL).
+*/
+#include "tern_route_priv.h"
+#include "tern_partition.h"
+#include <string.h>
+
+bool r_cluster_leads(r_route_t *self, const char *name) {
+    if (!self->cluster) {
+        return true;
+    }
+    uint32_t p = tern_partition_of(name, strlen(name), tern_cluster_partitions(self->cluster));
+    tern_partmap_record_t rec;
+    return tern_cluster_record(self->cluster, p, &rec) &&
+           rec.leader == tern_cluster_self(self->cluster);
+}
+
+//  The view moved: topics the store holds that route has not seen, then
+//  each topic's `led` again.
+static void s_rescan(r_route_t *self) {
+    if (r_read_begin(self) == TERN_OK) {
+        tern_store_topic_list(self->reader, r_topic_each, self); //  adds the missing ones
+    }
+    for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
+         topic = (r_topic_t *)zhashx_next(self->topics)) {
+        bool led = r_cluster_leads(self, topic->name);
+        if (led == topic->led) {
+            continue;
+        }
+        topic->led = led;
+        if (!led) {
+            continue;
+        }
+        //  Taken over: its groups go on from their cursors, and due
+        //  redeliveries are looked at now.
+        for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
+             group = (r_group_t *)zlistx_next(topic->groups)) {
+            group->dirty = true;
+            group->rescan = true;
+            r_check_at(group, tern_now_ms());
+        }
+    }
+    //  Joins after the loop: s_join may open read transactions and add to
+    //  the topics' group lists, not to the table being walked.
+    for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
+         topic = (r_topic_t *)zhashx_next(self->topics)) {
+        r_topic_join(self, topic, false);
+    }
+}
+
+void r_cluster_tick(r_route_t *self, uint64_t now) {
+    bool was_ok = self->lease_ok;
+    self->lease_ok = tern_cluster_lease_ok(self->cluster);
+    if (self->lease_ok && !was_ok) {
+        //  Back from a lapse: what waited is looked at again.
+        for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
+             group = (r_group_t *)zlistx_next(self->groups)) {
+            group->dirty = true;
+            group->rescan = true;
+        }
+    }
+    (void)now;
+    r_cluster_sync(self);
+}
+
+void r_cluster_sync(r_route_t *self) {
+    uint64_t version = tern_cluster_version(self->cluster); //  an atomic load
+    if (version != self->view_version) {
+        self->view_version = version;
+        s_rescan(self);
+    }
+}

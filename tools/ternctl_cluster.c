@@ -1,0 +1,628 @@
+/*  ternctl_cluster.c - ternctl against a clustered DC: `ternctl cluster`
+    (nodes, partitions, verify, handover), and what lets every other command
+    work given any one node of a cluster.
+
+    A clustered node answers the admin op `cluster` with its view: the nodes
+    (endpoint, up or down) and the partition map (leader of each
+    partition). ternctl asks it first (ternctl_cluster_view); a single node
+    answers TERN_ESTATE ("not a cluster"), and then every command behaves
+    exactly as without a cluster. In a cluster:
+    - an admin op about one topic goes to the leader of the topic's
+      partition (ternctl_cluster_route, called by ternctl_admin_call);
+    - `topics` asks every up node and keeps each topic from its leader;
+    - `trace` asks every up node and prints the leader's answer;
+    - `cluster partitions` takes each partition's position from its leader;
+    - `cluster verify` asks each replica of each partition for its topics
+      (cluster.verify) and then for a digest of each topic up to the seq all
+      replicas hold, and compares them.
+    Each node is asked through one client (s_nodes_t), reused for all its
+    questions.
+*/
+#include "tern_partition.h"
+#include "ternctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_NODES_MAX 64 //  nodes of one cluster ternctl talks to
+
+// ---------------------------------------------------------------------------
+//  Asking nodes
+
+//  One client per node, made at its first question.
+typedef struct {
+    const ternctl_args_t *args;         //  borrowed: timeout, CURVE
+    size_t count;                       //  entries used
+    uint64_t id[S_NODES_MAX];           //  node id
+    char endpoint[S_NODES_MAX][256];    //  its client endpoint
+    tern_client_t *client[S_NODES_MAX]; //  its client, NULL until asked
+    int64_t timeout_ms;                 //  per question
+} s_nodes_t;
+
+static void s_nodes_destroy(s_nodes_t *nodes) {
+    for (size_t i = 0; i < nodes->count; i++) {
+        tern_client_destroy(&nodes->client[i]);
+    }
+    nodes->count = 0;
+}
+
+//  Asks OP with KV of ENDPOINT's client CLIENT (made at the first call) and
+//  parses the reply into *DOC. Returns the error code (reason in
+//  tern_last_reason()); TERN_EMALFORMED when the reply is not JSON.
+static int s_ask(const ternctl_args_t *args, int64_t timeout_ms, const char *endpoint,
+                 tern_client_t **client, const char *op, const tern_header_t *kv, size_t count,
+                 json_t **doc) {
+    *doc = NULL;
+    if (!*client) {
+        ternctl_args_t at = *args;
+        at.server = endpoint;
+        *client = ternctl_client(&at, (int)timeout_ms, NULL, 0);
+        if (!*client) {
+            return TERN_EINVAL;
+        }
+    }
+    char *reply = NULL;
+    int rc = tern_admin(*client, op, kv, count, &reply, (int)(timeout_ms > 0 ? timeout_ms : 1));
+    if (rc != TERN_OK) {
+        return rc;
+    }
+    *doc = json_parse(reply, strlen(reply));
+    free(reply);
+    return *doc ? TERN_OK : TERN_EMALFORMED;
+}
+
+//  Node ID's entry in NODES, or -1.
+static int s_node_at(const s_nodes_t *nodes, uint64_t id) {
+    for (size_t i = 0; i < nodes->count; i++) {
+        if (nodes->id[i] == id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+//  Asks node ID (an entry of NODES) OP; 1 with a message on stderr when it
+//  cannot answer.
+static int s_ask_node(s_nodes_t *nodes, uint64_t id, const char *op, const tern_header_t *kv,
+                      size_t count, json_t **doc) {
+    int i = s_node_at(nodes, id);
+    if (i < 0) {
+        fprintf(stderr, "ternctl: %s: node %llu is not in the cluster view\n", op,
+                (unsigned long long)id);
+        return 1;
+    }
+    int rc = s_ask(nodes->args, nodes->timeout_ms, nodes->endpoint[i], &nodes->client[i], op, kv,
+                   count, doc);
+    if (rc != TERN_OK) {
+        const char *reason = tern_last_reason();
+        fprintf(stderr, "ternctl: %s on node %llu (%s): %s (%s)\n", op, (unsigned long long)id,
+                nodes->endpoint[i], reason && reason[0] ? reason : tern_strerror(rc),
+                tern_errname(rc));
+        return 1;
+    }
+    return 0;
+}
+
+//  The up nodes of VIEW into NODES.
+static void s_nodes_from(s_nodes_t *nodes, const ternctl_args_t *args, const json_t *view) {
+    memset(nodes, 0, sizeof *nodes);
+    nodes->args = args;
+    nodes->timeout_ms = ternctl_timeout_ms(args, 5000);
+    const json_t *list = json_get(view, "nodes");
+    for (size_t i = 0; list && list->kind == JSON_ARRAY && i < list->count; i++) {
+        const json_t *node = list->items[i];
+        const json_t *state = json_get(node, "state");
+        const json_t *endpoint = json_get(node, "endpoint");
+        if (nodes->count == S_NODES_MAX || !state || strcmp(state->text, "up") != 0 || !endpoint ||
+            endpoint->kind != JSON_STRING) {
+            continue;
+        }
+        nodes->id[nodes->count] = json_get_u64(node, "node_id");
+        snprintf(nodes->endpoint[nodes->count], sizeof nodes->endpoint[0], "%s", endpoint->text);
+        nodes->count++;
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  The view, and routing to leaders
+
+int ternctl_cluster_view(const ternctl_args_t *args, json_t **view) {
+    *view = NULL;
+    int64_t timeout = ternctl_timeout_ms(args, 5000);
+    if (timeout < 0) {
+        return 0; //  the command itself reports the bad --timeout
+    }
+    tern_client_t *client = NULL;
+    json_t *doc = NULL;
+    int rc = s_ask(args, timeout, ternctl_server(args), &client, "cluster", NULL, 0, &doc);
+    tern_client_destroy(&client);
+    if (rc == TERN_OK && doc->kind == JSON_OBJECT && json_get(doc, "map")) {
+        *view = doc;
+    } else {
+        json_destroy(&doc);
+    }
+    return 0;
+}
+
+//  The entry of partition P in VIEW's map, or NULL.
+static const json_t *s_partition(const json_t *view, uint64_t p) {
+    const json_t *map = json_get(view, "map");
+    for (size_t i = 0; map && map->kind == JSON_ARRAY && i < map->count; i++) {
+        if (json_get_u64(map->items[i], "partition") == p) {
+            return map->items[i];
+        }
+    }
+    return NULL;
+}
+
+//  True when PARTITION's entry names a leader; its id into *ID.
+static bool s_leader_of(const json_t *partition, uint64_t *id) {
+    const json_t *leader = partition ? json_get(partition, "leader") : NULL;
+    if (!leader || leader->kind != JSON_NUMBER) {
+        return false;
+    }
+    *id = json_get_u64(partition, "leader");
+    return true;
+}
+
+//  The partition of TOPIC in VIEW's cluster.
+static uint64_t s_partition_of(const json_t *view, const char *topic) {
+    return tern_partition_of(topic, strlen(topic), (uint32_t)json_get_u64(view, "partitions"));
+}
+
+//  The client endpoint of node ID in VIEW, or NULL.
+static const char *s_endpoint_of(const json_t *view, uint64_t id) {
+    const json_t *list = json_get(view, "nodes");
+    for (size_t i = 0; list && list->kind == JSON_ARRAY && i < list->count; i++) {
+        const json_t *endpoint = json_get(list->items[i], "endpoint");
+        if (json_get_u64(list->items[i], "node_id") == id && endpoint &&
+            endpoint->kind == JSON_STRING) {
+            return endpoint->text;
+        }
+    }
+    return NULL;
+}
+
+const ternctl_args_t *ternctl_cluster_route(const ternctl_args_t *args, const tern_header_t *kv,
+                                            size_t count, ternctl_args_t *routed, char *endpoint,
+                                            size_t cap) {
+    const char *topic = NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(kv[i].key, "topic") == 0) {
+            topic = kv[i].value;
+        }
+    }
+    json_t *view = NULL;
+    if (!topic || ternctl_cluster_view(args, &view) != 0 || !view) {
+        return args; //  not about one topic, or not a cluster
+    }
+    uint64_t leader;
+    const char *at = NULL;
+    if (s_leader_of(s_partition(view, s_partition_of(view, topic)), &leader)) {
+        at = s_endpoint_of(view, leader);
+    }
+    if (at) {
+        snprintf(endpoint, cap, "%s", at);
+        *routed = *args;
+        routed->server = endpoint;
+        args = routed;
+    }
+    json_destroy(&view);
+    return args; //  no leader now: the node asked answers (TERN_ENOTLEADER or its own state)
+}
+
+//  Prints the array text ROWS (built by the caller) as --json lines or a
+//  table with COLUMNS, EMPTY when it has no rows. Returns 0 or 1.
+static int s_print_rows(const ternctl_args_t *args, tern_json_t *rows, const char *const *columns,
+                        const char *empty) {
+    json_t *doc = json_parse(rows->data, rows->len);
+    tern_json_free(rows);
+    if (!doc) {
+        fprintf(stderr, "ternctl: internal error: cannot parse the merged rows\n");
+        return 1;
+    }
+    if (args->json) {
+        ternctl_print_json(doc);
+    } else if (doc->count == 0 && empty) {
+        printf("%s\n", empty);
+        fflush(stdout);
+    } else {
+        ternctl_print_table(doc, columns);
+    }
+    json_destroy(&doc);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+//  topics and trace over a cluster
+
+static int s_cmp_topic(const void *a, const void *b) {
+    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+    const json_t *tx = json_get(x, "topic"), *ty = json_get(y, "topic");
+    return strcmp(tx ? tx->text : "", ty ? ty->text : "");
+}
+
+int ternctl_cluster_topics(const ternctl_args_t *args, const json_t *view,
+                           const char *const *columns) {
+    s_nodes_t nodes;
+    s_nodes_from(&nodes, args, view);
+    json_t *docs[S_NODES_MAX] = {0};
+    const json_t **kept = NULL;
+    size_t nkept = 0, cap = 0;
+    int rc = 0;
+    for (size_t n = 0; n < nodes.count && rc == 0; n++) {
+        rc = s_ask_node(&nodes, nodes.id[n], "topics", NULL, 0, &docs[n]);
+        for (size_t i = 0; rc == 0 && docs[n]->kind == JSON_ARRAY && i < docs[n]->count; i++) {
+            const json_t *topic = json_get(docs[n]->items[i], "topic");
+            uint64_t leader;
+            if (!topic ||
+                !s_leader_of(s_partition(view, s_partition_of(view, topic->text)), &leader) ||
+                leader != nodes.id[n]) {
+                continue; //  a follower's copy: its leader lists it
+            }
+            if (nkept == cap) {
+                cap = cap ? cap * 2 : 64;
+                kept = realloc(kept, cap * sizeof *kept);
+                if (!kept) {
+                    fprintf(stderr, "ternctl: out of memory\n");
+                    exit(1);
+                }
+            }
+            kept[nkept++] = docs[n]->items[i];
+        }
+    }
+    if (rc == 0) {
+        qsort(kept, nkept, sizeof *kept, s_cmp_topic);
+        tern_json_t rows;
+        tern_json_init(&rows);
+        tern_json_raw(&rows, "[");
+        for (size_t i = 0; i < nkept; i++) {
+            json_write(&rows, kept[i]);
+        }
+        tern_json_raw(&rows, "]");
+        rc = s_print_rows(args, &rows, columns, "no topics");
+    }
+    free(kept);
+    for (size_t n = 0; n < S_NODES_MAX; n++) {
+        json_destroy(&docs[n]);
+    }
+    s_nodes_destroy(&nodes);
+    return rc;
+}
+
+int ternctl_cluster_trace(const ternctl_args_t *args, const json_t *view, const tern_header_t *kv,
+                          size_t count, json_t **doc) {
+    s_nodes_t nodes;
+    s_nodes_from(&nodes, args, view);
+    *doc = NULL;
+    //  Each replica holds the message's history as stored; its deliveries
+    //  and acks happen at the leader of its topic's partition: keep the
+    //  leader's answer, else any that found it.
+    for (size_t n = 0; n < nodes.count; n++) {
+        json_t *one = NULL;
+        int i = (int)n;
+        if (s_ask(args, nodes.timeout_ms, nodes.endpoint[i], &nodes.client[i], "trace", kv, count,
+                  &one) != TERN_OK) {
+            continue;
+        }
+        const json_t *topic = json_get(one, "topic");
+        uint64_t leader;
+        bool leads = topic && topic->kind == JSON_STRING &&
+                     s_leader_of(s_partition(view, s_partition_of(view, topic->text)), &leader) &&
+                     leader == nodes.id[n];
+        if (!*doc || leads) {
+            json_destroy(doc);
+            *doc = one;
+        } else {
+            json_destroy(&one);
+        }
+    }
+    s_nodes_destroy(&nodes);
+    if (!*doc) {
+        fprintf(stderr, "ternctl: trace: no node of the cluster knows message %s\n", kv[0].value);
+        return 1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+//  ternctl cluster
+
+//  The view of the node asked, or 1 with the reason (a single node: "not a
+//  cluster (cluster/etcd is not set)").
+static int s_view_or_fail(const ternctl_args_t *args, json_t **view) {
+    return ternctl_admin_call(args, "cluster", NULL, 0, NULL, view);
+}
+
+static const char *const s_node_cols[] = {"node_id",    "dc",        "endpoint",   "state",
+                                          "controller", "leader_of", "replica_of", NULL};
+
+static int s_cmd_nodes(const ternctl_args_t *args, const json_t *view) {
+    const json_t *nodes = json_get(view, "nodes");
+    tern_json_t rows;
+    tern_json_init(&rows);
+    tern_json_raw(&rows, "[");
+    for (size_t i = 0; nodes && nodes->kind == JSON_ARRAY && i < nodes->count; i++) {
+        const json_t *node = nodes->items[i];
+        tern_json_sep(&rows);
+        tern_json_raw(&rows, "{");
+        for (size_t c = 0; s_node_cols[c]; c++) {
+            const json_t *v = json_get(node, s_node_cols[c]);
+            tern_json_key(&rows, s_node_cols[c]);
+            if (v) {
+                json_write(&rows, v);
+            } else {
+                tern_json_raw(&rows, "null");
+            }
+        }
+        tern_json_raw(&rows, "}");
+    }
+    tern_json_raw(&rows, "]");
+    return s_print_rows(args, &rows, s_node_cols, "no nodes");
+}
+
+static const char *const s_partition_cols[] = {"partition", "leader",   "epoch", "replicas",
+                                               "isr",       "position", NULL};
+
+//  One row of `cluster partitions`: VIEW's entry P with the position its
+//  leader reported (LEADER_VIEW: the leader's own view, or NULL).
+static void s_partition_row(tern_json_t *rows, const json_t *entry, const json_t *leader_view) {
+    const json_t *own =
+        leader_view ? s_partition(leader_view, json_get_u64(entry, "partition")) : NULL;
+    tern_json_sep(rows);
+    tern_json_raw(rows, "{");
+    for (size_t c = 0; s_partition_cols[c]; c++) {
+        const char *key = s_partition_cols[c];
+        const json_t *v = json_get(strcmp(key, "position") == 0 && own ? own : entry, key);
+        tern_json_key(rows, key);
+        if (v) {
+            json_write(rows, v);
+        } else {
+            tern_json_raw(rows, "null");
+        }
+    }
+    tern_json_raw(rows, "}");
+}
+
+static int s_cmd_partitions(const ternctl_args_t *args, const json_t *view, const char *topic) {
+    s_nodes_t nodes;
+    s_nodes_from(&nodes, args, view);
+    json_t *views[S_NODES_MAX] = {0};
+    //  Positions: each node knows those of the partitions it leads.
+    for (size_t n = 0; n < nodes.count; n++) {
+        if (s_ask(args, nodes.timeout_ms, nodes.endpoint[n], &nodes.client[n], "cluster", NULL, 0,
+                  &views[n]) != TERN_OK) {
+            fprintf(stderr,
+                    "ternctl: cluster partitions: node %llu did not answer: positions of "
+                    "its partitions shown as 0\n",
+                    (unsigned long long)nodes.id[n]);
+        }
+    }
+    const json_t *map = json_get(view, "map");
+    tern_json_t rows;
+    tern_json_init(&rows);
+    tern_json_raw(&rows, "[");
+    uint64_t only = topic ? s_partition_of(view, topic) : 0;
+    for (size_t i = 0; map && map->kind == JSON_ARRAY && i < map->count; i++) {
+        const json_t *entry = map->items[i];
+        uint64_t leader;
+        if (topic && json_get_u64(entry, "partition") != only) {
+            continue;
+        }
+        int at = s_leader_of(entry, &leader) ? s_node_at(&nodes, leader) : -1;
+        s_partition_row(&rows, entry, at >= 0 ? views[at] : NULL);
+    }
+    tern_json_raw(&rows, "]");
+    for (size_t n = 0; n < S_NODES_MAX; n++) {
+        json_destroy(&views[n]);
+    }
+    s_nodes_destroy(&nodes);
+    return s_print_rows(args, &rows, s_partition_cols, "no partitions");
+}
+
+static int s_cmd_handover(const ternctl_args_t *args, const char *partition, const char *to) {
+    uint64_t p, node;
+    if (!ternctl_parse_u64(partition, &p)) {
+        return ternctl_usage("invalid PARTITION '%s' (a partition number)", partition);
+    }
+    if (!to || !ternctl_parse_u64(to, &node)) {
+        return ternctl_usage("cluster handover needs --to NODE_ID%s", "");
+    }
+    tern_header_t kv[2] = {{"partition", partition}, {"to", to}};
+    return ternctl_admin_print(args, "cluster.handover", kv, 2, NULL);
+}
+
+//  TOPIC's entry in a cluster.verify reply DOC (its topics list), or NULL
+//  when the replica does not hold it.
+static const json_t *s_entry(const json_t *doc, const char *topic) {
+    const json_t *topics = doc ? json_get(doc, "topics") : NULL;
+    for (size_t i = 0; topics && topics->kind == JSON_ARRAY && i < topics->count; i++) {
+        const json_t *name = json_get(topics->items[i], "topic");
+        if (name && strcmp(name->text, topic) == 0) {
+            return topics->items[i];
+        }
+    }
+    return NULL;
+}
+
+static bool s_holds(const json_t *doc, const char *topic) {
+    return s_entry(doc, topic) != NULL;
+}
+
+//  last_seq of TOPIC on the replica that answered DOC; 0 without it.
+static uint64_t s_last_seq(const json_t *doc, const char *topic) {
+    const json_t *entry = s_entry(doc, topic);
+    return entry ? json_get_u64(entry, "last_seq") : 0;
+}
+
+//  Compares the replicas IDS[0..COUNT) (their topic lists in LISTS) of
+//  partition P topic by topic, each up to the seq every replica holds.
+//  Writes the topics that differ into DIFFERS (a JSON array being built);
+//  returns how many topics were compared, or -1 when a replica did not
+//  answer.
+static int s_verify_topics(s_nodes_t *nodes, const char *p, const uint64_t *ids, json_t **lists,
+                           size_t count, tern_json_t *differs) {
+    int compared = 0;
+    for (size_t r = 0; r < count; r++) {
+        const json_t *topics = json_get(lists[r], "topics");
+        for (size_t t = 0; topics && topics->kind == JSON_ARRAY && t < topics->count; t++) {
+            const json_t *name = json_get(topics->items[t], "topic");
+            bool seen = false; //  an earlier list has it: handled there
+            for (size_t e = 0; e < r && name; e++) {
+                seen |= s_holds(lists[e], name->text);
+            }
+            uint64_t upto = UINT64_MAX;
+            for (size_t e = 0; e < count && name; e++) {
+                uint64_t last = s_last_seq(lists[e], name->text);
+                upto = last < upto ? last : upto;
+            }
+            if (!name || seen || upto == 0) {
+                continue; //  compared already, or some replica has none of it yet
+            }
+            char number[24], first[24] = "";
+            snprintf(number, sizeof number, "%llu", (unsigned long long)upto);
+            tern_header_t kv[3] = {{"partition", p}, {"topic", name->text}, {"upto", number}};
+            bool same = true;
+            for (size_t e = 0; e < count; e++) {
+                json_t *doc = NULL;
+                if (s_ask_node(nodes, ids[e], "cluster.verify", kv, 3, &doc)) {
+                    return -1;
+                }
+                const json_t *digest = json_get(doc, "digest");
+                const char *text = digest && digest->kind == JSON_STRING ? digest->text : "";
+                same &= e == 0 || strcmp(first, text) == 0;
+                if (e == 0) {
+                    snprintf(first, sizeof first, "%s", text);
+                }
+                json_destroy(&doc);
+            }
+            compared++;
+            if (!same) {
+                tern_json_sep(differs);
+                tern_json_str(differs, name->text);
+            }
+        }
+    }
+    return compared;
+}
+
+//  One row of `cluster verify` for map ENTRY into ROWS; *SAME false when
+//  the replicas differ. Returns 0, or 1 when a replica could not answer.
+static int s_verify_partition(s_nodes_t *nodes, const json_t *entry, tern_json_t *rows,
+                              bool *same) {
+    uint64_t ids[S_NODES_MAX], leader = UINT64_MAX;
+    json_t *lists[S_NODES_MAX] = {0};
+    size_t count = 0;
+    char p[24];
+    snprintf(p, sizeof p, "%llu", (unsigned long long)json_get_u64(entry, "partition"));
+    tern_header_t kv[1] = {{"partition", p}};
+    const json_t *replicas = json_get(entry, "replicas");
+    s_leader_of(entry, &leader);
+    int rc = 0;
+    uint64_t position = 0;
+    for (size_t i = 0; replicas && i < replicas->count && count < S_NODES_MAX && rc == 0; i++) {
+        uint64_t id;
+        if (!ternctl_parse_u64(replicas->items[i]->text, &id) || s_node_at(nodes, id) < 0) {
+            fprintf(stderr,
+                    "ternctl: cluster verify: partition %s: replica %s is down: not "
+                    "compared\n",
+                    p, replicas->items[i]->text);
+            continue;
+        }
+        rc = s_ask_node(nodes, id, "cluster.verify", kv, 1, &lists[count]);
+        position = id == leader ? json_get_u64(lists[count], "position") : position;
+        ids[count++] = id;
+    }
+    tern_json_t differs;
+    tern_json_init(&differs);
+    tern_json_raw(&differs, "[");
+    int compared = rc == 0 ? s_verify_topics(nodes, p, ids, lists, count, &differs) : -1;
+    tern_json_raw(&differs, "]");
+    *same = compared >= 0 && differs.len == 2;
+    tern_json_sep(rows);
+    tern_json_raw(rows, "{");
+    tern_json_key(rows, "partition");
+    tern_json_raw(rows, p);
+    tern_json_key_bool(rows, "identical", *same);
+    tern_json_key(rows, "replicas");
+    tern_json_raw(rows, "[");
+    for (size_t i = 0; i < count; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "%s%llu", i ? "," : "", (unsigned long long)ids[i]);
+        tern_json_raw(rows, id);
+    }
+    tern_json_raw(rows, "]");
+    tern_json_key_u64(rows, "position", position);
+    tern_json_key_u64(rows, "topics", compared > 0 ? (uint64_t)compared : 0);
+    tern_json_key(rows, "differs");
+    tern_json_rawn(rows, differs.data, differs.len);
+    tern_json_raw(rows, "}");
+    tern_json_free(&differs);
+    for (size_t i = 0; i < count; i++) {
+        json_destroy(&lists[i]);
+    }
+    return compared < 0 ? 1 : 0;
+}
+
+static const char *const s_verify_cols[] = {"partition", "identical", "replicas", "position",
+                                            "topics",    "differs",   NULL};
+
+static int s_cmd_verify(const ternctl_args_t *args, const json_t *view) {
+    s_nodes_t nodes;
+    s_nodes_from(&nodes, args, view);
+    const json_t *map = json_get(view, "map");
+    tern_json_t rows;
+    tern_json_init(&rows);
+    tern_json_raw(&rows, "[");
+    bool all_same = true;
+    int rc = 0;
+    for (size_t i = 0; map && map->kind == JSON_ARRAY && i < map->count; i++) {
+        bool same = true;
+        rc |= s_verify_partition(&nodes, map->items[i], &rows, &same);
+        all_same &= same;
+    }
+    tern_json_raw(&rows, "]");
+    s_nodes_destroy(&nodes);
+    int printed = s_print_rows(args, &rows, s_verify_cols, "no partitions");
+    if (!all_same) {
+        fprintf(stderr, "ternctl: cluster verify: replicas differ (see identical=false)\n");
+    }
+    return printed || rc || !all_same ? 1 : 0;
+}
+
+const ternctl_opt_t ternctl_cluster_opts[] = {{"topic", true}, {"to", true}, {NULL, false}};
+
+int ternctl_cmd_cluster(const ternctl_args_t *args) {
+    const char *sub = args->positional_count ? args->positional[0] : "";
+    const char *topic = ternctl_value(args, ternctl_cluster_opts, "topic");
+    const char *to = ternctl_value(args, ternctl_cluster_opts, "to");
+    bool handover = strcmp(sub, "handover") == 0;
+    if (sub[0] && !handover && strcmp(sub, "partitions") != 0 && strcmp(sub, "verify") != 0) {
+        return ternctl_usage("unknown cluster subcommand '%s'", sub);
+    }
+    if (args->positional_count > (handover ? 2u : 1u) || (handover && args->positional_count < 2)) {
+        return ternctl_usage(handover ? "cluster handover needs exactly one PARTITION%s"
+                                      : "cluster %s takes no more arguments",
+                             handover ? "" : sub);
+    }
+    if (topic && strcmp(sub, "partitions") != 0) {
+        return ternctl_usage("--topic applies only to 'cluster partitions'%s", "");
+    }
+    if (to && !handover) {
+        return ternctl_usage("--to applies only to 'cluster handover'%s", "");
+    }
+    if (handover) {
+        return s_cmd_handover(args, args->positional[1], to);
+    }
+    json_t *view = NULL;
+    int rc = s_view_or_fail(args, &view);
+    if (rc) {
+        return rc;
+    }
+    rc = !sub[0]                          ? s_cmd_nodes(args, view)
+         : strcmp(sub, "partitions") == 0 ? s_cmd_partitions(args, view, topic)
+                                          : s_cmd_verify(args, view);
+    json_destroy(&view);
+    return rc;
+}
