@@ -18,6 +18,7 @@
 _Thread_local char tl_reason[TERN_REASON_MAX + 1];
 _Thread_local uint8_t tl_header[TERN_HEADER_MAX];
 _Thread_local uint8_t tl_meta[TERN_HEADER_MAX];
+_Thread_local tern_client_t *tl_io_root;
 
 const char *tern_last_reason(void) {
     return tl_reason;
@@ -236,9 +237,9 @@ static bool s_take_options(tern_client_t *self, const char *const *endpoints, si
 
 //  Creates the eventfd, the ZeroMQ context, the lock and the I/O thread.
 //  Returns false (errno set) with what it made left for s_client_free.
-static bool s_start(tern_client_t *self) {
+static bool s_start(tern_client_t *self, uint64_t req_base) {
     atomic_init(&self->max_payload, TERN_PAYLOAD_MAX);
-    atomic_init(&self->next_req, 1);
+    atomic_init(&self->next_req, req_base);
     self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->wake_fd < 0) {
         return false;
@@ -252,8 +253,10 @@ static bool s_start(tern_client_t *self) {
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&self->cond, &attr);
+    pthread_cond_init(&self->tick, &attr);
     pthread_condattr_destroy(&attr);
     if (pthread_create(&self->thread, NULL, cl_io_thread, self) != 0) {
+        pthread_cond_destroy(&self->tick);
         pthread_cond_destroy(&self->cond);
         pthread_mutex_destroy(&self->mutex);
         return false;
@@ -277,8 +280,9 @@ static void s_client_free(tern_client_t *self) {
     free(self);
 }
 
-tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
-                                     const tern_client_options_t *options) {
+tern_client_t *cl_client_new(const char *const *endpoints, size_t count,
+                             const tern_client_options_t *options, tern_client_t *root,
+                             uint64_t req_base) {
     tern_client_options_t defaults;
     if (!options) {
         tern_client_options_init(&defaults);
@@ -291,10 +295,40 @@ tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
     }
     tern_client_t *self = tern_alloc(sizeof *self);
     self->wake_fd = -1;
-    if (!s_take_options(self, endpoints, count, options) || !s_start(self)) {
+    //  A node session's mode is known: it only carries what its root routes.
+    self->root = root;
+    self->mode_known = root != NULL;
+    self->io_mode = root ? CL_MODE_SINGLE : CL_MODE_UNKNOWN;
+    if (!s_take_options(self, endpoints, count, options) || !s_start(self, req_base)) {
         snprintf(tl_reason, sizeof tl_reason, "cannot start the client: %s", strerror(errno));
         s_client_free(self);
         return NULL;
+    }
+    return self;
+}
+
+void cl_mode_known(tern_client_t *self, cl_mode_t mode) {
+    self->mode_known = true;
+    cl_mode_op_t *op = tern_alloc(sizeof *op);
+    op->op.type = OP_MODE;
+    op->mode = mode;
+    s_push_op(self, &op->op);
+    pthread_cond_broadcast(&self->cond);
+}
+
+tern_client_t *tern_client_new_array(const char *const *endpoints, size_t count,
+                                     const tern_client_options_t *options) {
+    tern_client_t *self = cl_client_new(endpoints, count, options, NULL, 1);
+    if (self) {
+        //  Asks the first session whether this is a cluster (ADMIN
+        //  `cluster`): a single node needs nothing more, and the thread ends.
+        self->cluster_started =
+            pthread_create(&self->cluster_thread, NULL, cl_cluster_thread, self) == 0;
+        if (!self->cluster_started) {
+            pthread_mutex_lock(&self->mutex);
+            cl_mode_known(self, CL_MODE_SINGLE);
+            pthread_mutex_unlock(&self->mutex);
+        }
     }
     return self;
 }
@@ -327,11 +361,17 @@ void tern_client_destroy(tern_client_t **self_p) {
     *self_p = NULL;
     pthread_mutex_lock(&self->mutex);
     self->closing = true;
+    pthread_cond_broadcast(&self->tick);
     cl_op_t *op = tern_alloc(sizeof *op);
     op->type = OP_CLOSE;
     s_push_op(self, op);
     pthread_mutex_unlock(&self->mutex);
     pthread_join(self->thread, NULL);
+    //  With the I/O thread gone, the cluster thread's requests fail at once.
+    if (self->cluster_started) {
+        pthread_join(self->cluster_thread, NULL);
+    }
+    cl_cluster_destroy(self);
     while (self->subs) {
         tern_subscription_t *sub = self->subs;
         self->subs = sub->next;
@@ -343,6 +383,7 @@ void tern_client_destroy(tern_client_t **self_p) {
         self->pub_free = pub->next;
         free(pub);
     }
+    pthread_cond_destroy(&self->tick);
     pthread_cond_destroy(&self->cond);
     pthread_mutex_destroy(&self->mutex);
     s_client_free(self);

@@ -22,6 +22,16 @@
         tern_client_sub.c       subscriptions: SUBSCRIBE, pull queue, credit, unsubscribe
         tern_client_msg.c       deliveries: DELIVER -> tern_message_t, ack/nack/term
         tern_client_admin.c     admin requests and their replies
+        tern_client_map.c       a cluster's partition map (ADMIN `cluster`), routes
+        tern_client_cluster.c   cluster mode: one node session per leader, routing,
+                                rerouting, subscriptions that follow leaders
+
+    Cluster mode (docs/client.md, "Clusters"): the client the application
+    holds (the root) keeps its session to a seed endpoint for admin and
+    the map; each node it publishes to or subscribes on gets a node session,
+    itself a tern_client_t (root set, no cluster thread) with its own I/O
+    thread. Lock order: a root's mutex before a node session's, never the
+    other way round.
 
     Naming: cl_<verb> functions are shared between the files of client/ and
     declared here; each file's own helpers stay static s_<verb>; the inline
@@ -36,6 +46,7 @@
 #include "tern.h"
 #include "tern_alloc.h"
 #include "tern_backoff.h"
+#include "tern_client_map.h"
 #include "tern_proto.h"
 #include "tern_template.h"
 
@@ -74,7 +85,13 @@ typedef struct {
     tern_client_t *client;            //  for publish completions
 } cl_waiter_t;
 
-typedef enum { OP_PUB, OP_FRAME, OP_SUB, OP_ADMIN, OP_CLOSE } cl_op_type_t;
+typedef enum { OP_PUB, OP_FRAME, OP_SUB, OP_ADMIN, OP_CLOSE, OP_MODE, OP_ABANDON } cl_op_type_t;
+
+//  What the first session's ADMIN `cluster` said (tern_client_cluster.c).
+typedef enum { CL_MODE_UNKNOWN, CL_MODE_SINGLE, CL_MODE_CLUSTER } cl_mode_t;
+
+typedef struct _cl_cluster_t cl_cluster_t; //  cluster mode state (tern_client_cluster.c)
+typedef struct _cl_att_t cl_att_t;         //  a subscription's attachment to one node
 
 //  A request from an application thread to the I/O thread: the first member
 //  of the struct it heads, which TYPE names (cl_pub_t, cl_frame_op_t,
@@ -108,6 +125,12 @@ typedef struct {
     size_t hdr_len; //  size of hdr
     uint8_t hdr[];  //  encoded header
 } cl_frame_op_t;
+
+//  OP_MODE: the client's mode is known (a bare cl_op_t for OP_ABANDON).
+typedef struct {
+    cl_op_t op;     //  queue link (first member)
+    cl_mode_t mode; //  single node or cluster
+} cl_mode_op_t;
 
 //  OP_SUB: send SUBSCRIBE for a subscription.
 typedef struct {
@@ -171,6 +194,10 @@ struct _tern_subscription_t {
     uint64_t gen;         //  session in which sub_id is valid; 0 none
     bool closed;          //  unsubscribed or failed
     cl_waiter_t *waiter;  //  tern_subscribe waiting for the first OK
+    tern_err_t error;     //  the ERROR that closed it, TERN_OK if none
+    bool routed;          //  cluster mode: lives on node sessions (atts), not here
+    cl_att_t *atts;       //  routed: its subscriptions on node sessions
+    int64_t next_follow;  //  routed: earliest time to attach again
     tern_message_t *head; //  pull queue
     tern_message_t *tail; //  pull queue
     size_t queued;        //  pull queue length
@@ -194,6 +221,7 @@ struct _tern_client_t {
 
     pthread_mutex_t mutex;  //  guards everything below
     pthread_cond_t cond;    //  waiters, window, connection changes
+    pthread_cond_t tick;    //  wakes the cluster thread (closing, a reroute)
     cl_op_t *ops_head;      //  queue to the I/O thread
     cl_op_t *ops_tail;      //  queue tail
     cl_pub_t *pub_free;     //  completed publishes for reuse (at most window)
@@ -212,6 +240,11 @@ struct _tern_client_t {
     size_t inflight;              //  publishes accepted, not completed
     uint64_t next_seq;            //  next producer_seq
     tern_subscription_t *subs;    //  all subscriptions, freed at destroy
+    bool mode_known;              //  the probe answered (or this is a node session)
+    cl_cluster_t *cluster;        //  cluster mode state once known, else NULL; owned
+    tern_client_t *root;          //  a node session: the client it serves; else NULL
+    pthread_t cluster_thread;     //  a root's probe and cluster thread
+    bool cluster_started;         //  cluster_thread runs (root only)
 
     //  I/O thread only:
     void *ctx;              //  ZeroMQ context
@@ -240,6 +273,7 @@ struct _tern_client_t {
     cl_pub_t *win_head;     //  publish window, send order
     cl_pub_t *win_tail;     //  window tail
     cl_admin_t *admins;     //  pending admin requests
+    cl_mode_t io_mode;      //  publishes wait in the window while UNKNOWN
 };
 
 //  ---------------------------------------------------------------------------
@@ -266,8 +300,13 @@ static inline void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
     }
 }
 
+//  The client whose I/O thread this is (a node session's root), or NULL.
+extern _Thread_local tern_client_t *tl_io_root;
+
+//  True on SELF's I/O thread, or, for a root client, on one of its node
+//  sessions' (where its callbacks run too).
 static inline bool s_on_io_thread(tern_client_t *self) {
-    return pthread_equal(pthread_self(), self->thread);
+    return tl_io_root == self || pthread_equal(pthread_self(), self->thread);
 }
 
 //  Whether a synchronous call may wait: TERN_EINVAL without a client,
@@ -330,8 +369,8 @@ static inline bool s_send_shared(tern_client_t *self, zmq_msg_t *msg, int flags)
 //  Sends PUB in the current session unless it went out in it already; a
 //  full socket leaves it for the next resend. I/O thread.
 static inline void s_pub_send(tern_client_t *self, cl_pub_t *pub) {
-    if (self->state != S_READY || pub->sent_gen == self->gen) {
-        return;
+    if (self->state != S_READY || pub->sent_gen == self->gen || self->io_mode == CL_MODE_UNKNOWN) {
+        return; //  (until the probe says single node: tern_client_cluster.c)
     }
     //  The pub keeps its messages for a resend: the socket gets copies
     //  that share the buffers, so nothing is copied or allocated here.
@@ -369,6 +408,17 @@ tern_err_t cl_unavailable(tern_client_t *self);
 void cl_waiter_finish(tern_client_t *self, cl_waiter_t *waiter, tern_err_t code,
                       const char *reason);
 
+//  Creates a client as tern_client_new_array does, without starting its
+//  cluster thread when ROOT is set: a node session of ROOT, whose request
+//  ids start at REQ_BASE. Caller owns the result.
+tern_client_t *cl_client_new(const char *const *endpoints, size_t count,
+                             const tern_client_options_t *options, tern_client_t *root,
+                             uint64_t req_base);
+
+//  The mode is known: wakes subscribers waiting for it and tells the I/O
+//  thread (OP_MODE). Mutex held.
+void cl_mode_known(tern_client_t *self, cl_mode_t mode);
+
 //  tern_client_endpoint.c
 //  The "HOST:PORT" part of a tcp:// ENDPOINT, or NULL for another transport.
 const char *cl_tcp_address(const char *endpoint);
@@ -399,6 +449,8 @@ void cl_handle_monitor(tern_client_t *self);
 void cl_fail_pending(tern_client_t *self);
 //  Connects, times out HELLO, sends heartbeats, notices a silent broker.
 void cl_session_timers(tern_client_t *self, int64_t now);
+//  Sends everything that has not gone out in this session, in order.
+void cl_resend_all(tern_client_t *self);
 
 //  tern_client_pub.c (I/O thread)
 void cl_handle_puback(tern_client_t *self, const tern_frame_t *frame);
@@ -418,9 +470,17 @@ void cl_handle_sub_error(tern_client_t *self, const tern_frame_t *frame);
 void cl_subs_fail(tern_client_t *self, tern_err_t code, const char *reason, bool close);
 //  Frees SUB, its queued messages and its waiter (tern_client_destroy).
 void cl_sub_free(tern_subscription_t *sub);
+//  A subscription of node session CLIENT like LIKE (pattern, group,
+//  options, last_seq) delivering to FN(ARG), linked and its SUBSCRIBE
+//  queued; nobody waits for its OK. Borrowed; CLIENT owns it.
+tern_subscription_t *cl_sub_attach(tern_client_t *client, const tern_subscription_t *like,
+                                   tern_msg_fn *fn, void *arg);
 
 //  tern_client_msg.c
 void cl_handle_deliver(tern_client_t *self, const tern_frame_t *frame);
+//  Hands MSG to SUB: its callback, or its pull queue (waking the reader).
+//  Mutex of SELF, SUB's client, held; released.
+void cl_sub_hand(tern_client_t *self, tern_subscription_t *sub, tern_message_t *msg);
 //  Queues the frame encoded in tl_header (LEN bytes) for session GEN; from a
 //  callback, keeps it for the end of the I/O loop's turn. Mutex held.
 void cl_queue_frame(tern_client_t *self, size_t len, uint64_t gen);
@@ -436,6 +496,28 @@ bool cl_handle_admin_error(tern_client_t *self, const tern_frame_t *frame);
 void cl_admins_fail(tern_client_t *self, tern_err_t code, const char *reason);
 //  Drops the requests whose caller gave up, once past their deadline.
 void cl_admins_expire(tern_client_t *self, int64_t now);
+
+//  tern_client_cluster.c
+//  The probe, then in cluster mode the map refreshes and the following
+//  (pthread start routine of a root client; ARG is the client).
+void *cl_cluster_thread(void *arg);
+//  Routes PUB (just made, for TOPIC) to its partition's leader; PUB goes
+//  back to the free list. Mutex held.
+void cl_cluster_publish(tern_client_t *self, const char *topic, cl_pub_t *pub);
+//  OP_MODE cluster: hands the publishes waiting in the window to routing.
+void cl_cluster_take_window(tern_client_t *self);
+//  Subscribes SUB (new, routed) on the nodes it needs and waits for the
+//  first OK, as tern_subscribe does. Mutex held.
+tern_err_t cl_cluster_subscribe(tern_client_t *self, tern_subscription_t *sub);
+//  Ends SUB's subscriptions on node sessions. Mutex held.
+void cl_cluster_unsubscribe(tern_subscription_t *sub);
+//  CREDIT N on every node SUB is on. Mutex held.
+tern_err_t cl_cluster_credit(tern_subscription_t *sub, uint32_t n);
+//  The sub_id of SUB on its first node, 0 if none. Mutex held.
+uint64_t cl_cluster_sub_id(tern_subscription_t *sub);
+//  After the I/O and cluster threads stopped: closes the node sessions
+//  (their publishes complete with TERN_ECLOSED) and frees the state.
+void cl_cluster_destroy(tern_client_t *self);
 
 #pragma GCC visibility pop
 

@@ -84,6 +84,21 @@ static bool s_handle_ops(tern_client_t *self) {
                 running = false;
                 free(op);
                 break;
+            case OP_MODE:
+                self->io_mode = ((cl_mode_op_t *)op)->mode;
+                free(op);
+                if (self->io_mode == CL_MODE_CLUSTER) {
+                    cl_cluster_take_window(self);
+                } else {
+                    cl_resend_all(self);
+                }
+                break;
+            case OP_ABANDON:
+                //  A node session whose node is gone: its root routes the
+                //  window again (same producer and producer_seq).
+                free(op);
+                cl_win_fail(self, TERN_ENOTLEADER, "node session lost");
+                break;
         }
         op = next;
     }
@@ -100,6 +115,13 @@ static bool s_handle_ops(tern_client_t *self) {
 static void s_handle_error(tern_client_t *self, const tern_frame_t *frame) {
     if (self->state == S_CONNECTING) {
         cl_handle_hello_error(self, frame);
+        return;
+    }
+    //  TERN_ESTATE ends the session when the broker does not know it
+    //  ("send HELLO first"); answering an admin request on a live session it
+    //  is that request's answer (ADMIN `cluster`: "not a cluster").
+    if (frame->code == TERN_ESTATE && strcmp(frame->reason, "send HELLO first") != 0 &&
+        frame->req_id && cl_handle_admin_error(self, frame)) {
         return;
     }
     if (cl_handle_session_error(self, frame) || frame->req_id == 0) {
@@ -280,6 +302,7 @@ static bool s_poll_once(tern_client_t *self, int64_t now, bool *ctx_gone) {
 
 void *cl_io_thread(void *arg) {
     tern_client_t *self = arg;
+    tl_io_root = self->root; //  callbacks of a node session are its root's
     self->state = S_IDLE;
     self->next_attempt = s_now_ms();
     bool running = true;

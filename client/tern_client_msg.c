@@ -110,14 +110,19 @@ void cl_handle_deliver(tern_client_t *self, const tern_frame_t *frame) {
     tern_message_t *msg = s_message_new(frame);
     msg->sub = sub;
     msg->gen = self->gen;
-    if (frame->seq > sub->last_seq) {
-        sub->last_seq = frame->seq;
+    cl_sub_hand(self, sub, msg);
+}
+
+void cl_sub_hand(tern_client_t *self, tern_subscription_t *sub, tern_message_t *msg) {
+    if (msg->seq > sub->last_seq) {
+        sub->last_seq = msg->seq; //  (in a cluster, every replica has the same seqs)
     }
     if (sub->fn) {
         pthread_mutex_unlock(&self->mutex);
         sub->fn(msg, sub->arg);
         return;
     }
+    msg->next = NULL;
     if (sub->tail) {
         sub->tail->next = msg;
     } else {

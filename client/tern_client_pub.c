@@ -220,10 +220,12 @@ static tern_err_t s_window_slot(tern_client_t *self, int block_ms) {
 }
 
 //  Queues the publish whose header is in tl_header (HDR_LEN bytes) to the
-//  I/O thread, in a recycled cl_pub_t when there is one. Takes the content
-//  of *PAYLOAD (left empty). Mutex held.
-static void s_pub_queue(tern_client_t *self, uint64_t req_id, uint64_t producer_seq,
-                        tern_pub_fn *fn, void *arg, size_t hdr_len, zmq_msg_t *payload) {
+//  I/O thread (in cluster mode, to TOPIC's leader), in a recycled cl_pub_t
+//  when there is one. Takes the content of *PAYLOAD (left empty). Mutex
+//  held.
+static void s_pub_queue(tern_client_t *self, const char *topic, uint64_t req_id,
+                        uint64_t producer_seq, tern_pub_fn *fn, void *arg, size_t hdr_len,
+                        zmq_msg_t *payload) {
     cl_pub_t *pub = self->pub_free;
     if (pub) {
         self->pub_free = pub->next;
@@ -240,7 +242,11 @@ static void s_pub_queue(tern_client_t *self, uint64_t req_id, uint64_t producer_
     zmq_msg_init(&pub->payload);
     zmq_msg_move(&pub->payload, payload);
     self->inflight++;
-    s_push_op(self, &pub->op);
+    if (self->cluster) {
+        cl_cluster_publish(self, topic, pub); //  straight to its leader's session
+    } else {
+        s_push_op(self, &pub->op);
+    }
 }
 
 tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg, tern_pub_fn *fn,
@@ -278,7 +284,7 @@ tern_err_t tern_publish_async(tern_client_t *self, const tern_pub_options_t *msg
         self->next_seq -= msg->producer_seq ? 0 : 1;
     }
     if (rc == TERN_OK) {
-        s_pub_queue(self, req_id, producer_seq, fn, arg, hdr_len, &payload);
+        s_pub_queue(self, msg->topic, req_id, producer_seq, fn, arg, hdr_len, &payload);
     }
     pthread_mutex_unlock(&self->mutex);
     zmq_msg_close(&payload); //  empty when moved

@@ -149,8 +149,7 @@ void cl_try_hello(tern_client_t *self) {
     }
 }
 
-//  Sends everything that has not gone out in this session, in order.
-static void s_resend_all(tern_client_t *self) {
+void cl_resend_all(tern_client_t *self) {
     self->resend_needed = false;
     pthread_mutex_lock(&self->mutex);
     for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
@@ -186,7 +185,7 @@ void cl_handle_welcome(tern_client_t *self, const tern_frame_t *frame) {
     atomic_store(&self->max_payload, frame->max_payload ? frame->max_payload : TERN_PAYLOAD_MAX);
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->mutex);
-    s_resend_all(self);
+    cl_resend_all(self);
 }
 
 //  Records CODE as the broker's answer to our HELLO or key, for waiters.
@@ -377,7 +376,7 @@ void cl_session_timers(tern_client_t *self, int64_t now) {
                 cl_send_simple(self, TERN_CMD_HEARTBEAT);
             }
             if (self->resend_needed) {
-                s_resend_all(self);
+                cl_resend_all(self);
             }
             break;
     }

@@ -49,6 +49,30 @@ static tern_subscription_t *s_sub_new(tern_client_t *self, const char *pattern, 
     return sub;
 }
 
+//  Links SUB to SELF's list and queues its SUBSCRIBE. Mutex held.
+static void s_sub_link(tern_client_t *self, tern_subscription_t *sub) {
+    sub->next = self->subs;
+    self->subs = sub;
+    cl_sub_op_t *op = tern_alloc(sizeof *op);
+    op->op.type = OP_SUB;
+    op->sub = sub;
+    s_push_op(self, &op->op);
+}
+
+tern_subscription_t *cl_sub_attach(tern_client_t *client, const tern_subscription_t *like,
+                                   tern_msg_fn *fn, void *arg) {
+    tern_sub_options_t options = like->options;
+    options.group = like->group;
+    tern_subscription_t *sub = s_sub_new(client, like->pattern, like->group, &options, fn, arg);
+    free(sub->waiter);
+    sub->waiter = NULL;
+    sub->last_seq = like->last_seq; //  an ephemeral one resumes after it
+    pthread_mutex_lock(&client->mutex);
+    s_sub_link(client, sub);
+    pthread_mutex_unlock(&client->mutex);
+    return sub;
+}
+
 void cl_sub_free(tern_subscription_t *sub) {
     while (sub->head) {
         tern_message_t *msg = sub->head;
@@ -63,12 +87,7 @@ void cl_sub_free(tern_subscription_t *sub) {
 //  Links SUB, queues its SUBSCRIBE and waits for the broker's answer.
 //  Mutex held.
 static tern_err_t s_sub_start(tern_client_t *self, tern_subscription_t *sub) {
-    sub->next = self->subs;
-    self->subs = sub;
-    cl_sub_op_t *op = tern_alloc(sizeof *op);
-    op->op.type = OP_SUB;
-    op->sub = sub;
-    s_push_op(self, &op->op);
+    s_sub_link(self, sub);
     int timeout_ms = (int)self->options.timeout_ms;
     struct timespec deadline = cl_abs_deadline(timeout_ms);
     cl_waiter_t *waiter = sub->waiter;
@@ -87,6 +106,24 @@ static tern_err_t s_sub_start(tern_client_t *self, tern_subscription_t *sub) {
         sub->closed = true; //  stays in the list; freed with the client
     }
     return rc;
+}
+
+//  Waits until the first session said whether this is a cluster (a
+//  subscription goes to its topic's leader there), at most timeout_ms.
+//  Mutex held.
+static tern_err_t s_mode_wait(tern_client_t *self) {
+    int timeout_ms = (int)self->options.timeout_ms;
+    struct timespec deadline = cl_abs_deadline(timeout_ms);
+    while (!self->mode_known) {
+        tern_err_t rc = cl_unavailable(self);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+        if (!cl_wait(&self->cond, &self->mutex, timeout_ms, &deadline)) {
+            return cl_timeout_code(self);
+        }
+    }
+    return TERN_OK;
 }
 
 tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
@@ -118,11 +155,18 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
         cl_sub_free(sub);
         return rc;
     }
-    rc = s_sub_start(self, sub);
+    rc = s_mode_wait(self);
+    bool linked = rc == TERN_OK; //  s_sub_start and cl_cluster_subscribe link it
+    if (rc == TERN_OK) {
+        rc = self->cluster ? cl_cluster_subscribe(self, sub) : s_sub_start(self, sub);
+    }
     if (rc == TERN_OK) {
         *sub_p = sub;
     }
     pthread_mutex_unlock(&self->mutex);
+    if (!linked) {
+        cl_sub_free(sub);
+    }
     return rc;
 }
 
@@ -187,6 +231,8 @@ tern_err_t tern_subscription_credit(tern_subscription_t *sub, uint32_t n) {
     tern_err_t rc = TERN_OK;
     if (sub->closed || self->closing) {
         rc = TERN_ECLOSED;
+    } else if (sub->routed) {
+        rc = cl_cluster_credit(sub, n);
     } else if (sub->gen == 0 || sub->gen != self->gen) {
         rc = TERN_ESTATE;
     } else {
@@ -199,7 +245,9 @@ tern_err_t tern_subscription_credit(tern_subscription_t *sub, uint32_t n) {
 
 uint64_t tern_subscription_id(tern_subscription_t *sub) {
     pthread_mutex_lock(&sub->client->mutex);
-    uint64_t id = sub->gen == sub->client->gen ? sub->sub_id : 0;
+    uint64_t id = sub->routed                    ? cl_cluster_sub_id(sub)
+                  : sub->gen == sub->client->gen ? sub->sub_id
+                                                 : 0;
     pthread_mutex_unlock(&sub->client->mutex);
     return id;
 }
@@ -219,6 +267,9 @@ tern_err_t tern_unsubscribe(tern_subscription_t **sub_p) {
         frame.sub_id = sub->sub_id;
         s_queue_sub_frame(self, &frame, sub->gen);
     }
+    if (sub->routed) {
+        cl_cluster_unsubscribe(sub);
+    }
     sub->closed = true;
     while (sub->head) {
         tern_message_t *msg = sub->head;
@@ -236,7 +287,7 @@ tern_err_t tern_unsubscribe(tern_subscription_t **sub_p) {
 //  I/O thread
 
 void cl_send_subscribe(tern_client_t *self, tern_subscription_t *sub) {
-    if (self->state != S_READY || sub->closed || sub->sent_gen == self->gen) {
+    if (self->state != S_READY || sub->closed || sub->routed || sub->sent_gen == self->gen) {
         return;
     }
     tern_frame_t frame;
@@ -308,6 +359,7 @@ void cl_handle_sub_error(tern_client_t *self, const tern_frame_t *frame) {
     tern_subscription_t *sub = s_sub_by_req(self, frame->req_id);
     if (sub) {
         sub->closed = true;
+        sub->error = (tern_err_t)frame->code;
         pthread_cond_broadcast(&sub->cond);
         if (sub->waiter) {
             cl_waiter_finish(self, sub->waiter, (tern_err_t)frame->code, frame->reason);

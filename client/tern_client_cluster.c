@@ -1,0 +1,674 @@
+/*  tern_client_cluster.c - cluster mode: the probe, node sessions, routing by partition leader.
+
+    Every root client runs this file's thread. It waits for the first
+    session and sends ADMIN `cluster`: ERROR TERN_ESTATE (a single node, or
+    a broker without clusters: any other refusal) makes the client what it
+    always was, and the thread ends; its only cost was that one request,
+    during which publishes wait in the window (io_mode UNKNOWN). A map
+    makes the client a cluster client:
+
+    - Publishes go to the leader of their topic's partition
+      (tern_partition_of, as ternd), through a node session per node: a
+      tern_client_t of its own (root set) with its own DEALER and I/O
+      thread, opened the first time a publish or a subscription needs that
+      node. The publish keeps its encoded header (producer, producer_seq)
+      and payload until it completes (a cl_cpub_t wrapping the node
+      session's window entry), so a resend to another node is the same
+      bytes and the broker's dedup turns it into the original msg_id.
+    - It is routed again, not completed, on ERROR TERN_ENOTLEADER (its
+      reason names the new leader, applied to the map at once), when its
+      node session is lost (abandoned: the session's window fails back to
+      here), or when the node refused the connection; it waits ("parked")
+      while its partition has no reachable leader, and the thread retries
+      the parked ones after each map refresh. A publish rerouted for longer
+      than 3 x timeout_ms (at least 30 s) completes with its last error.
+      TERN_EREPLICAS and every other code complete it (tern.h).
+    - A subscription to one topic lives on its partition leader's session
+      and moves when the leader changes or its session is lost; a pattern
+      lives on every node. Deliveries keep their node session's message, so
+      an ack goes to the session that delivered it.
+    - The map is refreshed every 3 s on any live session (the seed first),
+      and every 100 ms..1 s while a partition has no leader, a publish is
+      parked or an ERROR asked for it.
+
+    Threads: the cluster thread (this file's loop, under the root's mutex
+    except while it waits for a reply), the node sessions' I/O threads
+    (s_cpub_done, s_deliver) and the application threads (publish,
+    subscribe). Everything here is guarded by the root's mutex; a node
+    session's mutex is taken inside it, never around it.
+*/
+#include "tern_client_int.h"
+
+#define S_TICK_MS        100   /* local checks: lost sessions, parked publishes */
+#define S_REFRESH_MS     3000  /* map refresh when all is well */
+#define S_ADMIN_MS       2000  /* a refresh's wait for its reply */
+#define S_FOLLOW_MS      500   /* a subscription attaches again at most this often */
+#define S_HOPS_MAX       2     /* immediate reroutes before a publish waits for a refresh */
+#define S_REROUTE_MIN_MS 30000 /* a publish is rerouted at least this long */
+#define S_PENDING        ((tern_err_t)-1) /* a subscription waits for its first answer */
+
+//  One node's session.
+typedef struct {
+    uint32_t node_id;      //  the node
+    tern_client_t *client; //  its session, owned
+    int64_t created;       //  when it was opened (ms, monotonic)
+    bool lost;             //  down after being up, refused, or never up in time
+    bool abandoned;        //  its window went back to routing in this loss
+} s_link_t;
+
+//  A publish in cluster mode, from tern_publish_async to its completion.
+typedef struct _s_cpub_t {
+    struct _s_cpub_t *next;           //  parked list
+    tern_client_t *root;              //  the client
+    uint32_t partition;               //  its topic's
+    uint64_t req_id;                  //  in hdr
+    uint64_t producer_seq;            //  in hdr
+    zmq_msg_t hdr;                    //  encoded PUBLISH header, shared by every send
+    zmq_msg_t payload;                //  payload, shared by every send
+    tern_pub_fn *fn;                  //  the application's callback or NULL
+    void *arg;                        //  its argument
+    int64_t deadline;                 //  rerouting stops after this
+    uint32_t hops;                    //  reroutes since it last waited for a refresh
+    uint32_t node_id;                 //  node it was last sent to
+    tern_err_t code;                  //  the last reroutable error
+    char reason[TERN_REASON_MAX + 1]; //  its reason
+} s_cpub_t;
+
+//  A routed subscription's subscription on one node session.
+struct _cl_att_t {
+    cl_att_t *next;           //  the subscription's list
+    uint32_t node_id;         //  the node
+    tern_client_t *client;    //  its session, borrowed from the link
+    tern_subscription_t *sub; //  on that session (it owns it)
+};
+
+struct _cl_cluster_t {
+    cl_map_t *map;                    //  the partition map, owned
+    s_link_t links[CL_MAP_NODES_MAX]; //  node sessions opened so far
+    size_t link_count;                //  how many
+    s_cpub_t *parked;                 //  publishes waiting for a leader
+    bool refresh_now;                 //  refresh at the next tick
+    int64_t next_refresh;             //  time of the next refresh
+    uint32_t refresh_attempt;         //  fast refreshes in a row (backoff)
+    uint64_t rng;                     //  backoff jitter
+};
+
+//  ---------------------------------------------------------------------------
+//  Node sessions
+
+//  The session of NODE_ID, opened now if needed; NULL if the map does not
+//  know the node or it cannot be opened.
+static s_link_t *s_link(tern_client_t *self, uint32_t node_id) {
+    cl_cluster_t *cluster = self->cluster;
+    for (size_t i = 0; i < cluster->link_count; i++) {
+        if (cluster->links[i].node_id == node_id) {
+            return &cluster->links[i];
+        }
+    }
+    const cl_map_node_t *node = cl_map_node(cluster->map, node_id);
+    if (!node || !node->endpoint[0] || cluster->link_count == CL_MAP_NODES_MAX) {
+        return NULL;
+    }
+    tern_client_options_t options = self->options;
+    options.producer_id = self->producer;
+    options.window = 65536; //  the root's window bounds what is in flight
+    options.publish_block_ms = 0;
+    if (self->curve_server[0]) {
+        options.curve_server_key = self->curve_server;
+        options.curve_public_key = self->curve_public;
+        options.curve_secret_key = self->curve_secret;
+    }
+    const char *endpoint = node->endpoint;
+    //  Request ids of each session start far apart from the root's, whose
+    //  publishes the session carries: a reply finds its request.
+    uint64_t req_base = (uint64_t)(cluster->link_count + 1) << 40;
+    tern_client_t *client = cl_client_new(&endpoint, 1, &options, self, req_base);
+    if (!client) {
+        return NULL;
+    }
+    s_link_t *link = &cluster->links[cluster->link_count++];
+    *link = (s_link_t){.node_id = node_id, .client = client, .created = s_now_ms()};
+    return link;
+}
+
+//  Notices lost sessions: their windows go back to routing once per loss.
+static void s_links_check(tern_client_t *self, int64_t now) {
+    cl_cluster_t *cluster = self->cluster;
+    for (size_t i = 0; i < cluster->link_count; i++) {
+        s_link_t *link = &cluster->links[i];
+        tern_client_t *client = link->client;
+        pthread_mutex_lock(&client->mutex);
+        bool ready = client->ready, was_up = client->gen > 0;
+        pthread_mutex_unlock(&client->mutex);
+        const cl_map_node_t *node = cl_map_node(cluster->map, link->node_id);
+        bool late = now - link->created > 2 * (int64_t)self->options.connect_timeout_ms;
+        bool lost = !ready && (link->lost || was_up || late || (node && !node->up));
+        if (lost && !link->abandoned) {
+            link->abandoned = true;
+            cluster->refresh_now = true;
+            cl_op_t *op = tern_alloc(sizeof *op);
+            op->type = OP_ABANDON;
+            pthread_mutex_lock(&client->mutex);
+            s_push_op(client, op);
+            pthread_mutex_unlock(&client->mutex);
+        }
+        if (!lost) {
+            link->abandoned = false;
+        }
+        link->lost = lost;
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Publishing
+
+static void s_cpub_done(const tern_pub_result_t *result, void *arg);
+
+static void s_park(tern_client_t *self, s_cpub_t *cpub) {
+    cpub->next = self->cluster->parked;
+    self->cluster->parked = cpub;
+    pthread_cond_signal(&self->tick);
+}
+
+//  Sends CPUB to its partition's leader, or parks it. Mutex held.
+static void s_route(tern_client_t *self, s_cpub_t *cpub) {
+    cl_cluster_t *cluster = self->cluster;
+    int64_t leader = cl_map_leader(cluster->map, cpub->partition);
+    s_link_t *link = leader == CL_NO_LEADER ? NULL : s_link(self, (uint32_t)leader);
+    if (!link || link->lost || cpub->hops > S_HOPS_MAX) {
+        cluster->refresh_now = true;
+        s_park(self, cpub);
+        return;
+    }
+    tern_client_t *client = link->client;
+    cpub->node_id = link->node_id;
+    pthread_mutex_lock(&client->mutex);
+    cl_pub_t *pub = client->pub_free;
+    if (pub) {
+        client->pub_free = pub->next;
+        memset(pub, 0, sizeof *pub);
+    } else {
+        pub = tern_alloc(sizeof *pub);
+    }
+    pub->op.type = OP_PUB;
+    pub->req_id = cpub->req_id;
+    pub->producer_seq = cpub->producer_seq;
+    zmq_msg_init(&pub->hdr);
+    zmq_msg_copy(&pub->hdr, &cpub->hdr);
+    zmq_msg_init(&pub->payload);
+    zmq_msg_copy(&pub->payload, &cpub->payload);
+    pub->fn = s_cpub_done;
+    pub->arg = cpub;
+    client->inflight++;
+    s_push_op(client, &pub->op);
+    pthread_mutex_unlock(&client->mutex);
+}
+
+void cl_cluster_publish(tern_client_t *self, const char *topic, cl_pub_t *pub) {
+    s_cpub_t *cpub = tern_alloc(sizeof *cpub);
+    cpub->root = self;
+    cpub->partition = cl_map_partition(self->cluster->map, topic, strlen(topic));
+    cpub->req_id = pub->req_id;
+    cpub->producer_seq = pub->producer_seq;
+    zmq_msg_init(&cpub->hdr);
+    zmq_msg_move(&cpub->hdr, &pub->hdr);
+    zmq_msg_init(&cpub->payload);
+    zmq_msg_move(&cpub->payload, &pub->payload);
+    zmq_msg_close(&pub->hdr);
+    zmq_msg_close(&pub->payload);
+    cpub->fn = pub->fn;
+    cpub->arg = pub->arg;
+    int64_t span = 3 * (int64_t)self->options.timeout_ms;
+    cpub->deadline = s_now_ms() + (span < S_REROUTE_MIN_MS ? S_REROUTE_MIN_MS : span);
+    pub->next = self->pub_free;
+    self->pub_free = pub;
+    s_route(self, cpub);
+}
+
+//  Completes CPUB for the application: its callback with RESULT, then its
+//  window slot. No lock held.
+static void s_cpub_finish(s_cpub_t *cpub, const tern_pub_result_t *result) {
+    tern_client_t *self = cpub->root;
+    if (cpub->fn) {
+        cpub->fn(result, cpub->arg);
+    }
+    zmq_msg_close(&cpub->hdr);
+    zmq_msg_close(&cpub->payload);
+    free(cpub);
+    pthread_mutex_lock(&self->mutex);
+    self->inflight--;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mutex);
+}
+
+//  Codes after which the publish is routed again rather than completed: the
+//  node does not lead (any more), its session was lost, or it refused us.
+static bool s_reroutable(tern_err_t code) {
+    return code == TERN_ENOTLEADER || code == TERN_ECONNREFUSED;
+}
+
+//  A node session completed a publish (on its I/O thread).
+static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
+    s_cpub_t *cpub = arg;
+    tern_client_t *self = cpub->root;
+    pthread_mutex_lock(&self->mutex);
+    cl_cluster_t *cluster = self->cluster;
+    if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline) {
+        uint32_t partition;
+        int64_t leader;
+        char endpoint[CL_MAP_ENDPOINT_MAX + 1];
+        if (result->code == TERN_ECONNREFUSED) {
+            for (size_t i = 0; i < cluster->link_count; i++) {
+                if (cluster->links[i].node_id == cpub->node_id) {
+                    cluster->links[i].lost = cluster->links[i].abandoned = true;
+                }
+            }
+        } else if (cl_map_hint(result->reason, &partition, &leader, endpoint, sizeof endpoint) &&
+                   partition == cpub->partition && leader != (int64_t)cpub->node_id) {
+            cl_map_apply_hint(cluster->map, partition, leader, endpoint);
+        }
+        cpub->code = result->code;
+        snprintf(cpub->reason, sizeof cpub->reason, "%s", result->reason);
+        cpub->hops++;
+        cluster->refresh_now = true;
+        s_route(self, cpub);
+        pthread_mutex_unlock(&self->mutex);
+        return;
+    }
+    pthread_mutex_unlock(&self->mutex);
+    s_cpub_finish(cpub, result);
+}
+
+//  Routes the parked publishes again; those past their deadline go to
+//  EXPIRED, for the caller to complete without the lock. Mutex held.
+static void s_parked_retry(tern_client_t *self, int64_t now, s_cpub_t **expired) {
+    s_cpub_t *list = self->cluster->parked;
+    self->cluster->parked = NULL;
+    while (list) {
+        s_cpub_t *cpub = list;
+        list = cpub->next;
+        if (now >= cpub->deadline || self->closing) {
+            cpub->next = *expired;
+            *expired = cpub;
+            continue;
+        }
+        cpub->hops = 0;
+        s_route(self, cpub);
+    }
+}
+
+//  Completes EXPIRED with their last error (TERN_ECLOSED when closing).
+//  No lock held.
+static void s_expired_finish(s_cpub_t *expired, bool closing) {
+    while (expired) {
+        s_cpub_t *cpub = expired;
+        expired = cpub->next;
+        tern_pub_result_t result = {.code = closing ? TERN_ECLOSED : cpub->code,
+                                    .producer_seq = cpub->producer_seq,
+                                    .reason = closing ? "" : cpub->reason};
+        if (!closing && !result.code) {
+            result.code = TERN_ENOTLEADER;
+        }
+        s_cpub_finish(cpub, &result);
+    }
+}
+
+void cl_cluster_take_window(tern_client_t *self) {
+    //  Nothing in it was sent (io_mode was UNKNOWN): hand it over in order.
+    while (self->win_head) {
+        cl_pub_t *pub = self->win_head;
+        self->win_head = pub->next;
+        if (!self->win_head) {
+            self->win_tail = NULL;
+        }
+        tern_frame_t frame;
+        tern_limits_t limits = {.max_payload = (size_t)1 << 31};
+        bool ok = tern_frame_decode(&frame, zmq_msg_data(&pub->hdr), zmq_msg_size(&pub->hdr),
+                                    zmq_msg_data(&pub->payload), zmq_msg_size(&pub->payload),
+                                    &limits) == TERN_OK;
+        pthread_mutex_lock(&self->mutex);
+        cl_cluster_publish(self, ok ? frame.topic : "", pub);
+        pthread_mutex_unlock(&self->mutex);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Subscriptions
+
+//  A delivery on a node session for the routed subscription ARG.
+static void s_deliver(tern_message_t *msg, void *arg) {
+    tern_subscription_t *sub = arg;
+    tern_client_t *self = sub->client;
+    pthread_mutex_lock(&self->mutex);
+    if (sub->closed) {
+        pthread_mutex_unlock(&self->mutex);
+        tern_message_destroy(&msg); //  unacked: its group gets it back
+        return;
+    }
+    cl_sub_hand(self, sub, msg);
+}
+
+//  Ends ATT's subscription and frees ATT.
+static void s_detach(cl_att_t *att) {
+    tern_unsubscribe(&att->sub);
+    free(att);
+}
+
+static void s_attach(tern_client_t *self, tern_subscription_t *sub, uint32_t node_id) {
+    s_link_t *link = s_link(self, node_id);
+    if (!link) {
+        return;
+    }
+    cl_att_t *att = tern_alloc(sizeof *att);
+    att->node_id = node_id;
+    att->client = link->client;
+    att->sub = cl_sub_attach(link->client, sub, s_deliver, sub);
+    att->next = sub->atts;
+    sub->atts = att;
+}
+
+//  Whether ATT's subscription was closed by an ERROR; its code in *CODE.
+static bool s_att_failed(cl_att_t *att, tern_err_t *code) {
+    pthread_mutex_lock(&att->client->mutex);
+    bool failed = att->sub->closed;
+    *code = att->sub->error;
+    pthread_mutex_unlock(&att->client->mutex);
+    return failed;
+}
+
+//  Whether SUB should be on NODE_ID now.
+static bool s_wanted(tern_client_t *self, tern_subscription_t *sub, uint32_t node_id) {
+    cl_map_t *map = self->cluster->map;
+    if (sub->wildcard) {
+        return cl_map_node(map, node_id) != NULL;
+    }
+    int64_t leader = cl_map_leader(map, cl_map_partition(map, sub->pattern, strlen(sub->pattern)));
+    return leader == (int64_t)node_id;
+}
+
+//  Moves SUB to where the map says it belongs: an exact topic to its
+//  partition's leader, a pattern to every node. Mutex held.
+static void s_follow(tern_client_t *self, tern_subscription_t *sub, int64_t now) {
+    if (sub->closed || !sub->routed) {
+        return;
+    }
+    bool attached[CL_MAP_NODES_MAX] = {false};
+    cl_map_t *map = self->cluster->map;
+    for (cl_att_t **p = &sub->atts; *p;) {
+        cl_att_t *att = *p;
+        tern_err_t code;
+        if (!s_wanted(self, sub, att->node_id) || s_att_failed(att, &code)) {
+            *p = att->next;
+            s_detach(att);
+            continue;
+        }
+        for (size_t i = 0; i < map->node_count; i++) {
+            attached[i] |= map->nodes[i].node_id == att->node_id;
+        }
+        p = &att->next;
+    }
+    if (now < sub->next_follow) {
+        return;
+    }
+    for (size_t i = 0; i < map->node_count; i++) {
+        if (!attached[i] && s_wanted(self, sub, map->nodes[i].node_id)) {
+            s_attach(self, sub, map->nodes[i].node_id);
+            sub->next_follow = now + S_FOLLOW_MS;
+        }
+    }
+}
+
+//  The first answer of SUB's node subscriptions: TERN_OK when one is up,
+//  an error (not TERN_ENOTLEADER, which following fixes) that closed one,
+//  or S_PENDING while waiting. Mutex held.
+static tern_err_t s_sub_state(tern_subscription_t *sub) {
+    for (cl_att_t *att = sub->atts; att; att = att->next) {
+        pthread_mutex_lock(&att->client->mutex);
+        bool up = att->sub->gen != 0 && !att->sub->closed;
+        tern_err_t code = att->sub->closed ? att->sub->error : TERN_OK;
+        pthread_mutex_unlock(&att->client->mutex);
+        if (up) {
+            return TERN_OK;
+        }
+        if (code && code != TERN_ENOTLEADER && code != TERN_ECONNREFUSED) {
+            return code;
+        }
+    }
+    return S_PENDING;
+}
+
+tern_err_t cl_cluster_subscribe(tern_client_t *self, tern_subscription_t *sub) {
+    sub->routed = true;
+    sub->next = self->subs;
+    self->subs = sub;
+    int64_t until = s_now_ms() + (int64_t)self->options.timeout_ms;
+    tern_err_t rc = S_PENDING;
+    while (rc == S_PENDING) {
+        s_follow(self, sub, s_now_ms());
+        rc = s_sub_state(sub);
+        if (rc == S_PENDING && (self->closing || s_now_ms() >= until)) {
+            rc = self->closing ? TERN_ECLOSED : TERN_ETIMEOUT;
+        }
+        if (rc == S_PENDING) {
+            //  Node sessions do not signal the root: look again shortly.
+            struct timespec slice = cl_abs_deadline(20);
+            cl_wait(&self->cond, &self->mutex, 20, &slice);
+        }
+    }
+    if (rc != TERN_OK) {
+        cl_cluster_unsubscribe(sub);
+        sub->closed = true; //  stays in the list; freed with the client
+        snprintf(tl_reason, sizeof tl_reason, "%s",
+                 rc == TERN_ETIMEOUT ? "no node of the cluster answered the subscription" : "");
+    }
+    return rc;
+}
+
+void cl_cluster_unsubscribe(tern_subscription_t *sub) {
+    while (sub->atts) {
+        cl_att_t *att = sub->atts;
+        sub->atts = att->next;
+        s_detach(att);
+    }
+}
+
+tern_err_t cl_cluster_credit(tern_subscription_t *sub, uint32_t n) {
+    tern_err_t rc = TERN_ESTATE;
+    for (cl_att_t *att = sub->atts; att; att = att->next) {
+        if (tern_subscription_credit(att->sub, n) == TERN_OK) {
+            rc = TERN_OK;
+        }
+    }
+    return rc;
+}
+
+uint64_t cl_cluster_sub_id(tern_subscription_t *sub) {
+    return sub->atts ? tern_subscription_id(sub->atts->sub) : 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  The map
+
+//  Asks a live session (the seed's first, then any node's) for the map.
+//  Returns it (caller owns it) or NULL. No lock held.
+static cl_map_t *s_map_fetch(tern_client_t *self) {
+    pthread_mutex_lock(&self->mutex);
+    tern_client_t *via = self->ready ? self : NULL;
+    cl_cluster_t *cluster = self->cluster;
+    for (size_t i = 0; !via && cluster && i < cluster->link_count; i++) {
+        tern_client_t *client = cluster->links[i].client;
+        if (!cluster->links[i].lost && tern_client_connected(client)) {
+            via = client;
+        }
+    }
+    pthread_mutex_unlock(&self->mutex);
+    char *json = NULL;
+    if (!via || tern_admin(via, "cluster", NULL, 0, &json, S_ADMIN_MS) != TERN_OK) {
+        return NULL;
+    }
+    char why[TERN_REASON_MAX + 1];
+    cl_map_t *map = cl_map_parse(json, strlen(json), why, sizeof why);
+    free(json);
+    return map;
+}
+
+//  Whether some partition has no leader.
+static bool s_map_incomplete(const cl_map_t *map) {
+    for (uint32_t p = 0; p < map->partitions; p++) {
+        if (map->leader[p] == CL_NO_LEADER) {
+            return true;
+        }
+    }
+    return false;
+}
+
+//  Refreshes the map and schedules the next refresh: soon (with backoff)
+//  while something waits for a leader, else in S_REFRESH_MS. No lock held.
+static void s_refresh(tern_client_t *self) {
+    cl_map_t *map = s_map_fetch(self);
+    pthread_mutex_lock(&self->mutex);
+    cl_cluster_t *cluster = self->cluster;
+    if (map && map->partitions == cluster->map->partitions) {
+        cl_map_destroy(&cluster->map);
+        cluster->map = map;
+    } else {
+        cl_map_destroy(&map); //  a cluster never changes its partition count
+    }
+    cluster->refresh_now = false;
+    bool urgent = !map || cluster->parked || s_map_incomplete(cluster->map);
+    uint32_t delay = S_REFRESH_MS;
+    if (urgent) {
+        delay = tern_backoff_delay(cluster->refresh_attempt++, S_TICK_MS, 1000, &cluster->rng);
+    } else {
+        cluster->refresh_attempt = 0;
+    }
+    cluster->next_refresh = s_now_ms() + delay;
+    pthread_mutex_unlock(&self->mutex);
+}
+
+//  ---------------------------------------------------------------------------
+//  The thread
+
+//  Asks the first session whether this is a cluster. Returns the map
+//  (cluster mode), or NULL with *CLOSING false for a single node, or true
+//  when the client closed first.
+static cl_map_t *s_probe(tern_client_t *self, bool *closing) {
+    *closing = false;
+    while (true) {
+        pthread_mutex_lock(&self->mutex);
+        while (!self->ready && !self->closing) {
+            struct timespec deadline = cl_abs_deadline(1000);
+            cl_wait(&self->tick, &self->mutex, 1000, &deadline);
+        }
+        *closing = self->closing;
+        pthread_mutex_unlock(&self->mutex);
+        if (*closing) {
+            return NULL;
+        }
+        char *json = NULL;
+        tern_err_t rc = tern_admin(self, "cluster", NULL, 0, &json, S_ADMIN_MS);
+        if (rc == TERN_OK) {
+            char why[TERN_REASON_MAX + 1];
+            cl_map_t *map = cl_map_parse(json, strlen(json), why, sizeof why);
+            free(json);
+            return map; //  a reply we cannot read: treated as a single node
+        }
+        if (rc == TERN_ECLOSED) {
+            *closing = true;
+            return NULL;
+        }
+        pthread_mutex_lock(&self->mutex);
+        bool refused = self->refusal != TERN_OK; //  no session: not the broker's answer
+        pthread_mutex_unlock(&self->mutex);
+        if (rc != TERN_ETIMEOUT && !refused) {
+            return NULL; //  TERN_ESTATE "not a cluster", or a broker without the op
+        }
+        //  No answer in time, or no session: ask the next one.
+        pthread_mutex_lock(&self->mutex);
+        struct timespec deadline = cl_abs_deadline(100);
+        cl_wait(&self->tick, &self->mutex, 100, &deadline);
+        pthread_mutex_unlock(&self->mutex);
+    }
+}
+
+//  Tells everyone the mode: waiting subscribers, and the I/O thread, which
+//  sends its window (single) or hands it to routing (cluster).
+static void s_mode_set(tern_client_t *self, cl_map_t *map) {
+    pthread_mutex_lock(&self->mutex);
+    if (map) {
+        cl_cluster_t *cluster = tern_alloc(sizeof *cluster);
+        cluster->map = map;
+        cluster->rng = tern_rand_seed();
+        cluster->next_refresh = s_now_ms() + S_REFRESH_MS;
+        self->cluster = cluster;
+    }
+    cl_mode_known(self, map ? CL_MODE_CLUSTER : CL_MODE_SINGLE);
+    pthread_mutex_unlock(&self->mutex);
+}
+
+//  One turn of the cluster thread: lost sessions, parked publishes,
+//  subscriptions. Mutex held; released while completing expired publishes.
+static void s_turn(tern_client_t *self, int64_t now) {
+    s_links_check(self, now);
+    s_cpub_t *expired = NULL;
+    s_parked_retry(self, now, &expired);
+    for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
+        s_follow(self, sub, now);
+    }
+    if (expired) {
+        pthread_mutex_unlock(&self->mutex);
+        s_expired_finish(expired, false);
+        pthread_mutex_lock(&self->mutex);
+    }
+}
+
+void *cl_cluster_thread(void *arg) {
+    tern_client_t *self = arg;
+    bool closing;
+    cl_map_t *map = s_probe(self, &closing);
+    if (closing) {
+        return NULL;
+    }
+    s_mode_set(self, map);
+    if (!map) {
+        return NULL; //  a single node: nothing more to do, ever
+    }
+    pthread_mutex_lock(&self->mutex);
+    while (!self->closing) {
+        cl_cluster_t *cluster = self->cluster;
+        if (cluster->refresh_now || s_now_ms() >= cluster->next_refresh) {
+            pthread_mutex_unlock(&self->mutex);
+            s_refresh(self);
+            pthread_mutex_lock(&self->mutex);
+        }
+        s_turn(self, s_now_ms());
+        struct timespec deadline = cl_abs_deadline(S_TICK_MS);
+        cl_wait(&self->tick, &self->mutex, S_TICK_MS, &deadline);
+    }
+    pthread_mutex_unlock(&self->mutex);
+    return NULL;
+}
+
+void cl_cluster_destroy(tern_client_t *self) {
+    cl_cluster_t *cluster = self->cluster;
+    if (!cluster) {
+        return;
+    }
+    //  Closing each session completes its window: s_cpub_done sees
+    //  closing and completes each publish with TERN_ECLOSED.
+    for (size_t i = 0; i < cluster->link_count; i++) {
+        tern_client_destroy(&cluster->links[i].client);
+    }
+    s_expired_finish(cluster->parked, true);
+    cluster->parked = NULL;
+    for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
+        while (sub->atts) {
+            cl_att_t *att = sub->atts;
+            sub->atts = att->next;
+            free(att); //  its subscription went with its session
+        }
+    }
+    cl_map_destroy(&cluster->map);
+    free(cluster);
+    self->cluster = NULL;
+}
