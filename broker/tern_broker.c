@@ -278,6 +278,10 @@ tern_broker_t *tern_broker_new(const tern_config_t *config, char *errbuf, size_t
     if (!s_start_actors(self, errbuf, errlen)) {
         goto fail;
     }
+    if (self->cluster && !self->config.advertise[0] &&
+        strcmp(self->conn_args.bound, self->config.listen) != 0) {
+        tern_cluster_set_endpoint(self->cluster, self->conn_args.bound); //  e.g. port 0
+    }
     atomic_store(&self->metrics->serving, 1);
     s_start_http(self);
     return self;

@@ -300,6 +300,7 @@ static void *s_thread(void *arg) {
     tern_cluster_t *self = arg;
     while (!atomic_load(&self->stop)) {
         tern_cluster_tick_keepalive(self);
+        tern_cluster_announce(self);
         tern_cluster_serve_requests(self);
         tern_cluster_campaign(self);
         tern_cluster_control(self);
@@ -359,9 +360,9 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
     snprintf(self->prefix, sizeof self->prefix, "/tern/%s", self->name);
     snprintf(self->endpoints, sizeof self->endpoints, "%s", config->etcd);
     snprintf(self->identity, sizeof self->identity, "%s", identity ? identity : "");
-    snprintf(self->node_value, sizeof self->node_value,
-             "id=%u endpoint=%s cluster=%s identity=%s dc=%s", config->node_id, endpoint,
-             cluster_endpoint, self->identity, config->dc);
+    snprintf(self->cluster_endpoint, sizeof self->cluster_endpoint, "%s", cluster_endpoint);
+    snprintf(self->dc, sizeof self->dc, "%s", config->dc);
+    tern_cluster_node_value(self, endpoint);
     if (pipe(self->wake) != 0) {
         snprintf(errbuf, errlen, "cluster: cannot make a pipe: %s", strerror(errno));
         goto fail;
@@ -530,6 +531,19 @@ const char *tern_cluster_not_leader(tern_cluster_t *self, uint32_t partition, ch
         snprintf(buf, len, "partition %u is led by node %u", partition, rec.leader);
     }
     return buf;
+}
+
+void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint) {
+    snprintf(self->node_value, sizeof self->node_value,
+             "id=%u endpoint=%s cluster=%s identity=%s dc=%s", self->self_id, endpoint,
+             self->cluster_endpoint, self->identity, self->dc);
+}
+
+void tern_cluster_set_endpoint(tern_cluster_t *self, const char *endpoint) {
+    pthread_mutex_lock(&self->lock);
+    snprintf(self->new_endpoint, sizeof self->new_endpoint, "%s", endpoint);
+    pthread_mutex_unlock(&self->lock);
+    tern_cluster_wake(self);
 }
 
 void tern_cluster_isr_request(tern_cluster_t *self, uint32_t partition, uint64_t epoch,

@@ -74,6 +74,12 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
                                  const char *cluster_endpoint, const char *identity, char *errbuf,
                                  size_t errlen);
 
+/*  Announces ENDPOINT as this node's client endpoint from now on (ternd
+    calls it once the client socket is bound, when server/advertise is not
+    set and the bound endpoint differs from server/listen, e.g. port 0).
+    Asynchronous: the node key is rewritten by the actor. Any thread. */
+void tern_cluster_set_endpoint(tern_cluster_t *self, const char *endpoint);
+
 /*  Leaves: stops the thread and revokes the lease (the node's keys go at
     once, the controller fails its partitions over). Safe on NULL; nulls
     *SELF_P. */

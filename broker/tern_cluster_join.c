@@ -292,3 +292,31 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
     atomic_store(&self->lease_until, 0);
     return false;
 }
+
+void tern_cluster_announce(tern_cluster_t *self) {
+    char endpoint[256];
+    pthread_mutex_lock(&self->lock);
+    snprintf(endpoint, sizeof endpoint, "%s", self->new_endpoint);
+    self->new_endpoint[0] = 0;
+    pthread_mutex_unlock(&self->lock);
+    if (!endpoint[0]) {
+        return;
+    }
+    tern_cluster_node_value(self, endpoint);
+    if (self->lease == 0) {
+        return; //  the re-join registers the new value
+    }
+    //  Only our own key, while it is ours (bound to our lease).
+    char key[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
+    tern_etcd_compare_t cmp = {.key = key, .target = TERN_ETCD_LEASE, .revision = self->lease};
+    tern_etcd_op_t op = {.key = key,
+                         .value = self->node_value,
+                         .value_size = strlen(self->node_value),
+                         .lease = self->lease};
+    bool done = false;
+    if (tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, &done, NULL) != TERN_OK || !done) {
+        zsys_warning("cluster: node %u could not announce endpoint %s: %s", self->self_id, endpoint,
+                     tern_etcd_reason(self->etcd));
+    }
+}

@@ -41,16 +41,18 @@ typedef struct {
 
 struct tern_cluster_t {
     //  settings, fixed after new
-    uint32_t self_id;         //  node/id
-    uint32_t partitions;      //  cluster/partitions (the cluster's)
-    uint32_t replicas;        //  cluster/replicas
-    int64_t lease_ms;         //  cluster/lease
-    int64_t replace_after_ms; //  cluster/replace_after
-    char name[65];            //  cluster name (cluster/name or node/dc)
-    char prefix[80];          //  "/tern/NAME"
-    char endpoints[1024];     //  etcd members (for the watch)
-    char node_value[700];     //  our node record, the value of PREFIX/nodes/<id>
-    char identity[40];        //  our replica identity
+    uint32_t self_id;           //  node/id
+    uint32_t partitions;        //  cluster/partitions (the cluster's)
+    uint32_t replicas;          //  cluster/replicas
+    int64_t lease_ms;           //  cluster/lease
+    int64_t replace_after_ms;   //  cluster/replace_after
+    char name[65];              //  cluster name (cluster/name or node/dc)
+    char prefix[80];            //  "/tern/NAME"
+    char endpoints[1024];       //  etcd members (for the watch)
+    char node_value[700];       //  our node record, the value of PREFIX/nodes/<id>
+    char cluster_endpoint[256]; //  cluster/listen, announced
+    char dc[65];                //  node/dc, announced
+    char identity[40];          //  our replica identity
     //  the thread's own (no lock)
     tern_etcd_t *etcd;         //  owned; the thread's client after new
     tern_etcd_watch_t *watch;  //  owned
@@ -73,6 +75,7 @@ struct tern_cluster_t {
     size_t nmembers;                //  entries in members
     size_t members_max;             //  allocated entries
     uint32_t controller;            //  controller node id, TERN_NODE_NONE
+    char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change
@@ -110,6 +113,10 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
                        size_t errlen);
 //  After a lost lease: a new lease and the node key again. False: try later.
 bool tern_cluster_rejoin(tern_cluster_t *self);
+//  Rewrites our node key with an endpoint from tern_cluster_set_endpoint.
+void tern_cluster_announce(tern_cluster_t *self);
+//  Our node record (the value of PREFIX/nodes/<id>) with client ENDPOINT.
+void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint);
 
 //  tern_cluster_ctl.c
 void tern_cluster_campaign(tern_cluster_t *self);

@@ -473,6 +473,18 @@ Test(cluster_view, api_view_isr_and_handover) {
     cr_assert(tern_cluster_record(c[one.leader], 1, &after));
     cr_assert(tern_partmap_record_same(&after, &one), "the stale ISR request was written");
 
+    //  A node announces another client endpoint (ternd: the one it bound).
+    tern_cluster_set_endpoint(c[1], "tcp://127.0.0.1:30001");
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    tern_cluster_node_t one_node;
+    do {
+        it_sleep_ms(20);
+        cr_assert(tern_cluster_node(c[0], 1, &one_node));
+    } while (strcmp(one_node.endpoint, "tcp://127.0.0.1:30001") != 0 && it_now_ms() < deadline);
+    cr_assert_str_eq(one_node.endpoint, "tcp://127.0.0.1:30001");
+    cr_assert_str_eq(one_node.cluster_endpoint, "tcp://127.0.0.1:20001");
+    cr_assert(one_node.up);
+
     //  A graceful exit: node 2 hands over everything it leads, then leaves.
     uint64_t version = tern_cluster_version(c[0]);
     cr_assert_eq(tern_cluster_handover_all(c[2], S_WAIT_MS), 0);
