@@ -250,9 +250,9 @@ static void s_start_http(tern_broker_t *self) {
         return;
     }
     char why[300];
-    self->http = tern_http_new(&self->config, self->metrics, self->store,
-                               self->repl ? &self->repl_stats : NULL, self->conn_args.cluster, why,
-                               sizeof why);
+    self->http =
+        tern_http_new(&self->config, self->metrics, self->store,
+                      self->repl ? &self->repl_stats : NULL, self->cluster, why, sizeof why);
     if (!self->http) {
         zsys_error("ternd: %s; serving without /metrics", why);
     } else if (self->config.verbose) {
