@@ -326,21 +326,49 @@ static void s_dump_node(s_run_t *run, int i, const char *topic) {
     tern_store_destroy(&store);
 }
 
-//  Runs tern-check on the history; fails the test on any violation.
-static void s_check(s_run_t *run) {
+//  Runs tern-check on the history with --min-logs 2 (min_insync is 2: every
+//  acknowledged message is on two ISR copies at least, and the test must
+//  look at that many) and, when REFUSED, --refused-code TERN_EREPLICAS;
+//  returns its exit status, its output on stderr.
+static int s_tern_check(s_run_t *run, bool refused) {
     char bin[512];
     snprintf(bin, sizeof bin, "%s/tern-check", TERN_BIN_DIR);
-    //  min_insync is 2: every acknowledged message is on two ISR copies at
-    //  least, and the test must look at that many.
-    char *argv[] = {
-        bin, "--refused-code", "TERN_EREPLICAS", "--limit", "20", "--min-logs", "2", run->path,
-        NULL};
+    char *argv[10] = {bin, "--limit", "20", "--min-logs", "2"};
+    int argc = 5;
+    if (refused) {
+        argv[argc++] = "--refused-code";
+        argv[argc++] = "TERN_EREPLICAS";
+    }
+    argv[argc++] = run->path;
+    argv[argc] = NULL;
     it_result_t r;
     int rc = it_run(&r, 120000, NULL, argv);
-    fprintf(stderr, "%s", r.out);
-    cr_assert_eq(rc, 0, "tern-check found violations (history %s kept):\n%s%s", run->path, r.out,
-                 r.err);
+    fprintf(stderr, "%s%s", r.out, r.err);
     it_result_free(&r);
+    return rc;
+}
+
+//  The checker, in two runs so that a failure says which promise broke:
+//  first rules (a), (b), (c), (e) (nothing acknowledged lost, stored twice,
+//  reordered or undelivered), then rule (d) for TERN_EREPLICAS, which the
+//  issue states as "nothing refused as TERN_EREPLICAS was later
+//  acknowledged".
+//
+//  KNOWN CONFLICT (reported to the lead): in CLUSTER.md's design the leader
+//  commits a publish before crepl may refuse it (ack_timeout, ISR too
+//  small), so a refused message stays in the log, is replicated, and its
+//  resend is acknowledged as a duplicate: rule (d) fails whenever a run
+//  sees a TERN_EREPLICAS. The second assertion marks that case.
+static void s_check(s_run_t *run) {
+    int rc = s_tern_check(run, false);
+    cr_assert_eq(rc, 0, "tern-check found violations of (a), (b), (c) or (e) (history %s kept)",
+                 run->path);
+    rc = s_tern_check(run, true);
+    cr_assert_eq(rc, 0,
+                 "KNOWN CONFLICT: a publish refused with TERN_EREPLICAS was kept and later "
+                 "acknowledged (rule d; history %s kept): the leader stores before the ack rule "
+                 "refuses, see the comment above s_check",
+                 run->path);
 }
 
 //  The end of every test: service must have returned; the group reads
