@@ -260,6 +260,13 @@ const char *it_cluster_endpoints_from(const it_cluster_t *self, int first, char 
     return buf;
 }
 
+void it_cluster_dump_logs(it_cluster_t *self) {
+    for (int i = 0; i < self->count; i++) {
+        fprintf(stderr, "cluster_harness: node %d:\n", i);
+        it_broker_dump_log(self->node[i], false);
+    }
+}
+
 void it_cluster_destroy(it_cluster_t **self_p) {
     if (self_p == NULL || *self_p == NULL) {
         return;

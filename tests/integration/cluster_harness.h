@@ -108,6 +108,10 @@ const char *it_cluster_topic_for(const it_cluster_t *self, uint32_t partition, c
     (FIRST -1: in node order), comma-separated, into BUF; returns BUF. */
 const char *it_cluster_endpoints_from(const it_cluster_t *self, int first, char *buf, size_t cap);
 
+/*  Writes the current run's log of every node to stderr (for a failing
+    test: what each node said). */
+void it_cluster_dump_logs(it_cluster_t *self);
+
 /*  Kills every node and etcd member by PID, removes their dirs, frees,
     nulls *SELF_P. Safe on NULL. */
 void it_cluster_destroy(it_cluster_t **self_p);

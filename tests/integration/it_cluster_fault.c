@@ -181,15 +181,19 @@ static void *s_producer_main(void *arg) {
     return NULL;
 }
 
-//  A cluster of S_NODES with every partition led, a history file, and the
-//  producers running.
-static void s_run_start(s_run_t *run, int etcd_members) {
+//  A cluster of S_NODES over ETCD_MEMBERS with every partition led, a
+//  history file, and the producers running.
+static s_run_t *s_run_start(int etcd_members) {
+    //  Static, not on the test's stack: a failed assertion leaves the test
+    //  function while the producers still use it (s_fini stops them).
+    static s_run_t the_run;
+    s_run_t *run = &the_run;
     memset(run, 0, sizeof *run);
     run->cl = it_cluster_new(S_NODES, etcd_members, S_PARTITIONS, s_flags);
     cr_assert(run->cl, "cannot set up the cluster");
     cr_assert(it_cluster_start(run->cl, 60000), "the cluster did not start");
     cr_assert(test_dir_make(run->dir, "fault"), "temp dir");
-    snprintf(run->path, sizeof run->path, "%s/history.jsonl", run->dir);
+    snprintf(run->path, sizeof run->path, "%.*s/history.jsonl", TEST_DIR_MAX, run->dir);
     run->hist = fopen(run->path, "w");
     cr_assert(run->hist, "cannot write %s", run->path);
     setvbuf(run->hist, NULL, _IOLBF, 0);
@@ -203,6 +207,7 @@ static void s_run_start(s_run_t *run, int etcd_members) {
         cr_assert_eq(pthread_create(&p->thread, NULL, s_producer_main, p), 0);
     }
     s_running = run;
+    return run;
 }
 
 //  Waits until every producer got WANT more acknowledgements than it had
@@ -513,29 +518,27 @@ Test(cluster_fault, leader_kills) {
     int kills = env ? atoi(env) : 5;
     kills = kills < 1 ? 1 : kills > S_KILLS_MAX ? S_KILLS_MAX : kills;
     static int64_t leader_ms[S_KILLS_MAX], ack_ms[S_KILLS_MAX];
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the first kill");
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the first kill");
     for (int k = 0; k < kills; k++) {
-        s_kill_leader_once(&run, k + 1, &leader_ms[k], &ack_ms[k]);
-        cr_assert(s_progress(&run, 10, S_RESUME_MS), "kill %d: publishing did not resume", k + 1);
+        s_kill_leader_once(run, k + 1, &leader_ms[k], &ack_ms[k]);
+        cr_assert(s_progress(run, 10, S_RESUME_MS), "kill %d: publishing did not resume", k + 1);
     }
     fprintf(stderr,
             "failover-summary: kills=%d leader_p50_ms=%.0f leader_p99_ms=%.0f ack_p50_ms=%.0f "
             "ack_p99_ms=%.0f\n",
             kills, s_percentile(leader_ms, kills, 0.5), s_percentile(leader_ms, kills, 0.99),
             s_percentile(ack_ms, kills, 0.5), s_percentile(ack_ms, kills, 0.99));
-    s_run_finish(&run);
+    s_run_finish(run);
 }
 
 //  A follower of partition 0 (one that leads neither producer's partition
 //  if there is one) dies; the leader goes on without it.
 Test(cluster_fault, follower_kill) {
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the fault");
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the fault");
     tern_partmap_record_t rec;
-    cr_assert(it_cluster_record(run.cl, 0, &rec, false));
+    cr_assert(it_cluster_record(run->cl, 0, &rec, false));
     int victim = -1;
     for (uint32_t k = 0; k < rec.nreplicas && victim < 0; k++) {
         if (rec.replicas[k] != rec.leader) {
@@ -543,37 +546,36 @@ Test(cluster_fault, follower_kill) {
         }
     }
     cr_assert_geq(victim, 0, "partition 0 has no follower");
-    it_cluster_kill_node(run.cl, victim);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "publishing stopped with a follower down");
-    cr_assert(it_cluster_start_node(run.cl, victim), "node %d did not restart", victim);
-    cr_assert(it_cluster_wait_isr_full(run.cl, 0, 30000, &rec), "node %d did not rejoin", victim);
-    s_run_finish(&run);
+    it_cluster_kill_node(run->cl, victim);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "publishing stopped with a follower down");
+    cr_assert(it_cluster_start_node(run->cl, victim), "node %d did not restart", victim);
+    cr_assert(it_cluster_wait_isr_full(run->cl, 0, 30000, &rec), "node %d did not rejoin", victim);
+    s_run_finish(run);
 }
 
 //  The controller dies: another node takes the role, the partitions it led
 //  fail over.
 Test(cluster_fault, controller_kill) {
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the fault");
-    int victim = it_cluster_controller(run.cl);
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the fault");
+    int victim = it_cluster_controller(run->cl);
     cr_assert_geq(victim, 0, "etcd names no controller");
-    it_cluster_kill_node(run.cl, victim);
+    it_cluster_kill_node(run->cl, victim);
     int64_t deadline = it_now_ms() + 30000;
     int now = victim;
     while ((now < 0 || now == victim) && it_now_ms() < deadline) {
         it_sleep_ms(20);
-        now = it_cluster_controller(run.cl);
+        now = it_cluster_controller(run->cl);
     }
     cr_assert(now >= 0 && now != victim, "no new controller after node %d", victim);
     for (uint32_t p = 0; p < S_PARTITIONS; p++) {
         tern_partmap_record_t rec;
-        cr_assert(it_cluster_wait_leader(run.cl, p, victim, 0, 30000, &rec),
+        cr_assert(it_cluster_wait_leader(run->cl, p, victim, 0, 30000, &rec),
                   "partition %u still led by the dead controller", p);
     }
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "publishing did not resume");
-    cr_assert(it_cluster_start_node(run.cl, victim), "node %d did not restart", victim);
-    s_run_finish(&run);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "publishing did not resume");
+    cr_assert(it_cluster_start_node(run->cl, victim), "node %d did not restart", victim);
+    s_run_finish(run);
 }
 
 #define S_STALE 50 //  publishes queued to the stopped leader
@@ -638,29 +640,28 @@ static int s_stale_answers(it_raw_t *raw, s_producer_t *stale, int timeout_ms) {
 //  clocks); and any it did acknowledge is a message the new leader never
 //  got, which tern-check reports as lost or as a seq given twice.
 Test(cluster_fault, paused_leader) {
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the fault");
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the fault");
     tern_partmap_record_t rec;
-    cr_assert(it_cluster_wait_leader(run.cl, 0, -1, 0, 30000, &rec));
+    cr_assert(it_cluster_wait_leader(run->cl, 0, -1, 0, 30000, &rec));
     int victim = (int)rec.leader;
     static s_producer_t stale;
     memset(&stale, 0, sizeof stale);
-    stale.run = &run;
+    stale.run = run;
     snprintf(stale.producer, sizeof stale.producer, "STALE-%d", (int)getpid());
-    snprintf(stale.topic, sizeof stale.topic, "%s", run.prod[0].topic);
-    it_raw_t *raw = it_raw_new(run.cl->node[victim]->endpoint);
+    snprintf(stale.topic, sizeof stale.topic, "%s", run->prod[0].topic);
+    it_raw_t *raw = it_raw_new(run->cl->node[victim]->endpoint);
     cr_assert(raw && it_raw_hello(raw, "stale"), "no session with node %d", victim);
-    it_cluster_pause_node(run.cl, victim);
+    it_cluster_pause_node(run->cl, victim);
     s_stale_send(raw, &stale);
-    cr_assert(it_cluster_wait_leader(run.cl, 0, victim, rec.epoch, 30000, &rec),
+    cr_assert(it_cluster_wait_leader(run->cl, 0, victim, rec.epoch, 30000, &rec),
               "no new leader while node %d is stopped", victim);
-    cr_assert(s_progress(&run, 10, S_RESUME_MS), "publishing did not move to the new leader");
-    it_cluster_resume_node(run.cl, victim);
+    cr_assert(s_progress(run, 10, S_RESUME_MS), "publishing did not move to the new leader");
+    it_cluster_resume_node(run->cl, victim);
     int deposed_acks = s_stale_answers(raw, &stale, 10000);
     it_raw_destroy(&raw);
-    cr_assert(it_cluster_node_running(run.cl, victim), "node %d died after SIGCONT", victim);
-    s_run_finish(&run);
+    cr_assert(it_cluster_node_running(run->cl, victim), "node %d died after SIGCONT", victim);
+    s_run_finish(run);
     cr_assert_eq(deposed_acks, 0,
                  "node %d acknowledged %d publishes after it lost partition 0 (epoch %llu began)",
                  victim, deposed_acks, (unsigned long long)rec.epoch);
@@ -668,76 +669,106 @@ Test(cluster_fault, paused_leader) {
 
 //  Every node killed at once, then all started again.
 Test(cluster_fault, all_killed) {
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the fault");
-    for (int i = 0; i < run.cl->count; i++) {
-        it_cluster_kill_node(run.cl, i);
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the fault");
+    for (int i = 0; i < run->cl->count; i++) {
+        it_cluster_kill_node(run->cl, i);
     }
     it_sleep_ms(500);
-    cr_assert(it_cluster_start(run.cl, 60000), "the cluster did not come back");
-    s_run_finish(&run);
+    cr_assert(it_cluster_start(run->cl, 60000), "the cluster did not come back");
+    s_run_finish(run);
 }
 
 //  Each node in turn: SIGTERM (a clean exit), start, every partition back
 //  in sync before the next.
 Test(cluster_fault, rolling_restart) {
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the restarts");
-    for (int i = 0; i < run.cl->count; i++) {
-        int rc = it_cluster_stop_node(run.cl, i, 15000);
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the restarts");
+    for (int i = 0; i < run->cl->count; i++) {
+        int rc = it_cluster_stop_node(run->cl, i, 15000);
         cr_assert_eq(rc, 0, "node %d: exit %d on SIGTERM", i, rc);
-        cr_assert(s_progress(&run, 5, S_RESUME_MS), "publishing stopped with node %d down", i);
-        cr_assert(it_cluster_start_node(run.cl, i), "node %d did not restart", i);
+        cr_assert(s_progress(run, 5, S_RESUME_MS), "publishing stopped with node %d down", i);
+        cr_assert(it_cluster_start_node(run->cl, i), "node %d did not restart", i);
         for (uint32_t p = 0; p < S_PARTITIONS; p++) {
             tern_partmap_record_t rec;
-            cr_assert(it_cluster_wait_isr_full(run.cl, p, 30000, &rec),
+            cr_assert(it_cluster_wait_isr_full(run->cl, p, 30000, &rec),
                       "partition %u not back in sync after node %d", p, i);
         }
     }
-    s_run_finish(&run);
+    s_run_finish(run);
+}
+
+//  One `ternctl pub` (no producer id) of partition 0's topic to node I
+//  while etcd is down: true if it got a clear refusal, TERN_ENOTLEADER or
+//  TERN_EREPLICAS, within 4 s (ternctl prints the code's name).
+static bool s_probe(s_run_t *run, int i) {
+    it_result_t r;
+    int rc = it_ctl(&r, run->cl->node[i], 8000, "--timeout", "4s", "pub", run->prod[0].topic,
+                    "probe", NULL);
+    bool clear = rc != 0 && (strstr(r.err, "ENOTLEADER") || strstr(r.err, "EREPLICAS") ||
+                             strstr(r.out, "ENOTLEADER") || strstr(r.out, "EREPLICAS"));
+    fprintf(stderr, "it_cluster_fault: probe of node %d without etcd: exit %d%s: %s%s\n", i, rc,
+            r.timed_out ? " (timed out)" : "", r.out, r.err);
+    it_result_free(&r);
+    return clear;
 }
 
 //  etcd entirely stopped for 10 s: publishes get a clear error
 //  (TERN_ENOTLEADER or TERN_EREPLICAS, not a timeout), no node dies, and
 //  service returns by itself once etcd is back.
 Test(cluster_fault, etcd_outage) {
-    s_run_t run;
-    s_run_start(&run, 1);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the outage");
+    s_run_t *run = s_run_start(1);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the outage");
     unsigned long long clear = 0;
     for (int i = 0; i < S_PRODUCERS; i++) {
-        clear += atomic_load(&run.prod[i].clear);
+        clear += atomic_load(&run->prod[i].clear);
     }
-    it_etcd_stop(run.cl->etcd);
-    it_sleep_ms(10000);
+    for (int i = 0; i < run->cl->count; i++) {
+        s_probe(run, i); // DIAG
+    }
+    it_etcd_stop(run->cl->etcd);
+    int64_t back_at = it_now_ms() + 10000;
+    //  Past the lease: ask every node directly (the producers only see
+    //  the node they are on).
+    it_sleep_ms(3000);
+    int answered = 0;
+    for (int i = 0; i < run->cl->count; i++) {
+        answered += s_probe(run, i);
+    }
+    it_sleep_ms((int)(back_at - it_now_ms() > 0 ? back_at - it_now_ms() : 0));
     unsigned long long during = 0;
     for (int i = 0; i < S_PRODUCERS; i++) {
-        during += atomic_load(&run.prod[i].clear);
+        during += atomic_load(&run->prod[i].clear);
     }
-    cr_assert(it_etcd_start_member(run.cl->etcd, 0), "etcd did not restart");
-    for (int i = 0; i < run.cl->count; i++) {
-        cr_assert(it_cluster_node_running(run.cl, i), "node %d died without etcd", i);
+    if (during == clear || answered < run->cl->count) {
+        it_cluster_dump_logs(run->cl);
     }
+    cr_assert(it_etcd_start_member(run->cl->etcd, 0), "etcd did not restart");
+    for (int i = 0; i < run->cl->count; i++) {
+        cr_assert(it_cluster_node_running(run->cl, i), "node %d died without etcd", i);
+    }
+    cr_assert_eq(answered, run->cl->count,
+                 "without etcd, %d of %d nodes refused a publish clearly (TERN_ENOTLEADER or "
+                 "TERN_EREPLICAS within 4 s)",
+                 answered, run->cl->count);
     cr_assert_gt(during, clear, "no publish got TERN_ENOTLEADER or TERN_EREPLICAS without etcd");
-    s_run_finish(&run);
+    s_run_finish(run);
 }
 
 //  One of three etcd members (the leader) killed and restarted: the cluster
 //  rides through the etcd election.
 Test(cluster_fault, etcd_member_kill) {
-    s_run_t run;
-    s_run_start(&run, 3);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "no load before the fault");
-    int member = it_etcd_leader(run.cl->etcd);
+    s_run_t *run = s_run_start(3);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "no load before the fault");
+    int member = it_etcd_leader(run->cl->etcd);
     cr_assert_geq(member, 0, "no etcd leader");
-    it_etcd_kill_member(run.cl->etcd, member);
-    cr_assert(s_progress(&run, 20, S_RESUME_MS), "publishing stopped with etcd member %d down",
+    it_etcd_kill_member(run->cl->etcd, member);
+    cr_assert(s_progress(run, 20, S_RESUME_MS), "publishing stopped with etcd member %d down",
               member);
-    for (int i = 0; i < run.cl->count; i++) {
-        cr_assert(it_cluster_node_running(run.cl, i), "node %d died", i);
+    for (int i = 0; i < run->cl->count; i++) {
+        cr_assert(it_cluster_node_running(run->cl, i), "node %d died", i);
     }
-    cr_assert(it_etcd_start_member(run.cl->etcd, member), "etcd member %d did not restart", member);
-    s_run_finish(&run);
+    cr_assert(it_etcd_start_member(run->cl->etcd, member), "etcd member %d did not restart",
+              member);
+    s_run_finish(run);
 }
