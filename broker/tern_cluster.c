@@ -69,7 +69,7 @@ static tern_cluster_member_t *s_member(tern_cluster_t *self, uint32_t id, bool c
 
 //  Parses `id=2 endpoint=... cluster=... identity=... dc=...` into INFO
 //  (unknown fields ignored: a newer node may add some).
-static void s_parse_node(const char *text, tern_cluster_node_t *info) {
+void tern_cluster_parse_node(const char *text, tern_cluster_node_t *info) {
     static const struct {
         const char *name;
         size_t off;
@@ -127,7 +127,7 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
         }
     } else {
         m->info.up = true;
-        s_parse_node(kv->value, &m->info);
+        tern_cluster_parse_node(kv->value, &m->info);
     }
     if (was_up != m->info.up) {
         self->control_dirty = true;
@@ -296,6 +296,21 @@ static int64_t s_min(int64_t a, int64_t b) {
     return a < b ? a : b;
 }
 
+//  When the loop must run again without an event. Only what can act now
+//  counts: without a lease there is no campaign, without an ok lease no
+//  controller pass, so a node cut off from etcd waits for its next
+//  keepalive instead of spinning.
+static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
+    int64_t until = self->next_keepalive_ms;
+    if (self->control_since_ms && tern_cluster_lease_ok(self)) {
+        until = s_min(until, self->control_dirty ? now : self->next_control_ms);
+    }
+    if (self->controller == TERN_NODE_NONE && self->lease != 0) {
+        until = s_min(until, self->next_campaign_ms);
+    }
+    return until;
+}
+
 static void *s_thread(void *arg) {
     tern_cluster_t *self = arg;
     while (!atomic_load(&self->stop)) {
@@ -308,13 +323,7 @@ static void *s_thread(void *arg) {
             tern_cluster_load(self); //  a failed reload: try again each pass
         }
         int64_t now = tern_cluster_now_ms();
-        int64_t until = self->next_keepalive_ms;
-        if (self->control_since_ms) {
-            until = s_min(until, self->control_dirty ? now : self->next_control_ms);
-        }
-        if (self->controller == TERN_NODE_NONE) {
-            until = s_min(until, self->next_campaign_ms);
-        }
+        int64_t until = s_next_wake(self, now);
         int timeout = until > now ? (int)(until - now) : 0;
         struct pollfd fds[2] = {
             {.fd = self->wake[0], .events = POLLIN},
@@ -555,6 +564,7 @@ void tern_cluster_isr_request(tern_cluster_t *self, uint32_t partition, uint64_t
     self->reqs[partition].isr = true;
     self->reqs[partition].isr_epoch = epoch;
     self->reqs[partition].next = *next;
+    self->reqs_pending = true;
     pthread_mutex_unlock(&self->lock);
     tern_cluster_wake(self);
 }
@@ -569,6 +579,7 @@ tern_err_t tern_cluster_handover(tern_cluster_t *self, uint32_t partition, uint3
     bool ok = tern_partmap_can_lead(&self->records[partition], to, live, nlive);
     if (ok) {
         self->reqs[partition].handover_to = to;
+        self->reqs_pending = true;
     }
     pthread_mutex_unlock(&self->lock);
     if (ok) {

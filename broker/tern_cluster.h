@@ -137,7 +137,8 @@ tern_err_t tern_cluster_handover(tern_cluster_t *self, uint32_t partition, uint3
     leads over to another live ISR member (the first in replica order) and
     waits up to TIMEOUT_MS until the view shows each handover. Returns how
     many partitions it still leads then (those with no other live ISR
-    member, or not moved in time). Any thread but the actor's. */
+    member, or not moved in time, or all of them at once when the lease is
+    not ok: etcd is then likely out of reach). Any thread but the actor's. */
 size_t tern_cluster_handover_all(tern_cluster_t *self, int timeout_ms);
 
 /*  The leader's log position of PARTITION (the in-DC replication actor sets

@@ -236,6 +236,16 @@ static void s_create_missing(tern_cluster_t *self, const uint32_t *live, size_t 
     }
 }
 
+//  A node id, or "none", into BUF.
+static const char *s_node_name(uint32_t id, char *buf, size_t len) {
+    if (id == TERN_NODE_NONE) {
+        snprintf(buf, len, "none");
+    } else {
+        snprintf(buf, len, "%u", id);
+    }
+    return buf;
+}
+
 //  Failover and replica repair of every existing record.
 static void s_fix_records(tern_cluster_t *self, const uint32_t *live, size_t nlive, int64_t now) {
     for (uint32_t p = 0; p < self->partitions && self->lease; p++) {
@@ -253,8 +263,10 @@ static void s_fix_records(tern_cluster_t *self, const uint32_t *live, size_t nli
         if (tern_cluster_cas_record(self, &next, new_leader)) {
             if (new_leader) {
                 atomic_fetch_add(&self->failovers, 1);
-                zsys_info("cluster: partition %u: leader %u -> %u (controller %u)", p, cur.leader,
-                          next.leader, self->self_id);
+                char from[16], to[16];
+                zsys_info("cluster: partition %u: leader %s -> %s (controller %u)", p,
+                          s_node_name(cur.leader, from, sizeof from),
+                          s_node_name(next.leader, to, sizeof to), self->self_id);
             }
         } else {
             s_retry_soon(self); //  re-read: decide again
@@ -273,6 +285,14 @@ void tern_cluster_control(tern_cluster_t *self) {
         return; //  we may no longer be the controller: wait for the lease
     }
     if (self->control_since_ms == 0) {
+        //  Decide on etcd as it is now, not on a watch that may lag (events
+        //  older than what the read gives are then ignored).
+        char prefix[TERN_CLUSTER_KEY_MAX];
+        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+        if (tern_cluster_reread(self, prefix, true, NULL) != TERN_OK) {
+            s_retry_soon(self);
+            return;
+        }
         self->control_since_ms = now;
         self->control_dirty = true;
         zsys_info("cluster: node %u is the controller of cluster %s", self->self_id, self->name);
@@ -328,7 +348,11 @@ static bool s_handover_write(tern_cluster_t *self, uint32_t p, uint32_t to) {
 }
 
 void tern_cluster_serve_requests(tern_cluster_t *self) {
-    for (uint32_t p = 0; p < self->partitions; p++) {
+    pthread_mutex_lock(&self->lock);
+    bool pending = self->reqs_pending;
+    self->reqs_pending = false;
+    pthread_mutex_unlock(&self->lock);
+    for (uint32_t p = 0; pending && p < self->partitions; p++) {
         pthread_mutex_lock(&self->lock);
         tern_cluster_req_t req = self->reqs[p];
         self->reqs[p].isr = false;
@@ -382,7 +406,9 @@ size_t tern_cluster_handover_all(tern_cluster_t *self, int timeout_ms) {
         if (now >= next_ask) {
             next_ask = now + 200;
         }
-        if (movable == 0 || now >= deadline) {
+        //  Without an ok lease etcd is likely out of reach: do not hold up
+        //  the stop for nothing (the lease's expiry fails us over anyway).
+        if (movable == 0 || now >= deadline || !tern_cluster_lease_ok(self)) {
             return led;
         }
         zclock_sleep(20);

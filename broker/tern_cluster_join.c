@@ -1,7 +1,7 @@
 /*  tern_cluster_join.c - joining a cluster: lease, partitions, identity, node key.
 
-    Join, in this order (each step can refuse, and nothing is written before
-    the checks that could refuse pass):
+    Join, in this order (each step can refuse; nothing about this node is
+    written before the node id is known to be free):
     1. PREFIX/config/partitions: created by a txn if absent, else it must
        equal cluster/partitions;
     2. PREFIX/nodes/<id> must be absent: another live ternd with this id is
@@ -15,7 +15,8 @@
     4. a lease of cluster/lease (whole seconds, at least 1), granted last
        since the steps above may wait longer than its TTL;
     5. PREFIX/nodes/<id> created by a txn (create_revision == 0), bound to
-       the lease.
+       the lease. (Two ternd started with one id at the same instant can
+       both pass step 2; the txn lets one register, the other exits 1.)
 */
 #include "tern_cluster_priv.h"
 #include "tern_id.h"
@@ -41,7 +42,7 @@ static tern_err_t s_grant(tern_cluster_t *self) {
     return rc;
 }
 
-//  Step 2: the cluster's partition count.
+//  Step 1: the cluster's partition count.
 static bool s_partitions(tern_cluster_t *self, const tern_config_t *config, char *errbuf,
                          size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
@@ -74,20 +75,7 @@ static bool s_partitions(tern_cluster_t *self, const tern_config_t *config, char
     return ok;
 }
 
-//  The value of `FIELD=` in a node record, into BUF.
-static void s_field(const char *text, const char *field, char *buf, size_t len) {
-    buf[0] = 0;
-    size_t n = strlen(field);
-    for (const char *p = text; p && *p; p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL) {
-        if (strncmp(p, field, n) == 0 && p[n] == '=') {
-            size_t vlen = strcspn(p + n + 1, " ");
-            snprintf(buf, len, "%.*s", (int)vlen, p + n + 1);
-            return;
-        }
-    }
-}
-
-//  Step 3: no other live node with our id. A key of our own identity (our
+//  Step 2: no other live node with our id. A key of our own identity (our
 //  previous run) is waited out, two leases at most.
 static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
@@ -101,16 +89,16 @@ static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
                      tern_etcd_reason(self->etcd));
             return false;
         }
-        char identity[64] = "";
+        tern_cluster_node_t holder = {.id = self->self_id};
         if (kvs->count == 1) {
-            s_field(kvs->kvs[0].value, "identity", identity, sizeof identity);
+            tern_cluster_parse_node(kvs->kvs[0].value, &holder);
         }
         size_t count = kvs->count;
         tern_etcd_kvs_destroy(&kvs);
         if (count == 0) {
             return true;
         }
-        if (strcmp(identity, self->identity) != 0 || tern_cluster_now_ms() > give_up) {
+        if (strcmp(holder.identity, self->identity) != 0 || tern_cluster_now_ms() > give_up) {
             snprintf(errbuf, errlen, "node id %u is already live in cluster %s (another ternd?)",
                      self->self_id, self->name);
             return false;
@@ -166,7 +154,7 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
     return rc;
 }
 
-//  Step 4's ISR part: every record, until each CAS goes through.
+//  Step 3's ISR part: every record, until each CAS goes through.
 static bool s_forget_isr(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char prefix[TERN_CLUSTER_KEY_MAX];
     snprintf(prefix, sizeof prefix, "%s/", self->prefix);
@@ -205,7 +193,7 @@ static bool s_forget_isr(tern_cluster_t *self, char *errbuf, size_t errlen) {
     return false;
 }
 
-//  Step 4.
+//  Step 3.
 static bool s_identity(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
     tern_cluster_key(self, key, sizeof key, "identity", self->self_id);
@@ -277,6 +265,12 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
     tern_err_t rc = s_register(self, &created);
     if (rc == TERN_OK && created) {
         zsys_info("cluster: node %u joined cluster %s again", self->self_id, self->name);
+        //  The view takes etcd as it is now (our new key, failovers made
+        //  while we were away): the watch may lag, and what it delivers
+        //  later that is older than this read is ignored.
+        char prefix[TERN_CLUSTER_KEY_MAX];
+        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+        tern_cluster_reread(self, prefix, true, NULL);
         return true;
     }
     if (rc == TERN_OK) {

@@ -77,6 +77,7 @@ struct tern_cluster_t {
     uint32_t controller;            //  controller node id, TERN_NODE_NONE
     char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
+    bool reqs_pending;              //  some entry of reqs is set
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change
     atomic_int_fast64_t lease_until; //  monotonic ms until which the lease is ok
@@ -97,6 +98,9 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
 //  (an absent partition key as deleted). TERN_OK or the etcd error.
 tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefix_read,
                                int64_t *revision_p);
+//  Parses a node record (`id=2 endpoint=... cluster=... identity=... dc=...`,
+//  unknown fields ignored) into the text fields of INFO.
+void tern_cluster_parse_node(const char *text, tern_cluster_node_t *info);
 //  The ids of the live nodes into LIVE (TERN_ID_NODE_MAX + 1 entries).
 size_t tern_cluster_live(tern_cluster_t *self, uint32_t *live);
 //  Renews the lease if it is due (also called between long runs of writes).

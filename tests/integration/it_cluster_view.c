@@ -385,8 +385,9 @@ static bool s_not_in_isr(const tern_partmap_record_t *rec, uint32_t node) {
     return !tern_partmap_in_isr(rec, node) && rec->leader != TERN_NODE_NONE;
 }
 
-Test(cluster_view, api_view_isr_and_handover) {
-    tern_cluster_t *c[S_NODES];
+//  Three members of cluster "api" in this process, into C, once each one's
+//  view holds every record complete.
+static void s_members_up(tern_cluster_t **c) {
     for (uint32_t i = 0; i < S_NODES; i++) {
         c[i] = s_member_new(i);
     }
@@ -395,6 +396,11 @@ Test(cluster_view, api_view_isr_and_handover) {
             cr_assert(s_view_wait(c[i], p, s_full, S_NODES), "node %u: partition %u", i, p);
         }
     }
+}
+
+Test(cluster_view, api_view) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
     tern_partmap_record_t rec;
     cr_assert_not(tern_cluster_record(c[0], S_API_PARTITIONS, &rec));
     cr_assert_eq(tern_cluster_self(c[1]), 1);
@@ -427,7 +433,37 @@ Test(cluster_view, api_view_isr_and_handover) {
     snprintf(want, sizeof want, "partition 0 is led by node %u at tcp://127.0.0.1:%u", leader,
              10000 + leader);
     cr_assert_str_eq(tern_cluster_not_leader(c[(leader + 1) % S_NODES], 0, why, sizeof why), want);
+    snprintf(want, sizeof want, "partition %u has no leader", S_API_PARTITIONS);
+    cr_assert_str_eq(tern_cluster_not_leader(c[0], S_API_PARTITIONS, why, sizeof why), want);
+    tern_cluster_node_t unknown;
+    cr_assert_not(tern_cluster_node(c[0], 7, &unknown));
+    tern_cluster_set_position(c[leader], 0, 17);
+    cr_assert_eq(tern_cluster_position(c[leader], 0), 17);
+    cr_assert_eq(tern_cluster_position(c[leader], S_API_PARTITIONS), 0);
 
+    //  A node announces another client endpoint (ternd: the one it bound).
+    tern_cluster_set_endpoint(c[1], "tcp://127.0.0.1:30001");
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    tern_cluster_node_t one_node;
+    do {
+        it_sleep_ms(20);
+        cr_assert(tern_cluster_node(c[0], 1, &one_node));
+    } while (strcmp(one_node.endpoint, "tcp://127.0.0.1:30001") != 0 && it_now_ms() < deadline);
+    cr_assert_str_eq(one_node.endpoint, "tcp://127.0.0.1:30001");
+    cr_assert_str_eq(one_node.cluster_endpoint, "tcp://127.0.0.1:20001");
+    cr_assert(one_node.up);
+
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        tern_cluster_destroy(&c[i]);
+    }
+}
+
+Test(cluster_view, api_isr_handover_and_leaving) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    tern_partmap_record_t rec;
+    cr_assert(tern_cluster_record(c[0], 0, &rec));
+    uint32_t leader = rec.leader;
     //  An ISR shrink by the leader keeps the epoch; one for a stale epoch
     //  (partition 1) changes nothing.
     tern_partmap_record_t one;
@@ -473,18 +509,6 @@ Test(cluster_view, api_view_isr_and_handover) {
     cr_assert(tern_cluster_record(c[one.leader], 1, &after));
     cr_assert(tern_partmap_record_same(&after, &one), "the stale ISR request was written");
 
-    //  A node announces another client endpoint (ternd: the one it bound).
-    tern_cluster_set_endpoint(c[1], "tcp://127.0.0.1:30001");
-    int64_t deadline = it_now_ms() + S_WAIT_MS;
-    tern_cluster_node_t one_node;
-    do {
-        it_sleep_ms(20);
-        cr_assert(tern_cluster_node(c[0], 1, &one_node));
-    } while (strcmp(one_node.endpoint, "tcp://127.0.0.1:30001") != 0 && it_now_ms() < deadline);
-    cr_assert_str_eq(one_node.endpoint, "tcp://127.0.0.1:30001");
-    cr_assert_str_eq(one_node.cluster_endpoint, "tcp://127.0.0.1:20001");
-    cr_assert(one_node.up);
-
     //  A graceful exit: node 2 hands over everything it leads, then leaves.
     uint64_t version = tern_cluster_version(c[0]);
     cr_assert_eq(tern_cluster_handover_all(c[2], S_WAIT_MS), 0);
@@ -518,6 +542,12 @@ static bool s_lease_wait(tern_cluster_t *c, bool want) {
 Test(cluster_view, lease_fencing_and_rejoin) {
     tern_cluster_t *c = s_member_new(0);
     cr_assert(tern_cluster_lease_ok(c));
+    //  Alone: its records come after 3 leases, on itself.
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(s_view_wait(c, p, s_full, 1), "partition %u", p);
+        cr_assert(tern_cluster_record(c, p, &before[p]));
+    }
     //  etcd frozen past the TTL: the node stops trusting its lease...
     it_etcd_pause_member(s_etcd, 0);
     cr_assert(s_lease_wait(c, false), "lease_ok stayed true with etcd frozen");
@@ -537,6 +567,16 @@ Test(cluster_view, lease_fencing_and_rejoin) {
         s_read("api", &s);
     } while ((!s.node_up[0] || s.controllers != 1) && it_now_ms() < deadline);
     cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
+    //  Back as itself, it wrote no failover of its own partitions (the
+    //  watch's late news of its old key's expiry changes nothing).
+    it_sleep_ms(2000);
+    tern_cluster_stats(c, &stats);
+    cr_assert_eq(stats.failovers, 0);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c, p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
     tern_cluster_destroy(&c);
     s_read("api", &s);
     cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
@@ -597,4 +637,50 @@ Test(cluster_view, controller_adds_and_replaces_replicas) {
     cr_assert(it_broker_start(n[3]));
     it_broker_kill(n[1]);
     cr_assert(s_wait_all("grow", &s, s_without, 1), "node 1's replicas were not replaced");
+}
+
+//  --- etcd's own failover ---------------------------------------------------
+
+static void s_setup3(void) {
+    s_etcd = it_etcd_new(3);
+    cr_assert_not_null(s_etcd, "a 3-member etcd did not start");
+    s_client = tern_etcd_new(s_etcd->endpoints, 5000);
+    cr_assert_not_null(s_client);
+}
+
+TestSuite(cluster_view3, .init = s_setup3, .fini = s_teardown, .timeout = 240);
+
+Test(cluster_view3, etcd_leader_loss_moves_nothing) {
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(tern_cluster_record(c[0], p, &before[p]));
+    }
+    //  etcd elects another leader; leases survive that (the new leader
+    //  renews them all), so no node is dead and nothing fails over.
+    int leader = it_etcd_leader(s_etcd);
+    cr_assert_geq(leader, 0);
+    it_etcd_kill_member(s_etcd, leader);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s_lease_wait(c[i], true), "node %u", i);
+    }
+    it_sleep_ms(4000); //  two leases: long enough for a lapse to show
+    s_state_t s;
+    s_read("api", &s);
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        cr_assert(s.node_up[i], "node %u lost its key", i);
+        cr_assert(s_lease_wait(c[i], true), "node %u", i);
+        tern_cluster_stats_t stats;
+        tern_cluster_stats(c[i], &stats);
+        cr_assert_eq(stats.failovers, 0, "node %u", i);
+    }
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c[1], p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        tern_cluster_destroy(&c[i]);
+    }
 }
