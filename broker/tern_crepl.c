@@ -45,8 +45,24 @@
 // ---------------------------------------------------------------------------
 //  Sending
 
+int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t len,
+                   zmq_msg_t *payload) {
+    if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->router, self->buf, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        return -1;
+    }
+    zmq_msg_t copy; //  zero copy: a reference to the publish's own frame
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, payload);
+    if (zmq_msg_send(&copy, self->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&copy);
+        return -1;
+    }
+    return 0;
+}
+
 int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
-           const tern_frame_t *frame, zmq_msg_t *payload) {
+           const tern_frame_t *frame) {
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
@@ -64,18 +80,13 @@ int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
     if (!has_payload) {
         return 0;
     }
-    if (payload) { //  zero copy: a reference to the publish's own frame
-        zmq_msg_t copy;
-        zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, payload);
-        if (zmq_msg_send(&copy, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&copy);
-            return -1;
-        }
-        return 0;
-    }
     const void *data = frame->payload ? (const void *)frame->payload : "";
     return zmq_send(sock, data, frame->payload_size, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+void c_count_stale(c_repl_t *self) {
+    atomic_fetch_add_explicit(&self->stats->stale_frames, 1, memory_order_relaxed);
+    tern_metrics_add(self->args->metrics->cluster_stale_frames, 1);
 }
 
 c_peer_t *c_peer(c_repl_t *self, uint32_t node, bool create) {

@@ -155,7 +155,7 @@ static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f) {
         frame.node_id = self->self_id;
         frame.payload = (const uint8_t *)lines.text;
         frame.payload_size = lines.len;
-        sent = c_send(self, zsock_resolve(link->dealer), NULL, 0, &frame, NULL);
+        sent = c_send(self, zsock_resolve(link->dealer), NULL, 0, &frame);
     }
     free(lines.text);
     return sent == 0;
@@ -239,7 +239,7 @@ static void s_confirm(c_repl_t *self, uint32_t pt, c_follow_t *f) {
     C_EP(&frame) = f->epoch;
     frame.node_id = self->self_id;
     frame.position = f->durable;
-    c_send(self, zsock_resolve(link->dealer), NULL, 0, &frame, NULL);
+    c_send(self, zsock_resolve(link->dealer), NULL, 0, &frame);
 }
 
 //  One decoded frame REC of PT's stream F. True if the batch took REC.
@@ -302,7 +302,7 @@ static bool s_handle_frame(c_repl_t *self, c_link_t *link, tern_repl_rec_t *rec)
     }
     tern_partmap_epoch_t fence = tern_partmap_fence(view.epoch, C_EP(frame));
     if (fence == TERN_PARTMAP_EPOCH_STALE) {
-        atomic_fetch_add_explicit(&self->stats->stale_frames, 1, memory_order_relaxed);
+        c_count_stale(self);
         return false;
     }
     c_follow_t *f = &self->follows[pt];

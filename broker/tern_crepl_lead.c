@@ -86,6 +86,7 @@ void c_lead_stop(c_repl_t *self, uint32_t pt) {
     free(lead->ship_ms);
     lead->ship_ms = NULL;
     tern_cluster_set_position(self->cluster, pt, 0);
+    tern_metrics_follower_lag_clear(self->args->metrics, pt);
 }
 
 void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
@@ -125,13 +126,19 @@ static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub,
     frame.position = pos;
     frame.seq = pub->result.seq;
     frame.msg_id = pub->result.msg_id;
+    size_t len = 0; //  one encoding for every follower
+    if (tern_frame_encode(&frame, self->buf, sizeof self->buf, &len) != TERN_OK) {
+        zsys_error("crepl: partition %u: cannot encode %s seq %" PRIu64, pt, frame.topic,
+                   frame.seq);
+        len = 0;
+    }
     for (size_t i = 1; i < lead->nreps; i++) {
         if (!lead->synced[i]) {
             continue;
         }
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
-        if (!peer || !peer->rid_size ||
-            c_send(self, self->router, peer->rid, peer->rid_size, &frame, &pub->body) != 0) {
+        if (!len || !peer || !peer->rid_size ||
+            c_send_encoded(self, peer->rid, peer->rid_size, len, &pub->body) != 0) {
             zsys_warning("crepl: partition %u: follower %u dropped from the live stream (%s)", pt,
                          lead->reps[i].node, peer ? zmq_strerror(zmq_errno()) : "unknown");
             lead->synced[i] = false;
@@ -314,9 +321,11 @@ static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
     C_EP(&frame) = lead->epoch;
     frame.position = lead->end;
     for (size_t i = 1; i < lead->nreps; i++) {
+        //  Also to a follower out of the live stream: one that still thinks
+        //  it is live sees the gap at once and syncs again.
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
-        if (lead->synced[i] && peer && peer->rid_size &&
-            c_send(self, self->router, peer->rid, peer->rid_size, &frame, NULL) != 0) {
+        if (peer && peer->rid_size &&
+            c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0) {
             lead->synced[i] = false;
         }
     }
@@ -362,6 +371,11 @@ void c_lead_timers(c_repl_t *self, uint64_t now) {
         if (isr) {
             s_isr(self, pt, lead, now);
             tern_cluster_set_position(self->cluster, pt, lead->end - 1);
+            for (size_t i = 1; i < lead->nreps; i++) {
+                uint64_t at = lead->reps[i].caught_up_ms;
+                tern_metrics_follower_lag(self->args->metrics, pt, lead->reps[i].node,
+                                          now > at ? now - at : 0);
+            }
         }
     }
 }
@@ -381,7 +395,7 @@ c_lead_t *c_fence_lead(c_repl_t *self, const tern_frame_t *frame) {
         epoch = tern_cluster_record(self->cluster, pt, &rec) ? rec.epoch : 0;
     }
     if (tern_partmap_fence(epoch, C_EP(frame)) == TERN_PARTMAP_EPOCH_STALE) {
-        atomic_fetch_add_explicit(&self->stats->stale_frames, 1, memory_order_relaxed);
+        c_count_stale(self);
         return NULL;
     }
     return lead->leading && epoch == C_EP(frame) ? lead : NULL;

@@ -140,11 +140,17 @@ typedef struct {
 } c_repl_t;
 
 //  tern_crepl.c
-//  Encodes FRAME and sends it with PAYLOAD (a zmq_msg_t to copy, or NULL:
-//  FRAME->payload's bytes) to RID on the ROUTER (RID NULL: on DEALER SOCK).
+//  Encodes FRAME and sends it (with FRAME->payload's bytes when the command
+//  has a payload) to RID on the ROUTER, or on DEALER SOCK when RID is NULL.
 //  Returns 0 or -1 (errno).
 int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
-           const tern_frame_t *frame, zmq_msg_t *payload);
+           const tern_frame_t *frame);
+//  Sends the LEN header bytes already encoded in self->buf and a reference
+//  to PAYLOAD (zero copy) to RID on the ROUTER. Returns 0 or -1 (errno).
+int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t len,
+                   zmq_msg_t *payload);
+//  Counts a frame refused as older than the view's epoch.
+void c_count_stale(c_repl_t *self);
 //  Reads the view again if it changed: leaderships and followings.
 void c_refresh(c_repl_t *self);
 c_peer_t *c_peer(c_repl_t *self, uint32_t node, bool create);

@@ -121,7 +121,7 @@ static int s_send_truncate(c_repl_t *self, const uint8_t *rid, size_t rid_size, 
     snprintf(frame.topic, sizeof frame.topic, "%s", topic);
     frame.fields |= TERN_F_TOPIC;
     frame.seq = after;
-    return c_send(self, self->router, rid, rid_size, &frame, NULL);
+    return c_send(self, self->router, rid, rid_size, &frame);
 }
 
 //  Where the follower's copy of topic T (LINE) stops matching ours: its
@@ -203,7 +203,7 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
             frame.position = 0;
             snprintf(frame.topic, sizeof frame.topic, "%s", t->name);
             frame.fields |= TERN_F_TOPIC;
-            if (c_send(self, self->router, rid, rid_size, &frame, NULL) != 0) {
+            if (c_send(self, self->router, rid, rid_size, &frame) != 0) {
                 return -1;
             }
         }
@@ -233,7 +233,7 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
         C_PT(&caught) = sync.pt;
         C_EP(&caught) = lead->epoch;
         caught.position = lead->end;
-        rc = c_send(self, self->router, rid, rid_size, &caught, NULL);
+        rc = c_send(self, self->router, rid, rid_size, &caught);
     }
     tern_store_read_end(self->reader);
     if (rc == 0) {
