@@ -29,7 +29,9 @@
         route   PUSH: EVENTS (open/gone/sub/unsub/ack/nack/term/credit/admin)
 
     Sessions (the table, HELLO, identity, heartbeats, expiry) live in
-    tern_conn_session.c, the admin plane in tern_conn_admin.c.
+    tern_conn_session.c, the admin plane in tern_conn_admin.c, what a
+    clustered node accepts (TERN_ENOTLEADER) and the cluster* admin ops in
+    tern_conn_cluster.c.
 */
 #include "tern_conn_priv.h"
 #include "tern_actor.h"

@@ -17,10 +17,10 @@ typedef struct {
     const tern_config_t *config; //  borrowed; outlives the actor
     tern_metrics_t *metrics;     //  borrowed; outlives the actor
     tern_cluster_t *cluster;     //  borrowed; NULL on a single node (no cluster/etcd)
-    char inbox[128];             //  conn binds (PULL): COMMITTED from the storer (from crepl in a cluster)
-    char out[128];               //  conn binds (PULL): frames to send, from route
-    char storer_inbox[128];      //  conn connects (PUSH): PUBS, ADMIN
-    char route_inbox[128];       //  conn connects (PUSH): EVENTS
+    char inbox[128]; //  conn binds (PULL): COMMITTED from the storer (from crepl in a cluster)
+    char out[128];   //  conn binds (PULL): frames to send, from route
+    char storer_inbox[128]; //  conn connects (PUSH): PUBS, ADMIN
+    char route_inbox[128];  //  conn connects (PUSH): EVENTS
     //  Written by the actor before it signals ready:
     int bind_rc;     //  0, or -1 if the client endpoint could not be bound
     char bound[256]; //  the endpoint actually bound (port resolved)

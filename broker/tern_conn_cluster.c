@@ -303,8 +303,7 @@ static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t p
         upto = upto < info.last_seq ? upto : info.last_seq;
     }
     if (rc == TERN_OK) {
-        //  TEMPORARY: tern_store_digest (branch crstore) is not merged yet.
-        rc = TERN_EINTERNAL;
+        rc = tern_store_digest(self->reader, topic, upto, &digest);
     }
     if (rc != TERN_OK) {
         snprintf(reason, cap, "cannot digest topic '%.200s': %s", topic, tern_strerror(rc));

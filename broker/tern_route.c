@@ -44,6 +44,9 @@
     redelivery itself waits for a consumer with free window. So that this
     holds after a restart too, every durable group with pending entries is
     opened at start, before any subscription joins it.
+
+    In a cluster (args->cluster set) route serves only the topics of the
+    partitions this node leads, while its lease is ok (tern_route_cluster.c).
 */
 #include "tern_route_priv.h"
 #include "tern_actor.h"
