@@ -376,10 +376,22 @@ static void s_check(s_run_t *run) {
                  run->path);
 }
 
+//  `ternctl cluster verify` on a live node: the replicas of every
+//  partition must hold identical copies (digests of records, msg_ids and
+//  dedup entries) up to the seq all of them hold.
+static void s_verify(s_run_t *run) {
+    int node = it_cluster_leader(run->cl, 0);
+    it_result_t r;
+    int rc = it_ctl(&r, run->cl->node[node >= 0 ? node : 0], 60000, "cluster", "verify", NULL);
+    fprintf(stderr, "it_cluster_fault: ternctl cluster verify: exit %d\n%s%s", rc, r.out, r.err);
+    it_assert_ok(&r, "ternctl cluster verify");
+    it_result_free(&r);
+}
+
 //  The end of every test: service must have returned; the group reads
-//  every topic; the ISR of each partition is read from etcd; every node is
-//  killed at once (the logs freeze); each ISR replica's log is dumped; the
-//  checker runs.
+//  every topic; the ISR of each partition is read from etcd; `ternctl
+//  cluster verify` compares the replicas; every node is killed at once
+//  (the logs freeze); each ISR replica's log is dumped; the checker runs.
 static void s_run_finish(s_run_t *run) {
     cr_assert(s_progress(run, 5, S_RESUME_MS), "publishing did not resume after the fault");
     s_stop_producers(run);
@@ -392,6 +404,7 @@ static void s_run_finish(s_run_t *run) {
         //  far as the ISR goes, and the wait prints the record.
         it_cluster_wait_isr_full(run->cl, run->prod[i].partition, 15000, &isr[i]);
     }
+    s_verify(run);
     for (int i = 0; i < run->cl->count; i++) {
         it_cluster_kill_node(run->cl, i);
     }
