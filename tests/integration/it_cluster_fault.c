@@ -21,7 +21,8 @@
     for 10 s. A leader cut off from its followers (network namespaces or
     iptables) is not here: see docs/cluster.md "Tests and drills".
 
-    TERN_CHAOS_KILLS=N sets the leader kills of cluster_fault/leader_kills
+    TERN_FAULT_LOGS=1 prints every node's log (its last 8 KB) before the
+    freeze. TERN_CHAOS_KILLS=N sets the leader kills of cluster_fault/leader_kills
     (default 5); each kill prints one `failover:` line and the test a
     `failover-summary:` line with p50/p99 (no timing is asserted).
 */
@@ -405,6 +406,9 @@ static void s_run_finish(s_run_t *run) {
         it_cluster_wait_isr_full(run->cl, run->prod[i].partition, 15000, &isr[i]);
     }
     s_verify(run);
+    if (getenv("TERN_FAULT_LOGS")) {
+        it_cluster_dump_logs(run->cl);
+    }
     for (int i = 0; i < run->cl->count; i++) {
         it_cluster_kill_node(run->cl, i);
     }
