@@ -4,27 +4,29 @@
     them under load from producers that use producer ids (libtern, one
     synchronous publish at a time, every attempt recorded), injects one
     fault, waits until the service returns by itself, lets a consumer group
-    read every topic from its leader, then freezes the cluster (kill -9 of
-    every node), reads each in-sync replica's data dir with tern_store_new
-    and hands the whole history to tern-check (docs/checker.md): every
-    acknowledged message must be on every ISR replica exactly once, at its
-    seq, in producer order, delivered to the group, and nothing refused as
+    read every topic from its leader, runs `ternctl cluster verify`, then
+    freezes the cluster (kill -9 of every node), reads each in-sync
+    replica's data dir with tern_store_new and hands the whole history to
+    tern-check (docs/checker.md): every acknowledged message must be on
+    every ISR replica exactly once, at its seq, in producer order, delivered
+    to the group; and (a second run, see s_check) nothing refused as
     TERN_EREPLICAS may have been kept.
 
     Faults (short form; tools/chaos/leader-kills.sh runs the long one):
     kill -9 of a partition leader in a loop, of a follower, of the
-    controller; SIGSTOP of a leader past its lease then SIGCONT (a second
-    client queues publishes to it while it is stopped: any of them it
-    acknowledges after the new leader's epoch began is missing from the new
-    leader's log, which tern-check reports as lost); every node killed at
-    once; a rolling restart; one of three etcd members killed; etcd stopped
-    for 10 s. A leader cut off from its followers (network namespaces or
-    iptables) is not here: see docs/cluster.md "Tests and drills".
+    controller; SIGSTOP of a leader past its lease then SIGCONT (a raw
+    client queues publishes to it while it is stopped: it must acknowledge
+    none of them); every node killed at once; a rolling restart; one of
+    three etcd members killed; etcd stopped for 10 s. A leader cut off from
+    its followers is not here: this host has neither iptables nor the tc
+    actions that could cut loopback traffic (docs/cluster.md "Tests and
+    drills").
 
     TERN_FAULT_LOGS=1 prints every node's log (its last 8 KB) before the
-    freeze. TERN_CHAOS_KILLS=N sets the leader kills of cluster_fault/leader_kills
-    (default 5); each kill prints one `failover:` line and the test a
-    `failover-summary:` line with p50/p99 (no timing is asserted).
+    freeze. TERN_CHAOS_KILLS=N sets the leader kills of
+    cluster_fault/leader_kills (default 5); each kill prints one `failover:`
+    line and the test a `failover-summary:` line with p50/p99 (no timing is
+    asserted).
 */
 #include "cluster_harness.h"
 #include "tern_partition.h"

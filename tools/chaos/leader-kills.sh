@@ -50,6 +50,6 @@ grep -E '^failover:' "$log" | tail -n 5 || true
 grep -E '^failover-summary:|^tern-check:|Synthesis' "$log" || true
 if [ "$status" -ne 0 ]; then
     echo "leader-kills.sh: FAILED (exit $status); the end of $log:" >&2
-    tail -n 40 "$log" >&2
+    grep -v "^failover:" "$log" | tail -n 40 >&2
 fi
 exit "$status"
