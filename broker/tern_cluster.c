@@ -25,6 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
+//  Leases between two full re-reads of the prefix (s_check_watch).
+#define S_SYNC_LEASES 5
+
 int64_t tern_cluster_now_ms(void) {
     return zclock_mono();
 }
@@ -115,8 +118,8 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
         return false;
     }
     tern_cluster_member_t *m = s_member(self, (uint32_t)id, true);
-    if (kv->mod_revision < m->mod_revision) {
-        return false; //  older than what we hold
+    if (kv->mod_revision <= m->mod_revision) {
+        return false; //  what we hold already, or older
     }
     m->mod_revision = kv->mod_revision;
     bool was_up = m->info.up;
@@ -137,8 +140,8 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
 }
 
 static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *kv, bool deleted) {
-    if (p >= (long)self->partitions || kv->mod_revision < self->mod_revision[p]) {
-        return false;
+    if (p >= (long)self->partitions || kv->mod_revision <= self->mod_revision[p]) {
+        return false; //  what we hold already (our own write, a re-read), or older
     }
     tern_partmap_record_t rec = {.partition = (uint32_t)p, .leader = TERN_NODE_NONE};
     if (!deleted) {
@@ -170,7 +173,8 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
         changed = s_apply_node(self, id, kv, deleted);
     } else if ((id = s_key_id(rest, "partitions")) >= 0) {
         changed = s_apply_record(self, id, kv, deleted);
-    } else if (strcmp(rest, "controller") == 0) {
+    } else if (strcmp(rest, "controller") == 0 && kv->mod_revision > self->controller_revision) {
+        self->controller_revision = kv->mod_revision;
         char *end = NULL;
         unsigned long n = deleted ? 0 : strtoul(kv->value, &end, 10);
         uint32_t controller =
@@ -184,6 +188,44 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
     }
 }
 
+static int s_kv_cmp(const void *key, const void *kv) {
+    return strcmp(key, ((const tern_etcd_kv_t *)kv)->key);
+}
+
+//  KEY is gone as of revision REVISION unless KVS (etcd's answer for PREFIX,
+//  in key order) holds it.
+static void s_gone_unless(tern_cluster_t *self, const char *key, const char *prefix,
+                          const tern_etcd_kvs_t *kvs) {
+    if (strncmp(key, prefix, strlen(prefix)) != 0 ||
+        bsearch(key, kvs->kvs, kvs->count, sizeof kvs->kvs[0], s_kv_cmp)) {
+        return;
+    }
+    tern_etcd_kv_t gone = {.key = (char *)key, .value = "", .mod_revision = kvs->revision};
+    tern_cluster_apply_kv(self, &gone, true);
+}
+
+//  What the view holds under PREFIX and KVS lacks was deleted: a watch
+//  that was silent (a frozen member) may never have said so.
+static void s_apply_absent(tern_cluster_t *self, const char *prefix, const tern_etcd_kvs_t *kvs) {
+    char key[TERN_CLUSTER_KEY_MAX];
+    for (size_t i = 0; i < self->nmembers; i++) {
+        if (self->members[i].info.up) {
+            tern_cluster_key(self, key, sizeof key, "nodes", self->members[i].info.id);
+            s_gone_unless(self, key, prefix, kvs);
+        }
+    }
+    for (uint32_t p = 0; p < self->partitions; p++) {
+        if (self->mod_revision[p] != 0) {
+            tern_cluster_key(self, key, sizeof key, "partitions", p);
+            s_gone_unless(self, key, prefix, kvs);
+        }
+    }
+    if (self->controller != TERN_NODE_NONE) {
+        tern_cluster_key(self, key, sizeof key, "controller", -1);
+        s_gone_unless(self, key, prefix, kvs);
+    }
+}
+
 tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefix_read,
                                int64_t *revision_p) {
     tern_etcd_kvs_t *kvs = NULL;
@@ -194,7 +236,9 @@ tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefi
     for (size_t i = 0; i < kvs->count; i++) {
         tern_cluster_apply_kv(self, &kvs->kvs[i], false);
     }
-    if (!prefix_read && kvs->count == 0) {
+    if (prefix_read) {
+        s_apply_absent(self, key, kvs);
+    } else if (kvs->count == 0) {
         //  Gone: a delete as of the read's revision.
         tern_etcd_kv_t gone = {.key = (char *)key, .value = "", .mod_revision = kvs->revision};
         tern_cluster_apply_kv(self, &gone, true);
@@ -218,6 +262,8 @@ size_t tern_cluster_live(tern_cluster_t *self, uint32_t *live) {
 
 //  --- The thread ---------------------------------------------------------
 
+static void s_follow_member(tern_cluster_t *self);
+
 void tern_cluster_tick_keepalive(tern_cluster_t *self) {
     int64_t now = tern_cluster_now_ms();
     if (now < self->next_keepalive_ms) {
@@ -235,6 +281,7 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         int64_t ttl_ms = ttl_s * 1000;
         atomic_store(&self->lease_until, now + ttl_ms - ttl_ms / 4);
         atomic_fetch_add(&self->renewals, 1);
+        s_follow_member(self);
         return;
     }
     atomic_fetch_add(&self->renew_failures, 1);
@@ -259,8 +306,64 @@ bool tern_cluster_load(tern_cluster_t *self) {
     if (tern_cluster_reread(self, prefix, true, &revision) != TERN_OK) {
         return false;
     }
-    self->watch = tern_etcd_watch_new(self->endpoints, prefix, revision + 1);
+    //  The watch starts at the first member listed: the one that answered.
+    snprintf(self->member, sizeof self->member, "%s", tern_etcd_endpoint(self->etcd));
+    char members[sizeof self->endpoints + sizeof self->member + 2];
+    size_t at = (size_t)snprintf(members, sizeof members, "%s", self->member);
+    for (const char *p = self->endpoints; *p; p += *p == ',') {
+        size_t len = strcspn(p, ",");
+        if (len != strlen(self->member) || strncmp(p, self->member, len) != 0) {
+            at += (size_t)snprintf(members + at, sizeof members - at, ",%.*s", (int)len, p);
+        }
+        p += len;
+    }
+    self->watch = tern_etcd_watch_new(members, prefix, revision + 1);
+    self->watch_down_since_ms = 0;
+    self->next_sync_ms = tern_cluster_now_ms() + S_SYNC_LEASES * self->lease_ms;
     return self->watch != NULL;
+}
+
+//  A watch can be stuck without a word: DOWN, then connected to a frozen
+//  member that never answers. And a silent member looks just like a quiet
+//  cluster. So: a watch DOWN for a lease is started anew, and every
+//  S_SYNC_LEASES leases the prefix is read again; if that read taught the
+//  view anything, the watch had missed it and is started anew.
+static void s_check_watch(tern_cluster_t *self) {
+    int64_t now = tern_cluster_now_ms();
+    const char *why = NULL;
+    if (self->watch_down_since_ms && now - self->watch_down_since_ms > self->lease_ms) {
+        why = "the etcd watch is down";
+    } else if (now >= self->next_sync_ms) {
+        self->next_sync_ms = now + S_SYNC_LEASES * self->lease_ms;
+        uint64_t version = atomic_load(&self->version);
+        char prefix[TERN_CLUSTER_KEY_MAX];
+        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+        if (tern_cluster_reread(self, prefix, true, NULL) == TERN_OK &&
+            atomic_load(&self->version) != version) {
+            why = "the etcd watch missed changes";
+        }
+    }
+    if (why) {
+        zsys_info("cluster: %s: watching anew", why);
+        if (!tern_cluster_load(self)) {
+            zsys_error("cluster: cannot re-read the cluster: %s", tern_etcd_reason(self->etcd));
+        }
+    }
+}
+
+//  A keepalive answered by another member than before: the one we left may
+//  be frozen (SIGSTOP, a hung host), and a watch on a frozen member is
+//  silent, not broken. Read again and watch from the member that answers.
+static void s_follow_member(tern_cluster_t *self) {
+    const char *member = tern_etcd_endpoint(self->etcd);
+    if (strcmp(member, self->member) == 0) {
+        return;
+    }
+    zsys_info("cluster: etcd member %s answers now (was %s): watching from it", member,
+              self->member);
+    if (!tern_cluster_load(self)) {
+        zsys_error("cluster: cannot re-read the cluster: %s", tern_etcd_reason(self->etcd));
+    }
 }
 
 static void s_handle_watch(tern_cluster_t *self) {
@@ -274,9 +377,13 @@ static void s_handle_watch(tern_cluster_t *self) {
                 break;
             case TERN_ETCD_EV_DOWN:
                 zsys_warning("cluster: etcd watch down: %s", ev->reason ? ev->reason : "");
+                if (!self->watch_down_since_ms) {
+                    self->watch_down_since_ms = tern_cluster_now_ms();
+                }
                 break;
             case TERN_ETCD_EV_UP:
                 zsys_info("cluster: etcd watch back");
+                self->watch_down_since_ms = 0;
                 break;
             case TERN_ETCD_EV_COMPACTED:
                 reload = true;
@@ -301,7 +408,10 @@ static int64_t s_min(int64_t a, int64_t b) {
 //  controller pass, so a node cut off from etcd waits for its next
 //  keepalive instead of spinning.
 static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
-    int64_t until = self->next_keepalive_ms;
+    int64_t until = s_min(self->next_keepalive_ms, self->next_sync_ms);
+    if (self->watch_down_since_ms) {
+        until = s_min(until, self->watch_down_since_ms + self->lease_ms + 1);
+    }
     if (self->control_since_ms && tern_cluster_lease_ok(self)) {
         until = s_min(until, self->control_dirty ? now : self->next_control_ms);
     }
@@ -321,6 +431,8 @@ static void *s_thread(void *arg) {
         tern_cluster_control(self);
         if (!self->watch) {
             tern_cluster_load(self); //  a failed reload: try again each pass
+        } else {
+            s_check_watch(self);
         }
         int64_t now = tern_cluster_now_ms();
         int64_t until = s_next_wake(self, now);

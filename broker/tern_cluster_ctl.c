@@ -96,14 +96,14 @@ void tern_cluster_campaign(tern_cluster_t *self) {
     tern_etcd_op_t op = {
         .key = key, .value = value, .value_size = strlen(value), .lease = self->lease};
     bool won = false;
-    tern_err_t rc = tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, &won, NULL);
+    int64_t revision = 0;
+    tern_err_t rc = tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, &won, &revision);
     if (rc != TERN_OK || !won) {
         tern_cluster_reread(self, key, false, NULL);
     } else {
-        pthread_mutex_lock(&self->lock);
-        self->controller = self->self_id;
-        pthread_mutex_unlock(&self->lock);
-        atomic_fetch_add(&self->version, 1);
+        tern_etcd_kv_t kv = {
+            .key = key, .value = value, .value_size = strlen(value), .mod_revision = revision};
+        tern_cluster_apply_kv(self, &kv, false);
     }
 }
 

@@ -49,24 +49,27 @@ struct tern_cluster_t {
     char name[65];              //  cluster name (cluster/name or node/dc)
     char prefix[80];            //  "/tern/NAME"
     char endpoints[1024];       //  etcd members (for the watch)
+    char member[256];           //  the etcd member the client used last (thread)
     char node_value[700];       //  our node record, the value of PREFIX/nodes/<id>
     char cluster_endpoint[256]; //  cluster/listen, announced
     char dc[65];                //  node/dc, announced
     char identity[40];          //  our replica identity
     //  the thread's own (no lock)
-    tern_etcd_t *etcd;         //  owned; the thread's client after new
-    tern_etcd_watch_t *watch;  //  owned
-    int64_t lease;             //  our lease id (0: none)
-    int64_t ttl_ms;            //  TTL etcd granted, in ms
-    int64_t next_keepalive_ms; //  monotonic time of the next keepalive
-    int64_t next_campaign_ms;  //  earliest next controller campaign
-    int64_t next_control_ms;   //  next periodic controller pass
-    int64_t control_since_ms;  //  when we became controller (0: we are not)
-    bool control_dirty;        //  membership changed: run a controller pass
-    pthread_t thread;          //  the actor thread
-    bool thread_started;       //  thread is running
-    int wake[2];               //  pipe: [1] written by other threads, [0] polled
-    atomic_bool stop;          //  destroy asks the thread to end
+    tern_etcd_t *etcd;           //  owned; the thread's client after new
+    tern_etcd_watch_t *watch;    //  owned
+    int64_t lease;               //  our lease id (0: none)
+    int64_t ttl_ms;              //  TTL etcd granted, in ms
+    int64_t next_keepalive_ms;   //  monotonic time of the next keepalive
+    int64_t next_campaign_ms;    //  earliest next controller campaign
+    int64_t next_control_ms;     //  next periodic controller pass
+    int64_t control_since_ms;    //  when we became controller (0: we are not)
+    bool control_dirty;          //  membership changed: run a controller pass
+    int64_t watch_down_since_ms; //  the watch said DOWN then (0: it is up)
+    int64_t next_sync_ms;        //  next full re-read of the prefix
+    pthread_t thread;            //  the actor thread
+    bool thread_started;         //  thread is running
+    int wake[2];                 //  pipe: [1] written by other threads, [0] polled
+    atomic_bool stop;            //  destroy asks the thread to end
     //  the view (written by the thread under lock)
     pthread_mutex_t lock;           //  guards the view and REQS
     tern_partmap_record_t *records; //  PARTITIONS records (unassigned when no key)
@@ -75,6 +78,7 @@ struct tern_cluster_t {
     size_t nmembers;                //  entries in members
     size_t members_max;             //  allocated entries
     uint32_t controller;            //  controller node id, TERN_NODE_NONE
+    int64_t controller_revision;    //  revision of the last controller event applied
     char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
     bool reqs_pending;              //  some entry of reqs is set

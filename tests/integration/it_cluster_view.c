@@ -684,3 +684,24 @@ Test(cluster_view3, etcd_leader_loss_moves_nothing) {
         tern_cluster_destroy(&c[i]);
     }
 }
+
+Test(cluster_view3, frozen_member_watch_moves) {
+    //  Every client and watch starts at member 0 (the first listed).
+    tern_cluster_t *c[S_NODES];
+    s_members_up(c);
+    //  Frozen, member 0 still holds TCP connections open: the watches on
+    //  it go silent, not DOWN. The keepalives time out there and move on.
+    it_etcd_pause_member(s_etcd, 0);
+    tern_cluster_destroy(&c[2]); //  leaves: its lease revoked on another member
+    for (uint32_t i = 0; i < 2; i++) {
+        for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+            cr_assert(s_view_wait(c[i], p, s_not_in_isr, 2), "node %u: partition %u", i, p);
+        }
+        tern_cluster_node_t gone;
+        cr_assert(tern_cluster_node(c[i], 2, &gone));
+        cr_assert_not(gone.up, "node %u still sees node 2 up", i);
+    }
+    it_etcd_resume_member(s_etcd, 0);
+    tern_cluster_destroy(&c[0]);
+    tern_cluster_destroy(&c[1]);
+}
