@@ -86,7 +86,9 @@ struct _cl_cluster_t {
     cl_map_t *map;                    //  the partition map, owned
     s_link_t links[CL_MAP_NODES_MAX]; //  node sessions opened so far
     size_t link_count;                //  how many
-    s_cpub_t *parked;                 //  publishes waiting for a leader
+    s_cpub_t *parked;                 //  publishes waiting for a leader, oldest first
+    s_cpub_t *parked_tail;            //  the newest of them
+    uint32_t *parked_in;              //  per partition: how many are parked, owned
     bool refresh_now;                 //  refresh at the next tick
     int64_t next_refresh;             //  time of the next refresh
     uint32_t refresh_attempt;         //  fast refreshes in a row (backoff)
@@ -165,8 +167,15 @@ static void s_links_check(tern_client_t *self, int64_t now) {
 static void s_cpub_done(const tern_pub_result_t *result, void *arg);
 
 static void s_park(tern_client_t *self, s_cpub_t *cpub) {
-    cpub->next = self->cluster->parked;
-    self->cluster->parked = cpub;
+    cl_cluster_t *cluster = self->cluster;
+    cpub->next = NULL;
+    if (cluster->parked_tail) {
+        cluster->parked_tail->next = cpub;
+    } else {
+        cluster->parked = cpub;
+    }
+    cluster->parked_tail = cpub;
+    cluster->parked_in[cpub->partition]++;
     pthread_cond_signal(&self->tick);
 }
 
@@ -175,7 +184,10 @@ static void s_route(tern_client_t *self, s_cpub_t *cpub) {
     cl_cluster_t *cluster = self->cluster;
     int64_t leader = cl_map_leader(cluster->map, cpub->partition);
     s_link_t *link = leader == CL_NO_LEADER ? NULL : s_link(self, (uint32_t)leader);
-    if (!link || link->lost || cpub->hops > S_HOPS_MAX) {
+    //  Behind a parked publish of its partition it waits too, so that one
+    //  thread's publishes to a topic keep their order through a leaderless
+    //  spell.
+    if (!link || link->lost || cpub->hops > S_HOPS_MAX || cluster->parked_in[cpub->partition]) {
         cluster->refresh_now = true;
         s_park(self, cpub);
         return;
@@ -282,14 +294,25 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
 //  Routes the parked publishes again; those past their deadline go to
 //  EXPIRED, for the caller to complete without the lock. Mutex held.
 static void s_parked_retry(tern_client_t *self, int64_t now, s_cpub_t **expired) {
-    s_cpub_t *list = self->cluster->parked;
-    self->cluster->parked = NULL;
+    cl_cluster_t *cluster = self->cluster;
+    s_cpub_t **expired_tail = expired;
+    while (*expired_tail) {
+        expired_tail = &(*expired_tail)->next;
+    }
+    s_cpub_t *list = cluster->parked;
+    cluster->parked = cluster->parked_tail = NULL;
+    //  None of them is parked now; one parked again holds the rest of its
+    //  partition back (s_route), in their order.
+    for (s_cpub_t *cpub = list; cpub; cpub = cpub->next) {
+        cluster->parked_in[cpub->partition]--;
+    }
     while (list) {
         s_cpub_t *cpub = list;
         list = cpub->next;
         if (now >= cpub->deadline || self->closing) {
-            cpub->next = *expired;
-            *expired = cpub;
+            cpub->next = NULL;
+            *expired_tail = cpub; //  completed in publish order
+            expired_tail = &cpub->next;
             continue;
         }
         cpub->hops = 0;
@@ -598,8 +621,9 @@ static void s_mode_set(tern_client_t *self, cl_map_t *map) {
     if (map) {
         cl_cluster_t *cluster = tern_alloc(sizeof *cluster);
         cluster->map = map;
+        cluster->parked_in = tern_alloc(map->partitions * sizeof *cluster->parked_in);
         cluster->rng = tern_rand_seed();
-        cluster->next_refresh = s_now_ms() + S_REFRESH_MS;
+        cluster->next_refresh = s_now_ms() + (s_map_incomplete(map) ? 0 : S_REFRESH_MS);
         self->cluster = cluster;
     }
     cl_mode_known(self, map ? CL_MODE_CLUSTER : CL_MODE_SINGLE);
@@ -660,7 +684,8 @@ void cl_cluster_destroy(tern_client_t *self) {
         tern_client_destroy(&cluster->links[i].client);
     }
     s_expired_finish(cluster->parked, true);
-    cluster->parked = NULL;
+    cluster->parked = cluster->parked_tail = NULL;
+    free(cluster->parked_in);
     for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
         while (sub->atts) {
             cl_att_t *att = sub->atts;
