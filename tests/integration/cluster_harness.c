@@ -5,6 +5,7 @@
     clusters that it_cluster_teardown destroys when a test ends early.
 */
 #include "cluster_harness.h"
+#include "test_dir.h"
 #include "test_port.h"
 #include "tern_partition.h"
 #include "tern_placement.h"
@@ -260,10 +261,63 @@ const char *it_cluster_endpoints_from(const it_cluster_t *self, int first, char 
     return buf;
 }
 
+bool it_cluster_enable_cuts(it_cluster_t *self) {
+    if (self->cut_dir[0] == '\0' && test_dir_make(self->cut_dir, "cut") == NULL) {
+        self->cut_dir[0] = '\0';
+        return false;
+    }
+    //  Children inherit these; the test process itself loaded nothing.
+    //  An ASan ternd would refuse a library preloaded before its runtime.
+    setenv("TERN_CUT_DIR", self->cut_dir, 1);
+    setenv("LD_PRELOAD", TERN_CUT_SHIM, 1);
+    setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+    return true;
+}
+
+bool it_cluster_cut(it_cluster_t *self, int i, const int *ports, size_t count) {
+    if (self->cut_dir[0] == '\0' || self->node[i]->pid <= 0) {
+        return false;
+    }
+    char path[TEST_DIR_MAX + 32], tmp[TEST_DIR_MAX + 40];
+    snprintf(path, sizeof path, "%.*s/%d", TEST_DIR_MAX, self->cut_dir, (int)self->node[i]->pid);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *file = fopen(tmp, "w");
+    if (file == NULL) {
+        return false;
+    }
+    for (size_t k = 0; k < count; k++) {
+        fprintf(file, "%d\n", ports[k]);
+    }
+    //  Renamed into place: the shim never reads half a list.
+    bool ok = fclose(file) == 0 && rename(tmp, path) == 0;
+    it_sleep_ms(50);
+    return ok;
+}
+
+int it_cluster_listen_port(const it_cluster_t *self, int i) {
+    const char *colon = strrchr(self->listen[i], ':');
+    return colon ? atoi(colon + 1) : -1;
+}
+
 void it_cluster_dump_logs(it_cluster_t *self) {
     for (int i = 0; i < self->count; i++) {
         fprintf(stderr, "cluster_harness: node %d:\n", i);
         it_broker_dump_log(self->node[i], false);
+    }
+}
+
+void it_cluster_keep_logs(it_cluster_t *self, const char *dir) {
+    for (int i = 0; i < self->count; i++) {
+        size_t len = 0;
+        char *text = it_read_file(self->node[i]->log_path, &len);
+        char path[512];
+        snprintf(path, sizeof path, "%s/n%d.log", dir, i);
+        FILE *file = text ? fopen(path, "w") : NULL;
+        if (file) {
+            fwrite(text, 1, len, file);
+            fclose(file);
+        }
+        free(text);
     }
 }
 
@@ -278,6 +332,9 @@ void it_cluster_destroy(it_cluster_t **self_p) {
     }
     tern_etcd_destroy(&self->kv);
     it_etcd_destroy(&self->etcd);
+    if (self->cut_dir[0]) {
+        test_dir_remove(self->cut_dir);
+    }
     free(self);
     *self_p = NULL;
 }

@@ -38,6 +38,7 @@ typedef struct {
     it_broker_t *node[IT_CLUSTER_NODES_MAX];   //  node I (node id I), owned
     char listen[IT_CLUSTER_NODES_MAX][64];     //  its --cluster-listen endpoint
     char endpoints[IT_CLUSTER_NODES_MAX * 64]; //  every client endpoint, comma-separated
+    char cut_dir[TEST_DIR_MAX];                //  it_cluster_enable_cuts's dir, or ""
 } it_cluster_t;
 
 /*  Describes a cluster of COUNT (1..IT_CLUSTER_NODES_MAX) nodes with
@@ -108,9 +109,29 @@ const char *it_cluster_topic_for(const it_cluster_t *self, uint32_t partition, c
     (FIRST -1: in node order), comma-separated, into BUF; returns BUF. */
 const char *it_cluster_endpoints_from(const it_cluster_t *self, int first, char *buf, size_t cap);
 
+/*  Network partitions without iptables: makes every node started from now
+    on preload tests/integration/cut_shim.c (LD_PRELOAD, with TERN_CUT_DIR
+    a fresh dir of the cluster), so that it_cluster_cut can cut its links.
+    Call before it_cluster_start. False if the dir cannot be made. */
+bool it_cluster_enable_cuts(it_cluster_t *self);
+
+/*  Cuts, in node I's process, every TCP link whose local or peer port is
+    one of PORTS[0..COUNT-1] (sent bytes dropped, received ones discarded;
+    the connections stay up and silent); COUNT 0 heals. Takes effect within
+    20 ms. False if the cluster has no cuts enabled or node I is not
+    running. */
+bool it_cluster_cut(it_cluster_t *self, int i, const int *ports, size_t count);
+
+/*  The TCP port of node I's --cluster-listen endpoint. */
+int it_cluster_listen_port(const it_cluster_t *self, int i);
+
 /*  Writes the current run's log of every node to stderr (for a failing
     test: what each node said). */
 void it_cluster_dump_logs(it_cluster_t *self);
+
+/*  Copies every node's whole log to DIR/nI.log (to keep them past
+    it_cluster_destroy for a failing test). */
+void it_cluster_keep_logs(it_cluster_t *self, const char *dir);
 
 /*  Kills every node and etcd member by PID, removes their dirs, frees,
     nulls *SELF_P. Safe on NULL. */
