@@ -281,6 +281,10 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         int64_t ttl_ms = ttl_s * 1000;
         atomic_store(&self->lease_until, now + ttl_ms - ttl_ms / 4);
         atomic_fetch_add(&self->renewals, 1);
+        if (self->next_renew_log_ms) {
+            self->next_renew_log_ms = 0;
+            zsys_info("cluster: lease renewed again (%s)", tern_etcd_endpoint(self->etcd));
+        }
         s_follow_member(self);
         return;
     }
@@ -291,7 +295,9 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         self->lease = 0;
         self->control_since_ms = 0;
         tern_cluster_rejoin(self);
-    } else {
+    } else if (now >= self->next_renew_log_ms) {
+        //  Once when the failures start, then every 30 s while they last.
+        self->next_renew_log_ms = now + 30000;
         zsys_warning("cluster: lease keepalive failed: %s", tern_etcd_reason(self->etcd));
     }
 }
@@ -408,9 +414,12 @@ static int64_t s_min(int64_t a, int64_t b) {
 //  controller pass, so a node cut off from etcd waits for its next
 //  keepalive instead of spinning.
 static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
-    int64_t until = s_min(self->next_keepalive_ms, self->next_sync_ms);
-    if (self->watch_down_since_ms) {
-        until = s_min(until, self->watch_down_since_ms + self->lease_ms + 1);
+    int64_t until = self->next_keepalive_ms; //  also when a failed load is tried again
+    if (self->watch) {
+        until = s_min(until, self->next_sync_ms);
+        if (self->watch_down_since_ms) {
+            until = s_min(until, self->watch_down_since_ms + self->lease_ms + 1);
+        }
     }
     if (self->control_since_ms && tern_cluster_lease_ok(self)) {
         until = s_min(until, self->control_dirty ? now : self->next_control_ms);

@@ -258,7 +258,11 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
 
 bool tern_cluster_rejoin(tern_cluster_t *self) {
     if (self->lease == 0 && s_grant(self) != TERN_OK) {
-        zsys_warning("cluster: cannot get a new lease: %s", tern_etcd_reason(self->etcd));
+        int64_t now = tern_cluster_now_ms();
+        if (now >= self->next_renew_log_ms) { //  the keepalive's pace: every 30 s
+            self->next_renew_log_ms = now + 30000;
+            zsys_warning("cluster: cannot get a new lease: %s", tern_etcd_reason(self->etcd));
+        }
         return false;
     }
     bool created = false;

@@ -60,6 +60,7 @@ struct tern_cluster_t {
     int64_t lease;               //  our lease id (0: none)
     int64_t ttl_ms;              //  TTL etcd granted, in ms
     int64_t next_keepalive_ms;   //  monotonic time of the next keepalive
+    int64_t next_renew_log_ms;   //  failing renewals: when to log again (0: renewing)
     int64_t next_campaign_ms;    //  earliest next controller campaign
     int64_t next_control_ms;     //  next periodic controller pass
     int64_t control_since_ms;    //  when we became controller (0: we are not)
