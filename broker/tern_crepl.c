@@ -63,25 +63,7 @@ int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t l
 
 int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
            const tern_frame_t *frame) {
-    size_t len = 0;
-    tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
-    if (rc != TERN_OK) {
-        zsys_error("crepl: cannot encode %s: %s", tern_cmd_name(frame->cmd), tern_strerror(rc));
-        errno = EINVAL;
-        return -1;
-    }
-    bool has_payload = tern_cmd_has_payload(frame->cmd);
-    if (rid && zmq_send(sock, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        return -1;
-    }
-    if (zmq_send(sock, self->buf, len, (has_payload ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
-        return -1;
-    }
-    if (!has_payload) {
-        return 0;
-    }
-    const void *data = frame->payload ? (const void *)frame->payload : "";
-    return zmq_send(sock, data, frame->payload_size, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+    return tern_frame_send(sock, rid, rid_size, frame, self->buf, sizeof self->buf, "crepl");
 }
 
 void c_count_stale(c_repl_t *self) {
@@ -219,12 +201,7 @@ static int s_start(c_repl_t *self) {
         snprintf(args->error, sizeof args->error, "crepl: cannot create sockets");
         return -1;
     }
-    zsock_set_router_mandatory(self->router_sock, 1);
-    zsock_set_sndhwm(self->router_sock, C_HWM);
-    zsock_set_rcvhwm(self->router_sock, C_HWM);
-    zsock_set_linger(self->router_sock, 0);
-    zsock_set_maxmsgsize(self->router_sock,
-                         (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096));
+    tern_node_sock_options(self->router_sock, C_HWM, self->config->max_payload);
     if (zsock_bind(self->router_sock, "%s", self->config->cluster_listen) < 0) {
         snprintf(args->error, sizeof args->error, "crepl: cannot bind cluster/listen %.150s: %.60s",
                  self->config->cluster_listen, zmq_strerror(zmq_errno()));

@@ -25,13 +25,9 @@ static void s_link_open(c_repl_t *self, c_link_t *link, const char *endpoint) {
     if (!link->dealer) {
         return;
     }
-    zsock_set_sndhwm(link->dealer, C_HWM);
-    zsock_set_rcvhwm(link->dealer, C_HWM);
-    zsock_set_linger(link->dealer, 0);
+    tern_node_sock_options(link->dealer, C_HWM, self->config->max_payload);
     zsock_set_immediate(link->dealer, 1); //  nothing queues for a leader not there
     zsock_set_reconnect_ivl(link->dealer, 100);
-    zsock_set_maxmsgsize(link->dealer,
-                         (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096));
     if (zsock_connect(link->dealer, "%s", endpoint) != 0) {
         zsys_error("crepl: cannot connect to %s", endpoint);
         zsock_destroy(&link->dealer);

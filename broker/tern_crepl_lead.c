@@ -409,7 +409,7 @@ static void s_confirm(c_repl_t *self, const tern_frame_t *frame) {
     }
     uint64_t pos = frame->position, now = tern_now_ms();
     uint64_t leader_end = lead->end, as_of = now;
-    if (pos < lead->end && lead->end - pos < C_RING) {
+    if (pos > 0 && pos < lead->end && lead->end - pos < C_RING) {
         //  It holds everything up to POS: it was caught up when POS was the end.
         leader_end = pos;
         as_of = lead->ship_ms[pos % C_RING];

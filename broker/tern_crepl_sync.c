@@ -217,6 +217,12 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     if (idx < 0) {
         return; //  stale, ahead, or not a replica: it syncs again once the view agrees
     }
+    if (self->follows[C_PT(frame)].inflight > 0) {
+        //  We just became leader and records we got as a follower are still
+        //  at our storer: a snapshot now would miss them (and truncate them
+        //  away from the follower). It asks again after its timeout.
+        return;
+    }
     lead->synced[idx] = false;
     s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id};
     if (!sync.by_name || tern_store_read_begin(self->reader) != TERN_OK) {

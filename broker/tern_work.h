@@ -334,6 +334,21 @@ int tern_work_send(void *sock, tern_work_type_t type, void *ptr);
 void *tern_work_pull_bind(zsock_t **owner, const char *endpoint);
 void *tern_work_push_connect(zsock_t **owner, const char *endpoint);
 
+/*  Encodes FRAME into BUF (CAP bytes; TERN_HEADER_MAX suffices) and sends
+    it on node-to-node socket SOCK without blocking: RID first when it is not
+    NULL (a ROUTER), then the header, then FRAME->payload when the command
+    carries one. WHO names the caller in the log line of a frame that does
+    not encode. Returns 0, or -1 with errno (EINVAL: it does not encode,
+    EAGAIN: the peer's queue is full, EHOSTUNREACH: no such RID). */
+int tern_frame_send(void *sock, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
+                    uint8_t *buf, size_t cap, const char *who);
+
+/*  Sets the options every node-to-node socket (repl, crepl) has: HWM both
+    ways, no linger, messages up to a payload of MAX_PAYLOAD plus a header;
+    a ROUTER also refuses to drop a frame for an unknown routing id
+    (ZMQ_ROUTER_MANDATORY: the sender learns the peer is gone). */
+void tern_node_sock_options(zsock_t *sock, int hwm, uint64_t max_payload);
+
 /*  Receives one item (non-blocking if DONTWAIT). Returns 0 and fills *TYPE and
  *PTR (caller owns it), or -1 (errno EAGAIN...). */
 int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr);

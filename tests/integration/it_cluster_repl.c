@@ -268,6 +268,15 @@ static void s_check_acked(tern_store_t *store, int node, const s_acked_t *acked,
     tern_store_reader_destroy(&reader);
 }
 
+//  SIGTERM to node I by its PID; it must exit 0 (under ASan: no leak).
+static void s_stop_node(uint32_t i) {
+    int rc = it_broker_stop(s_node[i], 15000);
+    if (rc != 0) {
+        it_broker_dump_log(s_node[i], false);
+    }
+    cr_assert_eq(rc, 0, "node %u exited with %d", i, rc);
+}
+
 //  Other nodes than LEADER, in id order.
 static void s_followers(uint32_t leader, uint32_t out[2]) {
     int k = 0;
@@ -281,18 +290,27 @@ static void s_followers(uint32_t leader, uint32_t out[2]) {
 // ---------------------------------------------------------------------------
 //  Tests
 
-Test(cluster_repl, acked_everywhere) {
+//  Starts the nodes, waits until S_PT has three in sync, and publishes COUNT
+//  messages to its leader (*LEADER; F gets the others) with *CLIENT (the
+//  caller destroys it): all acknowledged, appended to ACKED.
+static void s_cluster_up(int count, uint32_t *leader, uint32_t f[2], tern_client_t **client,
+                         s_acked_t *acked, size_t *nacked) {
     s_start_nodes("2s", "2s");
     tern_partmap_record_t rec = s_wait_record(3, 0, TERN_NODE_NONE, 60000);
-    uint32_t leader = rec.leader, f[2];
-    s_followers(leader, f);
+    *leader = rec.leader;
+    s_followers(*leader, f);
+    *client = s_client(s_node[*leader], "it-crepl");
+    s_publish_until_acked(*client);
+    s_publish(*client, count, TERN_OK, acked, nacked);
+}
+
+Test(cluster_repl, acked_everywhere) {
     static s_acked_t acked[400];
     size_t nacked = 0;
-
+    uint32_t leader, f[2];
+    tern_client_t *client;
     //  1. Every publish acknowledged with three in sync.
-    tern_client_t *client = s_client(s_node[leader], "it-crepl");
-    s_publish_until_acked(client);
-    s_publish(client, 150, TERN_OK, acked, &nacked);
+    s_cluster_up(150, &leader, f, &client, acked, &nacked);
 
     //  2. Both followers gone: refused, never acknowledged from one copy.
     it_broker_kill(s_node[f[0]]);
@@ -308,8 +326,8 @@ Test(cluster_repl, acked_everywhere) {
     tern_client_destroy(&client);
 
     //  4. Stop by PID; compare the copies.
-    it_broker_stop(s_node[f[0]], 10000);
-    it_broker_stop(s_node[leader], 10000);
+    s_stop_node(f[0]);
+    s_stop_node(leader);
     tern_store_t *lead = s_open(s_node[leader]);
     tern_store_t *back = s_open(s_node[f[0]]);
     tern_store_t *dead = s_open(s_node[f[1]]);
@@ -367,15 +385,11 @@ static void s_add_own_tail(it_broker_t *b, const char *topic, int count, uint64_
 }
 
 Test(cluster_repl, divergent_tail_truncated) {
-    s_start_nodes("2s", "2s");
-    tern_partmap_record_t rec = s_wait_record(3, 0, TERN_NODE_NONE, 60000);
-    uint32_t leader = rec.leader, f[2];
-    s_followers(leader, f);
     static s_acked_t acked[400];
     size_t nacked = 0;
-    tern_client_t *client = s_client(s_node[leader], "it-crepl");
-    s_publish_until_acked(client);
-    s_publish(client, 30, TERN_OK, acked, &nacked);
+    uint32_t leader, f[2];
+    tern_client_t *client;
+    s_cluster_up(30, &leader, f, &client, acked, &nacked);
 
     //  A follower stops and its copy of the first topic grows 4 records
     //  past the leader's; meanwhile the leader stores 12 more, 4 of them in
@@ -402,7 +416,7 @@ Test(cluster_repl, divergent_tail_truncated) {
     cr_assert(truncated, "the leader never truncated the follower");
 
     for (int i = 0; i < S_NODES; i++) {
-        it_broker_stop(s_node[i], 10000);
+        s_stop_node((uint32_t)i);
     }
     tern_store_t *stores[S_NODES];
     for (int i = 0; i < S_NODES; i++) {
