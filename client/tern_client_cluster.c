@@ -44,6 +44,7 @@
 #define S_ADMIN_MS       2000  /* a refresh's wait for its reply */
 #define S_FOLLOW_MS      500   /* a subscription attaches again at most this often */
 #define S_HOPS_MAX       2     /* immediate reroutes before a publish waits for a refresh */
+#define S_REFUSALS_MAX   3     /* the leader's own refusals before the publish fails */
 #define S_REROUTE_MIN_MS 30000 /* a publish is rerouted at least this long */
 #define S_PENDING        ((tern_err_t)-1) /* a subscription waits for its first answer */
 
@@ -69,6 +70,8 @@ typedef struct _s_cpub_t {
     void *arg;                        //  its argument
     int64_t deadline;                 //  rerouting stops after this
     uint32_t hops;                    //  reroutes since it last waited for a refresh
+    uint32_t refusals;                //  the leader's own refusals (s_refused)
+    uint64_t parked_at;               //  cluster->refreshes when it was parked
     uint32_t node_id;                 //  node it was last sent to
     tern_err_t code;                  //  the last reroutable error
     char reason[TERN_REASON_MAX + 1]; //  its reason
@@ -92,6 +95,8 @@ struct _cl_cluster_t {
     bool refresh_now;                 //  refresh at the next tick
     int64_t next_refresh;             //  time of the next refresh
     uint32_t refresh_attempt;         //  fast refreshes in a row (backoff)
+    uint64_t refreshes;               //  map refreshes tried so far
+    int64_t earliest_refresh;         //  refresh_now waits until then (backoff)
     uint64_t rng;                     //  backoff jitter
 };
 
@@ -176,6 +181,7 @@ static void s_park(tern_client_t *self, s_cpub_t *cpub) {
     }
     cluster->parked_tail = cpub;
     cluster->parked_in[cpub->partition]++;
+    cpub->parked_at = cluster->refreshes;
     pthread_cond_signal(&self->tick);
 }
 
@@ -259,30 +265,49 @@ static bool s_reroutable(tern_err_t code) {
     return code == TERN_ENOTLEADER || code == TERN_ECONNREFUSED;
 }
 
+//  Whether RESULT (a reroutable code) is the leader's own refusal, as
+//  opposed to "go elsewhere": the node the map names refused without naming
+//  another leader (its etcd lease lapsed; the whole DC may have lost etcd).
+//  S_REFUSALS_MAX of those, each after a map refresh, complete the publish
+//  with it: a clear answer for the application, which may retry with the
+//  same producer_seq. Applies a hint to the map. Mutex held.
+static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result_t *result) {
+    cl_cluster_t *cluster = self->cluster;
+    if (result->code == TERN_ECONNREFUSED) {
+        for (size_t i = 0; i < cluster->link_count; i++) {
+            if (cluster->links[i].node_id == cpub->node_id) {
+                cluster->links[i].lost = cluster->links[i].abandoned = true;
+            }
+        }
+        return false;
+    }
+    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+        return false; //  our session is gone, not the node's answer
+    }
+    uint32_t partition;
+    int64_t leader;
+    char endpoint[CL_MAP_ENDPOINT_MAX + 1];
+    if (cl_map_hint(result->reason, &partition, &leader, endpoint, sizeof endpoint) &&
+        partition == cpub->partition && leader != (int64_t)cpub->node_id) {
+        //  Another leader, or none yet (then it waits for one).
+        cl_map_apply_hint(cluster->map, partition, leader, endpoint);
+        return false;
+    }
+    cpub->hops = S_HOPS_MAX + 1; //  wait for a refresh before asking again
+    return ++cpub->refusals >= S_REFUSALS_MAX;
+}
+
 //  A node session completed a publish (on its I/O thread).
 static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     s_cpub_t *cpub = arg;
     tern_client_t *self = cpub->root;
     pthread_mutex_lock(&self->mutex);
-    cl_cluster_t *cluster = self->cluster;
-    if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline) {
-        uint32_t partition;
-        int64_t leader;
-        char endpoint[CL_MAP_ENDPOINT_MAX + 1];
-        if (result->code == TERN_ECONNREFUSED) {
-            for (size_t i = 0; i < cluster->link_count; i++) {
-                if (cluster->links[i].node_id == cpub->node_id) {
-                    cluster->links[i].lost = cluster->links[i].abandoned = true;
-                }
-            }
-        } else if (cl_map_hint(result->reason, &partition, &leader, endpoint, sizeof endpoint) &&
-                   partition == cpub->partition && leader != (int64_t)cpub->node_id) {
-            cl_map_apply_hint(cluster->map, partition, leader, endpoint);
-        }
+    if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline &&
+        !s_refused(self, cpub, result)) {
         cpub->code = result->code;
         snprintf(cpub->reason, sizeof cpub->reason, "%s", result->reason);
         cpub->hops++;
-        cluster->refresh_now = true;
+        self->cluster->refresh_now = true;
         s_route(self, cpub);
         pthread_mutex_unlock(&self->mutex);
         return;
@@ -313,6 +338,10 @@ static void s_parked_retry(tern_client_t *self, int64_t now, s_cpub_t **expired)
             cpub->next = NULL;
             *expired_tail = cpub; //  completed in publish order
             expired_tail = &cpub->next;
+            continue;
+        }
+        if (cpub->parked_at == cluster->refreshes) {
+            s_park(self, cpub); //  asks again only with a newer map
             continue;
         }
         cpub->hops = 0;
@@ -462,6 +491,8 @@ static tern_err_t s_sub_state(tern_subscription_t *sub) {
 
 tern_err_t cl_cluster_subscribe(tern_client_t *self, tern_subscription_t *sub) {
     sub->routed = true;
+    free(sub->waiter); //  its node subscriptions answer instead (s_sub_state)
+    sub->waiter = NULL;
     sub->next = self->subs;
     self->subs = sub;
     int64_t until = s_now_ms() + (int64_t)self->options.timeout_ms;
@@ -558,14 +589,15 @@ static void s_refresh(tern_client_t *self) {
         cl_map_destroy(&map); //  a cluster never changes its partition count
     }
     cluster->refresh_now = false;
+    cluster->refreshes++;
     bool urgent = !map || cluster->parked || s_map_incomplete(cluster->map);
-    uint32_t delay = S_REFRESH_MS;
-    if (urgent) {
-        delay = tern_backoff_delay(cluster->refresh_attempt++, S_TICK_MS, 1000, &cluster->rng);
-    } else {
-        cluster->refresh_attempt = 0;
-    }
-    cluster->next_refresh = s_now_ms() + delay;
+    //  A refresh asked for (refresh_now) waits out the backoff too, so a
+    //  leader that keeps refusing is not asked in a loop.
+    uint32_t fast = tern_backoff_delay(cluster->refresh_attempt, S_TICK_MS, 1000, &cluster->rng);
+    cluster->refresh_attempt = urgent ? cluster->refresh_attempt + 1 : 0;
+    int64_t now = s_now_ms();
+    cluster->next_refresh = now + (urgent ? fast : S_REFRESH_MS);
+    cluster->earliest_refresh = now + fast;
     pthread_mutex_unlock(&self->mutex);
 }
 
@@ -660,7 +692,9 @@ void *cl_cluster_thread(void *arg) {
     pthread_mutex_lock(&self->mutex);
     while (!self->closing) {
         cl_cluster_t *cluster = self->cluster;
-        if (cluster->refresh_now || s_now_ms() >= cluster->next_refresh) {
+        int64_t now = s_now_ms();
+        if ((cluster->refresh_now && now >= cluster->earliest_refresh) ||
+            now >= cluster->next_refresh) {
             pthread_mutex_unlock(&self->mutex);
             s_refresh(self);
             pthread_mutex_lock(&self->mutex);

@@ -397,3 +397,33 @@ Test(cluster_client, consumer_follows_its_leader) {
     tern_unsubscribe(&sub);
     tern_client_destroy(&c);
 }
+
+//  ---------------------------------------------------------------------------
+
+Test(cluster_client, etcd_lost_publish_fails_clearly) {
+    //  Without etcd no node may take writes (its lease lapses): the leader
+    //  refuses with TERN_ENOTLEADER and no other leader is named; the client
+    //  gives that answer to the application after a few refusals instead of
+    //  retrying until its deadline.
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccetcd", nodes, 0, leaders);
+    s_publish_body(c, "cc.t1", "before");
+    it_etcd_kill_member(s_etcd, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    tern_err_t rc = TERN_OK;
+    while (rc == TERN_OK) {
+        cr_assert(it_now_ms() < deadline, "publishes still acknowledged without etcd");
+        tern_pub_options_t m;
+        tern_pub_options_init(&m);
+        m.topic = "cc.t1";
+        m.payload = "x";
+        m.size = 1;
+        rc = tern_publish(c, &m, 20000, NULL);
+        if (rc == TERN_OK) {
+            it_sleep_ms(200); //  the lease has not lapsed yet
+        }
+    }
+    cr_assert_eq(rc, TERN_ENOTLEADER, "%s (%s)", tern_strerror(rc), tern_last_reason());
+    tern_client_destroy(&c);
+}
