@@ -309,6 +309,9 @@ tern_client_t *cl_client_new(const char *const *endpoints, size_t count,
 
 void cl_mode_known(tern_client_t *self, cl_mode_t mode) {
     self->mode_known = true;
+    if (self->stopped) {
+        return; //  the I/O thread is gone (tern_client_destroy): nobody to tell
+    }
     cl_mode_op_t *op = tern_alloc(sizeof *op);
     op->op.type = OP_MODE;
     op->mode = mode;

@@ -44,6 +44,7 @@
 #define S_ADMIN_MS       2000  /* a refresh's wait for its reply */
 #define S_FOLLOW_MS      500   /* a subscription attaches again at most this often */
 #define S_HOPS_MAX       2     /* immediate reroutes before a publish waits for a refresh */
+#define S_REFUSALS_MAX   3     /* the leader's own refusals before the publish fails */
 #define S_REROUTE_MIN_MS 30000 /* a publish is rerouted at least this long */
 #define S_PENDING        ((tern_err_t)-1) /* a subscription waits for its first answer */
 
@@ -69,6 +70,8 @@ typedef struct _s_cpub_t {
     void *arg;                        //  its argument
     int64_t deadline;                 //  rerouting stops after this
     uint32_t hops;                    //  reroutes since it last waited for a refresh
+    uint32_t refusals;                //  the leader's own refusals (s_refused)
+    uint64_t parked_at;               //  cluster->refreshes when it was parked
     uint32_t node_id;                 //  node it was last sent to
     tern_err_t code;                  //  the last reroutable error
     char reason[TERN_REASON_MAX + 1]; //  its reason
@@ -86,10 +89,14 @@ struct _cl_cluster_t {
     cl_map_t *map;                    //  the partition map, owned
     s_link_t links[CL_MAP_NODES_MAX]; //  node sessions opened so far
     size_t link_count;                //  how many
-    s_cpub_t *parked;                 //  publishes waiting for a leader
+    s_cpub_t *parked;                 //  publishes waiting for a leader, oldest first
+    s_cpub_t *parked_tail;            //  the newest of them
+    uint32_t *parked_in;              //  per partition: how many are parked, owned
     bool refresh_now;                 //  refresh at the next tick
     int64_t next_refresh;             //  time of the next refresh
     uint32_t refresh_attempt;         //  fast refreshes in a row (backoff)
+    uint64_t refreshes;               //  map refreshes tried so far
+    int64_t earliest_refresh;         //  refresh_now waits until then (backoff)
     uint64_t rng;                     //  backoff jitter
 };
 
@@ -165,8 +172,16 @@ static void s_links_check(tern_client_t *self, int64_t now) {
 static void s_cpub_done(const tern_pub_result_t *result, void *arg);
 
 static void s_park(tern_client_t *self, s_cpub_t *cpub) {
-    cpub->next = self->cluster->parked;
-    self->cluster->parked = cpub;
+    cl_cluster_t *cluster = self->cluster;
+    cpub->next = NULL;
+    if (cluster->parked_tail) {
+        cluster->parked_tail->next = cpub;
+    } else {
+        cluster->parked = cpub;
+    }
+    cluster->parked_tail = cpub;
+    cluster->parked_in[cpub->partition]++;
+    cpub->parked_at = cluster->refreshes;
     pthread_cond_signal(&self->tick);
 }
 
@@ -175,7 +190,10 @@ static void s_route(tern_client_t *self, s_cpub_t *cpub) {
     cl_cluster_t *cluster = self->cluster;
     int64_t leader = cl_map_leader(cluster->map, cpub->partition);
     s_link_t *link = leader == CL_NO_LEADER ? NULL : s_link(self, (uint32_t)leader);
-    if (!link || link->lost || cpub->hops > S_HOPS_MAX) {
+    //  Behind a parked publish of its partition it waits too, so that one
+    //  thread's publishes to a topic keep their order through a leaderless
+    //  spell.
+    if (!link || link->lost || cpub->hops > S_HOPS_MAX || cluster->parked_in[cpub->partition]) {
         cluster->refresh_now = true;
         s_park(self, cpub);
         return;
@@ -247,30 +265,49 @@ static bool s_reroutable(tern_err_t code) {
     return code == TERN_ENOTLEADER || code == TERN_ECONNREFUSED;
 }
 
+//  Whether RESULT (a reroutable code) is the leader's own refusal, as
+//  opposed to "go elsewhere": the node the map names refused without naming
+//  another leader (its etcd lease lapsed; the whole DC may have lost etcd).
+//  S_REFUSALS_MAX of those, each after a map refresh, complete the publish
+//  with it: a clear answer for the application, which may retry with the
+//  same producer_seq. Applies a hint to the map. Mutex held.
+static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result_t *result) {
+    cl_cluster_t *cluster = self->cluster;
+    if (result->code == TERN_ECONNREFUSED) {
+        for (size_t i = 0; i < cluster->link_count; i++) {
+            if (cluster->links[i].node_id == cpub->node_id) {
+                cluster->links[i].lost = cluster->links[i].abandoned = true;
+            }
+        }
+        return false;
+    }
+    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+        return false; //  our session is gone, not the node's answer
+    }
+    uint32_t partition;
+    int64_t leader;
+    char endpoint[CL_MAP_ENDPOINT_MAX + 1];
+    if (cl_map_hint(result->reason, &partition, &leader, endpoint, sizeof endpoint) &&
+        partition == cpub->partition && leader != (int64_t)cpub->node_id) {
+        //  Another leader, or none yet (then it waits for one).
+        cl_map_apply_hint(cluster->map, partition, leader, endpoint);
+        return false;
+    }
+    cpub->hops = S_HOPS_MAX + 1; //  wait for a refresh before asking again
+    return ++cpub->refusals >= S_REFUSALS_MAX;
+}
+
 //  A node session completed a publish (on its I/O thread).
 static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     s_cpub_t *cpub = arg;
     tern_client_t *self = cpub->root;
     pthread_mutex_lock(&self->mutex);
-    cl_cluster_t *cluster = self->cluster;
-    if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline) {
-        uint32_t partition;
-        int64_t leader;
-        char endpoint[CL_MAP_ENDPOINT_MAX + 1];
-        if (result->code == TERN_ECONNREFUSED) {
-            for (size_t i = 0; i < cluster->link_count; i++) {
-                if (cluster->links[i].node_id == cpub->node_id) {
-                    cluster->links[i].lost = cluster->links[i].abandoned = true;
-                }
-            }
-        } else if (cl_map_hint(result->reason, &partition, &leader, endpoint, sizeof endpoint) &&
-                   partition == cpub->partition && leader != (int64_t)cpub->node_id) {
-            cl_map_apply_hint(cluster->map, partition, leader, endpoint);
-        }
+    if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline &&
+        !s_refused(self, cpub, result)) {
         cpub->code = result->code;
         snprintf(cpub->reason, sizeof cpub->reason, "%s", result->reason);
         cpub->hops++;
-        cluster->refresh_now = true;
+        self->cluster->refresh_now = true;
         s_route(self, cpub);
         pthread_mutex_unlock(&self->mutex);
         return;
@@ -282,14 +319,29 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
 //  Routes the parked publishes again; those past their deadline go to
 //  EXPIRED, for the caller to complete without the lock. Mutex held.
 static void s_parked_retry(tern_client_t *self, int64_t now, s_cpub_t **expired) {
-    s_cpub_t *list = self->cluster->parked;
-    self->cluster->parked = NULL;
+    cl_cluster_t *cluster = self->cluster;
+    s_cpub_t **expired_tail = expired;
+    while (*expired_tail) {
+        expired_tail = &(*expired_tail)->next;
+    }
+    s_cpub_t *list = cluster->parked;
+    cluster->parked = cluster->parked_tail = NULL;
+    //  None of them is parked now; one parked again holds the rest of its
+    //  partition back (s_route), in their order.
+    for (s_cpub_t *cpub = list; cpub; cpub = cpub->next) {
+        cluster->parked_in[cpub->partition]--;
+    }
     while (list) {
         s_cpub_t *cpub = list;
         list = cpub->next;
         if (now >= cpub->deadline || self->closing) {
-            cpub->next = *expired;
-            *expired = cpub;
+            cpub->next = NULL;
+            *expired_tail = cpub; //  completed in publish order
+            expired_tail = &cpub->next;
+            continue;
+        }
+        if (cpub->parked_at == cluster->refreshes) {
+            s_park(self, cpub); //  asks again only with a newer map
             continue;
         }
         cpub->hops = 0;
@@ -439,6 +491,8 @@ static tern_err_t s_sub_state(tern_subscription_t *sub) {
 
 tern_err_t cl_cluster_subscribe(tern_client_t *self, tern_subscription_t *sub) {
     sub->routed = true;
+    free(sub->waiter); //  its node subscriptions answer instead (s_sub_state)
+    sub->waiter = NULL;
     sub->next = self->subs;
     self->subs = sub;
     int64_t until = s_now_ms() + (int64_t)self->options.timeout_ms;
@@ -535,14 +589,15 @@ static void s_refresh(tern_client_t *self) {
         cl_map_destroy(&map); //  a cluster never changes its partition count
     }
     cluster->refresh_now = false;
+    cluster->refreshes++;
     bool urgent = !map || cluster->parked || s_map_incomplete(cluster->map);
-    uint32_t delay = S_REFRESH_MS;
-    if (urgent) {
-        delay = tern_backoff_delay(cluster->refresh_attempt++, S_TICK_MS, 1000, &cluster->rng);
-    } else {
-        cluster->refresh_attempt = 0;
-    }
-    cluster->next_refresh = s_now_ms() + delay;
+    //  A refresh asked for (refresh_now) waits out the backoff too, so a
+    //  leader that keeps refusing is not asked in a loop.
+    uint32_t fast = tern_backoff_delay(cluster->refresh_attempt, S_TICK_MS, 1000, &cluster->rng);
+    cluster->refresh_attempt = urgent ? cluster->refresh_attempt + 1 : 0;
+    int64_t now = s_now_ms();
+    cluster->next_refresh = now + (urgent ? fast : S_REFRESH_MS);
+    cluster->earliest_refresh = now + fast;
     pthread_mutex_unlock(&self->mutex);
 }
 
@@ -598,8 +653,9 @@ static void s_mode_set(tern_client_t *self, cl_map_t *map) {
     if (map) {
         cl_cluster_t *cluster = tern_alloc(sizeof *cluster);
         cluster->map = map;
+        cluster->parked_in = tern_alloc(map->partitions * sizeof *cluster->parked_in);
         cluster->rng = tern_rand_seed();
-        cluster->next_refresh = s_now_ms() + S_REFRESH_MS;
+        cluster->next_refresh = s_now_ms() + (s_map_incomplete(map) ? 0 : S_REFRESH_MS);
         self->cluster = cluster;
     }
     cl_mode_known(self, map ? CL_MODE_CLUSTER : CL_MODE_SINGLE);
@@ -636,7 +692,9 @@ void *cl_cluster_thread(void *arg) {
     pthread_mutex_lock(&self->mutex);
     while (!self->closing) {
         cl_cluster_t *cluster = self->cluster;
-        if (cluster->refresh_now || s_now_ms() >= cluster->next_refresh) {
+        int64_t now = s_now_ms();
+        if ((cluster->refresh_now && now >= cluster->earliest_refresh) ||
+            now >= cluster->next_refresh) {
             pthread_mutex_unlock(&self->mutex);
             s_refresh(self);
             pthread_mutex_lock(&self->mutex);
@@ -660,7 +718,8 @@ void cl_cluster_destroy(tern_client_t *self) {
         tern_client_destroy(&cluster->links[i].client);
     }
     s_expired_finish(cluster->parked, true);
-    cluster->parked = NULL;
+    cluster->parked = cluster->parked_tail = NULL;
+    free(cluster->parked_in);
     for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
         while (sub->atts) {
             cl_att_t *att = sub->atts;

@@ -63,6 +63,7 @@
 
 #define TERN_MAX_ENDPOINTS 32
 #define TERN_DRAIN_MAX     1024
+#define CL_LOST_REASON     "node session lost" /* OP_ABANDON's: route again, not a refusal */
 
 //  Per-thread scratch (tern_client.c): the reason tern_last_reason returns,
 //  a header being encoded, a metadata map being encoded.

@@ -97,7 +97,7 @@ static bool s_handle_ops(tern_client_t *self) {
                 //  A node session whose node is gone: its root routes the
                 //  window again (same producer and producer_seq).
                 free(op);
-                cl_win_fail(self, TERN_ENOTLEADER, "node session lost");
+                cl_win_fail(self, TERN_ENOTLEADER, CL_LOST_REASON);
                 break;
         }
         op = next;

@@ -311,14 +311,22 @@ bool cl_map_hint(const char *reason, uint32_t *partition, int64_t *leader, char 
         snprintf(endpoint, endpoint_size, "%s", "");
         return true;
     }
-    int at = 0;
-    if (sscanf(rest, "is led by node %lu at %n", &n, &at) != 1 || at == 0 || n > UINT32_MAX ||
-        !rest[at] || strchr(rest + at, ' ')) {
+    int end = 0, at = 0;
+    if (sscanf(rest, "is led by node %lu%n", &n, &end) != 1 || end == 0 || n > UINT32_MAX) {
         return false;
+    }
+    //  The endpoint is there when the answering node knows it.
+    const char *ep = "";
+    if (rest[end]) {
+        if (sscanf(rest + end, " at %n", &at) != 0 || at == 0 || !rest[end + at] ||
+            strchr(rest + end + at, ' ')) {
+            return false;
+        }
+        ep = rest + end + at;
     }
     *partition = (uint32_t)p;
     *leader = (int64_t)n;
-    snprintf(endpoint, endpoint_size, "%s", rest + at);
+    snprintf(endpoint, endpoint_size, "%s", ep);
     return true;
 }
 

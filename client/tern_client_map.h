@@ -55,9 +55,10 @@ const cl_map_node_t *cl_map_node(const cl_map_t *self, uint32_t node_id);
 uint32_t cl_map_partition(const cl_map_t *self, const char *topic, size_t len);
 
 /*  Reads an ERROR TERN_ENOTLEADER reason, "partition P is led by node N at
-    ENDPOINT" or "partition P has no leader": sets *PARTITION, *LEADER (N or
-    CL_NO_LEADER) and ENDPOINT (ENDPOINT_SIZE bytes, "" without a leader).
-    False if REASON is neither. */
+    ENDPOINT", "partition P is led by node N" or "partition P has no
+    leader": sets *PARTITION, *LEADER (N or CL_NO_LEADER) and ENDPOINT
+    (ENDPOINT_SIZE bytes, "" when not given). False for any other reason
+    (e.g. "partition P: node N's etcd lease may have lapsed"). */
 bool cl_map_hint(const char *reason, uint32_t *partition, int64_t *leader, char *endpoint,
                  size_t endpoint_size);
 

@@ -184,6 +184,7 @@ void cl_handle_welcome(tern_client_t *self, const tern_frame_t *frame) {
     snprintf(self->dc, sizeof self->dc, "%s", frame->dc);
     atomic_store(&self->max_payload, frame->max_payload ? frame->max_payload : TERN_PAYLOAD_MAX);
     pthread_cond_broadcast(&self->cond);
+    pthread_cond_signal(&self->tick); //  the probe asks this session at once
     pthread_mutex_unlock(&self->mutex);
     cl_resend_all(self);
 }

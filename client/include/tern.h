@@ -64,6 +64,21 @@ extern "C" {
     broker that is still starting, retry on TERN_ECONNREFUSED). Once a
     session was established, a lost broker is only retried, as described
     above: calls wait for the next session or their timeout.
+
+    Clusters. The endpoints may be seeds of a clustered DC (docs/client.md,
+    "Clusters"). When the first session is up the client asks it for the
+    cluster's map (ADMIN `cluster`; a single node answers "not a cluster" and
+    the client works as described above, at the cost of that one request,
+    during which publishes wait and tern_subscribe waits). In a cluster it
+    sends each publish to the leader of its topic's partition and each
+    subscription to one topic to that leader (a pattern to every node),
+    opening a session per node as needed, each with its own I/O thread;
+    callbacks may run on any of them, under the rules above. A leader change
+    or a lost node is followed without the application's help: unacknowledged
+    publishes are resent to the new leader with the same producer and
+    producer_seq (deduplicated), subscriptions move (a durable group
+    continues; redeliveries are expected, as group state is not replicated in
+    this release). tern_admin and the session queries use the seed session.
     ------------------------------------------------------------------------ */
 
 typedef struct _tern_client_t tern_client_t;             //  a connection to the brokers
@@ -242,6 +257,15 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     out: they complete on PUBACK, on an ERROR naming them (RESULT->reason says
     why), with TERN_ECONNREFUSED or TERN_EDENIED when first contact fails (see
     "First contact"), or with TERN_ECLOSED when the client is destroyed.
+    In a cluster (see "Clusters") a publish that meets TERN_ENOTLEADER or a
+    lost node is resent to its partition's leader instead of completing;
+    after 3 x timeout_ms (at least 30 s) without a reachable leader it
+    completes with TERN_ENOTLEADER, and so it does at once when its leader
+    refuses it three times without naming another (its etcd lease lapsed: the
+    DC cannot take writes now). TERN_EREPLICAS (too few in-sync replicas
+    confirmed it in time) completes it: the message may have been stored, and
+    a retry with the same producer_seq (MSG->producer_seq) is safe. Order
+    within a topic holds except across a leader change.
     FN (may be NULL) is called with ARG on completion, on the I/O thread.
     Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
     class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,
@@ -312,6 +336,10 @@ typedef void(tern_msg_fn)(tern_message_t *msg, void *arg);
     at the broker) resumes after the highest seq it received (a wildcard
     pattern at "new"), so what was delivered but not acked is not redelivered.
     Messages from the old session can no longer be acked (TERN_ECLOSED).
+    In a cluster, a subscription to one topic follows its partition's leader
+    and a pattern is subscribed on every node; acks go to the node that
+    delivered the message; after a leader change a durable group resumes on
+    the new leader, which may redeliver what the old one had delivered.
     Returns TERN_OK and sets *SUB_P; or TERN_EINVAL (NULL argument, bad
     start), TERN_ETOPIC, TERN_ENAME (bad group), the code of the broker's
     ERROR, TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first contact
@@ -407,17 +435,18 @@ TERN_EXPORT void tern_message_destroy(tern_message_t **msg_p);
 /*  ---- Administration ------------------------------------------------ */
 
 /*  Runs admin operation OP (e.g. "status", "topics", "topic.info",
-    "topic.create", "groups", "dlq.list", "dlq.replay": see docs/client.md)
-    with ARGS[0..COUNT) as string arguments, and waits up to TIMEOUT_MS (-1 =
-    forever, 0 = the client's timeout_ms, including the time to connect).
-    On TERN_OK, *JSON_OUT is the reply, one NUL-terminated JSON document;
-    caller owns it and frees it with free(). On error *JSON_OUT is NULL and
-    the result is TERN_EINVAL (bad arguments), TERN_ENAME (OP is not a valid
-    name, or not an operation the broker knows: "unknown admin operation
-    'x'"), TERN_ETOPIC (missing or invalid topic argument), the broker's code
-    (e.g. TERN_ENOTFOUND, "no such topic 'x'"), TERN_ETIMEOUT,
-    TERN_ECONNREFUSED or TERN_EDENIED (first contact failed) or TERN_ECLOSED;
-    the reason is in tern_last_reason(). Thread-safe; not from a callback. */
+    "topic.create", "groups", "dlq.list", "dlq.replay": see docs/client.md;
+    in a cluster, on the seed session) with ARGS[0..COUNT) as string
+    arguments, and waits up to TIMEOUT_MS (-1 = forever, 0 = the client's
+    timeout_ms, including the time to connect). On TERN_OK, *JSON_OUT is the
+    reply, one NUL-terminated JSON document; caller owns it and frees it with
+    free(). On error *JSON_OUT is NULL and the result is TERN_EINVAL (bad
+    arguments), TERN_ENAME (OP is not a valid name, or not an operation the
+    broker knows: "unknown admin operation 'x'"), TERN_ETOPIC (missing or
+    invalid topic argument), the broker's code (e.g. TERN_ENOTFOUND, "no such
+    topic 'x'"), TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first
+    contact failed) or TERN_ECLOSED; the reason is in tern_last_reason().
+    Thread-safe; not from a callback. */
 TERN_EXPORT tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args,
                                   size_t count, char **json_out, int timeout_ms);
 

@@ -129,13 +129,20 @@ Test(client_map, not_leader_hints) {
     cr_assert_eq(p, 3u);
     cr_assert_eq(leader, CL_NO_LEADER);
     cr_assert_str_eq(endpoint, "");
+    //  Without the endpoint (the answering node does not know it).
+    cr_assert(cl_map_hint("partition 4 is led by node 1", &p, &leader, endpoint, sizeof endpoint));
+    cr_assert_eq(p, 4u);
+    cr_assert_eq(leader, 1);
+    cr_assert_str_eq(endpoint, "");
     const char *bad[] = {NULL,
                          "",
                          "no such topic 'x'",
                          "partition x has no leader",
                          "partition 3 is led by node 2 at ",
-                         "partition 3 is led by node 2",
-                         "partition 3 has no leader yet"};
+                         "partition 3 is led by node 2 at a b",
+                         "partition 3 is led by node 2x",
+                         "partition 3 has no leader yet",
+                         "partition 3: node 1's etcd lease may have lapsed"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_assert_not(cl_map_hint(bad[i], &p, &leader, endpoint, sizeof endpoint), "%s", bad[i]);
     }

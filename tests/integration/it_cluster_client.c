@@ -1,0 +1,429 @@
+/*  it_cluster_client.c - libtern in cluster mode against three ternd on a real etcd.
+
+    The client is given ONE seed endpoint; it learns the partition map with
+    ADMIN `cluster` and sends each publish to its partition's leader (a
+    session per node), follows a leader change (TERN_ENOTLEADER, a lost
+    session, a map refresh) and resends what was not acknowledged with the
+    same (producer, producer_seq), and moves a subscription to the new
+    leader. Leaders are SIGKILLed while publishing. Every process is stopped
+    by its PID (it_teardown, it_etcd_destroy).
+*/
+#include "etcd_harness.h"
+#include "harness.h"
+#include "tern.h"
+#include "tern_partition.h"
+#include "test_port.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_PARTITIONS 8
+#define S_NODES      3
+#define S_TOPICS     20
+#define S_WAIT_MS    30000
+//  1 once acks wait for in-DC replication (crrepl, min_insync 2): then a
+//  moved partition's new leader holds every acknowledged publish too.
+#define S_REPLICATED 0
+
+static it_etcd_t *s_etcd;
+
+static void s_setup(void) {
+    s_etcd = it_etcd_new(1);
+    cr_assert_not_null(s_etcd, "etcd did not start");
+}
+
+static void s_teardown(void) {
+    it_teardown();
+    it_etcd_destroy(&s_etcd);
+}
+
+TestSuite(cluster_client, .init = s_setup, .fini = s_teardown, .timeout = 300);
+
+//  Node ID of cluster NAME, started. Adopted: it_teardown stops it.
+static it_broker_t *s_node(const char *name, uint32_t id) {
+    char listen[64];
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+    const char *args[] = {"--etcd", s_etcd->endpoints, "--cluster", name,      "--cluster-listen",
+                          listen,   "--partitions",    "8",         "--lease", "2s",
+                          NULL};
+    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
+    cr_assert_not_null(b);
+    cr_assert(it_broker_start(b), "node %u did not start", id);
+    return b;
+}
+
+//  The leader of every partition as client C sees it (ADMIN `cluster`),
+//  into LEADERS; true once every partition has one, none of them EXCLUDED
+//  (-1: any).
+static bool s_leaders(tern_client_t *c, int64_t *leaders, int64_t excluded) {
+    char *json = NULL;
+    if (tern_admin(c, "cluster", NULL, 0, &json, 5000) != TERN_OK) {
+        return false;
+    }
+    const char *map = strstr(json, "\"map\":[");
+    bool all = map != NULL;
+    for (int p = 0; all && p < S_PARTITIONS; p++) {
+        char key[64];
+        snprintf(key, sizeof key, "{\"partition\":%d,", p);
+        const char *at = strstr(map, key);
+        int64_t leader = -1;
+        all = at && it_json_int(at, "leader", &leader) && leader != excluded;
+        leaders[p] = leader;
+    }
+    free(json);
+    return all;
+}
+
+//  Waits until every partition has a leader other than EXCLUDED.
+static void s_wait_leaders(tern_client_t *c, int64_t *leaders, int64_t excluded) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (!s_leaders(c, leaders, excluded)) {
+        cr_assert(it_now_ms() < deadline, "partitions without a leader (%s)", tern_last_reason());
+        it_sleep_ms(200);
+    }
+}
+
+//  A client of the cluster given only SEED, publishing as PRODUCER.
+static tern_client_t *s_client(it_broker_t *seed, const char *producer) {
+    tern_client_options_t o;
+    tern_client_options_init(&o);
+    o.producer_id = producer;
+    o.backoff_max_ms = 500;
+    o.heartbeat_ms = 1000;
+    tern_client_t *c = tern_client_new(seed->endpoint, &o);
+    cr_assert_not_null(c, "%s", tern_last_reason());
+    cr_assert_eq(tern_client_wait_connected(c, 10000), TERN_OK);
+    return c;
+}
+
+//  Starts the S_NODES nodes of cluster NAME into NODES and a client given
+//  only node SEED (producer NAME); returns it once every partition has a
+//  leader, in LEADERS.
+static tern_client_t *s_start(const char *name, it_broker_t **nodes, int seed, int64_t *leaders) {
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        nodes[i] = s_node(name, i);
+    }
+    tern_client_t *c = s_client(nodes[seed], name);
+    s_wait_leaders(c, leaders, -1);
+    return c;
+}
+
+static void s_topic(char *buf, size_t size, int i) {
+    snprintf(buf, size, "cc.t%d", i);
+}
+
+//  ---------------------------------------------------------------------------
+//  Publishing: every result, by producer_seq
+
+typedef struct {
+    pthread_mutex_t mutex; //  guards the rest
+    size_t count;          //  results so far
+    size_t size;           //  slots (by producer_seq - 1)
+    tern_err_t *code;      //  per producer_seq
+    uint64_t *msg_id;      //  per producer_seq
+    uint64_t *seq;         //  per producer_seq
+    int *completions;      //  per producer_seq: how often its callback ran
+} s_results_t;
+
+static void s_results_init(s_results_t *r, size_t size) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mutex, NULL);
+    r->size = size;
+    r->code = calloc(size, sizeof *r->code);
+    r->msg_id = calloc(size, sizeof *r->msg_id);
+    r->seq = calloc(size, sizeof *r->seq);
+    r->completions = calloc(size, sizeof *r->completions);
+}
+
+static void s_results_free(s_results_t *r) {
+    free(r->code);
+    free(r->msg_id);
+    free(r->seq);
+    free(r->completions);
+    pthread_mutex_destroy(&r->mutex);
+}
+
+static void s_on_result(const tern_pub_result_t *result, void *arg) {
+    s_results_t *r = arg;
+    pthread_mutex_lock(&r->mutex);
+    size_t i = result->producer_seq - 1;
+    if (i < r->size) {
+        r->code[i] = result->code;
+        r->msg_id[i] = result->msg_id;
+        r->seq[i] = result->seq;
+        r->completions[i]++;
+    }
+    r->count++;
+    pthread_mutex_unlock(&r->mutex);
+}
+
+//  Publishes message I (producer_seq I + 1) of topic I % S_TOPICS.
+static void s_publish(tern_client_t *c, size_t i, s_results_t *r) {
+    char topic[32], body[32];
+    s_topic(topic, sizeof topic, (int)(i % S_TOPICS));
+    snprintf(body, sizeof body, "m%zu", i);
+    tern_pub_options_t m;
+    tern_pub_options_init(&m);
+    m.topic = topic;
+    m.payload = body;
+    m.size = strlen(body);
+    m.producer_seq = i + 1;
+    tern_err_t rc = tern_publish_async(c, &m, s_on_result, r);
+    cr_assert_eq(rc, TERN_OK, "publish %zu: %s (%s)", i, tern_strerror(rc), tern_last_reason());
+}
+
+//  ---------------------------------------------------------------------------
+
+Test(cluster_client, one_seed_routes_to_every_leader) {
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccroute", nodes, 0, leaders);
+    //  The 20 topics spread over partitions led by more than one node.
+    bool led_by[S_NODES] = {false};
+    for (int t = 0; t < S_TOPICS; t++) {
+        char topic[32];
+        s_topic(topic, sizeof topic, t);
+        int64_t leader = leaders[tern_partition_of(topic, strlen(topic), S_PARTITIONS)];
+        cr_assert(leader >= 0 && leader < S_NODES);
+        led_by[leader] = true;
+    }
+    cr_assert(led_by[0] + led_by[1] + led_by[2] >= 2, "all 20 topics on one leader");
+
+    size_t n = 500;
+    s_results_t r;
+    s_results_init(&r, n);
+    for (size_t i = 0; i < n; i++) {
+        s_publish(c, i, &r);
+    }
+    cr_assert_eq(tern_flush(c, 60000), TERN_OK);
+    //  Every one acknowledged once, stored at its topic's leader: seqs
+    //  1..25 per topic, each once (one node's log, nothing stored twice).
+    //  (Their order may differ from the publish order only where the map
+    //  changed under them, e.g. placement still moving leaders.)
+    int seen[S_TOPICS][n / S_TOPICS + 1];
+    memset(seen, 0, sizeof seen);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(r.completions[i], 1);
+        cr_assert_eq(r.code[i], TERN_OK, "publish %zu: %s", i, tern_strerror(r.code[i]));
+        cr_assert(r.seq[i] >= 1 && r.seq[i] <= n / S_TOPICS, "publish %zu: seq %llu", i,
+                  (unsigned long long)r.seq[i]);
+        cr_assert_eq(seen[i % S_TOPICS][r.seq[i]]++, 0, "publish %zu: seq %llu twice", i,
+                     (unsigned long long)r.seq[i]);
+    }
+    //  At each topic's leader: its 25 messages, the first with our producer.
+    for (int t = 0; t < S_TOPICS; t++) {
+        char topic[32];
+        s_topic(topic, sizeof topic, t);
+        int64_t leader = leaders[tern_partition_of(topic, strlen(topic), S_PARTITIONS)];
+        it_result_t res;
+        cr_assert_eq(it_ctl(&res, nodes[leader], 10000, "topics", NULL), 0, "%s", res.err);
+        char want[64];
+        snprintf(want, sizeof want, "\"topic\":\"%s\"", topic);
+        const char *at = strstr(res.out, want);
+        cr_assert(at, "%s not at its leader %lld:\n%s", topic, (long long)leader, res.out);
+        cr_assert(strstr(at, "\"last_seq\":25"), "%s", res.out);
+        it_result_free(&res);
+    }
+    //  A single-node broker costs one request: the same client code works.
+    tern_client_destroy(&c);
+    s_results_free(&r);
+}
+
+//  ---------------------------------------------------------------------------
+
+Test(cluster_client, leader_killed_while_publishing) {
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("cckill", nodes, 1, leaders);
+    //  Kill the leader of the first topic's partition. It may be the seed:
+    //  the client then refreshes its map through another node's session.
+    int64_t victim = leaders[tern_partition_of("cc.t0", 5, S_PARTITIONS)];
+
+    size_t n = 600;
+    s_results_t r;
+    s_results_init(&r, n);
+    for (size_t i = 0; i < n; i++) {
+        s_publish(c, i, &r);
+        if (i == n / 3) {
+            it_broker_kill(nodes[victim]);
+        }
+        if (i % 50 == 0) {
+            it_sleep_ms(20); //  spread the publishes over the failover
+        }
+    }
+    cr_assert_eq(tern_flush(c, 120000), TERN_OK, "still in flight: %zu", tern_client_inflight(c));
+    //  Every publish completed exactly once: acknowledged, or refused for
+    //  want of replicas (the caller may retry it with the same
+    //  producer_seq). Never TERN_ENOTLEADER: the client follows leaders.
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(r.completions[i], 1, "publish %zu completed %d times", i, r.completions[i]);
+        cr_assert(r.code[i] == TERN_OK || r.code[i] == TERN_EREPLICAS, "publish %zu: %s", i,
+                  tern_strerror(r.code[i]));
+        ok += r.code[i] == TERN_OK;
+    }
+    cr_assert_gt(ok, n / 2, "only %zu of %zu acknowledged", ok, n);
+
+    //  No (topic, seq) was given to two producer_seqs, and no msg_id twice.
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + S_TOPICS; j < n && r.code[i] == TERN_OK; j += S_TOPICS) {
+            if (r.code[j] == TERN_OK) {
+                cr_assert_neq(r.msg_id[i], r.msg_id[j], "%zu and %zu: one msg_id", i, j);
+            }
+        }
+    }
+    //  Publishing every acknowledged (producer, seq) again is deduplicated
+    //  to its original msg_id: on the partitions that kept their leader,
+    //  and, with in-DC replication, on those that moved.
+    int64_t before[S_PARTITIONS];
+    memcpy(before, leaders, sizeof before);
+    //  (The map as a surviving node sees it: tern_admin uses the seed.)
+    tern_client_t *watch = s_client(nodes[(victim + 1) % S_NODES], "cc-watch");
+    s_wait_leaders(watch, leaders, victim);
+    tern_client_destroy(&watch);
+    s_results_t again;
+    s_results_init(&again, n);
+    size_t checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r.code[i] == TERN_OK) {
+            s_publish(c, i, &again);
+            checked++;
+        }
+    }
+    cr_assert_eq(tern_flush(c, 60000), TERN_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (r.code[i] != TERN_OK) {
+            continue;
+        }
+        cr_assert_eq(again.code[i], TERN_OK, "again %zu: %s", i, tern_strerror(again.code[i]));
+        char topic[32];
+        s_topic(topic, sizeof topic, (int)(i % S_TOPICS));
+        uint32_t p = tern_partition_of(topic, strlen(topic), S_PARTITIONS);
+        if (S_REPLICATED || before[p] == leaders[p]) {
+            cr_assert_eq(again.msg_id[i], r.msg_id[i], "publish %zu stored twice", i);
+        }
+    }
+    cr_assert_gt(checked, 0);
+    tern_client_destroy(&c);
+    s_results_free(&r);
+    s_results_free(&again);
+}
+
+//  ---------------------------------------------------------------------------
+
+typedef struct {
+    atomic_int received; //  messages delivered
+    atomic_int after;    //  of them, published after the kill ("late")
+} s_consumer_t;
+
+static void s_on_message(tern_message_t *msg, void *arg) {
+    s_consumer_t *s = arg;
+    atomic_fetch_add(&s->received, 1);
+    if (tern_message_size(msg) >= 4 && memcmp(tern_message_data(msg), "late", 4) == 0) {
+        atomic_fetch_add(&s->after, 1);
+    }
+    tern_message_ack(msg, false);
+    tern_message_destroy(&msg);
+}
+
+static void s_publish_body(tern_client_t *c, const char *topic, const char *body) {
+    tern_pub_options_t m;
+    tern_pub_options_init(&m);
+    m.topic = topic;
+    m.payload = body;
+    m.size = strlen(body);
+    tern_pub_result_t res;
+    tern_err_t rc = tern_publish(c, &m, 60000, &res);
+    cr_assert_eq(rc, TERN_OK, "%s: %s (%s)", topic, tern_strerror(rc), tern_last_reason());
+}
+
+Test(cluster_client, consumer_follows_its_leader) {
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccsub", nodes, 0, leaders);
+    //  A topic whose leader is not the seed, so the consumer's client keeps
+    //  its seed session while its subscription moves.
+    char topic[32] = "";
+    int64_t victim = -1;
+    for (int t = 0; t < 100 && victim < 0; t++) {
+        s_topic(topic, sizeof topic, t);
+        int64_t l = leaders[tern_partition_of(topic, strlen(topic), S_PARTITIONS)];
+        victim = l != 0 ? l : -1;
+    }
+    cr_assert(victim > 0);
+
+    s_consumer_t s = {0};
+    tern_sub_options_t so;
+    tern_sub_options_init(&so);
+    so.group = "ccg";
+    tern_subscription_t *sub = NULL;
+    tern_err_t rc = tern_subscribe(c, topic, &so, s_on_message, &s, &sub);
+    cr_assert_eq(rc, TERN_OK, "%s (%s)", tern_strerror(rc), tern_last_reason());
+    //  And a pattern: on every node, each topic delivered by its leader.
+    s_consumer_t w = {0};
+    so.group = "ccw";
+    tern_subscription_t *wild = NULL;
+    rc = tern_subscribe(c, "cc.>", &so, s_on_message, &w, &wild);
+    cr_assert_eq(rc, TERN_OK, "%s (%s)", tern_strerror(rc), tern_last_reason());
+    for (int i = 0; i < 10; i++) {
+        s_publish_body(c, topic, "early");
+    }
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (atomic_load(&s.received) < 10 || atomic_load(&w.received) < 10) {
+        cr_assert(it_now_ms() < deadline, "received %d and %d of 10", atomic_load(&s.received),
+                  atomic_load(&w.received));
+        it_sleep_ms(50);
+    }
+
+    it_broker_kill(nodes[victim]);
+    s_wait_leaders(c, leaders, victim); //  the seed (node 0) survives
+    for (int i = 0; i < 10; i++) {
+        s_publish_body(c, topic, "late");
+    }
+    //  All ten published after the failover arrive through the new leader
+    //  (redeliveries of earlier ones may come too: group state is not
+    //  replicated in the first cut).
+    deadline = it_now_ms() + S_WAIT_MS;
+    while (atomic_load(&s.after) < 10 || atomic_load(&w.after) < 10) {
+        cr_assert(it_now_ms() < deadline, "received %d and %d of 10 after the failover",
+                  atomic_load(&s.after), atomic_load(&w.after));
+        it_sleep_ms(50);
+    }
+    tern_unsubscribe(&wild);
+    tern_unsubscribe(&sub);
+    tern_client_destroy(&c);
+}
+
+//  ---------------------------------------------------------------------------
+
+Test(cluster_client, etcd_lost_publish_fails_clearly) {
+    //  Without etcd no node may take writes (its lease lapses): the leader
+    //  refuses with TERN_ENOTLEADER and no other leader is named; the client
+    //  gives that answer to the application after a few refusals instead of
+    //  retrying until its deadline.
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccetcd", nodes, 0, leaders);
+    s_publish_body(c, "cc.t1", "before");
+    it_etcd_kill_member(s_etcd, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    tern_err_t rc = TERN_OK;
+    while (rc == TERN_OK) {
+        cr_assert(it_now_ms() < deadline, "publishes still acknowledged without etcd");
+        tern_pub_options_t m;
+        tern_pub_options_init(&m);
+        m.topic = "cc.t1";
+        m.payload = "x";
+        m.size = 1;
+        rc = tern_publish(c, &m, 20000, NULL);
+        if (rc == TERN_OK) {
+            it_sleep_ms(200); //  the lease has not lapsed yet
+        }
+    }
+    cr_assert_eq(rc, TERN_ENOTLEADER, "%s (%s)", tern_strerror(rc), tern_last_reason());
+    tern_client_destroy(&c);
+}
