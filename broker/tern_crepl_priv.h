@@ -61,6 +61,8 @@ typedef struct {
     tern_partmap_record_t pending;       //  that change
     uint64_t pending_ms;                 //  when it was requested
     uint64_t *ship_ms;                   //  C_RING: when each position became the end (owned)
+    uint64_t wait_gen;                   //  c_evaluate round in which WAIT_POS was found
+    uint64_t wait_pos;                   //  lowest position that waits in that round
 } c_lead_t;
 
 typedef enum {
@@ -132,6 +134,7 @@ typedef struct {
     size_t link_count;            //  used
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
+    uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
