@@ -14,7 +14,7 @@
     [payload?] on a DEALER.
 
     Pipe commands (zactor pipe, from tern_broker):
-        $TERM             -> forwards what it holds (failed: the node stops),
+        $TERM             -> frees what it holds (conn is already gone),
                              closes every socket and exits (no reply)
     Inbox (PULL at args->inbox; crepl owns what it receives):
         COMMITTED tern_committed_t *   from the storer (its conn_inbox is ours):
@@ -225,14 +225,16 @@ static int s_start(c_repl_t *self) {
 }
 
 static void s_stop(c_repl_t *self) {
-    //  Committed items still in the inbox are forwarded by c_held_flush's
-    //  rule (failed); results of follower batches are freed.
+    //  conn stopped before us (tern_broker): what we hold or still find in
+    //  the inbox is freed here, never sent to its closed inbox (an item in
+    //  a pipe nobody reads would leak).
     if (self->inbox_sock) {
         tern_work_type_t type;
         void *ptr;
         while (tern_work_recv(zsock_resolve(self->inbox_sock), ZMQ_DONTWAIT, &type, &ptr) == 0) {
             if (type == TERN_WORK_COMMITTED) {
-                c_committed(self, (tern_committed_t *)ptr);
+                tern_committed_t *item = ptr;
+                tern_committed_destroy(&item);
             } else if (type == TERN_WORK_REPL_DONE) {
                 tern_repl_batch_t *batch = ptr;
                 tern_repl_batch_destroy(&batch);
@@ -240,7 +242,7 @@ static void s_stop(c_repl_t *self) {
         }
     }
     if (self->leads) {
-        c_held_flush(self);
+        c_held_drop(self);
         for (uint32_t pt = 0; pt < self->partitions; pt++) {
             c_lead_stop(self, pt);
         }

@@ -306,17 +306,13 @@ void c_evaluate(c_repl_t *self) {
     }
 }
 
-void c_held_flush(c_repl_t *self) {
+void c_held_drop(c_repl_t *self) {
     while (self->held) {
         c_held_t *held = self->held;
         self->held = held->next;
-        for (size_t i = 0; i < held->count; i++) {
-            if (!held->needs[i].decided) {
-                held->needs[i].decided = true;
-                held->needs[i].err = TERN_ENOTLEADER; //  the node is stopping
-            }
-        }
-        s_forward(self, held);
+        tern_committed_destroy(&held->item);
+        free(held->needs);
+        free(held);
     }
     self->held_tail = NULL;
 }

@@ -180,8 +180,9 @@ int c_rep_index(c_lead_t *lead, uint32_t node);
 //  tern_crepl_sync.c
 //  CREPL_SYNC from the follower at RID: truncations, the catch-up, CAUGHT.
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame);
-//  Forwards or frees every held item (shutdown).
-void c_held_flush(c_repl_t *self);
+//  Frees every held item unanswered (shutdown: conn, stopped first, is
+//  gone; its clients resend to the partition's next leader).
+void c_held_drop(c_repl_t *self);
 
 //  tern_crepl_follow.c
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
