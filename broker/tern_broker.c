@@ -3,6 +3,7 @@
 #include "tern_auth.h"
 #include "tern_cluster.h"
 #include "tern_conn.h"
+#include "tern_crepl.h"
 #include "tern_http.h"
 #include "tern_repl.h"
 #include "tern_id.h"
@@ -26,6 +27,9 @@ struct tern_broker_t {
     tern_conn_args_t conn_args;     //  borrowed by conn
     tern_repl_args_t repl_args;     //  borrowed by repl
     zactor_t *repl;                 //  replication actor, owned (NULL: off)
+    tern_crepl_args_t crepl_args;   //  borrowed by crepl
+    tern_crepl_stats_t crepl_stats; //  written by crepl, read by metrics
+    zactor_t *crepl;                //  in-DC replication actor, owned (NULL: single node)
     tern_repl_stats_t repl_stats;   //  written by repl, read by metrics
     zactor_t *storer;               //  actors, owned
     zactor_t *route;
@@ -52,6 +56,7 @@ void tern_broker_destroy(tern_broker_t **self_p) {
     }
     tern_http_destroy(&self->http);
     zactor_destroy(&self->conn);
+    zactor_destroy(&self->crepl); //  after conn (it forwards to it), before the storer
     zactor_destroy(&self->repl);
     zactor_destroy(&self->route);
     zactor_destroy(&self->storer);
@@ -164,6 +169,22 @@ static void s_wire(tern_broker_t *self) {
     snprintf(ca->route_inbox, sizeof ca->route_inbox, "%s-route", prefix);
     ca->bind_rc = -1;
 
+    if (self->cluster) {
+        //  The storer's results go through crepl, which holds each publish
+        //  until the partition's in-sync replicas have it.
+        snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-crepl", prefix);
+        tern_crepl_args_t *cr = &self->crepl_args;
+        cr->store = self->store;
+        cr->config = &self->config;
+        cr->metrics = self->metrics;
+        cr->cluster = self->cluster;
+        cr->stats = &self->crepl_stats;
+        snprintf(cr->inbox, sizeof cr->inbox, "%s-crepl", prefix);
+        snprintf(cr->storer_inbox, sizeof cr->storer_inbox, "%s-storer", prefix);
+        snprintf(cr->conn_inbox, sizeof cr->conn_inbox, "%s-conn", prefix);
+        cr->bind_rc = -1;
+    }
+
     tern_repl_args_t *pa = &self->repl_args;
     pa->store = self->store;
     pa->config = &self->config;
@@ -201,6 +222,14 @@ static bool s_start_actors(tern_broker_t *self, char *errbuf, size_t errlen) {
         self->repl = zactor_new(tern_repl_actor, pa);
         if (!self->repl || pa->bind_rc != 0) {
             snprintf(errbuf, errlen, "%s", pa->error[0] ? pa->error : "cannot start repl");
+            return false;
+        }
+    }
+    if (self->cluster) {
+        tern_crepl_args_t *cr = &self->crepl_args;
+        self->crepl = zactor_new(tern_crepl_actor, cr);
+        if (!self->crepl || cr->bind_rc != 0) {
+            snprintf(errbuf, errlen, "%s", cr->error[0] ? cr->error : "cannot start crepl");
             return false;
         }
     }

@@ -118,25 +118,7 @@ p_link_t *p_link_by_rid(p_repl_t *self, const uint8_t *rid, size_t size) {
 //  NULL) or to RID on the ROUTER. Returns 0, or -1 (errno EAGAIN when full).
 int p_send(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
            const tern_frame_t *frame) {
-    size_t len = 0;
-    tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
-    if (rc != TERN_OK) {
-        zsys_error("repl: cannot encode %s: %s", tern_cmd_name(frame->cmd), tern_strerror(rc));
-        errno = EINVAL;
-        return -1;
-    }
-    bool payload = tern_cmd_has_payload(frame->cmd);
-    if (rid && zmq_send(sock, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        return -1;
-    }
-    if (zmq_send(sock, self->buf, len, (payload ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
-        return -1;
-    }
-    if (payload && zmq_send(sock, frame->payload ? frame->payload : (const uint8_t *)"",
-                            frame->payload_size, ZMQ_DONTWAIT) < 0) {
-        return -1;
-    }
-    return 0;
+    return tern_frame_send(sock, rid, rid_size, frame, self->buf, sizeof self->buf, "repl");
 }
 
 void p_send_error(p_repl_t *self, const uint8_t *rid, size_t rid_size, uint64_t req_id,
@@ -302,12 +284,7 @@ static int s_start(p_repl_t *self) {
         snprintf(args->error, sizeof args->error, "repl: cannot create sockets");
         return -1;
     }
-    zsock_set_router_mandatory(self->router_sock, 1);
-    zsock_set_sndhwm(self->router_sock, S_HWM);
-    zsock_set_rcvhwm(self->router_sock, S_HWM);
-    zsock_set_linger(self->router_sock, 0);
-    zsock_set_maxmsgsize(self->router_sock,
-                         (int64_t)(2 * self->config->max_payload + TERN_HEADER_MAX + 4096));
+    tern_node_sock_options(self->router_sock, S_HWM, self->config->max_payload);
     if (self->config->auth_mode == TERN_AUTH_CURVE) {
         char why[200];
         if (tern_auth_curve_server(zsock_resolve(self->router_sock), self->config->auth_server_key,

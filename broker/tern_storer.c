@@ -18,11 +18,17 @@
                                 holds OPEN or an admin op (route needs the result),
                                 else freed here after the commit
         REPL   tern_repl_batch_t * from repl: peers' records and cursors, applied
-                                in the same commit, returned via REPL_DONE
+                                in the same commit, returned via REPL_DONE;
+                                from crepl (in_dc set): the leader's records and
+                                truncations, applied as a follower
     Sends:
         COMMITTED tern_committed_t *  -> conn inbox, one per commit
         NOTICE    tern_notice_t *     -> route inbox, one per commit
-        REPL_DONE tern_repl_batch_t * -> repl inbox, after its commit
+        REPL_DONE tern_repl_batch_t * -> repl inbox, after its commit; an in_dc
+                                         batch -> the conn inbox (crepl's)
+    In a cluster, args->conn_inbox is the crepl actor's inbox (tern_broker.c):
+    crepl holds each COMMITTED until the partition's in-sync replicas have
+    its records, then forwards it to conn.
 */
 #include "tern_storer.h"
 #include "tern_actor.h"
@@ -455,6 +461,15 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
         self->repl = batch->next;
         batch->next = NULL;
         batch->err = commit_rc;
+        if (batch->in_dc) {
+            //  A follower's copy of its leader's log: route is not told (a
+            //  follower never delivers), and crepl (behind the conn inbox in
+            //  a cluster) confirms the positions to the leader.
+            if (self->stopping || tern_work_send(self->to_conn, TERN_WORK_REPL_DONE, batch) != 0) {
+                tern_repl_batch_destroy(&batch);
+            }
+            continue;
+        }
         for (size_t i = 0; i < batch->count && commit_rc == TERN_OK; i++) {
             tern_repl_rec_t *rec = batch->recs[i];
             if (rec->frame.cmd == TERN_CMD_REPL_ACKSTATE) {

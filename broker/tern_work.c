@@ -28,6 +28,39 @@ int tern_work_send(void *sock, tern_work_type_t type, void *ptr) {
     }
 }
 
+int tern_frame_send(void *sock, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
+                    uint8_t *buf, size_t cap, const char *who) {
+    size_t len = 0;
+    tern_err_t rc = tern_frame_encode(frame, buf, cap, &len);
+    if (rc != TERN_OK) {
+        zsys_error("%s: cannot encode %s: %s", who, tern_cmd_name(frame->cmd), tern_strerror(rc));
+        errno = EINVAL;
+        return -1;
+    }
+    bool payload = tern_cmd_has_payload(frame->cmd);
+    if (rid && zmq_send(sock, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        return -1;
+    }
+    if (zmq_send(sock, buf, len, (payload ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
+        return -1;
+    }
+    if (payload && zmq_send(sock, frame->payload ? frame->payload : (const uint8_t *)"",
+                            frame->payload_size, ZMQ_DONTWAIT) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+void tern_node_sock_options(zsock_t *sock, int hwm, uint64_t max_payload) {
+    if (zsock_type(sock) == ZMQ_ROUTER) {
+        zsock_set_router_mandatory(sock, 1);
+    }
+    zsock_set_sndhwm(sock, hwm);
+    zsock_set_rcvhwm(sock, hwm);
+    zsock_set_linger(sock, 0);
+    zsock_set_maxmsgsize(sock, (int64_t)(2 * max_payload + TERN_HEADER_MAX + 4096));
+}
+
 int tern_work_recv(void *sock, int flags, tern_work_type_t *type, void **ptr) {
     s_wire_t wire;
     int rc = zmq_recv(sock, &wire, sizeof wire, flags);
@@ -229,11 +262,31 @@ void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
         tern_repl_rec_destroy(&self->recs[i]);
     }
     free(self->recs);
+    free(self->marks);
     free(self);
     *self_p = NULL;
 }
 
+//  An in-DC follower batch: the leader's records at its seqs, and the
+//  truncations a re-sync asked for, in the order they came.
+static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+    for (size_t i = 0; i < self->count; i++) {
+        tern_repl_rec_t *rec = self->recs[i];
+        memset(&rec->result, 0, sizeof rec->result);
+        if (rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE) {
+            tern_store_batch_truncate(batch, rec->frame.topic, rec->frame.seq, &rec->result.err,
+                                      &rec->result.seq);
+        } else {
+            tern_store_batch_append_replica(batch, &rec->frame, &rec->result);
+        }
+    }
+}
+
 void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+    if (self->in_dc) {
+        s_queue_in_dc(self, batch);
+        return;
+    }
     for (size_t i = 0; i < self->count; i++) {
         tern_frame_t *frame = &self->recs[i]->frame;
         if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {

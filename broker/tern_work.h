@@ -20,7 +20,11 @@
     EVENTS      conn -> route         conn        route
     DELIVERS    route -> conn (out)   route       conn, after sending the parts
     REPL        repl -> storer        repl        repl when REPL_DONE brings it back
+                crepl -> storer       crepl       crepl when REPL_DONE brings it back
     REPL_DONE   storer -> repl        (the REPL item, committed)
+                storer -> crepl       (an in-DC REPL item: in_dc set)
+    COMMITTED   storer -> crepl       storer      in a cluster: crepl holds it until the
+                crepl -> conn                     ISR has it, then forwards it (conn frees)
     REPL_ADMIN  conn -> repl -> conn  conn        conn, after relaying the answer
     Borrowing: a tern_pub_t's and tern_repl_rec_t's frame points into their
     own zmq_msg_t (they travel together); nothing borrows across items. An
@@ -281,11 +285,26 @@ typedef struct {
     uint64_t position;            //  outbox position
 } tern_repl_pos_t;
 
+/*  After an in-DC batch commits, crepl confirms POS of partition PT in
+    epoch EP to its leader (if its stream STREAM is still the current one). */
+typedef struct {
+    uint32_t pt;     //  partition
+    uint64_t ep;     //  epoch of the stream
+    uint64_t pos;    //  position durable once the batch is
+    uint64_t stream; //  crepl's stream generation of that partition
+} tern_repl_mark_t;
+
 /*  What the repl actor asks the storer to write in ONE commit: the records of
     one ROUTER drain, the inbound cursors that cover them, and outbox
     confirmations. Created by repl; the storer queues it
     (tern_repl_batch_queue), commits, sets ERR and sends it back as
-    TERN_WORK_REPL_DONE; repl frees it. If repl is gone the storer frees it. */
+    TERN_WORK_REPL_DONE; repl frees it. If repl is gone the storer frees it.
+    In a cluster the crepl actor (in-DC replication) sends the same item with
+    IN_DC set: its records (CREPL_RECORD) are appended at the leader's seq
+    with tern_store_batch_append_replica, its CREPL_TRUNCATE entries (in
+    RECS, in arrival order: frame.topic, frame.seq = keep up to) cut a
+    topic's tail, nothing of it is announced to route (a follower never
+    delivers), and REPL_DONE goes back to crepl, which confirms MARKS. */
 typedef struct tern_repl_batch_t {
     tern_repl_rec_t **recs;                   //  owned records
     size_t count;                             //  used
@@ -295,6 +314,10 @@ typedef struct tern_repl_batch_t {
     tern_repl_pos_t confirms[TERN_PEERS_MAX]; //  outbox confirmations to store
     size_t confirm_count;                     //  used
     tern_err_t err;                           //  commit result (TERN_OK: all durable)
+    bool in_dc;                               //  crepl's follower batch (see above)
+    tern_repl_mark_t *marks;                  //  in_dc: positions to confirm (owned)
+    size_t mark_count;                        //  used
+    size_t mark_cap;                          //  allocated
     struct tern_repl_batch_t *next;           //  storer's list link
 } tern_repl_batch_t;
 
@@ -310,6 +333,21 @@ int tern_work_send(void *sock, tern_work_type_t type, void *ptr);
     with zsock_destroy even on failure); returns the raw socket, or NULL. */
 void *tern_work_pull_bind(zsock_t **owner, const char *endpoint);
 void *tern_work_push_connect(zsock_t **owner, const char *endpoint);
+
+/*  Encodes FRAME into BUF (CAP bytes; TERN_HEADER_MAX suffices) and sends
+    it on node-to-node socket SOCK without blocking: RID first when it is not
+    NULL (a ROUTER), then the header, then FRAME->payload when the command
+    carries one. WHO names the caller in the log line of a frame that does
+    not encode. Returns 0, or -1 with errno (EINVAL: it does not encode,
+    EAGAIN: the peer's queue is full, EHOSTUNREACH: no such RID). */
+int tern_frame_send(void *sock, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
+                    uint8_t *buf, size_t cap, const char *who);
+
+/*  Sets the options every node-to-node socket (repl, crepl) has: HWM both
+    ways, no linger, messages up to a payload of MAX_PAYLOAD plus a header;
+    a ROUTER also refuses to drop a frame for an unknown routing id
+    (ZMQ_ROUTER_MANDATORY: the sender learns the peer is gone). */
+void tern_node_sock_options(zsock_t *sock, int hwm, uint64_t max_payload);
 
 /*  Receives one item (non-blocking if DONTWAIT). Returns 0 and fills *TYPE and
  *PTR (caller owns it), or -1 (errno EAGAIN...). */
@@ -334,7 +372,8 @@ void tern_repl_admin_destroy(tern_repl_admin_t **self_p);
 void tern_repl_batch_destroy(tern_repl_batch_t **self_p);
 void tern_repl_rec_destroy(tern_repl_rec_t **self_p);
 
-/*  Queues the batch's appends (local = false: never shipped again), inbound
+/*  Queues the batch's appends (local = false: never shipped again; in_dc:
+    replica appends and truncates, in order), inbound
     cursors and confirmations on the store batch BATCH. SELF stays owned by the
     caller and borrowed by BATCH until its commit. */
 void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch);

@@ -229,6 +229,13 @@ bool it_broker_start(it_broker_t *self) {
     if (self->pid > 0) {
         return true;
     }
+    return it_broker_spawn(self) && it_broker_wait_ready(self, IT_READY_MS);
+}
+
+bool it_broker_spawn(it_broker_t *self) {
+    if (self->pid > 0) {
+        return true;
+    }
     char node[16];
     snprintf(node, sizeof node, "%u", self->node_id);
     char *argv[IT_EXTRA_MAX + 16];
@@ -264,8 +271,11 @@ bool it_broker_start(it_broker_t *self) {
     }
     self->starts++;
     self->paused = false;
+    return true;
+}
 
-    int64_t deadline = it_now_ms() + IT_READY_MS;
+bool it_broker_wait_ready(it_broker_t *self, int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
     int64_t next_status = it_now_ms() + 500;
     while (it_now_ms() < deadline) {
         int wstatus = 0;
@@ -290,7 +300,7 @@ bool it_broker_start(it_broker_t *self) {
         }
         it_sleep_ms(10);
     }
-    fprintf(stderr, "harness: ternd not ready after %d ms\n", IT_READY_MS);
+    fprintf(stderr, "harness: ternd not ready after %d ms\n", timeout_ms);
     it_broker_dump_log(self, false);
     return false;
 }

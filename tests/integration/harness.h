@@ -50,6 +50,12 @@ it_broker_t *it_broker_new(uint32_t node_id, const char *const *extra);
     false, with the log dumped on stderr, if it exited or timed out. */
 bool it_broker_start(it_broker_t *self);
 
+/*  The two halves of it_broker_start, for brokers that must all be running
+    before any is ready (a cluster's nodes): spawn only (false if the fork
+    failed), then wait up to TIMEOUT_MS for readiness. */
+bool it_broker_spawn(it_broker_t *self);
+bool it_broker_wait_ready(it_broker_t *self, int timeout_ms);
+
 /*  SIGTERM, then waits up to TIMEOUT_MS for the exit (then SIGKILL). Returns
     the exit code, or -SIGNAL if it died of a signal, or -1000 if it had to be
     killed. */

@@ -293,6 +293,22 @@ Test(checker, refused_then_acknowledged) {
     s_run_free(&run);
 }
 
+Test(checker, min_logs) {
+    //  Two replicas promised, one listed: the check would be vacuous.
+    const char *two[] = {"--min-logs", "2", NULL};
+    s_run_t run = s_check_args(PUB1 ST1("n1"), two);
+    s_assert_found(&run, "(a) topic t has 1 node log listed, --min-logs is 2");
+    s_run_free(&run);
+    run = s_check_args(PUB1 ST1("n1") ST1("n2"), two);
+    s_assert_clean(&run);
+    s_run_free(&run);
+    const char *bad[] = {"--min-logs", "x", NULL};
+    run = s_check_args(PUB1, bad);
+    cr_assert_eq(run.status, 2, "exit %d", run.status);
+    cr_assert(strstr(run.err, "--min-logs needs a number"), "%s", run.err);
+    s_run_free(&run);
+}
+
 Test(checker, undelivered) {
     //  Group g never got 103.
     s_run_t run = s_check(PUB1 PUB2 PUB3 NODE1 ST1("n1") ST2("n1") ST3("n1") GROUP DEL(101, 1, 1)

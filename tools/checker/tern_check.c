@@ -70,6 +70,7 @@ typedef struct {
     uint64_t refused_codes[S_REFUSED_MAX]; //  codes that mean "not stored"
     size_t refused_code_count;             //  how many
     size_t limit;                          //  lines printed per rule, 0 = all
+    size_t min_logs;                       //  logs each published topic needs listed, 0 = any
     size_t violations[R_RULES];            //  per rule
     zhashx_t *index;                       //  "X:n:n:n" -> value + 1 (s_get/s_put)
     s_msg_t *msgs;                         //  by first appearance
@@ -459,6 +460,20 @@ static bool s_present_in(s_check_t *self, const s_msg_t *msg, size_t log) {
     return true;
 }
 
+//  With --min-logs: topic T, published to, must have that many listed logs
+//  (replicas), so that a cluster test whose ISR shrank cannot pass by
+//  checking fewer copies than it promised.
+static void s_min_logs(s_check_t *self, size_t t) {
+    size_t logs = 0;
+    for (size_t log = self->topic_logs[t]; log != S_NONE; log = self->logs[log].next) {
+        logs++;
+    }
+    if (self->topic_published[t] && logs < self->min_logs) {
+        s_violation(self, R_PRESENT, "topic %s has %zu node log%s listed, --min-logs is %zu",
+                    s_name(self, t), logs, logs == 1 ? "" : "s", self->min_logs);
+    }
+}
+
 static void s_pass_present(s_check_t *self) {
     for (size_t i = 0; i < self->msg_count; i++) {
         const s_msg_t *msg = &self->msgs[i];
@@ -492,6 +507,7 @@ static void s_pass_present(s_check_t *self) {
             printf("note: no node's log of topic %s is listed: rule (a) was not checked for it\n",
                    s_name(self, t));
         }
+        s_min_logs(self, t);
     }
 }
 
@@ -596,13 +612,15 @@ static int s_usage(const char *problem, const char *arg) {
         fprintf(stderr, "tern-check: %s%s%s\n", problem, arg ? " " : "", arg ? arg : "");
     }
     fprintf(problem ? stderr : stdout,
-            "usage: tern-check [--refused-code CODE]... [--limit N] [FILE...]\n"
+            "usage: tern-check [--refused-code CODE]... [--limit N] [--min-logs N] [FILE...]\n"
             "Reads a history of publish attempts, deliveries, acks and the nodes' final\n"
             "state (docs/checker.md), prints one line per violation of rules (a)-(e),\n"
             "each citing FILE:LINE, then a summary line.\n"
             "  --refused-code CODE  a publish refused with CODE (a number, or a name such\n"
             "                       as TERN_EFULL) was not stored (rule d); repeatable\n"
             "  --limit N            print at most N violations per rule (all are counted)\n"
+            "  --min-logs N         every topic published to needs N node logs listed\n"
+            "                       (the replicas of a cluster; rule a)\n"
             "  FILE                 history files, read in order (\"-\" or none: stdin)\n"
             "Exit: 0 no violation, 1 violations, 2 bad usage or a malformed line.\n");
     return problem ? 2 : 0;
@@ -641,13 +659,15 @@ static int s_options(s_check_t *self, int argc, char **argv, int *first_file) {
             }
             self->refused_codes[self->refused_code_count++] = code;
             i++;
-        } else if (strcmp(argv[i], "--limit") == 0) {
+        } else if (strcmp(argv[i], "--limit") == 0 || strcmp(argv[i], "--min-logs") == 0) {
             char *end = NULL;
             unsigned long long n = value ? strtoull(value, &end, 10) : 0;
             if (!value || *value < '0' || *value > '9' || *end) {
-                return s_usage("--limit needs a number, got", value ? value : "(none)");
+                return s_usage(argv[i][2] == 'l' ? "--limit needs a number, got"
+                                                 : "--min-logs needs a number, got",
+                               value ? value : "(none)");
             }
-            self->limit = (size_t)n;
+            *(argv[i][2] == 'l' ? &self->limit : &self->min_logs) = (size_t)n;
             i++;
         } else {
             return s_usage("unknown option", argv[i]);

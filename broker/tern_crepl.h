@@ -1,0 +1,51 @@
+/*  tern_crepl.h - the crepl actor: replication inside a clustered DC.
+
+    See the top of tern_crepl.c for its pipe commands, sockets and items, and
+    docs/cluster.md ("Replication inside the DC") for the guarantees. One
+    thread per clustered node does both sides: as the leader of a partition
+    it ships every record the storer commits to the partition's followers
+    and holds the publishes' COMMITTED item until the ack rule
+    (tern_partmap_ack_check) says every in-sync replica has them; as a
+    follower it syncs with each partition's leader and applies the leader's
+    log through the storer (tern_repl_batch_t with in_dc set). A single node
+    (no cluster/etcd) never starts it.
+*/
+#ifndef TERN_CREPL_H_INCLUDED
+#define TERN_CREPL_H_INCLUDED
+
+#include "tern_cluster.h"
+#include "tern_config.h"
+#include "tern_metrics.h"
+#include "tern_store.h"
+#include <czmq.h>
+#include <stdatomic.h>
+
+/*  Figures for metrics, written by the actor, read with relaxed atomics. */
+typedef struct {
+    _Atomic uint64_t stale_frames;   //  in-DC frames refused: older epoch than the view's
+    _Atomic uint64_t refused;        //  publishes answered TERN_EREPLICAS
+    _Atomic uint64_t not_leader;     //  publishes answered TERN_ENOTLEADER after the commit
+    _Atomic uint64_t shipped;        //  records shipped live to followers
+    _Atomic uint64_t syncs_answered; //  CREPL_SYNC answered as a leader
+    _Atomic uint64_t resyncs;        //  streams dropped and synced again as a follower
+    _Atomic uint64_t applied;        //  records applied as a follower (not duplicates)
+    _Atomic uint64_t truncated;      //  records removed by truncation as a follower
+} tern_crepl_stats_t;
+
+typedef struct {
+    tern_store_t *store;         //  borrowed; outlives the actor (read only)
+    const tern_config_t *config; //  borrowed; outlives the actor
+    tern_metrics_t *metrics;     //  borrowed; outlives the actor
+    tern_cluster_t *cluster;     //  borrowed; outlives the actor
+    tern_crepl_stats_t *stats;   //  borrowed, may be NULL; outlives the actor
+    char inbox[128];             //  endpoint crepl binds (PULL: COMMITTED, REPL_DONE)
+    char storer_inbox[128];      //  the storer's inbox (crepl connects PUSH)
+    char conn_inbox[128];        //  conn's inbox (crepl forwards COMMITTED there)
+    int bind_rc;                 //  out: 0 when cluster/listen is bound
+    char error[256];             //  out: why it could not start
+} tern_crepl_args_t;
+
+/*  zactor_fn: ARGS is a tern_crepl_args_t, borrowed for the actor's life. */
+void tern_crepl_actor(zsock_t *pipe, void *args);
+
+#endif

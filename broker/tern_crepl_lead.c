@@ -1,0 +1,473 @@
+/*  tern_crepl_lead.c - crepl: the leader side.
+
+    Part of the crepl actor (tern_crepl.c; state in tern_crepl_priv.h). For
+    each partition this node leads: every record the storer commits is
+    shipped to the synced followers as CREPL_RECORD at the next position
+    (the payload is a reference to the publish's own frame, never copied),
+    and the COMMITTED item is held until tern_partmap_ack_check says ACK for
+    its highest position in every partition it touches; then it goes to
+    conn. REFUSE, cluster/ack_timeout, or the loss of the leadership, its
+    epoch or the lease turn those publishes into TERN_EREPLICAS or
+    TERN_ENOTLEADER: never an acknowledgement from one copy or from a
+    deposed leader. Followers' CREPL_SYNC is answered here (truncations,
+    the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
+    heartbeats every lease/4 and the ISR every 100 ms.
+*/
+#include "tern_crepl_priv.h"
+#include <inttypes.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------
+//  Leadership
+
+static bool s_same_isr(const tern_partmap_record_t *a, const tern_partmap_record_t *b) {
+    if (a->nisr != b->nisr) {
+        return false;
+    }
+    for (uint32_t i = 0; i < a->nisr; i++) {
+        if (!tern_partmap_in_isr(b, a->isr[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+//  Rebuilds the replica entries from REC's replicas, keeping what we knew of
+//  the ones that stay; a new one starts at NOW (lag_ms to show up).
+static void s_reps_rebuild(c_repl_t *self, c_lead_t *lead, const tern_partmap_record_t *rec,
+                           uint64_t now) {
+    tern_partmap_replica_t reps[C_RMAX];
+    bool synced[C_RMAX];
+    size_t n = 0;
+    reps[n] = (tern_partmap_replica_t){self->self_id, lead->end, now};
+    synced[n++] = true;
+    for (uint32_t i = 0; i < rec->nreplicas && n < C_RMAX; i++) {
+        if (rec->replicas[i] == self->self_id) {
+            continue;
+        }
+        reps[n] = (tern_partmap_replica_t){rec->replicas[i], 0, now};
+        synced[n] = false;
+        for (size_t k = 1; k < lead->nreps; k++) {
+            if (lead->reps[k].node == rec->replicas[i]) {
+                reps[n] = lead->reps[k];
+                synced[n] = lead->synced[k];
+            }
+        }
+        n++;
+    }
+    memcpy(lead->reps, reps, sizeof reps);
+    memcpy(lead->synced, synced, sizeof synced);
+    lead->nreps = n;
+}
+
+void c_lead_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
+    c_lead_t *lead = &self->leads[pt];
+    uint64_t now = tern_now_ms();
+    memset(lead, 0, sizeof *lead);
+    lead->leading = true;
+    lead->epoch = rec->epoch;
+    lead->end = 1; //  the log as we found it (tern_crepl_priv.h, "Positions")
+    lead->rec = *rec;
+    lead->ship_ms = tern_alloc(C_RING * sizeof(uint64_t));
+    lead->ship_ms[1] = now;
+    s_reps_rebuild(self, lead, rec, now);
+    tern_cluster_set_position(self->cluster, pt, 0);
+    zsys_info("crepl: leading partition %u in epoch %" PRIu64 " (%u in sync)", pt, rec->epoch,
+              rec->nisr);
+}
+
+void c_lead_stop(c_repl_t *self, uint32_t pt) {
+    c_lead_t *lead = &self->leads[pt];
+    if (!lead->leading) {
+        return;
+    }
+    zsys_info("crepl: no longer leading partition %u (epoch %" PRIu64 ")", pt, lead->epoch);
+    lead->leading = false;
+    free(lead->ship_ms);
+    lead->ship_ms = NULL;
+    tern_cluster_set_position(self->cluster, pt, 0);
+    tern_metrics_follower_lag_clear(self->args->metrics, pt);
+}
+
+void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
+    c_lead_t *lead = &self->leads[pt];
+    bool replicas_changed =
+        rec->nreplicas != lead->rec.nreplicas ||
+        memcmp(rec->replicas, lead->rec.replicas, rec->nreplicas * sizeof rec->replicas[0]) != 0;
+    lead->rec = *rec;
+    if (replicas_changed) {
+        s_reps_rebuild(self, lead, rec, tern_now_ms());
+    }
+    if (lead->pending_set && s_same_isr(&lead->pending, rec)) {
+        lead->pending_set = false; //  our ISR write landed
+    }
+}
+
+int c_rep_index(c_lead_t *lead, uint32_t node) {
+    for (size_t i = 1; i < lead->nreps; i++) {
+        if (lead->reps[i].node == node) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+// ---------------------------------------------------------------------------
+//  Shipping and holding publishes
+
+//  Sends PUB (stored at RES) as CREPL_RECORD at POS to every synced
+//  follower of PT; a follower we cannot send to drops out of the live
+//  stream (it sees the gap at the next heartbeat and syncs again).
+static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub, uint64_t pos) {
+    tern_frame_t frame = pub->frame;
+    frame.cmd = TERN_CMD_CREPL_RECORD;
+    C_PT(&frame) = pt;
+    C_EP(&frame) = lead->epoch;
+    frame.position = pos;
+    frame.seq = pub->result.seq;
+    frame.msg_id = pub->result.msg_id;
+    size_t len = 0; //  one encoding for every follower
+    if (tern_frame_encode(&frame, self->buf, sizeof self->buf, &len) != TERN_OK) {
+        zsys_error("crepl: partition %u: cannot encode %s seq %" PRIu64, pt, frame.topic,
+                   frame.seq);
+        len = 0;
+    }
+    for (size_t i = 1; i < lead->nreps; i++) {
+        if (!lead->synced[i]) {
+            continue;
+        }
+        c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
+        if (!len || !peer || !peer->rid_size ||
+            c_send_encoded(self, peer->rid, peer->rid_size, len, &pub->body) != 0) {
+            zsys_warning("crepl: partition %u: follower %u dropped from the live stream (%s)", pt,
+                         lead->reps[i].node, peer ? zmq_strerror(zmq_errno()) : "unknown");
+            lead->synced[i] = false;
+        }
+    }
+    atomic_fetch_add_explicit(&self->stats->shipped, 1, memory_order_relaxed);
+}
+
+static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
+    for (size_t i = 0; i < held->count; i++) {
+        if (held->needs[i].pt == pt) {
+            return &held->needs[i];
+        }
+    }
+    if (held->count == held->cap) {
+        held->cap = held->cap ? held->cap * 2 : 4;
+        held->needs = tern_realloc(held->needs, held->cap * sizeof *held->needs);
+    }
+    c_need_t *need = &held->needs[held->count++];
+    c_lead_t *lead = &self->leads[pt];
+    *need =
+        (c_need_t){pt, lead->epoch, 0, !lead->leading, lead->leading ? TERN_OK : TERN_ENOTLEADER};
+    return need;
+}
+
+void c_committed(c_repl_t *self, tern_committed_t *item) {
+    c_held_t *held = tern_alloc(sizeof *held);
+    held->item = item;
+    uint64_t now = tern_now_ms();
+    held->deadline_ms = now + self->config->ack_timeout_ms;
+    for (tern_pubs_t *pubs = item->pubs; pubs; pubs = pubs->next) {
+        for (size_t i = 0; i < pubs->count; i++) {
+            tern_pub_t *pub = pubs->items[i];
+            if (pub->result.err != TERN_OK) {
+                continue;
+            }
+            uint32_t pt = c_partition_of(self, pub->frame.topic);
+            c_need_t *need = s_need(self, held, pt);
+            c_lead_t *lead = &self->leads[pt];
+            if (need->decided) {
+                continue;
+            }
+            if (pub->result.duplicate) { //  its original is earlier in the log
+                need->pos = need->pos > lead->end ? need->pos : lead->end;
+                continue;
+            }
+            uint64_t pos = ++lead->end;
+            lead->ship_ms[pos % C_RING] = now;
+            lead->reps[0].durable = pos; //  the storer committed it here
+            s_ship(self, pt, lead, pub, pos);
+            need->pos = pos;
+        }
+    }
+    if (self->held_tail) {
+        self->held_tail->next = held;
+    } else {
+        self->held = held;
+    }
+    self->held_tail = held;
+}
+
+//  Gives HELD's item to conn: the publishes of every failed partition carry
+//  its error. Frees HELD.
+static void s_forward(c_repl_t *self, c_held_t *held) {
+    tern_committed_t *item = held->item;
+    for (tern_pubs_t *pubs = item->pubs; pubs && held->count; pubs = pubs->next) {
+        for (size_t i = 0; i < pubs->count; i++) {
+            tern_pub_t *pub = pubs->items[i];
+            if (pub->result.err != TERN_OK) {
+                continue;
+            }
+            c_need_t *need = s_need(self, held, c_partition_of(self, pub->frame.topic));
+            if (need->err != TERN_OK) {
+                pub->result.err = need->err;
+                atomic_fetch_add_explicit(need->err == TERN_EREPLICAS ? &self->stats->refused
+                                                                      : &self->stats->not_leader,
+                                          1, memory_order_relaxed);
+            }
+        }
+    }
+    if (tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_COMMITTED, item) != 0) {
+        tern_committed_destroy(&item);
+    }
+    free(held->needs);
+    free(held);
+}
+
+//  Decides NEED if it can be: ACK, REFUSE, lost leadership, deadline.
+static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now,
+                     uint64_t deadline) {
+    c_lead_t *lead = &self->leads[need->pt];
+    if (!lead->leading || lead->epoch != need->epoch) {
+        need->decided = true;
+        need->err = TERN_ENOTLEADER;
+        return;
+    }
+    char why[160] = "the lease may have lapsed";
+    if (lease_ok && lead->wait_gen == self->eval_gen && need->pos >= lead->wait_pos) {
+        //  A lower position of this partition waits in this round: so does
+        //  this one (the rule is monotonic in the position).
+        snprintf(why, sizeof why, "waiting for the in-sync replicas to fsync");
+    } else if (lease_ok) {
+        tern_partmap_ack_t ack = tern_partmap_ack_check(
+            &lead->rec, lead->pending_set ? &lead->pending : NULL, lead->reps, lead->nreps,
+            need->pos, self->config->min_insync, why, sizeof why);
+        if (ack == TERN_PARTMAP_ACK) {
+            need->decided = true;
+            need->err = TERN_OK;
+            if (need->pos > lead->acked) {
+                lead->acked = need->pos;
+            }
+            return;
+        }
+        if (ack == TERN_PARTMAP_WAIT &&
+            (lead->wait_gen != self->eval_gen || need->pos < lead->wait_pos)) {
+            lead->wait_gen = self->eval_gen;
+            lead->wait_pos = need->pos;
+        }
+        if (ack == TERN_PARTMAP_REFUSE) {
+            if (self->config->verbose) {
+                zsys_info("crepl: partition %u refused: %s", need->pt, why);
+            }
+            need->decided = true;
+            need->err = TERN_EREPLICAS;
+            return;
+        }
+    }
+    if (now >= deadline) {
+        zsys_warning("crepl: partition %u: position %" PRIu64 " not acknowledged within "
+                     "cluster/ack_timeout: %s",
+                     need->pt, need->pos, why);
+        need->decided = true;
+        need->err = lease_ok ? TERN_EREPLICAS : TERN_ENOTLEADER;
+    }
+}
+
+void c_evaluate(c_repl_t *self) {
+    if (!self->held) {
+        return;
+    }
+    uint64_t now = tern_now_ms();
+    bool lease_ok = tern_cluster_lease_ok(self->cluster);
+    self->eval_gen++;
+    c_held_t **link = &self->held;
+    c_held_t *prev = NULL;
+    while (*link) {
+        c_held_t *held = *link;
+        bool all = true;
+        for (size_t i = 0; i < held->count; i++) {
+            if (!held->needs[i].decided) {
+                s_decide(self, &held->needs[i], lease_ok, now, held->deadline_ms);
+            }
+            all = all && held->needs[i].decided;
+        }
+        if (!all) {
+            prev = held;
+            link = &held->next;
+            continue;
+        }
+        *link = held->next;
+        if (self->held_tail == held) {
+            self->held_tail = prev;
+        }
+        s_forward(self, held);
+    }
+}
+
+void c_held_drop(c_repl_t *self) {
+    while (self->held) {
+        c_held_t *held = self->held;
+        self->held = held->next;
+        tern_committed_destroy(&held->item);
+        free(held->needs);
+        free(held);
+    }
+    self->held_tail = NULL;
+}
+
+// ---------------------------------------------------------------------------
+//  Timers: heartbeats and the ISR
+
+static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
+    tern_frame_t frame;
+    tern_frame_init(&frame, TERN_CMD_CREPL_HEARTBEAT);
+    C_PT(&frame) = pt;
+    C_EP(&frame) = lead->epoch;
+    frame.position = lead->end;
+    for (size_t i = 1; i < lead->nreps; i++) {
+        //  Also to a follower out of the live stream: one that still thinks
+        //  it is live sees the gap at once and syncs again.
+        c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
+        if (peer && peer->rid_size &&
+            c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0) {
+            lead->synced[i] = false;
+        }
+    }
+}
+
+static void s_isr(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t now) {
+    tern_partmap_record_t next;
+    uint64_t hw = lead->acked > 1 ? lead->acked : 1; //  rejoin needs at least the sync
+    if (!tern_partmap_isr_next(&lead->rec, lead->reps, lead->nreps, hw, now,
+                               self->config->isr_lag_ms, &next)) {
+        lead->pending_set = false;
+        return;
+    }
+    if (lead->pending_set && s_same_isr(&lead->pending, &next) && now - lead->pending_ms < 1000) {
+        return; //  asked already; the view shows the outcome
+    }
+    zsys_info("crepl: partition %u: ISR %u -> %u members", pt, lead->rec.nisr, next.nisr);
+    tern_cluster_isr_request(self->cluster, pt, lead->epoch, &next);
+    lead->pending = next;
+    lead->pending_set = true;
+    lead->pending_ms = now;
+}
+
+void c_lead_timers(c_repl_t *self, uint64_t now) {
+    bool beat = now >= self->next_hb_ms;
+    bool isr = now >= self->next_isr_ms && tern_cluster_lease_ok(self->cluster);
+    if (beat) {
+        self->next_hb_ms = now + self->hb_ms;
+    }
+    if (now >= self->next_isr_ms) {
+        self->next_isr_ms = now + C_ISR_MS;
+    }
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        c_lead_t *lead = &self->leads[pt];
+        if (!lead->leading) {
+            continue;
+        }
+        lead->reps[0].caught_up_ms = now;
+        lead->reps[0].durable = lead->end;
+        if (beat) {
+            s_heartbeats(self, pt, lead);
+        }
+        if (isr) {
+            s_isr(self, pt, lead, now);
+            tern_cluster_set_position(self->cluster, pt, lead->end - 1);
+            for (size_t i = 1; i < lead->nreps; i++) {
+                uint64_t at = lead->reps[i].caught_up_ms;
+                tern_metrics_follower_lag(self->args->metrics, pt, lead->reps[i].node,
+                                          now > at ? now - at : 0);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  The ROUTER: followers' SYNC and CONFIRM
+
+c_lead_t *c_fence_lead(c_repl_t *self, const tern_frame_t *frame) {
+    uint32_t pt = C_PT(frame);
+    if (pt >= self->partitions) {
+        return NULL;
+    }
+    c_lead_t *lead = &self->leads[pt];
+    uint64_t epoch = lead->epoch;
+    if (!lead->leading) {
+        tern_partmap_record_t rec;
+        epoch = tern_cluster_record(self->cluster, pt, &rec) ? rec.epoch : 0;
+    }
+    if (tern_partmap_fence(epoch, C_EP(frame)) == TERN_PARTMAP_EPOCH_STALE) {
+        c_count_stale(self);
+        return NULL;
+    }
+    return lead->leading && epoch == C_EP(frame) ? lead : NULL;
+}
+
+static void s_confirm(c_repl_t *self, const tern_frame_t *frame) {
+    c_lead_t *lead = c_fence_lead(self, frame);
+    int idx = lead ? c_rep_index(lead, frame->node_id) : -1;
+    if (idx < 0 || frame->position > lead->end) {
+        return;
+    }
+    uint64_t pos = frame->position, now = tern_now_ms();
+    uint64_t leader_end = lead->end, as_of = now;
+    if (pos > 0 && pos < lead->end && lead->end - pos < C_RING) {
+        //  It holds everything up to POS: it was caught up when POS was the end.
+        leader_end = pos;
+        as_of = lead->ship_ms[pos % C_RING];
+    }
+    tern_partmap_replica_confirm(&lead->reps[idx], pos, leader_end, as_of);
+}
+
+void c_handle_router(void *actor, void *unused) {
+    (void)unused;
+    c_repl_t *self = (c_repl_t *)actor;
+    c_refresh(self);
+    for (int n = 0; n < C_DRAIN_MAX; n++) {
+        uint8_t rid[TERN_RID_MAX];
+        int rid_size = zmq_recv(self->router, rid, sizeof rid, ZMQ_DONTWAIT);
+        if (rid_size < 0) {
+            break;
+        }
+        zmq_msg_t hdr, body;
+        zmq_msg_init(&hdr);
+        zmq_msg_init(&body);
+        bool has_body = false, ok = zmq_msg_recv(&hdr, self->router, 0) >= 0;
+        if (ok && zmq_msg_more(&hdr)) {
+            has_body = zmq_msg_recv(&body, self->router, 0) >= 0;
+            while (zmq_msg_more(&body)) { //  extra frames: drop
+                zmq_msg_close(&body);
+                zmq_msg_init(&body);
+                zmq_msg_recv(&body, self->router, 0);
+                has_body = false;
+            }
+        }
+        tern_frame_t frame;
+        tern_err_t rc = ok ? tern_frame_decode(&frame, zmq_msg_data(&hdr), zmq_msg_size(&hdr),
+                                               has_body ? zmq_msg_data(&body) : NULL,
+                                               has_body ? zmq_msg_size(&body) : 0, NULL)
+                           : TERN_EFRAMES;
+        if (rc == TERN_OK &&
+            (frame.cmd == TERN_CMD_CREPL_SYNC || frame.cmd == TERN_CMD_CREPL_CONFIRM)) {
+            c_peer_t *peer = c_peer(self, frame.node_id, true);
+            if (peer) {
+                memcpy(peer->rid, rid, (size_t)rid_size);
+                peer->rid_size = (size_t)rid_size;
+            }
+            if (frame.cmd == TERN_CMD_CREPL_SYNC) {
+                c_answer_sync(self, rid, (size_t)rid_size, &frame);
+            } else {
+                s_confirm(self, &frame);
+            }
+        } else if (rc != TERN_OK) {
+            zsys_warning("crepl: bad frame on cluster/listen: %s", tern_strerror(rc));
+        }
+        zmq_msg_close(&hdr);
+        zmq_msg_close(&body);
+    }
+    c_evaluate(self);
+}

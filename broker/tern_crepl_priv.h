@@ -1,0 +1,198 @@
+/*  tern_crepl_priv.h - the crepl actor's private state, shared by its files.
+
+    Only broker/tern_crepl*.c include this. tern_crepl.c runs the actor (its
+    sockets, the inbox, the view, timers, the loop); tern_crepl_lead.c the
+    leader side (ship, hold and acknowledge publishes, answer SYNC, ISR);
+    tern_crepl_follow.c the follower side (SYNC, apply through the storer,
+    CONFIRM). Functions shared between them are prefixed c_; each file's own
+    helpers stay static (s_).
+
+    Positions. Per led partition `end` counts from 1: position 1 is the log
+    as the node found it when it became leader (a follower confirms it with
+    CAUGHT), each record shipped live takes the next one. So a confirmation
+    of 0 means "not synced in this epoch", and a duplicate publish, counted
+    at the current end, is never acknowledged before the followers synced
+    (its original may be in the inherited log only).
+*/
+#ifndef TERN_CREPL_PRIV_H_INCLUDED
+#define TERN_CREPL_PRIV_H_INCLUDED
+
+#include "tern_crepl.h"
+#include "tern_partition.h"
+#include "tern_partmap.h"
+#include "tern_proto.h"
+#include "tern_work.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+#define C_DRAIN_MAX     1024    //  messages per drain
+#define C_HWM           1000000 //  socket HWMs: a catch-up is sent in one go
+#define C_RING          4096    //  ship times kept per led partition
+#define C_ISR_MS        100     //  ISR maintenance interval
+#define C_SYNC_WAIT_MS  3000    //  a SYNC unanswered this long is sent again
+#define C_SYNC_RETRY_MS 200     //  a SYNC that could not be sent is tried again after
+#define C_LINKS_MAX     64      //  leader nodes followed (one DEALER each)
+#define C_PEERS_MAX     64      //  follower nodes known on the ROUTER
+#define C_RMAX          TERN_PLACEMENT_REPLICAS_MAX
+#define C_LINE_MAX      4096 //  one SYNC line: topic and its anchors
+
+//  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
+#define C_PT(f) ((f)->partition)
+#define C_EP(f) ((f)->epoch)
+
+//  A follower node as our ROUTER knows it: where to send its frames.
+typedef struct {
+    uint32_t node;             //  node id
+    uint8_t rid[TERN_RID_MAX]; //  routing id of its DEALER
+    size_t rid_size;           //  0: unknown
+} c_peer_t;
+
+//  A partition this node leads (leading false: it does not).
+typedef struct {
+    bool leading;                        //  we lead it in EPOCH
+    uint64_t epoch;                      //  that epoch
+    uint64_t end;                        //  last position (1 = the inherited log)
+    uint64_t acked;                      //  highest position acknowledged (high watermark)
+    tern_partmap_record_t rec;           //  the record as the view has it
+    tern_partmap_replica_t reps[C_RMAX]; //  every replica; [0] is this node
+    bool synced[C_RMAX];                 //  that follower gets the live stream
+    size_t nreps;                        //  entries used
+    bool pending_set;                    //  an ISR change was requested
+    tern_partmap_record_t pending;       //  that change
+    uint64_t pending_ms;                 //  when it was requested
+    uint64_t *ship_ms;                   //  C_RING: when each position became the end (owned)
+    uint64_t wait_gen;                   //  c_evaluate round in which WAIT_POS was found
+    uint64_t wait_pos;                   //  lowest position that waits in that round
+} c_lead_t;
+
+typedef enum {
+    C_F_IDLE = 0,    //  must send SYNC
+    C_F_SYNCING = 1, //  SYNC sent, waiting for CAUGHT
+    C_F_LIVE = 2     //  caught up: the live stream
+} c_phase_t;
+
+//  A partition this node follows (following false: it does not).
+typedef struct {
+    bool following;    //  a replica of it, led by LEADER in EPOCH
+    uint32_t leader;   //  the leader's node id
+    uint64_t epoch;    //  its epoch
+    uint8_t phase;     //  c_phase_t
+    uint64_t sync_ms;  //  when SYNC was last sent or tried (0: at once)
+    uint64_t seen_ms;  //  last frame of this stream
+    uint64_t recv;     //  last live position queued for the storer
+    uint64_t durable;  //  last position committed here
+    uint64_t stream;   //  generation: bumps at every (re)sync
+    uint64_t inflight; //  its records at the storer
+    bool to_confirm;   //  durable moved in the batch being confirmed
+} c_follow_t;
+
+//  Our DEALER to a leader node's ROUTER.
+typedef struct {
+    uint32_t node;      //  the leader's node id
+    zsock_t *dealer;    //  owned
+    char endpoint[256]; //  its cluster endpoint
+} c_link_t;
+
+//  What one held COMMITTED item waits for in one partition.
+typedef struct {
+    uint32_t pt;    //  partition
+    uint64_t epoch; //  the epoch its records were shipped in
+    uint64_t pos;   //  highest position of its records there
+    bool decided;   //  acknowledged (err TERN_OK) or failed
+    tern_err_t err; //  TERN_OK, TERN_EREPLICAS, TERN_ENOTLEADER
+} c_need_t;
+
+typedef struct c_held_t {
+    tern_committed_t *item; //  owned
+    c_need_t *needs;        //  owned array
+    size_t count;           //  used
+    size_t cap;             //  allocated
+    uint64_t deadline_ms;   //  cluster/ack_timeout from its arrival
+    struct c_held_t *next;  //  FIFO link
+} c_held_t;
+
+typedef struct {
+    tern_crepl_args_t *args;      //  borrowed
+    const tern_config_t *config;  //  borrowed
+    tern_cluster_t *cluster;      //  borrowed
+    tern_crepl_stats_t stats_s;   //  used when args->stats is NULL
+    tern_crepl_stats_t *stats;    //  args->stats or &stats_s
+    uint32_t self_id;             //  our node id
+    uint32_t partitions;          //  P
+    uint64_t version;             //  view version last applied
+    zsock_t *router_sock;         //  cluster/listen ROUTER, owned
+    void *router;                 //  its raw handle
+    zsock_t *inbox_sock;          //  PULL, owned
+    zsock_t *storer_sock;         //  PUSH, owned
+    zsock_t *conn_sock;           //  PUSH, owned
+    tern_store_reader_t *reader;  //  our read handle on the store
+    c_lead_t *leads;              //  [P]
+    c_follow_t *follows;          //  [P]
+    c_peer_t peers[C_PEERS_MAX];  //  follower nodes on the ROUTER
+    size_t peer_count;            //  used
+    c_link_t links[C_LINKS_MAX];  //  leader nodes we follow
+    size_t link_count;            //  used
+    c_held_t *held;               //  COMMITTED items waiting (FIFO head)
+    c_held_t *held_tail;          //  its tail
+    uint64_t eval_gen;            //  c_evaluate rounds
+    tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
+    size_t batches_out;           //  follower batches at the storer
+    uint64_t hb_ms;               //  heartbeat interval (lease / 4)
+    uint64_t next_hb_ms;          //  next heartbeat round
+    uint64_t next_isr_ms;         //  next ISR round
+    uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
+} c_repl_t;
+
+//  tern_crepl.c
+//  Encodes FRAME and sends it (with FRAME->payload's bytes when the command
+//  has a payload) to RID on the ROUTER, or on DEALER SOCK when RID is NULL.
+//  Returns 0 or -1 (errno).
+int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
+           const tern_frame_t *frame);
+//  Sends the LEN header bytes already encoded in self->buf and a reference
+//  to PAYLOAD (zero copy) to RID on the ROUTER. Returns 0 or -1 (errno).
+int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t len,
+                   zmq_msg_t *payload);
+//  Counts a frame refused as older than the view's epoch.
+void c_count_stale(c_repl_t *self);
+//  Reads the view again if it changed: leaderships and followings.
+void c_refresh(c_repl_t *self);
+c_peer_t *c_peer(c_repl_t *self, uint32_t node, bool create);
+uint32_t c_partition_of(c_repl_t *self, const char *topic);
+
+//  tern_crepl_lead.c
+void c_lead_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
+void c_lead_stop(c_repl_t *self, uint32_t pt);
+void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
+//  A COMMITTED item from the storer (takes ownership).
+void c_committed(c_repl_t *self, tern_committed_t *item);
+//  Acknowledges or fails held items; FORCE_TIME: check deadlines too.
+void c_evaluate(c_repl_t *self);
+void c_lead_timers(c_repl_t *self, uint64_t now);
+//  Frames on the ROUTER (SYNC, CONFIRM).
+void c_handle_router(void *actor, void *unused);
+//  The partition a frame from a follower names, if we lead it in the
+//  frame's epoch, else NULL; counts stale frames.
+c_lead_t *c_fence_lead(c_repl_t *self, const tern_frame_t *frame);
+//  Index of NODE's entry in lead->reps (a follower: >= 1), or -1.
+int c_rep_index(c_lead_t *lead, uint32_t node);
+
+//  tern_crepl_sync.c
+//  CREPL_SYNC from the follower at RID: truncations, the catch-up, CAUGHT.
+void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame);
+//  Frees every held item unanswered (shutdown: conn, stopped first, is
+//  gone; its clients resend to the partition's next leader).
+void c_held_drop(c_repl_t *self);
+
+//  tern_crepl_follow.c
+void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
+void c_follow_stop(c_repl_t *self, uint32_t pt);
+void c_follow_timers(c_repl_t *self, uint64_t now);
+//  Frames on a DEALER (TRUNCATE, RECORD, CAUGHT, HEARTBEAT).
+void c_handle_dealer(c_repl_t *self, c_link_t *link);
+//  The storer committed BATCH (takes ownership): confirm to the leaders.
+void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch);
+void c_flush_batch(c_repl_t *self);
+void c_links_close(c_repl_t *self);
+
+#endif

@@ -1,0 +1,256 @@
+/*  tern_crepl_sync.c - crepl: the leader's answer to a follower's SYNC.
+
+    Part of the crepl actor (tern_crepl.c; state in tern_crepl_priv.h). A
+    follower that starts (or restarts) following a partition sends
+    CREPL_SYNC with its topics of the partition, one line each:
+    `LAST_SEQ TOPIC SEQ:MSG_ID...`: the anchors are its records at LAST_SEQ,
+    LAST_SEQ - 1, - 2, - 4, ... (those it holds), so one round finds where
+    its copy stops matching ours (at most twice as far back as needed;
+    truncating more than needed only costs a copy). The leader answers in the same turn, so no
+   commit slips between the catch-up and the live stream:
+    - CREPL_TRUNCATE(t, sq) for every topic where the follower holds what
+      we do not (a deposed leader's unacknowledged tail): sq = its highest
+      anchor that matches our log (0 for a topic we do not have);
+    - every record after the follower's LAST_SEQ of every topic of the
+      partition (ours from the first for topics it lacks), as CREPL_RECORD
+      with pos 0, read from a store snapshot taken now;
+    - CREPL_CAUGHT(pos = our end): from now on it gets the live stream.
+    Records committed but not yet shipped are in the snapshot and come again
+    live: applying is idempotent. The answer is sent in one go (socket HWMs
+    hold it); if the socket refuses part of it, the follower stays out of
+    the live stream and syncs again after its timeout.
+*/
+#include "tern_crepl_priv.h"
+#include <inttypes.h>
+#include <string.h>
+
+#define S_ANCHORS 64 //  anchors read per SYNC line
+
+//  One of our topics of the partition being synced.
+typedef struct {
+    uint32_t id;                   //  topic id
+    char name[TERN_TOPIC_MAX + 1]; //  its name
+    uint64_t last_seq;             //  our last seq
+    uint64_t from;                 //  first seq the follower needs
+} s_topic_t;
+
+typedef struct {
+    c_repl_t *self;    //  the actor
+    uint32_t pt;       //  the partition
+    s_topic_t *topics; //  our topics of it (owned)
+    size_t count;      //  used
+    size_t cap;        //  allocated
+    zhashx_t *by_name; //  name -> index + 1
+    uint64_t req_id;   //  the SYNC's request id: every frame of the answer carries it
+} s_sync_t;
+
+static bool s_collect(const tern_topic_info_t *topic, void *arg) {
+    s_sync_t *sync = arg;
+    if (c_partition_of(sync->self, topic->name) != sync->pt) {
+        return true;
+    }
+    if (sync->count == sync->cap) {
+        sync->cap = sync->cap ? sync->cap * 2 : 16;
+        sync->topics = tern_realloc(sync->topics, sync->cap * sizeof *sync->topics);
+    }
+    s_topic_t *t = &sync->topics[sync->count++];
+    t->id = topic->id;
+    snprintf(t->name, sizeof t->name, "%s", topic->name);
+    t->last_seq = topic->last_seq;
+    t->from = 1;
+    zhashx_insert(sync->by_name, t->name, (void *)(uintptr_t)sync->count);
+    return true;
+}
+
+//  One line of a SYNC: `LAST_SEQ TOPIC` then anchors `SEQ:MSG_ID`, highest
+//  seq first (the follower's records at LAST_SEQ, - 1, - 2, - 4, ...).
+typedef struct {
+    uint64_t last_seq;              //  the follower's last seq
+    char topic[TERN_TOPIC_MAX + 1]; //  the topic
+    uint64_t seq[S_ANCHORS];        //  anchor seqs, descending
+    uint64_t msg_id[S_ANCHORS];     //  their msg_ids
+    size_t anchors;                 //  used
+} s_line_t;
+
+//  Parses LEN bytes at P (no newline) into *LINE. False if malformed.
+static bool s_parse_line(const char *p, size_t len, s_line_t *line) {
+    char text[C_LINE_MAX];
+    if (len == 0 || len >= sizeof text) {
+        return false;
+    }
+    memcpy(text, p, len);
+    text[len] = 0;
+    char *end = NULL;
+    errno = 0;
+    line->last_seq = strtoull(text, &end, 10);
+    if (errno || end == text || *end != ' ') {
+        return false;
+    }
+    char *name = end + 1;
+    char *rest = strchr(name, ' ');
+    size_t name_len = rest ? (size_t)(rest - name) : strlen(name);
+    if (!tern_topic_valid(name, name_len)) {
+        return false;
+    }
+    memcpy(line->topic, name, name_len);
+    line->topic[name_len] = 0;
+    line->anchors = 0;
+    while (rest && *rest == ' ' && line->anchors < S_ANCHORS) {
+        uint64_t seq = strtoull(rest + 1, &end, 10);
+        if (errno || *end != ':') {
+            return false;
+        }
+        uint64_t id = strtoull(end + 1, &end, 10);
+        if (errno || (*end != ' ' && *end != 0)) {
+            return false;
+        }
+        line->seq[line->anchors] = seq;
+        line->msg_id[line->anchors++] = id;
+        rest = end;
+    }
+    return true;
+}
+
+static int s_send_truncate(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
+                           uint64_t epoch, const char *topic, uint64_t after) {
+    tern_frame_t frame;
+    tern_frame_init(&frame, TERN_CMD_CREPL_TRUNCATE);
+    frame.req_id = sync->req_id;
+    C_PT(&frame) = sync->pt;
+    C_EP(&frame) = epoch;
+    snprintf(frame.topic, sizeof frame.topic, "%s", topic);
+    frame.fields |= TERN_F_TOPIC;
+    frame.seq = after;
+    return c_send(self, self->router, rid, rid_size, &frame);
+}
+
+//  Where the follower's copy of topic T (LINE) stops matching ours: its
+//  highest anchor we hold with the same msg_id (or no longer hold: trimmed
+//  here), else 0; without anchors, its last seq capped at ours. Sets
+//  t->from and sends a TRUNCATE when it holds what we do not.
+static int s_compare(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
+                     uint64_t epoch, s_topic_t *t, const s_line_t *line) {
+    uint64_t keep = line->last_seq < t->last_seq ? line->last_seq : t->last_seq;
+    if (line->anchors > 0) {
+        keep = 0;
+        for (size_t i = 0; i < line->anchors && keep == 0; i++) {
+            tern_frame_t ours;
+            if (line->seq[i] > t->last_seq) {
+                continue;
+            }
+            tern_err_t rc = tern_store_read(self->reader, t->id, line->seq[i], &ours);
+            if (rc == TERN_ENOTFOUND || (rc == TERN_OK && ours.msg_id == line->msg_id[i])) {
+                keep = line->seq[i];
+            }
+        }
+    }
+    t->from = keep + 1;
+    if (keep >= line->last_seq) {
+        return 0;
+    }
+    zsys_info("crepl: partition %u: node's %s holds seqs after %" PRIu64 " that differ from "
+              "ours (up to %" PRIu64 "): truncated",
+              sync->pt, t->name, keep, line->last_seq);
+    return s_send_truncate(self, rid, rid_size, sync, epoch, t->name, keep);
+}
+
+//  Reads the follower's lines and sends the truncations. -1 if a send failed.
+static int s_truncations(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
+                         uint64_t epoch, const tern_frame_t *frame) {
+    const char *p = (const char *)frame->payload;
+    size_t left = frame->payload ? frame->payload_size : 0;
+    while (left > 0) {
+        const char *nl = memchr(p, '\n', left);
+        size_t len = nl ? (size_t)(nl - p) : left;
+        s_line_t line;
+        int rc = 0;
+        if (!s_parse_line(p, len, &line)) {
+            if (len > 0) {
+                zsys_warning("crepl: partition %u: bad SYNC line from node %u", sync->pt,
+                             frame->node_id);
+            }
+        } else {
+            uintptr_t at = (uintptr_t)zhashx_lookup(sync->by_name, line.topic);
+            if (at) {
+                rc = s_compare(self, rid, rid_size, sync, epoch, &sync->topics[at - 1], &line);
+            } else if (line.last_seq > 0) { //  a topic we do not have at all
+                rc = s_send_truncate(self, rid, rid_size, sync, epoch, line.topic, 0);
+            }
+        }
+        if (rc != 0) {
+            return -1;
+        }
+        p += nl ? len + 1 : len;
+        left -= nl ? len + 1 : len;
+    }
+    return 0;
+}
+
+//  Sends every record the follower lacks as CREPL_RECORD pos 0.
+static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
+                      uint64_t epoch) {
+    for (size_t i = 0; i < sync->count; i++) {
+        s_topic_t *t = &sync->topics[i];
+        tern_frame_t frame;
+        for (uint64_t seq = t->from;
+             seq <= t->last_seq &&
+             tern_store_read_next(self->reader, t->id, seq, &frame) == TERN_OK;
+             seq = frame.seq + 1) {
+            frame.cmd = TERN_CMD_CREPL_RECORD;
+            frame.req_id = sync->req_id;
+            C_PT(&frame) = sync->pt;
+            C_EP(&frame) = epoch;
+            frame.position = 0;
+            snprintf(frame.topic, sizeof frame.topic, "%s", t->name);
+            frame.fields |= TERN_F_TOPIC;
+            if (c_send(self, self->router, rid, rid_size, &frame) != 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
+    c_lead_t *lead = c_fence_lead(self, frame);
+    int idx = lead ? c_rep_index(lead, frame->node_id) : -1;
+    if (idx < 0) {
+        return; //  stale, ahead, or not a replica: it syncs again once the view agrees
+    }
+    if (self->follows[C_PT(frame)].inflight > 0) {
+        //  We just became leader and records we got as a follower are still
+        //  at our storer: a snapshot now would miss them (and truncate them
+        //  away from the follower). It asks again after its timeout.
+        return;
+    }
+    lead->synced[idx] = false;
+    s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id};
+    if (!sync.by_name || tern_store_read_begin(self->reader) != TERN_OK) {
+        zhashx_destroy(&sync.by_name);
+        return;
+    }
+    int rc = -1;
+    if (tern_store_topic_list(self->reader, s_collect, &sync) == TERN_OK &&
+        s_truncations(self, rid, rid_size, &sync, lead->epoch, frame) == 0 &&
+        s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0) {
+        tern_frame_t caught;
+        tern_frame_init(&caught, TERN_CMD_CREPL_CAUGHT);
+        caught.req_id = sync.req_id;
+        C_PT(&caught) = sync.pt;
+        C_EP(&caught) = lead->epoch;
+        caught.position = lead->end;
+        rc = c_send(self, self->router, rid, rid_size, &caught);
+    }
+    tern_store_read_end(self->reader);
+    if (rc == 0) {
+        lead->synced[idx] = true;
+        atomic_fetch_add_explicit(&self->stats->syncs_answered, 1, memory_order_relaxed);
+        zsys_info("crepl: partition %u: node %u synced (%zu topics, position %" PRIu64 ")", sync.pt,
+                  frame->node_id, sync.count, lead->end);
+    } else {
+        zsys_warning("crepl: partition %u: sync of node %u cut short (%s); it will ask again",
+                     sync.pt, frame->node_id, zmq_strerror(zmq_errno()));
+    }
+    free(sync.topics);
+    zhashx_destroy(&sync.by_name);
+}

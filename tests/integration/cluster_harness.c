@@ -1,0 +1,349 @@
+/*  cluster_harness.c - a clustered DC for the fault tests (see the .h).
+
+    Nodes are harness.c brokers with the cluster flags added; etcd is
+    etcd_harness.c's. The only state of its own is the table of live
+    clusters that it_cluster_teardown destroys when a test ends early.
+*/
+#include "cluster_harness.h"
+#include "test_dir.h"
+#include "test_port.h"
+#include "tern_partition.h"
+#include "tern_placement.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_CLUSTERS_MAX 4
+#define S_READY_MS     30000 //  a node's join waits for etcd and the view
+#define S_POLL_MS      20    //  between two reads of the map
+
+static it_cluster_t *s_clusters[S_CLUSTERS_MAX]; //  created and not destroyed yet
+
+static void s_remember(it_cluster_t *self, bool add) {
+    for (int i = 0; i < S_CLUSTERS_MAX; i++) {
+        if (add ? s_clusters[i] == NULL : s_clusters[i] == self) {
+            s_clusters[i] = add ? self : NULL;
+            return;
+        }
+    }
+}
+
+//  Node I's ternd arguments: the cluster flags, then the caller's EXTRA.
+static it_broker_t *s_node_new(it_cluster_t *self, int i, const char *const *extra) {
+    char partitions[16], replicas[16], insync[16];
+    snprintf(partitions, sizeof partitions, "%u", self->partitions);
+    snprintf(replicas, sizeof replicas, "%d", self->count < 3 ? self->count : 3);
+    snprintf(insync, sizeof insync, "%d", self->count < 2 ? self->count : 2);
+    const char *args[IT_EXTRA_MAX + 1];
+    int k = 0;
+    const char *mine[] = {"--etcd",           self->etcd->endpoints,
+                          "--cluster",        self->name,
+                          "--cluster-listen", self->listen[i],
+                          "--partitions",     partitions,
+                          "--replicas",       replicas,
+                          "--min-insync",     insync};
+    for (size_t j = 0; j < sizeof mine / sizeof mine[0]; j++) {
+        args[k++] = mine[j];
+    }
+    for (const char *const *a = extra; a && *a && k < IT_EXTRA_MAX; a++) {
+        args[k++] = *a;
+    }
+    args[k] = NULL;
+    return it_broker_new((uint32_t)i, args);
+}
+
+it_cluster_t *it_cluster_new(int count, int etcd_members, uint32_t partitions,
+                             const char *const *extra) {
+    if (count < 1 || count > IT_CLUSTER_NODES_MAX || partitions == 0) {
+        return NULL;
+    }
+    it_cluster_t *self = calloc(1, sizeof *self);
+    self->count = count;
+    self->partitions = partitions;
+    snprintf(self->name, sizeof self->name, "it%d", (int)getpid());
+    self->etcd = it_etcd_new(etcd_members);
+    if (self->etcd == NULL) {
+        goto fail;
+    }
+    //  Short calls: a test reading the map during an etcd outage must not
+    //  hang on it.
+    self->kv = tern_etcd_new(self->etcd->endpoints, 1000);
+    if (self->kv == NULL) {
+        goto fail;
+    }
+    for (int i = 0; i < count; i++) {
+        snprintf(self->listen[i], sizeof self->listen[i], "tcp://127.0.0.1:%d", test_port());
+        self->node[i] = s_node_new(self, i, extra);
+        if (self->node[i] == NULL) {
+            goto fail;
+        }
+        size_t used = strlen(self->endpoints);
+        snprintf(self->endpoints + used, sizeof self->endpoints - used, "%s%s", i ? "," : "",
+                 self->node[i]->endpoint);
+    }
+    s_remember(self, true);
+    return self;
+fail:
+    fprintf(stderr, "cluster_harness: cannot set up a cluster of %d nodes\n", count);
+    s_remember(self, true);
+    it_cluster_destroy(&self);
+    return NULL;
+}
+
+bool it_cluster_start(it_cluster_t *self, int timeout_ms) {
+    for (int i = 0; i < self->count; i++) {
+        if (!it_broker_spawn(self->node[i])) {
+            fprintf(stderr, "cluster_harness: cannot spawn node %d\n", i);
+            return false;
+        }
+    }
+    for (int i = 0; i < self->count; i++) {
+        if (!it_broker_wait_ready(self->node[i], S_READY_MS)) {
+            fprintf(stderr, "cluster_harness: node %d did not become ready\n", i);
+            return false;
+        }
+    }
+    return it_cluster_wait_all_led(self, timeout_ms);
+}
+
+bool it_cluster_start_node(it_cluster_t *self, int i) {
+    return it_broker_spawn(self->node[i]) && it_broker_wait_ready(self->node[i], S_READY_MS);
+}
+
+void it_cluster_kill_node(it_cluster_t *self, int i) {
+    it_broker_kill(self->node[i]);
+}
+
+int it_cluster_stop_node(it_cluster_t *self, int i, int timeout_ms) {
+    return it_broker_stop(self->node[i], timeout_ms);
+}
+
+void it_cluster_pause_node(it_cluster_t *self, int i) {
+    it_broker_pause(self->node[i]);
+}
+
+void it_cluster_resume_node(it_cluster_t *self, int i) {
+    it_broker_resume(self->node[i]);
+}
+
+bool it_cluster_node_running(it_cluster_t *self, int i) {
+    return it_broker_alive(self->node[i], NULL);
+}
+
+bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_record_t *out,
+                       bool quiet) {
+    char key[96];
+    snprintf(key, sizeof key, "/tern/%s/partitions/%u", self->name, partition);
+    tern_etcd_kvs_t *kvs = NULL;
+    tern_err_t rc = tern_etcd_get(self->kv, key, false, &kvs);
+    bool ok = false;
+    const char *why = "absent";
+    if (rc != TERN_OK) {
+        why = tern_etcd_reason(self->kv);
+    } else if (kvs->count == 1) {
+        rc = tern_partmap_record_decode(kvs->kvs[0].value, kvs->kvs[0].value_size, out, &why);
+        ok = rc == TERN_OK;
+        if (ok && out->epoch == 0) {
+            out->epoch = (uint64_t)kvs->kvs[0].mod_revision;
+        }
+    }
+    if (!ok && !quiet) {
+        fprintf(stderr, "cluster_harness: %s: %s\n", key, why);
+    }
+    tern_etcd_kvs_destroy(&kvs);
+    return ok;
+}
+
+int it_cluster_leader(it_cluster_t *self, uint32_t partition) {
+    tern_partmap_record_t rec;
+    if (!it_cluster_record(self, partition, &rec, true) || rec.leader == TERN_NODE_NONE) {
+        return -1;
+    }
+    return (int)rec.leader;
+}
+
+int it_cluster_controller(it_cluster_t *self) {
+    char key[96];
+    snprintf(key, sizeof key, "/tern/%s/controller", self->name);
+    tern_etcd_kvs_t *kvs = NULL;
+    int id = -1;
+    if (tern_etcd_get(self->kv, key, false, &kvs) == TERN_OK && kvs->count == 1) {
+        char *end = NULL;
+        long value = strtol(kvs->kvs[0].value, &end, 10);
+        //  The value may be the bare id or a record starting with `id=N`.
+        if (end == kvs->kvs[0].value && strncmp(kvs->kvs[0].value, "id=", 3) == 0) {
+            value = strtol(kvs->kvs[0].value + 3, &end, 10);
+        }
+        id = end != kvs->kvs[0].value && value >= 0 ? (int)value : -1;
+    }
+    tern_etcd_kvs_destroy(&kvs);
+    return id;
+}
+
+static void s_print_record(const char *what, uint32_t partition, const tern_partmap_record_t *rec,
+                           bool have) {
+    char text[TERN_PARTMAP_TEXT_MAX] = "(none read)";
+    if (have) {
+        tern_partmap_record_encode(rec, text, sizeof text);
+    }
+    fprintf(stderr, "cluster_harness: %s: partition %u: %s\n", what, partition, text);
+}
+
+bool it_cluster_wait_leader(it_cluster_t *self, uint32_t partition, int not_leader,
+                            uint64_t old_epoch, int timeout_ms, tern_partmap_record_t *out) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    bool have = false;
+    do {
+        have = it_cluster_record(self, partition, out, true);
+        if (have && out->leader != TERN_NODE_NONE && (int)out->leader != not_leader &&
+            (old_epoch == 0 || out->epoch != old_epoch)) {
+            return true;
+        }
+        it_sleep_ms(S_POLL_MS);
+    } while (it_now_ms() < deadline);
+    s_print_record("no new leader in time", partition, out, have);
+    return false;
+}
+
+bool it_cluster_wait_all_led(it_cluster_t *self, int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    for (uint32_t p = 0; p < self->partitions; p++) {
+        tern_partmap_record_t rec;
+        int64_t left = deadline - it_now_ms();
+        if (!it_cluster_wait_leader(self, p, -1, 0, left > 0 ? (int)left : 1, &rec)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool it_cluster_wait_isr_full(it_cluster_t *self, uint32_t partition, int timeout_ms,
+                              tern_partmap_record_t *out) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    bool have = false;
+    do {
+        have = it_cluster_record(self, partition, out, true);
+        if (have && out->nreplicas > 0 && out->nisr == out->nreplicas &&
+            out->leader != TERN_NODE_NONE) {
+            return true;
+        }
+        it_sleep_ms(S_POLL_MS * 5);
+    } while (it_now_ms() < deadline);
+    s_print_record("ISR not full in time", partition, out, have);
+    return false;
+}
+
+const char *it_cluster_topic_for(const it_cluster_t *self, uint32_t partition, const char *prefix,
+                                 char *buf, size_t cap) {
+    for (int k = 0;; k++) {
+        snprintf(buf, cap, "%s.%d", prefix, k);
+        if (tern_partition_of(buf, strlen(buf), self->partitions) == partition) {
+            return buf;
+        }
+    }
+}
+
+const char *it_cluster_endpoints_from(const it_cluster_t *self, int first, char *buf, size_t cap) {
+    buf[0] = '\0';
+    size_t used = 0;
+    if (first >= 0 && first < self->count) {
+        used = (size_t)snprintf(buf, cap, "%s", self->node[first]->endpoint);
+    }
+    for (int i = 0; i < self->count && used < cap; i++) {
+        if (i != first) {
+            used += (size_t)snprintf(buf + used, cap - used, "%s%s", used ? "," : "",
+                                     self->node[i]->endpoint);
+        }
+    }
+    return buf;
+}
+
+bool it_cluster_enable_cuts(it_cluster_t *self) {
+    if (self->cut_dir[0] == '\0' && test_dir_make(self->cut_dir, "cut") == NULL) {
+        self->cut_dir[0] = '\0';
+        return false;
+    }
+    //  Children inherit these; the test process itself loaded nothing.
+    //  An ASan ternd would refuse a library preloaded before its runtime.
+    setenv("TERN_CUT_DIR", self->cut_dir, 1);
+    setenv("LD_PRELOAD", TERN_CUT_SHIM, 1);
+    setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+    return true;
+}
+
+bool it_cluster_cut(it_cluster_t *self, int i, const int *ports, size_t count) {
+    if (self->cut_dir[0] == '\0' || self->node[i]->pid <= 0) {
+        return false;
+    }
+    char path[TEST_DIR_MAX + 32], tmp[TEST_DIR_MAX + 40];
+    snprintf(path, sizeof path, "%.*s/%d", TEST_DIR_MAX, self->cut_dir, (int)self->node[i]->pid);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *file = fopen(tmp, "w");
+    if (file == NULL) {
+        return false;
+    }
+    for (size_t k = 0; k < count; k++) {
+        fprintf(file, "%d\n", ports[k]);
+    }
+    //  Renamed into place: the shim never reads half a list.
+    bool ok = fclose(file) == 0 && rename(tmp, path) == 0;
+    it_sleep_ms(50);
+    return ok;
+}
+
+int it_cluster_listen_port(const it_cluster_t *self, int i) {
+    const char *colon = strrchr(self->listen[i], ':');
+    return colon ? atoi(colon + 1) : -1;
+}
+
+void it_cluster_dump_logs(it_cluster_t *self) {
+    for (int i = 0; i < self->count; i++) {
+        fprintf(stderr, "cluster_harness: node %d:\n", i);
+        it_broker_dump_log(self->node[i], false);
+    }
+}
+
+void it_cluster_keep_logs(it_cluster_t *self, const char *dir) {
+    for (int i = 0; i < self->count; i++) {
+        size_t len = 0;
+        char *text = it_read_file(self->node[i]->log_path, &len);
+        char path[512];
+        snprintf(path, sizeof path, "%s/n%d.log", dir, i);
+        FILE *file = text ? fopen(path, "w") : NULL;
+        if (file) {
+            fwrite(text, 1, len, file);
+            fclose(file);
+        }
+        free(text);
+    }
+}
+
+void it_cluster_destroy(it_cluster_t **self_p) {
+    if (self_p == NULL || *self_p == NULL) {
+        return;
+    }
+    it_cluster_t *self = *self_p;
+    s_remember(self, false);
+    for (int i = 0; i < IT_CLUSTER_NODES_MAX; i++) {
+        it_broker_destroy(&self->node[i]);
+    }
+    tern_etcd_destroy(&self->kv);
+    it_etcd_destroy(&self->etcd);
+    if (self->cut_dir[0]) {
+        test_dir_remove(self->cut_dir);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+void it_cluster_teardown(void) {
+    for (int i = 0; i < S_CLUSTERS_MAX; i++) {
+        if (s_clusters[i]) {
+            it_cluster_destroy(&s_clusters[i]);
+        }
+    }
+    it_teardown();
+}

@@ -1,0 +1,449 @@
+/*  it_cluster_repl.c - replication inside a clustered DC (broker/tern_crepl*.c).
+
+    Real etcd (etcd_harness.h) and three real ternd nodes with --etcd,
+    --cluster-listen and --node-id on loopback; libtern publishes with a
+    producer id to a partition's leader, found by reading its record in
+    etcd. After every node is stopped by PID, each data dir is opened with
+    tern_store_new and the replicas are compared record by record
+    (tern_store_digest, seqs and msg_ids of every acknowledged publish).
+    - acked_everywhere: every acknowledged publish is on every replica at the
+      same seq with the same msg_id; with both followers SIGKILLed a publish
+      is refused with TERN_EREPLICAS (cluster/ack_timeout 1 s); one follower
+      restarted catches up and publishes are acknowledged again.
+    - divergent_tail_truncated: a SIGKILLed follower's store is given records
+      past the leader's log (written into its data dir while it is down, as
+      a leader killed before replicating them keeps them) while the leader
+      acknowledges others at the same seqs; restarted, the follower's tail
+      is truncated to the leader's log and it ends identical to it. (A real
+      deposed leader cannot be made to keep such a tail reliably here: a
+      SIGSTOPped follower still receives the records in its TCP buffers.)
+*/
+#include "etcd_harness.h"
+#include "harness.h"
+#include "tern_etcd.h"
+#include "tern_partition.h"
+#include "tern_partmap.h"
+#include "tern_store.h"
+#include "test_port.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_NODES      3
+#define S_PARTITIONS 4
+#define S_TOPICS     3 //  topics of the partition under test
+#define S_PT         1 //  the partition under test
+
+static it_etcd_t *s_etcd;
+static it_broker_t *s_node[S_NODES];
+static char s_topics[S_TOPICS][32];
+
+static void s_setup(void) {
+    s_etcd = it_etcd_new(1);
+    cr_assert_not_null(s_etcd, "etcd did not start");
+    //  Topics of partition S_PT, as libtern and ternd compute it.
+    int found = 0;
+    for (int i = 0; found < S_TOPICS && i < 1000; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "crepl.t%d", i);
+        if (tern_partition_of(name, strlen(name), S_PARTITIONS) == S_PT) {
+            snprintf(s_topics[found++], sizeof s_topics[0], "%s", name);
+        }
+    }
+    cr_assert_eq(found, S_TOPICS);
+}
+
+static void s_teardown(void) {
+    it_teardown();
+    it_etcd_destroy(&s_etcd);
+}
+
+TestSuite(cluster_repl, .init = s_setup, .fini = s_teardown, .timeout = 300);
+
+// ---------------------------------------------------------------------------
+//  Helpers
+
+//  Creates and starts the nodes with the cluster flags, cluster/isr_lag
+//  ISR_LAG and cluster/lease LEASE.
+static void s_start_nodes(const char *isr_lag, const char *lease) {
+    for (int i = 0; i < S_NODES; i++) {
+        char listen[64];
+        snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+        const char *extra[] = {
+            "--etcd",    s_etcd->endpoints, "--cluster", "itcr",          "--cluster-listen",
+            listen,      "--partitions",    "4",         "--ack-timeout", "1s",
+            "--isr-lag", isr_lag,           "--lease",   lease,           NULL};
+        s_node[i] = it_adopt_broker(it_broker_new((uint32_t)i, extra));
+        cr_assert(it_broker_start(s_node[i]), "node %d did not start", i);
+    }
+}
+
+//  PT's record as etcd holds it now (epoch from the key when the value has
+//  none). False if there is none yet.
+static bool s_record(uint32_t pt, tern_partmap_record_t *rec) {
+    tern_etcd_t *etcd = tern_etcd_new(s_etcd->endpoints, 3000);
+    cr_assert_not_null(etcd);
+    char key[64];
+    snprintf(key, sizeof key, "/tern/itcr/partitions/%u", pt);
+    tern_etcd_kvs_t *kvs = NULL;
+    bool ok =
+        tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count == 1 &&
+        tern_partmap_record_decode(kvs->kvs[0].value, kvs->kvs[0].value_size, rec, NULL) == TERN_OK;
+    if (ok && rec->epoch == 0) {
+        rec->epoch = (uint64_t)kvs->kvs[0].mod_revision;
+    }
+    tern_etcd_kvs_destroy(&kvs);
+    tern_etcd_destroy(&etcd);
+    return ok;
+}
+
+//  True if KEY is in etcd now.
+static bool s_key_exists(const char *key) {
+    tern_etcd_t *etcd = tern_etcd_new(s_etcd->endpoints, 3000);
+    tern_etcd_kvs_t *kvs = NULL;
+    bool exists = tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count > 0;
+    tern_etcd_kvs_destroy(&kvs);
+    tern_etcd_destroy(&etcd);
+    return exists;
+}
+
+//  Waits (TIMEOUT_MS at most) until S_PT has a leader other than NOT_LEADER
+//  and an ISR of exactly ISR nodes (every node in MUST, a bit set, among
+//  them). Returns the record.
+static tern_partmap_record_t s_wait_record(uint32_t nisr, unsigned must, uint32_t not_leader,
+                                           int timeout_ms) {
+    tern_partmap_record_t rec;
+    memset(&rec, 0, sizeof rec);
+    for (int waited = 0; waited < timeout_ms; waited += 200) {
+        if (s_record(S_PT, &rec) && rec.leader != TERN_NODE_NONE && rec.leader != not_leader &&
+            rec.nisr == nisr) {
+            bool all = true;
+            for (uint32_t n = 0; n < S_NODES; n++) {
+                all = all && (!(must & (1u << n)) || tern_partmap_in_isr(&rec, n));
+            }
+            if (all) {
+                return rec;
+            }
+        }
+        usleep(200 * 1000);
+    }
+    cr_assert_fail("partition %u: no leader with an ISR of %u (last: leader %u, %u in sync)", S_PT,
+                   nisr, rec.leader, rec.nisr);
+    return rec;
+}
+
+//  Waits until node ID's lease-bound key is gone (its lease expired), so
+//  that it may join again.
+static void s_wait_node_gone(uint32_t id) {
+    char key[64];
+    snprintf(key, sizeof key, "/tern/itcr/nodes/%u", id);
+    for (int i = 0; i < 100 && s_key_exists(key); i++) {
+        usleep(200 * 1000);
+    }
+    cr_assert(!s_key_exists(key), "node %u's key is still in etcd", id);
+}
+
+static void s_dump_logs(void) {
+    for (int i = 0; i < S_NODES; i++) {
+        if (s_node[i]) {
+            it_broker_dump_log(s_node[i], true);
+        }
+    }
+}
+
+static tern_client_t *s_client(it_broker_t *b, const char *producer) {
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.producer_id = producer;
+    tern_client_t *client = tern_client_new(b->endpoint, &options);
+    cr_assert_not_null(client);
+    return client;
+}
+
+//  One acknowledged publish: where it was stored.
+typedef struct {
+    int topic;       //  index in s_topics
+    uint64_t seq;    //  its seq
+    uint64_t msg_id; //  its msg_id
+} s_acked_t;
+
+//  Publishes COUNT messages round-robin over the topics and waits for each;
+//  every one must get EXPECT. The acknowledged ones are appended to ACKED.
+static void s_publish(tern_client_t *client, int count, tern_err_t expect, s_acked_t *acked,
+                      size_t *nacked) {
+    for (int i = 0; i < count; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "message %d", i);
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = s_topics[i % S_TOPICS];
+        msg.payload = payload;
+        msg.size = strlen(payload);
+        tern_pub_result_t res;
+        tern_err_t rc = tern_publish(client, &msg, 15000, &res);
+        if (rc != expect) {
+            s_dump_logs();
+        }
+        cr_assert_eq(rc, expect, "publish %d to %s: %s (%s), expected %s", i, msg.topic,
+                     tern_errname(rc), res.reason ? res.reason : "", tern_errname(expect));
+        if (rc == TERN_OK && acked) {
+            acked[(*nacked)++] = (s_acked_t){i % S_TOPICS, res.seq, res.msg_id};
+        }
+    }
+}
+
+//  Publishes until one is acknowledged (the node leads, the ISR is whole),
+//  at most 30 s.
+static void s_publish_until_acked(tern_client_t *client) {
+    for (int i = 0; i < 60; i++) {
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = s_topics[0];
+        msg.payload = "probe";
+        msg.size = 5;
+        tern_err_t rc = tern_publish(client, &msg, 15000, NULL);
+        if (rc == TERN_OK) {
+            return;
+        }
+        //  Refused while the leader's followers sync, or before the node
+        //  saw itself become leader.
+        cr_assert(rc == TERN_EREPLICAS || rc == TERN_ENOTLEADER, "probe publish: %s",
+                  tern_errname(rc));
+        usleep(500 * 1000);
+    }
+    cr_assert_fail("publishes were never acknowledged again");
+}
+
+//  What one stopped node's store holds of topic T.
+typedef struct {
+    uint64_t last_seq; //  the topic's last seq (0: no topic)
+    uint64_t digest;   //  tern_store_digest up to last_seq
+} s_copy_t;
+
+static tern_store_t *s_open(it_broker_t *b) {
+    tern_store_config_t config;
+    tern_store_config_defaults(&config);
+    config.dir = b->data_dir;
+    tern_err_t err = TERN_OK;
+    tern_store_t *store = tern_store_new(&config, &err);
+    cr_assert_not_null(store, "open %s: %s", b->data_dir, tern_errname(err));
+    return store;
+}
+
+static s_copy_t s_copy(tern_store_t *store, const char *topic, uint64_t upto) {
+    s_copy_t copy = {0, 0};
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
+        copy.last_seq = info.last_seq;
+        tern_err_t rc = tern_store_digest(reader, topic, upto ? upto : info.last_seq, &copy.digest);
+        cr_assert_eq(rc, TERN_OK, "digest %s: %s", topic, tern_errname(rc));
+    }
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return copy;
+}
+
+//  Every publish in ACKED is in STORE at its seq with its msg_id.
+static void s_check_acked(tern_store_t *store, int node, const s_acked_t *acked, size_t n) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    for (size_t i = 0; i < n; i++) {
+        tern_topic_info_t info;
+        cr_assert_eq(tern_store_topic_get(reader, s_topics[acked[i].topic], &info), TERN_OK,
+                     "node %d has no topic %s", node, s_topics[acked[i].topic]);
+        tern_frame_t frame;
+        tern_err_t rc = tern_store_read(reader, info.id, acked[i].seq, &frame);
+        cr_assert_eq(rc, TERN_OK, "node %d lacks acknowledged %s seq %" PRIu64 ": %s", node,
+                     s_topics[acked[i].topic], acked[i].seq, tern_errname(rc));
+        cr_assert_eq(frame.msg_id, acked[i].msg_id,
+                     "node %d: %s seq %" PRIu64 " is another message", node,
+                     s_topics[acked[i].topic], acked[i].seq);
+    }
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+}
+
+//  SIGTERM to node I by its PID; it must exit 0 (under ASan: no leak).
+static void s_stop_node(uint32_t i) {
+    int rc = it_broker_stop(s_node[i], 15000);
+    if (rc != 0) {
+        it_broker_dump_log(s_node[i], false);
+    }
+    cr_assert_eq(rc, 0, "node %u exited with %d", i, rc);
+}
+
+//  Other nodes than LEADER, in id order.
+static void s_followers(uint32_t leader, uint32_t out[2]) {
+    int k = 0;
+    for (uint32_t n = 0; n < S_NODES; n++) {
+        if (n != leader) {
+            out[k++] = n;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  Tests
+
+//  Starts the nodes, waits until S_PT has three in sync, and publishes COUNT
+//  messages to its leader (*LEADER; F gets the others) with *CLIENT (the
+//  caller destroys it): all acknowledged, appended to ACKED.
+static void s_cluster_up(int count, uint32_t *leader, uint32_t f[2], tern_client_t **client,
+                         s_acked_t *acked, size_t *nacked) {
+    s_start_nodes("2s", "2s");
+    tern_partmap_record_t rec = s_wait_record(3, 0, TERN_NODE_NONE, 60000);
+    *leader = rec.leader;
+    s_followers(*leader, f);
+    *client = s_client(s_node[*leader], "it-crepl");
+    s_publish_until_acked(*client);
+    s_publish(*client, count, TERN_OK, acked, nacked);
+}
+
+Test(cluster_repl, acked_everywhere) {
+    static s_acked_t acked[400];
+    size_t nacked = 0;
+    uint32_t leader, f[2];
+    tern_client_t *client;
+    //  1. Every publish acknowledged with three in sync.
+    s_cluster_up(150, &leader, f, &client, acked, &nacked);
+
+    //  2. Both followers gone: refused, never acknowledged from one copy.
+    it_broker_kill(s_node[f[0]]);
+    it_broker_kill(s_node[f[1]]);
+    s_publish(client, 3, TERN_EREPLICAS, NULL, NULL);
+
+    //  3. One follower back: it catches up, rejoins the ISR, acks resume.
+    s_wait_node_gone(f[0]);
+    cr_assert(it_broker_start(s_node[f[0]]), "follower %u did not restart", f[0]);
+    s_wait_record(2, (1u << leader) | (1u << f[0]), TERN_NODE_NONE, 30000);
+    s_publish_until_acked(client);
+    s_publish(client, 60, TERN_OK, acked, &nacked);
+    tern_client_destroy(&client);
+
+    //  4. Stop by PID; compare the copies.
+    s_stop_node(f[0]);
+    s_stop_node(leader);
+    tern_store_t *lead = s_open(s_node[leader]);
+    tern_store_t *back = s_open(s_node[f[0]]);
+    tern_store_t *dead = s_open(s_node[f[1]]);
+    s_check_acked(lead, (int)leader, acked, nacked);
+    s_check_acked(back, (int)f[0], acked, nacked);
+    s_check_acked(dead, (int)f[1], acked, 150); //  it had the first 150 when it died
+    for (int t = 0; t < S_TOPICS; t++) {
+        s_copy_t a = s_copy(lead, s_topics[t], 0);
+        s_copy_t b = s_copy(back, s_topics[t], 0);
+        cr_assert_gt(a.last_seq, 0);
+        cr_assert_eq(a.last_seq, b.last_seq, "%s: leader has %" PRIu64 ", follower %" PRIu64,
+                     s_topics[t], a.last_seq, b.last_seq);
+        cr_assert_eq(a.digest, b.digest, "%s: the copies differ", s_topics[t]);
+        s_copy_t c = s_copy(dead, s_topics[t], 0);
+        s_copy_t a_upto = s_copy(lead, s_topics[t], c.last_seq);
+        cr_assert_eq(a_upto.digest, c.digest, "%s: the killed follower's copy differs",
+                     s_topics[t]);
+    }
+    tern_store_destroy(&lead);
+    tern_store_destroy(&back);
+    tern_store_destroy(&dead);
+}
+
+//  Gives node B's stopped store COUNT records of topic T after its last
+//  seq, ones no leader ever had (msg_ids from FIRST_ID): what a leader
+//  killed with publishes not yet replicated keeps.
+static void s_add_own_tail(it_broker_t *b, const char *topic, int count, uint64_t first_id) {
+    tern_store_t *store = s_open(b);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    cr_assert_not_null(batch);
+    static tern_frame_t msgs[8]; //  borrowed by the batch until the commit
+    tern_append_result_t res[8];
+    cr_assert_leq(count, 8);
+    for (int i = 0; i < count; i++) {
+        tern_frame_t msg;
+        tern_frame_init(&msg, TERN_CMD_PUBLISH);
+        snprintf(msg.topic, sizeof msg.topic, "%s", topic);
+        snprintf(msg.origin, sizeof msg.origin, "dc1");
+        snprintf(msg.producer, sizeof msg.producer, "own-tail");
+        msg.producer_seq = (uint64_t)i + 1;
+        msg.fields |= TERN_F_TOPIC | TERN_F_ORIGIN | TERN_F_PRODUCER;
+        msg.msg_id = first_id + (uint64_t)i;
+        msg.timestamp_ns = 1;
+        msg.payload = (const uint8_t *)"unacknowledged";
+        msg.payload_size = 14;
+        msgs[i] = msg;
+        tern_store_batch_append(batch, &msgs[i], true, &res[i]);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    for (int i = 0; i < count; i++) {
+        cr_assert_eq(res[i].err, TERN_OK);
+    }
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
+
+Test(cluster_repl, divergent_tail_truncated) {
+    static s_acked_t acked[400];
+    size_t nacked = 0;
+    uint32_t leader, f[2];
+    tern_client_t *client;
+    s_cluster_up(30, &leader, f, &client, acked, &nacked);
+
+    //  A follower stops and its copy of the first topic grows 4 records
+    //  past the leader's; meanwhile the leader stores 12 more, 4 of them in
+    //  that topic at the same seqs.
+    it_broker_kill(s_node[f[0]]);
+    const uint64_t own_id = 0x7000000000000000ull;
+    s_add_own_tail(s_node[f[0]], s_topics[0], 4, own_id);
+    s_publish_until_acked(client); //  once the ISR is the other two
+    s_publish(client, 12, TERN_OK, acked, &nacked);
+
+    //  It returns: its tail is cut back to the leader's log, it catches up
+    //  and rejoins the ISR.
+    s_wait_node_gone(f[0]);
+    cr_assert(it_broker_start(s_node[f[0]]), "follower %u did not restart", f[0]);
+    s_wait_record(3, 7u, TERN_NODE_NONE, 30000);
+    s_publish(client, 9, TERN_OK, acked, &nacked);
+    tern_client_destroy(&client);
+    char *log = it_read_file(s_node[leader]->log_path, NULL);
+    bool truncated = log && strstr(log, "truncated");
+    free(log);
+    if (!truncated || getenv("IT_DUMP")) {
+        s_dump_logs();
+    }
+    cr_assert(truncated, "the leader never truncated the follower");
+
+    for (int i = 0; i < S_NODES; i++) {
+        s_stop_node((uint32_t)i);
+    }
+    tern_store_t *stores[S_NODES];
+    for (int i = 0; i < S_NODES; i++) {
+        stores[i] = s_open(s_node[i]);
+        s_check_acked(stores[i], i, acked, nacked);
+    }
+    for (int t = 0; t < S_TOPICS; t++) {
+        s_copy_t ref = s_copy(stores[leader], s_topics[t], 0);
+        for (int i = 0; i < S_NODES; i++) {
+            s_copy_t c = s_copy(stores[i], s_topics[t], 0);
+            cr_assert_eq(c.last_seq, ref.last_seq, "node %d %s: last seq %" PRIu64 " vs %" PRIu64,
+                         i, s_topics[t], c.last_seq, ref.last_seq);
+            cr_assert_eq(c.digest, ref.digest, "node %d: %s differs from the leader's", i,
+                         s_topics[t]);
+        }
+    }
+    tern_store_reader_t *reader = tern_store_reader_new(stores[f[0]]);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    for (uint64_t id = own_id; id < own_id + 4; id++) {
+        uint32_t topic_id;
+        uint64_t seq;
+        cr_assert_eq(tern_store_find_msg(reader, id, &topic_id, &seq), TERN_ENOTFOUND,
+                     "the follower still holds its own record %" PRIx64, id);
+    }
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    for (int i = 0; i < S_NODES; i++) {
+        tern_store_destroy(&stores[i]);
+    }
+}
