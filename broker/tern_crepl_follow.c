@@ -74,6 +74,7 @@ static void s_resync(c_repl_t *self, c_follow_t *f) {
     f->stream++;
     f->recv = 0;
     f->durable = 0;
+    f->sync_ms = 0; //  the next timer turn sends SYNC
 }
 
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
@@ -170,11 +171,15 @@ void c_follow_timers(c_repl_t *self, uint64_t now) {
             zsys_warning("crepl: partition %u: leader %u silent; syncing again", pt, f->leader);
             s_resync(self, f);
         }
-        //  Not while records of this partition are at the storer: our last
-        //  seqs would not count them.
-        if (f->phase == C_F_IDLE && f->inflight == 0 && s_send_sync(self, pt, f)) {
+        //  Not while records of this partition are at the storer (our last
+        //  seqs would not count them), nor more often than every
+        //  C_SYNC_RETRY_MS while the leader cannot be reached.
+        if (f->phase != C_F_IDLE || f->inflight > 0 || now - f->sync_ms < C_SYNC_RETRY_MS) {
+            continue;
+        }
+        f->sync_ms = now;
+        if (s_send_sync(self, pt, f)) {
             f->phase = C_F_SYNCING;
-            f->sync_ms = now;
             f->seen_ms = now;
         }
     }

@@ -236,7 +236,11 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         return;
     }
     char why[160] = "the lease may have lapsed";
-    if (lease_ok) {
+    if (lease_ok && lead->wait_gen == self->eval_gen && need->pos >= lead->wait_pos) {
+        //  A lower position of this partition waits in this round: so does
+        //  this one (the rule is monotonic in the position).
+        snprintf(why, sizeof why, "waiting for the in-sync replicas to fsync");
+    } else if (lease_ok) {
         tern_partmap_ack_t ack = tern_partmap_ack_check(
             &lead->rec, lead->pending_set ? &lead->pending : NULL, lead->reps, lead->nreps,
             need->pos, self->config->min_insync, why, sizeof why);
@@ -247,6 +251,11 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
                 lead->acked = need->pos;
             }
             return;
+        }
+        if (ack == TERN_PARTMAP_WAIT &&
+            (lead->wait_gen != self->eval_gen || need->pos < lead->wait_pos)) {
+            lead->wait_gen = self->eval_gen;
+            lead->wait_pos = need->pos;
         }
         if (ack == TERN_PARTMAP_REFUSE) {
             if (self->config->verbose) {
@@ -272,6 +281,7 @@ void c_evaluate(c_repl_t *self) {
     }
     uint64_t now = tern_now_ms();
     bool lease_ok = tern_cluster_lease_ok(self->cluster);
+    self->eval_gen++;
     c_held_t **link = &self->held;
     c_held_t *prev = NULL;
     while (*link) {

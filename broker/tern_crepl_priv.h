@@ -25,15 +25,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define C_DRAIN_MAX    1024    //  messages per drain
-#define C_HWM          1000000 //  socket HWMs: a catch-up is sent in one go
-#define C_RING         4096    //  ship times kept per led partition
-#define C_ISR_MS       100     //  ISR maintenance interval
-#define C_SYNC_WAIT_MS 3000    //  a SYNC unanswered this long is sent again
-#define C_LINKS_MAX    64      //  leader nodes followed (one DEALER each)
-#define C_PEERS_MAX    64      //  follower nodes known on the ROUTER
-#define C_RMAX         TERN_PLACEMENT_REPLICAS_MAX
-#define C_LINE_MAX     4096 //  one SYNC line: topic and its anchors
+#define C_DRAIN_MAX     1024    //  messages per drain
+#define C_HWM           1000000 //  socket HWMs: a catch-up is sent in one go
+#define C_RING          4096    //  ship times kept per led partition
+#define C_ISR_MS        100     //  ISR maintenance interval
+#define C_SYNC_WAIT_MS  3000    //  a SYNC unanswered this long is sent again
+#define C_SYNC_RETRY_MS 200     //  a SYNC that could not be sent is tried again after
+#define C_LINKS_MAX     64      //  leader nodes followed (one DEALER each)
+#define C_PEERS_MAX     64      //  follower nodes known on the ROUTER
+#define C_RMAX          TERN_PLACEMENT_REPLICAS_MAX
+#define C_LINE_MAX      4096 //  one SYNC line: topic and its anchors
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)
@@ -60,6 +61,8 @@ typedef struct {
     tern_partmap_record_t pending;       //  that change
     uint64_t pending_ms;                 //  when it was requested
     uint64_t *ship_ms;                   //  C_RING: when each position became the end (owned)
+    uint64_t wait_gen;                   //  c_evaluate round in which WAIT_POS was found
+    uint64_t wait_pos;                   //  lowest position that waits in that round
 } c_lead_t;
 
 typedef enum {
@@ -74,7 +77,7 @@ typedef struct {
     uint32_t leader;   //  the leader's node id
     uint64_t epoch;    //  its epoch
     uint8_t phase;     //  c_phase_t
-    uint64_t sync_ms;  //  when SYNC was sent
+    uint64_t sync_ms;  //  when SYNC was last sent or tried (0: at once)
     uint64_t seen_ms;  //  last frame of this stream
     uint64_t recv;     //  last live position queued for the storer
     uint64_t durable;  //  last position committed here
@@ -131,6 +134,7 @@ typedef struct {
     size_t link_count;            //  used
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
+    uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
