@@ -149,7 +149,10 @@ static void s_links_check(tern_client_t *self, int64_t now) {
         pthread_mutex_unlock(&client->mutex);
         const cl_map_node_t *node = cl_map_node(cluster->map, link->node_id);
         bool late = now - link->created > 2 * (int64_t)self->options.connect_timeout_ms;
-        bool lost = !ready && (link->lost || was_up || late || (node && !node->up));
+        //  A node the map says is down (its etcd lease expired: stopped,
+        //  cut off) is lost even while our TCP session to it looks fine: its
+        //  partitions move, and what waits there is sent to the new leaders.
+        bool lost = (!ready && (link->lost || was_up || late)) || (node && !node->up);
         if (lost && !link->abandoned) {
             link->abandoned = true;
             cluster->refresh_now = true;

@@ -164,7 +164,7 @@ static void s_node(s_cur_t *c, cl_map_t *map) {
         c->bad = true;
         return;
     }
-    node.up = strcmp(state, "up") == 0;
+    node.up = !state[0] || strcmp(state, "up") == 0; //  no state given: assume up
     map->nodes[map->node_count++] = node;
 }
 

@@ -25,7 +25,7 @@
 typedef struct {
     uint32_t node_id;                       //  the node's id
     char endpoint[CL_MAP_ENDPOINT_MAX + 1]; //  its client endpoint, tcp://HOST:PORT
-    bool up;                                //  its state is "up"
+    bool up;                                //  its state is "up" (or not given)
 } cl_map_node_t;
 
 typedef struct {

@@ -113,6 +113,7 @@ Test(client_map, refuses_what_it_cannot_route) {
     cl_map_t *map = cl_map_parse(ok, strlen(ok), why, sizeof why);
     cr_assert_not_null(map, "%s", why);
     cr_assert_eq(cl_map_leader(map, 0), 4);
+    cr_assert(map->nodes[0].up); //  no state given: up
     cl_map_destroy(&map);
 }
 
