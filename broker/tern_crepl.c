@@ -22,7 +22,7 @@
         REPL_DONE tern_repl_batch_t *  from the storer: a follower batch
                                        committed; confirm to the leader, free
     Sends:
-        COMMITTED -> conn's inbox (results possibly changed to TERN_EREPLICAS
+        COMMITTED -> conn's inbox (results possibly changed to TERN_ETIMEOUT
                      or TERN_ENOTLEADER)
         REPL (in_dc) -> the storer's inbox
 
