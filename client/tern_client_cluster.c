@@ -619,9 +619,13 @@ static cl_map_t *s_probe(tern_client_t *self, bool *closing) {
     *closing = false;
     while (true) {
         pthread_mutex_lock(&self->mutex);
+        //  No timeout: WELCOME (cl_handle_welcome) and tern_client_destroy
+        //  signal tick, and nothing else ends this wait. A timed wait here
+        //  once hid a missing signal as a 1 s stall of every client's first
+        //  publishes; untimed, a missed wakeup hangs every publish, which
+        //  any test sees (it_client: probe_wakes_at_welcome).
         while (!self->ready && !self->closing) {
-            struct timespec deadline = cl_abs_deadline(1000);
-            cl_wait(&self->tick, &self->mutex, 1000, &deadline);
+            cl_wait(&self->tick, &self->mutex, -1, NULL);
         }
         *closing = self->closing;
         pthread_mutex_unlock(&self->mutex);
