@@ -10,7 +10,7 @@
     - Publishes go to the leader of their topic's partition
       (tern_partition_of, as ternd), through a node session per node: a
       tern_client_t of its own (root set) with its own DEALER and I/O
-      thread, opened the first time a publish or a subscription needs that
+      thread in the root's ZeroMQ context, opened the first time a publish or a subscription needs that
       node. The publish keeps its encoded header (producer, producer_seq)
       and payload until it completes (an s_cpub_t wrapping the node
       session's window entry), so a resend to another node is the same
