@@ -10,11 +10,12 @@
     - Publishes go to the leader of their topic's partition
       (tern_partition_of, as ternd), through a node session per node: a
       tern_client_t of its own (root set) with its own DEALER and I/O
-      thread in the root's ZeroMQ context, opened the first time a publish or a subscription needs that
-      node. The publish keeps its encoded header (producer, producer_seq)
-      and payload until it completes (an s_cpub_t wrapping the node
-      session's window entry), so a resend to another node is the same
-      bytes and the broker's dedup turns it into the original msg_id.
+      thread in the root's ZeroMQ context, opened the first time a
+      publish or a subscription needs that node. The publish keeps its
+      encoded header (producer, producer_seq) and payload until it
+      completes (an s_cpub_t wrapping the node session's window entry), so
+      a resend to another node is the same bytes and the broker's dedup
+      turns it into the original msg_id.
     - It is routed again, not completed, on ERROR TERN_ENOTLEADER (its
       reason names the new leader, applied to the map at once), when its
       node session is lost (abandoned: the session's window fails back to
