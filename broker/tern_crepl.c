@@ -25,7 +25,7 @@
         REPL_DONE tern_repl_batch_t *  from the storer: a follower batch
                                        committed; confirm to the leader, free
     Sends:
-        COMMITTED -> conn's inbox (results possibly changed to TERN_EREPLICAS
+        COMMITTED -> conn's inbox (results possibly changed to TERN_ETIMEOUT
                      or TERN_ENOTLEADER)
         NOTICE    -> route's inbox, in commit order (tern_crepl_notice.c)
         REPL (in_dc) -> the storer's inbox

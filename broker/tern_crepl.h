@@ -24,7 +24,7 @@
 /*  Figures for metrics, written by the actor, read with relaxed atomics. */
 typedef struct {
     _Atomic uint64_t stale_frames;   //  in-DC frames refused: older epoch than the view's
-    _Atomic uint64_t refused;        //  publishes answered TERN_EREPLICAS
+    _Atomic uint64_t unconfirmed;    //  publishes answered TERN_ETIMEOUT (ISR did not confirm)
     _Atomic uint64_t not_leader;     //  publishes answered TERN_ENOTLEADER after the commit
     _Atomic uint64_t shipped;        //  records shipped live to followers
     _Atomic uint64_t syncs_answered; //  CREPL_SYNC answered as a leader

@@ -15,7 +15,7 @@
 
     Never held forever: a partition this node no longer leads is decided
     (route ignores topics it does not lead), and at cluster/ack_timeout the
-    NOTICE goes anyway, like its publishes' TERN_EREPLICAS: the messages stay
+    NOTICE goes anyway, like its publishes' TERN_ETIMEOUT: the messages stay
     in the log and are delivered, the unknown-outcome case of a publish.
 
     Inherited log. Route also reads the store directly (a group's lanes from

@@ -99,7 +99,7 @@ typedef struct {
     uint64_t epoch; //  the epoch its records were shipped in
     uint64_t pos;   //  highest position of its records there
     bool decided;   //  acknowledged (err TERN_OK) or failed
-    tern_err_t err; //  TERN_OK, TERN_EREPLICAS, TERN_ENOTLEADER
+    tern_err_t err; //  TERN_OK, TERN_ETIMEOUT, TERN_ENOTLEADER
 } c_need_t;
 
 typedef struct c_held_t {
