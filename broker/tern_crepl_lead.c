@@ -76,6 +76,7 @@ void c_lead_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec)
     lead->ship_ms[1] = now;
     s_reps_rebuild(self, lead, rec, now);
     tern_cluster_set_position(self->cluster, pt, 0);
+    c_notice_inherit(self, pt);
     zsys_info("crepl: leading partition %u in epoch %" PRIu64 " (%u in sync)", pt, rec->epoch,
               rec->nisr);
 }
@@ -196,6 +197,15 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
             need->pos = pos;
         }
     }
+    //  The commit's NOTICE comes next on the inbox and waits for the same.
+    if (held->count > self->last_cap) {
+        self->last_cap = held->count;
+        self->last_needs = tern_realloc(self->last_needs, self->last_cap * sizeof(c_need_t));
+    }
+    if (held->count) {
+        memcpy(self->last_needs, held->needs, held->count * sizeof(c_need_t));
+    }
+    self->last_count = held->count;
     if (self->held_tail) {
         self->held_tail->next = held;
     } else {
@@ -277,6 +287,10 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         need->decided = true;
         need->err = lease_ok ? TERN_ETIMEOUT : TERN_ENOTLEADER;
     }
+}
+
+void c_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now, uint64_t deadline) {
+    s_decide(self, need, lease_ok, now, deadline);
 }
 
 void c_evaluate(c_repl_t *self) {
@@ -474,4 +488,5 @@ void c_handle_router(void *actor, void *unused) {
         zmq_msg_close(&body);
     }
     c_evaluate(self);
+    c_notices_evaluate(self);
 }
