@@ -244,7 +244,10 @@ static bool s_start(tern_client_t *self, uint64_t req_base) {
     if (self->wake_fd < 0) {
         return false;
     }
-    self->ctx = zmq_ctx_new();
+    //  A node session shares its root's context: one libzmq I/O thread and
+    //  reaper per client, not per node (the root outlives its node sessions:
+    //  cl_cluster_destroy closes them before s_client_free terms it).
+    self->ctx = self->root ? self->root->ctx : zmq_ctx_new();
     if (!self->ctx) {
         return false;
     }
@@ -267,8 +270,8 @@ static bool s_start(tern_client_t *self, uint64_t req_base) {
 //  Frees what s_take_options and s_start made (once the I/O thread, if
 //  any, has stopped), and SELF.
 static void s_client_free(tern_client_t *self) {
-    if (self->ctx) {
-        zmq_ctx_term(self->ctx);
+    if (self->ctx && !self->root) {
+        zmq_ctx_term(self->ctx); //  a node session's is its root's
     }
     if (self->wake_fd >= 0) {
         close(self->wake_fd);

@@ -10,11 +10,12 @@
     - Publishes go to the leader of their topic's partition
       (tern_partition_of, as ternd), through a node session per node: a
       tern_client_t of its own (root set) with its own DEALER and I/O
-      thread, opened the first time a publish or a subscription needs that
-      node. The publish keeps its encoded header (producer, producer_seq)
-      and payload until it completes (an s_cpub_t wrapping the node
-      session's window entry), so a resend to another node is the same
-      bytes and the broker's dedup turns it into the original msg_id.
+      thread in the root's ZeroMQ context, opened the first time a
+      publish or a subscription needs that node. The publish keeps its
+      encoded header (producer, producer_seq) and payload until it
+      completes (an s_cpub_t wrapping the node session's window entry), so
+      a resend to another node is the same bytes and the broker's dedup
+      turns it into the original msg_id.
     - It is routed again, not completed, on ERROR TERN_ENOTLEADER (its
       reason names the new leader, applied to the map at once), when its
       node session is lost (abandoned: the session's window fails back to
@@ -619,9 +620,13 @@ static cl_map_t *s_probe(tern_client_t *self, bool *closing) {
     *closing = false;
     while (true) {
         pthread_mutex_lock(&self->mutex);
+        //  No timeout: WELCOME (cl_handle_welcome) and tern_client_destroy
+        //  signal tick, and nothing else ends this wait. A timed wait here
+        //  once hid a missing signal as a 1 s stall of every client's first
+        //  publishes; untimed, a missed wakeup hangs every publish, which
+        //  any test sees (it_client: probe_wakes_at_welcome).
         while (!self->ready && !self->closing) {
-            struct timespec deadline = cl_abs_deadline(1000);
-            cl_wait(&self->tick, &self->mutex, 1000, &deadline);
+            cl_wait(&self->tick, &self->mutex, -1, NULL);
         }
         *closing = self->closing;
         pthread_mutex_unlock(&self->mutex);

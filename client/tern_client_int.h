@@ -30,8 +30,8 @@
     holds (the root) keeps its session to a seed endpoint for admin and
     the map; each node it publishes to or subscribes on gets a node session,
     itself a tern_client_t (root set, no cluster thread) with its own I/O
-    thread. Lock order: a root's mutex before a node session's, never the
-    other way round.
+    thread and DEALER in the root's ZeroMQ context. Lock order: a root's mutex before a node
+   session's, never the other way round.
 
     Naming: cl_<verb> functions are shared between the files of client/ and
     declared here; each file's own helpers stay static s_<verb>; the inline
@@ -248,7 +248,7 @@ struct _tern_client_t {
     bool cluster_started;         //  cluster_thread runs (root only)
 
     //  I/O thread only:
-    void *ctx;              //  ZeroMQ context
+    void *ctx;              //  ZeroMQ context: a root's own, a node session's its root's
     void *dealer;           //  current socket or NULL
     void *monitor;          //  PAIR receiving the dealer's events
     cl_state_t state;       //  session state

@@ -1,10 +1,12 @@
 /*  it_client.c - libtern against real brokers: failover to the next
-    endpoint when a broker dies, and a durable pull subscription that
-    resumes where its acks left it across a broker restart.
+    endpoint when a broker dies, a durable pull subscription that
+    resumes where its acks left it across a broker restart, and the
+    cluster probe of a single node woken by the first WELCOME.
 */
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,18 @@ static tern_err_t s_publish(tern_client_t *client, const char *topic, const char
     msg.payload = data;
     msg.size = strlen(data);
     return tern_publish(client, &msg, 20000, res);
+}
+
+//  Every message stored in TOPIC on B (read with `ternctl sub --from first`)
+//  in *MSGS; returns how many (free with it_msgs_free).
+static size_t s_stored(it_broker_t *b, const char *topic, it_msg_t **msgs) {
+    it_result_t r;
+    it_ctl(&r, b, 15000, "sub", topic, "--from", "first", "--count", "100000", "--timeout",
+           "1500ms", NULL);
+    it_assert_ok(&r, "ternctl sub");
+    size_t m = it_parse_msgs(r.out, msgs);
+    it_result_free(&r);
+    return m;
 }
 
 Test(client, failover_to_the_next_endpoint, .fini = it_teardown, .timeout = 90) {
@@ -69,13 +83,9 @@ Test(client, failover_to_the_next_endpoint, .fini = it_teardown, .timeout = 90) 
     cr_assert_null(client);
 
     //  The second broker holds f-11..f-20, once each.
-    it_result_t r;
-    it_ctl(&r, b, 15000, "sub", "it.fo", "--from", "first", "--count", "100", "--timeout", "1500ms",
-           NULL);
-    it_assert_ok(&r, "ternctl sub on the second broker");
     it_msg_t *msgs;
-    size_t m = it_parse_msgs(r.out, &msgs);
-    cr_assert_eq(m, 10, "second broker has %zu messages, want 10:\n%s", m, r.out);
+    size_t m = s_stored(b, "it.fo", &msgs);
+    cr_assert_eq(m, 10, "second broker has %zu messages, want 10", m);
     for (size_t i = 0; i < m; i++) {
         char want[32];
         snprintf(want, sizeof want, "f-%zu", i + 11);
@@ -84,7 +94,6 @@ Test(client, failover_to_the_next_endpoint, .fini = it_teardown, .timeout = 90) 
         cr_assert_eq(msgs[i].producer_seq, (int64_t)i + 11);
     }
     it_msgs_free(msgs, m);
-    it_result_free(&r);
 }
 
 Test(client, pull_subscription_resumes_after_restart, .fini = it_teardown, .timeout = 90) {
@@ -162,4 +171,75 @@ Test(client, pull_subscription_resumes_after_restart, .fini = it_teardown, .time
             copies);
     cr_assert_eq(tern_unsubscribe(&sub), TERN_OK);
     tern_client_destroy(&client);
+}
+
+//  Counts completions of async publishes (on the I/O thread).
+typedef struct {
+    pthread_mutex_t mutex; //  guards the counts
+    int ok;                //  completed with TERN_OK
+    int failed;            //  completed with another code
+    tern_err_t first_code; //  the first failure's code
+} s_done_t;
+
+static void s_on_done(const tern_pub_result_t *result, void *arg) {
+    s_done_t *done = arg;
+    pthread_mutex_lock(&done->mutex);
+    if (result->code == TERN_OK) {
+        done->ok++;
+    } else if (done->failed++ == 0) {
+        done->first_code = result->code;
+    }
+    pthread_mutex_unlock(&done->mutex);
+}
+
+//  The probe (ADMIN `cluster`, answered "not a cluster" by a single node)
+//  waits for the first session without a timeout: only WELCOME wakes it.
+//  The broker is paused (SIGSTOP) while the client connects, so the probe
+//  is surely waiting when WELCOME comes, with publishes held in the window.
+//  Without the wakeup at WELCOME (cl_handle_welcome) the probe never asks,
+//  the publishes are never sent and the flush times out; with the wait's
+//  old 1 s timeout the same bug was a 1 s stall of every client's start.
+//  No timing is asserted: 20 s is a liveness bound.
+Test(client, probe_wakes_at_welcome, .fini = it_teardown, .timeout = 90) {
+    it_broker_t *b = it_start_broker(NULL);
+    it_broker_pause(b);
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.name = "it-probe";
+    options.connect_timeout_ms = 10000; //  the broker is paused for a while
+    tern_client_t *client = tern_client_new(b->endpoint, &options);
+    cr_assert(client);
+    s_done_t done = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+    for (int i = 1; i <= 100; i++) {
+        char data[32];
+        snprintf(data, sizeof data, "p-%d", i);
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = "it.probe";
+        msg.payload = data;
+        msg.size = strlen(data);
+        cr_assert_eq(tern_publish_async(client, &msg, s_on_done, &done), TERN_OK, "%s",
+                     tern_last_reason());
+    }
+    it_sleep_ms(300); //  the probe is waiting for the session by now (either way it must wake)
+    cr_assert_not(tern_client_connected(client));
+    it_broker_resume(b);
+    tern_err_t rc = tern_flush(client, 20000);
+    cr_assert_eq(rc, TERN_OK, "flush: %s: the probe did not wake at WELCOME", tern_errname(rc));
+    pthread_mutex_lock(&done.mutex);
+    cr_assert_eq(done.ok, 100, "%d ok, %d failed (first: %s)", done.ok, done.failed,
+                 tern_errname(done.first_code));
+    pthread_mutex_unlock(&done.mutex);
+    //  Later publishes go out at once too (the client is in single-node mode).
+    cr_assert_eq(s_publish(client, "it.probe", "after", NULL), TERN_OK, "%s", tern_last_reason());
+    tern_client_destroy(&client);
+    it_msg_t *msgs;
+    size_t m = s_stored(b, "it.probe", &msgs);
+    cr_assert_eq(m, 101, "the broker holds %zu messages, want 101", m);
+    for (size_t i = 0; i < 100; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "p-%zu", i + 1);
+        cr_assert_str_eq(msgs[i].data, want, "in publish order");
+    }
+    it_msgs_free(msgs, m);
 }

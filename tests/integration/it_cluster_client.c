@@ -111,6 +111,15 @@ static tern_client_t *s_start(const char *name, it_broker_t **nodes, int seed, i
     return c;
 }
 
+//  Threads of this process (/proc/self/status), -1 if unknown.
+static int s_threads(void) {
+    char *status = it_read_file("/proc/self/status", NULL);
+    const char *at = status ? strstr(status, "\nThreads:") : NULL;
+    int n = at ? atoi(at + strlen("\nThreads:")) : -1;
+    free(status);
+    return n;
+}
+
 static void s_topic(char *buf, size_t size, int i) {
     snprintf(buf, size, "cc.t%d", i);
 }
@@ -180,6 +189,7 @@ static void s_publish(tern_client_t *c, size_t i, s_results_t *r) {
 Test(cluster_client, one_seed_routes_to_every_leader) {
     it_broker_t *nodes[S_NODES];
     int64_t leaders[S_PARTITIONS];
+    int threads_before = s_threads();
     tern_client_t *c = s_start("ccroute", nodes, 0, leaders);
     //  The 20 topics spread over partitions led by more than one node.
     bool led_by[S_NODES] = {false};
@@ -199,6 +209,13 @@ Test(cluster_client, one_seed_routes_to_every_leader) {
         s_publish(c, i, &r);
     }
     cr_assert_eq(tern_flush(c, 60000), TERN_OK);
+    //  The client's threads: the root's I/O thread, its cluster thread, its
+    //  ZeroMQ context's I/O thread and reaper, and one I/O thread per node
+    //  session (at least 2 here): node sessions share the root's context
+    //  rather than bring 2 threads each.
+    int threads = s_threads() - threads_before;
+    cr_assert(threads_before > 0);
+    cr_assert(threads <= 4 + S_NODES, "the client runs %d threads for %d nodes", threads, S_NODES);
     //  Every one acknowledged once, stored at its topic's leader: seqs
     //  1..25 per topic, each once (one node's log, nothing stored twice).
     //  (Their order may differ from the publish order only where the map
