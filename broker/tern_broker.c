@@ -173,6 +173,7 @@ static void s_wire(tern_broker_t *self) {
         //  The storer's results go through crepl, which holds each publish
         //  until the partition's in-sync replicas have it.
         snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-crepl", prefix);
+        sa->notices_to_conn = true; //  and each NOTICE until they have its messages
         tern_crepl_args_t *cr = &self->crepl_args;
         cr->store = self->store;
         cr->config = &self->config;
@@ -182,6 +183,7 @@ static void s_wire(tern_broker_t *self) {
         snprintf(cr->inbox, sizeof cr->inbox, "%s-crepl", prefix);
         snprintf(cr->storer_inbox, sizeof cr->storer_inbox, "%s-storer", prefix);
         snprintf(cr->conn_inbox, sizeof cr->conn_inbox, "%s-conn", prefix);
+        snprintf(cr->route_inbox, sizeof cr->route_inbox, "%s-route", prefix);
         cr->bind_rc = -1;
     }
 

@@ -78,7 +78,7 @@ typedef struct {
     uint32_t min_insync;       //  cluster/min_insync    2
     uint64_t lease_ms;         //  cluster/lease         2s
     uint64_t replace_after_ms; //  cluster/replace_after 5m
-    uint64_t ack_timeout_ms;   //  cluster/ack_timeout   5s: then TERN_EREPLICAS
+    uint64_t ack_timeout_ms;   //  cluster/ack_timeout   5s: then TERN_ETIMEOUT
     uint64_t isr_lag_ms;       //  cluster/isr_lag       4s: a follower behind longer leaves the ISR
     //  security (docs/security.md)
     bool insecure;              //  server/insecure false: allow auth none off loopback

@@ -165,7 +165,7 @@ const k_key_t k_keys[] = {
      "Replicas of every partition, on distinct nodes."},
     {"cluster/min_insync", "min-insync", "M", S_U32, S_FIELD(min_insync), "2", 1, 5, NULL, NULL,
      "Fewest in-sync replicas (the leader included) with which a publish is acknowledged; "
-     "below it publishes get TERN_EREPLICAS. At most cluster/replicas."},
+     "below it publishes are refused, not stored, with TERN_EREPLICAS. At most cluster/replicas."},
     {"cluster/lease", "lease", "DURATION", S_DURATION, S_FIELD(lease_ms), "2s", S_SEC, S_MIN, NULL,
      NULL,
      "The node's etcd lease: a node silent this long is dead, and its partitions fail over. "
@@ -176,8 +176,8 @@ const k_key_t k_keys[] = {
      "elsewhere to restore cluster/replicas."},
     {"cluster/ack_timeout", "ack-timeout", "DURATION", S_DURATION, S_FIELD(ack_timeout_ms), "5s",
      100, S_MIN, NULL, NULL,
-     "Longest a publish waits for its in-sync replicas; then it is refused with TERN_EREPLICAS "
-     "(nothing acknowledged)."},
+     "Longest a stored publish waits for its in-sync replicas; then it gets TERN_ETIMEOUT "
+     "(nothing acknowledged, outcome unknown: resend with the same producer seq)."},
     {"cluster/isr_lag", "isr-lag", "DURATION", S_DURATION, S_FIELD(isr_lag_ms), "4s", 100, S_HOUR,
      NULL, NULL,
      "A follower not caught up with its leader for this long leaves the in-sync set, so "

@@ -504,6 +504,13 @@ static void s_send_pub_error(c_conn_t *self, c_session_t *session, const tern_pu
         snprintf(
             reason, sizeof reason, "storage full: map_max %s reached, or the disk is full",
             tern_units_format_size(self->config->map_max, TERN_UNITS_EXACT_IEC, size, sizeof size));
+    } else if (code == TERN_ETIMEOUT) {
+        //  Only crepl answers a publish so (cluster): it is in the leader's
+        //  log, but the ISR did not confirm it; a resend is deduplicated.
+        snprintf(reason, sizeof reason,
+                 "publish to '%.100s' not confirmed by the in-sync replicas within "
+                 "cluster/ack_timeout; the outcome is unknown: resend with the same producer seq",
+                 pub->frame.topic);
     } else {
         snprintf(reason, sizeof reason, "publish to '%.200s' refused: %s", pub->frame.topic,
                  tern_strerror(code));

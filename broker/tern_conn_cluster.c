@@ -6,9 +6,14 @@
     check before calling in. In a cluster, conn refuses a PUBLISH, and a
     SUBSCRIBE to an exact topic, whose partition this node does not lead
     (ERROR TERN_ENOTLEADER, reason tern_cluster_not_leader: the leader's
-    endpoint, so a client can go there). What it leads is cached per view
-    version and read again only when the version moves; the lease is asked
-    once per drain of the ROUTER, not per message.
+    endpoint, so a client can go there). A PUBLISH to a partition it leads
+    whose record has an ISR smaller than cluster/min_insync is refused here
+    with ERROR TERN_EREPLICAS, before the storer: that code means "not
+    stored" (a publish appended and then not confirmed by the ISR gets
+    TERN_ETIMEOUT from crepl instead, its outcome unknown). What it leads,
+    and with how short an ISR, is cached per view version and read again
+    only when the version moves; the lease is asked once per drain of the
+    ROUTER, not per message.
 
     Admin operations (docs/protocol.md "Admin operations in a cluster"):
         cluster           the view as JSON (nodes, map); TERN_ESTATE on a
@@ -46,6 +51,7 @@ void c_cluster_refresh(c_conn_t *self) {
     if (!self->leads) {
         self->partitions = tern_cluster_partitions(cluster);
         self->leads = tern_alloc(self->partitions ? self->partitions : 1);
+        self->isr_short = tern_alloc(self->partitions ? self->partitions : 1);
     }
     //  The record's leader, not tern_cluster_leads: the lease is checked
     //  per drain (it can lapse without any change of the view).
@@ -53,13 +59,37 @@ void c_cluster_refresh(c_conn_t *self) {
     for (uint32_t p = 0; p < self->partitions; p++) {
         tern_partmap_record_t rec;
         self->leads[p] = tern_cluster_record(cluster, p, &rec) && rec.leader == me;
+        //  The ack rule's REFUSE (its ISR test; no positions needed).
+        self->isr_short[p] =
+            self->leads[p] &&
+            tern_partmap_ack_check(&rec, NULL, NULL, 0, 0, self->config->min_insync, NULL, 0) ==
+                TERN_PARTMAP_REFUSE;
     }
     self->view_version = version;
+}
+
+//  ERROR TERN_EREPLICAS for a publish to P, whose ISR is too short: the
+//  reason names the numbers, as the ack rule words them.
+static void s_refuse_replicas(c_conn_t *self, c_session_t *session, const tern_frame_t *frame,
+                              uint32_t p) {
+    char why[160] = "too few in-sync replicas";
+    tern_partmap_record_t rec;
+    if (tern_cluster_record(self->args->cluster, p, &rec)) {
+        tern_partmap_ack_check(&rec, NULL, NULL, 0, 0, self->config->min_insync, why, sizeof why);
+    }
+    char reason[TERN_REASON_MAX + 1];
+    snprintf(reason, sizeof reason, "partition %u has %s; nothing was stored: retry later",
+             (unsigned)p, why);
+    c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EREPLICAS, reason);
 }
 
 bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *frame) {
     uint32_t p = tern_partition_of(frame->topic, strlen(frame->topic), self->partitions);
     if (self->lease_ok && p < self->partitions && self->leads[p]) {
+        if (frame->cmd == TERN_CMD_PUBLISH && self->isr_short[p]) {
+            s_refuse_replicas(self, session, frame, p);
+            return false;
+        }
         return true;
     }
     char reason[TERN_REASON_MAX + 1];
@@ -77,6 +107,8 @@ bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *f
 void c_cluster_destroy(c_conn_t *self) {
     free(self->leads);
     self->leads = NULL;
+    free(self->isr_short);
+    self->isr_short = NULL;
 }
 
 // ---------------------------------------------------------------------------

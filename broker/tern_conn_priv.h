@@ -78,6 +78,8 @@ typedef struct {
     uint64_t tick_ms;             //  c_sessions_tick interval (a quarter heartbeat, 10 ms .. 1 s)
     uint64_t next_tick;           //  when c_sessions_tick runs next
     bool *leads;                  //  cluster: per partition, this node leads it (owned)
+    bool *isr_short;              //  cluster: per partition, it leads it with an ISR below
+                                  //  cluster/min_insync: publishes get TERN_EREPLICAS (owned)
     uint32_t partitions;          //  cluster: entries in leads
     uint64_t view_version;        //  cluster: tern_cluster_version leads was read at
     bool lease_ok;                //  cluster: the lease, read once per ROUTER drain
@@ -130,7 +132,9 @@ void c_cluster_refresh(c_conn_t *self);
 
 //  True when this node leads the partition of FRAME's topic with its lease
 //  ok; else answers ERROR TERN_ENOTLEADER (the leader's endpoint in the
-//  reason) and returns false.
+//  reason) and returns false. For a PUBLISH, also false with ERROR
+//  TERN_EREPLICAS when the partition's record has fewer in-sync replicas
+//  than cluster/min_insync: refused before the storer, so nothing is stored.
 bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *frame);
 
 //  Frees what c_cluster_refresh allocated.

@@ -19,11 +19,15 @@
     Inbox (PULL at args->inbox; crepl owns what it receives):
         COMMITTED tern_committed_t *   from the storer (its conn_inbox is ours):
                                        ship, hold until the ISR has it, forward
+        NOTICE    tern_notice_t *      from the storer, right behind its commit's
+                                       COMMITTED: hold (FIFO) until the ISR has
+                                       its messages, forward to route
         REPL_DONE tern_repl_batch_t *  from the storer: a follower batch
                                        committed; confirm to the leader, free
     Sends:
-        COMMITTED -> conn's inbox (results possibly changed to TERN_EREPLICAS
+        COMMITTED -> conn's inbox (results possibly changed to TERN_ETIMEOUT
                      or TERN_ENOTLEADER)
+        NOTICE    -> route's inbox, in commit order (tern_crepl_notice.c)
         REPL (in_dc) -> the storer's inbox
 
     Follower stream, per partition (state x event; "resync" = drop the
@@ -146,12 +150,15 @@ static void s_handle_inbox(void *actor, void *unused) {
             c_committed(self, (tern_committed_t *)ptr);
         } else if (type == TERN_WORK_REPL_DONE) {
             c_batch_done(self, (tern_repl_batch_t *)ptr);
+        } else if (type == TERN_WORK_NOTICE) {
+            c_notice(self, (tern_notice_t *)ptr);
         } else {
             zsys_error("crepl: unexpected work item type %d", (int)type);
         }
     }
     c_flush_batch(self);
     c_evaluate(self);
+    c_notices_evaluate(self);
 }
 
 static void s_after(void *actor) {
@@ -162,6 +169,7 @@ static void s_after(void *actor) {
     c_follow_timers(self, now);
     c_flush_batch(self);
     c_evaluate(self);
+    c_notices_evaluate(self);
 }
 
 static void s_on_dealer(void *actor, void *arg) {
@@ -210,8 +218,9 @@ static int s_start(c_repl_t *self) {
     self->router = zsock_resolve(self->router_sock);
     if (!tern_work_pull_bind(&self->inbox_sock, args->inbox) ||
         !tern_work_push_connect(&self->storer_sock, args->storer_inbox) ||
-        !tern_work_push_connect(&self->conn_sock, args->conn_inbox)) {
-        snprintf(args->error, sizeof args->error, "crepl: cannot reach the storer and conn");
+        !tern_work_push_connect(&self->conn_sock, args->conn_inbox) ||
+        !tern_work_push_connect(&self->route_sock, args->route_inbox)) {
+        snprintf(args->error, sizeof args->error, "crepl: cannot reach the storer, conn and route");
         return -1;
     }
     self->self_id = tern_cluster_self(self->cluster);
@@ -238,11 +247,15 @@ static void s_stop(c_repl_t *self) {
             } else if (type == TERN_WORK_REPL_DONE) {
                 tern_repl_batch_t *batch = ptr;
                 tern_repl_batch_destroy(&batch);
+            } else if (type == TERN_WORK_NOTICE) {
+                tern_notice_t *notice = ptr;
+                tern_notice_destroy(&notice);
             }
         }
     }
     if (self->leads) {
         c_held_drop(self);
+        c_notices_drop(self);
         for (uint32_t pt = 0; pt < self->partitions; pt++) {
             c_lead_stop(self, pt);
         }
@@ -256,6 +269,7 @@ static void s_stop(c_repl_t *self) {
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->storer_sock);
     zsock_destroy(&self->conn_sock);
+    zsock_destroy(&self->route_sock);
 }
 
 void tern_crepl_actor(zsock_t *pipe, void *arg) {

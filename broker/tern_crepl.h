@@ -5,7 +5,8 @@
     thread per clustered node does both sides: as the leader of a partition
     it ships every record the storer commits to the partition's followers
     and holds the publishes' COMMITTED item until the ack rule
-    (tern_partmap_ack_check) says every in-sync replica has them; as a
+    (tern_partmap_ack_check) says every in-sync replica has them, and the
+    commit's NOTICE likewise before route may deliver them; as a
     follower it syncs with each partition's leader and applies the leader's
     log through the storer (tern_repl_batch_t with in_dc set). A single node
     (no cluster/etcd) never starts it.
@@ -23,7 +24,7 @@
 /*  Figures for metrics, written by the actor, read with relaxed atomics. */
 typedef struct {
     _Atomic uint64_t stale_frames;   //  in-DC frames refused: older epoch than the view's
-    _Atomic uint64_t refused;        //  publishes answered TERN_EREPLICAS
+    _Atomic uint64_t unconfirmed;    //  publishes answered TERN_ETIMEOUT (ISR did not confirm)
     _Atomic uint64_t not_leader;     //  publishes answered TERN_ENOTLEADER after the commit
     _Atomic uint64_t shipped;        //  records shipped live to followers
     _Atomic uint64_t syncs_answered; //  CREPL_SYNC answered as a leader
@@ -41,6 +42,7 @@ typedef struct {
     char inbox[128];             //  endpoint crepl binds (PULL: COMMITTED, REPL_DONE)
     char storer_inbox[128];      //  the storer's inbox (crepl connects PUSH)
     char conn_inbox[128];        //  conn's inbox (crepl forwards COMMITTED there)
+    char route_inbox[128];       //  route's inbox (crepl forwards NOTICE there)
     int bind_rc;                 //  out: 0 when cluster/listen is bound
     char error[256];             //  out: why it could not start
 } tern_crepl_args_t;

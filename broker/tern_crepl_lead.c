@@ -6,11 +6,15 @@
     (the payload is a reference to the publish's own frame, never copied),
     and the COMMITTED item is held until tern_partmap_ack_check says ACK for
     its highest position in every partition it touches; then it goes to
-    conn. REFUSE, cluster/ack_timeout, or the loss of the leadership, its
-    epoch or the lease turn those publishes into TERN_EREPLICAS or
-    TERN_ENOTLEADER: never an acknowledgement from one copy or from a
-    deposed leader. Followers' CREPL_SYNC is answered here (truncations,
-    the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
+    conn. REFUSE (the ISR shrank below min_insync while it waited) or
+    cluster/ack_timeout turn those publishes into TERN_ETIMEOUT, the loss
+    of the leadership, its epoch or the lease into TERN_ENOTLEADER: never
+    an acknowledgement from one copy or from a deposed leader. Not
+    TERN_EREPLICAS: they are in this log already and may reach the
+    followers later, so the outcome is unknown (a resend with the same
+    producer seq is deduplicated); TERN_EREPLICAS means "not stored" and
+    only conn answers it, before the storer (tern_conn_cluster.c). Followers' CREPL_SYNC is answered
+   here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
     heartbeats every lease/4 and the ISR every 100 ms.
 */
 #include "tern_crepl_priv.h"
@@ -72,6 +76,7 @@ void c_lead_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec)
     lead->ship_ms[1] = now;
     s_reps_rebuild(self, lead, rec, now);
     tern_cluster_set_position(self->cluster, pt, 0);
+    c_notice_inherit(self, pt);
     zsys_info("crepl: leading partition %u in epoch %" PRIu64 " (%u in sync)", pt, rec->epoch,
               rec->nisr);
 }
@@ -192,6 +197,15 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
             need->pos = pos;
         }
     }
+    //  The commit's NOTICE comes next on the inbox and waits for the same.
+    if (held->count > self->last_cap) {
+        self->last_cap = held->count;
+        self->last_needs = tern_realloc(self->last_needs, self->last_cap * sizeof(c_need_t));
+    }
+    if (held->count) {
+        memcpy(self->last_needs, held->needs, held->count * sizeof(c_need_t));
+    }
+    self->last_count = held->count;
     if (self->held_tail) {
         self->held_tail->next = held;
     } else {
@@ -213,8 +227,8 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
             c_need_t *need = s_need(self, held, c_partition_of(self, pub->frame.topic));
             if (need->err != TERN_OK) {
                 pub->result.err = need->err;
-                atomic_fetch_add_explicit(need->err == TERN_EREPLICAS ? &self->stats->refused
-                                                                      : &self->stats->not_leader,
+                atomic_fetch_add_explicit(need->err == TERN_ETIMEOUT ? &self->stats->unconfirmed
+                                                                     : &self->stats->not_leader,
                                           1, memory_order_relaxed);
             }
         }
@@ -259,10 +273,10 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         }
         if (ack == TERN_PARTMAP_REFUSE) {
             if (self->config->verbose) {
-                zsys_info("crepl: partition %u refused: %s", need->pt, why);
+                zsys_info("crepl: partition %u not confirmed (outcome unknown): %s", need->pt, why);
             }
             need->decided = true;
-            need->err = TERN_EREPLICAS;
+            need->err = TERN_ETIMEOUT; //  appended: outcome unknown, not "not stored"
             return;
         }
     }
@@ -271,8 +285,12 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
                      "cluster/ack_timeout: %s",
                      need->pt, need->pos, why);
         need->decided = true;
-        need->err = lease_ok ? TERN_EREPLICAS : TERN_ENOTLEADER;
+        need->err = lease_ok ? TERN_ETIMEOUT : TERN_ENOTLEADER;
     }
+}
+
+void c_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now, uint64_t deadline) {
+    s_decide(self, need, lease_ok, now, deadline);
 }
 
 void c_evaluate(c_repl_t *self) {
@@ -470,4 +488,5 @@ void c_handle_router(void *actor, void *unused) {
         zmq_msg_close(&body);
     }
     c_evaluate(self);
+    c_notices_evaluate(self);
 }

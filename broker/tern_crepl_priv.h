@@ -99,11 +99,12 @@ typedef struct {
     uint64_t epoch; //  the epoch its records were shipped in
     uint64_t pos;   //  highest position of its records there
     bool decided;   //  acknowledged (err TERN_OK) or failed
-    tern_err_t err; //  TERN_OK, TERN_EREPLICAS, TERN_ENOTLEADER
+    tern_err_t err; //  TERN_OK, TERN_ETIMEOUT, TERN_ENOTLEADER
 } c_need_t;
 
 typedef struct c_held_t {
-    tern_committed_t *item; //  owned
+    tern_committed_t *item; //  owned (NULL for a held NOTICE)
+    tern_notice_t *notice;  //  owned: a NOTICE for route (tern_crepl_notice.c), or NULL
     c_need_t *needs;        //  owned array
     size_t count;           //  used
     size_t cap;             //  allocated
@@ -134,6 +135,12 @@ typedef struct {
     size_t link_count;            //  used
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
+    zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    c_held_t *notices;            //  NOTICEs waiting, in commit order (FIFO head)
+    c_held_t *notices_tail;       //  its tail
+    c_need_t *last_needs;         //  what the last COMMITTED waits for (owned array)
+    size_t last_count;            //  used (0: none since the last NOTICE)
+    size_t last_cap;              //  allocated
     uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
@@ -168,6 +175,8 @@ void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec
 void c_committed(c_repl_t *self, tern_committed_t *item);
 //  Acknowledges or fails held items; FORCE_TIME: check deadlines too.
 void c_evaluate(c_repl_t *self);
+//  Decides NEED if it can be (the ack rule, lost leadership, DEADLINE).
+void c_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now, uint64_t deadline);
 void c_lead_timers(c_repl_t *self, uint64_t now);
 //  Frames on the ROUTER (SYNC, CONFIRM).
 void c_handle_router(void *actor, void *unused);
@@ -176,6 +185,18 @@ void c_handle_router(void *actor, void *unused);
 c_lead_t *c_fence_lead(c_repl_t *self, const tern_frame_t *frame);
 //  Index of NODE's entry in lead->reps (a follower: >= 1), or -1.
 int c_rep_index(c_lead_t *lead, uint32_t node);
+
+//  tern_crepl_notice.c
+//  A NOTICE from the storer (takes ownership): held behind the earlier ones
+//  until the ISR has its messages.
+void c_notice(c_repl_t *self, tern_notice_t *notice);
+//  PT's leadership started: an inherited NOTICE of its topics' last_seqs,
+//  released once the followers synced (position 1).
+void c_notice_inherit(c_repl_t *self, uint32_t pt);
+//  Forwards the decided NOTICEs at the head of the FIFO to route.
+void c_notices_evaluate(c_repl_t *self);
+//  Frees every held NOTICE (shutdown: route stops after us, nobody sends).
+void c_notices_drop(c_repl_t *self);
 
 //  tern_crepl_sync.c
 //  CREPL_SYNC from the follower at RID: truncations, the catch-up, CAUGHT.

@@ -315,6 +315,9 @@ static void s_handle_notice(r_route_t *self, tern_notice_t *notice) {
                 }
             }
         }
+        if (topic && self->cluster) {
+            r_cluster_raise(topic, ap->seq, notice->inherited);
+        }
     }
     tern_notice_destroy(&notice);
 }

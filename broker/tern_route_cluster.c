@@ -16,7 +16,19 @@
     a view older than the one conn refused or admitted it by. A topic that is no
     longer led keeps its groups, idle, until this node leads it again.
     While tern_cluster_lease_ok is false, nothing is delivered at all.
-    Single node: none of this runs (route's cluster is NULL).
+
+    High watermark. Every topic has `hw`: a lane scan (a group catching up
+    from its cursor, a new message) dispatches only seqs <= hw. Route gets
+    its NOTICEs from crepl, which forwards each one only once every in-sync
+    replica has its messages (tern_crepl_notice.c); each appended seq
+    raises hw. An `inherited` NOTICE (crepl's, when this node starts leading
+    a partition, released once the followers synced) sets hw to the log as
+    this node found it; hw drops to 0 when the topic is no longer led. So a
+    consumer never reads a message a failover can lose (docs/checker.md
+    rule (e)), except a publish crepl answered with an error after
+    cluster/ack_timeout: its NOTICE is released then (the unknown outcome).
+    Redeliveries read seqs that were below hw when first delivered.
+    Single node: none of this runs (route's cluster is NULL; hw is the max).
 */
 #include "tern_route_priv.h"
 #include "tern_partition.h"
@@ -46,6 +58,7 @@ static void s_rescan(r_route_t *self) {
         }
         topic->led = led;
         if (!led) {
+            topic->hw = 0; //  the next leadership's inherited NOTICE sets it again
             continue;
         }
         //  Taken over: its groups go on from their cursors, and due
@@ -85,5 +98,11 @@ void r_cluster_sync(r_route_t *self) {
     if (version != self->view_version) {
         self->view_version = version;
         s_rescan(self);
+    }
+}
+
+void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited) {
+    if (inherited || seq > topic->hw) {
+        topic->hw = seq;
     }
 }

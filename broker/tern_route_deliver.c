@@ -525,6 +525,9 @@ void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now) {
                                      group->lane_next[p], seqs, want, &count) != TERN_OK) {
                 break;
             }
+            while (count > 0 && seqs[count - 1] > group->topic->hw) {
+                count--; //  not on every in-sync replica yet: its NOTICE marks us dirty
+            }
             for (size_t i = 0; i < count; i++) {
                 r_sub_t *sub = s_next_consumer(group);
                 if (!sub) {

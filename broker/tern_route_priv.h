@@ -108,6 +108,8 @@ struct r_topic_t {
     char name[TERN_TOPIC_MAX + 1]; //  name
     zlistx_t *groups;              //  r_group_t (borrowed; owned by route's list)
     bool led;                      //  this node leads its partition (always on a single node)
+    uint64_t hw;                   //  high watermark: lane scans dispatch seqs <= hw (cluster:
+                                   //  the ISR has them; UINT64_MAX on a single node)
 };
 
 typedef struct {
@@ -252,6 +254,10 @@ void r_cluster_tick(r_route_t *self, uint64_t now);
 //  again and sets each topic's `led`, so groups of partitions this node now
 //  leads deliver (and subscriptions with patterns join their topics).
 void r_cluster_sync(r_route_t *self);
+
+//  Cluster only: a NOTICE crepl forwarded says TOPIC's SEQ is on every
+//  in-sync replica: raises its high watermark (INHERITED: sets it).
+void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited);
 
 // ---------------------------------------------------------------------------
 //  tern_route.c

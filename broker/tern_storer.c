@@ -28,7 +28,10 @@
                                          batch -> the conn inbox (crepl's)
     In a cluster, args->conn_inbox is the crepl actor's inbox (tern_broker.c):
     crepl holds each COMMITTED until the partition's in-sync replicas have
-    its records, then forwards it to conn.
+    its records, then forwards it to conn; and NOTICE goes there too
+    (args->notices_to_conn, on the same socket, so right behind its
+    COMMITTED): crepl forwards it to route, in commit order, once the same
+    rule holds, so no consumer sees a message the ISR may not have.
 */
 #include "tern_storer.h"
 #include "tern_actor.h"
@@ -596,7 +599,12 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
         goto fail;
     }
     self->to_conn = tern_work_push_connect(&self->conn_sock, self->args->conn_inbox);
-    self->to_route = tern_work_push_connect(&self->route_sock, self->args->route_inbox);
+    //  In a cluster crepl sees each commit's NOTICE right after its COMMITTED
+    //  (one socket keeps the order) and hands it to route once the in-sync
+    //  replicas have its messages (tern_crepl_notice.c).
+    self->to_route = self->args->notices_to_conn
+                         ? self->to_conn
+                         : tern_work_push_connect(&self->route_sock, self->args->route_inbox);
     self->batch = tern_store_batch_new(self->args->store);
     if (self->args->repl_inbox[0]) {
         self->to_repl = tern_work_push_connect(&self->repl_sock, self->args->repl_inbox);

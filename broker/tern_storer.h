@@ -20,6 +20,8 @@ typedef struct {
     char conn_inbox[128];        //  conn's work inbox (storer connects PUSH)
     char route_inbox[128];       //  route's work inbox (storer connects PUSH)
     char repl_inbox[128];        //  repl's work inbox ("": no replication)
+    bool notices_to_conn;        //  cluster: NOTICEs go to conn_inbox (crepl's), behind the
+                                 //  same commit's COMMITTED, not to route_inbox
 } tern_storer_args_t;
 
 /*  zactor_fn: ARGS is a tern_storer_args_t, borrowed for the actor's life. */

@@ -25,6 +25,10 @@
                 storer -> crepl       (an in-DC REPL item: in_dc set)
     COMMITTED   storer -> crepl       storer      in a cluster: crepl holds it until the
                 crepl -> conn                     ISR has it, then forwards it (conn frees)
+    NOTICE      storer -> crepl       storer      in a cluster: crepl holds it (FIFO) until
+                crepl -> route        crepl       the ISR has its messages, then forwards it;
+                                                  crepl makes one `inherited` NOTICE per
+                                                  leadership (route frees both)
     REPL_ADMIN  conn -> repl -> conn  conn        conn, after relaying the answer
     Borrowing: a tern_pub_t's and tern_repl_rec_t's frame points into their
     own zmq_msg_t (they travel together); nothing borrows across items. An
@@ -194,6 +198,9 @@ typedef struct {
     size_t reload_count;       //  entries
     uint32_t *created;         //  owned array of topic ids made by topic.create
     size_t created_count;      //  entries
+    bool inherited;            //  cluster: crepl's, at a leadership start: APPENDED holds each
+                               //  topic of the partition at its last_seq then, which the ISR
+                               //  now has (route sets its high watermarks to exactly that)
 } tern_notice_t;
 
 /*  Session events conn forwards to route. */

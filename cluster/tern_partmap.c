@@ -233,7 +233,7 @@ tern_partmap_ack_t tern_partmap_ack_check(const tern_partmap_record_t *rec,
         snprintf(why, len, "%" PRIu32 " in-sync replica%s", rec->nisr, rec->nisr == 1 ? "" : "s");
         s_append_nodes(why, len, rec->isr, rec->nisr);
         size_t at = strlen(why);
-        snprintf(why + at, len - at, ", min_insync is %" PRIu32, min_insync);
+        snprintf(why + at, len - at, ", cluster/min_insync is %" PRIu32, min_insync);
         return TERN_PARTMAP_REFUSE;
     }
     uint32_t behind[2 * TERN_PLACEMENT_REPLICAS_MAX];

@@ -137,7 +137,7 @@ bool tern_partmap_isr_next(const tern_partmap_record_t *rec, const tern_partmap_
     written: its members must have POS durable too, while min_insync counts
     REC's ISR, the committed one. On WAIT and REFUSE, writes a reason that
     names the numbers and nodes into WHY (LEN bytes; may be NULL), e.g. "1
-    in-sync replica (node 2), min_insync is 2". */
+    in-sync replica (node 2), cluster/min_insync is 2". */
 tern_partmap_ack_t tern_partmap_ack_check(const tern_partmap_record_t *rec,
                                           const tern_partmap_record_t *pending,
                                           const tern_partmap_replica_t *reps, size_t count,

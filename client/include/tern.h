@@ -262,10 +262,15 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     after 3 x timeout_ms (at least 30 s) without a reachable leader it
     completes with TERN_ENOTLEADER, and so it does at once when its leader
     refuses it three times without naming another (its etcd lease lapsed: the
-    DC cannot take writes now). TERN_EREPLICAS (too few in-sync replicas
-    confirmed it in time) completes it: the message may have been stored, and
-    a retry with the same producer_seq (MSG->producer_seq) is safe. Order
-    within a topic holds except across a leader change.
+    DC cannot take writes now). TERN_EREPLICAS completes it: the partition
+    has fewer in-sync replicas than cluster/min_insync (RESULT->reason names
+    them), the leader refused it before storing, and nothing was stored:
+    retry later (e.g. after a follower is back). TERN_ETIMEOUT from the
+    broker completes it too: the leader stored it but its in-sync replicas
+    did not confirm it within cluster/ack_timeout, so the outcome is unknown
+    (it may be replicated and delivered later); resend with the same
+    producer_seq (MSG->producer_seq), which is deduplicated. Order within a
+    topic holds except across a leader change.
     FN (may be NULL) is called with ARG on completion, on the I/O thread.
     Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
     class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,

@@ -309,14 +309,15 @@ Test(cluster_client, leader_killed_while_publishing) {
         }
     }
     cr_assert_eq(tern_flush(c, 120000), TERN_OK, "still in flight: %zu", tern_client_inflight(c));
-    //  Every publish completed exactly once: acknowledged, or refused for
-    //  want of replicas (the caller may retry it with the same
-    //  producer_seq). Never TERN_ENOTLEADER: the client follows leaders.
+    //  Every publish completed exactly once: acknowledged, refused for want
+    //  of replicas (not stored), or stored and not confirmed in time (outcome
+    //  unknown); the caller may retry either with the same producer_seq.
+    //  Never TERN_ENOTLEADER: the client follows leaders.
     size_t ok = 0;
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(r.completions[i], 1, "publish %zu completed %d times", i, r.completions[i]);
-        cr_assert(r.code[i] == TERN_OK || r.code[i] == TERN_EREPLICAS, "publish %zu: %s", i,
-                  tern_strerror(r.code[i]));
+        cr_assert(r.code[i] == TERN_OK || r.code[i] == TERN_EREPLICAS || r.code[i] == TERN_ETIMEOUT,
+                  "publish %zu: %s", i, tern_strerror(r.code[i]));
         ok += r.code[i] == TERN_OK;
     }
     cr_assert_gt(ok, n / 2, "only %zu of %zu acknowledged", ok, n);

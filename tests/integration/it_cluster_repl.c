@@ -7,9 +7,17 @@
     tern_store_new and the replicas are compared record by record
     (tern_store_digest, seqs and msg_ids of every acknowledged publish).
     - acked_everywhere: every acknowledged publish is on every replica at the
-      same seq with the same msg_id; with both followers SIGKILLed a publish
-      is refused with TERN_EREPLICAS (cluster/ack_timeout 1 s); one follower
-      restarted catches up and publishes are acknowledged again.
+      same seq with the same msg_id; with both followers SIGKILLed, the
+      publishes in flight before the ISR shrinks get TERN_ETIMEOUT (appended,
+      not confirmed within cluster/ack_timeout 1 s: outcome unknown) and,
+      once the record's ISR is below min_insync, every publish is refused
+      with TERN_EREPLICAS before the storer; one follower restarted catches
+      up and publishes are acknowledged again.
+    - refused_not_kept (within acked_everywhere): the publishes refused with
+      TERN_EREPLICAS go to a topic of their own; after the recovery it has
+      nothing of them: the next publish to it is seq 1, the first message a
+      subscriber from the first seq gets, and the only one in either
+      replica's store.
     - divergent_tail_truncated: a SIGKILLed follower's store is given records
       past the leader's log (written into its data dir while it is down, as
       a leader killed before replicating them keeps them) while the leader
@@ -40,20 +48,22 @@
 static it_etcd_t *s_etcd;
 static it_broker_t *s_node[S_NODES];
 static char s_topics[S_TOPICS][32];
+static char s_refused[32]; //  a topic of S_PT only publishes refused with TERN_EREPLICAS reach
 
 static void s_setup(void) {
     s_etcd = it_etcd_new(1);
     cr_assert_not_null(s_etcd, "etcd did not start");
     //  Topics of partition S_PT, as libtern and ternd compute it.
     int found = 0;
-    for (int i = 0; found < S_TOPICS && i < 1000; i++) {
+    for (int i = 0; found <= S_TOPICS && i < 1000; i++) {
         char name[32];
         snprintf(name, sizeof name, "crepl.t%d", i);
         if (tern_partition_of(name, strlen(name), S_PARTITIONS) == S_PT) {
-            snprintf(s_topics[found++], sizeof s_topics[0], "%s", name);
+            snprintf(found < S_TOPICS ? s_topics[found] : s_refused, sizeof s_refused, "%s", name);
+            found++;
         }
     }
-    cr_assert_eq(found, S_TOPICS);
+    cr_assert_eq(found, S_TOPICS + 1);
 }
 
 static void s_teardown(void) {
@@ -209,9 +219,9 @@ static void s_publish_until_acked(tern_client_t *client) {
             return;
         }
         //  Refused while the leader's followers sync, or before the node
-        //  saw itself become leader.
-        cr_assert(rc == TERN_EREPLICAS || rc == TERN_ENOTLEADER, "probe publish: %s",
-                  tern_errname(rc));
+        //  saw itself become leader; not confirmed while the ISR changes.
+        cr_assert(rc == TERN_EREPLICAS || rc == TERN_ENOTLEADER || rc == TERN_ETIMEOUT,
+                  "probe publish: %s", tern_errname(rc));
         usleep(500 * 1000);
     }
     cr_assert_fail("publishes were never acknowledged again");
@@ -287,6 +297,70 @@ static void s_followers(uint32_t leader, uint32_t out[2]) {
     }
 }
 
+//  Both followers of LEADER are dead. Publishes to s_topics[0] until one is
+//  refused with TERN_EREPLICAS: before that, only TERN_ETIMEOUT (appended,
+//  the ISR did not confirm it). Then, with the record's ISR down to the
+//  leader, every publish is TERN_EREPLICAS, with the numbers in the
+//  reason; those go to s_refused, which nothing else is sent to.
+static void s_publish_refused(tern_client_t *client, uint32_t leader) {
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.payload = "refused";
+    msg.size = 7;
+    tern_pub_result_t res;
+    tern_err_t rc = TERN_OK;
+    for (int i = 0; i < 60 && rc != TERN_EREPLICAS; i++) {
+        msg.topic = s_topics[0];
+        rc = tern_publish(client, &msg, 15000, &res);
+        cr_assert(rc == TERN_ETIMEOUT || rc == TERN_EREPLICAS,
+                  "publish with the followers dead: %s (%s)", tern_errname(rc),
+                  res.reason ? res.reason : "");
+    }
+    cr_assert_eq(rc, TERN_EREPLICAS, "the ISR never shrank below min_insync");
+    tern_partmap_record_t rec = s_wait_record(1, 1u << leader, TERN_NODE_NONE, 10000);
+    cr_assert_eq(rec.leader, leader);
+    char want[96];
+    snprintf(want, sizeof want,
+             "partition %u has 1 in-sync replica (node %u), cluster/min_insync is 2", S_PT, leader);
+    for (int i = 0; i < 3; i++) {
+        msg.topic = s_refused;
+        rc = tern_publish(client, &msg, 15000, &res);
+        cr_assert_eq(rc, TERN_EREPLICAS, "publish %d to %s: %s (%s)", i, s_refused,
+                     tern_errname(rc), res.reason ? res.reason : "");
+        cr_assert(res.reason && strstr(res.reason, want), "reason: %s, expected it to name %s",
+                  res.reason ? res.reason : "(none)", want);
+    }
+}
+
+//  After the recovery: nothing refused reached s_refused. The next publish
+//  to it is its seq 1, and it is the first thing a subscriber from the
+//  first seq gets.
+static void s_check_refused_gone(tern_client_t *client) {
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = s_refused;
+    msg.payload = "after";
+    msg.size = 5;
+    tern_pub_result_t res;
+    tern_err_t rc = tern_publish(client, &msg, 15000, &res);
+    cr_assert_eq(rc, TERN_OK, "publish after the recovery: %s", tern_errname(rc));
+    cr_assert_eq(res.seq, 1, "%s: the publish after the refusals is seq %" PRIu64 ", not 1",
+                 s_refused, res.seq);
+    cr_assert(!res.duplicate);
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.start = TERN_FROM_FIRST;
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, s_refused, &options, NULL, NULL, &sub), TERN_OK);
+    tern_message_t *m = NULL;
+    cr_assert_eq(tern_subscription_next(sub, 15000, &m), TERN_OK, "nothing delivered");
+    cr_assert_eq(tern_message_seq(m), 1);
+    cr_assert(tern_message_size(m) == 5 && memcmp(tern_message_data(m), "after", 5) == 0,
+              "a refused publish was delivered");
+    tern_message_destroy(&m);
+    tern_unsubscribe(&sub);
+}
+
 // ---------------------------------------------------------------------------
 //  Tests
 
@@ -312,10 +386,11 @@ Test(cluster_repl, acked_everywhere) {
     //  1. Every publish acknowledged with three in sync.
     s_cluster_up(150, &leader, f, &client, acked, &nacked);
 
-    //  2. Both followers gone: refused, never acknowledged from one copy.
+    //  2. Both followers gone: never acknowledged from one copy; refused
+    //  (not stored) once the ISR is below min_insync.
     it_broker_kill(s_node[f[0]]);
     it_broker_kill(s_node[f[1]]);
-    s_publish(client, 3, TERN_EREPLICAS, NULL, NULL);
+    s_publish_refused(client, leader);
 
     //  3. One follower back: it catches up, rejoins the ISR, acks resume.
     s_wait_node_gone(f[0]);
@@ -323,6 +398,7 @@ Test(cluster_repl, acked_everywhere) {
     s_wait_record(2, (1u << leader) | (1u << f[0]), TERN_NODE_NONE, 30000);
     s_publish_until_acked(client);
     s_publish(client, 60, TERN_OK, acked, &nacked);
+    s_check_refused_gone(client);
     tern_client_destroy(&client);
 
     //  4. Stop by PID; compare the copies.
@@ -331,6 +407,8 @@ Test(cluster_repl, acked_everywhere) {
     tern_store_t *lead = s_open(s_node[leader]);
     tern_store_t *back = s_open(s_node[f[0]]);
     tern_store_t *dead = s_open(s_node[f[1]]);
+    cr_assert_eq(s_copy(lead, s_refused, 0).last_seq, 1, "refused publishes in the leader's store");
+    cr_assert_eq(s_copy(back, s_refused, 0).last_seq, 1, "refused publishes in the follower's");
     s_check_acked(lead, (int)leader, acked, nacked);
     s_check_acked(back, (int)f[0], acked, nacked);
     s_check_acked(dead, (int)f[1], acked, 150); //  it had the first 150 when it died

@@ -293,6 +293,30 @@ Test(checker, refused_then_acknowledged) {
     s_run_free(&run);
 }
 
+#define UNKNOWN                                                                                    \
+    "{\"ev\":\"publish\",\"producer\":\"P\",\"producer_seq\":4,\"topic\":\"t\",\"outcome\":"       \
+    "\"err\",\"code\":400}\n"
+
+Test(checker, refused_after_unknown) {
+    //  A first attempt with an unknown outcome (TERN_ETIMEOUT: appended, not
+    //  confirmed) may be the copy that was kept, not the refusal after it.
+    const char *args[] = {"--refused-code", "300", NULL};
+    s_run_t run =
+        s_check_args(UNKNOWN REFUSED
+                     "{\"ev\":\"publish\",\"producer\":\"P\",\"producer_seq\":4,\"topic\":"
+                     "\"t\",\"outcome\":\"ok\",\"msg_id\":104,\"seq\":4,\"duplicate\":true}\n" ST4,
+                     args);
+    s_assert_clean(&run);
+    s_run_free(&run);
+    run = s_check_args(UNKNOWN REFUSED ST4, args);
+    s_assert_clean(&run);
+    s_run_free(&run);
+    //  A refusal before the unknown attempt proves nothing either.
+    run = s_check_args(REFUSED UNKNOWN ST4, args);
+    s_assert_clean(&run);
+    s_run_free(&run);
+}
+
 Test(checker, min_logs) {
     //  Two replicas promised, one listed: the check would be vacuous.
     const char *two[] = {"--min-logs", "2", NULL};

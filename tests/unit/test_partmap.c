@@ -217,7 +217,7 @@ Test(partmap, ack_needs_min_insync) {
     //  one in-sync copy is never enough with min_insync 2.
     cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 2, 9, 2, why, sizeof why),
                  TERN_PARTMAP_REFUSE);
-    cr_assert_str_eq(why, "1 in-sync replica (node 2), min_insync is 2");
+    cr_assert_str_eq(why, "1 in-sync replica (node 2), cluster/min_insync is 2");
     //  min_insync 1 (an operator's choice) allows it; 0 counts as 1.
     cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 2, 9, 1, why, sizeof why),
                  TERN_PARTMAP_ACK);

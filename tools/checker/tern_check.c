@@ -18,7 +18,9 @@
           log follows producer_seq order; replicas agree on every seq;
       (d) a publish refused with a --refused-code was not kept: neither a
           later duplicate ack nor (when the refusal was its key's last
-          attempt) a stored copy or a delivery shows it;
+          attempt) a stored copy or a delivery shows it, unless another
+          attempt of its key failed with another code (its outcome unknown,
+          e.g. TERN_ETIMEOUT: that attempt may be the one kept);
       (e) every acknowledged message was delivered to every listed group of
           its topic (unless in that group's DLQ or expired), nothing stored
           nowhere was delivered, and every consumer ack follows a delivery.
@@ -54,6 +56,7 @@ typedef struct {
     size_t ok;      //  first "ok" attempt, or S_NONE
     size_t last;    //  last attempt, or S_NONE
     size_t refused; //  last attempt refused with a --refused-code, or S_NONE
+    bool unsure;    //  an attempt failed with another code: it may have been kept
     size_t stored;  //  first stored event with this key, or S_NONE
 } s_dkey_t;
 
@@ -201,7 +204,8 @@ static s_dkey_t *s_dkey(s_check_t *self, const ck_event_t *ev) {
     if (!s_get(self, &at, "k:%llu:%llu", producer, seq)) {
         self->dkeys = s_grow(self->dkeys, self->dkey_count, &self->dkey_cap, sizeof *self->dkeys);
         at = self->dkey_count++;
-        self->dkeys[at] = (s_dkey_t){S_NONE, S_NONE, S_NONE, S_NONE};
+        self->dkeys[at] =
+            (s_dkey_t){.ok = S_NONE, .last = S_NONE, .refused = S_NONE, .stored = S_NONE};
         s_put(self, at, "k:%llu:%llu", producer, seq);
     }
     return &self->dkeys[at];
@@ -279,7 +283,7 @@ static void s_publish_key(s_check_t *self, size_t index, s_dkey_t *key) {
                         (unsigned long long)first->v[CK_MSG_ID], s_at(self, key->ok),
                         (unsigned long long)ev->v[CK_MSG_ID], s_at(self, index));
         }
-        if (!first && key->refused != S_NONE && ev->v[CK_DUPLICATE]) {
+        if (!first && key->refused != S_NONE && !key->unsure && ev->v[CK_DUPLICATE]) {
             s_violation(
                 self, R_REFUSED,
                 "producer %s seq %llu refused with code %llu at %s, then acknowledged "
@@ -293,6 +297,8 @@ static void s_publish_key(s_check_t *self, size_t index, s_dkey_t *key) {
         }
     } else if (s_is_refused(self, ev->v[CK_CODE])) {
         key->refused = index;
+    } else {
+        key->unsure = true;
     }
     key->last = index;
 }
@@ -489,7 +495,7 @@ static void s_pass_present(s_check_t *self) {
     for (size_t i = 0; i < self->dkey_count; i++) {
         const s_dkey_t *key = &self->dkeys[i];
         if (key->refused == S_NONE || key->last != key->refused || key->ok != S_NONE ||
-            key->stored == S_NONE) {
+            key->unsure || key->stored == S_NONE) {
             continue;
         }
         const ck_event_t *ev = s_ev(self, key->refused), *copy = s_ev(self, key->stored);
@@ -537,7 +543,7 @@ static void s_delivery(s_check_t *self, size_t index) {
     }
     s_dkey_t *key = (ev->has & (1u << CK_PRODUCER)) ? s_dkey(self, ev) : NULL;
     if (key && key->refused != S_NONE && key->last == key->refused && key->ok == S_NONE &&
-        count == 0) {
+        !key->unsure && count == 0) {
         s_violation(self, R_REFUSED,
                     "producer %s seq %llu refused with code %llu at %s (its last attempt) was "
                     "delivered to group %s as msg_id %llu at %s",
