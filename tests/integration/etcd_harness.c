@@ -173,7 +173,20 @@ static bool s_spawn_member(it_etcd_t *self, int i) {
                     self->cluster, "--initial-cluster-state",
                     "new",         "--logger",
                     "zap",         "--log-outputs",
-                    "stderr",      NULL};
+                    "stderr",      NULL,
+                    NULL,          NULL,
+                    NULL,          NULL};
+    //  The fast profile's etcd timing (docs/cluster.md) for the long runs
+    //  (tools/chaos/leader-kills.sh): etcd's minimum lease TTL follows it.
+    const char *election = getenv("TERN_ETCD_ELECTION_MS");
+    const char *heartbeat = getenv("TERN_ETCD_HEARTBEAT_MS");
+    if (election && *election && heartbeat && *heartbeat) {
+        size_t k = sizeof argv / sizeof argv[0] - 5;
+        argv[k++] = "--election-timeout";
+        argv[k++] = (char *)election;
+        argv[k++] = "--heartbeat-interval";
+        argv[k] = (char *)heartbeat;
+    }
     self->pid[i] = s_exec(argv, log);
     return self->pid[i] > 0;
 }

@@ -55,6 +55,25 @@
 static const char *const s_flags[] = {
     "--lease", "1s", "--ack-timeout", "2s", "--isr-lag", "1s", "--dedup-window", "10m", NULL};
 
+//  s_flags with the lease, ack_timeout and isr_lag the long runs may set
+//  instead (TERN_CHAOS_LEASE, TERN_CHAOS_ACK_TIMEOUT, TERN_CHAOS_ISR_LAG;
+//  tools/chaos/leader-kills.sh's profiles), so a failover can be timed
+//  under the profile it documents.
+static const char *const *s_run_flags(const char **flags) {
+    const char *lease = getenv("TERN_CHAOS_LEASE");
+    const char *ack = getenv("TERN_CHAOS_ACK_TIMEOUT");
+    const char *lag = getenv("TERN_CHAOS_ISR_LAG");
+    int k = 0;
+    for (; s_flags[k]; k++) {
+        flags[k] = s_flags[k];
+    }
+    flags[k] = NULL;
+    flags[1] = lease && *lease ? lease : flags[1];
+    flags[3] = ack && *ack ? ack : flags[3];
+    flags[5] = lag && *lag ? lag : flags[5];
+    return flags;
+}
+
 typedef struct s_run_t s_run_t;
 static s_run_t *s_running; //  the test's run while its producers run
 
@@ -193,7 +212,8 @@ static s_run_t *s_run_start(int etcd_members, bool cuts) {
     static s_run_t the_run;
     s_run_t *run = &the_run;
     memset(run, 0, sizeof *run);
-    run->cl = it_cluster_new(S_NODES, etcd_members, S_PARTITIONS, s_flags);
+    const char *flags[sizeof s_flags / sizeof s_flags[0]];
+    run->cl = it_cluster_new(S_NODES, etcd_members, S_PARTITIONS, s_run_flags(flags));
     cr_assert(run->cl, "cannot set up the cluster");
     cr_assert(!cuts || it_cluster_enable_cuts(run->cl), "cannot enable link cuts");
     cr_assert(it_cluster_start(run->cl, 60000), "the cluster did not start");

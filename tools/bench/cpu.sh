@@ -42,14 +42,7 @@ else
 fi
 
 # utime and stime (clock ticks) of every ternd thread: "tid name utime stime"
-snapshot() {
-    local t
-    for t in /proc/"$TERND_PID"/task/*; do
-        [ -r "$t/stat" ] || continue
-        # the name may hold spaces: take the fields after the closing parenthesis
-        echo "${t##*/} $(tr ' ' '_' <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{print $12, $13}')"
-    done
-}
+snapshot() { thread_cpu "$TERND_PID"; }
 snapshot | sort >"$WORK/before"
 /usr/bin/time -f "%U %S" -o "$WORK/client" "${CTL[@]}" "${RUN[@]}" --quiet ${BENCH_ARGS:-} |
     tail -1 | tee "$WORK/result"

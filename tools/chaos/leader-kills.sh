@@ -20,6 +20,18 @@
 #  a new leader, and until the producer's next acknowledgement), the
 #  p50/p99 of both, and tern-check's summary. Exit 0 when every kill failed
 #  over and the checker found nothing.
+#
+#  PROFILE (environment) picks the failure detection being timed:
+#    test     (the default) the test's flags: --lease 1s --ack-timeout 2s
+#             --isr-lag 1s over an etcd with its default 1000 ms election
+#             timeout, which raises that lease to its minimum TTL, 2 s
+#    default  ternd's defaults: --lease 2s --ack-timeout 5s --isr-lag 4s,
+#             etcd's defaults
+#    fast     docs/cluster.md "The fast profile": --lease 1s --isr-lag 2s
+#             (--ack-timeout 5s, the default), etcd --election-timeout 500
+#             --heartbeat-interval 100
+#  LEASE, ACK_TIMEOUT, ISR_LAG (environment) override the profile's. The
+#  log of a profile other than test is $BUILD_DIR/chaos-leader-kills-PROFILE.log.
 set -eu
 
 kills=${1:-500}
@@ -39,11 +51,26 @@ command -v etcd >/dev/null || {
     exit 2
 }
 
-cmake --build "$build" -j2 --target it_cluster_fault ternd ternctl tern-check >/dev/null
+profile=${PROFILE:-test}
 log="$build/chaos-leader-kills.log"
-echo "leader-kills.sh: $kills leader kills, log in $log"
+case $profile in
+test) lease='' ack='' lag='' election='' heartbeat='' ;;
+default) lease=2s ack=5s lag=4s election='' heartbeat='' ;;
+fast) lease=1s ack=5s lag=2s election=500 heartbeat=100 ;;
+*)
+    echo "leader-kills.sh: PROFILE must be test, default or fast, not '$profile'" >&2
+    exit 2
+    ;;
+esac
+[ "$profile" = test ] || log="$build/chaos-leader-kills-$profile.log"
+lease=${LEASE:-$lease} ack=${ACK_TIMEOUT:-$ack} lag=${ISR_LAG:-$lag}
+
+cmake --build "$build" -j2 --target it_cluster_fault ternd ternctl tern-check >/dev/null
+echo "leader-kills.sh: $kills leader kills, profile $profile (lease ${lease:-1s} ack-timeout ${ack:-2s} isr-lag ${lag:-1s} etcd election ${election:-1000} ms), log in $log"
 status=0
-TERN_CHAOS_KILLS=$kills "$build/bin/it_cluster_fault" --filter 'cluster_fault/leader_kills' \
+TERN_CHAOS_KILLS=$kills TERN_CHAOS_LEASE=$lease TERN_CHAOS_ACK_TIMEOUT=$ack TERN_CHAOS_ISR_LAG=$lag \
+    TERN_ETCD_ELECTION_MS=$election TERN_ETCD_HEARTBEAT_MS=$heartbeat \
+    "$build/bin/it_cluster_fault" --filter 'cluster_fault/leader_kills' \
     --jobs 1 >"$log" 2>&1 || status=$?
 
 grep -E '^failover:' "$log" | tail -n 5 || true
