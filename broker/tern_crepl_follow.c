@@ -202,6 +202,7 @@ static void s_add_rec(c_repl_t *self, c_follow_t *f, tern_repl_rec_t *rec) {
         batch->cap = batch->cap ? batch->cap * 2 : 256;
         batch->recs = tern_realloc(batch->recs, batch->cap * sizeof *batch->recs);
     }
+    rec->stream = f->stream; //  the storer stops this stream at its first failure
     batch->recs[batch->count++] = rec;
     f->inflight++;
 }

@@ -69,6 +69,7 @@ typedef struct {
     void *to_repl;               //  PUSH to repl (NULL: no replication)
     zsock_t *repl_sock;          //  czmq owner
     tern_repl_batch_t *repl;     //  this drain's replication batches (owned)
+    tern_repl_streams_t streams; //  in-DC follower streams (allocated on first use)
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -435,7 +436,12 @@ static void s_send_results(s_storer_t *self) {
 //  Replicated records (repl actor): appended with local = false, with the
 //  inbound cursors that cover them, in this drain's one transaction.
 static void s_queue_repl(s_storer_t *self, tern_repl_batch_t *batch) {
-    tern_repl_batch_queue(batch, self->batch);
+    uint32_t partitions = self->args->config->partitions;
+    if (batch->in_dc && !self->streams.pts && partitions > 0) {
+        self->streams.pts = tern_alloc(partitions * sizeof *self->streams.pts);
+        self->streams.count = partitions;
+    }
+    tern_repl_batch_queue(batch, self->batch, &self->streams);
     self->appends += batch->count;
     batch->next = self->repl;
     self->repl = batch;
@@ -465,6 +471,7 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
         batch->next = NULL;
         batch->err = commit_rc;
         if (batch->in_dc) {
+            tern_repl_streams_done(&self->streams, batch);
             //  A follower's copy of its leader's log: route is not told (a
             //  follower never delivers), and crepl (behind the conn inbox in
             //  a cluster) confirms the positions to the leader.
@@ -628,6 +635,7 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
     self->stopping = true;
     while (s_drain_and_commit(self, false) > 0) {
     }
+    free(self->streams.pts);
     tern_store_batch_destroy(&self->batch);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->conn_sock);

@@ -268,23 +268,54 @@ void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
 }
 
 //  An in-DC follower batch: the leader's records at its seqs, and the
-//  truncations a re-sync asked for, in the order they came.
-static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+//  truncations a re-sync asked for, in the order they came; a stream stops
+//  at its first failure (tern_repl_streams_t says why).
+static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch,
+                          tern_repl_streams_t *streams) {
     for (size_t i = 0; i < self->count; i++) {
         tern_repl_rec_t *rec = self->recs[i];
+        uint32_t pt = rec->frame.partition;
+        tern_repl_stream_t *st = streams && pt < streams->count ? &streams->pts[pt] : NULL;
         memset(&rec->result, 0, sizeof rec->result);
+        if (st && st->failed != 0 && st->failed == rec->stream) {
+            rec->result.err = TERN_ESTATE; //  failed in an earlier commit
+            continue;
+        }
         if (rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE) {
             tern_store_batch_truncate(batch, rec->frame.topic, rec->frame.seq, &rec->result.err,
                                       &rec->result.seq);
         } else {
             tern_store_batch_append_replica(batch, &rec->frame, &rec->result);
         }
+        if (st) {
+            if (st->last && st->last_stream == rec->stream) {
+                tern_store_batch_only_if(batch, st->last);
+            }
+            st->last = &rec->result.err;
+            st->last_stream = rec->stream;
+        }
     }
 }
 
-void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch) {
+void tern_repl_streams_done(tern_repl_streams_t *streams, const tern_repl_batch_t *batch) {
+    for (size_t i = 0; streams && i < batch->count; i++) {
+        const tern_repl_rec_t *rec = batch->recs[i];
+        uint32_t pt = rec->frame.partition;
+        if (pt >= streams->count) {
+            continue;
+        }
+        tern_repl_stream_t *st = &streams->pts[pt];
+        st->last = NULL;
+        if (batch->err == TERN_OK && rec->result.err != TERN_OK && rec->stream != 0) {
+            st->failed = rec->stream;
+        }
+    }
+}
+
+void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch,
+                           tern_repl_streams_t *streams) {
     if (self->in_dc) {
-        s_queue_in_dc(self, batch);
+        s_queue_in_dc(self, batch, streams);
         return;
     }
     for (size_t i = 0; i < self->count; i++) {

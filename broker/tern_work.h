@@ -283,6 +283,7 @@ typedef struct {
     zmq_msg_t hdr;               //  header frame; owns what frame.meta points into
     zmq_msg_t body;              //  payload frame; owns frame.payload
     tern_append_result_t result; //  filled by the commit (duplicate = already here)
+    uint64_t stream;             //  in_dc: crepl's stream generation of frame.partition (>= 1)
 } tern_repl_rec_t;
 
 /*  A named position: an inbound cursor (origin DC -> last applied outbox
@@ -379,11 +380,40 @@ void tern_repl_admin_destroy(tern_repl_admin_t **self_p);
 void tern_repl_batch_destroy(tern_repl_batch_t **self_p);
 void tern_repl_rec_destroy(tern_repl_rec_t **self_p);
 
+/*  The storer's view of the in-DC streams (crepl's follower streams, one
+    per followed partition). Why: a follower's copy must stay a prefix of its
+    leader's log plus at most its own unacknowledged tail (a deposed leader's
+    stale publishes, which can commit after its SYNC), because the leader's
+    SYNC anchors take the highest matching record for "everything below
+    matches". When a record of a stream fails (our own stale commit holds its
+    seq), the stream's later records at higher seqs would land above the
+    divergent ones and hide them (acknowledged messages lost on an in-sync
+    replica). So a stream stops at its first failure: its later records, in
+    the same commit (chained with tern_store_batch_only_if) and in batches
+    already on their way (FAILED), fail with TERN_ESTATE; crepl syncs again
+    with a new stream, whose anchors find the divergence at our tail. */
+typedef struct {
+    uint64_t failed;        //  the stream one of whose records failed here (0: none)
+    uint64_t last_stream;   //  stream of the record queued last in this commit
+    const tern_err_t *last; //  that record's result (NULL: none in this commit)
+} tern_repl_stream_t;
+
+typedef struct {
+    tern_repl_stream_t *pts; //  [count] by partition (owned by the storer)
+    uint32_t count;          //  partitions
+} tern_repl_streams_t;
+
+/*  After the commit of BATCH (in_dc): notes the streams that failed in
+    STREAMS and forgets BATCH's results (it goes back to crepl). */
+void tern_repl_streams_done(tern_repl_streams_t *streams, const tern_repl_batch_t *batch);
+
 /*  Queues the batch's appends (local = false: never shipped again; in_dc:
-    replica appends and truncates, in order), inbound
+    replica appends and truncates, in order, each stream stopping at its
+    first failure as STREAMS (may be NULL) says), inbound
     cursors and confirmations on the store batch BATCH. SELF stays owned by the
     caller and borrowed by BATCH until its commit. */
-void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch);
+void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch,
+                           tern_repl_streams_t *streams);
 
 /*  Reads a work item out of a frame already received (DATA, SIZE), as
     tern_work_recv does: 0 and *TYPE, *PTR (caller owns it), or -1 if the

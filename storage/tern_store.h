@@ -698,6 +698,15 @@ void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_
 void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,
                                tern_err_t *result_err, uint64_t *removed);
 
+/*  Makes the operation queued last on SELF (a replica append or a
+    truncation) conditional: at commit it runs only if *PRIOR (typically the
+    result of an earlier operation of this batch; must stay valid until the
+    commit) is TERN_OK by then, else it changes nothing and fails with
+    TERN_ESTATE. An in-DC follower chains a stream's records this way: once
+    one fails, none of the leader's later records lands above it (it would
+    hide the divergence from the leader's SYNC anchors). */
+void tern_store_batch_only_if(tern_store_batch_t *self, const tern_err_t *prior);
+
 /*  A 64-bit digest of TOPIC's stored messages with seq <= UPTO, for
     `ternctl cluster verify`: xxHash64 (tern_partition_hash) chained over
     each message in seq order, of its seq, msg_id, the CRC32C of its record

@@ -41,6 +41,7 @@ st_op_t *st_batch_push(tern_store_batch_t *self, st_op_kind_t kind) {
     op->err_out = NULL;
     op->id_out = NULL;
     op->count_out = NULL;
+    op->prior = NULL;
     return op;
 }
 
@@ -372,6 +373,31 @@ static void s_attempt_reset(st_txn_t *ctx) {
     st_prod_reset(ctx->batch);
 }
 
+//  An operation made conditional (tern_store_batch_only_if) whose prior
+//  failed: it fails with TERN_ESTATE, changing nothing. True if so.
+static bool s_skipped(st_op_t *op) {
+    if (!op->prior || *op->prior == TERN_OK) {
+        return false;
+    }
+    if (op->result) {
+        memset(op->result, 0, sizeof *op->result);
+        op->result->err = TERN_ESTATE;
+    }
+    if (op->err_out) {
+        *op->err_out = TERN_ESTATE;
+    }
+    if (op->count_out) {
+        *op->count_out = 0;
+    }
+    return true;
+}
+
+void tern_store_batch_only_if(tern_store_batch_t *self, const tern_err_t *prior) {
+    if (self && self->count > 0) {
+        self->ops[self->count - 1].prior = prior;
+    }
+}
+
 //  In ctx->txn: every queued operation, then the records the batch touched
 //  and the writer state that moved. Returns an LMDB error code.
 static int s_attempt_apply(st_txn_t *ctx) {
@@ -379,7 +405,7 @@ static int s_attempt_apply(st_txn_t *ctx) {
     tern_store_t *store = ctx->store;
     int rc = 0;
     for (size_t i = 0; i < self->count && rc == 0; i++) {
-        rc = s_apply[self->ops[i].kind](ctx, &self->ops[i]);
+        rc = s_skipped(&self->ops[i]) ? 0 : s_apply[self->ops[i].kind](ctx, &self->ops[i]);
     }
     if (rc == 0) {
         rc = st_prod_flush(ctx);

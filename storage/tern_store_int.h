@@ -449,6 +449,7 @@ typedef struct {
     tern_err_t *err_out;           //  may be NULL
     uint32_t *id_out;              //  may be NULL
     uint64_t *count_out;           //  may be NULL
+    const tern_err_t *prior;       //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
 } st_op_t;
 
 //  A topic or group record, read once per transaction and written back once.
