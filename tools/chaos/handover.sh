@@ -67,7 +67,7 @@ cleanup() {
     stop "$ETCD_PID"
     local i
     for i in 0 1 2; do cp "$WORK/n$i/ternd.log" "$OUT/n$i.log" 2>/dev/null || true; done
-    cp "$WORK/etcd.log" "$OUT/" 2>/dev/null || true
+    cp "$WORK/etcd.log" "$WORK/acks.log" "$WORK/pub.err" "$WORK/watch.log" "$OUT/" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -142,11 +142,12 @@ sleep 2
 echo "handover.sh: etcd $ETCD_URL, nodes $ENDPOINTS, topic $TOPIC partition $PART," \
     "publish every ${INTERVAL_MS} ms, lease $LEASE, signal $SIGNAL, $RUNS runs, logs in $OUT"
 # max_gap FROM TO: the longest gap (ms) between consecutive acknowledgements stamped in
-# [FROM, TO], counting the gaps at both ends (FROM to the first, the last to TO).
+# [FROM, TO], counting the gaps at both ends (FROM to the first ack, the last one up to
+# the first ack after TO, or to TO when there is none yet).
 max_gap() {
-    awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b { if (p) { g = $1 - p; if (g > m) m = g }
-            else { m = $1 - a } p = $1 }
-        END { if (!p) m = b - a; else if (b - p > m) m = b - p; printf "%.0f\n", m }' \
+    awk -v a="$1" -v b="$2" '$1 >= a { if (p) { g = $1 - p; if (g > m) m = g }
+            else { m = $1 - a } p = $1; if (p > b) exit }
+        END { if (!p) m = b - a; else if (p < b && b - p > m) m = b - p; printf "%.0f\n", m }' \
         "$WORK/acks.log"
 }
 # leader_at T OLD: ms from T until the first record etcd shows after T whose leader is
@@ -168,15 +169,21 @@ for r in $(seq "$RUNS"); do
     wait "${NODE_PIDS[L]}" || rc=$?
     t_exit=$(now_ms)
     for _ in $(seq 200); do [ -n "$(leader_at "$t0" "$L")" ] && break; sleep 0.05; done
-    sleep 1
+    # The victim stays down until the publisher has had acknowledgements again for a
+    # second (up to 30 s): a restart must not end a pause that would go on without it.
     t_end=$(now_ms)
+    for _ in $(seq 300); do
+        t_end=$(now_ms)
+        [ $((t_end - t_exit)) -ge 1000 ] && [ "$(max_gap $((t_end - 1000)) "$t_end")" -lt 200 ] && break
+        sleep 0.1
+    done
     kill -0 "$PUB_PID" 2>/dev/null || { echo "handover.sh: ternctl pub exited:" >&2; cat "$WORK/pub.err" >&2; exit 1; }
     errs=$(($(wc -l <"$WORK/pub.err") - errs_before))
     gap=$(max_gap "$t0" "$t_end")
     base=$(max_gap $((t0 - 2000)) "$t0")
     newl=$(leader_at "$t0" "$L")
     echo "run $r: node $L errors $errs max_ack_gap_ms $gap (before: $base) new_leader_ms ${newl:-none}" \
-        "exit_ms $((t_exit - t0)) exit_status $rc" | tee -a "$OUT/runs.txt"
+        "exit_ms $((t_exit - t0)) exit_status $rc at $t0" | tee -a "$OUT/runs.txt"
     cp "$WORK/n$L/ternd.log" "$OUT/n$L.run$r.log"
     PORT=${PORTS[L]}
     start_ternd "$WORK/n$L" --node-id "$L" --etcd "$ETCD_URL" \
@@ -194,5 +201,4 @@ echo "handover.sh: $RUNS runs: client errors $errors;" \
     "(max $(col max_ack_gap_ms | sort -g | tail -1));" \
     "new leader p50 $(col new_leader_ms | grep -v none | pct 50) / p99 $(col new_leader_ms | grep -v none | pct 99) ms;" \
     "acknowledged $(wc -l <"$WORK/acks.log")" | tee -a "$OUT/runs.txt"
-cp "$WORK/pub.err" "$WORK/watch.log" "$OUT/"
 [ "$errors" -eq 0 ]
