@@ -33,8 +33,9 @@ BUILD=${2:-$ROOT/build}
 case $RUNS in
 '' | *[!0-9]*) echo "handover.sh: RUNS must be a number, not '$RUNS'" >&2; exit 2 ;;
 esac
-[ -x "$BUILD/bin/ternd" ] && [ -x "$BUILD/bin/ternctl" ] ||
-    { echo "handover.sh: no ternd/ternctl in $BUILD/bin (make build)" >&2; exit 2; }
+if [ ! -x "$BUILD/bin/ternd" ] || [ ! -x "$BUILD/bin/ternctl" ]; then
+    echo "handover.sh: no ternd/ternctl in $BUILD/bin (make build)" >&2; exit 2
+fi
 INTERVAL_MS=${INTERVAL_MS:-2}
 LEASE=${LEASE:-2s}
 PARTITIONS=${PARTITIONS:-8}
@@ -52,7 +53,9 @@ NODE_PIDS=("" "" "")
 # stop PID...: SIGTERM, up to 10 s, then SIGKILL; only processes this script started.
 stop() {
     local p
-    for p in "$@"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    for p in "$@"; do
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+    done
     for p in "$@"; do
         [ -n "$p" ] || continue
         for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -73,7 +76,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# shellcheck source=../bench/lib.sh
+# shellcheck source=tools/bench/lib.sh
 . "$ROOT/tools/bench/lib.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # stamp: copies stdin to stdout, each line prefixed with the wall clock in ms.
