@@ -35,7 +35,7 @@
 
         state     | SYNC timer   | TRUNCATE/RECORD pos 0 | CAUGHT       | RECORD pos p     |
    HEARTBEAT h IDLE      | send, SYNCING| drop                  | drop         | drop             |
-   drop SYNCING   | 3 s: resend  | to the batch          | LIVE, mark   | drop             | drop
+   drop SYNCING   | quiet:resend| to the batch          | LIVE, mark   | drop             | drop
         LIVE      | -            | drop                  | drop         | p = recv+1: batch| h >
    recv: resync |              |                       |              | p > recv+1: resync| else
    CONFIRM A view change of the partition's leader or epoch: resync. A failed or conflicting apply

@@ -159,7 +159,7 @@ static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f) {
 }
 
 void c_follow_timers(c_repl_t *self, uint64_t now) {
-    uint64_t silence = C_SYNC_WAIT_MS > 4 * self->hb_ms ? C_SYNC_WAIT_MS : 4 * self->hb_ms;
+    uint64_t silence = C_SILENCE_MS > 4 * self->hb_ms ? C_SILENCE_MS : 4 * self->hb_ms;
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
         c_follow_t *f = &self->follows[pt];
         if (!f->following) {
@@ -248,6 +248,14 @@ static void s_confirm(c_repl_t *self, uint32_t pt, c_follow_t *f) {
 static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl_rec_t *rec) {
     tern_frame_t *frame = &rec->frame;
     bool answer = f->phase == C_F_SYNCING && frame->req_id == f->stream;
+    if (answer) {
+        //  The wait for an answer is a wait for silence: a leader that just
+        //  took over drops a SYNC it cannot answer yet (its view is behind,
+        //  or its own follower records are at its storer), so an unanswered
+        //  SYNC goes again after C_SYNC_WAIT_MS, while a long catch-up that
+        //  keeps arriving is never asked for twice.
+        f->sync_ms = tern_now_ms();
+    }
     switch (frame->cmd) {
         case TERN_CMD_CREPL_TRUNCATE:
             if (answer) {

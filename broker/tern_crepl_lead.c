@@ -356,10 +356,23 @@ static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
 }
 
 static void s_isr(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t now) {
+    //  A follower whose node the view shows down is left out (no entry: not
+    //  in sync), so it leaves the ISR at once and cannot rejoin on what it
+    //  confirmed before it went: a SIGTERM'd leader syncs as a follower in
+    //  the few ms before it exits, and re-admitting it made publishes wait
+    //  for a dead member until isr_lag dropped it (tools/chaos/handover.sh).
+    tern_partmap_replica_t reps[C_RMAX];
+    size_t nreps = 0;
+    for (size_t i = 0; i < lead->nreps; i++) {
+        tern_cluster_node_t node;
+        if (i > 0 && tern_cluster_node(self->cluster, lead->reps[i].node, &node) && !node.up) {
+            continue;
+        }
+        reps[nreps++] = lead->reps[i];
+    }
     tern_partmap_record_t next;
     uint64_t hw = lead->acked > 1 ? lead->acked : 1; //  rejoin needs at least the sync
-    if (!tern_partmap_isr_next(&lead->rec, lead->reps, lead->nreps, hw, now,
-                               self->config->isr_lag_ms, &next)) {
+    if (!tern_partmap_isr_next(&lead->rec, reps, nreps, hw, now, self->config->isr_lag_ms, &next)) {
         lead->pending_set = false;
         return;
     }

@@ -29,7 +29,8 @@
 #define C_HWM           1000000 //  socket HWMs: a catch-up is sent in one go
 #define C_RING          4096    //  ship times kept per led partition
 #define C_ISR_MS        100     //  ISR maintenance interval
-#define C_SYNC_WAIT_MS  3000    //  a SYNC unanswered this long is sent again
+#define C_SYNC_WAIT_MS  250     //  a SYNC that heard no answer frame this long is sent again
+#define C_SILENCE_MS    3000    //  a live stream silent this long (and 4 heartbeats) syncs again
 #define C_SYNC_RETRY_MS 200     //  a SYNC that could not be sent is tried again after
 #define C_LINKS_MAX     64      //  leader nodes followed (one DEALER each)
 #define C_PEERS_MAX     64      //  follower nodes known on the ROUTER

@@ -220,7 +220,7 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     if (self->follows[C_PT(frame)].inflight > 0) {
         //  We just became leader and records we got as a follower are still
         //  at our storer: a snapshot now would miss them (and truncate them
-        //  away from the follower). It asks again after its timeout.
+        //  away from the follower). It asks again after C_SYNC_WAIT_MS.
         return;
     }
     lead->synced[idx] = false;
