@@ -581,6 +581,14 @@ Test(cluster_repl, topic_ops_replicated) {
     s_wait_record(3, 7u, TERN_NODE_NONE, 30000);
     s_publish_until_acked(client); //  a position after the catch-up, confirmed by all
     tern_client_destroy(&client);
+    //  A follower refuses topic writes: only the leader ships them.
+    tern_client_t *other = s_client(s_node[f[1]], "it-crepl-f");
+    tern_header_t args[1] = {{"topic", s_topics[0]}};
+    char *json = NULL;
+    tern_err_t rc = tern_admin(other, "topic.delete", args, 1, &json, 15000);
+    cr_assert_eq(rc, TERN_ENOTLEADER, "topic.delete on a follower: %s (%s)", tern_errname(rc),
+                 tern_last_reason());
+    tern_client_destroy(&other);
     for (int i = 0; i < S_NODES; i++) {
         s_stop_node((uint32_t)i);
     }
