@@ -13,7 +13,10 @@
     TERN_EREPLICAS: they are in this log already and may reach the
     followers later, so the outcome is unknown (a resend with the same
     producer seq is deduplicated); TERN_EREPLICAS means "not stored" and
-    only conn answers it, before the storer (tern_conn_cluster.c). Followers' CREPL_SYNC is answered
+    only conn answers it, before the storer (tern_conn_cluster.c). The
+    item's committed topic admin ops (create, edit, delete, purge) are
+    shipped as CREPL_TOPIC at their own positions between its records, in
+    the storer's order, and their replies wait for the same rule. Followers' CREPL_SYNC is answered
    here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
     heartbeats every lease/4 and the ISR every 100 ms.
 */
