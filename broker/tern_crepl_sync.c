@@ -16,8 +16,10 @@
     - per topic of the partition, CREPL_TOPIC(PUT, our limits), then every
       record after the follower's LAST_SEQ (ours from the first for topics
       it lacks), as CREPL_RECORD with pos 0, read from a store snapshot
-      taken now. A purge it missed is not repeated: it keeps the records
-      below our first seq (docs/cluster.md, limits of the first cut);
+      taken now. CREPL_TOPIC(PURGE) first for a topic whose every record
+      it holds is below our first seq (a purge it missed, or retention).
+      A purge it missed while holding records we still have too is not
+      repeated (docs/cluster.md, limits of the first cut);
     - CREPL_CAUGHT(pos = our end): from now on it gets the live stream.
     Records committed but not yet shipped are in the snapshot and come again
     live: applying is idempotent. The answer is sent in one go (socket HWMs
@@ -35,6 +37,7 @@ typedef struct {
     uint32_t id;                   //  topic id
     char name[TERN_TOPIC_MAX + 1]; //  its name
     uint64_t last_seq;             //  our last seq
+    uint64_t first_seq;            //  our first stored seq (last_seq + 1: none)
     uint64_t from;                 //  first seq the follower needs
     tern_topic_limits_t limits;    //  its retention limits
 } s_topic_t;
@@ -62,6 +65,7 @@ static bool s_collect(const tern_topic_info_t *topic, void *arg) {
     t->id = topic->id;
     snprintf(t->name, sizeof t->name, "%s", topic->name);
     t->last_seq = topic->last_seq;
+    t->first_seq = topic->first_seq;
     t->from = 1;
     t->limits = (tern_topic_limits_t){topic->max_age_ms, topic->max_msgs, topic->max_bytes};
     zhashx_insert(sync->by_name, t->name, (void *)(uintptr_t)sync->count);
@@ -162,6 +166,13 @@ static int s_compare(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync
         }
     }
     t->from = keep + 1;
+    if (line->anchors > 0 && line->seq[0] < t->first_seq &&
+        s_send_topic(self, rid, rid_size, sync, epoch, t->name, TERN_CREPL_TOPIC_PURGE, NULL) !=
+            0) {
+        //  Even its last record is gone here (a purge it missed, or our
+        //  retention): it keeps none of them, as we do.
+        return -1;
+    }
     if (keep >= line->last_seq) {
         return 0;
     }

@@ -575,6 +575,7 @@ Test(cluster_repl, topic_ops_replicated) {
     s_admin(client, "topic.edit", s_topics[0], "max_age_ms", "3600000");
     s_publish(client, 3, TERN_OK, NULL, NULL);
     s_admin(client, "topic.delete", s_topics[2], NULL, NULL);
+    s_admin(client, "topic.purge", s_topics[0], NULL, NULL); //  missed by f[0]
 
     s_wait_node_gone(f[0]);
     cr_assert(it_broker_start(s_node[f[0]]), "follower %u did not restart", f[0]);
@@ -622,6 +623,11 @@ Test(cluster_repl, topic_ops_replicated) {
                       purged.first_seq == ref_purged.first_seq,
                   "node %d %s: %" PRIu64 " msgs, seqs %" PRIu64 "..%" PRIu64, i, s_topics[1],
                   purged.msgs, purged.first_seq, purged.last_seq);
+        tern_topic_info_t t0 = s_info(stores[i], i, s_topics[0], &found);
+        cr_assert(t0.msgs == ref_age.msgs && t0.first_seq == ref_age.first_seq,
+                  "node %d %s: %" PRIu64 " msgs from %" PRIu64 ", the leader %" PRIu64
+                  " from %" PRIu64,
+                  i, s_topics[0], t0.msgs, t0.first_seq, ref_age.msgs, ref_age.first_seq);
         for (int t = 0; t < 2; t++) {
             s_copy_t ref = s_copy(stores[leader], s_topics[t], 0);
             s_copy_t c = s_copy(stores[i], s_topics[t], 0);
