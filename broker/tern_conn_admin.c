@@ -559,6 +559,17 @@ void c_handle_admin(c_conn_t *self, c_session_t *session, const tern_frame_t *fr
             s_handle_peers(self, session, frame, desc);
             break;
         case TERN_ADMIN_BY_STORER:
+            if (self->args->cluster) {
+                //  Topic writes only on the partition's leader: it ships them
+                //  to the followers (tern_crepl_lead.c); elsewhere nothing.
+                tern_frame_t probe = *frame;
+                snprintf(probe.topic, sizeof probe.topic, "%s", topic);
+                if (!c_cluster_admit(self, session, &probe)) {
+                    return;
+                }
+            }
+            s_admin_forward(self, session, frame, desc, topic, group);
+            break;
         case TERN_ADMIN_BY_ROUTE:
             s_admin_forward(self, session, frame, desc, topic, group);
             break;

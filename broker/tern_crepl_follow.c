@@ -271,6 +271,7 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             }
             return false;
         case TERN_CMD_CREPL_RECORD:
+        case TERN_CMD_CREPL_TOPIC: //  a topic admin op: in the same order
             if (frame->position == 0 && answer) {
                 s_add_rec(self, f, rec);
                 return true;
@@ -384,6 +385,14 @@ static void s_batch_records(c_repl_t *self, tern_repl_batch_t *batch) {
         f->inflight--;
         tern_err_t err = batch->err != TERN_OK ? batch->err : rec->result.err;
         bool truncate = rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE;
+        if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {
+            if (err != TERN_OK) {
+                zsys_warning("crepl: partition %u: topic op %u on %s failed (%s); syncing again",
+                             pt, rec->frame.code, rec->frame.topic, tern_errname(err));
+                s_resync(self, f);
+            }
+            continue;
+        }
         if (err != TERN_OK) {
             if (f->phase != C_F_IDLE) {
                 zsys_warning("crepl: partition %u: applying %s %s seq %" PRIu64

@@ -13,10 +13,14 @@
     TERN_EREPLICAS: they are in this log already and may reach the
     followers later, so the outcome is unknown (a resend with the same
     producer seq is deduplicated); TERN_EREPLICAS means "not stored" and
-    only conn answers it, before the storer (tern_conn_cluster.c). Followers' CREPL_SYNC is answered
+    only conn answers it, before the storer (tern_conn_cluster.c). The
+    item's committed topic admin ops (create, edit, delete, purge) are
+    shipped as CREPL_TOPIC at their own positions between its records, in
+    the storer's order, and their replies wait for the same rule. Followers' CREPL_SYNC is answered
    here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
     heartbeats every lease/4 and the ISR every 100 ms.
 */
+#include "tern_admin.h"
 #include "tern_crepl_priv.h"
 #include <inttypes.h>
 #include <string.h>
@@ -169,13 +173,88 @@ static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     return need;
 }
 
+void c_topic_frame(tern_frame_t *frame, uint32_t pt, uint64_t epoch, uint64_t pos,
+                   const char *topic, uint32_t op, const tern_topic_limits_t *limits, char *text,
+                   size_t cap) {
+    tern_frame_init(frame, TERN_CMD_CREPL_TOPIC);
+    C_PT(frame) = pt;
+    C_EP(frame) = epoch;
+    frame->position = pos;
+    snprintf(frame->topic, sizeof frame->topic, "%s", topic);
+    frame->fields |= TERN_F_TOPIC;
+    frame->code = op;
+    tern_topic_limits_t none = {0, 0, 0};
+    limits = limits ? limits : &none;
+    int n = snprintf(text, cap, "%" PRIu64 " %" PRIu64 " %" PRIu64, limits->max_age_ms,
+                     limits->max_msgs, limits->max_bytes);
+    frame->payload = (const uint8_t *)text;
+    frame->payload_size = n > 0 ? (size_t)n : 0;
+    frame->fields |= TERN_F_PAYLOAD;
+}
+
+//  Ships ADMIN (a committed topic op of PT) as CREPL_TOPIC at the next
+//  position to the synced followers, like a record (s_ship). Returns it.
+static uint64_t s_ship_topic(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_admin_t *admin,
+                             uint64_t now) {
+    uint32_t op = admin->op == TERN_ADMIN_TOPIC_DELETE  ? TERN_CREPL_TOPIC_DELETE
+                  : admin->op == TERN_ADMIN_TOPIC_PURGE ? TERN_CREPL_TOPIC_PURGE
+                                                        : TERN_CREPL_TOPIC_PUT;
+    tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
+    uint64_t pos = ++lead->end;
+    lead->ship_ms[pos % C_RING] = now;
+    lead->reps[0].durable = pos;
+    tern_frame_t frame;
+    char text[96];
+    c_topic_frame(&frame, pt, lead->epoch, pos, admin->topic, op, &limits, text, sizeof text);
+    for (size_t i = 1; i < lead->nreps; i++) {
+        c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
+        if (lead->synced[i] &&
+            (!peer || !peer->rid_size ||
+             c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
+            lead->synced[i] = false; //  it sees the gap at the next heartbeat
+        }
+    }
+    return pos;
+}
+
+static bool s_topic_op(const tern_admin_t *admin) {
+    return admin->err == TERN_OK &&
+           (admin->op == TERN_ADMIN_TOPIC_CREATE || admin->op == TERN_ADMIN_TOPIC_EDIT ||
+            admin->op == TERN_ADMIN_TOPIC_DELETE || admin->op == TERN_ADMIN_TOPIC_PURGE);
+}
+
+//  Ships ITEM's committed topic ops that came before publish number K
+//  (every remaining one when K is SIZE_MAX), in the storer's order: its
+//  list is newest first.
+static void s_ship_admins(c_repl_t *self, c_held_t *held, size_t k, uint64_t now) {
+    for (;;) {
+        tern_admin_t *next = NULL;
+        for (tern_admin_t *a = held->item->admins; a; a = a->next) {
+            if (s_topic_op(a) && a->pubs_before != SIZE_MAX && a->pubs_before <= k) {
+                next = a; //  the last one found is the oldest
+            }
+        }
+        if (!next) {
+            return;
+        }
+        next->pubs_before = SIZE_MAX; //  shipped
+        uint32_t pt = c_partition_of(self, next->topic);
+        c_need_t *need = s_need(self, held, pt);
+        if (!need->decided) {
+            need->pos = s_ship_topic(self, pt, &self->leads[pt], next, now);
+        }
+    }
+}
+
 void c_committed(c_repl_t *self, tern_committed_t *item) {
     c_held_t *held = tern_alloc(sizeof *held);
     held->item = item;
     uint64_t now = tern_now_ms();
     held->deadline_ms = now + self->config->ack_timeout_ms;
+    size_t k = 0;
     for (tern_pubs_t *pubs = item->pubs; pubs; pubs = pubs->next) {
-        for (size_t i = 0; i < pubs->count; i++) {
+        for (size_t i = 0; i < pubs->count; i++, k++) {
+            s_ship_admins(self, held, k, now);
             tern_pub_t *pub = pubs->items[i];
             if (pub->result.err != TERN_OK) {
                 continue;
@@ -197,6 +276,7 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
             need->pos = pos;
         }
     }
+    s_ship_admins(self, held, SIZE_MAX - 1, now);
     //  The commit's NOTICE comes next on the inbox and waits for the same.
     if (held->count > self->last_cap) {
         self->last_cap = held->count;
@@ -231,6 +311,12 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
                                                                      : &self->stats->not_leader,
                                           1, memory_order_relaxed);
             }
+        }
+    }
+    for (tern_admin_t *a = item->admins; a && held->count; a = a->next) {
+        if (s_topic_op(a)) { //  the ISR has it too, or the client hears why not
+            c_need_t *need = s_need(self, held, c_partition_of(self, a->topic));
+            a->err = need->err;
         }
     }
     if (tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_COMMITTED, item) != 0) {

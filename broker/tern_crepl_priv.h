@@ -174,6 +174,11 @@ void c_lead_stop(c_repl_t *self, uint32_t pt);
 void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
 //  A COMMITTED item from the storer (takes ownership).
 void c_committed(c_repl_t *self, tern_committed_t *item);
+//  A CREPL_TOPIC frame: OP (tern_crepl_topic_op_t) on TOPIC at POS, LIMITS
+//  (NULL: none) as its payload written into TEXT (CAP bytes, >= 64).
+void c_topic_frame(tern_frame_t *frame, uint32_t pt, uint64_t epoch, uint64_t pos,
+                   const char *topic, uint32_t op, const tern_topic_limits_t *limits, char *text,
+                   size_t cap);
 //  Acknowledges or fails held items; FORCE_TIME: check deadlines too.
 void c_evaluate(c_repl_t *self);
 //  Decides NEED if it can be (the ack rule, lost leadership, DEADLINE).

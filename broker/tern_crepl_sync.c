@@ -11,9 +11,15 @@
     - CREPL_TRUNCATE(t, sq) for every topic where the follower holds what
       we do not (a deposed leader's unacknowledged tail): sq = its highest
       anchor that matches our log (0 for a topic we do not have);
-    - every record after the follower's LAST_SEQ of every topic of the
-      partition (ours from the first for topics it lacks), as CREPL_RECORD
-      with pos 0, read from a store snapshot taken now;
+    - CREPL_TOPIC(DELETE) for every topic it lists that we do not have
+      (deleted here while it was away, or a deposed leader's own);
+    - per topic of the partition, CREPL_TOPIC(PUT, our limits), then every
+      record after the follower's LAST_SEQ (ours from the first for topics
+      it lacks), as CREPL_RECORD with pos 0, read from a store snapshot
+      taken now. CREPL_TOPIC(PURGE) first for a topic whose every record
+      it holds is below our first seq (a purge it missed, or retention).
+      A purge it missed while holding records we still have too is not
+      repeated (docs/cluster.md, limits of the first cut);
     - CREPL_CAUGHT(pos = our end): from now on it gets the live stream.
     Records committed but not yet shipped are in the snapshot and come again
     live: applying is idempotent. The answer is sent in one go (socket HWMs
@@ -31,7 +37,9 @@ typedef struct {
     uint32_t id;                   //  topic id
     char name[TERN_TOPIC_MAX + 1]; //  its name
     uint64_t last_seq;             //  our last seq
+    uint64_t first_seq;            //  our first stored seq (last_seq + 1: none)
     uint64_t from;                 //  first seq the follower needs
+    tern_topic_limits_t limits;    //  its retention limits
 } s_topic_t;
 
 typedef struct {
@@ -57,7 +65,9 @@ static bool s_collect(const tern_topic_info_t *topic, void *arg) {
     t->id = topic->id;
     snprintf(t->name, sizeof t->name, "%s", topic->name);
     t->last_seq = topic->last_seq;
+    t->first_seq = topic->first_seq;
     t->from = 1;
+    t->limits = (tern_topic_limits_t){topic->max_age_ms, topic->max_msgs, topic->max_bytes};
     zhashx_insert(sync->by_name, t->name, (void *)(uintptr_t)sync->count);
     return true;
 }
@@ -124,6 +134,17 @@ static int s_send_truncate(c_repl_t *self, const uint8_t *rid, size_t rid_size, 
     return c_send(self, self->router, rid, rid_size, &frame);
 }
 
+//  CREPL_TOPIC pos 0 (catch-up): OP on TOPIC, with LIMITS for a PUT.
+static int s_send_topic(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
+                        uint64_t epoch, const char *topic, uint32_t op,
+                        const tern_topic_limits_t *limits) {
+    tern_frame_t frame;
+    char text[96];
+    c_topic_frame(&frame, sync->pt, epoch, 0, topic, op, limits, text, sizeof text);
+    frame.req_id = sync->req_id;
+    return c_send(self, self->router, rid, rid_size, &frame);
+}
+
 //  Where the follower's copy of topic T (LINE) stops matching ours: its
 //  highest anchor we hold with the same msg_id (or no longer hold: trimmed
 //  here), else 0; without anchors, its last seq capped at ours. Sets
@@ -145,6 +166,13 @@ static int s_compare(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync
         }
     }
     t->from = keep + 1;
+    if (line->anchors > 0 && line->seq[0] < t->first_seq &&
+        s_send_topic(self, rid, rid_size, sync, epoch, t->name, TERN_CREPL_TOPIC_PURGE, NULL) !=
+            0) {
+        //  Even its last record is gone here (a purge it missed, or our
+        //  retention): it keeps none of them, as we do.
+        return -1;
+    }
     if (keep >= line->last_seq) {
         return 0;
     }
@@ -173,8 +201,9 @@ static int s_truncations(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_
             uintptr_t at = (uintptr_t)zhashx_lookup(sync->by_name, line.topic);
             if (at) {
                 rc = s_compare(self, rid, rid_size, sync, epoch, &sync->topics[at - 1], &line);
-            } else if (line.last_seq > 0) { //  a topic we do not have at all
-                rc = s_send_truncate(self, rid, rid_size, sync, epoch, line.topic, 0);
+            } else { //  a topic we do not have: deleted here (or a deposed leader's)
+                rc = s_send_topic(self, rid, rid_size, sync, epoch, line.topic,
+                                  TERN_CREPL_TOPIC_DELETE, NULL);
             }
         }
         if (rc != 0) {
@@ -191,6 +220,11 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
                       uint64_t epoch) {
     for (size_t i = 0; i < sync->count; i++) {
         s_topic_t *t = &sync->topics[i];
+        //  Its limits first: they are ours whatever it missed (create, edit).
+        if (s_send_topic(self, rid, rid_size, sync, epoch, t->name, TERN_CREPL_TOPIC_PUT,
+                         &t->limits) != 0) {
+            return -1;
+        }
         tern_frame_t frame;
         for (uint64_t seq = t->from;
              seq <= t->last_seq &&

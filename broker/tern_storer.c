@@ -204,6 +204,11 @@ static void s_queue_admin(s_storer_t *self, tern_admin_t *admin) {
             break;
     }
     tern_committed_t *committed = s_committed(self);
+    //  crepl ships it to the followers between the same publishes.
+    admin->pubs_before = 0;
+    for (tern_pubs_t *pubs = committed->pubs; pubs; pubs = pubs->next) {
+        admin->pubs_before += pubs->count;
+    }
     admin->next = committed->admins;
     committed->admins = admin;
 }

@@ -4,6 +4,7 @@
     the framing and the growable arrays in one place.
 */
 #include "tern_work.h"
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +268,32 @@ void tern_repl_batch_destroy(tern_repl_batch_t **self_p) {
     *self_p = NULL;
 }
 
+//  A CREPL_TOPIC (tern_proto.h): the leader's topic admin op. A delete or
+//  purge of a topic this replica lacks changes nothing: its result goes to
+//  a field nobody checks (rec->result.seq), so the stream goes on.
+static void s_queue_topic_op(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
+    const tern_frame_t *f = &rec->frame;
+    if (f->code == TERN_CREPL_TOPIC_DELETE || f->code == TERN_CREPL_TOPIC_PURGE) {
+        static tern_err_t s_ignored; //  storer thread only: written at its commit
+        tern_store_batch_topic_delete(batch, f->topic, f->code == TERN_CREPL_TOPIC_PURGE,
+                                      &s_ignored, &rec->result.seq);
+        return;
+    }
+    char text[96] = "";
+    size_t n = f->payload_size < sizeof text - 1 ? f->payload_size : sizeof text - 1;
+    if (f->payload) {
+        memcpy(text, f->payload, n);
+    }
+    tern_topic_limits_t limits = {0, 0, 0};
+    if (f->code != TERN_CREPL_TOPIC_PUT ||
+        sscanf(text, "%" SCNu64 " %" SCNu64 " %" SCNu64, &limits.max_age_ms, &limits.max_msgs,
+               &limits.max_bytes) != 3) {
+        rec->result.err = TERN_EINVAL; //  a newer leader's op: sync again, never guess
+        return;
+    }
+    tern_store_batch_topic_put(batch, f->topic, TERN_TOPIC_PUT, &limits, &rec->result.err, NULL);
+}
+
 //  An in-DC follower batch: the leader's records at its seqs, and the
 //  truncations a re-sync asked for, in the order they came; a stream stops
 //  at its first failure (tern_repl_streams_t says why).
@@ -279,6 +306,13 @@ static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch,
         memset(&rec->result, 0, sizeof rec->result);
         if (st && st->failed != 0 && st->failed == rec->stream) {
             rec->result.err = TERN_ESTATE; //  failed in an earlier commit
+            continue;
+        }
+        if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {
+            if (st && st->last && st->last_stream == rec->stream) {
+                tern_store_batch_only_if(batch, st->last);
+            }
+            s_queue_topic_op(rec, batch); //  not a link of the chain: it may find nothing
             continue;
         }
         if (rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE) {

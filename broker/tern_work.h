@@ -106,6 +106,7 @@ typedef struct tern_admin_t {
     tern_err_t err;                 //  result
     uint64_t count;                 //  removed / purged / replayed
     uint32_t topic_id;              //  topic id (create)
+    size_t pubs_before;             //  storer: publishes of its commit queued before it
     struct tern_admin_t *next;      //  link in a commit's list
 } tern_admin_t;
 

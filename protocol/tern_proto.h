@@ -73,8 +73,17 @@ typedef enum {
     TERN_CMD_CREPL_CAUGHT = 51,    /* l->f: position = the live stream starts after it */
     TERN_CMD_CREPL_CONFIRM = 52,   /* f->l: node_id, position durable on the follower */
     TERN_CMD_CREPL_HEARTBEAT = 53, /* l->f: position = the leader's end */
+    TERN_CMD_CREPL_TOPIC = 54,     /* l->f: position, topic, code = tern_crepl_topic_op_t;
+                                      payload "MAX_AGE_MS MAX_MSGS MAX_BYTES" */
     TERN_CMD_MAX_
 } tern_cmd_t;
+
+/*  CREPL_TOPIC's code: the topic admin op a follower applies. */
+typedef enum {
+    TERN_CREPL_TOPIC_PUT = 1,    //  create if missing, set the payload's limits (create, edit)
+    TERN_CREPL_TOPIC_DELETE = 2, //  delete the topic (missing: nothing to do)
+    TERN_CREPL_TOPIC_PURGE = 3   //  remove its messages, seqs continue (missing: nothing)
+} tern_crepl_topic_op_t;
 
 /*  Where a new group starts reading (SUBSCRIBE.start). */
 typedef enum {

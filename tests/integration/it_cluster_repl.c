@@ -525,3 +525,117 @@ Test(cluster_repl, divergent_tail_truncated) {
         tern_store_destroy(&stores[i]);
     }
 }
+
+//  Runs admin OP on TOPIC at the leader (CLIENT's seed) with one more
+//  argument KEY=VALUE (KEY may be NULL); it must succeed.
+static void s_admin(tern_client_t *client, const char *op, const char *topic, const char *key,
+                    const char *value) {
+    tern_header_t args[4] = {{"topic", topic}, {key, value}};
+    char *json = NULL;
+    tern_err_t rc = tern_admin(client, op, args, key ? 2 : 1, &json, 15000);
+    if (rc != TERN_OK) {
+        s_dump_logs();
+    }
+    cr_assert_eq(rc, TERN_OK, "%s %s: %s (%s)", op, topic, tern_errname(rc), tern_last_reason());
+    free(json);
+}
+
+//  Topic T as node I's stopped STORE has it (found false: no such topic).
+static tern_topic_info_t s_info(tern_store_t *store, int i, const char *t, bool *found) {
+    tern_topic_info_t info;
+    memset(&info, 0, sizeof info);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_err_t rc = tern_store_topic_get(reader, t, &info);
+    cr_assert(rc == TERN_OK || rc == TERN_ENOTFOUND, "node %d topic %s: %s", i, t,
+              tern_errname(rc));
+    *found = rc == TERN_OK;
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return info;
+}
+
+//  Topic admin ops done on the leader reach the followers in the stream (a
+//  purge with all three live; a create with limits, an edit and a delete
+//  while one follower is down), and a returning follower learns the delete
+//  (a topic the leader lacks) and the limits at its catch-up: after a
+//  SIGTERM of every node, each store agrees with the leader's.
+Test(cluster_repl, topic_ops_replicated) {
+    static s_acked_t acked[64];
+    size_t nacked = 0;
+    uint32_t leader, f[2];
+    tern_client_t *client;
+    s_cluster_up(30, &leader, f, &client, acked, &nacked); //  10 per topic
+    s_admin(client, "topic.purge", s_topics[1], NULL, NULL);
+
+    it_broker_kill(s_node[f[0]]);
+    s_publish_until_acked(client); //  once the ISR is the other two
+    s_admin(client, "topic.create", s_refused, "max_msgs", "100");
+    s_admin(client, "topic.edit", s_refused, "max_bytes", "1000000");
+    s_admin(client, "topic.edit", s_topics[0], "max_age_ms", "3600000");
+    s_publish(client, 3, TERN_OK, NULL, NULL);
+    s_admin(client, "topic.delete", s_topics[2], NULL, NULL);
+    s_admin(client, "topic.purge", s_topics[0], NULL, NULL); //  missed by f[0]
+
+    s_wait_node_gone(f[0]);
+    cr_assert(it_broker_start(s_node[f[0]]), "follower %u did not restart", f[0]);
+    s_wait_record(3, 7u, TERN_NODE_NONE, 30000);
+    s_publish_until_acked(client); //  a position after the catch-up, confirmed by all
+    tern_client_destroy(&client);
+    //  A follower refuses topic writes: only the leader ships them.
+    tern_client_t *other = s_client(s_node[f[1]], "it-crepl-f");
+    tern_header_t args[1] = {{"topic", s_topics[0]}};
+    char *json = NULL;
+    tern_err_t rc = tern_admin(other, "topic.delete", args, 1, &json, 15000);
+    cr_assert_eq(rc, TERN_ENOTLEADER, "topic.delete on a follower: %s (%s)", tern_errname(rc),
+                 tern_last_reason());
+    tern_client_destroy(&other);
+    for (int i = 0; i < S_NODES; i++) {
+        s_stop_node((uint32_t)i);
+    }
+
+    tern_store_t *stores[S_NODES];
+    for (int i = 0; i < S_NODES; i++) {
+        stores[i] = s_open(s_node[i]);
+    }
+    bool found;
+    tern_topic_info_t ref_lim = s_info(stores[leader], (int)leader, s_refused, &found);
+    cr_assert(found && ref_lim.max_msgs == 100 && ref_lim.max_bytes == 1000000);
+    tern_topic_info_t ref_age = s_info(stores[leader], (int)leader, s_topics[0], &found);
+    cr_assert(found && ref_age.max_age_ms == 3600000);
+    tern_topic_info_t ref_purged = s_info(stores[leader], (int)leader, s_topics[1], &found);
+    //  Purged at seq 10; one publish since.
+    cr_assert(found && ref_purged.first_seq == 11 && ref_purged.msgs == 1,
+              "%" PRIu64 " msgs from %" PRIu64, ref_purged.msgs, ref_purged.first_seq);
+    for (int i = 0; i < S_NODES; i++) {
+        s_info(stores[i], i, s_topics[2], &found);
+        cr_assert(!found, "node %d still has deleted topic %s", i, s_topics[2]);
+        tern_topic_info_t lim = s_info(stores[i], i, s_refused, &found);
+        cr_assert(found && lim.max_msgs == 100 && lim.max_bytes == 1000000 && lim.max_age_ms == 0,
+                  "node %d %s: limits %" PRIu64 "/%" PRIu64 "/%" PRIu64, i, s_refused, lim.max_msgs,
+                  lim.max_bytes, lim.max_age_ms);
+        tern_topic_info_t age = s_info(stores[i], i, s_topics[0], &found);
+        cr_assert(found && age.max_age_ms == 3600000, "node %d %s: max_age_ms %" PRIu64, i,
+                  s_topics[0], age.max_age_ms);
+        tern_topic_info_t purged = s_info(stores[i], i, s_topics[1], &found);
+        cr_assert(found && purged.msgs == ref_purged.msgs &&
+                      purged.last_seq == ref_purged.last_seq &&
+                      purged.first_seq == ref_purged.first_seq,
+                  "node %d %s: %" PRIu64 " msgs, seqs %" PRIu64 "..%" PRIu64, i, s_topics[1],
+                  purged.msgs, purged.first_seq, purged.last_seq);
+        tern_topic_info_t t0 = s_info(stores[i], i, s_topics[0], &found);
+        cr_assert(t0.msgs == ref_age.msgs && t0.first_seq == ref_age.first_seq,
+                  "node %d %s: %" PRIu64 " msgs from %" PRIu64 ", the leader %" PRIu64
+                  " from %" PRIu64,
+                  i, s_topics[0], t0.msgs, t0.first_seq, ref_age.msgs, ref_age.first_seq);
+        for (int t = 0; t < 2; t++) {
+            s_copy_t ref = s_copy(stores[leader], s_topics[t], 0);
+            s_copy_t c = s_copy(stores[i], s_topics[t], 0);
+            cr_assert(c.last_seq == ref.last_seq && c.digest == ref.digest,
+                      "node %d: %s differs from the leader's", i, s_topics[t]);
+        }
+    }
+    for (int i = 0; i < S_NODES; i++) {
+        tern_store_destroy(&stores[i]);
+    }
+}

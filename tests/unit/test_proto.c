@@ -187,6 +187,17 @@ static void s_example(tern_cmd_t cmd, tern_frame_t *f) {
             f->seq = 7;
             f->fields |= TERN_F_TOPIC;
             break;
+        case TERN_CMD_CREPL_TOPIC:
+            f->partition = 35;
+            f->epoch = 123;
+            f->position = 44;
+            strcpy(f->topic, "orders.eu");
+            f->fields |= TERN_F_TOPIC;
+            f->code = TERN_CREPL_TOPIC_PUT;
+            f->payload = (const uint8_t *)"3600000 100 0";
+            f->payload_size = 13;
+            f->fields |= TERN_F_PAYLOAD;
+            break;
         case TERN_CMD_CREPL_CONFIRM:
             f->node_id = 2;
             /* fall through */
@@ -232,7 +243,8 @@ static const tern_cmd_t s_all_cmds[] = {TERN_CMD_HELLO,
                                         TERN_CMD_CREPL_RECORD,
                                         TERN_CMD_CREPL_CAUGHT,
                                         TERN_CMD_CREPL_CONFIRM,
-                                        TERN_CMD_CREPL_HEARTBEAT};
+                                        TERN_CMD_CREPL_HEARTBEAT,
+                                        TERN_CMD_CREPL_TOPIC};
 #define N_CMDS (sizeof s_all_cmds / sizeof s_all_cmds[0])
 
 //  Encodes the example of CMD into s_buf.
@@ -509,6 +521,7 @@ static const char *s_hex[] = {
     /* CREPL_CAUGHT */ "95cd544e01330783a3706f732ca2707423a265707b",
     /* CREPL_CONFIRM */ "95cd544e01340784a16e02a3706f732ca2707423a265707b",
     /* CREPL_HEARTBEAT */ "95cd544e01350783a3706f732ca2707423a265707b",
+    /* CREPL_TOPIC */ "95cd544e01360785a174a96f72646572732e6575a16301a3706f732ca2707423a265707b",
 };
 
 //  TERN_PROTO_PRINT_HEX=1 prints the current encodings, to update the table
@@ -863,6 +876,7 @@ static const struct {
     {TERN_CMD_CREPL_CAUGHT, {"pt", "ep", "pos", NULL}},
     {TERN_CMD_CREPL_CONFIRM, {"pt", "ep", "n", "pos", NULL}},
     {TERN_CMD_CREPL_HEARTBEAT, {"pt", "ep", "pos", NULL}},
+    {TERN_CMD_CREPL_TOPIC, {"pt", "ep", "pos", "t", "c", NULL}},
 };
 
 //  A raw in-DC frame of entry E with every required key but SKIP (or all).
@@ -892,7 +906,8 @@ Test(proto, crepl_required_fields_and_payload) {
     size_t count = sizeof s_crepl_req / sizeof s_crepl_req[0];
     for (size_t e = 0; e < count; e++) {
         tern_cmd_t cmd = s_crepl_req[e].cmd;
-        bool payload = cmd == TERN_CMD_CREPL_SYNC || cmd == TERN_CMD_CREPL_RECORD;
+        bool payload = cmd == TERN_CMD_CREPL_SYNC || cmd == TERN_CMD_CREPL_RECORD ||
+                       cmd == TERN_CMD_CREPL_TOPIC;
         cr_assert_eq(tern_cmd_has_payload(cmd), payload, "%s", tern_cmd_name(cmd));
         tern_frame_t f;
         raw_t r;
@@ -955,10 +970,10 @@ Test(proto, crepl_required_fields_and_payload) {
     raw_uint(&r, 9);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
     cr_assert_eq(f.partition, 0);
-    //  Around the range: 38..47 and 54 are no commands.
+    //  Around the range: 38..47 and 55 are no commands.
     raw_hdr(&r, 47, 0);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
-    raw_hdr(&r, 54, 0);
+    raw_hdr(&r, 55, 0);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
 }
 
