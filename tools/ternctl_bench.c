@@ -454,6 +454,30 @@ static int s_topics_before(s_bench_t *b) {
     return 0;
 }
 
+//  Deletes TOPIC through CLIENT or, in a cluster, on the partition's leader
+//  that the TERN_ENOTLEADER names ("partition P is led by node N at EP").
+static tern_err_t s_delete(const s_opts_t *o, tern_client_t *client, const char *topic) {
+    tern_header_t kv[1] = {{"topic", topic}};
+    char *reply = NULL;
+    tern_err_t rc = tern_admin(client, "topic.delete", kv, 1, &reply, (int)o->timeout_ms);
+    free(reply);
+    const char *at = rc == TERN_ENOTLEADER ? strstr(tern_last_reason(), " at ") : NULL;
+    if (at) {
+        char endpoint[256];
+        snprintf(endpoint, sizeof endpoint, "%s", at + 4);
+        s_opts_t leader = *o;
+        leader.server = endpoint;
+        tern_client_t *led = s_connect(&leader, "ternctl-bench", TERN_DEFAULT_WINDOW, false);
+        if (led) {
+            reply = NULL;
+            rc = tern_admin(led, "topic.delete", kv, 1, &reply, (int)o->timeout_ms);
+            free(reply);
+            tern_client_destroy(&led);
+        }
+    }
+    return rc;
+}
+
 //  Deletes the bench topics the run created (with their messages and
 //  groups), unless --keep. Returns 0 or 1.
 static int s_topics_cleanup(s_bench_t *b) {
@@ -470,12 +494,7 @@ static int s_topics_cleanup(s_bench_t *b) {
     for (uint32_t t = 0; t < o->topics; t++) {
         char topic[200];
         snprintf(topic, sizeof topic, "%s.%u", o->prefix, (unsigned)t);
-        tern_header_t kv[1] = {{"topic", topic}};
-        char *reply = NULL;
-        tern_err_t drc =
-            b->existed[t] ? TERN_ENOTFOUND
-                          : tern_admin(client, "topic.delete", kv, 1, &reply, (int)o->timeout_ms);
-        free(reply);
+        tern_err_t drc = b->existed[t] ? TERN_ENOTFOUND : s_delete(o, client, topic);
         removed += drc == TERN_OK;
         if (drc != TERN_OK && drc != TERN_ENOTFOUND) {
             fprintf(stderr, "ternctl: bench: cannot delete %s: %s (%s)\n", topic,

@@ -185,6 +185,12 @@ Test(cluster_cli, view_enotleader_and_topics_from_any_node) {
     //  groups TOPIC given another node: answered by the leader.
     cr_assert_eq(it_ctl(&r, other, 10000, "groups", topic, NULL), 0, "%s", r.err);
     it_result_free(&r);
+    //  bench given one node: publishes follow the leaders, and the topics it
+    //  made are deleted on their leaders (a follower refuses topic.delete).
+    cr_assert_eq(it_ctl(&r, other, 60000, "bench", "pub", "--msgs", "300", "--topics", "6", NULL),
+                 0, "%s\n%s", r.out, r.err);
+    cr_assert(!strstr(r.err, "cannot delete"), "%s", r.err);
+    it_result_free(&r);
 
     //  cluster verify: every partition compared, the copies identical (up
     //  to what all replicas hold).
