@@ -53,24 +53,11 @@ RAW=$OUT/raw.txt
 ETCD_PID=""
 SINGLE_PID=""
 NODE_PIDS=()
-# stop PID...: SIGTERM, up to 10 s, then SIGKILL; only processes this script started.
-stop() {
-    local p
-    for p in "$@"; do
-        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
-    done
-    for p in "$@"; do
-        [ -n "$p" ] || continue
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || { rc=$?; [ "$rc" = 143 ] || echo "cluster.sh: pid $p exited with status $rc at stop" >&2; }
-    done
-}
 # The nodes before etcd: a stopping node hands over and revokes its lease there. The
 # logs are kept in OUT (a node that did not stop cleanly says why there).
 cleanup() {
-    stop "${NODE_PIDS[@]}" "$SINGLE_PID"
-    stop "$ETCD_PID"
+    stop_pids "${NODE_PIDS[@]}" "$SINGLE_PID"
+    stop_pids "$ETCD_PID"
     local d
     for d in "$WORK"/*/; do
         [ -f "$d/ternd.log" ] && cp "$d/ternd.log" "$OUT/$(basename "$d").log"

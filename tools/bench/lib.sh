@@ -89,3 +89,19 @@ launch_etcd() {
     done
     echo "etcd did not start:" >&2; tail -n 20 "$dir/etcd.log" >&2; exit 1
 }
+
+# stop_pids PID...: SIGTERM, up to 10 s, then SIGKILL; only processes the calling script
+# started (its children, so `wait` reaps them). An exit status other than SIGTERM's (143)
+# is reported on stderr, so a node that crashed during a run does not go unnoticed.
+stop_pids() {
+    local p rc
+    for p in "$@"; do
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
+    done
+    for p in "$@"; do
+        [ -n "$p" ] || continue
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || { rc=$?; [ "$rc" = 143 ] || echo "$(basename "$0"): pid $p exited with status $rc at stop" >&2; }
+    done
+}

@@ -50,24 +50,11 @@ mkdir -p "$OUT"
 
 ETCD_PID="" GEN_PID="" PUB_PID="" STAMP_PID="" ERRSTAMP_PID="" WATCH_PID="" WATCH_STAMP_PID=""
 NODE_PIDS=("" "" "")
-# stop PID...: SIGTERM, up to 10 s, then SIGKILL; only processes this script started.
-stop() {
-    local p
-    for p in "$@"; do
-        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
-    done
-    for p in "$@"; do
-        [ -n "$p" ] || continue
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
 cleanup() {
-    stop "$GEN_PID" "$PUB_PID"
-    stop "$STAMP_PID" "$ERRSTAMP_PID" "$WATCH_PID" "$WATCH_STAMP_PID"
-    stop "${NODE_PIDS[@]}"
-    stop "$ETCD_PID"
+    stop_pids "$GEN_PID" "$PUB_PID"
+    stop_pids "$STAMP_PID" "$ERRSTAMP_PID" "$WATCH_PID" "$WATCH_STAMP_PID"
+    stop_pids "${NODE_PIDS[@]}"
+    stop_pids "$ETCD_PID"
     local i
     for i in 0 1 2; do cp "$WORK/n$i/ternd.log" "$OUT/n$i.log" 2>/dev/null || true; done
     cp "$WORK/etcd.log" "$WORK/acks.log" "$WORK/pub.err" "$WORK/watch.log" "$OUT/" 2>/dev/null || true
