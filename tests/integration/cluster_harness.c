@@ -55,6 +55,21 @@ static it_broker_t *s_node_new(it_cluster_t *self, int i, const char *const *ext
     return it_broker_new((uint32_t)i, args);
 }
 
+it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t id,
+                             uint32_t partitions) {
+    char listen[64], count[16];
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+    snprintf(count, sizeof count, "%u", partitions);
+    const char *args[] = {"--etcd", etcd->endpoints, "--cluster", name,      "--cluster-listen",
+                          listen,   "--partitions",  count,       "--lease", "2s",
+                          NULL};
+    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
+    if (b && !it_broker_start(b)) {
+        return NULL; //  adopted: it_teardown still stops it
+    }
+    return b;
+}
+
 it_cluster_t *it_cluster_new(int count, int etcd_members, uint32_t partitions,
                              const char *const *extra) {
     if (count < 1 || count > IT_CLUSTER_NODES_MAX || partitions == 0) {

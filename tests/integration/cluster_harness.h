@@ -41,6 +41,12 @@ typedef struct {
     char cut_dir[TEST_DIR_MAX];                //  it_cluster_enable_cuts's dir, or ""
 } it_cluster_t;
 
+//  One node (ID) of cluster NAME on ETCD, outside an it_cluster_t: a free
+//  cluster endpoint, PARTITIONS partitions, a 2 s lease; started, and adopted
+//  (it_teardown stops it by PID). NULL if it did not start.
+it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t id,
+                             uint32_t partitions);
+
 /*  Describes a cluster of COUNT (1..IT_CLUSTER_NODES_MAX) nodes with
     PARTITIONS partitions over a fresh etcd of ETCD_MEMBERS (1 or 3) members
     (started here), each node with `--replicas min(3, COUNT) --min-insync

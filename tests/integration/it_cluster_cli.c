@@ -8,6 +8,7 @@
     --cluster-listen and --node-id; every process is stopped by its PID
     (it_teardown, it_etcd_destroy).
 */
+#include "cluster_harness.h"
 #include "etcd_harness.h"
 #include "harness.h"
 #include "tern_partition.h"
@@ -36,16 +37,10 @@ static void s_teardown(void) {
 
 TestSuite(cluster_cli, .init = s_setup, .fini = s_teardown, .timeout = 240);
 
-//  Node ID of cluster NAME, started. Adopted: it_teardown stops it.
+//  Node ID of cluster NAME, started (cluster_harness.h).
 static it_broker_t *s_node(const char *name, uint32_t id) {
-    char listen[64];
-    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-    const char *args[] = {"--etcd", s_etcd->endpoints, "--cluster", name,      "--cluster-listen",
-                          listen,   "--partitions",    "8",         "--lease", "2s",
-                          NULL};
-    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
-    cr_assert_not_null(b);
-    cr_assert(it_broker_start(b), "node %u did not start", id);
+    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS);
+    cr_assert(b, "node %u did not start", id);
     return b;
 }
 

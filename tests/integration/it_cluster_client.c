@@ -10,6 +10,7 @@
     (TERN_ENOTLEADER) instead of timing out. Every process is stopped by its
     PID (it_teardown, it_etcd_destroy).
 */
+#include "cluster_harness.h"
 #include "etcd_harness.h"
 #include "harness.h"
 #include "tern.h"
@@ -42,16 +43,10 @@ static void s_teardown(void) {
 
 TestSuite(cluster_client, .init = s_setup, .fini = s_teardown, .timeout = 300);
 
-//  Node ID of cluster NAME, started. Adopted: it_teardown stops it.
+//  Node ID of cluster NAME, started (cluster_harness.h).
 static it_broker_t *s_node(const char *name, uint32_t id) {
-    char listen[64];
-    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-    const char *args[] = {"--etcd", s_etcd->endpoints, "--cluster", name,      "--cluster-listen",
-                          listen,   "--partitions",    "8",         "--lease", "2s",
-                          NULL};
-    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
-    cr_assert_not_null(b);
-    cr_assert(it_broker_start(b), "node %u did not start", id);
+    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS);
+    cr_assert(b, "node %u did not start", id);
     return b;
 }
 
