@@ -157,6 +157,13 @@ tern_err_t tern_etcd_lease_grant(tern_etcd_t *self, int64_t ttl_s, int64_t *leas
     bound to it was deleted and it cannot come back. */
 tern_err_t tern_etcd_lease_keepalive(tern_etcd_t *self, int64_t lease, int64_t *ttl_p);
 
+/*  What etcd says of LEASE (LeaseTimeToLive): *TTL_P the whole seconds left,
+    truncated toward zero (so 0 means "less than a second left, or expired
+    and not revoked yet"), -1 when the lease is gone; *GRANTED_P (may be
+    NULL) the TTL it was granted, 0 when gone. A read: it renews nothing. */
+tern_err_t tern_etcd_lease_ttl(tern_etcd_t *self, int64_t lease, int64_t *ttl_p,
+                               int64_t *granted_p);
+
 /*  Revokes LEASE, deleting its keys at once. TERN_ESTATE if it was gone. */
 tern_err_t tern_etcd_lease_revoke(tern_etcd_t *self, int64_t lease);
 
