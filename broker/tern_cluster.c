@@ -8,7 +8,7 @@
         no controller in the view      -> campaign (tern_cluster_ctl.c)
         we are controller and membership changed, or a lease passed
                                        -> a controller pass
-        lease polls due (lease/20)     -> revoke leases etcd reports
+        lease polls due (lease/16)     -> revoke leases etcd reports
                                           lapsed (tern_cluster_detect.c)
         then poll the watch's fd and the wake pipe until the next deadline,
         and apply every watch event to the view.
@@ -30,6 +30,8 @@
 
 //  Leases between two full re-reads of the prefix (s_check_watch).
 #define S_SYNC_LEASES 5
+//  Deadline of each etcd call while joining (tern_cluster_new).
+#define S_JOIN_TIMEOUT_MS 5000
 
 int64_t tern_cluster_now_ms(void) {
     return zclock_mono();
@@ -513,6 +515,9 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
         goto fail;
     }
     //  Join decides the partition count (the cluster's): size the view after.
+    //  Joining is in no hurry, and a slow etcd (a loaded host) should not
+    //  make ternd exit: its calls get S_JOIN_TIMEOUT_MS, the thread's lease/2.
+    tern_etcd_set_timeout(self->etcd, S_JOIN_TIMEOUT_MS);
     if (!tern_cluster_join(self, config, errbuf, errlen)) {
         goto fail;
     }
@@ -521,6 +526,7 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
                  tern_etcd_reason(self->etcd));
         goto fail;
     }
+    tern_etcd_set_timeout(self->etcd, (int)(self->lease_ms / 2));
     self->next_keepalive_ms = tern_cluster_now_ms() + self->lease_ms / 3;
     if (pthread_create(&self->thread, NULL, s_thread, self) != 0) {
         snprintf(errbuf, errlen, "cluster: cannot start its thread");

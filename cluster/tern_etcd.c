@@ -99,6 +99,12 @@ static size_t s_on_data(char *data, size_t size, size_t nmemb, void *arg) {
     return bytes;
 }
 
+void tern_etcd_set_timeout(tern_etcd_t *self, int timeout_ms) {
+    if (timeout_ms > 0) {
+        self->timeout_ms = timeout_ms;
+    }
+}
+
 tern_etcd_t *tern_etcd_new(const char *endpoints, int timeout_ms) {
     tern_etcd_global_init();
     tern_etcd_t *self = tern_alloc(sizeof *self);

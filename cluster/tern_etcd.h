@@ -82,6 +82,9 @@ void tern_etcd_kvs_destroy(tern_etcd_kvs_t **kvs_p);
     URL, or TIMEOUT_MS <= 0. Caller owns the result. */
 tern_etcd_t *tern_etcd_new(const char *endpoints, int timeout_ms);
 
+/*  Sets the deadline of the next calls to TIMEOUT_MS (> 0; others ignored). */
+void tern_etcd_set_timeout(tern_etcd_t *self, int timeout_ms);
+
 /*  Safe on NULL, idempotent; nulls *SELF_P. */
 void tern_etcd_destroy(tern_etcd_t **self_p);
 
