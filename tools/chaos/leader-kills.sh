@@ -92,18 +92,26 @@ pidfile="$log.pid" statusfile="$log.status" fifo="$log.fifo"
 rm -f "$pidfile" "$statusfile" "$fifo" "$log.1" "$log.failover"
 mkfifo "$fifo"
 pid=''
+# The test's worker (Criterion's boxfort-worker, a child of the test) makes a
+# process group of its own, with the etcd and ternd it starts: those groups are
+# stopped by their ids too (the children's PIDs, found before the test dies).
 stop() {
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        echo "leader-kills.sh: stopping the test (process group $pid)" >&2
-        kill -TERM -- "-$pid" 2>/dev/null || true
+        echo "leader-kills.sh: stopping the test (process group $pid and its workers')" >&2
+        groups="$pid $(ps -o pid= --ppid "$pid" 2>/dev/null | tr '\n' ' ')"
+        for g in $groups; do kill -TERM -- "-$g" 2>/dev/null || kill -TERM "$g" 2>/dev/null || true; done
         sleep 2
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        for g in $groups; do kill -KILL -- "-$g" 2>/dev/null || true; done
     fi
     rm -f "$fifo" "$pidfile"
 }
 trap stop EXIT
 trap 'exit 130' INT TERM HUP
-awk -v out="$log" -v fo="$log.failover" -v max=$((${LOG_MAX_MB:-200} * 1048576)) '
+# mawk reads a pipe in blocks unless told -W interactive: lines would come late.
+interactive=''
+awk -W version 2>/dev/null | grep -q mawk && interactive='-W interactive'
+# shellcheck disable=SC2086 # $interactive is zero or two words
+awk $interactive -v out="$log" -v fo="$log.failover" -v max=$((${LOG_MAX_MB:-200} * 1048576)) '
     { print > out; fflush(out); n += length($0) + 1
       if (/^failover/) { print > fo; fflush(fo) }
       if (n > max) { close(out); system("mv \"" out "\" \"" out ".1\""); n = 0 } }' <"$fifo" &
