@@ -106,36 +106,55 @@ static int s_left(int64_t deadline) {
     return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
-//  Runs REQ through SELF's own session and waits for its answer.
-static tern_err_t s_admin_one(tern_client_t *self, const s_req_t *req, char **json_out) {
-    int timeout_ms = s_left(req->deadline);
+//  Queues REQ on SELF's own session, to be answered within TIMEOUT_MS
+//  (< 0: no limit); its waiter into *WAITER_P.
+static tern_err_t s_admin_push(tern_client_t *self, const s_req_t *req, int timeout_ms,
+                               cl_waiter_t **waiter_p) {
     cl_admin_t *admin = NULL;
     tern_err_t rc = s_admin_new(self, req->op, req->args, req->count, timeout_ms, &admin);
     if (rc != TERN_OK) {
         return rc;
     }
     cl_waiter_t *waiter = admin->waiter;
-    struct timespec deadline = cl_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
     pthread_mutex_lock(&self->mutex);
     rc = cl_unavailable(self);
+    if (rc == TERN_OK) {
+        s_push_op(self, &admin->op); //  the I/O thread owns it now
+        *waiter_p = waiter;
+    }
+    pthread_mutex_unlock(&self->mutex);
     if (rc != TERN_OK) {
-        pthread_mutex_unlock(&self->mutex);
         s_admin_free(admin);
         free(waiter);
-        return rc;
     }
-    s_push_op(self, &admin->op); //  the I/O thread owns it now
+    return rc;
+}
+
+//  Waits up to TIMEOUT_MS (< 0: no limit) for WAITER (of s_admin_push on
+//  SELF) and takes its answer; WAITER is gone afterwards.
+static tern_err_t s_admin_wait(tern_client_t *self, cl_waiter_t *waiter, int timeout_ms,
+                               char **json_out) {
+    struct timespec deadline = cl_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
+    tern_err_t rc;
+    pthread_mutex_lock(&self->mutex);
     if (cl_wait_done(self, waiter, timeout_ms, &deadline)) {
         rc = waiter->code;
         s_set_reason(waiter->reason);
         *json_out = waiter->json;
         free(waiter);
     } else {
-        waiter->abandoned = true;
+        waiter->abandoned = true; //  the I/O thread frees it
         rc = cl_timeout_code(self);
     }
     pthread_mutex_unlock(&self->mutex);
     return rc;
+}
+
+//  Runs REQ through SELF's own session and waits for its answer.
+static tern_err_t s_admin_one(tern_client_t *self, const s_req_t *req, char **json_out) {
+    cl_waiter_t *waiter = NULL;
+    tern_err_t rc = s_admin_push(self, req, s_left(req->deadline), &waiter);
+    return rc == TERN_OK ? s_admin_wait(self, waiter, s_left(req->deadline), json_out) : rc;
 }
 
 //  ---------------------------------------------------------------------------
@@ -242,13 +261,13 @@ static tern_err_t s_admin_leader(tern_client_t *self, const s_req_t *req, char *
         if (rc != TERN_ENOTLEADER && rc != TERN_ECONNREFUSED && rc != S_UNREACHABLE) {
             return rc;
         }
-        if (rc == TERN_ENOTLEADER && s_follow_hint(self, p, leader)) {
-            continue;
-        }
         if (rc == S_UNREACHABLE || !tl_reason[0]) {
             snprintf(reason, sizeof reason, "partition %u has no reachable leader", (unsigned)p);
         } else {
             snprintf(reason, sizeof reason, "%s", tl_reason);
+        }
+        if (rc == TERN_ENOTLEADER && s_follow_hint(self, p, leader)) {
+            continue;
         }
         if (!s_backoff(self, attempt, &rng, req->deadline)) {
             break;
@@ -376,13 +395,26 @@ static tern_err_t s_admin_gather(tern_client_t *self, const s_req_t *req, char *
     tern_client_t *nodes[CL_MAP_NODES_MAX];
     char *replies[CL_MAP_NODES_MAX] = {0};
     size_t n = s_gather_nodes(self, &g, ids, nodes);
-    tern_err_t rc = TERN_ETIMEOUT;
+    tern_err_t rc = TERN_ETIMEOUT, one[CL_MAP_NODES_MAX];
     char reason[TERN_REASON_MAX + 1] = "no node of the cluster answered";
+    //  Asked all at once; a node whose session is not up gets at most twice
+    //  the connect timeout, so one lost node does not eat the others' time.
+    cl_waiter_t *waiters[CL_MAP_NODES_MAX];
+    int64_t until[CL_MAP_NODES_MAX];
     for (size_t i = 0; i < n; i++) {
-        tern_err_t one = s_node_ask(nodes[i], req, &replies[i]);
-        if (one != TERN_OK && one != S_UNREACHABLE && rc != TERN_ENOTFOUND) {
-            rc = one; //  "not found" is the answer that matters for trace
-            snprintf(reason, sizeof reason, "%s", tl_reason);
+        int64_t cap = s_now_ms() + 2 * (int64_t)nodes[i]->options.connect_timeout_ms;
+        until[i] = tern_client_connected(nodes[i]) || cap > req->deadline ? req->deadline : cap;
+        one[i] = s_admin_push(nodes[i], req, s_left(until[i]), &waiters[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (one[i] == TERN_OK) {
+            one[i] = s_admin_wait(nodes[i], waiters[i], s_left(until[i]), &replies[i]);
+        }
+        if (one[i] != TERN_OK && rc != TERN_ENOTFOUND) {
+            rc = one[i]; //  "not found" is the answer that matters for trace
+            if (tl_reason[0]) {
+                snprintf(reason, sizeof reason, "%s", tl_reason);
+            }
         }
     }
     for (uint32_t p = 0; p < g.partitions; p++) {

@@ -595,6 +595,20 @@ Test(cluster_client, admin_at_the_leader_given_any_node) {
     json = s_admin(c, "cluster", NULL, 0, TERN_OK);
     cr_assert_eq(it_json_field(json, "node_id"), 0, "%s", json);
     free(json);
+
+    //  A leader that dies: `topics` still lists its topics, from a
+    //  follower's copy, before the map knows it is gone.
+    s_wait_leaders(c, leaders, -1);
+    char kept[32];
+    s_topic_led(leaders, "adm.kept", 0, false, kept, sizeof kept);
+    tern_header_t kv_kept[1] = {{"topic", kept}};
+    free(s_admin(c, "topic.create", kv_kept, 1, TERN_OK));
+    s_publish_body(c, kept, "kept");
+    it_broker_kill(nodes[leaders[tern_partition_of(kept, strlen(kept), S_PARTITIONS)]]);
+    json = s_admin(c, "topics", NULL, 0, TERN_OK);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", kept);
+    cr_assert_eq(s_occurs(json, quoted), 1, "%s", json);
+    free(json);
     tern_client_destroy(&c);
 }
 
