@@ -29,7 +29,7 @@
 #define S_HOUSE_MS     1000   //  confirmations to disk, retention check
 
 typedef struct {
-    const tern_peer_config_t *cfg; //  name (its DC) and endpoint, borrowed from config
+    const tern_peer_config_t *cfg; //  name (its DC) and endpoints, borrowed from config
     //  Outbound (our DEALER -> its ROUTER)
     tern_peer_t *fsm;     //  link state machine, owned
     zsock_t *dealer;      //  owned while connecting or live
@@ -103,6 +103,8 @@ void p_send_pos(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
                 uint64_t pos);
 
 //  tern_repl_link.c: the outbound direction.
+//  The endpoint LINK's current (or, when idle, next) attempt goes to.
+const char *p_link_endpoint(const p_link_t *link);
 void p_close_dealer(p_link_t *link);
 void p_link_event(p_repl_t *self, p_link_t *link, tern_peer_event_t event);
 //  Streams outbox entries from link->next_pos while the window allows.
