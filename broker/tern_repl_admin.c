@@ -36,9 +36,19 @@ static uint64_t s_link_seen(const p_link_t *link) {
     return link->in_seen_ms > seen ? link->in_seen_ms : seen;
 }
 
-//  Which endpoints LINK may use and which one it uses now (or tries next),
-//  and which local node ships over it: with node_id, "local node -> remote
-//  node at endpoint".
+//  KEY: ID, or null when not KNOWN.
+static void s_node_json(tern_json_t *json, const char *key, bool known, uint32_t id) {
+    if (known) {
+        tern_json_key_u64(json, key, id);
+    } else {
+        tern_json_key(json, key);
+        tern_json_raw(json, "null");
+    }
+}
+
+//  Which endpoints LINK may use and which one it uses now (or tries next):
+//  local_node_id ships to node_id at endpoint_in_use; inbound_node_id ships
+//  to us.
 static void s_endpoints_json(const p_link_t *link, tern_json_t *json) {
     tern_json_key(json, "endpoints");
     tern_json_raw(json, "[");
@@ -70,11 +80,9 @@ static void s_peers_json(p_repl_t *self, tern_json_t *json) {
         tern_json_raw(json, "{");
         tern_json_key_str(json, "dc", link->cfg->name);
         tern_json_key_u64(json, "local_node_id", self->config->node_id);
-        if (link->node_known) {
-            tern_json_key_u64(json, "node_id", link->node_id);
-        } else {
-            tern_json_raw(json, ",\"node_id\":null");
-        }
+        s_node_json(json, "node_id", link->node_known || link->in_node_known,
+                    link->node_known ? link->node_id : link->in_node_id);
+        s_node_json(json, "inbound_node_id", link->in_node_known, link->in_node_id);
         tern_json_key_str(json, "endpoint", link->cfg->endpoint);
         s_endpoints_json(link, json);
         tern_json_key_str(json, "state", tern_peer_state_name(tern_peer_state(link->fsm)));

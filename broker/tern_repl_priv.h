@@ -33,7 +33,7 @@ typedef struct {
     //  Outbound (our DEALER -> its ROUTER)
     tern_peer_t *fsm;     //  link state machine, owned
     zsock_t *dealer;      //  owned while connecting or live
-    uint32_t node_id;     //  its node id, from WELCOME (or HELLO)
+    uint32_t node_id;     //  the node of it we ship to, from its WELCOME
     bool node_known;      //  node_id is valid
     uint64_t next_pos;    //  next outbox position to send
     uint64_t confirmed;   //  last position the peer confirmed durable
@@ -44,6 +44,8 @@ typedef struct {
     //  Inbound (its DEALER -> our ROUTER)
     uint8_t rid[TERN_RID_MAX]; //  routing id of its current session
     size_t rid_size;           //  0: no session
+    uint32_t in_node_id;       //  the node of it that ships to us, from its HELLO
+    bool in_node_known;        //  in_node_id is valid
     uint64_t in_seen_ms;       //  last frame from it on the ROUTER
     uint64_t applied;          //  inbound cursor: durable
     uint64_t queued;           //  inbound cursor: handed to the storer

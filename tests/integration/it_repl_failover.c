@@ -10,7 +10,8 @@
     (by msg_id and by producer + producer_seq, per-producer order kept),
     nothing looped back, and `ternctl peers` names the endpoint in use and
     counts the failovers. A second test puts a node of another DC first in
-    the list: its refusal ("unknown dc") moves the link on at once.
+    the list: its refusal ("unknown dc") moves the link on at once; then
+    dc2 ships from another node id (3), which dc1 accepts.
 */
 #include "harness.h"
 #include "test_port.h"
@@ -243,6 +244,13 @@ Test(repl_failover, dead_first_endpoint_then_moved_node, .fini = it_teardown, .t
     s_pub(&run, run.dc2, "f.move", "dc2-a", 301, 300);
     s_converge(&run, "f.move", 2100);
     s_check_link(&run, run.dead, 2);
+    //  The table shows the endpoint in use (not the configured list).
+    it_result_t r;
+    it_ctl_text(&r, run.dc1, 10000, NULL, "peers", NULL);
+    it_assert_ok(&r, "ternctl peers");
+    cr_assert(strstr(r.out, "FAILOVERS") && strstr(r.out, "LOCAL_NODE_ID"), "%s", r.out);
+    cr_assert(strstr(r.out, run.dead) && !strstr(r.out, run.live), "%s", r.out);
+    it_result_free(&r);
     s_exactly_once(&run, "f.move", 2100);
     it_acks_free(&run.acked);
 }
@@ -274,6 +282,23 @@ Test(repl_failover, other_dc_refuses_then_next_endpoint, .fini = it_teardown, .t
     log = it_read_file(run.dc1->log_path, NULL);
     cr_assert(log && strstr(log, want), "no \"%s\" in dc1's log", want);
     free(log);
-    s_exactly_once(&run, "f.refused", 400);
+    //  Another node of dc2 (node id 3, on dc2's data dir) takes over: a peer
+    //  DC may ship from several node ids; dc1 accepts it and says so.
+    cr_assert_eq(it_broker_stop(run.dc2, 10000), 0, "dc2 did not stop cleanly");
+    run.dc2->node_id = 3;
+    cr_assert(it_broker_start(run.dc2), "dc2's node 3 did not start");
+    s_pub(&run, run.dc2, "f.refused", "dc2-r", 201, 200);
+    s_pub(&run, run.dc1, "f.refused", "dc1-r", 201, 200);
+    s_converge(&run, "f.refused", 800);
+    char *line = s_peer(run.dc1, "dc2");
+    int64_t out_node = -1, in_node = -1, refused = -1;
+    cr_assert(it_json_int(line, "node_id", &out_node), "%s", line);
+    cr_assert(it_json_int(line, "inbound_node_id", &in_node), "%s", line);
+    cr_assert(it_json_int(line, "refused_node_id", &refused), "%s", line);
+    cr_assert_eq(out_node, 3, "%s", line);
+    cr_assert_eq(in_node, 3, "%s", line);
+    cr_assert_eq(refused, 0, "%s", line);
+    free(line);
+    s_exactly_once(&run, "f.refused", 800);
     it_acks_free(&run.acked);
 }
