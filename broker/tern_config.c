@@ -99,7 +99,11 @@ static bool s_split_endpoints(const char *list, tern_peer_config_t *peer, char *
             snprintf(why, cap, "at most %d endpoints", TERN_PEER_ENDPOINTS_MAX);
             return false;
         }
-        if (!fits || !k_check_endpoint(one, &expected)) {
+        if (!fits) {
+            snprintf(why, cap, "endpoints of at most %d bytes", TERN_PEER_ENDPOINT_MAX - 1);
+            return false;
+        }
+        if (!k_check_endpoint(one, &expected)) {
             snprintf(why, cap, "%s%s", expected, len == 0 ? " (an entry is empty)" : "");
             return false;
         }

@@ -410,6 +410,11 @@ Test(config, peer_endpoint_lists) {
                           NULL};
     cr_assert_eq(s_parse_args(&config, nine), TERN_ECONFIG);
     cr_assert(strstr(s_errbuf, "expected at most 8 endpoints"), "%s", s_errbuf);
+    char longer[400];
+    snprintf(longer, sizeof longer, "d=tcp://h:1,tcp://%0300d:1", 0);
+    const char *too_long[] = {"--peer", longer, NULL};
+    cr_assert_eq(s_parse_args(&config, too_long), TERN_ECONFIG);
+    cr_assert(strstr(s_errbuf, "expected endpoints of at most 255 bytes"), "%s", s_errbuf);
 }
 
 Test(config, flags_override_file_in_any_order) {
