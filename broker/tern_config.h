@@ -27,7 +27,9 @@ typedef enum {
 #define TERN_PEER_ENDPOINT_MAX 256 //  bytes of one endpoint, with its NUL
 
 /*  A peer DC: its name and the replication endpoints of its nodes, tried in
-    this order (cluster/tern_peer.c rotates between them). */
+    this order (cluster/tern_peer.c rotates between them). The parser fills
+    all three endpoint fields; a config built in code that sets only
+    ENDPOINT (endpoint_count 0) is taken as that one endpoint. */
 typedef struct {
     char name[65];                                                   //  peer name (its dc)
     char endpoint[TERN_PEER_ENDPOINTS_MAX * TERN_PEER_ENDPOINT_MAX]; //  "EP1,EP2,..." as printed
