@@ -9,9 +9,10 @@
     it and everything acknowledged in either DC is in both logs exactly once
     (by msg_id and by producer + producer_seq, per-producer order kept),
     nothing looped back, and `ternctl peers` names the endpoint in use and
-    counts the failovers. A second test puts a node of another DC first in
-    the list: its refusal ("unknown dc") moves the link on at once; then
-    dc2 ships from another node id (3), which dc1 accepts.
+    counts the failovers. Two more tests put a node of another DC first in
+    the list: whether it refuses dc1 ("unknown dc") or answers as the wrong
+    DC (refused by dc1), the link moves on at once; then dc2 ships from
+    another node id (3), which dc1 accepts.
 */
 #include "harness.h"
 #include "test_port.h"
@@ -255,33 +256,56 @@ Test(repl_failover, dead_first_endpoint_then_moved_node, .fini = it_teardown, .t
     it_acks_free(&run.acked);
 }
 
-//  The first endpoint is a node of another DC (dcx, which does not know
-//  dc1): its refusal moves the link on at once, without a backoff.
-Test(repl_failover, other_dc_refuses_then_next_endpoint, .fini = it_teardown, .timeout = 120) {
+//  Puts a node of another DC (dcx, node 9) first in dc1's list for dc2, then
+//  dc2's real node: 200 messages each way converge, dc1's link is live on
+//  dc2's node after one failover, and it moved on because dcx was refused
+//  (not after a handshake timeout). KNOWS_DC1: dcx has dc1 as a peer, so it
+//  answers WELCOME as dcx and dc1 refuses that; else dcx refuses dc1 as an
+//  unknown DC.
+static void s_other_dc_first(s_run_t *run, bool knows_dc1, const char *topic) {
     char dcx_repl[64], dcx_peer[96];
     s_ep(dcx_repl, sizeof dcx_repl);
-    snprintf(dcx_peer, sizeof dcx_peer, "dcy=tcp://127.0.0.1:%d", test_port());
+    snprintf(dcx_peer, sizeof dcx_peer, "%s=tcp://127.0.0.1:%d", knows_dc1 ? "dc1" : "dcy",
+             test_port());
     const char *xx[] = {"--repl-listen", dcx_repl, "--peer", dcx_peer, NULL};
     it_broker_t *x = it_adopt_broker(it_broker_new(9, xx));
     snprintf(x->dc, sizeof x->dc, "dcx");
     cr_assert(it_broker_start(x), "dcx did not start");
-    s_run_t run;
-    s_start(&run, dcx_repl);
-    s_pub(&run, run.dc1, "f.refused", "dc1-r", 1, 200);
-    s_pub(&run, run.dc2, "f.refused", "dc2-r", 1, 200);
-    s_converge(&run, "f.refused", 400);
-    s_check_link(&run, run.live, 1);
-    //  dcx refused dc1, and dc1 moved on because of that refusal (not a
-    //  handshake timeout).
-    char *log = it_read_file(x->log_path, NULL);
-    cr_assert(log && strstr(log, "unknown dc dc1"), "dcx did not refuse dc1");
+    s_start(run, dcx_repl);
+    s_pub(run, run->dc1, topic, "dc1-r", 1, 200);
+    s_pub(run, run->dc2, topic, "dc2-r", 1, 200);
+    s_converge(run, topic, 400);
+    s_check_link(run, run->live, 1);
+    char *log = it_read_file(knows_dc1 ? run->dc1->log_path : x->log_path, NULL);
+    const char *refusal = knows_dc1 ? "answered as dc dcx node 9" : "unknown dc dc1";
+    cr_assert(log && strstr(log, refusal), "no \"%s\" in the log", refusal);
     free(log);
     char want[256];
     snprintf(want, sizeof want, "link to dc2 at %s failed (refused); fails over to %s", dcx_repl,
-             run.live);
-    log = it_read_file(run.dc1->log_path, NULL);
+             run->live);
+    log = it_read_file(run->dc1->log_path, NULL);
     cr_assert(log && strstr(log, want), "no \"%s\" in dc1's log", want);
     free(log);
+}
+
+//  dcx answers as itself: dc1 refuses the WELCOME and moves on.
+Test(repl_failover, other_dc_answers_then_next_endpoint, .fini = it_teardown, .timeout = 120) {
+    s_run_t run;
+    s_other_dc_first(&run, true, "f.answered");
+    char *line = s_peer(run.dc1, "dc2");
+    int64_t refused = -1;
+    cr_assert(it_json_int(line, "refused_unknown_dc", &refused), "%s", line);
+    cr_assert_geq(refused, 1, "%s", line);
+    free(line);
+    s_exactly_once(&run, "f.answered", 400);
+    it_acks_free(&run.acked);
+}
+
+//  dcx refuses dc1 (unknown DC): dc1 moves on; then dc2 ships from another
+//  node id.
+Test(repl_failover, other_dc_refuses_then_next_endpoint, .fini = it_teardown, .timeout = 120) {
+    s_run_t run;
+    s_other_dc_first(&run, false, "f.refused");
     //  Another node of dc2 (node id 3, on dc2's data dir) takes over: a peer
     //  DC may ship from several node ids; dc1 accepts it and says so.
     cr_assert_eq(it_broker_stop(run.dc2, 10000), 0, "dc2 did not stop cleanly");
