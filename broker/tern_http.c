@@ -5,6 +5,7 @@
     Prometheus tolerates; no counter is ever read torn.
 */
 #include "tern_http.h"
+#include "tern_hostport.h"
 #include "tern_json.h"
 #include "tern_peer.h"
 #include "tern_series.h"
@@ -201,6 +202,8 @@ static void s_repl(tern_json_t *out, const tern_config_t *config, tern_repl_stat
          offsetof(tern_repl_peer_stats_t, lost), false},
         {"tern_repl_connect_failures", "gauge", "Failed connection attempts since last live.",
          offsetof(tern_repl_peer_stats_t, failures), false},
+        {"tern_repl_failovers_total", "counter", "Moves of the link to another peer endpoint.",
+         offsetof(tern_repl_peer_stats_t, failovers), false},
     };
     uint32_t peers = config->peer_count < TERN_PEERS_MAX ? config->peer_count : TERN_PEERS_MAX;
     s_head(out, "tern_repl_peer_state", "gauge",
@@ -541,19 +544,13 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *connection, co
 }
 
 bool tern_http_parse_address(const char *address, char *host, size_t host_cap, int *port) {
-    const char *colon = address ? strrchr(address, ':') : NULL;
-    if (!colon || colon == address || (size_t)(colon - address) >= host_cap) {
+    char text[16], *end = NULL;
+    if (!tern_hostport_split(address, host, host_cap, text, sizeof text)) {
         return false;
     }
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (!colon[1] || !end || *end || p < 0 || p > 65535) {
-        return false;
-    }
-    memcpy(host, address, (size_t)(colon - address));
-    host[colon - address] = 0;
+    long p = strtol(text, &end, 10);
     *port = (int)p;
-    return true;
+    return *end == '\0' && p >= 0 && p <= 65535;
 }
 
 //  Resolves HOST ("*" = every interface) to an IPv4 address.
