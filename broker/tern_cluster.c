@@ -433,7 +433,7 @@ static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
     if (self->controller == TERN_NODE_NONE && self->lease != 0) {
         until = s_min(until, self->next_campaign_ms);
     }
-    if (self->watch && tern_cluster_lease_ok(self)) {
+    if (self->watch && self->lease != 0) {
         until = s_min(until, self->next_detect_ms);
     }
     return until;

@@ -122,7 +122,10 @@ void tern_cluster_detect(tern_cluster_t *self) {
         return;
     }
     self->next_detect_ms = now + self->lease_ms / S_POLLS_PER_LEASE;
-    if (!self->watch || !tern_cluster_lease_ok(self)) {
+    //  Not gated on our own lease: etcd's verdict on another lease holds
+    //  whatever ours is, and a poller fenced by a late renewal of its own
+    //  (a starved host) would otherwise leave a dead node to etcd's expiry.
+    if (!self->watch) {
         return;
     }
     bool controller = self->controller == self->self_id;
