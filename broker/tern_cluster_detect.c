@@ -100,8 +100,14 @@ static void s_poll(tern_cluster_t *self, const tern_cluster_member_t *m) {
     //  0 whole seconds left of a lease granted a second longer than the
     //  node's: no renewal for its whole lease. A slow answer is dropped,
     //  so a revoke lands within the bound the node's late renewals wait.
-    if (ttl != 0 || granted * 1000 < lease_ms + 1000 ||
-        tern_cluster_now_ms() - asked > lease_ms / 4) {
+    if (ttl != 0 || granted * 1000 < lease_ms + 1000) {
+        return;
+    }
+    int64_t took = tern_cluster_now_ms() - asked;
+    if (took > lease_ms / 4) {
+        zsys_info("cluster: node %u's lease read lapsed, but etcd took %" PRId64
+                  " ms to say so: asking again",
+                  id, took);
         return;
     }
     tern_err_t rc = tern_etcd_lease_revoke(self->etcd, lease);
