@@ -8,11 +8,13 @@
     through a mutex-protected queue and an eventfd that the I/O thread polls
     next to the socket; a lone publish (nothing queued or in flight) is sent
     by its caller itself, under the mutex, while the I/O thread is parked in
-    its poll (io_parked: no wake-up of the I/O thread on the way out). Replies come back through waiters (a
-   flag + result under the client mutex, signalled on the client condition variable) or through
-   callbacks run on the I/O thread. The publish window, the pending admin requests and the socket
-   are touched only by the I/O thread (or by a publishing caller holding the mutex while it is
-   parked); subscriptions are shared and guarded by the mutex.
+    its poll (io_parked: no wake-up of the I/O thread on the way out).
+    Replies come back through waiters (a flag + result under the client
+    mutex, signalled on the client condition variable) or through callbacks
+    run on the I/O thread. The publish window, the pending admin requests
+    and the socket are touched only by the I/O thread (or by a publishing
+    caller holding the mutex while it is parked); subscriptions are shared
+    and guarded by the mutex.
 
     Files (docs/client.md, "Inside libtern"):
         tern_client.c           options, create/destroy, waiting, session queries
