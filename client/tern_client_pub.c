@@ -235,7 +235,7 @@ static bool s_may_send_direct(tern_client_t *self) {
 //  it joins the window and goes out on the dealer here, so a lone publish
 //  does not wait for the I/O thread to wake, take the op and send it (one
 //  thread wake-up and an eventfd write and read fewer per publish:
-//  docs/performance.md, "Hops of a sync publish"). The I/O thread still
+//  docs/performance.md, "Hops of a lone message"). The I/O thread still
 //  receives the PUBACK. It is woken only when the send did not go out (it
 //  resends) or when the send took the socket's signal of a frame that
 //  arrived meanwhile (it must read it).

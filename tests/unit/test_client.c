@@ -831,7 +831,7 @@ static long s_sleeps(const char *name) {
 //  A sync publish on an idle client wakes libtern's I/O thread once (for
 //  the PUBACK) and its caller once: the caller sends on the socket itself
 //  while the I/O thread sleeps in its poll, and is woken after the mutex is
-//  released (docs/performance.md, "Hops of a sync publish"). Before, each
+//  released (docs/performance.md, "Hops of a lone message"). Before, each
 //  slept about twice per publish (the I/O thread was woken to send; the
 //  caller, woken under the mutex, slept on it again).
 Test(live, sync_publish_wakes_each_thread_once) {
