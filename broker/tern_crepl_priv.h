@@ -211,6 +211,19 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
 //  gone; its clients resend to the partition's next leader).
 void c_held_drop(c_repl_t *self);
 
+//  tern_crepl_group.c
+//  Ships NOTICE's group ops (gops) of the partitions we lead to their
+//  synced followers as CREPL_GROUP, then frees them from NOTICE.
+void c_group_ship(c_repl_t *self, tern_notice_t *notice);
+//  In a SYNC answer (self->reader open on the snapshot of the catch-up):
+//  the group state of every topic of PT as CREPL_GSTATE frames to RID.
+//  Returns 0, or -1 if a send failed.
+int c_group_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+                     uint64_t epoch, uint64_t req_id);
+//  A follower's CREPL_GROUP / CREPL_GSTATE record REC of PT committed with
+//  ERR: counts and logs what was skipped.
+void c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err);
+
 //  tern_crepl_follow.c
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
 void c_follow_stop(c_repl_t *self, uint32_t pt);
