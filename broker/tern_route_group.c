@@ -128,7 +128,10 @@ void r_group_loaded(r_route_t *self, r_group_t *group, tern_err_t err) {
     }
     if (err == TERN_OK) {
         memcpy(group->lane_next, info.lane_next, sizeof group->lane_next);
-        r_load_t load = {self, group, false};
+        //  In a cluster the stored state may be a failed leader's, replicated:
+        //  its entries are due when they were there (a single node's restart
+        //  redelivers at once).
+        r_load_t load = {self, group, self->cluster != NULL};
         err = tern_store_pending_list(self->reader, group->topic->id, group->name, r_load_pending,
                                       &load);
     }
