@@ -8,10 +8,14 @@
     - Live. After a commit the storer copies the committed ops, with their
       topic ids, into the commit's NOTICE (tern_crepl_group_collect). The
       NOTICE reaches crepl right behind the commit's COMMITTED, whose
-      records crepl has just shipped; c_group_ship then ships the ops of
-      every topic this node leads as CREPL_GROUP (topic NAME, since ids are
-      node-local; payload a msgpack list, tern_gops_encode) to the
-      partition's synced followers, on the same stream, after those records.
+      records crepl ships; c_group_ship then queues the ops of every topic
+      this node leads as CREPL_GROUP frames (topic NAME, since ids are
+      node-local; payload a msgpack list, tern_gops_encode), and
+      c_group_flush sends them to the partition's synced followers at the
+      end of the inbox drain, after every record of the drain went out (the
+      records may be batched per drain): on the same stream, after the
+      records they refer to. Nothing is queued outside the inbox handler,
+      so a SYNC answer never overtakes a queued frame.
       Group frames take no stream position: a publish's acknowledgement
       never waits for group state, and group state waits for nothing. So
       group state replication is asynchronous: a failover may redeliver
@@ -140,20 +144,19 @@ static size_t s_per_frame(c_repl_t *self, size_t wire, size_t most) {
     return n == 0 ? 1 : n < most ? n : most;
 }
 
-//  Sends FRAME to every synced follower of LEAD; one we cannot send to
-//  leaves the live stream (its next heartbeat makes it sync again).
-static void s_send_synced(c_repl_t *self, c_lead_t *lead, const tern_frame_t *frame) {
-    for (size_t i = 1; i < lead->nreps; i++) {
-        c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
-        if (lead->synced[i] &&
-            (!peer || !peer->rid_size ||
-             c_send(self, self->router, peer->rid, peer->rid_size, frame) != 0)) {
-            lead->synced[i] = false;
-        }
-    }
-}
+//  One queued CREPL_GROUP frame: sent at the end of the drain.
+typedef struct c_gframe_t {
+    uint32_t pt;                    //  partition
+    uint64_t epoch;                 //  our leadership it was made in
+    char topic[TERN_TOPIC_MAX + 1]; //  the topic
+    uint8_t *payload;               //  encoded ops (owned)
+    size_t size;                    //  bytes
+    struct c_gframe_t *next;        //  FIFO link
+} c_gframe_t;
 
-//  Ships COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its partition.
+//  Queues COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its
+//  partition. Not sent at once: records of earlier commits may still wait
+//  to be shipped in this drain, and a follower must apply them first.
 static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops, size_t count) {
     uint32_t pt = c_partition_of(self, topic);
     c_lead_t *lead = &self->leads[pt];
@@ -162,25 +165,58 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
     }
     size_t per = s_per_frame(self, S_OP_WIRE, 256);
     size_t cap = per * S_OP_WIRE + 64;
-    uint8_t *buf = tern_alloc(cap);
     for (size_t at = 0; at < count; at += per) {
-        size_t n = count - at < per ? count - at : per, len = 0;
-        if (tern_gops_encode(ops + at, n, buf, cap, &len) != TERN_OK) {
+        size_t n = count - at < per ? count - at : per;
+        c_gframe_t *gf = tern_alloc(sizeof *gf);
+        gf->payload = tern_alloc_raw(cap);
+        if (tern_gops_encode(ops + at, n, gf->payload, cap, &gf->size) != TERN_OK) {
             zsys_error("crepl: partition %u: cannot encode group ops of %s", pt, topic);
+            free(gf->payload);
+            free(gf);
             continue;
         }
-        tern_frame_t frame;
-        tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
-        C_PT(&frame) = pt;
-        C_EP(&frame) = lead->epoch;
-        snprintf(frame.topic, sizeof frame.topic, "%s", topic);
-        frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
-        frame.payload = buf;
-        frame.payload_size = len;
-        s_send_synced(self, lead, &frame);
+        gf->pt = pt;
+        gf->epoch = lead->epoch;
+        snprintf(gf->topic, sizeof gf->topic, "%s", topic);
+        if (self->gframes_tail) {
+            self->gframes_tail->next = gf;
+        } else {
+            self->gframes = gf;
+        }
+        self->gframes_tail = gf;
     }
     atomic_fetch_add_explicit(&self->stats->group_ops, count, memory_order_relaxed);
-    free(buf);
+}
+
+void c_group_flush(c_repl_t *self) {
+    while (self->gframes) {
+        c_gframe_t *gf = self->gframes;
+        self->gframes = gf->next;
+        c_lead_t *lead = &self->leads[gf->pt];
+        if (lead->leading && lead->epoch == gf->epoch) {
+            tern_frame_t frame;
+            tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
+            C_PT(&frame) = gf->pt;
+            C_EP(&frame) = gf->epoch;
+            snprintf(frame.topic, sizeof frame.topic, "%s", gf->topic);
+            frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
+            frame.payload = gf->payload;
+            frame.payload_size = gf->size;
+            //  A follower we cannot send to leaves the live stream; its next
+            //  heartbeat names a position past ours, so it syncs again.
+            for (size_t i = 1; i < lead->nreps; i++) {
+                c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
+                if (lead->synced[i] &&
+                    (!peer || !peer->rid_size ||
+                     c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
+                    lead->synced[i] = false;
+                }
+            }
+        }
+        free(gf->payload);
+        free(gf);
+    }
+    self->gframes_tail = NULL;
 }
 
 void c_group_ship(c_repl_t *self, tern_notice_t *notice) {
