@@ -145,14 +145,14 @@ static size_t s_per_frame(c_repl_t *self, size_t wire, size_t most) {
 }
 
 //  One queued CREPL_GROUP frame: sent at the end of the drain.
-typedef struct c_gframe_t {
+struct c_gframe_t {
     uint32_t pt;                    //  partition
     uint64_t epoch;                 //  our leadership it was made in
     char topic[TERN_TOPIC_MAX + 1]; //  the topic
     uint8_t *payload;               //  encoded ops (owned)
     size_t size;                    //  bytes
     struct c_gframe_t *next;        //  FIFO link
-} c_gframe_t;
+};
 
 //  Queues COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its
 //  partition. Not sent at once: records of earlier commits may still wait

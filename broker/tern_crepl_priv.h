@@ -103,6 +103,9 @@ typedef struct {
     tern_err_t err; //  TERN_OK, TERN_ETIMEOUT, TERN_ENOTLEADER
 } c_need_t;
 
+//  A CREPL_GROUP frame queued until the end of the drain (tern_crepl_group.c).
+typedef struct c_gframe_t c_gframe_t;
+
 typedef struct c_held_t {
     tern_committed_t *item; //  owned (NULL for a held NOTICE)
     tern_notice_t *notice;  //  owned: a NOTICE for route (tern_crepl_notice.c), or NULL
@@ -114,43 +117,43 @@ typedef struct c_held_t {
 } c_held_t;
 
 typedef struct {
-    tern_crepl_args_t *args;     //  borrowed
-    const tern_config_t *config; //  borrowed
-    tern_cluster_t *cluster;     //  borrowed
-    tern_crepl_stats_t stats_s;  //  used when args->stats is NULL
-    tern_crepl_stats_t *stats;   //  args->stats or &stats_s
-    uint32_t self_id;            //  our node id
-    uint32_t partitions;         //  P
-    uint64_t version;            //  view version last applied
-    zsock_t *router_sock;        //  cluster/listen ROUTER, owned
-    void *router;                //  its raw handle
-    zsock_t *inbox_sock;         //  PULL, owned
-    zsock_t *storer_sock;        //  PUSH, owned
-    zsock_t *conn_sock;          //  PUSH, owned
-    tern_store_reader_t *reader; //  our read handle on the store
-    c_lead_t *leads;             //  [P]
-    c_follow_t *follows;         //  [P]
-    c_peer_t peers[C_PEERS_MAX]; //  follower nodes on the ROUTER
-    size_t peer_count;           //  used
-    c_link_t links[C_LINKS_MAX]; //  leader nodes we follow
-    size_t link_count;           //  used
-    c_held_t *held;              //  COMMITTED items waiting (FIFO head)
-    c_held_t *held_tail;         //  its tail
-    zsock_t *route_sock;         //  PUSH to route's inbox, owned
-    struct c_gframe_t *gframes;  //  this drain's CREPL_GROUP frames, in order (owned; FIFO head)
-    struct c_gframe_t *gframes_tail; //  its tail (tern_crepl_group.c)
-    c_held_t *notices;               //  NOTICEs waiting, in commit order (FIFO head)
-    c_held_t *notices_tail;          //  its tail
-    c_need_t *last_needs;            //  what the last COMMITTED waits for (owned array)
-    size_t last_count;               //  used (0: none since the last NOTICE)
-    size_t last_cap;                 //  allocated
-    uint64_t eval_gen;               //  c_evaluate rounds
-    tern_repl_batch_t *batch;        //  follower batch being filled (NULL until needed)
-    size_t batches_out;              //  follower batches at the storer
-    uint64_t hb_ms;                  //  heartbeat interval (lease / 4)
-    uint64_t next_hb_ms;             //  next heartbeat round
-    uint64_t next_isr_ms;            //  next ISR round
-    uint8_t buf[TERN_HEADER_MAX];    //  encode buffer
+    tern_crepl_args_t *args;      //  borrowed
+    const tern_config_t *config;  //  borrowed
+    tern_cluster_t *cluster;      //  borrowed
+    tern_crepl_stats_t stats_s;   //  used when args->stats is NULL
+    tern_crepl_stats_t *stats;    //  args->stats or &stats_s
+    uint32_t self_id;             //  our node id
+    uint32_t partitions;          //  P
+    uint64_t version;             //  view version last applied
+    zsock_t *router_sock;         //  cluster/listen ROUTER, owned
+    void *router;                 //  its raw handle
+    zsock_t *inbox_sock;          //  PULL, owned
+    zsock_t *storer_sock;         //  PUSH, owned
+    zsock_t *conn_sock;           //  PUSH, owned
+    tern_store_reader_t *reader;  //  our read handle on the store
+    c_lead_t *leads;              //  [P]
+    c_follow_t *follows;          //  [P]
+    c_peer_t peers[C_PEERS_MAX];  //  follower nodes on the ROUTER
+    size_t peer_count;            //  used
+    c_link_t links[C_LINKS_MAX];  //  leader nodes we follow
+    size_t link_count;            //  used
+    c_held_t *held;               //  COMMITTED items waiting (FIFO head)
+    c_held_t *held_tail;          //  its tail
+    zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    c_gframe_t *gframes;          //  this drain's CREPL_GROUP frames (FIFO head, owned)
+    c_gframe_t *gframes_tail;     //  its tail (tern_crepl_group.c)
+    c_held_t *notices;            //  NOTICEs waiting, in commit order (FIFO head)
+    c_held_t *notices_tail;       //  its tail
+    c_need_t *last_needs;         //  what the last COMMITTED waits for (owned array)
+    size_t last_count;            //  used (0: none since the last NOTICE)
+    size_t last_cap;              //  allocated
+    uint64_t eval_gen;            //  c_evaluate rounds
+    tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
+    size_t batches_out;           //  follower batches at the storer
+    uint64_t hb_ms;               //  heartbeat interval (lease / 4)
+    uint64_t next_hb_ms;          //  next heartbeat round
+    uint64_t next_isr_ms;         //  next ISR round
+    uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
 } c_repl_t;
 
 //  tern_crepl.c
