@@ -393,7 +393,9 @@ static void s_batch_records(c_repl_t *self, tern_repl_batch_t *batch) {
         tern_err_t err = batch->err != TERN_OK ? batch->err : rec->result.err;
         bool truncate = rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE;
         if (rec->frame.cmd == TERN_CMD_CREPL_GROUP || rec->frame.cmd == TERN_CMD_CREPL_GSTATE) {
-            c_group_done(self, pt, rec, err);
+            if (c_group_done(self, pt, rec, err)) {
+                s_resync(self, f);
+            }
             continue;
         }
         if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {

@@ -164,9 +164,8 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
         return;
     }
     size_t per = s_per_frame(self, S_OP_WIRE, 256);
-    size_t cap = per * S_OP_WIRE + 64;
     for (size_t at = 0; at < count; at += per) {
-        size_t n = count - at < per ? count - at : per;
+        size_t n = count - at < per ? count - at : per, cap = n * S_OP_WIRE + 64;
         c_gframe_t *gf = tern_alloc(sizeof *gf);
         gf->payload = tern_alloc_raw(cap);
         if (tern_gops_encode(ops + at, n, gf->payload, cap, &gf->size) != TERN_OK) {
@@ -396,11 +395,13 @@ int c_group_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32
 // ---------------------------------------------------------------------------
 //  The follower's side, after the commit
 
-void c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err) {
+bool c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err) {
     if (err != TERN_OK) {
-        zsys_warning("crepl: partition %u: group state of %s not applied (%s)", pt,
-                     rec->frame.topic, tern_errname(err));
-        return;
+        if (err != TERN_ESTATE) { //  TERN_ESTATE: the stream stopped already, and said why
+            zsys_warning("crepl: partition %u: group state of %s not applied (%s); syncing again",
+                         pt, rec->frame.topic, tern_errname(err));
+        }
+        return true; //  the next snapshot puts it right
     }
     if (rec->result.seq > 0) {
         atomic_fetch_add_explicit(&self->stats->group_skipped, rec->result.seq,
@@ -409,4 +410,5 @@ void c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_
                      "this replica lacks their topic, message or group",
                      pt, rec->result.seq, rec->frame.topic);
     }
+    return false;
 }

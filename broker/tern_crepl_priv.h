@@ -229,8 +229,9 @@ void c_group_flush(c_repl_t *self);
 int c_group_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
                      uint64_t epoch, uint64_t req_id);
 //  A follower's CREPL_GROUP / CREPL_GSTATE record REC of PT committed with
-//  ERR: counts and logs what was skipped.
-void c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err);
+//  ERR: counts and logs what was skipped. True when the stream must sync
+//  again (it was not applied).
+bool c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err);
 
 //  tern_crepl_follow.c
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
