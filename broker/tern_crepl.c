@@ -49,10 +49,10 @@
 // ---------------------------------------------------------------------------
 //  Sending
 
-int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t len,
-                   zmq_msg_t *payload) {
+int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, const uint8_t *hdr,
+                   size_t len, zmq_msg_t *payload) {
     if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(self->router, self->buf, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_send(self->router, hdr, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         return -1;
     }
     zmq_msg_t copy; //  zero copy: a reference to the publish's own frame
@@ -68,6 +68,13 @@ int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t l
 int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
            const tern_frame_t *frame) {
     return tern_frame_send(sock, rid, rid_size, frame, self->buf, sizeof self->buf, "crepl");
+}
+
+void c_frame_init(tern_frame_t *frame, tern_cmd_t cmd, uint32_t pt, uint64_t epoch, uint64_t pos) {
+    tern_frame_init(frame, cmd);
+    C_PT(frame) = pt;
+    C_EP(frame) = epoch;
+    frame->position = pos;
 }
 
 void c_count_stale(c_repl_t *self) {
@@ -156,6 +163,7 @@ static void s_handle_inbox(void *actor, void *unused) {
             zsys_error("crepl: unexpected work item type %d", (int)type);
         }
     }
+    c_ship_flush(self); //  the drain's records: one frame per follower and partition
     c_flush_batch(self);
     c_evaluate(self);
     c_notices_evaluate(self);
@@ -227,6 +235,7 @@ static int s_start(c_repl_t *self) {
     self->partitions = tern_cluster_partitions(self->cluster);
     self->leads = tern_alloc(self->partitions * sizeof *self->leads);
     self->follows = tern_alloc(self->partitions * sizeof *self->follows);
+    self->ship_dirty = tern_alloc(self->partitions * sizeof *self->ship_dirty);
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
     self->version = UINT64_MAX; //  the first refresh reads every record
     c_refresh(self);
@@ -265,6 +274,7 @@ static void s_stop(c_repl_t *self) {
     tern_store_reader_destroy(&self->reader);
     free(self->leads);
     free(self->follows);
+    free(self->ship_dirty);
     zsock_destroy(&self->router_sock);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->storer_sock);
