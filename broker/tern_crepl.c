@@ -24,6 +24,9 @@
                                        its messages, forward to route
         REPL_DONE tern_repl_batch_t *  from the storer: a follower batch
                                        committed; confirm to the leader, free
+        SYNCED    (NULL)               from the storer (durability fsync): its
+                                       last commit is on disk; this node's copy
+                                       of every position shipped is durable
     Sends:
         COMMITTED -> conn's inbox (results possibly changed to TERN_ETIMEOUT
                      or TERN_ENOTLEADER)
@@ -159,6 +162,8 @@ static void s_handle_inbox(void *actor, void *unused) {
             c_batch_done(self, (tern_repl_batch_t *)ptr);
         } else if (type == TERN_WORK_NOTICE) {
             c_notice(self, (tern_notice_t *)ptr);
+        } else if (type == TERN_WORK_SYNCED) {
+            c_synced(self);
         } else {
             zsys_error("crepl: unexpected work item type %d", (int)type);
         }
@@ -237,6 +242,9 @@ static int s_start(c_repl_t *self) {
     self->follows = tern_alloc(self->partitions * sizeof *self->follows);
     self->ship_dirty = tern_alloc(self->partitions * sizeof *self->ship_dirty);
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
+    //  The storer's rule (tern_storer.c, s_flush_deferred): this node's own
+    //  copy counts as durable at SYNCED, not when its results arrive.
+    self->deferred = self->config->durability == TERN_DURABILITY_FSYNC;
     self->version = UINT64_MAX; //  the first refresh reads every record
     c_refresh(self);
     return 0;

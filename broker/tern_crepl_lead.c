@@ -47,7 +47,10 @@ static void s_reps_rebuild(c_repl_t *self, c_lead_t *lead, const tern_partmap_re
     tern_partmap_replica_t reps[C_RMAX];
     bool synced[C_RMAX];
     size_t n = 0;
-    reps[n] = (tern_partmap_replica_t){self->self_id, lead->end, now};
+    //  Our own copy: durable up to the end, but with a deferred flush only
+    //  up to what the last SYNCED covered.
+    uint64_t durable = self->deferred && lead->nreps ? lead->reps[0].durable : lead->end;
+    reps[n] = (tern_partmap_replica_t){self->self_id, durable, now};
     synced[n++] = true;
     for (uint32_t i = 0; i < rec->nreplicas && n < C_RMAX; i++) {
         if (rec->replicas[i] == self->self_id) {
@@ -209,7 +212,9 @@ static uint64_t s_ship_topic(c_repl_t *self, uint32_t pt, c_lead_t *lead, const 
     tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
     uint64_t pos = ++lead->end;
     lead->ship_ms[pos % C_RING] = now;
-    lead->reps[0].durable = pos;
+    if (!self->deferred) {
+        lead->reps[0].durable = pos;
+    }
     tern_frame_t frame;
     char text[96];
     c_topic_frame(&frame, pt, lead->epoch, pos, admin->topic, op, &limits, text, sizeof text);
@@ -283,7 +288,9 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
             }
             uint64_t pos = ++lead->end;
             lead->ship_ms[pos % C_RING] = now;
-            lead->reps[0].durable = pos; //  the storer committed it here
+            if (!self->deferred) {
+                lead->reps[0].durable = pos; //  the storer committed it here
+            }
             s_ship(self, pt, lead, pub, pos);
             need->pos = pos;
         }
@@ -433,6 +440,17 @@ void c_held_drop(c_repl_t *self) {
     self->held_tail = NULL;
 }
 
+void c_synced(c_repl_t *self) {
+    //  Its COMMITTED came before it and the next commit's comes after it, so
+    //  every position shipped so far was in a commit now on disk.
+    self->synced_gen++;
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        if (self->leads[pt].leading) {
+            self->leads[pt].reps[0].durable = self->leads[pt].end;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 //  Timers: heartbeats and the ISR
 
@@ -496,7 +514,9 @@ void c_lead_timers(c_repl_t *self, uint64_t now) {
             continue;
         }
         lead->reps[0].caught_up_ms = now;
-        lead->reps[0].durable = lead->end;
+        if (!self->deferred) {
+            lead->reps[0].durable = lead->end;
+        }
         if (beat) {
             s_heartbeats(self, pt, lead);
         }

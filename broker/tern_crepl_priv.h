@@ -69,6 +69,7 @@ typedef struct {
     uint8_t *out;       //  pending CREPL_RECORDS payload (owned, tern_crepl_ship.c)
     size_t out_len;     //  its bytes used
     size_t out_cap;     //  allocated
+    size_t out_hint;    //  the last payload's allocation
     uint64_t out_pos;   //  position of its first entry
     uint64_t out_count; //  its entries
     bool out_dirty;     //  on self->ship_dirty
@@ -118,6 +119,7 @@ typedef struct c_held_t {
     size_t count;           //  used
     size_t cap;             //  allocated
     uint64_t deadline_ms;   //  cluster/ack_timeout from its arrival
+    uint64_t sync_gen;      //  a NOTICE: waits until self->synced_gen reaches it
     struct c_held_t *next;  //  FIFO link
 } c_held_t;
 
@@ -156,6 +158,8 @@ typedef struct {
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
     uint64_t next_hb_ms;          //  next heartbeat round
     uint64_t next_isr_ms;         //  next ISR round
+    bool deferred;                //  the storer flushes after its results (TERN_WORK_SYNCED)
+    uint64_t synced_gen;          //  SYNCEDs received
     uint32_t *ship_dirty;         //  [P] led partitions with a pending payload (owned)
     size_t ship_dirty_count;      //  used
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
@@ -203,6 +207,10 @@ void c_handle_router(void *actor, void *unused);
 c_lead_t *c_fence_lead(c_repl_t *self, const tern_frame_t *frame);
 //  Index of NODE's entry in lead->reps (a follower: >= 1), or -1.
 int c_rep_index(c_lead_t *lead, uint32_t node);
+
+//  The storer flushed its last commit to disk (TERN_WORK_SYNCED): every
+//  position shipped so far is durable here.
+void c_synced(c_repl_t *self);
 
 //  tern_crepl_ship.c
 //  Adds the header of LEN bytes encoded in self->buf (a CREPL_RECORD or

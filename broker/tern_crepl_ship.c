@@ -46,6 +46,7 @@ static void s_flush(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
     tern_err_t rc = tern_frame_encode(&frame, hdr, sizeof hdr, &len);
     zmq_msg_t body;
     zmq_msg_init_data(&body, lead->out, lead->out_len, s_free, NULL); //  ZeroMQ owns it now
+    lead->out_hint = lead->out_cap; //  the next one likely needs as much: no reallocs
     lead->out = NULL;
     lead->out_len = lead->out_cap = 0;
     lead->out_pos = 0;
@@ -78,7 +79,9 @@ bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_
         return false; //  the caller sends it alone, after what was pending
     }
     if (lead->out_cap - lead->out_len < entry) {
-        size_t cap = lead->out_cap ? lead->out_cap * 2 : C_RECORDS_FIRST;
+        size_t cap = lead->out_cap                      ? lead->out_cap * 2
+                     : lead->out_hint > C_RECORDS_FIRST ? lead->out_hint
+                                                        : C_RECORDS_FIRST;
         while (cap - lead->out_len < entry) {
             cap *= 2;
         }
