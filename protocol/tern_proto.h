@@ -79,6 +79,9 @@ typedef enum {
                                       (tern_gops_encode); consumes no position */
     TERN_CMD_CREPL_GSTATE = 56,    /* l->f (SYNC answer): topic, code = tern_crepl_gstate_t;
                                       payload = msgpack (tern_gstate_encode / _names) */
+    TERN_CMD_CREPL_RECORDS = 57, /* l->f: position of the first entry; payload = entries
+                                    (tern_records_put), each an encoded CREPL_RECORD or
+                                    CREPL_TOPIC of the same pt and ep at consecutive positions */
     TERN_CMD_MAX_
 } tern_cmd_t;
 
@@ -281,6 +284,28 @@ tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, u
 
 /*  Reads PUBACK entry INDEX (< FRAME->ack_count) of a decoded PUBACK frame. */
 tern_err_t tern_frame_puback(const tern_frame_t *frame, uint32_t index, tern_puback_t *out);
+
+/*  CREPL_RECORDS' payload: entries [u32 big-endian header size][header]
+    [u32 big-endian payload size][payload], one per inner frame, so that a
+    leader ships a commit's records to a follower in one ZeroMQ message (one
+    send, one wake-up and one allocation on each side instead of one per
+    record). TERN_RECORDS_ENTRY_OVERHEAD bytes per entry besides its two parts. */
+#define TERN_RECORDS_ENTRY_OVERHEAD 8
+
+/*  Appends one entry (HDR, an encoded header, and PAYLOAD, may be NULL when
+    PAYLOAD_SIZE is 0) at OUT, which has room for HDR_SIZE + PAYLOAD_SIZE +
+    TERN_RECORDS_ENTRY_OVERHEAD bytes. Returns the bytes written. */
+size_t tern_records_put(uint8_t *out, const uint8_t *hdr, size_t hdr_size, const uint8_t *payload,
+                        size_t payload_size);
+
+/*  Decodes the entry at *POS of a CREPL_RECORDS payload PAYLOAD[0..SIZE)
+    into OUT (as tern_frame_decode, with LIMITS; OUT borrows from PAYLOAD) and
+    advances *POS past it. Returns TERN_OK; TERN_ENOTFOUND when *POS is at the
+    end; TERN_EMALFORMED when an entry's sizes run past the end; TERN_ECOMMAND
+    when the entry is not a CREPL_RECORD or CREPL_TOPIC; or the decoder's
+    error. After an error *POS is unchanged: stop reading this payload. */
+tern_err_t tern_records_next(const uint8_t *payload, size_t size, size_t *pos,
+                             const tern_limits_t *limits, tern_frame_t *out);
 
 /*  True if the command carries a payload frame (PUBLISH, DELIVER, REPLY,
     REPL_RECORD, CREPL_SYNC, CREPL_RECORD). */

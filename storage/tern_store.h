@@ -235,6 +235,26 @@ size_t tern_store_batch_size(tern_store_batch_t *self);
     afterwards either way, and every pointer it borrowed is released. */
 tern_err_t tern_store_batch_commit(tern_store_batch_t *self);
 
+/*  Cluster nodes (broker/tern_storer.c): with ON, the commits of a store
+    with durability fsync flush their data pages but not their meta page
+    (LMDB's MDB_NOMETASYNC), which the writer flushes with tern_store_sync
+    after it handed the commit's results on, before it tells anyone the
+    commit is durable. So a leader ships a commit to its followers while that
+    second flush runs, instead of after it. Integrity holds (LMDB writes the
+    meta page only after the data is on disk); an OS crash or power loss may
+    undo the last commit, which nobody acknowledged yet; a process crash
+    loses nothing. (MDB_NOSYNC, deferring both flushes, measured a little
+    better, but flushes data and meta in one go, in any order: a power loss
+    during it could leave a meta page that points at pages not on disk.)
+    Call from the writer thread before it commits. Returns TERN_OK, or
+    TERN_EINVAL (not durability fsync: nothing to defer). */
+tern_err_t tern_store_defer_sync(tern_store_t *self, bool on);
+
+/*  Flushes every commit made so far to disk (data and meta pages). Returns
+    TERN_OK or TERN_ESTORAGE: then what the commits since the last successful
+    flush wrote may not be on disk, and must not be acknowledged. */
+tern_err_t tern_store_sync(tern_store_t *self);
+
 /*  A reader of STORE, which must outlive it. Caller owns the return value
     (NULL when STORE is NULL). One per thread. */
 tern_store_reader_t *tern_store_reader_new(tern_store_t *store);
