@@ -132,7 +132,9 @@ mem_stop() {
     kill "$MEM_SAMPLER" 2>/dev/null || true
     wait "$MEM_SAMPLER" 2>/dev/null || true
     MEM_SAMPLER=""
-    read -r _ _ hwm < <(mem_status "$pid")
+    # one more sample as the load ends, so a workload shorter than 100 ms has two
+    read -r after_a after_r hwm < <(mem_status "$pid")
+    echo "$after_a $after_r 0" >>"$WORK/mem.txt"
     sleep "$SETTLE"
     read -r after_a after_r _ < <(mem_status "$pid")
     awk -v name="$name" -v server="$server" -v hwm="$hwm" -v aa="$after_a" -v ar="$after_r" \
