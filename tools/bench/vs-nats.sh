@@ -90,7 +90,7 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
 want() { local w; for w in "${WORKLOADS[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 # shellcheck source=lib.sh
-. "$HERE/lib.sh" # port_free, free_port, launch_ternd
+. "$HERE/lib.sh" # port_free, free_port, start_ternd
 
 # bench_name CMD...: the RESULT name the command was given (--name X or -N X).
 bench_name() {
