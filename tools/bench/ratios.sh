@@ -124,6 +124,7 @@ function mb(kb) { return sprintf("%.1f", kb / 1024) }
     if (kv["vmrss_peak_kb"] + 0 > pr[key]) pr[key] = kv["vmrss_peak_kb"] + 0
     if (kv["vmhwm_kb"] + 0 > ph[key]) ph[key] = kv["vmhwm_kb"] + 0
     if (kv["rss_anon_after_kb"] + 0 > aa[key]) aa[key] = kv["rss_anon_after_kb"] + 0
+    if (kv["rss_anon_start_kb"] + 0 > st[key]) st[key] = kv["rss_anon_start_kb"] + 0
     if (kv["rss_anon_idle_kb"] + 0 > idle[key]) idle[key] = kv["rss_anon_idle_kb"] + 0
     if (kv["conns_peak"] + 0 > pc[key]) pc[key] = kv["conns_peak"] + 0
     if ("bound_kb" in kv && kv["bound_kb"] + 0 > bd[key]) bd[key] = kv["bound_kb"] + 0
@@ -132,15 +133,15 @@ function mb(kb) { return sprintf("%.1f", kb / 1024) }
 END {
     if (n == 0) exit
     print ""
-    print "## Memory per workload (MB; peaks sampled every 100 ms, largest over the rounds; after = " \
+    print "## Memory per workload (MB; peaks sampled every 100 ms, largest over the rounds; start = as the workload began; after = " \
         "SETTLE s after the load; bound = 64 MB + 64 KB x peak connections, ternd only)"
     print ""
-    print "| workload | server | runs | conns | RssAnon peak | bound | within | VmRSS peak | VmHWM | RssAnon after | RssAnon idle |"
-    print "|---|---|---|---|---|---|---|---|---|---|---|"
+    print "| workload | server | runs | conns | RssAnon start | RssAnon peak | bound | within | VmRSS peak | VmHWM | RssAnon after | RssAnon idle |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (k = 1; k <= n; k++) {
         key = order[k]; split(key, nm, SUBSEP)
-        printf "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", nm[1], nm[2], runs[key], pc[key],
-            mb(pa[key]), (key in bd) ? mb(bd[key]) : "-", (key in bd) ? ((key in over) ? "no (" over[key] " runs)" : "yes") : "-",
+        printf "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm[1], nm[2], runs[key], pc[key],
+            mb(st[key]), mb(pa[key]), (key in bd) ? mb(bd[key]) : "-", (key in bd) ? ((key in over) ? "no (" over[key] " runs)" : "yes") : "-",
             mb(pr[key]), mb(ph[key]), mb(aa[key]), mb(idle[key])
     }
 }'

@@ -139,9 +139,10 @@ mem_stop() {
     read -r after_a after_r _ < <(mem_status "$pid")
     awk -v name="$name" -v server="$server" -v hwm="$hwm" -v aa="$after_a" -v ar="$after_r" \
         -v idle="$idle" -v rep="$rep" -v extra="$extra" '
-        { if ($1 > pa) pa = $1; if ($2 > pr) pr = $2; if ($3 > pc) pc = $3; n++ }
+        { if (n == 0) a0 = $1; if ($1 > pa) pa = $1; if ($2 > pr) pr = $2; if ($3 > pc) pc = $3; n++ }
         END {
             printf "MEM name=%s server=%s rss_anon_peak_kb=%d vmrss_peak_kb=%d vmhwm_kb=%d", name, server, pa, pr, hwm
+            printf " rss_anon_start_kb=%d", a0
             printf " rss_anon_after_kb=%d vmrss_after_kb=%d rss_anon_idle_kb=%d conns_peak=%d samples=%d", aa, ar, idle, pc, n
             if (server ~ /^ternd/) printf " bound_kb=%d", 65536 + 64 * pc
             if (extra != "") printf " %s", extra
