@@ -157,6 +157,7 @@ static void s_handle_inbox(void *actor, void *unused) {
         }
     }
     c_flush_batch(self);
+    c_group_flush(self); //  after every record of the drain (tern_crepl_group.c)
     c_evaluate(self);
     c_notices_evaluate(self);
 }

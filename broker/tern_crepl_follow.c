@@ -290,6 +290,13 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             s_add_rec(self, f, rec);
             s_add_mark(self, pt, f, frame->position);
             return true;
+        case TERN_CMD_CREPL_GSTATE: //  group snapshot: part of the answer
+        case TERN_CMD_CREPL_GROUP:  //  live group ops: no position (tern_crepl_group.c)
+            if (frame->cmd == TERN_CMD_CREPL_GSTATE ? answer : f->phase == C_F_LIVE) {
+                s_add_rec(self, f, rec);
+                return true;
+            }
+            return false;
         case TERN_CMD_CREPL_HEARTBEAT:
             if (f->phase == C_F_LIVE && frame->position > f->recv) {
                 s_resync(self, f); //  records were lost on the way
@@ -385,6 +392,12 @@ static void s_batch_records(c_repl_t *self, tern_repl_batch_t *batch) {
         f->inflight--;
         tern_err_t err = batch->err != TERN_OK ? batch->err : rec->result.err;
         bool truncate = rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE;
+        if (rec->frame.cmd == TERN_CMD_CREPL_GROUP || rec->frame.cmd == TERN_CMD_CREPL_GSTATE) {
+            if (c_group_done(self, pt, rec, err)) {
+                s_resync(self, f);
+            }
+            continue;
+        }
         if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {
             if (err != TERN_OK) {
                 zsys_warning("crepl: partition %u: topic op %u on %s failed (%s); syncing again",

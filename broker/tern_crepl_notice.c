@@ -43,6 +43,7 @@ static void s_push(c_repl_t *self, c_held_t *held) {
 }
 
 void c_notice(c_repl_t *self, tern_notice_t *notice) {
+    c_group_ship(self, notice); //  right behind its commit's records
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = notice;
     held->deadline_ms = tern_now_ms() + self->config->ack_timeout_ms;

@@ -103,6 +103,9 @@ typedef struct {
     tern_err_t err; //  TERN_OK, TERN_ETIMEOUT, TERN_ENOTLEADER
 } c_need_t;
 
+//  A CREPL_GROUP frame queued until the end of the drain (tern_crepl_group.c).
+typedef struct c_gframe_t c_gframe_t;
+
 typedef struct c_held_t {
     tern_committed_t *item; //  owned (NULL for a held NOTICE)
     tern_notice_t *notice;  //  owned: a NOTICE for route (tern_crepl_notice.c), or NULL
@@ -137,6 +140,8 @@ typedef struct {
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
     zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    c_gframe_t *gframes;          //  this drain's CREPL_GROUP frames (FIFO head, owned)
+    c_gframe_t *gframes_tail;     //  its tail (tern_crepl_group.c)
     c_held_t *notices;            //  NOTICEs waiting, in commit order (FIFO head)
     c_held_t *notices_tail;       //  its tail
     c_need_t *last_needs;         //  what the last COMMITTED waits for (owned array)
@@ -210,6 +215,23 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
 //  Frees every held item unanswered (shutdown: conn, stopped first, is
 //  gone; its clients resend to the partition's next leader).
 void c_held_drop(c_repl_t *self);
+
+//  tern_crepl_group.c
+//  Queues NOTICE's group ops (gops) of the partitions we lead as
+//  CREPL_GROUP frames, then frees them from NOTICE.
+void c_group_ship(c_repl_t *self, tern_notice_t *notice);
+//  Sends the queued CREPL_GROUP frames to the synced followers: at the end
+//  of each drain of the inbox, after the drain's records went out.
+void c_group_flush(c_repl_t *self);
+//  In a SYNC answer (self->reader open on the snapshot of the catch-up):
+//  the group state of every topic of PT as CREPL_GSTATE frames to RID.
+//  Returns 0, or -1 if a send failed.
+int c_group_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+                     uint64_t epoch, uint64_t req_id);
+//  A follower's CREPL_GROUP / CREPL_GSTATE record REC of PT committed with
+//  ERR: counts and logs what was skipped. True when the stream must sync
+//  again (it was not applied).
+bool c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err);
 
 //  tern_crepl_follow.c
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);

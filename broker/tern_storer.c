@@ -36,6 +36,7 @@
 #include "tern_storer.h"
 #include "tern_actor.h"
 #include "tern_admin.h"
+#include "tern_crepl.h"
 #include "tern_repl.h"
 #include "tern_work.h"
 #include <inttypes.h>
@@ -66,6 +67,9 @@ typedef struct {
     bool sweeping;               //  a sweep is queued
     bool stopping;               //  $TERM received: conn and route are gone
     tern_ops_t *spent;           //  op batches to free after the commit
+    tern_ops_t **ship;           //  cluster: this drain's op batches in order, for crepl (borrowed)
+    size_t ship_count;           //  used
+    size_t ship_cap;             //  allocated
     void *to_repl;               //  PUSH to repl (NULL: no replication)
     zsock_t *repl_sock;          //  czmq owner
     tern_repl_batch_t *repl;     //  this drain's replication batches (owned)
@@ -295,6 +299,15 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
     for (size_t i = 0; i < ops->count; i++) {
         s_batch_op(self, &ops->items[i]);
     }
+    if (self->args->notices_to_conn) {
+        //  A cluster: after the commit crepl ships them to the followers
+        //  (s_ship_ops), in this order.
+        if (self->ship_count == self->ship_cap) {
+            self->ship_cap = self->ship_cap ? self->ship_cap * 2 : 16;
+            self->ship = tern_realloc(self->ship, self->ship_cap * sizeof *self->ship);
+        }
+        self->ship[self->ship_count++] = ops;
+    }
     bool answer = false; //  route needs results only for OPEN and admin ops
     for (size_t i = 0; i < ops->count && !answer; i++) {
         answer = ops->items[i].type == TERN_OP_OPEN || ops->items[i].ctx != NULL;
@@ -313,6 +326,16 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
         tail = &(*tail)->next;
     }
     *tail = ops;
+}
+
+//  A cluster, after the commit: the committed group ops, in route's order,
+//  go to crepl in the commit's NOTICE (tern_crepl_group.c ships them to
+//  the followers of the partitions this node leads).
+static void s_ship_ops(s_storer_t *self, tern_err_t commit_rc) {
+    for (size_t i = 0; i < self->ship_count && commit_rc == TERN_OK; i++) {
+        tern_crepl_group_collect(s_notice(self), self->ship[i]);
+    }
+    self->ship_count = 0;
 }
 
 //  Metrics and the verbose log line of one publish after the commit.
@@ -555,6 +578,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     s_collect(self, rc);
+    s_ship_ops(self, rc);
     s_collect_repl(self, rc);
     s_send_results(self);
     while (self->spent) {
@@ -641,6 +665,7 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
     while (s_drain_and_commit(self, false) > 0) {
     }
     free(self->streams.pts);
+    free(self->ship);
     tern_store_batch_destroy(&self->batch);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->conn_sock);

@@ -199,6 +199,10 @@ typedef struct {
     size_t reload_count;       //  entries
     uint32_t *created;         //  owned array of topic ids made by topic.create
     size_t created_count;      //  entries
+    tern_gop_t *gops;          //  cluster: this commit's group ops, in order, for crepl to ship
+                               //  to the followers (tern_crepl_group.c; owned, crepl frees)
+    uint32_t *gop_topics;      //  the topic id of each (owned)
+    size_t gop_count;          //  entries
     bool inherited;            //  cluster: crepl's, at a leadership start: APPENDED holds each
                                //  topic of the partition at its last_seq then, which the ISR
                                //  now has (route sets its high watermarks to exactly that)

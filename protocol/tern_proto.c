@@ -194,6 +194,8 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_CREPL_CONFIRM] = {"CREPL_CONFIRM", CREPL | B(FD_N) | B(FD_POS), 0, 0},
     [TERN_CMD_CREPL_HEARTBEAT] = {"CREPL_HEARTBEAT", CREPL | B(FD_POS), 0, 0},
     [TERN_CMD_CREPL_TOPIC] = {"CREPL_TOPIC", CREPL | B(FD_POS) | B(FD_T) | B(FD_C), 0, 1},
+    [TERN_CMD_CREPL_GROUP] = {"CREPL_GROUP", CREPL | B(FD_T), 0, 1},
+    [TERN_CMD_CREPL_GSTATE] = {"CREPL_GSTATE", CREPL | B(FD_T) | B(FD_C), 0, 1},
 };
 
 static const s_cmd_t *s_cmd(int cmd) {

@@ -725,6 +725,38 @@ void tern_store_batch_only_if(tern_store_batch_t *self, const tern_err_t *prior)
 tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
                              uint64_t *digest);
 
+/*  Group state from the in-DC leader (docs/cluster.md, "Group state"), by
+    topic NAME (ids are node-local; resolved at commit, so a topic created
+    earlier in the same batch is found). Every argument is copied. A topic
+    this replica lacks changes nothing and adds 1 to *SKIPPED (may be NULL);
+    so does a DELIVER or DEAD of a seq beyond its last_seq or of a group it
+    lacks, and a snapshot entry beyond its last_seq. Re-applying ops the
+    state already holds converges (tern_store_gstate.c says why per op).
+    - group_apply: GOP as the leader's storer applied it (tern_gop_type_t:
+      the same steps as tern_store_batch_deliver, _ack, ... above);
+    - gstate_put: STATE's lane cursors, counters and entries; REPLACE: the
+      group's state (created if missing) is replaced by exactly STATE, else
+      STATE's entries are added to the existing group (a snapshot's
+      continuation);
+    - gstate_prune: every group of TOPIC not in NAMES (COUNT names) is
+      deleted with its pending and DLQ entries; *SKIPPED counts them. */
+void tern_store_batch_group_apply(tern_store_batch_t *self, const char *topic,
+                                  const tern_gop_t *gop, uint64_t *skipped);
+void tern_store_batch_gstate_put(tern_store_batch_t *self, const char *topic,
+                                 const tern_gstate_t *state, bool replace, uint64_t *skipped);
+void tern_store_batch_gstate_prune(tern_store_batch_t *self, const char *topic,
+                                   const char *const *names, size_t count, uint64_t *skipped);
+
+/*  A 64-bit digest of TOPIC's group state for `ternctl cluster verify`:
+    xxHash64 chained over each group in name order: its name, its lane
+    cursors (capped at UPTO + 1), its pending entries with seq <= UPTO
+    (seq, delivery count) and its DLQ entries with seq <= UPTO (seq,
+    reason). Counters, due times and creation times are left out: they
+    legitimately differ between replicas. A missing topic digests as 0.
+    Returns TERN_OK, TERN_EINVAL (DIGEST NULL), or a read error. */
+tern_err_t tern_store_group_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
+                                   uint64_t *digest);
+
 /* ------------------------------------------------------------------------
     Message history for audit and trace (docs/storage.md, "Trace events").
     Every message has a STORED event: tern_store_trace_scan makes it from the

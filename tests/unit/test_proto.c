@@ -970,11 +970,20 @@ Test(proto, crepl_required_fields_and_payload) {
     raw_uint(&r, 9);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
     cr_assert_eq(f.partition, 0);
-    //  Around the range: 38..47 and 55 are no commands.
+    //  Around the range: 38..47 are no commands; 55 (CREPL_GROUP) and 56
+    //  (CREPL_GSTATE) need pt, ep, t and a payload.
     raw_hdr(&r, 47, 0);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
-    raw_hdr(&r, 55, 0);
-    cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
+    raw_hdr(&r, TERN_CMD_CREPL_GROUP, 0);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_EMISSING);
+    raw_hdr(&r, TERN_CMD_CREPL_GSTATE, 3);
+    raw_str(&r, "pt");
+    raw_uint(&r, 1);
+    raw_str(&r, "ep");
+    raw_uint(&r, 2);
+    raw_str(&r, "t");
+    raw_str(&r, "orders");
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_EMISSING); //  no code
 }
 
 Test(proto, unknown_keys_are_ignored) {
