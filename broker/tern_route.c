@@ -219,7 +219,7 @@ static void s_group_reload(r_route_t *self, r_group_t *group) {
         tern_store_group_get(self->reader, group->topic->id, group->name, &info) != TERN_OK) {
         return;
     }
-    s_reload_t reload = {{self, group}, {0}};
+    s_reload_t reload = {{self, group, false}, {0}};
     memcpy(reload.lane_next, group->lane_next, sizeof reload.lane_next);
     for (int lane = 0; lane < S_LANES; lane++) {
         if (info.lane_next[lane] > group->lane_next[lane]) {

@@ -153,6 +153,7 @@ static inline bool r_group_live(const r_route_t *self, const r_group_t *group) {
 typedef struct {
     r_route_t *self;  //  borrowed
     r_group_t *group; //  borrowed
+    bool stored_due;  //  entries due at their stored time (a takeover), else now (a restart)
 } r_load_t;
 
 // ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ st_op_t *st_batch_push(tern_store_batch_t *self, st_op_kind_t kind) {
     op->id_out = NULL;
     op->count_out = NULL;
     op->prior = NULL;
+    op->data = NULL;
     return op;
 }
 
@@ -59,6 +60,7 @@ tern_store_batch_t *tern_store_batch_new(tern_store_t *store) {
 static void s_batch_clear(tern_store_batch_t *self) {
     for (size_t i = 0; i < self->count; i++) {
         free(self->ops[i].reason);
+        free(self->ops[i].data);
     }
     self->count = 0;
     self->has_appends = false;
@@ -340,6 +342,9 @@ static st_apply_fn *const s_apply[OP_COUNT] = {
     [OP_ACKSTATE_APPLY] = st_op_ackstate_apply,
     [OP_APPEND_REPLICA] = st_op_append_replica,
     [OP_TRUNCATE] = st_op_truncate,
+    [OP_GROUP_APPLY] = st_op_group_apply,
+    [OP_GSTATE_PUT] = st_op_gstate_put,
+    [OP_GSTATE_PRUNE] = st_op_gstate_prune,
 };
 
 static void s_fail_all(tern_store_batch_t *self, tern_err_t err) {
