@@ -20,8 +20,9 @@
     Borrowed nothing; no errors (an unknown tunable is ignored). */
 void tern_memory_setup(void);
 
-/*  Gives free heap memory back to the OS when more than KEEP bytes of it
-    are held. Returns true if it trimmed. Thread-safe; takes each arena's
+/*  Gives free heap memory back to the OS when the process's anonymous
+    resident memory exceeds what malloc has handed out by more than KEEP
+    bytes. Returns true if it trimmed. Thread-safe; takes each arena's
     lock while it walks it, so call it rarely (tern_memory_tick). */
 bool tern_memory_trim(size_t keep);
 
