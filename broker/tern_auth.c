@@ -16,6 +16,7 @@
     while a changed roles file applies to sessions opened afterwards.
 */
 #include "tern_auth.h"
+#include "tern_hostport.h"
 #include "tern_proto.h"
 #include "tern_work.h"
 
@@ -639,22 +640,10 @@ bool tern_endpoint_is_local(const char *endpoint) {
     if (strncmp(endpoint, "tcp://", 6) != 0) {
         return false;
     }
-    const char *host = endpoint + 6;
-    const char *colon = strrchr(host, ':');
-    if (!colon || colon == host) {
+    char text[256], port[16];
+    if (!tern_hostport_split(endpoint + 6, text, sizeof text, port, sizeof port)) {
         return false;
     }
-    size_t len = (size_t)(colon - host);
-    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-        host++;
-        len -= 2;
-    }
-    char text[256];
-    if (len >= sizeof text) {
-        return false;
-    }
-    memcpy(text, host, len);
-    text[len] = 0;
     if (streq(text, "localhost") || streq(text, "lo") || streq(text, "::1")) {
         return true;
     }

@@ -5,6 +5,7 @@
     Prometheus tolerates; no counter is ever read torn.
 */
 #include "tern_http.h"
+#include "tern_hostport.h"
 #include "tern_json.h"
 #include "tern_peer.h"
 #include "tern_series.h"
@@ -535,19 +536,13 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *connection, co
 }
 
 bool tern_http_parse_address(const char *address, char *host, size_t host_cap, int *port) {
-    const char *colon = address ? strrchr(address, ':') : NULL;
-    if (!colon || colon == address || (size_t)(colon - address) >= host_cap) {
+    char text[16], *end = NULL;
+    if (!tern_hostport_split(address, host, host_cap, text, sizeof text)) {
         return false;
     }
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (!colon[1] || !end || *end || p < 0 || p > 65535) {
-        return false;
-    }
-    memcpy(host, address, (size_t)(colon - address));
-    host[colon - address] = 0;
+    long p = strtol(text, &end, 10);
     *port = (int)p;
-    return true;
+    return *end == '\0' && p >= 0 && p <= 65535;
 }
 
 //  Resolves HOST ("*" = every interface) to an IPv4 address.

@@ -1,4 +1,5 @@
-/*  tern_client_admin.c - admin requests (tern_admin): ADMIN out, REPLY or ERROR back.
+/*  tern_client_admin.c - admin requests (tern_admin): ADMIN out, REPLY or ERROR back; in a cluster,
+   to the right nodes.
 
     The caller's thread encodes the ADMIN frame (operation name and
     arguments as metadata) and waits; the I/O thread keeps the request on
@@ -6,8 +7,29 @@
     one until answered), and completes the waiter with the REPLY's JSON, an
     ERROR, a first-contact refusal, TERN_ECLOSED at shutdown, or a timeout
     once the caller's deadline has passed (docs/client.md, "Administration").
+
+    In a cluster (the probe of tern_client_cluster.c found a map), where a
+    request goes depends on its operation (s_scopes, docs/client.md
+    "Administration in a cluster"):
+    - about one topic (topic.*, groups, group.*, dlq.*, msg.*, audit): to
+      the leader of the topic's partition, through that node's session.
+      Only the leader takes writes (a follower answers TERN_ENOTLEADER) and
+      only it holds the live state of the topic's groups. An ERROR
+      TERN_ENOTLEADER naming another leader is followed at once; one that
+      names none, a lost node or a partition without a leader waits for a
+      refreshed map with the backoff of the map refresh (100 ms .. 1 s,
+      jittered) and asks again, at most S_TRIES_MAX times and never past
+      the caller's deadline. A request the broker refused is not applied,
+      so asking again is safe;
+    - `topics` and `trace`: every up node is asked and the answers merged,
+      each topic (or the traced message) taken from the leader of its
+      partition, a follower's copy only when the leader did not answer;
+    - every other operation (status, peers*, cluster*, unknown names): the
+      seed session, as on a single node, so `cluster.verify` and `status`
+      still reach the node the application chose.
 */
 #include "tern_client_int.h"
+#include "tern_partition.h"
 
 //  ---------------------------------------------------------------------------
 //  The caller's side
@@ -66,6 +88,365 @@ static tern_err_t s_admin_new(tern_client_t *self, const char *op_name, const te
     return TERN_OK;
 }
 
+//  One admin request as the caller made it.
+typedef struct {
+    const char *op;            //  operation name
+    const tern_header_t *args; //  its arguments
+    size_t count;              //  how many
+    const char *topic;         //  the `topic` argument, or NULL
+    int64_t deadline;          //  give up then (ms, monotonic); INT64_MAX: never
+} s_req_t;
+
+//  Milliseconds left until DEADLINE as a timeout (-1: none), at least 1.
+static int s_left(int64_t deadline) {
+    if (deadline == INT64_MAX) {
+        return -1;
+    }
+    int64_t left = deadline - s_now_ms();
+    return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+//  Queues REQ on SELF's own session, to be answered within TIMEOUT_MS
+//  (< 0: no limit); its waiter into *WAITER_P.
+static tern_err_t s_admin_push(tern_client_t *self, const s_req_t *req, int timeout_ms,
+                               cl_waiter_t **waiter_p) {
+    cl_admin_t *admin = NULL;
+    tern_err_t rc = s_admin_new(self, req->op, req->args, req->count, timeout_ms, &admin);
+    if (rc != TERN_OK) {
+        return rc;
+    }
+    cl_waiter_t *waiter = admin->waiter;
+    pthread_mutex_lock(&self->mutex);
+    rc = cl_unavailable(self);
+    if (rc == TERN_OK) {
+        s_push_op(self, &admin->op); //  the I/O thread owns it now
+        *waiter_p = waiter;
+    }
+    pthread_mutex_unlock(&self->mutex);
+    if (rc != TERN_OK) {
+        s_admin_free(admin);
+        free(waiter);
+    }
+    return rc;
+}
+
+//  Waits up to TIMEOUT_MS (< 0: no limit) for WAITER (of s_admin_push on
+//  SELF) and takes its answer; WAITER is gone afterwards.
+static tern_err_t s_admin_wait(tern_client_t *self, cl_waiter_t *waiter, int timeout_ms,
+                               char **json_out) {
+    struct timespec deadline = cl_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
+    tern_err_t rc;
+    pthread_mutex_lock(&self->mutex);
+    if (cl_wait_done(self, waiter, timeout_ms, &deadline)) {
+        rc = waiter->code;
+        s_set_reason(waiter->reason);
+        *json_out = waiter->json;
+        free(waiter);
+    } else {
+        waiter->abandoned = true; //  the I/O thread frees it
+        rc = cl_timeout_code(self);
+    }
+    pthread_mutex_unlock(&self->mutex);
+    return rc;
+}
+
+//  Runs REQ through SELF's own session and waits for its answer.
+static tern_err_t s_admin_one(tern_client_t *self, const s_req_t *req, char **json_out) {
+    cl_waiter_t *waiter = NULL;
+    tern_err_t rc = s_admin_push(self, req, s_left(req->deadline), &waiter);
+    return rc == TERN_OK ? s_admin_wait(self, waiter, s_left(req->deadline), json_out) : rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  In a cluster: where each operation goes
+
+typedef enum {
+    S_AT_SEED,   //  the seed session (status, peers*, cluster*, any other)
+    S_AT_LEADER, //  the leader of its topic's partition
+    S_GATHER     //  every up node, answers merged
+} s_scope_t;
+
+//  The operations that do not run on the seed session (the broker's table
+//  is broker/tern_admin.c; libtern cannot link it).
+static const struct {
+    const char *op;  //  operation name
+    s_scope_t scope; //  where it runs
+} s_scopes[] = {
+    {"topics", S_GATHER},          {"trace", S_GATHER},         {"topic.info", S_AT_LEADER},
+    {"topic.create", S_AT_LEADER}, {"topic.edit", S_AT_LEADER}, {"topic.delete", S_AT_LEADER},
+    {"topic.purge", S_AT_LEADER},  {"groups", S_AT_LEADER},     {"group.delete", S_AT_LEADER},
+    {"group.reset", S_AT_LEADER},  {"group.seek", S_AT_LEADER}, {"dlq.list", S_AT_LEADER},
+    {"dlq.get", S_AT_LEADER},      {"dlq.replay", S_AT_LEADER}, {"dlq.purge", S_AT_LEADER},
+    {"msg.get", S_AT_LEADER},      {"msg.view", S_AT_LEADER},   {"audit", S_AT_LEADER},
+};
+
+static s_scope_t s_scope(const s_req_t *req) {
+    for (size_t i = 0; i < sizeof s_scopes / sizeof s_scopes[0]; i++) {
+        if (strcmp(s_scopes[i].op, req->op) == 0) {
+            //  Without a topic the broker refuses it (TERN_ETOPIC): anywhere.
+            return s_scopes[i].scope == S_AT_LEADER && !req->topic ? S_AT_SEED : s_scopes[i].scope;
+        }
+    }
+    return S_AT_SEED;
+}
+
+#define S_TRIES_MAX      20               /* a routed request asks this many times at most */
+#define S_UNREACHABLE    ((tern_err_t)-1) /* a node session did not come up */
+#define S_BACKOFF_MIN_MS 100              /* first wait for a fresh map */
+#define S_BACKOFF_MAX_MS 1000             /* longest wait for a fresh map */
+
+//  Runs REQ on node session NODE once it is up, waiting at most twice the
+//  connect timeout for that: S_UNREACHABLE when it does not come up.
+static tern_err_t s_node_ask(tern_client_t *node, const s_req_t *req, char **json_out) {
+    int wait = 2 * (int)node->options.connect_timeout_ms;
+    int left = s_left(req->deadline);
+    tern_err_t rc = tern_client_wait_connected(node, left >= 0 && left < wait ? left : wait);
+    if (rc != TERN_OK) {
+        return rc == TERN_ECLOSED ? rc : S_UNREACHABLE;
+    }
+    return s_admin_one(node, req, json_out);
+}
+
+//  Applies the hint of the ERROR TERN_ENOTLEADER just received (its reason
+//  in tl_reason) for partition P, asked of node ASKED: true when it names
+//  another node as the leader, to be asked at once.
+static bool s_follow_hint(tern_client_t *self, uint32_t p, int64_t asked) {
+    uint32_t partition;
+    int64_t leader;
+    char endpoint[CL_MAP_ENDPOINT_MAX + 1];
+    if (!cl_map_hint(tl_reason, &partition, &leader, endpoint, sizeof endpoint) || partition != p ||
+        leader == asked || leader == CL_NO_LEADER) {
+        return false;
+    }
+    pthread_mutex_lock(&self->mutex);
+    cl_map_t *map = cl_cluster_map(self);
+    bool moved = map && cl_map_apply_hint(map, partition, leader, endpoint);
+    pthread_mutex_unlock(&self->mutex);
+    return moved;
+}
+
+//  Asks for a fresh map and waits out ATTEMPT's backoff. False when the
+//  deadline would pass first, or the client closes.
+static bool s_backoff(tern_client_t *self, uint32_t attempt, uint64_t *rng, int64_t deadline) {
+    uint32_t delay = tern_backoff_delay(attempt, S_BACKOFF_MIN_MS, S_BACKOFF_MAX_MS, rng);
+    if (deadline != INT64_MAX && s_now_ms() + delay >= deadline) {
+        return false;
+    }
+    struct timespec until = cl_abs_deadline((int)delay);
+    pthread_mutex_lock(&self->mutex);
+    cl_cluster_refresh_soon(self);
+    while (!self->closing && cl_wait(&self->cond, &self->mutex, (int)delay, &until)) {
+        //  cond is broadcast for many reasons: wait the whole delay
+    }
+    bool closing = self->closing;
+    pthread_mutex_unlock(&self->mutex);
+    return !closing;
+}
+
+//  Runs REQ at the leader of its topic's partition, following leader
+//  changes (see the top of the file).
+static tern_err_t s_admin_leader(tern_client_t *self, const s_req_t *req, char **json_out) {
+    uint64_t rng = tern_rand_seed();
+    tern_err_t rc = TERN_ENOTLEADER;
+    char reason[TERN_REASON_MAX + 1] = "";
+    for (uint32_t attempt = 0; attempt < S_TRIES_MAX; attempt++) {
+        pthread_mutex_lock(&self->mutex);
+        cl_map_t *map = cl_cluster_map(self);
+        uint32_t p = cl_map_partition(map, req->topic, strlen(req->topic));
+        int64_t leader = cl_map_leader(map, p);
+        tern_client_t *node =
+            leader == CL_NO_LEADER ? NULL : cl_cluster_session(self, (uint32_t)leader);
+        pthread_mutex_unlock(&self->mutex);
+        rc = node ? s_node_ask(node, req, json_out) : S_UNREACHABLE;
+        if (rc != TERN_ENOTLEADER && rc != TERN_ECONNREFUSED && rc != S_UNREACHABLE) {
+            return rc;
+        }
+        if (rc == S_UNREACHABLE || !tl_reason[0]) {
+            snprintf(reason, sizeof reason, "partition %u has no reachable leader", (unsigned)p);
+        } else {
+            snprintf(reason, sizeof reason, "%s", tl_reason);
+        }
+        if (rc == TERN_ENOTLEADER && s_follow_hint(self, p, leader)) {
+            continue;
+        }
+        if (!s_backoff(self, attempt, &rng, req->deadline)) {
+            break;
+        }
+    }
+    s_set_reason(reason);
+    return rc == S_UNREACHABLE ? TERN_ENOTLEADER : rc;
+}
+
+//  One element of a node's answer to a gathered request.
+typedef struct {
+    char *topic;      //  its `topic`, owned
+    const char *item; //  its JSON text, in its node's reply
+    size_t len;       //  bytes of it
+    bool from_leader; //  its node leads the topic's partition
+    bool fallback;    //  that leader did not answer: a follower's copy will do
+} s_row_t;
+
+//  What a gathered request collects.
+typedef struct {
+    uint32_t partitions; //  of the cluster
+    int64_t *leaders;    //  per partition, a copy of the map's, owned
+    uint32_t node_id;    //  the node whose reply is being read
+    bool *answered;      //  per partition: its leader answered, owned
+    s_row_t *rows;       //  every element read so far, owned
+    size_t count;        //  rows used
+    size_t cap;          //  rows allocated
+} s_gather_t;
+
+static void s_gather_row(const char *item, size_t len, const char *topic, void *arg) {
+    s_gather_t *g = arg;
+    uint32_t p = tern_partition_of(topic, strlen(topic), g->partitions);
+    if (g->count == g->cap) {
+        g->cap = g->cap ? 2 * g->cap : 64;
+        g->rows = tern_realloc(g->rows, g->cap * sizeof *g->rows);
+    }
+    g->rows[g->count++] = (s_row_t){tern_strdup(topic), item, len,
+                                    g->leaders[p] == (int64_t)g->node_id, !g->answered[p]};
+}
+
+//  By topic; the leader's copy first.
+static int s_row_cmp(const void *a, const void *b) {
+    const s_row_t *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c ? c : (int)y->from_leader - (int)x->from_leader;
+}
+
+//  The kept rows of G as the answer: an array (ARRAY), else the first kept
+//  one; NULL when none is kept. Caller owns it.
+static char *s_gather_reply(s_gather_t *g, bool array) {
+    qsort(g->rows, g->count, sizeof *g->rows, s_row_cmp);
+    size_t size = 3, n = 0;
+    for (size_t i = 0; i < g->count; i++) {
+        size += g->rows[i].len + 1;
+    }
+    char *out = tern_alloc(size);
+    out[n++] = '[';
+    for (size_t i = 0; i < g->count; i++) {
+        const s_row_t *row = &g->rows[i];
+        bool again = i > 0 && strcmp(row->topic, g->rows[i - 1].topic) == 0;
+        if (again || (!row->from_leader && !row->fallback)) {
+            continue; //  a topic's second copy, or a follower's while its leader answered
+        }
+        if (!array) {
+            memcpy(out, row->item, row->len);
+            out[row->len] = '\0';
+            return out;
+        }
+        if (n > 1) {
+            out[n++] = ',';
+        }
+        memcpy(out + n, row->item, row->len);
+        n += row->len;
+    }
+    out[n++] = ']';
+    out[n] = '\0';
+    if (!array) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void s_gather_free(s_gather_t *g, char **replies, size_t count) {
+    for (size_t i = 0; i < g->count; i++) {
+        free(g->rows[i].topic);
+    }
+    free(g->rows);
+    free(g->leaders);
+    free(g->answered);
+    for (size_t i = 0; i < count; i++) {
+        free(replies[i]);
+    }
+}
+
+//  The up nodes of the map and their sessions into IDS and NODES, the
+//  leaders into G. Returns how many nodes.
+static size_t s_gather_nodes(tern_client_t *self, s_gather_t *g, uint32_t *ids,
+                             tern_client_t **nodes) {
+    size_t n = 0;
+    pthread_mutex_lock(&self->mutex);
+    cl_map_t *map = cl_cluster_map(self);
+    g->partitions = map->partitions;
+    g->leaders = tern_alloc(map->partitions * sizeof *g->leaders);
+    memcpy(g->leaders, map->leader, map->partitions * sizeof *g->leaders);
+    g->answered = tern_alloc(map->partitions * sizeof *g->answered);
+    memset(g->answered, 0, map->partitions * sizeof *g->answered);
+    for (size_t i = 0; i < map->node_count; i++) {
+        uint32_t id = map->nodes[i].node_id;
+        tern_client_t *node = map->nodes[i].up ? cl_cluster_session(self, id) : NULL;
+        if (node) {
+            ids[n] = id;
+            nodes[n++] = node;
+        }
+    }
+    pthread_mutex_unlock(&self->mutex);
+    return n;
+}
+
+//  Runs REQ (topics, trace) on every up node and merges the answers (see
+//  the top of the file).
+static tern_err_t s_admin_gather(tern_client_t *self, const s_req_t *req, char **json_out) {
+    s_gather_t g = {0};
+    uint32_t ids[CL_MAP_NODES_MAX];
+    tern_client_t *nodes[CL_MAP_NODES_MAX];
+    char *replies[CL_MAP_NODES_MAX] = {0};
+    size_t n = s_gather_nodes(self, &g, ids, nodes);
+    tern_err_t rc = TERN_ETIMEOUT, one[CL_MAP_NODES_MAX];
+    char reason[TERN_REASON_MAX + 1] = "no node of the cluster answered";
+    //  Asked all at once; a node whose session is not up gets at most twice
+    //  the connect timeout, so one lost node does not eat the others' time.
+    cl_waiter_t *waiters[CL_MAP_NODES_MAX];
+    int64_t until[CL_MAP_NODES_MAX];
+    for (size_t i = 0; i < n; i++) {
+        int64_t cap = s_now_ms() + 2 * (int64_t)nodes[i]->options.connect_timeout_ms;
+        until[i] = tern_client_connected(nodes[i]) || cap > req->deadline ? req->deadline : cap;
+        one[i] = s_admin_push(nodes[i], req, s_left(until[i]), &waiters[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (one[i] == TERN_OK) {
+            one[i] = s_admin_wait(nodes[i], waiters[i], s_left(until[i]), &replies[i]);
+        }
+        if (one[i] != TERN_OK && rc != TERN_ENOTFOUND) {
+            rc = one[i]; //  "not found" is the answer that matters for trace
+            if (tl_reason[0]) {
+                snprintf(reason, sizeof reason, "%s", tl_reason);
+            }
+        }
+    }
+    for (uint32_t p = 0; p < g.partitions; p++) {
+        for (size_t i = 0; i < n; i++) {
+            g.answered[p] |= replies[i] && g.leaders[p] == (int64_t)ids[i];
+        }
+    }
+    bool array = strcmp(req->op, "topics") == 0, answers = false, bad = false;
+    for (size_t i = 0; i < n && !bad; i++) {
+        g.node_id = ids[i];
+        answers |= replies[i] != NULL;
+        bad =
+            replies[i] && !cl_json_items(replies[i], strlen(replies[i]), "topic", s_gather_row, &g);
+        if (bad) {
+            rc = TERN_EMALFORMED;
+            snprintf(reason, sizeof reason, "node %u's answer to %s is not JSON", (unsigned)ids[i],
+                     req->op);
+        }
+    }
+    *json_out = answers && !bad ? s_gather_reply(&g, array) : NULL;
+    s_gather_free(&g, replies, n);
+    if (*json_out) {
+        s_set_reason(NULL);
+        return TERN_OK;
+    }
+    if (answers && !bad) {
+        rc = TERN_ENOTFOUND; //  trace: no node holds it
+    }
+    s_set_reason(reason);
+    return rc;
+}
+
 tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_header_t *args,
                       size_t count, char **json_out, int timeout_ms) {
     if (json_out) {
@@ -83,33 +464,29 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
         return TERN_ENAME;
     }
     timeout_ms = cl_timeout(self, timeout_ms);
-    cl_admin_t *admin = NULL;
-    tern_err_t rc = s_admin_new(self, op_name, args, count, timeout_ms, &admin);
-    if (rc != TERN_OK) {
-        return rc;
+    s_req_t req = {op_name, args, count, NULL,
+                   timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms};
+    for (size_t i = 0; i < count; i++) {
+        if (args[i].key && args[i].value && strcmp(args[i].key, "topic") == 0) {
+            req.topic = args[i].value;
+        }
     }
-    cl_waiter_t *waiter = admin->waiter;
-    struct timespec deadline = cl_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
-    pthread_mutex_lock(&self->mutex);
-    rc = cl_unavailable(self);
-    if (rc != TERN_OK) {
+    s_scope_t scope = s_scope(&req);
+    if (scope != S_AT_SEED && !self->root) {
+        //  Where it goes depends on the mode, which the probe finds out.
+        pthread_mutex_lock(&self->mutex);
+        tern_err_t rc = cl_mode_wait(self, timeout_ms);
+        bool cluster = self->cluster != NULL;
         pthread_mutex_unlock(&self->mutex);
-        s_admin_free(admin);
-        free(waiter);
-        return rc;
+        if (rc != TERN_OK) {
+            return rc;
+        }
+        if (cluster) {
+            return scope == S_AT_LEADER ? s_admin_leader(self, &req, json_out)
+                                        : s_admin_gather(self, &req, json_out);
+        }
     }
-    s_push_op(self, &admin->op); //  the I/O thread owns it now
-    if (cl_wait_done(self, waiter, timeout_ms, &deadline)) {
-        rc = waiter->code;
-        s_set_reason(waiter->reason);
-        *json_out = waiter->json;
-        free(waiter);
-    } else {
-        waiter->abandoned = true;
-        rc = cl_timeout_code(self);
-    }
-    pthread_mutex_unlock(&self->mutex);
-    return rc;
+    return s_admin_one(self, &req, json_out);
 }
 
 //  ---------------------------------------------------------------------------

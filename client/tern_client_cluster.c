@@ -611,6 +611,39 @@ static void s_refresh(tern_client_t *self) {
 }
 
 //  ---------------------------------------------------------------------------
+//  For admin requests (tern_client_admin.c)
+
+tern_err_t cl_mode_wait(tern_client_t *self, int timeout_ms) {
+    struct timespec deadline = cl_abs_deadline(timeout_ms < 0 ? 0 : timeout_ms);
+    while (!self->mode_known) {
+        tern_err_t rc = cl_unavailable(self);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+        if (!cl_wait(&self->cond, &self->mutex, timeout_ms, &deadline)) {
+            return cl_timeout_code(self);
+        }
+    }
+    return TERN_OK;
+}
+
+cl_map_t *cl_cluster_map(tern_client_t *self) {
+    return self->cluster ? self->cluster->map : NULL;
+}
+
+tern_client_t *cl_cluster_session(tern_client_t *self, uint32_t node_id) {
+    s_link_t *link = self->cluster ? s_link(self, node_id) : NULL;
+    return link && !link->lost ? link->client : NULL;
+}
+
+void cl_cluster_refresh_soon(tern_client_t *self) {
+    if (self->cluster) {
+        self->cluster->refresh_now = true;
+        pthread_cond_signal(&self->tick);
+    }
+}
+
+//  ---------------------------------------------------------------------------
 //  The thread
 
 //  Asks the first session whether this is a cluster. Returns the map

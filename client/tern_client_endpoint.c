@@ -8,6 +8,7 @@
     cl_tcp_address. Nothing here touches the client or a ZeroMQ socket.
 */
 #include "tern_client_int.h"
+#include "tern_hostport.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -23,28 +24,6 @@ const char *cl_tcp_address(const char *endpoint) {
     }
     const char *semi = strchr(endpoint + 6, ';');
     return semi ? semi + 1 : endpoint + 6;
-}
-
-//  Splits a tcp "HOST:PORT" (HOST may be "[v6]") into HOST and PORT.
-static bool s_host_port(const char *address, char *host, size_t host_size, char *port,
-                        size_t port_size) {
-    const char *colon = strrchr(address, ':');
-    if (!colon || colon == address || !colon[1]) {
-        return false;
-    }
-    const char *start = address;
-    size_t len = (size_t)(colon - address);
-    if (start[0] == '[' && len >= 2 && start[len - 1] == ']') {
-        start++;
-        len -= 2;
-    }
-    if (len == 0 || len >= host_size || strlen(colon + 1) >= port_size) {
-        return false;
-    }
-    memcpy(host, start, len);
-    host[len] = 0;
-    snprintf(port, port_size, "%s", colon + 1);
-    return true;
 }
 
 //  Checks the syntax of ENDPOINT as zmq_connect would, before any thread
@@ -65,7 +44,7 @@ bool cl_endpoint_valid(const char *endpoint, char *why, size_t why_size) {
         return other;
     }
     char host[256], port[16];
-    if (!s_host_port(address, host, sizeof host, port, sizeof port)) {
+    if (!tern_hostport_split(address, host, sizeof host, port, sizeof port)) {
         snprintf(why, why_size, "invalid endpoint '%.100s': no port, %s", endpoint, hint);
         return false;
     }
@@ -94,7 +73,7 @@ bool cl_endpoint_valid(const char *endpoint, char *why, size_t why_size) {
 bool cl_tcp_refused(const char *endpoint) {
     const char *address = cl_tcp_address(endpoint);
     char host[256], port[16];
-    if (!address || !s_host_port(address, host, sizeof host, port, sizeof port)) {
+    if (!address || !tern_hostport_split(address, host, sizeof host, port, sizeof port)) {
         return false;
     }
     struct addrinfo hints = {

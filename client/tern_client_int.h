@@ -516,6 +516,20 @@ void cl_cluster_unsubscribe(tern_subscription_t *sub);
 tern_err_t cl_cluster_credit(tern_subscription_t *sub, uint32_t n);
 //  The sub_id of SUB on its first node, 0 if none. Mutex held.
 uint64_t cl_cluster_sub_id(tern_subscription_t *sub);
+//  Waits until the first session said whether this is a cluster, at most
+//  TIMEOUT_MS (< 0: no limit). TERN_OK, a standing refusal, TERN_ECLOSED
+//  or the timeout's code. Mutex held.
+tern_err_t cl_mode_wait(tern_client_t *self, int timeout_ms);
+//  Cluster mode: the current map, or NULL on a single node. Borrowed;
+//  valid while the mutex is held. Mutex held.
+cl_map_t *cl_cluster_map(tern_client_t *self);
+//  Cluster mode: node NODE_ID's session (opened now if needed), or NULL
+//  when the map does not know the node or its session is lost. Borrowed;
+//  valid until the client is destroyed. Mutex held.
+tern_client_t *cl_cluster_session(tern_client_t *self, uint32_t node_id);
+//  Cluster mode: asks the cluster thread for a map refresh (within its
+//  backoff). Mutex held.
+void cl_cluster_refresh_soon(tern_client_t *self);
 //  After the I/O and cluster threads stopped: closes the node sessions
 //  (their publishes complete with TERN_ECLOSED) and frees the state.
 void cl_cluster_destroy(tern_client_t *self);

@@ -346,3 +346,51 @@ bool cl_map_apply_hint(cl_map_t *self, uint32_t partition, int64_t leader, const
     self->leader[partition] = leader;
     return true;
 }
+
+//  ---------------------------------------------------------------------------
+//  Admin replies gathered from several nodes (tern_client_admin.c)
+
+//  One value: for an object, KEY's string value into VALUE (VALUE_SIZE
+//  bytes; stays "" when absent or not a string); any other value skipped.
+static void s_item(s_cur_t *c, const char *key, char *value, size_t value_size) {
+    s_ws(c);
+    if (c->at >= c->end || *c->at != '{') {
+        s_skip(c, 1);
+        return;
+    }
+    c->at++;
+    if (s_eat(c, '}')) {
+        return;
+    }
+    char name[256];
+    do {
+        s_string(c, name, sizeof name);
+        c->bad |= !s_eat(c, ':');
+        s_ws(c);
+        if (!c->bad && strcmp(name, key) == 0 && c->at < c->end && *c->at == '"') {
+            s_string(c, value, value_size);
+        } else {
+            s_skip(c, 2);
+        }
+    } while (!c->bad && s_eat(c, ','));
+    c->bad |= !s_eat(c, '}');
+}
+
+bool cl_json_items(const char *json, size_t len, const char *key, cl_json_item_fn *fn, void *arg) {
+    s_cur_t c = {json, json + len, false};
+    bool array = s_eat(&c, '[');
+    if (!(array && s_eat(&c, ']'))) {
+        do {
+            s_ws(&c);
+            const char *start = c.at;
+            char value[CL_JSON_VALUE_MAX + 1] = "";
+            s_item(&c, key, value, sizeof value);
+            if (!c.bad) {
+                fn(start, (size_t)(c.at - start), value, arg);
+            }
+        } while (array && !c.bad && s_eat(&c, ','));
+        c.bad |= array && !s_eat(&c, ']');
+    }
+    s_ws(&c);
+    return !c.bad && c.at == c.end;
+}

@@ -108,24 +108,6 @@ static tern_err_t s_sub_start(tern_client_t *self, tern_subscription_t *sub) {
     return rc;
 }
 
-//  Waits until the first session said whether this is a cluster (a
-//  subscription goes to its topic's leader there), at most timeout_ms.
-//  Mutex held.
-static tern_err_t s_mode_wait(tern_client_t *self) {
-    int timeout_ms = (int)self->options.timeout_ms;
-    struct timespec deadline = cl_abs_deadline(timeout_ms);
-    while (!self->mode_known) {
-        tern_err_t rc = cl_unavailable(self);
-        if (rc != TERN_OK) {
-            return rc;
-        }
-        if (!cl_wait(&self->cond, &self->mutex, timeout_ms, &deadline)) {
-            return cl_timeout_code(self);
-        }
-    }
-    return TERN_OK;
-}
-
 tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
                           const tern_sub_options_t *options, tern_msg_fn *fn, void *arg,
                           tern_subscription_t **sub_p) {
@@ -155,7 +137,7 @@ tern_err_t tern_subscribe(tern_client_t *self, const char *pattern,
         cl_sub_free(sub);
         return rc;
     }
-    rc = s_mode_wait(self);
+    rc = cl_mode_wait(self, (int)self->options.timeout_ms);
     bool linked = rc == TERN_OK; //  s_sub_start and cl_cluster_subscribe link it
     if (rc == TERN_OK) {
         rc = self->cluster ? cl_cluster_subscribe(self, sub) : s_sub_start(self, sub);

@@ -153,30 +153,6 @@ extern const ternctl_opt_t ternctl_sub_opts[];
 int ternctl_cmd_cluster(const ternctl_args_t *args); //  ternctl_cluster.c
 extern const ternctl_opt_t ternctl_cluster_opts[];
 
-//  ---------------------------------------------------------------------------
-//  A cluster given any one node (ternctl_cluster.c)
-
-//  Asks ARGS' node for its cluster view (admin op `cluster`) into *VIEW
-//  (caller owns it); *VIEW is NULL when the node is not part of a cluster
-//  (TERN_ESTATE), or could not say: then commands behave as on one node.
-//  Prints nothing; returns 0.
-int ternctl_cluster_view(const ternctl_args_t *args, json_t **view);
-//  ARGS, or ROUTED (a copy of ARGS whose server is ENDPOINT, CAP bytes)
-//  when KV[0..COUNT) names a topic and ARGS' node is part of a cluster:
-//  the client endpoint of the leader of the topic's partition.
-const ternctl_args_t *ternctl_cluster_route(const ternctl_args_t *args, const tern_header_t *kv,
-                                            size_t count, ternctl_args_t *routed, char *endpoint,
-                                            size_t cap);
-//  `topics` over the cluster of VIEW: every up node asked, each topic as its
-//  partition's leader lists it, in name order; printed with COLUMNS.
-int ternctl_cluster_topics(const ternctl_args_t *args, const json_t *view,
-                           const char *const *columns);
-//  `trace` (KV[0..COUNT)) over the cluster of VIEW into *DOC (caller owns
-//  it): the answer of the leader of the message's partition, else of any
-//  node that knows the message. 0, or 1 with the reason on stderr.
-int ternctl_cluster_trace(const ternctl_args_t *args, const json_t *view, const tern_header_t *kv,
-                          size_t count, json_t **doc);
-
 //  Commands with their own parsers, whole argv in (other files).
 int ternctl_bench_main(int argc, char **argv); //  ternctl_bench.c
 int ternctl_audit_main(int argc, char **argv); //  ternctl_audit.c

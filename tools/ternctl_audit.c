@@ -460,13 +460,9 @@ int ternctl_trace_main(int argc, char **argv) {
         return ternctl_usage("invalid MSG_ID '%s' (a decimal message id)", args.positional);
     }
     tern_header_t kv[1] = {{"msg_id", args.positional}};
-    json_t *doc = NULL, *view = NULL;
-    ternctl_args_t call = {.server = args.server, .timeout = args.timeout};
-    ternctl_cluster_view(&call, &view);
-    rc = view ? ternctl_cluster_trace(&call, view, kv, 1, &doc) //  any node may hold it
-              : s_call(&args, "trace", kv, 1, &doc);
-    json_destroy(&view);
-    if (rc) {
+    json_t *doc = NULL;
+    //  In a cluster, libtern asks every node and keeps the leader's answer.
+    if ((rc = s_call(&args, "trace", kv, 1, &doc))) {
         return rc;
     }
     if (args.json) {

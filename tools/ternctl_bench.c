@@ -454,27 +454,13 @@ static int s_topics_before(s_bench_t *b) {
     return 0;
 }
 
-//  Deletes TOPIC through CLIENT or, in a cluster, on the partition's leader
-//  that the TERN_ENOTLEADER names ("partition P is led by node N at EP").
+//  Deletes TOPIC through CLIENT (in a cluster, libtern asks the leader of
+//  its partition).
 static tern_err_t s_delete(const s_opts_t *o, tern_client_t *client, const char *topic) {
     tern_header_t kv[1] = {{"topic", topic}};
     char *reply = NULL;
     tern_err_t rc = tern_admin(client, "topic.delete", kv, 1, &reply, (int)o->timeout_ms);
     free(reply);
-    const char *at = rc == TERN_ENOTLEADER ? strstr(tern_last_reason(), " at ") : NULL;
-    if (at) {
-        char endpoint[256];
-        snprintf(endpoint, sizeof endpoint, "%s", at + 4);
-        s_opts_t leader = *o;
-        leader.server = endpoint;
-        tern_client_t *led = s_connect(&leader, "ternctl-bench", TERN_DEFAULT_WINDOW, false);
-        if (led) {
-            reply = NULL;
-            rc = tern_admin(led, "topic.delete", kv, 1, &reply, (int)o->timeout_ms);
-            free(reply);
-            tern_client_destroy(&led);
-        }
-    }
     return rc;
 }
 

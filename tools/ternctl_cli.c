@@ -541,10 +541,7 @@ int ternctl_admin_call(const ternctl_args_t *args, const char *op, const tern_he
     if (timeout < 0) {
         return ternctl_usage("invalid --timeout '%s'", args->timeout);
     }
-    //  In a cluster, an op about one topic goes to its partition's leader.
-    ternctl_args_t routed;
-    char endpoint[256];
-    args = ternctl_cluster_route(args, kv, count, &routed, endpoint, sizeof endpoint);
+    //  In a cluster, libtern sends it where it belongs (tern.h, tern_admin).
     tern_client_t *client = ternctl_client(args, (int)timeout, NULL, 0);
     if (!client) {
         return ternctl_client_usage();

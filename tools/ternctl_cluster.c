@@ -1,16 +1,12 @@
 /*  ternctl_cluster.c - ternctl against a clustered DC: `ternctl cluster`
-    (nodes, partitions, verify, handover), and what lets every other command
-    work given any one node of a cluster.
+    (nodes, partitions, verify, handover).
 
     A clustered node answers the admin op `cluster` with its view: the nodes
     (endpoint, up or down) and the partition map (leader of each
-    partition). ternctl asks it first (ternctl_cluster_view); a single node
-    answers TERN_ESTATE ("not a cluster"), and then every command behaves
-    exactly as without a cluster. In a cluster:
-    - an admin op about one topic goes to the leader of the topic's
-      partition (ternctl_cluster_route, called by ternctl_admin_call);
-    - `topics` asks every up node and keeps each topic from its leader;
-    - `trace` asks every up node and prints the leader's answer;
+    partition); a single node answers TERN_ESTATE ("not a cluster"). The
+    other commands need nothing from here: libtern sends an op about one
+    topic to the leader of its partition and gathers `topics` and `trace`
+    from every node (tern.h, tern_admin). Here:
     - `cluster partitions` takes each partition's position from its leader;
     - `cluster verify` asks each replica of each partition for its topics
       (cluster.verify) and then for a digest of each topic up to the seq all
@@ -125,25 +121,7 @@ static void s_nodes_from(s_nodes_t *nodes, const ternctl_args_t *args, const jso
 }
 
 // ---------------------------------------------------------------------------
-//  The view, and routing to leaders
-
-int ternctl_cluster_view(const ternctl_args_t *args, json_t **view) {
-    *view = NULL;
-    int64_t timeout = ternctl_timeout_ms(args, 5000);
-    if (timeout < 0) {
-        return 0; //  the command itself reports the bad --timeout
-    }
-    tern_client_t *client = NULL;
-    json_t *doc = NULL;
-    int rc = s_ask(args, timeout, ternctl_server(args), &client, "cluster", NULL, 0, &doc);
-    tern_client_destroy(&client);
-    if (rc == TERN_OK && doc->kind == JSON_OBJECT && json_get(doc, "map")) {
-        *view = doc;
-    } else {
-        json_destroy(&doc);
-    }
-    return 0;
-}
+//  The view
 
 //  The entry of partition P in VIEW's map, or NULL.
 static const json_t *s_partition(const json_t *view, uint64_t p) {
@@ -171,47 +149,6 @@ static uint64_t s_partition_of(const json_t *view, const char *topic) {
     return tern_partition_of(topic, strlen(topic), (uint32_t)json_get_u64(view, "partitions"));
 }
 
-//  The client endpoint of node ID in VIEW, or NULL.
-static const char *s_endpoint_of(const json_t *view, uint64_t id) {
-    const json_t *list = json_get(view, "nodes");
-    for (size_t i = 0; list && list->kind == JSON_ARRAY && i < list->count; i++) {
-        const json_t *endpoint = json_get(list->items[i], "endpoint");
-        if (json_get_u64(list->items[i], "node_id") == id && endpoint &&
-            endpoint->kind == JSON_STRING) {
-            return endpoint->text;
-        }
-    }
-    return NULL;
-}
-
-const ternctl_args_t *ternctl_cluster_route(const ternctl_args_t *args, const tern_header_t *kv,
-                                            size_t count, ternctl_args_t *routed, char *endpoint,
-                                            size_t cap) {
-    const char *topic = NULL;
-    for (size_t i = 0; i < count; i++) {
-        if (strcmp(kv[i].key, "topic") == 0) {
-            topic = kv[i].value;
-        }
-    }
-    json_t *view = NULL;
-    if (!topic || ternctl_cluster_view(args, &view) != 0 || !view) {
-        return args; //  not about one topic, or not a cluster
-    }
-    uint64_t leader;
-    const char *at = NULL;
-    if (s_leader_of(s_partition(view, s_partition_of(view, topic)), &leader)) {
-        at = s_endpoint_of(view, leader);
-    }
-    if (at) {
-        snprintf(endpoint, cap, "%s", at);
-        *routed = *args;
-        routed->server = endpoint;
-        args = routed;
-    }
-    json_destroy(&view);
-    return args; //  no leader now: the node asked answers (TERN_ENOTLEADER or its own state)
-}
-
 //  Prints the array text ROWS (built by the caller) as --json lines or a
 //  table with COLUMNS, EMPTY when it has no rows. Returns 0 or 1.
 static int s_print_rows(const ternctl_args_t *args, tern_json_t *rows, const char *const *columns,
@@ -231,98 +168,6 @@ static int s_print_rows(const ternctl_args_t *args, tern_json_t *rows, const cha
         ternctl_print_table(doc, columns);
     }
     json_destroy(&doc);
-    return 0;
-}
-
-// ---------------------------------------------------------------------------
-//  topics and trace over a cluster
-
-static int s_cmp_topic(const void *a, const void *b) {
-    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
-    const json_t *tx = json_get(x, "topic"), *ty = json_get(y, "topic");
-    return strcmp(tx ? tx->text : "", ty ? ty->text : "");
-}
-
-int ternctl_cluster_topics(const ternctl_args_t *args, const json_t *view,
-                           const char *const *columns) {
-    s_nodes_t nodes;
-    s_nodes_from(&nodes, args, view);
-    json_t *docs[S_NODES_MAX] = {0};
-    const json_t **kept = NULL;
-    size_t nkept = 0, cap = 0;
-    int rc = 0;
-    for (size_t n = 0; n < nodes.count && rc == 0; n++) {
-        rc = s_ask_node(&nodes, nodes.id[n], "topics", NULL, 0, &docs[n]);
-        for (size_t i = 0; rc == 0 && docs[n]->kind == JSON_ARRAY && i < docs[n]->count; i++) {
-            const json_t *topic = json_get(docs[n]->items[i], "topic");
-            uint64_t leader;
-            if (!topic ||
-                !s_leader_of(s_partition(view, s_partition_of(view, topic->text)), &leader) ||
-                leader != nodes.id[n]) {
-                continue; //  a follower's copy: its leader lists it
-            }
-            if (nkept == cap) {
-                cap = cap ? cap * 2 : 64;
-                kept = realloc(kept, cap * sizeof *kept);
-                if (!kept) {
-                    fprintf(stderr, "ternctl: out of memory\n");
-                    exit(1);
-                }
-            }
-            kept[nkept++] = docs[n]->items[i];
-        }
-    }
-    if (rc == 0) {
-        qsort(kept, nkept, sizeof *kept, s_cmp_topic);
-        tern_json_t rows;
-        tern_json_init(&rows);
-        tern_json_raw(&rows, "[");
-        for (size_t i = 0; i < nkept; i++) {
-            json_write(&rows, kept[i]);
-        }
-        tern_json_raw(&rows, "]");
-        rc = s_print_rows(args, &rows, columns, "no topics");
-    }
-    free(kept);
-    for (size_t n = 0; n < S_NODES_MAX; n++) {
-        json_destroy(&docs[n]);
-    }
-    s_nodes_destroy(&nodes);
-    return rc;
-}
-
-int ternctl_cluster_trace(const ternctl_args_t *args, const json_t *view, const tern_header_t *kv,
-                          size_t count, json_t **doc) {
-    s_nodes_t nodes;
-    s_nodes_from(&nodes, args, view);
-    *doc = NULL;
-    //  Each replica holds the message's history as stored; its deliveries
-    //  and acks happen at the leader of its topic's partition: keep the
-    //  leader's answer, else any that found it.
-    for (size_t n = 0; n < nodes.count; n++) {
-        json_t *one = NULL;
-        int i = (int)n;
-        if (s_ask(args, nodes.timeout_ms, nodes.endpoint[i], &nodes.client[i], "trace", kv, count,
-                  &one) != TERN_OK) {
-            continue;
-        }
-        const json_t *topic = json_get(one, "topic");
-        uint64_t leader;
-        bool leads = topic && topic->kind == JSON_STRING &&
-                     s_leader_of(s_partition(view, s_partition_of(view, topic->text)), &leader) &&
-                     leader == nodes.id[n];
-        if (!*doc || leads) {
-            json_destroy(doc);
-            *doc = one;
-        } else {
-            json_destroy(&one);
-        }
-    }
-    s_nodes_destroy(&nodes);
-    if (!*doc) {
-        fprintf(stderr, "ternctl: trace: no node of the cluster knows message %s\n", kv[0].value);
-        return 1;
-    }
     return 0;
 }
 

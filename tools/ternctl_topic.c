@@ -20,14 +20,7 @@ int ternctl_cmd_topics(const ternctl_args_t *args) {
     if (args->positional_count) {
         return ternctl_usage("topics takes no arguments ('%s')", args->positional[0]);
     }
-    json_t *view = NULL;
-    ternctl_cluster_view(args, &view);
-    if (view) {
-        //  A cluster: each topic from the leader of its partition.
-        int rc = ternctl_cluster_topics(args, view, s_topic_cols);
-        json_destroy(&view);
-        return rc;
-    }
+    //  In a cluster, libtern gathers them from every node.
     return ternctl_admin_list(args, "topics", NULL, 0, s_topic_cols, "no topics");
 }
 

@@ -78,7 +78,10 @@ extern "C" {
     publishes are resent to the new leader with the same producer and
     producer_seq (deduplicated), subscriptions move (a durable group
     continues; redeliveries are expected, as group state is not replicated in
-    this release). tern_admin and the session queries use the seed session.
+    this release). tern_admin sends an operation about one topic to that
+    topic's leader and gathers `topics` and `trace` from every node (see
+    tern_admin); the other admin operations and the session queries use the
+    seed session.
     ------------------------------------------------------------------------ */
 
 typedef struct _tern_client_t tern_client_t;             //  a connection to the brokers
@@ -440,17 +443,31 @@ TERN_EXPORT void tern_message_destroy(tern_message_t **msg_p);
 /*  ---- Administration ------------------------------------------------ */
 
 /*  Runs admin operation OP (e.g. "status", "topics", "topic.info",
-    "topic.create", "groups", "dlq.list", "dlq.replay": see docs/client.md;
-    in a cluster, on the seed session) with ARGS[0..COUNT) as string
-    arguments, and waits up to TIMEOUT_MS (-1 = forever, 0 = the client's
-    timeout_ms, including the time to connect). On TERN_OK, *JSON_OUT is the
-    reply, one NUL-terminated JSON document; caller owns it and frees it with
+    "topic.create", "groups", "dlq.list", "dlq.replay": see docs/client.md)
+    with ARGS[0..COUNT) as string arguments, and waits up to TIMEOUT_MS (-1 =
+    forever, 0 = the client's timeout_ms, including the time to connect and,
+    in a cluster, to follow a leader). On TERN_OK, *JSON_OUT is the reply,
+    one NUL-terminated JSON document; caller owns it and frees it with
     free(). On error *JSON_OUT is NULL and the result is TERN_EINVAL (bad
     arguments), TERN_ENAME (OP is not a valid name, or not an operation the
     broker knows: "unknown admin operation 'x'"), TERN_ETOPIC (missing or
     invalid topic argument), the broker's code (e.g. TERN_ENOTFOUND, "no such
     topic 'x'"), TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first
     contact failed) or TERN_ECLOSED; the reason is in tern_last_reason().
+
+    In a cluster (docs/client.md, "Administration in a cluster") the
+    application sees one broker: an operation with a "topic" argument
+    (topic.*, groups, group.*, dlq.*, msg.*, audit) runs at the leader of the
+    topic's partition, following a leader change (a TERN_ENOTLEADER naming
+    the new leader at once; otherwise after a map refresh, backing off
+    100 ms .. 1 s, at most 20 tries within TIMEOUT_MS; then TERN_ENOTLEADER,
+    reason e.g. "partition 5 has no reachable leader"); "topics" and "trace"
+    ask every up node and merge the answers (each topic, or the message, as
+    the leader of its partition holds it; TERN_ENOTFOUND when no node knows
+    the message); every other operation (status, peers*, cluster*) runs on
+    the seed session, i.e. on the node the client reached first. On a single
+    node the first topic operation waits for the client's probe (one round
+    trip after connecting).
     Thread-safe; not from a callback. */
 TERN_EXPORT tern_err_t tern_admin(tern_client_t *self, const char *op, const tern_header_t *args,
                                   size_t count, char **json_out, int timeout_ms);

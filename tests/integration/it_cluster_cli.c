@@ -1,8 +1,9 @@
 /*  it_cluster_cli.c - ternctl and conn against a clustered DC: `ternctl
     cluster` and `cluster partitions` given one node, TERN_ENOTLEADER for a
     publish sent to a node that does not lead the topic's partition,
-    `ternctl topics` given any node, and a single node saying "not a
-    cluster".
+    `ternctl topics` and topic admin (create, info, purge, delete, audit,
+    groups) given a node that does not lead the topic, and a single node
+    saying "not a cluster".
 
     Three ternd on a real etcd (etcd_harness.h), each with --etcd,
     --cluster-listen and --node-id; every process is stopped by its PID
@@ -179,6 +180,32 @@ Test(cluster_cli, view_enotleader_and_topics_from_any_node) {
     it_result_free(&r);
     //  groups TOPIC given another node: answered by the leader.
     cr_assert_eq(it_ctl(&r, other, 10000, "groups", topic, NULL), 0, "%s", r.err);
+    it_result_free(&r);
+    //  Topic admin given a node that does not lead the topic: libtern runs
+    //  it at the leader (without that, the node answers TERN_ENOTLEADER).
+    int64_t other_id = (leader + 1) % S_NODES;
+    char made[32];
+    for (int t = 0;; t++) {
+        snprintf(made, sizeof made, "cli.made.%d", t);
+        if (s_leader(partitions, made) != other_id) {
+            break;
+        }
+    }
+    cr_assert_eq(it_ctl(&r, other, 10000, "topic", "create", made, NULL), 0, "%s", r.err);
+    it_result_free(&r);
+    it_pub(other, made, "m{n}", 2);
+    cr_assert_eq(it_ctl(&r, other, 10000, "topic", "info", made, NULL), 0, "%s", r.err);
+    cr_assert_eq(it_json_field(r.out, "last_seq"), 2, "%s", r.out);
+    it_result_free(&r);
+    cr_assert_eq(it_ctl(&r, other, 10000, "audit", topic, NULL), 0, "%s", r.err);
+    it_result_free(&r);
+    cr_assert_eq(it_ctl(&r, other, 10000, "topic", "purge", made, "--force", NULL), 0, "%s", r.err);
+    it_result_free(&r);
+    cr_assert_eq(it_ctl(&r, other, 10000, "topic", "delete", made, "--force", NULL), 0, "%s",
+                 r.err);
+    it_result_free(&r);
+    cr_assert_eq(it_ctl(&r, other, 10000, "topic", "info", made, NULL), 1, "%s", r.out);
+    cr_assert(strstr(r.err, "TERN_ENOTFOUND"), "%s", r.err);
     it_result_free(&r);
     //  bench given one node: publishes follow the leaders, and the topics it
     //  made are deleted on their leaders (a follower refuses topic.delete).

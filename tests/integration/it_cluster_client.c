@@ -7,8 +7,11 @@
     same (producer, producer_seq), and moves a subscription to the new
     leader. Leaders are SIGKILLed while publishing and SIGSTOPped (only the
     map says they are gone); without etcd a publish fails clearly
-    (TERN_ENOTLEADER) instead of timing out. Every process is stopped by its
-    PID (it_teardown, it_etcd_destroy).
+    (TERN_ENOTLEADER) instead of timing out. tern_admin given the seed runs
+    each op about a topic (topic.*, group.*, dlq.*) at the topic's leader,
+    follows a leader change, and gathers `topics` and `trace` from every
+    node. Every process is stopped by its PID (it_teardown,
+    it_etcd_destroy).
 */
 #include "cluster_harness.h"
 #include "etcd_harness.h"
@@ -244,7 +247,8 @@ Test(cluster_client, one_seed_routes_to_every_leader) {
     s_results_free(&r);
 }
 
-static void s_publish_body(tern_client_t *c, const char *topic, const char *body) {
+//  Publishes BODY to TOPIC through C; returns its msg_id.
+static uint64_t s_publish_body(tern_client_t *c, const char *topic, const char *body) {
     tern_pub_options_t m;
     tern_pub_options_init(&m);
     m.topic = topic;
@@ -253,6 +257,7 @@ static void s_publish_body(tern_client_t *c, const char *topic, const char *body
     tern_pub_result_t res;
     tern_err_t rc = tern_publish(c, &m, 60000, &res);
     cr_assert_eq(rc, TERN_OK, "%s: %s (%s)", topic, tern_strerror(rc), tern_last_reason());
+    return res.msg_id;
 }
 
 //  Whether in-DC replication runs (the leader's position of a partition
@@ -441,6 +446,169 @@ Test(cluster_client, consumer_follows_its_leader) {
     }
     tern_unsubscribe(&wild);
     tern_unsubscribe(&sub);
+    tern_client_destroy(&c);
+}
+
+//  ---------------------------------------------------------------------------
+//  Administration given one seed: libtern sends each op about a topic to
+//  its partition's leader and gathers `topics` and `trace` from every node.
+
+//  tern_admin OP on C with the (KEY, VALUE) pairs of KV (COUNT of them);
+//  asserts WANT and returns the reply (caller frees; NULL on error).
+static char *s_admin(tern_client_t *c, const char *op, const tern_header_t *kv, size_t count,
+                     tern_err_t want) {
+    char *json = NULL;
+    tern_err_t rc = tern_admin(c, op, kv, count, &json, 20000);
+    cr_assert_eq(rc, want, "%s: %s (%s) %s", op, tern_errname(rc), tern_strerror(rc),
+                 tern_last_reason());
+    return json;
+}
+
+//  A topic (into TOPIC, as PREFIX.N) whose partition node LEADER leads
+//  (WANT true) or does not lead (WANT false).
+static void s_topic_led(const int64_t *leaders, const char *prefix, int64_t leader, bool want,
+                        char *topic, size_t size) {
+    for (int t = 0; t < 1000; t++) {
+        snprintf(topic, size, "%s.%d", prefix, t);
+        if ((leaders[tern_partition_of(topic, strlen(topic), S_PARTITIONS)] == leader) == want) {
+            return;
+        }
+    }
+    cr_assert_fail("no topic for node %lld", (long long)leader);
+}
+
+static int s_occurs(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+Test(cluster_client, admin_at_the_leader_given_any_node) {
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccadm", nodes, 0, leaders);
+    char away[32], home[32], quoted[48];
+    s_topic_led(leaders, "adm.away", 0, false, away, sizeof away); //  another node leads it
+    s_topic_led(leaders, "adm.home", 0, true, home, sizeof home);  //  the seed leads it
+    tern_header_t kv[3] = {{"topic", away}, {"group", "adm"}, {"to", "first"}};
+
+    //  Topic writes: only the leader takes them (a follower answers
+    //  TERN_ENOTLEADER); the seed is not it.
+    free(s_admin(c, "topic.create", kv, 1, TERN_OK));
+    free(s_admin(c, "topic.create", kv, 1, TERN_EEXIST));
+    tern_header_t kv_home[1] = {{"topic", home}};
+    free(s_admin(c, "topic.create", kv_home, 1, TERN_OK));
+    uint64_t msg_id = 0;
+    for (int i = 0; i < 3; i++) {
+        msg_id = s_publish_body(c, away, "adm");
+    }
+    char *json = s_admin(c, "topic.info", kv, 1, TERN_OK);
+    cr_assert_eq(it_json_field(json, "last_seq"), 3, "%s", json);
+    free(json);
+
+    //  topics: every topic once, each as its leader lists it.
+    json = s_admin(c, "topics", NULL, 0, TERN_OK);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", away);
+    cr_assert_eq(s_occurs(json, quoted), 1, "%s", json);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", home);
+    cr_assert_eq(s_occurs(json, quoted), 1, "%s", json);
+    free(json);
+    //  trace: the message as its leader saw it.
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)msg_id);
+    tern_header_t kv_trace[1] = {{"msg_id", id}};
+    json = s_admin(c, "trace", kv_trace, 1, TERN_OK);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", away);
+    cr_assert(strstr(json, quoted), "%s", json);
+    free(json);
+
+    //  Group ops: the group lives at the leader, which delivered.
+    s_consumer_t s = {0};
+    tern_sub_options_t so;
+    tern_sub_options_init(&so);
+    so.group = "adm";
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(c, away, &so, s_on_message, &s, &sub), TERN_OK, "%s",
+                 tern_last_reason());
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (atomic_load(&s.received) < 3) {
+        cr_assert(it_now_ms() < deadline, "received %d of 3", atomic_load(&s.received));
+        it_sleep_ms(50);
+    }
+    tern_unsubscribe(&sub);
+    json = s_admin(c, "groups", kv, 1, TERN_OK);
+    cr_assert(strstr(json, "\"group\":\"adm\""), "%s", json);
+    free(json);
+    free(s_admin(c, "group.seek", kv, 3, TERN_OK));
+    free(s_admin(c, "group.reset", kv, 2, TERN_OK));
+    free(s_admin(c, "dlq.list", kv, 2, TERN_OK));
+    //  The consumer's session may still be closing at the leader: EBUSY.
+    deadline = it_now_ms() + S_WAIT_MS;
+    char *reply = NULL;
+    tern_err_t rc;
+    while ((rc = tern_admin(c, "group.delete", kv, 2, &reply, 20000)) == TERN_EBUSY) {
+        cr_assert(it_now_ms() < deadline, "group.delete: %s", tern_last_reason());
+        it_sleep_ms(100);
+    }
+    cr_assert_eq(rc, TERN_OK, "group.delete: %s (%s)", tern_errname(rc), tern_last_reason());
+    free(reply);
+    free(s_admin(c, "group.seek", kv, 3, TERN_ENOTFOUND));
+
+    //  purge, then delete: at the leader; gone from `topics` at once.
+    free(s_admin(c, "topic.purge", kv, 1, TERN_OK));
+    json = s_admin(c, "topic.info", kv, 1, TERN_OK);
+    cr_assert_eq(it_json_field(json, "msgs"), 0, "%s", json);
+    free(json);
+    free(s_admin(c, "topic.delete", kv, 1, TERN_OK));
+    free(s_admin(c, "topic.info", kv, 1, TERN_ENOTFOUND));
+    json = s_admin(c, "topics", NULL, 0, TERN_OK);
+    cr_assert_eq(s_occurs(json, quoted), 0, "%s", json);
+    free(json);
+    //  A leader change the client has not seen yet: the old leader answers
+    //  TERN_ENOTLEADER naming the new one, and the op follows it.
+    uint32_t p = tern_partition_of(away, strlen(away), S_PARTITIONS);
+    int64_t from = leaders[p], to = from == 1 ? 2 : 1; //  never the seed
+    char moved[32], part[16], node[16];
+    for (int t = 0;; t++) {
+        snprintf(moved, sizeof moved, "adm.moved.%d", t);
+        if (tern_partition_of(moved, strlen(moved), S_PARTITIONS) == p) {
+            break;
+        }
+    }
+    snprintf(part, sizeof part, "%u", (unsigned)p);
+    snprintf(node, sizeof node, "%lld", (long long)to);
+    tern_header_t kv_move[2] = {{"partition", part}, {"to", node}};
+    free(s_admin(c, "cluster.handover", kv_move, 2, TERN_OK));
+    deadline = it_now_ms() + S_WAIT_MS;
+    while (s_wait_leaders(c, leaders, -1), leaders[p] != to) {
+        cr_assert(it_now_ms() < deadline, "partition %u still led by %lld", (unsigned)p,
+                  (long long)leaders[p]);
+        it_sleep_ms(100);
+    }
+    tern_header_t kv_moved[1] = {{"topic", moved}};
+    free(s_admin(c, "topic.create", kv_moved, 1, TERN_OK));
+    free(s_admin(c, "topic.delete", kv_moved, 1, TERN_OK));
+
+    //  Ops about the node itself still go to the seed.
+    json = s_admin(c, "cluster", NULL, 0, TERN_OK);
+    cr_assert_eq(it_json_field(json, "node_id"), 0, "%s", json);
+    free(json);
+
+    //  A leader that dies: `topics` still lists its topics, from a
+    //  follower's copy, before the map knows it is gone.
+    s_wait_leaders(c, leaders, -1);
+    char kept[32];
+    s_topic_led(leaders, "adm.kept", 0, false, kept, sizeof kept);
+    tern_header_t kv_kept[1] = {{"topic", kept}};
+    free(s_admin(c, "topic.create", kv_kept, 1, TERN_OK));
+    s_publish_body(c, kept, "kept");
+    it_broker_kill(nodes[leaders[tern_partition_of(kept, strlen(kept), S_PARTITIONS)]]);
+    json = s_admin(c, "topics", NULL, 0, TERN_OK);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", kept);
+    cr_assert_eq(s_occurs(json, quoted), 1, "%s", json);
+    free(json);
     tern_client_destroy(&c);
 }
 

@@ -168,3 +168,35 @@ Test(client_map, hints_move_a_partition) {
     cr_assert_eq(cl_map_leader(map, 0), 0);
     cl_map_destroy(&map);
 }
+
+//  What cl_json_items saw: each element's text and `topic`, joined.
+typedef struct {
+    char items[512]; //  "TEXT|VALUE;" per element
+} s_seen_t;
+
+static void s_seen(const char *item, size_t len, const char *value, void *arg) {
+    s_seen_t *seen = arg;
+    size_t used = strlen(seen->items);
+    snprintf(seen->items + used, sizeof seen->items - used, "%.*s|%s;", (int)len, item, value);
+}
+
+//  The walker that merges `topics` and `trace` answers of several nodes.
+Test(client_map, json_items_of_admin_replies) {
+    s_seen_t seen = {""};
+    const char *topics = " [ {\"topic\":\"a.b\",\"msgs\":3,\"x\":{\"topic\":\"no\"}} ,"
+                         "{\"msgs\":1}, 7, {\"topic\":5} ] ";
+    cr_assert(cl_json_items(topics, strlen(topics), "topic", s_seen, &seen));
+    cr_assert_str_eq(seen.items, "{\"topic\":\"a.b\",\"msgs\":3,\"x\":{\"topic\":\"no\"}}|a.b;"
+                                 "{\"msgs\":1}|;7|;{\"topic\":5}|;");
+    //  An object (trace's answer): one call with the whole of it.
+    seen.items[0] = '\0';
+    const char *trace = "{\"msg_id\":9,\"topic\":\"t\"}";
+    cr_assert(cl_json_items(trace, strlen(trace), "topic", s_seen, &seen));
+    cr_assert_str_eq(seen.items, "{\"msg_id\":9,\"topic\":\"t\"}|t;");
+    //  Empty array: no call. Broken text: false.
+    seen.items[0] = '\0';
+    cr_assert(cl_json_items("[]", 2, "topic", s_seen, &seen));
+    cr_assert_str_eq(seen.items, "");
+    cr_assert_not(cl_json_items("[{\"topic\":\"a\"}", 14, "topic", s_seen, &seen));
+    cr_assert_not(cl_json_items("[1] x", 5, "topic", s_seen, &seen));
+}
