@@ -78,20 +78,71 @@ bool tern_config_parse_bool(const char *text, bool *value) {
     }
     return false;
 }
-//  Adds or replaces peer NAME. WHERE says where it came from, for errors.
-tern_err_t k_add_peer(tern_config_t *config, const char *name, const char *endpoint,
+//  Splits LIST ("EP1,EP2,...", blanks around the commas allowed) into
+//  PEER's endpoints and its normalized list. False with WHY (what was
+//  expected) when an entry is empty, not an endpoint, too long or repeated,
+//  or there are more than TERN_PEER_ENDPOINTS_MAX.
+static bool s_split_endpoints(const char *list, tern_peer_config_t *peer, char *why, size_t cap) {
+    peer->endpoint_count = 0;
+    const char *p = list;
+    for (uint32_t n = 1;; n++) {
+        p += strspn(p, " \t");
+        size_t len = strcspn(p, ",");
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+            len--;
+        }
+        const char *expected = "a ZeroMQ endpoint like tcp://HOST:PORT or ipc://PATH";
+        char one[TERN_PEER_ENDPOINT_MAX];
+        bool fits = len < sizeof one;
+        snprintf(one, sizeof one, "%.*s", (int)(fits ? len : 0), p);
+        if (n > TERN_PEER_ENDPOINTS_MAX) {
+            snprintf(why, cap, "at most %d endpoints", TERN_PEER_ENDPOINTS_MAX);
+            return false;
+        }
+        if (!fits) {
+            snprintf(why, cap, "endpoints of at most %d bytes", TERN_PEER_ENDPOINT_MAX - 1);
+            return false;
+        }
+        if (!k_check_endpoint(one, &expected)) {
+            snprintf(why, cap, "%s%s", expected, len == 0 ? " (an entry is empty)" : "");
+            return false;
+        }
+        for (uint32_t i = 0; i < peer->endpoint_count; i++) {
+            if (streq(peer->endpoints[i], one)) {
+                snprintf(why, cap, "each endpoint once (%s is listed twice)", one);
+                return false;
+            }
+        }
+        snprintf(peer->endpoints[peer->endpoint_count++], TERN_PEER_ENDPOINT_MAX, "%s", one);
+        p = strchr(p, ',');
+        if (!p) {
+            break;
+        }
+        p++;
+    }
+    //  The normalized list fits: every entry is shorter than its share.
+    char *out = peer->endpoint;
+    for (uint32_t i = 0; i < peer->endpoint_count; i++) {
+        out += sprintf(out, "%s%s", i ? "," : "", peer->endpoints[i]);
+    }
+    return true;
+}
+
+//  Adds or replaces peer NAME with the endpoint list ENDPOINTS. WHERE says
+//  where it came from, for errors.
+tern_err_t k_add_peer(tern_config_t *config, const char *name, const char *endpoints,
                       const char *where, char *errbuf, size_t errlen) {
-    const char *expected;
     if (!k_valid_name(name, false)) {
         return k_fail(errbuf, errlen,
                       "config: repl/peers/%s: expected a peer name of 1-64 characters from "
                       "[A-Za-z0-9_.-]%s",
                       name, where);
     }
-    if (!k_check_endpoint(endpoint, &expected) ||
-        strlen(endpoint) >= sizeof(config->peers[0].endpoint)) {
+    tern_peer_config_t parsed;
+    char why[TERN_PEER_ENDPOINT_MAX + 64];
+    if (!s_split_endpoints(endpoints, &parsed, why, sizeof why)) {
         return k_fail(errbuf, errlen, "config: repl/peers/%s = \"%s\": expected %s%s", name,
-                      endpoint, expected, where);
+                      endpoints, why, where);
     }
     uint32_t index = 0;
     while (index < config->peer_count && !streq(config->peers[index].name, name)) {
@@ -101,8 +152,8 @@ tern_err_t k_add_peer(tern_config_t *config, const char *name, const char *endpo
         return k_fail(errbuf, errlen, "config: repl/peers/%s: expected at most %d peers%s", name,
                       TERN_PEERS_MAX, where);
     }
-    snprintf(config->peers[index].name, sizeof(config->peers[index].name), "%s", name);
-    snprintf(config->peers[index].endpoint, sizeof(config->peers[index].endpoint), "%s", endpoint);
+    snprintf(parsed.name, sizeof parsed.name, "%s", name);
+    config->peers[index] = parsed;
     if (index == config->peer_count) {
         config->peer_count++;
     }
@@ -174,14 +225,14 @@ tern_err_t k_apply(tern_config_t *config, const k_key_t *key, const char *value,
             break;
         }
         case S_PEERS: {
-            //  Flag form NAME=ENDPOINT; the file form goes to k_add_peer.
+            //  Flag form NAME=ENDPOINT[,ENDPOINT...]; the file form goes to k_add_peer.
             const char *equals = strchr(value, '=');
             char name[80];
             if (equals && equals > value && (size_t)(equals - value) < sizeof name) {
                 snprintf(name, sizeof name, "%.*s", (int)(equals - value), value);
                 return k_add_peer(config, name, equals + 1, where, errbuf, errlen);
             }
-            expected = "NAME=ENDPOINT";
+            expected = "NAME=ENDPOINT[,ENDPOINT...]";
             break;
         }
     }
@@ -293,7 +344,8 @@ static tern_err_t s_check_rules(const tern_config_t *config, char *errbuf, size_
     return TERN_OK;
 }
 
-//  The peer list: at most TERN_PEERS_MAX, valid and unique names, endpoints.
+//  The peer list: at most TERN_PEERS_MAX, valid and unique names, valid
+//  endpoints, each named by one peer only (a node is in one DC).
 static tern_err_t s_check_peers(const tern_config_t *config, char *errbuf, size_t errlen) {
     if (config->peer_count > TERN_PEERS_MAX) {
         return k_fail(errbuf, errlen, "config: repl/peers: %u peers, expected at most %d",
@@ -301,19 +353,35 @@ static tern_err_t s_check_peers(const tern_config_t *config, char *errbuf, size_
     }
     for (uint32_t i = 0; i < config->peer_count; i++) {
         const tern_peer_config_t *peer = &config->peers[i];
-        const char *expected;
+        tern_peer_config_t parsed;
+        char why[TERN_PEER_ENDPOINT_MAX + 64];
         if (!memchr(peer->name, 0, sizeof peer->name) || !k_valid_name(peer->name, false)) {
             return k_fail(errbuf, errlen, "config: repl/peers: peer %u has an invalid name", i);
         }
-        if (!memchr(peer->endpoint, 0, sizeof peer->endpoint) ||
-            !k_check_endpoint(peer->endpoint, &expected)) {
+        if (!memchr(peer->endpoint, 0, sizeof peer->endpoint)) {
+            return k_fail(errbuf, errlen, "config: repl/peers/%s: endpoint list too long",
+                          peer->name);
+        }
+        if (!s_split_endpoints(peer->endpoint, &parsed, why, sizeof why)) {
             return k_fail(errbuf, errlen, "config: repl/peers/%s = \"%s\": expected %s", peer->name,
-                          peer->endpoint, expected);
+                          peer->endpoint, why);
         }
         for (uint32_t j = 0; j < i; j++) {
-            if (streq(config->peers[j].name, peer->name)) {
+            const tern_peer_config_t *other = &config->peers[j];
+            if (streq(other->name, peer->name)) {
                 return k_fail(errbuf, errlen, "config: repl/peers/%s: expected unique names",
                               peer->name);
+            }
+            for (uint32_t a = 0; a < parsed.endpoint_count; a++) {
+                for (uint32_t b = 0; b < other->endpoint_count && b < TERN_PEER_ENDPOINTS_MAX;
+                     b++) {
+                    if (streq(parsed.endpoints[a], other->endpoints[b])) {
+                        return k_fail(errbuf, errlen,
+                                      "config: repl/peers/%s: endpoint %s is also peer %s's: "
+                                      "expected each endpoint in one peer (a node is in one dc)",
+                                      peer->name, parsed.endpoints[a], other->name);
+                    }
+                }
             }
         }
     }

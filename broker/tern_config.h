@@ -9,6 +9,7 @@
 #define TERN_CONFIG_H_INCLUDED
 
 #include "tern_err.h"
+#include "tern_peer.h" //  TERN_PEER_ENDPOINTS_MAX
 #include "tern_store.h"
 #include "tern_units.h" //  durations and sizes, for the config and admin requests
 #include <stdbool.h>
@@ -23,9 +24,17 @@ typedef enum {
     TERN_AUTH_CURVE = 1 //  ZeroMQ CURVE, keys in the auth/clients allow-list
 } tern_auth_mode_t;
 
+#define TERN_PEER_ENDPOINT_MAX 256 //  bytes of one endpoint, with its NUL
+
+/*  A peer DC: its name and the replication endpoints of its nodes, tried in
+    this order (cluster/tern_peer.c rotates between them). The parser fills
+    all three endpoint fields; a config built in code that sets only
+    ENDPOINT (endpoint_count 0) is taken as that one endpoint. */
 typedef struct {
-    char name[65];      //  peer name (its dc or node name)
-    char endpoint[256]; //  its replication endpoint
+    char name[65];                                                   //  peer name (its dc)
+    char endpoint[TERN_PEER_ENDPOINTS_MAX * TERN_PEER_ENDPOINT_MAX]; //  "EP1,EP2,..." as printed
+    uint32_t endpoint_count;                                         //  1..TERN_PEER_ENDPOINTS_MAX
+    char endpoints[TERN_PEER_ENDPOINTS_MAX][TERN_PEER_ENDPOINT_MAX]; //  endpoint, split
 } tern_peer_config_t;
 
 typedef struct {
@@ -122,7 +131,8 @@ bool tern_config_parse_bool(const char *text, bool *value);
 
 /*  Checks every key's range and the rules that span several keys
     (heartbeat_timeout > heartbeat,
-    backoff_max >= backoff, map_max >= map_initial, unique peer names, and
+    backoff_max >= backoff, map_max >= map_initial, unique peer names, every
+    peer endpoint valid and named once across all peers, and
     with cluster/etcd: cluster/listen set and not server/listen, no
     repl/peers or repl/listen, no wildcard advertised address;
     min_insync <= replicas...).

@@ -147,10 +147,13 @@ const k_key_t k_keys[] = {
      S_FIELD(outbox_retention_ms), "72h", S_MIN, 365 * S_DAY, NULL, NULL,
      "How long a locally originated record waits for every peer to confirm it; then it is "
      "dropped and counted as lost."},
-    {"repl/peers", "peer", "NAME=ENDPOINT", S_PEERS, S_FIELD(peers), "", 0, 0, NULL, NULL,
-     "A peer DC to replicate with: its name ([A-Za-z0-9_.-]) and replication endpoint. In a "
-     "file, one line `NAME = ENDPOINT` per peer under `repl/peers`; the flag repeats and a "
-     "known NAME gets the new endpoint."},
+    {"repl/peers", "peer", "NAME=ENDPOINT[,ENDPOINT...]", S_PEERS, S_FIELD(peers), "", 0, 0, NULL,
+     NULL,
+     "A peer DC to replicate with: its name ([A-Za-z0-9_.-]) and the replication endpoints of "
+     "its nodes (1 to 8, comma-separated, each once across all peers), tried in order: the "
+     "link fails over to the next when one fails. In a file, one line `NAME = "
+     "\"EP1,EP2\"` per peer under `repl/peers`; the flag repeats and a known NAME gets the "
+     "new endpoints."},
 
     {"cluster/etcd", "etcd", "URL[,URL...]", S_STRING, S_FIELD(etcd), "off", 0, 0, NULL,
      s_check_etcd,

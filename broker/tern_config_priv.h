@@ -75,7 +75,7 @@ tern_err_t k_fail(char *errbuf, size_t errlen, const char *format, ...) CHECK_PR
 //  Reads decimal digits at *TEXT (no sign, space or 0x) and advances it.
 bool k_parse_u64(const char **text, uint64_t *value);
 //  Adds or replaces peer NAME. WHERE says where it came from, for errors.
-tern_err_t k_add_peer(tern_config_t *config, const char *name, const char *endpoint,
+tern_err_t k_add_peer(tern_config_t *config, const char *name, const char *endpoints,
                       const char *where, char *errbuf, size_t errlen);
 //  Parses VALUE into KEY's field. WHERE (" (in FILE)", " (from --flag)")
 //  ends the error line.

@@ -202,6 +202,8 @@ static void s_repl(tern_json_t *out, const tern_config_t *config, tern_repl_stat
          offsetof(tern_repl_peer_stats_t, lost), false},
         {"tern_repl_connect_failures", "gauge", "Failed connection attempts since last live.",
          offsetof(tern_repl_peer_stats_t, failures), false},
+        {"tern_repl_failovers_total", "counter", "Moves of the link to another peer endpoint.",
+         offsetof(tern_repl_peer_stats_t, failovers), false},
     };
     uint32_t peers = config->peer_count < TERN_PEERS_MAX ? config->peer_count : TERN_PEERS_MAX;
     s_head(out, "tern_repl_peer_state", "gauge",

@@ -242,7 +242,7 @@ static void s_load_links(p_repl_t *self) {
     for (uint32_t i = 0; i < self->config->peer_count && i < TERN_PEERS_MAX; i++) {
         p_link_t *link = &self->links[self->link_count++];
         link->cfg = &self->config->peers[i];
-        link->fsm = tern_peer_new(NULL, now);
+        link->fsm = tern_peer_new(NULL, link->cfg->endpoint_count, now);
         if (!link->fsm) {
             tern_oom(0);
         }

@@ -31,7 +31,8 @@ typedef struct {
     _Atomic uint64_t acks_sent;     //  ack-state changes shipped to it
     _Atomic uint64_t acks_received; //  ack-state changes received from it
     _Atomic uint64_t lost;          //  outbox entries retention dropped before it got them
-    _Atomic uint64_t failures;      //  failed connection attempts since it was last live
+    _Atomic uint64_t failures;      //  failed rounds of its endpoints since it was last live
+    _Atomic uint64_t failovers;     //  moves of the link from one endpoint to another
 } tern_repl_peer_stats_t;
 
 typedef struct {

@@ -36,6 +36,30 @@ static uint64_t s_link_seen(const p_link_t *link) {
     return link->in_seen_ms > seen ? link->in_seen_ms : seen;
 }
 
+//  KEY: ID, or null when not KNOWN.
+static void s_node_json(tern_json_t *json, const char *key, bool known, uint32_t id) {
+    if (known) {
+        tern_json_key_u64(json, key, id);
+    } else {
+        tern_json_key(json, key);
+        tern_json_raw(json, "null");
+    }
+}
+
+//  Which endpoints LINK may use and which one it uses now (or tries next):
+//  local_node_id ships to node_id at endpoint_in_use; inbound_node_id ships
+//  to us.
+static void s_endpoints_json(const p_link_t *link, tern_json_t *json) {
+    tern_json_key(json, "endpoints");
+    tern_json_raw(json, "[");
+    for (uint32_t e = 0; e < link->cfg->endpoint_count; e++) {
+        tern_json_sep(json);
+        tern_json_str(json, link->cfg->endpoints[e]);
+    }
+    tern_json_raw(json, "]");
+    tern_json_key_str(json, "endpoint_in_use", p_link_endpoint(link));
+}
+
 static void s_peers_json(p_repl_t *self, tern_json_t *json) {
     uint64_t now = tern_now_ms();
     uint64_t now_ns = tern_now_ns();
@@ -55,12 +79,12 @@ static void s_peers_json(p_repl_t *self, tern_json_t *json) {
         tern_json_sep(json);
         tern_json_raw(json, "{");
         tern_json_key_str(json, "dc", link->cfg->name);
-        if (link->node_known) {
-            tern_json_key_u64(json, "node_id", link->node_id);
-        } else {
-            tern_json_raw(json, ",\"node_id\":null");
-        }
+        tern_json_key_u64(json, "local_node_id", self->config->node_id);
+        s_node_json(json, "node_id", link->node_known || link->in_node_known,
+                    link->node_known ? link->node_id : link->in_node_id);
+        s_node_json(json, "inbound_node_id", link->in_node_known, link->in_node_id);
         tern_json_key_str(json, "endpoint", link->cfg->endpoint);
+        s_endpoints_json(link, json);
         tern_json_key_str(json, "state", tern_peer_state_name(tern_peer_state(link->fsm)));
         tern_json_key_u64(json, "lag_msgs", lag_msgs);
         tern_json_key_u64(json, "lag_ms", lag_ms);
@@ -80,6 +104,7 @@ static void s_peers_json(p_repl_t *self, tern_json_t *json) {
         tern_json_key_u64(json, "acks_received", link->acks_received);
         tern_json_key_u64(json, "lost", link->lost);
         tern_json_key_u64(json, "failures", tern_peer_failures(link->fsm));
+        tern_json_key_u64(json, "failovers", tern_peer_failovers(link->fsm));
         tern_json_key_u64(json, "outbox_last", last);
         tern_json_key_u64(json, "outbox_dropped", stats.outbox_dropped);
         tern_json_key_u64(json, "refused_version", self->refused_version);
@@ -214,6 +239,7 @@ void p_publish_stats(p_repl_t *self) {
         atomic_store_explicit(&ps->acks_received, link->acks_received, memory_order_relaxed);
         atomic_store_explicit(&ps->lost, link->lost, memory_order_relaxed);
         atomic_store_explicit(&ps->failures, tern_peer_failures(link->fsm), memory_order_relaxed);
+        atomic_store_explicit(&ps->failovers, tern_peer_failovers(link->fsm), memory_order_relaxed);
     }
     tern_store_read_end(self->reader);
     atomic_store_explicit(&stats->refused_version, self->refused_version, memory_order_relaxed);

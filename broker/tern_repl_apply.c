@@ -33,10 +33,14 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
         p_send_error(self, rid, rid_size, frame->req_id, TERN_EDENIED, why);
         return;
     }
+    //  Node ids are unique across every node of every DC. A peer DC may
+    //  ship from several of its nodes over time (failover, a moved node),
+    //  so only ours and the ids seen from *other* DCs are refused.
     bool dup = frame->node_id == self->config->node_id;
     for (size_t i = 0; i < self->link_count && !dup; i++) {
         p_link_t *other = &self->links[i];
-        dup = other != link && other->node_known && other->node_id == frame->node_id;
+        dup = other != link && ((other->node_known && other->node_id == frame->node_id) ||
+                                (other->in_node_known && other->in_node_id == frame->node_id));
     }
     if (dup) {
         self->refused_node_id++;
@@ -51,8 +55,8 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
     }
     memcpy(link->rid, rid, rid_size);
     link->rid_size = rid_size;
-    link->node_id = frame->node_id;
-    link->node_known = true;
+    link->in_node_id = frame->node_id;
+    link->in_node_known = true;
     link->in_seen_ms = tern_now_ms();
     tern_frame_t reply;
     tern_frame_init(&reply, TERN_CMD_REPL_WELCOME);

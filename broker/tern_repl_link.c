@@ -4,13 +4,20 @@
     every configured peer we open a DEALER to its ROUTER, send REPL_HELLO,
     take its REPL_WELCOME (the last position of our outbox it applied) and
     stream the outbox from there within a window, reading entries through
-    our store reader. Connect, backoff and silence are cluster/tern_peer.c's
-    state machine; this file carries out its actions.
+    our store reader. Connect, backoff, silence and the choice among the
+    peer DC's endpoints (failover to the next) are cluster/tern_peer.c's
+    state machine; this file carries out its actions, connecting to the
+    endpoint it names.
 */
 #include "tern_repl_priv.h"
 #include "tern_auth.h"
 #include <inttypes.h>
 #include <string.h>
+
+const char *p_link_endpoint(const p_link_t *link) {
+    uint32_t index = tern_peer_endpoint(link->fsm);
+    return index < link->cfg->endpoint_count ? link->cfg->endpoints[index] : link->cfg->endpoint;
+}
 
 void p_close_dealer(p_link_t *link) {
     zsock_destroy(&link->dealer);
@@ -38,8 +45,9 @@ static void s_open_dealer(p_repl_t *self, p_link_t *link) {
             return;
         }
     }
-    if (zsock_connect(link->dealer, "%s", link->cfg->endpoint) != 0) {
-        zsys_error("repl: cannot connect to peer %s at %s", link->cfg->name, link->cfg->endpoint);
+    const char *endpoint = p_link_endpoint(link);
+    if (zsock_connect(link->dealer, "%s", endpoint) != 0) {
+        zsys_error("repl: cannot connect to peer %s at %s", link->cfg->name, endpoint);
         p_close_dealer(link);
         return;
     }
@@ -65,14 +73,22 @@ static void s_do_actions(p_repl_t *self, p_link_t *link, unsigned actions) {
 
 void p_link_event(p_repl_t *self, p_link_t *link, tern_peer_event_t event) {
     tern_peer_state_t before = tern_peer_state(link->fsm);
+    uint64_t failovers = tern_peer_failovers(link->fsm);
+    const char *from = p_link_endpoint(link);
     unsigned actions = tern_peer_event(link->fsm, event, tern_now_ms());
-    s_do_actions(self, link, actions);
     tern_peer_state_t after = tern_peer_state(link->fsm);
-    if (before == TERN_PEER_LIVE && after != TERN_PEER_LIVE) {
-        zsys_warning("repl: link to %s lost (%s); retry in %" PRIu64 " ms", link->cfg->name,
-                     event == TERN_PEER_TICK ? "silent" : "refused",
-                     after == TERN_PEER_IDLE ? tern_peer_deadline(link->fsm) - tern_now_ms() : 0);
+    const char *why = event == TERN_PEER_TICK ? "silent" : "refused";
+    if (before == TERN_PEER_LIVE && after == TERN_PEER_IDLE) {
+        zsys_warning("repl: link to %s lost (%s); retry in %" PRIu64 " ms", link->cfg->name, why,
+                     tern_peer_deadline(link->fsm) - tern_now_ms());
     }
+    if (tern_peer_failovers(link->fsm) != failovers) {
+        zsys_warning("repl: link to %s at %s %s (%s); %s %s", link->cfg->name, from,
+                     before == TERN_PEER_LIVE ? "lost" : "failed", why,
+                     after == TERN_PEER_IDLE ? "after the backoff tries" : "fails over to",
+                     p_link_endpoint(link));
+    }
+    s_do_actions(self, link, actions);
 }
 
 bool p_collect_entry(const tern_outbox_entry_t *entry, void *arg) {
@@ -202,7 +218,7 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     if (!streq(frame->dc, link->cfg->name) || frame->node_id == self->config->node_id) {
         zsys_error("repl: peer at %s answered as dc %s node %u (expected dc %s and a node "
                    "id other than ours, %u): link refused",
-                   link->cfg->endpoint, frame->dc, frame->node_id, link->cfg->name,
+                   p_link_endpoint(link), frame->dc, frame->node_id, link->cfg->name,
                    self->config->node_id);
         if (frame->node_id == self->config->node_id) {
             self->refused_node_id++;
@@ -218,8 +234,8 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     link->next_pos = frame->position + 1;
     unsigned actions = tern_peer_event(link->fsm, TERN_PEER_WELCOME, tern_now_ms());
     s_do_actions(self, link, actions);
-    zsys_info("repl: link to %s (node %u) live; streaming from position %" PRIu64, link->cfg->name,
-              link->node_id, link->next_pos);
+    zsys_info("repl: link to %s (node %u at %s) live; streaming from position %" PRIu64,
+              link->cfg->name, link->node_id, p_link_endpoint(link), link->next_pos);
     p_pump(self, link);
     return true;
 }

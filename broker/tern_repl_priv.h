@@ -29,11 +29,11 @@
 #define S_HOUSE_MS     1000   //  confirmations to disk, retention check
 
 typedef struct {
-    const tern_peer_config_t *cfg; //  name (its DC) and endpoint, borrowed from config
+    const tern_peer_config_t *cfg; //  name (its DC) and endpoints, borrowed from config
     //  Outbound (our DEALER -> its ROUTER)
     tern_peer_t *fsm;     //  link state machine, owned
     zsock_t *dealer;      //  owned while connecting or live
-    uint32_t node_id;     //  its node id, from WELCOME (or HELLO)
+    uint32_t node_id;     //  the node of it we ship to, from its WELCOME
     bool node_known;      //  node_id is valid
     uint64_t next_pos;    //  next outbox position to send
     uint64_t confirmed;   //  last position the peer confirmed durable
@@ -44,6 +44,8 @@ typedef struct {
     //  Inbound (its DEALER -> our ROUTER)
     uint8_t rid[TERN_RID_MAX]; //  routing id of its current session
     size_t rid_size;           //  0: no session
+    uint32_t in_node_id;       //  the node of it that ships to us, from its HELLO
+    bool in_node_known;        //  in_node_id is valid
     uint64_t in_seen_ms;       //  last frame from it on the ROUTER
     uint64_t applied;          //  inbound cursor: durable
     uint64_t queued;           //  inbound cursor: handed to the storer
@@ -103,6 +105,8 @@ void p_send_pos(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
                 uint64_t pos);
 
 //  tern_repl_link.c: the outbound direction.
+//  The endpoint LINK's current (or, when idle, next) attempt goes to.
+const char *p_link_endpoint(const p_link_t *link);
 void p_close_dealer(p_link_t *link);
 void p_link_event(p_repl_t *self, p_link_t *link, tern_peer_event_t event);
 //  Streams outbox entries from link->next_pos while the window allows.

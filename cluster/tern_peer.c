@@ -3,26 +3,33 @@
     Pure logic: no sockets, no clock (the caller passes NOW). The repl actor
     (broker/tern_repl.c) owns the socket and performs the returned actions.
 
-    State x event -> next state, actions. "retry" = failures++, retry at
-    now + backoff(failures), backoff 1 s, 5 s, 30 s, then 30 s; "-" = ignored.
+    State x event -> next state, actions. "fail" = the attempt at the
+    current endpoint failed: move to the next endpoint (round robin); if the
+    round still has endpoints not tried, go to HELLO and CLOSE, CONNECT at
+    once; else failures++, IDLE, CLOSE, retry at now + backoff(failures)
+    (1 s, 5 s, 30 s, then 30 s). "-" = ignored.
 
       state  | TICK               | WELCOME    | REFUSED | FRAME | PAUSE  | RESUME  | WAKE
       -------+--------------------+------------+---------+-------+--------+---------+--------
       IDLE   | due: HELLO,CONNECT | -          | -       | -     | PAUSED | -       | HELLO,
              |                    |            |         |       |        |         | CONNECT
-      HELLO  | handshake timeout: | LIVE,      | IDLE,   | seen  | PAUSED,| -       | -
-             | IDLE, CLOSE, retry | STREAM (1) | CLOSE,  |       | CLOSE  |         |
-             |                    |            | retry   |       |        |         |
-      LIVE   | silent >= dead_ms: | -          | IDLE,   | seen  | PAUSED,| -       | -
-             | IDLE, CLOSE, retry |            | CLOSE,  |       | CLOSE  |         |
-             |                    |            | retry   |       |        |         |
+      HELLO  | handshake timeout: | LIVE,      | fail    | seen  | PAUSED,| -       | -
+             | fail               | STREAM (1) |         |       | CLOSE  |         |
+      LIVE   | silent >= dead_ms: | -          | fail    | seen  | PAUSED,| -       | -
+             | fail (2)           |            |         |       | CLOSE  |         |
       PAUSED | -                  | -          | -       | -     | -      | HELLO,  | -
              |                    |            |         |       |        | CONNECT |
              |                    |            |         |       |        | (1)     |
 
-    (1) failures = 0. "seen" records the time of the frame (liveness).
+    (1) failures = 0 and a new round starts. "seen" records the time of the
+    frame (liveness).
+    (2) A lost LIVE link starts a new round that counts its endpoint as
+    failed: a peer DC with another endpoint is tried there at once (a node
+    that moved, or another node of that DC); with one endpoint the retry
+    waits 1 s as before.
     WAKE = the peer connected to us inbound, so it is back: an IDLE link
-    retries at once instead of waiting out a 30 s backoff (failures kept).
+    retries (at its current endpoint) at once instead of waiting out a 30 s
+    backoff (failures kept).
 */
 #include "tern_peer.h"
 #include <stdlib.h>
@@ -30,7 +37,11 @@
 struct tern_peer_t {
     tern_peer_state_t state;   //  current state
     tern_peer_timing_t timing; //  timeouts
-    uint32_t failures;         //  failed attempts since the last LIVE
+    uint32_t endpoints;        //  endpoints of the peer DC (>= 1)
+    uint32_t endpoint;         //  index of the endpoint of the current or next attempt
+    uint32_t round_failed;     //  attempts failed in the current round of endpoints
+    uint64_t failovers;        //  moves from one endpoint to another (all time)
+    uint32_t failures;         //  failed rounds since the last LIVE
     uint64_t retry_at;         //  IDLE: when to CONNECT
     uint64_t hello_at;         //  HELLO: when the HELLO was sent
     uint64_t last_seen;        //  last frame from the peer (unix ms)
@@ -54,7 +65,18 @@ static unsigned s_connect(tern_peer_t *self, uint64_t now) {
     return TERN_PEER_A_CONNECT;
 }
 
-static unsigned s_retry(tern_peer_t *self, uint64_t now) {
+//  The attempt at the current endpoint failed: the next endpoint at once
+//  while the round lasts, else back off.
+static unsigned s_fail(tern_peer_t *self, uint64_t now) {
+    self->round_failed++;
+    if (self->endpoints > 1) {
+        self->endpoint = (self->endpoint + 1) % self->endpoints;
+        self->failovers++;
+    }
+    if (self->round_failed < self->endpoints) {
+        return TERN_PEER_A_CLOSE | s_connect(self, now);
+    }
+    self->round_failed = 0;
     self->failures++;
     self->retry_at = now + tern_peer_backoff_ms(self->failures);
     self->state = TERN_PEER_IDLE;
@@ -70,16 +92,17 @@ static unsigned s_idle_tick(tern_peer_t *self, uint64_t now) {
 }
 
 static unsigned s_hello_tick(tern_peer_t *self, uint64_t now) {
-    return now - self->hello_at >= self->timing.handshake_ms ? s_retry(self, now) : 0;
+    return now - self->hello_at >= self->timing.handshake_ms ? s_fail(self, now) : 0;
 }
 
 static unsigned s_live_tick(tern_peer_t *self, uint64_t now) {
-    return now - self->last_seen >= self->timing.dead_ms ? s_retry(self, now) : 0;
+    return now - self->last_seen >= self->timing.dead_ms ? s_fail(self, now) : 0;
 }
 
 static unsigned s_welcome(tern_peer_t *self, uint64_t now) {
     self->state = TERN_PEER_LIVE;
     self->failures = 0;
+    self->round_failed = 0;
     self->last_seen = now;
     return TERN_PEER_A_STREAM;
 }
@@ -103,6 +126,7 @@ static unsigned s_pause_open(tern_peer_t *self, uint64_t now) {
 
 static unsigned s_resume(tern_peer_t *self, uint64_t now) {
     self->failures = 0;
+    self->round_failed = 0;
     return s_connect(self, now);
 }
 
@@ -110,19 +134,21 @@ static unsigned s_resume(tern_peer_t *self, uint64_t now) {
 static s_handler_fn *const s_table[TERN_PEER_STATES_][TERN_PEER_EVENTS_] = {
     //                 TICK          WELCOME    REFUSED   FRAME     PAUSE         RESUME    WAKE
     [TERN_PEER_IDLE] = {s_idle_tick, s_ignore, s_ignore, s_ignore, s_pause_idle, s_ignore, s_wake},
-    [TERN_PEER_HELLO] = {s_hello_tick, s_welcome, s_retry, s_seen, s_pause_open, s_ignore,
-                         s_ignore},
-    [TERN_PEER_LIVE] = {s_live_tick, s_ignore, s_retry, s_seen, s_pause_open, s_ignore, s_ignore},
+    [TERN_PEER_HELLO] = {s_hello_tick, s_welcome, s_fail, s_seen, s_pause_open, s_ignore, s_ignore},
+    [TERN_PEER_LIVE] = {s_live_tick, s_ignore, s_fail, s_seen, s_pause_open, s_ignore, s_ignore},
     [TERN_PEER_PAUSED] = {s_ignore, s_ignore, s_ignore, s_ignore, s_ignore, s_resume, s_ignore},
 };
 
-tern_peer_t *tern_peer_new(const tern_peer_timing_t *timing, uint64_t now_ms) {
+tern_peer_t *tern_peer_new(const tern_peer_timing_t *timing, uint32_t endpoints, uint64_t now_ms) {
     tern_peer_t *self = calloc(1, sizeof *self);
     if (!self) {
         return NULL;
     }
     self->timing.handshake_ms = timing && timing->handshake_ms ? timing->handshake_ms : 3000;
     self->timing.dead_ms = timing && timing->dead_ms ? timing->dead_ms : 3000;
+    self->endpoints = endpoints == 0                        ? 1
+                      : endpoints > TERN_PEER_ENDPOINTS_MAX ? TERN_PEER_ENDPOINTS_MAX
+                                                            : endpoints;
     self->state = TERN_PEER_IDLE;
     self->retry_at = now_ms;
     return self;
@@ -180,4 +206,12 @@ uint32_t tern_peer_failures(const tern_peer_t *self) {
 
 uint64_t tern_peer_last_seen(const tern_peer_t *self) {
     return self->last_seen;
+}
+
+uint32_t tern_peer_endpoint(const tern_peer_t *self) {
+    return self->endpoint;
+}
+
+uint64_t tern_peer_failovers(const tern_peer_t *self) {
+    return self->failovers;
 }

@@ -8,15 +8,23 @@
     carries out the actions it returns (open the socket and send REPL_HELLO,
     close the socket, start streaming).
 
-    Reconnect backoff after a failure: 1 s, 5 s, 30 s, then every 30 s; a link
-    that reached LIVE starts again at 1 s when it is lost. The transition
-    table is at the top of tern_peer.c.
+    A peer DC may be reachable at several endpoints (its nodes, or the
+    addresses one node may have moved between). The link tries them in the
+    configured order and rotates: when an attempt fails (no WELCOME in time,
+    refused, or a live link falls silent) the next attempt goes at once to
+    the next endpoint. Reconnect backoff applies per full round of endpoints
+    without success: 1 s, 5 s, 30 s, then every 30 s; a link that reached
+    LIVE starts again at 1 s when a whole round fails after it is lost. With
+    one endpoint this is the plain backoff after every failure. The
+    transition table is at the top of tern_peer.c.
 */
 #ifndef TERN_PEER_H_INCLUDED
 #define TERN_PEER_H_INCLUDED
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#define TERN_PEER_ENDPOINTS_MAX 8 //  endpoints of one peer DC (--peer NAME=EP1,EP2,...)
 
 typedef struct tern_peer_t tern_peer_t;
 
@@ -50,10 +58,11 @@ typedef struct {
     uint32_t dead_ms;      //  LIVE link silent for this long is dead (default 3000)
 } tern_peer_timing_t;
 
-/*  Creates a link in IDLE whose first attempt is due at NOW_MS. TIMING may be
-    NULL for the defaults. Caller owns the result. Returns NULL only on out of
-    memory. */
-tern_peer_t *tern_peer_new(const tern_peer_timing_t *timing, uint64_t now_ms);
+/*  Creates a link in IDLE over ENDPOINTS endpoints (1..TERN_PEER_ENDPOINTS_MAX;
+    0 is taken as 1, more as the maximum) whose first attempt, to endpoint 0,
+    is due at NOW_MS. TIMING may be NULL for the defaults. Caller owns the
+    result. Returns NULL only on out of memory. */
+tern_peer_t *tern_peer_new(const tern_peer_timing_t *timing, uint32_t endpoints, uint64_t now_ms);
 
 /*  Safe on NULL; nulls *SELF_P. */
 void tern_peer_destroy(tern_peer_t **self_p);
@@ -71,8 +80,16 @@ const char *tern_peer_state_name(tern_peer_state_t state);
     PAUSED). */
 uint64_t tern_peer_deadline(const tern_peer_t *self);
 
-/*  Consecutive failed attempts since the link was last LIVE. */
+/*  Consecutive failed rounds of endpoints since the link was last LIVE
+    (with one endpoint: failed attempts). */
 uint32_t tern_peer_failures(const tern_peer_t *self);
+
+/*  Index of the endpoint the current (or, when IDLE, the next) attempt goes
+    to: the caller connects to this one on TERN_PEER_A_CONNECT. */
+uint32_t tern_peer_endpoint(const tern_peer_t *self);
+
+/*  Times the link moved on from one endpoint to another (all time). */
+uint64_t tern_peer_failovers(const tern_peer_t *self);
 
 /*  Unix ms of the last frame received from the peer (0: never). */
 uint64_t tern_peer_last_seen(const tern_peer_t *self);

@@ -7,7 +7,8 @@
     (repl/listen) answers them too. The reply of `peers` is a JSON
     array with one object per peer (keys dc, node_id, endpoint, state,
     lag_msgs, lag_ms, last_seen_ms and counters); with --json each object is
-    printed on its own line, otherwise as ternctl's table with human times.
+    printed on its own line, otherwise as ternctl's table with human times
+    and the endpoint in use.
     The states are tern_peer.c's names, which /metrics uses too.
 */
 #include "tern.h"
@@ -37,10 +38,15 @@ const char *ternctl_peers_help =
     "    `peers` prints a table, one row per peer DC: DC, NODE_ID, STATE (idle,\n"
     "    connecting, live, paused: the names of tern_repl_peer_state in\n"
     "    /metrics), LAG_MSGS (local records the peer has not confirmed), LAG\n"
-    "    (age of the oldest of them), LAST_SEEN (\"3s ago\", or never) and\n"
-    "    ENDPOINT. With --json one object per peer and line, raw numbers:\n"
-    "    dc, node_id, endpoint, state, lag_msgs, lag_ms, last_seen_ms (unix\n"
-    "    ms), last_seen_age_ms and counters (docs/replication.md).\n"
+    "    (age of the oldest of them), LAST_SEEN (\"3s ago\", or never),\n"
+    "    ENDPOINT (the one of the peer's endpoints in use or tried next),\n"
+    "    FAILOVERS (moves from one endpoint to the next) and LOCAL_NODE_ID:\n"
+    "    this node ships to NODE_ID at ENDPOINT. With --json one object per\n"
+    "    peer and line, raw numbers: dc, local_node_id, node_id (the node we\n"
+    "    ship to), inbound_node_id (the node shipping to us), endpoint (as\n"
+    "    configured), endpoints (the list), endpoint_in_use, state, lag_msgs,\n"
+    "    lag_ms, last_seen_ms (unix ms), last_seen_age_ms, failures,\n"
+    "    failovers and counters (docs/replication.md).\n"
     "    `pause NAME` closes the link to peer NAME in both directions and keeps\n"
     "    it closed; `resume NAME` reconnects at once. Records accumulate in the\n"
     "    outbox meanwhile (kept for repl/outbox_retention). Both print dc,\n"
@@ -57,7 +63,8 @@ static void s_span(uint64_t ms, char *out, size_t cap) {
 //  The human form of one peer: times as spans ("3s ago", "never"), the
 //  counters left to --json. Written as JSON so that the house table prints it.
 static void s_human_peer(tern_json_t *b, const json_t *peer) {
-    static const char *const copied[] = {"dc", "node_id", "state", "lag_msgs", "endpoint", NULL};
+    static const char *const copied[] = {"dc",        "node_id",       "state", "lag_msgs",
+                                         "failovers", "local_node_id", NULL};
     char lag[32], seen[48];
     s_span(json_get_u64(peer, "lag_ms"), lag, sizeof lag);
     if (json_get_u64(peer, "last_seen_ms") == 0) {
@@ -77,13 +84,22 @@ static void s_human_peer(tern_json_t *b, const json_t *peer) {
     }
     tern_json_key_str(b, "lag", lag);
     tern_json_key_str(b, "last_seen", seen);
+    //  The endpoint in use (a peer DC may list several), else as configured.
+    const json_t *endpoint = json_get(peer, "endpoint_in_use");
+    if (!endpoint) {
+        endpoint = json_get(peer, "endpoint");
+    }
+    if (endpoint) {
+        tern_json_key(b, "endpoint");
+        json_write(b, endpoint);
+    }
     tern_json_raw(b, "}");
 }
 
 //  Prints the reply DOC of `peers` (an array) or of pause/resume (an object).
 static void s_print(const json_t *doc, bool json) {
-    static const char *const cols[] = {"dc",  "node_id",   "state",    "lag_msgs",
-                                       "lag", "last_seen", "endpoint", NULL};
+    static const char *const cols[] = {"dc",        "node_id",  "state",     "lag_msgs",      "lag",
+                                       "last_seen", "endpoint", "failovers", "local_node_id", NULL};
     tern_json_t b;
     tern_json_init(&b);
     if (json) {

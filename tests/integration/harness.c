@@ -694,6 +694,41 @@ void it_pub(it_broker_t *b, const char *topic, const char *data, int count) {
     it_result_free(&r);
 }
 
+size_t it_acks_add(it_acks_t *acks, const char *out) {
+    char *copy = strdup(out);
+    char **lines;
+    size_t n = it_split_lines(copy, &lines), added = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t id;
+        if (it_json_int(lines[i], "msg_id", &id)) {
+            if (acks->count == acks->cap) {
+                acks->cap = acks->cap ? acks->cap * 2 : 4096;
+                acks->ids = realloc(acks->ids, acks->cap * sizeof *acks->ids);
+            }
+            acks->ids[acks->count++] = id;
+            added++;
+        }
+    }
+    free(lines);
+    free(copy);
+    return added;
+}
+
+void it_acks_free(it_acks_t *acks) {
+    free(acks->ids);
+    memset(acks, 0, sizeof *acks);
+}
+
+int64_t it_topic_msgs(it_broker_t *b, const char *topic) {
+    it_result_t r;
+    int64_t msgs = -1;
+    if (it_ctl(&r, b, 5000, "topic", "info", topic, NULL) == 0) {
+        it_json_int(r.out, "msgs", &msgs);
+    }
+    it_result_free(&r);
+    return msgs;
+}
+
 void it_result_free(it_result_t *r) {
     free(r->out);
     free(r->err);

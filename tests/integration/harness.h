@@ -121,6 +121,23 @@ int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...)
     message number); asserts that it succeeded with one ack per message. */
 void it_pub(it_broker_t *b, const char *topic, const char *data, int count);
 
+/*  The msg_ids acknowledged to publishers, as a test gathers them. */
+typedef struct {
+    int64_t *ids; //  msg_ids in the order added, owned
+    size_t count; //  used
+    size_t cap;   //  allocated
+} it_acks_t;
+
+/*  Adds the msg_id of every line of OUT (`ternctl --json pub` output) to
+    ACKS; returns how many lines had one. */
+size_t it_acks_add(it_acks_t *acks, const char *out);
+
+/*  Frees ACKS' ids and empties it. */
+void it_acks_free(it_acks_t *acks);
+
+/*  The message count of TOPIC on B (`ternctl topic info`), or -1. */
+int64_t it_topic_msgs(it_broker_t *b, const char *topic);
+
 /*  Same as it_ctl with the stdin contents given. */
 int it_ctl_in(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_data,
               const char *arg, ...);

@@ -28,9 +28,7 @@
 
 typedef struct {
     it_broker_t *b[S_DCS]; //  dc1..dc3, node ids 1..3 (adopted: teardown stops them)
-    int64_t *acked;        //  msg_ids acknowledged to publishers (all DCs)
-    size_t acked_count;    //  used
-    size_t acked_cap;      //  allocated
+    it_acks_t acked;       //  msg_ids acknowledged to publishers (all DCs)
 } s_cluster_t;
 
 //  Creates and starts dc1..dc3 in a full mesh.
@@ -40,26 +38,7 @@ static void s_cluster_start(s_cluster_t *c) {
 }
 
 static void s_cluster_free(s_cluster_t *c) {
-    free(c->acked);
-    c->acked = NULL;
-}
-
-static void s_add_acks(s_cluster_t *c, const char *out) {
-    char *copy = strdup(out);
-    char **lines;
-    size_t n = it_split_lines(copy, &lines);
-    for (size_t i = 0; i < n; i++) {
-        int64_t id;
-        if (it_json_int(lines[i], "msg_id", &id)) {
-            if (c->acked_count == c->acked_cap) {
-                c->acked_cap = c->acked_cap ? c->acked_cap * 2 : 4096;
-                c->acked = realloc(c->acked, c->acked_cap * sizeof *c->acked);
-            }
-            c->acked[c->acked_count++] = id;
-        }
-    }
-    free(lines);
-    free(copy);
+    it_acks_free(&c->acked);
 }
 
 //  Publishes COUNT messages to DC (0-based) as PRODUCER from SEQ; records acks.
@@ -72,18 +51,8 @@ static void s_pub(s_cluster_t *c, int dc, const char *topic, const char *produce
     it_ctl(&r, c->b[dc], 60000, "pub", topic, "m{n}", "--count", count_s, "--producer", producer,
            "--seq", seq_s, NULL);
     it_assert_ok(&r, "ternctl pub");
-    s_add_acks(c, r.out);
+    it_acks_add(&c->acked, r.out);
     it_result_free(&r);
-}
-
-static int64_t s_topic_msgs(it_broker_t *b, const char *topic) {
-    it_result_t r;
-    int64_t msgs = -1;
-    if (it_ctl(&r, b, 5000, "topic", "info", topic, NULL) == 0) {
-        it_json_int(r.out, "msgs", &msgs);
-    }
-    it_result_free(&r);
-    return msgs;
 }
 
 //  Waits until every DC holds EXPECTED messages in TOPIC; returns the ms it
@@ -94,7 +63,7 @@ static int64_t s_converge(s_cluster_t *c, const char *topic, int64_t expected) {
     while (it_now_ms() - start < S_CONVERGE_MS) {
         bool all = true;
         for (int i = 0; i < S_DCS; i++) {
-            have[i] = s_topic_msgs(c->b[i], topic);
+            have[i] = it_topic_msgs(c->b[i], topic);
             all = all && have[i] == expected;
         }
         if (all) {
@@ -126,7 +95,7 @@ static void s_verify(s_cluster_t *c, const char *topic, size_t expected) {
     int64_t *first = NULL;
     char count_s[32];
     snprintf(count_s, sizeof count_s, "%zu", expected);
-    qsort(c->acked, c->acked_count, sizeof *c->acked, s_cmp_i64);
+    qsort(c->acked.ids, c->acked.count, sizeof *c->acked.ids, s_cmp_i64);
     for (int d = 0; d < S_DCS; d++) {
         it_result_t r;
         it_ctl(&r, c->b[d], 120000, "sub", topic, "--from", "first", "--wait", "--count", count_s,
@@ -168,15 +137,15 @@ static void s_verify(s_cluster_t *c, const char *topic, size_t expected) {
         }
         //  Every acknowledged id is there.
         size_t j = 0;
-        for (size_t i = 0; i < c->acked_count; i++) {
-            if (i > 0 && c->acked[i] == c->acked[i - 1]) {
+        for (size_t i = 0; i < c->acked.count; i++) {
+            if (i > 0 && c->acked.ids[i] == c->acked.ids[i - 1]) {
                 continue; //  a duplicate ack names the original
             }
-            while (j < n && ids[j] < c->acked[i]) {
+            while (j < n && ids[j] < c->acked.ids[i]) {
                 j++;
             }
-            cr_assert(j < n && ids[j] == c->acked[i], "dc%d: acked msg_id %ld missing", d + 1,
-                      (long)c->acked[i]);
+            cr_assert(j < n && ids[j] == c->acked.ids[i], "dc%d: acked msg_id %ld missing", d + 1,
+                      (long)c->acked.ids[i]);
         }
         if (!first) {
             first = ids;
@@ -325,7 +294,7 @@ Test(repl, producer_failover_gets_duplicate, .fini = it_teardown, .timeout = 120
         cr_assert(it_json_bool(lines[i], "duplicate", &dup) && dup, "not a duplicate: %s",
                   lines[i]);
         cr_assert(it_json_int(lines[i], "msg_id", &id));
-        cr_assert_eq(id, c.acked[90 + i], "duplicate names another msg_id");
+        cr_assert_eq(id, c.acked.ids[90 + i], "duplicate names another msg_id");
     }
     free(lines);
     free(copy);
@@ -347,7 +316,7 @@ Test(repl, sigkill_and_restart, .fini = it_teardown, .timeout = 240) {
     it_broker_kill(c.b[1]);
     it_proc_wait(bg, 5000);
     char *out = it_proc_out(bg);
-    s_add_acks(&c, out);
+    it_acks_add(&c.acked, out);
     free(out);
     it_proc_destroy(&bg);
     s_pub(&c, 0, "r.kill", "dc1-k", 1001, 1000);
@@ -360,8 +329,8 @@ Test(repl, sigkill_and_restart, .fini = it_teardown, .timeout = 240) {
     int64_t start = it_now_ms();
     int64_t expected = 0;
     while (it_now_ms() - start < S_CONVERGE_MS) {
-        int64_t a = s_topic_msgs(c.b[0], "r.kill"), b = s_topic_msgs(c.b[1], "r.kill"),
-                d = s_topic_msgs(c.b[2], "r.kill");
+        int64_t a = it_topic_msgs(c.b[0], "r.kill"), b = it_topic_msgs(c.b[1], "r.kill"),
+                d = it_topic_msgs(c.b[2], "r.kill");
         if (a == b && b == d && a >= (int64_t)4500) {
             expected = a;
             break;
@@ -390,7 +359,7 @@ Test(repl, sigstop_20s_under_load, .fini = it_teardown, .timeout = 240) {
         it_sleep_ms(500);
     }
     //  While dc2 sleeps, dc1 and dc3 keep replicating to each other.
-    int64_t in_dc3 = s_topic_msgs(c.b[2], "r.stop");
+    int64_t in_dc3 = it_topic_msgs(c.b[2], "r.stop");
     cr_assert_geq(in_dc3, 500 + 2 * (seq - 1) - 500, "dc1 -> dc3 stalled while dc2 was stopped");
     char *line = s_peer_line(&c, 0, "dc2");
     cr_assert_not_null(line);
@@ -427,9 +396,9 @@ Test(repl, links_paused_and_resumed, .fini = it_teardown, .timeout = 180) {
     it_sleep_ms(2000);
     //  dc3 has everything; dc2 has not seen dc1's new records, nor dc1 dc2's
     //  (dc3 does not relay: only origins ship).
-    cr_assert_eq(s_topic_msgs(c.b[2], "r.pause"), 800);
-    cr_assert_eq(s_topic_msgs(c.b[1], "r.pause"), 500);
-    cr_assert_eq(s_topic_msgs(c.b[0], "r.pause"), 500);
+    cr_assert_eq(it_topic_msgs(c.b[2], "r.pause"), 800);
+    cr_assert_eq(it_topic_msgs(c.b[1], "r.pause"), 500);
+    cr_assert_eq(it_topic_msgs(c.b[0], "r.pause"), 500);
     line = s_peer_line(&c, 0, "dc2");
     int64_t lag = 0;
     cr_assert(it_json_int(line, "lag_msgs", &lag));
@@ -652,10 +621,10 @@ Test(repl, partition_conflict_lowest_msg_id_wins, .fini = it_teardown, .timeout 
     s_peers_ctl(&c, 1, "pause", "dc1", false);
     s_pub(&c, 0, "r.conflict", "both", 1, 50);
     s_pub(&c, 1, "r.conflict", "both", 1, 50);
-    cr_assert_eq(c.acked_count, 100u);
+    cr_assert_eq(c.acked.count, 100u);
     int64_t winners[50];
     for (int i = 0; i < 50; i++) {
-        winners[i] = c.acked[i] < c.acked[50 + i] ? c.acked[i] : c.acked[50 + i];
+        winners[i] = c.acked.ids[i] < c.acked.ids[50 + i] ? c.acked.ids[i] : c.acked.ids[50 + i];
     }
     s_peers_ctl(&c, 0, "resume", "dc2", false);
     s_peers_ctl(&c, 1, "resume", "dc1", false);
@@ -663,8 +632,8 @@ Test(repl, partition_conflict_lowest_msg_id_wins, .fini = it_teardown, .timeout 
     fprintf(stderr, "it_repl: conflicting copies resolved everywhere %ld ms after the heal\n",
             (long)ms);
     it_sleep_ms(1000); //  late copies must not come back
-    memcpy(c.acked, winners, sizeof winners);
-    c.acked_count = 50;
+    memcpy(c.acked.ids, winners, sizeof winners);
+    c.acked.count = 50;
     s_verify(&c, "r.conflict", 50);
     s_check_origin = true;
     s_cluster_free(&c);

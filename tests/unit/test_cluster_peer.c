@@ -6,7 +6,7 @@
 
 //  Usage: a link connects at once, goes live on WELCOME, dies when silent.
 Test(peer, usage) {
-    tern_peer_t *link = tern_peer_new(NULL, 1000);
+    tern_peer_t *link = tern_peer_new(NULL, 1, 1000);
     cr_assert_not_null(link);
     cr_assert_eq(tern_peer_state(link), TERN_PEER_IDLE);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 1000), TERN_PEER_A_CONNECT);
@@ -39,7 +39,7 @@ Test(peer, backoff_schedule) {
 //  followed by 1 s, 5 s, 30 s, 30 s waits.
 Test(peer, unanswered_handshakes_back_off) {
     tern_peer_timing_t timing = {.handshake_ms = 3000, .dead_ms = 3000};
-    tern_peer_t *link = tern_peer_new(&timing, 0);
+    tern_peer_t *link = tern_peer_new(&timing, 1, 0);
     uint64_t now = 0;
     uint64_t expected_wait[] = {1000, 5000, 30000, 30000, 30000};
     cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, now), TERN_PEER_A_CONNECT);
@@ -61,7 +61,7 @@ Test(peer, unanswered_handshakes_back_off) {
 }
 
 Test(peer, refused_backs_off_and_counts) {
-    tern_peer_t *link = tern_peer_new(NULL, 0);
+    tern_peer_t *link = tern_peer_new(NULL, 1, 0);
     tern_peer_event(link, TERN_PEER_TICK, 0);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_REFUSED, 10), TERN_PEER_A_CLOSE);
     cr_assert_eq(tern_peer_state(link), TERN_PEER_IDLE);
@@ -78,7 +78,7 @@ Test(peer, refused_backs_off_and_counts) {
 }
 
 Test(peer, live_refused_closes) {
-    tern_peer_t *link = tern_peer_new(NULL, 0);
+    tern_peer_t *link = tern_peer_new(NULL, 1, 0);
     tern_peer_event(link, TERN_PEER_TICK, 0);
     tern_peer_event(link, TERN_PEER_WELCOME, 1);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_REFUSED, 2), TERN_PEER_A_CLOSE);
@@ -87,7 +87,7 @@ Test(peer, live_refused_closes) {
 }
 
 Test(peer, pause_and_resume) {
-    tern_peer_t *link = tern_peer_new(NULL, 0);
+    tern_peer_t *link = tern_peer_new(NULL, 1, 0);
     tern_peer_event(link, TERN_PEER_TICK, 0);
     tern_peer_event(link, TERN_PEER_WELCOME, 1);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_PAUSE, 2), TERN_PEER_A_CLOSE);
@@ -112,7 +112,7 @@ Test(peer, pause_and_resume) {
 
 Test(peer, handshake_timeout) {
     tern_peer_timing_t timing = {.handshake_ms = 500, .dead_ms = 700};
-    tern_peer_t *link = tern_peer_new(&timing, 100);
+    tern_peer_t *link = tern_peer_new(&timing, 1, 100);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 50), 0u); //  not due yet
     cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 100), TERN_PEER_A_CONNECT);
     cr_assert_eq(tern_peer_deadline(link), 600u);
@@ -125,7 +125,7 @@ Test(peer, handshake_timeout) {
 
 //  WAKE: the peer connected to us, so it is back; an idle link retries now.
 Test(peer, wake_retries_idle_link_at_once) {
-    tern_peer_t *link = tern_peer_new(NULL, 0);
+    tern_peer_t *link = tern_peer_new(NULL, 1, 0);
     tern_peer_event(link, TERN_PEER_TICK, 0);
     tern_peer_event(link, TERN_PEER_WELCOME, 1);
     tern_peer_event(link, TERN_PEER_TICK, 3001); //  dead: retry at 4001
@@ -143,5 +143,82 @@ Test(peer, wake_retries_idle_link_at_once) {
     tern_peer_event(link, TERN_PEER_PAUSE, 8004);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_WAKE, 8005), 0u);
     cr_assert_eq(tern_peer_state(link), TERN_PEER_PAUSED);
+    tern_peer_destroy(&link);
+}
+
+//  Three endpoints, the first two dead: the link moves on at once and the
+//  backoff waits only after a whole round failed.
+Test(peer, endpoints_rotate_and_back_off_per_round) {
+    tern_peer_timing_t timing = {.handshake_ms = 3000, .dead_ms = 3000};
+    tern_peer_t *link = tern_peer_new(&timing, 3, 0);
+    cr_assert_eq(tern_peer_endpoint(link), 0u);
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 0), TERN_PEER_A_CONNECT);
+    //  Endpoint 0 never answers: endpoint 1 at once, no backoff.
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 3000),
+                 TERN_PEER_A_CLOSE | TERN_PEER_A_CONNECT);
+    cr_assert_eq(tern_peer_state(link), TERN_PEER_HELLO);
+    cr_assert_eq(tern_peer_endpoint(link), 1u);
+    cr_assert_eq(tern_peer_failures(link), 0u);
+    //  Endpoint 1 refuses (another DC answered there): endpoint 2 at once.
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_REFUSED, 3010),
+                 TERN_PEER_A_CLOSE | TERN_PEER_A_CONNECT);
+    cr_assert_eq(tern_peer_endpoint(link), 2u);
+    cr_assert_eq(tern_peer_failovers(link), 2u);
+    //  Endpoint 2 fails too: the round is over, back off 1 s, from endpoint 0.
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 6010), TERN_PEER_A_CLOSE);
+    cr_assert_eq(tern_peer_state(link), TERN_PEER_IDLE);
+    cr_assert_eq(tern_peer_failures(link), 1u);
+    cr_assert_eq(tern_peer_endpoint(link), 0u);
+    cr_assert_eq(tern_peer_deadline(link), 7010u);
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 7010), TERN_PEER_A_CONNECT);
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 10010),
+                 TERN_PEER_A_CLOSE | TERN_PEER_A_CONNECT);
+    //  Endpoint 1 answers: live, the schedule starts over.
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_WELCOME, 10020), TERN_PEER_A_STREAM);
+    cr_assert_eq(tern_peer_endpoint(link), 1u);
+    cr_assert_eq(tern_peer_failures(link), 0u);
+    cr_assert_eq(tern_peer_failovers(link), 4u);
+    tern_peer_destroy(&link);
+}
+
+//  A live link that dies fails over at once to the next endpoint (a node
+//  that moved there); when that one fails too the round is over: 1 s.
+Test(peer, lost_live_link_fails_over_at_once) {
+    tern_peer_t *link = tern_peer_new(NULL, 2, 0);
+    tern_peer_event(link, TERN_PEER_TICK, 0);
+    tern_peer_event(link, TERN_PEER_WELCOME, 5);
+    cr_assert_eq(tern_peer_endpoint(link), 0u);
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 3005),
+                 TERN_PEER_A_CLOSE | TERN_PEER_A_CONNECT);
+    cr_assert_eq(tern_peer_state(link), TERN_PEER_HELLO);
+    cr_assert_eq(tern_peer_endpoint(link), 1u);
+    cr_assert_eq(tern_peer_failovers(link), 1u);
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 6005), TERN_PEER_A_CLOSE);
+    cr_assert_eq(tern_peer_state(link), TERN_PEER_IDLE);
+    cr_assert_eq(tern_peer_deadline(link), 7005u);
+    cr_assert_eq(tern_peer_endpoint(link), 0u);
+    //  Resume-like success on endpoint 0 later resets the round.
+    tern_peer_event(link, TERN_PEER_TICK, 7005);
+    tern_peer_event(link, TERN_PEER_WELCOME, 7006);
+    cr_assert_eq(tern_peer_failures(link), 0u);
+    tern_peer_destroy(&link);
+}
+
+//  One endpoint: every failure is a full round (the plain schedule), no
+//  failovers; out-of-range counts are clamped.
+Test(peer, one_endpoint_never_fails_over) {
+    tern_peer_t *link = tern_peer_new(NULL, 0, 0);
+    tern_peer_event(link, TERN_PEER_TICK, 0);
+    cr_assert_eq(tern_peer_event(link, TERN_PEER_REFUSED, 10), TERN_PEER_A_CLOSE);
+    cr_assert_eq(tern_peer_endpoint(link), 0u);
+    cr_assert_eq(tern_peer_failovers(link), 0u);
+    cr_assert_eq(tern_peer_failures(link), 1u);
+    tern_peer_destroy(&link);
+    link = tern_peer_new(NULL, 1000, 0);
+    for (uint64_t now = 0; now <= 8 * 3000; now += 3000) {
+        tern_peer_event(link, TERN_PEER_TICK, now);
+    }
+    cr_assert_eq(tern_peer_failures(link), 1u); //  8 endpoints = one round
+    cr_assert_eq(tern_peer_endpoint(link), 0u);
     tern_peer_destroy(&link);
 }

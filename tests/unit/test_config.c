@@ -349,6 +349,78 @@ Test(config, nul_bytes_refused_with_offset) {
     s_remove_temp(&path);
 }
 
+//  A peer DC with several endpoints, from a flag and from a file; one
+//  endpoint works as before; bad lists are refused naming what is wrong.
+Test(config, peer_endpoint_lists) {
+    tern_config_t config;
+    const char *one[] = {"--peer", "dc2=tcp://h:1", NULL};
+    cr_assert_eq(s_parse_args(&config, one), TERN_OK, "%s", s_errbuf);
+    cr_assert_eq(config.peers[0].endpoint_count, 1u);
+    cr_assert_str_eq(config.peers[0].endpoints[0], "tcp://h:1");
+    cr_assert_str_eq(config.peers[0].endpoint, "tcp://h:1");
+    const char *three[] = {"--peer", "dc2=tcp://h:1,tcp://h:2 , ipc:///tmp/x", NULL};
+    cr_assert_eq(s_parse_args(&config, three), TERN_OK, "%s", s_errbuf);
+    cr_assert_eq(config.peers[0].endpoint_count, 3u);
+    cr_assert_str_eq(config.peers[0].endpoints[1], "tcp://h:2");
+    cr_assert_str_eq(config.peers[0].endpoints[2], "ipc:///tmp/x");
+    cr_assert_str_eq(config.peers[0].endpoint, "tcp://h:1,tcp://h:2,ipc:///tmp/x");
+    //  The file form; a later flag replaces the whole list.
+    char *path = s_write_temp("repl\n    peers\n        dc2 = \"tcp://f:1, tcp://f:2\"\n"
+                              "        dc3 = tcp://g:1\n");
+    char *argv[] = {"ternd", "-c", path, "--peer", "dc3=tcp://g:2,tcp://g:3"};
+    tern_config_defaults(&config);
+    cr_assert_eq(s_parse(&config, ARGC(argv), argv, NULL, NULL), TERN_OK, "%s", s_errbuf);
+    s_remove_temp(&path);
+    cr_assert_eq(config.peer_count, 2u);
+    cr_assert_eq(config.peers[0].endpoint_count, 2u);
+    cr_assert_str_eq(config.peers[0].endpoints[1], "tcp://f:2");
+    cr_assert_eq(config.peers[1].endpoint_count, 2u);
+    cr_assert_str_eq(config.peers[1].endpoints[0], "tcp://g:2");
+    //  At most TERN_PEER_ENDPOINTS_MAX (8).
+    const char *eight[] = {"--peer",
+                           "d=tcp://h:1,tcp://h:2,tcp://h:3,tcp://h:4,tcp://h:5,"
+                           "tcp://h:6,tcp://h:7,tcp://h:8",
+                           NULL};
+    cr_assert_eq(s_parse_args(&config, eight), TERN_OK, "%s", s_errbuf);
+    cr_assert_eq(config.peers[0].endpoint_count, 8u);
+    struct {
+        const char *args[5];
+        const char *expected;
+    } cases[] = {
+        {{"--peer", "dc2=", NULL},
+         "config: repl/peers/dc2 = \"\": expected a ZeroMQ endpoint like tcp://HOST:PORT or "
+         "ipc://PATH (an entry is empty) (from --peer)"},
+        {{"--peer", "dc2=tcp://h:1,,tcp://h:2", NULL},
+         "config: repl/peers/dc2 = \"tcp://h:1,,tcp://h:2\": expected a ZeroMQ endpoint like "
+         "tcp://HOST:PORT or ipc://PATH (an entry is empty)"},
+        {{"--peer", "dc2=tcp://h:1,", NULL}, "(an entry is empty)"},
+        {{"--peer", "dc2=tcp://h:1,nowhere", NULL},
+         "config: repl/peers/dc2 = \"tcp://h:1,nowhere\": expected a ZeroMQ endpoint"},
+        {{"--peer", "dc2=tcp://h:1,tcp://h:2,tcp://h:1", NULL},
+         "config: repl/peers/dc2 = \"tcp://h:1,tcp://h:2,tcp://h:1\": expected each endpoint "
+         "once (tcp://h:1 is listed twice)"},
+        {{"--peer", "dc2=tcp://h:1,tcp://h:2", "--peer", "dc3=tcp://h:3,tcp://h:2", NULL},
+         "config: repl/peers/dc3: endpoint tcp://h:2 is also peer dc2's: expected each "
+         "endpoint in one peer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(s_parse_args(&config, cases[i].args), TERN_ECONFIG, "case %zu", i);
+        cr_assert(strstr(s_errbuf, cases[i].expected), "case %zu: got \"%s\"\nexpected \"%s\"", i,
+                  s_errbuf, cases[i].expected);
+    }
+    const char *nine[] = {"--peer",
+                          "d=tcp://h:1,tcp://h:2,tcp://h:3,tcp://h:4,tcp://h:5,"
+                          "tcp://h:6,tcp://h:7,tcp://h:8,tcp://h:9",
+                          NULL};
+    cr_assert_eq(s_parse_args(&config, nine), TERN_ECONFIG);
+    cr_assert(strstr(s_errbuf, "expected at most 8 endpoints"), "%s", s_errbuf);
+    char longer[400];
+    snprintf(longer, sizeof longer, "d=tcp://h:1,tcp://%0300d:1", 0);
+    const char *too_long[] = {"--peer", longer, NULL};
+    cr_assert_eq(s_parse_args(&config, too_long), TERN_ECONFIG);
+    cr_assert(strstr(s_errbuf, "expected endpoints of at most 255 bytes"), "%s", s_errbuf);
+}
+
 Test(config, flags_override_file_in_any_order) {
     char *path = s_write_temp("node\n    id = 3\n    dc = filedc\n"
                               "storage\n    durability = batch\n"
@@ -505,7 +577,8 @@ Test(config, flag_errors) {
          "--durability)"},
         {{"--node-id=2000", NULL}, "config: node/id = \"2000\": expected an integer in 0..1023"},
         {{"--max-deliver", "0", NULL}, "config: delivery/max_deliver = \"0\""},
-        {{"--peer", "dc2", NULL}, "config: repl/peers = \"dc2\": expected NAME=ENDPOINT"},
+        {{"--peer", "dc2", NULL},
+         "config: repl/peers = \"dc2\": expected NAME=ENDPOINT[,ENDPOINT...]"},
         {{"--peer", "d:c=tcp://h:1", NULL}, "config: repl/peers/d:c: expected a peer name"},
         {{"--peer", "dc2=tcp://h", NULL}, "config: repl/peers/dc2 = \"tcp://h\": expected"},
         {{"--version=2", NULL}, "config: option \"--version=2\" takes no value"},
@@ -556,6 +629,10 @@ static void s_assert_same(const tern_config_t *a, const tern_config_t *b) {
     for (uint32_t i = 0; i < a->peer_count; i++) {
         cr_assert_str_eq(a->peers[i].name, b->peers[i].name);
         cr_assert_str_eq(a->peers[i].endpoint, b->peers[i].endpoint);
+        cr_assert_eq(a->peers[i].endpoint_count, b->peers[i].endpoint_count);
+        for (uint32_t e = 0; e < a->peers[i].endpoint_count; e++) {
+            cr_assert_str_eq(a->peers[i].endpoints[e], b->peers[i].endpoints[e]);
+        }
     }
 }
 
@@ -614,7 +691,7 @@ Test(config, print_config_round_trip) {
                     "--ttl-sync=100h",
                     "--repl-listen=tcp://*:*",
                     "--outbox-retention=1m",
-                    "--peer=a=tcp://a:1",
+                    "--peer=a=tcp://a:1, tcp://a:2",
                     "--peer=b-2=ipc:///tmp/b",
                     "--print-config"};
     tern_config_defaults(&config);
@@ -625,6 +702,7 @@ Test(config, print_config_round_trip) {
     cr_assert(strstr(printed, "    durability = batch\n"), "%s", printed);
     cr_assert(strstr(printed, "    data = \"/tmp/it's here\"\n"), "%s", printed);
     cr_assert(strstr(printed, "        b-2 = \"ipc:///tmp/b\"\n"), "%s", printed);
+    cr_assert(strstr(printed, "        a = \"tcp://a:1,tcp://a:2\"\n"), "%s", printed);
     s_round_trip(&config);
 
     //  What --print-config printed loads back with -c to the same config.
@@ -681,7 +759,7 @@ Test(config, help_lists_every_flag) {
                                   "--ttl-sync DURATION",
                                   "--repl-listen ENDPOINT",
                                   "--outbox-retention DURATION",
-                                  "--peer NAME=ENDPOINT"};
+                                  "--peer NAME=ENDPOINT[,ENDPOINT...]"};
     static const char *keys[] = {"node/id",
                                  "node/dc",
                                  "node/data",
