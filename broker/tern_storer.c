@@ -82,6 +82,7 @@ typedef struct {
     tern_repl_batch_t *repl;     //  this drain's replication batches (owned)
     tern_repl_streams_t streams; //  in-DC follower streams (allocated on first use)
     bool deferred;               //  cluster with durability fsync: flush after the results
+    tern_pubs_t *carry;          //  a publish batch's tail past batch_bytes: the next drain's first
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -568,26 +569,72 @@ static void s_flush_deferred(s_storer_t *self, tern_err_t commit_rc) {
     }
 }
 
-//  Drains up to S_DRAIN_MAX items (and at most batch_max appends), commits
-//  once, sends the results. Returns the number of items handled.
+//  What a publish adds to the batch besides its payload (record header,
+//  queue entry, index and dedup entries), for splitting a publish batch.
+#define S_PUB_BYTES 512
+
+static uint64_t s_batch_bytes(s_storer_t *self) {
+    uint64_t bytes = self->args->config->batch_bytes;
+    return bytes ? bytes : 8u << 20;
+}
+
+//  True while the batch may take another inbox item: fewer than batch_max
+//  appends and fewer than batch_bytes bytes. The bytes bound the write
+//  transaction's dirty pages (LMDB mallocs each one and keeps them for the
+//  next transactions): 4096 records of 64 KB, or one drain of route's ops
+//  under fan-out, would otherwise make a transaction of hundreds of MB.
+//  Other items are never split, so a batch closes at the first item past
+//  the bound; a publish batch is split (s_take_pubs).
+static bool s_batch_open(s_storer_t *self) {
+    uint32_t batch_max = self->args->config->batch_max ? self->args->config->batch_max : 4096;
+    return self->appends < batch_max && tern_store_batch_bytes(self->batch) < s_batch_bytes(self);
+}
+
+//  Queues PUBS, or as many of its publishes (at least one) as batch_bytes
+//  leaves room for: conn's drain can hold 1024 publishes of up to 1 MB. The
+//  rest moves to a new batch in self->carry, taken first by the next drain,
+//  so publishes still commit (and are answered) in arrival order.
+static void s_take_pubs(s_storer_t *self, tern_pubs_t *pubs) {
+    uint64_t room = s_batch_bytes(self) - tern_store_batch_bytes(self->batch);
+    uint64_t bytes = 0;
+    size_t n = 0;
+    while (n < pubs->count && (n == 0 || bytes < room)) {
+        bytes += pubs->items[n++]->frame.payload_size + S_PUB_BYTES;
+    }
+    if (n < pubs->count) {
+        tern_pubs_t *tail = tern_alloc(sizeof *tail);
+        tail->count = tail->cap = pubs->count - n;
+        tail->items = tern_realloc(NULL, tail->cap * sizeof(tern_pub_t *));
+        memcpy(tail->items, pubs->items + n, tail->count * sizeof(tern_pub_t *));
+        pubs->count = n; //  the tail's publishes are owned by TAIL now
+        self->carry = tail;
+    }
+    s_queue_pubs(self, pubs);
+}
+
+//  Drains up to S_DRAIN_MAX items (while s_batch_open), commits once,
+//  sends the results. Returns the number of items handled.
 static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     size_t handled = 0;
     self->appends = 0;
     self->swept = 0;
     self->sweeping = false;
-    uint32_t batch_max = self->args->config->batch_max ? self->args->config->batch_max : 4096;
-    while (handled < S_DRAIN_MAX && self->appends < batch_max) {
-        tern_work_type_t type;
-        void *ptr;
-        if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+    while (handled < S_DRAIN_MAX && s_batch_open(self)) {
+        tern_work_type_t type = TERN_WORK_PUBS;
+        void *ptr = self->carry;
+        self->carry = NULL;
+        if (!ptr && tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
             break;
         }
         handled++;
         if (type == TERN_WORK_PUBS) {
-            s_queue_pubs(self, (tern_pubs_t *)ptr);
+            s_take_pubs(self, (tern_pubs_t *)ptr);
         } else if (type == TERN_WORK_ADMIN) {
             s_queue_admin(self, (tern_admin_t *)ptr);
         } else if (type == TERN_WORK_OPS) {
+            //  Taken: route may deliver more (tern_route_deliver.c).
+            atomic_fetch_sub_explicit(&self->args->metrics->ops_queued,
+                                      (int64_t)((tern_ops_t *)ptr)->count, memory_order_relaxed);
             s_queue_ops(self, (tern_ops_t *)ptr);
         } else if (type == TERN_WORK_REPL) {
             s_queue_repl(self, (tern_repl_batch_t *)ptr);

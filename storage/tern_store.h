@@ -224,6 +224,14 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p);
 /*  Number of queued operations (0 when SELF is NULL). */
 size_t tern_store_batch_size(tern_store_batch_t *self);
 
+/*  Bytes the queued operations hold and will write (0 when SELF is NULL):
+    each operation's queue entry plus, for an append, its payload and record
+    header. The write transaction's dirty pages, which LMDB mallocs and keeps
+    for reuse, grow with it, so the storer closes a batch at a byte bound
+    (storage/batch_bytes) as well as at a count. An estimate, not the exact
+    page count. */
+size_t tern_store_batch_bytes(tern_store_batch_t *self);
+
 /*  Commits every queued operation in ONE write transaction. If the map is
     full it grows (up to map_max) and retries; when it cannot grow, appends
     fail with TERN_EFULL (the earliest ones that fit are still stored) while

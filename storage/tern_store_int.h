@@ -485,6 +485,7 @@ struct tern_store_batch_t {
     size_t count;         //  how many
     size_t cap;           //  allocated
     bool has_appends;     //  any OP_APPEND or OP_APPEND_REPLICA queued
+    size_t bytes;         //  what the queued operations hold and write (estimate)
     st_cached_t **cache;  //  per-transaction record cache (pooled entries)
     size_t cache_count;   //  entries in use
     size_t cache_cap;     //  entries allocated
