@@ -79,9 +79,9 @@ typedef enum {
                                       (tern_gops_encode); consumes no position */
     TERN_CMD_CREPL_GSTATE = 56,    /* l->f (SYNC answer): topic, code = tern_crepl_gstate_t;
                                       payload = msgpack (tern_gstate_encode / _names) */
-    TERN_CMD_CREPL_RECORDS = 57, /* l->f: position of the first entry; payload = entries
-                                    (tern_records_put), each an encoded CREPL_RECORD or
-                                    CREPL_TOPIC of the same pt and ep at consecutive positions */
+    TERN_CMD_CREPL_RECORDS = 57,   /* l->f: position of the first entry; payload = entries
+                                      (tern_records_put), each an encoded CREPL_RECORD or
+                                      CREPL_TOPIC of the same pt and ep at consecutive positions */
     TERN_CMD_MAX_
 } tern_cmd_t;
 
