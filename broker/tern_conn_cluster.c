@@ -22,7 +22,8 @@
         cluster.verify    partition [, topic [, upto]]: without topic, the
                           topics of the partition this node holds with
                           their last_seq; with topic, tern_store_digest of
-                          it up to upto (default its last_seq). ternctl
+                          it up to upto (default its last_seq) chained with
+                          tern_store_group_digest (its groups). ternctl
                           cluster verify asks every replica and compares
                           the digests up to the seq they all have.
 */
@@ -300,7 +301,8 @@ static bool s_verify_topic(const tern_topic_info_t *topic, void *arg) {
 
 //  Without topic: {"partition","node_id","position","topics":[{"topic",
 //  "last_seq"}]}. With topic: {"partition","node_id","topic","last_seq",
-//  "upto","digest":"16 hex digits"}, upto clamped to last_seq.
+//  "upto","groups","log","digest"} (16 hex digits each: the group state,
+//  the log, both), upto clamped to last_seq.
 static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t partition,
                            tern_json_t *json, char *reason, size_t cap) {
     tern_cluster_t *cluster = self->args->cluster;
@@ -334,14 +336,25 @@ static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t p
         }
         upto = upto < info.last_seq ? upto : info.last_seq;
     }
+    uint64_t log = 0, groups = 0;
     if (rc == TERN_OK) {
-        rc = tern_store_digest(self->reader, topic, upto, &digest);
+        rc = tern_store_digest(self->reader, topic, upto, &log);
+    }
+    if (rc == TERN_OK) {
+        rc = tern_store_group_digest(self->reader, topic, upto, &groups);
     }
     if (rc != TERN_OK) {
         snprintf(reason, cap, "cannot digest topic '%.200s': %s", topic, tern_strerror(rc));
         return rc;
     }
+    //  "digest" covers both, so ternctl compares group state too; a topic
+    //  without groups keeps its log digest.
+    digest = groups ? tern_partition_hash(&groups, sizeof groups, log) : log;
     char hex[24];
+    snprintf(hex, sizeof hex, "%016" PRIx64, groups);
+    tern_json_key_str(json, "groups", hex);
+    snprintf(hex, sizeof hex, "%016" PRIx64, log);
+    tern_json_key_str(json, "log", hex);
     snprintf(hex, sizeof hex, "%016" PRIx64, digest);
     tern_json_key_str(json, "topic", topic);
     tern_json_key_u64(json, "last_seq", info.last_seq);

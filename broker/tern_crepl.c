@@ -24,6 +24,9 @@
                                        its messages, forward to route
         REPL_DONE tern_repl_batch_t *  from the storer: a follower batch
                                        committed; confirm to the leader, free
+        SYNCED    (NULL)               from the storer (durability fsync): its
+                                       last commit is on disk; this node's copy
+                                       of every position shipped is durable
     Sends:
         COMMITTED -> conn's inbox (results possibly changed to TERN_ETIMEOUT
                      or TERN_ENOTLEADER)
@@ -49,10 +52,10 @@
 // ---------------------------------------------------------------------------
 //  Sending
 
-int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t len,
-                   zmq_msg_t *payload) {
+int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, const uint8_t *hdr,
+                   size_t len, zmq_msg_t *payload) {
     if (zmq_send(self->router, rid, rid_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(self->router, self->buf, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_send(self->router, hdr, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         return -1;
     }
     zmq_msg_t copy; //  zero copy: a reference to the publish's own frame
@@ -68,6 +71,13 @@ int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t l
 int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
            const tern_frame_t *frame) {
     return tern_frame_send(sock, rid, rid_size, frame, self->buf, sizeof self->buf, "crepl");
+}
+
+void c_frame_init(tern_frame_t *frame, tern_cmd_t cmd, uint32_t pt, uint64_t epoch, uint64_t pos) {
+    tern_frame_init(frame, cmd);
+    C_PT(frame) = pt;
+    C_EP(frame) = epoch;
+    frame->position = pos;
 }
 
 void c_count_stale(c_repl_t *self) {
@@ -152,11 +162,15 @@ static void s_handle_inbox(void *actor, void *unused) {
             c_batch_done(self, (tern_repl_batch_t *)ptr);
         } else if (type == TERN_WORK_NOTICE) {
             c_notice(self, (tern_notice_t *)ptr);
+        } else if (type == TERN_WORK_SYNCED) {
+            c_synced(self);
         } else {
             zsys_error("crepl: unexpected work item type %d", (int)type);
         }
     }
+    c_ship_flush(self); //  the drain's records: one frame per follower and partition
     c_flush_batch(self);
+    c_group_flush(self); //  after every record of the drain (tern_crepl_group.c)
     c_evaluate(self);
     c_notices_evaluate(self);
 }
@@ -227,7 +241,12 @@ static int s_start(c_repl_t *self) {
     self->partitions = tern_cluster_partitions(self->cluster);
     self->leads = tern_alloc(self->partitions * sizeof *self->leads);
     self->follows = tern_alloc(self->partitions * sizeof *self->follows);
+    self->ship_dirty = tern_alloc(self->partitions * sizeof *self->ship_dirty);
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
+    //  The storer's rule (tern_storer.c, s_flush_deferred; it also needs no
+    //  cross-DC peers, which ternd refuses in a cluster): this node's own
+    //  copy counts as durable at SYNCED, not when its results arrive.
+    self->deferred = self->config->durability == TERN_DURABILITY_FSYNC;
     self->version = UINT64_MAX; //  the first refresh reads every record
     c_refresh(self);
     return 0;
@@ -265,6 +284,7 @@ static void s_stop(c_repl_t *self) {
     tern_store_reader_destroy(&self->reader);
     free(self->leads);
     free(self->follows);
+    free(self->ship_dirty);
     zsock_destroy(&self->router_sock);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->storer_sock);

@@ -18,6 +18,7 @@
 #include "tern_config.h"
 #include "tern_metrics.h"
 #include "tern_store.h"
+#include "tern_work.h"
 #include <czmq.h>
 #include <stdatomic.h>
 
@@ -31,6 +32,9 @@ typedef struct {
     _Atomic uint64_t resyncs;        //  streams dropped and synced again as a follower
     _Atomic uint64_t applied;        //  records applied as a follower (not duplicates)
     _Atomic uint64_t truncated;      //  records removed by truncation as a follower
+    _Atomic uint64_t group_ops;      //  group ops shipped live to followers (CREPL_GROUP)
+    _Atomic uint64_t group_skipped;  //  group ops / entries a follower lacked the topic, seq or
+                                     //  group of (skipped, logged)
 } tern_crepl_stats_t;
 
 typedef struct {
@@ -46,6 +50,15 @@ typedef struct {
     int bind_rc;                 //  out: 0 when cluster/listen is bound
     char error[256];             //  out: why it could not start
 } tern_crepl_args_t;
+
+/*  Group state replication (tern_crepl_group.c), called on the storer's
+    thread. tern_crepl_group_collect: after a commit, appends the committed
+    group ops of OPS (those that succeeded) to NOTICE's gops, for crepl to
+    ship. tern_crepl_group_queue: queues an in-DC follower's CREPL_GROUP or
+    CREPL_GSTATE record REC on BATCH (by topic name); REC->result.seq counts
+    what this replica lacked (skipped). REC stays owned by the caller. */
+void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops);
+void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch);
 
 /*  zactor_fn: ARGS is a tern_crepl_args_t, borrowed for the actor's life. */
 void tern_crepl_actor(zsock_t *pipe, void *args);

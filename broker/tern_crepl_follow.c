@@ -290,6 +290,13 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             s_add_rec(self, f, rec);
             s_add_mark(self, pt, f, frame->position);
             return true;
+        case TERN_CMD_CREPL_GSTATE: //  group snapshot: part of the answer
+        case TERN_CMD_CREPL_GROUP:  //  live group ops: no position (tern_crepl_group.c)
+            if (frame->cmd == TERN_CMD_CREPL_GSTATE ? answer : f->phase == C_F_LIVE) {
+                s_add_rec(self, f, rec);
+                return true;
+            }
+            return false;
         case TERN_CMD_CREPL_HEARTBEAT:
             if (f->phase == C_F_LIVE && frame->position > f->recv) {
                 s_resync(self, f); //  records were lost on the way
@@ -302,27 +309,26 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
     }
 }
 
-//  Fences REC against the view and our stream of its partition. True if
-//  the batch took REC.
-static bool s_handle_frame(c_repl_t *self, c_link_t *link, tern_repl_rec_t *rec) {
-    tern_frame_t *frame = &rec->frame;
+//  The stream FRAME (from LINK) belongs to, fenced against the view and our
+//  stream of its partition, or NULL (dropped).
+static c_follow_t *s_fence(c_repl_t *self, c_link_t *link, const tern_frame_t *frame) {
     uint32_t pt = C_PT(frame);
     tern_partmap_record_t view;
     if (pt >= self->partitions || !tern_cluster_record(self->cluster, pt, &view)) {
-        return false;
+        return NULL;
     }
     tern_partmap_epoch_t fence = tern_partmap_fence(view.epoch, C_EP(frame));
     if (fence == TERN_PARTMAP_EPOCH_STALE) {
         c_count_stale(self);
-        return false;
+        return NULL;
     }
     c_follow_t *f = &self->follows[pt];
     if (fence == TERN_PARTMAP_EPOCH_AHEAD || !f->following || f->leader != link->node ||
         f->epoch != C_EP(frame)) {
-        return false; //  ahead: the view catches up, then we sync
+        return NULL; //  ahead: the view catches up, then we sync
     }
     f->seen_ms = tern_now_ms();
-    return s_stream_frame(self, pt, f, rec);
+    return f;
 }
 
 static tern_repl_rec_t *s_rec_new(void) {
@@ -330,6 +336,49 @@ static tern_repl_rec_t *s_rec_new(void) {
     zmq_msg_init(&rec->hdr);
     zmq_msg_init(&rec->body);
     return rec;
+}
+
+//  A CREPL_RECORDS frame OUTER of stream F: each entry goes through the
+//  stream as if it came alone, holding a reference to OUTER's payload (no
+//  copy). A malformed entry, or one of another partition or epoch, ends the
+//  frame there: the next record or heartbeat shows the gap and we sync again.
+static void s_records(c_repl_t *self, c_follow_t *f, tern_repl_rec_t *outer,
+                      const tern_limits_t *limits) {
+    const uint8_t *data = zmq_msg_data(&outer->body);
+    size_t size = zmq_msg_size(&outer->body), at = 0;
+    uint32_t pt = C_PT(&outer->frame);
+    for (;;) {
+        tern_repl_rec_t *rec = s_rec_new();
+        zmq_msg_copy(&rec->body, &outer->body);
+        tern_err_t rc = tern_records_next(data, size, &at, limits, &rec->frame);
+        if (rc == TERN_OK &&
+            (C_PT(&rec->frame) != pt || C_EP(&rec->frame) != C_EP(&outer->frame))) {
+            rc = TERN_ESTATE;
+        }
+        if (rc != TERN_OK) {
+            if (rc != TERN_ENOTFOUND) {
+                zsys_warning("crepl: partition %u: bad CREPL_RECORDS entry at byte %zu: %s", pt, at,
+                             tern_strerror(rc));
+            }
+            tern_repl_rec_destroy(&rec);
+            return;
+        }
+        if (!s_stream_frame(self, pt, f, rec)) {
+            tern_repl_rec_destroy(&rec);
+        }
+    }
+}
+
+//  Fences REC (from LINK) and applies it to its stream. True if the batch
+//  took REC.
+static bool s_handle_frame(c_repl_t *self, c_link_t *link, tern_repl_rec_t *rec,
+                           const tern_limits_t *limits) {
+    c_follow_t *f = s_fence(self, link, &rec->frame);
+    if (f && rec->frame.cmd == TERN_CMD_CREPL_RECORDS) {
+        s_records(self, f, rec, limits);
+        return false;
+    }
+    return f && s_stream_frame(self, C_PT(&rec->frame), f, rec);
 }
 
 void c_handle_dealer(c_repl_t *self, c_link_t *link) {
@@ -356,7 +405,7 @@ void c_handle_dealer(c_repl_t *self, c_link_t *link) {
             tern_frame_decode(&rec->frame, zmq_msg_data(&rec->hdr), zmq_msg_size(&rec->hdr),
                               has_body ? zmq_msg_data(&rec->body) : NULL,
                               has_body ? zmq_msg_size(&rec->body) : 0, &limits);
-        if (rc == TERN_OK && s_handle_frame(self, link, rec)) {
+        if (rc == TERN_OK && s_handle_frame(self, link, rec, &limits)) {
             rec = NULL; //  the batch owns it
             continue;
         }
@@ -385,6 +434,12 @@ static void s_batch_records(c_repl_t *self, tern_repl_batch_t *batch) {
         f->inflight--;
         tern_err_t err = batch->err != TERN_OK ? batch->err : rec->result.err;
         bool truncate = rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE;
+        if (rec->frame.cmd == TERN_CMD_CREPL_GROUP || rec->frame.cmd == TERN_CMD_CREPL_GSTATE) {
+            if (c_group_done(self, pt, rec, err)) {
+                s_resync(self, f);
+            }
+            continue;
+        }
         if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {
             if (err != TERN_OK) {
                 zsys_warning("crepl: partition %u: topic op %u on %s failed (%s); syncing again",

@@ -47,7 +47,10 @@ static void s_reps_rebuild(c_repl_t *self, c_lead_t *lead, const tern_partmap_re
     tern_partmap_replica_t reps[C_RMAX];
     bool synced[C_RMAX];
     size_t n = 0;
-    reps[n] = (tern_partmap_replica_t){self->self_id, lead->end, now};
+    //  Our own copy: durable up to the end, but with a deferred flush only
+    //  up to what the last SYNCED covered.
+    uint64_t durable = self->deferred && lead->nreps ? lead->reps[0].durable : lead->end;
+    reps[n] = (tern_partmap_replica_t){self->self_id, durable, now};
     synced[n++] = true;
     for (uint32_t i = 0; i < rec->nreplicas && n < C_RMAX; i++) {
         if (rec->replicas[i] == self->self_id) {
@@ -92,6 +95,7 @@ void c_lead_stop(c_repl_t *self, uint32_t pt) {
     }
     zsys_info("crepl: no longer leading partition %u (epoch %" PRIu64 ")", pt, lead->epoch);
     lead->leading = false;
+    c_ship_drop(lead);
     free(lead->ship_ms);
     lead->ship_ms = NULL;
     tern_cluster_set_position(self->cluster, pt, 0);
@@ -124,9 +128,11 @@ int c_rep_index(c_lead_t *lead, uint32_t node) {
 // ---------------------------------------------------------------------------
 //  Shipping and holding publishes
 
-//  Sends PUB (stored at RES) as CREPL_RECORD at POS to every synced
-//  follower of PT; a follower we cannot send to drops out of the live
-//  stream (it sees the gap at the next heartbeat and syncs again).
+//  Ships PUB (stored at RES) as CREPL_RECORD at POS to every synced
+//  follower of PT: added to its CREPL_RECORDS payload (tern_crepl_ship.c),
+//  or sent alone when too large for one; a follower we cannot send to drops
+//  out of the live stream (it sees the gap at the next heartbeat and syncs
+//  again).
 static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub, uint64_t pos) {
     tern_frame_t frame = pub->frame;
     frame.cmd = TERN_CMD_CREPL_RECORD;
@@ -141,19 +147,23 @@ static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub,
                    frame.seq);
         len = 0;
     }
+    atomic_fetch_add_explicit(&self->stats->shipped, 1, memory_order_relaxed);
+    if (len &&
+        c_ship_add(self, pt, lead, pos, len, zmq_msg_data(&pub->body), zmq_msg_size(&pub->body))) {
+        return;
+    }
     for (size_t i = 1; i < lead->nreps; i++) {
         if (!lead->synced[i]) {
             continue;
         }
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
         if (!len || !peer || !peer->rid_size ||
-            c_send_encoded(self, peer->rid, peer->rid_size, len, &pub->body) != 0) {
+            c_send_encoded(self, peer->rid, peer->rid_size, self->buf, len, &pub->body) != 0) {
             zsys_warning("crepl: partition %u: follower %u dropped from the live stream (%s)", pt,
                          lead->reps[i].node, peer ? zmq_strerror(zmq_errno()) : "unknown");
             lead->synced[i] = false;
         }
     }
-    atomic_fetch_add_explicit(&self->stats->shipped, 1, memory_order_relaxed);
 }
 
 static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
@@ -202,10 +212,17 @@ static uint64_t s_ship_topic(c_repl_t *self, uint32_t pt, c_lead_t *lead, const 
     tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
     uint64_t pos = ++lead->end;
     lead->ship_ms[pos % C_RING] = now;
-    lead->reps[0].durable = pos;
+    if (!self->deferred) {
+        lead->reps[0].durable = pos;
+    }
     tern_frame_t frame;
     char text[96];
     c_topic_frame(&frame, pt, lead->epoch, pos, admin->topic, op, &limits, text, sizeof text);
+    size_t len = 0;
+    if (tern_frame_encode(&frame, self->buf, sizeof self->buf, &len) == TERN_OK &&
+        c_ship_add(self, pt, lead, pos, len, frame.payload, frame.payload_size)) {
+        return pos;
+    }
     for (size_t i = 1; i < lead->nreps; i++) {
         c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
         if (lead->synced[i] &&
@@ -271,7 +288,9 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
             }
             uint64_t pos = ++lead->end;
             lead->ship_ms[pos % C_RING] = now;
-            lead->reps[0].durable = pos; //  the storer committed it here
+            if (!self->deferred) {
+                lead->reps[0].durable = pos; //  the storer committed it here
+            }
             s_ship(self, pt, lead, pub, pos);
             need->pos = pos;
         }
@@ -421,19 +440,30 @@ void c_held_drop(c_repl_t *self) {
     self->held_tail = NULL;
 }
 
+void c_synced(c_repl_t *self) {
+    //  Its COMMITTED came before it and the next commit's comes after it, so
+    //  every position shipped so far was in a commit now on disk.
+    self->synced_gen++;
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        if (self->leads[pt].leading) {
+            self->leads[pt].reps[0].durable = self->leads[pt].end;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 //  Timers: heartbeats and the ISR
 
 static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
     tern_frame_t frame;
-    tern_frame_init(&frame, TERN_CMD_CREPL_HEARTBEAT);
-    C_PT(&frame) = pt;
-    C_EP(&frame) = lead->epoch;
-    frame.position = lead->end;
+    c_frame_init(&frame, TERN_CMD_CREPL_HEARTBEAT, pt, lead->epoch, lead->end);
     for (size_t i = 1; i < lead->nreps; i++) {
         //  Also to a follower out of the live stream: one that still thinks
         //  it is live sees the gap at once and syncs again.
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
+        //  A position past our end: a group frame it missed (they take no
+        //  position, tern_crepl_group.c) leaves no gap of its own.
+        frame.position = lead->synced[i] ? lead->end : lead->end + 1;
         if (peer && peer->rid_size &&
             c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0) {
             lead->synced[i] = false;
@@ -487,7 +517,9 @@ void c_lead_timers(c_repl_t *self, uint64_t now) {
             continue;
         }
         lead->reps[0].caught_up_ms = now;
-        lead->reps[0].durable = lead->end;
+        if (!self->deferred) {
+            lead->reps[0].durable = lead->end;
+        }
         if (beat) {
             s_heartbeats(self, pt, lead);
         }

@@ -43,9 +43,12 @@ static void s_push(c_repl_t *self, c_held_t *held) {
 }
 
 void c_notice(c_repl_t *self, tern_notice_t *notice) {
+    c_group_ship(self, notice); //  right behind its commit's records
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = notice;
     held->deadline_ms = tern_now_ms() + self->config->ack_timeout_ms;
+    //  Route's op results in it too wait until this node flushed the commit.
+    held->sync_gen = self->deferred ? self->synced_gen + 1 : 0;
     if (notice->appended_count && self->last_count) {
         //  Its messages are the last COMMITTED's publishes (same commit).
         held->count = held->cap = self->last_count;
@@ -121,6 +124,7 @@ void c_notices_evaluate(c_repl_t *self) {
             }
             all = all && held->needs[i].decided;
         }
+        all = all && held->sync_gen <= self->synced_gen;
         c_held_t *next = held->next;
         if (head && all) {
             self->notices = next;

@@ -35,7 +35,9 @@
 #define C_LINKS_MAX     64      //  leader nodes followed (one DEALER each)
 #define C_PEERS_MAX     64      //  follower nodes known on the ROUTER
 #define C_RMAX          TERN_PLACEMENT_REPLICAS_MAX
-#define C_LINE_MAX      4096 //  one SYNC line: topic and its anchors
+#define C_LINE_MAX      4096          //  one SYNC line: topic and its anchors
+#define C_RECORDS_MAX   (1024 * 1024) //  a CREPL_RECORDS payload (and server/max_payload)
+#define C_RECORDS_FIRST (64 * 1024)   //  its first allocation
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)
@@ -64,6 +66,13 @@ typedef struct {
     uint64_t *ship_ms;                   //  C_RING: when each position became the end (owned)
     uint64_t wait_gen;                   //  c_evaluate round in which WAIT_POS was found
     uint64_t wait_pos;                   //  lowest position that waits in that round
+    uint8_t *out;       //  pending CREPL_RECORDS payload (owned, tern_crepl_ship.c)
+    size_t out_len;     //  its bytes used
+    size_t out_cap;     //  allocated
+    size_t out_hint;    //  the last payload's allocation
+    uint64_t out_pos;   //  position of its first entry
+    uint64_t out_count; //  its entries
+    bool out_dirty;     //  on self->ship_dirty
 } c_lead_t;
 
 typedef enum {
@@ -103,6 +112,9 @@ typedef struct {
     tern_err_t err; //  TERN_OK, TERN_ETIMEOUT, TERN_ENOTLEADER
 } c_need_t;
 
+//  A CREPL_GROUP frame queued until the end of the drain (tern_crepl_group.c).
+typedef struct c_gframe_t c_gframe_t;
+
 typedef struct c_held_t {
     tern_committed_t *item; //  owned (NULL for a held NOTICE)
     tern_notice_t *notice;  //  owned: a NOTICE for route (tern_crepl_notice.c), or NULL
@@ -110,6 +122,7 @@ typedef struct c_held_t {
     size_t count;           //  used
     size_t cap;             //  allocated
     uint64_t deadline_ms;   //  cluster/ack_timeout from its arrival
+    uint64_t sync_gen;      //  a NOTICE: waits until self->synced_gen reaches it
     struct c_held_t *next;  //  FIFO link
 } c_held_t;
 
@@ -137,6 +150,8 @@ typedef struct {
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
     zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    c_gframe_t *gframes;          //  this drain's CREPL_GROUP frames (FIFO head, owned)
+    c_gframe_t *gframes_tail;     //  its tail (tern_crepl_group.c)
     c_held_t *notices;            //  NOTICEs waiting, in commit order (FIFO head)
     c_held_t *notices_tail;       //  its tail
     c_need_t *last_needs;         //  what the last COMMITTED waits for (owned array)
@@ -148,6 +163,10 @@ typedef struct {
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
     uint64_t next_hb_ms;          //  next heartbeat round
     uint64_t next_isr_ms;         //  next ISR round
+    bool deferred;                //  the storer flushes after its results (TERN_WORK_SYNCED)
+    uint64_t synced_gen;          //  SYNCEDs received
+    uint32_t *ship_dirty;         //  [P] led partitions with a pending payload (owned)
+    size_t ship_dirty_count;      //  used
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
 } c_repl_t;
 
@@ -157,10 +176,12 @@ typedef struct {
 //  Returns 0 or -1 (errno).
 int c_send(c_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
            const tern_frame_t *frame);
-//  Sends the LEN header bytes already encoded in self->buf and a reference
+//  Sends the LEN header bytes already encoded at HDR and a reference
 //  to PAYLOAD (zero copy) to RID on the ROUTER. Returns 0 or -1 (errno).
-int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, size_t len,
-                   zmq_msg_t *payload);
+int c_send_encoded(c_repl_t *self, const uint8_t *rid, size_t rid_size, const uint8_t *hdr,
+                   size_t len, zmq_msg_t *payload);
+//  Initialises FRAME as CMD of partition PT in EPOCH at position POS.
+void c_frame_init(tern_frame_t *frame, tern_cmd_t cmd, uint32_t pt, uint64_t epoch, uint64_t pos);
 //  Counts a frame refused as older than the view's epoch.
 void c_count_stale(c_repl_t *self);
 //  Reads the view again if it changed: leaderships and followings.
@@ -192,6 +213,21 @@ c_lead_t *c_fence_lead(c_repl_t *self, const tern_frame_t *frame);
 //  Index of NODE's entry in lead->reps (a follower: >= 1), or -1.
 int c_rep_index(c_lead_t *lead, uint32_t node);
 
+//  The storer flushed its last commit to disk (TERN_WORK_SYNCED): every
+//  position shipped so far is durable here.
+void c_synced(c_repl_t *self);
+
+//  tern_crepl_ship.c
+//  Adds the header of LEN bytes encoded in self->buf (a CREPL_RECORD or
+//  CREPL_TOPIC at POS) and PAYLOAD to PT's pending CREPL_RECORDS payload
+//  (copied). False when it is too large for one: send it alone.
+bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_t hdr_len,
+                const uint8_t *payload, size_t payload_size);
+//  Sends every pending payload to the synced followers (end of each drain).
+void c_ship_flush(c_repl_t *self);
+//  Frees LEAD's pending payload unsent (its leadership ended).
+void c_ship_drop(c_lead_t *lead);
+
 //  tern_crepl_notice.c
 //  A NOTICE from the storer (takes ownership): held behind the earlier ones
 //  until the ISR has its messages.
@@ -210,6 +246,23 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
 //  Frees every held item unanswered (shutdown: conn, stopped first, is
 //  gone; its clients resend to the partition's next leader).
 void c_held_drop(c_repl_t *self);
+
+//  tern_crepl_group.c
+//  Queues NOTICE's group ops (gops) of the partitions we lead as
+//  CREPL_GROUP frames, then frees them from NOTICE.
+void c_group_ship(c_repl_t *self, tern_notice_t *notice);
+//  Sends the queued CREPL_GROUP frames to the synced followers: at the end
+//  of each drain of the inbox, after the drain's records went out.
+void c_group_flush(c_repl_t *self);
+//  In a SYNC answer (self->reader open on the snapshot of the catch-up):
+//  the group state of every topic of PT as CREPL_GSTATE frames to RID.
+//  Returns 0, or -1 if a send failed.
+int c_group_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+                     uint64_t epoch, uint64_t req_id);
+//  A follower's CREPL_GROUP / CREPL_GSTATE record REC of PT committed with
+//  ERR: counts and logs what was skipped. True when the stream must sync
+//  again (it was not applied).
+bool c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err);
 
 //  tern_crepl_follow.c
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);

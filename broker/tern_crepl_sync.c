@@ -266,7 +266,8 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     int rc = -1;
     if (tern_store_topic_list(self->reader, s_collect, &sync) == TERN_OK &&
         s_truncations(self, rid, rid_size, &sync, lead->epoch, frame) == 0 &&
-        s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0) {
+        s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0 &&
+        c_group_snapshot(self, rid, rid_size, sync.pt, lead->epoch, sync.req_id) == 0) {
         tern_frame_t caught;
         tern_frame_init(&caught, TERN_CMD_CREPL_CAUGHT);
         caught.req_id = sync.req_id;

@@ -2,7 +2,7 @@
 
     One tern_metrics_t per broker, created before the actors and destroyed
     after them; actors hold a borrowed pointer. Counters only grow except
-    `connections` (a gauge). Readers (status, the future HTTP endpoint) load
+    `connections` and `ops_queued` (gauges). Readers (status, the future HTTP endpoint) load
     them with relaxed atomics from any thread.
 */
 #ifndef TERN_METRICS_H_INCLUDED
@@ -37,15 +37,16 @@ typedef struct {
     _Atomic uint64_t send_dropped;                      //  frames dropped: peer gone or full
     _Atomic uint64_t decode_errors[TERN_METRICS_CODES]; //  by bucket
     _Atomic int64_t connections;                        //  live sessions (gauge)
-    _Atomic uint64_t sessions_total;                    //  sessions ever opened
-    _Atomic uint64_t auth_refused; //  CURVE handshakes refused by the ZAP handler
-    _Atomic uint64_t auth_denied;  //  commands refused by a role (ERROR TERN_EDENIED)
-    uint64_t started_ms;           //  start time, unix ms (set once)
-    tern_series_t *series;         //  per topic / group counters (owned)
-    tern_histo_t durable_latency;  //  publish -> durable commit
-    tern_histo_t deliver_latency;  //  stored -> first delivery
-    _Atomic int storage_full;      //  1 after an append hit TERN_EFULL
-    _Atomic int serving;           //  1 while the actors run
+    _Atomic int64_t ops_queued;      //  route's group-state ops the storer has not taken (gauge)
+    _Atomic uint64_t sessions_total; //  sessions ever opened
+    _Atomic uint64_t auth_refused;   //  CURVE handshakes refused by the ZAP handler
+    _Atomic uint64_t auth_denied;    //  commands refused by a role (ERROR TERN_EDENIED)
+    uint64_t started_ms;             //  start time, unix ms (set once)
+    tern_series_t *series;           //  per topic / group counters (owned)
+    tern_histo_t durable_latency;    //  publish -> durable commit
+    tern_histo_t deliver_latency;    //  stored -> first delivery
+    _Atomic int storage_full;        //  1 after an append hit TERN_EFULL
+    _Atomic int serving;             //  1 while the actors run
     //  cluster inside the DC (docs/cluster.md); untouched on a single node
     _Atomic uint64_t cluster_stale_frames; //  in-DC frames refused as STALE (older epoch)
     tern_metrics_lag_t *follower_lag;      //  owned, partitions x TERN_METRICS_FOLLOWERS, or NULL

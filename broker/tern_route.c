@@ -219,7 +219,7 @@ static void s_group_reload(r_route_t *self, r_group_t *group) {
         tern_store_group_get(self->reader, group->topic->id, group->name, &info) != TERN_OK) {
         return;
     }
-    s_reload_t reload = {{self, group}, {0}};
+    s_reload_t reload = {{self, group, false}, {0}};
     memcpy(reload.lane_next, group->lane_next, sizeof reload.lane_next);
     for (int lane = 0; lane < S_LANES; lane++) {
         if (info.lane_next[lane] > group->lane_next[lane]) {
@@ -423,6 +423,9 @@ static long s_prepare(tern_loop_t *loop, void *arg) {
     r_route_t *self = (r_route_t *)arg;
     uint64_t now = tern_now_ms();
     long timeout = self->cluster ? 100 : 1000; //  a cluster's view is looked at every 100 ms
+    if (self->ops_blocked) {
+        timeout = 1; //  nothing else may wake us when the storer catches up
+    }
     for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
          group = (r_group_t *)zlistx_next(self->groups)) {
         if (group->next_check_ms && r_group_live(self, group)) {
@@ -449,6 +452,7 @@ static void s_after(void *arg) {
             r_timers(self, group, now);
         }
     }
+    self->ops_blocked = false;
     if (r_read_begin(self) == TERN_OK) {
         for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
              group = (r_group_t *)zlistx_next(self->groups)) {

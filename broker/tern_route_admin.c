@@ -175,7 +175,7 @@ void r_admin_op_done(r_route_t *self, tern_op_t *op) {
     }
     if (op->type == TERN_OP_REPLAY && op->err == TERN_OK && group && group->state == G_READY &&
         r_read_begin(self) == TERN_OK) {
-        r_load_t load = {self, group};
+        r_load_t load = {self, group, false};
         tern_store_pending_list(self->reader, op->topic_id, op->group, r_load_pending, &load);
     }
     tern_group_info_t info;

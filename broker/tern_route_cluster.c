@@ -14,7 +14,9 @@
     match it and its groups dispatch from their cursors. The version is also
     compared before a subscription joins topics, so that it never joins by
     a view older than the one conn refused or admitted it by. A topic that is no
-    longer led keeps its groups, idle, until this node leads it again.
+    longer led keeps its groups, idle and without pending entries, until this
+    node leads it again; then they adopt the stored state, which the leader
+    replicated here meanwhile (s_adopt; tern_crepl_group.c).
     While tern_cluster_lease_ok is false, nothing is delivered at all.
 
     High watermark. Every topic has `hw`: a lane scan (a group catching up
@@ -44,6 +46,52 @@ bool r_cluster_leads(r_route_t *self, const char *name) {
            rec.leader == tern_cluster_self(self->cluster);
 }
 
+//  TOPIC is no longer led: its durable groups forget their pending entries
+//  (the store keeps them). A consumer's late ack of one finds nothing, so
+//  this node writes no group state for a topic it does not lead: the
+//  leader's replicated state is the only one (docs/cluster.md, "Group
+//  state").
+static void s_forget(r_topic_t *topic) {
+    for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
+         group = (r_group_t *)zlistx_next(topic->groups)) {
+        while (group->name[0] && group->head) {
+            r_pend_destroy(group->head);
+        }
+    }
+}
+
+//  TOPIC became led: its durable groups take the stored state, i.e. the
+//  leader's as replicated here (tern_crepl_group.c), not what this node
+//  held when it last led the topic: lane cursors and pending entries as
+//  stored, each entry due at its stored time. A group the store lacks
+//  (deleted by the leader meanwhile) keeps its cursors.
+static void s_adopt(r_route_t *self, r_topic_t *topic) {
+    for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
+         group = (r_group_t *)zlistx_next(topic->groups)) {
+        if (!group->name[0] || group->state != G_READY) {
+            continue; //  ephemeral, or still opening (it reads the store then)
+        }
+        while (group->head) {
+            r_pend_destroy(group->head);
+        }
+        tern_group_info_t info;
+        tern_err_t err = r_read_begin(self);
+        if (err == TERN_OK) {
+            err = tern_store_group_get(self->reader, topic->id, group->name, &info);
+        }
+        if (err == TERN_OK) {
+            memcpy(group->lane_next, info.lane_next, sizeof group->lane_next);
+            r_load_t load = {self, group, true};
+            err = tern_store_pending_list(self->reader, topic->id, group->name, r_load_pending,
+                                          &load);
+        }
+        if (err != TERN_OK) {
+            zsys_warning("route: group %s on %s: stored state not adopted: %s", group->name,
+                         topic->name, tern_strerror(err));
+        }
+    }
+}
+
 //  The view moved: topics the store holds that route has not seen, then
 //  each topic's `led` again.
 static void s_rescan(r_route_t *self) {
@@ -59,10 +107,12 @@ static void s_rescan(r_route_t *self) {
         topic->led = led;
         if (!led) {
             topic->hw = 0; //  the next leadership's inherited NOTICE sets it again
+            s_forget(topic);
             continue;
         }
-        //  Taken over: its groups go on from their cursors, and due
-        //  redeliveries are looked at now.
+        //  Taken over: its groups go on from the stored (replicated) state,
+        //  and due redeliveries are looked at now.
+        s_adopt(self, topic);
         for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
              group = (r_group_t *)zlistx_next(topic->groups)) {
             group->dirty = true;

@@ -10,16 +10,38 @@
 #include <inttypes.h>
 #include <string.h>
 
+//  What fan-out may hold in memory. Credit counts messages, so 100
+//  consumers x 1000 credit held 100,000 DELIVERs (payload copies waiting in
+//  conn's pipes for slow readers): 140 MB of 1 KB messages, 6.4 GB of 64 KB
+//  ones. Deliveries in flight are therefore bounded by bytes as well, per
+//  consumer (so one slow reader cannot take the whole budget) and over all
+//  groups. Both are checked before a delivery: one message always goes.
+#define S_SUB_BYTES_MAX   (1u << 20)  //  unacked DELIVER bytes per consumer
+#define S_ROUTE_BYTES_MAX (16u << 20) //  unacked DELIVER bytes over all groups
+//  Ops per item handed to the storer: it closes a transaction only between
+//  items (storage/batch_bytes), and one round of fan-out to 100 groups made
+//  items of 100,000+ ops (40 MB here, 55 MB more in the storer's batch).
+#define S_OPS_ITEM_MAX 4096
+//  Ops sent to the storer and not yet taken into a transaction: past this,
+//  groups deliver no more until it catches up. Every delivery costs two ops
+//  (DELIVER, ACK; ~400 bytes each), and under fan-out route made them faster
+//  than the storer committed them: 170 MB queued in its inbox.
+#define S_OPS_QUEUED_MAX 16384
+
 // ---------------------------------------------------------------------------
 //  Output
 
 tern_op_t *r_op(r_route_t *self, tern_op_type_t type, const r_group_t *group, uint64_t seq) {
+    if (self->ops && self->ops->count >= S_OPS_ITEM_MAX) {
+        r_flush_ops(self);
+    }
     if (!self->ops) {
         self->ops = tern_alloc(sizeof(tern_ops_t));
         //  Sized like the last round's: growing by doubling from 64 copied
-        //  each ~400-byte op several times per round.
+        //  each ~400-byte op several times per round. At most 1024 (400 KB):
+        //  the queue to the storer is bounded by ops, not by what they hold.
         if (self->ops_hint > 64) {
-            self->ops->cap = self->ops_hint < 8192 ? self->ops_hint : 8192;
+            self->ops->cap = self->ops_hint < 1024 ? self->ops_hint : 1024;
             self->ops->items = tern_realloc(NULL, self->ops->cap * sizeof(tern_op_t));
         }
     }
@@ -58,14 +80,15 @@ static void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
 
 //  Queues DELIVER FRAME to RID in the current batch: the header encoded in
 //  the reused buffer, then header and payload each copied once into the
-//  zmq_msg_t conn sends. Returns false if the frame cannot be encoded.
-static bool s_send_deliver(r_route_t *self, const uint8_t *rid, size_t rid_size,
-                           const tern_frame_t *frame) {
+//  zmq_msg_t conn sends. Returns the bytes queued, 0 if the frame cannot be
+//  encoded.
+static size_t s_send_deliver(r_route_t *self, const uint8_t *rid, size_t rid_size,
+                             const tern_frame_t *frame) {
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
         zsys_error("route: cannot encode %s: %s", tern_cmd_name(frame->cmd), tern_strerror(rc));
-        return false;
+        return 0;
     }
     tern_delivers_t *batch = self->batch;
     if (!batch) {
@@ -80,7 +103,7 @@ static bool s_send_deliver(r_route_t *self, const uint8_t *rid, size_t rid_size,
     if (batch->count == batch->cap) {
         r_flush_batch(self); //  conn sends these while route reads the next ones
     }
-    return true;
+    return rid_size + len + frame->payload_size;
 }
 
 static void s_send(r_route_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame,
@@ -199,12 +222,17 @@ void r_pend_release(r_pend_t *pend) {
     if (pend->inflight && pend->group->series) {
         atomic_fetch_sub_explicit(&pend->group->series->inflight, 1, memory_order_relaxed);
     }
+    if (pend->inflight) {
+        pend->group->pool->inflight_bytes -= pend->bytes;
+    }
     if (pend->inflight && pend->sub) {
         tern_tagmap_delete(&pend->sub->tags, pend->tag);
         if (pend->sub->inflight > 0) {
             pend->sub->inflight--;
         }
+        pend->sub->inflight_bytes -= pend->bytes;
     }
+    pend->bytes = 0;
     pend->inflight = false;
     pend->sub = NULL;
     pend->tag = 0;
@@ -340,11 +368,24 @@ void r_pend_retry(r_route_t *self, r_pend_t *pend, uint64_t due_ms, bool persist
 // ---------------------------------------------------------------------------
 //  Delivery
 
+//  True if SUB may take another delivery: credit and bytes left.
+static inline bool s_sub_open(const r_sub_t *sub) {
+    return sub->inflight < sub->window && sub->inflight_bytes < S_SUB_BYTES_MAX;
+}
+
+//  True while route's deliveries in flight are under S_ROUTE_BYTES_MAX.
+static inline bool s_route_open(const r_group_t *group) {
+    return group->pool->inflight_bytes < S_ROUTE_BYTES_MAX;
+}
+
 static r_sub_t *s_next_consumer(r_group_t *group) {
+    if (!s_route_open(group)) {
+        return NULL;
+    }
     for (size_t i = 0; i < group->nconsumers; i++) {
         size_t index = (group->rr + i) % group->nconsumers;
         r_sub_t *sub = group->consumers[index];
-        if (sub->inflight < sub->window) {
+        if (s_sub_open(sub)) {
             group->rr = (index + 1) % group->nconsumers;
             return sub;
         }
@@ -357,7 +398,7 @@ static size_t s_free_window(const r_group_t *group, size_t max) {
     size_t free_window = 0;
     for (size_t i = 0; i < group->nconsumers && free_window < max; i++) {
         const r_sub_t *sub = group->consumers[i];
-        if (sub->inflight < sub->window) {
+        if (s_sub_open(sub)) {
             free_window += sub->window - sub->inflight;
         }
     }
@@ -475,7 +516,11 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     msg->sub_id = sub->id;
     msg->tag = pend->tag;
     msg->delivery_count = pend->count;
-    s_send_deliver(self, sub->session->rid, sub->session->rid_size, msg);
+    //  Counted until the ack (r_pend_release): conn's pipes hold at most that.
+    size_t bytes = s_send_deliver(self, sub->session->rid, sub->session->rid_size, msg);
+    pend->bytes = (uint32_t)bytes;
+    sub->inflight_bytes += bytes;
+    group->pool->inflight_bytes += bytes;
     if (group->name[0]) {
         s_deliver_op(self, group, sub, seq, priority, pend);
     }
@@ -485,6 +530,11 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
 
 void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now) {
     if (group->state != G_READY || group->nconsumers == 0) {
+        return;
+    }
+    if (atomic_load_explicit(&self->metrics->ops_queued, memory_order_relaxed) >=
+        S_OPS_QUEUED_MAX) {
+        self->ops_blocked = true; //  dirty and rescan stay set: we come back
         return;
     }
     if (group->rescan) {
@@ -585,9 +635,13 @@ void r_timers(r_route_t *self, r_group_t *group, uint64_t now) {
 
 void r_flush_ops(r_route_t *self) {
     if (self->ops) {
-        self->ops_hint = self->ops->count;
+        size_t count = self->ops->count;
+        self->ops_hint = count;
         if (tern_work_send(self->to_storer, TERN_WORK_OPS, self->ops) != 0) {
             tern_ops_destroy(&self->ops);
+        } else {
+            atomic_fetch_add_explicit(&self->metrics->ops_queued, (int64_t)count,
+                                      memory_order_relaxed);
         }
         self->ops = NULL;
     }

@@ -109,7 +109,8 @@ bool r_load_pending(const tern_entry_t *entry, void *arg) {
     r_pend_t *pend = r_pend_new(group, entry->seq, entry->priority);
     pend->stored = true;
     pend->count = entry->delivery_count;
-    pend->due_ms = tern_now_ms();
+    uint64_t now = tern_now_ms();
+    pend->due_ms = load->stored_due && entry->due_ms > now ? entry->due_ms : now;
     pend->expire_ms = s_stored_expiry(load->self, group, entry->seq);
     group->rescan = true;
     r_check_at(group, pend->due_ms);
@@ -127,7 +128,10 @@ void r_group_loaded(r_route_t *self, r_group_t *group, tern_err_t err) {
     }
     if (err == TERN_OK) {
         memcpy(group->lane_next, info.lane_next, sizeof group->lane_next);
-        r_load_t load = {self, group};
+        //  In a cluster the stored state may be a failed leader's, replicated:
+        //  its entries are due when they were there (a single node's restart
+        //  redelivers at once).
+        r_load_t load = {self, group, self->cluster != NULL};
         err = tern_store_pending_list(self->reader, group->topic->id, group->name, r_load_pending,
                                       &load);
     }

@@ -34,8 +34,9 @@ typedef struct r_pend_t r_pend_t;
 //  Freed pending entries kept for reuse: one calloc/free pair less per
 //  delivered message. Bounded: beyond S_POOL_MAX entries they are freed.
 typedef struct {
-    r_pend_t *free; //  singly linked through ->next
-    size_t count;   //  entries on the list
+    r_pend_t *free;        //  singly linked through ->next
+    size_t count;          //  entries on the list
+    size_t inflight_bytes; //  every group's entries in flight: their DELIVERs' bytes
 } r_pool_t;
 
 typedef struct {
@@ -51,6 +52,7 @@ struct r_pend_t {
     uint8_t priority;      //  its lane
     uint32_t count;        //  deliveries so far
     bool inflight;         //  delivered, waiting for ack
+    uint32_t bytes;        //  inflight: its DELIVER's bytes (payload and header)
     bool stored;           //  s_group_reload: seen in the store's pending list
     uint64_t due_ms;       //  inflight: ack deadline; else: redelivery time
     uint64_t expire_ms;    //  the message's expiry (unix ms, rounded up), 0 = never
@@ -71,6 +73,7 @@ struct r_sub_t {
     uint64_t start_value;             //  its value
     uint32_t window;                  //  max in flight
     uint32_t inflight;                //  in flight now
+    size_t inflight_bytes;            //  their DELIVERs' bytes
     uint64_t next_tag;                //  tag counter
     tern_tagmap_t tags;               //  tag -> r_pend_t in flight (borrowed)
     zlistx_t *groups;                 //  groups joined (borrowed)
@@ -131,6 +134,7 @@ typedef struct {
     zlistx_t *subs;               //  every r_sub_t (borrowed)
     tern_ops_t *ops;              //  ops to send (NULL if none)
     size_t ops_hint;              //  ops of the last round: the next array's first size
+    bool ops_blocked;             //  r_dispatch waits for the storer to take our ops
     tern_delivers_t *batch;       //  DELIVERs not yet handed to conn (NULL if none)
     r_pool_t pool;                //  freed pending entries (owned)
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
@@ -153,6 +157,7 @@ static inline bool r_group_live(const r_route_t *self, const r_group_t *group) {
 typedef struct {
     r_route_t *self;  //  borrowed
     r_group_t *group; //  borrowed
+    bool stored_due;  //  entries due at their stored time (a takeover), else now (a restart)
 } r_load_t;
 
 // ---------------------------------------------------------------------------

@@ -32,13 +32,21 @@
     (args->notices_to_conn, on the same socket, so right behind its
     COMMITTED): crepl forwards it to route, in commit order, once the same
     rule holds, so no consumer sees a message the ISR may not have.
+    With durability fsync a cluster node's commits do not flush their meta
+    page: the storer sends COMMITTED and NOTICE, then flushes it
+    (tern_store_sync), then sends the in_dc REPL_DONEs and SYNCED (no item)
+    to crepl, which counts this node's own copy as durable only then
+    (s_flush_deferred).
+        SYNCED    (NULL)              -> the conn inbox (crepl's), per commit
 */
 #include "tern_storer.h"
 #include "tern_actor.h"
 #include "tern_admin.h"
+#include "tern_crepl.h"
 #include "tern_repl.h"
 #include "tern_work.h"
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -66,10 +74,15 @@ typedef struct {
     bool sweeping;               //  a sweep is queued
     bool stopping;               //  $TERM received: conn and route are gone
     tern_ops_t *spent;           //  op batches to free after the commit
+    tern_ops_t **ship;           //  cluster: this drain's op batches in order, for crepl (borrowed)
+    size_t ship_count;           //  used
+    size_t ship_cap;             //  allocated
     void *to_repl;               //  PUSH to repl (NULL: no replication)
     zsock_t *repl_sock;          //  czmq owner
     tern_repl_batch_t *repl;     //  this drain's replication batches (owned)
     tern_repl_streams_t streams; //  in-DC follower streams (allocated on first use)
+    bool deferred;               //  cluster with durability fsync: flush after the results
+    tern_pubs_t *carry;          //  a publish batch's tail past batch_bytes: the next drain's first
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -295,6 +308,15 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
     for (size_t i = 0; i < ops->count; i++) {
         s_batch_op(self, &ops->items[i]);
     }
+    if (self->args->notices_to_conn) {
+        //  A cluster: after the commit crepl ships them to the followers
+        //  (s_ship_ops), in this order.
+        if (self->ship_count == self->ship_cap) {
+            self->ship_cap = self->ship_cap ? self->ship_cap * 2 : 16;
+            self->ship = tern_realloc(self->ship, self->ship_cap * sizeof *self->ship);
+        }
+        self->ship[self->ship_count++] = ops;
+    }
     bool answer = false; //  route needs results only for OPEN and admin ops
     for (size_t i = 0; i < ops->count && !answer; i++) {
         answer = ops->items[i].type == TERN_OP_OPEN || ops->items[i].ctx != NULL;
@@ -313,6 +335,16 @@ static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
         tail = &(*tail)->next;
     }
     *tail = ops;
+}
+
+//  A cluster, after the commit: the committed group ops, in route's order,
+//  go to crepl in the commit's NOTICE (tern_crepl_group.c ships them to
+//  the followers of the partitions this node leads).
+static void s_ship_ops(s_storer_t *self, tern_err_t commit_rc) {
+    for (size_t i = 0; i < self->ship_count && commit_rc == TERN_OK; i++) {
+        tern_crepl_group_collect(s_notice(self), self->ship[i]);
+    }
+    self->ship_count = 0;
 }
 
 //  Metrics and the verbose log line of one publish after the commit.
@@ -513,26 +545,96 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
     }
 }
 
-//  Drains up to S_DRAIN_MAX items (and at most batch_max appends), commits
-//  once, sends the results. Returns the number of items handled.
+//  A cluster node's commit (tern_store_defer_sync): its results go to crepl
+//  before the flush of its meta page, so that crepl ships the records to the
+//  followers while it runs and their commits overlap ours (shipping after
+//  the whole commit made every publish wait for the leader's and then the
+//  follower's flushes in a row, which also halved the batches:
+//  docs/performance.md, "Cluster"). crepl acknowledges nothing of it before
+//  TERN_WORK_SYNCED, sent after the flush, and the followers' batches are
+//  confirmed (REPL_DONE) only after it: they are durable only then.
+static void s_flush_deferred(s_storer_t *self, tern_err_t commit_rc) {
+    s_send_results(self);
+    if (tern_store_sync(self->args->store) != TERN_OK) {
+        //  After a failed flush the kernel may have dropped the pages it could
+        //  not write, and a later flush would not say so: nothing written
+        //  since the last good one can be trusted. Nothing of it was
+        //  acknowledged; the node restarts as a follower and syncs.
+        zsys_error("storer: flushing the store to disk failed; aborting");
+        abort();
+    }
+    s_collect_repl(self, commit_rc);
+    if (!self->stopping) {
+        tern_work_send(self->to_conn, TERN_WORK_SYNCED, NULL);
+    }
+}
+
+//  What a publish adds to the batch besides its payload (record header,
+//  queue entry, index and dedup entries), for splitting a publish batch.
+#define S_PUB_BYTES 512
+
+static uint64_t s_batch_bytes(s_storer_t *self) {
+    uint64_t bytes = self->args->config->batch_bytes;
+    return bytes ? bytes : 8u << 20;
+}
+
+//  True while the batch may take another inbox item: fewer than batch_max
+//  appends and fewer than batch_bytes bytes. The bytes bound the write
+//  transaction's dirty pages (LMDB mallocs each one and keeps them for the
+//  next transactions): 4096 records of 64 KB, or one drain of route's ops
+//  under fan-out, would otherwise make a transaction of hundreds of MB.
+//  Other items are never split, so a batch closes at the first item past
+//  the bound; a publish batch is split (s_take_pubs).
+static bool s_batch_open(s_storer_t *self) {
+    uint32_t batch_max = self->args->config->batch_max ? self->args->config->batch_max : 4096;
+    return self->appends < batch_max && tern_store_batch_bytes(self->batch) < s_batch_bytes(self);
+}
+
+//  Queues PUBS, or as many of its publishes (at least one) as batch_bytes
+//  leaves room for: conn's drain can hold 1024 publishes of up to 1 MB. The
+//  rest moves to a new batch in self->carry, taken first by the next drain,
+//  so publishes still commit (and are answered) in arrival order.
+static void s_take_pubs(s_storer_t *self, tern_pubs_t *pubs) {
+    uint64_t room = s_batch_bytes(self) - tern_store_batch_bytes(self->batch);
+    uint64_t bytes = 0;
+    size_t n = 0;
+    while (n < pubs->count && (n == 0 || bytes < room)) {
+        bytes += pubs->items[n++]->frame.payload_size + S_PUB_BYTES;
+    }
+    if (n < pubs->count) {
+        tern_pubs_t *tail = tern_alloc(sizeof *tail);
+        tail->count = tail->cap = pubs->count - n;
+        tail->items = tern_realloc(NULL, tail->cap * sizeof(tern_pub_t *));
+        memcpy(tail->items, pubs->items + n, tail->count * sizeof(tern_pub_t *));
+        pubs->count = n; //  the tail's publishes are owned by TAIL now
+        self->carry = tail;
+    }
+    s_queue_pubs(self, pubs);
+}
+
+//  Drains up to S_DRAIN_MAX items (while s_batch_open), commits once,
+//  sends the results. Returns the number of items handled.
 static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     size_t handled = 0;
     self->appends = 0;
     self->swept = 0;
     self->sweeping = false;
-    uint32_t batch_max = self->args->config->batch_max ? self->args->config->batch_max : 4096;
-    while (handled < S_DRAIN_MAX && self->appends < batch_max) {
-        tern_work_type_t type;
-        void *ptr;
-        if (tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+    while (handled < S_DRAIN_MAX && s_batch_open(self)) {
+        tern_work_type_t type = TERN_WORK_PUBS;
+        void *ptr = self->carry;
+        self->carry = NULL;
+        if (!ptr && tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
             break;
         }
         handled++;
         if (type == TERN_WORK_PUBS) {
-            s_queue_pubs(self, (tern_pubs_t *)ptr);
+            s_take_pubs(self, (tern_pubs_t *)ptr);
         } else if (type == TERN_WORK_ADMIN) {
             s_queue_admin(self, (tern_admin_t *)ptr);
         } else if (type == TERN_WORK_OPS) {
+            //  Taken: route may deliver more (tern_route_deliver.c).
+            atomic_fetch_sub_explicit(&self->args->metrics->ops_queued,
+                                      (int64_t)((tern_ops_t *)ptr)->count, memory_order_relaxed);
             s_queue_ops(self, (tern_ops_t *)ptr);
         } else if (type == TERN_WORK_REPL) {
             s_queue_repl(self, (tern_repl_batch_t *)ptr);
@@ -555,8 +657,13 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     s_collect(self, rc);
-    s_collect_repl(self, rc);
-    s_send_results(self);
+    s_ship_ops(self, rc);
+    if (self->deferred) {
+        s_flush_deferred(self, rc);
+    } else {
+        s_collect_repl(self, rc);
+        s_send_results(self);
+    }
     while (self->spent) {
         tern_ops_t *next = self->spent->next;
         tern_ops_destroy(&self->spent);
@@ -618,6 +725,11 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
                          ? self->to_conn
                          : tern_work_push_connect(&self->route_sock, self->args->route_inbox);
     self->batch = tern_store_batch_new(self->args->store);
+    self->deferred = self->args->notices_to_conn && !self->args->repl_inbox[0] &&
+                     self->args->config->durability == TERN_DURABILITY_FSYNC;
+    if (self->deferred && tern_store_defer_sync(self->args->store, true) != TERN_OK) {
+        zsys_warning("storer: cannot defer the flush; commits flush (and are flushed again)");
+    }
     if (self->args->repl_inbox[0]) {
         self->to_repl = tern_work_push_connect(&self->repl_sock, self->args->repl_inbox);
         if (!self->to_repl) {
@@ -641,6 +753,7 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
     while (s_drain_and_commit(self, false) > 0) {
     }
     free(self->streams.pts);
+    free(self->ship);
     tern_store_batch_destroy(&self->batch);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->conn_sock);

@@ -4,6 +4,7 @@
     the framing and the growable arrays in one place.
 */
 #include "tern_work.h"
+#include "tern_crepl.h"
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -146,6 +147,8 @@ void tern_notice_destroy(tern_notice_t **self_p) {
     free(self->gone);
     free(self->reload);
     free(self->created);
+    free(self->gops);
+    free(self->gop_topics);
     free(self);
     *self_p = NULL;
 }
@@ -306,6 +309,10 @@ static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch,
         memset(&rec->result, 0, sizeof rec->result);
         if (st && st->failed != 0 && st->failed == rec->stream) {
             rec->result.err = TERN_ESTATE; //  failed in an earlier commit
+            continue;
+        }
+        if (rec->frame.cmd == TERN_CMD_CREPL_GROUP || rec->frame.cmd == TERN_CMD_CREPL_GSTATE) {
+            tern_crepl_group_queue(rec, batch); //  group state: never a link of the chain
             continue;
         }
         if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {

@@ -50,16 +50,18 @@
 #define TERN_RID_MAX 256 //  ZeroMQ routing ids are at most 255 bytes
 
 typedef enum {
-    TERN_WORK_PUBS = 1,       //  conn -> storer: tern_pubs_t * (a drain's publishes)
-    TERN_WORK_ADMIN = 2,      //  conn -> storer or route: tern_admin_t *
-    TERN_WORK_OPS = 3,        //  route -> storer: tern_ops_t * (group state changes)
-    TERN_WORK_COMMITTED = 4,  //  storer -> conn: tern_committed_t * (results of one commit)
-    TERN_WORK_NOTICE = 5,     //  storer -> route: tern_notice_t * (results of one commit)
-    TERN_WORK_EVENTS = 6,     //  conn -> route: tern_events_t * (a drain's session events)
-    TERN_WORK_DELIVERS = 7,   //  route -> conn's out: tern_delivers_t * (DELIVER frames)
-    TERN_WORK_REPL = 8,       //  repl -> storer: tern_repl_batch_t * (records to apply)
-    TERN_WORK_REPL_DONE = 9,  //  storer -> repl: the same batch, committed
-    TERN_WORK_REPL_ADMIN = 10 //  conn -> repl -> conn: tern_repl_admin_t * (peers ops)
+    TERN_WORK_PUBS = 1,        //  conn -> storer: tern_pubs_t * (a drain's publishes)
+    TERN_WORK_ADMIN = 2,       //  conn -> storer or route: tern_admin_t *
+    TERN_WORK_OPS = 3,         //  route -> storer: tern_ops_t * (group state changes)
+    TERN_WORK_COMMITTED = 4,   //  storer -> conn: tern_committed_t * (results of one commit)
+    TERN_WORK_NOTICE = 5,      //  storer -> route: tern_notice_t * (results of one commit)
+    TERN_WORK_EVENTS = 6,      //  conn -> route: tern_events_t * (a drain's session events)
+    TERN_WORK_DELIVERS = 7,    //  route -> conn's out: tern_delivers_t * (DELIVER frames)
+    TERN_WORK_REPL = 8,        //  repl -> storer: tern_repl_batch_t * (records to apply)
+    TERN_WORK_REPL_DONE = 9,   //  storer -> repl: the same batch, committed
+    TERN_WORK_REPL_ADMIN = 10, //  conn -> repl -> conn: tern_repl_admin_t * (peers ops)
+    TERN_WORK_SYNCED = 11      //  storer -> crepl: NULL; the commit whose results came last
+                               //  is flushed to disk (cluster, durability fsync)
 } tern_work_type_t;
 
 /*  One PUBLISH, decoded once by conn. FRAME.meta borrows HDR's data and
@@ -199,6 +201,10 @@ typedef struct {
     size_t reload_count;       //  entries
     uint32_t *created;         //  owned array of topic ids made by topic.create
     size_t created_count;      //  entries
+    tern_gop_t *gops;          //  cluster: this commit's group ops, in order, for crepl to ship
+                               //  to the followers (tern_crepl_group.c; owned, crepl frees)
+    uint32_t *gop_topics;      //  the topic id of each (owned)
+    size_t gop_count;          //  entries
     bool inherited;            //  cluster: crepl's, at a leadership start: APPENDED holds each
                                //  topic of the partition at its last_seq then, which the ISR
                                //  now has (route sets its high watermarks to exactly that)

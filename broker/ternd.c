@@ -9,6 +9,7 @@
 #include "tern_broker.h"
 #include "tern_config.h"
 #include "tern_log.h"
+#include "tern_memory.h"
 #include <czmq.h>
 #include <stdio.h>
 
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     if (exit_now) {
         return 0;
     }
+    tern_memory_setup();
     zsys_init();
     tern_log_start("ternd", stderr);
     zsys_set_linger(0);
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
     }
     while (!zsys_interrupted) {
         zclock_sleep(50);
+        tern_memory_tick(); //  gives back what a burst left free
     }
     zsys_info("ternd: stopping");
     tern_broker_destroy(&broker);

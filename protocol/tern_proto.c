@@ -194,6 +194,9 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_CREPL_CONFIRM] = {"CREPL_CONFIRM", CREPL | B(FD_N) | B(FD_POS), 0, 0},
     [TERN_CMD_CREPL_HEARTBEAT] = {"CREPL_HEARTBEAT", CREPL | B(FD_POS), 0, 0},
     [TERN_CMD_CREPL_TOPIC] = {"CREPL_TOPIC", CREPL | B(FD_POS) | B(FD_T) | B(FD_C), 0, 1},
+    [TERN_CMD_CREPL_GROUP] = {"CREPL_GROUP", CREPL | B(FD_T), 0, 1},
+    [TERN_CMD_CREPL_GSTATE] = {"CREPL_GSTATE", CREPL | B(FD_T) | B(FD_C), 0, 1},
+    [TERN_CMD_CREPL_RECORDS] = {"CREPL_RECORDS", CREPL | B(FD_POS), 0, 1},
 };
 
 static const s_cmd_t *s_cmd(int cmd) {
@@ -1243,6 +1246,60 @@ tern_err_t tern_frame_encode(const tern_frame_t *frame, uint8_t *buf, size_t cap
     }
     *len = w.len;
     return TERN_OK;
+}
+
+// ---------------------------------------------------------------------------
+//  CREPL_RECORDS entries
+
+static void s_put_u32(uint8_t *out, size_t v) {
+    out[0] = (uint8_t)(v >> 24);
+    out[1] = (uint8_t)(v >> 16);
+    out[2] = (uint8_t)(v >> 8);
+    out[3] = (uint8_t)v;
+}
+
+static uint32_t s_get_u32(const uint8_t *in) {
+    return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+}
+
+size_t tern_records_put(uint8_t *out, const uint8_t *hdr, size_t hdr_size, const uint8_t *payload,
+                        size_t payload_size) {
+    s_put_u32(out, hdr_size);
+    memcpy(out + 4, hdr, hdr_size);
+    s_put_u32(out + 4 + hdr_size, payload_size);
+    if (payload_size) {
+        memcpy(out + 8 + hdr_size, payload, payload_size);
+    }
+    return hdr_size + payload_size + TERN_RECORDS_ENTRY_OVERHEAD;
+}
+
+tern_err_t tern_records_next(const uint8_t *payload, size_t size, size_t *pos,
+                             const tern_limits_t *limits, tern_frame_t *out) {
+    size_t at = *pos;
+    if (at >= size) {
+        return TERN_ENOTFOUND;
+    }
+    if (size - at < 4) {
+        return TERN_EMALFORMED;
+    }
+    size_t hdr_size = s_get_u32(payload + at);
+    if (size - at - 4 < hdr_size || size - at - 4 - hdr_size < 4) {
+        return TERN_EMALFORMED;
+    }
+    const uint8_t *hdr = payload + at + 4;
+    size_t body_size = s_get_u32(hdr + hdr_size);
+    const uint8_t *body = hdr + hdr_size + 4;
+    if ((size_t)(payload + size - body) < body_size) {
+        return TERN_EMALFORMED;
+    }
+    tern_err_t rc = tern_frame_decode(out, hdr, hdr_size, body, body_size, limits);
+    if (out->cmd != 0 && out->cmd != TERN_CMD_CREPL_RECORD && out->cmd != TERN_CMD_CREPL_TOPIC) {
+        rc = TERN_ECOMMAND;
+    }
+    if (rc == TERN_OK) {
+        *pos = (size_t)(body - payload) + body_size;
+    }
+    return rc;
 }
 
 tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, uint8_t *buf,

@@ -75,6 +75,13 @@ typedef enum {
     TERN_CMD_CREPL_HEARTBEAT = 53, /* l->f: position = the leader's end */
     TERN_CMD_CREPL_TOPIC = 54,     /* l->f: position, topic, code = tern_crepl_topic_op_t;
                                       payload "MAX_AGE_MS MAX_MSGS MAX_BYTES" */
+    TERN_CMD_CREPL_GROUP = 55,     /* l->f: topic; payload = msgpack list of group ops
+                                      (tern_gops_encode); consumes no position */
+    TERN_CMD_CREPL_GSTATE = 56,    /* l->f (SYNC answer): topic, code = tern_crepl_gstate_t;
+                                      payload = msgpack (tern_gstate_encode / _names) */
+    TERN_CMD_CREPL_RECORDS = 57,   /* l->f: position of the first entry; payload = entries
+                                      (tern_records_put), each an encoded CREPL_RECORD or
+                                      CREPL_TOPIC of the same pt and ep at consecutive positions */
     TERN_CMD_MAX_
 } tern_cmd_t;
 
@@ -84,6 +91,62 @@ typedef enum {
     TERN_CREPL_TOPIC_DELETE = 2, //  delete the topic (missing: nothing to do)
     TERN_CREPL_TOPIC_PURGE = 3   //  remove its messages, seqs continue (missing: nothing)
 } tern_crepl_topic_op_t;
+
+/*  CREPL_GSTATE's code: what the snapshot frame carries. */
+typedef enum {
+    TERN_CREPL_GSTATE_NAMES = 1, //  every group name of the topic: the follower drops the others
+    TERN_CREPL_GSTATE_GROUP = 2, //  one group's state: REPLACES the follower's
+    TERN_CREPL_GSTATE_MORE = 3   //  more pending / DLQ entries of the group of the last GROUP
+} tern_crepl_gstate_t;
+
+/*  Group state changes an in-DC leader ships to its followers (CREPL_GROUP),
+    by group name; the numbers are the broker's tern_op_type_t. */
+typedef enum {
+    TERN_GOP_OPEN = 1,    //  create if missing at (aux = start, value = start_value)
+    TERN_GOP_DELIVER = 2, //  seq delivered (aux = lane, count, value = due_ms, reason = consumer)
+    TERN_GOP_ACK = 3,     //  seq acked (aux = cause)
+    TERN_GOP_NACK = 4,    //  seq due again at value (aux = cause)
+    TERN_GOP_DEAD = 5,    //  seq to the DLQ (count, reason)
+    TERN_GOP_REPLAY = 6,  //  DLQ entry seq (0 = all) back to pending, due at value
+    TERN_GOP_SEEK = 7,    //  cursors to (aux = start, value), pending dropped
+    TERN_GOP_RESET = 8,   //  state deleted, opened at (aux = start, value)
+    TERN_GOP_DROP = 9,    //  the group and all its state deleted
+    TERN_GOP_PURGE = 10   //  the DLQ emptied
+} tern_gop_type_t;
+
+typedef struct {
+    uint8_t type;                     //  tern_gop_type_t
+    uint8_t aux;                      //  lane, cause or start mode (see the types)
+    uint32_t count;                   //  delivery count (DELIVER, DEAD)
+    uint64_t seq;                     //  the message (REPLAY: 0 = all)
+    uint64_t value;                   //  due_ms or start_value
+    char group[TERN_NAME_MAX + 1];    //  the group
+    char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
+} tern_gop_t;
+
+/*  A pending or DLQ entry of a group in a CREPL_GSTATE snapshot. */
+typedef struct {
+    uint64_t seq;                     //  the message
+    uint64_t due_ms;                  //  pending: redelivery time; DLQ: time it died
+    uint32_t count;                   //  delivery count
+    uint8_t priority;                 //  its lane
+    char reason[TERN_REASON_MAX + 1]; //  DLQ: why
+} tern_gentry_t;
+
+/*  One group's state in a CREPL_GSTATE snapshot (GROUP or MORE). */
+typedef struct {
+    char group[TERN_NAME_MAX + 1];             //  the group
+    uint64_t lane_next[TERN_PRIORITY_MAX + 1]; //  lane cursors
+    uint64_t delivered;                        //  counters, as the leader has them
+    uint64_t redelivered;                      //  ...
+    uint64_t acked;                            //  ...
+    uint64_t nacked;                           //  ...
+    uint64_t created_ns;                       //  creation time
+    tern_gentry_t *pending;                    //  pending entries (owned when decoded)
+    size_t npending;                           //  used
+    tern_gentry_t *dead;                       //  DLQ entries (owned when decoded)
+    size_t ndead;                              //  used
+} tern_gstate_t;
 
 /*  Where a new group starts reading (SUBSCRIBE.start). */
 typedef enum {
@@ -222,6 +285,28 @@ tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, u
 /*  Reads PUBACK entry INDEX (< FRAME->ack_count) of a decoded PUBACK frame. */
 tern_err_t tern_frame_puback(const tern_frame_t *frame, uint32_t index, tern_puback_t *out);
 
+/*  CREPL_RECORDS' payload: entries [u32 big-endian header size][header]
+    [u32 big-endian payload size][payload], one per inner frame, so that a
+    leader ships a commit's records to a follower in one ZeroMQ message (one
+    send, one wake-up and one allocation on each side instead of one per
+    record). TERN_RECORDS_ENTRY_OVERHEAD bytes per entry besides its two parts. */
+#define TERN_RECORDS_ENTRY_OVERHEAD 8
+
+/*  Appends one entry (HDR, an encoded header, and PAYLOAD, may be NULL when
+    PAYLOAD_SIZE is 0) at OUT, which has room for HDR_SIZE + PAYLOAD_SIZE +
+    TERN_RECORDS_ENTRY_OVERHEAD bytes. Returns the bytes written. */
+size_t tern_records_put(uint8_t *out, const uint8_t *hdr, size_t hdr_size, const uint8_t *payload,
+                        size_t payload_size);
+
+/*  Decodes the entry at *POS of a CREPL_RECORDS payload PAYLOAD[0..SIZE)
+    into OUT (as tern_frame_decode, with LIMITS; OUT borrows from PAYLOAD) and
+    advances *POS past it. Returns TERN_OK; TERN_ENOTFOUND when *POS is at the
+    end; TERN_EMALFORMED when an entry's sizes run past the end; TERN_ECOMMAND
+    when the entry is not a CREPL_RECORD or CREPL_TOPIC; or the decoder's
+    error. After an error *POS is unchanged: stop reading this payload. */
+tern_err_t tern_records_next(const uint8_t *payload, size_t size, size_t *pos,
+                             const tern_limits_t *limits, tern_frame_t *out);
+
 /*  True if the command carries a payload frame (PUBLISH, DELIVER, REPLY,
     REPL_RECORD, CREPL_SYNC, CREPL_RECORD). */
 bool tern_cmd_has_payload(tern_cmd_t cmd);
@@ -263,5 +348,22 @@ bool tern_meta_next(const uint8_t *meta, size_t meta_size, size_t *pos, tern_kv_
 
 /*  Validates an encoded metadata map and returns its entry count in *COUNT. */
 tern_err_t tern_meta_validate(const uint8_t *meta, size_t meta_size, uint32_t *count);
+
+/*  Group-state payloads (CREPL_GROUP, CREPL_GSTATE). Encoders write at most
+    CAP bytes into BUF and set *LEN: TERN_ETOOBIG when it does not fit.
+    Decoders never trust the bytes: TERN_EMALFORMED for anything malformed.
+    tern_gops_decode: *OPS (caller frees) gets *COUNT ops. tern_gstate_decode
+    fills *OUT (free its arrays with tern_gstate_clear). tern_gnames_decode
+    calls FN for each name (borrowed for the call). */
+tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, size_t cap,
+                            size_t *len);
+tern_err_t tern_gops_decode(const uint8_t *data, size_t size, tern_gop_t **ops, size_t *count);
+tern_err_t tern_gstate_encode(const tern_gstate_t *state, uint8_t *buf, size_t cap, size_t *len);
+tern_err_t tern_gstate_decode(const uint8_t *data, size_t size, tern_gstate_t *out);
+void tern_gstate_clear(tern_gstate_t *state);
+tern_err_t tern_gnames_encode(const char *const *names, size_t count, uint8_t *buf, size_t cap,
+                              size_t *len);
+tern_err_t tern_gnames_decode(const uint8_t *data, size_t size,
+                              void (*fn)(const char *name, void *arg), void *arg);
 
 #endif

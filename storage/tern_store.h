@@ -224,6 +224,14 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p);
 /*  Number of queued operations (0 when SELF is NULL). */
 size_t tern_store_batch_size(tern_store_batch_t *self);
 
+/*  Bytes the queued operations hold and will write (0 when SELF is NULL):
+    each operation's queue entry plus, for an append, its payload and record
+    header. The write transaction's dirty pages, which LMDB mallocs and keeps
+    for reuse, grow with it, so the storer closes a batch at a byte bound
+    (storage/batch_bytes) as well as at a count. An estimate, not the exact
+    page count. */
+size_t tern_store_batch_bytes(tern_store_batch_t *self);
+
 /*  Commits every queued operation in ONE write transaction. If the map is
     full it grows (up to map_max) and retries; when it cannot grow, appends
     fail with TERN_EFULL (the earliest ones that fit are still stored) while
@@ -234,6 +242,26 @@ size_t tern_store_batch_size(tern_store_batch_t *self);
     TERN_ETOOBIG, TERN_ECORRUPT, TERN_ESTORAGE. The batch is empty
     afterwards either way, and every pointer it borrowed is released. */
 tern_err_t tern_store_batch_commit(tern_store_batch_t *self);
+
+/*  Cluster nodes (broker/tern_storer.c): with ON, the commits of a store
+    with durability fsync flush their data pages but not their meta page
+    (LMDB's MDB_NOMETASYNC), which the writer flushes with tern_store_sync
+    after it handed the commit's results on, before it tells anyone the
+    commit is durable. So a leader ships a commit to its followers while that
+    second flush runs, instead of after it. Integrity holds (LMDB writes the
+    meta page only after the data is on disk); an OS crash or power loss may
+    undo the last commit, which nobody acknowledged yet; a process crash
+    loses nothing. (MDB_NOSYNC, deferring both flushes, measured a little
+    better, but flushes data and meta in one go, in any order: a power loss
+    during it could leave a meta page that points at pages not on disk.)
+    Call from the writer thread before it commits. Returns TERN_OK, or
+    TERN_EINVAL (not durability fsync: nothing to defer). */
+tern_err_t tern_store_defer_sync(tern_store_t *self, bool on);
+
+/*  Flushes every commit made so far to disk (data and meta pages). Returns
+    TERN_OK or TERN_ESTORAGE: then what the commits since the last successful
+    flush wrote may not be on disk, and must not be acknowledged. */
+tern_err_t tern_store_sync(tern_store_t *self);
 
 /*  A reader of STORE, which must outlive it. Caller owns the return value
     (NULL when STORE is NULL). One per thread. */
@@ -724,6 +752,38 @@ void tern_store_batch_only_if(tern_store_batch_t *self, const tern_err_t *prior)
     corrupt_records). */
 tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
                              uint64_t *digest);
+
+/*  Group state from the in-DC leader (docs/cluster.md, "Group state"), by
+    topic NAME (ids are node-local; resolved at commit, so a topic created
+    earlier in the same batch is found). Every argument is copied. A topic
+    this replica lacks changes nothing and adds 1 to *SKIPPED (may be NULL);
+    so does a DELIVER or DEAD of a seq beyond its last_seq or of a group it
+    lacks, and a snapshot entry beyond its last_seq. Re-applying ops the
+    state already holds converges (tern_store_gstate.c says why per op).
+    - group_apply: GOP as the leader's storer applied it (tern_gop_type_t:
+      the same steps as tern_store_batch_deliver, _ack, ... above);
+    - gstate_put: STATE's lane cursors, counters and entries; REPLACE: the
+      group's state (created if missing) is replaced by exactly STATE, else
+      STATE's entries are added to the existing group (a snapshot's
+      continuation);
+    - gstate_prune: every group of TOPIC not in NAMES (COUNT names) is
+      deleted with its pending and DLQ entries; *SKIPPED counts them. */
+void tern_store_batch_group_apply(tern_store_batch_t *self, const char *topic,
+                                  const tern_gop_t *gop, uint64_t *skipped);
+void tern_store_batch_gstate_put(tern_store_batch_t *self, const char *topic,
+                                 const tern_gstate_t *state, bool replace, uint64_t *skipped);
+void tern_store_batch_gstate_prune(tern_store_batch_t *self, const char *topic,
+                                   const char *const *names, size_t count, uint64_t *skipped);
+
+/*  A 64-bit digest of TOPIC's group state for `ternctl cluster verify`:
+    xxHash64 chained over each group in name order: its name, its lane
+    cursors (capped at UPTO + 1), its pending entries with seq <= UPTO
+    (seq, delivery count) and its DLQ entries with seq <= UPTO (seq,
+    reason). Counters, due times and creation times are left out: they
+    legitimately differ between replicas. A missing topic digests as 0.
+    Returns TERN_OK, TERN_EINVAL (DIGEST NULL), or a read error. */
+tern_err_t tern_store_group_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
+                                   uint64_t *digest);
 
 /* ------------------------------------------------------------------------
     Message history for audit and trace (docs/storage.md, "Trace events").

@@ -429,6 +429,9 @@ typedef enum {
     OP_DLQ_PURGE,
     OP_APPEND_REPLICA,
     OP_TRUNCATE,
+    OP_GROUP_APPLY,
+    OP_GSTATE_PUT,
+    OP_GSTATE_PRUNE,
     OP_COUNT
 } st_op_kind_t;
 
@@ -450,6 +453,7 @@ typedef struct {
     uint32_t *id_out;              //  may be NULL
     uint64_t *count_out;           //  may be NULL
     const tern_err_t *prior;       //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
+    void *data; //  GROUP_APPLY, GSTATE_*: owned copy of the input (tern_store_gstate.c)
 } st_op_t;
 
 //  A topic or group record, read once per transaction and written back once.
@@ -481,6 +485,7 @@ struct tern_store_batch_t {
     size_t count;         //  how many
     size_t cap;           //  allocated
     bool has_appends;     //  any OP_APPEND or OP_APPEND_REPLICA queued
+    size_t bytes;         //  what the queued operations hold and write (estimate)
     st_cached_t **cache;  //  per-transaction record cache (pooled entries)
     size_t cache_count;   //  entries in use
     size_t cache_cap;     //  entries allocated
@@ -628,6 +633,11 @@ int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq);
 tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out);
 tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
                          tern_entry_fn *fn, void *arg);
+
+//  tern_store_gstate.c: group state an in-DC leader ships (by topic name).
+int st_op_group_apply(st_txn_t *ctx, st_op_t *op);
+int st_op_gstate_put(st_txn_t *ctx, st_op_t *op);
+int st_op_gstate_prune(st_txn_t *ctx, st_op_t *op);
 
 //  tern_store_dlq.c: dead letters.
 int st_op_dlq_replay(st_txn_t *ctx, st_op_t *op);

@@ -26,6 +26,7 @@ void tern_store_batch_append(tern_store_batch_t *self, const tern_frame_t *msg, 
     op->flag = local;
     op->result = result;
     self->has_appends = true;
+    self->bytes += R_HEADER + msg->payload_size;
 }
 
 void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_t *msg,
@@ -34,6 +35,7 @@ void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_
     op->msg = msg;
     op->result = result;
     self->has_appends = true;
+    self->bytes += R_HEADER + msg->payload_size;
 }
 
 void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,

@@ -355,3 +355,21 @@ tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
                                   uint64_t *position) {
     return s_position_get(self, S_INBOUND, origin, position);
 }
+
+/* ------------------------------------------------------------------------
+    Deferred flush (in-DC leader; tern_store.h)
+   ------------------------------------------------------------------------ */
+
+tern_err_t tern_store_defer_sync(tern_store_t *self, bool on) {
+    if (!self || self->config.durability != TERN_DURABILITY_FSYNC) {
+        return TERN_EINVAL;
+    }
+    return mdb_env_set_flags(self->env, MDB_NOMETASYNC, on ? 1 : 0) ? TERN_ESTORAGE : TERN_OK;
+}
+
+tern_err_t tern_store_sync(tern_store_t *self) {
+    if (!self) {
+        return TERN_EINVAL;
+    }
+    return mdb_env_sync(self->env, 1) ? TERN_ESTORAGE : TERN_OK;
+}

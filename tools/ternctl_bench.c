@@ -23,6 +23,7 @@
 #include "tern.h"
 #include "ternctl.h"
 #include "ternctl_json.h"
+#include "bench/bench_pct.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -119,23 +120,6 @@ static uint64_t s_now_ns(void) {
 static void s_sleep_ns(uint64_t ns) {
     struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
     nanosleep(&ts, NULL);
-}
-
-static int s_cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-//  Nearest-rank percentile of sorted V[0..N) in microseconds (as common.h).
-static double s_pct(const uint64_t *v, size_t n, double p) {
-    if (n == 0) {
-        return -1;
-    }
-    size_t idx = (size_t)((p / 100.0) * (double)n);
-    if (idx >= n) {
-        idx = n - 1;
-    }
-    return (double)v[idx] / 1000.0;
 }
 
 static const char *s_help =
@@ -784,7 +768,7 @@ static uint64_t *s_collect(s_bench_t *b, size_t *n_p) {
             k += m;
         }
     }
-    qsort(all, k, sizeof(uint64_t), s_cmp_u64);
+    bench_sort_u64(all, k);
     *n_p = k;
     return all;
 }
@@ -826,9 +810,9 @@ static void s_report(s_bench_t *b, double secs, uint64_t delivered, const char *
     }
     char p50[32] = "NA", p99[32] = "NA", p999[32] = "NA";
     if (nlat > 0) {
-        snprintf(p50, sizeof p50, "%.1f", s_pct(lat, nlat, 50));
-        snprintf(p99, sizeof p99, "%.1f", s_pct(lat, nlat, 99));
-        snprintf(p999, sizeof p999, "%.1f", s_pct(lat, nlat, 99.9));
+        snprintf(p50, sizeof p50, "%.1f", bench_pct_us(lat, nlat, 50));
+        snprintf(p99, sizeof p99, "%.1f", bench_pct_us(lat, nlat, 99));
+        snprintf(p999, sizeof p999, "%.1f", bench_pct_us(lat, nlat, 99.9));
     } else {
         lat_what = "none";
     }

@@ -10,7 +10,9 @@
     - `cluster partitions` takes each partition's position from its leader;
     - `cluster verify` asks each replica of each partition for its topics
       (cluster.verify) and then for a digest of each topic up to the seq all
-      replicas hold, and compares them.
+      replicas hold (its log and its groups' state), and compares them; a
+      difference is asked again a few times first, since group state follows
+      the log asynchronously.
     Each node is asked through one client (s_nodes_t), reused for all its
     questions.
 */
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_NODES_MAX 64 //  nodes of one cluster ternctl talks to
 
@@ -301,6 +304,40 @@ static uint64_t s_last_seq(const json_t *doc, const char *topic) {
     return entry ? json_get_u64(entry, "last_seq") : 0;
 }
 
+//  Asks the replicas IDS[0..COUNT) for the digest of one topic (KV: its
+//  partition, name and upto) and compares them: its log and its groups
+//  (cluster.verify chains both). Group state follows the log asynchronously
+//  (docs/cluster.md, "Group state"), so a difference is asked again a few
+//  times, S_VERIFY_PAUSE_MS apart, before it counts: one that lasts is
+//  real. Returns 1 when they agree, 0 when not, -1 when a replica did not
+//  answer.
+#define S_VERIFY_TRIES    5
+#define S_VERIFY_PAUSE_MS 200
+static int s_same_digest(s_nodes_t *nodes, const uint64_t *ids, size_t count,
+                         const tern_header_t *kv) {
+    for (int attempt = 0;; attempt++) {
+        char first[24] = "";
+        bool same = true;
+        for (size_t e = 0; e < count; e++) {
+            json_t *doc = NULL;
+            if (s_ask_node(nodes, ids[e], "cluster.verify", kv, 3, &doc)) {
+                return -1;
+            }
+            const json_t *digest = json_get(doc, "digest");
+            const char *text = digest && digest->kind == JSON_STRING ? digest->text : "";
+            same &= e == 0 || strcmp(first, text) == 0;
+            if (e == 0) {
+                snprintf(first, sizeof first, "%s", text);
+            }
+            json_destroy(&doc);
+        }
+        if (same || attempt + 1 == S_VERIFY_TRIES) {
+            return same ? 1 : 0;
+        }
+        usleep(S_VERIFY_PAUSE_MS * 1000);
+    }
+}
+
 //  Compares the replicas IDS[0..COUNT) (their topic lists in LISTS) of
 //  partition P topic by topic, each up to the seq every replica holds.
 //  Writes the topics that differ into DIFFERS (a JSON array being built);
@@ -325,22 +362,12 @@ static int s_verify_topics(s_nodes_t *nodes, const char *p, const uint64_t *ids,
             if (!name || seen || upto == 0) {
                 continue; //  compared already, or some replica has none of it yet
             }
-            char number[24], first[24] = "";
+            char number[24];
             snprintf(number, sizeof number, "%llu", (unsigned long long)upto);
             tern_header_t kv[3] = {{"partition", p}, {"topic", name->text}, {"upto", number}};
-            bool same = true;
-            for (size_t e = 0; e < count; e++) {
-                json_t *doc = NULL;
-                if (s_ask_node(nodes, ids[e], "cluster.verify", kv, 3, &doc)) {
-                    return -1;
-                }
-                const json_t *digest = json_get(doc, "digest");
-                const char *text = digest && digest->kind == JSON_STRING ? digest->text : "";
-                same &= e == 0 || strcmp(first, text) == 0;
-                if (e == 0) {
-                    snprintf(first, sizeof first, "%s", text);
-                }
-                json_destroy(&doc);
+            int same = s_same_digest(nodes, ids, count, kv);
+            if (same < 0) {
+                return -1;
             }
             compared++;
             if (!same) {

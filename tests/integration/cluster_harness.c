@@ -336,6 +336,26 @@ void it_cluster_keep_logs(it_cluster_t *self, const char *dir) {
     }
 }
 
+void it_cluster_publish_until_acked(tern_client_t *client, const char *topic) {
+    for (int i = 0; i < 60; i++) {
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = topic;
+        msg.payload = "probe";
+        msg.size = 5;
+        tern_err_t rc = tern_publish(client, &msg, 15000, NULL);
+        if (rc == TERN_OK) {
+            return;
+        }
+        //  Refused while the leader's followers sync, or before the node
+        //  saw itself become leader; not confirmed while the ISR changes.
+        cr_assert(rc == TERN_EREPLICAS || rc == TERN_ENOTLEADER || rc == TERN_ETIMEOUT,
+                  "probe publish to %s: %s", topic, tern_errname(rc));
+        usleep(500 * 1000);
+    }
+    cr_assert_fail("publishes to %s were never acknowledged", topic);
+}
+
 void it_cluster_destroy(it_cluster_t **self_p) {
     if (self_p == NULL || *self_p == NULL) {
         return;

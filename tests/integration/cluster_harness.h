@@ -128,6 +128,11 @@ bool it_cluster_enable_cuts(it_cluster_t *self);
     running. */
 bool it_cluster_cut(it_cluster_t *self, int i, const int *ports, size_t count);
 
+/*  Publishes a 5-byte probe to TOPIC with CLIENT until one is acknowledged
+    (the topic's leader leads and its ISR confirms), every 500 ms, at most
+    60 tries; asserts that every refusal is one a changing cluster gives
+    (TERN_EREPLICAS, TERN_ENOTLEADER, TERN_ETIMEOUT). */
+void it_cluster_publish_until_acked(tern_client_t *client, const char *topic);
 /*  The TCP port of node I's --cluster-listen endpoint. */
 int it_cluster_listen_port(const it_cluster_t *self, int i);
 

@@ -4,13 +4,24 @@
     against a real broker and prints a RESULT line (the shared bench format)
     whose msgs is what was asked, plus the summary as `key  value` lines (the
     --json form and the cleanup of topics are in it_ternctl_cli.c).
+
+    vs_nats_quick runs tools/bench/vs-nats.sh itself in its QUICK form on the
+    workloads issue 16 added (lat: publish -> delivery at fixed rates against
+    JetStream and core NATS; fanout: tern against the js_fanout peer; size: the
+    64 KB LMDB ceiling) and checks that every row and the memory samples are
+    there. It needs nats-server, the js_fanout peer (libnats-dev) and the
+    shared bench programs (../shared/bench): without them it is skipped
+    (`scripts/bootstrap bench` installs what it needs). Nothing is timed.
 */
 #include "harness.h"
+
+#include "test_dir.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  Returns the value of KEY= in LINE (copied into BUF), or false.
 static bool s_field(const char *line, const char *key, char *buf, size_t cap) {
@@ -120,4 +131,120 @@ Test(bench, bad_usage, .fini = it_teardown, .timeout = 60) {
     it_ctl(&r, b, 15000, "bench", "pub", "--msgs", "0", NULL);
     cr_assert_eq(r.status, 2, "exit %d\n%s", r.status, r.err);
     it_result_free(&r);
+}
+
+//  The line of RAW that starts with PREFIX and has name=NAME (copied into
+//  BUF), or NULL.
+static const char *s_line(const char *raw, const char *prefix, const char *name, char *buf,
+                          size_t cap) {
+    size_t plen = strlen(prefix);
+    for (const char *l = raw; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        size_t n = strcspn(l, "\n");
+        char v[128];
+        if (n < cap && strncmp(l, prefix, plen) == 0) {
+            memcpy(buf, l, n);
+            buf[n] = 0;
+            if (s_field(buf, "name", v, sizeof v) && strcmp(v, name) == 0) {
+                return buf;
+            }
+        }
+    }
+    return NULL;
+}
+
+//  KEY= of the line of RAW starting with PREFIX for NAME, as a number; fails
+//  the test if the line or the key is missing.
+static double s_value(const char *raw, const char *prefix, const char *name, const char *key) {
+    char line[2048], v[128];
+    cr_assert_not_null(s_line(raw, prefix, name, line, sizeof line), "no %s line for %s in:\n%s",
+                       prefix, name, raw);
+    cr_assert(s_field(line, key, v, sizeof v), "no %s= in: %s", key, line);
+    return atof(v);
+}
+
+//  True if PROG is an executable on PATH.
+static bool s_on_path(const char *prog) {
+    const char *path = getenv("PATH");
+    char buf[1024];
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, prog);
+        if (access(buf, X_OK) == 0) {
+            return true;
+        }
+        path += n + (path[n] == ':');
+    }
+    return false;
+}
+
+Test(bench, vs_nats_quick, .timeout = 600) {
+    char script[512], shared[512], build[512], fanout[512];
+    snprintf(script, sizeof script, "%s/tools/bench/vs-nats.sh", TERN_SOURCE_DIR);
+    snprintf(shared, sizeof shared, "%s/../shared/bench/js_bench.c", TERN_SOURCE_DIR);
+    snprintf(fanout, sizeof fanout, "%s/js_fanout", TERN_BIN_DIR);
+    snprintf(build, sizeof build, "%s/..", TERN_BIN_DIR);
+    if (!s_on_path("nats-server") || access(fanout, X_OK) != 0 ||
+        (access(shared, R_OK) != 0 && access("/tmp/tern-bench/build/js_bench", X_OK) != 0)) {
+        cr_skip_test("needs nats-server, %s and the shared bench programs "
+                     "(scripts/bootstrap bench)",
+                     fanout);
+    }
+    char out[TEST_DIR_MAX];
+    cr_assert_not_null(test_dir_make(out, "vsnats"));
+    //  Two rates keep it short; the script's own children (ternd, nats-server)
+    //  are stopped by PID in its EXIT trap.
+    setenv("QUICK", "1", 1);
+    setenv("REPS", "1", 1);
+    setenv("NOBUILD", "1", 1);
+    setenv("BUILD", build, 1);
+    setenv("OUT", out, 1);
+    setenv("RATES", "1000 5000", 1);
+    setenv("LAT_MS", "250", 1); //  (what QUICK takes; set, so the caller's cannot change it)
+    setenv("BIG_BATCH", "auto", 1);
+    char *argv[] = {"/bin/bash", script, "lat", "fanout", "size", NULL};
+    it_result_t r;
+    it_run(&r, 500000, NULL, argv);
+    cr_assert_eq(r.status, 0, "vs-nats.sh exit %d\n%s\n%s", r.status, r.out, r.err);
+
+    char path[TEST_DIR_MAX + 32];
+    snprintf(path, sizeof path, "%s/raw.txt", out);
+    char *raw = it_read_file(path, NULL);
+    cr_assert_not_null(raw);
+    //  lat: every side at every rate, with its p999 (QUICK: 250 ms of each rate).
+    const char *lat[] = {"tern_pubsub_fsync_r", "tern_pubsub_none_r", "js_pubsub_asap_r",
+                         "nats_core_pubsub_asap_r"};
+    const int rates[] = {1000, 5000};
+    for (size_t i = 0; i < sizeof lat / sizeof lat[0]; i++) {
+        for (size_t k = 0; k < 2; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s%d", lat[i], rates[k]);
+            cr_assert_eq(s_value(raw, "RESULT ", name, "msgs"), rates[k] / 4, "%s", name);
+            cr_assert_gt(s_value(raw, "RESULT ", name, "p999_us"), 0, "%s", name);
+            cr_assert_eq(s_value(raw, "RESULT ", name, "rate"), rates[k], "%s", name);
+        }
+    }
+    //  fanout: both sides deliver every message to each of the 100 groups.
+    cr_assert_eq(s_value(raw, "RESULT ", "tern_fanout_g100", "delivered"), 500 * 100);
+    cr_assert_eq(s_value(raw, "RESULT ", "js_fanout_c100", "delivered"), 500 * 100);
+    cr_assert_gt(s_value(raw, "RESULT ", "js_fanout_c100", "delivered_per_s"), 0);
+    //  size: the 64 KB ceiling commits as many records per commit as tern did.
+    cr_assert_eq(s_value(raw, "RESULT ", "lmdb_sync_64KB", "size"), 65536);
+    double commits = s_value(raw, "MEM ", "tern_pub_fsync_64KB", "commits");
+    cr_assert_gt(commits, 0);
+    cr_assert_eq(s_value(raw, "RESULT ", "lmdb_sync_64KB", "batch"),
+                 (int)((200 + commits / 2) / commits));
+    //  Memory: a sample of each server under each workload, ternd's with the bound.
+    cr_assert_gt(s_value(raw, "MEM ", "tern_fanout_g100", "rss_anon_peak_kb"), 0);
+    cr_assert_eq(s_value(raw, "MEM ", "tern_fanout_g100", "bound_kb"),
+                 65536 + 64 * s_value(raw, "MEM ", "tern_fanout_g100", "conns_peak"));
+    cr_assert_gt(s_value(raw, "MEM ", "tern_pubsub_none_r1000", "rss_anon_after_kb"), 0);
+    cr_assert_gt(s_value(raw, "MEM ", "js_fanout_c100", "vmhwm_kb"), 0);
+    //  The tables.
+    cr_assert_not_null(strstr(r.out, "| 5000 | "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "## Memory per workload"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "| fan-out 100 groups x 1 consumer, deliveries/s | "), "%s",
+                       r.out);
+    free(raw);
+    it_result_free(&r);
+    test_dir_remove(out);
 }

@@ -26,6 +26,7 @@
       deposed leader cannot be made to keep such a tail reliably here: a
       SIGSTOPped follower still receives the records in its TCP buffers.)
 */
+#include "cluster_harness.h"
 #include "etcd_harness.h"
 #include "harness.h"
 #include "tern_etcd.h"
@@ -205,28 +206,6 @@ static void s_publish(tern_client_t *client, int count, tern_err_t expect, s_ack
     }
 }
 
-//  Publishes until one is acknowledged (the node leads, the ISR is whole),
-//  at most 30 s.
-static void s_publish_until_acked(tern_client_t *client) {
-    for (int i = 0; i < 60; i++) {
-        tern_pub_options_t msg;
-        tern_pub_options_init(&msg);
-        msg.topic = s_topics[0];
-        msg.payload = "probe";
-        msg.size = 5;
-        tern_err_t rc = tern_publish(client, &msg, 15000, NULL);
-        if (rc == TERN_OK) {
-            return;
-        }
-        //  Refused while the leader's followers sync, or before the node
-        //  saw itself become leader; not confirmed while the ISR changes.
-        cr_assert(rc == TERN_EREPLICAS || rc == TERN_ENOTLEADER || rc == TERN_ETIMEOUT,
-                  "probe publish: %s", tern_errname(rc));
-        usleep(500 * 1000);
-    }
-    cr_assert_fail("publishes were never acknowledged again");
-}
-
 //  What one stopped node's store holds of topic T.
 typedef struct {
     uint64_t last_seq; //  the topic's last seq (0: no topic)
@@ -374,7 +353,7 @@ static void s_cluster_up(int count, uint32_t *leader, uint32_t f[2], tern_client
     *leader = rec.leader;
     s_followers(*leader, f);
     *client = s_client(s_node[*leader], "it-crepl");
-    s_publish_until_acked(*client);
+    it_cluster_publish_until_acked(*client, s_topics[0]);
     s_publish(*client, count, TERN_OK, acked, nacked);
 }
 
@@ -396,7 +375,7 @@ Test(cluster_repl, acked_everywhere) {
     s_wait_node_gone(f[0]);
     cr_assert(it_broker_start(s_node[f[0]]), "follower %u did not restart", f[0]);
     s_wait_record(2, (1u << leader) | (1u << f[0]), TERN_NODE_NONE, 30000);
-    s_publish_until_acked(client);
+    it_cluster_publish_until_acked(client, s_topics[0]);
     s_publish(client, 60, TERN_OK, acked, &nacked);
     s_check_refused_gone(client);
     tern_client_destroy(&client);
@@ -475,7 +454,7 @@ Test(cluster_repl, divergent_tail_truncated) {
     it_broker_kill(s_node[f[0]]);
     const uint64_t own_id = 0x7000000000000000ull;
     s_add_own_tail(s_node[f[0]], s_topics[0], 4, own_id);
-    s_publish_until_acked(client); //  once the ISR is the other two
+    it_cluster_publish_until_acked(client, s_topics[0]); //  once the ISR is the other two
     s_publish(client, 12, TERN_OK, acked, &nacked);
 
     //  It returns: its tail is cut back to the leader's log, it catches up
@@ -569,7 +548,7 @@ Test(cluster_repl, topic_ops_replicated) {
     s_admin(client, "topic.purge", s_topics[1], NULL, NULL);
 
     it_broker_kill(s_node[f[0]]);
-    s_publish_until_acked(client); //  once the ISR is the other two
+    it_cluster_publish_until_acked(client, s_topics[0]); //  once the ISR is the other two
     s_admin(client, "topic.create", s_refused, "max_msgs", "100");
     s_admin(client, "topic.edit", s_refused, "max_bytes", "1000000");
     s_admin(client, "topic.edit", s_topics[0], "max_age_ms", "3600000");
@@ -580,16 +559,32 @@ Test(cluster_repl, topic_ops_replicated) {
     s_wait_node_gone(f[0]);
     cr_assert(it_broker_start(s_node[f[0]]), "follower %u did not restart", f[0]);
     s_wait_record(3, 7u, TERN_NODE_NONE, 30000);
-    s_publish_until_acked(client); //  a position after the catch-up, confirmed by all
+    it_cluster_publish_until_acked(client,
+                                   s_topics[0]); //  a position after the catch-up, confirmed by all
     tern_client_destroy(&client);
-    //  A follower refuses topic writes: only the leader ships them.
-    tern_client_t *other = s_client(s_node[f[1]], "it-crepl-f");
-    tern_header_t args[1] = {{"topic", s_topics[0]}};
-    char *json = NULL;
-    tern_err_t rc = tern_admin(other, "topic.delete", args, 1, &json, 15000);
-    cr_assert_eq(rc, TERN_ENOTLEADER, "topic.delete on a follower: %s (%s)", tern_errname(rc),
-                 tern_last_reason());
-    tern_client_destroy(&other);
+    //  A follower refuses topic writes: only the leader ships them. (On the
+    //  wire: libtern's tern_admin follows the leader by itself.)
+    it_raw_t *raw = it_raw_new(s_node[f[1]]->endpoint);
+    cr_assert_not_null(raw);
+    cr_assert(it_raw_hello(raw, "it-crepl-f"), "no WELCOME");
+    uint8_t meta[128];
+    size_t meta_len = 0;
+    tern_kv_t kv = {"topic", 5, s_topics[0], strlen(s_topics[0])};
+    cr_assert_eq(tern_meta_encode(&kv, 1, meta, sizeof meta, &meta_len), TERN_OK);
+    tern_frame_t req, reply;
+    tern_frame_init(&req, TERN_CMD_ADMIN);
+    req.req_id = 9;
+    snprintf(req.name, sizeof req.name, "topic.delete");
+    req.meta = meta;
+    req.meta_size = meta_len;
+    req.fields |= TERN_F_NAME | TERN_F_META;
+    cr_assert_eq(it_raw_send_frame(raw, &req), TERN_OK);
+    cr_assert_eq(it_raw_recv_reply(raw, &reply, 15000), TERN_OK);
+    cr_assert_eq(reply.cmd, TERN_CMD_ERROR, "topic.delete on a follower: %s",
+                 tern_cmd_name(reply.cmd));
+    cr_assert_eq(reply.code, TERN_ENOTLEADER, "topic.delete on a follower: %s (%s)",
+                 tern_errname((int)reply.code), reply.reason);
+    it_raw_destroy(&raw);
     for (int i = 0; i < S_NODES; i++) {
         s_stop_node((uint32_t)i);
     }

@@ -121,6 +121,7 @@ Test(config, defaults) {
     cr_assert_eq(config.map_initial, 64ULL << 20);
     cr_assert_eq(config.map_max, 64ULL << 30);
     cr_assert_eq(config.batch_max, 4096);
+    cr_assert_eq(config.batch_bytes, 8ULL << 20);
     cr_assert_eq(config.dedup_window_ms, 120000);
     cr_assert_eq(config.dedup_max, 1024);
     cr_assert_eq(config.sweep_interval_ms, 1000);
@@ -255,6 +256,9 @@ Test(config, bad_value_names_key_value_expectation) {
         {"delivery\n    ack_wait = 30x\n",
          "config: delivery/ack_wait = \"30x\": expected a duration (ms, s, m, h, d, w; bare "
          "number = ms) in 100ms..7d: unknown unit (use ms, s, m, h, d or w)"},
+        {"storage\n    batch_bytes = 4K\n",
+         "config: storage/batch_bytes = \"4K\": expected a size (K, M, G, T, KiB, MB...; bare "
+         "number = bytes) in 64K..1G"},
         {"server\n    max_payload = 1G\n", "config: server/max_payload = \"1G\": expected a size "
                                            "(K, M, G, T, KiB, MB...; bare number = "
                                            "bytes) in 1..256M"},
@@ -482,6 +486,7 @@ Test(config, every_flag_form) {
                     "--map-max=1G",
                     "--batch-max",
                     "64",
+                    "--batch-bytes=256K",
                     "--dedup-window=30s",
                     "--dedup-max",
                     "10",
@@ -520,6 +525,7 @@ Test(config, every_flag_form) {
     cr_assert_eq(config.map_initial, 8ULL << 20);
     cr_assert_eq(config.map_max, 1ULL << 30);
     cr_assert_eq(config.batch_max, 64);
+    cr_assert_eq(config.batch_bytes, 256 * 1024);
     cr_assert_eq(config.dedup_window_ms, 30000);
     cr_assert_eq(config.dedup_max, 10);
     cr_assert_eq(config.sweep_interval_ms, 100);
@@ -603,6 +609,7 @@ static void s_assert_same(const tern_config_t *a, const tern_config_t *b) {
     cr_assert_eq(a->map_initial, b->map_initial);
     cr_assert_eq(a->map_max, b->map_max);
     cr_assert_eq(a->batch_max, b->batch_max);
+    cr_assert_eq(a->batch_bytes, b->batch_bytes);
     cr_assert_eq(a->dedup_window_ms, b->dedup_window_ms);
     cr_assert_eq(a->dedup_max, b->dedup_max);
     cr_assert_eq(a->sweep_interval_ms, b->sweep_interval_ms);
@@ -668,6 +675,7 @@ Test(config, print_config_round_trip) {
                     "--map-initial=3M",
                     "--map-max=5T",
                     "--batch-max=65536",
+                    "--batch-bytes=1G",
                     "--dedup-window=25h",
                     "--dedup-max=1000000",
                     "--sweep-interval=10",
@@ -735,6 +743,7 @@ Test(config, help_lists_every_flag) {
                                   "--map-initial SIZE",
                                   "--map-max SIZE",
                                   "--batch-max N",
+                                  "--batch-bytes SIZE",
                                   "--dedup-window DURATION",
                                   "--dedup-max N",
                                   "--sweep-interval DURATION",
@@ -766,6 +775,7 @@ Test(config, help_lists_every_flag) {
                                  "storage/map_initial",
                                  "storage/map_max",
                                  "storage/batch_max",
+                                 "storage/batch_bytes",
                                  "storage/dedup_window",
                                  "storage/dedup_max",
                                  "storage/sweep_interval",

@@ -198,6 +198,14 @@ static void s_example(tern_cmd_t cmd, tern_frame_t *f) {
             f->payload_size = 13;
             f->fields |= TERN_F_PAYLOAD;
             break;
+        case TERN_CMD_CREPL_RECORDS:
+            f->partition = 35;
+            f->epoch = 123;
+            f->position = 44;
+            f->payload = s_payload; //  not entries: the codec does not look inside
+            f->payload_size = 5;
+            f->fields |= TERN_F_PAYLOAD;
+            break;
         case TERN_CMD_CREPL_CONFIRM:
             f->node_id = 2;
             /* fall through */
@@ -244,7 +252,8 @@ static const tern_cmd_t s_all_cmds[] = {TERN_CMD_HELLO,
                                         TERN_CMD_CREPL_CAUGHT,
                                         TERN_CMD_CREPL_CONFIRM,
                                         TERN_CMD_CREPL_HEARTBEAT,
-                                        TERN_CMD_CREPL_TOPIC};
+                                        TERN_CMD_CREPL_TOPIC,
+                                        TERN_CMD_CREPL_RECORDS};
 #define N_CMDS (sizeof s_all_cmds / sizeof s_all_cmds[0])
 
 //  Encodes the example of CMD into s_buf.
@@ -522,6 +531,7 @@ static const char *s_hex[] = {
     /* CREPL_CONFIRM */ "95cd544e01340784a16e02a3706f732ca2707423a265707b",
     /* CREPL_HEARTBEAT */ "95cd544e01350783a3706f732ca2707423a265707b",
     /* CREPL_TOPIC */ "95cd544e01360785a174a96f72646572732e6575a16301a3706f732ca2707423a265707b",
+    /* CREPL_RECORDS */ "95cd544e01390783a3706f732ca2707423a265707b",
 };
 
 //  TERN_PROTO_PRINT_HEX=1 prints the current encodings, to update the table
@@ -877,6 +887,7 @@ static const struct {
     {TERN_CMD_CREPL_CONFIRM, {"pt", "ep", "n", "pos", NULL}},
     {TERN_CMD_CREPL_HEARTBEAT, {"pt", "ep", "pos", NULL}},
     {TERN_CMD_CREPL_TOPIC, {"pt", "ep", "pos", "t", "c", NULL}},
+    {TERN_CMD_CREPL_RECORDS, {"pt", "ep", "pos", NULL}},
 };
 
 //  A raw in-DC frame of entry E with every required key but SKIP (or all).
@@ -907,7 +918,7 @@ Test(proto, crepl_required_fields_and_payload) {
     for (size_t e = 0; e < count; e++) {
         tern_cmd_t cmd = s_crepl_req[e].cmd;
         bool payload = cmd == TERN_CMD_CREPL_SYNC || cmd == TERN_CMD_CREPL_RECORD ||
-                       cmd == TERN_CMD_CREPL_TOPIC;
+                       cmd == TERN_CMD_CREPL_TOPIC || cmd == TERN_CMD_CREPL_RECORDS;
         cr_assert_eq(tern_cmd_has_payload(cmd), payload, "%s", tern_cmd_name(cmd));
         tern_frame_t f;
         raw_t r;
@@ -970,11 +981,90 @@ Test(proto, crepl_required_fields_and_payload) {
     raw_uint(&r, 9);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
     cr_assert_eq(f.partition, 0);
-    //  Around the range: 38..47 and 55 are no commands.
+    //  Around the range: 38..47 are no commands; 55 (CREPL_GROUP) and 56
+    //  (CREPL_GSTATE) need pt, ep, t and a payload.
     raw_hdr(&r, 47, 0);
     cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
-    raw_hdr(&r, 55, 0);
-    cr_assert_eq(raw_decode(&r, false, &f), TERN_ECOMMAND);
+    raw_hdr(&r, TERN_CMD_CREPL_GROUP, 0);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_EMISSING);
+    raw_hdr(&r, TERN_CMD_CREPL_GSTATE, 3);
+    raw_str(&r, "pt");
+    raw_uint(&r, 1);
+    raw_str(&r, "ep");
+    raw_uint(&r, 2);
+    raw_str(&r, "t");
+    raw_str(&r, "orders");
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_EMISSING); //  no code
+}
+
+//  Appends the example of CMD as a CREPL_RECORDS entry at OUT + *LEN.
+static void s_put_entry(tern_cmd_t cmd, uint8_t *out, size_t *len) {
+    tern_frame_t f;
+    size_t hlen = s_encode_example(cmd, &f);
+    *len += tern_records_put(out + *len, s_buf, hlen, f.payload, f.payload_size);
+}
+
+Test(proto, crepl_records_entries) {
+    //  A leader packs a record and a topic op; the follower reads them back.
+    static uint8_t out[4 * TERN_HEADER_MAX];
+    size_t len = 0;
+    s_put_entry(TERN_CMD_CREPL_RECORD, out, &len);
+    size_t first = len;
+    s_put_entry(TERN_CMD_CREPL_TOPIC, out, &len);
+    size_t pos = 0;
+    tern_frame_t g;
+    cr_assert_eq(tern_records_next(out, len, &pos, NULL, &g), TERN_OK);
+    cr_assert_eq(g.cmd, TERN_CMD_CREPL_RECORD);
+    cr_assert_eq(g.position, 42);
+    cr_assert_eq(g.partition, 35);
+    cr_assert_eq(g.payload_size, 5);
+    cr_assert_eq(memcmp(g.payload, "hello", 5), 0);
+    cr_assert(g.payload >= out && g.payload < out + len, "borrows from the payload");
+    cr_assert_eq(tern_records_next(out, len, &pos, NULL, &g), TERN_OK);
+    cr_assert_eq(g.cmd, TERN_CMD_CREPL_TOPIC);
+    cr_assert_eq(g.code, TERN_CREPL_TOPIC_PUT);
+    cr_assert_eq(pos, len);
+    cr_assert_eq(tern_records_next(out, len, &pos, NULL, &g), TERN_ENOTFOUND);
+    //  Cut anywhere inside an entry: malformed or a decode error, never a
+    //  read past the end, and the position stays where it was.
+    for (size_t cut = 1; cut < len; cut++) {
+        if (cut == first) {
+            continue; //  a whole first entry: fine
+        }
+        uint8_t *copy = malloc(cut); //  exact size: ASan sees any overread
+        memcpy(copy, out, cut);
+        size_t at = 0, n = 0;
+        tern_err_t rc;
+        while ((rc = tern_records_next(copy, cut, &at, NULL, &g)) == TERN_OK) {
+            n++;
+        }
+        cr_assert_neq(rc, TERN_ENOTFOUND, "cut at %zu read as whole", cut);
+        cr_assert_lt(n, 2);
+        free(copy);
+    }
+    //  Sizes that run past the end, and entries that are not records.
+    uint8_t bad[16] = {0, 0, 0, 200, 1, 2, 3};
+    pos = 0;
+    cr_assert_eq(tern_records_next(bad, 7, &pos, NULL, &g), TERN_EMALFORMED);
+    cr_assert_eq(pos, 0);
+    cr_assert_eq(tern_records_next(bad, 3, &pos, NULL, &g), TERN_EMALFORMED);
+    uint8_t huge[12] = {0xff, 0xff, 0xff, 0xff};
+    cr_assert_eq(tern_records_next(huge, sizeof huge, &pos, NULL, &g), TERN_EMALFORMED);
+    len = 0;
+    s_put_entry(TERN_CMD_CREPL_HEARTBEAT, out, &len);
+    cr_assert_eq(tern_records_next(out, len, &pos, NULL, &g), TERN_ECOMMAND);
+    cr_assert_eq(pos, 0);
+    len = 0;
+    s_put_entry(TERN_CMD_CREPL_RECORDS, out, &len); //  no nesting
+    cr_assert_eq(tern_records_next(out, len, &pos, NULL, &g), TERN_ECOMMAND);
+    //  An entry's own payload limit holds.
+    len = 0;
+    s_put_entry(TERN_CMD_CREPL_RECORD, out, &len);
+    tern_limits_t small = {.max_payload = 4};
+    cr_assert_eq(tern_records_next(out, len, &pos, &small, &g), TERN_ETOOBIG);
+    //  Garbage instead of a header.
+    uint8_t junk[] = {0, 0, 0, 2, 0xc1, 0xc1, 0, 0, 0, 0};
+    cr_assert_eq(tern_records_next(junk, sizeof junk, &pos, NULL, &g), TERN_EMALFORMED);
 }
 
 Test(proto, unknown_keys_are_ignored) {

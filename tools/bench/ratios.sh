@@ -71,8 +71,77 @@ END {
     row("async publish 64 KB msgs/s vs JS with Msg-Id", "tern_pub_fsync_64KB", "js_pubasync_file_dedup_64KB", "msgs_per_s", "-")
     row("async publish 4 producers msgs/s", "tern_pub_fsync_p4", "js_pubasync_file_p4", "msgs_per_s", "-")
     row("async publish 16 producers msgs/s", "tern_pub_fsync_p16", "js_pubasync_file_p16", "msgs_per_s", "-")
-    printf "| fan-out 100 groups delivered msgs/s | tern_fanout_g100 | %s | - | - | - | reported |\n", f(med("tern_fanout_g100", "delivered_per_s"))
+    row("fan-out 100 groups x 1 consumer, deliveries/s", "tern_fanout_g100", "js_fanout_c100", "delivered_per_s", ">= 2")
+    a = med("tern_pub_fsync_64KB", "msgs_per_s"); b = med("lmdb_sync_64KB", "msgs_per_s")
+    printf "| 64 KB durable publish MB/s vs LMDB synced commits of 64 KB records | tern_pub_fsync_64KB | %s | lmdb_sync_64KB | %s | %s | >= 0.5 |\n", (a == "") ? "-" : f(a * 65536 / 1e6), (b == "") ? "-" : f(b * 65536 / 1e6), r(a, b)
     printf "| publish + consume at once msgs/s (e2e p50 / p99 us) | tern_pubsub_g1 | %s (%s / %s) | - | - | - | - |\n", f(med("tern_pubsub_g1", "msgs_per_s")), f(med("tern_pubsub_g1", "p50_us")), f(med("tern_pubsub_g1", "p99_us"))
     printf "| latency under load: 20k msgs/s offered, e2e p50 / p99 / p999 us | tern_pubsub_rate20k | %s / %s / %s | - | - | - | - |\n", f(med("tern_pubsub_rate20k", "p50_us")), f(med("tern_pubsub_rate20k", "p99_us")), f(med("tern_pubsub_rate20k", "p999_us"))
+    latency_table()
     if (nc) { print ""; for (k = 1; k <= nc; k++) print "    " checks[k] }
+}
+# The publish -> delivery rows at fixed rates (workload lat), one line per rate, with the
+# issue-16 targets: none p50 <= JS p50 and p99 <= JS p99; fsync p50 <= JS p50 + one LMDB
+# synced commit (b1 p50) and fsync p99 <= JS p99.
+function tri(n, k3) { return f(med(n, "p50_us")) " / " f(med(n, "p99_us")) (k3 ? " / " f(med(n, "p999_us")) : "") }
+function ok(c) { return c ? "yes" : "no" }
+function latency_table(    k, m, rr, nr, rates, i, js, cn, tn, tf, b1, t) {
+    for (k = 1; k <= nn; k++)
+        if (match(order[k], /_r[0-9]+$/) && order[k] ~ /^(tern_pubsub_(fsync|none)|js_pubsub_asap|nats_core_pubsub_asap)_r/) {
+            rr = substr(order[k], RSTART + 2) + 0
+            if (!(rr in rates)) { rates[rr] = 1; rl[++nr] = rr }
+        }
+    if (nr == 0) return
+    sortn(rl, nr)
+    b1 = med("lmdb_sync_b1", "p50_us")
+    print ""
+    print "## Publish -> delivery at fixed rates (durable group / consumer with acks; p50 / p99 / p999 us)"
+    print ""
+    print "| rate msgs/s | JetStream -F | core NATS -F | tern none | tern fsync | none p50 <= JS | none p99 <= JS | fsync p50 <= JS + LMDB b1 (" f(b1) ") | fsync p99 <= JS |"
+    print "|---|---|---|---|---|---|---|---|---|"
+    for (i = 1; i <= nr; i++) {
+        rr = rl[i]; js = "js_pubsub_asap_r" rr; cn = "nats_core_pubsub_asap_r" rr
+        tn = "tern_pubsub_none_r" rr; tf = "tern_pubsub_fsync_r" rr
+        t = (med(js, "p50_us") != "")
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", rr, tri(js, 1), tri(cn, 0), tri(tn, 1), tri(tf, 1),
+            (t && med(tn, "p50_us") != "") ? ok(med(tn, "p50_us") <= med(js, "p50_us")) : "-",
+            (t && med(tn, "p99_us") != "") ? ok(med(tn, "p99_us") <= med(js, "p99_us")) : "-",
+            (t && med(tf, "p50_us") != "" && b1 != "") ? ok(med(tf, "p50_us") <= med(js, "p50_us") + b1) : "-",
+            (t && med(tf, "p99_us") != "") ? ok(med(tf, "p99_us") <= med(js, "p99_us")) : "-"
+    }
+}'
+
+# Memory per workload and server (MEM lines of vs-nats.sh): the largest peak over the rounds
+# (the bound holds "at every moment"), the size after the load, and ternd's bound.
+cat "$@" | awk '
+function mb(kb) { return sprintf("%.1f", kb / 1024) }
+/^MEM / {
+    delete kv
+    for (i = 2; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+    key = kv["name"] SUBSEP kv["server"]
+    if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+    runs[key]++
+    if (kv["rss_anon_peak_kb"] + 0 > pa[key]) pa[key] = kv["rss_anon_peak_kb"] + 0
+    if (kv["vmrss_peak_kb"] + 0 > pr[key]) pr[key] = kv["vmrss_peak_kb"] + 0
+    if (kv["vmhwm_kb"] + 0 > ph[key]) ph[key] = kv["vmhwm_kb"] + 0
+    if (kv["rss_anon_after_kb"] + 0 > aa[key]) aa[key] = kv["rss_anon_after_kb"] + 0
+    if (kv["rss_anon_start_kb"] + 0 > st[key]) st[key] = kv["rss_anon_start_kb"] + 0
+    if (kv["rss_anon_idle_kb"] + 0 > idle[key]) idle[key] = kv["rss_anon_idle_kb"] + 0
+    if (kv["conns_peak"] + 0 > pc[key]) pc[key] = kv["conns_peak"] + 0
+    if ("bound_kb" in kv && kv["bound_kb"] + 0 > bd[key]) bd[key] = kv["bound_kb"] + 0
+    if ("bound_kb" in kv && kv["rss_anon_peak_kb"] + 0 > kv["bound_kb"] + 0) over[key]++
+}
+END {
+    if (n == 0) exit
+    print ""
+    print "## Memory per workload (MB; peaks sampled every 100 ms, largest over the rounds; start = as the workload began; after = " \
+        "SETTLE s after the load; bound = 64 MB + 64 KB x peak connections, ternd only)"
+    print ""
+    print "| workload | server | runs | conns | RssAnon start | RssAnon peak | bound | within | VmRSS peak | VmHWM | RssAnon after | RssAnon idle |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for (k = 1; k <= n; k++) {
+        key = order[k]; split(key, nm, SUBSEP)
+        printf "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", nm[1], nm[2], runs[key], pc[key],
+            mb(st[key]), mb(pa[key]), (key in bd) ? mb(bd[key]) : "-", (key in bd) ? ((key in over) ? "no (" over[key] " runs)" : "yes") : "-",
+            mb(pr[key]), mb(ph[key]), mb(aa[key]), mb(idle[key])
+    }
 }'

@@ -1,0 +1,414 @@
+/*  tern_crepl_group.c - crepl: group state replication inside the DC.
+
+    Part of the crepl actor (tern_crepl.c; state in tern_crepl_priv.h), plus
+    two functions the storer calls on its own thread. Route persists group
+    state as tern_op_t batches (deliver, ack, nack, dead, replay, seek,
+    reset, drop, purge, open). In a cluster:
+
+    - Live. After a commit the storer copies the committed ops, with their
+      topic ids, into the commit's NOTICE (tern_crepl_group_collect). The
+      NOTICE reaches crepl right behind the commit's COMMITTED, whose
+      records crepl ships; c_group_ship then queues the ops of every topic
+      this node leads as CREPL_GROUP frames (topic NAME, since ids are
+      node-local; payload a msgpack list, tern_gops_encode), and
+      c_group_flush sends them to the partition's synced followers at the
+      end of the inbox drain, after every record of the drain went out (the
+      records may be batched per drain): on the same stream, after the
+      records they refer to. Nothing is queued outside the inbox handler,
+      so a SYNC answer never overtakes a queued frame.
+      Group frames take no stream position: a publish's acknowledgement
+      never waits for group state, and group state waits for nothing. So
+      group state replication is asynchronous: a failover may redeliver
+      what was acked within the replication lag (at-least-once holds; a
+      consumer's ACK is not confirmed to it by the broker anyway).
+    - Catch-up. A follower's SYNC is answered with the records, then, for
+      every topic of the partition, CREPL_GSTATE NAMES (the follower drops
+      groups the leader lacks) and one GSTATE GROUP per group (lane
+      cursors, counters, pending and DLQ entries: it REPLACES the
+      follower's state of that group; GSTATE MORE frames carry the rest of
+      a large group's entries), then CAUGHT (c_group_snapshot, from the
+      same read snapshot as the records).
+    - Ops committed around the snapshot (their NOTICE not yet here when the
+      SYNC was answered) arrive again live after it, in order. Applying an
+      op is idempotent or overwriting (storage/tern_store_gstate.c says
+      why per op), so the re-applied suffix converges.
+    - The follower applies both through the storer, in stream order, in the
+      batch of the records before them (tern_crepl_group_queue), by topic
+      name; an op on a topic, seq or group the follower lacks is skipped,
+      counted (group_skipped) and logged, never asserted.
+
+    A group frame the leader cannot send drops that follower out of the
+    live stream like a record does; its next heartbeat tells it (a position
+    past its own), and it syncs again, snapshot included.
+*/
+#include "tern_crepl_priv.h"
+#include <inttypes.h>
+#include <string.h>
+
+_Static_assert(TERN_OP_OPEN == (int)TERN_GOP_OPEN && TERN_OP_DELIVER == (int)TERN_GOP_DELIVER &&
+                   TERN_OP_ACK == (int)TERN_GOP_ACK && TERN_OP_NACK == (int)TERN_GOP_NACK &&
+                   TERN_OP_DEAD == (int)TERN_GOP_DEAD && TERN_OP_REPLAY == (int)TERN_GOP_REPLAY &&
+                   TERN_OP_SEEK == (int)TERN_GOP_SEEK && TERN_OP_RESET == (int)TERN_GOP_RESET &&
+                   TERN_OP_DROP == (int)TERN_GOP_DROP && TERN_OP_PURGE == (int)TERN_GOP_PURGE,
+               "tern_gop_type_t mirrors tern_op_type_t");
+
+#define S_ENTRY_WIRE 300 //  bytes one snapshot entry takes at most on the wire
+#define S_OP_WIRE    360 //  bytes one group op takes at most on the wire
+
+// ---------------------------------------------------------------------------
+//  The storer's side
+
+void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
+    for (size_t i = 0; i < ops->count; i++) {
+        const tern_op_t *op = &ops->items[i];
+        if (op->err != TERN_OK) {
+            continue; //  it changed nothing here
+        }
+        size_t n = notice->gop_count;
+        if ((n & (n - 1)) == 0) { //  0, 1, 2, 4...: grow to the next power of two
+            size_t cap = n ? n * 2 : 16;
+            notice->gops = tern_realloc(notice->gops, cap * sizeof *notice->gops);
+            notice->gop_topics = tern_realloc(notice->gop_topics, cap * sizeof(uint32_t));
+        }
+        tern_gop_t *g = &notice->gops[n];
+        notice->gop_topics[n] = op->topic_id;
+        notice->gop_count = n + 1;
+        g->type = op->type;
+        g->aux = op->type == TERN_OP_DELIVER                           ? op->priority
+                 : op->type == TERN_OP_ACK || op->type == TERN_OP_NACK ? op->cause
+                                                                       : op->start;
+        g->count = op->delivery_count;
+        g->seq = op->seq;
+        bool at = op->type == TERN_OP_OPEN || op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
+        g->value = at ? op->start_value : op->due_ms;
+        memcpy(g->group, op->group, sizeof g->group);
+        memcpy(g->reason, op->reason, sizeof g->reason);
+    }
+}
+
+static void s_name_add(const char *name, void *arg) {
+    zlistx_add_end((zlistx_t *)arg, (void *)name);
+}
+
+//  A GSTATE NAMES frame: every group of the topic the leader has.
+static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
+    const tern_frame_t *f = &rec->frame;
+    zlistx_t *names = zlistx_new();
+    zlistx_set_duplicator(names, (zlistx_duplicator_fn *)strdup);
+    zlistx_set_destructor(names, (zlistx_destructor_fn *)zstr_free);
+    rec->result.err = tern_gnames_decode(f->payload, f->payload_size, s_name_add, names);
+    if (rec->result.err == TERN_OK) {
+        size_t count = zlistx_size(names), i = 0;
+        const char **list = tern_alloc((count ? count : 1) * sizeof *list);
+        for (const char *name = zlistx_first(names); name; name = zlistx_next(names)) {
+            list[i++] = name;
+        }
+        tern_store_batch_gstate_prune(batch, f->topic, list, count, NULL);
+        free(list);
+    }
+    zlistx_destroy(&names);
+}
+
+void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
+    const tern_frame_t *f = &rec->frame;
+    if (f->cmd == TERN_CMD_CREPL_GROUP) {
+        tern_gop_t *ops = NULL;
+        size_t count = 0;
+        rec->result.err = tern_gops_decode(f->payload, f->payload_size, &ops, &count);
+        for (size_t i = 0; i < count; i++) {
+            tern_store_batch_group_apply(batch, f->topic, &ops[i], &rec->result.seq);
+        }
+        free(ops);
+    } else if (f->code == TERN_CREPL_GSTATE_NAMES) {
+        s_queue_names(rec, batch);
+    } else if (f->code == TERN_CREPL_GSTATE_GROUP || f->code == TERN_CREPL_GSTATE_MORE) {
+        tern_gstate_t state;
+        rec->result.err = tern_gstate_decode(f->payload, f->payload_size, &state);
+        if (rec->result.err == TERN_OK) {
+            tern_store_batch_gstate_put(batch, f->topic, &state, f->code == TERN_CREPL_GSTATE_GROUP,
+                                        &rec->result.seq);
+        }
+        tern_gstate_clear(&state);
+    } else {
+        rec->result.err = TERN_EINVAL; //  a newer leader's kind: never guess
+    }
+}
+
+// ---------------------------------------------------------------------------
+//  The leader's side: live ops
+
+//  Entries (or ops) that fit one frame under cluster peers' max_payload.
+static size_t s_per_frame(c_repl_t *self, size_t wire, size_t most) {
+    uint64_t room = self->config->max_payload > 4096 ? self->config->max_payload - 2048 : 2048;
+    size_t n = (size_t)(room / wire);
+    return n == 0 ? 1 : n < most ? n : most;
+}
+
+//  One queued CREPL_GROUP frame: sent at the end of the drain.
+struct c_gframe_t {
+    uint32_t pt;                    //  partition
+    uint64_t epoch;                 //  our leadership it was made in
+    char topic[TERN_TOPIC_MAX + 1]; //  the topic
+    uint8_t *payload;               //  encoded ops (owned)
+    size_t size;                    //  bytes
+    struct c_gframe_t *next;        //  FIFO link
+};
+
+//  Queues COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its
+//  partition. Not sent at once: records of earlier commits may still wait
+//  to be shipped in this drain, and a follower must apply them first.
+static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops, size_t count) {
+    uint32_t pt = c_partition_of(self, topic);
+    c_lead_t *lead = &self->leads[pt];
+    if (!lead->leading) {
+        return;
+    }
+    size_t per = s_per_frame(self, S_OP_WIRE, 256);
+    for (size_t at = 0; at < count; at += per) {
+        size_t n = count - at < per ? count - at : per, cap = n * S_OP_WIRE + 64;
+        c_gframe_t *gf = tern_alloc(sizeof *gf);
+        gf->payload = tern_alloc_raw(cap);
+        if (tern_gops_encode(ops + at, n, gf->payload, cap, &gf->size) != TERN_OK) {
+            zsys_error("crepl: partition %u: cannot encode group ops of %s", pt, topic);
+            free(gf->payload);
+            free(gf);
+            continue;
+        }
+        gf->pt = pt;
+        gf->epoch = lead->epoch;
+        snprintf(gf->topic, sizeof gf->topic, "%s", topic);
+        if (self->gframes_tail) {
+            self->gframes_tail->next = gf;
+        } else {
+            self->gframes = gf;
+        }
+        self->gframes_tail = gf;
+    }
+    atomic_fetch_add_explicit(&self->stats->group_ops, count, memory_order_relaxed);
+}
+
+void c_group_flush(c_repl_t *self) {
+    while (self->gframes) {
+        c_gframe_t *gf = self->gframes;
+        self->gframes = gf->next;
+        c_lead_t *lead = &self->leads[gf->pt];
+        if (lead->leading && lead->epoch == gf->epoch) {
+            tern_frame_t frame;
+            tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
+            C_PT(&frame) = gf->pt;
+            C_EP(&frame) = gf->epoch;
+            snprintf(frame.topic, sizeof frame.topic, "%s", gf->topic);
+            frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
+            frame.payload = gf->payload;
+            frame.payload_size = gf->size;
+            //  A follower we cannot send to leaves the live stream; its next
+            //  heartbeat names a position past ours, so it syncs again.
+            for (size_t i = 1; i < lead->nreps; i++) {
+                c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
+                if (lead->synced[i] &&
+                    (!peer || !peer->rid_size ||
+                     c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
+                    lead->synced[i] = false;
+                }
+            }
+        }
+        free(gf->payload);
+        free(gf);
+    }
+    self->gframes_tail = NULL;
+}
+
+void c_group_ship(c_repl_t *self, tern_notice_t *notice) {
+    size_t count = notice->gop_count;
+    if (count > 0 && tern_store_read_begin(self->reader) == TERN_OK) {
+        //  Runs of ops on one topic, in commit order.
+        for (size_t i = 0, j; i < count; i = j) {
+            for (j = i + 1; j < count && notice->gop_topics[j] == notice->gop_topics[i]; j++) {
+            }
+            tern_topic_info_t info;
+            if (tern_store_topic_get_id(self->reader, notice->gop_topics[i], &info) == TERN_OK) {
+                s_ship_run(self, info.name, notice->gops + i, j - i);
+            }
+        }
+        tern_store_read_end(self->reader);
+    }
+    free(notice->gops);
+    free(notice->gop_topics);
+    notice->gops = NULL;
+    notice->gop_topics = NULL;
+    notice->gop_count = 0;
+}
+
+// ---------------------------------------------------------------------------
+//  The leader's side: the snapshot in a SYNC answer
+
+typedef struct {
+    c_repl_t *self;         //  the actor
+    const uint8_t *rid;     //  the follower
+    size_t rid_size;        //  its length
+    tern_frame_t frame;     //  the GSTATE frame being sent (pt, ep, req_id, topic set)
+    uint8_t *buf;           //  encode buffer (owned)
+    size_t cap;             //  its size
+    size_t per;             //  entries per frame
+    tern_gentry_t *entries; //  the group's pending, then DLQ entries (owned)
+    size_t count;           //  used
+    size_t size;            //  allocated
+    size_t npending;        //  pending entries among them
+    zlistx_t *groups;       //  tern_group_info_t * of the topic (owned copies)
+    uint32_t pt;            //  the partition
+    zlistx_t *topics;       //  topic names of the partition (owned copies)
+} s_snap_t;
+
+static bool s_topic_each(const tern_topic_info_t *topic, void *arg) {
+    s_snap_t *snap = arg;
+    if (c_partition_of(snap->self, topic->name) == snap->pt) {
+        zlistx_add_end(snap->topics, (void *)topic->name);
+    }
+    return true;
+}
+
+static bool s_group_each(const tern_group_info_t *group, void *arg) {
+    s_snap_t *snap = arg;
+    tern_group_info_t *copy = tern_alloc(sizeof *copy);
+    *copy = *group;
+    zlistx_add_end(snap->groups, copy);
+    return true;
+}
+
+static bool s_entry_each(const tern_entry_t *entry, void *arg) {
+    s_snap_t *snap = arg;
+    if (snap->count == snap->size) {
+        snap->size = snap->size ? snap->size * 2 : 64;
+        snap->entries = tern_realloc(snap->entries, snap->size * sizeof *snap->entries);
+    }
+    tern_gentry_t *e = &snap->entries[snap->count++];
+    e->seq = entry->seq;
+    e->due_ms = entry->due_ms;
+    e->count = entry->delivery_count;
+    e->priority = entry->priority;
+    memcpy(e->reason, entry->reason, sizeof e->reason);
+    return true;
+}
+
+//  Encodes and sends one GSTATE frame of CODE with payload LEN bytes.
+static int s_snap_send(s_snap_t *snap, uint32_t code, size_t len) {
+    snap->frame.code = code;
+    snap->frame.payload = snap->buf;
+    snap->frame.payload_size = len;
+    return c_send(snap->self, snap->self->router, snap->rid, snap->rid_size, &snap->frame);
+}
+
+//  GROUP's state as GSTATE GROUP, its further entries as GSTATE MORE.
+static int s_snap_group(s_snap_t *snap, const tern_group_info_t *group) {
+    uint32_t topic_id = group->topic_id;
+    snap->count = 0;
+    if (tern_store_pending_list(snap->self->reader, topic_id, group->name, s_entry_each, snap) ||
+        (snap->npending = snap->count,
+         tern_store_dlq_list(snap->self->reader, topic_id, group->name, s_entry_each, snap))) {
+        return -1;
+    }
+    tern_gstate_t state = {.delivered = group->delivered,
+                           .redelivered = group->redelivered,
+                           .acked = group->acked,
+                           .nacked = group->nacked,
+                           .created_ns = group->created_ns};
+    snprintf(state.group, sizeof state.group, "%s", group->name);
+    memcpy(state.lane_next, group->lane_next, sizeof state.lane_next);
+    size_t at = 0;
+    do {
+        size_t n = snap->count - at < snap->per ? snap->count - at : snap->per;
+        //  This frame's slice: pending entries first, then DLQ entries.
+        size_t end = at + n;
+        size_t pend_end = end < snap->npending ? end : snap->npending;
+        state.pending = snap->entries + at;
+        state.npending = at < pend_end ? pend_end - at : 0;
+        size_t dead_at = at > snap->npending ? at : snap->npending;
+        state.dead = snap->entries + dead_at;
+        state.ndead = end > dead_at ? end - dead_at : 0;
+        size_t len = 0;
+        if (tern_gstate_encode(&state, snap->buf, snap->cap, &len) != TERN_OK ||
+            s_snap_send(snap, at == 0 ? TERN_CREPL_GSTATE_GROUP : TERN_CREPL_GSTATE_MORE, len)) {
+            return -1;
+        }
+        at = end;
+    } while (at < snap->count);
+    return 0;
+}
+
+//  One topic: NAMES, then each group.
+static int s_snap_topic(s_snap_t *snap, const char *name) {
+    tern_topic_info_t info;
+    if (tern_store_topic_get(snap->self->reader, name, &info) != TERN_OK) {
+        return 0; //  gone meanwhile: the catch-up deleted it there too
+    }
+    snprintf(snap->frame.topic, sizeof snap->frame.topic, "%s", name);
+    zlistx_purge(snap->groups);
+    if (tern_store_group_list(snap->self->reader, info.id, s_group_each, snap) != TERN_OK) {
+        return -1;
+    }
+    size_t count = zlistx_size(snap->groups), i = 0, len = 0;
+    const char **names = tern_alloc((count ? count : 1) * sizeof *names);
+    for (tern_group_info_t *g = zlistx_first(snap->groups); g; g = zlistx_next(snap->groups)) {
+        names[i++] = g->name;
+    }
+    int rc = tern_gnames_encode(names, count, snap->buf, snap->cap, &len) == TERN_OK
+                 ? s_snap_send(snap, TERN_CREPL_GSTATE_NAMES, len)
+                 : -1;
+    free(names);
+    for (tern_group_info_t *g = zlistx_first(snap->groups); g && rc == 0;
+         g = zlistx_next(snap->groups)) {
+        rc = s_snap_group(snap, g);
+    }
+    return rc;
+}
+
+int c_group_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+                     uint64_t epoch, uint64_t req_id) {
+    s_snap_t snap = {.self = self, .rid = rid, .rid_size = rid_size, .pt = pt};
+    snap.per = s_per_frame(self, S_ENTRY_WIRE, 512);
+    //  Room for a full frame of entries, or for the names of many groups.
+    snap.cap =
+        snap.per * S_ENTRY_WIRE + 4096 > 128 * 1024 ? snap.per * S_ENTRY_WIRE + 4096 : 128 * 1024;
+    snap.buf = tern_alloc(snap.cap);
+    snap.topics = zlistx_new();
+    snap.groups = zlistx_new();
+    zlistx_set_duplicator(snap.topics, (zlistx_duplicator_fn *)strdup);
+    zlistx_set_destructor(snap.topics, (zlistx_destructor_fn *)zstr_free);
+    zlistx_set_destructor(snap.groups, (zlistx_destructor_fn *)zstr_free);
+    tern_frame_init(&snap.frame, TERN_CMD_CREPL_GSTATE);
+    snap.frame.req_id = req_id;
+    C_PT(&snap.frame) = pt;
+    C_EP(&snap.frame) = epoch;
+    snap.frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
+    int rc = tern_store_topic_list(self->reader, s_topic_each, &snap) == TERN_OK ? 0 : -1;
+    for (const char *name = zlistx_first(snap.topics); name && rc == 0;
+         name = zlistx_next(snap.topics)) {
+        rc = s_snap_topic(&snap, name);
+    }
+    zlistx_destroy(&snap.topics);
+    zlistx_destroy(&snap.groups);
+    free(snap.entries);
+    free(snap.buf);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+//  The follower's side, after the commit
+
+bool c_group_done(c_repl_t *self, uint32_t pt, const tern_repl_rec_t *rec, tern_err_t err) {
+    if (err != TERN_OK) {
+        if (err != TERN_ESTATE) { //  TERN_ESTATE: the stream stopped already, and said why
+            zsys_warning("crepl: partition %u: group state of %s not applied (%s); syncing again",
+                         pt, rec->frame.topic, tern_errname(err));
+        }
+        return true; //  the next snapshot puts it right
+    }
+    if (rec->result.seq > 0) {
+        atomic_fetch_add_explicit(&self->stats->group_skipped, rec->result.seq,
+                                  memory_order_relaxed);
+        zsys_warning("crepl: partition %u: %" PRIu64 " group ops or entries of %s skipped: "
+                     "this replica lacks their topic, message or group",
+                     pt, rec->result.seq, rec->frame.topic);
+    }
+    return false;
+}

@@ -1,0 +1,326 @@
+/*  it_cluster_group.c - group state replicated inside a clustered DC
+    (broker/tern_crepl_group.c, storage/tern_store_gstate.c).
+
+    Real etcd and three real ternd nodes (cluster_harness.h), libtern
+    consumers of a durable group, ternctl `cluster verify` (which digests
+    the log and the group state of every topic on every replica) and
+    `dlq list`.
+    - failover_keeps_group_state: a consumer acks K of N messages, nacks two
+      and TERMs one; once verify says the replicas are identical, the leader
+      is killed with -9. A consumer of the same group on the new leader gets
+      exactly the unacked ones (never an acked one, nor the dead one), the
+      DLQ entry is on the new leader, and once the old leader is back (it
+      syncs as a follower, snapshot included) verify is identical again.
+    - handover_round_trip_adopts_state: leadership moves A -> B -> A by
+      handover while the group acks on each; back on A, the group goes on
+      from the replicated state (route drops a topic's in-memory pending
+      entries when it stops leading it and adopts the stored state when it
+      leads it again): exactly the messages unacked on B come, none acked.
+    - follower_catches_up_group_state: a follower killed while the group
+      acks and TERMs gets the state at its catch-up (the snapshot path), and
+      so does a replica re-seeded on an empty data dir.
+    Without group state replication the followers have no groups: verify
+    never says identical, and the new leader redelivers everything.
+*/
+#include "cluster_harness.h"
+#include "tern.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S_PARTITIONS 4
+#define S_PT         0  //  the partition under test
+#define S_N          20 //  messages published
+#define S_K          10 //  acked: seqs 1..S_K
+#define S_DEAD       13 //  TERMed
+#define S_WAIT_MS    30000
+
+TestSuite(cluster_group, .fini = it_cluster_teardown, .timeout = 400);
+
+//  A started 3-node cluster with a short ack wait (pending entries a
+//  failover finds are due at their stored times).
+static it_cluster_t *s_cluster(void) {
+    const char *extra[] = {"--ack-wait", "2s", NULL};
+    it_cluster_t *c = it_cluster_new(3, 1, S_PARTITIONS, extra);
+    cr_assert_not_null(c, "etcd did not start");
+    cr_assert(it_cluster_start(c, 60000), "the cluster did not start");
+    return c;
+}
+
+//  Polls `ternctl cluster verify` through node VIA until it says every
+//  partition's replicas are identical. False (its last output on stderr)
+//  after S_WAIT_MS.
+static bool s_verified(it_cluster_t *c, int via) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    it_result_t r = {0};
+    for (;;) {
+        int rc = it_ctl(&r, c->node[via], 30000, "cluster", "verify", NULL);
+        if (rc == 0) {
+            it_result_free(&r);
+            return true;
+        }
+        if (it_now_ms() > deadline) {
+            fprintf(stderr, "cluster verify: %s\n%s\n", r.out, r.err);
+            it_result_free(&r);
+            return false;
+        }
+        it_result_free(&r);
+        it_sleep_ms(500);
+    }
+}
+
+//  A consumer client whose first seed is node FIRST.
+static tern_client_t *s_client(it_cluster_t *c, int first) {
+    char endpoints[IT_CLUSTER_NODES_MAX * 64];
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    tern_client_t *client =
+        tern_client_new(it_cluster_endpoints_from(c, first, endpoints, sizeof endpoints), &options);
+    cr_assert_not_null(client);
+    return client;
+}
+
+static tern_subscription_t *s_subscribe(tern_client_t *client, const char *topic) {
+    tern_sub_options_t so;
+    tern_sub_options_init(&so);
+    so.group = "g";
+    so.start = TERN_FROM_FIRST;
+    so.credit = 100;
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(client, topic, &so, NULL, NULL, &sub), TERN_OK, "%s",
+                 tern_last_reason());
+    return sub;
+}
+
+//  Receives the first delivery of seqs 1..COUNT into HELD[seq] (the caller
+//  settles and destroys them).
+static void s_receive(tern_subscription_t *sub, tern_message_t **held, int count) {
+    for (int got = 0; got < count;) {
+        tern_message_t *msg = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 15000, &msg), TERN_OK, "%d of %d received", got,
+                     count);
+        uint64_t seq = tern_message_seq(msg);
+        cr_assert(seq >= 1 && seq <= (uint64_t)count, "seq %" PRIu64, seq);
+        if (held[seq]) {
+            tern_message_destroy(&msg); //  a redelivery: the first one is held
+            continue;
+        }
+        held[seq] = msg;
+        got++;
+    }
+}
+
+//  Acks (TERN_CMD_ACK), nacks or TERMs HELD[seq] and destroys it.
+static void s_settle(tern_message_t **held, uint64_t seq, int how) {
+    cr_assert_not_null(held[seq]);
+    tern_err_t rc = how == TERN_CMD_ACK    ? tern_message_ack(held[seq], false)
+                    : how == TERN_CMD_NACK ? tern_message_nack(held[seq], 3000)
+                                           : tern_message_term(held[seq], "poison");
+    cr_assert_eq(rc, TERN_OK);
+    tern_message_destroy(&held[seq]);
+}
+
+static void s_drop_held(tern_message_t **held, int count) {
+    for (int seq = 1; seq <= count; seq++) {
+        tern_message_destroy(&held[seq]);
+    }
+}
+
+//  The partition's leader and TOPIC, a topic of it, with S_N messages.
+static int s_topic(it_cluster_t *c, char *topic, size_t cap) {
+    it_cluster_topic_for(c, S_PT, "grp", topic, cap);
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "ISR not full");
+    int leader = (int)rec.leader;
+    it_pub(c->node[leader], topic, "m{n}", S_N);
+    return leader;
+}
+
+Test(cluster_group, failover_keeps_group_state) {
+    it_cluster_t *c = s_cluster();
+    char topic[64];
+    int leader = s_topic(c, topic, sizeof topic);
+
+    tern_client_t *client = s_client(c, leader);
+    tern_subscription_t *sub = s_subscribe(client, topic);
+    tern_message_t *held[S_N + 1] = {0};
+    s_receive(sub, held, S_N);
+    for (uint64_t seq = 1; seq <= S_K; seq++) {
+        s_settle(held, seq, TERN_CMD_ACK);
+    }
+    s_settle(held, S_K + 1, TERN_CMD_NACK);
+    s_settle(held, S_K + 2, TERN_CMD_NACK);
+    s_settle(held, S_DEAD, TERN_CMD_TERM);
+    cr_assert(s_verified(c, leader), "replicas differ before the failover");
+    s_drop_held(held, S_N);
+    tern_client_destroy(&client);
+
+    it_cluster_kill_node(c, leader);
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_leader(c, S_PT, leader, 0, S_WAIT_MS, &rec), "no new leader");
+    int next = (int)rec.leader;
+
+    //  The same group on the new leader: exactly the unacked ones.
+    client = s_client(c, next);
+    sub = s_subscribe(client, topic);
+    bool seen[S_N + 1] = {false};
+    int missing = S_N - S_K - 1;
+    while (missing > 0) {
+        tern_message_t *msg = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 20000, &msg), TERN_OK,
+                     "%d unacked not redelivered", missing);
+        uint64_t seq = tern_message_seq(msg);
+        cr_assert(seq > S_K && seq <= S_N && seq != S_DEAD,
+                  "seq %" PRIu64 " delivered again after the failover (acked or dead)", seq);
+        missing -= !seen[seq];
+        seen[seq] = true;
+        cr_assert_eq(tern_message_ack(msg, false), TERN_OK);
+        tern_message_destroy(&msg);
+    }
+    tern_message_t *extra = NULL;
+    cr_assert_eq(tern_subscription_next(sub, 3000, &extra), TERN_ETIMEOUT,
+                 "seq %" PRIu64 " delivered once more", extra ? tern_message_seq(extra) : 0);
+
+    //  The DLQ entry is on the new leader.
+    it_result_t r;
+    cr_assert_eq(it_ctl(&r, c->node[next], 10000, "dlq", "list", topic, "--group", "g", NULL), 0,
+                 "%s", r.err);
+    cr_assert(strstr(r.out, "\"seq\":13") && strstr(r.out, "poison"), "%s", r.out);
+    it_result_free(&r);
+    tern_client_destroy(&client);
+
+    //  The old leader, back as a follower, gets the state with its sync.
+    cr_assert(it_cluster_start_node(c, leader));
+    cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "ISR not full again");
+    cr_assert(s_verified(c, next), "replicas differ after the old leader's return");
+    it_cluster_destroy(&c);
+}
+
+//  A follower of S_PT other than LEADER.
+static int s_follower(it_cluster_t *c, int leader) {
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_record(c, S_PT, &rec, false));
+    for (uint32_t i = 0; i < rec.nreplicas; i++) {
+        if ((int)rec.replicas[i] != leader) {
+            return (int)rec.replicas[i];
+        }
+    }
+    cr_assert_fail("no follower");
+    return -1;
+}
+
+//  Kills NODE and waits until S_PT's ISR no longer has it (its lease lapsed:
+//  it may join again).
+static void s_kill_out(it_cluster_t *c, int node) {
+    it_cluster_kill_node(c, node);
+    tern_partmap_record_t rec;
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (it_cluster_record(c, S_PT, &rec, true) && tern_partmap_in_isr(&rec, (uint32_t)node)) {
+        cr_assert(it_now_ms() < deadline, "node %d still in the ISR", node);
+        it_sleep_ms(200);
+    }
+}
+
+Test(cluster_group, follower_catches_up_group_state) {
+    it_cluster_t *c = s_cluster();
+    char topic[64];
+    int leader = s_topic(c, topic, sizeof topic);
+    int follower = s_follower(c, leader);
+
+    tern_client_t *client = s_client(c, leader);
+    tern_subscription_t *sub = s_subscribe(client, topic);
+    tern_message_t *held[S_N + 1] = {0};
+    s_receive(sub, held, S_N);
+    for (uint64_t seq = 1; seq <= 5; seq++) {
+        s_settle(held, seq, TERN_CMD_ACK);
+    }
+    cr_assert(s_verified(c, leader), "replicas differ before the follower's loss");
+
+    //  Group activity while the follower is down: only its catch-up can
+    //  bring it (the snapshot).
+    s_kill_out(c, follower);
+    for (uint64_t seq = 6; seq <= S_K; seq++) {
+        s_settle(held, seq, TERN_CMD_ACK);
+    }
+    s_settle(held, S_DEAD, TERN_CMD_TERM);
+    cr_assert(it_cluster_start_node(c, follower));
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "follower did not rejoin");
+    cr_assert(s_verified(c, leader), "the returned follower's group state differs");
+
+    //  Re-seeded on an empty data dir: a new replica identity, copied from
+    //  the leader, groups included.
+    s_kill_out(c, follower);
+    s_settle(held, S_K + 1, TERN_CMD_ACK);
+    it_broker_t *node = c->node[follower];
+    cr_assert_eq(test_dir_remove(node->data_dir), 0);
+    cr_assert_eq(mkdir(node->data_dir, 0700), 0);
+    cr_assert(it_cluster_start_node(c, follower));
+    cr_assert(it_cluster_wait_isr_full(c, S_PT, 60000, &rec), "re-seeded follower did not rejoin");
+    cr_assert(s_verified(c, leader), "the re-seeded follower's group state differs");
+    s_drop_held(held, S_N);
+    tern_client_destroy(&client);
+    it_cluster_destroy(&c);
+}
+
+//  Hands S_PT over to node TO (an in-sync follower) and waits until etcd
+//  says it leads.
+static void s_handover(it_cluster_t *c, int to) {
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "ISR not full");
+    char p[16], node[16];
+    snprintf(p, sizeof p, "%u", S_PT);
+    snprintf(node, sizeof node, "%d", to);
+    it_result_t r;
+    cr_assert_eq(it_ctl(&r, c->node[to], 10000, "cluster", "handover", p, "--to", node, NULL), 0,
+                 "%s", r.err);
+    it_result_free(&r);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (it_cluster_leader(c, S_PT) != to) {
+        cr_assert(it_now_ms() < deadline, "node %d did not take over", to);
+        it_sleep_ms(100);
+    }
+}
+
+//  Subscribes to TOPIC's group through node FIRST, receives seqs FROM..TO
+//  (first deliveries) and acks those up to ACK_TO; every delivery must be
+//  in FROM..TO. The rest stay unacked (released with the client).
+static void s_consume(it_cluster_t *c, int first, const char *topic, uint64_t from, uint64_t to,
+                      uint64_t ack_to) {
+    tern_client_t *client = s_client(c, first);
+    tern_subscription_t *sub = s_subscribe(client, topic);
+    bool seen[S_N + 1] = {false};
+    for (uint64_t missing = to - from + 1; missing > 0;) {
+        tern_message_t *msg = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 20000, &msg), TERN_OK,
+                     "%" PRIu64 " of %" PRIu64 "..%" PRIu64 " not delivered", missing, from, to);
+        uint64_t seq = tern_message_seq(msg);
+        cr_assert(seq >= from && seq <= to,
+                  "seq %" PRIu64 " delivered, expected %" PRIu64 "..%" PRIu64, seq, from, to);
+        missing -= !seen[seq];
+        seen[seq] = true;
+        if (seq <= ack_to) {
+            cr_assert_eq(tern_message_ack(msg, false), TERN_OK);
+        }
+        tern_message_destroy(&msg);
+    }
+    tern_client_destroy(&client);
+}
+
+Test(cluster_group, handover_round_trip_adopts_state) {
+    it_cluster_t *c = s_cluster();
+    char topic[64];
+    int a = s_topic(c, topic, sizeof topic);
+    int b = s_follower(c, a);
+    s_consume(c, a, topic, 1, S_N, 5);
+    cr_assert(s_verified(c, a), "replicas differ on A");
+    s_handover(c, b);
+    s_consume(c, b, topic, 6, S_N, 15);
+    cr_assert(s_verified(c, b), "replicas differ on B");
+    s_handover(c, a);
+    s_consume(c, a, topic, 16, S_N, S_N);
+    it_cluster_destroy(&c);
+}

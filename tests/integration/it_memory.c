@@ -1,0 +1,172 @@
+/*  it_memory.c - what bounds ternd's memory under large messages and fan-out,
+    end to end through a raw ZeroMQ client: a burst of 64 KB publishes split
+    into transactions of storage/batch_bytes (all acknowledged in order and
+    readable), and deliveries in flight to one consumer bounded by bytes as
+    well as by credit (docs/performance.md, "Memory").
+*/
+#include "harness.h"
+#include "test_port.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_BIG   (64 * 1024) //  payload size
+#define S_BURST 48          //  publishes sent before reading any answer
+
+static uint8_t s_payload[S_BIG];
+
+//  Sends COUNT PUBLISHes of 64 KB to TOPIC while B is paused (req ids
+//  1..COUNT, message i filled with 'a' + i % 26), so that conn reads them in
+//  one drain, then reads their PUBACKs: every one succeeds, in order, with
+//  seqs 1..COUNT.
+static void s_burst(it_broker_t *b, const char *topic, int count) {
+    it_raw_t *raw = it_raw_new(b->endpoint);
+    cr_assert(raw);
+    cr_assert(it_raw_hello(raw, "it-memory"), "no WELCOME to HELLO");
+    it_broker_pause(b);
+    for (int i = 0; i < count; i++) {
+        memset(s_payload, 'a' + i % 26, sizeof s_payload);
+        tern_frame_t f;
+        tern_frame_init(&f, TERN_CMD_PUBLISH);
+        f.req_id = (uint64_t)i + 1;
+        snprintf(f.topic, sizeof f.topic, "%s", topic);
+        f.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
+        f.payload = s_payload;
+        f.payload_size = sizeof s_payload;
+        cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    }
+    it_sleep_ms(200); //  the bytes reach the socket buffers
+    it_broker_resume(b);
+    int acked = 0;
+    while (acked < count) {
+        tern_frame_t reply;
+        tern_err_t rc = it_raw_recv_reply(raw, &reply, 10000);
+        cr_assert_eq(rc, TERN_OK, "%d of %d acknowledged, then %s", acked, count, tern_errname(rc));
+        cr_assert_eq(reply.cmd, TERN_CMD_PUBACK, "got %s (%u: %s)", tern_cmd_name(reply.cmd),
+                     reply.code, reply.reason);
+        for (uint32_t k = 0; k < reply.ack_count; k++) {
+            tern_puback_t ack;
+            cr_assert_eq(tern_frame_puback(&reply, k, &ack), TERN_OK);
+            acked++;
+            cr_assert_eq(ack.code, 0, "publish %d: code %u", acked, ack.code);
+            cr_assert_eq(ack.req_id, (uint64_t)acked, "acks out of order");
+            cr_assert_eq(ack.seq, (uint64_t)acked);
+        }
+    }
+    it_raw_destroy(&raw);
+}
+
+Test(memory, burst_of_64k_split_by_batch_bytes, .fini = it_teardown, .timeout = 120) {
+    int port = test_port();
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    //  A 64 KB bound: one record per transaction, however many publishes
+    //  conn hands the storer in one batch.
+    it_broker_t *b = it_start_broker("--batch-bytes", "64K", "--metrics", addr, NULL);
+    char *before = NULL;
+    cr_assert_eq(it_http_get(port, "/metrics", &before), 200);
+    double commits0 = it_prom_sample(before, "tern_storage_commits_total");
+    free(before);
+
+    s_burst(b, "it.mem.big", S_BURST);
+
+    char *after = NULL;
+    cr_assert_eq(it_http_get(port, "/metrics", &after), 200);
+    double commits = it_prom_sample(after, "tern_storage_commits_total") - commits0;
+    free(after);
+    cr_assert_geq(commits, S_BURST, "%d publishes of 64 KB in %g commits", S_BURST, commits);
+
+    //  Every record is whole.
+    char count[16];
+    snprintf(count, sizeof count, "%d", S_BURST);
+    it_result_t r;
+    it_ctl(&r, b, 30000, "sub", "it.mem.big", "--from", "first", "--count", count, "--timeout",
+           "10s", NULL);
+    it_assert_ok(&r, "ternctl sub");
+    it_msg_t *msgs;
+    size_t m = it_parse_msgs(r.out, &msgs);
+    cr_assert_eq(m, S_BURST, "read %zu of %d", m, S_BURST);
+    for (size_t i = 0; i < m; i++) {
+        cr_assert_eq(msgs[i].seq, (int64_t)i + 1);
+        cr_assert(msgs[i].data);
+        cr_assert_eq(strlen(msgs[i].data), S_BIG, "seq %zu: %zu bytes", i + 1,
+                     strlen(msgs[i].data));
+        char want = (char)('a' + i % 26);
+        cr_assert(msgs[i].data[0] == want && msgs[i].data[S_BIG - 1] == want, "seq %zu", i + 1);
+    }
+    it_msgs_free(msgs, m);
+    it_result_free(&r);
+}
+
+//  Receives DELIVERs on RAW for up to WAIT_MS (until one is silent for
+//  QUIET_MS); returns how many, the highest tag in *TAG, seqs counted in SEEN.
+static int s_drain(it_raw_t *raw, int wait_ms, int quiet_ms, uint64_t *tag, int *seen) {
+    int got = 0;
+    int64_t deadline = it_now_ms() + wait_ms;
+    while (it_now_ms() < deadline) {
+        tern_frame_t f;
+        if (it_raw_recv_reply(raw, &f, quiet_ms) != TERN_OK) {
+            break;
+        }
+        if (f.cmd != TERN_CMD_DELIVER) {
+            continue;
+        }
+        cr_assert_eq(f.payload_size, S_BIG);
+        cr_assert(f.seq >= 1 && f.seq <= S_BURST, "seq %llu", (unsigned long long)f.seq);
+        seen[f.seq - 1]++;
+        *tag = f.tag > *tag ? f.tag : *tag;
+        got++;
+    }
+    return got;
+}
+
+Test(memory, deliveries_in_flight_bounded_by_bytes, .fini = it_teardown, .timeout = 120) {
+    it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
+    s_burst(b, "it.mem.fan", S_BURST);
+
+    it_raw_t *raw = it_raw_new(b->endpoint);
+    cr_assert(raw);
+    cr_assert(it_raw_hello(raw, "it-memory-consumer"));
+    tern_frame_t f;
+    tern_frame_init(&f, TERN_CMD_SUBSCRIBE);
+    f.req_id = 7;
+    snprintf(f.topic, sizeof f.topic, "it.mem.fan");
+    snprintf(f.group, sizeof f.group, "g");
+    f.fields |= TERN_F_TOPIC | TERN_F_GROUP;
+    f.start = TERN_START_FIRST;
+    f.credit = 1000; //  credit for every message: only the byte bound holds them back
+    cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    tern_frame_t ok;
+    cr_assert_eq(it_raw_recv_reply(raw, &ok, 5000), TERN_OK);
+    cr_assert_eq(ok.cmd, TERN_CMD_OK, "SUBSCRIBE: %s %u %s", tern_cmd_name(ok.cmd), ok.code,
+                 ok.reason);
+    uint64_t sub_id = ok.sub_id;
+
+    //  Unacked, one consumer holds at most 1 MB: 16 messages of 64 KB.
+    int seen[S_BURST] = {0};
+    uint64_t tag = 0;
+    int first = s_drain(raw, 3000, 1000, &tag, seen);
+    cr_assert(first >= 1 && first <= 16, "%d of %d in flight unacked", first, S_BURST);
+
+    //  Each cumulative ack lets the next ones through, until all arrived.
+    int total = first;
+    for (int round = 0; round < 20 && total < S_BURST; round++) {
+        tern_frame_init(&f, TERN_CMD_ACK);
+        f.req_id = 100 + (uint64_t)round;
+        f.sub_id = sub_id;
+        f.tag = tag;
+        f.cumulative = true;
+        f.fields |= TERN_F_CUMULATIVE;
+        cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+        int got = s_drain(raw, 3000, 1000, &tag, seen);
+        cr_assert_leq(got, 16, "%d in flight after an ack", got);
+        total += got;
+    }
+    cr_assert_eq(total, S_BURST, "%d of %d delivered", total, S_BURST);
+    for (int i = 0; i < S_BURST; i++) {
+        cr_assert_eq(seen[i], 1, "seq %d delivered %d times", i + 1, seen[i]);
+    }
+    it_raw_destroy(&raw);
+}
