@@ -482,6 +482,10 @@ static void s_isr(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t now) {
     for (size_t i = 0; i < lead->nreps; i++) {
         tern_cluster_node_t node;
         if (i > 0 && tern_cluster_node(self->cluster, lead->reps[i].node, &node) && !node.up) {
+            //  Forget what it confirmed: back up (perhaps on an emptied data
+            //  dir), it rejoins on what it confirms after its next CAUGHT.
+            lead->reps[i].durable = 0;
+            lead->synced[i] = false;
             continue;
         }
         reps[nreps++] = lead->reps[i];

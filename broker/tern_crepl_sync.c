@@ -312,7 +312,12 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
         //  away from the follower). It asks again after C_SYNC_WAIT_MS.
         return;
     }
+    //  Its stream starts over: out of the live stream, and what it
+    //  confirmed before (its copy may have been emptied since) no longer
+    //  counts for joining the ISR: it confirms again after CAUGHT, which a
+    //  catch-up in several rounds sends only at the last.
     lead->synced[idx] = false;
+    lead->reps[idx].durable = 0;
     s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id, 0, 0, false};
     if (!sync.by_name || tern_store_read_begin(self->reader) != TERN_OK) {
         zhashx_destroy(&sync.by_name);
