@@ -6,11 +6,15 @@
     any application thread calls. Those functions validate and encode their
     frame in the calling thread, then hand an owned op to the I/O thread
     through a mutex-protected queue and an eventfd that the I/O thread polls
-    next to the socket. Replies come back through waiters (a flag + result
-    under the client mutex, signalled on the client condition variable) or
-    through callbacks run on the I/O thread. The publish window, the pending
-    admin requests and the socket are touched only by the I/O thread;
-    subscriptions are shared and guarded by the mutex.
+    next to the socket; a lone publish (nothing queued or in flight) is sent
+    by its caller itself, under the mutex, while the I/O thread is parked in
+    its poll (io_parked: no wake-up of the I/O thread on the way out).
+    Replies come back through waiters (a flag + result under the client
+    mutex, signalled on the client condition variable) or through callbacks
+    run on the I/O thread. The publish window, the pending admin requests
+    and the socket are touched only by the I/O thread (or by a publishing
+    caller holding the mutex while it is parked); subscriptions are shared
+    and guarded by the mutex.
 
     Files (docs/client.md, "Inside libtern"):
         tern_client.c           options, create/destroy, waiting, session queries
@@ -227,6 +231,7 @@ struct _tern_client_t {
     cl_op_t *ops_tail;      //  queue tail
     cl_pub_t *pub_free;     //  completed publishes for reuse (at most window)
     bool wake_pending;      //  an eventfd write is outstanding
+    bool io_parked;         //  the I/O thread sleeps in its poll: a caller may use the dealer
     bool closing;           //  tern_client_destroy started
     bool stopped;           //  the I/O thread has finished
     uint64_t gen;           //  current session generation; 0 before first
@@ -319,6 +324,16 @@ static inline tern_err_t s_may_wait(tern_client_t *self) {
     return s_on_io_thread(self) ? TERN_ESTATE : TERN_OK;
 }
 
+//  Wakes the I/O thread (its eventfd), once until it takes the ops. Mutex held.
+static inline void s_wake_io(tern_client_t *self) {
+    if (!self->wake_pending) {
+        self->wake_pending = true;
+        uint64_t one = 1;
+        ssize_t n = write(self->wake_fd, &one, sizeof one);
+        (void)n; //  the eventfd cannot overflow with one pending write
+    }
+}
+
 //  Queues OP for the I/O thread. Mutex held.
 static inline void s_push_op(tern_client_t *self, cl_op_t *op) {
     op->next = NULL;
@@ -328,12 +343,32 @@ static inline void s_push_op(tern_client_t *self, cl_op_t *op) {
         self->ops_head = op;
     }
     self->ops_tail = op;
-    if (!self->wake_pending) {
-        self->wake_pending = true;
-        uint64_t one = 1;
-        ssize_t n = write(self->wake_fd, &one, sizeof one);
-        (void)n; //  the eventfd cannot overflow with one pending write
+    s_wake_io(self);
+}
+
+//  Appends PUB to the publish window (send order). I/O thread, or a caller
+//  while it is parked (s_pub_direct in tern_client_pub.c).
+static inline void s_win_append(tern_client_t *self, cl_pub_t *pub) {
+    pub->next = NULL;
+    pub->prev = self->win_tail;
+    if (self->win_tail) {
+        self->win_tail->next = pub;
+    } else {
+        self->win_head = pub;
     }
+    self->win_tail = pub;
+}
+
+//  The dealer's ZMQ_EVENTS (0 on error). Whoever holds the socket calls it
+//  after using it: a send or receive may take the socket's signal (ZMQ_FD)
+//  of a frame that arrived meanwhile, so the fd alone does not tell.
+static inline int s_dealer_events(tern_client_t *self) {
+    int events = 0;
+    size_t len = sizeof events;
+    if (zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &len) != 0) {
+        return 0;
+    }
+    return events;
 }
 
 //  Sends a header (and a payload) on the I/O thread; false if the socket

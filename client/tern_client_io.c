@@ -32,17 +32,6 @@ static cl_op_t *s_take_ops(tern_client_t *self) {
     return op;
 }
 
-static void s_win_append(tern_client_t *self, cl_pub_t *pub) {
-    pub->next = NULL;
-    pub->prev = self->win_tail;
-    if (self->win_tail) {
-        self->win_tail->next = pub;
-    } else {
-        self->win_head = pub;
-    }
-    self->win_tail = pub;
-}
-
 static void s_admin_append(tern_client_t *self, cl_admin_t *admin) {
     admin->next = self->admins;
     self->admins = admin;
@@ -261,24 +250,59 @@ static void s_shutdown(tern_client_t *self) {
     pthread_mutex_unlock(&self->mutex);
 }
 
+//  Parks (PARKED true) or unparks the I/O thread around its poll. While
+//  parked it touches neither the dealer nor the window, so a publishing
+//  caller may send on the socket itself (tern_client_pub.c, s_pub_direct);
+//  the mutex hands the socket over with the full memory barrier libzmq
+//  asks for when a socket changes threads.
+static void s_park(tern_client_t *self, bool parked) {
+    pthread_mutex_lock(&self->mutex);
+    self->io_parked = parked;
+    pthread_mutex_unlock(&self->mutex);
+}
+
+//  Runs what the dealer has ready (HELLO to send, frames to read).
+static void s_handle_dealer(tern_client_t *self) {
+    int events = s_dealer_events(self);
+    if ((events & ZMQ_POLLOUT) && self->state == S_CONNECTING && !self->hello_sent) {
+        cl_try_hello(self);
+    }
+    if (events & ZMQ_POLLIN) {
+        s_handle_socket(self);
+    }
+}
+
 //  Polls the eventfd, the dealer and the monitor until the next timer is
-//  due; runs what is ready. Returns false on OP_CLOSE.
+//  due; runs what is ready. Returns false on OP_CLOSE. The dealer is polled
+//  by its ZMQ_FD, not as a socket item: zmq_poll would read the socket's
+//  state after the poll returned, before this thread took it back from a
+//  caller that sends on it meanwhile.
 static bool s_poll_once(tern_client_t *self, int64_t now, bool *ctx_gone) {
     zmq_pollitem_t items[3] = {{NULL, self->wake_fd, ZMQ_POLLIN, 0}};
-    int count = 1, dealer_at = -1, monitor_at = -1;
+    int count = 1, monitor_at = -1;
+    long timeout = s_poll_timeout(self, now);
     if (self->dealer) {
-        short events = ZMQ_POLLIN;
+        int wanted = ZMQ_POLLIN;
         if (self->state == S_CONNECTING && !self->hello_sent) {
-            events |= ZMQ_POLLOUT;
+            wanted |= ZMQ_POLLOUT;
         }
-        items[count] = (zmq_pollitem_t){self->dealer, 0, events, 0};
-        dealer_at = count++;
+        if (s_dealer_events(self) & wanted) {
+            timeout = 0; //  ready already: its fd may not fire again
+        }
+        zmq_fd_t fd;
+        size_t fd_len = sizeof fd;
+        if (zmq_getsockopt(self->dealer, ZMQ_FD, &fd, &fd_len) == 0) {
+            items[count++] = (zmq_pollitem_t){NULL, fd, ZMQ_POLLIN, 0};
+        }
     }
     if (self->monitor) {
         items[count] = (zmq_pollitem_t){self->monitor, 0, ZMQ_POLLIN, 0};
         monitor_at = count++;
     }
-    if (zmq_poll(items, count, s_poll_timeout(self, now)) < 0 && zmq_errno() != EINTR) {
+    s_park(self, true);
+    int rc = zmq_poll(items, count, timeout);
+    s_park(self, false);
+    if (rc < 0 && zmq_errno() != EINTR) {
         *ctx_gone = true; //  the context is gone: nothing left to serve
         return false;
     }
@@ -286,13 +310,8 @@ static bool s_poll_once(tern_client_t *self, int64_t now, bool *ctx_gone) {
     if (items[0].revents & ZMQ_POLLIN) {
         running = s_handle_ops(self);
     }
-    if (dealer_at > 0 && self->dealer) {
-        if (items[dealer_at].revents & ZMQ_POLLOUT && !self->hello_sent) {
-            cl_try_hello(self);
-        }
-        if (items[dealer_at].revents & ZMQ_POLLIN) {
-            s_handle_socket(self);
-        }
+    if (self->dealer) {
+        s_handle_dealer(self); //  fd or not: a caller's send may have taken its signal
     }
     if (monitor_at > 0 && self->monitor && (items[monitor_at].revents & ZMQ_POLLIN)) {
         cl_handle_monitor(self);
@@ -302,6 +321,9 @@ static bool s_poll_once(tern_client_t *self, int64_t now, bool *ctx_gone) {
 
 void *cl_io_thread(void *arg) {
     tern_client_t *self = arg;
+    //  Named like libzmq's threads, so per-thread counts (tools/bench/cpu.sh,
+    //  /proc/PID/task) can tell it from the application's.
+    pthread_setname_np(pthread_self(), "tern-io");
     tl_io_root = self->root; //  callbacks of a node session are its root's
     self->state = S_IDLE;
     self->next_attempt = s_now_ms();

@@ -18,6 +18,9 @@
 #include "test_dir.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -748,13 +751,18 @@ static void s_on_message(tern_message_t *msg, void *arg) {
     tern_message_destroy(&msg);
 }
 
+//  MSG set up as a publish of the one-byte payload "x" to TOPIC.
+static void s_one_byte_msg(tern_pub_options_t *msg, const char *topic) {
+    tern_pub_options_init(msg);
+    msg->topic = topic;
+    msg->payload = "x";
+    msg->size = 1;
+}
+
 Test(live, callback_subscription_nack_redelivers) {
     tern_client_t *client = s_live_client();
     tern_pub_options_t msg;
-    tern_pub_options_init(&msg);
-    msg.topic = "unit.cb";
-    msg.payload = "x";
-    msg.size = 1;
+    s_one_byte_msg(&msg, "unit.cb");
     cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
     s_cb_state_t state = {0};
     tern_sub_options_t options;
@@ -773,6 +781,155 @@ Test(live, callback_subscription_nack_redelivers) {
     cr_assert_eq(atomic_load(&state.seen), 2);
     cr_assert_eq(atomic_load(&state.max_count), 2);
     tern_client_destroy(&client);
+}
+
+//  Sleeps (voluntary context switches) of this process's threads named
+//  NAME, summed; of the calling thread for NAME NULL. Every sleep is one
+//  wake-up later: counted, not timed.
+static long s_sleeps(const char *name) {
+    char path[300];
+    long total = 0;
+    DIR *dir = opendir("/proc/self/task");
+    cr_assert_not_null(dir);
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        if (entry->d_name[0] == '.') {
+            continue;
+        }
+        bool mine = atol(entry->d_name) == (long)syscall(SYS_gettid);
+        char comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", entry->d_name);
+        FILE *file = fopen(path, "r");
+        if (!file || !fgets(comm, sizeof comm, file)) {
+            if (file) {
+                fclose(file);
+            }
+            continue; //  a thread that just ended
+        }
+        fclose(file);
+        comm[strcspn(comm, "\n")] = 0;
+        if (name ? strcmp(comm, name) != 0 : !mine) {
+            continue;
+        }
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", entry->d_name);
+        file = fopen(path, "r");
+        char line[128];
+        while (file && fgets(line, sizeof line, file)) {
+            long n;
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) {
+                total += n;
+            }
+        }
+        if (file) {
+            fclose(file);
+        }
+    }
+    closedir(dir);
+    return total;
+}
+
+//  A sync publish on an idle client wakes libtern's I/O thread once (for
+//  the PUBACK) and its caller once: the caller sends on the socket itself
+//  while the I/O thread sleeps in its poll, and is woken after the mutex is
+//  released (docs/performance.md, "Hops of a lone message"). Before, each
+//  slept about twice per publish (the I/O thread was woken to send; the
+//  caller, woken under the mutex, slept on it again).
+Test(live, sync_publish_wakes_each_thread_once) {
+    tern_client_t *client = s_live_client();
+    tern_pub_options_t msg;
+    s_one_byte_msg(&msg, "unit.wakes");
+    for (int i = 0; i < 20; i++) { //  the session settles (heartbeat timers, templates)
+        cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
+    }
+    const long n = 400;
+    long io0 = s_sleeps("tern-io"), me0 = s_sleeps(NULL);
+    for (long i = 0; i < n; i++) {
+        cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
+    }
+    long io = s_sleeps("tern-io") - io0, me = s_sleeps(NULL) - me0;
+    cr_assert_lt(io, n * 3 / 2, "I/O thread slept %ld times for %ld sync publishes", io, n);
+    cr_assert_lt(me, n * 3 / 2, "caller slept %ld times for %ld sync publishes", me, n);
+    tern_client_destroy(&client);
+}
+
+//  What s_on_ordered saw of each of S_ORDER_THREADS topics.
+#define S_ORDER_THREADS 4
+#define S_ORDER_MSGS    300
+typedef struct {
+    atomic_int delivered;             //  deliveries, all topics
+    atomic_int out_of_order;          //  deliveries not the next of their topic
+    atomic_int next[S_ORDER_THREADS]; //  next payload index expected per topic
+    tern_client_t *client;            //  the client publishing and consuming
+} s_order_t;
+
+//  Runs on the I/O thread while other threads publish on the same client.
+static void s_on_ordered(tern_message_t *msg, void *arg) {
+    s_order_t *order = arg;
+    int topic = -1, index = -1;
+    sscanf(tern_message_topic(msg), "unit.order.%d", &topic);
+    sscanf((const char *)tern_message_data(msg), "%d", &index);
+    if (topic < 0 || topic >= S_ORDER_THREADS || index != atomic_load(&order->next[topic])) {
+        atomic_fetch_add(&order->out_of_order, 1);
+    } else {
+        atomic_fetch_add(&order->next[topic], 1);
+    }
+    atomic_fetch_add(&order->delivered, 1);
+    tern_message_ack(msg, false);
+    tern_message_destroy(&msg);
+}
+
+//  One thread's publishes to its own topic, sync and async in turn.
+static void *s_publish_mixed(void *arg) {
+    s_order_t *order = arg;
+    static atomic_int next_thread;
+    int t = atomic_fetch_add(&next_thread, 1) % S_ORDER_THREADS;
+    char topic[32], body[16];
+    snprintf(topic, sizeof topic, "unit.order.%d", t);
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = topic;
+    msg.payload = body;
+    for (int i = 0; i < S_ORDER_MSGS; i++) {
+        msg.size = (size_t)snprintf(body, sizeof body, "%d", i) + 1;
+        tern_err_t rc = i % 3 ? tern_publish_async(order->client, &msg, NULL, NULL)
+                              : tern_publish(order->client, &msg, 10000, NULL);
+        if (rc != TERN_OK) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+//  Publishes that a caller sends itself and those the I/O thread sends keep
+//  each thread's order, and deliveries to the same client while callers
+//  send on its socket all arrive: 4 threads mix sync and async publishes
+//  on one client that consumes the topics at the same time.
+Test(live, sync_and_async_publishes_keep_order_across_threads) {
+    s_order_t order = {0};
+    order.client = s_live_client();
+    tern_sub_options_t options;
+    tern_sub_options_init(&options);
+    options.group = "order";
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(order.client, "unit.order.*", &options, s_on_ordered, &order, &sub),
+                 TERN_OK);
+    pthread_t threads[S_ORDER_THREADS];
+    for (int t = 0; t < S_ORDER_THREADS; t++) {
+        cr_assert_eq(pthread_create(&threads[t], NULL, s_publish_mixed, &order), 0);
+    }
+    for (int t = 0; t < S_ORDER_THREADS; t++) {
+        void *failed = NULL;
+        pthread_join(threads[t], &failed);
+        cr_assert_null(failed, "a publish failed");
+    }
+    cr_assert_eq(tern_flush(order.client, 20000), TERN_OK);
+    const int total = S_ORDER_THREADS * S_ORDER_MSGS;
+    for (int i = 0; i < 600 && atomic_load(&order.delivered) < total; i++) {
+        usleep(50 * 1000);
+    }
+    cr_assert_eq(atomic_load(&order.delivered), total);
+    cr_assert_eq(atomic_load(&order.out_of_order), 0);
+    tern_client_destroy(&order.client);
 }
 
 Test(live, short_broker_heartbeat_keeps_idle_session) {
