@@ -122,6 +122,30 @@ static int s_rounds(it_broker_t *node) {
     return rounds;
 }
 
+//  Checks that every short answer LEADER logged for S_PT in its current run
+//  held at most S_CHUNK records; returns how many it logged.
+static int s_answers_bounded(it_broker_t *leader) {
+    size_t len = 0;
+    char *log = it_read_file(leader->log_path, &len);
+    cr_assert_not_null(log);
+    char needle[64];
+    snprintf(needle, sizeof needle, "partition %d: node ", S_PT);
+    int answers = 0;
+    const char *p = log + ((size_t)leader->log_offset <= len ? (size_t)leader->log_offset : len);
+    while ((p = strstr(p, needle)) != NULL) {
+        p += strlen(needle);
+        const char *sent = strstr(p, " sync round sent ");
+        const char *eol = strchr(p, '\n');
+        if (sent && (!eol || sent < eol)) {
+            long n = strtol(sent + strlen(" sync round sent "), NULL, 10);
+            cr_assert(n >= 1 && n <= atol(S_CHUNK), "an answer of %ld records", n);
+            answers++;
+        }
+    }
+    free(log);
+    return answers;
+}
+
 //  `ternctl cluster verify` through node VIA until it says identical (the
 //  live stream may still be on its way).
 static void s_verify(it_cluster_t *cl, int via) {
@@ -148,6 +172,7 @@ static void s_rejoin(it_cluster_t *cl, int leader, int follower) {
     int rounds = s_rounds(cl->node[follower]);
     cr_log_info("node %d caught up on partition %d after %d short rounds", follower, S_PT, rounds);
     cr_assert_geq(rounds, 3, "%d short rounds: the catch-up was not bounded", rounds);
+    cr_assert_geq(s_answers_bounded(cl->node[leader]), rounds, "the leader logged fewer rounds");
     s_verify(cl, leader);
 }
 
