@@ -488,6 +488,13 @@ static void s_isr(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t now) {
             lead->synced[i] = false;
             continue;
         }
+        if (i > 0 && !lead->synced[i] && !tern_partmap_in_isr(&lead->rec, lead->reps[i].node)) {
+            //  Out of the ISR and not (yet) answered CAUGHT: it may not join on
+            //  an older confirmation (its node may have gone down and come back
+            //  between two of these rounds, unseen), nor between the rounds
+            //  of a catch-up (tern_crepl_sync.c).
+            continue;
+        }
         reps[nreps++] = lead->reps[i];
     }
     tern_partmap_record_t next;

@@ -104,46 +104,32 @@ static void s_publish(it_cluster_t *cl, int leader) {
     tern_client_destroy(&client);
 }
 
-//  The catch-up rounds of S_PT that stopped short in NODE's current run
-//  (its log from this run's start).
-static int s_rounds(it_broker_t *node) {
+//  The lines of NODE's current run (its log from this run's start) about
+//  S_PT that contain KEY. With BOUND > 0, the number after KEY must be in
+//  1..BOUND on each.
+static int s_log_lines(it_broker_t *node, const char *key, long bound) {
     size_t len = 0;
     char *log = it_read_file(node->log_path, &len);
     cr_assert_not_null(log);
-    char needle[64];
-    snprintf(needle, sizeof needle, "partition %d: catch-up round ", S_PT);
-    int rounds = 0;
-    const char *p = log + ((size_t)node->log_offset <= len ? (size_t)node->log_offset : len);
-    while ((p = strstr(p, needle)) != NULL) {
-        rounds++;
-        p += strlen(needle);
-    }
-    free(log);
-    return rounds;
-}
-
-//  Checks that every short answer LEADER logged for S_PT in its current run
-//  held at most S_CHUNK records; returns how many it logged.
-static int s_answers_bounded(it_broker_t *leader) {
-    size_t len = 0;
-    char *log = it_read_file(leader->log_path, &len);
-    cr_assert_not_null(log);
-    char needle[64];
-    snprintf(needle, sizeof needle, "partition %d: node ", S_PT);
-    int answers = 0;
-    const char *p = log + ((size_t)leader->log_offset <= len ? (size_t)leader->log_offset : len);
-    while ((p = strstr(p, needle)) != NULL) {
-        p += strlen(needle);
-        const char *sent = strstr(p, " sync round sent ");
-        const char *eol = strchr(p, '\n');
-        if (sent && (!eol || sent < eol)) {
-            long n = strtol(sent + strlen(" sync round sent "), NULL, 10);
-            cr_assert(n >= 1 && n <= atol(S_CHUNK), "an answer of %ld records", n);
-            answers++;
+    char pt[32];
+    snprintf(pt, sizeof pt, "partition %d: ", S_PT);
+    int lines = 0;
+    char *line = log + ((size_t)node->log_offset <= len ? (size_t)node->log_offset : len);
+    while (*line) {
+        char *eol = strchr(line, '\n');
+        if (eol) {
+            *eol = 0;
         }
+        const char *at = strstr(line, key);
+        if (at && strstr(line, pt)) {
+            long n = strtol(at + strlen(key), NULL, 10);
+            cr_assert(bound == 0 || (n >= 1 && n <= bound), "%s", line);
+            lines++;
+        }
+        line = eol ? eol + 1 : line + strlen(line);
     }
     free(log);
-    return answers;
+    return lines;
 }
 
 //  `ternctl cluster verify` through node VIA until it says identical (the
@@ -169,10 +155,13 @@ static void s_rejoin(it_cluster_t *cl, int leader, int follower) {
     tern_partmap_record_t rec;
     cr_assert(it_cluster_wait_isr_full(cl, S_PT, S_WAIT_MS, &rec), "node %d did not rejoin",
               follower);
-    int rounds = s_rounds(cl->node[follower]);
+    //  The follower logs each short answer, the leader how many records it
+    //  held: at most the chunk.
+    int rounds = s_log_lines(cl->node[follower], "catch-up round ", 0);
     cr_log_info("node %d caught up on partition %d after %d short rounds", follower, S_PT, rounds);
     cr_assert_geq(rounds, 3, "%d short rounds: the catch-up was not bounded", rounds);
-    cr_assert_geq(s_answers_bounded(cl->node[leader]), rounds, "the leader logged fewer rounds");
+    cr_assert_geq(s_log_lines(cl->node[leader], " sync round sent ", atol(S_CHUNK)), rounds,
+                  "the leader logged fewer short answers");
     s_verify(cl, leader);
 }
 
