@@ -482,6 +482,17 @@ static void s_isr(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t now) {
     for (size_t i = 0; i < lead->nreps; i++) {
         tern_cluster_node_t node;
         if (i > 0 && tern_cluster_node(self->cluster, lead->reps[i].node, &node) && !node.up) {
+            //  Forget what it confirmed: back up (perhaps on an emptied data
+            //  dir), it rejoins on what it confirms after its next CAUGHT.
+            lead->reps[i].durable = 0;
+            lead->synced[i] = false;
+            continue;
+        }
+        if (i > 0 && !lead->synced[i] && !tern_partmap_in_isr(&lead->rec, lead->reps[i].node)) {
+            //  Out of the ISR and not (yet) answered CAUGHT: it may not join on
+            //  an older confirmation (its node may have gone down and come back
+            //  between two of these rounds, unseen), nor between the rounds
+            //  of a catch-up (tern_crepl_sync.c).
             continue;
         }
         reps[nreps++] = lead->reps[i];

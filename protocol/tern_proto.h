@@ -70,7 +70,8 @@ typedef enum {
     TERN_CMD_CREPL_SYNC = 48,      /* f->l: node_id; payload "LAST_SEQ TOPIC\n" lines */
     TERN_CMD_CREPL_TRUNCATE = 49,  /* l->f: topic, seq = keep up to it */
     TERN_CMD_CREPL_RECORD = 50,    /* l->f: position (0 = catch-up), seq, message + payload */
-    TERN_CMD_CREPL_CAUGHT = 51,    /* l->f: position = the live stream starts after it */
+    TERN_CMD_CREPL_CAUGHT = 51,    /* l->f: position = the live stream starts after it;
+                                      0: the answer stopped short, SYNC again */
     TERN_CMD_CREPL_CONFIRM = 52,   /* f->l: node_id, position durable on the follower */
     TERN_CMD_CREPL_HEARTBEAT = 53, /* l->f: position = the leader's end */
     TERN_CMD_CREPL_TOPIC = 54,     /* l->f: position, topic, code = tern_crepl_topic_op_t;
