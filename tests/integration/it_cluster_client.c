@@ -678,3 +678,71 @@ Test(cluster_client, leader_paused_publishes_move) {
     tern_client_destroy(&c);
     s_results_free(&r);
 }
+
+//  ---------------------------------------------------------------------------
+//  Admin requests waiting at a node that dies
+
+typedef struct {
+    tern_client_t *c;                 //  the client
+    const char *op;                   //  operation
+    const tern_header_t *kv;          //  its arguments
+    size_t count;                     //  how many
+    tern_err_t rc;                    //  its result
+    char *json;                       //  its reply
+    char reason[TERN_REASON_MAX + 1]; //  tern_last_reason of the call
+    atomic_bool done;                 //  returned
+} s_asker_t;
+
+static void *s_ask(void *arg) {
+    s_asker_t *a = arg;
+    a->rc = tern_admin(a->c, a->op, a->kv, a->count, &a->json, -1); //  no timeout
+    snprintf(a->reason, sizeof a->reason, "%s", tern_last_reason());
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+Test(cluster_client, admin_at_a_dying_node_returns) {
+    //  Requests sent to a leader that then stops answering and dies, each
+    //  without a timeout: none waits forever. The `topics` gather takes
+    //  the other nodes' answers; a read asks the new leader; a write, which
+    //  may have run there, is not run twice: TERN_ETIMEOUT, outcome unknown.
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccdie", nodes, 0, leaders);
+    char topic[32], quoted[48];
+    int64_t victim = s_topic_off_seed(leaders, topic, sizeof topic);
+    tern_header_t kv[1] = {{"topic", topic}};
+    free(s_admin(c, "topic.create", kv, 1, TERN_OK));
+    s_publish_body(c, topic, "kept");
+    free(s_admin(c, "topics", NULL, 0, TERN_OK)); //  every node session is up
+    it_broker_pause(nodes[victim]);
+    s_asker_t asks[3] = {{.c = c, .op = "topics"},
+                         {.c = c, .op = "topic.info", .kv = kv, .count = 1},
+                         {.c = c, .op = "topic.purge", .kv = kv, .count = 1}};
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_create(&threads[i], NULL, s_ask, &asks[i]), 0);
+    }
+    it_sleep_ms(300); //  sent to the stopped node (its lease lasts 2 s)
+    it_broker_kill(nodes[victim]);
+    int64_t deadline = it_now_ms() + 60000; //  a bound on a hang, not a timing check
+    for (int i = 0; i < 3; i++) {
+        while (!atomic_load(&asks[i].done)) {
+            cr_assert(it_now_ms() < deadline, "%s still waits at the dead node", asks[i].op);
+            it_sleep_ms(50);
+        }
+        pthread_join(threads[i], NULL);
+    }
+    cr_assert_eq(asks[0].rc, TERN_OK, "topics: %s (%s)", tern_errname(asks[0].rc), asks[0].reason);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", topic);
+    cr_assert_eq(s_occurs(asks[0].json, quoted), 1, "%s", asks[0].json);
+    cr_assert_eq(asks[1].rc, TERN_OK, "topic.info: %s (%s)", tern_errname(asks[1].rc),
+                 asks[1].reason);
+    cr_assert_eq(asks[2].rc, TERN_ETIMEOUT, "topic.purge: %s (%s)", tern_errname(asks[2].rc),
+                 asks[2].reason);
+    cr_assert(strstr(asks[2].reason, "outcome is unknown"), "%s", asks[2].reason);
+    for (int i = 0; i < 3; i++) {
+        free(asks[i].json);
+    }
+    tern_client_destroy(&c);
+}
