@@ -746,3 +746,33 @@ Test(cluster_client, admin_at_a_dying_node_returns) {
     }
     tern_client_destroy(&c);
 }
+
+Test(cluster_client, admin_unconfirmed_write_is_not_retried) {
+    //  A topic.purge the leader ran but its in-sync replicas never confirm
+    //  (both followers stopped) while its lease lapses (etcd gone): the
+    //  answer is TERN_ETIMEOUT, outcome unknown, not TERN_ENOTLEADER, which
+    //  libtern would retry (purging twice at a new leader).
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccunconf", nodes, 0, leaders);
+    char topic[32];
+    int64_t leader = s_topic_off_seed(leaders, topic, sizeof topic);
+    tern_header_t kv[1] = {{"topic", topic}};
+    free(s_admin(c, "topic.create", kv, 1, TERN_OK));
+    s_publish_body(c, topic, "one");
+    for (int64_t i = 0; i < S_NODES; i++) {
+        if (i != leader) {
+            it_broker_pause(nodes[i]);
+        }
+    }
+    it_etcd_kill_member(s_etcd, 0);
+    char *json = NULL;
+    tern_err_t rc = tern_admin(c, "topic.purge", kv, 1, &json, 60000);
+    cr_assert_eq(rc, TERN_ETIMEOUT, "%s (%s)", tern_errname(rc), tern_last_reason());
+    cr_assert(strstr(tern_last_reason(), "outcome is unknown"), "%s", tern_last_reason());
+    free(json);
+    for (int64_t i = 0; i < S_NODES; i++) {
+        it_broker_resume(nodes[i]);
+    }
+    tern_client_destroy(&c);
+}
