@@ -10,7 +10,10 @@
     (TERN_ENOTLEADER) instead of timing out. tern_admin given the seed runs
     each op about a topic (topic.*, group.*, dlq.*) at the topic's leader,
     follows a leader change, and gathers `topics` and `trace` from every
-    node. Every process is stopped by its PID (it_teardown,
+    node; requests waiting at a node that dies return (a read at the new
+    leader, a write as TERN_ETIMEOUT, outcome unknown), a topic op the ISR
+    never confirmed is not retried, and a node that denies our CURVE key
+    says so (TERN_EDENIED). Every process is stopped by its PID (it_teardown,
     it_etcd_destroy).
 */
 #include "cluster_harness.h"
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S_PARTITIONS 8
 #define S_NODES      3
@@ -775,4 +779,87 @@ Test(cluster_client, admin_unconfirmed_write_is_not_retried) {
         it_broker_resume(nodes[i]);
     }
     tern_client_destroy(&c);
+}
+
+//  `ternctl keys gen NAME --dir DIR`.
+static void s_keygen(const char *dir, const char *name) {
+    char *argv[] = {
+        (char *)it_ternctl_path(), "keys", "gen", (char *)name, "--dir", (char *)dir, NULL};
+    it_result_t r;
+    it_run(&r, 10000, NULL, argv);
+    it_assert_ok(&r, "keys gen");
+    it_result_free(&r);
+}
+
+//  Node ID of cluster NAME with CURVE: the server key in DIR, the client
+//  allow-list CLIENTS.
+static it_broker_t *s_curve_node(const char *name, uint32_t id, const char *dir,
+                                 const char *clients) {
+    char listen[64], count[16], key[200], allow[200];
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+    snprintf(count, sizeof count, "%u", S_PARTITIONS);
+    snprintf(key, sizeof key, "--auth-key=%s/server.key", dir);
+    snprintf(allow, sizeof allow, "--auth-clients=%s", clients);
+    const char *args[] = {"--etcd",
+                          s_etcd->endpoints,
+                          "--cluster",
+                          name,
+                          "--cluster-listen",
+                          listen,
+                          "--partitions",
+                          count,
+                          "--lease",
+                          "2s",
+                          "--auth=curve",
+                          key,
+                          allow,
+                          NULL};
+    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
+    cr_assert(b && it_broker_start(b), "node %u did not start", id);
+    return b;
+}
+
+Test(cluster_client, admin_denied_by_a_node_says_so) {
+    //  Node 2 does not allow our CURVE key: an op about a topic it leads
+    //  fails at once with TERN_EDENIED and its reason, not "no reachable
+    //  leader" after 20 tries.
+    char dir[64] = "/tmp/it_ccdeny.XXXXXX", allow[96], deny[96], path[128], cmd[400];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(allow, sizeof allow, "%s/allow", dir);
+    snprintf(deny, sizeof deny, "%s/deny", dir);
+    cr_assert_eq(mkdir(allow, 0700), 0);
+    cr_assert_eq(mkdir(deny, 0700), 0);
+    s_keygen(dir, "server");
+    s_keygen(dir, "app");
+    snprintf(cmd, sizeof cmd, "cp '%s/app.key' '%s/'", dir, allow);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    it_broker_t *nodes[S_NODES];
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        nodes[i] = s_curve_node("ccdeny", i, dir, i == 2 ? deny : allow);
+    }
+    char server[TERN_CURVE_KEY_LEN + 1], pub[TERN_CURVE_KEY_LEN + 1], sec[TERN_CURVE_KEY_LEN + 1];
+    snprintf(path, sizeof path, "%s/server.key", dir);
+    cr_assert_eq(tern_cert_load(path, server, NULL), TERN_OK);
+    snprintf(path, sizeof path, "%s/app.key_secret", dir);
+    cr_assert_eq(tern_cert_load(path, pub, sec), TERN_OK);
+    tern_client_options_t o;
+    tern_client_options_init(&o);
+    o.curve_server_key = server;
+    o.curve_public_key = pub;
+    o.curve_secret_key = sec;
+    tern_client_t *c = tern_client_new(nodes[0]->endpoint, &o);
+    cr_assert_not_null(c, "%s", tern_last_reason());
+    cr_assert_eq(tern_client_wait_connected(c, 10000), TERN_OK, "%s", tern_last_reason());
+    int64_t leaders[S_PARTITIONS];
+    s_wait_leaders(c, leaders, -1);
+    char topic[32];
+    s_topic_led(leaders, "deny", 2, true, topic, sizeof topic);
+    tern_header_t kv[1] = {{"topic", topic}};
+    char *json = NULL;
+    tern_err_t rc = tern_admin(c, "topic.info", kv, 1, &json, 60000);
+    cr_assert_eq(rc, TERN_EDENIED, "%s (%s)", tern_errname(rc), tern_last_reason());
+    cr_assert(strstr(tern_last_reason(), "CURVE"), "%s", tern_last_reason());
+    tern_client_destroy(&c);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
