@@ -538,8 +538,9 @@ bool cl_handle_admin_error(tern_client_t *self, const tern_frame_t *frame);
 void cl_admins_fail(tern_client_t *self, tern_err_t code, const char *reason);
 //  Drops the requests whose caller gave up, once past their deadline.
 void cl_admins_expire(tern_client_t *self, int64_t now);
-//  The session was lost: a sent request that must not run twice fails
-//  with TERN_ETIMEOUT, CL_ADMIN_UNKNOWN; the rest wait to be sent again.
+//  The session was lost: a sent request that must not run twice (on a
+//  node session, every sent one: tern_admin routes reads again) fails with
+//  TERN_ETIMEOUT, CL_ADMIN_UNKNOWN; the rest wait to be sent again.
 //  Mutex held.
 void cl_admins_lost(tern_client_t *self);
 //  A node session was abandoned (OP_ABANDON): every request fails, a sent
