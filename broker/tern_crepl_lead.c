@@ -16,8 +16,10 @@
     only conn answers it, before the storer (tern_conn_cluster.c). The
     item's committed topic admin ops (create, edit, delete, purge) are
     shipped as CREPL_TOPIC at their own positions between its records, in
-    the storer's order, and their replies wait for the same rule. Followers' CREPL_SYNC is answered
-   here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
+    the storer's order, and their replies wait for the same rule; one that
+    fails it gets TERN_ETIMEOUT (outcome unknown) even where a publish gets
+    TERN_ENOTLEADER, since a client asks again after TERN_ENOTLEADER. Followers' CREPL_SYNC is
+   answered here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
     heartbeats every lease/4 and the ISR every 100 ms.
 */
 #include "tern_admin.h"
@@ -335,7 +337,10 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
     for (tern_admin_t *a = item->admins; a && held->count; a = a->next) {
         if (s_topic_op(a)) { //  the ISR has it too, or the client hears why not
             c_need_t *need = s_need(self, held, c_partition_of(self, a->topic));
-            a->err = need->err;
+            //  It ran here already: after a lost leadership, epoch or lease
+            //  the outcome is unknown, not "refused" (a client retries
+            //  TERN_ENOTLEADER: it would purge or delete twice).
+            a->err = need->err == TERN_ENOTLEADER ? TERN_ETIMEOUT : need->err;
         }
     }
     if (tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_COMMITTED, item) != 0) {

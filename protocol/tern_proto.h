@@ -59,7 +59,8 @@ typedef enum {
     TERN_CMD_ADMIN = 16,      /* c->s: name = operation, meta = arguments */
     TERN_CMD_REPLY = 17,      /* s->c: admin result; payload = one JSON document */
     /*  Replication protocol (node <-> node) */
-    TERN_CMD_REPL_HELLO = 32,     /* dc, node_id, version, position = last applied from you */
+    TERN_CMD_REPL_HELLO = 32,     /* dc, node_id, version, position = last applied from you,
+                                     optional nm = the sender's store identity */
     TERN_CMD_REPL_WELCOME = 33,   /* dc, node_id, version, position */
     TERN_CMD_REPL_RECORD = 34,    /* position, message fields (msg_id, origin...) + payload */
     TERN_CMD_REPL_ACKSTATE = 35,  /* position, topic, group, msg_id, op (code), reason? */
@@ -205,7 +206,7 @@ typedef struct {
     uint32_t node_id;             //  WELCOME/REPL_*: node id (0..1023)
     uint32_t heartbeat_ms;        //  HELLO/WELCOME: heartbeat interval
     uint32_t max_payload;         //  WELCOME: the node's payload limit
-    char name[TERN_NAME_MAX + 1]; //  HELLO client name, ADMIN op name, REPL dc
+    char name[TERN_NAME_MAX + 1]; //  HELLO client name, ADMIN op name, REPL_HELLO store identity
     char dc[TERN_NAME_MAX + 1];   //  WELCOME/REPL_*: datacenter name
 
     //  Message
