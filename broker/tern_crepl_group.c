@@ -14,7 +14,10 @@
       c_group_flush sends them to the partition's synced followers at the
       end of the inbox drain, after every record of the drain went out (the
       records may be batched per drain): on the same stream, after the
-      records they refer to. Nothing is queued outside the inbox handler,
+      records they refer to. A follower may thus hold records of later
+      commits when it applies a commit's ops: OPEN, SEEK and RESET go as
+      the seq the leader's commit resolved (tern_crepl_group_collect), so
+      no op depends on the follower's log end. Nothing is queued outside the inbox handler,
       so a SYNC answer never overtakes a queued frame.
       Group frames take no stream position: a publish's acknowledgement
       never waits for group state, and group state waits for nothing. So
@@ -61,8 +64,9 @@ _Static_assert(TERN_OP_OPEN == (int)TERN_GOP_OPEN && TERN_OP_DELIVER == (int)TER
 void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
     for (size_t i = 0; i < ops->count; i++) {
         const tern_op_t *op = &ops->items[i];
-        if (op->err != TERN_OK) {
-            continue; //  it changed nothing here
+        bool at = op->type == TERN_OP_OPEN || op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
+        if (op->err != TERN_OK || (at && op->start_seq == 0)) {
+            continue; //  it changed nothing here (an OPEN of an existing group)
         }
         size_t n = notice->gop_count;
         if ((n & (n - 1)) == 0) { //  0, 1, 2, 4...: grow to the next power of two
@@ -74,13 +78,17 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         notice->gop_topics[n] = op->topic_id;
         notice->gop_count = n + 1;
         g->type = op->type;
+        //  OPEN, SEEK and RESET go as the seq this commit resolved their
+        //  start to, never as the rule (NEW, TIME, FIRST): a follower
+        //  resolving NEW against its own log may already hold later records
+        //  and would start past messages the leader's group still owes.
         g->aux = op->type == TERN_OP_DELIVER                           ? op->priority
                  : op->type == TERN_OP_ACK || op->type == TERN_OP_NACK ? op->cause
+                 : at                                                  ? TERN_START_SEQ
                                                                        : op->start;
         g->count = op->delivery_count;
         g->seq = op->seq;
-        bool at = op->type == TERN_OP_OPEN || op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
-        g->value = at ? op->start_value : op->due_ms;
+        g->value = at ? op->start_seq : op->due_ms;
         memcpy(g->group, op->group, sizeof g->group);
         memcpy(g->reason, op->reason, sizeof g->reason);
     }

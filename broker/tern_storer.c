@@ -241,12 +241,14 @@ static void s_batch_admin_op(s_storer_t *self, tern_op_t *op) {
             break;
         case TERN_OP_SEEK:
             tern_store_batch_group_seek(self->batch, op->topic_id, op->group,
-                                        (tern_start_t)op->start, op->start_value, &op->err);
+                                        (tern_start_t)op->start, op->start_value, &op->err,
+                                        &op->start_seq);
             break;
         case TERN_OP_RESET: //  the state goes, then the group is opened afresh
             tern_store_batch_group_delete(self->batch, op->topic_id, op->group, NULL);
             tern_store_batch_group_open(self->batch, op->topic_id, op->group,
-                                        (tern_start_t)op->start, op->start_value, &op->err);
+                                        (tern_start_t)op->start, op->start_value, &op->err,
+                                        &op->start_seq);
             break;
         case TERN_OP_DROP:
             tern_store_batch_group_delete(self->batch, op->topic_id, op->group, &op->err);
@@ -266,7 +268,8 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
     switch (op->type) {
         case TERN_OP_OPEN:
             tern_store_batch_group_open(self->batch, op->topic_id, op->group,
-                                        (tern_start_t)op->start, op->start_value, &op->err);
+                                        (tern_start_t)op->start, op->start_value, &op->err,
+                                        &op->start_seq);
             break;
         case TERN_OP_DELIVER: {
             //  op->reason names the consumer, for the message's history.

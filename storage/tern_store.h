@@ -459,18 +459,24 @@ typedef bool(tern_entry_fn)(const tern_entry_t *entry, void *arg);
     at last_seq + 1 (NEW), at START_VALUE (SEQ), or at the first seq whose
     timestamp is >= START_VALUE ns (TIME). An existing group is left as is.
     At commit *RESULT_ERR (may be NULL): TERN_OK, TERN_ENAME (empty name),
-    TERN_ENOTFOUND (no such topic), TERN_ERANGE (unknown START). */
+    TERN_ENOTFOUND (no such topic), TERN_ERANGE (unknown START), and
+    *START_OUT (may be NULL) the seq the new group's lanes start at, 0 when
+    nothing was created (a cluster leader ships that seq, not START: a
+    follower resolving NEW or TIME against its own log could differ). */
 void tern_store_batch_group_open(tern_store_batch_t *self, uint32_t topic_id, const char *name,
-                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err);
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err,
+                                 uint64_t *start_out);
 
 /*  Queues moving every lane cursor of group NAME to START/START_VALUE (as
     tern_store_batch_group_open computes it) and dropping all its pending
     entries: messages at or after the position are delivered again from
     the cursors, those before it are not. The DLQ and counters are kept.
     At commit *RESULT_ERR (may be NULL): TERN_OK, TERN_ENOTFOUND (no such
-    topic or group), TERN_ERANGE (unknown START). */
+    topic or group), TERN_ERANGE (unknown START), and *START_OUT (may be
+    NULL) the seq the lanes moved to, 0 when nothing moved. */
 void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
-                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err);
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err,
+                                 uint64_t *start_out);
 
 /*  Queues deleting a group and all its state (pending entries, DLQ). At
     commit *RESULT_ERR (may be NULL): TERN_OK or TERN_ENOTFOUND. */

@@ -8,7 +8,11 @@
     ids are node-local, so these name the topic and resolve it at commit
     time (a topic a catch-up record of the same batch creates is found). The
     group ops themselves are tern_store_group.c's and tern_store_dlq.c's:
-    a follower's state changes exactly as the leader's did.
+    a follower's state changes exactly as the leader's did. A follower may
+    hold records of later commits than an op's (records and group frames
+    are not interleaved per commit), so an op never depends on the log's
+    end here: the leader ships OPEN, SEEK and RESET with the seq its commit
+    resolved (TERN_START_SEQ), not the rule (NEW, TIME).
 
     Idempotence (a follower may get ops again after a snapshot that already
     holds them, in the same order; see broker/tern_crepl_group.c): DELIVER
