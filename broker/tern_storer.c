@@ -79,10 +79,11 @@ typedef struct {
     size_t ship_cap;             //  allocated
     void *to_repl;               //  PUSH to repl (NULL: no replication)
     zsock_t *repl_sock;          //  czmq owner
-    tern_repl_batch_t *repl;     //  this drain's replication batches (owned)
-    tern_repl_streams_t streams; //  in-DC follower streams (allocated on first use)
-    bool deferred;               //  cluster with durability fsync: flush after the results
-    tern_pubs_t *carry;          //  a publish batch's tail past batch_bytes: the next drain's first
+    tern_repl_batch_t *repl;     //  this drain's replication batches in arrival order (owned)
+    tern_repl_batch_t *repl_last; //  the last of them (NULL when none)
+    tern_repl_streams_t streams;  //  in-DC follower streams (allocated on first use)
+    bool deferred;                //  cluster with durability fsync: flush after the results
+    tern_pubs_t *carry; //  a publish batch's tail past batch_bytes: the next drain's first
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -483,8 +484,15 @@ static void s_queue_repl(s_storer_t *self, tern_repl_batch_t *batch) {
     }
     tern_repl_batch_queue(batch, self->batch, &self->streams);
     self->appends += batch->count;
-    batch->next = self->repl;
-    self->repl = batch;
+    //  In arrival order: crepl confirms a follower's batches (REPL_DONE) as
+    //  they come back, and a later batch confirmed before an earlier failed
+    //  one would report positions (or a CAUGHT) past a gap.
+    if (self->repl_last) {
+        self->repl_last->next = batch;
+    } else {
+        self->repl = batch;
+    }
+    self->repl_last = batch;
 }
 
 //  Tells route that a peer DC changed GROUP of TOPIC (once per notice).
@@ -505,6 +513,7 @@ static void s_reload_group(s_storer_t *self, const char *topic, const char *grou
 //  After the commit: new remote messages go to route like local ones; the
 //  batches go back to repl, which confirms to the origins.
 static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
+    self->repl_last = NULL;
     while (self->repl) {
         tern_repl_batch_t *batch = self->repl;
         self->repl = batch->next;
