@@ -174,7 +174,11 @@ static void s_wire(tern_broker_t *self) {
         //  until the partition's in-sync replicas have it.
         snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-crepl", prefix);
         sa->notices_to_conn = true; //  and each NOTICE until they have its messages
+        //  One decision for the storer and crepl: the storer flushes after
+        //  sending its results (then SYNCED) only with no cross-DC repl.
+        sa->deferred = !sa->repl_inbox[0] && self->config.durability == TERN_DURABILITY_FSYNC;
         tern_crepl_args_t *cr = &self->crepl_args;
+        cr->deferred = sa->deferred;
         cr->store = self->store;
         cr->config = &self->config;
         cr->metrics = self->metrics;

@@ -737,8 +737,7 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
                          ? self->to_conn
                          : tern_work_push_connect(&self->route_sock, self->args->route_inbox);
     self->batch = tern_store_batch_new(self->args->store);
-    self->deferred = self->args->notices_to_conn && !self->args->repl_inbox[0] &&
-                     self->args->config->durability == TERN_DURABILITY_FSYNC;
+    self->deferred = self->args->deferred;
     if (self->deferred && tern_store_defer_sync(self->args->store, true) != TERN_OK) {
         zsys_warning("storer: cannot defer the flush; commits flush (and are flushed again)");
     }

@@ -22,6 +22,9 @@ typedef struct {
     char repl_inbox[128];        //  repl's work inbox ("": no replication)
     bool notices_to_conn;        //  cluster: NOTICEs go to conn_inbox (crepl's), behind the
                                  //  same commit's COMMITTED, not to route_inbox
+    bool deferred;               //  cluster, durability fsync, no cross-DC repl: each commit's
+                                 //  results go out before its flush, then SYNCED (the one
+                                 //  decision; crepl's args get the same value, tern_broker.c)
 } tern_storer_args_t;
 
 /*  zactor_fn: ARGS is a tern_storer_args_t, borrowed for the actor's life. */
