@@ -113,6 +113,8 @@ struct r_topic_t {
     bool led;                      //  this node leads its partition (always on a single node)
     uint64_t hw;                   //  high watermark: lane scans dispatch seqs <= hw (cluster:
                                    //  the ISR has them; UINT64_MAX on a single node)
+    bool adopt;                    //  cluster: led anew; its groups take the stored state at the
+                                   //  partition's inherited NOTICE (r_cluster_inherit)
 };
 
 typedef struct {
@@ -263,6 +265,12 @@ void r_cluster_sync(r_route_t *self);
 //  Cluster only: a NOTICE crepl forwarded says TOPIC's SEQ is on every
 //  in-sync replica: raises its high watermark (INHERITED: sets it).
 void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited);
+
+//  Cluster only: crepl's inherited NOTICE of a partition this node started
+//  leading arrived (the followers synced, so every group op of the old
+//  leader is committed here): the partition's topics led anew adopt the
+//  stored group state.
+void r_cluster_inherit(r_route_t *self, const tern_notice_t *notice);
 
 // ---------------------------------------------------------------------------
 //  tern_route.c

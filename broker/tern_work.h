@@ -209,7 +209,9 @@ typedef struct {
     size_t gop_count;          //  entries
     bool inherited;            //  cluster: crepl's, at a leadership start: APPENDED holds each
                                //  topic of the partition at its last_seq then, which the ISR
-                               //  now has (route sets its high watermarks to exactly that)
+                               //  now has (route sets its high watermarks to exactly that,
+                               //  and adopts the stored group state of PARTITION's topics)
+    uint32_t partition;        //  inherited: the partition whose leadership started
 } tern_notice_t;
 
 /*  Session events conn forwards to route. */
