@@ -142,6 +142,7 @@ static void s_wire(tern_broker_t *self) {
     sa->config = &self->config;
     sa->metrics = self->metrics;
     sa->ids = self->ids;
+    sa->cluster = self->cluster;
     snprintf(sa->inbox, sizeof sa->inbox, "%s-storer", prefix);
     snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-conn", prefix);
     snprintf(sa->route_inbox, sizeof sa->route_inbox, "%s-route", prefix);

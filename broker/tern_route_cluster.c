@@ -41,11 +41,17 @@
 #include "tern_partition.h"
 #include <string.h>
 
+uint32_t r_cluster_partition(r_route_t *self, const char *name) {
+    return self->cluster
+               ? tern_partition_of(name, strlen(name), tern_cluster_partitions(self->cluster))
+               : 0;
+}
+
 bool r_cluster_leads(r_route_t *self, const char *name) {
     if (!self->cluster) {
         return true;
     }
-    uint32_t p = tern_partition_of(name, strlen(name), tern_cluster_partitions(self->cluster));
+    uint32_t p = r_cluster_partition(self, name);
     tern_partmap_record_t rec;
     return tern_cluster_record(self->cluster, p, &rec) &&
            rec.leader == tern_cluster_self(self->cluster);
@@ -159,11 +165,9 @@ void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited) {
 
 void r_cluster_inherit(r_route_t *self, const tern_notice_t *notice) {
     r_cluster_sync(self); //  crepl saw the view that made it leader: so do we now
-    uint32_t partitions = tern_cluster_partitions(self->cluster);
     for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
          topic = (r_topic_t *)zhashx_next(self->topics)) {
-        if (!topic->adopt || !topic->led ||
-            tern_partition_of(topic->name, strlen(topic->name), partitions) != notice->partition) {
+        if (!topic->adopt || !topic->led || topic->partition != notice->partition) {
             continue;
         }
         topic->adopt = false;

@@ -111,6 +111,7 @@ struct r_topic_t {
     char name[TERN_TOPIC_MAX + 1]; //  name
     zlistx_t *groups;              //  r_group_t (borrowed; owned by route's list)
     bool led;                      //  this node leads its partition (always on a single node)
+    uint32_t partition;            //  cluster: its partition (0 on a single node)
     uint64_t hw;                   //  high watermark: lane scans dispatch seqs <= hw (cluster:
                                    //  the ISR has them; UINT64_MAX on a single node)
     bool adopt;                    //  cluster: led anew; its groups take the stored state at the
@@ -252,6 +253,9 @@ void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_even
 //  True when this node leads the partition of topic NAME (always on a
 //  single node). The record's leader: the lease is checked apart.
 bool r_cluster_leads(r_route_t *self, const char *name);
+
+//  The partition of topic NAME (0 on a single node).
+uint32_t r_cluster_partition(r_route_t *self, const char *name);
 
 //  Cluster only, every loop turn (at least every 100 ms): reads the lease,
 //  then r_cluster_sync.

@@ -306,11 +306,43 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
     }
 }
 
+//  A cluster: route's ops of a partition this node no longer leads are not
+//  written (their err says so; admin ops are answered with it). OPEN is
+//  kept: route would fail the group for good on an error, and a group
+//  opened here late is at worst one the new leader lacks, pruned by the
+//  next snapshot. Route made them before it saw the view change; were they committed now,
+//  after the view change, they could land after the SYNC snapshot our
+//  follower side applies from the new leader and diverge from it for good.
+//  The view is the one crepl acts on, so an op checked here as led commits
+//  in this drain, before any catch-up batch the storer takes later (whose
+//  snapshot then replaces it). The window that remains: an op checked just
+//  before the view changes commits just after it, so before that snapshot.
+static void s_fence(s_storer_t *self, tern_ops_t *ops) {
+    uint32_t last = UINT32_MAX, me = tern_cluster_self(self->args->cluster);
+    bool led = false;
+    for (size_t i = 0; i < ops->count; i++) {
+        tern_op_t *op = &ops->items[i];
+        if (op->partition != last) {
+            tern_partmap_record_t rec;
+            last = op->partition;
+            led = tern_cluster_record(self->args->cluster, last, &rec) && rec.leader == me;
+        }
+        if (!led && op->type != TERN_OP_OPEN) {
+            op->err = TERN_ENOTLEADER;
+        }
+    }
+}
+
 //  Adds route's OPS to the batch; they come back to route in a notice if it
 //  waits on a result, else they are freed after the commit.
 static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
+    if (self->args->cluster) {
+        s_fence(self, ops);
+    }
     for (size_t i = 0; i < ops->count; i++) {
-        s_batch_op(self, &ops->items[i]);
+        if (ops->items[i].err != TERN_ENOTLEADER) {
+            s_batch_op(self, &ops->items[i]);
+        }
     }
     if (self->args->notices_to_conn) {
         //  A cluster: after the commit crepl ships them to the followers

@@ -136,17 +136,19 @@ typedef enum {
 } tern_op_cause_t;
 
 typedef struct {
-    uint8_t type;            //  tern_op_type_t
-    uint8_t cause;           //  ACK / NACK: tern_op_cause_t
-    uint8_t priority;        //  DELIVER: lane
-    uint8_t start;           //  OPEN: tern_start_t
-    uint32_t topic_id;       //  the topic
-    uint32_t delivery_count; //  DELIVER / DEAD
-    uint64_t seq;            //  the message
-    uint64_t due_ms;         //  DELIVER / NACK / REPLAY
-    uint64_t start_value;    //  OPEN
-    uint64_t
-        start_seq; //  OPEN / SEEK / RESET: the seq the lanes start at (storer, at commit; 0 = none)
+    uint8_t type;                     //  tern_op_type_t
+    uint8_t cause;                    //  ACK / NACK: tern_op_cause_t
+    uint8_t priority;                 //  DELIVER: lane
+    uint8_t start;                    //  OPEN: tern_start_t
+    uint32_t topic_id;                //  the topic
+    uint32_t partition;               //  cluster: the topic's (the storer drops ops of a partition
+                                      //  this node no longer leads)
+    uint32_t delivery_count;          //  DELIVER / DEAD
+    uint64_t seq;                     //  the message
+    uint64_t due_ms;                  //  DELIVER / NACK / REPLAY
+    uint64_t start_value;             //  OPEN
+    uint64_t start_seq;               //  OPEN / SEEK / RESET: where the lanes start (the storer, at
+                                      //  commit; 0 = nothing changed)
     char group[TERN_NAME_MAX + 1];    //  group name
     char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
     tern_err_t err;                   //  OPEN / admin op result
