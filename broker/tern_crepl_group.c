@@ -11,13 +11,15 @@
       records crepl ships; c_group_ship then queues the ops of every topic
       this node leads as CREPL_GROUP frames (topic NAME, since ids are
       node-local; payload a msgpack list, tern_gops_encode), and
-      c_group_flush sends them to the partition's synced followers at the
-      end of the inbox drain, after every record of the drain went out (the
-      records may be batched per drain): on the same stream, after the
-      records they refer to. A follower may thus hold records of later
-      commits when it applies a commit's ops: OPEN, SEEK and RESET go as
-      the seq the leader's commit resolved (tern_crepl_group_collect), so
-      no op depends on the follower's log end. Nothing is queued outside the inbox handler,
+      they go to the partition's synced followers at their commit
+      boundary: after the pending CREPL_RECORDS of the partition (records
+      are batched per drain) and before its next record (c_ship_add flushes
+      both first), or at the end of the drain (c_group_flush): on the same
+      stream, after the records they refer to, before a later commit's
+      (a topic deleted and re-created by later commits is not met by older
+      ops). OPEN, SEEK and RESET also go as the seq the leader's commit
+      resolved (tern_crepl_group_collect), so no op depends on the
+      follower's log end. Nothing is queued outside the inbox handler,
       so a SYNC answer never overtakes a queued frame.
       Group frames take no stream position: a publish's acknowledgement
       never waits for group state, and group state waits for nothing. So
@@ -163,8 +165,10 @@ struct c_gframe_t {
 };
 
 //  Queues COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its
-//  partition. Not sent at once: records of earlier commits may still wait
-//  to be shipped in this drain, and a follower must apply them first.
+//  partition. Not sent at once: records of this and earlier commits may
+//  still wait to be shipped in this drain, and a follower must apply them
+//  first. They go before the partition's next record (c_ship_add), or at
+//  the end of the drain after its records: at their commit boundary.
 static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops, size_t count) {
     uint32_t pt = c_partition_of(self, topic);
     c_lead_t *lead = &self->leads[pt];
@@ -184,6 +188,7 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
         }
         gf->pt = pt;
         gf->epoch = lead->epoch;
+        lead->gqueued = true;
         snprintf(gf->topic, sizeof gf->topic, "%s", topic);
         if (self->gframes_tail) {
             self->gframes_tail->next = gf;
@@ -195,35 +200,60 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
     atomic_fetch_add_explicit(&self->stats->group_ops, count, memory_order_relaxed);
 }
 
+//  Sends GF to its partition's synced followers (if we still lead it in
+//  its epoch) and frees it.
+static void s_gsend(c_repl_t *self, c_gframe_t *gf) {
+    c_lead_t *lead = &self->leads[gf->pt];
+    if (lead->leading && lead->epoch == gf->epoch) {
+        tern_frame_t frame;
+        tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
+        C_PT(&frame) = gf->pt;
+        C_EP(&frame) = gf->epoch;
+        snprintf(frame.topic, sizeof frame.topic, "%s", gf->topic);
+        frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
+        frame.payload = gf->payload;
+        frame.payload_size = gf->size;
+        //  A follower we cannot send to leaves the live stream; its next
+        //  heartbeat names a position past ours, so it syncs again.
+        for (size_t i = 1; i < lead->nreps; i++) {
+            c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
+            if (lead->synced[i] &&
+                (!peer || !peer->rid_size ||
+                 c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
+                lead->synced[i] = false;
+            }
+        }
+    }
+    free(gf->payload);
+    free(gf);
+}
+
 void c_group_flush(c_repl_t *self) {
     while (self->gframes) {
         c_gframe_t *gf = self->gframes;
         self->gframes = gf->next;
-        c_lead_t *lead = &self->leads[gf->pt];
-        if (lead->leading && lead->epoch == gf->epoch) {
-            tern_frame_t frame;
-            tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
-            C_PT(&frame) = gf->pt;
-            C_EP(&frame) = gf->epoch;
-            snprintf(frame.topic, sizeof frame.topic, "%s", gf->topic);
-            frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
-            frame.payload = gf->payload;
-            frame.payload_size = gf->size;
-            //  A follower we cannot send to leaves the live stream; its next
-            //  heartbeat names a position past ours, so it syncs again.
-            for (size_t i = 1; i < lead->nreps; i++) {
-                c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
-                if (lead->synced[i] &&
-                    (!peer || !peer->rid_size ||
-                     c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
-                    lead->synced[i] = false;
-                }
-            }
-        }
-        free(gf->payload);
-        free(gf);
+        self->leads[gf->pt].gqueued = false;
+        s_gsend(self, gf);
     }
     self->gframes_tail = NULL;
+}
+
+void c_group_flush_pt(c_repl_t *self, uint32_t pt) {
+    c_gframe_t **link = &self->gframes, *prev = NULL;
+    while (*link) {
+        c_gframe_t *gf = *link;
+        if (gf->pt != pt) {
+            prev = gf;
+            link = &gf->next;
+            continue;
+        }
+        *link = gf->next;
+        if (self->gframes_tail == gf) {
+            self->gframes_tail = prev;
+        }
+        s_gsend(self, gf);
+    }
+    self->leads[pt].gqueued = false;
 }
 
 void c_group_ship(c_repl_t *self, tern_notice_t *notice) {
