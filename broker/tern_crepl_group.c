@@ -100,7 +100,9 @@ static void s_name_add(const char *name, void *arg) {
     zlistx_add_end((zlistx_t *)arg, (void *)name);
 }
 
-//  A GSTATE NAMES frame: every group of the topic the leader has.
+//  A GSTATE NAMES (or NAMES_PART) frame: the groups of the topic the leader
+//  has, in the frame's range of names (after `g`, up to the last listed
+//  for a NAMES_PART).
 static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
     const tern_frame_t *f = &rec->frame;
     zlistx_t *names = zlistx_new();
@@ -113,7 +115,10 @@ static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
         for (const char *name = zlistx_first(names); name; name = zlistx_next(names)) {
             list[i++] = name;
         }
-        tern_store_batch_gstate_prune(batch, f->topic, list, count, NULL);
+        const char *after = (f->fields & TERN_F_GROUP) && f->group[0] ? f->group : NULL;
+        bool part = f->code == TERN_CREPL_GSTATE_NAMES_PART;
+        tern_store_batch_gstate_prune(batch, f->topic, list, count, after,
+                                      part && count ? list[count - 1] : NULL, NULL);
         free(list);
     }
     zlistx_destroy(&names);
@@ -129,7 +134,7 @@ void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
             tern_store_batch_group_apply(batch, f->topic, &ops[i], &rec->result.seq);
         }
         free(ops);
-    } else if (f->code == TERN_CREPL_GSTATE_NAMES) {
+    } else if (f->code == TERN_CREPL_GSTATE_NAMES || f->code == TERN_CREPL_GSTATE_NAMES_PART) {
         s_queue_names(rec, batch);
     } else if (f->code == TERN_CREPL_GSTATE_GROUP || f->code == TERN_CREPL_GSTATE_MORE) {
         tern_gstate_t state;
@@ -373,6 +378,36 @@ static int s_snap_group(s_snap_t *snap, const tern_group_info_t *group) {
     return 0;
 }
 
+static int s_name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+//  The topic's group NAMES (COUNT) in name order, as many frames as they
+//  need: NAMES_PART frames, each naming in `g` the last name of the one
+//  before, then a final NAMES (the follower prunes per range).
+static int s_snap_names(s_snap_t *snap, const char **names, size_t count) {
+    qsort(names, count, sizeof *names, s_name_cmp);
+    size_t per = s_per_frame(snap->self, TERN_NAME_MAX + 8, snap->cap / (TERN_NAME_MAX + 8));
+    int rc = 0;
+    size_t at = 0;
+    do {
+        size_t n = count - at < per ? count - at : per, len = 0;
+        if (at > 0) {
+            snprintf(snap->frame.group, sizeof snap->frame.group, "%s", names[at - 1]);
+            snap->frame.fields |= TERN_F_GROUP;
+        }
+        bool last = at + n == count;
+        rc = tern_gnames_encode(names + at, n, snap->buf, snap->cap, &len) == TERN_OK
+                 ? s_snap_send(snap, last ? TERN_CREPL_GSTATE_NAMES : TERN_CREPL_GSTATE_NAMES_PART,
+                               len)
+                 : -1;
+        at += n;
+    } while (rc == 0 && at < count);
+    snap->frame.fields &= ~(uint32_t)TERN_F_GROUP; //  GROUP frames carry none
+    snap->frame.group[0] = 0;
+    return rc;
+}
+
 //  One topic: NAMES, then each group.
 static int s_snap_topic(s_snap_t *snap, const char *name) {
     tern_topic_info_t info;
@@ -384,14 +419,12 @@ static int s_snap_topic(s_snap_t *snap, const char *name) {
     if (tern_store_group_list(snap->self->reader, info.id, s_group_each, snap) != TERN_OK) {
         return -1;
     }
-    size_t count = zlistx_size(snap->groups), i = 0, len = 0;
+    size_t count = zlistx_size(snap->groups), i = 0;
     const char **names = tern_alloc((count ? count : 1) * sizeof *names);
     for (tern_group_info_t *g = zlistx_first(snap->groups); g; g = zlistx_next(snap->groups)) {
         names[i++] = g->name;
     }
-    int rc = tern_gnames_encode(names, count, snap->buf, snap->cap, &len) == TERN_OK
-                 ? s_snap_send(snap, TERN_CREPL_GSTATE_NAMES, len)
-                 : -1;
+    int rc = s_snap_names(snap, names, count);
     free(names);
     for (tern_group_info_t *g = zlistx_first(snap->groups); g && rc == 0;
          g = zlistx_next(snap->groups)) {

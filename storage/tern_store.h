@@ -773,13 +773,17 @@ tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint6
       STATE's entries are added to the existing group (a snapshot's
       continuation);
     - gstate_prune: every group of TOPIC not in NAMES (COUNT names) is
-      deleted with its pending and DLQ entries; *SKIPPED counts them. */
+      deleted with its pending and DLQ entries; *SKIPPED counts them. Only
+      groups in a range of names (strcmp order) are looked at: after AFTER
+      (NULL: from the first) up to UPTO included (NULL: to the last), so a
+      leader's names can come in several frames, each with its range. */
 void tern_store_batch_group_apply(tern_store_batch_t *self, const char *topic,
                                   const tern_gop_t *gop, uint64_t *skipped);
 void tern_store_batch_gstate_put(tern_store_batch_t *self, const char *topic,
                                  const tern_gstate_t *state, bool replace, uint64_t *skipped);
 void tern_store_batch_gstate_prune(tern_store_batch_t *self, const char *topic,
-                                   const char *const *names, size_t count, uint64_t *skipped);
+                                   const char *const *names, size_t count, const char *after,
+                                   const char *upto, uint64_t *skipped);
 
 /*  A 64-bit digest of TOPIC's group state for `ternctl cluster verify`:
     xxHash64 chained over each group in name order: its name, its lane

@@ -265,7 +265,7 @@ Test(store_gstate, snapshot_replaces_and_prunes) {
     tern_store_batch_gstate_put(batch, TOPIC, &state, false, &skipped);
     const char *names[] = {"g"};
     uint64_t removed = 0;
-    tern_store_batch_gstate_prune(batch, TOPIC, names, 1, &removed);
+    tern_store_batch_gstate_prune(batch, TOPIC, names, 1, NULL, NULL, &removed);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
     cr_assert_eq(skipped, 0);
@@ -372,5 +372,39 @@ Test(store_gstate, open_new_ships_the_resolved_seq) {
     }
     tern_store_reader_destroy(&r);
     tern_store_reader_destroy(&rf);
+    s_close(leader, follower);
+}
+
+//  F5 of the review: a leader's group names in several frames, each pruning
+//  only its range of names (NAMES_PART up to its last name, the final NAMES
+//  from the previous frame's last name on): the union decides.
+Test(store_gstate, prune_by_name_ranges) {
+    tern_store_t *leader = s_open("leader"), *follower = s_open("follower");
+    s_logs(leader, follower, 1);
+    uint32_t id = s_topic_id(follower);
+    const char *all[] = {"a", "b", "c", "d", "e"};
+    tern_store_batch_t *batch = tern_store_batch_new(follower);
+    for (size_t i = 0; i < 5; i++) {
+        tern_store_batch_group_open(batch, id, all[i], TERN_START_FIRST, 0, NULL, NULL);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    const char *part[] = {"a", "c"}, *rest[] = {"e"};
+    uint64_t removed = 0;
+    batch = tern_store_batch_new(follower);
+    tern_store_batch_gstate_prune(batch, TOPIC, part, 2, NULL, "c", &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(removed, 1); //  b; d and e are the next frame's to decide
+    cr_assert_not(s_has_group(follower, "b"));
+    cr_assert(s_has_group(follower, "d"));
+    batch = tern_store_batch_new(follower);
+    tern_store_batch_gstate_prune(batch, TOPIC, rest, 1, "c", NULL, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(removed, 2);
+    cr_assert_not(s_has_group(follower, "d"));
+    cr_assert(s_has_group(follower, "a") && s_has_group(follower, "c") &&
+              s_has_group(follower, "e"));
     s_close(leader, follower);
 }
