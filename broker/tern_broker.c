@@ -142,6 +142,7 @@ static void s_wire(tern_broker_t *self) {
     sa->config = &self->config;
     sa->metrics = self->metrics;
     sa->ids = self->ids;
+    sa->cluster = self->cluster;
     snprintf(sa->inbox, sizeof sa->inbox, "%s-storer", prefix);
     snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-conn", prefix);
     snprintf(sa->route_inbox, sizeof sa->route_inbox, "%s-route", prefix);
@@ -174,7 +175,11 @@ static void s_wire(tern_broker_t *self) {
         //  until the partition's in-sync replicas have it.
         snprintf(sa->conn_inbox, sizeof sa->conn_inbox, "%s-crepl", prefix);
         sa->notices_to_conn = true; //  and each NOTICE until they have its messages
+        //  One decision for the storer and crepl: the storer flushes after
+        //  sending its results (then SYNCED) only with no cross-DC repl.
+        sa->deferred = !sa->repl_inbox[0] && self->config.durability == TERN_DURABILITY_FSYNC;
         tern_crepl_args_t *cr = &self->crepl_args;
+        cr->deferred = sa->deferred;
         cr->store = self->store;
         cr->config = &self->config;
         cr->metrics = self->metrics;

@@ -244,10 +244,10 @@ static int s_start(c_repl_t *self) {
     self->ship_dirty = tern_alloc(self->partitions * sizeof *self->ship_dirty);
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
     self->chunk_records = c_chunk_records();
-    //  The storer's rule (tern_storer.c, s_flush_deferred; it also needs no
-    //  cross-DC peers, which ternd refuses in a cluster): this node's own
-    //  copy counts as durable at SYNCED, not when its results arrive.
-    self->deferred = self->config->durability == TERN_DURABILITY_FSYNC;
+    //  The storer's decision (tern_broker.c sets both; tern_storer.c,
+    //  s_flush_deferred): this node's own copy counts as durable at SYNCED,
+    //  not when its results arrive.
+    self->deferred = args->deferred;
     self->version = UINT64_MAX; //  the first refresh reads every record
     c_refresh(self);
     return 0;

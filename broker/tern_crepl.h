@@ -43,6 +43,7 @@ typedef struct {
     tern_metrics_t *metrics;     //  borrowed; outlives the actor
     tern_cluster_t *cluster;     //  borrowed; outlives the actor
     tern_crepl_stats_t *stats;   //  borrowed, may be NULL; outlives the actor
+    bool deferred;               //  the storer's args->deferred: our copy is durable at SYNCED
     char inbox[128];             //  endpoint crepl binds (PULL: COMMITTED, REPL_DONE)
     char storer_inbox[128];      //  the storer's inbox (crepl connects PUSH)
     char conn_inbox[128];        //  conn's inbox (crepl forwards COMMITTED there)

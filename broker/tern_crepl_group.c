@@ -11,10 +11,15 @@
       records crepl ships; c_group_ship then queues the ops of every topic
       this node leads as CREPL_GROUP frames (topic NAME, since ids are
       node-local; payload a msgpack list, tern_gops_encode), and
-      c_group_flush sends them to the partition's synced followers at the
-      end of the inbox drain, after every record of the drain went out (the
-      records may be batched per drain): on the same stream, after the
-      records they refer to. Nothing is queued outside the inbox handler,
+      they go to the partition's synced followers at their commit
+      boundary: after the pending CREPL_RECORDS of the partition (records
+      are batched per drain) and before its next record (c_ship_add flushes
+      both first), or at the end of the drain (c_group_flush): on the same
+      stream, after the records they refer to, before a later commit's
+      (a topic deleted and re-created by later commits is not met by older
+      ops). OPEN, SEEK and RESET also go as the seq the leader's commit
+      resolved (tern_crepl_group_collect), so no op depends on the
+      follower's log end. Nothing is queued outside the inbox handler,
       so a SYNC answer never overtakes a queued frame.
       Group frames take no stream position: a publish's acknowledgement
       never waits for group state, and group state waits for nothing. So
@@ -61,8 +66,9 @@ _Static_assert(TERN_OP_OPEN == (int)TERN_GOP_OPEN && TERN_OP_DELIVER == (int)TER
 void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
     for (size_t i = 0; i < ops->count; i++) {
         const tern_op_t *op = &ops->items[i];
-        if (op->err != TERN_OK) {
-            continue; //  it changed nothing here
+        bool at = op->type == TERN_OP_OPEN || op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
+        if (op->err != TERN_OK || (at && op->start_seq == 0)) {
+            continue; //  it changed nothing here (an OPEN of an existing group)
         }
         size_t n = notice->gop_count;
         if ((n & (n - 1)) == 0) { //  0, 1, 2, 4...: grow to the next power of two
@@ -74,13 +80,17 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         notice->gop_topics[n] = op->topic_id;
         notice->gop_count = n + 1;
         g->type = op->type;
+        //  OPEN, SEEK and RESET go as the seq this commit resolved their
+        //  start to, never as the rule (NEW, TIME, FIRST): a follower
+        //  resolving NEW against its own log may already hold later records
+        //  and would start past messages the leader's group still owes.
         g->aux = op->type == TERN_OP_DELIVER                           ? op->priority
                  : op->type == TERN_OP_ACK || op->type == TERN_OP_NACK ? op->cause
+                 : at                                                  ? TERN_START_SEQ
                                                                        : op->start;
         g->count = op->delivery_count;
         g->seq = op->seq;
-        bool at = op->type == TERN_OP_OPEN || op->type == TERN_OP_SEEK || op->type == TERN_OP_RESET;
-        g->value = at ? op->start_value : op->due_ms;
+        g->value = at ? op->start_seq : op->due_ms;
         memcpy(g->group, op->group, sizeof g->group);
         memcpy(g->reason, op->reason, sizeof g->reason);
     }
@@ -90,7 +100,9 @@ static void s_name_add(const char *name, void *arg) {
     zlistx_add_end((zlistx_t *)arg, (void *)name);
 }
 
-//  A GSTATE NAMES frame: every group of the topic the leader has.
+//  A GSTATE NAMES (or NAMES_PART) frame: the groups of the topic the leader
+//  has, in the frame's range of names (after `g`, up to the last listed
+//  for a NAMES_PART).
 static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
     const tern_frame_t *f = &rec->frame;
     zlistx_t *names = zlistx_new();
@@ -103,7 +115,10 @@ static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
         for (const char *name = zlistx_first(names); name; name = zlistx_next(names)) {
             list[i++] = name;
         }
-        tern_store_batch_gstate_prune(batch, f->topic, list, count, NULL);
+        const char *after = (f->fields & TERN_F_GROUP) && f->group[0] ? f->group : NULL;
+        bool part = f->code == TERN_CREPL_GSTATE_NAMES_PART;
+        tern_store_batch_gstate_prune(batch, f->topic, list, count, after,
+                                      part && count ? list[count - 1] : NULL, NULL);
         free(list);
     }
     zlistx_destroy(&names);
@@ -119,7 +134,7 @@ void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
             tern_store_batch_group_apply(batch, f->topic, &ops[i], &rec->result.seq);
         }
         free(ops);
-    } else if (f->code == TERN_CREPL_GSTATE_NAMES) {
+    } else if (f->code == TERN_CREPL_GSTATE_NAMES || f->code == TERN_CREPL_GSTATE_NAMES_PART) {
         s_queue_names(rec, batch);
     } else if (f->code == TERN_CREPL_GSTATE_GROUP || f->code == TERN_CREPL_GSTATE_MORE) {
         tern_gstate_t state;
@@ -155,8 +170,10 @@ struct c_gframe_t {
 };
 
 //  Queues COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its
-//  partition. Not sent at once: records of earlier commits may still wait
-//  to be shipped in this drain, and a follower must apply them first.
+//  partition. Not sent at once: records of this and earlier commits may
+//  still wait to be shipped in this drain, and a follower must apply them
+//  first. They go before the partition's next record (c_ship_add), or at
+//  the end of the drain after its records: at their commit boundary.
 static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops, size_t count) {
     uint32_t pt = c_partition_of(self, topic);
     c_lead_t *lead = &self->leads[pt];
@@ -176,6 +193,7 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
         }
         gf->pt = pt;
         gf->epoch = lead->epoch;
+        lead->gqueued = true;
         snprintf(gf->topic, sizeof gf->topic, "%s", topic);
         if (self->gframes_tail) {
             self->gframes_tail->next = gf;
@@ -187,35 +205,60 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
     atomic_fetch_add_explicit(&self->stats->group_ops, count, memory_order_relaxed);
 }
 
+//  Sends GF to its partition's synced followers (if we still lead it in
+//  its epoch) and frees it.
+static void s_gsend(c_repl_t *self, c_gframe_t *gf) {
+    c_lead_t *lead = &self->leads[gf->pt];
+    if (lead->leading && lead->epoch == gf->epoch) {
+        tern_frame_t frame;
+        tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
+        C_PT(&frame) = gf->pt;
+        C_EP(&frame) = gf->epoch;
+        snprintf(frame.topic, sizeof frame.topic, "%s", gf->topic);
+        frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
+        frame.payload = gf->payload;
+        frame.payload_size = gf->size;
+        //  A follower we cannot send to leaves the live stream; its next
+        //  heartbeat names a position past ours, so it syncs again.
+        for (size_t i = 1; i < lead->nreps; i++) {
+            c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
+            if (lead->synced[i] &&
+                (!peer || !peer->rid_size ||
+                 c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
+                lead->synced[i] = false;
+            }
+        }
+    }
+    free(gf->payload);
+    free(gf);
+}
+
 void c_group_flush(c_repl_t *self) {
     while (self->gframes) {
         c_gframe_t *gf = self->gframes;
         self->gframes = gf->next;
-        c_lead_t *lead = &self->leads[gf->pt];
-        if (lead->leading && lead->epoch == gf->epoch) {
-            tern_frame_t frame;
-            tern_frame_init(&frame, TERN_CMD_CREPL_GROUP);
-            C_PT(&frame) = gf->pt;
-            C_EP(&frame) = gf->epoch;
-            snprintf(frame.topic, sizeof frame.topic, "%s", gf->topic);
-            frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
-            frame.payload = gf->payload;
-            frame.payload_size = gf->size;
-            //  A follower we cannot send to leaves the live stream; its next
-            //  heartbeat names a position past ours, so it syncs again.
-            for (size_t i = 1; i < lead->nreps; i++) {
-                c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
-                if (lead->synced[i] &&
-                    (!peer || !peer->rid_size ||
-                     c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
-                    lead->synced[i] = false;
-                }
-            }
-        }
-        free(gf->payload);
-        free(gf);
+        self->leads[gf->pt].gqueued = false;
+        s_gsend(self, gf);
     }
     self->gframes_tail = NULL;
+}
+
+void c_group_flush_pt(c_repl_t *self, uint32_t pt) {
+    c_gframe_t **link = &self->gframes, *prev = NULL;
+    while (*link) {
+        c_gframe_t *gf = *link;
+        if (gf->pt != pt) {
+            prev = gf;
+            link = &gf->next;
+            continue;
+        }
+        *link = gf->next;
+        if (self->gframes_tail == gf) {
+            self->gframes_tail = prev;
+        }
+        s_gsend(self, gf);
+    }
+    self->leads[pt].gqueued = false;
 }
 
 void c_group_ship(c_repl_t *self, tern_notice_t *notice) {
@@ -335,6 +378,36 @@ static int s_snap_group(s_snap_t *snap, const tern_group_info_t *group) {
     return 0;
 }
 
+static int s_name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+//  The topic's group NAMES (COUNT) in name order, as many frames as they
+//  need: NAMES_PART frames, each naming in `g` the last name of the one
+//  before, then a final NAMES (the follower prunes per range).
+static int s_snap_names(s_snap_t *snap, const char **names, size_t count) {
+    qsort(names, count, sizeof *names, s_name_cmp);
+    size_t per = s_per_frame(snap->self, TERN_NAME_MAX + 8, snap->cap / (TERN_NAME_MAX + 8));
+    int rc = 0;
+    size_t at = 0;
+    do {
+        size_t n = count - at < per ? count - at : per, len = 0;
+        if (at > 0) {
+            snprintf(snap->frame.group, sizeof snap->frame.group, "%s", names[at - 1]);
+            snap->frame.fields |= TERN_F_GROUP;
+        }
+        bool last = at + n == count;
+        rc = tern_gnames_encode(names + at, n, snap->buf, snap->cap, &len) == TERN_OK
+                 ? s_snap_send(snap, last ? TERN_CREPL_GSTATE_NAMES : TERN_CREPL_GSTATE_NAMES_PART,
+                               len)
+                 : -1;
+        at += n;
+    } while (rc == 0 && at < count);
+    snap->frame.fields &= ~(uint32_t)TERN_F_GROUP; //  GROUP frames carry none
+    snap->frame.group[0] = 0;
+    return rc;
+}
+
 //  One topic: NAMES, then each group.
 static int s_snap_topic(s_snap_t *snap, const char *name) {
     tern_topic_info_t info;
@@ -346,14 +419,12 @@ static int s_snap_topic(s_snap_t *snap, const char *name) {
     if (tern_store_group_list(snap->self->reader, info.id, s_group_each, snap) != TERN_OK) {
         return -1;
     }
-    size_t count = zlistx_size(snap->groups), i = 0, len = 0;
+    size_t count = zlistx_size(snap->groups), i = 0;
     const char **names = tern_alloc((count ? count : 1) * sizeof *names);
     for (tern_group_info_t *g = zlistx_first(snap->groups); g; g = zlistx_next(snap->groups)) {
         names[i++] = g->name;
     }
-    int rc = tern_gnames_encode(names, count, snap->buf, snap->cap, &len) == TERN_OK
-                 ? s_snap_send(snap, TERN_CREPL_GSTATE_NAMES, len)
-                 : -1;
+    int rc = s_snap_names(snap, names, count);
     free(names);
     for (tern_group_info_t *g = zlistx_first(snap->groups); g && rc == 0;
          g = zlistx_next(snap->groups)) {

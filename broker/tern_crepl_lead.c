@@ -50,8 +50,11 @@ static void s_reps_rebuild(c_repl_t *self, c_lead_t *lead, const tern_partmap_re
     bool synced[C_RMAX];
     size_t n = 0;
     //  Our own copy: durable up to the end, but with a deferred flush only
-    //  up to what the last SYNCED covered.
-    uint64_t durable = self->deferred && lead->nreps ? lead->reps[0].durable : lead->end;
+    //  up to what the last SYNCED covered: nothing yet for a new leadership
+    //  (the log we found may hold a commit whose flush is still to come;
+    //  the next SYNCED raises it to the end; an idle storer's TTL sweep
+    //  commits, hence SYNCs, every storage/sweep_interval).
+    uint64_t durable = !self->deferred ? lead->end : lead->nreps ? lead->reps[0].durable : 0;
     reps[n] = (tern_partmap_replica_t){self->self_id, durable, now};
     synced[n++] = true;
     for (uint32_t i = 0; i < rec->nreplicas && n < C_RMAX; i++) {

@@ -26,9 +26,10 @@
     topics at their last_seq now (before any SYNC of this leadership is
     answered, so every follower's catch-up holds at least that) and queues an
     `inherited` NOTICE that waits for position 1, i.e. for the followers'
-    CAUGHT. Records still at our storer from the time we followed the
-    partition are not in that list; they become visible with the next
-    NOTICE of their topic.
+    CAUGHT (sent even when it lists no topic: route adopts the partition's
+    stored group state when it arrives, tern_route_cluster.c). Records still at our storer from the
+   time we followed the partition are not in that list; they become visible with the next NOTICE of
+   their topic.
 */
 #include "tern_crepl_priv.h"
 #include <string.h>
@@ -84,14 +85,13 @@ static bool s_collect(const tern_topic_info_t *topic, void *arg) {
 void c_notice_inherit(c_repl_t *self, uint32_t pt) {
     s_inherit_t inh = {self, pt, tern_alloc(sizeof(tern_notice_t)), 0};
     inh.notice->inherited = true;
+    inh.notice->partition = pt;
     if (tern_store_read_begin(self->reader) == TERN_OK) {
         tern_store_topic_list(self->reader, s_collect, &inh);
         tern_store_read_end(self->reader);
     }
-    if (!inh.notice->appended_count) {
-        tern_notice_destroy(&inh.notice);
-        return;
-    }
+    //  Sent even with no topic listed: route adopts the partition's stored
+    //  group state when it arrives (tern_route_cluster.c).
     c_lead_t *lead = &self->leads[pt];
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = inh.notice;

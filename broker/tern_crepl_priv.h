@@ -79,6 +79,7 @@ typedef struct {
     uint64_t out_pos;   //  position of its first entry
     uint64_t out_count; //  its entries
     bool out_dirty;     //  on self->ship_dirty
+    bool gqueued;       //  CREPL_GROUP frames of it queued (sent before its next record)
 } c_lead_t;
 
 typedef enum {
@@ -265,6 +266,9 @@ void c_group_ship(c_repl_t *self, tern_notice_t *notice);
 //  Sends the queued CREPL_GROUP frames to the synced followers: at the end
 //  of each drain of the inbox, after the drain's records went out.
 void c_group_flush(c_repl_t *self);
+//  Sends the queued CREPL_GROUP frames of PT only (c_ship_add, before a
+//  record of a later commit: its pending records went out just before).
+void c_group_flush_pt(c_repl_t *self, uint32_t pt);
 //  In a SYNC answer (self->reader open on the snapshot of the catch-up):
 //  the group state of every topic of PT as CREPL_GSTATE frames to RID.
 //  Returns 0, or -1 if a send failed.

@@ -5,14 +5,13 @@
     live to its partition's pending CREPL_RECORDS payload here, and the inbox
     handler flushes every pending payload once per drain of the inbox: one
     ZeroMQ message per follower and partition for all the commits of the
-    drain, instead of three sends per record and follower. Measured before
-    (docs/performance.md, "Cluster"): the leader's libzmq I/O thread spent
-    4 us/msg in the kernel and each side's crepl 2-3 us/msg on per-record
-    sends, wake-ups and allocations. The payload is built once and handed to
-    ZeroMQ without a copy (zmq_msg_init_data); each follower's send is a
-    reference to it (zmq_msg_copy). A record too large for one payload
-    (server/max_payload, C_RECORDS_MAX) goes alone as CREPL_RECORD, after the
-    pending ones, so the order holds.
+    drain (cut where a commit's group ops must go between its records and
+    the next commit's, see c_ship_add), instead of three sends per record and follower. Measured
+   before (docs/performance.md, "Cluster"): the leader's libzmq I/O thread spent 4 us/msg in the
+   kernel and each side's crepl 2-3 us/msg on per-record sends, wake-ups and allocations. The
+   payload is built once and handed to ZeroMQ without a copy (zmq_msg_init_data); each follower's
+   send is a reference to it (zmq_msg_copy). A record too large for one payload (server/max_payload,
+   C_RECORDS_MAX) goes alone as CREPL_RECORD, after the pending ones, so the order holds.
 
     Invariant: nothing is pending outside the inbox handler, so heartbeats,
     SYNC answers and CAUGHT never overtake a record.
@@ -71,6 +70,15 @@ bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_
                 const uint8_t *payload, size_t payload_size) {
     size_t entry = hdr_len + payload_size + TERN_RECORDS_ENTRY_OVERHEAD;
     size_t budget = s_budget(self);
+    if (lead->gqueued) {
+        //  Group ops of an earlier commit wait: the records before them, then
+        //  they, then this one (a follower applies them in stream order; ops
+        //  after later records could meet a topic deleted and re-created).
+        if (lead->out_len) {
+            s_flush(self, pt, lead);
+        }
+        c_group_flush_pt(self, pt);
+    }
     if (lead->out_len &&
         (lead->out_len + entry > budget || pos != lead->out_pos + lead->out_count)) {
         s_flush(self, pt, lead);

@@ -319,6 +319,9 @@ static void s_handle_notice(r_route_t *self, tern_notice_t *notice) {
             r_cluster_raise(topic, ap->seq, notice->inherited);
         }
     }
+    if (notice->inherited && self->cluster) {
+        r_cluster_inherit(self, notice);
+    }
     tern_notice_destroy(&notice);
 }
 

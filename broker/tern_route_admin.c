@@ -95,7 +95,7 @@ static tern_err_t s_admin_op(r_route_t *self, tern_admin_t *admin, uint32_t topi
         group->state = G_LOADING;
         group->admin_ops++;
     }
-    r_topic_t stub_topic = {.id = topic_id};
+    r_topic_t stub_topic = {.id = topic_id, .partition = r_cluster_partition(self, admin->topic)};
     r_group_t stub = {.topic = &stub_topic};
     snprintf(stub.name, sizeof stub.name, "%s", admin->group);
     tern_op_t *op = r_op(self, type, &stub, type == TERN_OP_REPLAY ? admin->seq : 0);

@@ -16,7 +16,12 @@
     a view older than the one conn refused or admitted it by. A topic that is no
     longer led keeps its groups, idle and without pending entries, until this
     node leads it again; then they adopt the stored state, which the leader
-    replicated here meanwhile (s_adopt; tern_crepl_group.c).
+    replicated here meanwhile (s_adopt; tern_crepl_group.c), once the
+    partition's inherited NOTICE arrives: at the view change the old
+    leader's last group ops may still be in follower batches at our storer;
+    the inherited NOTICE waits for the followers' CAUGHT, which our leader
+    side sends only once those batches are committed (c_answer_sync). Until
+    then the groups dispatch nothing (hw is 0, no pending entries).
     While tern_cluster_lease_ok is false, nothing is delivered at all.
 
     High watermark. Every topic has `hw`: a lane scan (a group catching up
@@ -36,11 +41,17 @@
 #include "tern_partition.h"
 #include <string.h>
 
+uint32_t r_cluster_partition(r_route_t *self, const char *name) {
+    return self->cluster
+               ? tern_partition_of(name, strlen(name), tern_cluster_partitions(self->cluster))
+               : 0;
+}
+
 bool r_cluster_leads(r_route_t *self, const char *name) {
     if (!self->cluster) {
         return true;
     }
-    uint32_t p = tern_partition_of(name, strlen(name), tern_cluster_partitions(self->cluster));
+    uint32_t p = r_cluster_partition(self, name);
     tern_partmap_record_t rec;
     return tern_cluster_record(self->cluster, p, &rec) &&
            rec.leader == tern_cluster_self(self->cluster);
@@ -107,18 +118,13 @@ static void s_rescan(r_route_t *self) {
         topic->led = led;
         if (!led) {
             topic->hw = 0; //  the next leadership's inherited NOTICE sets it again
+            topic->adopt = false;
             s_forget(topic);
             continue;
         }
-        //  Taken over: its groups go on from the stored (replicated) state,
-        //  and due redeliveries are looked at now.
-        s_adopt(self, topic);
-        for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
-             group = (r_group_t *)zlistx_next(topic->groups)) {
-            group->dirty = true;
-            group->rescan = true;
-            r_check_at(group, tern_now_ms());
-        }
+        //  Taken over: its groups go on from the stored (replicated) state
+        //  at the partition's inherited NOTICE (r_cluster_inherit).
+        topic->adopt = true;
     }
     //  Joins after the loop: s_join may open read transactions and add to
     //  the topics' group lists, not to the table being walked.
@@ -154,5 +160,24 @@ void r_cluster_sync(r_route_t *self) {
 void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited) {
     if (inherited || seq > topic->hw) {
         topic->hw = seq;
+    }
+}
+
+void r_cluster_inherit(r_route_t *self, const tern_notice_t *notice) {
+    r_cluster_sync(self); //  crepl saw the view that made it leader: so do we now
+    for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
+         topic = (r_topic_t *)zhashx_next(self->topics)) {
+        if (!topic->adopt || !topic->led || topic->partition != notice->partition) {
+            continue;
+        }
+        topic->adopt = false;
+        s_adopt(self, topic);
+        //  Due redeliveries are looked at now.
+        for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
+             group = (r_group_t *)zlistx_next(topic->groups)) {
+            group->dirty = true;
+            group->rescan = true;
+            r_check_at(group, tern_now_ms());
+        }
     }
 }

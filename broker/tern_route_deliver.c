@@ -48,6 +48,7 @@ tern_op_t *r_op(r_route_t *self, tern_op_type_t type, const r_group_t *group, ui
     tern_op_t *op = tern_ops_push(self->ops);
     op->type = (uint8_t)type;
     op->topic_id = group->topic->id;
+    op->partition = group->topic->partition;
     //  Two ops per delivered message (DELIVER, ACK): a plain copy, not snprintf.
     size_t glen = strnlen(group->name, sizeof op->group - 1);
     memcpy(op->group, group->name, glen);

@@ -111,8 +111,11 @@ struct r_topic_t {
     char name[TERN_TOPIC_MAX + 1]; //  name
     zlistx_t *groups;              //  r_group_t (borrowed; owned by route's list)
     bool led;                      //  this node leads its partition (always on a single node)
+    uint32_t partition;            //  cluster: its partition (0 on a single node)
     uint64_t hw;                   //  high watermark: lane scans dispatch seqs <= hw (cluster:
                                    //  the ISR has them; UINT64_MAX on a single node)
+    bool adopt;                    //  cluster: led anew; its groups take the stored state at the
+                                   //  partition's inherited NOTICE (r_cluster_inherit)
 };
 
 typedef struct {
@@ -251,6 +254,9 @@ void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_even
 //  single node). The record's leader: the lease is checked apart.
 bool r_cluster_leads(r_route_t *self, const char *name);
 
+//  The partition of topic NAME (0 on a single node).
+uint32_t r_cluster_partition(r_route_t *self, const char *name);
+
 //  Cluster only, every loop turn (at least every 100 ms): reads the lease,
 //  then r_cluster_sync.
 void r_cluster_tick(r_route_t *self, uint64_t now);
@@ -263,6 +269,12 @@ void r_cluster_sync(r_route_t *self);
 //  Cluster only: a NOTICE crepl forwarded says TOPIC's SEQ is on every
 //  in-sync replica: raises its high watermark (INHERITED: sets it).
 void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited);
+
+//  Cluster only: crepl's inherited NOTICE of a partition this node started
+//  leading arrived (the followers synced, so every group op of the old
+//  leader is committed here): the partition's topics led anew adopt the
+//  stored group state.
+void r_cluster_inherit(r_route_t *self, const tern_notice_t *notice);
 
 // ---------------------------------------------------------------------------
 //  tern_route.c

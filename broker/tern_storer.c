@@ -79,10 +79,11 @@ typedef struct {
     size_t ship_cap;             //  allocated
     void *to_repl;               //  PUSH to repl (NULL: no replication)
     zsock_t *repl_sock;          //  czmq owner
-    tern_repl_batch_t *repl;     //  this drain's replication batches (owned)
-    tern_repl_streams_t streams; //  in-DC follower streams (allocated on first use)
-    bool deferred;               //  cluster with durability fsync: flush after the results
-    tern_pubs_t *carry;          //  a publish batch's tail past batch_bytes: the next drain's first
+    tern_repl_batch_t *repl;     //  this drain's replication batches in arrival order (owned)
+    tern_repl_batch_t *repl_last; //  the last of them (NULL when none)
+    tern_repl_streams_t streams;  //  in-DC follower streams (allocated on first use)
+    bool deferred;                //  cluster with durability fsync: flush after the results
+    tern_pubs_t *carry; //  a publish batch's tail past batch_bytes: the next drain's first
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -241,12 +242,14 @@ static void s_batch_admin_op(s_storer_t *self, tern_op_t *op) {
             break;
         case TERN_OP_SEEK:
             tern_store_batch_group_seek(self->batch, op->topic_id, op->group,
-                                        (tern_start_t)op->start, op->start_value, &op->err);
+                                        (tern_start_t)op->start, op->start_value, &op->err,
+                                        &op->start_seq);
             break;
         case TERN_OP_RESET: //  the state goes, then the group is opened afresh
             tern_store_batch_group_delete(self->batch, op->topic_id, op->group, NULL);
             tern_store_batch_group_open(self->batch, op->topic_id, op->group,
-                                        (tern_start_t)op->start, op->start_value, &op->err);
+                                        (tern_start_t)op->start, op->start_value, &op->err,
+                                        &op->start_seq);
             break;
         case TERN_OP_DROP:
             tern_store_batch_group_delete(self->batch, op->topic_id, op->group, &op->err);
@@ -266,7 +269,8 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
     switch (op->type) {
         case TERN_OP_OPEN:
             tern_store_batch_group_open(self->batch, op->topic_id, op->group,
-                                        (tern_start_t)op->start, op->start_value, &op->err);
+                                        (tern_start_t)op->start, op->start_value, &op->err,
+                                        &op->start_seq);
             break;
         case TERN_OP_DELIVER: {
             //  op->reason names the consumer, for the message's history.
@@ -302,11 +306,43 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
     }
 }
 
+//  A cluster: route's ops of a partition this node no longer leads are not
+//  written (their err says so; admin ops are answered with it). OPEN is
+//  kept: route would fail the group for good on an error, and a group
+//  opened here late is at worst one the new leader lacks, pruned by the
+//  next snapshot. Route made them before it saw the view change; were they committed now,
+//  after the view change, they could land after the SYNC snapshot our
+//  follower side applies from the new leader and diverge from it for good.
+//  The view is the one crepl acts on, so an op checked here as led commits
+//  in this drain, before any catch-up batch the storer takes later (whose
+//  snapshot then replaces it). The window that remains: an op checked just
+//  before the view changes commits just after it, so before that snapshot.
+static void s_fence(s_storer_t *self, tern_ops_t *ops) {
+    uint32_t last = UINT32_MAX, me = tern_cluster_self(self->args->cluster);
+    bool led = false;
+    for (size_t i = 0; i < ops->count; i++) {
+        tern_op_t *op = &ops->items[i];
+        if (op->partition != last) {
+            tern_partmap_record_t rec;
+            last = op->partition;
+            led = tern_cluster_record(self->args->cluster, last, &rec) && rec.leader == me;
+        }
+        if (!led && op->type != TERN_OP_OPEN) {
+            op->err = TERN_ENOTLEADER;
+        }
+    }
+}
+
 //  Adds route's OPS to the batch; they come back to route in a notice if it
 //  waits on a result, else they are freed after the commit.
 static void s_queue_ops(s_storer_t *self, tern_ops_t *ops) {
+    if (self->args->cluster) {
+        s_fence(self, ops);
+    }
     for (size_t i = 0; i < ops->count; i++) {
-        s_batch_op(self, &ops->items[i]);
+        if (ops->items[i].err != TERN_ENOTLEADER) {
+            s_batch_op(self, &ops->items[i]);
+        }
     }
     if (self->args->notices_to_conn) {
         //  A cluster: after the commit crepl ships them to the followers
@@ -480,8 +516,15 @@ static void s_queue_repl(s_storer_t *self, tern_repl_batch_t *batch) {
     }
     tern_repl_batch_queue(batch, self->batch, &self->streams);
     self->appends += batch->count;
-    batch->next = self->repl;
-    self->repl = batch;
+    //  In arrival order: crepl confirms a follower's batches (REPL_DONE) as
+    //  they come back, and a later batch confirmed before an earlier failed
+    //  one would report positions (or a CAUGHT) past a gap.
+    if (self->repl_last) {
+        self->repl_last->next = batch;
+    } else {
+        self->repl = batch;
+    }
+    self->repl_last = batch;
 }
 
 //  Tells route that a peer DC changed GROUP of TOPIC (once per notice).
@@ -502,6 +545,7 @@ static void s_reload_group(s_storer_t *self, const char *topic, const char *grou
 //  After the commit: new remote messages go to route like local ones; the
 //  batches go back to repl, which confirms to the origins.
 static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
+    self->repl_last = NULL;
     while (self->repl) {
         tern_repl_batch_t *batch = self->repl;
         self->repl = batch->next;
@@ -725,8 +769,7 @@ void tern_storer_actor(zsock_t *pipe, void *arg) {
                          ? self->to_conn
                          : tern_work_push_connect(&self->route_sock, self->args->route_inbox);
     self->batch = tern_store_batch_new(self->args->store);
-    self->deferred = self->args->notices_to_conn && !self->args->repl_inbox[0] &&
-                     self->args->config->durability == TERN_DURABILITY_FSYNC;
+    self->deferred = self->args->deferred;
     if (self->deferred && tern_store_defer_sync(self->args->store, true) != TERN_OK) {
         zsys_warning("storer: cannot defer the flush; commits flush (and are flushed again)");
     }

@@ -141,10 +141,14 @@ typedef struct {
     uint8_t priority;                 //  DELIVER: lane
     uint8_t start;                    //  OPEN: tern_start_t
     uint32_t topic_id;                //  the topic
+    uint32_t partition;               //  cluster: the topic's (the storer drops ops of a partition
+                                      //  this node no longer leads)
     uint32_t delivery_count;          //  DELIVER / DEAD
     uint64_t seq;                     //  the message
     uint64_t due_ms;                  //  DELIVER / NACK / REPLAY
     uint64_t start_value;             //  OPEN
+    uint64_t start_seq;               //  OPEN / SEEK / RESET: where the lanes start (the storer, at
+                                      //  commit; 0 = nothing changed)
     char group[TERN_NAME_MAX + 1];    //  group name
     char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
     tern_err_t err;                   //  OPEN / admin op result
@@ -207,7 +211,9 @@ typedef struct {
     size_t gop_count;          //  entries
     bool inherited;            //  cluster: crepl's, at a leadership start: APPENDED holds each
                                //  topic of the partition at its last_seq then, which the ISR
-                               //  now has (route sets its high watermarks to exactly that)
+                               //  now has (route sets its high watermarks to exactly that,
+                               //  and adopts the stored group state of PARTITION's topics)
+    uint32_t partition;        //  inherited: the partition whose leadership started
 } tern_notice_t;
 
 /*  Session events conn forwards to route. */

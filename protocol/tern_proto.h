@@ -98,7 +98,10 @@ typedef enum {
 typedef enum {
     TERN_CREPL_GSTATE_NAMES = 1, //  every group name of the topic: the follower drops the others
     TERN_CREPL_GSTATE_GROUP = 2, //  one group's state: REPLACES the follower's
-    TERN_CREPL_GSTATE_MORE = 3   //  more pending / DLQ entries of the group of the last GROUP
+    TERN_CREPL_GSTATE_MORE = 3,  //  more pending / DLQ entries of the group of the last GROUP
+    TERN_CREPL_GSTATE_NAMES_PART = 4 //  some group names, in order, more NAMES follow: the
+                                     //  follower drops the others after `g` (if set) up to the
+                                     //  last name listed; a final NAMES after `g` to the end
 } tern_crepl_gstate_t;
 
 /*  Group state changes an in-DC leader ships to its followers (CREPL_GROUP),

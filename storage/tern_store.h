@@ -459,18 +459,24 @@ typedef bool(tern_entry_fn)(const tern_entry_t *entry, void *arg);
     at last_seq + 1 (NEW), at START_VALUE (SEQ), or at the first seq whose
     timestamp is >= START_VALUE ns (TIME). An existing group is left as is.
     At commit *RESULT_ERR (may be NULL): TERN_OK, TERN_ENAME (empty name),
-    TERN_ENOTFOUND (no such topic), TERN_ERANGE (unknown START). */
+    TERN_ENOTFOUND (no such topic), TERN_ERANGE (unknown START), and
+    *START_OUT (may be NULL) the seq the new group's lanes start at, 0 when
+    nothing was created (a cluster leader ships that seq, not START: a
+    follower resolving NEW or TIME against its own log could differ). */
 void tern_store_batch_group_open(tern_store_batch_t *self, uint32_t topic_id, const char *name,
-                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err);
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err,
+                                 uint64_t *start_out);
 
 /*  Queues moving every lane cursor of group NAME to START/START_VALUE (as
     tern_store_batch_group_open computes it) and dropping all its pending
     entries: messages at or after the position are delivered again from
     the cursors, those before it are not. The DLQ and counters are kept.
     At commit *RESULT_ERR (may be NULL): TERN_OK, TERN_ENOTFOUND (no such
-    topic or group), TERN_ERANGE (unknown START). */
+    topic or group), TERN_ERANGE (unknown START), and *START_OUT (may be
+    NULL) the seq the lanes moved to, 0 when nothing moved. */
 void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
-                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err);
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err,
+                                 uint64_t *start_out);
 
 /*  Queues deleting a group and all its state (pending entries, DLQ). At
     commit *RESULT_ERR (may be NULL): TERN_OK or TERN_ENOTFOUND. */
@@ -768,13 +774,17 @@ tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint6
       STATE's entries are added to the existing group (a snapshot's
       continuation);
     - gstate_prune: every group of TOPIC not in NAMES (COUNT names) is
-      deleted with its pending and DLQ entries; *SKIPPED counts them. */
+      deleted with its pending and DLQ entries; *SKIPPED counts them. Only
+      groups in a range of names (strcmp order) are looked at: after AFTER
+      (NULL: from the first) up to UPTO included (NULL: to the last), so a
+      leader's names can come in several frames, each with its range. */
 void tern_store_batch_group_apply(tern_store_batch_t *self, const char *topic,
                                   const tern_gop_t *gop, uint64_t *skipped);
 void tern_store_batch_gstate_put(tern_store_batch_t *self, const char *topic,
                                  const tern_gstate_t *state, bool replace, uint64_t *skipped);
 void tern_store_batch_gstate_prune(tern_store_batch_t *self, const char *topic,
-                                   const char *const *names, size_t count, uint64_t *skipped);
+                                   const char *const *names, size_t count, const char *after,
+                                   const char *upto, uint64_t *skipped);
 
 /*  A 64-bit digest of TOPIC's group state for `ternctl cluster verify`:
     xxHash64 chained over each group in name order: its name, its lane

@@ -16,10 +16,12 @@
    ------------------------------------------------------------------------ */
 
 void tern_store_batch_group_open(tern_store_batch_t *self, uint32_t topic_id, const char *name,
-                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err,
+                                 uint64_t *start_out) {
     st_op_t *op = st_group_op(self, OP_GROUP_OPEN, topic_id, name, start_value);
     op->u32 = (uint32_t)start;
     op->err_out = result_err;
+    op->count_out = start_out;
 }
 
 void tern_store_batch_group_delete(tern_store_batch_t *self, uint32_t topic_id, const char *name,
@@ -29,10 +31,12 @@ void tern_store_batch_group_delete(tern_store_batch_t *self, uint32_t topic_id, 
 }
 
 void tern_store_batch_group_seek(tern_store_batch_t *self, uint32_t topic_id, const char *name,
-                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err) {
+                                 tern_start_t start, uint64_t start_value, tern_err_t *result_err,
+                                 uint64_t *start_out) {
     st_op_t *op = st_group_op(self, OP_GROUP_SEEK, topic_id, name, start_value);
     op->u32 = (uint32_t)start;
     op->err_out = result_err;
+    op->count_out = start_out;
 }
 
 void tern_store_batch_deliver(tern_store_batch_t *self, uint32_t topic_id, const char *group,
@@ -101,6 +105,9 @@ static int s_start_seq(st_txn_t *ctx, st_cached_t *t, tern_start_t start, uint64
 int st_op_group_open(st_txn_t *ctx, st_op_t *op) {
     tern_err_t *err = s_err_out(op);
     *err = TERN_OK;
+    if (op->count_out) {
+        *op->count_out = 0; //  the start seq, set below when a group is created
+    }
     if (!op->name[0]) {
         *err = TERN_ENAME;
         return 0;
@@ -130,6 +137,9 @@ int st_op_group_open(st_txn_t *ctx, st_op_t *op) {
     g->group.created_ns = ctx->now_ns;
     for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
         g->group.lane_next[i] = start;
+    }
+    if (op->count_out) {
+        *op->count_out = start;
     }
     g->exists = true;
     g->dirty = true;
@@ -165,6 +175,9 @@ int st_op_group_delete(st_txn_t *ctx, st_op_t *op) {
 int st_op_group_seek(st_txn_t *ctx, st_op_t *op) {
     tern_err_t *err = s_err_out(op);
     *err = TERN_OK;
+    if (op->count_out) {
+        *op->count_out = 0; //  the start seq, set below when the lanes move
+    }
     st_cached_t *t, *g;
     int rc = st_topic_by_id(ctx, op->topic_id, &t);
     if (rc || (t && (rc = st_group_find(ctx, op->topic_id, op->name, &g)))) {
@@ -186,6 +199,9 @@ int st_op_group_seek(st_txn_t *ctx, st_op_t *op) {
     g->group.pending = 0;
     for (int i = 0; i <= TERN_PRIORITY_MAX; i++) {
         g->group.lane_next[i] = start;
+    }
+    if (op->count_out) {
+        *op->count_out = start;
     }
     g->dirty = true;
     return 0;

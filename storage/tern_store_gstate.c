@@ -8,7 +8,11 @@
     ids are node-local, so these name the topic and resolve it at commit
     time (a topic a catch-up record of the same batch creates is found). The
     group ops themselves are tern_store_group.c's and tern_store_dlq.c's:
-    a follower's state changes exactly as the leader's did.
+    a follower's state changes exactly as the leader's did. A follower may
+    hold records of later commits than an op's (records and group frames
+    are not interleaved per commit), so an op never depends on the log's
+    end here: the leader ships OPEN, SEEK and RESET with the seq its commit
+    resolved (TERN_START_SEQ), not the rule (NEW, TIME).
 
     Idempotence (a follower may get ops again after a snapshot that already
     holds them, in the same order; see broker/tern_crepl_group.c): DELIVER
@@ -64,19 +68,26 @@ void tern_store_batch_gstate_put(tern_store_batch_t *self, const char *topic,
 }
 
 void tern_store_batch_gstate_prune(tern_store_batch_t *self, const char *topic,
-                                   const char *const *names, size_t count, uint64_t *removed) {
+                                   const char *const *names, size_t count, const char *after,
+                                   const char *upto, uint64_t *removed) {
     st_op_t *op = st_batch_push(self, OP_GSTATE_PRUNE);
     s_copy_name(op->name, sizeof op->name, topic);
     op->count_out = removed;
-    //  The names NUL-separated, an empty one last.
+    //  AFTER and UPTO ("" for none: a group name is never empty), then the
+    //  names, NUL-separated, an empty one last.
+    const char *bounds[2] = {after ? after : "", upto ? upto : ""};
     size_t size = 1;
+    for (size_t i = 0; i < 2; i++) {
+        size += strnlen(bounds[i], TERN_NAME_MAX) + 1;
+    }
     for (size_t i = 0; i < count; i++) {
         size += strnlen(names[i], TERN_NAME_MAX) + 1;
     }
     char *list = tern_alloc(size), *p = list;
-    for (size_t i = 0; i < count; i++) {
-        size_t len = strnlen(names[i], TERN_NAME_MAX);
-        memcpy(p, names[i], len);
+    for (size_t i = 0; i < count + 2; i++) {
+        const char *name = i < 2 ? bounds[i] : names[i - 2];
+        size_t len = strnlen(name, TERN_NAME_MAX);
+        memcpy(p, name, len);
         p += len + 1;
     }
     op->data = list;
@@ -252,8 +263,13 @@ int st_op_gstate_put(st_txn_t *ctx, st_op_t *op) {
     return rc;
 }
 
+//  True when LIST (see tern_store_batch_gstate_prune) keeps group NAME.
 static bool s_named(const char *list, const char *name) {
-    for (const char *p = list; *p; p += strlen(p) + 1) {
+    const char *after = list, *upto = after + strlen(after) + 1;
+    if ((after[0] && strcmp(name, after) <= 0) || (upto[0] && strcmp(name, upto) > 0)) {
+        return true; //  outside this op's range: another frame's names decide
+    }
+    for (const char *p = upto + strlen(upto) + 1; *p; p += strlen(p) + 1) {
         if (strcmp(p, name) == 0) {
             return true;
         }
@@ -261,7 +277,8 @@ static bool s_named(const char *list, const char *name) {
     return false;
 }
 
-//  Deletes group G (its pending and DLQ entries with it) unless LIST names it.
+//  Deletes group G (its pending and DLQ entries with it) unless LIST names
+//  it or it is outside LIST's range.
 static int s_prune_group(st_txn_t *ctx, st_op_t *op, uint32_t topic_id, st_cached_t *g) {
     char name[TERN_NAME_MAX + 1];
     size_t len = g->key_len - 4;

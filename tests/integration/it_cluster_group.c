@@ -16,6 +16,14 @@
       from the replicated state (route drops a topic's in-memory pending
       entries when it stops leading it and adopts the stored state when it
       leads it again): exactly the messages unacked on B come, none acked.
+    - open_new_while_publishing_survives_failover: a group is opened from
+      NEW while a producer publishes; its consumer takes (unacked) what the
+      leader delivers, the lowest seq being where the leader started the
+      group. After verify and kill -9 of the leader, the new leader
+      delivers every message the producer had acknowledged from that seq
+      on. A follower that resolved NEW against its own log (which may hold
+      later records when the OPEN reaches it) started the group later:
+      verify differs, and those messages never came.
     - follower_catches_up_group_state: a follower killed while the group
       acks and TERMs gets the state at its catch-up (the snapshot path), and
       so does a replica re-seeded on an empty data dir.
@@ -27,6 +35,8 @@
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -83,16 +93,22 @@ static tern_client_t *s_client(it_cluster_t *c, int first) {
     return client;
 }
 
-static tern_subscription_t *s_subscribe(tern_client_t *client, const char *topic) {
+//  A consumer of durable group GROUP of TOPIC, created at START if new.
+static tern_subscription_t *s_subscribe_at(tern_client_t *client, const char *topic,
+                                           const char *group, int start) {
     tern_sub_options_t so;
     tern_sub_options_init(&so);
-    so.group = "g";
-    so.start = TERN_FROM_FIRST;
+    so.group = group;
+    so.start = start;
     so.credit = 100;
     tern_subscription_t *sub = NULL;
     cr_assert_eq(tern_subscribe(client, topic, &so, NULL, NULL, &sub), TERN_OK, "%s",
                  tern_last_reason());
     return sub;
+}
+
+static tern_subscription_t *s_subscribe(tern_client_t *client, const char *topic) {
+    return s_subscribe_at(client, topic, "g", TERN_FROM_FIRST);
 }
 
 //  Receives the first delivery of seqs 1..COUNT into HELD[seq] (the caller
@@ -322,5 +338,105 @@ Test(cluster_group, handover_round_trip_adopts_state) {
     cr_assert(s_verified(c, b), "replicas differ on B");
     s_handover(c, a);
     s_consume(c, a, topic, 16, S_N, S_N);
+    it_cluster_destroy(&c);
+}
+
+#define S_PUBS 300 //  published while the group opens
+
+typedef struct {
+    it_cluster_t *c;      //  the cluster
+    int node;             //  the producer's first seed
+    const char *topic;    //  where
+    uint64_t seq[S_PUBS]; //  seq of each acknowledged publish (0: not acknowledged)
+    atomic_int count;     //  publishes done
+} s_producer_t;
+
+static void *s_produce(void *arg) {
+    s_producer_t *p = arg;
+    char endpoints[IT_CLUSTER_NODES_MAX * 64];
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    tern_client_t *client = tern_client_new(
+        it_cluster_endpoints_from(p->c, p->node, endpoints, sizeof endpoints), &options);
+    for (int i = 0; client && i < S_PUBS; i++) {
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = p->topic;
+        msg.payload = "n";
+        msg.size = 1;
+        tern_pub_result_t res;
+        if (tern_publish(client, &msg, 10000, &res) == TERN_OK && !res.duplicate) {
+            p->seq[i] = res.seq;
+        }
+        atomic_store(&p->count, i + 1);
+    }
+    tern_client_destroy(&client);
+    return NULL;
+}
+
+Test(cluster_group, open_new_while_publishing_survives_failover) {
+    it_cluster_t *c = s_cluster();
+    char topic[64];
+    int leader = s_topic(c, topic, sizeof topic);
+    s_producer_t *p = calloc(1, sizeof *p);
+    *p = (s_producer_t){.c = c, .node = leader, .topic = topic};
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, s_produce, p), 0);
+    while (atomic_load(&p->count) < S_PUBS / 4) {
+        it_sleep_ms(5);
+    }
+    tern_client_t *client = s_client(c, leader);
+    tern_subscription_t *sub = s_subscribe_at(client, topic, "n", TERN_FROM_NEW);
+    uint64_t start = UINT64_MAX; //  the lowest seq the leader delivered to the group
+    for (;;) {
+        tern_message_t *msg = NULL;
+        bool done = atomic_load(&p->count) == S_PUBS;
+        if (tern_subscription_next(sub, done ? 1000 : 200, &msg) != TERN_OK) {
+            if (done) {
+                break;
+            }
+            continue;
+        }
+        start = tern_message_seq(msg) < start ? tern_message_seq(msg) : start;
+        tern_message_destroy(&msg); //  not acked
+    }
+    pthread_join(thread, NULL);
+    cr_assert_neq(start, UINT64_MAX, "nothing delivered to the group opened from NEW");
+    cr_assert_gt(start, S_N, "a group from NEW got an older message");
+    tern_client_destroy(&client);
+    cr_assert(s_verified(c, leader), "replicas differ (the group's start?)");
+
+    it_cluster_kill_node(c, leader);
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_leader(c, S_PT, leader, 0, S_WAIT_MS, &rec), "no new leader");
+    client = s_client(c, (int)rec.leader);
+    sub = s_subscribe_at(client, topic, "n", TERN_FROM_NEW); //  exists: NEW is not used
+    uint64_t last = 0;
+    for (int i = 0; i < S_PUBS; i++) {
+        last = p->seq[i] > last ? p->seq[i] : last;
+    }
+    bool *seen = calloc(last + 1, sizeof *seen);
+    for (uint64_t missing = 1; missing > 0;) {
+        missing = 0;
+        for (int i = 0; i < S_PUBS; i++) {
+            missing += p->seq[i] >= start && !seen[p->seq[i]];
+        }
+        if (missing == 0) {
+            break;
+        }
+        tern_message_t *msg = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 20000, &msg), TERN_OK,
+                     "%" PRIu64 " acknowledged messages from seq %" PRIu64 " never delivered",
+                     missing, start);
+        uint64_t seq = tern_message_seq(msg);
+        if (seq <= last) {
+            seen[seq] = true;
+        }
+        cr_assert_eq(tern_message_ack(msg, false), TERN_OK);
+        tern_message_destroy(&msg);
+    }
+    free(seen);
+    free(p);
+    tern_client_destroy(&client);
     it_cluster_destroy(&c);
 }

@@ -554,7 +554,7 @@ Test(store, topic_delete_and_purge) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_err_t err1 = TERN_EINTERNAL, err2 = TERN_EINTERNAL;
     uint64_t removed = 0;
-    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, &err1);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, &err1, NULL);
     tern_store_batch_topic_delete(batch, "t", true, &err2, &removed);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err1, TERN_OK);
@@ -669,12 +669,12 @@ Test(store, group_start_modes) {
     //  Every result starts as something the commit must overwrite.
     tern_err_t errs[6] = {TERN_EINTERNAL, TERN_EINTERNAL, TERN_EINTERNAL,
                           TERN_EINTERNAL, TERN_EINTERNAL, TERN_EINTERNAL};
-    tern_store_batch_group_open(batch, id, "first", TERN_START_FIRST, 0, &errs[0]);
-    tern_store_batch_group_open(batch, id, "new", TERN_START_NEW, 0, &errs[1]);
-    tern_store_batch_group_open(batch, id, "seq", TERN_START_SEQ, 7, &errs[2]);
-    tern_store_batch_group_open(batch, id, "time", TERN_START_TIME, 5500, &errs[3]);
-    tern_store_batch_group_open(batch, id + 99, "x", TERN_START_FIRST, 0, &errs[4]);
-    tern_store_batch_group_open(batch, id, "late", TERN_START_TIME, 99999, &errs[5]);
+    tern_store_batch_group_open(batch, id, "first", TERN_START_FIRST, 0, &errs[0], NULL);
+    tern_store_batch_group_open(batch, id, "new", TERN_START_NEW, 0, &errs[1], NULL);
+    tern_store_batch_group_open(batch, id, "seq", TERN_START_SEQ, 7, &errs[2], NULL);
+    tern_store_batch_group_open(batch, id, "time", TERN_START_TIME, 5500, &errs[3], NULL);
+    tern_store_batch_group_open(batch, id + 99, "x", TERN_START_FIRST, 0, &errs[4], NULL);
+    tern_store_batch_group_open(batch, id, "late", TERN_START_TIME, 99999, &errs[5], NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(errs[0], TERN_OK);
     cr_assert_eq(errs[1], TERN_OK);
@@ -692,7 +692,7 @@ Test(store, group_start_modes) {
 
     //  Re-opening leaves the group as is.
     errs[0] = TERN_EINTERNAL;
-    tern_store_batch_group_open(batch, id, "seq", TERN_START_SEQ, 2, &errs[0]);
+    tern_store_batch_group_open(batch, id, "seq", TERN_START_SEQ, 2, &errs[0], NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(errs[0], TERN_OK);
     cr_assert_eq(s_group(store, id, "seq", NULL, NULL).lane_next[9], 7);
@@ -708,7 +708,7 @@ Test(store, group_deliver_ack_nack_dead_replay) {
         id = s_append_text(store, "t", "x", 4, 0).topic_id;
     }
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL, NULL);
     for (uint64_t seq = 1; seq <= 4; seq++) {
         tern_store_batch_deliver(batch, id, "g", seq, &(tern_delivery_t){4, 1, 1000 + seq, NULL});
     }
@@ -824,8 +824,8 @@ Test(store, priority_lanes) {
     tern_store_read_end(reader);
 
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g1", TERN_START_FIRST, 0, NULL);
-    tern_store_batch_group_open(batch, id, "g2", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g1", TERN_START_FIRST, 0, NULL, NULL);
+    tern_store_batch_group_open(batch, id, "g2", TERN_START_FIRST, 0, NULL, NULL);
     //  The floor follows the lowest lane with something left.
     tern_store_batch_deliver(batch, id, "g1", 2, &(tern_delivery_t){9, 1, 0, NULL});
     tern_store_batch_deliver(batch, id, "g1", 4, &(tern_delivery_t){9, 1, 0, NULL});
@@ -1044,7 +1044,7 @@ Test(store, storage_full) {
     msg.payload_size = sizeof payload;
     uint32_t keep = s_append_text(store, "keep", "k", 4, 0).topic_id;
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, keep, "g", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, keep, "g", TERN_START_FIRST, 0, NULL, NULL);
     tern_store_batch_deliver(batch, keep, "g", 1, &(tern_delivery_t){4, 1, 0, NULL});
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
 
@@ -1900,7 +1900,7 @@ Test(store, group_seek) {
         id = s_append_text(store, "t", "x", i == 5 ? 9 : 4, 0).topic_id;
     }
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL, NULL);
     for (uint64_t seq = 1; seq <= 4; seq++) {
         tern_store_batch_deliver(batch, id, "g", seq, &(tern_delivery_t){4, 1, 1000, NULL});
     }
@@ -1910,7 +1910,7 @@ Test(store, group_seek) {
 
     //  Back to 2: pending (3, 4) dropped, every lane at 2; DLQ and counters kept.
     tern_err_t err = TERN_EINTERNAL;
-    tern_store_batch_group_seek(batch, id, "g", TERN_START_SEQ, 2, &err);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_SEQ, 2, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     s_entries_t pending, dlq;
@@ -1925,22 +1925,22 @@ Test(store, group_seek) {
     cr_assert_eq(g.delivered, 4);
 
     //  NEW: past the last message; FIRST: the first stored one.
-    tern_store_batch_group_seek(batch, id, "g", TERN_START_NEW, 0, &err);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_NEW, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_group(store, id, "g", NULL, NULL).lane_next[0], 7);
-    tern_store_batch_group_seek(batch, id, "g", TERN_START_FIRST, 0, &err);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_FIRST, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_group(store, id, "g", NULL, NULL).lane_next[4], 1);
 
     //  Errors: no such group, no such topic, bad start.
-    tern_store_batch_group_seek(batch, id, "nope", TERN_START_FIRST, 0, &err);
+    tern_store_batch_group_seek(batch, id, "nope", TERN_START_FIRST, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_ENOTFOUND);
     err = TERN_EINTERNAL; //  not the previous case's TERN_ENOTFOUND
-    tern_store_batch_group_seek(batch, id + 100, "g", TERN_START_FIRST, 0, &err);
+    tern_store_batch_group_seek(batch, id + 100, "g", TERN_START_FIRST, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_ENOTFOUND);
-    tern_store_batch_group_seek(batch, id, "g", (tern_start_t)77, 0, &err);
+    tern_store_batch_group_seek(batch, id, "g", (tern_start_t)77, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_ERANGE);
     tern_store_batch_destroy(&batch);
@@ -1955,7 +1955,7 @@ Test(store, dlq_requeue_purge_get) {
         id = s_append_text(store, "t", "x", 4, 0).topic_id;
     }
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL, NULL);
     for (uint64_t seq = 1; seq <= 3; seq++) {
         tern_store_batch_deliver(batch, id, "g", seq, &(tern_delivery_t){4, 1, 1000, NULL});
         tern_store_batch_dead(batch, id, "g", seq, 2, "bad");

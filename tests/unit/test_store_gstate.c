@@ -29,7 +29,8 @@ static void s_logs(tern_store_t *leader, tern_store_t *follower, int count) {
         strcpy(msg.topic, TOPIC);
         msg.payload = (const uint8_t *)"x";
         msg.payload_size = 1;
-        msg.msg_id = 1000 + (uint64_t)i;
+        static uint64_t next_id = 1000; //  unique across calls: a repeat is a duplicate
+        msg.msg_id = ++next_id;
         msg.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
         tern_append_result_t res;
         tern_store_batch_t *batch = tern_store_batch_new(leader);
@@ -94,7 +95,7 @@ static void s_leader_apply(tern_store_t *store, const tern_gop_t *ops, size_t co
         tern_delivery_t d = {0, op->count, op->value, NULL};
         switch (op->type) {
             case TERN_GOP_OPEN:
-                tern_store_batch_group_open(batch, id, op->group, TERN_START_FIRST, 0, NULL);
+                tern_store_batch_group_open(batch, id, op->group, TERN_START_FIRST, 0, NULL, NULL);
                 break;
             case TERN_GOP_DELIVER:
                 tern_store_batch_deliver(batch, id, op->group, op->seq, &d);
@@ -264,7 +265,7 @@ Test(store_gstate, snapshot_replaces_and_prunes) {
     tern_store_batch_gstate_put(batch, TOPIC, &state, false, &skipped);
     const char *names[] = {"g"};
     uint64_t removed = 0;
-    tern_store_batch_gstate_prune(batch, TOPIC, names, 1, &removed);
+    tern_store_batch_gstate_prune(batch, TOPIC, names, 1, NULL, NULL, &removed);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
     cr_assert_eq(skipped, 0);
@@ -322,4 +323,88 @@ Test(store_gstate, codec_round_trip_and_malformed) {
     buf[1] ^= 0xff; //  the group name's type byte
     cr_assert_eq(tern_gstate_decode(buf, len, &got), TERN_EMALFORMED);
     cr_assert_eq(tern_gstate_decode((const uint8_t *)"\x93", 1, &got), TERN_EMALFORMED);
+}
+
+//  F1 of the review: an OPEN (start NEW) resolved by the leader at commit N,
+//  applied on a follower that already holds the records of commit N+1 (a
+//  crepl drain sends its records before its group frames). The leader ships
+//  the seq its commit resolved (TERN_START_SEQ), so both start the group at
+//  the same place; shipping the rule NEW made the follower start past
+//  messages the group never got.
+Test(store_gstate, open_new_ships_the_resolved_seq) {
+    tern_store_t *leader = s_open("leader"), *follower = s_open("follower");
+    s_logs(leader, follower, 3);
+    uint32_t id = s_topic_id(leader);
+    uint64_t start = 0, again = 99;
+    tern_store_batch_t *batch = tern_store_batch_new(leader);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_NEW, 0, NULL, &start);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(start, 4);
+    //  An OPEN of an existing group resolves nothing; a SEEK where it moved.
+    uint64_t seek = 0, missing = 99;
+    batch = tern_store_batch_new(leader);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_NEW, 0, NULL, &again);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_FIRST, 0, NULL, &seek);
+    tern_store_batch_group_seek(batch, id, "nope", TERN_START_NEW, 0, NULL, &missing);
+    tern_store_batch_group_seek(batch, id, "g", TERN_START_NEW, 0, NULL, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(again, 0);
+    cr_assert_eq(seek, 1);
+    cr_assert_eq(missing, 0);
+    s_logs(leader, follower, 2); //  commit N+1's records reach the follower first
+    tern_gop_t op = s_gop(TERN_GOP_OPEN, "g", 0);
+    op.aux = TERN_START_SEQ; //  what tern_crepl_group_collect ships
+    op.value = start;
+    s_follower_apply(follower, TOPIC, &op, 1);
+    tern_store_reader_t *r = tern_store_reader_new(leader), *rf = tern_store_reader_new(follower);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    cr_assert_eq(tern_store_read_begin(rf), TERN_OK);
+    tern_group_info_t gl, gf;
+    cr_assert_eq(tern_store_group_get(r, id, "g", &gl), TERN_OK);
+    cr_assert_eq(tern_store_group_get(rf, s_topic_id(follower), "g", &gf), TERN_OK);
+    for (int lane = 0; lane <= TERN_PRIORITY_MAX; lane++) {
+        cr_assert_eq(gl.lane_next[lane], 4);
+        cr_assert_eq(gf.lane_next[lane], gl.lane_next[lane], "lane %d: leader %llu follower %llu",
+                     lane, (unsigned long long)gl.lane_next[lane],
+                     (unsigned long long)gf.lane_next[lane]);
+    }
+    tern_store_reader_destroy(&r);
+    tern_store_reader_destroy(&rf);
+    s_close(leader, follower);
+}
+
+//  F5 of the review: a leader's group names in several frames, each pruning
+//  only its range of names (NAMES_PART up to its last name, the final NAMES
+//  from the previous frame's last name on): the union decides.
+Test(store_gstate, prune_by_name_ranges) {
+    tern_store_t *leader = s_open("leader"), *follower = s_open("follower");
+    s_logs(leader, follower, 1);
+    uint32_t id = s_topic_id(follower);
+    const char *all[] = {"a", "b", "c", "d", "e"};
+    tern_store_batch_t *batch = tern_store_batch_new(follower);
+    for (size_t i = 0; i < 5; i++) {
+        tern_store_batch_group_open(batch, id, all[i], TERN_START_FIRST, 0, NULL, NULL);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    const char *part[] = {"a", "c"}, *rest[] = {"e"};
+    uint64_t removed = 0;
+    batch = tern_store_batch_new(follower);
+    tern_store_batch_gstate_prune(batch, TOPIC, part, 2, NULL, "c", &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(removed, 1); //  b; d and e are the next frame's to decide
+    cr_assert_not(s_has_group(follower, "b"));
+    cr_assert(s_has_group(follower, "d"));
+    batch = tern_store_batch_new(follower);
+    tern_store_batch_gstate_prune(batch, TOPIC, rest, 1, "c", NULL, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(removed, 2);
+    cr_assert_not(s_has_group(follower, "d"));
+    cr_assert(s_has_group(follower, "a") && s_has_group(follower, "c") &&
+              s_has_group(follower, "e"));
+    s_close(leader, follower);
 }

@@ -368,8 +368,8 @@ Test(store_replica, truncate_drops_group_entries_and_clamps_cursors) {
     }
     uint32_t id = s_topic(store).id;
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
-    tern_store_batch_group_open(batch, id, "h", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL, NULL);
+    tern_store_batch_group_open(batch, id, "h", TERN_START_FIRST, 0, NULL, NULL);
     for (uint64_t seq = 2; seq <= 6; seq++) {
         s_deliver(batch, id, seq);
     }
@@ -418,7 +418,7 @@ Test(store_replica, truncate_a_group_opened_in_the_same_batch) {
     }
     uint32_t id = s_topic(store).id;
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g", TERN_START_NEW, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_NEW, 0, NULL, NULL);
     tern_err_t err = TERN_EINTERNAL;
     tern_store_batch_truncate(batch, TOPIC, 1, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
@@ -568,7 +568,7 @@ Test(store_replica, truncate_removes_history_of_the_given_back_seqs) {
     }
     uint32_t id = s_topic(store).id;
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL);
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, NULL, NULL);
     s_deliver(batch, id, 5);
     uint64_t swept = 0;
     tern_store_batch_sweep(batch, 2000000, 100, &swept); //  seq 4 expires: its history stays

@@ -68,7 +68,7 @@ Test(store_trace, life_of_a_message) {
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(res.err, TERN_OK);
     tern_err_t err = TERN_EINTERNAL;
-    tern_store_batch_group_open(batch, res.topic_id, "billing", TERN_START_FIRST, 0, &err);
+    tern_store_batch_group_open(batch, res.topic_id, "billing", TERN_START_FIRST, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     tern_store_batch_deliver(batch, res.topic_id, "billing", res.seq,
@@ -274,7 +274,7 @@ Test(store_trace, stored_written_at_every_removal) {
         tern_store_batch_append(batch, &msg, true, &res);
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
         cr_assert_eq(res.err, TERN_OK);
-        tern_store_batch_group_open(batch, res.topic_id, "g", TERN_START_FIRST, 0, &err);
+        tern_store_batch_group_open(batch, res.topic_id, "g", TERN_START_FIRST, 0, &err, NULL);
         tern_store_batch_deliver(batch, res.topic_id, "g", res.seq,
                                  &(tern_delivery_t){4, 1, 0, "c1"});
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
@@ -442,7 +442,7 @@ Test(store_trace, msg_id_lookups_within_and_after_retention) {
     s_fill(&d, "t", 300);
     tern_append_result_t rd = s_put(store, &d, true);
     tern_store_batch_deliver(batch, rd.topic_id, "g", rd.seq, &(tern_delivery_t){4, 1, 0, NULL});
-    tern_store_batch_group_open(batch, rd.topic_id, "g", TERN_START_FIRST, 0, &err);
+    tern_store_batch_group_open(batch, rd.topic_id, "g", TERN_START_FIRST, 0, &err, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     usleep(1100 * 1000);
     tern_store_batch_topic_delete(batch, "t", true, &err, &removed);
