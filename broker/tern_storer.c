@@ -705,6 +705,10 @@ static void s_after(void *arg) {
     if (s_sweep_due(self)) {
         s_drain_and_commit(self, true);
     }
+    //  A drain that split a publish batch left its tail in carry, and no
+    //  inbox event comes for it: without this it waited for the next sweep.
+    while (self->carry && s_drain_and_commit(self, false) > 0) {
+    }
 }
 
 void tern_storer_actor(zsock_t *pipe, void *arg) {
