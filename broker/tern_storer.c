@@ -575,7 +575,7 @@ static void s_flush_deferred(s_storer_t *self, tern_err_t commit_rc) {
 
 static uint64_t s_batch_bytes(s_storer_t *self) {
     uint64_t bytes = self->args->config->batch_bytes;
-    return bytes ? bytes : 8u << 20;
+    return bytes ? bytes : 16u << 20;
 }
 
 //  True while the batch may take another inbox item: fewer than batch_max
