@@ -43,11 +43,10 @@ static size_t s_rss_anon(void) {
 }
 
 //  Anonymous resident memory malloc has not handed out (bytes): its free
-//  pages, and what it does not own (thread stacks, libzmq's mappings). 0 if
-//  unknown, and when mallinfo2 reports nothing handed out (AddressSanitizer
-//  replaces malloc): then there is nothing to compare with.
-//  Compares with what malloc has handed out, not malloc's free bytes: those
-//  stay free (and counted) after malloc_trim gave their pages back.
+//  pages, and what it does not own (thread stacks, libzmq's mappings). From
+//  what malloc handed out, not from its free bytes: those stay free (and
+//  counted) after malloc_trim gave their pages back. 0 if unknown, and when
+//  mallinfo2 reports nothing handed out (AddressSanitizer replaces malloc).
 static size_t s_gap(void) {
     struct mallinfo2 info = mallinfo2();
     size_t used = info.uordblks + info.hblkhd;

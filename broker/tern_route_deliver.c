@@ -402,12 +402,14 @@ static r_sub_t *s_next_consumer(r_group_t *group) {
     return NULL;
 }
 
-//  Free window of GROUP's consumers, between 1 and MAX.
+//  Free window of GROUP's consumers, between 1 and MAX. Consumers the byte
+//  bounds hold back count for nothing: a group over its fair share would
+//  otherwise scan S_SCAN_MAX seqs every round to deliver none.
 static size_t s_free_window(const r_group_t *group, size_t max) {
     size_t free_window = 0;
     for (size_t i = 0; i < group->nconsumers && free_window < max; i++) {
         const r_sub_t *sub = group->consumers[i];
-        if (s_sub_open(sub)) {
+        if (s_sub_open(sub) && s_route_open(group, sub)) {
             free_window += sub->window - sub->inflight;
         }
     }
