@@ -3,10 +3,13 @@
     One thread per clustered node talks to etcd (tern_cluster_priv.h says
     which file does what). Its loop, every pass:
         keepalive due (every lease/3)  -> renew; lease gone -> re-join
+        (a late renewal is not trusted: tern_cluster_detect.c)
         requests queued                -> ISR and handover writes
         no controller in the view      -> campaign (tern_cluster_ctl.c)
         we are controller and membership changed, or a lease passed
                                        -> a controller pass
+        lease polls due (lease/16)     -> revoke leases etcd reports
+                                          lapsed (tern_cluster_detect.c)
         then poll the watch's fd and the wake pipe until the next deadline,
         and apply every watch event to the view.
     A watch that says COMPACTED is replaced: the prefix is read again and a
@@ -27,6 +30,8 @@
 
 //  Leases between two full re-reads of the prefix (s_check_watch).
 #define S_SYNC_LEASES 5
+//  Deadline of each etcd call while joining (tern_cluster_new).
+#define S_JOIN_TIMEOUT_MS 5000
 
 int64_t tern_cluster_now_ms(void) {
     return zclock_mono();
@@ -122,6 +127,7 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
         return false; //  what we hold already, or older
     }
     m->mod_revision = kv->mod_revision;
+    m->lease = deleted ? 0 : kv->lease;
     bool was_up = m->info.up;
     if (deleted) {
         m->info.up = false;
@@ -131,6 +137,7 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
     } else {
         m->info.up = true;
         tern_cluster_parse_node(kv->value, &m->info);
+        m->lease_ms = tern_cluster_record_lease_ms(kv->value);
     }
     if (was_up != m->info.up) {
         self->control_dirty = true;
@@ -278,8 +285,7 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
     tern_err_t rc = tern_etcd_lease_keepalive(self->etcd, self->lease, &ttl_s);
     if (rc == TERN_OK && ttl_s > 0) {
         //  From the send time: etcd counts the TTL from when it got it.
-        int64_t ttl_ms = ttl_s * 1000;
-        atomic_store(&self->lease_until, now + ttl_ms - ttl_ms / 4);
+        tern_cluster_renewed(self, now, tern_cluster_now_ms(), false);
         atomic_fetch_add(&self->renewals, 1);
         if (self->next_renew_log_ms) {
             self->next_renew_log_ms = 0;
@@ -427,6 +433,9 @@ static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
     if (self->controller == TERN_NODE_NONE && self->lease != 0) {
         until = s_min(until, self->next_campaign_ms);
     }
+    if (self->watch && self->lease != 0) {
+        until = s_min(until, self->next_detect_ms);
+    }
     return until;
 }
 
@@ -438,6 +447,7 @@ static void *s_thread(void *arg) {
         tern_cluster_serve_requests(self);
         tern_cluster_campaign(self);
         tern_cluster_control(self);
+        tern_cluster_detect(self);
         if (!self->watch) {
             tern_cluster_load(self); //  a failed reload: try again each pass
         } else {
@@ -505,6 +515,9 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
         goto fail;
     }
     //  Join decides the partition count (the cluster's): size the view after.
+    //  Joining is in no hurry, and a slow etcd (a loaded host) should not
+    //  make ternd exit: its calls get S_JOIN_TIMEOUT_MS, the thread's lease/2.
+    tern_etcd_set_timeout(self->etcd, S_JOIN_TIMEOUT_MS);
     if (!tern_cluster_join(self, config, errbuf, errlen)) {
         goto fail;
     }
@@ -513,6 +526,7 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
                  tern_etcd_reason(self->etcd));
         goto fail;
     }
+    tern_etcd_set_timeout(self->etcd, (int)(self->lease_ms / 2));
     self->next_keepalive_ms = tern_cluster_now_ms() + self->lease_ms / 3;
     if (pthread_create(&self->thread, NULL, s_thread, self) != 0) {
         snprintf(errbuf, errlen, "cluster: cannot start its thread");
@@ -665,8 +679,8 @@ const char *tern_cluster_not_leader(tern_cluster_t *self, uint32_t partition, ch
 
 void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint) {
     snprintf(self->node_value, sizeof self->node_value,
-             "id=%u endpoint=%s cluster=%s identity=%s dc=%s", self->self_id, endpoint,
-             self->cluster_endpoint, self->identity, self->dc);
+             "id=%u endpoint=%s cluster=%s identity=%s dc=%s lease=%" PRId64, self->self_id,
+             endpoint, self->cluster_endpoint, self->identity, self->dc, self->lease_ms);
 }
 
 void tern_cluster_set_endpoint(tern_cluster_t *self, const char *endpoint) {
@@ -727,4 +741,6 @@ void tern_cluster_stats(tern_cluster_t *self, tern_cluster_stats_t *out) {
     out->renew_failures = atomic_load(&self->renew_failures);
     out->failovers = atomic_load(&self->failovers);
     out->isr_changes = atomic_load(&self->isr_changes);
+    out->lease_revokes = atomic_load(&self->lease_revokes);
+    out->late_renewals = atomic_load(&self->late_renewals);
 }

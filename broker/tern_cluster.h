@@ -25,17 +25,19 @@
 
     Fencing by lease. tern_cluster_lease_ok is false from the moment the
     lease may have lapsed: from the send time of the last keepalive that
-    etcd answered plus the TTL it granted, minus a margin of a quarter of the
-    TTL. A node whose lease is not ok neither acknowledges a publish nor
-    delivers: the controller may already have promoted another leader.
+    etcd answered in time plus cluster/lease, minus a margin of a quarter of
+    it (etcd grants a second more: the other nodes revoke the lease when
+    etcd reports it unrenewed for cluster/lease, tern_cluster_detect.c). A
+    node whose lease is not ok neither acknowledges a publish nor delivers:
+    the controller may already have promoted another leader.
 
     etcd keys (PREFIX = "/tern/<cluster/name>"):
         PREFIX/config/partitions   P, written once by the first node (txn)
         PREFIX/nodes/<id>          node record (lease-bound), text:
-                                   `id=2 endpoint=tcp://... cluster=tcp://... identity=UUID dc=dc1`
-        PREFIX/identity/<id>       the node's data-dir UUID (not leased)
-        PREFIX/controller          the controller's node id (lease-bound)
-        PREFIX/partitions/<p>      the partition record (tern_partmap text)
+                                   `id=2 endpoint=tcp://... cluster=tcp://... identity=UUID dc=dc1
+   lease=1000` PREFIX/identity/<id>       the node's data-dir UUID (not leased) PREFIX/controller
+   the controller's node id (lease-bound) PREFIX/partitions/<p>      the partition record
+   (tern_partmap text)
 */
 #ifndef TERN_CLUSTER_H_INCLUDED
 #define TERN_CLUSTER_H_INCLUDED
@@ -148,12 +150,14 @@ void tern_cluster_set_position(tern_cluster_t *self, uint32_t partition, uint64_
 uint64_t tern_cluster_position(tern_cluster_t *self, uint32_t partition);
 
 /*  Lease renewals and failures, failovers written by this node as
-    controller: counters for /metrics. */
+    controller, lapsed leases it revoked: counters for /metrics. */
 typedef struct {
     uint64_t renewals;       //  keepalives etcd answered
     uint64_t renew_failures; //  keepalives that failed
     uint64_t failovers;      //  leader changes this node wrote as controller
     uint64_t isr_changes;    //  ISR writes that succeeded
+    uint64_t lease_revokes;  //  other nodes' leases revoked as etcd reported them lapsed
+    uint64_t late_renewals;  //  own renewals answered too late to be trusted
 } tern_cluster_stats_t;
 void tern_cluster_stats(tern_cluster_t *self, tern_cluster_stats_t *out);
 

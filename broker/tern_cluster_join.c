@@ -12,7 +12,8 @@
        member, so it leaves every ISR (CAS per record) before it registers:
        it can never be elected with missing data. Then our identity is
        written;
-    4. a lease of cluster/lease (whole seconds, at least 1), granted last
+    4. a lease of cluster/lease + 1 s (whole seconds; the extra second lets
+       the pollers of tern_cluster_detect.c read a lapse), granted last
        since the steps above may wait longer than its TTL;
     5. PREFIX/nodes/<id> created by a txn (create_revision == 0), bound to
        the lease. (Two ternd started with one id at the same instant can
@@ -26,16 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  Grants a lease; lease_until starts from the send time.
+//  Grants a lease a second longer than cluster/lease (tern_cluster_detect.c
+//  says why); lease_until starts from the send time.
 static tern_err_t s_grant(tern_cluster_t *self) {
-    int64_t ttl_s = (self->lease_ms + 999) / 1000;
+    int64_t ttl_s = tern_cluster_grant_ttl_s(self);
     int64_t sent = tern_cluster_now_ms();
     int64_t granted = 0;
-    tern_err_t rc =
-        tern_etcd_lease_grant(self->etcd, ttl_s < 1 ? 1 : ttl_s, &self->lease, &granted);
+    tern_err_t rc = tern_etcd_lease_grant(self->etcd, ttl_s, &self->lease, &granted);
     if (rc == TERN_OK) {
         self->ttl_ms = (granted > 0 ? granted : ttl_s) * 1000;
-        atomic_store(&self->lease_until, sent + self->ttl_ms - self->ttl_ms / 4);
+        tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
     } else {
         self->lease = 0;
     }

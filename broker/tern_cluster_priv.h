@@ -6,6 +6,9 @@
                         node key, and re-joining after a lost lease
     tern_cluster_ctl.c  the writes: controller (records, failover, replica
                         repair), ISR requests and handovers
+    tern_cluster_detect.c  fast failure detection: the lease timing rules
+                        (renewals we trust) and the revoke of a lease etcd
+                        reports lapsed
 
     Threads. The actor thread is the only one that talks to etcd and the
     only writer of the view; it writes under LOCK, and other threads read
@@ -29,6 +32,8 @@ typedef struct {
     tern_cluster_node_t info; //  what readers get
     int64_t mod_revision;     //  revision of the last event applied to it
     int64_t down_since_ms;    //  monotonic ms its key went (or first seen missing)
+    int64_t lease;            //  the lease its node key is bound to (0: down)
+    int64_t lease_ms;         //  its record's `lease=` (0: an older node, not polled)
 } tern_cluster_member_t;
 
 //  A pending request from another thread, one per partition.
@@ -58,7 +63,10 @@ struct tern_cluster_t {
     tern_etcd_t *etcd;           //  owned; the thread's client after new
     tern_etcd_watch_t *watch;    //  owned
     int64_t lease;               //  our lease id (0: none)
-    int64_t ttl_ms;              //  TTL etcd granted, in ms
+    int64_t ttl_ms;              //  TTL etcd granted, in ms (lease_ms + 1 s or more)
+    int64_t renew_sent_ms;       //  send time of the last renewal etcd answered
+    int64_t confirm_at_ms;       //  a late renewal: earliest send of the one that confirms it
+    int64_t next_detect_ms;      //  next poll of the leases we watch over
     int64_t next_keepalive_ms;   //  monotonic time of the next keepalive
     int64_t next_renew_log_ms;   //  failing renewals: when to log again (0: renewing)
     int64_t next_campaign_ms;    //  earliest next controller campaign
@@ -91,6 +99,8 @@ struct tern_cluster_t {
     atomic_uint_fast64_t renew_failures;
     atomic_uint_fast64_t failovers;
     atomic_uint_fast64_t isr_changes;
+    atomic_uint_fast64_t lease_revokes;
+    atomic_uint_fast64_t late_renewals;
 };
 
 //  tern_cluster.c
@@ -126,6 +136,19 @@ bool tern_cluster_rejoin(tern_cluster_t *self);
 void tern_cluster_announce(tern_cluster_t *self);
 //  Our node record (the value of PREFIX/nodes/<id>) with client ENDPOINT.
 void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint);
+
+//  tern_cluster_detect.c
+//  The TTL to ask etcd for: cluster/lease plus one second (see the file).
+int64_t tern_cluster_grant_ttl_s(const tern_cluster_t *self);
+//  A grant (SENT, DONE: monotonic ms around the call) or a renewal etcd
+//  answered: sets lease_until if the renewal can be trusted, else arranges
+//  the renewal that confirms it.
+void tern_cluster_renewed(tern_cluster_t *self, int64_t sent, int64_t done, bool grant);
+//  Polls the leases this node watches over when due, revoking those etcd
+//  reports lapsed.
+void tern_cluster_detect(tern_cluster_t *self);
+//  A node record's `lease=` (ms), 0 when it has none.
+int64_t tern_cluster_record_lease_ms(const char *text);
 
 //  tern_cluster_ctl.c
 void tern_cluster_campaign(tern_cluster_t *self);

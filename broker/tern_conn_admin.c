@@ -593,6 +593,15 @@ void c_admin_done(c_conn_t *self, tern_admin_t *admin) {
                      c_reason_max_topics(self, reason, sizeof reason, admin->topic));
         return;
     }
+    if (admin->err == TERN_ETIMEOUT) { //  committed, not confirmed (tern_crepl_lead.c)
+        char reason[TERN_REASON_MAX + 1];
+        snprintf(reason, sizeof reason,
+                 "topic '%.100s': the operation ran on this node but the in-sync replicas did "
+                 "not confirm it; the outcome is unknown: check before retrying",
+                 admin->topic);
+        c_send_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err, reason);
+        return;
+    }
     if (admin->err != TERN_OK) {
         c_send_topic_error(self, admin->rid, admin->rid_size, admin->req_id, admin->err,
                            admin->topic, "topic operation failed");

@@ -243,6 +243,7 @@ static int s_start(c_repl_t *self) {
     self->follows = tern_alloc(self->partitions * sizeof *self->follows);
     self->ship_dirty = tern_alloc(self->partitions * sizeof *self->ship_dirty);
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
+    self->chunk_records = c_chunk_records();
     //  The storer's rule (tern_storer.c, s_flush_deferred; it also needs no
     //  cross-DC peers, which ternd refuses in a cluster): this node's own
     //  copy counts as durable at SYNCED, not when its results arrive.

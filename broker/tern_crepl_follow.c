@@ -244,6 +244,21 @@ static void s_confirm(c_repl_t *self, uint32_t pt, c_follow_t *f) {
     c_send(self, zsock_resolve(link->dealer), NULL, 0, &frame);
 }
 
+//  The answer to our SYNC stopped at the leader's budget (CAUGHT pos 0):
+//  what came is applied in this stream's order, and once none of it is at
+//  the storer any more (inflight 0), the next timer turn sends SYNC again
+//  from our new last seqs. A new stream: frames of this answer that come
+//  late are dropped. Not a resync (nothing was lost).
+static void s_next_round(uint32_t pt, c_follow_t *f) {
+    f->phase = C_F_IDLE;
+    f->stream++;
+    f->sync_ms = 0;
+    f->rounds++;
+    zsys_info("crepl: partition %u: catch-up round %" PRIu64 " from leader %u applied; "
+              "syncing again for the rest",
+              pt, f->rounds, f->leader);
+}
+
 //  One decoded frame REC of PT's stream F. True if the batch took REC.
 static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl_rec_t *rec) {
     tern_frame_t *frame = &rec->frame;
@@ -264,8 +279,11 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             }
             return false;
         case TERN_CMD_CREPL_CAUGHT:
-            if (answer) {
+            if (answer && frame->position == 0) {
+                s_next_round(pt, f);
+            } else if (answer) {
                 f->phase = C_F_LIVE;
+                f->rounds = 0;
                 f->recv = frame->position;
                 s_add_mark(self, pt, f, frame->position);
             }

@@ -16,8 +16,10 @@
     only conn answers it, before the storer (tern_conn_cluster.c). The
     item's committed topic admin ops (create, edit, delete, purge) are
     shipped as CREPL_TOPIC at their own positions between its records, in
-    the storer's order, and their replies wait for the same rule. Followers' CREPL_SYNC is answered
-   here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
+    the storer's order, and their replies wait for the same rule; one that
+    fails it gets TERN_ETIMEOUT (outcome unknown) even where a publish gets
+    TERN_ENOTLEADER, since a client asks again after TERN_ENOTLEADER. Followers' CREPL_SYNC is
+   answered here (truncations, the catch-up read from the store, CAUGHT), and so are their CONFIRMs;
     heartbeats every lease/4 and the ISR every 100 ms.
 */
 #include "tern_admin.h"
@@ -335,7 +337,10 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
     for (tern_admin_t *a = item->admins; a && held->count; a = a->next) {
         if (s_topic_op(a)) { //  the ISR has it too, or the client hears why not
             c_need_t *need = s_need(self, held, c_partition_of(self, a->topic));
-            a->err = need->err;
+            //  It ran here already: after a lost leadership, epoch or lease
+            //  the outcome is unknown, not "refused" (a client retries
+            //  TERN_ENOTLEADER: it would purge or delete twice).
+            a->err = need->err == TERN_ENOTLEADER ? TERN_ETIMEOUT : need->err;
         }
     }
     if (tern_work_send(zsock_resolve(self->conn_sock), TERN_WORK_COMMITTED, item) != 0) {
@@ -482,6 +487,17 @@ static void s_isr(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t now) {
     for (size_t i = 0; i < lead->nreps; i++) {
         tern_cluster_node_t node;
         if (i > 0 && tern_cluster_node(self->cluster, lead->reps[i].node, &node) && !node.up) {
+            //  Forget what it confirmed: back up (perhaps on an emptied data
+            //  dir), it rejoins on what it confirms after its next CAUGHT.
+            lead->reps[i].durable = 0;
+            lead->synced[i] = false;
+            continue;
+        }
+        if (i > 0 && !lead->synced[i] && !tern_partmap_in_isr(&lead->rec, lead->reps[i].node)) {
+            //  Out of the ISR and not (yet) answered CAUGHT: it may not join on
+            //  an older confirmation (its node may have gone down and come back
+            //  between two of these rounds, unseen), nor between the rounds
+            //  of a catch-up (tern_crepl_sync.c).
             continue;
         }
         reps[nreps++] = lead->reps[i];

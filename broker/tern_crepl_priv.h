@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define C_DRAIN_MAX     1024    //  messages per drain
-#define C_HWM           1000000 //  socket HWMs: a catch-up is sent in one go
+#define C_HWM           1000000 //  socket HWMs (a SYNC answer is at most one chunk)
 #define C_RING          4096    //  ship times kept per led partition
 #define C_ISR_MS        100     //  ISR maintenance interval
 #define C_SYNC_WAIT_MS  250     //  a SYNC that heard no answer frame this long is sent again
@@ -38,6 +38,12 @@
 #define C_LINE_MAX      4096          //  one SYNC line: topic and its anchors
 #define C_RECORDS_MAX   (1024 * 1024) //  a CREPL_RECORDS payload (and server/max_payload)
 #define C_RECORDS_FIRST (64 * 1024)   //  its first allocation
+//  A SYNC answer carries at most this many records, or stops at the first
+//  record after this many payload bytes; the follower asks again for the
+//  rest (tern_crepl_sync.c). TERN_CREPL_CHUNK_RECORDS (environment, read
+//  once at start) lowers the record bound: a test knob only.
+#define C_CHUNK_RECORDS 8192
+#define C_CHUNK_BYTES   (16 * 1024 * 1024)
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)
@@ -94,6 +100,7 @@ typedef struct {
     uint64_t stream;   //  generation: bumps at every (re)sync
     uint64_t inflight; //  its records at the storer
     bool to_confirm;   //  durable moved in the batch being confirmed
+    uint64_t rounds;   //  catch-up rounds that stopped short since the last CAUGHT
 } c_follow_t;
 
 //  Our DEALER to a leader node's ROUTER.
@@ -161,6 +168,7 @@ typedef struct {
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
+    uint64_t chunk_records;       //  records per SYNC answer (C_CHUNK_RECORDS or the test knob)
     uint64_t next_hb_ms;          //  next heartbeat round
     uint64_t next_isr_ms;         //  next ISR round
     bool deferred;                //  the storer flushes after its results (TERN_WORK_SYNCED)
@@ -241,7 +249,10 @@ void c_notices_evaluate(c_repl_t *self);
 void c_notices_drop(c_repl_t *self);
 
 //  tern_crepl_sync.c
-//  CREPL_SYNC from the follower at RID: truncations, the catch-up, CAUGHT.
+//  Reads the SYNC answer's record bound (C_CHUNK_RECORDS, or the test knob).
+uint64_t c_chunk_records(void);
+//  CREPL_SYNC from the follower at RID: truncations, the catch-up (one
+//  chunk of it), CAUGHT (position 0 when more is to come).
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame);
 //  Frees every held item unanswered (shutdown: conn, stopped first, is
 //  gone; its clients resend to the partition's next leader).

@@ -22,12 +22,29 @@
       repeated (docs/cluster.md, limits of the first cut);
     - CREPL_CAUGHT(pos = our end): from now on it gets the live stream.
     Records committed but not yet shipped are in the snapshot and come again
-    live: applying is idempotent. The answer is sent in one go (socket HWMs
-    hold it); if the socket refuses part of it, the follower stays out of
-    the live stream and syncs again after its timeout.
+    live: applying is idempotent. If the socket refuses part of the answer,
+    the follower stays out of the live stream and syncs again after its
+    timeout.
+
+    Chunks. One answer carries at most self->chunk_records records
+    (C_CHUNK_RECORDS) and stops at the first record past C_CHUNK_BYTES of
+    payload, so a follower that lacks millions of records (a re-seeded
+    replica) never needs the whole catch-up queued at once. An answer that
+    stops short ends, instead of the group snapshot and CAUGHT, with
+    CREPL_CAUGHT pos 0 ("more"): the follower applies what came and, once
+    it is committed, sends SYNC again; its last seqs moved, so the next
+    round is a fresh snapshot that starts where this one stopped (its
+    anchors now match ours: no truncation), and topics past the budget are
+    reached in a later round. Every round sends at least one record (the
+    budget is checked before each record, never before the first), so the
+    rounds end; the last one ends as above (group snapshot, CAUGHT). The
+    follower stays out of the live stream and the ISR (synced[] false)
+    until then, and a new leader between rounds fences the next SYNC by
+    (pt, ep) as any other.
 */
 #include "tern_crepl_priv.h"
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define S_ANCHORS 64 //  anchors read per SYNC line
@@ -50,7 +67,21 @@ typedef struct {
     size_t cap;        //  allocated
     zhashx_t *by_name; //  name -> index + 1
     uint64_t req_id;   //  the SYNC's request id: every frame of the answer carries it
+    uint64_t records;  //  records sent in this answer
+    uint64_t bytes;    //  their payload bytes
+    bool more;         //  stopped at the budget: the follower asks again
 } s_sync_t;
+
+uint64_t c_chunk_records(void) {
+    const char *knob = getenv("TERN_CREPL_CHUNK_RECORDS");
+    char *end = NULL;
+    unsigned long long n = knob ? strtoull(knob, &end, 10) : 0;
+    if (!knob || end == knob || *end != 0 || n == 0 || n > C_CHUNK_RECORDS) {
+        return C_CHUNK_RECORDS; //  unset or unusable: the knob only ever lowers it
+    }
+    zsys_info("crepl: SYNC answers carry at most %llu records (TERN_CREPL_CHUNK_RECORDS)", n);
+    return n;
+}
 
 static bool s_collect(const tern_topic_info_t *topic, void *arg) {
     s_sync_t *sync = arg;
@@ -215,7 +246,8 @@ static int s_truncations(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_
     return 0;
 }
 
-//  Sends every record the follower lacks as CREPL_RECORD pos 0.
+//  Sends the records the follower lacks as CREPL_RECORD pos 0, in topic
+//  and seq order, up to the chunk budget (sync->more set where it stopped).
 static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
                       uint64_t epoch) {
     for (size_t i = 0; i < sync->count; i++) {
@@ -230,6 +262,10 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
              seq <= t->last_seq &&
              tern_store_read_next(self->reader, t->id, seq, &frame) == TERN_OK;
              seq = frame.seq + 1) {
+            if (sync->records >= self->chunk_records || sync->bytes >= C_CHUNK_BYTES) {
+                sync->more = true; //  never before the first record: each round moves
+                return 0;
+            }
             frame.cmd = TERN_CMD_CREPL_RECORD;
             frame.req_id = sync->req_id;
             C_PT(&frame) = sync->pt;
@@ -240,9 +276,28 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
             if (c_send(self, self->router, rid, rid_size, &frame) != 0) {
                 return -1;
             }
+            sync->records++;
+            sync->bytes += frame.payload_size;
         }
     }
     return 0;
+}
+
+//  The end of the answer: the group snapshot and CAUGHT(our end), or, when
+//  the catch-up stopped at the budget, CAUGHT(0): "SYNC again".
+static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
+                    const c_lead_t *lead) {
+    if (!sync->more &&
+        c_group_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0) {
+        return -1;
+    }
+    tern_frame_t caught;
+    tern_frame_init(&caught, TERN_CMD_CREPL_CAUGHT);
+    caught.req_id = sync->req_id;
+    C_PT(&caught) = sync->pt;
+    C_EP(&caught) = lead->epoch;
+    caught.position = sync->more ? 0 : lead->end; //  end >= 1 (tern_crepl_priv.h)
+    return c_send(self, self->router, rid, rid_size, &caught);
 }
 
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
@@ -257,8 +312,13 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
         //  away from the follower). It asks again after C_SYNC_WAIT_MS.
         return;
     }
+    //  Its stream starts over: out of the live stream, and what it
+    //  confirmed before (its copy may have been emptied since) no longer
+    //  counts for joining the ISR: it confirms again after CAUGHT, which a
+    //  catch-up in several rounds sends only at the last.
     lead->synced[idx] = false;
-    s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id};
+    lead->reps[idx].durable = 0;
+    s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id, 0, 0, false};
     if (!sync.by_name || tern_store_read_begin(self->reader) != TERN_OK) {
         zhashx_destroy(&sync.by_name);
         return;
@@ -266,18 +326,15 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     int rc = -1;
     if (tern_store_topic_list(self->reader, s_collect, &sync) == TERN_OK &&
         s_truncations(self, rid, rid_size, &sync, lead->epoch, frame) == 0 &&
-        s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0 &&
-        c_group_snapshot(self, rid, rid_size, sync.pt, lead->epoch, sync.req_id) == 0) {
-        tern_frame_t caught;
-        tern_frame_init(&caught, TERN_CMD_CREPL_CAUGHT);
-        caught.req_id = sync.req_id;
-        C_PT(&caught) = sync.pt;
-        C_EP(&caught) = lead->epoch;
-        caught.position = lead->end;
-        rc = c_send(self, self->router, rid, rid_size, &caught);
+        s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0) {
+        rc = s_finish(self, rid, rid_size, &sync, lead);
     }
     tern_store_read_end(self->reader);
-    if (rc == 0) {
+    if (rc == 0 && sync.more) {
+        zsys_info("crepl: partition %u: node %u sync round sent %" PRIu64 " records (%" PRIu64
+                  " bytes); more to come",
+                  sync.pt, frame->node_id, sync.records, sync.bytes);
+    } else if (rc == 0) {
         lead->synced[idx] = true;
         atomic_fetch_add_explicit(&self->stats->syncs_answered, 1, memory_order_relaxed);
         zsys_info("crepl: partition %u: node %u synced (%zu topics, position %" PRIu64 ")", sync.pt,

@@ -296,6 +296,12 @@ char *tern_http_render_cluster(const tern_http_cluster_t *view, tern_metrics_t *
              view->stats.renew_failures);
     s_metric(&out, "tern_cluster_failovers_total", "counter",
              "Partition leader changes this node wrote as the controller.", view->stats.failovers);
+    s_metric(&out, "tern_cluster_lease_revokes_total", "counter",
+             "Other nodes' leases this node revoked because etcd reported them lapsed.",
+             view->stats.lease_revokes);
+    s_metric(&out, "tern_cluster_late_renewals_total", "counter",
+             "Own lease renewals answered too late to be trusted (fenced until confirmed).",
+             view->stats.late_renewals);
     s_metric(&out, "tern_cluster_isr_changes_total", "counter",
              "ISR changes this node wrote (as a leader) that etcd accepted.",
              view->stats.isr_changes);

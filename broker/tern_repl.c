@@ -246,6 +246,9 @@ static void s_load_links(p_repl_t *self) {
         if (!link->fsm) {
             tern_oom(0);
         }
+        //  Until a sender says who it is, the cursor of its DC (the only
+        //  one before store identities; tern_repl_apply.c s_in_cursor).
+        snprintf(link->in_cursor, sizeof link->in_cursor, "%s", link->cfg->name);
         uint64_t pos = 0;
         if (tern_store_inbound_get(self->reader, link->cfg->name, &pos) == TERN_OK) {
             link->applied = link->queued = pos;

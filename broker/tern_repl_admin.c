@@ -95,6 +95,7 @@ static void s_peers_json(p_repl_t *self, tern_json_t *json) {
         tern_json_key_u64(json, "confirmed", link->confirmed);
         tern_json_key_u64(json, "sent", link->sent);
         tern_json_key_u64(json, "applied_position", link->applied);
+        tern_json_key_str(json, "inbound_cursor", link->in_cursor);
         tern_json_key_u64(json, "inbound_lag_msgs",
                           link->sender_last > link->applied ? link->sender_last - link->applied
                                                             : 0);

@@ -13,6 +13,72 @@
 #include <inttypes.h>
 #include <string.h>
 
+//  Sets inbound cursor NAME to exactly POSITION in the batch being filled
+//  (p_batch_pos only moves a cursor forward).
+static void s_batch_cursor_set(p_repl_t *self, const char *name, uint64_t position) {
+    tern_repl_batch_t *batch = p_batch(self);
+    if (batch->inbound_count == TERN_PEERS_MAX) {
+        //  No room for another name: it goes into a batch of its own.
+        p_flush_batch(self);
+        batch = p_batch(self);
+    }
+    for (size_t i = 0; i < batch->inbound_count; i++) {
+        if (streq(batch->inbound[i].name, name)) {
+            batch->inbound[i].position = position;
+            return;
+        }
+    }
+    p_batch_pos(batch->inbound, &batch->inbound_count, name, position);
+}
+
+//  Chooses LINK's inbound cursor for the sender of HELLO. Outbox positions
+//  are numbered in the sender's own data dir, so the cursor is kept per
+//  (DC, store identity), stored as "DC/IDENTITY": a node moved with its
+//  data dir resumes where it was; another data dir (a standby, a wiped
+//  node) starts from 0, and what it resends that we hold already is dropped
+//  by msg_id. A sender without an identity (older ternd) keeps the DC's
+//  cursor "DC", as before. The first identity seen takes over a non-zero
+//  "DC" (the upgrade: it is most likely the node that was shipping), which
+//  is zeroed in the same batch so that no second identity takes it too.
+static void s_in_cursor(p_repl_t *self, p_link_t *link, const tern_frame_t *hello) {
+    char name[TERN_REPL_CURSOR_MAX + 1];
+    bool identified = (hello->fields & TERN_F_NAME) && hello->name[0];
+    if (identified) {
+        snprintf(name, sizeof name, "%s/%.*s", link->cfg->name, TERN_STORE_IDENTITY_LEN,
+                 hello->name);
+    } else {
+        snprintf(name, sizeof name, "%s", link->cfg->name);
+    }
+    if (streq(name, link->in_cursor)) {
+        return; //  the same sender again: our cursors in memory are the newest
+    }
+    uint64_t pos = 0, legacy = 0;
+    if (tern_store_read_begin(self->reader) == TERN_OK) {
+        //  A batch of this cursor may still be on its way to the disk: then
+        //  the sender resends a little, dropped by msg_id.
+        tern_store_inbound_get(self->reader, name, &pos);
+        tern_store_inbound_get(self->reader, link->cfg->name, &legacy);
+        tern_store_read_end(self->reader);
+    }
+    if (streq(link->in_cursor, link->cfg->name)) {
+        legacy = link->queued; //  "DC" is in use: memory is ahead of the disk
+    }
+    if (identified && !link->legacy_taken) {
+        link->legacy_taken = true;
+        if (pos == 0 && legacy > 0) {
+            pos = legacy;
+            s_batch_cursor_set(self, name, pos);
+            s_batch_cursor_set(self, link->cfg->name, 0);
+            zsys_info("repl: dc %s store %s takes over the cursor of dc %s (%" PRIu64 ")",
+                      link->cfg->name, hello->name, link->cfg->name, pos);
+        }
+    }
+    zsys_info("repl: inbound from %s now from cursor %s (was %s)", link->cfg->name, name,
+              link->in_cursor);
+    snprintf(link->in_cursor, sizeof link->in_cursor, "%s", name);
+    link->applied = link->queued = link->sender_last = pos;
+}
+
 static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
                            const tern_frame_t *frame) {
     char why[200];
@@ -53,6 +119,7 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
         p_send_error(self, rid, rid_size, frame->req_id, TERN_EBUSY, "link paused");
         return;
     }
+    s_in_cursor(self, link, frame);
     memcpy(link->rid, rid, rid_size);
     link->rid_size = rid_size;
     link->in_node_id = frame->node_id;
@@ -88,7 +155,7 @@ static void s_batch_add(p_repl_t *self, p_link_t *link, tern_repl_rec_t *rec) {
         batch->recs = tern_realloc(batch->recs, batch->cap * sizeof *batch->recs);
     }
     batch->recs[batch->count++] = rec;
-    p_batch_pos(batch->inbound, &batch->inbound_count, link->cfg->name, rec->frame.position);
+    p_batch_pos(batch->inbound, &batch->inbound_count, link->in_cursor, rec->frame.position);
     link->queued = rec->frame.position;
 }
 
@@ -241,10 +308,21 @@ void p_handle_router(void *actor, void *unused) {
     p_flush_batch(self);
 }
 
+//  The link whose current inbound cursor is NAME, or NULL (a cursor of an
+//  earlier sender, or one zeroed by s_in_cursor).
+static p_link_t *s_link_by_cursor(p_repl_t *self, const char *name) {
+    for (size_t i = 0; i < self->link_count; i++) {
+        if (streq(self->links[i].in_cursor, name)) {
+            return &self->links[i];
+        }
+    }
+    return NULL;
+}
+
 //  Committed (or failed) as one transaction: move the cursors, confirm.
 void p_batch_done(p_repl_t *self, tern_repl_batch_t *batch) {
     for (size_t i = 0; i < batch->inbound_count; i++) {
-        p_link_t *link = p_link_by_name(self, batch->inbound[i].name);
+        p_link_t *link = s_link_by_cursor(self, batch->inbound[i].name);
         if (!link) {
             continue;
         }

@@ -57,6 +57,13 @@ static void s_open_dealer(p_repl_t *self, p_link_t *link) {
     frame.node_id = self->config->node_id;
     snprintf(frame.dc, sizeof frame.dc, "%s", self->config->dc);
     frame.position = link->queued; //  what we applied from it (informational)
+    //  Our outbox positions are numbered in our data dir: the peer keeps its
+    //  cursor for us per store identity (docs/replication.md).
+    const char *identity = tern_store_identity(self->args->store);
+    if (identity) {
+        snprintf(frame.name, sizeof frame.name, "%s", identity);
+        frame.fields |= TERN_F_NAME;
+    }
     //  Not ZMQ_IMMEDIATE: the HELLO waits in our socket until TCP is up.
     p_send(self, zsock_resolve(link->dealer), NULL, 0, &frame);
     link->last_hb_ms = tern_now_ms();

@@ -55,6 +55,10 @@ typedef struct {
     uint64_t acks_received;    //  ack-state changes received
     uint64_t acks_sent;        //  ack-state changes sent
     bool paused;               //  operator isolated this peer (both directions)
+
+    //  Which cursor applied/queued are: outbox positions are per data dir
+    char in_cursor[TERN_REPL_CURSOR_MAX + 1]; //  "DC/IDENTITY" of its sender, or "DC"
+    bool legacy_taken; //  an identity took over the old cursor "DC" (upgrade)
 } p_link_t;
 
 typedef struct {

@@ -293,11 +293,15 @@ typedef struct {
     uint64_t stream;             //  in_dc: crepl's stream generation of frame.partition (>= 1)
 } tern_repl_rec_t;
 
-/*  A named position: an inbound cursor (origin DC -> last applied outbox
-    position) or a peer's confirmation of our outbox. */
+/*  The longest inbound cursor name: "DC/IDENTITY" (the origin DC and the
+    store identity of the node that ships, docs/replication.md). */
+#define TERN_REPL_CURSOR_MAX (TERN_NAME_MAX + 1 + TERN_STORE_IDENTITY_LEN)
+
+/*  A named position: an inbound cursor (origin "DC" or "DC/IDENTITY" ->
+    last applied outbox position) or a peer's confirmation of our outbox. */
 typedef struct {
-    char name[TERN_NAME_MAX + 1]; //  peer / origin DC name
-    uint64_t position;            //  outbox position
+    char name[TERN_REPL_CURSOR_MAX + 1]; //  inbound cursor name / peer DC name
+    uint64_t position;                   //  outbox position
 } tern_repl_pos_t;
 
 /*  After an in-DC batch commits, crepl confirms POS of partition PT in

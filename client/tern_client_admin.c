@@ -3,10 +3,12 @@
 
     The caller's thread encodes the ADMIN frame (operation name and
     arguments as metadata) and waits; the I/O thread keeps the request on
-    its pending list, sends it in the current session (and again in a new
-    one until answered), and completes the waiter with the REPLY's JSON, an
-    ERROR, a first-contact refusal, TERN_ECLOSED at shutdown, or a timeout
-    once the caller's deadline has passed (docs/client.md, "Administration").
+    its pending list, sends it in the current session, and completes the
+    waiter with the REPLY's JSON, an ERROR, a first-contact refusal,
+    TERN_ECLOSED at shutdown, or a timeout once the caller's deadline has
+    passed (docs/client.md, "Administration"). A read (s_ops) lost with its
+    session is sent again in the next one; a write is never sent twice: it
+    may have run, so it fails with TERN_ETIMEOUT, "outcome unknown".
 
     In a cluster (the probe of tern_client_cluster.c found a map), where a
     request goes depends on its operation (s_scopes, docs/client.md
@@ -16,14 +18,22 @@
       Only the leader takes writes (a follower answers TERN_ENOTLEADER) and
       only it holds the live state of the topic's groups. An ERROR
       TERN_ENOTLEADER naming another leader is followed at once; one that
-      names none, a lost node or a partition without a leader waits for a
-      refreshed map with the backoff of the map refresh (100 ms .. 1 s,
-      jittered) and asks again, at most S_TRIES_MAX times and never past
-      the caller's deadline. A request the broker refused is not applied,
-      so asking again is safe;
+      names none, a node that does not come up or refuses the connection,
+      or a partition without a leader waits for a refreshed map with the
+      backoff of the map refresh (100 ms .. 1 s, jittered) and asks again,
+      at most S_TRIES_MAX times and never past the caller's deadline.
+      Asking again is safe only for what never ran: conn answers
+      TERN_ENOTLEADER before anything executes (after a commit crepl
+      answers TERN_ETIMEOUT, outcome unknown), and an unreachable node was
+      never sent the request. A node session lost while a request waits
+      there fails it (OP_ABANDON): a read is asked again at the new leader,
+      a write returns TERN_ETIMEOUT, outcome unknown. Any other refusal of
+      the node's session (TERN_EDENIED, ...) is returned as it is;
     - `topics` and `trace`: every up node is asked and the answers merged,
       each topic (or the traced message) taken from the leader of its
-      partition, a follower's copy only when the leader did not answer;
+      partition, a follower's copy only when the leader did not answer.
+      A node whose session is down gets 2 x connect_timeout_ms to come up;
+      one lost while it is asked ends its wait at once (OP_ABANDON);
     - every other operation (status, peers*, cluster*, unknown names): the
       seed session, as on a single node, so `cluster.verify` and `status`
       still reach the node the application chose.
@@ -60,9 +70,10 @@ static void s_admin_free(cl_admin_t *admin) {
 }
 
 //  A new request for operation OP_NAME with ARGS, its header encoded, with
-//  a waiter and a deadline TIMEOUT_MS (< 0: none) from now, in *ADMIN_P.
+//  a waiter and a deadline TIMEOUT_MS (< 0: none) from now, in *ADMIN_P;
+//  ONCE: never to be sent in a second session.
 static tern_err_t s_admin_new(tern_client_t *self, const char *op_name, const tern_header_t *args,
-                              size_t count, int timeout_ms, cl_admin_t **admin_p) {
+                              size_t count, bool once, int timeout_ms, cl_admin_t **admin_p) {
     tern_frame_t frame;
     tern_frame_init(&frame, TERN_CMD_ADMIN);
     frame.req_id = atomic_fetch_add(&self->next_req, 1);
@@ -82,6 +93,7 @@ static tern_err_t s_admin_new(tern_client_t *self, const char *op_name, const te
     admin->hdr = tern_alloc(len);
     memcpy(admin->hdr, tl_header, len);
     admin->hdr_len = len;
+    admin->once = once;
     admin->waiter = tern_alloc(sizeof *admin->waiter);
     admin->deadline = timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms;
     *admin_p = admin;
@@ -94,6 +106,7 @@ typedef struct {
     const tern_header_t *args; //  its arguments
     size_t count;              //  how many
     const char *topic;         //  the `topic` argument, or NULL
+    bool once;                 //  a write: never sent twice
     int64_t deadline;          //  give up then (ms, monotonic); INT64_MAX: never
 } s_req_t;
 
@@ -111,7 +124,8 @@ static int s_left(int64_t deadline) {
 static tern_err_t s_admin_push(tern_client_t *self, const s_req_t *req, int timeout_ms,
                                cl_waiter_t **waiter_p) {
     cl_admin_t *admin = NULL;
-    tern_err_t rc = s_admin_new(self, req->op, req->args, req->count, timeout_ms, &admin);
+    tern_err_t rc =
+        s_admin_new(self, req->op, req->args, req->count, req->once, timeout_ms, &admin);
     if (rc != TERN_OK) {
         return rc;
     }
@@ -166,25 +180,36 @@ typedef enum {
     S_GATHER     //  every up node, answers merged
 } s_scope_t;
 
-//  The operations that do not run on the seed session (the broker's table
-//  is broker/tern_admin.c; libtern cannot link it).
+//  The operations libtern knows: where each runs and whether running it
+//  twice differs from running it once (the broker's table is
+//  broker/tern_admin.c; libtern cannot link it). A name not here runs on
+//  the seed session and counts as a write.
 static const struct {
     const char *op;  //  operation name
     s_scope_t scope; //  where it runs
-} s_scopes[] = {
-    {"topics", S_GATHER},          {"trace", S_GATHER},         {"topic.info", S_AT_LEADER},
-    {"topic.create", S_AT_LEADER}, {"topic.edit", S_AT_LEADER}, {"topic.delete", S_AT_LEADER},
-    {"topic.purge", S_AT_LEADER},  {"groups", S_AT_LEADER},     {"group.delete", S_AT_LEADER},
-    {"group.reset", S_AT_LEADER},  {"group.seek", S_AT_LEADER}, {"dlq.list", S_AT_LEADER},
-    {"dlq.get", S_AT_LEADER},      {"dlq.replay", S_AT_LEADER}, {"dlq.purge", S_AT_LEADER},
-    {"msg.get", S_AT_LEADER},      {"msg.view", S_AT_LEADER},   {"audit", S_AT_LEADER},
+    bool write;      //  not idempotent: never sent twice
+} s_ops[] = {
+    {"topics", S_GATHER, false},         {"trace", S_GATHER, false},
+    {"topic.info", S_AT_LEADER, false},  {"topic.create", S_AT_LEADER, true},
+    {"topic.edit", S_AT_LEADER, true},   {"topic.delete", S_AT_LEADER, true},
+    {"topic.purge", S_AT_LEADER, true},  {"groups", S_AT_LEADER, false},
+    {"group.delete", S_AT_LEADER, true}, {"group.reset", S_AT_LEADER, true},
+    {"group.seek", S_AT_LEADER, true},   {"dlq.list", S_AT_LEADER, false},
+    {"dlq.get", S_AT_LEADER, false},     {"dlq.replay", S_AT_LEADER, true},
+    {"dlq.purge", S_AT_LEADER, true},    {"msg.get", S_AT_LEADER, false},
+    {"msg.view", S_AT_LEADER, false},    {"audit", S_AT_LEADER, false},
+    {"status", S_AT_SEED, false},        {"peers", S_AT_SEED, false},
+    {"cluster", S_AT_SEED, false},       {"cluster.verify", S_AT_SEED, false},
 };
 
-static s_scope_t s_scope(const s_req_t *req) {
-    for (size_t i = 0; i < sizeof s_scopes / sizeof s_scopes[0]; i++) {
-        if (strcmp(s_scopes[i].op, req->op) == 0) {
+//  Where REQ runs; sets REQ->once.
+static s_scope_t s_scope(s_req_t *req) {
+    req->once = true;
+    for (size_t i = 0; i < sizeof s_ops / sizeof s_ops[0]; i++) {
+        if (strcmp(s_ops[i].op, req->op) == 0) {
+            req->once = s_ops[i].write;
             //  Without a topic the broker refuses it (TERN_ETOPIC): anywhere.
-            return s_scopes[i].scope == S_AT_LEADER && !req->topic ? S_AT_SEED : s_scopes[i].scope;
+            return s_ops[i].scope == S_AT_LEADER && !req->topic ? S_AT_SEED : s_ops[i].scope;
         }
     }
     return S_AT_SEED;
@@ -196,15 +221,27 @@ static s_scope_t s_scope(const s_req_t *req) {
 #define S_BACKOFF_MAX_MS 1000             /* longest wait for a fresh map */
 
 //  Runs REQ on node session NODE once it is up, waiting at most twice the
-//  connect timeout for that: S_UNREACHABLE when it does not come up.
+//  connect timeout for that: S_UNREACHABLE when it does not come up in
+//  time, else the session's refusal as it is (TERN_ECONNREFUSED,
+//  TERN_EDENIED, ...; its reason set).
 static tern_err_t s_node_ask(tern_client_t *node, const s_req_t *req, char **json_out) {
     int wait = 2 * (int)node->options.connect_timeout_ms;
     int left = s_left(req->deadline);
     tern_err_t rc = tern_client_wait_connected(node, left >= 0 && left < wait ? left : wait);
     if (rc != TERN_OK) {
-        return rc == TERN_ECLOSED ? rc : S_UNREACHABLE;
+        return rc == TERN_ETIMEOUT ? S_UNREACHABLE : rc;
     }
     return s_admin_one(node, req, json_out);
+}
+
+//  True when RC (its reason in tl_reason) for REQ means it did not run, or
+//  may run again without harm: worth asking the leader again.
+static bool s_retry(const s_req_t *req, tern_err_t rc) {
+    if (rc == TERN_ENOTLEADER || rc == TERN_ECONNREFUSED || rc == S_UNREACHABLE) {
+        return true; //  refused before anything ran, or never sent
+    }
+    //  Its node session was lost while it waited there (OP_ABANDON).
+    return rc == TERN_ETIMEOUT && !req->once && strcmp(tl_reason, CL_ADMIN_UNKNOWN) == 0;
 }
 
 //  Applies the hint of the ERROR TERN_ENOTLEADER just received (its reason
@@ -258,11 +295,14 @@ static tern_err_t s_admin_leader(tern_client_t *self, const s_req_t *req, char *
             leader == CL_NO_LEADER ? NULL : cl_cluster_session(self, (uint32_t)leader);
         pthread_mutex_unlock(&self->mutex);
         rc = node ? s_node_ask(node, req, json_out) : S_UNREACHABLE;
-        if (rc != TERN_ENOTLEADER && rc != TERN_ECONNREFUSED && rc != S_UNREACHABLE) {
+        if (!s_retry(req, rc)) {
             return rc;
         }
         if (rc == S_UNREACHABLE || !tl_reason[0]) {
             snprintf(reason, sizeof reason, "partition %u has no reachable leader", (unsigned)p);
+        } else if (rc == TERN_ECONNREFUSED) {
+            snprintf(reason, sizeof reason, "partition %u's leader (node %lld): %.180s",
+                     (unsigned)p, (long long)leader, tl_reason);
         } else {
             snprintf(reason, sizeof reason, "%s", tl_reason);
         }
@@ -274,6 +314,8 @@ static tern_err_t s_admin_leader(tern_client_t *self, const s_req_t *req, char *
         }
     }
     s_set_reason(reason);
+    //  Out of tries or time: the last cause (a refused connection, a read
+    //  lost with its session), else "no reachable leader".
     return rc == S_UNREACHABLE ? TERN_ENOTLEADER : rc;
 }
 
@@ -464,8 +506,8 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
         return TERN_ENAME;
     }
     timeout_ms = cl_timeout(self, timeout_ms);
-    s_req_t req = {op_name, args, count, NULL,
-                   timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms};
+    s_req_t req = {op_name, args, count,
+                   NULL,    true, timeout_ms < 0 ? INT64_MAX : s_now_ms() + timeout_ms};
     for (size_t i = 0; i < count; i++) {
         if (args[i].key && args[i].value && strcmp(args[i].key, "topic") == 0) {
             req.topic = args[i].value;
@@ -493,7 +535,9 @@ tern_err_t tern_admin(tern_client_t *self, const char *op_name, const tern_heade
 //  I/O thread
 
 void cl_send_admin(tern_client_t *self, cl_admin_t *admin) {
-    if (self->state != S_READY || admin->sent_gen == self->gen) {
+    //  A write goes out once: cl_admins_lost fails it with its session.
+    if (self->state != S_READY || admin->sent_gen == self->gen ||
+        (admin->once && admin->sent_gen)) {
         return;
     }
     if (s_send(self, admin->hdr, admin->hdr_len, NULL, 0, false)) {
@@ -565,5 +609,39 @@ void cl_admins_expire(tern_client_t *self, int64_t now) {
         } else {
             p = &admin->next;
         }
+    }
+}
+
+//  Completes ADMIN, taken off the list, as sent in a lost session (when it
+//  was sent) or as never sent. Mutex held.
+static void s_admin_lost(tern_client_t *self, cl_admin_t *admin) {
+    if (admin->sent_gen) {
+        cl_waiter_finish(self, admin->waiter, TERN_ETIMEOUT, CL_ADMIN_UNKNOWN);
+    } else {
+        cl_waiter_finish(self, admin->waiter, TERN_ENOTLEADER, CL_LOST_REASON);
+    }
+    s_admin_free(admin);
+}
+
+void cl_admins_lost(tern_client_t *self) {
+    for (cl_admin_t **p = &self->admins; *p;) {
+        cl_admin_t *admin = *p;
+        //  A node session's reads too: tern_admin asks the partition's
+        //  leader again, wherever it is now.
+        if ((admin->once || self->root) && admin->sent_gen) {
+            *p = admin->next;
+            s_admin_lost(self, admin);
+        } else {
+            p = &admin->next;
+        }
+    }
+}
+
+void cl_admins_abandon(tern_client_t *self) {
+    self->abandoned = true;
+    while (self->admins) {
+        cl_admin_t *admin = self->admins;
+        self->admins = admin->next;
+        s_admin_lost(self, admin);
     }
 }

@@ -68,6 +68,10 @@
 #define TERN_MAX_ENDPOINTS 32
 #define TERN_DRAIN_MAX     1024
 #define CL_LOST_REASON     "node session lost" /* OP_ABANDON's: route again, not a refusal */
+/* An admin request sent in a session that was lost before its answer. */
+#define CL_ADMIN_UNKNOWN                                                                           \
+    "the session was lost after the request was sent: the outcome is unknown; check before "       \
+    "retrying"
 
 //  Per-thread scratch (tern_client.c): the reason tern_last_reason returns,
 //  a header being encoded, a metadata map being encoded.
@@ -151,6 +155,7 @@ typedef struct _cl_admin_t {
     uint8_t *hdr;             //  encoded ADMIN header, owned
     size_t hdr_len;           //  its size
     uint64_t sent_gen;        //  session it was sent in; 0 never
+    bool once;                //  not idempotent: never sent in a second session
     int64_t deadline;         //  monotonic ms after which it is dropped
     cl_waiter_t *waiter;      //  the caller
 } cl_admin_t;
@@ -272,6 +277,7 @@ struct _tern_client_t {
     size_t cb_out_cap;      //  bytes allocated, owned
     cl_pub_t *pub_done;     //  completed publishes, for pub_free at cl_inflight_done
     bool resend_needed;     //  a send hit EAGAIN; walk the window again
+    bool abandoned;         //  I/O: OP_ABANDON and no WELCOME since; admins fail
     uint64_t rng;           //  jitter source
     uint64_t monitor_seq;   //  makes each monitor endpoint name unique
     size_t refused_in_row;  //  endpoints in a row that refused TCP before the first session
@@ -532,6 +538,15 @@ bool cl_handle_admin_error(tern_client_t *self, const tern_frame_t *frame);
 void cl_admins_fail(tern_client_t *self, tern_err_t code, const char *reason);
 //  Drops the requests whose caller gave up, once past their deadline.
 void cl_admins_expire(tern_client_t *self, int64_t now);
+//  The session was lost: a sent request that must not run twice (on a
+//  node session, every sent one: tern_admin routes reads again) fails with
+//  TERN_ETIMEOUT, CL_ADMIN_UNKNOWN; the rest wait to be sent again.
+//  Mutex held.
+void cl_admins_lost(tern_client_t *self);
+//  A node session was abandoned (OP_ABANDON): every request fails, a sent
+//  one with TERN_ETIMEOUT, CL_ADMIN_UNKNOWN, one never sent with
+//  TERN_ENOTLEADER, CL_LOST_REASON (the caller routes it again).
+void cl_admins_abandon(tern_client_t *self);
 
 //  tern_client_cluster.c
 //  The probe, then in cluster mode the map refreshes and the following

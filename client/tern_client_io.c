@@ -67,7 +67,14 @@ static bool s_handle_ops(tern_client_t *self) {
                 break;
             case OP_ADMIN:
                 s_admin_append(self, (cl_admin_t *)op);
-                cl_send_admin(self, (cl_admin_t *)op);
+                if (self->abandoned && self->state != S_READY) {
+                    //  Its node was given up: tern_admin routes it again.
+                    pthread_mutex_lock(&self->mutex);
+                    cl_admins_abandon(self);
+                    pthread_mutex_unlock(&self->mutex);
+                } else {
+                    cl_send_admin(self, (cl_admin_t *)op);
+                }
                 break;
             case OP_CLOSE:
                 running = false;
@@ -87,6 +94,9 @@ static bool s_handle_ops(tern_client_t *self) {
                 //  window again (same producer and producer_seq).
                 free(op);
                 cl_win_fail(self, TERN_ENOTLEADER, CL_LOST_REASON);
+                pthread_mutex_lock(&self->mutex);
+                cl_admins_abandon(self); //  its callers route reads again
+                pthread_mutex_unlock(&self->mutex);
                 break;
         }
         op = next;

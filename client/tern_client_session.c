@@ -53,6 +53,7 @@ void cl_session_lost(tern_client_t *self) {
     cl_close_socket(self);
     pthread_mutex_lock(&self->mutex);
     self->ready = false;
+    cl_admins_lost(self);
     self->endpoint_index = (self->endpoint_index + 1) % self->endpoint_count;
     //  Subscriptions are no longer valid; their messages can't be acked.
     for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
@@ -170,6 +171,7 @@ void cl_handle_welcome(tern_client_t *self, const tern_frame_t *frame) {
     }
     self->state = S_READY;
     self->attempt = 0;
+    self->abandoned = false;
     self->broker_hb = frame->heartbeat_ms ? frame->heartbeat_ms : self->options.heartbeat_ms;
     //  The broker times sessions out on its own interval: never be slower.
     self->send_hb =

@@ -14,7 +14,7 @@
       other HTTP error from etcd    | no (refused)     | no: its answer
       a reply                       | yes              | no: done
 
-    Idempotent calls (get, put, delete, keepalive, revoke) may be applied
+    Idempotent calls (get, put, delete, keepalive, timetolive, revoke) may be applied
     twice without harm; txn and lease grant may not (a resent CAS would fail
     against its own write, a resent grant would leak a lease), so they return
     TERN_ETIMEOUT with "outcome unknown" instead. The first attempts share
@@ -97,6 +97,12 @@ static size_t s_on_data(char *data, size_t size, size_t nmemb, void *arg) {
     self->reply_size += bytes;
     self->reply[self->reply_size] = '\0';
     return bytes;
+}
+
+void tern_etcd_set_timeout(tern_etcd_t *self, int timeout_ms) {
+    if (timeout_ms > 0) {
+        self->timeout_ms = timeout_ms;
+    }
 }
 
 tern_etcd_t *tern_etcd_new(const char *endpoints, int timeout_ms) {
@@ -556,6 +562,14 @@ tern_err_t tern_etcd_txn(tern_etcd_t *self, const tern_etcd_compare_t *cmp, size
 //  ---------------------------------------------------------------------------
 //  Leases
 
+//  s_call with a request of one integer field, NAME = VALUE (the lease calls).
+static tern_err_t s_call_i64(tern_etcd_t *self, const char *path, const char *name, int64_t value,
+                             bool idempotent, json_t **reply_p) {
+    json_t *request = json_object();
+    s_set_i64(request, name, value);
+    return s_call(self, path, request, idempotent, reply_p);
+}
+
 tern_err_t tern_etcd_lease_grant(tern_etcd_t *self, int64_t ttl_s, int64_t *lease_p,
                                  int64_t *ttl_p) {
     *lease_p = 0;
@@ -563,10 +577,8 @@ tern_err_t tern_etcd_lease_grant(tern_etcd_t *self, int64_t ttl_s, int64_t *leas
         snprintf(self->reason, sizeof self->reason, "lease grant: TTL must be > 0");
         return TERN_EINVAL;
     }
-    json_t *request = json_object();
-    s_set_i64(request, "TTL", ttl_s);
     json_t *reply = NULL;
-    tern_err_t err = s_call(self, "/v3/lease/grant", request, false, &reply);
+    tern_err_t err = s_call_i64(self, "/v3/lease/grant", "TTL", ttl_s, false, &reply);
     int64_t id = 0;
     int64_t ttl = 0;
     const char *refusal = json_string_value(json_object_get(reply, "error"));
@@ -617,10 +629,8 @@ static tern_err_t s_keepalive_result(tern_etcd_t *self, const json_t *reply, int
 }
 
 tern_err_t tern_etcd_lease_keepalive(tern_etcd_t *self, int64_t lease, int64_t *ttl_p) {
-    json_t *request = json_object();
-    s_set_i64(request, "ID", lease);
     json_t *reply = NULL;
-    tern_err_t err = s_call(self, "/v3/lease/keepalive", request, true, &reply);
+    tern_err_t err = s_call_i64(self, "/v3/lease/keepalive", "ID", lease, true, &reply);
     int64_t ttl = 0;
     if (err == TERN_OK) {
         err = s_keepalive_result(self, reply, lease, &ttl);
@@ -632,11 +642,29 @@ tern_err_t tern_etcd_lease_keepalive(tern_etcd_t *self, int64_t lease, int64_t *
     return err;
 }
 
-tern_err_t tern_etcd_lease_revoke(tern_etcd_t *self, int64_t lease) {
-    json_t *request = json_object();
-    s_set_i64(request, "ID", lease);
+tern_err_t tern_etcd_lease_ttl(tern_etcd_t *self, int64_t lease, int64_t *ttl_p,
+                               int64_t *granted_p) {
     json_t *reply = NULL;
-    tern_err_t err = s_call(self, "/v3/lease/revoke", request, true, &reply);
+    tern_err_t err = s_call_i64(self, "/v3/lease/timetolive", "ID", lease, true, &reply);
+    int64_t ttl = 0;
+    int64_t granted = 0;
+    //  The gateway leaves out fields at 0: an absent TTL is 0 seconds left.
+    if (err == TERN_OK && (!tern_etcd_json_i64(reply, "TTL", &ttl) ||
+                           !tern_etcd_json_i64(reply, "grantedTTL", &granted))) {
+        s_reason_add(self, "etcd %s: lease timetolive reply without TTL", tern_etcd_endpoint(self));
+        err = TERN_EMALFORMED;
+    }
+    json_decref(reply);
+    *ttl_p = err == TERN_OK ? ttl : 0;
+    if (granted_p) {
+        *granted_p = err == TERN_OK ? granted : 0;
+    }
+    return err;
+}
+
+tern_err_t tern_etcd_lease_revoke(tern_etcd_t *self, int64_t lease) {
+    json_t *reply = NULL;
+    tern_err_t err = s_call_i64(self, "/v3/lease/revoke", "ID", lease, true, &reply);
     if (err == TERN_OK) {
         err = s_revision(self, reply, NULL);
     }

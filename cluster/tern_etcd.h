@@ -82,6 +82,9 @@ void tern_etcd_kvs_destroy(tern_etcd_kvs_t **kvs_p);
     URL, or TIMEOUT_MS <= 0. Caller owns the result. */
 tern_etcd_t *tern_etcd_new(const char *endpoints, int timeout_ms);
 
+/*  Sets the deadline of the next calls to TIMEOUT_MS (> 0; others ignored). */
+void tern_etcd_set_timeout(tern_etcd_t *self, int timeout_ms);
+
 /*  Safe on NULL, idempotent; nulls *SELF_P. */
 void tern_etcd_destroy(tern_etcd_t **self_p);
 
@@ -156,6 +159,13 @@ tern_err_t tern_etcd_lease_grant(tern_etcd_t *self, int64_t ttl_s, int64_t *leas
     NULL) gets the TTL from now. TERN_ESTATE if the lease is gone: every key
     bound to it was deleted and it cannot come back. */
 tern_err_t tern_etcd_lease_keepalive(tern_etcd_t *self, int64_t lease, int64_t *ttl_p);
+
+/*  What etcd says of LEASE (LeaseTimeToLive): *TTL_P the whole seconds left,
+    truncated toward zero (so 0 means "less than a second left, or expired
+    and not revoked yet"), -1 when the lease is gone; *GRANTED_P (may be
+    NULL) the TTL it was granted, 0 when gone. A read: it renews nothing. */
+tern_err_t tern_etcd_lease_ttl(tern_etcd_t *self, int64_t lease, int64_t *ttl_p,
+                               int64_t *granted_p);
 
 /*  Revokes LEASE, deleting its keys at once. TERN_ESTATE if it was gone. */
 tern_err_t tern_etcd_lease_revoke(tern_etcd_t *self, int64_t lease);

@@ -176,7 +176,7 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_OK] = {"OK", 0, B(FD_S), 0},
     [TERN_CMD_ADMIN] = {"ADMIN", B(FD_NM), B(FD_M), 0},
     [TERN_CMD_REPLY] = {"REPLY", 0, 0, 2},
-    [TERN_CMD_REPL_HELLO] = {"REPL_HELLO", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_POS), 0, 0},
+    [TERN_CMD_REPL_HELLO] = {"REPL_HELLO", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_POS), B(FD_NM), 0},
     [TERN_CMD_REPL_WELCOME] = {"REPL_WELCOME", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_POS), 0, 0},
     [TERN_CMD_REPL_RECORD] = {"REPL_RECORD", B(FD_POS) | B(FD_ID) | B(FD_T) | B(FD_TS) | B(FD_O),
                               MSG_OPT | B(FD_SQ) | B(FD_EX), 1},

@@ -59,7 +59,8 @@ typedef enum {
     TERN_CMD_ADMIN = 16,      /* c->s: name = operation, meta = arguments */
     TERN_CMD_REPLY = 17,      /* s->c: admin result; payload = one JSON document */
     /*  Replication protocol (node <-> node) */
-    TERN_CMD_REPL_HELLO = 32,     /* dc, node_id, version, position = last applied from you */
+    TERN_CMD_REPL_HELLO = 32,     /* dc, node_id, version, position = last applied from you,
+                                     optional nm = the sender's store identity */
     TERN_CMD_REPL_WELCOME = 33,   /* dc, node_id, version, position */
     TERN_CMD_REPL_RECORD = 34,    /* position, message fields (msg_id, origin...) + payload */
     TERN_CMD_REPL_ACKSTATE = 35,  /* position, topic, group, msg_id, op (code), reason? */
@@ -70,7 +71,8 @@ typedef enum {
     TERN_CMD_CREPL_SYNC = 48,      /* f->l: node_id; payload "LAST_SEQ TOPIC\n" lines */
     TERN_CMD_CREPL_TRUNCATE = 49,  /* l->f: topic, seq = keep up to it */
     TERN_CMD_CREPL_RECORD = 50,    /* l->f: position (0 = catch-up), seq, message + payload */
-    TERN_CMD_CREPL_CAUGHT = 51,    /* l->f: position = the live stream starts after it */
+    TERN_CMD_CREPL_CAUGHT = 51,    /* l->f: position = the live stream starts after it;
+                                      0: the answer stopped short, SYNC again */
     TERN_CMD_CREPL_CONFIRM = 52,   /* f->l: node_id, position durable on the follower */
     TERN_CMD_CREPL_HEARTBEAT = 53, /* l->f: position = the leader's end */
     TERN_CMD_CREPL_TOPIC = 54,     /* l->f: position, topic, code = tern_crepl_topic_op_t;
@@ -204,7 +206,7 @@ typedef struct {
     uint32_t node_id;             //  WELCOME/REPL_*: node id (0..1023)
     uint32_t heartbeat_ms;        //  HELLO/WELCOME: heartbeat interval
     uint32_t max_payload;         //  WELCOME: the node's payload limit
-    char name[TERN_NAME_MAX + 1]; //  HELLO client name, ADMIN op name, REPL dc
+    char name[TERN_NAME_MAX + 1]; //  HELLO client name, ADMIN op name, REPL_HELLO store identity
     char dc[TERN_NAME_MAX + 1];   //  WELCOME/REPL_*: datacenter name
 
     //  Message

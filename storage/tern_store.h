@@ -650,8 +650,9 @@ void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group
     trace on, the time of each move is kept (tern_store_trace_confirmed_at). */
 void tern_store_batch_outbox_confirm(tern_store_batch_t *self, const char *peer, uint64_t position);
 
-/*  Queues setting the inbound cursor of ORIGIN (a dc/node name, copied;
-    empty is ignored) to POSITION; queue it in the same batch as the records
+/*  Queues setting the inbound cursor of ORIGIN (a name of up to
+    TERN_TOPIC_MAX bytes, e.g. "DC" or "DC/IDENTITY", copied; empty is
+    ignored) to POSITION; queue it in the same batch as the records
     it covers, so a crash can never apply twice or skip. */
 void tern_store_batch_inbound(tern_store_batch_t *self, const char *origin, uint64_t position);
 

@@ -26,7 +26,8 @@ void tern_store_batch_outbox_confirm(tern_store_batch_t *self, const char *peer,
 
 void tern_store_batch_inbound(tern_store_batch_t *self, const char *origin, uint64_t position) {
     st_op_t *op = st_batch_push(self, OP_INBOUND);
-    s_copy_name(op->name, TERN_NAME_MAX + 1, origin);
+    //  The whole name: an origin may be "DC/IDENTITY" (longer than a DC name).
+    s_copy_name(op->name, sizeof op->name, origin);
     op->a = position;
 }
 

@@ -455,16 +455,34 @@ TERN_EXPORT void tern_message_destroy(tern_message_t **msg_p);
     topic 'x'"), TERN_ETIMEOUT, TERN_ECONNREFUSED or TERN_EDENIED (first
     contact failed) or TERN_ECLOSED; the reason is in tern_last_reason().
 
+    A write (an operation that changes something: topic.create/edit/delete/
+    purge, group.*, dlq.replay, dlq.purge, peers.pause/resume,
+    cluster.handover, and any name libtern does not know) is never sent
+    twice: when its session is lost after it was sent, or the leader ran it
+    but its in-sync replicas did not confirm it, the result is TERN_ETIMEOUT
+    with a reason saying the outcome is unknown; read the state (topic.info,
+    groups, ...) before trying again. A read (status, topics, topic.info,
+    groups, dlq.list, dlq.get, msg.*, audit, trace, peers, cluster,
+    cluster.verify) is sent again in the next session.
+
     In a cluster (docs/client.md, "Administration in a cluster") the
     application sees one broker: an operation with a "topic" argument
     (topic.*, groups, group.*, dlq.*, msg.*, audit) runs at the leader of the
     topic's partition, following a leader change (a TERN_ENOTLEADER naming
     the new leader at once; otherwise after a map refresh, backing off
     100 ms .. 1 s, at most 20 tries within TIMEOUT_MS; then TERN_ENOTLEADER,
-    reason e.g. "partition 5 has no reachable leader"); "topics" and "trace"
-    ask every up node and merge the answers (each topic, or the message, as
-    the leader of its partition holds it; TERN_ENOTFOUND when no node knows
-    the message); every other operation (status, peers*, cluster*) runs on
+    reason e.g. "partition 5 has no reachable leader", or TERN_ECONNREFUSED
+    when the leader's node refused the connection). Only refusals made before
+    anything ran are retried: TERN_ENOTLEADER from a node that does not lead,
+    a leader whose session does not come up. A leader lost while it holds
+    the request fails it at once: a read is asked again at the new leader, a
+    write returns TERN_ETIMEOUT, outcome unknown. Any other refusal of a
+    node's session (TERN_EDENIED from its CURVE allow list, ...) is returned
+    as it is. "topics" and "trace" ask every up node and merge the answers
+    (each topic, or the message, as the leader of its partition holds it;
+    TERN_ENOTFOUND when no node knows the message); a node whose session is
+    down is waited for at most 2 x connect_timeout_ms, and one lost while it
+    is asked is left out; every other operation (status, peers*, cluster*) runs on
     the seed session, i.e. on the node the client reached first. On a single
     node the first topic operation waits for the client's probe (one round
     trip after connecting).

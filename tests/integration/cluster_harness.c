@@ -21,6 +21,32 @@
 #define S_POLL_MS      20    //  between two reads of the map
 
 static it_cluster_t *s_clusters[S_CLUSTERS_MAX]; //  created and not destroyed yet
+static it_netns_t *s_netns;                      //  it_cluster_set_netns's, or NULL
+
+void it_cluster_set_netns(it_netns_t *net) {
+    s_netns = net;
+}
+
+//  The address node I (or etcd, I -1) listens on.
+static const char *s_host(const it_cluster_t *self, int i) {
+    if (self->net == NULL) {
+        return "127.0.0.1";
+    }
+    return it_netns_addr(self->net, i < 0 ? IT_NETNS_ETCD : IT_NETNS_NODE(i));
+}
+
+//  Spawns node I, inside its namespace if the cluster has them: a child
+//  is born in the namespace of the thread that forks.
+static bool s_spawn(it_cluster_t *self, int i) {
+    if (self->net && !it_netns_enter(self->net, IT_NETNS_NODE(i))) {
+        return false;
+    }
+    bool ok = it_broker_spawn(self->node[i]);
+    if (self->net && !it_netns_enter(self->net, IT_NETNS_CLIENT)) {
+        ok = false;
+    }
+    return ok;
+}
 
 static void s_remember(it_cluster_t *self, bool add) {
     for (int i = 0; i < S_CLUSTERS_MAX; i++) {
@@ -47,6 +73,11 @@ static it_broker_t *s_node_new(it_cluster_t *self, int i, const char *const *ext
                           "--min-insync",     insync};
     for (size_t j = 0; j < sizeof mine / sizeof mine[0]; j++) {
         args[k++] = mine[j];
+    }
+    if (self->net) {
+        //  Not loopback: ternd refuses that without auth unless told the
+        //  network is the test's own.
+        args[k++] = "--insecure";
     }
     for (const char *const *a = extra; a && *a && k < IT_EXTRA_MAX; a++) {
         args[k++] = *a;
@@ -79,7 +110,14 @@ it_cluster_t *it_cluster_new(int count, int etcd_members, uint32_t partitions,
     self->count = count;
     self->partitions = partitions;
     snprintf(self->name, sizeof self->name, "it%d", (int)getpid());
-    self->etcd = it_etcd_new(etcd_members);
+    self->net = s_netns;
+    if (self->net && !it_netns_enter(self->net, IT_NETNS_ETCD)) {
+        goto fail;
+    }
+    self->etcd = it_etcd_new_on(etcd_members, s_host(self, -1));
+    if (self->net && !it_netns_enter(self->net, IT_NETNS_CLIENT)) {
+        goto fail;
+    }
     if (self->etcd == NULL) {
         goto fail;
     }
@@ -90,11 +128,15 @@ it_cluster_t *it_cluster_new(int count, int etcd_members, uint32_t partitions,
         goto fail;
     }
     for (int i = 0; i < count; i++) {
-        snprintf(self->listen[i], sizeof self->listen[i], "tcp://127.0.0.1:%d", test_port());
+        snprintf(self->listen[i], sizeof self->listen[i], "tcp://%s:%d", s_host(self, i),
+                 test_port());
         self->node[i] = s_node_new(self, i, extra);
         if (self->node[i] == NULL) {
             goto fail;
         }
+        //  Its client endpoint (--listen) on its host's address too.
+        snprintf(self->node[i]->endpoint, sizeof self->node[i]->endpoint, "tcp://%s:%d",
+                 s_host(self, i), self->node[i]->port);
         size_t used = strlen(self->endpoints);
         snprintf(self->endpoints + used, sizeof self->endpoints - used, "%s%s", i ? "," : "",
                  self->node[i]->endpoint);
@@ -110,7 +152,7 @@ fail:
 
 bool it_cluster_start(it_cluster_t *self, int timeout_ms) {
     for (int i = 0; i < self->count; i++) {
-        if (!it_broker_spawn(self->node[i])) {
+        if (!s_spawn(self, i)) {
             fprintf(stderr, "cluster_harness: cannot spawn node %d\n", i);
             return false;
         }
@@ -125,7 +167,7 @@ bool it_cluster_start(it_cluster_t *self, int timeout_ms) {
 }
 
 bool it_cluster_start_node(it_cluster_t *self, int i) {
-    return it_broker_spawn(self->node[i]) && it_broker_wait_ready(self->node[i], S_READY_MS);
+    return s_spawn(self, i) && it_broker_wait_ready(self->node[i], S_READY_MS);
 }
 
 void it_cluster_kill_node(it_cluster_t *self, int i) {

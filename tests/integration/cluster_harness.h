@@ -21,6 +21,7 @@
 
 #include "etcd_harness.h"
 #include "harness.h"
+#include "netns_harness.h"
 #include "tern_etcd.h"
 #include "tern_partmap.h"
 
@@ -39,7 +40,15 @@ typedef struct {
     char listen[IT_CLUSTER_NODES_MAX][64];     //  its --cluster-listen endpoint
     char endpoints[IT_CLUSTER_NODES_MAX * 64]; //  every client endpoint, comma-separated
     char cut_dir[TEST_DIR_MAX];                //  it_cluster_enable_cuts's dir, or ""
+    it_netns_t *net;                           //  namespaces it runs in (not owned), or NULL
 } it_cluster_t;
+
+/*  Clusters created from now on run in NET's namespaces (NULL: on
+    loopback, the default): etcd in host IT_NETNS_ETCD, node I in
+    IT_NETNS_NODE(I), each listening on its host's address; the calling
+    thread must be in IT_NETNS_CLIENT (it_netns_enter), and is left there.
+    NET must outlive those clusters. */
+void it_cluster_set_netns(it_netns_t *net);
 
 //  One node (ID) of cluster NAME on ETCD, outside an it_cluster_t: a free
 //  cluster endpoint, PARTITIONS partitions, a 2 s lease; started, and adopted

@@ -162,7 +162,7 @@ static bool s_spawn_member(it_etcd_t *self, int i) {
     snprintf(name, sizeof name, "m%d", i);
     snprintf(dir, sizeof dir, "%s/m%d", self->root, i);
     snprintf(log, sizeof log, "%s/m%d.log", self->root, i);
-    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", self->peer_port[i]);
+    snprintf(peer, sizeof peer, "http://%s:%d", self->host, self->peer_port[i]);
     char *argv[] = {"etcd",        "--name",
                     name,          "--data-dir",
                     dir,           "--listen-client-urls",
@@ -208,11 +208,16 @@ static bool s_wait_ready(it_etcd_t *self) {
 }
 
 it_etcd_t *it_etcd_new(int members) {
+    return it_etcd_new_on(members, "127.0.0.1");
+}
+
+it_etcd_t *it_etcd_new_on(int members, const char *host) {
     if (members < 1 || members > IT_ETCD_MEMBERS_MAX) {
         return NULL;
     }
     it_etcd_t *self = calloc(1, sizeof *self);
     self->members = members;
+    snprintf(self->host, sizeof self->host, "%s", host);
     if (test_dir_make(self->root, "etcd") == NULL) {
         free(self);
         return NULL;
@@ -220,13 +225,14 @@ it_etcd_t *it_etcd_new(int members) {
     for (int i = 0; i < members; i++) {
         self->client_port[i] = test_port();
         self->peer_port[i] = test_port();
-        snprintf(self->url[i], sizeof self->url[i], "http://127.0.0.1:%d", self->client_port[i]);
+        snprintf(self->url[i], sizeof self->url[i], "http://%s:%d", self->host,
+                 self->client_port[i]);
         size_t used = strlen(self->endpoints);
         snprintf(self->endpoints + used, sizeof self->endpoints - used, "%s%s", i ? "," : "",
                  self->url[i]);
         used = strlen(self->cluster);
-        snprintf(self->cluster + used, sizeof self->cluster - used, "%sm%d=http://127.0.0.1:%d",
-                 i ? "," : "", i, self->peer_port[i]);
+        snprintf(self->cluster + used, sizeof self->cluster - used, "%sm%d=http://%s:%d",
+                 i ? "," : "", i, self->host, self->peer_port[i]);
     }
     bool ok = true;
     for (int i = 0; i < members && ok; i++) {

@@ -23,7 +23,8 @@ typedef struct {
     pid_t pid[IT_ETCD_MEMBERS_MAX];           //  running member, or 0
     int client_port[IT_ETCD_MEMBERS_MAX];     //  its client port
     int peer_port[IT_ETCD_MEMBERS_MAX];       //  its peer port
-    char url[IT_ETCD_MEMBERS_MAX][64];        //  http://127.0.0.1:CLIENT_PORT
+    char host[16];                            //  address every member listens on
+    char url[IT_ETCD_MEMBERS_MAX][64];        //  http://HOST:CLIENT_PORT
     char root[TEST_DIR_MAX];                  //  temp root (test_dir_make), removed at destroy
     char endpoints[IT_ETCD_MEMBERS_MAX * 64]; //  every url, comma-separated
     char cluster[IT_ETCD_MEMBERS_MAX * 80];   //  --initial-cluster value
@@ -34,6 +35,10 @@ typedef struct {
     /health says true on every member). Returns NULL, with the members' logs
     on stderr, if it did not come up. Caller owns the result. */
 it_etcd_t *it_etcd_new(int members);
+
+/*  Same, listening on HOST instead of 127.0.0.1 (an address of the network
+    namespace the calling thread is in: netns_harness.h). */
+it_etcd_t *it_etcd_new_on(int members, const char *host);
 
 /*  Starts member I again (same dir and ports) and waits until it serves.
     False (log on stderr) if it does not. */

@@ -10,7 +10,10 @@
     (TERN_ENOTLEADER) instead of timing out. tern_admin given the seed runs
     each op about a topic (topic.*, group.*, dlq.*) at the topic's leader,
     follows a leader change, and gathers `topics` and `trace` from every
-    node. Every process is stopped by its PID (it_teardown,
+    node; requests waiting at a node that dies return (a read at the new
+    leader, a write as TERN_ETIMEOUT, outcome unknown), a topic op the ISR
+    never confirmed is not retried, and a node that denies our CURVE key
+    says so (TERN_EDENIED). Every process is stopped by its PID (it_teardown,
     it_etcd_destroy).
 */
 #include "cluster_harness.h"
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S_PARTITIONS 8
 #define S_NODES      3
@@ -677,4 +681,185 @@ Test(cluster_client, leader_paused_publishes_move) {
     }
     tern_client_destroy(&c);
     s_results_free(&r);
+}
+
+//  ---------------------------------------------------------------------------
+//  Admin requests waiting at a node that dies
+
+typedef struct {
+    tern_client_t *c;                 //  the client
+    const char *op;                   //  operation
+    const tern_header_t *kv;          //  its arguments
+    size_t count;                     //  how many
+    tern_err_t rc;                    //  its result
+    char *json;                       //  its reply
+    char reason[TERN_REASON_MAX + 1]; //  tern_last_reason of the call
+    atomic_bool done;                 //  returned
+} s_asker_t;
+
+static void *s_ask(void *arg) {
+    s_asker_t *a = arg;
+    a->rc = tern_admin(a->c, a->op, a->kv, a->count, &a->json, -1); //  no timeout
+    snprintf(a->reason, sizeof a->reason, "%s", tern_last_reason());
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+Test(cluster_client, admin_at_a_dying_node_returns) {
+    //  Requests sent to a leader that then stops answering and dies, each
+    //  without a timeout: none waits forever. The `topics` gather takes
+    //  the other nodes' answers; a read asks the new leader; a write, which
+    //  may have run there, is not run twice: TERN_ETIMEOUT, outcome unknown.
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccdie", nodes, 0, leaders);
+    char topic[32], quoted[48];
+    int64_t victim = s_topic_off_seed(leaders, topic, sizeof topic);
+    tern_header_t kv[1] = {{"topic", topic}};
+    free(s_admin(c, "topic.create", kv, 1, TERN_OK));
+    s_publish_body(c, topic, "kept");
+    free(s_admin(c, "topics", NULL, 0, TERN_OK)); //  every node session is up
+    it_broker_pause(nodes[victim]);
+    s_asker_t asks[3] = {{.c = c, .op = "topics"},
+                         {.c = c, .op = "topic.info", .kv = kv, .count = 1},
+                         {.c = c, .op = "topic.purge", .kv = kv, .count = 1}};
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pthread_create(&threads[i], NULL, s_ask, &asks[i]), 0);
+    }
+    it_sleep_ms(300); //  sent to the stopped node (its lease lasts 2 s)
+    it_broker_kill(nodes[victim]);
+    int64_t deadline = it_now_ms() + 60000; //  a bound on a hang, not a timing check
+    for (int i = 0; i < 3; i++) {
+        while (!atomic_load(&asks[i].done)) {
+            cr_assert(it_now_ms() < deadline, "%s still waits at the dead node", asks[i].op);
+            it_sleep_ms(50);
+        }
+        pthread_join(threads[i], NULL);
+    }
+    cr_assert_eq(asks[0].rc, TERN_OK, "topics: %s (%s)", tern_errname(asks[0].rc), asks[0].reason);
+    snprintf(quoted, sizeof quoted, "\"topic\":\"%s\"", topic);
+    cr_assert_eq(s_occurs(asks[0].json, quoted), 1, "%s", asks[0].json);
+    cr_assert_eq(asks[1].rc, TERN_OK, "topic.info: %s (%s)", tern_errname(asks[1].rc),
+                 asks[1].reason);
+    cr_assert_eq(asks[2].rc, TERN_ETIMEOUT, "topic.purge: %s (%s)", tern_errname(asks[2].rc),
+                 asks[2].reason);
+    cr_assert(strstr(asks[2].reason, "outcome is unknown"), "%s", asks[2].reason);
+    for (int i = 0; i < 3; i++) {
+        free(asks[i].json);
+    }
+    tern_client_destroy(&c);
+}
+
+Test(cluster_client, admin_unconfirmed_write_is_not_retried) {
+    //  A topic.purge the leader ran but its in-sync replicas never confirm
+    //  (both followers stopped) while its lease lapses (etcd gone): the
+    //  answer is TERN_ETIMEOUT, outcome unknown, not TERN_ENOTLEADER, which
+    //  libtern would retry (purging twice at a new leader).
+    it_broker_t *nodes[S_NODES];
+    int64_t leaders[S_PARTITIONS];
+    tern_client_t *c = s_start("ccunconf", nodes, 0, leaders);
+    char topic[32];
+    int64_t leader = s_topic_off_seed(leaders, topic, sizeof topic);
+    tern_header_t kv[1] = {{"topic", topic}};
+    free(s_admin(c, "topic.create", kv, 1, TERN_OK));
+    s_publish_body(c, topic, "one");
+    for (int64_t i = 0; i < S_NODES; i++) {
+        if (i != leader) {
+            it_broker_pause(nodes[i]);
+        }
+    }
+    it_etcd_kill_member(s_etcd, 0);
+    char *json = NULL;
+    tern_err_t rc = tern_admin(c, "topic.purge", kv, 1, &json, 60000);
+    cr_assert_eq(rc, TERN_ETIMEOUT, "%s (%s)", tern_errname(rc), tern_last_reason());
+    cr_assert(strstr(tern_last_reason(), "outcome is unknown"), "%s", tern_last_reason());
+    free(json);
+    for (int64_t i = 0; i < S_NODES; i++) {
+        it_broker_resume(nodes[i]);
+    }
+    tern_client_destroy(&c);
+}
+
+//  `ternctl keys gen NAME --dir DIR`.
+static void s_keygen(const char *dir, const char *name) {
+    char *argv[] = {
+        (char *)it_ternctl_path(), "keys", "gen", (char *)name, "--dir", (char *)dir, NULL};
+    it_result_t r;
+    it_run(&r, 10000, NULL, argv);
+    it_assert_ok(&r, "keys gen");
+    it_result_free(&r);
+}
+
+//  Node ID of cluster NAME with CURVE: the server key in DIR, the client
+//  allow-list CLIENTS.
+static it_broker_t *s_curve_node(const char *name, uint32_t id, const char *dir,
+                                 const char *clients) {
+    char listen[64], count[16], key[200], allow[200];
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+    snprintf(count, sizeof count, "%u", S_PARTITIONS);
+    snprintf(key, sizeof key, "--auth-key=%s/server.key", dir);
+    snprintf(allow, sizeof allow, "--auth-clients=%s", clients);
+    const char *args[] = {"--etcd",
+                          s_etcd->endpoints,
+                          "--cluster",
+                          name,
+                          "--cluster-listen",
+                          listen,
+                          "--partitions",
+                          count,
+                          "--lease",
+                          "2s",
+                          "--auth=curve",
+                          key,
+                          allow,
+                          NULL};
+    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
+    cr_assert(b && it_broker_start(b), "node %u did not start", id);
+    return b;
+}
+
+Test(cluster_client, admin_denied_by_a_node_says_so) {
+    //  Node 2 does not allow our CURVE key: an op about a topic it leads
+    //  fails at once with TERN_EDENIED and its reason, not "no reachable
+    //  leader" after 20 tries.
+    char dir[64] = "/tmp/it_ccdeny.XXXXXX", allow[96], deny[96], path[128], cmd[400];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(allow, sizeof allow, "%s/allow", dir);
+    snprintf(deny, sizeof deny, "%s/deny", dir);
+    cr_assert_eq(mkdir(allow, 0700), 0);
+    cr_assert_eq(mkdir(deny, 0700), 0);
+    s_keygen(dir, "server");
+    s_keygen(dir, "app");
+    snprintf(cmd, sizeof cmd, "cp '%s/app.key' '%s/'", dir, allow);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    it_broker_t *nodes[S_NODES];
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        nodes[i] = s_curve_node("ccdeny", i, dir, i == 2 ? deny : allow);
+    }
+    char server[TERN_CURVE_KEY_LEN + 1], pub[TERN_CURVE_KEY_LEN + 1], sec[TERN_CURVE_KEY_LEN + 1];
+    snprintf(path, sizeof path, "%s/server.key", dir);
+    cr_assert_eq(tern_cert_load(path, server, NULL), TERN_OK);
+    snprintf(path, sizeof path, "%s/app.key_secret", dir);
+    cr_assert_eq(tern_cert_load(path, pub, sec), TERN_OK);
+    tern_client_options_t o;
+    tern_client_options_init(&o);
+    o.curve_server_key = server;
+    o.curve_public_key = pub;
+    o.curve_secret_key = sec;
+    tern_client_t *c = tern_client_new(nodes[0]->endpoint, &o);
+    cr_assert_not_null(c, "%s", tern_last_reason());
+    cr_assert_eq(tern_client_wait_connected(c, 10000), TERN_OK, "%s", tern_last_reason());
+    int64_t leaders[S_PARTITIONS];
+    s_wait_leaders(c, leaders, -1);
+    char topic[32];
+    s_topic_led(leaders, "deny", 2, true, topic, sizeof topic);
+    tern_header_t kv[1] = {{"topic", topic}};
+    char *json = NULL;
+    tern_err_t rc = tern_admin(c, "topic.info", kv, 1, &json, 60000);
+    cr_assert_eq(rc, TERN_EDENIED, "%s (%s)", tern_errname(rc), tern_last_reason());
+    cr_assert(strstr(tern_last_reason(), "CURVE"), "%s", tern_last_reason());
+    tern_client_destroy(&c);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
 }

@@ -20,8 +20,9 @@
     none of them); every node killed at once; a rolling restart; one of
     three etcd members killed; etcd stopped for 10 s; a leader cut off from
     its followers while it reaches etcd, and one cut off from etcd while it
-    reaches its followers (links cut inside the processes by cut_shim.c:
-    this host has neither iptables nor tc actions).
+    reaches its followers (here links are cut inside the processes by
+    cut_shim.c; it_cluster_netns.c runs the same two tests with real
+    blackhole routes between network namespaces it creates).
 
     TERN_FAULT_LOGS=1 prints every node's log (its last 8 KB) before the
     freeze. TERN_CHAOS_KILLS=N sets the leader kills of

@@ -707,3 +707,79 @@ Test(cluster_view3, frozen_member_watch_moves) {
     tern_cluster_destroy(&c[0]);
     tern_cluster_destroy(&c[1]);
 }
+
+//  --- Fast failure detection (broker/tern_cluster_detect.c) -----------------
+
+//  A node record of fake node ID in cluster "detect" bound to a new lease
+//  of TTL_S (the test's, renewed only when it says so), announcing a
+//  cluster/lease of 1 s when ANNOUNCE. Returns the lease.
+static int64_t s_fake_node(uint32_t id, int64_t ttl_s, bool announce) {
+    int64_t lease = 0;
+    cr_assert_eq(tern_etcd_lease_grant(s_client, ttl_s, &lease, NULL), TERN_OK, "%s",
+                 tern_etcd_reason(s_client));
+    char key[64], value[256];
+    snprintf(key, sizeof key, "/tern/detect/nodes/%u", id);
+    snprintf(value, sizeof value,
+             "id=%u endpoint=tcp://127.0.0.1:1 cluster=tcp://127.0.0.1:2 "
+             "identity=00000000-0000-4000-8000-0000000000%02u dc=dc1%s",
+             id, id, announce ? " lease=1000" : "");
+    cr_assert_eq(tern_etcd_put(s_client, key, value, strlen(value), lease, NULL), TERN_OK);
+    return lease;
+}
+
+//  The controller revokes the lease of a node that announces its lease once
+//  etcd reports it unrenewed for that long; it leaves alone a lease that is
+//  renewed, and one of a node that announces nothing (an older node: etcd
+//  expires it itself).
+Test(cluster_view, controller_revokes_a_lapsed_lease) {
+    tern_config_t config;
+    tern_config_defaults(&config);
+    snprintf(config.etcd, sizeof config.etcd, "%s", s_etcd->endpoints);
+    snprintf(config.cluster_name, sizeof config.cluster_name, "detect");
+    config.partitions = S_API_PARTITIONS;
+    config.lease_ms = 1000;
+    char errbuf[256] = "";
+    tern_cluster_t *c =
+        tern_cluster_new(&config, "tcp://127.0.0.1:10100", "tcp://127.0.0.1:20100",
+                         "00000000-0000-4000-8000-000000000100", errbuf, sizeof errbuf);
+    cr_assert_not_null(c, "%s", errbuf);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (tern_cluster_controller(c) != 0 && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+    }
+    cr_assert_eq(tern_cluster_controller(c), 0, "node 0 did not become the controller");
+    //  etcd grants the lease a second more than cluster/lease.
+    char key[64] = "/tern/detect/nodes/0";
+    tern_etcd_kvs_t *kvs = NULL;
+    cr_assert_eq(tern_etcd_get(s_client, key, false, &kvs), TERN_OK);
+    cr_assert_eq(kvs->count, 1);
+    cr_assert(strstr(kvs->kvs[0].value, " lease=1000"), "%s", kvs->kvs[0].value);
+    int64_t ttl = 0, granted = 0;
+    cr_assert_eq(tern_etcd_lease_ttl(s_client, kvs->kvs[0].lease, &ttl, &granted), TERN_OK);
+    cr_assert_geq(granted, 2);
+    tern_etcd_kvs_destroy(&kvs);
+
+    int64_t lapsing = s_fake_node(5, 3, true);
+    int64_t renewed = s_fake_node(6, 3, true);
+    int64_t older = s_fake_node(7, 3, false);
+    deadline = it_now_ms() + S_WAIT_MS;
+    s_state_t s;
+    do {
+        cr_assert_eq(tern_etcd_lease_keepalive(s_client, renewed, NULL), TERN_OK);
+        it_sleep_ms(200);
+        s_read("detect", &s);
+    } while ((s.node_up[5] || s.node_up[7]) && it_now_ms() < deadline);
+    cr_assert_not(s.node_up[5] || s.node_up[7], "the unrenewed fake nodes stayed up");
+    cr_assert(s.node_up[6], "a renewed lease was revoked");
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_eq(stats.lease_revokes, 1, "node 5's lease alone is revoked, not node 7's");
+    cr_assert_eq(tern_etcd_lease_ttl(s_client, lapsing, &ttl, NULL), TERN_OK);
+    cr_assert_eq(ttl, -1);
+    cr_assert_eq(tern_etcd_lease_ttl(s_client, older, &ttl, NULL), TERN_OK);
+    cr_assert_eq(ttl, -1);
+    cr_assert_eq(tern_etcd_lease_ttl(s_client, renewed, &ttl, NULL), TERN_OK);
+    cr_assert_geq(ttl, 1);
+    cr_assert_eq(tern_etcd_lease_revoke(s_client, renewed), TERN_OK);
+    tern_cluster_destroy(&c);
+}

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define S_CONVERGE_MS 30000
 #define S_PRODUCERS   4
@@ -325,4 +326,183 @@ Test(repl_failover, other_dc_refuses_then_next_endpoint, .fini = it_teardown, .t
     free(line);
     s_exactly_once(&run, "f.refused", 800);
     it_acks_free(&run.acked);
+}
+
+//  Waits until B holds EXPECTED messages of TOPIC (fails past the time).
+static void s_wait_msgs(it_broker_t *b, const char *topic, int64_t expected) {
+    int64_t start = it_now_ms(), n = -1;
+    while (it_now_ms() - start < S_CONVERGE_MS) {
+        n = it_topic_msgs(b, topic);
+        if (n == expected) {
+            return;
+        }
+        it_sleep_ms(200);
+    }
+    it_broker_dump_log(b, false);
+    cr_assert_fail("%s holds %ld of %ld messages of %s", b->dc, (long)n, (long)expected, topic);
+}
+
+//  B's log of TOPIC holds exactly EXPECTED messages, each msg_id once, and
+//  every acknowledged msg_id.
+static void s_once_in(s_run_t *run, it_broker_t *b, const char *topic, size_t expected) {
+    cr_assert_eq(it_topic_msgs(b, topic), (int64_t)expected, "%s: message count", b->dc);
+    int64_t *ids = s_log_ids(b, topic, expected);
+    for (size_t i = 1; i < expected; i++) {
+        cr_assert_neq(ids[i], ids[i - 1], "%s: msg_id %ld twice", b->dc, (long)ids[i]);
+    }
+    for (size_t i = 0; i < run->acked.count; i++) {
+        cr_assert(bsearch(&run->acked.ids[i], ids, expected, sizeof *ids, s_cmp),
+                  "%s: acked msg_id %ld missing", b->dc, (long)run->acked.ids[i]);
+    }
+    free(ids);
+}
+
+//  Restarts B as node NODE_ID on its data dir DIR (under its root).
+static void s_restart_on(it_broker_t *b, uint32_t node_id, const char *dir) {
+    cr_assert_eq(it_broker_stop(b, 10000), 0, "%s did not stop cleanly", b->dc);
+    b->node_id = node_id;
+    snprintf(b->data_dir, sizeof b->data_dir, "%s/%s", b->root, dir);
+    mkdir(b->data_dir, 0700);
+    cr_assert(it_broker_start(b), "%s node %u on %s did not start", b->dc, node_id, dir);
+}
+
+//  dc1's inbound cursor for dc2 in `ternctl peers` (caller's buffer).
+static void s_in_cursor(s_run_t *run, char *cursor, size_t cap) {
+    char *line = s_peer(run->dc1, "dc2");
+    cr_assert(it_json_str(line, "inbound_cursor", cursor, cap), "%s", line);
+    free(line);
+}
+
+//  Outbox positions are numbered per data dir: dc1 keeps its cursor for dc2
+//  per sender store identity. dc2's node 2 ships 50; a standby node 3 of
+//  dc2 on ANOTHER (fresh) data dir at the same address ships 80, numbered
+//  from 1 again: dc1 must hold all 130, each once (before the fix it took
+//  node 3 from position 50 and lost 50 of them). Then node 2 comes back on
+//  its own data dir: it resumes after its position 50, and its 20 new
+//  messages arrive too.
+Test(repl_failover, standby_with_other_data_dir, .fini = it_teardown, .timeout = 240) {
+    s_run_t run;
+    s_start(&run, NULL);
+    s_pub(&run, run.dc2, "f.standby", "dc2-a", 1, 50);
+    s_wait_msgs(run.dc1, "f.standby", 50);
+    char first[128], second[128], third[128];
+    s_in_cursor(&run, first, sizeof first);
+    cr_assert(strncmp(first, "dc2/", 4) == 0 && strlen(first) == 4 + 36, "cursor %s", first);
+
+    s_restart_on(run.dc2, 3, "data-standby");
+    s_pub(&run, run.dc2, "f.standby", "dc2-b", 1, 80);
+    s_wait_msgs(run.dc1, "f.standby", 130);
+    s_in_cursor(&run, second, sizeof second);
+    cr_assert(strncmp(second, "dc2/", 4) == 0 && strcmp(first, second) != 0, "cursor %s after %s",
+              second, first);
+
+    s_restart_on(run.dc2, 2, "data");
+    s_pub(&run, run.dc2, "f.standby", "dc2-a", 51, 20);
+    s_wait_msgs(run.dc1, "f.standby", 150);
+    s_in_cursor(&run, third, sizeof third);
+    cr_assert_str_eq(third, first, "node 2's data dir has its own cursor again");
+    char *log = it_read_file(run.dc1->log_path, NULL);
+    cr_assert(log && strstr(log, "inbound from dc2 (node 2) accepted; resuming after position 50"),
+              "node 2 did not resume after its position 50");
+    cr_assert(strstr(log, "inbound from dc2 (node 3) accepted; resuming after position 0"),
+              "node 3 did not start from position 0");
+    free(log);
+    s_once_in(&run, run.dc1, "f.standby", 150);
+    it_acks_free(&run.acked);
+}
+
+#define S_ID_X "11111111-1111-4111-8111-111111111111"
+#define S_ID_Y "22222222-2222-4222-8222-222222222222"
+
+//  A raw "dc2 node 2" session on B's replication endpoint: REPL_HELLO with
+//  store identity IDENTITY (NULL: none, as an older ternd sends). Returns
+//  the session and the position B's REPL_WELCOME answered in *POS.
+static it_raw_t *s_raw_peer(it_broker_t *b, const char *identity, uint64_t *pos) {
+    it_raw_t *raw = it_raw_new(b->repl_ep);
+    cr_assert_not_null(raw);
+    tern_frame_t f;
+    tern_frame_init(&f, TERN_CMD_REPL_HELLO);
+    f.req_id = 1;
+    f.proto_version = TERN_PROTO_VERSION;
+    f.node_id = 2;
+    snprintf(f.dc, sizeof f.dc, "dc2");
+    if (identity) {
+        snprintf(f.name, sizeof f.name, "%s", identity);
+        f.fields |= TERN_F_NAME;
+    }
+    cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    tern_frame_t reply;
+    cr_assert_eq(it_raw_recv_reply(raw, &reply, 10000), TERN_OK, "no answer to REPL_HELLO");
+    cr_assert_eq(reply.cmd, TERN_CMD_REPL_WELCOME, "REPL_HELLO answered %d (%s)", reply.cmd,
+                 reply.reason);
+    *pos = reply.position;
+    return raw;
+}
+
+//  Ships records FROM..TO (outbox positions; msg_id BASE + position) on RAW
+//  and waits for B's confirmation of TO.
+static void s_raw_ship(it_raw_t *raw, uint64_t from, uint64_t to, uint64_t base) {
+    for (uint64_t p = from; p <= to; p++) {
+        tern_frame_t f;
+        tern_frame_init(&f, TERN_CMD_REPL_RECORD);
+        f.position = p;
+        f.msg_id = base + p;
+        snprintf(f.topic, sizeof f.topic, "f.upgrade");
+        snprintf(f.origin, sizeof f.origin, "dc2");
+        f.fields |= TERN_F_TOPIC | TERN_F_ORIGIN;
+        f.timestamp_ns = (uint64_t)it_now_ms() * 1000000ull;
+        f.payload = (const uint8_t *)"x";
+        f.payload_size = 1;
+        cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    }
+    int64_t start = it_now_ms();
+    while (it_now_ms() - start < S_CONVERGE_MS) {
+        tern_frame_t reply;
+        if (it_raw_recv(raw, &reply, 1000) == TERN_OK && reply.cmd == TERN_CMD_REPL_CONFIRM &&
+            reply.position >= to) {
+            return;
+        }
+    }
+    cr_assert_fail("position %lu not confirmed", (unsigned long)to);
+}
+
+//  The position B welcomes a dc2 sender with IDENTITY (NULL: none).
+static uint64_t s_welcome_pos(it_broker_t *b, const char *identity) {
+    uint64_t pos = UINT64_MAX;
+    it_raw_t *raw = s_raw_peer(b, identity, &pos);
+    it_raw_destroy(&raw);
+    return pos;
+}
+
+//  Upgrade: a sender without a store identity (older ternd) uses the DC's
+//  cursor "dc2", as before; the first identity seen takes it over (and it
+//  is zeroed, so a second identity starts from 0); the cursors per identity
+//  survive a restart.
+Test(repl_failover, cursor_per_identity_and_upgrade, .fini = it_teardown, .timeout = 120) {
+    char repl[64], peer[96];
+    s_ep(repl, sizeof repl);
+    snprintf(peer, sizeof peer, "dc2=tcp://127.0.0.1:%d", test_port());
+    const char *x1[] = {"--repl-listen", repl, "--peer", peer, NULL};
+    it_broker_t *b = it_adopt_broker(it_broker_new(1, x1));
+    snprintf(b->repl_ep, sizeof b->repl_ep, "%s", repl);
+    cr_assert(it_broker_start(b), "dc1 did not start");
+    uint64_t pos = UINT64_MAX;
+    it_raw_t *raw = s_raw_peer(b, NULL, &pos);
+    cr_assert_eq(pos, 0);
+    s_raw_ship(raw, 1, 5, 1000);
+    it_raw_destroy(&raw);
+    cr_assert_eq(s_welcome_pos(b, S_ID_X), 5, "the first identity takes over \"dc2\"");
+    raw = s_raw_peer(b, S_ID_Y, &pos);
+    cr_assert_eq(pos, 0, "a second identity starts from 0");
+    s_raw_ship(raw, 1, 1, 2000);
+    it_raw_destroy(&raw);
+    cr_assert_eq(s_welcome_pos(b, S_ID_X), 5);
+    cr_assert_eq(s_welcome_pos(b, NULL), 0, "\"dc2\" was taken over");
+
+    cr_assert_eq(it_broker_stop(b, 10000), 0, "dc1 did not stop cleanly");
+    cr_assert(it_broker_start(b), "dc1 did not restart");
+    cr_assert_eq(s_welcome_pos(b, S_ID_Y), 1);
+    cr_assert_eq(s_welcome_pos(b, S_ID_X), 5);
+    cr_assert_eq(s_welcome_pos(b, NULL), 0);
+    cr_assert_eq(it_topic_msgs(b, "f.upgrade"), 6);
 }

@@ -1029,3 +1029,51 @@ Test(live, admin_errors_name_the_problem) {
     free(json);
     tern_client_destroy(&client);
 }
+
+typedef struct {
+    tern_client_t *client;     //  the client
+    const char *op;            //  operation
+    const tern_header_t *args; //  its arguments
+    size_t count;              //  how many
+    tern_err_t rc;             //  its result
+    char reason[320];          //  tern_last_reason of the call
+} s_admin_call_t;
+
+static void *s_admin_thread(void *arg) {
+    s_admin_call_t *call = arg;
+    char *json = NULL;
+    call->rc = tern_admin(call->client, call->op, call->args, call->count, &json, 20000);
+    snprintf(call->reason, sizeof call->reason, "%s", tern_last_reason());
+    free(json);
+    return NULL;
+}
+
+Test(live, admin_write_never_sent_twice) {
+    //  Requests sent to a broker that stops answering and dies: after the
+    //  reconnect a read is sent again, a write (which may have run) is not:
+    //  it fails with TERN_ETIMEOUT, outcome unknown.
+    tern_client_t *client = s_live_client_backoff(200);
+    tern_header_t args[] = {{"topic", "unit.once"}};
+    char *json = NULL;
+    cr_assert_eq(tern_admin(client, "topic.create", args, 1, &json, 5000), TERN_OK);
+    free(json);
+    kill(s_ternd_pid, SIGSTOP);
+    s_admin_call_t calls[2] = {{client, "topic.purge", args, 1, TERN_OK, ""},
+                               {client, "topic.info", args, 1, TERN_OK, ""}};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pthread_create(&threads[i], NULL, s_admin_thread, &calls[i]), 0);
+    }
+    struct timespec ts = {0, 300 * 1000000L}; //  both sent, unanswered
+    nanosleep(&ts, NULL);
+    s_kill_ternd();
+    s_spawn_ternd();
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    cr_assert_eq(calls[0].rc, TERN_ETIMEOUT, "%s (%s)", tern_strerror(calls[0].rc),
+                 calls[0].reason);
+    cr_assert(strstr(calls[0].reason, "outcome is unknown"), "%s", calls[0].reason);
+    cr_assert_eq(calls[1].rc, TERN_OK, "%s (%s)", tern_strerror(calls[1].rc), calls[1].reason);
+    tern_client_destroy(&client);
+}

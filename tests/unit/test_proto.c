@@ -1097,6 +1097,32 @@ Test(proto, unknown_keys_are_ignored) {
     cr_assert_str_eq(f.topic, "");
 }
 
+//  REPL_HELLO may carry the sender's store identity ("nm"); without it
+//  (an older sender) it decodes as before, with TERN_F_NAME clear.
+Test(proto, repl_hello_identity) {
+    tern_frame_t f, out;
+    tern_frame_init(&f, TERN_CMD_REPL_HELLO);
+    f.proto_version = TERN_PROTO_VERSION;
+    f.node_id = 3;
+    strcpy(f.dc, "eu1");
+    f.position = 41;
+    size_t len = 0;
+    cr_assert_eq(tern_frame_encode(&f, s_buf, sizeof s_buf, &len), TERN_OK);
+    cr_assert_eq(tern_frame_decode(&out, s_buf, len, NULL, 0, NULL), TERN_OK);
+    cr_assert_eq(out.fields & TERN_F_NAME, 0u);
+    cr_assert_str_eq(out.name, "");
+    strcpy(f.name, "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0f");
+    f.fields |= TERN_F_NAME;
+    cr_assert_eq(tern_frame_encode(&f, s_buf, sizeof s_buf, &len), TERN_OK);
+    cr_assert_eq(tern_frame_decode(&out, s_buf, len, NULL, 0, NULL), TERN_OK);
+    cr_assert_neq(out.fields & TERN_F_NAME, 0u);
+    cr_assert_str_eq(out.name, "3f1c2a9e-7b4d-4e0a-9c1f-5a6b7c8d9e0f");
+    cr_assert_eq(out.position, 41);
+    //  It is a name: the grammar applies.
+    strcpy(f.name, "no spaces");
+    cr_assert_neq(tern_frame_encode(&f, s_buf, sizeof s_buf, &len), TERN_OK);
+}
+
 Test(proto, encode_errors) {
     tern_frame_t f;
     size_t len;

@@ -1,0 +1,190 @@
+/*  it_cluster_catchup.c - a follower's catch-up in bounded rounds.
+
+    Real etcd and three real ternd nodes (cluster_harness.h), started with
+    TERN_CREPL_CHUNK_RECORDS=S_CHUNK (the test knob that lowers the leader's
+    records per SYNC answer, C_CHUNK_RECORDS), so a few hundred records take
+    several rounds. The rounds are counted from the follower's log (one
+    "catch-up round N" line per answer that stopped short).
+    - restarted_follower_catches_up_in_rounds: a follower of S_PT is killed,
+      the leader takes S_TOPICS x S_PER_TOPIC records (more than three
+      chunks, over several topics so that topics past one answer's budget
+      come in a later one), the follower is restarted: it needs at least
+      three rounds, the ISR is full again and `ternctl cluster verify` says
+      the copies are identical.
+    - reseeded_follower_catches_up_in_rounds: the same records acknowledged
+      by every replica, then a follower is killed and its data dir emptied:
+      restarted, it copies everything in rounds, rejoins the ISR, and verify
+      is identical.
+    Without the bound the whole catch-up goes in one answer: no round line.
+*/
+#include "cluster_harness.h"
+#include "tern.h"
+
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S_NODES     3
+#define S_PARTS     2
+#define S_PT        1    //  the partition under test
+#define S_CHUNK     "40" //  TERN_CREPL_CHUNK_RECORDS
+#define S_TOPICS    3    //  topics of S_PT written
+#define S_PER_TOPIC 70   //  records each: 210 records, six answers of 40
+#define S_WAIT_MS   60000
+
+TestSuite(cluster_catchup, .fini = it_cluster_teardown, .timeout = 300);
+
+static it_cluster_t *s_cluster(void) {
+    setenv("TERN_CREPL_CHUNK_RECORDS", S_CHUNK, 1); //  inherited by every ternd
+    it_cluster_t *cl = it_cluster_new(S_NODES, 1, S_PARTS, NULL);
+    cr_assert_not_null(cl);
+    cr_assert(it_cluster_start(cl, 60000), "the cluster did not start");
+    return cl;
+}
+
+//  A follower of S_PT (the ISR full), its leader in *LEADER.
+static int s_follower(it_cluster_t *cl, int *leader) {
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(cl, S_PT, S_WAIT_MS, &rec), "partition %d never in sync",
+              S_PT);
+    *leader = (int)rec.leader;
+    return (int)(rec.replicas[0] == rec.leader ? rec.replicas[1] : rec.replicas[0]);
+}
+
+//  Kills NODE and waits until the map has it out of S_PT's ISR.
+static void s_kill_out(it_cluster_t *cl, int node) {
+    it_cluster_kill_node(cl, node);
+    tern_partmap_record_t rec;
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    while (it_cluster_record(cl, S_PT, &rec, true) && tern_partmap_in_isr(&rec, (uint32_t)node)) {
+        cr_assert(it_now_ms() < deadline, "node %d still in the ISR", node);
+        it_sleep_ms(200);
+    }
+}
+
+static void s_on_ack(const tern_pub_result_t *res, void *arg) {
+    int *errors = arg;
+    if (res->code != TERN_OK) {
+        (*errors)++;
+    }
+}
+
+//  S_PER_TOPIC records to each of S_TOPICS topics of S_PT, through LEADER;
+//  every one acknowledged.
+static void s_publish(it_cluster_t *cl, int leader) {
+    char endpoints[IT_CLUSTER_NODES_MAX * 64];
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    options.window = 64;
+    tern_client_t *client = tern_client_new(
+        it_cluster_endpoints_from(cl, leader, endpoints, sizeof endpoints), &options);
+    cr_assert_not_null(client);
+    int errors = 0;
+    for (int t = 0; t < S_TOPICS; t++) {
+        char prefix[16], topic[64];
+        snprintf(prefix, sizeof prefix, "catchup%d", t);
+        it_cluster_topic_for(cl, S_PT, prefix, topic, sizeof topic);
+        it_cluster_publish_until_acked(client, topic);
+        for (int i = 0; i < S_PER_TOPIC; i++) {
+            char payload[32];
+            snprintf(payload, sizeof payload, "record-%d-%04d", t, i);
+            tern_pub_options_t msg;
+            tern_pub_options_init(&msg);
+            msg.topic = topic;
+            msg.payload = payload;
+            msg.size = strlen(payload);
+            cr_assert_eq(tern_publish_async(client, &msg, s_on_ack, &errors), TERN_OK);
+        }
+    }
+    cr_assert_eq(tern_flush(client, 60000), TERN_OK);
+    cr_assert_eq(errors, 0, "%d publishes failed", errors);
+    tern_client_destroy(&client);
+}
+
+//  The lines of NODE's current run (its log from this run's start) about
+//  S_PT that contain KEY. With BOUND > 0, the number after KEY must be in
+//  1..BOUND on each.
+static int s_log_lines(it_broker_t *node, const char *key, long bound) {
+    size_t len = 0;
+    char *log = it_read_file(node->log_path, &len);
+    cr_assert_not_null(log);
+    char pt[32];
+    snprintf(pt, sizeof pt, "partition %d: ", S_PT);
+    int lines = 0;
+    char *line = log + ((size_t)node->log_offset <= len ? (size_t)node->log_offset : len);
+    while (*line) {
+        char *eol = strchr(line, '\n');
+        if (eol) {
+            *eol = 0;
+        }
+        const char *at = strstr(line, key);
+        if (at && strstr(line, pt)) {
+            long n = strtol(at + strlen(key), NULL, 10);
+            cr_assert(bound == 0 || (n >= 1 && n <= bound), "%s", line);
+            lines++;
+        }
+        line = eol ? eol + 1 : line + strlen(line);
+    }
+    free(log);
+    return lines;
+}
+
+//  `ternctl cluster verify` through node VIA until it says identical (the
+//  live stream may still be on its way).
+static void s_verify(it_cluster_t *cl, int via) {
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    for (;;) {
+        it_result_t r = {0};
+        int rc = it_ctl(&r, cl->node[via], 30000, "cluster", "verify", NULL);
+        if (rc == 0) {
+            it_result_free(&r);
+            return;
+        }
+        cr_assert(it_now_ms() < deadline, "cluster verify: %s\n%s", r.out, r.err);
+        it_result_free(&r);
+        it_sleep_ms(500);
+    }
+}
+
+//  Restarts FOLLOWER and checks its catch-up: in rounds, ISR full, verify.
+static void s_rejoin(it_cluster_t *cl, int leader, int follower) {
+    cr_assert(it_cluster_start_node(cl, follower));
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(cl, S_PT, S_WAIT_MS, &rec), "node %d did not rejoin",
+              follower);
+    //  The follower logs each short answer, the leader how many records it
+    //  held: at most the chunk.
+    int rounds = s_log_lines(cl->node[follower], "catch-up round ", 0);
+    cr_log_info("node %d caught up on partition %d after %d short rounds", follower, S_PT, rounds);
+    cr_assert_geq(rounds, 3, "%d short rounds: the catch-up was not bounded", rounds);
+    cr_assert_geq(s_log_lines(cl->node[leader], " sync round sent ", atol(S_CHUNK)), rounds,
+                  "the leader logged fewer short answers");
+    s_verify(cl, leader);
+}
+
+Test(cluster_catchup, restarted_follower_catches_up_in_rounds) {
+    it_cluster_t *cl = s_cluster();
+    int leader = 0;
+    int follower = s_follower(cl, &leader);
+    s_kill_out(cl, follower);
+    s_publish(cl, leader);
+    s_rejoin(cl, leader, follower);
+    it_cluster_destroy(&cl);
+}
+
+Test(cluster_catchup, reseeded_follower_catches_up_in_rounds) {
+    it_cluster_t *cl = s_cluster();
+    int leader = 0;
+    int follower = s_follower(cl, &leader);
+    s_publish(cl, leader);
+    s_verify(cl, leader);
+    s_kill_out(cl, follower);
+    it_broker_t *node = cl->node[follower];
+    cr_assert_eq(test_dir_remove(node->data_dir), 0);
+    cr_assert_eq(mkdir(node->data_dir, 0700), 0);
+    s_rejoin(cl, leader, follower);
+    it_cluster_destroy(&cl);
+}
