@@ -57,7 +57,7 @@ typedef struct {
     uint64_t map_initial;         //  storage/map_initial 64M
     uint64_t map_max;             //  storage/map_max 64G
     uint32_t batch_max;           //  storage/batch_max 4096
-    uint64_t batch_bytes;         //  storage/batch_bytes 8M
+    uint64_t batch_bytes;         //  storage/batch_bytes 16M
     uint64_t dedup_window_ms;     //  storage/dedup_window 2m
     uint32_t dedup_max;           //  storage/dedup_max 1024
     uint64_t sweep_interval_ms;   //  storage/sweep_interval 1s

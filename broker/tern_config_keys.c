@@ -97,7 +97,7 @@ const k_key_t k_keys[] = {
      "The map never grows past this; then publishes fail with TERN_EFULL until space is freed."},
     {"storage/batch_max", "batch-max", "N", S_U32, S_FIELD(batch_max), "4096", 1, 65536, NULL, NULL,
      "Most records committed in one LMDB transaction (one fsync)."},
-    {"storage/batch_bytes", "batch-bytes", "SIZE", S_SIZE, S_FIELD(batch_bytes), "8M", 64 * S_KIB,
+    {"storage/batch_bytes", "batch-bytes", "SIZE", S_SIZE, S_FIELD(batch_bytes), "16M", 64 * S_KIB,
      S_GIB, NULL, NULL,
      "The storer stops adding work to a transaction once it holds this many bytes (records "
      "and delivery state); LMDB mallocs every page the transaction changes and keeps them, "

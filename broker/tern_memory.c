@@ -10,11 +10,13 @@
     a heap, where glibc trims on its own. So: fewer arenas, blocks of 256 KB
     and more (large messages) in their own mappings that go back at free,
     and a periodic malloc_trim, which also returns the free pages inside a
-    heap, once more than TERN_MEMORY_KEEP is resident but unused.
+    heap, once the resident memory malloc has not handed out grew by more
+    than TERN_MEMORY_KEEP since the last trim.
 */
 #include "tern_memory.h"
 #include <czmq.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -40,16 +42,35 @@ static size_t s_rss_anon(void) {
     return (size_t)(resident - shared) * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-//  Compares what is resident with what malloc has handed out, not malloc's
-//  free bytes: those stay free (and counted) after malloc_trim gave their
-//  pages back, so they would make every call trim again.
-bool tern_memory_trim(size_t keep) {
+//  Anonymous resident memory malloc has not handed out (bytes): its free
+//  pages, and what it does not own (thread stacks, libzmq's mappings). From
+//  what malloc handed out, not from its free bytes: those stay free (and
+//  counted) after malloc_trim gave their pages back. 0 if unknown, and when
+//  mallinfo2 reports nothing handed out (AddressSanitizer replaces malloc).
+static size_t s_gap(void) {
     struct mallinfo2 info = mallinfo2();
     size_t used = info.uordblks + info.hblkhd;
-    if (s_rss_anon() <= used + keep) {
+    size_t rss = used ? s_rss_anon() : 0;
+    return rss > used ? rss - used : 0;
+}
+
+//  The gap the last trim left: what no trim gives back. Trimming when the
+//  gap exceeded KEEP trimmed every second forever once stacks and libzmq
+//  held more than that; so only growth past this floor counts.
+static _Atomic size_t s_floor;
+
+bool tern_memory_trim(size_t keep) {
+    size_t gap = s_gap();
+    size_t floor = atomic_load(&s_floor);
+    if (gap < floor) {
+        atomic_store(&s_floor, gap); //  some of it went away (a thread ended)
+        floor = gap;
+    }
+    if (gap == 0 || gap <= floor + keep) {
         return false;
     }
     malloc_trim(0);
+    atomic_store(&s_floor, s_gap());
     return true;
 }
 

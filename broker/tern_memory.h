@@ -21,8 +21,10 @@
 void tern_memory_setup(void);
 
 /*  Gives free heap memory back to the OS when the process's anonymous
-    resident memory exceeds what malloc has handed out by more than KEEP
-    bytes. Returns true if it trimmed. Thread-safe; takes each arena's
+    resident memory that malloc has not handed out grew by more than KEEP
+    bytes since the last trim (what a trim cannot give back, such as thread
+    stacks, is not counted again). Never trims when mallinfo2 reports
+    nothing handed out (another malloc). Returns true if it trimmed. Thread-safe; takes each arena's
     lock while it walks it, so call it rarely (tern_memory_tick). */
 bool tern_memory_trim(size_t keep);
 

@@ -420,14 +420,16 @@ static void s_on_inbox(void *arg, void *unused) {
     }
 }
 
+#define S_OPS_WAIT_MAX 10 //  ms between looks while the storer has not taken our ops
+
 //  Waits until the earliest group deadline, at most 1 s.
 static long s_prepare(tern_loop_t *loop, void *arg) {
     (void)loop;
     r_route_t *self = (r_route_t *)arg;
     uint64_t now = tern_now_ms();
     long timeout = self->cluster ? 100 : 1000; //  a cluster's view is looked at every 100 ms
-    if (self->ops_blocked) {
-        timeout = 1; //  nothing else may wake us when the storer catches up
+    if (self->ops_blocked && self->ops_wait_ms < timeout) {
+        timeout = self->ops_wait_ms; //  nothing else wakes us when the storer catches up
     }
     for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
          group = (r_group_t *)zlistx_next(self->groups)) {
@@ -455,13 +457,28 @@ static void s_after(void *arg) {
             r_timers(self, group, now);
         }
     }
+    //  Blocked on the storer: look again after 1, 2, 4, 8, 10, 10... ms, and
+    //  skip the groups while it has not caught up (each would only see that).
+    if (self->ops_blocked && r_ops_full(self)) {
+        self->ops_wait_ms =
+            self->ops_wait_ms < S_OPS_WAIT_MAX / 2 ? self->ops_wait_ms * 2 : S_OPS_WAIT_MAX;
+        r_flush_batch(self);
+        r_flush_ops(self);
+        return;
+    }
     self->ops_blocked = false;
+    self->ops_wait_ms = 1;
     if (r_read_begin(self) == TERN_OK) {
         for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
              group = (r_group_t *)zlistx_next(self->groups)) {
             if (r_group_live(self, group)) {
                 r_dispatch(self, group, now);
             }
+        }
+        //  The next round starts one group later: the groups first in the
+        //  list would otherwise take every byte the global bound frees first.
+        if (zlistx_first(self->groups)) {
+            zlistx_move_end(self->groups, zlistx_cursor(self->groups));
         }
     }
     r_read_end(self);
@@ -476,6 +493,7 @@ void tern_route_actor(zsock_t *pipe, void *arg) {
     self->config = self->args->config;
     self->metrics = self->args->metrics;
     self->cluster = self->args->cluster;
+    self->ops_wait_ms = 1;
     if (self->cluster) {
         self->lease_ok = tern_cluster_lease_ok(self->cluster);
         self->view_version = tern_cluster_version(self->cluster);

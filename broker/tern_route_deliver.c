@@ -16,6 +16,11 @@
 //  ones. Deliveries in flight are therefore bounded by bytes as well, per
 //  consumer (so one slow reader cannot take the whole budget) and over all
 //  groups. Both are checked before a delivery: one message always goes.
+//  Bytes come back only on ack (or ack_wait), so the global bound alone let
+//  16 consumers that never ack (1 MB each) stop every other group on every
+//  topic. Past it, a consumer therefore still takes deliveries while it holds
+//  less than its fair share (S_ROUTE_BYTES_MAX / consumer links) and always
+//  one message: at most S_ROUTE_BYTES_MAX plus about one message per consumer.
 #define S_SUB_BYTES_MAX   (1u << 20)  //  unacked DELIVER bytes per consumer
 #define S_ROUTE_BYTES_MAX (16u << 20) //  unacked DELIVER bytes over all groups
 //  Ops per item handed to the storer: it closes a transaction only between
@@ -374,19 +379,23 @@ static inline bool s_sub_open(const r_sub_t *sub) {
     return sub->inflight < sub->window && sub->inflight_bytes < S_SUB_BYTES_MAX;
 }
 
-//  True while route's deliveries in flight are under S_ROUTE_BYTES_MAX.
-static inline bool s_route_open(const r_group_t *group) {
-    return group->pool->inflight_bytes < S_ROUTE_BYTES_MAX;
+//  True if SUB may take another delivery under the global bound: while
+//  route's deliveries in flight are under S_ROUTE_BYTES_MAX, or SUB holds
+//  less than its fair share of it (nothing at all: one message always goes).
+static inline bool s_route_open(const r_group_t *group, const r_sub_t *sub) {
+    const r_pool_t *pool = group->pool;
+    if (pool->inflight_bytes < S_ROUTE_BYTES_MAX || sub->inflight_bytes == 0) {
+        return true;
+    }
+    size_t consumers = pool->consumers ? pool->consumers : 1;
+    return sub->inflight_bytes < S_ROUTE_BYTES_MAX / consumers;
 }
 
 static r_sub_t *s_next_consumer(r_group_t *group) {
-    if (!s_route_open(group)) {
-        return NULL;
-    }
     for (size_t i = 0; i < group->nconsumers; i++) {
         size_t index = (group->rr + i) % group->nconsumers;
         r_sub_t *sub = group->consumers[index];
-        if (s_sub_open(sub)) {
+        if (s_sub_open(sub) && s_route_open(group, sub)) {
             group->rr = (index + 1) % group->nconsumers;
             return sub;
         }
@@ -394,12 +403,14 @@ static r_sub_t *s_next_consumer(r_group_t *group) {
     return NULL;
 }
 
-//  Free window of GROUP's consumers, between 1 and MAX.
+//  Free window of GROUP's consumers, between 1 and MAX. Consumers the byte
+//  bounds hold back count for nothing: a group over its fair share would
+//  otherwise scan S_SCAN_MAX seqs every round to deliver none.
 static size_t s_free_window(const r_group_t *group, size_t max) {
     size_t free_window = 0;
     for (size_t i = 0; i < group->nconsumers && free_window < max; i++) {
         const r_sub_t *sub = group->consumers[i];
-        if (s_sub_open(sub)) {
+        if (s_sub_open(sub) && s_route_open(group, sub)) {
             free_window += sub->window - sub->inflight;
         }
     }
@@ -529,12 +540,16 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     return true;
 }
 
+bool r_ops_full(const r_route_t *self) {
+    return atomic_load_explicit(&self->metrics->ops_queued, memory_order_relaxed) >=
+           S_OPS_QUEUED_MAX;
+}
+
 void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now) {
     if (group->state != G_READY || group->nconsumers == 0) {
         return;
     }
-    if (atomic_load_explicit(&self->metrics->ops_queued, memory_order_relaxed) >=
-        S_OPS_QUEUED_MAX) {
+    if (r_ops_full(self)) {
         self->ops_blocked = true; //  dirty and rescan stay set: we come back
         return;
     }

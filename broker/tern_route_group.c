@@ -35,6 +35,7 @@ static void s_group_add_consumer(r_group_t *group, r_sub_t *sub) {
         group->consumers = tern_realloc(group->consumers, group->capconsumers * sizeof(r_sub_t *));
     }
     group->consumers[group->nconsumers++] = sub;
+    group->pool->consumers++;
     zlistx_add_end(sub->groups, group);
 }
 
@@ -44,6 +45,7 @@ static void s_group_remove_consumer(r_group_t *group, r_sub_t *sub) {
             memmove(&group->consumers[i], &group->consumers[i + 1],
                     (group->nconsumers - i - 1) * sizeof(r_sub_t *));
             group->nconsumers--;
+            group->pool->consumers--;
             if (group->rr >= group->nconsumers) {
                 group->rr = 0;
             }
@@ -58,6 +60,7 @@ void r_group_destroy(r_route_t *self, r_group_t *group) {
     while (group->head) {
         r_pend_destroy(group->head);
     }
+    group->pool->consumers -= group->nconsumers;
     for (size_t i = 0; i < group->nconsumers; i++) {
         r_sub_t *sub = group->consumers[i];
         void *handle = zlistx_find(sub->groups, group);

@@ -37,6 +37,7 @@ typedef struct {
     r_pend_t *free;        //  singly linked through ->next
     size_t count;          //  entries on the list
     size_t inflight_bytes; //  every group's entries in flight: their DELIVERs' bytes
+    size_t consumers;      //  consumer links over all groups: the fair share's divisor
 } r_pool_t;
 
 typedef struct {
@@ -138,6 +139,7 @@ typedef struct {
     tern_ops_t *ops;              //  ops to send (NULL if none)
     size_t ops_hint;              //  ops of the last round: the next array's first size
     bool ops_blocked;             //  r_dispatch waits for the storer to take our ops
+    long ops_wait_ms;             //  while blocked: how long to sleep before looking again
     tern_delivers_t *batch;       //  DELIVERs not yet handed to conn (NULL if none)
     r_pool_t pool;                //  freed pending entries (owned)
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
@@ -215,6 +217,9 @@ void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now);
 //  only the redelivery itself needs one.
 void r_timers(r_route_t *self, r_group_t *group, uint64_t now);
 void r_flush_ops(r_route_t *self);
+//  True while the ops sent to the storer and not yet taken are at their
+//  bound: no group delivers.
+bool r_ops_full(const r_route_t *self);
 
 // ---------------------------------------------------------------------------
 //  tern_route_group.c

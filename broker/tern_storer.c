@@ -619,7 +619,7 @@ static void s_flush_deferred(s_storer_t *self, tern_err_t commit_rc) {
 
 static uint64_t s_batch_bytes(s_storer_t *self) {
     uint64_t bytes = self->args->config->batch_bytes;
-    return bytes ? bytes : 8u << 20;
+    return bytes ? bytes : 16u << 20;
 }
 
 //  True while the batch may take another inbox item: fewer than batch_max
@@ -748,6 +748,10 @@ static void s_after(void *arg) {
     s_storer_t *self = (s_storer_t *)arg;
     if (s_sweep_due(self)) {
         s_drain_and_commit(self, true);
+    }
+    //  A drain that split a publish batch left its tail in carry, and no
+    //  inbox event comes for it: without this it waited for the next sweep.
+    while (self->carry && s_drain_and_commit(self, false) > 0) {
     }
 }
 

@@ -2,7 +2,8 @@
     end to end through a raw ZeroMQ client: a burst of 64 KB publishes split
     into transactions of storage/batch_bytes (all acknowledged in order and
     readable), and deliveries in flight to one consumer bounded by bytes as
-    well as by credit (docs/performance.md, "Memory").
+    well as by credit, and consumers that never ack do not stop the others
+    (docs/performance.md, "Memory").
 */
 #include "harness.h"
 #include "test_port.h"
@@ -169,4 +170,74 @@ Test(memory, deliveries_in_flight_bounded_by_bytes, .fini = it_teardown, .timeou
         cr_assert_eq(seen[i], 1, "seq %d delivered %d times", i + 1, seen[i]);
     }
     it_raw_destroy(&raw);
+}
+
+#define S_STALLED 17 //  groups that never ack: 17 x 1 MB is past route's 16 MB
+
+//  Sends SUBSCRIBE (REQ_ID) to TOPIC in GROUP with credit for every message
+//  and waits for its OK, skipping DELIVERs of earlier subscriptions; returns
+//  how many it skipped.
+static int s_subscribe(it_raw_t *raw, uint64_t req_id, const char *topic, const char *group) {
+    tern_frame_t f;
+    tern_frame_init(&f, TERN_CMD_SUBSCRIBE);
+    f.req_id = req_id;
+    snprintf(f.topic, sizeof f.topic, "%s", topic);
+    snprintf(f.group, sizeof f.group, "%s", group);
+    f.fields |= TERN_F_TOPIC | TERN_F_GROUP;
+    f.start = TERN_START_FIRST;
+    f.credit = 1000;
+    cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    int skipped = 0;
+    while (true) {
+        tern_frame_t reply;
+        cr_assert_eq(it_raw_recv_reply(raw, &reply, 5000), TERN_OK, "no answer to SUBSCRIBE");
+        if (reply.cmd == TERN_CMD_DELIVER) {
+            skipped++;
+            continue;
+        }
+        cr_assert_eq(reply.cmd, TERN_CMD_OK, "SUBSCRIBE %s: %s %u %s", group,
+                     tern_cmd_name(reply.cmd), reply.code, reply.reason);
+        cr_assert_eq(reply.req_id, req_id);
+        return skipped;
+    }
+}
+
+//  The reviewer's case: consumers that never ack hold route's whole byte
+//  budget, and a fresh group on another topic must still get its message
+//  (before, no consumer anywhere got one until the ack_wait ran out).
+Test(memory, stalled_consumers_do_not_starve_others, .fini = it_teardown, .timeout = 120) {
+    it_broker_t *b = it_start_broker("--ack-wait", "60s", NULL);
+    it_raw_t *stalled = it_raw_new(b->endpoint);
+    cr_assert(stalled);
+    cr_assert(it_raw_hello(stalled, "it-memory-stalled"));
+    for (int i = 0; i < S_STALLED; i++) {
+        char group[16];
+        snprintf(group, sizeof group, "g%d", i);
+        cr_assert_eq(s_subscribe(stalled, 10 + (uint64_t)i, "it.mem.big", group), 0);
+    }
+    s_burst(b, "it.mem.big", S_BURST);
+    int got = 0;
+    int seen[S_BURST] = {0};
+    uint64_t tag = 0;
+    got += s_drain(stalled, 10000, 1000, &tag, seen);
+    //  16 MB or more in flight: the global bound is reached.
+    cr_assert_geq(got, 16 * 16, "%d DELIVERs in flight", got);
+    //  Every stalled group got something, the last one too.
+    cr_assert_eq(seen[0], S_STALLED, "seq 1 went to %d of %d groups", seen[0], S_STALLED);
+
+    it_raw_t *live = it_raw_new(b->endpoint);
+    cr_assert(live);
+    cr_assert(it_raw_hello(live, "it-memory-live"));
+    s_subscribe(live, 1, "it.mem.small", "live");
+    it_result_t r;
+    it_ctl(&r, b, 15000, "pub", "it.mem.small", "hi", NULL);
+    it_assert_ok(&r, "ternctl pub");
+    it_result_free(&r);
+    tern_frame_t f;
+    tern_err_t rc = it_raw_recv_reply(live, &f, 10000);
+    cr_assert_eq(rc, TERN_OK, "the fresh group got nothing: %s", tern_errname(rc));
+    cr_assert_eq(f.cmd, TERN_CMD_DELIVER, "got %s", tern_cmd_name(f.cmd));
+    cr_assert_eq(f.payload_size, 2);
+    it_raw_destroy(&live);
+    it_raw_destroy(&stalled);
 }

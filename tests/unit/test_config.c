@@ -121,7 +121,7 @@ Test(config, defaults) {
     cr_assert_eq(config.map_initial, 64ULL << 20);
     cr_assert_eq(config.map_max, 64ULL << 30);
     cr_assert_eq(config.batch_max, 4096);
-    cr_assert_eq(config.batch_bytes, 8ULL << 20);
+    cr_assert_eq(config.batch_bytes, 16ULL << 20);
     cr_assert_eq(config.dedup_window_ms, 120000);
     cr_assert_eq(config.dedup_max, 1024);
     cr_assert_eq(config.sweep_interval_ms, 1000);

@@ -1,6 +1,7 @@
 /*  test_memory.c - unit tests of ternd's allocator settings (tern_memory):
     free memory scattered through the heap after a burst goes back to the
-    OS once it passes the bound, and not before.
+    OS once it passes the bound, and not before; memory malloc does not own
+    is not trimmed for again and again.
 */
 #include "tern_memory.h"
 
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 TestSuite(memory, .timeout = 60);
 
@@ -68,4 +70,22 @@ Test(memory, usage_example) {
         free(blocks[i]);
     }
     free(blocks);
+}
+
+//  Anonymous memory malloc did not hand out and cannot give back (a thread
+//  stack, libzmq's mappings): one trim may look at it, the next ones do not
+//  trim again for it (they trimmed every second forever).
+Test(memory, foreign_memory_trims_once) {
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("AddressSanitizer replaces glibc malloc: nothing of this applies");
+#endif
+    size_t size = (size_t)3 * TERN_MEMORY_KEEP;
+    char *foreign = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert(foreign != MAP_FAILED);
+    memset(foreign, 1, size);
+    tern_memory_trim(TERN_MEMORY_KEEP);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_not(tern_memory_trim(TERN_MEMORY_KEEP), "trim %d for memory it cannot free", i);
+    }
+    munmap(foreign, size);
 }
