@@ -462,12 +462,17 @@ static void s_after(void *arg) {
     if (self->ops_blocked && r_ops_full(self)) {
         self->ops_wait_ms =
             self->ops_wait_ms < S_OPS_WAIT_MAX / 2 ? self->ops_wait_ms * 2 : S_OPS_WAIT_MAX;
+        r_read_end(self); //  no snapshot kept across turns (it would go stale)
         r_flush_batch(self);
         r_flush_ops(self);
         return;
     }
     self->ops_blocked = false;
     self->ops_wait_ms = 1;
+    //  A fresh snapshot: one an inbox handler opened earlier may predate
+    //  commits whose NOTICEs this turn handled, and a group that scanned it
+    //  would find its lanes empty and stop looking (dirty cleared).
+    r_read_end(self);
     if (r_read_begin(self) == TERN_OK) {
         for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;
              group = (r_group_t *)zlistx_next(self->groups)) {

@@ -165,6 +165,7 @@ void r_cluster_raise(r_topic_t *topic, uint64_t seq, bool inherited) {
 
 void r_cluster_inherit(r_route_t *self, const tern_notice_t *notice) {
     r_cluster_sync(self); //  crepl saw the view that made it leader: so do we now
+    r_read_end(self);     //  adopt from a snapshot taken now, not an older one
     for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
          topic = (r_topic_t *)zhashx_next(self->topics)) {
         if (!topic->adopt || !topic->led || topic->partition != notice->partition) {
