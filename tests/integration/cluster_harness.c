@@ -87,13 +87,15 @@ static it_broker_t *s_node_new(it_cluster_t *self, int i, const char *const *ext
 }
 
 it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t id,
-                             uint32_t partitions) {
+                             uint32_t partitions, const char *const *extra) {
     char listen[64], count[16];
     snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
     snprintf(count, sizeof count, "%u", partitions);
-    const char *args[] = {"--etcd", etcd->endpoints, "--cluster", name,      "--cluster-listen",
-                          listen,   "--partitions",  count,       "--lease", "2s",
-                          NULL};
+    const char *args[19] = {"--etcd", etcd->endpoints, "--cluster", name,      "--cluster-listen",
+                            listen,   "--partitions",  count,       "--lease", "2s"};
+    for (size_t i = 0, n = 10; extra && extra[i] && n < 18; i++) {
+        args[n++] = extra[i];
+    }
     it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
     if (b && !it_broker_start(b)) {
         return NULL; //  adopted: it_teardown still stops it

@@ -51,10 +51,12 @@ typedef struct {
 void it_cluster_set_netns(it_netns_t *net);
 
 //  One node (ID) of cluster NAME on ETCD, outside an it_cluster_t: a free
-//  cluster endpoint, PARTITIONS partitions, a 2 s lease; started, and adopted
-//  (it_teardown stops it by PID). NULL if it did not start.
+//  cluster endpoint, PARTITIONS partitions, a 2 s lease, and the
+//  NULL-terminated extra ternd flags EXTRA (may be NULL; at most 8);
+//  started, and adopted (it_teardown stops it by PID). NULL if it did not
+//  start.
 it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t id,
-                             uint32_t partitions);
+                             uint32_t partitions, const char *const *extra);
 
 /*  Describes a cluster of COUNT (1..IT_CLUSTER_NODES_MAX) nodes with
     PARTITIONS partitions over a fresh etcd of ETCD_MEMBERS (1 or 3) members

@@ -109,6 +109,19 @@ const char *it_ternd_path(void) {
     return TERN_BIN_DIR "/ternd";
 }
 
+void it_keys_gen(const char *dir, const char *name, const char *role, it_result_t *r) {
+    char *argv[] = {
+        (char *)it_ternctl_path(), "keys",       "gen", (char *)name, "--dir", (char *)dir,
+        role ? "--role" : NULL,    (char *)role, NULL};
+    it_result_t own;
+    it_result_t *res = r ? r : &own;
+    it_run(res, 10000, NULL, argv);
+    it_assert_ok(res, "keys gen");
+    if (!r) {
+        it_result_free(&own);
+    }
+}
+
 //  Waits for PID up to TIMEOUT_MS; returns true and *WSTATUS if it exited.
 static bool s_wait_pid(pid_t pid, int timeout_ms, int *wstatus) {
     int64_t deadline = it_now_ms() + timeout_ms;

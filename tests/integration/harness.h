@@ -300,6 +300,11 @@ bool it_raw_hello(it_raw_t *self, const char *name);
     cr_assert_eq((r)->status, 0, "%s: exit %d%s\nstdout:\n%s\nstderr:\n%s", (what), (r)->status,   \
                  (r)->timed_out ? " (timed out)" : "", (r)->out, (r)->err)
 
+/*  `ternctl keys gen NAME --dir DIR [--role ROLE]` (ROLE may be NULL),
+    asserted to succeed; its output (the public key line) in *R if R is not
+    NULL (the caller frees it), else freed. */
+void it_keys_gen(const char *dir, const char *name, const char *role, it_result_t *r);
+
 /*  GET PATH from 127.0.0.1:PORT over HTTP/1.0 (the metrics endpoint).
     Returns the status code (or -1 if unreachable) and the body in *BODY
     (caller frees; NULL on failure). */

@@ -40,7 +40,7 @@ TestSuite(cluster_cli, .init = s_setup, .fini = s_teardown, .timeout = 240);
 
 //  Node ID of cluster NAME, started (cluster_harness.h).
 static it_broker_t *s_node(const char *name, uint32_t id) {
-    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS);
+    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS, NULL);
     cr_assert(b, "node %u did not start", id);
     return b;
 }

@@ -52,7 +52,7 @@ TestSuite(cluster_client, .init = s_setup, .fini = s_teardown, .timeout = 300);
 
 //  Node ID of cluster NAME, started (cluster_harness.h).
 static it_broker_t *s_node(const char *name, uint32_t id) {
-    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS);
+    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS, NULL);
     cr_assert(b, "node %u did not start", id);
     return b;
 }
@@ -781,41 +781,16 @@ Test(cluster_client, admin_unconfirmed_write_is_not_retried) {
     tern_client_destroy(&c);
 }
 
-//  `ternctl keys gen NAME --dir DIR`.
-static void s_keygen(const char *dir, const char *name) {
-    char *argv[] = {
-        (char *)it_ternctl_path(), "keys", "gen", (char *)name, "--dir", (char *)dir, NULL};
-    it_result_t r;
-    it_run(&r, 10000, NULL, argv);
-    it_assert_ok(&r, "keys gen");
-    it_result_free(&r);
-}
-
 //  Node ID of cluster NAME with CURVE: the server key in DIR, the client
 //  allow-list CLIENTS.
 static it_broker_t *s_curve_node(const char *name, uint32_t id, const char *dir,
                                  const char *clients) {
-    char listen[64], count[16], key[200], allow[200];
-    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-    snprintf(count, sizeof count, "%u", S_PARTITIONS);
+    char key[200], allow[200];
     snprintf(key, sizeof key, "--auth-key=%s/server.key", dir);
     snprintf(allow, sizeof allow, "--auth-clients=%s", clients);
-    const char *args[] = {"--etcd",
-                          s_etcd->endpoints,
-                          "--cluster",
-                          name,
-                          "--cluster-listen",
-                          listen,
-                          "--partitions",
-                          count,
-                          "--lease",
-                          "2s",
-                          "--auth=curve",
-                          key,
-                          allow,
-                          NULL};
-    it_broker_t *b = it_adopt_broker(it_broker_new(id, args));
-    cr_assert(b && it_broker_start(b), "node %u did not start", id);
+    const char *extra[] = {"--auth=curve", key, allow, NULL};
+    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS, extra);
+    cr_assert(b, "node %u did not start", id);
     return b;
 }
 
@@ -829,8 +804,8 @@ Test(cluster_client, admin_denied_by_a_node_says_so) {
     snprintf(deny, sizeof deny, "%s/deny", dir);
     cr_assert_eq(mkdir(allow, 0700), 0);
     cr_assert_eq(mkdir(deny, 0700), 0);
-    s_keygen(dir, "server");
-    s_keygen(dir, "app");
+    it_keys_gen(dir, "server", NULL, NULL);
+    it_keys_gen(dir, "app", NULL, NULL);
     snprintf(cmd, sizeof cmd, "cp '%s/app.key' '%s/'", dir, allow);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     it_broker_t *nodes[S_NODES];

@@ -54,11 +54,8 @@ static void s_keydir_new(void) {
 
 //  `ternctl keys gen NAME --dir KEYDIR [--role ROLE]`.
 static void s_gen(const char *name, const char *role) {
-    char *argv[] = {(char *)it_ternctl_path(), "keys",       "gen", (char *)name, "--dir", s_keydir,
-                    role ? "--role" : NULL,    (char *)role, NULL};
     it_result_t r;
-    it_run(&r, 10000, NULL, argv);
-    it_assert_ok(&r, "keys gen");
+    it_keys_gen(s_keydir, name, role, &r);
     cr_assert_eq(strlen(r.out), 41, "public key line: %s", r.out); //  40 + newline
     it_result_free(&r);
 }

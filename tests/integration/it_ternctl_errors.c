@@ -121,16 +121,6 @@ Test(ternctl_errors, malformed_endpoint_is_a_usage_error) {
     cr_assert_str_eq(tern_last_reason(), "invalid endpoint 'bogus': expected tcp://HOST:PORT");
 }
 
-//  `ternctl keys gen NAME --dir DIR`.
-static void s_gen(const char *name, const char *dir) {
-    char *argv[] = {
-        (char *)it_ternctl_path(), "keys", "gen", (char *)name, "--dir", (char *)dir, NULL};
-    it_result_t r;
-    it_run(&r, 10000, NULL, argv);
-    it_assert_ok(&r, "keys gen");
-    it_result_free(&r);
-}
-
 Test(ternctl_errors, curve_broker_without_cert) {
     //  The keys live in the broker's temp root, removed with it.
     it_broker_t *b = it_adopt_broker(it_broker_new(0, NULL));
@@ -138,7 +128,7 @@ Test(ternctl_errors, curve_broker_without_cert) {
     char clients[300];
     snprintf(clients, sizeof clients, "%s/clients", b->root);
     cr_assert_eq(mkdir(clients, 0700), 0);
-    s_gen("server", b->root);
+    it_keys_gen(b->root, "server", NULL, NULL);
     b->extra[b->extra_count++] = strdup("--auth=curve");
     cr_assert_gt(asprintf(&b->extra[b->extra_count++], "--auth-key=%s/server.key", b->root), 0);
     cr_assert_gt(asprintf(&b->extra[b->extra_count++], "--auth-clients=%s", clients), 0);
