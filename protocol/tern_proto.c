@@ -9,6 +9,7 @@
     docs/protocol.md is the specification; keep the two in step.
 */
 #include "tern_proto.h"
+#include "tern_proto_int.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -710,15 +711,8 @@ bool tern_meta_next(const uint8_t *meta, size_t meta_size, size_t *pos, tern_kv_
 // ---------------------------------------------------------------------------
 //  Encoding into a fixed buffer
 
-typedef struct {
-    uint8_t *buf;  //  the caller's buffer
-    size_t cap;    //  its capacity
-    size_t len;    //  bytes written so far
-    bool overflow; //  a write did not fit
-} s_wbuf_t;
-
-static int s_write(void *data, const char *bytes, size_t len) {
-    s_wbuf_t *w = (s_wbuf_t *)data;
+int tern_wbuf_write(void *data, const char *bytes, size_t len) {
+    tern_wbuf_t *w = (tern_wbuf_t *)data;
     if (w->overflow || len > w->cap - w->len) {
         w->overflow = true;
         return -1;
@@ -748,9 +742,9 @@ tern_err_t tern_meta_encode(const tern_kv_t *kv, size_t count, uint8_t *buf, siz
             }
         }
     }
-    s_wbuf_t w = {buf, cap, 0, false};
+    tern_wbuf_t w = {buf, cap, 0, false};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, s_write);
+    msgpack_packer_init(&pk, &w, tern_wbuf_write);
     msgpack_pack_map(&pk, count);
     for (size_t i = 0; i < count; i++) {
         msgpack_pack_str_with_body(&pk, kv[i].key, kv[i].key_len);
@@ -1204,9 +1198,9 @@ tern_err_t tern_frame_encode(const tern_frame_t *frame, uint8_t *buf, size_t cap
         return rc;
     }
 
-    s_wbuf_t w = {buf, cap, 0, false};
+    tern_wbuf_t w = {buf, cap, 0, false};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, s_write);
+    msgpack_packer_init(&pk, &w, tern_wbuf_write);
     msgpack_pack_array(&pk, 5);
     msgpack_pack_uint16(&pk, TERN_PROTO_MAGIC);
     msgpack_pack_uint16(&pk, version);
@@ -1234,7 +1228,7 @@ tern_err_t tern_frame_encode(const tern_frame_t *frame, uint8_t *buf, size_t cap
                 break;
             }
             case K_META:
-                s_write(&w, (const char *)frame->meta, frame->meta_size);
+                tern_wbuf_write(&w, (const char *)frame->meta, frame->meta_size);
                 break;
             case K_ACKS:
                 msgpack_pack_bin_with_body(&pk, frame->acks, (size_t)frame->ack_count * S_ACK_SIZE);
@@ -1310,9 +1304,9 @@ tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, u
     if (count > TERN_PUBACK_MAX) {
         return TERN_ETOOBIG;
     }
-    s_wbuf_t w = {buf, cap, 0, false};
+    tern_wbuf_t w = {buf, cap, 0, false};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, s_write);
+    msgpack_packer_init(&pk, &w, tern_wbuf_write);
     msgpack_pack_array(&pk, 5);
     msgpack_pack_uint16(&pk, TERN_PROTO_MAGIC);
     msgpack_pack_uint16(&pk, TERN_PROTO_VERSION);
@@ -1333,7 +1327,7 @@ tern_err_t tern_frame_encode_puback(const tern_puback_t *acks, uint32_t count, u
             e[24 + b] = (uint8_t)(acks[i].code >> (24 - 8 * b));
         }
         e[28] = acks[i].duplicate ? 1 : 0;
-        s_write(&w, (const char *)e, sizeof e);
+        tern_wbuf_write(&w, (const char *)e, sizeof e);
     }
     if (w.overflow) {
         return TERN_ETOOBIG;

@@ -6,10 +6,12 @@
     of one group, [group, [lane cursors], delivered, redelivered, acked,
     nacked, created_ns, [pending entries], [DLQ entries]] with entries
     [seq, due_ms, count, priority, reason], or the list of a topic's group
-    names. Only protocol/ sees msgpack: these are not on the hot path, so
-    they use msgpack-c's own buffers (heap) and its object tree.
+    names. Only protocol/ sees msgpack. Encoding writes straight into the
+    caller's buffer (tern_proto_int.h: DELIVER and ACK ops are shipped per
+    consumed message); decoding uses msgpack-c's object tree.
 */
 #include "tern_proto.h"
+#include "tern_proto_int.h"
 #include "tern_alloc.h"
 
 #include <msgpack.h>
@@ -20,23 +22,19 @@
 #define S_ENTRY_FIELDS 5 //  elements of one encoded entry
 #define S_STATE_FIELDS 9 //  elements of one encoded group state
 
-//  Copies the packed SBUF into BUF (CAP bytes) and frees it.
-static tern_err_t s_finish(msgpack_sbuffer *sbuf, uint8_t *buf, size_t cap, size_t *len) {
-    tern_err_t rc = TERN_OK;
-    if (sbuf->size > cap) {
-        rc = TERN_ETOOBIG;
-    } else {
-        memcpy(buf, sbuf->data, sbuf->size);
-        *len = sbuf->size;
-    }
-    msgpack_sbuffer_destroy(sbuf);
-    return rc;
+//  Starts packing into W over BUF (CAP bytes), where the frame is sent from.
+static void s_begin(tern_wbuf_t *w, msgpack_packer *pk, uint8_t *buf, size_t cap) {
+    *w = (tern_wbuf_t){buf, cap, 0, false};
+    msgpack_packer_init(pk, w, tern_wbuf_write);
 }
 
-//  Starts packing into SBUF (freed by s_finish).
-static void s_begin(msgpack_sbuffer *sbuf, msgpack_packer *pk) {
-    msgpack_sbuffer_init(sbuf);
-    msgpack_packer_init(pk, sbuf, msgpack_sbuffer_write);
+//  TERN_ETOOBIG if W overflowed, else its length into *LEN.
+static tern_err_t s_finish(const tern_wbuf_t *w, size_t *len) {
+    if (w->overflow) {
+        return TERN_ETOOBIG;
+    }
+    *len = w->len;
+    return TERN_OK;
 }
 
 static void s_pack_str(msgpack_packer *pk, const char *s) {
@@ -82,9 +80,9 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
     if ((!ops && count) || !buf || !len) {
         return TERN_EINVAL;
     }
-    msgpack_sbuffer sbuf;
+    tern_wbuf_t w;
     msgpack_packer pk;
-    s_begin(&sbuf, &pk);
+    s_begin(&w, &pk, buf, cap);
     msgpack_pack_array(&pk, count);
     for (size_t i = 0; i < count; i++) {
         const tern_gop_t *op = &ops[i];
@@ -97,7 +95,7 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
         s_pack_str(&pk, op->group);
         s_pack_str(&pk, op->reason);
     }
-    return s_finish(&sbuf, buf, cap, len);
+    return s_finish(&w, len);
 }
 
 static bool s_gop(const msgpack_object *o, tern_gop_t *op) {
@@ -162,9 +160,9 @@ tern_err_t tern_gstate_encode(const tern_gstate_t *state, uint8_t *buf, size_t c
     if (!state || !buf || !len) {
         return TERN_EINVAL;
     }
-    msgpack_sbuffer sbuf;
+    tern_wbuf_t w;
     msgpack_packer pk;
-    s_begin(&sbuf, &pk);
+    s_begin(&w, &pk, buf, cap);
     msgpack_pack_array(&pk, S_STATE_FIELDS);
     s_pack_str(&pk, state->group);
     msgpack_pack_array(&pk, TERN_PRIORITY_MAX + 1);
@@ -178,7 +176,7 @@ tern_err_t tern_gstate_encode(const tern_gstate_t *state, uint8_t *buf, size_t c
     msgpack_pack_uint64(&pk, state->created_ns);
     s_pack_entries(&pk, state->pending, state->npending);
     s_pack_entries(&pk, state->dead, state->ndead);
-    return s_finish(&sbuf, buf, cap, len);
+    return s_finish(&w, len);
 }
 
 //  Entries of list object O into a new array *OUT of *COUNT.
@@ -245,14 +243,14 @@ tern_err_t tern_gnames_encode(const char *const *names, size_t count, uint8_t *b
     if ((!names && count) || !buf || !len) {
         return TERN_EINVAL;
     }
-    msgpack_sbuffer sbuf;
+    tern_wbuf_t w;
     msgpack_packer pk;
-    s_begin(&sbuf, &pk);
+    s_begin(&w, &pk, buf, cap);
     msgpack_pack_array(&pk, count);
     for (size_t i = 0; i < count; i++) {
         s_pack_str(&pk, names[i]);
     }
-    return s_finish(&sbuf, buf, cap, len);
+    return s_finish(&w, len);
 }
 
 tern_err_t tern_gnames_decode(const uint8_t *data, size_t size,
