@@ -321,6 +321,9 @@ const char *it_cluster_endpoints_from(const it_cluster_t *self, int first, char 
 }
 
 bool it_cluster_enable_cuts(it_cluster_t *self) {
+    if (self->net) {
+        return true; //  real cuts: blackhole routes between namespaces
+    }
     if (self->cut_dir[0] == '\0' && test_dir_make(self->cut_dir, "cut") == NULL) {
         self->cut_dir[0] = '\0';
         return false;
@@ -333,7 +336,39 @@ bool it_cluster_enable_cuts(it_cluster_t *self) {
     return true;
 }
 
+//  it_cluster_cut in namespaces: cuts node I from the host behind each of
+//  PORTS (a node's cluster port, or etcd's client port) with blackhole
+//  routes both ways; COUNT 0 heals every cut made.
+static bool s_netns_cut(it_cluster_t *self, int i, const int *ports, size_t count) {
+    bool ok = true;
+    for (int h = 0; h < IT_NETNS_HOSTS_MAX && count == 0; h++) {
+        if (self->cut_from[h]) {
+            ok = it_netns_heal(self->net, IT_NETNS_NODE(self->cut_victim), h) && ok;
+            self->cut_from[h] = false;
+        }
+    }
+    for (size_t k = 0; k < count; k++) {
+        int host = ports[k] == self->etcd->client_port[0] ? IT_NETNS_ETCD : -1;
+        for (int n = 0; n < self->count && host < 0; n++) {
+            host = it_cluster_listen_port(self, n) == ports[k] ? IT_NETNS_NODE(n) : -1;
+        }
+        if (host == IT_NETNS_NODE(i)) {
+            continue; //  its own port
+        }
+        if (host < 0 || !it_netns_cut(self->net, IT_NETNS_NODE(i), host)) {
+            fprintf(stderr, "cluster_harness: cannot cut node %d from port %d\n", i, ports[k]);
+            return false;
+        }
+        self->cut_victim = i;
+        self->cut_from[host] = true;
+    }
+    return ok;
+}
+
 bool it_cluster_cut(it_cluster_t *self, int i, const int *ports, size_t count) {
+    if (self->net) {
+        return s_netns_cut(self, i, ports, count);
+    }
     if (self->cut_dir[0] == '\0' || self->node[i]->pid <= 0) {
         return false;
     }

@@ -41,6 +41,8 @@ typedef struct {
     char endpoints[IT_CLUSTER_NODES_MAX * 64]; //  every client endpoint, comma-separated
     char cut_dir[TEST_DIR_MAX];                //  it_cluster_enable_cuts's dir, or ""
     it_netns_t *net;                           //  namespaces it runs in (not owned), or NULL
+    int cut_victim;                            //  net: the node whose links are cut, or -1
+    bool cut_from[IT_NETNS_HOSTS_MAX];         //  net: the hosts it is cut from
 } it_cluster_t;
 
 /*  Clusters created from now on run in NET's namespaces (NULL: on

@@ -10,9 +10,10 @@
     what the cut pair sends each other while every other link works.
 
     The tests themselves are it_cluster_fault.c's two split tests, included
-    below with its suite left out and it_cluster_cut mapped onto the
-    namespaces (a node's cluster port: cut from that node; etcd's client
-    port: cut from etcd), so the load, the assertions and the end are
+    below with its suite left out; it_cluster_cut cuts between namespaces
+    when the cluster runs in them (cluster_harness.c: a node's cluster
+    port: cut from that node; etcd's client port: cut from etcd), so the
+    load, the assertions and the end are
     shared, not copied: producers with producer ids under load, a consumer
     group reading every topic, `ternctl cluster verify`, the ISR replicas'
     data dirs read after a kill -9 of every node, and tern-check on the
@@ -28,38 +29,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 
-static it_netns_t *s_net;                   //  the test's namespaces
-static int s_victim = -1;                   //  node whose links are cut, or -1
-static bool s_cut_from[IT_NETNS_HOSTS_MAX]; //  hosts it is cut from
-
-//  it_cluster_cut on namespaces: cuts node I from the host behind each of
-//  PORTS (a node's cluster port, or etcd's client port); COUNT 0 heals
-//  every cut made.
-static bool s_netns_cut(it_cluster_t *cl, int i, const int *ports, size_t count) {
-    bool ok = true;
-    for (int h = 0; h < IT_NETNS_HOSTS_MAX && count == 0; h++) {
-        if (s_cut_from[h]) {
-            ok = it_netns_heal(s_net, IT_NETNS_NODE(s_victim), h) && ok;
-            s_cut_from[h] = false;
-        }
-    }
-    for (size_t k = 0; k < count; k++) {
-        int host = ports[k] == cl->etcd->client_port[0] ? IT_NETNS_ETCD : -1;
-        for (int n = 0; n < cl->count && host < 0; n++) {
-            host = it_cluster_listen_port(cl, n) == ports[k] ? IT_NETNS_NODE(n) : -1;
-        }
-        if (host == IT_NETNS_NODE(i)) {
-            continue; //  its own port
-        }
-        if (host < 0 || !it_netns_cut(s_net, IT_NETNS_NODE(i), host)) {
-            fprintf(stderr, "it_cluster_netns: cannot cut node %d from port %d\n", i, ports[k]);
-            return false;
-        }
-        s_victim = i;
-        s_cut_from[host] = true;
-    }
-    return ok;
-}
+static it_netns_t *s_net; //  the test's namespaces
 
 //  it_cluster_fault.c without its suite: its Test()s compile as unused
 //  static functions s_fault_NAME, run below inside the namespaces.
@@ -67,16 +37,12 @@ static bool s_netns_cut(it_cluster_t *cl, int i, const int *ports, size_t count)
 #pragma push_macro("TestSuite")
 #undef Test
 #undef TestSuite
-#define Test(suite, name, ...)     __attribute__((unused)) static void s_fault_##name(void)
-#define TestSuite(...)             extern int s_fault_suite_unused
-#define it_cluster_cut             s_netns_cut
-#define it_cluster_enable_cuts(cl) ((void)(cl), true)
+#define Test(suite, name, ...) __attribute__((unused)) static void s_fault_##name(void)
+#define TestSuite(...)         extern int s_fault_suite_unused
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "it_cluster_fault.c"
 #pragma GCC diagnostic pop
-#undef it_cluster_enable_cuts
-#undef it_cluster_cut
 #pragma pop_macro("TestSuite")
 #pragma pop_macro("Test")
 
