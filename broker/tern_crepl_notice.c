@@ -44,7 +44,9 @@ static void s_push(c_repl_t *self, c_held_t *held) {
 }
 
 void c_notice(c_repl_t *self, tern_notice_t *notice) {
-    c_group_ship(self, notice); //  right behind its commit's records
+    if (!self->deferred) {
+        c_group_ship(self, notice); //  right behind its commit's records
+    }
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = notice;
     held->deadline_ms = tern_now_ms() + self->config->ack_timeout_ms;
@@ -140,6 +142,20 @@ void c_notices_evaluate(c_repl_t *self) {
             head = false;
         }
         held = next;
+    }
+}
+
+void c_notices_synced(c_repl_t *self) {
+    //  With a deferred flush the NOTICE came before its commit (the storer
+    //  ships ahead of it, tern_storer.c s_commit_shipped): its ops' topics
+    //  are read by id from the store (c_group_ship), and a follower must not
+    //  get group state of a commit that may never happen here. Still right
+    //  behind the commit's records and before the next commit's, whose
+    //  COMMITTED comes after this SYNCED.
+    for (c_held_t *held = self->notices; held; held = held->next) {
+        if (held->notice && held->notice->gop_count && held->sync_gen <= self->synced_gen) {
+            c_group_ship(self, held->notice);
+        }
     }
 }
 

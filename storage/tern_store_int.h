@@ -480,25 +480,26 @@ typedef struct {
 
 //  A batch: the queue and the pools its transactions reuse.
 struct tern_store_batch_t {
-    tern_store_t *store;  //  our store
-    st_op_t *ops;         //  queued operations
-    size_t count;         //  how many
-    size_t cap;           //  allocated
-    bool has_appends;     //  any OP_APPEND or OP_APPEND_REPLICA queued
-    size_t bytes;         //  what the queued operations hold and write (estimate)
-    st_cached_t **cache;  //  per-transaction record cache (pooled entries)
-    size_t cache_count;   //  entries in use
-    size_t cache_cap;     //  entries allocated
-    st_prod_t *prods;     //  per-transaction dedup producer state
-    size_t prod_count;    //  entries in use
-    size_t prod_cap;      //  entries allocated
-    uint32_t *prod_slots; //  open-addressing index into prods (index + 1; 0 = free)
-    size_t slot_cap;      //  slots (a power of two, >= 2 x prod_cap)
+    tern_store_t *store;      //  our store
+    st_op_t *ops;             //  queued operations
+    size_t count;             //  how many
+    size_t cap;               //  allocated
+    bool has_appends;         //  any OP_APPEND or OP_APPEND_REPLICA queued
+    size_t bytes;             //  what the queued operations hold and write (estimate)
+    st_cached_t **cache;      //  per-transaction record cache (pooled entries)
+    size_t cache_count;       //  entries in use
+    size_t cache_cap;         //  entries allocated
+    st_prod_t *prods;         //  per-transaction dedup producer state
+    size_t prod_count;        //  entries in use
+    size_t prod_cap;          //  entries allocated
+    uint32_t *prod_slots;     //  open-addressing index into prods (index + 1; 0 = free)
+    size_t slot_cap;          //  slots (a power of two, >= 2 x prod_cap)
+    struct st_txn_t *applied; //  the open transaction of tern_store_batch_apply (owned), or NULL
 };
 
 //  One commit attempt: the write transaction and what it changes, moved to
 //  the store only once it committed.
-typedef struct {
+typedef struct st_txn_t {
     tern_store_t *store;                   //  the store
     tern_store_batch_t *batch;             //  the batch (for its cache)
     MDB_txn *txn;                          //  the write transaction
