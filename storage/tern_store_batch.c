@@ -483,15 +483,20 @@ static void s_attempt_publish(st_txn_t *ctx) {
     }
 }
 
+//  Grows the map for CTX's next attempt; false if it cannot. Appends stop
+//  at map_max minus the reserve; the reserve lets acks, deletes and sweeps
+//  commit when the map is full.
+static bool s_grow(st_txn_t *ctx) {
+    bool appending = ctx->batch->has_appends && !ctx->no_appends;
+    return st_map_grow(ctx->store, appending ? ctx->store->map_soft : ctx->store->map_max);
+}
+
 //  The attempt hit MDB_MAP_FULL: true to try again after growing the map,
 //  nudging freed pages into use (once), or storing fewer appends.
 static bool s_full_retry(st_txn_t *ctx, bool *nudged) {
     tern_store_batch_t *self = ctx->batch;
     tern_store_t *store = ctx->store;
-    //  Appends stop at map_max minus the reserve; the reserve lets acks,
-    //  deletes and sweeps commit when the map is full.
-    bool appending = self->has_appends && !ctx->no_appends;
-    if (st_map_grow(store, appending ? store->map_soft : store->map_max)) {
+    if (s_grow(ctx)) {
         return true;
     }
     if (!*nudged) {
@@ -605,6 +610,22 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
         st_txn_t *ctx = self->applied;
         self->applied = NULL;
         int rc = mdb_txn_commit(ctx->txn);
+        ctx->txn = NULL;
+        //  LMDB may need pages at commit (its free list): on a full map the
+        //  same attempt runs again on a larger one. Same store state (the
+        //  failed commit changed nothing), same operations in the same
+        //  order, same time and append limit: the same results, which the
+        //  caller may have shipped already. What cannot grow fails.
+        for (int tries = 0; rc == MDB_MAP_FULL && tries < 8 && s_grow(ctx); tries++) {
+            s_attempt_reset(ctx);
+            rc = mdb_txn_begin(self->store->env, NULL, 0, &ctx->txn);
+            if (rc == 0 && (rc = s_attempt_apply(ctx)) != 0) {
+                mdb_txn_abort(ctx->txn);
+            } else if (rc == 0) {
+                rc = mdb_txn_commit(ctx->txn);
+            }
+            ctx->txn = NULL;
+        }
         if (rc == 0) {
             s_attempt_publish(ctx);
         }
