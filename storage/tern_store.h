@@ -254,7 +254,10 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self);
     whole batch fail (as tern_store_batch_commit, batch emptied). Then
     tern_store_batch_commit returns TERN_OK, or TERN_ESTORAGE / TERN_EFULL
     when the commit itself failed: nothing of the batch is kept, every
-    result carries the error, and results read before it were wrong. No
+    result carries the error, and results read before it were wrong. (A
+    full map met by the commit itself, LMDB's free list needing pages, is
+    not such a failure while the map can grow: the same attempt runs again
+    on a larger map, with the same results.) No
     other store write may run in between (there is one writer anyway);
     readers of other threads are not blocked. Destroying the batch instead
     aborts the transaction. */
