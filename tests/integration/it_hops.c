@@ -1,0 +1,169 @@
+/*  it_hops.c - the lone message's hops through a real ternd (issue 16).
+
+    A topic nothing listens on does not wake route per commit (tern_quiet.h:
+    the storer leaves its appends out of the NOTICE), and a subscription
+    that joins such a topic, exact, by pattern or as a durable group, gets
+    the next message at once, also when it joins while a publisher is busy
+    on the topic (the storer's and route's fences). Wake-ups are counted
+    from /proc (test_threads.h), never timed.
+*/
+#include "harness.h"
+#include "test_threads.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static tern_client_t *s_client(it_broker_t *b) {
+    tern_client_t *client = tern_client_new(b->endpoint, NULL);
+    cr_assert_not_null(client);
+    cr_assert_eq(tern_client_wait_connected(client, 10000), TERN_OK);
+    return client;
+}
+
+static void s_publish(tern_client_t *client, const char *topic, const char *data) {
+    tern_pub_options_t msg;
+    tern_pub_options_init(&msg);
+    msg.topic = topic;
+    msg.payload = data;
+    msg.size = strlen(data);
+    tern_pub_result_t res;
+    tern_err_t rc = tern_publish(client, &msg, 20000, &res);
+    cr_assert_eq(rc, TERN_OK, "publish to %s: %s", topic, tern_errname(rc));
+}
+
+//  Publishes COUNT messages to TOPIC, so that route has seen it without a
+//  group and marked it quiet.
+static void s_make_quiet(tern_client_t *client, const char *topic, int count) {
+    for (int i = 0; i < count; i++) {
+        s_publish(client, topic, "before");
+    }
+}
+
+Test(hops, publishes_nobody_listens_to_do_not_wake_route, .fini = it_teardown, .timeout = 60) {
+    it_broker_t *b = it_start_broker("--durability", "none", NULL);
+    tern_client_t *client = s_client(b);
+    s_make_quiet(client, "hop.nobody", 20);
+    long route0 = test_thread_sleeps(b->pid, "ternd-route");
+    long storer0 = test_thread_sleeps(b->pid, "ternd-storer");
+    cr_assert_geq(route0, 0);
+    s_make_quiet(client, "hop.nobody", 400);
+    long route = test_thread_sleeps(b->pid, "ternd-route") - route0;
+    long storer = test_thread_sleeps(b->pid, "ternd-storer") - storer0;
+    //  About one storer sleep per sync publish; route only its own timer
+    //  (once a second). Before the skip it slept once per commit.
+    cr_assert_geq(storer, 200, "the storer slept %ld times for 400 publishes", storer);
+    cr_assert_lt(route, 100, "route slept %ld times for 400 publishes to a topic nobody reads",
+                 route);
+    tern_client_destroy(&client);
+}
+
+//  Subscribes to PATTERN (GROUP NULL: ephemeral), from new messages, with a
+//  pull queue, after TOPIC went quiet; the next publish must be delivered.
+static void s_join_quiet(const char *topic, const char *pattern, const char *group) {
+    it_broker_t *b = it_start_broker("--durability", "none", NULL);
+    tern_client_t *pub = s_client(b), *con = s_client(b);
+    s_make_quiet(pub, topic, 20);
+    tern_sub_options_t opts;
+    tern_sub_options_init(&opts);
+    opts.group = group;
+    opts.start = TERN_FROM_NEW;
+    tern_subscription_t *sub = NULL;
+    cr_assert_eq(tern_subscribe(con, pattern, &opts, NULL, NULL, &sub), TERN_OK);
+    s_publish(pub, topic, "after");
+    tern_message_t *msg = NULL;
+    tern_err_t rc = tern_subscription_next(sub, 10000, &msg);
+    cr_assert_eq(rc, TERN_OK, "the message after the subscribe never came (%s)", tern_errname(rc));
+    cr_assert_eq(tern_message_size(msg), 5);
+    cr_assert_eq(memcmp(tern_message_data(msg), "after", 5), 0);
+    cr_assert_eq(tern_message_seq(msg), 21);
+    tern_message_destroy(&msg);
+    tern_client_destroy(&con);
+    tern_client_destroy(&pub);
+}
+
+Test(hops, ephemeral_subscription_to_a_quiet_topic, .fini = it_teardown, .timeout = 60) {
+    s_join_quiet("hop.q1", "hop.q1", NULL);
+}
+
+Test(hops, pattern_subscription_to_a_quiet_topic, .fini = it_teardown, .timeout = 60) {
+    s_join_quiet("hop.q2", "hop.*", NULL);
+}
+
+Test(hops, durable_group_on_a_quiet_topic, .fini = it_teardown, .timeout = 60) {
+    s_join_quiet("hop.q3", "hop.q3", "g1");
+}
+
+typedef struct {
+    tern_client_t *client; //  the publisher's
+    atomic_int started;    //  publishes begun (message i carries "i")
+    atomic_int stop_at;    //  publish up to this many
+} s_pub_state_t;
+
+static void *s_publisher(void *arg) {
+    s_pub_state_t *state = (s_pub_state_t *)arg;
+    char data[32];
+    int i;
+    while ((i = atomic_load(&state->started)) < atomic_load(&state->stop_at)) {
+        atomic_store(&state->started, i + 1);
+        snprintf(data, sizeof data, "%d", i + 1);
+        s_publish(state->client, "hop.busy", data);
+    }
+    return NULL;
+}
+
+//  The race the fences close: a subscription joins the topic between a
+//  commit and the storer's look at the quiet flag. Every message published
+//  after tern_subscribe returned is delivered, in five rounds of subscribe,
+//  drain, unsubscribe (the topic goes quiet again in between).
+Test(hops, subscribing_while_a_publisher_is_busy_misses_nothing, .fini = it_teardown,
+     .timeout = 120) {
+    it_broker_t *b = it_start_broker("--durability", "none", NULL);
+    s_pub_state_t state = {.client = s_client(b)};
+    tern_client_t *con = s_client(b);
+    atomic_store(&state.stop_at, 30);
+    for (int round = 0; round < 5; round++) {
+        pthread_t thread;
+        cr_assert_eq(pthread_create(&thread, NULL, s_publisher, &state), 0);
+        while (atomic_load(&state.started) < atomic_load(&state.stop_at) - 10) {
+            usleep(1000);
+        }
+        tern_sub_options_t opts;
+        tern_sub_options_init(&opts);
+        opts.start = TERN_FROM_NEW;
+        opts.credit = 1000;
+        tern_subscription_t *sub = NULL;
+        cr_assert_eq(tern_subscribe(con, "hop.busy", &opts, NULL, NULL, &sub), TERN_OK);
+        int from = atomic_load(&state.started) + 1; //  begun after the subscribe
+        atomic_store(&state.stop_at, from + 200);
+        pthread_join(thread, NULL);
+        int last = atomic_load(&state.stop_at);
+        bool *seen = calloc((size_t)last + 1, 1);
+        int got = 0;
+        tern_message_t *msg = NULL;
+        while (got < last - from + 1 && tern_subscription_next(sub, 5000, &msg) == TERN_OK) {
+            char data[32] = "";
+            memcpy(data, tern_message_data(msg),
+                   tern_message_size(msg) < 31 ? tern_message_size(msg) : 31);
+            int n = atoi(data);
+            if (n >= from && n <= last && !seen[n]) {
+                seen[n] = true;
+                got++;
+            }
+            tern_message_destroy(&msg);
+        }
+        for (int n = from; n <= last; n++) {
+            cr_assert(seen[n], "round %d: message %d (of %d..%d) never came", round, n, from, last);
+        }
+        free(seen);
+        cr_assert_eq(tern_unsubscribe(&sub), TERN_OK);
+        //  A few publishes with nobody listening: quiet again.
+        atomic_store(&state.stop_at, last + 30);
+    }
+    tern_client_destroy(&con);
+    tern_client_destroy(&state.client);
+}
