@@ -85,7 +85,8 @@ typedef struct {
     tern_repl_batch_t *repl_last; //  the last of them (NULL when none)
     tern_repl_streams_t streams;  //  in-DC follower streams (allocated on first use)
     bool deferred;                //  cluster with durability fsync: flush after the results
-    tern_pubs_t *carry; //  a publish batch's tail past batch_bytes: the next drain's first
+    tern_pubs_t *carry;    //  a publish batch's tail past batch_bytes: the next drain's first
+    uint64_t id_ms_stored; //  id.last_ms as of the last good commit (0: none yet)
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -700,10 +701,19 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
         !self->spent && !self->repl) {
         return handled;
     }
-    tern_store_batch_set_u64(self->batch, "id.last_ms", tern_id_gen_last_ms(self->args->ids));
+    //  Only when it moved: a lone publish's commit touched one more page for
+    //  it (~2.3 k of the storer's ~40 k instructions per sync publish, and a
+    //  page write), though several such commits fall in one millisecond and
+    //  route's op commits issue no id at all.
+    uint64_t id_ms = tern_id_gen_last_ms(self->args->ids);
+    if (id_ms != self->id_ms_stored) {
+        tern_store_batch_set_u64(self->batch, "id.last_ms", id_ms);
+    }
     tern_err_t rc = tern_store_batch_commit(self->batch);
     if (rc != TERN_OK) {
         zsys_error("storer: commit failed: %s", tern_strerror(rc));
+    } else {
+        self->id_ms_stored = id_ms;
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     s_collect(self, rc);
