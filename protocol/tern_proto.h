@@ -244,6 +244,7 @@ typedef struct {
     uint64_t position;                //  REPL_*: outbox position; CREPL_*: stream position
     uint32_t partition;               //  CREPL_*: partition (pt)
     uint64_t epoch;                   //  CREPL_*: the partition's leader epoch (ep)
+    uint64_t outbox_pos;              //  CREPL_RECORD: its outbox position in pt (ob; 0 = none)
 
     //  Borrowed regions (see the ownership note at the top)
     const uint8_t *meta;    //  metadata: an encoded msgpack map of str->str
