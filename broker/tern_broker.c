@@ -189,6 +189,7 @@ static void s_wire(tern_broker_t *self) {
         snprintf(cr->storer_inbox, sizeof cr->storer_inbox, "%s-storer", prefix);
         snprintf(cr->conn_inbox, sizeof cr->conn_inbox, "%s-conn", prefix);
         snprintf(cr->route_inbox, sizeof cr->route_inbox, "%s-route", prefix);
+        snprintf(cr->repl_inbox, sizeof cr->repl_inbox, "%s", sa->repl_inbox);
         cr->bind_rc = -1;
     }
 

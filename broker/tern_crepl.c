@@ -237,6 +237,10 @@ static int s_start(c_repl_t *self) {
         snprintf(args->error, sizeof args->error, "crepl: cannot reach the storer, conn and route");
         return -1;
     }
+    if (args->repl_inbox[0] && !tern_work_push_connect(&self->repl_sock, args->repl_inbox)) {
+        snprintf(args->error, sizeof args->error, "crepl: cannot reach repl");
+        return -1;
+    }
     self->self_id = tern_cluster_self(self->cluster);
     self->partitions = tern_cluster_partitions(self->cluster);
     self->leads = tern_alloc(self->partitions * sizeof *self->leads);
@@ -291,6 +295,7 @@ static void s_stop(c_repl_t *self) {
     zsock_destroy(&self->storer_sock);
     zsock_destroy(&self->conn_sock);
     zsock_destroy(&self->route_sock);
+    zsock_destroy(&self->repl_sock);
 }
 
 void tern_crepl_actor(zsock_t *pipe, void *arg) {

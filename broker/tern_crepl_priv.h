@@ -158,6 +158,7 @@ typedef struct {
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
     zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    zsock_t *repl_sock;           //  PUSH to repl's inbox (OBSAFE), owned; NULL: no repl
     c_gframe_t *gframes;          //  this drain's CREPL_GROUP frames (FIFO head, owned)
     c_gframe_t *gframes_tail;     //  its tail (tern_crepl_group.c)
     c_held_t *notices;            //  NOTICEs waiting, in commit order (FIFO head)

@@ -149,7 +149,18 @@ void tern_notice_destroy(tern_notice_t **self_p) {
     free(self->created);
     free(self->gops);
     free(self->gop_topics);
+    free(self->obmarks);
     free(self);
+    *self_p = NULL;
+}
+
+void tern_obsafe_destroy(tern_obsafe_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    free((*self_p)->marks);
+    free((*self_p)->epochs);
+    free(*self_p);
     *self_p = NULL;
 }
 
