@@ -146,7 +146,8 @@ static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub,
     frame.position = pos;
     frame.seq = pub->result.seq;
     frame.msg_id = pub->result.msg_id;
-    size_t len = 0; //  one encoding for every follower
+    frame.outbox_pos = pub->result.outbox_pos; //  followers write the same outbox entry
+    size_t len = 0;                            //  one encoding for every follower
     if (tern_frame_encode(&frame, self->buf, sizeof self->buf, &len) != TERN_OK) {
         zsys_error("crepl: partition %u: cannot encode %s seq %" PRIu64, pt, frame.topic,
                    frame.seq);

@@ -284,7 +284,7 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
                                                                  : TERN_TRACE_ACKED);
             if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
                 tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
-                                          TERN_CMD_ACK);
+                                          TERN_CMD_ACK, &op->ob);
             }
             break;
         case TERN_OP_NACK:
@@ -297,7 +297,7 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
                                   op->reason);
             if (self->to_repl) {
                 tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
-                                          TERN_CMD_TERM);
+                                          TERN_CMD_TERM, &op->ob);
             }
             break;
         default:

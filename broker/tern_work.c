@@ -120,6 +120,7 @@ tern_op_t *tern_ops_push(tern_ops_t *self) {
     op->reason[0] = 0;
     op->err = TERN_OK;
     op->count = 0;
+    op->ob = 0;
     op->ctx = NULL;
     return op;
 }

@@ -155,6 +155,8 @@ typedef struct {
     char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
     tern_err_t err;                   //  OPEN / admin op result
     uint64_t count;                   //  REPLAY: entries moved; PURGE: removed
+    uint64_t ob;                      //  ACK / DEAD: its ack-state outbox position (the storer,
+                                      //  at commit, with cross-DC on; 0 = none)
     void *ctx;                        //  admin ops: the tern_admin_t (owned), else NULL
 } tern_op_t;
 

@@ -127,6 +127,7 @@ typedef struct {
     uint64_t value;                   //  due_ms or start_value
     char group[TERN_NAME_MAX + 1];    //  the group
     char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
+    uint64_t ob;                      //  ACK / DEAD: its ack-state outbox position (0 = none)
 } tern_gop_t;
 
 /*  A pending or DLQ entry of a group in a CREPL_GSTATE snapshot. */

@@ -362,11 +362,12 @@ tern_err_t tern_store_topic_list(tern_store_reader_t *self, tern_topic_fn *fn, v
 
 /*  Result of one append. */
 typedef struct {
-    tern_err_t err;    //  TERN_OK, TERN_EFULL, TERN_ELIMIT (max topics), ...
-    uint32_t topic_id; //  the topic's id
-    uint64_t seq;      //  the new seq, or the original's when duplicate
-    uint64_t msg_id;   //  MSG->msg_id, or the original's when duplicate
-    bool duplicate;    //  (producer, producer_seq) or msg_id seen before
+    tern_err_t err;      //  TERN_OK, TERN_EFULL, TERN_ELIMIT (max topics), ...
+    uint32_t topic_id;   //  the topic's id
+    uint64_t seq;        //  the new seq, or the original's when duplicate
+    uint64_t msg_id;     //  MSG->msg_id, or the original's when duplicate
+    bool duplicate;      //  (producer, producer_seq) or msg_id seen before
+    uint64_t outbox_pos; //  its outbox position (in its partition in a cluster), 0 = none
 } tern_append_result_t;
 
 /*  Queues the append of one message. MSG (borrowed until commit, payload and
@@ -642,9 +643,12 @@ typedef bool(tern_outbox_fn)(const tern_outbox_entry_t *entry, void *arg);
 
 /*  Queues an ack-state outbox entry (replication of ACK/TERM/dead state by
     msg_id): OP is TERN_CMD_ACK, TERN_CMD_TERM, ... GROUP is copied.
-    Positions are shared with the message entries of the outbox. */
+    Positions are shared with the message entries of the outbox (in a
+    cluster: of the topic's partition, and MSG_ID 0 is read from the log).
+    POS_OUT (may be NULL) gets the entry's position at commit (0 if none:
+    the topic is gone). */
 void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, const char *group,
-                               uint64_t seq, uint64_t msg_id, uint32_t op);
+                               uint64_t seq, uint64_t msg_id, uint32_t op, uint64_t *pos_out);
 
 /*  Queues applying a peer DC's ack-state change by MSG_ID (replication of
     acks and dead-lettering): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM (to

@@ -452,6 +452,7 @@ static int s_append_finish(st_txn_t *ctx, const tern_frame_t *msg, st_cached_t *
     res->err = TERN_OK;
     res->seq = seq;
     res->msg_id = msg->msg_id;
+    res->outbox_pos = position;
     return 0;
 }
 

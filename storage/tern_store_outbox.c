@@ -211,6 +211,9 @@ int st_op_outbox_put(st_txn_t *ctx, st_op_t *op) {
     if (len && t && t->exists) {
         e->topic_id = (uint32_t)t->topic.id;
     }
+    if (e->is_ackstate && (rc = st_outbox_msg_id(ctx, e))) {
+        return rc;
+    }
     return st_outbox_put(ctx, e->partition, e->position, e);
 }
 

@@ -33,10 +33,11 @@ void tern_store_batch_inbound(tern_store_batch_t *self, const char *origin, uint
 }
 
 void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, const char *group,
-                               uint64_t seq, uint64_t msg_id, uint32_t op_code) {
+                               uint64_t seq, uint64_t msg_id, uint32_t op_code, uint64_t *pos_out) {
     st_op_t *op = st_group_op(self, OP_ACKSTATE, topic_id, group, seq);
     op->b = msg_id;
     op->u32 = op_code;
+    op->count_out = pos_out;
 }
 
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
@@ -116,19 +117,33 @@ int st_op_ackstate(st_txn_t *ctx, st_op_t *op) {
             return rc; //  the topic is gone: nothing left to ship
         }
         pt = st_outbox_pt_of(ctx->store, (const char *)t->key, t->key_len);
-        uint8_t key[12];
-        s_be32_put(key, op->topic_id);
-        s_be64_put(key + 4, op->a);
-        MDB_val k = {12, key}, v;
-        st_record_t rec;
-        if (!e.msg_id && (rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v)) == 0 &&
-            st_record_parse(&v, false, &rec) == TERN_OK) {
-            e.msg_id = rec.msg_id;
-        } else if (rc && rc != MDB_NOTFOUND) {
+        if ((rc = st_outbox_msg_id(ctx, &e))) {
             return rc;
         }
     }
-    return st_outbox_put(ctx, pt, st_outbox_next(ctx, pt), &e);
+    uint64_t pos = st_outbox_next(ctx, pt);
+    if (op->count_out) {
+        *op->count_out = pos;
+    }
+    return st_outbox_put(ctx, pt, pos, &e);
+}
+
+//  An ack-state entry E of a cluster without its msg_id gets it from the
+//  log at (E->topic_id, E->seq) (left 0 if that is gone).
+int st_outbox_msg_id(st_txn_t *ctx, tern_outbox_entry_t *e) {
+    if (e->msg_id || !e->topic_id) {
+        return 0;
+    }
+    uint8_t key[12];
+    s_be32_put(key, e->topic_id);
+    s_be64_put(key + 4, e->seq);
+    MDB_val k = {12, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    st_record_t rec;
+    if (rc == 0 && st_record_parse(&v, false, &rec) == TERN_OK) {
+        e->msg_id = rec.msg_id;
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 //  Records a peer's confirmed position when it moved forward (with its time,

@@ -257,13 +257,15 @@ Test(store_outbox_pt, ackstate_in_topic_partition) {
     tern_store_reader_destroy(&reader);
 
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_ackstate(batch, (uint32_t)info.id, "billing", 2, 0, TERN_CMD_ACK);
+    uint64_t pos = 0;
+    tern_store_batch_ackstate(batch, (uint32_t)info.id, "billing", 2, 0, TERN_CMD_ACK, &pos);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     size_t count;
     const tern_outbox_mark_t *m = tern_store_batch_outbox_marks(batch, &count);
     cr_assert_eq(count, 1);
     cr_assert_eq(m[0].partition, s_pt(1));
     cr_assert_eq(m[0].position, 3);
+    cr_assert_eq(pos, 3);
     tern_store_batch_destroy(&batch);
 
     s_read_t r;
