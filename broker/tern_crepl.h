@@ -62,6 +62,13 @@ typedef struct {
 void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops);
 void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch);
 
+/*  The cross-DC outbox (tern_crepl_outbox.c), on the storer's thread:
+    queues an in-DC follower's CREPL_OUTBOX record REC on BATCH (the
+    leader's confirmations, or its outbox entries of a SYNC answer);
+    REC->result.err gets TERN_EMALFORMED / TERN_EINVAL for a payload or
+    code it cannot read (the follower syncs again). REC stays the caller's. */
+void tern_crepl_outbox_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch);
+
 /*  zactor_fn: ARGS is a tern_crepl_args_t, borrowed for the actor's life. */
 void tern_crepl_actor(zsock_t *pipe, void *args);
 

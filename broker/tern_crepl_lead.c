@@ -464,6 +464,7 @@ void c_synced(c_repl_t *self) {
 //  Timers: heartbeats and the ISR
 
 static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
+    c_outbox_confirms(self, pt, lead); //  cross-DC: what the peers confirmed, if it moved
     tern_frame_t frame;
     c_frame_init(&frame, TERN_CMD_CREPL_HEARTBEAT, pt, lead->epoch, lead->end);
     for (size_t i = 1; i < lead->nreps; i++) {

@@ -327,6 +327,10 @@ static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch,
             tern_crepl_group_queue(rec, batch); //  group state: never a link of the chain
             continue;
         }
+        if (rec->frame.cmd == TERN_CMD_CREPL_OUTBOX) {
+            tern_crepl_outbox_queue(rec, batch); //  cross-DC outbox state: not a link either
+            continue;
+        }
         if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {
             if (st && st->last && st->last_stream == rec->stream) {
                 tern_store_batch_only_if(batch, st->last);

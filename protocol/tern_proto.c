@@ -200,6 +200,7 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_CREPL_GROUP] = {"CREPL_GROUP", CREPL | B(FD_T), 0, 1},
     [TERN_CMD_CREPL_GSTATE] = {"CREPL_GSTATE", CREPL | B(FD_T) | B(FD_C), B(FD_G), 1},
     [TERN_CMD_CREPL_RECORDS] = {"CREPL_RECORDS", CREPL | B(FD_POS), 0, 1},
+    [TERN_CMD_CREPL_OUTBOX] = {"CREPL_OUTBOX", CREPL | B(FD_C), B(FD_POS) | B(FD_SQ), 2},
 };
 
 static const s_cmd_t *s_cmd(int cmd) {

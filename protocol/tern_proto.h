@@ -84,8 +84,19 @@ typedef enum {
     TERN_CMD_CREPL_RECORDS = 57,   /* l->f: position of the first entry; payload = entries
                                       (tern_records_put), each an encoded CREPL_RECORD or
                                       CREPL_TOPIC of the same pt and ep at consecutive positions */
+    TERN_CMD_CREPL_OUTBOX = 58,    /* l->f: the partition's cross-DC outbox state, code =
+                                      tern_crepl_outbox_t; consumes no position */
     TERN_CMD_MAX_
 } tern_cmd_t;
+
+/*  CREPL_OUTBOX's code (docs/protocol.md section 14). */
+typedef enum {
+    TERN_CREPL_OUTBOX_CONFIRMS = 1, //  payload "POS PEER\n" lines: what each peer DC confirmed
+    TERN_CREPL_OUTBOX_RESET = 2,    //  SYNC answer: drop entries >= sq, last = pos; payload =
+                                    //  the leader's entries from sq, "POS KIND SEQ MSG_ID OP
+                                    //  AT_NS gGROUP tTOPIC\n" lines
+    TERN_CREPL_OUTBOX_MORE = 3      //  more entry lines of the same answer
+} tern_crepl_outbox_t;
 
 /*  CREPL_TOPIC's code: the topic admin op a follower applies. */
 typedef enum {
