@@ -198,6 +198,7 @@ static void s_wire(tern_broker_t *self) {
     pa->config = &self->config;
     pa->metrics = self->metrics;
     pa->stats = &self->repl_stats;
+    pa->cluster = self->cluster;
     snprintf(pa->inbox, sizeof pa->inbox, "%s-repl", prefix);
     snprintf(pa->storer_inbox, sizeof pa->storer_inbox, "%s-storer", prefix);
     pa->bind_rc = -1;

@@ -158,6 +158,8 @@ static void s_handle_inbox(void *actor, void *unused) {
         }
         if (type == TERN_WORK_COMMITTED) {
             c_committed(self, (tern_committed_t *)ptr);
+        } else if (type == TERN_WORK_REPL_DONE && !((tern_repl_batch_t *)ptr)->in_dc) {
+            c_inbound(self, (tern_repl_batch_t *)ptr); //  from another DC: wait for the ISR
         } else if (type == TERN_WORK_REPL_DONE) {
             c_batch_done(self, (tern_repl_batch_t *)ptr);
         } else if (type == TERN_WORK_NOTICE) {
@@ -172,6 +174,7 @@ static void s_handle_inbox(void *actor, void *unused) {
     c_flush_batch(self);
     c_group_flush(self); //  after every record of the drain (tern_crepl_group.c)
     c_evaluate(self);
+    c_inbound_evaluate(self);
     c_notices_evaluate(self);
 }
 
@@ -183,6 +186,7 @@ static void s_after(void *actor) {
     c_follow_timers(self, now);
     c_flush_batch(self);
     c_evaluate(self);
+    c_inbound_evaluate(self);
     c_notices_evaluate(self);
 }
 

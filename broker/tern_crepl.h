@@ -48,7 +48,9 @@ typedef struct {
     char storer_inbox[128];      //  the storer's inbox (crepl connects PUSH)
     char conn_inbox[128];        //  conn's inbox (crepl forwards COMMITTED there)
     char route_inbox[128];       //  route's inbox (crepl forwards NOTICE there)
-    char repl_inbox[128];        //  repl's inbox, OBSAFE goes there ("": no cross-DC repl)
+    char repl_inbox[128];        //  the repl actor's inbox ("": no cross-DC replication;
+                                 //  crepl hands it its committed batches once the ISR has them,
+                                 //  and OBSAFE)
     int bind_rc;                 //  out: 0 when cluster/listen is bound
     char error[256];             //  out: why it could not start
 } tern_crepl_args_t;

@@ -592,8 +592,10 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
             ap->seq = rec->result.seq;
             ap->priority = rec->frame.priority;
         }
-        if (self->stopping || !self->to_repl ||
-            tern_work_send(self->to_repl, TERN_WORK_REPL_DONE, batch) != 0) {
+        //  In a cluster crepl ships the new records to the followers and
+        //  gives the batch to repl once the ISR has them (tern_crepl_inbound.c).
+        void *to = self->args->cluster ? self->to_conn : self->to_repl;
+        if (self->stopping || !to || tern_work_send(to, TERN_WORK_REPL_DONE, batch) != 0) {
             tern_repl_batch_destroy(&batch);
         }
     }
