@@ -27,7 +27,9 @@ case "$MODE" in sync | pubsub) ;; *) echo "usage: hops.sh [sync|pubsub] [MSGS]" 
 . "$HERE/lib.sh"
 if [ -n "${TERND:-}" ]; then
     mkdir -p "$WORK/bin" && ln -s "$TERND" "$WORK/bin/ternd"
-    CTLBIN=$BUILD/bin/ternctl BUILD=$WORK launch_ternd "$WORK" --durability "$DURABILITY"
+    OWN_BUILD=$BUILD BUILD=$WORK # launch_ternd runs $BUILD/bin/ternd
+    launch_ternd "$WORK" --durability "$DURABILITY"
+    BUILD=$OWN_BUILD
 else
     launch_ternd "$WORK" --durability "$DURABILITY"
 fi
@@ -45,6 +47,7 @@ snapshot() {
     done
 }
 snapshot | sort >"$WORK/before"
+# shellcheck disable=SC2086 # BENCH_ARGS is split into options on purpose
 perf stat -x, -e task-clock,context-switches -o "$WORK/client" \
     "${CTL[@]}" --msgs "$MSGS" --quiet ${BENCH_ARGS:-} | grep -E "^p(50|99)_us" || true
 snapshot | sort >"$WORK/after"
