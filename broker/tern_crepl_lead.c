@@ -470,12 +470,14 @@ void c_synced(c_repl_t *self) {
     //  every position shipped so far was in a commit now on disk.
     self->synced_gen++;
     self->unsynced = false;
+    //  First the group ops of the commits now on disk: any position they
+    //  take is durable here too.
+    c_notices_synced(self);
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
         if (self->leads[pt].leading) {
             self->leads[pt].reps[0].durable = self->leads[pt].end;
         }
     }
-    c_notices_synced(self);
     c_parked_answer(self, false);
 }
 
