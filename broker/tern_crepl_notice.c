@@ -43,8 +43,21 @@ static void s_push(c_repl_t *self, c_held_t *held) {
     self->notices_tail = held;
 }
 
+void c_held_need(c_held_t *held, uint32_t pt, uint64_t epoch, uint64_t pos) {
+    for (size_t i = 0; i < held->count; i++) {
+        if (held->needs[i].pt == pt) {
+            held->needs[i].pos = pos > held->needs[i].pos ? pos : held->needs[i].pos;
+            return;
+        }
+    }
+    if (held->count == held->cap) {
+        held->cap = held->cap ? held->cap * 2 : 4;
+        held->needs = tern_realloc(held->needs, held->cap * sizeof *held->needs);
+    }
+    held->needs[held->count++] = (c_need_t){pt, epoch, pos, false, TERN_OK};
+}
+
 void c_notice(c_repl_t *self, tern_notice_t *notice) {
-    c_group_ship(self, notice); //  right behind its commit's records
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = notice;
     held->deadline_ms = tern_now_ms() + self->config->ack_timeout_ms;
@@ -57,6 +70,7 @@ void c_notice(c_repl_t *self, tern_notice_t *notice) {
         memcpy(held->needs, self->last_needs, held->count * sizeof *held->needs);
     }
     self->last_count = 0;
+    c_group_ship(self, notice, held); //  right behind its commit's records
     s_push(self, held);
 }
 

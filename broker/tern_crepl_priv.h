@@ -246,6 +246,8 @@ void c_notice(c_repl_t *self, tern_notice_t *notice);
 void c_notice_inherit(c_repl_t *self, uint32_t pt);
 //  Forwards the decided NOTICEs at the head of the FIFO to route.
 void c_notices_evaluate(c_repl_t *self);
+//  HELD also waits for position POS of PT in EPOCH (the highest one wins).
+void c_held_need(c_held_t *held, uint32_t pt, uint64_t epoch, uint64_t pos);
 //  Frees every held NOTICE (shutdown: route stops after us, nobody sends).
 void c_notices_drop(c_repl_t *self);
 
@@ -261,8 +263,9 @@ void c_held_drop(c_repl_t *self);
 
 //  tern_crepl_group.c
 //  Queues NOTICE's group ops (gops) of the partitions we lead as
-//  CREPL_GROUP frames, then frees them from NOTICE.
-void c_group_ship(c_repl_t *self, tern_notice_t *notice);
+//  CREPL_GROUP frames, then frees them from NOTICE. A frame that opens a
+//  group takes a position, and HELD (NOTICE's entry) waits for it.
+void c_group_ship(c_repl_t *self, tern_notice_t *notice, c_held_t *held);
 //  Sends the queued CREPL_GROUP frames to the synced followers: at the end
 //  of each drain of the inbox, after the drain's records went out.
 void c_group_flush(c_repl_t *self);
