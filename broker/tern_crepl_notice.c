@@ -145,8 +145,15 @@ void c_notices_evaluate(c_repl_t *self) {
             if (self->notices_tail == held) {
                 self->notices_tail = NULL;
             }
-            if (tern_work_send(zsock_resolve(self->route_sock), TERN_WORK_NOTICE, held->notice) ==
-                0) {
+            //  An inherited NOTICE of a leadership that ended before its
+            //  followers synced is dropped: route may already see our next
+            //  leadership of the partition (A -> B -> A), whose groups must
+            //  adopt only at that one's own inherited NOTICE.
+            const c_lead_t *lead = &self->leads[held->notice->partition];
+            bool stale =
+                held->notice->inherited && (!lead->leading || lead->epoch != held->needs[0].epoch);
+            if (!stale && tern_work_send(zsock_resolve(self->route_sock), TERN_WORK_NOTICE,
+                                         held->notice) == 0) {
                 held->notice = NULL;
             }
             s_free(held);

@@ -252,7 +252,7 @@ r_topic_t *r_topic_add(r_route_t *self, uint32_t id, const char *name) {
     topic->id = id;
     snprintf(topic->name, sizeof topic->name, "%s", name);
     topic->groups = zlistx_new();
-    topic->led = !self->cluster || r_cluster_leads(self, name);
+    topic->led = !self->cluster || r_cluster_leads(self, name, &topic->epoch);
     topic->partition = r_cluster_partition(self, name);
     topic->hw = self->cluster ? 0 : UINT64_MAX; //  cluster: raised by crepl's NOTICEs
     zhashx_insert(self->topics, S_KEY(id), topic);
