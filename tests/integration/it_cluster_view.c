@@ -539,6 +539,20 @@ static bool s_lease_wait(tern_cluster_t *c, bool want) {
     return tern_cluster_lease_ok(c) == want;
 }
 
+//  After WAIT_MS, C wrote no failover and its view of every partition is
+//  BEFORE.
+static void s_unmoved(tern_cluster_t *c, const tern_partmap_record_t *before, int wait_ms) {
+    it_sleep_ms(wait_ms);
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_eq(stats.failovers, 0);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c, p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
+}
+
 Test(cluster_view, lease_fencing_and_rejoin) {
     tern_cluster_t *c = s_member_new(0);
     cr_assert(tern_cluster_lease_ok(c));
@@ -569,17 +583,60 @@ Test(cluster_view, lease_fencing_and_rejoin) {
     cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
     //  Back as itself, it wrote no failover of its own partitions (the
     //  watch's late news of its old key's expiry changes nothing).
-    it_sleep_ms(2000);
-    tern_cluster_stats(c, &stats);
-    cr_assert_eq(stats.failovers, 0);
-    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
-        tern_partmap_record_t now;
-        cr_assert(tern_cluster_record(c, p, &now));
-        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
-    }
+    s_unmoved(c, before, 2000);
     tern_cluster_destroy(&c);
     s_read("api", &s);
     cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
+}
+
+//  The lease KEY is bound to in etcd (0: absent or none).
+static int64_t s_key_lease(const char *key) {
+    tern_etcd_kvs_t *kvs = NULL;
+    cr_assert_eq(tern_etcd_get(s_client, key, false, &kvs), TERN_OK, "%s",
+                 tern_etcd_reason(s_client));
+    int64_t lease = kvs->count == 1 ? kvs->kvs[0].lease : 0;
+    tern_etcd_kvs_destroy(&kvs);
+    return lease;
+}
+
+//  etcd frozen for a little over cluster/lease (2 s) but under the TTL
+//  etcd holds the lease for (3 s): the next renewal is answered late. A
+//  revoke decided before it could still land, so the node never trusts
+//  that lease again: it moves its node key and the controller key onto a
+//  new lease (which such a revoke cannot hit), trusts that one, and
+//  nothing fails over. Before, it renewed the same lease and trusted it
+//  once a renewal 3/4 lease later was answered in time: the lease stayed.
+Test(cluster_view, late_renewal_moves_to_a_new_lease) {
+    tern_cluster_t *c = s_member_new(0);
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(s_view_wait(c, p, s_full, 1), "partition %u", p);
+        cr_assert(tern_cluster_record(c, p, &before[p]));
+    }
+    int64_t old = s_key_lease("/tern/api/nodes/0");
+    cr_assert_neq(old, 0);
+    cr_assert_eq(s_key_lease("/tern/api/controller"), old);
+    //  Under the TTL even counted from the renewal before the pause
+    //  (lease/3 earlier at most): etcd does not expire the lease itself.
+    it_etcd_pause_member(s_etcd, 0);
+    it_sleep_ms(2050);
+    it_etcd_resume_member(s_etcd, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    int64_t now_lease = old;
+    while ((now_lease == old || !tern_cluster_lease_ok(c)) && it_now_ms() < deadline) {
+        it_sleep_ms(50);
+        now_lease = s_key_lease("/tern/api/nodes/0");
+    }
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_geq(stats.late_renewals, 1, "the renewal after the pause was not late");
+    cr_assert_neq(now_lease, old, "the node trusts the lease it renewed late again");
+    cr_assert_neq(now_lease, 0, "the node key is gone");
+    cr_assert(tern_cluster_lease_ok(c));
+    cr_assert_eq(s_key_lease("/tern/api/controller"), now_lease, "the controller key stayed");
+    //  Nothing failed over: the same records, still its own.
+    s_unmoved(c, before, 1000);
+    tern_cluster_destroy(&c);
 }
 
 //  Waits until every record of cluster NAME satisfies OK(rec, arg); *S
