@@ -87,6 +87,9 @@ void p_flush_batch(p_repl_t *self) {
         for (size_t i = 0; i < self->link_count; i++) {
             self->links[i].queued = self->links[i].applied;
         }
+        for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+            self->sessions[i].queued = self->sessions[i].applied;
+        }
         tern_repl_batch_destroy(&self->batch);
     }
     self->batch = NULL;
@@ -104,14 +107,36 @@ p_link_t *p_link_by_name(p_repl_t *self, const char *name) {
     return NULL;
 }
 
-p_link_t *p_link_by_rid(p_repl_t *self, const uint8_t *rid, size_t size) {
-    for (size_t i = 0; i < self->link_count; i++) {
-        p_link_t *link = &self->links[i];
-        if (link->rid_size == size && memcmp(link->rid, rid, size) == 0) {
-            return link;
+p_session_t *p_session_by_rid(p_repl_t *self, const uint8_t *rid, size_t size) {
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *session = &self->sessions[i];
+        if (session->link && session->rid_size == size && memcmp(session->rid, rid, size) == 0) {
+            return session;
         }
     }
     return NULL;
+}
+
+void p_sessions_end(p_repl_t *self, p_link_t *link, p_session_t *session, tern_err_t code,
+                    const char *reason) {
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *s = &self->sessions[i];
+        if (s->link && (link ? s->link == link : s == session)) {
+            if (code != TERN_OK) {
+                p_send_error(self, s->rid, s->rid_size, 0, code, reason);
+            }
+            s->link = NULL; //  it will HELLO again
+        }
+    }
+}
+
+bool p_link_inbound(const p_repl_t *self, const p_link_t *link) {
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        if (self->sessions[i].link == link) {
+            return true;
+        }
+    }
+    return false;
 }
 
 //  Sends FRAME (and its payload when the command has one) on a DEALER (RID
@@ -138,9 +163,9 @@ void p_send_pos(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
     tern_frame_init(&frame, cmd);
     frame.position = pos;
     if (p_send(self, sock, rid, rid_size, &frame) != 0 && rid && errno == EHOSTUNREACH) {
-        p_link_t *link = p_link_by_rid(self, rid, rid_size);
-        if (link) {
-            link->rid_size = 0; //  its connection is gone; it will HELLO again
+        p_session_t *session = p_session_by_rid(self, rid, rid_size);
+        if (session) {
+            session->link = NULL; //  its connection is gone; it will HELLO again
         }
     }
 }
@@ -180,8 +205,11 @@ static void s_housekeeping(p_repl_t *self, uint64_t now) {
             p_batch_pos(batch->confirms, &batch->confirm_count, link->cfg->name, link->confirmed);
             link->stored_conf = link->confirmed;
         }
-        if (link->rid_size && now - link->in_seen_ms > 3 * S_HEARTBEAT_MS) {
-            link->rid_size = 0; //  inbound session silent: it will HELLO again
+    }
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *session = &self->sessions[i];
+        if (session->link && now - session->seen_ms > 3 * S_HEARTBEAT_MS) {
+            session->link = NULL; //  inbound session silent: it will HELLO again
         }
     }
     p_flush_batch(self);
@@ -210,6 +238,7 @@ static void s_timers(p_repl_t *self) {
         p_link_event(self, link, TERN_PEER_TICK);
         if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
             any_live = true;
+            p_route_timers(self, link, now);
             if (now - link->last_hb_ms >= S_HEARTBEAT_MS && link->dealer) {
                 p_send_pos(self, zsock_resolve(link->dealer), NULL, 0, TERN_CMD_REPL_HEARTBEAT,
                            self->outbox_last);
@@ -362,6 +391,7 @@ static long s_prepare(tern_loop_t *loop, void *arg) {
         if (link->dealer) {
             tern_loop_reader(loop, zsock_resolve(link->dealer), s_on_dealer, link);
         }
+        p_route_readers(self, link, loop);
         uint64_t d = tern_peer_deadline(link->fsm);
         if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
             d = now + S_PUMP_MS;

@@ -91,7 +91,7 @@ static void s_peers_json(p_repl_t *self, tern_json_t *json) {
         tern_json_key_u64(json, "last_seen_ms", seen);
         tern_json_key_u64(json, "last_seen_age_ms", seen ? now - seen : 0);
         tern_json_key_bool(json, "paused", link->paused);
-        tern_json_key_bool(json, "inbound_live", link->rid_size > 0);
+        tern_json_key_bool(json, "inbound_live", p_link_inbound(self, link));
         tern_json_key_u64(json, "confirmed", link->confirmed);
         tern_json_key_u64(json, "sent", link->sent);
         tern_json_key_u64(json, "applied_position", link->applied);
@@ -141,10 +141,9 @@ static tern_err_t s_admin_run(p_repl_t *self, unsigned op, const char *name, ter
     bool pause = op == TERN_ADMIN_PEERS_PAUSE;
     link->paused = pause;
     p_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
-    if (pause && link->rid_size) {
+    if (pause) {
         //  Isolate the inbound direction too: the peer backs off.
-        p_send_error(self, link->rid, link->rid_size, 0, TERN_EBUSY, "link paused");
-        link->rid_size = 0;
+        p_sessions_end(self, link, NULL, TERN_EBUSY, "link paused");
     }
     zsys_info("repl: link to %s %s by the operator", name, pause ? "paused" : "resumed");
     tern_json_raw(json, "{");
@@ -155,7 +154,39 @@ static tern_err_t s_admin_run(p_repl_t *self, unsigned op, const char *name, ter
     return TERN_OK;
 }
 
-//  ADMIN from ternctl on the replication endpoint itself.
+//  The answer to `repl.map`, which a peer DC's repl actor asks of any node of
+//  ours (tern_repl_route.c): lines `partitions P`, then `node ID ENDPOINT`
+//  for each live node with a repl endpoint and `leader PT ID` for each led
+//  partition. A single node answers `partitions 0`: it leads everything.
+static void s_map_text(p_repl_t *self, tern_json_t *out) {
+    tern_cluster_t *cluster = self->args->cluster;
+    char line[320];
+    uint32_t partitions = cluster ? tern_cluster_partitions(cluster) : 0;
+    snprintf(line, sizeof line, "partitions %u\n", partitions);
+    tern_json_raw(out, line);
+    if (!cluster) {
+        return;
+    }
+    tern_cluster_node_t *nodes = tern_alloc(S_MAP_NODES * sizeof *nodes);
+    size_t count = tern_cluster_nodes(cluster, nodes, S_MAP_NODES);
+    for (size_t i = 0; i < count && i < S_MAP_NODES; i++) {
+        if (nodes[i].up && nodes[i].repl_endpoint[0]) {
+            snprintf(line, sizeof line, "node %u %.255s\n", nodes[i].id, nodes[i].repl_endpoint);
+            tern_json_raw(out, line);
+        }
+    }
+    free(nodes);
+    for (uint32_t pt = 0; pt < partitions; pt++) {
+        tern_partmap_record_t rec;
+        if (tern_cluster_record(cluster, pt, &rec) && rec.leader != TERN_NODE_NONE) {
+            snprintf(line, sizeof line, "leader %u %u\n", pt, rec.leader);
+            tern_json_raw(out, line);
+        }
+    }
+}
+
+//  ADMIN from ternctl on the replication endpoint itself, or `repl.map`
+//  from a peer DC's repl actor.
 void p_admin(p_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
     char name[TERN_NAME_MAX + 1] = "";
     tern_admin_arg(frame, "name", name, sizeof name);
@@ -164,7 +195,12 @@ void p_admin(p_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_fra
     tern_json_t json;
     tern_json_init(&json);
     const char *reason = "";
-    tern_err_t rc = s_admin_run(self, op, name, &json, &reason);
+    tern_err_t rc = TERN_OK;
+    if (streq(frame->name, TERN_REPL_MAP_OP)) {
+        s_map_text(self, &json);
+    } else {
+        rc = s_admin_run(self, op, name, &json, &reason);
+    }
     if (rc != TERN_OK) {
         p_send_error(self, rid, rid_size, frame->req_id, rc, reason);
         tern_json_free(&json);

@@ -21,35 +21,34 @@ const char *p_link_endpoint(const p_link_t *link) {
 
 void p_close_dealer(p_link_t *link) {
     zsock_destroy(&link->dealer);
+    p_route_free(link); //  the map and its DEALERs go with the link
 }
 
-static void s_open_dealer(p_repl_t *self, p_link_t *link) {
-    p_close_dealer(link);
-    link->dealer = zsock_new(ZMQ_DEALER);
-    if (!link->dealer) {
-        return;
+zsock_t *p_dealer_open(p_repl_t *self, p_link_t *link, const char *endpoint) {
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    if (!dealer) {
+        return NULL;
     }
-    zsock_set_sndhwm(link->dealer, S_HWM);
-    zsock_set_rcvhwm(link->dealer, S_HWM);
-    zsock_set_linger(link->dealer, 0);
-    zsock_set_reconnect_ivl(link->dealer, 200);
+    zsock_set_sndhwm(dealer, S_HWM);
+    zsock_set_rcvhwm(dealer, S_HWM);
+    zsock_set_linger(dealer, 0);
+    zsock_set_reconnect_ivl(dealer, 200);
     if (self->config->auth_mode == TERN_AUTH_CURVE) {
         //  Our certificate; the peer's public key from the allow-list.
         char key_path[1200], why[256];
         snprintf(key_path, sizeof key_path, "%s/%s.key", self->config->auth_clients,
                  link->cfg->name);
-        if (tern_auth_curve_client(zsock_resolve(link->dealer), self->config->auth_server_key,
-                                   key_path, why, sizeof why) != TERN_OK) {
+        if (tern_auth_curve_client(zsock_resolve(dealer), self->config->auth_server_key, key_path,
+                                   why, sizeof why) != TERN_OK) {
             zsys_error("repl: link to %s: %s", link->cfg->name, why);
-            p_close_dealer(link);
-            return;
+            zsock_destroy(&dealer);
+            return NULL;
         }
     }
-    const char *endpoint = p_link_endpoint(link);
-    if (zsock_connect(link->dealer, "%s", endpoint) != 0) {
+    if (zsock_connect(dealer, "%s", endpoint) != 0) {
         zsys_error("repl: cannot connect to peer %s at %s", link->cfg->name, endpoint);
-        p_close_dealer(link);
-        return;
+        zsock_destroy(&dealer);
+        return NULL;
     }
     tern_frame_t frame;
     tern_frame_init(&frame, TERN_CMD_REPL_HELLO);
@@ -65,7 +64,13 @@ static void s_open_dealer(p_repl_t *self, p_link_t *link) {
         frame.fields |= TERN_F_NAME;
     }
     //  Not ZMQ_IMMEDIATE: the HELLO waits in our socket until TCP is up.
-    p_send(self, zsock_resolve(link->dealer), NULL, 0, &frame);
+    p_send(self, zsock_resolve(dealer), NULL, 0, &frame);
+    return dealer;
+}
+
+static void s_open_dealer(p_repl_t *self, p_link_t *link) {
+    p_close_dealer(link);
+    link->dealer = p_dealer_open(self, link, p_link_endpoint(link));
     link->last_hb_ms = tern_now_ms();
 }
 
@@ -104,10 +109,32 @@ bool p_collect_entry(const tern_outbox_entry_t *entry, void *arg) {
     return c->count < c->max;
 }
 
+//  Sends FRAME (of outbox entry E) to LINK's peer: on its DEALER, or to the
+//  peer node that leads FRAME's topic when the peer DC is a cluster
+//  (tern_repl_route.c). Returns 0, or -1 with errno EAGAIN when it must wait
+//  (the socket is full, or that node's DEALER is not live yet).
+static int s_send_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry_t *e,
+                        const tern_frame_t *frame) {
+    if (!link->route) {
+        return p_send(self, zsock_resolve(link->dealer), NULL, 0, frame);
+    }
+    p_sub_t *sub = p_route_sub(self, link, frame->topic);
+    if (!sub) {
+        errno = EAGAIN;
+        return -1;
+    }
+    int rc = p_send(self, zsock_resolve(sub->dealer), NULL, 0, frame);
+    if (rc == 0) {
+        sub->sent_max = e->position;
+        sub->sent++;
+    }
+    return rc;
+}
+
 //  Sends an ack-state outbox entry as REPL_ACKSTATE (by msg_id: seqs differ
 //  between DCs). Returns 0, 1 when there is nothing to send (the message or
 //  topic is gone), -1 on a send error. Inside a read transaction.
-static int s_send_ackstate(p_repl_t *self, void *sock, const tern_outbox_entry_t *e) {
+static int s_send_ackstate(p_repl_t *self, p_link_t *link, const tern_outbox_entry_t *e) {
     tern_topic_info_t topic;
     if (tern_store_topic_get_id(self->reader, e->topic_id, &topic) != TERN_OK) {
         return 1;
@@ -127,14 +154,15 @@ static int s_send_ackstate(p_repl_t *self, void *sock, const tern_outbox_entry_t
     frame.fields |= TERN_F_TOPIC | TERN_F_GROUP;
     frame.msg_id = msg_id;
     frame.code = e->op;
-    return p_send(self, sock, NULL, 0, &frame);
+    return s_send_entry(self, link, e, &frame);
 }
 
-//  Sends outbox entry E to LINK's peer on SOCK (inside a read transaction).
-//  Returns true if the socket is full: E is retried at the next pump.
-static bool s_ship_entry(p_repl_t *self, p_link_t *link, void *sock, const tern_outbox_entry_t *e) {
+//  Sends outbox entry E to LINK's peer (inside a read transaction).
+//  Returns true if it must wait (a full socket, a cluster node not live
+//  yet): E is retried at the next pump.
+static bool s_ship_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry_t *e) {
     if (e->is_ackstate) {
-        int rc = s_send_ackstate(self, sock, e);
+        int rc = s_send_ackstate(self, link, e);
         if (rc < 0 && errno == EAGAIN) {
             return true;
         }
@@ -151,7 +179,7 @@ static bool s_ship_entry(p_repl_t *self, p_link_t *link, void *sock, const tern_
         frame.sub_id = 0;
         frame.tag = 0;
         frame.delivery_count = 0;
-        if (p_send(self, sock, NULL, 0, &frame) != 0) {
+        if (s_send_entry(self, link, e, &frame) != 0) {
             if (errno == EAGAIN) {
                 return true;
             }
@@ -168,10 +196,10 @@ static bool s_ship_entry(p_repl_t *self, p_link_t *link, void *sock, const tern_
 
 //  Streams outbox entries from link->next_pos while the window allows.
 void p_pump(p_repl_t *self, p_link_t *link) {
-    if (tern_peer_state(link->fsm) != TERN_PEER_LIVE || !link->dealer) {
-        return;
+    if (tern_peer_state(link->fsm) != TERN_PEER_LIVE || !link->dealer ||
+        (link->route && !link->route->partitions)) {
+        return; //  not live, or a clustered peer DC's map not learnt yet
     }
-    void *sock = zsock_resolve(link->dealer);
     tern_outbox_entry_t *entries = self->entries;
     while (link->next_pos <= self->outbox_last) {
         uint64_t inflight = link->next_pos - 1 - link->confirmed;
@@ -206,7 +234,7 @@ void p_pump(p_repl_t *self, p_link_t *link) {
         }
         bool full = false;
         for (size_t i = 0; i < c.count && !full; i++) {
-            full = s_ship_entry(self, link, sock, &c.entries[i]);
+            full = s_ship_entry(self, link, &c.entries[i]);
             if (!full) {
                 link->next_pos = c.entries[i].position + 1;
             }
@@ -248,58 +276,87 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     link->next_pos = link->confirmed + 1;
     unsigned actions = tern_peer_event(link->fsm, TERN_PEER_WELCOME, tern_now_ms());
     s_do_actions(self, link, actions);
+    if (link->clustered) {
+        p_route_start(self, link); //  learn its map first (tern_repl_route.c)
+    }
     zsys_info("repl: link to %s (node %u at %s) live; streaming from position %" PRIu64,
               link->cfg->name, link->node_id, p_link_endpoint(link), link->next_pos);
     p_pump(self, link);
     return true;
 }
 
-//  A frame from the peer on our DEALER.
-void p_handle_dealer(p_repl_t *self, p_link_t *link) {
-    void *sock = zsock_resolve(link->dealer);
-    for (int n = 0; n < S_DRAIN_MAX && link->dealer; n++) {
-        zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&msg);
-            return;
-        }
-        //  Only single-frame replies come this way; drop any extra frames.
-        while (zmq_msg_more(&msg)) {
-            zmq_msg_t extra;
-            zmq_msg_init(&extra);
-            zmq_msg_recv(&extra, sock, 0);
-            bool more = zmq_msg_more(&extra);
-            zmq_msg_close(&extra);
-            if (!more) {
-                break;
-            }
-        }
-        tern_frame_t frame;
-        tern_err_t rc =
-            tern_frame_decode(&frame, zmq_msg_data(&msg), zmq_msg_size(&msg), NULL, 0, NULL);
+int p_recv_frame(void *sock, tern_frame_t *frame, zmq_msg_t *body, const char *peer) {
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    zmq_msg_init(body);
+    if (zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&msg);
-        if (rc != TERN_OK) {
-            zsys_warning("repl: bad frame from peer %s: %s", link->cfg->name, tern_strerror(rc));
-            continue;
+        return -1;
+    }
+    //  A header and at most a payload (REPLY); drop any further frames.
+    bool has_body = zmq_msg_more(&msg) && zmq_msg_recv(body, sock, 0) >= 0;
+    while (has_body && zmq_msg_more(body)) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, sock, 0);
+        bool more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        if (!more) {
+            break;
         }
-        if (frame.cmd == TERN_CMD_REPL_WELCOME) {
-            if (tern_peer_state(link->fsm) == TERN_PEER_HELLO &&
-                !s_handle_welcome(self, link, &frame)) {
-                return; //  refused: the DEALER is gone
-            }
-        } else if (frame.cmd == TERN_CMD_REPL_CONFIRM) {
-            if (frame.position > link->confirmed) {
-                link->confirmed = frame.position;
-            }
-            tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());
-        } else if (frame.cmd == TERN_CMD_ERROR) {
-            zsys_warning("repl: peer %s refused the link: %s (%u)", link->cfg->name, frame.reason,
-                         frame.code);
-            p_link_event(self, link, TERN_PEER_REFUSED);
+    }
+    tern_err_t rc = tern_frame_decode(frame, zmq_msg_data(&msg), zmq_msg_size(&msg),
+                                      has_body ? zmq_msg_data(body) : NULL,
+                                      has_body ? zmq_msg_size(body) : 0, NULL);
+    zmq_msg_close(&msg);
+    if (rc != TERN_OK) {
+        zsys_warning("repl: bad frame from peer %s: %s", peer, tern_strerror(rc));
+        zmq_msg_close(body);
+        zmq_msg_init(body); //  the caller closes it
+        return 0;
+    }
+    return 1;
+}
+
+//  FRAME from the peer on LINK's DEALER. False if the DEALER is gone.
+static bool s_dealer_frame(p_repl_t *self, p_link_t *link, const tern_frame_t *frame) {
+    if (frame->cmd == TERN_CMD_REPL_WELCOME) {
+        if (tern_peer_state(link->fsm) == TERN_PEER_HELLO && !s_handle_welcome(self, link, frame)) {
+            return false; //  refused: the DEALER is gone
+        }
+    } else if (frame->cmd == TERN_CMD_REPL_CONFIRM) {
+        //  A clustered peer DC confirms per node (tern_repl_route.c).
+        if (!link->route && frame->position > link->confirmed) {
+            link->confirmed = frame->position;
+        }
+        tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());
+    } else if (frame->cmd == TERN_CMD_REPLY && link->route) {
+        p_route_map(self, link, frame);
+        tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());
+    } else if (frame->cmd == TERN_CMD_ERROR) {
+        zsys_warning("repl: peer %s refused the link: %s (%u)", link->cfg->name, frame->reason,
+                     frame->code);
+        p_link_event(self, link, TERN_PEER_REFUSED);
+        return false;
+    } else {
+        tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());
+    }
+    return true;
+}
+
+//  Frames from the peer on our DEALER.
+void p_handle_dealer(p_repl_t *self, p_link_t *link) {
+    for (int n = 0; n < S_DRAIN_MAX && link->dealer; n++) {
+        tern_frame_t frame;
+        zmq_msg_t body;
+        int got = p_recv_frame(zsock_resolve(link->dealer), &frame, &body, link->cfg->name);
+        if (got < 0) {
             return;
-        } else {
-            tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());
+        }
+        bool more = got == 0 || s_dealer_frame(self, link, &frame);
+        zmq_msg_close(&body);
+        if (!more) {
+            return;
         }
     }
 }

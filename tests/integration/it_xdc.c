@@ -262,12 +262,27 @@ static void s_exchange(s_dc_t *a, s_dc_t *b, int per) {
     }
 }
 
+//  (d) A single-node DC and a 3-node DC of 4 partitions: the single node
+//  learns dc2's map and sends each record to its partition's leader; every
+//  dc2 node ships what it originated to dc1.
 Test(xdc, single_node_dc_and_clustered_dc) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 1, 0, 10);
-    s_dc_init(&dc2, "dc2", 3, 1, 1);
+    s_dc_init(&dc2, "dc2", 3, 4, 1);
     s_dc_start(&dc1, &dc2);
     s_dc_start(&dc2, &dc1);
+    s_dc_wait_led(&dc2);
+    s_exchange(&dc1, &dc2, 200);
+}
+
+//  (a) Two 3-node DCs with different partition counts, producers in both.
+Test(xdc, two_clustered_dcs) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 3, 4, 1);
+    s_dc_init(&dc2, "dc2", 3, 6, 4);
+    s_dc_start(&dc1, &dc2);
+    s_dc_start(&dc2, &dc1);
+    s_dc_wait_led(&dc1);
     s_dc_wait_led(&dc2);
     s_exchange(&dc1, &dc2, 200);
 }
