@@ -498,4 +498,6 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
     out->trace_retention_ms = config->trace_retention_ms;
     //  A node without peers ships nothing: it keeps no outbox.
     out->outbox = config->peer_count > 0;
+    //  A node of a clustered DC keeps its outbox per partition.
+    out->partitions = config->etcd[0] ? config->partitions : 0;
 }

@@ -142,7 +142,8 @@ void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame
     frame.position = pos;
     frame.seq = res->seq;
     frame.msg_id = res->msg_id;
-    size_t len = 0; //  one encoding for every follower
+    frame.outbox_pos = res->outbox_pos; //  followers write the same outbox entry
+    size_t len = 0;                     //  one encoding for every follower
     if (tern_frame_encode(&frame, self->buf, sizeof self->buf, &len) != TERN_OK) {
         zsys_error("crepl: partition %u: cannot encode %s seq %" PRIu64, pt, frame.topic,
                    frame.seq);
@@ -476,6 +477,7 @@ void c_synced(c_repl_t *self) {
 //  Timers: heartbeats and the ISR
 
 static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
+    c_outbox_confirms(self, pt, lead); //  cross-DC: what the peers confirmed, if it moved
     tern_frame_t frame;
     c_frame_init(&frame, TERN_CMD_CREPL_HEARTBEAT, pt, lead->epoch, lead->end);
     for (size_t i = 1; i < lead->nreps; i++) {

@@ -159,6 +159,7 @@ typedef struct {
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
     zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    uint64_t *ob_sent;            //  [P] sum of the confirmations last sent (NULL: no peers)
     c_gframe_t *gframes;          //  this drain's CREPL_GROUP frames (FIFO head, owned)
     c_gframe_t *gframes_tail;     //  its tail (tern_crepl_group.c)
     c_held_t *inbound;            //  cross-DC batches waiting (FIFO head, tern_crepl_inbound.c)
@@ -256,6 +257,13 @@ int c_rep_index(c_lead_t *lead, uint32_t node);
 //  The storer flushed its last commit to disk (TERN_WORK_SYNCED): every
 //  position shipped so far is durable here.
 void c_synced(c_repl_t *self);
+
+//  The cross-DC outbox (tern_crepl_outbox.c): a leader's confirmations to
+//  its synced followers when they moved (a heartbeat round), and the outbox
+//  part of a SYNC answer (in the answer's read snapshot; 0 or -1).
+void c_outbox_confirms(c_repl_t *self, uint32_t pt, c_lead_t *lead);
+int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+                      uint64_t epoch, uint64_t req_id);
 
 //  tern_crepl_ship.c
 //  Adds the header of LEN bytes encoded in self->buf (a CREPL_RECORD or
