@@ -173,6 +173,78 @@ void p_send_pos(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
 // ---------------------------------------------------------------------------
 //  Inbox and timers
 
+// ---------------------------------------------------------------------------
+//  A clustered node's streams: one per partition, shipped while it leads
+
+//  Starts or stops stream PT of every link: on from what each peer
+//  confirmed of PT (replicated partition state), in EPOCH; off (0) the
+//  moment we stop leading it.
+static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) {
+    bool reading = on && tern_store_read_begin(self->reader) == TERN_OK;
+    for (size_t i = 0; i < self->link_count; i++) {
+        p_link_t *link = &self->links[i];
+        p_stream_t *st = &link->streams[pt];
+        if (on) {
+            uint64_t pos = 0;
+            if (reading) {
+                tern_store_outbox_confirmed_pt(self->reader, link->cfg->name, pt, &pos);
+            }
+            st->confirmed = st->stored_conf = pos;
+            st->next_pos = pos + 1;
+        }
+        st->on = on;
+        st->epoch = epoch;
+        if (link->route) {
+            for (size_t k = 0; k < link->route->nsubs; k++) {
+                link->route->subs[k].sent_max[pt] = 0;
+            }
+        }
+    }
+    if (reading) {
+        tern_store_read_end(self->reader);
+    }
+    zsys_info("repl: partition %u: %s", pt,
+              on ? "shipping it cross-DC (we lead it)" : "no longer shipping it (not its leader)");
+}
+
+//  OBSAFE from crepl (takes ownership): outbox positions the ISR holds.
+static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
+    for (size_t i = 0; i < item->count && self->partitions; i++) {
+        uint32_t pt = item->marks[i].partition;
+        if (pt >= self->partitions) {
+            continue;
+        }
+        if (self->safe_epoch[pt] != item->epochs[i]) {
+            //  A new leadership: resume each peer from its replicated position.
+            self->safe_epoch[pt] = item->epochs[i];
+            self->safe[pt] = 0;
+            s_streams_set(self, pt, true, item->epochs[i]);
+        }
+        if (item->marks[i].position > self->safe[pt]) {
+            self->safe[pt] = item->marks[i].position;
+        }
+    }
+    tern_obsafe_destroy(&item);
+}
+
+//  Stops the streams of partitions we no longer lead in the epoch we ship
+//  them in (looked at when the view changes).
+static void s_fence(p_repl_t *self) {
+    uint64_t view = tern_cluster_version(self->args->cluster);
+    if (view == self->view) {
+        return;
+    }
+    self->view = view;
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        uint64_t epoch = 0;
+        if (self->safe_epoch[pt] && (!tern_cluster_leads(self->args->cluster, pt, &epoch) ||
+                                     epoch != self->safe_epoch[pt])) {
+            self->safe_epoch[pt] = 0;
+            s_streams_set(self, pt, false, 0);
+        }
+    }
+}
+
 //  The inbox: committed batches from the storer, admin items from conn.
 static void s_handle_inbox(void *actor, void *unused) {
     (void)unused;
@@ -187,6 +259,10 @@ static void s_handle_inbox(void *actor, void *unused) {
             p_admin_item(self, (tern_repl_admin_t *)ptr);
             continue;
         }
+        if (type == TERN_WORK_OBSAFE) {
+            s_obsafe(self, (tern_obsafe_t *)ptr);
+            continue;
+        }
         if (type != TERN_WORK_REPL_DONE) {
             zsys_error("repl: unexpected work item type %d", (int)type);
             continue;
@@ -195,15 +271,31 @@ static void s_handle_inbox(void *actor, void *unused) {
     }
 }
 
+//  Queues PEER's confirmation of partition PT's outbox up to POS (a batch
+//  holds TERN_PEERS_MAX of them: then it goes and another one starts).
+static void s_batch_confirm(p_repl_t *self, const char *peer, uint32_t pt, uint64_t pos) {
+    tern_repl_batch_t *batch = p_batch(self);
+    if (batch->confirm_count == TERN_PEERS_MAX) {
+        p_flush_batch(self);
+        batch = p_batch(self);
+    }
+    tern_repl_pos_t *c = &batch->confirms[batch->confirm_count++];
+    snprintf(c->name, sizeof c->name, "%s", peer);
+    c->position = pos;
+    c->partition = pt;
+}
+
 static void s_housekeeping(p_repl_t *self, uint64_t now) {
     p_publish_stats(self);
     //  Confirmations to disk (they drive outbox cleanup) once a second.
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
-        if (link->confirmed > link->stored_conf) {
-            tern_repl_batch_t *batch = p_batch(self);
-            p_batch_pos(batch->confirms, &batch->confirm_count, link->cfg->name, link->confirmed);
-            link->stored_conf = link->confirmed;
+        for (uint32_t s = 0; s < link->nstreams; s++) {
+            p_stream_t *st = &link->streams[s];
+            if (st->confirmed > st->stored_conf && (st->on || !self->partitions)) {
+                s_batch_confirm(self, link->cfg->name, st->pt, st->confirmed);
+                st->stored_conf = st->confirmed;
+            }
         }
     }
     for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
@@ -233,6 +325,9 @@ static void s_refresh_outbox_last(p_repl_t *self) {
 static void s_timers(p_repl_t *self) {
     uint64_t now = tern_now_ms();
     bool any_live = false;
+    if (self->partitions) {
+        s_fence(self);
+    }
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
         p_link_event(self, link, TERN_PEER_TICK);
@@ -246,8 +341,10 @@ static void s_timers(p_repl_t *self) {
             }
         }
     }
-    if (any_live) {
+    if (any_live && !self->partitions) {
         s_refresh_outbox_last(self);
+    }
+    if (any_live) {
         for (size_t i = 0; i < self->link_count; i++) {
             p_pump(self, &self->links[i]);
         }
@@ -266,6 +363,11 @@ static void s_timers(p_repl_t *self) {
 static void s_load_links(p_repl_t *self) {
     //  Inbound cursors and confirmations as stored.
     uint64_t now = tern_now_ms();
+    if (self->args->cluster) {
+        self->partitions = tern_cluster_partitions(self->args->cluster);
+        self->safe = tern_alloc(self->partitions * sizeof *self->safe);
+        self->safe_epoch = tern_alloc(self->partitions * sizeof *self->safe_epoch);
+    }
     tern_store_read_begin(self->reader);
     tern_store_outbox_last(self->reader, &self->outbox_last);
     for (uint32_t i = 0; i < self->config->peer_count && i < TERN_PEERS_MAX; i++) {
@@ -282,18 +384,25 @@ static void s_load_links(p_repl_t *self) {
         if (tern_store_inbound_get(self->reader, link->cfg->name, &pos) == TERN_OK) {
             link->applied = link->queued = pos;
         }
+        //  A single node ships its one outbox; a clustered one each
+        //  partition it leads (started by OBSAFE, s_obsafe).
+        link->nstreams = self->partitions ? self->partitions : 1;
+        link->streams = tern_alloc(link->nstreams * sizeof *link->streams);
+        for (uint32_t s = 0; s < link->nstreams; s++) {
+            link->streams[s].pt = s;
+        }
+        link->streams[0].on = !self->partitions;
         pos = 0;
-        if (tern_store_outbox_confirmed(self->reader, link->cfg->name, &pos) == TERN_OK) {
-            link->confirmed = link->stored_conf = pos;
+        if (!self->partitions &&
+            tern_store_outbox_confirmed(self->reader, link->cfg->name, &pos) == TERN_OK) {
+            link->streams[0].confirmed = link->streams[0].stored_conf = pos;
         }
     }
     tern_store_read_end(self->reader);
     //  Register every peer (position 0 never moves a confirmation back), so
     //  the outbox keeps entries for a peer that has not connected yet.
-    tern_repl_batch_t *batch = p_batch(self);
-    for (size_t i = 0; i < self->link_count; i++) {
-        p_batch_pos(batch->confirms, &batch->confirm_count, self->links[i].cfg->name,
-                    self->links[i].confirmed);
+    for (size_t i = 0; i < self->link_count && !self->partitions; i++) {
+        s_batch_confirm(self, self->links[i].cfg->name, 0, self->links[i].streams[0].confirmed);
     }
     p_flush_batch(self);
     tern_store_stats_t stats;
@@ -355,13 +464,22 @@ static void s_stop(p_repl_t *self) {
             } else if (type == TERN_WORK_REPL_ADMIN) {
                 tern_repl_admin_t *item = ptr;
                 tern_repl_admin_destroy(&item); //  its client times out
+            } else if (type == TERN_WORK_OBSAFE) {
+                tern_obsafe_t *item = ptr;
+                tern_obsafe_destroy(&item);
             }
         }
     }
     for (size_t i = 0; i < self->link_count; i++) {
         p_close_dealer(&self->links[i]);
         tern_peer_destroy(&self->links[i].fsm);
+        free(self->links[i].streams);
     }
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        free(self->sessions[i].applied_pt);
+    }
+    free(self->safe);
+    free(self->safe_epoch);
     tern_repl_batch_destroy(&self->batch);
     tern_store_reader_destroy(&self->reader);
     zsock_destroy(&self->router_sock);

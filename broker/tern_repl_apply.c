@@ -163,8 +163,13 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
     session->node_id = frame->node_id;
     session->seen_ms = tern_now_ms();
     session->gen = ++self->session_gen;
-    if (self->args->cluster) {
-        //  No cursor (rule 4): a session confirms what it committed itself.
+    //  Rule 4 of docs/replication.md "Clustered DCs": when either DC is a
+    //  cluster there is no cursor; a session confirms what it committed
+    //  itself, per stream of the sender (its partitions), and replays are
+    //  dropped by msg_id.
+    session->cursorless =
+        self->args->cluster || (frame->code & TERN_REPL_HELLO_CLUSTER) == TERN_REPL_HELLO_CLUSTER;
+    if (session->cursorless) {
         snprintf(session->cursor, sizeof session->cursor, "%s", link->cfg->name);
     } else {
         s_in_cursor(self, link, session, frame);
@@ -210,11 +215,8 @@ static void s_batch_add(p_repl_t *self, p_session_t *session, tern_repl_rec_t *r
     }
     batch->recs[batch->count++] = rec;
     rec->stream = session->gen;
-    if (self->args->cluster) {
-        if (rec->frame.position > session->queued) {
-            session->queued = rec->frame.position;
-        }
-        return; //  no cursor in a cluster: p_batch_done confirms by session
+    if (session->cursorless) {
+        return; //  p_batch_done confirms by session and stream
     }
     p_batch_pos(batch->inbound, &batch->inbound_count, session->cursor, rec->frame.position);
     if (rec->frame.position > session->queued) {
@@ -288,6 +290,33 @@ static bool s_leads_topic(p_repl_t *self, p_session_t *session, const tern_frame
     return false;
 }
 
+//  REPL_CONFIRM of SESSION's stream PT: the highest position of it the
+//  session committed.
+static void s_confirm(p_repl_t *self, p_session_t *session, uint32_t pt) {
+    tern_frame_t frame;
+    tern_frame_init(&frame, TERN_CMD_REPL_CONFIRM);
+    frame.position = pt < session->npt ? session->applied_pt[pt] : 0;
+    frame.partition = pt;
+    p_send(self, self->router, session->rid, session->rid_size, &frame);
+}
+
+//  Raises SESSION's committed position of stream PT to POS.
+static void s_applied_pt(p_session_t *session, uint32_t pt, uint64_t pos) {
+    if (pt >= session->npt) {
+        uint32_t n = pt + 1;
+        session->applied_pt = tern_realloc(session->applied_pt, n * sizeof *session->applied_pt);
+        memset(session->applied_pt + session->npt, 0,
+               (n - session->npt) * sizeof *session->applied_pt);
+        session->npt = n;
+    }
+    if (pos > session->applied_pt[pt]) {
+        session->applied_pt[pt] = pos;
+    }
+    if (pos > session->applied) {
+        session->applied = pos;
+    }
+}
+
 //  REPL_RECORD, REPL_HEARTBEAT or REPL_ACKSTATE from LINK's peer (after its
 //  handshake). Returns true if REC went into the batch (the batch owns it).
 static bool s_handle_stream(p_repl_t *self, p_session_t *session, tern_repl_rec_t *rec) {
@@ -295,15 +324,23 @@ static bool s_handle_stream(p_repl_t *self, p_session_t *session, tern_repl_rec_
     p_link_t *link = session->link;
     if (frame->cmd == TERN_CMD_REPL_HEARTBEAT) {
         link->sender_last = frame->position;
-        p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
-                   session->applied);
+        if (session->cursorless) {
+            for (uint32_t pt = 0; pt < session->npt || pt == 0; pt++) {
+                if (pt == 0 || session->applied_pt[pt]) {
+                    s_confirm(self, session, pt);
+                }
+            }
+        } else {
+            p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
+                       session->applied);
+        }
         return false;
     }
     //  A clustered DC keeps no cursor that could skip (rule 4 of
     //  docs/replication.md "Clustered DCs"): a sender resends from its own
     //  replicated shipping position, and what we hold is dropped by msg_id.
-    bool skip = !self->args->cluster;
-    if (session->refused || (!skip && !s_leads_topic(self, session, frame))) {
+    bool skip = !session->cursorless;
+    if (session->refused || (self->args->cluster && !s_leads_topic(self, session, frame))) {
         return false;
     }
     if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
@@ -452,28 +489,42 @@ static void s_cursor_done(p_repl_t *self, const char *name, uint64_t pos, tern_e
     }
 }
 
-//  A clustered node keeps no inbound cursor: each session confirms the
-//  highest position it committed itself (in order: a sender never sends a
-//  position twice on one session), and a failed batch (not durable, or not
-//  in the ISR here: tern_crepl_inbound.c) ends the sessions it came from.
+//  Cursorless sessions (see s_handle_hello) confirm the highest position
+//  each committed itself, per sender stream (positions on one session and
+//  stream only grow: a sender never resends on the same session); a failed
+//  batch (not durable, or not in the ISR here: tern_crepl_inbound.c) ends
+//  the sessions it came from, and their senders resend.
 static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
-    bool touched[S_SESSIONS_MAX] = {false};
+    struct {
+        size_t k;    //  session index
+        uint32_t pt; //  stream
+    } touched[256];
+    size_t ntouched = 0;
     for (size_t i = 0; i < batch->count; i++) {
         tern_repl_rec_t *rec = batch->recs[i];
         for (size_t k = 0; k < S_SESSIONS_MAX; k++) {
             p_session_t *session = &self->sessions[k];
-            if (session->link && session->gen == rec->stream) {
-                touched[k] = true;
-                if (batch->err == TERN_OK && rec->frame.position > session->applied) {
-                    session->applied = rec->frame.position;
-                }
+            if (!session->link || !session->cursorless || session->gen != rec->stream) {
+                continue;
+            }
+            uint32_t pt = rec->frame.partition;
+            if (batch->err == TERN_OK) {
+                s_applied_pt(session, pt, rec->frame.position);
+            }
+            size_t t = 0;
+            while (t < ntouched && (touched[t].k != k || touched[t].pt != pt)) {
+                t++;
+            }
+            if (t == ntouched && ntouched < sizeof touched / sizeof touched[0]) {
+                touched[ntouched].k = k;
+                touched[ntouched++].pt = pt;
             }
         }
     }
-    for (size_t k = 0; k < S_SESSIONS_MAX; k++) {
-        p_session_t *session = &self->sessions[k];
-        if (!touched[k]) {
-            continue;
+    for (size_t t = 0; t < ntouched; t++) {
+        p_session_t *session = &self->sessions[touched[t].k];
+        if (!session->link) {
+            continue; //  ended above
         }
         if (batch->err != TERN_OK) {
             zsys_warning("repl: records from %s node %u not confirmed here: %s; it resends",
@@ -484,16 +535,13 @@ static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
         if (session->applied > session->link->applied) {
             session->link->applied = session->applied;
         }
-        p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
-                   session->applied);
+        s_confirm(self, session, touched[t].pt);
     }
 }
 
 //  Committed (or failed) as one transaction: move the cursors, confirm.
 void p_batch_done(p_repl_t *self, tern_repl_batch_t *batch) {
-    if (self->args->cluster) {
-        s_sessions_done(self, batch);
-    }
+    s_sessions_done(self, batch);
     for (size_t i = 0; i < batch->inbound_count; i++) {
         s_cursor_done(self, batch->inbound[i].name, batch->inbound[i].position, batch->err);
     }

@@ -56,6 +56,9 @@ zsock_t *p_dealer_open(p_repl_t *self, p_link_t *link, const char *endpoint) {
     frame.node_id = self->config->node_id;
     snprintf(frame.dc, sizeof frame.dc, "%s", self->config->dc);
     frame.position = link->queued; //  what we applied from it (informational)
+    //  A clustered DC ships one stream per partition, each from its own
+    //  replicated position: the peer keeps no cursor for us (rule 4).
+    frame.code = self->partitions ? TERN_REPL_HELLO_CLUSTER : 0;
     //  Our outbox positions are numbered in our data dir: the peer keeps its
     //  cursor for us per store identity (docs/replication.md).
     const char *identity = tern_store_identity(self->args->store);
@@ -109,12 +112,13 @@ bool p_collect_entry(const tern_outbox_entry_t *entry, void *arg) {
     return c->count < c->max;
 }
 
-//  Sends FRAME (of outbox entry E) to LINK's peer: on its DEALER, or to the
-//  peer node that leads FRAME's topic when the peer DC is a cluster
-//  (tern_repl_route.c). Returns 0, or -1 with errno EAGAIN when it must wait
-//  (the socket is full, or that node's DEALER is not live yet).
-static int s_send_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry_t *e,
-                        const tern_frame_t *frame) {
+//  Sends FRAME (of outbox entry E of stream ST) to LINK's peer: on its
+//  DEALER, or to the peer node that leads FRAME's topic when the peer DC is
+//  a cluster (tern_repl_route.c). Returns 0, or -1 with errno EAGAIN when it
+//  must wait (the socket is full, or that node's DEALER is not live yet).
+static int s_send_entry(p_repl_t *self, p_link_t *link, const p_stream_t *st,
+                        const tern_outbox_entry_t *e, tern_frame_t *frame) {
+    frame->partition = st->pt;
     if (!link->route) {
         return p_send(self, zsock_resolve(link->dealer), NULL, 0, frame);
     }
@@ -125,7 +129,7 @@ static int s_send_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry_
     }
     int rc = p_send(self, zsock_resolve(sub->dealer), NULL, 0, frame);
     if (rc == 0) {
-        sub->sent_max = e->position;
+        sub->sent_max[st - link->streams] = e->position;
         sub->sent++;
     }
     return rc;
@@ -134,7 +138,8 @@ static int s_send_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry_
 //  Sends an ack-state outbox entry as REPL_ACKSTATE (by msg_id: seqs differ
 //  between DCs). Returns 0, 1 when there is nothing to send (the message or
 //  topic is gone), -1 on a send error. Inside a read transaction.
-static int s_send_ackstate(p_repl_t *self, p_link_t *link, const tern_outbox_entry_t *e) {
+static int s_send_ackstate(p_repl_t *self, p_link_t *link, const p_stream_t *st,
+                           const tern_outbox_entry_t *e) {
     tern_topic_info_t topic;
     if (tern_store_topic_get_id(self->reader, e->topic_id, &topic) != TERN_OK) {
         return 1;
@@ -154,15 +159,16 @@ static int s_send_ackstate(p_repl_t *self, p_link_t *link, const tern_outbox_ent
     frame.fields |= TERN_F_TOPIC | TERN_F_GROUP;
     frame.msg_id = msg_id;
     frame.code = e->op;
-    return s_send_entry(self, link, e, &frame);
+    return s_send_entry(self, link, st, e, &frame);
 }
 
 //  Sends outbox entry E to LINK's peer (inside a read transaction).
 //  Returns true if it must wait (a full socket, a cluster node not live
 //  yet): E is retried at the next pump.
-static bool s_ship_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry_t *e) {
+static bool s_ship_entry(p_repl_t *self, p_link_t *link, const p_stream_t *st,
+                         const tern_outbox_entry_t *e) {
     if (e->is_ackstate) {
-        int rc = s_send_ackstate(self, link, e);
+        int rc = s_send_ackstate(self, link, st, e);
         if (rc < 0 && errno == EAGAIN) {
             return true;
         }
@@ -179,7 +185,7 @@ static bool s_ship_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry
         frame.sub_id = 0;
         frame.tag = 0;
         frame.delivery_count = 0;
-        if (s_send_entry(self, link, e, &frame) != 0) {
+        if (s_send_entry(self, link, st, e, &frame) != 0) {
             if (errno == EAGAIN) {
                 return true;
             }
@@ -194,53 +200,71 @@ static bool s_ship_entry(p_repl_t *self, p_link_t *link, const tern_outbox_entry
     return false;
 }
 
-//  Streams outbox entries from link->next_pos while the window allows.
+uint64_t p_stream_end(const p_repl_t *self, const p_stream_t *st) {
+    return self->partitions ? self->safe[st->pt] : self->outbox_last;
+}
+
+//  Retention dropped positions FROM..TO of ST before LINK's peer got them
+//  (a single node's outbox has no other gaps; a partition's may).
+static void s_lost(p_repl_t *self, p_link_t *link, uint64_t from, uint64_t to) {
+    if (self->partitions) {
+        return;
+    }
+    link->lost += to + 1 - from;
+    zsys_warning("repl: peer %s lost outbox positions %" PRIu64 "..%" PRIu64
+                 " (retention ran out before it confirmed them)",
+                 link->cfg->name, from, to);
+}
+
+//  Streams ST from st->next_pos while the window allows. False if it
+//  must wait (a full socket, a node not live yet).
+static bool s_pump_stream(p_repl_t *self, p_link_t *link, p_stream_t *st) {
+    uint64_t end = p_stream_end(self, st);
+    while (st->next_pos <= end) {
+        uint64_t inflight = st->next_pos - 1 > st->confirmed ? st->next_pos - 1 - st->confirmed : 0;
+        if (inflight >= S_WINDOW) {
+            return true;
+        }
+        size_t max = S_WINDOW - inflight < S_SEND_MAX ? (size_t)(S_WINDOW - inflight) : S_SEND_MAX;
+        p_collect_t c = {self->entries, 0, max};
+        if (tern_store_read_begin(self->reader) != TERN_OK) {
+            return true;
+        }
+        tern_store_outbox_read_pt(self->reader, st->pt, st->next_pos, max, p_collect_entry, &c);
+        if (c.count == 0 || c.entries[0].position > end) {
+            s_lost(self, link, st->next_pos, end);
+            st->next_pos = end + 1;
+            tern_store_read_end(self->reader);
+            return true;
+        }
+        if (c.entries[0].position > st->next_pos) {
+            s_lost(self, link, st->next_pos, c.entries[0].position - 1);
+        }
+        bool full = false;
+        for (size_t i = 0; i < c.count && !full && c.entries[i].position <= end; i++) {
+            full = s_ship_entry(self, link, st, &c.entries[i]);
+            if (!full) {
+                st->next_pos = c.entries[i].position + 1;
+            }
+        }
+        if (!full && c.entries[c.count - 1].position > end) {
+            st->next_pos = end + 1; //  the rest waits for the ISR
+        }
+        tern_store_read_end(self->reader);
+        if (full) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void p_pump(p_repl_t *self, p_link_t *link) {
     if (tern_peer_state(link->fsm) != TERN_PEER_LIVE || !link->dealer ||
         (link->route && !link->route->partitions)) {
         return; //  not live, or a clustered peer DC's map not learnt yet
     }
-    tern_outbox_entry_t *entries = self->entries;
-    while (link->next_pos <= self->outbox_last) {
-        uint64_t inflight = link->next_pos - 1 - link->confirmed;
-        if (link->next_pos - 1 < link->confirmed) {
-            inflight = 0;
-        }
-        if (inflight >= S_WINDOW) {
-            return;
-        }
-        size_t max = S_WINDOW - inflight < S_SEND_MAX ? (size_t)(S_WINDOW - inflight) : S_SEND_MAX;
-        p_collect_t c = {entries, 0, max};
-        if (tern_store_read_begin(self->reader) != TERN_OK) {
-            return;
-        }
-        tern_store_outbox_read(self->reader, link->next_pos, max, p_collect_entry, &c);
-        if (c.count == 0) {
-            //  Everything up to outbox_last was dropped by retention.
-            link->lost += self->outbox_last + 1 - link->next_pos;
-            zsys_warning("repl: peer %s lost outbox positions %" PRIu64 "..%" PRIu64
-                         " (retention ran out before it confirmed them)",
-                         link->cfg->name, link->next_pos, self->outbox_last);
-            link->next_pos = self->outbox_last + 1;
-            tern_store_read_end(self->reader);
-            return;
-        }
-        if (c.entries[0].position > link->next_pos) {
-            uint64_t gap = c.entries[0].position - link->next_pos;
-            link->lost += gap;
-            zsys_warning("repl: peer %s lost %" PRIu64 " outbox entries from position %" PRIu64
-                         " (retention ran out before it confirmed them)",
-                         link->cfg->name, gap, link->next_pos);
-        }
-        bool full = false;
-        for (size_t i = 0; i < c.count && !full; i++) {
-            full = s_ship_entry(self, link, &c.entries[i]);
-            if (!full) {
-                link->next_pos = c.entries[i].position + 1;
-            }
-        }
-        tern_store_read_end(self->reader);
-        if (full) {
+    for (uint32_t s = 0; s < link->nstreams; s++) {
+        if (link->streams[s].on && !s_pump_stream(self, link, &link->streams[s])) {
             return;
         }
     }
@@ -269,18 +293,24 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     //  change): we resume from what it confirmed to us, which it confirmed
     //  only once its in-sync replicas had it, and it drops replays by msg_id
     //  (docs/replication.md, "Clustered DCs").
+    //  A clustered node (self->partitions) ships each partition from what
+    //  the peer confirmed of it, replicated in our DC, whoever the peer is.
     link->clustered = (frame->fields & TERN_F_NAME) && streq(frame->name, "cluster");
-    if (!link->clustered || frame->position > link->confirmed) {
-        link->confirmed = frame->position;
+    p_stream_t *one = &link->streams[0];
+    if (!self->partitions && (!link->clustered || frame->position > one->confirmed)) {
+        one->confirmed = frame->position;
     }
-    link->next_pos = link->confirmed + 1;
+    for (uint32_t s = 0; s < link->nstreams; s++) {
+        link->streams[s].next_pos = link->streams[s].confirmed + 1;
+    }
     unsigned actions = tern_peer_event(link->fsm, TERN_PEER_WELCOME, tern_now_ms());
     s_do_actions(self, link, actions);
     if (link->clustered) {
         p_route_start(self, link); //  learn its map first (tern_repl_route.c)
     }
-    zsys_info("repl: link to %s (node %u at %s) live; streaming from position %" PRIu64,
-              link->cfg->name, link->node_id, p_link_endpoint(link), link->next_pos);
+    zsys_info("repl: link to %s (node %u at %s) live; streaming from position %" PRIu64 "%s",
+              link->cfg->name, link->node_id, p_link_endpoint(link), one->next_pos,
+              self->partitions ? " of each partition" : "");
     p_pump(self, link);
     return true;
 }
@@ -326,8 +356,10 @@ static bool s_dealer_frame(p_repl_t *self, p_link_t *link, const tern_frame_t *f
         }
     } else if (frame->cmd == TERN_CMD_REPL_CONFIRM) {
         //  A clustered peer DC confirms per node (tern_repl_route.c).
-        if (!link->route && frame->position > link->confirmed) {
-            link->confirmed = frame->position;
+        p_stream_t *st =
+            frame->partition < link->nstreams ? &link->streams[frame->partition] : NULL;
+        if (!link->route && st && frame->position > st->confirmed) {
+            st->confirmed = frame->position;
         }
         tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());
     } else if (frame->cmd == TERN_CMD_REPLY && link->route) {

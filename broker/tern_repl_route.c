@@ -55,10 +55,10 @@ void p_route_start(p_repl_t *self, p_link_t *link) {
     s_ask_map(self, link, tern_now_ms());
 }
 
-static void s_sub_close(p_sub_t *sub) {
+static void s_sub_close(p_link_t *link, p_sub_t *sub) {
     zsock_destroy(&sub->dealer);
     sub->live = false;
-    sub->sent_max = 0;
+    memset(sub->sent_max, 0, link->nstreams * sizeof *sub->sent_max);
 }
 
 void p_route_free(p_link_t *link) {
@@ -66,7 +66,9 @@ void p_route_free(p_link_t *link) {
         return;
     }
     for (size_t i = 0; i < link->route->nsubs; i++) {
-        s_sub_close(&link->route->subs[i]);
+        s_sub_close(link, &link->route->subs[i]);
+        free(link->route->subs[i].sent_max);
+        free(link->route->subs[i].confirmed);
     }
     free(link->route->leader);
     free(link->route);
@@ -78,13 +80,12 @@ void p_route_free(p_link_t *link) {
 static void s_rewind(p_repl_t *self, p_link_t *link, const char *why) {
     p_route_t *route = link->route;
     for (size_t i = 0; i < route->nsubs; i++) {
-        s_sub_close(&route->subs[i]);
+        s_sub_close(link, &route->subs[i]);
     }
-    if (link->next_pos > link->confirmed + 1) {
-        zsys_info("repl: link to %s resends from position %" PRIu64 " (%s)", link->cfg->name,
-                  link->confirmed + 1, why);
+    zsys_info("repl: link to %s resends from its confirmed positions (%s)", link->cfg->name, why);
+    for (uint32_t s = 0; s < link->nstreams; s++) {
+        link->streams[s].next_pos = link->streams[s].confirmed + 1;
     }
-    link->next_pos = link->confirmed + 1;
     route->rewinds++;
     s_ask_map(self, link, tern_now_ms());
 }
@@ -148,13 +149,15 @@ static p_sub_t *s_sub(p_repl_t *self, p_link_t *link, uint32_t node) {
         sub = &route->subs[route->nsubs++];
         memset(sub, 0, sizeof *sub);
         sub->node = node;
+        sub->sent_max = tern_alloc(link->nstreams * sizeof *sub->sent_max);
+        sub->confirmed = tern_alloc(link->nstreams * sizeof *sub->confirmed);
     }
     if (sub && !sub->dealer && endpoint) {
         snprintf(sub->endpoint, sizeof sub->endpoint, "%s", endpoint);
         sub->dealer = p_dealer_open(self, link, endpoint);
         sub->seen_ms = sub->hb_ms = tern_now_ms();
         sub->live = false;
-        sub->sent_max = 0;
+        memset(sub->sent_max, 0, link->nstreams * sizeof *sub->sent_max);
     }
     return sub;
 }
@@ -170,18 +173,25 @@ p_sub_t *p_route_sub(p_repl_t *self, p_link_t *link, const char *topic) {
     return sub && sub->live && sub->dealer ? sub : NULL;
 }
 
-//  The link's confirmed position from its nodes' (see the top).
-static void s_confirmed(p_link_t *link) {
+void p_route_confirm(p_link_t *link, p_sub_t *sub, uint32_t s, uint64_t pos) {
+    if (s >= link->nstreams) {
+        return;
+    }
+    if (pos > sub->confirmed[s]) {
+        sub->confirmed[s] = pos;
+    }
+    //  The stream's confirmed position from its nodes' (see the top).
     p_route_t *route = link->route;
-    uint64_t pos = link->next_pos - 1;
+    p_stream_t *st = &link->streams[s];
+    uint64_t low = st->next_pos - 1;
     for (size_t i = 0; i < route->nsubs; i++) {
-        p_sub_t *sub = &route->subs[i];
-        if (sub->sent_max > sub->confirmed && sub->confirmed < pos) {
-            pos = sub->confirmed;
+        p_sub_t *other = &route->subs[i];
+        if (other->sent_max[s] > other->confirmed[s] && other->confirmed[s] < low) {
+            low = other->confirmed[s];
         }
     }
-    if (pos > link->confirmed) {
-        link->confirmed = pos;
+    if (low > st->confirmed) {
+        st->confirmed = low;
     }
 }
 
@@ -190,13 +200,11 @@ static bool s_sub_frame(p_repl_t *self, p_link_t *link, p_sub_t *sub, const tern
     sub->seen_ms = tern_now_ms();
     if (frame->cmd == TERN_CMD_REPL_WELCOME) {
         sub->live = true;
-        sub->confirmed = 0; //  a clustered node confirms per session, from 0
+        //  A clustered node confirms per session, from 0.
+        memset(sub->confirmed, 0, link->nstreams * sizeof *sub->confirmed);
         zsys_info("repl: link to %s node %u at %s live", link->cfg->name, sub->node, sub->endpoint);
     } else if (frame->cmd == TERN_CMD_REPL_CONFIRM) {
-        if (frame->position > sub->confirmed) {
-            sub->confirmed = frame->position;
-        }
-        s_confirmed(link);
+        p_route_confirm(link, sub, frame->partition, frame->position);
     } else if (frame->cmd == TERN_CMD_ERROR) {
         zsys_warning("repl: %s node %u refused: %s (%u)", link->cfg->name, sub->node, frame->reason,
                      frame->code);
