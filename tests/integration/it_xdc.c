@@ -262,6 +262,63 @@ static void s_exchange(s_dc_t *a, s_dc_t *b, int per) {
     }
 }
 
+//  The node (index in DC) that leads TOPIC's partition now, per `ternctl
+//  cluster partitions` on a running node of DC; -1 if none.
+static int s_leader_of(s_dc_t *dc, const char *topic) {
+    uint32_t pt = tern_partition_of(topic, strlen(topic), dc->partitions);
+    for (int i = 0; i < dc->count; i++) {
+        if (!it_broker_alive(dc->node[i], NULL)) {
+            continue;
+        }
+        it_result_t r;
+        int rc = it_ctl(&r, dc->node[i], 10000, "cluster", "partitions", NULL);
+        char *copy = strdup(r.out);
+        it_result_free(&r);
+        char **lines = NULL;
+        size_t n = rc == 0 ? it_split_lines(copy, &lines) : 0;
+        int64_t leader = -1;
+        for (size_t k = 0; k < n; k++) {
+            if (it_json_field(lines[k], "partition") == (int64_t)pt) {
+                it_json_int(lines[k], "leader", &leader);
+            }
+        }
+        free(lines);
+        free(copy);
+        if (leader >= (int64_t)dc->first_id && leader < (int64_t)dc->first_id + dc->count) {
+            return (int)(leader - dc->first_id);
+        }
+    }
+    return -1;
+}
+
+//  `ternctl peers --json` of DC's node I: the line of peer NAME (caller
+//  frees), or NULL.
+static char *s_peer_line(s_dc_t *dc, int i, const char *name) {
+    it_result_t r;
+    it_ctl(&r, dc->node[i], 10000, "peers", NULL);
+    char **lines = NULL;
+    size_t n = r.status == 0 ? it_split_lines(r.out, &lines) : 0;
+    char *found = NULL;
+    for (size_t k = 0; k < n && !found; k++) {
+        char dcname[80];
+        if (it_json_str(lines[k], "dc", dcname, sizeof dcname) && strcmp(dcname, name) == 0) {
+            found = strdup(lines[k]);
+        }
+    }
+    free(lines);
+    it_result_free(&r);
+    return found;
+}
+
+//  Occurrences of NEEDLE in TEXT.
+static int s_count(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
 //  (d) A single-node DC and a 3-node DC of 4 partitions: the single node
 //  learns dc2's map and sends each record to its partition's leader; every
 //  dc2 node ships what it originated to dc1.
@@ -273,6 +330,12 @@ Test(xdc, single_node_dc_and_clustered_dc) {
     s_dc_start(&dc2, &dc1);
     s_dc_wait_led(&dc2);
     s_exchange(&dc1, &dc2, 200);
+    //  dc1's link to dc2 learnt its map: rows per partition leader there.
+    char *line = s_peer_line(&dc1, 0, "dc2");
+    cr_assert(line, "no peers line for dc2");
+    cr_assert(strstr(line, "\"clustered\":true"), "%s", line);
+    cr_assert_geq(s_count(line, "\"local_node_id\":10"), 3, "links: %s", line);
+    free(line);
 }
 
 //  (a) Two 3-node DCs with different partition counts, producers in both.
@@ -285,4 +348,71 @@ Test(xdc, two_clustered_dcs) {
     s_dc_wait_led(&dc1);
     s_dc_wait_led(&dc2);
     s_exchange(&dc1, &dc2, 200);
+}
+
+//  `ternctl peers VERB NAME` on every running node of DC.
+static void s_peers_ctl(s_dc_t *dc, const char *verb, const char *name) {
+    for (int i = 0; i < dc->count; i++) {
+        if (it_broker_alive(dc->node[i], NULL)) {
+            it_result_t r;
+            it_ctl(&r, dc->node[i], 10000, "peers", verb, name, NULL);
+            it_assert_ok(&r, "ternctl peers pause/resume");
+            it_result_free(&r);
+        }
+    }
+}
+
+//  Publishes 300 messages in PUB_DC to TOPIC, kills -9 the node of KILL_DC
+//  that leads TOPIC's partition, publishes 300 more, and checks both DCs
+//  hold every acked message once. HOLD: the other DC pauses its link to
+//  PUB_DC until then, so that nothing is shipped before the kill.
+static void s_kill_leader(s_dc_t *dc1, s_dc_t *dc2, s_dc_t *pub_dc, s_dc_t *kill_dc,
+                          const char *topic, bool hold) {
+    it_acks_t acked = {0};
+    s_dc_t *other = pub_dc == dc1 ? dc2 : dc1;
+    if (hold) {
+        //  Nothing is shipped until the leader is gone: its successor must
+        //  ship all of it from the outbox its DC replicated.
+        s_peers_ctl(other, "pause", pub_dc->name);
+    }
+    s_pub(pub_dc, &acked, topic, "kp", 1, 300);
+    int victim = s_leader_of(kill_dc, topic);
+    cr_assert_geq(victim, 0, "%s: no leader of %s", kill_dc->name, topic);
+    it_broker_kill(kill_dc->node[victim]);
+    fprintf(stderr, "it_xdc: killed %s node %u (leader of %s) while shipping\n", kill_dc->name,
+            kill_dc->first_id + (uint32_t)victim, topic);
+    s_pub(pub_dc, &acked, topic, "kp", 301, 300);
+    if (hold) {
+        s_peers_ctl(other, "resume", pub_dc->name);
+    }
+    qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+    s_dc_t *dcs[2] = {dc1, dc2};
+    s_verify(dcs, 2, topic, acked.count, &acked);
+    it_acks_free(&acked);
+}
+
+//  (b) The sending DC's partition leader is killed while it ships: its
+//  successor resumes from the replicated shipping position; nothing acked
+//  is missing in the other DC, nothing is there twice.
+Test(xdc, sending_leader_killed) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 3, 2, 1);
+    s_dc_init(&dc2, "dc2", 1, 0, 10);
+    s_dc_start(&dc1, &dc2);
+    s_dc_start(&dc2, &dc1);
+    s_dc_wait_led(&dc1);
+    s_kill_leader(&dc1, &dc2, &dc1, &dc1, "xdc.kill.send", true);
+}
+
+//  (c) The receiving DC's partition leader is killed while records arrive:
+//  the sender learns the new leader and resends what was not confirmed
+//  (confirmed only once the ISR had it).
+Test(xdc, receiving_leader_killed) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 1, 0, 10);
+    s_dc_init(&dc2, "dc2", 3, 2, 1);
+    s_dc_start(&dc1, &dc2);
+    s_dc_start(&dc2, &dc1);
+    s_dc_wait_led(&dc2);
+    s_kill_leader(&dc1, &dc2, &dc1, &dc2, "xdc.kill.recv", false);
 }
