@@ -136,6 +136,15 @@ static void s_dc_wait_led(s_dc_t *dc) {
     }
 }
 
+//  Starts A and B as each other's peer and waits until every partition of
+//  each is led.
+static void s_pair_start(s_dc_t *a, s_dc_t *b) {
+    s_dc_start(a, b);
+    s_dc_start(b, a);
+    s_dc_wait_led(a);
+    s_dc_wait_led(b);
+}
+
 //  ternctl against every client endpoint of DC (libtern follows leaders).
 static int s_ctl(s_dc_t *dc, it_result_t *r, int timeout_ms, const char *a1, const char *a2,
                  const char *a3, const char *a4, const char *a5, const char *a6, const char *a7,
@@ -326,9 +335,7 @@ Test(xdc, single_node_dc_and_clustered_dc) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 1, 0, 10);
     s_dc_init(&dc2, "dc2", 3, 4, 1);
-    s_dc_start(&dc1, &dc2);
-    s_dc_start(&dc2, &dc1);
-    s_dc_wait_led(&dc2);
+    s_pair_start(&dc1, &dc2);
     s_exchange(&dc1, &dc2, 200);
     //  dc1's link to dc2 learnt its map: rows per partition leader there.
     char *line = s_peer_line(&dc1, 0, "dc2");
@@ -343,10 +350,7 @@ Test(xdc, two_clustered_dcs) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 3, 4, 1);
     s_dc_init(&dc2, "dc2", 3, 6, 4);
-    s_dc_start(&dc1, &dc2);
-    s_dc_start(&dc2, &dc1);
-    s_dc_wait_led(&dc1);
-    s_dc_wait_led(&dc2);
+    s_pair_start(&dc1, &dc2);
     s_exchange(&dc1, &dc2, 200);
 }
 
@@ -398,9 +402,7 @@ Test(xdc, sending_leader_killed) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 3, 2, 1);
     s_dc_init(&dc2, "dc2", 1, 0, 10);
-    s_dc_start(&dc1, &dc2);
-    s_dc_start(&dc2, &dc1);
-    s_dc_wait_led(&dc1);
+    s_pair_start(&dc1, &dc2);
     s_kill_leader(&dc1, &dc2, &dc1, &dc1, "xdc.kill.send", true);
 }
 
@@ -411,8 +413,6 @@ Test(xdc, receiving_leader_killed) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 1, 0, 10);
     s_dc_init(&dc2, "dc2", 3, 2, 1);
-    s_dc_start(&dc1, &dc2);
-    s_dc_start(&dc2, &dc1);
-    s_dc_wait_led(&dc2);
+    s_pair_start(&dc1, &dc2);
     s_kill_leader(&dc1, &dc2, &dc1, &dc2, "xdc.kill.recv", false);
 }
