@@ -233,9 +233,6 @@ void p_route_map(p_repl_t *self, p_link_t *link, const tern_frame_t *frame);
 //  The live node that leads TOPIC's partition, or NULL (not known, or its
 //  DEALER not live yet: one is opened).
 p_sub_t *p_route_sub(p_repl_t *self, p_link_t *link, const char *topic);
-//  SUB's node confirmed POS of stream number S: the stream's confirmed
-//  position may move.
-void p_route_confirm(p_link_t *link, p_sub_t *sub, uint32_t s, uint64_t pos);
 //  Heartbeats, silence and the map refresh; every turn of a live link.
 void p_route_timers(p_repl_t *self, p_link_t *link, uint64_t now);
 //  Adds the route's DEALERs to LOOP for this turn.

@@ -105,13 +105,14 @@ static void s_map_line(p_route_t *route, const char *line, uint32_t *leaders, ui
 
 void p_route_map(p_repl_t *self, p_link_t *link, const tern_frame_t *frame) {
     p_route_t *route = link->route;
-    char text[16384];
-    size_t len = frame->payload_size < sizeof text - 1 ? frame->payload_size : sizeof text - 1;
-    memcpy(text, frame->payload, len);
-    text[len] = 0;
+    char *text = tern_alloc(frame->payload_size + 1); //  zeroed: NUL-terminated
+    if (frame->payload_size) {
+        memcpy(text, frame->payload, frame->payload_size);
+    }
     unsigned count = 0;
     if (sscanf(text, "partitions %u", &count) != 1 || count == 0 || count > S_MAP_PARTITIONS) {
         zsys_warning("repl: peer %s sent no usable map; asks again", link->cfg->name);
+        free(text);
         return;
     }
     uint32_t *leaders = tern_alloc(count * sizeof *leaders);
@@ -119,9 +120,11 @@ void p_route_map(p_repl_t *self, p_link_t *link, const tern_frame_t *frame) {
         leaders[pt] = TERN_NODE_NONE;
     }
     route->nnodes = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         s_map_line(route, line, leaders, count);
     }
+    free(text);
     bool changed =
         route->partitions != count || memcmp(route->leader, leaders, count * sizeof *leaders) != 0;
     free(route->leader);
@@ -173,7 +176,9 @@ p_sub_t *p_route_sub(p_repl_t *self, p_link_t *link, const char *topic) {
     return sub && sub->live && sub->dealer ? sub : NULL;
 }
 
-void p_route_confirm(p_link_t *link, p_sub_t *sub, uint32_t s, uint64_t pos) {
+//  SUB's node confirmed POS of stream number S: the stream's confirmed
+//  position may move.
+static void s_confirm(p_link_t *link, p_sub_t *sub, uint32_t s, uint64_t pos) {
     if (s >= link->nstreams) {
         return;
     }
@@ -204,7 +209,7 @@ static bool s_sub_frame(p_repl_t *self, p_link_t *link, p_sub_t *sub, const tern
         memset(sub->confirmed, 0, link->nstreams * sizeof *sub->confirmed);
         zsys_info("repl: link to %s node %u at %s live", link->cfg->name, sub->node, sub->endpoint);
     } else if (frame->cmd == TERN_CMD_REPL_CONFIRM) {
-        p_route_confirm(link, sub, frame->partition, frame->position);
+        s_confirm(link, sub, frame->partition, frame->position);
     } else if (frame->cmd == TERN_CMD_ERROR) {
         zsys_warning("repl: %s node %u refused: %s (%u)", link->cfg->name, sub->node, frame->reason,
                      frame->code);
