@@ -27,6 +27,12 @@
       live (and again, idempotently, if they were in it).
 
     Without peers (cross-DC off) none of this sends anything.
+
+    Limit of this cut: the outbox part of an answer is not split across
+    catch-up rounds like the records are (tern_crepl_sync.c, "Chunks"): it
+    goes whole in the last round, in frames of at most max_payload, so a
+    partition whose peers confirmed nothing for hours queues its whole
+    unconfirmed outbox (about 80 bytes an entry) on the socket at once.
 */
 #include "tern_crepl_priv.h"
 #include <inttypes.h>
