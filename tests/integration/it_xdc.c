@@ -343,6 +343,12 @@ Test(xdc, single_node_dc_and_clustered_dc) {
     cr_assert(strstr(line, "\"clustered\":true"), "%s", line);
     cr_assert_geq(s_count(line, "\"local_node_id\":10"), 3, "links: %s", line);
     free(line);
+    //  The table: a row per dc2 node shipped to, under dc2's own row.
+    it_result_t r;
+    it_ctl_text(&r, dc1.node[0], 10000, NULL, "peers", NULL);
+    it_assert_ok(&r, "ternctl peers");
+    cr_assert_geq(s_count(r.out, "\n  dc2 "), 2, "table:\n%s", r.out);
+    it_result_free(&r);
 }
 
 //  (a) Two 3-node DCs with different partition counts, producers in both.
