@@ -236,9 +236,13 @@ static void s_fence(p_repl_t *self) {
     }
     self->view = view;
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
-        uint64_t epoch = 0;
-        if (self->safe_epoch[pt] && (!tern_cluster_leads(self->args->cluster, pt, &epoch) ||
-                                     epoch != self->safe_epoch[pt])) {
+        //  By the record, not the lease: a lease in doubt stops publishes,
+        //  but what the ISR holds may still be shipped; another leader or
+        //  epoch (this node deposed) stops it.
+        tern_partmap_record_t rec;
+        if (self->safe_epoch[pt] &&
+            (!tern_cluster_record(self->args->cluster, pt, &rec) ||
+             rec.leader != self->config->node_id || rec.epoch != self->safe_epoch[pt])) {
             self->safe_epoch[pt] = 0;
             s_streams_set(self, pt, false, 0);
         }
