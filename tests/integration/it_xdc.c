@@ -343,6 +343,16 @@ Test(xdc, single_node_dc_and_clustered_dc) {
     cr_assert(strstr(line, "\"clustered\":true"), "%s", line);
     cr_assert_geq(s_count(line, "\"local_node_id\":10"), 3, "links: %s", line);
     free(line);
+    //  Each dc2 node announces its repl endpoint (node key, `ternctl cluster`).
+    it_result_t c;
+    it_ctl(&c, dc2.node[0], 10000, "cluster", NULL);
+    it_assert_ok(&c, "ternctl cluster");
+    for (int i = 0; i < dc2.count; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "\"repl\":\"%s\"", dc2.repl[i]);
+        cr_assert(strstr(c.out, want), "no %s in:\n%s", want, c.out);
+    }
+    it_result_free(&c);
     //  The table: a row per dc2 node shipped to, under dc2's own row.
     it_result_t r;
     it_ctl_text(&r, dc1.node[0], 10000, NULL, "peers", NULL);
