@@ -194,10 +194,14 @@ static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) 
         }
         st->on = on;
         st->epoch = epoch;
-        if (link->route) {
-            for (size_t k = 0; k < link->route->nsubs; k++) {
-                link->route->subs[k].sent_max[pt] = 0;
-            }
+        if (on && link->route) {
+            //  A peer confirms per connection what it committed from it: a
+            //  position of this partition may now name another entry than
+            //  one sent before (an outbox tail given back after a
+            //  failover), so resend only over fresh connections.
+            p_route_rewind(self, link, "a partition's leadership started");
+        } else if (on && link->dealer && tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
+            p_link_event(self, link, TERN_PEER_REFUSED); //  the same: a fresh connection
         }
     }
     if (reading) {
