@@ -624,14 +624,55 @@ static inline bool s_lane_known_empty(const r_route_t *self, const r_topic_t *to
     return topic->lane_snapshot == self->snapshot && from >= topic->lane_empty[p];
 }
 
-//  tern_store_lane_scan, noting in TOPIC where the lane ends when it found
-//  fewer than MAX seqs (s_lane_known_empty).
+//  Answers a scan of lane P of TOPIC from FROM for at most MAX seqs from
+//  the lane's last scan in this snapshot, when that covers it: the seqs it
+//  found from FROM on are all of the lane's up to its last one. Returns
+//  false if it does not cover it.
+static bool s_scan_memo(const r_route_t *self, const r_topic_t *topic, int p, uint64_t from,
+                        uint64_t *seqs, size_t max, size_t *count) {
+    const r_scan_t *memo = &self->scans[p];
+    if (memo->snapshot != self->snapshot || memo->topic_id != topic->id || memo->from > from) {
+        return false;
+    }
+    size_t lo = 0, hi = memo->count; //  first seq >= from
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memo->seqs[mid] < from) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    size_t avail = memo->count - lo;
+    if (avail < max && !memo->to_end) {
+        return false; //  the lane may go on past what it found
+    }
+    *count = avail < max ? avail : max;
+    memcpy(seqs, memo->seqs + lo, *count * sizeof *seqs);
+    return true;
+}
+
+//  tern_store_lane_scan, once per snapshot for the groups of a topic that
+//  scan the same part of a lane (s_scan_memo), noting in TOPIC where the
+//  lane ends when it found fewer than MAX seqs (s_lane_known_empty).
 static tern_err_t s_lane_scan(r_route_t *self, r_topic_t *topic, int p, uint64_t from,
                               uint64_t *seqs, size_t max, size_t *count) {
-    tern_err_t rc =
-        tern_store_lane_scan(self->reader, topic->id, (uint8_t)p, from, seqs, max, count);
-    if (rc != TERN_OK || *count == max) {
-        return rc;
+    if (!s_scan_memo(self, topic, p, from, seqs, max, count)) {
+        tern_err_t rc =
+            tern_store_lane_scan(self->reader, topic->id, (uint8_t)p, from, seqs, max, count);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+        r_scan_t *memo = &self->scans[p];
+        memo->snapshot = self->snapshot;
+        memo->topic_id = topic->id;
+        memo->from = from;
+        memo->count = *count;
+        memo->to_end = *count < max;
+        memcpy(memo->seqs, seqs, *count * sizeof *seqs);
+    }
+    if (*count == max) {
+        return TERN_OK;
     }
     if (topic->lane_snapshot != self->snapshot) {
         topic->lane_snapshot = self->snapshot;
@@ -643,7 +684,7 @@ static tern_err_t s_lane_scan(r_route_t *self, r_topic_t *topic, int p, uint64_t
     if (end < topic->lane_empty[p]) {
         topic->lane_empty[p] = end;
     }
-    return rc;
+    return TERN_OK;
 }
 
 void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now) {

@@ -60,6 +60,17 @@ typedef struct {
     size_t nused;      //  entries in used
 } r_cache_t;
 
+//  The last scan of one lane in the current snapshot, for the other groups
+//  of its topic (under fan-out they scan the same seqs in the same round).
+typedef struct {
+    uint64_t snapshot;         //  the read snapshot it was made in (0: none)
+    uint32_t topic_id;         //  its topic
+    uint64_t from;             //  it started at this seq
+    size_t count;              //  seqs found
+    bool to_end;               //  fewer than asked: the lane has no seq after the last
+    uint64_t seqs[S_SCAN_MAX]; //  the lane's seqs from `from`, in order
+} r_scan_t;
+
 typedef struct {
     uint64_t id;               //  conn's session id
     uint8_t rid[TERN_RID_MAX]; //  routing id
@@ -155,6 +166,7 @@ typedef struct {
     bool reading;                 //  a read txn is open
     r_cache_t cache;              //  messages read in this read txn (emptied when it ends)
     uint64_t snapshot;            //  read txns begun so far: names the current one
+    r_scan_t scans[S_LANES];      //  per lane: its last scan (s_lane_scan)
     zhashx_t *sessions;           //  id -> r_session_t (owned)
     zhashx_t *topics;             //  id -> r_topic_t (owned)
     zhashx_t *durable;            //  "id/name" -> r_group_t (borrowed)
