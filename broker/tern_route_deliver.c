@@ -37,8 +37,13 @@ _Static_assert(S_OPS_ITEM_MAX * sizeof(tern_op_t) < TERN_MEMORY_MMAP_THRESHOLD,
 //  Ops sent to the storer and not yet taken into a transaction: past this,
 //  groups deliver no more until it catches up. Every delivery costs two ops
 //  (DELIVER, ACK; ~400 bytes each), and under fan-out route made them faster
-//  than the storer committed them: 170 MB queued in its inbox.
-#define S_OPS_QUEUED_MAX 16384
+//  than the storer committed them: 170 MB queued in its inbox. 8192, not
+//  16384: the ops queued, the ACKs of what is in flight and the storer's
+//  open transaction made most of the peak under fan-out (heaptrack: 41 MB of
+//  op arrays); RssAnon peak of 20,000 x 100 groups 116-118 -> 90-94 MB at
+//  the same storer CPU per delivery (4096: 74 MB, but 15 % more storer CPU,
+//  its transactions too small).
+#define S_OPS_QUEUED_MAX 8192
 
 // ---------------------------------------------------------------------------
 //  Output
