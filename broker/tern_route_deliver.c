@@ -28,10 +28,10 @@
 //  items (storage/batch_bytes), and one round of fan-out to 100 groups made
 //  items of 100,000+ ops (40 MB here, 55 MB more in the storer's batch).
 //  And the item's array stays below malloc's mmap threshold: at 4096 ops
-//  (1.6 MB) every array was a fresh mapping, and route spent a tenth of its
+//  (1.6 MB of 392-byte ops) every array was a fresh mapping, and route spent a tenth of its
 //  time under fan-out zeroing its pages on first touch (perf: clear_page
 //  under tern_ops_push); below it, freed arrays are reused from the heap.
-#define S_OPS_ITEM_MAX 512
+#define S_OPS_ITEM_MAX 1024
 _Static_assert(S_OPS_ITEM_MAX * sizeof(tern_op_t) < TERN_MEMORY_MMAP_THRESHOLD,
                "an op batch's array stays in the heap");
 //  Ops sent to the storer and not yet taken into a transaction: past this,
@@ -378,7 +378,7 @@ void r_pend_dead(r_route_t *self, r_pend_t *pend, const char *reason) {
     if (group->name[0]) {
         tern_op_t *op = r_op(self, TERN_OP_DEAD, group, pend->seq);
         op->delivery_count = pend->count;
-        snprintf(op->reason, sizeof op->reason, "%s", reason);
+        op->reason = tern_strndup(reason, TERN_REASON_MAX);
     }
     tern_metrics_add(self->metrics->dead, 1);
     r_count(self, group, TERN_SC_DEAD);
@@ -545,7 +545,7 @@ static inline void s_deliver_op(r_route_t *self, r_group_t *group, r_sub_t *sub,
     op->due_ms = pend->due_ms;
     //  "session <id> sub <id>": the consumer, for the history. Without
     //  snprintf: it was ~1k instructions per delivered message.
-    char *at = op->reason;
+    char *at = op->consumer;
     memcpy(at, "session ", 8);
     at += 8;
     at += tern_route_u64_str(sub->session->id, at);
