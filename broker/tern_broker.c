@@ -31,6 +31,7 @@ struct tern_broker_t {
     tern_crepl_stats_t crepl_stats; //  written by crepl, read by metrics
     zactor_t *crepl;                //  in-DC replication actor, owned (NULL: single node)
     tern_repl_stats_t repl_stats;   //  written by repl, read by metrics
+    tern_quiet_t quiet;             //  written by route, read by the storer (single node)
     zactor_t *storer;               //  actors, owned
     zactor_t *route;
     zactor_t *conn;
@@ -158,6 +159,9 @@ static void s_wire(tern_broker_t *self) {
     snprintf(ra->inbox, sizeof ra->inbox, "%s-route", prefix);
     snprintf(ra->storer_inbox, sizeof ra->storer_inbox, "%s-storer", prefix);
     snprintf(ra->conn_out, sizeof ra->conn_out, "%s-out", prefix);
+    if (!self->cluster) { //  a cluster's NOTICEs also raise route's high watermarks
+        sa->quiet = ra->quiet = &self->quiet;
+    }
 
     tern_conn_args_t *ca = &self->conn_args;
     ca->store = self->store;
@@ -189,6 +193,7 @@ static void s_wire(tern_broker_t *self) {
         snprintf(cr->storer_inbox, sizeof cr->storer_inbox, "%s-storer", prefix);
         snprintf(cr->conn_inbox, sizeof cr->conn_inbox, "%s-conn", prefix);
         snprintf(cr->route_inbox, sizeof cr->route_inbox, "%s-route", prefix);
+        snprintf(cr->repl_inbox, sizeof cr->repl_inbox, "%s", sa->repl_inbox);
         cr->bind_rc = -1;
     }
 
@@ -197,6 +202,7 @@ static void s_wire(tern_broker_t *self) {
     pa->config = &self->config;
     pa->metrics = self->metrics;
     pa->stats = &self->repl_stats;
+    pa->cluster = self->cluster;
     snprintf(pa->inbox, sizeof pa->inbox, "%s-repl", prefix);
     snprintf(pa->storer_inbox, sizeof pa->storer_inbox, "%s-storer", prefix);
     pa->bind_rc = -1;

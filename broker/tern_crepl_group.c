@@ -99,7 +99,24 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         size_t rlen = strnlen(reason, sizeof g->reason - 1);
         memcpy(g->reason, reason, rlen);
         g->reason[rlen] = 0;
+        //  Followers write the same ack-state outbox entry (cross-DC on).
+        g->ob = op->type == TERN_OP_ACK || op->type == TERN_OP_DEAD ? op->ob : 0;
     }
+}
+
+//  A follower: the leader's ack-state outbox entry of OP (a gop of TOPIC in
+//  partition PT), at the leader's position.
+static void s_queue_ackstate(const tern_gop_t *op, const char *topic, uint32_t pt,
+                             tern_store_batch_t *batch) {
+    tern_outbox_entry_t e;
+    memset(&e, 0, sizeof e);
+    e.partition = pt;
+    e.position = op->ob;
+    e.is_ackstate = true;
+    e.seq = op->seq;
+    e.op = op->type == TERN_GOP_DEAD ? TERN_CMD_TERM : TERN_CMD_ACK;
+    memcpy(e.group, op->group, sizeof e.group);
+    tern_store_batch_outbox_put(batch, topic, &e);
 }
 
 static void s_name_add(const char *name, void *arg) {
@@ -138,6 +155,9 @@ void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
         rec->result.err = tern_gops_decode(f->payload, f->payload_size, &ops, &count);
         for (size_t i = 0; i < count; i++) {
             tern_store_batch_group_apply(batch, f->topic, &ops[i], &rec->result.seq);
+            if (ops[i].ob && (ops[i].type == TERN_GOP_ACK || ops[i].type == TERN_GOP_DEAD)) {
+                s_queue_ackstate(&ops[i], f->topic, f->partition, batch);
+            }
         }
         free(ops);
     } else if (f->code == TERN_CREPL_GSTATE_NAMES || f->code == TERN_CREPL_GSTATE_NAMES_PART) {

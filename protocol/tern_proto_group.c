@@ -86,7 +86,9 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
     msgpack_pack_array(&pk, count);
     for (size_t i = 0; i < count; i++) {
         const tern_gop_t *op = &ops[i];
-        msgpack_pack_array(&pk, S_OP_FIELDS);
+        //  The outbox position only when there is one (cross-DC on): an
+        //  op without it is the 7 fields of before.
+        msgpack_pack_array(&pk, op->ob ? S_OP_FIELDS + 1 : S_OP_FIELDS);
         msgpack_pack_uint8(&pk, op->type);
         msgpack_pack_uint8(&pk, op->aux);
         msgpack_pack_uint32(&pk, op->count);
@@ -94,13 +96,21 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
         msgpack_pack_uint64(&pk, op->value);
         s_pack_str(&pk, op->group);
         s_pack_str(&pk, op->reason);
+        if (op->ob) {
+            msgpack_pack_uint64(&pk, op->ob);
+        }
     }
     return s_finish(&w, len);
 }
 
 static bool s_gop(const msgpack_object *o, tern_gop_t *op) {
     uint64_t type, aux, count;
-    if (!s_array(o, S_OP_FIELDS)) {
+    if (!s_array(o, S_OP_FIELDS) && !s_array(o, S_OP_FIELDS + 1)) {
+        return false;
+    }
+    op->ob = 0;
+    if (o->via.array.size > S_OP_FIELDS &&
+        !s_uint(&o->via.array.ptr[S_OP_FIELDS], UINT64_MAX, &op->ob)) {
         return false;
     }
     const msgpack_object *f = o->via.array.ptr;

@@ -290,6 +290,7 @@ Test(store_gstate, digest_up_to_a_position) {
 Test(store_gstate, codec_round_trip_and_malformed) {
     tern_gop_t ops[16], *back = NULL;
     size_t n = s_script(ops), count = 0, len = 0;
+    ops[n - 1].ob = 42; //  the DEAD's ack-state outbox position (cross-DC on)
     uint8_t buf[8192];
     cr_assert_eq(tern_gops_encode(ops, n, buf, sizeof buf, &len), TERN_OK);
     cr_assert_eq(tern_gops_decode(buf, len, &back, &count), TERN_OK);
@@ -301,6 +302,7 @@ Test(store_gstate, codec_round_trip_and_malformed) {
         cr_assert_eq(back[i].value, ops[i].value);
         cr_assert_str_eq(back[i].group, ops[i].group);
         cr_assert_str_eq(back[i].reason, ops[i].reason);
+        cr_assert_eq(back[i].ob, ops[i].ob);
     }
     free(back);
     cr_assert_eq(tern_gops_decode(buf, len - 1, &back, &count), TERN_EMALFORMED);
