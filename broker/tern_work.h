@@ -293,7 +293,8 @@ typedef struct {
 /*  DELIVER frames route hands to conn as ONE work item per batch (up to
     128) instead of three frames per message. Each item holds the three
     parts conn sends on its ROUTER: routing id, encoded header, payload
-    (copied once from the LMDB page). Items go to the wire in order; route
+    (copied once from the LMDB page, and shared by reference among the
+    DELIVERs of the same message: zmq_msg_copy). Items go to the wire in order; route
     sends a pending batch before any other frame on conn's out socket, so
     OK/ERROR/REPLY never overtake earlier DELIVERs. Route creates it, conn
     sends the parts without a copy and frees it. */
