@@ -393,7 +393,8 @@ void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch,
         tern_store_batch_inbound(batch, self->inbound[i].name, self->inbound[i].position);
     }
     for (size_t i = 0; i < self->confirm_count; i++) {
-        tern_store_batch_outbox_confirm(batch, self->confirms[i].name, self->confirms[i].position);
+        tern_store_batch_outbox_confirm_pt(batch, self->confirms[i].name,
+                                           self->confirms[i].partition, self->confirms[i].position);
     }
 }
 

@@ -345,6 +345,8 @@ typedef struct {
 typedef struct {
     char name[TERN_REPL_CURSOR_MAX + 1]; //  inbound cursor name / peer DC name
     uint64_t position;                   //  outbox position
+    uint32_t partition;                  //  confirmation: the outbox partition (0 on a single
+                                         //  node; a clustered node's partition stream)
 } tern_repl_pos_t;
 
 /*  After an in-DC batch commits, crepl confirms POS of partition PT in
