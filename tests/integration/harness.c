@@ -707,6 +707,21 @@ void it_pub(it_broker_t *b, const char *topic, const char *data, int count) {
     it_result_free(&r);
 }
 
+void it_pub_async(tern_client_t *client, const char *topic, const char *prefix, int count,
+                  tern_pub_fn *done, void *arg) {
+    for (int i = 0; i < count; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "%s%04d", prefix, i);
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = topic;
+        msg.payload = payload;
+        msg.size = strlen(payload);
+        tern_err_t rc = tern_publish_async(client, &msg, done, arg);
+        cr_assert_eq(rc, TERN_OK, "publish %d to %s: %s", i, topic, tern_last_reason());
+    }
+}
+
 size_t it_acks_add(it_acks_t *acks, const char *out) {
     char *copy = strdup(out);
     char **lines;

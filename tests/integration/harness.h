@@ -121,6 +121,13 @@ int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...)
     message number); asserts that it succeeded with one ack per message. */
 void it_pub(it_broker_t *b, const char *topic, const char *data, int count);
 
+/*  Queues COUNT publishes to TOPIC on CLIENT with tern_publish_async, the
+    payload of message I being PREFIX followed by I in four digits, each
+    completing with DONE(ARG) (may be NULL); asserts that each was queued.
+    The caller flushes. */
+void it_pub_async(tern_client_t *client, const char *topic, const char *prefix, int count,
+                  tern_pub_fn *done, void *arg);
+
 /*  The msg_ids acknowledged to publishers, as a test gathers them. */
 typedef struct {
     int64_t *ids; //  msg_ids in the order added, owned

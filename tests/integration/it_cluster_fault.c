@@ -330,12 +330,7 @@ static void s_consume(s_run_t *run, s_producer_t *p) {
 //  Every stored message of TOPIC in node I's data dir as stored lines,
 //  after a node line (an empty or missing log still counts).
 static void s_dump_node(s_run_t *run, int i, const char *topic) {
-    tern_store_config_t config;
-    tern_store_config_defaults(&config);
-    config.dir = run->cl->node[i]->data_dir;
-    tern_err_t err = TERN_OK;
-    tern_store_t *store = tern_store_new(&config, &err);
-    cr_assert(store, "node %d: cannot open %s: %s", i, config.dir, tern_strerror(err));
+    tern_store_t *store = it_cluster_store_open(run->cl->node[i]);
     tern_store_reader_t *reader = tern_store_reader_new(store);
     cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
     fprintf(run->hist, "{\"ev\":\"node\",\"node\":\"n%d\",\"topic\":\"%s\"}\n", i, topic);
