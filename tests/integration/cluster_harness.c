@@ -103,6 +103,25 @@ it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t i
     return b;
 }
 
+it_etcd_t *it_suite_etcd;
+
+void it_suite_etcd_start(void) {
+    it_suite_etcd = it_etcd_new(1);
+    cr_assert_not_null(it_suite_etcd, "etcd did not start");
+}
+
+void it_suite_etcd_stop(void) {
+    it_teardown();
+    it_etcd_destroy(&it_suite_etcd);
+}
+
+it_broker_t *it_suite_node(const char *name, uint32_t id, uint32_t partitions,
+                           const char *const *extra) {
+    it_broker_t *b = it_cluster_node(it_suite_etcd, name, id, partitions, extra);
+    cr_assert(b, "node %u did not start", id);
+    return b;
+}
+
 it_cluster_t *it_cluster_new(int count, int etcd_members, uint32_t partitions,
                              const char *const *extra) {
     if (count < 1 || count > IT_CLUSTER_NODES_MAX || partitions == 0) {
@@ -192,16 +211,16 @@ bool it_cluster_node_running(it_cluster_t *self, int i) {
     return it_broker_alive(self->node[i], NULL);
 }
 
-bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_record_t *out,
-                       bool quiet) {
+bool it_etcd_record(tern_etcd_t *kv, const char *name, uint32_t partition,
+                    tern_partmap_record_t *out, bool quiet) {
     char key[96];
-    snprintf(key, sizeof key, "/tern/%s/partitions/%u", self->name, partition);
+    snprintf(key, sizeof key, "/tern/%s/partitions/%u", name, partition);
     tern_etcd_kvs_t *kvs = NULL;
-    tern_err_t rc = tern_etcd_get(self->kv, key, false, &kvs);
+    tern_err_t rc = tern_etcd_get(kv, key, false, &kvs);
     bool ok = false;
     const char *why = "absent";
     if (rc != TERN_OK) {
-        why = tern_etcd_reason(self->kv);
+        why = tern_etcd_reason(kv);
     } else if (kvs->count == 1) {
         rc = tern_partmap_record_decode(kvs->kvs[0].value, kvs->kvs[0].value_size, out, &why);
         ok = rc == TERN_OK;
@@ -214,6 +233,11 @@ bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_reco
     }
     tern_etcd_kvs_destroy(&kvs);
     return ok;
+}
+
+bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_record_t *out,
+                       bool quiet) {
+    return it_etcd_record(self->kv, self->name, partition, out, quiet);
 }
 
 int it_cluster_leader(it_cluster_t *self, uint32_t partition) {

@@ -61,6 +61,25 @@ void it_cluster_set_netns(it_netns_t *net);
 it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t id,
                              uint32_t partitions, const char *const *extra);
 
+/*  A suite's etcd of one member, for suites that start their nodes one by
+    one (it_cluster_node) instead of as an it_cluster_t: as the suite's
+    .init, it_suite_etcd_start starts it into it_suite_etcd (asserting that
+    it came up); as its .fini, it_suite_etcd_stop stops every node by PID
+    (it_teardown), then etcd. */
+extern it_etcd_t *it_suite_etcd;
+void it_suite_etcd_start(void);
+void it_suite_etcd_stop(void);
+
+/*  it_cluster_node on it_suite_etcd; asserts that it started. */
+it_broker_t *it_suite_node(const char *name, uint32_t id, uint32_t partitions,
+                           const char *const *extra);
+
+/*  PARTITION's record of cluster NAME as etcd (through KV) holds it now
+    into *OUT, with its epoch set as above. False if etcd could not be
+    read or has no valid record (reason on stderr unless QUIET). */
+bool it_etcd_record(tern_etcd_t *kv, const char *name, uint32_t partition,
+                    tern_partmap_record_t *out, bool quiet);
+
 /*  Describes a cluster of COUNT (1..IT_CLUSTER_NODES_MAX) nodes with
     PARTITIONS partitions over a fresh etcd of ETCD_MEMBERS (1 or 3) members
     (started here), each node with `--replicas min(3, COUNT) --min-insync

@@ -46,14 +46,12 @@
 #define S_TOPICS     3 //  topics of the partition under test
 #define S_PT         1 //  the partition under test
 
-static it_etcd_t *s_etcd;
 static it_broker_t *s_node[S_NODES];
 static char s_topics[S_TOPICS][32];
 static char s_refused[32]; //  a topic of S_PT only publishes refused with TERN_EREPLICAS reach
 
 static void s_setup(void) {
-    s_etcd = it_etcd_new(1);
-    cr_assert_not_null(s_etcd, "etcd did not start");
+    it_suite_etcd_start();
     //  Topics of partition S_PT, as libtern and ternd compute it.
     int found = 0;
     for (int i = 0; found <= S_TOPICS && i < 1000; i++) {
@@ -67,12 +65,7 @@ static void s_setup(void) {
     cr_assert_eq(found, S_TOPICS + 1);
 }
 
-static void s_teardown(void) {
-    it_teardown();
-    it_etcd_destroy(&s_etcd);
-}
-
-TestSuite(cluster_repl, .init = s_setup, .fini = s_teardown, .timeout = 300);
+TestSuite(cluster_repl, .init = s_setup, .fini = it_suite_etcd_stop, .timeout = 300);
 
 // ---------------------------------------------------------------------------
 //  Helpers
@@ -83,37 +76,38 @@ static void s_start_nodes(const char *isr_lag, const char *lease) {
     for (int i = 0; i < S_NODES; i++) {
         char listen[64];
         snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-        const char *extra[] = {
-            "--etcd",    s_etcd->endpoints, "--cluster", "itcr",          "--cluster-listen",
-            listen,      "--partitions",    "4",         "--ack-timeout", "1s",
-            "--isr-lag", isr_lag,           "--lease",   lease,           NULL};
+        const char *extra[] = {"--etcd",
+                               it_suite_etcd->endpoints,
+                               "--cluster",
+                               "itcr",
+                               "--cluster-listen",
+                               listen,
+                               "--partitions",
+                               "4",
+                               "--ack-timeout",
+                               "1s",
+                               "--isr-lag",
+                               isr_lag,
+                               "--lease",
+                               lease,
+                               NULL};
         s_node[i] = it_adopt_broker(it_broker_new((uint32_t)i, extra));
         cr_assert(it_broker_start(s_node[i]), "node %d did not start", i);
     }
 }
 
-//  PT's record as etcd holds it now (epoch from the key when the value has
-//  none). False if there is none yet.
+//  PT's record as etcd holds it now. False if there is none yet.
 static bool s_record(uint32_t pt, tern_partmap_record_t *rec) {
-    tern_etcd_t *etcd = tern_etcd_new(s_etcd->endpoints, 3000);
+    tern_etcd_t *etcd = tern_etcd_new(it_suite_etcd->endpoints, 3000);
     cr_assert_not_null(etcd);
-    char key[64];
-    snprintf(key, sizeof key, "/tern/itcr/partitions/%u", pt);
-    tern_etcd_kvs_t *kvs = NULL;
-    bool ok =
-        tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count == 1 &&
-        tern_partmap_record_decode(kvs->kvs[0].value, kvs->kvs[0].value_size, rec, NULL) == TERN_OK;
-    if (ok && rec->epoch == 0) {
-        rec->epoch = (uint64_t)kvs->kvs[0].mod_revision;
-    }
-    tern_etcd_kvs_destroy(&kvs);
+    bool ok = it_etcd_record(etcd, "itcr", pt, rec, true);
     tern_etcd_destroy(&etcd);
     return ok;
 }
 
 //  True if KEY is in etcd now.
 static bool s_key_exists(const char *key) {
-    tern_etcd_t *etcd = tern_etcd_new(s_etcd->endpoints, 3000);
+    tern_etcd_t *etcd = tern_etcd_new(it_suite_etcd->endpoints, 3000);
     tern_etcd_kvs_t *kvs = NULL;
     bool exists = tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count > 0;
     tern_etcd_kvs_destroy(&kvs);
