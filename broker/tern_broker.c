@@ -189,6 +189,7 @@ static void s_wire(tern_broker_t *self) {
         snprintf(cr->storer_inbox, sizeof cr->storer_inbox, "%s-storer", prefix);
         snprintf(cr->conn_inbox, sizeof cr->conn_inbox, "%s-conn", prefix);
         snprintf(cr->route_inbox, sizeof cr->route_inbox, "%s-route", prefix);
+        snprintf(cr->repl_inbox, sizeof cr->repl_inbox, "%s", sa->repl_inbox);
         cr->bind_rc = -1;
     }
 
@@ -197,6 +198,7 @@ static void s_wire(tern_broker_t *self) {
     pa->config = &self->config;
     pa->metrics = self->metrics;
     pa->stats = &self->repl_stats;
+    pa->cluster = self->cluster;
     snprintf(pa->inbox, sizeof pa->inbox, "%s-repl", prefix);
     snprintf(pa->storer_inbox, sizeof pa->storer_inbox, "%s-storer", prefix);
     pa->bind_rc = -1;

@@ -88,6 +88,7 @@ void tern_cluster_parse_node(const char *text, tern_cluster_node_t *info) {
          sizeof info->cluster_endpoint},
         {"identity=", offsetof(tern_cluster_node_t, identity), sizeof info->identity},
         {"dc=", offsetof(tern_cluster_node_t, dc), sizeof info->dc},
+        {"repl=", offsetof(tern_cluster_node_t, repl_endpoint), sizeof info->repl_endpoint},
     };
     const char *p = text;
     while (*p) {
@@ -502,6 +503,9 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
     snprintf(self->identity, sizeof self->identity, "%s", identity ? identity : "");
     snprintf(self->cluster_endpoint, sizeof self->cluster_endpoint, "%s", cluster_endpoint);
     snprintf(self->dc, sizeof self->dc, "%s", config->dc);
+    if (config->repl_listen[0] && strcmp(config->repl_listen, "off") != 0) {
+        snprintf(self->repl_endpoint, sizeof self->repl_endpoint, "%s", config->repl_listen);
+    }
     tern_cluster_node_value(self, endpoint);
     if (pipe(self->wake) != 0) {
         snprintf(errbuf, errlen, "cluster: cannot make a pipe: %s", strerror(errno));
@@ -679,8 +683,9 @@ const char *tern_cluster_not_leader(tern_cluster_t *self, uint32_t partition, ch
 
 void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint) {
     snprintf(self->node_value, sizeof self->node_value,
-             "id=%u endpoint=%s cluster=%s identity=%s dc=%s lease=%" PRId64, self->self_id,
-             endpoint, self->cluster_endpoint, self->identity, self->dc, self->lease_ms);
+             "id=%u endpoint=%s cluster=%s identity=%s dc=%s lease=%" PRId64 "%s%s", self->self_id,
+             endpoint, self->cluster_endpoint, self->identity, self->dc, self->lease_ms,
+             self->repl_endpoint[0] ? " repl=" : "", self->repl_endpoint);
 }
 
 void tern_cluster_set_endpoint(tern_cluster_t *self, const char *endpoint) {

@@ -59,6 +59,7 @@ typedef struct {
     char cluster_endpoint[256]; //  in-DC replication endpoint (cluster/listen)
     char identity[40];          //  its data dir's replica identity (UUID)
     char dc[65];                //  its DC name
+    char repl_endpoint[256];    //  its cross-DC replication endpoint (repl/listen; "": none)
 } tern_cluster_node_t;
 
 /*  Joins the cluster described by CONFIG (cluster/etcd set) as node

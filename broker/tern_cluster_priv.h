@@ -55,9 +55,10 @@ struct tern_cluster_t {
     char prefix[80];            //  "/tern/NAME"
     char endpoints[1024];       //  etcd members (for the watch)
     char member[256];           //  the etcd member the client used last (thread)
-    char node_value[700];       //  our node record, the value of PREFIX/nodes/<id>
+    char node_value[1000];      //  our node record, the value of PREFIX/nodes/<id>
     char cluster_endpoint[256]; //  cluster/listen, announced
     char dc[65];                //  node/dc, announced
+    char repl_endpoint[256];    //  repl/listen, announced ("": no cross-DC replication)
     char identity[40];          //  our replica identity
     //  the thread's own (no lock)
     tern_etcd_t *etcd;           //  owned; the thread's client after new

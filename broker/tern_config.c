@@ -425,10 +425,22 @@ static tern_err_t s_check_cluster(const tern_config_t *config, char *errbuf, siz
     if (!*config->etcd) {
         return TERN_OK;
     }
-    if (config->peer_count > 0 || *config->repl_listen) {
+    //  Cross-DC replication from a clustered DC (docs/replication.md,
+    //  "Clustered DCs"): repl/listen is written into the node's etcd key as
+    //  it is, for the peer DCs to connect to, like cluster/listen.
+    bool repl = *config->repl_listen && !streq(config->repl_listen, "off");
+    if (repl && s_endpoint_wildcard(config->repl_listen)) {
         return k_fail(errbuf, errlen,
-                      "config: cross-DC replication from a clustered DC is not built yet (issue "
-                      "15): drop repl/peers or cluster/etcd");
+                      "config: repl/listen = \"%s\": expected an address the peer DCs can "
+                      "connect to (a clustered node announces it), not a wildcard",
+                      config->repl_listen);
+    }
+    if (repl && (streq(config->repl_listen, config->listen) ||
+                 streq(config->repl_listen, config->cluster_listen))) {
+        return k_fail(errbuf, errlen,
+                      "config: repl/listen = \"%s\": expected an endpoint other than "
+                      "server/listen and cluster/listen",
+                      config->repl_listen);
     }
     if (!*config->cluster_listen) {
         return k_fail(errbuf, errlen,
@@ -486,4 +498,6 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
     out->trace_retention_ms = config->trace_retention_ms;
     //  A node without peers ships nothing: it keeps no outbox.
     out->outbox = config->peer_count > 0;
+    //  A node of a clustered DC keeps its outbox per partition.
+    out->partitions = config->etcd[0] ? config->partitions : 0;
 }

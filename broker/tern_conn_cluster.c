@@ -179,6 +179,9 @@ static void s_json_nodes(c_conn_t *self, tern_json_t *json, const uint32_t *lead
         tern_json_key_u64(json, "node_id", node->id);
         tern_json_key_str(json, "dc", node->dc);
         tern_json_key_str(json, "endpoint", node->endpoint);
+        if (node->repl_endpoint[0]) {
+            tern_json_key_str(json, "repl", node->repl_endpoint); //  for the peer DCs
+        }
         tern_json_key_str(json, "state", node->up ? "up" : "down");
         tern_json_key_bool(json, "controller", node->id == controller);
         tern_json_key_u64(json, "leader_of", leads[node->id % S_NODES_MAX]);

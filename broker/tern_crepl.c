@@ -158,6 +158,8 @@ static void s_handle_inbox(void *actor, void *unused) {
         }
         if (type == TERN_WORK_COMMITTED) {
             c_committed(self, (tern_committed_t *)ptr);
+        } else if (type == TERN_WORK_REPL_DONE && !((tern_repl_batch_t *)ptr)->in_dc) {
+            c_inbound(self, (tern_repl_batch_t *)ptr); //  from another DC: wait for the ISR
         } else if (type == TERN_WORK_REPL_DONE) {
             c_batch_done(self, (tern_repl_batch_t *)ptr);
         } else if (type == TERN_WORK_NOTICE) {
@@ -172,6 +174,7 @@ static void s_handle_inbox(void *actor, void *unused) {
     c_flush_batch(self);
     c_group_flush(self); //  after every record of the drain (tern_crepl_group.c)
     c_evaluate(self);
+    c_inbound_evaluate(self);
     c_notices_evaluate(self);
 }
 
@@ -183,6 +186,7 @@ static void s_after(void *actor) {
     c_follow_timers(self, now);
     c_flush_batch(self);
     c_evaluate(self);
+    c_inbound_evaluate(self);
     c_notices_evaluate(self);
 }
 
@@ -237,11 +241,18 @@ static int s_start(c_repl_t *self) {
         snprintf(args->error, sizeof args->error, "crepl: cannot reach the storer, conn and route");
         return -1;
     }
+    if (args->repl_inbox[0] && !tern_work_push_connect(&self->repl_sock, args->repl_inbox)) {
+        snprintf(args->error, sizeof args->error, "crepl: cannot reach repl");
+        return -1;
+    }
     self->self_id = tern_cluster_self(self->cluster);
     self->partitions = tern_cluster_partitions(self->cluster);
     self->leads = tern_alloc(self->partitions * sizeof *self->leads);
     self->follows = tern_alloc(self->partitions * sizeof *self->follows);
     self->ship_dirty = tern_alloc(self->partitions * sizeof *self->ship_dirty);
+    if (self->config->peer_count) {
+        self->ob_sent = tern_alloc(self->partitions * sizeof *self->ob_sent);
+    }
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
     self->chunk_records = c_chunk_records();
     //  The storer's decision (tern_broker.c sets both; tern_storer.c,
@@ -286,11 +297,13 @@ static void s_stop(c_repl_t *self) {
     free(self->leads);
     free(self->follows);
     free(self->ship_dirty);
+    free(self->ob_sent);
     zsock_destroy(&self->router_sock);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->storer_sock);
     zsock_destroy(&self->conn_sock);
     zsock_destroy(&self->route_sock);
+    zsock_destroy(&self->repl_sock);
 }
 
 void tern_crepl_actor(zsock_t *pipe, void *arg) {

@@ -48,6 +48,9 @@ typedef struct {
     char storer_inbox[128];      //  the storer's inbox (crepl connects PUSH)
     char conn_inbox[128];        //  conn's inbox (crepl forwards COMMITTED there)
     char route_inbox[128];       //  route's inbox (crepl forwards NOTICE there)
+    char repl_inbox[128];        //  the repl actor's inbox ("": no cross-DC replication;
+                                 //  crepl hands it its committed batches once the ISR has them,
+                                 //  and OBSAFE)
     int bind_rc;                 //  out: 0 when cluster/listen is bound
     char error[256];             //  out: why it could not start
 } tern_crepl_args_t;
@@ -60,6 +63,13 @@ typedef struct {
     what this replica lacked (skipped). REC stays owned by the caller. */
 void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops);
 void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch);
+
+/*  The cross-DC outbox (tern_crepl_outbox.c), on the storer's thread:
+    queues an in-DC follower's CREPL_OUTBOX record REC on BATCH (the
+    leader's confirmations, or its outbox entries of a SYNC answer);
+    REC->result.err gets TERN_EMALFORMED / TERN_EINVAL for a payload or
+    code it cannot read (the follower syncs again). REC stays the caller's. */
+void tern_crepl_outbox_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch);
 
 /*  zactor_fn: ARGS is a tern_crepl_args_t, borrowed for the actor's life. */
 void tern_crepl_actor(zsock_t *pipe, void *args);

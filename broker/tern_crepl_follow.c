@@ -308,6 +308,12 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             s_add_rec(self, f, rec);
             s_add_mark(self, pt, f, frame->position);
             return true;
+        case TERN_CMD_CREPL_OUTBOX: //  cross-DC outbox: no position (tern_crepl_outbox.c)
+            if (answer || (f->phase == C_F_LIVE && frame->code == TERN_CREPL_OUTBOX_CONFIRMS)) {
+                s_add_rec(self, f, rec);
+                return true;
+            }
+            return false;
         case TERN_CMD_CREPL_GSTATE: //  group snapshot: part of the answer
         case TERN_CMD_CREPL_GROUP:  //  live group ops: no position (tern_crepl_group.c)
             if (frame->cmd == TERN_CMD_CREPL_GSTATE ? answer : f->phase == C_F_LIVE) {
@@ -458,10 +464,11 @@ static void s_batch_records(c_repl_t *self, tern_repl_batch_t *batch) {
             }
             continue;
         }
-        if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {
+        if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC || rec->frame.cmd == TERN_CMD_CREPL_OUTBOX) {
             if (err != TERN_OK) {
-                zsys_warning("crepl: partition %u: topic op %u on %s failed (%s); syncing again",
-                             pt, rec->frame.code, rec->frame.topic, tern_errname(err));
+                zsys_warning("crepl: partition %u: %s op %u on %s failed (%s); syncing again", pt,
+                             rec->frame.cmd == TERN_CMD_CREPL_TOPIC ? "topic" : "outbox",
+                             rec->frame.code, rec->frame.topic, tern_errname(err));
                 s_resync(self, f);
             }
             continue;

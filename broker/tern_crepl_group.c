@@ -93,7 +93,24 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         g->value = at ? op->start_seq : op->due_ms;
         memcpy(g->group, op->group, sizeof g->group);
         memcpy(g->reason, op->reason, sizeof g->reason);
+        //  Followers write the same ack-state outbox entry (cross-DC on).
+        g->ob = op->type == TERN_OP_ACK || op->type == TERN_OP_DEAD ? op->ob : 0;
     }
+}
+
+//  A follower: the leader's ack-state outbox entry of OP (a gop of TOPIC in
+//  partition PT), at the leader's position.
+static void s_queue_ackstate(const tern_gop_t *op, const char *topic, uint32_t pt,
+                             tern_store_batch_t *batch) {
+    tern_outbox_entry_t e;
+    memset(&e, 0, sizeof e);
+    e.partition = pt;
+    e.position = op->ob;
+    e.is_ackstate = true;
+    e.seq = op->seq;
+    e.op = op->type == TERN_GOP_DEAD ? TERN_CMD_TERM : TERN_CMD_ACK;
+    memcpy(e.group, op->group, sizeof e.group);
+    tern_store_batch_outbox_put(batch, topic, &e);
 }
 
 static void s_name_add(const char *name, void *arg) {
@@ -128,18 +145,22 @@ static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
 typedef struct {
     tern_store_batch_t *batch; //  the storer's batch
     const char *topic;         //  the frame's topic
+    uint32_t pt;               //  its partition
     uint64_t *skipped;         //  the record's result seq
 } c_gops_to_t;
 
 static void s_gop_queue(const tern_gop_t *op, void *arg) {
     c_gops_to_t *to = arg;
     tern_store_batch_group_apply(to->batch, to->topic, op, to->skipped);
+    if (op->ob && (op->type == TERN_GOP_ACK || op->type == TERN_GOP_DEAD)) {
+        s_queue_ackstate(op, to->topic, to->pt, to->batch);
+    }
 }
 
 void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
     const tern_frame_t *f = &rec->frame;
     if (f->cmd == TERN_CMD_CREPL_GROUP) {
-        c_gops_to_t to = {batch, f->topic, &rec->result.seq};
+        c_gops_to_t to = {batch, f->topic, f->partition, &rec->result.seq};
         rec->result.err = tern_gops_decode(f->payload, f->payload_size, s_gop_queue, &to);
     } else if (f->code == TERN_CREPL_GSTATE_NAMES || f->code == TERN_CREPL_GSTATE_NAMES_PART) {
         s_queue_names(rec, batch);

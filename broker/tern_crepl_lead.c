@@ -133,28 +133,24 @@ int c_rep_index(c_lead_t *lead, uint32_t node) {
 // ---------------------------------------------------------------------------
 //  Shipping and holding publishes
 
-//  Ships PUB (stored at RES) as CREPL_RECORD at POS to every synced
-//  follower of PT: added to its CREPL_RECORDS payload (tern_crepl_ship.c),
-//  or sent alone when too large for one; a follower we cannot send to drops
-//  out of the live stream (it sees the gap at the next heartbeat and syncs
-//  again).
-static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub, uint64_t pos) {
-    tern_frame_t frame = pub->frame;
+void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame_t *src,
+                   const tern_append_result_t *res, zmq_msg_t *body, uint64_t pos) {
+    tern_frame_t frame = *src;
     frame.cmd = TERN_CMD_CREPL_RECORD;
     C_PT(&frame) = pt;
     C_EP(&frame) = lead->epoch;
     frame.position = pos;
-    frame.seq = pub->result.seq;
-    frame.msg_id = pub->result.msg_id;
-    size_t len = 0; //  one encoding for every follower
+    frame.seq = res->seq;
+    frame.msg_id = res->msg_id;
+    frame.outbox_pos = res->outbox_pos; //  followers write the same outbox entry
+    size_t len = 0;                     //  one encoding for every follower
     if (tern_frame_encode(&frame, self->buf, sizeof self->buf, &len) != TERN_OK) {
         zsys_error("crepl: partition %u: cannot encode %s seq %" PRIu64, pt, frame.topic,
                    frame.seq);
         len = 0;
     }
     atomic_fetch_add_explicit(&self->stats->shipped, 1, memory_order_relaxed);
-    if (len &&
-        c_ship_add(self, pt, lead, pos, len, zmq_msg_data(&pub->body), zmq_msg_size(&pub->body))) {
+    if (len && c_ship_add(self, pt, lead, pos, len, zmq_msg_data(body), zmq_msg_size(body))) {
         return;
     }
     for (size_t i = 1; i < lead->nreps; i++) {
@@ -163,7 +159,7 @@ static void s_ship(c_repl_t *self, uint32_t pt, c_lead_t *lead, tern_pub_t *pub,
         }
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
         if (!len || !peer || !peer->rid_size ||
-            c_send_encoded(self, peer->rid, peer->rid_size, self->buf, len, &pub->body) != 0) {
+            c_send_encoded(self, peer->rid, peer->rid_size, self->buf, len, body) != 0) {
             zsys_warning("crepl: partition %u: follower %u dropped from the live stream (%s)", pt,
                          lead->reps[i].node, peer ? zmq_strerror(zmq_errno()) : "unknown");
             lead->synced[i] = false;
@@ -186,6 +182,26 @@ static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     *need =
         (c_need_t){pt, lead->epoch, 0, !lead->leading, lead->leading ? TERN_OK : TERN_ENOTLEADER};
     return need;
+}
+
+void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
+                 const tern_append_result_t *res, zmq_msg_t *body, uint64_t now) {
+    c_lead_t *lead = &self->leads[need->pt];
+    if (res->duplicate) { //  its original is earlier in the log
+        need->pos = need->pos > lead->end ? need->pos : lead->end;
+        return;
+    }
+    uint64_t pos = ++lead->end;
+    lead->ship_ms[pos % C_RING] = now;
+    if (!self->deferred) {
+        lead->reps[0].durable = pos; //  the storer committed it here
+    }
+    c_ship_record(self, need->pt, lead, frame, res, body, pos);
+    need->pos = pos;
+}
+
+c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
+    return s_need(self, held, pt);
 }
 
 void c_topic_frame(tern_frame_t *frame, uint32_t pt, uint64_t epoch, uint64_t pos,
@@ -283,21 +299,9 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
             }
             uint32_t pt = c_partition_of(self, pub->frame.topic);
             c_need_t *need = s_need(self, held, pt);
-            c_lead_t *lead = &self->leads[pt];
-            if (need->decided) {
-                continue;
+            if (!need->decided) {
+                c_ship_next(self, need, &pub->frame, &pub->result, &pub->body, now);
             }
-            if (pub->result.duplicate) { //  its original is earlier in the log
-                need->pos = need->pos > lead->end ? need->pos : lead->end;
-                continue;
-            }
-            uint64_t pos = ++lead->end;
-            lead->ship_ms[pos % C_RING] = now;
-            if (!self->deferred) {
-                lead->reps[0].durable = pos; //  the storer committed it here
-            }
-            s_ship(self, pt, lead, pub, pos);
-            need->pos = pos;
         }
     }
     s_ship_admins(self, held, SIZE_MAX - 1, now);
@@ -406,6 +410,17 @@ void c_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now, uint6
     s_decide(self, need, lease_ok, now, deadline);
 }
 
+bool c_held_decide(c_repl_t *self, c_held_t *held, bool lease_ok, uint64_t now) {
+    bool all = true;
+    for (size_t i = 0; i < held->count; i++) {
+        if (!held->needs[i].decided) {
+            s_decide(self, &held->needs[i], lease_ok, now, held->deadline_ms);
+        }
+        all = all && held->needs[i].decided;
+    }
+    return all;
+}
+
 void c_evaluate(c_repl_t *self) {
     if (!self->held) {
         return;
@@ -417,14 +432,7 @@ void c_evaluate(c_repl_t *self) {
     c_held_t *prev = NULL;
     while (*link) {
         c_held_t *held = *link;
-        bool all = true;
-        for (size_t i = 0; i < held->count; i++) {
-            if (!held->needs[i].decided) {
-                s_decide(self, &held->needs[i], lease_ok, now, held->deadline_ms);
-            }
-            all = all && held->needs[i].decided;
-        }
-        if (!all) {
+        if (!c_held_decide(self, held, lease_ok, now)) {
             prev = held;
             link = &held->next;
             continue;
@@ -437,15 +445,21 @@ void c_evaluate(c_repl_t *self) {
     }
 }
 
-void c_held_drop(c_repl_t *self) {
-    while (self->held) {
-        c_held_t *held = self->held;
-        self->held = held->next;
+static void s_held_free(c_held_t **head, c_held_t **tail) {
+    while (*head) {
+        c_held_t *held = *head;
+        *head = held->next;
         tern_committed_destroy(&held->item);
+        tern_repl_batch_destroy(&held->batch);
         free(held->needs);
         free(held);
     }
-    self->held_tail = NULL;
+    *tail = NULL;
+}
+
+void c_held_drop(c_repl_t *self) {
+    s_held_free(&self->held, &self->held_tail);
+    s_held_free(&self->inbound, &self->inbound_tail); //  tern_crepl_inbound.c's
 }
 
 void c_synced(c_repl_t *self) {
@@ -463,6 +477,7 @@ void c_synced(c_repl_t *self) {
 //  Timers: heartbeats and the ISR
 
 static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
+    c_outbox_confirms(self, pt, lead); //  cross-DC: what the peers confirmed, if it moved
     tern_frame_t frame;
     c_frame_init(&frame, TERN_CMD_CREPL_HEARTBEAT, pt, lead->epoch, lead->end);
     for (size_t i = 1; i < lead->nreps; i++) {
@@ -638,5 +653,6 @@ void c_handle_router(void *actor, void *unused) {
         zmq_msg_close(&body);
     }
     c_evaluate(self);
+    c_inbound_evaluate(self);
     c_notices_evaluate(self);
 }

@@ -108,6 +108,62 @@ static void s_free(c_held_t *held) {
     free(held);
 }
 
+/* ------------------------------------------------------------------------
+    OBSAFE: the outbox the ISR holds (rule 2 of docs/replication.md,
+    "Outbox in a cluster"), told to repl as each NOTICE is released
+   ------------------------------------------------------------------------ */
+
+//  Adds (PT, POS) to *ITEM (made on first use) if we lead PT and the NEED
+//  for PT (NULL: the commit had no records there) was acknowledged.
+static void s_obsafe_add(c_repl_t *self, tern_obsafe_t **item, size_t *cap, uint32_t pt,
+                         uint64_t pos, const c_need_t *need) {
+    if (pt >= self->partitions || !self->leads[pt].leading || pos == 0 ||
+        (need && (need->err != TERN_OK || need->epoch != self->leads[pt].epoch))) {
+        return; //  not ours to ship, or the ISR may not have it: a later mark covers it
+    }
+    if (!*item) {
+        *item = tern_alloc(sizeof **item);
+    }
+    tern_obsafe_t *it = *item;
+    if (it->count == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        it->marks = tern_realloc(it->marks, *cap * sizeof *it->marks);
+        it->epochs = tern_realloc(it->epochs, *cap * sizeof *it->epochs);
+    }
+    it->marks[it->count] = (tern_outbox_mark_t){pt, pos};
+    it->epochs[it->count++] = self->leads[pt].epoch;
+}
+
+//  HELD's NOTICE is being released: its outbox marks (or, inherited, the
+//  partition's outbox last) go to repl. Nothing when repl does not run.
+static void s_obsafe(c_repl_t *self, c_held_t *held) {
+    tern_notice_t *notice = held->notice;
+    if (!self->repl_sock || !notice) {
+        return;
+    }
+    tern_obsafe_t *item = NULL;
+    size_t cap = 0;
+    if (notice->inherited && held->count == 1) {
+        uint64_t last = 0;
+        if (tern_store_read_begin(self->reader) == TERN_OK) {
+            tern_store_outbox_last_pt(self->reader, notice->partition, &last);
+            tern_store_read_end(self->reader);
+        }
+        s_obsafe_add(self, &item, &cap, notice->partition, last, &held->needs[0]);
+    }
+    for (size_t i = 0; i < notice->obmark_count; i++) {
+        const tern_outbox_mark_t *mark = &notice->obmarks[i];
+        const c_need_t *need = NULL;
+        for (size_t j = 0; j < held->count && !need; j++) {
+            need = held->needs[j].pt == mark->partition ? &held->needs[j] : NULL;
+        }
+        s_obsafe_add(self, &item, &cap, mark->partition, mark->position, need);
+    }
+    if (item && tern_work_send(zsock_resolve(self->repl_sock), TERN_WORK_OBSAFE, item) != 0) {
+        tern_obsafe_destroy(&item);
+    }
+}
+
 void c_notices_evaluate(c_repl_t *self) {
     if (!self->notices) {
         return;
@@ -131,6 +187,7 @@ void c_notices_evaluate(c_repl_t *self) {
             if (self->notices_tail == held) {
                 self->notices_tail = NULL;
             }
+            s_obsafe(self, held);
             if (tern_work_send(zsock_resolve(self->route_sock), TERN_WORK_NOTICE, held->notice) ==
                 0) {
                 held->notice = NULL;

@@ -124,14 +124,15 @@ typedef struct {
 typedef struct c_gframe_t c_gframe_t;
 
 typedef struct c_held_t {
-    tern_committed_t *item; //  owned (NULL for a held NOTICE)
-    tern_notice_t *notice;  //  owned: a NOTICE for route (tern_crepl_notice.c), or NULL
-    c_need_t *needs;        //  owned array
-    size_t count;           //  used
-    size_t cap;             //  allocated
-    uint64_t deadline_ms;   //  cluster/ack_timeout from its arrival
-    uint64_t sync_gen;      //  a NOTICE: waits until self->synced_gen reaches it
-    struct c_held_t *next;  //  FIFO link
+    tern_committed_t *item;   //  owned (NULL for a held NOTICE)
+    tern_notice_t *notice;    //  owned: a NOTICE for route (tern_crepl_notice.c), or NULL
+    tern_repl_batch_t *batch; //  owned: a cross-DC batch (tern_crepl_inbound.c), or NULL
+    c_need_t *needs;          //  owned array
+    size_t count;             //  used
+    size_t cap;               //  allocated
+    uint64_t deadline_ms;     //  cluster/ack_timeout from its arrival
+    uint64_t sync_gen;        //  a NOTICE: waits until self->synced_gen reaches it
+    struct c_held_t *next;    //  FIFO link
 } c_held_t;
 
 typedef struct {
@@ -158,8 +159,12 @@ typedef struct {
     c_held_t *held;               //  COMMITTED items waiting (FIFO head)
     c_held_t *held_tail;          //  its tail
     zsock_t *route_sock;          //  PUSH to route's inbox, owned
+    uint64_t *ob_sent;            //  [P] sum of the confirmations last sent (NULL: no peers)
     c_gframe_t *gframes;          //  this drain's CREPL_GROUP frames (FIFO head, owned)
     c_gframe_t *gframes_tail;     //  its tail (tern_crepl_group.c)
+    c_held_t *inbound;            //  cross-DC batches waiting (FIFO head, tern_crepl_inbound.c)
+    c_held_t *inbound_tail;       //  its tail
+    zsock_t *repl_sock;           //  PUSH to the repl actor's inbox, owned (NULL until needed)
     c_held_t *notices;            //  NOTICEs waiting, in commit order (FIFO head)
     c_held_t *notices_tail;       //  its tail
     c_need_t *last_needs;         //  what the last COMMITTED waits for (owned array)
@@ -204,6 +209,33 @@ void c_lead_stop(c_repl_t *self, uint32_t pt);
 void c_lead_update(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec);
 //  A COMMITTED item from the storer (takes ownership).
 void c_committed(c_repl_t *self, tern_committed_t *item);
+//  Ships the record SRC (stored at RES, payload BODY) as CREPL_RECORD at POS
+//  to every synced follower of PT: added to its CREPL_RECORDS payload
+//  (tern_crepl_ship.c), or sent alone when too large for one; a follower we
+//  cannot send to drops out of the live stream (it sees the gap at the next
+//  heartbeat and syncs again).
+void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame_t *src,
+                   const tern_append_result_t *res, zmq_msg_t *body, uint64_t pos);
+
+//  Ships a committed record (FRAME stored at RES, payload BODY) of NEED's
+//  partition at its next position (c_ship_record) and raises NEED's
+//  position to it; a duplicate ships nothing and waits for the end.
+void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
+                 const tern_append_result_t *res, zmq_msg_t *body, uint64_t now);
+//  HELD's need for PT, added (undecided, or failed when we do not lead PT)
+//  when missing.
+c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt);
+
+//  Decides HELD's undecided needs where it can (c_decide, at NOW); true
+//  once every one is decided.
+bool c_held_decide(c_repl_t *self, c_held_t *held, bool lease_ok, uint64_t now);
+
+//  tern_crepl_inbound.c: records received from another DC (the repl actor's
+//  batches, committed here): shipped like publishes, handed back to repl
+//  once the ISR has them.
+void c_inbound(c_repl_t *self, tern_repl_batch_t *batch);
+void c_inbound_evaluate(c_repl_t *self);
+
 //  A CREPL_TOPIC frame: OP (tern_crepl_topic_op_t) on TOPIC at POS, LIMITS
 //  (NULL: none) as its payload written into TEXT (CAP bytes, >= 64).
 void c_topic_frame(tern_frame_t *frame, uint32_t pt, uint64_t epoch, uint64_t pos,
@@ -225,6 +257,13 @@ int c_rep_index(c_lead_t *lead, uint32_t node);
 //  The storer flushed its last commit to disk (TERN_WORK_SYNCED): every
 //  position shipped so far is durable here.
 void c_synced(c_repl_t *self);
+
+//  The cross-DC outbox (tern_crepl_outbox.c): a leader's confirmations to
+//  its synced followers when they moved (a heartbeat round), and the outbox
+//  part of a SYNC answer (in the answer's read snapshot; 0 or -1).
+void c_outbox_confirms(c_repl_t *self, uint32_t pt, c_lead_t *lead);
+int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
+                      uint64_t epoch, uint64_t req_id);
 
 //  tern_crepl_ship.c
 //  Adds the header of LEN bytes encoded in self->buf (a CREPL_RECORD or

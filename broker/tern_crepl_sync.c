@@ -288,7 +288,8 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
 static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
                     const c_lead_t *lead) {
     if (!sync->more &&
-        c_group_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0) {
+        (c_group_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0 ||
+         c_outbox_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0)) {
         return -1;
     }
     tern_frame_t caught;

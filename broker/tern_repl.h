@@ -10,6 +10,7 @@
 #ifndef TERN_REPL_H_INCLUDED
 #define TERN_REPL_H_INCLUDED
 
+#include "tern_cluster.h"
 #include "tern_config.h"
 #include "tern_metrics.h"
 #include "tern_store.h"
@@ -48,6 +49,7 @@ typedef struct {
     const tern_config_t *config; //  borrowed; outlives the actor
     tern_metrics_t *metrics;     //  borrowed; outlives the actor
     tern_repl_stats_t *stats;    //  borrowed, may be NULL; outlives the actor
+    tern_cluster_t *cluster;     //  borrowed, NULL on a single node; outlives the actor
     char inbox[128];             //  endpoint repl binds (PULL: storer results)
     char storer_inbox[128];      //  the storer's inbox (repl connects PUSH)
     int bind_rc;                 //  out: 0 when the replication endpoint is bound

@@ -10,6 +10,7 @@
 */
 #include "tern_repl_priv.h"
 #include "tern_auth.h"
+#include "tern_partition.h"
 #include <inttypes.h>
 #include <string.h>
 
@@ -120,6 +121,7 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
         return;
     }
     s_in_cursor(self, link, frame);
+    link->in_refused = false;
     memcpy(link->rid, rid, rid_size);
     link->rid_size = rid_size;
     link->in_node_id = frame->node_id;
@@ -133,6 +135,11 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
     reply.node_id = self->config->node_id;
     snprintf(reply.dc, sizeof reply.dc, "%s", self->config->dc);
     reply.position = link->queued;
+    if (self->args->cluster) {
+        //  We keep no cursor that counts: resume from your shipping position.
+        snprintf(reply.name, sizeof reply.name, "cluster");
+        reply.fields |= TERN_F_NAME;
+    }
     p_send(self, self->router, rid, rid_size, &reply);
     zsys_info("repl: inbound from %s (node %u) accepted; resuming after position %" PRIu64,
               frame->dc, frame->node_id, link->queued);
@@ -187,6 +194,40 @@ static bool s_recv_rec(p_repl_t *self, tern_repl_rec_t *rec, bool *has_body) {
     return true;
 }
 
+//  In a clustered DC a record or ack-state change is applied only by the
+//  leader of its topic's partition here (docs/replication.md, "Clustered
+//  DCs"): the sender learns our map and sends it there. True if this node
+//  leads it now; else answers ERROR TERN_ENOTLEADER naming the leader's repl
+//  endpoint when known, and drops the rest of this session's stream (the
+//  sender reconnects, to the leader, and resends from what it has confirmed).
+static bool s_leads_topic(p_repl_t *self, p_link_t *link, const uint8_t *rid, size_t rid_size,
+                          const tern_frame_t *frame) {
+    tern_cluster_t *cluster = self->args->cluster;
+    uint32_t pt =
+        tern_partition_of(frame->topic, strlen(frame->topic), tern_cluster_partitions(cluster));
+    if (tern_cluster_leads(cluster, pt, NULL)) {
+        return true;
+    }
+    char why[TERN_REASON_MAX + 1];
+    tern_partmap_record_t rec;
+    tern_cluster_node_t node;
+    if (tern_cluster_record(cluster, pt, &rec) && rec.leader != TERN_NODE_NONE &&
+        rec.leader != self->config->node_id && tern_cluster_node(cluster, rec.leader, &node) &&
+        node.repl_endpoint[0]) {
+        snprintf(why, sizeof why, "partition %u is led by node %u at %.180s", pt, rec.leader,
+                 node.repl_endpoint);
+    } else {
+        tern_cluster_not_leader(cluster, pt, why, sizeof why);
+    }
+    if (!link->in_refused) {
+        zsys_info("repl: %s from %s refused: %s", frame->topic, link->cfg->name, why);
+        p_send_error(self, rid, rid_size, frame->req_id, TERN_ENOTLEADER, why);
+    }
+    link->in_refused = true;
+    link->not_leader++;
+    return false;
+}
+
 //  REPL_RECORD, REPL_HEARTBEAT or REPL_ACKSTATE from LINK's peer (after its
 //  handshake). Returns true if REC went into the batch (the batch owns it).
 static bool s_handle_stream(p_repl_t *self, p_link_t *link, const uint8_t *rid, size_t rid_size,
@@ -197,8 +238,15 @@ static bool s_handle_stream(p_repl_t *self, p_link_t *link, const uint8_t *rid, 
         p_send_pos(self, self->router, rid, rid_size, TERN_CMD_REPL_CONFIRM, link->applied);
         return false;
     }
+    //  A clustered DC keeps no cursor that could skip (rule 4 of
+    //  docs/replication.md "Clustered DCs"): a sender resends from its own
+    //  replicated shipping position, and what we hold is dropped by msg_id.
+    bool skip = !self->args->cluster;
+    if (link->in_refused || (!skip && !s_leads_topic(self, link, rid, rid_size, frame))) {
+        return false;
+    }
     if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-        if (frame->position <= link->queued) {
+        if (skip && frame->position <= link->queued) {
             link->replays++;
             return false;
         }
@@ -212,7 +260,7 @@ static bool s_handle_stream(p_repl_t *self, p_link_t *link, const uint8_t *rid, 
         self->looped++; //  never apply our own records back
     } else if (!streq(frame->origin, link->cfg->name)) {
         self->looped++; //  only the origin ships its records
-    } else if (frame->position <= link->queued) {
+    } else if (skip && frame->position <= link->queued) {
         link->replays++;
     } else {
         frame->fields |= TERN_F_ORIGIN;

@@ -237,8 +237,15 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     }
     link->node_id = frame->node_id;
     link->node_known = true;
-    link->confirmed = frame->position;
-    link->next_pos = frame->position + 1;
+    //  A clustered peer DC keeps no inbound cursor that counts (its leaders
+    //  change): we resume from what it confirmed to us, which it confirmed
+    //  only once its in-sync replicas had it, and it drops replays by msg_id
+    //  (docs/replication.md, "Clustered DCs").
+    link->clustered = (frame->fields & TERN_F_NAME) && streq(frame->name, "cluster");
+    if (!link->clustered || frame->position > link->confirmed) {
+        link->confirmed = frame->position;
+    }
+    link->next_pos = link->confirmed + 1;
     unsigned actions = tern_peer_event(link->fsm, TERN_PEER_WELCOME, tern_now_ms());
     s_do_actions(self, link, actions);
     zsys_info("repl: link to %s (node %u at %s) live; streaming from position %" PRIu64,

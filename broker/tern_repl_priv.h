@@ -55,6 +55,10 @@ typedef struct {
     uint64_t acks_received;    //  ack-state changes received
     uint64_t acks_sent;        //  ack-state changes sent
     bool paused;               //  operator isolated this peer (both directions)
+    bool in_refused;           //  cluster: its session got ENOTLEADER; drop its stream until
+                               //  its next HELLO
+    bool clustered;            //  its WELCOME said it is a clustered DC (keeps no cursor for us)
+    uint64_t not_leader;       //  frames refused with TERN_ENOTLEADER (cluster)
 
     //  Which cursor applied/queued are: outbox positions are per data dir
     char in_cursor[TERN_REPL_CURSOR_MAX + 1]; //  "DC/IDENTITY" of its sender, or "DC"

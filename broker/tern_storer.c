@@ -284,7 +284,7 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
                                                                  : TERN_TRACE_ACKED);
             if (self->to_repl) { //  ack state travels to the peer DCs by msg_id
                 tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
-                                          TERN_CMD_ACK);
+                                          TERN_CMD_ACK, &op->ob);
             }
             break;
         case TERN_OP_NACK:
@@ -297,7 +297,7 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
                                   op->reason);
             if (self->to_repl) {
                 tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
-                                          TERN_CMD_TERM);
+                                          TERN_CMD_TERM, &op->ob);
             }
             break;
         default:
@@ -476,6 +476,16 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
             }
         }
     }
+    size_t nmarks = 0;
+    const tern_outbox_mark_t *marks = tern_store_batch_outbox_marks(self->batch, &nmarks);
+    if (commit_rc == TERN_OK && nmarks && self->args->cluster && self->notice) {
+        //  crepl sends them to repl as OBSAFE once the ISR has this commit
+        //  (a commit without a NOTICE holds only a follower's copies).
+        tern_notice_t *notice = self->notice;
+        notice->obmarks = tern_alloc(nmarks * sizeof *marks);
+        memcpy(notice->obmarks, marks, nmarks * sizeof *marks);
+        notice->obmark_count = nmarks;
+    }
     if (self->sweeping && commit_rc == TERN_OK && self->swept) {
         tern_metrics_add(metrics->expired, self->swept);
     }
@@ -582,8 +592,10 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
             ap->seq = rec->result.seq;
             ap->priority = rec->frame.priority;
         }
-        if (self->stopping || !self->to_repl ||
-            tern_work_send(self->to_repl, TERN_WORK_REPL_DONE, batch) != 0) {
+        //  In a cluster crepl ships the new records to the followers and
+        //  gives the batch to repl once the ISR has them (tern_crepl_inbound.c).
+        void *to = self->args->cluster ? self->to_conn : self->to_repl;
+        if (self->stopping || !to || tern_work_send(to, TERN_WORK_REPL_DONE, batch) != 0) {
             tern_repl_batch_destroy(&batch);
         }
     }

@@ -120,6 +120,7 @@ tern_op_t *tern_ops_push(tern_ops_t *self) {
     op->reason[0] = 0;
     op->err = TERN_OK;
     op->count = 0;
+    op->ob = 0;
     op->ctx = NULL;
     return op;
 }
@@ -149,7 +150,18 @@ void tern_notice_destroy(tern_notice_t **self_p) {
     free(self->created);
     free(self->gops);
     free(self->gop_topics);
+    free(self->obmarks);
     free(self);
+    *self_p = NULL;
+}
+
+void tern_obsafe_destroy(tern_obsafe_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    free((*self_p)->marks);
+    free((*self_p)->epochs);
+    free(*self_p);
     *self_p = NULL;
 }
 
@@ -313,6 +325,10 @@ static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch,
         }
         if (rec->frame.cmd == TERN_CMD_CREPL_GROUP || rec->frame.cmd == TERN_CMD_CREPL_GSTATE) {
             tern_crepl_group_queue(rec, batch); //  group state: never a link of the chain
+            continue;
+        }
+        if (rec->frame.cmd == TERN_CMD_CREPL_OUTBOX) {
+            tern_crepl_outbox_queue(rec, batch); //  cross-DC outbox state: not a link either
             continue;
         }
         if (rec->frame.cmd == TERN_CMD_CREPL_TOPIC) {

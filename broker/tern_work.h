@@ -30,6 +30,7 @@
                                                   crepl makes one `inherited` NOTICE per
                                                   leadership (route frees both)
     REPL_ADMIN  conn -> repl -> conn  conn        conn, after relaying the answer
+    OBSAFE      crepl -> repl         crepl       repl (tern_obsafe_destroy)
     Borrowing: a tern_pub_t's and tern_repl_rec_t's frame points into their
     own zmq_msg_t (they travel together); nothing borrows across items. An
     item whose receiver is gone (shutdown) is freed by whoever holds it.
@@ -60,8 +61,9 @@ typedef enum {
     TERN_WORK_REPL = 8,        //  repl -> storer: tern_repl_batch_t * (records to apply)
     TERN_WORK_REPL_DONE = 9,   //  storer -> repl: the same batch, committed
     TERN_WORK_REPL_ADMIN = 10, //  conn -> repl -> conn: tern_repl_admin_t * (peers ops)
-    TERN_WORK_SYNCED = 11      //  storer -> crepl: NULL; the commit whose results came last
+    TERN_WORK_SYNCED = 11,     //  storer -> crepl: NULL; the commit whose results came last
                                //  is flushed to disk (cluster, durability fsync)
+    TERN_WORK_OBSAFE = 12      //  crepl -> repl: tern_obsafe_t * (outbox the ISR holds)
 } tern_work_type_t;
 
 /*  One PUBLISH, decoded once by conn. FRAME.meta borrows HDR's data and
@@ -153,6 +155,8 @@ typedef struct {
     char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
     tern_err_t err;                   //  OPEN / admin op result
     uint64_t count;                   //  REPLAY: entries moved; PURGE: removed
+    uint64_t ob;                      //  ACK / DEAD: its ack-state outbox position (the storer,
+                                      //  at commit, with cross-DC on; 0 = none)
     void *ctx;                        //  admin ops: the tern_admin_t (owned), else NULL
 } tern_op_t;
 
@@ -196,25 +200,47 @@ typedef struct {
 
 /*  What one commit means to route. Storer creates it, route frees it. */
 typedef struct {
-    tern_appended_t *appended; //  owned array of new messages
-    size_t appended_count;     //  entries
-    tern_ops_t *ops;           //  route's op batches, with results (owned)
-    tern_topic_gone_t *gone;   //  owned array of deleted / purged topics
-    size_t gone_count;         //  entries
-    tern_group_ref_t *reload;  //  owned array of groups changed by peer DCs
-    size_t reload_count;       //  entries
-    uint32_t *created;         //  owned array of topic ids made by topic.create
-    size_t created_count;      //  entries
-    tern_gop_t *gops;          //  cluster: this commit's group ops, in order, for crepl to ship
-                               //  to the followers (tern_crepl_group.c; owned, crepl frees)
-    uint32_t *gop_topics;      //  the topic id of each (owned)
-    size_t gop_count;          //  entries
-    bool inherited;            //  cluster: crepl's, at a leadership start: APPENDED holds each
-                               //  topic of the partition at its last_seq then, which the ISR
-                               //  now has (route sets its high watermarks to exactly that,
-                               //  and adopts the stored group state of PARTITION's topics)
-    uint32_t partition;        //  inherited: the partition whose leadership started
+    tern_appended_t *appended;   //  owned array of new messages
+    size_t appended_count;       //  entries
+    tern_ops_t *ops;             //  route's op batches, with results (owned)
+    tern_topic_gone_t *gone;     //  owned array of deleted / purged topics
+    size_t gone_count;           //  entries
+    tern_group_ref_t *reload;    //  owned array of groups changed by peer DCs
+    size_t reload_count;         //  entries
+    uint32_t *created;           //  owned array of topic ids made by topic.create
+    size_t created_count;        //  entries
+    tern_gop_t *gops;            //  cluster: this commit's group ops, in order, for crepl to ship
+                                 //  to the followers (tern_crepl_group.c; owned, crepl frees)
+    uint32_t *gop_topics;        //  the topic id of each (owned)
+    size_t gop_count;            //  entries
+    bool inherited;              //  cluster: crepl's, at a leadership start: APPENDED holds each
+                                 //  topic of the partition at its last_seq then, which the ISR
+                                 //  now has (route sets its high watermarks to exactly that,
+                                 //  and adopts the stored group state of PARTITION's topics)
+    uint32_t partition;          //  inherited: the partition whose leadership started
+    tern_outbox_mark_t *obmarks; //  cluster: per partition, the highest outbox position the
+                                 //  commit wrote (owned; crepl turns it into OBSAFE)
+    size_t obmark_count;         //  entries
 } tern_notice_t;
+
+/*  OBSAFE: outbox positions a clustered node may ship cross-DC now. For
+    each mark, the entries of its partition up to its position are in
+    every in-sync replica's store: crepl released the NOTICE of the commit
+    that wrote them (the ack rule held for that partition's records in it),
+    or, at a leadership start, the inherited NOTICE (the mark is then the
+    partition's outbox last; everything before was replicated to us as a
+    follower). Rule 2 of docs/replication.md "Outbox in a cluster": a
+    record shipped before the ISR has it could be truncated from this DC
+    after a failover while another DC keeps it. Only for partitions this
+    node leads (the epoch it leads them in is EPOCH of each mark's entry in
+    EPOCHS), in commit order, so a partition's marks only go up within one
+    leadership. Sent only when the repl actor runs (peers configured).
+    crepl creates it, repl frees it. */
+typedef struct {
+    tern_outbox_mark_t *marks; //  owned array
+    uint64_t *epochs;          //  owned array [count]: the leader epoch of each mark's partition
+    size_t count;              //  entries
+} tern_obsafe_t;
 
 /*  Session events conn forwards to route. */
 typedef enum {
@@ -396,6 +422,7 @@ void tern_delivers_destroy(tern_delivers_t **self_p);
 void tern_repl_admin_destroy(tern_repl_admin_t **self_p);
 void tern_repl_batch_destroy(tern_repl_batch_t **self_p);
 void tern_repl_rec_destroy(tern_repl_rec_t **self_p);
+void tern_obsafe_destroy(tern_obsafe_t **self_p);
 
 /*  The storer's view of the in-DC streams (crepl's follower streams, one
     per followed partition). Why: a follower's copy must stay a prefix of its

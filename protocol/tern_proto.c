@@ -57,6 +57,7 @@ typedef enum {
     FD_POS, //  position
     FD_PT,  //  partition
     FD_EP,  //  epoch
+    FD_OB,  //  outbox_pos
     FD_M,   //  meta
     FD_A,   //  acks
     FD_COUNT_
@@ -134,6 +135,7 @@ static const s_field_t s_fields[FD_COUNT_] = {
     [FD_POS] = U("pos", position, 0, 0, UMAX),
     [FD_PT] = U("pt", partition, 0, 0, UINT32_MAX),
     [FD_EP] = U("ep", epoch, 0, 0, UMAX),
+    [FD_OB] = U("ob", outbox_pos, 0, 0, UMAX),
     [FD_M] = {"m", 1, K_META, G_NONE, 0, 0, TERN_F_META, 0, 0},
     [FD_A] = {"a", 1, K_ACKS, G_NONE, 0, 0, 0, 0, 0},
 };
@@ -142,7 +144,7 @@ static const s_field_t s_fields[FD_COUNT_] = {
 #define S_UINT_FIELDS                                                                              \
     (B(FD_V) | B(FD_N) | B(FD_HB) | B(FD_MP) | B(FD_PS) | B(FD_ID) | B(FD_SQ) | B(FD_TS) |         \
      B(FD_EX) | B(FD_TTL) | B(FD_TC) | B(FD_PR) | B(FD_DN) | B(FD_S) | B(FD_TG) | B(FD_CR) |       \
-     B(FD_ST) | B(FD_SV) | B(FD_DL) | B(FD_C) | B(FD_POS) | B(FD_PT) | B(FD_EP))
+     B(FD_ST) | B(FD_SV) | B(FD_DL) | B(FD_C) | B(FD_POS) | B(FD_PT) | B(FD_EP) | B(FD_OB))
 
 //  Per command: required and optional fields. Anything else is ignored on
 //  decode (forward compatibility) and never emitted on encode.
@@ -178,7 +180,8 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_ADMIN] = {"ADMIN", B(FD_NM), B(FD_M), 0},
     [TERN_CMD_REPLY] = {"REPLY", 0, 0, 2},
     [TERN_CMD_REPL_HELLO] = {"REPL_HELLO", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_POS), B(FD_NM), 0},
-    [TERN_CMD_REPL_WELCOME] = {"REPL_WELCOME", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_POS), 0, 0},
+    [TERN_CMD_REPL_WELCOME] = {"REPL_WELCOME", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_POS), B(FD_NM),
+                               0},
     [TERN_CMD_REPL_RECORD] = {"REPL_RECORD", B(FD_POS) | B(FD_ID) | B(FD_T) | B(FD_TS) | B(FD_O),
                               MSG_OPT | B(FD_SQ) | B(FD_EX), 1},
     [TERN_CMD_REPL_ACKSTATE] = {"REPL_ACKSTATE", B(FD_POS) | B(FD_T) | B(FD_G) | B(FD_ID) | B(FD_C),
@@ -190,7 +193,7 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_CREPL_RECORD] = {"CREPL_RECORD",
                                CREPL | B(FD_POS) | B(FD_SQ) | B(FD_ID) | B(FD_T) | B(FD_TS) |
                                    B(FD_O),
-                               MSG_OPT | B(FD_EX), 1},
+                               MSG_OPT | B(FD_EX) | B(FD_OB), 1},
     [TERN_CMD_CREPL_CAUGHT] = {"CREPL_CAUGHT", CREPL | B(FD_POS), 0, 0},
     [TERN_CMD_CREPL_CONFIRM] = {"CREPL_CONFIRM", CREPL | B(FD_N) | B(FD_POS), 0, 0},
     [TERN_CMD_CREPL_HEARTBEAT] = {"CREPL_HEARTBEAT", CREPL | B(FD_POS), 0, 0},
@@ -198,6 +201,7 @@ static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
     [TERN_CMD_CREPL_GROUP] = {"CREPL_GROUP", CREPL | B(FD_T), 0, 1},
     [TERN_CMD_CREPL_GSTATE] = {"CREPL_GSTATE", CREPL | B(FD_T) | B(FD_C), B(FD_G), 1},
     [TERN_CMD_CREPL_RECORDS] = {"CREPL_RECORDS", CREPL | B(FD_POS), 0, 1},
+    [TERN_CMD_CREPL_OUTBOX] = {"CREPL_OUTBOX", CREPL | B(FD_C), B(FD_POS) | B(FD_SQ), 2},
 };
 
 static const s_cmd_t *s_cmd(int cmd) {

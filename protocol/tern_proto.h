@@ -84,8 +84,19 @@ typedef enum {
     TERN_CMD_CREPL_RECORDS = 57,   /* l->f: position of the first entry; payload = entries
                                       (tern_records_put), each an encoded CREPL_RECORD or
                                       CREPL_TOPIC of the same pt and ep at consecutive positions */
+    TERN_CMD_CREPL_OUTBOX = 58,    /* l->f: the partition's cross-DC outbox state, code =
+                                      tern_crepl_outbox_t; consumes no position */
     TERN_CMD_MAX_
 } tern_cmd_t;
+
+/*  CREPL_OUTBOX's code (docs/protocol.md section 14). */
+typedef enum {
+    TERN_CREPL_OUTBOX_CONFIRMS = 1, //  payload "POS PEER\n" lines: what each peer DC confirmed
+    TERN_CREPL_OUTBOX_RESET = 2,    //  SYNC answer: drop entries >= sq, last = pos; payload =
+                                    //  the leader's entries from sq, "POS KIND SEQ MSG_ID OP
+                                    //  AT_NS gGROUP tTOPIC\n" lines
+    TERN_CREPL_OUTBOX_MORE = 3      //  more entry lines of the same answer
+} tern_crepl_outbox_t;
 
 /*  CREPL_TOPIC's code: the topic admin op a follower applies. */
 typedef enum {
@@ -127,6 +138,7 @@ typedef struct {
     uint64_t value;                   //  due_ms or start_value
     char group[TERN_NAME_MAX + 1];    //  the group
     char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
+    uint64_t ob;                      //  ACK / DEAD: its ack-state outbox position (0 = none)
 } tern_gop_t;
 
 /*  A pending or DLQ entry of a group in a CREPL_GSTATE snapshot. */
@@ -244,6 +256,7 @@ typedef struct {
     uint64_t position;                //  REPL_*: outbox position; CREPL_*: stream position
     uint32_t partition;               //  CREPL_*: partition (pt)
     uint64_t epoch;                   //  CREPL_*: the partition's leader epoch (ep)
+    uint64_t outbox_pos;              //  CREPL_RECORD: its outbox position in pt (ob; 0 = none)
 
     //  Borrowed regions (see the ownership note at the top)
     const uint8_t *meta;    //  metadata: an encoded msgpack map of str->str

@@ -2,7 +2,9 @@
 
     An in-DC leader ships group state to its followers (docs/protocol.md,
     section 14): CREPL_GROUP carries a list of group ops of one topic, each
-    [type, aux, count, seq, value, group, reason]; CREPL_GSTATE a snapshot
+    [type, aux, count, seq, value, group, reason] and, on an ack or dead op
+    with an ack-state outbox entry (cross-DC on), an 8th element ob, its
+    position; CREPL_GSTATE a snapshot
     of one group, [group, [lane cursors], delivered, redelivered, acked,
     nacked, created_ns, [pending entries], [DLQ entries]] with entries
     [seq, due_ms, count, priority, reason], or the list of a topic's group
@@ -100,7 +102,9 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
     msgpack_pack_array(&pk, count);
     for (size_t i = 0; i < count; i++) {
         const tern_gop_t *op = &ops[i];
-        msgpack_pack_array(&pk, S_OP_FIELDS);
+        //  The outbox position only when there is one (cross-DC on): an
+        //  op without it is the 7 fields of before.
+        msgpack_pack_array(&pk, op->ob ? S_OP_FIELDS + 1 : S_OP_FIELDS);
         msgpack_pack_uint8(&pk, op->type);
         msgpack_pack_uint8(&pk, op->aux);
         msgpack_pack_uint32(&pk, op->count);
@@ -108,17 +112,28 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
         msgpack_pack_uint64(&pk, op->value);
         s_pack_str(&pk, op->group);
         s_pack_str(&pk, op->reason);
+        if (op->ob) {
+            msgpack_pack_uint64(&pk, op->ob);
+        }
     }
     return s_finish(&w, len);
 }
 
 static bool s_gop(tern_rcur_t *c, tern_gop_t *op) {
     uint64_t type, aux, count;
-    if (!s_array(c, S_OP_FIELDS) || !s_uint(c, TERN_GOP_PURGE, &type) || type < TERN_GOP_OPEN ||
-        !s_uint(c, UINT8_MAX, &aux) || !s_uint(c, UINT32_MAX, &count) ||
+    uint32_t fields;
+    //  The ack-state outbox position is an 8th element, there only when
+    //  set (cross-DC on).
+    if (tern_rcur_array(c, &fields) != TERN_OK ||
+        (fields != S_OP_FIELDS && fields != S_OP_FIELDS + 1) || !s_uint(c, TERN_GOP_PURGE, &type) ||
+        type < TERN_GOP_OPEN || !s_uint(c, UINT8_MAX, &aux) || !s_uint(c, UINT32_MAX, &count) ||
         !s_uint(c, UINT64_MAX, &op->seq) || !s_uint(c, UINT64_MAX, &op->value) ||
         !s_str(c, op->group, sizeof op->group) || !op->group[0] ||
         !s_str(c, op->reason, sizeof op->reason)) {
+        return false;
+    }
+    op->ob = 0;
+    if (fields > S_OP_FIELDS && !s_uint(c, UINT64_MAX, &op->ob)) {
         return false;
     }
     op->type = (uint8_t)type;

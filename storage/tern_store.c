@@ -24,8 +24,9 @@
 
 //  The names of the databases, in the order of the S_* enum.
 static const char *s_dbi_names[S_DBI_COUNT] = {
-    "meta",   "topics",  "topic_ids", "log",    "prio",  "msgid",   "dedup", "dedup_prod", "expiry",
-    "groups", "pending", "dlq",       "outbox", "peers", "inbound", "trace", "trace_conf"};
+    "meta",       "topics", "topic_ids",  "log",       "prio",    "msgid",  "dedup",
+    "dedup_prod", "expiry", "groups",     "pending",   "dlq",     "outbox", "peers",
+    "inbound",    "trace",  "trace_conf", "outbox_pt", "peers_pt"};
 
 /* ------------------------------------------------------------------------
     The store
@@ -352,7 +353,8 @@ static int s_env_load(tern_store_t *self, MDB_txn *txn, uint64_t format) {
     if (rc || (rc = s_identity_load(self, txn)) ||
         (rc = s_load_u64(self, txn, S_META_OUTBOX_LAST, &self->outbox_last)) ||
         (rc = s_load_u64(self, txn, S_META_TOPIC_NEXT, &self->topic_next)) ||
-        (rc = s_load_u64(self, txn, S_META_TRACE_NEXT, &self->trace_next))) {
+        (rc = s_load_u64(self, txn, S_META_TRACE_NEXT, &self->trace_next)) ||
+        (rc = st_ob_load(self, txn))) {
         return rc;
     }
     MDB_stat st;
@@ -461,6 +463,7 @@ fail:
     }
     s_lock_release(self);
     pthread_rwlock_destroy(&self->lock);
+    st_ob_free(self);
     free(self);
     errno = sys_errno;
     return NULL;
@@ -475,6 +478,7 @@ void tern_store_destroy(tern_store_t **self_p) {
     mdb_env_close(self->env);
     s_lock_release(self); //  after LMDB: the lock covers the environment's whole life
     pthread_rwlock_destroy(&self->lock);
+    st_ob_free(self);
     free(self);
     *self_p = NULL;
 }

@@ -97,7 +97,21 @@ typedef struct {
     uint32_t max_readers;         //  LMDB reader slots (default 126)
     uint64_t trace_retention_ms;  //  per-message history kept this long; 0 = none (default 24 h)
     bool outbox;                  //  local appends get an outbox entry (default true); see below
+    uint32_t partitions;          //  > 0: a cluster's replica, outbox per partition (default 0)
 } tern_store_config_t;
+
+/*  PARTITIONS > 0 (a node of a clustered DC, cluster/partitions): the
+    outbox is kept per partition, the same on every replica of it
+    (docs/storage.md "The outbox in a cluster"). A local append of a topic
+    of partition PT (tern_partition_of(topic, PARTITIONS)) and an ack-state
+    change of such a topic get the entry (PT, next position of PT); a
+    follower writes the leader's entries at the leader's (PT, position)
+    (tern_store_batch_append_replica with MSG->outbox_pos,
+    tern_store_batch_outbox_put); each peer confirms per partition
+    (tern_store_batch_outbox_confirm_pt). The functions without _pt mean
+    partition 0. PARTITIONS 0 keeps the single-node outbox (one stream,
+    its format unchanged). A store must always be opened with the same
+    PARTITIONS: the outbox of the other mode is not read. */
 
 /*  OUTBOX false: local appends (tern_store_batch_append with LOCAL true)
     write no outbox entry, and their recorded outbox position is 0, as for
@@ -348,11 +362,12 @@ tern_err_t tern_store_topic_list(tern_store_reader_t *self, tern_topic_fn *fn, v
 
 /*  Result of one append. */
 typedef struct {
-    tern_err_t err;    //  TERN_OK, TERN_EFULL, TERN_ELIMIT (max topics), ...
-    uint32_t topic_id; //  the topic's id
-    uint64_t seq;      //  the new seq, or the original's when duplicate
-    uint64_t msg_id;   //  MSG->msg_id, or the original's when duplicate
-    bool duplicate;    //  (producer, producer_seq) or msg_id seen before
+    tern_err_t err;      //  TERN_OK, TERN_EFULL, TERN_ELIMIT (max topics), ...
+    uint32_t topic_id;   //  the topic's id
+    uint64_t seq;        //  the new seq, or the original's when duplicate
+    uint64_t msg_id;     //  MSG->msg_id, or the original's when duplicate
+    bool duplicate;      //  (producer, producer_seq) or msg_id seen before
+    uint64_t outbox_pos; //  its outbox position (in its partition in a cluster), 0 = none
 } tern_append_result_t;
 
 /*  Queues the append of one message. MSG (borrowed until commit, payload and
@@ -613,7 +628,8 @@ tern_err_t tern_store_get_u64(tern_store_reader_t *self, const char *name, uint6
 /*  One outbox entry: a message (topic id, seq, msg_id) or an ack-state
     change (REPL_ACKSTATE fields). */
 typedef struct {
-    uint64_t position;             //  outbox position, from 1
+    uint64_t position;             //  outbox position in its partition, from 1
+    uint32_t partition;            //  its partition (0 on a single node)
     bool is_ackstate;              //  false: a message; true: an ack-state change
     uint32_t topic_id;             //  message: its topic
     uint64_t seq;                  //  message: its seq
@@ -627,9 +643,12 @@ typedef bool(tern_outbox_fn)(const tern_outbox_entry_t *entry, void *arg);
 
 /*  Queues an ack-state outbox entry (replication of ACK/TERM/dead state by
     msg_id): OP is TERN_CMD_ACK, TERN_CMD_TERM, ... GROUP is copied.
-    Positions are shared with the message entries of the outbox. */
+    Positions are shared with the message entries of the outbox (in a
+    cluster: of the topic's partition, and MSG_ID 0 is read from the log).
+    POS_OUT (may be NULL) gets the entry's position at commit (0 if none:
+    the topic is gone). */
 void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, const char *group,
-                               uint64_t seq, uint64_t msg_id, uint32_t op);
+                               uint64_t seq, uint64_t msg_id, uint32_t op, uint64_t *pos_out);
 
 /*  Queues applying a peer DC's ack-state change by MSG_ID (replication of
     acks and dead-lettering): OP is TERN_CMD_ACK (acked) or TERN_CMD_TERM (to
@@ -671,6 +690,61 @@ tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size
 /*  The last outbox position into *POSITION (0 when none yet). */
 tern_err_t tern_store_outbox_last(tern_store_reader_t *self, uint64_t *position);
 
+/*  The same per partition PT of a clustered store (PARTITIONS > 0; on a
+    single node PT must be 0): entries of PT with position >= FROM, PT's
+    last position (0 when none yet), what PEER confirmed of PT. TERN_EINVAL
+    for PT >= PARTITIONS (or != 0 on a single node) or an empty peer name,
+    TERN_ECORRUPT on a malformed entry. Positions of a partition may have
+    gaps (a follower's tail given back after a failover, or a new leader's
+    outbox continued from its own last); readers take them in key order. */
+tern_err_t tern_store_outbox_read_pt(tern_store_reader_t *self, uint32_t pt, uint64_t from,
+                                     size_t max, tern_outbox_fn *fn, void *arg);
+tern_err_t tern_store_outbox_last_pt(tern_store_reader_t *self, uint32_t pt, uint64_t *pos);
+tern_err_t tern_store_outbox_confirmed_pt(tern_store_reader_t *self, const char *peer, uint32_t pt,
+                                          uint64_t *pos);
+
+/*  Queues recording that PEER (copied; empty is ignored) confirmed
+    partition PT's outbox up to POS (a lower position than recorded is
+    ignored). On a single node PT 0 is tern_store_batch_outbox_confirm; in
+    a cluster the leader queues it and its followers queue the same as it
+    reaches them (replicated partition state); no confirmation history is
+    kept per partition (tern_store_trace_confirmed_at is single-node). */
+void tern_store_batch_outbox_confirm_pt(tern_store_batch_t *self, const char *peer, uint32_t pt,
+                                        uint64_t pos);
+
+/*  A clustered store's follower: queues writing ENTRY (copied) at exactly
+    (ENTRY->partition, ENTRY->position), replacing what is there, for an
+    ack-state entry or an entry of the leader's catch-up answer. TOPIC
+    (copied) names the entry's topic (ENTRY->topic_id is ignored: ids are
+    per node); a topic unknown here stores topic id 0. The partition's last
+    position moves up to it. Ignored on a single node, for a partition out
+    of range or position 0. */
+void tern_store_batch_outbox_put(tern_store_batch_t *self, const char *topic,
+                                 const tern_outbox_entry_t *entry);
+
+/*  A clustered store's follower, at the start of the leader's catch-up of
+    partition PT: queues removing PT's entries with position >= FROM and
+    setting PT's last position to LAST (it may go down: a tail the leader
+    does not have is given back). The leader's entries from FROM follow
+    (tern_store_batch_outbox_put). Ignored on a single node. */
+void tern_store_batch_outbox_reset_pt(tern_store_batch_t *self, uint32_t pt, uint64_t from,
+                                      uint64_t last);
+
+/*  What a commit wrote to the outbox of a clustered store: one mark per
+    partition whose outbox it extended, with the highest position written
+    (the repl actor ships up to it once the ISR holds the commit:
+    TERN_WORK_OBSAFE). */
+typedef struct {
+    uint32_t partition; //  the partition
+    uint64_t position;  //  the highest outbox position the commit wrote in it
+} tern_outbox_mark_t;
+
+/*  The marks of SELF's last successful commit into *COUNT and the returned
+    array (borrowed until SELF's next commit or destroy; NULL with *COUNT 0
+    when none, always on a single node). */
+const tern_outbox_mark_t *tern_store_batch_outbox_marks(const tern_store_batch_t *self,
+                                                        size_t *count);
+
 /*  What PEER confirmed into *POSITION (0 when nothing yet). TERN_EINVAL for
     an empty name. */
 tern_err_t tern_store_outbox_confirmed(tern_store_reader_t *self, const char *peer,
@@ -693,7 +767,9 @@ tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
 /*  Queues the in-DC follower's append of MSG (borrowed until commit, payload
     and meta included; a decoded CREPL_RECORD) at exactly MSG->seq of topic
     MSG->topic (created on first use with no limits), with MSG->msg_id and
-    every field as given: no new id, no outbox entry, no dedup refusal.
+    every field as given: no new id, no outbox entry of its own, no dedup refusal.
+    - MSG->outbox_pos > 0 (a clustered store): the leader's outbox entry of
+      the record is written at (the topic's partition, MSG->outbox_pos).
     - MSG->seq > the topic's last_seq: stored (seqs skipped by the leader
       stay gaps), last_seq = MSG->seq; the msgid index, priority lane,
       expiry index and history as for tern_store_batch_append, and the

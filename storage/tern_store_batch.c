@@ -99,6 +99,7 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
     free(self->cache);
     free(self->prods);
     free(self->prod_slots);
+    free(self->marks);
     free(self);
     *self_p = NULL;
 }
@@ -370,6 +371,9 @@ static st_apply_fn *const s_apply[OP_COUNT] = {
     [OP_GROUP_APPLY] = st_op_group_apply,
     [OP_GSTATE_PUT] = st_op_gstate_put,
     [OP_GSTATE_PRUNE] = st_op_gstate_prune,
+    [OP_OUTBOX_CONFIRM_PT] = st_op_outbox_confirm_pt,
+    [OP_OUTBOX_PUT] = st_op_outbox_put,
+    [OP_OUTBOX_RESET] = st_op_outbox_reset,
 };
 
 static void s_fail_all(tern_store_batch_t *self, tern_err_t err) {
@@ -401,6 +405,7 @@ static void s_attempt_reset(st_txn_t *ctx) {
     ctx->dedup_next_len = store->dedup_next_len;
     ctx->batch->cache_count = 0;
     st_prod_reset(ctx->batch);
+    st_ob_reset(ctx);
 }
 
 //  An operation made conditional (tern_store_batch_only_if) whose prior
@@ -443,6 +448,9 @@ static int s_attempt_apply(st_txn_t *ctx) {
     if (rc == 0) {
         rc = s_cache_flush(ctx);
     }
+    if (rc == 0) {
+        rc = st_ob_flush(ctx);
+    }
     if (rc == 0 && ctx->outbox_last != store->outbox_last) {
         rc = s_put_u64(ctx->txn, store->dbi[S_META], S_META_OUTBOX_LAST, ctx->outbox_last);
     }
@@ -459,6 +467,7 @@ static int s_attempt_apply(st_txn_t *ctx) {
 static void s_attempt_publish(st_txn_t *ctx) {
     tern_store_t *store = ctx->store;
     store->outbox_last = ctx->outbox_last;
+    st_ob_publish(ctx);
     store->topic_next = ctx->topic_next;
     store->trace_next = ctx->trace_next;
     memcpy(store->dedup_next, ctx->dedup_next, ctx->dedup_next_len);
@@ -532,6 +541,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
     ctx.dbi = store->dbi;
     ctx.now_ns = s_now_ns();
     ctx.append_limit = SIZE_MAX;
+    self->mark_count = 0;
     bool nudged = false;
     int rc;
     for (;;) {

@@ -47,14 +47,18 @@ enum {
     S_INBOUND,    //  origin name -> applied position (LE64)
     S_TRACE,      //  topic BE32 + seq BE64 + event stamp BE64 -> trace event
     S_TRACE_CONF, //  peer + NUL + confirmed BE64 -> recorded at_ns LE64 + previous LE64
+    S_OUTBOX_PT,  //  cluster: partition BE32 + position BE64 -> outbox entry
+    S_PEERS_PT,   //  cluster: peer + NUL + partition BE32 -> confirmed position (LE64)
     S_DBI_COUNT
 };
 
 //  The writer state persisted in meta (besides "store.format").
 #define S_META_OUTBOX_LAST "store.outbox_last"
-#define S_META_TOPIC_NEXT  "store.topic_last_id"
-#define S_META_FORMAT      "store.format"
-#define S_META_TRACE_NEXT  "store.trace_next"
+//  Cluster: the last outbox position of partition PT is meta "store.outbox_last.PT".
+#define S_META_OUTBOX_LAST_PT "store.outbox_last."
+#define S_META_TOPIC_NEXT     "store.topic_last_id"
+#define S_META_FORMAT         "store.format"
+#define S_META_TRACE_NEXT     "store.trace_next"
 //  The replica identity: a canonical UUID v4 string (36 bytes, no NUL), not
 //  a u64 (tern_store.c, "The replica identity"); held with its NUL.
 #define S_META_IDENTITY "store.identity"
@@ -167,6 +171,10 @@ struct tern_store_t {
     _Atomic uint64_t dedup_entries;        //  stats
     _Atomic uint32_t topics;               //  stats
     _Atomic uint64_t superseded;           //  stats
+    uint64_t *ob_last;                     //  cluster writer: last outbox pos per partition
+    uint64_t *ob_work;                     //  ... the same as the current attempt moved it
+    uint32_t *ob_dirty;                    //  ... the partitions the attempt moved
+    size_t ob_dirty_count;                 //  ... how many
 };
 
 /*  A parsed log record: the fixed fields, BASE borrowed from the map (or
@@ -432,6 +440,9 @@ typedef enum {
     OP_GROUP_APPLY,
     OP_GSTATE_PUT,
     OP_GSTATE_PRUNE,
+    OP_OUTBOX_CONFIRM_PT,
+    OP_OUTBOX_PUT,
+    OP_OUTBOX_RESET,
     OP_COUNT
 } st_op_kind_t;
 
@@ -453,7 +464,7 @@ typedef struct {
     uint32_t *id_out;              //  may be NULL
     uint64_t *count_out;           //  may be NULL
     const tern_err_t *prior;       //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
-    void *data; //  GROUP_APPLY, GSTATE_*: owned copy of the input (tern_store_gstate.c)
+    void *data;                    //  GROUP_APPLY, GSTATE_*, OUTBOX_PUT: owned copy of the input
 } st_op_t;
 
 //  A topic or group record, read once per transaction and written back once.
@@ -480,20 +491,23 @@ typedef struct {
 
 //  A batch: the queue and the pools its transactions reuse.
 struct tern_store_batch_t {
-    tern_store_t *store;  //  our store
-    st_op_t *ops;         //  queued operations
-    size_t count;         //  how many
-    size_t cap;           //  allocated
-    bool has_appends;     //  any OP_APPEND or OP_APPEND_REPLICA queued
-    size_t bytes;         //  what the queued operations hold and write (estimate)
-    st_cached_t **cache;  //  per-transaction record cache (pooled entries)
-    size_t cache_count;   //  entries in use
-    size_t cache_cap;     //  entries allocated
-    st_prod_t *prods;     //  per-transaction dedup producer state
-    size_t prod_count;    //  entries in use
-    size_t prod_cap;      //  entries allocated
-    uint32_t *prod_slots; //  open-addressing index into prods (index + 1; 0 = free)
-    size_t slot_cap;      //  slots (a power of two, >= 2 x prod_cap)
+    tern_store_t *store;       //  our store
+    st_op_t *ops;              //  queued operations
+    size_t count;              //  how many
+    size_t cap;                //  allocated
+    bool has_appends;          //  any OP_APPEND or OP_APPEND_REPLICA queued
+    size_t bytes;              //  what the queued operations hold and write (estimate)
+    st_cached_t **cache;       //  per-transaction record cache (pooled entries)
+    size_t cache_count;        //  entries in use
+    size_t cache_cap;          //  entries allocated
+    st_prod_t *prods;          //  per-transaction dedup producer state
+    size_t prod_count;         //  entries in use
+    size_t prod_cap;           //  entries allocated
+    uint32_t *prod_slots;      //  open-addressing index into prods (index + 1; 0 = free)
+    size_t slot_cap;           //  slots (a power of two, >= 2 x prod_cap)
+    tern_outbox_mark_t *marks; //  cluster: the outbox marks of the last commit
+    size_t mark_count;         //  how many
+    size_t mark_cap;           //  allocated
 };
 
 //  One commit attempt: the write transaction and what it changes, moved to
@@ -647,13 +661,34 @@ int st_op_dlq_purge(st_txn_t *ctx, st_op_t *op);
 int st_op_sweep(st_txn_t *ctx, st_op_t *op);
 
 //  tern_store_repl.c: the outbox, ack state, peers and inbound cursors.
-int st_outbox_add(st_txn_t *ctx, bool ackstate, uint32_t topic_id, uint64_t seq, uint64_t msg_id,
-                  const char *group, uint32_t op);
+//  st_outbox_put writes an entry at (PT, POS) (single node: PT 0 and POS
+//  the next position); st_outbox_next is PT's next position.
+int st_outbox_put(st_txn_t *ctx, uint32_t pt, uint64_t pos, const tern_outbox_entry_t *e);
+uint64_t st_outbox_next(st_txn_t *ctx, uint32_t pt);
+int st_outbox_msg_id(st_txn_t *ctx, tern_outbox_entry_t *e);
+uint32_t st_outbox_pt_of(const tern_store_t *store, const char *topic, size_t len);
+bool st_outbox_parse(const MDB_val *v, tern_outbox_entry_t *e);
+tern_err_t st_outbox_read_one(tern_store_reader_t *self, uint64_t from, size_t max,
+                              tern_outbox_fn *fn, void *arg);
+tern_err_t st_outbox_last_one(tern_store_reader_t *self, uint64_t *position);
+tern_err_t st_outbox_confirmed_one(tern_store_reader_t *self, const char *peer, uint64_t *position);
 int st_op_ackstate(st_txn_t *ctx, st_op_t *op);
 int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op);
 int st_op_outbox_confirm(st_txn_t *ctx, st_op_t *op);
 int st_op_inbound(st_txn_t *ctx, st_op_t *op);
 int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget);
+
+//  tern_store_outbox.c: the per-partition outbox of a clustered store.
+int st_ob_load(tern_store_t *store, MDB_txn *txn);
+void st_ob_free(tern_store_t *store);
+void st_ob_reset(st_txn_t *ctx);
+int st_ob_flush(st_txn_t *ctx);
+void st_ob_publish(st_txn_t *ctx);
+void st_ob_move(st_txn_t *ctx, uint32_t pt, uint64_t pos);
+int st_op_outbox_confirm_pt(st_txn_t *ctx, st_op_t *op);
+int st_op_outbox_put(st_txn_t *ctx, st_op_t *op);
+int st_op_outbox_reset(st_txn_t *ctx, st_op_t *op);
+int st_sweep_outbox_pt(st_txn_t *ctx, uint64_t now_ns, uint64_t budget);
 
 //  tern_store_read.c: readers.
 tern_err_t st_msgid_get(tern_store_reader_t *self, uint64_t msg_id, const uint8_t **val);

@@ -421,10 +421,11 @@ static int s_append_open(st_txn_t *ctx, const tern_frame_t *msg, tern_append_res
 
 //  The common end, once MSG is known to be new at SEQ of topic T (its
 //  msgid entry in SLOT, its dedup entry written): the record, the outbox
-//  entry when SHIPPED, the counters and retention, and RES.
+//  entry at (PT, POSITION) unless POSITION is 0, the counters and
+//  retention, and RES.
 static int s_append_finish(st_txn_t *ctx, const tern_frame_t *msg, st_cached_t *t, uint64_t seq,
-                           const st_lens_t *lens, const s_msgid_slot_t *slot, bool shipped,
-                           tern_append_result_t *res) {
+                           const st_lens_t *lens, const s_msgid_slot_t *slot, uint32_t pt,
+                           uint64_t position, tern_append_result_t *res) {
     uint32_t topic_id = (uint32_t)t->topic.id;
     int rc;
     if (slot->replaced && (rc = st_del_prefix(ctx, ctx->dbi[S_TRACE], slot->old, 12, NULL))) {
@@ -435,8 +436,15 @@ static int s_append_finish(st_txn_t *ctx, const tern_frame_t *msg, st_cached_t *
     }
     //  No STORED event now: a scan makes it from the record while the
     //  message is stored, and s_msgid_release writes it when it leaves.
-    if (shipped && (rc = st_outbox_add(ctx, false, topic_id, seq, msg->msg_id, NULL, 0))) {
-        return rc;
+    if (position) {
+        tern_outbox_entry_t e;
+        memset(&e, 0, sizeof e);
+        e.topic_id = topic_id;
+        e.seq = seq;
+        e.msg_id = msg->msg_id;
+        if ((rc = st_outbox_put(ctx, pt, position, &e))) {
+            return rc;
+        }
     }
     if ((rc = s_append_retain(ctx, t, seq, msg->payload_size))) {
         return rc;
@@ -444,6 +452,7 @@ static int s_append_finish(st_txn_t *ctx, const tern_frame_t *msg, st_cached_t *
     res->err = TERN_OK;
     res->seq = seq;
     res->msg_id = msg->msg_id;
+    res->outbox_pos = position;
     return 0;
 }
 
@@ -460,11 +469,12 @@ int st_op_append(st_txn_t *ctx, st_op_t *op) {
     }
     uint64_t seq = t->topic.last_seq + 1;
     bool shipped = op->flag && ctx->store->config.outbox;
+    uint32_t pt = shipped ? st_outbox_pt_of(ctx->store, msg->topic, lens.topic) : 0;
+    uint64_t position = shipped ? st_outbox_next(ctx, pt) : 0;
     s_msgid_slot_t slot;
     slot.replaced = false;
     bool dup = false;
     if (msg->msg_id) {
-        uint64_t position = shipped ? ctx->outbox_last + 1 : 0;
         if ((rc = s_msgid_put(ctx, msg, res->topic_id, seq, position, &slot, res, &dup)) || dup) {
             return rc;
         }
@@ -475,7 +485,7 @@ int st_op_append(st_txn_t *ctx, st_op_t *op) {
             return rc;
         }
     }
-    return s_append_finish(ctx, msg, t, seq, &lens, &slot, shipped, res);
+    return s_append_finish(ctx, msg, t, seq, &lens, &slot, pt, position, res);
 }
 
 /* ------------------------------------------------------------------------
@@ -533,11 +543,15 @@ int st_op_append_replica(st_txn_t *ctx, st_op_t *op) {
     if (seq <= t->topic.last_seq) {
         return s_replica_held(ctx, msg, t, seq, res);
     }
+    //  The leader's outbox entry of the record, at the leader's position
+    //  (a single node's store has no partitions: never shipped from here).
+    uint64_t position = ctx->store->ob_work ? msg->outbox_pos : 0;
+    uint32_t pt = position ? st_outbox_pt_of(ctx->store, msg->topic, lens.topic) : 0;
     s_msgid_slot_t slot;
     slot.replaced = false;
     bool dup = false;
     if (msg->msg_id &&
-        ((rc = s_msgid_put(ctx, msg, res->topic_id, seq, 0, &slot, res, &dup)) || dup)) {
+        ((rc = s_msgid_put(ctx, msg, res->topic_id, seq, position, &slot, res, &dup)) || dup)) {
         if (dup) {
             res->err = TERN_ESTATE; //  stored at another seq: not the leader's log
             res->duplicate = false;
@@ -547,7 +561,7 @@ int st_op_append_replica(st_txn_t *ctx, st_op_t *op) {
     if (lens.producer && (rc = st_dedup_set(ctx, msg, lens.producer, res->topic_id, seq))) {
         return rc;
     }
-    return s_append_finish(ctx, msg, t, seq, &lens, &slot, false, res);
+    return s_append_finish(ctx, msg, t, seq, &lens, &slot, pt, position, res);
 }
 
 //  Removes message SEQ of topic T (RECORD) for a truncation: its dedup

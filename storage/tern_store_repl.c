@@ -11,6 +11,7 @@
     TERM by msg_id is applied here through the group's own ack and dead
     steps (tern_store_group.c). docs/replication.md has the protocol.
 */
+#include "tern_partition.h"
 #include "tern_store_int.h"
 
 /* ------------------------------------------------------------------------
@@ -32,10 +33,11 @@ void tern_store_batch_inbound(tern_store_batch_t *self, const char *origin, uint
 }
 
 void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, const char *group,
-                               uint64_t seq, uint64_t msg_id, uint32_t op_code) {
+                               uint64_t seq, uint64_t msg_id, uint32_t op_code, uint64_t *pos_out) {
     st_op_t *op = st_group_op(self, OP_ACKSTATE, topic_id, group, seq);
     op->b = msg_id;
     op->u32 = op_code;
+    op->count_out = pos_out;
 }
 
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
@@ -52,36 +54,104 @@ void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group
     The outbox and the cursors
    ------------------------------------------------------------------------ */
 
-//  Appends an outbox entry at the next position: a message (TOPIC_ID, SEQ,
-//  MSG_ID) or, when ACKSTATE, an ack-state change of GROUP (OP).
-int st_outbox_add(st_txn_t *ctx, bool ackstate, uint32_t topic_id, uint64_t seq, uint64_t msg_id,
-                  const char *group, uint32_t op) {
-    uint8_t key[8];
-    uint8_t val[S_OUTBOX_HDR + TERN_NAME_MAX];
-    size_t glen = s_name_len(group, TERN_NAME_MAX);
-    memset(val, 0, S_OUTBOX_HDR);
-    val[0] = ackstate ? 1 : 0;
-    val[1] = (uint8_t)glen;
-    s_le32_put(val + 4, topic_id);
-    s_le64_put(val + 8, seq);
-    s_le64_put(val + 16, msg_id);
-    s_le32_put(val + 24, op);
-    s_le64_put(val + 32, ctx->now_ns);
-    if (glen) {
-        memcpy(val + S_OUTBOX_HDR, group, glen);
-    }
-    s_be64_put(key, ++ctx->outbox_last);
-    MDB_val k = {8, key}, v = {S_OUTBOX_HDR + glen, val};
-    return mdb_put(ctx->txn, ctx->dbi[S_OUTBOX], &k, &v, MDB_APPEND);
+uint32_t st_outbox_pt_of(const tern_store_t *store, const char *topic, size_t len) {
+    return store->config.partitions ? tern_partition_of(topic, len, store->config.partitions) : 0;
 }
 
+uint64_t st_outbox_next(st_txn_t *ctx, uint32_t pt) {
+    return (ctx->store->ob_work ? ctx->store->ob_work[pt] : ctx->outbox_last) + 1;
+}
+
+//  Writes entry E at (PT, POS): on a single node PT is 0 and POS the next
+//  position (MDB_APPEND, the format of before partitions); in a cluster at
+//  exactly (PT, POS), replacing what is there (a follower's replay of the
+//  leader's entry is harmless), and PT's last moves up to POS.
+int st_outbox_put(st_txn_t *ctx, uint32_t pt, uint64_t pos, const tern_outbox_entry_t *e) {
+    uint8_t key[12];
+    uint8_t val[S_OUTBOX_HDR + TERN_NAME_MAX];
+    size_t glen = s_name_len(e->group, TERN_NAME_MAX);
+    memset(val, 0, S_OUTBOX_HDR);
+    val[0] = e->is_ackstate ? 1 : 0;
+    val[1] = (uint8_t)glen;
+    s_le32_put(val + 4, e->topic_id);
+    s_le64_put(val + 8, e->seq);
+    s_le64_put(val + 16, e->msg_id);
+    s_le32_put(val + 24, e->op);
+    s_le64_put(val + 32, e->at_ns ? e->at_ns : ctx->now_ns);
+    if (glen) {
+        memcpy(val + S_OUTBOX_HDR, e->group, glen);
+    }
+    MDB_val v = {S_OUTBOX_HDR + glen, val};
+    if (!ctx->store->ob_work) {
+        s_be64_put(key, pos);
+        ctx->outbox_last = pos;
+        MDB_val k = {8, key};
+        return mdb_put(ctx->txn, ctx->dbi[S_OUTBOX], &k, &v, MDB_APPEND);
+    }
+    s_be32_put(key, pt);
+    s_be64_put(key + 4, pos);
+    st_ob_move(ctx, pt, pos);
+    MDB_val k = {12, key};
+    return s_put_tail(ctx->txn, ctx->dbi[S_OUTBOX_PT], &k, &v, 0);
+}
+
+//  A local ack-state change gets the next position of its topic's
+//  partition. In a cluster the entry carries the message's msg_id, read
+//  here from the log (the entry must mean the same on every replica and
+//  after the message is gone); a single node keeps 0 (the repl actor
+//  looks it up when it ships, as before partitions).
 int st_op_ackstate(st_txn_t *ctx, st_op_t *op) {
-    return st_outbox_add(ctx, true, op->topic_id, op->a, op->b, op->name, op->u32);
+    tern_outbox_entry_t e;
+    memset(&e, 0, sizeof e);
+    e.is_ackstate = true;
+    e.topic_id = op->topic_id;
+    e.seq = op->a;
+    e.msg_id = op->b;
+    e.op = op->u32;
+    memcpy(e.group, op->name, sizeof e.group - 1);
+    uint32_t pt = 0;
+    if (ctx->store->ob_work) {
+        st_cached_t *t;
+        int rc = st_topic_by_id(ctx, op->topic_id, &t);
+        if (rc || !t) {
+            return rc; //  the topic is gone: nothing left to ship
+        }
+        pt = st_outbox_pt_of(ctx->store, (const char *)t->key, t->key_len);
+        if ((rc = st_outbox_msg_id(ctx, &e))) {
+            return rc;
+        }
+    }
+    uint64_t pos = st_outbox_next(ctx, pt);
+    if (op->count_out) {
+        *op->count_out = pos;
+    }
+    return st_outbox_put(ctx, pt, pos, &e);
+}
+
+//  An ack-state entry E of a cluster without its msg_id gets it from the
+//  log at (E->topic_id, E->seq) (left 0 if that is gone).
+int st_outbox_msg_id(st_txn_t *ctx, tern_outbox_entry_t *e) {
+    if (e->msg_id || !e->topic_id) {
+        return 0;
+    }
+    uint8_t key[12];
+    s_be32_put(key, e->topic_id);
+    s_be64_put(key + 4, e->seq);
+    MDB_val k = {12, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    st_record_t rec;
+    if (rc == 0 && st_record_parse(&v, false, &rec) == TERN_OK) {
+        e->msg_id = rec.msg_id;
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 //  Records a peer's confirmed position when it moved forward (with its time,
 //  for the history: st_trace_confirm).
 int st_op_outbox_confirm(st_txn_t *ctx, st_op_t *op) {
+    if (ctx->store->ob_work) {
+        return st_op_outbox_confirm_pt(ctx, op); //  a cluster's PT 0 (u32 is 0)
+    }
     uint64_t old = 0;
     int rc = s_get_u64(ctx->txn, ctx->dbi[S_PEERS], op->name, &old);
     if (rc && rc != MDB_NOTFOUND) {
@@ -104,6 +174,9 @@ int st_op_inbound(st_txn_t *ctx, st_op_t *op) {
 //  outbox_retention_ms unconfirmed (counted in outbox_dropped), oldest
 //  first, at most BUDGET.
 int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
+    if (ctx->store->ob_work) {
+        return st_sweep_outbox_pt(ctx, now_ns, budget);
+    }
     //  The lowest position every known peer confirmed (0 if no peer yet).
     uint64_t confirmed = 0;
     bool any_peer = false;
@@ -295,8 +368,34 @@ int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op) {
     Reads
    ------------------------------------------------------------------------ */
 
+//  Parses an outbox value into E (all but position and partition); false
+//  when it is malformed.
+bool st_outbox_parse(const MDB_val *v, tern_outbox_entry_t *e) {
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
+        v->mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
+        return false;
+    }
+    memset(e, 0, sizeof *e);
+    e->is_ackstate = p[0] == 1;
+    e->topic_id = s_le32_get(p + 4);
+    e->seq = s_le64_get(p + 8);
+    e->msg_id = s_le64_get(p + 16);
+    e->op = s_le32_get(p + 24);
+    e->at_ns = s_le64_get(p + 32);
+    memcpy(e->group, p + S_OUTBOX_HDR, p[1]);
+    e->group[p[1]] = 0;
+    return true;
+}
+
 tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size_t max,
                                   tern_outbox_fn *fn, void *arg) {
+    return tern_store_outbox_read_pt(self, 0, from, max, fn, arg);
+}
+
+//  The single node's outbox (tern_store_outbox_read_pt on PT 0).
+tern_err_t st_outbox_read_one(tern_store_reader_t *self, uint64_t from, size_t max,
+                              tern_outbox_fn *fn, void *arg) {
     S_READER_CHECK(self);
     uint8_t key[8];
     s_be64_put(key, from);
@@ -306,23 +405,12 @@ tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size
     //  Every key, not only 8-byte ones: a damaged key is reported, not skipped.
     for (s_iter_open(&it, self->txn, self->store->dbi[S_OUTBOX], key, 8);
          seen < max && s_iter_in(&it, NULL, 0, 0); s_iter_next(&it)) {
-        const uint8_t *p = it.v.mv_data;
-        if (it.k.mv_size != 8 || it.v.mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
-            it.v.mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
+        tern_outbox_entry_t entry;
+        if (it.k.mv_size != 8 || !st_outbox_parse(&it.v, &entry)) {
             err = TERN_ECORRUPT;
             break;
         }
-        tern_outbox_entry_t entry;
-        memset(&entry, 0, sizeof entry);
         entry.position = s_be64_get(it.k.mv_data);
-        entry.is_ackstate = p[0] == 1;
-        entry.topic_id = s_le32_get(p + 4);
-        entry.seq = s_le64_get(p + 8);
-        entry.msg_id = s_le64_get(p + 16);
-        entry.op = s_le32_get(p + 24);
-        entry.at_ns = s_le64_get(p + 32);
-        memcpy(entry.group, p + S_OUTBOX_HDR, p[1]);
-        entry.group[p[1]] = 0;
         seen++;
         if (!fn(&entry, arg)) {
             break;
@@ -344,11 +432,20 @@ static tern_err_t s_position_get(tern_store_reader_t *self, int dbi, const char 
 }
 
 tern_err_t tern_store_outbox_last(tern_store_reader_t *self, uint64_t *position) {
-    return s_position_get(self, S_META, S_META_OUTBOX_LAST, position);
+    return tern_store_outbox_last_pt(self, 0, position);
 }
 
 tern_err_t tern_store_outbox_confirmed(tern_store_reader_t *self, const char *peer,
                                        uint64_t *position) {
+    return tern_store_outbox_confirmed_pt(self, peer, 0, position);
+}
+
+tern_err_t st_outbox_last_one(tern_store_reader_t *self, uint64_t *position) {
+    return s_position_get(self, S_META, S_META_OUTBOX_LAST, position);
+}
+
+tern_err_t st_outbox_confirmed_one(tern_store_reader_t *self, const char *peer,
+                                   uint64_t *position) {
     return s_position_get(self, S_PEERS, peer, position);
 }
 

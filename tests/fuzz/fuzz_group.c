@@ -60,7 +60,7 @@ static void s_fuzz_ops(const uint8_t *in, size_t len) {
         for (size_t i = 0; i < got.count; i++) {
             const tern_gop_t *a = &got.ops[i], *b = &again.ops[i];
             CHECK(a->type == b->type && a->aux == b->aux && a->count == b->count);
-            CHECK(a->seq == b->seq && a->value == b->value);
+            CHECK(a->seq == b->seq && a->value == b->value && a->ob == b->ob);
             CHECK(strcmp(a->group, b->group) == 0 && strcmp(a->reason, b->reason) == 0);
         }
         free(again.ops);

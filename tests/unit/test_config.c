@@ -915,12 +915,16 @@ Test(config, cluster_rules) {
          "config: cluster/min_insync = 3: expected at most cluster/replicas (2)"},
         {{"--min-insync=3", "--replicas=3", NULL}, NULL},
         {{"--etcd=http://127.0.0.1:2379", "--cluster-listen=tcp://127.0.0.1:7601",
-          "--peer=dc2=tcp://10.0.0.2:7700", NULL},
-         "config: cross-DC replication from a clustered DC is not built yet (issue 15): drop "
-         "repl/peers or cluster/etcd"},
+          "--peer=dc2=tcp://10.0.0.2:7700", "--repl-listen=tcp://127.0.0.1:7700", NULL},
+         NULL},
         {{"--etcd=http://127.0.0.1:2379", "--cluster-listen=tcp://127.0.0.1:7601",
-          "--repl-listen=tcp://127.0.0.1:7700", NULL},
-         "config: cross-DC replication from a clustered DC is not built yet (issue 15)"},
+          "--repl-listen=tcp://*:7700", NULL},
+         "config: repl/listen = \"tcp://*:7700\": expected an address the peer DCs can "
+         "connect to"},
+        {{"--etcd=http://127.0.0.1:2379", "--cluster-listen=tcp://127.0.0.1:7601",
+          "--repl-listen=tcp://127.0.0.1:7601", NULL},
+         "config: repl/listen = \"tcp://127.0.0.1:7601\": expected an endpoint other than "
+         "server/listen and cluster/listen"},
         {{"--peer=dc2=tcp://10.0.0.2:7700", NULL}, NULL},
         {{"--advertise=tcp://*:7600", NULL},
          "config: server/advertise = \"tcp://*:7600\": expected an address clients can connect "

@@ -116,3 +116,25 @@ Test(proto_group, state_count_past_the_bytes) {
     cr_assert_eq(got.pending[0].priority, 4);
     tern_gstate_clear(&got);
 }
+
+//  An ack or dead op may carry an 8th element, its ack-state outbox
+//  position (ob); nothing past it, and it must be an unsigned integer.
+Test(proto_group, op_with_outbox_position) {
+    tern_gop_t ops[2] = {{.type = TERN_GOP_ACK, .seq = 1, .group = "g", .ob = 42},
+                         {.type = TERN_GOP_ACK, .seq = 2, .group = "g"}};
+    uint8_t buf[256];
+    size_t len = 0;
+    cr_assert_eq(tern_gops_encode(ops, 2, buf, sizeof buf, &len), TERN_OK);
+    s_got_t got = {.count = 0};
+    cr_assert_eq(tern_gops_decode(buf, len, s_op_add, &got), TERN_OK);
+    cr_assert_eq(got.count, 2);
+    cr_assert_eq(got.ops[0].ob, 42);
+    cr_assert_eq(got.ops[1].ob, 0);
+    //  [[3, 0, 0, 1, 0, "g", "", 42, 0]]: nine elements; then ob as a str.
+    static const uint8_t nine[] = {0x91, 0x99, 3, 0, 0, 1, 0, 0xa1, 'g', 0xa0, 42, 0};
+    static const uint8_t str_ob[] = {0x91, 0x98, 3, 0, 0, 1, 0, 0xa1, 'g', 0xa0, 0xa1, 'x'};
+    got.count = 0;
+    cr_assert_eq(tern_gops_decode(nine, sizeof nine, s_op_add, &got), TERN_EMALFORMED);
+    cr_assert_eq(tern_gops_decode(str_ob, sizeof str_ob, s_op_add, &got), TERN_EMALFORMED);
+    cr_assert_eq(got.count, 0);
+}

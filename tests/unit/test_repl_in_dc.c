@@ -196,3 +196,68 @@ Test(repl_in_dc, a_stream_stops_within_one_commit) {
     cr_assert_eq(last, 3);
     tern_store_destroy(&store);
 }
+
+//  A CREPL_OUTBOX frame CODE of PT with PAYLOAD (a literal), RESET's SQ
+//  (from) and POS (last).
+static tern_repl_rec_t *s_outbox(uint32_t code, const char *payload, uint64_t sq, uint64_t pos) {
+    tern_repl_rec_t *rec = s_rec(false, sq, 0, 1);
+    tern_frame_t *f = &rec->frame;
+    f->cmd = TERN_CMD_CREPL_OUTBOX;
+    f->code = code;
+    f->position = pos;
+    f->payload = (const uint8_t *)payload;
+    f->payload_size = strlen(payload);
+    return rec;
+}
+
+static bool s_entry(const tern_outbox_entry_t *e, void *arg) {
+    tern_outbox_entry_t *out = arg;
+    out[out[0].partition++ + 1] = *e; //  out[0].partition counts
+    return true;
+}
+
+//  The follower's side of the cross-DC outbox: a SYNC answer's RESET drops
+//  a tail the leader lacks and writes the leader's entries; CONFIRMS
+//  record what each peer confirmed; a malformed line fails the frame.
+Test(repl_in_dc, outbox_reset_entries_and_confirms) {
+    tern_store_config_t config = test_store_config();
+    config.partitions = 8;
+    tern_store_t *store = test_store_open(&config);
+    tern_repl_batch_t *batch = s_batch();
+    s_add(batch, s_rec(false, 1, 101, 1));
+    batch->recs[0]->frame.outbox_pos = 7; //  our own entry at 7 (a tail to give back)
+    s_add(batch, s_outbox(TERN_CREPL_OUTBOX_RESET, "5 0 1 101 0 9 g t" TOPIC "\n", 5, 6));
+    s_add(batch, s_outbox(TERN_CREPL_OUTBOX_MORE, "6 1 1 0 19 9 gbilling t" TOPIC "\n", 0, 0));
+    s_add(batch, s_outbox(TERN_CREPL_OUTBOX_CONFIRMS, "5 dc2\n4 dc3\n", 0, 0));
+    s_add(batch, s_outbox(TERN_CREPL_OUTBOX_MORE, "6 1 x\n", 0, 0));
+    s_apply(store, batch, NULL);
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_eq(batch->recs[i]->result.err, TERN_OK, "rec %zu", i);
+    }
+    cr_assert_eq(batch->recs[4]->result.err, TERN_EMALFORMED);
+    tern_repl_batch_destroy(&batch);
+
+    tern_store_reader_t *r = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+    tern_outbox_entry_t got[8];
+    memset(got, 0, sizeof got);
+    cr_assert_eq(tern_store_outbox_read_pt(r, PT, 0, 10, s_entry, got), TERN_OK);
+    cr_assert_eq(got[0].partition, 2, "entries 5 and 6; our 7 is gone");
+    cr_assert_eq(got[1].position, 5);
+    cr_assert_eq(got[1].msg_id, 101);
+    cr_assert_neq(got[1].topic_id, 0);
+    cr_assert_eq(got[2].position, 6);
+    cr_assert(got[2].is_ackstate);
+    cr_assert_eq(got[2].msg_id, 101, "read from the log at seq 1");
+    cr_assert_str_eq(got[2].group, "billing");
+    uint64_t pos = 0;
+    cr_assert_eq(tern_store_outbox_last_pt(r, PT, &pos), TERN_OK);
+    cr_assert_eq(pos, 6);
+    cr_assert_eq(tern_store_outbox_confirmed_pt(r, "dc2", PT, &pos), TERN_OK);
+    cr_assert_eq(pos, 5);
+    cr_assert_eq(tern_store_outbox_confirmed_pt(r, "dc3", PT, &pos), TERN_OK);
+    cr_assert_eq(pos, 4);
+    tern_store_read_end(r);
+    tern_store_reader_destroy(&r);
+    tern_store_destroy(&store);
+}

@@ -875,7 +875,7 @@ Test(store, outbox_and_inbound) {
         tern_store_batch_append(batch, &msgs[i], i != 1, NULL); //  #1 came from a peer
     }
     tern_store_batch_inbound(batch, "dc-east", 41);
-    tern_store_batch_ackstate(batch, 1, "g", 1, 500, TERN_CMD_ACK);
+    tern_store_batch_ackstate(batch, 1, "g", 1, 500, TERN_CMD_ACK, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
 
     tern_store_reader_t *reader = tern_store_reader_new(store);
@@ -1463,7 +1463,7 @@ Test(store, outbox_off_writes_no_outbox_entries) {
     tern_store_read_end(reader);
     //  Explicit ack-state entries are still written.
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_ackstate(batch, res.topic_id, "g", res.seq, res.msg_id, TERN_CMD_ACK);
+    tern_store_batch_ackstate(batch, res.topic_id, "g", res.seq, res.msg_id, TERN_CMD_ACK, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_outbox_last(store), 1);
     tern_store_batch_destroy(&batch);

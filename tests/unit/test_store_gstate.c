@@ -303,6 +303,7 @@ Test(store_gstate, codec_round_trip_and_malformed) {
     tern_gop_t ops[16];
     s_back_t back = {.count = 0};
     size_t n = s_script(ops), len = 0;
+    ops[n - 1].ob = 42; //  the DEAD's ack-state outbox position (cross-DC on)
     uint8_t buf[8192];
     cr_assert_eq(tern_gops_encode(ops, n, buf, sizeof buf, &len), TERN_OK);
     cr_assert_eq(tern_gops_decode(buf, len, s_back_add, &back), TERN_OK);
@@ -314,6 +315,7 @@ Test(store_gstate, codec_round_trip_and_malformed) {
         cr_assert_eq(back.op[i].value, ops[i].value);
         cr_assert_str_eq(back.op[i].group, ops[i].group);
         cr_assert_str_eq(back.op[i].reason, ops[i].reason);
+        cr_assert_eq(back.op[i].ob, ops[i].ob);
     }
     back.count = 0;
     cr_assert_eq(tern_gops_decode(buf, len - 1, s_back_add, &back), TERN_EMALFORMED);
