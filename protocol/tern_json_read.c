@@ -341,14 +341,23 @@ static tern_json_value_t *s_parse_value(s_parser_t *ps) {
     return v;
 }
 
-tern_json_value_t *tern_json_parse(const char *text, size_t len) {
+tern_json_value_t *tern_json_parse_first(const char *text, size_t len, size_t *used) {
     if (!text) {
         return NULL;
     }
     s_parser_t ps = {text, text + len, 0};
     tern_json_value_t *v = s_parse_value(&ps);
     s_skip_ws(&ps);
-    if (v && ps.p != ps.end) {
+    if (v && used) {
+        *used = (size_t)(ps.p - text);
+    }
+    return v;
+}
+
+tern_json_value_t *tern_json_parse(const char *text, size_t len) {
+    size_t used = 0;
+    tern_json_value_t *v = tern_json_parse_first(text, len, &used);
+    if (v && used != len) {
         tern_json_value_destroy(&v);
     }
     return v;

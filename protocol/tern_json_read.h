@@ -46,6 +46,13 @@ struct tern_json_value_t {
     values are borrowed from TEXT: valid while it is. */
 tern_json_value_t *tern_json_parse(const char *text, size_t len);
 
+/*  Parses the JSON value at the start of TEXT (LEN bytes, blanks first
+    allowed) and ignores what follows it (the next of several JSON lines,
+    say); *USED (may be NULL) gets the bytes it took, blanks after the
+    value included. NULL if no valid value starts there. Ownership as for
+    tern_json_parse. */
+tern_json_value_t *tern_json_parse_first(const char *text, size_t len, size_t *used);
+
 /*  Frees *SELF_P and all it holds; nulls it. Safe on NULL. */
 void tern_json_value_destroy(tern_json_value_t **self_p);
 

@@ -218,8 +218,10 @@ char *it_read_file(const char *path, size_t *len_p);
     (caller frees the array only). */
 size_t it_split_lines(char *text, char ***lines);
 
-/*  Tolerant JSON access to the members of one object (OBJ points at or
-    before its '{'; nested values are skipped properly). */
+/*  JSON access to the members of one object: the object at OBJ's first
+    '{', read with protocol/'s JSON reader (tern_json_read.h; what follows
+    the object, such as the next JSON line, is ignored; the object itself
+    must be valid JSON). it_json_raw's *VAL is the member's text in OBJ. */
 bool it_json_raw(const char *obj, const char *key, const char **val, size_t *len);
 bool it_json_int(const char *obj, const char *key, int64_t *out);
 /*  The integer member KEY of OBJ; fails the test if there is none. */

@@ -230,3 +230,20 @@ Test(json_read, spans_are_the_input_text) {
     cr_assert_eq(*doc->items[1]->src, '2');
     tern_json_value_destroy(&doc);
 }
+
+//  JSON lines: the first value is read, what follows it is left.
+Test(json_read, parse_first_of_lines) {
+    const char *text = " {\"seq\":1}\n{\"seq\":2}\n";
+    size_t used = 0;
+    tern_json_value_t *doc = tern_json_parse_first(text, strlen(text), &used);
+    cr_assert_not_null(doc);
+    cr_assert_eq(tern_json_get_u64(doc, "seq"), 1);
+    cr_assert_eq(used, strlen(" {\"seq\":1}\n"));
+    tern_json_value_destroy(&doc);
+    doc = tern_json_parse_first(text + used, strlen(text + used), &used);
+    cr_assert_eq(tern_json_get_u64(doc, "seq"), 2);
+    cr_assert_eq(used, strlen("{\"seq\":2}\n"));
+    tern_json_value_destroy(&doc);
+    cr_assert_null(tern_json_parse(text, strlen(text)), "two values are not one document");
+    cr_assert_null(tern_json_parse_first("{\"seq\":", 7, &used));
+}
