@@ -79,6 +79,8 @@ struct r_sub_t {
     tern_tagmap_t tags;               //  tag -> r_pend_t in flight (borrowed)
     zlistx_t *groups;                 //  groups joined (borrowed)
     void *handle;                     //  in route's sub list
+    uint32_t ok_waits;                //  cluster: OPENs of new groups its OK waits for
+    uint64_t ok_req;                  //  the SUBSCRIBE's req_id, for that OK
 };
 
 enum { G_LOADING = 0, G_READY = 1, G_FAILED = 2 };
@@ -105,6 +107,7 @@ struct r_group_t {
     tern_series_slot_t *series; //  durable: its metrics series (borrowed), NULL until used
     r_pool_t *pool;             //  route's pool of pending entries (borrowed)
     uint32_t admin_ops;         //  group.seek/reset not yet committed: stays G_LOADING
+    r_sub_t *opener;            //  cluster: the SUBSCRIBE whose OK waits for its OPEN (borrowed)
 };
 
 struct r_topic_t {
@@ -117,6 +120,7 @@ struct r_topic_t {
                                    //  the ISR has them; UINT64_MAX on a single node)
     bool adopt;                    //  cluster: led anew; its groups take the stored state at the
                                    //  partition's inherited NOTICE (r_cluster_inherit)
+    uint64_t epoch;                //  cluster: the partition's epoch when `led` was set
 };
 
 typedef struct {
@@ -260,8 +264,22 @@ void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_even
 //  tern_route_cluster.c
 
 //  True when this node leads the partition of topic NAME (always on a
-//  single node). The record's leader: the lease is checked apart.
-bool r_cluster_leads(r_route_t *self, const char *name);
+//  single node). The record's leader: the lease is checked apart. EPOCH_P
+//  (may be NULL) gets the record's epoch (0 on a single node).
+bool r_cluster_leads(r_route_t *self, const char *name, uint64_t *epoch_p);
+
+//  What a topic's leadership did between two looks at the view.
+typedef enum {
+    R_LEAD_SAME = 0,   //  nothing: still led in the same epoch, or still not led
+    R_LEAD_STOP = 1,   //  no longer led
+    R_LEAD_START = 2,  //  led now, not before
+    R_LEAD_RESTART = 3 //  led before and now, in another epoch: a stop and a start
+} r_lead_change_t;
+
+//  The change from (WAS_LED, WAS_EPOCH) to (LED, EPOCH). An epoch change
+//  while led is a leadership lost and taken again between two looks
+//  (A -> B -> A): the state of the first one is stale.
+r_lead_change_t r_cluster_change(bool was_led, uint64_t was_epoch, bool led, uint64_t epoch);
 
 //  The partition of topic NAME (0 on a single node).
 uint32_t r_cluster_partition(r_route_t *self, const char *name);
