@@ -97,7 +97,13 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         g->seq = op->seq;
         g->value = at ? op->start_seq : op->due_ms;
         memcpy(g->group, op->group, sizeof g->group);
-        memcpy(g->reason, op->reason, sizeof g->reason);
+        //  A DELIVER's consumer, a DEAD's reason (tern_op_t keeps them apart).
+        const char *reason = op->type == TERN_OP_DELIVER ? op->consumer
+                             : op->reason                ? op->reason
+                                                         : "";
+        size_t rlen = strnlen(reason, sizeof g->reason - 1);
+        memcpy(g->reason, reason, rlen);
+        g->reason[rlen] = 0;
         //  Followers write the same ack-state outbox entry (cross-DC on).
         g->ob = op->type == TERN_OP_ACK || op->type == TERN_OP_DEAD ? op->ob : 0;
     }

@@ -37,6 +37,9 @@ void c_inbound(c_repl_t *self, tern_repl_batch_t *batch) {
             c_ship_next(self, need, &rec->frame, &rec->result, &rec->body, now);
         }
     }
+    //  The commit's NOTICE (its records for route) comes after its
+    //  COMMITTED and waits for these records too.
+    c_last_needs_add(self, held);
     if (self->inbound_tail) {
         self->inbound_tail->next = held;
     } else {

@@ -284,6 +284,36 @@ static void s_ship_admins(c_repl_t *self, c_held_t *held, size_t k, uint64_t now
     }
 }
 
+void c_last_needs_add(c_repl_t *self, const c_held_t *held) {
+    if (self->last_count == 0) { //  the usual case: one COMMITTED per NOTICE
+        if (held->count > self->last_cap) {
+            self->last_cap = held->count;
+            self->last_needs = tern_realloc(self->last_needs, self->last_cap * sizeof(c_need_t));
+        }
+        if (held->count) {
+            memcpy(self->last_needs, held->needs, held->count * sizeof(c_need_t));
+        }
+        self->last_count = held->count;
+        return;
+    }
+    for (size_t i = 0; i < held->count; i++) {
+        size_t k = 0;
+        while (k < self->last_count && self->last_needs[k].pt != held->needs[i].pt) {
+            k++;
+        }
+        if (k == self->last_count) {
+            if (k == self->last_cap) {
+                self->last_cap = self->last_cap * 2 + 4;
+                self->last_needs =
+                    tern_realloc(self->last_needs, self->last_cap * sizeof(c_need_t));
+            }
+            self->last_needs[self->last_count++] = held->needs[i];
+        } else if (held->needs[i].pos > self->last_needs[k].pos) {
+            self->last_needs[k] = held->needs[i];
+        }
+    }
+}
+
 void c_committed(c_repl_t *self, tern_committed_t *item) {
     c_held_t *held = tern_alloc(sizeof *held);
     held->item = item;
@@ -306,14 +336,7 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
     }
     s_ship_admins(self, held, SIZE_MAX - 1, now);
     //  The commit's NOTICE comes next on the inbox and waits for the same.
-    if (held->count > self->last_cap) {
-        self->last_cap = held->count;
-        self->last_needs = tern_realloc(self->last_needs, self->last_cap * sizeof(c_need_t));
-    }
-    if (held->count) {
-        memcpy(self->last_needs, held->needs, held->count * sizeof(c_need_t));
-    }
-    self->last_count = held->count;
+    c_last_needs_add(self, held);
     if (self->held_tail) {
         self->held_tail->next = held;
     } else {

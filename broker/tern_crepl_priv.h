@@ -235,6 +235,10 @@ void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame
 //  position to it; a duplicate ships nothing and waits for the end.
 void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
                  const tern_append_result_t *res, zmq_msg_t *body, uint64_t now);
+//  Adds HELD's needs to what the next NOTICE waits for (the same commit's
+//  COMMITTED and cross-DC batch: tern_crepl_inbound.c), per partition the
+//  highest position.
+void c_last_needs_add(c_repl_t *self, const c_held_t *held);
 //  HELD's need for PT, added (undecided, or failed when we do not lead PT)
 //  when missing.
 c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt);

@@ -87,6 +87,9 @@ void p_flush_batch(p_repl_t *self) {
         for (size_t i = 0; i < self->link_count; i++) {
             self->links[i].queued = self->links[i].applied;
         }
+        for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+            self->sessions[i].queued = self->sessions[i].applied;
+        }
         tern_repl_batch_destroy(&self->batch);
     }
     self->batch = NULL;
@@ -104,14 +107,36 @@ p_link_t *p_link_by_name(p_repl_t *self, const char *name) {
     return NULL;
 }
 
-p_link_t *p_link_by_rid(p_repl_t *self, const uint8_t *rid, size_t size) {
-    for (size_t i = 0; i < self->link_count; i++) {
-        p_link_t *link = &self->links[i];
-        if (link->rid_size == size && memcmp(link->rid, rid, size) == 0) {
-            return link;
+p_session_t *p_session_by_rid(p_repl_t *self, const uint8_t *rid, size_t size) {
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *session = &self->sessions[i];
+        if (session->link && session->rid_size == size && memcmp(session->rid, rid, size) == 0) {
+            return session;
         }
     }
     return NULL;
+}
+
+void p_sessions_end(p_repl_t *self, p_link_t *link, p_session_t *session, tern_err_t code,
+                    const char *reason) {
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *s = &self->sessions[i];
+        if (s->link && (link ? s->link == link : s == session)) {
+            if (code != TERN_OK) {
+                p_send_error(self, s->rid, s->rid_size, 0, code, reason);
+            }
+            s->link = NULL; //  it will HELLO again
+        }
+    }
+}
+
+bool p_link_inbound(const p_repl_t *self, const p_link_t *link) {
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        if (self->sessions[i].link == link) {
+            return true;
+        }
+    }
+    return false;
 }
 
 //  Sends FRAME (and its payload when the command has one) on a DEALER (RID
@@ -138,15 +163,95 @@ void p_send_pos(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
     tern_frame_init(&frame, cmd);
     frame.position = pos;
     if (p_send(self, sock, rid, rid_size, &frame) != 0 && rid && errno == EHOSTUNREACH) {
-        p_link_t *link = p_link_by_rid(self, rid, rid_size);
-        if (link) {
-            link->rid_size = 0; //  its connection is gone; it will HELLO again
+        p_session_t *session = p_session_by_rid(self, rid, rid_size);
+        if (session) {
+            session->link = NULL; //  its connection is gone; it will HELLO again
         }
     }
 }
 
 // ---------------------------------------------------------------------------
 //  Inbox and timers
+
+// ---------------------------------------------------------------------------
+//  A clustered node's streams: one per partition, shipped while it leads
+
+//  Starts or stops stream PT of every link: on from what each peer
+//  confirmed of PT (replicated partition state), in EPOCH; off (0) the
+//  moment we stop leading it.
+static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) {
+    bool reading = on && tern_store_read_begin(self->reader) == TERN_OK;
+    for (size_t i = 0; i < self->link_count; i++) {
+        p_link_t *link = &self->links[i];
+        p_stream_t *st = &link->streams[pt];
+        if (on) {
+            uint64_t pos = 0;
+            if (reading) {
+                tern_store_outbox_confirmed_pt(self->reader, link->cfg->name, pt, &pos);
+            }
+            st->confirmed = st->stored_conf = pos;
+            st->next_pos = pos + 1;
+        }
+        st->on = on;
+        st->epoch = epoch;
+        if (on && link->route) {
+            //  A peer confirms per connection what it committed from it: a
+            //  position of this partition may now name another entry than
+            //  one sent before (an outbox tail given back after a
+            //  failover), so resend only over fresh connections.
+            p_route_rewind(self, link, "a partition's leadership started");
+        } else if (on && link->dealer && tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
+            p_link_event(self, link, TERN_PEER_REFUSED); //  the same: a fresh connection
+        }
+    }
+    if (reading) {
+        tern_store_read_end(self->reader);
+    }
+    zsys_info("repl: partition %u: %s", pt,
+              on ? "shipping it cross-DC (we lead it)" : "no longer shipping it (not its leader)");
+}
+
+//  OBSAFE from crepl (takes ownership): outbox positions the ISR holds.
+static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
+    for (size_t i = 0; i < item->count && self->partitions; i++) {
+        uint32_t pt = item->marks[i].partition;
+        if (pt >= self->partitions) {
+            continue;
+        }
+        if (self->safe_epoch[pt] != item->epochs[i]) {
+            //  A new leadership: resume each peer from its replicated position.
+            self->safe_epoch[pt] = item->epochs[i];
+            self->safe[pt] = 0;
+            s_streams_set(self, pt, true, item->epochs[i]);
+        }
+        if (item->marks[i].position > self->safe[pt]) {
+            self->safe[pt] = item->marks[i].position;
+        }
+    }
+    tern_obsafe_destroy(&item);
+}
+
+//  Stops the streams of partitions we no longer lead in the epoch we ship
+//  them in (looked at when the view changes).
+static void s_fence(p_repl_t *self) {
+    uint64_t view = tern_cluster_version(self->args->cluster);
+    if (view == self->view) {
+        return;
+    }
+    self->view = view;
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        //  By the record, not the lease: a lease in doubt stops publishes,
+        //  but what the ISR holds may still be shipped; another leader or
+        //  epoch (this node deposed) stops it.
+        tern_partmap_record_t rec;
+        if (self->safe_epoch[pt] &&
+            (!tern_cluster_record(self->args->cluster, pt, &rec) ||
+             rec.leader != self->config->node_id || rec.epoch != self->safe_epoch[pt])) {
+            self->safe_epoch[pt] = 0;
+            s_streams_set(self, pt, false, 0);
+        }
+    }
+}
 
 //  The inbox: committed batches from the storer, admin items from conn.
 static void s_handle_inbox(void *actor, void *unused) {
@@ -162,6 +267,10 @@ static void s_handle_inbox(void *actor, void *unused) {
             p_admin_item(self, (tern_repl_admin_t *)ptr);
             continue;
         }
+        if (type == TERN_WORK_OBSAFE) {
+            s_obsafe(self, (tern_obsafe_t *)ptr);
+            continue;
+        }
         if (type != TERN_WORK_REPL_DONE) {
             zsys_error("repl: unexpected work item type %d", (int)type);
             continue;
@@ -170,18 +279,37 @@ static void s_handle_inbox(void *actor, void *unused) {
     }
 }
 
+//  Queues PEER's confirmation of partition PT's outbox up to POS (a batch
+//  holds TERN_PEERS_MAX of them: then it goes and another one starts).
+static void s_batch_confirm(p_repl_t *self, const char *peer, uint32_t pt, uint64_t pos) {
+    tern_repl_batch_t *batch = p_batch(self);
+    if (batch->confirm_count == TERN_PEERS_MAX) {
+        p_flush_batch(self);
+        batch = p_batch(self);
+    }
+    tern_repl_pos_t *c = &batch->confirms[batch->confirm_count++];
+    snprintf(c->name, sizeof c->name, "%s", peer);
+    c->position = pos;
+    c->partition = pt;
+}
+
 static void s_housekeeping(p_repl_t *self, uint64_t now) {
     p_publish_stats(self);
     //  Confirmations to disk (they drive outbox cleanup) once a second.
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
-        if (link->confirmed > link->stored_conf) {
-            tern_repl_batch_t *batch = p_batch(self);
-            p_batch_pos(batch->confirms, &batch->confirm_count, link->cfg->name, link->confirmed);
-            link->stored_conf = link->confirmed;
+        for (uint32_t s = 0; s < link->nstreams; s++) {
+            p_stream_t *st = &link->streams[s];
+            if (st->confirmed > st->stored_conf && (st->on || !self->partitions)) {
+                s_batch_confirm(self, link->cfg->name, st->pt, st->confirmed);
+                st->stored_conf = st->confirmed;
+            }
         }
-        if (link->rid_size && now - link->in_seen_ms > 3 * S_HEARTBEAT_MS) {
-            link->rid_size = 0; //  inbound session silent: it will HELLO again
+    }
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *session = &self->sessions[i];
+        if (session->link && now - session->seen_ms > 3 * S_HEARTBEAT_MS) {
+            session->link = NULL; //  inbound session silent: it will HELLO again
         }
     }
     p_flush_batch(self);
@@ -205,11 +333,15 @@ static void s_refresh_outbox_last(p_repl_t *self) {
 static void s_timers(p_repl_t *self) {
     uint64_t now = tern_now_ms();
     bool any_live = false;
+    if (self->partitions) {
+        s_fence(self);
+    }
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
         p_link_event(self, link, TERN_PEER_TICK);
         if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
             any_live = true;
+            p_route_timers(self, link, now);
             if (now - link->last_hb_ms >= S_HEARTBEAT_MS && link->dealer) {
                 p_send_pos(self, zsock_resolve(link->dealer), NULL, 0, TERN_CMD_REPL_HEARTBEAT,
                            self->outbox_last);
@@ -217,8 +349,10 @@ static void s_timers(p_repl_t *self) {
             }
         }
     }
-    if (any_live) {
+    if (any_live && !self->partitions) {
         s_refresh_outbox_last(self);
+    }
+    if (any_live) {
         for (size_t i = 0; i < self->link_count; i++) {
             p_pump(self, &self->links[i]);
         }
@@ -237,6 +371,11 @@ static void s_timers(p_repl_t *self) {
 static void s_load_links(p_repl_t *self) {
     //  Inbound cursors and confirmations as stored.
     uint64_t now = tern_now_ms();
+    if (self->args->cluster) {
+        self->partitions = tern_cluster_partitions(self->args->cluster);
+        self->safe = tern_alloc(self->partitions * sizeof *self->safe);
+        self->safe_epoch = tern_alloc(self->partitions * sizeof *self->safe_epoch);
+    }
     tern_store_read_begin(self->reader);
     tern_store_outbox_last(self->reader, &self->outbox_last);
     for (uint32_t i = 0; i < self->config->peer_count && i < TERN_PEERS_MAX; i++) {
@@ -253,18 +392,25 @@ static void s_load_links(p_repl_t *self) {
         if (tern_store_inbound_get(self->reader, link->cfg->name, &pos) == TERN_OK) {
             link->applied = link->queued = pos;
         }
+        //  A single node ships its one outbox; a clustered one each
+        //  partition it leads (started by OBSAFE, s_obsafe).
+        link->nstreams = self->partitions ? self->partitions : 1;
+        link->streams = tern_alloc(link->nstreams * sizeof *link->streams);
+        for (uint32_t s = 0; s < link->nstreams; s++) {
+            link->streams[s].pt = s;
+        }
+        link->streams[0].on = !self->partitions;
         pos = 0;
-        if (tern_store_outbox_confirmed(self->reader, link->cfg->name, &pos) == TERN_OK) {
-            link->confirmed = link->stored_conf = pos;
+        if (!self->partitions &&
+            tern_store_outbox_confirmed(self->reader, link->cfg->name, &pos) == TERN_OK) {
+            link->streams[0].confirmed = link->streams[0].stored_conf = pos;
         }
     }
     tern_store_read_end(self->reader);
     //  Register every peer (position 0 never moves a confirmation back), so
     //  the outbox keeps entries for a peer that has not connected yet.
-    tern_repl_batch_t *batch = p_batch(self);
-    for (size_t i = 0; i < self->link_count; i++) {
-        p_batch_pos(batch->confirms, &batch->confirm_count, self->links[i].cfg->name,
-                    self->links[i].confirmed);
+    for (size_t i = 0; i < self->link_count && !self->partitions; i++) {
+        s_batch_confirm(self, self->links[i].cfg->name, 0, self->links[i].streams[0].confirmed);
     }
     p_flush_batch(self);
     tern_store_stats_t stats;
@@ -326,13 +472,22 @@ static void s_stop(p_repl_t *self) {
             } else if (type == TERN_WORK_REPL_ADMIN) {
                 tern_repl_admin_t *item = ptr;
                 tern_repl_admin_destroy(&item); //  its client times out
+            } else if (type == TERN_WORK_OBSAFE) {
+                tern_obsafe_t *item = ptr;
+                tern_obsafe_destroy(&item);
             }
         }
     }
     for (size_t i = 0; i < self->link_count; i++) {
         p_close_dealer(&self->links[i]);
         tern_peer_destroy(&self->links[i].fsm);
+        free(self->links[i].streams);
     }
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        free(self->sessions[i].applied_pt);
+    }
+    free(self->safe);
+    free(self->safe_epoch);
     tern_repl_batch_destroy(&self->batch);
     tern_store_reader_destroy(&self->reader);
     zsock_destroy(&self->router_sock);
@@ -362,6 +517,7 @@ static long s_prepare(tern_loop_t *loop, void *arg) {
         if (link->dealer) {
             tern_loop_reader(loop, zsock_resolve(link->dealer), s_on_dealer, link);
         }
+        p_route_readers(self, link, loop);
         uint64_t d = tern_peer_deadline(link->fsm);
         if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
             d = now + S_PUMP_MS;

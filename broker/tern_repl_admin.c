@@ -13,29 +13,6 @@
 #include <inttypes.h>
 #include <string.h>
 
-//  LINK's lag behind our outbox, whose last position is LAST: in messages,
-//  and in ms since the oldest one it lacks was stored (0 unless READING, a
-//  read transaction is open).
-static void s_link_lag(p_repl_t *self, const p_link_t *link, uint64_t last, bool reading,
-                       uint64_t now_ns, uint64_t *lag_msgs, uint64_t *lag_ms) {
-    *lag_msgs = last > link->confirmed ? last - link->confirmed : 0;
-    *lag_ms = 0;
-    if (*lag_msgs && reading) {
-        tern_outbox_entry_t entry;
-        p_collect_t c = {&entry, 0, 1};
-        tern_store_outbox_read(self->reader, link->confirmed + 1, 1, p_collect_entry, &c);
-        if (c.count == 1 && now_ns > entry.at_ns) {
-            *lag_ms = (now_ns - entry.at_ns) / 1000000;
-        }
-    }
-}
-
-//  When LINK's peer was last heard from, on either of its two sessions.
-static uint64_t s_link_seen(const p_link_t *link) {
-    uint64_t seen = tern_peer_last_seen(link->fsm);
-    return link->in_seen_ms > seen ? link->in_seen_ms : seen;
-}
-
 //  KEY: ID, or null when not KNOWN.
 static void s_node_json(tern_json_t *json, const char *key, bool known, uint32_t id) {
     if (known) {
@@ -44,6 +21,98 @@ static void s_node_json(tern_json_t *json, const char *key, bool known, uint32_t
         tern_json_key(json, key);
         tern_json_raw(json, "null");
     }
+}
+
+//  The age in ms of stream ST's outbox entry at FROM or after (0 if none;
+//  inside a read transaction).
+static uint64_t s_entry_age(p_repl_t *self, const p_stream_t *st, uint64_t from, uint64_t now_ns) {
+    tern_outbox_entry_t entry;
+    p_collect_t c = {&entry, 0, 1};
+    tern_store_outbox_read_pt(self->reader, st->pt, from, 1, p_collect_entry, &c);
+    return c.count == 1 && now_ns > entry.at_ns ? (now_ns - entry.at_ns) / 1000000 : 0;
+}
+
+//  LINK's lag behind our outbox (on a single node its last position is
+//  LAST; in a cluster each led partition's, as far as the ISR holds it):
+//  in messages, and in ms since the oldest one it lacks was stored (0
+//  unless READING, a read transaction is open).
+static void s_link_lag(p_repl_t *self, const p_link_t *link, uint64_t last, bool reading,
+                       uint64_t now_ns, uint64_t *lag_msgs, uint64_t *lag_ms) {
+    *lag_msgs = *lag_ms = 0;
+    for (uint32_t s = 0; s < link->nstreams; s++) {
+        const p_stream_t *st = &link->streams[s];
+        uint64_t end = self->partitions ? p_stream_end(self, st) : last;
+        if (!st->on || end <= st->confirmed) {
+            continue;
+        }
+        *lag_msgs += end - st->confirmed;
+        uint64_t age = reading ? s_entry_age(self, st, st->confirmed + 1, now_ns) : 0;
+        *lag_ms = age > *lag_ms ? age : *lag_ms;
+    }
+}
+
+//  What LINK's streams confirmed, in all.
+static uint64_t s_link_confirmed(const p_link_t *link) {
+    uint64_t sum = 0;
+    for (uint32_t s = 0; s < link->nstreams; s++) {
+        sum += link->streams[s].confirmed;
+    }
+    return sum;
+}
+
+//  One row per connection we ship over: local node -> remote node, its
+//  state, and its lag (the positions it owes confirmations for, and the age
+//  of the oldest of them; inside a read transaction when READING).
+static void s_row_json(tern_json_t *json, uint32_t local, bool known, uint32_t node,
+                       const char *endpoint, const char *state, uint64_t sent, uint64_t lag_msgs,
+                       uint64_t lag_ms) {
+    tern_json_sep(json);
+    tern_json_raw(json, "{");
+    tern_json_key_u64(json, "local_node_id", local);
+    s_node_json(json, "node_id", known, node);
+    tern_json_key_str(json, "endpoint", endpoint);
+    tern_json_key_str(json, "state", state);
+    tern_json_key_u64(json, "sent", sent);
+    tern_json_key_u64(json, "lag_msgs", lag_msgs);
+    tern_json_key_u64(json, "lag_ms", lag_ms);
+    tern_json_raw(json, "}");
+}
+
+//  `links`: the link's DEALER (to the node that answered its HELLO) and,
+//  to a clustered DC, one per partition leader there (tern_repl_route.c).
+static void s_links_json(p_repl_t *self, const p_link_t *link, bool reading, uint64_t now_ns,
+                         uint64_t lag_msgs, uint64_t lag_ms, tern_json_t *json) {
+    tern_json_key(json, "links");
+    tern_json_raw(json, "[");
+    const char *state = tern_peer_state_name(tern_peer_state(link->fsm));
+    s_row_json(json, self->config->node_id, link->node_known, link->node_id, p_link_endpoint(link),
+               state, link->route ? 0 : link->sent, link->route ? 0 : lag_msgs,
+               link->route ? 0 : lag_ms);
+    for (size_t i = 0; link->route && i < link->route->nsubs; i++) {
+        const p_sub_t *sub = &link->route->subs[i];
+        uint64_t owed = 0, age = 0;
+        for (uint32_t s = 0; s < link->nstreams; s++) {
+            if (sub->sent_max[s] > sub->confirmed[s]) {
+                owed += sub->sent_max[s] - sub->confirmed[s];
+                uint64_t a =
+                    reading ? s_entry_age(self, &link->streams[s], sub->confirmed[s] + 1, now_ns)
+                            : 0;
+                age = a > age ? a : age;
+            }
+        }
+        s_row_json(json, self->config->node_id, true, sub->node, sub->endpoint,
+                   sub->live     ? "live"
+                   : sub->dealer ? "connecting"
+                                 : "idle",
+                   sub->sent, owed, age);
+    }
+    tern_json_raw(json, "]");
+}
+
+//  When LINK's peer was last heard from, on either of its two sessions.
+static uint64_t s_link_seen(const p_link_t *link) {
+    uint64_t seen = tern_peer_last_seen(link->fsm);
+    return link->in_seen_ms > seen ? link->in_seen_ms : seen;
 }
 
 //  Which endpoints LINK may use and which one it uses now (or tries next):
@@ -91,8 +160,10 @@ static void s_peers_json(p_repl_t *self, tern_json_t *json) {
         tern_json_key_u64(json, "last_seen_ms", seen);
         tern_json_key_u64(json, "last_seen_age_ms", seen ? now - seen : 0);
         tern_json_key_bool(json, "paused", link->paused);
-        tern_json_key_bool(json, "inbound_live", link->rid_size > 0);
-        tern_json_key_u64(json, "confirmed", link->confirmed);
+        tern_json_key_bool(json, "inbound_live", p_link_inbound(self, link));
+        tern_json_key_u64(json, "confirmed", s_link_confirmed(link));
+        tern_json_key_bool(json, "clustered", link->clustered);
+        s_links_json(self, link, reading, now_ns, lag_msgs, lag_ms, json);
         tern_json_key_u64(json, "sent", link->sent);
         tern_json_key_u64(json, "applied_position", link->applied);
         tern_json_key_str(json, "inbound_cursor", link->in_cursor);
@@ -141,10 +212,9 @@ static tern_err_t s_admin_run(p_repl_t *self, unsigned op, const char *name, ter
     bool pause = op == TERN_ADMIN_PEERS_PAUSE;
     link->paused = pause;
     p_link_event(self, link, pause ? TERN_PEER_PAUSE : TERN_PEER_RESUME);
-    if (pause && link->rid_size) {
+    if (pause) {
         //  Isolate the inbound direction too: the peer backs off.
-        p_send_error(self, link->rid, link->rid_size, 0, TERN_EBUSY, "link paused");
-        link->rid_size = 0;
+        p_sessions_end(self, link, NULL, TERN_EBUSY, "link paused");
     }
     zsys_info("repl: link to %s %s by the operator", name, pause ? "paused" : "resumed");
     tern_json_raw(json, "{");
@@ -155,7 +225,39 @@ static tern_err_t s_admin_run(p_repl_t *self, unsigned op, const char *name, ter
     return TERN_OK;
 }
 
-//  ADMIN from ternctl on the replication endpoint itself.
+//  The answer to `repl.map`, which a peer DC's repl actor asks of any node of
+//  ours (tern_repl_route.c): lines `partitions P`, then `node ID ENDPOINT`
+//  for each live node with a repl endpoint and `leader PT ID` for each led
+//  partition. A single node answers `partitions 0`: it leads everything.
+static void s_map_text(p_repl_t *self, tern_json_t *out) {
+    tern_cluster_t *cluster = self->args->cluster;
+    char line[320];
+    uint32_t partitions = cluster ? tern_cluster_partitions(cluster) : 0;
+    snprintf(line, sizeof line, "partitions %u\n", partitions);
+    tern_json_raw(out, line);
+    if (!cluster) {
+        return;
+    }
+    tern_cluster_node_t *nodes = tern_alloc(S_MAP_NODES * sizeof *nodes);
+    size_t count = tern_cluster_nodes(cluster, nodes, S_MAP_NODES);
+    for (size_t i = 0; i < count && i < S_MAP_NODES; i++) {
+        if (nodes[i].up && nodes[i].repl_endpoint[0]) {
+            snprintf(line, sizeof line, "node %u %.255s\n", nodes[i].id, nodes[i].repl_endpoint);
+            tern_json_raw(out, line);
+        }
+    }
+    free(nodes);
+    for (uint32_t pt = 0; pt < partitions; pt++) {
+        tern_partmap_record_t rec;
+        if (tern_cluster_record(cluster, pt, &rec) && rec.leader != TERN_NODE_NONE) {
+            snprintf(line, sizeof line, "leader %u %u\n", pt, rec.leader);
+            tern_json_raw(out, line);
+        }
+    }
+}
+
+//  ADMIN from ternctl on the replication endpoint itself, or `repl.map`
+//  from a peer DC's repl actor.
 void p_admin(p_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
     char name[TERN_NAME_MAX + 1] = "";
     tern_admin_arg(frame, "name", name, sizeof name);
@@ -164,7 +266,12 @@ void p_admin(p_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_fra
     tern_json_t json;
     tern_json_init(&json);
     const char *reason = "";
-    tern_err_t rc = s_admin_run(self, op, name, &json, &reason);
+    tern_err_t rc = TERN_OK;
+    if (streq(frame->name, TERN_REPL_MAP_OP)) {
+        s_map_text(self, &json);
+    } else {
+        rc = s_admin_run(self, op, name, &json, &reason);
+    }
     if (rc != TERN_OK) {
         p_send_error(self, rid, rid_size, frame->req_id, rc, reason);
         tern_json_free(&json);

@@ -41,7 +41,9 @@ static void s_batch_cursor_set(p_repl_t *self, const char *name, uint64_t positi
 //  cursor "DC", as before. The first identity seen takes over a non-zero
 //  "DC" (the upgrade: it is most likely the node that was shipping), which
 //  is zeroed in the same batch so that no second identity takes it too.
-static void s_in_cursor(p_repl_t *self, p_link_t *link, const tern_frame_t *hello) {
+//  SESSION gets it; the link shows it as its latest.
+static void s_in_cursor(p_repl_t *self, p_link_t *link, p_session_t *session,
+                        const tern_frame_t *hello) {
     char name[TERN_REPL_CURSOR_MAX + 1];
     bool identified = (hello->fields & TERN_F_NAME) && hello->name[0];
     if (identified) {
@@ -50,8 +52,22 @@ static void s_in_cursor(p_repl_t *self, p_link_t *link, const tern_frame_t *hell
     } else {
         snprintf(name, sizeof name, "%s", link->cfg->name);
     }
+    snprintf(session->cursor, sizeof session->cursor, "%s", name);
+    //  The same sender again (or over another DEALER): our cursors in memory
+    //  are the newest.
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *other = &self->sessions[i];
+        if (other != session && other->link == link && streq(other->cursor, name)) {
+            session->applied = link->applied = other->applied;
+            session->queued = link->queued = other->queued;
+            snprintf(link->in_cursor, sizeof link->in_cursor, "%s", name);
+            return;
+        }
+    }
     if (streq(name, link->in_cursor)) {
-        return; //  the same sender again: our cursors in memory are the newest
+        session->applied = link->applied;
+        session->queued = link->queued;
+        return;
     }
     uint64_t pos = 0, legacy = 0;
     if (tern_store_read_begin(self->reader) == TERN_OK) {
@@ -78,6 +94,29 @@ static void s_in_cursor(p_repl_t *self, p_link_t *link, const tern_frame_t *hell
               link->in_cursor);
     snprintf(link->in_cursor, sizeof link->in_cursor, "%s", name);
     link->applied = link->queued = link->sender_last = pos;
+    session->applied = session->queued = pos;
+}
+
+//  A slot for a new session from RID: its old one (a reconnect from the same
+//  socket identity), a free one, or the one silent longest.
+static p_session_t *s_session_new(p_repl_t *self, const uint8_t *rid, size_t rid_size) {
+    p_session_t *slot = p_session_by_rid(self, rid, rid_size);
+    for (size_t i = 0; i < S_SESSIONS_MAX && !slot; i++) {
+        if (!self->sessions[i].link) {
+            slot = &self->sessions[i];
+        }
+    }
+    for (size_t i = 0; i < S_SESSIONS_MAX && !slot; i++) {
+        p_session_t *s = &self->sessions[i];
+        if (!slot || s->seen_ms < slot->seen_ms) {
+            slot = s;
+        }
+    }
+    free(slot->applied_pt);
+    memset(slot, 0, sizeof *slot);
+    memcpy(slot->rid, rid, rid_size);
+    slot->rid_size = rid_size;
+    return slot;
 }
 
 static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
@@ -120,10 +159,22 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
         p_send_error(self, rid, rid_size, frame->req_id, TERN_EBUSY, "link paused");
         return;
     }
-    s_in_cursor(self, link, frame);
-    link->in_refused = false;
-    memcpy(link->rid, rid, rid_size);
-    link->rid_size = rid_size;
+    p_session_t *session = s_session_new(self, rid, rid_size);
+    session->link = link;
+    session->node_id = frame->node_id;
+    session->seen_ms = tern_now_ms();
+    session->gen = ++self->session_gen;
+    //  Rule 4 of docs/replication.md "Clustered DCs": when either DC is a
+    //  cluster there is no cursor; a session confirms what it committed
+    //  itself, per stream of the sender (its partitions), and replays are
+    //  dropped by msg_id.
+    session->cursorless =
+        self->args->cluster || (frame->code & TERN_REPL_HELLO_CLUSTER) == TERN_REPL_HELLO_CLUSTER;
+    if (session->cursorless) {
+        snprintf(session->cursor, sizeof session->cursor, "%s", link->cfg->name);
+    } else {
+        s_in_cursor(self, link, session, frame);
+    }
     link->in_node_id = frame->node_id;
     link->in_node_known = true;
     link->in_seen_ms = tern_now_ms();
@@ -134,7 +185,7 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
         frame->proto_version < TERN_PROTO_VERSION ? frame->proto_version : TERN_PROTO_VERSION;
     reply.node_id = self->config->node_id;
     snprintf(reply.dc, sizeof reply.dc, "%s", self->config->dc);
-    reply.position = link->queued;
+    reply.position = session->queued;
     if (self->args->cluster) {
         //  We keep no cursor that counts: resume from your shipping position.
         snprintf(reply.name, sizeof reply.name, "cluster");
@@ -142,7 +193,7 @@ static void s_handle_hello(p_repl_t *self, const uint8_t *rid, size_t rid_size,
     }
     p_send(self, self->router, rid, rid_size, &reply);
     zsys_info("repl: inbound from %s (node %u) accepted; resuming after position %" PRIu64,
-              frame->dc, frame->node_id, link->queued);
+              frame->dc, frame->node_id, session->queued);
     //  It is back: our link to it need not wait out its backoff.
     p_link_event(self, link, TERN_PEER_WAKE);
 }
@@ -154,16 +205,27 @@ static tern_repl_rec_t *s_rec_new(void) {
     return rec;
 }
 
-//  Adds REC (a record or an ack-state change at its position) to the batch.
-static void s_batch_add(p_repl_t *self, p_link_t *link, tern_repl_rec_t *rec) {
+//  Adds REC (a record or an ack-state change at its position) from SESSION
+//  to the batch.
+static void s_batch_add(p_repl_t *self, p_session_t *session, tern_repl_rec_t *rec) {
+    p_link_t *link = session->link;
     tern_repl_batch_t *batch = p_batch(self);
     if (batch->count == batch->cap) {
         batch->cap = batch->cap ? batch->cap * 2 : 256;
         batch->recs = tern_realloc(batch->recs, batch->cap * sizeof *batch->recs);
     }
     batch->recs[batch->count++] = rec;
-    p_batch_pos(batch->inbound, &batch->inbound_count, link->in_cursor, rec->frame.position);
-    link->queued = rec->frame.position;
+    rec->stream = session->gen;
+    if (session->cursorless) {
+        return; //  p_batch_done confirms by session and stream
+    }
+    p_batch_pos(batch->inbound, &batch->inbound_count, session->cursor, rec->frame.position);
+    if (rec->frame.position > session->queued) {
+        session->queued = rec->frame.position;
+    }
+    if (streq(session->cursor, link->in_cursor) && session->queued > link->queued) {
+        link->queued = session->queued;
+    }
 }
 
 //  Receives the rest of a message whose routing id was read: the header
@@ -200,8 +262,8 @@ static bool s_recv_rec(p_repl_t *self, tern_repl_rec_t *rec, bool *has_body) {
 //  leads it now; else answers ERROR TERN_ENOTLEADER naming the leader's repl
 //  endpoint when known, and drops the rest of this session's stream (the
 //  sender reconnects, to the leader, and resends from what it has confirmed).
-static bool s_leads_topic(p_repl_t *self, p_link_t *link, const uint8_t *rid, size_t rid_size,
-                          const tern_frame_t *frame) {
+static bool s_leads_topic(p_repl_t *self, p_session_t *session, const tern_frame_t *frame) {
+    p_link_t *link = session->link;
     tern_cluster_t *cluster = self->args->cluster;
     uint32_t pt =
         tern_partition_of(frame->topic, strlen(frame->topic), tern_cluster_partitions(cluster));
@@ -219,40 +281,77 @@ static bool s_leads_topic(p_repl_t *self, p_link_t *link, const uint8_t *rid, si
     } else {
         tern_cluster_not_leader(cluster, pt, why, sizeof why);
     }
-    if (!link->in_refused) {
-        zsys_info("repl: %s from %s refused: %s", frame->topic, link->cfg->name, why);
-        p_send_error(self, rid, rid_size, frame->req_id, TERN_ENOTLEADER, why);
+    if (!session->refused) {
+        zsys_info("repl: %s from %s node %u refused: %s", frame->topic, link->cfg->name,
+                  session->node_id, why);
+        p_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, why);
     }
-    link->in_refused = true;
+    session->refused = true;
     link->not_leader++;
     return false;
 }
 
+//  REPL_CONFIRM of SESSION's stream PT: the highest position of it the
+//  session committed.
+static void s_confirm(p_repl_t *self, p_session_t *session, uint32_t pt) {
+    tern_frame_t frame;
+    tern_frame_init(&frame, TERN_CMD_REPL_CONFIRM);
+    frame.position = pt < session->npt ? session->applied_pt[pt] : 0;
+    frame.partition = pt;
+    p_send(self, self->router, session->rid, session->rid_size, &frame);
+}
+
+//  Raises SESSION's committed position of stream PT to POS.
+static void s_applied_pt(p_session_t *session, uint32_t pt, uint64_t pos) {
+    if (pt >= session->npt) {
+        uint32_t n = pt + 1;
+        session->applied_pt = tern_realloc(session->applied_pt, n * sizeof *session->applied_pt);
+        memset(session->applied_pt + session->npt, 0,
+               (n - session->npt) * sizeof *session->applied_pt);
+        session->npt = n;
+    }
+    if (pos > session->applied_pt[pt]) {
+        session->applied_pt[pt] = pos;
+    }
+    if (pos > session->applied) {
+        session->applied = pos;
+    }
+}
+
 //  REPL_RECORD, REPL_HEARTBEAT or REPL_ACKSTATE from LINK's peer (after its
 //  handshake). Returns true if REC went into the batch (the batch owns it).
-static bool s_handle_stream(p_repl_t *self, p_link_t *link, const uint8_t *rid, size_t rid_size,
-                            tern_repl_rec_t *rec) {
+static bool s_handle_stream(p_repl_t *self, p_session_t *session, tern_repl_rec_t *rec) {
     tern_frame_t *frame = &rec->frame;
+    p_link_t *link = session->link;
     if (frame->cmd == TERN_CMD_REPL_HEARTBEAT) {
         link->sender_last = frame->position;
-        p_send_pos(self, self->router, rid, rid_size, TERN_CMD_REPL_CONFIRM, link->applied);
+        if (session->cursorless) {
+            for (uint32_t pt = 0; pt < session->npt || pt == 0; pt++) {
+                if (pt == 0 || session->applied_pt[pt]) {
+                    s_confirm(self, session, pt);
+                }
+            }
+        } else {
+            p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
+                       session->applied);
+        }
         return false;
     }
     //  A clustered DC keeps no cursor that could skip (rule 4 of
     //  docs/replication.md "Clustered DCs"): a sender resends from its own
     //  replicated shipping position, and what we hold is dropped by msg_id.
-    bool skip = !self->args->cluster;
-    if (link->in_refused || (!skip && !s_leads_topic(self, link, rid, rid_size, frame))) {
+    bool skip = !session->cursorless;
+    if (session->refused || (self->args->cluster && !s_leads_topic(self, session, frame))) {
         return false;
     }
     if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-        if (skip && frame->position <= link->queued) {
+        if (skip && frame->position <= session->queued) {
             link->replays++;
             return false;
         }
         //  Ack state is shipped only by the DC where it changed.
         snprintf(frame->origin, sizeof frame->origin, "%s", link->cfg->name);
-        s_batch_add(self, link, rec);
+        s_batch_add(self, session, rec);
         link->acks_received++;
         return true;
     }
@@ -260,11 +359,11 @@ static bool s_handle_stream(p_repl_t *self, p_link_t *link, const uint8_t *rid, 
         self->looped++; //  never apply our own records back
     } else if (!streq(frame->origin, link->cfg->name)) {
         self->looped++; //  only the origin ships its records
-    } else if (skip && frame->position <= link->queued) {
+    } else if (skip && frame->position <= session->queued) {
         link->replays++;
     } else {
         frame->fields |= TERN_F_ORIGIN;
-        s_batch_add(self, link, rec);
+        s_batch_add(self, session, rec);
         return true;
     }
     return false;
@@ -289,9 +388,9 @@ static void s_welcome_ctl(p_repl_t *self, const uint8_t *rid, size_t rid_size,
 static bool s_handle_frame(p_repl_t *self, const uint8_t *rid, size_t rid_size,
                            tern_repl_rec_t *rec, tern_err_t rc) {
     tern_frame_t *frame = &rec->frame;
-    p_link_t *link = p_link_by_rid(self, rid, rid_size);
-    if (link) {
-        link->in_seen_ms = tern_now_ms();
+    p_session_t *session = p_session_by_rid(self, rid, rid_size);
+    if (session) {
+        session->seen_ms = session->link->in_seen_ms = tern_now_ms();
     }
     if (rc != TERN_OK) {
         p_send_error(self, rid, rid_size, frame->req_id, rc, "bad frame");
@@ -305,8 +404,8 @@ static bool s_handle_frame(p_repl_t *self, const uint8_t *rid, size_t rid_size,
         }
     } else if (frame->cmd == TERN_CMD_REPL_RECORD || frame->cmd == TERN_CMD_REPL_HEARTBEAT ||
                frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-        if (link) {
-            return s_handle_stream(self, link, rid, rid_size, rec);
+        if (session) {
+            return s_handle_stream(self, session, rec);
         }
         p_send_error(self, rid, rid_size, frame->req_id, TERN_ESTATE,
                      "no replication handshake on this connection");
@@ -356,42 +455,96 @@ void p_handle_router(void *actor, void *unused) {
     p_flush_batch(self);
 }
 
-//  The link whose current inbound cursor is NAME, or NULL (a cursor of an
-//  earlier sender, or one zeroed by s_in_cursor).
-static p_link_t *s_link_by_cursor(p_repl_t *self, const char *name) {
+//  Cursor NAME committed up to POS (ERR TERN_OK) or not at all: moves it in
+//  the link that shows it and in every session on it, and confirms to them
+//  or, after a failed commit, ends them (the senders resend from what they
+//  have confirmed).
+static void s_cursor_done(p_repl_t *self, const char *name, uint64_t pos, tern_err_t err) {
     for (size_t i = 0; i < self->link_count; i++) {
-        if (streq(self->links[i].in_cursor, name)) {
-            return &self->links[i];
+        p_link_t *link = &self->links[i];
+        if (streq(link->in_cursor, name)) {
+            if (err != TERN_OK) {
+                link->queued = link->applied;
+            } else if (pos > link->applied) {
+                link->applied = pos;
+            }
         }
     }
-    return NULL;
+    for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
+        p_session_t *session = &self->sessions[i];
+        if (!session->link || !streq(session->cursor, name)) {
+            continue;
+        }
+        if (err != TERN_OK) {
+            //  Nothing of it is durable (or, in a cluster, not in the ISR).
+            zsys_error("repl: applying records from %s failed: %s; the link restarts",
+                       session->link->cfg->name, tern_strerror(err));
+            p_sessions_end(self, NULL, session, err, "apply failed");
+            continue;
+        }
+        if (pos > session->applied) {
+            session->applied = pos;
+        }
+        p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
+                   session->applied);
+    }
+}
+
+//  Cursorless sessions (see s_handle_hello) confirm the highest position
+//  each committed itself, per sender stream (positions on one session and
+//  stream only grow: a sender never resends on the same session); a failed
+//  batch (not durable, or not in the ISR here: tern_crepl_inbound.c) ends
+//  the sessions it came from, and their senders resend.
+static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
+    struct {
+        size_t k;    //  session index
+        uint32_t pt; //  stream
+    } touched[256];
+    size_t ntouched = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+        tern_repl_rec_t *rec = batch->recs[i];
+        for (size_t k = 0; k < S_SESSIONS_MAX; k++) {
+            p_session_t *session = &self->sessions[k];
+            if (!session->link || !session->cursorless || session->gen != rec->stream) {
+                continue;
+            }
+            uint32_t pt = rec->frame.partition;
+            if (batch->err == TERN_OK) {
+                s_applied_pt(session, pt, rec->frame.position);
+            }
+            size_t t = 0;
+            while (t < ntouched && (touched[t].k != k || touched[t].pt != pt)) {
+                t++;
+            }
+            if (t == ntouched && ntouched < sizeof touched / sizeof touched[0]) {
+                touched[ntouched].k = k;
+                touched[ntouched++].pt = pt;
+            }
+        }
+    }
+    for (size_t t = 0; t < ntouched; t++) {
+        p_session_t *session = &self->sessions[touched[t].k];
+        if (!session->link) {
+            continue; //  ended above
+        }
+        if (batch->err != TERN_OK) {
+            zsys_warning("repl: records from %s node %u not confirmed here: %s; it resends",
+                         session->link->cfg->name, session->node_id, tern_strerror(batch->err));
+            p_sessions_end(self, NULL, session, batch->err, "not confirmed");
+            continue;
+        }
+        if (session->applied > session->link->applied) {
+            session->link->applied = session->applied;
+        }
+        s_confirm(self, session, touched[t].pt);
+    }
 }
 
 //  Committed (or failed) as one transaction: move the cursors, confirm.
 void p_batch_done(p_repl_t *self, tern_repl_batch_t *batch) {
+    s_sessions_done(self, batch);
     for (size_t i = 0; i < batch->inbound_count; i++) {
-        p_link_t *link = s_link_by_cursor(self, batch->inbound[i].name);
-        if (!link) {
-            continue;
-        }
-        if (batch->err != TERN_OK) {
-            //  Nothing of it is durable: rewind and make the peer resend.
-            zsys_error("repl: applying records from %s failed: %s; the link restarts",
-                       link->cfg->name, tern_strerror(batch->err));
-            link->queued = link->applied;
-            if (link->rid_size) {
-                p_send_error(self, link->rid, link->rid_size, 0, batch->err, "apply failed");
-                link->rid_size = 0;
-            }
-            continue;
-        }
-        if (batch->inbound[i].position > link->applied) {
-            link->applied = batch->inbound[i].position;
-        }
-        if (link->rid_size) {
-            p_send_pos(self, self->router, link->rid, link->rid_size, TERN_CMD_REPL_CONFIRM,
-                       link->applied);
-        }
+        s_cursor_done(self, batch->inbound[i].name, batch->inbound[i].position, batch->err);
     }
     if (batch->err == TERN_OK) {
         for (size_t i = 0; i < batch->count; i++) {

@@ -276,8 +276,8 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
                                         &op->start_seq);
             break;
         case TERN_OP_DELIVER: {
-            //  op->reason names the consumer, for the message's history.
-            tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms, op->reason};
+            //  op->consumer names the consumer, for the message's history.
+            tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms, op->consumer};
             tern_store_batch_deliver(self->batch, op->topic_id, op->group, op->seq, &delivery);
             break;
         }
@@ -297,7 +297,7 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
             break;
         case TERN_OP_DEAD:
             tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq, op->delivery_count,
-                                  op->reason);
+                                  op->reason ? op->reason : "");
             if (self->to_repl) {
                 tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
                                           TERN_CMD_TERM, &op->ob);
@@ -384,6 +384,21 @@ static void s_ship_ops(s_storer_t *self, tern_err_t commit_rc) {
         tern_crepl_group_collect(s_notice(self), self->ship[i]);
     }
     self->ship_count = 0;
+}
+
+//  The commit's outbox marks into its NOTICE: crepl sends them to repl as
+//  OBSAFE once the ISR has this commit (a commit without a NOTICE holds
+//  only a follower's copies). After s_ship_ops: a commit of group acks
+//  only (ack-state entries) has a NOTICE only for its group ops.
+static void s_obmarks(s_storer_t *self, tern_err_t commit_rc) {
+    size_t nmarks = 0;
+    const tern_outbox_mark_t *marks = tern_store_batch_outbox_marks(self->batch, &nmarks);
+    if (commit_rc == TERN_OK && nmarks && self->args->cluster && self->notice) {
+        tern_notice_t *notice = self->notice;
+        notice->obmarks = tern_alloc(nmarks * sizeof *marks);
+        memcpy(notice->obmarks, marks, nmarks * sizeof *marks);
+        notice->obmark_count = nmarks;
+    }
 }
 
 //  Metrics and the verbose log line of one publish after the commit.
@@ -491,16 +506,6 @@ static void s_collect(s_storer_t *self, tern_err_t commit_rc) {
                 }
             }
         }
-    }
-    size_t nmarks = 0;
-    const tern_outbox_mark_t *marks = tern_store_batch_outbox_marks(self->batch, &nmarks);
-    if (commit_rc == TERN_OK && nmarks && self->args->cluster && self->notice) {
-        //  crepl sends them to repl as OBSAFE once the ISR has this commit
-        //  (a commit without a NOTICE holds only a follower's copies).
-        tern_notice_t *notice = self->notice;
-        notice->obmarks = tern_alloc(nmarks * sizeof *marks);
-        memcpy(notice->obmarks, marks, nmarks * sizeof *marks);
-        notice->obmark_count = nmarks;
     }
     if (self->sweeping && commit_rc == TERN_OK && self->swept) {
         tern_metrics_add(metrics->expired, self->swept);
@@ -730,6 +735,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     tern_metrics_add(self->args->metrics->commits, 1);
     s_collect(self, rc);
     s_ship_ops(self, rc);
+    s_obmarks(self, rc);
     if (self->deferred) {
         s_flush_deferred(self, rc);
     } else {

@@ -116,18 +116,18 @@ tern_op_t *tern_ops_push(tern_ops_t *self) {
         self->items = tern_realloc(self->items, self->cap * sizeof(tern_op_t));
     }
     tern_op_t *op = &self->items[self->count++];
-    memset(op, 0, offsetof(tern_op_t, reason));
-    op->reason[0] = 0;
-    op->err = TERN_OK;
-    op->count = 0;
-    op->ob = 0;
-    op->ctx = NULL;
+    memset(op, 0, offsetof(tern_op_t, group));
+    op->group[0] = 0;
+    op->consumer[0] = 0;
     return op;
 }
 
 void tern_ops_destroy(tern_ops_t **self_p) {
     if (!self_p || !*self_p) {
         return;
+    }
+    for (size_t i = 0; i < (*self_p)->count; i++) {
+        free((*self_p)->items[i].reason);
     }
     free((*self_p)->items);
     free(*self_p);
@@ -393,7 +393,8 @@ void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch,
         tern_store_batch_inbound(batch, self->inbound[i].name, self->inbound[i].position);
     }
     for (size_t i = 0; i < self->confirm_count; i++) {
-        tern_store_batch_outbox_confirm(batch, self->confirms[i].name, self->confirms[i].position);
+        tern_store_batch_outbox_confirm_pt(batch, self->confirms[i].name,
+                                           self->confirms[i].partition, self->confirms[i].position);
     }
 }
 

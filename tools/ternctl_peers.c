@@ -46,7 +46,13 @@ const char *ternctl_peers_help =
     "    ship to), inbound_node_id (the node shipping to us), endpoint (as\n"
     "    configured), endpoints (the list), endpoint_in_use, state, lag_msgs,\n"
     "    lag_ms, last_seen_ms (unix ms), last_seen_age_ms, failures,\n"
-    "    failovers and counters (docs/replication.md).\n"
+    "    failovers, links and counters (docs/replication.md).\n"
+    "    To a clustered peer DC the link ships to each node that leads one of\n"
+    "    its partitions: the table then has one more row per such node under\n"
+    "    the DC's row (DC indented: local node LOCAL_NODE_ID -> NODE_ID at\n"
+    "    ENDPOINT, its STATE and the LAG it owes); --json has them in `links`\n"
+    "    (local_node_id, node_id, endpoint, state, sent, lag_msgs, lag_ms; the\n"
+    "    first one is the link's own connection).\n"
     "    `pause NAME` closes the link to peer NAME in both directions and keeps\n"
     "    it closed; `resume NAME` reconnects at once. Records accumulate in the\n"
     "    outbox meanwhile (kept for repl/outbox_retention). Both print dc,\n"
@@ -96,6 +102,34 @@ static void s_human_peer(tern_json_t *b, const tern_json_value_t *peer) {
     tern_json_raw(b, "}");
 }
 
+//  One more row for a clustered peer DC: LINK, one connection of PEER's link
+//  to a node that leads some of its partitions (local node -> that node,
+//  its state and lag), under the DC's own row.
+static void s_human_link(tern_json_t *b, const tern_json_value_t *peer,
+                         const tern_json_value_t *link) {
+    char lag[32];
+    s_span(tern_json_get_u64(link, "lag_ms"), lag, sizeof lag);
+    tern_json_sep(b);
+    tern_json_raw(b, "{");
+    const tern_json_value_t *dc = tern_json_get(peer, "dc");
+    char name[96];
+    snprintf(name, sizeof name, "  %s", dc && dc->kind == TERN_JSON_STRING ? dc->text : "?");
+    tern_json_key_str(b, "dc", name);
+    static const char *const copied[] = {"node_id",  "state",         "lag_msgs",
+                                         "endpoint", "local_node_id", NULL};
+    for (int i = 0; copied[i]; i++) {
+        const tern_json_value_t *v = tern_json_get(link, copied[i]);
+        if (v) {
+            tern_json_key(b, copied[i]);
+            tern_json_write_value(b, v);
+        }
+    }
+    tern_json_key_str(b, "lag", lag);
+    tern_json_key_str(b, "last_seen", "");
+    tern_json_key_str(b, "failovers", "");
+    tern_json_raw(b, "}");
+}
+
 //  Prints the reply DOC of `peers` (an array) or of pause/resume (an object).
 static void s_print(const tern_json_value_t *doc, bool json) {
     static const char *const cols[] = {"dc",        "node_id",  "state",     "lag_msgs",      "lag",
@@ -112,6 +146,11 @@ static void s_print(const tern_json_value_t *doc, bool json) {
         tern_json_raw(&b, "[");
         for (size_t i = 0; i < doc->count; i++) {
             s_human_peer(&b, doc->items[i]);
+            const tern_json_value_t *links = tern_json_get(doc->items[i], "links");
+            //  A clustered peer DC: a row per partition leader we ship to.
+            for (size_t k = 1; links && links->kind == TERN_JSON_ARRAY && k < links->count; k++) {
+                s_human_link(&b, doc->items[i], links->items[k]);
+            }
         }
         tern_json_raw(&b, "]");
         tern_json_value_t *rows = tern_json_parse(b.data, b.len);

@@ -136,6 +136,15 @@ static void s_dc_wait_led(s_dc_t *dc) {
     }
 }
 
+//  Starts A and B as each other's peer and waits until every partition of
+//  each is led.
+static void s_pair_start(s_dc_t *a, s_dc_t *b) {
+    s_dc_start(a, b);
+    s_dc_start(b, a);
+    s_dc_wait_led(a);
+    s_dc_wait_led(b);
+}
+
 //  ternctl against every client endpoint of DC (libtern follows leaders).
 static int s_ctl(s_dc_t *dc, it_result_t *r, int timeout_ms, const char *a1, const char *a2,
                  const char *a3, const char *a4, const char *a5, const char *a6, const char *a7,
@@ -262,12 +271,224 @@ static void s_exchange(s_dc_t *a, s_dc_t *b, int per) {
     }
 }
 
+//  The node (index in DC) that leads TOPIC's partition now, per `ternctl
+//  cluster partitions` on a running node of DC; -1 if none.
+static int s_leader_of(s_dc_t *dc, const char *topic) {
+    uint32_t pt = tern_partition_of(topic, strlen(topic), dc->partitions);
+    for (int i = 0; i < dc->count; i++) {
+        if (!it_broker_alive(dc->node[i], NULL)) {
+            continue;
+        }
+        it_result_t r;
+        int rc = it_ctl(&r, dc->node[i], 10000, "cluster", "partitions", NULL);
+        char *copy = strdup(r.out);
+        it_result_free(&r);
+        char **lines = NULL;
+        size_t n = rc == 0 ? it_split_lines(copy, &lines) : 0;
+        int64_t leader = -1;
+        for (size_t k = 0; k < n; k++) {
+            if (it_json_field(lines[k], "partition") == (int64_t)pt) {
+                it_json_int(lines[k], "leader", &leader);
+            }
+        }
+        free(lines);
+        free(copy);
+        if (leader >= (int64_t)dc->first_id && leader < (int64_t)dc->first_id + dc->count) {
+            return (int)(leader - dc->first_id);
+        }
+    }
+    return -1;
+}
+
+//  `ternctl peers --json` of DC's node I: the line of peer NAME (caller
+//  frees), or NULL.
+static char *s_peer_line(s_dc_t *dc, int i, const char *name) {
+    it_result_t r;
+    it_ctl(&r, dc->node[i], 10000, "peers", NULL);
+    char **lines = NULL;
+    size_t n = r.status == 0 ? it_split_lines(r.out, &lines) : 0;
+    char *found = NULL;
+    for (size_t k = 0; k < n && !found; k++) {
+        char dcname[80];
+        if (it_json_str(lines[k], "dc", dcname, sizeof dcname) && strcmp(dcname, name) == 0) {
+            found = strdup(lines[k]);
+        }
+    }
+    free(lines);
+    it_result_free(&r);
+    return found;
+}
+
+//  Occurrences of NEEDLE in TEXT.
+static int s_count(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+//  (d) A single-node DC and a 3-node DC of 4 partitions: the single node
+//  learns dc2's map and sends each record to its partition's leader; every
+//  dc2 node ships what it originated to dc1.
 Test(xdc, single_node_dc_and_clustered_dc) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 1, 0, 10);
-    s_dc_init(&dc2, "dc2", 3, 1, 1);
-    s_dc_start(&dc1, &dc2);
-    s_dc_start(&dc2, &dc1);
-    s_dc_wait_led(&dc2);
+    s_dc_init(&dc2, "dc2", 3, 4, 1);
+    s_pair_start(&dc1, &dc2);
     s_exchange(&dc1, &dc2, 200);
+    //  dc1's link to dc2 learnt its map: rows per partition leader there.
+    char *line = s_peer_line(&dc1, 0, "dc2");
+    cr_assert(line, "no peers line for dc2");
+    cr_assert(strstr(line, "\"clustered\":true"), "%s", line);
+    cr_assert_geq(s_count(line, "\"local_node_id\":10"), 3, "links: %s", line);
+    free(line);
+    //  Each dc2 node announces its repl endpoint (node key, `ternctl cluster`).
+    it_result_t c;
+    it_ctl(&c, dc2.node[0], 10000, "cluster", NULL);
+    it_assert_ok(&c, "ternctl cluster");
+    for (int i = 0; i < dc2.count; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "\"repl\":\"%s\"", dc2.repl[i]);
+        cr_assert(strstr(c.out, want), "no %s in:\n%s", want, c.out);
+    }
+    it_result_free(&c);
+    //  The table: a row per dc2 node shipped to, under dc2's own row.
+    it_result_t r;
+    it_ctl_text(&r, dc1.node[0], 10000, NULL, "peers", NULL);
+    it_assert_ok(&r, "ternctl peers");
+    cr_assert_geq(s_count(r.out, "\n  dc2 "), 2, "table:\n%s", r.out);
+    it_result_free(&r);
+}
+
+//  (a) Two 3-node DCs with different partition counts, producers in both.
+Test(xdc, two_clustered_dcs) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 3, 4, 1);
+    s_dc_init(&dc2, "dc2", 3, 6, 4);
+    s_pair_start(&dc1, &dc2);
+    s_exchange(&dc1, &dc2, 200);
+}
+
+//  `ternctl peers VERB NAME` on every running node of DC.
+static void s_peers_ctl(s_dc_t *dc, const char *verb, const char *name) {
+    for (int i = 0; i < dc->count; i++) {
+        if (it_broker_alive(dc->node[i], NULL)) {
+            it_result_t r;
+            it_ctl(&r, dc->node[i], 10000, "peers", verb, name, NULL);
+            it_assert_ok(&r, "ternctl peers pause/resume");
+            it_result_free(&r);
+        }
+    }
+}
+
+//  Publishes 300 messages in PUB_DC to TOPIC, kills -9 the node of KILL_DC
+//  that leads TOPIC's partition, publishes 300 more, and checks both DCs
+//  hold every acked message once. HOLD: the other DC pauses its link to
+//  PUB_DC until then, so that nothing is shipped before the kill.
+static void s_kill_leader(s_dc_t *dc1, s_dc_t *dc2, s_dc_t *pub_dc, s_dc_t *kill_dc,
+                          const char *topic, bool hold) {
+    it_acks_t acked = {0};
+    s_dc_t *other = pub_dc == dc1 ? dc2 : dc1;
+    if (hold) {
+        //  Nothing is shipped until the leader is gone: its successor must
+        //  ship all of it from the outbox its DC replicated.
+        s_peers_ctl(other, "pause", pub_dc->name);
+    }
+    s_pub(pub_dc, &acked, topic, "kp", 1, 300);
+    int victim = s_leader_of(kill_dc, topic);
+    cr_assert_geq(victim, 0, "%s: no leader of %s", kill_dc->name, topic);
+    it_broker_kill(kill_dc->node[victim]);
+    fprintf(stderr, "it_xdc: killed %s node %u (leader of %s) while shipping\n", kill_dc->name,
+            kill_dc->first_id + (uint32_t)victim, topic);
+    s_pub(pub_dc, &acked, topic, "kp", 301, 300);
+    if (hold) {
+        s_peers_ctl(other, "resume", pub_dc->name);
+    }
+    qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+    s_dc_t *dcs[2] = {dc1, dc2};
+    s_verify(dcs, 2, topic, acked.count, &acked);
+    it_acks_free(&acked);
+}
+
+//  (b) The sending DC's partition leader is killed while it ships: its
+//  successor resumes from the replicated shipping position; nothing acked
+//  is missing in the other DC, nothing is there twice.
+Test(xdc, sending_leader_killed) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 3, 2, 1);
+    s_dc_init(&dc2, "dc2", 1, 0, 10);
+    s_pair_start(&dc1, &dc2);
+    s_kill_leader(&dc1, &dc2, &dc1, &dc1, "xdc.kill.send", true);
+}
+
+//  (c) The receiving DC's partition leader is killed while records arrive:
+//  the sender learns the new leader and resends what was not confirmed
+//  (confirmed only once the ISR had it).
+Test(xdc, receiving_leader_killed) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 1, 0, 10);
+    s_dc_init(&dc2, "dc2", 3, 2, 1);
+    s_pair_start(&dc1, &dc2);
+    s_kill_leader(&dc1, &dc2, &dc1, &dc2, "xdc.kill.recv", false);
+}
+
+//  next_unacked of GROUP on TOPIC in DC (`ternctl groups`), or -1.
+static int64_t s_ack_floor(s_dc_t *dc, const char *topic, const char *group) {
+    it_result_t r;
+    int64_t floor = -1;
+    if (s_ctl(dc, &r, 10000, "groups", topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) ==
+        0) {
+        char *copy = strdup(r.out);
+        char **lines = NULL;
+        size_t n = it_split_lines(copy, &lines);
+        for (size_t i = 0; i < n; i++) {
+            char name[80];
+            if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
+                it_json_int(lines[i], "next_unacked", &floor);
+            }
+        }
+        free(lines);
+        free(copy);
+    }
+    it_result_free(&r);
+    return floor;
+}
+
+//  Ack state between clustered DCs: a group acks 120 of 200 messages in
+//  dc1 (the acks are ack-state entries of dc1's partition outbox); they
+//  reach the leader of the topic's partition in dc2 by msg_id, and the
+//  consumer that moves to dc2 gets only the other 80.
+Test(xdc, ack_state_between_clustered_dcs) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 3, 2, 1);
+    s_dc_init(&dc2, "dc2", 3, 3, 4);
+    s_pair_start(&dc1, &dc2);
+    const char *topic = "xdc.ack";
+    it_acks_t acked = {0};
+    s_pub(&dc1, &acked, topic, "dc1-a", 1, 200);
+    qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+    s_dc_t *dcs[2] = {&dc1, &dc2};
+    s_verify(dcs, 2, topic, 200, &acked);
+    it_acks_free(&acked);
+    it_result_t r;
+    s_ctl(&dc1, &r, 30000, "sub", topic, "--group", "g", "--count", "120", NULL, NULL, NULL, NULL);
+    it_assert_ok(&r, "sub in dc1");
+    it_result_free(&r);
+    int64_t deadline = it_now_ms() + S_CONVERGE_MS;
+    while (it_now_ms() < deadline && s_ack_floor(&dc2, topic, "g") != 121) {
+        it_sleep_ms(200);
+    }
+    cr_assert_eq(s_ack_floor(&dc2, topic, "g"), 121, "dc2 did not get dc1's acks");
+    s_ctl(&dc2, &r, 30000, "sub", topic, "--group", "g", "--count", "200", "--timeout", "3s", NULL,
+          NULL);
+    it_assert_ok(&r, "sub in dc2");
+    it_msg_t *msgs = NULL;
+    size_t n = it_parse_msgs(r.out, &msgs);
+    it_result_free(&r);
+    cr_assert_eq(n, 80u, "dc2 delivered %zu messages, expected the 80 not acked in dc1", n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(msgs[i].producer_seq, (int64_t)(121 + i));
+    }
+    it_msgs_free(msgs, n);
 }
