@@ -309,6 +309,7 @@ typedef struct {
     const char *topic;    //  where
     uint64_t seq[S_PUBS]; //  seq of each acknowledged publish (0: not acknowledged)
     atomic_int count;     //  publishes done
+    atomic_bool opened;   //  the group's SUBSCRIBE was answered
 } s_producer_t;
 
 static void *s_produce(void *arg) {
@@ -319,6 +320,11 @@ static void *s_produce(void *arg) {
     tern_client_t *client = tern_client_new(
         it_cluster_endpoints_from(p->c, p->node, endpoints, sizeof endpoints), &options);
     for (int i = 0; client && i < S_PUBS; i++) {
+        //  The last quarter goes after the group's OK (which waits for the
+        //  ISR), so the group from NEW has messages to get.
+        for (int w = 0; i == S_PUBS * 3 / 4 && !atomic_load(&p->opened) && w < 3000; w++) {
+            it_sleep_ms(10);
+        }
         tern_pub_options_t msg;
         tern_pub_options_init(&msg);
         msg.topic = p->topic;
@@ -347,6 +353,7 @@ Test(cluster_group, open_new_while_publishing_survives_failover) {
     }
     tern_client_t *client = s_client(c, leader);
     tern_subscription_t *sub = s_subscribe_at(client, topic, "n", TERN_FROM_NEW);
+    atomic_store(&p->opened, true);
     uint64_t start = UINT64_MAX; //  the lowest seq the leader delivered to the group
     for (;;) {
         tern_message_t *msg = NULL;
