@@ -144,7 +144,8 @@ static tern_group_info_t s_group(tern_store_t *store, const char *group) {
 
 static void s_ackstate(tern_store_t *store, uint64_t msg_id, uint32_t op) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_ackstate_apply(batch, "g", msg_id, op, op == TERN_CMD_TERM ? "bad" : NULL);
+    tern_store_batch_ackstate_apply(batch, "g", msg_id, op, op == TERN_CMD_TERM ? "bad" : NULL,
+                                    NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
 }
@@ -213,8 +214,8 @@ Test(store_repl, ackstate_history_and_counters) {
         s_append(store, 10 + i, "dc2", "p", 1 + i, false, "dc2", 1 + i); //  seqs 1..3
     }
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_ackstate_apply(batch, "g", 11, TERN_CMD_ACK, "acked in dc3");
-    tern_store_batch_ackstate_apply(batch, "g", 12, TERN_CMD_TERM, "dead in dc3");
+    tern_store_batch_ackstate_apply(batch, "g", 11, TERN_CMD_ACK, "acked in dc3", NULL);
+    tern_store_batch_ackstate_apply(batch, "g", 12, TERN_CMD_TERM, "dead in dc3", NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_group_info_t g = s_group(store, "g");
     cr_assert_eq(g.acked, 1u);
