@@ -408,6 +408,20 @@ static void s_kill_leader(s_dc_t *dc1, s_dc_t *dc2, s_dc_t *pub_dc, s_dc_t *kill
     qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
     s_dc_t *dcs[2] = {dc1, dc2};
     s_verify(dcs, 2, topic, acked.count, &acked);
+    //  What the renewals resent (correct, dropped by msg_id): a measure, not
+    //  a bound (docs/replication.md, "Clustered DCs").
+    int64_t resent = 0;
+    for (int i = 0; i < other->count; i++) {
+        char *line =
+            it_broker_alive(other->node[i], NULL) ? s_peer_line(other, i, pub_dc->name) : NULL;
+        int64_t n = 0;
+        if (line && it_json_int(line, "replays_dropped", &n)) {
+            resent += n;
+        }
+        free(line);
+    }
+    fprintf(stderr, "it_xdc: %s received %lld of the %zu records again (replays_dropped)\n",
+            other->name, (long long)resent, acked.count);
     it_acks_free(&acked);
 }
 
