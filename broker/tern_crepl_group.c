@@ -31,6 +31,11 @@
       commit's NOTICE waits for the ISR to confirm it (c_held_need), so
       route answers the SUBSCRIBE that created the group only once a
       failover keeps it (tern_route_group.c, r_handle_sub).
+    - A peer DC's ack-state change (REPL_ACKSTATE, applied by msg_id on
+      the partition leader) joins the commit's ops as an ack or dead op
+      with aux TERN_GOP_AUX_PEER (tern_crepl_group_collect_ackstate): the
+      follower runs it by seq the way the leader ran it, so a failover
+      does not redeliver what another DC acked.
     - Catch-up. A follower's SYNC is answered with the records, then, for
       every topic of the partition, CREPL_GSTATE NAMES (the follower drops
       groups the leader lacks) and one GSTATE GROUP per group (lane
