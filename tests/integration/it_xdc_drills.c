@@ -51,17 +51,22 @@ static void s_teardown(void) {
 
 TestSuite(xdc_drills, .fini = s_teardown, .timeout = 600);
 
-//  Two DCs of three nodes over etcds of ETCD_MEMBERS, started.
-static void s_drill_start(s_drill_t *run, int etcd_members) {
+//  DCS DCs of three nodes over etcds of ETCD_MEMBERS, started.
+static void s_drill_start_n(s_drill_t *run, int dcs, int etcd_members) {
     memset(run, 0, sizeof *run);
-    run->x = it_xdc_new(2, 3, 4, etcd_members, NULL);
+    run->x = it_xdc_new(dcs, 3, 4, etcd_members, NULL);
     s_current = run->x;
     it_xdc_start(run->x);
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < dcs; d++) {
         for (int t = 0; t < S_TOPICS; t++) {
             run->seq[d][t] = 1;
         }
     }
+}
+
+//  Two DCs of three nodes over etcds of ETCD_MEMBERS, started.
+static void s_drill_start(s_drill_t *run, int etcd_members) {
+    s_drill_start_n(run, 2, etcd_members);
 }
 
 //  One round: every DC publishes a batch to every topic (a failed run is
@@ -231,4 +236,121 @@ Test(xdc_drills, rolling_restart) {
         }
     }
     s_drill_finish(&run, "rolling_restart");
+}
+
+//  ---------------------------------------------------------------------------
+//  The long form: tools/chaos/soak.sh runs this test with TERN_XDC_SOAK_S set
+
+//  The drills the soak picks from.
+typedef enum { K_CUT, K_MOVE, K_REPLACE, K_ETCD, K_PAUSE, K_ROLL, K_KINDS } s_kind_t;
+static const char *const s_kind_names[K_KINDS] = {
+    "cut", "node_moved", "node_replaced", "etcd_quorum", "leader_paused", "rolling_restart"};
+
+//  `ternctl peers VERB` between DC D and every other DC, on both sides.
+static void s_isolate(s_drill_t *run, int d, const char *verb) {
+    for (int o = 0; o < run->x->count; o++) {
+        if (o != d) {
+            it_xdc_peers(run->x, d, verb, run->x->dc[o].name);
+            it_xdc_peers(run->x, o, verb, run->x->dc[d].name);
+        }
+    }
+}
+
+//  Drill KIND on DC D with rounds of publishes meanwhile.
+static void s_soak_drill(s_drill_t *run, s_kind_t kind, int d) {
+    it_xdc_t *x = run->x;
+    int leader = it_xdc_leader_of(x, d, s_topics[0]);
+    leader = leader < 0 ? 0 : leader;
+    switch (kind) {
+        case K_CUT:
+            s_isolate(run, d, "pause");
+            s_rounds_for(run, S_CUT_MS);
+            s_isolate(run, d, "resume");
+            break;
+        case K_MOVE:
+        case K_REPLACE:
+            it_xdc_restart_node(x, d, leader, true, kind == K_MOVE, kind == K_REPLACE);
+            break;
+        case K_ETCD:
+            it_etcd_pause_member(x->dc[d].etcd, 1);
+            it_etcd_pause_member(x->dc[d].etcd, 2);
+            s_rounds_for(run, S_CUT_MS);
+            it_etcd_resume_member(x->dc[d].etcd, 1);
+            it_etcd_resume_member(x->dc[d].etcd, 2);
+            break;
+        case K_PAUSE:
+            it_broker_pause(x->dc[d].node[leader]);
+            s_rounds_for(run, 6000);
+            it_broker_resume(x->dc[d].node[leader]);
+            break;
+        case K_ROLL:
+            for (int i = 0; i < x->dc[d].count; i++) {
+                it_xdc_restart_node(x, d, i, false, false, false);
+                it_xdc_wait_led(x, d, 60000);
+                s_round(run);
+            }
+            break;
+        case K_KINDS:
+            break;
+    }
+}
+
+//  Rounds for MS at RATE messages per second per DC and topic at most.
+static void s_rounds_paced(s_drill_t *run, int ms, int rate) {
+    int64_t until = it_now_ms() + ms;
+    while (it_now_ms() < until) {
+        int64_t next = it_now_ms() + (int64_t)S_BATCH * 1000 / rate;
+        s_round(run);
+        while (it_now_ms() < next && it_now_ms() < until) {
+            it_sleep_ms(50);
+        }
+    }
+}
+
+//  TERN_XDC_SOAK_S seconds of 3 DCs x 3 nodes (3-member etcds) under load
+//  (TERN_XDC_SOAK_RATE messages/s per DC and topic, default 20), a random
+//  drill every 30-60 s (TERN_XDC_SOAK_SEED), then the shared end. One
+//  `soak: drill` line per drill, a `soak: summary` line at the end.
+Test(xdc_drills, soak) {
+    const char *secs = getenv("TERN_XDC_SOAK_S"), *rate_s = getenv("TERN_XDC_SOAK_RATE");
+    const char *seed_s = getenv("TERN_XDC_SOAK_SEED");
+    if (!secs) {
+        cr_skip_test("the long form: tools/chaos/soak.sh");
+    }
+    int rate = rate_s ? atoi(rate_s) : 20;
+    unsigned seed = seed_s ? (unsigned)atoi(seed_s) : (unsigned)it_now_ms();
+    srand(seed);
+    s_drill_t run;
+    s_drill_start_n(&run, 3, 3);
+    int64_t end = it_now_ms() + (int64_t)atoi(secs) * 1000;
+    size_t drills = 0, failed = 0;
+    fprintf(stderr, "soak: %s s, rate %d/s per DC and topic, seed %u\n", secs, rate > 0 ? rate : 1,
+            seed);
+    while (it_now_ms() < end) {
+        s_rounds_paced(&run, 30000 + rand() % 30000, rate > 0 ? rate : 1);
+        if (it_now_ms() >= end) {
+            break;
+        }
+        s_kind_t kind = (s_kind_t)(rand() % K_KINDS);
+        int d = rand() % run.x->count;
+        run.fault_at = it_now_ms();
+        run.first_fail = run.all_ok = 0;
+        run.failed = 0;
+        s_soak_drill(&run, kind, d);
+        s_rounds_until_ok(&run);
+        int64_t converge = it_xdc_converge(run.x, s_topics, S_TOPICS, 120000);
+        fprintf(stderr,
+                "soak: drill %zu %s %s first_fail_ms=%lld publish_again_ms=%lld failed_runs=%zu "
+                "converge_ms=%lld\n",
+                ++drills, s_kind_names[kind], run.x->dc[d].name,
+                run.first_fail ? (long long)(run.first_fail - run.fault_at) : -1LL,
+                (long long)(run.all_ok - run.fault_at), run.failed, (long long)converge);
+        failed += run.failed;
+    }
+    fprintf(stderr,
+            "soak: summary drills=%zu attempts=%zu acked=%zu failed_runs=%zu availability=%.5f\n",
+            drills, run.x->attempts, run.x->acked, failed,
+            run.x->attempts ? (double)run.x->acked / (double)run.x->attempts : 1.0);
+    run.fault_at = it_now_ms();
+    s_drill_finish(&run, "soak");
 }

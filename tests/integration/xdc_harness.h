@@ -30,9 +30,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define IT_XDC_DCS_MAX   3
-#define IT_XDC_NODES_MAX 3
-#define IT_XDC_BATCH_MAX 1000 //  messages per it_xdc_pub
+#define IT_XDC_DCS_MAX     3
+#define IT_XDC_NODES_MAX   3
+#define IT_XDC_BATCH_MAX   1000 //  messages per it_xdc_pub
+#define IT_XDC_STREAMS_MAX 32   //  producers (it_xdc_pub) per it_xdc_t
 
 //  One clustered DC.
 typedef struct {
@@ -47,17 +48,25 @@ typedef struct {
     char client_list[IT_XDC_NODES_MAX * 64 + 64]; //  every client endpoint, comma-separated
 } it_xdc_dc_t;
 
+//  One producer of the drills: a libtern client kept across publishes.
+typedef struct {
+    int dc;                //  the DC it publishes in
+    char producer[32];     //  its producer id ("" = slot free)
+    tern_client_t *client; //  connected to every client endpoint of DC, or NULL
+} it_xdc_stream_t;
+
 //  The DCs, their history and what the drills counted.
 typedef struct {
-    int count;                      //  DCs
-    uint32_t partitions;            //  per DC
-    it_xdc_dc_t dc[IT_XDC_DCS_MAX]; //  dc[d] is named dc<d+1>
-    char dir[TEST_DIR_MAX];         //  temp dir: history and kept logs
-    char path[TEST_DIR_MAX + 32];   //  the history file
-    FILE *hist;                     //  open on PATH
-    size_t attempts;                //  ternctl pub runs and messages asked
-    size_t acked;                   //  acknowledged publishes
-    size_t failed;                  //  failed attempts (each recorded as an err)
+    int count;                                   //  DCs
+    uint32_t partitions;                         //  per DC
+    it_xdc_dc_t dc[IT_XDC_DCS_MAX];              //  dc[d] is named dc<d+1>
+    char dir[TEST_DIR_MAX];                      //  temp dir: history and kept logs
+    char path[TEST_DIR_MAX + 32];                //  the history file
+    FILE *hist;                                  //  open on PATH
+    it_xdc_stream_t streams[IT_XDC_STREAMS_MAX]; //  producers, by first use
+    size_t attempts;                             //  publish attempts (acknowledged or failed)
+    size_t acked;                                //  acknowledged publishes
+    size_t failed;                               //  failed attempts (each recorded as an err)
 } it_xdc_t;
 
 /*  Describes DCS (1..IT_XDC_DCS_MAX) DCs of NODES (1..IT_XDC_NODES_MAX)
@@ -77,9 +86,13 @@ void it_xdc_start(it_xdc_t *self);
     partitions`); false after TIMEOUT_MS. */
 bool it_xdc_wait_led(it_xdc_t *self, int d, int timeout_ms);
 
-/*  Publishes COUNT messages to TOPIC in DC D as PRODUCER from *SEQ (one
-    `ternctl pub --count`), records every acknowledgement and, if the run
-    failed, one err attempt for the first unacknowledged seq; advances *SEQ
+/*  Publishes COUNT messages to TOPIC in DC D as PRODUCER from *SEQ, one at
+    a time through PRODUCER's libtern client (kept across calls, connected
+    to every client endpoint of D: it follows the partition leaders; with
+    TERN_XDC_PIPELINED set, through one `ternctl pub --count` run instead:
+    pipelined, which shows the ordering bug of docs/cluster.md "Drills
+    across DCs"), records every acknowledgement and, on a failure, one err
+    attempt for the first unacknowledged seq; advances *SEQ
     to that one (the next call resends from there: the client's retry,
     deduplicated by the broker). COUNT at most IT_XDC_BATCH_MAX. Returns how
     many were acknowledged. */
@@ -105,7 +118,8 @@ int64_t it_xdc_converge(it_xdc_t *self, const char *const *topics, size_t count,
 
 /*  The end of every drill: converged (asserted), `ternctl cluster verify`
     in every DC (asserted), a group per DC (g-dcN) reads every topic
-    (deliveries recorded), every in-sync replica of every DC dumped after
+    (deliveries recorded) and `ternctl audit` of every topic in every DC is
+    printed (`xdc: audit DC {json}` lines), every in-sync replica of every DC dumped after
     the nodes are killed, and tern-check --dcs N --min-logs 2N on the
     history (asserted clean). Prints the checker's summary. */
 void it_xdc_finish(it_xdc_t *self, const char *const *topics, size_t count);
