@@ -31,6 +31,7 @@ struct tern_broker_t {
     tern_crepl_stats_t crepl_stats; //  written by crepl, read by metrics
     zactor_t *crepl;                //  in-DC replication actor, owned (NULL: single node)
     tern_repl_stats_t repl_stats;   //  written by repl, read by metrics
+    tern_quiet_t quiet;             //  written by route, read by the storer (single node)
     zactor_t *storer;               //  actors, owned
     zactor_t *route;
     zactor_t *conn;
@@ -158,6 +159,9 @@ static void s_wire(tern_broker_t *self) {
     snprintf(ra->inbox, sizeof ra->inbox, "%s-route", prefix);
     snprintf(ra->storer_inbox, sizeof ra->storer_inbox, "%s-storer", prefix);
     snprintf(ra->conn_out, sizeof ra->conn_out, "%s-out", prefix);
+    if (!self->cluster) { //  a cluster's NOTICEs also raise route's high watermarks
+        sa->quiet = ra->quiet = &self->quiet;
+    }
 
     tern_conn_args_t *ca = &self->conn_args;
     ca->store = self->store;

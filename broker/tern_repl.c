@@ -194,10 +194,14 @@ static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) 
         }
         st->on = on;
         st->epoch = epoch;
-        if (link->route) {
-            for (size_t k = 0; k < link->route->nsubs; k++) {
-                link->route->subs[k].sent_max[pt] = 0;
-            }
+        if (on && link->route) {
+            //  A peer confirms per connection what it committed from it: a
+            //  position of this partition may now name another entry than
+            //  one sent before (an outbox tail given back after a
+            //  failover), so resend only over fresh connections.
+            p_route_rewind(self, link, "a partition's leadership started");
+        } else if (on && link->dealer && tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
+            p_link_event(self, link, TERN_PEER_REFUSED); //  the same: a fresh connection
         }
     }
     if (reading) {
@@ -236,9 +240,13 @@ static void s_fence(p_repl_t *self) {
     }
     self->view = view;
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
-        uint64_t epoch = 0;
-        if (self->safe_epoch[pt] && (!tern_cluster_leads(self->args->cluster, pt, &epoch) ||
-                                     epoch != self->safe_epoch[pt])) {
+        //  By the record, not the lease: a lease in doubt stops publishes,
+        //  but what the ISR holds may still be shipped; another leader or
+        //  epoch (this node deposed) stops it.
+        tern_partmap_record_t rec;
+        if (self->safe_epoch[pt] &&
+            (!tern_cluster_record(self->args->cluster, pt, &rec) ||
+             rec.leader != self->config->node_id || rec.epoch != self->safe_epoch[pt])) {
             self->safe_epoch[pt] = 0;
             s_streams_set(self, pt, false, 0);
         }

@@ -233,6 +233,9 @@ void p_route_map(p_repl_t *self, p_link_t *link, const tern_frame_t *frame);
 //  The live node that leads TOPIC's partition, or NULL (not known, or its
 //  DEALER not live yet: one is opened).
 p_sub_t *p_route_sub(p_repl_t *self, p_link_t *link, const char *topic);
+//  Closes every connection to the clustered peer DC and resends from the
+//  confirmed positions (asking its map again); WHY is logged.
+void p_route_rewind(p_repl_t *self, p_link_t *link, const char *why);
 //  Heartbeats, silence and the map refresh; every turn of a live link.
 void p_route_timers(p_repl_t *self, p_link_t *link, uint64_t now);
 //  Adds the route's DEALERs to LOOP for this turn.

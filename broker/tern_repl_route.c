@@ -77,7 +77,7 @@ void p_route_free(p_link_t *link) {
 
 //  Resends from the confirmed position over fresh DEALERs (see the top),
 //  and asks for the map again.
-static void s_rewind(p_repl_t *self, p_link_t *link, const char *why) {
+void p_route_rewind(p_repl_t *self, p_link_t *link, const char *why) {
     p_route_t *route = link->route;
     for (size_t i = 0; i < route->nsubs; i++) {
         s_sub_close(link, &route->subs[i]);
@@ -132,7 +132,7 @@ void p_route_map(p_repl_t *self, p_link_t *link, const tern_frame_t *frame) {
     route->partitions = count;
     route->maps++;
     if (changed && route->maps > 1) {
-        s_rewind(self, link, "its partition leaders changed");
+        p_route_rewind(self, link, "its partition leaders changed");
     }
 }
 
@@ -213,7 +213,7 @@ static bool s_sub_frame(p_repl_t *self, p_link_t *link, p_sub_t *sub, const tern
     } else if (frame->cmd == TERN_CMD_ERROR) {
         zsys_warning("repl: %s node %u refused: %s (%u)", link->cfg->name, sub->node, frame->reason,
                      frame->code);
-        s_rewind(self, link, frame->code == TERN_ENOTLEADER ? "not the leader" : "refused");
+        p_route_rewind(self, link, frame->code == TERN_ENOTLEADER ? "not the leader" : "refused");
         return false;
     }
     return true;
@@ -268,7 +268,7 @@ void p_route_timers(p_repl_t *self, p_link_t *link, uint64_t now) {
         if (now - sub->seen_ms > 3 * S_HEARTBEAT_MS) {
             zsys_warning("repl: link to %s node %u at %s silent", link->cfg->name, sub->node,
                          sub->endpoint);
-            s_rewind(self, link, "a node fell silent");
+            p_route_rewind(self, link, "a node fell silent");
             return;
         }
         if (sub->live && now - sub->hb_ms >= S_HEARTBEAT_MS) {

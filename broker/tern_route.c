@@ -18,7 +18,10 @@
                                  group.delete|reset|seek)
         NOTICE  tern_notice_t *  from storer: appended messages, route's ops
                                  with their results (OPEN, admin ops), topics gone
-                                 or created (topic.create)
+                                 or created (topic.create); appends to a topic
+                                 route marked quiet (no group on it) are left
+                                 out, and a NOTICE with nothing else not sent
+                                 (tern_quiet.h)
     Sends:
         OPS     tern_ops_t *     -> storer inbox (storer hands it back)
         frames  [rid][hdr][payload?] -> conn out: OK, ERROR, REPLY
@@ -129,6 +132,7 @@ size_t tern_route_u64_str(uint64_t value, char *buf) {
 //  Inbox
 
 static void s_handle_events(r_route_t *self, tern_events_t *events) {
+    self->quiet_recheck = true; //  a subscription or group op may join a quiet topic
     for (size_t i = 0; i < events->count; i++) {
         tern_event_t *ev = &events->items[i];
         if (ev->type == TERN_EV_OPEN) {
@@ -244,12 +248,63 @@ static void s_group_reload(r_route_t *self, r_group_t *group) {
     group->dirty = true;
 }
 
+// ---------------------------------------------------------------------------
+//  Quiet topics (tern_quiet.h): the storer stops telling us about their
+//  appends while no group is on them.
+
+//  TOPIC, which route knows, had appends and no group: ask the storer not
+//  to send its next ones.
+static void s_quiet_mark(r_route_t *self, r_topic_t *topic) {
+    tern_quiet_t *quiet = self->args->quiet;
+    if (!quiet || topic->id >= TERN_QUIET_MAX || tern_quiet_get(quiet, topic->id)) {
+        return;
+    }
+    if (self->quiet_count == self->quiet_cap) {
+        self->quiet_cap = self->quiet_cap ? self->quiet_cap * 2 : 16;
+        self->quiet_ids = tern_realloc(self->quiet_ids, self->quiet_cap * sizeof(uint32_t));
+    }
+    self->quiet_ids[self->quiet_count++] = topic->id;
+    tern_quiet_set(quiet, topic->id, true);
+}
+
+//  Before the turn's read snapshot: a quiet topic a group joined (or that
+//  is gone) is noticed again, and its groups scan that snapshot, which
+//  holds every append the storer left out (the fence; tern_quiet.h).
+static void s_quiet_recheck(r_route_t *self) {
+    if (!self->quiet_recheck) {
+        return;
+    }
+    self->quiet_recheck = false;
+    size_t kept = 0;
+    for (size_t i = 0; i < self->quiet_count; i++) {
+        uint32_t id = self->quiet_ids[i];
+        r_topic_t *topic = r_topic_get(self, id);
+        if (topic && zlistx_size(topic->groups) == 0) {
+            self->quiet_ids[kept++] = id;
+            continue;
+        }
+        tern_quiet_set(self->args->quiet, id, false);
+        for (r_group_t *group = topic ? (r_group_t *)zlistx_first(topic->groups) : NULL; group;
+             group = (r_group_t *)zlistx_next(topic->groups)) {
+            group->dirty = true;
+        }
+    }
+    if (kept < self->quiet_count) {
+        self->quiet_count = kept;
+        tern_quiet_fence(); //  the flags before the snapshot
+        r_read_end(self);
+    }
+}
+
 static void s_handle_notice(r_route_t *self, tern_notice_t *notice) {
     //  Everything below reads what this notice's commit wrote (reloaded and
     //  opened groups, created topics, appended messages): a read transaction
     //  opened earlier in this drain may predate the commit. (An opened group
     //  read through such a snapshot was not found and failed for good.)
     r_read_end(self);
+    if (notice->ops || notice->created_count || notice->gone_count) {
+        self->quiet_recheck = true; //  groups may have opened (topic.create, group ops)
+    }
     for (size_t i = 0; i < notice->reload_count; i++) {
         r_topic_t *topic = r_topic_by_name(self, notice->reload[i].topic);
         if (topic) {
@@ -312,6 +367,9 @@ static void s_handle_notice(r_route_t *self, tern_notice_t *notice) {
                 for (r_group_t *group = (r_group_t *)zlistx_first(topic->groups); group;
                      group = (r_group_t *)zlistx_next(topic->groups)) {
                     group->dirty = true;
+                }
+                if (zlistx_size(topic->groups) == 0) {
+                    s_quiet_mark(self, topic);
                 }
             }
         }
@@ -385,6 +443,7 @@ static void s_cleanup(r_route_t *self) {
     zhashx_destroy(&self->durable);
     zlistx_destroy(&self->groups);
     zlistx_destroy(&self->subs);
+    free(self->quiet_ids);
     tern_ops_destroy(&self->ops);
     tern_delivers_destroy(&self->batch);
     while (self->pool.free) {
@@ -449,6 +508,7 @@ static void s_after(void *arg) {
     if (self->cluster) {
         r_cluster_tick(self, now);
     }
+    s_quiet_recheck(self);
     //  In a cluster, groups of partitions another node leads (or all, while
     //  the lease may have lapsed) neither deliver nor run timers.
     for (r_group_t *group = (r_group_t *)zlistx_first(self->groups); group;

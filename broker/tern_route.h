@@ -8,6 +8,7 @@
 #include "tern_cluster.h"
 #include "tern_config.h"
 #include "tern_metrics.h"
+#include "tern_quiet.h"
 #include "tern_store.h"
 #include <czmq.h>
 #include <stdint.h>
@@ -20,6 +21,8 @@ typedef struct {
     char inbox[128];             //  route binds (PULL): EVENTS from conn, NOTICE from storer
     char storer_inbox[128];      //  route connects (PUSH): OPS
     char conn_out[128];          //  route connects (PUSH): frames for clients
+    tern_quiet_t *quiet;         //  borrowed, read by the storer: route marks topics with no
+                                 //  group in it (NULL: not used; a cluster)
 } tern_route_args_t;
 
 /*  zactor_fn: ARGS is a tern_route_args_t, borrowed for the actor's life. */

@@ -147,6 +147,10 @@ typedef struct {
     tern_cluster_t *cluster;      //  borrowed; NULL on a single node
     bool lease_ok;                //  cluster: the lease at the last look (r_cluster_tick)
     uint64_t view_version;        //  cluster: tern_cluster_version topics' `led` were set at
+    uint32_t *quiet_ids;          //  topics marked quiet (tern_quiet.h), to look at again
+    size_t quiet_count;           //  used
+    size_t quiet_cap;             //  allocated
+    bool quiet_recheck;           //  a group may have joined a quiet topic since the last look
 } r_route_t;
 
 //  Whether route serves GROUP now: on a single node always; in a cluster

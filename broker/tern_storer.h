@@ -9,6 +9,7 @@
 #include "tern_config.h"
 #include "tern_id.h"
 #include "tern_metrics.h"
+#include "tern_quiet.h"
 #include "tern_store.h"
 #include <czmq.h>
 
@@ -28,6 +29,8 @@ typedef struct {
     bool deferred;               //  cluster, durability fsync, no cross-DC repl: each commit's
                                  //  results go out before its flush, then SYNCED (the one
                                  //  decision; crepl's args get the same value, tern_broker.c)
+    tern_quiet_t *quiet;         //  borrowed, written by route: topics whose appends need no
+                                 //  NOTICE (NULL: every append is noticed; a cluster)
 } tern_storer_args_t;
 
 /*  zactor_fn: ARGS is a tern_storer_args_t, borrowed for the actor's life. */

@@ -139,7 +139,7 @@ void cl_waiter_finish(tern_client_t *self, cl_waiter_t *waiter, tern_err_t code,
     }
     waiter->done = true;
     waiter->code = code;
-    snprintf(waiter->reason, sizeof waiter->reason, "%s", reason ? reason : "");
+    s_copy_str(waiter->reason, sizeof waiter->reason, reason);
     pthread_cond_broadcast(&self->cond);
 }
 

@@ -297,8 +297,19 @@ static inline int64_t s_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+//  Copies SRC (NULL: "") into DST of CAP bytes, cut to fit, NUL-terminated;
+//  SRC may be DST. Not snprintf: a sync publish copied its (empty) reason
+//  twice, ~500 instructions each of the client's ~19 k per publish.
+static inline void s_copy_str(char *dst, size_t cap, const char *src) {
+    size_t len = src ? strnlen(src, cap - 1) : 0;
+    if (len) {
+        memmove(dst, src, len);
+    }
+    dst[len] = 0;
+}
+
 static inline void s_set_reason(const char *reason) {
-    snprintf(tl_reason, sizeof tl_reason, "%s", reason ? reason : "");
+    s_copy_str(tl_reason, sizeof tl_reason, reason);
 }
 
 //  Initializes MSG with a copy of SIZE bytes of DATA (a message that a send

@@ -328,7 +328,7 @@ static void s_sync_result(cl_waiter_t *waiter, const tern_pub_result_t *result) 
     waiter->pub = *result;
     waiter->pub.reason = ""; //  borrowed for the callback only: the text is copied
     waiter->code = result->code;
-    snprintf(waiter->reason, sizeof waiter->reason, "%s", result->reason ? result->reason : "");
+    s_copy_str(waiter->reason, sizeof waiter->reason, result->reason);
 }
 
 //  Finishes WAITER whose result is stored: the caller sees it done, or it is

@@ -185,9 +185,18 @@ static int s_view_or_fail(const ternctl_args_t *args, json_t **view) {
 
 static const char *const s_node_cols[] = {"node_id",    "dc",        "endpoint",   "state",
                                           "controller", "leader_of", "replica_of", NULL};
+//  The same and REPL, when a node has a cross-DC replication endpoint.
+static const char *const s_node_repl_cols[] = {
+    "node_id", "dc", "endpoint", "state", "controller", "leader_of", "replica_of", "repl", NULL};
 
 static int s_cmd_nodes(const ternctl_args_t *args, const json_t *view) {
     const json_t *nodes = json_get(view, "nodes");
+    const char *const *cols = s_node_cols;
+    for (size_t i = 0; nodes && nodes->kind == JSON_ARRAY && i < nodes->count; i++) {
+        if (json_get(nodes->items[i], "repl")) {
+            cols = s_node_repl_cols;
+        }
+    }
     tern_json_t rows;
     tern_json_init(&rows);
     tern_json_raw(&rows, "[");
@@ -195,9 +204,9 @@ static int s_cmd_nodes(const ternctl_args_t *args, const json_t *view) {
         const json_t *node = nodes->items[i];
         tern_json_sep(&rows);
         tern_json_raw(&rows, "{");
-        for (size_t c = 0; s_node_cols[c]; c++) {
-            const json_t *v = json_get(node, s_node_cols[c]);
-            tern_json_key(&rows, s_node_cols[c]);
+        for (size_t c = 0; cols[c]; c++) {
+            const json_t *v = json_get(node, cols[c]);
+            tern_json_key(&rows, cols[c]);
             if (v) {
                 json_write(&rows, v);
             } else {
@@ -207,7 +216,7 @@ static int s_cmd_nodes(const ternctl_args_t *args, const json_t *view) {
         tern_json_raw(&rows, "}");
     }
     tern_json_raw(&rows, "]");
-    return s_print_rows(args, &rows, s_node_cols, "no nodes");
+    return s_print_rows(args, &rows, cols, "no nodes");
 }
 
 static const char *const s_partition_cols[] = {"partition", "leader",   "epoch", "replicas",

@@ -343,6 +343,22 @@ Test(xdc, single_node_dc_and_clustered_dc) {
     cr_assert(strstr(line, "\"clustered\":true"), "%s", line);
     cr_assert_geq(s_count(line, "\"local_node_id\":10"), 3, "links: %s", line);
     free(line);
+    //  Each dc2 node announces its repl endpoint (node key, `ternctl cluster`).
+    it_result_t c;
+    it_ctl(&c, dc2.node[0], 10000, "cluster", NULL);
+    it_assert_ok(&c, "ternctl cluster");
+    for (int i = 0; i < dc2.count; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "\"repl\":\"%s\"", dc2.repl[i]);
+        cr_assert(strstr(c.out, want), "no %s in:\n%s", want, c.out);
+    }
+    it_result_free(&c);
+    //  The table: a row per dc2 node shipped to, under dc2's own row.
+    it_result_t r;
+    it_ctl_text(&r, dc1.node[0], 10000, NULL, "peers", NULL);
+    it_assert_ok(&r, "ternctl peers");
+    cr_assert_geq(s_count(r.out, "\n  dc2 "), 2, "table:\n%s", r.out);
+    it_result_free(&r);
 }
 
 //  (a) Two 3-node DCs with different partition counts, producers in both.
@@ -415,4 +431,64 @@ Test(xdc, receiving_leader_killed) {
     s_dc_init(&dc2, "dc2", 3, 2, 1);
     s_pair_start(&dc1, &dc2);
     s_kill_leader(&dc1, &dc2, &dc1, &dc2, "xdc.kill.recv", false);
+}
+
+//  next_unacked of GROUP on TOPIC in DC (`ternctl groups`), or -1.
+static int64_t s_ack_floor(s_dc_t *dc, const char *topic, const char *group) {
+    it_result_t r;
+    int64_t floor = -1;
+    if (s_ctl(dc, &r, 10000, "groups", topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) ==
+        0) {
+        char *copy = strdup(r.out);
+        char **lines = NULL;
+        size_t n = it_split_lines(copy, &lines);
+        for (size_t i = 0; i < n; i++) {
+            char name[80];
+            if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
+                it_json_int(lines[i], "next_unacked", &floor);
+            }
+        }
+        free(lines);
+        free(copy);
+    }
+    it_result_free(&r);
+    return floor;
+}
+
+//  Ack state between clustered DCs: a group acks 120 of 200 messages in
+//  dc1 (the acks are ack-state entries of dc1's partition outbox); they
+//  reach the leader of the topic's partition in dc2 by msg_id, and the
+//  consumer that moves to dc2 gets only the other 80.
+Test(xdc, ack_state_between_clustered_dcs) {
+    s_dc_t dc1, dc2;
+    s_dc_init(&dc1, "dc1", 3, 2, 1);
+    s_dc_init(&dc2, "dc2", 3, 3, 4);
+    s_pair_start(&dc1, &dc2);
+    const char *topic = "xdc.ack";
+    it_acks_t acked = {0};
+    s_pub(&dc1, &acked, topic, "dc1-a", 1, 200);
+    qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+    s_dc_t *dcs[2] = {&dc1, &dc2};
+    s_verify(dcs, 2, topic, 200, &acked);
+    it_acks_free(&acked);
+    it_result_t r;
+    s_ctl(&dc1, &r, 30000, "sub", topic, "--group", "g", "--count", "120", NULL, NULL, NULL, NULL);
+    it_assert_ok(&r, "sub in dc1");
+    it_result_free(&r);
+    int64_t deadline = it_now_ms() + S_CONVERGE_MS;
+    while (it_now_ms() < deadline && s_ack_floor(&dc2, topic, "g") != 121) {
+        it_sleep_ms(200);
+    }
+    cr_assert_eq(s_ack_floor(&dc2, topic, "g"), 121, "dc2 did not get dc1's acks");
+    s_ctl(&dc2, &r, 30000, "sub", topic, "--group", "g", "--count", "200", "--timeout", "3s", NULL,
+          NULL);
+    it_assert_ok(&r, "sub in dc2");
+    it_msg_t *msgs = NULL;
+    size_t n = it_parse_msgs(r.out, &msgs);
+    it_result_free(&r);
+    cr_assert_eq(n, 80u, "dc2 delivered %zu messages, expected the 80 not acked in dc1", n);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(msgs[i].producer_seq, (int64_t)(121 + i));
+    }
+    it_msgs_free(msgs, n);
 }

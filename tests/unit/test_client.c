@@ -16,6 +16,7 @@
 #include "../../client/tern_backoff.h"
 #include "../../tools/ternctl_json.c"
 #include "test_dir.h"
+#include "test_threads.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -783,51 +784,6 @@ Test(live, callback_subscription_nack_redelivers) {
     tern_client_destroy(&client);
 }
 
-//  Sleeps (voluntary context switches) of this process's threads named
-//  NAME, summed; of the calling thread for NAME NULL. Every sleep is one
-//  wake-up later: counted, not timed.
-static long s_sleeps(const char *name) {
-    char path[300];
-    long total = 0;
-    DIR *dir = opendir("/proc/self/task");
-    cr_assert_not_null(dir);
-    struct dirent *entry;
-    while ((entry = readdir(dir))) {
-        if (entry->d_name[0] == '.') {
-            continue;
-        }
-        bool mine = atol(entry->d_name) == (long)syscall(SYS_gettid);
-        char comm[64] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", entry->d_name);
-        FILE *file = fopen(path, "r");
-        if (!file || !fgets(comm, sizeof comm, file)) {
-            if (file) {
-                fclose(file);
-            }
-            continue; //  a thread that just ended
-        }
-        fclose(file);
-        comm[strcspn(comm, "\n")] = 0;
-        if (name ? strcmp(comm, name) != 0 : !mine) {
-            continue;
-        }
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", entry->d_name);
-        file = fopen(path, "r");
-        char line[128];
-        while (file && fgets(line, sizeof line, file)) {
-            long n;
-            if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1) {
-                total += n;
-            }
-        }
-        if (file) {
-            fclose(file);
-        }
-    }
-    closedir(dir);
-    return total;
-}
-
 //  A sync publish on an idle client wakes libtern's I/O thread once (for
 //  the PUBACK) and its caller once: the caller sends on the socket itself
 //  while the I/O thread sleeps in its poll, and is woken after the mutex is
@@ -842,11 +798,11 @@ Test(live, sync_publish_wakes_each_thread_once) {
         cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
     }
     const long n = 400;
-    long io0 = s_sleeps("tern-io"), me0 = s_sleeps(NULL);
+    long io0 = test_thread_sleeps(0, "tern-io"), me0 = test_thread_sleeps(0, NULL);
     for (long i = 0; i < n; i++) {
         cr_assert_eq(tern_publish(client, &msg, 5000, NULL), TERN_OK);
     }
-    long io = s_sleeps("tern-io") - io0, me = s_sleeps(NULL) - me0;
+    long io = test_thread_sleeps(0, "tern-io") - io0, me = test_thread_sleeps(0, NULL) - me0;
     cr_assert_lt(io, n * 3 / 2, "I/O thread slept %ld times for %ld sync publishes", io, n);
     cr_assert_lt(me, n * 3 / 2, "caller slept %ld times for %ld sync publishes", me, n);
     tern_client_destroy(&client);

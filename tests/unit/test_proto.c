@@ -973,8 +973,19 @@ Test(proto, crepl_required_fields_and_payload) {
     t.payload = s_payload;
     t.payload_size = 5;
     cr_assert_eq(tern_frame_encode(&t, s_buf, sizeof s_buf, &len), TERN_EFRAMES);
-    //  pt and ep are ignored on the cross-DC commands (forward compatibility).
-    raw_hdr(&r, TERN_CMD_REPL_CONFIRM, 2);
+    //  ep is ignored on the cross-DC commands (forward compatibility); pt is
+    //  the sender's outbox partition on REPL_CONFIRM (clustered DCs).
+    raw_hdr(&r, TERN_CMD_REPL_CONFIRM, 3);
+    raw_str(&r, "pos");
+    raw_uint(&r, 3);
+    raw_str(&r, "pt");
+    raw_uint(&r, 9);
+    raw_str(&r, "ep");
+    raw_uint(&r, 4);
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
+    cr_assert_eq(f.partition, 9);
+    cr_assert_eq(f.epoch, 0);
+    raw_hdr(&r, TERN_CMD_REPL_HEARTBEAT, 2);
     raw_str(&r, "pos");
     raw_uint(&r, 3);
     raw_str(&r, "pt");
