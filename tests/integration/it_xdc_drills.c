@@ -311,7 +311,7 @@ static void s_rounds_paced(s_drill_t *run, int ms, int rate) {
 //  (TERN_XDC_SOAK_RATE messages/s per DC and topic, default 20), a random
 //  drill every 30-60 s (TERN_XDC_SOAK_SEED), then the shared end. One
 //  `soak: drill` line per drill, a `soak: summary` line at the end.
-Test(xdc_drills, soak) {
+Test(xdc_drills, soak, .timeout = 86400) {
     const char *secs = getenv("TERN_XDC_SOAK_S"), *rate_s = getenv("TERN_XDC_SOAK_RATE");
     const char *seed_s = getenv("TERN_XDC_SOAK_SEED");
     if (!secs) {
@@ -338,7 +338,7 @@ Test(xdc_drills, soak) {
         run.failed = 0;
         s_soak_drill(&run, kind, d);
         s_rounds_until_ok(&run);
-        int64_t converge = it_xdc_converge(run.x, s_topics, S_TOPICS, 120000);
+        int64_t converge = it_xdc_converge(run.x, s_topics, S_TOPICS, 60000);
         fprintf(stderr,
                 "soak: drill %zu %s %s first_fail_ms=%lld publish_again_ms=%lld failed_runs=%zu "
                 "converge_ms=%lld\n",
@@ -352,5 +352,7 @@ Test(xdc_drills, soak) {
             drills, run.x->attempts, run.x->acked, failed,
             run.x->attempts ? (double)run.x->acked / (double)run.x->attempts : 1.0);
     run.fault_at = it_now_ms();
+    run.first_fail = run.all_ok = 0;
+    run.failed = 0;
     s_drill_finish(&run, "soak");
 }

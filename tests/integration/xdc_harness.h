@@ -116,7 +116,7 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
     waited, or -1 after TIMEOUT_MS (what each DC held on stderr). */
 int64_t it_xdc_converge(it_xdc_t *self, const char *const *topics, size_t count, int timeout_ms);
 
-/*  The end of every drill: converged (asserted), `ternctl cluster verify`
+/*  The end of every drill: converged (asserted last), `ternctl cluster verify`
     in every DC (asserted), a group per DC (g-dcN) reads every topic
     (deliveries recorded) and `ternctl audit` of every topic in every DC is
     printed (`xdc: audit DC {json}` lines), every in-sync replica of every DC dumped after
