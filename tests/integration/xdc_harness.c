@@ -587,6 +587,16 @@ static void s_audit(it_xdc_t *self, int d, const char *topic) {
     it_result_free(&r);
 }
 
+//  s_verify until it passes or TIMEOUT_MS runs out; its last exit code.
+static int s_verify_until(it_xdc_t *self, int d, int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    int rc;
+    while ((rc = s_verify(self, d)) != 0 && it_now_ms() < deadline) {
+        it_sleep_ms(1000);
+    }
+    return rc;
+}
+
 //  Runs tern-check --dcs N --min-logs 2N on the history; its exit code.
 static int s_tern_check(it_xdc_t *self) {
     char bin[512], dcs[8], min_logs[8];
@@ -607,11 +617,21 @@ void it_xdc_finish(it_xdc_t *self, const char *const *topics, size_t count) {
     fprintf(stderr, "xdc: converged %lld ms after the last publish\n", (long long)ms);
     unsigned isr[IT_XDC_DCS_MAX][16] = {{0}};
     int verify[IT_XDC_DCS_MAX] = {0};
+    //  Before any group: a group's acks travel to the other DCs and into
+    //  their followers asynchronously, and verify digests group state too.
     for (int d = 0; d < self->count; d++) {
-        verify[d] = s_verify(self, d);
+        verify[d] = s_verify_until(self, d, 30000);
+    }
+    for (int d = 0; d < self->count; d++) {
         for (size_t t = 0; t < count; t++) {
             s_consume(self, d, topics[t]);
             s_audit(self, d, topics[t]);
+        }
+    }
+    //  Again once the groups' state had time to settle in every DC.
+    for (int d = 0; d < self->count; d++) {
+        verify[d] = verify[d] ? verify[d] : s_verify_until(self, d, 30000);
+        for (size_t t = 0; t < count; t++) {
             isr[d][t] = s_isr(self, d, topics[t]);
         }
     }
