@@ -117,7 +117,8 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
 int64_t it_xdc_converge(it_xdc_t *self, const char *const *topics, size_t count, int timeout_ms);
 
 /*  The end of every drill: converged (asserted last), `ternctl cluster verify`
-    in every DC (asserted), a group per DC (g-dcN) reads every topic
+    in every DC (asserted; run again after the groups read, asserted only
+    with TERN_XDC_VERIFY_GROUPS set), a group per DC (g-dcN) reads every topic
     (deliveries recorded) and `ternctl audit` of every topic in every DC is
     printed (`xdc: audit DC {json}` lines), every in-sync replica of every DC dumped after
     the nodes are killed, and tern-check --dcs N --min-logs 2N on the
