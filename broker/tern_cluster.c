@@ -3,17 +3,18 @@
     One thread per clustered node talks to etcd (tern_cluster_priv.h says
     which file does what). Its loop, every pass:
         keepalive due (every lease/3)  -> renew; lease gone -> re-join
-        (a late renewal is not trusted: tern_cluster_detect.c)
+        (a late renewal is not trusted: the keys move to a new lease,
+        tern_cluster_detect.c)
         requests queued                -> ISR and handover writes
         no controller in the view      -> campaign (tern_cluster_ctl.c)
         we are controller and membership changed, or a lease passed
                                        -> a controller pass
-        lease polls due (lease/16)     -> revoke leases etcd reports
-                                          lapsed (tern_cluster_detect.c)
         then poll the watch's fd and the wake pipe until the next deadline,
         and apply every watch event to the view.
     A watch that says COMPACTED is replaced: the prefix is read again and a
-    new watch starts after that read.
+    new watch starts after that read. The lease polls (revoke leases etcd
+    reports lapsed, every lease/16) run on a thread of their own
+    (tern_cluster_detect.c), so they never delay our keepalive.
 */
 #include "tern_cluster_priv.h"
 #include "tern_alloc.h"
@@ -282,6 +283,10 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         tern_cluster_rejoin(self);
         return;
     }
+    if (self->relet_due) {
+        tern_cluster_relet(self); //  an earlier try found etcd silent
+        return;
+    }
     int64_t ttl_s = 0;
     tern_err_t rc = tern_etcd_lease_keepalive(self->etcd, self->lease, &ttl_s);
     if (rc == TERN_OK && ttl_s > 0) {
@@ -291,6 +296,9 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         if (self->next_renew_log_ms) {
             self->next_renew_log_ms = 0;
             zsys_info("cluster: lease renewed again (%s)", tern_etcd_endpoint(self->etcd));
+        }
+        if (self->relet_due) {
+            tern_cluster_relet(self); //  late: at once, no revoke to wait for
         }
         s_follow_member(self);
         return;
@@ -434,9 +442,6 @@ static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
     if (self->controller == TERN_NODE_NONE && self->lease != 0) {
         until = s_min(until, self->next_campaign_ms);
     }
-    if (self->watch && self->lease != 0) {
-        until = s_min(until, self->next_detect_ms);
-    }
     return until;
 }
 
@@ -448,7 +453,6 @@ static void *s_thread(void *arg) {
         tern_cluster_serve_requests(self);
         tern_cluster_campaign(self);
         tern_cluster_control(self);
-        tern_cluster_detect(self);
         if (!self->watch) {
             tern_cluster_load(self); //  a failed reload: try again each pass
         } else {
@@ -537,6 +541,10 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
         goto fail;
     }
     self->thread_started = true;
+    if (!tern_cluster_detect_start(self)) {
+        snprintf(errbuf, errlen, "cluster: cannot start its lease poll thread");
+        goto fail;
+    }
     zsys_info("cluster: node %u joined cluster %s (%u partitions, %zu nodes known)", self->self_id,
               self->name, self->partitions, self->nmembers);
     return self;
@@ -571,6 +579,7 @@ void tern_cluster_destroy(tern_cluster_t **self_p) {
         tern_cluster_wake(self);
         pthread_join(self->thread, NULL);
     }
+    tern_cluster_detect_stop(self);
     tern_etcd_watch_destroy(&self->watch);
     if (self->etcd && self->lease) {
         //  Leave at once: our keys go and the controller fails us over now

@@ -28,19 +28,33 @@
     after a poller read 0 s left and before its revoke lands. So a renewal
     is trusted only if etcd answered it within cluster/lease of the
     previous renewal's send: it then reached etcd before any poller could
-    read 0 s. A late one is not trusted: the node stays fenced and renews
-    again 3/4 lease later, by which time any revoke decided before the late
-    renewal has landed (a poller drops a reading that took more than
-    lease/4, and its revoke call gives up after lease/2): that renewal fails
-    (the lease is gone: the node joins again) or confirms the lease. Nodes
+    read 0 s. A late one is not trusted, and neither is that lease ever
+    again: a revoke decided before the late renewal may land at any time
+    (a LeaseRevoke whose call timed out is a raft proposal that can still
+    apply). The node stays fenced and at once moves its keys (node key,
+    and the controller key if it holds it) onto a new lease, in one
+    transaction that holds only while they are still bound to the old one
+    (tern_cluster_relet, tern_cluster_join.c): a revoke that lands after it
+    deletes nothing, one that landed before fails it, and the node then
+    gives the old lease up and joins again as after a lost lease. It
+    trusts the new lease from its grant, only once the move succeeded. No
+    timing assumption about the revoke is left. Nodes
     with a shorter lease than the poller's are not polled (the bounds above
     use the polled node's lease), nor nodes without `lease=` (older ones).
+
+    Thread. The polls run on a thread of their own with their own etcd
+    client (tern_cluster_detect_start): a pass polls every other node in
+    turn, each call may take up to lease/2 when etcd is slow, and on the
+    cluster thread that delayed the node's own keepalive (hence its
+    fencing) behind other nodes' polls. The poll thread reads the view
+    under its lock and writes nothing but a counter.
 
     Load: LeaseTimeToLive is a read served by etcd's leader (no raft
     write). The controller makes (N-1) x 16 per lease, one other node 16:
     with 3 nodes and a 1 s lease, 48 small reads a second.
 */
 #include "tern_cluster_priv.h"
+#include "tern_alloc.h"
 #include <czmq.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -67,39 +81,46 @@ int64_t tern_cluster_record_lease_ms(const char *text) {
 void tern_cluster_renewed(tern_cluster_t *self, int64_t sent, int64_t done, bool grant) {
     int64_t previous = self->renew_sent_ms;
     self->renew_sent_ms = sent;
-    if (!grant && done - previous >= self->lease_ms) {
-        //  Late: lease_until stays where it was (passed already).
-        self->confirm_at_ms = done + self->lease_ms - self->lease_ms / 4;
-        self->next_keepalive_ms = self->confirm_at_ms;
+    if (grant) {
+        self->relet_due = false; //  a new lease: no revoke decided before can target it
+    } else if (done - previous >= self->lease_ms) {
+        //  Late: lease_until stays where it was (passed already), and this
+        //  lease is never trusted again (tern_cluster_relet).
+        self->relet_due = true;
         atomic_fetch_add(&self->late_renewals, 1);
         zsys_warning("cluster: node %u: lease renewed late (%" PRId64 " ms after the previous "
-                     "renewal was sent); fenced until a renewal confirms it",
+                     "renewal was sent); fenced, moving to a new lease",
                      self->self_id, done - previous);
         return;
+    } else if (self->relet_due) {
+        return; //  in time, but of the lease a revoke may still hit
     }
-    if (self->confirm_at_ms && sent < self->confirm_at_ms) {
-        //  In time, but sent before a revoke racing the late one surely landed.
-        self->next_keepalive_ms = self->confirm_at_ms;
-        return;
-    }
-    self->confirm_at_ms = 0;
     atomic_store(&self->lease_until, sent + self->lease_ms - self->lease_ms / 4);
 }
 
-//  Asks etcd about M's lease and revokes it if etcd reports it lapsed.
-static void s_poll(tern_cluster_t *self, const tern_cluster_member_t *m) {
-    uint32_t id = m->info.id;
+//  What a pass needs of a node, copied under the lock.
+typedef struct {
+    uint32_t id;      //  node id
+    bool up;          //  its key is there
+    int64_t lease;    //  the lease its key is bound to
+    int64_t lease_ms; //  its announced cluster/lease (0: not polled)
+} s_watched_t;
+
+//  Asks etcd (through ETCD, the poll thread's client) about M's lease and
+//  revokes it if etcd reports it lapsed.
+static void s_poll(tern_cluster_t *self, tern_etcd_t *etcd, const s_watched_t *m) {
+    uint32_t id = m->id;
     int64_t lease = m->lease;
     int64_t lease_ms = m->lease_ms;
     int64_t ttl = 0;
     int64_t granted = 0;
     int64_t asked = tern_cluster_now_ms();
-    if (tern_etcd_lease_ttl(self->etcd, lease, &ttl, &granted) != TERN_OK) {
+    if (tern_etcd_lease_ttl(etcd, lease, &ttl, &granted) != TERN_OK) {
         return; //  etcd in trouble: its own expiry still holds
     }
     //  0 whole seconds left of a lease granted a second longer than the
-    //  node's: no renewal for its whole lease. A slow answer is dropped,
-    //  so a revoke lands within the bound the node's late renewals wait.
+    //  node's: no renewal for its whole lease. A slow answer is dropped:
+    //  it may be old news.
     if (ttl != 0 || granted * 1000 < lease_ms + 1000) {
         return;
     }
@@ -110,7 +131,7 @@ static void s_poll(tern_cluster_t *self, const tern_cluster_member_t *m) {
                   id, took);
         return;
     }
-    tern_err_t rc = tern_etcd_lease_revoke(self->etcd, lease);
+    tern_err_t rc = tern_etcd_lease_revoke(etcd, lease);
     if (rc == TERN_OK) {
         atomic_fetch_add(&self->lease_revokes, 1);
         zsys_info("cluster: node %u's lease lapsed (etcd: no renewal for over %" PRId64
@@ -118,37 +139,75 @@ static void s_poll(tern_cluster_t *self, const tern_cluster_member_t *m) {
                   id, (granted - 1) * 1000);
     } else if (rc != TERN_ESTATE) {
         zsys_warning("cluster: cannot revoke node %u's lapsed lease: %s", id,
-                     tern_etcd_reason(self->etcd));
+                     tern_etcd_reason(etcd));
     }
 }
 
-void tern_cluster_detect(tern_cluster_t *self) {
-    int64_t now = tern_cluster_now_ms();
-    if (now < self->next_detect_ms) {
-        return;
+//  One pass: the leases this node watches over, from a copy of the view.
+static void s_pass(tern_cluster_t *self, tern_etcd_t *etcd) {
+    pthread_mutex_lock(&self->lock);
+    size_t count = self->nmembers;
+    s_watched_t *list = tern_alloc((count ? count : 1) * sizeof *list);
+    for (size_t i = 0; i < count; i++) {
+        const tern_cluster_member_t *m = &self->members[i];
+        list[i] = (s_watched_t){m->info.id, m->info.up, m->lease, m->lease_ms};
     }
-    self->next_detect_ms = now + self->lease_ms / S_POLLS_PER_LEASE;
-    //  Not gated on our own lease: etcd's verdict on another lease holds
-    //  whatever ours is, and a poller fenced by a late renewal of its own
-    //  (a starved host) would otherwise leave a dead node to etcd's expiry.
-    if (!self->watch) {
-        return;
-    }
-    bool controller = self->controller == self->self_id;
+    uint32_t controller = self->controller;
+    pthread_mutex_unlock(&self->lock);
     //  The controller's lease is polled by the first live other node only.
     bool first = true;
-    for (size_t i = 0; i < self->nmembers && self->members[i].info.id < self->self_id; i++) {
-        first &= !self->members[i].info.up || self->members[i].info.id == self->controller;
+    for (size_t i = 0; i < count && list[i].id < self->self_id; i++) {
+        first &= !list[i].up || list[i].id == controller;
     }
-    //  Only this thread writes members, and s_poll applies nothing.
-    for (size_t i = 0; i < self->nmembers; i++) {
-        const tern_cluster_member_t *m = &self->members[i];
-        if (m->info.id == self->self_id || !m->info.up || m->lease == 0 ||
-            m->lease_ms < self->lease_ms) {
+    for (size_t i = 0; i < count && !atomic_load(&self->stop); i++) {
+        const s_watched_t *m = &list[i];
+        if (m->id == self->self_id || !m->up || m->lease == 0 || m->lease_ms < self->lease_ms) {
             continue;
         }
-        if (controller || (first && m->info.id == self->controller)) {
-            s_poll(self, m);
+        if (controller == self->self_id || (first && m->id == controller)) {
+            s_poll(self, etcd, m);
         }
     }
+    free(list);
+}
+
+//  The poll thread: a pass every lease/16 on its own etcd client, so a
+//  slow etcd answer to a poll never delays the cluster thread's keepalive
+//  (our own renewal), and a pass of many nodes never delays it either.
+//  Not gated on our own lease: etcd's verdict on another lease holds
+//  whatever ours is, and a poller fenced by a late renewal of its own (a
+//  starved host) would otherwise leave a dead node to etcd's expiry.
+static void *s_poll_thread(void *arg) {
+    tern_cluster_t *self = arg;
+    int64_t period = self->lease_ms / S_POLLS_PER_LEASE;
+    while (!atomic_load(&self->stop)) {
+        int64_t start = tern_cluster_now_ms();
+        s_pass(self, self->poll_etcd);
+        int64_t left = start + period - tern_cluster_now_ms();
+        if (left > 0 && !atomic_load(&self->stop)) {
+            zclock_sleep((int)left);
+        }
+    }
+    return NULL;
+}
+
+bool tern_cluster_detect_start(tern_cluster_t *self) {
+    //  Polls time out at lease/2 (a reading that took over lease/4 is
+    //  dropped anyway).
+    self->poll_etcd = tern_etcd_new(self->endpoints, (int)(self->lease_ms / 2));
+    if (!self->poll_etcd || pthread_create(&self->poll_thread, NULL, s_poll_thread, self) != 0) {
+        tern_etcd_destroy(&self->poll_etcd);
+        return false;
+    }
+    self->poll_started = true;
+    return true;
+}
+
+void tern_cluster_detect_stop(tern_cluster_t *self) {
+    if (self->poll_started) {
+        atomic_store(&self->stop, true);
+        pthread_join(self->poll_thread, NULL);
+        self->poll_started = false;
+    }
+    tern_etcd_destroy(&self->poll_etcd);
 }

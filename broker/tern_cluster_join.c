@@ -292,6 +292,73 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
     return false;
 }
 
+//  Gives the current lease up (a revoke that fails is harmless: the lease
+//  lapses on its own) and joins again with a new one.
+static void s_give_up(tern_cluster_t *self) {
+    tern_etcd_lease_revoke(self->etcd, self->lease);
+    self->lease = 0;
+    self->control_since_ms = 0;
+    atomic_store(&self->lease_until, 0);
+    tern_cluster_rejoin(self);
+}
+
+//  Whether KEY is bound to LEASE now (*BOUND). TERN_OK or etcd's error.
+static tern_err_t s_bound_to(tern_cluster_t *self, const char *key, int64_t lease, bool *bound) {
+    tern_etcd_kvs_t *kvs = NULL;
+    tern_err_t rc = tern_etcd_get(self->etcd, key, false, &kvs);
+    *bound = rc == TERN_OK && kvs->count == 1 && kvs->kvs[0].lease == lease;
+    tern_etcd_kvs_destroy(&kvs);
+    return rc;
+}
+
+void tern_cluster_relet(tern_cluster_t *self) {
+    int64_t sent = tern_cluster_now_ms();
+    int64_t fresh = 0;
+    int64_t granted = 0;
+    if (tern_etcd_lease_grant(self->etcd, tern_cluster_grant_ttl_s(self), &fresh, &granted) !=
+        TERN_OK) {
+        return; //  relet_due stays: the next keepalive tries again
+    }
+    char node_key[TERN_CLUSTER_KEY_MAX], ctl_key[TERN_CLUSTER_KEY_MAX], ctl_value[16];
+    tern_cluster_key(self, node_key, sizeof node_key, "nodes", self->self_id);
+    tern_cluster_key(self, ctl_key, sizeof ctl_key, "controller", -1);
+    snprintf(ctl_value, sizeof ctl_value, "%u", self->self_id);
+    //  Both keys, only while both are still bound to the old lease.
+    tern_etcd_compare_t cmp[2] = {
+        {.key = node_key, .target = TERN_ETCD_LEASE, .revision = self->lease},
+        {.key = ctl_key, .target = TERN_ETCD_LEASE, .revision = self->lease}};
+    tern_etcd_op_t ops[2] = {
+        {.key = node_key,
+         .value = self->node_value,
+         .value_size = strlen(self->node_value),
+         .lease = fresh},
+        {.key = ctl_key, .value = ctl_value, .value_size = strlen(ctl_value), .lease = fresh}};
+    size_t n = self->controller == self->self_id ? 2 : 1;
+    bool moved = false;
+    tern_err_t rc = tern_etcd_txn(self->etcd, cmp, n, ops, n, &moved, NULL);
+    if (rc != TERN_OK) {
+        rc = s_bound_to(self, node_key, fresh, &moved); //  the txn may have applied
+    }
+    if (rc == TERN_OK && moved) {
+        int64_t old = self->lease;
+        self->lease = fresh;
+        self->ttl_ms = (granted > 0 ? granted : tern_cluster_grant_ttl_s(self)) * 1000;
+        tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
+        tern_etcd_lease_revoke(self->etcd, old); //  it holds nothing now
+        zsys_info("cluster: node %u moved its keys to a new lease after the late renewal",
+                  self->self_id);
+        return;
+    }
+    if (rc != TERN_OK) {
+        return; //  unknown: FRESH lapses by itself; the next keepalive tries again
+    }
+    tern_etcd_lease_revoke(self->etcd, fresh);
+    zsys_warning("cluster: node %u: its keys left the old lease (revoked after the late "
+                 "renewal); joining again",
+                 self->self_id);
+    s_give_up(self);
+}
+
 void tern_cluster_announce(tern_cluster_t *self) {
     char endpoint[256];
     pthread_mutex_lock(&self->lock);

@@ -66,8 +66,7 @@ struct tern_cluster_t {
     int64_t lease;               //  our lease id (0: none)
     int64_t ttl_ms;              //  TTL etcd granted, in ms (lease_ms + 1 s or more)
     int64_t renew_sent_ms;       //  send time of the last renewal etcd answered
-    int64_t confirm_at_ms;       //  a late renewal: earliest send of the one that confirms it
-    int64_t next_detect_ms;      //  next poll of the leases we watch over
+    bool relet_due;              //  a late renewal: move our keys to a new lease before trusting
     int64_t next_keepalive_ms;   //  monotonic time of the next keepalive
     int64_t next_renew_log_ms;   //  failing renewals: when to log again (0: renewing)
     int64_t next_campaign_ms;    //  earliest next controller campaign
@@ -78,6 +77,9 @@ struct tern_cluster_t {
     int64_t next_sync_ms;        //  next full re-read of the prefix
     pthread_t thread;            //  the actor thread
     bool thread_started;         //  thread is running
+    pthread_t poll_thread;       //  the lease polls' thread (tern_cluster_detect.c)
+    bool poll_started;           //  poll_thread is running
+    tern_etcd_t *poll_etcd;      //  owned; poll_thread's own etcd client
     int wake[2];                 //  pipe: [1] written by other threads, [0] polled
     atomic_bool stop;            //  destroy asks the thread to end
     //  the view (written by the thread under lock)
@@ -133,6 +135,10 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
                        size_t errlen);
 //  After a lost lease: a new lease and the node key again. False: try later.
 bool tern_cluster_rejoin(tern_cluster_t *self);
+//  After a late renewal (relet_due): our keys onto a new lease, or, if the
+//  old one was revoked meanwhile, a re-join. Leaves relet_due set when etcd
+//  did not answer (the next keepalive tries again).
+void tern_cluster_relet(tern_cluster_t *self);
 //  Rewrites our node key with an endpoint from tern_cluster_set_endpoint.
 void tern_cluster_announce(tern_cluster_t *self);
 //  Our node record (the value of PREFIX/nodes/<id>) with client ENDPOINT.
@@ -142,12 +148,15 @@ void tern_cluster_node_value(tern_cluster_t *self, const char *endpoint);
 //  The TTL to ask etcd for: cluster/lease plus one second (see the file).
 int64_t tern_cluster_grant_ttl_s(const tern_cluster_t *self);
 //  A grant (SENT, DONE: monotonic ms around the call) or a renewal etcd
-//  answered: sets lease_until if the renewal can be trusted, else arranges
-//  the renewal that confirms it.
+//  answered: sets lease_until if the renewal can be trusted; a late one
+//  sets relet_due instead (the caller then calls tern_cluster_relet), and
+//  no renewal of that lease is trusted again.
 void tern_cluster_renewed(tern_cluster_t *self, int64_t sent, int64_t done, bool grant);
-//  Polls the leases this node watches over when due, revoking those etcd
-//  reports lapsed.
-void tern_cluster_detect(tern_cluster_t *self);
+//  Starts the thread that polls the leases this node watches over, every
+//  lease/16, revoking those etcd reports lapsed. False if it cannot.
+bool tern_cluster_detect_start(tern_cluster_t *self);
+//  Stops it (sets STOP) and frees its client; safe if it never started.
+void tern_cluster_detect_stop(tern_cluster_t *self);
 //  A node record's `lease=` (ms), 0 when it has none.
 int64_t tern_cluster_record_lease_ms(const char *text);
 

@@ -288,6 +288,15 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
                 s_add_mark(self, pt, f, frame->position);
             }
             return false;
+        case TERN_CMD_CREPL_GROUP: //  live group ops: a new group's OPEN takes a position
+            if (frame->position == 0) {
+                if (f->phase != C_F_LIVE) {
+                    return false;
+                }
+                s_add_rec(self, f, rec);
+                return true;
+            }
+            /* fall through */
         case TERN_CMD_CREPL_RECORD:
         case TERN_CMD_CREPL_TOPIC: //  a topic admin op: in the same order
             if (frame->position == 0 && answer) {
@@ -315,8 +324,7 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             }
             return false;
         case TERN_CMD_CREPL_GSTATE: //  group snapshot: part of the answer
-        case TERN_CMD_CREPL_GROUP:  //  live group ops: no position (tern_crepl_group.c)
-            if (frame->cmd == TERN_CMD_CREPL_GSTATE ? answer : f->phase == C_F_LIVE) {
+            if (answer) {
                 s_add_rec(self, f, rec);
                 return true;
             }

@@ -26,6 +26,11 @@
       group state replication is asynchronous: a failover may redeliver
       what was acked within the replication lag (at-least-once holds; a
       consumer's ACK is not confirmed to it by the broker anyway).
+      Except a new group: a frame with an OPEN (the storer collects only
+      those that created a group) takes the next position, and the
+      commit's NOTICE waits for the ISR to confirm it (c_held_need), so
+      route answers the SUBSCRIBE that created the group only once a
+      failover keeps it (tern_route_group.c, r_handle_sub).
     - Catch-up. A follower's SYNC is answered with the records, then, for
       every topic of the partition, CREPL_GSTATE NAMES (the follower drops
       groups the leader lacks) and one GSTATE GROUP per group (lane
@@ -92,7 +97,13 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         g->seq = op->seq;
         g->value = at ? op->start_seq : op->due_ms;
         memcpy(g->group, op->group, sizeof g->group);
-        memcpy(g->reason, op->reason, sizeof g->reason);
+        //  A DELIVER's consumer, a DEAD's reason (tern_op_t keeps them apart).
+        const char *reason = op->type == TERN_OP_DELIVER ? op->consumer
+                             : op->reason                ? op->reason
+                                                         : "";
+        size_t rlen = strnlen(reason, sizeof g->reason - 1);
+        memcpy(g->reason, reason, rlen);
+        g->reason[rlen] = 0;
         //  Followers write the same ack-state outbox entry (cross-DC on).
         g->ob = op->type == TERN_OP_ACK || op->type == TERN_OP_DEAD ? op->ob : 0;
     }
@@ -186,15 +197,32 @@ struct c_gframe_t {
     char topic[TERN_TOPIC_MAX + 1]; //  the topic
     uint8_t *payload;               //  encoded ops (owned)
     size_t size;                    //  bytes
+    uint64_t pos;                   //  its stream position (it opens a group), or 0
     struct c_gframe_t *next;        //  FIFO link
 };
+
+//  True when one of the COUNT OPS opens a group (the storer collects only
+//  the OPENs that created one, tern_crepl_group_collect).
+static bool s_opens(const tern_gop_t *ops, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        if (ops[i].type == TERN_GOP_OPEN) {
+            return true;
+        }
+    }
+    return false;
+}
 
 //  Queues COUNT ops of TOPIC as CREPL_GROUP frames, if we lead its
 //  partition. Not sent at once: records of this and earlier commits may
 //  still wait to be shipped in this drain, and a follower must apply them
 //  first. They go before the partition's next record (c_ship_add), or at
 //  the end of the drain after its records: at their commit boundary.
-static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops, size_t count) {
+//  A frame that opens a group takes the next stream position, like a
+//  record: the commit's NOTICE (with the OPEN's result, on which route
+//  answers the SUBSCRIBE) then waits in HELD until the ISR confirmed it,
+//  so a failover right after the answer keeps the group (and its start).
+static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops, size_t count,
+                       c_held_t *held) {
     uint32_t pt = c_partition_of(self, topic);
     c_lead_t *lead = &self->leads[pt];
     if (!lead->leading) {
@@ -204,6 +232,15 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
     for (size_t at = 0; at < count; at += per) {
         size_t n = count - at < per ? count - at : per, cap = n * S_OP_WIRE + 64;
         c_gframe_t *gf = tern_alloc(sizeof *gf);
+        if (s_opens(ops + at, n)) {
+            gf->pos = ++lead->end;
+            lead->ship_ms[gf->pos % C_RING] = tern_now_ms();
+            if (!self->deferred) {
+                lead->reps[0].durable = gf->pos; //  the storer committed it here
+            }
+            c_need_t *need = c_held_need(self, held, pt);
+            need->pos = gf->pos > need->pos ? gf->pos : need->pos;
+        }
         gf->payload = tern_alloc_raw(cap);
         if (tern_gops_encode(ops + at, n, gf->payload, cap, &gf->size) != TERN_OK) {
             zsys_error("crepl: partition %u: cannot encode group ops of %s", pt, topic);
@@ -238,6 +275,7 @@ static void s_gsend(c_repl_t *self, c_gframe_t *gf) {
         frame.fields |= TERN_F_TOPIC | TERN_F_PAYLOAD;
         frame.payload = gf->payload;
         frame.payload_size = gf->size;
+        frame.position = gf->pos;
         //  A follower we cannot send to leaves the live stream; its next
         //  heartbeat names a position past ours, so it syncs again.
         for (size_t i = 1; i < lead->nreps; i++) {
@@ -281,7 +319,7 @@ void c_group_flush_pt(c_repl_t *self, uint32_t pt) {
     self->leads[pt].gqueued = false;
 }
 
-void c_group_ship(c_repl_t *self, tern_notice_t *notice) {
+void c_group_ship(c_repl_t *self, tern_notice_t *notice, c_held_t *held) {
     size_t count = notice->gop_count;
     if (count > 0 && tern_store_read_begin(self->reader) == TERN_OK) {
         //  Runs of ops on one topic, in commit order.
@@ -290,7 +328,7 @@ void c_group_ship(c_repl_t *self, tern_notice_t *notice) {
             }
             tern_topic_info_t info;
             if (tern_store_topic_get_id(self->reader, notice->gop_topics[i], &info) == TERN_OK) {
-                s_ship_run(self, info.name, notice->gops + i, j - i);
+                s_ship_run(self, info.name, notice->gops + i, j - i, held);
             }
         }
         tern_store_read_end(self->reader);

@@ -44,7 +44,6 @@ static void s_push(c_repl_t *self, c_held_t *held) {
 }
 
 void c_notice(c_repl_t *self, tern_notice_t *notice) {
-    c_group_ship(self, notice); //  right behind its commit's records
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = notice;
     held->deadline_ms = tern_now_ms() + self->config->ack_timeout_ms;
@@ -57,6 +56,7 @@ void c_notice(c_repl_t *self, tern_notice_t *notice) {
         memcpy(held->needs, self->last_needs, held->count * sizeof *held->needs);
     }
     self->last_count = 0;
+    c_group_ship(self, notice, held); //  right behind its commit's records
     s_push(self, held);
 }
 
@@ -188,8 +188,15 @@ void c_notices_evaluate(c_repl_t *self) {
                 self->notices_tail = NULL;
             }
             s_obsafe(self, held);
-            if (tern_work_send(zsock_resolve(self->route_sock), TERN_WORK_NOTICE, held->notice) ==
-                0) {
+            //  An inherited NOTICE of a leadership that ended before its
+            //  followers synced is dropped: route may already see our next
+            //  leadership of the partition (A -> B -> A), whose groups must
+            //  adopt only at that one's own inherited NOTICE.
+            const c_lead_t *lead = &self->leads[held->notice->partition];
+            bool stale =
+                held->notice->inherited && (!lead->leading || lead->epoch != held->needs[0].epoch);
+            if (!stale && tern_work_send(zsock_resolve(self->route_sock), TERN_WORK_NOTICE,
+                                         held->notice) == 0) {
                 held->notice = NULL;
             }
             s_free(held);

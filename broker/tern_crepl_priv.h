@@ -44,6 +44,10 @@
 //  once at start) lowers the record bound: a test knob only.
 #define C_CHUNK_RECORDS 8192
 #define C_CHUNK_BYTES   (16 * 1024 * 1024)
+//  Each consecutive answer to a follower that stopped short doubles its
+//  record bound, up to this many times the bound (a partition that takes
+//  more records per round than one bound still gets there).
+#define C_CHUNK_GROWTH 4
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)
@@ -55,6 +59,14 @@ typedef struct {
     uint8_t rid[TERN_RID_MAX]; //  routing id of its DEALER
     size_t rid_size;           //  0: unknown
 } c_peer_t;
+
+//  A follower whose SYNC answers stopped short (the budget grows with each,
+//  tern_crepl_sync.c).
+typedef struct {
+    uint32_t node;   //  the follower
+    uint64_t epoch;  //  our leadership the count is of
+    uint32_t rounds; //  consecutive answers that stopped short
+} c_short_t;
 
 //  A partition this node leads (leading false: it does not).
 typedef struct {
@@ -72,14 +84,15 @@ typedef struct {
     uint64_t *ship_ms;                   //  C_RING: when each position became the end (owned)
     uint64_t wait_gen;                   //  c_evaluate round in which WAIT_POS was found
     uint64_t wait_pos;                   //  lowest position that waits in that round
-    uint8_t *out;       //  pending CREPL_RECORDS payload (owned, tern_crepl_ship.c)
-    size_t out_len;     //  its bytes used
-    size_t out_cap;     //  allocated
-    size_t out_hint;    //  the last payload's allocation
-    uint64_t out_pos;   //  position of its first entry
-    uint64_t out_count; //  its entries
-    bool out_dirty;     //  on self->ship_dirty
-    bool gqueued;       //  CREPL_GROUP frames of it queued (sent before its next record)
+    uint8_t *out;             //  pending CREPL_RECORDS payload (owned, tern_crepl_ship.c)
+    size_t out_len;           //  its bytes used
+    size_t out_cap;           //  allocated
+    size_t out_hint;          //  the last payload's allocation
+    uint64_t out_pos;         //  position of its first entry
+    uint64_t out_count;       //  its entries
+    bool out_dirty;           //  on self->ship_dirty
+    bool gqueued;             //  CREPL_GROUP frames of it queued (sent before its next record)
+    c_short_t shorts[C_RMAX]; //  catch-ups in rounds, per follower (tern_crepl_sync.c)
 } c_lead_t;
 
 typedef enum {
@@ -304,8 +317,9 @@ void c_held_drop(c_repl_t *self);
 
 //  tern_crepl_group.c
 //  Queues NOTICE's group ops (gops) of the partitions we lead as
-//  CREPL_GROUP frames, then frees them from NOTICE.
-void c_group_ship(c_repl_t *self, tern_notice_t *notice);
+//  CREPL_GROUP frames, then frees them from NOTICE. A frame that opens a
+//  group takes a position, and HELD (NOTICE's entry) waits for it.
+void c_group_ship(c_repl_t *self, tern_notice_t *notice, c_held_t *held);
 //  Sends the queued CREPL_GROUP frames to the synced followers: at the end
 //  of each drain of the inbox, after the drain's records went out.
 void c_group_flush(c_repl_t *self);

@@ -27,8 +27,10 @@
     timeout.
 
     Chunks. One answer carries at most self->chunk_records records
-    (C_CHUNK_RECORDS) and stops at the first record past C_CHUNK_BYTES of
-    payload, so a follower that lacks millions of records (a re-seeded
+    (C_CHUNK_RECORDS; doubled for each consecutive answer to the same
+    follower that stopped short, up to C_CHUNK_GROWTH times, back to the
+    bound once it caught up: s_budget) and stops at the first record past
+    C_CHUNK_BYTES of payload, so a follower that lacks millions of records (a re-seeded
     replica) never needs the whole catch-up queued at once. An answer that
     stops short ends, instead of the group snapshot and CAUGHT, with
     CREPL_CAUGHT pos 0 ("more"): the follower applies what came and, once
@@ -67,6 +69,7 @@ typedef struct {
     size_t cap;        //  allocated
     zhashx_t *by_name; //  name -> index + 1
     uint64_t req_id;   //  the SYNC's request id: every frame of the answer carries it
+    uint64_t budget;   //  records this answer may carry
     uint64_t records;  //  records sent in this answer
     uint64_t bytes;    //  their payload bytes
     bool more;         //  stopped at the budget: the follower asks again
@@ -262,7 +265,7 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
              seq <= t->last_seq &&
              tern_store_read_next(self->reader, t->id, seq, &frame) == TERN_OK;
              seq = frame.seq + 1) {
-            if (sync->records >= self->chunk_records || sync->bytes >= C_CHUNK_BYTES) {
+            if (sync->records >= sync->budget || sync->bytes >= C_CHUNK_BYTES) {
                 sync->more = true; //  never before the first record: each round moves
                 return 0;
             }
@@ -301,6 +304,36 @@ static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_
     return c_send(self, self->router, rid, rid_size, &caught);
 }
 
+//  NODE's entry in LEAD's short-round counts (of LEAD's epoch), a free or
+//  stale one taken if it has none.
+static c_short_t *s_short(c_lead_t *lead, uint32_t node) {
+    c_short_t *free_one = &lead->shorts[0];
+    for (size_t i = 0; i < C_RMAX; i++) {
+        c_short_t *e = &lead->shorts[i];
+        if (e->epoch == lead->epoch && e->node == node) {
+            return e;
+        }
+        if (e->epoch != lead->epoch || e->rounds == 0) {
+            free_one = e;
+        }
+    }
+    *free_one = (c_short_t){node, lead->epoch, 0};
+    return free_one;
+}
+
+//  The record bound of an answer to a follower whose last ROUNDS answers
+//  stopped short: x2 per such answer, at most C_CHUNK_GROWTH x the bound.
+//  A partition that takes more than one bound of records per round (the
+//  answer, the follower's fsync'd commit, its next SYNC) would otherwise
+//  never finish its catch-up; each round remains one snapshot's worth.
+static uint64_t s_budget(uint64_t bound, uint32_t rounds) {
+    uint64_t budget = bound;
+    for (uint32_t i = 0; i < rounds && budget < bound * C_CHUNK_GROWTH; i++) {
+        budget *= 2;
+    }
+    return budget < bound * C_CHUNK_GROWTH ? budget : bound * C_CHUNK_GROWTH;
+}
+
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
     c_lead_t *lead = c_fence_lead(self, frame);
     int idx = lead ? c_rep_index(lead, frame->node_id) : -1;
@@ -319,7 +352,12 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     //  catch-up in several rounds sends only at the last.
     lead->synced[idx] = false;
     lead->reps[idx].durable = 0;
-    s_sync_t sync = {self, C_PT(frame), NULL, 0, 0, zhashx_new(), frame->req_id, 0, 0, false};
+    c_short_t *shorts = s_short(lead, frame->node_id);
+    s_sync_t sync = {.self = self,
+                     .pt = C_PT(frame),
+                     .by_name = zhashx_new(),
+                     .req_id = frame->req_id,
+                     .budget = s_budget(self->chunk_records, shorts->rounds)};
     if (!sync.by_name || tern_store_read_begin(self->reader) != TERN_OK) {
         zhashx_destroy(&sync.by_name);
         return;
@@ -332,10 +370,12 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
     }
     tern_store_read_end(self->reader);
     if (rc == 0 && sync.more) {
+        shorts->rounds++;
         zsys_info("crepl: partition %u: node %u sync round sent %" PRIu64 " records (%" PRIu64
                   " bytes); more to come",
                   sync.pt, frame->node_id, sync.records, sync.bytes);
     } else if (rc == 0) {
+        shorts->rounds = 0; //  caught: the next catch-up starts at the bound again
         lead->synced[idx] = true;
         atomic_fetch_add_explicit(&self->stats->syncs_answered, 1, memory_order_relaxed);
         zsys_info("crepl: partition %u: node %u synced (%zu topics, position %" PRIu64 ")", sync.pt,

@@ -300,7 +300,7 @@ char *tern_http_render_cluster(const tern_http_cluster_t *view, tern_metrics_t *
              "Other nodes' leases this node revoked because etcd reported them lapsed.",
              view->stats.lease_revokes);
     s_metric(&out, "tern_cluster_late_renewals_total", "counter",
-             "Own lease renewals answered too late to be trusted (fenced until confirmed).",
+             "Own lease renewals answered too late to be trusted (fenced, moved to a new lease).",
              view->stats.late_renewals);
     s_metric(&out, "tern_cluster_isr_changes_total", "counter",
              "ISR changes this node wrote (as a leader) that etcd accepted.",

@@ -23,7 +23,7 @@
 void tern_memory_setup(void) {
     //  Explicit values also switch off glibc's dynamic mmap threshold, which
     //  after one freed 1.6 MB op batch would keep every later one in a heap.
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_MMAP_THRESHOLD, TERN_MEMORY_MMAP_THRESHOLD);
     mallopt(M_TRIM_THRESHOLD, 1 << 20);
     mallopt(M_ARENA_MAX, 4);
 }

@@ -12,6 +12,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+//  Blocks at least this large get their own mapping (fresh zeroed pages,
+//  a page fault per 4 KB on first touch, unmapped on free): arrays made and
+//  freed per batch on a hot path stay below it.
+#define TERN_MEMORY_MMAP_THRESHOLD (256u * 1024)
+
 //  Free heap memory ternd keeps without giving it back (bytes).
 #define TERN_MEMORY_KEEP (16u << 20)
 

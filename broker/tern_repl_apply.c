@@ -112,6 +112,7 @@ static p_session_t *s_session_new(p_repl_t *self, const uint8_t *rid, size_t rid
             slot = s;
         }
     }
+    free(slot->applied_pt);
     memset(slot, 0, sizeof *slot);
     memcpy(slot->rid, rid, rid_size);
     slot->rid_size = rid_size;

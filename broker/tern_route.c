@@ -452,6 +452,7 @@ static void s_cleanup(r_route_t *self) {
         self->pool.free = next;
     }
     r_read_end(self);
+    r_cache_destroy(self);
     tern_store_reader_destroy(&self->reader);
     zsock_destroy(&self->inbox_sock);
     zsock_destroy(&self->storer_sock);

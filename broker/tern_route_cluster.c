@@ -4,7 +4,9 @@
     A node holds the topics of every partition it is a replica of, but only
     the leader of a partition delivers its messages (its followers hold the
     log, not the consumers). route marks each topic it knows `led` when this
-    node leads the topic's partition; groups of other topics neither
+    node leads the topic's partition, with the partition's epoch (a new
+    epoch while led is a stop and a start: r_cluster_change, so leadership
+    going A -> B -> A between two looks is not missed); groups of other topics neither
     dispatch nor run timers, and a subscription with a pattern joins only
     led topics. The view's version is compared every loop turn (at least
     every 100 ms):
@@ -47,14 +49,29 @@ uint32_t r_cluster_partition(r_route_t *self, const char *name) {
                : 0;
 }
 
-bool r_cluster_leads(r_route_t *self, const char *name) {
+bool r_cluster_leads(r_route_t *self, const char *name, uint64_t *epoch_p) {
+    if (epoch_p) {
+        *epoch_p = 0;
+    }
     if (!self->cluster) {
         return true;
     }
     uint32_t p = r_cluster_partition(self, name);
     tern_partmap_record_t rec;
-    return tern_cluster_record(self->cluster, p, &rec) &&
-           rec.leader == tern_cluster_self(self->cluster);
+    if (!tern_cluster_record(self->cluster, p, &rec)) {
+        return false;
+    }
+    if (epoch_p) {
+        *epoch_p = rec.epoch;
+    }
+    return rec.leader == tern_cluster_self(self->cluster);
+}
+
+r_lead_change_t r_cluster_change(bool was_led, uint64_t was_epoch, bool led, uint64_t epoch) {
+    if (was_led && led) {
+        return epoch == was_epoch ? R_LEAD_SAME : R_LEAD_RESTART;
+    }
+    return was_led ? R_LEAD_STOP : led ? R_LEAD_START : R_LEAD_SAME;
 }
 
 //  TOPIC is no longer led: its durable groups forget their pending entries
@@ -111,20 +128,24 @@ static void s_rescan(r_route_t *self) {
     }
     for (r_topic_t *topic = (r_topic_t *)zhashx_first(self->topics); topic;
          topic = (r_topic_t *)zhashx_next(self->topics)) {
-        bool led = r_cluster_leads(self, topic->name);
-        if (led == topic->led) {
-            continue;
-        }
+        uint64_t epoch = 0;
+        bool led = r_cluster_leads(self, topic->name, &epoch);
+        r_lead_change_t change = r_cluster_change(topic->led, topic->epoch, led, epoch);
         topic->led = led;
-        if (!led) {
+        topic->epoch = epoch;
+        if (change == R_LEAD_STOP || change == R_LEAD_RESTART) {
             topic->hw = 0; //  the next leadership's inherited NOTICE sets it again
             topic->adopt = false;
             s_forget(topic);
-            continue;
         }
-        //  Taken over: its groups go on from the stored (replicated) state
-        //  at the partition's inherited NOTICE (r_cluster_inherit).
-        topic->adopt = true;
+        if (change == R_LEAD_START || change == R_LEAD_RESTART) {
+            //  Taken over (also A -> B -> A between two of our looks, seen
+            //  only as a new epoch: what we held from the first leadership
+            //  is stale): its groups go on from the stored (replicated)
+            //  state at the partition's inherited NOTICE, which crepl queues
+            //  for every new epoch (r_cluster_inherit).
+            topic->adopt = true;
+        }
     }
     //  Joins after the loop: s_join may open read transactions and add to
     //  the topics' group lists, not to the table being walked.

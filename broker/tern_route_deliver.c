@@ -7,6 +7,7 @@
     storer. One file so the per-message path stays in one translation unit.
 */
 #include "tern_route_priv.h"
+#include "tern_memory.h"
 #include <inttypes.h>
 #include <string.h>
 
@@ -26,12 +27,23 @@
 //  Ops per item handed to the storer: it closes a transaction only between
 //  items (storage/batch_bytes), and one round of fan-out to 100 groups made
 //  items of 100,000+ ops (40 MB here, 55 MB more in the storer's batch).
-#define S_OPS_ITEM_MAX 4096
+//  And the item's array stays below malloc's mmap threshold: at 4096 ops
+//  (1.6 MB of 392-byte ops) every array was a fresh mapping, and route spent a tenth of its
+//  time under fan-out zeroing its pages on first touch (perf: clear_page
+//  under tern_ops_push); below it, freed arrays are reused from the heap.
+#define S_OPS_ITEM_MAX 1024
+_Static_assert(S_OPS_ITEM_MAX * sizeof(tern_op_t) < TERN_MEMORY_MMAP_THRESHOLD,
+               "an op batch's array stays in the heap");
 //  Ops sent to the storer and not yet taken into a transaction: past this,
 //  groups deliver no more until it catches up. Every delivery costs two ops
 //  (DELIVER, ACK; ~400 bytes each), and under fan-out route made them faster
-//  than the storer committed them: 170 MB queued in its inbox.
-#define S_OPS_QUEUED_MAX 16384
+//  than the storer committed them: 170 MB queued in its inbox. 8192, not
+//  16384: the ops queued, the ACKs of what is in flight and the storer's
+//  open transaction made most of the peak under fan-out (heaptrack: 41 MB of
+//  op arrays); RssAnon peak of 20,000 x 100 groups 116-118 -> 90-94 MB at
+//  the same storer CPU per delivery (4096: 74 MB, but 15 % more storer CPU,
+//  its transactions too small).
+#define S_OPS_QUEUED_MAX 8192
 
 // ---------------------------------------------------------------------------
 //  Output
@@ -43,10 +55,10 @@ tern_op_t *r_op(r_route_t *self, tern_op_type_t type, const r_group_t *group, ui
     if (!self->ops) {
         self->ops = tern_alloc(sizeof(tern_ops_t));
         //  Sized like the last round's: growing by doubling from 64 copied
-        //  each ~400-byte op several times per round. At most 1024 (400 KB):
-        //  the queue to the storer is bounded by ops, not by what they hold.
+        //  each ~400-byte op several times per round. At most S_OPS_ITEM_MAX.
         if (self->ops_hint > 64) {
-            self->ops->cap = self->ops_hint < 1024 ? self->ops_hint : 1024;
+            //  (Doubling from at most half of it ends at S_OPS_ITEM_MAX.)
+            self->ops->cap = self->ops_hint <= S_OPS_ITEM_MAX / 2 ? self->ops_hint : S_OPS_ITEM_MAX;
             self->ops->items = tern_realloc(NULL, self->ops->cap * sizeof(tern_op_t));
         }
     }
@@ -84,12 +96,12 @@ static void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
     }
 }
 
-//  Queues DELIVER FRAME to RID in the current batch: the header encoded in
-//  the reused buffer, then header and payload each copied once into the
-//  zmq_msg_t conn sends. Returns the bytes queued, 0 if the frame cannot be
-//  encoded.
+//  Queues DELIVER FRAME with PAYLOAD to RID in the current batch: the header
+//  encoded in the reused buffer and copied once into the zmq_msg_t conn
+//  sends, the payload shared (a reference to the cached message, no copy).
+//  Returns the bytes queued, 0 if the frame cannot be encoded.
 static size_t s_send_deliver(r_route_t *self, const uint8_t *rid, size_t rid_size,
-                             const tern_frame_t *frame) {
+                             const tern_frame_t *frame, zmq_msg_t *payload) {
     size_t len = 0;
     tern_err_t rc = tern_frame_encode(frame, self->buf, sizeof self->buf, &len);
     if (rc != TERN_OK) {
@@ -105,7 +117,10 @@ static size_t s_send_deliver(r_route_t *self, const uint8_t *rid, size_t rid_siz
     tern_deliver_t *item = &batch->items[batch->count++];
     s_msg_init(&item->parts[0], rid, rid_size);
     s_msg_init(&item->parts[1], self->buf, len);
-    s_msg_init(&item->parts[2], frame->payload, frame->payload_size);
+    zmq_msg_init(&item->parts[2]);
+    if (zmq_msg_copy(&item->parts[2], payload) != 0) {
+        tern_oom(0); //  only fails on an invalid message: ours are valid
+    }
     if (batch->count == batch->cap) {
         r_flush_batch(self); //  conn sends these while route reads the next ones
     }
@@ -180,14 +195,71 @@ tern_err_t r_read_begin(r_route_t *self) {
     }
     tern_err_t rc = tern_store_read_begin(self->reader);
     self->reading = rc == TERN_OK;
+    self->snapshot++;
     return rc;
 }
 
+//  Drops every cached message: their records are the snapshot's.
+static void s_cache_clear(r_cache_t *cache) {
+    for (size_t i = 0; i < cache->nused; i++) {
+        r_cached_t *slot = &cache->slots[cache->used[i]];
+        if (slot->valid) {
+            zmq_msg_close(&slot->payload); //  DELIVERs still queued keep their reference
+        }
+        slot->valid = false;
+        slot->listed = false;
+    }
+    cache->nused = 0;
+}
+
 void r_read_end(r_route_t *self) {
+    s_cache_clear(&self->cache);
     if (self->reading) {
         tern_store_read_end(self->reader);
         self->reading = false;
     }
+}
+
+void r_cache_destroy(r_route_t *self) {
+    s_cache_clear(&self->cache);
+    free(self->cache.slots);
+    free(self->cache.used);
+    self->cache.slots = NULL;
+    self->cache.used = NULL;
+}
+
+//  Message SEQ of TOPIC_ID as read in the open snapshot, into *RC (TERN_OK
+//  or the read's error); NULL if it could not be read. Read once per
+//  snapshot: the other groups delivering it in the same round find it here.
+//  Borrowed until r_read_end.
+static r_cached_t *s_cache_read(r_route_t *self, uint32_t topic_id, uint64_t seq, tern_err_t *rc) {
+    r_cache_t *cache = &self->cache;
+    if (!cache->slots) {
+        cache->slots = tern_alloc(S_CACHE_SLOTS * sizeof(r_cached_t));
+        cache->used = tern_alloc(S_CACHE_SLOTS * sizeof(uint16_t));
+    }
+    size_t index = seq & (S_CACHE_SLOTS - 1);
+    r_cached_t *slot = &cache->slots[index];
+    if (slot->valid && slot->topic_id == topic_id && slot->frame.seq == seq) {
+        *rc = TERN_OK;
+        return slot;
+    }
+    if (slot->valid) {
+        zmq_msg_close(&slot->payload); //  another message: this one is read again if needed
+        slot->valid = false;
+    }
+    if (!slot->listed) {
+        cache->used[cache->nused++] = (uint16_t)index;
+        slot->listed = true;
+    }
+    *rc = tern_store_read(self->reader, topic_id, seq, &slot->frame);
+    if (*rc != TERN_OK) {
+        return NULL;
+    }
+    s_msg_init(&slot->payload, slot->frame.payload, slot->frame.payload_size);
+    slot->topic_id = topic_id;
+    slot->valid = true;
+    return slot;
 }
 
 // ---------------------------------------------------------------------------
@@ -306,7 +378,7 @@ void r_pend_dead(r_route_t *self, r_pend_t *pend, const char *reason) {
     if (group->name[0]) {
         tern_op_t *op = r_op(self, TERN_OP_DEAD, group, pend->seq);
         op->delivery_count = pend->count;
-        snprintf(op->reason, sizeof op->reason, "%s", reason);
+        op->reason = tern_strndup(reason, TERN_REASON_MAX);
     }
     tern_metrics_add(self->metrics->dead, 1);
     r_count(self, group, TERN_SC_DEAD);
@@ -473,7 +545,7 @@ static inline void s_deliver_op(r_route_t *self, r_group_t *group, r_sub_t *sub,
     op->due_ms = pend->due_ms;
     //  "session <id> sub <id>": the consumer, for the history. Without
     //  snprintf: it was ~1k instructions per delivered message.
-    char *at = op->reason;
+    char *at = op->consumer;
     memcpy(at, "session ", 8);
     at += 8;
     at += tern_route_u64_str(sub->session->id, at);
@@ -513,8 +585,9 @@ static inline void s_deliver_count(r_route_t *self, r_group_t *group, r_sub_t *s
 //  is gone or expired (nothing was sent; PEND, if any, is dropped).
 static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t seq,
                       uint8_t priority, r_pend_t *pend) {
-    tern_frame_t *msg = &self->frame;
-    tern_err_t rc = tern_store_read(self->reader, group->topic->id, seq, msg);
+    tern_err_t rc;
+    r_cached_t *cached = s_cache_read(self, group->topic->id, seq, &rc);
+    tern_frame_t *msg = cached ? &cached->frame : &self->frame;
     uint64_t now_ns = tern_now_ns();
     uint64_t now = tern_now_ms();
     if (!s_deliverable(self, group, seq, msg, rc, pend, now_ns, now)) {
@@ -529,7 +602,8 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
     msg->tag = pend->tag;
     msg->delivery_count = pend->count;
     //  Counted until the ack (r_pend_release): conn's pipes hold at most that.
-    size_t bytes = s_send_deliver(self, sub->session->rid, sub->session->rid_size, msg);
+    size_t bytes =
+        s_send_deliver(self, sub->session->rid, sub->session->rid_size, msg, &cached->payload);
     pend->bytes = (uint32_t)bytes;
     sub->inflight_bytes += bytes;
     group->pool->inflight_bytes += bytes;
@@ -543,6 +617,79 @@ static bool s_deliver(r_route_t *self, r_group_t *group, r_sub_t *sub, uint64_t 
 bool r_ops_full(const r_route_t *self) {
     return atomic_load_explicit(&self->metrics->ops_queued, memory_order_relaxed) >=
            S_OPS_QUEUED_MAX;
+}
+
+//  True if lane P of TOPIC has no seq at or above FROM in the open snapshot,
+//  as another group's scan in it found: under fan-out to N groups, each of
+//  the lanes a round finds empty is searched once, not N times (most lanes
+//  are: messages go to one or two of the ten; each search is a cursor and a
+//  B-tree descent).
+static inline bool s_lane_known_empty(const r_route_t *self, const r_topic_t *topic, int p,
+                                      uint64_t from) {
+    return topic->lane_snapshot == self->snapshot && from >= topic->lane_empty[p];
+}
+
+//  Answers a scan of lane P of TOPIC from FROM for at most MAX seqs from
+//  the lane's last scan in this snapshot, when that covers it: the seqs it
+//  found from FROM on are all of the lane's up to its last one. Returns
+//  false if it does not cover it.
+static bool s_scan_memo(const r_route_t *self, const r_topic_t *topic, int p, uint64_t from,
+                        uint64_t *seqs, size_t max, size_t *count) {
+    const r_scan_t *memo = &self->scans[p];
+    if (memo->snapshot != self->snapshot || memo->topic_id != topic->id || memo->from > from) {
+        return false;
+    }
+    size_t lo = 0, hi = memo->count; //  first seq >= from
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memo->seqs[mid] < from) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    size_t avail = memo->count - lo;
+    if (avail < max && !memo->to_end) {
+        return false; //  the lane may go on past what it found
+    }
+    *count = avail < max ? avail : max;
+    memcpy(seqs, memo->seqs + lo, *count * sizeof *seqs);
+    return true;
+}
+
+//  tern_store_lane_scan, once per snapshot for the groups of a topic that
+//  scan the same part of a lane (s_scan_memo), noting in TOPIC where the
+//  lane ends when it found fewer than MAX seqs (s_lane_known_empty).
+static tern_err_t s_lane_scan(r_route_t *self, r_topic_t *topic, int p, uint64_t from,
+                              uint64_t *seqs, size_t max, size_t *count) {
+    if (!s_scan_memo(self, topic, p, from, seqs, max, count)) {
+        tern_err_t rc =
+            tern_store_lane_scan(self->reader, topic->id, (uint8_t)p, from, seqs, max, count);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+        r_scan_t *memo = &self->scans[p];
+        memo->snapshot = self->snapshot;
+        memo->topic_id = topic->id;
+        memo->from = from;
+        memo->count = *count;
+        memo->to_end = *count < max;
+        memcpy(memo->seqs, seqs, *count * sizeof *seqs);
+    }
+    if (*count == max) {
+        return TERN_OK;
+    }
+    if (topic->lane_snapshot != self->snapshot) {
+        topic->lane_snapshot = self->snapshot;
+        for (int lane = 0; lane < S_LANES; lane++) {
+            topic->lane_empty[lane] = UINT64_MAX;
+        }
+    }
+    uint64_t end = *count ? seqs[*count - 1] + 1 : from;
+    if (end < topic->lane_empty[p]) {
+        topic->lane_empty[p] = end;
+    }
+    return TERN_OK;
 }
 
 void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now) {
@@ -587,8 +734,9 @@ void r_dispatch(r_route_t *self, r_group_t *group, uint64_t now) {
             //  scanned again later.
             size_t want = s_free_window(group, S_SCAN_MAX);
             size_t count = 0;
-            if (tern_store_lane_scan(self->reader, group->topic->id, (uint8_t)p,
-                                     group->lane_next[p], seqs, want, &count) != TERN_OK) {
+            if (s_lane_known_empty(self, group->topic, p, group->lane_next[p]) ||
+                s_lane_scan(self, group->topic, p, group->lane_next[p], seqs, want, &count) !=
+                    TERN_OK) {
                 break;
             }
             while (count > 0 && seqs[count - 1] > group->topic->hw) {

@@ -56,7 +56,18 @@ static void s_group_remove_consumer(r_group_t *group, r_sub_t *sub) {
 
 //  Destroys GROUP: its pending entries (released from their holders) and its
 //  consumer links.
+//  GROUP's OPEN is back (or the group is gone): the SUBSCRIBE that made it
+//  is answered once none of its new groups is still opening.
+static void s_open_done(r_route_t *self, r_group_t *group) {
+    r_sub_t *sub = group->opener;
+    group->opener = NULL;
+    if (sub && sub->ok_waits > 0 && --sub->ok_waits == 0) {
+        r_send_ok(self, sub->session, sub->ok_req, sub->id);
+    }
+}
+
 void r_group_destroy(r_route_t *self, r_group_t *group) {
+    s_open_done(self, group);
     while (group->head) {
         r_pend_destroy(group->head);
     }
@@ -122,6 +133,7 @@ bool r_load_pending(const tern_entry_t *entry, void *arg) {
 
 //  The storer created (or found) durable GROUP: load its state.
 void r_group_loaded(r_route_t *self, r_group_t *group, tern_err_t err) {
+    s_open_done(self, group);
     tern_group_info_t info;
     if (err == TERN_OK) {
         err = r_read_begin(self);
@@ -179,6 +191,10 @@ static void s_join(r_route_t *self, r_sub_t *sub, r_topic_t *topic, bool appeare
             tern_op_t *op = r_op(self, TERN_OP_OPEN, group, 0);
             op->start = start;
             op->start_value = sub->start_value;
+            if (sub->ok_waits > 0) { //  r_handle_sub: its OK waits for this OPEN
+                group->opener = sub;
+                sub->ok_waits++;
+            }
         }
     } else {
         tern_topic_info_t info;
@@ -236,7 +252,7 @@ r_topic_t *r_topic_add(r_route_t *self, uint32_t id, const char *name) {
     topic->id = id;
     snprintf(topic->name, sizeof topic->name, "%s", name);
     topic->groups = zlistx_new();
-    topic->led = !self->cluster || r_cluster_leads(self, name);
+    topic->led = !self->cluster || r_cluster_leads(self, name, &topic->epoch);
     topic->partition = r_cluster_partition(self, name);
     topic->hw = self->cluster ? 0 : UINT64_MAX; //  cluster: raised by crepl's NOTICEs
     zhashx_insert(self->topics, S_KEY(id), topic);
@@ -309,6 +325,9 @@ void r_sub_remove(r_route_t *self, r_sub_t *sub) {
     r_group_t *group;
     while ((group = (r_group_t *)zlistx_first(sub->groups))) {
         zlistx_delete(sub->groups, zlistx_cursor(sub->groups));
+        if (group->opener == sub) {
+            group->opener = NULL; //  nobody to answer
+        }
         s_group_remove_consumer(group, sub);
         if (group->owner == sub) {
             r_group_destroy(self, group);
@@ -362,7 +381,17 @@ void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev) {
     sub->groups = zlistx_new();
     sub->handle = zlistx_add_end(self->subs, sub);
     zhashx_insert(session->subs, S_KEY(sub->id), sub);
-    r_send_ok(self, session, ev->req_id, sub->id);
+    //  The OK goes only once the subscription's start is fixed, so that
+    //  whatever the client publishes after it is delivered to it: after the
+    //  joins (an ephemeral group reads the topic's last seq there), and for
+    //  a durable subscription after the OPENs of the groups it creates (a
+    //  "new" group starts at its OPEN's commit; route gets the result in
+    //  that commit's NOTICE, which in a cluster crepl holds until the ISR
+    //  has the group, tern_crepl_group.c, so a leader killed after the OK
+    //  cannot lose the group and its start). One count stands for this
+    //  function until the joins are done.
+    sub->ok_req = ev->req_id;
+    sub->ok_waits = 1;
     if (self->cluster) {
         r_cluster_sync(self); //  `led` as of now, not of the last loop turn
     }
@@ -373,6 +402,9 @@ void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev) {
         if (topic->led && tern_pattern_match(sub->pattern, topic->name)) {
             s_join(self, sub, topic, false);
         }
+    }
+    if (sub->ok_waits > 0 && --sub->ok_waits == 0) {
+        r_send_ok(self, session, ev->req_id, sub->id);
     }
     if (self->config->verbose) {
         zsys_info("route: session %" PRIu64 " sub %" PRIu64 " on %s group '%s' window %u",

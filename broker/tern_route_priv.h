@@ -20,11 +20,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define S_DRAIN_MAX 1024 //  inbox items per drain
-#define S_SCAN_MAX  256  //  seqs per lane scan (fewer if the consumers' windows are smaller)
-#define S_POOL_MAX  4096 //  freed pending entries kept for reuse
-#define S_BATCH_MAX 128  //  DELIVERs per batch handed to conn
-#define S_LANES     (TERN_PRIORITY_MAX + 1)
+#define S_DRAIN_MAX   1024 //  inbox items per drain
+#define S_SCAN_MAX    256  //  seqs per lane scan (fewer if the consumers' windows are smaller)
+#define S_POOL_MAX    4096 //  freed pending entries kept for reuse
+#define S_BATCH_MAX   128  //  DELIVERs per batch handed to conn
+#define S_LANES       (TERN_PRIORITY_MAX + 1)
+#define S_CACHE_SLOTS 1024 //  messages one snapshot keeps read, by seq (a power of two)
 
 typedef struct r_sub_t r_sub_t;
 typedef struct r_group_t r_group_t;
@@ -39,6 +40,36 @@ typedef struct {
     size_t inflight_bytes; //  every group's entries in flight: their DELIVERs' bytes
     size_t consumers;      //  consumer links over all groups: the fair share's divisor
 } r_pool_t;
+
+//  A message read in the current snapshot, kept for the other groups that
+//  deliver it in the same dispatch round: under fan-out to N groups, one
+//  read (B-tree lookup, CRC of the record, decode) and one payload copy
+//  instead of N, and the N DELIVERs share one refcounted payload in conn's
+//  pipes (zmq_msg_copy) instead of holding N copies.
+typedef struct {
+    bool valid;         //  filled in the current snapshot
+    bool listed;        //  its index is in r_cache_t.used
+    uint32_t topic_id;  //  the message's topic
+    zmq_msg_t payload;  //  valid: the payload (each DELIVER holds a reference)
+    tern_frame_t frame; //  valid: the record as read (regions borrowed from the snapshot)
+} r_cached_t;
+
+typedef struct {
+    r_cached_t *slots; //  S_CACHE_SLOTS, slot seq % S_CACHE_SLOTS (owned; NULL until used)
+    uint16_t *used;    //  indexes of the valid slots (owned)
+    size_t nused;      //  entries in used
+} r_cache_t;
+
+//  The last scan of one lane in the current snapshot, for the other groups
+//  of its topic (under fan-out they scan the same seqs in the same round).
+typedef struct {
+    uint64_t snapshot;         //  the read snapshot it was made in (0: none)
+    uint32_t topic_id;         //  its topic
+    uint64_t from;             //  it started at this seq
+    size_t count;              //  seqs found
+    bool to_end;               //  fewer than asked: the lane has no seq after the last
+    uint64_t seqs[S_SCAN_MAX]; //  the lane's seqs from `from`, in order
+} r_scan_t;
 
 typedef struct {
     uint64_t id;               //  conn's session id
@@ -79,6 +110,8 @@ struct r_sub_t {
     tern_tagmap_t tags;               //  tag -> r_pend_t in flight (borrowed)
     zlistx_t *groups;                 //  groups joined (borrowed)
     void *handle;                     //  in route's sub list
+    uint32_t ok_waits;                //  what its OK still waits for: the joins, new groups' OPENs
+    uint64_t ok_req;                  //  the SUBSCRIBE's req_id, for that OK
 };
 
 enum { G_LOADING = 0, G_READY = 1, G_FAILED = 2 };
@@ -105,6 +138,7 @@ struct r_group_t {
     tern_series_slot_t *series; //  durable: its metrics series (borrowed), NULL until used
     r_pool_t *pool;             //  route's pool of pending entries (borrowed)
     uint32_t admin_ops;         //  group.seek/reset not yet committed: stays G_LOADING
+    r_sub_t *opener;            //  the SUBSCRIBE whose OK waits for its OPEN (borrowed)
 };
 
 struct r_topic_t {
@@ -117,6 +151,9 @@ struct r_topic_t {
                                    //  the ISR has them; UINT64_MAX on a single node)
     bool adopt;                    //  cluster: led anew; its groups take the stored state at the
                                    //  partition's inherited NOTICE (r_cluster_inherit)
+    uint64_t epoch;                //  cluster: the partition's epoch when `led` was set
+    uint64_t lane_snapshot;        //  the read snapshot lane_empty holds for (0: none)
+    uint64_t lane_empty[S_LANES];  //  in that snapshot: lane p has no seq >= lane_empty[p]
 };
 
 typedef struct {
@@ -131,6 +168,9 @@ typedef struct {
     void *out;
     tern_store_reader_t *reader;  //  our reader
     bool reading;                 //  a read txn is open
+    r_cache_t cache;              //  messages read in this read txn (emptied when it ends)
+    uint64_t snapshot;            //  read txns begun so far: names the current one
+    r_scan_t scans[S_LANES];      //  per lane: its last scan (s_lane_scan)
     zhashx_t *sessions;           //  id -> r_session_t (owned)
     zhashx_t *topics;             //  id -> r_topic_t (owned)
     zhashx_t *durable;            //  "id/name" -> r_group_t (borrowed)
@@ -194,7 +234,13 @@ void r_send_reply(r_route_t *self, const uint8_t *rid, size_t rid_size, uint64_t
 void r_send_admin_error(r_route_t *self, const tern_admin_t *admin, tern_err_t code,
                         const char *reason);
 tern_err_t r_read_begin(r_route_t *self);
+
+//  Ends the read txn (if open) and empties the message cache, whose
+//  records it borrowed.
 void r_read_end(r_route_t *self);
+
+//  Frees the message cache (route's teardown, after the last r_read_end).
+void r_cache_destroy(r_route_t *self);
 void r_check_at(r_group_t *group, uint64_t at_ms);
 r_pend_t *r_pend_new(r_group_t *group, uint64_t seq, uint8_t priority);
 
@@ -260,8 +306,22 @@ void r_handle_ack(r_route_t *self, r_session_t *session, r_sub_t *sub, tern_even
 //  tern_route_cluster.c
 
 //  True when this node leads the partition of topic NAME (always on a
-//  single node). The record's leader: the lease is checked apart.
-bool r_cluster_leads(r_route_t *self, const char *name);
+//  single node). The record's leader: the lease is checked apart. EPOCH_P
+//  (may be NULL) gets the record's epoch (0 on a single node).
+bool r_cluster_leads(r_route_t *self, const char *name, uint64_t *epoch_p);
+
+//  What a topic's leadership did between two looks at the view.
+typedef enum {
+    R_LEAD_SAME = 0,   //  nothing: still led in the same epoch, or still not led
+    R_LEAD_STOP = 1,   //  no longer led
+    R_LEAD_START = 2,  //  led now, not before
+    R_LEAD_RESTART = 3 //  led before and now, in another epoch: a stop and a start
+} r_lead_change_t;
+
+//  The change from (WAS_LED, WAS_EPOCH) to (LED, EPOCH). An epoch change
+//  while led is a leadership lost and taken again between two looks
+//  (A -> B -> A): the state of the first one is stale.
+r_lead_change_t r_cluster_change(bool was_led, uint64_t was_epoch, bool led, uint64_t epoch);
 
 //  The partition of topic NAME (0 on a single node).
 uint32_t r_cluster_partition(r_route_t *self, const char *name);

@@ -276,8 +276,8 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
                                         &op->start_seq);
             break;
         case TERN_OP_DELIVER: {
-            //  op->reason names the consumer, for the message's history.
-            tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms, op->reason};
+            //  op->consumer names the consumer, for the message's history.
+            tern_delivery_t delivery = {op->priority, op->delivery_count, op->due_ms, op->consumer};
             tern_store_batch_deliver(self->batch, op->topic_id, op->group, op->seq, &delivery);
             break;
         }
@@ -297,7 +297,7 @@ static void s_batch_op(s_storer_t *self, tern_op_t *op) {
             break;
         case TERN_OP_DEAD:
             tern_store_batch_dead(self->batch, op->topic_id, op->group, op->seq, op->delivery_count,
-                                  op->reason);
+                                  op->reason ? op->reason : "");
             if (self->to_repl) {
                 tern_store_batch_ackstate(self->batch, op->topic_id, op->group, op->seq, 0,
                                           TERN_CMD_TERM, &op->ob);

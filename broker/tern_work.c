@@ -116,18 +116,18 @@ tern_op_t *tern_ops_push(tern_ops_t *self) {
         self->items = tern_realloc(self->items, self->cap * sizeof(tern_op_t));
     }
     tern_op_t *op = &self->items[self->count++];
-    memset(op, 0, offsetof(tern_op_t, reason));
-    op->reason[0] = 0;
-    op->err = TERN_OK;
-    op->count = 0;
-    op->ob = 0;
-    op->ctx = NULL;
+    memset(op, 0, offsetof(tern_op_t, group));
+    op->group[0] = 0;
+    op->consumer[0] = 0;
     return op;
 }
 
 void tern_ops_destroy(tern_ops_t **self_p) {
     if (!self_p || !*self_p) {
         return;
+    }
+    for (size_t i = 0; i < (*self_p)->count; i++) {
+        free((*self_p)->items[i].reason);
     }
     free((*self_p)->items);
     free(*self_p);

@@ -137,27 +137,37 @@ typedef enum {
     TERN_CAUSE_ACK_WAIT = 2  //  NACK: the ack wait ran out (not a nack)
 } tern_op_cause_t;
 
+//  "session <id> sub <id>" of two 20-digit ids, with its NUL.
+#define TERN_CONSUMER_MAX 53
+
+/*  One group state operation. Two per delivered message (DELIVER, ACK), so
+    it stays small (~200 bytes; the op queue and the storer's transaction
+    hold thousands under fan-out): a DEAD op's reason, rare and up to
+    TERN_REASON_MAX, is a heap string rather than a 257-byte field in every
+    op. */
 typedef struct {
-    uint8_t type;                     //  tern_op_type_t
-    uint8_t cause;                    //  ACK / NACK: tern_op_cause_t
-    uint8_t priority;                 //  DELIVER: lane
-    uint8_t start;                    //  OPEN: tern_start_t
-    uint32_t topic_id;                //  the topic
-    uint32_t partition;               //  cluster: the topic's (the storer drops ops of a partition
-                                      //  this node no longer leads)
-    uint32_t delivery_count;          //  DELIVER / DEAD
-    uint64_t seq;                     //  the message
-    uint64_t due_ms;                  //  DELIVER / NACK / REPLAY
-    uint64_t start_value;             //  OPEN
-    uint64_t start_seq;               //  OPEN / SEEK / RESET: where the lanes start (the storer, at
-                                      //  commit; 0 = nothing changed)
-    char group[TERN_NAME_MAX + 1];    //  group name
-    char reason[TERN_REASON_MAX + 1]; //  DEAD: why; DELIVER: the consumer
-    tern_err_t err;                   //  OPEN / admin op result
-    uint64_t count;                   //  REPLAY: entries moved; PURGE: removed
-    uint64_t ob;                      //  ACK / DEAD: its ack-state outbox position (the storer,
-                                      //  at commit, with cross-DC on; 0 = none)
-    void *ctx;                        //  admin ops: the tern_admin_t (owned), else NULL
+    uint8_t type;                         //  tern_op_type_t
+    uint8_t cause;                        //  ACK / NACK: tern_op_cause_t
+    uint8_t priority;                     //  DELIVER: lane
+    uint8_t start;                        //  OPEN: tern_start_t
+    uint32_t topic_id;                    //  the topic
+    uint32_t partition;                   //  cluster: the topic's (the storer drops ops of a
+                                          //  partition this node no longer leads)
+    uint32_t delivery_count;              //  DELIVER / DEAD
+    uint64_t seq;                         //  the message
+    uint64_t due_ms;                      //  DELIVER / NACK / REPLAY
+    uint64_t start_value;                 //  OPEN
+    uint64_t start_seq;                   //  OPEN / SEEK / RESET: where the lanes start (the
+                                          //  storer, at commit; 0 = nothing changed)
+    tern_err_t err;                       //  OPEN / admin op result
+    uint64_t count;                       //  REPLAY: entries moved; PURGE: removed
+    uint64_t ob;                          //  ACK / DEAD: its ack-state outbox position (the
+                                          //  storer, at commit, with cross-DC on; 0 = none)
+    void *ctx;                            //  admin ops: the tern_admin_t (owned), else NULL
+    char *reason;                         //  DEAD: why (owned, freed by tern_ops_destroy),
+                                          //  NULL = none
+    char group[TERN_NAME_MAX + 1];        //  group name
+    char consumer[TERN_CONSUMER_MAX + 1]; //  DELIVER: the consumer, for the history
 } tern_op_t;
 
 /*  A batch of ops. Route creates it, the storer persists it in its next commit
@@ -283,7 +293,8 @@ typedef struct {
 /*  DELIVER frames route hands to conn as ONE work item per batch (up to
     128) instead of three frames per message. Each item holds the three
     parts conn sends on its ROUTER: routing id, encoded header, payload
-    (copied once from the LMDB page). Items go to the wire in order; route
+    (copied once from the LMDB page, and shared by reference among the
+    DELIVERs of the same message: zmq_msg_copy). Items go to the wire in order; route
     sends a pending batch before any other frame on conn's out socket, so
     OK/ERROR/REPLY never overtake earlier DELIVERs. Route creates it, conn
     sends the parts without a copy and frees it. */

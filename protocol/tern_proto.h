@@ -78,7 +78,8 @@ typedef enum {
     TERN_CMD_CREPL_TOPIC = 54,     /* l->f: position, topic, code = tern_crepl_topic_op_t;
                                       payload "MAX_AGE_MS MAX_MSGS MAX_BYTES" */
     TERN_CMD_CREPL_GROUP = 55,     /* l->f: topic; payload = msgpack list of group ops
-                                      (tern_gops_encode); consumes no position */
+                                      (tern_gops_encode); optional position: a frame that
+                                      opens a new group consumes one, others none */
     TERN_CMD_CREPL_GSTATE = 56,    /* l->f (SYNC answer): topic, code = tern_crepl_gstate_t;
                                       payload = msgpack (tern_gstate_encode / _names) */
     TERN_CMD_CREPL_RECORDS = 57,   /* l->f: position of the first entry; payload = entries

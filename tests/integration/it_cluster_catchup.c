@@ -4,10 +4,15 @@
     TERN_CREPL_CHUNK_RECORDS=S_CHUNK (the test knob that lowers the leader's
     records per SYNC answer, C_CHUNK_RECORDS), so a few hundred records take
     several rounds. The rounds are counted from the follower's log (one
-    "catch-up round N" line per answer that stopped short).
+    "catch-up round N" line per answer that stopped short), their sizes
+    from the leader's ("sync round sent N records"): the first is the
+    bound, each consecutive one twice the last, up to four times the bound
+    (so a partition that takes more than one bound per round still
+    finishes; without the growth every round is the bound, and the test
+    fails on the largest round).
     - restarted_follower_catches_up_in_rounds: a follower of S_PT is killed,
-      the leader takes S_TOPICS x S_PER_TOPIC records (more than three
-      chunks, over several topics so that topics past one answer's budget
+      the leader takes S_TOPICS x S_PER_TOPIC records (40 + 80 + 160 +
+      160 and more, over several topics so that topics past one answer's budget
       come in a later one), the follower is restarted: it needs at least
       three rounds, the ISR is full again and `ternctl cluster verify` says
       the copies are identical.
@@ -32,7 +37,7 @@
 #define S_PT        1    //  the partition under test
 #define S_CHUNK     "40" //  TERN_CREPL_CHUNK_RECORDS
 #define S_TOPICS    3    //  topics of S_PT written
-#define S_PER_TOPIC 70   //  records each: 210 records, six answers of 40
+#define S_PER_TOPIC 160  //  records each: 480: short answers of 40, 80, 160, 160, then 40
 #define S_WAIT_MS   60000
 
 TestSuite(cluster_catchup, .fini = it_cluster_teardown, .timeout = 300);
@@ -106,8 +111,8 @@ static void s_publish(it_cluster_t *cl, int leader) {
 
 //  The lines of NODE's current run (its log from this run's start) about
 //  S_PT that contain KEY. With BOUND > 0, the number after KEY must be in
-//  1..BOUND on each.
-static int s_log_lines(it_broker_t *node, const char *key, long bound) {
+//  1..BOUND on each. SIZES (may be NULL, CAP entries) gets those numbers.
+static int s_log_lines(it_broker_t *node, const char *key, long bound, long *sizes, int cap) {
     size_t len = 0;
     char *log = it_read_file(node->log_path, &len);
     cr_assert_not_null(log);
@@ -124,6 +129,9 @@ static int s_log_lines(it_broker_t *node, const char *key, long bound) {
         if (at && strstr(line, pt)) {
             long n = strtol(at + strlen(key), NULL, 10);
             cr_assert(bound == 0 || (n >= 1 && n <= bound), "%s", line);
+            if (sizes && lines < cap) {
+                sizes[lines] = n;
+            }
             lines++;
         }
         line = eol ? eol + 1 : line + strlen(line);
@@ -157,11 +165,21 @@ static void s_rejoin(it_cluster_t *cl, int leader, int follower) {
               follower);
     //  The follower logs each short answer, the leader how many records it
     //  held: at most the chunk.
-    int rounds = s_log_lines(cl->node[follower], "catch-up round ", 0);
+    int rounds = s_log_lines(cl->node[follower], "catch-up round ", 0, NULL, 0);
     cr_log_info("node %d caught up on partition %d after %d short rounds", follower, S_PT, rounds);
     cr_assert_geq(rounds, 3, "%d short rounds: the catch-up was not bounded", rounds);
-    cr_assert_geq(s_log_lines(cl->node[leader], " sync round sent ", atol(S_CHUNK)), rounds,
-                  "the leader logged fewer short answers");
+    //  Their sizes: the bound, then doubling up to 4 x the bound.
+    long chunk = atol(S_CHUNK), sizes[64] = {0};
+    int answers = s_log_lines(cl->node[leader], " sync round sent ", 4 * chunk, sizes, 64);
+    cr_assert_geq(answers, rounds, "the leader logged fewer short answers");
+    cr_assert_eq(sizes[0], chunk, "the first round carries the bound");
+    long largest = 0;
+    for (int i = 1; i < answers && i < 64; i++) {
+        cr_assert_leq(sizes[i], 2 * sizes[i - 1], "round %d grew more than x2", i + 1);
+        largest = sizes[i] > largest ? sizes[i] : largest;
+    }
+    cr_assert_eq(largest, 4 * chunk, "the rounds never grew to 4 x the bound (largest %ld)",
+                 largest);
     s_verify(cl, leader);
 }
 

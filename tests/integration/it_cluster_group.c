@@ -24,6 +24,15 @@
       on. A follower that resolved NEW against its own log (which may hold
       later records when the OPEN reaches it) started the group later:
       verify differs, and those messages never came.
+    - new_group_survives_kill_after_subscribe: a consumer subscribes to a
+      new group from NEW while both followers are SIGSTOPped: no answer
+      comes (it waits for the ISR to have the group's OPEN, as a publish's
+      ack waits for its record). After SIGCONT it is answered, and the
+      leader is killed with -9 at once. Messages published on the new
+      leader afterwards must all reach a consumer of the group there.
+      Before, the answer came before the OPEN was even committed, and a
+      new leader that lacked the group opened it again from NEW after
+      those messages: none came.
     - follower_catches_up_group_state: a follower killed while the group
       acks and TERMs gets the state at its catch-up (the snapshot path), and
       so does a replica re-seeded on an empty data dir.
@@ -437,6 +446,77 @@ Test(cluster_group, open_new_while_publishing_survives_failover) {
     }
     free(seen);
     free(p);
+    tern_client_destroy(&client);
+    it_cluster_destroy(&c);
+}
+
+typedef struct {
+    tern_client_t *client; //  borrowed
+    const char *topic;     //  where
+    tern_err_t rc;         //  tern_subscribe's answer
+    atomic_bool done;      //  answered
+} s_opener_t;
+
+static void *s_open_group(void *arg) {
+    s_opener_t *o = arg;
+    tern_sub_options_t so;
+    tern_sub_options_init(&so);
+    so.group = "late";
+    so.start = TERN_FROM_NEW;
+    so.credit = 100;
+    tern_subscription_t *sub = NULL;
+    o->rc = tern_subscribe(o->client, o->topic, &so, NULL, NULL, &sub);
+    atomic_store(&o->done, true);
+    return NULL;
+}
+
+Test(cluster_group, new_group_survives_kill_after_subscribe) {
+    it_cluster_t *c = s_cluster();
+    char topic[64];
+    int leader = s_topic(c, topic, sizeof topic);
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_record(c, S_PT, &rec, false));
+    tern_client_t *client = s_client(c, leader);
+    for (uint32_t i = 0; i < rec.nreplicas; i++) {
+        if ((int)rec.replicas[i] != leader) {
+            it_cluster_pause_node(c, (int)rec.replicas[i]);
+        }
+    }
+    s_opener_t opener = {.client = client, .topic = topic};
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, s_open_group, &opener), 0);
+    it_sleep_ms(500); //  far below cluster/isr_lag and cluster/ack_timeout
+    bool early = atomic_load(&opener.done);
+    for (uint32_t i = 0; i < rec.nreplicas; i++) {
+        if ((int)rec.replicas[i] != leader) {
+            it_cluster_resume_node(c, (int)rec.replicas[i]);
+        }
+    }
+    pthread_join(thread, NULL);
+    it_cluster_kill_node(c, leader); //  at once
+    tern_client_destroy(&client);    //  before it could open the group again anywhere
+    cr_assert_not(early, "the subscription was answered before any follower could have its group");
+    cr_assert_eq(opener.rc, TERN_OK, "%s", tern_last_reason());
+
+    cr_assert(it_cluster_wait_leader(c, S_PT, leader, 0, S_WAIT_MS, &rec), "no new leader");
+    int next = (int)rec.leader;
+    it_pub(c->node[next], topic, "after{n}", S_N); //  seqs S_N + 1 .. 2 * S_N
+    client = s_client(c, next);
+    tern_subscription_t *sub = s_subscribe_at(client, topic, "late", TERN_FROM_NEW);
+    bool seen[2 * S_N + 1] = {false};
+    for (int missing = S_N; missing > 0;) {
+        tern_message_t *msg = NULL;
+        cr_assert_eq(tern_subscription_next(sub, 20000, &msg), TERN_OK,
+                     "%d messages published after the subscription was answered never came "
+                     "(the group was lost with the leader)",
+                     missing);
+        uint64_t seq = tern_message_seq(msg);
+        cr_assert(seq > S_N && seq <= 2 * S_N, "seq %" PRIu64 " is older than the group", seq);
+        missing -= !seen[seq];
+        seen[seq] = true;
+        cr_assert_eq(tern_message_ack(msg, false), TERN_OK);
+        tern_message_destroy(&msg);
+    }
     tern_client_destroy(&client);
     it_cluster_destroy(&c);
 }

@@ -16,11 +16,17 @@
 #include "test_dir.h"
 #include "test_port.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -336,11 +342,12 @@ Test(cluster_view, wiped_node_leaves_every_isr_before_it_registers) {
 
 #define S_API_PARTITIONS 8
 
-static tern_cluster_t *s_member_new(uint32_t id) {
+//  API member ID of cluster "api" on etcd at ENDPOINTS.
+static tern_cluster_t *s_member_at(uint32_t id, const char *endpoints) {
     tern_config_t config;
     tern_config_defaults(&config);
     config.node_id = id;
-    snprintf(config.etcd, sizeof config.etcd, "%s", s_etcd->endpoints);
+    snprintf(config.etcd, sizeof config.etcd, "%s", endpoints);
     snprintf(config.cluster_name, sizeof config.cluster_name, "api");
     config.partitions = S_API_PARTITIONS;
     config.lease_ms = 2000;
@@ -352,6 +359,10 @@ static tern_cluster_t *s_member_new(uint32_t id) {
         tern_cluster_new(&config, endpoint, cluster, identity, errbuf, sizeof errbuf);
     cr_assert_not_null(c, "node %u: %s", id, errbuf);
     return c;
+}
+
+static tern_cluster_t *s_member_new(uint32_t id) {
+    return s_member_at(id, s_etcd->endpoints);
 }
 
 //  Waits until C's view of PARTITION satisfies WANT(rec, arg).
@@ -539,6 +550,20 @@ static bool s_lease_wait(tern_cluster_t *c, bool want) {
     return tern_cluster_lease_ok(c) == want;
 }
 
+//  After WAIT_MS, C wrote no failover and its view of every partition is
+//  BEFORE.
+static void s_unmoved(tern_cluster_t *c, const tern_partmap_record_t *before, int wait_ms) {
+    it_sleep_ms(wait_ms);
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_eq(stats.failovers, 0);
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        tern_partmap_record_t now;
+        cr_assert(tern_cluster_record(c, p, &now));
+        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
+    }
+}
+
 Test(cluster_view, lease_fencing_and_rejoin) {
     tern_cluster_t *c = s_member_new(0);
     cr_assert(tern_cluster_lease_ok(c));
@@ -569,17 +594,188 @@ Test(cluster_view, lease_fencing_and_rejoin) {
     cr_assert(s.node_up[0] && s.controllers == 1, "not registered again");
     //  Back as itself, it wrote no failover of its own partitions (the
     //  watch's late news of its old key's expiry changes nothing).
-    it_sleep_ms(2000);
-    tern_cluster_stats(c, &stats);
-    cr_assert_eq(stats.failovers, 0);
-    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
-        tern_partmap_record_t now;
-        cr_assert(tern_cluster_record(c, p, &now));
-        cr_assert(tern_partmap_record_same(&now, &before[p]), "partition %u was rewritten", p);
-    }
+    s_unmoved(c, before, 2000);
     tern_cluster_destroy(&c);
     s_read("api", &s);
     cr_assert_not(s.node_up[0], "destroy revokes the lease: the key goes at once");
+}
+
+//  The lease KEY is bound to in etcd (0: absent or none).
+static int64_t s_key_lease(const char *key) {
+    tern_etcd_kvs_t *kvs = NULL;
+    cr_assert_eq(tern_etcd_get(s_client, key, false, &kvs), TERN_OK, "%s",
+                 tern_etcd_reason(s_client));
+    int64_t lease = kvs->count == 1 ? kvs->kvs[0].lease : 0;
+    tern_etcd_kvs_destroy(&kvs);
+    return lease;
+}
+
+//  etcd frozen for a little over cluster/lease (2 s) but under the TTL
+//  etcd holds the lease for (3 s): the next renewal is answered late. A
+//  revoke decided before it could still land, so the node never trusts
+//  that lease again: it moves its node key and the controller key onto a
+//  new lease (which such a revoke cannot hit), trusts that one, and
+//  nothing fails over. Before, it renewed the same lease and trusted it
+//  once a renewal 3/4 lease later was answered in time: the lease stayed.
+Test(cluster_view, late_renewal_moves_to_a_new_lease) {
+    tern_cluster_t *c = s_member_new(0);
+    tern_partmap_record_t before[S_API_PARTITIONS];
+    for (uint32_t p = 0; p < S_API_PARTITIONS; p++) {
+        cr_assert(s_view_wait(c, p, s_full, 1), "partition %u", p);
+        cr_assert(tern_cluster_record(c, p, &before[p]));
+    }
+    int64_t old = s_key_lease("/tern/api/nodes/0");
+    cr_assert_neq(old, 0);
+    cr_assert_eq(s_key_lease("/tern/api/controller"), old);
+    //  Under the TTL even counted from the renewal before the pause
+    //  (lease/3 earlier at most): etcd does not expire the lease itself.
+    it_etcd_pause_member(s_etcd, 0);
+    it_sleep_ms(2050);
+    it_etcd_resume_member(s_etcd, 0);
+    int64_t deadline = it_now_ms() + S_WAIT_MS;
+    int64_t now_lease = old;
+    while ((now_lease == old || !tern_cluster_lease_ok(c)) && it_now_ms() < deadline) {
+        it_sleep_ms(50);
+        now_lease = s_key_lease("/tern/api/nodes/0");
+    }
+    tern_cluster_stats_t stats;
+    tern_cluster_stats(c, &stats);
+    cr_assert_geq(stats.late_renewals, 1, "the renewal after the pause was not late");
+    cr_assert_neq(now_lease, old, "the node trusts the lease it renewed late again");
+    cr_assert_neq(now_lease, 0, "the node key is gone");
+    cr_assert(tern_cluster_lease_ok(c));
+    cr_assert_eq(s_key_lease("/tern/api/controller"), now_lease, "the controller key stayed");
+    //  Nothing failed over: the same records, still its own.
+    s_unmoved(c, before, 1000);
+    tern_cluster_destroy(&c);
+}
+
+//  A TCP proxy to etcd that holds every client chunk asking for a lease's
+//  TTL (LeaseTimeToLive, the lease polls) S_SLOW_MS before passing it on:
+//  an etcd slow to answer the polls only. Its threads end with their
+//  connections (the members' clients close them when destroyed).
+#define S_SLOW_MS 900
+
+typedef struct {
+    int fd;          //  listening socket
+    int port;        //  its port
+    int etcd_port;   //  where it forwards
+    atomic_bool end; //  stop accepting
+    pthread_t thread;
+} s_proxy_t;
+
+typedef struct {
+    int from;  //  read here
+    int to;    //  write there
+    bool slow; //  the client's direction: hold TTL requests
+} s_pump_t;
+
+static void *s_pump(void *arg) {
+    s_pump_t pump = *(s_pump_t *)arg;
+    free(arg);
+    char buf[16384];
+    ssize_t n;
+    while ((n = read(pump.from, buf, sizeof buf)) > 0) {
+        if (pump.slow && memmem(buf, (size_t)n, "timetolive", 10)) {
+            it_sleep_ms(S_SLOW_MS);
+        }
+        for (ssize_t off = 0, w; off < n; off += w) {
+            if ((w = write(pump.to, buf + off, (size_t)(n - off))) <= 0) {
+                n = -1;
+                break;
+            }
+        }
+        if (n < 0) {
+            break;
+        }
+    }
+    shutdown(pump.to, SHUT_WR);
+    shutdown(pump.from, SHUT_RD);
+    return NULL;
+}
+
+static void s_pump_start(int from, int to, bool slow) {
+    s_pump_t *pump = malloc(sizeof *pump);
+    *pump = (s_pump_t){from, to, slow};
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, s_pump, pump), 0);
+    pthread_detach(thread);
+}
+
+static void *s_proxy_run(void *arg) {
+    s_proxy_t *proxy = arg;
+    while (!atomic_load(&proxy->end)) {
+        struct pollfd pfd = {.fd = proxy->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        int client = accept(proxy->fd, NULL, NULL);
+        int server = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in to = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)proxy->etcd_port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (client < 0 || server < 0 || connect(server, (struct sockaddr *)&to, sizeof to) != 0) {
+            close(client);
+            close(server);
+            continue;
+        }
+        s_pump_start(client, server, true); //  fds stay open: the test process ends soon
+        s_pump_start(server, client, false);
+    }
+    return NULL;
+}
+
+static void s_proxy_start(s_proxy_t *proxy) {
+    const char *colon = strrchr(s_etcd->endpoints, ':');
+    cr_assert_not_null(colon);
+    proxy->etcd_port = atoi(colon + 1);
+    proxy->port = test_port();
+    proxy->fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(proxy->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in at = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)proxy->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(proxy->fd, (struct sockaddr *)&at, sizeof at), 0);
+    cr_assert_eq(listen(proxy->fd, 16), 0);
+    atomic_init(&proxy->end, false);
+    cr_assert_eq(pthread_create(&proxy->thread, NULL, s_proxy_run, proxy), 0);
+}
+
+static void s_proxy_stop(s_proxy_t *proxy) {
+    atomic_store(&proxy->end, true);
+    pthread_join(proxy->thread, NULL);
+    close(proxy->fd);
+}
+
+//  The controller polls the other nodes' leases through an etcd that takes
+//  S_SLOW_MS to answer each poll (two nodes: nearly 2 s a pass, more than
+//  the 1.5 s its lease is trusted after a renewal). Its own renewals must
+//  not wait behind them: the polls run on their own thread and client, so
+//  its lease stays ok throughout. When they ran on the cluster thread, a
+//  pass delayed the keepalive past the fence: lease_ok went false.
+Test(cluster_view, slow_lease_polls_never_delay_the_renewal) {
+    s_proxy_t proxy = {0};
+    s_proxy_start(&proxy);
+    char slow[64];
+    snprintf(slow, sizeof slow, "http://127.0.0.1:%d", proxy.port);
+    tern_cluster_t *c[S_NODES];
+    c[0] = s_member_at(0, slow);
+    cr_assert(s_view_wait(c[0], 0, s_full, 1), "no records");
+    for (uint32_t i = 1; i < S_NODES; i++) {
+        c[i] = s_member_at(i, s_etcd->endpoints);
+    }
+    s_state_t s;
+    s_read("api", &s);
+    cr_assert_eq(s.controller, 0);
+    for (int i = 0; i < 300; i++) { //  about 3 s: several passes of polls
+        cr_assert(tern_cluster_lease_ok(c[0]), "the controller's lease lapsed behind its polls");
+        it_sleep_ms(10);
+    }
+    for (uint32_t i = 0; i < S_NODES; i++) {
+        tern_cluster_destroy(&c[i]);
+    }
+    s_proxy_stop(&proxy);
 }
 
 //  Waits until every record of cluster NAME satisfies OK(rec, arg); *S

@@ -25,47 +25,44 @@ Test(detect, usage_renewals_in_time_move_the_fence) {
     //  etcd answered 990 ms after the previous send: still in time.
     tern_cluster_renewed(c, 1400, 1423, false);
     cr_assert_eq(s_until(c), 1400 + 750);
-    cr_assert_eq(c->confirm_at_ms, 0);
+    cr_assert_not(c->relet_due);
     free(c);
 }
 
 //  A renewal etcd answered a lease or more after the previous one was sent
-//  may have raced a revoke: the fence stays, and only a renewal sent 3/4
-//  lease after it, answered in time, lifts it.
-Test(detect, late_renewal_needs_a_confirming_one) {
+//  may have raced a revoke decided before it, which can still land: the
+//  fence stays, that lease is never trusted again (not even by renewals
+//  answered in time), and only a new lease's grant (tern_cluster_relet,
+//  once our keys moved onto it) lifts it.
+Test(detect, late_renewal_is_never_trusted_again) {
     tern_cluster_t *c = s_cluster(1000);
     tern_cluster_renewed(c, 0, 5, true);
     tern_cluster_renewed(c, 333, 340, false);
     cr_assert_eq(s_until(c), 1083);
+    cr_assert_not(c->relet_due);
     //  etcd silent; the next answer comes 1200 ms after the last send.
     tern_cluster_renewed(c, 1500, 1533, false);
     cr_assert_eq(s_until(c), 1083, "a late renewal moved the fence");
-    cr_assert_eq(c->confirm_at_ms, 1533 + 750);
-    cr_assert_eq(c->next_keepalive_ms, 1533 + 750, "the confirming renewal is scheduled");
-    //  One sent sooner (another caller ticked the keepalive) confirms nothing.
+    cr_assert(c->relet_due, "the keys must move to a new lease");
+    //  Renewals of the same lease answered in time confirm nothing: a
+    //  revoke decided before the late one may land after any of them.
     tern_cluster_renewed(c, 1900, 1910, false);
+    tern_cluster_renewed(c, 2600, 2610, false);
     cr_assert_eq(s_until(c), 1083);
-    //  The confirming renewal, answered in time: trusted.
-    tern_cluster_renewed(c, 2283, 2290, false);
-    cr_assert_eq(s_until(c), 2283 + 750);
-    cr_assert_eq(c->confirm_at_ms, 0);
-    //  A confirming renewal that is itself late (answered a lease after
-    //  the late one was sent) waits again.
-    tern_cluster_renewed(c, 4000, 4010, false);
-    cr_assert_eq(s_until(c), 2283 + 750);
-    tern_cluster_renewed(c, 4760, 5100, false);
-    cr_assert_eq(s_until(c), 2283 + 750);
-    cr_assert_eq(c->confirm_at_ms, 5100 + 750);
-    //  Its successor, sent 3/4 lease after that slow answer, is answered
-    //  1095 ms after the slow one was sent: late too. Two quick round trips
-    //  in a row (under a quarter lease together) end it.
-    tern_cluster_renewed(c, 5850, 5855, false);
-    cr_assert_eq(s_until(c), 2283 + 750);
-    tern_cluster_renewed(c, 6605, 6610, false);
-    cr_assert_eq(s_until(c), 6605 + 750);
+    cr_assert(c->relet_due);
+    //  The new lease (its grant, once the keys are on it): trusted.
+    tern_cluster_renewed(c, 2700, 2720, true);
+    cr_assert_eq(s_until(c), 2700 + 750);
+    cr_assert_not(c->relet_due);
+    tern_cluster_renewed(c, 3033, 3040, false);
+    cr_assert_eq(s_until(c), 3033 + 750);
+    //  A late renewal of the new lease starts it over.
+    tern_cluster_renewed(c, 4200, 4210, false);
+    cr_assert_eq(s_until(c), 3033 + 750);
+    cr_assert(c->relet_due);
     tern_cluster_stats_t stats;
     tern_cluster_stats(c, &stats);
-    cr_assert_eq(stats.late_renewals, 4);
+    cr_assert_eq(stats.late_renewals, 2);
     free(c);
 }
 
