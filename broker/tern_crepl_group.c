@@ -8,7 +8,9 @@
     - Live. After a commit the storer copies the committed ops, with their
       topic ids, into the commit's NOTICE (tern_crepl_group_collect). The
       NOTICE reaches crepl right behind the commit's COMMITTED, whose
-      records crepl ships; c_group_ship then queues the ops of every topic
+      records crepl ships; c_group_ship then (with a deferred flush: at
+      the commit's SYNCED, c_notices_synced, since the storer hands over
+      before it commits) queues the ops of every topic
       this node leads as CREPL_GROUP frames (topic NAME, since ids are
       node-local; payload a msgpack list, tern_gops_encode), and
       they go to the partition's synced followers at their commit
