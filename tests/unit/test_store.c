@@ -1082,6 +1082,11 @@ Test(store, storage_full) {
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     cr_assert_eq(removed, (uint64_t)stored);
+    //  Its data goes in steps, at the sweeps that follow (tern_store_reap.c).
+    do {
+        tern_store_batch_sweep(batch, s_now_ns(), 10000, NULL);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    } while (tern_store_sweep_more(store));
     for (int i = 0; i < 50; i++) {
         tern_store_batch_append(batch, &msg, false, &res);
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
