@@ -2197,3 +2197,40 @@ Test(store, topic_delete_in_steps) {
     cr_assert_eq(s_topic(store, "big").msgs, 1);
     tern_store_destroy(&store);
 }
+
+//  A sweep removes at most 1024 expired messages, whatever its caller's max
+//  (each dirties pages LMDB keeps: S_SWEEP_PAGES), says it left work, and
+//  the sweeps that follow remove the rest.
+Test(store, sweep_bounded_by_pages) {
+    tern_store_config_t config = test_store_config();
+    config.map_initial = 64 << 20;
+    tern_store_t *store = test_store_open(&config);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    const int n = 3000;
+    uint64_t expire = s_now_ns() + 1000000; //  1 ms from now
+    tern_frame_t msgs[100];
+    tern_append_result_t res[100];
+    for (int i = 0; i < n; i += 100) {
+        for (int j = 0; j < 100; j++) {
+            s_msg(&msgs[j], "ttl", "short lived");
+            msgs[j].msg_id = s_next_id++;
+            msgs[j].expire_at_ns = expire;
+            tern_store_batch_append(batch, &msgs[j], true, &res[j]);
+        }
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    }
+    usleep(5000);
+    uint64_t removed = 0;
+    tern_store_batch_sweep(batch, s_now_ns(), 10000, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(removed, 1024);
+    cr_assert(tern_store_sweep_more(store));
+    cr_assert_eq(s_topic(store, "ttl").msgs, (uint64_t)n - 1024);
+    cr_assert_gt(s_sweep_all(store), 1);
+    cr_assert_eq(s_topic(store, "ttl").msgs, 0);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.expired, (uint64_t)n);
+    tern_store_batch_destroy(&batch);
+    tern_store_destroy(&store);
+}
