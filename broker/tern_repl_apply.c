@@ -301,14 +301,15 @@ static void s_confirm(p_repl_t *self, p_session_t *session, uint32_t pt) {
     p_send(self, self->router, session->rid, session->rid_size, &frame);
 }
 
-//  Raises SESSION's committed position of stream PT to POS.
+//  Raises SESSION's committed position of stream PT (< S_MAP_PARTITIONS,
+//  checked by s_handle_stream) to POS. The array has room for every stream
+//  a peer DC may have: its size never comes from the wire.
 static void s_applied_pt(p_session_t *session, uint32_t pt, uint64_t pos) {
+    if (!session->applied_pt) {
+        session->applied_pt = tern_alloc(S_MAP_PARTITIONS * sizeof *session->applied_pt);
+    }
     if (pt >= session->npt) {
-        uint32_t n = pt + 1;
-        session->applied_pt = tern_realloc(session->applied_pt, n * sizeof *session->applied_pt);
-        memset(session->applied_pt + session->npt, 0,
-               (n - session->npt) * sizeof *session->applied_pt);
-        session->npt = n;
+        session->npt = pt + 1;
     }
     if (pos > session->applied_pt[pt]) {
         session->applied_pt[pt] = pos;
@@ -335,6 +336,15 @@ static bool s_handle_stream(p_repl_t *self, p_session_t *session, tern_repl_rec_
             p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
                        session->applied);
         }
+        return false;
+    }
+    if (frame->partition >= S_MAP_PARTITIONS) {
+        //  No DC has that many partitions: a broken or hostile sender.
+        char why[TERN_REASON_MAX + 1];
+        snprintf(why, sizeof why, "partition %u out of range (a DC has at most %u)",
+                 frame->partition, S_MAP_PARTITIONS);
+        zsys_warning("repl: %s node %u: %s; session ended", link->cfg->name, session->node_id, why);
+        p_sessions_end(self, NULL, session, TERN_EINVAL, why);
         return false;
     }
     //  A clustered DC keeps no cursor that could skip (rule 4 of
