@@ -194,14 +194,10 @@ static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) 
         }
         st->on = on;
         st->epoch = epoch;
-        if (on && link->route) {
-            //  A peer confirms per connection what it committed from it: a
-            //  position of this partition may now name another entry than
-            //  one sent before (an outbox tail given back after a
-            //  failover), so resend only over fresh connections.
-            p_route_rewind(self, link, "a partition's leadership started");
-        } else if (on && link->dealer && tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
-            p_link_event(self, link, TERN_PEER_REFUSED); //  the same: a fresh connection
+        if (on) {
+            //  Over fresh sessions, once for all the partitions started in
+            //  this turn (tern_repl_link.c s_restart).
+            link->restart = true;
         }
     }
     if (reading) {
