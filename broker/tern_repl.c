@@ -225,10 +225,13 @@ static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
     for (size_t i = 0; i < item->count && self->partitions; i++) {
         uint32_t pt = item->marks[i].partition;
         uint64_t epoch = item->epochs[i];
-        if (pt >= self->partitions || !s_leads_in(self, pt, epoch)) {
+        if (pt >= self->partitions) {
             continue;
         }
         if (self->safe_epoch[pt] != epoch) {
+            if (!s_leads_in(self, pt, epoch)) {
+                continue; //  stale (a mark of the epoch being shipped is left to the fence)
+            }
             //  A new leadership: resume each peer from its replicated position.
             self->safe_epoch[pt] = epoch;
             self->safe[pt] = 0;
@@ -243,8 +246,8 @@ static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
 
 //  Stops the streams of partitions we no longer lead in the epoch we ship
 //  them in: when the view changes, and (ALWAYS) every housekeeping round,
-//  before confirmations are written, so that a stream started from a
-//  stale mark cannot outlive one round.
+//  before confirmations are written, so that whatever kept a stream on
+//  past its leadership cannot outlive one round.
 static void s_fence(p_repl_t *self, bool always) {
     uint64_t view = tern_cluster_version(self->args->cluster);
     if (view == self->view && !always) {
