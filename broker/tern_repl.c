@@ -245,9 +245,9 @@ static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
 }
 
 //  Stops the streams of partitions we no longer lead in the epoch we ship
-//  them in: when the view changes, and (ALWAYS) every housekeeping round,
-//  before confirmations are written, so that whatever kept a stream on
-//  past its leadership cannot outlive one round.
+//  them in: when the view changes, and (ALWAYS) each time before
+//  confirmations are written (every 100 ms), so that whatever kept a
+//  stream on past its leadership cannot write one.
 static void s_fence(p_repl_t *self, bool always) {
     uint64_t view = tern_cluster_version(self->args->cluster);
     if (view == self->view && !always) {
@@ -302,16 +302,16 @@ static void s_batch_confirm(p_repl_t *self, const char *peer, uint32_t pt, uint6
     c->partition = pt;
 }
 
-static void s_housekeeping(p_repl_t *self, uint64_t now) {
-    p_publish_stats(self);
+//  The peers' confirmations that moved, to disk: they drive outbox cleanup,
+//  and in a cluster a partition's next leader resumes shipping from them.
+//  In a cluster only of streams that are on, i.e. partitions the record
+//  says we lead (the fence, run first, stopped the others): a follower's
+//  copy comes from its leader, and a value written here would never be
+//  corrected (confirmations are max-merged).
+static void s_store_confirms(p_repl_t *self) {
     if (self->partitions) {
         s_fence(self, true);
     }
-    //  Confirmations to disk (they drive outbox cleanup) once a second; in
-    //  a cluster only of streams that are on, i.e. partitions the record
-    //  says we lead (the fence just stopped the others): a follower's copy
-    //  comes from its leader, and a value written here would never be
-    //  corrected (confirmations are max-merged).
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
         for (uint32_t s = 0; s < link->nstreams; s++) {
@@ -322,6 +322,11 @@ static void s_housekeeping(p_repl_t *self, uint64_t now) {
             }
         }
     }
+}
+
+static void s_housekeeping(p_repl_t *self, uint64_t now) {
+    p_publish_stats(self);
+    s_store_confirms(self); //  once a second on a single node
     for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
         p_session_t *session = &self->sessions[i];
         if (session->link && now - session->seen_ms > 3 * S_HEARTBEAT_MS) {
@@ -376,6 +381,14 @@ static void s_timers(p_repl_t *self) {
     if (now >= self->next_house_ms) {
         s_housekeeping(self, now);
         self->next_house_ms = now + S_HOUSE_MS;
+    } else if (self->partitions && now >= self->next_confirm_ms) {
+        //  A cluster: every 100 ms, so that a successor (which ships from
+        //  the replicated confirmation) resends at most about 100 ms of
+        //  shipping instead of a second's (docs/replication.md). Riding in
+        //  the storer's next drain, it adds no commit while traffic flows.
+        s_store_confirms(self);
+        p_flush_batch(self);
+        self->next_confirm_ms = now + S_CONFIRM_MS;
     }
 }
 

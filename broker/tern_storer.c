@@ -597,6 +597,10 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
             tern_repl_rec_t *rec = batch->recs[i];
             if (rec->frame.cmd == TERN_CMD_REPL_ACKSTATE) {
                 s_reload_group(self, rec->frame.topic, rec->frame.group);
+                if (self->args->cluster) {
+                    //  To the followers like a local ack (tern_crepl_group.c).
+                    tern_crepl_group_collect_ackstate(s_notice(self), rec);
+                }
                 continue;
             }
             if (rec->frame.cmd != TERN_CMD_REPL_RECORD || rec->result.err != TERN_OK ||

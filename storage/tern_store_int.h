@@ -451,7 +451,7 @@ typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
     bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
-    tern_append_result_t *result;  //  APPEND, APPEND_REPLICA: filled at commit
+    tern_append_result_t *result;  //  APPEND, APPEND_REPLICA, ACKSTATE_APPLY: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
@@ -675,6 +675,10 @@ tern_err_t st_outbox_last_one(tern_store_reader_t *self, uint64_t *position);
 tern_err_t st_outbox_confirmed_one(tern_store_reader_t *self, const char *peer, uint64_t *position);
 int st_op_ackstate(st_txn_t *ctx, st_op_t *op);
 int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op);
+//  A peer DC's ack-state change of SEQ of TOPIC_ID for GROUP (a TERM when
+//  TERM); *CHANGED says whether it changed anything here. REASON borrowed.
+int st_ackstate_seq(st_txn_t *ctx, uint32_t topic_id, const char *group, uint64_t seq, bool term,
+                    const char *reason, bool *changed);
 int st_op_outbox_confirm(st_txn_t *ctx, st_op_t *op);
 int st_op_inbound(st_txn_t *ctx, st_op_t *op);
 int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget);
