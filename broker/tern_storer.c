@@ -53,8 +53,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_DRAIN_MAX 1024  //  inbox items taken per drain
-#define S_SWEEP_MAX 10000 //  messages removed per sweep
+#define S_DRAIN_MAX      1024  //  inbox items taken per drain
+#define S_SWEEP_MAX      10000 //  messages removed per sweep
+#define S_SWEEP_AGAIN_MS 10    //  the next sweep after one that left work (tern_store_sweep_more)
 
 typedef struct {
     tern_storer_args_t *args;  //  borrowed
@@ -793,6 +794,11 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     }
     if (rc == TERN_OK) {
         self->id_ms_stored = id_ms;
+    }
+    if (sweep && rc == TERN_OK && tern_store_sweep_more(self->args->store)) {
+        //  The sweep is bounded by the pages it dirties (a deleted topic is
+        //  removed in steps): the next step comes soon, not a second later.
+        self->next_sweep_ms = tern_now_ms() + S_SWEEP_AGAIN_MS;
     }
     while (self->spent) {
         tern_ops_t *next = self->spent->next;

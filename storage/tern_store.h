@@ -222,6 +222,12 @@ void tern_store_stats(tern_store_t *self, tern_store_stats_t *out);
     periodically. Returns the slots cleared (0 when SELF is NULL). */
 int tern_store_reader_check(tern_store_t *self);
 
+/*  True when the last committed sweep (tern_store_batch_sweep) stopped at its
+    budget with work left: messages past their TTL or max_age, or the data of
+    deleted topics, which goes in bounded steps (docs/storage.md, "Topic
+    delete"). The writer then sweeps again soon. False for a NULL SELF. */
+bool tern_store_sweep_more(tern_store_t *self);
+
 /* ------------------------------------------------------------------------
     Batches (the single writer) and readers
    ------------------------------------------------------------------------ */
