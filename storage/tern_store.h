@@ -212,6 +212,7 @@ typedef struct {
     uint64_t dedup_entries;     //  dedup entries on disk
     uint32_t topics;            //  number of topics
     uint64_t superseded;        //  replication conflicts: a copy removed for a lower msg_id
+    uint64_t folded;            //  deliveries committed with their ack: no pending entry written
 } tern_store_stats_t;
 
 /*  Fills OUT (caller's struct) with the counters; all zero when SELF is

@@ -100,6 +100,7 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
     free(self->prods);
     free(self->prod_slots);
     free(self->marks);
+    free(self->fold_slots);
     free(self);
     *self_p = NULL;
 }
@@ -478,6 +479,7 @@ static void s_attempt_publish(st_txn_t *ctx) {
     atomic_fetch_add(&store->retention_trimmed, ctx->trimmed);
     atomic_fetch_add(&store->outbox_dropped, ctx->outbox_dropped);
     atomic_fetch_add(&store->superseded, ctx->superseded);
+    atomic_fetch_add(&store->folded, (uint64_t)ctx->batch->folded);
     atomic_fetch_add(&store->commits, 1);
     uint64_t size = atomic_load(&store->map_size);
     if (size > store->map_soft && size != store->shrink_tried) {
@@ -542,6 +544,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
     ctx.now_ns = s_now_ns();
     ctx.append_limit = SIZE_MAX;
     self->mark_count = 0;
+    st_group_fold(self);
     bool nudged = false;
     int rc;
     for (;;) {

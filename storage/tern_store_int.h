@@ -171,6 +171,7 @@ struct tern_store_t {
     _Atomic uint64_t dedup_entries;        //  stats
     _Atomic uint32_t topics;               //  stats
     _Atomic uint64_t superseded;           //  stats
+    _Atomic uint64_t folded;               //  stats: deliveries folded with their ack
     uint64_t *ob_last;                     //  cluster writer: last outbox pos per partition
     uint64_t *ob_work;                     //  ... the same as the current attempt moved it
     uint32_t *ob_dirty;                    //  ... the partitions the attempt moved
@@ -450,7 +451,8 @@ typedef enum {
 typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
-    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
+    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only;
+               //  DELIVER, ACK: folded with its ack / delivery in this batch (st_group_fold)
     tern_append_result_t *result;  //  APPEND, APPEND_REPLICA: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
@@ -508,6 +510,9 @@ struct tern_store_batch_t {
     tern_outbox_mark_t *marks; //  cluster: the outbox marks of the last commit
     size_t mark_count;         //  how many
     size_t mark_cap;           //  allocated
+    uint32_t *fold_slots;      //  st_group_fold's index: op index by (group, seq), or UINT32_MAX
+    size_t fold_cap;           //  slots (a power of two)
+    size_t folded;             //  deliveries folded in the batch being committed
 };
 
 //  One commit attempt: the write transaction and what it changes, moved to
@@ -643,6 +648,7 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op);
 int st_op_nack(st_txn_t *ctx, st_op_t *op);
 int st_op_dead(st_txn_t *ctx, st_op_t *op);
 int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g);
+void st_group_fold(tern_store_batch_t *b);
 int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq);
 tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out);
 tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
