@@ -49,6 +49,7 @@ st_op_t *st_batch_push(tern_store_batch_t *self, st_op_kind_t kind) {
     op->u32 = 0;
     op->priority = 0;
     op->held = false;
+    op->acked_as = 0;
     op->reason = NULL;
     op->err_out = NULL;
     op->id_out = NULL;

@@ -277,8 +277,8 @@ int st_op_deliver(st_txn_t *ctx, st_op_t *op) {
         gr->lane_next[prio] = op->a + 1;
     }
     g->dirty = true;
-    return st_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DELIVERED, op->name, op->u32,
-                        op->reason, 0, 0);
+    return st_trace_put_pair(ctx, op->topic_id, op->a, TERN_TRACE_DELIVERED, op->acked_as, op->name,
+                             op->u32, op->reason);
 }
 
 //  OP->u32: the history event (0: ACKED); OP->reason: its detail (where a
@@ -301,6 +301,9 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op) {
     }
     g->group.acked++;
     g->dirty = true;
+    if (op->acked_as) {
+        return 0; //  its event is in the delivery's record
+    }
     return st_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED,
                         op->name, 0, op->reason, 0, 0);
 }
@@ -472,6 +475,7 @@ void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
     for (size_t i = 0; i < b->count; i++) {
         st_op_t *op = &b->ops[i];
         op->flag &= op->kind != OP_DELIVER && op->kind != OP_ACK;
+        op->acked_as = 0;
         bool keyed = op->kind == OP_DELIVER || op->kind == OP_ACK || op->kind == OP_NACK ||
                      op->kind == OP_DEAD;
         if (!keyed || op->prior) {
@@ -485,6 +489,10 @@ void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
             !last->flag) {
             last->flag = true;
             op->flag = true;
+            //  One history record for both when the ack has no detail.
+            uint8_t event = op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED;
+            last->acked_as = op->reason ? 0 : event;
+            op->acked_as = last->acked_as;
             b->folded++;
         }
         *slot = (uint32_t)i;

@@ -462,12 +462,13 @@ typedef struct {
     uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode
     uint8_t priority;              //  DELIVER: lane
     bool held;                     //  DELIVER: held back by this commit (st_group_fold)
-    char *reason;                  //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
-    tern_err_t *err_out;           //  may be NULL
-    uint32_t *id_out;              //  may be NULL
-    uint64_t *count_out;           //  may be NULL
-    const tern_err_t *prior;       //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
-    void *data;                    //  GROUP_APPLY, GSTATE_*, OUTBOX_PUT: owned copy of the input
+    uint8_t acked_as;    //  folded DELIVER, ACK: the ack's history event, in the delivery's record
+    char *reason;        //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
+    tern_err_t *err_out; //  may be NULL
+    uint32_t *id_out;    //  may be NULL
+    uint64_t *count_out; //  may be NULL
+    const tern_err_t *prior; //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
+    void *data;              //  GROUP_APPLY, GSTATE_*, OUTBOX_PUT: owned copy of the input
 } st_op_t;
 
 //  A topic or group record, read once per transaction and written back once.
@@ -705,8 +706,10 @@ tern_err_t st_msgid_get(tern_store_reader_t *self, uint64_t msg_id, const uint8_
 //  tern_store_trace.c: the message history.
 int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, const char *group,
                  uint32_t count, const char *detail, uint64_t msg_id, uint64_t expire_at_ns);
+int st_trace_put_pair(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, uint8_t then,
+                      const char *group, uint32_t count, const char *detail);
 int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t stamp, uint64_t at_ns,
-                    uint8_t type, const char *group, size_t glen, uint32_t count,
+                    uint16_t type, const char *group, size_t glen, uint32_t count,
                     const char *detail, size_t dlen, uint64_t msg_id, uint64_t expire_at_ns);
 int st_trace_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after);
 int st_trace_confirm(st_txn_t *ctx, const char *peer, uint64_t position, uint64_t previous);

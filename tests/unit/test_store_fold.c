@@ -155,6 +155,18 @@ Test(store_fold, deliver_and_ack_in_one_batch) {
     cr_expect_eq(list.events[1].delivery_count, 1);
     cr_expect_eq(list.events[2].type, TERN_TRACE_ACKED);
     cr_expect_str_eq(list.events[2].group, "g");
+    cr_expect_eq(list.events[2].delivery_count, 0);
+    cr_expect_str_eq(list.events[2].detail, "");
+    cr_expect_eq(list.events[2].at_ns, list.events[1].at_ns); //  one commit
+
+    //  An ack for an expired message keeps its event too.
+    s_deliver(&fix, fix.seqs[1], 1);
+    tern_store_batch_ack(fix.batch, fix.topic_id, "g", fix.seqs[1], TERN_TRACE_EXPIRED);
+    cr_assert_eq(tern_store_batch_commit(fix.batch), TERN_OK);
+    s_history(&fix, fix.seqs[1], &list);
+    cr_assert_eq(list.count, 3);
+    cr_expect_eq(list.events[1].type, TERN_TRACE_DELIVERED);
+    cr_expect_eq(list.events[2].type, TERN_TRACE_EXPIRED);
     s_close(&fix);
 }
 
