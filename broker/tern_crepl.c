@@ -284,6 +284,7 @@ static void s_stop(c_repl_t *self) {
             }
         }
     }
+    c_parked_answer(self, true);
     if (self->leads) {
         c_held_drop(self);
         c_notices_drop(self);

@@ -8,7 +8,9 @@
     - Live. After a commit the storer copies the committed ops, with their
       topic ids, into the commit's NOTICE (tern_crepl_group_collect). The
       NOTICE reaches crepl right behind the commit's COMMITTED, whose
-      records crepl ships; c_group_ship then queues the ops of every topic
+      records crepl ships; c_group_ship then (with a deferred flush: at
+      the commit's SYNCED, c_notices_synced, since the storer hands over
+      before it commits) queues the ops of every topic
       this node leads as CREPL_GROUP frames (topic NAME, since ids are
       node-local; payload a msgpack list, tern_gops_encode), and
       they go to the partition's synced followers at their commit
@@ -152,19 +154,27 @@ static void s_queue_names(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
     zlistx_destroy(&names);
 }
 
+//  Where tern_gops_decode hands the ops of one CREPL_GROUP frame.
+typedef struct {
+    tern_store_batch_t *batch; //  the storer's batch
+    const char *topic;         //  the frame's topic
+    uint32_t pt;               //  its partition
+    uint64_t *skipped;         //  the record's result seq
+} c_gops_to_t;
+
+static void s_gop_queue(const tern_gop_t *op, void *arg) {
+    c_gops_to_t *to = arg;
+    tern_store_batch_group_apply(to->batch, to->topic, op, to->skipped);
+    if (op->ob && (op->type == TERN_GOP_ACK || op->type == TERN_GOP_DEAD)) {
+        s_queue_ackstate(op, to->topic, to->pt, to->batch);
+    }
+}
+
 void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch) {
     const tern_frame_t *f = &rec->frame;
     if (f->cmd == TERN_CMD_CREPL_GROUP) {
-        tern_gop_t *ops = NULL;
-        size_t count = 0;
-        rec->result.err = tern_gops_decode(f->payload, f->payload_size, &ops, &count);
-        for (size_t i = 0; i < count; i++) {
-            tern_store_batch_group_apply(batch, f->topic, &ops[i], &rec->result.seq);
-            if (ops[i].ob && (ops[i].type == TERN_GOP_ACK || ops[i].type == TERN_GOP_DEAD)) {
-                s_queue_ackstate(&ops[i], f->topic, f->partition, batch);
-            }
-        }
-        free(ops);
+        c_gops_to_t to = {batch, f->topic, f->partition, &rec->result.seq};
+        rec->result.err = tern_gops_decode(f->payload, f->payload_size, s_gop_queue, &to);
     } else if (f->code == TERN_CREPL_GSTATE_NAMES || f->code == TERN_CREPL_GSTATE_NAMES_PART) {
         s_queue_names(rec, batch);
     } else if (f->code == TERN_CREPL_GSTATE_GROUP || f->code == TERN_CREPL_GSTATE_MORE) {

@@ -315,6 +315,9 @@ void c_last_needs_add(c_repl_t *self, const c_held_t *held) {
 }
 
 void c_committed(c_repl_t *self, tern_committed_t *item) {
+    //  Shipped ahead of the storer's commit: a catch-up snapshot read before
+    //  the next SYNCED would miss records already counted in the end.
+    self->unsynced = self->deferred;
     c_held_t *held = tern_alloc(sizeof *held);
     held->item = item;
     uint64_t now = tern_now_ms();
@@ -489,11 +492,16 @@ void c_synced(c_repl_t *self) {
     //  Its COMMITTED came before it and the next commit's comes after it, so
     //  every position shipped so far was in a commit now on disk.
     self->synced_gen++;
+    self->unsynced = false;
+    //  First the group ops of the commits now on disk: any position they
+    //  take is durable here too.
+    c_notices_synced(self);
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
         if (self->leads[pt].leading) {
             self->leads[pt].reps[0].durable = self->leads[pt].end;
         }
     }
+    c_parked_answer(self, false);
 }
 
 // ---------------------------------------------------------------------------

@@ -56,7 +56,9 @@ void c_notice(c_repl_t *self, tern_notice_t *notice) {
         memcpy(held->needs, self->last_needs, held->count * sizeof *held->needs);
     }
     self->last_count = 0;
-    c_group_ship(self, notice, held); //  right behind its commit's records
+    if (!self->deferred) {                //  else at SYNCED (c_notices_synced)
+        c_group_ship(self, notice, held); //  right behind its commit's records
+    }
     s_push(self, held);
 }
 
@@ -204,6 +206,20 @@ void c_notices_evaluate(c_repl_t *self) {
             head = false;
         }
         held = next;
+    }
+}
+
+void c_notices_synced(c_repl_t *self) {
+    //  With a deferred flush the NOTICE came before its commit (the storer
+    //  ships ahead of it, tern_storer.c s_commit_shipped): its ops' topics
+    //  are read by id from the store (c_group_ship), and a follower must not
+    //  get group state of a commit that may never happen here. Still right
+    //  behind the commit's records and before the next commit's, whose
+    //  COMMITTED comes after this SYNCED.
+    for (c_held_t *held = self->notices; held; held = held->next) {
+        if (held->notice && held->notice->gop_count && held->sync_gen <= self->synced_gen) {
+            c_group_ship(self, held->notice, held);
+        }
     }
 }
 

@@ -133,6 +133,16 @@ typedef struct {
     tern_err_t err; //  TERN_OK, TERN_ETIMEOUT, TERN_ENOTLEADER
 } c_need_t;
 
+//  A follower's CREPL_SYNC that came while records were shipped ahead of
+//  this node's commit: answered at the next SYNCED (tern_crepl_sync.c).
+typedef struct c_parked_t {
+    uint8_t rid[TERN_RID_MAX]; //  the follower's routing id
+    size_t rid_size;           //  its length
+    tern_frame_t frame;        //  the SYNC; its payload points at DATA
+    uint8_t *data;             //  a copy of its payload (owned, NULL when empty)
+    struct c_parked_t *next;   //  FIFO link
+} c_parked_t;
+
 //  A CREPL_GROUP frame queued until the end of the drain (tern_crepl_group.c).
 typedef struct c_gframe_t c_gframe_t;
 
@@ -192,6 +202,9 @@ typedef struct {
     uint64_t next_isr_ms;         //  next ISR round
     bool deferred;                //  the storer flushes after its results (TERN_WORK_SYNCED)
     uint64_t synced_gen;          //  SYNCEDs received
+    bool unsynced;                //  deferred: a COMMITTED came after the last SYNCED
+    c_parked_t *parked;           //  SYNCs waiting for the next SYNCED (FIFO head, owned)
+    c_parked_t *parked_tail;      //  its tail
     uint32_t *ship_dirty;         //  [P] led partitions with a pending payload (owned)
     size_t ship_dirty_count;      //  used
     uint8_t buf[TERN_HEADER_MAX]; //  encode buffer
@@ -302,6 +315,9 @@ void c_notice(c_repl_t *self, tern_notice_t *notice);
 void c_notice_inherit(c_repl_t *self, uint32_t pt);
 //  Forwards the decided NOTICEs at the head of the FIFO to route.
 void c_notices_evaluate(c_repl_t *self);
+//  At SYNCED (deferred flush): ships the group ops of the NOTICEs whose
+//  commit is now on disk (c_group_ship); c_notice does at once otherwise.
+void c_notices_synced(c_repl_t *self);
 //  Frees every held NOTICE (shutdown: route stops after us, nobody sends).
 void c_notices_drop(c_repl_t *self);
 
@@ -311,6 +327,9 @@ uint64_t c_chunk_records(void);
 //  CREPL_SYNC from the follower at RID: truncations, the catch-up (one
 //  chunk of it), CAUGHT (position 0 when more is to come).
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame);
+//  At SYNCED: answers the SYNCs parked since the last one. SHUTDOWN: frees
+//  them unanswered.
+void c_parked_answer(c_repl_t *self, bool shutdown);
 //  Frees every held item unanswered (shutdown: conn, stopped first, is
 //  gone; its clients resend to the partition's next leader).
 void c_held_drop(c_repl_t *self);

@@ -77,7 +77,14 @@ bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_
         if (lead->out_len) {
             s_flush(self, pt, lead);
         }
+        //  Their sends encode in self->buf, which holds this record's header.
+        //  (Rare while group ops were shipped with their NOTICE; at every
+        //  commit boundary once they go at SYNCED, right before the next
+        //  commit's COMMITTED: tern_crepl_notice.c.)
+        uint8_t saved[TERN_HEADER_MAX];
+        memcpy(saved, self->buf, hdr_len);
         c_group_flush_pt(self, pt);
+        memcpy(self->buf, saved, hdr_len);
     }
     if (lead->out_len &&
         (lead->out_len + entry > budget || pos != lead->out_pos + lead->out_count)) {

@@ -304,6 +304,48 @@ static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_
     return c_send(self, self->router, rid, rid_size, &caught);
 }
 
+//  Keeps the SYNC FRAME from RID for c_parked_answer (copies its payload).
+static void s_park(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
+    c_parked_t *p = tern_alloc(sizeof *p);
+    memcpy(p->rid, rid, rid_size);
+    p->rid_size = rid_size;
+    p->frame = *frame;
+    if (frame->payload && frame->payload_size) {
+        p->data = tern_alloc(frame->payload_size);
+        memcpy(p->data, frame->payload, frame->payload_size);
+    }
+    p->frame.payload = p->data;
+    p->frame.payload_size = p->data ? frame->payload_size : 0;
+    if (self->parked_tail) {
+        self->parked_tail->next = p;
+    } else {
+        self->parked = p;
+    }
+    self->parked_tail = p;
+}
+
+void c_parked_answer(c_repl_t *self, bool shutdown) {
+    if (!self->parked) {
+        return;
+    }
+    if (!shutdown) {
+        //  What this drain queued goes first, to the followers synced so far
+        //  (an answer's follower is not one of them until its CAUGHT).
+        c_ship_flush(self);
+        c_group_flush(self);
+    }
+    while (self->parked) {
+        c_parked_t *p = self->parked;
+        self->parked = p->next;
+        if (!shutdown) {
+            c_answer_sync(self, p->rid, p->rid_size, &p->frame);
+        }
+        free(p->data);
+        free(p);
+    }
+    self->parked_tail = NULL;
+}
+
 //  NODE's entry in LEAD's short-round counts (of LEAD's epoch), a free or
 //  stale one taken if it has none.
 static c_short_t *s_short(c_lead_t *lead, uint32_t node) {
@@ -335,6 +377,15 @@ static uint64_t s_budget(uint64_t bound, uint32_t rounds) {
 }
 
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame) {
+    if (self->unsynced) {
+        //  Records were shipped ahead of the storer's commit (tern_storer.c,
+        //  s_commit_shipped): a snapshot now could lack some of them while
+        //  CAUGHT's position, the end, counts them, and this follower was
+        //  not in the live stream they went to. So the answer waits for the
+        //  SYNCED after which every position up to the end is in the store.
+        s_park(self, rid, rid_size, frame);
+        return;
+    }
     c_lead_t *lead = c_fence_lead(self, frame);
     int idx = lead ? c_rep_index(lead, frame->node_id) : -1;
     if (idx < 0) {

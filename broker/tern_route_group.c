@@ -381,17 +381,17 @@ void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev) {
     sub->groups = zlistx_new();
     sub->handle = zlistx_add_end(self->subs, sub);
     zhashx_insert(session->subs, S_KEY(sub->id), sub);
-    //  In a cluster the OK of a durable subscription waits for the OPENs of
-    //  the groups it creates: route gets an OPEN's result in its commit's
-    //  NOTICE, which crepl holds until the ISR has the group
-    //  (tern_crepl_group.c), so a leader killed after the OK cannot lose the
-    //  group and its start. One count stands for this function until the
-    //  joins are done.
+    //  The OK goes only once the subscription's start is fixed, so that
+    //  whatever the client publishes after it is delivered to it: after the
+    //  joins (an ephemeral group reads the topic's last seq there), and for
+    //  a durable subscription after the OPENs of the groups it creates (a
+    //  "new" group starts at its OPEN's commit; route gets the result in
+    //  that commit's NOTICE, which in a cluster crepl holds until the ISR
+    //  has the group, tern_crepl_group.c, so a leader killed after the OK
+    //  cannot lose the group and its start). One count stands for this
+    //  function until the joins are done.
     sub->ok_req = ev->req_id;
-    sub->ok_waits = self->cluster && sub->group[0] ? 1 : 0;
-    if (!sub->ok_waits) {
-        r_send_ok(self, session, ev->req_id, sub->id);
-    }
+    sub->ok_waits = 1;
     if (self->cluster) {
         r_cluster_sync(self); //  `led` as of now, not of the last loop turn
     }

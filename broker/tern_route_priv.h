@@ -110,7 +110,7 @@ struct r_sub_t {
     tern_tagmap_t tags;               //  tag -> r_pend_t in flight (borrowed)
     zlistx_t *groups;                 //  groups joined (borrowed)
     void *handle;                     //  in route's sub list
-    uint32_t ok_waits;                //  cluster: OPENs of new groups its OK waits for
+    uint32_t ok_waits;                //  what its OK still waits for: the joins, new groups' OPENs
     uint64_t ok_req;                  //  the SUBSCRIBE's req_id, for that OK
 };
 
@@ -138,7 +138,7 @@ struct r_group_t {
     tern_series_slot_t *series; //  durable: its metrics series (borrowed), NULL until used
     r_pool_t *pool;             //  route's pool of pending entries (borrowed)
     uint32_t admin_ops;         //  group.seek/reset not yet committed: stays G_LOADING
-    r_sub_t *opener;            //  cluster: the SUBSCRIBE whose OK waits for its OPEN (borrowed)
+    r_sub_t *opener;            //  the SUBSCRIBE whose OK waits for its OPEN (borrowed)
 };
 
 struct r_topic_t {

@@ -7,7 +7,8 @@
     the drain), then hands the results back: one tern_committed_t to conn (which
     sends the PUBACKs, batched per session) and one tern_notice_t to route
     (appended messages to dispatch, route's ops back with their results).
-    Nothing is acknowledged before tern_store_batch_commit returned.
+    Nothing is acknowledged before tern_store_batch_commit returned (in a
+    cluster: before the flush after it).
 
     Pipe commands (zactor pipe, from tern_broker):
         $TERM            -> drains the inbox, commits, exits (no reply)
@@ -34,11 +35,11 @@
     (args->notices_to_conn, on the same socket, so right behind its
     COMMITTED): crepl forwards it to route, in commit order, once the same
     rule holds, so no consumer sees a message the ISR may not have.
-    With durability fsync a cluster node's commits do not flush their meta
-    page: the storer sends COMMITTED and NOTICE, then flushes it
-    (tern_store_sync), then sends the in_dc REPL_DONEs and SYNCED (no item)
-    to crepl, which counts this node's own copy as durable only then
-    (s_flush_deferred).
+    With durability fsync a cluster node sends COMMITTED and NOTICE before
+    it commits (tern_store_batch_apply filled the results), commits without
+    flushing the meta page, flushes it (tern_store_sync), then sends the
+    in_dc REPL_DONEs and SYNCED (no item) to crepl, which counts this node's
+    own copy as durable only then (s_commit_shipped).
         SYNCED    (NULL)              -> the conn inbox (crepl's), per commit
 */
 #include "tern_storer.h"
@@ -615,16 +616,60 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
     }
 }
 
-//  A cluster node's commit (tern_store_defer_sync): its results go to crepl
-//  before the flush of its meta page, so that crepl ships the records to the
-//  followers while it runs and their commits overlap ours (shipping after
-//  the whole commit made every publish wait for the leader's and then the
-//  follower's flushes in a row, which also halved the batches:
-//  docs/performance.md, "Cluster"). crepl acknowledges nothing of it before
-//  TERN_WORK_SYNCED, sent after the flush, and the followers' batches are
-//  confirmed (REPL_DONE) only after it: they are durable only then.
-static void s_flush_deferred(s_storer_t *self, tern_err_t commit_rc) {
-    s_send_results(self);
+//  A cluster node's commit with durability fsync. Its results go to crepl
+//  BEFORE the commit: tern_store_batch_apply assigns every seq, msg_id and
+//  dedup result inside the open transaction, COMMITTED and NOTICE go to
+//  crepl, which ships the records to the followers at once, and only then
+//  does the transaction commit (data pages flushed, meta page written:
+//  tern_store_defer_sync) and its meta page get flushed. So the followers'
+//  commits run alongside ours instead of after it (shipping after the
+//  commit made every publish wait for the leader's commit and then the
+//  followers', which also halved the batches: docs/performance.md,
+//  "Cluster"). The ack rule is unchanged: crepl counts this node's own copy
+//  durable only at TERN_WORK_SYNCED, sent after the flush, and releases the
+//  NOTICE (route's view of the commit) and ships its group ops only then;
+//  a follower's batches are confirmed (REPL_DONE) only after it too.
+//
+//  A commit that fails after its records were shipped would leave the
+//  followers with records this leader lacks, and our next commit would
+//  assign the same seqs to other messages: the followers would refuse them
+//  (TERN_ESTATE) and a failover could pick either history. Nothing of it
+//  was acknowledged (that waits for SYNCED), so the node exits: its lease
+//  lapses, an in-sync follower (which may hold the shipped records, never
+//  acknowledged: at-least-once) leads, and this node comes back as a
+//  follower that truncates to the new leader's log. Fencing the partitions
+//  without exiting would need the view to change before our next commit,
+//  which the storer cannot wait for. The same holds for a failed flush.
+//  A drain without publishes or topic ops (a follower's batches, route's
+//  ops, a sweep) ships nothing from here (group ops go at SYNCED), so its
+//  results go after the commit, which may then fail as on a single node.
+//  Returns the batch's outcome.
+static tern_err_t s_commit_shipped(s_storer_t *self) {
+    tern_err_t rc = tern_store_batch_apply(self->batch);
+    bool ship = rc == TERN_OK && self->committed;
+    if (ship) {
+        s_collect(self, rc);
+        s_ship_ops(self, rc);
+        s_obmarks(self, rc); //  st_ob_marks read them at apply
+        s_send_results(self);
+    }
+    tern_err_t commit_rc = tern_store_batch_commit(self->batch);
+    if (commit_rc != TERN_OK && ship) {
+        zsys_error("storer: commit failed after its records were shipped (%s); aborting",
+                   tern_strerror(commit_rc));
+        abort();
+    }
+    rc = rc != TERN_OK ? rc : commit_rc;
+    if (rc != TERN_OK) {
+        zsys_error("storer: commit failed: %s", tern_strerror(rc));
+    }
+    tern_metrics_add(self->args->metrics->commits, 1);
+    if (!ship) {
+        s_collect(self, rc);
+        s_ship_ops(self, rc);
+        s_obmarks(self, rc);
+        s_send_results(self);
+    }
     if (tern_store_sync(self->args->store) != TERN_OK) {
         //  After a failed flush the kernel may have dropped the pages it could
         //  not write, and a later flush would not say so: nothing written
@@ -633,10 +678,11 @@ static void s_flush_deferred(s_storer_t *self, tern_err_t commit_rc) {
         zsys_error("storer: flushing the store to disk failed; aborting");
         abort();
     }
-    s_collect_repl(self, commit_rc);
+    s_collect_repl(self, rc);
     if (!self->stopping) {
         tern_work_send(self->to_conn, TERN_WORK_SYNCED, NULL);
     }
+    return rc;
 }
 
 //  What a publish adds to the batch besides its payload (record header,
@@ -748,25 +794,27 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     if (id_ms != self->id_ms_stored) {
         tern_store_batch_set_u64(self->batch, "id.last_ms", id_ms);
     }
-    tern_err_t rc = tern_store_batch_commit(self->batch);
-    if (rc != TERN_OK) {
-        zsys_error("storer: commit failed: %s", tern_strerror(rc));
-    } else {
-        self->id_ms_stored = id_ms;
-    }
-    tern_metrics_add(self->args->metrics->commits, 1);
-    //  Each commit writes the deliveries held S_HOLD_MS: one is held at most
-    //  twice that (with no commit before the timer).
-    self->held_due_ms = tern_store_batch_held(self->batch) ? tern_now_ms() + S_HOLD_MS : 0;
-    s_collect(self, rc);
-    s_ship_ops(self, rc);
-    s_obmarks(self, rc);
+    tern_err_t rc;
     if (self->deferred) {
-        s_flush_deferred(self, rc);
+        rc = s_commit_shipped(self);
     } else {
+        rc = tern_store_batch_commit(self->batch);
+        if (rc != TERN_OK) {
+            zsys_error("storer: commit failed: %s", tern_strerror(rc));
+        }
+        tern_metrics_add(self->args->metrics->commits, 1);
+        s_collect(self, rc);
+        s_ship_ops(self, rc);
+        s_obmarks(self, rc);
         s_collect_repl(self, rc);
         s_send_results(self);
     }
+    if (rc == TERN_OK) {
+        self->id_ms_stored = id_ms;
+    }
+    //  Each commit writes the deliveries held S_HOLD_MS: one is held at most
+    //  twice that (with no commit before the timer).
+    self->held_due_ms = tern_store_batch_held(self->batch) ? tern_now_ms() + S_HOLD_MS : 0;
     while (self->spent) {
         tern_ops_t *next = self->spent->next;
         tern_ops_destroy(&self->spent);

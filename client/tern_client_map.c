@@ -1,15 +1,14 @@
 /*  tern_client_map.c - the partition map of a cluster: ADMIN `cluster` JSON in, routes out.
 
-    The reader below knows only the shape of that one reply (an object with
-    `partitions`, `nodes` and `map`; every other key is skipped, whatever
-    its value), so libtern carries no general JSON parser: ternctl's
-    (tools/ternctl_json.c) sits above libtern and cannot be linked from it.
-    It walks the text once with a cursor; strings are taken without
-    unescaping, since endpoints and states are plain ASCII.
+    The reply is read with protocol/'s JSON reader (tern_json_read.h, the
+    one ternctl uses too) and then walked for the keys of its shape (an
+    object with `partitions`, `nodes` and `map`; every other key is
+    ignored, whatever its value).
 */
 #include "tern_client_map.h"
 
 #include "tern_alloc.h"
+#include "tern_json_read.h"
 #include "tern_partition.h"
 
 #include <inttypes.h>
@@ -18,198 +17,91 @@
 #include <string.h>
 
 //  ---------------------------------------------------------------------------
-//  A cursor over the JSON text
-
-typedef struct {
-    const char *at;  //  next byte
-    const char *end; //  one past the last byte
-    bool bad;        //  the text broke the grammar
-} s_cur_t;
-
-static void s_ws(s_cur_t *c) {
-    while (c->at < c->end &&
-           (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t')) {
-        c->at++;
-    }
-}
-
-//  Consumes CH (after blanks) if it is next.
-static bool s_eat(s_cur_t *c, char ch) {
-    s_ws(c);
-    if (c->at < c->end && *c->at == ch) {
-        c->at++;
-        return true;
-    }
-    return false;
-}
-
-//  A string: its raw bytes (escapes left as they are) in OUT, at most
-//  OUT_SIZE - 1; longer ones are marked bad.
-static void s_string(s_cur_t *c, char *out, size_t out_size) {
-    if (!s_eat(c, '"')) {
-        c->bad = true;
-        return;
-    }
-    size_t n = 0;
-    while (c->at < c->end && *c->at != '"') {
-        if (*c->at == '\\' && c->at + 1 < c->end) {
-            if (out && n + 1 < out_size) {
-                out[n++] = *c->at;
-            }
-            c->at++;
-        }
-        if (out && n + 1 < out_size) {
-            out[n++] = *c->at;
-        } else if (out) {
-            c->bad = true;
-        }
-        c->at++;
-    }
-    if (out) {
-        out[n] = '\0';
-    }
-    if (!s_eat(c, '"')) {
-        c->bad = true;
-    }
-}
-
-//  An unsigned integer, or null (*IS_NULL); anything else is bad.
-static uint64_t s_uint(s_cur_t *c, bool *is_null) {
-    s_ws(c);
-    *is_null = false;
-    if (c->end - c->at >= 4 && memcmp(c->at, "null", 4) == 0) {
-        c->at += 4;
-        *is_null = true;
-        return 0;
-    }
-    uint64_t v = 0;
-    const char *start = c->at;
-    while (c->at < c->end && *c->at >= '0' && *c->at <= '9') {
-        v = v * 10 + (uint64_t)(*c->at - '0');
-        c->at++;
-    }
-    c->bad |= c->at == start;
-    return v;
-}
-
-static void s_skip(s_cur_t *c, int depth);
-
-//  Skips the members of a container already opened, up to CLOSE.
-static void s_skip_members(s_cur_t *c, char close, bool keys, int depth) {
-    if (s_eat(c, close)) {
-        return;
-    }
-    do {
-        if (keys) {
-            s_string(c, NULL, 0);
-            c->bad |= !s_eat(c, ':');
-        }
-        s_skip(c, depth + 1);
-    } while (!c->bad && s_eat(c, ','));
-    c->bad |= !s_eat(c, close);
-}
-
-//  Skips one value of any kind.
-static void s_skip(s_cur_t *c, int depth) {
-    s_ws(c);
-    if (c->bad || c->at >= c->end || depth > 32) {
-        c->bad = true;
-        return;
-    }
-    char ch = *c->at;
-    if (ch == '"') {
-        s_string(c, NULL, 0);
-    } else if (ch == '{' || ch == '[') {
-        c->at++;
-        s_skip_members(c, ch == '{' ? '}' : ']', ch == '{', depth);
-    } else {
-        //  A number, true, false or null: up to the next delimiter.
-        const char *start = c->at;
-        while (c->at < c->end && !strchr(",}] \n\r\t", *c->at)) {
-            c->at++;
-        }
-        c->bad |= c->at == start;
-    }
-}
-
-//  ---------------------------------------------------------------------------
 //  The reply's parts
 
+//  V as an unsigned integer up to MAX into *OUT: digits only (no sign,
+//  fraction or exponent). A null V is *IS_NULL (when IS_NULL is given),
+//  anything else false.
+static bool s_uint(const tern_json_value_t *v, uint64_t max, uint64_t *out, bool *is_null) {
+    if (is_null) {
+        *is_null = v && v->kind == TERN_JSON_NULL;
+        if (*is_null) {
+            return true;
+        }
+    }
+    if (!v || v->kind != TERN_JSON_NUMBER || v->text_len == 0 || v->text_len > 20) {
+        return false;
+    }
+    uint64_t n = 0;
+    for (size_t i = 0; i < v->text_len; i++) {
+        char c = v->text[i];
+        if (c < '0' || c > '9' || n > (UINT64_MAX - (uint64_t)(c - '0')) / 10) {
+            return false;
+        }
+        n = n * 10 + (uint64_t)(c - '0');
+    }
+    *out = n;
+    return n <= max;
+}
+
+//  Member KEY of object O, a string, into OUT (OUT_SIZE bytes); a missing
+//  member leaves OUT as it is. False if it is there and not a string that
+//  fits.
+static bool s_str(const tern_json_value_t *o, const char *key, char *out, size_t out_size) {
+    const tern_json_value_t *v = tern_json_get(o, key);
+    if (!v) {
+        return true;
+    }
+    if (v->kind != TERN_JSON_STRING || v->text_len >= out_size) {
+        return false;
+    }
+    memcpy(out, v->text, v->text_len + 1);
+    return true;
+}
+
 //  One element of "nodes".
-static void s_node(s_cur_t *c, cl_map_t *map) {
+static bool s_node(const tern_json_value_t *o, cl_map_t *map) {
     cl_map_node_t node = {0};
-    char key[32], state[32] = "";
-    bool have_id = false, is_null;
-    c->bad |= !s_eat(c, '{');
-    if (!c->bad && !s_eat(c, '}')) {
-        do {
-            s_string(c, key, sizeof key);
-            c->bad |= !s_eat(c, ':');
-            if (strcmp(key, "node_id") == 0) {
-                uint64_t id = s_uint(c, &is_null);
-                c->bad |= is_null || id > UINT32_MAX;
-                node.node_id = (uint32_t)id;
-                have_id = true;
-            } else if (strcmp(key, "endpoint") == 0) {
-                s_string(c, node.endpoint, sizeof node.endpoint);
-            } else if (strcmp(key, "state") == 0) {
-                s_string(c, state, sizeof state);
-            } else {
-                s_skip(c, 1);
-            }
-        } while (!c->bad && s_eat(c, ','));
-        c->bad |= !s_eat(c, '}');
+    char state[32] = "";
+    uint64_t id;
+    if (!o || o->kind != TERN_JSON_OBJECT || map->node_count == CL_MAP_NODES_MAX ||
+        !s_uint(tern_json_get(o, "node_id"), UINT32_MAX, &id, NULL) ||
+        !s_str(o, "endpoint", node.endpoint, sizeof node.endpoint) ||
+        !s_str(o, "state", state, sizeof state)) {
+        return false;
     }
-    if (c->bad || !have_id || map->node_count == CL_MAP_NODES_MAX) {
-        c->bad = true;
-        return;
-    }
+    node.node_id = (uint32_t)id;
     node.up = !state[0] || strcmp(state, "up") == 0; //  no state given: assume up
     map->nodes[map->node_count++] = node;
+    return true;
 }
 
 //  One element of "map"; needs map->partitions known.
-static void s_entry(s_cur_t *c, cl_map_t *map) {
-    char key[32];
-    uint64_t partition = UINT64_MAX, leader = 0, epoch = 0;
+static bool s_entry(const tern_json_value_t *o, cl_map_t *map) {
+    uint64_t partition, leader = 0, epoch = 0;
     bool no_leader = true, is_null;
-    c->bad |= !s_eat(c, '{');
-    if (!c->bad && !s_eat(c, '}')) {
-        do {
-            s_string(c, key, sizeof key);
-            c->bad |= !s_eat(c, ':');
-            if (strcmp(key, "partition") == 0) {
-                partition = s_uint(c, &is_null);
-                c->bad |= is_null;
-            } else if (strcmp(key, "leader") == 0) {
-                leader = s_uint(c, &no_leader);
-                c->bad |= leader > UINT32_MAX;
-            } else if (strcmp(key, "epoch") == 0) {
-                epoch = s_uint(c, &is_null);
-            } else {
-                s_skip(c, 1);
-            }
-        } while (!c->bad && s_eat(c, ','));
-        c->bad |= !s_eat(c, '}');
-    }
-    if (c->bad || partition >= map->partitions) {
-        c->bad = true;
-        return;
+    const tern_json_value_t *lead = o ? tern_json_get(o, "leader") : NULL;
+    const tern_json_value_t *ep = o ? tern_json_get(o, "epoch") : NULL;
+    if (!o || o->kind != TERN_JSON_OBJECT ||
+        !s_uint(tern_json_get(o, "partition"), map->partitions - 1, &partition, NULL) ||
+        (lead && !s_uint(lead, UINT32_MAX, &leader, &no_leader)) ||
+        (ep && !s_uint(ep, UINT64_MAX, &epoch, &is_null))) {
+        return false;
     }
     map->leader[partition] = no_leader ? CL_NO_LEADER : (int64_t)leader;
     map->epoch[partition] = epoch;
+    return true;
 }
 
-//  The array under the current key, each element read by FN.
-static void s_array(s_cur_t *c, cl_map_t *map, void (*fn)(s_cur_t *, cl_map_t *)) {
-    c->bad |= !s_eat(c, '[');
-    if (c->bad || s_eat(c, ']')) {
-        return;
+//  Every element of array A read by FN; false if A is not an array or FN
+//  refused one.
+static bool s_array(const tern_json_value_t *a, cl_map_t *map,
+                    bool (*fn)(const tern_json_value_t *, cl_map_t *)) {
+    bool ok = a->kind == TERN_JSON_ARRAY;
+    for (size_t i = 0; ok && i < a->count; i++) {
+        ok = fn(a->items[i], map);
     }
-    do {
-        fn(c, map);
-    } while (!c->bad && s_eat(c, ','));
-    c->bad |= !s_eat(c, ']');
+    return ok;
 }
 
 static void s_map_alloc(cl_map_t *map, uint64_t partitions) {
@@ -221,48 +113,37 @@ static void s_map_alloc(cl_map_t *map, uint64_t partitions) {
     }
 }
 
-cl_map_t *cl_map_parse(const char *json, size_t len, char *why, size_t why_size) {
-    s_cur_t c = {json, json + len, false};
-    cl_map_t *map = tern_alloc(sizeof *map);
-    bool have_nodes = false, have_map = false, is_null;
-    char key[32];
-    const char *problem = "not a JSON object";
-    if (s_eat(&c, '{') && !s_eat(&c, '}')) {
-        problem = "`map` before `partitions`";
-        do {
-            s_string(&c, key, sizeof key);
-            c.bad |= !s_eat(&c, ':');
-            if (strcmp(key, "partitions") == 0 && !map->partitions) {
-                uint64_t p = s_uint(&c, &is_null);
-                c.bad |= is_null || p == 0 || p > CL_MAP_PARTITIONS_MAX;
-                if (!c.bad) {
-                    s_map_alloc(map, p);
-                }
-            } else if (strcmp(key, "nodes") == 0) {
-                s_array(&c, map, s_node);
-                have_nodes = true;
-            } else if (strcmp(key, "map") == 0 && map->partitions) {
-                s_array(&c, map, s_entry);
-                have_map = true;
-            } else {
-                c.bad |= strcmp(key, "map") == 0; //  before partitions
-                s_skip(&c, 1);
-            }
-        } while (!c.bad && s_eat(&c, ','));
-        c.bad |= !s_eat(&c, '}');
-        if (!c.bad) {
-            problem = !map->partitions ? "no `partitions`"
-                      : !have_nodes    ? "no `nodes`"
-                      : !have_map      ? "no `map`"
-                                       : NULL;
-        } else {
-            problem = "malformed JSON, or a value out of range";
-        }
+//  Fills MAP from DOC; the reason it cannot, or NULL.
+static const char *s_map_read(const tern_json_value_t *doc, cl_map_t *map) {
+    if (!doc || doc->kind != TERN_JSON_OBJECT) {
+        return doc ? "not a JSON object" : "malformed JSON";
     }
+    const tern_json_value_t *partitions = tern_json_get(doc, "partitions");
+    const tern_json_value_t *nodes = tern_json_get(doc, "nodes");
+    const tern_json_value_t *entries = tern_json_get(doc, "map");
+    uint64_t p;
+    if (!partitions || !nodes || !entries) {
+        return !partitions ? "no `partitions`" : !nodes ? "no `nodes`" : "no `map`";
+    }
+    if (!s_uint(partitions, CL_MAP_PARTITIONS_MAX, &p, NULL) || p == 0) {
+        return "`partitions` out of range";
+    }
+    s_map_alloc(map, p);
+    if (!s_array(nodes, map, s_node) || !s_array(entries, map, s_entry)) {
+        return "a node or partition malformed or out of range";
+    }
+    return NULL;
+}
+
+cl_map_t *cl_map_parse(const char *json, size_t len, char *why, size_t why_size) {
+    tern_json_value_t *doc = tern_json_parse(json, len);
+    cl_map_t *map = tern_alloc(sizeof *map);
+    const char *problem = s_map_read(doc, map);
     if (problem) {
         snprintf(why, why_size, "cluster map: %s", problem);
         cl_map_destroy(&map);
     }
+    tern_json_value_destroy(&doc);
     return map;
 }
 
@@ -350,47 +231,32 @@ bool cl_map_apply_hint(cl_map_t *self, uint32_t partition, int64_t leader, const
 //  ---------------------------------------------------------------------------
 //  Admin replies gathered from several nodes (tern_client_admin.c)
 
-//  One value: for an object, KEY's string value into VALUE (VALUE_SIZE
-//  bytes; stays "" when absent or not a string); any other value skipped.
-static void s_item(s_cur_t *c, const char *key, char *value, size_t value_size) {
-    s_ws(c);
-    if (c->at >= c->end || *c->at != '{') {
-        s_skip(c, 1);
-        return;
-    }
-    c->at++;
-    if (s_eat(c, '}')) {
-        return;
-    }
-    char name[256];
-    do {
-        s_string(c, name, sizeof name);
-        c->bad |= !s_eat(c, ':');
-        s_ws(c);
-        if (!c->bad && strcmp(name, key) == 0 && c->at < c->end && *c->at == '"') {
-            s_string(c, value, value_size);
-        } else {
-            s_skip(c, 2);
+//  Calls FN for ITEM with its text and the string value of its member KEY
+//  ("" when there is none); false if that value is longer than
+//  CL_JSON_VALUE_MAX.
+static bool s_item(const tern_json_value_t *item, const char *key, cl_json_item_fn *fn, void *arg) {
+    char value[CL_JSON_VALUE_MAX + 1] = "";
+    const tern_json_value_t *v = item->kind == TERN_JSON_OBJECT ? tern_json_get(item, key) : NULL;
+    if (v && v->kind == TERN_JSON_STRING) {
+        if (v->text_len >= sizeof value) {
+            return false;
         }
-    } while (!c->bad && s_eat(c, ','));
-    c->bad |= !s_eat(c, '}');
+        memcpy(value, v->text, v->text_len + 1);
+    }
+    fn(item->src, item->src_len, value, arg);
+    return true;
 }
 
 bool cl_json_items(const char *json, size_t len, const char *key, cl_json_item_fn *fn, void *arg) {
-    s_cur_t c = {json, json + len, false};
-    bool array = s_eat(&c, '[');
-    if (!(array && s_eat(&c, ']'))) {
-        do {
-            s_ws(&c);
-            const char *start = c.at;
-            char value[CL_JSON_VALUE_MAX + 1] = "";
-            s_item(&c, key, value, sizeof value);
-            if (!c.bad) {
-                fn(start, (size_t)(c.at - start), value, arg);
-            }
-        } while (array && !c.bad && s_eat(&c, ','));
-        c.bad |= array && !s_eat(&c, ']');
+    tern_json_value_t *doc = tern_json_parse(json, len);
+    bool ok = doc != NULL;
+    if (ok && doc->kind == TERN_JSON_ARRAY) {
+        for (size_t i = 0; ok && i < doc->count; i++) {
+            ok = s_item(doc->items[i], key, fn, arg);
+        }
+    } else if (ok) {
+        ok = s_item(doc, key, fn, arg);
     }
-    s_ws(&c);
-    return !c.bad && c.at == c.end;
+    tern_json_value_destroy(&doc);
+    return ok;
 }

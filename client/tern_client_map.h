@@ -68,13 +68,14 @@ bool cl_map_hint(const char *reason, uint32_t *partition, int64_t *leader, char 
 bool cl_map_apply_hint(cl_map_t *self, uint32_t partition, int64_t leader, const char *endpoint);
 
 /*  Walks a JSON admin reply (LEN bytes at JSON): for an array, calls FN
-    once per element, in order, with its text (ITEM, ITEM_LEN bytes) and the
-    string value of its member KEY ("" when it is not an object, has no such
-    member or the value is not a string; escapes kept as written); for any
-    other value, calls FN once with the whole value. False when the text is
-    not well-formed JSON (FN may have run for the elements before the
-    fault). The gathering of `topics` and `trace` over the nodes of a cluster
-    uses it, so libtern needs no general JSON parser. */
+    once per element, in order, with its text as written (ITEM, ITEM_LEN
+    bytes, borrowed from JSON) and the string value of its member KEY (""
+    when it is not an object, has no such member or the value is not a
+    string); for any other value, calls FN once with the whole value. False
+    when the text is not well-formed JSON (FN not called) or a KEY value is
+    longer than CL_JSON_VALUE_MAX (FN called for the elements before it).
+    The gathering of `topics` and `trace` over the nodes of a cluster uses
+    it. */
 #define CL_JSON_VALUE_MAX 511 /* the longest KEY value cl_json_items reads */
 typedef void cl_json_item_fn(const char *item, size_t item_len, const char *value, void *arg);
 bool cl_json_items(const char *json, size_t len, const char *key, cl_json_item_fn *fn, void *arg);

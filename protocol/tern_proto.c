@@ -358,10 +358,7 @@ bool tern_trace_valid(const char *trace, size_t len) {
 //  Decoding cursor over msgpack bytes. Every read checks bounds; a short read
 //  is TERN_EMALFORMED, a wrong type TERN_ETYPE.
 
-typedef struct {
-    const uint8_t *p;   //  next byte
-    const uint8_t *end; //  one past the last byte
-} s_cur_t;
+typedef tern_rcur_t s_cur_t; //  shared with protocol/'s payload codecs
 
 static inline uint64_t s_be(const uint8_t *p, int n) {
     uint64_t v = 0;
@@ -711,6 +708,19 @@ bool tern_meta_next(const uint8_t *meta, size_t meta_size, size_t *pos, tern_kv_
     out->value_len = vl;
     *pos = (size_t)(c.p - meta);
     return true;
+}
+
+//  The cursor for protocol/'s other files (tern_proto_int.h).
+tern_err_t tern_rcur_uint(tern_rcur_t *c, uint64_t *v) {
+    return s_read_uint(c, v);
+}
+
+tern_err_t tern_rcur_str(tern_rcur_t *c, const char **s, uint32_t *len) {
+    return s_read_str(c, s, len);
+}
+
+tern_err_t tern_rcur_array(tern_rcur_t *c, uint32_t *count) {
+    return s_read_container(c, false, count);
 }
 
 // ---------------------------------------------------------------------------

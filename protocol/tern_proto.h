@@ -371,12 +371,15 @@ tern_err_t tern_meta_validate(const uint8_t *meta, size_t meta_size, uint32_t *c
 /*  Group-state payloads (CREPL_GROUP, CREPL_GSTATE). Encoders write at most
     CAP bytes into BUF and set *LEN: TERN_ETOOBIG when it does not fit.
     Decoders never trust the bytes: TERN_EMALFORMED for anything malformed.
-    tern_gops_decode: *OPS (caller frees) gets *COUNT ops. tern_gstate_decode
-    fills *OUT (free its arrays with tern_gstate_clear). tern_gnames_decode
-    calls FN for each name (borrowed for the call). */
+    tern_gops_decode calls FN for each op (borrowed for the call), once
+    the whole list decoded (a malformed one reaches FN not at all); it
+    allocates nothing. tern_gstate_decode fills *OUT (free its arrays with
+    tern_gstate_clear). tern_gnames_decode calls FN for each name (borrowed
+    for the call), the same way. */
 tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, size_t cap,
                             size_t *len);
-tern_err_t tern_gops_decode(const uint8_t *data, size_t size, tern_gop_t **ops, size_t *count);
+tern_err_t tern_gops_decode(const uint8_t *data, size_t size,
+                            void (*fn)(const tern_gop_t *op, void *arg), void *arg);
 tern_err_t tern_gstate_encode(const tern_gstate_t *state, uint8_t *buf, size_t cap, size_t *len);
 tern_err_t tern_gstate_decode(const uint8_t *data, size_t size, tern_gstate_t *out);
 void tern_gstate_clear(tern_gstate_t *state);

@@ -2,13 +2,18 @@
 
     An in-DC leader ships group state to its followers (docs/protocol.md,
     section 14): CREPL_GROUP carries a list of group ops of one topic, each
-    [type, aux, count, seq, value, group, reason]; CREPL_GSTATE a snapshot
+    [type, aux, count, seq, value, group, reason] and, on an ack or dead op
+    with an ack-state outbox entry (cross-DC on), an 8th element ob, its
+    position; CREPL_GSTATE a snapshot
     of one group, [group, [lane cursors], delivered, redelivered, acked,
     nacked, created_ns, [pending entries], [DLQ entries]] with entries
     [seq, due_ms, count, priority, reason], or the list of a topic's group
     names. Only protocol/ sees msgpack. Encoding writes straight into the
     caller's buffer (tern_proto_int.h: DELIVER and ACK ops are shipped per
-    consumed message); decoding uses msgpack-c's object tree.
+    consumed message); decoding reads the bytes in place with tern_proto.c's
+    cursor, as the header codec does: no msgpack_zone, and no heap but a
+    group state's entry arrays. A list is decoded whole before any of it is
+    handed out, so a frame is applied entirely or not at all.
 */
 #include "tern_proto.h"
 #include "tern_proto_int.h"
@@ -21,6 +26,9 @@
 #define S_OP_FIELDS    7 //  elements of one encoded op
 #define S_ENTRY_FIELDS 5 //  elements of one encoded entry
 #define S_STATE_FIELDS 9 //  elements of one encoded group state
+#define S_OP_MIN       8 //  bytes of the smallest op: fixarray + 7 one-byte values
+#define S_ENTRY_MIN    6 //  bytes of the smallest entry: fixarray + 5 one-byte values
+#define S_NAME_MIN     2 //  bytes of the smallest name: a one-byte fixstr
 
 //  Starts packing into W over BUF (CAP bytes), where the frame is sent from.
 static void s_begin(tern_wbuf_t *w, msgpack_packer *pk, uint8_t *buf, size_t cap) {
@@ -41,38 +49,46 @@ static void s_pack_str(msgpack_packer *pk, const char *s) {
     msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-//  Copies string object O into OUT (CAP bytes with the NUL). False if O is
-//  not a string or too long.
-static bool s_str(const msgpack_object *o, char *out, size_t cap) {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap) {
+//  A cursor over DATA (SIZE bytes; NULL reads as empty).
+static tern_rcur_t s_cur(const uint8_t *data, size_t size) {
+    return (tern_rcur_t){data, data ? data + size : data};
+}
+
+//  A str into OUT (CAP bytes with the NUL). False if it is not a str or
+//  too long.
+static bool s_str(tern_rcur_t *c, char *out, size_t cap) {
+    const char *s;
+    uint32_t len;
+    if (tern_rcur_str(c, &s, &len) != TERN_OK || len >= cap) {
         return false;
     }
-    memcpy(out, o->via.str.ptr, o->via.str.size);
-    out[o->via.str.size] = 0;
+    memcpy(out, s, len);
+    out[len] = 0;
     return true;
 }
 
-//  Unsigned integer object O into *OUT, at most MAX.
-static bool s_uint(const msgpack_object *o, uint64_t max, uint64_t *out) {
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) {
+//  An unsigned integer into *OUT, at most MAX.
+static bool s_uint(tern_rcur_t *c, uint64_t max, uint64_t *out) {
+    uint64_t v;
+    if (tern_rcur_uint(c, &v) != TERN_OK || v > max) {
         return false;
     }
-    *out = o->via.u64;
+    *out = v;
     return true;
 }
 
-static bool s_array(const msgpack_object *o, uint32_t size) {
-    return o->type == MSGPACK_OBJECT_ARRAY && (size == UINT32_MAX || o->via.array.size == size);
+//  An array header of exactly SIZE elements.
+static bool s_array(tern_rcur_t *c, uint32_t size) {
+    uint32_t n;
+    return tern_rcur_array(c, &n) == TERN_OK && n == size;
 }
 
-//  Unpacks DATA (SIZE bytes) as one msgpack object into *RESULT (the
-//  caller destroys it). False if malformed or trailing bytes follow.
-static bool s_unpack(const uint8_t *data, size_t size, msgpack_unpacked *result) {
-    msgpack_unpacked_init(result);
-    size_t off = 0;
-    return data &&
-           msgpack_unpack_next(result, (const char *)data, size, &off) == MSGPACK_UNPACK_SUCCESS &&
-           off == size;
+//  A list header into *COUNT, whose elements take at least MIN bytes each:
+//  a count the bytes left cannot hold is refused before anything is sized
+//  by it.
+static bool s_list(tern_rcur_t *c, size_t min, uint32_t *count) {
+    return tern_rcur_array(c, count) == TERN_OK &&
+           (uint64_t)*count * min <= (uint64_t)(c->end - c->p);
 }
 
 tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, size_t cap,
@@ -103,22 +119,21 @@ tern_err_t tern_gops_encode(const tern_gop_t *ops, size_t count, uint8_t *buf, s
     return s_finish(&w, len);
 }
 
-static bool s_gop(const msgpack_object *o, tern_gop_t *op) {
+static bool s_gop(tern_rcur_t *c, tern_gop_t *op) {
     uint64_t type, aux, count;
-    if (!s_array(o, S_OP_FIELDS) && !s_array(o, S_OP_FIELDS + 1)) {
+    uint32_t fields;
+    //  The ack-state outbox position is an 8th element, there only when
+    //  set (cross-DC on).
+    if (tern_rcur_array(c, &fields) != TERN_OK ||
+        (fields != S_OP_FIELDS && fields != S_OP_FIELDS + 1) || !s_uint(c, TERN_GOP_PURGE, &type) ||
+        type < TERN_GOP_OPEN || !s_uint(c, UINT8_MAX, &aux) || !s_uint(c, UINT32_MAX, &count) ||
+        !s_uint(c, UINT64_MAX, &op->seq) || !s_uint(c, UINT64_MAX, &op->value) ||
+        !s_str(c, op->group, sizeof op->group) || !op->group[0] ||
+        !s_str(c, op->reason, sizeof op->reason)) {
         return false;
     }
     op->ob = 0;
-    if (o->via.array.size > S_OP_FIELDS &&
-        !s_uint(&o->via.array.ptr[S_OP_FIELDS], UINT64_MAX, &op->ob)) {
-        return false;
-    }
-    const msgpack_object *f = o->via.array.ptr;
-    if (!s_uint(&f[0], TERN_GOP_PURGE, &type) || type < TERN_GOP_OPEN ||
-        !s_uint(&f[1], UINT8_MAX, &aux) || !s_uint(&f[2], UINT32_MAX, &count) ||
-        !s_uint(&f[3], UINT64_MAX, &op->seq) || !s_uint(&f[4], UINT64_MAX, &op->value) ||
-        !s_str(&f[5], op->group, sizeof op->group) || !op->group[0] ||
-        !s_str(&f[6], op->reason, sizeof op->reason)) {
+    if (fields > S_OP_FIELDS && !s_uint(c, UINT64_MAX, &op->ob)) {
         return false;
     }
     op->type = (uint8_t)type;
@@ -127,31 +142,29 @@ static bool s_gop(const msgpack_object *o, tern_gop_t *op) {
     return true;
 }
 
-tern_err_t tern_gops_decode(const uint8_t *data, size_t size, tern_gop_t **ops, size_t *count) {
-    if (!ops || !count) {
+tern_err_t tern_gops_decode(const uint8_t *data, size_t size,
+                            void (*fn)(const tern_gop_t *op, void *arg), void *arg) {
+    if (!fn) {
         return TERN_EINVAL;
     }
-    *ops = NULL;
-    *count = 0;
-    msgpack_unpacked result;
-    tern_err_t rc = TERN_EMALFORMED;
-    if (s_unpack(data, size, &result) && s_array(&result.data, UINT32_MAX)) {
-        const msgpack_object_array *list = &result.data.via.array;
-        tern_gop_t *out = tern_alloc((list->size ? list->size : 1) * sizeof *out);
-        size_t n = 0;
-        while (n < list->size && s_gop(&list->ptr[n], &out[n])) {
-            n++;
-        }
-        if (n == list->size) {
-            *ops = out;
-            *count = n;
-            rc = TERN_OK;
-        } else {
-            free(out);
-        }
+    tern_rcur_t c = s_cur(data, size);
+    tern_gop_t op;
+    uint32_t count = 0;
+    bool ok = s_list(&c, S_OP_MIN, &count);
+    for (uint32_t i = 0; ok && i < count; i++) {
+        ok = s_gop(&c, &op);
     }
-    msgpack_unpacked_destroy(&result);
-    return rc;
+    if (!ok || c.p != c.end) {
+        return TERN_EMALFORMED;
+    }
+    //  Valid throughout: read again, handing each op out.
+    c = s_cur(data, size);
+    s_list(&c, S_OP_MIN, &count);
+    for (uint32_t i = 0; i < count; i++) {
+        s_gop(&c, &op);
+        fn(&op, arg);
+    }
+    return TERN_OK;
 }
 
 static void s_pack_entries(msgpack_packer *pk, const tern_gentry_t *entries, size_t count) {
@@ -189,25 +202,24 @@ tern_err_t tern_gstate_encode(const tern_gstate_t *state, uint8_t *buf, size_t c
     return s_finish(&w, len);
 }
 
-//  Entries of list object O into a new array *OUT of *COUNT.
-static bool s_entries(const msgpack_object *o, tern_gentry_t **out, size_t *count) {
-    if (!s_array(o, UINT32_MAX)) {
+//  A list of entries into a new array *OUT of *COUNT (the caller frees it
+//  whether or not the list was valid).
+static bool s_entries(tern_rcur_t *c, tern_gentry_t **out, size_t *count) {
+    uint32_t n;
+    if (!s_list(c, S_ENTRY_MIN, &n)) {
         return false;
     }
-    const msgpack_object_array *list = &o->via.array;
-    *out = tern_alloc((list->size ? list->size : 1) * sizeof **out);
-    for (*count = 0; *count < list->size; (*count)++) {
-        const msgpack_object *e = &list->ptr[*count];
+    *out = tern_alloc((n ? n : 1) * sizeof **out);
+    for (*count = 0; *count < n; (*count)++) {
         tern_gentry_t *entry = &(*out)[*count];
-        uint64_t n, prio;
-        if (!s_array(e, S_ENTRY_FIELDS) || !s_uint(&e->via.array.ptr[0], UINT64_MAX, &entry->seq) ||
-            entry->seq == 0 || !s_uint(&e->via.array.ptr[1], UINT64_MAX, &entry->due_ms) ||
-            !s_uint(&e->via.array.ptr[2], UINT32_MAX, &n) ||
-            !s_uint(&e->via.array.ptr[3], TERN_PRIORITY_MAX, &prio) ||
-            !s_str(&e->via.array.ptr[4], entry->reason, sizeof entry->reason)) {
+        uint64_t deliveries, prio;
+        if (!s_array(c, S_ENTRY_FIELDS) || !s_uint(c, UINT64_MAX, &entry->seq) || entry->seq == 0 ||
+            !s_uint(c, UINT64_MAX, &entry->due_ms) || !s_uint(c, UINT32_MAX, &deliveries) ||
+            !s_uint(c, TERN_PRIORITY_MAX, &prio) ||
+            !s_str(c, entry->reason, sizeof entry->reason)) {
             return false;
         }
-        entry->count = (uint32_t)n;
+        entry->count = (uint32_t)deliveries;
         entry->priority = (uint8_t)prio;
     }
     return true;
@@ -218,20 +230,17 @@ tern_err_t tern_gstate_decode(const uint8_t *data, size_t size, tern_gstate_t *o
         return TERN_EINVAL;
     }
     memset(out, 0, sizeof *out);
-    msgpack_unpacked result;
-    bool ok = s_unpack(data, size, &result) && s_array(&result.data, S_STATE_FIELDS);
-    const msgpack_object *f = ok ? result.data.via.array.ptr : NULL;
-    ok = ok && s_str(&f[0], out->group, sizeof out->group) && out->group[0] &&
-         s_array(&f[1], TERN_PRIORITY_MAX + 1);
+    tern_rcur_t c = s_cur(data, size);
+    bool ok = s_array(&c, S_STATE_FIELDS) && s_str(&c, out->group, sizeof out->group) &&
+              out->group[0] && s_array(&c, TERN_PRIORITY_MAX + 1);
     for (int i = 0; ok && i <= TERN_PRIORITY_MAX; i++) {
-        ok = s_uint(&f[1].via.array.ptr[i], UINT64_MAX, &out->lane_next[i]);
+        ok = s_uint(&c, UINT64_MAX, &out->lane_next[i]);
     }
-    ok = ok && s_uint(&f[2], UINT64_MAX, &out->delivered) &&
-         s_uint(&f[3], UINT64_MAX, &out->redelivered) && s_uint(&f[4], UINT64_MAX, &out->acked) &&
-         s_uint(&f[5], UINT64_MAX, &out->nacked) && s_uint(&f[6], UINT64_MAX, &out->created_ns) &&
-         s_entries(&f[7], &out->pending, &out->npending) &&
-         s_entries(&f[8], &out->dead, &out->ndead);
-    msgpack_unpacked_destroy(&result);
+    ok = ok && s_uint(&c, UINT64_MAX, &out->delivered) &&
+         s_uint(&c, UINT64_MAX, &out->redelivered) && s_uint(&c, UINT64_MAX, &out->acked) &&
+         s_uint(&c, UINT64_MAX, &out->nacked) && s_uint(&c, UINT64_MAX, &out->created_ns) &&
+         s_entries(&c, &out->pending, &out->npending) && s_entries(&c, &out->dead, &out->ndead) &&
+         c.p == c.end;
     if (!ok) {
         tern_gstate_clear(out);
         return TERN_EMALFORMED;
@@ -265,18 +274,22 @@ tern_err_t tern_gnames_encode(const char *const *names, size_t count, uint8_t *b
 
 tern_err_t tern_gnames_decode(const uint8_t *data, size_t size,
                               void (*fn)(const char *name, void *arg), void *arg) {
-    msgpack_unpacked result;
-    bool ok = fn && s_unpack(data, size, &result) && s_array(&result.data, UINT32_MAX);
+    tern_rcur_t c = s_cur(data, size);
     char name[TERN_NAME_MAX + 1];
-    for (uint32_t i = 0; ok && i < result.data.via.array.size; i++) {
-        ok = s_str(&result.data.via.array.ptr[i], name, sizeof name) && name[0];
+    uint32_t count = 0;
+    bool ok = fn && s_list(&c, S_NAME_MIN, &count);
+    for (uint32_t i = 0; ok && i < count; i++) {
+        ok = s_str(&c, name, sizeof name) && name[0];
     }
-    for (uint32_t i = 0; ok && i < result.data.via.array.size; i++) {
-        s_str(&result.data.via.array.ptr[i], name, sizeof name);
+    if (!ok || c.p != c.end) {
+        return TERN_EMALFORMED;
+    }
+    //  Valid throughout: read again, handing each name out.
+    c = s_cur(data, size);
+    s_list(&c, S_NAME_MIN, &count);
+    for (uint32_t i = 0; i < count; i++) {
+        s_str(&c, name, sizeof name);
         fn(name, arg);
     }
-    if (fn) {
-        msgpack_unpacked_destroy(&result);
-    }
-    return ok ? TERN_OK : TERN_EMALFORMED;
+    return TERN_OK;
 }

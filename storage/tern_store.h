@@ -274,6 +274,26 @@ size_t tern_store_batch_bytes(tern_store_batch_t *self);
     afterwards either way, and every pointer it borrowed is released. */
 tern_err_t tern_store_batch_commit(tern_store_batch_t *self);
 
+/*  The first half of tern_store_batch_commit: applies every queued operation
+    in ONE write transaction (growing the map or storing fewer appends as
+    the commit does) and fills every result, but leaves the transaction
+    open: nothing is visible to readers nor on disk until
+    tern_store_batch_commit commits it. So a cluster leader can ship the
+    records, with the seqs, msg_ids and dedup results assigned here, to its
+    followers while its own commit runs (broker/tern_storer.c). Returns
+    TERN_OK (an empty batch: nothing opened), or the error that made the
+    whole batch fail (as tern_store_batch_commit, batch emptied). Then
+    tern_store_batch_commit returns TERN_OK, or TERN_ESTORAGE / TERN_EFULL
+    when the commit itself failed: nothing of the batch is kept, every
+    result carries the error, and results read before it were wrong. (A
+    full map met by the commit itself, LMDB's free list needing pages, is
+    not such a failure while the map can grow: the same attempt runs again
+    on a larger map, with the same results.) No
+    other store write may run in between (there is one writer anyway);
+    readers of other threads are not blocked. Destroying the batch instead
+    aborts the transaction. */
+tern_err_t tern_store_batch_apply(tern_store_batch_t *self);
+
 /*  Cluster nodes (broker/tern_storer.c): with ON, the commits of a store
     with durability fsync flush their data pages but not their meta page
     (LMDB's MDB_NOMETASYNC), which the writer flushes with tern_store_sync

@@ -103,6 +103,10 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
         return;
     }
     tern_store_batch_t *self = *self_p;
+    if (self->applied) { //  applied, never committed: nothing of it is kept
+        mdb_txn_abort(self->applied->txn);
+        free(self->applied);
+    }
     s_batch_clear(self, false);
     free(self->ops);
     for (size_t i = 0; i < self->cache_cap; i++) {
@@ -515,15 +519,20 @@ static void s_attempt_publish(st_txn_t *ctx) {
     }
 }
 
+//  Grows the map for CTX's next attempt; false if it cannot. Appends stop
+//  at map_max minus the reserve; the reserve lets acks, deletes and sweeps
+//  commit when the map is full.
+static bool s_grow(st_txn_t *ctx) {
+    bool appending = ctx->batch->has_appends && !ctx->no_appends;
+    return st_map_grow(ctx->store, appending ? ctx->store->map_soft : ctx->store->map_max);
+}
+
 //  The attempt hit MDB_MAP_FULL: true to try again after growing the map,
 //  nudging freed pages into use (once), or storing fewer appends.
 static bool s_full_retry(st_txn_t *ctx, bool *nudged) {
     tern_store_batch_t *self = ctx->batch;
     tern_store_t *store = ctx->store;
-    //  Appends stop at map_max minus the reserve; the reserve lets acks,
-    //  deletes and sweeps commit when the map is full.
-    bool appending = self->has_appends && !ctx->no_appends;
-    if (st_map_grow(store, appending ? store->map_soft : store->map_max)) {
+    if (s_grow(ctx)) {
         return true;
     }
     if (!*nudged) {
@@ -553,52 +562,119 @@ static bool s_full_retry(st_txn_t *ctx, bool *nudged) {
     return false;
 }
 
-tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
-    if (!self) {
-        return TERN_EINVAL;
-    }
-    if (self->count == 0) {
-        return TERN_OK;
-    }
-    tern_store_t *store = self->store;
-    st_txn_t ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.store = store;
-    ctx.batch = self;
-    ctx.dbi = store->dbi;
-    ctx.now_ns = s_now_ns();
-    ctx.append_limit = SIZE_MAX;
-    self->mark_count = 0;
-    st_group_fold(self, ctx.now_ns);
+//  Runs attempts until one applied every operation, growing the map or
+//  storing fewer appends when it is full. KEEP_OPEN: the transaction of the
+//  attempt that applied stays open in CTX->txn (tern_store_batch_apply),
+//  else it is committed. Returns an LMDB error code.
+static int s_attempts(st_txn_t *ctx, bool keep_open) {
+    tern_store_t *store = ctx->store;
     bool nudged = false;
     int rc;
     for (;;) {
-        s_attempt_reset(&ctx);
-        rc = mdb_txn_begin(store->env, NULL, 0, &ctx.txn);
+        s_attempt_reset(ctx);
+        rc = mdb_txn_begin(store->env, NULL, 0, &ctx->txn);
         if (rc == MDB_MAP_RESIZED && (rc = st_map_adopt(store)) == 0) {
             continue;
         }
         if (rc) {
+            ctx->txn = NULL;
             break;
         }
-        if ((rc = s_attempt_apply(&ctx))) {
-            mdb_txn_abort(ctx.txn);
+        rc = s_attempt_apply(ctx);
+        if (rc == 0 && keep_open) {
+            return 0;
+        }
+        if (rc) {
+            mdb_txn_abort(ctx->txn);
         } else {
-            rc = mdb_txn_commit(ctx.txn);
+            rc = mdb_txn_commit(ctx->txn);
         }
-        ctx.txn = NULL;
+        ctx->txn = NULL;
         if (rc == 0) {
-            s_attempt_publish(&ctx);
+            s_attempt_publish(ctx);
             break;
         }
-        if (rc != MDB_MAP_FULL || !s_full_retry(&ctx, &nudged)) {
+        if (rc != MDB_MAP_FULL || !s_full_retry(ctx, &nudged)) {
             break;
         }
     }
+    return rc;
+}
+
+static void s_ctx_init(st_txn_t *ctx, tern_store_batch_t *self) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->store = self->store;
+    ctx->batch = self;
+    ctx->dbi = self->store->dbi;
+    ctx->now_ns = s_now_ns();
+    ctx->append_limit = SIZE_MAX;
+    self->mark_count = 0; //  the outbox marks of this commit only
+    st_group_fold(self, ctx->now_ns);
+}
+
+//  The batch is done: on failure every result carries the error.
+static tern_err_t s_batch_done(tern_store_batch_t *self, int rc) {
     tern_err_t err = s_err(rc);
     if (err != TERN_OK) {
         s_fail_all(self, err);
     }
     s_batch_clear(self, true);
     return err;
+}
+
+tern_err_t tern_store_batch_apply(tern_store_batch_t *self) {
+    if (!self) {
+        return TERN_EINVAL;
+    }
+    if (self->count == 0 || self->applied) {
+        return TERN_OK; //  nothing to apply, or applied already
+    }
+    st_txn_t *ctx = tern_alloc(sizeof *ctx);
+    s_ctx_init(ctx, self);
+    int rc = s_attempts(ctx, true);
+    if (rc == 0) {
+        self->applied = ctx; //  tern_store_batch_commit commits it
+        st_ob_marks(ctx);    //  what the commit will mark, readable now
+        return TERN_OK;
+    }
+    free(ctx);
+    return s_batch_done(self, rc);
+}
+
+tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
+    if (!self) {
+        return TERN_EINVAL;
+    }
+    if (self->applied) {
+        st_txn_t *ctx = self->applied;
+        self->applied = NULL;
+        int rc = mdb_txn_commit(ctx->txn);
+        ctx->txn = NULL;
+        //  LMDB may need pages at commit (its free list): on a full map the
+        //  same attempt runs again on a larger one. Same store state (the
+        //  failed commit changed nothing), same operations in the same
+        //  order, same time and append limit: the same results, which the
+        //  caller may have shipped already. What cannot grow fails.
+        for (int tries = 0; rc == MDB_MAP_FULL && tries < 8 && s_grow(ctx); tries++) {
+            s_attempt_reset(ctx);
+            rc = mdb_txn_begin(self->store->env, NULL, 0, &ctx->txn);
+            if (rc == 0 && (rc = s_attempt_apply(ctx)) != 0) {
+                mdb_txn_abort(ctx->txn);
+            } else if (rc == 0) {
+                rc = mdb_txn_commit(ctx->txn);
+            }
+            ctx->txn = NULL;
+        }
+        if (rc == 0) {
+            s_attempt_publish(ctx);
+        }
+        free(ctx);
+        return s_batch_done(self, rc);
+    }
+    if (self->count == 0) {
+        return TERN_OK;
+    }
+    st_txn_t ctx;
+    s_ctx_init(&ctx, self);
+    return s_batch_done(self, s_attempts(&ctx, false));
 }

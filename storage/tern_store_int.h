@@ -517,11 +517,12 @@ struct tern_store_batch_t {
     size_t folded;             //  deliveries folded in the batch being committed
     uint64_t hold_ns;          //  hold back unsettled deliveries this long (0: not)
     size_t held;               //  deliveries the last commit held back (first in the queue)
+    struct st_txn_t *applied;  //  the open transaction of tern_store_batch_apply (owned), or NULL
 };
 
 //  One commit attempt: the write transaction and what it changes, moved to
 //  the store only once it committed.
-typedef struct {
+typedef struct st_txn_t {
     tern_store_t *store;                   //  the store
     tern_store_batch_t *batch;             //  the batch (for its cache)
     MDB_txn *txn;                          //  the write transaction
@@ -693,6 +694,7 @@ int st_ob_load(tern_store_t *store, MDB_txn *txn);
 void st_ob_free(tern_store_t *store);
 void st_ob_reset(st_txn_t *ctx);
 int st_ob_flush(st_txn_t *ctx);
+void st_ob_marks(st_txn_t *ctx);
 void st_ob_publish(st_txn_t *ctx);
 void st_ob_move(st_txn_t *ctx, uint32_t pt, uint64_t pos);
 int st_op_outbox_confirm_pt(st_txn_t *ctx, st_op_t *op);

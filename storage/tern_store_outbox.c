@@ -104,11 +104,13 @@ int st_ob_flush(st_txn_t *ctx) {
     return rc;
 }
 
-//  After the commit: the moves are committed, and the partitions that went
-//  up are the batch's marks (a reset that lowered one ships nothing).
-void st_ob_publish(st_txn_t *ctx) {
+//  The partitions that went up in the attempt are the batch's marks (a
+//  reset that lowered one ships nothing). Also after tern_store_batch_apply,
+//  before the commit, for a leader that ships ahead of it.
+void st_ob_marks(st_txn_t *ctx) {
     tern_store_t *store = ctx->store;
     tern_store_batch_t *batch = ctx->batch;
+    batch->mark_count = 0;
     for (size_t i = 0; i < store->ob_dirty_count; i++) {
         uint32_t pt = store->ob_dirty[i];
         if (store->ob_work[pt] > store->ob_last[pt]) {
@@ -118,6 +120,15 @@ void st_ob_publish(st_txn_t *ctx) {
             }
             batch->marks[batch->mark_count++] = (tern_outbox_mark_t){pt, store->ob_work[pt]};
         }
+    }
+}
+
+//  After the commit: the moves are committed, and are the batch's marks.
+void st_ob_publish(st_txn_t *ctx) {
+    tern_store_t *store = ctx->store;
+    st_ob_marks(ctx);
+    for (size_t i = 0; i < store->ob_dirty_count; i++) {
+        uint32_t pt = store->ob_dirty[i];
         store->ob_last[pt] = store->ob_work[pt];
     }
     store->ob_dirty_count = 0;

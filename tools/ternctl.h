@@ -11,7 +11,7 @@
 #define TERNCTL_H_INCLUDED
 
 #include "tern.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -98,25 +98,26 @@ bool ternctl_position_valid(const char *text, bool new_ok);
 void ternctl_print_line(tern_json_t *b);
 //  --json output of DOC: each element of an array on a line of its own,
 //  any other value on one line.
-void ternctl_print_json(const json_t *doc);
+void ternctl_print_json(const tern_json_value_t *doc);
 //  Text of field KEY's value V for people; caller owns (free) the result.
-char *ternctl_cell(const char *key, const json_t *v);
+char *ternctl_cell(const char *key, const tern_json_value_t *v);
 //  An aligned table of the objects in ARRAY with COLUMNS (NULL-terminated;
 //  NULL = the keys of the first element).
-void ternctl_print_table(const json_t *array, const char *const *columns);
+void ternctl_print_table(const tern_json_value_t *array, const char *const *columns);
 //  OBJECT as aligned `key  value` lines.
-void ternctl_print_object(const json_t *object);
+void ternctl_print_object(const tern_json_value_t *object);
 //  Runs admin OP with KV[0..COUNT) and prints the reply; COLUMNS for arrays.
 int ternctl_admin_print(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
                         size_t count, const char *const *columns);
 //  Runs admin OP and parses the reply into *DOC (caller owns it), with
 //  PROGRESS (or NULL) on stderr while the reply is awaited.
 int ternctl_admin_call(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
-                       size_t count, ternctl_progress_t *progress, json_t **doc);
+                       size_t count, ternctl_progress_t *progress, tern_json_value_t **doc);
 //  Parses admin OP's REPLY into *DOC (caller owns it) and stops PROGRESS
 //  (or NULL); 1 with the reason on stderr if it is not JSON. Takes
 //  ownership of REPLY (freed).
-int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progress, json_t **doc);
+int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progress,
+                        tern_json_value_t **doc);
 //  ternctl_admin_print with a progress line (see ternctl_admin_call).
 int ternctl_admin_run(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
                       size_t count, const char *const *columns, ternctl_progress_t *progress);
@@ -128,7 +129,7 @@ ternctl_progress_t *ternctl_progress_want(const ternctl_args_t *args, bool flag,
                                           ternctl_progress_t *p);
 //  Prints DOC (a message object or an array of them) and destroys it
 //  (ternctl_msg.c).
-int ternctl_print_messages(const ternctl_args_t *args, const json_t *doc);
+int ternctl_print_messages(const ternctl_args_t *args, const tern_json_value_t *doc);
 
 //  ---------------------------------------------------------------------------
 //  Commands and their options (one file per family)

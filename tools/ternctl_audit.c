@@ -11,7 +11,7 @@
 #include "tern.h"
 #include "tern_units.h"
 #include "ternctl.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -171,7 +171,7 @@ static int s_parse(int argc, char **argv, const char *command, bool with_filters
 //  Runs OP and parses the reply into *DOC (ternctl_admin_call, the one admin
 //  runner). Returns 0, 1 or EXIT_USAGE.
 static int s_call(const s_args_t *args, const char *op, const tern_header_t *kv, size_t count,
-                  json_t **doc) {
+                  tern_json_value_t **doc) {
     uint64_t timeout;
     if (args->timeout &&
         (tern_parse_duration(args->timeout, &timeout) != TERN_OK || timeout > 600000)) {
@@ -181,9 +181,9 @@ static int s_call(const s_args_t *args, const char *op, const tern_header_t *kv,
     return ternctl_admin_call(&call, op, kv, count, NULL, doc);
 }
 
-static const char *s_str(const json_t *obj, const char *key) {
-    const json_t *v = json_get(obj, key);
-    return v && (v->kind == JSON_STRING || v->kind == JSON_NUMBER) ? v->text : "-";
+static const char *s_str(const tern_json_value_t *obj, const char *key) {
+    const tern_json_value_t *v = tern_json_get(obj, key);
+    return v && (v->kind == TERN_JSON_STRING || v->kind == TERN_JSON_NUMBER) ? v->text : "-";
 }
 
 //  "2026-11-25T17:22:01.123Z" for a unix ms (protocol/tern_units.c).
@@ -247,7 +247,7 @@ static char ***s_table_new(size_t rows, size_t cols) {
     return cells;
 }
 
-static void s_print_audit(const json_t *doc) {
+static void s_print_audit(const tern_json_value_t *doc) {
     static const char *heads[] = {"GROUP",        "PUBLISHED",     "DELIVERED", "ACKED",
                                   "PENDING",      "REDELIVERED",   "DEAD",      "EXPIRED",
                                   "REACHABILITY", "OLDEST_UNACKED"};
@@ -260,16 +260,17 @@ static void s_print_audit(const json_t *doc) {
         cells[0][c] = tern_strdup(heads[c]);
     }
     for (size_t r = 1; r < rows; r++) {
-        const json_t *g = doc->items[r - 1];
+        const tern_json_value_t *g = doc->items[r - 1];
         for (size_t c = 0; c < 8; c++) {
             cells[r][c] = tern_strdup(s_str(g, keys[c]));
         }
-        const json_t *reach = json_get(g, "reachability");
+        const tern_json_value_t *reach = tern_json_get(g, "reachability");
         char buf[32];
         snprintf(buf, sizeof buf, "%.2f%%",
-                 reach && reach->kind == JSON_NUMBER ? strtod(reach->text, NULL) * 100.0 : 0.0);
+                 reach && reach->kind == TERN_JSON_NUMBER ? strtod(reach->text, NULL) * 100.0
+                                                          : 0.0);
         cells[r][8] = tern_strdup(buf);
-        uint64_t oldest = json_get_u64(g, "oldest_unacked_ms");
+        uint64_t oldest = tern_json_get_u64(g, "oldest_unacked_ms");
         if (oldest) {
             s_age(oldest, buf, sizeof buf);
         } else {
@@ -280,21 +281,21 @@ static void s_print_audit(const json_t *doc) {
     s_table(cells, rows, cols);
     s_table_free(cells, rows, cols);
     for (size_t i = 0; i < doc->count; i++) {
-        const json_t *g = doc->items[i];
-        const json_t *stuck = json_get(g, "stuck");
-        if (json_get_u64(g, "gaps")) {
+        const tern_json_value_t *g = doc->items[i];
+        const tern_json_value_t *stuck = tern_json_get(g, "stuck");
+        if (tern_json_get_u64(g, "gaps")) {
             printf("\n%s: %" PRIu64 " seqs without history (trace retention or tracing off)\n",
-                   s_str(g, "group"), json_get_u64(g, "gaps"));
+                   s_str(g, "group"), tern_json_get_u64(g, "gaps"));
         }
-        const json_t *truncated = json_get(g, "truncated");
-        if (truncated && truncated->kind == JSON_BOOL && truncated->boolean) {
+        const tern_json_value_t *truncated = tern_json_get(g, "truncated");
+        if (truncated && truncated->kind == TERN_JSON_BOOL && truncated->boolean) {
             printf("\n%s: history too long, counts are partial (use --since)\n", s_str(g, "group"));
         }
-        if (!stuck || stuck->kind != JSON_ARRAY || stuck->count == 0) {
+        if (!stuck || stuck->kind != TERN_JSON_ARRAY || stuck->count == 0) {
             continue;
         }
         printf("\nstuck in %s (oldest first, %" PRIu64 " pending):\n", s_str(g, "group"),
-               json_get_u64(g, "pending"));
+               tern_json_get_u64(g, "pending"));
         char ***st = s_table_new(stuck->count + 1, 4);
         st[0][0] = tern_strdup("MSG_ID");
         st[0][1] = tern_strdup("SEQ");
@@ -304,9 +305,9 @@ static void s_print_audit(const json_t *doc) {
             char buf[32];
             st[j + 1][0] = tern_strdup(s_str(stuck->items[j], "msg_id"));
             st[j + 1][1] = tern_strdup(s_str(stuck->items[j], "seq"));
-            s_age(json_get_u64(stuck->items[j], "age_ms"), buf, sizeof buf);
+            s_age(tern_json_get_u64(stuck->items[j], "age_ms"), buf, sizeof buf);
             st[j + 1][2] = tern_strdup(buf);
-            st[j + 1][3] = s_fmt_u64(json_get_u64(stuck->items[j], "deliveries"));
+            st[j + 1][3] = s_fmt_u64(tern_json_get_u64(stuck->items[j], "deliveries"));
         }
         s_table(st, stuck->count + 1, 4);
         s_table_free(st, stuck->count + 1, 4);
@@ -341,13 +342,13 @@ int ternctl_audit_main(int argc, char **argv) {
         snprintf(since_ms, sizeof since_ms, "%" PRIu64, ms);
         kv[count++] = (tern_header_t){"since_ms", since_ms};
     }
-    json_t *doc = NULL;
+    tern_json_value_t *doc = NULL;
     if ((rc = s_call(&args, "audit", kv, count, &doc))) {
         return rc;
     }
-    if (doc->kind != JSON_ARRAY) {
+    if (doc->kind != TERN_JSON_ARRAY) {
         fprintf(stderr, "ternctl: audit: unexpected reply\n");
-        json_destroy(&doc);
+        tern_json_value_destroy(&doc);
         return 1;
     }
     if (args.json) {
@@ -355,38 +356,38 @@ int ternctl_audit_main(int argc, char **argv) {
     } else {
         s_print_audit(doc);
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return 0;
 }
 
-static void s_print_trace(const json_t *doc) {
+static void s_print_trace(const tern_json_value_t *doc) {
     char when[64], buf[64];
     printf("msg_id    %s\n", s_str(doc, "msg_id"));
     printf("topic     %s\n", s_str(doc, "topic"));
     printf("seq       %s\n", s_str(doc, "seq"));
     printf("trace_id  %s\n", s_str(doc, "trace_id"));
     printf("origin    %s\n", s_str(doc, "origin"));
-    s_time(json_get_u64(doc, "stored_at_ms"), when, sizeof when);
+    s_time(tern_json_get_u64(doc, "stored_at_ms"), when, sizeof when);
     printf("stored    %s\n", when);
-    uint64_t expire = json_get_u64(doc, "expire_at_ms");
+    uint64_t expire = tern_json_get_u64(doc, "expire_at_ms");
     if (expire) {
         s_time(expire, when, sizeof when);
-        const json_t *expired = json_get(doc, "expired");
+        const tern_json_value_t *expired = tern_json_get(doc, "expired");
         printf("expires   %s%s\n", when,
-               expired && expired->kind == JSON_BOOL && expired->boolean ? " (expired)" : "");
+               expired && expired->kind == TERN_JSON_BOOL && expired->boolean ? " (expired)" : "");
     }
-    const json_t *events = json_get(doc, "events");
-    if (events && events->kind == JSON_ARRAY) {
+    const tern_json_value_t *events = tern_json_get(doc, "events");
+    if (events && events->kind == TERN_JSON_ARRAY) {
         printf("\n");
         char ***cells = s_table_new(events->count + 1, 6);
         static const char *heads[] = {"TIME", "+MS", "EVENT", "GROUP", "DELIVERY", "DETAIL"};
         for (size_t c = 0; c < 6; c++) {
             cells[0][c] = tern_strdup(heads[c]);
         }
-        uint64_t first = events->count ? json_get_u64(events->items[0], "at_ms") : 0;
+        uint64_t first = events->count ? tern_json_get_u64(events->items[0], "at_ms") : 0;
         for (size_t i = 0; i < events->count; i++) {
-            const json_t *ev = events->items[i];
-            uint64_t at = json_get_u64(ev, "at_ms");
+            const tern_json_value_t *ev = events->items[i];
+            uint64_t at = tern_json_get_u64(ev, "at_ms");
             s_time(at, when, sizeof when);
             cells[i + 1][0] = tern_strdup(when);
             snprintf(buf, sizeof buf, "%" PRIu64, at >= first ? at - first : 0);
@@ -394,7 +395,7 @@ static void s_print_trace(const json_t *doc) {
             cells[i + 1][2] = tern_strdup(s_str(ev, "event"));
             const char *group = s_str(ev, "group");
             cells[i + 1][3] = tern_strdup(*group ? group : "-");
-            uint64_t n = json_get_u64(ev, "delivery_count");
+            uint64_t n = tern_json_get_u64(ev, "delivery_count");
             cells[i + 1][4] = n ? s_fmt_u64(n) : tern_strdup("-");
             const char *detail = s_str(ev, "detail");
             cells[i + 1][5] = tern_strdup(*detail ? detail : "-");
@@ -402,8 +403,8 @@ static void s_print_trace(const json_t *doc) {
         s_table(cells, events->count + 1, 6);
         s_table_free(cells, events->count + 1, 6);
     }
-    const json_t *groups = json_get(doc, "groups");
-    if (groups && groups->kind == JSON_ARRAY && groups->count) {
+    const tern_json_value_t *groups = tern_json_get(doc, "groups");
+    if (groups && groups->kind == TERN_JSON_ARRAY && groups->count) {
         printf("\n");
         char ***cells = s_table_new(groups->count + 1, 4);
         cells[0][0] = tern_strdup("GROUP");
@@ -414,20 +415,20 @@ static void s_print_trace(const json_t *doc) {
             cells[i + 1][0] = tern_strdup(s_str(groups->items[i], "group"));
             cells[i + 1][1] = tern_strdup(s_str(groups->items[i], "state"));
             cells[i + 1][2] = tern_strdup(s_str(groups->items[i], "deliveries"));
-            cells[i + 1][3] = s_fmt_u64(json_get_u64(groups->items[i], "redelivered"));
+            cells[i + 1][3] = s_fmt_u64(tern_json_get_u64(groups->items[i], "redelivered"));
         }
         s_table(cells, groups->count + 1, 4);
         s_table_free(cells, groups->count + 1, 4);
     }
-    const json_t *replicas = json_get(doc, "replicas");
-    if (replicas && replicas->kind == JSON_ARRAY && replicas->count) {
+    const tern_json_value_t *replicas = tern_json_get(doc, "replicas");
+    if (replicas && replicas->kind == TERN_JSON_ARRAY && replicas->count) {
         printf("\nreplicated to:\n");
-        uint64_t stored = json_get_u64(doc, "stored_at_ms");
+        uint64_t stored = tern_json_get_u64(doc, "stored_at_ms");
         for (size_t i = 0; i < replicas->count; i++) {
-            const json_t *ok = json_get(replicas->items[i], "confirmed");
-            uint64_t at = json_get_u64(replicas->items[i], "replicated_at_ms");
+            const tern_json_value_t *ok = tern_json_get(replicas->items[i], "confirmed");
+            uint64_t at = tern_json_get_u64(replicas->items[i], "replicated_at_ms");
             const char *peer = s_str(replicas->items[i], "peer");
-            if (!(ok && ok->kind == JSON_BOOL && ok->boolean)) {
+            if (!(ok && ok->kind == TERN_JSON_BOOL && ok->boolean)) {
                 printf("  %s  not yet\n", peer);
             } else if (at) {
                 s_time(at, when, sizeof when);
@@ -460,16 +461,16 @@ int ternctl_trace_main(int argc, char **argv) {
         return ternctl_usage("invalid MSG_ID '%s' (a decimal message id)", args.positional);
     }
     tern_header_t kv[1] = {{"msg_id", args.positional}};
-    json_t *doc = NULL;
+    tern_json_value_t *doc = NULL;
     //  In a cluster, libtern asks every node and keeps the leader's answer.
     if ((rc = s_call(&args, "trace", kv, 1, &doc))) {
         return rc;
     }
     if (args.json) {
         ternctl_print_json(doc);
-    } else if (doc->kind == JSON_OBJECT) {
+    } else if (doc->kind == TERN_JSON_OBJECT) {
         s_print_trace(doc);
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return 0;
 }

@@ -22,7 +22,7 @@
 #include "tern_alloc.h"
 #include "tern.h"
 #include "ternctl.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 #include "bench/bench_pct.h"
 
 #include <errno.h>
@@ -419,22 +419,22 @@ static int s_topics_before(s_bench_t *b) {
     char *reply = NULL;
     tern_err_t rc = tern_admin(client, "topics", NULL, 0, &reply, (int)o->timeout_ms);
     tern_client_destroy(&client);
-    json_t *doc = rc == TERN_OK ? json_parse(reply, strlen(reply)) : NULL;
+    tern_json_value_t *doc = rc == TERN_OK ? tern_json_parse(reply, strlen(reply)) : NULL;
     free(reply);
-    if (!doc || doc->kind != JSON_ARRAY) {
+    if (!doc || doc->kind != TERN_JSON_ARRAY) {
         fprintf(stderr, "ternctl: bench: cannot list the topics: %s (%s)\n", tern_strerror(rc),
                 tern_errname(rc));
-        json_destroy(&doc);
+        tern_json_value_destroy(&doc);
         return 1;
     }
     for (size_t i = 0; i < doc->count; i++) {
-        const json_t *name = json_get(doc->items[i], "topic");
-        long index = name && name->kind == JSON_STRING ? s_topic_index(o, name->text) : -1;
+        const tern_json_value_t *name = tern_json_get(doc->items[i], "topic");
+        long index = name && name->kind == TERN_JSON_STRING ? s_topic_index(o, name->text) : -1;
         if (index >= 0) {
             b->existed[index] = true;
         }
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return 0;
 }
 

@@ -256,13 +256,13 @@ void ternctl_print_line(tern_json_t *b) {
     fflush(stdout);
 }
 
-void ternctl_print_json(const json_t *doc) {
-    bool array = doc->kind == JSON_ARRAY;
+void ternctl_print_json(const tern_json_value_t *doc) {
+    bool array = doc->kind == TERN_JSON_ARRAY;
     tern_json_t b;
     tern_json_init(&b);
     for (size_t i = 0; i < (array ? doc->count : 1); i++) {
         tern_json_reset(&b);
-        json_write(&b, array ? doc->items[i] : doc);
+        tern_json_write_value(&b, array ? doc->items[i] : doc);
         ternctl_print_line(&b);
     }
     tern_json_free(&b);
@@ -310,7 +310,7 @@ static const s_field_show_t *s_field_show(const char *key) {
 }
 
 //  Writes number V of field KEY for people into BUF; false to print it raw.
-static bool s_human_number(const char *key, const json_t *v, char *buf, size_t len) {
+static bool s_human_number(const char *key, const tern_json_value_t *v, char *buf, size_t len) {
     const s_field_show_t *f = s_field_show(key);
     uint64_t n;
     if (!f || !ternctl_parse_u64(v->text, &n)) {
@@ -337,18 +337,18 @@ static bool s_human_number(const char *key, const json_t *v, char *buf, size_t l
 
 //  Text of field KEY's value V for people ("-" for null, durations, sizes
 //  and times in units, containers compact).
-char *ternctl_cell(const char *key, const json_t *v) {
+char *ternctl_cell(const char *key, const tern_json_value_t *v) {
     tern_json_t b;
     tern_json_init(&b);
     char human[TERN_UNITS_BUF];
-    if (!v || v->kind == JSON_NULL) {
+    if (!v || v->kind == TERN_JSON_NULL) {
         tern_json_raw(&b, "-");
-    } else if (v->kind == JSON_STRING) {
+    } else if (v->kind == TERN_JSON_STRING) {
         tern_json_rawn(&b, v->text, v->text_len);
-    } else if (v->kind == JSON_NUMBER && s_human_number(key, v, human, sizeof human)) {
+    } else if (v->kind == TERN_JSON_NUMBER && s_human_number(key, v, human, sizeof human)) {
         tern_json_raw(&b, human);
     } else {
-        json_write(&b, v);
+        tern_json_write_value(&b, v);
     }
     return b.data;
 }
@@ -367,7 +367,7 @@ static const char *s_label(const char *key, char *buf, size_t len) {
     return buf;
 }
 
-void ternctl_print_object(const json_t *obj) {
+void ternctl_print_object(const tern_json_value_t *obj) {
     size_t width = 0;
     char label[128];
     for (size_t i = 0; i < obj->count; i++) {
@@ -384,11 +384,11 @@ void ternctl_print_object(const json_t *obj) {
 
 //  An aligned table of the objects in ARRAY with COLUMNS (NULL-terminated;
 //  NULL = the keys of the first element).
-void ternctl_print_table(const json_t *array, const char *const *columns) {
+void ternctl_print_table(const tern_json_value_t *array, const char *const *columns) {
     const char *auto_cols[64];
     if (!columns) {
         size_t n = 0;
-        if (array->count && array->items[0]->kind == JSON_OBJECT) {
+        if (array->count && array->items[0]->kind == TERN_JSON_OBJECT) {
             for (; n < array->items[0]->count && n < 63; n++) {
                 auto_cols[n] = array->items[0]->keys[n];
             }
@@ -420,7 +420,7 @@ void ternctl_print_table(const json_t *array, const char *const *columns) {
     for (size_t r = 0; r < rows; r++) {
         for (size_t c = 0; c < ncols; c++) {
             cells[(r + 1) * ncols + c] =
-                ternctl_cell(columns[c], json_get(array->items[r], columns[c]));
+                ternctl_cell(columns[c], tern_json_get(array->items[r], columns[c]));
         }
     }
     for (size_t i = 0; i < (rows + 1) * ncols; i++) {
@@ -450,7 +450,7 @@ void ternctl_print_table(const json_t *array, const char *const *columns) {
 static const char *s_empty_text;
 
 //  ARRAY as a table, or s_empty_text when it has no rows.
-static void s_print_rows(const json_t *array, const char *const *columns) {
+static void s_print_rows(const tern_json_value_t *array, const char *const *columns) {
     if (array->count == 0 && s_empty_text) {
         printf("%s\n", s_empty_text);
         fflush(stdout);
@@ -502,7 +502,7 @@ static ternctl_progress_t *s_progress_start(ternctl_progress_t *p, bool show) {
 
 //  Stops the line; prints "VERB... done: N KEY in T s" (N from DOC when it
 //  has KEY) or "VERB... failed after T s".
-static void s_progress_stop(ternctl_progress_t *p, const json_t *doc) {
+static void s_progress_stop(ternctl_progress_t *p, const tern_json_value_t *doc) {
     if (!p) {
         return;
     }
@@ -512,7 +512,8 @@ static void s_progress_stop(ternctl_progress_t *p, const json_t *doc) {
     if (p->tty) {
         fprintf(stderr, "\r\033[K");
     }
-    const json_t *n = doc && doc->kind == JSON_OBJECT ? json_get(doc, p->key) : NULL;
+    const tern_json_value_t *n =
+        doc && doc->kind == TERN_JSON_OBJECT ? tern_json_get(doc, p->key) : NULL;
     if (n) {
         char *text = ternctl_cell(p->key, n);
         fprintf(stderr, "%s... done: %s %s in %.1f s\n", p->verb, text ? text : "?", p->key, secs);
@@ -536,7 +537,7 @@ int ternctl_admin_print(const ternctl_args_t *args, const char *op, const tern_h
 //  (verb and key filled in) is not NULL. Returns 0 or the exit status
 //  (the reason printed on stderr).
 int ternctl_admin_call(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
-                       size_t count, ternctl_progress_t *progress, json_t **doc) {
+                       size_t count, ternctl_progress_t *progress, tern_json_value_t **doc) {
     int64_t timeout = ternctl_timeout_ms(args, 5000);
     if (timeout < 0) {
         return ternctl_usage("invalid --timeout '%s'", args->timeout);
@@ -564,8 +565,9 @@ int ternctl_admin_call(const ternctl_args_t *args, const char *op, const tern_he
     return ternctl_admin_reply(op, reply, progress, doc);
 }
 
-int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progress, json_t **doc) {
-    *doc = json_parse(reply, strlen(reply));
+int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progress,
+                        tern_json_value_t **doc) {
+    *doc = tern_json_parse(reply, strlen(reply));
     s_progress_stop(progress, *doc);
     if (!*doc) {
         fprintf(stderr, "ternctl: %s: the broker's reply is not JSON: %s\n", op, reply);
@@ -579,19 +581,19 @@ int ternctl_admin_reply(const char *op, char *reply, ternctl_progress_t *progres
 //  Same as ternctl_admin_print, with a progress line (see ternctl_admin_call).
 int ternctl_admin_run(const ternctl_args_t *args, const char *op, const tern_header_t *kv,
                       size_t count, const char *const *columns, ternctl_progress_t *progress) {
-    json_t *doc = NULL;
+    tern_json_value_t *doc = NULL;
     int rc = ternctl_admin_call(args, op, kv, count, progress, &doc);
     if (rc) {
         return rc;
     }
-    if (args->json || (doc->kind != JSON_ARRAY && doc->kind != JSON_OBJECT)) {
+    if (args->json || (doc->kind != TERN_JSON_ARRAY && doc->kind != TERN_JSON_OBJECT)) {
         ternctl_print_json(doc);
-    } else if (doc->kind == JSON_ARRAY) {
+    } else if (doc->kind == TERN_JSON_ARRAY) {
         s_print_rows(doc, columns);
     } else {
         ternctl_print_object(doc);
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return 0;
 }
 

@@ -51,7 +51,7 @@ static void s_nodes_destroy(s_nodes_t *nodes) {
 //  tern_last_reason()); TERN_EMALFORMED when the reply is not JSON.
 static int s_ask(const ternctl_args_t *args, int64_t timeout_ms, const char *endpoint,
                  tern_client_t **client, const char *op, const tern_header_t *kv, size_t count,
-                 json_t **doc) {
+                 tern_json_value_t **doc) {
     *doc = NULL;
     if (!*client) {
         ternctl_args_t at = *args;
@@ -66,7 +66,7 @@ static int s_ask(const ternctl_args_t *args, int64_t timeout_ms, const char *end
     if (rc != TERN_OK) {
         return rc;
     }
-    *doc = json_parse(reply, strlen(reply));
+    *doc = tern_json_parse(reply, strlen(reply));
     free(reply);
     return *doc ? TERN_OK : TERN_EMALFORMED;
 }
@@ -84,7 +84,7 @@ static int s_node_at(const s_nodes_t *nodes, uint64_t id) {
 //  Asks node ID (an entry of NODES) OP; 1 with a message on stderr when it
 //  cannot answer.
 static int s_ask_node(s_nodes_t *nodes, uint64_t id, const char *op, const tern_header_t *kv,
-                      size_t count, json_t **doc) {
+                      size_t count, tern_json_value_t **doc) {
     int i = s_node_at(nodes, id);
     if (i < 0) {
         fprintf(stderr, "ternctl: %s: node %llu is not in the cluster view\n", op,
@@ -104,20 +104,21 @@ static int s_ask_node(s_nodes_t *nodes, uint64_t id, const char *op, const tern_
 }
 
 //  The up nodes of VIEW into NODES.
-static void s_nodes_from(s_nodes_t *nodes, const ternctl_args_t *args, const json_t *view) {
+static void s_nodes_from(s_nodes_t *nodes, const ternctl_args_t *args,
+                         const tern_json_value_t *view) {
     memset(nodes, 0, sizeof *nodes);
     nodes->args = args;
     nodes->timeout_ms = ternctl_timeout_ms(args, 5000);
-    const json_t *list = json_get(view, "nodes");
-    for (size_t i = 0; list && list->kind == JSON_ARRAY && i < list->count; i++) {
-        const json_t *node = list->items[i];
-        const json_t *state = json_get(node, "state");
-        const json_t *endpoint = json_get(node, "endpoint");
+    const tern_json_value_t *list = tern_json_get(view, "nodes");
+    for (size_t i = 0; list && list->kind == TERN_JSON_ARRAY && i < list->count; i++) {
+        const tern_json_value_t *node = list->items[i];
+        const tern_json_value_t *state = tern_json_get(node, "state");
+        const tern_json_value_t *endpoint = tern_json_get(node, "endpoint");
         if (nodes->count == S_NODES_MAX || !state || strcmp(state->text, "up") != 0 || !endpoint ||
-            endpoint->kind != JSON_STRING) {
+            endpoint->kind != TERN_JSON_STRING) {
             continue;
         }
-        nodes->id[nodes->count] = json_get_u64(node, "node_id");
+        nodes->id[nodes->count] = tern_json_get_u64(node, "node_id");
         snprintf(nodes->endpoint[nodes->count], sizeof nodes->endpoint[0], "%s", endpoint->text);
         nodes->count++;
     }
@@ -127,10 +128,10 @@ static void s_nodes_from(s_nodes_t *nodes, const ternctl_args_t *args, const jso
 //  The view
 
 //  The entry of partition P in VIEW's map, or NULL.
-static const json_t *s_partition(const json_t *view, uint64_t p) {
-    const json_t *map = json_get(view, "map");
-    for (size_t i = 0; map && map->kind == JSON_ARRAY && i < map->count; i++) {
-        if (json_get_u64(map->items[i], "partition") == p) {
+static const tern_json_value_t *s_partition(const tern_json_value_t *view, uint64_t p) {
+    const tern_json_value_t *map = tern_json_get(view, "map");
+    for (size_t i = 0; map && map->kind == TERN_JSON_ARRAY && i < map->count; i++) {
+        if (tern_json_get_u64(map->items[i], "partition") == p) {
             return map->items[i];
         }
     }
@@ -138,25 +139,25 @@ static const json_t *s_partition(const json_t *view, uint64_t p) {
 }
 
 //  True when PARTITION's entry names a leader; its id into *ID.
-static bool s_leader_of(const json_t *partition, uint64_t *id) {
-    const json_t *leader = partition ? json_get(partition, "leader") : NULL;
-    if (!leader || leader->kind != JSON_NUMBER) {
+static bool s_leader_of(const tern_json_value_t *partition, uint64_t *id) {
+    const tern_json_value_t *leader = partition ? tern_json_get(partition, "leader") : NULL;
+    if (!leader || leader->kind != TERN_JSON_NUMBER) {
         return false;
     }
-    *id = json_get_u64(partition, "leader");
+    *id = tern_json_get_u64(partition, "leader");
     return true;
 }
 
 //  The partition of TOPIC in VIEW's cluster.
-static uint64_t s_partition_of(const json_t *view, const char *topic) {
-    return tern_partition_of(topic, strlen(topic), (uint32_t)json_get_u64(view, "partitions"));
+static uint64_t s_partition_of(const tern_json_value_t *view, const char *topic) {
+    return tern_partition_of(topic, strlen(topic), (uint32_t)tern_json_get_u64(view, "partitions"));
 }
 
 //  Prints the array text ROWS (built by the caller) as --json lines or a
 //  table with COLUMNS, EMPTY when it has no rows. Returns 0 or 1.
 static int s_print_rows(const ternctl_args_t *args, tern_json_t *rows, const char *const *columns,
                         const char *empty) {
-    json_t *doc = json_parse(rows->data, rows->len);
+    tern_json_value_t *doc = tern_json_parse(rows->data, rows->len);
     tern_json_free(rows);
     if (!doc) {
         fprintf(stderr, "ternctl: internal error: cannot parse the merged rows\n");
@@ -170,7 +171,7 @@ static int s_print_rows(const ternctl_args_t *args, tern_json_t *rows, const cha
     } else {
         ternctl_print_table(doc, columns);
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return 0;
 }
 
@@ -179,7 +180,7 @@ static int s_print_rows(const ternctl_args_t *args, tern_json_t *rows, const cha
 
 //  The view of the node asked, or 1 with the reason (a single node: "not a
 //  cluster (cluster/etcd is not set)").
-static int s_view_or_fail(const ternctl_args_t *args, json_t **view) {
+static int s_view_or_fail(const ternctl_args_t *args, tern_json_value_t **view) {
     return ternctl_admin_call(args, "cluster", NULL, 0, NULL, view);
 }
 
@@ -189,26 +190,26 @@ static const char *const s_node_cols[] = {"node_id",    "dc",        "endpoint",
 static const char *const s_node_repl_cols[] = {
     "node_id", "dc", "endpoint", "state", "controller", "leader_of", "replica_of", "repl", NULL};
 
-static int s_cmd_nodes(const ternctl_args_t *args, const json_t *view) {
-    const json_t *nodes = json_get(view, "nodes");
+static int s_cmd_nodes(const ternctl_args_t *args, const tern_json_value_t *view) {
+    const tern_json_value_t *nodes = tern_json_get(view, "nodes");
     const char *const *cols = s_node_cols;
-    for (size_t i = 0; nodes && nodes->kind == JSON_ARRAY && i < nodes->count; i++) {
-        if (json_get(nodes->items[i], "repl")) {
+    for (size_t i = 0; nodes && nodes->kind == TERN_JSON_ARRAY && i < nodes->count; i++) {
+        if (tern_json_get(nodes->items[i], "repl")) {
             cols = s_node_repl_cols;
         }
     }
     tern_json_t rows;
     tern_json_init(&rows);
     tern_json_raw(&rows, "[");
-    for (size_t i = 0; nodes && nodes->kind == JSON_ARRAY && i < nodes->count; i++) {
-        const json_t *node = nodes->items[i];
+    for (size_t i = 0; nodes && nodes->kind == TERN_JSON_ARRAY && i < nodes->count; i++) {
+        const tern_json_value_t *node = nodes->items[i];
         tern_json_sep(&rows);
         tern_json_raw(&rows, "{");
         for (size_t c = 0; cols[c]; c++) {
-            const json_t *v = json_get(node, cols[c]);
+            const tern_json_value_t *v = tern_json_get(node, cols[c]);
             tern_json_key(&rows, cols[c]);
             if (v) {
-                json_write(&rows, v);
+                tern_json_write_value(&rows, v);
             } else {
                 tern_json_raw(&rows, "null");
             }
@@ -224,17 +225,19 @@ static const char *const s_partition_cols[] = {"partition", "leader",   "epoch",
 
 //  One row of `cluster partitions`: VIEW's entry P with the position its
 //  leader reported (LEADER_VIEW: the leader's own view, or NULL).
-static void s_partition_row(tern_json_t *rows, const json_t *entry, const json_t *leader_view) {
-    const json_t *own =
-        leader_view ? s_partition(leader_view, json_get_u64(entry, "partition")) : NULL;
+static void s_partition_row(tern_json_t *rows, const tern_json_value_t *entry,
+                            const tern_json_value_t *leader_view) {
+    const tern_json_value_t *own =
+        leader_view ? s_partition(leader_view, tern_json_get_u64(entry, "partition")) : NULL;
     tern_json_sep(rows);
     tern_json_raw(rows, "{");
     for (size_t c = 0; s_partition_cols[c]; c++) {
         const char *key = s_partition_cols[c];
-        const json_t *v = json_get(strcmp(key, "position") == 0 && own ? own : entry, key);
+        const tern_json_value_t *v =
+            tern_json_get(strcmp(key, "position") == 0 && own ? own : entry, key);
         tern_json_key(rows, key);
         if (v) {
-            json_write(rows, v);
+            tern_json_write_value(rows, v);
         } else {
             tern_json_raw(rows, "null");
         }
@@ -242,10 +245,11 @@ static void s_partition_row(tern_json_t *rows, const json_t *entry, const json_t
     tern_json_raw(rows, "}");
 }
 
-static int s_cmd_partitions(const ternctl_args_t *args, const json_t *view, const char *topic) {
+static int s_cmd_partitions(const ternctl_args_t *args, const tern_json_value_t *view,
+                            const char *topic) {
     s_nodes_t nodes;
     s_nodes_from(&nodes, args, view);
-    json_t *views[S_NODES_MAX] = {0};
+    tern_json_value_t *views[S_NODES_MAX] = {0};
     //  Positions: each node knows those of the partitions it leads.
     for (size_t n = 0; n < nodes.count; n++) {
         if (s_ask(args, nodes.timeout_ms, nodes.endpoint[n], &nodes.client[n], "cluster", NULL, 0,
@@ -256,15 +260,15 @@ static int s_cmd_partitions(const ternctl_args_t *args, const json_t *view, cons
                     (unsigned long long)nodes.id[n]);
         }
     }
-    const json_t *map = json_get(view, "map");
+    const tern_json_value_t *map = tern_json_get(view, "map");
     tern_json_t rows;
     tern_json_init(&rows);
     tern_json_raw(&rows, "[");
     uint64_t only = topic ? s_partition_of(view, topic) : 0;
-    for (size_t i = 0; map && map->kind == JSON_ARRAY && i < map->count; i++) {
-        const json_t *entry = map->items[i];
+    for (size_t i = 0; map && map->kind == TERN_JSON_ARRAY && i < map->count; i++) {
+        const tern_json_value_t *entry = map->items[i];
         uint64_t leader;
-        if (topic && json_get_u64(entry, "partition") != only) {
+        if (topic && tern_json_get_u64(entry, "partition") != only) {
             continue;
         }
         int at = s_leader_of(entry, &leader) ? s_node_at(&nodes, leader) : -1;
@@ -272,7 +276,7 @@ static int s_cmd_partitions(const ternctl_args_t *args, const json_t *view, cons
     }
     tern_json_raw(&rows, "]");
     for (size_t n = 0; n < S_NODES_MAX; n++) {
-        json_destroy(&views[n]);
+        tern_json_value_destroy(&views[n]);
     }
     s_nodes_destroy(&nodes);
     return s_print_rows(args, &rows, s_partition_cols, "no partitions");
@@ -292,10 +296,10 @@ static int s_cmd_handover(const ternctl_args_t *args, const char *partition, con
 
 //  TOPIC's entry in a cluster.verify reply DOC (its topics list), or NULL
 //  when the replica does not hold it.
-static const json_t *s_entry(const json_t *doc, const char *topic) {
-    const json_t *topics = doc ? json_get(doc, "topics") : NULL;
-    for (size_t i = 0; topics && topics->kind == JSON_ARRAY && i < topics->count; i++) {
-        const json_t *name = json_get(topics->items[i], "topic");
+static const tern_json_value_t *s_entry(const tern_json_value_t *doc, const char *topic) {
+    const tern_json_value_t *topics = doc ? tern_json_get(doc, "topics") : NULL;
+    for (size_t i = 0; topics && topics->kind == TERN_JSON_ARRAY && i < topics->count; i++) {
+        const tern_json_value_t *name = tern_json_get(topics->items[i], "topic");
         if (name && strcmp(name->text, topic) == 0) {
             return topics->items[i];
         }
@@ -303,14 +307,14 @@ static const json_t *s_entry(const json_t *doc, const char *topic) {
     return NULL;
 }
 
-static bool s_holds(const json_t *doc, const char *topic) {
+static bool s_holds(const tern_json_value_t *doc, const char *topic) {
     return s_entry(doc, topic) != NULL;
 }
 
 //  last_seq of TOPIC on the replica that answered DOC; 0 without it.
-static uint64_t s_last_seq(const json_t *doc, const char *topic) {
-    const json_t *entry = s_entry(doc, topic);
-    return entry ? json_get_u64(entry, "last_seq") : 0;
+static uint64_t s_last_seq(const tern_json_value_t *doc, const char *topic) {
+    const tern_json_value_t *entry = s_entry(doc, topic);
+    return entry ? tern_json_get_u64(entry, "last_seq") : 0;
 }
 
 //  Asks the replicas IDS[0..COUNT) for the digest of one topic (KV: its
@@ -328,17 +332,17 @@ static int s_same_digest(s_nodes_t *nodes, const uint64_t *ids, size_t count,
         char first[24] = "";
         bool same = true;
         for (size_t e = 0; e < count; e++) {
-            json_t *doc = NULL;
+            tern_json_value_t *doc = NULL;
             if (s_ask_node(nodes, ids[e], "cluster.verify", kv, 3, &doc)) {
                 return -1;
             }
-            const json_t *digest = json_get(doc, "digest");
-            const char *text = digest && digest->kind == JSON_STRING ? digest->text : "";
+            const tern_json_value_t *digest = tern_json_get(doc, "digest");
+            const char *text = digest && digest->kind == TERN_JSON_STRING ? digest->text : "";
             same &= e == 0 || strcmp(first, text) == 0;
             if (e == 0) {
                 snprintf(first, sizeof first, "%s", text);
             }
-            json_destroy(&doc);
+            tern_json_value_destroy(&doc);
         }
         if (same || attempt + 1 == S_VERIFY_TRIES) {
             return same ? 1 : 0;
@@ -352,13 +356,13 @@ static int s_same_digest(s_nodes_t *nodes, const uint64_t *ids, size_t count,
 //  Writes the topics that differ into DIFFERS (a JSON array being built);
 //  returns how many topics were compared, or -1 when a replica did not
 //  answer.
-static int s_verify_topics(s_nodes_t *nodes, const char *p, const uint64_t *ids, json_t **lists,
-                           size_t count, tern_json_t *differs) {
+static int s_verify_topics(s_nodes_t *nodes, const char *p, const uint64_t *ids,
+                           tern_json_value_t **lists, size_t count, tern_json_t *differs) {
     int compared = 0;
     for (size_t r = 0; r < count; r++) {
-        const json_t *topics = json_get(lists[r], "topics");
-        for (size_t t = 0; topics && topics->kind == JSON_ARRAY && t < topics->count; t++) {
-            const json_t *name = json_get(topics->items[t], "topic");
+        const tern_json_value_t *topics = tern_json_get(lists[r], "topics");
+        for (size_t t = 0; topics && topics->kind == TERN_JSON_ARRAY && t < topics->count; t++) {
+            const tern_json_value_t *name = tern_json_get(topics->items[t], "topic");
             bool seen = false; //  an earlier list has it: handled there
             for (size_t e = 0; e < r && name; e++) {
                 seen |= s_holds(lists[e], name->text);
@@ -390,15 +394,15 @@ static int s_verify_topics(s_nodes_t *nodes, const char *p, const uint64_t *ids,
 
 //  One row of `cluster verify` for map ENTRY into ROWS; *SAME false when
 //  the replicas differ. Returns 0, or 1 when a replica could not answer.
-static int s_verify_partition(s_nodes_t *nodes, const json_t *entry, tern_json_t *rows,
+static int s_verify_partition(s_nodes_t *nodes, const tern_json_value_t *entry, tern_json_t *rows,
                               bool *same) {
     uint64_t ids[S_NODES_MAX], leader = UINT64_MAX;
-    json_t *lists[S_NODES_MAX] = {0};
+    tern_json_value_t *lists[S_NODES_MAX] = {0};
     size_t count = 0;
     char p[24];
-    snprintf(p, sizeof p, "%llu", (unsigned long long)json_get_u64(entry, "partition"));
+    snprintf(p, sizeof p, "%llu", (unsigned long long)tern_json_get_u64(entry, "partition"));
     tern_header_t kv[1] = {{"partition", p}};
-    const json_t *replicas = json_get(entry, "replicas");
+    const tern_json_value_t *replicas = tern_json_get(entry, "replicas");
     s_leader_of(entry, &leader);
     int rc = 0;
     uint64_t position = 0;
@@ -412,7 +416,7 @@ static int s_verify_partition(s_nodes_t *nodes, const json_t *entry, tern_json_t
             continue;
         }
         rc = s_ask_node(nodes, id, "cluster.verify", kv, 1, &lists[count]);
-        position = id == leader ? json_get_u64(lists[count], "position") : position;
+        position = id == leader ? tern_json_get_u64(lists[count], "position") : position;
         ids[count++] = id;
     }
     tern_json_t differs;
@@ -441,7 +445,7 @@ static int s_verify_partition(s_nodes_t *nodes, const json_t *entry, tern_json_t
     tern_json_raw(rows, "}");
     tern_json_free(&differs);
     for (size_t i = 0; i < count; i++) {
-        json_destroy(&lists[i]);
+        tern_json_value_destroy(&lists[i]);
     }
     return compared < 0 ? 1 : 0;
 }
@@ -449,16 +453,16 @@ static int s_verify_partition(s_nodes_t *nodes, const json_t *entry, tern_json_t
 static const char *const s_verify_cols[] = {"partition", "identical", "replicas", "position",
                                             "topics",    "differs",   NULL};
 
-static int s_cmd_verify(const ternctl_args_t *args, const json_t *view) {
+static int s_cmd_verify(const ternctl_args_t *args, const tern_json_value_t *view) {
     s_nodes_t nodes;
     s_nodes_from(&nodes, args, view);
-    const json_t *map = json_get(view, "map");
+    const tern_json_value_t *map = tern_json_get(view, "map");
     tern_json_t rows;
     tern_json_init(&rows);
     tern_json_raw(&rows, "[");
     bool all_same = true;
     int rc = 0;
-    for (size_t i = 0; map && map->kind == JSON_ARRAY && i < map->count; i++) {
+    for (size_t i = 0; map && map->kind == TERN_JSON_ARRAY && i < map->count; i++) {
         bool same = true;
         rc |= s_verify_partition(&nodes, map->items[i], &rows, &same);
         all_same &= same;
@@ -496,7 +500,7 @@ int ternctl_cmd_cluster(const ternctl_args_t *args) {
     if (handover) {
         return s_cmd_handover(args, args->positional[1], to);
     }
-    json_t *view = NULL;
+    tern_json_value_t *view = NULL;
     int rc = s_view_or_fail(args, &view);
     if (rc) {
         return rc;
@@ -504,6 +508,6 @@ int ternctl_cmd_cluster(const ternctl_args_t *args) {
     rc = !sub[0]                          ? s_cmd_nodes(args, view)
          : strcmp(sub, "partitions") == 0 ? s_cmd_partitions(args, view, topic)
                                           : s_cmd_verify(args, view);
-    json_destroy(&view);
+    tern_json_value_destroy(&view);
     return rc;
 }

@@ -124,7 +124,7 @@ int ternctl_cmd_dlq(const ternctl_args_t *args) {
         return ternctl_admin_list(args, "dlq.list", kv, count, s_dlq_cols, empty);
     }
     if (strcmp(sub, "get") == 0) {
-        json_t *doc = NULL;
+        tern_json_value_t *doc = NULL;
         if (!seq) {
             return ternctl_usage("dlq get needs --seq N%s", "");
         }

@@ -10,7 +10,7 @@
 */
 #include "tern.h"
 #include "ternctl.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 
 #include <errno.h>
 #include <fcntl.h>

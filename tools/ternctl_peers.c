@@ -14,7 +14,7 @@
 #include "tern.h"
 #include "tern_units.h"
 #include "ternctl.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,36 +68,36 @@ static void s_span(uint64_t ms, char *out, size_t cap) {
 
 //  The human form of one peer: times as spans ("3s ago", "never"), the
 //  counters left to --json. Written as JSON so that the house table prints it.
-static void s_human_peer(tern_json_t *b, const json_t *peer) {
+static void s_human_peer(tern_json_t *b, const tern_json_value_t *peer) {
     static const char *const copied[] = {"dc",        "node_id",       "state", "lag_msgs",
                                          "failovers", "local_node_id", NULL};
     char lag[32], seen[48];
-    s_span(json_get_u64(peer, "lag_ms"), lag, sizeof lag);
-    if (json_get_u64(peer, "last_seen_ms") == 0) {
+    s_span(tern_json_get_u64(peer, "lag_ms"), lag, sizeof lag);
+    if (tern_json_get_u64(peer, "last_seen_ms") == 0) {
         snprintf(seen, sizeof seen, "never");
     } else {
-        s_span(json_get_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
+        s_span(tern_json_get_u64(peer, "last_seen_age_ms"), seen, sizeof seen);
         strcat(seen, " ago");
     }
     tern_json_sep(b);
     tern_json_raw(b, "{");
     for (int i = 0; copied[i]; i++) {
-        const json_t *v = json_get(peer, copied[i]);
+        const tern_json_value_t *v = tern_json_get(peer, copied[i]);
         if (v) {
             tern_json_key(b, copied[i]);
-            json_write(b, v);
+            tern_json_write_value(b, v);
         }
     }
     tern_json_key_str(b, "lag", lag);
     tern_json_key_str(b, "last_seen", seen);
     //  The endpoint in use (a peer DC may list several), else as configured.
-    const json_t *endpoint = json_get(peer, "endpoint_in_use");
+    const tern_json_value_t *endpoint = tern_json_get(peer, "endpoint_in_use");
     if (!endpoint) {
-        endpoint = json_get(peer, "endpoint");
+        endpoint = tern_json_get(peer, "endpoint");
     }
     if (endpoint) {
         tern_json_key(b, "endpoint");
-        json_write(b, endpoint);
+        tern_json_write_value(b, endpoint);
     }
     tern_json_raw(b, "}");
 }
@@ -105,22 +105,23 @@ static void s_human_peer(tern_json_t *b, const json_t *peer) {
 //  One more row for a clustered peer DC: LINK, one connection of PEER's link
 //  to a node that leads some of its partitions (local node -> that node,
 //  its state and lag), under the DC's own row.
-static void s_human_link(tern_json_t *b, const json_t *peer, const json_t *link) {
+static void s_human_link(tern_json_t *b, const tern_json_value_t *peer,
+                         const tern_json_value_t *link) {
     char lag[32];
-    s_span(json_get_u64(link, "lag_ms"), lag, sizeof lag);
+    s_span(tern_json_get_u64(link, "lag_ms"), lag, sizeof lag);
     tern_json_sep(b);
     tern_json_raw(b, "{");
-    const json_t *dc = json_get(peer, "dc");
+    const tern_json_value_t *dc = tern_json_get(peer, "dc");
     char name[96];
-    snprintf(name, sizeof name, "  %s", dc && dc->kind == JSON_STRING ? dc->text : "?");
+    snprintf(name, sizeof name, "  %s", dc && dc->kind == TERN_JSON_STRING ? dc->text : "?");
     tern_json_key_str(b, "dc", name);
     static const char *const copied[] = {"node_id",  "state",         "lag_msgs",
                                          "endpoint", "local_node_id", NULL};
     for (int i = 0; copied[i]; i++) {
-        const json_t *v = json_get(link, copied[i]);
+        const tern_json_value_t *v = tern_json_get(link, copied[i]);
         if (v) {
             tern_json_key(b, copied[i]);
-            json_write(b, v);
+            tern_json_write_value(b, v);
         }
     }
     tern_json_key_str(b, "lag", lag);
@@ -130,35 +131,35 @@ static void s_human_link(tern_json_t *b, const json_t *peer, const json_t *link)
 }
 
 //  Prints the reply DOC of `peers` (an array) or of pause/resume (an object).
-static void s_print(const json_t *doc, bool json) {
+static void s_print(const tern_json_value_t *doc, bool json) {
     static const char *const cols[] = {"dc",        "node_id",  "state",     "lag_msgs",      "lag",
                                        "last_seen", "endpoint", "failovers", "local_node_id", NULL};
     tern_json_t b;
     tern_json_init(&b);
     if (json) {
         ternctl_print_json(doc);
-    } else if (doc->kind == JSON_OBJECT) {
+    } else if (doc->kind == TERN_JSON_OBJECT) {
         ternctl_print_object(doc);
-    } else if (doc->kind == JSON_ARRAY && doc->count == 0) {
+    } else if (doc->kind == TERN_JSON_ARRAY && doc->count == 0) {
         printf("no peers configured\n");
-    } else if (doc->kind == JSON_ARRAY) {
+    } else if (doc->kind == TERN_JSON_ARRAY) {
         tern_json_raw(&b, "[");
         for (size_t i = 0; i < doc->count; i++) {
             s_human_peer(&b, doc->items[i]);
-            const json_t *links = json_get(doc->items[i], "links");
+            const tern_json_value_t *links = tern_json_get(doc->items[i], "links");
             //  A clustered peer DC: a row per partition leader we ship to.
-            for (size_t k = 1; links && links->kind == JSON_ARRAY && k < links->count; k++) {
+            for (size_t k = 1; links && links->kind == TERN_JSON_ARRAY && k < links->count; k++) {
                 s_human_link(&b, doc->items[i], links->items[k]);
             }
         }
         tern_json_raw(&b, "]");
-        json_t *rows = json_parse(b.data, b.len);
+        tern_json_value_t *rows = tern_json_parse(b.data, b.len);
         if (rows) {
             ternctl_print_table(rows, cols);
         } else {
             fprintf(stderr, "ternctl: peers: cannot lay out the reply as a table\n");
         }
-        json_destroy(&rows);
+        tern_json_value_destroy(&rows);
     }
     fflush(stdout);
     tern_json_free(&b);
@@ -220,13 +221,13 @@ int ternctl_peers_main(int argc, char **argv) {
         kv[0].value = words[2];
         count = 1;
     }
-    json_t *doc = NULL;
+    tern_json_value_t *doc = NULL;
     ternctl_args_t call = {.server = server, .timeout = timeout};
     int rc = ternctl_admin_call(&call, op, kv, count, NULL, &doc);
     if (rc != 0) {
         return rc;
     }
     s_print(doc, json);
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return 0;
 }

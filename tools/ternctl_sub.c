@@ -118,18 +118,18 @@ static int s_sub_check(const ternctl_args_t *args, tern_client_t *client, const 
                 topic);
         return 1;
     }
-    json_t *doc = rc == TERN_OK ? json_parse(reply, strlen(reply)) : NULL;
-    for (size_t i = 0; from && options->group && doc && doc->kind == JSON_ARRAY && i < doc->count;
-         i++) {
-        const json_t *name = json_get(doc->items[i], "group");
-        if (name && name->kind == JSON_STRING && strcmp(name->text, options->group) == 0) {
+    tern_json_value_t *doc = rc == TERN_OK ? tern_json_parse(reply, strlen(reply)) : NULL;
+    for (size_t i = 0;
+         from && options->group && doc && doc->kind == TERN_JSON_ARRAY && i < doc->count; i++) {
+        const tern_json_value_t *name = tern_json_get(doc->items[i], "group");
+        if (name && name->kind == TERN_JSON_STRING && strcmp(name->text, options->group) == 0) {
             fprintf(stderr,
                     "ternctl: sub: warning: group '%s' already exists on '%s'; --from is "
                     "ignored (it only places a new group)\n",
                     options->group, topic);
         }
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     free(reply);
     return 0;
 }

@@ -103,6 +103,25 @@ it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t i
     return b;
 }
 
+it_etcd_t *it_suite_etcd;
+
+void it_suite_etcd_start(void) {
+    it_suite_etcd = it_etcd_new(1);
+    cr_assert_not_null(it_suite_etcd, "etcd did not start");
+}
+
+void it_suite_etcd_stop(void) {
+    it_teardown();
+    it_etcd_destroy(&it_suite_etcd);
+}
+
+it_broker_t *it_suite_node(const char *name, uint32_t id, uint32_t partitions,
+                           const char *const *extra) {
+    it_broker_t *b = it_cluster_node(it_suite_etcd, name, id, partitions, extra);
+    cr_assert(b, "node %u did not start", id);
+    return b;
+}
+
 it_cluster_t *it_cluster_new(int count, int etcd_members, uint32_t partitions,
                              const char *const *extra) {
     if (count < 1 || count > IT_CLUSTER_NODES_MAX || partitions == 0) {
@@ -192,16 +211,16 @@ bool it_cluster_node_running(it_cluster_t *self, int i) {
     return it_broker_alive(self->node[i], NULL);
 }
 
-bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_record_t *out,
-                       bool quiet) {
+bool it_etcd_record(tern_etcd_t *kv, const char *name, uint32_t partition,
+                    tern_partmap_record_t *out, bool quiet) {
     char key[96];
-    snprintf(key, sizeof key, "/tern/%s/partitions/%u", self->name, partition);
+    snprintf(key, sizeof key, "/tern/%s/partitions/%u", name, partition);
     tern_etcd_kvs_t *kvs = NULL;
-    tern_err_t rc = tern_etcd_get(self->kv, key, false, &kvs);
+    tern_err_t rc = tern_etcd_get(kv, key, false, &kvs);
     bool ok = false;
     const char *why = "absent";
     if (rc != TERN_OK) {
-        why = tern_etcd_reason(self->kv);
+        why = tern_etcd_reason(kv);
     } else if (kvs->count == 1) {
         rc = tern_partmap_record_decode(kvs->kvs[0].value, kvs->kvs[0].value_size, out, &why);
         ok = rc == TERN_OK;
@@ -214,6 +233,11 @@ bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_reco
     }
     tern_etcd_kvs_destroy(&kvs);
     return ok;
+}
+
+bool it_cluster_record(it_cluster_t *self, uint32_t partition, tern_partmap_record_t *out,
+                       bool quiet) {
+    return it_etcd_record(self->kv, self->name, partition, out, quiet);
 }
 
 int it_cluster_leader(it_cluster_t *self, uint32_t partition) {
@@ -433,6 +457,83 @@ void it_cluster_publish_until_acked(tern_client_t *client, const char *topic) {
         usleep(500 * 1000);
     }
     cr_assert_fail("publishes to %s were never acknowledged", topic);
+}
+
+tern_client_t *it_cluster_client(it_cluster_t *self, int first,
+                                 const tern_client_options_t *options) {
+    tern_client_options_t defaults;
+    tern_client_options_init(&defaults);
+    char endpoints[sizeof self->endpoints];
+    tern_client_t *client =
+        tern_client_new(it_cluster_endpoints_from(self, first, endpoints, sizeof endpoints),
+                        options ? options : &defaults);
+    cr_assert_not_null(client, "tern_client_new: %s", tern_last_reason());
+    return client;
+}
+
+int it_cluster_follower(it_cluster_t *self, uint32_t partition, int other_than) {
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_record(self, partition, &rec, false));
+    for (uint32_t i = 0; i < rec.nreplicas; i++) {
+        if ((int)rec.replicas[i] != other_than) {
+            return (int)rec.replicas[i];
+        }
+    }
+    cr_assert_fail("partition %u has no replica other than node %d", partition, other_than);
+    return -1;
+}
+
+void it_cluster_kill_out(it_cluster_t *self, int i, uint32_t partition, int timeout_ms) {
+    it_cluster_kill_node(self, i);
+    tern_partmap_record_t rec;
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (it_cluster_record(self, partition, &rec, true) &&
+           tern_partmap_in_isr(&rec, (uint32_t)i)) {
+        cr_assert(it_now_ms() < deadline, "node %d still in partition %u's ISR", i, partition);
+        it_sleep_ms(200);
+    }
+}
+
+bool it_cluster_verified(it_cluster_t *self, int via, int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    for (;;) {
+        it_result_t r = {0};
+        int rc = it_ctl(&r, self->node[via], 30000, "cluster", "verify", NULL);
+        bool late = it_now_ms() > deadline;
+        if (rc != 0 && late) {
+            fprintf(stderr, "cluster verify: %s\n%s\n", r.out, r.err);
+        }
+        it_result_free(&r);
+        if (rc == 0 || late) {
+            return rc == 0;
+        }
+        it_sleep_ms(500);
+    }
+}
+
+tern_store_t *it_cluster_store_open(const it_broker_t *node) {
+    tern_store_config_t config;
+    tern_store_config_defaults(&config);
+    config.dir = node->data_dir;
+    tern_err_t err = TERN_OK;
+    tern_store_t *store = tern_store_new(&config, &err);
+    cr_assert_not_null(store, "open %s: %s", node->data_dir, tern_errname(err));
+    return store;
+}
+
+it_copy_t it_cluster_store_copy(tern_store_t *store, const char *topic, uint64_t upto) {
+    it_copy_t copy = {0, 0};
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
+        copy.last_seq = info.last_seq;
+        tern_err_t rc = tern_store_digest(reader, topic, upto ? upto : info.last_seq, &copy.digest);
+        cr_assert_eq(rc, TERN_OK, "digest %s: %s", topic, tern_errname(rc));
+    }
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return copy;
 }
 
 void it_cluster_destroy(it_cluster_t **self_p) {

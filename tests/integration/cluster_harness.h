@@ -24,6 +24,7 @@
 #include "netns_harness.h"
 #include "tern_etcd.h"
 #include "tern_partmap.h"
+#include "tern_store.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,6 +60,25 @@ void it_cluster_set_netns(it_netns_t *net);
 //  start.
 it_broker_t *it_cluster_node(const it_etcd_t *etcd, const char *name, uint32_t id,
                              uint32_t partitions, const char *const *extra);
+
+/*  A suite's etcd of one member, for suites that start their nodes one by
+    one (it_cluster_node) instead of as an it_cluster_t: as the suite's
+    .init, it_suite_etcd_start starts it into it_suite_etcd (asserting that
+    it came up); as its .fini, it_suite_etcd_stop stops every node by PID
+    (it_teardown), then etcd. */
+extern it_etcd_t *it_suite_etcd;
+void it_suite_etcd_start(void);
+void it_suite_etcd_stop(void);
+
+/*  it_cluster_node on it_suite_etcd; asserts that it started. */
+it_broker_t *it_suite_node(const char *name, uint32_t id, uint32_t partitions,
+                           const char *const *extra);
+
+/*  PARTITION's record of cluster NAME as etcd (through KV) holds it now
+    into *OUT, with its epoch set as above. False if etcd could not be
+    read or has no valid record (reason on stderr unless QUIET). */
+bool it_etcd_record(tern_etcd_t *kv, const char *name, uint32_t partition,
+                    tern_partmap_record_t *out, bool quiet);
 
 /*  Describes a cluster of COUNT (1..IT_CLUSTER_NODES_MAX) nodes with
     PARTITIONS partitions over a fresh etcd of ETCD_MEMBERS (1 or 3) members
@@ -146,6 +166,38 @@ bool it_cluster_cut(it_cluster_t *self, int i, const int *ports, size_t count);
     60 tries; asserts that every refusal is one a changing cluster gives
     (TERN_EREPLICAS, TERN_ENOTLEADER, TERN_ETIMEOUT). */
 void it_cluster_publish_until_acked(tern_client_t *client, const char *topic);
+
+/*  A client whose seeds are the cluster's client endpoints, node FIRST's
+    first (-1: in node order), with OPTIONS (NULL: the defaults); asserts
+    that it was made. Caller owns the result. */
+tern_client_t *it_cluster_client(it_cluster_t *self, int first,
+                                 const tern_client_options_t *options);
+
+/*  The first of PARTITION's replicas (per etcd now) other than OTHER_THAN; asserts
+    that there is one. */
+int it_cluster_follower(it_cluster_t *self, uint32_t partition, int other_than);
+
+/*  kill -9 of node I, then polls etcd until PARTITION's ISR no longer holds
+    it (its lease lapsed: it may join again); asserts that it leaves within
+    TIMEOUT_MS. */
+void it_cluster_kill_out(it_cluster_t *self, int i, uint32_t partition, int timeout_ms);
+
+/*  Runs `ternctl cluster verify` through node VIA until it says every
+    partition's replicas are identical (the live stream may still be on its
+    way). False, with its last output on stderr, after TIMEOUT_MS. */
+bool it_cluster_verified(it_cluster_t *self, int via, int timeout_ms);
+
+/*  Opens the store in stopped node NODE's data dir (the defaults);
+    asserts that it opened. Caller owns the result. */
+tern_store_t *it_cluster_store_open(const it_broker_t *node);
+
+/*  What a store holds of one topic: its last seq (0: no such topic) and
+    tern_store_digest of its records up to UPTO (0: the last seq). */
+typedef struct {
+    uint64_t last_seq; //  the topic's last seq (0: no topic)
+    uint64_t digest;   //  tern_store_digest up to the seq asked for
+} it_copy_t;
+it_copy_t it_cluster_store_copy(tern_store_t *store, const char *topic, uint64_t upto);
 /*  The TCP port of node I's --cluster-listen endpoint. */
 int it_cluster_listen_port(const it_cluster_t *self, int i);
 

@@ -6,6 +6,7 @@
     a shell: arguments go straight to execv.
 */
 #include "harness.h"
+#include "tern_json_read.h"
 #include "test_port.h"
 
 #include <criterion/criterion.h>
@@ -707,6 +708,21 @@ void it_pub(it_broker_t *b, const char *topic, const char *data, int count) {
     it_result_free(&r);
 }
 
+void it_pub_async(tern_client_t *client, const char *topic, const char *prefix, int count,
+                  tern_pub_fn *done, void *arg) {
+    for (int i = 0; i < count; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "%s%04d", prefix, i);
+        tern_pub_options_t msg;
+        tern_pub_options_init(&msg);
+        msg.topic = topic;
+        msg.payload = payload;
+        msg.size = strlen(payload);
+        tern_err_t rc = tern_publish_async(client, &msg, done, arg);
+        cr_assert_eq(rc, TERN_OK, "publish %d to %s: %s", i, topic, tern_last_reason());
+    }
+}
+
 size_t it_acks_add(it_acks_t *acks, const char *out) {
     char *copy = strdup(out);
     char **lines;
@@ -969,110 +985,22 @@ size_t it_split_lines(char *text, char ***lines) {
     return count;
 }
 
-static const char *s_ws(const char *p) {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
-        p++;
-    }
-    return p;
-}
-
-//  Skips a JSON string starting at its opening quote; returns the position
-//  after the closing quote, or NULL.
-static const char *s_skip_string(const char *p) {
-    if (*p != '"') {
-        return NULL;
-    }
-    for (p++; *p; p++) {
-        if (*p == '\\') {
-            if (!p[1]) {
-                return NULL;
-            }
-            p++;
-        } else if (*p == '"') {
-            return p + 1;
-        }
-    }
-    return NULL;
-}
-
-//  Skips any JSON value; returns the position after it, or NULL.
-static const char *s_skip_value(const char *p) {
-    p = s_ws(p);
-    if (*p == '"') {
-        return s_skip_string(p);
-    }
-    if (*p == '{' || *p == '[') {
-        int depth = 0;
-        while (*p) {
-            if (*p == '"') {
-                p = s_skip_string(p);
-                if (!p) {
-                    return NULL;
-                }
-                continue;
-            }
-            if (*p == '{' || *p == '[') {
-                depth++;
-            } else if (*p == '}' || *p == ']') {
-                depth--;
-                if (depth == 0) {
-                    return p + 1;
-                }
-            }
-            p++;
-        }
-        return NULL;
-    }
-    const char *start = p;
-    while (*p && *p != ',' && *p != '}' && *p != ']' && *p != '\n') {
-        p++;
-    }
-    return p > start ? p : NULL;
+//  The JSON object at OBJ's first '{' (what follows it ignored), or NULL
+//  if there is none or it is not JSON. Its spans point into OBJ.
+static tern_json_value_t *s_json_object(const char *obj) {
+    const char *p = obj ? strchr(obj, '{') : NULL;
+    return p ? tern_json_parse_first(p, strlen(p), NULL) : NULL;
 }
 
 bool it_json_raw(const char *obj, const char *key, const char **val, size_t *len) {
-    if (!obj) {
-        return false;
+    tern_json_value_t *doc = s_json_object(obj);
+    const tern_json_value_t *v = tern_json_get(doc, key);
+    if (v) {
+        *val = v->src;
+        *len = v->src_len;
     }
-    const char *p = strchr(obj, '{');
-    if (!p) {
-        return false;
-    }
-    p++;
-    size_t klen = strlen(key);
-    while (true) {
-        p = s_ws(p);
-        if (*p == '}' || !*p) {
-            return false;
-        }
-        if (*p != '"') {
-            return false;
-        }
-        const char *kstart = p + 1;
-        const char *kend = s_skip_string(p);
-        if (!kend) {
-            return false;
-        }
-        bool match = (size_t)(kend - 1 - kstart) == klen && memcmp(kstart, key, klen) == 0;
-        p = s_ws(kend);
-        if (*p != ':') {
-            return false;
-        }
-        p = s_ws(p + 1);
-        const char *vend = s_skip_value(p);
-        if (!vend) {
-            return false;
-        }
-        if (match) {
-            *val = p;
-            *len = (size_t)(vend - p);
-            return true;
-        }
-        p = s_ws(vend);
-        if (*p == ',') {
-            p++;
-        }
-    }
+    tern_json_value_destroy(&doc);
+    return v != NULL;
 }
 
 bool it_json_int(const char *obj, const char *key, int64_t *out) {
@@ -1123,106 +1051,19 @@ bool it_json_bool(const char *obj, const char *key, bool *out) {
     return false;
 }
 
-static int s_hex(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-//  Writes the UTF-8 encoding of CP into OUT; returns its length.
-static size_t s_utf8(unsigned cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 char *it_json_strdup(const char *obj, const char *key, size_t *len_p) {
-    const char *v;
-    size_t len;
-    if (!it_json_raw(obj, key, &v, &len) || *v != '"') {
-        return NULL;
-    }
-    char *out = malloc(len + 1);
-    if (!out) {
-        return NULL;
-    }
-    size_t n = 0;
-    const char *end = v + len - 1; //  the closing quote
-    for (const char *p = v + 1; p < end; p++) {
-        if (*p != '\\') {
-            out[n++] = *p;
-            continue;
-        }
-        p++;
-        switch (*p) {
-            case 'n':
-                out[n++] = '\n';
-                break;
-            case 't':
-                out[n++] = '\t';
-                break;
-            case 'r':
-                out[n++] = '\r';
-                break;
-            case 'b':
-                out[n++] = '\b';
-                break;
-            case 'f':
-                out[n++] = '\f';
-                break;
-            case 'u': {
-                unsigned cp = 0;
-                for (int i = 1; i <= 4 && p + i < end; i++) {
-                    int h = s_hex(p[i]);
-                    cp = cp * 16 + (unsigned)(h < 0 ? 0 : h);
-                }
-                p += 4;
-                //  A surrogate pair
-                if (cp >= 0xD800 && cp < 0xDC00 && p + 6 < end && p[1] == '\\' && p[2] == 'u') {
-                    unsigned lo = 0;
-                    for (int i = 3; i <= 6; i++) {
-                        int h = s_hex(p[i]);
-                        lo = lo * 16 + (unsigned)(h < 0 ? 0 : h);
-                    }
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    p += 6;
-                }
-                n += s_utf8(cp, out + n);
-                break;
-            }
-            default: //  \" \\ \/
-                out[n++] = *p;
-                break;
+    tern_json_value_t *doc = s_json_object(obj);
+    const tern_json_value_t *v = tern_json_get(doc, key);
+    char *out = NULL;
+    if (v && v->kind == TERN_JSON_STRING) {
+        out = malloc(v->text_len + 1);
+        cr_assert_not_null(out);
+        memcpy(out, v->text, v->text_len + 1);
+        if (len_p) {
+            *len_p = v->text_len;
         }
     }
-    out[n] = 0;
-    if (len_p) {
-        *len_p = n;
-    }
+    tern_json_value_destroy(&doc);
     return out;
 }
 

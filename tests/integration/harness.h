@@ -121,6 +121,13 @@ int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...)
     message number); asserts that it succeeded with one ack per message. */
 void it_pub(it_broker_t *b, const char *topic, const char *data, int count);
 
+/*  Queues COUNT publishes to TOPIC on CLIENT with tern_publish_async, the
+    payload of message I being PREFIX followed by I in four digits, each
+    completing with DONE(ARG) (may be NULL); asserts that each was queued.
+    The caller flushes. */
+void it_pub_async(tern_client_t *client, const char *topic, const char *prefix, int count,
+                  tern_pub_fn *done, void *arg);
+
 /*  The msg_ids acknowledged to publishers, as a test gathers them. */
 typedef struct {
     int64_t *ids; //  msg_ids in the order added, owned
@@ -211,8 +218,10 @@ char *it_read_file(const char *path, size_t *len_p);
     (caller frees the array only). */
 size_t it_split_lines(char *text, char ***lines);
 
-/*  Tolerant JSON access to the members of one object (OBJ points at or
-    before its '{'; nested values are skipped properly). */
+/*  JSON access to the members of one object: the object at OBJ's first
+    '{', read with protocol/'s JSON reader (tern_json_read.h; what follows
+    the object, such as the next JSON line, is ignored; the object itself
+    must be valid JSON). it_json_raw's *VAL is the member's text in OBJ. */
 bool it_json_raw(const char *obj, const char *key, const char **val, size_t *len);
 bool it_json_int(const char *obj, const char *key, int64_t *out);
 /*  The integer member KEY of OBJ; fails the test if there is none. */

@@ -56,18 +56,7 @@ static int s_follower(it_cluster_t *cl, int *leader) {
     cr_assert(it_cluster_wait_isr_full(cl, S_PT, S_WAIT_MS, &rec), "partition %d never in sync",
               S_PT);
     *leader = (int)rec.leader;
-    return (int)(rec.replicas[0] == rec.leader ? rec.replicas[1] : rec.replicas[0]);
-}
-
-//  Kills NODE and waits until the map has it out of S_PT's ISR.
-static void s_kill_out(it_cluster_t *cl, int node) {
-    it_cluster_kill_node(cl, node);
-    tern_partmap_record_t rec;
-    int64_t deadline = it_now_ms() + S_WAIT_MS;
-    while (it_cluster_record(cl, S_PT, &rec, true) && tern_partmap_in_isr(&rec, (uint32_t)node)) {
-        cr_assert(it_now_ms() < deadline, "node %d still in the ISR", node);
-        it_sleep_ms(200);
-    }
+    return it_cluster_follower(cl, S_PT, *leader);
 }
 
 static void s_on_ack(const tern_pub_result_t *res, void *arg) {
@@ -80,29 +69,18 @@ static void s_on_ack(const tern_pub_result_t *res, void *arg) {
 //  S_PER_TOPIC records to each of S_TOPICS topics of S_PT, through LEADER;
 //  every one acknowledged.
 static void s_publish(it_cluster_t *cl, int leader) {
-    char endpoints[IT_CLUSTER_NODES_MAX * 64];
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.window = 64;
-    tern_client_t *client = tern_client_new(
-        it_cluster_endpoints_from(cl, leader, endpoints, sizeof endpoints), &options);
-    cr_assert_not_null(client);
+    tern_client_t *client = it_cluster_client(cl, leader, &options);
     int errors = 0;
     for (int t = 0; t < S_TOPICS; t++) {
         char prefix[16], topic[64];
         snprintf(prefix, sizeof prefix, "catchup%d", t);
         it_cluster_topic_for(cl, S_PT, prefix, topic, sizeof topic);
         it_cluster_publish_until_acked(client, topic);
-        for (int i = 0; i < S_PER_TOPIC; i++) {
-            char payload[32];
-            snprintf(payload, sizeof payload, "record-%d-%04d", t, i);
-            tern_pub_options_t msg;
-            tern_pub_options_init(&msg);
-            msg.topic = topic;
-            msg.payload = payload;
-            msg.size = strlen(payload);
-            cr_assert_eq(tern_publish_async(client, &msg, s_on_ack, &errors), TERN_OK);
-        }
+        snprintf(prefix, sizeof prefix, "record-%d-", t);
+        it_pub_async(client, topic, prefix, S_PER_TOPIC, s_on_ack, &errors);
     }
     cr_assert_eq(tern_flush(client, 60000), TERN_OK);
     cr_assert_eq(errors, 0, "%d publishes failed", errors);
@@ -140,23 +118,6 @@ static int s_log_lines(it_broker_t *node, const char *key, long bound, long *siz
     return lines;
 }
 
-//  `ternctl cluster verify` through node VIA until it says identical (the
-//  live stream may still be on its way).
-static void s_verify(it_cluster_t *cl, int via) {
-    int64_t deadline = it_now_ms() + S_WAIT_MS;
-    for (;;) {
-        it_result_t r = {0};
-        int rc = it_ctl(&r, cl->node[via], 30000, "cluster", "verify", NULL);
-        if (rc == 0) {
-            it_result_free(&r);
-            return;
-        }
-        cr_assert(it_now_ms() < deadline, "cluster verify: %s\n%s", r.out, r.err);
-        it_result_free(&r);
-        it_sleep_ms(500);
-    }
-}
-
 //  Restarts FOLLOWER and checks its catch-up: in rounds, ISR full, verify.
 static void s_rejoin(it_cluster_t *cl, int leader, int follower) {
     cr_assert(it_cluster_start_node(cl, follower));
@@ -180,14 +141,14 @@ static void s_rejoin(it_cluster_t *cl, int leader, int follower) {
     }
     cr_assert_eq(largest, 4 * chunk, "the rounds never grew to 4 x the bound (largest %ld)",
                  largest);
-    s_verify(cl, leader);
+    cr_assert(it_cluster_verified(cl, leader, S_WAIT_MS), "the replicas differ");
 }
 
 Test(cluster_catchup, restarted_follower_catches_up_in_rounds) {
     it_cluster_t *cl = s_cluster();
     int leader = 0;
     int follower = s_follower(cl, &leader);
-    s_kill_out(cl, follower);
+    it_cluster_kill_out(cl, follower, S_PT, S_WAIT_MS);
     s_publish(cl, leader);
     s_rejoin(cl, leader, follower);
     it_cluster_destroy(&cl);
@@ -198,8 +159,8 @@ Test(cluster_catchup, reseeded_follower_catches_up_in_rounds) {
     int leader = 0;
     int follower = s_follower(cl, &leader);
     s_publish(cl, leader);
-    s_verify(cl, leader);
-    s_kill_out(cl, follower);
+    cr_assert(it_cluster_verified(cl, leader, S_WAIT_MS), "the replicas differ");
+    it_cluster_kill_out(cl, follower, S_PT, S_WAIT_MS);
     it_broker_t *node = cl->node[follower];
     cr_assert_eq(test_dir_remove(node->data_dir), 0);
     cr_assert_eq(mkdir(node->data_dir, 0700), 0);

@@ -24,25 +24,11 @@
 #define S_NODES      3
 #define S_WAIT_MS    30000
 
-static it_etcd_t *s_etcd;
-
-static void s_setup(void) {
-    s_etcd = it_etcd_new(1);
-    cr_assert_not_null(s_etcd, "etcd did not start");
-}
-
-static void s_teardown(void) {
-    it_teardown();
-    it_etcd_destroy(&s_etcd);
-}
-
-TestSuite(cluster_cli, .init = s_setup, .fini = s_teardown, .timeout = 240);
+TestSuite(cluster_cli, .init = it_suite_etcd_start, .fini = it_suite_etcd_stop, .timeout = 240);
 
 //  Node ID of cluster NAME, started (cluster_harness.h).
 static it_broker_t *s_node(const char *name, uint32_t id) {
-    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS, NULL);
-    cr_assert(b, "node %u did not start", id);
-    return b;
+    return it_suite_node(name, id, S_PARTITIONS, NULL);
 }
 
 //  Lines of OUT that contain NEEDLE.

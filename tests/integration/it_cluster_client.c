@@ -36,25 +36,11 @@
 #define S_TOPICS     20
 #define S_WAIT_MS    30000
 
-static it_etcd_t *s_etcd;
-
-static void s_setup(void) {
-    s_etcd = it_etcd_new(1);
-    cr_assert_not_null(s_etcd, "etcd did not start");
-}
-
-static void s_teardown(void) {
-    it_teardown();
-    it_etcd_destroy(&s_etcd);
-}
-
-TestSuite(cluster_client, .init = s_setup, .fini = s_teardown, .timeout = 300);
+TestSuite(cluster_client, .init = it_suite_etcd_start, .fini = it_suite_etcd_stop, .timeout = 300);
 
 //  Node ID of cluster NAME, started (cluster_harness.h).
 static it_broker_t *s_node(const char *name, uint32_t id) {
-    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS, NULL);
-    cr_assert(b, "node %u did not start", id);
-    return b;
+    return it_suite_node(name, id, S_PARTITIONS, NULL);
 }
 
 //  The leader of every partition as client C sees it (ADMIN `cluster`),
@@ -627,7 +613,7 @@ Test(cluster_client, etcd_lost_publish_fails_clearly) {
     int64_t leaders[S_PARTITIONS];
     tern_client_t *c = s_start("ccetcd", nodes, 0, leaders);
     s_publish_body(c, "cc.t1", "before");
-    it_etcd_kill_member(s_etcd, 0);
+    it_etcd_kill_member(it_suite_etcd, 0);
     int64_t deadline = it_now_ms() + S_WAIT_MS;
     tern_err_t rc = TERN_OK;
     while (rc == TERN_OK) {
@@ -769,7 +755,7 @@ Test(cluster_client, admin_unconfirmed_write_is_not_retried) {
             it_broker_pause(nodes[i]);
         }
     }
-    it_etcd_kill_member(s_etcd, 0);
+    it_etcd_kill_member(it_suite_etcd, 0);
     char *json = NULL;
     tern_err_t rc = tern_admin(c, "topic.purge", kv, 1, &json, 60000);
     cr_assert_eq(rc, TERN_ETIMEOUT, "%s (%s)", tern_errname(rc), tern_last_reason());
@@ -789,9 +775,7 @@ static it_broker_t *s_curve_node(const char *name, uint32_t id, const char *dir,
     snprintf(key, sizeof key, "--auth-key=%s/server.key", dir);
     snprintf(allow, sizeof allow, "--auth-clients=%s", clients);
     const char *extra[] = {"--auth=curve", key, allow, NULL};
-    it_broker_t *b = it_cluster_node(s_etcd, name, id, S_PARTITIONS, extra);
-    cr_assert(b, "node %u did not start", id);
-    return b;
+    return it_suite_node(name, id, S_PARTITIONS, extra);
 }
 
 Test(cluster_client, admin_denied_by_a_node_says_so) {

@@ -69,37 +69,9 @@ static it_cluster_t *s_cluster(void) {
     return c;
 }
 
-//  Polls `ternctl cluster verify` through node VIA until it says every
-//  partition's replicas are identical. False (its last output on stderr)
-//  after S_WAIT_MS.
-static bool s_verified(it_cluster_t *c, int via) {
-    int64_t deadline = it_now_ms() + S_WAIT_MS;
-    it_result_t r = {0};
-    for (;;) {
-        int rc = it_ctl(&r, c->node[via], 30000, "cluster", "verify", NULL);
-        if (rc == 0) {
-            it_result_free(&r);
-            return true;
-        }
-        if (it_now_ms() > deadline) {
-            fprintf(stderr, "cluster verify: %s\n%s\n", r.out, r.err);
-            it_result_free(&r);
-            return false;
-        }
-        it_result_free(&r);
-        it_sleep_ms(500);
-    }
-}
-
 //  A consumer client whose first seed is node FIRST.
 static tern_client_t *s_client(it_cluster_t *c, int first) {
-    char endpoints[IT_CLUSTER_NODES_MAX * 64];
-    tern_client_options_t options;
-    tern_client_options_init(&options);
-    tern_client_t *client =
-        tern_client_new(it_cluster_endpoints_from(c, first, endpoints, sizeof endpoints), &options);
-    cr_assert_not_null(client);
-    return client;
+    return it_cluster_client(c, first, NULL);
 }
 
 //  A consumer of durable group GROUP of TOPIC, created at START if new.
@@ -179,7 +151,7 @@ Test(cluster_group, failover_keeps_group_state) {
     s_settle(held, S_K + 1, TERN_CMD_NACK);
     s_settle(held, S_K + 2, TERN_CMD_NACK);
     s_settle(held, S_DEAD, TERN_CMD_TERM);
-    cr_assert(s_verified(c, leader), "replicas differ before the failover");
+    cr_assert(it_cluster_verified(c, leader, S_WAIT_MS), "replicas differ before the failover");
     s_drop_held(held, S_N);
     tern_client_destroy(&client);
 
@@ -220,40 +192,16 @@ Test(cluster_group, failover_keeps_group_state) {
     //  The old leader, back as a follower, gets the state with its sync.
     cr_assert(it_cluster_start_node(c, leader));
     cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "ISR not full again");
-    cr_assert(s_verified(c, next), "replicas differ after the old leader's return");
+    cr_assert(it_cluster_verified(c, next, S_WAIT_MS),
+              "replicas differ after the old leader's return");
     it_cluster_destroy(&c);
-}
-
-//  A follower of S_PT other than LEADER.
-static int s_follower(it_cluster_t *c, int leader) {
-    tern_partmap_record_t rec;
-    cr_assert(it_cluster_record(c, S_PT, &rec, false));
-    for (uint32_t i = 0; i < rec.nreplicas; i++) {
-        if ((int)rec.replicas[i] != leader) {
-            return (int)rec.replicas[i];
-        }
-    }
-    cr_assert_fail("no follower");
-    return -1;
-}
-
-//  Kills NODE and waits until S_PT's ISR no longer has it (its lease lapsed:
-//  it may join again).
-static void s_kill_out(it_cluster_t *c, int node) {
-    it_cluster_kill_node(c, node);
-    tern_partmap_record_t rec;
-    int64_t deadline = it_now_ms() + S_WAIT_MS;
-    while (it_cluster_record(c, S_PT, &rec, true) && tern_partmap_in_isr(&rec, (uint32_t)node)) {
-        cr_assert(it_now_ms() < deadline, "node %d still in the ISR", node);
-        it_sleep_ms(200);
-    }
 }
 
 Test(cluster_group, follower_catches_up_group_state) {
     it_cluster_t *c = s_cluster();
     char topic[64];
     int leader = s_topic(c, topic, sizeof topic);
-    int follower = s_follower(c, leader);
+    int follower = it_cluster_follower(c, S_PT, leader);
 
     tern_client_t *client = s_client(c, leader);
     tern_subscription_t *sub = s_subscribe(client, topic);
@@ -262,11 +210,12 @@ Test(cluster_group, follower_catches_up_group_state) {
     for (uint64_t seq = 1; seq <= 5; seq++) {
         s_settle(held, seq, TERN_CMD_ACK);
     }
-    cr_assert(s_verified(c, leader), "replicas differ before the follower's loss");
+    cr_assert(it_cluster_verified(c, leader, S_WAIT_MS),
+              "replicas differ before the follower's loss");
 
     //  Group activity while the follower is down: only its catch-up can
     //  bring it (the snapshot).
-    s_kill_out(c, follower);
+    it_cluster_kill_out(c, follower, S_PT, S_WAIT_MS);
     for (uint64_t seq = 6; seq <= S_K; seq++) {
         s_settle(held, seq, TERN_CMD_ACK);
     }
@@ -274,18 +223,20 @@ Test(cluster_group, follower_catches_up_group_state) {
     cr_assert(it_cluster_start_node(c, follower));
     tern_partmap_record_t rec;
     cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "follower did not rejoin");
-    cr_assert(s_verified(c, leader), "the returned follower's group state differs");
+    cr_assert(it_cluster_verified(c, leader, S_WAIT_MS),
+              "the returned follower's group state differs");
 
     //  Re-seeded on an empty data dir: a new replica identity, copied from
     //  the leader, groups included.
-    s_kill_out(c, follower);
+    it_cluster_kill_out(c, follower, S_PT, S_WAIT_MS);
     s_settle(held, S_K + 1, TERN_CMD_ACK);
     it_broker_t *node = c->node[follower];
     cr_assert_eq(test_dir_remove(node->data_dir), 0);
     cr_assert_eq(mkdir(node->data_dir, 0700), 0);
     cr_assert(it_cluster_start_node(c, follower));
     cr_assert(it_cluster_wait_isr_full(c, S_PT, 60000, &rec), "re-seeded follower did not rejoin");
-    cr_assert(s_verified(c, leader), "the re-seeded follower's group state differs");
+    cr_assert(it_cluster_verified(c, leader, S_WAIT_MS),
+              "the re-seeded follower's group state differs");
     s_drop_held(held, S_N);
     tern_client_destroy(&client);
     it_cluster_destroy(&c);
@@ -339,12 +290,12 @@ Test(cluster_group, handover_round_trip_adopts_state) {
     it_cluster_t *c = s_cluster();
     char topic[64];
     int a = s_topic(c, topic, sizeof topic);
-    int b = s_follower(c, a);
+    int b = it_cluster_follower(c, S_PT, a);
     s_consume(c, a, topic, 1, S_N, 5);
-    cr_assert(s_verified(c, a), "replicas differ on A");
+    cr_assert(it_cluster_verified(c, a, S_WAIT_MS), "replicas differ on A");
     s_handover(c, b);
     s_consume(c, b, topic, 6, S_N, 15);
-    cr_assert(s_verified(c, b), "replicas differ on B");
+    cr_assert(it_cluster_verified(c, b, S_WAIT_MS), "replicas differ on B");
     s_handover(c, a);
     s_consume(c, a, topic, 16, S_N, S_N);
     it_cluster_destroy(&c);
@@ -358,6 +309,7 @@ typedef struct {
     const char *topic;    //  where
     uint64_t seq[S_PUBS]; //  seq of each acknowledged publish (0: not acknowledged)
     atomic_int count;     //  publishes done
+    atomic_bool opened;   //  the group's SUBSCRIBE was answered
 } s_producer_t;
 
 static void *s_produce(void *arg) {
@@ -368,6 +320,11 @@ static void *s_produce(void *arg) {
     tern_client_t *client = tern_client_new(
         it_cluster_endpoints_from(p->c, p->node, endpoints, sizeof endpoints), &options);
     for (int i = 0; client && i < S_PUBS; i++) {
+        //  The last quarter goes after the group's OK (which waits for the
+        //  ISR), so the group from NEW has messages to get.
+        for (int w = 0; i == S_PUBS * 3 / 4 && !atomic_load(&p->opened) && w < 3000; w++) {
+            it_sleep_ms(10);
+        }
         tern_pub_options_t msg;
         tern_pub_options_init(&msg);
         msg.topic = p->topic;
@@ -396,6 +353,7 @@ Test(cluster_group, open_new_while_publishing_survives_failover) {
     }
     tern_client_t *client = s_client(c, leader);
     tern_subscription_t *sub = s_subscribe_at(client, topic, "n", TERN_FROM_NEW);
+    atomic_store(&p->opened, true);
     uint64_t start = UINT64_MAX; //  the lowest seq the leader delivered to the group
     for (;;) {
         tern_message_t *msg = NULL;
@@ -413,7 +371,7 @@ Test(cluster_group, open_new_while_publishing_survives_failover) {
     cr_assert_neq(start, UINT64_MAX, "nothing delivered to the group opened from NEW");
     cr_assert_gt(start, S_N, "a group from NEW got an older message");
     tern_client_destroy(&client);
-    cr_assert(s_verified(c, leader), "replicas differ (the group's start?)");
+    cr_assert(it_cluster_verified(c, leader, S_WAIT_MS), "replicas differ (the group's start?)");
 
     it_cluster_kill_node(c, leader);
     tern_partmap_record_t rec;

@@ -9,8 +9,9 @@
     blackhole routes between two namespaces, both ways, so the kernel drops
     what the cut pair sends each other while every other link works.
 
-    The tests themselves are it_cluster_fault.c's two split tests, included
-    below with its suite left out; it_cluster_cut cuts between namespaces
+    The tests themselves are it_cluster_fault.c's two split tests, the
+    functions of cluster_faults.c that both suites call; it_cluster_cut
+    cuts between namespaces
     when the cluster runs in them (cluster_harness.c: a node's cluster
     port: cut from that node; etcd's client port: cut from etcd), so the
     load, the assertions and the end are
@@ -23,33 +24,19 @@
 
     Without root or iproute2 (no namespace can be made) the tests skip.
 */
-#include "cluster_harness.h"
+#include "cluster_faults.h"
 #include "netns_harness.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <string.h>
 
 static it_netns_t *s_net; //  the test's namespaces
 
-//  it_cluster_fault.c without its suite: its Test()s compile as unused
-//  static functions s_fault_NAME, run below inside the namespaces.
-#pragma push_macro("Test")
-#pragma push_macro("TestSuite")
-#undef Test
-#undef TestSuite
-#define Test(suite, name, ...) __attribute__((unused)) static void s_fault_##name(void)
-#define TestSuite(...)         extern int s_fault_suite_unused
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "it_cluster_fault.c"
-#pragma GCC diagnostic pop
-#pragma pop_macro("TestSuite")
-#pragma pop_macro("Test")
-
-//  Stops the producers and kills every process by PID (s_fini), then
+//  Stops the producers and kills every process by PID (it_fault_fini), then
 //  deletes the namespaces they ran in.
 static void s_net_fini(void) {
-    s_fini();
+    it_fault_fini();
     it_cluster_set_netns(NULL);
     it_netns_destroy(&s_net);
 }
@@ -74,7 +61,7 @@ static void s_net_setup(int nodes) {
 //  stays reachable throughout.
 Test(cluster_netns, cut_and_heal) {
     s_net_setup(2);
-    it_cluster_t *cl = it_cluster_new(2, 1, S_PARTITIONS, s_flags);
+    it_cluster_t *cl = it_cluster_new(2, 1, IT_FAULT_PARTITIONS, it_fault_flags);
     cr_assert(cl, "cannot set up the cluster");
     cr_assert(strstr(cl->node[0]->endpoint, it_netns_addr(s_net, IT_NETNS_NODE(0))), "node 0 at %s",
               cl->node[0]->endpoint);
@@ -103,8 +90,8 @@ Test(cluster_netns, cut_and_heal) {
 //  acknowledge from one copy; after the heal the followers rejoin;
 //  verify and tern-check (--min-logs 2).
 Test(cluster_netns, leader_cut_from_followers) {
-    s_net_setup(S_NODES);
-    s_fault_leader_cut_from_followers();
+    s_net_setup(IT_FAULT_NODES);
+    it_fault_leader_cut_from_followers();
 }
 
 //  Issue 14, the reverse: partition 0's leader cut off from etcd only,
@@ -113,6 +100,6 @@ Test(cluster_netns, leader_cut_from_followers) {
 //  to it alone gets no acknowledgement after the new epoch began); after
 //  the heal it rejoins; verify and tern-check.
 Test(cluster_netns, leader_cut_from_etcd) {
-    s_net_setup(S_NODES);
-    s_fault_leader_cut_from_etcd();
+    s_net_setup(IT_FAULT_NODES);
+    it_fault_leader_cut_from_etcd();
 }

@@ -151,19 +151,16 @@ Test(cluster_records, live_stream_is_batched) {
     tern_partmap_record_t rec;
     cr_assert(it_cluster_wait_isr_full(cl, S_PT, 30000, &rec), "partition %d never in sync", S_PT);
     int leader = (int)rec.leader;
-    uint32_t follower = rec.replicas[0] == rec.leader ? rec.replicas[1] : rec.replicas[0];
+    uint32_t follower = (uint32_t)it_cluster_follower(cl, S_PT, leader);
     char topic[64];
     it_cluster_topic_for(cl, S_PT, "records", topic, sizeof topic);
     it_cluster_kill_node(cl, (int)follower);
 
-    char endpoints[IT_CLUSTER_NODES_MAX * 64];
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.producer_id = "it-records";
     options.window = 256;
-    tern_client_t *client = tern_client_new(
-        it_cluster_endpoints_from(cl, leader, endpoints, sizeof endpoints), &options);
-    cr_assert_not_null(client);
+    tern_client_t *client = it_cluster_client(cl, leader, &options);
     it_cluster_publish_until_acked(client, topic);
 
     it_raw_t *raw = it_raw_new(cl->listen[leader]);
@@ -179,16 +176,7 @@ Test(cluster_records, live_stream_is_batched) {
     cr_assert_gt(caught, 0, "the leader never answered the SYNC");
 
     s_acks_t acks = {calloc(S_MSGS * 2 + 64, sizeof(s_ack_t)), S_MSGS * 2 + 64, 0};
-    for (int i = 0; i < S_MSGS; i++) {
-        char payload[16];
-        snprintf(payload, sizeof payload, "record-%04d", i);
-        tern_pub_options_t msg;
-        tern_pub_options_init(&msg);
-        msg.topic = topic;
-        msg.payload = payload;
-        msg.size = strlen(payload);
-        cr_assert_eq(tern_publish_async(client, &msg, s_on_ack, &acks), TERN_OK);
-    }
+    it_pub_async(client, topic, "record-", S_MSGS, s_on_ack, &acks);
     cr_assert_eq(tern_flush(client, 60000), TERN_OK);
     cr_assert_eq(acks.errors, 0, "%d publishes failed", acks.errors);
 

@@ -46,14 +46,12 @@
 #define S_TOPICS     3 //  topics of the partition under test
 #define S_PT         1 //  the partition under test
 
-static it_etcd_t *s_etcd;
 static it_broker_t *s_node[S_NODES];
 static char s_topics[S_TOPICS][32];
 static char s_refused[32]; //  a topic of S_PT only publishes refused with TERN_EREPLICAS reach
 
 static void s_setup(void) {
-    s_etcd = it_etcd_new(1);
-    cr_assert_not_null(s_etcd, "etcd did not start");
+    it_suite_etcd_start();
     //  Topics of partition S_PT, as libtern and ternd compute it.
     int found = 0;
     for (int i = 0; found <= S_TOPICS && i < 1000; i++) {
@@ -67,12 +65,7 @@ static void s_setup(void) {
     cr_assert_eq(found, S_TOPICS + 1);
 }
 
-static void s_teardown(void) {
-    it_teardown();
-    it_etcd_destroy(&s_etcd);
-}
-
-TestSuite(cluster_repl, .init = s_setup, .fini = s_teardown, .timeout = 300);
+TestSuite(cluster_repl, .init = s_setup, .fini = it_suite_etcd_stop, .timeout = 300);
 
 // ---------------------------------------------------------------------------
 //  Helpers
@@ -83,37 +76,38 @@ static void s_start_nodes(const char *isr_lag, const char *lease) {
     for (int i = 0; i < S_NODES; i++) {
         char listen[64];
         snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
-        const char *extra[] = {
-            "--etcd",    s_etcd->endpoints, "--cluster", "itcr",          "--cluster-listen",
-            listen,      "--partitions",    "4",         "--ack-timeout", "1s",
-            "--isr-lag", isr_lag,           "--lease",   lease,           NULL};
+        const char *extra[] = {"--etcd",
+                               it_suite_etcd->endpoints,
+                               "--cluster",
+                               "itcr",
+                               "--cluster-listen",
+                               listen,
+                               "--partitions",
+                               "4",
+                               "--ack-timeout",
+                               "1s",
+                               "--isr-lag",
+                               isr_lag,
+                               "--lease",
+                               lease,
+                               NULL};
         s_node[i] = it_adopt_broker(it_broker_new((uint32_t)i, extra));
         cr_assert(it_broker_start(s_node[i]), "node %d did not start", i);
     }
 }
 
-//  PT's record as etcd holds it now (epoch from the key when the value has
-//  none). False if there is none yet.
+//  PT's record as etcd holds it now. False if there is none yet.
 static bool s_record(uint32_t pt, tern_partmap_record_t *rec) {
-    tern_etcd_t *etcd = tern_etcd_new(s_etcd->endpoints, 3000);
+    tern_etcd_t *etcd = tern_etcd_new(it_suite_etcd->endpoints, 3000);
     cr_assert_not_null(etcd);
-    char key[64];
-    snprintf(key, sizeof key, "/tern/itcr/partitions/%u", pt);
-    tern_etcd_kvs_t *kvs = NULL;
-    bool ok =
-        tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count == 1 &&
-        tern_partmap_record_decode(kvs->kvs[0].value, kvs->kvs[0].value_size, rec, NULL) == TERN_OK;
-    if (ok && rec->epoch == 0) {
-        rec->epoch = (uint64_t)kvs->kvs[0].mod_revision;
-    }
-    tern_etcd_kvs_destroy(&kvs);
+    bool ok = it_etcd_record(etcd, "itcr", pt, rec, true);
     tern_etcd_destroy(&etcd);
     return ok;
 }
 
 //  True if KEY is in etcd now.
 static bool s_key_exists(const char *key) {
-    tern_etcd_t *etcd = tern_etcd_new(s_etcd->endpoints, 3000);
+    tern_etcd_t *etcd = tern_etcd_new(it_suite_etcd->endpoints, 3000);
     tern_etcd_kvs_t *kvs = NULL;
     bool exists = tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count > 0;
     tern_etcd_kvs_destroy(&kvs);
@@ -204,37 +198,6 @@ static void s_publish(tern_client_t *client, int count, tern_err_t expect, s_ack
             acked[(*nacked)++] = (s_acked_t){i % S_TOPICS, res.seq, res.msg_id};
         }
     }
-}
-
-//  What one stopped node's store holds of topic T.
-typedef struct {
-    uint64_t last_seq; //  the topic's last seq (0: no topic)
-    uint64_t digest;   //  tern_store_digest up to last_seq
-} s_copy_t;
-
-static tern_store_t *s_open(it_broker_t *b) {
-    tern_store_config_t config;
-    tern_store_config_defaults(&config);
-    config.dir = b->data_dir;
-    tern_err_t err = TERN_OK;
-    tern_store_t *store = tern_store_new(&config, &err);
-    cr_assert_not_null(store, "open %s: %s", b->data_dir, tern_errname(err));
-    return store;
-}
-
-static s_copy_t s_copy(tern_store_t *store, const char *topic, uint64_t upto) {
-    s_copy_t copy = {0, 0};
-    tern_store_reader_t *reader = tern_store_reader_new(store);
-    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
-    tern_topic_info_t info;
-    if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
-        copy.last_seq = info.last_seq;
-        tern_err_t rc = tern_store_digest(reader, topic, upto ? upto : info.last_seq, &copy.digest);
-        cr_assert_eq(rc, TERN_OK, "digest %s: %s", topic, tern_errname(rc));
-    }
-    tern_store_read_end(reader);
-    tern_store_reader_destroy(&reader);
-    return copy;
 }
 
 //  Every publish in ACKED is in STORE at its seq with its msg_id.
@@ -383,23 +346,25 @@ Test(cluster_repl, acked_everywhere) {
     //  4. Stop by PID; compare the copies.
     s_stop_node(f[0]);
     s_stop_node(leader);
-    tern_store_t *lead = s_open(s_node[leader]);
-    tern_store_t *back = s_open(s_node[f[0]]);
-    tern_store_t *dead = s_open(s_node[f[1]]);
-    cr_assert_eq(s_copy(lead, s_refused, 0).last_seq, 1, "refused publishes in the leader's store");
-    cr_assert_eq(s_copy(back, s_refused, 0).last_seq, 1, "refused publishes in the follower's");
+    tern_store_t *lead = it_cluster_store_open(s_node[leader]);
+    tern_store_t *back = it_cluster_store_open(s_node[f[0]]);
+    tern_store_t *dead = it_cluster_store_open(s_node[f[1]]);
+    cr_assert_eq(it_cluster_store_copy(lead, s_refused, 0).last_seq, 1,
+                 "refused publishes in the leader's store");
+    cr_assert_eq(it_cluster_store_copy(back, s_refused, 0).last_seq, 1,
+                 "refused publishes in the follower's");
     s_check_acked(lead, (int)leader, acked, nacked);
     s_check_acked(back, (int)f[0], acked, nacked);
     s_check_acked(dead, (int)f[1], acked, 150); //  it had the first 150 when it died
     for (int t = 0; t < S_TOPICS; t++) {
-        s_copy_t a = s_copy(lead, s_topics[t], 0);
-        s_copy_t b = s_copy(back, s_topics[t], 0);
+        it_copy_t a = it_cluster_store_copy(lead, s_topics[t], 0);
+        it_copy_t b = it_cluster_store_copy(back, s_topics[t], 0);
         cr_assert_gt(a.last_seq, 0);
         cr_assert_eq(a.last_seq, b.last_seq, "%s: leader has %" PRIu64 ", follower %" PRIu64,
                      s_topics[t], a.last_seq, b.last_seq);
         cr_assert_eq(a.digest, b.digest, "%s: the copies differ", s_topics[t]);
-        s_copy_t c = s_copy(dead, s_topics[t], 0);
-        s_copy_t a_upto = s_copy(lead, s_topics[t], c.last_seq);
+        it_copy_t c = it_cluster_store_copy(dead, s_topics[t], 0);
+        it_copy_t a_upto = it_cluster_store_copy(lead, s_topics[t], c.last_seq);
         cr_assert_eq(a_upto.digest, c.digest, "%s: the killed follower's copy differs",
                      s_topics[t]);
     }
@@ -412,7 +377,7 @@ Test(cluster_repl, acked_everywhere) {
 //  seq, ones no leader ever had (msg_ids from FIRST_ID): what a leader
 //  killed with publishes not yet replicated keeps.
 static void s_add_own_tail(it_broker_t *b, const char *topic, int count, uint64_t first_id) {
-    tern_store_t *store = s_open(b);
+    tern_store_t *store = it_cluster_store_open(b);
     tern_store_batch_t *batch = tern_store_batch_new(store);
     cr_assert_not_null(batch);
     static tern_frame_t msgs[8]; //  borrowed by the batch until the commit
@@ -477,13 +442,13 @@ Test(cluster_repl, divergent_tail_truncated) {
     }
     tern_store_t *stores[S_NODES];
     for (int i = 0; i < S_NODES; i++) {
-        stores[i] = s_open(s_node[i]);
+        stores[i] = it_cluster_store_open(s_node[i]);
         s_check_acked(stores[i], i, acked, nacked);
     }
     for (int t = 0; t < S_TOPICS; t++) {
-        s_copy_t ref = s_copy(stores[leader], s_topics[t], 0);
+        it_copy_t ref = it_cluster_store_copy(stores[leader], s_topics[t], 0);
         for (int i = 0; i < S_NODES; i++) {
-            s_copy_t c = s_copy(stores[i], s_topics[t], 0);
+            it_copy_t c = it_cluster_store_copy(stores[i], s_topics[t], 0);
             cr_assert_eq(c.last_seq, ref.last_seq, "node %d %s: last seq %" PRIu64 " vs %" PRIu64,
                          i, s_topics[t], c.last_seq, ref.last_seq);
             cr_assert_eq(c.digest, ref.digest, "node %d: %s differs from the leader's", i,
@@ -591,7 +556,7 @@ Test(cluster_repl, topic_ops_replicated) {
 
     tern_store_t *stores[S_NODES];
     for (int i = 0; i < S_NODES; i++) {
-        stores[i] = s_open(s_node[i]);
+        stores[i] = it_cluster_store_open(s_node[i]);
     }
     bool found;
     tern_topic_info_t ref_lim = s_info(stores[leader], (int)leader, s_refused, &found);
@@ -624,8 +589,8 @@ Test(cluster_repl, topic_ops_replicated) {
                   " from %" PRIu64,
                   i, s_topics[0], t0.msgs, t0.first_seq, ref_age.msgs, ref_age.first_seq);
         for (int t = 0; t < 2; t++) {
-            s_copy_t ref = s_copy(stores[leader], s_topics[t], 0);
-            s_copy_t c = s_copy(stores[i], s_topics[t], 0);
+            it_copy_t ref = it_cluster_store_copy(stores[leader], s_topics[t], 0);
+            it_copy_t c = it_cluster_store_copy(stores[i], s_topics[t], 0);
             cr_assert(c.last_seq == ref.last_seq && c.digest == ref.digest,
                       "node %d: %s differs from the leader's", i, s_topics[t]);
         }

@@ -3,9 +3,7 @@
     What needs no broker is tested directly: option defaults, argument
     validation, parsing of durations and sizes, reconnect backoff bounds,
     timeouts and close semantics against a port that accepts TCP but never
-    answers, the refusal of a port nobody listens on, and
-    ternctl's JSON reader (compiled in from tools/ternctl_json.c, since
-    tools/ is an executable, not a library).
+    answers, and the refusal of a port nobody listens on.
     The "live" suite starts a real ternd from the build tree on a free
     loopback port when one was built, and is skipped otherwise.
 */
@@ -14,7 +12,7 @@
 #include "tern.h"
 #include "test_port.h"
 #include "../../client/tern_backoff.h"
-#include "../../tools/ternctl_json.c"
+#include "tern_json_read.h"
 #include "test_dir.h"
 #include "test_threads.h"
 
@@ -26,6 +24,9 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -415,54 +416,6 @@ Test(client, backoff_jitter_bounds) {
 }
 
 //  ---------------------------------------------------------------------------
-//  ternctl's JSON reader (the writer it prints with is protocol/tern_json.c:
-//  test_json.c)
-
-Test(ternctl_json, parse_and_rewrite) {
-    const char *text = " [ {\"topic\":\"a\\u00e9\\n\",\"msgs\":10,\"big\":18446744073709551615,"
-                       "\"ok\":true,\"none\":null,\"f\":-1.5e3,\"arr\":[]} , {} ] ";
-    json_t *doc = json_parse(text, strlen(text));
-    cr_assert_not_null(doc);
-    cr_assert_eq(doc->kind, JSON_ARRAY);
-    cr_assert_eq(doc->count, 2);
-    const json_t *topic = json_get(doc->items[0], "topic");
-    cr_assert_str_eq(topic->text, "a\xc3\xa9\n");
-    cr_assert_str_eq(json_get(doc->items[0], "big")->text, "18446744073709551615");
-    tern_json_t b;
-    tern_json_init(&b);
-    json_write(&b, doc->items[0]);
-    cr_assert_str_eq(b.data, "{\"topic\":\"a\xc3\xa9\\n\",\"msgs\":10,"
-                             "\"big\":18446744073709551615,\"ok\":true,\"none\":null,"
-                             "\"f\":-1.5e3,\"arr\":[]}");
-    tern_json_free(&b);
-    json_destroy(&doc);
-    cr_assert_null(doc);
-}
-
-Test(ternctl_json, parse_rejects_invalid) {
-    const char *bad[] = {"",
-                         "{",
-                         "[1,]",
-                         "{\"a\" 1}",
-                         "01",
-                         "\"\\x\"",
-                         "tru",
-                         "[1] 2",
-                         "\"\x01\"",
-                         "{\"a\":}",
-                         "\"\\ud800\"",
-                         "1.",
-                         "-",
-                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                         "[[[]]]"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        json_t *doc = json_parse(bad[i], strlen(bad[i]));
-        cr_assert_null(doc, "accepted '%s'", bad[i]);
-    }
-}
-
-//  ---------------------------------------------------------------------------
 //  Against a real ternd (skipped when it was not built)
 
 static pid_t s_ternd_pid;
@@ -721,12 +674,12 @@ Test(live, reconnect_resends_without_duplicates) {
     char *json = NULL;
     tern_header_t args[] = {{"topic", "unit.reconnect"}};
     cr_assert_eq(tern_admin(client, "topic.info", args, 1, &json, 5000), TERN_OK);
-    json_t *info = json_parse(json, strlen(json));
+    tern_json_value_t *info = tern_json_parse(json, strlen(json));
     cr_assert_not_null(info, "%s", json);
     //  Every message stored exactly once, whatever was resent.
-    cr_assert_str_eq(json_get(info, "msgs")->text, "4000", "%s", json);
-    cr_assert_str_eq(json_get(info, "last_seq")->text, "4000", "%s", json);
-    json_destroy(&info);
+    cr_assert_str_eq(tern_json_get(info, "msgs")->text, "4000", "%s", json);
+    cr_assert_str_eq(tern_json_get(info, "last_seq")->text, "4000", "%s", json);
+    tern_json_value_destroy(&info);
     free(json);
     tern_client_destroy(&client);
 }

@@ -89,7 +89,6 @@ Test(client_map, refuses_what_it_cannot_route) {
         "{\"partitions\":2,\"nodes\":[]}",                                //  no map
         "{\"partitions\":2,\"map\":[]}",                                  //  no nodes
         "{\"nodes\":[],\"map\":[]}",                                      //  no partitions
-        "{\"map\":[],\"partitions\":2,\"nodes\":[]}",                     //  map before partitions
         "{\"partitions\":0,\"nodes\":[],\"map\":[]}",                     //  P = 0
         "{\"partitions\":99999999,\"nodes\":[],\"map\":[]}",              //  P too large
         "{\"partitions\":2,\"nodes\":[],\"map\":[{\"partition\":2}]}",    //  out of range
@@ -114,6 +113,14 @@ Test(client_map, refuses_what_it_cannot_route) {
     cr_assert_not_null(map, "%s", why);
     cr_assert_eq(cl_map_leader(map, 0), 4);
     cr_assert(map->nodes[0].up); //  no state given: up
+    cl_map_destroy(&map);
+    //  Read as a whole document: the members may come in any order.
+    const char *reordered = "{\"map\":[{\"partition\":1,\"leader\":0}],\"nodes\":[{\"node_id\":0}],"
+                            "\"partitions\":2}";
+    map = cl_map_parse(reordered, strlen(reordered), why, sizeof why);
+    cr_assert_not_null(map, "%s", why);
+    cr_assert_eq(cl_map_leader(map, 1), 0);
+    cr_assert_eq(cl_map_leader(map, 0), CL_NO_LEADER);
     cl_map_destroy(&map);
 }
 

@@ -2,9 +2,12 @@
     which the broker's admin replies and audit lines and ternctl's output
     share: the comma rule, string escaping, tern_json_key_bytes (payloads
     and header values as JSON strings when they are valid UTF-8, else as
-    base64), the UTF-8 check and base64.
+    base64), the UTF-8 check and base64; and of the one JSON reader
+    (protocol/tern_json_read.c, ternctl's and libtern's): parsing, what it
+    rejects, each value's span, and writing a parsed value back.
 */
 #include "tern_json.h"
+#include "tern_json_read.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -161,4 +164,86 @@ Test(json, utf8_and_base64) {
         cr_assert_str_eq(json.data, out[i]);
         tern_json_free(&json);
     }
+}
+
+//  ---------------------------------------------------------------------------
+//  The reader (tern_json_read.c)
+
+Test(json_read, parse_and_rewrite) {
+    const char *text = " [ {\"topic\":\"a\\u00e9\\n\",\"msgs\":10,\"big\":18446744073709551615,"
+                       "\"ok\":true,\"none\":null,\"f\":-1.5e3,\"arr\":[]} , {} ] ";
+    tern_json_value_t *doc = tern_json_parse(text, strlen(text));
+    cr_assert_not_null(doc);
+    cr_assert_eq(doc->kind, TERN_JSON_ARRAY);
+    cr_assert_eq(doc->count, 2);
+    const tern_json_value_t *topic = tern_json_get(doc->items[0], "topic");
+    cr_assert_str_eq(topic->text, "a\xc3\xa9\n");
+    cr_assert_str_eq(tern_json_get(doc->items[0], "big")->text, "18446744073709551615");
+    tern_json_t b;
+    tern_json_init(&b);
+    tern_json_write_value(&b, doc->items[0]);
+    cr_assert_str_eq(b.data, "{\"topic\":\"a\xc3\xa9\\n\",\"msgs\":10,"
+                             "\"big\":18446744073709551615,\"ok\":true,\"none\":null,"
+                             "\"f\":-1.5e3,\"arr\":[]}");
+    tern_json_free(&b);
+    tern_json_value_destroy(&doc);
+    cr_assert_null(doc);
+}
+
+Test(json_read, parse_rejects_invalid) {
+    const char *bad[] = {"",
+                         "{",
+                         "[1,]",
+                         "{\"a\" 1}",
+                         "01",
+                         "\"\\x\"",
+                         "tru",
+                         "[1] 2",
+                         "\"\x01\"",
+                         "{\"a\":}",
+                         "\"\\ud800\"",
+                         "1.",
+                         "-",
+                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                         "[[[]]]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tern_json_value_t *doc = tern_json_parse(bad[i], strlen(bad[i]));
+        cr_assert_null(doc, "accepted '%s'", bad[i]);
+    }
+}
+
+//  Each value's span is its text in the input, as written: libtern hands
+//  on an element of a node's admin reply that way.
+Test(json_read, spans_are_the_input_text) {
+    const char *text = "[ {\"topic\": \"a\\u0041\" , \"n\":1} ,\t2 ]";
+    tern_json_value_t *doc = tern_json_parse(text, strlen(text));
+    cr_assert_not_null(doc);
+    cr_assert_eq(doc->src, text);
+    cr_assert_eq(doc->src_len, strlen(text));
+    const tern_json_value_t *first = doc->items[0];
+    cr_assert_eq(first->src_len, strlen("{\"topic\": \"a\\u0041\" , \"n\":1}"));
+    cr_assert_eq(strncmp(first->src, "{\"topic\"", 8), 0);
+    cr_assert_str_eq(tern_json_get(first, "topic")->text, "aA");
+    cr_assert_eq(tern_json_get(first, "topic")->src_len, 9);
+    cr_assert_eq(doc->items[1]->src_len, 1);
+    cr_assert_eq(*doc->items[1]->src, '2');
+    tern_json_value_destroy(&doc);
+}
+
+//  JSON lines: the first value is read, what follows it is left.
+Test(json_read, parse_first_of_lines) {
+    const char *text = " {\"seq\":1}\n{\"seq\":2}\n";
+    size_t used = 0;
+    tern_json_value_t *doc = tern_json_parse_first(text, strlen(text), &used);
+    cr_assert_not_null(doc);
+    cr_assert_eq(tern_json_get_u64(doc, "seq"), 1);
+    cr_assert_eq(used, strlen(" {\"seq\":1}\n"));
+    tern_json_value_destroy(&doc);
+    doc = tern_json_parse_first(text + used, strlen(text + used), &used);
+    cr_assert_eq(tern_json_get_u64(doc, "seq"), 2);
+    cr_assert_eq(used, strlen("{\"seq\":2}\n"));
+    tern_json_value_destroy(&doc);
+    cr_assert_null(tern_json_parse(text, strlen(text)), "two values are not one document");
+    cr_assert_null(tern_json_parse_first("{\"seq\":", 7, &used));
 }

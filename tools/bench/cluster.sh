@@ -127,28 +127,39 @@ bench() {
     } >>"$RAW"
 }
 
+# txn_id DIR: the last LMDB transaction id of the store in DIR (mdb_stat, lmdb-utils).
+txn_id() {
+    mdb_stat -e "$1" 2>/dev/null | awk '/Last transaction ID/ { print $4; exit }' | grep . || echo 0
+}
+
 # cpu_run SIDE ROUND: one async publish of CPU_N msgs to one topic; appends "cpu SIDE
 # ROUND ROLE us_per_msg" (ROLE: single, leader, follower, client) and per-thread lines
 # "thread SIDE ROUND ROLE NAME user_us sys_us" to RAW.
 cpu_run() {
-    local side=$1 r=$2 server=$SINGLE prefix pids roles i leader
+    local side=$1 r=$2 server=$SINGLE prefix pids roles dirs i leader
     prefix=cpu$RANDOM.$r
     if [ "$side" = single ]; then
-        pids=("$SINGLE_PID"); roles=(single)
+        pids=("$SINGLE_PID"); roles=(single); dirs=("$WORK/single/data")
     else
         server=$ENDPOINTS
         leader=$("$CTL" -s "$ENDPOINTS" --json cluster partitions --topic "$prefix.0" |
             grep -o '"leader": *[0-9]*' | head -1 | sed 's/.*: *//')
-        pids=(); roles=()
+        pids=(); roles=(); dirs=()
         for i in 0 1 2; do
             pids+=("${NODE_PIDS[i]}")
+            dirs+=("$WORK/n$i/data")
             if [ "$i" = "$leader" ]; then roles+=(leader); else roles+=(follower); fi
         done
     fi
     for i in "${!pids[@]}"; do thread_cpu "${pids[i]}" | sort >"$WORK/before.$i"; done
+    for i in "${!pids[@]}"; do txn_id "${dirs[i]}" >"$WORK/txn.$i"; done
     /usr/bin/time -f "%U %S" -o "$WORK/client" "$CTL" -s "$server" bench pub --msgs "$CPU_N" \
         --prefix "$prefix" --quiet "${PUB_OPTS[@]}" >/dev/null
     for i in "${!pids[@]}"; do thread_cpu "${pids[i]}" | sort >"$WORK/after.$i"; done
+    # LMDB's last transaction id moves by one per commit of the node's storer
+    for i in "${!pids[@]}"; do
+        echo "commits $side $r ${roles[i]} $(($(txn_id "${dirs[i]}") - $(cat "$WORK/txn.$i")))" >>"$RAW"
+    done
     local hz
     hz=$(getconf CLK_TCK)
     for i in "${!pids[@]}"; do
@@ -221,6 +232,12 @@ per_round() {
         c=$(awk '$1 == "cpu" && $2 == "cluster" && $4 != "client" { t[$3] += $5 }
             END { for (r in t) print t[r] }' "$RAW" | median)
         awk -v s="$s" -v c="$c" 'BEGIN { printf "  cluster, all three nodes: %.2f us = %.2fx the single node; it adds %.2f us per message\n", c, c / s, c - s }'
+        echo "  messages per LMDB commit (medians over rounds; each node's storer):"
+        for role in single leader follower; do
+            v=$(awk -v ro="$role" -v n="$CPU_N" '$1 == "commits" && $4 == ro && $5 > 0 { print n / $5 }' \
+                "$RAW" | median)
+            [ -n "$v" ] && echo "    $role: $v"
+        done
         echo "  per thread (median over rounds, user / kernel us), leader and followers:"
         awk '$1 == "thread" { k = $4 " " $5; u[k] = u[k] " " $6; s[k] = s[k] " " $7 }
             END { for (k in u) print k "|" u[k] "|" s[k] }' "$RAW" | sort | while IFS='|' read -r k us ss; do

@@ -9,7 +9,7 @@
 */
 #include "tern_check_history.h"
 #include "tern_alloc.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -147,27 +147,27 @@ static bool s_parse_u64(const char *text, uint64_t *out) {
 
 //  Reads field FIELD from VALUE into EV; returns NULL or why not.
 static const char *s_read_field(ck_history_t *self, ck_event_t *ev, ck_field_t field,
-                                const json_t *value) {
+                                const tern_json_value_t *value) {
     switch (s_fields[field].type) {
         case S_NAME:
-            if (value->kind != JSON_STRING || strlen(value->text) != value->text_len) {
+            if (value->kind != TERN_JSON_STRING || strlen(value->text) != value->text_len) {
                 return "must be a string (without NUL)";
             }
             ev->v[field] = s_intern(self, value->text);
             return NULL;
         case S_NUMBER:
-            if (value->kind != JSON_NUMBER || !s_parse_u64(value->text, &ev->v[field])) {
+            if (value->kind != TERN_JSON_NUMBER || !s_parse_u64(value->text, &ev->v[field])) {
                 return "must be an unsigned 64-bit integer";
             }
             return NULL;
         case S_BOOL:
-            if (value->kind != JSON_BOOL) {
+            if (value->kind != TERN_JSON_BOOL) {
                 return "must be true or false";
             }
             ev->v[field] = value->boolean;
             return NULL;
         case S_OUTCOME:
-            if (value->kind != JSON_STRING ||
+            if (value->kind != TERN_JSON_STRING ||
                 (strcmp(value->text, "ok") != 0 && strcmp(value->text, "err") != 0)) {
                 return "must be \"ok\" or \"err\"";
             }
@@ -204,18 +204,19 @@ static const char *s_check_event(const ck_event_t *ev) {
 //  WHY (CAP bytes), naming the event kind and the key when known.
 static bool s_parse_line(ck_history_t *self, const char *text, size_t len, ck_event_t *ev,
                          char *why, size_t cap) {
-    json_t *doc = json_parse(text, len);
-    const json_t *name = doc && doc->kind == JSON_OBJECT ? json_get(doc, "ev") : NULL;
+    tern_json_value_t *doc = tern_json_parse(text, len);
+    const tern_json_value_t *name =
+        doc && doc->kind == TERN_JSON_OBJECT ? tern_json_get(doc, "ev") : NULL;
     const char *problem = NULL, *key = NULL;
     ev->kind = CK_KINDS;
-    for (ck_kind_t k = 0; name && name->kind == JSON_STRING && k < CK_KINDS; k++) {
+    for (ck_kind_t k = 0; name && name->kind == TERN_JSON_STRING && k < CK_KINDS; k++) {
         if (strcmp(s_kinds[k].name, name->text) == 0) {
             ev->kind = k;
         }
     }
-    if (!doc || doc->kind != JSON_OBJECT) {
+    if (!doc || doc->kind != TERN_JSON_OBJECT) {
         snprintf(why, cap, "not a JSON object");
-    } else if (!name || name->kind != JSON_STRING) {
+    } else if (!name || name->kind != TERN_JSON_STRING) {
         snprintf(why, cap, "no \"ev\" string (the event kind)");
     } else if (ev->kind == CK_KINDS) {
         snprintf(why, cap,
@@ -225,7 +226,7 @@ static bool s_parse_line(ck_history_t *self, const char *text, size_t len, ck_ev
     }
     const s_kind_t *kind = ev->kind < CK_KINDS ? &s_kinds[ev->kind] : NULL;
     for (ck_field_t f = 0; kind && f < CK_FIELDS && !problem; f++) {
-        const json_t *value = json_get(doc, s_fields[f].key);
+        const tern_json_value_t *value = tern_json_get(doc, s_fields[f].key);
         key = s_fields[f].key;
         if (!((kind->required | kind->optional) & F(f))) {
             continue;
@@ -240,7 +241,7 @@ static bool s_parse_line(ck_history_t *self, const char *text, size_t len, ck_ev
     } else if (kind && (problem = s_check_event(ev))) {
         snprintf(why, cap, "%s: %s", kind->name, problem);
     }
-    json_destroy(&doc);
+    tern_json_value_destroy(&doc);
     return kind && !problem;
 }
 

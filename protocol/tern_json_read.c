@@ -1,10 +1,8 @@
-/*  ternctl_json.c - the JSON reader of ternctl, and writing what it read
-    back with protocol/tern_json.c.
-
-    See ternctl_json.h. Out of memory ends the tool (tern_alloc.h).
+/*  tern_json_read.c - the JSON reader (see the .h), and writing what it
+    read back with tern_json.c.
 */
 #include "tern_alloc.h"
-#include "ternctl_json.h"
+#include "tern_json_read.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,28 +14,28 @@
 //  Writing a parsed value back
 
 //  Writes VALUE without a leading separator.
-static void s_write(tern_json_t *out, const json_t *value) {
+static void s_write(tern_json_t *out, const tern_json_value_t *value) {
     switch (value->kind) {
-        case JSON_NULL:
+        case TERN_JSON_NULL:
             tern_json_raw(out, "null");
             break;
-        case JSON_BOOL:
+        case TERN_JSON_BOOL:
             tern_json_raw(out, value->boolean ? "true" : "false");
             break;
-        case JSON_NUMBER:
+        case TERN_JSON_NUMBER:
             tern_json_rawn(out, value->text, value->text_len);
             break;
-        case JSON_STRING:
+        case TERN_JSON_STRING:
             tern_json_strn(out, value->text, value->text_len);
             break;
-        case JSON_ARRAY:
+        case TERN_JSON_ARRAY:
             tern_json_raw(out, "[");
             for (size_t i = 0; i < value->count; i++) {
-                json_write(out, value->items[i]);
+                tern_json_write_value(out, value->items[i]);
             }
             tern_json_raw(out, "]");
             break;
-        case JSON_OBJECT:
+        case TERN_JSON_OBJECT:
             tern_json_raw(out, "{");
             for (size_t i = 0; i < value->count; i++) {
                 tern_json_key(out, value->keys[i]);
@@ -48,7 +46,7 @@ static void s_write(tern_json_t *out, const json_t *value) {
     }
 }
 
-void json_write(tern_json_t *out, const json_t *value) {
+void tern_json_write_value(tern_json_t *out, const tern_json_value_t *value) {
     //  After tern_json_key the separator was written; as an element it is due now.
     if (out->len > 0 && out->data[out->len - 1] != ':') {
         tern_json_sep(out);
@@ -72,8 +70,8 @@ static void s_skip_ws(s_parser_t *ps) {
     }
 }
 
-static json_t *s_new(json_kind_t kind) {
-    json_t *v = tern_realloc(NULL, sizeof *v);
+static tern_json_value_t *s_new(tern_json_kind_t kind) {
+    tern_json_value_t *v = tern_realloc(NULL, sizeof *v);
     memset(v, 0, sizeof *v);
     v->kind = kind;
     return v;
@@ -181,10 +179,10 @@ static bool s_parse_string(s_parser_t *ps, tern_json_t *b) {
     return false;
 }
 
-static json_t *s_parse_value(s_parser_t *ps);
+static tern_json_value_t *s_parse_value(s_parser_t *ps);
 
-static json_t *s_parse_container(s_parser_t *ps, bool object) {
-    json_t *v = s_new(object ? JSON_OBJECT : JSON_ARRAY);
+static tern_json_value_t *s_parse_container(s_parser_t *ps, bool object) {
+    tern_json_value_t *v = s_new(object ? TERN_JSON_OBJECT : TERN_JSON_ARRAY);
     char close = object ? '}' : ']';
     s_skip_ws(ps);
     if (ps->p < ps->end && *ps->p == close) {
@@ -214,7 +212,7 @@ static json_t *s_parse_container(s_parser_t *ps, bool object) {
             }
             ps->p++;
         }
-        json_t *item = s_parse_value(ps);
+        tern_json_value_t *item = s_parse_value(ps);
         if (!item) {
             free(name);
             goto fail;
@@ -239,11 +237,11 @@ static json_t *s_parse_container(s_parser_t *ps, bool object) {
     }
 fail:
     tern_json_free(&key);
-    json_destroy(&v);
+    tern_json_value_destroy(&v);
     return NULL;
 }
 
-static json_t *s_parse_value(s_parser_t *ps) {
+static tern_json_value_t *s_parse_kind(s_parser_t *ps) {
     s_skip_ws(ps);
     if (ps->p >= ps->end) {
         return NULL;
@@ -254,7 +252,7 @@ static json_t *s_parse_value(s_parser_t *ps) {
             return NULL;
         }
         ps->p++;
-        json_t *v = s_parse_container(ps, c == '{');
+        tern_json_value_t *v = s_parse_container(ps, c == '{');
         ps->depth--;
         return v;
     }
@@ -266,22 +264,23 @@ static json_t *s_parse_value(s_parser_t *ps) {
             tern_json_free(&text);
             return NULL;
         }
-        json_t *v = s_new(JSON_STRING);
+        tern_json_value_t *v = s_new(TERN_JSON_STRING);
         v->text = text.data;
         v->text_len = text.len;
         return v;
     }
     static const struct {
         const char *word;
-        json_kind_t kind;
+        tern_json_kind_t kind;
         bool value;
-    } words[] = {
-        {"true", JSON_BOOL, true}, {"false", JSON_BOOL, false}, {"null", JSON_NULL, false}};
+    } words[] = {{"true", TERN_JSON_BOOL, true},
+                 {"false", TERN_JSON_BOOL, false},
+                 {"null", TERN_JSON_NULL, false}};
     for (size_t i = 0; i < 3; i++) {
         size_t n = strlen(words[i].word);
         if ((size_t)(ps->end - ps->p) >= n && memcmp(ps->p, words[i].word, n) == 0) {
             ps->p += n;
-            json_t *v = s_new(words[i].kind);
+            tern_json_value_t *v = s_new(words[i].kind);
             v->boolean = words[i].value;
             return v;
         }
@@ -322,7 +321,7 @@ static json_t *s_parse_value(s_parser_t *ps) {
             ps->p++;
         }
     }
-    json_t *v = s_new(JSON_NUMBER);
+    tern_json_value_t *v = s_new(TERN_JSON_NUMBER);
     v->text_len = (size_t)(ps->p - start);
     v->text = tern_realloc(NULL, v->text_len + 1);
     memcpy(v->text, start, v->text_len);
@@ -330,27 +329,48 @@ static json_t *s_parse_value(s_parser_t *ps) {
     return v;
 }
 
-json_t *json_parse(const char *text, size_t len) {
-    if (!text) {
-        return NULL;
-    }
-    s_parser_t ps = {text, text + len, 0};
-    json_t *v = s_parse_value(&ps);
-    s_skip_ws(&ps);
-    if (v && ps.p != ps.end) {
-        json_destroy(&v);
+//  One value, with its span in the input.
+static tern_json_value_t *s_parse_value(s_parser_t *ps) {
+    s_skip_ws(ps);
+    const char *start = ps->p;
+    tern_json_value_t *v = s_parse_kind(ps);
+    if (v) {
+        v->src = start;
+        v->src_len = (size_t)(ps->p - start);
     }
     return v;
 }
 
-void json_destroy(json_t **self_p) {
+tern_json_value_t *tern_json_parse_first(const char *text, size_t len, size_t *used) {
+    if (!text) {
+        return NULL;
+    }
+    s_parser_t ps = {text, text + len, 0};
+    tern_json_value_t *v = s_parse_value(&ps);
+    s_skip_ws(&ps);
+    if (v && used) {
+        *used = (size_t)(ps.p - text);
+    }
+    return v;
+}
+
+tern_json_value_t *tern_json_parse(const char *text, size_t len) {
+    size_t used = 0;
+    tern_json_value_t *v = tern_json_parse_first(text, len, &used);
+    if (v && used != len) {
+        tern_json_value_destroy(&v);
+    }
+    return v;
+}
+
+void tern_json_value_destroy(tern_json_value_t **self_p) {
     if (!self_p || !*self_p) {
         return;
     }
-    json_t *self = *self_p;
+    tern_json_value_t *self = *self_p;
     *self_p = NULL;
     for (size_t i = 0; i < self->count; i++) {
-        json_destroy(&self->items[i]);
+        tern_json_value_destroy(&self->items[i]);
         if (self->keys) {
             free(self->keys[i]);
         }
@@ -361,13 +381,13 @@ void json_destroy(json_t **self_p) {
     free(self);
 }
 
-uint64_t json_get_u64(const json_t *self, const char *key) {
-    const json_t *v = json_get(self, key);
-    return v && v->kind == JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
+uint64_t tern_json_get_u64(const tern_json_value_t *self, const char *key) {
+    const tern_json_value_t *v = tern_json_get(self, key);
+    return v && v->kind == TERN_JSON_NUMBER ? strtoull(v->text, NULL, 10) : 0;
 }
 
-const json_t *json_get(const json_t *self, const char *key) {
-    if (!self || self->kind != JSON_OBJECT) {
+const tern_json_value_t *tern_json_get(const tern_json_value_t *self, const char *key) {
+    if (!self || self->kind != TERN_JSON_OBJECT) {
         return NULL;
     }
     for (size_t i = 0; i < self->count; i++) {
