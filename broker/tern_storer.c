@@ -737,9 +737,11 @@ static void s_take_pubs(s_storer_t *self, tern_pubs_t *pubs) {
 //  items): a commit the inbox did not ask for, at S_HOLD_MS or at a sweep,
 //  writes them. Only a single node: in a cluster the committed ops ship to
 //  the followers as they are (s_ship_ops), and a held one would reach them
-//  before it is on the leader's disk.
+//  before it is on the leader's disk. Nor with peer DCs: a peer's ack
+//  makes route reload the group from the store (s_reload_group), which
+//  would lack the deliveries held after it and deliver them again.
 static void s_hold_deliveries(s_storer_t *self, size_t handled) {
-    bool hold = handled > 0 && !self->args->cluster && !self->stopping;
+    bool hold = handled > 0 && !self->args->cluster && !self->to_repl && !self->stopping;
     tern_store_batch_hold_deliveries(self->batch, hold ? S_HOLD_MS : 0);
 }
 
