@@ -60,8 +60,12 @@ typedef struct {
     group ops of OPS (those that succeeded) to NOTICE's gops, for crepl to
     ship. tern_crepl_group_queue: queues an in-DC follower's CREPL_GROUP or
     CREPL_GSTATE record REC on BATCH (by topic name); REC->result.seq counts
-    what this replica lacked (skipped). REC stays owned by the caller. */
+    what this replica lacked (skipped). REC stays owned by the caller.
+    tern_crepl_group_collect_ackstate: after a commit, appends the change a
+    peer DC's REPL_ACKSTATE REC made here (REC->result.seq set) as an ack or
+    dead op with aux TERN_GOP_AUX_PEER; nothing when it changed nothing. */
 void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops);
+void tern_crepl_group_collect_ackstate(tern_notice_t *notice, const tern_repl_rec_t *rec);
 void tern_crepl_group_queue(tern_repl_rec_t *rec, tern_store_batch_t *batch);
 
 /*  The cross-DC outbox (tern_crepl_outbox.c), on the storer's thread:

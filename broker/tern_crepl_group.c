@@ -33,6 +33,11 @@
       commit's NOTICE waits for the ISR to confirm it (c_held_need), so
       route answers the SUBSCRIBE that created the group only once a
       failover keeps it (tern_route_group.c, r_handle_sub).
+    - A peer DC's ack-state change (REPL_ACKSTATE, applied by msg_id on
+      the partition leader) joins the commit's ops as an ack or dead op
+      with aux TERN_GOP_AUX_PEER (tern_crepl_group_collect_ackstate): the
+      follower runs it by seq the way the leader ran it, so a failover
+      does not redeliver what another DC acked.
     - Catch-up. A follower's SYNC is answered with the records, then, for
       every topic of the partition, CREPL_GSTATE NAMES (the follower drops
       groups the leader lacks) and one GSTATE GROUP per group (lane
@@ -70,6 +75,21 @@ _Static_assert(TERN_OP_OPEN == (int)TERN_GOP_OPEN && TERN_OP_DELIVER == (int)TER
 // ---------------------------------------------------------------------------
 //  The storer's side
 
+//  A new, zeroed gop of TOPIC_ID at the end of NOTICE's gops.
+static tern_gop_t *s_gop_add(tern_notice_t *notice, uint32_t topic_id) {
+    size_t n = notice->gop_count;
+    if (n == 0 || (n >= 16 && (n & (n - 1)) == 0)) { //  16, 32, 64...: doubled
+        size_t cap = n ? n * 2 : 16;
+        notice->gops = tern_realloc(notice->gops, cap * sizeof *notice->gops);
+        notice->gop_topics = tern_realloc(notice->gop_topics, cap * sizeof(uint32_t));
+    }
+    notice->gop_topics[n] = topic_id;
+    notice->gop_count = n + 1;
+    tern_gop_t *g = &notice->gops[n];
+    memset(g, 0, sizeof *g);
+    return g;
+}
+
 void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
     for (size_t i = 0; i < ops->count; i++) {
         const tern_op_t *op = &ops->items[i];
@@ -77,15 +97,7 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         if (op->err != TERN_OK || (at && op->start_seq == 0)) {
             continue; //  it changed nothing here (an OPEN of an existing group)
         }
-        size_t n = notice->gop_count;
-        if ((n & (n - 1)) == 0) { //  0, 1, 2, 4...: grow to the next power of two
-            size_t cap = n ? n * 2 : 16;
-            notice->gops = tern_realloc(notice->gops, cap * sizeof *notice->gops);
-            notice->gop_topics = tern_realloc(notice->gop_topics, cap * sizeof(uint32_t));
-        }
-        tern_gop_t *g = &notice->gops[n];
-        notice->gop_topics[n] = op->topic_id;
-        notice->gop_count = n + 1;
+        tern_gop_t *g = s_gop_add(notice, op->topic_id);
         g->type = op->type;
         //  OPEN, SEEK and RESET go as the seq this commit resolved their
         //  start to, never as the rule (NEW, TIME, FIRST): a follower
@@ -109,6 +121,23 @@ void tern_crepl_group_collect(tern_notice_t *notice, const tern_ops_t *ops) {
         //  Followers write the same ack-state outbox entry (cross-DC on).
         g->ob = op->type == TERN_OP_ACK || op->type == TERN_OP_DEAD ? op->ob : 0;
     }
+}
+
+//  The follower runs the same step by seq (st_ackstate_seq): the lane cursor
+//  moved past a message not delivered here, a DLQ entry acked; a plain ack or
+//  dead op would leave a follower's cursor behind and redeliver after a
+//  failover. No `ob`: an inbound change is not shipped cross-DC again.
+void tern_crepl_group_collect_ackstate(tern_notice_t *notice, const tern_repl_rec_t *rec) {
+    const tern_frame_t *f = &rec->frame;
+    if (rec->result.err != TERN_OK || rec->result.seq == 0 || rec->result.topic_id == 0) {
+        return;
+    }
+    tern_gop_t *g = s_gop_add(notice, rec->result.topic_id);
+    g->type = f->code == TERN_CMD_TERM ? TERN_GOP_DEAD : TERN_GOP_ACK;
+    g->aux = TERN_GOP_AUX_PEER;
+    g->seq = rec->result.seq;
+    snprintf(g->group, sizeof g->group, "%s", f->group);
+    tern_repl_ackstate_reason(f, g->reason, sizeof g->reason);
 }
 
 //  A follower: the leader's ack-state outbox entry of OP (a gop of TOPIC in

@@ -550,9 +550,10 @@ void p_batch_done(p_repl_t *self, tern_repl_batch_t *batch) {
         for (size_t i = 0; i < batch->count; i++) {
             tern_repl_rec_t *rec = batch->recs[i];
             p_link_t *link = p_link_by_name(self, rec->frame.origin);
-            if (link && rec->frame.cmd == TERN_CMD_REPL_RECORD && rec->result.err == TERN_OK &&
-                !rec->result.duplicate) {
-                link->received++;
+            if (link && rec->frame.cmd == TERN_CMD_REPL_RECORD && rec->result.err == TERN_OK) {
+                //  A cursorless session's replay is dropped here, by msg_id.
+                link->received += !rec->result.duplicate;
+                link->replays += rec->result.duplicate;
             }
         }
     }

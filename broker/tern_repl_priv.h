@@ -28,7 +28,8 @@
 #define S_HEARTBEAT_MS          1000   //  heartbeat interval, both directions
 #define S_PUMP_MS               5      //  how often a live link looks for new outbox entries
 #define S_HOUSE_MS              1000   //  confirmations to disk, retention check
-#define S_MAP_NODES             64     //  nodes of a clustered DC in a `repl.map` answer
+#define S_CONFIRM_MS            100 //  a cluster's confirmations to disk (a successor resends from them)
+#define S_MAP_NODES             64 //  nodes of a clustered DC in a `repl.map` answer
 #define S_MAP_PARTITIONS        4096 //  most partitions a peer DC may have (cluster/partitions' limit)
 #define S_SUBS_MAX              16   //  nodes of a clustered peer DC we ship to at once
 #define S_MAP_MS                5000 //  how often a link to a clustered DC asks for its map again
@@ -164,6 +165,7 @@ typedef struct {
     uint32_t partitions;                     //  cluster: P (0 on a single node)
     uint64_t view;                           //  cluster: tern_cluster_version last checked
     uint64_t next_house_ms;                  //  next housekeeping
+    uint64_t next_confirm_ms;                //  next confirmations to disk (cluster)
     uint64_t dropped_seen;                   //  store outbox_dropped already reported
     uint64_t refused_version;                //  handshakes refused: protocol version
     uint64_t refused_node_id;                //  handshakes refused: duplicate node id

@@ -53,9 +53,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_DRAIN_MAX 1024  //  inbox items taken per drain
-#define S_SWEEP_MAX 10000 //  messages removed per sweep
-#define S_HOLD_MS   2     //  how long deliveries held back wait for their acks at most
+#define S_DRAIN_MAX      1024  //  inbox items taken per drain
+#define S_SWEEP_MAX      10000 //  messages removed per sweep
+#define S_SWEEP_AGAIN_MS 10    //  the next sweep after one that left work (tern_store_sweep_more)
+#define S_HOLD_MS        2     //  how long deliveries held back wait for their acks at most
 
 typedef struct {
     tern_storer_args_t *args;  //  borrowed
@@ -599,6 +600,10 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
             tern_repl_rec_t *rec = batch->recs[i];
             if (rec->frame.cmd == TERN_CMD_REPL_ACKSTATE) {
                 s_reload_group(self, rec->frame.topic, rec->frame.group);
+                if (self->args->cluster) {
+                    //  To the followers like a local ack (tern_crepl_group.c).
+                    tern_crepl_group_collect_ackstate(s_notice(self), rec);
+                }
                 continue;
             }
             if (rec->frame.cmd != TERN_CMD_REPL_RECORD || rec->result.err != TERN_OK ||
@@ -813,6 +818,11 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     }
     if (rc == TERN_OK) {
         self->id_ms_stored = id_ms;
+    }
+    if (sweep && rc == TERN_OK && tern_store_sweep_more(self->args->store)) {
+        //  The sweep is bounded by the pages it dirties (a deleted topic is
+        //  removed in steps): the next step comes soon, not a second later.
+        self->next_sweep_ms = tern_now_ms() + S_SWEEP_AGAIN_MS;
     }
     //  Each commit writes the deliveries held S_HOLD_MS: one is held at most
     //  twice that (with no commit before the timer).

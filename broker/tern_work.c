@@ -369,6 +369,18 @@ void tern_repl_streams_done(tern_repl_streams_t *streams, const tern_repl_batch_
     }
 }
 
+const char *tern_repl_ackstate_reason(const tern_frame_t *frame, char *buf, size_t size) {
+    //  The history says where: "acked in dc2", "dead in dc3" (the receiver
+    //  set origin to the sending DC, where it happened).
+    if (frame->reason[0]) {
+        snprintf(buf, size, "%s", frame->reason);
+    } else {
+        snprintf(buf, size, "%s in %s", frame->code == TERN_CMD_TERM ? "dead" : "acked",
+                 frame->origin);
+    }
+    return buf;
+}
+
 void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch,
                            tern_repl_streams_t *streams) {
     if (self->in_dc) {
@@ -378,13 +390,10 @@ void tern_repl_batch_queue(tern_repl_batch_t *self, tern_store_batch_t *batch,
     for (size_t i = 0; i < self->count; i++) {
         tern_frame_t *frame = &self->recs[i]->frame;
         if (frame->cmd == TERN_CMD_REPL_ACKSTATE) {
-            //  The history says where: "acked in dc2", "dead in dc3" (the
-            //  receiver set origin to the sending DC, where it happened).
-            char where[TERN_REASON_MAX + 1];
-            snprintf(where, sizeof where, "%s in %s",
-                     frame->code == TERN_CMD_TERM ? "dead" : "acked", frame->origin);
+            char why[TERN_REASON_MAX + 1];
             tern_store_batch_ackstate_apply(batch, frame->group, frame->msg_id, frame->code,
-                                            frame->reason[0] ? frame->reason : where);
+                                            tern_repl_ackstate_reason(frame, why, sizeof why),
+                                            &self->recs[i]->result);
         } else {
             tern_store_batch_append(batch, frame, false, &self->recs[i]->result);
         }

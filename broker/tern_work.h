@@ -464,6 +464,11 @@ typedef struct {
     STREAMS and forgets BATCH's results (it goes back to crepl). */
 void tern_repl_streams_done(tern_repl_streams_t *streams, const tern_repl_batch_t *batch);
 
+/*  The history detail of a peer DC's REPL_ACKSTATE FRAME into BUF: its
+    reason, else "acked in DC" / "dead in DC" (DC = its origin, where it
+    happened). Returns BUF. */
+const char *tern_repl_ackstate_reason(const tern_frame_t *frame, char *buf, size_t size);
+
 /*  Queues the batch's appends (local = false: never shipped again; in_dc:
     replica appends and truncates, in order, each stream stopping at its
     first failure as STREAMS (may be NULL) says), inbound

@@ -131,6 +131,11 @@ typedef enum {
     TERN_GOP_PURGE = 10   //  the DLQ emptied
 } tern_gop_type_t;
 
+/*  ACK / DEAD aux: a peer DC's ack-state change the leader applied; the
+    follower applies it the same way by seq (lane cursor moved past it when
+    not delivered there, a DLQ entry acked), not as a plain ack / dead. */
+#define TERN_GOP_AUX_PEER 3
+
 typedef struct {
     uint8_t type;                     //  tern_gop_type_t
     uint8_t aux;                      //  lane, cause or start mode (see the types)

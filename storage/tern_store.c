@@ -525,6 +525,10 @@ int tern_store_reader_check(tern_store_t *self) {
     return dead;
 }
 
+bool tern_store_sweep_more(tern_store_t *self) {
+    return self && atomic_load_explicit(&self->sweep_more, memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------------------
     The map's growth, for the commit loop (tern_store_batch.c)
    ------------------------------------------------------------------------ */

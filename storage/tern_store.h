@@ -223,6 +223,12 @@ void tern_store_stats(tern_store_t *self, tern_store_stats_t *out);
     periodically. Returns the slots cleared (0 when SELF is NULL). */
 int tern_store_reader_check(tern_store_t *self);
 
+/*  True when the last committed sweep (tern_store_batch_sweep) stopped at its
+    budget with work left: messages past their TTL or max_age, or the data of
+    deleted topics, which goes in bounded steps (docs/storage.md, "Topic
+    delete"). The writer then sweeps again soon. False for a NULL SELF. */
+bool tern_store_sweep_more(tern_store_t *self);
+
 /* ------------------------------------------------------------------------
     Batches (the single writer) and readers
    ------------------------------------------------------------------------ */
@@ -703,9 +709,14 @@ void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, cons
       acked it), a TERM leaves it;
     - already acked here, or unknown here (not replicated yet, or removed):
       left alone.
-    Not written to the outbox. No result: nothing here can refuse it. */
+    Not written to the outbox. Nothing here can refuse it: RESULT (may be
+    NULL; borrowed until the commit) gets, when it changed something, the
+    message's topic_id, seq and msg_id (seq 0: nothing changed), so that a
+    cluster's leader can ship the change to its followers (a CREPL_GROUP ack
+    or dead op with aux TERN_GOP_AUX_PEER, applied there by seq the same way).
+    A failed commit sets RESULT->err. */
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
-                                     uint32_t op, const char *reason);
+                                     uint32_t op, const char *reason, tern_append_result_t *result);
 
 /*  Queues recording that PEER (copied; empty is ignored) confirmed the
     outbox up to POSITION (a lower position than recorded is ignored). With

@@ -341,6 +341,13 @@ int st_del_prefix(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen
 //  its first PLEN bytes; *COUNT (may be NULL) is incremented for each.
 int st_del_range(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_len, size_t plen,
                  uint64_t *count) {
+    return st_del_range_max(ctx, dbi, start, start_len, plen, UINT64_MAX, count);
+}
+
+//  st_del_range, deleting at most MAX keys.
+int st_del_range_max(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_len,
+                     size_t plen, uint64_t max, uint64_t *count) {
+    uint64_t deleted = 0;
     MDB_cursor *cur;
     int rc = mdb_cursor_open(ctx->txn, dbi, &cur);
     if (rc) {
@@ -348,10 +355,11 @@ int st_del_range(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_
     }
     MDB_val k = {start_len, (void *)start}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size >= plen && !memcmp(k.mv_data, start, plen)) {
+    while (rc == 0 && deleted < max && k.mv_size >= plen && !memcmp(k.mv_data, start, plen)) {
         if ((rc = mdb_cursor_del(cur, 0))) {
             break;
         }
+        deleted++;
         if (count) {
             (*count)++;
         }
@@ -425,6 +433,7 @@ static void s_attempt_reset(st_txn_t *ctx) {
     ctx->d_topics = ctx->d_dedup = 0;
     ctx->expired = ctx->trimmed = ctx->outbox_dropped = 0;
     ctx->superseded = 0;
+    ctx->swept = ctx->sweep_more = ctx->doomed = false;
     ctx->appended = 0;
     ctx->last_hit = 0;
     ctx->prod_hit = 0;
@@ -510,6 +519,9 @@ static void s_attempt_publish(st_txn_t *ctx) {
     atomic_fetch_add(&store->superseded, ctx->superseded);
     atomic_fetch_add(&store->folded, (uint64_t)ctx->batch->folded);
     atomic_fetch_add(&store->commits, 1);
+    if (ctx->swept) {
+        atomic_store(&store->sweep_more, ctx->sweep_more);
+    }
     uint64_t size = atomic_load(&store->map_size);
     if (size > store->map_soft && size != store->shrink_tried) {
         //  Give the reserve back (LMDB keeps what is in use); once per
@@ -562,6 +574,16 @@ static bool s_full_retry(st_txn_t *ctx, bool *nudged) {
     return false;
 }
 
+//  Commits CTX's transaction. Returns an LMDB error code.
+static int s_txn_commit(st_txn_t *ctx) {
+    if (ctx->doomed) {
+        //  Before the commit: a snapshot that no longer has the topic also
+        //  sees the count moved (tern_store_read_begin).
+        atomic_fetch_add(&ctx->store->dooms, 1);
+    }
+    return mdb_txn_commit(ctx->txn);
+}
+
 //  Runs attempts until one applied every operation, growing the map or
 //  storing fewer appends when it is full. KEEP_OPEN: the transaction of the
 //  attempt that applied stays open in CTX->txn (tern_store_batch_apply),
@@ -587,7 +609,7 @@ static int s_attempts(st_txn_t *ctx, bool keep_open) {
         if (rc) {
             mdb_txn_abort(ctx->txn);
         } else {
-            rc = mdb_txn_commit(ctx->txn);
+            rc = s_txn_commit(ctx);
         }
         ctx->txn = NULL;
         if (rc == 0) {
@@ -648,7 +670,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
     if (self->applied) {
         st_txn_t *ctx = self->applied;
         self->applied = NULL;
-        int rc = mdb_txn_commit(ctx->txn);
+        int rc = s_txn_commit(ctx);
         ctx->txn = NULL;
         //  LMDB may need pages at commit (its free list): on a full map the
         //  same attempt runs again on a larger one. Same store state (the
@@ -661,7 +683,7 @@ tern_err_t tern_store_batch_commit(tern_store_batch_t *self) {
             if (rc == 0 && (rc = s_attempt_apply(ctx)) != 0) {
                 mdb_txn_abort(ctx->txn);
             } else if (rc == 0) {
-                rc = mdb_txn_commit(ctx->txn);
+                rc = s_txn_commit(ctx);
             }
             ctx->txn = NULL;
         }

@@ -7,7 +7,9 @@
     (expire_at BE64 first, so the oldest come first), max_age by each
     limited topic's oldest message. Removal itself is the log's
     (st_msg_remove, tern_store_log.c). Count and size retention run at
-    append time instead (tern_store_log.c).
+    append time instead (tern_store_log.c). The data of deleted topics goes
+    here too, in steps (tern_store_reap.c); a sweep is bounded by the pages
+    it dirties (S_SWEEP_PAGES).
 */
 #include "tern_store_int.h"
 
@@ -130,11 +132,34 @@ static int s_sweep_age(st_txn_t *ctx, uint64_t now_ns, uint64_t *budget, uint64_
     return rc;
 }
 
+//  What one sweep may dirty, in pages (8 MB of 4 KB pages): LMDB keeps the
+//  dirty pages of its largest transaction for good (tern_store_reap.c), so
+//  the message removals of a sweep are bounded by pages, not only by the
+//  caller's count. A sweep that used it all says so (tern_store_sweep_more)
+//  and the storer sweeps again soon instead of a second later.
+#define S_SWEEP_PAGES 2048
+//  An expired message dirties about two pages: its STORED and EXPIRED
+//  history events land beside its other events, one leaf per message when
+//  groups made many; its log, index and msgid leaves are shared with its
+//  neighbours.
+#define S_SWEEP_MSG_PAGES 2
+
 int st_op_sweep(st_txn_t *ctx, st_op_t *op) {
-    uint64_t budget = op->u32, removed = 0;
+    uint64_t max = S_SWEEP_PAGES / S_SWEEP_MSG_PAGES;
+    uint64_t budget = op->u32 < max ? op->u32 : max, removed = 0;
+    uint64_t given = budget;
     int rc = s_sweep_expiry(ctx, op->a, &budget, &removed);
     if (rc == 0) {
         rc = s_sweep_age(ctx, op->a, &budget, &removed);
+    }
+    ctx->swept = true;
+    ctx->sweep_more = budget == 0;
+    //  Deleted topics get what the expiry left of the pages.
+    uint64_t pages = S_SWEEP_PAGES - (given - budget) * S_SWEEP_MSG_PAGES;
+    bool more = false;
+    if (rc == 0) {
+        rc = st_reap(ctx, &pages, &more);
+        ctx->sweep_more = ctx->sweep_more || more;
     }
     if (rc == 0) {
         rc = st_sweep_dedup(ctx, op->a, op->u32);

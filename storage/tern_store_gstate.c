@@ -151,7 +151,9 @@ int st_op_group_apply(st_txn_t *ctx, st_op_t *op) {
     if (rc || !t) {
         return rc;
     }
-    bool on_seq = gop->type == TERN_GOP_DELIVER || gop->type == TERN_GOP_DEAD;
+    bool peer =
+        (gop->type == TERN_GOP_ACK || gop->type == TERN_GOP_DEAD) && gop->aux == TERN_GOP_AUX_PEER;
+    bool on_seq = gop->type == TERN_GOP_DELIVER || gop->type == TERN_GOP_DEAD || peer;
     if (on_seq && (gop->seq == 0 || gop->seq > t->topic.last_seq)) {
         s_skip(op); //  a message this replica lacks
         return 0;
@@ -193,6 +195,11 @@ int st_op_group_apply(st_txn_t *ctx, st_op_t *op) {
             break;
         default:
             break;
+    }
+    if (peer) {
+        bool changed; //  the leader changed it; this replica may hold it already
+        return st_ackstate_seq(ctx, sub.topic_id, sub.name, gop->seq, gop->type == TERN_GOP_DEAD,
+                               gop->reason, &changed);
     }
     rc = s_gop_run(ctx, gop, &sub);
     if (rc == 0 && on_seq && err == TERN_ENOTFOUND) {

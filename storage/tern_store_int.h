@@ -59,6 +59,10 @@ enum {
 #define S_META_TOPIC_NEXT     "store.topic_last_id"
 #define S_META_FORMAT         "store.format"
 #define S_META_TRACE_NEXT     "store.trace_next"
+//  A deleted topic whose data the reaper has not removed yet (LE64: its last
+//  seq) is meta "store.doomed.<topic id, 8 lower-case hex digits>"
+//  (tern_store_reap.c).
+#define S_META_DOOMED "store.doomed."
 //  The replica identity: a canonical UUID v4 string (36 bytes, no NUL), not
 //  a u64 (tern_store.c, "The replica identity"); held with its NUL.
 #define S_META_IDENTITY "store.identity"
@@ -171,6 +175,8 @@ struct tern_store_t {
     _Atomic uint64_t dedup_entries;        //  stats
     _Atomic uint32_t topics;               //  stats
     _Atomic uint64_t superseded;           //  stats
+    _Atomic bool sweep_more;               //  the last sweep left work its budget did not cover
+    _Atomic uint64_t dooms;                //  topic deletes committed (readers drop cached names)
     _Atomic uint64_t folded;               //  stats: deliveries folded with their ack
     uint64_t *ob_last;                     //  cluster writer: last outbox pos per partition
     uint64_t *ob_work;                     //  ... the same as the current attempt moved it
@@ -451,7 +457,9 @@ typedef enum {
 typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
-    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only;
+    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
+    tern_append_result_t *result; //  APPEND, APPEND_REPLICA, ACKSTATE_APPLY: filled at commit
+    bool flag; //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only;
                //  DELIVER, ACK: folded with its ack / delivery in this batch (st_group_fold)
     tern_append_result_t *result;  //  APPEND, APPEND_REPLICA: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
@@ -544,6 +552,9 @@ typedef struct st_txn_t {
     size_t prod_hit;                       //  producer cache index of the last lookup
     uint8_t dedup_next[TERN_NAME_MAX + 2]; //  where the next dedup sweep resumes
     size_t dedup_next_len;                 //  its length
+    bool swept;                            //  a sweep ran in this attempt
+    bool sweep_more;                       //  ... and left work for the next one
+    bool doomed;                           //  a topic was deleted (st_doom)
 } st_txn_t;
 
 /* ------------------------------------------------------------------------
@@ -557,6 +568,7 @@ struct tern_store_reader_t {
     bool active;                    //  between read_begin and read_end
     uint32_t topic_id;              //  last topic id resolved (ids are never reused)
     char topic[TERN_TOPIC_MAX + 1]; //  its name
+    uint64_t dooms;                 //  store->dooms when it was resolved
 };
 
 //  Every read opens with it: TERN_ESTATE outside begin/end.
@@ -618,6 +630,8 @@ int st_group_find(st_txn_t *ctx, uint32_t topic_id, const char *name, st_cached_
 int st_del_prefix(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *prefix, size_t plen, uint64_t *count);
 int st_del_range(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_len, size_t plen,
                  uint64_t *count);
+int st_del_range_max(st_txn_t *ctx, MDB_dbi dbi, const uint8_t *start, size_t start_len,
+                     size_t plen, uint64_t max, uint64_t *count);
 
 //  tern_store_log.c: messages and topics (writer side).
 int st_op_append(st_txn_t *ctx, st_op_t *op);
@@ -671,6 +685,12 @@ int st_op_dlq_purge(st_txn_t *ctx, st_op_t *op);
 //  tern_store_expiry.c: the sweep.
 int st_op_sweep(st_txn_t *ctx, st_op_t *op);
 
+//  tern_store_reap.c: deleted topics removed in steps. st_doom writes the
+//  tombstone of TOPIC_ID; st_reap removes doomed data for at most *BUDGET
+//  dirty pages (decremented), *MORE when some is left.
+int st_doom(st_txn_t *ctx, uint32_t topic_id, uint64_t last_seq);
+int st_reap(st_txn_t *ctx, uint64_t *budget, bool *more);
+
 //  tern_store_repl.c: the outbox, ack state, peers and inbound cursors.
 //  st_outbox_put writes an entry at (PT, POS) (single node: PT 0 and POS
 //  the next position); st_outbox_next is PT's next position.
@@ -685,6 +705,10 @@ tern_err_t st_outbox_last_one(tern_store_reader_t *self, uint64_t *position);
 tern_err_t st_outbox_confirmed_one(tern_store_reader_t *self, const char *peer, uint64_t *position);
 int st_op_ackstate(st_txn_t *ctx, st_op_t *op);
 int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op);
+//  A peer DC's ack-state change of SEQ of TOPIC_ID for GROUP (a TERM when
+//  TERM); *CHANGED says whether it changed anything here. REASON borrowed.
+int st_ackstate_seq(st_txn_t *ctx, uint32_t topic_id, const char *group, uint64_t seq, bool term,
+                    const char *reason, bool *changed);
 int st_op_outbox_confirm(st_txn_t *ctx, st_op_t *op);
 int st_op_inbound(st_txn_t *ctx, st_op_t *op);
 int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget);

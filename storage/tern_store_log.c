@@ -668,6 +668,60 @@ int st_op_topic_put(st_txn_t *ctx, st_op_t *op) {
     return 0;
 }
 
+//  Purge: every stored message of topic T goes, in this transaction; the
+//  topic and its groups stay. *REMOVED gets how many.
+static int s_topic_purge(st_txn_t *ctx, st_cached_t *t, uint64_t *removed) {
+    uint32_t topic_id = (uint32_t)t->topic.id;
+    for (;;) {
+        uint64_t first;
+        int rc = st_first_seq(ctx, topic_id, 0, t->topic.last_seq, &first, NULL);
+        if (rc || first > t->topic.last_seq) {
+            t->topic.first_seq = t->topic.last_seq + 1;
+            t->topic.msgs = 0;
+            t->topic.bytes = 0;
+            t->dirty = true;
+            return rc;
+        }
+        bool gone;
+        if ((rc = st_msg_remove(ctx, t, first, &gone))) {
+            return rc;
+        }
+        if (!gone) {
+            return MDB_CORRUPTED;
+        }
+        (*removed)++;
+    }
+}
+
+//  Delete: the topic's name, id and group records go now, with a tombstone
+//  for the rest (messages, pending and DLQ entries): the reaper removes
+//  those in bounded steps (tern_store_reap.c), so the largest transaction,
+//  and the dirty pages LMDB keeps after it, do not grow with the topic.
+//  *REMOVED gets the messages it held.
+static int s_topic_doom(st_txn_t *ctx, st_cached_t *t, uint64_t *removed) {
+    uint8_t prefix[4];
+    s_be32_put(prefix, (uint32_t)t->topic.id);
+    int rc;
+    if ((rc = st_del_prefix(ctx, ctx->dbi[S_GROUPS], prefix, 4, NULL)) ||
+        (rc = s_del(ctx->txn, ctx->dbi[S_TOPIC_IDS], prefix, 4)) ||
+        (rc = st_doom(ctx, (uint32_t)t->topic.id, t->topic.last_seq))) {
+        return rc;
+    }
+    //  Cached groups of the topic are gone too.
+    for (size_t i = 0; i < ctx->batch->cache_count; i++) {
+        st_cached_t *c = ctx->batch->cache[i];
+        if (c->is_group && !memcmp(c->key, prefix, 4)) {
+            c->exists = false;
+            c->dirty = false;
+        }
+    }
+    *removed = t->topic.msgs;
+    t->exists = false;
+    t->dirty = true;
+    ctx->d_topics--;
+    return 0;
+}
+
 int st_op_topic_delete(st_txn_t *ctx, st_op_t *op) {
     tern_err_t *err = s_err_out(op);
     st_cached_t *t;
@@ -679,48 +733,10 @@ int st_op_topic_delete(st_txn_t *ctx, st_op_t *op) {
         *err = TERN_ENOTFOUND;
         return 0;
     }
-    uint32_t topic_id = (uint32_t)t->topic.id;
     uint64_t removed = 0;
-    for (;;) {
-        uint64_t first;
-        if ((rc = st_first_seq(ctx, topic_id, 0, t->topic.last_seq, &first, NULL))) {
-            return rc;
-        }
-        if (first > t->topic.last_seq) {
-            break;
-        }
-        bool gone;
-        if ((rc = st_msg_remove(ctx, t, first, &gone))) {
-            return rc;
-        }
-        if (!gone) {
-            return MDB_CORRUPTED;
-        }
-        removed++;
-    }
-    t->topic.first_seq = t->topic.last_seq + 1;
-    t->topic.msgs = 0;
-    t->topic.bytes = 0;
-    t->dirty = true;
-    if (!op->flag) {
-        uint8_t prefix[4];
-        s_be32_put(prefix, topic_id);
-        if ((rc = st_del_prefix(ctx, ctx->dbi[S_GROUPS], prefix, 4, NULL)) ||
-            (rc = st_del_prefix(ctx, ctx->dbi[S_PENDING], prefix, 4, NULL)) ||
-            (rc = st_del_prefix(ctx, ctx->dbi[S_DLQ], prefix, 4, NULL)) ||
-            (rc = s_del(ctx->txn, ctx->dbi[S_TOPIC_IDS], prefix, 4))) {
-            return rc;
-        }
-        //  Cached groups of the topic are gone too.
-        for (size_t i = 0; i < ctx->batch->cache_count; i++) {
-            st_cached_t *c = ctx->batch->cache[i];
-            if (c->is_group && !memcmp(c->key, prefix, 4)) {
-                c->exists = false;
-                c->dirty = false;
-            }
-        }
-        t->exists = false;
-        ctx->d_topics--;
+    rc = op->flag ? s_topic_purge(ctx, t, &removed) : s_topic_doom(ctx, t, &removed);
+    if (rc) {
+        return rc;
     }
     if (op->count_out) {
         *op->count_out = removed;

@@ -72,6 +72,13 @@ tern_err_t tern_store_read_begin(tern_store_reader_t *self) {
         return s_err(rc);
     }
     self->active = true;
+    //  A deleted topic's messages stay in the log until the reaper removes
+    //  them (tern_store_reap.c): its cached name must not outlive the delete.
+    uint64_t dooms = atomic_load(&self->store->dooms);
+    if (dooms != self->dooms) {
+        self->dooms = dooms;
+        self->topic_id = 0;
+    }
     return TERN_OK;
 }
 
@@ -269,7 +276,9 @@ tern_err_t tern_store_find_msg(tern_store_reader_t *self, uint64_t msg_id, uint3
     }
     *topic_id = s_be32_get(val + M_TOPIC);
     *seq = s_be64_get(val + M_SEQ);
-    return TERN_OK;
+    //  A message of a deleted topic the reaper has not reached: gone too.
+    const char *name;
+    return s_topic_name(self, *topic_id, &name) == TERN_OK ? TERN_OK : TERN_ENOTFOUND;
 }
 
 tern_err_t tern_store_lane_scan(tern_store_reader_t *self, uint32_t topic_id, uint8_t priority,

@@ -41,9 +41,11 @@ void tern_store_batch_ackstate(tern_store_batch_t *self, uint32_t topic_id, cons
 }
 
 void tern_store_batch_ackstate_apply(tern_store_batch_t *self, const char *group, uint64_t msg_id,
-                                     uint32_t op, const char *reason) {
+                                     uint32_t op, const char *reason,
+                                     tern_append_result_t *result) {
     st_op_t *o = st_group_op(self, OP_ACKSTATE_APPLY, 0, group, 0);
     o->b = msg_id;
+    o->result = result;
     o->u32 = op;
     if (reason && *reason) {
         o->reason = tern_strndup(reason, TERN_REASON_MAX);
@@ -228,6 +230,24 @@ int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
     A peer's ack state, applied by msg_id
    ------------------------------------------------------------------------ */
 
+//  The priority lane of the record SEQ of TOPIC_ID into *PRIO (the default
+//  lane when the log lacks it).
+static int s_ackstate_prio(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t *prio) {
+    *prio = TERN_PRIORITY_DEFAULT;
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    MDB_val k = {12, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    if (rc == 0) {
+        st_record_t rec;
+        if (st_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
+            *prio = rec.priority;
+        }
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int s_ackstate_msg(st_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *topic_id,
                           uint64_t *seq, uint8_t *prio) {
     *here = false;
@@ -247,17 +267,7 @@ static int s_ackstate_msg(st_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *
     *here = true;
     *topic_id = s_be32_get((uint8_t *)v.mv_data + M_TOPIC);
     *seq = s_be64_get((uint8_t *)v.mv_data + M_SEQ);
-    *prio = TERN_PRIORITY_DEFAULT;
-    s_be32_put(key, *topic_id);
-    s_be64_put(key + 4, *seq);
-    k = (MDB_val){12, key};
-    if ((rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v)) == 0) {
-        st_record_t rec;
-        if (st_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
-            *prio = rec.priority;
-        }
-    }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return s_ackstate_prio(ctx, *topic_id, *seq, prio);
 }
 
 //  Puts a pending entry (delivery count COUNT, due now) for SEQ of G unless
@@ -303,31 +313,60 @@ static int s_ackstate_skip(st_txn_t *ctx, st_cached_t *g, uint32_t topic_id, con
 }
 
 //  A peer's ack-state change by msg_id (see tern_store_batch_ackstate_apply):
-//  it goes through the same ACK / DEAD step as a local one, so the counters
-//  and the history (ACKED, DEAD events) are those of a local ack or TERM.
+//  the message's topic and seq here, then st_ackstate_seq. OP->result, when
+//  set, gets the seq changed (0 = nothing changed) for in-DC replication.
 int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op) {
     bool here;
     uint32_t topic_id = 0;
     uint64_t seq = 0;
     uint8_t prio = TERN_PRIORITY_DEFAULT;
+    if (op->result) {
+        memset(op->result, 0, sizeof *op->result);
+    }
     int rc = s_ackstate_msg(ctx, op->b, &here, &topic_id, &seq, &prio);
     if (rc || !here) {
         return rc;
     }
+    bool changed = false;
+    const char *reason = op->reason                 ? op->reason
+                         : op->u32 == TERN_CMD_TERM ? "dead in a peer dc"
+                                                    : "acked in a peer dc";
+    rc = st_ackstate_seq(ctx, topic_id, op->name, seq, op->u32 == TERN_CMD_TERM, reason, &changed);
+    if (rc == 0 && changed && op->result) {
+        op->result->topic_id = topic_id;
+        op->result->seq = seq;
+        op->result->msg_id = op->b;
+    }
+    return rc;
+}
+
+//  The ack-state change of SEQ of TOPIC_ID for GROUP: it goes through the
+//  same ACK / DEAD step as a local one, so the counters and the history
+//  (ACKED, DEAD events) are those of a local ack or TERM. A peer DC's change
+//  on the partition leader (by msg_id, above) and its in-DC copy on a
+//  follower (a CREPL_GROUP ack or dead op with aux TERN_GOP_AUX_PEER, by
+//  seq) both run it, so the follower's group ends where the leader's did.
+int st_ackstate_seq(st_txn_t *ctx, uint32_t topic_id, const char *group, uint64_t seq, bool term,
+                    const char *reason, bool *changed) {
+    *changed = false;
+    uint8_t prio;
+    int rc = s_ackstate_prio(ctx, topic_id, seq, &prio);
+    if (rc) {
+        return rc;
+    }
     st_op_t sub;
     memset(&sub, 0, sizeof sub);
-    memcpy(sub.name, op->name, sizeof sub.name);
+    s_copy_name(sub.name, sizeof sub.name, group);
     sub.topic_id = topic_id;
     sub.kind = OP_GROUP_OPEN;
     sub.u32 = TERN_START_FIRST;
     st_cached_t *g;
-    if ((rc = st_op_group_open(ctx, &sub)) || (rc = st_group_find(ctx, topic_id, op->name, &g)) ||
+    if ((rc = st_op_group_open(ctx, &sub)) || (rc = st_group_find(ctx, topic_id, group, &g)) ||
         !g->exists) {
         return rc;
     }
-    bool term = op->u32 == TERN_CMD_TERM;
     uint8_t key[S_ENTRY_KEY_MAX];
-    size_t klen = s_entry_key(key, topic_id, op->name, strlen(op->name), seq, true);
+    size_t klen = s_entry_key(key, topic_id, group, strlen(group), seq, true);
     MDB_val k = {klen, key}, v;
     uint32_t count = 0;
     if ((rc = mdb_get(ctx->txn, ctx->dbi[S_PENDING], &k, &v)) == 0) {
@@ -345,22 +384,22 @@ int st_op_ackstate_apply(st_txn_t *ctx, st_op_t *op) {
             return rc;
         }
         g->group.dead -= g->group.dead > 0;
-        rc = s_ackstate_pend(ctx, g, topic_id, op->name, seq, prio, count);
+        rc = s_ackstate_pend(ctx, g, topic_id, group, seq, prio, count);
     } else if (rc != MDB_NOTFOUND) {
         return rc;
     } else if (seq < g->group.lane_next[prio]) {
         return 0; //  acked here already
     } else {
-        rc = s_ackstate_skip(ctx, g, topic_id, op->name, seq, prio);
+        rc = s_ackstate_skip(ctx, g, topic_id, group, seq, prio);
     }
     if (rc) {
         return rc;
     }
+    *changed = true;
     sub.a = seq;
     sub.kind = term ? OP_DEAD : OP_ACK;
     sub.u32 = term ? count : TERN_TRACE_ACKED;
-    sub.reason =
-        op->reason ? op->reason : (char *)(term ? "dead in a peer dc" : "acked in a peer dc");
+    sub.reason = (char *)reason; //  borrowed for the call
     return term ? st_op_dead(ctx, &sub) : st_op_ack(ctx, &sub);
 }
 

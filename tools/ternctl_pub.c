@@ -71,6 +71,9 @@ static void s_pub_done(const tern_pub_result_t *result, void *arg) {
         tern_json_key_u64(&b, "msg_id", result->msg_id);
         tern_json_key_u64(&b, "seq", result->seq);
         tern_json_key_bool(&b, "duplicate", result->duplicate);
+        //  Acks arrive in the order the broker answers, which is not always
+        //  producer_seq order (a history needs the pair: docs/checker.md).
+        tern_json_key_u64(&b, "producer_seq", result->producer_seq);
         tern_json_raw(&b, "}");
         ternctl_print_line(&b);
         tern_json_free(&b);

@@ -453,3 +453,107 @@ Test(checker, several_files_in_order) {
     free(client);
     free(node);
 }
+
+//  A cross-DC history: producer A publishes in dc1 (msg 201), producer B in
+//  dc2 (msg 202); each DC's node logs both under its own seqs.
+#define XPUB(dc, producer, pseq, id, seq)                                                          \
+    "{\"ev\":\"publish\",\"dc\":\"" dc "\",\"producer\":\"" producer "\",\"producer_seq\":" #pseq  \
+    ",\"topic\":\"t\",\"outcome\":\"ok\",\"msg_id\":" #id ",\"seq\":" #seq "}\n"
+#define XNODE(dc, node)                                                                            \
+    "{\"ev\":\"node\",\"dc\":\"" dc "\",\"node\":\"" node "\",\"topic\":\"t\"}\n"
+#define XST(dc, node, seq, id, producer, pseq)                                                     \
+    "{\"ev\":\"stored\",\"dc\":\"" dc "\",\"node\":\"" node "\",\"topic\":\"t\",\"seq\":" #seq     \
+    ",\"msg_id\":" #id ",\"producer\":\"" producer "\",\"producer_seq\":" #pseq "}\n"
+#define XPUBS XPUB("dc1", "A", 1, 201, 1) XPUB("dc2", "B", 1, 202, 1)
+#define XDC1  XNODE("dc1", "n1") XST("dc1", "n1", 1, 201, "A", 1) XST("dc1", "n1", 2, 202, "B", 1)
+#define XDC2  XNODE("dc2", "n1") XST("dc2", "n1", 1, 202, "B", 1) XST("dc2", "n1", 2, 201, "A", 1)
+
+Test(checker, dcs_each_dc_its_own_seqs) {
+    //  Node names may repeat across DCs; seqs are compared within a DC.
+    const char *two[] = {"--dcs", "2", NULL};
+    s_run_t run = s_check_args(XPUBS XDC1 XDC2, two);
+    s_assert_clean(&run);
+    s_assert_out(&run, "tern-check: dcs=2 twins=0\ntern-check: attempts=2 acked=2 ");
+    s_run_free(&run);
+    //  Untagged, the same logs are one DC's replicas that disagree.
+    run = s_check("{\"ev\":\"publish\",\"topic\":\"t\",\"outcome\":\"ok\",\"msg_id\":201,"
+                  "\"seq\":1}\n"
+                  "{\"ev\":\"stored\",\"node\":\"n1\",\"topic\":\"t\",\"seq\":1,\"msg_id\":201}\n"
+                  "{\"ev\":\"stored\",\"node\":\"n2\",\"topic\":\"t\",\"seq\":2,\"msg_id\":201}\n");
+    s_assert_found(&run, "(a) acknowledged msg_id 201 (topic t seq 1) at ");
+    s_run_free(&run);
+}
+
+Test(checker, dcs_lost_in_one_dc) {
+    const char *two[] = {"--dcs", "2", NULL};
+    s_run_t run = s_check_args(XPUBS XDC1 XNODE("dc2", "n4") XST("dc2", "n4", 1, 202, "B", 1), two);
+    s_assert_found(&run, "(a) acknowledged msg_id 201 (topic t seq 1, producer A seq 1) at ");
+    s_assert_out(&run, "is missing from node n4's log");
+    s_assert_out(&run, "lost=1 ");
+    s_run_free(&run);
+    //  One DC's logs listed: the cross-DC check would be vacuous.
+    run = s_check_args(XPUBS XDC1, two);
+    s_assert_found(&run, "(a) topic t has logs of 1 DC listed, --dcs is 2");
+    s_run_free(&run);
+    const char *bad[] = {"--dcs", "two", NULL};
+    run = s_check_args(XPUBS, bad);
+    cr_assert_eq(run.status, 2, "exit %d", run.status);
+    cr_assert(strstr(run.err, "--dcs needs a number"), "%s", run.err);
+    s_run_free(&run);
+}
+
+//  Producer P seq 1 acknowledged in both DCs while they were cut apart:
+//  301 in dc1, 302 in dc2. Every DC must keep 301 only.
+#define TWINS XPUB("dc1", "P", 1, 301, 1) XPUB("dc2", "P", 1, 302, 1)
+
+Test(checker, dcs_twins_resolved_to_the_lowest) {
+    const char *two[] = {"--dcs", "2", NULL};
+    const char *history = TWINS XNODE("dc1", "n1") XST("dc1", "n1", 1, 301, "P", 1)
+        XNODE("dc2", "n4") XST("dc2", "n4", 2, 301, "P", 1);
+    s_run_t run = s_check_args(history, two);
+    s_assert_clean(&run);
+    s_assert_out(&run, "dcs=2 twins=1\n");
+    s_run_free(&run);
+    //  Without --dcs, two msg_ids for one key break rule (b).
+    run = s_check(history);
+    s_assert_found(&run, "(b) producer P seq 1 re-sent: acknowledged as msg_id 301 at ");
+    s_run_free(&run);
+    //  The twin that lost (302) must be gone from every log, and the
+    //  winner present in every log.
+    run = s_check_args(TWINS XNODE("dc1", "n1") XST("dc1", "n1", 1, 301, "P", 1) XNODE("dc2", "n4")
+                           XST("dc2", "n4", 1, 302, "P", 1),
+                       two);
+    s_assert_found(&run, "(b) acknowledged msg_id 302 (topic t seq 1, producer P seq 1) at ");
+    s_assert_out(&run, "lost to a lower msg_id of its key in another DC but is still in node n4");
+    s_assert_out(&run, "(a) acknowledged msg_id 301 (topic t seq 1, producer P seq 1) at ");
+    s_run_free(&run);
+    //  Within one DC, two msg_ids for one key stay a violation.
+    run = s_check_args(TWINS XPUB("dc1", "P", 1, 303, 2) XNODE("dc1", "n1")
+                           XST("dc1", "n1", 1, 301, "P", 1) XNODE("dc2", "n4")
+                               XST("dc2", "n4", 2, 301, "P", 1),
+                       two);
+    s_assert_found(&run, "(b) producer P seq 1 re-sent: acknowledged as msg_id 301 at ");
+    s_assert_out(&run, "then as msg_id 303 at ");
+    s_run_free(&run);
+}
+
+Test(checker, dcs_producer_order_per_origin) {
+    //  P publishes 1 in dc1 and 2 in dc2 (it failed over); dc2 applies
+    //  dc1's record after its own: records of different origins interleave.
+    const char *two[] = {"--dcs", "2", NULL};
+    s_run_t run = s_check_args(
+        XPUB("dc1", "P", 1, 401, 1) XPUB("dc2", "P", 2, 402, 1) XNODE("dc1", "n1")
+            XST("dc1", "n1", 1, 401, "P", 1) XST("dc1", "n1", 2, 402, "P", 2) XNODE("dc2", "n4")
+                XST("dc2", "n4", 1, 402, "P", 2) XST("dc2", "n4", 2, 401, "P", 1),
+        two);
+    s_assert_clean(&run);
+    s_run_free(&run);
+    //  From one origin, order still holds.
+    run = s_check_args(XPUB("dc1", "P", 1, 401, 1) XPUB("dc1", "P", 2, 402, 2) XNODE("dc1", "n1")
+                           XST("dc1", "n1", 1, 401, "P", 1) XST("dc1", "n1", 2, 402, "P", 2)
+                               XNODE("dc2", "n4") XST("dc2", "n4", 1, 402, "P", 2)
+                                   XST("dc2", "n4", 2, 401, "P", 1),
+                       two);
+    s_assert_found(&run, "(c) node n4, topic t: producer P seq 1 (seq 2, at ");
+    s_run_free(&run);
+}

@@ -1082,6 +1082,11 @@ Test(store, storage_full) {
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(err, TERN_OK);
     cr_assert_eq(removed, (uint64_t)stored);
+    //  Its data goes in steps, at the sweeps that follow (tern_store_reap.c).
+    do {
+        tern_store_batch_sweep(batch, s_now_ns(), 10000, NULL);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    } while (tern_store_sweep_more(store));
     for (int i = 0; i < 50; i++) {
         tern_store_batch_append(batch, &msg, false, &res);
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
@@ -2061,5 +2066,171 @@ Test(store, read_next_and_seq_at_time) {
     cr_assert_eq(tern_store_seq_at_time(reader, id + 1, 0, &seq), TERN_ENOTFOUND);
     tern_store_read_end(reader);
     tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
+
+//  True while meta still holds the tombstone of TOPIC_ID (tern_store_reap.c).
+static bool s_doomed(tern_store_t *store, uint32_t topic_id) {
+    char key[64];
+    snprintf(key, sizeof key, "store.doomed.%08x", topic_id);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t last = 0;
+    tern_err_t err = tern_store_get_u64(reader, key, &last);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    cr_assert(err == TERN_OK || err == TERN_ENOTFOUND, "%s", tern_errname(err));
+    return err == TERN_OK;
+}
+
+static bool s_count_entry(const tern_entry_t *entry, void *arg) {
+    (void)entry;
+    (*(uint64_t *)arg)++;
+    return true;
+}
+
+//  Sweeps until the store says nothing is left; returns how many sweeps.
+static int s_sweep_all(tern_store_t *store) {
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    int sweeps = 0;
+    do {
+        tern_store_batch_sweep(batch, s_now_ns(), 10000, NULL);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        sweeps++;
+        cr_assert_lt(sweeps, 1000, "the reaper does not finish");
+    } while (tern_store_sweep_more(store));
+    tern_store_batch_destroy(&batch);
+    return sweeps;
+}
+
+//  A topic delete answers at once with the topic gone from every read; its
+//  messages and pending entries go in several bounded sweeps (each
+//  transaction small, so LMDB keeps few dirty pages), and a restart between
+//  the delete and the last sweep finishes the job.
+Test(store, topic_delete_in_steps) {
+    tern_store_config_t config = test_store_config();
+    config.map_initial = 64 << 20;
+    config.map_max = 256 << 20;
+    tern_store_t *store = test_store_open(&config);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    const int n = 5000; //  more than one sweep removes (S_SWEEP_PAGES)
+    char payload[200];
+    memset(payload, 'x', sizeof payload - 1);
+    payload[sizeof payload - 1] = 0;
+    tern_frame_t msgs[64];
+    tern_append_result_t res[64];
+    uint32_t id = 0;
+    for (int i = 0; i < n; i += 64) {
+        for (int j = 0; j < 64; j++) {
+            s_msg(&msgs[j], "big", payload);
+            msgs[j].msg_id = s_next_id++;
+            tern_store_batch_append(batch, &msgs[j], true, &res[j]);
+        }
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        id = res[0].topic_id;
+    }
+    uint64_t first_msg_id = msgs[0].msg_id;
+    tern_err_t err = TERN_EINTERNAL;
+    tern_store_batch_group_open(batch, id, "g", TERN_START_FIRST, 0, &err, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    tern_delivery_t d = {0};
+    d.delivery_count = 1;
+    d.priority = 4;
+    for (uint64_t seq = 1; seq <= 3000; seq++) {
+        tern_store_batch_deliver(batch, id, "g", seq, &d);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+
+    uint64_t removed = 0;
+    tern_store_batch_topic_delete(batch, "big", false, &err, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(err, TERN_OK);
+    cr_assert_eq(removed, (uint64_t)(n + 63) / 64 * 64, "removed %llu",
+                 (unsigned long long)removed);
+    cr_assert(s_doomed(store, id));
+
+    //  Gone from every read before the reaper ran.
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, "big", &info), TERN_ENOTFOUND);
+    cr_assert_eq(tern_store_topic_get_id(reader, id, &info), TERN_ENOTFOUND);
+    tern_frame_t out;
+    cr_assert_eq(tern_store_read(reader, id, 1, &out), TERN_ENOTFOUND);
+    uint32_t found_topic;
+    uint64_t found_seq;
+    cr_assert_eq(tern_store_find_msg(reader, first_msg_id, &found_topic, &found_seq),
+                 TERN_ENOTFOUND);
+    tern_store_read_end(reader);
+    //  A new topic of the same name starts empty, with a new id.
+    tern_append_result_t fresh = s_append_text(store, "big", "new", 4, 0);
+    cr_assert_eq(fresh.err, TERN_OK);
+    cr_assert_neq(fresh.topic_id, id);
+    cr_assert_eq(fresh.seq, 1);
+
+    //  One bounded sweep does not finish it; the store says there is more.
+    tern_store_batch_sweep(batch, s_now_ns(), 10000, NULL);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert(tern_store_sweep_more(store));
+    cr_assert(s_doomed(store, id));
+
+    //  Restart halfway: the tombstone is on disk, the reaper finishes.
+    tern_store_batch_destroy(&batch);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+    store = test_store_open(&config);
+    cr_assert(s_doomed(store, id));
+    cr_assert_gt(s_sweep_all(store), 1);
+    cr_assert_not(s_doomed(store, id));
+    cr_assert_not(tern_store_sweep_more(store));
+    reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    uint64_t pending = 0;
+    cr_assert_eq(tern_store_pending_list(reader, id, "g", s_count_entry, &pending), TERN_OK);
+    cr_assert_eq(pending, 0);
+    //  The history of the removed messages stays (their STORED event).
+    cr_assert_eq(tern_store_trace_find(reader, first_msg_id, &found_topic, &found_seq), TERN_OK);
+    cr_assert_eq(found_topic, id);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    cr_assert_eq(s_topic(store, "big").msgs, 1);
+    tern_store_destroy(&store);
+}
+
+//  A sweep removes at most 1024 expired messages, whatever its caller's max
+//  (each dirties pages LMDB keeps: S_SWEEP_PAGES), says it left work, and
+//  the sweeps that follow remove the rest.
+Test(store, sweep_bounded_by_pages) {
+    tern_store_config_t config = test_store_config();
+    config.map_initial = 64 << 20;
+    tern_store_t *store = test_store_open(&config);
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    const int n = 3000;
+    uint64_t expire = s_now_ns() + 1000000; //  1 ms from now
+    tern_frame_t msgs[100];
+    tern_append_result_t res[100];
+    for (int i = 0; i < n; i += 100) {
+        for (int j = 0; j < 100; j++) {
+            s_msg(&msgs[j], "ttl", "short lived");
+            msgs[j].msg_id = s_next_id++;
+            msgs[j].expire_at_ns = expire;
+            tern_store_batch_append(batch, &msgs[j], true, &res[j]);
+        }
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    }
+    usleep(5000);
+    uint64_t removed = 0;
+    tern_store_batch_sweep(batch, s_now_ns(), 10000, &removed);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    cr_assert_eq(removed, 1024);
+    cr_assert(tern_store_sweep_more(store));
+    cr_assert_eq(s_topic(store, "ttl").msgs, (uint64_t)n - 1024);
+    cr_assert_gt(s_sweep_all(store), 1);
+    cr_assert_eq(s_topic(store, "ttl").msgs, 0);
+    tern_store_stats_t stats;
+    tern_store_stats(store, &stats);
+    cr_assert_eq(stats.expired, (uint64_t)n);
+    tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
 }

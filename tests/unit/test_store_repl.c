@@ -5,6 +5,7 @@
     superseded). */
 #include "test_store_fixture.h"
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,8 @@ static tern_group_info_t s_group(tern_store_t *store, const char *group) {
 
 static void s_ackstate(tern_store_t *store, uint64_t msg_id, uint32_t op) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_ackstate_apply(batch, "g", msg_id, op, op == TERN_CMD_TERM ? "bad" : NULL);
+    tern_store_batch_ackstate_apply(batch, "g", msg_id, op, op == TERN_CMD_TERM ? "bad" : NULL,
+                                    NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_store_batch_destroy(&batch);
 }
@@ -176,6 +178,56 @@ Test(store_repl, ackstate_by_msg_id) {
     g = s_group(store, "g");
     cr_assert_eq(g.next_unacked, 5u);
     cr_assert_eq(s_u64(store, 1, NULL, 0), 0u, "applied ack state entered the outbox");
+    tern_store_destroy(&store);
+}
+
+//  The in-DC copy of a peer's ack-state change: the leader's result names
+//  the seq it changed; a follower running the CREPL_GROUP op of it (ack /
+//  dead, aux TERN_GOP_AUX_PEER) by seq ends in the leader's state. Group "f"
+//  plays the follower's copy of the leader's "g" in the same store.
+Test(store_repl, ackstate_result_and_in_dc_copy) {
+    tern_store_t *store = s_open();
+    for (uint64_t i = 0; i < 5; i++) {
+        s_append(store, 10 + i, "dc2", "p", 1 + i, false, "dc2", 1 + i); //  seqs 1..5
+    }
+    const uint64_t ids[] = {12, 10, 12, 14, 99};
+    const uint32_t ops[] = {TERN_CMD_ACK, TERN_CMD_ACK, TERN_CMD_ACK, TERN_CMD_TERM, TERN_CMD_ACK};
+    const uint64_t changed[] = {3, 1, 0, 5, 0}; //  a replay and an unknown msg_id change nothing
+    for (size_t i = 0; i < 5; i++) {
+        tern_append_result_t res;
+        memset(&res, 0xff, sizeof res);
+        tern_store_batch_t *batch = tern_store_batch_new(store);
+        tern_store_batch_ackstate_apply(batch, "g", ids[i], ops[i], "from dc2", &res);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        tern_store_batch_destroy(&batch);
+        cr_assert_eq(res.err, TERN_OK);
+        cr_assert_eq(res.seq, changed[i], "msg_id %" PRIu64, ids[i]);
+        if (res.seq == 0) {
+            continue;
+        }
+        cr_assert_eq(res.msg_id, ids[i]);
+        tern_gop_t gop;
+        memset(&gop, 0, sizeof gop);
+        gop.type = ops[i] == TERN_CMD_TERM ? TERN_GOP_DEAD : TERN_GOP_ACK;
+        gop.aux = TERN_GOP_AUX_PEER;
+        gop.seq = res.seq;
+        snprintf(gop.group, sizeof gop.group, "f");
+        snprintf(gop.reason, sizeof gop.reason, "from dc2");
+        uint64_t skipped = 0;
+        batch = tern_store_batch_new(store);
+        tern_store_batch_group_apply(batch, "orders", &gop, &skipped);
+        cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+        tern_store_batch_destroy(&batch);
+        cr_assert_eq(skipped, 0u);
+    }
+    tern_group_info_t g = s_group(store, "g"), f = s_group(store, "f");
+    cr_assert_eq(g.next_unacked, 2u);
+    cr_assert_eq(g.pending, 2u, "seqs 2 and 4 stay deliverable");
+    cr_assert_eq(f.next_unacked, g.next_unacked);
+    cr_assert_eq(f.pending, g.pending);
+    cr_assert_eq(f.acked, g.acked);
+    cr_assert_eq(f.dead, g.dead);
+    cr_assert_eq(f.lane_next[TERN_PRIORITY_DEFAULT], g.lane_next[TERN_PRIORITY_DEFAULT]);
     tern_store_destroy(&store);
 }
 
@@ -213,8 +265,8 @@ Test(store_repl, ackstate_history_and_counters) {
         s_append(store, 10 + i, "dc2", "p", 1 + i, false, "dc2", 1 + i); //  seqs 1..3
     }
     tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_store_batch_ackstate_apply(batch, "g", 11, TERN_CMD_ACK, "acked in dc3");
-    tern_store_batch_ackstate_apply(batch, "g", 12, TERN_CMD_TERM, "dead in dc3");
+    tern_store_batch_ackstate_apply(batch, "g", 11, TERN_CMD_ACK, "acked in dc3", NULL);
+    tern_store_batch_ackstate_apply(batch, "g", 12, TERN_CMD_TERM, "dead in dc3", NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     tern_group_info_t g = s_group(store, "g");
     cr_assert_eq(g.acked, 1u);

@@ -49,6 +49,7 @@ typedef struct {
     size_t acked;    //  its first "ok" publish event, or S_NONE
     size_t stored;   //  its first stored event on any node, or S_NONE
     bool expired;    //  an expired event lists it
+    bool superseded; //  a twin whose key another DC acknowledged with a lower msg_id
 } s_msg_t;
 
 //  One dedup key (producer, producer_seq): its publish attempts and copies.
@@ -58,10 +59,12 @@ typedef struct {
     size_t refused; //  last attempt refused with a --refused-code, or S_NONE
     bool unsure;    //  an attempt failed with another code: it may have been kept
     size_t stored;  //  first stored event with this key, or S_NONE
+    bool twin;      //  acknowledged in two DCs under different msg_ids (--dcs)
 } s_dkey_t;
 
 //  One node's log of one topic.
 typedef struct {
+    uint64_t dc;    //  name id of its DC (0: none given)
     uint64_t node;  //  name id
     uint64_t topic; //  name id
     size_t last;    //  its last stored event so far, or S_NONE
@@ -74,6 +77,8 @@ typedef struct {
     size_t refused_code_count;             //  how many
     size_t limit;                          //  lines printed per rule, 0 = all
     size_t min_logs;                       //  logs each published topic needs listed, 0 = any
+    size_t dcs;                            //  DCs each published topic needs logs of, 0 = any
+    size_t twins;                          //  dedup keys acknowledged in two DCs (--dcs)
     size_t violations[R_RULES];            //  per rule
     zhashx_t *index;                       //  "X:n:n:n" -> value + 1 (s_get/s_put)
     s_msg_t *msgs;                         //  by first appearance
@@ -185,7 +190,7 @@ static s_msg_t *s_msg(s_check_t *self, uint64_t msg_id, uint64_t topic) {
     if (!s_get(self, &at, "m:%llu", (unsigned long long)msg_id)) {
         self->msgs = s_grow(self->msgs, self->msg_count, &self->msg_cap, sizeof *self->msgs);
         at = self->msg_count++;
-        self->msgs[at] = (s_msg_t){msg_id, 0, S_NONE, S_NONE, false};
+        self->msgs[at] = (s_msg_t){msg_id, 0, S_NONE, S_NONE, false, false};
         s_put(self, at, "m:%llu", (unsigned long long)msg_id);
     }
     if (!self->msgs[at].topic) {
@@ -211,15 +216,16 @@ static s_dkey_t *s_dkey(s_check_t *self, const ck_event_t *ev) {
     return &self->dkeys[at];
 }
 
-//  The log of (NODE, TOPIC), created on first use.
-static size_t s_log(s_check_t *self, uint64_t node, uint64_t topic) {
+//  The log of (DC, NODE, TOPIC), created on first use.
+static size_t s_log(s_check_t *self, uint64_t dc, uint64_t node, uint64_t topic) {
     size_t at;
-    if (!s_get(self, &at, "l:%llu:%llu", (unsigned long long)node, (unsigned long long)topic)) {
+    unsigned long long d = dc, n = node, t = topic;
+    if (!s_get(self, &at, "l:%llu:%llu:%llu", d, n, t)) {
         self->logs = s_grow(self->logs, self->log_count, &self->log_cap, sizeof *self->logs);
         at = self->log_count++;
-        self->logs[at] = (s_log_t){node, topic, S_NONE, self->topic_logs[topic]};
+        self->logs[at] = (s_log_t){dc, node, topic, S_NONE, self->topic_logs[topic]};
         self->topic_logs[topic] = at;
-        s_put(self, at, "l:%llu:%llu", (unsigned long long)node, (unsigned long long)topic);
+        s_put(self, at, "l:%llu:%llu:%llu", d, n, t);
     }
     return at;
 }
@@ -269,20 +275,51 @@ static void s_publish_acked(s_check_t *self, size_t index, s_msg_t *msg) {
     }
 }
 
+//  An "ok" publish (event INDEX) of KEY whose msg_id differs from the
+//  first ok of its key in another DC (event FIRST): twins of a partition
+//  (docs/replication.md "Conflicts"). Every DC keeps the lowest msg_id, so
+//  the higher one is superseded: excused from presence and delivery, and
+//  must be in no log (s_pass_present). The key's ok becomes the lowest.
+static void s_twin(s_check_t *self, size_t index, s_dkey_t *key) {
+    const ck_event_t *ev = s_ev(self, index), *first = s_ev(self, key->ok);
+    bool lower = ev->v[CK_MSG_ID] < first->v[CK_MSG_ID];
+    s_msg(self, lower ? first->v[CK_MSG_ID] : ev->v[CK_MSG_ID], 0)->superseded = true;
+    self->twins += !key->twin;
+    key->twin = true;
+    if (lower) {
+        key->ok = index;
+    }
+}
+
+//  An "ok" publish (event INDEX) of KEY: the same msg_id as every earlier
+//  ok of the key in its DC, and (unless --dcs makes them twins) in others.
+static void s_publish_key_ok(s_check_t *self, size_t index, s_dkey_t *key) {
+    const ck_event_t *ev = s_ev(self, index);
+    unsigned long long k = (unsigned long long)(key - self->dkeys), dc = ev->v[CK_DC];
+    size_t mine = S_NONE;
+    if (!s_get(self, &mine, "o:%llu:%llu", k, dc)) {
+        s_put(self, index, "o:%llu:%llu", k, dc);
+        mine = key->ok != S_NONE && !self->dcs ? key->ok : S_NONE;
+    }
+    if (mine != S_NONE && s_ev(self, mine)->v[CK_MSG_ID] != ev->v[CK_MSG_ID]) {
+        s_violation(self, R_DEDUP,
+                    "producer %s seq %llu re-sent: acknowledged as msg_id %llu at %s, then "
+                    "as msg_id %llu at %s",
+                    s_name(self, ev->v[CK_PRODUCER]), (unsigned long long)ev->v[CK_PRODUCER_SEQ],
+                    (unsigned long long)s_ev(self, mine)->v[CK_MSG_ID], s_at(self, mine),
+                    (unsigned long long)ev->v[CK_MSG_ID], s_at(self, index));
+    } else if (mine == S_NONE && key->ok != S_NONE &&
+               s_ev(self, key->ok)->v[CK_MSG_ID] != ev->v[CK_MSG_ID]) {
+        s_twin(self, index, key);
+    }
+}
+
 //  Publish event INDEX against what its dedup key saw before it.
 static void s_publish_key(s_check_t *self, size_t index, s_dkey_t *key) {
     const ck_event_t *ev = s_ev(self, index);
     if (ev->v[CK_OUTCOME]) {
         const ck_event_t *first = key->ok == S_NONE ? NULL : s_ev(self, key->ok);
-        if (first && first->v[CK_MSG_ID] != ev->v[CK_MSG_ID]) {
-            s_violation(self, R_DEDUP,
-                        "producer %s seq %llu re-sent: acknowledged as msg_id %llu at %s, then "
-                        "as msg_id %llu at %s",
-                        s_name(self, ev->v[CK_PRODUCER]),
-                        (unsigned long long)ev->v[CK_PRODUCER_SEQ],
-                        (unsigned long long)first->v[CK_MSG_ID], s_at(self, key->ok),
-                        (unsigned long long)ev->v[CK_MSG_ID], s_at(self, index));
-        }
+        s_publish_key_ok(self, index, key);
         if (!first && key->refused != S_NONE && !key->unsure && ev->v[CK_DUPLICATE]) {
             s_violation(
                 self, R_REFUSED,
@@ -348,8 +385,14 @@ static void s_stored_in_log(s_check_t *self, size_t index, size_t log) {
     } else {
         s_put(self, index, "L:%zu:%llu", log, msg_id);
     }
-    if (ev->v[CK_PRODUCER] &&
-        s_get(self, &prev, "p:%zu:%llu", log, (unsigned long long)ev->v[CK_PRODUCER]) &&
+    //  Order holds per producer and origin DC (the DC that acknowledged it);
+    //  a twin's winner is appended where it arrives (docs/replication.md).
+    unsigned long long producer = ev->v[CK_PRODUCER], origin = 0;
+    const s_dkey_t *key = producer ? s_dkey(self, ev) : NULL;
+    if (s_get(self, &prev, "m:%llu", msg_id) && self->msgs[prev].acked != S_NONE) {
+        origin = s_ev(self, self->msgs[prev].acked)->v[CK_DC];
+    }
+    if (producer && !key->twin && s_get(self, &prev, "p:%zu:%llu:%llu", log, producer, origin) &&
         s_ev(self, prev)->v[CK_PRODUCER_SEQ] > ev->v[CK_PRODUCER_SEQ]) {
         s_violation(self, R_ORDER,
                     "node %s, topic %s: producer %s seq %llu (seq %llu, at %s) is stored after "
@@ -359,10 +402,15 @@ static void s_stored_in_log(s_check_t *self, size_t index, size_t log) {
                     (unsigned long long)s_ev(self, prev)->v[CK_PRODUCER_SEQ],
                     (unsigned long long)s_ev(self, prev)->v[CK_SEQ], s_at(self, prev));
     }
-    if (ev->v[CK_PRODUCER]) {
-        s_put(self, index, "p:%zu:%llu", log, (unsigned long long)ev->v[CK_PRODUCER]);
+    if (producer) {
+        s_put(self, index, "p:%zu:%llu:%llu", log, producer, origin);
     }
     self->logs[log].last = index;
+}
+
+//  True if events A and B are of the same node (name and DC).
+static bool s_same_node(const ck_event_t *a, const ck_event_t *b) {
+    return a->v[CK_NODE_NAME] == b->v[CK_NODE_NAME] && a->v[CK_DC] == b->v[CK_DC];
 }
 
 //  Stored event INDEX against the other copies of its dedup key and its
@@ -370,10 +418,10 @@ static void s_stored_in_log(s_check_t *self, size_t index, size_t log) {
 static void s_stored_across(s_check_t *self, size_t index) {
     const ck_event_t *ev = s_ev(self, index);
     unsigned long long node = ev->v[CK_NODE_NAME], producer = ev->v[CK_PRODUCER];
-    unsigned long long pseq = ev->v[CK_PRODUCER_SEQ];
+    unsigned long long pseq = ev->v[CK_PRODUCER_SEQ], dc = ev->v[CK_DC];
     char a[256], b[256];
     size_t prev;
-    if (producer && s_get(self, &prev, "n:%llu:%llu:%llu", node, producer, pseq)) {
+    if (producer && s_get(self, &prev, "n:%llu:%llu:%llu:%llu", dc, node, producer, pseq)) {
         const ck_event_t *p = s_ev(self, prev);
         if (p->v[CK_MSG_ID] != ev->v[CK_MSG_ID] || p->v[CK_TOPIC] != ev->v[CK_TOPIC]) {
             s_violation(
@@ -382,24 +430,25 @@ static void s_stored_across(s_check_t *self, size_t index) {
                 s_at(self, prev), s_describe(self, ev, b, sizeof b), s_at(self, index));
         }
     } else if (producer) {
-        s_put(self, index, "n:%llu:%llu:%llu", node, producer, pseq);
+        s_put(self, index, "n:%llu:%llu:%llu:%llu", dc, node, producer, pseq);
     }
     s_dkey_t *key = s_dkey(self, ev);
     if (key && key->stored == S_NONE) {
         key->stored = index;
     } else if (key && s_ev(self, key->stored)->v[CK_MSG_ID] != ev->v[CK_MSG_ID] &&
-               s_ev(self, key->stored)->v[CK_NODE_NAME] != node) {
+               !s_same_node(s_ev(self, key->stored), ev)) {
         s_violation(
             self, R_DEDUP, "producer %s seq %llu is %s on node %s (%s) but %s on node %s (%s)",
             s_name(self, producer), pseq, s_describe(self, s_ev(self, key->stored), a, sizeof a),
             s_name(self, s_ev(self, key->stored)->v[CK_NODE_NAME]), s_at(self, key->stored),
             s_describe(self, ev, b, sizeof b), s_name(self, node), s_at(self, index));
     }
+    //  Each DC's log has its own seqs: replicas agree within a DC.
     unsigned long long topic = ev->v[CK_TOPIC], seq = ev->v[CK_SEQ];
-    if (!s_get(self, &prev, "s:%llu:%llu", topic, seq)) {
-        s_put(self, index, "s:%llu:%llu", topic, seq);
+    if (!s_get(self, &prev, "s:%llu:%llu:%llu", dc, topic, seq)) {
+        s_put(self, index, "s:%llu:%llu:%llu", dc, topic, seq);
     } else if (s_ev(self, prev)->v[CK_MSG_ID] != ev->v[CK_MSG_ID] &&
-               s_ev(self, prev)->v[CK_NODE_NAME] != node) {
+               !s_same_node(s_ev(self, prev), ev)) {
         s_violation(self, R_ORDER,
                     "topic %s seq %llu is msg_id %llu on node %s (%s) but msg_id %llu "
                     "on node %s (%s)",
@@ -415,18 +464,19 @@ static void s_pass_state(s_check_t *self) {
         const ck_event_t *ev = s_ev(self, i);
         unsigned long long group = ev->v[CK_GROUP_NAME], msg_id = ev->v[CK_MSG_ID];
         if (ev->kind == CK_STORED) {
-            s_stored_in_log(self, i, s_log(self, ev->v[CK_NODE_NAME], ev->v[CK_TOPIC]));
+            s_stored_in_log(self, i,
+                            s_log(self, ev->v[CK_DC], ev->v[CK_NODE_NAME], ev->v[CK_TOPIC]));
             s_stored_across(self, i);
             s_msg_t *msg = s_msg(self, ev->v[CK_MSG_ID], ev->v[CK_TOPIC]);
             self->stored += msg->stored == S_NONE;
             msg->stored = msg->stored == S_NONE ? i : msg->stored;
         } else if (ev->kind == CK_NODE && (ev->has & (1u << CK_TOPIC))) {
-            s_log(self, ev->v[CK_NODE_NAME], ev->v[CK_TOPIC]);
+            s_log(self, ev->v[CK_DC], ev->v[CK_NODE_NAME], ev->v[CK_TOPIC]);
         } else if (ev->kind == CK_NODE) {
             //  Every topic published to, as the node holds them all.
             for (size_t t = 0; t < self->history->name_count; t++) {
                 if (self->topic_published[t]) {
-                    s_log(self, ev->v[CK_NODE_NAME], t);
+                    s_log(self, ev->v[CK_DC], ev->v[CK_NODE_NAME], t);
                 }
             }
         } else if (ev->kind == CK_EXPIRED) {
@@ -450,13 +500,27 @@ static bool s_present_in(s_check_t *self, const s_msg_t *msg, size_t log) {
     const char *node = s_name(self, self->logs[log].node);
     char a[256];
     size_t at;
-    if (!s_get(self, &at, "L:%zu:%llu", log, (unsigned long long)msg->msg_id)) {
+    bool found = s_get(self, &at, "L:%zu:%llu", log, (unsigned long long)msg->msg_id);
+    if (msg->superseded && found) {
+        //  Rule (b): the twin that lost must be gone from every log.
+        s_violation(self, R_DEDUP,
+                    "acknowledged %s at %s lost to a lower msg_id of its key in another DC "
+                    "but is still in node %s's log at %s",
+                    s_describe(self, ack, a, sizeof a), s_at(self, msg->acked), node,
+                    s_at(self, at));
+        return true;
+    } else if (msg->superseded) {
+        return true;
+    } else if (!found) {
         s_violation(self, R_PRESENT, "acknowledged %s at %s is missing from node %s's log",
                     s_describe(self, ack, a, sizeof a), s_at(self, msg->acked), node);
         return false;
     }
+    //  Each DC's log has its own seqs: the acknowledged seq is its DC's.
     const ck_event_t *copy = s_ev(self, at);
-    if (copy->v[CK_SEQ] != ack->v[CK_SEQ] || copy->v[CK_PRODUCER] != ack->v[CK_PRODUCER] ||
+    bool same_dc = copy->v[CK_DC] == ack->v[CK_DC];
+    if ((same_dc && copy->v[CK_SEQ] != ack->v[CK_SEQ]) ||
+        copy->v[CK_PRODUCER] != ack->v[CK_PRODUCER] ||
         copy->v[CK_PRODUCER_SEQ] != ack->v[CK_PRODUCER_SEQ]) {
         char b[256];
         s_violation(self, R_PRESENT, "acknowledged %s at %s is %s on node %s at %s",
@@ -469,14 +533,25 @@ static bool s_present_in(s_check_t *self, const s_msg_t *msg, size_t log) {
 //  With --min-logs: topic T, published to, must have that many listed logs
 //  (replicas), so that a cluster test whose ISR shrank cannot pass by
 //  checking fewer copies than it promised.
+//  With --dcs: likewise logs of that many DCs, so that a cross-DC test
+//  cannot pass by listing one DC.
 static void s_min_logs(s_check_t *self, size_t t) {
-    size_t logs = 0;
+    size_t logs = 0, dcs = 0;
     for (size_t log = self->topic_logs[t]; log != S_NONE; log = self->logs[log].next) {
         logs++;
+        size_t other = self->logs[log].next;
+        while (other != S_NONE && self->logs[other].dc != self->logs[log].dc) {
+            other = self->logs[other].next;
+        }
+        dcs += other == S_NONE; //  the last log of its DC in the chain
     }
     if (self->topic_published[t] && logs < self->min_logs) {
         s_violation(self, R_PRESENT, "topic %s has %zu node log%s listed, --min-logs is %zu",
                     s_name(self, t), logs, logs == 1 ? "" : "s", self->min_logs);
+    }
+    if (self->topic_published[t] && dcs < self->dcs) {
+        s_violation(self, R_PRESENT, "topic %s has logs of %zu DC%s listed, --dcs is %zu",
+                    s_name(self, t), dcs, dcs == 1 ? "" : "s", self->dcs);
     }
 }
 
@@ -562,7 +637,7 @@ static void s_group_complete(s_check_t *self, size_t index) {
         const s_msg_t *msg = &self->msgs[i];
         unsigned long long msg_id = msg->msg_id;
         if (msg->acked == S_NONE || msg->topic != ev->v[CK_TOPIC] || msg->expired ||
-            s_get(self, NULL, "d:%llu:%llu", group, msg_id) ||
+            msg->superseded || s_get(self, NULL, "d:%llu:%llu", group, msg_id) ||
             s_get(self, NULL, "q:%llu:%llu", group, msg_id)) {
             continue;
         }
@@ -618,7 +693,8 @@ static int s_usage(const char *problem, const char *arg) {
         fprintf(stderr, "tern-check: %s%s%s\n", problem, arg ? " " : "", arg ? arg : "");
     }
     fprintf(problem ? stderr : stdout,
-            "usage: tern-check [--refused-code CODE]... [--limit N] [--min-logs N] [FILE...]\n"
+            "usage: tern-check [--refused-code CODE]... [--limit N] [--min-logs N] [--dcs N]\n"
+            "                  [FILE...]\n"
             "Reads a history of publish attempts, deliveries, acks and the nodes' final\n"
             "state (docs/checker.md), prints one line per violation of rules (a)-(e),\n"
             "each citing FILE:LINE, then a summary line.\n"
@@ -627,6 +703,10 @@ static int s_usage(const char *problem, const char *arg) {
             "  --limit N            print at most N violations per rule (all are counted)\n"
             "  --min-logs N         every topic published to needs N node logs listed\n"
             "                       (the replicas of a cluster; rule a)\n"
+            "  --dcs N              a cross-DC history (events tagged \"dc\"): every topic\n"
+            "                       published to needs logs of N DCs; seqs compared within\n"
+            "                       a DC; a key acknowledged in two DCs is a twin, the\n"
+            "                       lowest msg_id must be everywhere, the others nowhere\n"
             "  FILE                 history files, read in order (\"-\" or none: stdin)\n"
             "Exit: 0 no violation, 1 violations, 2 bad usage or a malformed line.\n");
     return problem ? 2 : 0;
@@ -665,15 +745,19 @@ static int s_options(s_check_t *self, int argc, char **argv, int *first_file) {
             }
             self->refused_codes[self->refused_code_count++] = code;
             i++;
-        } else if (strcmp(argv[i], "--limit") == 0 || strcmp(argv[i], "--min-logs") == 0) {
+        } else if (strcmp(argv[i], "--limit") == 0 || strcmp(argv[i], "--min-logs") == 0 ||
+                   strcmp(argv[i], "--dcs") == 0) {
             char *end = NULL;
             unsigned long long n = value ? strtoull(value, &end, 10) : 0;
             if (!value || *value < '0' || *value > '9' || *end) {
-                return s_usage(argv[i][2] == 'l' ? "--limit needs a number, got"
-                                                 : "--min-logs needs a number, got",
-                               value ? value : "(none)");
+                char problem[64];
+                snprintf(problem, sizeof problem, "%s needs a number, got", argv[i]);
+                return s_usage(problem, value ? value : "(none)");
             }
-            *(argv[i][2] == 'l' ? &self->limit : &self->min_logs) = (size_t)n;
+            size_t *slot = argv[i][2] == 'l'   ? &self->limit
+                           : argv[i][2] == 'm' ? &self->min_logs
+                                               : &self->dcs;
+            *slot = (size_t)n;
             i++;
         } else {
             return s_usage("unknown option", argv[i]);
@@ -685,6 +769,9 @@ static int s_options(s_check_t *self, int argc, char **argv, int *first_file) {
 
 static void s_summary(const s_check_t *self) {
     size_t total = 0;
+    if (self->dcs) {
+        printf("tern-check: dcs=%zu twins=%zu\n", self->dcs, self->twins);
+    }
     for (int r = 0; r < R_RULES; r++) {
         total += self->violations[r];
     }

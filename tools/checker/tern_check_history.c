@@ -44,6 +44,7 @@ static const s_field_t s_fields[CK_FIELDS] = {
     [CK_CONSUMER] = {"consumer", S_NAME},
     [CK_NODE_NAME] = {"node", S_NAME},
     [CK_DELIVERY_COUNT] = {"delivery_count", S_NUMBER},
+    [CK_DC] = {"dc", S_NAME},
 };
 
 typedef struct {
@@ -55,16 +56,16 @@ typedef struct {
 static const s_kind_t s_kinds[CK_KINDS] = {
     [CK_PUBLISH] = {"publish", F(CK_TOPIC) | F(CK_OUTCOME),
                     F(CK_CLIENT) | F(CK_PRODUCER) | F(CK_PRODUCER_SEQ) | F(CK_CODE) | F(CK_MSG_ID) |
-                        F(CK_SEQ) | F(CK_DUPLICATE)},
+                        F(CK_SEQ) | F(CK_DUPLICATE) | F(CK_DC)},
     [CK_DELIVER] = {"deliver", F(CK_GROUP_NAME) | F(CK_TOPIC) | F(CK_MSG_ID),
                     F(CK_CONSUMER) | F(CK_SEQ) | F(CK_DELIVERY_COUNT) | F(CK_PRODUCER) |
-                        F(CK_PRODUCER_SEQ)},
-    [CK_ACK] = {"ack", F(CK_GROUP_NAME) | F(CK_MSG_ID), F(CK_TOPIC) | F(CK_CONSUMER)},
-    [CK_NODE] = {"node", F(CK_NODE_NAME), F(CK_TOPIC)},
+                        F(CK_PRODUCER_SEQ) | F(CK_DC)},
+    [CK_ACK] = {"ack", F(CK_GROUP_NAME) | F(CK_MSG_ID), F(CK_TOPIC) | F(CK_CONSUMER) | F(CK_DC)},
+    [CK_NODE] = {"node", F(CK_NODE_NAME), F(CK_TOPIC) | F(CK_DC)},
     [CK_STORED] = {"stored", F(CK_NODE_NAME) | F(CK_TOPIC) | F(CK_SEQ) | F(CK_MSG_ID),
-                   F(CK_PRODUCER) | F(CK_PRODUCER_SEQ)},
-    [CK_GROUP] = {"group", F(CK_GROUP_NAME) | F(CK_TOPIC), 0},
-    [CK_DLQ] = {"dlq", F(CK_GROUP_NAME) | F(CK_TOPIC) | F(CK_MSG_ID), F(CK_SEQ)},
+                   F(CK_PRODUCER) | F(CK_PRODUCER_SEQ) | F(CK_DC)},
+    [CK_GROUP] = {"group", F(CK_GROUP_NAME) | F(CK_TOPIC), F(CK_DC)},
+    [CK_DLQ] = {"dlq", F(CK_GROUP_NAME) | F(CK_TOPIC) | F(CK_MSG_ID), F(CK_SEQ) | F(CK_DC)},
     [CK_EXPIRED] = {"expired", F(CK_MSG_ID), F(CK_TOPIC)},
 };
 

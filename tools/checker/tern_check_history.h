@@ -43,6 +43,7 @@ typedef enum {
     CK_CONSUMER,       //  name: the consuming client
     CK_NODE_NAME,      //  name: the node whose state this is
     CK_DELIVERY_COUNT, //  number: 1 on first delivery
+    CK_DC,             //  name: the DC of a client or node (cross-DC histories)
     CK_FIELDS
 } ck_field_t;
 

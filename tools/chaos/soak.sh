@@ -1,0 +1,80 @@
+#!/bin/sh
+#  soak.sh - the long form of the drills across DCs (issue 15, "Reachability,
+#  measured").
+#
+#  Starts three clustered DCs of three nodes on loopback (each with its own
+#  three-member etcd and cluster name, node ids unique across DCs, every
+#  DC peering with the other two), publishes in every DC at a fixed rate,
+#  runs a random drill every 30-60 s for DURATION (a DC cut off from the
+#  others for 10 s, a node moved to other ports, a node replaced with an
+#  empty data dir, etcd quorum lost for 10 s, a partition leader SIGSTOPped
+#  across its lease, a rolling restart of a DC), then ends like every drill:
+#  every DC converged, `ternctl cluster verify` in every DC, a group per DC
+#  reads every topic, `ternctl audit` of every topic in every DC, and
+#  tern-check --dcs 3 on the recorded history and every in-sync replica's
+#  log. It is xdc_drills/soak of tests/integration/it_xdc_drills.c with
+#  TERN_XDC_SOAK_S set, so the short drills in `make test` and this long
+#  form run the same code (tests/integration/xdc_harness.c).
+#
+#  usage: tools/chaos/soak.sh [DURATION [BUILD_DIR]]
+#         DURATION in seconds, or with a unit: 300, 5m, 1h (default 30m);
+#         BUILD_DIR defaults to ./build (configured: `make build`).
+#  Environment: RATE messages/s per DC and topic (default 20), SEED (the
+#  drill sequence; printed), LOG (default BUILD_DIR/chaos-soak.log).
+#
+#  Prints one `soak: drill` line per drill (first client failure and
+#  publishing again, in ms from the fault; failed pub runs; convergence),
+#  the audit rows (reachability per group and DC), the availability and
+#  tern-check's summary. Exit 0 when every drill recovered, every DC
+#  converged, verify passed and the checker found nothing.
+set -eu
+
+duration=${1:-30m}
+build=${2:-build}
+case $duration in
+*h) secs=$((${duration%h} * 3600)) ;;
+*m) secs=$((${duration%m} * 60)) ;;
+*s) secs=${duration%s} ;;
+*) secs=$duration ;;
+esac
+case $secs in
+'' | *[!0-9]*)
+    echo "soak.sh: DURATION must be seconds or N[smh], not '$duration'" >&2
+    exit 2
+    ;;
+esac
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    echo "soak.sh: $build is not a configured build dir (run make build)" >&2
+    exit 2
+fi
+command -v etcd >/dev/null || {
+    echo "soak.sh: etcd is not installed (scripts/bootstrap installs it)" >&2
+    exit 2
+}
+log=${LOG:-$build/chaos-soak.log}
+
+cmake --build "$build" -j2 --target it_xdc_drills ternd ternctl tern-check >/dev/null
+echo "soak.sh: ${secs} s, 3 DCs x 3 nodes, rate ${RATE:-20}/s per DC and topic, log in $log"
+
+# The test runs in a process group of its own: an interrupted script stops
+# it and everything it started (every etcd and ternd dies with it:
+# PR_SET_PDEATHSIG) by that group's id.
+export TERN_XDC_SOAK_S="$secs"
+[ -z "${RATE:-}" ] || export TERN_XDC_SOAK_RATE="$RATE"
+[ -z "${SEED:-}" ] || export TERN_XDC_SOAK_SEED="$SEED"
+set +e
+setsid "$build/bin/it_xdc_drills" --jobs 1 --filter 'xdc_drills/soak' >"$log" 2>&1 &
+pid=$!
+trap 'kill -TERM -- "-$pid" 2>/dev/null; wait "$pid"; exit 130' INT TERM HUP
+wait "$pid"
+rc=$?
+trap - INT TERM HUP
+set -e
+
+grep -E '^soak: |^drill: |^xdc: (audit|converged|publish)|^tern-check: ' "$log" || true
+grep -E '^\[(FAIL|----)\]' "$log" | head -20 || true
+if [ "$rc" -ne 0 ]; then
+    echo "soak.sh: FAILED (exit $rc); the full log is $log" >&2
+    exit 1
+fi
+echo "soak.sh: passed; the full log is $log"
