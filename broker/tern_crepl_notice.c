@@ -88,9 +88,19 @@ void c_notice_inherit(c_repl_t *self, uint32_t pt) {
     s_inherit_t inh = {self, pt, tern_alloc(sizeof(tern_notice_t)), 0};
     inh.notice->inherited = true;
     inh.notice->partition = pt;
+    uint64_t last = 0;
     if (tern_store_read_begin(self->reader) == TERN_OK) {
         tern_store_topic_list(self->reader, s_collect, &inh);
+        //  The outbox as found, read with the topics: position 1 covers
+        //  exactly this (what we commit from now on carries its own marks,
+        //  released only once the ISR has it).
+        tern_store_outbox_last_pt(self->reader, pt, &last);
         tern_store_read_end(self->reader);
+    }
+    if (last) {
+        inh.notice->obmarks = tern_alloc(sizeof *inh.notice->obmarks);
+        inh.notice->obmarks[0] = (tern_outbox_mark_t){pt, last};
+        inh.notice->obmark_count = 1;
     }
     //  Sent even with no topic listed: route adopts the partition's stored
     //  group state when it arrives (tern_route_cluster.c).
@@ -136,8 +146,9 @@ static void s_obsafe_add(c_repl_t *self, tern_obsafe_t **item, size_t *cap, uint
     it->epochs[it->count++] = self->leads[pt].epoch;
 }
 
-//  HELD's NOTICE is being released: its outbox marks (or, inherited, the
-//  partition's outbox last) go to repl. Nothing when repl does not run.
+//  HELD's NOTICE is being released: its outbox marks (an inherited one's:
+//  the partition's outbox as found at the leadership start, see
+//  c_notice_inherit) go to repl. Nothing when repl does not run.
 static void s_obsafe(c_repl_t *self, c_held_t *held) {
     tern_notice_t *notice = held->notice;
     if (!self->repl_sock || !notice) {
@@ -145,14 +156,6 @@ static void s_obsafe(c_repl_t *self, c_held_t *held) {
     }
     tern_obsafe_t *item = NULL;
     size_t cap = 0;
-    if (notice->inherited && held->count == 1) {
-        uint64_t last = 0;
-        if (tern_store_read_begin(self->reader) == TERN_OK) {
-            tern_store_outbox_last_pt(self->reader, notice->partition, &last);
-            tern_store_read_end(self->reader);
-        }
-        s_obsafe_add(self, &item, &cap, notice->partition, last, &held->needs[0]);
-    }
     for (size_t i = 0; i < notice->obmark_count; i++) {
         const tern_outbox_mark_t *mark = &notice->obmarks[i];
         const c_need_t *need = NULL;

@@ -194,14 +194,10 @@ static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) 
         }
         st->on = on;
         st->epoch = epoch;
-        if (on && link->route) {
-            //  A peer confirms per connection what it committed from it: a
-            //  position of this partition may now name another entry than
-            //  one sent before (an outbox tail given back after a
-            //  failover), so resend only over fresh connections.
-            p_route_rewind(self, link, "a partition's leadership started");
-        } else if (on && link->dealer && tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
-            p_link_event(self, link, TERN_PEER_REFUSED); //  the same: a fresh connection
+        if (on) {
+            //  Over fresh sessions, once for all the partitions started in
+            //  this turn (tern_repl_link.c s_restart).
+            link->restart = true;
         }
     }
     if (reading) {
@@ -211,18 +207,35 @@ static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) 
               on ? "shipping it cross-DC (we lead it)" : "no longer shipping it (not its leader)");
 }
 
-//  OBSAFE from crepl (takes ownership): outbox positions the ISR holds.
+//  True if the partition record says this node leads PT in EPOCH now. By
+//  the record, not the lease: a lease in doubt stops publishes, but what
+//  the ISR holds may still be shipped; another leader or epoch (this node
+//  deposed) may not be.
+static bool s_leads_in(p_repl_t *self, uint32_t pt, uint64_t epoch) {
+    tern_partmap_record_t rec;
+    return epoch && tern_cluster_record(self->args->cluster, pt, &rec) &&
+           rec.leader == self->config->node_id && rec.epoch == epoch;
+}
+
+//  OBSAFE from crepl (takes ownership): outbox positions the ISR holds. A
+//  mark of an epoch the record no longer gives us (still in our inbox when
+//  the view changed, or sent by crepl before it noticed) is dropped: it
+//  must not restart a stream that the fence stopped.
 static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
     for (size_t i = 0; i < item->count && self->partitions; i++) {
         uint32_t pt = item->marks[i].partition;
+        uint64_t epoch = item->epochs[i];
         if (pt >= self->partitions) {
             continue;
         }
-        if (self->safe_epoch[pt] != item->epochs[i]) {
+        if (self->safe_epoch[pt] != epoch) {
+            if (!s_leads_in(self, pt, epoch)) {
+                continue; //  stale (a mark of the epoch being shipped is left to the fence)
+            }
             //  A new leadership: resume each peer from its replicated position.
-            self->safe_epoch[pt] = item->epochs[i];
+            self->safe_epoch[pt] = epoch;
             self->safe[pt] = 0;
-            s_streams_set(self, pt, true, item->epochs[i]);
+            s_streams_set(self, pt, true, epoch);
         }
         if (item->marks[i].position > self->safe[pt]) {
             self->safe[pt] = item->marks[i].position;
@@ -232,21 +245,17 @@ static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
 }
 
 //  Stops the streams of partitions we no longer lead in the epoch we ship
-//  them in (looked at when the view changes).
-static void s_fence(p_repl_t *self) {
+//  them in: when the view changes, and (ALWAYS) each time before
+//  confirmations are written (every 100 ms), so that whatever kept a
+//  stream on past its leadership cannot write one.
+static void s_fence(p_repl_t *self, bool always) {
     uint64_t view = tern_cluster_version(self->args->cluster);
-    if (view == self->view) {
+    if (view == self->view && !always) {
         return;
     }
     self->view = view;
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
-        //  By the record, not the lease: a lease in doubt stops publishes,
-        //  but what the ISR holds may still be shipped; another leader or
-        //  epoch (this node deposed) stops it.
-        tern_partmap_record_t rec;
-        if (self->safe_epoch[pt] &&
-            (!tern_cluster_record(self->args->cluster, pt, &rec) ||
-             rec.leader != self->config->node_id || rec.epoch != self->safe_epoch[pt])) {
+        if (self->safe_epoch[pt] && !s_leads_in(self, pt, self->safe_epoch[pt])) {
             self->safe_epoch[pt] = 0;
             s_streams_set(self, pt, false, 0);
         }
@@ -295,7 +304,14 @@ static void s_batch_confirm(p_repl_t *self, const char *peer, uint32_t pt, uint6
 
 //  The peers' confirmations that moved, to disk: they drive outbox cleanup,
 //  and in a cluster a partition's next leader resumes shipping from them.
+//  In a cluster only of streams that are on, i.e. partitions the record
+//  says we lead (the fence, run first, stopped the others): a follower's
+//  copy comes from its leader, and a value written here would never be
+//  corrected (confirmations are max-merged).
 static void s_store_confirms(p_repl_t *self) {
+    if (self->partitions) {
+        s_fence(self, true);
+    }
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
         for (uint32_t s = 0; s < link->nstreams; s++) {
@@ -339,7 +355,7 @@ static void s_timers(p_repl_t *self) {
     uint64_t now = tern_now_ms();
     bool any_live = false;
     if (self->partitions) {
-        s_fence(self);
+        s_fence(self, false);
     }
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];

@@ -301,14 +301,15 @@ static void s_confirm(p_repl_t *self, p_session_t *session, uint32_t pt) {
     p_send(self, self->router, session->rid, session->rid_size, &frame);
 }
 
-//  Raises SESSION's committed position of stream PT to POS.
+//  Raises SESSION's committed position of stream PT (< S_MAP_PARTITIONS,
+//  checked by s_handle_stream) to POS. The array has room for every stream
+//  a peer DC may have: its size never comes from the wire.
 static void s_applied_pt(p_session_t *session, uint32_t pt, uint64_t pos) {
+    if (!session->applied_pt) {
+        session->applied_pt = tern_alloc(S_MAP_PARTITIONS * sizeof *session->applied_pt);
+    }
     if (pt >= session->npt) {
-        uint32_t n = pt + 1;
-        session->applied_pt = tern_realloc(session->applied_pt, n * sizeof *session->applied_pt);
-        memset(session->applied_pt + session->npt, 0,
-               (n - session->npt) * sizeof *session->applied_pt);
-        session->npt = n;
+        session->npt = pt + 1;
     }
     if (pos > session->applied_pt[pt]) {
         session->applied_pt[pt] = pos;
@@ -335,6 +336,15 @@ static bool s_handle_stream(p_repl_t *self, p_session_t *session, tern_repl_rec_
             p_send_pos(self, self->router, session->rid, session->rid_size, TERN_CMD_REPL_CONFIRM,
                        session->applied);
         }
+        return false;
+    }
+    if (frame->partition >= S_MAP_PARTITIONS) {
+        //  No DC has that many partitions: a broken or hostile sender.
+        char why[TERN_REASON_MAX + 1];
+        snprintf(why, sizeof why, "partition %u out of range (a DC has at most %u)",
+                 frame->partition, S_MAP_PARTITIONS);
+        zsys_warning("repl: %s node %u: %s; session ended", link->cfg->name, session->node_id, why);
+        p_sessions_end(self, NULL, session, TERN_EINVAL, why);
         return false;
     }
     //  A clustered DC keeps no cursor that could skip (rule 4 of
@@ -490,40 +500,51 @@ static void s_cursor_done(p_repl_t *self, const char *name, uint64_t pos, tern_e
     }
 }
 
+//  The cursorless session whose records carry GEN (rec->stream), or NULL
+//  (it ended since).
+static p_session_t *s_session_of(p_repl_t *self, uint64_t gen) {
+    for (size_t k = 0; k < S_SESSIONS_MAX; k++) {
+        p_session_t *session = &self->sessions[k];
+        if (session->link && session->cursorless && session->gen == gen) {
+            return session;
+        }
+    }
+    return NULL;
+}
+
 //  Cursorless sessions (see s_handle_hello) confirm the highest position
 //  each committed itself, per sender stream (positions on one session and
 //  stream only grow: a sender never resends on the same session); a failed
 //  batch (not durable, or not in the ISR here: tern_crepl_inbound.c) ends
-//  the sessions it came from, and their senders resend.
+//  EVERY session it had records from, so that none of them confirms a later
+//  position past the failed ones; their senders resend.
 static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
-    struct {
-        size_t k;    //  session index
-        uint32_t pt; //  stream
-    } touched[256];
+    typedef struct {
+        p_session_t *session; //  that had records in the batch
+        uint32_t pt;          //  of this stream
+    } s_touched_t;
+    s_touched_t *touched = tern_alloc((batch->count + 1) * sizeof *touched);
     size_t ntouched = 0;
     for (size_t i = 0; i < batch->count; i++) {
         tern_repl_rec_t *rec = batch->recs[i];
-        for (size_t k = 0; k < S_SESSIONS_MAX; k++) {
-            p_session_t *session = &self->sessions[k];
-            if (!session->link || !session->cursorless || session->gen != rec->stream) {
-                continue;
-            }
-            uint32_t pt = rec->frame.partition;
-            if (batch->err == TERN_OK) {
-                s_applied_pt(session, pt, rec->frame.position);
-            }
-            size_t t = 0;
-            while (t < ntouched && (touched[t].k != k || touched[t].pt != pt)) {
-                t++;
-            }
-            if (t == ntouched && ntouched < sizeof touched / sizeof touched[0]) {
-                touched[ntouched].k = k;
-                touched[ntouched++].pt = pt;
-            }
+        p_session_t *session = s_session_of(self, rec->stream);
+        if (!session) {
+            continue;
+        }
+        uint32_t pt = rec->frame.partition;
+        if (batch->err == TERN_OK) {
+            s_applied_pt(session, pt, rec->frame.position);
+        }
+        size_t t = ntouched; //  from the newest: a stream's records come together
+        while (t > 0 && (touched[t - 1].session != session || touched[t - 1].pt != pt)) {
+            t--;
+        }
+        if (t == 0) {
+            touched[ntouched++] = (s_touched_t){session, pt};
         }
     }
     for (size_t t = 0; t < ntouched; t++) {
-        p_session_t *session = &self->sessions[touched[t].k];
+        p_session_t *session = touched[t].session;
         if (!session->link) {
             continue; //  ended above
         }
@@ -538,6 +559,7 @@ static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
         }
         s_confirm(self, session, touched[t].pt);
     }
+    free(touched);
 }
 
 //  Committed (or failed) as one transaction: move the cursors, confirm.

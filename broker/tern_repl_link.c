@@ -258,14 +258,47 @@ static bool s_pump_stream(p_repl_t *self, p_link_t *link, p_stream_t *st) {
     return true;
 }
 
-void p_pump(p_repl_t *self, p_link_t *link) {
-    if (tern_peer_state(link->fsm) != TERN_PEER_LIVE || !link->dealer ||
-        (link->route && !link->route->partitions)) {
-        return; //  not live, or a clustered peer DC's map not learnt yet
+//  A partition's leadership started (tern_repl.c s_streams_set). A peer
+//  confirms per session the highest position of each stream it committed
+//  from that session, and a position of the partition may now name another
+//  entry than one sent before on it (an outbox tail given back after a
+//  failover), so every stream resends from its confirmed position over
+//  fresh sessions. The link stays live: a new DEALER to the same endpoint
+//  (its HELLO goes first on it), no failure counted, no failover, no
+//  backoff.
+static void s_restart(p_repl_t *self, p_link_t *link) {
+    link->restart = false;
+    if (link->route) {
+        p_route_rewind(self, link, "a partition's leadership started");
+        return;
     }
+    zsock_destroy(&link->dealer);
+    link->dealer = p_dealer_open(self, link, p_link_endpoint(link));
+    if (!link->dealer) {
+        p_link_event(self, link, TERN_PEER_REFUSED);
+        return;
+    }
+    link->last_hb_ms = tern_now_ms();
     for (uint32_t s = 0; s < link->nstreams; s++) {
-        if (link->streams[s].on && !s_pump_stream(self, link, &link->streams[s])) {
-            return;
+        link->streams[s].next_pos = link->streams[s].confirmed + 1;
+    }
+}
+
+void p_pump(p_repl_t *self, p_link_t *link) {
+    if (tern_peer_state(link->fsm) != TERN_PEER_LIVE || !link->dealer) {
+        return;
+    }
+    if (link->restart) {
+        s_restart(self, link);
+    }
+    if (!link->dealer || (link->route && !link->route->partitions)) {
+        return; //  refused, or a clustered peer DC's map not learnt yet
+    }
+    //  A stream that must wait (its peer node not live, a full socket)
+    //  does not hold up the others: each is a partition of its own.
+    for (uint32_t s = 0; s < link->nstreams; s++) {
+        if (link->streams[s].on) {
+            s_pump_stream(self, link, &link->streams[s]);
         }
     }
 }
@@ -303,6 +336,7 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     for (uint32_t s = 0; s < link->nstreams; s++) {
         link->streams[s].next_pos = link->streams[s].confirmed + 1;
     }
+    link->restart = false; //  a fresh session already
     unsigned actions = tern_peer_event(link->fsm, TERN_PEER_WELCOME, tern_now_ms());
     s_do_actions(self, link, actions);
     if (link->clustered) {
@@ -358,7 +392,9 @@ static bool s_dealer_frame(p_repl_t *self, p_link_t *link, const tern_frame_t *f
         //  A clustered peer DC confirms per node (tern_repl_route.c).
         p_stream_t *st =
             frame->partition < link->nstreams ? &link->streams[frame->partition] : NULL;
-        if (!link->route && st && frame->position > st->confirmed) {
+        //  Pending a restart, the old session's confirmations may be of
+        //  entries a position no longer names (s_restart).
+        if (!link->route && !link->restart && st && frame->position > st->confirmed) {
             st->confirmed = frame->position;
         }
         tern_peer_event(link->fsm, TERN_PEER_FRAME, tern_now_ms());

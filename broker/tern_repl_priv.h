@@ -31,7 +31,7 @@
 #define S_CONFIRM_MS            100 //  a cluster's confirmations to disk (a successor resends from them)
 #define S_MAP_NODES             64 //  nodes of a clustered DC in a `repl.map` answer
 #define S_MAP_PARTITIONS        4096 //  most partitions a peer DC may have (cluster/partitions' limit)
-#define S_SUBS_MAX              16   //  nodes of a clustered peer DC we ship to at once
+#define S_SUBS_MAX              S_MAP_NODES //  nodes of a clustered peer DC we ship to at once
 #define S_MAP_MS                5000 //  how often a link to a clustered DC asks for its map again
 #define TERN_REPL_HELLO_CLUSTER 1u   //  REPL_HELLO code bit: the sender's DC is a cluster
 #define TERN_REPL_MAP_OP        "repl.map" //  ADMIN on a repl endpoint: that DC's map (tern_repl_admin.c)
@@ -96,6 +96,8 @@ typedef struct {
                          //  cluster (owned)
     uint32_t nstreams;   //  entries
     uint64_t last_hb_ms; //  last heartbeat sent
+    bool restart;        //  a partition's leadership started: resend every stream over fresh
+                         //  sessions before the next pump (tern_repl_link.c s_restart)
     uint64_t sent;       //  records sent (all time)
     uint64_t lost;       //  outbox entries dropped by retention before it got them
     //  Inbound (its DEALERs -> our ROUTER: p_session_t; these are the latest's)

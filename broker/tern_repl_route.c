@@ -11,7 +11,8 @@
     and WELCOME), and sends each outbox entry, in outbox order, to the
     leader of its topic's partition (tern_partition_of with the PEER's
     partition count). An entry whose leader's DEALER is not live yet waits
-    (and everything after it: per-producer order holds).
+    (and everything after it in its stream: per-producer order holds; the
+    other streams go on).
 
     Confirmations. A node confirms on its DEALER the highest position it
     committed from that session (and, being a cluster, only once its ISR
@@ -23,7 +24,9 @@
 
     Changes. The map is asked again every S_MAP_MS, and at once after a
     node refuses an entry (TERN_ENOTLEADER: leadership moved), after a
-    node's DEALER falls silent for 3 s, or after any ERROR. Each of these,
+    live node's DEALER falls silent for 3 s (one that never answered its
+    HELLO got nothing: it is only closed, and reopened when next needed),
+    or after any ERROR. Each of these,
     and any change of a leader in a new map, rewinds: every DEALER is
     closed (a fresh session confirms only what it committed itself) and
     shipping resumes from the confirmed position. What the new leaders hold
@@ -208,7 +211,9 @@ static bool s_sub_frame(p_repl_t *self, p_link_t *link, p_sub_t *sub, const tern
         //  A clustered node confirms per session, from 0.
         memset(sub->confirmed, 0, link->nstreams * sizeof *sub->confirmed);
         zsys_info("repl: link to %s node %u at %s live", link->cfg->name, sub->node, sub->endpoint);
-    } else if (frame->cmd == TERN_CMD_REPL_CONFIRM) {
+    } else if (frame->cmd == TERN_CMD_REPL_CONFIRM && !link->restart) {
+        //  (pending a restart, see tern_repl_link.c s_restart, confirmations
+        //  of the sessions about to close are void)
         s_confirm(link, sub, frame->partition, frame->position);
     } else if (frame->cmd == TERN_CMD_ERROR) {
         zsys_warning("repl: %s node %u refused: %s (%u)", link->cfg->name, sub->node, frame->reason,
@@ -263,6 +268,15 @@ void p_route_timers(p_repl_t *self, p_link_t *link, uint64_t now) {
     for (size_t i = 0; i < route->nsubs; i++) {
         p_sub_t *sub = &route->subs[i];
         if (!sub->dealer) {
+            continue;
+        }
+        if (now - sub->seen_ms > 3 * S_HEARTBEAT_MS && !sub->live) {
+            //  Never live: nothing was sent to it (p_route_sub), so no
+            //  other session need resend; it reopens when next needed.
+            zsys_warning("repl: link to %s node %u at %s does not answer", link->cfg->name,
+                         sub->node, sub->endpoint);
+            s_sub_close(link, sub);
+            s_ask_map(self, link, now);
             continue;
         }
         if (now - sub->seen_ms > 3 * S_HEARTBEAT_MS) {

@@ -238,9 +238,9 @@ typedef struct {
     every in-sync replica's store: crepl released the NOTICE of the commit
     that wrote them (the ack rule held for that partition's records in it),
     or, at a leadership start, the inherited NOTICE (the mark is then the
-    partition's outbox last; everything before was replicated to us as a
-    follower). Rule 2 of docs/replication.md "Outbox in a cluster": a
-    record shipped before the ISR has it could be truncated from this DC
+    partition's outbox last as found when the leadership started, read with
+    its topic list; its followers' catch-up holds at least that). Rule 2 of docs/replication.md
+   "Outbox in a cluster": a record shipped before the ISR has it could be truncated from this DC
     after a failover while another DC keeps it. Only for partitions this
     node leads (the epoch it leads them in is EPOCH of each mark's entry in
     EPOCHS), in commit order, so a partition's marks only go up within one

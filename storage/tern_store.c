@@ -514,6 +514,7 @@ void tern_store_stats(tern_store_t *self, tern_store_stats_t *out) {
     out->dedup_entries = atomic_load_explicit(&self->dedup_entries, memory_order_relaxed);
     out->topics = atomic_load_explicit(&self->topics, memory_order_relaxed);
     out->superseded = atomic_load_explicit(&self->superseded, memory_order_relaxed);
+    out->folded = atomic_load_explicit(&self->folded, memory_order_relaxed);
 }
 
 int tern_store_reader_check(tern_store_t *self) {

@@ -227,6 +227,36 @@ int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g) {
     return rc;
 }
 
+//  A delivery folded with its ack (st_group_fold): no pending entry is
+//  written; one left by an earlier commit (a redelivery) goes.
+static int s_deliver_acked(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
+    uint8_t key[S_ENTRY_KEY_MAX];
+    MDB_val k = {s_op_entry_key(op, key), key};
+    int rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
+    if (rc == 0) {
+        g->group.pending--;
+    }
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+//  The pending entry of a delivery: one B-tree search for a first delivery;
+//  a redelivery finds its entry and overwrites it.
+static int s_deliver_pending(st_txn_t *ctx, st_cached_t *g, st_op_t *op, uint8_t prio) {
+    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
+    MDB_val k = {s_op_entry_key(op, key), key}, v;
+    MDB_dbi pending = ctx->dbi[S_PENDING];
+    s_entry_put(val, op->u32, prio, op->b);
+    v = (MDB_val){S_ENTRY_SIZE, val};
+    int rc = mdb_put(ctx->txn, pending, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        v = (MDB_val){S_ENTRY_SIZE, val};
+        rc = mdb_put(ctx->txn, pending, &k, &v, 0);
+    } else if (rc == 0) {
+        g->group.pending++;
+    }
+    return rc;
+}
+
 int st_op_deliver(st_txn_t *ctx, st_op_t *op) {
     st_cached_t *g;
     int rc = st_group_of(ctx, op, &g);
@@ -234,21 +264,8 @@ int st_op_deliver(st_txn_t *ctx, st_op_t *op) {
         return rc;
     }
     st_group_rec_t *gr = &g->group;
-    uint8_t key[S_ENTRY_KEY_MAX], val[S_ENTRY_SIZE];
-    MDB_val k = {s_op_entry_key(op, key), key}, v;
-    MDB_dbi pending = ctx->dbi[S_PENDING];
     uint8_t prio = op->priority <= TERN_PRIORITY_MAX ? op->priority : TERN_PRIORITY_MAX;
-    //  One B-tree search for a first delivery; a redelivery finds its entry
-    //  and overwrites it.
-    s_entry_put(val, op->u32, prio, op->b);
-    v = (MDB_val){S_ENTRY_SIZE, val};
-    rc = mdb_put(ctx->txn, pending, &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) {
-        v = (MDB_val){S_ENTRY_SIZE, val};
-        rc = mdb_put(ctx->txn, pending, &k, &v, 0);
-    } else if (rc == 0) {
-        gr->pending++;
-    }
+    rc = op->flag ? s_deliver_acked(ctx, g, op) : s_deliver_pending(ctx, g, op, prio);
     if (rc) {
         return rc;
     }
@@ -260,27 +277,33 @@ int st_op_deliver(st_txn_t *ctx, st_op_t *op) {
         gr->lane_next[prio] = op->a + 1;
     }
     g->dirty = true;
-    return st_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DELIVERED, op->name, op->u32,
-                        op->reason, 0, 0);
+    return st_trace_put_pair(ctx, op->topic_id, op->a, TERN_TRACE_DELIVERED, op->acked_as, op->name,
+                             op->u32, op->reason);
 }
 
 //  OP->u32: the history event (0: ACKED); OP->reason: its detail (where a
-//  peer's ack came from, for an ack-state apply).
+//  peer's ack came from, for an ack-state apply). A folded ack settles the
+//  delivery of this batch, whose pending entry was never written.
 int st_op_ack(st_txn_t *ctx, st_op_t *op) {
     st_cached_t *g;
     int rc = st_group_of(ctx, op, &g);
     if (rc || !g) {
         return rc;
     }
-    uint8_t key[S_ENTRY_KEY_MAX];
-    MDB_val k = {s_op_entry_key(op, key), key};
-    rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
-    if (rc) {
-        return rc == MDB_NOTFOUND ? 0 : rc;
+    if (!op->flag) {
+        uint8_t key[S_ENTRY_KEY_MAX];
+        MDB_val k = {s_op_entry_key(op, key), key};
+        rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
+        if (rc) {
+            return rc == MDB_NOTFOUND ? 0 : rc;
+        }
+        g->group.pending--;
     }
-    g->group.pending--;
     g->group.acked++;
     g->dirty = true;
+    if (op->acked_as) {
+        return 0; //  its event is in the delivery's record
+    }
     return st_trace_put(ctx, op->topic_id, op->a, op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED,
                         op->name, 0, op->reason, 0, 0);
 }
@@ -349,6 +372,134 @@ int st_op_dead(st_txn_t *ctx, st_op_t *op) {
     g->dirty = true;
     return st_trace_put(ctx, op->topic_id, op->a, TERN_TRACE_DEAD, op->name, op->u32, op->reason, 0,
                         0);
+}
+
+/* ------------------------------------------------------------------------
+    Folding a delivery with its ack (before the commit applies the batch)
+   ------------------------------------------------------------------------ */
+
+//  Kinds that never touch a pending entry, nor a group: a delivery and its
+//  ack fold across them. Any other kind between the two (open, seek,
+//  delete, replay, sweep, a peer's ack, a replica's ops...) keeps both as
+//  they are.
+static bool s_fold_transparent(st_op_kind_t kind) {
+    switch (kind) {
+        case OP_APPEND:
+        case OP_SET_U64:
+        case OP_TRACE:
+        case OP_ACKSTATE:
+        case OP_OUTBOX_CONFIRM:
+        case OP_OUTBOX_CONFIRM_PT:
+        case OP_INBOUND:
+            return true;
+        default:
+            return false;
+    }
+}
+
+static uint32_t s_fold_hash(const st_op_t *op) {
+    uint32_t h = 2166136261u; //  FNV-1a over group name, topic and seq
+    for (const char *p = op->name; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    }
+    uint64_t mix = ((uint64_t)op->topic_id << 40) ^ op->a;
+    for (int i = 0; i < 8; i++, mix >>= 8) {
+        h = (h ^ (uint8_t)mix) * 16777619u;
+    }
+    return h;
+}
+
+//  The slot of OP's (topic, group, seq) in the fold index: the one holding
+//  the last such op seen, or the free one where it goes.
+static uint32_t *s_fold_slot(tern_store_batch_t *b, const st_op_t *op) {
+    size_t mask = b->fold_cap - 1;
+    for (size_t i = s_fold_hash(op) & mask;; i = (i + 1) & mask) {
+        uint32_t *slot = &b->fold_slots[i];
+        const st_op_t *o = *slot == UINT32_MAX ? NULL : &b->ops[*slot];
+        if (!o || (o->a == op->a && o->topic_id == op->topic_id && !strcmp(o->name, op->name))) {
+            return slot;
+        }
+    }
+}
+
+//  Sizes and empties the fold index for the batch; false when it has no
+//  delivery to fold.
+static bool s_fold_reset(tern_store_batch_t *b) {
+    size_t delivers = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        delivers += b->ops[i].kind == OP_DELIVER;
+    }
+    if (!delivers || b->count >= UINT32_MAX) {
+        return false;
+    }
+    size_t cap = 64;
+    while (cap < b->count * 2) {
+        cap *= 2;
+    }
+    if (cap > b->fold_cap || cap * 4 < b->fold_cap) {
+        b->fold_slots = tern_realloc(b->fold_slots, cap * sizeof *b->fold_slots);
+        b->fold_cap = cap;
+    }
+    memset(b->fold_slots, 0xff, b->fold_cap * sizeof *b->fold_slots);
+    return true;
+}
+
+//  Holds back (tern_store_batch_hold_deliveries) each DELIVER after the
+//  last barrier that nothing later in the batch settles or touches, unless
+//  a commit first held it hold_ns before NOW_NS or longer.
+static void s_hold(tern_store_batch_t *b, size_t barrier, uint64_t now_ns) {
+    for (size_t i = barrier; i < b->count; i++) {
+        st_op_t *op = &b->ops[i];
+        if (op->kind == OP_DELIVER && !op->flag && !op->prior &&
+            (!op->c || now_ns - op->c < b->hold_ns) && *s_fold_slot(b, op) == (uint32_t)i) {
+            op->held = true;
+            op->c = op->c ? op->c : now_ns;
+        }
+    }
+}
+
+//  Marks (op->flag) each DELIVER whose ACK of the same (group, seq) follows
+//  in this batch with nothing between that could touch its pending entry,
+//  and that ACK: the delivery then writes no pending entry and the ack
+//  deletes none (st_op_deliver, st_op_ack). Under fan-out most deliveries
+//  are acked before the commit that records them, and the entry written
+//  and deleted in one transaction was a third of the storer's work per
+//  delivery (docs/performance.md). Both still count and write their
+//  history events; a crash loses the batch whole, as before.
+void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
+    b->folded = 0;
+    if (!s_fold_reset(b)) {
+        return;
+    }
+    size_t barrier = 0; //  ops before it do not fold with ops after it
+    for (size_t i = 0; i < b->count; i++) {
+        st_op_t *op = &b->ops[i];
+        op->flag &= op->kind != OP_DELIVER && op->kind != OP_ACK;
+        op->acked_as = 0;
+        bool keyed = op->kind == OP_DELIVER || op->kind == OP_ACK || op->kind == OP_NACK ||
+                     op->kind == OP_DEAD;
+        if (!keyed || op->prior) {
+            //  A keyed op that may not run could still have touched the entry.
+            barrier = !keyed && s_fold_transparent(op->kind) ? barrier : i + 1;
+            continue;
+        }
+        uint32_t *slot = s_fold_slot(b, op);
+        st_op_t *last = *slot == UINT32_MAX ? NULL : &b->ops[*slot];
+        if (op->kind == OP_ACK && last && *slot >= barrier && last->kind == OP_DELIVER &&
+            !last->flag) {
+            last->flag = true;
+            op->flag = true;
+            //  One history record for both when the ack has no detail.
+            uint8_t event = op->u32 ? (uint8_t)op->u32 : TERN_TRACE_ACKED;
+            last->acked_as = op->reason ? 0 : event;
+            op->acked_as = last->acked_as;
+            b->folded++;
+        }
+        *slot = (uint32_t)i;
+    }
+    if (b->hold_ns) {
+        s_hold(b, barrier, now_ns);
+    }
 }
 
 /* ------------------------------------------------------------------------

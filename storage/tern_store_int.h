@@ -177,6 +177,7 @@ struct tern_store_t {
     _Atomic uint64_t superseded;           //  stats
     _Atomic bool sweep_more;               //  the last sweep left work its budget did not cover
     _Atomic uint64_t dooms;                //  topic deletes committed (readers drop cached names)
+    _Atomic uint64_t folded;               //  stats: deliveries folded with their ack
     uint64_t *ob_last;                     //  cluster writer: last outbox pos per partition
     uint64_t *ob_work;                     //  ... the same as the current attempt moved it
     uint32_t *ob_dirty;                    //  ... the partitions the attempt moved
@@ -456,21 +457,24 @@ typedef enum {
 typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
-    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only
+    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only;
+               //  DELIVER, ACK: folded with its ack / delivery in this batch (st_group_fold)
     tern_append_result_t *result;  //  APPEND, APPEND_REPLICA, ACKSTATE_APPLY: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
     uint64_t b;                    //  due_ms, max_msgs, msg_id...
-    uint64_t c;                    //  max_bytes
+    uint64_t c;                    //  max_bytes; DELIVER: when a commit first held it (ns)
     uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode
     uint8_t priority;              //  DELIVER: lane
-    char *reason;                  //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
-    tern_err_t *err_out;           //  may be NULL
-    uint32_t *id_out;              //  may be NULL
-    uint64_t *count_out;           //  may be NULL
-    const tern_err_t *prior;       //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
-    void *data;                    //  GROUP_APPLY, GSTATE_*, OUTBOX_PUT: owned copy of the input
+    bool held;                     //  DELIVER: held back by this commit (st_group_fold)
+    uint8_t acked_as;    //  folded DELIVER, ACK: the ack's history event, in the delivery's record
+    char *reason;        //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
+    tern_err_t *err_out; //  may be NULL
+    uint32_t *id_out;    //  may be NULL
+    uint64_t *count_out; //  may be NULL
+    const tern_err_t *prior; //  APPEND_REPLICA, TRUNCATE: runs only if *prior is OK (or NULL)
+    void *data;              //  GROUP_APPLY, GSTATE_*, OUTBOX_PUT: owned copy of the input
 } st_op_t;
 
 //  A topic or group record, read once per transaction and written back once.
@@ -514,6 +518,11 @@ struct tern_store_batch_t {
     tern_outbox_mark_t *marks; //  cluster: the outbox marks of the last commit
     size_t mark_count;         //  how many
     size_t mark_cap;           //  allocated
+    uint32_t *fold_slots;      //  st_group_fold's index: op index by (group, seq), or UINT32_MAX
+    size_t fold_cap;           //  slots (a power of two)
+    size_t folded;             //  deliveries folded in the batch being committed
+    uint64_t hold_ns;          //  hold back unsettled deliveries this long (0: not)
+    size_t held;               //  deliveries the last commit held back (first in the queue)
     struct st_txn_t *applied;  //  the open transaction of tern_store_batch_apply (owned), or NULL
 };
 
@@ -656,6 +665,7 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op);
 int st_op_nack(st_txn_t *ctx, st_op_t *op);
 int st_op_dead(st_txn_t *ctx, st_op_t *op);
 int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g);
+void st_group_fold(tern_store_batch_t *b, uint64_t now_ns);
 int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq);
 tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out);
 tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
@@ -720,8 +730,10 @@ tern_err_t st_msgid_get(tern_store_reader_t *self, uint64_t msg_id, const uint8_
 //  tern_store_trace.c: the message history.
 int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, const char *group,
                  uint32_t count, const char *detail, uint64_t msg_id, uint64_t expire_at_ns);
+int st_trace_put_pair(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, uint8_t then,
+                      const char *group, uint32_t count, const char *detail);
 int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t stamp, uint64_t at_ns,
-                    uint8_t type, const char *group, size_t glen, uint32_t count,
+                    uint16_t type, const char *group, size_t glen, uint32_t count,
                     const char *detail, size_t dlen, uint64_t msg_id, uint64_t expire_at_ns);
 int st_trace_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after);
 int st_trace_confirm(st_txn_t *ctx, const char *peer, uint64_t position, uint64_t previous);

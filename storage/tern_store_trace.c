@@ -14,8 +14,11 @@
 #include "tern_store_int.h"
 
 #define S_TRACE_HDR                                                                                \
-    32 //  u8 type, u8 group len, u8 detail len, u8 pad, u32 count,
-       //  u64 at_ns, u64 msg_id, u64 expire_at_ns; then group, detail
+    32 //  u8 type, u8 group len, u8 detail len, u8 then, u32 count,
+       //  u64 at_ns, u64 msg_id, u64 expire_at_ns; then group, detail.
+       //  THEN (0: none): a second event of the same group at the same
+       //  time, with no count, detail, msg_id or expiry: a delivery's ack
+       //  in the same commit (st_trace_put_pair), read as two events.
 
 /* ------------------------------------------------------------------------
     Writing events
@@ -37,7 +40,7 @@ int st_op_trace(st_txn_t *ctx, st_op_t *op) {
 //  Writes one event with key stamp STAMP and value time AT_NS (GLEN, DLEN:
 //  the lengths of GROUP and DETAIL, which need no NUL).
 int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t stamp, uint64_t at_ns,
-                    uint8_t type, const char *group, size_t glen, uint32_t count,
+                    uint16_t type, const char *group, size_t glen, uint32_t count,
                     const char *detail, size_t dlen, uint64_t msg_id, uint64_t expire_at_ns) {
     glen = glen > TERN_NAME_MAX ? TERN_NAME_MAX : glen;
     dlen = dlen > TERN_TRACE_DETAIL_MAX ? TERN_TRACE_DETAIL_MAX : dlen;
@@ -45,10 +48,10 @@ int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t sta
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, seq);
     s_be64_put(key + 12, stamp);
-    val[0] = type;
+    val[0] = (uint8_t)type;
     val[1] = (uint8_t)glen;
     val[2] = (uint8_t)dlen;
-    val[3] = 0;
+    val[3] = (uint8_t)(type >> 8);
     s_le32_put(val + 4, count);
     s_le64_put(val + 8, at_ns);
     s_le64_put(val + 16, msg_id);
@@ -61,7 +64,7 @@ int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t sta
     }
     MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
     //  A first delivery of the newest messages is usually the last key.
-    return type == TERN_TRACE_DELIVERED && count == 1
+    return (uint8_t)type == TERN_TRACE_DELIVERED && count == 1
                ? s_put_tail(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0)
                : mdb_put(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0);
 }
@@ -97,8 +100,10 @@ int st_trace_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after) {
     return s_iter_end(&it, rc);
 }
 
-int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, const char *group,
-                 uint32_t count, const char *detail, uint64_t msg_id, uint64_t expire_at_ns) {
+//  TYPE: the event in the low byte, the one after it in the high byte.
+static int s_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint16_t type,
+                       const char *group, uint32_t count, const char *detail, uint64_t msg_id,
+                       uint64_t expire_at_ns) {
     tern_store_t *store = ctx->store;
     //  No history when disabled, and none in the storage-full retry: the
     //  reserve is for acks and deletes, not for their history.
@@ -111,6 +116,20 @@ int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, c
     size_t dlen = detail ? s_name_len(detail, TERN_TRACE_DETAIL_MAX) : 0;
     return st_trace_put_at(ctx, topic_id, seq, stamp, ctx->now_ns, type, group, glen, count, detail,
                            dlen, msg_id, expire_at_ns);
+}
+
+int st_trace_put(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, const char *group,
+                 uint32_t count, const char *detail, uint64_t msg_id, uint64_t expire_at_ns) {
+    return s_trace_put(ctx, topic_id, seq, type, group, count, detail, msg_id, expire_at_ns);
+}
+
+//  Event TYPE and, when THEN is not 0, event THEN of the same group right
+//  after it, in one record (half the writes for a delivery acked in the
+//  commit that records it).
+int st_trace_put_pair(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t type, uint8_t then,
+                      const char *group, uint32_t count, const char *detail) {
+    return s_trace_put(ctx, topic_id, seq, (uint16_t)(type | then << 8), group, count, detail, 0,
+                       0);
 }
 
 //  Confirmation times (when each peer's confirmed outbox position moved,
@@ -350,7 +369,7 @@ static tern_err_t s_event_parse(const MDB_val *v, uint32_t topic_id, uint64_t se
                                 tern_trace_event_t *ev) {
     const uint8_t *p = v->mv_data;
     if (v->mv_size < S_TRACE_HDR || v->mv_size != S_TRACE_HDR + (size_t)p[1] + p[2] ||
-        p[1] > TERN_NAME_MAX || p[2] > TERN_TRACE_DETAIL_MAX) {
+        p[1] > TERN_NAME_MAX || p[2] > TERN_TRACE_DETAIL_MAX || p[3] > TERN_TRACE_TIMEOUT) {
         return TERN_ECORRUPT;
     }
     ev->seq = seq;
@@ -365,6 +384,21 @@ static tern_err_t s_event_parse(const MDB_val *v, uint32_t topic_id, uint64_t se
     memcpy(ev->detail, p + S_TRACE_HDR + p[1], p[2]);
     ev->detail[p[2]] = 0;
     return TERN_OK;
+}
+
+//  The second event of record V (its THEN byte), just parsed into EV, if
+//  it has one, to FN. False when FN says stop.
+static bool s_event_then(const MDB_val *v, tern_trace_event_t *ev, tern_trace_fn *fn, void *arg) {
+    uint8_t then = ((const uint8_t *)v->mv_data)[3];
+    if (!then) {
+        return true;
+    }
+    ev->type = then;
+    ev->delivery_count = 0;
+    ev->msg_id = 0;
+    ev->expire_at_ns = 0;
+    ev->detail[0] = 0;
+    return fn(ev, arg);
 }
 
 tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, uint64_t from_seq,
@@ -417,7 +451,7 @@ tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, u
         if (tseq > to_seq || (err = s_event_parse(&v, topic_id, tseq, &ev)) != TERN_OK) {
             break;
         }
-        if (!fn(&ev, arg)) {
+        if (!fn(&ev, arg) || !s_event_then(&v, &ev, fn, arg)) {
             break;
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);

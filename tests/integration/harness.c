@@ -1208,6 +1208,19 @@ bool it_raw_send(it_raw_t *self, const void *hdr, size_t hdr_size, const void *p
     return it_raw_send_parts(self, parts, sizes, payload ? 2 : 1);
 }
 
+void it_repl_record(tern_frame_t *f, uint64_t pos, uint64_t msg_id, const char *topic,
+                    const char *origin) {
+    tern_frame_init(f, TERN_CMD_REPL_RECORD);
+    f->position = pos;
+    f->msg_id = msg_id;
+    snprintf(f->topic, sizeof f->topic, "%s", topic);
+    snprintf(f->origin, sizeof f->origin, "%s", origin);
+    f->fields |= TERN_F_TOPIC | TERN_F_ORIGIN;
+    f->timestamp_ns = (uint64_t)it_now_ms() * 1000000ull;
+    f->payload = (const uint8_t *)"x";
+    f->payload_size = 1;
+}
+
 tern_err_t it_raw_send_frame(it_raw_t *self, const tern_frame_t *frame) {
     static uint8_t buf[TERN_HEADER_MAX];
     size_t len = 0;

@@ -292,6 +292,10 @@ bool it_raw_send_parts(it_raw_t *self, const void *const *parts, const size_t *s
 /*  Encodes FRAME and sends it (with FRAME->payload as frame 2 when the
     command carries one). Returns the encoder's error. */
 tern_err_t it_raw_send_frame(it_raw_t *self, const tern_frame_t *frame);
+/*  Fills F as a peer DC's REPL_RECORD at outbox position POS: MSG_ID,
+    TOPIC, ORIGIN (the sender's DC), payload "x", timestamp now. */
+void it_repl_record(tern_frame_t *f, uint64_t pos, uint64_t msg_id, const char *topic,
+                    const char *origin);
 
 /*  Receives one message, decodes into OUT (borrowing from SELF until the next
     receive). Returns TERN_ETIMEOUT after TIMEOUT_MS, else the decode result. */

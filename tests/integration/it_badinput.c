@@ -5,6 +5,7 @@
     stays alive and ordinary clients keep working during and after.
 */
 #include "harness.h"
+#include "test_port.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -395,4 +396,56 @@ Test(badinput, random_flood_and_bit_flips, .fini = it_teardown, .timeout = 120) 
     cr_assert(it_raw_hello(fresh, "after-flood"));
     s_valid_publish(fresh, 100000);
     it_raw_destroy(&fresh);
+}
+
+//  REPL_HELLO of "dc2 node 2" saying its DC is a cluster (`c` = 1: the
+//  session keeps a position per sender stream); asserts the WELCOME.
+static void s_cluster_peer_hello(it_raw_t *raw, uint64_t req) {
+    tern_frame_t f;
+    tern_frame_init(&f, TERN_CMD_REPL_HELLO);
+    f.req_id = req;
+    f.proto_version = TERN_PROTO_VERSION;
+    f.node_id = 2;
+    f.code = 1;
+    snprintf(f.dc, sizeof f.dc, "dc2");
+    cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    tern_frame_t reply;
+    cr_assert_eq(it_raw_recv_reply(raw, &reply, 10000), TERN_OK, "no answer to REPL_HELLO");
+    cr_assert_eq(reply.cmd, TERN_CMD_REPL_WELCOME, "got %s (%u %s)", tern_cmd_name(reply.cmd),
+                 reply.code, reply.reason);
+}
+
+//  A peer DC's REPL_RECORD whose `pt` no DC can have (review15 M1): on a
+//  session of a clustered sender a `pt` of UINT32_MAX once sized the
+//  session's per-stream array (and killed ternd). It gets ERROR
+//  TERN_EINVAL, the session ends (a record after it needs a new
+//  handshake), and ternd stays up.
+Test(badinput, repl_record_with_a_bad_partition, .fini = it_teardown, .timeout = 60) {
+    char repl[64], peer[96];
+    snprintf(repl, sizeof repl, "tcp://127.0.0.1:%d", test_port());
+    snprintf(peer, sizeof peer, "dc2=tcp://127.0.0.1:%d", test_port());
+    const char *extra[] = {"--repl-listen", repl, "--peer", peer, NULL};
+    it_broker_t *b = it_adopt_broker(it_broker_new(1, extra));
+    snprintf(b->repl_ep, sizeof b->repl_ep, "%s", repl);
+    cr_assert(it_broker_start(b), "ternd did not start");
+
+    it_raw_t *raw = it_raw_new(b->repl_ep);
+    cr_assert_not_null(raw);
+    s_cluster_peer_hello(raw, 1);
+    uint32_t bad[] = {UINT32_MAX, 1u << 29};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tern_frame_t f;
+        it_repl_record(&f, 1, 77001 + i, "it.bad.pt", "dc2");
+        f.partition = bad[i];
+        cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+        s_expect_code(raw, "REPL_RECORD with a bad pt", TERN_EINVAL, 0);
+        s_assert_alive(b, "a REPL_RECORD with a bad pt");
+        //  The session is gone: the next record needs a handshake first.
+        f.partition = 0;
+        cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+        s_expect_code(raw, "REPL_RECORD after the session ended", TERN_ESTATE, 0);
+        s_cluster_peer_hello(raw, 2 + i);
+    }
+    it_raw_destroy(&raw);
+    s_assert_alive(b, "bad partitions on the replication endpoint");
 }

@@ -444,15 +444,7 @@ static it_raw_t *s_raw_peer(it_broker_t *b, const char *identity, uint64_t *pos)
 static void s_raw_ship(it_raw_t *raw, uint64_t from, uint64_t to, uint64_t base) {
     for (uint64_t p = from; p <= to; p++) {
         tern_frame_t f;
-        tern_frame_init(&f, TERN_CMD_REPL_RECORD);
-        f.position = p;
-        f.msg_id = base + p;
-        snprintf(f.topic, sizeof f.topic, "f.upgrade");
-        snprintf(f.origin, sizeof f.origin, "dc2");
-        f.fields |= TERN_F_TOPIC | TERN_F_ORIGIN;
-        f.timestamp_ns = (uint64_t)it_now_ms() * 1000000ull;
-        f.payload = (const uint8_t *)"x";
-        f.payload_size = 1;
+        it_repl_record(&f, p, base + p, "f.upgrade", "dc2");
         cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
     }
     int64_t start = it_now_ms();
