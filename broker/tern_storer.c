@@ -56,6 +56,8 @@
 #define S_DRAIN_MAX      1024  //  inbox items taken per drain
 #define S_SWEEP_MAX      10000 //  messages removed per sweep
 #define S_SWEEP_AGAIN_MS 10    //  the next sweep after one that left work (tern_store_sweep_more)
+#define S_DRAIN_LOCAL    1     //  a drain with publishes or topic ops (shipped via COMMITTED)
+#define S_DRAIN_INBOUND  2     //  a drain with another DC's records (shipped via REPL_DONE)
 #define S_HOLD_MS        2     //  how long deliveries held back wait for their acks at most
 
 typedef struct {
@@ -88,7 +90,10 @@ typedef struct {
     tern_repl_batch_t *repl_last; //  the last of them (NULL when none)
     tern_repl_streams_t streams;  //  in-DC follower streams (allocated on first use)
     bool deferred;                //  cluster with durability fsync: flush after the results
-    tern_pubs_t *carry;    //  a publish batch's tail past batch_bytes: the next drain's first
+    void *carry;                  //  the next drain's first item: a publish batch's tail past
+                                  //  batch_bytes, or an item s_drain_mixes refused (owned)
+    tern_work_type_t carry_type;  //  its type
+    int drain_kind;        //  cluster: S_DRAIN_LOCAL or S_DRAIN_INBOUND once this drain has one
     uint64_t id_ms_stored; //  id.last_ms as of the last good commit (0: none yet)
     uint64_t held_due_ms;  //  deliveries the last commit held back commit by then (0: none)
 } s_storer_t;
@@ -729,8 +734,35 @@ static void s_take_pubs(s_storer_t *self, tern_pubs_t *pubs) {
         memcpy(tail->items, pubs->items + n, tail->count * sizeof(tern_pub_t *));
         pubs->count = n; //  the tail's publishes are owned by TAIL now
         self->carry = tail;
+        self->carry_type = TERN_WORK_PUBS;
     }
     s_queue_pubs(self, pubs);
+}
+
+//  True when the item (TYPE, PTR) may not join this drain, which then ends
+//  (the item starts the next one). In a cluster crepl ships a drain's
+//  publishes and topic ops (COMMITTED) and its inbound records from another
+//  DC (REPL_DONE) to the followers separately, one after the other, each at
+//  the next positions: with both in one drain, a topic's records reached
+//  the followers out of seq order (a local seq past an inbound one shipped
+//  first), and a follower's append of the lower seq failed (TERN_ESTATE,
+//  s_replica_held) and left a hole the catch-up did not see (drill
+//  dc_cut_off, docs/replication.md). So a drain holds one kind or the other.
+static bool s_drain_mixes(s_storer_t *self, tern_work_type_t type, void *ptr) {
+    int kind = 0;
+    if (type == TERN_WORK_PUBS || type == TERN_WORK_ADMIN) {
+        kind = S_DRAIN_LOCAL;
+    } else if (type == TERN_WORK_REPL && !((tern_repl_batch_t *)ptr)->in_dc) {
+        kind = S_DRAIN_INBOUND;
+    }
+    if (!self->args->cluster || kind == 0) {
+        return false;
+    }
+    if (self->drain_kind && self->drain_kind != kind) {
+        return true;
+    }
+    self->drain_kind = kind;
+    return false;
 }
 
 //  Under fan-out each delivery's ack comes one client round trip after it,
@@ -757,11 +789,17 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
     self->appends = 0;
     self->swept = 0;
     self->sweeping = false;
+    self->drain_kind = 0;
     while (handled < S_DRAIN_MAX && s_batch_open(self)) {
-        tern_work_type_t type = TERN_WORK_PUBS;
+        tern_work_type_t type = self->carry_type;
         void *ptr = self->carry;
         self->carry = NULL;
         if (!ptr && tern_work_recv(self->inbox, ZMQ_DONTWAIT, &type, &ptr) != 0) {
+            break;
+        }
+        if (s_drain_mixes(self, type, ptr)) {
+            self->carry = ptr;
+            self->carry_type = type;
             break;
         }
         handled++;

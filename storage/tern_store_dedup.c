@@ -213,6 +213,25 @@ static int s_dedup_overwrite(st_txn_t *ctx, s_dedup_kv_t *kv) {
     return mdb_put(ctx->txn, ctx->dbi[S_DEDUP], &k, &v, 0);
 }
 
+//  True when the stored entry V was written within the dedup window; it
+//  names its message in RES then (duplicate set).
+static bool s_dedup_live(st_txn_t *ctx, const MDB_val *v, tern_append_result_t *res) {
+    uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
+    if (v->mv_size != S_DEDUP_SIZE) {
+        return false;
+    }
+    const uint8_t *old = v->mv_data;
+    uint64_t at = s_le64_get(old + 24);
+    if (ctx->now_ns >= at && ctx->now_ns - at >= window_ns) {
+        return false;
+    }
+    res->duplicate = true;
+    res->msg_id = s_le64_get(old);
+    res->seq = s_le64_get(old + 8);
+    res->topic_id = s_le32_get(old + 16);
+    return true;
+}
+
 //  Dedup: (producer, producer_seq) -> original. Sets *DUP and fills RES when
 //  the pair is known within the window; otherwise records it: one put, plus
 //  the producer's count in the transaction's cache (written, and the count
@@ -227,18 +246,9 @@ int st_dedup(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic
     if (rc || !exists) {
         return rc;
     }
-    uint64_t window_ns = ctx->store->config.dedup_window_ms * 1000000ull;
-    if (v.mv_size == S_DEDUP_SIZE) {
-        const uint8_t *old = v.mv_data;
-        uint64_t at = s_le64_get(old + 24);
-        if (ctx->now_ns < at || ctx->now_ns - at < window_ns) {
-            *dup = true;
-            res->duplicate = true;
-            res->msg_id = s_le64_get(old);
-            res->seq = s_le64_get(old + 8);
-            res->topic_id = s_le32_get(old + 16);
-            return 0;
-        }
+    if (s_dedup_live(ctx, &v, res)) {
+        *dup = true;
+        return 0;
     }
     //  Expired (or damaged) but not yet swept: replace it; still counted.
     return s_dedup_overwrite(ctx, &kv);
@@ -246,13 +256,28 @@ int st_dedup(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic
 
 //  In-DC follower: MSG's entry, stored at (TOPIC_ID, SEQ), is written
 //  whatever is there (the leader already decided it was no duplicate).
+//  But the leader appends a message whose pair is stored under another,
+//  higher msg_id within the window only when it wins a replication
+//  conflict (s_append_dedup): it removed the other copy then
+//  (st_supersede), so we remove ours the same way. The removal so travels
+//  with the record that caused it, in the partition's stream, and the
+//  replicas stay identical (drill dc_cut_off_twins). The window is judged
+//  by our clock: a conflict within milliseconds of the window's end could
+//  be judged otherwise here (windows are minutes long).
 int st_dedup_set(st_txn_t *ctx, const tern_frame_t *msg, size_t plen, uint32_t topic_id,
                  uint64_t seq) {
     s_dedup_kv_t kv;
     MDB_val v;
     bool exists;
     int rc = s_dedup_insert(ctx, msg, plen, topic_id, seq, &kv, &v, &exists);
-    return rc || !exists ? rc : s_dedup_overwrite(ctx, &kv);
+    if (rc || !exists) {
+        return rc;
+    }
+    tern_append_result_t old = {0};
+    if (msg->msg_id && s_dedup_live(ctx, &v, &old) && old.msg_id > msg->msg_id) {
+        return st_supersede(ctx, msg, plen, &old, topic_id, seq);
+    }
+    return s_dedup_overwrite(ctx, &kv);
 }
 
 //  Removes the entry (PRODUCER, PSEQ) if it names MSG_ID (a record being

@@ -152,24 +152,19 @@ static void s_cut_off(bool twins) {
     s_drill_finish(&run, twins ? "dc_cut_off_twins" : "dc_cut_off");
 }
 
-//  Can fail on a bug of the core (docs/cluster.md "Found by the drills"),
-//  not of the test: a follower missing a local record next to inbound ones
-//  (tern-check rule a, `ternctl cluster verify` in that DC); seen in 1 of 7
-//  runs.
+//  Found a bug of the core (docs/cluster.md "Found by the drills"): a
+//  follower missing a local record next to inbound ones (1 run in 7; the
+//  storer's drains mixed them, fixed; it_xdc_order.c reproduces it).
 Test(xdc_drills, dc_cut_off) {
     s_cut_off(false);
 }
 
-//  KNOWN BUG, disabled so that `make test` stays green (run it with
-//  `it_xdc_drills --filter 'xdc_drills/dc_cut_off_twins'`, or
-//  TERN_XDC_TWINS=1 in the soak): in a clustered receiving DC the twin
-//  conflict is resolved on the partition leader only. The leader removes
-//  its own higher-msg_id copy when the lower one arrives (st_supersede) and
-//  appends the lower one, but the removal is not replicated inside the DC:
-//  its followers keep both copies (the key stored twice at two seqs), and
-//  `ternctl cluster verify` reports the partition's replicas differ.
-//  tern-check: "(b) node n11 stores producer twin seq 1 twice".
-Test(xdc_drills, dc_cut_off_twins, .disabled = true) {
+//  The twin conflict is resolved on the receiving partition leader
+//  (st_supersede removes its higher-msg_id copy) and, with the winning
+//  record in the partition's stream, on its followers the same way
+//  (st_dedup_set): `ternctl cluster verify` found the followers keeping both
+//  copies before that.
+Test(xdc_drills, dc_cut_off_twins) {
     s_cut_off(true);
 }
 

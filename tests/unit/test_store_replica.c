@@ -249,6 +249,51 @@ Test(store_replica, dedup_entry_travels_with_the_record) {
     tern_store_destroy(&store);
 }
 
+//  A twin (the same producer seq accepted in two DCs): the leader keeps
+//  the lower msg_id and removes its copy (st_supersede); its follower, which
+//  holds that copy, removes it too when the winning record arrives in the
+//  stream, and the two logs stay the same.
+Test(store_replica, twin_superseded_on_the_follower_too) {
+    tern_store_t *leader = s_open("l");
+    tern_store_t *follower = s_open("f");
+    cr_assert_eq(s_local(leader, 900, "p", 1, "ours").seq, 1);
+    cr_assert_eq(s_ship(leader, follower, 0), 1);
+    //  The other DC's copy, lower id, applied at the leader (local false).
+    tern_frame_t twin;
+    s_msg(&twin, 0, 800, "p", 1, "theirs");
+    strcpy(twin.origin, "dc2");
+    twin.cmd = TERN_CMD_REPL_RECORD;
+    tern_store_batch_t *batch = tern_store_batch_new(leader);
+    tern_append_result_t res;
+    tern_store_batch_append(batch, &twin, false, &res);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(res.err, TERN_OK);
+    cr_assert_not(res.duplicate);
+    cr_assert_eq(res.seq, 2);
+    cr_assert_eq(s_ship(leader, follower, 1), 1);
+    tern_store_t *stores[2] = {leader, follower};
+    for (int i = 0; i < 2; i++) {
+        tern_store_reader_t *r = tern_store_reader_new(stores[i]);
+        cr_assert_eq(tern_store_read_begin(r), TERN_OK);
+        tern_frame_t m;
+        cr_assert_neq(tern_store_read(r, s_topic(stores[i]).id, 1, &m), TERN_OK,
+                      "store %d still holds the losing copy", i);
+        tern_store_reader_destroy(&r);
+        tern_store_stats_t stats;
+        tern_store_stats(stores[i], &stats);
+        cr_assert_eq(stats.superseded, 1, "store %d", i);
+        cr_assert_eq(s_topic(stores[i]).msgs, 1, "store %d", i);
+    }
+    cr_assert_eq(s_digest(leader, 2), s_digest(follower, 2));
+    //  A retry of the pair is a duplicate of the winner on either.
+    res = s_local(follower, 901, "p", 1, "ours");
+    cr_assert(res.duplicate);
+    cr_assert_eq(res.msg_id, 800);
+    tern_store_destroy(&leader);
+    tern_store_destroy(&follower);
+}
+
 Test(store_replica, truncate_then_append_continues) {
     tern_store_t *store = s_open("f");
     for (uint64_t i = 1; i <= 5; i++) {
