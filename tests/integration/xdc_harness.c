@@ -71,15 +71,20 @@ it_xdc_t *it_xdc_new(int dcs, int nodes, uint32_t partitions, int etcd_members,
     cr_assert(self->hist, "cannot write %s", self->path);
     for (int d = 0; d < dcs; d++) {
         it_xdc_dc_t *dc = &self->dc[d];
-        snprintf(dc->name, sizeof dc->name, "dc%d", d + 1);
-        snprintf(dc->cluster, sizeof dc->cluster, "xd%d%s", (int)getpid(), dc->name);
+        //  d < IT_XDC_DCS_MAX: the names fit (built in locals, as the
+        //  compiler cannot see that, nor that the fields do not overlap).
+        char name[sizeof dc->name];
+        snprintf(name, sizeof name, "dc%u", (unsigned)(d + 1) % 100u);
+        memcpy(dc->name, name, sizeof name);
+        snprintf(dc->cluster, sizeof dc->cluster, "xd%d%s", (int)getpid(), name);
         dc->count = nodes;
         dc->first_id = (uint32_t)d * 10 + 1;
         for (int i = 0; i < nodes; i++) {
-            snprintf(dc->repl[i], sizeof dc->repl[i], "tcp://127.0.0.1:%d", test_port());
+            char ep[sizeof dc->repl[i]];
+            snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", test_port());
+            memcpy(dc->repl[i], ep, sizeof ep);
             size_t used = strlen(dc->repl_list);
-            snprintf(dc->repl_list + used, sizeof dc->repl_list - used, "%s%s", i ? "," : "",
-                     dc->repl[i]);
+            snprintf(dc->repl_list + used, sizeof dc->repl_list - used, "%s%s", i ? "," : "", ep);
         }
         dc->etcd = it_etcd_new(etcd_members);
         cr_assert(dc->etcd, "%s: etcd did not start", dc->name);
