@@ -777,9 +777,17 @@ static bool s_drain_mixes(s_storer_t *self, tern_work_type_t type, void *ptr) {
 //  before it is on the leader's disk. Nor with peer DCs: a peer's ack
 //  makes route reload the group from the store (s_reload_group), which
 //  would lack the deliveries held after it and deliver them again.
+//
+//  OFF (2026-12-07): a later delivery of the same group committed while an
+//  earlier one is held moves the group's lane cursor past the held message
+//  with no pending entry for it, so a crash in that window loses the
+//  message for the group (it_groups ack_floor_and_next_unacked saw the
+//  floor jump over it). Holding is sound only if the cursor moves wait for
+//  the held deliveries too; until that is built nothing is held, and
+//  deliveries fold with their acks only when both land in one batch.
 static void s_hold_deliveries(s_storer_t *self, size_t handled) {
-    bool hold = handled > 0 && !self->args->cluster && !self->to_repl && !self->stopping;
-    tern_store_batch_hold_deliveries(self->batch, hold ? S_HOLD_MS : 0);
+    (void)handled;
+    tern_store_batch_hold_deliveries(self->batch, 0);
 }
 
 //  Drains up to S_DRAIN_MAX items (while s_batch_open), commits once,

@@ -254,7 +254,11 @@ size_t tern_store_batch_size(tern_store_batch_t *self);
     delivered again), so a crash that loses a held one loses no message:
     delivery stays at least once; only that message's delivery count
     restarts. 0 (the default) holds nothing, and the next commit writes
-    what earlier ones held. Single writer. */
+    what earlier ones held. Single writer.
+    NOT SAFE with several deliveries of one group: a later one committed
+    while an earlier one is held moves the lane cursor past the held
+    message, which a crash then loses for the group. ternd does not use it
+    (broker/tern_storer.c s_hold_deliveries). */
 void tern_store_batch_hold_deliveries(tern_store_batch_t *self, uint32_t ms);
 
 /*  Deliveries the last commit held back (0 when SELF is NULL): the batch
