@@ -79,6 +79,7 @@ typedef struct _s_cpub_t {
     uint32_t refusals;                //  the leader's own refusals (s_refused)
     uint64_t parked_at;               //  cluster->refreshes when it was parked
     uint32_t node_id;                 //  node it was last sent to
+    bool unsure;                      //  a send's answer was lost with its session: maybe stored
     tern_err_t code;                  //  the last reroutable error
     char reason[TERN_REASON_MAX + 1]; //  its reason
 } s_cpub_t;
@@ -311,6 +312,9 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     s_cpub_t *cpub = arg;
     tern_client_t *self = cpub->root;
     pthread_mutex_lock(&self->mutex);
+    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+        cpub->unsure = true;
+    }
     if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline &&
         !s_refused(self, cpub, result)) {
         cpub->code = result->code;
@@ -322,6 +326,19 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
         return;
     }
     pthread_mutex_unlock(&self->mutex);
+    //  TERN_EREPLICAS says "this request was not stored"; after an earlier
+    //  send whose answer was lost (the node died after it may have stored
+    //  it) the publish's outcome is unknown: say so, as for a post-commit
+    //  wait (a resend with the same producer_seq tells which).
+    tern_pub_result_t unknown;
+    if (result->code == TERN_EREPLICAS && cpub->unsure) {
+        unknown = *result;
+        unknown.code = TERN_ETIMEOUT;
+        unknown.reason = "refused for too few in-sync replicas after an earlier send's answer "
+                         "was lost with its node: the outcome is unknown; resend with the same "
+                         "producer seq";
+        result = &unknown;
+    }
     s_cpub_finish(cpub, result);
 }
 
