@@ -167,7 +167,7 @@ void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame
     }
 }
 
-static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
+c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     for (size_t i = 0; i < held->count; i++) {
         if (held->needs[i].pt == pt) {
             return &held->needs[i];
@@ -198,10 +198,6 @@ void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
     }
     c_ship_record(self, need->pt, lead, frame, res, body, pos);
     need->pos = pos;
-}
-
-c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
-    return s_need(self, held, pt);
 }
 
 void c_topic_frame(tern_frame_t *frame, uint32_t pt, uint64_t epoch, uint64_t pos,
@@ -277,7 +273,7 @@ static void s_ship_admins(c_repl_t *self, c_held_t *held, size_t k, uint64_t now
         }
         next->pubs_before = SIZE_MAX; //  shipped
         uint32_t pt = c_partition_of(self, next->topic);
-        c_need_t *need = s_need(self, held, pt);
+        c_need_t *need = c_held_need(self, held, pt);
         if (!need->decided) {
             need->pos = s_ship_topic(self, pt, &self->leads[pt], next, now);
         }
@@ -331,7 +327,7 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
                 continue;
             }
             uint32_t pt = c_partition_of(self, pub->frame.topic);
-            c_need_t *need = s_need(self, held, pt);
+            c_need_t *need = c_held_need(self, held, pt);
             if (!need->decided) {
                 c_ship_next(self, need, &pub->frame, &pub->result, &pub->body, now);
             }
@@ -358,7 +354,7 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
             if (pub->result.err != TERN_OK) {
                 continue;
             }
-            c_need_t *need = s_need(self, held, c_partition_of(self, pub->frame.topic));
+            c_need_t *need = c_held_need(self, held, c_partition_of(self, pub->frame.topic));
             if (need->err != TERN_OK) {
                 pub->result.err = need->err;
                 atomic_fetch_add_explicit(need->err == TERN_ETIMEOUT ? &self->stats->unconfirmed
@@ -369,7 +365,7 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
     }
     for (tern_admin_t *a = item->admins; a && held->count; a = a->next) {
         if (s_topic_op(a)) { //  the ISR has it too, or the client hears why not
-            c_need_t *need = s_need(self, held, c_partition_of(self, a->topic));
+            c_need_t *need = c_held_need(self, held, c_partition_of(self, a->topic));
             //  It ran here already: after a lost leadership, epoch or lease
             //  the outcome is unknown, not "refused" (a client retries
             //  TERN_ENOTLEADER: it would purge or delete twice).
