@@ -184,6 +184,15 @@ c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     return need;
 }
 
+uint64_t c_next_pos(c_repl_t *self, c_lead_t *lead, uint64_t now) {
+    uint64_t pos = ++lead->end;
+    lead->ship_ms[pos % C_RING] = now;
+    if (!self->deferred) {
+        lead->reps[0].durable = pos; //  the storer committed it here
+    }
+    return pos;
+}
+
 void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
                  const tern_append_result_t *res, zmq_msg_t *body, uint64_t now) {
     c_lead_t *lead = &self->leads[need->pt];
@@ -191,11 +200,7 @@ void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
         need->pos = need->pos > lead->end ? need->pos : lead->end;
         return;
     }
-    uint64_t pos = ++lead->end;
-    lead->ship_ms[pos % C_RING] = now;
-    if (!self->deferred) {
-        lead->reps[0].durable = pos; //  the storer committed it here
-    }
+    uint64_t pos = c_next_pos(self, lead, now);
     c_ship_record(self, need->pt, lead, frame, res, body, pos);
     need->pos = pos;
 }
@@ -227,11 +232,7 @@ static uint64_t s_ship_topic(c_repl_t *self, uint32_t pt, c_lead_t *lead, const 
                   : admin->op == TERN_ADMIN_TOPIC_PURGE ? TERN_CREPL_TOPIC_PURGE
                                                         : TERN_CREPL_TOPIC_PUT;
     tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
-    uint64_t pos = ++lead->end;
-    lead->ship_ms[pos % C_RING] = now;
-    if (!self->deferred) {
-        lead->reps[0].durable = pos;
-    }
+    uint64_t pos = c_next_pos(self, lead, now);
     tern_frame_t frame;
     char text[96];
     c_topic_frame(&frame, pt, lead->epoch, pos, admin->topic, op, &limits, text, sizeof text);

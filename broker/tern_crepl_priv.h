@@ -243,6 +243,9 @@ void c_committed(c_repl_t *self, tern_committed_t *item);
 void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame_t *src,
                    const tern_append_result_t *res, zmq_msg_t *body, uint64_t pos);
 
+//  LEAD's next stream position (its new end), shipped at NOW: durable here
+//  at once unless the storer flushes after handing over (self->deferred).
+uint64_t c_next_pos(c_repl_t *self, c_lead_t *lead, uint64_t now);
 //  Ships a committed record (FRAME stored at RES, payload BODY) of NEED's
 //  partition at its next position (c_ship_record) and raises NEED's
 //  position to it; a duplicate ships nothing and waits for the end.
