@@ -337,12 +337,7 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
     s_ship_admins(self, held, SIZE_MAX - 1, now);
     //  The commit's NOTICE comes next on the inbox and waits for the same.
     c_last_needs_add(self, held);
-    if (self->held_tail) {
-        self->held_tail->next = held;
-    } else {
-        self->held = held;
-    }
-    self->held_tail = held;
+    c_held_push(&self->held, &self->held_tail, held);
 }
 
 //  Gives HELD's item to conn: the publishes of every failed partition carry
@@ -466,6 +461,15 @@ void c_evaluate(c_repl_t *self) {
         }
         s_forward(self, held);
     }
+}
+
+void c_held_push(c_held_t **head, c_held_t **tail, c_held_t *held) {
+    if (*tail) {
+        (*tail)->next = held;
+    } else {
+        *head = held;
+    }
+    *tail = held;
 }
 
 static void s_held_free(c_held_t **head, c_held_t **tail) {

@@ -259,6 +259,10 @@ void c_last_needs_add(c_repl_t *self, const c_held_t *held);
 //  when missing.
 c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt);
 
+//  Appends HELD to the FIFO at *HEAD / *TAIL (held items, cross-DC batches,
+//  NOTICEs).
+void c_held_push(c_held_t **head, c_held_t **tail, c_held_t *held);
+
 //  Decides HELD's undecided needs where it can (c_decide, at NOW); true
 //  once every one is decided.
 bool c_held_decide(c_repl_t *self, c_held_t *held, bool lease_ok, uint64_t now);
