@@ -16,8 +16,10 @@
     dropped by msg_id. Batches go back in arrival order (repl's cursors
     only move forward).
 
-    Not yet: an inbound ack-state change (REPL_ACKSTATE) is applied at the
-    leader only; it is not shipped to the followers here.
+    An inbound ack-state change (REPL_ACKSTATE) is not held here: the
+    storer adds it to the commit's NOTICE as a group op
+    (tern_crepl_group_collect_ackstate), shipped to the followers like a
+    local ack (asynchronously, tern_crepl_group.c).
 */
 #include "tern_crepl_priv.h"
 #include <string.h>
