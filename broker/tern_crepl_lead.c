@@ -184,15 +184,6 @@ c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     return need;
 }
 
-uint64_t c_next_pos(c_repl_t *self, c_lead_t *lead, uint64_t now) {
-    uint64_t pos = ++lead->end;
-    lead->ship_ms[pos % C_RING] = now;
-    if (!self->deferred) {
-        lead->reps[0].durable = pos; //  the storer committed it here
-    }
-    return pos;
-}
-
 void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
                  const tern_append_result_t *res, zmq_msg_t *body, uint64_t now) {
     c_lead_t *lead = &self->leads[need->pt];

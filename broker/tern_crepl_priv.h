@@ -245,7 +245,15 @@ void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame
 
 //  LEAD's next stream position (its new end), shipped at NOW: durable here
 //  at once unless the storer flushes after handing over (self->deferred).
-uint64_t c_next_pos(c_repl_t *self, c_lead_t *lead, uint64_t now);
+//  Inline: once per shipped record.
+static inline uint64_t c_next_pos(c_repl_t *self, c_lead_t *lead, uint64_t now) {
+    uint64_t pos = ++lead->end;
+    lead->ship_ms[pos % C_RING] = now;
+    if (!self->deferred) {
+        lead->reps[0].durable = pos; //  the storer committed it here
+    }
+    return pos;
+}
 //  Ships a committed record (FRAME stored at RES, payload BODY) of NEED's
 //  partition at its next position (c_ship_record) and raises NEED's
 //  position to it; a duplicate ships nothing and waits for the end.
