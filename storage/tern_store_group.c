@@ -444,20 +444,6 @@ static bool s_fold_reset(tern_store_batch_t *b) {
     return true;
 }
 
-//  Holds back (tern_store_batch_hold_deliveries) each DELIVER after the
-//  last barrier that nothing later in the batch settles or touches, unless
-//  a commit first held it hold_ns before NOW_NS or longer.
-static void s_hold(tern_store_batch_t *b, size_t barrier, uint64_t now_ns) {
-    for (size_t i = barrier; i < b->count; i++) {
-        st_op_t *op = &b->ops[i];
-        if (op->kind == OP_DELIVER && !op->flag && !op->prior &&
-            (!op->c || now_ns - op->c < b->hold_ns) && *s_fold_slot(b, op) == (uint32_t)i) {
-            op->held = true;
-            op->c = op->c ? op->c : now_ns;
-        }
-    }
-}
-
 //  Marks (op->flag) each DELIVER whose ACK of the same (group, seq) follows
 //  in this batch with nothing between that could touch its pending entry,
 //  and that ACK: the delivery then writes no pending entry and the ack
@@ -466,7 +452,7 @@ static void s_hold(tern_store_batch_t *b, size_t barrier, uint64_t now_ns) {
 //  and deleted in one transaction was a third of the storer's work per
 //  delivery (docs/performance.md). Both still count and write their
 //  history events; a crash loses the batch whole, as before.
-void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
+void st_group_fold(tern_store_batch_t *b) {
     b->folded = 0;
     if (!s_fold_reset(b)) {
         return;
@@ -496,9 +482,6 @@ void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
             b->folded++;
         }
         *slot = (uint32_t)i;
-    }
-    if (b->hold_ns) {
-        s_hold(b, barrier, now_ns);
     }
 }
 
