@@ -227,15 +227,22 @@ int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g) {
     return rc;
 }
 
-//  A delivery folded with its ack (st_group_fold): no pending entry is
-//  written; one left by an earlier commit (a redelivery) goes.
-static int s_deliver_acked(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
+//  Deletes OP's pending entry of group G. Returns an LMDB error code
+//  (MDB_NOTFOUND when there is none).
+static int s_pending_del(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
     uint8_t key[S_ENTRY_KEY_MAX];
     MDB_val k = {s_op_entry_key(op, key), key};
     int rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
     if (rc == 0) {
         g->group.pending--;
     }
+    return rc;
+}
+
+//  A delivery folded with its ack (st_group_fold): no pending entry is
+//  written; one left by an earlier commit (a redelivery) goes.
+static int s_deliver_acked(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
+    int rc = s_pending_del(ctx, g, op);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -290,14 +297,8 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op) {
     if (rc || !g) {
         return rc;
     }
-    if (!op->flag) {
-        uint8_t key[S_ENTRY_KEY_MAX];
-        MDB_val k = {s_op_entry_key(op, key), key};
-        rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
-        if (rc) {
-            return rc == MDB_NOTFOUND ? 0 : rc;
-        }
-        g->group.pending--;
+    if (!op->flag && (rc = s_pending_del(ctx, g, op)) != 0) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
     }
     g->group.acked++;
     g->dirty = true;
