@@ -624,6 +624,14 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
     }
 }
 
+//  The commit's results into its COMMITTED and NOTICE (s_send_results
+//  sends them): the publishes' outcomes, route's ops, the outbox marks.
+static void s_fill_results(s_storer_t *self, tern_err_t commit_rc) {
+    s_collect(self, commit_rc);
+    s_ship_ops(self, commit_rc);
+    s_obmarks(self, commit_rc);
+}
+
 //  A cluster node's commit with durability fsync. Its results go to crepl
 //  BEFORE the commit: tern_store_batch_apply assigns every seq, msg_id and
 //  dedup result inside the open transaction, COMMITTED and NOTICE go to
@@ -656,9 +664,7 @@ static tern_err_t s_commit_shipped(s_storer_t *self) {
     tern_err_t rc = tern_store_batch_apply(self->batch);
     bool ship = rc == TERN_OK && self->committed;
     if (ship) {
-        s_collect(self, rc);
-        s_ship_ops(self, rc);
-        s_obmarks(self, rc); //  st_ob_marks read them at apply
+        s_fill_results(self, rc); //  st_ob_marks read the marks at apply
         s_send_results(self);
     }
     tern_err_t commit_rc = tern_store_batch_commit(self->batch);
@@ -673,9 +679,7 @@ static tern_err_t s_commit_shipped(s_storer_t *self) {
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     if (!ship) {
-        s_collect(self, rc);
-        s_ship_ops(self, rc);
-        s_obmarks(self, rc);
+        s_fill_results(self, rc);
         s_send_results(self);
     }
     if (tern_store_sync(self->args->store) != TERN_OK) {
@@ -824,9 +828,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
             zsys_error("storer: commit failed: %s", tern_strerror(rc));
         }
         tern_metrics_add(self->args->metrics->commits, 1);
-        s_collect(self, rc);
-        s_ship_ops(self, rc);
-        s_obmarks(self, rc);
+        s_fill_results(self, rc);
         s_collect_repl(self, rc);
         s_send_results(self);
     }
