@@ -507,8 +507,9 @@ static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
         //  Also to a follower out of the live stream: one that still thinks
         //  it is live sees the gap at once and syncs again.
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
-        //  A position past our end: a group frame it missed (they take no
-        //  position, tern_crepl_group.c) leaves no gap of its own.
+        //  A position past our end: a group frame it missed (only one that
+        //  opens a group takes a position, tern_crepl_group.c) may leave no
+        //  gap of its own.
         frame.position = lead->synced[i] ? lead->end : lead->end + 1;
         if (peer && peer->rid_size &&
             c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0) {
