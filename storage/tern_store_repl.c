@@ -130,22 +130,32 @@ int st_op_ackstate(st_txn_t *ctx, st_op_t *op) {
     return st_outbox_put(ctx, pt, pos, &e);
 }
 
+//  The log record SEQ of TOPIC_ID parsed into REC; *FOUND false when the log
+//  lacks it or it does not parse (not an error here: the callers fall back).
+static int s_log_record(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, st_record_t *rec,
+                        bool *found) {
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    MDB_val k = {12, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    *found = rc == 0 && st_record_parse(&v, false, rec) == TERN_OK;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 //  An ack-state entry E of a cluster without its msg_id gets it from the
 //  log at (E->topic_id, E->seq) (left 0 if that is gone).
 int st_outbox_msg_id(st_txn_t *ctx, tern_outbox_entry_t *e) {
     if (e->msg_id || !e->topic_id) {
         return 0;
     }
-    uint8_t key[12];
-    s_be32_put(key, e->topic_id);
-    s_be64_put(key + 4, e->seq);
-    MDB_val k = {12, key}, v;
-    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
     st_record_t rec;
-    if (rc == 0 && st_record_parse(&v, false, &rec) == TERN_OK) {
+    bool found = false;
+    int rc = s_log_record(ctx, e->topic_id, e->seq, &rec, &found);
+    if (found) {
         e->msg_id = rec.msg_id;
     }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return rc;
 }
 
 //  Records a peer's confirmed position when it moved forward (with its time,
@@ -233,19 +243,11 @@ int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
 //  The priority lane of the record SEQ of TOPIC_ID into *PRIO (the default
 //  lane when the log lacks it).
 static int s_ackstate_prio(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t *prio) {
-    *prio = TERN_PRIORITY_DEFAULT;
-    uint8_t key[12];
-    s_be32_put(key, topic_id);
-    s_be64_put(key + 4, seq);
-    MDB_val k = {12, key}, v;
-    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
-    if (rc == 0) {
-        st_record_t rec;
-        if (st_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
-            *prio = rec.priority;
-        }
-    }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    st_record_t rec;
+    bool found = false;
+    int rc = s_log_record(ctx, topic_id, seq, &rec, &found);
+    *prio = found && rec.priority <= TERN_PRIORITY_MAX ? rec.priority : TERN_PRIORITY_DEFAULT;
+    return rc;
 }
 
 static int s_ackstate_msg(st_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *topic_id,
