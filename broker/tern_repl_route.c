@@ -161,9 +161,8 @@ static p_sub_t *s_sub(p_repl_t *self, p_link_t *link, uint32_t node) {
     if (sub && !sub->dealer && endpoint) {
         snprintf(sub->endpoint, sizeof sub->endpoint, "%s", endpoint);
         sub->dealer = p_dealer_open(self, link, endpoint);
+        //  Not live, nothing sent: a new slot is zeroed, s_sub_close cleared a closed one.
         sub->seen_ms = sub->hb_ms = tern_now_ms();
-        sub->live = false;
-        memset(sub->sent_max, 0, link->nstreams * sizeof *sub->sent_max);
     }
     return sub;
 }
