@@ -222,10 +222,14 @@ void p_handle_dealer(p_repl_t *self, p_link_t *link);
 //  Opens a DEALER to LINK's peer at ENDPOINT and sends our REPL_HELLO on it.
 //  Caller owns the result; NULL if it cannot (logged).
 zsock_t *p_dealer_open(p_repl_t *self, p_link_t *link, const char *endpoint);
-//  Receives one message from SOCK into FRAME, its payload (if any) into
-//  BODY (the caller closes BODY in every case). Returns 1, 0 for a frame
-//  that did not decode (logged, PEER named), -1 when there is none.
-int p_recv_frame(void *sock, tern_frame_t *frame, zmq_msg_t *body, const char *peer);
+//  Handles FRAME that came on a DEALER of LINK (ARG: the caller's). False
+//  when that DEALER is gone (reading stops).
+typedef bool p_frame_fn(p_repl_t *self, p_link_t *link, void *arg, const tern_frame_t *frame);
+//  Reads up to S_DRAIN_MAX frames from *DEALER (a DEALER of LINK) to FN while
+//  there is one and *DEALER stays open; a frame that does not decode is
+//  logged and skipped.
+void p_drain_dealer(p_repl_t *self, p_link_t *link, zsock_t *const *dealer, p_frame_fn *fn,
+                    void *arg);
 
 //  tern_repl_route.c: shipping to a clustered peer DC, each entry to the
 //  node that leads its topic's partition there.

@@ -203,7 +203,8 @@ static void s_confirm(p_link_t *link, p_sub_t *sub, uint32_t s, uint64_t pos) {
 }
 
 //  FRAME from SUB's node. False if it was closed (the caller stops reading).
-static bool s_sub_frame(p_repl_t *self, p_link_t *link, p_sub_t *sub, const tern_frame_t *frame) {
+static bool s_sub_frame(p_repl_t *self, p_link_t *link, void *arg, const tern_frame_t *frame) {
+    p_sub_t *sub = arg;
     sub->seen_ms = tern_now_ms();
     if (frame->cmd == TERN_CMD_REPL_WELCOME) {
         sub->live = true;
@@ -232,19 +233,7 @@ static void s_on_sub(void *actor, void *arg) {
         if (!link->route || sub < link->route->subs || sub >= link->route->subs + S_SUBS_MAX) {
             continue;
         }
-        for (int n = 0; n < S_DRAIN_MAX && sub->dealer; n++) {
-            tern_frame_t frame;
-            zmq_msg_t body;
-            int got = p_recv_frame(zsock_resolve(sub->dealer), &frame, &body, link->cfg->name);
-            if (got < 0) {
-                return;
-            }
-            bool more = got == 0 || s_sub_frame(self, link, sub, &frame);
-            zmq_msg_close(&body);
-            if (!more) {
-                return;
-            }
-        }
+        p_drain_dealer(self, link, &sub->dealer, s_sub_frame, sub);
         return;
     }
 }
