@@ -281,13 +281,11 @@ static bool s_leads_topic(p_repl_t *self, p_session_t *session, const tern_frame
     } else {
         tern_cluster_not_leader(cluster, pt, why, sizeof why);
     }
-    if (!session->refused) {
-        zsys_info("repl: %s from %s node %u refused: %s", frame->topic, link->cfg->name,
-                  session->node_id, why);
-        p_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, why);
-    }
+    //  Once per session: the caller skips a refused one's records unread.
+    zsys_info("repl: %s from %s node %u refused: %s", frame->topic, link->cfg->name,
+              session->node_id, why);
+    p_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, why);
     session->refused = true;
-    link->not_leader++;
     return false;
 }
 

@@ -47,7 +47,6 @@
 typedef struct {
     uint32_t pt;          //  the partition (0 on a single node)
     bool on;              //  shipping it now
-    uint64_t epoch;       //  cluster: the leader epoch we ship it in
     uint64_t next_pos;    //  next outbox position to send
     uint64_t confirmed;   //  highest position with everything up to it confirmed
     uint64_t stored_conf; //  last confirmation written to the store
@@ -82,7 +81,6 @@ typedef struct {
     size_t nsubs;                    //  used
     uint64_t asked_ms;               //  last `repl.map` request
     uint64_t maps;                   //  maps received (all time)
-    uint64_t rewinds;                //  resends from the confirmed position (all time)
 } p_route_t;
 
 typedef struct {
@@ -114,7 +112,6 @@ typedef struct {
     bool paused;            //  operator isolated this peer (both directions)
     bool clustered;         //  its WELCOME said it is a clustered DC (keeps no cursor for us)
     p_route_t *route;       //  owned while live to a clustered DC, else NULL
-    uint64_t not_leader;    //  frames refused with TERN_ENOTLEADER (cluster)
 
     //  Which cursor applied/queued are: outbox positions are per data dir
     char in_cursor[TERN_REPL_CURSOR_MAX + 1]; //  "DC/IDENTITY" of its sender, or "DC"

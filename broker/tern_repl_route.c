@@ -89,7 +89,6 @@ void p_route_rewind(p_repl_t *self, p_link_t *link, const char *why) {
     for (uint32_t s = 0; s < link->nstreams; s++) {
         link->streams[s].next_pos = link->streams[s].confirmed + 1;
     }
-    route->rewinds++;
     s_ask_map(self, link, tern_now_ms());
 }
 
