@@ -146,6 +146,9 @@ static p_sub_t *s_sub(p_repl_t *self, p_link_t *link, uint32_t node) {
     for (size_t i = 0; i < route->nsubs && !sub; i++) {
         sub = route->subs[i].node == node ? &route->subs[i] : NULL;
     }
+    if (sub && sub->dealer) {
+        return sub; //  open already (each shipped entry comes here): no endpoint needed
+    }
     const char *endpoint = NULL;
     for (size_t i = 0; i < route->nnodes && !endpoint; i++) {
         endpoint = route->node_ids[i] == node ? route->node_eps[i] : NULL;
