@@ -16,8 +16,10 @@
     dropped by msg_id. Batches go back in arrival order (repl's cursors
     only move forward).
 
-    Not yet: an inbound ack-state change (REPL_ACKSTATE) is applied at the
-    leader only; it is not shipped to the followers here.
+    An inbound ack-state change (REPL_ACKSTATE) is not shipped here: it
+    reaches the followers in the commit's NOTICE as a CREPL_GROUP op with
+    aux TERN_GOP_AUX_PEER (tern_crepl_group.c), asynchronously like any
+    group op.
 */
 #include "tern_crepl_priv.h"
 #include <string.h>
