@@ -75,6 +75,17 @@ bool it_broker_alive(it_broker_t *self, int *status_p);
 /*  Writes the current run's log (or the whole log if WHOLE) to stderr. */
 void it_broker_dump_log(it_broker_t *self, bool whole);
 
+/*  A libtern client of B with OPTIONS (NULL: the defaults), connected:
+    asserts that it was made and connected within 10 s. */
+tern_client_t *it_client(it_broker_t *b, const tern_client_options_t *options);
+
+/*  True if the current run's log holds NEEDLE. */
+bool it_broker_logged(it_broker_t *self, const char *needle);
+
+/*  RssAnon of PID in KiB (heap and stacks, not the LMDB file mapping), from
+    /proc/PID/status; -1 if unreadable. */
+long it_rss_anon_kb(pid_t pid);
+
 /*  Kills ternd if running, removes the temp dir, frees, nulls *SELF_P. */
 void it_broker_destroy(it_broker_t **self_p);
 
@@ -141,6 +152,9 @@ size_t it_acks_add(it_acks_t *acks, const char *out);
 
 /*  Frees ACKS' ids and empties it. */
 void it_acks_free(it_acks_t *acks);
+
+/*  qsort/bsearch order of int64_t msg_ids. */
+int it_cmp_i64(const void *a, const void *b);
 
 /*  The message count of TOPIC on B (`ternctl topic info`), or -1. */
 int64_t it_topic_msgs(it_broker_t *b, const char *topic);
@@ -266,6 +280,10 @@ typedef struct {
     skipped. */
 size_t it_parse_msgs(const char *out, it_msg_t **msgs);
 void it_msgs_free(it_msg_t *msgs, size_t count);
+
+/*  The msg_ids of the messages in OUT (`ternctl --json sub` output), sorted
+    into *IDS_P (caller frees; never NULL); returns how many. */
+size_t it_parse_msg_ids(const char *out, int64_t **ids_p);
 
 /*  A raw ZeroMQ DEALER on a broker, for protocol-level tests. */
 typedef struct {
