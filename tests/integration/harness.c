@@ -689,6 +689,16 @@ int it_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_
     return it_run(r, timeout_ms, stdin_data, argv);
 }
 
+int it_ctl_at(it_result_t *r, const char *endpoints, int timeout_ms, const char *const *args) {
+    char *argv[IT_ARGS_MAX] = {(char *)it_ternctl_path(), "-s", (char *)endpoints, "--json"};
+    int argc = 4;
+    for (size_t k = 0; args[k] && argc < IT_ARGS_MAX - 1; k++) {
+        argv[argc++] = (char *)args[k];
+    }
+    argv[argc] = NULL;
+    return it_run(r, timeout_ms, NULL, argv);
+}
+
 int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);

@@ -128,6 +128,11 @@ int it_run(it_result_t *r, int timeout_ms, const char *stdin_data, char *const a
 /*  Runs `ternctl -s ENDPOINT --json ARG...` (NULL-terminated) against B. */
 int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...);
 
+/*  Runs `ternctl -s ENDPOINTS --json ARGS...` (ARGS NULL-terminated):
+    ENDPOINTS is a comma-separated list, e.g. every node of a cluster
+    (libtern follows the partition leaders). */
+int it_ctl_at(it_result_t *r, const char *endpoints, int timeout_ms, const char *const *args);
+
 /*  `ternctl pub TOPIC DATA --count COUNT` against B ({n} in DATA is the
     message number); asserts that it succeeded with one ack per message. */
 void it_pub(it_broker_t *b, const char *topic, const char *data, int count);

@@ -149,22 +149,8 @@ static void s_pair_start(s_dc_t *a, s_dc_t *b) {
 static int s_ctl(s_dc_t *dc, it_result_t *r, int timeout_ms, const char *a1, const char *a2,
                  const char *a3, const char *a4, const char *a5, const char *a6, const char *a7,
                  const char *a8, const char *a9, const char *a10) {
-    char *argv[] = {(char *)it_ternctl_path(),
-                    "-s",
-                    dc->client_list,
-                    "--json",
-                    (char *)a1,
-                    (char *)a2,
-                    (char *)a3,
-                    (char *)a4,
-                    (char *)a5,
-                    (char *)a6,
-                    (char *)a7,
-                    (char *)a8,
-                    (char *)a9,
-                    (char *)a10,
-                    NULL};
-    return it_run(r, timeout_ms, NULL, argv);
+    const char *args[] = {a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, NULL};
+    return it_ctl_at(r, dc->client_list, timeout_ms, args);
 }
 
 //  Publishes COUNT messages to TOPIC in DC as PRODUCER from SEQ; adds the

@@ -247,13 +247,7 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
 //  ternctl with every client endpoint of DC D and ARGV (NULL-terminated,
 //  at most 16).
 static int s_ctl(it_xdc_t *self, int d, it_result_t *r, int timeout_ms, const char *const *args) {
-    char *argv[24] = {(char *)it_ternctl_path(), "-s", self->dc[d].client_list, "--json"};
-    int n = 4;
-    for (size_t k = 0; args[k] && n < 23; k++) {
-        argv[n++] = (char *)args[k];
-    }
-    argv[n] = NULL;
-    return it_run(r, timeout_ms, NULL, argv);
+    return it_ctl_at(r, self->dc[d].client_list, timeout_ms, args);
 }
 
 //  An acknowledged publish into the history.
