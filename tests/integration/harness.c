@@ -1437,6 +1437,21 @@ bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *l
     return found;
 }
 
+int64_t it_group_field(char *out, const char *group, const char *key) {
+    char **lines;
+    size_t n = it_split_lines(out, &lines);
+    int64_t v = -1;
+    for (size_t i = 0; i < n; i++) {
+        char g[TERN_NAME_MAX + 1];
+        if (it_json_str(lines[i], "group", g, sizeof g) && strcmp(g, group) == 0) {
+            it_json_int(lines[i], key, &v);
+            break;
+        }
+    }
+    free(lines);
+    return v;
+}
+
 int64_t it_group_wait(it_broker_t *b, const char *topic, const char *group, const char *key,
                       int64_t want, int timeout_ms, char *line, size_t cap) {
     int64_t deadline = it_now_ms() + timeout_ms;

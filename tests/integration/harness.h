@@ -256,6 +256,10 @@ char *it_json_strdup(const char *obj, const char *key, size_t *len_p);
     listed. */
 bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap);
 
+/*  Integer KEY of GROUP's line in OUT (`ternctl --json groups` output, split
+    in place), or -1 if GROUP or KEY is missing. */
+int64_t it_group_field(char *out, const char *group, const char *key);
+
 /*  Polls GROUP's line (it_group_line, asserting it is listed) until its
     integer KEY is WANT or TIMEOUT_MS passes; returns the last value read
     and leaves the last line in LINE. */

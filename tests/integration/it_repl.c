@@ -506,20 +506,9 @@ Test(repl, duplicate_node_id_and_unknown_dc_refused, .fini = it_teardown, .timeo
 //  The next_unacked seq of group G on TOPIC in DC, or -1.
 static int64_t s_ack_floor(s_cluster_t *c, int dc, const char *topic, const char *group) {
     it_result_t r;
-    int64_t floor = -1;
-    if (it_ctl(&r, c->b[dc], 5000, "groups", topic, NULL) == 0) {
-        char **lines;
-        char *copy = strdup(r.out);
-        size_t n = it_split_lines(copy, &lines);
-        for (size_t i = 0; i < n; i++) {
-            char name[80];
-            if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
-                it_json_int(lines[i], "next_unacked", &floor);
-            }
-        }
-        free(lines);
-        free(copy);
-    }
+    int64_t floor = it_ctl(&r, c->b[dc], 5000, "groups", topic, NULL) == 0
+                        ? it_group_field(r.out, group, "next_unacked")
+                        : -1;
     it_result_free(&r);
     return floor;
 }

@@ -423,21 +423,10 @@ Test(xdc, receiving_leader_killed) {
 //  next_unacked of GROUP on TOPIC in DC (`ternctl groups`), or -1.
 static int64_t s_ack_floor(s_dc_t *dc, const char *topic, const char *group) {
     it_result_t r;
-    int64_t floor = -1;
-    if (s_ctl(dc, &r, 10000, "groups", topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) ==
-        0) {
-        char *copy = strdup(r.out);
-        char **lines = NULL;
-        size_t n = it_split_lines(copy, &lines);
-        for (size_t i = 0; i < n; i++) {
-            char name[80];
-            if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
-                it_json_int(lines[i], "next_unacked", &floor);
-            }
-        }
-        free(lines);
-        free(copy);
-    }
+    int64_t floor =
+        s_ctl(dc, &r, 10000, "groups", topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) == 0
+            ? it_group_field(r.out, group, "next_unacked")
+            : -1;
     it_result_free(&r);
     return floor;
 }
