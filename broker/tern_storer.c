@@ -58,7 +58,6 @@
 #define S_SWEEP_AGAIN_MS 10    //  the next sweep after one that left work (tern_store_sweep_more)
 #define S_DRAIN_LOCAL    1     //  a drain with publishes or topic ops (shipped via COMMITTED)
 #define S_DRAIN_INBOUND  2     //  a drain with another DC's records (shipped via REPL_DONE)
-#define S_HOLD_MS        2     //  how long deliveries held back wait for their acks at most
 
 typedef struct {
     tern_storer_args_t *args;  //  borrowed
@@ -95,7 +94,6 @@ typedef struct {
     tern_work_type_t carry_type;  //  its type
     int drain_kind;        //  cluster: S_DRAIN_LOCAL or S_DRAIN_INBOUND once this drain has one
     uint64_t id_ms_stored; //  id.last_ms as of the last good commit (0: none yet)
-    uint64_t held_due_ms;  //  deliveries the last commit held back commit by then (0: none)
 } s_storer_t;
 
 static uint64_t s_rand(uint64_t *state) {
@@ -626,6 +624,14 @@ static void s_collect_repl(s_storer_t *self, tern_err_t commit_rc) {
     }
 }
 
+//  The commit's results into its COMMITTED and NOTICE (s_send_results
+//  sends them): the publishes' outcomes, route's ops, the outbox marks.
+static void s_fill_results(s_storer_t *self, tern_err_t commit_rc) {
+    s_collect(self, commit_rc);
+    s_ship_ops(self, commit_rc);
+    s_obmarks(self, commit_rc);
+}
+
 //  A cluster node's commit with durability fsync. Its results go to crepl
 //  BEFORE the commit: tern_store_batch_apply assigns every seq, msg_id and
 //  dedup result inside the open transaction, COMMITTED and NOTICE go to
@@ -658,9 +664,7 @@ static tern_err_t s_commit_shipped(s_storer_t *self) {
     tern_err_t rc = tern_store_batch_apply(self->batch);
     bool ship = rc == TERN_OK && self->committed;
     if (ship) {
-        s_collect(self, rc);
-        s_ship_ops(self, rc);
-        s_obmarks(self, rc); //  st_ob_marks read them at apply
+        s_fill_results(self, rc); //  st_ob_marks read the marks at apply
         s_send_results(self);
     }
     tern_err_t commit_rc = tern_store_batch_commit(self->batch);
@@ -675,9 +679,7 @@ static tern_err_t s_commit_shipped(s_storer_t *self) {
     }
     tern_metrics_add(self->args->metrics->commits, 1);
     if (!ship) {
-        s_collect(self, rc);
-        s_ship_ops(self, rc);
-        s_obmarks(self, rc);
+        s_fill_results(self, rc);
         s_send_results(self);
     }
     if (tern_store_sync(self->args->store) != TERN_OK) {
@@ -765,31 +767,6 @@ static bool s_drain_mixes(s_storer_t *self, tern_work_type_t type, void *ptr) {
     return false;
 }
 
-//  Under fan-out each delivery's ack comes one client round trip after it,
-//  when the storer has usually committed the delivery already: two writes
-//  of its pending entry (put, then delete) and two commits' worth of work.
-//  So a commit holds back the deliveries not settled in it, for the next
-//  commit (at most S_HOLD_MS later), where most meet their ack and fold
-//  (tern_store_batch_hold_deliveries). Only while new work comes in (HANDLED
-//  items): a commit the inbox did not ask for, at S_HOLD_MS or at a sweep,
-//  writes them. Only a single node: in a cluster the committed ops ship to
-//  the followers as they are (s_ship_ops), and a held one would reach them
-//  before it is on the leader's disk. Nor with peer DCs: a peer's ack
-//  makes route reload the group from the store (s_reload_group), which
-//  would lack the deliveries held after it and deliver them again.
-//
-//  OFF (2026-12-07): a later delivery of the same group committed while an
-//  earlier one is held moves the group's lane cursor past the held message
-//  with no pending entry for it, so a crash in that window loses the
-//  message for the group (it_groups ack_floor_and_next_unacked saw the
-//  floor jump over it). Holding is sound only if the cursor moves wait for
-//  the held deliveries too; until that is built nothing is held, and
-//  deliveries fold with their acks only when both land in one batch.
-static void s_hold_deliveries(s_storer_t *self, size_t handled) {
-    (void)handled;
-    tern_store_batch_hold_deliveries(self->batch, 0);
-}
-
 //  Drains up to S_DRAIN_MAX items (while s_batch_open), commits once,
 //  sends the results. Returns the number of items handled.
 static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
@@ -830,15 +807,10 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
         tern_store_batch_sweep(self->batch, tern_now_ns(), S_SWEEP_MAX, &self->swept);
         self->sweeping = true;
     }
-    //  Deliveries held back alone wait for their acks (s_hold_deliveries).
-    size_t queued = tern_store_batch_size(self->batch);
-    bool waiting = queued == tern_store_batch_held(self->batch) && !self->stopping &&
-                   tern_now_ms() < self->held_due_ms;
-    if ((queued == 0 || waiting) && !self->committed && !self->notice && !self->spent &&
-        !self->repl) {
+    if (tern_store_batch_size(self->batch) == 0 && !self->committed && !self->notice &&
+        !self->spent && !self->repl) {
         return handled;
     }
-    s_hold_deliveries(self, handled);
     //  Only when it moved: a lone publish's commit touched one more page for
     //  it (~2.3 k of the storer's ~40 k instructions per sync publish, and a
     //  page write), though several such commits fall in one millisecond and
@@ -856,9 +828,7 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
             zsys_error("storer: commit failed: %s", tern_strerror(rc));
         }
         tern_metrics_add(self->args->metrics->commits, 1);
-        s_collect(self, rc);
-        s_ship_ops(self, rc);
-        s_obmarks(self, rc);
+        s_fill_results(self, rc);
         s_collect_repl(self, rc);
         s_send_results(self);
     }
@@ -870,9 +840,6 @@ static size_t s_drain_and_commit(s_storer_t *self, bool sweep) {
         //  removed in steps): the next step comes soon, not a second later.
         self->next_sweep_ms = tern_now_ms() + S_SWEEP_AGAIN_MS;
     }
-    //  Each commit writes the deliveries held S_HOLD_MS: one is held at most
-    //  twice that (with no commit before the timer).
-    self->held_due_ms = tern_store_batch_held(self->batch) ? tern_now_ms() + S_HOLD_MS : 0;
     while (self->spent) {
         tern_ops_t *next = self->spent->next;
         tern_ops_destroy(&self->spent);
@@ -906,19 +873,13 @@ static void s_on_inbox(void *arg, void *unused) {
 static long s_prepare(tern_loop_t *loop, void *arg) {
     (void)loop;
     s_storer_t *self = (s_storer_t *)arg;
-    uint64_t due = self->next_sweep_ms;
-    if (self->held_due_ms && self->held_due_ms < due) {
-        due = self->held_due_ms;
-    }
-    return tern_loop_wait_until(due);
+    return tern_loop_wait_until(self->next_sweep_ms);
 }
 
 static void s_after(void *arg) {
     s_storer_t *self = (s_storer_t *)arg;
     if (s_sweep_due(self)) {
         s_drain_and_commit(self, true);
-    } else if (self->held_due_ms && tern_now_ms() >= self->held_due_ms) {
-        s_drain_and_commit(self, false); //  the held deliveries, their acks not come
     }
     //  A drain that split a publish batch left its tail in carry, and no
     //  inbox event comes for it: without this it waited for the next sweep.

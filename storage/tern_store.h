@@ -245,26 +245,6 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p);
 /*  Number of queued operations (0 when SELF is NULL). */
 size_t tern_store_batch_size(tern_store_batch_t *self);
 
-/*  While MS > 0, a commit holds back each delivery (tern_store_batch_deliver)
-    that nothing later in the batch settles or touches, for up to MS
-    milliseconds since a commit first held it: it stays queued, first in
-    the next commit, where its ack usually is (the two then fold: no
-    pending entry is written, docs/performance.md). A delivery record is
-    state the broker rebuilds from the log when it is lost (the message is
-    delivered again), so a crash that loses a held one loses no message:
-    delivery stays at least once; only that message's delivery count
-    restarts. 0 (the default) holds nothing, and the next commit writes
-    what earlier ones held. Single writer.
-    NOT SAFE with several deliveries of one group: a later one committed
-    while an earlier one is held moves the lane cursor past the held
-    message, which a crash then loses for the group. ternd does not use it
-    (broker/tern_storer.c s_hold_deliveries). */
-void tern_store_batch_hold_deliveries(tern_store_batch_t *self, uint32_t ms);
-
-/*  Deliveries the last commit held back (0 when SELF is NULL): the batch
-    holds only these until more is queued. */
-size_t tern_store_batch_held(tern_store_batch_t *self);
-
 /*  Bytes the queued operations hold and will write (0 when SELF is NULL):
     each operation's queue entry plus, for an append, its payload and record
     header. The write transaction's dirty pages, which LMDB mallocs and keeps

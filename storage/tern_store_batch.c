@@ -48,7 +48,6 @@ st_op_t *st_batch_push(tern_store_batch_t *self, st_op_kind_t kind) {
     op->a = op->b = op->c = 0;
     op->u32 = 0;
     op->priority = 0;
-    op->held = false;
     op->acked_as = 0;
     op->reason = NULL;
     op->err_out = NULL;
@@ -70,31 +69,21 @@ tern_store_batch_t *tern_store_batch_new(tern_store_t *store) {
     return self;
 }
 
-//  Empties the batch, but for the deliveries the commit held back when
-//  KEEP_HELD (they move to the front, in order). A burst (a drain of
-//  route's ops under fan-out) can grow the queue to tens of MB; a queue far
-//  larger than this batch needed shrinks back, so the memory returns once
-//  the burst is over.
-static void s_batch_clear(tern_store_batch_t *self, bool keep_held) {
-    size_t kept = 0;
+//  Empties the batch. A burst (a drain of route's ops under fan-out) can
+//  grow the queue to tens of MB; a queue far larger than this batch needed
+//  shrinks back, so the memory returns once the burst is over.
+static void s_batch_clear(tern_store_batch_t *self) {
     for (size_t i = 0; i < self->count; i++) {
-        st_op_t *op = &self->ops[i];
-        if (keep_held && op->held) {
-            op->held = false;
-            self->ops[kept++] = *op;
-            continue;
-        }
-        free(op->reason);
-        free(op->data);
+        free(self->ops[i].reason);
+        free(self->ops[i].data);
     }
     if (self->cap > S_OPS_KEEP && self->count < self->cap / 4) {
         size_t cap = self->count > S_OPS_KEEP ? self->count : S_OPS_KEEP;
         self->ops = tern_realloc(self->ops, cap * sizeof *self->ops);
         self->cap = cap;
     }
-    self->count = kept;
-    self->held = kept;
-    self->bytes = kept * (sizeof *self->ops + S_GROUP_OP_PAGES);
+    self->count = 0;
+    self->bytes = 0;
     self->has_appends = false;
 }
 
@@ -107,7 +96,7 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
         mdb_txn_abort(self->applied->txn);
         free(self->applied);
     }
-    s_batch_clear(self, false);
+    s_batch_clear(self);
     free(self->ops);
     for (size_t i = 0; i < self->cache_cap; i++) {
         free(self->cache[i]);
@@ -123,16 +112,6 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
 
 size_t tern_store_batch_size(tern_store_batch_t *self) {
     return self ? self->count : 0;
-}
-
-void tern_store_batch_hold_deliveries(tern_store_batch_t *self, uint32_t ms) {
-    if (self) {
-        self->hold_ns = ms * 1000000ull;
-    }
-}
-
-size_t tern_store_batch_held(tern_store_batch_t *self) {
-    return self ? self->held : 0;
 }
 
 size_t tern_store_batch_bytes(tern_store_batch_t *self) {
@@ -477,9 +456,7 @@ static int s_attempt_apply(st_txn_t *ctx) {
     int rc = 0;
     for (size_t i = 0; i < self->count && rc == 0; i++) {
         st_op_t *op = &self->ops[i];
-        if (!op->held) {
-            rc = s_skipped(op) ? 0 : s_apply[op->kind](ctx, op);
-        }
+        rc = s_skipped(op) ? 0 : s_apply[op->kind](ctx, op);
     }
     if (rc == 0) {
         rc = st_prod_flush(ctx);
@@ -631,7 +608,7 @@ static void s_ctx_init(st_txn_t *ctx, tern_store_batch_t *self) {
     ctx->now_ns = s_now_ns();
     ctx->append_limit = SIZE_MAX;
     self->mark_count = 0; //  the outbox marks of this commit only
-    st_group_fold(self, ctx->now_ns);
+    st_group_fold(self);
 }
 
 //  The batch is done: on failure every result carries the error.
@@ -640,7 +617,7 @@ static tern_err_t s_batch_done(tern_store_batch_t *self, int rc) {
     if (err != TERN_OK) {
         s_fail_all(self, err);
     }
-    s_batch_clear(self, true);
+    s_batch_clear(self);
     return err;
 }
 

@@ -227,15 +227,22 @@ int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g) {
     return rc;
 }
 
-//  A delivery folded with its ack (st_group_fold): no pending entry is
-//  written; one left by an earlier commit (a redelivery) goes.
-static int s_deliver_acked(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
+//  Deletes OP's pending entry of group G. Returns an LMDB error code
+//  (MDB_NOTFOUND when there is none).
+static int s_pending_del(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
     uint8_t key[S_ENTRY_KEY_MAX];
     MDB_val k = {s_op_entry_key(op, key), key};
     int rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
     if (rc == 0) {
         g->group.pending--;
     }
+    return rc;
+}
+
+//  A delivery folded with its ack (st_group_fold): no pending entry is
+//  written; one left by an earlier commit (a redelivery) goes.
+static int s_deliver_acked(st_txn_t *ctx, st_cached_t *g, st_op_t *op) {
+    int rc = s_pending_del(ctx, g, op);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -290,14 +297,8 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op) {
     if (rc || !g) {
         return rc;
     }
-    if (!op->flag) {
-        uint8_t key[S_ENTRY_KEY_MAX];
-        MDB_val k = {s_op_entry_key(op, key), key};
-        rc = mdb_del(ctx->txn, ctx->dbi[S_PENDING], &k, NULL);
-        if (rc) {
-            return rc == MDB_NOTFOUND ? 0 : rc;
-        }
-        g->group.pending--;
+    if (!op->flag && (rc = s_pending_del(ctx, g, op)) != 0) {
+        return rc == MDB_NOTFOUND ? 0 : rc;
     }
     g->group.acked++;
     g->dirty = true;
@@ -444,20 +445,6 @@ static bool s_fold_reset(tern_store_batch_t *b) {
     return true;
 }
 
-//  Holds back (tern_store_batch_hold_deliveries) each DELIVER after the
-//  last barrier that nothing later in the batch settles or touches, unless
-//  a commit first held it hold_ns before NOW_NS or longer.
-static void s_hold(tern_store_batch_t *b, size_t barrier, uint64_t now_ns) {
-    for (size_t i = barrier; i < b->count; i++) {
-        st_op_t *op = &b->ops[i];
-        if (op->kind == OP_DELIVER && !op->flag && !op->prior &&
-            (!op->c || now_ns - op->c < b->hold_ns) && *s_fold_slot(b, op) == (uint32_t)i) {
-            op->held = true;
-            op->c = op->c ? op->c : now_ns;
-        }
-    }
-}
-
 //  Marks (op->flag) each DELIVER whose ACK of the same (group, seq) follows
 //  in this batch with nothing between that could touch its pending entry,
 //  and that ACK: the delivery then writes no pending entry and the ack
@@ -466,7 +453,7 @@ static void s_hold(tern_store_batch_t *b, size_t barrier, uint64_t now_ns) {
 //  and deleted in one transaction was a third of the storer's work per
 //  delivery (docs/performance.md). Both still count and write their
 //  history events; a crash loses the batch whole, as before.
-void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
+void st_group_fold(tern_store_batch_t *b) {
     b->folded = 0;
     if (!s_fold_reset(b)) {
         return;
@@ -496,9 +483,6 @@ void st_group_fold(tern_store_batch_t *b, uint64_t now_ns) {
             b->folded++;
         }
         *slot = (uint32_t)i;
-    }
-    if (b->hold_ns) {
-        s_hold(b, barrier, now_ns);
     }
 }
 

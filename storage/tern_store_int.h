@@ -464,10 +464,9 @@ typedef struct {
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
     uint64_t b;                    //  due_ms, max_msgs, msg_id...
-    uint64_t c;                    //  max_bytes; DELIVER: when a commit first held it (ns)
+    uint64_t c;                    //  max_bytes
     uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode
     uint8_t priority;              //  DELIVER: lane
-    bool held;                     //  DELIVER: held back by this commit (st_group_fold)
     uint8_t acked_as;    //  folded DELIVER, ACK: the ack's history event, in the delivery's record
     char *reason;        //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)
     tern_err_t *err_out; //  may be NULL
@@ -521,8 +520,6 @@ struct tern_store_batch_t {
     uint32_t *fold_slots;      //  st_group_fold's index: op index by (group, seq), or UINT32_MAX
     size_t fold_cap;           //  slots (a power of two)
     size_t folded;             //  deliveries folded in the batch being committed
-    uint64_t hold_ns;          //  hold back unsettled deliveries this long (0: not)
-    size_t held;               //  deliveries the last commit held back (first in the queue)
     struct st_txn_t *applied;  //  the open transaction of tern_store_batch_apply (owned), or NULL
 };
 
@@ -665,7 +662,7 @@ int st_op_ack(st_txn_t *ctx, st_op_t *op);
 int st_op_nack(st_txn_t *ctx, st_op_t *op);
 int st_op_dead(st_txn_t *ctx, st_op_t *op);
 int st_group_of(st_txn_t *ctx, st_op_t *op, st_cached_t **g);
-void st_group_fold(tern_store_batch_t *b, uint64_t now_ns);
+void st_group_fold(tern_store_batch_t *b);
 int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq);
 tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out);
 tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
