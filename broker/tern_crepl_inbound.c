@@ -16,10 +16,10 @@
     dropped by msg_id. Batches go back in arrival order (repl's cursors
     only move forward).
 
-    An inbound ack-state change (REPL_ACKSTATE) is not held here: the
-    storer adds it to the commit's NOTICE as a group op
-    (tern_crepl_group_collect_ackstate), shipped to the followers like a
-    local ack (asynchronously, tern_crepl_group.c).
+    An inbound ack-state change (REPL_ACKSTATE) is not shipped here: it
+    reaches the followers in the commit's NOTICE as a CREPL_GROUP op with
+    aux TERN_GOP_AUX_PEER (tern_crepl_group.c), asynchronously like any
+    group op.
 */
 #include "tern_crepl_priv.h"
 #include <string.h>
@@ -42,7 +42,12 @@ void c_inbound(c_repl_t *self, tern_repl_batch_t *batch) {
     //  The commit's NOTICE (its records for route) comes after its
     //  COMMITTED and waits for these records too.
     c_last_needs_add(self, held);
-    c_held_push(&self->inbound, &self->inbound_tail, held);
+    if (self->inbound_tail) {
+        self->inbound_tail->next = held;
+    } else {
+        self->inbound = held;
+    }
+    self->inbound_tail = held;
 }
 
 //  Gives HELD's batch back to repl (its err: the first failed partition's)

@@ -177,9 +177,9 @@ void p_send_pos(p_repl_t *self, void *sock, const uint8_t *rid, size_t rid_size,
 //  A clustered node's streams: one per partition, shipped while it leads
 
 //  Starts or stops stream PT of every link: on from what each peer
-//  confirmed of PT (replicated partition state), in EPOCH; off (0) the
-//  moment we stop leading it.
-static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) {
+//  confirmed of PT (replicated partition state), in the epoch of
+//  self->safe_epoch[PT]; off the moment we stop leading it.
+static void s_streams_set(p_repl_t *self, uint32_t pt, bool on) {
     bool reading = on && tern_store_read_begin(self->reader) == TERN_OK;
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
@@ -193,7 +193,6 @@ static void s_streams_set(p_repl_t *self, uint32_t pt, bool on, uint64_t epoch) 
             st->next_pos = pos + 1;
         }
         st->on = on;
-        st->epoch = epoch;
         if (on) {
             //  Over fresh sessions, once for all the partitions started in
             //  this turn (tern_repl_link.c s_restart).
@@ -235,7 +234,7 @@ static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
             //  A new leadership: resume each peer from its replicated position.
             self->safe_epoch[pt] = epoch;
             self->safe[pt] = 0;
-            s_streams_set(self, pt, true, epoch);
+            s_streams_set(self, pt, true);
         }
         if (item->marks[i].position > self->safe[pt]) {
             self->safe[pt] = item->marks[i].position;
@@ -257,7 +256,7 @@ static void s_fence(p_repl_t *self, bool always) {
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
         if (self->safe_epoch[pt] && !s_leads_in(self, pt, self->safe_epoch[pt])) {
             self->safe_epoch[pt] = 0;
-            s_streams_set(self, pt, false, 0);
+            s_streams_set(self, pt, false);
         }
     }
 }

@@ -281,13 +281,11 @@ static bool s_leads_topic(p_repl_t *self, p_session_t *session, const tern_frame
     } else {
         tern_cluster_not_leader(cluster, pt, why, sizeof why);
     }
-    if (!session->refused) {
-        zsys_info("repl: %s from %s node %u refused: %s", frame->topic, link->cfg->name,
-                  session->node_id, why);
-        p_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, why);
-    }
+    //  Once per session: the caller skips a refused one's records unread.
+    zsys_info("repl: %s from %s node %u refused: %s", frame->topic, link->cfg->name,
+              session->node_id, why);
+    p_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, why);
     session->refused = true;
-    link->not_leader++;
     return false;
 }
 
@@ -525,22 +523,27 @@ static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
     } s_touched_t;
     s_touched_t *touched = tern_alloc((batch->count + 1) * sizeof *touched);
     size_t ntouched = 0;
+    p_session_t *owner = NULL; //  of the records of generation GEN (a session's come together)
+    uint64_t gen = 0;
     for (size_t i = 0; i < batch->count; i++) {
         tern_repl_rec_t *rec = batch->recs[i];
-        p_session_t *session = s_session_of(self, rec->stream);
-        if (!session) {
+        if (i == 0 || rec->stream != gen) {
+            gen = rec->stream;
+            owner = s_session_of(self, gen);
+        }
+        if (!owner) {
             continue;
         }
         uint32_t pt = rec->frame.partition;
         if (batch->err == TERN_OK) {
-            s_applied_pt(session, pt, rec->frame.position);
+            s_applied_pt(owner, pt, rec->frame.position);
         }
         size_t t = ntouched; //  from the newest: a stream's records come together
-        while (t > 0 && (touched[t - 1].session != session || touched[t - 1].pt != pt)) {
+        while (t > 0 && (touched[t - 1].session != owner || touched[t - 1].pt != pt)) {
             t--;
         }
         if (t == 0) {
-            touched[ntouched++] = (s_touched_t){session, pt};
+            touched[ntouched++] = (s_touched_t){owner, pt};
         }
     }
     for (size_t t = 0; t < ntouched; t++) {

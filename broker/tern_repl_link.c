@@ -349,7 +349,10 @@ static bool s_handle_welcome(p_repl_t *self, p_link_t *link, const tern_frame_t 
     return true;
 }
 
-int p_recv_frame(void *sock, tern_frame_t *frame, zmq_msg_t *body, const char *peer) {
+//  Receives one message from SOCK into FRAME, its payload (if any) into
+//  BODY (the caller closes BODY in every case). Returns 1, 0 for a frame
+//  that did not decode (logged, PEER named), -1 when there is none.
+static int s_recv_frame(void *sock, tern_frame_t *frame, zmq_msg_t *body, const char *peer) {
     zmq_msg_t msg;
     zmq_msg_init(&msg);
     zmq_msg_init(body);
@@ -382,8 +385,26 @@ int p_recv_frame(void *sock, tern_frame_t *frame, zmq_msg_t *body, const char *p
     return 1;
 }
 
+void p_drain_dealer(p_repl_t *self, p_link_t *link, zsock_t *const *dealer, p_frame_fn *fn,
+                    void *arg) {
+    for (int n = 0; n < S_DRAIN_MAX && *dealer; n++) {
+        tern_frame_t frame;
+        zmq_msg_t body;
+        int got = s_recv_frame(zsock_resolve(*dealer), &frame, &body, link->cfg->name);
+        if (got < 0) {
+            return;
+        }
+        bool more = got == 0 || fn(self, link, arg, &frame);
+        zmq_msg_close(&body);
+        if (!more) {
+            return;
+        }
+    }
+}
+
 //  FRAME from the peer on LINK's DEALER. False if the DEALER is gone.
-static bool s_dealer_frame(p_repl_t *self, p_link_t *link, const tern_frame_t *frame) {
+static bool s_dealer_frame(p_repl_t *self, p_link_t *link, void *arg, const tern_frame_t *frame) {
+    (void)arg;
     if (frame->cmd == TERN_CMD_REPL_WELCOME) {
         if (tern_peer_state(link->fsm) == TERN_PEER_HELLO && !s_handle_welcome(self, link, frame)) {
             return false; //  refused: the DEALER is gone
@@ -414,17 +435,5 @@ static bool s_dealer_frame(p_repl_t *self, p_link_t *link, const tern_frame_t *f
 
 //  Frames from the peer on our DEALER.
 void p_handle_dealer(p_repl_t *self, p_link_t *link) {
-    for (int n = 0; n < S_DRAIN_MAX && link->dealer; n++) {
-        tern_frame_t frame;
-        zmq_msg_t body;
-        int got = p_recv_frame(zsock_resolve(link->dealer), &frame, &body, link->cfg->name);
-        if (got < 0) {
-            return;
-        }
-        bool more = got == 0 || s_dealer_frame(self, link, &frame);
-        zmq_msg_close(&body);
-        if (!more) {
-            return;
-        }
-    }
+    p_drain_dealer(self, link, &link->dealer, s_dealer_frame, NULL);
 }

@@ -47,7 +47,6 @@
 typedef struct {
     uint32_t pt;          //  the partition (0 on a single node)
     bool on;              //  shipping it now
-    uint64_t epoch;       //  cluster: the leader epoch we ship it in
     uint64_t next_pos;    //  next outbox position to send
     uint64_t confirmed;   //  highest position with everything up to it confirmed
     uint64_t stored_conf; //  last confirmation written to the store
@@ -82,7 +81,6 @@ typedef struct {
     size_t nsubs;                    //  used
     uint64_t asked_ms;               //  last `repl.map` request
     uint64_t maps;                   //  maps received (all time)
-    uint64_t rewinds;                //  resends from the confirmed position (all time)
 } p_route_t;
 
 typedef struct {
@@ -114,7 +112,6 @@ typedef struct {
     bool paused;            //  operator isolated this peer (both directions)
     bool clustered;         //  its WELCOME said it is a clustered DC (keeps no cursor for us)
     p_route_t *route;       //  owned while live to a clustered DC, else NULL
-    uint64_t not_leader;    //  frames refused with TERN_ENOTLEADER (cluster)
 
     //  Which cursor applied/queued are: outbox positions are per data dir
     char in_cursor[TERN_REPL_CURSOR_MAX + 1]; //  "DC/IDENTITY" of its sender, or "DC"
@@ -222,10 +219,14 @@ void p_handle_dealer(p_repl_t *self, p_link_t *link);
 //  Opens a DEALER to LINK's peer at ENDPOINT and sends our REPL_HELLO on it.
 //  Caller owns the result; NULL if it cannot (logged).
 zsock_t *p_dealer_open(p_repl_t *self, p_link_t *link, const char *endpoint);
-//  Receives one message from SOCK into FRAME, its payload (if any) into
-//  BODY (the caller closes BODY in every case). Returns 1, 0 for a frame
-//  that did not decode (logged, PEER named), -1 when there is none.
-int p_recv_frame(void *sock, tern_frame_t *frame, zmq_msg_t *body, const char *peer);
+//  Handles FRAME that came on a DEALER of LINK (ARG: the caller's). False
+//  when that DEALER is gone (reading stops).
+typedef bool p_frame_fn(p_repl_t *self, p_link_t *link, void *arg, const tern_frame_t *frame);
+//  Reads up to S_DRAIN_MAX frames from *DEALER (a DEALER of LINK) to FN while
+//  there is one and *DEALER stays open; a frame that does not decode is
+//  logged and skipped.
+void p_drain_dealer(p_repl_t *self, p_link_t *link, zsock_t *const *dealer, p_frame_fn *fn,
+                    void *arg);
 
 //  tern_repl_route.c: shipping to a clustered peer DC, each entry to the
 //  node that leads its topic's partition there.

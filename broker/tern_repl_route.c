@@ -89,7 +89,6 @@ void p_route_rewind(p_repl_t *self, p_link_t *link, const char *why) {
     for (uint32_t s = 0; s < link->nstreams; s++) {
         link->streams[s].next_pos = link->streams[s].confirmed + 1;
     }
-    route->rewinds++;
     s_ask_map(self, link, tern_now_ms());
 }
 
@@ -147,6 +146,9 @@ static p_sub_t *s_sub(p_repl_t *self, p_link_t *link, uint32_t node) {
     for (size_t i = 0; i < route->nsubs && !sub; i++) {
         sub = route->subs[i].node == node ? &route->subs[i] : NULL;
     }
+    if (sub && sub->dealer) {
+        return sub; //  open already (each shipped entry comes here): no endpoint needed
+    }
     const char *endpoint = NULL;
     for (size_t i = 0; i < route->nnodes && !endpoint; i++) {
         endpoint = route->node_ids[i] == node ? route->node_eps[i] : NULL;
@@ -161,9 +163,8 @@ static p_sub_t *s_sub(p_repl_t *self, p_link_t *link, uint32_t node) {
     if (sub && !sub->dealer && endpoint) {
         snprintf(sub->endpoint, sizeof sub->endpoint, "%s", endpoint);
         sub->dealer = p_dealer_open(self, link, endpoint);
+        //  Not live, nothing sent: a new slot is zeroed, s_sub_close cleared a closed one.
         sub->seen_ms = sub->hb_ms = tern_now_ms();
-        sub->live = false;
-        memset(sub->sent_max, 0, link->nstreams * sizeof *sub->sent_max);
     }
     return sub;
 }
@@ -204,7 +205,8 @@ static void s_confirm(p_link_t *link, p_sub_t *sub, uint32_t s, uint64_t pos) {
 }
 
 //  FRAME from SUB's node. False if it was closed (the caller stops reading).
-static bool s_sub_frame(p_repl_t *self, p_link_t *link, p_sub_t *sub, const tern_frame_t *frame) {
+static bool s_sub_frame(p_repl_t *self, p_link_t *link, void *arg, const tern_frame_t *frame) {
+    p_sub_t *sub = arg;
     sub->seen_ms = tern_now_ms();
     if (frame->cmd == TERN_CMD_REPL_WELCOME) {
         sub->live = true;
@@ -233,19 +235,7 @@ static void s_on_sub(void *actor, void *arg) {
         if (!link->route || sub < link->route->subs || sub >= link->route->subs + S_SUBS_MAX) {
             continue;
         }
-        for (int n = 0; n < S_DRAIN_MAX && sub->dealer; n++) {
-            tern_frame_t frame;
-            zmq_msg_t body;
-            int got = p_recv_frame(zsock_resolve(sub->dealer), &frame, &body, link->cfg->name);
-            if (got < 0) {
-                return;
-            }
-            bool more = got == 0 || s_sub_frame(self, link, sub, &frame);
-            zmq_msg_close(&body);
-            if (!more) {
-                return;
-            }
-        }
+        p_drain_dealer(self, link, &sub->dealer, s_sub_frame, sub);
         return;
     }
 }

@@ -693,9 +693,8 @@ int st_outbox_put(st_txn_t *ctx, uint32_t pt, uint64_t pos, const tern_outbox_en
 uint64_t st_outbox_next(st_txn_t *ctx, uint32_t pt);
 int st_outbox_msg_id(st_txn_t *ctx, tern_outbox_entry_t *e);
 uint32_t st_outbox_pt_of(const tern_store_t *store, const char *topic, size_t len);
-bool st_outbox_parse(const MDB_val *v, tern_outbox_entry_t *e);
-tern_err_t st_outbox_read_one(tern_store_reader_t *self, uint64_t from, size_t max,
-                              tern_outbox_fn *fn, void *arg);
+tern_err_t st_outbox_walk(tern_store_reader_t *self, int dbi, const uint8_t *key, size_t klen,
+                          uint32_t pt, size_t max, tern_outbox_fn *fn, void *arg);
 tern_err_t st_outbox_last_one(tern_store_reader_t *self, uint64_t *position);
 tern_err_t st_outbox_confirmed_one(tern_store_reader_t *self, const char *peer, uint64_t *position);
 int st_op_ackstate(st_txn_t *ctx, st_op_t *op);

@@ -357,29 +357,14 @@ tern_err_t tern_store_outbox_read_pt(tern_store_reader_t *self, uint32_t pt, uin
         return err;
     }
     if (self->store->config.partitions == 0) {
-        return st_outbox_read_one(self, from, max, fn, arg);
+        uint8_t key[8];
+        s_be64_put(key, from);
+        return st_outbox_walk(self, S_OUTBOX, key, 8, 0, max, fn, arg);
     }
     uint8_t key[12];
     s_be32_put(key, pt);
     s_be64_put(key + 4, from);
-    size_t seen = 0;
-    st_iter_t it;
-    //  Every key of PT, not only 12-byte ones: a damaged key is reported.
-    for (s_iter_open(&it, self->txn, self->store->dbi[S_OUTBOX_PT], key, 12);
-         seen < max && s_iter_in(&it, key, 4, 0); s_iter_next(&it)) {
-        tern_outbox_entry_t entry;
-        if (it.k.mv_size != 12 || !st_outbox_parse(&it.v, &entry)) {
-            err = TERN_ECORRUPT;
-            break;
-        }
-        entry.partition = pt;
-        entry.position = s_be64_get((uint8_t *)it.k.mv_data + 4);
-        seen++;
-        if (!fn(&entry, arg)) {
-            break;
-        }
-    }
-    return s_iter_close(&it, err);
+    return st_outbox_walk(self, S_OUTBOX_PT, key, 12, pt, max, fn, arg);
 }
 
 tern_err_t tern_store_outbox_last_pt(tern_store_reader_t *self, uint32_t pt, uint64_t *pos) {

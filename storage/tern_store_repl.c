@@ -130,22 +130,32 @@ int st_op_ackstate(st_txn_t *ctx, st_op_t *op) {
     return st_outbox_put(ctx, pt, pos, &e);
 }
 
+//  The log record SEQ of TOPIC_ID parsed into REC; *FOUND false when the log
+//  lacks it or it does not parse (not an error here: the callers fall back).
+static int s_log_record(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, st_record_t *rec,
+                        bool *found) {
+    uint8_t key[12];
+    s_be32_put(key, topic_id);
+    s_be64_put(key + 4, seq);
+    MDB_val k = {12, key}, v;
+    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
+    *found = rc == 0 && st_record_parse(&v, false, rec) == TERN_OK;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 //  An ack-state entry E of a cluster without its msg_id gets it from the
 //  log at (E->topic_id, E->seq) (left 0 if that is gone).
 int st_outbox_msg_id(st_txn_t *ctx, tern_outbox_entry_t *e) {
     if (e->msg_id || !e->topic_id) {
         return 0;
     }
-    uint8_t key[12];
-    s_be32_put(key, e->topic_id);
-    s_be64_put(key + 4, e->seq);
-    MDB_val k = {12, key}, v;
-    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
     st_record_t rec;
-    if (rc == 0 && st_record_parse(&v, false, &rec) == TERN_OK) {
+    bool found = false;
+    int rc = s_log_record(ctx, e->topic_id, e->seq, &rec, &found);
+    if (found) {
         e->msg_id = rec.msg_id;
     }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    return rc;
 }
 
 //  Records a peer's confirmed position when it moved forward (with its time,
@@ -233,19 +243,11 @@ int st_sweep_outbox(st_txn_t *ctx, uint64_t now_ns, uint64_t budget) {
 //  The priority lane of the record SEQ of TOPIC_ID into *PRIO (the default
 //  lane when the log lacks it).
 static int s_ackstate_prio(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint8_t *prio) {
-    *prio = TERN_PRIORITY_DEFAULT;
-    uint8_t key[12];
-    s_be32_put(key, topic_id);
-    s_be64_put(key + 4, seq);
-    MDB_val k = {12, key}, v;
-    int rc = mdb_get(ctx->txn, ctx->dbi[S_LOG], &k, &v);
-    if (rc == 0) {
-        st_record_t rec;
-        if (st_record_parse(&v, false, &rec) == TERN_OK && rec.priority <= TERN_PRIORITY_MAX) {
-            *prio = rec.priority;
-        }
-    }
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    st_record_t rec;
+    bool found = false;
+    int rc = s_log_record(ctx, topic_id, seq, &rec, &found);
+    *prio = found && rec.priority <= TERN_PRIORITY_MAX ? rec.priority : TERN_PRIORITY_DEFAULT;
+    return rc;
 }
 
 static int s_ackstate_msg(st_txn_t *ctx, uint64_t msg_id, bool *here, uint32_t *topic_id,
@@ -409,7 +411,7 @@ int st_ackstate_seq(st_txn_t *ctx, uint32_t topic_id, const char *group, uint64_
 
 //  Parses an outbox value into E (all but position and partition); false
 //  when it is malformed.
-bool st_outbox_parse(const MDB_val *v, tern_outbox_entry_t *e) {
+static bool s_outbox_parse(const MDB_val *v, tern_outbox_entry_t *e) {
     const uint8_t *p = v->mv_data;
     if (v->mv_size < S_OUTBOX_HDR || p[1] > TERN_NAME_MAX ||
         v->mv_size != (size_t)S_OUTBOX_HDR + p[1]) {
@@ -432,24 +434,27 @@ tern_err_t tern_store_outbox_read(tern_store_reader_t *self, uint64_t from, size
     return tern_store_outbox_read_pt(self, 0, from, max, fn, arg);
 }
 
-//  The single node's outbox (tern_store_outbox_read_pt on PT 0).
-tern_err_t st_outbox_read_one(tern_store_reader_t *self, uint64_t from, size_t max,
-                              tern_outbox_fn *fn, void *arg) {
-    S_READER_CHECK(self);
-    uint8_t key[8];
-    s_be64_put(key, from);
+//  The entries of outbox DBI from KEY on (KLEN bytes: a prefix that every
+//  entry of the stream shares, then the position BE64) to FN, at most MAX;
+//  each gets partition PT. The single node's S_OUTBOX (KLEN 8, no prefix)
+//  and a cluster's S_OUTBOX_PT (KLEN 12, the partition BE32 first).
+tern_err_t st_outbox_walk(tern_store_reader_t *self, int dbi, const uint8_t *key, size_t klen,
+                          uint32_t pt, size_t max, tern_outbox_fn *fn, void *arg) {
+    size_t plen = klen - 8;
     tern_err_t err = TERN_OK;
     size_t seen = 0;
     st_iter_t it;
-    //  Every key, not only 8-byte ones: a damaged key is reported, not skipped.
-    for (s_iter_open(&it, self->txn, self->store->dbi[S_OUTBOX], key, 8);
-         seen < max && s_iter_in(&it, NULL, 0, 0); s_iter_next(&it)) {
+    //  Every key of the stream, not only KLEN-byte ones: a damaged key is
+    //  reported, not skipped.
+    for (s_iter_open(&it, self->txn, self->store->dbi[dbi], key, klen);
+         seen < max && s_iter_in(&it, key, plen, 0); s_iter_next(&it)) {
         tern_outbox_entry_t entry;
-        if (it.k.mv_size != 8 || !st_outbox_parse(&it.v, &entry)) {
+        if (it.k.mv_size != klen || !s_outbox_parse(&it.v, &entry)) {
             err = TERN_ECORRUPT;
             break;
         }
-        entry.position = s_be64_get(it.k.mv_data);
+        entry.partition = pt;
+        entry.position = s_be64_get((uint8_t *)it.k.mv_data + plen);
         seen++;
         if (!fn(&entry, arg)) {
             break;

@@ -66,6 +66,17 @@ static void s_span(uint64_t ms, char *out, size_t cap) {
     tern_units_format_duration(ms, TERN_UNITS_HUMAN, out, cap);
 }
 
+//  The members KEYS (NULL-terminated) of OBJ that it has, as they are, to B.
+static void s_copy(tern_json_t *b, const tern_json_value_t *obj, const char *const *keys) {
+    for (int i = 0; keys[i]; i++) {
+        const tern_json_value_t *v = tern_json_get(obj, keys[i]);
+        if (v) {
+            tern_json_key(b, keys[i]);
+            tern_json_write_value(b, v);
+        }
+    }
+}
+
 //  The human form of one peer: times as spans ("3s ago", "never"), the
 //  counters left to --json. Written as JSON so that the house table prints it.
 static void s_human_peer(tern_json_t *b, const tern_json_value_t *peer) {
@@ -81,13 +92,7 @@ static void s_human_peer(tern_json_t *b, const tern_json_value_t *peer) {
     }
     tern_json_sep(b);
     tern_json_raw(b, "{");
-    for (int i = 0; copied[i]; i++) {
-        const tern_json_value_t *v = tern_json_get(peer, copied[i]);
-        if (v) {
-            tern_json_key(b, copied[i]);
-            tern_json_write_value(b, v);
-        }
-    }
+    s_copy(b, peer, copied);
     tern_json_key_str(b, "lag", lag);
     tern_json_key_str(b, "last_seen", seen);
     //  The endpoint in use (a peer DC may list several), else as configured.
@@ -117,13 +122,7 @@ static void s_human_link(tern_json_t *b, const tern_json_value_t *peer,
     tern_json_key_str(b, "dc", name);
     static const char *const copied[] = {"node_id",  "state",         "lag_msgs",
                                          "endpoint", "local_node_id", NULL};
-    for (int i = 0; copied[i]; i++) {
-        const tern_json_value_t *v = tern_json_get(link, copied[i]);
-        if (v) {
-            tern_json_key(b, copied[i]);
-            tern_json_write_value(b, v);
-        }
-    }
+    s_copy(b, link, copied);
     tern_json_key_str(b, "lag", lag);
     tern_json_key_str(b, "last_seen", "");
     tern_json_key_str(b, "failovers", "");

@@ -5,7 +5,6 @@
     freeze.
 */
 #include "cluster_faults.h"
-#include "tern_store.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -259,31 +258,6 @@ static void s_consume(it_fault_run_t *run, it_fault_producer_t *p) {
     tern_client_destroy(&client);
 }
 
-//  Every stored message of TOPIC in node I's data dir as stored lines,
-//  after a node line (an empty or missing log still counts).
-static void s_dump_node(it_fault_run_t *run, int i, const char *topic) {
-    tern_store_t *store = it_cluster_store_open(run->cl->node[i]);
-    tern_store_reader_t *reader = tern_store_reader_new(store);
-    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
-    fprintf(run->hist, "{\"ev\":\"node\",\"node\":\"n%d\",\"topic\":\"%s\"}\n", i, topic);
-    tern_topic_info_t info;
-    if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
-        tern_frame_t msg;
-        uint64_t seq = 1;
-        while (tern_store_read_next(reader, info.id, seq, &msg) == TERN_OK) {
-            fprintf(run->hist,
-                    "{\"ev\":\"stored\",\"node\":\"n%d\",\"topic\":\"%s\",\"seq\":%llu,"
-                    "\"msg_id\":%llu,\"producer\":\"%s\",\"producer_seq\":%llu}\n",
-                    i, topic, (unsigned long long)msg.seq, (unsigned long long)msg.msg_id,
-                    msg.producer, (unsigned long long)msg.producer_seq);
-            seq = msg.seq + 1;
-        }
-    }
-    tern_store_read_end(reader);
-    tern_store_reader_destroy(&reader);
-    tern_store_destroy(&store);
-}
-
 //  Runs tern-check on the history with --min-logs 2 (min_insync is 2: every
 //  acknowledged message is on two ISR copies at least, and the test must
 //  look at that many) and, when REFUSED, --refused-code TERN_EREPLICAS;
@@ -364,7 +338,10 @@ void it_fault_run_finish(it_fault_run_t *run) {
     for (int i = 0; i < IT_FAULT_PRODUCERS; i++) {
         cr_assert(isr[i].nisr > 0, "partition %u: no ISR read", run->prod[i].partition);
         for (uint32_t k = 0; k < isr[i].nisr; k++) {
-            s_dump_node(run, (int)isr[i].isr[k], run->prod[i].topic);
+            int node = (int)isr[i].isr[k];
+            char name[16];
+            snprintf(name, sizeof name, "n%d", node);
+            it_cluster_dump_stored(run->hist, run->cl->node[node], NULL, name, run->prod[i].topic);
         }
     }
     fflush(run->hist);

@@ -521,6 +521,34 @@ tern_store_t *it_cluster_store_open(const it_broker_t *node) {
     return store;
 }
 
+void it_cluster_dump_stored(FILE *out, const it_broker_t *node, const char *dc, const char *name,
+                            const char *topic) {
+    char tag[64] = "";
+    if (dc) {
+        snprintf(tag, sizeof tag, "\"dc\":\"%s\",", dc);
+    }
+    tern_store_t *store = it_cluster_store_open(node);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    fprintf(out, "{\"ev\":\"node\",%s\"node\":\"%s\",\"topic\":\"%s\"}\n", tag, name, topic);
+    tern_topic_info_t info;
+    if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
+        tern_frame_t msg;
+        uint64_t seq = 1;
+        while (tern_store_read_next(reader, info.id, seq, &msg) == TERN_OK) {
+            fprintf(out,
+                    "{\"ev\":\"stored\",%s\"node\":\"%s\",\"topic\":\"%s\",\"seq\":%llu,"
+                    "\"msg_id\":%llu,\"producer\":\"%s\",\"producer_seq\":%llu}\n",
+                    tag, name, topic, (unsigned long long)msg.seq, (unsigned long long)msg.msg_id,
+                    msg.producer, (unsigned long long)msg.producer_seq);
+            seq = msg.seq + 1;
+        }
+    }
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    tern_store_destroy(&store);
+}
+
 it_copy_t it_cluster_store_copy(tern_store_t *store, const char *topic, uint64_t upto) {
     it_copy_t copy = {0, 0};
     tern_store_reader_t *reader = tern_store_reader_new(store);

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define IT_CLUSTER_NODES_MAX 5
 
@@ -190,6 +191,13 @@ bool it_cluster_verified(it_cluster_t *self, int via, int timeout_ms);
 /*  Opens the store in stopped node NODE's data dir (the defaults);
     asserts that it opened. Caller owns the result. */
 tern_store_t *it_cluster_store_open(const it_broker_t *node);
+
+/*  The checker's history lines of stopped node NODE for TOPIC (docs/
+    checker.md), written to OUT: a node line for node NAME (with the "dc"
+    field DC unless NULL), then a stored line per message of TOPIC in its
+    data dir (an empty or missing log still gets its node line). */
+void it_cluster_dump_stored(FILE *out, const it_broker_t *node, const char *dc, const char *name,
+                            const char *topic);
 
 /*  What a store holds of one topic: its last seq (0: no such topic) and
     tern_store_digest of its records up to UPTO (0: the last seq). */

@@ -226,17 +226,37 @@ void it_broker_dump_log(it_broker_t *self, bool whole) {
     free(text);
 }
 
-//  True if the current run's log contains "ready on".
-static bool s_log_ready(it_broker_t *self) {
+tern_client_t *it_client(it_broker_t *b, const tern_client_options_t *options) {
+    tern_client_t *client = tern_client_new(b->endpoint, options);
+    cr_assert(client, "tern_client_new %s: %s", b->endpoint, tern_last_reason());
+    tern_err_t rc = tern_client_wait_connected(client, 10000);
+    cr_assert_eq(rc, TERN_OK, "connect to %s: %s (%s)", b->endpoint, tern_errname(rc),
+                 tern_last_reason());
+    return client;
+}
+
+bool it_broker_logged(it_broker_t *self, const char *needle) {
     size_t len = 0;
     char *text = it_read_file(self->log_path, &len);
     if (!text) {
         return false;
     }
-    bool ready =
-        (size_t)self->log_offset <= len && strstr(text + self->log_offset, "ready on") != NULL;
+    bool found = (size_t)self->log_offset <= len && strstr(text + self->log_offset, needle) != NULL;
     free(text);
-    return ready;
+    return found;
+}
+
+long it_rss_anon_kb(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *text = it_read_file(path, NULL);
+    long kb = -1;
+    const char *at = text ? strstr(text, "RssAnon:") : NULL;
+    if (at) {
+        kb = strtol(at + strlen("RssAnon:"), NULL, 10);
+    }
+    free(text);
+    return kb;
 }
 
 bool it_broker_start(it_broker_t *self) {
@@ -299,7 +319,7 @@ bool it_broker_wait_ready(it_broker_t *self, int timeout_ms) {
             it_broker_dump_log(self, false);
             return false;
         }
-        if (s_log_ready(self)) {
+        if (it_broker_logged(self, "ready on")) {
             return true;
         }
         if (it_now_ms() >= next_status) {
@@ -669,6 +689,16 @@ int it_ctl_va(it_result_t *r, it_broker_t *b, int timeout_ms, const char *stdin_
     return it_run(r, timeout_ms, stdin_data, argv);
 }
 
+int it_ctl_at(it_result_t *r, const char *endpoints, int timeout_ms, const char *const *args) {
+    char *argv[IT_ARGS_MAX] = {(char *)it_ternctl_path(), "-s", (char *)endpoints, "--json"};
+    int argc = 4;
+    for (size_t k = 0; args[k] && argc < IT_ARGS_MAX - 1; k++) {
+        argv[argc++] = (char *)args[k];
+    }
+    argv[argc] = NULL;
+    return it_run(r, timeout_ms, NULL, argv);
+}
+
 int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...) {
     va_list ap;
     va_start(ap, arg);
@@ -746,6 +776,11 @@ size_t it_acks_add(it_acks_t *acks, const char *out) {
 void it_acks_free(it_acks_t *acks) {
     free(acks->ids);
     memset(acks, 0, sizeof *acks);
+}
+
+int it_cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 int64_t it_topic_msgs(it_broker_t *b, const char *topic) {
@@ -1154,6 +1189,19 @@ void it_msgs_free(it_msg_t *msgs, size_t count) {
     free(msgs);
 }
 
+size_t it_parse_msg_ids(const char *out, int64_t **ids_p) {
+    it_msg_t *msgs = NULL;
+    size_t n = it_parse_msgs(out, &msgs);
+    int64_t *ids = malloc((n + 1) * sizeof *ids);
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = msgs[i].msg_id;
+    }
+    it_msgs_free(msgs, n);
+    qsort(ids, n, sizeof *ids, it_cmp_i64);
+    *ids_p = ids;
+    return n;
+}
+
 //  ---------------------------------------------------------------------
 //  Raw ZeroMQ client
 
@@ -1387,6 +1435,21 @@ bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *l
     free(lines);
     it_result_free(&r);
     return found;
+}
+
+int64_t it_group_field(char *out, const char *group, const char *key) {
+    char **lines;
+    size_t n = it_split_lines(out, &lines);
+    int64_t v = -1;
+    for (size_t i = 0; i < n; i++) {
+        char g[TERN_NAME_MAX + 1];
+        if (it_json_str(lines[i], "group", g, sizeof g) && strcmp(g, group) == 0) {
+            it_json_int(lines[i], key, &v);
+            break;
+        }
+    }
+    free(lines);
+    return v;
 }
 
 int64_t it_group_wait(it_broker_t *b, const char *topic, const char *group, const char *key,

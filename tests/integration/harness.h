@@ -75,6 +75,17 @@ bool it_broker_alive(it_broker_t *self, int *status_p);
 /*  Writes the current run's log (or the whole log if WHOLE) to stderr. */
 void it_broker_dump_log(it_broker_t *self, bool whole);
 
+/*  A libtern client of B with OPTIONS (NULL: the defaults), connected:
+    asserts that it was made and connected within 10 s. */
+tern_client_t *it_client(it_broker_t *b, const tern_client_options_t *options);
+
+/*  True if the current run's log holds NEEDLE. */
+bool it_broker_logged(it_broker_t *self, const char *needle);
+
+/*  RssAnon of PID in KiB (heap and stacks, not the LMDB file mapping), from
+    /proc/PID/status; -1 if unreadable. */
+long it_rss_anon_kb(pid_t pid);
+
 /*  Kills ternd if running, removes the temp dir, frees, nulls *SELF_P. */
 void it_broker_destroy(it_broker_t **self_p);
 
@@ -117,6 +128,11 @@ int it_run(it_result_t *r, int timeout_ms, const char *stdin_data, char *const a
 /*  Runs `ternctl -s ENDPOINT --json ARG...` (NULL-terminated) against B. */
 int it_ctl(it_result_t *r, it_broker_t *b, int timeout_ms, const char *arg, ...);
 
+/*  Runs `ternctl -s ENDPOINTS --json ARGS...` (ARGS NULL-terminated):
+    ENDPOINTS is a comma-separated list, e.g. every node of a cluster
+    (libtern follows the partition leaders). */
+int it_ctl_at(it_result_t *r, const char *endpoints, int timeout_ms, const char *const *args);
+
 /*  `ternctl pub TOPIC DATA --count COUNT` against B ({n} in DATA is the
     message number); asserts that it succeeded with one ack per message. */
 void it_pub(it_broker_t *b, const char *topic, const char *data, int count);
@@ -141,6 +157,9 @@ size_t it_acks_add(it_acks_t *acks, const char *out);
 
 /*  Frees ACKS' ids and empties it. */
 void it_acks_free(it_acks_t *acks);
+
+/*  qsort/bsearch order of int64_t msg_ids. */
+int it_cmp_i64(const void *a, const void *b);
 
 /*  The message count of TOPIC on B (`ternctl topic info`), or -1. */
 int64_t it_topic_msgs(it_broker_t *b, const char *topic);
@@ -237,6 +256,10 @@ char *it_json_strdup(const char *obj, const char *key, size_t *len_p);
     listed. */
 bool it_group_line(it_broker_t *b, const char *topic, const char *group, char *line, size_t cap);
 
+/*  Integer KEY of GROUP's line in OUT (`ternctl --json groups` output, split
+    in place), or -1 if GROUP or KEY is missing. */
+int64_t it_group_field(char *out, const char *group, const char *key);
+
 /*  Polls GROUP's line (it_group_line, asserting it is listed) until its
     integer KEY is WANT or TIMEOUT_MS passes; returns the last value read
     and leaves the last line in LINE. */
@@ -266,6 +289,10 @@ typedef struct {
     skipped. */
 size_t it_parse_msgs(const char *out, it_msg_t **msgs);
 void it_msgs_free(it_msg_t *msgs, size_t count);
+
+/*  The msg_ids of the messages in OUT (`ternctl --json sub` output), sorted
+    into *IDS_P (caller frees; never NULL); returns how many. */
+size_t it_parse_msg_ids(const char *out, int64_t **ids_p);
 
 /*  A raw ZeroMQ DEALER on a broker, for protocol-level tests. */
 typedef struct {

@@ -71,11 +71,7 @@ static tern_client_t *s_client(it_broker_t *b, const char *name) {
     options.window = 64;
     options.backoff_min_ms = 50;
     options.backoff_max_ms = 300;
-    tern_client_t *client = tern_client_new(b->endpoint, &options);
-    cr_assert(client, "tern_client_new: %s", tern_last_reason());
-    cr_assert_eq(tern_client_wait_connected(client, 10000), TERN_OK, "connect: %s",
-                 tern_last_reason());
-    return client;
+    return it_client(b, &options);
 }
 
 //  Queues producer_seq FIRST..LAST on CLIENT; after queueing KILL_AT (0 =

@@ -81,10 +81,7 @@ static tern_client_t *s_client(it_broker_t *seed, const char *producer) {
     o.producer_id = producer;
     o.backoff_max_ms = 500;
     o.heartbeat_ms = 1000;
-    tern_client_t *c = tern_client_new(seed->endpoint, &o);
-    cr_assert_not_null(c, "%s", tern_last_reason());
-    cr_assert_eq(tern_client_wait_connected(c, 10000), TERN_OK);
-    return c;
+    return it_client(seed, &o);
 }
 
 //  Starts the S_NODES nodes of cluster NAME into NODES and a client given

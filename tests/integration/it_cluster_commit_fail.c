@@ -70,14 +70,10 @@ static bool s_to_tmpfs(it_cluster_t *c, int i, const char *size) {
 }
 
 static tern_client_t *s_client(it_cluster_t *c) {
-    char endpoints[IT_CLUSTER_NODES_MAX * 64];
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.producer_id = S_PRODUCER;
-    tern_client_t *client =
-        tern_client_new(it_cluster_endpoints_from(c, -1, endpoints, sizeof endpoints), &options);
-    cr_assert_not_null(client);
-    return client;
+    return it_cluster_client(c, -1, &options);
 }
 
 //  Publishes producer_seq PSEQ of TOPIC (S_SIZE bytes) within TIMEOUT_MS.
@@ -181,15 +177,8 @@ Test(cluster_commit_fail, leader_exits_and_nothing_acked_is_lost) {
     cr_assert_eq(system(cmd), 0);
     cr_assert(it_cluster_start_node(c, leader), "node %d did not restart", leader);
     cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "node %d did not rejoin", leader);
-    int rc = -1;
-    it_result_t r;
-    for (int tries = 0; tries < 20 && rc != 0; tries++) {
-        rc = it_ctl(&r, c->node[rec.leader], 20000, "cluster", "verify", NULL);
-        if (rc != 0) {
-            it_sleep_ms(500); //  the last positions may still be on their way
-        }
-    }
-    cr_assert_eq(rc, 0, "replicas differ: %s%s", r.out, r.err);
+    //  The last positions may still be on their way.
+    cr_assert(it_cluster_verified(c, (int)rec.leader, 10000), "replicas differ");
     free(seq);
     free(id);
     it_cluster_kill_node(c, leader);

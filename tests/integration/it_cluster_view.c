@@ -656,6 +656,8 @@ Test(cluster_view, late_renewal_moves_to_a_new_lease) {
 //  connections (the members' clients close them when destroyed).
 #define S_SLOW_MS 900
 
+static atomic_int s_polls_held; //  TTL requests the proxy held (a static: pumps may outlive a test)
+
 typedef struct {
     int fd;          //  listening socket
     int port;        //  its port
@@ -667,7 +669,7 @@ typedef struct {
 typedef struct {
     int from;  //  read here
     int to;    //  write there
-    bool slow; //  the client's direction: hold TTL requests
+    bool slow; //  the client's direction: hold TTL requests (counted in s_polls_held)
 } s_pump_t;
 
 static void *s_pump(void *arg) {
@@ -677,6 +679,7 @@ static void *s_pump(void *arg) {
     ssize_t n;
     while ((n = read(pump.from, buf, sizeof buf)) > 0) {
         if (pump.slow && memmem(buf, (size_t)n, "timetolive", 10)) {
+            atomic_fetch_add(&s_polls_held, 1);
             it_sleep_ms(S_SLOW_MS);
         }
         for (ssize_t off = 0, w; off < n; off += w) {
@@ -756,6 +759,7 @@ static void s_proxy_stop(s_proxy_t *proxy) {
 //  pass delayed the keepalive past the fence: lease_ok went false.
 Test(cluster_view, slow_lease_polls_never_delay_the_renewal) {
     s_proxy_t proxy = {0};
+    atomic_store(&s_polls_held, 0);
     s_proxy_start(&proxy);
     char slow[64];
     snprintf(slow, sizeof slow, "http://127.0.0.1:%d", proxy.port);
@@ -772,6 +776,9 @@ Test(cluster_view, slow_lease_polls_never_delay_the_renewal) {
         cr_assert(tern_cluster_lease_ok(c[0]), "the controller's lease lapsed behind its polls");
         it_sleep_ms(10);
     }
+    //  Else the proxy slowed nothing and the loop above could not fail.
+    int held = atomic_load(&s_polls_held);
+    cr_assert_geq(held, 2, "the proxy held %d lease polls in 3 s", held);
     for (uint32_t i = 0; i < S_NODES; i++) {
         tern_cluster_destroy(&c[i]);
     }

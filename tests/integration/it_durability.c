@@ -52,11 +52,6 @@ static s_ack_t s_pub_seq(it_broker_t *b, const char *topic, const char *data, co
     return ack;
 }
 
-static int s_cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 Test(durability, puback_survives_sigkill, .fini = it_teardown, .timeout = 90) {
     it_broker_t *b = it_start_broker(NULL);
     it_result_t r;
@@ -335,10 +330,10 @@ Test(durability, publisher_survives_20_broker_kills, .fini = it_teardown, .timeo
         }
         stored[i] = msgs[i].msg_id;
     }
-    qsort(stored, m, sizeof *stored, s_cmp_i64);
+    qsort(stored, m, sizeof *stored, it_cmp_i64);
     size_t lost = 0;
     for (size_t i = 0; i < acked_n; i++) {
-        if (!bsearch(&acked[i], stored, m, sizeof *stored, s_cmp_i64)) {
+        if (!bsearch(&acked[i], stored, m, sizeof *stored, it_cmp_i64)) {
             lost++;
         }
     }

@@ -107,10 +107,7 @@ static tern_client_t *s_client(it_broker_t *b, const char *name) {
     tern_client_options_t options;
     tern_client_options_init(&options);
     options.name = name;
-    tern_client_t *client = tern_client_new(b->endpoint, &options);
-    cr_assert(client, "no client");
-    cr_assert_eq(tern_client_wait_connected(client, 10000), TERN_OK);
-    return client;
+    return it_client(b, &options);
 }
 
 //  Subscribes group NAME on PATTERN from the first message; FN NULL: pull.

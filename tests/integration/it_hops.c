@@ -21,13 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static tern_client_t *s_client(it_broker_t *b) {
-    tern_client_t *client = tern_client_new(b->endpoint, NULL);
-    cr_assert_not_null(client);
-    cr_assert_eq(tern_client_wait_connected(client, 10000), TERN_OK);
-    return client;
-}
-
 //  Publishes DATA to TOPIC and waits for its PUBACK; returns its msg_id.
 static uint64_t s_publish(tern_client_t *client, const char *topic, const char *data) {
     tern_pub_options_t msg;
@@ -51,7 +44,7 @@ static void s_make_quiet(tern_client_t *client, const char *topic, int count) {
 
 Test(hops, publishes_nobody_listens_to_do_not_wake_route, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker("--durability", "none", NULL);
-    tern_client_t *client = s_client(b);
+    tern_client_t *client = it_client(b, NULL);
     s_make_quiet(client, "hop.nobody", 20);
     long route0 = test_thread_sleeps(b->pid, "ternd-route");
     long storer0 = test_thread_sleeps(b->pid, "ternd-storer");
@@ -71,7 +64,7 @@ Test(hops, publishes_nobody_listens_to_do_not_wake_route, .fini = it_teardown, .
 //  pull queue, after TOPIC went quiet; the next publish must be delivered.
 static void s_join_quiet(const char *topic, const char *pattern, const char *group) {
     it_broker_t *b = it_start_broker("--durability", "none", NULL);
-    tern_client_t *pub = s_client(b), *con = s_client(b);
+    tern_client_t *pub = it_client(b, NULL), *con = it_client(b, NULL);
     s_make_quiet(pub, topic, 20);
     tern_sub_options_t opts;
     tern_sub_options_init(&opts);
@@ -128,8 +121,8 @@ static void *s_publisher(void *arg) {
 Test(hops, subscribing_while_a_publisher_is_busy_misses_nothing, .fini = it_teardown,
      .timeout = 120) {
     it_broker_t *b = it_start_broker("--durability", "none", NULL);
-    s_pub_state_t state = {.client = s_client(b)};
-    tern_client_t *con = s_client(b);
+    s_pub_state_t state = {.client = it_client(b, NULL)};
+    tern_client_t *con = it_client(b, NULL);
     for (int round = 0; round < 5; round++) {
         //  Publishing until told where to stop, 20 first with nobody
         //  listening (the topic goes quiet), then during the subscribe.
@@ -180,7 +173,7 @@ Test(hops, subscribing_while_a_publisher_is_busy_misses_nothing, .fini = it_tear
 //  stay monotonic across the restart.
 Test(hops, id_last_ms_covers_every_acknowledged_id, .fini = it_teardown, .timeout = 60) {
     it_broker_t *b = it_start_broker("--durability", "none", NULL);
-    tern_client_t *client = s_client(b);
+    tern_client_t *client = it_client(b, NULL);
     uint64_t last_id = 0;
     for (int i = 0; i < 300; i++) {
         last_id = s_publish(client, "hop.ids", "x");
@@ -204,7 +197,7 @@ Test(hops, id_last_ms_covers_every_acknowledged_id, .fini = it_teardown, .timeou
                   "id.last_ms %llu is before the last id's ms %llu", (unsigned long long)stored,
                   (unsigned long long)tern_id_unix_ms(last_id));
     cr_assert(it_broker_start(b), "restart failed");
-    client = s_client(b);
+    client = it_client(b, NULL);
     uint64_t next = s_publish(client, "hop.ids", "y");
     cr_assert_gt(next, last_id, "id %llu after the restart, %llu before", (unsigned long long)next,
                  (unsigned long long)last_id);

@@ -242,18 +242,6 @@ Test(memory, stalled_consumers_do_not_starve_others, .fini = it_teardown, .timeo
     it_raw_destroy(&stalled);
 }
 
-//  ternd's resident anonymous memory in KB (/proc/PID/status), 0 if unknown.
-static long s_rss_anon_kb(it_broker_t *b) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)b->pid);
-    char *text = it_read_file(path, NULL);
-    cr_assert(text, "no %s", path);
-    const char *line = strstr(text, "RssAnon:");
-    long kb = line ? strtol(line + 8, NULL, 10) : 0;
-    free(text);
-    return kb;
-}
-
 //  Deleting a topic with a long history (10,000 messages x 20 groups, every
 //  delivery and ack recorded) does not leave ternd holding the dirty pages
 //  of one huge transaction: the delete writes a tombstone and the data goes
@@ -270,7 +258,8 @@ Test(memory, big_topic_delete_returns_memory, .fini = it_teardown, .timeout = 30
     it_result_free(&r);
     cr_assert_eq(it_topic_msgs(b, "it.mem.del.0"), 10000);
     it_sleep_ms(1500); //  the last acks commit, malloc_trim runs (tern_memory.c)
-    long before = s_rss_anon_kb(b);
+    long before = it_rss_anon_kb(b->pid);
+    cr_assert_geq(before, 0, "no RssAnon for ternd pid %d", (int)b->pid);
 
     cr_assert_eq(it_ctl(&r, b, 60000, "topic", "delete", "it.mem.del.0", "--force", NULL), 0,
                  "delete: %s %s", r.out, r.err);
@@ -278,7 +267,8 @@ Test(memory, big_topic_delete_returns_memory, .fini = it_teardown, .timeout = 30
     it_result_free(&r);
     cr_assert_eq(it_topic_msgs(b, "it.mem.del.0"), -1, "the topic is still listed");
     it_sleep_ms(4000); //  the reaper's sweeps (10 ms apart) and a trim
-    long after = s_rss_anon_kb(b);
+    long after = it_rss_anon_kb(b->pid);
+    cr_assert_geq(after, 0, "no RssAnon for ternd pid %d", (int)b->pid);
     cr_assert_lt(after - before, 16 * 1024, "RssAnon %ld KB before the delete, %ld KB after",
                  before, after);
 }

@@ -83,11 +83,6 @@ static int64_t s_converge(s_cluster_t *c, const char *topic, int64_t expected) {
 //  (off for the conflict test, where one producer writes to two DCs).
 static bool s_check_origin = true;
 
-static int s_cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 //  Reads TOPIC from every DC (EXPECTED messages) and checks: exactly once by
 //  msg_id and by (producer, producer_seq), every acked msg_id present, the
 //  same set everywhere, per-producer order, origin = the publishing DC.
@@ -95,7 +90,7 @@ static void s_verify(s_cluster_t *c, const char *topic, size_t expected) {
     int64_t *first = NULL;
     char count_s[32];
     snprintf(count_s, sizeof count_s, "%zu", expected);
-    qsort(c->acked.ids, c->acked.count, sizeof *c->acked.ids, s_cmp_i64);
+    qsort(c->acked.ids, c->acked.count, sizeof *c->acked.ids, it_cmp_i64);
     for (int d = 0; d < S_DCS; d++) {
         it_result_t r;
         it_ctl(&r, c->b[d], 120000, "sub", topic, "--from", "first", "--wait", "--count", count_s,
@@ -131,7 +126,7 @@ static void s_verify(s_cluster_t *c, const char *topic, size_t expected) {
                       "dc%d: message of %s has origin %s", d + 1, msgs[i].producer, msgs[i].origin);
         }
         it_msgs_free(msgs, n);
-        qsort(ids, n, sizeof *ids, s_cmp_i64);
+        qsort(ids, n, sizeof *ids, it_cmp_i64);
         for (size_t i = 1; i < n; i++) {
             cr_assert_neq(ids[i], ids[i - 1], "dc%d: msg_id %ld twice", d + 1, (long)ids[i]);
         }
@@ -511,20 +506,9 @@ Test(repl, duplicate_node_id_and_unknown_dc_refused, .fini = it_teardown, .timeo
 //  The next_unacked seq of group G on TOPIC in DC, or -1.
 static int64_t s_ack_floor(s_cluster_t *c, int dc, const char *topic, const char *group) {
     it_result_t r;
-    int64_t floor = -1;
-    if (it_ctl(&r, c->b[dc], 5000, "groups", topic, NULL) == 0) {
-        char **lines;
-        char *copy = strdup(r.out);
-        size_t n = it_split_lines(copy, &lines);
-        for (size_t i = 0; i < n; i++) {
-            char name[80];
-            if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
-                it_json_int(lines[i], "next_unacked", &floor);
-            }
-        }
-        free(lines);
-        free(copy);
-    }
+    int64_t floor = it_ctl(&r, c->b[dc], 5000, "groups", topic, NULL) == 0
+                        ? it_group_field(r.out, group, "next_unacked")
+                        : -1;
     it_result_free(&r);
     return floor;
 }

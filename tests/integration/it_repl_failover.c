@@ -93,11 +93,6 @@ static void s_converge(s_run_t *run, const char *topic, int64_t expected) {
                    (long)b, (long)expected);
 }
 
-static int s_cmp(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 //  The msg_ids of B's log of TOPIC (EXPECTED messages), sorted, after
 //  checking per-producer order (so no (producer, producer_seq) twice).
 static int64_t *s_log_ids(it_broker_t *b, const char *topic, size_t expected) {
@@ -127,7 +122,7 @@ static int64_t *s_log_ids(it_broker_t *b, const char *topic, size_t expected) {
         ids[i] = msgs[i].msg_id;
     }
     it_msgs_free(msgs, n);
-    qsort(ids, n, sizeof *ids, s_cmp);
+    qsort(ids, n, sizeof *ids, it_cmp_i64);
     return ids;
 }
 
@@ -141,7 +136,7 @@ static void s_exactly_once(s_run_t *run, const char *topic, size_t expected) {
     }
     cr_assert_eq(memcmp(one, two, expected * sizeof *one), 0, "dc1 and dc2 hold other sets");
     for (size_t i = 0; i < run->acked.count; i++) {
-        cr_assert(bsearch(&run->acked.ids[i], one, expected, sizeof *one, s_cmp),
+        cr_assert(bsearch(&run->acked.ids[i], one, expected, sizeof *one, it_cmp_i64),
                   "acked msg_id %ld missing", (long)run->acked.ids[i]);
     }
     free(one);
@@ -351,7 +346,7 @@ static void s_once_in(s_run_t *run, it_broker_t *b, const char *topic, size_t ex
         cr_assert_neq(ids[i], ids[i - 1], "%s: msg_id %ld twice", b->dc, (long)ids[i]);
     }
     for (size_t i = 0; i < run->acked.count; i++) {
-        cr_assert(bsearch(&run->acked.ids[i], ids, expected, sizeof *ids, s_cmp),
+        cr_assert(bsearch(&run->acked.ids[i], ids, expected, sizeof *ids, it_cmp_i64),
                   "%s: acked msg_id %ld missing", b->dc, (long)run->acked.ids[i]);
     }
     free(ids);

@@ -472,20 +472,6 @@ Test(security, curve_replication) {
 //  ---------------------------------------------------------------------
 //  Floods and memory
 
-//  RssAnon of PID in KiB (heap and stacks, not the LMDB file mapping).
-static long s_rss_anon_kb(pid_t pid, const char *field) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    char *text = it_read_file(path, NULL);
-    long kb = -1;
-    const char *at = text ? strstr(text, field) : NULL;
-    if (at) {
-        kb = strtol(at + strlen(field), NULL, 10);
-    }
-    free(text);
-    return kb;
-}
-
 static int s_tcp_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -508,7 +494,7 @@ Test(security, flood_and_half_open, .timeout = 300) {
     cr_assert_geq((long)lim.rlim_cur, 2300, "need 2,300 descriptors (have %ld)",
                   (long)lim.rlim_cur);
     it_broker_t *b = it_start_broker(NULL);
-    long rss_before = s_rss_anon_kb(b->pid, "RssAnon:");
+    long rss_before = it_rss_anon_kb(b->pid);
 
     //  2,000 half-open connections: TCP up, then nothing (or half a greeting).
     enum { HALF = 2000, GARBAGE = 16 };
@@ -572,7 +558,7 @@ Test(security, flood_and_half_open, .timeout = 300) {
     cr_assert_eq(it_proc_wait(pub, 20000), 0, "the publisher failed during the flood");
     cr_assert_eq(it_proc_wait(sub, 20000), 0, "the subscriber failed during the flood");
     cr_assert_eq(it_proc_lines(sub), 200);
-    long rss_during = s_rss_anon_kb(b->pid, "RssAnon:");
+    long rss_during = it_rss_anon_kb(b->pid);
     it_result_t r;
     it_ctl(&r, b, 5000, "status", NULL);
     it_assert_ok(&r, "status after the flood, half-open connections still open");
@@ -608,7 +594,7 @@ Test(security, paused_consumer_rss, .timeout = 300) {
     }
     cr_assert_geq(it_proc_lines(sub), 2000, "the consumer did not drain the warm-up");
     it_proc_signal(sub, SIGSTOP);
-    long base = s_rss_anon_kb(b->pid, "RssAnon:");
+    long base = it_rss_anon_kb(b->pid);
     long peak = base;
 
     //  60 s of publishing while the consumer is stopped, about 5,000 messages
@@ -620,14 +606,14 @@ Test(security, paused_consumer_rss, .timeout = 300) {
         it_proc_t *pub =
             it_ctl_spawn(b, "pub", "load.t", "--size", "1024", "--count", "5000", NULL);
         while (it_proc_running(pub)) {
-            long now = s_rss_anon_kb(b->pid, "RssAnon:");
+            long now = it_rss_anon_kb(b->pid);
             peak = now > peak ? now : peak;
             it_sleep_ms(100);
         }
         cr_assert_eq(it_proc_wait(pub, 1000), 0, "a publish failed");
         published += 5000;
         it_proc_destroy(&pub);
-        long now = s_rss_anon_kb(b->pid, "RssAnon:");
+        long now = it_rss_anon_kb(b->pid);
         peak = now > peak ? now : peak;
         if (it_now_ms() < round_end) {
             it_sleep_ms((int)(round_end - it_now_ms()));

@@ -149,22 +149,8 @@ static void s_pair_start(s_dc_t *a, s_dc_t *b) {
 static int s_ctl(s_dc_t *dc, it_result_t *r, int timeout_ms, const char *a1, const char *a2,
                  const char *a3, const char *a4, const char *a5, const char *a6, const char *a7,
                  const char *a8, const char *a9, const char *a10) {
-    char *argv[] = {(char *)it_ternctl_path(),
-                    "-s",
-                    dc->client_list,
-                    "--json",
-                    (char *)a1,
-                    (char *)a2,
-                    (char *)a3,
-                    (char *)a4,
-                    (char *)a5,
-                    (char *)a6,
-                    (char *)a7,
-                    (char *)a8,
-                    (char *)a9,
-                    (char *)a10,
-                    NULL};
-    return it_run(r, timeout_ms, NULL, argv);
+    const char *args[] = {a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, NULL};
+    return it_ctl_at(r, dc->client_list, timeout_ms, args);
 }
 
 //  Publishes COUNT messages to TOPIC in DC as PRODUCER from SEQ; adds the
@@ -182,11 +168,6 @@ static void s_pub(s_dc_t *dc, it_acks_t *acked, const char *topic, const char *p
     it_result_free(&r);
 }
 
-static int s_cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 //  TOPIC's msg_ids in DC (sorted into *IDS, caller frees), reading up to
 //  EXPECTED + 10 messages; returns how many.
 static size_t s_read(s_dc_t *dc, const char *topic, size_t expected, int64_t **ids_p) {
@@ -195,16 +176,8 @@ static size_t s_read(s_dc_t *dc, const char *topic, size_t expected, int64_t **i
     it_result_t r;
     s_ctl(dc, &r, 60000, "sub", topic, "--from", "first", "--count", count_s, "--timeout", "2s",
           NULL, NULL);
-    it_msg_t *msgs = NULL;
-    size_t n = it_parse_msgs(r.out, &msgs);
+    size_t n = it_parse_msg_ids(r.out, ids_p);
     it_result_free(&r);
-    int64_t *ids = malloc((n + 1) * sizeof *ids);
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = msgs[i].msg_id;
-    }
-    it_msgs_free(msgs, n);
-    qsort(ids, n, sizeof *ids, s_cmp_i64);
-    *ids_p = ids;
     return n;
 }
 
@@ -264,7 +237,7 @@ static void s_exchange(s_dc_t *a, s_dc_t *b, int per) {
             snprintf(producer, sizeof producer, "%s-p%d", dcs[d]->name, t);
             s_pub(dcs[d], &acked, topic, producer, 1, per);
         }
-        qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+        qsort(acked.ids, acked.count, sizeof *acked.ids, it_cmp_i64);
         cr_assert_eq(acked.count, (size_t)(2 * per), "acks of %s", topic);
         s_verify(dcs, 2, topic, (size_t)(2 * per), &acked);
         it_acks_free(&acked);
@@ -405,7 +378,7 @@ static void s_kill_leader(s_dc_t *dc1, s_dc_t *dc2, s_dc_t *pub_dc, s_dc_t *kill
     if (hold) {
         s_peers_ctl(other, "resume", pub_dc->name);
     }
-    qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+    qsort(acked.ids, acked.count, sizeof *acked.ids, it_cmp_i64);
     s_dc_t *dcs[2] = {dc1, dc2};
     s_verify(dcs, 2, topic, acked.count, &acked);
     //  What the renewals resent (correct, dropped by msg_id): a measure, not
@@ -450,21 +423,10 @@ Test(xdc, receiving_leader_killed) {
 //  next_unacked of GROUP on TOPIC in DC (`ternctl groups`), or -1.
 static int64_t s_ack_floor(s_dc_t *dc, const char *topic, const char *group) {
     it_result_t r;
-    int64_t floor = -1;
-    if (s_ctl(dc, &r, 10000, "groups", topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) ==
-        0) {
-        char *copy = strdup(r.out);
-        char **lines = NULL;
-        size_t n = it_split_lines(copy, &lines);
-        for (size_t i = 0; i < n; i++) {
-            char name[80];
-            if (it_json_str(lines[i], "group", name, sizeof name) && strcmp(name, group) == 0) {
-                it_json_int(lines[i], "next_unacked", &floor);
-            }
-        }
-        free(lines);
-        free(copy);
-    }
+    int64_t floor =
+        s_ctl(dc, &r, 10000, "groups", topic, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) == 0
+            ? it_group_field(r.out, group, "next_unacked")
+            : -1;
     it_result_free(&r);
     return floor;
 }
@@ -489,7 +451,7 @@ static bool s_wait_floor(s_dc_t *dc, const char *topic, const char *group, int64
 static void s_acks_move(s_dc_t *dc1, s_dc_t *dc2, const char *topic, bool kill) {
     it_acks_t acked = {0};
     s_pub(dc1, &acked, topic, "dc1-a", 1, 200);
-    qsort(acked.ids, acked.count, sizeof *acked.ids, s_cmp_i64);
+    qsort(acked.ids, acked.count, sizeof *acked.ids, it_cmp_i64);
     s_dc_t *dcs[2] = {dc1, dc2};
     s_verify(dcs, 2, topic, 200, &acked);
     it_acks_free(&acked);
@@ -549,22 +511,6 @@ Test(xdc, ack_state_survives_receiving_failover) {
     s_acks_move(&dc1, &dc2, "xdc.ack.fail", true);
 }
 
-//  True if the current run's log of node B holds NEEDLE.
-static bool s_logged(it_broker_t *b, const char *needle) {
-    FILE *f = fopen(b->log_path, "r");
-    if (!f) {
-        return false;
-    }
-    fseek(f, b->log_offset, SEEK_SET);
-    char line[1024];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f)) {
-        found = strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return found;
-}
-
 //  A leadership start on a node whose link to a single-node peer DC is
 //  live renews that link's session in place (review15 m3): the link is not
 //  refused, counts no failure and waits out no backoff; the successor
@@ -577,7 +523,7 @@ Test(xdc, leadership_start_keeps_a_live_link) {
     s_kill_leader(&dc1, &dc2, &dc1, &dc1, "xdc.lead.start", false);
     for (int i = 0; i < dc1.count; i++) {
         if (it_broker_alive(dc1.node[i], NULL)) {
-            cr_assert(!s_logged(dc1.node[i], "link to dc2 lost"),
+            cr_assert(!it_broker_logged(dc1.node[i], "link to dc2 lost"),
                       "dc1 node %u dropped its live link to dc2 at a leadership start",
                       dc1.first_id + (uint32_t)i);
         }

@@ -33,25 +33,6 @@ static void s_teardown(void) {
 
 TestSuite(xdc_order, .fini = s_teardown, .timeout = 600);
 
-//  `ternctl cluster verify` in DC D until it passes or 30 s ran out (the
-//  followers apply asynchronously); its last exit code.
-static int s_verify(it_xdc_t *x, int d) {
-    int64_t deadline = it_now_ms() + 30000;
-    for (;;) {
-        it_result_t r;
-        int rc = it_ctl(&r, x->dc[d].node[0], 60000, "cluster", "verify", NULL);
-        if (rc != 0 && it_now_ms() < deadline) {
-            it_result_free(&r);
-            it_sleep_ms(1000);
-            continue;
-        }
-        fprintf(stderr, "xdc_order: %s: cluster verify: exit %d\n%s%s", x->dc[d].name, rc, r.out,
-                r.err);
-        it_result_free(&r);
-        return rc;
-    }
-}
-
 //  How many times the nodes of DC D logged a failed apply of their
 //  partition's stream (each one restarts the catch-up).
 static int s_failed_applies(it_xdc_t *x, int d) {
@@ -103,7 +84,7 @@ Test(xdc_order, inbound_records_between_local_publishes) {
     for (int d = 0; d < 2; d++) {
         cr_expect_eq(s_failed_applies(x, d), 0, "a follower of %s failed to apply its stream",
                      x->dc[d].name);
-        cr_assert_eq(s_verify(x, d), 0, "the replicas of %s differ", x->dc[d].name);
+        cr_assert_eq(it_xdc_verify(x, d, 30000), 0, "the replicas of %s differ", x->dc[d].name);
     }
     it_xdc_destroy(&s_current);
 }

@@ -31,13 +31,7 @@ TestSuite(xdc_outbox, .fini = it_cluster_teardown, .timeout = 300);
 
 //  ternctl against every client endpoint of C (libtern follows leaders).
 static int s_ctl(it_cluster_t *c, it_result_t *r, const char *const *args) {
-    char *argv[24] = {(char *)it_ternctl_path(), "-s", c->endpoints, "--json"};
-    size_t n = 4;
-    for (size_t i = 0; args[i] && n < 23; i++) {
-        argv[n++] = (char *)args[i];
-    }
-    argv[n] = NULL;
-    return it_run(r, 60000, NULL, argv);
+    return it_ctl_at(r, c->endpoints, 60000, args);
 }
 
 //  Publishes COUNT messages to TOPIC as producer P from SEQ; adds the acked

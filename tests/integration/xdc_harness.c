@@ -6,9 +6,9 @@
     is written as the drill goes and checked by bin/tern-check at the end.
 */
 #include "xdc_harness.h"
+#include "cluster_harness.h"
 #include "tern_err.h"
 #include "tern_partition.h"
-#include "tern_store.h"
 #include "test_port.h"
 
 #include <criterion/criterion.h>
@@ -247,13 +247,7 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
 //  ternctl with every client endpoint of DC D and ARGV (NULL-terminated,
 //  at most 16).
 static int s_ctl(it_xdc_t *self, int d, it_result_t *r, int timeout_ms, const char *const *args) {
-    char *argv[24] = {(char *)it_ternctl_path(), "-s", self->dc[d].client_list, "--json"};
-    int n = 4;
-    for (size_t k = 0; args[k] && n < 23; k++) {
-        argv[n++] = (char *)args[k];
-    }
-    argv[n] = NULL;
-    return it_run(r, timeout_ms, NULL, argv);
+    return it_ctl_at(r, self->dc[d].client_list, timeout_ms, args);
 }
 
 //  An acknowledged publish into the history.
@@ -402,27 +396,14 @@ int it_xdc_pub(it_xdc_t *self, int d, const char *topic, const char *producer, u
 //  ---------------------------------------------------------------------------
 //  Convergence and the end of a drill
 
-static int s_cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 //  TOPIC's msg_ids in DC D, sorted into *IDS_P (caller frees); how many.
 static size_t s_read_ids(it_xdc_t *self, int d, const char *topic, int64_t **ids_p) {
     const char *args[] = {"sub",     topic,       "--from", "first", "--count",
                           "1000000", "--timeout", "1s",     NULL};
     it_result_t r;
     s_ctl(self, d, &r, 120000, args);
-    it_msg_t *msgs = NULL;
-    size_t n = it_parse_msgs(r.out, &msgs);
+    size_t n = it_parse_msg_ids(r.out, ids_p);
     it_result_free(&r);
-    int64_t *ids = malloc((n + 1) * sizeof *ids);
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = msgs[i].msg_id;
-    }
-    it_msgs_free(msgs, n);
-    qsort(ids, n, sizeof *ids, s_cmp_i64);
-    *ids_p = ids;
     return n;
 }
 
@@ -485,37 +466,12 @@ static void s_consume(it_xdc_t *self, int d, const char *topic) {
     it_result_free(&r);
 }
 
-//  Every stored message of TOPIC in the data dir of node I of DC D (not
-//  running) as stored lines after its node line.
+//  The history lines of TOPIC in the data dir of node I of DC D (not
+//  running).
 static void s_dump_node(it_xdc_t *self, int d, int i, const char *topic) {
-    it_xdc_dc_t *dc = &self->dc[d];
-    tern_store_config_t config;
-    tern_store_config_defaults(&config);
-    config.dir = dc->node[i]->data_dir;
-    tern_err_t err = TERN_OK;
-    tern_store_t *store = tern_store_new(&config, &err);
-    cr_assert(store, "%s node %d: cannot open %s: %s", dc->name, i, config.dir, tern_strerror(err));
-    tern_store_reader_t *reader = tern_store_reader_new(store);
-    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
-    fprintf(self->hist, "{\"ev\":\"node\",\"dc\":\"%s\",\"node\":\"n%u\",\"topic\":\"%s\"}\n",
-            dc->name, dc->first_id + (uint32_t)i, topic);
-    tern_topic_info_t info;
-    if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
-        tern_frame_t msg;
-        uint64_t seq = 1;
-        while (tern_store_read_next(reader, info.id, seq, &msg) == TERN_OK) {
-            fprintf(self->hist,
-                    "{\"ev\":\"stored\",\"dc\":\"%s\",\"node\":\"n%u\",\"topic\":\"%s\","
-                    "\"seq\":%llu,\"msg_id\":%llu,\"producer\":\"%s\",\"producer_seq\":%llu}\n",
-                    dc->name, dc->first_id + (uint32_t)i, topic, (unsigned long long)msg.seq,
-                    (unsigned long long)msg.msg_id, msg.producer,
-                    (unsigned long long)msg.producer_seq);
-            seq = msg.seq + 1;
-        }
-    }
-    tern_store_read_end(reader);
-    tern_store_reader_destroy(&reader);
-    tern_store_destroy(&store);
+    char name[16];
+    snprintf(name, sizeof name, "n%u", self->dc[d].first_id + (uint32_t)i);
+    it_cluster_dump_stored(self->hist, self->dc[d].node[i], self->dc[d].name, name, topic);
 }
 
 //  Which nodes of DC D are in the ISR of TOPIC's partition (bit i for node
@@ -592,8 +548,7 @@ static void s_audit(it_xdc_t *self, int d, const char *topic) {
     it_result_free(&r);
 }
 
-//  s_verify until it passes or TIMEOUT_MS runs out; its last exit code.
-static int s_verify_until(it_xdc_t *self, int d, int timeout_ms) {
+int it_xdc_verify(it_xdc_t *self, int d, int timeout_ms) {
     int64_t deadline = it_now_ms() + timeout_ms;
     int rc;
     while ((rc = s_verify(self, d)) != 0 && it_now_ms() < deadline) {
@@ -625,7 +580,7 @@ void it_xdc_finish(it_xdc_t *self, const char *const *topics, size_t count) {
     //  Before any group: a group's acks travel to the other DCs and into
     //  their followers asynchronously, and verify digests group state too.
     for (int d = 0; d < self->count; d++) {
-        verify[d] = s_verify_until(self, d, 30000);
+        verify[d] = it_xdc_verify(self, d, 30000);
     }
     for (int d = 0; d < self->count; d++) {
         for (size_t t = 0; t < count; t++) {
@@ -639,7 +594,7 @@ void it_xdc_finish(it_xdc_t *self, const char *const *topics, size_t count) {
     //  drills"). TERN_XDC_VERIFY_GROUPS=1 asserts it.
     bool groups = getenv("TERN_XDC_VERIFY_GROUPS") != NULL;
     for (int d = 0; d < self->count; d++) {
-        int rc = verify[d] ? verify[d] : s_verify_until(self, d, groups ? 30000 : 5000);
+        int rc = verify[d] ? verify[d] : it_xdc_verify(self, d, groups ? 30000 : 5000);
         fprintf(stderr, "xdc: %s: verify after the groups read: exit %d%s\n", self->dc[d].name, rc,
                 groups ? "" : " (not asserted)");
         verify[d] = groups ? rc : verify[d];

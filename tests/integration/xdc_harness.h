@@ -116,6 +116,11 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
     waited, or -1 after TIMEOUT_MS (what each DC held on stderr). */
 int64_t it_xdc_converge(it_xdc_t *self, const char *const *topics, size_t count, int timeout_ms);
 
+/*  `ternctl cluster verify` in DC D (each run's output on stderr) until it
+    passes or TIMEOUT_MS runs out (the followers apply asynchronously); its
+    last exit code. */
+int it_xdc_verify(it_xdc_t *self, int d, int timeout_ms);
+
 /*  The end of every drill: converged (asserted last), `ternctl cluster verify`
     in every DC (asserted; run again after the groups read, asserted only
     with TERN_XDC_VERIFY_GROUPS set), a group per DC (g-dcN) reads every topic
