@@ -272,11 +272,7 @@ static void s_ship_run(c_repl_t *self, const char *topic, const tern_gop_t *ops,
         size_t n = count - at < per ? count - at : per, cap = n * S_OP_WIRE + 64;
         c_gframe_t *gf = tern_alloc(sizeof *gf);
         if (s_opens(ops + at, n)) {
-            gf->pos = ++lead->end;
-            lead->ship_ms[gf->pos % C_RING] = tern_now_ms();
-            if (!self->deferred) {
-                lead->reps[0].durable = gf->pos; //  the storer committed it here
-            }
+            gf->pos = c_next_pos(self, lead, tern_now_ms());
             c_need_t *need = c_held_need(self, held, pt);
             need->pos = gf->pos > need->pos ? gf->pos : need->pos;
         }

@@ -42,12 +42,7 @@ void c_inbound(c_repl_t *self, tern_repl_batch_t *batch) {
     //  The commit's NOTICE (its records for route) comes after its
     //  COMMITTED and waits for these records too.
     c_last_needs_add(self, held);
-    if (self->inbound_tail) {
-        self->inbound_tail->next = held;
-    } else {
-        self->inbound = held;
-    }
-    self->inbound_tail = held;
+    c_held_push(&self->inbound, &self->inbound_tail, held);
 }
 
 //  Gives HELD's batch back to repl (its err: the first failed partition's)

@@ -167,7 +167,7 @@ void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame
     }
 }
 
-static c_need_t *s_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
+c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
     for (size_t i = 0; i < held->count; i++) {
         if (held->needs[i].pt == pt) {
             return &held->needs[i];
@@ -191,17 +191,9 @@ void c_ship_next(c_repl_t *self, c_need_t *need, const tern_frame_t *frame,
         need->pos = need->pos > lead->end ? need->pos : lead->end;
         return;
     }
-    uint64_t pos = ++lead->end;
-    lead->ship_ms[pos % C_RING] = now;
-    if (!self->deferred) {
-        lead->reps[0].durable = pos; //  the storer committed it here
-    }
+    uint64_t pos = c_next_pos(self, lead, now);
     c_ship_record(self, need->pt, lead, frame, res, body, pos);
     need->pos = pos;
-}
-
-c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt) {
-    return s_need(self, held, pt);
 }
 
 void c_topic_frame(tern_frame_t *frame, uint32_t pt, uint64_t epoch, uint64_t pos,
@@ -231,11 +223,7 @@ static uint64_t s_ship_topic(c_repl_t *self, uint32_t pt, c_lead_t *lead, const 
                   : admin->op == TERN_ADMIN_TOPIC_PURGE ? TERN_CREPL_TOPIC_PURGE
                                                         : TERN_CREPL_TOPIC_PUT;
     tern_topic_limits_t limits = {admin->max_age_ms, admin->max_msgs, admin->max_bytes};
-    uint64_t pos = ++lead->end;
-    lead->ship_ms[pos % C_RING] = now;
-    if (!self->deferred) {
-        lead->reps[0].durable = pos;
-    }
+    uint64_t pos = c_next_pos(self, lead, now);
     tern_frame_t frame;
     char text[96];
     c_topic_frame(&frame, pt, lead->epoch, pos, admin->topic, op, &limits, text, sizeof text);
@@ -277,7 +265,7 @@ static void s_ship_admins(c_repl_t *self, c_held_t *held, size_t k, uint64_t now
         }
         next->pubs_before = SIZE_MAX; //  shipped
         uint32_t pt = c_partition_of(self, next->topic);
-        c_need_t *need = s_need(self, held, pt);
+        c_need_t *need = c_held_need(self, held, pt);
         if (!need->decided) {
             need->pos = s_ship_topic(self, pt, &self->leads[pt], next, now);
         }
@@ -331,7 +319,7 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
                 continue;
             }
             uint32_t pt = c_partition_of(self, pub->frame.topic);
-            c_need_t *need = s_need(self, held, pt);
+            c_need_t *need = c_held_need(self, held, pt);
             if (!need->decided) {
                 c_ship_next(self, need, &pub->frame, &pub->result, &pub->body, now);
             }
@@ -340,12 +328,7 @@ void c_committed(c_repl_t *self, tern_committed_t *item) {
     s_ship_admins(self, held, SIZE_MAX - 1, now);
     //  The commit's NOTICE comes next on the inbox and waits for the same.
     c_last_needs_add(self, held);
-    if (self->held_tail) {
-        self->held_tail->next = held;
-    } else {
-        self->held = held;
-    }
-    self->held_tail = held;
+    c_held_push(&self->held, &self->held_tail, held);
 }
 
 //  Gives HELD's item to conn: the publishes of every failed partition carry
@@ -358,7 +341,7 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
             if (pub->result.err != TERN_OK) {
                 continue;
             }
-            c_need_t *need = s_need(self, held, c_partition_of(self, pub->frame.topic));
+            c_need_t *need = c_held_need(self, held, c_partition_of(self, pub->frame.topic));
             if (need->err != TERN_OK) {
                 pub->result.err = need->err;
                 atomic_fetch_add_explicit(need->err == TERN_ETIMEOUT ? &self->stats->unconfirmed
@@ -369,7 +352,7 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
     }
     for (tern_admin_t *a = item->admins; a && held->count; a = a->next) {
         if (s_topic_op(a)) { //  the ISR has it too, or the client hears why not
-            c_need_t *need = s_need(self, held, c_partition_of(self, a->topic));
+            c_need_t *need = c_held_need(self, held, c_partition_of(self, a->topic));
             //  It ran here already: after a lost leadership, epoch or lease
             //  the outcome is unknown, not "refused" (a client retries
             //  TERN_ENOTLEADER: it would purge or delete twice).
@@ -471,6 +454,15 @@ void c_evaluate(c_repl_t *self) {
     }
 }
 
+void c_held_push(c_held_t **head, c_held_t **tail, c_held_t *held) {
+    if (*tail) {
+        (*tail)->next = held;
+    } else {
+        *head = held;
+    }
+    *tail = held;
+}
+
 static void s_held_free(c_held_t **head, c_held_t **tail) {
     while (*head) {
         c_held_t *held = *head;
@@ -515,8 +507,9 @@ static void s_heartbeats(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
         //  Also to a follower out of the live stream: one that still thinks
         //  it is live sees the gap at once and syncs again.
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
-        //  A position past our end: a group frame it missed (they take no
-        //  position, tern_crepl_group.c) leaves no gap of its own.
+        //  A position past our end: a group frame it missed (only one that
+        //  opens a group takes a position, tern_crepl_group.c) may leave no
+        //  gap of its own.
         frame.position = lead->synced[i] ? lead->end : lead->end + 1;
         if (peer && peer->rid_size &&
             c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0) {

@@ -34,15 +34,6 @@
 #include "tern_crepl_priv.h"
 #include <string.h>
 
-static void s_push(c_repl_t *self, c_held_t *held) {
-    if (self->notices_tail) {
-        self->notices_tail->next = held;
-    } else {
-        self->notices = held;
-    }
-    self->notices_tail = held;
-}
-
 void c_notice(c_repl_t *self, tern_notice_t *notice) {
     c_held_t *held = tern_alloc(sizeof *held);
     held->notice = notice;
@@ -59,7 +50,7 @@ void c_notice(c_repl_t *self, tern_notice_t *notice) {
     if (!self->deferred) {                //  else at SYNCED (c_notices_synced)
         c_group_ship(self, notice, held); //  right behind its commit's records
     }
-    s_push(self, held);
+    c_held_push(&self->notices, &self->notices_tail, held);
 }
 
 typedef struct {
@@ -111,7 +102,7 @@ void c_notice_inherit(c_repl_t *self, uint32_t pt) {
     held->count = held->cap = 1;
     held->needs = tern_alloc(sizeof *held->needs);
     held->needs[0] = (c_need_t){pt, lead->epoch, 1, false, TERN_OK};
-    s_push(self, held);
+    c_held_push(&self->notices, &self->notices_tail, held);
 }
 
 static void s_free(c_held_t *held) {

@@ -243,6 +243,17 @@ void c_committed(c_repl_t *self, tern_committed_t *item);
 void c_ship_record(c_repl_t *self, uint32_t pt, c_lead_t *lead, const tern_frame_t *src,
                    const tern_append_result_t *res, zmq_msg_t *body, uint64_t pos);
 
+//  LEAD's next stream position (its new end), shipped at NOW: durable here
+//  at once unless the storer flushes after handing over (self->deferred).
+//  Inline: once per shipped record.
+static inline uint64_t c_next_pos(c_repl_t *self, c_lead_t *lead, uint64_t now) {
+    uint64_t pos = ++lead->end;
+    lead->ship_ms[pos % C_RING] = now;
+    if (!self->deferred) {
+        lead->reps[0].durable = pos; //  the storer committed it here
+    }
+    return pos;
+}
 //  Ships a committed record (FRAME stored at RES, payload BODY) of NEED's
 //  partition at its next position (c_ship_record) and raises NEED's
 //  position to it; a duplicate ships nothing and waits for the end.
@@ -255,6 +266,10 @@ void c_last_needs_add(c_repl_t *self, const c_held_t *held);
 //  HELD's need for PT, added (undecided, or failed when we do not lead PT)
 //  when missing.
 c_need_t *c_held_need(c_repl_t *self, c_held_t *held, uint32_t pt);
+
+//  Appends HELD to the FIFO at *HEAD / *TAIL (held items, cross-DC batches,
+//  NOTICEs).
+void c_held_push(c_held_t **head, c_held_t **tail, c_held_t *held);
 
 //  Decides HELD's undecided needs where it can (c_decide, at NOW); true
 //  once every one is decided.

@@ -54,18 +54,24 @@ static void s_group_remove_consumer(r_group_t *group, r_sub_t *sub) {
     }
 }
 
-//  Destroys GROUP: its pending entries (released from their holders) and its
-//  consumer links.
-//  GROUP's OPEN is back (or the group is gone): the SUBSCRIBE that made it
-//  is answered once none of its new groups is still opening.
-static void s_open_done(r_route_t *self, r_group_t *group) {
-    r_sub_t *sub = group->opener;
-    group->opener = NULL;
+//  One thing SUB's OK waited for is done (r_handle_sub's joins, or a new
+//  group's OPEN): the OK goes when it was the last.
+static void s_ok_wait_done(r_route_t *self, r_sub_t *sub) {
     if (sub && sub->ok_waits > 0 && --sub->ok_waits == 0) {
         r_send_ok(self, sub->session, sub->ok_req, sub->id);
     }
 }
 
+//  GROUP's OPEN is back (or the group is gone): the SUBSCRIBE that made it
+//  is answered once none of its new groups is still opening.
+static void s_open_done(r_route_t *self, r_group_t *group) {
+    r_sub_t *sub = group->opener;
+    group->opener = NULL;
+    s_ok_wait_done(self, sub);
+}
+
+//  Destroys GROUP: its pending entries (released from their holders) and its
+//  consumer links.
 void r_group_destroy(r_route_t *self, r_group_t *group) {
     s_open_done(self, group);
     while (group->head) {
@@ -403,9 +409,7 @@ void r_handle_sub(r_route_t *self, r_session_t *session, tern_event_t *ev) {
             s_join(self, sub, topic, false);
         }
     }
-    if (sub->ok_waits > 0 && --sub->ok_waits == 0) {
-        r_send_ok(self, session, ev->req_id, sub->id);
-    }
+    s_ok_wait_done(self, sub); //  the joins are done
     if (self->config->verbose) {
         zsys_info("route: session %" PRIu64 " sub %" PRIu64 " on %s group '%s' window %u",
                   session->id, sub->id, sub->pattern, sub->group, sub->window);
