@@ -106,7 +106,13 @@ static size_t s_read_live(it_raw_t *raw, const tern_partmap_record_t *rec, const
     uint64_t next = caught + 1;
     size_t frames = 0, records = 0;
     tern_frame_t in;
-    while (records < want && it_raw_recv(raw, &in, 30000) == TERN_OK) {
+    //  One deadline for the whole read: heartbeats keep coming when the
+    //  records do not (the leader dropped this follower), so a wait per frame
+    //  would never run out.
+    int64_t deadline = it_now_ms() + 30000;
+    int64_t left;
+    while (records < want && (left = deadline - it_now_ms()) > 0 &&
+           it_raw_recv(raw, &in, (int)left) == TERN_OK) {
         if (in.cmd == TERN_CMD_CREPL_HEARTBEAT) {
             continue;
         }
