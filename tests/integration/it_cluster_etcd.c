@@ -118,7 +118,10 @@ typedef struct {
     it_raw_t *raw;    //  session with the node alone
     char topic[64];   //  of a partition it leads
     uint64_t req;     //  last req_id sent
-    int64_t refused;  //  it_now_ms() of its first refusal, 0: none yet
+    int64_t sent;     //  it_now_ms() when the last probe was sent
+    int64_t acked;    //  send time of the last acknowledged probe
+    int64_t refused;  //  send time of the first refused probe, 0: none yet
+    int64_t answered; //  it_now_ms() when that refusal came
     uint32_t code;    //  that refusal's code
     char reason[300]; //  and its reason
 } s_probe_t;
@@ -135,16 +138,23 @@ static bool s_probe_once(s_probe_t *pr, uint32_t cmd) {
         f.payload = (const uint8_t *)"probe";
         f.payload_size = 5;
     }
+    pr->sent = it_now_ms();
     if (it_raw_send_frame(pr->raw, &f) != TERN_OK) {
         return false;
     }
     tern_frame_t reply;
-    //  Answers of earlier probes that timed out may come first: skip them.
-    while (it_raw_recv_reply(pr->raw, &reply, 1000) == TERN_OK) {
+    //  Errors of earlier probes that timed out may come first: skip them.
+    while (it_raw_recv_reply(pr->raw, &reply, 250) == TERN_OK) {
+        if (reply.cmd == TERN_CMD_PUBACK) {
+            //  In order, and only one probe is out at a time.
+            pr->acked = pr->sent;
+            return false;
+        }
         if (reply.req_id != pr->req) {
             continue;
         }
         if (reply.cmd != TERN_CMD_ERROR) {
+            pr->acked = pr->sent;
             return false;
         }
         pr->code = reply.code;
@@ -192,7 +202,8 @@ static void s_detect(const char *lease, bool pause) {
         for (int i = 0; i < cl->count; i++) {
             s_probe_t *pr = &probes[i];
             if (!pr->refused && s_probe_once(pr, TERN_CMD_PUBLISH)) {
-                pr->refused = it_now_ms();
+                pr->refused = pr->sent;
+                pr->answered = it_now_ms();
                 left--;
             }
         }
@@ -200,9 +211,14 @@ static void s_detect(const char *lease, bool pause) {
     }
     for (int i = 0; i < cl->count; i++) {
         s_probe_t *pr = &probes[i];
-        fprintf(stderr, "detect: lease=%s etcd=%s node=%d refused_after_ms=%lld code=%s (%s)\n",
-                lease, pause ? "frozen" : "killed", i,
+        //  The node stopped acknowledging between the last acknowledged
+        //  probe's send and the first refused one's.
+        fprintf(stderr,
+                "detect: lease=%s etcd=%s node=%d last_ack_sent_ms=%lld refused_sent_ms=%lld "
+                "refusal_came_ms=%lld code=%s (%s)\n",
+                lease, pause ? "frozen" : "killed", i, (long long)(pr->acked - fault_at),
                 pr->refused ? (long long)(pr->refused - fault_at) : -1LL,
+                pr->refused ? (long long)(pr->answered - fault_at) : -1LL,
                 tern_errname((int)pr->code), pr->reason);
     }
     //  No delivery without a lease: a subscription is refused as well.
@@ -227,6 +243,10 @@ static void s_detect(const char *lease, bool pause) {
 
 Test(cluster_etcd, detection_default_lease_frozen) {
     s_detect("2s", true);
+}
+
+Test(cluster_etcd, detection_default_lease_killed) {
+    s_detect("2s", false);
 }
 
 Test(cluster_etcd, detection_fast_profile_frozen) {
