@@ -204,6 +204,26 @@ Test(xdc_drills, etcd_quorum_lost) {
     s_drill_finish(&run, "etcd_quorum_lost");
 }
 
+//  (c') dc1's etcd loses one member of three (its leader, SIGKILL) for 10 s
+//  while both DCs publish and ship: the other two keep quorum and elect a
+//  leader, the nodes' clients move to them, and nothing but latency may
+//  show: no pub run may fail.
+Test(xdc_drills, etcd_member_lost) {
+    s_drill_t run;
+    s_drill_start(&run, 3);
+    s_rounds_for(&run, 2000);
+    it_etcd_t *etcd = run.x->dc[0].etcd;
+    int member = it_etcd_leader(etcd);
+    cr_assert_geq(member, 0, "dc1's etcd has no leader");
+    s_fault(&run);
+    it_etcd_kill_member(etcd, member);
+    s_rounds_for(&run, S_CUT_MS);
+    cr_assert(it_etcd_start_member(etcd, member), "dc1's etcd member %d did not restart", member);
+    size_t failed = run.failed;
+    s_drill_finish(&run, "etcd_member_lost");
+    cr_assert_eq(failed, 0, "%zu pub runs failed with one etcd member of three down", failed);
+}
+
 //  (d) dc1's leader of a partition SIGSTOPped across its lease (2 s) while
 //  both DCs publish and ship; then continued.
 Test(xdc_drills, leader_paused) {
