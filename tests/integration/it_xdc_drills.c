@@ -224,6 +224,34 @@ Test(xdc_drills, etcd_member_lost) {
     cr_assert_eq(failed, 0, "%zu pub runs failed with one etcd member of three down", failed);
 }
 
+//  (c'') dc1's etcd (three members) restored from a snapshot taken before a
+//  failover (docs/cluster.md "etcd backup and restore"): dc1's leader of a
+//  topic's partition is killed after the snapshot (the partition moves on:
+//  a new leader and epoch, an ISR without it), every etcd member is restored
+//  from the snapshot while it is down (etcd's record names it leader again,
+//  at an older epoch), then it starts again. Both DCs publish throughout;
+//  the report's times count from the restore.
+Test(xdc_drills, etcd_restored_from_backup) {
+    s_drill_t run;
+    s_drill_start(&run, 3);
+    s_rounds_for(&run, 2000);
+    it_etcd_t *etcd = run.x->dc[0].etcd;
+    char snap[sizeof etcd->root + 16];
+    snprintf(snap, sizeof snap, "%s/backup.db", etcd->root);
+    cr_assert(it_etcd_snapshot_save(etcd, 0, snap), "etcdctl snapshot save failed");
+    int victim = it_xdc_leader_of(run.x, 0, s_topics[0]);
+    cr_assert_geq(victim, 0, "dc1: no leader of %s", s_topics[0]);
+    it_broker_kill(run.x->dc[0].node[victim]);
+    s_rounds_for(&run, 4000);
+    s_fault(&run);
+    cr_assert(it_etcd_restore(etcd, snap), "dc1's etcd did not come back from the snapshot");
+    s_rounds_for(&run, 2000);
+    cr_assert(it_broker_start(run.x->dc[0].node[victim]), "dc1: node %d did not start again",
+              victim);
+    s_rounds_for(&run, 2000);
+    s_drill_finish(&run, "etcd_restored_from_backup");
+}
+
 //  (d) dc1's leader of a partition SIGSTOPped across its lease (2 s) while
 //  both DCs publish and ship; then continued.
 Test(xdc_drills, leader_paused) {
