@@ -477,6 +477,9 @@ static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
     if (self->went_back) {
         until = now;
     }
+    if (self->hold_until_ms > now) {
+        until = s_min(until, self->hold_until_ms); //  the decisions held back
+    }
     return until;
 }
 

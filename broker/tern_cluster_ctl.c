@@ -291,8 +291,8 @@ void tern_cluster_control(tern_cluster_t *self) {
         self->control_since_ms = 0;
         return;
     }
-    if (!tern_cluster_lease_ok(self)) {
-        return; //  we may no longer be the controller: wait for the lease
+    if (!tern_cluster_lease_ok(self) || tern_cluster_holding(self)) {
+        return; //  we may no longer be the controller, or etcd went back
     }
     if (self->control_since_ms == 0) {
         //  Decide on etcd as it is now, not on a watch that may lag (events
@@ -358,6 +358,9 @@ static bool s_handover_write(tern_cluster_t *self, uint32_t p, uint32_t to) {
 }
 
 void tern_cluster_serve_requests(tern_cluster_t *self) {
+    if (tern_cluster_holding(self)) {
+        return; //  etcd went back: they stay queued (tern_cluster_restore.c)
+    }
     pthread_mutex_lock(&self->lock);
     bool pending = self->reqs_pending;
     self->reqs_pending = false;

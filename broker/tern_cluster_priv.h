@@ -79,6 +79,7 @@ struct tern_cluster_t {
     int64_t next_sync_ms;        //  next full re-read of the prefix
     int64_t max_revision;        //  highest etcd revision seen (a read below it: etcd went back)
     bool went_back;              //  etcd went back in time: watch anew
+    int64_t hold_until_ms;       //  ... and take no decision before then (republish first)
     bool republish_due;          //  etcd holds an older record than the view: write ours back
     int64_t next_republish_ms;   //  earliest next try of that write
     bool view_dirty;             //  records changed since the view file was written
@@ -186,6 +187,10 @@ void tern_cluster_view_load(tern_cluster_t *self, const char *data_dir);
 void tern_cluster_view_save(tern_cluster_t *self);
 //  Writes back, by CAS, every record the view holds newer than etcd's.
 void tern_cluster_republish(tern_cluster_t *self);
+//  True for a while after etcd went back: no controller pass, ISR write or
+//  handover, so that every live node can write its newer records back
+//  before anyone decides on the restored ones. Thread only.
+bool tern_cluster_holding(tern_cluster_t *self);
 
 //  tern_cluster_ctl.c
 //  Writes NEXT as it is by CAS on the view's mod_revision of its key; on

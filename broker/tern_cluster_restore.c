@@ -18,9 +18,16 @@
     - the view takes a record only with a higher ver than it holds
       (tern_cluster.c, s_apply_record). When etcd serves an older one, the
       view keeps its own, and this node writes it back by CAS
-      (tern_cluster_republish): a max-register over the live nodes, so etcd
-      ends with the newest record any live node saw, and the controller
-      elects from that record's ISR, never from the restored one;
+      (tern_cluster_republish): the same leader, replicas and ISR, in a new
+      epoch a million vers past what it knew (so past any epoch used before
+      the restore, and past any decision taken meanwhile on the restored
+      record). Every live node does so while its record is newer than
+      etcd's, so etcd ends with the newest record any live node saw, and
+      the controller elects from that record's ISR, never from the
+      restored one;
+    - for two granted TTLs and a second after it saw etcd go back, a node
+      takes no decision (controller pass, ISR write, handover): the others
+      have time to join again and write their newer records back first;
     - the view survives restarts in DATA/cluster-view (the newest record of
       every partition and the highest revision seen, written after every
       change, fsync'd, renamed into place), so nodes restarted after the
@@ -47,6 +54,11 @@
 #include <unistd.h>
 
 #define S_VIEW_FILE "cluster-view"
+//  How far a record written back leaps its ver (and epoch) past everything
+//  the writer knows: further than any node's knowledge from before the
+//  restore can be ahead of it (a few writes), so a node that returns later
+//  with such a record never takes back what was decided since.
+#define S_LEAP 1000000
 
 static uint64_t s_max(uint64_t a, uint64_t b) {
     return a > b ? a : b;
@@ -83,6 +95,13 @@ void tern_cluster_check_revision(tern_cluster_t *self, int64_t revision) {
     }
     self->max_revision = revision;
     self->went_back = true;
+    //  Long enough for a node whose lease the restore lost to join again
+    //  (its restored key expires first: tern_cluster_join.c) and write back.
+    self->hold_until_ms = tern_cluster_now_ms() + 2 * tern_cluster_grant_ttl_s(self) * 1000 + 1000;
+}
+
+bool tern_cluster_holding(tern_cluster_t *self) {
+    return tern_cluster_now_ms() < self->hold_until_ms;
 }
 
 void tern_cluster_view_load(tern_cluster_t *self, const char *data_dir) {
@@ -165,6 +184,11 @@ void tern_cluster_republish(tern_cluster_t *self) {
         if (rec.nreplicas == 0 || rec.ver <= self->etcd_ver[p]) {
             continue;
         }
+        //  Same leader, ISR and replicas, in a new epoch past every epoch
+        //  any node may have seen of this partition: a decision someone
+        //  took on the restored record meanwhile can never look newer.
+        rec.ver = tern_cluster_next_ver(self, &rec) + S_LEAP;
+        rec.epoch = rec.ver;
         if (tern_cluster_cas_write(self, &rec)) {
             char text[TERN_PARTMAP_TEXT_MAX] = "";
             tern_partmap_record_encode(&rec, text, sizeof text);
