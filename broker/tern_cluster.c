@@ -346,6 +346,7 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
 //  Reads the whole prefix again and watches from after it (the start, and
 //  after a COMPACTED watch). False if etcd did not answer.
 bool tern_cluster_load(tern_cluster_t *self) {
+    self->went_back = false; //  this is the new read and watch it asks for
     tern_etcd_watch_destroy(&self->watch);
     int64_t revision = 0;
     char prefix[TERN_CLUSTER_KEY_MAX];
@@ -393,7 +394,6 @@ static void s_check_watch(tern_cluster_t *self) {
         }
     }
     if (why) {
-        self->went_back = false;
         zsys_info("cluster: %s: watching anew", why);
         if (!tern_cluster_load(self)) {
             zsys_error("cluster: cannot re-read the cluster: %s", tern_etcd_reason(self->etcd));
