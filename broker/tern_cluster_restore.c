@@ -47,6 +47,7 @@
 #include "tern_store.h"
 #include <czmq.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,19 @@ void tern_cluster_view_save(tern_cluster_t *self) {
     if (!ok || rename(tmp, self->view_path) != 0) {
         //  The next change tries again.
         zsys_warning("cluster: cannot write %s: %s", self->view_path, strerror(errno));
+        return;
+    }
+    //  The rename itself lasts once the directory is on disk too.
+    char dir[sizeof self->view_path];
+    snprintf(dir, sizeof dir, "%s", self->view_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = 0;
+        int fd = open(dir, O_RDONLY | O_DIRECTORY);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
     }
 }
 

@@ -204,24 +204,38 @@ Test(xdc_drills, etcd_quorum_lost) {
     s_drill_finish(&run, "etcd_quorum_lost");
 }
 
-//  (c') dc1's etcd loses one member of three (its leader, SIGKILL) for 10 s
-//  while both DCs publish and ship: the other two keep quorum and elect a
-//  leader, the nodes' clients move to them, and nothing but latency may
-//  show: no pub run may fail.
-Test(xdc_drills, etcd_member_lost) {
+//  (c') dc1's etcd loses one member of three for 10 s while both DCs
+//  publish and ship, then it restarts. The other two keep quorum. A
+//  follower member: nothing but latency may show, no pub run may fail. The
+//  leader member: the other two are without a leader until one of them
+//  campaigns (etcd's election timeout, 1-2 s by default), and no lease can
+//  be renewed meanwhile; that may exceed a node's fencing margin (3/4 of
+//  its 2 s lease after its last renewal), so failed runs are reported, not
+//  asserted (docs/cluster.md "Detection of etcd trouble").
+static void s_etcd_member_lost(bool leader) {
     s_drill_t run;
     s_drill_start(&run, 3);
     s_rounds_for(&run, 2000);
     it_etcd_t *etcd = run.x->dc[0].etcd;
     int member = it_etcd_leader(etcd);
     cr_assert_geq(member, 0, "dc1's etcd has no leader");
+    member = leader ? member : (member + 1) % etcd->members;
     s_fault(&run);
     it_etcd_kill_member(etcd, member);
     s_rounds_for(&run, S_CUT_MS);
     cr_assert(it_etcd_start_member(etcd, member), "dc1's etcd member %d did not restart", member);
     size_t failed = run.failed;
-    s_drill_finish(&run, "etcd_member_lost");
-    cr_assert_eq(failed, 0, "%zu pub runs failed with one etcd member of three down", failed);
+    s_drill_finish(&run, leader ? "etcd_leader_member_lost" : "etcd_follower_member_lost");
+    cr_assert(leader || failed == 0, "%zu pub runs failed with one etcd follower of three down",
+              failed);
+}
+
+Test(xdc_drills, etcd_follower_member_lost) {
+    s_etcd_member_lost(false);
+}
+
+Test(xdc_drills, etcd_leader_member_lost) {
+    s_etcd_member_lost(true);
 }
 
 //  (c'') dc1's etcd (three members) restored from a snapshot taken before a
