@@ -148,9 +148,10 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
     return true;
 }
 
-//  The view takes a record only if its ver is above the one it holds, so
-//  it never goes back, not even when etcd does (restored from a backup):
-//  it then keeps the newer record and writes it back (republish).
+//  The view takes a record only if its ver is above the one it holds (or
+//  the same ver in a higher epoch: one written back), so it never goes
+//  back, not even when etcd does (restored from a backup): it then keeps
+//  the newer record and writes it back (tern_cluster_republish).
 static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *kv, bool deleted) {
     if (p >= (long)self->partitions || kv->mod_revision <= self->mod_revision[p]) {
         return false; //  what we hold already (our own write, a re-read), or older
@@ -172,6 +173,7 @@ static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *k
     }
     self->mod_revision[p] = deleted ? 0 : kv->mod_revision;
     self->etcd_ver[p] = rec.ver;
+    self->etcd_epoch[p] = rec.epoch;
     tern_partmap_record_t *view = &self->records[p];
     if (view->nreplicas > 0 && rec.ver < view->ver) {
         zsys_error("cluster: etcd holds an older record of partition %ld (ver %" PRIu64
@@ -181,8 +183,8 @@ static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *k
         self->republish_due = true;
         return false;
     }
-    if (rec.ver == view->ver) {
-        return false; //  ours written back, or the same record read again
+    if (rec.ver == view->ver && rec.epoch <= view->epoch) {
+        return false; //  the same record read again (or written back by us)
     }
     *view = rec;
     self->view_dirty = true;
@@ -603,6 +605,7 @@ void tern_cluster_size(tern_cluster_t *self, uint32_t partitions) {
     self->reqs = tern_alloc(partitions * sizeof self->reqs[0]);
     self->positions = tern_alloc(partitions * sizeof self->positions[0]);
     self->etcd_ver = tern_alloc(partitions * sizeof self->etcd_ver[0]);
+    self->etcd_epoch = tern_alloc(partitions * sizeof self->etcd_epoch[0]);
     for (uint32_t p = 0; p < partitions; p++) {
         self->records[p].partition = p;
         self->records[p].leader = TERN_NODE_NONE;
@@ -641,6 +644,7 @@ void tern_cluster_destroy(tern_cluster_t **self_p) {
     free(self->mod_revision);
     free(self->reqs);
     free(self->etcd_ver);
+    free(self->etcd_epoch);
     free((void *)self->positions);
     free(self->members);
     free(self);

@@ -44,6 +44,7 @@ static void s_adopt(tern_cluster_t *self, const tern_partmap_record_t *rec, int6
         view->ver = view->ver ? view->ver : (uint64_t)revision;
         self->mod_revision[rec->partition] = revision;
         self->etcd_ver[rec->partition] = view->ver;
+        self->etcd_epoch[rec->partition] = view->epoch;
         self->view_dirty = true;
     }
     pthread_mutex_unlock(&self->lock);

@@ -103,6 +103,7 @@ struct tern_cluster_t {
     char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
     uint64_t *etcd_ver;             //  per partition: ver of the record etcd holds (0: none)
+    uint64_t *etcd_epoch;           //  per partition: epoch of the record etcd holds
     bool reqs_pending;              //  some entry of reqs is set
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change

@@ -18,13 +18,12 @@
     - the view takes a record only with a higher ver than it holds
       (tern_cluster.c, s_apply_record). When etcd serves an older one, the
       view keeps its own, and this node writes it back by CAS
-      (tern_cluster_republish): the same leader, replicas and ISR, in a new
-      epoch a million vers past what it knew (so past any epoch used before
-      the restore, and past any decision taken meanwhile on the restored
-      record). Every live node does so while its record is newer than
-      etcd's, so etcd ends with the newest record any live node saw, and
-      the controller elects from that record's ISR, never from the
-      restored one;
+      (tern_cluster_republish), as it was, ver included (in a higher epoch
+      only if someone decided on the restored record meanwhile). Every live
+      node does so while its record is newer than etcd's: a max-register,
+      so etcd ends with the newest record any live node saw, and the
+      controller elects from that record's ISR, never from the restored
+      one;
     - for two granted TTLs and a second after it saw etcd go back, a node
       takes no decision (controller pass, ISR write, handover): the others
       have time to join again and write their newer records back first;
@@ -55,11 +54,6 @@
 #include <unistd.h>
 
 #define S_VIEW_FILE "cluster-view"
-//  How far a record written back leaps its ver (and epoch) past everything
-//  the writer knows: further than any node's knowledge from before the
-//  restore can be ahead of it (a few writes), so a node that returns later
-//  with such a record never takes back what was decided since.
-#define S_LEAP 1000000
 
 static uint64_t s_max(uint64_t a, uint64_t b) {
     return a > b ? a : b;
@@ -67,10 +61,14 @@ static uint64_t s_max(uint64_t a, uint64_t b) {
 
 uint64_t tern_cluster_next_ver(tern_cluster_t *self, const tern_partmap_record_t *rec) {
     uint32_t p = rec->partition;
-    uint64_t top = rec->ver;
+    //  Above the epoch too: a record written back may carry an epoch above
+    //  its ver (tern_cluster_republish), and a leader change takes the ver.
+    uint64_t top = s_max(rec->ver, rec->epoch);
     if (p < self->partitions) {
         top = s_max(top, self->records[p].ver);
+        top = s_max(top, self->records[p].epoch);
         top = s_max(top, self->etcd_ver[p]);
+        top = s_max(top, self->etcd_epoch[p]);
         //  The CAS holds only while the key is at this revision, so the
         //  write's own revision is above it.
         top = s_max(top, (uint64_t)self->mod_revision[p]);
@@ -198,11 +196,14 @@ void tern_cluster_republish(tern_cluster_t *self) {
         if (rec.nreplicas == 0 || rec.ver <= self->etcd_ver[p]) {
             continue;
         }
-        //  Same leader, ISR and replicas, in a new epoch past every epoch
-        //  any node may have seen of this partition: a decision someone
-        //  took on the restored record meanwhile can never look newer.
-        rec.ver = tern_cluster_next_ver(self, &rec) + S_LEAP;
-        rec.epoch = rec.ver;
+        //  As it was, ver included, so that the newest knowledge of any
+        //  live node wins whoever writes first. Only if someone decided on
+        //  the restored record meanwhile (a node that did not see etcd go
+        //  back) is its epoch at or above ours: then a new epoch above it,
+        //  so that no node sees an epoch go back.
+        if (self->etcd_epoch[p] >= rec.epoch) {
+            rec.epoch = self->etcd_epoch[p] + 1;
+        }
         if (tern_cluster_cas_write(self, &rec)) {
             char text[TERN_PARTMAP_TEXT_MAX] = "";
             tern_partmap_record_encode(&rec, text, sizeof text);
