@@ -25,8 +25,10 @@
 
     Long form: with TERN_XDC_CUT_S set (tools/chaos/dc-cut.sh), `long_cut`
     cuts for that many seconds, producers paced at TERN_XDC_CUT_RATE
-    (default 20) messages/s per DC and topic. Without root or iproute2 (no
-    namespace can be made) the tests skip.
+    (default 20) messages/s per DC and topic. TERN_XDC_EXTRA adds ternd
+    flags to every node of both tests (e.g. "--repl-heartbeat 300ms", the
+    fast detection of docs/cluster.md "Drills across DCs"). Without root or
+    iproute2 (no namespace can be made) the tests skip.
 */
 #include "xdc_harness.h"
 
@@ -100,7 +102,22 @@ static void s_rounds_for(s_run_t *run, int64_t ms) {
     }
 }
 
-//  The namespaces, the DCs in them, started, their links live, load for 2 s.
+//  TERN_XDC_EXTRA's ternd flags (space-separated, e.g. "--repl-heartbeat
+//  300ms"), NULL-terminated in ARGS (at most 8), kept in BUF.
+static const char *const *s_extra(const char **args, char *buf, size_t cap) {
+    const char *env = getenv("TERN_XDC_EXTRA");
+    snprintf(buf, cap, "%s", env ? env : "");
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, " ", &save); tok && n < 8;
+         tok = strtok_r(NULL, " ", &save)) {
+        args[n++] = tok;
+    }
+    args[n] = NULL;
+    return args;
+}
+
+//  The namespaces, the DCs in them (with TERN_XDC_EXTRA's flags), started,
+//  their links live, load for 2 s.
 static void s_setup(s_run_t *run, int rate) {
     memset(run, 0, sizeof *run);
     run->rate = rate;
@@ -109,7 +126,9 @@ static void s_setup(s_run_t *run, int rate) {
     if (!s_net) {
         cr_skip_test("cannot create network namespaces (needs root and iproute2): %s", why);
     }
-    s_x = it_xdc_new(2, 3, 4, 1, NULL);
+    const char *args[9];
+    char buf[256];
+    s_x = it_xdc_new(2, 3, 4, 1, s_extra(args, buf, sizeof buf));
     cr_assert(strstr(s_x->dc[1].node[2]->endpoint, it_netns_addr(s_net, IT_XDC_HOST(1, 2))),
               "dc2's node 2 listens at %s", s_x->dc[1].node[2]->endpoint);
     it_xdc_start(s_x);
