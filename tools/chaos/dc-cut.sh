@@ -40,6 +40,8 @@ command -v etcd >/dev/null || {
 }
 cmake --build "$build" -j2 --target it_xdc_cut ternd ternctl tern-check >/dev/null
 
+XDC_REPORT='^cut: |^xdc: (converged|publish)|^tern-check: '
+. "$(dirname "$0")/lib.sh"
 failed=0
 for secs in $durations; do
     case $secs in
@@ -50,22 +52,12 @@ for secs in $durations; do
     esac
     log=${LOG:-$build/chaos-dc-cut-$secs.log}
     echo "dc-cut.sh: ${secs} s cut, rate ${RATE:-20}/s per DC and topic, log in $log"
-    # A process group of its own: an interrupted script stops the test and
-    # everything it started (PR_SET_PDEATHSIG) by that group's id; the
-    # test's fini deletes its namespaces.
-    set +e
-    TERN_XDC_CUT_S="$secs" TERN_XDC_CUT_RATE="${RATE:-20}" TERN_XDC_EXTRA="${EXTRA:-}" \
-        setsid "$build/bin/it_xdc_cut" --jobs 1 --filter 'xdc_cut/long_cut' >"$log" 2>&1 &
-    pid=$!
-    trap 'kill -TERM -- "-$pid" 2>/dev/null; wait "$pid"; exit 130' INT TERM HUP
-    wait "$pid"
-    rc=$?
-    trap - INT TERM HUP
-    set -e
-    grep -E '^cut: |^xdc: (converged|publish)|^tern-check: ' "$log" || true
-    grep -E '^\[(FAIL|----)\]' "$log" | head -20 || true
-    if [ "$rc" -ne 0 ]; then
-        echo "dc-cut.sh: ${secs} s FAILED (exit $rc); the full log is $log" >&2
+    # The test deletes its namespaces at its end; an interrupted run leaves
+    # them (`ip netns list`: tern-PID-*; `ip netns del NAME`).
+    export TERN_XDC_CUT_S="$secs" TERN_XDC_CUT_RATE="${RATE:-20}" TERN_XDC_EXTRA="${EXTRA:-}"
+    xdc_run "$log" "$build/bin/it_xdc_cut" --jobs 1 --filter 'xdc_cut/long_cut'
+    if [ "$RC" -ne 0 ]; then
+        echo "dc-cut.sh: ${secs} s FAILED (exit $RC); the full log is $log" >&2
         failed=1
     fi
 done
