@@ -20,10 +20,12 @@
 
 #define S_WAIT_MS 60000 //  startup and leadership waits
 
-//  DCs in network namespaces (the section at the end): the address of DC
-//  D's node I (I -1: its etcd), "127.0.0.1" without namespaces; entering its
+//  DCs in network namespaces (the section at the end): the namespaces
+//  (it_xdc_netns_new's, or NULL: DCs on loopback); the address of DC D's
+//  node I (I -1: its etcd), "127.0.0.1" without namespaces; entering its
 //  host and back to host 0 (false if setns failed); B, node I of DC D,
 //  spawned (or started, when READY) in its host.
+static it_netns_t *s_net;
 static const char *s_addr(int d, int i);
 static bool s_enter(int d, int i);
 static bool s_leave(void);
@@ -61,7 +63,7 @@ static it_broker_t *s_node_new(it_xdc_t *self, it_xdc_dc_t *dc, int i, const cha
             args[n++] = peers[p];
         }
     }
-    if (strcmp(s_addr(d, i), "127.0.0.1") != 0) {
+    if (s_net) {
         args[n++] = "--insecure"; //  not loopback, but the test's own network
     }
     for (size_t k = 0; extra && extra[k] && n < IT_EXTRA_MAX - 1; k++) {
@@ -678,8 +680,6 @@ void it_xdc_destroy(it_xdc_t **self_p) {
 //  DCs in network namespaces and DC cuts (branch dccut; see the .h)
 
 #define S_WATCH_MS 50 //  between two rounds of `peers` of the link watcher
-
-static it_netns_t *s_net; //  it_xdc_netns_new's, or NULL: DCs on loopback
 
 static const char *s_addr(int d, int i) {
     return s_net ? it_netns_addr(s_net, IT_XDC_HOST(d, i)) : "127.0.0.1";

@@ -1,5 +1,6 @@
-/*  xdc_harness.h - several clustered DCs on loopback for the cross-DC drills
-    (issue 15), and the cross-DC history the checker reads.
+/*  xdc_harness.h - several clustered DCs on loopback (or in network
+    namespaces: the last section) for the cross-DC drills (issue 15), and
+    the cross-DC history the checker reads.
 
     N DCs of M nodes each: every DC has its own etcd (one member or three),
     its own cluster name, node ids unique across DCs (DC d's node i has id

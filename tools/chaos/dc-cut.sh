@@ -17,7 +17,9 @@
 #  usage: tools/chaos/dc-cut.sh [SECONDS...]     (default: 30 300)
 #  Environment: BUILD (default ./build, configured: `make build`), RATE
 #  (default 20), EXTRA (ternd flags for every node, space-separated, e.g.
-#  "--repl-heartbeat 300ms"), LOG (default BUILD/chaos-dc-cut-SECONDS.log).
+#  "--repl-heartbeat 300ms"; a cut of 100 s or more adds --dedup-window of
+#  twice the cut unless EXTRA sets one: see below), LOG (default
+#  BUILD/chaos-dc-cut-SECONDS.log).
 #  Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN) and iproute2.
 #
 #  Prints one `cut:` line per run: detection (ms from the cut until the
@@ -54,7 +56,17 @@ for secs in $durations; do
     echo "dc-cut.sh: ${secs} s cut, rate ${RATE:-20}/s per DC and topic, log in $log"
     # The test deletes its namespaces at its end; an interrupted run leaves
     # them (`ip netns list`: tern-PID-*; `ip netns del NAME`).
-    export TERN_XDC_CUT_S="$secs" TERN_XDC_CUT_RATE="${RATE:-20}" TERN_XDC_EXTRA="${EXTRA:-}"
+    # Twins are resolved only while the first copy's dedup entry lives
+    # (storage/dedup_window, 2 min by default; docs/replication.md
+    # "Conflicts"): a longer cut runs with a window of twice the cut, as
+    # the docs tell an operator to, unless EXTRA sets one.
+    extra=${EXTRA:-}
+    case "$extra" in
+    *--dedup-window*) ;;
+    *) [ "$secs" -lt 100 ] || extra="$extra --dedup-window $((secs * 2))s" ;;
+    esac
+    echo "dc-cut.sh: ternd flags:${extra:- (none)}"
+    export TERN_XDC_CUT_S="$secs" TERN_XDC_CUT_RATE="${RATE:-20}" TERN_XDC_EXTRA="$extra"
     xdc_run "$log" "$build/bin/it_xdc_cut" --jobs 1 --filter 'xdc_cut/long_cut'
     if [ "$RC" -ne 0 ]; then
         echo "dc-cut.sh: ${secs} s FAILED (exit $RC); the full log is $log" >&2
