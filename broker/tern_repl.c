@@ -14,7 +14,7 @@
       locally originated records are in the outbox: loop prevention), send
       REPL_HEARTBEAT every repl/heartbeat (1 s), and the peer answers with
       REPL_CONFIRM (after each commit and to each heartbeat). Its state
-      machine (connect, backoff 1 s/5 s/30 s, dead after three heartbeats of
+      machine (connect, backoff 1 s/2 s/5 s, dead after three heartbeats of
       silence, pause) is cluster/tern_peer.c.
     - inbound: the peer's DEALER to our ROUTER. We check its REPL_HELLO
       (version, known DC, node id unique), answer REPL_WELCOME with our
