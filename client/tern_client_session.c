@@ -34,7 +34,13 @@
 //  ---------------------------------------------------------------------------
 //  Connecting
 
-void cl_close_socket(tern_client_t *self) {
+void cl_close_socket(tern_client_t *self, bool flush) {
+    if (self->dealer && !flush) {
+        //  What waits in the socket was meant for a session that is gone
+        //  (or never came): not for whoever listens there next.
+        int linger = 0;
+        zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    }
     if (self->dealer) {
         //  Stop the monitor first: an event the closing dealer emits towards a
         //  PAIR that is already gone blocks libzmq's I/O thread for good, and
@@ -50,13 +56,7 @@ void cl_close_socket(tern_client_t *self) {
 }
 
 void cl_session_lost(tern_client_t *self) {
-    if (self->dealer) {
-        //  What waits in the socket was meant for the lost session: the
-        //  next session sends again what it needs (no linger).
-        int linger = 0;
-        zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);
-    }
-    cl_close_socket(self);
+    cl_close_socket(self, false); //  the next session sends again what it needs
     pthread_mutex_lock(&self->mutex);
     self->ready = false;
     cl_admins_lost(self);
