@@ -9,8 +9,7 @@
 #         run failed. Prints one line per run; exit 0 when every run passed
 #         with no overlap and no libzmq assertion.
 #
-#  docs/client.md ("Threading model") cites its result: no overlap in 15
-#  runs each of it_client_kill and it_checker.
+#  docs/client.md ("Threading model") cites its results (tools/chaos/README.md).
 set -u
 RUNS=${1:-10}
 BUILD=${2:-build}
