@@ -11,12 +11,15 @@
 
     What this node does about it:
     - every record write carries `ver=V` (tern_cluster_next_ver): above
-      every ver this node or etcd held for the key, and at most the write's
-      revision on an etcd that never went back. A leader change takes
+      every ver, epoch and revision this node or etcd held for the key, its
+      low 10 bits the writer's node id, so two nodes deciding on the same
+      restored record write different vers. A leader change takes
       epoch = V. So a record's ver orders its writes across a restore, where
       revisions do not, and epochs never go back;
     - the view takes a record only with a higher ver than it holds
-      (tern_cluster.c, s_apply_record). When etcd serves an older one, the
+      (tern_cluster.c, s_apply_record); two records of one ver that differ
+      are a conflict: every node takes the same winner and writes it back
+      in a new ver and epoch. When etcd serves an older one, the
       view keeps its own, and this node writes it back by CAS
       (tern_cluster_republish), as it was, ver included (in a higher epoch
       only if someone decided on the restored record meanwhile). Every live
@@ -29,13 +32,14 @@
       have time to join again and write their newer records back first;
     - the view survives restarts in DATA/cluster-view (the newest record of
       every partition and the highest revision seen, written after every
-      change, fsync'd, renamed into place), so nodes restarted after the
+      change right after the next renewal, fsync'd, renamed into place),
+      so nodes restarted after the
       restore still know what they saw;
-    - a read whose revision is below the highest one seen means etcd went
-      back: logged, and the view's revision bookkeeping (node keys, the
-      controller key, the records' mod_revisions) starts again from it,
-      with a new watch (the old one waits for revisions etcd no longer
-      has).
+    - a read whose revision is below the highest one seen, or that finds
+      a partition key below the revision we saw it at (a restore with
+      --bump-revision), means etcd went back: logged, and the view's revision bookkeeping (node
+   keys, the controller key, the records' mod_revisions) starts again from it, with a new watch (the
+   old one waits for revisions etcd no longer has), and records etcd lacks are written back too.
 
     What it cannot do: a record's last write known only to nodes that are
     down when the restore happens (the controller's failover, a leader's
@@ -160,6 +164,8 @@ void tern_cluster_view_load(tern_cluster_t *self, const char *data_dir) {
                          (int)len, line);
         }
     }
+    //  Those etcd lacks or holds older (restored meanwhile): written back.
+    self->republish_due = loaded > 0;
     pthread_mutex_unlock(&self->lock);
     fclose(file);
     zsys_info("cluster: node %u: %zu partition records seen before the restart (%s)", self->self_id,
