@@ -247,7 +247,10 @@ static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *k
         self->republish_due = true;
         return false;
     }
-    if (rec.ver == view->ver && view->nreplicas > 0) {
+    if (rec.ver == view->ver) {
+        if (view->nreplicas == 0) {
+            return false; //  no record, as before
+        }
         bool changed = s_same_ver(self, p, &rec, view);
         self->view_dirty = self->view_dirty || changed;
         return changed;

@@ -121,8 +121,10 @@ struct tern_cluster_t {
 //  tern_cluster.c
 int64_t tern_cluster_now_ms(void);
 void tern_cluster_key(tern_cluster_t *self, char *buf, size_t len, const char *what, long id);
-//  Applies one key of PREFIX (a get's pair or a watch event; DELETED: the
-//  key went at KV->mod_revision) to the view under the lock. Thread only.
+//  Applies one key of PREFIX as a read found it (DELETED: the key went at
+//  KV->mod_revision) to the view under the lock: a partition key below the
+//  revision the view holds means etcd went back. (Watch events, which may
+//  lag a read, go through tern_cluster.c's s_apply.) Thread only.
 void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool deleted);
 //  Reads KEY (or PREFIX when PREFIX_READ) again and applies what it finds
 //  (an absent partition key as deleted). TERN_OK or the etcd error.
