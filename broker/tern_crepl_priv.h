@@ -316,6 +316,12 @@ int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint3
 //  (copied). False when it is too large for one: send it alone.
 bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_t hdr_len,
                 const uint8_t *payload, size_t payload_size);
+//  Sends FRAME (pt, ep: of LEAD) to LEAD's synced followers, its header
+//  encoded once in a buffer of its own (never self->buf) and PAYLOAD of
+//  SIZE bytes (malloc'd; ownership taken: ZeroMQ frees it once sent) by
+//  reference; a follower it cannot reach leaves the live stream.
+void c_ship_frame(c_repl_t *self, c_lead_t *lead, const tern_frame_t *frame, uint8_t *payload,
+                  size_t size);
 //  Sends every pending payload to the synced followers (end of each drain).
 void c_ship_flush(c_repl_t *self);
 //  Frees LEAD's pending payload unsent (its leadership ended).
