@@ -113,7 +113,7 @@ typedef struct {
     uint64_t durable;  //  last position committed here
     uint64_t stream;   //  generation: bumps at every (re)sync
     uint64_t inflight; //  its records at the storer
-    bool to_confirm;   //  durable moved in the batch being confirmed
+    bool to_confirm;   //  durable moved: CONFIRM at the end of this inbox drain
     uint64_t rounds;   //  catch-up rounds that stopped short since the last CAUGHT
 } c_follow_t;
 
@@ -196,6 +196,7 @@ typedef struct {
     uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
+    bool confirms_pending;        //  some follows[].to_confirm set (c_confirm_flush)
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
     uint64_t chunk_records;       //  records per SYNC answer (C_CHUNK_RECORDS or the test knob)
     uint64_t next_hb_ms;          //  next heartbeat round
@@ -382,8 +383,12 @@ void c_follow_stop(c_repl_t *self, uint32_t pt);
 void c_follow_timers(c_repl_t *self, uint64_t now);
 //  Frames on a DEALER (TRUNCATE, RECORD, CAUGHT, HEARTBEAT).
 void c_handle_dealer(c_repl_t *self, c_link_t *link);
-//  The storer committed BATCH (takes ownership): confirm to the leaders.
+//  The storer committed BATCH (takes ownership): the positions it made
+//  durable are confirmed to the leaders at the next c_confirm_flush.
 void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch);
+//  Sends one CONFIRM per partition whose durable position moved since the
+//  last call (end of each inbox drain and timer turn).
+void c_confirm_flush(c_repl_t *self);
 void c_flush_batch(c_repl_t *self);
 void c_links_close(c_repl_t *self);
 
