@@ -25,6 +25,11 @@
       second, and SYNC again holding N + 1 (its hole guard); the answer's
       catch-up (N + 2, N + 3) fills the hole, and once it confirmed that, the
       follower's store (node stopped) holds 1..N + 3 with no hole.
+    - catch_up_ends_where_the_leader_log_ends: a topic with a 1 s max age,
+      records all expired on the leader; a fake follower that SYNCs holding
+      seq 2 of it gets no record of it, and a CREPL_TRUNCATE to the leader's
+      last seq (its copy must end there, or the next live record would fail
+      its hole guard).
 */
 #include "cluster_harness.h"
 #include "tern.h"
@@ -85,28 +90,56 @@ static void s_send_junk(it_raw_t *raw, const tern_partmap_record_t *rec) {
     cr_assert(it_raw_send(raw, hdr, len, NULL, 0)); //  its payload missing
 }
 
-//  Sends CREPL_SYNC as node FOLLOWER holding nothing, reads the answer up to
-//  CAUGHT; returns CAUGHT's position (0: no answer this time).
-static uint64_t s_sync(it_raw_t *raw, const tern_partmap_record_t *rec, uint32_t follower) {
+//  What an answer to a SYNC held, up to its CAUGHT.
+typedef struct {
+    uint64_t caught;  //  CAUGHT's position (0: no answer this time)
+    size_t records;   //  CREPL_RECORDs of the topic asked about
+    uint64_t end;     //  its CREPL_TRUNCATE's seq (UINT64_MAX: none)
+    bool end_is_last; //  that TRUNCATE came after every record of the topic
+} s_answer_t;
+
+//  Sends CREPL_SYNC (request REQ) as node FOLLOWER with LINES (its topics and
+//  last seqs), reads the answer up to CAUGHT, noting what it said of TOPIC
+//  (may be NULL).
+static s_answer_t s_sync_with(it_raw_t *raw, const tern_partmap_record_t *rec, uint32_t follower,
+                              const char *lines, const char *topic, uint64_t req) {
     tern_frame_t f;
     tern_frame_init(&f, TERN_CMD_CREPL_SYNC);
-    f.req_id = 7;
+    f.req_id = req;
     f.partition = S_PT;
     f.epoch = rec->epoch;
     f.node_id = follower;
-    f.payload = (const uint8_t *)"";
-    f.payload_size = 0;
+    f.payload = (const uint8_t *)lines;
+    f.payload_size = strlen(lines);
     f.fields |= TERN_F_PAYLOAD;
     cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    s_answer_t answer = {0, 0, UINT64_MAX, false};
     tern_frame_t in;
     while (it_raw_recv(raw, &in, 1000) == TERN_OK) {
-        if (in.cmd == TERN_CMD_CREPL_CAUGHT && in.req_id == 7) {
+        if (in.req_id != req) {
+            continue;
+        }
+        bool ours = topic && strcmp(in.topic, topic) == 0;
+        if (in.cmd == TERN_CMD_CREPL_RECORD && ours) {
+            answer.records++;
+            answer.end_is_last = false;
+        } else if (in.cmd == TERN_CMD_CREPL_TRUNCATE && ours) {
+            answer.end = in.seq;
+            answer.end_is_last = true;
+        } else if (in.cmd == TERN_CMD_CREPL_CAUGHT) {
             cr_assert_eq(in.partition, S_PT);
             cr_assert_eq(in.epoch, rec->epoch);
-            return in.position;
+            answer.caught = in.position;
+            break;
         }
     }
-    return 0;
+    return answer;
+}
+
+//  Sends CREPL_SYNC as node FOLLOWER holding nothing, reads the answer up to
+//  CAUGHT; returns CAUGHT's position (0: no answer this time).
+static uint64_t s_sync(it_raw_t *raw, const tern_partmap_record_t *rec, uint32_t follower) {
+    return s_sync_with(raw, rec, follower, "", NULL, 7).caught;
 }
 
 //  Reads the live stream until WANT records came (or 30 s of silence);
@@ -465,5 +498,47 @@ Test(cluster_records, live_hole_makes_the_follower_sync) {
     }
     tern_store_reader_destroy(&r);
     tern_store_destroy(&store);
+    it_cluster_destroy(&cl);
+}
+
+Test(cluster_records, catch_up_ends_where_the_leader_log_ends) {
+    tern_partmap_record_t rec;
+    int leader;
+    uint32_t follower;
+    char topic[64];
+    it_cluster_t *cl = s_cluster_up(s_long_lease, &rec, &leader, &follower, "ttl", topic);
+    tern_client_options_t options;
+    tern_client_options_init(&options);
+    tern_client_t *client = it_cluster_client(cl, leader, &options);
+    tern_header_t args[2] = {{"topic", topic}, {"max_age_ms", "1000"}};
+    char *json = NULL;
+    cr_assert_eq(tern_admin(client, "topic.create", args, 2, &json, 15000), TERN_OK, "%s",
+                 tern_last_reason());
+    free(json);
+    it_cluster_publish_until_acked(client, topic);
+    uint64_t n = 0;
+    it_pub_async(client, topic, "gone-", 4, s_max_seq, &n);
+    cr_assert_eq(tern_flush(client, 60000), TERN_OK);
+    tern_client_destroy(&client);
+    cr_assert(n >= 5 && n != UINT64_MAX, "a publish failed (or none acknowledged)");
+    it_cluster_kill_node(cl, (int)follower);
+
+    it_raw_t *raw = it_raw_new(cl->listen[leader]);
+    cr_assert_not_null(raw);
+    char lines[128];
+    snprintf(lines, sizeof lines, "2 %s\n", topic);
+    s_answer_t answer = {0, 1, UINT64_MAX, false};
+    //  Until the leader's sweep removed them all (1 s age, 1 s sweeps).
+    for (uint64_t req = 100; req < 160 && (answer.caught == 0 || answer.records > 0); req++) {
+        it_sleep_ms(500);
+        cr_assert(it_cluster_record(cl, S_PT, &rec, false));
+        answer = s_sync_with(raw, &rec, follower, lines, topic, req);
+    }
+    cr_assert_gt(answer.caught, 0, "the leader never answered the SYNC");
+    cr_assert_eq(answer.records, 0, "the leader's records never expired");
+    cr_assert_eq(answer.end, n, "the catch-up did not end the copy at %" PRIu64 " (%" PRIu64 ")", n,
+                 answer.end);
+    cr_assert(answer.end_is_last);
+    it_raw_destroy(&raw);
     it_cluster_destroy(&cl);
 }
