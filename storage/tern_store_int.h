@@ -457,9 +457,9 @@ typedef enum {
 typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
-    bool flag;               //  APPEND: local; APPEND_REPLICA: live (seq must be last + 1);
-                             //  TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only;
-    //  DELIVER, ACK: folded with its ack / delivery in this batch (st_group_fold)
+    bool flag; //  APPEND: local; APPEND_REPLICA: live (seq = last + 1); TOPIC_DELETE: purge
+               //  only; DLQ_REPLAY: seq a only; DELIVER, ACK: folded with its ack / delivery
+               //  in this batch (st_group_fold)
     tern_append_result_t *result;  //  APPEND, APPEND_REPLICA, ACKSTATE_APPLY: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
