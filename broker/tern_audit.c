@@ -21,6 +21,7 @@
     ack-state apply), and no DELIVERED: it was not delivered here.
 */
 #include "tern_audit.h"
+#include "tern_partition.h"
 #include "tern_work.h"
 #include <inttypes.h>
 #include <stdio.h>
@@ -401,9 +402,17 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
         }
         tern_json_raw(out, "]");
         //  Replication: which peers confirmed the outbox position of this
-        //  (locally originated) message.
+        //  (locally originated) message. In a cluster, positions are per
+        //  partition: the topic's partition's confirmation covers it (none
+        //  when the topic is gone: its partition is not known any more).
         uint64_t position = 0;
         tern_store_trace_outbox(reader, msg_id, &position);
+        bool clustered = config && config->etcd[0];
+        if (clustered && !topic.name[0]) {
+            position = 0;
+        }
+        uint32_t pt =
+            clustered ? tern_partition_of(topic.name, strlen(topic.name), config->partitions) : 0;
         tern_json_key_u64(out, "outbox_position", position);
         tern_json_sep(out);
         tern_json_str(out, "replicas");
@@ -411,7 +420,11 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
         for (uint32_t p = 0; position && config && p < config->peer_count && p < TERN_PEERS_MAX;
              p++) {
             uint64_t confirmed = 0;
-            if (tern_store_outbox_confirmed(reader, config->peers[p].name, &confirmed) != TERN_OK) {
+            tern_err_t err =
+                clustered
+                    ? tern_store_outbox_confirmed_pt(reader, config->peers[p].name, pt, &confirmed)
+                    : tern_store_outbox_confirmed(reader, config->peers[p].name, &confirmed);
+            if (err != TERN_OK) {
                 confirmed = 0;
             }
             tern_json_sep(out);
@@ -420,9 +433,10 @@ tern_err_t tern_trace_json(tern_store_reader_t *reader, uint64_t msg_id, uint64_
             tern_json_key_bool(out, "confirmed", confirmed >= position);
             //  When: the recorded time of the peer's first confirmation at
             //  or past the position (0 = not known: not confirmed yet, or
-            //  confirmed before the time was recorded, or swept).
+            //  confirmed before the time was recorded, or swept; always in
+            //  a cluster, which keeps no confirmation history).
             uint64_t at_ns = 0;
-            if (confirmed < position ||
+            if (clustered || confirmed < position ||
                 tern_store_trace_confirmed_at(reader, config->peers[p].name, position, &at_ns) !=
                     TERN_OK) {
                 at_ns = 0;

@@ -334,12 +334,47 @@ Test(xdc, single_node_dc_and_clustered_dc) {
     it_result_free(&r);
 }
 
+//  `ternctl trace` in DC of a message published there says PEER confirmed
+//  it, once PEER holds it. The topic is not in partition 0 and nothing was
+//  published before: a check against another partition's confirmation
+//  (partition 0's, nothing) would never see it.
+static void s_trace_reaches(s_dc_t *dc, s_dc_t *peer) {
+    const char *topic = "xdc.trace1";
+    cr_assert_neq(tern_partition_of(topic, strlen(topic), dc->partitions), 0);
+    it_acks_t acked = {0};
+    s_pub(dc, &acked, topic, "tr", 1, 1);
+    cr_assert_eq(acked.count, 1);
+    s_dc_t *dcs[2] = {dc, peer};
+    s_verify(dcs, 2, topic, 1, &acked);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)acked.ids[0]);
+    char want[80];
+    snprintf(want, sizeof want, "\"peer\":\"%s\",\"confirmed\":true", peer->name);
+    int64_t deadline = it_now_ms() + S_CONVERGE_MS;
+    bool confirmed = false;
+    while (!confirmed) {
+        it_result_t r;
+        s_ctl(dc, &r, 10000, "trace", id, "--json", NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+        confirmed = r.status == 0 && strstr(r.out, want);
+        if (!confirmed && it_now_ms() > deadline) {
+            cr_assert_fail("%s: trace of %s never says %s confirmed it: %s", dc->name, id,
+                           peer->name, r.out);
+        }
+        it_result_free(&r);
+        if (!confirmed) {
+            it_sleep_ms(300);
+        }
+    }
+    it_acks_free(&acked);
+}
+
 //  (a) Two 3-node DCs with different partition counts, producers in both.
 Test(xdc, two_clustered_dcs) {
     s_dc_t dc1, dc2;
     s_dc_init(&dc1, "dc1", 3, 4, 1);
     s_dc_init(&dc2, "dc2", 3, 6, 4);
     s_pair_start(&dc1, &dc2);
+    s_trace_reaches(&dc1, &dc2);
     s_exchange(&dc1, &dc2, 200);
 }
 
