@@ -148,6 +148,10 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
     return true;
 }
 
+//  The view takes a record only if its ver is above the one it holds (or
+//  the same ver in a higher epoch: one written back), so it never goes
+//  back, not even when etcd does (restored from a backup): it then keeps
+//  the newer record and writes it back (tern_cluster_republish).
 static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *kv, bool deleted) {
     if (p >= (long)self->partitions || kv->mod_revision <= self->mod_revision[p]) {
         return false; //  what we hold already (our own write, a re-read), or older
@@ -163,9 +167,27 @@ static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *k
         if (rec.epoch == 0) {
             rec.epoch = (uint64_t)kv->mod_revision; //  a leader change: its own revision
         }
+        if (rec.ver == 0) {
+            rec.ver = (uint64_t)kv->mod_revision; //  written by an older node
+        }
     }
-    self->records[p] = rec;
     self->mod_revision[p] = deleted ? 0 : kv->mod_revision;
+    self->etcd_ver[p] = rec.ver;
+    self->etcd_epoch[p] = rec.epoch;
+    tern_partmap_record_t *view = &self->records[p];
+    if (view->nreplicas > 0 && rec.ver < view->ver) {
+        zsys_error("cluster: etcd holds an older record of partition %ld (ver %" PRIu64
+                   ", epoch %" PRIu64 ") than this node saw (ver %" PRIu64 ", epoch %" PRIu64
+                   "): etcd restored from a backup? keeping ours and writing it back",
+                   p, rec.ver, rec.epoch, view->ver, view->epoch);
+        self->republish_due = true;
+        return false;
+    }
+    if (rec.ver == view->ver && rec.epoch <= view->epoch) {
+        return false; //  the same record read again (or written back by us)
+    }
+    *view = rec;
+    self->view_dirty = true;
     return true;
 }
 
@@ -177,6 +199,9 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
     const char *rest = kv->key + plen + 1;
     bool changed = false;
     pthread_mutex_lock(&self->lock);
+    if (kv->mod_revision > self->max_revision) {
+        self->max_revision = kv->mod_revision;
+    }
     long id = -1;
     if ((id = s_key_id(rest, "nodes")) >= 0) {
         changed = s_apply_node(self, id, kv, deleted);
@@ -242,6 +267,9 @@ tern_err_t tern_cluster_reread(tern_cluster_t *self, const char *key, bool prefi
     if (rc != TERN_OK) {
         return rc;
     }
+    pthread_mutex_lock(&self->lock);
+    tern_cluster_check_revision(self, kvs->revision);
+    pthread_mutex_unlock(&self->lock);
     for (size_t i = 0; i < kvs->count; i++) {
         tern_cluster_apply_kv(self, &kvs->kvs[i], false);
     }
@@ -320,6 +348,7 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
 //  Reads the whole prefix again and watches from after it (the start, and
 //  after a COMPACTED watch). False if etcd did not answer.
 bool tern_cluster_load(tern_cluster_t *self) {
+    self->went_back = false; //  this is the new read and watch it asks for
     tern_etcd_watch_destroy(&self->watch);
     int64_t revision = 0;
     char prefix[TERN_CLUSTER_KEY_MAX];
@@ -352,7 +381,9 @@ bool tern_cluster_load(tern_cluster_t *self) {
 static void s_check_watch(tern_cluster_t *self) {
     int64_t now = tern_cluster_now_ms();
     const char *why = NULL;
-    if (self->watch_down_since_ms && now - self->watch_down_since_ms > self->lease_ms) {
+    if (self->went_back) {
+        why = "etcd went back in time";
+    } else if (self->watch_down_since_ms && now - self->watch_down_since_ms > self->lease_ms) {
         why = "the etcd watch is down";
     } else if (now >= self->next_sync_ms) {
         self->next_sync_ms = now + S_SYNC_LEASES * self->lease_ms;
@@ -442,6 +473,15 @@ static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
     if (self->controller == TERN_NODE_NONE && self->lease != 0) {
         until = s_min(until, self->next_campaign_ms);
     }
+    if (self->republish_due && tern_cluster_lease_ok(self)) {
+        until = s_min(until, self->next_republish_ms);
+    }
+    if (self->went_back) {
+        until = now;
+    }
+    if (self->hold_until_ms > now) {
+        until = s_min(until, self->hold_until_ms); //  the decisions held back
+    }
     return until;
 }
 
@@ -451,6 +491,7 @@ static void *s_thread(void *arg) {
         tern_cluster_tick_keepalive(self);
         tern_cluster_announce(self);
         tern_cluster_serve_requests(self);
+        tern_cluster_republish(self);
         tern_cluster_campaign(self);
         tern_cluster_control(self);
         if (!self->watch) {
@@ -458,6 +499,7 @@ static void *s_thread(void *arg) {
         } else {
             s_check_watch(self);
         }
+        tern_cluster_view_save(self);
         int64_t now = tern_cluster_now_ms();
         int64_t until = s_next_wake(self, now);
         int timeout = until > now ? (int)(until - now) : 0;
@@ -529,6 +571,7 @@ tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoi
     if (!tern_cluster_join(self, config, errbuf, errlen)) {
         goto fail;
     }
+    tern_cluster_view_load(self, config->data_dir);
     if (!tern_cluster_load(self)) {
         snprintf(errbuf, errlen, "cannot read cluster %s from etcd: %s", self->name,
                  tern_etcd_reason(self->etcd));
@@ -561,6 +604,8 @@ void tern_cluster_size(tern_cluster_t *self, uint32_t partitions) {
     self->mod_revision = tern_alloc(partitions * sizeof self->mod_revision[0]);
     self->reqs = tern_alloc(partitions * sizeof self->reqs[0]);
     self->positions = tern_alloc(partitions * sizeof self->positions[0]);
+    self->etcd_ver = tern_alloc(partitions * sizeof self->etcd_ver[0]);
+    self->etcd_epoch = tern_alloc(partitions * sizeof self->etcd_epoch[0]);
     for (uint32_t p = 0; p < partitions; p++) {
         self->records[p].partition = p;
         self->records[p].leader = TERN_NODE_NONE;
@@ -598,6 +643,8 @@ void tern_cluster_destroy(tern_cluster_t **self_p) {
     free(self->records);
     free(self->mod_revision);
     free(self->reqs);
+    free(self->etcd_ver);
+    free(self->etcd_epoch);
     free((void *)self->positions);
     free(self->members);
     free(self);

@@ -16,12 +16,14 @@
       partition record, which the other actors read through the calls below
       (any thread; a mutex guards the copy, calls copy out).
 
-    Epochs. A record's epoch is the etcd revision of the write that made its
-    current leader (a leader change writes the value without `epoch=`, and
-    readers take its mod_revision); a write that changes only the ISR keeps
-    the epoch (the value then carries `epoch=E`). Every in-DC frame carries
-    (partition, epoch) and is fenced against the record with
-    tern_partmap_fence.
+    Epochs. Every record write carries `ver=V`, above every ver of the key
+    the writer or etcd held and at most the write's revision; a leader
+    change takes epoch = V, a write that changes only the ISR keeps the
+    epoch (a value without them, an older node's, gets its mod_revision).
+    So epochs grow with every leader change and never go back, not even
+    when etcd is restored from a backup (tern_cluster_restore.c). Every
+    in-DC frame carries (partition, epoch) and is fenced against the record
+    with tern_partmap_fence.
 
     Fencing by lease. tern_cluster_lease_ok is false from the moment the
     lease may have lapsed: from the send time of the last keepalive that
@@ -70,7 +72,7 @@ typedef struct {
     later, from the controller: watch tern_cluster_version), then returns;
     the actor thread runs until destroy. A node key left by this data dir's
     previous run (same identity, killed less than a lease ago) is waited
-    out, two leases at most. On failure returns NULL and writes one
+    out (two granted TTLs and a second at most). On failure returns NULL and writes one
     line into ERRBUF: etcd unreachable, cluster/partitions differs from the
     cluster's, node id already live, ... (the caller exits 1 with it). */
 tern_cluster_t *tern_cluster_new(const tern_config_t *config, const char *endpoint,

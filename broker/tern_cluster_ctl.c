@@ -3,9 +3,12 @@
     Every write of a partition record is a compare-and-swap: on its key's
     create_revision == 0 (a new record) or on the mod_revision the view
     holds. A CAS that fails means someone else wrote first: the key is read
-    again and the decision is taken again on the next pass. A record whose
-    leader changes is written without `epoch=` (its epoch becomes the
-    write's revision); any other change keeps `epoch=E` in the value.
+    again and the decision is taken again on the next pass. Every write
+    carries `ver=V`, above every ver etcd or the view held for the key
+    (tern_cluster_next_ver), and `epoch=`: V when the leader changes, else
+    the epoch kept. V is at most the write's revision, so epochs stay what
+    they were (revisions) on an etcd that never went back, and never go
+    back when it did (restored from a backup: tern_cluster_restore.c).
 
     The controller (the node holding the lease-bound PREFIX/controller key)
     runs a pass when it becomes controller, on every node up/down, and once
@@ -36,8 +39,13 @@ static void s_adopt(tern_cluster_t *self, const tern_partmap_record_t *rec, int6
     pthread_mutex_lock(&self->lock);
     bool newer = revision > self->mod_revision[rec->partition];
     if (newer) {
-        self->records[rec->partition] = *rec;
+        tern_partmap_record_t *view = &self->records[rec->partition];
+        *view = *rec;
+        view->ver = view->ver ? view->ver : (uint64_t)revision;
         self->mod_revision[rec->partition] = revision;
+        self->etcd_ver[rec->partition] = view->ver;
+        self->etcd_epoch[rec->partition] = view->epoch;
+        self->view_dirty = true;
     }
     pthread_mutex_unlock(&self->lock);
     if (newer) {
@@ -51,10 +59,16 @@ static void s_record_key(tern_cluster_t *self, uint32_t partition, char *buf, si
 
 bool tern_cluster_cas_record(tern_cluster_t *self, const tern_partmap_record_t *rec,
                              bool new_epoch) {
+    tern_partmap_record_t next = *rec;
+    next.ver = tern_cluster_next_ver(self, rec);
+    next.epoch = new_epoch ? next.ver : rec->epoch;
+    return tern_cluster_cas_write(self, &next);
+}
+
+bool tern_cluster_cas_write(tern_cluster_t *self, const tern_partmap_record_t *rec) {
     char key[TERN_CLUSTER_KEY_MAX];
     s_record_key(self, rec->partition, key, sizeof key);
     tern_partmap_record_t next = *rec;
-    next.epoch = new_epoch ? 0 : rec->epoch;
     char value[TERN_PARTMAP_TEXT_MAX];
     if (tern_partmap_record_encode(&next, value, sizeof value) != TERN_OK) {
         return false; //  the rules never make one that breaks an invariant
@@ -66,9 +80,6 @@ bool tern_cluster_cas_record(tern_cluster_t *self, const tern_partmap_record_t *
     int64_t revision = 0;
     tern_err_t rc = tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, &done, &revision);
     if (rc == TERN_OK && done) {
-        if (new_epoch) {
-            next.epoch = (uint64_t)revision;
-        }
         s_adopt(self, &next, revision);
         return true;
     }
@@ -215,8 +226,8 @@ static void s_create_missing(tern_cluster_t *self, const uint32_t *live, size_t 
     size_t count = 0;
     bool waiting = nlive < self->replicas && now - self->control_since_ms < 3 * self->lease_ms;
     for (uint32_t p = 0; p < self->partitions && self->lease; p++) {
-        if (self->mod_revision[p] != 0) {
-            continue;
+        if (self->mod_revision[p] != 0 || self->records[p].nreplicas > 0) {
+            continue; //  etcd has it, or lost it and we write ours back (republish)
         }
         if (waiting) {
             //  Look again when the wait ends, if no node comes first.
@@ -281,8 +292,8 @@ void tern_cluster_control(tern_cluster_t *self) {
         self->control_since_ms = 0;
         return;
     }
-    if (!tern_cluster_lease_ok(self)) {
-        return; //  we may no longer be the controller: wait for the lease
+    if (!tern_cluster_lease_ok(self) || tern_cluster_holding(self)) {
+        return; //  we may no longer be the controller, or etcd went back
     }
     if (self->control_since_ms == 0) {
         //  Decide on etcd as it is now, not on a watch that may lag (events
@@ -348,6 +359,9 @@ static bool s_handover_write(tern_cluster_t *self, uint32_t p, uint32_t to) {
 }
 
 void tern_cluster_serve_requests(tern_cluster_t *self) {
+    if (tern_cluster_holding(self)) {
+        return; //  etcd went back: they stay queued (tern_cluster_restore.c)
+    }
     pthread_mutex_lock(&self->lock);
     bool pending = self->reqs_pending;
     self->reqs_pending = false;

@@ -77,11 +77,15 @@ static bool s_partitions(tern_cluster_t *self, const tern_config_t *config, char
 }
 
 //  Step 2: no other live node with our id. A key of our own identity (our
-//  previous run) is waited out, two leases at most.
+//  previous run) is waited out: two granted TTLs and a second. Not less:
+//  an etcd that restarted (or was restored from a backup) gives every
+//  lease its whole TTL again, plus its election timeout, from the moment
+//  its new leader is elected, and with every node down nobody revokes it
+//  sooner (tern_cluster_detect.c).
 static bool s_id_free(tern_cluster_t *self, char *errbuf, size_t errlen) {
     char key[TERN_CLUSTER_KEY_MAX];
     tern_cluster_key(self, key, sizeof key, "nodes", self->self_id);
-    int64_t give_up = tern_cluster_now_ms() + 2 * ((self->lease_ms + 999) / 1000) * 1000 + 1000;
+    int64_t give_up = tern_cluster_now_ms() + 2 * tern_cluster_grant_ttl_s(self) * 1000 + 1000;
     bool logged = false;
     while (true) {
         tern_etcd_kvs_t *kvs = NULL;
@@ -126,6 +130,7 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
         return TERN_OK;
     }
     uint64_t epoch = rec.epoch ? rec.epoch : (uint64_t)kv->mod_revision;
+    uint64_t ver = rec.ver ? rec.ver : (uint64_t)kv->mod_revision;
     tern_partmap_record_t next = rec;
     next.nisr = 0;
     for (uint32_t i = 0; i < rec.nisr; i++) {
@@ -138,7 +143,9 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
         next.leader = TERN_NODE_NONE;
         next.leader = tern_partmap_elect(&next, live, nlive);
     }
-    next.epoch = new_leader ? 0 : epoch;
+    //  As tern_cluster_cas_record: explicit, above what the key held.
+    next.ver = ver + 1;
+    next.epoch = new_leader ? next.ver : epoch;
     char value[TERN_PARTMAP_TEXT_MAX];
     if (tern_partmap_record_encode(&next, value, sizeof value) != TERN_OK) {
         return TERN_OK;

@@ -9,6 +9,8 @@
     tern_cluster_detect.c  fast failure detection: the lease timing rules
                         (renewals we trust) and the revoke of a lease etcd
                         reports lapsed
+    tern_cluster_restore.c etcd restored from a backup: record vers, the
+                        view file, writing newer records back
 
     Threads. The actor thread is the only one that talks to etcd and the
     only writer of the view; it writes under LOCK, and other threads read
@@ -75,6 +77,13 @@ struct tern_cluster_t {
     bool control_dirty;          //  membership changed: run a controller pass
     int64_t watch_down_since_ms; //  the watch said DOWN then (0: it is up)
     int64_t next_sync_ms;        //  next full re-read of the prefix
+    int64_t max_revision;        //  highest etcd revision seen (a read below it: etcd went back)
+    bool went_back;              //  etcd went back in time: watch anew
+    int64_t hold_until_ms;       //  ... and take no decision before then (republish first)
+    bool republish_due;          //  etcd holds an older record than the view: write ours back
+    int64_t next_republish_ms;   //  earliest next try of that write
+    bool view_dirty;             //  records changed since the view file was written
+    char view_path[1100];        //  DATA/cluster-view ("": not kept), tern_cluster_restore.c
     pthread_t thread;            //  the actor thread
     bool thread_started;         //  thread is running
     pthread_t poll_thread;       //  the lease polls' thread (tern_cluster_detect.c)
@@ -93,6 +102,8 @@ struct tern_cluster_t {
     int64_t controller_revision;    //  revision of the last controller event applied
     char new_endpoint[256];         //  a client endpoint to announce ("" = none pending)
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
+    uint64_t *etcd_ver;             //  per partition: ver of the record etcd holds (0: none)
+    uint64_t *etcd_epoch;           //  per partition: epoch of the record etcd holds
     bool reqs_pending;              //  some entry of reqs is set
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change
@@ -160,7 +171,33 @@ void tern_cluster_detect_stop(tern_cluster_t *self);
 //  A node record's `lease=` (ms), 0 when it has none.
 int64_t tern_cluster_record_lease_ms(const char *text);
 
+//  tern_cluster_restore.c (etcd restored from a backup: docs/cluster.md
+//  "etcd backup and restore")
+//  The ver a new write of REC's partition gets: above every ver the view
+//  or etcd has known for it, so never lower after etcd went back.
+uint64_t tern_cluster_next_ver(tern_cluster_t *self, const tern_partmap_record_t *rec);
+//  A read at REVISION (etcd's header): below the highest revision seen,
+//  etcd went back (restored from a snapshot): logged, and the view's
+//  revision bookkeeping starts again from it. Under the view lock.
+void tern_cluster_check_revision(tern_cluster_t *self, int64_t revision);
+//  Loads DATA/cluster-view (the newest records this node saw, kept across
+//  restarts) into the view; a missing file is no error. After the view is
+//  sized, before the first read of etcd.
+void tern_cluster_view_load(tern_cluster_t *self, const char *data_dir);
+//  Writes the view file when records changed (fsync'd, then renamed).
+void tern_cluster_view_save(tern_cluster_t *self);
+//  Writes back, by CAS, every record the view holds newer than etcd's.
+void tern_cluster_republish(tern_cluster_t *self);
+//  True for a while after etcd went back: no controller pass, ISR write or
+//  handover, so that every live node can write its newer records back
+//  before anyone decides on the restored ones. Thread only.
+bool tern_cluster_holding(tern_cluster_t *self);
+
 //  tern_cluster_ctl.c
+//  Writes NEXT as it is by CAS on the view's mod_revision of its key; on
+//  success the view takes it. False when the CAS failed (the key is read
+//  again) or etcd did not answer.
+bool tern_cluster_cas_write(tern_cluster_t *self, const tern_partmap_record_t *next);
 void tern_cluster_campaign(tern_cluster_t *self);
 void tern_cluster_control(tern_cluster_t *self);
 void tern_cluster_serve_requests(tern_cluster_t *self);

@@ -76,6 +76,7 @@ typedef struct {
     //  replication
     char repl_listen[256];                    //  repl/listen     "" (off)
     uint64_t outbox_retention_ms;             //  repl/outbox_retention 72h
+    uint64_t repl_heartbeat_ms;               //  repl/heartbeat 1s
     uint32_t peer_count;                      //  number of peers
     tern_peer_config_t peers[TERN_PEERS_MAX]; //  repl/peers/<name> = endpoint
     //  cluster inside the DC (docs/cluster.md); etcd "" = a single node

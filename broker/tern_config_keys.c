@@ -143,6 +143,11 @@ const k_key_t k_keys[] = {
     {"repl/listen", "repl-listen", "ENDPOINT", S_STRING, S_FIELD(repl_listen), "off", 0, 0, NULL,
      s_check_endpoint_or_off,
      "ZeroMQ endpoint where peers connect for replication; \"off\" (or empty) accepts none."},
+    {"repl/heartbeat", "repl-heartbeat", "DURATION", S_DURATION, S_FIELD(repl_heartbeat_ms), "1s",
+     100, S_MIN, NULL, NULL,
+     "Heartbeat interval of the links between DCs, both directions: a link silent for three "
+     "heartbeats is dead (a cut or a dead peer DC is noticed in 2-3 heartbeats) and tries the "
+     "peer's next endpoint. Set the same in every DC."},
     {"repl/outbox_retention", "outbox-retention", "DURATION", S_DURATION,
      S_FIELD(outbox_retention_ms), "72h", S_MIN, 365 * S_DAY, NULL, NULL,
      "How long a locally originated record waits for every peer to confirm it; then it is "

@@ -24,7 +24,12 @@ void tern_memory_setup(void) {
     //  Explicit values also switch off glibc's dynamic mmap threshold, which
     //  after one freed 1.6 MB op batch would keep every later one in a heap.
     mallopt(M_MMAP_THRESHOLD, TERN_MEMORY_MMAP_THRESHOLD);
-    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+    //  The top of a heap is kept up to KEEP, what the periodic trim keeps
+    //  too: at 1 MB every commit of 64 KB messages gave its LMDB overflow
+    //  runs (17 pages each, freed at commit) back and faulted them in again
+    //  (13 page faults per message, a fifth of ternd's CPU; docs/performance.md,
+    //  "The 64 KB publish path").
+    mallopt(M_TRIM_THRESHOLD, TERN_MEMORY_KEEP);
     mallopt(M_ARENA_MAX, 4);
 }
 

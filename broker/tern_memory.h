@@ -21,7 +21,8 @@
 #define TERN_MEMORY_KEEP (16u << 20)
 
 /*  Sets glibc malloc's tunables for a broker: few arenas, large blocks in
-    their own mappings, a low trim threshold. Call before starting threads.
+    their own mappings, a trim threshold of TERN_MEMORY_KEEP. Call before
+    starting threads.
     Borrowed nothing; no errors (an unknown tunable is ignored). */
 void tern_memory_setup(void);
 

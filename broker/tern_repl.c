@@ -12,10 +12,10 @@
       answers REPL_WELCOME with `pos` = the last position of OUR outbox it
       durably applied; we stream the outbox from pos + 1 as REPL_RECORDs (only
       locally originated records are in the outbox: loop prevention), send
-      REPL_HEARTBEAT every second, and the peer answers with REPL_CONFIRM
-      (after each commit and to each heartbeat). Its state machine (connect,
-      backoff 1 s/5 s/30 s, dead after 3 s of silence, pause) is
-      cluster/tern_peer.c.
+      REPL_HEARTBEAT every repl/heartbeat (1 s), and the peer answers with
+      REPL_CONFIRM (after each commit and to each heartbeat). Its state
+      machine (connect, backoff 1 s/2 s/5 s, dead after three heartbeats of
+      silence, pause) is cluster/tern_peer.c.
     - inbound: the peer's DEALER to our ROUTER. We check its REPL_HELLO
       (version, known DC, node id unique), answer REPL_WELCOME with our
       inbound cursor for it, then hand every drain's records to the storer
@@ -328,7 +328,7 @@ static void s_housekeeping(p_repl_t *self, uint64_t now) {
     s_store_confirms(self); //  once a second on a single node
     for (size_t i = 0; i < S_SESSIONS_MAX; i++) {
         p_session_t *session = &self->sessions[i];
-        if (session->link && now - session->seen_ms > 3 * S_HEARTBEAT_MS) {
+        if (session->link && now - session->seen_ms > 3 * self->config->repl_heartbeat_ms) {
             session->link = NULL; //  inbound session silent: it will HELLO again
         }
     }
@@ -362,7 +362,7 @@ static void s_timers(p_repl_t *self) {
         if (tern_peer_state(link->fsm) == TERN_PEER_LIVE) {
             any_live = true;
             p_route_timers(self, link, now);
-            if (now - link->last_hb_ms >= S_HEARTBEAT_MS && link->dealer) {
+            if (now - link->last_hb_ms >= self->config->repl_heartbeat_ms && link->dealer) {
                 p_send_pos(self, zsock_resolve(link->dealer), NULL, 0, TERN_CMD_REPL_HEARTBEAT,
                            self->outbox_last);
                 link->last_hb_ms = now;
@@ -404,12 +404,16 @@ static void s_load_links(p_repl_t *self) {
         self->safe = tern_alloc(self->partitions * sizeof *self->safe);
         self->safe_epoch = tern_alloc(self->partitions * sizeof *self->safe_epoch);
     }
+    //  Dead after three heartbeats of silence (repl/heartbeat); a HELLO
+    //  gets at least the default 3 s for its WELCOME.
+    uint32_t dead_ms = (uint32_t)(3 * self->config->repl_heartbeat_ms);
+    tern_peer_timing_t timing = {dead_ms > 3000 ? dead_ms : 3000, dead_ms};
     tern_store_read_begin(self->reader);
     tern_store_outbox_last(self->reader, &self->outbox_last);
     for (uint32_t i = 0; i < self->config->peer_count && i < TERN_PEERS_MAX; i++) {
         p_link_t *link = &self->links[self->link_count++];
         link->cfg = &self->config->peers[i];
-        link->fsm = tern_peer_new(NULL, link->cfg->endpoint_count, now);
+        link->fsm = tern_peer_new(&timing, link->cfg->endpoint_count, now);
         if (!link->fsm) {
             tern_oom(0);
         }

@@ -25,7 +25,6 @@
 #define S_SEND_MAX              1024   //  outbox entries read per pump
 #define S_WINDOW                20000  //  positions sent but not confirmed, per peer
 #define S_HWM                   100000 //  socket HWMs (above the window)
-#define S_HEARTBEAT_MS          1000   //  heartbeat interval, both directions
 #define S_PUMP_MS               5      //  how often a live link looks for new outbox entries
 #define S_HOUSE_MS              1000   //  confirmations to disk, retention check
 #define S_CONFIRM_MS            100 //  a cluster's confirmations to disk (a successor resends from them)

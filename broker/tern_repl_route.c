@@ -260,7 +260,7 @@ void p_route_timers(p_repl_t *self, p_link_t *link, uint64_t now) {
         if (!sub->dealer) {
             continue;
         }
-        if (now - sub->seen_ms > 3 * S_HEARTBEAT_MS && !sub->live) {
+        if (now - sub->seen_ms > 3 * self->config->repl_heartbeat_ms && !sub->live) {
             //  Never live: nothing was sent to it (p_route_sub), so no
             //  other session need resend; it reopens when next needed.
             zsys_warning("repl: link to %s node %u at %s does not answer", link->cfg->name,
@@ -269,19 +269,19 @@ void p_route_timers(p_repl_t *self, p_link_t *link, uint64_t now) {
             s_ask_map(self, link, now);
             continue;
         }
-        if (now - sub->seen_ms > 3 * S_HEARTBEAT_MS) {
+        if (now - sub->seen_ms > 3 * self->config->repl_heartbeat_ms) {
             zsys_warning("repl: link to %s node %u at %s silent", link->cfg->name, sub->node,
                          sub->endpoint);
             p_route_rewind(self, link, "a node fell silent");
             return;
         }
-        if (sub->live && now - sub->hb_ms >= S_HEARTBEAT_MS) {
+        if (sub->live && now - sub->hb_ms >= self->config->repl_heartbeat_ms) {
             p_send_pos(self, zsock_resolve(sub->dealer), NULL, 0, TERN_CMD_REPL_HEARTBEAT,
                        self->outbox_last);
             sub->hb_ms = now;
         }
     }
-    if (now - route->asked_ms >= (route->partitions ? S_MAP_MS : S_HEARTBEAT_MS)) {
+    if (now - route->asked_ms >= (route->partitions ? S_MAP_MS : self->config->repl_heartbeat_ms)) {
         s_ask_map(self, link, now);
     }
 }

@@ -21,13 +21,17 @@
       node session is lost (abandoned: the session's window fails back to
       here; lost = TCP down after being up, never up in time, or the map
       says the node is down), or when the node refused the connection; it
-      waits ("parked", in order per partition) while its partition has no
-      reachable leader, and the thread retries the parked ones after each
-      map refresh. A publish rerouted for longer than 3 x timeout_ms (at
-      least 30 s) completes with its last error, and so does one its
-      leader refused S_REFUSALS_MAX times without naming another (lease
-      lapsed: the DC cannot take writes). TERN_EREPLICAS and every other
-      code complete it (tern.h).
+      waits in its partition's list while the partition has no reachable
+      leader, and the thread retries the waiting ones after each map
+      refresh. A partition's publishes leave in publish order and go to
+      one node at a time (s_part_t): a later publish never overtakes an
+      earlier one that is still in flight at the old leader or waits for
+      a resend, so one producer's publishes are stored in their order. The
+      publishes made while the I/O thread hands over its first window
+      (cl_cluster_take_window) are held until that is done. A publish rerouted for longer than 3 x
+   timeout_ms (at least 30 s) completes with its last error, and so does one its leader refused
+   S_REFUSALS_MAX times without naming another (lease lapsed: the DC cannot take writes).
+   TERN_EREPLICAS and every other code complete it (tern.h).
     - A subscription to one topic lives on its partition leader's session
       and moves when the leader changes or its session is lost; a pattern
       lives on every node. Deliveries keep their node session's message, so
@@ -65,9 +69,10 @@ typedef struct {
 
 //  A publish in cluster mode, from tern_publish_async to its completion.
 typedef struct _s_cpub_t {
-    struct _s_cpub_t *next;           //  parked list
+    struct _s_cpub_t *next;           //  its partition's waiting list (or held, or expired)
     tern_client_t *root;              //  the client
     uint32_t partition;               //  its topic's
+    uint64_t order;                   //  publish order (cluster->next_order), for waiting
     uint64_t req_id;                  //  in hdr
     uint64_t producer_seq;            //  in hdr
     zmq_msg_t hdr;                    //  encoded PUBLISH header, shared by every send
@@ -77,9 +82,10 @@ typedef struct _s_cpub_t {
     int64_t deadline;                 //  rerouting stops after this
     uint32_t hops;                    //  reroutes since it last waited for a refresh
     uint32_t refusals;                //  the leader's own refusals (s_refused)
-    uint64_t parked_at;               //  cluster->refreshes when it was parked
+    uint64_t parked_at;               //  cluster->refreshes when it last began to wait
     uint32_t node_id;                 //  node it was last sent to
     bool unsure;                      //  a send's answer was lost with its session: maybe stored
+    bool probe;                       //  sent alone while its partition probes (s_part_t)
     tern_err_t code;                  //  the last reroutable error
     char reason[TERN_REASON_MAX + 1]; //  its reason
 } s_cpub_t;
@@ -92,13 +98,36 @@ struct _cl_att_t {
     tern_subscription_t *sub; //  on that session (it owns it)
 };
 
+//  One partition's publishes on their way. The order of one producer's
+//  publishes to a partition holds only if no publish of it is ever sent
+//  to a node while an earlier one of it waits or is in flight at another
+//  node: a later one could be stored there first. So a partition's
+//  publishes go to one node at a time (sent_node): while some are in
+//  flight there and the map names another leader, the rest wait until
+//  those came back (answered, or returned for rerouting) and then go in
+//  publish order. After a publish came back for rerouting the partition
+//  sends one at a time (probing) until a send is answered: a node that
+//  refused one publish because it did not lead yet could otherwise store
+//  the next one, which it got before the resend (its leadership arrived
+//  in between).
+typedef struct {
+    s_cpub_t *head;      //  publishes waiting to be sent, in publish order
+    s_cpub_t *tail;      //  the newest of them
+    uint32_t sent_node;  //  node of the publishes in flight
+    uint32_t sent_count; //  publishes in flight there
+    bool probing;        //  one in flight at a time until one is answered
+} s_part_t;
+
 struct _cl_cluster_t {
     cl_map_t *map;                    //  the partition map, owned
     s_link_t links[CL_MAP_NODES_MAX]; //  node sessions opened so far
     size_t link_count;                //  how many
-    s_cpub_t *parked;                 //  publishes waiting for a leader, oldest first
-    s_cpub_t *parked_tail;            //  the newest of them
-    uint32_t *parked_in;              //  per partition: how many are parked, owned
+    s_part_t *parts;                  //  per partition: its publishes' routing, owned
+    size_t waiting;                   //  publishes waiting in parts[].head lists
+    uint64_t next_order;              //  order of the next publish routed
+    bool window_taken;                //  the root's first window went to routing
+    s_cpub_t *held;                   //  publishes made before that, in order
+    s_cpub_t *held_tail;              //  the newest of them
     bool refresh_now;                 //  refresh at the next tick
     int64_t next_refresh;             //  time of the next refresh
     uint32_t refresh_attempt;         //  fast refreshes in a row (backoff)
@@ -181,35 +210,32 @@ static void s_links_check(tern_client_t *self, int64_t now) {
 
 static void s_cpub_done(const tern_pub_result_t *result, void *arg);
 
-static void s_park(tern_client_t *self, s_cpub_t *cpub) {
-    cl_cluster_t *cluster = self->cluster;
-    cpub->next = NULL;
-    if (cluster->parked_tail) {
-        cluster->parked_tail->next = cpub;
-    } else {
-        cluster->parked = cpub;
-    }
-    cluster->parked_tail = cpub;
-    cluster->parked_in[cpub->partition]++;
+//  Puts CPUB in its partition's waiting list, in publish order: a publish
+//  that came back for rerouting goes before those published after it.
+static void s_wait(cl_cluster_t *cluster, s_cpub_t *cpub) {
+    s_part_t *part = &cluster->parts[cpub->partition];
     cpub->parked_at = cluster->refreshes;
-    pthread_cond_signal(&self->tick);
+    s_cpub_t **p = &part->head;
+    if (part->tail && part->tail->order < cpub->order) {
+        p = &part->tail->next;
+    }
+    while (*p && (*p)->order < cpub->order) {
+        p = &(*p)->next;
+    }
+    cpub->next = *p;
+    *p = cpub;
+    if (!cpub->next) {
+        part->tail = cpub;
+    }
+    cluster->waiting++;
 }
 
-//  Sends CPUB to its partition's leader, or parks it. Mutex held.
-static void s_route(tern_client_t *self, s_cpub_t *cpub) {
-    cl_cluster_t *cluster = self->cluster;
-    int64_t leader = cl_map_leader(cluster->map, cpub->partition);
-    s_link_t *link = leader == CL_NO_LEADER ? NULL : s_link(self, (uint32_t)leader);
-    //  Behind a parked publish of its partition it waits too, so that one
-    //  thread's publishes to a topic keep their order through a leaderless
-    //  spell.
-    if (!link || link->lost || cpub->hops > S_HOPS_MAX || cluster->parked_in[cpub->partition]) {
-        cluster->refresh_now = true;
-        s_park(self, cpub);
-        return;
-    }
+//  Hands CPUB to LINK's node session. Mutex held.
+static void s_send_to(s_part_t *part, s_link_t *link, s_cpub_t *cpub) {
     tern_client_t *client = link->client;
     cpub->node_id = link->node_id;
+    part->sent_node = link->node_id;
+    part->sent_count++;
     pthread_mutex_lock(&client->mutex);
     cl_pub_t *pub = client->pub_free;
     if (pub) {
@@ -232,7 +258,47 @@ static void s_route(tern_client_t *self, s_cpub_t *cpub) {
     pthread_mutex_unlock(&client->mutex);
 }
 
-void cl_cluster_publish(tern_client_t *self, const char *topic, cl_pub_t *pub) {
+//  Sends PARTITION's waiting publishes to its leader, in order, as far as
+//  the rules of s_part_t allow; the rest wait for a map refresh (no
+//  reachable leader, or one that sent them away too often) or for the
+//  answers in flight. Mutex held.
+static void s_pump(tern_client_t *self, uint32_t partition) {
+    cl_cluster_t *cluster = self->cluster;
+    s_part_t *part = &cluster->parts[partition];
+    while (part->head && !self->closing) {
+        s_cpub_t *cpub = part->head;
+        if (cpub->hops > S_HOPS_MAX && cpub->parked_at == cluster->refreshes) {
+            break; //  asks again only with a newer map
+        }
+        int64_t leader = cl_map_leader(cluster->map, partition);
+        s_link_t *link = leader == CL_NO_LEADER ? NULL : s_link(self, (uint32_t)leader);
+        if (!link || link->lost) {
+            break;
+        }
+        if (part->sent_count && (part->sent_node != link->node_id || part->probing)) {
+            return; //  an answer in flight lets the next ones go (s_cpub_done)
+        }
+        cpub->probe = part->probing;
+        if (cpub->hops > S_HOPS_MAX) {
+            cpub->hops = 0;
+        }
+        part->head = cpub->next;
+        if (!part->head) {
+            part->tail = NULL;
+        }
+        cluster->waiting--;
+        s_send_to(part, link, cpub);
+    }
+    if (part->head) {
+        cluster->refresh_now = true;
+        pthread_cond_signal(&self->tick);
+    }
+}
+
+//  Makes PUB (a root window entry or a new publish to TOPIC) a routed
+//  publish; its header and payload move into it and PUB goes to pub_free.
+//  Mutex held.
+static s_cpub_t *s_cpub_new(tern_client_t *self, const char *topic, cl_pub_t *pub) {
     s_cpub_t *cpub = tern_alloc(sizeof *cpub);
     cpub->root = self;
     cpub->partition = cl_map_partition(self->cluster->map, topic, strlen(topic));
@@ -250,7 +316,33 @@ void cl_cluster_publish(tern_client_t *self, const char *topic, cl_pub_t *pub) {
     cpub->deadline = s_now_ms() + (span < S_REROUTE_MIN_MS ? S_REROUTE_MIN_MS : span);
     pub->next = self->pub_free;
     self->pub_free = pub;
-    s_route(self, cpub);
+    return cpub;
+}
+
+//  Routes CPUB, the newest publish so far. Mutex held.
+static void s_route_new(tern_client_t *self, s_cpub_t *cpub) {
+    cpub->order = self->cluster->next_order++;
+    s_wait(self->cluster, cpub);
+    s_pump(self, cpub->partition);
+}
+
+void cl_cluster_publish(tern_client_t *self, const char *topic, cl_pub_t *pub) {
+    cl_cluster_t *cluster = self->cluster;
+    s_cpub_t *cpub = s_cpub_new(self, topic, pub);
+    if (cluster->window_taken) {
+        s_route_new(self, cpub);
+        return;
+    }
+    //  The root's I/O thread has not yet handed over the publishes made
+    //  before the mode was known (cl_cluster_take_window): this one goes
+    //  after them.
+    cpub->next = NULL;
+    if (cluster->held_tail) {
+        cluster->held_tail->next = cpub;
+    } else {
+        cluster->held = cpub;
+    }
+    cluster->held_tail = cpub;
 }
 
 //  Completes CPUB for the application: its callback with RESULT, then its
@@ -312,6 +404,8 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     s_cpub_t *cpub = arg;
     tern_client_t *self = cpub->root;
     pthread_mutex_lock(&self->mutex);
+    s_part_t *part = &self->cluster->parts[cpub->partition];
+    part->sent_count--;
     if (strcmp(result->reason, CL_LOST_REASON) == 0) {
         cpub->unsure = true;
     }
@@ -320,11 +414,20 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
         cpub->code = result->code;
         snprintf(cpub->reason, sizeof cpub->reason, "%s", result->reason);
         cpub->hops++;
+        cpub->probe = false;
+        part->probing = true;
         self->cluster->refresh_now = true;
-        s_route(self, cpub);
+        s_wait(self->cluster, cpub);
+        s_pump(self, cpub->partition);
         pthread_mutex_unlock(&self->mutex);
         return;
     }
+    //  Answered: what waited behind it may go now (all of it once the
+    //  probe was answered).
+    if (cpub->probe) {
+        part->probing = false;
+    }
+    s_pump(self, cpub->partition);
     pthread_mutex_unlock(&self->mutex);
     //  TERN_EREPLICAS says "this request was not stored"; after an earlier
     //  send whose answer was lost (the node died after it may have stored
@@ -342,36 +445,40 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     s_cpub_finish(cpub, result);
 }
 
-//  Routes the parked publishes again; those past their deadline go to
-//  EXPIRED, for the caller to complete without the lock. Mutex held.
-static void s_parked_retry(tern_client_t *self, int64_t now, s_cpub_t **expired) {
+//  Takes PART's waiting publishes past their deadline (all when closing)
+//  off its list, onto *TAIL_P in publish order. Mutex held.
+static void s_part_expire(cl_cluster_t *cluster, s_part_t *part, int64_t now, bool closing,
+                          s_cpub_t ***tail_p) {
+    part->tail = NULL;
+    for (s_cpub_t **p = &part->head; *p;) {
+        s_cpub_t *cpub = *p;
+        if (closing || now >= cpub->deadline) {
+            *p = cpub->next;
+            cpub->next = NULL;
+            **tail_p = cpub;
+            *tail_p = &cpub->next;
+            cluster->waiting--;
+        } else {
+            part->tail = cpub;
+            p = &cpub->next;
+        }
+    }
+}
+
+//  Sends the waiting publishes that may go now (after a map refresh, or
+//  once a lost session's window came back); those past their deadline go
+//  to EXPIRED, for the caller to complete without the lock. Mutex held.
+static void s_waiting_retry(tern_client_t *self, int64_t now, s_cpub_t **expired) {
     cl_cluster_t *cluster = self->cluster;
     s_cpub_t **expired_tail = expired;
     while (*expired_tail) {
         expired_tail = &(*expired_tail)->next;
     }
-    s_cpub_t *list = cluster->parked;
-    cluster->parked = cluster->parked_tail = NULL;
-    //  None of them is parked now; one parked again holds the rest of its
-    //  partition back (s_route), in their order.
-    for (s_cpub_t *cpub = list; cpub; cpub = cpub->next) {
-        cluster->parked_in[cpub->partition]--;
-    }
-    while (list) {
-        s_cpub_t *cpub = list;
-        list = cpub->next;
-        if (now >= cpub->deadline || self->closing) {
-            cpub->next = NULL;
-            *expired_tail = cpub; //  completed in publish order
-            expired_tail = &cpub->next;
-            continue;
+    for (uint32_t p = 0; cluster->waiting && p < cluster->map->partitions; p++) {
+        if (cluster->parts[p].head) {
+            s_part_expire(cluster, &cluster->parts[p], now, self->closing, &expired_tail);
+            s_pump(self, p);
         }
-        if (cpub->parked_at == cluster->refreshes) {
-            s_park(self, cpub); //  asks again only with a newer map
-            continue;
-        }
-        cpub->hops = 0;
-        s_route(self, cpub);
     }
 }
 
@@ -392,7 +499,11 @@ static void s_expired_finish(s_cpub_t *expired, bool closing) {
 }
 
 void cl_cluster_take_window(tern_client_t *self) {
-    //  Nothing in it was sent (io_mode was UNKNOWN): hand it over in order.
+    //  Nothing in it was sent (io_mode was UNKNOWN): hand it over in order,
+    //  then what application threads published meanwhile (held), under one
+    //  lock so that no new publish goes between them.
+    pthread_mutex_lock(&self->mutex);
+    cl_cluster_t *cluster = self->cluster;
     while (self->win_head) {
         cl_pub_t *pub = self->win_head;
         self->win_head = pub->next;
@@ -404,10 +515,16 @@ void cl_cluster_take_window(tern_client_t *self) {
         bool ok = tern_frame_decode(&frame, zmq_msg_data(&pub->hdr), zmq_msg_size(&pub->hdr),
                                     zmq_msg_data(&pub->payload), zmq_msg_size(&pub->payload),
                                     &limits) == TERN_OK;
-        pthread_mutex_lock(&self->mutex);
-        cl_cluster_publish(self, ok ? frame.topic : "", pub);
-        pthread_mutex_unlock(&self->mutex);
+        s_route_new(self, s_cpub_new(self, ok ? frame.topic : "", pub));
     }
+    cluster->window_taken = true;
+    while (cluster->held) {
+        s_cpub_t *cpub = cluster->held;
+        cluster->held = cpub->next;
+        s_route_new(self, cpub);
+    }
+    cluster->held_tail = NULL;
+    pthread_mutex_unlock(&self->mutex);
 }
 
 //  ---------------------------------------------------------------------------
@@ -616,7 +733,7 @@ static void s_refresh(tern_client_t *self) {
     }
     cluster->refresh_now = false;
     cluster->refreshes++;
-    bool urgent = !map || cluster->parked || s_map_incomplete(cluster->map);
+    bool urgent = !map || cluster->waiting || s_map_incomplete(cluster->map);
     //  A refresh asked for (refresh_now) waits out the backoff too, so a
     //  leader that keeps refusing is not asked in a loop.
     uint32_t fast = tern_backoff_delay(cluster->refresh_attempt, S_TICK_MS, 1000, &cluster->rng);
@@ -716,7 +833,7 @@ static void s_mode_set(tern_client_t *self, cl_map_t *map) {
     if (map) {
         cl_cluster_t *cluster = tern_alloc(sizeof *cluster);
         cluster->map = map;
-        cluster->parked_in = tern_alloc(map->partitions * sizeof *cluster->parked_in);
+        cluster->parts = tern_alloc(map->partitions * sizeof *cluster->parts);
         cluster->rng = tern_rand_seed();
         cluster->next_refresh = s_now_ms() + (s_map_incomplete(map) ? 0 : S_REFRESH_MS);
         self->cluster = cluster;
@@ -730,7 +847,7 @@ static void s_mode_set(tern_client_t *self, cl_map_t *map) {
 static void s_turn(tern_client_t *self, int64_t now) {
     s_links_check(self, now);
     s_cpub_t *expired = NULL;
-    s_parked_retry(self, now, &expired);
+    s_waiting_retry(self, now, &expired);
     for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
         s_follow(self, sub, now);
     }
@@ -780,9 +897,16 @@ void cl_cluster_destroy(tern_client_t *self) {
     for (size_t i = 0; i < cluster->link_count; i++) {
         tern_client_destroy(&cluster->links[i].client);
     }
-    s_expired_finish(cluster->parked, true);
-    cluster->parked = cluster->parked_tail = NULL;
-    free(cluster->parked_in);
+    s_cpub_t *expired = cluster->held, **tail = &expired;
+    while (*tail) {
+        tail = &(*tail)->next;
+    }
+    for (uint32_t p = 0; p < cluster->map->partitions; p++) {
+        s_part_expire(cluster, &cluster->parts[p], 0, true, &tail);
+    }
+    s_expired_finish(expired, true);
+    cluster->held = cluster->held_tail = NULL;
+    free(cluster->parts);
     for (tern_subscription_t *sub = self->subs; sub; sub = sub->next) {
         while (sub->atts) {
             cl_att_t *att = sub->atts;

@@ -485,7 +485,9 @@ bool cl_tcp_refused(const char *endpoint);
 void *cl_io_thread(void *arg);
 
 //  tern_client_session.c (I/O thread)
-void cl_close_socket(tern_client_t *self);
+//  Closes the DEALER and its monitor; with FLUSH, what the socket holds
+//  still goes out for up to its linger (a BYE), else it is dropped.
+void cl_close_socket(tern_client_t *self, bool flush);
 //  The session ended: close the socket, back off, try the next endpoint.
 void cl_session_lost(tern_client_t *self);
 //  Sends a frame of command CMD with no fields (HEARTBEAT, BYE).

@@ -239,7 +239,9 @@ static void s_shutdown(tern_client_t *self) {
     if (self->state == S_READY) {
         cl_send_simple(self, TERN_CMD_BYE);
     }
-    cl_close_socket(self);
+    //  Not connected: a HELLO waiting in the socket must not reach a broker
+    //  that comes up during the linger.
+    cl_close_socket(self, self->state == S_READY);
     for (cl_op_t *op = s_take_ops(self), *next; op; op = next) {
         next = op->next;
         if (op->type == OP_PUB) {

@@ -34,7 +34,13 @@
 //  ---------------------------------------------------------------------------
 //  Connecting
 
-void cl_close_socket(tern_client_t *self) {
+void cl_close_socket(tern_client_t *self, bool flush) {
+    if (self->dealer && !flush) {
+        //  What waits in the socket was meant for a session that is gone
+        //  (or never came): not for whoever listens there next.
+        int linger = 0;
+        zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    }
     if (self->dealer) {
         //  Stop the monitor first: an event the closing dealer emits towards a
         //  PAIR that is already gone blocks libzmq's I/O thread for good, and
@@ -50,7 +56,7 @@ void cl_close_socket(tern_client_t *self) {
 }
 
 void cl_session_lost(tern_client_t *self) {
-    cl_close_socket(self);
+    cl_close_socket(self, false); //  the next session sends again what it needs
     pthread_mutex_lock(&self->mutex);
     self->ready = false;
     cl_admins_lost(self);
@@ -70,10 +76,21 @@ void cl_session_lost(tern_client_t *self) {
 }
 
 //  A new DEALER with our options and CURVE keys, in self->dealer.
+//
+//  Not ZMQ_IMMEDIATE: with it, libzmq 4.3 answers a dropped connection by
+//  ending the socket's pipe at once (socket_base_t::hiccuped), at whatever
+//  frame the reader is. When that happens between the header and the
+//  payload of a DELIVER (the receive that processes it is the payload's),
+//  libzmq aborts the process: `Assertion failed: !_more (src/fq.cpp:112)`
+//  (tests/integration/it_client_kill.c, broker_killed_mid_multipart).
+//  Without it the pipe lives until its last whole message is read. What
+//  that changes for sends is harmless here: HELLO waits in the socket until
+//  TCP is up, and frames sent after the drop, before we notice it, are
+//  dropped at the close (cl_session_lost) or, if libzmq reconnected to a
+//  new broker meanwhile, refused by it ("send HELLO first").
 static void s_dealer_new(tern_client_t *self) {
     self->dealer = zmq_socket(self->ctx, ZMQ_DEALER);
-    int one = 1, hwm = 1000000, linger = 200, ivl = 100, ivl_max = 1000;
-    zmq_setsockopt(self->dealer, ZMQ_IMMEDIATE, &one, sizeof one);
+    int hwm = 1000000, linger = 200, ivl = 100, ivl_max = 1000;
     zmq_setsockopt(self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);

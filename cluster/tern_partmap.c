@@ -81,7 +81,7 @@ tern_err_t tern_partmap_record_check(const tern_partmap_record_t *rec, const cha
 
 bool tern_partmap_record_same(const tern_partmap_record_t *a, const tern_partmap_record_t *b) {
     return a->partition == b->partition && a->leader == b->leader && a->epoch == b->epoch &&
-           a->nreplicas == b->nreplicas && a->nisr == b->nisr &&
+           a->ver == b->ver && a->nreplicas == b->nreplicas && a->nisr == b->nisr &&
            memcmp(a->replicas, b->replicas, a->nreplicas * sizeof a->replicas[0]) == 0 &&
            memcmp(a->isr, b->isr, a->nisr * sizeof a->isr[0]) == 0;
 }
@@ -330,6 +330,10 @@ static const char *s_parse_epoch(const char *v, size_t n, tern_partmap_record_t 
     return s_parse_u64(v, n, UINT64_MAX, &rec->epoch);
 }
 
+static const char *s_parse_ver(const char *v, size_t n, tern_partmap_record_t *rec) {
+    return s_parse_u64(v, n, UINT64_MAX, &rec->ver);
+}
+
 static const char *s_parse_replicas(const char *v, size_t n, tern_partmap_record_t *rec) {
     return s_parse_nodes(v, n, rec->replicas, &rec->nreplicas);
 }
@@ -365,6 +369,10 @@ static int s_format_epoch(const tern_partmap_record_t *rec, char *buf, size_t le
     return rec->epoch == 0 ? -1 : snprintf(buf, len, "%" PRIu64, rec->epoch);
 }
 
+static int s_format_ver(const tern_partmap_record_t *rec, char *buf, size_t len) {
+    return rec->ver == 0 ? -1 : snprintf(buf, len, "%" PRIu64, rec->ver);
+}
+
 static int s_format_replicas(const tern_partmap_record_t *rec, char *buf, size_t len) {
     return s_format_nodes(rec->replicas, rec->nreplicas, buf, len);
 }
@@ -383,6 +391,7 @@ static const struct {
     {"partition", true, s_parse_partition, s_format_partition},
     {"leader", true, s_parse_leader, s_format_leader},
     {"epoch", false, s_parse_epoch, s_format_epoch},
+    {"ver", false, s_parse_ver, s_format_ver},
     {"replicas", true, s_parse_replicas, s_format_replicas},
     {"isr", true, s_parse_isr, s_format_isr},
 };

@@ -39,7 +39,8 @@
 typedef struct {
     uint32_t partition;                             //  0..P-1
     uint32_t leader;                                //  node id, TERN_NODE_NONE: no leader
-    uint64_t epoch;                                 //  etcd revision of the record's write
+    uint64_t epoch;                                 //  ver of the write that made the leader
+    uint64_t ver;                                   //  order of the key's writes (0: unknown)
     uint32_t nreplicas;                             //  entries in replicas (0: unassigned)
     uint32_t replicas[TERN_PLACEMENT_REPLICAS_MAX]; //  node ids, placement order
     uint32_t nisr;                                  //  entries in isr
@@ -150,9 +151,10 @@ tern_partmap_epoch_t tern_partmap_fence(uint64_t record_epoch, uint64_t frame_ep
 
 //  --- Text form (the etcd value) ----------------------------------------
 
-/*  Writes REC as `partition=5 leader=2 epoch=123 replicas=2,0,4 isr=2,4`
-    (leader=none without a leader; epoch left out when 0, since the etcd
-    value cannot know the revision of its own write) into BUF (LEN bytes,
+/*  Writes REC as `partition=5 leader=2 epoch=123 ver=130 replicas=2,0,4
+    isr=2,4` (leader=none without a leader; epoch and ver left out when 0:
+    readers then take the key's mod_revision, as an etcd value cannot know
+    the revision of its own write) into BUF (LEN bytes,
     TERN_PARTMAP_TEXT_MAX is enough), NUL-terminated. Returns TERN_OK,
     TERN_EINVAL when REC breaks an invariant (tern_partmap_record_check), or
     TERN_ETOOBIG when LEN is too small. */
@@ -161,7 +163,8 @@ tern_err_t tern_partmap_record_encode(const tern_partmap_record_t *rec, char *bu
 /*  Parses LEN bytes at TEXT (no terminator needed) into *REC: fields
     `key=value` separated by one space, in any order, partition, leader,
     replicas and isr required, epoch optional (0), unknown keys ignored (a
-    newer version may add some). Numbers are plain decimal. Returns TERN_OK,
+    newer version may add some), ver optional (0). Numbers are plain
+    decimal. Returns TERN_OK,
     or TERN_EMALFORMED with *REC unchanged and *WHY (when WHY is not NULL) a
     static phrase, for bad syntax, a number out of range, a repeated key or
     a record that breaks an invariant. Never asserts on its input. */

@@ -7,7 +7,7 @@
     current endpoint failed: move to the next endpoint (round robin); if the
     round still has endpoints not tried, go to HELLO and CLOSE, CONNECT at
     once; else failures++, IDLE, CLOSE, retry at now + backoff(failures)
-    (1 s, 5 s, 30 s, then 30 s). "-" = ignored.
+    (1 s, 2 s, 5 s, then 5 s). "-" = ignored.
 
       state  | TICK               | WELCOME    | REFUSED | FRAME | PAUSE  | RESUME  | WAKE
       -------+--------------------+------------+---------+-------+--------+---------+--------
@@ -28,7 +28,7 @@
     that moved, or another node of that DC); with one endpoint the retry
     waits 1 s as before.
     WAKE = the peer connected to us inbound, so it is back: an IDLE link
-    retries (at its current endpoint) at once instead of waiting out a 30 s
+    retries (at its current endpoint) at once instead of waiting out a 5 s
     backoff (failures kept).
 */
 #include "tern_peer.h"
@@ -50,7 +50,10 @@ struct tern_peer_t {
 typedef unsigned(s_handler_fn)(tern_peer_t *self, uint64_t now);
 
 uint64_t tern_peer_backoff_ms(uint32_t failures) {
-    return failures <= 1 ? 1000 : failures == 2 ? 5000 : 30000;
+    //  Capped at 5 s: after a cut heals a link is back within one
+    //  attempt (the budget for a moved instance is 8 s); an attempt to a
+    //  dead peer every 5 s costs one connect and one HELLO.
+    return failures <= 1 ? 1000 : failures == 2 ? 2000 : 5000;
 }
 
 static unsigned s_ignore(tern_peer_t *self, uint64_t now) {

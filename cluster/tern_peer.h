@@ -13,7 +13,7 @@
     configured order and rotates: when an attempt fails (no WELCOME in time,
     refused, or a live link falls silent) the next attempt goes at once to
     the next endpoint. Reconnect backoff applies per full round of endpoints
-    without success: 1 s, 5 s, 30 s, then every 30 s; a link that reached
+    without success: 1 s, 2 s, 5 s, then every 5 s; a link that reached
     LIVE starts again at 1 s when a whole round fails after it is lost. With
     one endpoint this is the plain backoff after every failure. The
     transition table is at the top of tern_peer.c.

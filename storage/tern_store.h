@@ -461,6 +461,11 @@ tern_err_t tern_store_record_decode(const uint8_t *data, size_t size, bool verif
 uint32_t tern_crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t tern_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
+/*  Copies LEN bytes from SRC to DST (not overlapping) and returns
+    tern_crc32c(CRC, SRC, LEN): one pass over the bytes instead of a memcpy
+    and a second read to sum them. Pure and thread-safe. */
+uint32_t tern_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
+
 /* ------------------------------------------------------------------------
     Groups and delivery state
    ------------------------------------------------------------------------ */

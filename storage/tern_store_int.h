@@ -611,8 +611,8 @@ int st_map_adopt(tern_store_t *self);
 tern_err_t st_record_parse(const MDB_val *v, bool verify, st_record_t *rec);
 void st_record_frame(const st_record_t *rec, tern_frame_t *out);
 size_t st_record_size(const tern_frame_t *msg, const st_lens_t *lens);
-void st_record_write(uint8_t *p, size_t size, const tern_frame_t *msg, uint32_t topic_id,
-                     uint64_t seq, const st_lens_t *lens);
+void st_record_write(uint8_t *p, const tern_frame_t *msg, uint32_t topic_id, uint64_t seq,
+                     const st_lens_t *lens);
 void st_record_trace(const st_record_t *rec, const char **trace_id, size_t *trlen,
                      const char **origin, size_t *olen);
 

@@ -360,7 +360,7 @@ static int s_append_record(st_txn_t *ctx, const tern_frame_t *msg, uint32_t topi
     if (rc) {
         return rc;
     }
-    st_record_write(v.mv_data, size, msg, topic_id, seq, lens);
+    st_record_write(v.mv_data, msg, topic_id, seq, lens);
 
     //  Indexes (KEY still holds topic BE32 + seq BE64).
     key[4] = msg->priority;

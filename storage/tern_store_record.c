@@ -4,7 +4,8 @@
     then the producer, key, trace id and origin strings, the metadata and the
     payload, with a CRC32C over everything after the CRC field. The log
     (tern_store_log.c) writes records with st_record_write into a value LMDB
-    reserved (MDB_RESERVE: the payload is copied once, into the map);
+    reserved (MDB_RESERVE: the payload is copied once, into the map, and
+    summed in the same pass);
     readers, the history scan and tern_store_record_decode (the fuzz target's
     entry) parse them here. Pure: no transaction, no allocation.
 */
@@ -107,10 +108,10 @@ size_t st_record_size(const tern_frame_t *msg, const st_lens_t *lens) {
            msg->payload_size;
 }
 
-//  Writes MSG's record (SIZE bytes, from st_record_size) at P, as message
-//  SEQ of TOPIC_ID, CRC last.
-void st_record_write(uint8_t *p, size_t size, const tern_frame_t *msg, uint32_t topic_id,
-                     uint64_t seq, const st_lens_t *lens) {
+//  Writes MSG's record at P (st_record_size bytes, reserved by the caller)
+//  as message SEQ of TOPIC_ID, CRC last.
+void st_record_write(uint8_t *p, const tern_frame_t *msg, uint32_t topic_id, uint64_t seq,
+                     const st_lens_t *lens) {
     p[R_VERSION] = R_FORMAT;
     p[R_PRIORITY] = msg->priority;
     p[R_RESERVED] = p[R_RESERVED + 1] = 0;
@@ -141,8 +142,10 @@ void st_record_write(uint8_t *p, size_t size, const tern_frame_t *msg, uint32_t 
         memcpy(at, msg->meta, msg->meta_size);
         at += msg->meta_size;
     }
+    //  The payload (up to max_payload) is summed as it is copied: read once.
+    uint32_t crc = tern_crc32c(0, p + 4, (size_t)(at - p) - 4);
     if (msg->payload_size) {
-        memcpy(at, msg->payload, msg->payload_size);
+        crc = tern_crc32c_copy(crc, at, msg->payload, msg->payload_size);
     }
-    s_le32_put(p + R_CRC, tern_crc32c(0, p + 4, size - 4));
+    s_le32_put(p + R_CRC, crc);
 }

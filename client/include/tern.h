@@ -272,8 +272,11 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     broker completes it too: the leader stored it but its in-sync replicas
     did not confirm it within cluster/ack_timeout, so the outcome is unknown
     (it may be replicated and delivered later); resend with the same
-    producer_seq (MSG->producer_seq), which is deduplicated. Order within a
-    topic holds except across a leader change.
+    producer_seq (MSG->producer_seq), which is deduplicated. Publishes to
+    one topic are stored in call order across leader changes too (a
+    partition's publishes go to one node at a time; docs/client.md), except
+    a publish that completed with an error and is published again after
+    newer ones were stored: the broker stores it where it arrives.
     FN (may be NULL) is called with ARG on completion, on the I/O thread.
     Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
     class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,

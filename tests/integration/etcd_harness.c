@@ -293,6 +293,20 @@ void it_etcd_stop(it_etcd_t *self) {
     }
 }
 
+//  Runs ARGV (NULL-terminated) with its output in ROOT/etcdctl.log; its
+//  exit code, -1 if it could not run.
+static int s_etcdctl_run(it_etcd_t *self, char **argv) {
+    char log[300];
+    snprintf(log, sizeof log, "%s/etcdctl.log", self->root);
+    pid_t pid = s_exec(argv, log);
+    int status = 0;
+    if (pid <= 0 || waitpid(pid, &status, 0) != pid) {
+        return -1;
+    }
+    s_track(pid, false);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 int it_etcdctl(it_etcd_t *self, const char *arg, ...) {
     char *argv[32] = {"etcdctl", "--endpoints", self->endpoints};
     int argc = 3;
@@ -303,15 +317,51 @@ int it_etcdctl(it_etcd_t *self, const char *arg, ...) {
     }
     va_end(args);
     argv[argc] = NULL;
-    char log[300];
-    snprintf(log, sizeof log, "%s/etcdctl.log", self->root);
-    pid_t pid = s_exec(argv, log);
-    int status = 0;
-    if (pid <= 0 || waitpid(pid, &status, 0) != pid) {
-        return -1;
+    return s_etcdctl_run(self, argv);
+}
+
+bool it_etcd_snapshot_save(it_etcd_t *self, int i, const char *path) {
+    char *argv[] = {"etcdctl", "--endpoints", self->url[i], "snapshot", "save", (char *)path, NULL};
+    return s_etcdctl_run(self, argv) == 0;
+}
+
+bool it_etcd_restore(it_etcd_t *self, const char *path) {
+    it_etcd_stop(self);
+    for (int i = 0; i < self->members; i++) {
+        char name[16], dir[300], aside[320], peer[64];
+        snprintf(name, sizeof name, "m%d", i);
+        snprintf(dir, sizeof dir, "%s/m%d", self->root, i);
+        snprintf(aside, sizeof aside, "%s/m%d.lost", self->root, i);
+        snprintf(peer, sizeof peer, "http://%s:%d", self->host, self->peer_port[i]);
+        if (rename(dir, aside) != 0) {
+            fprintf(stderr, "etcd_harness: cannot move %s aside: %s\n", dir, strerror(errno));
+            return false;
+        }
+        char *argv[] = {"etcdctl",
+                        "snapshot",
+                        "restore",
+                        (char *)path,
+                        "--name",
+                        name,
+                        "--data-dir",
+                        dir,
+                        "--initial-cluster",
+                        self->cluster,
+                        "--initial-advertise-peer-urls",
+                        peer,
+                        NULL};
+        if (s_etcdctl_run(self, argv) != 0) {
+            fprintf(stderr, "etcd_harness: snapshot restore of member %d failed (%s/etcdctl.log)\n",
+                    i, self->root);
+            return false;
+        }
     }
-    s_track(pid, false);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    for (int i = 0; i < self->members; i++) {
+        if (!s_spawn_member(self, i)) {
+            return false;
+        }
+    }
+    return s_wait_ready(self);
 }
 
 void it_etcd_dump_log(it_etcd_t *self, int i) {

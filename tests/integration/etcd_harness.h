@@ -62,6 +62,18 @@ void it_etcd_stop(it_etcd_t *self);
     exit code (-1 if it could not run). Output goes to ROOT/etcdctl.log. */
 int it_etcdctl(it_etcd_t *self, const char *arg, ...);
 
+/*  `etcdctl snapshot save PATH` against member I alone (a snapshot is
+    one member's). False if it failed (etcdctl's output in
+    ROOT/etcdctl.log). */
+bool it_etcd_snapshot_save(it_etcd_t *self, int i, const char *path);
+
+/*  Disaster recovery from the snapshot at PATH, as an operator does it:
+    stops every member, moves each data dir aside, `etcdctl snapshot
+    restore` into a fresh one per member (same names, peer URLs and
+    cluster), starts every member and waits until they serve. False (logs
+    on stderr) if a step failed. */
+bool it_etcd_restore(it_etcd_t *self, const char *path);
+
 /*  Writes member I's log to stderr. */
 void it_etcd_dump_log(it_etcd_t *self, int i);
 

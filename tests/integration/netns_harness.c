@@ -30,9 +30,9 @@ static const char *s_ip_path(void) {
     return NULL;
 }
 
-//  Runs `ip ARG...` (NULL-terminated); true if it exited 0. Otherwise its
-//  stderr goes into WHY (may be NULL).
-static bool s_ip(char *why, size_t cap, const char *arg, ...) {
+//  Runs `ip ARG...` (NULL-terminated AP) with STDIN_DATA (may be NULL);
+//  true if it exited 0. Otherwise its stderr goes into WHY (may be NULL).
+static bool s_ip_va(char *why, size_t cap, const char *stdin_data, const char *arg, va_list ap) {
     const char *ip = s_ip_path();
     if (ip == NULL) {
         if (why) {
@@ -42,15 +42,12 @@ static bool s_ip(char *why, size_t cap, const char *arg, ...) {
     }
     char *argv[S_ARGS_MAX + 2] = {(char *)ip};
     int argc = 1;
-    va_list ap;
-    va_start(ap, arg);
     for (const char *a = arg; a && argc < S_ARGS_MAX; a = va_arg(ap, const char *)) {
         argv[argc++] = (char *)a;
     }
-    va_end(ap);
     argv[argc] = NULL;
     it_result_t r;
-    int rc = it_run(&r, S_IP_TIMEOUT_MS, NULL, argv);
+    int rc = it_run(&r, S_IP_TIMEOUT_MS, stdin_data, argv);
     if (rc != 0 && why) {
         size_t used = (size_t)snprintf(why, cap, "`ip");
         for (int i = 1; i < argc && used < cap; i++) {
@@ -62,6 +59,24 @@ static bool s_ip(char *why, size_t cap, const char *arg, ...) {
     }
     it_result_free(&r);
     return rc == 0;
+}
+
+//  Runs `ip ARG...` (NULL-terminated); see s_ip_va.
+static bool s_ip(char *why, size_t cap, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    bool ok = s_ip_va(why, cap, NULL, arg, ap);
+    va_end(ap);
+    return ok;
+}
+
+//  Runs `ip ARG...` (NULL-terminated) reading commands from STDIN_DATA.
+static bool s_ip_in(char *why, size_t cap, const char *stdin_data, const char *arg, ...) {
+    va_list ap;
+    va_start(ap, arg);
+    bool ok = s_ip_va(why, cap, stdin_data, arg, ap);
+    va_end(ap);
+    return ok;
 }
 
 //  Host H: its namespace with lo up, a veth vH in the switch (on the
@@ -140,15 +155,17 @@ bool it_netns_enter(it_netns_t *self, int h) {
     return ok;
 }
 
-//  Adds (ADD) or removes the blackhole routes of the pair A, B.
-static bool s_blackhole(it_netns_t *self, int a, int b, bool add) {
-    char to_a[24], to_b[24];
-    snprintf(to_a, sizeof to_a, "%s/32", self->addr[a]);
-    snprintf(to_b, sizeof to_b, "%s/32", self->addr[b]);
+bool it_netns_blackhole(it_netns_t *self, int a, const int *to, size_t count, bool add) {
+    //  One `ip -batch` for all of them: a cut of many hosts lands within a
+    //  few ms in each namespace, not one exec per route.
+    char cmds[IT_NETNS_HOSTS_MAX * 48] = "";
+    size_t used = 0;
+    for (size_t k = 0; k < count && k < IT_NETNS_HOSTS_MAX; k++) {
+        used += (size_t)snprintf(cmds + used, sizeof cmds - used, "route %s blackhole %s/32\n",
+                                 add ? "add" : "del", self->addr[to[k]]);
+    }
     char why[512] = "";
-    const char *verb = add ? "add" : "del";
-    bool ok = s_ip(why, sizeof why, "-n", self->name[a], "route", verb, "blackhole", to_b, NULL);
-    ok = s_ip(why, sizeof why, "-n", self->name[b], "route", verb, "blackhole", to_a, NULL) && ok;
+    bool ok = s_ip_in(why, sizeof why, cmds, "-n", self->name[a], "-batch", "-", NULL);
     if (!ok) {
         fprintf(stderr, "netns_harness: %s\n", why);
     }
@@ -156,11 +173,13 @@ static bool s_blackhole(it_netns_t *self, int a, int b, bool add) {
 }
 
 bool it_netns_cut(it_netns_t *self, int a, int b) {
-    return s_blackhole(self, a, b, true);
+    bool ok = it_netns_blackhole(self, a, &b, 1, true);
+    return it_netns_blackhole(self, b, &a, 1, true) && ok;
 }
 
 bool it_netns_heal(it_netns_t *self, int a, int b) {
-    return s_blackhole(self, a, b, false);
+    bool ok = it_netns_blackhole(self, a, &b, 1, false);
+    return it_netns_blackhole(self, b, &a, 1, false) && ok;
 }
 
 void it_netns_destroy(it_netns_t **self_p) {

@@ -26,10 +26,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define IT_NETNS_HOSTS_MAX 8
-#define IT_NETNS_CLIENT    0         //  host of the test process and its children
-#define IT_NETNS_ETCD      1         //  host of the etcd member
-#define IT_NETNS_NODE(i)   (2 + (i)) //  host of node I
+#define IT_NETNS_HOSTS_MAX 16
+//  One cluster's layout (cluster_harness.c); xdc_harness.h numbers the
+//  hosts of several DCs its own way (IT_XDC_HOST), the client still host 0.
+#define IT_NETNS_CLIENT  0         //  host of the test process and its children
+#define IT_NETNS_ETCD    1         //  host of the etcd member
+#define IT_NETNS_NODE(i) (2 + (i)) //  host of node I
 
 typedef struct {
     int hosts;                         //  namespaces besides the switch
@@ -58,6 +60,12 @@ bool it_netns_enter(it_netns_t *self, int h);
 /*  Cuts / heals the pair A, B with blackhole routes both ways. */
 bool it_netns_cut(it_netns_t *self, int a, int b);
 bool it_netns_heal(it_netns_t *self, int a, int b);
+
+/*  Adds (ADD) or removes, in host A only, a blackhole route to each of the
+    COUNT hosts TO, in one `ip -batch` run. One way is enough to stop TCP
+    between them (A's replies are dropped too); the other way is for
+    symmetry. False (reason on stderr) if any route failed. */
+bool it_netns_blackhole(it_netns_t *self, int a, const int *to, size_t count, bool add);
 
 /*  Back home, every namespace deleted, freed, *SELF_P nulled. Safe on NULL.
     Kill the processes inside first (by PID). */

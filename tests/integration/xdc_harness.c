@@ -12,11 +12,24 @@
 #include "test_port.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define S_WAIT_MS 60000 //  startup and leadership waits
+
+//  DCs in network namespaces (the section at the end): the namespaces
+//  (it_xdc_netns_new's, or NULL: DCs on loopback); the address of DC D's
+//  node I (I -1: its etcd), "127.0.0.1" without namespaces; entering its
+//  host and back to host 0 (false if setns failed); B, node I of DC D,
+//  spawned (or started, when READY) in its host.
+static it_netns_t *s_net;
+static const char *s_addr(int d, int i);
+static bool s_enter(int d, int i);
+static bool s_leave(void);
+static bool s_spawn_in(int d, int i, it_broker_t *b, bool ready);
 
 //  ---------------------------------------------------------------------------
 //  Starting the DCs
@@ -25,7 +38,8 @@
 //  plus EXTRA, as a new adopted it_broker_t (not started).
 static it_broker_t *s_node_new(it_xdc_t *self, it_xdc_dc_t *dc, int i, const char *const *extra) {
     char listen[64], count[16], peers[IT_XDC_DCS_MAX][IT_XDC_NODES_MAX * 64 + 16];
-    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+    int d = (int)(dc - self->dc);
+    snprintf(listen, sizeof listen, "tcp://%s:%d", s_addr(d, i), test_port());
     snprintf(count, sizeof count, "%u", self->partitions);
     const char *args[IT_EXTRA_MAX] = {"--etcd",
                                       dc->etcd->endpoints,
@@ -49,6 +63,9 @@ static it_broker_t *s_node_new(it_xdc_t *self, it_xdc_dc_t *dc, int i, const cha
             args[n++] = peers[p];
         }
     }
+    if (s_net) {
+        args[n++] = "--insecure"; //  not loopback, but the test's own network
+    }
     for (size_t k = 0; extra && extra[k] && n < IT_EXTRA_MAX - 1; k++) {
         args[n++] = extra[k];
     }
@@ -56,6 +73,7 @@ static it_broker_t *s_node_new(it_xdc_t *self, it_xdc_dc_t *dc, int i, const cha
     it_broker_t *b = it_adopt_broker(it_broker_new(dc->first_id + (uint32_t)i, args));
     cr_assert(b, "%s: node %d not created", dc->name, i);
     snprintf(b->dc, sizeof b->dc, "%s", dc->name);
+    snprintf(b->endpoint, sizeof b->endpoint, "tcp://%s:%d", s_addr(d, i), b->port);
     return b;
 }
 
@@ -81,13 +99,14 @@ it_xdc_t *it_xdc_new(int dcs, int nodes, uint32_t partitions, int etcd_members,
         dc->first_id = (uint32_t)d * 10 + 1;
         for (int i = 0; i < nodes; i++) {
             char ep[sizeof dc->repl[i]];
-            snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", test_port());
+            snprintf(ep, sizeof ep, "tcp://%s:%d", s_addr(d, i), test_port());
             memcpy(dc->repl[i], ep, sizeof ep);
             size_t used = strlen(dc->repl_list);
             snprintf(dc->repl_list + used, sizeof dc->repl_list - used, "%s%s", i ? "," : "", ep);
         }
-        dc->etcd = it_etcd_new(etcd_members);
-        cr_assert(dc->etcd, "%s: etcd did not start", dc->name);
+        cr_assert(s_enter(d, -1), "%s: cannot enter etcd's namespace", dc->name);
+        dc->etcd = it_etcd_new_on(etcd_members, s_addr(d, -1));
+        cr_assert(s_leave() && dc->etcd, "%s: etcd did not start", dc->name);
     }
     for (int d = 0; d < dcs; d++) {
         it_xdc_dc_t *dc = &self->dc[d];
@@ -112,7 +131,8 @@ void it_xdc_start(it_xdc_t *self) {
     for (int d = 0; d < self->count; d++) {
         it_xdc_dc_t *dc = &self->dc[d];
         for (int i = 0; i < dc->count; i++) {
-            cr_assert(it_broker_spawn(dc->node[i]), "%s: node %d did not spawn", dc->name, i);
+            cr_assert(s_spawn_in(d, i, dc->node[i], false), "%s: node %d did not spawn", dc->name,
+                      i);
         }
         s_client_list(dc);
     }
@@ -223,8 +243,8 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
     if (move) {
         char listen[64];
         b->port = test_port();
-        snprintf(b->endpoint, sizeof b->endpoint, "tcp://127.0.0.1:%d", b->port);
-        snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_port());
+        snprintf(b->endpoint, sizeof b->endpoint, "tcp://%s:%d", s_addr(d, i), b->port);
+        snprintf(listen, sizeof listen, "tcp://%s:%d", s_addr(d, i), test_port());
         s_set_extra(b, "--cluster-listen", listen);
         s_client_list(dc);
     }
@@ -235,7 +255,7 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
     //  etcd lease lives ("node id N is already live"): try again past it.
     int64_t deadline = it_now_ms() + 20000;
     bool started;
-    while (!(started = it_broker_start(b)) && wipe && it_now_ms() < deadline) {
+    while (!(started = s_spawn_in(d, i, b, true)) && wipe && it_now_ms() < deadline) {
         it_sleep_ms(1000);
     }
     cr_assert(started, "%s: node %d did not start again", dc->name, i);
@@ -649,6 +669,202 @@ void it_xdc_destroy(it_xdc_t **self_p) {
     if (self->hist) {
         fclose(self->hist);
     }
+    free(self);
+    *self_p = NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  DCs in network namespaces and DC cuts (branch dccut; see the .h)
+
+#define S_WATCH_MS 50 //  between two rounds of `peers` of the link watcher
+
+static const char *s_addr(int d, int i) {
+    return s_net ? it_netns_addr(s_net, IT_XDC_HOST(d, i)) : "127.0.0.1";
+}
+
+static bool s_enter(int d, int i) {
+    return !s_net || it_netns_enter(s_net, IT_XDC_HOST(d, i));
+}
+
+static bool s_leave(void) {
+    return !s_net || it_netns_enter(s_net, 0);
+}
+
+//  A child is born in the namespace of the thread that forks it.
+static bool s_spawn_in(int d, int i, it_broker_t *b, bool ready) {
+    bool ok = s_enter(d, i) && (ready ? it_broker_start(b) : it_broker_spawn(b));
+    return s_leave() && ok;
+}
+
+it_netns_t *it_xdc_netns_new(int dcs, char *why, size_t cap) {
+    if (dcs < 1 || dcs > IT_XDC_DCS_MAX) {
+        snprintf(why, cap, "%d DCs", dcs);
+        return NULL;
+    }
+    it_netns_t *net = it_netns_new(IT_XDC_HOST(dcs, -1), why, cap);
+    if (net && !it_netns_enter(net, 0)) {
+        snprintf(why, cap, "cannot enter the test's namespace");
+        it_netns_destroy(&net);
+    }
+    s_net = net;
+    return net;
+}
+
+void it_xdc_netns_destroy(it_netns_t **net_p) {
+    if (net_p && *net_p == s_net) {
+        s_net = NULL;
+    }
+    it_netns_destroy(net_p);
+}
+
+//  The hosts of DC D (INSIDE) or of every other DC into HOSTS; how many.
+static size_t s_hosts(it_xdc_t *self, int d, bool inside, int *hosts) {
+    size_t n = 0;
+    for (int o = 0; o < self->count; o++) {
+        for (int i = -1; (o == d) == inside && i < self->dc[o].count; i++) {
+            hosts[n++] = IT_XDC_HOST(o, i);
+        }
+    }
+    return n;
+}
+
+bool it_xdc_cut(it_xdc_t *self, int d, bool on) {
+    cr_assert(s_net, "it_xdc_cut: the DCs do not run in network namespaces");
+    int mine[IT_NETNS_HOSTS_MAX], others[IT_NETNS_HOSTS_MAX];
+    size_t nm = s_hosts(self, d, true, mine), no = s_hosts(self, d, false, others);
+    //  DC D's side first: that alone stops every connection both ways.
+    bool ok = true;
+    for (size_t k = 0; k < nm; k++) {
+        ok = it_netns_blackhole(s_net, mine[k], others, no, on) && ok;
+    }
+    for (size_t k = 0; k < no; k++) {
+        ok = it_netns_blackhole(s_net, others[k], mine, nm, on) && ok;
+    }
+    return ok;
+}
+
+struct it_xdc_watch_t {
+    it_xdc_t *xdc;                                              //  the DCs (borrowed)
+    pthread_t thread;                                           //  the thread asking the nodes
+    pthread_mutex_t lock;                                       //  guards LIVE and CHANGED
+    atomic_bool stop;                                           //  set by destroy: the thread ends
+    tern_client_t *client[IT_XDC_DCS_MAX][IT_XDC_NODES_MAX];    //  per node, the thread's
+    int live[IT_XDC_DCS_MAX][IT_XDC_NODES_MAX][IT_XDC_DCS_MAX]; //  1 live, 0 not, -1 unknown
+    int64_t changed[IT_XDC_DCS_MAX][IT_XDC_NODES_MAX][IT_XDC_DCS_MAX]; //  answer that changed it
+};
+
+//  Whether the link to DC NAME in the `peers` answer JSON is live: the
+//  first "state" after its "dc" is the link's (its connections follow).
+//  -1 if the answer has no such link.
+static int s_link_live(const char *json, const char *name) {
+    char key[32];
+    snprintf(key, sizeof key, "\"dc\":\"%s\"", name);
+    const char *at = strstr(json, key);
+    at = at ? strstr(at, "\"state\":\"") : NULL;
+    return at ? strncmp(at + 9, "live\"", 5) == 0 : -1;
+}
+
+//  Asks node I of DC D for `peers` and notes the state of its links.
+static void s_watch_node(it_xdc_watch_t *self, int d, int i) {
+    tern_client_t **client = &self->client[d][i];
+    if (!*client) {
+        tern_client_options_t options;
+        tern_client_options_init(&options);
+        options.name = "xdc-watch";
+        options.connect_timeout_ms = 1000;
+        *client = tern_client_new(self->xdc->dc[d].node[i]->endpoint, &options);
+    }
+    char *json = NULL;
+    if (!*client || tern_admin(*client, "peers", NULL, 0, &json, 1000) != TERN_OK) {
+        return;
+    }
+    int64_t now = it_now_ms();
+    pthread_mutex_lock(&self->lock);
+    for (int o = 0; o < self->xdc->count; o++) {
+        int live = o == d ? -1 : s_link_live(json, self->xdc->dc[o].name);
+        if (live != self->live[d][i][o]) {
+            self->live[d][i][o] = live;
+            self->changed[d][i][o] = now;
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+    free(json);
+}
+
+static void *s_watch_main(void *arg) {
+    it_xdc_watch_t *self = arg;
+    while (!atomic_load(&self->stop)) {
+        for (int d = 0; d < self->xdc->count; d++) {
+            for (int i = 0; i < self->xdc->dc[d].count; i++) {
+                s_watch_node(self, d, i);
+            }
+        }
+        it_sleep_ms(S_WATCH_MS);
+    }
+    for (int d = 0; d < IT_XDC_DCS_MAX; d++) {
+        for (int i = 0; i < IT_XDC_NODES_MAX; i++) {
+            tern_client_destroy(&self->client[d][i]);
+        }
+    }
+    return NULL;
+}
+
+it_xdc_watch_t *it_xdc_watch_new(it_xdc_t *xdc) {
+    it_xdc_watch_t *self = calloc(1, sizeof *self);
+    self->xdc = xdc;
+    memset(self->live, -1, sizeof self->live);
+    pthread_mutex_init(&self->lock, NULL);
+    cr_assert_eq(pthread_create(&self->thread, NULL, s_watch_main, self), 0);
+    return self;
+}
+
+//  Counts link (D, I, O) into SEEN if it changed to LIVE at or after SINCE.
+static void s_seen_add(it_xdc_watch_t *self, int d, int i, int o, bool live, int64_t since,
+                       it_xdc_seen_t *seen) {
+    seen->links++;
+    if (self->live[d][i][o] != (int)live || self->changed[d][i][o] < since) {
+        return;
+    }
+    int64_t ms = self->changed[d][i][o] - since;
+    seen->first_ms = seen->seen == 0 || ms < seen->first_ms ? ms : seen->first_ms;
+    seen->last_ms = ms > seen->last_ms ? ms : seen->last_ms;
+    seen->seen++;
+}
+
+it_xdc_seen_t it_xdc_watch_wait(it_xdc_watch_t *self, int d, bool live, int64_t since,
+                                int timeout_ms) {
+    int64_t deadline = it_now_ms() + timeout_ms;
+    it_xdc_seen_t seen;
+    for (;;) {
+        memset(&seen, 0, sizeof seen);
+        seen.first_ms = seen.last_ms = -1;
+        pthread_mutex_lock(&self->lock);
+        for (int o = 0; o < self->xdc->count; o++) {
+            for (int i = 0; o != d && i < self->xdc->dc[d].count; i++) {
+                s_seen_add(self, d, i, o, live, since, &seen);
+            }
+            for (int j = 0; o != d && j < self->xdc->dc[o].count; j++) {
+                s_seen_add(self, o, j, d, live, since, &seen);
+            }
+        }
+        pthread_mutex_unlock(&self->lock);
+        if (seen.seen == seen.links || it_now_ms() > deadline) {
+            break;
+        }
+        it_sleep_ms(20);
+    }
+    seen.last_ms = seen.seen == seen.links ? seen.last_ms : -1;
+    return seen;
+}
+
+void it_xdc_watch_destroy(it_xdc_watch_t **self_p) {
+    if (!self_p || !*self_p) {
+        return;
+    }
+    it_xdc_watch_t *self = *self_p;
+    atomic_store(&self->stop, true);
+    pthread_join(self->thread, NULL);
+    pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
 }

@@ -1,5 +1,6 @@
-/*  xdc_harness.h - several clustered DCs on loopback for the cross-DC drills
-    (issue 15), and the cross-DC history the checker reads.
+/*  xdc_harness.h - several clustered DCs on loopback (or in network
+    namespaces: the last section) for the cross-DC drills (issue 15), and
+    the cross-DC history the checker reads.
 
     N DCs of M nodes each: every DC has its own etcd (one member or three),
     its own cluster name, node ids unique across DCs (DC d's node i has id
@@ -24,6 +25,7 @@
 
 #include "etcd_harness.h"
 #include "harness.h"
+#include "netns_harness.h"
 #include "test_dir.h"
 
 #include <stdbool.h>
@@ -133,5 +135,67 @@ void it_xdc_finish(it_xdc_t *self, const char *const *topics, size_t count);
 /*  Stops every node and etcd by PID, removes the history dir (kept when the
     test failed, as it asserts before), frees, nulls *SELF_P. Safe on NULL. */
 void it_xdc_destroy(it_xdc_t **self_p);
+
+/*  ---------------------------------------------------------------------------
+    DCs in network namespaces and DC cuts (branch dccut: issue 15's "a DC cut
+    off from the others", tests/integration/it_xdc_cut.c)
+
+    it_xdc_netns_new makes netns_harness.h's namespaces for DCS DCs: host 0
+    for the test process (its producers, ternctl, the link watcher), and a
+    host for DC d's etcd and one for each of its nodes (IT_XDC_HOST). It
+    moves the calling thread into host 0, and every it_xdc_new from then on
+    starts its etcds and nodes in their hosts, listening on the host's 10.77
+    address (with --insecure: not loopback), until it_xdc_netns_destroy.
+    it_xdc_cut then blackholes the routes between every host of DC d and
+    every host of the other DCs, both ways: each DC still reaches its own
+    etcd and nodes and the test reaches every node; only traffic between DC
+    d and the others stops, as on a cut WAN link. */
+
+//  Host of DC D's node I (I -1: its etcd); host 0 is the test's.
+#define IT_XDC_HOST(d, i) (1 + (d) * (1 + IT_XDC_NODES_MAX) + 1 + (i))
+
+/*  Makes the namespaces of DCS DCs as above and enters host 0. NULL (the
+    reason in WHY, CAP bytes) without root or iproute2: skip the test.
+    Caller owns the result: it_xdc_netns_destroy, after it_xdc_destroy. */
+it_netns_t *it_xdc_netns_new(int dcs, char *why, size_t cap);
+
+/*  Back to the namespace the test started in, new DCs on loopback again,
+    every namespace deleted; *NET_P nulled. Safe on NULL. Stop the
+    processes inside first (it_xdc_destroy). */
+void it_xdc_netns_destroy(it_netns_t **net_p);
+
+/*  Cuts (ON) or heals DC D off from every other DC, both ways (the DCs must
+    run in namespaces). False (reason on stderr) if a route could not be
+    changed; the heal removes what the cut added. */
+bool it_xdc_cut(it_xdc_t *self, int d, bool on);
+
+/*  The links between DCs as their nodes report them: a thread asks every
+    node for `peers` (tern_admin, a client of its own per node) every 50 ms
+    and notes, per node and other DC, whether the link is live (its state
+    in `ternctl peers`: the connection whose heartbeats decide it, not the
+    extra ones to the other DC's partition leaders) and when that last
+    changed. Caller owns the result: it_xdc_watch_destroy, before
+    it_xdc_destroy. */
+typedef struct it_xdc_watch_t it_xdc_watch_t;
+it_xdc_watch_t *it_xdc_watch_new(it_xdc_t *xdc);
+
+//  When the links between DC D and the others changed to LIVE (it_xdc_watch_wait).
+typedef struct {
+    int links;        //  links between D and the others (both directions), asked of their nodes
+    int seen;         //  of those, how many changed to LIVE at or after SINCE
+    int64_t first_ms; //  ms from SINCE to the first such change, or -1
+    int64_t last_ms;  //  ms from SINCE to the last one once every link changed, or -1
+} it_xdc_seen_t;
+
+/*  Waits up to TIMEOUT_MS until every link between DC D and every other DC,
+    on the nodes of both sides, was seen LIVE (or not live) at or after
+    SINCE (it_now_ms()), and says when. The times are those of the answers
+    (50 ms apart at most, plus a `peers` round trip). */
+it_xdc_seen_t it_xdc_watch_wait(it_xdc_watch_t *self, int d, bool live, int64_t since,
+                                int timeout_ms);
+
+/*  Stops the thread, destroys its clients, frees, nulls *SELF_P. Safe on
+    NULL. */
+void it_xdc_watch_destroy(it_xdc_watch_t **self_p);
 
 #endif

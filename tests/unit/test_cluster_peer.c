@@ -1,5 +1,5 @@
 /*  test_cluster_peer.c - the outbound replication link state machine
-    (cluster/tern_peer.c): transitions, backoff 1 s, 5 s, 30 s, 30 s,
+    (cluster/tern_peer.c): transitions, backoff 1 s, 2 s, 5 s, 5 s,
     heartbeat death, operator pause/resume. No sockets, no clock. */
 #include "tern_peer.h"
 #include <criterion/criterion.h>
@@ -29,19 +29,19 @@ Test(peer, usage) {
 
 Test(peer, backoff_schedule) {
     cr_assert_eq(tern_peer_backoff_ms(1), 1000u);
-    cr_assert_eq(tern_peer_backoff_ms(2), 5000u);
-    cr_assert_eq(tern_peer_backoff_ms(3), 30000u);
-    cr_assert_eq(tern_peer_backoff_ms(4), 30000u);
-    cr_assert_eq(tern_peer_backoff_ms(100), 30000u);
+    cr_assert_eq(tern_peer_backoff_ms(2), 2000u);
+    cr_assert_eq(tern_peer_backoff_ms(3), 5000u);
+    cr_assert_eq(tern_peer_backoff_ms(4), 5000u);
+    cr_assert_eq(tern_peer_backoff_ms(100), 5000u);
 }
 
 //  A peer that never answers: attempts at 0, then +3 s handshake timeout
-//  followed by 1 s, 5 s, 30 s, 30 s waits.
+//  followed by 1 s, 2 s, 5 s, 5 s waits.
 Test(peer, unanswered_handshakes_back_off) {
     tern_peer_timing_t timing = {.handshake_ms = 3000, .dead_ms = 3000};
     tern_peer_t *link = tern_peer_new(&timing, 1, 0);
     uint64_t now = 0;
-    uint64_t expected_wait[] = {1000, 5000, 30000, 30000, 30000};
+    uint64_t expected_wait[] = {1000, 2000, 5000, 5000, 5000};
     cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, now), TERN_PEER_A_CONNECT);
     for (size_t i = 0; i < sizeof expected_wait / sizeof expected_wait[0]; i++) {
         cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, now + 2999), 0u);
@@ -68,7 +68,7 @@ Test(peer, refused_backs_off_and_counts) {
     cr_assert_eq(tern_peer_deadline(link), 1010u);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_TICK, 1010), TERN_PEER_A_CONNECT);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_REFUSED, 1020), TERN_PEER_A_CLOSE);
-    cr_assert_eq(tern_peer_deadline(link), 6020u);
+    cr_assert_eq(tern_peer_deadline(link), 3020u);
     //  Events that do not apply are ignored.
     cr_assert_eq(tern_peer_event(link, TERN_PEER_WELCOME, 1030), 0u);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_FRAME, 1030), 0u);
@@ -130,9 +130,9 @@ Test(peer, wake_retries_idle_link_at_once) {
     tern_peer_event(link, TERN_PEER_WELCOME, 1);
     tern_peer_event(link, TERN_PEER_TICK, 3001); //  dead: retry at 4001
     tern_peer_event(link, TERN_PEER_TICK, 4001);
-    tern_peer_event(link, TERN_PEER_TICK, 7001); //  handshake timeout: retry at 12001
+    tern_peer_event(link, TERN_PEER_TICK, 7001); //  handshake timeout: retry at 9001
     cr_assert_eq(tern_peer_state(link), TERN_PEER_IDLE);
-    cr_assert_eq(tern_peer_deadline(link), 12001u);
+    cr_assert_eq(tern_peer_deadline(link), 9001u);
     cr_assert_eq(tern_peer_event(link, TERN_PEER_WAKE, 8000), TERN_PEER_A_CONNECT);
     cr_assert_eq(tern_peer_state(link), TERN_PEER_HELLO);
     cr_assert_eq(tern_peer_failures(link), 2u);

@@ -137,6 +137,7 @@ Test(config, defaults) {
     cr_assert_eq(config.ttl_sync_ms, 7ULL * 86400000);
     cr_assert_str_eq(config.repl_listen, "");
     cr_assert_eq(config.outbox_retention_ms, 72ULL * 3600000);
+    cr_assert_eq(config.repl_heartbeat_ms, 1000);
     cr_assert_eq(config.peer_count, 0);
     cr_assert_eq(tern_config_check(&config, s_errbuf, sizeof s_errbuf), TERN_OK);
 
@@ -508,7 +509,9 @@ Test(config, every_flag_form) {
                     "--ttl-sync=2d",
                     "--repl-listen",
                     "tcp://127.0.0.1:9001",
-                    "--outbox-retention=1d"};
+                    "--outbox-retention=1d",
+                    "--repl-heartbeat",
+                    "300ms"};
     tern_config_t config;
     tern_config_defaults(&config);
     cr_assert_eq(s_parse(&config, ARGC(argv), argv, NULL, NULL), TERN_OK, "%s", s_errbuf);
@@ -541,6 +544,7 @@ Test(config, every_flag_form) {
     cr_assert_eq(config.ttl_sync_ms, 2 * 86400000ULL);
     cr_assert_str_eq(config.repl_listen, "tcp://127.0.0.1:9001");
     cr_assert_eq(config.outbox_retention_ms, 86400000);
+    cr_assert_eq(config.repl_heartbeat_ms, 300);
 
     //  Booleans: a bare flag sets true, --flag=VALUE sets either way.
     char *off[] = {"ternd", "--verbose", "--verbose=false"};
@@ -577,6 +581,7 @@ Test(config, flag_errors) {
          "--durability)"},
         {{"--node-id=2000", NULL}, "config: node/id = \"2000\": expected an integer in 0..1023"},
         {{"--max-deliver", "0", NULL}, "config: delivery/max_deliver = \"0\""},
+        {{"--repl-heartbeat", "50ms", NULL}, "config: repl/heartbeat = \"50ms\""},
         {{"--peer", "dc2", NULL},
          "config: repl/peers = \"dc2\": expected NAME=ENDPOINT[,ENDPOINT...]"},
         {{"--peer", "d:c=tcp://h:1", NULL}, "config: repl/peers/d:c: expected a peer name"},
@@ -625,6 +630,7 @@ static void s_assert_same(const tern_config_t *a, const tern_config_t *b) {
     cr_assert_eq(a->ttl_sync_ms, b->ttl_sync_ms);
     cr_assert_str_eq(a->repl_listen, b->repl_listen);
     cr_assert_eq(a->outbox_retention_ms, b->outbox_retention_ms);
+    cr_assert_eq(a->repl_heartbeat_ms, b->repl_heartbeat_ms);
     cr_assert_eq(a->peer_count, b->peer_count);
     for (uint32_t i = 0; i < a->peer_count; i++) {
         cr_assert_str_eq(a->peers[i].name, b->peers[i].name);

@@ -75,6 +75,31 @@ Test(memory, usage_example) {
 //  Anonymous memory malloc did not hand out and cannot give back (a thread
 //  stack, libzmq's mappings): one trim may look at it, the next ones do not
 //  trim again for it (they trimmed every second forever).
+//  A commit of 64 KB messages frees LMDB's overflow runs (17 pages each) at
+//  the top of the heap; the next transaction mallocs as many again. They stay
+//  resident (up to TERN_MEMORY_KEEP) instead of going back and being faulted
+//  in, zeroed, page by page (docs/performance.md, "The 64 KB publish path").
+Test(memory, keeps_a_commits_overflow_runs) {
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("AddressSanitizer replaces glibc malloc: nothing of this applies");
+#endif
+    tern_memory_setup();
+    enum { RUNS = 40, RUN = 17 * 4096 }; //  2.7 MB: more than 1 MB, less than KEEP
+    char *runs[RUNS];
+    for (size_t i = 0; i < RUNS; i++) {
+        runs[i] = malloc(RUN);
+        cr_assert_not_null(runs[i]);
+        memset(runs[i], 1, RUN);
+    }
+    long before = s_rss_anon_kb();
+    for (size_t i = 0; i < RUNS; i++) {
+        free(runs[i]);
+    }
+    long after = s_rss_anon_kb();
+    cr_assert_lt(before - after, 1024, "freeing %d overflow runs gave %ld KB back", RUNS,
+                 before - after);
+}
+
 Test(memory, foreign_memory_trims_once) {
 #if defined(__SANITIZE_ADDRESS__)
     cr_skip_test("AddressSanitizer replaces glibc malloc: nothing of this applies");

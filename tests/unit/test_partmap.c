@@ -307,6 +307,10 @@ static void s_round_trip(const tern_partmap_record_t *rec, const char *expected)
 Test(partmap, codec_round_trips) {
     tern_partmap_record_t rec = s_record();
     s_round_trip(&rec, "partition=5 leader=2 epoch=100 replicas=2,0,4 isr=2,0,4");
+    //  The order of the key's writes, which survives an etcd restore.
+    rec.ver = 130;
+    s_round_trip(&rec, "partition=5 leader=2 epoch=100 ver=130 replicas=2,0,4 isr=2,0,4");
+    rec.ver = 0;
     //  Without a leader, and with epoch 0 (an etcd value: the revision of
     //  the write is the epoch, so the value leaves it out).
     rec.leader = TERN_NODE_NONE;
@@ -318,7 +322,8 @@ Test(partmap, codec_round_trips) {
     tern_partmap_record_t empty = {.partition = 4294967295u, .leader = TERN_NODE_NONE};
     s_round_trip(&empty, "partition=4294967295 leader=none replicas= isr=");
     //  The largest record fits TERN_PARTMAP_TEXT_MAX.
-    tern_partmap_record_t big = {.partition = UINT32_MAX, .leader = 1000, .epoch = UINT64_MAX};
+    tern_partmap_record_t big = {
+        .partition = UINT32_MAX, .leader = 1000, .epoch = UINT64_MAX, .ver = UINT64_MAX};
     big.nreplicas = big.nisr = TERN_PLACEMENT_REPLICAS_MAX;
     for (uint32_t i = 0; i < TERN_PLACEMENT_REPLICAS_MAX; i++) {
         big.replicas[i] = big.isr[i] = 1023 - i;

@@ -218,6 +218,37 @@ Test(store, crc32c_known_vectors) {
     cr_assert_eq(tern_crc32c(tern_crc32c(0, buf, 300), buf + 300, 700), whole);
 }
 
+//  The three-lane sums and the copying sum against the table version, at the
+//  lengths around each lane block (3 x 256, 3 x 8192) and 64 KB, from every
+//  alignment.
+Test(store, crc32c_lanes_and_copy) {
+    size_t cap = (1u << 20) + 64;
+    uint8_t *buf = malloc(cap);
+    uint8_t *dst = malloc(cap);
+    cr_assert(buf && dst);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < cap; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    size_t lens[] = {0,     1,     7,     8,     767,   768,   769,   775,   1536,    24575,
+                     24576, 24577, 24584, 25343, 49152, 65535, 65536, 65537, 1u << 20};
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        for (size_t off = 0; off < 9; off++) {
+            size_t len = lens[l];
+            uint32_t want = tern_crc32c_sw(0x1234, buf + off, len);
+            cr_assert_eq(tern_crc32c(0x1234, buf + off, len), want, "len %zu off %zu", len, off);
+            memset(dst, 0, cap);
+            cr_assert_eq(tern_crc32c_copy(0x1234, dst + (8 - off), buf + off, len), want,
+                         "copy len %zu off %zu", len, off);
+            cr_assert_eq(memcmp(dst + (8 - off), buf + off, len), 0, "copy len %zu", len);
+            cr_assert_eq(dst[8 - off + len], 0, "copy wrote past len %zu", len);
+        }
+    }
+    free(buf);
+    free(dst);
+}
+
 Test(store, round_trip_every_field) {
     tern_store_config_t config = test_store_config();
     tern_store_t *store = test_store_open(&config);

@@ -56,25 +56,14 @@ log=${LOG:-$build/chaos-soak.log}
 cmake --build "$build" -j2 --target it_xdc_drills ternd ternctl tern-check >/dev/null
 echo "soak.sh: ${secs} s, 3 DCs x 3 nodes, rate ${RATE:-20}/s per DC and topic, log in $log"
 
-# The test runs in a process group of its own: an interrupted script stops
-# it and everything it started (every etcd and ternd dies with it:
-# PR_SET_PDEATHSIG) by that group's id.
 export TERN_XDC_SOAK_S="$secs"
 [ -z "${RATE:-}" ] || export TERN_XDC_SOAK_RATE="$RATE"
 [ -z "${SEED:-}" ] || export TERN_XDC_SOAK_SEED="$SEED"
-set +e
-setsid "$build/bin/it_xdc_drills" --jobs 1 --filter 'xdc_drills/soak' >"$log" 2>&1 &
-pid=$!
-trap 'kill -TERM -- "-$pid" 2>/dev/null; wait "$pid"; exit 130' INT TERM HUP
-wait "$pid"
-rc=$?
-trap - INT TERM HUP
-set -e
-
-grep -E '^soak: |^drill: |^xdc: (audit|converged|publish)|^tern-check: ' "$log" || true
-grep -E '^\[(FAIL|----)\]' "$log" | head -20 || true
-if [ "$rc" -ne 0 ]; then
-    echo "soak.sh: FAILED (exit $rc); the full log is $log" >&2
+XDC_REPORT='^soak: |^drill: |^xdc: (audit|converged|publish)|^tern-check: '
+. "$(dirname "$0")/lib.sh"
+xdc_run "$log" "$build/bin/it_xdc_drills" --jobs 1 --filter 'xdc_drills/soak'
+if [ "$RC" -ne 0 ]; then
+    echo "soak.sh: FAILED (exit $RC); the full log is $log" >&2
     exit 1
 fi
 echo "soak.sh: passed; the full log is $log"
