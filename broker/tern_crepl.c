@@ -170,7 +170,8 @@ static void s_handle_inbox(void *actor, void *unused) {
             zsys_error("crepl: unexpected work item type %d", (int)type);
         }
     }
-    c_ship_flush(self); //  the drain's records: one frame per follower and partition
+    c_ship_flush(self);    //  the drain's records: one frame per follower and partition
+    c_confirm_flush(self); //  the drain's commits as a follower: one CONFIRM per partition
     c_flush_batch(self);
     c_group_flush(self); //  after every record of the drain (tern_crepl_group.c)
     c_evaluate(self);
@@ -185,6 +186,7 @@ static void s_after(void *actor) {
     c_lead_timers(self, now);
     c_follow_timers(self, now);
     c_flush_batch(self);
+    c_confirm_flush(self); //  a batch the storer could not take resyncs: nothing, normally
     c_evaluate(self);
     c_inbound_evaluate(self);
     c_notices_evaluate(self);

@@ -74,7 +74,8 @@ static void s_resync(c_repl_t *self, c_follow_t *f) {
     f->stream++;
     f->recv = 0;
     f->durable = 0;
-    f->sync_ms = 0; //  the next timer turn sends SYNC
+    f->to_confirm = false; //  nothing of the old stream is confirmed
+    f->sync_ms = 0;        //  the next timer turn sends SYNC
 }
 
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
@@ -502,7 +503,11 @@ void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch) {
     self->batches_out--;
     s_batch_records(self, batch);
     //  Marks in order: a partition's durable position moves to its last
-    //  mark of a stream that is still current; one CONFIRM each.
+    //  mark of a stream that is still current. Confirmed once per drain of
+    //  the inbox (c_confirm_flush), not per batch: the storer folds the
+    //  batches queued while it commits into one commit and returns them
+    //  together, and the last position covers the earlier ones (one CONFIRM,
+    //  one wake-up of the leader, per partition and commit).
     for (size_t i = 0; i < batch->mark_count; i++) {
         tern_repl_mark_t *m = &batch->marks[i];
         c_follow_t *f = &self->follows[m->pt];
@@ -512,14 +517,22 @@ void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch) {
                    m->pos > f->durable) {
             f->durable = m->pos;
             f->to_confirm = true;
-        }
-    }
-    for (size_t i = 0; i < batch->mark_count; i++) {
-        c_follow_t *f = &self->follows[batch->marks[i].pt];
-        if (f->to_confirm) {
-            f->to_confirm = false;
-            s_confirm(self, batch->marks[i].pt, f);
+            self->confirms_pending = true;
         }
     }
     tern_repl_batch_destroy(&batch);
+}
+
+void c_confirm_flush(c_repl_t *self) {
+    if (!self->confirms_pending) {
+        return;
+    }
+    self->confirms_pending = false;
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        c_follow_t *f = &self->follows[pt];
+        if (f->to_confirm && f->following) {
+            s_confirm(self, pt, f);
+        }
+        f->to_confirm = false;
+    }
 }
