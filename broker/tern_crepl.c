@@ -8,9 +8,10 @@
 
     Sockets. One ROUTER bound at cluster/listen: followers' DEALERs connect to
     it (SYNC and CONFIRM in; TRUNCATE, RECORD, CAUGHT, HEARTBEAT out). One
-    DEALER per leader node this node follows a partition of (ZMQ_IMMEDIATE:
-    nothing queues for a leader that is not there; a SYNC that cannot go is
-    retried). Frames: [rid][header][payload?] on the ROUTER, [header]
+    DEALER per leader node this node follows a partition of (not
+    ZMQ_IMMEDIATE, which can abort libzmq under a half-read frame: see
+    tern_crepl_follow.c s_link_open; a link silent too long is reopened).
+    Frames: [rid][header][payload?] on the ROUTER, [header]
     [payload?] on a DEALER.
 
     Pipe commands (zactor pipe, from tern_broker):

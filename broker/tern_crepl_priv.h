@@ -122,6 +122,7 @@ typedef struct {
     uint32_t node;      //  the leader's node id
     zsock_t *dealer;    //  owned
     char endpoint[256]; //  its cluster endpoint
+    uint64_t seen_ms;   //  last frame from it, or when the DEALER was opened
 } c_link_t;
 
 //  What one held COMMITTED item waits for in one partition.
