@@ -148,13 +148,70 @@ static bool s_apply_node(tern_cluster_t *self, long id, const tern_etcd_kv_t *kv
     return true;
 }
 
+//  Two records of one ver that differ (not only in epoch): written by two
+//  nodes from one restored record, or by an older node. Every node must
+//  pick the same one: the higher epoch, then the lower text.
+static const tern_partmap_record_t *s_winner(const tern_partmap_record_t *a,
+                                             const tern_partmap_record_t *b) {
+    if (a->epoch != b->epoch) {
+        return a->epoch > b->epoch ? a : b;
+    }
+    char ta[TERN_PARTMAP_TEXT_MAX] = "", tb[TERN_PARTMAP_TEXT_MAX] = "";
+    tern_partmap_record_encode(a, ta, sizeof ta);
+    tern_partmap_record_encode(b, tb, sizeof tb);
+    return strcmp(ta, tb) <= 0 ? a : b;
+}
+
+//  REC (from etcd) has the ver of VIEW. True when the view changed. The
+//  same record, or one written back in a higher epoch, is no conflict.
+static bool s_same_ver(tern_cluster_t *self, long p, const tern_partmap_record_t *rec,
+                       tern_partmap_record_t *view) {
+    tern_partmap_record_t other = *rec;
+    other.epoch = view->epoch;
+    if (tern_partmap_record_same(&other, view)) {
+        if (rec->epoch <= view->epoch) {
+            return false; //  the same record read again (or written back by us)
+        }
+        *view = *rec;
+        return true;
+    }
+    char ta[TERN_PARTMAP_TEXT_MAX] = "", tb[TERN_PARTMAP_TEXT_MAX] = "";
+    tern_partmap_record_encode(rec, ta, sizeof ta);
+    tern_partmap_record_encode(view, tb, sizeof tb);
+    zsys_error("cluster: partition %ld: etcd's record (%s) and this node's (%s) share a ver: "
+               "two decisions on one restored record; the winner is written in a new epoch",
+               p, ta, tb);
+    self->conflict[p] = true;
+    self->republish_due = true;
+    if (s_winner(rec, view) == view) {
+        return false;
+    }
+    *view = *rec;
+    return true;
+}
+
 //  The view takes a record only if its ver is above the one it holds (or
 //  the same ver in a higher epoch: one written back), so it never goes
 //  back, not even when etcd does (restored from a backup): it then keeps
-//  the newer record and writes it back (tern_cluster_republish).
-static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *kv, bool deleted) {
-    if (p >= (long)self->partitions || kv->mod_revision <= self->mod_revision[p]) {
-        return false; //  what we hold already (our own write, a re-read), or older
+//  the newer record and writes it back (tern_cluster_republish). WATCH: a
+//  watch event (older than a read or our own write: the watch lags);
+//  else a read, where a key older than what we saw means etcd went back.
+static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *kv, bool deleted,
+                           bool watch) {
+    if (p >= (long)self->partitions) {
+        return false;
+    }
+    if (kv->mod_revision <= self->mod_revision[p]) {
+        if (watch || kv->mod_revision == self->mod_revision[p]) {
+            return false; //  what we hold already (our own write, a re-read), or older
+        }
+        //  A restore whose revisions were bumped past ours (etcdutl
+        //  --bump-revision): the read's revision never went back.
+        zsys_error("cluster: %s is at revision %" PRId64 ", below the %" PRId64
+                   " this node saw: etcd was restored from a backup (docs/cluster.md, \"etcd "
+                   "backup and restore\")",
+                   kv->key, kv->mod_revision, self->mod_revision[p]);
+        tern_cluster_went_back(self);
     }
     tern_partmap_record_t rec = {.partition = (uint32_t)p, .leader = TERN_NODE_NONE};
     if (!deleted) {
@@ -175,6 +232,13 @@ static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *k
     self->etcd_ver[p] = rec.ver;
     self->etcd_epoch[p] = rec.epoch;
     tern_partmap_record_t *view = &self->records[p];
+    if (view->nreplicas > 0 && deleted) {
+        zsys_error("cluster: etcd lacks the record of partition %ld this node saw (ver %" PRIu64
+                   "): etcd restored from a backup? writing it back",
+                   p, view->ver);
+        self->republish_due = true;
+        return false;
+    }
     if (view->nreplicas > 0 && rec.ver < view->ver) {
         zsys_error("cluster: etcd holds an older record of partition %ld (ver %" PRIu64
                    ", epoch %" PRIu64 ") than this node saw (ver %" PRIu64 ", epoch %" PRIu64
@@ -183,15 +247,22 @@ static bool s_apply_record(tern_cluster_t *self, long p, const tern_etcd_kv_t *k
         self->republish_due = true;
         return false;
     }
-    if (rec.ver == view->ver && rec.epoch <= view->epoch) {
-        return false; //  the same record read again (or written back by us)
+    if (rec.ver == view->ver) {
+        if (view->nreplicas == 0) {
+            return false; //  no record, as before
+        }
+        bool changed = s_same_ver(self, p, &rec, view);
+        self->view_dirty = self->view_dirty || changed;
+        return changed;
     }
     *view = rec;
+    self->conflict[p] = false; //  a newer ver settles it
     self->view_dirty = true;
     return true;
 }
 
-void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool deleted) {
+//  Applies KV; WATCH: it is a watch event (see s_apply_record).
+static void s_apply(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool deleted, bool watch) {
     size_t plen = strlen(self->prefix);
     if (strncmp(kv->key, self->prefix, plen) != 0 || kv->key[plen] != '/') {
         return;
@@ -206,7 +277,7 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
     if ((id = s_key_id(rest, "nodes")) >= 0) {
         changed = s_apply_node(self, id, kv, deleted);
     } else if ((id = s_key_id(rest, "partitions")) >= 0) {
-        changed = s_apply_record(self, id, kv, deleted);
+        changed = s_apply_record(self, id, kv, deleted, watch);
     } else if (strcmp(rest, "controller") == 0 && kv->mod_revision > self->controller_revision) {
         self->controller_revision = kv->mod_revision;
         char *end = NULL;
@@ -220,6 +291,10 @@ void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool 
     if (changed) {
         atomic_fetch_add(&self->version, 1);
     }
+}
+
+void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool deleted) {
+    s_apply(self, kv, deleted, false);
 }
 
 static int s_kv_cmp(const void *key, const void *kv) {
@@ -248,8 +323,10 @@ static void s_apply_absent(tern_cluster_t *self, const char *prefix, const tern_
             s_gone_unless(self, key, prefix, kvs);
         }
     }
+    //  Records the view holds that etcd lacks too (restored without them,
+    //  or the view file's): that marks them for writing back.
     for (uint32_t p = 0; p < self->partitions; p++) {
-        if (self->mod_revision[p] != 0) {
+        if (self->mod_revision[p] != 0 || self->records[p].nreplicas > 0) {
             tern_cluster_key(self, key, sizeof key, "partitions", p);
             s_gone_unless(self, key, prefix, kvs);
         }
@@ -425,7 +502,7 @@ static void s_handle_watch(tern_cluster_t *self) {
         switch (ev->type) {
             case TERN_ETCD_EV_PUT:
             case TERN_ETCD_EV_DELETE:
-                tern_cluster_apply_kv(self, &ev->kv, ev->type == TERN_ETCD_EV_DELETE);
+                s_apply(self, &ev->kv, ev->type == TERN_ETCD_EV_DELETE, true);
                 break;
             case TERN_ETCD_EV_DOWN:
                 zsys_warning("cluster: etcd watch down: %s", ev->reason ? ev->reason : "");
@@ -499,7 +576,7 @@ static void *s_thread(void *arg) {
         } else {
             s_check_watch(self);
         }
-        tern_cluster_view_save(self);
+        tern_cluster_view_save(self, false);
         int64_t now = tern_cluster_now_ms();
         int64_t until = s_next_wake(self, now);
         int timeout = until > now ? (int)(until - now) : 0;
@@ -606,6 +683,7 @@ void tern_cluster_size(tern_cluster_t *self, uint32_t partitions) {
     self->positions = tern_alloc(partitions * sizeof self->positions[0]);
     self->etcd_ver = tern_alloc(partitions * sizeof self->etcd_ver[0]);
     self->etcd_epoch = tern_alloc(partitions * sizeof self->etcd_epoch[0]);
+    self->conflict = tern_alloc(partitions * sizeof self->conflict[0]);
     for (uint32_t p = 0; p < partitions; p++) {
         self->records[p].partition = p;
         self->records[p].leader = TERN_NODE_NONE;
@@ -623,6 +701,7 @@ void tern_cluster_destroy(tern_cluster_t **self_p) {
         atomic_store(&self->stop, true);
         tern_cluster_wake(self);
         pthread_join(self->thread, NULL);
+        tern_cluster_view_save(self, true); //  what the last lease/3 changed
     }
     tern_cluster_detect_stop(self);
     tern_etcd_watch_destroy(&self->watch);
@@ -645,6 +724,7 @@ void tern_cluster_destroy(tern_cluster_t **self_p) {
     free(self->reqs);
     free(self->etcd_ver);
     free(self->etcd_epoch);
+    free(self->conflict);
     free((void *)self->positions);
     free(self->members);
     free(self);

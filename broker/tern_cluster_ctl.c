@@ -5,10 +5,10 @@
     holds. A CAS that fails means someone else wrote first: the key is read
     again and the decision is taken again on the next pass. Every write
     carries `ver=V`, above every ver etcd or the view held for the key
-    (tern_cluster_next_ver), and `epoch=`: V when the leader changes, else
-    the epoch kept. V is at most the write's revision, so epochs stay what
-    they were (revisions) on an etcd that never went back, and never go
-    back when it did (restored from a backup: tern_cluster_restore.c).
+    (tern_cluster_next_ver, its low bits the writer's node id), and
+    `epoch=`: V when the leader changes, else the epoch kept. So epochs
+    never go back, not even when etcd does (restored from a backup:
+    tern_cluster_restore.c).
 
     The controller (the node holding the lease-bound PREFIX/controller key)
     runs a pass when it becomes controller, on every node up/down, and once

@@ -104,6 +104,7 @@ struct tern_cluster_t {
     tern_cluster_req_t *reqs;       //  per partition, requests from other threads
     uint64_t *etcd_ver;             //  per partition: ver of the record etcd holds (0: none)
     uint64_t *etcd_epoch;           //  per partition: epoch of the record etcd holds
+    bool *conflict;                 //  per partition: etcd and the view differ at one ver
     bool reqs_pending;              //  some entry of reqs is set
     //  atomics any thread reads
     atomic_uint_fast64_t version;    //  grows on every view change
@@ -120,8 +121,10 @@ struct tern_cluster_t {
 //  tern_cluster.c
 int64_t tern_cluster_now_ms(void);
 void tern_cluster_key(tern_cluster_t *self, char *buf, size_t len, const char *what, long id);
-//  Applies one key of PREFIX (a get's pair or a watch event; DELETED: the
-//  key went at KV->mod_revision) to the view under the lock. Thread only.
+//  Applies one key of PREFIX as a read found it (DELETED: the key went at
+//  KV->mod_revision) to the view under the lock: a partition key below the
+//  revision the view holds means etcd went back. (Watch events, which may
+//  lag a read, go through tern_cluster.c's s_apply.) Thread only.
 void tern_cluster_apply_kv(tern_cluster_t *self, const tern_etcd_kv_t *kv, bool deleted);
 //  Reads KEY (or PREFIX when PREFIX_READ) again and applies what it finds
 //  (an absent partition key as deleted). TERN_OK or the etcd error.
@@ -176,6 +179,13 @@ int64_t tern_cluster_record_lease_ms(const char *text);
 //  The ver a new write of REC's partition gets: above every ver the view
 //  or etcd has known for it, so never lower after etcd went back.
 uint64_t tern_cluster_next_ver(tern_cluster_t *self, const tern_partmap_record_t *rec);
+//  The first ver above TOP that WRITER (a node id) may write: its low bits
+//  name the writer, so two writers never write the same ver.
+uint64_t tern_cluster_ver_after(uint32_t writer, uint64_t top);
+//  etcd went back (restored from a backup): the view's revision bookkeeping
+//  starts again, what etcd holds is read anew and every record this node
+//  holds newer is written back; no decision during the hold. Under LOCK.
+void tern_cluster_went_back(tern_cluster_t *self);
 //  A read at REVISION (etcd's header): below the highest revision seen,
 //  etcd went back (restored from a snapshot): logged, and the view's
 //  revision bookkeeping starts again from it. Under the view lock.
@@ -184,8 +194,10 @@ void tern_cluster_check_revision(tern_cluster_t *self, int64_t revision);
 //  restarts) into the view; a missing file is no error. After the view is
 //  sized, before the first read of etcd.
 void tern_cluster_view_load(tern_cluster_t *self, const char *data_dir);
-//  Writes the view file when records changed (fsync'd, then renamed).
-void tern_cluster_view_save(tern_cluster_t *self);
+//  Writes the view file when records changed (fsync'd, then renamed);
+//  unless NOW, only right after a lease renewal (the fsync must not delay
+//  the next one). Thread only (or after it ended).
+void tern_cluster_view_save(tern_cluster_t *self, bool now);
 //  Writes back, by CAS, every record the view holds newer than etcd's.
 void tern_cluster_republish(tern_cluster_t *self);
 //  True for a while after etcd went back: no controller pass, ISR write or

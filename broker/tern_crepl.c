@@ -8,9 +8,10 @@
 
     Sockets. One ROUTER bound at cluster/listen: followers' DEALERs connect to
     it (SYNC and CONFIRM in; TRUNCATE, RECORD, CAUGHT, HEARTBEAT out). One
-    DEALER per leader node this node follows a partition of (ZMQ_IMMEDIATE:
-    nothing queues for a leader that is not there; a SYNC that cannot go is
-    retried). Frames: [rid][header][payload?] on the ROUTER, [header]
+    DEALER per leader node this node follows a partition of (not
+    ZMQ_IMMEDIATE, which can abort libzmq under a half-read frame: see
+    tern_crepl_follow.c s_link_open; a link silent too long is reopened).
+    Frames: [rid][header][payload?] on the ROUTER, [header]
     [payload?] on a DEALER.
 
     Pipe commands (zactor pipe, from tern_broker):
@@ -170,7 +171,8 @@ static void s_handle_inbox(void *actor, void *unused) {
             zsys_error("crepl: unexpected work item type %d", (int)type);
         }
     }
-    c_ship_flush(self); //  the drain's records: one frame per follower and partition
+    c_ship_flush(self);    //  the drain's records: one frame per follower and partition
+    c_confirm_flush(self); //  the drain's commits as a follower: one CONFIRM per partition
     c_flush_batch(self);
     c_group_flush(self); //  after every record of the drain (tern_crepl_group.c)
     c_evaluate(self);
@@ -185,6 +187,7 @@ static void s_after(void *actor) {
     c_lead_timers(self, now);
     c_follow_timers(self, now);
     c_flush_batch(self);
+    c_confirm_flush(self); //  a batch the storer could not take resyncs: nothing, normally
     c_evaluate(self);
     c_inbound_evaluate(self);
     c_notices_evaluate(self);

@@ -26,7 +26,14 @@ static void s_link_open(c_repl_t *self, c_link_t *link, const char *endpoint) {
         return;
     }
     tern_node_sock_options(link->dealer, C_HWM, self->config->max_payload);
-    zsock_set_immediate(link->dealer, 1); //  nothing queues for a leader not there
+    //  Not ZMQ_IMMEDIATE: with it, libzmq 4.3 ends the pipe as soon as the
+    //  TCP connection drops, also under a half-read RECORDS frame (header
+    //  read, body not), and then aborts in fq.cpp (!_more) or blocks for
+    //  good in the body's read (tools/chaos/zmq_immediate.c). So a SYNC or
+    //  CONFIRM may queue for a leader that is gone: frames carry (pt, ep)
+    //  and a stale one is refused there, and s_send_sync reopens a link
+    //  that stayed silent, so that what queued does not pile up.
+    link->seen_ms = tern_now_ms();
     zsock_set_reconnect_ivl(link->dealer, 100);
     if (zsock_connect(link->dealer, "%s", endpoint) != 0) {
         zsys_error("crepl: cannot connect to %s", endpoint);
@@ -74,7 +81,8 @@ static void s_resync(c_repl_t *self, c_follow_t *f) {
     f->stream++;
     f->recv = 0;
     f->durable = 0;
-    f->sync_ms = 0; //  the next timer turn sends SYNC
+    f->to_confirm = false; //  nothing of the old stream is confirmed
+    f->sync_ms = 0;        //  the next timer turn sends SYNC
 }
 
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
@@ -133,9 +141,22 @@ static bool s_add_line(const tern_topic_info_t *topic, void *arg) {
     return true;
 }
 
-//  Sends CREPL_SYNC for PT to its leader. True when it went.
-static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f) {
+//  How long a leader may stay silent: C_SILENCE_MS and 4 heartbeats.
+static uint64_t s_silence_ms(const c_repl_t *self) {
+    return C_SILENCE_MS > 4 * self->hb_ms ? C_SILENCE_MS : 4 * self->hb_ms;
+}
+
+//  Sends CREPL_SYNC for PT to its leader. True when it went (queued for a
+//  connection under way included). A link silent that long is opened
+//  afresh first (linger 0: what queued for that leader is dropped).
+static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f, uint64_t now) {
     c_link_t *link = s_link(self, f->leader);
+    if (link && now - link->seen_ms > s_silence_ms(self)) {
+        char endpoint[sizeof link->endpoint];
+        memcpy(endpoint, link->endpoint, sizeof endpoint);
+        s_link_open(self, link, endpoint);
+        link = link->dealer ? link : NULL;
+    }
     if (!link || tern_store_read_begin(self->reader) != TERN_OK) {
         return false;
     }
@@ -159,7 +180,7 @@ static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f) {
 }
 
 void c_follow_timers(c_repl_t *self, uint64_t now) {
-    uint64_t silence = C_SILENCE_MS > 4 * self->hb_ms ? C_SILENCE_MS : 4 * self->hb_ms;
+    uint64_t silence = s_silence_ms(self);
     for (uint32_t pt = 0; pt < self->partitions; pt++) {
         c_follow_t *f = &self->follows[pt];
         if (!f->following) {
@@ -178,7 +199,7 @@ void c_follow_timers(c_repl_t *self, uint64_t now) {
             continue;
         }
         f->sync_ms = now;
-        if (s_send_sync(self, pt, f)) {
+        if (s_send_sync(self, pt, f, now)) {
             f->phase = C_F_SYNCING;
             f->seen_ms = now;
         }
@@ -424,6 +445,7 @@ void c_handle_dealer(c_repl_t *self, c_link_t *link) {
         if (zmq_msg_recv(&rec->hdr, sock, ZMQ_DONTWAIT) < 0) {
             break;
         }
+        link->seen_ms = tern_now_ms();
         bool has_body = false;
         if (zmq_msg_more(&rec->hdr)) {
             has_body = zmq_msg_recv(&rec->body, sock, 0) >= 0;
@@ -502,7 +524,11 @@ void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch) {
     self->batches_out--;
     s_batch_records(self, batch);
     //  Marks in order: a partition's durable position moves to its last
-    //  mark of a stream that is still current; one CONFIRM each.
+    //  mark of a stream that is still current. Confirmed once per drain of
+    //  the inbox (c_confirm_flush), not per batch: the storer folds the
+    //  batches queued while it commits into one commit and returns them
+    //  together, and the last position covers the earlier ones (one CONFIRM,
+    //  one wake-up of the leader, per partition and commit).
     for (size_t i = 0; i < batch->mark_count; i++) {
         tern_repl_mark_t *m = &batch->marks[i];
         c_follow_t *f = &self->follows[m->pt];
@@ -512,14 +538,22 @@ void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch) {
                    m->pos > f->durable) {
             f->durable = m->pos;
             f->to_confirm = true;
-        }
-    }
-    for (size_t i = 0; i < batch->mark_count; i++) {
-        c_follow_t *f = &self->follows[batch->marks[i].pt];
-        if (f->to_confirm) {
-            f->to_confirm = false;
-            s_confirm(self, batch->marks[i].pt, f);
+            self->confirms_pending = true;
         }
     }
     tern_repl_batch_destroy(&batch);
+}
+
+void c_confirm_flush(c_repl_t *self) {
+    if (!self->confirms_pending) {
+        return;
+    }
+    self->confirms_pending = false;
+    for (uint32_t pt = 0; pt < self->partitions; pt++) {
+        c_follow_t *f = &self->follows[pt];
+        if (f->to_confirm && f->following) {
+            s_confirm(self, pt, f);
+        }
+        f->to_confirm = false;
+    }
 }

@@ -311,16 +311,13 @@ static void s_gsend(c_repl_t *self, c_gframe_t *gf) {
         frame.payload = gf->payload;
         frame.payload_size = gf->size;
         frame.position = gf->pos;
-        //  A follower we cannot send to leaves the live stream; its next
-        //  heartbeat names a position past ours, so it syncs again.
-        for (size_t i = 1; i < lead->nreps; i++) {
-            c_peer_t *peer = lead->synced[i] ? c_peer(self, lead->reps[i].node, false) : NULL;
-            if (lead->synced[i] &&
-                (!peer || !peer->rid_size ||
-                 c_send(self, self->router, peer->rid, peer->rid_size, &frame) != 0)) {
-                lead->synced[i] = false;
-            }
-        }
+        //  Encoded once for all followers, in its own buffer (self->buf may
+        //  hold a record header c_ship_add is adding); the payload goes to
+        //  ZeroMQ without a copy. A follower we cannot send to leaves the
+        //  live stream; its next heartbeat names a position past ours, so it
+        //  syncs again.
+        c_ship_frame(self, lead, &frame, gf->payload, gf->size);
+        gf->payload = NULL;
     }
     free(gf->payload);
     free(gf);

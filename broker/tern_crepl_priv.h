@@ -113,7 +113,7 @@ typedef struct {
     uint64_t durable;  //  last position committed here
     uint64_t stream;   //  generation: bumps at every (re)sync
     uint64_t inflight; //  its records at the storer
-    bool to_confirm;   //  durable moved in the batch being confirmed
+    bool to_confirm;   //  durable moved: CONFIRM at the end of this inbox drain
     uint64_t rounds;   //  catch-up rounds that stopped short since the last CAUGHT
 } c_follow_t;
 
@@ -122,6 +122,7 @@ typedef struct {
     uint32_t node;      //  the leader's node id
     zsock_t *dealer;    //  owned
     char endpoint[256]; //  its cluster endpoint
+    uint64_t seen_ms;   //  last frame from it, or when the DEALER was opened
 } c_link_t;
 
 //  What one held COMMITTED item waits for in one partition.
@@ -196,6 +197,7 @@ typedef struct {
     uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
+    bool confirms_pending;        //  some follows[].to_confirm set (c_confirm_flush)
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
     uint64_t chunk_records;       //  records per SYNC answer (C_CHUNK_RECORDS or the test knob)
     uint64_t next_hb_ms;          //  next heartbeat round
@@ -316,6 +318,12 @@ int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint3
 //  (copied). False when it is too large for one: send it alone.
 bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_t hdr_len,
                 const uint8_t *payload, size_t payload_size);
+//  Sends FRAME (pt, ep: of LEAD) to LEAD's synced followers, its header
+//  encoded once in a buffer of its own (never self->buf) and PAYLOAD of
+//  SIZE bytes (malloc'd; ownership taken: ZeroMQ frees it once sent) by
+//  reference; a follower it cannot reach leaves the live stream.
+void c_ship_frame(c_repl_t *self, c_lead_t *lead, const tern_frame_t *frame, uint8_t *payload,
+                  size_t size);
 //  Sends every pending payload to the synced followers (end of each drain).
 void c_ship_flush(c_repl_t *self);
 //  Frees LEAD's pending payload unsent (its leadership ended).
@@ -376,8 +384,12 @@ void c_follow_stop(c_repl_t *self, uint32_t pt);
 void c_follow_timers(c_repl_t *self, uint64_t now);
 //  Frames on a DEALER (TRUNCATE, RECORD, CAUGHT, HEARTBEAT).
 void c_handle_dealer(c_repl_t *self, c_link_t *link);
-//  The storer committed BATCH (takes ownership): confirm to the leaders.
+//  The storer committed BATCH (takes ownership): the positions it made
+//  durable are confirmed to the leaders at the next c_confirm_flush.
 void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch);
+//  Sends one CONFIRM per partition whose durable position moved since the
+//  last call (end of each inbox drain and timer turn).
+void c_confirm_flush(c_repl_t *self);
 void c_flush_batch(c_repl_t *self);
 void c_links_close(c_repl_t *self);
 

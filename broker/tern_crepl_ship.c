@@ -31,24 +31,16 @@ static void s_free(void *data, void *hint) {
     free(data);
 }
 
-//  Sends PT's pending payload to every synced follower; a follower we
-//  cannot send to drops out of the live stream (it sees the gap at the next
-//  heartbeat and syncs again).
-static void s_flush(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
-    tern_frame_t frame;
-    c_frame_init(&frame, TERN_CMD_CREPL_RECORDS, pt, lead->epoch, lead->out_pos);
-    frame.payload = lead->out; //  for the encoder's checks; sent below
-    frame.payload_size = lead->out_len;
-    frame.fields |= TERN_F_PAYLOAD;
-    uint8_t hdr[256]; //  not self->buf: it holds the header c_ship_add is adding
+//  A header of these frames: no more than a topic name and a few numbers.
+#define S_HDR_MAX 512
+
+void c_ship_frame(c_repl_t *self, c_lead_t *lead, const tern_frame_t *frame, uint8_t *payload,
+                  size_t size) {
+    uint8_t hdr[S_HDR_MAX]; //  not self->buf: it may hold the header c_ship_add is adding
     size_t len = 0;
-    tern_err_t rc = tern_frame_encode(&frame, hdr, sizeof hdr, &len);
+    tern_err_t rc = tern_frame_encode(frame, hdr, sizeof hdr, &len);
     zmq_msg_t body;
-    zmq_msg_init_data(&body, lead->out, lead->out_len, s_free, NULL); //  ZeroMQ owns it now
-    lead->out_hint = lead->out_cap; //  the next one likely needs as much: no reallocs
-    lead->out = NULL;
-    lead->out_len = lead->out_cap = 0;
-    lead->out_pos = 0;
+    zmq_msg_init_data(&body, payload, size, s_free, NULL); //  ZeroMQ owns it now
     for (size_t i = 1; i < lead->nreps; i++) {
         if (!lead->synced[i]) {
             continue;
@@ -56,14 +48,30 @@ static void s_flush(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
         c_peer_t *peer = c_peer(self, lead->reps[i].node, false);
         if (rc != TERN_OK || !peer || !peer->rid_size ||
             c_send_encoded(self, peer->rid, peer->rid_size, hdr, len, &body) != 0) {
-            zsys_warning("crepl: partition %u: follower %u dropped from the live stream (%s)", pt,
-                         lead->reps[i].node,
+            zsys_warning("crepl: partition %u: follower %u dropped from the live stream (%s)",
+                         C_PT(frame), lead->reps[i].node,
                          rc != TERN_OK ? tern_strerror(rc)
                                        : (peer ? zmq_strerror(zmq_errno()) : "unknown"));
             lead->synced[i] = false;
         }
     }
     zmq_msg_close(&body);
+}
+
+//  Sends PT's pending payload to every synced follower (c_ship_frame).
+static void s_flush(c_repl_t *self, uint32_t pt, c_lead_t *lead) {
+    tern_frame_t frame;
+    c_frame_init(&frame, TERN_CMD_CREPL_RECORDS, pt, lead->epoch, lead->out_pos);
+    frame.payload = lead->out; //  for the encoder's checks; sent by reference
+    frame.payload_size = lead->out_len;
+    frame.fields |= TERN_F_PAYLOAD;
+    uint8_t *out = lead->out;
+    size_t out_len = lead->out_len;
+    lead->out_hint = lead->out_cap; //  the next one likely needs as much: no reallocs
+    lead->out = NULL;
+    lead->out_len = lead->out_cap = 0;
+    lead->out_pos = 0;
+    c_ship_frame(self, lead, &frame, out, out_len);
 }
 
 bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_t hdr_len,
@@ -77,14 +85,11 @@ bool c_ship_add(c_repl_t *self, uint32_t pt, c_lead_t *lead, uint64_t pos, size_
         if (lead->out_len) {
             s_flush(self, pt, lead);
         }
-        //  Their sends encode in self->buf, which holds this record's header.
-        //  (Rare while group ops were shipped with their NOTICE; at every
-        //  commit boundary once they go at SYNCED, right before the next
-        //  commit's COMMITTED: tern_crepl_notice.c.)
-        uint8_t saved[TERN_HEADER_MAX];
-        memcpy(saved, self->buf, hdr_len);
+        //  (At every commit boundary: group ops go at SYNCED, right before
+        //  the next commit's COMMITTED, tern_crepl_notice.c.) They encode in
+        //  their own buffer (c_ship_frame): self->buf holds this record's
+        //  header.
         c_group_flush_pt(self, pt);
-        memcpy(self->buf, saved, hdr_len);
     }
     if (lead->out_len &&
         (lead->out_len + entry > budget || pos != lead->out_pos + lead->out_count)) {

@@ -261,9 +261,10 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
             return -1;
         }
         tern_frame_t frame;
-        for (uint64_t seq = t->from;
-             seq <= t->last_seq &&
-             tern_store_read_next(self->reader, t->id, seq, &frame) == TERN_OK;
+        tern_err_t rc = TERN_OK;
+        uint64_t seq = t->from;
+        for (; seq <= t->last_seq &&
+               (rc = tern_store_read_next(self->reader, t->id, seq, &frame)) == TERN_OK;
              seq = frame.seq + 1) {
             if (sync->records >= sync->budget || sync->bytes >= C_CHUNK_BYTES) {
                 sync->more = true; //  never before the first record: each round moves
@@ -281,6 +282,14 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
             }
             sync->records++;
             sync->bytes += frame.payload_size;
+        }
+        //  Our last records are gone (TTL, retention, purge): its copy ends
+        //  at the last one sent, and our live stream goes on from our
+        //  last_seq + 1, which its hole guard would refuse. So its log of
+        //  the topic is told to end where ours does.
+        if (seq <= t->last_seq && rc == TERN_ENOTFOUND &&
+            s_send_truncate(self, rid, rid_size, sync, epoch, t->name, t->last_seq) != 0) {
+            return -1;
         }
     }
     return 0;

@@ -339,8 +339,13 @@ static void s_queue_in_dc(tern_repl_batch_t *self, tern_store_batch_t *batch,
             continue;
         }
         if (rec->frame.cmd == TERN_CMD_CREPL_TRUNCATE) {
-            tern_store_batch_truncate(batch, rec->frame.topic, rec->frame.seq, &rec->result.err,
-                                      &rec->result.seq);
+            //  "Its log ends at sq": lowers ours, or raises it past records
+            //  gone at the leader, so its live stream follows on.
+            tern_store_batch_end_at(batch, rec->frame.topic, rec->frame.seq, &rec->result.err,
+                                    &rec->result.seq);
+        } else if (rec->frame.position > 0) {
+            //  Live: must follow our last record, never leave a hole.
+            tern_store_batch_append_replica_next(batch, &rec->frame, &rec->result);
         } else {
             tern_store_batch_append_replica(batch, &rec->frame, &rec->result);
         }

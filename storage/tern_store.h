@@ -826,6 +826,17 @@ tern_err_t tern_store_inbound_get(tern_store_reader_t *self, const char *origin,
 void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_t *msg,
                                      tern_append_result_t *result);
 
+/*  As tern_store_batch_append_replica, for a record of the leader's live
+    stream, which follows the topic's last record: MSG->seq must be
+    last_seq + 1 (a topic not here yet: 1). A higher seq is refused with
+    TERN_ESTATE and nothing is written: a record was lost on the way, and
+    storing this one would leave a hole in the copy that no later SYNC
+    anchor shows (anchors are sampled). Seqs <= last_seq as there. A
+    catch-up (a snapshot of the leader's log, whose own gaps are real: TTL,
+    retention, purge) appends with tern_store_batch_append_replica. */
+void tern_store_batch_append_replica_next(tern_store_batch_t *self, const tern_frame_t *msg,
+                                          tern_append_result_t *result);
+
 /*  Queues the in-DC follower's truncation of TOPIC (copied) to AFTER_SEQ:
     - every message with seq > AFTER_SEQ is removed with its msgid, lane and
       expiry entries and its dedup entry (when that names the message: a
@@ -845,6 +856,15 @@ void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_
     *REMOVED (may be NULL) the messages removed. */
 void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,
                                tern_err_t *result_err, uint64_t *removed);
+
+/*  As tern_store_batch_truncate, and when LAST_SEQ is beyond the topic's
+    last_seq, last_seq is raised to it (first_seq too when no message is
+    stored): the leader's log of TOPIC ends at LAST_SEQ and the seqs between
+    are gone there (TTL, retention), so the live stream's next record,
+    LAST_SEQ + 1, follows (tern_store_batch_append_replica_next). A missing
+    topic is left missing (TERN_OK, 0 removed). */
+void tern_store_batch_end_at(tern_store_batch_t *self, const char *topic, uint64_t last_seq,
+                             tern_err_t *result_err, uint64_t *removed);
 
 /*  Makes the operation queued last on SELF (a replica append or a
     truncation) conditional: at commit it runs only if *PRIOR (typically the

@@ -457,15 +457,17 @@ typedef enum {
 typedef struct {
     st_op_kind_t kind;       //  what to do
     const tern_frame_t *msg; //  APPEND, APPEND_REPLICA: borrowed until commit
-    bool flag;               //  APPEND: local; TOPIC_DELETE: purge only; DLQ_REPLAY: seq a only;
-               //  DELIVER, ACK: folded with its ack / delivery in this batch (st_group_fold)
+    bool flag; //  APPEND: local; APPEND_REPLICA: live (seq = last + 1); TOPIC_DELETE: purge
+               //  only; DLQ_REPLAY: seq a only; DELIVER, ACK: folded with its ack / delivery
+               //  in this batch (st_group_fold)
     tern_append_result_t *result;  //  APPEND, APPEND_REPLICA, ACKSTATE_APPLY: filled at commit
     char name[TERN_TOPIC_MAX + 1]; //  topic, group, peer, origin or meta name
     uint32_t topic_id;             //  group ops
     uint64_t a;                    //  seq, position, value, now_ns, limits...
     uint64_t b;                    //  due_ms, max_msgs, msg_id...
     uint64_t c;                    //  max_bytes
-    uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode
+    uint32_t u32;                  //  delivery count, start mode, sweep max, op, topic put mode,
+                                   //  TRUNCATE: 1 = also raise last_seq (end_at)
     uint8_t priority;              //  DELIVER: lane
     uint8_t acked_as;    //  folded DELIVER, ACK: the ack's history event, in the delivery's record
     char *reason;        //  DEAD: reason, DELIVER: consumer (owned copy, or NULL)

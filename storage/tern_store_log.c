@@ -38,6 +38,12 @@ void tern_store_batch_append_replica(tern_store_batch_t *self, const tern_frame_
     self->bytes += R_HEADER + msg->payload_size;
 }
 
+void tern_store_batch_append_replica_next(tern_store_batch_t *self, const tern_frame_t *msg,
+                                          tern_append_result_t *result) {
+    tern_store_batch_append_replica(self, msg, result);
+    self->ops[self->count - 1].flag = true;
+}
+
 void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint64_t after_seq,
                                tern_err_t *result_err, uint64_t *removed) {
     st_op_t *op = st_batch_push(self, OP_TRUNCATE);
@@ -46,6 +52,12 @@ void tern_store_batch_truncate(tern_store_batch_t *self, const char *topic, uint
     op->a = after_seq;
     op->err_out = result_err;
     op->count_out = removed;
+}
+
+void tern_store_batch_end_at(tern_store_batch_t *self, const char *topic, uint64_t last_seq,
+                             tern_err_t *result_err, uint64_t *removed) {
+    tern_store_batch_truncate(self, topic, last_seq, result_err, removed);
+    self->ops[self->count - 1].u32 = 1; //  raise too
 }
 
 void tern_store_batch_topic_put(tern_store_batch_t *self, const char *name, tern_topic_mode_t mode,
@@ -543,6 +555,14 @@ int st_op_append_replica(st_txn_t *ctx, st_op_t *op) {
     if (seq <= t->topic.last_seq) {
         return s_replica_held(ctx, msg, t, seq, res);
     }
+    if (op->flag && seq != t->topic.last_seq + 1) {
+        //  The live stream skipped a record: storing this one would leave
+        //  a hole no later SYNC anchor shows. The follower syncs again.
+        res->err = TERN_ESTATE;
+        res->seq = seq;
+        res->msg_id = msg->msg_id;
+        return 0;
+    }
     //  The leader's outbox entry of the record, at the leader's position
     //  (a single node's store has no partitions: never shipped from here).
     uint64_t position = ctx->store->ob_work ? msg->outbox_pos : 0;
@@ -611,6 +631,7 @@ int st_op_truncate(st_txn_t *ctx, st_op_t *op) {
     st_cached_t *t;
     int rc = st_topic_find(ctx, op->name, len, false, &t, err);
     uint64_t removed = 0, after = op->a;
+    bool raise = op->u32 != 0 && rc == 0 && t->exists && after > t->topic.last_seq;
     while (rc == 0 && t->exists && after < t->topic.last_seq) {
         uint64_t first;
         MDB_val record;
@@ -625,7 +646,7 @@ int st_op_truncate(st_txn_t *ctx, st_op_t *op) {
         }
         removed++;
     }
-    if (rc == 0 && t->exists && after < t->topic.last_seq) {
+    if (rc == 0 && t->exists && (after < t->topic.last_seq || raise)) {
         rc = s_truncate_rest(ctx, t, after);
     }
     if (op->count_out) {

@@ -31,3 +31,18 @@ tern_store_t *test_store_open(const tern_store_config_t *config) {
     cr_assert_eq(err, TERN_OK);
     return store;
 }
+
+uint64_t test_store_truncate(tern_store_t *store, const char *topic, uint64_t after, bool raise) {
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_err_t err = TERN_EINTERNAL;
+    uint64_t removed = 99;
+    if (raise) {
+        tern_store_batch_end_at(batch, topic, after, &err, &removed);
+    } else {
+        tern_store_batch_truncate(batch, topic, after, &err, &removed);
+    }
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    cr_assert_eq(err, TERN_OK, "%s", tern_errname(err));
+    return removed;
+}

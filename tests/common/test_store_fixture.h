@@ -34,4 +34,9 @@ tern_store_config_t test_store_config(void);
 //  Caller owns the result (tern_store_destroy).
 tern_store_t *test_store_open(const tern_store_config_t *config);
 
+//  An in-DC follower's truncation of TOPIC to AFTER in a batch of its own,
+//  committed (tern_store_batch_end_at when RAISE: also raised to AFTER),
+//  asserting TERN_OK; returns the messages removed.
+uint64_t test_store_truncate(tern_store_t *store, const char *topic, uint64_t after, bool raise);
+
 #endif

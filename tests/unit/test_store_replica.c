@@ -66,14 +66,7 @@ static tern_append_result_t s_local(tern_store_t *store, uint64_t msg_id, const 
 
 //  Truncates TOPIC to AFTER, committed; returns the messages removed.
 static uint64_t s_truncate(tern_store_t *store, const char *topic, uint64_t after) {
-    tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_err_t err = TERN_EINTERNAL;
-    uint64_t removed = 99;
-    tern_store_batch_truncate(batch, topic, after, &err, &removed);
-    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    tern_store_batch_destroy(&batch);
-    cr_assert_eq(err, TERN_OK, "%s", tern_errname(err));
-    return removed;
+    return test_store_truncate(store, topic, after, false);
 }
 
 static tern_topic_info_t s_topic(tern_store_t *store) {

@@ -104,3 +104,115 @@ Test(view_restore, revisions_that_grow_are_no_restore) {
     cr_assert(c->went_back);
     tern_cluster_destroy(&c);
 }
+
+//  Review findings 1-3 (review18): two nodes deciding on one restored
+//  record, a restore whose revisions were bumped past ours, and a record
+//  the restore lost.
+
+//  Two writers (nodes 1 and 0) decide on the same restored record: their
+//  vers differ, so no node can take the other's record for its own.
+Test(view_restore, ver_collision_two_leaders_same_epoch) {
+    tern_cluster_t *a = s_cluster();
+    a->self_id = 1; //  two writers: the review's test had both at node 0
+    s_put(a, "partition=0 leader=1 epoch=10 ver=10 replicas=1,2,0 isr=1,2,0", 10);
+    tern_partmap_record_t rec;
+    cr_assert(tern_cluster_record(a, 0, &rec));
+    rec.leader = 0;
+    uint64_t va = tern_cluster_next_ver(a, &rec);
+    tern_cluster_t *y = s_cluster();
+    s_put(y, "partition=0 leader=1 epoch=10 ver=10 replicas=1,2,0 isr=1,2,0", 10);
+    tern_partmap_record_t ry;
+    cr_assert(tern_cluster_record(y, 0, &ry));
+    ry.leader = 2;
+    uint64_t vy = tern_cluster_next_ver(y, &ry);
+    cr_expect_neq(va, vy, "same ver for two different leader changes");
+    char t[200];
+    snprintf(t, sizeof t, "partition=0 leader=2 epoch=%lu ver=%lu replicas=1,2,0 isr=2,0",
+             (unsigned long)vy, (unsigned long)vy);
+    s_put(y, t, 20);
+    s_read_at(y, 12);
+    snprintf(t, sizeof t, "partition=0 leader=0 epoch=%lu ver=%lu replicas=1,2,0 isr=0",
+             (unsigned long)va, (unsigned long)va);
+    s_put(y, t, 12);
+    cr_assert(tern_cluster_record(y, 0, &ry));
+    cr_expect_eq(ry.leader, 0u, "Y keeps leader %u epoch %lu while etcd says leader 0 epoch %lu",
+                 ry.leader, (unsigned long)ry.epoch, (unsigned long)va);
+    cr_expect(y->republish_due, "and does not even write it back");
+    tern_cluster_destroy(&a);
+    tern_cluster_destroy(&y);
+}
+
+//  One ver, two records (the same node id deciding again with a new
+//  identity, or an older node's ver = mod_revision): a conflict. Both
+//  nodes pick the same winner and write it in a new ver and epoch.
+Test(view_restore, same_ver_different_records_is_a_conflict) {
+    const char *two = "partition=0 leader=2 epoch=1024 ver=1024 replicas=1,2,0 isr=2,0";
+    const char *zero = "partition=0 leader=0 epoch=1024 ver=1024 replicas=1,2,0 isr=0";
+    tern_cluster_t *y = s_cluster();
+    s_put(y, two, 20);
+    s_read_at(y, 12);
+    s_put(y, zero, 12);
+    tern_cluster_t *z = s_cluster();
+    s_put(z, zero, 12);
+    s_put(z, two, 20);
+    tern_partmap_record_t ry, rz;
+    cr_assert(tern_cluster_record(y, 0, &ry));
+    cr_assert(tern_cluster_record(z, 0, &rz));
+    cr_assert(tern_partmap_record_same(&ry, &rz), "the two nodes picked different winners");
+    cr_assert_eq(ry.leader, 0u);
+    cr_assert(y->conflict[0] && y->republish_due);
+    cr_assert(z->conflict[0] && z->republish_due);
+    //  The write-back fences both leaders of epoch 1024.
+    cr_assert_gt(tern_cluster_next_ver(y, &ry), 1024u);
+    //  Someone's write of a newer ver settles it.
+    s_put(y, "partition=0 leader=0 epoch=2048 ver=2048 replicas=1,2,0 isr=0", 13);
+    cr_assert_not(y->conflict[0]);
+    //  The same record written back in a higher epoch is no conflict.
+    s_put(z, "partition=0 leader=0 epoch=1030 ver=1024 replicas=1,2,0 isr=0", 21);
+    cr_assert(tern_cluster_record(z, 0, &rz));
+    cr_assert_eq(rz.epoch, 1030u);
+    tern_cluster_destroy(&y);
+    tern_cluster_destroy(&z);
+}
+
+//  Writers' vers: unique per node id, above every ver, epoch and revision.
+Test(view_restore, vers_name_their_writer) {
+    cr_assert_eq(tern_cluster_ver_after(3, 10), 1024u + 3);
+    cr_assert_eq(tern_cluster_ver_after(3, 1024 + 3), 2048u + 3);
+    cr_assert_eq(tern_cluster_ver_after(1023, 5000), 5120u + 1023);
+    cr_assert_neq(tern_cluster_ver_after(0, 77), tern_cluster_ver_after(1, 77));
+}
+
+//  etcd restored with --bump-revision: its revision never goes back, but
+//  the restored key's mod_revision is below what we hold.
+Test(view_restore, bump_revision_key_goes_back) {
+    tern_cluster_t *c = s_cluster();
+    s_put(c, "partition=0 leader=1 epoch=10 ver=10 replicas=1,2,0 isr=1,2,0", 10);
+    s_put(c, "partition=0 leader=2 epoch=12 ver=12 replicas=1,2,0 isr=2,0", 12);
+    s_read_at(c, 1000000012);
+    cr_expect(!c->went_back);
+    s_put(c, "partition=0 leader=1 epoch=10 ver=10 replicas=1,2,0 isr=1,2,0", 10);
+    cr_expect(c->republish_due, "restored older record not noticed");
+    cr_expect_eq(c->mod_revision[0], 10, "CAS compares with %ld, etcd's key is at 10",
+                 (long)c->mod_revision[0]);
+    cr_expect(c->went_back && tern_cluster_holding(c), "no hold after the restore");
+    tern_partmap_record_t rec;
+    cr_assert(tern_cluster_record(c, 0, &rec));
+    cr_expect_eq(rec.leader, 2u);
+    tern_cluster_destroy(&c);
+}
+
+//  A record the restored etcd lacks is written back.
+Test(view_restore, record_absent_after_restore) {
+    tern_cluster_t *c = s_cluster();
+    s_put(c, "partition=0 leader=2 epoch=12 ver=12 replicas=1,2,0 isr=2,0", 12);
+    s_read_at(c, 5);
+    cr_assert(c->went_back);
+    cr_expect(c->republish_due, "absent record never due for write-back");
+    cr_expect_eq(c->etcd_ver[0], 0u, "etcd_ver stale at %lu: republish would skip it",
+                 (unsigned long)c->etcd_ver[0]);
+    //  The view file takes the lower revision (finding 6), or every
+    //  restart would see etcd go back again and hold.
+    cr_expect(c->view_dirty);
+    tern_cluster_destroy(&c);
+}
