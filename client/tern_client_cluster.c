@@ -48,6 +48,7 @@
     session's mutex is taken inside it, never around it.
 */
 #include "tern_client_int.h"
+#include "tern_partition.h"
 
 #define S_TICK_MS        100   /* local checks: lost sessions, parked publishes */
 #define S_REFRESH_MS     3000  /* map refresh when all is well */
@@ -109,12 +110,19 @@ struct _cl_att_t {
 //  sends one at a time (probing) until a send is answered: a node that
 //  refused one publish because it did not lead yet could otherwise store
 //  the next one, which it got before the resend (its leadership arrived
-//  in between).
+//  in between). Every switch to a node (the first send, or one to a node
+//  other than the last) starts with a probe too: the map can be ahead of
+//  the node (a hint or a refresh names it before it knows it leads), and
+//  a pipelined first batch could then see its head refused and the rest
+//  stored. What probing cannot cover: a node that refuses one of several
+//  publishes already pipelined to it (its lease lapsed for a moment) and
+//  stores the later ones (docs/client.md, "Cluster mode").
 typedef struct {
     s_cpub_t *head;      //  publishes waiting to be sent, in publish order
     s_cpub_t *tail;      //  the newest of them
-    uint32_t sent_node;  //  node of the publishes in flight
+    uint32_t sent_node;  //  node of the publishes in flight (or of the last ones)
     uint32_t sent_count; //  publishes in flight there
+    bool sent_once;      //  sent_node is set: some publish was sent
     bool probing;        //  one in flight at a time until one is answered
 } s_part_t;
 
@@ -235,6 +243,7 @@ static void s_send_to(s_part_t *part, s_link_t *link, s_cpub_t *cpub) {
     tern_client_t *client = link->client;
     cpub->node_id = link->node_id;
     part->sent_node = link->node_id;
+    part->sent_once = true;
     part->sent_count++;
     pthread_mutex_lock(&client->mutex);
     cl_pub_t *pub = client->pub_free;
@@ -278,6 +287,9 @@ static void s_pump(tern_client_t *self, uint32_t partition) {
         if (part->sent_count && (part->sent_node != link->node_id || part->probing)) {
             return; //  an answer in flight lets the next ones go (s_cpub_done)
         }
+        if (!part->sent_once || part->sent_node != link->node_id) {
+            part->probing = true; //  a switch: this node may not lead yet
+        }
         cpub->probe = part->probing;
         if (cpub->hops > S_HOPS_MAX) {
             cpub->hops = 0;
@@ -295,13 +307,13 @@ static void s_pump(tern_client_t *self, uint32_t partition) {
     }
 }
 
-//  Makes PUB (a root window entry or a new publish to TOPIC) a routed
+//  Makes PUB (a root window entry or a new publish to PARTITION) a routed
 //  publish; its header and payload move into it and PUB goes to pub_free.
 //  Mutex held.
-static s_cpub_t *s_cpub_new(tern_client_t *self, const char *topic, cl_pub_t *pub) {
+static s_cpub_t *s_cpub_new(tern_client_t *self, uint32_t partition, cl_pub_t *pub) {
     s_cpub_t *cpub = tern_alloc(sizeof *cpub);
     cpub->root = self;
-    cpub->partition = cl_map_partition(self->cluster->map, topic, strlen(topic));
+    cpub->partition = partition;
     cpub->req_id = pub->req_id;
     cpub->producer_seq = pub->producer_seq;
     zmq_msg_init(&cpub->hdr);
@@ -328,7 +340,7 @@ static void s_route_new(tern_client_t *self, s_cpub_t *cpub) {
 
 void cl_cluster_publish(tern_client_t *self, const char *topic, cl_pub_t *pub) {
     cl_cluster_t *cluster = self->cluster;
-    s_cpub_t *cpub = s_cpub_new(self, topic, pub);
+    s_cpub_t *cpub = s_cpub_new(self, cl_map_partition(cluster->map, topic, strlen(topic)), pub);
     if (cluster->window_taken) {
         s_route_new(self, cpub);
         return;
@@ -498,25 +510,48 @@ static void s_expired_finish(s_cpub_t *expired, bool closing) {
     }
 }
 
+//  The partition of the window entry PUB's topic (that of "" if its header
+//  cannot be read: it was encoded here, so never).
+static uint32_t s_pub_partition(cl_pub_t *pub, uint32_t partitions) {
+    tern_frame_t frame;
+    tern_limits_t limits = {.max_payload = (size_t)1 << 31};
+    bool ok = tern_frame_decode(&frame, zmq_msg_data(&pub->hdr), zmq_msg_size(&pub->hdr),
+                                zmq_msg_data(&pub->payload), zmq_msg_size(&pub->payload),
+                                &limits) == TERN_OK;
+    const char *topic = ok ? frame.topic : "";
+    return tern_partition_of(topic, strlen(topic), partitions);
+}
+
 void cl_cluster_take_window(tern_client_t *self) {
-    //  Nothing in it was sent (io_mode was UNKNOWN): hand it over in order,
-    //  then what application threads published meanwhile (held), under one
-    //  lock so that no new publish goes between them.
+    //  Nothing in it was sent (io_mode was UNKNOWN). Its topics are decoded
+    //  without the root's mutex, which application threads wait on: only
+    //  this (the I/O) thread touches the window now, since io_mode CLUSTER
+    //  sends every new publish to held. Then it is routed in order, and
+    //  after it what was published meanwhile (held), under one lock so that
+    //  no new publish goes between them.
+    pthread_mutex_lock(&self->mutex);
+    cl_pub_t *window = self->win_head;
+    uint32_t partitions = self->cluster->map->partitions; //  never changes
+    pthread_mutex_unlock(&self->mutex);
+    size_t count = 0;
+    for (cl_pub_t *pub = window; pub; pub = pub->next) {
+        count++;
+    }
+    uint32_t *partition = tern_alloc((count ? count : 1) * sizeof *partition);
+    size_t i = 0;
+    for (cl_pub_t *pub = window; pub; pub = pub->next) {
+        partition[i++] = s_pub_partition(pub, partitions);
+    }
     pthread_mutex_lock(&self->mutex);
     cl_cluster_t *cluster = self->cluster;
-    while (self->win_head) {
-        cl_pub_t *pub = self->win_head;
-        self->win_head = pub->next;
-        if (!self->win_head) {
-            self->win_tail = NULL;
-        }
-        tern_frame_t frame;
-        tern_limits_t limits = {.max_payload = (size_t)1 << 31};
-        bool ok = tern_frame_decode(&frame, zmq_msg_data(&pub->hdr), zmq_msg_size(&pub->hdr),
-                                    zmq_msg_data(&pub->payload), zmq_msg_size(&pub->payload),
-                                    &limits) == TERN_OK;
-        s_route_new(self, s_cpub_new(self, ok ? frame.topic : "", pub));
+    self->win_head = self->win_tail = NULL;
+    i = 0;
+    while (window) {
+        cl_pub_t *pub = window;
+        window = pub->next;
+        s_route_new(self, s_cpub_new(self, partition[i++], pub));
     }
+    free(partition);
     cluster->window_taken = true;
     while (cluster->held) {
         s_cpub_t *cpub = cluster->held;

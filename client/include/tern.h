@@ -274,9 +274,14 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     (it may be replicated and delivered later); resend with the same
     producer_seq (MSG->producer_seq), which is deduplicated. Publishes to
     one topic are stored in call order across leader changes too (a
-    partition's publishes go to one node at a time; docs/client.md), except
-    a publish that completed with an error and is published again after
-    newer ones were stored: the broker stores it where it arrives.
+    partition's publishes go to one node at a time, the first one to a node
+    alone; docs/client.md), except a publish that completed with an error
+    and is published again after newer ones were stored (the broker stores
+    it where it arrives), and except when a leader whose cluster lease
+    lapsed for a moment refuses one publish (TERN_ENOTLEADER) and stores
+    later ones already pipelined to it: the refused one is resent after
+    them. Strict order through that too needs one publish in flight per
+    topic (tern_publish, or window 1).
     FN (may be NULL) is called with ARG on completion, on the I/O thread.
     Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
     class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,
