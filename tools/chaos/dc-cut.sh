@@ -44,6 +44,7 @@ cmake --build "$build" -j2 --target it_xdc_cut ternd ternctl tern-check >/dev/nu
 
 XDC_REPORT='^cut: |^xdc: (converged|publish)|^tern-check: '
 . "$(dirname "$0")/lib.sh"
+trap netns_sweep EXIT
 failed=0
 for secs in $durations; do
     case $secs in
@@ -54,8 +55,8 @@ for secs in $durations; do
     esac
     log=${LOG:-$build/chaos-dc-cut-$secs.log}
     echo "dc-cut.sh: ${secs} s cut, rate ${RATE:-20}/s per DC and topic, log in $log"
-    # The test deletes its namespaces at its end; an interrupted run leaves
-    # them (`ip netns list`: tern-PID-*; `ip netns del NAME`).
+    # The test deletes its namespaces at its end; those of an interrupted
+    # run are swept at the script's exit (netns_sweep, tools/chaos/lib.sh).
     # Twins are resolved only while the first copy's dedup entry lives
     # (storage/dedup_window, 2 min by default; docs/replication.md
     # "Conflicts"): a longer cut runs with a window of twice the cut, as

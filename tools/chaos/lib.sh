@@ -20,3 +20,22 @@ xdc_run() {
     grep -E "$XDC_REPORT" "$_log" || true
     grep -E '^\[(FAIL|----)\]' "$_log" | head -20 || true
 }
+
+#  netns_sweep: deletes the network namespaces the tests name tern-PID-*
+#  (tests/integration/netns_harness.c) whose process PID is gone: what an
+#  interrupted run left. Namespaces of running tests are kept.
+netns_sweep() {
+    command -v ip >/dev/null || return 0
+    for _ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+        case $_ns in
+        tern-*-*) ;;
+        *) continue ;;
+        esac
+        _p=${_ns#tern-}
+        _p=${_p%%-*}
+        case $_p in
+        '' | *[!0-9]*) continue ;;
+        esac
+        kill -0 "$_p" 2>/dev/null || ip netns del "$_ns" 2>/dev/null || true
+    done
+}
