@@ -35,13 +35,13 @@
 //  Connecting
 
 void cl_close_socket(tern_client_t *self, bool flush) {
-    if (self->dealer && !flush) {
-        //  What waits in the socket was meant for a session that is gone
-        //  (or never came): not for whoever listens there next.
-        int linger = 0;
-        zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);
-    }
     if (self->dealer) {
+        if (!flush) {
+            //  What waits in the socket was meant for a session that is gone
+            //  (or never came): not for whoever listens there next.
+            int linger = 0;
+            zmq_setsockopt(self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+        }
         //  Stop the monitor first: an event the closing dealer emits towards a
         //  PAIR that is already gone blocks libzmq's I/O thread for good, and
         //  with it every later connect of this client (libzmq issue 3575).
