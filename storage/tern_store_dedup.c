@@ -20,14 +20,6 @@
     producers.
    ------------------------------------------------------------------------ */
 
-static uint32_t s_fnv1a(const char *name, size_t len) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ (uint8_t)name[i]) * 16777619u;
-    }
-    return h;
-}
-
 void st_prod_reset(tern_store_batch_t *b) {
     b->prod_count = 0;
     if (b->slot_cap) {
@@ -56,7 +48,7 @@ static int s_prod_find(st_txn_t *ctx, const char *name, size_t len, st_prod_t **
             return 0;
         }
     }
-    uint32_t hash = s_fnv1a(name, len);
+    uint32_t hash = st_fnv1a(ST_FNV_BASIS, name, len);
     if (b->slot_cap) {
         size_t mask = b->slot_cap - 1;
         for (size_t i = hash & mask; b->prod_slots[i]; i = (i + 1) & mask) {

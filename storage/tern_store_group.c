@@ -399,15 +399,13 @@ static bool s_fold_transparent(st_op_kind_t kind) {
 }
 
 static uint32_t s_fold_hash(const st_op_t *op) {
-    uint32_t h = 2166136261u; //  FNV-1a over group name, topic and seq
-    for (const char *p = op->name; *p; p++) {
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    }
+    //  Over group name, then topic and seq mixed, low byte first.
     uint64_t mix = ((uint64_t)op->topic_id << 40) ^ op->a;
+    uint8_t bytes[8];
     for (int i = 0; i < 8; i++, mix >>= 8) {
-        h = (h ^ (uint8_t)mix) * 16777619u;
+        bytes[i] = (uint8_t)mix;
     }
-    return h;
+    return st_fnv1a(st_fnv1a(ST_FNV_BASIS, op->name, strlen(op->name)), bytes, sizeof bytes);
 }
 
 //  The slot of OP's (topic, group, seq) in the fold index: the one holding

@@ -211,6 +211,16 @@ typedef struct {
     Small inline helpers: byte order, LMDB puts and deletes, names
    ------------------------------------------------------------------------ */
 
+//  FNV-1a: folds the LEN bytes at P into hash H (begin with ST_FNV_BASIS).
+#define ST_FNV_BASIS 2166136261u
+static inline uint32_t st_fnv1a(uint32_t h, const void *p, size_t len) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ b[i]) * 16777619u;
+    }
+    return h;
+}
+
 static inline void s_be32_put(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);

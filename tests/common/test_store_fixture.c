@@ -2,6 +2,7 @@
 #include "test_store_fixture.h"
 
 #include <criterion/criterion.h>
+#include <string.h>
 
 char test_store_dir[TEST_DIR_MAX];
 
@@ -45,4 +46,22 @@ uint64_t test_store_truncate(tern_store_t *store, const char *topic, uint64_t af
     tern_store_batch_destroy(&batch);
     cr_assert_eq(err, TERN_OK, "%s", tern_errname(err));
     return removed;
+}
+
+static bool s_collect(const tern_trace_event_t *event, void *arg) {
+    test_store_events_t *list = (test_store_events_t *)arg;
+    if (list->count < TEST_STORE_EVENTS_MAX) {
+        list->events[list->count++] = *event;
+    }
+    return true;
+}
+
+void test_store_trace_scan(tern_store_t *store, uint32_t topic_id, uint64_t from, uint64_t to,
+                           test_store_events_t *out) {
+    memset(out, 0, sizeof *out);
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    cr_assert_eq(tern_store_trace_scan(reader, topic_id, from, to, s_collect, out), TERN_OK);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
 }

@@ -39,4 +39,16 @@ tern_store_t *test_store_open(const tern_store_config_t *config);
 //  asserting TERN_OK; returns the messages removed.
 uint64_t test_store_truncate(tern_store_t *store, const char *topic, uint64_t after, bool raise);
 
+//  The trace events of one scan, in order (the first TEST_STORE_EVENTS_MAX).
+#define TEST_STORE_EVENTS_MAX 32
+typedef struct {
+    tern_trace_event_t events[TEST_STORE_EVENTS_MAX]; //  collected
+    size_t count;                                     //  used
+} test_store_events_t;
+
+//  Scans the trace of TOPIC_ID, seqs FROM..TO, into OUT (reset first),
+//  asserting TERN_OK (tern_store_trace_scan in a read of its own).
+void test_store_trace_scan(tern_store_t *store, uint32_t topic_id, uint64_t from, uint64_t to,
+                           test_store_events_t *out);
+
 #endif

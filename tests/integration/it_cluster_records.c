@@ -446,6 +446,21 @@ static void s_max_seq(const tern_pub_result_t *res, void *arg) {
     }
 }
 
+//  Publishes on *CLIENT_P until one is acknowledged (the whole ISR has it),
+//  then COUNT more (payloads PREFIX...), flushed; destroys the client and
+//  returns the highest seq acknowledged (at least COUNT + 1).
+static uint64_t s_publish_acked(tern_client_t **client_p, const char *topic, const char *prefix,
+                                int count) {
+    it_cluster_publish_until_acked(*client_p, topic);
+    uint64_t n = 0;
+    it_pub_async(*client_p, topic, prefix, count, s_max_seq, &n);
+    cr_assert_eq(tern_flush(*client_p, 60000), TERN_OK);
+    tern_client_destroy(client_p);
+    cr_assert(n >= (uint64_t)count + 1 && n != UINT64_MAX,
+              "a publish failed (or none acknowledged)");
+    return n;
+}
+
 Test(cluster_records, live_hole_makes_the_follower_sync) {
     tern_partmap_record_t rec;
     int leader;
@@ -456,12 +471,7 @@ Test(cluster_records, live_hole_makes_the_follower_sync) {
     tern_client_options_t options;
     tern_client_options_init(&options);
     tern_client_t *client = it_cluster_client(cl, leader, &options);
-    it_cluster_publish_until_acked(client, topic);
-    uint64_t n = 0;
-    it_pub_async(client, topic, "real-", 5, s_max_seq, &n);
-    cr_assert_eq(tern_flush(client, 60000), TERN_OK);
-    tern_client_destroy(&client);
-    cr_assert(n >= 6 && n != UINT64_MAX, "a publish failed (or none acknowledged)");
+    uint64_t n = s_publish_acked(&client, topic, "real-", 5);
 
     it_cluster_kill_node(cl, leader);
     s_fake_t fake = {.rec = &rec};
@@ -515,12 +525,7 @@ Test(cluster_records, catch_up_ends_where_the_leader_log_ends) {
     cr_assert_eq(tern_admin(client, "topic.create", args, 2, &json, 15000), TERN_OK, "%s",
                  tern_last_reason());
     free(json);
-    it_cluster_publish_until_acked(client, topic);
-    uint64_t n = 0;
-    it_pub_async(client, topic, "gone-", 4, s_max_seq, &n);
-    cr_assert_eq(tern_flush(client, 60000), TERN_OK);
-    tern_client_destroy(&client);
-    cr_assert(n >= 5 && n != UINT64_MAX, "a publish failed (or none acknowledged)");
+    uint64_t n = s_publish_acked(&client, topic, "gone-", 4);
     it_cluster_kill_node(cl, (int)follower);
 
     it_raw_t *raw = it_raw_new(cl->listen[leader]);

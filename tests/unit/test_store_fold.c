@@ -104,26 +104,8 @@ static void s_expect(s_fix_t *fix, size_t entries, uint64_t delivered, uint64_t 
     cr_expect_eq(info.acked, acked);
 }
 
-typedef struct {
-    tern_trace_event_t events[16]; //  collected
-    size_t count;                  //  used
-} s_events_t;
-
-static bool s_collect(const tern_trace_event_t *event, void *arg) {
-    s_events_t *list = (s_events_t *)arg;
-    if (list->count < 16) {
-        list->events[list->count++] = *event;
-    }
-    return true;
-}
-
-static void s_history(s_fix_t *fix, uint64_t seq, s_events_t *out) {
-    memset(out, 0, sizeof *out);
-    tern_store_reader_t *reader = tern_store_reader_new(fix->store);
-    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
-    cr_assert_eq(tern_store_trace_scan(reader, fix->topic_id, seq, seq, s_collect, out), TERN_OK);
-    tern_store_read_end(reader);
-    tern_store_reader_destroy(&reader);
+static void s_history(s_fix_t *fix, uint64_t seq, test_store_events_t *out) {
+    test_store_trace_scan(fix->store, fix->topic_id, seq, seq, out);
 }
 
 //  Usage: a delivery acked before its commit folds: counted delivered and
@@ -145,7 +127,7 @@ Test(store_fold, deliver_and_ack_in_one_batch) {
     cr_expect_eq(info.lane_next[4], fix.seqs[0] + 1);
     cr_expect_eq(info.next_unacked, fix.seqs[1]);
 
-    s_events_t list;
+    test_store_events_t list;
     s_history(&fix, fix.seqs[0], &list);
     cr_assert_eq(list.count, 3);
     cr_expect_eq(list.events[0].type, TERN_TRACE_STORED);
@@ -240,7 +222,7 @@ Test(store_fold, crash_loses_the_batch_whole) {
     tern_group_info_t info;
     s_group(&fix, &info);
     cr_expect_eq(info.next_unacked, fix.seqs[0]);
-    s_events_t list;
+    test_store_events_t list;
     s_history(&fix, fix.seqs[3], &list);
     cr_expect_eq(list.count, 1); //  STORED only
     s_close(&fix);

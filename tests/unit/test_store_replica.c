@@ -50,18 +50,24 @@ static tern_append_result_t s_replica(tern_store_t *store, const tern_frame_t *m
     return res;
 }
 
+//  One append of MSG (tern_store_batch_append, LOCAL as given), committed;
+//  returns its result.
+static tern_append_result_t s_append(tern_store_t *store, const tern_frame_t *msg, bool local) {
+    tern_store_batch_t *batch = tern_store_batch_new(store);
+    tern_append_result_t res;
+    tern_store_batch_append(batch, msg, local, &res);
+    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
+    tern_store_batch_destroy(&batch);
+    return res;
+}
+
 //  One local append (a leader's publish), committed; returns its result.
 static tern_append_result_t s_local(tern_store_t *store, uint64_t msg_id, const char *p,
                                     uint64_t pseq, const char *text) {
     tern_frame_t msg;
     s_msg(&msg, 0, msg_id, p, pseq, text);
     msg.cmd = TERN_CMD_PUBLISH;
-    tern_store_batch_t *batch = tern_store_batch_new(store);
-    tern_append_result_t res;
-    tern_store_batch_append(batch, &msg, true, &res);
-    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    tern_store_batch_destroy(&batch);
-    return res;
+    return s_append(store, &msg, true);
 }
 
 //  Truncates TOPIC to AFTER, committed; returns the messages removed.
@@ -256,11 +262,7 @@ Test(store_replica, twin_superseded_on_the_follower_too) {
     s_msg(&twin, 0, 800, "p", 1, "theirs");
     strcpy(twin.origin, "dc2");
     twin.cmd = TERN_CMD_REPL_RECORD;
-    tern_store_batch_t *batch = tern_store_batch_new(leader);
-    tern_append_result_t res;
-    tern_store_batch_append(batch, &twin, false, &res);
-    cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    tern_store_batch_destroy(&batch);
+    tern_append_result_t res = s_append(leader, &twin, false);
     cr_assert_eq(res.err, TERN_OK);
     cr_assert_not(res.duplicate);
     cr_assert_eq(res.seq, 2);

@@ -26,29 +26,6 @@ static uint64_t s_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-typedef struct {
-    tern_trace_event_t events[32]; //  collected
-    size_t count;                  //  used
-} s_events_t;
-
-static bool s_collect(const tern_trace_event_t *event, void *arg) {
-    s_events_t *list = (s_events_t *)arg;
-    if (list->count < 32) {
-        list->events[list->count++] = *event;
-    }
-    return true;
-}
-
-static void s_scan(tern_store_t *store, uint32_t topic_id, uint64_t from, uint64_t to,
-                   s_events_t *out) {
-    memset(out, 0, sizeof *out);
-    tern_store_reader_t *reader = tern_store_reader_new(store);
-    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
-    cr_assert_eq(tern_store_trace_scan(reader, topic_id, from, to, s_collect, out), TERN_OK);
-    tern_store_read_end(reader);
-    tern_store_reader_destroy(&reader);
-}
-
 //  Usage: append, deliver to a named consumer, nack, dead-letter; the
 //  history lists each step in order, and trace_find maps the id back.
 Test(store_trace, life_of_a_message) {
@@ -82,8 +59,8 @@ Test(store_trace, life_of_a_message) {
     tern_store_batch_ack(batch, res.topic_id, "billing", res.seq, TERN_TRACE_ACKED);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
 
-    s_events_t list;
-    s_scan(store, res.topic_id, res.seq, res.seq, &list);
+    test_store_events_t list;
+    test_store_trace_scan(store, res.topic_id, res.seq, res.seq, &list);
     cr_assert_eq(list.count, 5);
     cr_expect_eq(list.events[0].type, TERN_TRACE_STORED);
     cr_expect_eq(list.events[0].msg_id, 77);
@@ -132,8 +109,8 @@ Test(store_trace, expiry_is_recorded) {
     tern_store_batch_sweep(batch, s_now_ns(), 100, &removed);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(removed, 1);
-    s_events_t list;
-    s_scan(store, res.topic_id, 1, UINT64_MAX, &list);
+    test_store_events_t list;
+    test_store_trace_scan(store, res.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 2);
     cr_expect_eq(list.events[0].type, TERN_TRACE_STORED);
     cr_expect_eq(list.events[0].expire_at_ns, msg.expire_at_ns);
@@ -154,12 +131,12 @@ Test(store_trace, retention) {
     tern_append_result_t res;
     tern_store_batch_append(batch, &msg, true, &res);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    s_events_t list;
-    s_scan(store, res.topic_id, 1, UINT64_MAX, &list);
+    test_store_events_t list;
+    test_store_trace_scan(store, res.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 1);
     tern_store_batch_sweep(batch, s_now_ns() + 2000000000ull, 100, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    s_scan(store, res.topic_id, 1, UINT64_MAX, &list);
+    test_store_trace_scan(store, res.topic_id, 1, UINT64_MAX, &list);
     cr_expect_eq(list.count, 0);
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
@@ -171,7 +148,7 @@ Test(store_trace, retention) {
     msg.msg_id = 10;
     tern_store_batch_append(batch, &msg, true, &res);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    s_scan(store, res.topic_id, 1, UINT64_MAX, &list);
+    test_store_trace_scan(store, res.topic_id, 1, UINT64_MAX, &list);
     cr_expect_eq(list.count, 0);
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
@@ -209,8 +186,8 @@ static tern_append_result_t s_put(tern_store_t *store, tern_frame_t *msg, bool l
 //  message's fields when EXPECT is NULL). Returns that STORED event.
 static tern_trace_event_t s_stored(tern_store_t *store, const tern_frame_t *msg,
                                    const tern_append_result_t *res,
-                                   const tern_trace_event_t *expect, s_events_t *list) {
-    s_scan(store, res->topic_id, res->seq, res->seq, list);
+                                   const tern_trace_event_t *expect, test_store_events_t *list) {
+    test_store_trace_scan(store, res->topic_id, res->seq, res->seq, list);
     cr_assert_geq(list->count, 1);
     tern_trace_event_t *ev = &list->events[0];
     cr_assert_eq(ev->type, TERN_TRACE_STORED);
@@ -278,7 +255,7 @@ Test(store_trace, stored_written_at_every_removal) {
         tern_store_batch_deliver(batch, res.topic_id, "g", res.seq,
                                  &(tern_delivery_t){4, 1, 0, "c1"});
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-        s_events_t list;
+        test_store_events_t list;
         tern_trace_event_t before = s_stored(store, &msg, &res, NULL, &list);
         cr_assert_eq(list.count, 2);
         cr_assert_eq(list.events[1].type, TERN_TRACE_DELIVERED);
@@ -352,8 +329,8 @@ Test(store_trace, scan_merges_log_and_history) {
         cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     }
     //  max_msgs 3: seqs 1-3 were removed, 4-6 are stored.
-    s_events_t list;
-    s_scan(store, res[0].topic_id, 1, UINT64_MAX, &list);
+    test_store_events_t list;
+    test_store_trace_scan(store, res[0].topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 12);
     for (int i = 0; i < 6; i++) {
         tern_trace_event_t *st = &list.events[2 * i], *rep = &list.events[2 * i + 1];
@@ -365,7 +342,7 @@ Test(store_trace, scan_merges_log_and_history) {
         cr_assert_eq(rep->seq, (uint64_t)i + 1);
     }
     //  A sub-range, and the stop callback.
-    s_scan(store, res[0].topic_id, 3, 4, &list);
+    test_store_trace_scan(store, res[0].topic_id, 3, 4, &list);
     cr_assert_eq(list.count, 4);
     cr_assert_eq(list.events[0].seq, 3);
     cr_assert_eq(list.events[3].seq, 4);
@@ -391,8 +368,8 @@ Test(store_trace, msg_id_lookups_within_and_after_retention) {
     //  Past retention, both stored: history swept, messages still found.
     tern_store_batch_sweep(batch, s_now_ns() + 2000000000ull, 100, NULL);
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
-    s_events_t list;
-    s_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
+    test_store_events_t list;
+    test_store_trace_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 0);
     cr_assert_eq(s_find(store, 100, &topic_id, &seq, &trace_err, &position), TERN_OK);
     cr_assert_eq(seq, ra.seq);
@@ -421,7 +398,7 @@ Test(store_trace, msg_id_lookups_within_and_after_retention) {
     cr_assert_eq(trace_err, TERN_OK);
     cr_assert_eq(seq, 3);
     cr_assert_eq(position, 0); //  remote: never shipped
-    s_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
+    test_store_trace_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 1);
     cr_assert_eq(list.events[0].type, TERN_TRACE_STORED);
     cr_assert_eq(list.events[0].seq, 3);
@@ -434,7 +411,7 @@ Test(store_trace, msg_id_lookups_within_and_after_retention) {
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(s_find(store, 50, &topic_id, &seq, &trace_err, &position), TERN_ENOTFOUND);
     cr_assert_eq(trace_err, TERN_ENOTFOUND);
-    s_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
+    test_store_trace_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 0);
 
     //  Removed after its history ran out, before a sweep: nothing is left.
@@ -450,7 +427,7 @@ Test(store_trace, msg_id_lookups_within_and_after_retention) {
     cr_assert_eq(removed, 1);
     cr_assert_eq(s_find(store, 300, &topic_id, &seq, &trace_err, &position), TERN_ENOTFOUND);
     cr_assert_eq(trace_err, TERN_ENOTFOUND);
-    s_scan(store, rd.topic_id, 1, UINT64_MAX, &list);
+    test_store_trace_scan(store, rd.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 0);
 
     //  The id of a removed message can be stored again (as before format 3).
@@ -482,8 +459,8 @@ Test(store_trace, no_history_without_retention) {
     cr_assert_eq(tern_store_batch_commit(batch), TERN_OK);
     cr_assert_eq(removed, 1);
     cr_assert_eq(s_find(store, 42, &topic_id, &seq, &trace_err, &position), TERN_ENOTFOUND);
-    s_events_t list;
-    s_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
+    test_store_events_t list;
+    test_store_trace_scan(store, ra.topic_id, 1, UINT64_MAX, &list);
     cr_assert_eq(list.count, 0);
     tern_store_batch_destroy(&batch);
     tern_store_destroy(&store);
@@ -503,7 +480,7 @@ Test(store_trace, stored_written_when_superseded) {
     snprintf(mine.producer, sizeof mine.producer, "p");
     mine.producer_seq = 1;
     tern_append_result_t rm = s_put(store, &mine, true);
-    s_events_t list;
+    test_store_events_t list;
     tern_trace_event_t before = s_stored(store, &mine, &rm, NULL, &list);
     cr_assert_eq(list.count, 1);
     s_fill(&theirs, "t", 800);
