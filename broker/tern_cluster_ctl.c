@@ -68,9 +68,8 @@ bool tern_cluster_cas_record(tern_cluster_t *self, const tern_partmap_record_t *
 bool tern_cluster_cas_write(tern_cluster_t *self, const tern_partmap_record_t *rec) {
     char key[TERN_CLUSTER_KEY_MAX];
     s_record_key(self, rec->partition, key, sizeof key);
-    tern_partmap_record_t next = *rec;
     char value[TERN_PARTMAP_TEXT_MAX];
-    if (tern_partmap_record_encode(&next, value, sizeof value) != TERN_OK) {
+    if (tern_partmap_record_encode(rec, value, sizeof value) != TERN_OK) {
         return false; //  the rules never make one that breaks an invariant
     }
     tern_etcd_compare_t cmp = {
@@ -80,7 +79,7 @@ bool tern_cluster_cas_write(tern_cluster_t *self, const tern_partmap_record_t *r
     int64_t revision = 0;
     tern_err_t rc = tern_etcd_txn(self->etcd, &cmp, 1, &op, 1, &done, &revision);
     if (rc == TERN_OK && done) {
-        s_adopt(self, &next, revision);
+        s_adopt(self, rec, revision);
         return true;
     }
     if (rc != TERN_OK) {
