@@ -295,12 +295,11 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
     return 0;
 }
 
-//  The end of the answer: the group snapshot and CAUGHT(our end), or, when
-//  the catch-up stopped at the budget, CAUGHT(0): "SYNC again".
-//  The end of an answer once its records went: the outbox part (its next
-//  chunk: ROUND), and when that went whole the group snapshot, then CAUGHT.
-//  The group snapshot goes in the last round only: the follower gets no
-//  live group ops before CAUGHT, so an earlier one could be stale by then.
+//  The end of the answer. Once its records went whole: the outbox part (its
+//  next chunk: ROUND) and, when that went whole too, the group snapshot and
+//  CAUGHT(our end); else CAUGHT(0): "SYNC again" (sq: where the outbox part
+//  resumes). The group snapshot goes in the last round only: the follower
+//  gets no live group ops before CAUGHT, so an earlier one could be stale.
 static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
                     const c_lead_t *lead, c_ob_round_t *round) {
     if (!sync->more) {
