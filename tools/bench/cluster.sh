@@ -174,11 +174,29 @@ cpu_run() {
         '{ printf "cpu %s %s client %.3f\n", side, r, ($1 + $2) * 1e6 / n }' "$WORK/client" >>"$RAW"
 }
 
+# wait_idle: until every ternd here is idle (under 3 clock ticks of CPU in 0.5 s, up to
+# 20 s). ternctl bench deletes its topics at the end, and each node's storer then
+# removes their messages in steps (the reaper, storage/tern_store_reap.c), at about
+# the CPU of storing them: without this wait that work of one run landed in the next
+# run's figures (CPU per message and throughput both), three times over on the cluster.
+wait_idle() {
+    local before after p
+    for _ in $(seq 40); do
+        before=0; after=0
+        for p in "${NODE_PIDS[@]}" "$SINGLE_PID"; do before=$((before + $(proc_cpu_ticks "$p"))); done
+        sleep 0.5
+        for p in "${NODE_PIDS[@]}" "$SINGLE_PID"; do after=$((after + $(proc_cpu_ticks "$p"))); done
+        [ $((after - before)) -lt 3 ] && return 0
+    done
+    echo "cluster.sh: the nodes did not go idle within 20 s; measuring anyway" >&2
+}
+
 for r in $(seq "$REPS"); do
     sides=(single cluster)
     [ $((r % 2)) = 0 ] && sides=(cluster single)
     for w in "${WORKLOADS[@]}"; do
         for side in "${sides[@]}"; do
+            wait_idle
             if [ "$w" = cpu ]; then
                 cpu_run "$side" "$r"
             elif [ "$side" = single ]; then
