@@ -180,13 +180,18 @@ cpu_run() {
 # the CPU of storing them: without this wait that work of one run landed in the next
 # run's figures (CPU per message and throughput both), three times over on the cluster.
 wait_idle() {
-    local before after p
-    for _ in $(seq 40); do
+    local before after p n first=""
+    for n in $(seq 40); do
         before=0; after=0
         for p in "${NODE_PIDS[@]}" "$SINGLE_PID"; do before=$((before + $(proc_cpu_ticks "$p"))); done
+        first=${first:-$before}
         sleep 0.5
         for p in "${NODE_PIDS[@]}" "$SINGLE_PID"; do after=$((after + $(proc_cpu_ticks "$p"))); done
-        [ $((after - before)) -lt 3 ] && return 0
+        if [ $((after - before)) -lt 3 ]; then
+            [ "$n" -gt 1 ] && echo "cluster.sh: waited $(((n - 1) * 5 / 10)).$(((n - 1) * 5 % 10)) s" \
+                "for the nodes to go idle ($(((after - first) * 1000 / $(getconf CLK_TCK))) ms of their CPU)" >&2
+            return 0
+        fi
     done
     echo "cluster.sh: the nodes did not go idle within 20 s; measuring anyway" >&2
 }
