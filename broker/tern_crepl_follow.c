@@ -387,8 +387,8 @@ static c_follow_t *s_fence(c_repl_t *self, c_link_t *link, const tern_frame_t *f
 }
 
 //  A record to decode a frame into: a spent one when there is one. Each
-//  replicated record was a calloc and a free of ~1.5 KB (its frame), ~900
-//  instructions of the follower's ~7,000 per record (callgrind,
+//  replicated record was a calloc and a free of ~1.5 KB (its frame), ~700
+//  of the follower crepl's ~5,600 instructions per record (callgrind,
 //  docs/performance.md "Cluster"); the frame is initialised by the decode.
 static tern_repl_rec_t *s_rec_new(c_repl_t *self) {
     tern_repl_rec_t *rec;

@@ -220,7 +220,7 @@ tern_partmap_ack_t tern_partmap_ack_check(const tern_partmap_record_t *rec,
                                           size_t len) {
     //  No WHY: no reason formatted either. The leader asks once per held
     //  commit and position, and a WAIT is the usual answer (docs/performance.md,
-    //  "Cluster": its snprintf was ~5 % of the leader's crepl).
+    //  "Cluster": its snprintf was ~7 % of the leader's crepl).
     bool say = why && len > 0;
     if (say) {
         why[0] = 0;

@@ -899,8 +899,8 @@ const char *tern_cmd_name(tern_cmd_t cmd) {
 //  Looks up a short key, starting at field id FROM (and wrapping around);
 //  returns its field id or -1. Our encoder writes fields in table order, so
 //  the decoder starts each lookup after the previous match and finds the
-//  next key within a probe or two, where a scan from 0 cost ~100
-//  instructions per field (a follower decodes ~13 per replicated record:
+//  next key a few probes on, where a scan from 0 cost ~150 instructions
+//  per key (a follower decodes ~13 per replicated record, 1,900 -> 570:
 //  docs/performance.md, "Cluster"). Any order still decodes.
 static int s_field_lookup(const char *k, uint32_t len, int from) {
     if (len == 0 || len > 3) {
