@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #define C_DRAIN_MAX     1024    //  messages per drain
-#define C_REC_POOL      4096    //  spent follower records kept for reuse
+#define C_REC_POOL      1024    //  spent follower records kept for reuse (1.4 MB at most)
 #define C_HWM           1000000 //  socket HWMs (a SYNC answer is at most one chunk)
 #define C_RING          4096    //  ship times kept per led partition
 #define C_ISR_MS        100     //  ISR maintenance interval
