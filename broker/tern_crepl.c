@@ -298,6 +298,7 @@ static void s_stop(c_repl_t *self) {
     }
     c_links_close(self);
     tern_repl_batch_destroy(&self->batch);
+    c_rec_pool_free(self);
     tern_store_reader_destroy(&self->reader);
     free(self->leads);
     free(self->follows);

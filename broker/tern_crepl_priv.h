@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #define C_DRAIN_MAX     1024    //  messages per drain
+#define C_REC_POOL      1024    //  spent follower records kept for reuse (1.4 MB at most)
 #define C_HWM           1000000 //  socket HWMs (a SYNC answer is at most one chunk)
 #define C_RING          4096    //  ship times kept per led partition
 #define C_ISR_MS        100     //  ISR maintenance interval
@@ -207,6 +208,8 @@ typedef struct {
     uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
+    tern_repl_rec_t **rec_pool;   //  spent follower records for reuse (owned; c_rec_pool_free)
+    size_t rec_pool_count;        //  used
     bool confirms_pending;        //  some follows[].to_confirm set (c_confirm_flush)
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
     uint64_t chunk_records;       //  records per SYNC answer (C_CHUNK_RECORDS or the test knob)
@@ -410,6 +413,8 @@ void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch);
 //  last call (end of each inbox drain and timer turn).
 void c_confirm_flush(c_repl_t *self);
 void c_flush_batch(c_repl_t *self);
+/*  Frees the spent follower records kept for reuse (at the actor's end). */
+void c_rec_pool_free(c_repl_t *self);
 void c_links_close(c_repl_t *self);
 
 #endif
