@@ -87,6 +87,7 @@ typedef struct _s_cpub_t {
     uint32_t node_id;                 //  node it was last sent to
     bool unsure;                      //  a send's answer was lost with its session: maybe stored
     bool probe;                       //  sent alone while its partition probes (s_part_t)
+    bool marked;                      //  hdr carries `rs` (a resend), since its first probe
     tern_err_t code;                  //  the last reroutable error
     char reason[TERN_REASON_MAX + 1]; //  its reason
 } s_cpub_t;
@@ -291,6 +292,13 @@ static void s_pump(tern_client_t *self, uint32_t partition) {
             part->probing = true; //  a switch: this node may not lead yet
         }
         cpub->probe = part->probing;
+        if (cpub->probe && !cpub->marked) {
+            //  Sent alone and the oldest of its partition not answered: a
+            //  resend (rs), which ends the node's sticky refusals of this
+            //  partition (docs/protocol.md, "Producer order"). Kept marked:
+            //  it is sent again only as a probe.
+            cpub->marked = cl_pub_mark_resend(&cpub->hdr);
+        }
         if (cpub->hops > S_HOPS_MAX) {
             cpub->hops = 0;
         }
@@ -407,6 +415,11 @@ static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result
         cl_map_apply_hint(cluster->map, partition, leader, endpoint);
         return false;
     }
+    if (!cpub->probe && cluster->parts[cpub->partition].probing) {
+        //  One sent before it came back first: the node refused this one
+        //  for that one (sticky), which says nothing of this one.
+        return false;
+    }
     cpub->hops = S_HOPS_MAX + 1; //  wait for a refresh before asking again
     return ++cpub->refusals >= S_REFUSALS_MAX;
 }
@@ -435,8 +448,13 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
         return;
     }
     //  Answered: what waited behind it may go now (all of it once the
-    //  probe was answered).
-    if (cpub->probe) {
+    //  probe was acknowledged). After an error (TERN_EREPLICAS, or a
+    //  refusal it gave up on) the node refuses the publishes sent behind it
+    //  until a resend (sticky): the partition probes again, and its next
+    //  publish goes alone, marked.
+    if (result->code != TERN_OK) {
+        part->probing = true;
+    } else if (cpub->probe) {
         part->probing = false;
     }
     s_pump(self, cpub->partition);

@@ -513,6 +513,10 @@ void cl_handle_puback(tern_client_t *self, const tern_frame_t *frame);
 bool cl_handle_pub_error(tern_client_t *self, const tern_frame_t *frame);
 //  Completes every publish in the window with CODE and REASON.
 void cl_win_fail(tern_client_t *self, tern_err_t code, const char *reason);
+//  Replaces *HDR, an encoded PUBLISH header, by the same with `rs` true (a
+//  resend: docs/protocol.md, "Producer order"). False, *HDR unchanged, if it
+//  cannot be read (it was encoded here: never). Any thread.
+bool cl_pub_mark_resend(zmq_msg_t *hdr);
 
 //  tern_client_sub.c (I/O thread unless noted)
 //  Sends SUBSCRIBE for SUB in the current session. Mutex held.
