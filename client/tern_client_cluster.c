@@ -392,8 +392,10 @@ static bool s_reroutable(tern_err_t code) {
 //  another leader (its etcd lease lapsed; the whole DC may have lost etcd).
 //  S_REFUSALS_MAX of those, each after a map refresh, complete the publish
 //  with it: a clear answer for the application, which may retry with the
-//  same producer_seq. Applies a hint to the map. Mutex held.
-static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result_t *result) {
+//  same producer_seq. Applies a hint to the map. LOST: RESULT is our lost
+//  session's, not the node's answer. Mutex held.
+static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result_t *result,
+                      bool lost) {
     cl_cluster_t *cluster = self->cluster;
     if (result->code == TERN_ECONNREFUSED) {
         for (size_t i = 0; i < cluster->link_count; i++) {
@@ -403,7 +405,7 @@ static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result
         }
         return false;
     }
-    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+    if (lost) {
         return false; //  our session is gone, not the node's answer
     }
     uint32_t partition;
@@ -431,11 +433,12 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     pthread_mutex_lock(&self->mutex);
     s_part_t *part = &self->cluster->parts[cpub->partition];
     part->sent_count--;
-    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+    bool lost = tl_session_lost; //  set where CL_LOST_REASON is raised (tern_client_io.c)
+    if (lost) {
         cpub->unsure = true;
     }
     if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline &&
-        !s_refused(self, cpub, result)) {
+        !s_refused(self, cpub, result, lost)) {
         cpub->code = result->code;
         snprintf(cpub->reason, sizeof cpub->reason, "%s", result->reason);
         cpub->hops++;

@@ -325,6 +325,9 @@ static inline void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
 
 //  The client whose I/O thread this is (a node session's root), or NULL.
 extern _Thread_local tern_client_t *tl_io_root;
+//  True while a node session's I/O thread fails its window back to its root
+//  (OP_ABANDON, reason CL_LOST_REASON): those completions are no node's answer.
+extern _Thread_local bool tl_session_lost;
 
 //  True on SELF's I/O thread, or, for a root client, on one of its node
 //  sessions' (where its callbacks run too).
