@@ -18,9 +18,9 @@
     A node that refuses a publish without storing it and then takes the
     ones pipelined behind it stores them before the refused one's resend:
     the broker's sticky refusal (docs/protocol.md, "Producer order") is
-    played by a raw session (the fourth, which fails without it), and
-    lived by libtern through leases that lapse and renew under a stream
-    (the fifth).
+    played by raw sessions (refused as not the leader, then as short of
+    in-sync replicas: both fail without it), and lived by libtern through
+    leases that lapse and renew under a stream.
     Every attempt is recorded; each ISR replica's log is dumped; tern-check
     must find no violation (rule c: per producer, the log follows
     producer_seq order).
@@ -211,8 +211,9 @@ static void s_check(it_cluster_t *cl) {
     test_dir_remove(s_h.dir);
 }
 
-static it_cluster_t *s_cluster(void) {
-    it_cluster_t *cl = it_cluster_new(S_NODES, 1, S_PARTITIONS, NULL);
+//  The cluster of every test, with the extra ternd flags EXTRA (may be NULL).
+static it_cluster_t *s_cluster(const char *const *extra) {
+    it_cluster_t *cl = it_cluster_new(S_NODES, 1, S_PARTITIONS, extra);
     cr_assert(cl, "cannot set up the cluster");
     cr_assert(it_cluster_start(cl, 60000), "the cluster did not start");
     it_cluster_topic_for(cl, 0, "order", s_h.topic, sizeof s_h.topic);
@@ -228,7 +229,7 @@ static it_cluster_t *s_cluster(void) {
 //  this is a cluster, the later ones are made while the answer is applied.
 Test(cluster_order, fresh_client_burst_keeps_order) {
     s_hist_open("PO-burst");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     uint64_t seq = 1;
     for (int run = 0; run < S_RUNS; run++) {
         //  A window the burst does not fill: the caller never waits, so
@@ -309,7 +310,7 @@ static void s_handover(it_cluster_t *cl, int leader, int to) {
 //  move sends back the publishes in flight at the old leader.
 Test(cluster_order, leader_moves_under_a_pipelined_stream_keep_order) {
     s_hist_open("PO-moves");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     s_stream_t st = {.client = s_client(cl, 0, S_WINDOW), .seq = 2}; //  1: the probe below
     //  One publish first, acknowledged: the client knows the cluster before
     //  the stream, which then tests the moves alone (the first test covers
@@ -343,7 +344,7 @@ Test(cluster_order, leader_moves_under_a_pipelined_stream_keep_order) {
 //  this test found the violation in 1 run of 14 (3 to 6 moves each).
 Test(cluster_order, first_batch_to_a_node_not_leading_yet_keeps_order) {
     s_hist_open("PO-first");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     uint64_t seq = 1;
     for (int m = 0; m < S_MOVES; m++) {
         int leader = it_cluster_leader(cl, 0);
@@ -379,6 +380,37 @@ Test(cluster_order, first_batch_to_a_node_not_leading_yet_keeps_order) {
     s_check(cl);
 }
 
+//  Publishes to TOPIC on RAW (an older client's session) every 100 ms until
+//  one is stored: its node takes publishes of the partition.
+static void s_until_taken(it_raw_t *raw, const char *topic) {
+    char reason[TERN_REASON_MAX + 1];
+    tern_puback_t ack;
+    tern_err_t rc;
+    int64_t deadline = it_now_ms() + 30000;
+    while ((rc = s_raw_publish(raw, topic, 0, false, &ack, reason, sizeof reason)) != TERN_OK) {
+        cr_assert_lt(it_now_ms(), deadline, "no publish taken: %s %s", tern_errname(rc), reason);
+        it_sleep_ms(100);
+    }
+}
+
+//  ORDERED's publish 1 was refused with CODE; its node would store a
+//  publish now. Publish 2 (sent behind 1 by a pipelining client) must be
+//  refused all the same; 1 marked as a resend is stored, and 2 after it.
+static void s_resend_ends_refusals(it_raw_t *ordered, tern_err_t code) {
+    char reason[TERN_REASON_MAX + 1];
+    tern_puback_t ack;
+    tern_err_t rc = s_raw_publish(ordered, s_h.topic, 2, false, &ack, reason, sizeof reason);
+    cr_assert_eq(rc, code, "publish 2 behind the refused 1 must be refused, not %s (seq %llu)",
+                 tern_errname(rc), (unsigned long long)ack.seq);
+    cr_assert(strstr(reason, "earlier publish"), "reason: %s", reason);
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 1, true, &ack, reason, sizeof reason), TERN_OK,
+                 "the resend of 1: %s", reason);
+    uint64_t first = ack.seq;
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 2, false, &ack, reason, sizeof reason), TERN_OK,
+                 "2 after the resend of 1: %s", reason);
+    cr_assert_gt(ack.seq, first);
+}
+
 //  The sticky refusal, played by a raw session as libtern's node sessions
 //  behave (docs/protocol.md, "Producer order"): node T, which does not lead
 //  partition 0, refuses publish 1 of an ordered session (nothing stored);
@@ -390,7 +422,7 @@ Test(cluster_order, first_batch_to_a_node_not_leading_yet_keeps_order) {
 //  before: its next publish after T leads is stored.
 Test(cluster_order, refusal_sticks_until_the_resend) {
     s_hist_open("PO-sticky");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     char legacy_topic[64], reason[TERN_REASON_MAX + 1];
     it_cluster_topic_for(cl, 0, "legacy", legacy_topic, sizeof legacy_topic);
     int leader = it_cluster_leader(cl, 0);
@@ -411,26 +443,53 @@ Test(cluster_order, refusal_sticks_until_the_resend) {
     cr_assert(it_cluster_wait_isr_full(cl, 0, 20000, &rec), "partition 0's ISR did not fill");
     //  T takes publishes now (it knows it leads, its ISR is whole): the
     //  older client's next one is stored.
-    int64_t deadline = it_now_ms() + 30000;
+    s_until_taken(legacy, legacy_topic);
+    s_resend_ends_refusals(ordered, TERN_ENOTLEADER);
+    it_raw_destroy(&ordered);
+    it_raw_destroy(&legacy);
+    s_check(cl);
+}
+
+//  The same with TERN_EREPLICAS: the leader refuses publish 1 while the
+//  ISR of partition 0 is below min_insync (both followers stopped), and
+//  publish 2 once the ISR is whole again.
+Test(cluster_order, isr_refusal_sticks_until_the_resend) {
+    s_hist_open("PO-sticky-isr");
+    const char *flags[] = {"--isr-lag", "1s", NULL};
+    it_cluster_t *cl = s_cluster(flags);
+    char legacy_topic[64], reason[TERN_REASON_MAX + 1];
+    it_cluster_topic_for(cl, 0, "legacy", legacy_topic, sizeof legacy_topic);
+    int leader = it_cluster_leader(cl, 0);
+    cr_assert_geq(leader, 0, "partition 0 has no leader");
+    it_raw_t *ordered = s_raw(cl, leader, true);
+    it_raw_t *legacy = s_raw(cl, leader, false);
+    for (int i = 0; i < S_NODES; i++) {
+        if (i != leader) {
+            it_cluster_pause_node(cl, i);
+        }
+    }
+    //  The older client's publishes are stored (and time out: nobody
+    //  confirms them) until the ISR shrinks; then they are refused.
+    int64_t deadline = it_now_ms() + 60000;
     tern_err_t rc;
+    tern_puback_t ack;
     while ((rc = s_raw_publish(legacy, legacy_topic, 0, false, &ack, reason, sizeof reason)) !=
-           TERN_OK) {
-        cr_assert_lt(it_now_ms(), deadline, "node %d never took a publish: %s %s", to,
-                     tern_errname(rc), reason);
+           TERN_EREPLICAS) {
+        cr_assert_lt(it_now_ms(), deadline, "the ISR never shrank: %s %s", tern_errname(rc),
+                     reason);
         it_sleep_ms(100);
     }
-
-    rc = s_raw_publish(ordered, s_h.topic, 2, false, &ack, reason, sizeof reason);
-    cr_assert_eq(rc, TERN_ENOTLEADER,
-                 "publish 2 behind the refused 1 must be refused, not %s (seq %llu)",
-                 tern_errname(rc), (unsigned long long)ack.seq);
-    cr_assert(strstr(reason, "earlier publish"), "reason: %s", reason);
-    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 1, true, &ack, reason, sizeof reason), TERN_OK,
-                 "the resend of 1: %s", reason);
-    uint64_t first = ack.seq;
-    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 2, false, &ack, reason, sizeof reason), TERN_OK,
-                 "2 after the resend of 1: %s", reason);
-    cr_assert_gt(ack.seq, first);
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 1, false, &ack, reason, sizeof reason),
+                 TERN_EREPLICAS, "%s", reason);
+    for (int i = 0; i < S_NODES; i++) {
+        if (i != leader) {
+            it_cluster_resume_node(cl, i);
+        }
+    }
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(cl, 0, 30000, &rec), "partition 0's ISR did not fill");
+    s_until_taken(legacy, legacy_topic);
+    s_resend_ends_refusals(ordered, TERN_EREPLICAS);
     it_raw_destroy(&ordered);
     it_raw_destroy(&legacy);
     s_check(cl);
@@ -466,7 +525,7 @@ static void s_lapse(it_cluster_t *cl, int leader, it_raw_t *raw, const char *top
 //  must hold (tern-check, rule c).
 Test(cluster_order, lease_lapse_under_a_pipelined_stream_keeps_order) {
     s_hist_open("PO-lapse");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     char probe_topic[64];
     it_cluster_topic_for(cl, 0, "lapse", probe_topic, sizeof probe_topic);
     s_stream_t st = {.client = s_client(cl, 0, S_WINDOW), .seq = 2, .flat_out = true};
