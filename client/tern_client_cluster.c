@@ -31,7 +31,8 @@
       (cl_cluster_take_window) are held until that is done. A publish rerouted for longer than 3 x
    timeout_ms (at least 30 s) completes with its last error, and so does one its leader refused
    S_REFUSALS_MAX times without naming another (lease lapsed: the DC cannot take writes).
-   TERN_EREPLICAS and every other code complete it (tern.h).
+   TERN_EREPLICAS and every other code complete it (tern.h). A publish sent alone (a probe)
+   carries `rs`, the resend mark that ends a node's sticky refusals (s_part_t).
     - A subscription to one topic lives on its partition leader's session
       and moves when the leader changes or its session is lost; a pattern
       lives on every node. Deliveries keep their node session's message, so
@@ -115,9 +116,13 @@ struct _cl_att_t {
 //  other than the last) starts with a probe too: the map can be ahead of
 //  the node (a hint or a refresh names it before it knows it leads), and
 //  a pipelined first batch could then see its head refused and the rest
-//  stored. What probing cannot cover: a node that refuses one of several
+//  stored. What probing cannot cover, a node that refuses one of several
 //  publishes already pipelined to it (its lease lapsed for a moment) and
-//  stores the later ones (docs/client.md, "Cluster mode").
+//  could store the later ones, the node covers: our node sessions say in
+//  their HELLO that they mark resends (`rs`), and a node then refuses the
+//  later ones too until a probe, which is marked, arrives (docs/protocol.md,
+//  "Producer order"). After any error the partition probes as well, since
+//  the node may refuse what was sent behind it.
 typedef struct {
     s_cpub_t *head;      //  publishes waiting to be sent, in publish order
     s_cpub_t *tail;      //  the newest of them
