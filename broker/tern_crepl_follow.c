@@ -83,6 +83,7 @@ static void s_resync(c_repl_t *self, c_follow_t *f) {
     f->durable = 0;
     f->to_confirm = false; //  nothing of the old stream is confirmed
     f->sync_ms = 0;        //  the next timer turn sends SYNC
+    f->ob_next = 0;        //  the leader sends the outbox part from its start
 }
 
 void c_follow_start(c_repl_t *self, uint32_t pt, const tern_partmap_record_t *rec) {
@@ -173,6 +174,7 @@ static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f, uint64_t now
         C_PT(&frame) = pt;
         C_EP(&frame) = f->epoch;
         frame.node_id = self->self_id;
+        frame.seq = f->ob_next; //  the outbox part resumes there (tern_crepl_outbox.c)
         frame.payload = (const uint8_t *)lines.text;
         frame.payload_size = lines.len;
         sent = c_send(self, zsock_resolve(link->dealer), NULL, 0, &frame);
@@ -270,10 +272,12 @@ static void s_confirm(c_repl_t *self, uint32_t pt, c_follow_t *f) {
 //  The answer to our SYNC stopped at the leader's budget (CAUGHT pos 0):
 //  what came is applied in this stream's order, and once none of it is at
 //  the storer any more (inflight 0), the next timer turn sends SYNC again
-//  from our new last seqs. A new stream: frames of this answer that come
-//  late are dropped. Not a resync (nothing was lost).
-static void s_next_round(uint32_t pt, c_follow_t *f) {
+//  from our new last seqs, echoing OB_NEXT (CAUGHT's sq: where the outbox
+//  part resumes). A new stream: frames of this answer that come late are
+//  dropped. Not a resync (nothing was lost).
+static void s_next_round(uint32_t pt, c_follow_t *f, uint64_t ob_next) {
     f->phase = C_F_IDLE;
+    f->ob_next = ob_next;
     f->stream++;
     f->sync_ms = 0;
     f->rounds++;
@@ -303,10 +307,11 @@ static bool s_stream_frame(c_repl_t *self, uint32_t pt, c_follow_t *f, tern_repl
             return false;
         case TERN_CMD_CREPL_CAUGHT:
             if (answer && frame->position == 0) {
-                s_next_round(pt, f);
+                s_next_round(pt, f, frame->seq);
             } else if (answer) {
                 f->phase = C_F_LIVE;
                 f->rounds = 0;
+                f->ob_next = 0;
                 f->recv = frame->position;
                 s_add_mark(self, pt, f, frame->position);
             }
