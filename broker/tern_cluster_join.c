@@ -268,6 +268,13 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
     return true;
 }
 
+//  Reads every key of the cluster again into the view.
+static tern_err_t s_reread_all(tern_cluster_t *self) {
+    char prefix[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+    return tern_cluster_reread(self, prefix, true, NULL);
+}
+
 bool tern_cluster_rejoin(tern_cluster_t *self) {
     if (self->lease == 0 && s_grant(self) != TERN_OK) {
         int64_t now = tern_cluster_now_ms();
@@ -284,9 +291,7 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
         //  The view takes etcd as it is now (our new key, failovers made
         //  while we were away): the watch may lag, and what it delivers
         //  later that is older than this read is ignored.
-        char prefix[TERN_CLUSTER_KEY_MAX];
-        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
-        tern_cluster_reread(self, prefix, true, NULL);
+        s_reread_all(self);
         return true;
     }
     if (rc == TERN_OK) {
@@ -354,6 +359,14 @@ void tern_cluster_relet(tern_cluster_t *self) {
         int64_t old = self->lease;
         self->lease = fresh;
         self->ttl_ms = (granted > 0 ? granted : tern_cluster_grant_ttl_s(self)) * 1000;
+        //  The records as etcd holds them after the move, before the lease
+        //  is trusted: the view may have missed changes while etcd was
+        //  silent (the watch is down), and no partition is led from a
+        //  record older than this read. Unread, relet_due stays and the
+        //  next keepalive moves the keys again.
+        if (s_reread_all(self) != TERN_OK) {
+            return;
+        }
         tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
         tern_etcd_lease_revoke(self->etcd, old); //  it holds nothing now
         zsys_info("cluster: node %u moved its keys to a new lease after the late renewal",

@@ -24,6 +24,13 @@
     `detect:` line, for the default 2 s lease and the fast profile's 1 s.
     Nothing about time is asserted: every node must refuse clearly, and a
     SUBSCRIBE must be refused too (no deliveries without a lease).
+
+    Quorum lost and back: two of three etcd members frozen for 10 s under
+    load; `quorum:` lines say when each node and each producer was
+    acknowledged again, counted from the moment quorum returned, and
+    whether a partition changed leader or epoch (docs/cluster.md "Service
+    after etcd returns"). Asserted: nothing acknowledged lost (verify,
+    tern-check), never a time.
 */
 #include "cluster_faults.h"
 
@@ -164,6 +171,29 @@ static bool s_probe_once(s_probe_t *pr, uint32_t cmd) {
     return false;
 }
 
+//  Opens PR: a raw session with node I and a topic named from PREFIX of
+//  the first of PARTITIONS partitions it leads (per etcd), probed until
+//  acknowledged (the ISR is whole, etcd fine). False if it leads none.
+static bool s_probe_open(it_cluster_t *cl, int i, uint32_t partitions, const char *prefix,
+                         s_probe_t *pr) {
+    uint32_t p = 0;
+    while (p < partitions && it_cluster_leader(cl, p) != i) {
+        p++;
+    }
+    if (p == partitions) {
+        return false;
+    }
+    it_cluster_topic_for(cl, p, prefix, pr->topic, sizeof pr->topic);
+    pr->raw = it_raw_new(cl->node[i]->endpoint);
+    cr_assert(pr->raw && it_raw_hello(pr->raw, prefix), "no session with node %d", i);
+    int64_t deadline = it_now_ms() + 30000;
+    while (s_probe_once(pr, TERN_CMD_PUBLISH)) {
+        cr_assert_lt(it_now_ms(), deadline, "node %d: %s", i, pr->reason);
+        it_sleep_ms(100);
+    }
+    return true;
+}
+
 //  Freezes (PAUSE) or kills etcd under a cluster with LEASE and reports
 //  when each node refused.
 static void s_detect(const char *lease, bool pause) {
@@ -174,21 +204,7 @@ static void s_detect(const char *lease, bool pause) {
     s_probe_t probes[3];
     memset(probes, 0, sizeof probes);
     for (int i = 0; i < cl->count; i++) {
-        s_probe_t *pr = &probes[i];
-        int p = 0;
-        while (p < 8 && it_cluster_leader(cl, (uint32_t)p) != i) {
-            p++;
-        }
-        cr_assert_lt(p, 8, "node %d leads no partition", i);
-        it_cluster_topic_for(cl, (uint32_t)p, "detect", pr->topic, sizeof pr->topic);
-        pr->raw = it_raw_new(cl->node[i]->endpoint);
-        cr_assert(pr->raw && it_raw_hello(pr->raw, "detect"), "no session with node %d", i);
-        //  Until the first acknowledgement: the ISR is whole, etcd fine.
-        int64_t deadline = it_now_ms() + 30000;
-        while (s_probe_once(pr, TERN_CMD_PUBLISH)) {
-            cr_assert_lt(it_now_ms(), deadline, "node %d: %s", i, pr->reason);
-            it_sleep_ms(100);
-        }
+        cr_assert(s_probe_open(cl, i, 8, "detect", &probes[i]), "node %d leads no partition", i);
     }
     int64_t fault_at = it_now_ms();
     if (pause) {
@@ -255,4 +271,92 @@ Test(cluster_etcd, detection_fast_profile_frozen) {
 
 Test(cluster_etcd, detection_fast_profile_killed) {
     s_detect("1s", false);
+}
+
+//  --- Quorum lost and back ---------------------------------------------------
+
+//  it_now_ms() of PRODUCER's first acknowledgement after its count was
+//  BASE, polling every 10 ms until DEADLINE; -1 if none came.
+static int64_t s_producer_back(it_fault_producer_t *p, unsigned long long base, int64_t deadline) {
+    while (atomic_load(&p->acked) <= base && it_now_ms() < deadline) {
+        it_sleep_ms(10);
+    }
+    return atomic_load(&p->acked) > base ? it_now_ms() : -1;
+}
+
+//  etcd (three members) loses quorum for 10 s: two members SIGSTOPped
+//  while the producers publish and a raw session per node probes a
+//  partition that node leads. Once quorum is back, each probe publishes
+//  every 20 ms until it is acknowledged; the `quorum:` lines report, from
+//  the moment quorum returned, when each node and each producer was served
+//  again, and whether a partition changed leader or epoch over the outage
+//  (a needless failover). Nothing about time is asserted; the run ends as
+//  every fault run does (verify, tern-check).
+Test(cluster_etcd, quorum_lost_and_back) {
+    it_fault_run_t *run = it_fault_run_start(3, false);
+    it_cluster_t *cl = run->cl;
+    cr_assert(it_fault_progress(run, 20, IT_FAULT_RESUME_MS), "no load before the fault");
+    s_probe_t probes[IT_FAULT_NODES];
+    memset(probes, 0, sizeof probes);
+    tern_partmap_record_t before[IT_FAULT_PARTITIONS], after[IT_FAULT_PARTITIONS];
+    for (uint32_t p = 0; p < IT_FAULT_PARTITIONS; p++) {
+        cr_assert(it_cluster_record(cl, p, &before[p], false));
+    }
+    for (int i = 0; i < cl->count; i++) {
+        s_probe_open(cl, i, IT_FAULT_PARTITIONS, "quorum", &probes[i]); //  none if it leads none
+    }
+    int leader = it_etcd_leader(cl->etcd);
+    cr_assert_geq(leader, 0, "etcd has no leader");
+    //  Two followers stop: the leader is left alone, without quorum.
+    int a = (leader + 1) % 3, b = (leader + 2) % 3;
+    it_etcd_pause_member(cl->etcd, a);
+    it_etcd_pause_member(cl->etcd, b);
+    it_sleep_ms(10000);
+    unsigned long long base[IT_FAULT_PRODUCERS];
+    for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
+        base[k] = atomic_load(&run->prod[k].acked);
+    }
+    it_etcd_resume_member(cl->etcd, a);
+    it_etcd_resume_member(cl->etcd, b);
+    int64_t back_at = it_now_ms();
+    int64_t deadline = back_at + 30000;
+    int left = 0;
+    for (int i = 0; i < cl->count; i++) {
+        left += probes[i].raw != NULL;
+        probes[i].acked = 0;
+    }
+    while (left > 0 && it_now_ms() < deadline) {
+        for (int i = 0; i < cl->count; i++) {
+            s_probe_t *pr = &probes[i];
+            if (pr->raw && !pr->acked) {
+                s_probe_once(pr, TERN_CMD_PUBLISH);
+                left -= pr->acked != 0;
+            }
+        }
+        it_sleep_ms(20);
+    }
+    for (int i = 0; i < cl->count; i++) {
+        s_probe_t *pr = &probes[i];
+        if (pr->raw) {
+            fprintf(stderr, "quorum: node=%d first_ack_sent_ms=%lld last_code=%s (%s)\n", i,
+                    pr->acked ? (long long)(pr->acked - back_at) : -1LL,
+                    tern_errname((int)pr->code), pr->reason);
+        }
+    }
+    for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
+        int64_t at = s_producer_back(&run->prod[k], base[k], deadline);
+        fprintf(stderr, "quorum: producer=%d partition=%u first_ack_ms=%lld\n", k,
+                run->prod[k].partition, at >= 0 ? (long long)(at - back_at) : -1LL);
+    }
+    for (uint32_t p = 0; p < IT_FAULT_PARTITIONS; p++) {
+        cr_assert(it_cluster_record(cl, p, &after[p], false));
+        fprintf(stderr, "quorum: partition=%u leader %u -> %u, epoch %llu -> %llu, isr %u -> %u\n",
+                p, before[p].leader, after[p].leader, (unsigned long long)before[p].epoch,
+                (unsigned long long)after[p].epoch, before[p].nisr, after[p].nisr);
+    }
+    for (int i = 0; i < cl->count; i++) {
+        it_raw_destroy(&probes[i].raw);
+    }
+    it_fault_run_finish(run);
+    it_fault_check_refusals(run);
 }
