@@ -130,10 +130,6 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
         return TERN_OK;
     }
     uint64_t epoch = rec.epoch ? rec.epoch : (uint64_t)kv->mod_revision;
-    uint64_t ver = rec.ver ? rec.ver : (uint64_t)kv->mod_revision;
-    //  As tern_cluster_next_ver: above the ver, the epoch and the revision.
-    uint64_t top = ver > epoch ? ver : epoch;
-    top = top > (uint64_t)kv->mod_revision ? top : (uint64_t)kv->mod_revision;
     tern_partmap_record_t next = rec;
     next.nisr = 0;
     for (uint32_t i = 0; i < rec.nisr; i++) {
@@ -148,7 +144,7 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
     }
     //  As tern_cluster_cas_record: explicit, above what the key held, and
     //  our own (another node may decide on the same record).
-    next.ver = tern_cluster_ver_after(self->self_id, top);
+    next.ver = tern_cluster_ver_above(self->self_id, rec.ver, epoch, kv->mod_revision);
     next.epoch = new_leader ? next.ver : epoch;
     char value[TERN_PARTMAP_TEXT_MAX];
     if (tern_partmap_record_encode(&next, value, sizeof value) != TERN_OK) {

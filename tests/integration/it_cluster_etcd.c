@@ -275,13 +275,29 @@ Test(cluster_etcd, detection_fast_profile_killed) {
 
 //  --- Quorum lost and back ---------------------------------------------------
 
-//  it_now_ms() of PRODUCER's first acknowledgement after its count was
-//  BASE, polling every 10 ms until DEADLINE; -1 if none came.
-static int64_t s_producer_back(it_fault_producer_t *p, unsigned long long base, int64_t deadline) {
-    while (atomic_load(&p->acked) <= base && it_now_ms() < deadline) {
-        it_sleep_ms(10);
+//  Watches the producers of RUN from quorum's return: the first
+//  acknowledgement of each after it (polled every 5 ms, on a thread of its
+//  own so the probes' waits do not blur it).
+typedef struct {
+    it_fault_run_t *run;                         //  whose producers
+    unsigned long long base[IT_FAULT_PRODUCERS]; //  acks before quorum returned
+    int64_t back[IT_FAULT_PRODUCERS];            //  it_now_ms() of the next one, 0: none yet
+    int64_t deadline;                            //  gives up then
+} s_watch_t;
+
+static void *s_watch_producers(void *arg) {
+    s_watch_t *w = arg;
+    int left = IT_FAULT_PRODUCERS;
+    while (left > 0 && it_now_ms() < w->deadline) {
+        for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
+            if (!w->back[k] && atomic_load(&w->run->prod[k].acked) > w->base[k]) {
+                w->back[k] = it_now_ms();
+                left--;
+            }
+        }
+        it_sleep_ms(5);
     }
-    return atomic_load(&p->acked) > base ? it_now_ms() : -1;
+    return NULL;
 }
 
 //  etcd (three members) loses quorum for 10 s: two members SIGSTOPped
@@ -312,14 +328,17 @@ Test(cluster_etcd, quorum_lost_and_back) {
     it_etcd_pause_member(cl->etcd, a);
     it_etcd_pause_member(cl->etcd, b);
     it_sleep_ms(10000);
-    unsigned long long base[IT_FAULT_PRODUCERS];
+    s_watch_t watch = {.run = run};
     for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
-        base[k] = atomic_load(&run->prod[k].acked);
+        watch.base[k] = atomic_load(&run->prod[k].acked);
     }
     it_etcd_resume_member(cl->etcd, a);
     it_etcd_resume_member(cl->etcd, b);
     int64_t back_at = it_now_ms();
     int64_t deadline = back_at + 30000;
+    watch.deadline = deadline;
+    pthread_t watcher;
+    cr_assert_eq(pthread_create(&watcher, NULL, s_watch_producers, &watch), 0);
     int left = 0;
     for (int i = 0; i < cl->count; i++) {
         left += probes[i].raw != NULL;
@@ -343,10 +362,11 @@ Test(cluster_etcd, quorum_lost_and_back) {
                     tern_errname((int)pr->code), pr->reason);
         }
     }
+    pthread_join(watcher, NULL);
     for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
-        int64_t at = s_producer_back(&run->prod[k], base[k], deadline);
+        int64_t at = watch.back[k];
         fprintf(stderr, "quorum: producer=%d partition=%u first_ack_ms=%lld\n", k,
-                run->prod[k].partition, at >= 0 ? (long long)(at - back_at) : -1LL);
+                run->prod[k].partition, at ? (long long)(at - back_at) : -1LL);
     }
     for (uint32_t p = 0; p < IT_FAULT_PARTITIONS; p++) {
         cr_assert(it_cluster_record(cl, p, &after[p], false));
