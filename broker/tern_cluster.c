@@ -428,9 +428,8 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
     }
     self->next_keepalive_ms = now + self->lease_ms / 3;
     if (self->lease == 0) {
-        if (!tern_cluster_rejoin(self)) {
-            s_retry_soon(self);
-        }
+        tern_cluster_rejoin(self);
+        s_retry_soon(self);
         return;
     }
     //  Also the probe before a relet: a keepalive may be sent to every
@@ -447,11 +446,9 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         atomic_store(&self->lease_until, 0);
         zsys_warning("cluster: node %u lost its etcd lease; joining again", self->self_id);
         self->lease = 0;
-        self->relet_due = false; //  the new lease is trusted from its grant
         self->control_since_ms = 0;
-        if (!tern_cluster_rejoin(self)) {
-            s_retry_soon(self);
-        }
+        tern_cluster_rejoin(self);
+        s_retry_soon(self);
         return;
     }
     if (now >= self->next_renew_log_ms) {
