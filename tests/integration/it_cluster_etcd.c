@@ -285,6 +285,30 @@ typedef struct {
     int64_t deadline;                            //  gives up then
 } s_watch_t;
 
+//  When etcd serves a linearizable read again after quorum returned: a
+//  client of its own reads every 20 ms (each read 100 ms at most), so the
+//  report tells etcd's part from ternd's.
+typedef struct {
+    const char *endpoints; //  etcd's members
+    int64_t deadline;      //  gives up then
+    int64_t serves;        //  it_now_ms() of the first answered read, 0: none
+} s_etcd_probe_t;
+
+static void *s_watch_etcd(void *arg) {
+    s_etcd_probe_t *e = arg;
+    tern_etcd_t *etcd = tern_etcd_new(e->endpoints, 100);
+    while (etcd && !e->serves && it_now_ms() < e->deadline) {
+        tern_etcd_kvs_t *kvs = NULL;
+        if (tern_etcd_get(etcd, "/quorum-probe", false, &kvs) == TERN_OK) {
+            e->serves = it_now_ms();
+        }
+        tern_etcd_kvs_destroy(&kvs);
+        it_sleep_ms(20);
+    }
+    tern_etcd_destroy(&etcd);
+    return NULL;
+}
+
 static void *s_watch_producers(void *arg) {
     s_watch_t *w = arg;
     int left = IT_FAULT_PRODUCERS;
@@ -337,8 +361,10 @@ Test(cluster_etcd, quorum_lost_and_back) {
     int64_t back_at = it_now_ms();
     int64_t deadline = back_at + 30000;
     watch.deadline = deadline;
-    pthread_t watcher;
+    s_etcd_probe_t etcd_probe = {.endpoints = cl->etcd->endpoints, .deadline = deadline};
+    pthread_t watcher, etcd_watcher;
     cr_assert_eq(pthread_create(&watcher, NULL, s_watch_producers, &watch), 0);
+    cr_assert_eq(pthread_create(&etcd_watcher, NULL, s_watch_etcd, &etcd_probe), 0);
     int left = 0;
     for (int i = 0; i < cl->count; i++) {
         left += probes[i].raw != NULL;
@@ -363,6 +389,9 @@ Test(cluster_etcd, quorum_lost_and_back) {
         }
     }
     pthread_join(watcher, NULL);
+    pthread_join(etcd_watcher, NULL);
+    fprintf(stderr, "quorum: etcd_serves_ms=%lld\n",
+            etcd_probe.serves ? (long long)(etcd_probe.serves - back_at) : -1LL);
     for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
         int64_t at = watch.back[k];
         fprintf(stderr, "quorum: producer=%d partition=%u first_ack_ms=%lld\n", k,
