@@ -5,7 +5,8 @@
 #
 # Usage: tools/bench/cpu.sh [pub|sub] [MSGS]          (default: pub 300000)
 # Knobs: DURABILITY [fsync]  BUILD [<repo>/build-bench]  and any further ternctl bench
-#   options in BENCH_ARGS (e.g. BENCH_ARGS="--window 1024").
+#   options in BENCH_ARGS (e.g. BENCH_ARGS="--window 1024"), ternd options in TERND_ARGS
+#   (e.g. TERND_ARGS="--writemap").
 # sub fills the backlog first (not counted), then measures the drain only.
 # ternd listens on 127.0.0.1 on a free port, data under /tmp (removed at exit); ternd is
 # stopped by PID (trap on EXIT).
@@ -31,7 +32,8 @@ case "$MODE" in pub | sub) ;; *) echo "usage: cpu.sh [pub|sub] [MSGS]" >&2; exit
 
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-launch_ternd "$WORK" --durability "$DURABILITY"
+# shellcheck disable=SC2086 # TERND_ARGS is a list of options
+launch_ternd "$WORK" --durability "$DURABILITY" ${TERND_ARGS:-}
 
 CTL=("$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench)
 if [ "$MODE" = sub ]; then
