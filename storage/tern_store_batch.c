@@ -106,6 +106,7 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
     free(self->prod_slots);
     free(self->marks);
     free(self->fold_slots);
+    st_hist_free(self);
     free(self);
     *self_p = NULL;
 }
@@ -454,9 +455,16 @@ static int s_attempt_apply(st_txn_t *ctx) {
     tern_store_batch_t *self = ctx->batch;
     tern_store_t *store = ctx->store;
     int rc = 0;
+    st_run_reset(ctx);
     for (size_t i = 0; i < self->count && rc == 0; i++) {
         st_op_t *op = &self->ops[i];
-        rc = s_skipped(op) ? 0 : s_apply[op->kind](ctx, op);
+        rc = st_run_before(ctx, op->kind);
+        if (rc == 0 && !s_skipped(op)) {
+            rc = s_apply[op->kind](ctx, op);
+        }
+    }
+    if (rc == 0) {
+        rc = st_run_end(ctx);
     }
     if (rc == 0) {
         rc = st_prod_flush(ctx);
