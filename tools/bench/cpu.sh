@@ -4,7 +4,7 @@
 # the ternctl client, around one `ternctl bench` run against a fresh ternd.
 #
 # Usage: tools/bench/cpu.sh [pub|sub|fanout] [MSGS]   (default: pub 300000)
-# Knobs: DURABILITY [fsync]  BUILD [<repo>/build-bench]  and any further ternctl bench
+# Knobs: DURABILITY [fsync]  BUILD [<repo>/build-bench]  TERND_ARGS (ternd flags)  and any further ternctl bench
 #   options in BENCH_ARGS (e.g. BENCH_ARGS="--window 1024").
 # sub fills the backlog first (not counted), then measures the drain only. fanout publishes
 # MSGS to FANOUT_GROUPS [100] durable groups of one consumer each (`bench pubsub --groups`, topic
@@ -35,7 +35,7 @@ GROUPS_N=${FANOUT_GROUPS:-100}
 
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-launch_ternd "$WORK" --durability "$DURABILITY"
+launch_ternd "$WORK" --durability "$DURABILITY" ${TERND_ARGS:-}
 
 CTL=("$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench)
 if [ "$MODE" = sub ]; then
