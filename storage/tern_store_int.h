@@ -547,6 +547,10 @@ struct tern_store_batch_t {
     st_hist_t hist;            //  history events held for one sorted put (st_hist_hold)
 };
 
+//  Slots of st_group_of's memo (a power of two; more than the groups a
+//  fan-out commit usually touches).
+#define S_GROUP_MEMO 256
+
 //  One commit attempt: the write transaction and what it changes, moved to
 //  the store only once it committed.
 typedef struct st_txn_t {
@@ -575,6 +579,7 @@ typedef struct st_txn_t {
     bool sweep_more;                       //  ... and left work for the next one
     bool doomed;                           //  a topic was deleted (st_doom)
     bool hist_hold;                        //  in a run of delivery-state ops (st_run_before)
+    uint16_t group_memo[S_GROUP_MEMO];     //  st_group_of: cache index + 1 by name hash, 0 none
 } st_txn_t;
 
 /* ------------------------------------------------------------------------
