@@ -151,7 +151,9 @@ static uint64_t s_silence_ms(const c_repl_t *self) {
 //  afresh first (linger 0: what queued for that leader is dropped).
 static bool s_send_sync(c_repl_t *self, uint32_t pt, c_follow_t *f, uint64_t now) {
     c_link_t *link = s_link(self, f->leader);
-    if (link && now - link->seen_ms > s_silence_ms(self)) {
+    //  seen_ms may be after NOW (the link opened later in this turn): added,
+    //  not subtracted, so that reads as "not silent", never as a wrap-around.
+    if (link && link->seen_ms + s_silence_ms(self) < now) {
         char endpoint[sizeof link->endpoint];
         memcpy(endpoint, link->endpoint, sizeof endpoint);
         s_link_open(self, link, endpoint);
@@ -186,9 +188,9 @@ void c_follow_timers(c_repl_t *self, uint64_t now) {
         if (!f->following) {
             continue;
         }
-        if (f->phase == C_F_SYNCING && now - f->sync_ms > C_SYNC_WAIT_MS) {
+        if (f->phase == C_F_SYNCING && f->sync_ms + C_SYNC_WAIT_MS < now) {
             s_resync(self, f); //  unanswered: ask again
-        } else if (f->phase == C_F_LIVE && now - f->seen_ms > silence) {
+        } else if (f->phase == C_F_LIVE && f->seen_ms + silence < now) {
             zsys_warning("crepl: partition %u: leader %u silent; syncing again", pt, f->leader);
             s_resync(self, f);
         }
