@@ -20,14 +20,10 @@
 #define S_OPS_KEEP 4096
 
 //  What a group operation (deliver, ack...) costs in dirty pages, on top of
-//  its queue entry: its pending entry lands in a different leaf page per
-//  group and its history event in the middle of the trace index (keyed by
-//  seq), next to the events of the same message in earlier commits. Fan-out
-//  to 100 groups measured 2.1-2.2 KB of LMDB dirty pages per operation
-//  (heaptrack at the peak: 35-37 MB for ~16,400 operations per commit; the
-//  768 assumed before let a 16 MB batch_bytes hold 36 MB of pages, which
-//  LMDB keeps). docs/performance.md, "Fan-out and the memory bound".
-#define S_GROUP_OP_PAGES 2048
+//  its queue entry: its pending entry and history event land in a different
+//  leaf page per group, so fan-out to 100 groups measured ~700 bytes of LMDB
+//  dirty pages per operation (22 MB for ~30,000), which LMDB keeps.
+#define S_GROUP_OP_PAGES 768
 
 /* ------------------------------------------------------------------------
     Queueing
