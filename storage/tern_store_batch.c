@@ -19,10 +19,14 @@
 //  the default 4096 appends with their group ops, without reallocating.
 #define S_OPS_KEEP 4096
 
-//  What a group operation (deliver, ack...) costs in dirty pages, on top of
-//  its queue entry: its pending entry and history event land in a different
-//  leaf page per group, so fan-out to 100 groups measured ~700 bytes of LMDB
-//  dirty pages per operation (22 MB for ~30,000), which LMDB keeps.
+//  What a group operation (deliver, ack...) counts for its dirty pages, on
+//  top of its queue entry. Under fan-out one really dirties 2.1-2.2 KB (its
+//  history event goes into the middle of the trace index: heaptrack, 36 MB
+//  of pages for ~16,400 ops per commit), so a 16 MB batch_bytes holds ~36 MB
+//  of pages there. Counting 2048 took the fan-out peak from ~88 to 72-77 MB
+//  for 15-30 % more storer CPU per delivery (the bottleneck thread), still
+//  over the bound: kept at 768, --batch-bytes 6M is the knob
+//  (docs/performance.md, "Fan-out: history written in key order").
 #define S_GROUP_OP_PAGES 768
 
 /* ------------------------------------------------------------------------
