@@ -154,8 +154,10 @@ static uint64_t s_map_size(tern_store_t *store) {
 }
 
 //  A batch larger than the map fails with MDB_MAP_FULL part-way through a
-//  run, grows the map and runs again: what the failed attempt held is not
-//  written twice (its events' stamps differ, so they would show up).
+//  run, grows the map and runs again: each event is written once. (Not a
+//  proof that st_run_reset drops what the failed attempt held: here the
+//  attempt carrying such duplicates also fails, at its commit, and the next
+//  one starts clean.)
 Test(store_group_run, retried_attempt_holds_afresh) {
     enum { MSGS = 1000, GROUPS = 25 };
     s_fix_t fix;
