@@ -490,6 +490,7 @@ void tern_config_store(const tern_config_t *config, tern_store_config_t *out) {
     out->map_initial = config->map_initial;
     out->map_max = config->map_max;
     out->durability = config->durability;
+    out->writemap = config->writemap;
     out->dedup_window_ms = config->dedup_window_ms;
     out->dedup_max = config->dedup_max;
     out->outbox_retention_ms = config->outbox_retention_ms;

@@ -56,6 +56,7 @@ typedef struct {
     tern_durability_t durability; //  storage/durability fsync
     uint64_t map_initial;         //  storage/map_initial 64M
     uint64_t map_max;             //  storage/map_max 64G
+    bool writemap;                //  storage/writemap false
     uint32_t batch_max;           //  storage/batch_max 4096
     uint64_t batch_bytes;         //  storage/batch_bytes 16M
     uint64_t dedup_window_ms;     //  storage/dedup_window 2m

@@ -95,6 +95,12 @@ const k_key_t k_keys[] = {
     {"storage/map_max", "map-max", "SIZE", S_SIZE, S_FIELD(map_max), "64G", S_MIB, S_TIB * 1024,
      NULL, NULL,
      "The map never grows past this; then publishes fail with TERN_EFULL until space is freed."},
+    {"storage/writemap", "writemap", "", S_BOOL, S_FIELD(writemap), "false", 0, 0, NULL, NULL,
+     "LMDB writes its pages straight into the map (MDB_WRITEMAP), with the disk reserved for "
+     "the whole map at start and before each growth, so a full disk refuses publishes with "
+     "TERN_EFULL: less anonymous memory, more kernel CPU per message, and data.mdb takes the "
+     "map's size on disk. Left off, with a log line, where the file system cannot reserve "
+     "(see Write through the map)."},
     {"storage/batch_max", "batch-max", "N", S_U32, S_FIELD(batch_max), "4096", 1, 65536, NULL, NULL,
      "Most records committed in one LMDB transaction (one fsync)."},
     {"storage/batch_bytes", "batch-bytes", "SIZE", S_SIZE, S_FIELD(batch_bytes), "16M", 64 * S_KIB,

@@ -257,7 +257,8 @@ static int s_start(c_repl_t *self) {
         self->ob_sent = tern_alloc(self->partitions * sizeof *self->ob_sent);
     }
     self->hb_ms = self->config->lease_ms / 4 ? self->config->lease_ms / 4 : 250;
-    self->chunk_records = c_chunk_records();
+    self->chunk_records = c_chunk_bound("TERN_CREPL_CHUNK_RECORDS", C_CHUNK_RECORDS);
+    self->chunk_outbox = c_chunk_bound("TERN_CREPL_CHUNK_OUTBOX", C_OB_CHUNK_ENTRIES);
     //  The storer's decision (tern_broker.c sets both; tern_storer.c,
     //  s_flush_deferred): this node's own copy counts as durable at SYNCED,
     //  not when its results arrive.
@@ -297,6 +298,7 @@ static void s_stop(c_repl_t *self) {
     }
     c_links_close(self);
     tern_repl_batch_destroy(&self->batch);
+    c_rec_pool_free(self);
     tern_store_reader_destroy(&self->reader);
     free(self->leads);
     free(self->follows);

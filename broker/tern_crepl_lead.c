@@ -366,6 +366,17 @@ static void s_forward(c_repl_t *self, c_held_t *held) {
     free(held);
 }
 
+//  Why NEED (of LEAD) is not acknowledged yet, into WHY (LEN bytes): only
+//  for the log, so not formatted on the hot path (s_decide).
+static void s_why(c_repl_t *self, const c_lead_t *lead, const c_need_t *need, bool lease_ok,
+                  char *why, size_t len) {
+    snprintf(why, len, "the lease may have lapsed");
+    if (lease_ok) {
+        tern_partmap_ack_check(&lead->rec, lead->pending_set ? &lead->pending : NULL, lead->reps,
+                               lead->nreps, need->pos, self->config->min_insync, why, len);
+    }
+}
+
 //  Decides NEED if it can be: ACK, REFUSE, lost leadership, deadline.
 static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now,
                      uint64_t deadline) {
@@ -375,15 +386,13 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         need->err = TERN_ENOTLEADER;
         return;
     }
-    char why[160] = "the lease may have lapsed";
-    if (lease_ok && lead->wait_gen == self->eval_gen && need->pos >= lead->wait_pos) {
-        //  A lower position of this partition waits in this round: so does
-        //  this one (the rule is monotonic in the position).
-        snprintf(why, sizeof why, "waiting for the in-sync replicas to fsync");
-    } else if (lease_ok) {
+    char why[160];
+    //  A lower position of this partition waiting in this round: so does
+    //  this one (the rule is monotonic in the position).
+    if (lease_ok && (lead->wait_gen != self->eval_gen || need->pos < lead->wait_pos)) {
         tern_partmap_ack_t ack = tern_partmap_ack_check(
             &lead->rec, lead->pending_set ? &lead->pending : NULL, lead->reps, lead->nreps,
-            need->pos, self->config->min_insync, why, sizeof why);
+            need->pos, self->config->min_insync, NULL, 0);
         if (ack == TERN_PARTMAP_ACK) {
             need->decided = true;
             need->err = TERN_OK;
@@ -392,13 +401,13 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
             }
             return;
         }
-        if (ack == TERN_PARTMAP_WAIT &&
-            (lead->wait_gen != self->eval_gen || need->pos < lead->wait_pos)) {
+        if (ack == TERN_PARTMAP_WAIT) {
             lead->wait_gen = self->eval_gen;
             lead->wait_pos = need->pos;
         }
         if (ack == TERN_PARTMAP_REFUSE) {
             if (self->config->verbose) {
+                s_why(self, lead, need, lease_ok, why, sizeof why);
                 zsys_info("crepl: partition %u not confirmed (outcome unknown): %s", need->pt, why);
             }
             need->decided = true;
@@ -407,6 +416,7 @@ static void s_decide(c_repl_t *self, c_need_t *need, bool lease_ok, uint64_t now
         }
     }
     if (now >= deadline) {
+        s_why(self, lead, need, lease_ok, why, sizeof why);
         zsys_warning("crepl: partition %u: position %" PRIu64 " not acknowledged within "
                      "cluster/ack_timeout: %s",
                      need->pt, need->pos, why);

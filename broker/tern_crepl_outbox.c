@@ -28,11 +28,24 @@
 
     Without peers (cross-DC off) none of this sends anything.
 
-    Limit of this cut: the outbox part of an answer is not split across
-    catch-up rounds like the records are (tern_crepl_sync.c, "Chunks"): it
-    goes whole in the last round, in frames of at most max_payload, so a
-    partition whose peers confirmed nothing for hours queues its whole
-    unconfirmed outbox (about 80 bytes an entry) on the socket at once.
+    Chunks. The outbox part is split across catch-up rounds like the
+    records (tern_crepl_sync.c, "Chunks"), so a partition whose peers
+    confirmed nothing for hours (a DC cut off) does not queue its whole
+    unconfirmed outbox (about 80 bytes an entry) on the socket at once. It
+    comes once the records went whole; a round carries at most
+    self->chunk_outbox entries (C_OB_CHUNK_ENTRIES, grown with the rounds
+    like the record bound; TERN_CREPL_CHUNK_OUTBOX lowers it for tests) and
+    stops after the frame that passes C_OB_CHUNK_BYTES, in frames of at
+    most max_payload. An answer that stopped short ends with CAUGHT pos 0
+    and sq = the position the next round resumes at; the follower echoes
+    that sq in its next SYNC once it applied the round, and the leader
+    resumes there only if it is the position it noted for that follower
+    (c_short_t, of this epoch): any other SYNC (a follower that restarted
+    or synced again, a new leader) starts the outbox part over. A resumed
+    round's RESET has sq = that position (the entries before it, sent in
+    the earlier rounds, stay) and our current last. Entries written between
+    rounds are at positions past it, so they come in a later round; the
+    group snapshot and CAUGHT (the live stream) come in the last round.
 */
 #include "tern_crepl_priv.h"
 #include <inttypes.h>
@@ -115,6 +128,10 @@ typedef struct {
     int rc;             //  -1 once a send failed
     uint64_t next;      //  where the next read starts
     size_t seen;        //  entries in the last read
+    uint64_t entries;   //  entries in this round
+    uint64_t bytes;     //  payload bytes sent in this round
+    uint64_t budget;    //  entries this round may carry
+    uint64_t stop;      //  the first entry past the budget (next round's start), or 0
 } s_snap_t;
 
 static int s_snap_flush(s_snap_t *snap) {
@@ -125,14 +142,22 @@ static int s_snap_flush(s_snap_t *snap) {
         snap->rc = -1;
     }
     snap->frame.code = TERN_CREPL_OUTBOX_MORE;
+    snap->bytes += snap->len;
     snap->len = 0;
     return snap->rc;
 }
 
 static bool s_snap_entry(const tern_outbox_entry_t *e, void *arg) {
     s_snap_t *snap = arg;
+    //  The bounds are checked before each entry, never before the first,
+    //  so every round carries one and the rounds end.
+    if (snap->entries && (snap->entries >= snap->budget || snap->bytes >= C_OB_CHUNK_BYTES)) {
+        snap->stop = e->position;
+        return false;
+    }
     snap->next = e->position + 1;
     snap->seen++;
+    snap->entries++;
     tern_topic_info_t topic;
     const char *name = "";
     if (tern_store_topic_get_id(snap->self->reader, e->topic_id, &topic) == TERN_OK) {
@@ -154,8 +179,25 @@ static bool s_first(const tern_outbox_entry_t *e, void *arg) {
     return false;
 }
 
+//  RESET's sq, where the follower's entries are replaced from: our first
+//  entry (LAST + 1 when we hold none) or, resuming, where the last round
+//  stopped (what came before it stays).
+static uint64_t s_reset_from(c_repl_t *self, uint32_t pt, uint64_t last, uint64_t from) {
+    if (from) {
+        return from;
+    }
+    tern_outbox_entry_t first;
+    first.position = 0;
+    if (tern_store_outbox_read_pt(self->reader, pt, 0, 1, s_first, &first) == TERN_OK &&
+        first.position) {
+        return first.position;
+    }
+    return last + 1;
+}
+
 int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
-                      uint64_t epoch, uint64_t req_id) {
+                      uint64_t epoch, uint64_t req_id, c_ob_round_t *round) {
+    round->next = 0;
     if (!self->config->peer_count) {
         return 0;
     }
@@ -172,29 +214,29 @@ int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint3
         tern_store_outbox_last_pt(self->reader, pt, &last) != TERN_OK) {
         return -1;
     }
-    s_snap_t snap = {self, rid, rid_size, frame, NULL, 0, s_room(self), 0, 0, 0};
+    s_snap_t snap = {.self = self,
+                     .rid = rid,
+                     .rid_size = rid_size,
+                     .frame = frame,
+                     .cap = s_room(self),
+                     .next = round->from,
+                     .budget = round->budget};
     snap.buf = tern_alloc(snap.cap);
     snap.frame.code = TERN_CREPL_OUTBOX_RESET;
     snap.frame.position = last;
-    //  Where our entries start (last + 1 when we hold none).
-    snap.frame.seq = last + 1;
-    tern_outbox_entry_t first;
-    first.position = 0;
-    if (tern_store_outbox_read_pt(self->reader, pt, 0, 1, s_first, &first) == TERN_OK &&
-        first.position) {
-        snap.frame.seq = first.position;
-    }
+    snap.frame.seq = s_reset_from(self, pt, last, round->from);
     do {
         snap.seen = 0;
         if (tern_store_outbox_read_pt(self->reader, pt, snap.next, 1024, s_snap_entry, &snap) !=
             TERN_OK) {
             snap.rc = -1;
         }
-    } while (snap.rc == 0 && snap.seen == 1024);
+    } while (snap.rc == 0 && snap.seen == 1024 && !snap.stop);
     if (snap.rc == 0 && (snap.len || snap.frame.code == TERN_CREPL_OUTBOX_RESET)) {
         s_snap_flush(&snap);
     }
     free(snap.buf);
+    round->next = snap.stop;
     return snap.rc;
 }
 

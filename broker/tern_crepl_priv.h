@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #define C_DRAIN_MAX     1024    //  messages per drain
+#define C_REC_POOL      1024    //  spent follower records kept for reuse (1.4 MB at most)
 #define C_HWM           1000000 //  socket HWMs (a SYNC answer is at most one chunk)
 #define C_RING          4096    //  ship times kept per led partition
 #define C_ISR_MS        100     //  ISR maintenance interval
@@ -48,6 +49,14 @@
 //  record bound, up to this many times the bound (a partition that takes
 //  more records per round than one bound still gets there).
 #define C_CHUNK_GROWTH 4
+//  The outbox part of a SYNC answer (cross-DC on) carries at most this many
+//  entries, or stops after the frame that passes this many payload bytes;
+//  the rest comes in the next rounds (tern_crepl_outbox.c, "Chunks").
+//  TERN_CREPL_CHUNK_OUTBOX (environment, read once at start) lowers the
+//  entry bound: a test knob only. The entry bound grows with the rounds
+//  like the record bound.
+#define C_OB_CHUNK_ENTRIES 16384
+#define C_OB_CHUNK_BYTES   (2 * 1024 * 1024)
 
 //  The in-DC frame fields (protocol/tern_proto.h: `pt`, `ep`).
 #define C_PT(f) ((f)->partition)
@@ -63,9 +72,10 @@ typedef struct {
 //  A follower whose SYNC answers stopped short (the budget grows with each,
 //  tern_crepl_sync.c).
 typedef struct {
-    uint32_t node;   //  the follower
-    uint64_t epoch;  //  our leadership the count is of
-    uint32_t rounds; //  consecutive answers that stopped short
+    uint32_t node;    //  the follower
+    uint64_t epoch;   //  our leadership the count is of
+    uint32_t rounds;  //  consecutive answers that stopped short
+    uint64_t ob_next; //  outbox position the next round resumes at (0: from the start)
 } c_short_t;
 
 //  A partition this node leads (leading false: it does not).
@@ -115,6 +125,7 @@ typedef struct {
     uint64_t inflight; //  its records at the storer
     bool to_confirm;   //  durable moved: CONFIRM at the end of this inbox drain
     uint64_t rounds;   //  catch-up rounds that stopped short since the last CAUGHT
+    uint64_t ob_next;  //  CAUGHT "more"'s sq, echoed by the next SYNC (0: none)
 } c_follow_t;
 
 //  Our DEALER to a leader node's ROUTER.
@@ -197,9 +208,12 @@ typedef struct {
     uint64_t eval_gen;            //  c_evaluate rounds
     tern_repl_batch_t *batch;     //  follower batch being filled (NULL until needed)
     size_t batches_out;           //  follower batches at the storer
+    tern_repl_rec_t **rec_pool;   //  spent follower records for reuse (owned; c_rec_pool_free)
+    size_t rec_pool_count;        //  used
     bool confirms_pending;        //  some follows[].to_confirm set (c_confirm_flush)
     uint64_t hb_ms;               //  heartbeat interval (lease / 4)
     uint64_t chunk_records;       //  records per SYNC answer (C_CHUNK_RECORDS or the test knob)
+    uint64_t chunk_outbox;        //  outbox entries per answer (C_OB_CHUNK_ENTRIES or the knob)
     uint64_t next_hb_ms;          //  next heartbeat round
     uint64_t next_isr_ms;         //  next ISR round
     bool deferred;                //  the storer flushes after its results (TERN_WORK_SYNCED)
@@ -307,10 +321,17 @@ void c_synced(c_repl_t *self);
 
 //  The cross-DC outbox (tern_crepl_outbox.c): a leader's confirmations to
 //  its synced followers when they moved (a heartbeat round), and the outbox
-//  part of a SYNC answer (in the answer's read snapshot; 0 or -1).
+//  part of a SYNC answer (in the answer's read snapshot; 0 or -1), one
+//  chunk of it per round (ROUND: where it starts, its bound, where the next
+//  round resumes).
+typedef struct {
+    uint64_t from;   //  0: the whole outbox (RESET from our first entry); else resume here
+    uint64_t budget; //  entries this round may carry (at least one goes)
+    uint64_t next;   //  set: where the next round resumes, 0 when every entry went
+} c_ob_round_t;
 void c_outbox_confirms(c_repl_t *self, uint32_t pt, c_lead_t *lead);
 int c_outbox_snapshot(c_repl_t *self, const uint8_t *rid, size_t rid_size, uint32_t pt,
-                      uint64_t epoch, uint64_t req_id);
+                      uint64_t epoch, uint64_t req_id, c_ob_round_t *round);
 
 //  tern_crepl_ship.c
 //  Adds the header of LEN bytes encoded in self->buf (a CREPL_RECORD or
@@ -345,8 +366,9 @@ void c_notices_synced(c_repl_t *self);
 void c_notices_drop(c_repl_t *self);
 
 //  tern_crepl_sync.c
-//  Reads the SYNC answer's record bound (C_CHUNK_RECORDS, or the test knob).
-uint64_t c_chunk_records(void);
+//  Reads a SYNC answer's bound: BOUND, or the test knob KNOB (environment)
+//  when it lowers it.
+uint64_t c_chunk_bound(const char *knob, uint64_t bound);
 //  CREPL_SYNC from the follower at RID: truncations, the catch-up (one
 //  chunk of it), CAUGHT (position 0 when more is to come).
 void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const tern_frame_t *frame);
@@ -391,6 +413,8 @@ void c_batch_done(c_repl_t *self, tern_repl_batch_t *batch);
 //  last call (end of each inbox drain and timer turn).
 void c_confirm_flush(c_repl_t *self);
 void c_flush_batch(c_repl_t *self);
+/*  Frees the spent follower records kept for reuse (at the actor's end). */
+void c_rec_pool_free(c_repl_t *self);
 void c_links_close(c_repl_t *self);
 
 #endif

@@ -75,14 +75,14 @@ typedef struct {
     bool more;         //  stopped at the budget: the follower asks again
 } s_sync_t;
 
-uint64_t c_chunk_records(void) {
-    const char *knob = getenv("TERN_CREPL_CHUNK_RECORDS");
+uint64_t c_chunk_bound(const char *knob, uint64_t bound) {
+    const char *value = getenv(knob);
     char *end = NULL;
-    unsigned long long n = knob ? strtoull(knob, &end, 10) : 0;
-    if (!knob || end == knob || *end != 0 || n == 0 || n > C_CHUNK_RECORDS) {
-        return C_CHUNK_RECORDS; //  unset or unusable: the knob only ever lowers it
+    unsigned long long n = value ? strtoull(value, &end, 10) : 0;
+    if (!value || end == value || *end != 0 || n == 0 || n > bound) {
+        return bound; //  unset or unusable: the knob only ever lowers it
     }
-    zsys_info("crepl: SYNC answers carry at most %llu records (TERN_CREPL_CHUNK_RECORDS)", n);
+    zsys_info("crepl: SYNC answers carry at most %llu of their kind (%s)", n, knob);
     return n;
 }
 
@@ -295,14 +295,23 @@ static int s_catch_up(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_syn
     return 0;
 }
 
-//  The end of the answer: the group snapshot and CAUGHT(our end), or, when
-//  the catch-up stopped at the budget, CAUGHT(0): "SYNC again".
+//  The end of the answer. Once its records went whole: the outbox part (its
+//  next chunk: ROUND) and, when that went whole too, the group snapshot and
+//  CAUGHT(our end); else CAUGHT(0): "SYNC again" (sq: where the outbox part
+//  resumes). The group snapshot goes in the last round only: the follower
+//  gets no live group ops before CAUGHT, so an earlier one could be stale.
 static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_t *sync,
-                    const c_lead_t *lead) {
-    if (!sync->more &&
-        (c_group_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0 ||
-         c_outbox_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0)) {
-        return -1;
+                    const c_lead_t *lead, c_ob_round_t *round) {
+    if (!sync->more) {
+        if (c_outbox_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id, round) !=
+            0) {
+            return -1;
+        }
+        sync->more = round->next != 0;
+        if (!sync->more &&
+            c_group_snapshot(self, rid, rid_size, sync->pt, lead->epoch, sync->req_id) != 0) {
+            return -1;
+        }
     }
     tern_frame_t caught;
     tern_frame_init(&caught, TERN_CMD_CREPL_CAUGHT);
@@ -310,6 +319,7 @@ static int s_finish(c_repl_t *self, const uint8_t *rid, size_t rid_size, s_sync_
     C_PT(&caught) = sync->pt;
     C_EP(&caught) = lead->epoch;
     caught.position = sync->more ? 0 : lead->end; //  end >= 1 (tern_crepl_priv.h)
+    caught.seq = sync->more ? round->next : 0;    //  echoed by the next SYNC
     return c_send(self, self->router, rid, rid_size, &caught);
 }
 
@@ -368,7 +378,7 @@ static c_short_t *s_short(c_lead_t *lead, uint32_t node) {
             free_one = e;
         }
     }
-    *free_one = (c_short_t){node, lead->epoch, 0};
+    *free_one = (c_short_t){node, lead->epoch, 0, 0};
     return free_one;
 }
 
@@ -422,18 +432,26 @@ void c_answer_sync(c_repl_t *self, const uint8_t *rid, size_t rid_size, const te
         zhashx_destroy(&sync.by_name);
         return;
     }
+    //  The outbox part resumes where the last round stopped only if this
+    //  SYNC says its follower applied that round (it echoes CAUGHT's sq; a
+    //  follower that restarted or synced again sends 0): else from the start.
+    bool resume = frame->seq && frame->seq == shorts->ob_next;
+    c_ob_round_t round = {resume ? shorts->ob_next : 0,
+                          s_budget(self->chunk_outbox, shorts->rounds), 0};
+    round.next = round.from; //  kept when the records stop short of the outbox part
     int rc = -1;
     if (tern_store_topic_list(self->reader, s_collect, &sync) == TERN_OK &&
         s_truncations(self, rid, rid_size, &sync, lead->epoch, frame) == 0 &&
         s_catch_up(self, rid, rid_size, &sync, lead->epoch) == 0) {
-        rc = s_finish(self, rid, rid_size, &sync, lead);
+        rc = s_finish(self, rid, rid_size, &sync, lead, &round);
     }
     tern_store_read_end(self->reader);
+    shorts->ob_next = rc == 0 ? round.next : 0;
     if (rc == 0 && sync.more) {
         shorts->rounds++;
         zsys_info("crepl: partition %u: node %u sync round sent %" PRIu64 " records (%" PRIu64
-                  " bytes); more to come",
-                  sync.pt, frame->node_id, sync.records, sync.bytes);
+                  " bytes), outbox next at %" PRIu64 "; more to come",
+                  sync.pt, frame->node_id, sync.records, sync.bytes, round.next);
     } else if (rc == 0) {
         shorts->rounds = 0; //  caught: the next catch-up starts at the bound again
         lead->synced[idx] = true;

@@ -412,6 +412,12 @@ char *tern_http_render_metrics(const tern_config_t *config, tern_metrics_t *m, t
              st.map_used);
     s_metric(&out, "tern_storage_map_max_bytes", "gauge", "storage/map_max: the map ceiling.",
              config->map_max);
+    s_metric(&out, "tern_storage_writemap", "gauge",
+             "1 when LMDB writes through its map (storage/writemap, disk reserved).",
+             (uint64_t)st.writemap);
+    s_metric(&out, "tern_storage_reserve_refused_total", "counter",
+             "Map growths the disk could not reserve (storage/writemap): the map stayed full.",
+             st.reserve_refused);
     s_metric(&out, "tern_storage_full", "gauge",
              "1 when the last publish failed because storage is full.",
              (uint64_t)atomic_load(&m->storage_full));

@@ -245,8 +245,8 @@ static void s_obsafe(p_repl_t *self, tern_obsafe_t *item) {
 
 //  Stops the streams of partitions we no longer lead in the epoch we ship
 //  them in: when the view changes, and (ALWAYS) each time before
-//  confirmations are written (every 100 ms), so that whatever kept a
-//  stream on past its leadership cannot write one.
+//  confirmations that moved are written (at most every 100 ms), so that
+//  whatever kept a stream on past its leadership cannot write one.
 static void s_fence(p_repl_t *self, bool always) {
     uint64_t view = tern_cluster_version(self->args->cluster);
     if (view == self->view && !always) {
@@ -301,6 +301,24 @@ static void s_batch_confirm(p_repl_t *self, const char *peer, uint32_t pt, uint6
     c->partition = pt;
 }
 
+//  True if ST's confirmation moved since it was last written and is ours
+//  to write (in a cluster: the stream is on).
+static bool s_conf_moved(const p_repl_t *self, const p_stream_t *st) {
+    return st->confirmed > st->stored_conf && (st->on || !self->partitions);
+}
+
+//  True if any stream's confirmation is to be written.
+static bool s_confirms_pending(const p_repl_t *self) {
+    for (size_t i = 0; i < self->link_count; i++) {
+        for (uint32_t s = 0; s < self->links[i].nstreams; s++) {
+            if (s_conf_moved(self, &self->links[i].streams[s])) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 //  The peers' confirmations that moved, to disk: they drive outbox cleanup,
 //  and in a cluster a partition's next leader resumes shipping from them.
 //  In a cluster only of streams that are on, i.e. partitions the record
@@ -308,14 +326,17 @@ static void s_batch_confirm(p_repl_t *self, const char *peer, uint32_t pt, uint6
 //  copy comes from its leader, and a value written here would never be
 //  corrected (confirmations are max-merged).
 static void s_store_confirms(p_repl_t *self) {
-    if (self->partitions) {
+    //  The fence reads every partition's record: only when something would
+    //  be written (it only ever turns streams off, so nothing pending
+    //  before it means nothing after).
+    if (self->partitions && s_confirms_pending(self)) {
         s_fence(self, true);
     }
     for (size_t i = 0; i < self->link_count; i++) {
         p_link_t *link = &self->links[i];
         for (uint32_t s = 0; s < link->nstreams; s++) {
             p_stream_t *st = &link->streams[s];
-            if (st->confirmed > st->stored_conf && (st->on || !self->partitions)) {
+            if (s_conf_moved(self, st)) {
                 s_batch_confirm(self, link->cfg->name, st->pt, st->confirmed);
                 st->stored_conf = st->confirmed;
             }
@@ -520,6 +541,7 @@ static void s_stop(p_repl_t *self) {
     }
     free(self->safe);
     free(self->safe_epoch);
+    free(self->touched);
     tern_repl_batch_destroy(&self->batch);
     tern_store_reader_destroy(&self->reader);
     zsock_destroy(&self->router_sock);

@@ -517,11 +517,13 @@ static p_session_t *s_session_of(p_repl_t *self, uint64_t gen) {
 //  EVERY session it had records from, so that none of them confirms a later
 //  position past the failed ones; their senders resend.
 static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
-    typedef struct {
-        p_session_t *session; //  that had records in the batch
-        uint32_t pt;          //  of this stream
-    } s_touched_t;
-    s_touched_t *touched = tern_alloc((batch->count + 1) * sizeof *touched);
+    //  At most one entry per record: the list is kept in SELF and grown, not
+    //  allocated per batch.
+    if (self->touched_cap < batch->count + 1) {
+        self->touched_cap = batch->count + 1;
+        self->touched = tern_realloc(self->touched, self->touched_cap * sizeof *self->touched);
+    }
+    p_touched_t *touched = self->touched;
     size_t ntouched = 0;
     p_session_t *owner = NULL; //  of the records of generation GEN (a session's come together)
     uint64_t gen = 0;
@@ -543,7 +545,7 @@ static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
             t--;
         }
         if (t == 0) {
-            touched[ntouched++] = (s_touched_t){owner, pt};
+            touched[ntouched++] = (p_touched_t){owner, pt};
         }
     }
     for (size_t t = 0; t < ntouched; t++) {
@@ -562,7 +564,6 @@ static void s_sessions_done(p_repl_t *self, tern_repl_batch_t *batch) {
         }
         s_confirm(self, session, touched[t].pt);
     }
-    free(touched);
 }
 
 //  Committed (or failed) as one transaction: move the cursors, confirm.

@@ -142,6 +142,13 @@ typedef struct {
     uint32_t npt;                          //  entries
 } p_session_t;
 
+//  A (session, sender partition) that had records in an applied batch
+//  (tern_repl_apply.c, s_sessions_done).
+typedef struct {
+    p_session_t *session; //  the session
+    uint32_t pt;          //  the sender's partition stream
+} p_touched_t;
+
 typedef struct {
     tern_repl_args_t *args;                  //  borrowed
     const tern_config_t *config;             //  borrowed
@@ -171,6 +178,8 @@ typedef struct {
     uint64_t looped;                         //  records dropped: they originated here
     uint8_t buf[TERN_HEADER_MAX];            //  encode buffer
     tern_outbox_entry_t entries[S_SEND_MAX]; //  outbox entries of one pump
+    p_touched_t *touched;                    //  s_sessions_done's list, kept across batches
+    size_t touched_cap;                      //  its entries allocated
 } p_repl_t;
 
 //  Outbox entries gathered by p_collect_entry (a tern_store_outbox_read callback).

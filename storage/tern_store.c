@@ -314,6 +314,11 @@ static int s_env_open(tern_store_t *self, uint64_t initial) {
         return rc;
     }
     unsigned flags = MDB_NOTLS;
+    //  Before LMDB maps the file writable: never a hole under the map.
+    self->writemap = self->config.writemap && st_wm_open_reserve(self, initial) == 0;
+    if (self->writemap) {
+        flags |= MDB_WRITEMAP;
+    }
     if (self->config.durability == TERN_DURABILITY_BATCH) {
         flags |= MDB_NOMETASYNC;
     } else if (self->config.durability == TERN_DURABILITY_NONE) {
@@ -506,6 +511,8 @@ void tern_store_stats(tern_store_t *self, tern_store_stats_t *out) {
     out->map_size = atomic_load_explicit(&self->map_size, memory_order_relaxed);
     out->commits = atomic_load_explicit(&self->commits, memory_order_relaxed);
     out->map_grows = atomic_load_explicit(&self->map_grows, memory_order_relaxed);
+    out->reserve_refused = atomic_load_explicit(&self->reserve_refused, memory_order_relaxed);
+    out->writemap = self->writemap;
     out->full_errors = atomic_load_explicit(&self->full_errors, memory_order_relaxed);
     out->corrupt_records = atomic_load_explicit(&self->corrupt_records, memory_order_relaxed);
     out->expired = atomic_load_explicit(&self->expired, memory_order_relaxed);
@@ -534,8 +541,13 @@ bool tern_store_sweep_more(tern_store_t *self) {
    ------------------------------------------------------------------------ */
 
 //  Sets the map to SIZE. Readers are locked out while LMDB remaps:
-//  mdb_env_set_mapsize needs no live transaction in the process.
+//  mdb_env_set_mapsize needs no live transaction in the process. A growth
+//  through a writable map is reserved on disk first (readers go on
+//  meanwhile); one the disk cannot hold does not happen.
 bool st_map_resize(tern_store_t *self, uint64_t size) {
+    if (!st_wm_grow_reserve(self, atomic_load(&self->map_size), size)) {
+        return false;
+    }
     pthread_rwlock_wrlock(&self->lock);
     int rc = mdb_env_set_mapsize(self->env, (size_t)size);
     pthread_rwlock_unlock(&self->lock);
@@ -577,7 +589,10 @@ bool st_map_nudge(tern_store_t *self) {
 }
 
 //  Another process grew the map (MDB_MAP_RESIZED): adopts its size.
-//  Returns an LMDB error code.
+//  Returns an LMDB error code. Not reached in practice: the directory lock
+//  keeps every other store out, and only a writer grows the map; such a
+//  writer of another program would also have to reserve what it grew for
+//  WRITEMAP to stay safe (docs/operations.md, storage/writemap).
 int st_map_adopt(tern_store_t *self) {
     pthread_rwlock_wrlock(&self->lock);
     int rc = mdb_env_set_mapsize(self->env, 0);

@@ -98,6 +98,7 @@ typedef struct {
     uint64_t trace_retention_ms;  //  per-message history kept this long; 0 = none (default 24 h)
     bool outbox;                  //  local appends get an outbox entry (default true); see below
     uint32_t partitions;          //  > 0: a cluster's replica, outbox per partition (default 0)
+    bool writemap;                //  write through the map, disk reserved to the map (see below)
 } tern_store_config_t;
 
 /*  PARTITIONS > 0 (a node of a clustered DC, cluster/partitions): the
@@ -112,6 +113,16 @@ typedef struct {
     partition 0. PARTITIONS 0 keeps the single-node outbox (one stream,
     its format unchanged). A store must always be opened with the same
     PARTITIONS: the outbox of the other mode is not read. */
+
+/*  WRITEMAP true: LMDB writes pages straight into the map (MDB_WRITEMAP),
+    with the data file's blocks reserved (fallocate) for the whole map at
+    open and before every growth, so a full disk stops the map growing
+    (appends get TERN_EFULL) instead of faulting SIGBUS. The disk then holds
+    the map's size, not only the pages in use. When the file system cannot
+    reserve at open (full, no fallocate, copy-on-write) the store opens
+    without it and says so on stderr; tern_store_stats tells which. Same
+    durability either way: a synced commit msyncs the data, then the meta
+    page. */
 
 /*  OUTBOX false: local appends (tern_store_batch_append with LOCAL true)
     write no outbox entry, and their recorded outbox position is 0, as for
@@ -204,6 +215,8 @@ typedef struct {
     uint64_t file_bytes;        //  data.mdb size on disk
     uint64_t commits;           //  write transactions committed
     uint64_t map_grows;         //  times the map grew
+    uint64_t reserve_refused;   //  map reservations the disk refused (WRITEMAP)
+    bool writemap;              //  pages written through the map (MDB_WRITEMAP in effect)
     uint64_t full_errors;       //  batches that hit storage-full
     uint64_t corrupt_records;   //  CRC mismatches seen by readers
     uint64_t expired;           //  messages removed by TTL sweeps

@@ -626,6 +626,10 @@ static void s_ctx_init(st_txn_t *ctx, tern_store_batch_t *self) {
 //  The batch is done: on failure every result carries the error.
 static tern_err_t s_batch_done(tern_store_batch_t *self, int rc) {
     tern_err_t err = s_err(rc);
+    if (err == TERN_ESTORAGE && st_disk_full(self->store)) {
+        err = TERN_EFULL; //  a commit's write ran out of disk (without WRITEMAP)
+        atomic_fetch_add(&self->store->full_errors, 1);
+    }
     if (err != TERN_OK) {
         s_fail_all(self, err);
     }

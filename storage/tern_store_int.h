@@ -164,9 +164,12 @@ struct tern_store_t {
     uint64_t trace_next;                   //  writer: msg_id where the next trace sweep starts
     uint8_t dedup_next[TERN_NAME_MAX + 2]; //  writer: where the next dedup sweep resumes
     size_t dedup_next_len;                 //  its length (0: from the first producer)
+    bool writemap;                         //  MDB_WRITEMAP in effect: the map's blocks reserved
+    bool reserve_failing;                  //  the last reservation failed (logged once)
     _Atomic uint64_t map_size;             //  current map size
     _Atomic uint64_t commits;              //  stats
     _Atomic uint64_t map_grows;            //  stats
+    _Atomic uint64_t reserve_refused;      //  stats: map reservations the disk refused
     _Atomic uint64_t full_errors;          //  stats
     _Atomic uint64_t corrupt_records;      //  stats
     _Atomic uint64_t expired;              //  stats
@@ -274,6 +277,8 @@ static inline tern_err_t s_err(int rc) {
         case MDB_NOTFOUND:
             return TERN_ENOTFOUND;
         case MDB_MAP_FULL:
+        case ENOSPC: //  the disk is full (a pwrite at commit): the store is full
+        case EDQUOT:
             return TERN_EFULL;
         case MDB_CORRUPTED:
         case MDB_PAGE_NOTFOUND:
@@ -634,6 +639,20 @@ bool st_map_resize(tern_store_t *self, uint64_t size);
 bool st_map_grow(tern_store_t *self, uint64_t limit);
 bool st_map_nudge(tern_store_t *self);
 int st_map_adopt(tern_store_t *self);
+
+//  tern_store_writemap.c: the map's blocks reserved for MDB_WRITEMAP.
+//  st_wm_open_reserve reserves the data file for a map of INITIAL bytes
+//  (or the file's size, if larger) before LMDB opens it: 0, or the errno
+//  that rules WRITEMAP out for this run (logged). st_wm_grow_reserve
+//  reserves bytes FROM..TO before the map grows to TO: false when the disk
+//  cannot (logged once, counted), true when done or not writing through
+//  the map.
+int st_wm_open_reserve(tern_store_t *self, uint64_t initial);
+bool st_wm_grow_reserve(tern_store_t *self, uint64_t from, uint64_t to);
+//  True when the data file's file system has (almost) no space left: LMDB
+//  turns a short pwrite at commit into EIO, which this tells from a failing
+//  disk.
+bool st_disk_full(tern_store_t *self);
 
 //  tern_store_record.c: the log record codec (pure, no transaction).
 tern_err_t st_record_parse(const MDB_val *v, bool verify, st_record_t *rec);

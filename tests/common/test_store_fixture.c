@@ -33,6 +33,16 @@ tern_store_t *test_store_open(const tern_store_config_t *config) {
     return store;
 }
 
+tern_topic_info_t test_store_topic(tern_store_t *store, const char *name) {
+    tern_store_reader_t *reader = tern_store_reader_new(store);
+    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
+    tern_topic_info_t info;
+    cr_assert_eq(tern_store_topic_get(reader, name, &info), TERN_OK);
+    tern_store_read_end(reader);
+    tern_store_reader_destroy(&reader);
+    return info;
+}
+
 uint64_t test_store_truncate(tern_store_t *store, const char *topic, uint64_t after, bool raise) {
     tern_store_batch_t *batch = tern_store_batch_new(store);
     tern_err_t err = TERN_EINTERNAL;

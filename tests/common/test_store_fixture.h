@@ -34,6 +34,9 @@ tern_store_config_t test_store_config(void);
 //  Caller owns the result (tern_store_destroy).
 tern_store_t *test_store_open(const tern_store_config_t *config);
 
+//  Topic NAME of STORE, read in a read of its own (asserting TERN_OK).
+tern_topic_info_t test_store_topic(tern_store_t *store, const char *name);
+
 //  An in-DC follower's truncation of TOPIC to AFTER in a batch of its own,
 //  committed (tern_store_batch_end_at when RAISE: also raised to AFTER),
 //  asserting TERN_OK; returns the messages removed.

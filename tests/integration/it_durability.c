@@ -201,6 +201,17 @@ Test(durability, paused_broker_then_resumed, .fini = it_teardown, .timeout = 60)
 #define KILL_PUBS_MAX 8
 #define KILL_PER_PUB  2000
 
+//  Waits (up to 20 s) until a fresh publisher printed its first ack or
+//  ended. Before its first session a client that finds nothing listening
+//  fails at once (TERN_ECONNREFUSED, tern.h "First contact"): a kill in
+//  the next round must find it connected, or a busy host makes the test
+//  fail on documented behaviour.
+static void s_wait_first_ack(it_proc_t *pub) {
+    for (int i = 0; i < 2000 && it_proc_running(pub) && it_proc_lines(pub) == 0; i++) {
+        it_sleep_ms(10);
+    }
+}
+
 Test(durability, publisher_survives_20_broker_kills, .fini = it_teardown, .timeout = 240) {
     it_broker_t *b = it_start_broker("--heartbeat", "200ms", "--heartbeat-timeout", "5s", NULL);
     it_proc_t *pubs[KILL_PUBS_MAX] = {NULL};
@@ -215,6 +226,7 @@ Test(durability, publisher_survives_20_broker_kills, .fini = it_teardown, .timeo
         pubs[npubs] = it_ctl_spawn(b, "pub", "it.kill", "k-{n}", "--count", "2000", "--producer",  \
                                    producers[npubs], "--timeout", "60s", NULL);                    \
         cr_assert(pubs[npubs]);                                                                    \
+        s_wait_first_ack(pubs[npubs]);                                                             \
         npubs++;                                                                                   \
     } while (0)
 

@@ -23,6 +23,16 @@
     without a failure, until every link was live again after the heal, and
     until every DC held the same messages. Nothing about time is asserted.
 
+    Deliveries (issue 15: "reads and deliveries of what is durable
+    continue"): a durable group per DC (live-dcN) reads xc.b (no twins there:
+    a twin's losing copy is replaced by the winner, a second delivery by
+    design) before the cut, in the middle of it and after the heal. Each
+    time, what the group received so far must be exactly what its DC holds
+    of xc.b, each msg_id once: during the cut that includes every message its
+    own DC acknowledged since the cut began (they are durable there, the
+    other DC unreachable), after the heal every message the other DC took
+    during the cut, delivered then and only then.
+
     Long form: with TERN_XDC_CUT_S set (tools/chaos/dc-cut.sh), `long_cut`
     cuts for that many seconds, producers paced at TERN_XDC_CUT_RATE
     (default 20) messages/s per DC and topic. TERN_XDC_EXTRA adds ternd
@@ -48,6 +58,7 @@
 #define S_HEAL_MS 90000
 
 static const char *const s_topics[S_TOPICS] = {"xc.a", "xc.b"};
+#define S_LIVE_TOPIC 1 //  the topic the live groups read: s_topics[1], no twins
 
 static it_netns_t *s_net;       //  the namespaces
 static it_xdc_t *s_x;           //  the DCs
@@ -72,6 +83,8 @@ typedef struct {
     int64_t all_ok;            //  first all-ok round after the last failure, or 0
     size_t failed;             //  failed rounds since the cut
     int rate;                  //  messages/s per DC and topic at most, 0: unpaced
+    int64_t *got[2];           //  msg_ids delivered to DC d's live group, sorted (owned)
+    size_t got_n[2];           //  how many
 } s_run_t;
 
 //  One round: every DC publishes a batch to every topic (a failed batch is
@@ -122,6 +135,49 @@ static const char *const *s_extra(const char **args, char *buf, size_t cap) {
     return args;
 }
 
+//  Appends N msg_ids IDS (freed) to what DC D's live group got, sorted.
+static void s_live_add(s_run_t *run, int d, int64_t *ids, size_t n) {
+    run->got[d] = realloc(run->got[d], (run->got_n[d] + n + 1) * sizeof *run->got[d]);
+    memcpy(run->got[d] + run->got_n[d], ids, n * sizeof *ids);
+    run->got_n[d] += n;
+    qsort(run->got[d], run->got_n[d], sizeof *run->got[d], it_cmp_i64);
+    free(ids);
+}
+
+//  DC d's live group reads what came since its last read (in reads of 1 s
+//  idle until it got as many as the DC holds, 30 s at most), asserted: more
+//  than AT_LEAST[d], and all it got so far exactly what the DC holds of the
+//  topic, each msg_id once. WHEN names the moment.
+static void s_live_read(s_run_t *run, const uint64_t *at_least, const char *when) {
+    const char *topic = s_topics[S_LIVE_TOPIC];
+    for (int d = 0; d < 2; d++) {
+        char group[16];
+        snprintf(group, sizeof group, "live-%s", s_x->dc[d].name);
+        int64_t *held = NULL, deadline = it_now_ms() + 30000;
+        size_t n = 0, held_n = 0;
+        do {
+            free(held);
+            int64_t *ids = NULL;
+            size_t got = it_xdc_group_read(s_x, d, topic, group, 1000, &ids);
+            s_live_add(run, d, ids, got);
+            n += got;
+            held_n = it_xdc_read_ids(s_x, d, topic, &held);
+        } while (run->got_n[d] < held_n && it_now_ms() < deadline);
+        fprintf(stderr, "cut: %s %s: group %s got %zu (%zu in all), %s holds %zu of %s\n", when,
+                s_x->dc[d].name, group, n, run->got_n[d], s_x->dc[d].name, held_n, topic);
+        cr_assert_geq(n, at_least[d], "%s: %s's group got %zu, fewer than the %llu expected", when,
+                      s_x->dc[d].name, n, (unsigned long long)at_least[d]);
+        for (size_t k = 1; k < run->got_n[d]; k++) {
+            cr_assert_neq(run->got[d][k], run->got[d][k - 1], "%s: %s's group got msg %lld twice",
+                          when, s_x->dc[d].name, (long long)run->got[d][k]);
+        }
+        cr_assert(run->got_n[d] == held_n && memcmp(run->got[d], held, held_n * sizeof *held) == 0,
+                  "%s: %s's group got %zu messages, the DC holds %zu other ones", when,
+                  s_x->dc[d].name, run->got_n[d], held_n);
+        free(held);
+    }
+}
+
 //  The namespaces, the DCs in them (with TERN_XDC_EXTRA's flags), started,
 //  their links live, load for 2 s.
 static void s_setup(s_run_t *run, int rate) {
@@ -148,6 +204,8 @@ static void s_setup(s_run_t *run, int rate) {
         }
     }
     s_rounds_for(run, 2000);
+    uint64_t none[2] = {0, 0};
+    s_live_read(run, none, "before the cut");
 }
 
 //  dc1 cut off from dc2 for CUT_MS under load, twins published on both
@@ -163,7 +221,16 @@ static void s_cut_drill(const char *name, int64_t cut_ms, int rate) {
         cr_assert_eq(it_xdc_pub(s_x, d, s_topics[0], "twin", &twin[d], S_BATCH), S_BATCH,
                      "twin publishes in %s during the cut", s_x->dc[d].name);
     }
+    //  Halfway: each DC's group gets every message its own DC acknowledged
+    //  since the cut (and nothing of the other's: it holds none of them).
+    uint64_t seq_cut[2] = {run.seq[0][S_LIVE_TOPIC], run.seq[1][S_LIVE_TOPIC]};
+    s_rounds_for(&run, cut_ms / 2 - (it_now_ms() - run.cut_at));
+    uint64_t own[2] = {run.seq[0][S_LIVE_TOPIC] - seq_cut[0],
+                       run.seq[1][S_LIVE_TOPIC] - seq_cut[1]};
+    s_live_read(&run, own, "during the cut");
     s_rounds_for(&run, cut_ms - (it_now_ms() - run.cut_at));
+    uint64_t other[2] = {run.seq[1][S_LIVE_TOPIC] - seq_cut[1],
+                         run.seq[0][S_LIVE_TOPIC] - seq_cut[0]};
     it_xdc_seen_t down = it_xdc_watch_wait(s_watch, 0, false, run.cut_at, S_DETECT_MS);
     int64_t heal_at = it_now_ms();
     cr_assert(it_xdc_cut(s_x, 0, false), "the heal failed");
@@ -174,6 +241,10 @@ static void s_cut_drill(const char *name, int64_t cut_ms, int rate) {
     it_xdc_seen_t up = it_xdc_watch_wait(s_watch, 0, true, heal_at, S_HEAL_MS);
     int64_t last_pub = it_now_ms();
     int64_t converge = it_xdc_converge(s_x, s_topics, S_TOPICS, 300000);
+    //  After the heal: the other DC's messages of the cut, once.
+    s_live_read(&run, other, "after the heal");
+    free(run.got[0]);
+    free(run.got[1]);
     fprintf(stderr,
             "cut: %s cut_ms=%lld routes_ms=%lld detected_first_ms=%lld detected_all_ms=%lld "
             "(%d of %d links) first_fail_ms=%lld failed_rounds=%zu publish_again_ms=%lld "

@@ -17,7 +17,11 @@
 
     (a) cuts the DCs apart with `ternctl peers pause` on every node of both
     DCs (the link closed in both directions and kept closed), not with
-    network namespaces: see docs/cluster.md "Drills across DCs".
+    network namespaces: see docs/cluster.md "Drills across DCs"; the cut by
+    the network is it_xdc_cut.c. The soak (the long form, below) runs its
+    DCs in network namespaces when it can (root and iproute2: xdc_harness.h,
+    "DCs in network namespaces") and then cuts a DC off with blackhole
+    routes like it_xdc_cut.c; without them it says so and pauses the links.
 */
 #include "xdc_harness.h"
 #include <criterion/criterion.h>
@@ -43,10 +47,13 @@ typedef struct {
 } s_drill_t;
 
 static it_xdc_t *s_current; //  destroyed by s_teardown if a test fails
+static it_netns_t *s_net;   //  the soak's network namespaces, or NULL
 
+//  The nodes and etcds by PID, then the namespaces they ran in.
 static void s_teardown(void) {
     it_xdc_destroy(&s_current);
     it_teardown();
+    it_xdc_netns_destroy(&s_net);
 }
 
 TestSuite(xdc_drills, .fini = s_teardown, .timeout = 600);
@@ -324,9 +331,17 @@ static void s_soak_drill(s_drill_t *run, s_kind_t kind, int d) {
     leader = leader < 0 ? 0 : leader;
     switch (kind) {
         case K_CUT:
-            s_isolate(run, d, "pause");
+            if (s_net) {
+                cr_assert(it_xdc_cut(x, d, true), "cutting %s off failed", x->dc[d].name);
+            } else {
+                s_isolate(run, d, "pause");
+            }
             s_rounds_for(run, S_CUT_MS);
-            s_isolate(run, d, "resume");
+            if (s_net) {
+                cr_assert(it_xdc_cut(x, d, false), "healing %s failed", x->dc[d].name);
+            } else {
+                s_isolate(run, d, "resume");
+            }
             break;
         case K_MOVE:
         case K_REPLACE:
@@ -368,10 +383,67 @@ static void s_rounds_paced(s_drill_t *run, int ms, int rate) {
     }
 }
 
+//  Publish attempts and failed ones, per drill kind (K_KINDS: between
+//  drills), for the availability of each.
+typedef struct {
+    size_t drills[K_KINDS + 1];   //  drills run of the kind
+    size_t attempts[K_KINDS + 1]; //  attempts from the fault until converged
+    size_t failed[K_KINDS + 1];   //  of those, failed
+} s_avail_t;
+
+//  Adds the attempts X counted since ATTEMPTS / FAILED to KIND's.
+static void s_avail_add(s_avail_t *av, int kind, const it_xdc_t *x, size_t attempts,
+                        size_t failed) {
+    av->attempts[kind] += x->attempts - attempts;
+    av->failed[kind] += x->failed - failed;
+}
+
+//  One `soak: availability` line per kind and one for all.
+static void s_avail_print(const s_avail_t *av) {
+    size_t attempts = 0, failed = 0;
+    for (int k = 0; k <= K_KINDS; k++) {
+        attempts += av->attempts[k];
+        failed += av->failed[k];
+        double a = av->attempts[k] ? 1.0 - (double)av->failed[k] / (double)av->attempts[k] : 1.0;
+        fprintf(stderr,
+                "soak: availability %-15s drills=%zu attempts=%zu failed=%zu availability=%.5f\n",
+                k < K_KINDS ? s_kind_names[k] : "between_drills", av->drills[k], av->attempts[k],
+                av->failed[k], a);
+    }
+    fprintf(stderr, "soak: availability %-15s attempts=%zu failed=%zu availability=%.5f\n", "all",
+            attempts, failed, attempts ? 1.0 - (double)failed / (double)attempts : 1.0);
+}
+
+//  One random drill of the soak on DC D, from the fault until every DC
+//  converged, its attempts into AV; its `soak: drill` line (number N).
+static void s_soak_one(s_drill_t *run, s_avail_t *av, size_t n) {
+    s_kind_t kind = (s_kind_t)(rand() % K_KINDS);
+    int d = rand() % run->x->count;
+    size_t attempts = run->x->attempts, failed = run->x->failed;
+    run->fault_at = it_now_ms();
+    run->first_fail = run->all_ok = 0;
+    run->failed = 0;
+    s_soak_drill(run, kind, d);
+    s_rounds_until_ok(run);
+    int64_t converge = it_xdc_converge(run->x, s_topics, S_TOPICS, 60000);
+    av->drills[kind]++;
+    s_avail_add(av, kind, run->x, attempts, failed);
+    fprintf(stderr,
+            "soak: drill %zu %s %s first_fail_ms=%lld publish_again_ms=%lld failed_runs=%zu "
+            "attempts=%zu failed_attempts=%zu converge_ms=%lld\n",
+            n, s_kind_names[kind], run->x->dc[d].name,
+            run->first_fail ? (long long)(run->first_fail - run->fault_at) : -1LL,
+            (long long)(run->all_ok - run->fault_at), run->failed, run->x->attempts - attempts,
+            run->x->failed - failed, (long long)converge);
+}
+
 //  TERN_XDC_SOAK_S seconds of 3 DCs x 3 nodes (3-member etcds) under load
 //  (TERN_XDC_SOAK_RATE messages/s per DC and topic, default 20), a random
-//  drill every 30-60 s (TERN_XDC_SOAK_SEED), then the shared end. One
-//  `soak: drill` line per drill, a `soak: summary` line at the end.
+//  drill every 30-60 s (TERN_XDC_SOAK_SEED), then the shared end. The DCs
+//  run in network namespaces when they can be made (the cut drill then
+//  blackholes routes). One `soak: drill` line per drill, `soak:
+//  availability` lines per drill kind (attempts from each fault until every
+//  DC converged; between_drills: the rest) and for all, a `soak: summary`.
 Test(xdc_drills, soak, .timeout = 86400) {
     const char *secs = getenv("TERN_XDC_SOAK_S"), *rate_s = getenv("TERN_XDC_SOAK_RATE");
     const char *seed_s = getenv("TERN_XDC_SOAK_SEED");
@@ -381,33 +453,29 @@ Test(xdc_drills, soak, .timeout = 86400) {
     int rate = rate_s ? atoi(rate_s) : 20;
     unsigned seed = seed_s ? (unsigned)atoi(seed_s) : (unsigned)it_now_ms();
     srand(seed);
+    char why[1024] = "";
+    s_net = it_xdc_netns_new(3, why, sizeof why);
+    fprintf(stderr, "soak: DCs %s%s\n",
+            s_net ? "in network namespaces" : "on loopback: ", s_net ? "" : why);
     s_drill_t run;
     s_drill_start_n(&run, 3, 3);
     int64_t end = it_now_ms() + (int64_t)atoi(secs) * 1000;
     size_t drills = 0, failed = 0;
+    s_avail_t av;
+    memset(&av, 0, sizeof av);
     fprintf(stderr, "soak: %s s, rate %d/s per DC and topic, seed %u\n", secs, rate > 0 ? rate : 1,
             seed);
     while (it_now_ms() < end) {
+        size_t attempts = run.x->attempts, failed_attempts = run.x->failed;
         s_rounds_paced(&run, 30000 + rand() % 30000, rate > 0 ? rate : 1);
+        s_avail_add(&av, K_KINDS, run.x, attempts, failed_attempts);
         if (it_now_ms() >= end) {
             break;
         }
-        s_kind_t kind = (s_kind_t)(rand() % K_KINDS);
-        int d = rand() % run.x->count;
-        run.fault_at = it_now_ms();
-        run.first_fail = run.all_ok = 0;
-        run.failed = 0;
-        s_soak_drill(&run, kind, d);
-        s_rounds_until_ok(&run);
-        int64_t converge = it_xdc_converge(run.x, s_topics, S_TOPICS, 60000);
-        fprintf(stderr,
-                "soak: drill %zu %s %s first_fail_ms=%lld publish_again_ms=%lld failed_runs=%zu "
-                "converge_ms=%lld\n",
-                ++drills, s_kind_names[kind], run.x->dc[d].name,
-                run.first_fail ? (long long)(run.first_fail - run.fault_at) : -1LL,
-                (long long)(run.all_ok - run.fault_at), run.failed, (long long)converge);
+        s_soak_one(&run, &av, ++drills);
         failed += run.failed;
     }
+    s_avail_print(&av);
     fprintf(stderr,
             "soak: summary drills=%zu attempts=%zu acked=%zu failed_runs=%zu availability=%.5f\n",
             drills, run.x->attempts, run.x->acked, failed,

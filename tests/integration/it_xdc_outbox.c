@@ -13,6 +13,10 @@
     the store API. Every replica must hold the same entries (position,
     kind, seq, msg_id, group, op), at positions 1..last without a gap, with
     one record entry for every acknowledged msg_id and none twice.
+    outbox_catch_up_in_chunks runs the same with TERN_CREPL_CHUNK_OUTBOX=4
+    (tern_crepl_outbox.c, "Chunks"): the old leader's catch-up must take
+    several rounds (its log's "catch-up round" lines), with the same
+    verdict.
 */
 #include "cluster_harness.h"
 #include "harness.h"
@@ -111,7 +115,26 @@ static void s_dump(const char *who, const s_outbox_t *ob) {
     }
 }
 
-Test(xdc_outbox, replicas_hold_the_same_outbox_across_a_failover) {
+//  Lines of node B's current log naming NEEDLE.
+static int s_log_count(it_broker_t *b, const char *needle) {
+    size_t len = 0;
+    char *log = it_read_file(b->log_path, &len);
+    cr_assert_not_null(log, "cannot read %s", b->log_path);
+    int n = 0;
+    size_t from = (size_t)b->log_offset <= len ? (size_t)b->log_offset : len;
+    for (const char *at = strstr(log + from, needle); at; at = strstr(at + 1, needle)) {
+        n++;
+    }
+    free(log);
+    return n;
+}
+
+//  The scenario of both tests; with CHUNK set, TERN_CREPL_CHUNK_OUTBOX on
+//  every node, and the old leader's catch-up must take several rounds.
+static void s_failover(const char *chunk) {
+    if (chunk) {
+        setenv("TERN_CREPL_CHUNK_OUTBOX", chunk, 1); //  Criterion forks per test: not leaked
+    }
     char peer[64];
     snprintf(peer, sizeof peer, "dc9=tcp://127.0.0.1:%d", test_port()); //  nobody listens
     const char *extra[] = {"--dc", "dc1", "--peer", peer, "--lease", "2s", NULL};
@@ -143,6 +166,15 @@ Test(xdc_outbox, replicas_hold_the_same_outbox_across_a_failover) {
 
     cr_assert(it_cluster_start_node(c, old));
     cr_assert(it_cluster_wait_isr_full(c, 0, S_WAIT, &rec), "the old leader rejoined the ISR");
+    //  Its catch-up: records first (one round, far below their bound), then
+    //  the outbox part, in rounds of CHUNK entries (x2 each, up to x4).
+    int rounds = s_log_count(c->node[old], "partition 0: catch-up round ");
+    cr_log_info("node %d caught up on partition 0 after %d short rounds", old, rounds);
+    if (chunk) {
+        cr_assert_geq(rounds, 3, "%d short rounds: the outbox part was not chunked", rounds);
+    } else {
+        cr_assert_eq(rounds, 0, "the outbox fits one round at the default bound");
+    }
     s_pub(c, &acked, topic, 41, 5); //  live again on every replica
     cr_assert(it_cluster_wait_isr_full(c, 0, S_WAIT, &rec));
     it_sleep_ms(2000); //  group ops and confirmations take no position: let them land
@@ -186,4 +218,15 @@ Test(xdc_outbox, replicas_hold_the_same_outbox_across_a_failover) {
         cr_assert(same, "node %d holds node 0's outbox of partition 0", i);
     }
     it_acks_free(&acked);
+}
+
+Test(xdc_outbox, replicas_hold_the_same_outbox_across_a_failover) {
+    s_failover(NULL);
+}
+
+//  The outbox part of the SYNC answer in chunks of 4 entries (about 60 to
+//  send: 4 + 8 + 16 + 16 + 16 ...): several rounds, each resumed where the
+//  last stopped, and the same outbox, exactly once, on every replica.
+Test(xdc_outbox, outbox_catch_up_in_chunks) {
+    s_failover("4");
 }

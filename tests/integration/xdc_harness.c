@@ -416,8 +416,7 @@ int it_xdc_pub(it_xdc_t *self, int d, const char *topic, const char *producer, u
 //  ---------------------------------------------------------------------------
 //  Convergence and the end of a drill
 
-//  TOPIC's msg_ids in DC D, sorted into *IDS_P (caller frees); how many.
-static size_t s_read_ids(it_xdc_t *self, int d, const char *topic, int64_t **ids_p) {
+size_t it_xdc_read_ids(it_xdc_t *self, int d, const char *topic, int64_t **ids_p) {
     const char *args[] = {"sub",     topic,       "--from", "first", "--count",
                           "1000000", "--timeout", "1s",     NULL};
     it_result_t r;
@@ -434,7 +433,7 @@ static bool s_same_everywhere(it_xdc_t *self, const char *topic, bool say) {
     size_t n[IT_XDC_DCS_MAX] = {0};
     bool same = true;
     for (int d = 0; d < self->count; d++) {
-        n[d] = s_read_ids(self, d, topic, &ids[d]);
+        n[d] = it_xdc_read_ids(self, d, topic, &ids[d]);
         same = same && n[d] > 0 &&
                (d == 0 || (n[d] == n[0] && memcmp(ids[d], ids[0], n[0] * sizeof *ids[0]) == 0));
         if (say) {
@@ -463,15 +462,33 @@ int64_t it_xdc_converge(it_xdc_t *self, const char *const *topics, size_t count,
     return it_now_ms() - start;
 }
 
+//  Group GROUP of DC D reads TOPIC (from the first message when it is new)
+//  until IDLE_MS pass without one, acking each; the output in R.
+static void s_group_sub(it_xdc_t *self, int d, const char *topic, const char *group, int idle_ms,
+                        it_result_t *r) {
+    char idle[24];
+    snprintf(idle, sizeof idle, "%dms", idle_ms);
+    const char *args[] = {"sub",     topic,     "--group",   group, "--from", "first",
+                          "--count", "1000000", "--timeout", idle,  NULL};
+    s_ctl(self, d, r, 120000, args);
+}
+
+size_t it_xdc_group_read(it_xdc_t *self, int d, const char *topic, const char *group, int idle_ms,
+                         int64_t **ids_p) {
+    it_result_t r;
+    s_group_sub(self, d, topic, group, idle_ms, &r);
+    size_t n = it_parse_msg_ids(r.out, ids_p);
+    it_result_free(&r);
+    return n;
+}
+
 //  Group g-<dc> of DC D reads TOPIC from the first message; every delivery
 //  into the history, after the group's line.
 static void s_consume(it_xdc_t *self, int d, const char *topic) {
     char group[16];
     snprintf(group, sizeof group, "g-%s", self->dc[d].name);
-    const char *args[] = {"sub",     topic,     "--group",   group, "--from", "first",
-                          "--count", "1000000", "--timeout", "3s",  NULL};
     it_result_t r;
-    s_ctl(self, d, &r, 120000, args);
+    s_group_sub(self, d, topic, group, 3000, &r);
     fprintf(self->hist, "{\"ev\":\"group\",\"dc\":\"%s\",\"group\":\"%s\",\"topic\":\"%s\"}\n",
             self->dc[d].name, group, topic);
     char **lines = NULL;

@@ -118,6 +118,18 @@ void it_xdc_restart_node(it_xdc_t *self, int d, int i, bool kill, bool move, boo
     waited, or -1 after TIMEOUT_MS (what each DC held on stderr). */
 int64_t it_xdc_converge(it_xdc_t *self, const char *const *topics, size_t count, int timeout_ms);
 
+/*  TOPIC's msg_ids in DC D (`ternctl sub --from first`, no group), sorted
+    into *IDS_P (caller frees); how many. */
+size_t it_xdc_read_ids(it_xdc_t *self, int d, const char *topic, int64_t **ids_p);
+
+/*  Durable group GROUP of DC D reads TOPIC (from the first message when the
+    group is new) until IDLE_MS pass without a delivery, acking each
+    (`ternctl sub --group`): the delivered msg_ids, sorted into *IDS_P
+    (caller frees); how many. Not recorded in the history (it_xdc_finish's
+    groups are). */
+size_t it_xdc_group_read(it_xdc_t *self, int d, const char *topic, const char *group, int idle_ms,
+                         int64_t **ids_p);
+
 /*  `ternctl cluster verify` in DC D (each run's output on stderr) until it
     passes or TIMEOUT_MS runs out (the followers apply asynchronously); its
     last exit code. */

@@ -1,8 +1,9 @@
 /*  store_crash_writer.c - helper of test_store_crash: appends batches forever.
 
-    Usage: store_crash_writer DIR SIDEFILE
+    Usage: store_crash_writer DIR SIDEFILE [writemap]
 
-    Opens the store in DIR (fsync durability) and appends batches of 1..32
+    Opens the store in DIR (fsync durability; storage/writemap with the
+    third argument) and appends batches of 1..32
     records of random size and content to topic "crash", forever. After each
     commit returns it appends one line "SEQ CRC32C SIZE\n" per committed record
     to SIDEFILE with one unbuffered write(): every line in the side file names
@@ -30,8 +31,8 @@ static uint32_t s_rand(uint32_t *state) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s DIR SIDEFILE\n", argv[0]);
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "writemap") == 0)) {
+        fprintf(stderr, "usage: %s DIR SIDEFILE [writemap]\n", argv[0]);
         return 2;
     }
     int side = open(argv[2], O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     config.dir = argv[1];
     config.map_initial = 1 << 20;
     config.durability = TERN_DURABILITY_FSYNC;
+    config.writemap = argc == 4;
     tern_err_t err;
     tern_store_t *store = tern_store_new(&config, &err);
     if (!store) {

@@ -110,6 +110,7 @@ Test(config, defaults) {
     cr_assert_str_eq(config.dc, "dc1");
     cr_assert_str_eq(config.data_dir, "./tern-data");
     cr_assert_eq(config.verbose, false);
+    cr_assert_eq(config.writemap, false);
     cr_assert_eq(config.clock_backwards_max_ms, 1000);
     cr_assert_str_eq(config.listen, "tcp://127.0.0.1:7600");
     cr_assert_str_eq(config.metrics, "127.0.0.1:7609");
@@ -881,14 +882,22 @@ Test(config, check_catches_code_built_configs) {
 Test(config, store_mapping) {
     tern_config_t config;
     tern_config_defaults(&config);
-    char *argv[] = {"ternd",           "--data=/tmp/somewhere", "--map-initial=2M",
-                    "--map-max=4G",    "--durability=none",     "--dedup-window=3m",
-                    "--dedup-max=7",   "--outbox-retention=2h", "--max-topics=9",
-                    "--max-readers=33"};
+    char *argv[] = {"ternd",
+                    "--data=/tmp/somewhere",
+                    "--map-initial=2M",
+                    "--map-max=4G",
+                    "--durability=none",
+                    "--dedup-window=3m",
+                    "--dedup-max=7",
+                    "--outbox-retention=2h",
+                    "--max-topics=9",
+                    "--max-readers=33",
+                    "--writemap"};
     cr_assert_eq(s_parse(&config, ARGC(argv), argv, NULL, NULL), TERN_OK, "%s", s_errbuf);
     tern_store_config_t store;
     memset(&store, 0xCD, sizeof store);
     tern_config_store(&config, &store);
+    cr_assert(store.writemap);
     cr_assert_str_eq(store.dir, "/tmp/somewhere");
     cr_assert_eq(store.dir, config.data_dir, "borrowed from the config");
     cr_assert_eq(store.map_initial, 2ULL << 20);

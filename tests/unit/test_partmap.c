@@ -251,6 +251,14 @@ Test(partmap, ack_waits_for_every_isr_member) {
     cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 31, 2, tiny, sizeof tiny),
                  TERN_PARTMAP_WAIT);
     cr_assert_eq(strlen(tiny), 7u);
+    //  Without a buffer (the leader's hot path) the same answers, nothing
+    //  formatted.
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 31, 2, NULL, 0), TERN_PARTMAP_WAIT);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 29, 2, NULL, 0), TERN_PARTMAP_ACK);
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 31, 4, NULL, 0), TERN_PARTMAP_REFUSE);
+    strcpy(why, "kept");
+    cr_assert_eq(tern_partmap_ack_check(&rec, NULL, reps, 3, 31, 2, why, 0), TERN_PARTMAP_WAIT);
+    cr_assert_str_eq(why, "kept");
 }
 
 //  While an ISR change is being written, the leader waits on the members of

@@ -1108,6 +1108,51 @@ Test(proto, unknown_keys_are_ignored) {
     cr_assert_str_eq(f.topic, "");
 }
 
+//  Our encoder writes the fields in table order and the decoder looks for
+//  each key after the previous one; a frame in any other order (another
+//  encoder) decodes the same, and a key seen twice is still refused.
+Test(proto, fields_in_any_order) {
+    static const char *keys[] = {"t", "p", "ps", "o", "id", "sq", "ts", "pos", "pt", "ep", "ob"};
+    const size_t n = sizeof keys / sizeof keys[0];
+    for (int order = 0; order < 3; order++) {
+        raw_t r;
+        raw_hdr(&r, TERN_CMD_CREPL_RECORD, (uint32_t)n);
+        for (size_t i = 0; i < n; i++) {
+            //  0: table order, 1: reversed, 2: rotated
+            size_t k = order == 0 ? i : order == 1 ? n - 1 - i : (i + 5) % n;
+            raw_str(&r, keys[k]);
+            if (!strcmp(keys[k], "t") || !strcmp(keys[k], "p") || !strcmp(keys[k], "o")) {
+                raw_str(&r, keys[k][0] == 't' ? "orders.eu" : keys[k][0] == 'p' ? "prod" : "eu1");
+            } else {
+                raw_uint(&r, 10 + k);
+            }
+        }
+        tern_frame_t f;
+        cr_assert_eq(raw_decode(&r, true, &f), TERN_OK, "order %d", order);
+        cr_assert_str_eq(f.topic, "orders.eu");
+        cr_assert_str_eq(f.producer, "prod");
+        cr_assert_str_eq(f.origin, "eu1");
+        cr_assert_eq(f.producer_seq, 12);
+        cr_assert_eq(f.msg_id, 14);
+        cr_assert_eq(f.seq, 15);
+        cr_assert_eq(f.timestamp_ns, 16);
+        cr_assert_eq(f.position, 17);
+        cr_assert_eq(f.partition, 18);
+        cr_assert_eq(f.epoch, 19);
+        cr_assert_eq(f.outbox_pos, 20);
+    }
+    raw_t r;
+    raw_hdr(&r, TERN_CMD_ACK, 3);
+    raw_str(&r, "tg");
+    raw_uint(&r, 1);
+    raw_str(&r, "s");
+    raw_uint(&r, 2);
+    raw_str(&r, "tg");
+    raw_uint(&r, 3);
+    tern_frame_t f;
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_EMALFORMED);
+}
+
 //  REPL_HELLO may carry the sender's store identity ("nm"); without it
 //  (an older sender) it decodes as before, with TERN_F_NAME clear.
 Test(proto, repl_hello_identity) {

@@ -65,13 +65,7 @@ static uint64_t s_now_ns(void) {
 }
 
 static tern_topic_info_t s_topic(tern_store_t *store, const char *name) {
-    tern_store_reader_t *reader = tern_store_reader_new(store);
-    cr_assert_eq(tern_store_read_begin(reader), TERN_OK);
-    tern_topic_info_t info;
-    cr_assert_eq(tern_store_topic_get(reader, name, &info), TERN_OK);
-    tern_store_read_end(reader);
-    tern_store_reader_destroy(&reader);
-    return info;
+    return test_store_topic(store, name);
 }
 
 static tern_err_t s_read_status(tern_store_t *store, uint32_t topic_id, uint64_t seq) {

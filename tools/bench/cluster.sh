@@ -23,6 +23,8 @@
 #   QUICK=1 tiny counts (smoke test).
 # etcd (one member) and four ternd processes listen on 127.0.0.1 on free ports, data under
 # /tmp (removed at exit); every process started here is stopped by PID (trap on EXIT).
+# Before each timed run it waits until every ternd is idle (wait_idle: the reaper of the
+# topics the previous run deleted). Instructions per message: tools/bench/callgrind.sh.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -174,11 +176,34 @@ cpu_run() {
         '{ printf "cpu %s %s client %.3f\n", side, r, ($1 + $2) * 1e6 / n }' "$WORK/client" >>"$RAW"
 }
 
+# wait_idle: until every ternd here is idle (under 3 clock ticks of CPU in 0.5 s, up to
+# 20 s). ternctl bench deletes its topics at the end, and each node's storer then
+# removes their messages in steps (the reaper, storage/tern_store_reap.c), at about
+# the CPU of storing them: without this wait that work of one run landed in the next
+# run's figures (CPU per message and throughput both), three times over on the cluster.
+wait_idle() {
+    local before after p n first=""
+    for n in $(seq 40); do
+        before=0; after=0
+        for p in "${NODE_PIDS[@]}" "$SINGLE_PID"; do before=$((before + $(proc_cpu_ticks "$p"))); done
+        first=${first:-$before}
+        sleep 0.5
+        for p in "${NODE_PIDS[@]}" "$SINGLE_PID"; do after=$((after + $(proc_cpu_ticks "$p"))); done
+        if [ $((after - before)) -lt 3 ]; then
+            [ "$n" -gt 1 ] && echo "cluster.sh: waited $(((n - 1) * 5 / 10)).$(((n - 1) * 5 % 10)) s" \
+                "for the nodes to go idle ($(((after - first) * 1000 / $(getconf CLK_TCK))) ms of their CPU)" >&2
+            return 0
+        fi
+    done
+    echo "cluster.sh: the nodes did not go idle within 20 s; measuring anyway" >&2
+}
+
 for r in $(seq "$REPS"); do
     sides=(single cluster)
     [ $((r % 2)) = 0 ] && sides=(cluster single)
     for w in "${WORKLOADS[@]}"; do
         for side in "${sides[@]}"; do
+            wait_idle
             if [ "$w" = cpu ]; then
                 cpu_run "$side" "$r"
             elif [ "$side" = single ]; then

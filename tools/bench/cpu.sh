@@ -4,12 +4,13 @@
 # the ternctl client, around one `ternctl bench` run against a fresh ternd.
 #
 # Usage: tools/bench/cpu.sh [pub|sub|fanout] [MSGS]   (default: pub 300000)
-# Knobs: DURABILITY [fsync]  BUILD [<repo>/build-bench]  TERND_ARGS (ternd flags)  and any further ternctl bench
-#   options in BENCH_ARGS (e.g. BENCH_ARGS="--window 1024").
+# Knobs: DURABILITY [fsync]  BUILD [<repo>/build-bench]  and any further ternctl bench
+#   options in BENCH_ARGS (e.g. BENCH_ARGS="--window 1024"), ternd options in TERND_ARGS
+#   (e.g. TERND_ARGS="--writemap" or "--batch-bytes 6M").
 # sub fills the backlog first (not counted), then measures the drain only. fanout publishes
-# MSGS to FANOUT_GROUPS [100] durable groups of one consumer each (`bench pubsub --groups`, topic
-# kept) and divides by the deliveries (MSGS x GROUPS); it also prints ternd's RssAnon
-# peak (sampled every 100 ms) and VmHWM.
+# MSGS to FANOUT_GROUPS [100] durable groups of one consumer each (`bench pubsub --groups`,
+# topic kept) and divides by the deliveries (MSGS x FANOUT_GROUPS); it also prints ternd's
+# RssAnon peak (sampled every 100 ms) and VmHWM.
 # ternd listens on 127.0.0.1 on a free port, data under /tmp (removed at exit); ternd is
 # stopped by PID (trap on EXIT).
 set -euo pipefail
@@ -35,6 +36,7 @@ GROUPS_N=${FANOUT_GROUPS:-100}
 
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck disable=SC2086 # TERND_ARGS is a list of options
 launch_ternd "$WORK" --durability "$DURABILITY" ${TERND_ARGS:-}
 
 CTL=("$BUILD/bin/ternctl" -s "tcp://127.0.0.1:$PORT" bench)

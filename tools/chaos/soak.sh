@@ -16,6 +16,13 @@
 #  TERN_XDC_SOAK_S set, so the short drills in `make test` and this long
 #  form run the same code (tests/integration/xdc_harness.c).
 #
+#  Run as root (or with CAP_NET_ADMIN and CAP_SYS_ADMIN) with iproute2, the
+#  DCs run in network namespaces from the start, every etcd and node in one
+#  of its own (as tools/chaos/dc-cut.sh does), and the cut is real:
+#  blackhole routes between the DC's namespaces and the others', both ways,
+#  for 10 s. Without them the soak says so on its first line and the cut
+#  falls back to `ternctl peers pause` on both sides.
+#
 #  usage: tools/chaos/soak.sh [DURATION [BUILD_DIR]]
 #         DURATION in seconds, or with a unit: 300, 5m, 1h (default 30m);
 #         BUILD_DIR defaults to ./build (configured: `make build`).
@@ -23,9 +30,12 @@
 #  drill sequence; printed), LOG (default BUILD_DIR/chaos-soak.log).
 #
 #  Prints one `soak: drill` line per drill (first client failure and
-#  publishing again, in ms from the fault; failed pub runs; convergence),
-#  the audit rows (reachability per group and DC), the availability and
-#  tern-check's summary. Exit 0 when every drill recovered, every DC
+#  publishing again, in ms from the fault; failed pub runs; publish attempts
+#  and failed ones from the fault until converged; convergence), one `soak:
+#  availability` line per drill kind (its attempts and failed attempts over
+#  every drill of that kind, between_drills for the time between them) and
+#  one for all, the audit rows (reachability per group and DC), the summary
+#  and tern-check's summary. Exit 0 when every drill recovered, every DC
 #  converged, verify passed and the checker found nothing.
 set -eu
 
@@ -61,6 +71,9 @@ export TERN_XDC_SOAK_S="$secs"
 [ -z "${SEED:-}" ] || export TERN_XDC_SOAK_SEED="$SEED"
 XDC_REPORT='^soak: |^drill: |^xdc: (audit|converged|publish)|^tern-check: '
 . "$(dirname "$0")/lib.sh"
+# The test deletes its namespaces at its end; those of an interrupted run
+# are swept at the script's exit (netns_sweep, tools/chaos/lib.sh).
+trap netns_sweep EXIT
 xdc_run "$log" "$build/bin/it_xdc_drills" --jobs 1 --filter 'xdc_drills/soak'
 if [ "$RC" -ne 0 ]; then
     echo "soak.sh: FAILED (exit $RC); the full log is $log" >&2
