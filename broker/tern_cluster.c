@@ -5,6 +5,9 @@
         keepalive due (every lease/3)  -> renew; lease gone -> re-join
         (a late renewal is not trusted: the keys move to a new lease,
         tern_cluster_detect.c)
+        lease not trusted              -> nothing more: the lease step is
+                                          tried again every 100 ms, and
+                                          no other etcd call delays it
         requests queued                -> ISR and handover writes
         no controller in the view      -> campaign (tern_cluster_ctl.c)
         we are controller and membership changed, or a lease passed
@@ -33,6 +36,9 @@
 #define S_SYNC_LEASES 5
 //  Deadline of each etcd call while joining (tern_cluster_new).
 #define S_JOIN_TIMEOUT_MS 5000
+//  Pace of the lease step (keepalive, relet, re-join) while the lease is not
+//  trusted: service returns as soon as etcd answers, not up to lease/3 later.
+#define S_FENCED_RETRY_MS 100
 
 int64_t tern_cluster_now_ms(void) {
     return zclock_mono();
@@ -378,6 +384,43 @@ size_t tern_cluster_live(tern_cluster_t *self, uint32_t *live) {
 
 static void s_follow_member(tern_cluster_t *self);
 
+static int64_t s_min(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
+//  The lease step failed while the lease is not trusted: try again soon,
+//  not a whole lease/3 later (an attempt that met a silent member already
+//  took its timeout; one that met a refusal returned at once).
+static void s_retry_soon(tern_cluster_t *self) {
+    if (!tern_cluster_lease_ok(self)) {
+        int64_t soon = tern_cluster_now_ms() + S_FENCED_RETRY_MS;
+        self->next_keepalive_ms = s_min(self->next_keepalive_ms, soon);
+    }
+}
+
+//  A renewal etcd answered with TTL_S left, sent at SENT. After a late
+//  renewal (relet_due) it only proved etcd answers again: the keys move to
+//  a new lease at once.
+static void s_renewal_answered(tern_cluster_t *self, int64_t sent) {
+    if (!self->relet_due) {
+        //  From the send time: etcd counts the TTL from when it got it.
+        tern_cluster_renewed(self, sent, tern_cluster_now_ms(), false);
+        atomic_fetch_add(&self->renewals, 1);
+    }
+    if (self->next_renew_log_ms) {
+        self->next_renew_log_ms = 0;
+        zsys_info("cluster: lease renewed again (%s)", tern_etcd_endpoint(self->etcd));
+    }
+    if (self->relet_due) {
+        tern_cluster_relet(self); //  late: at once, no revoke to wait for
+    }
+    if (self->relet_due) {
+        s_retry_soon(self);
+    } else {
+        s_follow_member(self);
+    }
+}
+
 void tern_cluster_tick_keepalive(tern_cluster_t *self) {
     int64_t now = tern_cluster_now_ms();
     if (now < self->next_keepalive_ms) {
@@ -386,26 +429,16 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
     self->next_keepalive_ms = now + self->lease_ms / 3;
     if (self->lease == 0) {
         tern_cluster_rejoin(self);
+        s_retry_soon(self);
         return;
     }
-    if (self->relet_due) {
-        tern_cluster_relet(self); //  an earlier try found etcd silent
-        return;
-    }
+    //  Also the probe before a relet: a keepalive may be sent to every
+    //  member in turn (a grant may not), so a frozen member does not take
+    //  the whole attempt, and its answer says whether the old lease lives.
     int64_t ttl_s = 0;
     tern_err_t rc = tern_etcd_lease_keepalive(self->etcd, self->lease, &ttl_s);
     if (rc == TERN_OK && ttl_s > 0) {
-        //  From the send time: etcd counts the TTL from when it got it.
-        tern_cluster_renewed(self, now, tern_cluster_now_ms(), false);
-        atomic_fetch_add(&self->renewals, 1);
-        if (self->next_renew_log_ms) {
-            self->next_renew_log_ms = 0;
-            zsys_info("cluster: lease renewed again (%s)", tern_etcd_endpoint(self->etcd));
-        }
-        if (self->relet_due) {
-            tern_cluster_relet(self); //  late: at once, no revoke to wait for
-        }
-        s_follow_member(self);
+        s_renewal_answered(self, now);
         return;
     }
     atomic_fetch_add(&self->renew_failures, 1);
@@ -415,11 +448,15 @@ void tern_cluster_tick_keepalive(tern_cluster_t *self) {
         self->lease = 0;
         self->control_since_ms = 0;
         tern_cluster_rejoin(self);
-    } else if (now >= self->next_renew_log_ms) {
+        s_retry_soon(self);
+        return;
+    }
+    if (now >= self->next_renew_log_ms) {
         //  Once when the failures start, then every 30 s while they last.
         self->next_renew_log_ms = now + 30000;
         zsys_warning("cluster: lease keepalive failed: %s", tern_etcd_reason(self->etcd));
     }
+    s_retry_soon(self);
 }
 
 //  Reads the whole prefix again and watches from after it (the start, and
@@ -528,16 +565,14 @@ static void s_handle_watch(tern_cluster_t *self) {
     }
 }
 
-static int64_t s_min(int64_t a, int64_t b) {
-    return a < b ? a : b;
-}
-
 //  When the loop must run again without an event. Only what can act now
-//  counts: without a lease there is no campaign, without an ok lease no
-//  controller pass, so a node cut off from etcd waits for its next
-//  keepalive instead of spinning.
+//  counts: without a trusted lease only the lease step runs (s_thread), so
+//  a node cut off from etcd waits for its next try instead of spinning.
 static int64_t s_next_wake(tern_cluster_t *self, int64_t now) {
     int64_t until = self->next_keepalive_ms; //  also when a failed load is tried again
+    if (!tern_cluster_lease_ok(self)) {
+        return until;
+    }
     if (self->watch) {
         until = s_min(until, self->next_sync_ms);
         if (self->watch_down_since_ms) {
@@ -566,15 +601,21 @@ static void *s_thread(void *arg) {
     tern_cluster_t *self = arg;
     while (!atomic_load(&self->stop)) {
         tern_cluster_tick_keepalive(self);
-        tern_cluster_announce(self);
-        tern_cluster_serve_requests(self);
-        tern_cluster_republish(self);
-        tern_cluster_campaign(self);
-        tern_cluster_control(self);
-        if (!self->watch) {
-            tern_cluster_load(self); //  a failed reload: try again each pass
-        } else {
-            s_check_watch(self);
+        //  Without a trusted lease etcd is silent or the lease in doubt:
+        //  each call below could wait its whole timeout and delay the next
+        //  try of the lease step, which is what brings service back. The
+        //  watch's events are still applied.
+        if (tern_cluster_lease_ok(self)) {
+            tern_cluster_announce(self);
+            tern_cluster_serve_requests(self);
+            tern_cluster_republish(self);
+            tern_cluster_campaign(self);
+            tern_cluster_control(self);
+            if (!self->watch) {
+                tern_cluster_load(self); //  a failed reload: try again each pass
+            } else {
+                s_check_watch(self);
+            }
         }
         tern_cluster_view_save(self, false);
         int64_t now = tern_cluster_now_ms();

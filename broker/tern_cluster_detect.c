@@ -17,9 +17,11 @@
     verdict that the node's lease has lapsed, on etcd's clock. Pollers ask
     for it every lease/16 (S_POLLS_PER_LEASE): the controller polls every
     other node that announces `lease=`, and the live node with the lowest
-    id other than the controller polls the controller. A lease etcd reports at 0 s left is revoked
-   (LeaseRevoke): its keys go at once and the watch drives the failover as before. A node nobody
-   polls still expires by etcd itself, a second later.
+    id other than the controller polls the controller. A lease etcd
+    reports at 0 s left is revoked (LeaseRevoke), once a linearizable read
+    proves etcd has its quorum (s_quorum_now says why): its keys go at once
+    and the watch drives the failover as before. A node nobody polls still
+    expires by etcd itself, a second later.
 
     Safety. Fencing follows cluster/lease, not the granted TTL: lease_until
     = send time of a trusted renewal + 3/4 lease; a poller can read 0 s
@@ -106,8 +108,27 @@ typedef struct {
     int64_t lease_ms; //  its announced cluster/lease (0: not polled)
 } s_watched_t;
 
+//  Whether etcd has a quorum now and node ID's key is still bound to LEASE:
+//  a linearizable read (it needs the leader's quorum). etcd's leader answers
+//  LeaseTimeToLive from its own lessor, without its quorum, for up to an
+//  election timeout or two after it lost it (until CheckQuorum steps it
+//  down); a revoke sent then cannot commit, times out, and stays in that
+//  leader's log: if quorum returns with it as leader, the revoke applies
+//  then, seconds later, after the node renewed as soon as etcd answered
+//  again, and deposes it for nothing (it_cluster_etcd quorum_lost_and_back
+//  saw this). This read fails or times out instead, and nothing is revoked.
+static bool s_quorum_now(tern_cluster_t *self, tern_etcd_t *etcd, uint32_t id, int64_t lease) {
+    char key[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, key, sizeof key, "nodes", id);
+    tern_etcd_kvs_t *kvs = NULL;
+    bool bound = tern_etcd_get(etcd, key, false, &kvs) == TERN_OK && kvs->count == 1 &&
+                 kvs->kvs[0].lease == lease;
+    tern_etcd_kvs_destroy(&kvs);
+    return bound;
+}
+
 //  Asks etcd (through ETCD, the poll thread's client) about M's lease and
-//  revokes it if etcd reports it lapsed.
+//  revokes it if etcd reports it lapsed (and can commit the revoke now).
 static void s_poll(tern_cluster_t *self, tern_etcd_t *etcd, const s_watched_t *m) {
     uint32_t id = m->id;
     int64_t lease = m->lease;
@@ -129,6 +150,9 @@ static void s_poll(tern_cluster_t *self, tern_etcd_t *etcd, const s_watched_t *m
         zsys_info("cluster: node %u's lease read lapsed, but etcd took %" PRId64
                   " ms to say so: asking again",
                   id, took);
+        return;
+    }
+    if (!s_quorum_now(self, etcd, id, lease)) {
         return;
     }
     tern_err_t rc = tern_etcd_lease_revoke(etcd, lease);

@@ -28,15 +28,25 @@
 #include <string.h>
 
 //  Grants a lease a second longer than cluster/lease (tern_cluster_detect.c
-//  says why); lease_until starts from the send time.
-static tern_err_t s_grant(tern_cluster_t *self) {
+//  says why), sent at *SENT_P (may be NULL); lease_until starts from the
+//  send time if TRUST, else the caller trusts it later (tern_cluster_renewed).
+static tern_err_t s_grant(tern_cluster_t *self, bool trust, int64_t *sent_p) {
     int64_t ttl_s = tern_cluster_grant_ttl_s(self);
     int64_t sent = tern_cluster_now_ms();
     int64_t granted = 0;
     tern_err_t rc = tern_etcd_lease_grant(self->etcd, ttl_s, &self->lease, &granted);
+    if (sent_p) {
+        *sent_p = sent;
+    }
     if (rc == TERN_OK) {
         self->ttl_ms = (granted > 0 ? granted : ttl_s) * 1000;
-        tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
+        if (trust) {
+            tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
+        } else {
+            //  As a trusted grant for the renewals that follow it.
+            self->renew_sent_ms = sent;
+            self->relet_due = false;
+        }
     } else {
         self->lease = 0;
     }
@@ -130,10 +140,6 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
         return TERN_OK;
     }
     uint64_t epoch = rec.epoch ? rec.epoch : (uint64_t)kv->mod_revision;
-    uint64_t ver = rec.ver ? rec.ver : (uint64_t)kv->mod_revision;
-    //  As tern_cluster_next_ver: above the ver, the epoch and the revision.
-    uint64_t top = ver > epoch ? ver : epoch;
-    top = top > (uint64_t)kv->mod_revision ? top : (uint64_t)kv->mod_revision;
     tern_partmap_record_t next = rec;
     next.nisr = 0;
     for (uint32_t i = 0; i < rec.nisr; i++) {
@@ -148,7 +154,7 @@ static tern_err_t s_leave_isr(tern_cluster_t *self, const tern_etcd_kv_t *kv, co
     }
     //  As tern_cluster_cas_record: explicit, above what the key held, and
     //  our own (another node may decide on the same record).
-    next.ver = tern_cluster_ver_after(self->self_id, top);
+    next.ver = tern_cluster_ver_above(self->self_id, rec.ver, epoch, kv->mod_revision);
     next.epoch = new_leader ? next.ver : epoch;
     char value[TERN_PARTMAP_TEXT_MAX];
     if (tern_partmap_record_encode(&next, value, sizeof value) != TERN_OK) {
@@ -255,7 +261,7 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
     }
     //  The lease last: the steps above may wait longer than its TTL.
     bool created = false;
-    if (s_grant(self) != TERN_OK || s_register(self, &created) != TERN_OK) {
+    if (s_grant(self, true, NULL) != TERN_OK || s_register(self, &created) != TERN_OK) {
         snprintf(errbuf, errlen, "cannot join cluster %s: %s", self->name,
                  tern_etcd_reason(self->etcd));
         return false;
@@ -268,8 +274,21 @@ bool tern_cluster_join(tern_cluster_t *self, const tern_config_t *config, char *
     return true;
 }
 
+//  Reads every key of the cluster again into the view.
+static tern_err_t s_reread_all(tern_cluster_t *self) {
+    char prefix[TERN_CLUSTER_KEY_MAX];
+    tern_cluster_key(self, prefix, sizeof prefix, "", -1);
+    return tern_cluster_reread(self, prefix, true, NULL);
+}
+
 bool tern_cluster_rejoin(tern_cluster_t *self) {
-    if (self->lease == 0 && s_grant(self) != TERN_OK) {
+    //  Trusted from the grant's send time, but only once registered and
+    //  read: until then the view may name us leader of partitions failed
+    //  over while we were away.
+    //  (Our lease is gone or given up: every caller zeroed it.)
+    int64_t sent = 0;
+    atomic_store(&self->lease_until, 0);
+    if (s_grant(self, false, &sent) != TERN_OK) {
         int64_t now = tern_cluster_now_ms();
         if (now >= self->next_renew_log_ms) { //  the keepalive's pace: every 30 s
             self->next_renew_log_ms = now + 30000;
@@ -283,10 +302,11 @@ bool tern_cluster_rejoin(tern_cluster_t *self) {
         zsys_info("cluster: node %u joined cluster %s again", self->self_id, self->name);
         //  The view takes etcd as it is now (our new key, failovers made
         //  while we were away): the watch may lag, and what it delivers
-        //  later that is older than this read is ignored.
-        char prefix[TERN_CLUSTER_KEY_MAX];
-        tern_cluster_key(self, prefix, sizeof prefix, "", -1);
-        tern_cluster_reread(self, prefix, true, NULL);
+        //  later that is older than this read is ignored. Unread, the
+        //  lease is trusted from its next renewal (the load follows it).
+        if (s_reread_all(self) == TERN_OK) {
+            tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
+        }
         return true;
     }
     if (rc == TERN_OK) {
@@ -354,6 +374,14 @@ void tern_cluster_relet(tern_cluster_t *self) {
         int64_t old = self->lease;
         self->lease = fresh;
         self->ttl_ms = (granted > 0 ? granted : tern_cluster_grant_ttl_s(self)) * 1000;
+        //  The records as etcd holds them after the move, before the lease
+        //  is trusted: the view may have missed changes while etcd was
+        //  silent (the watch is down), and no partition is led from a
+        //  record older than this read. Unread, relet_due stays and the
+        //  next keepalive moves the keys again.
+        if (s_reread_all(self) != TERN_OK) {
+            return;
+        }
         tern_cluster_renewed(self, sent, tern_cluster_now_ms(), true);
         tern_etcd_lease_revoke(self->etcd, old); //  it holds nothing now
         zsys_info("cluster: node %u moved its keys to a new lease after the late renewal",

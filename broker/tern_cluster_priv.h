@@ -182,6 +182,10 @@ uint64_t tern_cluster_next_ver(tern_cluster_t *self, const tern_partmap_record_t
 //  The first ver above TOP that WRITER (a node id) may write: its low bits
 //  name the writer, so two writers never write the same ver.
 uint64_t tern_cluster_ver_after(uint32_t writer, uint64_t top);
+//  The first ver WRITER may write over a record at VER and EPOCH whose key
+//  has etcd mod_revision REVISION: above all three (tern_cluster_next_ver,
+//  and the join's ISR exit, which reads the record straight from etcd).
+uint64_t tern_cluster_ver_above(uint32_t writer, uint64_t ver, uint64_t epoch, int64_t revision);
 //  etcd went back (restored from a backup): the view's revision bookkeeping
 //  starts again, what etcd holds is read anew and every record this node
 //  holds newer is written back; no decision during the hold. Under LOCK.

@@ -75,20 +75,26 @@ uint64_t tern_cluster_ver_after(uint32_t writer, uint64_t top) {
            (writer & ((1u << S_VER_WRITER_BITS) - 1));
 }
 
-uint64_t tern_cluster_next_ver(tern_cluster_t *self, const tern_partmap_record_t *rec) {
-    uint32_t p = rec->partition;
+uint64_t tern_cluster_ver_above(uint32_t writer, uint64_t ver, uint64_t epoch, int64_t revision) {
     //  Above the epoch too: a record written back may carry an epoch above
     //  its ver (tern_cluster_republish), and a leader change takes the ver.
-    uint64_t top = s_max(rec->ver, rec->epoch);
+    //  Above the revision: a record of an older node takes its
+    //  mod_revision as ver.
+    uint64_t top = s_max(s_max(ver, epoch), revision > 0 ? (uint64_t)revision : 0);
+    return tern_cluster_ver_after(writer, top);
+}
+
+uint64_t tern_cluster_next_ver(tern_cluster_t *self, const tern_partmap_record_t *rec) {
+    uint32_t p = rec->partition;
+    uint64_t ver = rec->ver;
+    uint64_t epoch = rec->epoch;
+    int64_t revision = 0;
     if (p < self->partitions) {
-        top = s_max(top, self->records[p].ver);
-        top = s_max(top, self->records[p].epoch);
-        top = s_max(top, self->etcd_ver[p]);
-        top = s_max(top, self->etcd_epoch[p]);
-        //  A record of an older node takes its mod_revision as ver.
-        top = s_max(top, (uint64_t)self->mod_revision[p]);
+        ver = s_max(ver, s_max(self->records[p].ver, self->etcd_ver[p]));
+        epoch = s_max(epoch, s_max(self->records[p].epoch, self->etcd_epoch[p]));
+        revision = self->mod_revision[p];
     }
-    return tern_cluster_ver_after(self->self_id, top);
+    return tern_cluster_ver_above(self->self_id, ver, epoch, revision);
 }
 
 void tern_cluster_went_back(tern_cluster_t *self) {

@@ -15,6 +15,22 @@
     only when the version moves; the lease is asked once per drain of the
     ROUTER, not per message.
 
+    Sticky refusals (docs/protocol.md, "Producer order"): a refusal here
+    stores nothing, and a client that pipelines would otherwise see the
+    publishes behind the refused one stored before its resend (a lease
+    that lapsed for a moment refuses N, renews, stores N+1). So in an
+    ordered session (its HELLO carried `rs` true, as libtern's node
+    sessions' do), a refused PUBLISH to partition P makes every later one
+    of the session to P refused too, with the same code, until one arrives
+    with `rs` true: the client's resend, sent alone, of the oldest publish
+    to P it has not had answered. Other sessions (older clients) are
+    refused one publish at a time, as before.
+        stuck[P] \ PUBLISH to P   rs true            no rs / rs false
+        0                         checked            checked
+        code                      -> 0, checked      refused (code)
+    "checked" = the leader, lease and ISR checks; a refusal there, for an
+    ordered session, sets stuck[P] to its code.
+
     Admin operations (docs/protocol.md "Admin operations in a cluster"):
         cluster           the view as JSON (nodes, map); TERN_ESTATE on a
                           single node
@@ -87,11 +103,53 @@ static void s_refuse_replicas(c_conn_t *self, c_session_t *session, const tern_f
     c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_EREPLICAS, reason);
 }
 
+//  A PUBLISH of SESSION to P was refused with CODE (nothing stored): an
+//  ordered session's later publishes to P are refused until a resend.
+static void s_stick(c_conn_t *self, c_session_t *session, uint32_t p, tern_err_t code) {
+    if (!session->ordered || p >= self->partitions) {
+        return;
+    }
+    if (!session->stuck) {
+        session->stuck = tern_alloc(self->partitions * sizeof *session->stuck);
+    }
+    if (!session->stuck[p]) {
+        session->stuck_count++;
+    }
+    session->stuck[p] = (uint16_t)code;
+}
+
+//  Whether FRAME, a PUBLISH of SESSION to P, is refused because an earlier
+//  one was (ERROR sent, with the code that refused that one); a resend
+//  (`rs` true) ends P's refusals and is checked like any publish.
+static bool s_held(c_conn_t *self, c_session_t *session, const tern_frame_t *frame, uint32_t p) {
+    if (p >= self->partitions || !session->stuck || !session->stuck[p]) {
+        return false;
+    }
+    if (frame->resend) {
+        session->stuck[p] = 0;
+        session->stuck_count--;
+        return false;
+    }
+    char reason[TERN_REASON_MAX + 1];
+    snprintf(reason, sizeof reason,
+             "refused: an earlier publish of this session to partition %u was refused (%s); "
+             "resend it first, marked as a resend (rs)",
+             (unsigned)p, tern_errname((tern_err_t)session->stuck[p]));
+    c_send_error(self, session->rid, session->rid_size, frame->req_id,
+                 (tern_err_t)session->stuck[p], reason);
+    return true;
+}
+
 bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *frame) {
     uint32_t p = tern_partition_of(frame->topic, strlen(frame->topic), self->partitions);
+    bool publish = frame->cmd == TERN_CMD_PUBLISH;
+    if (publish && session->stuck_count && s_held(self, session, frame, p)) {
+        return false;
+    }
     if (self->lease_ok && p < self->partitions && self->leads[p]) {
-        if (frame->cmd == TERN_CMD_PUBLISH && self->isr_short[p]) {
+        if (publish && self->isr_short[p]) {
             s_refuse_replicas(self, session, frame, p);
+            s_stick(self, session, p, TERN_EREPLICAS);
             return false;
         }
         return true;
@@ -105,6 +163,9 @@ bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *f
                  "partition %u: this node's cluster lease may have lapsed; retry", (unsigned)p);
     }
     c_send_error(self, session->rid, session->rid_size, frame->req_id, TERN_ENOTLEADER, reason);
+    if (publish) {
+        s_stick(self, session, p, TERN_ENOTLEADER);
+    }
     return false;
 }
 

@@ -39,6 +39,11 @@ typedef struct c_session_t {
     char user[TERN_NAME_MAX + 1];   //  CURVE key name from ZAP ("" with auth none)
     tern_acl_t *acl;                //  roles at HELLO (a reference); NULL = unrestricted
     const tern_role_t *role;        //  the key's role in ACL; NULL with an ACL = nothing
+    bool ordered;                   //  its HELLO had `rs` true: refusals stick (cluster)
+    uint16_t *stuck;                //  cluster, ordered: per partition, the code that refused
+                                    //  one of its publishes there, refusing the later ones
+                                    //  until a resend (`rs` true); owned, NULL until needed
+    uint32_t stuck_count;           //  partitions with a non-zero entry in stuck
 } c_session_t;
 
 typedef struct {
@@ -135,6 +140,9 @@ void c_cluster_refresh(c_conn_t *self);
 //  reason) and returns false. For a PUBLISH, also false with ERROR
 //  TERN_EREPLICAS when the partition's record has fewer in-sync replicas
 //  than cluster/min_insync: refused before the storer, so nothing is stored.
+//  A PUBLISH of an ordered SESSION is also refused while an earlier one of
+//  it to the same partition was (sticky refusal: docs/protocol.md,
+//  "Producer order").
 bool c_cluster_admit(c_conn_t *self, c_session_t *session, const tern_frame_t *frame);
 
 //  Frees what c_cluster_refresh allocated.

@@ -37,6 +37,7 @@ void c_session_destroy(void **item_p) {
     if (session) {
         tern_acl_destroy(&session->acl);
         free(session->acks);
+        free(session->stuck);
         free(session);
         *item_p = NULL;
     }
@@ -86,6 +87,8 @@ void c_handle_hello(c_conn_t *self, c_session_t *session, const uint8_t *rid, si
     //  allows is not declared dead between two of its own heartbeats: the
     //  timeout is the broker's, or three of the client's intervals if longer.
     //  (Closed connections are noticed sooner anyway: see c_sessions_tick.)
+    //  It marks its resends: its refused publishes stick (tern_conn_cluster.c).
+    session->ordered = frame->resend;
     session->timeout_ms = self->config->heartbeat_timeout_ms;
     if ((uint64_t)frame->heartbeat_ms * 3 > session->timeout_ms) {
         session->timeout_ms = (uint64_t)frame->heartbeat_ms * 3;

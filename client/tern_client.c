@@ -19,6 +19,7 @@ _Thread_local char tl_reason[TERN_REASON_MAX + 1];
 _Thread_local uint8_t tl_header[TERN_HEADER_MAX];
 _Thread_local uint8_t tl_meta[TERN_HEADER_MAX];
 _Thread_local tern_client_t *tl_io_root;
+_Thread_local bool tl_session_lost;
 
 const char *tern_last_reason(void) {
     return tl_reason;

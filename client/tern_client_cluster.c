@@ -31,7 +31,8 @@
       (cl_cluster_take_window) are held until that is done. A publish rerouted for longer than 3 x
    timeout_ms (at least 30 s) completes with its last error, and so does one its leader refused
    S_REFUSALS_MAX times without naming another (lease lapsed: the DC cannot take writes).
-   TERN_EREPLICAS and every other code complete it (tern.h).
+   TERN_EREPLICAS and every other code complete it (tern.h). A publish sent alone (a probe)
+   carries `rs`, the resend mark that ends a node's sticky refusals (s_part_t).
     - A subscription to one topic lives on its partition leader's session
       and moves when the leader changes or its session is lost; a pattern
       lives on every node. Deliveries keep their node session's message, so
@@ -87,6 +88,7 @@ typedef struct _s_cpub_t {
     uint32_t node_id;                 //  node it was last sent to
     bool unsure;                      //  a send's answer was lost with its session: maybe stored
     bool probe;                       //  sent alone while its partition probes (s_part_t)
+    bool marked;                      //  hdr carries `rs` (a resend), since its first probe
     tern_err_t code;                  //  the last reroutable error
     char reason[TERN_REASON_MAX + 1]; //  its reason
 } s_cpub_t;
@@ -114,9 +116,13 @@ struct _cl_att_t {
 //  other than the last) starts with a probe too: the map can be ahead of
 //  the node (a hint or a refresh names it before it knows it leads), and
 //  a pipelined first batch could then see its head refused and the rest
-//  stored. What probing cannot cover: a node that refuses one of several
+//  stored. What probing cannot cover, a node that refuses one of several
 //  publishes already pipelined to it (its lease lapsed for a moment) and
-//  stores the later ones (docs/client.md, "Cluster mode").
+//  could store the later ones, the node covers: our node sessions say in
+//  their HELLO that they mark resends (`rs`), and a node then refuses the
+//  later ones too until a probe, which is marked, arrives (docs/protocol.md,
+//  "Producer order"). After any error the partition probes as well, since
+//  the node may refuse what was sent behind it.
 typedef struct {
     s_cpub_t *head;      //  publishes waiting to be sent, in publish order
     s_cpub_t *tail;      //  the newest of them
@@ -291,6 +297,13 @@ static void s_pump(tern_client_t *self, uint32_t partition) {
             part->probing = true; //  a switch: this node may not lead yet
         }
         cpub->probe = part->probing;
+        if (cpub->probe && !cpub->marked) {
+            //  Sent alone and the oldest of its partition not answered: a
+            //  resend (rs), which ends the node's sticky refusals of this
+            //  partition (docs/protocol.md, "Producer order"). Kept marked:
+            //  it is sent again only as a probe.
+            cpub->marked = cl_pub_mark_resend(&cpub->hdr);
+        }
         if (cpub->hops > S_HOPS_MAX) {
             cpub->hops = 0;
         }
@@ -384,8 +397,10 @@ static bool s_reroutable(tern_err_t code) {
 //  another leader (its etcd lease lapsed; the whole DC may have lost etcd).
 //  S_REFUSALS_MAX of those, each after a map refresh, complete the publish
 //  with it: a clear answer for the application, which may retry with the
-//  same producer_seq. Applies a hint to the map. Mutex held.
-static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result_t *result) {
+//  same producer_seq. Applies a hint to the map. LOST: RESULT is our lost
+//  session's, not the node's answer. Mutex held.
+static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result_t *result,
+                      bool lost) {
     cl_cluster_t *cluster = self->cluster;
     if (result->code == TERN_ECONNREFUSED) {
         for (size_t i = 0; i < cluster->link_count; i++) {
@@ -395,7 +410,7 @@ static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result
         }
         return false;
     }
-    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+    if (lost) {
         return false; //  our session is gone, not the node's answer
     }
     uint32_t partition;
@@ -405,6 +420,11 @@ static bool s_refused(tern_client_t *self, s_cpub_t *cpub, const tern_pub_result
         partition == cpub->partition && leader != (int64_t)cpub->node_id) {
         //  Another leader, or none yet (then it waits for one).
         cl_map_apply_hint(cluster->map, partition, leader, endpoint);
+        return false;
+    }
+    if (!cpub->probe && cluster->parts[cpub->partition].probing) {
+        //  One sent before it came back first: the node refused this one
+        //  for that one (sticky), which says nothing of this one.
         return false;
     }
     cpub->hops = S_HOPS_MAX + 1; //  wait for a refresh before asking again
@@ -418,11 +438,12 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
     pthread_mutex_lock(&self->mutex);
     s_part_t *part = &self->cluster->parts[cpub->partition];
     part->sent_count--;
-    if (strcmp(result->reason, CL_LOST_REASON) == 0) {
+    bool lost = tl_session_lost; //  set where CL_LOST_REASON is raised (tern_client_io.c)
+    if (lost) {
         cpub->unsure = true;
     }
     if (!self->closing && s_reroutable(result->code) && s_now_ms() < cpub->deadline &&
-        !s_refused(self, cpub, result)) {
+        !s_refused(self, cpub, result, lost)) {
         cpub->code = result->code;
         snprintf(cpub->reason, sizeof cpub->reason, "%s", result->reason);
         cpub->hops++;
@@ -435,8 +456,13 @@ static void s_cpub_done(const tern_pub_result_t *result, void *arg) {
         return;
     }
     //  Answered: what waited behind it may go now (all of it once the
-    //  probe was answered).
-    if (cpub->probe) {
+    //  probe was acknowledged). After an error (TERN_EREPLICAS, or a
+    //  refusal it gave up on) the node refuses the publishes sent behind it
+    //  until a resend (sticky): the partition probes again, and its next
+    //  publish goes alone, marked.
+    if (result->code != TERN_OK) {
+        part->probing = true;
+    } else if (cpub->probe) {
         part->probing = false;
     }
     s_pump(self, cpub->partition);

@@ -325,6 +325,9 @@ static inline void s_msg_init(zmq_msg_t *msg, const void *data, size_t size) {
 
 //  The client whose I/O thread this is (a node session's root), or NULL.
 extern _Thread_local tern_client_t *tl_io_root;
+//  True while a node session's I/O thread fails its window back to its root
+//  (OP_ABANDON, reason CL_LOST_REASON): those completions are no node's answer.
+extern _Thread_local bool tl_session_lost;
 
 //  True on SELF's I/O thread, or, for a root client, on one of its node
 //  sessions' (where its callbacks run too).
@@ -513,6 +516,10 @@ void cl_handle_puback(tern_client_t *self, const tern_frame_t *frame);
 bool cl_handle_pub_error(tern_client_t *self, const tern_frame_t *frame);
 //  Completes every publish in the window with CODE and REASON.
 void cl_win_fail(tern_client_t *self, tern_err_t code, const char *reason);
+//  Replaces *HDR, an encoded PUBLISH header, by the same with `rs` true (a
+//  resend: docs/protocol.md, "Producer order"). False, *HDR unchanged, if it
+//  cannot be read (it was encoded here: never). Any thread.
+bool cl_pub_mark_resend(zmq_msg_t *hdr);
 
 //  tern_client_sub.c (I/O thread unless noted)
 //  Sends SUBSCRIBE for SUB in the current session. Mutex held.

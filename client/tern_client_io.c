@@ -93,7 +93,9 @@ static bool s_handle_ops(tern_client_t *self) {
                 //  A node session whose node is gone: its root routes the
                 //  window again (same producer and producer_seq).
                 free(op);
+                tl_session_lost = true;
                 cl_win_fail(self, TERN_ENOTLEADER, CL_LOST_REASON);
+                tl_session_lost = false;
                 pthread_mutex_lock(&self->mutex);
                 cl_admins_abandon(self); //  its callers route reads again
                 pthread_mutex_unlock(&self->mutex);

@@ -182,6 +182,31 @@ static tern_err_t s_publish_header(tern_client_t *self, const tern_pub_options_t
     return rc;
 }
 
+bool cl_pub_mark_resend(zmq_msg_t *hdr) {
+    //  Rare (a partition's probe): decoded and encoded again by the codec,
+    //  so the marked header is one the broker reads. The payload does not
+    //  change; a PUBLISH header only needs one to decode.
+    static const uint8_t none = 0;
+    tern_frame_t frame;
+    tern_limits_t limits = {.max_payload = (size_t)1 << 31};
+    if (tern_frame_decode(&frame, zmq_msg_data(hdr), zmq_msg_size(hdr), &none, 0, &limits) !=
+            TERN_OK ||
+        frame.cmd != TERN_CMD_PUBLISH) {
+        return false;
+    }
+    frame.resend = true;
+    frame.fields |= TERN_F_RESEND;
+    size_t cap = zmq_msg_size(hdr) + 16, len = 0; //  "rs": true is 4 bytes, a map header 3 more
+    uint8_t *buf = tern_alloc(cap);
+    bool ok = tern_frame_encode(&frame, buf, cap, &len) == TERN_OK;
+    if (ok) {
+        zmq_msg_close(hdr);
+        s_msg_init(hdr, buf, len);
+    }
+    free(buf);
+    return ok;
+}
+
 //  ---------------------------------------------------------------------------
 //  Publishing
 

@@ -157,6 +157,9 @@ void cl_try_hello(tern_client_t *self) {
     frame.heartbeat_ms = self->options.heartbeat_ms;
     snprintf(frame.name, sizeof frame.name, "%s", self->options.name);
     frame.fields |= TERN_F_NAME;
+    //  A node session marks the resends of its publishes (tern_client_cluster.c,
+    //  s_pump), so a cluster node may refuse sticky (docs/protocol.md, "Producer order").
+    frame.resend = self->root != NULL;
     size_t len;
     if (tern_frame_encode(&frame, tl_header, sizeof tl_header, &len) != TERN_OK) {
         return;

@@ -58,6 +58,7 @@ typedef enum {
     FD_PT,  //  partition
     FD_EP,  //  epoch
     FD_OB,  //  outbox_pos
+    FD_RS,  //  resend
     FD_M,   //  meta
     FD_A,   //  acks
     FD_COUNT_
@@ -136,6 +137,7 @@ static const s_field_t s_fields[FD_COUNT_] = {
     [FD_PT] = U("pt", partition, 0, 0, UINT32_MAX),
     [FD_EP] = U("ep", epoch, 0, 0, UMAX),
     [FD_OB] = U("ob", outbox_pos, 0, 0, UMAX),
+    [FD_RS] = {"rs", 2, K_BOOL, G_NONE, 1, offsetof(tern_frame_t, resend), TERN_F_RESEND, 0, 1},
     [FD_M] = {"m", 1, K_META, G_NONE, 0, 0, TERN_F_META, 0, 0},
     [FD_A] = {"a", 1, K_ACKS, G_NONE, 0, 0, 0, 0, 0},
 };
@@ -160,9 +162,9 @@ typedef struct {
 #define CREPL (B(FD_PT) | B(FD_EP))
 
 static const s_cmd_t s_cmds[TERN_CMD_MAX_] = {
-    [TERN_CMD_HELLO] = {"HELLO", B(FD_V) | B(FD_HB), B(FD_NM), 0},
+    [TERN_CMD_HELLO] = {"HELLO", B(FD_V) | B(FD_HB), B(FD_NM) | B(FD_RS), 0},
     [TERN_CMD_WELCOME] = {"WELCOME", B(FD_V) | B(FD_N) | B(FD_DC) | B(FD_HB) | B(FD_MP), 0, 0},
-    [TERN_CMD_PUBLISH] = {"PUBLISH", B(FD_T), MSG_OPT | B(FD_TTL) | B(FD_TC), 1},
+    [TERN_CMD_PUBLISH] = {"PUBLISH", B(FD_T), MSG_OPT | B(FD_TTL) | B(FD_TC) | B(FD_RS), 1},
     [TERN_CMD_PUBACK] = {"PUBACK", B(FD_A), 0, 0},
     [TERN_CMD_SUBSCRIBE] = {"SUBSCRIBE", B(FD_T) | B(FD_CR), B(FD_G) | B(FD_ST) | B(FD_SV), 0},
     [TERN_CMD_UNSUBSCRIBE] = {"UNSUBSCRIBE", B(FD_S), 0, 0},

@@ -204,6 +204,7 @@ typedef enum {
 #define TERN_F_ORIGIN     (1u << 13)
 #define TERN_F_NAME       (1u << 14)
 #define TERN_F_PAYLOAD    (1u << 15)
+#define TERN_F_RESEND     (1u << 16)
 
 /*  One PUBACK entry: the result of one PUBLISH. */
 typedef struct {
@@ -245,7 +246,10 @@ typedef struct {
     uint32_t ttl_ms;                   //  PUBLISH: explicit ttl (TERN_F_TTL)
     uint8_t ttl_class;                 //  PUBLISH: tern_ttl_class_t
     uint8_t priority;                  //  0..9, default 4
-    uint32_t delivery_count;           //  DELIVER: 1 on first delivery
+    bool resend; //  rs (TERN_F_RESEND): PUBLISH: the oldest unanswered publish of its session
+                 //  to its partition, sent alone; HELLO: the session marks those (sticky
+                 //  refusals in a cluster). docs/protocol.md, "Producer order"
+    uint32_t delivery_count; //  DELIVER: 1 on first delivery
 
     //  Subscription and acks
     uint64_t sub_id;      //  subscription id (OK reply to SUBSCRIBE, DELIVER, ACK...)

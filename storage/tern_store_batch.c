@@ -19,10 +19,14 @@
 //  the default 4096 appends with their group ops, without reallocating.
 #define S_OPS_KEEP 4096
 
-//  What a group operation (deliver, ack...) costs in dirty pages, on top of
-//  its queue entry: its pending entry and history event land in a different
-//  leaf page per group, so fan-out to 100 groups measured ~700 bytes of LMDB
-//  dirty pages per operation (22 MB for ~30,000), which LMDB keeps.
+//  What a group operation (deliver, ack...) counts for its dirty pages, on
+//  top of its queue entry. Under fan-out one really dirties 2.1-2.2 KB (its
+//  history event goes into the middle of the trace index: heaptrack, 36 MB
+//  of pages for ~16,400 ops per commit), so a 16 MB batch_bytes holds ~36 MB
+//  of pages there. Counting 2048 took the fan-out peak from ~88 to 72-77 MB
+//  for 15-30 % more storer CPU per delivery (the bottleneck thread), still
+//  over the bound: kept at 768, --batch-bytes 6M is the knob
+//  (docs/performance.md, "Fan-out: history written in key order").
 #define S_GROUP_OP_PAGES 768
 
 /* ------------------------------------------------------------------------
@@ -106,6 +110,7 @@ void tern_store_batch_destroy(tern_store_batch_t **self_p) {
     free(self->prod_slots);
     free(self->marks);
     free(self->fold_slots);
+    st_hist_free(self);
     free(self);
     *self_p = NULL;
 }
@@ -454,9 +459,16 @@ static int s_attempt_apply(st_txn_t *ctx) {
     tern_store_batch_t *self = ctx->batch;
     tern_store_t *store = ctx->store;
     int rc = 0;
+    st_run_reset(ctx);
     for (size_t i = 0; i < self->count && rc == 0; i++) {
         st_op_t *op = &self->ops[i];
-        rc = s_skipped(op) ? 0 : s_apply[op->kind](ctx, op);
+        rc = st_run_before(ctx, op->kind);
+        if (rc == 0 && !s_skipped(op)) {
+            rc = s_apply[op->kind](ctx, op);
+        }
+    }
+    if (rc == 0) {
+        rc = st_run_end(ctx);
     }
     if (rc == 0) {
         rc = st_prod_flush(ctx);

@@ -515,6 +515,17 @@ typedef struct {
     bool dirty;                   //  write back (or delete, at 0) at flush
 } st_prod_t;
 
+//  History events of delivery-state ops held for one sorted put
+//  (tern_store_group_run.c).
+typedef struct {
+    uint8_t *bytes; //  each event: key (20 bytes), value length (LE16), value
+    size_t len;     //  bytes used
+    size_t cap;     //  allocated
+    uint32_t *at;   //  offset of each event in bytes, sorted by key at the flush
+    size_t count;   //  events held
+    size_t at_cap;  //  offsets allocated
+} st_hist_t;
+
 //  A batch: the queue and the pools its transactions reuse.
 struct tern_store_batch_t {
     tern_store_t *store;       //  our store
@@ -538,7 +549,12 @@ struct tern_store_batch_t {
     size_t fold_cap;           //  slots (a power of two)
     size_t folded;             //  deliveries folded in the batch being committed
     struct st_txn_t *applied;  //  the open transaction of tern_store_batch_apply (owned), or NULL
+    st_hist_t hist;            //  history events held for one sorted put (st_hist_hold)
 };
+
+//  Slots of st_group_of's memo (a power of two; more than the groups a
+//  fan-out commit usually touches).
+#define S_GROUP_MEMO 256
 
 //  One commit attempt: the write transaction and what it changes, moved to
 //  the store only once it committed.
@@ -567,6 +583,8 @@ typedef struct st_txn_t {
     bool swept;                            //  a sweep ran in this attempt
     bool sweep_more;                       //  ... and left work for the next one
     bool doomed;                           //  a topic was deleted (st_doom)
+    bool hist_hold;                        //  in a run of delivery-state ops (st_run_before)
+    uint16_t group_memo[S_GROUP_MEMO];     //  st_group_of: cache index + 1 by name hash, 0 none
 } st_txn_t;
 
 /* ------------------------------------------------------------------------
@@ -698,6 +716,17 @@ int st_groups_truncate(st_txn_t *ctx, uint32_t topic_id, uint64_t after_seq);
 tern_err_t st_entry_parse(const MDB_val *k, const MDB_val *v, tern_entry_t *out);
 tern_err_t st_entry_list(tern_store_reader_t *self, int dbi, uint32_t topic_id, const char *group,
                          tern_entry_fn *fn, void *arg);
+
+//  tern_store_group_run.c: a run of delivery-state ops. st_run_before
+//  starts applying an op of KIND (ending the run unless KIND is one of
+//  them); st_run_end puts the history events held in the run;
+//  st_run_reset forgets them at the start of an attempt; st_hist_hold
+//  holds one event (key and value copied).
+int st_run_before(st_txn_t *ctx, st_op_kind_t kind);
+int st_run_end(st_txn_t *ctx);
+void st_run_reset(st_txn_t *ctx);
+void st_hist_hold(st_txn_t *ctx, const uint8_t *key, const uint8_t *val, size_t vlen);
+void st_hist_free(tern_store_batch_t *b);
 
 //  tern_store_gstate.c: group state an in-DC leader ships (by topic name).
 int st_op_group_apply(st_txn_t *ctx, st_op_t *op);

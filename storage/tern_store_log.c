@@ -407,10 +407,11 @@ static int s_append_retain(st_txn_t *ctx, st_cached_t *t, uint64_t seq, size_t p
 }
 
 //  The common start of both appends: the storage-full gate, the checks, and
-//  MSG's topic (created on first use) into *T; *T is NULL when RES->err
-//  says why the message cannot be stored.
-static int s_append_open(st_txn_t *ctx, const tern_frame_t *msg, tern_append_result_t *res,
-                         st_lens_t *lens, st_cached_t **t) {
+//  MSG's topic (created on first use when CREATE; a topic that does not
+//  exist is TERN_ESTATE otherwise) into *T; *T is NULL when RES->err says
+//  why the message cannot be stored.
+static int s_append_open(st_txn_t *ctx, const tern_frame_t *msg, bool create,
+                         tern_append_result_t *res, st_lens_t *lens, st_cached_t **t) {
     *t = NULL;
     if (ctx->no_appends || ctx->appended >= ctx->append_limit) {
         res->err = TERN_EFULL;
@@ -422,9 +423,13 @@ static int s_append_open(st_txn_t *ctx, const tern_frame_t *msg, tern_append_res
     }
     st_cached_t *found;
     tern_err_t err;
-    int rc = st_topic_find(ctx, msg->topic, lens->topic, true, &found, &err);
+    int rc = st_topic_find(ctx, msg->topic, lens->topic, create, &found, &err);
     if (rc || (res->err = err) != TERN_OK) {
         return rc;
+    }
+    if (!found->exists) {
+        res->err = TERN_ESTATE;
+        return 0;
     }
     *t = found;
     res->topic_id = (uint32_t)found->topic.id;
@@ -475,7 +480,7 @@ int st_op_append(st_txn_t *ctx, st_op_t *op) {
     memset(res, 0, sizeof *res);
     st_lens_t lens;
     st_cached_t *t;
-    int rc = s_append_open(ctx, msg, res, &lens, &t);
+    int rc = s_append_open(ctx, msg, true, res, &lens, &t);
     if (rc || !t) {
         return rc;
     }
@@ -547,8 +552,15 @@ int st_op_append_replica(st_txn_t *ctx, st_op_t *op) {
     }
     st_lens_t lens;
     st_cached_t *t;
-    int rc = s_append_open(ctx, msg, res, &lens, &t);
+    //  A live record of a topic this copy lacks must be its seq 1 (the hole
+    //  guard below): any other is refused before the topic is created.
+    bool create = !op->flag || msg->seq == 1;
+    int rc = s_append_open(ctx, msg, create, res, &lens, &t);
     if (rc || !t) {
+        if (res->err == TERN_ESTATE) {
+            res->seq = msg->seq;
+            res->msg_id = msg->msg_id;
+        }
         return rc;
     }
     uint64_t seq = msg->seq;

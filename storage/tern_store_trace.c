@@ -62,6 +62,10 @@ int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t sta
     if (dlen) {
         memcpy(val + S_TRACE_HDR + glen, detail, dlen);
     }
+    if (ctx->hist_hold) { //  a delivery-state op's: put sorted at the end of its run
+        st_hist_hold(ctx, key, val, S_TRACE_HDR + glen + dlen);
+        return 0;
+    }
     MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
     //  A first delivery of the newest messages is usually the last key.
     return (uint8_t)type == TERN_TRACE_DELIVERED && count == 1

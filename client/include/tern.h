@@ -273,15 +273,16 @@ typedef void(tern_pub_fn)(const tern_pub_result_t *result, void *arg);
     did not confirm it within cluster/ack_timeout, so the outcome is unknown
     (it may be replicated and delivered later); resend with the same
     producer_seq (MSG->producer_seq), which is deduplicated. Publishes to
-    one topic are stored in call order across leader changes too (a
-    partition's publishes go to one node at a time, the first one to a node
-    alone; docs/client.md), except a publish that completed with an error
-    and is published again after newer ones were stored (the broker stores
-    it where it arrives), and except when a leader whose cluster lease
-    lapsed for a moment refuses one publish (TERN_ENOTLEADER) and stores
-    later ones already pipelined to it: the refused one is resent after
-    them. Strict order through that too needs one publish in flight per
-    topic (tern_publish, or window 1).
+    one topic are stored in call order across leader changes and lease
+    lapses too (a partition's publishes go to one node at a time, the first
+    one to a node alone; a node that refused one without storing it refuses
+    the ones pipelined behind it until libtern resends the refused one,
+    marked as a resend: docs/client.md), except a publish that completed
+    with an error and is published again by the application after newer
+    ones were stored (the broker stores it where it arrives). After an
+    error (e.g. TERN_EREPLICAS) the publishes of that topic already in
+    flight behind it fail too, with the same code and a reason naming the
+    earlier refusal; the next one is sent alone.
     FN (may be NULL) is called with ARG on completion, on the I/O thread.
     Returns TERN_OK when queued; TERN_EINVAL (NULL topic, priority or ttl
     class out of range, too many headers), TERN_ETOPIC, TERN_ENAME,

@@ -1,8 +1,8 @@
 /*  it_badinput.c - garbage on the wire. A raw ZeroMQ DEALER sends random
     bytes, truncated msgpack, a wrong magic, an unknown command, an oversized
-    payload, a bad topic name, ACK/NACK/TERM of unknown tags and commands
-    before HELLO; each gets the expected ERROR, the session continues, ternd
-    stays alive and ordinary clients keep working during and after.
+    payload, a bad topic name, a resend mark that is not a bool, ACK/NACK/TERM
+    of unknown tags and commands before HELLO; each gets the expected ERROR, the session continues,
+   ternd stays alive and ordinary clients keep working during and after.
 */
 #include "harness.h"
 #include "test_port.h"
@@ -263,6 +263,21 @@ Test(badinput, garbage_frames_get_errors, .fini = it_teardown, .timeout = 120) {
     size_t sizes[3] = {len, 1, 1};
     cr_assert(it_raw_send_parts(raw, parts, sizes, 3));
     s_expect_code(raw, "three frames", TERN_EFRAMES, 0);
+
+    //  11. The resend mark `rs` (docs/protocol.md, "Producer order") as a
+    //  number instead of a bool: ETYPE naming the request. A well-formed
+    //  one is stored like any publish (a single node has no sticky refusals).
+    s_publish_frame(&f, 31, "it.bad.rs", "x", 1);
+    f.resend = true;
+    len = s_encode(&f, hdr, sizeof hdr);
+    const uint8_t mark[4] = {0xa2, 'r', 's', 0xc3};
+    at = s_find(hdr, len, mark, sizeof mark);
+    cr_assert_geq(at, 0, "rs true not found in the header");
+    cr_assert(it_raw_send(raw, hdr, len, "x", 1));
+    s_expect_code(raw, "PUBLISH rs true", TERN_OK, 31);
+    hdr[at + 3] = 0x01;
+    cr_assert(it_raw_send(raw, hdr, len, "x", 1));
+    s_expect_code(raw, "PUBLISH rs 1 (not a bool)", TERN_ETYPE, 31);
 
     //  A normal client works in the middle of it.
     it_result_t r;

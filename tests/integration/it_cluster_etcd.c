@@ -24,6 +24,13 @@
     `detect:` line, for the default 2 s lease and the fast profile's 1 s.
     Nothing about time is asserted: every node must refuse clearly, and a
     SUBSCRIBE must be refused too (no deliveries without a lease).
+
+    Quorum lost and back: two of three etcd members frozen for 10 s under
+    load; `quorum:` lines say when each node and each producer was
+    acknowledged again, counted from the moment quorum returned, and
+    whether a partition changed leader or epoch (docs/cluster.md "Service
+    after etcd returns"). Asserted: nothing acknowledged lost (verify,
+    tern-check), never a time.
 */
 #include "cluster_faults.h"
 
@@ -164,6 +171,29 @@ static bool s_probe_once(s_probe_t *pr, uint32_t cmd) {
     return false;
 }
 
+//  Opens PR: a raw session with node I and a topic named from PREFIX of
+//  the first of PARTITIONS partitions it leads (per etcd), probed until
+//  acknowledged (the ISR is whole, etcd fine). False if it leads none.
+static bool s_probe_open(it_cluster_t *cl, int i, uint32_t partitions, const char *prefix,
+                         s_probe_t *pr) {
+    uint32_t p = 0;
+    while (p < partitions && it_cluster_leader(cl, p) != i) {
+        p++;
+    }
+    if (p == partitions) {
+        return false;
+    }
+    it_cluster_topic_for(cl, p, prefix, pr->topic, sizeof pr->topic);
+    pr->raw = it_raw_new(cl->node[i]->endpoint);
+    cr_assert(pr->raw && it_raw_hello(pr->raw, prefix), "no session with node %d", i);
+    int64_t deadline = it_now_ms() + 30000;
+    while (s_probe_once(pr, TERN_CMD_PUBLISH)) {
+        cr_assert_lt(it_now_ms(), deadline, "node %d: %s", i, pr->reason);
+        it_sleep_ms(100);
+    }
+    return true;
+}
+
 //  Freezes (PAUSE) or kills etcd under a cluster with LEASE and reports
 //  when each node refused.
 static void s_detect(const char *lease, bool pause) {
@@ -174,21 +204,7 @@ static void s_detect(const char *lease, bool pause) {
     s_probe_t probes[3];
     memset(probes, 0, sizeof probes);
     for (int i = 0; i < cl->count; i++) {
-        s_probe_t *pr = &probes[i];
-        int p = 0;
-        while (p < 8 && it_cluster_leader(cl, (uint32_t)p) != i) {
-            p++;
-        }
-        cr_assert_lt(p, 8, "node %d leads no partition", i);
-        it_cluster_topic_for(cl, (uint32_t)p, "detect", pr->topic, sizeof pr->topic);
-        pr->raw = it_raw_new(cl->node[i]->endpoint);
-        cr_assert(pr->raw && it_raw_hello(pr->raw, "detect"), "no session with node %d", i);
-        //  Until the first acknowledgement: the ISR is whole, etcd fine.
-        int64_t deadline = it_now_ms() + 30000;
-        while (s_probe_once(pr, TERN_CMD_PUBLISH)) {
-            cr_assert_lt(it_now_ms(), deadline, "node %d: %s", i, pr->reason);
-            it_sleep_ms(100);
-        }
+        cr_assert(s_probe_open(cl, i, 8, "detect", &probes[i]), "node %d leads no partition", i);
     }
     int64_t fault_at = it_now_ms();
     if (pause) {
@@ -255,4 +271,141 @@ Test(cluster_etcd, detection_fast_profile_frozen) {
 
 Test(cluster_etcd, detection_fast_profile_killed) {
     s_detect("1s", false);
+}
+
+//  --- Quorum lost and back ---------------------------------------------------
+
+//  Watches the producers of RUN from quorum's return: the first
+//  acknowledgement of each after it (polled every 5 ms, on a thread of its
+//  own so the probes' waits do not blur it).
+typedef struct {
+    it_fault_run_t *run;                         //  whose producers
+    unsigned long long base[IT_FAULT_PRODUCERS]; //  acks before quorum returned
+    int64_t back[IT_FAULT_PRODUCERS];            //  it_now_ms() of the next one, 0: none yet
+    int64_t deadline;                            //  gives up then
+} s_watch_t;
+
+//  When etcd serves a linearizable read again after quorum returned: a
+//  client of its own reads every 20 ms (each read 100 ms at most), so the
+//  report tells etcd's part from ternd's.
+typedef struct {
+    const char *endpoints; //  etcd's members
+    int64_t deadline;      //  gives up then
+    int64_t serves;        //  it_now_ms() of the first answered read, 0: none
+} s_etcd_probe_t;
+
+static void *s_watch_etcd(void *arg) {
+    s_etcd_probe_t *e = arg;
+    tern_etcd_t *etcd = tern_etcd_new(e->endpoints, 100);
+    while (etcd && !e->serves && it_now_ms() < e->deadline) {
+        tern_etcd_kvs_t *kvs = NULL;
+        if (tern_etcd_get(etcd, "/quorum-probe", false, &kvs) == TERN_OK) {
+            e->serves = it_now_ms();
+        }
+        tern_etcd_kvs_destroy(&kvs);
+        it_sleep_ms(20);
+    }
+    tern_etcd_destroy(&etcd);
+    return NULL;
+}
+
+static void *s_watch_producers(void *arg) {
+    s_watch_t *w = arg;
+    int left = IT_FAULT_PRODUCERS;
+    while (left > 0 && it_now_ms() < w->deadline) {
+        for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
+            if (!w->back[k] && atomic_load(&w->run->prod[k].acked) > w->base[k]) {
+                w->back[k] = it_now_ms();
+                left--;
+            }
+        }
+        it_sleep_ms(5);
+    }
+    return NULL;
+}
+
+//  etcd (three members) loses quorum for 10 s: two members SIGSTOPped
+//  while the producers publish and a raw session per node probes a
+//  partition that node leads. Once quorum is back, each probe publishes
+//  every 20 ms until it is acknowledged; the `quorum:` lines report, from
+//  the moment quorum returned, when each node and each producer was served
+//  again, and whether a partition changed leader or epoch over the outage
+//  (a needless failover). Nothing about time is asserted; the run ends as
+//  every fault run does (verify, tern-check).
+Test(cluster_etcd, quorum_lost_and_back) {
+    it_fault_run_t *run = it_fault_run_start(3, false);
+    it_cluster_t *cl = run->cl;
+    cr_assert(it_fault_progress(run, 20, IT_FAULT_RESUME_MS), "no load before the fault");
+    s_probe_t probes[IT_FAULT_NODES];
+    memset(probes, 0, sizeof probes);
+    tern_partmap_record_t before[IT_FAULT_PARTITIONS], after[IT_FAULT_PARTITIONS];
+    for (uint32_t p = 0; p < IT_FAULT_PARTITIONS; p++) {
+        cr_assert(it_cluster_record(cl, p, &before[p], false));
+    }
+    for (int i = 0; i < cl->count; i++) {
+        s_probe_open(cl, i, IT_FAULT_PARTITIONS, "quorum", &probes[i]); //  none if it leads none
+    }
+    int leader = it_etcd_leader(cl->etcd);
+    cr_assert_geq(leader, 0, "etcd has no leader");
+    //  Two followers stop: the leader is left alone, without quorum.
+    int a = (leader + 1) % 3, b = (leader + 2) % 3;
+    it_etcd_pause_member(cl->etcd, a);
+    it_etcd_pause_member(cl->etcd, b);
+    it_sleep_ms(10000);
+    s_watch_t watch = {.run = run};
+    for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
+        watch.base[k] = atomic_load(&run->prod[k].acked);
+    }
+    it_etcd_resume_member(cl->etcd, a);
+    it_etcd_resume_member(cl->etcd, b);
+    int64_t back_at = it_now_ms();
+    int64_t deadline = back_at + 30000;
+    watch.deadline = deadline;
+    s_etcd_probe_t etcd_probe = {.endpoints = cl->etcd->endpoints, .deadline = deadline};
+    pthread_t watcher, etcd_watcher;
+    cr_assert_eq(pthread_create(&watcher, NULL, s_watch_producers, &watch), 0);
+    cr_assert_eq(pthread_create(&etcd_watcher, NULL, s_watch_etcd, &etcd_probe), 0);
+    int left = 0;
+    for (int i = 0; i < cl->count; i++) {
+        left += probes[i].raw != NULL;
+        probes[i].acked = 0;
+    }
+    while (left > 0 && it_now_ms() < deadline) {
+        for (int i = 0; i < cl->count; i++) {
+            s_probe_t *pr = &probes[i];
+            if (pr->raw && !pr->acked) {
+                s_probe_once(pr, TERN_CMD_PUBLISH);
+                left -= pr->acked != 0;
+            }
+        }
+        it_sleep_ms(20);
+    }
+    for (int i = 0; i < cl->count; i++) {
+        s_probe_t *pr = &probes[i];
+        if (pr->raw) {
+            fprintf(stderr, "quorum: node=%d first_ack_sent_ms=%lld last_code=%s (%s)\n", i,
+                    pr->acked ? (long long)(pr->acked - back_at) : -1LL,
+                    tern_errname((int)pr->code), pr->reason);
+        }
+    }
+    pthread_join(watcher, NULL);
+    pthread_join(etcd_watcher, NULL);
+    fprintf(stderr, "quorum: etcd_serves_ms=%lld\n",
+            etcd_probe.serves ? (long long)(etcd_probe.serves - back_at) : -1LL);
+    for (int k = 0; k < IT_FAULT_PRODUCERS; k++) {
+        int64_t at = watch.back[k];
+        fprintf(stderr, "quorum: producer=%d partition=%u first_ack_ms=%lld\n", k,
+                run->prod[k].partition, at ? (long long)(at - back_at) : -1LL);
+    }
+    for (uint32_t p = 0; p < IT_FAULT_PARTITIONS; p++) {
+        cr_assert(it_cluster_record(cl, p, &after[p], false));
+        fprintf(stderr, "quorum: partition=%u leader %u -> %u, epoch %llu -> %llu, isr %u -> %u\n",
+                p, before[p].leader, after[p].leader, (unsigned long long)before[p].epoch,
+                (unsigned long long)after[p].epoch, before[p].nisr, after[p].nisr);
+    }
+    for (int i = 0; i < cl->count; i++) {
+        it_raw_destroy(&probes[i].raw);
+    }
+    it_fault_run_finish(run);
+    it_fault_check_refusals(run);
 }

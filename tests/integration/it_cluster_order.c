@@ -15,6 +15,12 @@
     leadership is handed from node to node (the second), and fresh clients
     send their first batch to a node that is handed the partition while it
     is stopped, so that the map names it before it knows (the third).
+    A node that refuses a publish without storing it and then takes the
+    ones pipelined behind it stores them before the refused one's resend:
+    the broker's sticky refusal (docs/protocol.md, "Producer order") is
+    played by raw sessions (refused as not the leader, then as short of
+    in-sync replicas: both fail without it), and lived by libtern through
+    leases that lapse and renew under a stream.
     Every attempt is recorded; each ISR replica's log is dumped; tern-check
     must find no violation (rule c: per producer, the log follows
     producer_seq order).
@@ -38,6 +44,7 @@
 #define S_BURST      1000 /* publishes of each, from its first moment */
 #define S_MOVES      6    /* leader handovers in the second test */
 #define S_WINDOW     1000 /* in flight: within the dedup window (dedup_max 1024) */
+#define S_LAPSES     4    /* etcd freezes in the lease test */
 
 //  The history file and what the publishes' callbacks saw.
 typedef struct {
@@ -85,6 +92,64 @@ static void s_on_result(const tern_pub_result_t *r, void *arg) {
         atomic_fetch_add(&s_h.failed, 1);
     }
     pthread_mutex_unlock(&s_h.mutex);
+}
+
+//  A raw session with node I, whose HELLO says it marks its resends (`rs`)
+//  when ORDERED: a client as libtern's node sessions are, or an older one.
+static it_raw_t *s_raw(it_cluster_t *cl, int i, bool ordered) {
+    it_raw_t *raw = it_raw_new(cl->node[i]->endpoint);
+    cr_assert(raw, "no socket to node %d", i);
+    tern_frame_t f, reply;
+    tern_frame_init(&f, TERN_CMD_HELLO);
+    f.req_id = raw->next_req++;
+    f.proto_version = TERN_PROTO_VERSION;
+    f.heartbeat_ms = 15000;
+    f.resend = ordered;
+    cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    cr_assert_eq(it_raw_recv_reply(raw, &reply, 10000), TERN_OK, "node %d: no answer to HELLO", i);
+    cr_assert_eq(reply.cmd, TERN_CMD_WELCOME, "node %d: HELLO answered %d", i, (int)reply.cmd);
+    return raw;
+}
+
+//  Publishes producer_seq SEQ (0: without a producer) to TOPIC on RAW,
+//  marked as a resend when RESEND, and waits for its answer: TERN_OK with
+//  the entry in *ACK, or the ERROR's code with its reason in REASON. A
+//  publish of the history's topic goes into the history.
+static tern_err_t s_raw_publish(it_raw_t *raw, const char *topic, uint64_t seq, bool resend,
+                                tern_puback_t *ack, char *reason, size_t cap) {
+    tern_frame_t f, reply;
+    tern_frame_init(&f, TERN_CMD_PUBLISH);
+    f.req_id = raw->next_req++;
+    snprintf(f.topic, sizeof f.topic, "%s", topic);
+    if (seq) {
+        snprintf(f.producer, sizeof f.producer, "%s", s_h.producer);
+        f.producer_seq = seq;
+        f.fields |= TERN_F_PRODUCER;
+    }
+    f.resend = resend;
+    f.payload = (const uint8_t *)"sticky";
+    f.payload_size = 6;
+    cr_assert_eq(it_raw_send_frame(raw, &f), TERN_OK);
+    cr_assert_eq(it_raw_recv_reply(raw, &reply, 20000), TERN_OK, "publish %llu: no answer",
+                 (unsigned long long)seq);
+    tern_err_t rc = TERN_ECOMMAND; //  neither PUBACK nor ERROR
+    reason[0] = 0;
+    memset(ack, 0, sizeof *ack);
+    if (reply.cmd == TERN_CMD_PUBACK && tern_frame_puback(&reply, 0, ack) == TERN_OK) {
+        rc = (tern_err_t)ack->code;
+    } else if (reply.cmd == TERN_CMD_ERROR) {
+        rc = (tern_err_t)reply.code;
+        snprintf(reason, cap, "%s", reply.reason);
+    }
+    if (seq && strcmp(topic, s_h.topic) == 0) {
+        tern_pub_result_t r = {.code = rc,
+                               .producer_seq = seq,
+                               .msg_id = ack->msg_id,
+                               .seq = ack->seq,
+                               .duplicate = ack->duplicate};
+        s_on_result(&r, NULL);
+    }
+    return rc;
 }
 
 //  Publishes producer_seq *SEQ on C, pipelined (waits only for a window
@@ -146,8 +211,9 @@ static void s_check(it_cluster_t *cl) {
     test_dir_remove(s_h.dir);
 }
 
-static it_cluster_t *s_cluster(void) {
-    it_cluster_t *cl = it_cluster_new(S_NODES, 1, S_PARTITIONS, NULL);
+//  The cluster of every test, with the extra ternd flags EXTRA (may be NULL).
+static it_cluster_t *s_cluster(const char *const *extra) {
+    it_cluster_t *cl = it_cluster_new(S_NODES, 1, S_PARTITIONS, extra);
     cr_assert(cl, "cannot set up the cluster");
     cr_assert(it_cluster_start(cl, 60000), "the cluster did not start");
     it_cluster_topic_for(cl, 0, "order", s_h.topic, sizeof s_h.topic);
@@ -163,7 +229,7 @@ static it_cluster_t *s_cluster(void) {
 //  this is a cluster, the later ones are made while the answer is applied.
 Test(cluster_order, fresh_client_burst_keeps_order) {
     s_hist_open("PO-burst");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     uint64_t seq = 1;
     for (int run = 0; run < S_RUNS; run++) {
         //  A window the burst does not fill: the caller never waits, so
@@ -190,6 +256,7 @@ typedef struct {
     tern_client_t *client; //  its client
     atomic_bool stop;      //  stop at the next publish
     uint64_t seq;          //  next producer_seq
+    bool flat_out;         //  no pauses: as many in flight as the window holds
 } s_stream_t;
 
 //  Publishes without waiting for a window slot (the window is larger than
@@ -198,7 +265,7 @@ typedef struct {
 static void *s_stream_main(void *arg) {
     s_stream_t *st = arg;
     while (!atomic_load(&st->stop) && s_publish(st->client, &st->seq)) {
-        if (st->seq % 10 == 0) {
+        if (!st->flat_out && st->seq % 10 == 0) {
             usleep(200);
         }
     }
@@ -216,12 +283,34 @@ static void s_progress(unsigned long long want) {
     }
 }
 
+//  Stops the stream ST (its THREAD), waits for every answer, and checks.
+static void s_stream_end(it_cluster_t *cl, s_stream_t *st, pthread_t thread) {
+    atomic_store(&st->stop, true);
+    pthread_join(thread, NULL);
+    cr_assert_eq(tern_flush(st->client, 60000), TERN_OK, "not all answered");
+    tern_client_destroy(&st->client);
+    fprintf(stderr, "it_cluster_order: %llu acknowledged, %llu failed\n",
+            (unsigned long long)atomic_load(&s_h.acked),
+            (unsigned long long)atomic_load(&s_h.failed));
+    s_check(cl);
+}
+
+//  `ternctl cluster handover 0 --to TO` through node LEADER.
+static void s_handover(it_cluster_t *cl, int leader, int to) {
+    char node[16];
+    snprintf(node, sizeof node, "%d", to);
+    it_result_t r;
+    int rc = it_ctl(&r, cl->node[leader], 20000, "cluster", "handover", "0", "--to", node, NULL);
+    cr_assert_eq(rc, 0, "handover to %d: %s%s", to, r.out, r.err);
+    it_result_free(&r);
+}
+
 //  One client streams pipelined publishes to partition 0 while its
 //  leadership moves from node to node (`ternctl cluster handover`): each
 //  move sends back the publishes in flight at the old leader.
 Test(cluster_order, leader_moves_under_a_pipelined_stream_keep_order) {
     s_hist_open("PO-moves");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     s_stream_t st = {.client = s_client(cl, 0, S_WINDOW), .seq = 2}; //  1: the probe below
     //  One publish first, acknowledged: the client knows the cluster before
     //  the stream, which then tests the moves alone (the first test covers
@@ -234,25 +323,12 @@ Test(cluster_order, leader_moves_under_a_pipelined_stream_keep_order) {
         int leader = it_cluster_leader(cl, 0);
         cr_assert_geq(leader, 0, "partition 0 has no leader");
         int to = it_cluster_follower(cl, 0, leader);
-        char node[16];
-        snprintf(node, sizeof node, "%d", to);
-        it_result_t r;
-        int rc =
-            it_ctl(&r, cl->node[leader], 20000, "cluster", "handover", "0", "--to", node, NULL);
-        cr_assert_eq(rc, 0, "handover to %d: %s%s", to, r.out, r.err);
-        it_result_free(&r);
+        s_handover(cl, leader, to);
         cr_assert(it_cluster_wait_isr_full(cl, 0, 20000, &(tern_partmap_record_t){0}),
                   "partition 0's ISR did not fill again");
     }
     s_progress(2000);
-    atomic_store(&st.stop, true);
-    pthread_join(thread, NULL);
-    cr_assert_eq(tern_flush(st.client, 60000), TERN_OK, "not all answered");
-    tern_client_destroy(&st.client);
-    fprintf(stderr, "it_cluster_order: %llu acknowledged, %llu failed\n",
-            (unsigned long long)atomic_load(&s_h.acked),
-            (unsigned long long)atomic_load(&s_h.failed));
-    s_check(cl);
+    s_stream_end(cl, &st, thread);
 }
 
 //  A fresh client's first batch goes to a node that the map names as the
@@ -268,7 +344,7 @@ Test(cluster_order, leader_moves_under_a_pipelined_stream_keep_order) {
 //  this test found the violation in 1 run of 14 (3 to 6 moves each).
 Test(cluster_order, first_batch_to_a_node_not_leading_yet_keeps_order) {
     s_hist_open("PO-first");
-    it_cluster_t *cl = s_cluster();
+    it_cluster_t *cl = s_cluster(NULL);
     uint64_t seq = 1;
     for (int m = 0; m < S_MOVES; m++) {
         int leader = it_cluster_leader(cl, 0);
@@ -302,4 +378,171 @@ Test(cluster_order, first_batch_to_a_node_not_leading_yet_keeps_order) {
             (unsigned long long)atomic_load(&s_h.acked),
             (unsigned long long)atomic_load(&s_h.failed));
     s_check(cl);
+}
+
+//  Publishes to TOPIC on RAW (an older client's session) every 100 ms until
+//  one is stored: its node takes publishes of the partition.
+static void s_until_taken(it_raw_t *raw, const char *topic) {
+    char reason[TERN_REASON_MAX + 1];
+    tern_puback_t ack;
+    tern_err_t rc;
+    int64_t deadline = it_now_ms() + 30000;
+    while ((rc = s_raw_publish(raw, topic, 0, false, &ack, reason, sizeof reason)) != TERN_OK) {
+        cr_assert_lt(it_now_ms(), deadline, "no publish taken: %s %s", tern_errname(rc), reason);
+        it_sleep_ms(100);
+    }
+}
+
+//  ORDERED's publish 1 was refused with CODE; its node would store a
+//  publish now. Publish 2 (sent behind 1 by a pipelining client) must be
+//  refused all the same; 1 marked as a resend is stored, and 2 after it.
+static void s_resend_ends_refusals(it_raw_t *ordered, tern_err_t code) {
+    char reason[TERN_REASON_MAX + 1];
+    tern_puback_t ack;
+    tern_err_t rc = s_raw_publish(ordered, s_h.topic, 2, false, &ack, reason, sizeof reason);
+    cr_assert_eq(rc, code, "publish 2 behind the refused 1 must be refused, not %s (seq %llu)",
+                 tern_errname(rc), (unsigned long long)ack.seq);
+    cr_assert(strstr(reason, "earlier publish"), "reason: %s", reason);
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 1, true, &ack, reason, sizeof reason), TERN_OK,
+                 "the resend of 1: %s", reason);
+    uint64_t first = ack.seq;
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 2, false, &ack, reason, sizeof reason), TERN_OK,
+                 "2 after the resend of 1: %s", reason);
+    cr_assert_gt(ack.seq, first);
+}
+
+//  The sticky refusal, played by a raw session as libtern's node sessions
+//  behave (docs/protocol.md, "Producer order"): node T, which does not lead
+//  partition 0, refuses publish 1 of an ordered session (nothing stored);
+//  then T is handed the partition. Publish 2, which a pipelining client had
+//  sent behind 1, must be refused as well (before this, T stored it, and
+//  the resend of 1 came after it: out of producer order); publish 1 marked
+//  as a resend is stored, and 2 after it. A session whose HELLO did not
+//  announce `rs` (an older client) is refused one publish at a time, as
+//  before: its next publish after T leads is stored.
+Test(cluster_order, refusal_sticks_until_the_resend) {
+    s_hist_open("PO-sticky");
+    it_cluster_t *cl = s_cluster(NULL);
+    char legacy_topic[64], reason[TERN_REASON_MAX + 1];
+    it_cluster_topic_for(cl, 0, "legacy", legacy_topic, sizeof legacy_topic);
+    int leader = it_cluster_leader(cl, 0);
+    cr_assert_geq(leader, 0, "partition 0 has no leader");
+    int to = it_cluster_follower(cl, 0, leader);
+    it_raw_t *ordered = s_raw(cl, to, true);
+    it_raw_t *legacy = s_raw(cl, to, false);
+    tern_puback_t ack;
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 1, false, &ack, reason, sizeof reason),
+                 TERN_ENOTLEADER, "node %d does not lead partition 0 yet", to);
+    cr_assert_eq(s_raw_publish(legacy, legacy_topic, 0, false, &ack, reason, sizeof reason),
+                 TERN_ENOTLEADER);
+
+    s_handover(cl, leader, to);
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_leader(cl, 0, leader, 0, 20000, &rec), "no new leader");
+    cr_assert_eq((int)rec.leader, to, "partition 0 went to %u, not %d", rec.leader, to);
+    cr_assert(it_cluster_wait_isr_full(cl, 0, 20000, &rec), "partition 0's ISR did not fill");
+    //  T takes publishes now (it knows it leads, its ISR is whole): the
+    //  older client's next one is stored.
+    s_until_taken(legacy, legacy_topic);
+    s_resend_ends_refusals(ordered, TERN_ENOTLEADER);
+    it_raw_destroy(&ordered);
+    it_raw_destroy(&legacy);
+    s_check(cl);
+}
+
+//  The same with TERN_EREPLICAS: the leader refuses publish 1 while the
+//  ISR of partition 0 is below min_insync (both followers stopped), and
+//  publish 2 once the ISR is whole again.
+Test(cluster_order, isr_refusal_sticks_until_the_resend) {
+    s_hist_open("PO-sticky-isr");
+    const char *flags[] = {"--isr-lag", "1s", NULL};
+    it_cluster_t *cl = s_cluster(flags);
+    char legacy_topic[64], reason[TERN_REASON_MAX + 1];
+    it_cluster_topic_for(cl, 0, "legacy", legacy_topic, sizeof legacy_topic);
+    int leader = it_cluster_leader(cl, 0);
+    cr_assert_geq(leader, 0, "partition 0 has no leader");
+    it_raw_t *ordered = s_raw(cl, leader, true);
+    it_raw_t *legacy = s_raw(cl, leader, false);
+    for (int i = 0; i < S_NODES; i++) {
+        if (i != leader) {
+            it_cluster_pause_node(cl, i);
+        }
+    }
+    //  The older client's publishes are stored (and time out: nobody
+    //  confirms them) until the ISR shrinks; then they are refused.
+    int64_t deadline = it_now_ms() + 60000;
+    tern_err_t rc;
+    tern_puback_t ack;
+    while ((rc = s_raw_publish(legacy, legacy_topic, 0, false, &ack, reason, sizeof reason)) !=
+           TERN_EREPLICAS) {
+        cr_assert_lt(it_now_ms(), deadline, "the ISR never shrank: %s %s", tern_errname(rc),
+                     reason);
+        it_sleep_ms(100);
+    }
+    cr_assert_eq(s_raw_publish(ordered, s_h.topic, 1, false, &ack, reason, sizeof reason),
+                 TERN_EREPLICAS, "%s", reason);
+    for (int i = 0; i < S_NODES; i++) {
+        if (i != leader) {
+            it_cluster_resume_node(cl, i);
+        }
+    }
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(cl, 0, 30000, &rec), "partition 0's ISR did not fill");
+    s_until_taken(legacy, legacy_topic);
+    s_resend_ends_refusals(ordered, TERN_EREPLICAS);
+    it_raw_destroy(&ordered);
+    it_raw_destroy(&legacy);
+    s_check(cl);
+}
+
+//  Freezes etcd (SIGSTOP) until node LEADER refuses a publish to TOPIC on
+//  RAW (its lease may have lapsed: it fenced itself), then lets etcd go on
+//  at once: the renewal that waited comes through and the node takes
+//  publishes again within milliseconds. Returns when it does, or when it
+//  refuses for another reason (the freeze cost it the leadership, or its
+//  ISR shrank: the stream goes on elsewhere, or waits, which is fine too).
+static void s_lapse(it_cluster_t *cl, int leader, it_raw_t *raw, const char *topic) {
+    char reason[TERN_REASON_MAX + 1];
+    tern_puback_t ack;
+    it_etcd_pause_member(cl->etcd, 0);
+    int64_t deadline = it_now_ms() + 10000;
+    while (s_raw_publish(raw, topic, 0, false, &ack, reason, sizeof reason) == TERN_OK &&
+           it_now_ms() < deadline) {
+        usleep(1000);
+    }
+    it_etcd_resume_member(cl->etcd, 0);
+    deadline = it_now_ms() + 30000;
+    while (s_raw_publish(raw, topic, 0, false, &ack, reason, sizeof reason) != TERN_OK &&
+           strstr(reason, "lease may have lapsed")) {
+        cr_assert_lt(it_now_ms(), deadline, "node %d stays fenced after etcd came back: %s", leader,
+                     reason);
+        usleep(1000);
+    }
+}
+
+//  The same end to end with libtern and a real lease lapse: one client
+//  streams pipelined publishes to partition 0 flat out, and its leader
+//  fences itself (etcd frozen: it refuses publishes, its lease may have
+//  lapsed) and renews its lease a few milliseconds later, with publishes
+//  of the stream in flight, several times. The order of what is stored
+//  must hold (tern-check, rule c).
+Test(cluster_order, lease_lapse_under_a_pipelined_stream_keeps_order) {
+    s_hist_open("PO-lapse");
+    it_cluster_t *cl = s_cluster(NULL);
+    char probe_topic[64];
+    it_cluster_topic_for(cl, 0, "lapse", probe_topic, sizeof probe_topic);
+    s_stream_t st = {.client = s_client(cl, 0, S_WINDOW), .seq = 2, .flat_out = true};
+    it_cluster_publish_until_acked(st.client, s_h.topic);
+    pthread_t thread;
+    cr_assert_eq(pthread_create(&thread, NULL, s_stream_main, &st), 0);
+    for (int k = 0; k < S_LAPSES; k++) {
+        s_progress(1000);
+        int leader = it_cluster_leader(cl, 0);
+        cr_assert_geq(leader, 0, "partition 0 has no leader");
+        it_raw_t *raw = s_raw(cl, leader, false);
+        s_lapse(cl, leader, raw, probe_topic);
+        it_raw_destroy(&raw);
+    }
+    s_progress(1000);
+    s_stream_end(cl, &st, thread);
 }

@@ -7,6 +7,7 @@
 #include "netns_harness.h"
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -99,11 +100,49 @@ static bool s_make_host(it_netns_t *self, int h, char *why, size_t cap) {
            s_ip(why, cap, "-n", ns, "link", "set", "eth0", "up", NULL);
 }
 
+//  True when process PID exists and is not a zombie (kill(0) is not enough:
+//  it succeeds on a zombie and fails on another user's live process).
+static bool s_pid_alive(int pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return false;
+    }
+    char line[512];
+    bool alive = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    const char *end = alive ? strrchr(line, ')') : NULL; //  the name may hold ") "
+    return end && end[1] == ' ' && end[2] != 'Z';
+}
+
+//  Deletes the tern-PID-* namespaces of test processes that are gone: a test
+//  killed by its timeout never runs its .fini, and its namespaces would stay
+//  until the next boot.
+static void s_sweep_stale(void) {
+    DIR *dir = opendir("/run/netns");
+    if (!dir) {
+        return;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        int pid = 0;
+        int used = 0;
+        if (sscanf(entry->d_name, "tern-%d-%n", &pid, &used) == 1 && used > 0 && pid > 0 &&
+            !s_pid_alive(pid)) {
+            char why[256];
+            s_ip(why, sizeof why, "netns", "del", entry->d_name, NULL);
+        }
+    }
+    closedir(dir);
+}
+
 it_netns_t *it_netns_new(int hosts, char *why, size_t cap) {
     if (hosts < 1 || hosts > IT_NETNS_HOSTS_MAX) {
         snprintf(why, cap, "%d hosts", hosts);
         return NULL;
     }
+    s_sweep_stale();
     it_netns_t *self = calloc(1, sizeof *self);
     self->hosts = hosts;
     self->current = -1;

@@ -638,6 +638,42 @@ Test(proto, header_errors) {
     cr_assert_eq(tern_frame_decode(&f, big, sizeof big, NULL, 0, NULL), TERN_ETOOBIG);
 }
 
+//  `rs`: a PUBLISH marked as a resend, and a HELLO announcing that its
+//  session marks them (docs/protocol.md, "Producer order"); a bool or
+//  nothing, and absent unless set.
+Test(proto, resend_flag) {
+    tern_frame_t f, g;
+    size_t len;
+    tern_cmd_t cmds[] = {TERN_CMD_PUBLISH, TERN_CMD_HELLO};
+    for (size_t i = 0; i < 2; i++) {
+        s_example(cmds[i], &f);
+        cr_assert_eq(tern_frame_encode(&f, s_buf, sizeof s_buf, &len), TERN_OK);
+        cr_assert_eq(tern_frame_decode(&g, s_buf, len, f.payload, f.payload_size, NULL), TERN_OK);
+        cr_assert_not(g.resend);
+        cr_assert_not(g.fields & TERN_F_RESEND, "not sent unless set");
+        f.resend = true;
+        cr_assert_eq(tern_frame_encode(&f, s_buf, sizeof s_buf, &len), TERN_OK);
+        cr_assert_eq(tern_frame_decode(&g, s_buf, len, f.payload, f.payload_size, NULL), TERN_OK);
+        cr_assert(g.resend);
+        cr_assert(g.fields & TERN_F_RESEND);
+    }
+    //  Only a bool: anything else is ETYPE, and the request id is kept for
+    //  the ERROR.
+    raw_t r;
+    raw_hdr(&r, TERN_CMD_PUBLISH, 2);
+    raw_str(&r, "t");
+    raw_str(&r, "a");
+    raw_str(&r, "rs");
+    raw_uint(&r, 1);
+    cr_assert_eq(raw_decode(&r, true, &f), TERN_ETYPE);
+    cr_assert_eq(f.req_id, 77);
+    //  Commands without it ignore it (forward compatibility).
+    raw_hdr(&r, TERN_CMD_HEARTBEAT, 1);
+    raw_str(&r, "rs");
+    raw_str(&r, "yes");
+    cr_assert_eq(raw_decode(&r, false, &f), TERN_OK);
+}
+
 Test(proto, field_errors) {
     tern_frame_t f;
     raw_t r;

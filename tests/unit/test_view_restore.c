@@ -181,6 +181,11 @@ Test(view_restore, vers_name_their_writer) {
     cr_assert_eq(tern_cluster_ver_after(3, 1024 + 3), 2048u + 3);
     cr_assert_eq(tern_cluster_ver_after(1023, 5000), 5120u + 1023);
     cr_assert_neq(tern_cluster_ver_after(0, 77), tern_cluster_ver_after(1, 77));
+    //  Above whichever of ver, epoch and revision is highest.
+    cr_assert_eq(tern_cluster_ver_above(3, 2000, 10, 5), tern_cluster_ver_after(3, 2000));
+    cr_assert_eq(tern_cluster_ver_above(3, 10, 2000, 5), tern_cluster_ver_after(3, 2000));
+    cr_assert_eq(tern_cluster_ver_above(3, 10, 5, 2000), tern_cluster_ver_after(3, 2000));
+    cr_assert_eq(tern_cluster_ver_above(3, 0, 0, 0), tern_cluster_ver_after(3, 0));
 }
 
 //  etcd restored with --bump-revision: its revision never goes back, but

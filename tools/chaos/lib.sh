@@ -21,6 +21,14 @@ xdc_run() {
     grep -E '^\[(FAIL|----)\]' "$_log" | head -20 || true
 }
 
+#  pid_alive PID: the process exists and is not a zombie (kill -0 succeeds
+#  on a zombie and fails on another user's live process).
+pid_alive() {
+    [ -r "/proc/$1/stat" ] || return 1
+    _state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+    [ -n "$_state" ] && [ "$_state" != Z ]
+}
+
 #  netns_sweep: deletes the network namespaces the tests name tern-PID-*
 #  (tests/integration/netns_harness.c) whose process PID is gone: what an
 #  interrupted run left. Namespaces of running tests are kept.
@@ -36,6 +44,6 @@ netns_sweep() {
         case $_p in
         '' | *[!0-9]*) continue ;;
         esac
-        kill -0 "$_p" 2>/dev/null || ip netns del "$_ns" 2>/dev/null || true
+        pid_alive "$_p" || ip netns del "$_ns" 2>/dev/null || true
     done
 }
