@@ -35,10 +35,13 @@
         cluster           the view as JSON (nodes, map); TERN_ESTATE on a
                           single node
         cluster.handover  partition, to: tern_cluster_handover
-        cluster.verify    partition [, topic [, upto]]: without topic, the
-                          topics of the partition this node holds with
+        cluster.verify    partition [, topic [, upto [, at]]]: without topic,
+                          the topics of the partition this node holds with
                           their last_seq; with topic, tern_store_digest of
-                          it up to upto (default its last_seq) chained with
+                          it up to upto (default its last_seq), with the
+                          dedup entries of messages stored since half a
+                          dedup window before at (unix ms, ternctl's
+                          clock; default ours), chained with
                           tern_store_group_digest (its groups). ternctl
                           cluster verify asks every replica and compares
                           the digests up to the seq they all have.
@@ -363,14 +366,35 @@ static bool s_verify_topic(const tern_topic_info_t *topic, void *arg) {
     return true;
 }
 
+//  Optional decimal argument NAME of FRAME into *VALUE (left as it is when
+//  absent); false when it is there but not a number.
+static bool s_opt_u64(const tern_frame_t *frame, const char *name, uint64_t *value) {
+    char text[32];
+    if (!tern_admin_arg(frame, name, text, sizeof text)) {
+        return true;
+    }
+    char *end = NULL;
+    uint64_t parsed = strtoull(text, &end, 10);
+    if (!end || *end || text[0] < '0' || text[0] > '9') {
+        return false;
+    }
+    *value = parsed;
+    return true;
+}
+
 //  Without topic: {"partition","node_id","position","topics":[{"topic",
 //  "last_seq"}]}. With topic: {"partition","node_id","topic","last_seq",
-//  "upto","groups","log","digest"} (16 hex digits each: the group state,
-//  the log, both), upto clamped to last_seq.
+//  "upto","dedup_since","groups","log","digest"} (16 hex digits each: the
+//  group state, the log, both), upto clamped to last_seq. Dedup entries are
+//  compared for messages stored in the last half window before "at" (the
+//  same time for every replica when ternctl passes it): older ones
+//  legitimately differ (each node stamps and expires them on its own
+//  clock; tern_store_digest), and a half window leaves room for clocks and
+//  slow answers.
 static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t partition,
                            tern_json_t *json, char *reason, size_t cap) {
     tern_cluster_t *cluster = self->args->cluster;
-    char topic[TERN_TOPIC_MAX + 1], value[32];
+    char topic[TERN_TOPIC_MAX + 1];
     tern_json_raw(json, "{");
     tern_json_key_u64(json, "partition", partition);
     tern_json_key_u64(json, "node_id", tern_cluster_self(cluster));
@@ -388,21 +412,19 @@ static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t p
         snprintf(reason, cap, "topic '%.200s' is not in partition %u", topic, (unsigned)partition);
         return TERN_EINVAL;
     }
-    tern_topic_info_t info;
+    tern_topic_info_t info = {0};
     tern_err_t rc = tern_store_topic_get(self->reader, topic, &info);
-    uint64_t upto = info.last_seq, digest = 0;
-    if (rc == TERN_OK && tern_admin_arg(frame, "upto", value, sizeof value)) {
-        char *end = NULL;
-        upto = strtoull(value, &end, 10);
-        if (!end || *end || value[0] < '0' || value[0] > '9') {
-            snprintf(reason, cap, "invalid upto argument (a seq)");
-            return TERN_EINVAL;
-        }
-        upto = upto < info.last_seq ? upto : info.last_seq;
+    uint64_t upto = info.last_seq, digest = 0, at = tern_now_ms();
+    if (!s_opt_u64(frame, "upto", &upto) || !s_opt_u64(frame, "at", &at)) {
+        snprintf(reason, cap, "invalid upto (a seq) or at (unix ms) argument");
+        return TERN_EINVAL;
     }
+    upto = upto < info.last_seq ? upto : info.last_seq;
+    uint64_t half = self->config->dedup_window_ms / 2;
+    uint64_t since = at > half ? (at - half) * 1000000ull : 0;
     uint64_t log = 0, groups = 0;
     if (rc == TERN_OK) {
-        rc = tern_store_digest(self->reader, topic, upto, &log);
+        rc = tern_store_digest(self->reader, topic, upto, since, &log);
     }
     if (rc == TERN_OK) {
         rc = tern_store_group_digest(self->reader, topic, upto, &groups);
@@ -423,6 +445,7 @@ static tern_err_t s_verify(c_conn_t *self, const tern_frame_t *frame, uint32_t p
     tern_json_key_str(json, "topic", topic);
     tern_json_key_u64(json, "last_seq", info.last_seq);
     tern_json_key_u64(json, "upto", upto);
+    tern_json_key_u64(json, "dedup_since", since / 1000000ull);
     tern_json_key_str(json, "digest", hex);
     tern_json_raw(json, "}");
     return TERN_OK;

@@ -892,19 +892,25 @@ void tern_store_batch_only_if(tern_store_batch_t *self, const tern_err_t *prior)
     `ternctl cluster verify`: xxHash64 (tern_partition_hash) chained over
     each message in seq order, of its seq, msg_id, the CRC32C of its record
     without the node-local parts (the topic id and the frame's flag bits)
-    and its dedup entry (the msg_id and seq it names, or its absence).
-    Stores that hold the same messages at the same seqs with the same dedup
-    entries give the same digest, whichever way they were written (local
-    appends on a leader, replica appends on a follower); any difference in
-    those changes it. A missing topic digests as an empty one (0). Each node
-    expires messages (TTL, retention) and dedup entries (window) on its own
-    clock, so compare up to a position both replicas hold, away from the
-    edges of those windows. *DIGEST is 0 on error. Returns TERN_OK,
-    TERN_EINVAL (DIGEST NULL), TERN_ETOPIC (empty or too long a name),
-    TERN_ECORRUPT (a record's CRC does not match; counted in
-    corrupt_records). */
+    and, for a message stored (its timestamp, set by the leader that took
+    the publish) at or after DEDUP_SINCE (unix ns; 0: every message), its
+    dedup entry (the msg_id and seq it names, or its absence). Stores that
+    hold the same messages at the same seqs with the same dedup entries
+    give the same digest, whichever way they were written (local appends on
+    a leader, replica appends on a follower); any difference in those
+    changes it. A missing topic digests as an empty one (0).
+    Why DEDUP_SINCE: each node stamps a dedup entry with its own commit
+    time and expires it (window) and messages (TTL, retention) on its own
+    clock, so older entries legitimately differ: a follower that copied the
+    log minutes late (re-seeded from an empty data dir) keeps them up to a
+    window longer, and near the window's end each node sweeps at its own
+    moment. Pass a time every replica's entries are younger than (verify:
+    its clock minus half the window), and compare up to a position both
+    replicas hold. *DIGEST is 0 on error. Returns TERN_OK, TERN_EINVAL
+    (DIGEST NULL), TERN_ETOPIC (empty or too long a name), TERN_ECORRUPT (a
+    record's CRC does not match; counted in corrupt_records). */
 tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
-                             uint64_t *digest);
+                             uint64_t dedup_since, uint64_t *digest);
 
 /*  Group state from the in-DC leader (docs/cluster.md, "Group state"), by
     topic NAME (ids are node-local; resolved at commit, so a topic created

@@ -318,16 +318,19 @@ static uint32_t s_content_crc(const st_record_t *rec) {
 }
 
 //  Folds record REC and its dedup entry (the msg_id and seq it names, or
-//  none) into *DIGEST.
+//  none) into *DIGEST; the entry only when REC was stored at or after
+//  DEDUP_SINCE (unix ns), else a mark that it was not compared.
 static tern_err_t s_digest_record(tern_store_reader_t *self, const st_record_t *rec,
-                                  uint64_t *digest) {
+                                  uint64_t dedup_since, uint64_t *digest) {
     const uint8_t *p = rec->base;
     uint8_t entry[37] = {0};
     s_le64_put(entry, rec->seq);
     s_le64_put(entry + 8, rec->msg_id);
     s_le32_put(entry + 16, s_content_crc(rec));
     size_t plen = p[R_PRODUCER_LEN];
-    if (plen) {
+    if (plen && s_le64_get(p + R_TS) < dedup_since) {
+        entry[20] = 2; //  old enough that a replica may have expired it
+    } else if (plen) {
         uint8_t key[TERN_NAME_MAX + 9];
         size_t klen = s_dedup_key(key, (const char *)p + R_HEADER, plen, s_le64_get(p + R_PSEQ));
         MDB_val k = {klen, key}, v;
@@ -344,7 +347,7 @@ static tern_err_t s_digest_record(tern_store_reader_t *self, const st_record_t *
 }
 
 tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint64_t upto,
-                             uint64_t *digest) {
+                             uint64_t dedup_since, uint64_t *digest) {
     S_READER_CHECK(self);
     if (!digest) {
         return TERN_EINVAL;
@@ -368,7 +371,7 @@ tern_err_t tern_store_digest(tern_store_reader_t *self, const char *topic, uint6
             atomic_fetch_add(&self->store->corrupt_records, 1);
             break;
         }
-        if ((err = s_digest_record(self, &rec, &d))) {
+        if ((err = s_digest_record(self, &rec, dedup_since, &d))) {
             break;
         }
     }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_NODES_MAX 64 //  nodes of one cluster ternctl talks to
@@ -333,7 +334,7 @@ static int s_same_digest(s_nodes_t *nodes, const uint64_t *ids, size_t count,
         bool same = true;
         for (size_t e = 0; e < count; e++) {
             tern_json_value_t *doc = NULL;
-            if (s_ask_node(nodes, ids[e], "cluster.verify", kv, 3, &doc)) {
+            if (s_ask_node(nodes, ids[e], "cluster.verify", kv, 4, &doc)) {
                 return -1;
             }
             const tern_json_value_t *digest = tern_json_get(doc, "digest");
@@ -375,9 +376,17 @@ static int s_verify_topics(s_nodes_t *nodes, const char *p, const uint64_t *ids,
             if (!name || seen || upto == 0) {
                 continue; //  compared already, or some replica has none of it yet
             }
-            char number[24];
+            //  One wall-clock time for every replica: each compares the
+            //  dedup entries of the messages stored in the half window
+            //  before it (cluster.verify), the same messages on all.
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            char number[24], at[24];
             snprintf(number, sizeof number, "%llu", (unsigned long long)upto);
-            tern_header_t kv[3] = {{"partition", p}, {"topic", name->text}, {"upto", number}};
+            snprintf(at, sizeof at, "%lld",
+                     (long long)now.tv_sec * 1000 + (long long)(now.tv_nsec / 1000000));
+            tern_header_t kv[4] = {
+                {"partition", p}, {"topic", name->text}, {"upto", number}, {"at", at}};
             int same = s_same_digest(nodes, ids, count, kv);
             if (same < 0) {
                 return -1;

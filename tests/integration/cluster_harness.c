@@ -494,6 +494,25 @@ void it_cluster_kill_out(it_cluster_t *self, int i, uint32_t partition, int time
     }
 }
 
+void it_cluster_handover(it_cluster_t *self, uint32_t partition, int to, int timeout_ms) {
+    tern_partmap_record_t rec;
+    cr_assert(it_cluster_wait_isr_full(self, partition, timeout_ms, &rec),
+              "partition %u: ISR not full", (unsigned)partition);
+    char p[16], node[16];
+    snprintf(p, sizeof p, "%u", (unsigned)partition);
+    snprintf(node, sizeof node, "%d", to);
+    it_result_t r;
+    cr_assert_eq(it_ctl(&r, self->node[to], 10000, "cluster", "handover", p, "--to", node, NULL), 0,
+                 "%s", r.err);
+    it_result_free(&r);
+    int64_t deadline = it_now_ms() + timeout_ms;
+    while (it_cluster_leader(self, partition) != to) {
+        cr_assert(it_now_ms() < deadline, "node %d did not take partition %u", to,
+                  (unsigned)partition);
+        it_sleep_ms(100);
+    }
+}
+
 bool it_cluster_verified(it_cluster_t *self, int via, int timeout_ms) {
     int64_t deadline = it_now_ms() + timeout_ms;
     for (;;) {
@@ -556,7 +575,8 @@ it_copy_t it_cluster_store_copy(tern_store_t *store, const char *topic, uint64_t
     tern_topic_info_t info;
     if (tern_store_topic_get(reader, topic, &info) == TERN_OK) {
         copy.last_seq = info.last_seq;
-        tern_err_t rc = tern_store_digest(reader, topic, upto ? upto : info.last_seq, &copy.digest);
+        tern_err_t rc =
+            tern_store_digest(reader, topic, upto ? upto : info.last_seq, 0, &copy.digest);
         cr_assert_eq(rc, TERN_OK, "digest %s: %s", topic, tern_errname(rc));
     }
     tern_store_read_end(reader);

@@ -183,6 +183,11 @@ int it_cluster_follower(it_cluster_t *self, uint32_t partition, int other_than);
     TIMEOUT_MS. */
 void it_cluster_kill_out(it_cluster_t *self, int i, uint32_t partition, int timeout_ms);
 
+/*  `ternctl cluster handover PARTITION --to TO` through node TO (asserted
+    to succeed), once PARTITION's ISR is full; then polls etcd until TO
+    leads it, asserting that it does within TIMEOUT_MS. */
+void it_cluster_handover(it_cluster_t *self, uint32_t partition, int to, int timeout_ms);
+
 /*  Runs `ternctl cluster verify` through node VIA until it says every
     partition's replicas are identical (the live stream may still be on its
     way). False, with its last output on stderr, after TIMEOUT_MS. */

@@ -220,6 +220,16 @@ Test(cluster_cli, view_enotleader_and_topics_from_any_node) {
     cr_assert(it_json_str(json, "digest", digest, sizeof digest) && strlen(digest) == 16, "%s",
               json);
     free(json);
+    //  at (unix ms): dedup entries are compared for the messages stored
+    //  since half a dedup window (2 min by default) before it; not a
+    //  number: refused.
+    tern_header_t at_kv[4] = {{"partition", p}, {"topic", topic}, {"upto", "2"}, {"at", "900000"}};
+    cr_assert_eq(tern_admin(client, "cluster.verify", at_kv, 4, &json, 5000), TERN_OK, "%s",
+                 tern_last_reason());
+    cr_assert_eq(it_json_field(json, "dedup_since"), 900000 - 60000, "%s", json);
+    free(json);
+    at_kv[3].value = "soon";
+    cr_assert_eq(tern_admin(client, "cluster.verify", at_kv, 4, &json, 5000), TERN_EINVAL);
     kv[1].value = "cli.elsewhere.x"; //  (almost surely) another partition: refused
     if (tern_partition_of(kv[1].value, strlen(kv[1].value), S_PARTITIONS) != (uint32_t)atoi(p)) {
         cr_assert_eq(tern_admin(client, "cluster.verify", kv, 3, &json, 5000), TERN_EINVAL);

@@ -242,25 +242,6 @@ Test(cluster_group, follower_catches_up_group_state) {
     it_cluster_destroy(&c);
 }
 
-//  Hands S_PT over to node TO (an in-sync follower) and waits until etcd
-//  says it leads.
-static void s_handover(it_cluster_t *c, int to) {
-    tern_partmap_record_t rec;
-    cr_assert(it_cluster_wait_isr_full(c, S_PT, S_WAIT_MS, &rec), "ISR not full");
-    char p[16], node[16];
-    snprintf(p, sizeof p, "%u", S_PT);
-    snprintf(node, sizeof node, "%d", to);
-    it_result_t r;
-    cr_assert_eq(it_ctl(&r, c->node[to], 10000, "cluster", "handover", p, "--to", node, NULL), 0,
-                 "%s", r.err);
-    it_result_free(&r);
-    int64_t deadline = it_now_ms() + S_WAIT_MS;
-    while (it_cluster_leader(c, S_PT) != to) {
-        cr_assert(it_now_ms() < deadline, "node %d did not take over", to);
-        it_sleep_ms(100);
-    }
-}
-
 //  Subscribes to TOPIC's group through node FIRST, receives seqs FROM..TO
 //  (first deliveries) and acks those up to ACK_TO; every delivery must be
 //  in FROM..TO. The rest stay unacked (released with the client).
@@ -293,10 +274,10 @@ Test(cluster_group, handover_round_trip_adopts_state) {
     int b = it_cluster_follower(c, S_PT, a);
     s_consume(c, a, topic, 1, S_N, 5);
     cr_assert(it_cluster_verified(c, a, S_WAIT_MS), "replicas differ on A");
-    s_handover(c, b);
+    it_cluster_handover(c, S_PT, b, S_WAIT_MS);
     s_consume(c, b, topic, 6, S_N, 15);
     cr_assert(it_cluster_verified(c, b, S_WAIT_MS), "replicas differ on B");
-    s_handover(c, a);
+    it_cluster_handover(c, S_PT, a, S_WAIT_MS);
     s_consume(c, a, topic, 16, S_N, S_N);
     it_cluster_destroy(&c);
 }
