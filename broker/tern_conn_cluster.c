@@ -298,17 +298,23 @@ static void s_reply_cluster(c_conn_t *self, const c_session_t *session, uint64_t
 // ---------------------------------------------------------------------------
 //  cluster.handover, cluster.verify
 
+//  TEXT as a decimal number into *OUT: false when it is not one.
+static bool s_decimal(const char *text, uint64_t *out) {
+    if (text[0] < '0' || text[0] > '9') {
+        return false;
+    }
+    char *end = NULL;
+    *out = strtoull(text, &end, 10);
+    return end && *end == 0;
+}
+
 //  Metadata KEY of FRAME as a number below LIMIT into *OUT; false (ERROR
 //  TERN_EINVAL sent) when it is missing or not one.
 static bool s_arg_u64(c_conn_t *self, const c_session_t *session, const tern_frame_t *frame,
                       const char *key, uint64_t limit, uint64_t *out) {
     char value[32];
-    char *end = NULL;
-    if (tern_admin_arg(frame, key, value, sizeof value) && value[0] >= '0' && value[0] <= '9') {
-        *out = strtoull(value, &end, 10);
-        if (end && *end == 0 && *out < limit) {
-            return true;
-        }
+    if (tern_admin_arg(frame, key, value, sizeof value) && s_decimal(value, out) && *out < limit) {
+        return true;
     }
     char reason[TERN_REASON_MAX + 1];
     snprintf(reason, sizeof reason, "%s needs a %s argument below %" PRIu64, frame->name, key,
@@ -370,12 +376,11 @@ static bool s_verify_topic(const tern_topic_info_t *topic, void *arg) {
 //  absent); false when it is there but not a number.
 static bool s_opt_u64(const tern_frame_t *frame, const char *name, uint64_t *value) {
     char text[32];
+    uint64_t parsed;
     if (!tern_admin_arg(frame, name, text, sizeof text)) {
         return true;
     }
-    char *end = NULL;
-    uint64_t parsed = strtoull(text, &end, 10);
-    if (!end || *end || text[0] < '0' || text[0] > '9') {
+    if (!s_decimal(text, &parsed)) {
         return false;
     }
     *value = parsed;
