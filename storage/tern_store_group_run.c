@@ -21,8 +21,6 @@
 
 #include <stdlib.h>
 
-#define S_HIST_KEY 20 //  topic BE32, seq BE64, stamp BE64 (tern_store_trace.c)
-
 //  Bytes of held events kept between runs: a 16 MB batch of fan-out ops
 //  holds ~2 MB of events; more than this is freed after its flush.
 #define S_HIST_KEEP (4u << 20)
@@ -50,7 +48,7 @@ void st_run_reset(st_txn_t *ctx) {
 
 void st_hist_hold(st_txn_t *ctx, const uint8_t *key, const uint8_t *val, size_t vlen) {
     st_hist_t *h = &ctx->batch->hist;
-    size_t need = S_HIST_KEY + 2 + vlen;
+    size_t need = ST_TRACE_KEY + 2 + vlen;
     if (h->len + need > h->cap) {
         h->cap = (h->len + need) * 2;
         h->bytes = tern_realloc(h->bytes, h->cap);
@@ -60,10 +58,10 @@ void st_hist_hold(st_txn_t *ctx, const uint8_t *key, const uint8_t *val, size_t 
         h->at = tern_realloc(h->at, h->at_cap * sizeof *h->at);
     }
     uint8_t *p = h->bytes + h->len;
-    memcpy(p, key, S_HIST_KEY);
-    p[S_HIST_KEY] = (uint8_t)vlen;
-    p[S_HIST_KEY + 1] = (uint8_t)(vlen >> 8);
-    memcpy(p + S_HIST_KEY + 2, val, vlen);
+    memcpy(p, key, ST_TRACE_KEY);
+    p[ST_TRACE_KEY] = (uint8_t)vlen;
+    p[ST_TRACE_KEY + 1] = (uint8_t)(vlen >> 8);
+    memcpy(p + ST_TRACE_KEY + 2, val, vlen);
     h->at[h->count++] = (uint32_t)h->len;
     h->len += need;
 }
@@ -73,7 +71,7 @@ static _Thread_local const uint8_t *s_sort_bytes;
 
 static int s_by_key(const void *a, const void *b) {
     return memcmp(s_sort_bytes + *(const uint32_t *)a, s_sort_bytes + *(const uint32_t *)b,
-                  S_HIST_KEY);
+                  ST_TRACE_KEY);
 }
 
 int st_run_end(st_txn_t *ctx) {
@@ -88,8 +86,9 @@ int st_run_end(st_txn_t *ctx) {
     int rc = mdb_cursor_open(ctx->txn, ctx->dbi[S_TRACE], &cur);
     for (size_t i = 0; rc == 0 && i < h->count; i++) {
         uint8_t *p = h->bytes + h->at[i];
-        MDB_val k = {S_HIST_KEY, p};
-        MDB_val v = {(size_t)p[S_HIST_KEY] | (size_t)p[S_HIST_KEY + 1] << 8, p + S_HIST_KEY + 2};
+        MDB_val k = {ST_TRACE_KEY, p};
+        MDB_val v = {(size_t)p[ST_TRACE_KEY] | (size_t)p[ST_TRACE_KEY + 1] << 8,
+                     p + ST_TRACE_KEY + 2};
         rc = mdb_cursor_put(cur, &k, &v, 0);
     }
     if (cur) {

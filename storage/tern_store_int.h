@@ -52,6 +52,9 @@ enum {
     S_DBI_COUNT
 };
 
+//  Bytes of an S_TRACE key: topic BE32, seq BE64, event stamp BE64.
+#define ST_TRACE_KEY 20
+
 //  The writer state persisted in meta (besides "store.format").
 #define S_META_OUTBOX_LAST "store.outbox_last"
 //  Cluster: the last outbox position of partition PT is meta "store.outbox_last.PT".

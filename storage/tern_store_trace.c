@@ -44,7 +44,7 @@ int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t sta
                     const char *detail, size_t dlen, uint64_t msg_id, uint64_t expire_at_ns) {
     glen = glen > TERN_NAME_MAX ? TERN_NAME_MAX : glen;
     dlen = dlen > TERN_TRACE_DETAIL_MAX ? TERN_TRACE_DETAIL_MAX : dlen;
-    uint8_t key[20], val[S_TRACE_HDR + TERN_NAME_MAX + TERN_TRACE_DETAIL_MAX];
+    uint8_t key[ST_TRACE_KEY], val[S_TRACE_HDR + TERN_NAME_MAX + TERN_TRACE_DETAIL_MAX];
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, seq);
     s_be64_put(key + 12, stamp);
@@ -66,7 +66,7 @@ int st_trace_put_at(st_txn_t *ctx, uint32_t topic_id, uint64_t seq, uint64_t sta
         st_hist_hold(ctx, key, val, S_TRACE_HDR + glen + dlen);
         return 0;
     }
-    MDB_val k = {20, key}, v = {S_TRACE_HDR + glen + dlen, val};
+    MDB_val k = {ST_TRACE_KEY, key}, v = {S_TRACE_HDR + glen + dlen, val};
     //  A first delivery of the newest messages is usually the last key.
     return (uint8_t)type == TERN_TRACE_DELIVERED && count == 1
                ? s_put_tail(ctx->txn, ctx->dbi[S_TRACE], &k, &v, 0)
@@ -409,7 +409,7 @@ tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, u
                                  uint64_t to_seq, tern_trace_fn *fn, void *arg) {
     S_READER_CHECK(self);
     bool synth = self->store->config.trace_retention_ms > 0; //  else no STORED is made
-    uint8_t key[20], lkey[12];
+    uint8_t key[ST_TRACE_KEY], lkey[12];
     s_be32_put(key, topic_id);
     s_be64_put(key + 4, from_seq);
     memset(key + 12, 0, 8);
@@ -424,7 +424,7 @@ tern_err_t tern_store_trace_scan(tern_store_reader_t *self, uint32_t topic_id, u
         return s_err(rc);
     }
     tern_err_t err = TERN_OK;
-    MDB_val k = {20, key}, v, lk = {12, lkey}, lv;
+    MDB_val k = {ST_TRACE_KEY, key}, v, lk = {12, lkey}, lv;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     int lrc = synth ? mdb_cursor_get(lcur, &lk, &lv, MDB_SET_RANGE) : MDB_NOTFOUND;
     for (;;) {
